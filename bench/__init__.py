@@ -1,0 +1,11 @@
+"""Benchmark harness for neural-network compression methods.
+
+The public plugin API: subclass `Method`, decorate it with `register_method`, and implement
+`run(ctx)` against the `Context`.
+"""
+
+from bench.context import Context
+from bench.registry import Method, register_method
+from bench.suite import Budget, Suite
+
+__all__ = ["Budget", "Context", "Method", "Suite", "register_method"]

@@ -1,0 +1,151 @@
+"""The `bench` command: run suites, rebuild leaderboards, list what is registered."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tabulate import tabulate
+
+from bench import leaderboard, registry
+from bench.data import DataError
+from bench.suite import SuiteError, available_suites, load_suite
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, got '{text}'") from None
+
+
+def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """--set METHOD.PARAM=VALUE, values parsed as YAML scalars (0.9, true, text)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, param = key.partition(".")
+        if not (sep and dot and method and param):
+            raise registry.ParameterError(f"--set expects METHOD.PARAM=VALUE, got '{item}'")
+        out.setdefault(method, {})[param] = yaml.safe_load(value)
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run methods on a suite and update its leaderboard")
+    run.add_argument("--suite", required=True, help="a shipped suite name (bench list suites) or a .yaml path")
+    run.add_argument("--methods", required=True, help="'all', comma list, or glob patterns, e.g. 'magnitude,l*'")
+    run.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: the suite's)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.PARAM=VALUE",
+                     help="set a method parameter (repeatable)")
+    run.add_argument("--data-dir", type=Path, default=os.environ.get("BENCH_DATA_DIR"),
+                     help="dataset root (default: $BENCH_DATA_DIR, else ~/.cache/bench/data with download)")
+    run.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR", "results"),
+                     help="where records and leaderboards go (default: $BENCH_RESULTS_DIR or ./results)")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    run.add_argument("--epochs", type=int, help="override dense training epochs (non-standard budget)")
+    run.add_argument("--finetune-epochs", type=int, help="override fine-tuning epochs (non-standard budget)")
+    run.add_argument("--limit-train", type=int, help="use the first N training images (non-standard budget)")
+    run.add_argument("--limit-test", type=int, help="evaluate on the first N test images (non-standard budget)")
+    run.add_argument("--force", action="store_true", help="rerun runs that already have a finished record")
+
+    lb = sub.add_parser("leaderboard", help="rebuild leaderboards from the stored run records")
+    lb.add_argument("--suite", help="one suite (default: every suite with records)")
+    lb.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR", "results"))
+
+    ls = sub.add_parser("list", help="list registered methods or shipped suites")
+    ls.add_argument("what", nargs="?", choices=["methods", "suites"], default="methods")
+    return p
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from bench.runner import run_suite
+
+    suite = load_suite(args.suite)
+    names = registry.select(args.methods)
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif args.device == "cuda" and not torch.cuda.is_available():
+        raise DataError("--device cuda was asked for, but torch sees no CUDA device")
+    else:
+        device = torch.device(args.device)
+    done = run_suite(suite, names, seeds=args.seeds or suite.seeds, results_dir=args.results_dir,
+                     data_dir=args.data_dir, device=device, overrides=_overrides(args.overrides),
+                     budget_overrides={"epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
+                                       "limit_train": args.limit_train, "limit_test": args.limit_test},
+                     force=args.force)
+    rows = []
+    for r in done:
+        m = r.get("metrics") or {}
+        rows.append([r["method"], leaderboard.setting_label(r["params"]), r["seed"], r["status"],
+                     f"{100 * m['accuracy']:.2f}" if m else "", f"{100 * m['sparsity']:.1f}" if m else "",
+                     f"{m['size_bytes'] / 1024:.1f}" if m else "", m.get("train_epochs", "")])
+    print("\n" + tabulate(rows, headers=["method", "setting", "seed", "status", "accuracy (%)",
+                                         "sparsity (%)", "size (KiB)", "train epochs"]))
+    print(f"\nleaderboard: {args.results_dir / suite.name}/leaderboard*.md")
+    failed = [r for r in done if r["status"] != "ok"]
+    if failed:
+        print(f"\n{len(failed)} of {len(done)} runs did not finish: "
+              + ", ".join(f"{r['method']} seed {r['seed']} ({r['status']})" for r in failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    root = Path(args.results_dir)
+    suites = [args.suite] if args.suite else sorted(p.parent.name for p in root.glob("*/runs"))
+    if not suites:
+        print(f"no run records under {root}", file=sys.stderr)
+        return 1
+    for name in suites:
+        written = leaderboard.write(root, name)
+        if not written:
+            print(f"no run records for suite '{name}' under {root / name / 'runs'}", file=sys.stderr)
+            return 1
+        for path in written:
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "suites":
+        rows = []
+        for name, path in available_suites().items():
+            s = load_suite(str(path))
+            rows.append([name, s.description, s.model.name, s.data.dataset,
+                         f"{s.training.epochs}+{s.training.finetune_epochs}", ",".join(map(str, s.seeds))])
+        print(tabulate(rows, headers=["suite", "description", "model", "dataset", "epochs", "seeds"]))
+        return 0
+    registry.discover()
+    rows = []
+    for name in sorted(registry.METHODS):
+        cls = registry.METHODS[name]
+        params = ", ".join(f"{k}={v}" for k, v in cls.parameters().items())
+        if cls.sweep:
+            params += f" (swept: {cls.sweep})"
+        rows.append([name, cls.description(), params or "-"])
+    rows += [[name, "FAILED TO IMPORT: " + err.splitlines()[-1], ""] for name, err in sorted(registry.BROKEN.items())]
+    print(tabulate(rows, headers=["method", "description", "parameters (defaults)"]))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    commands = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list}
+    try:
+        return commands[args.command](args)
+    except (SuiteError, DataError, registry.UnknownMethodError, registry.ParameterError) as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; finished runs are recorded, rerun to resume", file=sys.stderr)
+        return 130

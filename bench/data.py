@@ -1,0 +1,176 @@
+"""Datasets as in-memory uint8 tensors on the run's device, batched by index slices.
+
+The suites' datasets are small (MNIST 47 MB, CIFAR-10 150 MB as uint8), so they live whole on the
+device; normalization and augmentation are batched tensor operations there. There is no
+DataLoader and no per-sample Python work on the training path.
+
+Where the images come from, in order (`root` is --data-dir, $BENCH_DATA_DIR, or a user cache):
+1. the torchvision layout under `root` (e.g. root/MNIST/raw, root/cifar-10-batches-py);
+2. the suite's offline ImageFolder copy, root/<image_folder>/{train,test};
+3. the official download by torchvision into `root`.
+The source used is recorded with every run, so leaderboards never mix sources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+
+from bench.suite import DataSpec
+
+
+class DataError(RuntimeError):
+    """The dataset could not be found, read or downloaded."""
+
+
+@dataclass
+class Split:
+    x: torch.Tensor  # uint8, N x C x H x W
+    y: torch.Tensor  # int64, N
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+    def head(self, n: int | None) -> Split:
+        """The first n samples (all if n is None), for quick runs with --limit-train."""
+        return self if n is None else Split(self.x[:n], self.y[:n])
+
+
+@dataclass
+class Dataset:
+    train: Split
+    test: Split
+    source: str  # e.g. "torchvision:MNIST" or "image-folder:cifar10-jpeg"
+    num_classes: int
+
+    def to(self, device: torch.device) -> Dataset:
+        return Dataset(self.train.to(device), self.test.to(device), self.source, self.num_classes)
+
+
+def default_data_dir() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "bench" / "data"
+
+
+def _torchvision_split(cls: type, root: Path, train: bool, download: bool):
+    params = inspect.signature(cls).parameters
+    if "train" in params:
+        return cls(str(root), train=train, download=download)
+    if "split" in params:
+        return cls(str(root), split="train" if train else "test", download=download)
+    raise DataError(f"torchvision.datasets.{cls.__name__} has neither a train nor a split argument")
+
+
+def _to_split(ds) -> Split:
+    """A torchvision dataset as tensors, from its in-memory arrays when it has them."""
+    data = getattr(ds, "data", None)
+    targets = getattr(ds, "targets", getattr(ds, "labels", None))
+    if data is not None and targets is not None:
+        x = torch.as_tensor(data)
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        elif x.ndim == 4 and x.shape[-1] in (1, 3):
+            x = x.permute(0, 3, 1, 2)
+        return Split(x.contiguous().to(torch.uint8), torch.as_tensor(targets, dtype=torch.long))
+    to_tensor = torchvision.transforms.PILToTensor()
+    xs, ys = zip(*((to_tensor(img), label) for img, label in ds))
+    return Split(torch.stack(xs), torch.tensor(ys))
+
+
+def _read_image_folder(folder: Path) -> Split:
+    """Decode every image of an ImageFolder tree into one uint8 tensor."""
+    ds = torchvision.datasets.ImageFolder(str(folder), transform=torchvision.transforms.PILToTensor())
+    return Split(torch.stack([img for img, _ in ds]), torch.tensor(ds.targets))
+
+
+def _image_folder_split(folder: Path, cache_dir: Path | None) -> Split:
+    """An ImageFolder split, cached as a tensor file so that 60,000 JPEGs are decoded once."""
+    if cache_dir is None:
+        return _read_image_folder(folder)
+    stamp = f"{folder.resolve()}|{folder.stat().st_mtime_ns}"
+    key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
+    cached = cache_dir / f"imagefolder-{folder.name}-{key}.pt"
+    if cached.exists():
+        x, y = torch.load(cached)
+        return Split(x, y)
+    split = _read_image_folder(folder)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp")
+    torch.save((split.x, split.y), tmp)
+    os.replace(tmp, cached)
+    return split
+
+
+def load_dataset(spec: DataSpec, root: Path | None, cache_dir: Path | None = None) -> Dataset:
+    """Load a suite's dataset into CPU tensors from the first source that has it."""
+    root = Path(root) if root is not None else default_data_dir()
+    cls = getattr(torchvision.datasets, spec.dataset, None)
+    if cls is None:
+        raise DataError(f"torchvision.datasets has no dataset class '{spec.dataset}'")
+    try:  # 1. torchvision layout, already there
+        train = _to_split(_torchvision_split(cls, root, True, download=False))
+        test = _to_split(_torchvision_split(cls, root, False, download=False))
+        source = f"torchvision:{spec.dataset}"
+    except RuntimeError:
+        folder = root / spec.image_folder if spec.image_folder else None
+        if folder is not None and (folder / "train").is_dir() and (folder / "test").is_dir():
+            train = _image_folder_split(folder / "train", cache_dir)  # 2. offline copy
+            test = _image_folder_split(folder / "test", cache_dir)
+            source = f"image-folder:{spec.image_folder}"
+        else:
+            try:  # 3. official download
+                train = _to_split(_torchvision_split(cls, root, True, download=True))
+                test = _to_split(_torchvision_split(cls, root, False, download=True))
+                source = f"torchvision:{spec.dataset}"
+            except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
+                looked = f"{root} (torchvision layout)"
+                if folder is not None:
+                    looked += f" and {folder}/train, {folder}/test (ImageFolder layout)"
+                raise DataError(
+                    f"{spec.dataset} not found in {looked}, and the download failed: {e}. "
+                    "Pass --data-dir (or set BENCH_DATA_DIR) to a folder that holds it."
+                ) from None
+    num_classes = int(max(train.y.max(), test.y.max())) + 1
+    return Dataset(train, test, source, num_classes)
+
+
+class Preprocess:
+    """Batched normalization and augmentation on the device: uint8 NCHW in, float NCHW out."""
+
+    def __init__(self, spec: DataSpec, device: torch.device, channels_last: bool = False):
+        shape = (1, len(spec.mean), 1, 1)
+        self.mean = torch.tensor(spec.mean, device=device).view(shape) * 255
+        self.std = torch.tensor(spec.std, device=device).view(shape) * 255
+        self.pad = spec.crop_padding
+        self.flip = spec.flip
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() - self.mean) / self.std
+        return x.contiguous(memory_format=self.memory_format)
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random crop with reflect padding and random horizontal flip, one draw per image."""
+        n, _, h, w = x.shape
+        if self.pad:
+            p = self.pad
+            padded = torch.nn.functional.pad(x, (p, p, p, p), mode="reflect")
+            dy = torch.randint(0, 2 * p + 1, (n, 1, 1), device=x.device, generator=generator)
+            dx = torch.randint(0, 2 * p + 1, (n, 1, 1), device=x.device, generator=generator)
+            rows = (torch.arange(h, device=x.device).view(1, h, 1) + dy).expand(n, h, w)
+            cols = (torch.arange(w, device=x.device).view(1, 1, w) + dx).expand(n, h, w)
+            batch = torch.arange(n, device=x.device).view(n, 1, 1).expand(n, h, w)
+            x = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+        if self.flip:
+            flip = torch.rand(n, device=x.device, generator=generator) < 0.5
+            x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
+        return x.contiguous(memory_format=self.memory_format)

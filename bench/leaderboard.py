@@ -1,0 +1,187 @@
+"""Leaderboards as a pure function of the run records: CSV, Markdown and a Pareto plot.
+
+Rows are one method and setting (e.g. each sparsity), aggregated over seeds (mean, and std for
+accuracy). Standard-budget runs go to leaderboard.{csv,md}; runs with overridden budgets go to
+leaderboard-custom.{csv,md}, keyed by their budget, so the two never mix. Within a file, each data
+source is its own table. Sorting and number formats are fixed, so the same records always give
+the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from bench import records
+
+# (record metric, column, scale, decimals): CSV columns and how they are rounded.
+COLUMNS = [
+    ("sparsity", "sparsity_%", 100, 2),
+    ("params", "params", 1, 0),
+    ("nonzeros", "nonzeros", 1, 0),
+    ("flops", "flops_M", 1e-6, 3),
+    ("flops_effective", "flops_effective_M", 1e-6, 3),
+    ("size_bytes", "size_KiB", 1 / 1024, 1),
+    ("compression", "compression_x", 1, 2),
+    ("memory_bytes", "memory_MiB", 1 / 2**20, 2),
+    ("train_epochs", "train_epochs", 1, 1),
+    ("train_time_s", "train_time_s", 1, 1),
+]
+
+
+def _budget_label(budget: dict[str, Any]) -> str:
+    text = f"{budget['epochs']}+{budget['finetune_epochs']} epochs"
+    for key in ("limit_train", "limit_test"):
+        if budget.get(key) is not None:
+            text += f", {key}={budget[key]}"
+    return text
+
+
+def setting_label(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
+
+
+def frame(recs: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per successful record, with the columns the tables aggregate."""
+    rows = []
+    for r in recs:
+        if r["status"] != "ok":
+            continue
+        m = r["metrics"]
+        row = {"data_source": r["data_source"], "budget": _budget_label(r["budget"]),
+               "method": r["method"], "setting": setting_label(r["params"]), "seed": r["seed"],
+               "accuracy_%": 100 * m["accuracy"]}
+        for key, col, scale, _ in COLUMNS:
+            row[col] = None if m.get(key) is None else m[key] * scale
+        for key in sorted(k for k in m if k.startswith("latency_b") and not k.endswith("iqr_ms")):
+            row[key] = m[key]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds per (data source, budget, method, setting); accuracy also gets its std and
+    the change versus the dense row of the same table."""
+    keys = ["data_source", "budget", "method", "setting"]
+    metrics = [c for c in df.columns if c not in keys + ["seed"]]
+    grouped = df.groupby(keys, sort=True)
+    out = grouped[metrics].mean()
+    out.insert(0, "seeds", grouped.size())
+    out.insert(2, "accuracy_std_%", grouped["accuracy_%"].std(ddof=1).fillna(0.0))
+    out = out.rename(columns={"accuracy_%": "accuracy_mean_%"})
+    dense = {(src, bud): acc for (src, bud, method, _), acc in out["accuracy_mean_%"].items()
+             if method == "dense"}
+    delta = [acc - dense[(src, bud)] if (src, bud) in dense else None
+             for (src, bud, _, _), acc in out["accuracy_mean_%"].items()]
+    out.insert(3, "delta_acc_pts", delta)
+    out = out.reset_index()
+    order = {"dense": 0}
+    out["_order"] = out["method"].map(lambda m: order.get(m, 1))
+    out = out.sort_values(["data_source", "budget", "_order", "method", "setting"]).drop(columns="_order")
+    decimals = {col: d for _, col, _, d in COLUMNS}
+    decimals.update({"accuracy_mean_%": 2, "accuracy_std_%": 2, "delta_acc_pts": 2})
+    decimals.update({c: 4 for c in out.columns if c.startswith("latency_b")})
+    for col, d in decimals.items():
+        if col in out:
+            out[col] = out[col].astype(float).round(d)
+            if d == 0:
+                out[col] = out[col].astype("Int64")
+    return out.reset_index(drop=True)
+
+
+def _fmt(value: Any, decimals: int) -> str:
+    if value is None or pd.isna(value):
+        return ""
+    return f"{value:,.{decimals}f}" if decimals else f"{int(round(value)):,}"
+
+
+def markdown(table: pd.DataFrame, recs: list[dict[str, Any]], suite: str, title: str) -> str:
+    """The Markdown leaderboard: one table per (data source, budget), failed runs, environments."""
+    failed = [r for r in recs if r["status"] != "ok"]
+    lines = [f"# {suite}: {title}", "",
+             "Mean over seeds (accuracy: mean ± std). Definitions of every column: README.md, "
+             "section Metrics. Regenerate with `bench leaderboard --suite " + suite + "`.", ""]
+    latency_cols = sorted((c for c in table.columns if c.startswith("latency_b")),
+                          key=lambda c: int(c[9:].split("_")[0]))
+    tables = table.groupby(["data_source", "budget"], sort=True) if len(table) else []
+    for (source, budget), t in tables:
+        lines += [f"## data: {source} · budget: {budget}", ""]
+        rows = []
+        for _, r in t.iterrows():
+            acc = _fmt(r["accuracy_mean_%"], 2)
+            if r["seeds"] > 1:
+                acc += f" ± {_fmt(r['accuracy_std_%'], 2)}"
+            rows.append([r["method"], r["setting"], int(r["seeds"]), acc, _fmt(r["delta_acc_pts"], 2),
+                         _fmt(r["sparsity_%"], 1), _fmt(r["nonzeros"], 0), _fmt(r["flops_effective_M"], 3),
+                         _fmt(r["size_KiB"], 1), _fmt(r["compression_x"], 1),
+                         *[_fmt(r[c], 3) for c in latency_cols],
+                         _fmt(r["memory_MiB"], 2), _fmt(r["train_epochs"], 0), _fmt(r["train_time_s"], 0)])
+        headers = ["method", "setting", "seeds", "accuracy (%)", "Δ acc (pts)", "sparsity (%)",
+                   "nonzeros", "eff. MFLOPs", "size (KiB)", "compression (x)",
+                   *[f"latency b{c[9:].split('_')[0]} (ms)" for c in latency_cols],
+                   "memory (MiB)", "train epochs", "train time (s)"]
+        lines += [tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
+    if failed:
+        lines += ["## failed runs", ""]
+        rows = [[r["method"], setting_label(r["params"]), r["seed"], r["status"],
+                 (r.get("error") or "").splitlines()[0][:160]] for r in failed]
+        lines += [tabulate(rows, headers=["method", "setting", "seed", "status", "error"],
+                           tablefmt="pipe", disable_numparse=True), ""]
+    envs = pd.Series([f"{r['env']['device_name']} ({r['env']['device']}), torch {r['env']['torch']}, "
+                      f"{r['env']['threads']} threads" for r in recs]).value_counts().sort_index()
+    lines += ["## where the runs ran", ""] + [f"- {env}: {n} runs" for env, n in envs.items()]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def pareto_plot(table: pd.DataFrame, path: Path) -> None:
+    """Accuracy against nonzero parameters (log scale), one series per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    sources = table["data_source"].unique()
+    for (method, source), t in table.groupby(["method", "data_source"], sort=True):
+        t = t.sort_values("nonzeros")
+        label = method if len(sources) == 1 else f"{method} ({source})"
+        ax.errorbar(t["nonzeros"], t["accuracy_mean_%"], yerr=t["accuracy_std_%"], marker="o",
+                    markersize=4, capsize=2, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("nonzero parameters (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def write(results_dir: Path, suite: str) -> list[Path]:
+    """Rebuild a suite's leaderboard files from its records; returns the files written."""
+    recs = records.load_records(results_dir, suite)
+    folder = Path(results_dir) / suite
+    written = []
+    for standard, stem, title in ((True, "leaderboard", "standard budget"),
+                                  (False, "leaderboard-custom", "overridden budgets (not comparable "
+                                   "with the standard leaderboard)")):
+        part = [r for r in recs if r.get("standard_budget") is standard]
+        if not part:
+            continue
+        df = frame(part)
+        table = aggregate(df) if len(df) else pd.DataFrame()
+        folder.mkdir(parents=True, exist_ok=True)
+        csv = folder / f"{stem}.csv"
+        table.to_csv(csv, index=False, lineterminator="\n")
+        md = folder / f"{stem}.md"
+        md.write_text(markdown(table, part, suite, title))
+        written += [csv, md]
+        if standard and len(table):
+            png = folder / "pareto.png"
+            pareto_plot(table, png)
+            written.append(png)
+    return written

@@ -1,0 +1,147 @@
+"""What the harness measures on every returned model (definitions in the README).
+
+Each function measures one thing and can be called on any nn.Module, so tests can check it on
+hand-built models with known answers.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils import benchmark
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.sparsity import PRUNABLE
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_nonzeros(model: nn.Module) -> int:
+    return sum(int(torch.count_nonzero(p)) for p in model.parameters())
+
+
+@torch.inference_mode()
+def flops(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
+    """Forward FLOPs for one input (torch.utils.flop_counter), and the effective FLOPs.
+
+    Effective FLOPs scale each Linear/Conv layer's FLOPs by the density of its weight: the
+    theoretical cost if zeros were skipped. Returns (flops, effective_flops).
+    """
+    model.eval()
+    with FlopCounterMode(display=False) as counter:
+        model(example)
+    total = counter.get_total_flops()
+    per_module = counter.get_flop_counts()
+    root = type(model).__name__
+    saved = 0.0
+    for name, module in model.named_modules():
+        if isinstance(module, PRUNABLE) and isinstance(module.weight, torch.Tensor):
+            key = f"{root}.{name}" if name else root
+            module_flops = sum(per_module.get(key, {}).values())
+            density = float(torch.count_nonzero(module.weight)) / module.weight.numel()
+            saved += module_flops * (1.0 - density)
+    return int(total), int(round(total - saved))
+
+
+def sparse_state_dict(model: nn.Module) -> dict[str, Any]:
+    """The deployable form of a model: each float tensor dense, or as a bitmask plus nonzero
+    values when that is smaller (a 1-bit-per-weight sparse encoding)."""
+    out: dict[str, Any] = {}
+    for key, t in model.state_dict().items():
+        t = t.detach().cpu()
+        if t.is_floating_point() and t.numel() > 0:
+            mask = t != 0
+            nnz = int(mask.sum())
+            sparse_bytes = nnz * t.element_size() + (t.numel() + 7) // 8
+            if sparse_bytes < t.numel() * t.element_size():
+                bits = torch.from_numpy(np.packbits(mask.flatten().numpy()))
+                out[key] = {"shape": list(t.shape), "mask": bits, "values": t[mask].clone()}
+                continue
+        out[key] = t.clone()
+    return out
+
+
+def dense_state_dict(encoded: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Decode `sparse_state_dict` back into ordinary tensors."""
+    out = {}
+    for key, v in encoded.items():
+        if isinstance(v, dict):
+            numel = int(np.prod(v["shape"]))
+            mask = torch.from_numpy(np.unpackbits(v["mask"].numpy())[:numel].astype(bool))
+            t = torch.zeros(numel, dtype=v["values"].dtype)
+            t[mask] = v["values"]
+            out[key] = t.view(v["shape"])
+        else:
+            out[key] = v
+    return out
+
+
+def size_bytes(model: nn.Module) -> int:
+    """Bytes of the saved deployable form (torch.save of `sparse_state_dict`).
+
+    A model may define `deployable_bytes()` when its real deployable form is something else
+    (an int8 package, an entropy-coded bitstream); that figure is used instead.
+    """
+    custom = getattr(model, "deployable_bytes", None)
+    if callable(custom):
+        return int(custom())
+    buffer = io.BytesIO()
+    torch.save(sparse_state_dict(model), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def latency_ms(model: nn.Module, example: torch.Tensor, min_run_time: float = 1.0) -> tuple[float, float]:
+    """Median and interquartile range (ms) of one forward pass on `example`.
+
+    torch.utils.benchmark warms up, synchronizes CUDA, and times blocks of runs; we take the
+    median and IQR over the blocks, in eval and inference mode, with all the process's threads.
+    """
+    model.eval()
+
+    def forward() -> None:
+        with torch.inference_mode():
+            model(example)
+
+    timer = benchmark.Timer(stmt="forward()", globals={"forward": forward},
+                            num_threads=torch.get_num_threads())
+    timer.timeit(3)  # warm-up: allocator, lazy initialization, caches
+    m = timer.blocked_autorange(min_run_time=min_run_time)
+    times = sorted(m.times)
+    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return 1e3 * statistics.median(times), 1e3 * (quartiles[2] - quartiles[0])
+
+
+@torch.inference_mode()
+def peak_inference_memory(model: nn.Module, example: torch.Tensor) -> int:
+    """Peak bytes during one forward pass on `example`.
+
+    Both count parameters, buffers, the input, and the activations alive at the peak. CUDA:
+    growth of torch.cuda.max_memory_allocated over the pass plus the resident tensors. CPU:
+    torch's MemTracker, which follows every tensor storage created or used by the pass.
+    """
+    model.eval()
+    if example.device.type == "cuda":
+        # Other tensors (the dataset) share the device: count the growth over the pass, plus
+        # what the pass needs resident (parameters, buffers and the input).
+        resident = sum(t.numel() * t.element_size()
+                       for t in [*model.parameters(), *model.buffers(), example])
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        model(example)
+        torch.cuda.synchronize()
+        return int(torch.cuda.max_memory_allocated() - before + resident)
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    tracker = MemTracker()
+    tracker.track_external(model, example)
+    with tracker:
+        model(example)
+    return int(tracker.get_tracker_snapshot("peak")[example.device]["Total"])

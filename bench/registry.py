@@ -1,0 +1,169 @@
+"""Method plugins: the `Method` base class, `register_method`, discovery and selection.
+
+A method is a dataclass whose fields are its parameters and whose `run(ctx)` returns the
+compressed model. Methods come from the files of the `methods` package and from installed
+distributions that declare an entry point in the group `bench.methods`; the harness changes for
+neither. A plugin that fails to import is remembered with its error, so that selecting it gives
+a failed row instead of stopping the whole run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import importlib
+import pkgutil
+import traceback
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+
+    from bench.context import Context
+
+ENTRY_POINT_GROUP = "bench.methods"
+
+
+class Method:
+    """Base class of compression methods; subclasses become dataclasses of their parameters.
+
+    Class attributes a method may set:
+      sweep: the name of a float parameter that the harness sweeps over the suite's
+             `sparsities` unless it is set explicitly (e.g. "sparsity").
+    The first line of the docstring is the method's description in `bench list methods`.
+    """
+
+    name: ClassVar[str] = ""
+    sweep: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclasses.dataclass(cls)
+
+    def run(self, ctx: Context) -> torch.nn.Module:
+        """Compress and return the model that the harness measures."""
+        raise NotImplementedError
+
+    @classmethod
+    def description(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    @classmethod
+    def parameters(cls) -> dict[str, Any]:
+        """Parameter names and defaults, in declaration order."""
+        return {f.name: f.default for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def build(cls, params: dict[str, Any]) -> Method:
+        """An instance from a parameter mapping, with clear errors for wrong names and types."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key, value in params.items():
+            if key not in fields:
+                close = difflib.get_close_matches(key, fields, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise ParameterError(
+                    f"method '{cls.name}' has no parameter '{key}' "
+                    f"(parameters: {', '.join(fields) or 'none'}){hint}"
+                )
+            default = fields[key].default
+            if default is not None and default is not dataclasses.MISSING:
+                params[key] = _coerce(cls.name, key, value, type(default))
+        return cls(**params)
+
+
+class ParameterError(ValueError):
+    """A method parameter with a wrong name or type."""
+
+
+def _coerce(method: str, key: str, value: Any, tp: type) -> Any:
+    """Accept a value of the default's type; ints are accepted where floats are expected."""
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise ParameterError(
+        f"method '{method}' parameter '{key}' expects {tp.__name__}, got {type(value).__name__} {value!r}"
+    )
+
+
+METHODS: dict[str, type[Method]] = {}
+BROKEN: dict[str, str] = {}  # plugin name -> error text of a plugin that failed to import
+
+
+def register_method(name: str):
+    """Class decorator that adds a method to the registry under `name`."""
+
+    def add(cls: type[Method]) -> type[Method]:
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise TypeError(f"@register_method('{name}') must decorate a subclass of bench.Method")
+        if name in METHODS and METHODS[name] is not cls:
+            raise ValueError(
+                f"method '{name}' is already registered by {METHODS[name].__module__}; "
+                "choose another name"
+            )
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return add
+
+
+_discovered = False
+
+
+def discover() -> None:
+    """Import the `methods` package's modules and the `bench.methods` entry points, once."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    import methods
+
+    for info in pkgutil.iter_modules(methods.__path__):
+        _import_plugin(info.name.replace("_", "-"), lambda n=info.name: importlib.import_module(f"methods.{n}"))
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _import_plugin(ep.name, ep.load)
+
+
+def _import_plugin(name: str, load) -> None:
+    try:
+        load()
+    except Exception:  # noqa: BLE001 - a broken plugin must not take the harness down
+        BROKEN[name] = traceback.format_exc(limit=-3).strip()
+
+
+def select(spec: str) -> list[str]:
+    """Method names from `all`, a comma list, and glob patterns; unknown names get suggestions.
+
+    Broken plugins (failed imports) are selectable by their module or entry-point name, so they
+    show up as failed rows.
+    """
+    discover()
+    known = sorted(set(METHODS) | set(BROKEN))
+    chosen: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if part == "all":
+            matches = known
+        elif any(c in part for c in "*?["):
+            matches = fnmatch.filter(known, part)
+            if not matches:
+                raise UnknownMethodError(f"no method matches '{part}'; registered: {', '.join(known)}")
+        elif part in known:
+            matches = [part]
+        else:
+            close = difflib.get_close_matches(part, known, n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise UnknownMethodError(f"unknown method '{part}'; {hint}registered: {', '.join(known)}")
+        chosen += [m for m in matches if m not in chosen]
+    if not chosen:
+        raise UnknownMethodError("no method selected")
+    return chosen
+
+
+class UnknownMethodError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -1,0 +1,1 @@
+"""Compression method plugins: each file registers one method with @register_method."""

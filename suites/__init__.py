@@ -1,0 +1,1 @@
+"""The standard suites, shipped as YAML files (see README: Suite files)."""

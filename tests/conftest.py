@@ -1,0 +1,48 @@
+"""Shared fixtures: the real data folder, and a `bench` runner in a subprocess.
+
+The tests use the real MNIST (small subsets). The data folder is $BENCH_DATA_DIR, else the shared
+offline copies beside the checkout; a machine with neither fails loudly rather than skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = Path(os.environ.get("BENCH_DATA_DIR", ROOT.parent / "shared" / "data"))
+    assert (path / "MNIST" / "raw").is_dir(), (
+        f"the tests need the real MNIST under {path}/MNIST/raw; set BENCH_DATA_DIR")
+    return path
+
+
+def run_bench(args: list[str], *, pythonpath: list[Path] = (), env: dict[str, str] | None = None,
+              timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python -m bench ARGS` in a fresh process, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), str(ROOT),
+                                              full_env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=ROOT)
+
+
+def make_distribution(folder: Path, name: str, code: str, entry_points: dict[str, str]) -> Path:
+    """A fake installed distribution: a module plus a .dist-info with `bench.methods` entry points,
+    found by importlib.metadata once `folder` is on sys.path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.py").write_text(textwrap.dedent(code))
+    info = folder / f"{name}-0.1.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[bench.methods]\n{lines}\n")
+    return folder

@@ -1,0 +1,48 @@
+import torch
+from PIL import Image
+
+from bench.data import Preprocess, load_dataset
+from bench.suite import DataSpec
+
+SPEC = DataSpec(dataset="MNIST", mean=[0.1307], std=[0.3081])
+
+
+def test_mnist_from_the_torchvision_layout(data_dir):
+    data = load_dataset(SPEC, data_dir)
+    assert data.source == "torchvision:MNIST" and data.num_classes == 10
+    assert data.train.x.shape == (60000, 1, 28, 28) and data.train.x.dtype == torch.uint8
+    assert len(data.test) == 10000
+    x = Preprocess(SPEC, torch.device("cpu")).normalize(data.train.x)
+    assert abs(x.mean().item()) < 1e-3 and abs(x.std().item() - 1) < 1e-3  # published statistics
+
+
+def test_image_folder_copy_is_used_when_torchvision_layout_is_absent(tmp_path):
+    spec = DataSpec(dataset="CIFAR10", mean=[0.5] * 3, std=[0.25] * 3, image_folder="copy")
+    for split, n in (("train", 3), ("test", 2)):
+        for label in ("airplane", "cat"):
+            folder = tmp_path / "copy" / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                value = 40 * i + (100 if label == "cat" else 0)
+                Image.new("RGB", (32, 32), (value, value, value)).save(folder / f"{i}.png")
+    data = load_dataset(spec, tmp_path, cache_dir=tmp_path / "cache")
+    assert data.source == "image-folder:copy"
+    assert data.train.x.shape == (6, 3, 32, 32) and data.train.y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert data.train.x[4, 0, 0, 0].item() == 140  # cat, second image
+    again = load_dataset(spec, tmp_path, cache_dir=tmp_path / "cache")  # from the tensor cache
+    assert torch.equal(again.train.x, data.train.x) and len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_augmentation_crops_and_flips_per_image():
+    spec = DataSpec(dataset="CIFAR10", mean=[0.0], std=[1 / 255], crop_padding=2, flip=True)
+    pre = Preprocess(spec, torch.device("cpu"))
+    x = torch.arange(8 * 8, dtype=torch.float).view(1, 1, 8, 8).repeat(64, 1, 1, 1)
+    out = pre.augment(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    distinct = {tuple(o.flatten().tolist()) for o in out}
+    assert len(distinct) > 10  # different crops and flips per image
+    padded = torch.nn.functional.pad(x[:1], (2, 2, 2, 2), mode="reflect")[0]
+    candidates = [c for dy in range(5) for dx in range(5)
+                  for c in (padded[:, dy:dy + 8, dx:dx + 8], padded[:, dy:dy + 8, dx:dx + 8].flip(2))]
+    assert all(any(torch.equal(o, c) for c in candidates) for o in out)  # each is a crop (+ flip)
+    assert any(torch.equal(o, c) for o in out for c in candidates[1::2]) # some are flipped

@@ -1,0 +1,88 @@
+"""`bench run` as a user runs it, on a real MNIST subset (a few epochs, one seed)."""
+
+import json
+
+import pandas as pd
+
+from conftest import make_distribution, run_bench
+
+
+def quick(results, data_dir, *extra):
+    return ["run", "--suite", "mlp", "--seeds", "0", "--epochs", "3", "--finetune-epochs", "2",
+            "--limit-train", "12000", "--data-dir", str(data_dir), "--results-dir", str(results), *extra]
+
+
+def test_dense_and_magnitude_end_to_end(tmp_path, data_dir):
+    proc = run_bench(quick(tmp_path, data_dir, "--methods", "dense,magnitude",
+                           "--set", "magnitude.sparsity=0.9"))
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch   3/3" in proc.stdout and "[2/2] magnitude sparsity=0.9 seed=0" in proc.stdout
+    recs = {r["method"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "mlp" / "runs").glob("*.json"))}
+    dense, mag = recs["dense"]["metrics"], recs["magnitude"]["metrics"]
+    assert dense["accuracy"] > 0.93 and dense["params"] == 266_610 and dense["sparsity"] == 0
+    assert abs(mag["weight_sparsity"] - 0.9) < 0.005  # the requested sparsity, within 0.5%
+    assert abs(mag["sparsity"] - 0.9) < 0.005
+    assert mag["accuracy"] > 0.93  # floor: 12k images, 3+2 epochs (dense reaches ~94.5%)
+    assert mag["train_epochs"] == 5 and dense["train_epochs"] == 3  # dense epochs are counted
+    assert mag["flops_effective"] < 0.11 * dense["flops_effective"]
+    assert mag["size_bytes"] < 0.2 * dense["size_bytes"] and mag["compression"] > 5
+    assert recs["magnitude"]["standard_budget"] is False  # overridden budget
+    assert recs["magnitude"]["env"]["data_source"] == "torchvision:MNIST"
+    table = pd.read_csv(tmp_path / "mlp" / "leaderboard-custom.csv")
+    assert list(table.method) == ["dense", "magnitude"]
+    assert not (tmp_path / "mlp" / "leaderboard.csv").exists()  # nothing standard ran
+
+    before = {p.name: p.read_bytes() for p in (tmp_path / "mlp").glob("leaderboard*")}
+    regen = run_bench(["leaderboard", "--suite", "mlp", "--results-dir", str(tmp_path)])
+    assert regen.returncode == 0, regen.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "mlp").glob("leaderboard*")} == before
+
+
+PLUGINS = '''
+    from bench import Method, register_method
+
+    @register_method("explodes")
+    class Explodes(Method):
+        """Raises inside run()."""
+
+        def run(self, ctx):
+            raise RuntimeError("the plugin blew up on purpose")
+
+    @register_method("diverges")
+    class Diverges(Method):
+        """Trains with a learning rate that overflows the loss."""
+
+        def run(self, ctx):
+            model = ctx.new_model()
+            ctx.train(model, epochs=1, lr=1e12)
+            return model
+'''
+
+
+def test_failing_plugins_become_failed_rows_and_exit_nonzero(tmp_path, data_dir):
+    site = make_distribution(tmp_path / "site", "bad_plugins", PLUGINS,
+                             {"explodes": "bad_plugins", "diverges": "bad_plugins"})
+    make_distribution(site, "broken_import", "import no_such_module_anywhere\n",
+                      {"broken": "broken_import"})
+    proc = run_bench(quick(tmp_path / "results", data_dir, "--methods", "explodes,broken,diverges,dense",
+                           "--epochs", "1", "--limit-train", "2000"), pythonpath=[site])
+    assert proc.returncode == 1, proc.stderr
+    assert "3 of 4 runs did not finish" in proc.stderr
+    recs = {r["method"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "results" / "mlp" / "runs").glob("*.json"))}
+    assert recs["explodes"]["status"] == "failed"
+    assert "RuntimeError: the plugin blew up on purpose" in recs["explodes"]["error"]
+    assert recs["broken"]["status"] == "failed" and "no_such_module_anywhere" in recs["broken"]["error"]
+    assert recs["diverges"]["status"] == "diverged" and "diverged at epoch 1" in recs["diverges"]["error"]
+    assert recs["dense"]["status"] == "ok"  # the others still ran
+    md = (tmp_path / "results" / "mlp" / "leaderboard-custom.md").read_text()
+    assert "## failed runs" in md and "the plugin blew up on purpose" in md
+
+
+def test_user_errors_are_clear_and_exit_2(tmp_path, data_dir):
+    unknown = run_bench(quick(tmp_path, data_dir, "--methods", "magnitde"))
+    assert unknown.returncode == 2 and "unknown method 'magnitde'; did you mean magnitude?" in unknown.stderr
+    bad_param = run_bench(quick(tmp_path, data_dir, "--methods", "magnitude", "--set", "magnitude.sparsty=0.5"))
+    assert bad_param.returncode == 2 and "no parameter 'sparsty'" in bad_param.stderr
+    bad_suite = run_bench(["run", "--suite", "nope", "--methods", "dense"])
+    assert bad_suite.returncode == 2 and "unknown suite 'nope'" in bad_suite.stderr
+    assert not (tmp_path / "mlp").exists()  # nothing ran

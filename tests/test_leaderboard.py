@@ -1,0 +1,64 @@
+import math
+import re
+
+import pandas as pd
+
+from bench import leaderboard, records
+
+BUDGET = {"epochs": 20, "finetune_epochs": 10, "limit_train": None, "limit_test": None}
+ENV = {"device_name": "Test CPU", "device": "cpu", "torch": "2.x", "threads": 2}
+
+
+def record(method, params, seed, accuracy, nonzeros, status="ok", standard=True, budget=BUDGET,
+           source="torchvision:MNIST"):
+    metrics = {"accuracy": accuracy, "params": 1000, "nonzeros": nonzeros,
+               "sparsity": 1 - nonzeros / 1000, "flops": 2000, "flops_effective": 2 * nonzeros,
+               "size_bytes": 4 * nonzeros + 100, "compression": 4100 / (4 * nonzeros + 100),
+               "latency_b1_ms": 0.05, "latency_b1_iqr_ms": 0.001, "latency_b64_ms": 0.5,
+               "latency_b64_iqr_ms": 0.01, "memory_bytes": 2**20, "train_epochs": 30,
+               "train_time_s": 12.0} if status == "ok" else {}
+    return {"schema": records.SCHEMA_VERSION, "method": method, "params": params, "seed": seed,
+            "status": status, "error": None if status == "ok" else "RuntimeError: boom\ntrace",
+            "metrics": metrics, "standard_budget": standard, "budget": budget,
+            "data_source": source, "env": ENV}
+
+
+def populate(results):
+    recs = [record("dense", {}, s, a, 1000) for s, a in ((0, 0.98), (1, 0.99))]
+    recs += [record("magnitude", {"sparsity": 0.9}, s, a, 100) for s, a in ((0, 0.97), (1, 0.975))]
+    recs += [record("magnitude", {"sparsity": 0.5}, 0, 0.985, 500)]
+    recs += [record("broken", {}, 0, None, None, status="failed")]
+    recs += [record("dense", {}, 0, 0.90, 1000, standard=False, budget={**BUDGET, "epochs": 1})]
+    recs += [record("dense", {}, 0, 0.95, 1000, source="image-folder:mnist-png")]
+    for i, r in enumerate(recs):
+        records.write_json_atomic(results / "mlp" / "runs" / f"{r['method']}-{i}.json", r)
+
+
+def test_leaderboard_aggregates_over_seeds_and_separates_budgets_and_sources(tmp_path):
+    populate(tmp_path)
+    leaderboard.write(tmp_path, "mlp")
+    table = pd.read_csv(tmp_path / "mlp" / "leaderboard.csv")
+    mnist = table[table.data_source == "torchvision:MNIST"].set_index("setting")
+    assert list(mnist.method) == ["dense", "magnitude", "magnitude"]  # dense first, then sorted
+    assert mnist.loc["-", "accuracy_mean_%"] == 98.5
+    assert mnist.loc["-", "accuracy_std_%"] == round(100 * math.sqrt(0.00005), 2)  # sample std
+    assert mnist.loc["sparsity=0.9", "delta_acc_pts"] == round(97.25 - 98.5, 2)
+    assert mnist.loc["sparsity=0.9", "seeds"] == 2 and mnist.loc["sparsity=0.9", "nonzeros"] == 100
+    other = table[table.data_source == "image-folder:mnist-png"]
+    assert list(other["accuracy_mean_%"]) == [95.0]  # its own table, never mixed with MNIST
+    assert 90.0 not in set(table["accuracy_mean_%"])  # the overridden budget stays out
+    custom = pd.read_csv(tmp_path / "mlp" / "leaderboard-custom.csv")
+    assert list(custom["accuracy_mean_%"]) == [90.0] and list(custom.budget) == ["1+10 epochs"]
+    md = (tmp_path / "mlp" / "leaderboard.md").read_text()
+    assert re.search(r"\| dense +\| - +\| 2 +\| 98.50 ± 0.71 +\| 0.00 +\|", md)
+    assert "## failed runs" in md and "RuntimeError: boom" in md
+    assert (tmp_path / "mlp" / "pareto.png").stat().st_size > 1000
+
+
+def test_regeneration_is_byte_identical(tmp_path):
+    populate(tmp_path)
+    first = {p.name: p.read_bytes() for p in leaderboard.write(tmp_path, "mlp")}
+    second = {p.name: p.read_bytes() for p in leaderboard.write(tmp_path, "mlp")}
+    assert set(first) == {"leaderboard.csv", "leaderboard.md", "pareto.png",
+                          "leaderboard-custom.csv", "leaderboard-custom.md"}
+    assert first == second

@@ -1,0 +1,68 @@
+import torch
+from torch import nn
+
+from bench import measure
+from bench.sparsity import weight_sparsity
+
+
+def half_zero_linear() -> nn.Linear:
+    layer = nn.Linear(10, 5)
+    with torch.no_grad():
+        layer.weight.copy_(torch.arange(1, 51, dtype=torch.float).view(5, 10))
+        layer.weight[:, :5] = 0  # 25 of 50 weights zero
+        layer.bias.fill_(1.0)
+    return layer
+
+
+def test_params_nonzeros_and_weight_sparsity():
+    layer = half_zero_linear()
+    assert measure.count_params(layer) == 55
+    assert measure.count_nonzeros(layer) == 30
+    assert weight_sparsity(layer) == 0.5
+
+
+def test_flops_of_linear_and_conv_and_effective_flops():
+    layer = half_zero_linear()
+    total, effective = measure.flops(layer, torch.randn(1, 10))
+    assert total == 2 * 10 * 5  # one multiply-add per weight
+    assert effective == 50  # half the weights are zero
+    conv = nn.Conv2d(1, 2, 3)
+    total, effective = measure.flops(conv, torch.randn(1, 1, 5, 5))
+    assert total == 2 * 2 * 9 * 9  # 2 output maps of 3x3, 9 multiply-adds each
+    assert effective == total
+
+
+def test_sparse_encoding_round_trips_and_is_smaller():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(100, 100), nn.ReLU(), nn.Linear(100, 10))
+    dense_bytes = measure.size_bytes(model)
+    with torch.no_grad():
+        w = model[0].weight
+        w[w.abs() < w.abs().quantile(0.9)] = 0
+    decoded = measure.dense_state_dict(measure.sparse_state_dict(model))
+    for key, value in model.state_dict().items():
+        assert torch.equal(decoded[key], value)
+    sparse_bytes = measure.size_bytes(model)
+    # 10,000 float32 weights -> 1,000 values (4 KB) + a 10,000-bit mask (1.25 KB)
+    assert dense_bytes - sparse_bytes > 30_000
+    assert 4 * 10_000 > sparse_bytes - 4 * (100 + 1010) > 4_000 + 1_250
+
+
+def test_custom_deployable_bytes_is_used():
+    model = nn.Linear(4, 4)
+    model.deployable_bytes = lambda: 123
+    assert measure.size_bytes(model) == 123
+
+
+def test_latency_reports_median_and_iqr():
+    model = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+    median, iqr = measure.latency_ms(model, torch.randn(64, 256), min_run_time=0.2)
+    assert 0 < median < 100
+    assert 0 <= iqr < median
+
+
+def test_peak_inference_memory_counts_params_input_and_activations():
+    layer = nn.Linear(100, 10)
+    x = torch.randn(4, 100)
+    expected = 4 * (100 * 10 + 10) + 4 * 4 * 100 + 4 * 4 * 10  # params + input + output
+    assert measure.peak_inference_memory(layer, x) == expected

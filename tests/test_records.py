@@ -1,0 +1,60 @@
+import json
+import os
+import signal
+
+import pytest
+
+from bench import records
+from conftest import make_distribution, run_bench
+
+
+def test_config_hash_is_stable_and_order_free():
+    a = records.config_hash({"x": 1, "y": [1, 2], "z": {"b": 2, "a": 1}})
+    b = records.config_hash({"z": {"a": 1, "b": 2}, "y": [1, 2], "x": 1})
+    assert a == b and len(a) == 16
+    assert records.config_hash({"x": 2}) != records.config_hash({"x": 1})
+
+
+def test_atomic_write_keeps_the_old_record_when_writing_fails(tmp_path):
+    path = tmp_path / "runs" / "r.json"
+    records.write_json_atomic(path, {"schema": 1, "status": "ok"})
+    with pytest.raises(TypeError):
+        records.write_json_atomic(path, {"schema": 1, "status": object()})  # not JSON-able
+    assert json.loads(path.read_text()) == {"schema": 1, "status": "ok"}
+    assert os.listdir(path.parent) == ["r.json"]  # no temporary file left behind
+
+
+KILLER = '''
+    import os, signal
+    from bench import Method, register_method
+
+    @register_method("killer")
+    class Killer(Method):
+        """Dies like a process killed mid-run (SIGKILL), after training has started."""
+
+        def run(self, ctx):
+            model = ctx.pretrained()
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def test_killed_run_loses_no_finished_record_and_resumes(tmp_path, data_dir):
+    site = make_distribution(tmp_path / "site", "killer_plugin", KILLER, {"killer": "killer_plugin"})
+    results = tmp_path / "results"
+    args = ["run", "--suite", "mlp", "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1",
+            "--limit-train", "2000", "--limit-test", "500", "--data-dir", str(data_dir),
+            "--results-dir", str(results)]
+    first = run_bench([*args, "--methods", "dense,killer"], pythonpath=[site])
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    runs = results / "mlp" / "runs"
+    files = sorted(os.listdir(runs))
+    assert len(files) == 1 and files[0].startswith("dense-")  # no half record, no temp file
+    record = json.loads((runs / files[0]).read_text())
+    assert record["status"] == "ok" and record["metrics"]["accuracy"] > 0.5
+
+    second = run_bench([*args, "--methods", "dense"])
+    assert second.returncode == 0, second.stderr
+    assert "finished before, skipped" in second.stdout
+    assert sorted(os.listdir(runs)) == files
+    forced = run_bench([*args, "--methods", "dense", "--force"])
+    assert "finished before" not in forced.stdout and "[1/1] dense" in forced.stdout

@@ -1,0 +1,63 @@
+import subprocess
+import sys
+
+import pytest
+
+from bench import Method, register_method
+from bench.registry import METHODS, ParameterError, UnknownMethodError, select
+from conftest import ROOT, make_distribution
+
+
+def test_builtin_methods_are_registered():
+    assert {"dense", "magnitude"} <= set(select("all"))
+    assert METHODS["magnitude"].sweep == "sparsity"
+    assert METHODS["magnitude"].parameters() == {"sparsity": 0.9}
+
+
+def test_duplicate_name_is_rejected():
+    with pytest.raises(ValueError, match="already registered"):
+        @register_method("magnitude")
+        class Other(Method):
+            """Another method under a taken name."""
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(UnknownMethodError, match="did you mean magnitude"):
+        select("magnitud")
+
+
+def test_comma_lists_and_globs_select_without_duplicates():
+    assert select("dense,magnitude,dense") == ["dense", "magnitude"]
+    assert select("mag*") == ["magnitude"]
+    assert select("d?nse") == ["dense"]
+    with pytest.raises(UnknownMethodError, match="no method matches"):
+        select("zzz*")
+
+
+def test_parameters_are_checked_by_name_and_type():
+    cls = METHODS["magnitude"]
+    assert cls.build({"sparsity": 1}).sparsity == 1.0  # int accepted for float
+    with pytest.raises(ParameterError, match="no parameter 'sparsty'.*did you mean sparsity"):
+        cls.build({"sparsty": 0.5})
+    with pytest.raises(ParameterError, match="expects float, got str"):
+        cls.build({"sparsity": "high"})
+
+
+def test_entry_point_plugin_is_discovered(tmp_path):
+    code = '''
+        from bench import Method, register_method
+
+        @register_method("fake-prune")
+        class FakePrune(Method):
+            """A third-party method found through the bench.methods entry-point group."""
+            amount: float = 0.3
+
+            def run(self, ctx):
+                return ctx.pretrained()
+    '''
+    site = make_distribution(tmp_path, "fake_plugin", code, {"fake-prune": "fake_plugin"})
+    probe = ("from bench import registry; print(registry.select('fake-*'), "
+             "registry.METHODS['fake-prune'].parameters())")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                         env={"PYTHONPATH": f"{site}:{ROOT}", "PATH": ""}, check=True).stdout
+    assert out.strip() == "['fake-prune'] {'amount': 0.3}"

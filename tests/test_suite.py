@@ -1,0 +1,60 @@
+import textwrap
+
+import pytest
+
+from bench.suite import SuiteError, available_suites, load_suite
+
+VALID = """
+version: 1
+name: tiny
+description: a tiny suite
+data: {dataset: MNIST, mean: [0.1307], std: [0.3081]}
+model: {name: lenet300}
+training: {epochs: 1, finetune_epochs: 1, batch_size: 64, lr: 0.1, finetune_lr: 0.01}
+seeds: [0]
+sparsities: [0.5]
+latency_batches: [1, 8]
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "suite.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_shipped_suites_load():
+    suites = {name: load_suite(name) for name in available_suites()}
+    assert set(suites) == {"mlp", "mnist", "cifar"}
+    assert suites["cifar"].data.image_folder == "cifar10-jpeg"
+    assert suites["mlp"].training.weight_decay == pytest.approx(1e-4)
+
+
+def test_valid_file_parses_with_defaults(tmp_path):
+    suite = load_suite(str(write(tmp_path, VALID)))
+    assert suite.training.optimizer == "sgd" and suite.training.lr == 0.1
+    assert suite.model.kwargs == {} and suite.methods == {}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("seeds: [0]", "seeds: [0]\ncolour: blue"), "key '<top level>': unknown key 'colour'"),
+    (("lr: 0.1, ", ""), "missing key 'training.lr' (float)"),
+    (("epochs: 1,", "epochs: one,"), "key 'training.epochs': expected int, got str 'one'"),
+    (("epochs: 1,", "epochs: true,"), "key 'training.epochs': expected int, got bool"),
+    (("seeds: [0]", "seeds: 0"), "key 'seeds': expected a list"),
+    (("mean: [0.1307]", "mean: [x]"), "key 'data.mean[0]': expected float"),
+    (("lr: 0.1,", "lr: 0.1, optimizer: rmsprop,"), "key 'training.optimizer': expected one of sgd, adam, adamw"),
+])
+def test_errors_name_file_key_and_expectation(tmp_path, edit, message):
+    path = write(tmp_path, VALID.replace(*edit))
+    with pytest.raises(SuiteError) as err:
+        load_suite(str(path))
+    assert str(path) in str(err.value)
+    assert message in str(err.value)
+
+
+def test_unknown_suite_and_bad_yaml(tmp_path):
+    with pytest.raises(SuiteError, match="unknown suite 'nope'; shipped suites: cifar, mlp, mnist"):
+        load_suite("nope")
+    with pytest.raises(SuiteError, match="not valid YAML"):
+        load_suite(str(write(tmp_path, "a: [1,")))
