@@ -56,9 +56,17 @@ class Dataset:
         return Dataset(self.train.to(device), self.test.to(device), self.source, self.num_classes)
 
 
+def _cache_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bench"
+
+
 def default_data_dir() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "bench" / "data"
+    return _cache_home() / "data"
+
+
+def default_tensor_cache() -> Path:
+    """Where decoded image folders are kept as tensors (shared by every results folder)."""
+    return _cache_home() / "tensors"
 
 
 def _torchvision_split(cls: type, root: Path, train: bool, download: bool):

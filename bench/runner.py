@@ -19,7 +19,7 @@ from torch import nn
 
 from bench import leaderboard, measure, records
 from bench.context import Context, DenseStore
-from bench.data import Dataset, load_dataset
+from bench.data import Dataset, default_tensor_cache, load_dataset
 from bench.registry import BROKEN, METHODS
 from bench.sparsity import weight_sparsity
 from bench.suite import Suite
@@ -129,7 +129,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     runs = plan(suite, names, overrides, seeds)
     suite_dir = Path(results_dir) / suite.name
     log(f"suite {suite.name}: {len(runs)} runs ({', '.join(names)}; seeds {seeds}) on {device}")
-    dataset = load_dataset(suite.data, data_dir, cache_dir=suite_dir / "cache")
+    dataset = load_dataset(suite.data, data_dir, cache_dir=default_tensor_cache())
     budget = suite.training
     data = Dataset(dataset.train.head(budget.limit_train), dataset.test.head(budget.limit_test),
                    dataset.source, dataset.num_classes).to(device)
