@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,3 +47,34 @@ def make_distribution(folder: Path, name: str, code: str, entry_points: dict[str
     lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
     (info / "entry_points.txt").write_text(f"[bench.methods]\n{lines}\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def mnist(data_dir):
+    """The real MNIST, loaded once per test session (CPU tensors)."""
+    from bench.data import load_dataset
+    from bench.suite import load_suite
+
+    return load_dataset(load_suite("mlp").data, data_dir)
+
+
+@pytest.fixture
+def make_context(data_dir, tmp_path, mnist):
+    """make_context(suite="mlp", seed=0, limit_train=2000, limit_test=1000, epochs=1,
+    finetune_epochs=1, **budget) -> a bench Context on a small real subset, on CPU, with a dense
+    model cache in tmp_path; for calling a method's run(ctx) directly in a test."""
+    from bench.context import Context, DenseStore
+    from bench.data import Dataset, default_tensor_cache, load_dataset
+    from bench.suite import load_suite
+
+    store = DenseStore(tmp_path / "dense-cache")
+
+    def make(suite: str = "mlp", seed: int = 0, limit_train: int = 2000, limit_test: int = 1000,
+             epochs: int = 1, finetune_epochs: int = 1, **budget):
+        s = load_suite(suite).with_budget(epochs=epochs, finetune_epochs=finetune_epochs,
+                                          limit_train=limit_train, limit_test=limit_test, **budget)
+        full = mnist if s.data.dataset == "MNIST" else load_dataset(s.data, data_dir, default_tensor_cache())
+        data = Dataset(full.train.head(limit_train), full.test.head(limit_test), full.source, full.num_classes)
+        return Context(s, data, torch.device("cpu"), seed, store, log=lambda msg: None)
+
+    return make

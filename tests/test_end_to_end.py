@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import torch
 
 from conftest import make_distribution, run_bench
 
@@ -86,3 +87,18 @@ def test_user_errors_are_clear_and_exit_2(tmp_path, data_dir):
     bad_suite = run_bench(["run", "--suite", "nope", "--methods", "dense"])
     assert bad_suite.returncode == 2 and "unknown suite 'nope'" in bad_suite.stderr
     assert not (tmp_path / "mlp").exists()  # nothing ran
+
+
+def test_context_gives_seeded_models_and_counts_cost(make_context):
+    ctx = make_context(epochs=1)
+    a, b = ctx.new_model(), ctx.new_model()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # same init
+    dense = ctx.pretrained()
+    assert ctx.train_epochs == 1  # the dense epochs count once
+    ctx.pretrained()
+    assert ctx.train_epochs == 1
+    ctx.train(dense, epochs=2, lr=0.01)
+    assert ctx.train_epochs == 3 and ctx.train_time_s > 0
+    assert ctx.evaluate(dense) > 0.6  # 3 epochs on 2,000 images; chance is 0.1
+    (x, y), = ctx.calibration_batches(n=1, batch_size=32)
+    assert x.shape == (32, 1, 28, 28) and x.dtype == torch.float32 and y.shape == (32,)
