@@ -17,7 +17,7 @@ from torch import nn
 from bench import records
 from bench.data import Dataset, Preprocess
 from bench.models import build_model
-from bench.suite import Budget, Suite
+from bench.suite import Budget, ModelSpec, Suite
 from bench.train import Hook, LossFn, fit
 from bench.train import evaluate as _evaluate
 
@@ -44,10 +44,18 @@ class Context:
     # -- models -------------------------------------------------------------------------------
     def new_model(self) -> nn.Module:
         """The suite's model, untrained, initialized from the run's seed (same init every call)."""
+        return self._build(self.suite.model)
+
+    def new_student(self) -> nn.Module:
+        """The suite's smaller `student` model, untrained and seeded, for distillation."""
+        if self.suite.student is None:
+            raise ValueError(f"suite '{self.suite.name}' names no student model")
+        return self._build(self.suite.student)
+
+    def _build(self, spec: ModelSpec) -> nn.Module:
         torch.manual_seed(self.seed)
-        x = self.data.train.x
-        model = build_model(self.suite.model.name, dict(self.suite.model.kwargs),
-                            self.data.num_classes, in_channels=x.shape[1])
+        model = build_model(spec.name, dict(spec.kwargs), self.data.num_classes,
+                            in_channels=self.data.train.x.shape[1])
         return model.to(self.device)
 
     def pretrained(self) -> nn.Module:

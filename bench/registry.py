@@ -32,11 +32,17 @@ class Method:
     Class attributes a method may set:
       sweep: the name of a float parameter that the harness sweeps over the suite's
              `sparsities` unless it is set explicitly (e.g. "sparsity").
+      starts_from: "pretrained" if run() compresses ctx.pretrained() (it can then follow
+             another method in a chain), "scratch" if it trains ctx.new_model() itself.
+      output: "float" if the returned model is a float model another method can take,
+             "quantized" if it is a final low-precision model.
     The first line of the docstring is the method's description in `bench list methods`.
     """
 
     name: ClassVar[str] = ""
     sweep: ClassVar[str | None] = None
+    starts_from: ClassVar[str] = "pretrained"
+    output: ClassVar[str] = "float"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

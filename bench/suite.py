@@ -78,6 +78,7 @@ class Suite:
     sparsities: list[float]  # the levels that sweeping methods are run at
     latency_batches: list[int]  # [1, throughput batch]
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method parameters
+    student: ModelSpec | None = None  # the smaller model distillation methods train
 
     def with_budget(self, **overrides: Any) -> Suite:
         """This suite with some budget fields replaced (None values are ignored)."""
