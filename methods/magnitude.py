@@ -2,25 +2,40 @@ import torch
 from torch.nn.utils import prune
 
 from bench import Context, Method, register_method
+from bench.registry import ParameterError
 from bench.sparsity import make_permanent, prunable_weights
+
+SCOPES = ("global", "layer")
 
 
 @register_method("magnitude")
 class Magnitude(Method):
-    """One-shot global magnitude pruning of the trained model, then fine-tuning (Han et al. 2015).
+    """One-shot magnitude pruning of the trained model, then fine-tuning (Han et al. 2015).
 
-    The smallest-magnitude `sparsity` fraction of all Linear/Conv weights, ranked together across
-    layers, is masked with torch.nn.utils.prune; the mask holds through fine-tuning (the pruning
-    hook recomputes weight = weight_orig * mask every forward) and is folded into the weights at
-    the end, so the returned weights are truly zero.
+    The smallest-magnitude `sparsity` fraction of the Linear/Conv weights is masked with
+    torch.nn.utils.prune: ranked together across layers (`scope="global"`, which lets the large
+    layers take most of the pruning) or within each layer (`scope="layer"`, the same sparsity in
+    every layer). The mask holds through fine-tuning (the pruning hook recomputes
+    weight = weight_orig * mask every forward) and is folded into the weights at the end, so the
+    returned weights are truly zero.
     """
 
     sweep = "sparsity"
     sparsity: float = 0.9
+    scope: str = "global"
+
+    def __post_init__(self) -> None:
+        # A parameter error stops `bench run` before any training, with the allowed values.
+        if self.scope not in SCOPES:
+            raise ParameterError(f"magnitude: scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
 
     def run(self, ctx: Context) -> torch.nn.Module:
         model = ctx.pretrained()
-        prune.global_unstructured(prunable_weights(model), pruning_method=prune.L1Unstructured,
-                                  amount=self.sparsity)
+        if self.scope == "global":
+            prune.global_unstructured(prunable_weights(model), pruning_method=prune.L1Unstructured,
+                                      amount=self.sparsity)
+        else:
+            for module, name in prunable_weights(model):
+                prune.l1_unstructured(module, name, amount=self.sparsity)
         ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
         return make_permanent(model)

@@ -11,7 +11,7 @@ from conftest import ROOT, make_distribution
 def test_builtin_methods_are_registered():
     assert {"dense", "magnitude"} <= set(select("all"))
     assert METHODS["magnitude"].sweep == "sparsity"
-    assert METHODS["magnitude"].parameters() == {"sparsity": 0.9}
+    assert METHODS["magnitude"].parameters() == {"sparsity": 0.9, "scope": "global"}
 
 
 def test_duplicate_name_is_rejected():

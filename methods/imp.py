@@ -1,0 +1,41 @@
+import torch
+from torch.nn.utils import prune
+
+from bench import Context, Method, register_method
+from bench.registry import ParameterError
+from bench.sparsity import make_permanent, prunable_weights, weight_sparsity
+
+
+@register_method("imp")
+class IterativeMagnitude(Method):
+    """Iterative magnitude pruning: prune a share, retrain, repeat (Han et al. 2015).
+
+    Starting from the trained model, each of `rounds` rounds masks the smallest-magnitude
+    weights (ranked globally) so that the kept fraction shrinks by (1 - sparsity)^(1/rounds),
+    reaching `sparsity` exactly after the last round, then retrains finetune_epochs at
+    finetune_lr with the mask held. Pruning in steps lets the network adapt between them, at
+    the cost of `rounds` fine-tunings instead of one (the harness counts them).
+    """
+
+    sweep = "sparsity"
+    sparsity: float = 0.9
+    rounds: int = 5
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ParameterError(f"imp: rounds must be at least 1, got {self.rounds}")
+
+    def run(self, ctx: Context) -> torch.nn.Module:
+        model = ctx.pretrained()
+        params = prunable_weights(model)
+        total = sum(getattr(m, n).numel() for m, n in params)
+        reached = []
+        for r in range(1, self.rounds + 1):
+            # Folding first makes the earlier zeros the smallest weights, so the new mask keeps them.
+            make_permanent(model)
+            keep = round(total * (1 - self.sparsity) ** (r / self.rounds))
+            prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=total - keep)
+            reached.append(weight_sparsity(model))
+            ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
+        ctx.record(round_sparsity=reached)
+        return make_permanent(model)
