@@ -39,21 +39,23 @@ class Context:
         self.figures: dict[str, Any] = {}
         self._dense = dense_store
         self._used_pretrained = False
+        self._previous: nn.Module | None = None
         self._generator = torch.Generator(device=device).manual_seed(seed)
 
     # -- models -------------------------------------------------------------------------------
-    def new_model(self) -> nn.Module:
-        """The suite's model, untrained, initialized from the run's seed (same init every call)."""
-        return self._build(self.suite.model)
+    def new_model(self, seed: int | None = None) -> nn.Module:
+        """The suite's model, untrained, initialized from the run's seed (same init every call,
+        the one the dense model started from), or from another `seed` for a fresh draw."""
+        return self._build(self.suite.model, self.seed if seed is None else seed)
 
     def new_student(self) -> nn.Module:
         """The suite's smaller `student` model, untrained and seeded, for distillation."""
         if self.suite.student is None:
             raise ValueError(f"suite '{self.suite.name}' names no student model")
-        return self._build(self.suite.student)
+        return self._build(self.suite.student, self.seed)
 
-    def _build(self, spec: ModelSpec) -> nn.Module:
-        torch.manual_seed(self.seed)
+    def _build(self, spec: ModelSpec, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
         model = build_model(spec.name, dict(spec.kwargs), self.data.num_classes,
                             in_channels=self.data.train.x.shape[1])
         return model.to(self.device)
@@ -62,13 +64,20 @@ class Context:
         """A fresh copy of the suite's trained dense model for this seed (trained once, cached).
 
         Its training cost is added to this run's spent epochs and time the first time it is used.
+        In a chain, later links get the previous link's model instead.
         """
+        if self._previous is not None:
+            return copy.deepcopy(self._previous)
         model, meta = self._dense.get(self)
         if not self._used_pretrained:
             self._used_pretrained = True
             self.train_epochs += meta["epochs"]
             self.train_time_s += meta["seconds"]
         return copy.deepcopy(model)
+
+    def continue_from(self, model: nn.Module) -> None:
+        """Make pretrained() return copies of `model`: the harness's hook for chains."""
+        self._previous = model
 
     # -- training and evaluation --------------------------------------------------------------
     def train(self, model: nn.Module, epochs: int, *, lr: float | None = None,

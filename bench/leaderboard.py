@@ -42,7 +42,10 @@ def _budget_label(budget: dict[str, Any]) -> str:
 
 
 def setting_label(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
+    """"sparsity=0.9"; for a chain, each link's parameters prefixed by its method name."""
+    flat = {f"{k}.{kk}": vv for k, v in params.items() if isinstance(v, dict) for kk, vv in v.items()}
+    flat.update({k: v for k, v in params.items() if not isinstance(v, dict)})
+    return ", ".join(f"{k}={v}" for k, v in flat.items()) or "-"
 
 
 def frame(recs: list[dict[str, Any]]) -> pd.DataFrame:

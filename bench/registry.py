@@ -141,7 +141,8 @@ def _import_plugin(name: str, load) -> None:
 
 
 def select(spec: str) -> list[str]:
-    """Method names from `all`, a comma list, and glob patterns; unknown names get suggestions.
+    """Method names from `all`, a comma list, glob patterns and chains (`magnitude+ptq-int8`);
+    unknown names get suggestions.
 
     Broken plugins (failed imports) are selectable by their module or entry-point name, so they
     show up as failed rows.
@@ -158,12 +159,13 @@ def select(spec: str) -> list[str]:
             matches = fnmatch.filter(known, part)
             if not matches:
                 raise UnknownMethodError(f"no method matches '{part}'; registered: {', '.join(known)}")
-        elif part in known:
-            matches = [part]
         else:
-            close = difflib.get_close_matches(part, known, n=3, cutoff=0.5)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise UnknownMethodError(f"unknown method '{part}'; {hint}registered: {', '.join(known)}")
+            for name in part.split("+"):  # a single method, or each link of a chain
+                if name not in known:
+                    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+                    hint = f"did you mean {', '.join(close)}? " if close else ""
+                    raise UnknownMethodError(f"unknown method '{name}'; {hint}registered: {', '.join(known)}")
+            matches = [part]
         chosen += [m for m in matches if m not in chosen]
     if not chosen:
         raise UnknownMethodError("no method selected")

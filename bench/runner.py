@@ -20,7 +20,8 @@ from torch import nn
 from bench import leaderboard, measure, records
 from bench.context import Context, DenseStore
 from bench.data import Dataset, default_tensor_cache, load_dataset
-from bench.registry import BROKEN, METHODS
+from bench.chain import Chain, check_chain, links
+from bench.registry import BROKEN, METHODS, Method
 from bench.sparsity import weight_sparsity
 from bench.suite import Suite
 from bench.train import DivergedError, model_device
@@ -28,33 +29,49 @@ from bench.train import DivergedError, model_device
 
 @dataclass
 class RunSpec:
-    method: str
-    params: dict[str, Any]  # every parameter, defaults included
+    method: str  # a method name, or a chain "a+b"
+    params: dict[str, Any]  # every parameter, defaults included; per link for a chain
     seed: int
 
-    def label(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.params.items())
+
+def _link_params(suite: Suite, name: str, overrides: dict[str, dict[str, Any]]) -> tuple[dict, dict]:
+    """(all parameters, the explicitly set ones) of one method: its defaults, then the suite's
+    `methods` section, then --set. Wrong names or types fail here."""
+    cls = METHODS[name]
+    explicit = {**suite.methods.get(name, {}), **overrides.get(name, {})}
+    params = {**cls.parameters(), **explicit}
+    cls.build(dict(params))
+    return params, explicit
 
 
 def plan(suite: Suite, names: list[str], overrides: dict[str, dict[str, Any]],
          seeds: list[int]) -> list[RunSpec]:
-    """The runs for the selected methods: parameters from method defaults, then the suite's
-    `methods` section, then --set; a method's `sweep` parameter, unless set, takes each of the
-    suite's sparsity levels. Wrong parameter names or types fail here, before any training."""
+    """The runs for the selected methods and chains. A method's `sweep` parameter, unless set
+    explicitly, takes each of the suite's sparsity levels (in a chain, every sweeping link takes
+    the same level). Wrong parameters and impossible chains fail here, before any training."""
     runs = []
     for name in names:
         if name in BROKEN and name not in METHODS:
             runs += [RunSpec(name, {}, seed) for seed in seeds]
             continue
-        cls = METHODS[name]
-        params = {**cls.parameters(), **suite.methods.get(name, {}), **overrides.get(name, {})}
-        cls.build(dict(params))  # validates names and types
-        explicit = {**suite.methods.get(name, {}), **overrides.get(name, {})}
-        sweep_values = suite.sparsities if cls.sweep and cls.sweep not in explicit else [None]
-        for value in sweep_values:
-            p = dict(params) if value is None else {**params, cls.sweep: value}
-            runs += [RunSpec(name, p, seed) for seed in seeds]
+        chain = links(name)
+        if len(chain) > 1:
+            check_chain(chain)
+        resolved = {link: _link_params(suite, link, overrides) for link in chain}
+        sweeping = [link for link in chain
+                    if METHODS[link].sweep and METHODS[link].sweep not in resolved[link][1]]
+        for value in suite.sparsities if sweeping else [None]:
+            per_link = {link: {**params, **({METHODS[link].sweep: value} if link in sweeping else {})}
+                        for link, (params, _) in resolved.items()}
+            params = per_link[name] if len(chain) == 1 else per_link
+            runs += [RunSpec(name, params, seed) for seed in seeds]
     return runs
+
+
+def build_method(spec: RunSpec) -> Method | Chain:
+    if len(links(spec.method)) == 1:
+        return METHODS[spec.method].build(dict(spec.params))
+    return Chain([METHODS[link].build(dict(p)) for link, p in spec.params.items()])
 
 
 def run_config(suite: Suite, spec: RunSpec, source: str) -> dict[str, Any]:
@@ -97,8 +114,7 @@ def execute(suite: Suite, spec: RunSpec, ctx: Context, reference: dict[str, int]
     try:
         if spec.method in BROKEN and spec.method not in METHODS:
             raise ImportError(f"plugin '{spec.method}' failed to import:\n{BROKEN[spec.method]}")
-        method = METHODS[spec.method].build(dict(spec.params))
-        model = method.run(ctx)
+        model = build_method(spec).run(ctx)
         if not isinstance(model, nn.Module):
             raise TypeError(f"{spec.method}.run() returned {type(model).__name__}, not an nn.Module")
         measure_start = time.perf_counter()
@@ -143,7 +159,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         config = run_config(suite, spec, data.source)
         digest = records.config_hash(config)
         path = records.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
-        head = f"[{i}/{len(runs)}] {spec.method} {spec.label()} seed={spec.seed}".replace("  ", " ")
+        head = f"[{i}/{len(runs)}] {spec.method} {leaderboard.setting_label(spec.params)} seed={spec.seed}"
         existing = records.read_record(path)
         if existing and existing.get("status") == "ok" and not force:
             log(f"{head}: finished before, skipped ({path.name}; --force reruns)")

@@ -102,3 +102,49 @@ def test_context_gives_seeded_models_and_counts_cost(make_context):
     assert ctx.evaluate(dense) > 0.6  # 3 epochs on 2,000 images; chance is 0.1
     (x, y), = ctx.calibration_batches(n=1, batch_size=32)
     assert x.shape == (32, 1, 28, 28) and x.dtype == torch.float32 and y.shape == (32,)
+
+
+def test_chain_runs_links_in_order_as_one_row(tmp_path, data_dir):
+    proc = run_bench(quick(tmp_path, data_dir, "--methods", "dense+magnitude",
+                           "--set", "magnitude.sparsity=0.8", "--limit-train", "4000", "--epochs", "2"))
+    assert proc.returncode == 0, proc.stderr
+    assert "chain link 2/2: magnitude" in proc.stdout
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "mlp" / "runs").glob("*.json")]
+    assert record["method"] == "dense+magnitude"
+    assert record["params"] == {"dense": {}, "magnitude": {"sparsity": 0.8, "scope": "global"}}
+    assert record["metrics"]["train_epochs"] == 2 + 2  # dense training + the fine-tuning
+    assert abs(record["metrics"]["weight_sparsity"] - 0.8) < 0.005
+
+
+def test_impossible_chains_fail_before_training(tmp_path, data_dir):
+    code = '''
+        from bench import Method, register_method
+
+        @register_method("from-scratch")
+        class FromScratch(Method):
+            """Trains its own model."""
+            starts_from = "scratch"
+
+            def run(self, ctx):
+                return ctx.new_model()
+
+        @register_method("to-int8")
+        class ToInt8(Method):
+            """Returns a final quantized model."""
+            output = "quantized"
+
+            def run(self, ctx):
+                return ctx.pretrained()
+    '''
+    site = make_distribution(tmp_path / "site", "chain_plugins", code,
+                             {"from-scratch": "chain_plugins", "to-int8": "chain_plugins"})
+    scratch = run_bench(quick(tmp_path, data_dir, "--methods", "magnitude+from-scratch"), pythonpath=[site])
+    assert scratch.returncode == 2
+    assert "'from-scratch' trains its own model from scratch, so it cannot continue from 'magnitude'" in scratch.stderr
+    quant = run_bench(quick(tmp_path, data_dir, "--methods", "to-int8+magnitude"), pythonpath=[site])
+    assert quant.returncode == 2 and "'magnitude' needs a float model, but 'to-int8' returns a quantized one" in quant.stderr
+    twice = run_bench(quick(tmp_path, data_dir, "--methods", "magnitude+magnitude"))
+    assert twice.returncode == 2 and "a method may appear once in a chain" in twice.stderr
+    unknown = run_bench(quick(tmp_path, data_dir, "--methods", "magnitude+ptq-int9"))
+    assert unknown.returncode == 2 and "unknown method 'ptq-int9'" in unknown.stderr
+    assert not (tmp_path / "mlp").exists()  # nothing trained
