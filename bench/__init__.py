@@ -5,7 +5,7 @@ The public plugin API: subclass `Method`, decorate it with `register_method`, an
 """
 
 from bench.context import Context
-from bench.registry import Method, register_method
+from bench.registry import Method, NotApplicable, ParameterError, register_method
 from bench.suite import Budget, Suite
 
-__all__ = ["Budget", "Context", "Method", "Suite", "register_method"]
+__all__ = ["Budget", "Context", "Method", "NotApplicable", "ParameterError", "Suite", "register_method"]

@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("\n" + tabulate(rows, headers=["method", "setting", "seed", "status", "accuracy (%)",
                                          "sparsity (%)", "size (KiB)", "train epochs"]))
     print(f"\nleaderboard: {args.results_dir / suite.name}/leaderboard*.md")
-    failed = [r for r in done if r["status"] != "ok"]
+    failed = [r for r in done if r["status"] not in ("ok", "skipped")]
     if failed:
         print(f"\n{len(failed)} of {len(done)} runs did not finish: "
               + ", ".join(f"{r['method']} seed {r['seed']} ({r['status']})" for r in failed), file=sys.stderr)

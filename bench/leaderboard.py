@@ -103,7 +103,7 @@ def _fmt(value: Any, decimals: int) -> str:
 
 
 def markdown(table: pd.DataFrame, recs: list[dict[str, Any]], suite: str, title: str) -> str:
-    """The Markdown leaderboard: one table per (data source, budget), failed runs, environments."""
+    """The Markdown leaderboard: one table per (data source, budget), failed and skipped runs, environments."""
     failed = [r for r in recs if r["status"] != "ok"]
     lines = [f"# {suite}: {title}", "",
              "Mean over seeds (accuracy: mean ± std). Definitions of every column: README.md, "
@@ -129,7 +129,7 @@ def markdown(table: pd.DataFrame, recs: list[dict[str, Any]], suite: str, title:
                    "memory (MiB)", "train epochs", "train time (s)"]
         lines += [tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
     if failed:
-        lines += ["## failed runs", ""]
+        lines += ["## failed and skipped runs", ""]
         rows = [[r["method"], setting_label(r["params"]), r["seed"], r["status"],
                  (r.get("error") or "").splitlines()[0][:160]] for r in failed]
         lines += [tabulate(rows, headers=["method", "setting", "seed", "status", "error"],

@@ -83,6 +83,11 @@ class ParameterError(ValueError):
     """A method parameter with a wrong name or type."""
 
 
+class NotApplicable(Exception):
+    """Raised by a method's run() when the suite cannot use it (e.g. slimming on a model without
+    BatchNorm): the run is recorded as skipped, with the reason, and is not a failure."""
+
+
 def _coerce(method: str, key: str, value: Any, tp: type) -> Any:
     """Accept a value of the default's type; ints are accepted where floats are expected."""
     if tp is float and isinstance(value, int) and not isinstance(value, bool):

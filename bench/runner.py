@@ -21,7 +21,7 @@ from bench import leaderboard, measure, records
 from bench.context import Context, DenseStore
 from bench.data import Dataset, default_tensor_cache, load_dataset
 from bench.chain import Chain, check_chain, links
-from bench.registry import BROKEN, METHODS, Method
+from bench.registry import BROKEN, METHODS, Method, NotApplicable
 from bench.sparsity import weight_sparsity
 from bench.suite import Suite
 from bench.train import DivergedError, model_device
@@ -123,6 +123,8 @@ def execute(suite: Suite, spec: RunSpec, ctx: Context, reference: dict[str, int]
         out["measure_time_s"] = time.perf_counter() - measure_start
     except DivergedError as e:
         out.update(status="diverged", error=str(e))
+    except NotApplicable as e:
+        out.update(status="skipped", error=f"not applicable: {e}")
     except Exception as e:  # noqa: BLE001 - a failing plugin is a failed row
         out.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-4)}")
     out["figures"] = ctx.figures

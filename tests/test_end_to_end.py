@@ -40,7 +40,14 @@ def test_dense_and_magnitude_end_to_end(tmp_path, data_dir):
 
 
 PLUGINS = '''
-    from bench import Method, register_method
+    from bench import Method, NotApplicable, register_method
+
+    @register_method("needs-bn")
+    class NeedsBatchNorm(Method):
+        """Cannot work on this suite's model."""
+
+        def run(self, ctx):
+            raise NotApplicable("the model has no BatchNorm layers")
 
     @register_method("explodes")
     class Explodes(Method):
@@ -62,21 +69,23 @@ PLUGINS = '''
 
 def test_failing_plugins_become_failed_rows_and_exit_nonzero(tmp_path, data_dir):
     site = make_distribution(tmp_path / "site", "bad_plugins", PLUGINS,
-                             {"explodes": "bad_plugins", "diverges": "bad_plugins"})
+                             {"explodes": "bad_plugins", "diverges": "bad_plugins", "needs-bn": "bad_plugins"})
     make_distribution(site, "broken_import", "import no_such_module_anywhere\n",
                       {"broken": "broken_import"})
-    proc = run_bench(quick(tmp_path / "results", data_dir, "--methods", "explodes,broken,diverges,dense",
+    proc = run_bench(quick(tmp_path / "results", data_dir, "--methods", "explodes,broken,diverges,needs-bn,dense",
                            "--epochs", "1", "--limit-train", "2000"), pythonpath=[site])
     assert proc.returncode == 1, proc.stderr
-    assert "3 of 4 runs did not finish" in proc.stderr
+    assert "3 of 5 runs did not finish" in proc.stderr  # a skipped run is not a failure
     recs = {r["method"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "results" / "mlp" / "runs").glob("*.json"))}
     assert recs["explodes"]["status"] == "failed"
     assert "RuntimeError: the plugin blew up on purpose" in recs["explodes"]["error"]
     assert recs["broken"]["status"] == "failed" and "no_such_module_anywhere" in recs["broken"]["error"]
     assert recs["diverges"]["status"] == "diverged" and "diverged at epoch 1" in recs["diverges"]["error"]
+    assert recs["needs-bn"]["status"] == "skipped"
+    assert recs["needs-bn"]["error"] == "not applicable: the model has no BatchNorm layers"
     assert recs["dense"]["status"] == "ok"  # the others still ran
     md = (tmp_path / "results" / "mlp" / "leaderboard-custom.md").read_text()
-    assert "## failed runs" in md and "the plugin blew up on purpose" in md
+    assert "## failed and skipped runs" in md and "the plugin blew up on purpose" in md
 
 
 def test_user_errors_are_clear_and_exit_2(tmp_path, data_dir):

@@ -51,7 +51,7 @@ def test_leaderboard_aggregates_over_seeds_and_separates_budgets_and_sources(tmp
     assert list(custom["accuracy_mean_%"]) == [90.0] and list(custom.budget) == ["1+10 epochs"]
     md = (tmp_path / "mlp" / "leaderboard.md").read_text()
     assert re.search(r"\| dense +\| - +\| 2 +\| 98.50 ± 0.71 +\| 0.00 +\|", md)
-    assert "## failed runs" in md and "RuntimeError: boom" in md
+    assert "## failed and skipped runs" in md and "RuntimeError: boom" in md
     assert (tmp_path / "mlp" / "pareto.png").stat().st_size > 1000
 
 
