@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 from torch.nn.utils import prune
@@ -30,3 +32,105 @@ def make_permanent(model: nn.Module) -> nn.Module:
         if prune.is_pruned(module) and hasattr(module, f"{name}_mask"):
             prune.remove(module, name)
     return model
+
+
+def erk_densities(model: nn.Module, sparsity: float) -> list[float]:
+    """Erdos-Renyi-Kernel densities of the prunable weights (Evci et al. 2020), in the order of
+    prunable_weights(model).
+
+    A layer's density is proportional to sum(dims) / prod(dims), so small layers stay denser;
+    the scale is chosen so that the overall density is 1 - sparsity. Layers that would exceed
+    density 1 are made dense and the scale is solved again over the others.
+    """
+    shapes = [getattr(m, n).shape for m, n in prunable_weights(model)]
+    sizes = [s.numel() for s in shapes]
+    raw = [sum(s) / s.numel() for s in shapes]
+    target = (1 - sparsity) * sum(sizes)
+    dense: set[int] = set()
+    while True:
+        free = [i for i in range(len(shapes)) if i not in dense]
+        budget = target - sum(sizes[i] for i in dense)
+        scale = budget / sum(sizes[i] * raw[i] for i in free) if free else 0.0
+        over = [i for i in free if scale * raw[i] > 1]
+        if not over:
+            return [1.0 if i in dense else scale * raw[i] for i in range(len(shapes))]
+        dense.add(max(over, key=lambda i: raw[i]))  # cap the densest first, then re-solve
+
+
+def random_masks(model: nn.Module, densities: list[float], generator: torch.Generator) -> list[torch.Tensor]:
+    """Boolean masks of the prunable weights, each with exactly round(density * numel) True
+    entries at uniformly random positions."""
+    masks = []
+    for (module, name), density in zip(prunable_weights(model), densities):
+        w = getattr(module, name)
+        keep = torch.randperm(w.numel(), device=w.device, generator=generator)[:round(density * w.numel())]
+        mask = torch.zeros(w.numel(), dtype=torch.bool, device=w.device)
+        mask[keep] = True
+        masks.append(mask.view_as(w))
+    return masks
+
+
+GrowScore = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (weight, dense grad) -> score
+
+
+class DynamicMasks:
+    """Masks on a model's prunable weights that are held during ctx.train and, every `dt` steps
+    before `end_step`, drop and regrow connections at constant per-layer sparsity (SET, RigL).
+
+    Pass `after_backward` and `after_step` to ctx.train. Masked weights are zeroed after every
+    optimizer step and their gradients before it, so neither the step nor weight decay revives
+    them; a dropped weight's momentum then decays geometrically until it is regrown. At an update
+    step each layer drops the `drop_fraction(step)` smallest-magnitude active weights and grows as
+    many where `grow_score(weight, dense_grad)` is largest among the positions left inactive;
+    connections that were inactive before start at zero. `trace` holds, per update, the step, the
+    masks' sparsity and how many connections were newly grown.
+    """
+
+    def __init__(self, model: nn.Module, masks: list[torch.Tensor], *, dt: int, end_step: int,
+                 drop_fraction: Callable[[int], float], grow_score: GrowScore):
+        self.weights = [getattr(m, n) for m, n in prunable_weights(model)]
+        self.masks = masks
+        self.dt, self.end_step = dt, end_step
+        self.drop_fraction, self.grow_score = drop_fraction, grow_score
+        self.trace: list[dict[str, float]] = []
+        self._grads: list[torch.Tensor] = []
+        self.apply()
+
+    def is_update(self, step: int) -> bool:
+        return 0 < step < self.end_step and step % self.dt == 0
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        for w, m in zip(self.weights, self.masks):
+            w.mul_(m)
+
+    @torch.no_grad()
+    def after_backward(self, model: nn.Module, step: int) -> None:  # noqa: ARG002 - hook signature
+        if self.is_update(step):
+            self._grads = [w.grad.clone() for w in self.weights]  # the dense gradient, for RigL
+        for w, m in zip(self.weights, self.masks):
+            w.grad.mul_(m)
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module, step: int) -> None:  # noqa: ARG002 - hook signature
+        self.apply()
+        if not self.is_update(step):
+            return
+        fraction, grown, active = self.drop_fraction(step), 0, 0
+        for i, (w, mask, g) in enumerate(zip(self.weights, self.masks, self._grads)):
+            n_active = int(mask.sum())
+            n = round(fraction * n_active)
+            # reshape, not view: on CUDA a conv weight's gradient can be channels-last
+            drop = torch.where(mask, w.abs(), torch.inf).reshape(-1).topk(n, largest=False).indices
+            kept = mask.clone()
+            kept.view(-1)[drop] = False
+            score = torch.where(kept, -torch.inf, self.grow_score(w, g).float())
+            new = kept.clone()
+            new.view(-1)[score.reshape(-1).topk(n).indices] = True
+            w.mul_(new & mask)  # newly grown connections start at zero
+            self.masks[i] = new
+            grown += int((new & ~mask).sum())
+            active += int(new.sum())
+        self._grads = []
+        total = sum(m.numel() for m in self.masks)
+        self.trace.append({"step": step, "sparsity": 1 - active / total, "grown": grown})

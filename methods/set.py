@@ -1,0 +1,35 @@
+import torch
+
+from bench import Context, Method, register_method
+from bench.sparsity import DynamicMasks, erk_densities, random_masks
+
+
+@register_method("set")
+class SET(Method):
+    """Sparse Evolutionary Training: prune the smallest weights and regrow at random (Mocanu et al. 2018).
+
+    Starts from a random Erdos-Renyi-Kernel mask and keeps each layer's sparsity constant: every
+    `dt` steps each layer drops its `drop_fraction` smallest-magnitude active weights and regrows
+    as many at random inactive positions, starting at zero. The mask stops changing after
+    `end_fraction` of the steps so that the final topology is trained to convergence.
+    """
+
+    sweep = "sparsity"
+    starts_from = "scratch"
+    sparsity: float = 0.9
+    drop_fraction: float = 0.3
+    dt: int = 100
+    end_fraction: float = 0.75
+
+    def run(self, ctx: Context) -> torch.nn.Module:
+        model = ctx.new_model()
+        generator = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+        epochs = ctx.budget.epochs + ctx.budget.finetune_epochs
+        masks = DynamicMasks(
+            model, random_masks(model, erk_densities(model, self.sparsity), generator),
+            dt=self.dt, end_step=int(self.end_fraction * epochs * ctx.steps_per_epoch),
+            drop_fraction=lambda step: self.drop_fraction,
+            grow_score=lambda w, g: torch.rand(w.shape, device=w.device, generator=generator))
+        ctx.train(model, epochs=epochs, after_backward=masks.after_backward, after_step=masks.after_step)
+        ctx.record(mask_updates=masks.trace)
+        return model

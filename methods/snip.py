@@ -1,0 +1,36 @@
+import torch
+import torch.nn.functional as F
+from torch.nn.utils import prune
+
+from bench import Context, Method, register_method
+from bench.sparsity import make_permanent, prunable_weights
+
+
+@register_method("snip")
+class Snip(Method):
+    """SNIP: prune once at initialization by connection sensitivity |g * w| (Lee et al. 2019).
+
+    The sensitivity is measured on `batches` training batches of the suite's batch size at the
+    seeded initialization and ranked globally across layers; the network is then trained with
+    the mask fixed for the whole dense + fine-tuning budget.
+    """
+
+    sweep = "sparsity"
+    starts_from = "scratch"
+    sparsity: float = 0.9
+    batches: int = 1
+
+    def run(self, ctx: Context) -> torch.nn.Module:
+        model = ctx.new_model()
+        weights = prunable_weights(model)
+        model.zero_grad(set_to_none=True)
+        for x, y in ctx.calibration_batches(n=self.batches):
+            F.cross_entropy(model(x), y).backward()
+        # contiguous: on CUDA a conv gradient can be channels-last, and prune flattens with view()
+        scores = {(m, n): (getattr(m, n).grad * getattr(m, n)).detach().abs().contiguous()
+                  for m, n in weights}
+        model.zero_grad(set_to_none=True)
+        prune.global_unstructured(weights, pruning_method=prune.L1Unstructured,
+                                  importance_scores=scores, amount=self.sparsity)
+        ctx.train(model, epochs=ctx.budget.epochs + ctx.budget.finetune_epochs)
+        return make_permanent(model)

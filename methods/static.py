@@ -1,0 +1,28 @@
+import torch
+from torch.nn.utils import prune
+
+from bench import Context, Method, register_method
+from bench.sparsity import erk_densities, make_permanent, prunable_weights, random_masks
+
+
+@register_method("static")
+class Static(Method):
+    """Static sparse training: a random Erdos-Renyi-Kernel mask fixed at initialization (Evci et al. 2020).
+
+    Each layer keeps a uniformly random subset of its weights whose size follows the ERK
+    densities (the static baseline of the RigL paper); the mask is held by torch.nn.utils.prune
+    for the whole dense + fine-tuning budget and folded into the weights at the end.
+    """
+
+    sweep = "sparsity"
+    starts_from = "scratch"
+    sparsity: float = 0.9
+
+    def run(self, ctx: Context) -> torch.nn.Module:
+        model = ctx.new_model()
+        generator = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+        masks = random_masks(model, erk_densities(model, self.sparsity), generator)
+        for (module, name), mask in zip(prunable_weights(model), masks):
+            prune.custom_from_mask(module, name, mask)
+        ctx.train(model, epochs=ctx.budget.epochs + ctx.budget.finetune_epochs)
+        return make_permanent(model)
