@@ -24,14 +24,21 @@ def _seeds(text: str) -> list[int]:
 
 
 def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
-    """--set METHOD.PARAM=VALUE, values parsed as YAML scalars (0.9, true, text)."""
+    """--set METHOD.PARAM=VALUE, values parsed as YAML scalars (0.9, true, text); numbers that
+    YAML 1.1 leaves as text (2e-5) are read as floats."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         method, dot, param = key.partition(".")
         if not (sep and dot and method and param):
             raise registry.ParameterError(f"--set expects METHOD.PARAM=VALUE, got '{item}'")
-        out.setdefault(method, {})[param] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out.setdefault(method, {})[param] = parsed
     return out
 
 

@@ -61,3 +61,13 @@ def test_entry_point_plugin_is_discovered(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
                          env={"PYTHONPATH": f"{site}:{ROOT}", "PATH": ""}, check=True).stdout
     assert out.strip() == "['fake-prune'] {'amount': 0.3}"
+
+
+def test_set_values_are_read_as_yaml_scalars():
+    from bench.cli import _overrides
+
+    parsed = _overrides(["l1.penalty=2e-5", "magnitude.scope=layer", "lottery.reinit=true", "imp.rounds=3"])
+    assert parsed == {"l1": {"penalty": 2e-5}, "magnitude": {"scope": "layer"},
+                      "lottery": {"reinit": True}, "imp": {"rounds": 3}}
+    with pytest.raises(ParameterError, match="METHOD.PARAM=VALUE"):
+        _overrides(["sparsity=0.9"])
