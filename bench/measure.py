@@ -19,12 +19,23 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench.sparsity import PRUNABLE
 
 
+# Storage types of quantized weights. Quantized models keep them as buffers (torchao's PT2E
+# flow, for one), no longer as nn.Parameters, but they are still the model's weights.
+INTEGER_WEIGHTS = (torch.int8, torch.uint8)
+
+
+def weight_tensors(model: nn.Module) -> list[torch.Tensor]:
+    """The parameters, plus the buffers that hold quantized weights (int8/uint8)."""
+    return [*model.parameters(), *(b for b in model.buffers() if b.dtype in INTEGER_WEIGHTS)]
+
+
 def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    return sum(t.numel() for t in weight_tensors(model))
 
 
 def count_nonzeros(model: nn.Module) -> int:
-    return sum(int(torch.count_nonzero(p)) for p in model.parameters())
+    """Nonzero values; a quantized weight is zero where its integer is (symmetric quantization)."""
+    return sum(int(torch.count_nonzero(t)) for t in weight_tensors(model))
 
 
 @torch.inference_mode()
@@ -51,12 +62,12 @@ def flops(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
 
 
 def sparse_state_dict(model: nn.Module) -> dict[str, Any]:
-    """The deployable form of a model: each float tensor dense, or as a bitmask plus nonzero
-    values when that is smaller (a 1-bit-per-weight sparse encoding)."""
+    """The deployable form of a model: each float or quantized-weight tensor dense, or as a
+    bitmask plus nonzero values when that is smaller (a 1-bit-per-weight sparse encoding)."""
     out: dict[str, Any] = {}
     for key, t in model.state_dict().items():
         t = t.detach().cpu()
-        if t.is_floating_point() and t.numel() > 0:
+        if (t.is_floating_point() or t.dtype in INTEGER_WEIGHTS) and t.numel() > 0:
             mask = t != 0
             nnz = int(mask.sum())
             sparse_bytes = nnz * t.element_size() + (t.numel() + 7) // 8

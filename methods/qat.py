@@ -1,0 +1,35 @@
+from torch import nn
+from torchao.quantization.pt2e import allow_exported_model_train_eval
+from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+    X86InductorQuantizer,
+    get_default_x86_inductor_quantization_config,
+)
+
+from bench import Context, Method, register_method
+from methods.ptq_int8 import Int8Model, export
+from methods.uniform import keep_zeros
+
+
+@register_method("qat")
+class QAT(Method):
+    """Quantization-aware training: fine-tuning through fake int8 quantization, then the int8 model of ptq-int8 (Jacob et al. 2018).
+
+    torchao's PT2E QAT flow inserts fake quantization of the weights (per output channel) and
+    activations (per tensor, ranges tracked by moving averages) with BatchNorm folded as in
+    training; the model is fine-tuned `finetune_epochs` at `finetune_lr` through the rounding
+    (straight-through gradients), then converted to the same int8 execution as ptq-int8.
+    Weights that are exactly zero on entry stay zero, so it can follow a pruning method.
+    """
+
+    output = "quantized"
+
+    def run(self, ctx: Context) -> nn.Module:
+        model = ctx.pretrained().train()
+        x = ctx.calibration_batches(1)[0][0]
+        quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(is_qat=True))
+        prepared = prepare_qat_pt2e(export(model, x), quantizer)
+        allow_exported_model_train_eval(prepared)  # ctx.train switches it to training mode
+        ctx.train(prepared, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr,
+                  after_step=keep_zeros(prepared))
+        return Int8Model(prepared)

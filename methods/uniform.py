@@ -1,0 +1,94 @@
+import functools
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from bench import Context, Method, register_method
+from bench.sparsity import prunable_weights
+
+
+@register_method("uniform")
+class Uniform(Method):
+    """Weight-only uniform quantization per output channel, fine-tuned with a straight-through estimator (Courbariaux et al. 2015).
+
+    Every Linear/Conv weight row w (one output channel) is stored as bits-bit integers
+    round(w / step), with step = max|w| / (2^(bits-1) - 1), plus one fp32 step. Fine-tuning keeps
+    float shadow weights: the forward pass uses their quantized values and the gradient passes
+    straight through the rounding (Bengio et al. 2013). The returned float model holds the
+    dequantized weights, at most 2^bits - 1 distinct values per output channel; its
+    `deployable_bytes()` counts the packed codes (bitmask-coded when sparse), the steps, and
+    everything else as float. Weights that are exactly zero on entry stay zero, so it can follow
+    a pruning method in a chain.
+    """
+
+    bits: int = 4
+
+    def run(self, ctx: Context) -> nn.Module:
+        if not 2 <= self.bits <= 8:
+            raise ValueError(f"uniform: bits must be between 2 and 8, got {self.bits}")
+        model = ctx.pretrained()
+        layers = [module for module, _ in prunable_weights(model)]
+        for module in layers:
+            parametrize.register_parametrization(module, "weight", StraightThrough(self.bits))
+        ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr,
+                  after_step=keep_zeros(model))
+        for module in layers:
+            parametrize.remove_parametrizations(module, "weight")  # keeps the quantized values
+        # A partial holds the model itself, so a deep copy measures the copy.
+        model.deployable_bytes = functools.partial(deployable_bytes, model, self.bits)
+        return model
+
+
+def quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """Symmetric uniform quantization per output channel (dim 0), dequantized."""
+    levels = 2 ** (bits - 1) - 1
+    step = w.abs().amax(dim=tuple(range(1, w.dim())), keepdim=True).clamp_min(torch.finfo(w.dtype).tiny) / levels
+    return torch.round(w / step) * step
+
+
+class StraightThrough(nn.Module):
+    """Parametrization whose value is quantize(w) exactly and whose gradient is the identity."""
+
+    def __init__(self, bits: int):
+        super().__init__()
+        self.bits = bits
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return quantize(w.detach(), self.bits) + (w - w.detach())
+
+
+def keep_zeros(model: nn.Module) -> Callable[[nn.Module, int], None] | None:
+    """An after_step hook that holds at zero the weights (dim > 1) that are exactly zero now."""
+    masks = [(p, p != 0) for p in model.parameters() if p.dim() > 1 and not p.all()]
+    if not masks:
+        return None
+
+    @torch.no_grad()
+    def hook(_model: nn.Module, _step: int) -> None:
+        for p, mask in masks:
+            p.mul_(mask)
+
+    return hook
+
+
+def deployable_bytes(model: nn.Module, bits: int) -> int:
+    """Each quantized weight (at most 2^bits distinct values in every row) as packed bits-bit
+    codes, or as a bitmask plus the nonzero codes when that is smaller (after pruning), plus an
+    fp32 step per output channel; every other tensor at its own size."""
+    coded = {id(m.weight) for m, _ in prunable_weights(model) if max_distinct_per_row(m.weight) <= 2 ** bits}
+    total = 0
+    for t in model.state_dict(keep_vars=True).values():
+        if id(t) in coded:
+            n, nonzeros = t.numel(), int(torch.count_nonzero(t))
+            total += math.ceil(min(n * bits, n + nonzeros * bits) / 8) + 4 * t.shape[0]
+        else:
+            total += t.numel() * t.element_size()
+    return total
+
+
+def max_distinct_per_row(w: torch.Tensor) -> int:
+    rows = w.detach().flatten(1).sort(dim=1).values
+    return int(1 + (rows.diff(dim=1) != 0).sum(dim=1).max())

@@ -1,0 +1,141 @@
+"""The quantization methods (ptq-int8, dynamic-int8, qat, uniform) on tiny real MNIST runs.
+
+The int8 models are inspected as stored (int8 tensors, not rounded floats) and measured with the
+harness's own functions, so the tests also cover what bench.measure reports for them.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from bench import measure
+from bench.registry import METHODS, discover
+from bench.sparsity import make_permanent, prunable_weights, weight_sparsity
+from methods.uniform import max_distinct_per_row
+
+discover()
+
+BUDGET = {"suite": "mlp", "seed": 0, "limit_train": 4000, "limit_test": 1000, "epochs": 2,
+          "finetune_epochs": 1}
+
+
+def run(ctx, name: str, **params) -> nn.Module:
+    return METHODS[name].build(params).run(ctx)
+
+
+@torch.inference_mode()
+def predictions(ctx, model: nn.Module) -> torch.Tensor:
+    return model(ctx.preprocess.normalize(ctx.data.test.x)).argmax(1)
+
+
+def float_weight_matrices(model: nn.Module) -> list[str]:
+    return [k for k, t in model.state_dict().items() if t.is_floating_point() and t.dim() > 1]
+
+
+@pytest.mark.parametrize("name", ["ptq-int8", "dynamic-int8", "qat"])
+def test_int8_methods_store_int8_weights_and_agree_with_the_float_model(make_context, name):
+    ctx = make_context(**BUDGET)
+    dense = ctx.pretrained()
+    dense_acc = ctx.evaluate(dense)
+    model = run(ctx, name)
+    assert METHODS[name].output == "quantized"
+
+    state = model.state_dict()
+    int8 = [t for t in state.values() if t.dtype == torch.int8]
+    dense_weights = sum(m.weight.numel() for m, _ in prunable_weights(dense))
+    assert sum(t.numel() for t in int8) == dense_weights  # every Linear weight, as int8
+    assert float_weight_matrices(model) == []  # no float copy of a weight is left behind
+    assert all(t.device.type == "cpu" for t in state.values())
+
+    agreement = (predictions(ctx, model) == predictions(ctx, dense)).float().mean().item()
+    accuracy = ctx.evaluate(model)
+    if name == "qat":  # fine-tuned: it may move away from the dense model, not lose accuracy
+        assert agreement > 0.95 and accuracy > dense_acc - 0.01
+    else:
+        assert agreement > 0.97 and abs(accuracy - dense_acc) < 0.01
+
+    # What the harness measures: the weights are still weights, and stored in a quarter the bytes.
+    assert measure.count_params(model) == measure.count_params(dense) == 266_610
+    assert measure.count_nonzeros(model) > 0.99 * 266_610
+    assert 0.2 < measure.size_bytes(model) / measure.size_bytes(dense) < 0.35
+    x = ctx.preprocess.normalize(ctx.data.test.x[:64])
+    assert measure.flops(model, x[:2]) == measure.flops(dense, x[:2])
+    assert measure.latency_ms(model, x, min_run_time=0.05)[0] > 0
+
+
+def test_dynamic_int8_quantizes_linear_layers_and_leaves_convolutions_float(make_context):
+    ctx = make_context(suite="mnist", seed=0, limit_train=1000, limit_test=500, epochs=1, finetune_epochs=1)
+    dense = ctx.pretrained()
+    model = run(ctx, "dynamic-int8")
+    int8 = sorted(tuple(t.shape) for t in model.state_dict().values() if t.dtype == torch.int8)
+    assert int8 == [(10, 500), (500, 800)]
+    assert sorted(tuple(model.state_dict()[k].shape) for k in float_weight_matrices(model)) == [
+        (20, 1, 5, 5), (50, 20, 5, 5)]
+    assert (predictions(ctx, model) == predictions(ctx, dense)).float().mean() > 0.97
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_uniform_has_at_most_2_to_the_bits_values_per_channel_and_packed_size(make_context, bits):
+    ctx = make_context(**BUDGET)
+    dense = ctx.pretrained()
+    dense_acc = ctx.evaluate(dense)
+    model = run(ctx, "uniform", bits=bits)
+    assert METHODS["uniform"].output == "float"
+    assert not any(hasattr(m, "parametrizations") for m in model.modules())  # a plain float model
+    weights = [m.weight for m, _ in prunable_weights(model)]
+    assert all(w.dtype == torch.float32 and w.requires_grad for w in weights)
+    assert all(max_distinct_per_row(w) <= 2 ** bits for w in weights)
+    if bits == 8:
+        assert ctx.evaluate(model) > dense_acc - 0.01
+
+    # packed codes (or a bitmask plus the nonzero codes, if smaller), fp32 steps, fp32 biases
+    biases = measure.count_params(model) - sum(w.numel() for w in weights)
+    expected = 4 * biases + sum(
+        (min(w.numel() * bits, w.numel() + int(w.count_nonzero()) * bits) + 7) // 8 + 4 * w.shape[0]
+        for w in weights)
+    assert measure.size_bytes(model) == expected
+    assert expected / measure.size_bytes(dense) < bits / 32 + 0.01
+    assert measure.count_params(model) == 266_610
+
+
+def test_uniform_size_falls_back_to_float_once_the_weights_leave_the_grid(make_context):
+    ctx = make_context(**BUDGET)
+    model = run(ctx, "uniform", bits=4)
+    copy = deepcopy(model)  # what ctx.pretrained() hands the next method of a chain
+    quantized = measure.size_bytes(model)
+    with torch.no_grad():
+        model[1].weight.add_(torch.randn_like(model[1].weight) * 1e-3)  # e.g. a later fine-tuning
+    assert measure.size_bytes(model) - quantized > 3 * model[1].weight.numel()  # now 4 bytes each
+    assert measure.size_bytes(copy) == quantized  # the copy measures itself, not the original
+
+
+def test_after_pruning_zeros_stay_zero_and_int8_size_counts_them(make_context):
+    ctx = make_context(**BUDGET)
+    dense_int8_bytes = measure.size_bytes(run(ctx, "ptq-int8"))
+    pruned = ctx.pretrained()
+    prune.global_unstructured(prunable_weights(pruned), pruning_method=prune.L1Unstructured, amount=0.9)
+    ctx.continue_from(make_permanent(pruned))  # what a chain magnitude+<name> does
+
+    models = {name: run(ctx, name) for name in ("uniform", "qat", "ptq-int8")}
+    for name, model in models.items():
+        assert measure.count_nonzeros(model) < 0.11 * 266_610, name
+    assert weight_sparsity(models["uniform"]) >= 0.9
+    # 4-bit codes of the 10% nonzeros plus a 1-bit mask: about 0.175 bytes a weight, not 0.5
+    assert measure.size_bytes(models["uniform"]) < 0.25 * 266_610
+    # 10% of the int8 values plus a 1-bit mask: about 0.225 of the dense int8 bytes
+    assert measure.size_bytes(models["ptq-int8"]) < 0.3 * dense_int8_bytes
+
+
+@pytest.mark.parametrize("name", ["qat", "uniform"])
+def test_seeded_runs_repeat_exactly(make_context, name):
+    states = []
+    for _ in range(2):
+        ctx = make_context(**BUDGET)
+        states.append(run(ctx, name).state_dict())
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
