@@ -4,7 +4,7 @@ import torch
 from sklearn.decomposition import MiniBatchDictionaryLearning
 from torch import nn
 
-from bench import Context, Method, register_method
+from bench import Context, Method, NotApplicable, register_method
 from bench.models import build_model
 
 
@@ -75,7 +75,7 @@ class SparseCoding(Method):
 
     def run(self, ctx: Context) -> torch.nn.Module:
         if ctx.suite.model.name != "lenet300":
-            raise ValueError(f"sparse-coding feeds its codes to LeNet-300-100 and needs an MLP suite "
+            raise NotApplicable(f"sparse-coding feeds its codes to LeNet-300-100 and needs an MLP suite "
                              f"(model lenet300); suite '{ctx.suite.name}' uses {ctx.suite.model.name}")
         if not 0 < self.k <= self.atoms:
             raise ValueError(f"sparse-coding needs 0 < k <= atoms, got k={self.k}, atoms={self.atoms}")

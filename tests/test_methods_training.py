@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from sklearn.linear_model import orthogonal_mp_gram
 from torch import nn
 
+from bench import NotApplicable
 from methods.kd import KnowledgeDistillation, distillation_loss
 from methods.sft import SparseFineTuning, TopKGradients
 from methods.sparse_coding import SparseCoding, SparseCodingNet, omp
@@ -229,5 +230,5 @@ def test_sparse_coding_encodes_raw_images_and_learns(make_context):
 
 
 def test_sparse_coding_needs_an_mlp_suite(make_context):
-    with pytest.raises(ValueError, match="MLP suite"):
+    with pytest.raises(NotApplicable, match="MLP suite"):
         SparseCoding().run(make_context(suite="mnist", limit_train=256))
