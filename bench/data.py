@@ -40,9 +40,14 @@ class Split:
     def to(self, device: torch.device) -> Split:
         return Split(self.x.to(device), self.y.to(device))
 
-    def head(self, n: int | None) -> Split:
-        """The first n samples (all if n is None), for quick runs with --limit-train."""
-        return self if n is None else Split(self.x[:n], self.y[:n])
+    def subset(self, n: int | None) -> Split:
+        """n samples (all if n is None) for quick runs with --limit-train/--limit-test: a fixed
+        random draw, the same for every run, so that a subset of a source stored class by class
+        (an ImageFolder) still holds every class."""
+        if n is None or n >= len(self):
+            return self
+        keep = torch.randperm(len(self), generator=torch.Generator().manual_seed(0))[:n].sort().values
+        return Split(self.x[keep], self.y[keep])
 
 
 @dataclass

@@ -9,7 +9,6 @@ the same bytes.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 

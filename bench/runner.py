@@ -149,7 +149,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     log(f"suite {suite.name}: {len(runs)} runs ({', '.join(names)}; seeds {seeds}) on {device}")
     dataset = load_dataset(suite.data, data_dir, cache_dir=default_tensor_cache())
     budget = suite.training
-    data = Dataset(dataset.train.head(budget.limit_train), dataset.test.head(budget.limit_test),
+    data = Dataset(dataset.train.subset(budget.limit_train), dataset.test.subset(budget.limit_test),
                    dataset.source, dataset.num_classes).to(device)
     log(f"data: {data.source}, {len(data.train)} train / {len(data.test)} test images")
     env = records.environment(device)

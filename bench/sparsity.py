@@ -134,3 +134,17 @@ class DynamicMasks:
         self._grads = []
         total = sum(m.numel() for m in self.masks)
         self.trace.append({"step": step, "sparsity": 1 - active / total, "grown": grown})
+
+
+def keep_zeros(model: nn.Module) -> Callable[[nn.Module, int], None] | None:
+    """An after_step hook that holds at zero the weights (dim > 1) that are exactly zero now."""
+    masks = [(p, p != 0) for p in model.parameters() if p.dim() > 1 and not p.all()]
+    if not masks:
+        return None
+
+    @torch.no_grad()
+    def hook(_model: nn.Module, _step: int) -> None:
+        for p, mask in masks:
+            p.mul_(mask)
+
+    return hook

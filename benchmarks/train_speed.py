@@ -49,7 +49,7 @@ def time_harness(suite, split: Split, device: torch.device) -> float:
     pre = Preprocess(suite.data, device, channels_last=device.type == "cuda")
     data = split.to(device)
     g = torch.Generator(device=device).manual_seed(0)
-    fit(model, data.head(suite.training.batch_size * 4), pre, suite.training, epochs=1,
+    fit(model, data.subset(suite.training.batch_size * 4), pre, suite.training, epochs=1,
         lr=suite.training.lr, generator=g, log=lambda _: None)  # warm-up
     sync(device)
     start = time.perf_counter()
@@ -128,7 +128,7 @@ def main() -> None:
     rows = []
     for name in args.suites.split(","):
         suite = load_suite(name)
-        split = load_dataset(suite.data, args.data_dir).train.head(args.limit_train)
+        split = load_dataset(suite.data, args.data_dir).train.subset(args.limit_train)
         n = len(split)
         harness = time_harness(suite, split, device)
         reference = time_reference(suite, n, args.data_dir, device)

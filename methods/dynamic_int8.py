@@ -7,7 +7,7 @@ from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
 )
 
 from bench import Context, Method, register_method
-from methods.ptq_int8 import Int8Model, export
+from bench.quantization import Int8Model, export
 
 
 @register_method("dynamic-int8")

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from bench import Context, Method, register_method
-from methods.filter_l1 import (Plan, channel_counts, channel_groups, example_input, record_removal,
+from bench.structured import (Plan, channel_counts, channel_groups, example_input, record_removal,
                                remove_channels)
 
 BETA, GAMMA, ZETA = 2 / 3, -0.1, 1.1  # hard-concrete temperature and stretch, as in the paper

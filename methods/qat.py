@@ -7,8 +7,8 @@ from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
 )
 
 from bench import Context, Method, register_method
-from methods.ptq_int8 import Int8Model, export
-from methods.uniform import keep_zeros
+from bench.quantization import Int8Model, export
+from bench.sparsity import keep_zeros
 
 
 @register_method("qat")

@@ -16,7 +16,7 @@ import torch_pruning as tp
 from torch import nn
 
 from bench import Context, Method, NotApplicable, register_method
-from methods.filter_l1 import (Plan, channel_counts, channel_groups, example_input, record_removal,
+from bench.structured import (Plan, channel_counts, channel_groups, example_input, record_removal,
                                remove_channels)
 
 

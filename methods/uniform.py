@@ -1,13 +1,12 @@
 import functools
 import math
-from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from bench import Context, Method, register_method
-from bench.sparsity import prunable_weights
+from bench.sparsity import keep_zeros, prunable_weights
 
 
 @register_method("uniform")
@@ -58,20 +57,6 @@ class StraightThrough(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return quantize(w.detach(), self.bits) + (w - w.detach())
-
-
-def keep_zeros(model: nn.Module) -> Callable[[nn.Module, int], None] | None:
-    """An after_step hook that holds at zero the weights (dim > 1) that are exactly zero now."""
-    masks = [(p, p != 0) for p in model.parameters() if p.dim() > 1 and not p.all()]
-    if not masks:
-        return None
-
-    @torch.no_grad()
-    def hook(_model: nn.Module, _step: int) -> None:
-        for p, mask in masks:
-            p.mul_(mask)
-
-    return hook
 
 
 def deployable_bytes(model: nn.Module, bits: int) -> int:

@@ -74,7 +74,7 @@ def make_context(data_dir, tmp_path, mnist):
         s = load_suite(suite).with_budget(epochs=epochs, finetune_epochs=finetune_epochs,
                                           limit_train=limit_train, limit_test=limit_test, **budget)
         full = mnist if s.data.dataset == "MNIST" else load_dataset(s.data, data_dir, default_tensor_cache())
-        data = Dataset(full.train.head(limit_train), full.test.head(limit_test), full.source, full.num_classes)
+        data = Dataset(full.train.subset(limit_train), full.test.subset(limit_test), full.source, full.num_classes)
         return Context(s, data, torch.device("cpu"), seed, store, log=lambda msg: None)
 
     return make

@@ -46,3 +46,14 @@ def test_augmentation_crops_and_flips_per_image():
                   for c in (padded[:, dy:dy + 8, dx:dx + 8], padded[:, dy:dy + 8, dx:dx + 8].flip(2))]
     assert all(any(torch.equal(o, c) for c in candidates) for o in out)  # each is a crop (+ flip)
     assert any(torch.equal(o, c) for o in out for c in candidates[1::2]) # some are flipped
+
+
+def test_limited_subsets_are_fixed_random_draws_that_keep_every_class():
+    from bench.data import Split
+
+    y = torch.arange(10).repeat_interleave(100)  # stored class by class, like an ImageFolder
+    split = Split(torch.arange(1000, dtype=torch.uint8).view(1000, 1, 1, 1), y)
+    small = split.subset(50)
+    assert len(small) == 50 and set(small.y.tolist()) == set(range(10))
+    assert torch.equal(small.x, split.subset(50).x)  # the same draw every time
+    assert split.subset(None) is split and split.subset(5000) is split

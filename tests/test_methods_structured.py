@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from bench import NotApplicable, measure
-from methods.filter_l1 import FilterL1, example_input, filters_to_remove, remove_channels, zero_channels
+from bench.structured import example_input, remove_channels, zero_channels
+from methods.filter_l1 import FilterL1, filters_to_remove
 from methods.gating import Gating, add_gates, closed_channels, fold_gates
 from methods.slimming import Slimming, batchnorms, smallest_scales
 

@@ -1,0 +1,48 @@
+"""Running a PT2E-quantized model on the CPU's real int8 kernels: shared by the int8 methods.
+
+torchao's PT2E flow (torch.export -> prepare_pt2e -> calibrate or train -> convert_pt2e) leaves an
+ATen graph with int8 weights and quantize/dequantize nodes; Inductor, with freezing, lowers each
+quantize-dequantize-conv/linear pattern to one oneDNN int8 kernel (VNNI/AMX on x86).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch._inductor.config as inductor_config
+from torch import nn
+from torchao.quantization.pt2e import allow_exported_model_train_eval, move_exported_model_to_eval
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+
+def export(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
+    """The ATen graph that PT2E quantizers annotate, with a dynamic batch dimension."""
+    return torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},)).module()
+
+
+class Int8Model(nn.Module):
+    """A PT2E-prepared model converted to int8 and run through Inductor's int8 kernels.
+
+    Its state is what a deployment stores: int8 weights, their fp32 per-channel scales (and zero
+    points), and fp32 biases, so the harness's size counts int8 bytes. It runs on the CPU.
+    """
+
+    def __init__(self, prepared: torch.fx.GraphModule):
+        super().__init__()
+        move_exported_model_to_eval(prepared)
+        graph = convert_pt2e(prepared.cpu())
+        used = {node.target for node in graph.graph.nodes if node.op == "get_attr"}
+        for name in [n for n, _ in [*graph.named_parameters(), *graph.named_buffers()] if n not in used]:
+            owner, _, attr = name.rpartition(".")  # a float weight that convert_pt2e replaced by int8
+            delattr(graph.get_submodule(owner), attr)
+        allow_exported_model_train_eval(graph)  # the harness calls .eval() on what it measures
+        self.converted = graph
+        # A compiled function, not a submodule, so the state dict holds the weights once.
+        self._forward = torch.compile(graph.forward, dynamic=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Freezing makes the weights constants that Inductor prepacks for oneDNN; torchao's int8
+        # patterns read the global flag, which the `options` of torch.compile do not set.
+        with torch.inference_mode(), inductor_config.patch(freezing=True):
+            # A fresh inference tensor: inputs made inside or outside inference mode, or views,
+            # would otherwise each fail Dynamo's guards and compile the model again.
+            return self._forward(x.clone())
