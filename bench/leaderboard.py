@@ -89,7 +89,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     decimals.update({c: 4 for c in out.columns if c.startswith("latency_b")})
     for col, d in decimals.items():
         if col in out:
-            out[col] = out[col].astype(float).round(d)
+            out[col] = out[col].astype(float).round(d) + 0.0  # + 0.0 turns -0.0 into 0.0
             if d == 0:
                 out[col] = out[col].astype("Int64")
     return out.reset_index(drop=True)

@@ -26,7 +26,7 @@ def record(method, params, seed, accuracy, nonzeros, status="ok", standard=True,
 def populate(results):
     recs = [record("dense", {}, s, a, 1000) for s, a in ((0, 0.98), (1, 0.99))]
     recs += [record("magnitude", {"sparsity": 0.9}, s, a, 100) for s, a in ((0, 0.97), (1, 0.975))]
-    recs += [record("magnitude", {"sparsity": 0.5}, 0, 0.985, 500)]
+    recs += [record("magnitude", {"sparsity": 0.5}, 0, 0.98499999, 500)]  # a hair below dense
     recs += [record("broken", {}, 0, None, None, status="failed")]
     recs += [record("dense", {}, 0, 0.90, 1000, standard=False, budget={**BUDGET, "epochs": 1})]
     recs += [record("dense", {}, 0, 0.95, 1000, source="image-folder:mnist-png")]
@@ -43,6 +43,7 @@ def test_leaderboard_aggregates_over_seeds_and_separates_budgets_and_sources(tmp
     assert mnist.loc["-", "accuracy_mean_%"] == 98.5
     assert mnist.loc["-", "accuracy_std_%"] == round(100 * math.sqrt(0.00005), 2)  # sample std
     assert mnist.loc["sparsity=0.9", "delta_acc_pts"] == round(97.25 - 98.5, 2)
+    assert str(mnist.loc["sparsity=0.5", "delta_acc_pts"]) == "0.0"  # not -0.0
     assert mnist.loc["sparsity=0.9", "seeds"] == 2 and mnist.loc["sparsity=0.9", "nonzeros"] == 100
     other = table[table.data_source == "image-folder:mnist-png"]
     assert list(other["accuracy_mean_%"]) == [95.0]  # its own table, never mixed with MNIST
@@ -51,6 +52,7 @@ def test_leaderboard_aggregates_over_seeds_and_separates_budgets_and_sources(tmp
     assert list(custom["accuracy_mean_%"]) == [90.0] and list(custom.budget) == ["1+10 epochs"]
     md = (tmp_path / "mlp" / "leaderboard.md").read_text()
     assert re.search(r"\| dense +\| - +\| 2 +\| 98.50 ± 0.71 +\| 0.00 +\|", md)
+    assert "-0.00" not in md
     assert "## failed and skipped runs" in md and "RuntimeError: boom" in md
     assert (tmp_path / "mlp" / "pareto.png").stat().st_size > 1000
 
