@@ -151,8 +151,17 @@ def peak_inference_memory(model: nn.Module, example: torch.Tensor) -> int:
         return int(torch.cuda.max_memory_allocated() - before + resident)
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    tracker = MemTracker()
-    tracker.track_external(model, example)
-    with tracker:
-        model(example)
+    # MemTracker hooks the gradient of every parameter and fails on frozen ones (a fixed
+    # dictionary, a teacher): unfreeze them for the measurement, which builds no graph anyway.
+    frozen = [p for p in model.parameters() if not p.requires_grad and p.is_floating_point()]
+    for p in frozen:
+        p.requires_grad_(True)
+    try:
+        tracker = MemTracker()
+        tracker.track_external(model, example)
+        with tracker:
+            model(example)
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
     return int(tracker.get_tracker_snapshot("peak")[example.device]["Total"])

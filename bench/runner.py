@@ -157,34 +157,36 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     dense_store = DenseStore(suite_dir / "cache")
     reference: dict[str, int] = {}
     done: list[dict[str, Any]] = []
-    for i, spec in enumerate(runs, 1):
-        config = run_config(suite, spec, data.source)
-        digest = records.config_hash(config)
-        path = records.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
-        head = f"[{i}/{len(runs)}] {spec.method} {leaderboard.setting_label(spec.params)} seed={spec.seed}"
-        existing = records.read_record(path)
-        if existing and existing.get("status") == "ok" and not force:
-            log(f"{head}: finished before, skipped ({path.name}; --force reruns)")
-            done.append(existing)
-            continue
-        log(head)
-        torch.manual_seed(spec.seed)
-        ctx = Context(suite, data, device, spec.seed, dense_store, log=log)
-        if not reference:
-            dense = ctx.new_model()
-            reference = {"params": measure.count_params(dense), "size_bytes": measure.size_bytes(dense)}
-        result = execute(suite, spec, ctx, reference)
-        record = {"schema": records.SCHEMA_VERSION, "config": config, "config_hash": digest,
-                  "standard_budget": standard,
-                  "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "env": env, **config, **result}
-        records.write_json_atomic(path, record)
-        done.append(record)
-        m = result["metrics"]
-        if result["status"] == "ok":
-            log(f"  -> accuracy {100 * m['accuracy']:.2f}%  sparsity {100 * m['sparsity']:.1f}%  "
-                f"size {m['size_bytes'] / 1024:.1f} KiB  latency b1 {m[f'latency_b{suite.latency_batches[0]}_ms']:.3f} ms"
-                f"  epochs {m['train_epochs']}  ({result['run_time_s']:.1f}s)")
-        else:
-            log(f"  -> {result['status'].upper()}: {result['error'].splitlines()[0]}")
-    leaderboard.write(results_dir, suite.name)
+    try:
+        for i, spec in enumerate(runs, 1):
+            config = run_config(suite, spec, data.source)
+            digest = records.config_hash(config)
+            path = records.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
+            head = f"[{i}/{len(runs)}] {spec.method} {leaderboard.setting_label(spec.params)} seed={spec.seed}"
+            existing = records.read_record(path)
+            if existing and existing.get("status") == "ok" and not force:
+                log(f"{head}: finished before, skipped ({path.name}; --force reruns)")
+                done.append(existing)
+                continue
+            log(head)
+            torch.manual_seed(spec.seed)
+            ctx = Context(suite, data, device, spec.seed, dense_store, log=log)
+            if not reference:
+                dense = ctx.new_model()
+                reference = {"params": measure.count_params(dense), "size_bytes": measure.size_bytes(dense)}
+            result = execute(suite, spec, ctx, reference)
+            record = {"schema": records.SCHEMA_VERSION, "config": config, "config_hash": digest,
+                      "standard_budget": standard,
+                      "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "env": env, **config, **result}
+            records.write_json_atomic(path, record)
+            done.append(record)
+            m = result["metrics"]
+            if result["status"] == "ok":
+                log(f"  -> accuracy {100 * m['accuracy']:.2f}%  sparsity {100 * m['sparsity']:.1f}%  "
+                    f"size {m['size_bytes'] / 1024:.1f} KiB  latency b1 {m[f'latency_b{suite.latency_batches[0]}_ms']:.3f} ms"
+                    f"  epochs {m['train_epochs']}  ({result['run_time_s']:.1f}s)")
+            else:
+                log(f"  -> {result['status'].upper()}: {result['error'].splitlines()[0]}")
+    finally:  # also when interrupted: the tables show every finished run
+        leaderboard.write(results_dir, suite.name)
     return done

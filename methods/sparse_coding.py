@@ -32,15 +32,13 @@ def omp(x: torch.Tensor, dictionary: torch.Tensor, gram: torch.Tensor, k: int) -
 class SparseCodingNet(nn.Module):
     """Raw normalized images -> OMP codes over a fixed dictionary -> MLP logits.
 
-    The dictionary is a parameter, so that the harness counts it in the model's parameters and
-    size (the deployed model needs it to encode its inputs), but it is fixed: the encoding runs
-    without autograd, so it never gets a gradient and no optimizer moves it. (requires_grad
-    stays on because torch's MemTracker, which measures CPU memory, hooks every parameter.)
+    The dictionary is a frozen parameter, so that the harness counts it in the model's parameters
+    and size (the deployed model needs it to encode its inputs) while no optimizer moves it.
     """
 
     def __init__(self, dictionary: torch.Tensor, k: int, mlp: nn.Module):
         super().__init__()
-        self.dictionary = nn.Parameter(dictionary)
+        self.dictionary = nn.Parameter(dictionary, requires_grad=False)
         self.register_buffer("gram", dictionary @ dictionary.T, persistent=False)
         self.k = k
         self.mlp = mlp

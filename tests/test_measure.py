@@ -66,3 +66,11 @@ def test_peak_inference_memory_counts_params_input_and_activations():
     x = torch.randn(4, 100)
     expected = 4 * (100 * 10 + 10) + 4 * 4 * 100 + 4 * 4 * 10  # params + input + output
     assert measure.peak_inference_memory(layer, x) == expected
+
+
+def test_peak_inference_memory_of_a_model_with_frozen_parameters():
+    layer = nn.Linear(100, 10).requires_grad_(False)
+    x = torch.randn(4, 100)
+    expected = 4 * (100 * 10 + 10) + 4 * 4 * 100 + 4 * 4 * 10
+    assert measure.peak_inference_memory(layer, x) == expected
+    assert not layer.weight.requires_grad  # left as it was

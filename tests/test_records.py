@@ -58,3 +58,29 @@ def test_killed_run_loses_no_finished_record_and_resumes(tmp_path, data_dir):
     assert sorted(os.listdir(runs)) == files
     forced = run_bench([*args, "--methods", "dense", "--force"])
     assert "finished before" not in forced.stdout and "[1/1] dense" in forced.stdout
+
+
+TERMINATOR = '''
+    import os, signal
+    from bench import Method, register_method
+
+    @register_method("terminated")
+    class Terminated(Method):
+        """Receives SIGTERM (a `kill`) mid-run."""
+
+        def run(self, ctx):
+            ctx.pretrained()
+            os.kill(os.getpid(), signal.SIGTERM)
+'''
+
+
+def test_sigterm_stops_cleanly_and_the_leaderboard_keeps_finished_runs(tmp_path, data_dir):
+    site = make_distribution(tmp_path / "site", "term_plugin", TERMINATOR, {"terminated": "term_plugin"})
+    results = tmp_path / "results"
+    proc = run_bench(["run", "--suite", "mlp", "--methods", "dense,terminated", "--seeds", "0",
+                      "--epochs", "1", "--limit-train", "2000", "--limit-test", "500",
+                      "--data-dir", str(data_dir), "--results-dir", str(results)], pythonpath=[site])
+    assert proc.returncode == 130, proc.stderr
+    assert "interrupted; finished runs are recorded" in proc.stderr
+    assert [p.name.split("-")[0] for p in (results / "mlp" / "runs").glob("*.json")] == ["dense"]
+    assert "| dense " in (results / "mlp" / "leaderboard-custom.md").read_text()
