@@ -12,6 +12,7 @@ class SET(Method):
     `dt` steps each layer drops its `drop_fraction` smallest-magnitude active weights and regrows
     as many at random inactive positions, starting at zero. The mask stops changing after
     `end_fraction` of the steps so that the final topology is trained to convergence.
+    Subclasses (RigL) change only `drop_at` and `grow_score`.
     """
 
     sweep = "sparsity"
@@ -21,15 +22,22 @@ class SET(Method):
     dt: int = 100
     end_fraction: float = 0.75
 
+    def drop_at(self, step: int, end_step: int) -> float:  # noqa: ARG002 - SET's rate is constant
+        return self.drop_fraction
+
+    def grow_score(self, weight: torch.Tensor, grad: torch.Tensor, generator: torch.Generator) -> torch.Tensor:  # noqa: ARG002
+        return torch.rand(weight.shape, device=weight.device, generator=generator)
+
     def run(self, ctx: Context) -> torch.nn.Module:
         model = ctx.new_model()
         generator = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
         epochs = ctx.budget.epochs + ctx.budget.finetune_epochs
+        end_step = int(self.end_fraction * epochs * ctx.steps_per_epoch)
         masks = DynamicMasks(
             model, random_masks(model, erk_densities(model, self.sparsity), generator),
-            dt=self.dt, end_step=int(self.end_fraction * epochs * ctx.steps_per_epoch),
-            drop_fraction=lambda step: self.drop_fraction,
-            grow_score=lambda w, g: torch.rand(w.shape, device=w.device, generator=generator))
+            dt=self.dt, end_step=end_step,
+            drop_fraction=lambda step: self.drop_at(step, end_step),
+            grow_score=lambda w, g: self.grow_score(w, g, generator))
         ctx.train(model, epochs=epochs, after_backward=masks.after_backward, after_step=masks.after_step)
         ctx.record(mask_updates=masks.trace)
         return model
