@@ -62,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--finetune-epochs", type=int, help="override fine-tuning epochs (non-standard budget)")
     run.add_argument("--limit-train", type=int, help="use the first N training images (non-standard budget)")
     run.add_argument("--limit-test", type=int, help="evaluate on the first N test images (non-standard budget)")
+    run.add_argument("--compile", action="store_true",
+                     help="train through torch.compile (pays off on GPU; compile time is recorded apart)")
     run.add_argument("--force", action="store_true", help="rerun runs that already have a finished record")
 
     lb = sub.add_parser("leaderboard", help="rebuild leaderboards from the stored run records")
@@ -90,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                      data_dir=args.data_dir, device=device, overrides=_overrides(args.overrides),
                      budget_overrides={"epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
                                        "limit_train": args.limit_train, "limit_test": args.limit_test},
-                     force=args.force)
+                     force=args.force, compile=args.compile)
     rows = []
     for r in done:
         m = r.get("metrics") or {}

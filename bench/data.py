@@ -157,19 +157,19 @@ def load_dataset(spec: DataSpec, root: Path | None, cache_dir: Path | None = Non
 
 
 class Preprocess:
-    """Batched normalization and augmentation on the device: uint8 NCHW in, float NCHW out."""
+    """Batched normalization and augmentation on the device: uint8 NCHW in, float NCHW out,
+    channels-last in memory like the models (see Context)."""
 
-    def __init__(self, spec: DataSpec, device: torch.device, channels_last: bool = False):
+    def __init__(self, spec: DataSpec, device: torch.device):
         shape = (1, len(spec.mean), 1, 1)
         self.mean = torch.tensor(spec.mean, device=device).view(shape) * 255
         self.std = torch.tensor(spec.std, device=device).view(shape) * 255
         self.pad = spec.crop_padding
         self.flip = spec.flip
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         x = (x.float() - self.mean) / self.std
-        return x.contiguous(memory_format=self.memory_format)
+        return x.contiguous(memory_format=torch.channels_last)
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Random crop with reflect padding and random horizontal flip, one draw per image."""
@@ -186,4 +186,4 @@ class Preprocess:
         if self.flip:
             flip = torch.rand(n, device=x.device, generator=generator) < 0.5
             x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
-        return x.contiguous(memory_format=self.memory_format)
+        return x.contiguous(memory_format=torch.channels_last)

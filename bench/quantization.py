@@ -15,7 +15,13 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
 
 def export(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
-    """The ATen graph that PT2E quantizers annotate, with a dynamic batch dimension."""
+    """The ATen graph that PT2E quantizers annotate, with a dynamic batch dimension.
+
+    The model is put back in the default memory format first: Inductor's int8 convolution
+    lowering mis-derives output strides from channels-last weights, and lays out its prepacked
+    weights itself anyway.
+    """
+    model.to(memory_format=torch.contiguous_format)
     return torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},)).module()
 
 

@@ -120,6 +120,8 @@ def execute(suite: Suite, spec: RunSpec, ctx: Context, reference: dict[str, int]
         measure_start = time.perf_counter()
         out["metrics"] = measure_model(model, ctx, reference)
         out["metrics"].update(train_epochs=ctx.train_epochs, train_time_s=ctx.train_time_s)
+        if ctx.compile:
+            out["metrics"]["compile_time_s"] = ctx.compile_time_s
         out["measure_time_s"] = time.perf_counter() - measure_start
     except DivergedError as e:
         out.update(status="diverged", error=str(e))
@@ -135,11 +137,12 @@ def execute(suite: Suite, spec: RunSpec, ctx: Context, reference: dict[str, int]
 def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: Path,
               data_dir: Path | None, device: torch.device, overrides: dict[str, dict[str, Any]],
               budget_overrides: dict[str, Any] | None = None, force: bool = False,
-              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+              compile: bool = False, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Plan, run, record and tabulate; returns the records of this invocation's runs.
 
     `budget_overrides` (epochs, finetune_epochs, limit_train, limit_test) make the runs
-    non-standard: they are recorded, but kept out of the standard leaderboard.
+    non-standard: they are recorded, but kept out of the standard leaderboard. `compile` trains
+    through torch.compile; records then carry compile_time_s apart from train_time_s.
     """
     standard_budget = suite.training
     suite = suite.with_budget(**(budget_overrides or {}))
@@ -153,7 +156,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
                    dataset.source, dataset.num_classes).to(device)
     log(f"data: {data.source}, {len(data.train)} train / {len(data.test)} test images")
     env = records.environment(device)
-    env["data_source"] = data.source
+    env.update(data_source=data.source, compile=compile)
     dense_store = DenseStore(suite_dir / "cache")
     reference: dict[str, int] = {}
     done: list[dict[str, Any]] = []
@@ -170,7 +173,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
                 continue
             log(head)
             torch.manual_seed(spec.seed)
-            ctx = Context(suite, data, device, spec.seed, dense_store, log=log)
+            ctx = Context(suite, data, device, spec.seed, dense_store, log=log, compile=compile)
             if not reference:
                 dense = ctx.new_model()
                 reference = {"params": measure.count_params(dense), "size_bytes": measure.size_bytes(dense)}

@@ -26,6 +26,26 @@ def weight_sparsity(model: nn.Module) -> float:
     return zeros / total if total else 0.0
 
 
+def prune_unstructured(params: list[tuple[nn.Module, str]], pruning_method: type[prune.BasePruningMethod],
+                        amount: int | float,
+                        importance_scores: dict[tuple[nn.Module, str], torch.Tensor] | None = None) -> None:
+    """torch.nn.utils.prune.prune_unstructured for weights in any memory format.
+
+    torch's version flattens scores and masks with .view(-1), which the harness's channels-last
+    conv weights refuse. Here the same pruning method picks the mask over all the scores
+    (reshaped), and prune.custom_from_mask attaches each layer's share: the same masks as
+    torch's. The weights must carry no mask yet (make_permanent first).
+    """
+    if any(hasattr(m, n + "_mask") for m, n in params):
+        raise ValueError("prune_unstructured: fold the existing masks first (make_permanent)")
+    scores = [(importance_scores or {}).get((m, n), getattr(m, n)).detach().reshape(-1) for m, n in params]
+    flat = torch.cat(scores)
+    mask = pruning_method(amount).compute_mask(flat, default_mask=torch.ones_like(flat))
+    for (module, name), piece in zip(params, mask.split([s.numel() for s in scores])):
+        weight = getattr(module, name)
+        prune.custom_from_mask(module, name, torch.empty_like(weight).copy_(piece.view(weight.shape)))
+
+
 def make_permanent(model: nn.Module) -> nn.Module:
     """Fold torch.nn.utils.prune masks into the weights, leaving plain zeros and no hooks."""
     for module, name in prunable_weights(model):

@@ -59,6 +59,9 @@ class Budget:
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
+    # bf16: training runs under autocast (AMX/tensor cores); evaluation and the measured model
+    # stay fp32. A suite property, not a flag, because it can change accuracy.
+    precision: Literal["fp32", "bf16"] = "fp32"
     # Overrides for quick runs; set only from the command line, never in a standard suite.
     limit_train: int | None = None
     limit_test: int | None = None

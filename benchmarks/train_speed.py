@@ -44,18 +44,20 @@ def model_for(suite, device: torch.device) -> torch.nn.Module:
     return build_model(suite.model.name, dict(suite.model.kwargs), 10, channels).to(device)
 
 
-def time_harness(suite, split: Split, device: torch.device) -> float:
-    model = model_for(suite, device)
-    pre = Preprocess(suite.data, device, channels_last=device.type == "cuda")
+def time_harness(suite, split: Split, device: torch.device, compile: bool = False) -> float:
+    model = model_for(suite, device).to(memory_format=torch.channels_last)  # as Context builds it
+    pre = Preprocess(suite.data, device)
     data = split.to(device)
     g = torch.Generator(device=device).manual_seed(0)
     fit(model, data.subset(suite.training.batch_size * 4), pre, suite.training, epochs=1,
         lr=suite.training.lr, generator=g, log=lambda _: None)  # warm-up
     sync(device)
-    start = time.perf_counter()
-    fit(model, data, pre, suite.training, epochs=1, lr=suite.training.lr, generator=g, log=lambda _: None)
+    result = fit(model, data, pre, suite.training, epochs=1, lr=suite.training.lr, generator=g,
+                 log=lambda _: None, compile=compile)
+    if compile:
+        print(f"{suite.name}: compilation (first step) took {result.compile_seconds:.1f} s, not counted")
     sync(device)
-    return time.perf_counter() - start
+    return result.seconds
 
 
 def time_reference(suite, n: int, data_dir: Path, device: torch.device) -> float:
@@ -86,7 +88,8 @@ def time_reference(suite, n: int, data_dir: Path, device: torch.device) -> float
 
 def time_minimal(suite, split: Split, device: torch.device) -> float:
     pre = Preprocess(suite.data, device)
-    x_all, y_all = pre.normalize(split.x.to(device)), split.y.to(device)
+    x_all = pre.normalize(split.x.to(device)).contiguous()  # plain NCHW, as users write it
+    y_all = split.y.to(device)
     model = model_for(suite, device)
     opt = make_optimizer(model.parameters(), suite.training, suite.training.lr, device)
     bs = suite.training.batch_size
@@ -122,6 +125,7 @@ def main() -> None:
     p.add_argument("--suites", default="mlp,mnist")
     p.add_argument("--limit-train", type=int, help="images per epoch (default: the whole training set)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--compile", action="store_true", help="time the harness with torch.compile")
     p.add_argument("--results", type=Path, help="a results folder, for the outside-training share")
     args = p.parse_args()
     device = torch.device(args.device)
@@ -130,15 +134,15 @@ def main() -> None:
         suite = load_suite(name)
         split = load_dataset(suite.data, args.data_dir).train.subset(args.limit_train)
         n = len(split)
-        harness = time_harness(suite, split, device)
+        harness = time_harness(suite, split, device, args.compile)
         reference = time_reference(suite, n, args.data_dir, device)
         minimal = time_minimal(suite, split, device)
-        rows.append([name, suite.model.name, n, suite.training.batch_size,
+        rows.append([name, suite.model.name, n, suite.training.batch_size, suite.training.precision,
                      f"{n / harness:,.0f}", f"{1e3 * harness:,.0f}", f"{1e3 * reference:,.0f}",
                      f"{1e3 * minimal:,.0f}", f"{reference / harness:.2f}x", f"{minimal / harness:.2f}x"])
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(tabulate(rows, headers=["suite", "model", "images", "batch", "harness img/s", "harness ms/epoch",
+    print(tabulate(rows, headers=["suite", "model", "images", "batch", "precision", "harness img/s", "harness ms/epoch",
                                   "reference ms/epoch", "minimal ms/epoch", "harness vs reference",
                                   "harness vs minimal"]))
     if args.results:

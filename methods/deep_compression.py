@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.utils import parametrize, prune
 
 from bench import Context, Method, register_method
-from bench.sparsity import PRUNABLE, make_permanent, prunable_weights
+from bench.sparsity import PRUNABLE, prune_unstructured, make_permanent, prunable_weights
 
 GAP_BITS = {"conv": 8, "fc": 5}  # the paper's spans of a stored index difference
 RAW_FLOAT, RAW_INT, CODED = 0, 1, 2  # how a state dict entry is stored in the bitstream
@@ -59,8 +59,7 @@ class DeepCompression(Method):
 
     def run(self, ctx: Context) -> nn.Module:
         model = ctx.pretrained()
-        prune.global_unstructured(prunable_weights(model), pruning_method=prune.L1Unstructured,
-                                  amount=self.sparsity)
+        prune_unstructured(prunable_weights(model), prune.L1Unstructured, amount=self.sparsity)
         prune_epochs = round(self.prune_epochs_fraction * ctx.budget.finetune_epochs)
         if prune_epochs:
             ctx.train(model, epochs=prune_epochs, lr=ctx.budget.finetune_lr)

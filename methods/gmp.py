@@ -3,7 +3,7 @@ from torch.nn.utils import prune
 
 from bench import Context, Method, register_method
 from bench.registry import ParameterError
-from bench.sparsity import make_permanent, prunable_weights, weight_sparsity
+from bench.sparsity import prune_unstructured, make_permanent, prunable_weights, weight_sparsity
 
 SCOPES = ("global", "layer")
 
@@ -60,11 +60,10 @@ class GradualMagnitude(Method):
             target = schedule(step, final=self.sparsity, initial=self.initial_sparsity, begin=begin, end=end)
             make_permanent(model)  # the same Parameter objects remain, so the optimizer goes on
             if self.scope == "global":
-                prune.global_unstructured(params, pruning_method=prune.L1Unstructured,
-                                          amount=round(target * total))
+                prune_unstructured(params, prune.L1Unstructured, amount=round(target * total))
             else:
                 for module, name in params:
-                    prune.l1_unstructured(module, name, amount=target)
+                    prune_unstructured([(module, name)], prune.L1Unstructured, amount=target)
             applied.append([step, weight_sparsity(model)])
 
         ctx.train(model, epochs, lr=ctx.budget.lr, after_step=update)

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch.nn.utils import prune
 
 from bench import Context, Method, register_method
-from bench.sparsity import make_permanent, prunable_weights
+from bench.sparsity import prune_unstructured, make_permanent, prunable_weights
 
 
 @register_method("l1")
@@ -33,7 +33,6 @@ class L1(Method):
         ctx.train(model, epochs=ctx.budget.epochs, loss_fn=loss_fn)
         small = sum(int((w.abs() < self.threshold).sum()) for w in weights)
         ctx.record(penalty_sparsity=small / sum(w.numel() for w in weights))
-        prune.global_unstructured(prunable_weights(model), pruning_method=prune.L1Unstructured,
-                                  amount=self.sparsity)
+        prune_unstructured(prunable_weights(model), prune.L1Unstructured, amount=self.sparsity)
         ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
         return make_permanent(model)

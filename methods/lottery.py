@@ -3,7 +3,7 @@ from torch.nn.utils import prune
 
 from bench import Context, Method, register_method
 from bench.registry import ParameterError
-from bench.sparsity import make_permanent, prunable_weights, weight_sparsity
+from bench.sparsity import prune_unstructured, make_permanent, prunable_weights, weight_sparsity
 
 
 @register_method("lottery")
@@ -54,7 +54,7 @@ class Lottery(Method):
             # Folding first makes the earlier zeros the smallest weights, so the new mask keeps them.
             make_permanent(model)
             keep = round(total * (1 - self.sparsity) ** (r / self.rounds))
-            prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=total - keep)
+            prune_unstructured(params, prune.L1Unstructured, amount=total - keep)
             reached.append(weight_sparsity(model))
             masks = [m.weight_mask.clone() for m, _ in params]
             make_permanent(model)

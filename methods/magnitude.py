@@ -3,7 +3,7 @@ from torch.nn.utils import prune
 
 from bench import Context, Method, register_method
 from bench.registry import ParameterError
-from bench.sparsity import make_permanent, prunable_weights
+from bench.sparsity import prune_unstructured, make_permanent, prunable_weights
 
 SCOPES = ("global", "layer")
 
@@ -32,10 +32,9 @@ class Magnitude(Method):
     def run(self, ctx: Context) -> torch.nn.Module:
         model = ctx.pretrained()
         if self.scope == "global":
-            prune.global_unstructured(prunable_weights(model), pruning_method=prune.L1Unstructured,
-                                      amount=self.sparsity)
+            prune_unstructured(prunable_weights(model), prune.L1Unstructured, amount=self.sparsity)
         else:
             for module, name in prunable_weights(model):
-                prune.l1_unstructured(module, name, amount=self.sparsity)
+                prune_unstructured([(module, name)], prune.L1Unstructured, amount=self.sparsity)
         ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
         return make_permanent(model)

@@ -2,7 +2,7 @@ import torch
 from torch.nn.utils import prune
 
 from bench import Context, Method, register_method
-from bench.sparsity import make_permanent, prunable_weights
+from bench.sparsity import prune_unstructured, make_permanent, prunable_weights
 
 
 @register_method("random")
@@ -21,7 +21,6 @@ class Random(Method):
     def run(self, ctx: Context) -> torch.nn.Module:
         model = ctx.pretrained()
         torch.manual_seed(ctx.seed)  # the mask is a function of the seed alone
-        prune.global_unstructured(prunable_weights(model), pruning_method=prune.RandomUnstructured,
-                                  amount=self.sparsity)
+        prune_unstructured(prunable_weights(model), prune.RandomUnstructured, amount=self.sparsity)
         ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
         return make_permanent(model)

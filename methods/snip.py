@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch.nn.utils import prune
 
 from bench import Context, Method, register_method
-from bench.sparsity import make_permanent, prunable_weights
+from bench.sparsity import prune_unstructured, make_permanent, prunable_weights
 
 
 @register_method("snip")
@@ -26,11 +26,9 @@ class Snip(Method):
         model.zero_grad(set_to_none=True)
         for x, y in ctx.calibration_batches(n=self.batches):
             F.cross_entropy(model(x), y).backward()
-        # contiguous: on CUDA a conv gradient can be channels-last, and prune flattens with view()
-        scores = {(m, n): (getattr(m, n).grad * getattr(m, n)).detach().abs().contiguous()
+        scores = {(m, n): (getattr(m, n).grad * getattr(m, n)).detach().abs()
                   for m, n in weights}
         model.zero_grad(set_to_none=True)
-        prune.global_unstructured(weights, pruning_method=prune.L1Unstructured,
-                                  importance_scores=scores, amount=self.sparsity)
+        prune_unstructured(weights, prune.L1Unstructured, importance_scores=scores, amount=self.sparsity)
         ctx.train(model, epochs=ctx.budget.epochs + ctx.budget.finetune_epochs)
         return make_permanent(model)

@@ -69,7 +69,8 @@ def test_int8_methods_store_int8_weights_and_agree_with_the_float_model(make_con
 
 
 def test_dynamic_int8_quantizes_linear_layers_and_leaves_convolutions_float(make_context):
-    ctx = make_context(suite="mnist", seed=0, limit_train=1000, limit_test=500, epochs=1, finetune_epochs=1)
+    ctx = make_context(suite="mnist", seed=0, limit_train=1000, limit_test=500, epochs=1, finetune_epochs=1,
+                       warmup_epochs=0)  # a trained float model to compare with
     dense = ctx.pretrained()
     model = run(ctx, "dynamic-int8")
     int8 = sorted(tuple(t.shape) for t in model.state_dict().values() if t.dtype == torch.int8)

@@ -44,6 +44,7 @@ def test_valid_file_parses_with_defaults(tmp_path):
     (("seeds: [0]", "seeds: 0"), "key 'seeds': expected a list"),
     (("mean: [0.1307]", "mean: [x]"), "key 'data.mean[0]': expected float"),
     (("lr: 0.1,", "lr: 0.1, optimizer: rmsprop,"), "key 'training.optimizer': expected one of sgd, adam, adamw"),
+    (("lr: 0.1,", "lr: 0.1, precision: fp16,"), "key 'training.precision': expected one of fp32, bf16"),
 ])
 def test_errors_name_file_key_and_expectation(tmp_path, edit, message):
     path = write(tmp_path, VALID.replace(*edit))

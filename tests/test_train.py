@@ -1,0 +1,52 @@
+"""The training loop's fast-path options: bf16 autocast, torch.compile, channels-last layout."""
+
+import torch
+
+from bench.train import fit
+
+
+def _fit(ctx, model, epochs=1, **kwargs):
+    return fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=epochs, lr=ctx.budget.lr,
+               generator=torch.Generator().manual_seed(0), log=lambda _: None, **kwargs)
+
+
+def test_bf16_suites_train_under_autocast_and_keep_fp32_weights(make_context):
+    ctx = make_context("mnist", limit_train=2048, precision="bf16")
+    model = ctx.new_model()
+    seen = []
+    hook = model[0].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    _fit(ctx, model, epochs=3)
+    hook.remove()
+    assert set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert ctx.evaluate(model) > 0.9  # it learns; evaluated in fp32, outside autocast
+
+
+def test_fp32_suites_do_not_autocast(make_context):
+    ctx = make_context("mnist", limit_train=256, precision="fp32")
+    model = ctx.new_model()
+    seen = []
+    model[0].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    _fit(ctx, model)
+    assert set(seen) == {torch.float32}
+
+
+def test_models_and_batches_are_channels_last(make_context):
+    ctx = make_context("mnist")
+    model = ctx.new_model()
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = ctx.preprocess.normalize(ctx.data.train.x[:8])
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert ctx.preprocess.augment(x, torch.Generator()).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_compiled_training_matches_eager_and_reports_compile_time(make_context):
+    ctx = make_context("mlp", limit_train=1024)
+    eager, compiled = ctx.new_model(), ctx.new_model()
+    eager_result = _fit(ctx, eager)
+    compiled_result = _fit(ctx, compiled, compile=True)
+    assert eager_result.compile_seconds == 0.0
+    assert compiled_result.compile_seconds > 0.0
+    assert compiled_result.seconds > 0.0
+    for a, b in zip(eager.parameters(), compiled.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
