@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.utils import parametrize, prune
 
 from bench import Context, Method, register_method
-from bench.sparsity import PRUNABLE, prune_unstructured, make_permanent, prunable_weights
+from bench.sparsity import PRUNABLE, make_permanent, prunable_weights, prune_unstructured
 
 GAP_BITS = {"conv": 8, "fc": 5}  # the paper's spans of a stored index difference
 RAW_FLOAT, RAW_INT, CODED = 0, 1, 2  # how a state dict entry is stored in the bitstream

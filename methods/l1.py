@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch.nn.utils import prune
 
 from bench import Context, Method, register_method
-from bench.sparsity import prune_unstructured, make_permanent, prunable_weights
+from bench.sparsity import make_permanent, prunable_weights, prune_unstructured
 
 
 @register_method("l1")

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch.nn.utils import prune
 
 from bench import Context, Method, register_method
-from bench.sparsity import prune_unstructured, make_permanent, prunable_weights
+from bench.sparsity import make_permanent, prunable_weights, prune_unstructured
 
 
 @register_method("snip")
@@ -30,5 +30,7 @@ class Snip(Method):
                   for m, n in weights}
         model.zero_grad(set_to_none=True)
         prune_unstructured(weights, prune.L1Unstructured, importance_scores=scores, amount=self.sparsity)
+        # Where the single global ranking puts the connections is SNIP's whole decision.
+        ctx.record(layer_density=[float(getattr(m, n + "_mask").float().mean()) for m, n in weights])
         ctx.train(model, epochs=ctx.budget.epochs + ctx.budget.finetune_epochs)
         return make_permanent(model)

@@ -142,6 +142,7 @@ def test_snip_keeps_the_highest_connection_sensitivity(make_context):
     assert scores[kept].min() >= scores[~kept].max()  # a global top-k of |g * w|
     magnitude = torch.cat([m.weight.abs().flatten() for m, _ in prunable_weights(init)])
     assert (magnitude.topk(int(kept.sum())).indices.sort().values != kept.nonzero().flatten()).any()
+    assert ctx.figures["layer_density"] == pytest.approx([float(m.float().mean()) for m in phases[0].values()])
 
 
 def test_static_masks_follow_erk_and_differ_by_seed(make_context):
