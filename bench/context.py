@@ -7,6 +7,7 @@ method spends (training epochs and time) and keep budgets matched across methods
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -87,11 +88,13 @@ class Context:
     def train(self, model: nn.Module, epochs: int, *, lr: float | None = None,
               loss_fn: LossFn | None = None, after_backward: Hook | None = None,
               after_step: Hook | None = None,
-              optimizer: torch.optim.Optimizer | None = None) -> None:
+              optimizer: torch.optim.Optimizer | None = None, precision: str | None = None) -> None:
         """Train in place with the suite's loop, optimizer and schedule (lr defaults to the
         dense rate). Hooks: loss_fn(logits, y, x) replaces the loss; after_backward(model, step)
-        and after_step(model, step) run around each optimizer step."""
-        result = fit(model, self.data.train, self.preprocess, self.budget, epochs=epochs,
+        and after_step(model, step) run around each optimizer step. `precision` overrides the
+        suite's, for models that cannot train in it (fake quantization takes fp32 only)."""
+        budget = self.budget if precision is None else dataclasses.replace(self.budget, precision=precision)
+        result = fit(model, self.data.train, self.preprocess, budget, epochs=epochs,
                      lr=self.budget.lr if lr is None else lr, generator=self._generator,
                      loss_fn=loss_fn, after_backward=after_backward, after_step=after_step,
                      optimizer=optimizer, log=self.log, compile=self.compile)

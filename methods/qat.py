@@ -31,5 +31,5 @@ class QAT(Method):
         prepared = prepare_qat_pt2e(export(model, x), quantizer)
         allow_exported_model_train_eval(prepared)  # ctx.train switches it to training mode
         ctx.train(prepared, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr,
-                  after_step=keep_zeros(prepared))
+                  after_step=keep_zeros(prepared), precision="fp32")  # fake-quantize ops take fp32 only
         return Int8Model(prepared)

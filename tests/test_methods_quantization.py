@@ -140,3 +140,11 @@ def test_seeded_runs_repeat_exactly(make_context, name):
         states.append(run(ctx, name).state_dict())
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_qat_fine_tunes_in_fp32_in_a_bf16_suite(make_context):
+    ctx = make_context(**{**BUDGET, "precision": "bf16"})
+    dense = ctx.pretrained()
+    model = run(ctx, "qat")
+    assert any(t.dtype == torch.int8 for t in model.state_dict().values())
+    assert ctx.evaluate(model) > ctx.evaluate(dense) - 0.01
