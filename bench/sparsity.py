@@ -27,14 +27,16 @@ def weight_sparsity(model: nn.Module) -> float:
 
 
 def prune_unstructured(params: list[tuple[nn.Module, str]], pruning_method: type[prune.BasePruningMethod],
-                        amount: int | float,
-                        importance_scores: dict[tuple[nn.Module, str], torch.Tensor] | None = None) -> None:
-    """torch.nn.utils.prune.prune_unstructured for weights in any memory format.
+                       amount: int | float,
+                       importance_scores: dict[tuple[nn.Module, str], torch.Tensor] | None = None) -> None:
+    """Prune `params` with one ranking by `pruning_method` across all of them: global pruning
+    when given every prunable weight, layer-wise when called once per layer.
 
-    torch's version flattens scores and masks with .view(-1), which the harness's channels-last
-    conv weights refuse. Here the same pruning method picks the mask over all the scores
-    (reshaped), and prune.custom_from_mask attaches each layer's share: the same masks as
-    torch's. The weights must carry no mask yet (make_permanent first).
+    It is torch.nn.utils.prune.global_unstructured for weights in any memory format: torch's
+    version (and l1_unstructured) flatten with .view(-1), which the harness's channels-last conv
+    weights refuse. Here the same pruning method picks the mask over the reshaped scores, and
+    prune.custom_from_mask attaches each layer's share: the same masks as torch's. The weights
+    must carry no mask yet (make_permanent first).
     """
     if any(hasattr(m, n + "_mask") for m, n in params):
         raise ValueError("prune_unstructured: fold the existing masks first (make_permanent)")
