@@ -42,8 +42,12 @@ class Int8Model(nn.Module):
             delattr(graph.get_submodule(owner), attr)
         allow_exported_model_train_eval(graph)  # the harness calls .eval() on what it measures
         self.converted = graph
-        # A compiled function, not a submodule, so the state dict holds the weights once.
-        self._forward = torch.compile(graph.forward, dynamic=True)
+        # A compiled function, not a submodule, so the state dict holds the weights once. Static
+        # shapes (one compile per batch size; the harness uses a handful): with dynamic shapes,
+        # Inductor (torch 2.15) expects a contiguous output from an int8 convolution whose input has
+        # one channel (LeNet-5 on MNIST), while the prepacked oneDNN kernel writes channels-last,
+        # and the run stops at a stride assertion.
+        self._forward = torch.compile(graph.forward, dynamic=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Freezing makes the weights constants that Inductor prepacks for oneDNN; torchao's int8
