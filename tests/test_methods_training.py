@@ -184,6 +184,15 @@ def test_kd_trains_the_student_with_the_teacher_and_returns_only_the_student(mak
     assert same_weights(model, again)
 
 
+def test_kd_lr_scale_scales_the_suite_learning_rate(make_context):
+    ctx = make_context(limit_train=1000, epochs=1, finetune_epochs=1)
+    calls = spy_on_train(ctx)
+    KnowledgeDistillation(lr_scale=0.2).run(ctx)
+    assert calls[0]["lr"] == pytest.approx(0.2 * ctx.budget.lr)
+    # at scale 0 SGD moves nothing (weight decay and momentum go through the rate too)
+    frozen = KnowledgeDistillation(lr_scale=0.0).run(make_context(limit_train=1000, epochs=1, finetune_epochs=1))
+    assert same_weights(frozen, make_context().new_student())
+
 def test_student_trains_alone_on_the_same_budget(make_context):
     ctx = make_context(limit_train=2000, epochs=2, finetune_epochs=1)
     model = Student().run(ctx)
