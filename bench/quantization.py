@@ -7,11 +7,18 @@ quantize-dequantize-conv/linear pattern to one oneDNN int8 kernel (VNNI/AMX on x
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch._inductor.config as inductor_config
 from torch import nn
 from torchao.quantization.pt2e import allow_exported_model_train_eval, move_exported_model_to_eval
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+# Inductor's int8 lowering copy-constructs a tensor on every compile (torch 2.15): a warning about
+# torch's own code, printed once per batch size into every int8 run's log.
+warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning,
+                        module=r"torch\._inductor\.mkldnn_lowerings")
 
 
 def export(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
