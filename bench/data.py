@@ -168,7 +168,7 @@ class Preprocess:
         self.flip = spec.flip
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x.float() - self.mean) / self.std
+        x = x.to(torch.float32, copy=True).sub_(self.mean).div_(self.std)  # in place on a fresh copy
         return x.contiguous(memory_format=torch.channels_last)
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
