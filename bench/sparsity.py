@@ -45,7 +45,27 @@ def prune_unstructured(params: list[tuple[nn.Module, str]], pruning_method: type
     mask = pruning_method(amount).compute_mask(flat, default_mask=torch.ones_like(flat))
     for (module, name), piece in zip(params, mask.split([s.numel() for s in scores])):
         weight = getattr(module, name)
-        prune.custom_from_mask(module, name, torch.empty_like(weight).copy_(piece.view(weight.shape)))
+        mask_weight(module, name, torch.empty_like(weight).copy_(piece.view(weight.shape)))
+
+
+class _LayoutKeepingMask(prune.CustomFromMask):
+    """torch's CustomFromMask, whose masked weight keeps the unmasked weight's memory layout.
+
+    For a convolution with one input channel (LeNet-5's first layer) channels-last and NCHW
+    strides are both "contiguous", and orig * mask comes out NCHW; the convolution then writes
+    NCHW, and masked LeNet-5s trained and ran ~2x slower than the dense one.
+    """
+
+    def apply_mask(self, module: nn.Module) -> torch.Tensor:
+        weight = super().apply_mask(module)
+        orig = getattr(module, self._tensor_name + "_orig")
+        return weight if weight.stride() == orig.stride() else torch.empty_like(orig).copy_(weight)
+
+
+def mask_weight(module: nn.Module, name: str, mask: torch.Tensor) -> None:
+    """Hold `module.name` at zero where `mask` is 0 (torch.nn.utils.prune.custom_from_mask),
+    keeping the weight's memory layout; make_permanent folds it in."""
+    _LayoutKeepingMask.apply(module, name, mask=mask)
 
 
 def make_permanent(model: nn.Module) -> nn.Module:

@@ -3,7 +3,7 @@ from torch.nn.utils import prune
 
 from bench import Context, Method, register_method
 from bench.registry import ParameterError
-from bench.sparsity import make_permanent, prunable_weights, prune_unstructured, weight_sparsity
+from bench.sparsity import make_permanent, mask_weight, prunable_weights, prune_unstructured, weight_sparsity
 
 
 @register_method("lottery")
@@ -63,7 +63,7 @@ class Lottery(Method):
             else:
                 model.load_state_dict(rewind)
             for (module, name), mask in zip(params, masks):
-                prune.custom_from_mask(module, name, mask)
+                mask_weight(module, name, mask)
         ctx.record(round_sparsity=reached)
         ctx.train(model, epochs, lr=ctx.budget.lr)
         return make_permanent(model)

@@ -1,8 +1,7 @@
 import torch
-from torch.nn.utils import prune
 
 from bench import Context, Method, register_method
-from bench.sparsity import erk_densities, make_permanent, prunable_weights, random_masks
+from bench.sparsity import erk_densities, make_permanent, mask_weight, prunable_weights, random_masks
 
 
 @register_method("static")
@@ -23,6 +22,6 @@ class Static(Method):
         generator = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
         masks = random_masks(model, erk_densities(model, self.sparsity), generator)
         for (module, name), mask in zip(prunable_weights(model), masks):
-            prune.custom_from_mask(module, name, mask)
+            mask_weight(module, name, mask)
         ctx.train(model, epochs=ctx.budget.epochs + ctx.budget.finetune_epochs)
         return make_permanent(model)

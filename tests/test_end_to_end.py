@@ -113,6 +113,21 @@ def test_context_gives_seeded_models_and_counts_cost(make_context):
     assert x.shape == (32, 1, 28, 28) and x.dtype == torch.float32 and y.shape == (32,)
 
 
+def test_float_convolutions_are_measured_channels_last(make_context):
+    """A returned LeNet-5 whose first weight went NCHW (an elementwise op on a one-input-channel
+    weight does that) is measured in the dense model's channels-last layout, at the same weights."""
+    from bench.runner import measure_model
+
+    ctx = make_context(suite="mnist", limit_train=256, limit_test=256)
+    model = ctx.new_model().eval()
+    dense_stride = model[0].weight.stride()
+    model[0].weight.data = model[0].weight.detach() * torch.ones_like(model[0].weight)  # NCHW strides
+    assert model[0].weight.stride() != dense_stride
+    weights = model[0].weight.detach().clone()
+    metrics = measure_model(model, ctx, {"params": 431_080, "size_bytes": 1})
+    assert model[0].weight.stride() == dense_stride and torch.equal(model[0].weight, weights)
+    assert metrics["params"] == 431_080
+
 def test_chain_runs_links_in_order_as_one_row(tmp_path, data_dir):
     proc = run_bench(quick(tmp_path, data_dir, "--methods", "dense+magnitude",
                            "--set", "magnitude.sparsity=0.8", "--limit-train", "4000", "--epochs", "2"))

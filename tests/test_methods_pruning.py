@@ -212,3 +212,29 @@ def test_random_pruning_is_worse_than_magnitude_at_95_percent(make_context):
         ctx = make_context(limit_train=6000, limit_test=2000, epochs=2, finetune_epochs=1)
         accuracy[name] = ctx.evaluate(run_method(ctx, name, sparsity=0.95))
     assert accuracy["random"] < accuracy["magnitude"] - 0.03, accuracy
+
+
+@pytest.mark.parametrize("name", ["magnitude", "static", "lottery"])
+def test_masked_lenet5_keeps_the_dense_channels_last_layout(make_context, name):
+    """LeNet-5's first weight has one input channel, where channels-last and NCHW strides are both
+    "contiguous" and orig * mask came out NCHW: the convolutions then wrote NCHW, and masked
+    models trained and ran 2x slower than dense. Checked while masked and after folding."""
+    ctx = make_context(suite="mnist", limit_train=512, limit_test=256, epochs=1, finetune_epochs=1,
+                       warmup_epochs=0)
+    dense_strides = [m.weight.stride() for m, _ in prunable_weights(ctx.new_model())]
+    x = ctx.preprocess.normalize(ctx.data.test.x[:4])
+    during = []
+    train = ctx.train
+
+    def spy(model, epochs, **kw):
+        train(model, epochs, **kw)
+        model(x)  # the prune hooks recompute each masked weight
+        during.append(([m.weight.stride() for m, _ in prunable_weights(model)], model[0](x).stride()))
+
+    ctx.train = spy
+    params = {"rounds": 1, "epochs_per_round": 1} if name == "lottery" else {}
+    model = METHODS[name].build({"sparsity": 0.9, **params}).run(ctx)
+    assert during and all(strides == dense_strides for strides, _ in during)
+    assert all(out[1] == 1 for _, out in during)  # the first convolution writes channels-last
+    assert [m.weight.stride() for m, _ in prunable_weights(model)] == dense_strides
+    assert model[0](x).stride()[1] == 1
