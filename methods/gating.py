@@ -121,7 +121,8 @@ class Gating(Method):
 
     def __post_init__(self) -> None:
         if self.penalty < 0 or self.gate_lr <= 0:
-            raise ParameterError(f"gating: needs penalty >= 0 and gate_lr > 0, got {self.penalty} and {self.gate_lr}")
+            raise ParameterError(f"gating: needs penalty >= 0 and gate_lr > 0, "
+                                 f"got {self.penalty} and {self.gate_lr}")
 
     def run(self, ctx: Context) -> nn.Module:
         model = ctx.new_model()
