@@ -95,8 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                      force=args.force, compile=args.compile)
     rows = []
     for r in done:
-        m = r.get("metrics") or {}
-        rows.append([r["method"], leaderboard.setting_label(r["params"]), r["seed"], r["status"],
+        m, c = r.get("metrics") or {}, r["config"]
+        rows.append([c["method"], leaderboard.setting_label(c["params"]), c["seed"], r["status"],
                      f"{100 * m['accuracy']:.2f}" if m else "", f"{100 * m['sparsity']:.1f}" if m else "",
                      f"{m['size_bytes'] / 1024:.1f}" if m else "", m.get("train_epochs", "")])
     print("\n" + tabulate(rows, headers=["method", "setting", "seed", "status", "accuracy (%)",
@@ -105,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = [r for r in done if r["status"] not in ("ok", "skipped")]
     if failed:
         print(f"\n{len(failed)} of {len(done)} runs did not finish: "
-              + ", ".join(f"{r['method']} seed {r['seed']} ({r['status']})" for r in failed), file=sys.stderr)
+              + ", ".join(f"{r['config']['method']} seed {r['config']['seed']} ({r['status']})" for r in failed), file=sys.stderr)
         return 1
     return 0
 

@@ -53,9 +53,9 @@ def frame(recs: list[dict[str, Any]]) -> pd.DataFrame:
     for r in recs:
         if r["status"] != "ok":
             continue
-        m = r["metrics"]
-        row = {"data_source": r["data_source"], "budget": _budget_label(r["budget"]),
-               "method": r["method"], "setting": setting_label(r["params"]), "seed": r["seed"],
+        m, c = r["metrics"], r["config"]
+        row = {"data_source": c["data_source"], "budget": _budget_label(c["budget"]),
+               "method": c["method"], "setting": setting_label(c["params"]), "seed": c["seed"],
                "accuracy_%": 100 * m["accuracy"]}
         for key, col, scale, _ in COLUMNS:
             row[col] = None if m.get(key) is None else m[key] * scale
@@ -129,8 +129,8 @@ def markdown(table: pd.DataFrame, recs: list[dict[str, Any]], suite: str, title:
         lines += [tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
     if failed:
         lines += ["## failed and skipped runs", ""]
-        rows = [[r["method"], setting_label(r["params"]), r["seed"], r["status"],
-                 (r.get("error") or "").splitlines()[0][:160]] for r in failed]
+        rows = [[r["config"]["method"], setting_label(r["config"]["params"]), r["config"]["seed"],
+                 r["status"], (r.get("error") or "").splitlines()[0][:160]] for r in failed]
         lines += [tabulate(rows, headers=["method", "setting", "seed", "status", "error"],
                            tablefmt="pipe", disable_numparse=True), ""]
     envs = pd.Series([f"{r['env']['device_name']} ({r['env']['device']}), torch {r['env']['torch']}, "

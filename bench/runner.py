@@ -188,7 +188,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
             result = execute(suite, spec, ctx, reference)
             record = {"schema": records.SCHEMA_VERSION, "config": config, "config_hash": digest,
                       "standard_budget": standard,
-                      "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "env": env, **config, **result}
+                      "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "env": env, **result}
             records.write_json_atomic(path, record)
             done.append(record)
             m = result["metrics"]

@@ -18,7 +18,7 @@ def test_dense_and_magnitude_end_to_end(tmp_path, data_dir):
                            "--set", "magnitude.sparsity=0.9"))
     assert proc.returncode == 0, proc.stderr
     assert "epoch   3/3" in proc.stdout and "[2/2] magnitude sparsity=0.9, scope=global seed=0" in proc.stdout
-    recs = {r["method"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "mlp" / "runs").glob("*.json"))}
+    recs = {r["config"]["method"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "mlp" / "runs").glob("*.json"))}
     dense, mag = recs["dense"]["metrics"], recs["magnitude"]["metrics"]
     assert dense["accuracy"] > 0.93 and dense["params"] == 266_610 and dense["sparsity"] == 0
     assert abs(mag["weight_sparsity"] - 0.9) < 0.005  # the requested sparsity, within 0.5%
@@ -76,7 +76,7 @@ def test_failing_plugins_become_failed_rows_and_exit_nonzero(tmp_path, data_dir)
                            "--epochs", "1", "--limit-train", "2000"), pythonpath=[site])
     assert proc.returncode == 1, proc.stderr
     assert "3 of 5 runs did not finish" in proc.stderr  # a skipped run is not a failure
-    recs = {r["method"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "results" / "mlp" / "runs").glob("*.json"))}
+    recs = {r["config"]["method"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "results" / "mlp" / "runs").glob("*.json"))}
     assert recs["explodes"]["status"] == "failed"
     assert "RuntimeError: the plugin blew up on purpose" in recs["explodes"]["error"]
     assert recs["broken"]["status"] == "failed" and "no_such_module_anywhere" in recs["broken"]["error"]
@@ -134,8 +134,9 @@ def test_chain_runs_links_in_order_as_one_row(tmp_path, data_dir):
     assert proc.returncode == 0, proc.stderr
     assert "chain link 2/2: magnitude" in proc.stdout
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "mlp" / "runs").glob("*.json")]
-    assert record["method"] == "dense+magnitude"
-    assert record["params"] == {"dense": {}, "magnitude": {"sparsity": 0.8, "scope": "global"}}
+    assert record["config"]["method"] == "dense+magnitude"
+    assert "method" not in record and "budget" not in record  # the configuration is stored once
+    assert record["config"]["params"] == {"dense": {}, "magnitude": {"sparsity": 0.8, "scope": "global"}}
     assert record["metrics"]["train_epochs"] == 2 + 2  # dense training + the fine-tuning
     assert abs(record["metrics"]["weight_sparsity"] - 0.8) < 0.005
 

@@ -17,10 +17,10 @@ def record(method, params, seed, accuracy, nonzeros, status="ok", standard=True,
                "latency_b1_ms": 0.05, "latency_b1_iqr_ms": 0.001, "latency_b64_ms": 0.5,
                "latency_b64_iqr_ms": 0.01, "memory_bytes": 2**20, "train_epochs": 30,
                "train_time_s": 12.0} if status == "ok" else {}
-    return {"schema": records.SCHEMA_VERSION, "method": method, "params": params, "seed": seed,
-            "status": status, "error": None if status == "ok" else "RuntimeError: boom\ntrace",
-            "metrics": metrics, "standard_budget": standard, "budget": budget,
-            "data_source": source, "env": ENV}
+    config = {"method": method, "params": params, "seed": seed, "budget": budget, "data_source": source}
+    return {"schema": records.SCHEMA_VERSION, "config": config, "status": status,
+            "error": None if status == "ok" else "RuntimeError: boom\ntrace",
+            "metrics": metrics, "standard_budget": standard, "env": ENV}
 
 
 def populate(results):
@@ -31,7 +31,7 @@ def populate(results):
     recs += [record("dense", {}, 0, 0.90, 1000, standard=False, budget={**BUDGET, "epochs": 1})]
     recs += [record("dense", {}, 0, 0.95, 1000, source="image-folder:mnist-png")]
     for i, r in enumerate(recs):
-        records.write_json_atomic(results / "mlp" / "runs" / f"{r['method']}-{i}.json", r)
+        records.write_json_atomic(results / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
 
 
 def test_leaderboard_aggregates_over_seeds_and_separates_budgets_and_sources(tmp_path):
