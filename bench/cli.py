@@ -104,8 +104,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\nleaderboard: {args.results_dir / suite.name}/leaderboard*.md")
     failed = [r for r in done if r["status"] not in ("ok", "skipped")]
     if failed:
-        print(f"\n{len(failed)} of {len(done)} runs did not finish: "
-              + ", ".join(f"{r['config']['method']} seed {r['config']['seed']} ({r['status']})" for r in failed), file=sys.stderr)
+        names = [f"{r['config']['method']} seed {r['config']['seed']} ({r['status']})" for r in failed]
+        print(f"\n{len(failed)} of {len(done)} runs did not finish: " + ", ".join(names), file=sys.stderr)
         return 1
     return 0
 
