@@ -12,6 +12,7 @@ verdict: pass, miss, or "not run yet" while a sweep is unfinished. It trains not
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -36,15 +37,18 @@ def size(table: pd.DataFrame, method: str, **params: object) -> float | None:
     return pick(table, "size_KiB", method, **params)
 
 
-def verdict(ok: bool | None) -> str:
-    return "not run yet" if ok is None else "pass" if ok else "miss"
+def verdict(test: Callable[..., bool], *values: float | None) -> str:
+    """"not run yet" while any compared figure is missing, else the test's pass or miss."""
+    if any(v is None for v in values):
+        return "not run yet"
+    return "pass" if test(*values) else "miss"
 
 
 def checks(results: Path) -> list[list[str]]:
     rows: list[list[str]] = []
 
-    def add(check: str, suite: str, measured: str, target: str, ok: bool | None) -> None:
-        rows.append([check, suite, measured, target, verdict(ok)])
+    def add(check: str, suite: str, measured: str, target: str, result: str) -> None:
+        rows.append([check, suite, measured, target, result])
 
     def pts(a: float | None) -> str:
         return "-" if a is None else f"{a:.2f}"
@@ -59,40 +63,39 @@ def checks(results: Path) -> list[list[str]]:
         for method in ("magnitude", "imp", "gmp"):
             a = accuracy(t, method, sparsity=0.92)
             add(f"{method} at 92% within 0.3 pts of dense (Han et al. 2015: {paper})", suite,
-                f"{pts(a)} vs dense {pts(dense)}", ">= dense - 0.3",
-                None if a is None or dense is None else a >= dense - 0.3)
+                f"{pts(a)} vs dense {pts(dense)}", ">= dense - 0.3", verdict(lambda a, d: a >= d - 0.3, a, dense))
         for s in (0.95, 0.98):
             r, m = accuracy(t, "random", sparsity=s), accuracy(t, "magnitude", sparsity=s)
             add(f"random below magnitude at {s:.0%}", suite, f"{pts(r)} vs {pts(m)}", "random < magnitude",
-                None if r is None or m is None else r < m)
+                verdict(lambda r, m: r < m, r, m))
         for s in (0.95, 0.98):
             lot = accuracy(t, "lottery", sparsity=s, reinit=False)
             ctl = accuracy(t, "lottery", sparsity=s, reinit=True)
             add(f"lottery above its reinit control at {s:.0%} (Frankle & Carbin 2019)", suite,
-                f"{pts(lot)} vs {pts(ctl)}", "rewound > reinit",
-                None if lot is None or ctl is None else lot > ctl)
+                f"{pts(lot)} vs {pts(ctl)}", "rewound > reinit", verdict(lambda lot, ctl: lot > ctl, lot, ctl))
         if suite == "mlp":
             for s, err in ((0.95, 1.6), (0.98, 2.4)):
                 a = accuracy(t, "snip", sparsity=s)
                 add(f"SNIP error at {s:.0%} near the published {err}% (Lee et al. 2019)", suite,
                     "-" if a is None else f"{100 - a:.2f}% error", f"within 0.5 pts of {err}%",
-                    None if a is None else abs(100 - a - err) <= 0.5)
+                    verdict(lambda a: abs(100 - a - err) <= 0.5, a))
         for method in ("ptq-int8", "qat"):
             a = accuracy(t, method)
             add(f"{method} within 0.5 pts of dense", suite, f"{pts(a)} vs {pts(dense)}", ">= dense - 0.5",
-                None if a is None or dense is None else a >= dense - 0.5)
+                verdict(lambda a, d: a >= d - 0.5, a, dense))
         a = accuracy(t, "uniform", bits=4)
         add("uniform 4-bit within 1 pt of dense", suite, f"{pts(a)} vs {pts(dense)}", ">= dense - 1",
-            None if a is None or dense is None else a >= dense - 1)
+            verdict(lambda a, d: a >= d - 1, a, dense))
         kd, student = accuracy(t, "kd"), accuracy(t, "student")
         add("kd above the student trained alone", suite, f"{pts(kd)} vs {pts(student)}", "kd > student",
-            None if kd is None or student is None else kd > student)
+            verdict(lambda kd, student: kd > student, kd, student))
         for s in (0.9, 0.95):
             chain = size(t, "magnitude+ptq-int8", **{"magnitude.sparsity": s})
-            links = [size(t, "magnitude", sparsity=s), size(t, "ptq-int8")]
+            alone, int8 = size(t, "magnitude", sparsity=s), size(t, "ptq-int8")
+            result = verdict(lambda c, m, q: c < min(m, q), chain, alone, int8)
             add(f"magnitude+ptq-int8 at {s:.0%} smaller than either link", suite,
-                "-" if chain is None or None in links else f"{chain:.0f} vs {links[0]:.0f} / {links[1]:.0f} KiB",
-                "chain < both", None if chain is None or None in links else chain < min(links))
+                "-" if result == "not run yet" else f"{chain:.0f} vs {alone:.0f} / {int8:.0f} KiB",
+                "chain < both", result)
     return rows
 
 
