@@ -65,7 +65,11 @@ def load_records(results_dir: Path, suite: str) -> list[dict[str, Any]]:
 
 
 def _git_commit() -> str | None:
+    """The checkout's commit; $BENCH_GIT_COMMIT where the code travelled without its .git
+    (a copy sent to a GPU machine), so that records made there still name their code."""
     here = Path(__file__).resolve().parent
+    if os.environ.get("BENCH_GIT_COMMIT"):
+        return os.environ["BENCH_GIT_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()

@@ -126,6 +126,8 @@ def main() -> None:
     p.add_argument("--limit-train", type=int, help="images per epoch (default: the whole training set)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true", help="time the harness with torch.compile")
+    p.add_argument("--loops", default="harness,reference,minimal",
+                   help="which loops to time (the reference decodes every image per epoch: slow on JPEG copies)")
     p.add_argument("--results", type=Path, help="a results folder, for the outside-training share")
     args = p.parse_args()
     device = torch.device(args.device)
@@ -134,12 +136,20 @@ def main() -> None:
         suite = load_suite(name)
         split = load_dataset(suite.data, args.data_dir).train.subset(args.limit_train)
         n = len(split)
+        loops = args.loops.split(",")
         harness = time_harness(suite, split, device, args.compile)
-        reference = time_reference(suite, n, args.data_dir, device)
-        minimal = time_minimal(suite, split, device)
+        reference = time_reference(suite, n, args.data_dir, device) if "reference" in loops else None
+        minimal = time_minimal(suite, split, device) if "minimal" in loops else None
+
+        def ms(t: float | None) -> str:
+            return f"{1e3 * t:,.0f}" if t else "-"
+
+        def ratio(t: float | None) -> str:
+            return f"{t / harness:.2f}x" if t else "-"
+
         rows.append([name, suite.model.name, n, suite.training.batch_size, suite.training.precision,
-                     f"{n / harness:,.0f}", f"{1e3 * harness:,.0f}", f"{1e3 * reference:,.0f}",
-                     f"{1e3 * minimal:,.0f}", f"{reference / harness:.2f}x", f"{minimal / harness:.2f}x"])
+                     f"{n / harness:,.0f}", ms(harness), ms(reference), ms(minimal),
+                     ratio(reference), ratio(minimal)])
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(tabulate(rows, headers=["suite", "model", "images", "batch", "precision", "harness img/s", "harness ms/epoch",

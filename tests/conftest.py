@@ -18,11 +18,25 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def data_root() -> Path:
+    return Path(os.environ.get("BENCH_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    path = Path(os.environ.get("BENCH_DATA_DIR", ROOT.parent / "shared" / "data"))
+    path = data_root()
     assert (path / "MNIST" / "raw").is_dir(), (
         f"the tests need the real MNIST under {path}/MNIST/raw; set BENCH_DATA_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cifar_dir() -> Path:
+    """A data folder holding CIFAR-10 (official layout or the JPEG copy); the GPU tests need
+    only this, so that a GPU machine is sent CIFAR-10 alone."""
+    path = data_root()
+    assert (path / "cifar10-jpeg" / "train").is_dir() or (path / "cifar-10-batches-py").is_dir(), (
+        f"the cifar tests need CIFAR-10 under {path} (cifar-10-batches-py or cifar10-jpeg); set BENCH_DATA_DIR")
     return path
 
 
