@@ -1,3 +1,4 @@
 from bench.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # worker processes (spawned) import this module without running it
+    raise SystemExit(main())

@@ -7,13 +7,14 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from tabulate import tabulate
 
 from bench import leaderboard, registry
 from bench.data import DataError
+from bench.executors import ExecutorError
 from bench.suite import SuiteError, available_suites, load_suite
 
 
@@ -22,6 +23,19 @@ def _seeds(text: str) -> list[int]:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, got '{text}'") from None
+
+
+def _positive(tp: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = tp(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    return parse
 
 
 def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -62,9 +76,30 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--finetune-epochs", type=int, help="override fine-tuning epochs (non-standard budget)")
     run.add_argument("--limit-train", type=int, help="use the first N training images (non-standard budget)")
     run.add_argument("--limit-test", type=int, help="evaluate on the first N test images (non-standard budget)")
-    run.add_argument("--compile", action="store_true",
-                     help="train through torch.compile (pays off on GPU; compile time is recorded apart)")
+    run.add_argument("--compile", nargs="?", const="default", choices=["default", "reduce-overhead", "max-autotune"],
+                     help="train through torch.compile in this mode (reduce-overhead: CUDA graphs); "
+                          "compile time is recorded apart")
     run.add_argument("--force", action="store_true", help="rerun runs that already have a finished record")
+    run.add_argument("--order", choices=["depth", "breadth"], default="depth",
+                     help="depth: each setting at every seed in turn; breadth: every setting at the first "
+                          "seed before any second seed, so a sweep cut short still covers every row")
+    run.add_argument("--max-minutes", type=_positive(float), metavar="M",
+                     help="start no new run after M minutes; runs in flight finish; rerun to continue")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan and its expected cost; train nothing, write nothing")
+    ex = run.add_argument_group("executors (README: Executors)")
+    ex.add_argument("--jobs", type=_positive(int), default=1, metavar="N",
+                    help="N runs at once, each in its own worker process (default 1: in this process)")
+    ex.add_argument("--jobs-per-gpu", type=_positive(int), metavar="K",
+                    help="K runs at once on each visible GPU")
+    ex.add_argument("--threads", type=_positive(int), metavar="T",
+                    help="torch threads per run (default: the cores divided between the jobs)")
+    ex.add_argument("--executor", choices=["local", "ray"], default="local")
+    ex.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                    help="join this Ray cluster (default: start a one-machine cluster)")
+    ex.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
+                    help="Ray: GPUs per run, e.g. 0.25 packs 4 runs per GPU (default 1 with --device cuda)")
+    ex.add_argument("--cpus-per-run", type=float, default=1.0, metavar="C", help="Ray: CPUs per run")
 
     lb = sub.add_parser("leaderboard", help="rebuild leaderboards from the stored run records")
     lb.add_argument("--suite", help="one suite (default: every suite with records)")
@@ -75,6 +110,34 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries for the workers."""
+    import torch
+
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip()][:torch.cuda.device_count()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def make_executor(args: argparse.Namespace, device: str):
+    """The executor the options ask for; usage errors raise ExecutorError (exit 2)."""
+    from bench.executors import LocalExecutor, RayExecutor, SerialExecutor
+    from tqdm import tqdm
+
+    if args.executor == "ray":
+        gpus = args.gpus_per_run if args.gpus_per_run is not None else (1.0 if device == "cuda" else 0.0)
+        return RayExecutor(args.ray_address, gpus, args.cpus_per_run)
+    if args.jobs_per_gpu:
+        gpus = _visible_gpus()
+        if device != "cuda" or not gpus:
+            raise ExecutorError("--jobs-per-gpu needs CUDA devices, and torch sees none (use --jobs on the CPU)")
+        return LocalExecutor(args.jobs_per_gpu * len(gpus), gpus, args.threads)
+    if args.jobs > 1:
+        return LocalExecutor(args.jobs, _visible_gpus() if device == "cuda" else None, args.threads)
+    return SerialExecutor(echo=tqdm.write, threads=args.threads)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
@@ -83,16 +146,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     names = registry.select(args.methods)
     if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    elif args.device == "cuda" and not torch.cuda.is_available():
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif args.device == "cuda" and not torch.cuda.is_available() and not args.dry_run:
         raise DataError("--device cuda was asked for, but torch sees no CUDA device")
     else:
-        device = torch.device(args.device)
-    done = run_suite(suite, names, seeds=args.seeds or suite.seeds, results_dir=args.results_dir,
-                     data_dir=args.data_dir, device=device, overrides=_overrides(args.overrides),
-                     budget_overrides={"epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
-                                       "limit_train": args.limit_train, "limit_test": args.limit_test},
-                     force=args.force, compile=args.compile)
+        device = args.device
+    executor = None if args.dry_run else make_executor(args, device)
+    try:
+        done = run_suite(suite, names, seeds=args.seeds or suite.seeds, results_dir=args.results_dir,
+                         data_dir=args.data_dir, device=device, overrides=_overrides(args.overrides),
+                         executor=executor,
+                         budget_overrides={"epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
+                                           "limit_train": args.limit_train, "limit_test": args.limit_test},
+                         force=args.force, compile=args.compile, order=args.order,
+                         max_minutes=args.max_minutes, dry_run=args.dry_run)
+    finally:
+        if executor is not None:
+            executor.close()
+    if args.dry_run:
+        return 0
     rows = []
     for r in done:
         m, c = r.get("metrics") or {}, r["config"]
@@ -158,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list}
     try:
         return commands[args.command](args)
-    except (SuiteError, DataError, registry.UnknownMethodError, registry.ParameterError) as e:
+    except (SuiteError, DataError, registry.UnknownMethodError, registry.ParameterError,
+            ExecutorError, OSError) as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 import torch
 from torch import nn
 
-from bench import records
 from bench.data import Dataset, Preprocess
 from bench.models import build_model
 from bench.suite import Budget, ModelSpec, Suite
@@ -27,7 +26,8 @@ class Context:
     """What a method may use. Attributes: suite, budget, device, seed, data, preprocess."""
 
     def __init__(self, suite: Suite, data: Dataset, device: torch.device, seed: int,
-                 dense_store: DenseStore, log: Callable[[str], None] = print, compile: bool = False):
+                 dense: DenseWeights | str | None = None, log: Callable[[str], None] = print,
+                 compile: str | None = None, between_steps: Callable[[], None] | None = None):
         self.suite = suite
         self.budget: Budget = suite.training
         self.data = data  # on `device`; train limited by budget.limit_train
@@ -35,12 +35,15 @@ class Context:
         self.seed = seed
         self.preprocess = Preprocess(suite.data, device)
         self.log = log
-        self.compile = compile  # torch.compile the training forward pass
+        self.compile = compile  # a torch.compile mode for the training forward pass, or None
         self.train_epochs = 0  # what this run spent, dense training included when used
         self.train_time_s = 0.0
         self.compile_time_s = 0.0
         self.figures: dict[str, Any] = {}
-        self._dense = dense_store
+        # The trained dense model, given by the harness's dense stage; an error text if that
+        # stage failed; None for a context built by hand (it is then trained on first use).
+        self._dense = dense
+        self._between_steps = between_steps  # lets another process measure on a shared device
         self._used_pretrained = False
         self._previous: nn.Module | None = None
         self._generator = torch.Generator(device=device).manual_seed(seed)
@@ -72,13 +75,20 @@ class Context:
         """
         if self._previous is not None:
             return copy.deepcopy(self._previous)
-        model, meta = self._dense.get(self)
+        if isinstance(self._dense, str):
+            raise RuntimeError(f"the dense model of seed {self.seed} could not be trained: {self._dense}")
+        if self._dense is None:
+            self._dense = train_dense(self)
+        meta = self._dense.meta
         if not self._used_pretrained:
             self._used_pretrained = True
             self.train_epochs += meta["epochs"]
             self.train_time_s += meta["seconds"]
             self.compile_time_s += meta.get("compile_seconds", 0.0)
-        return copy.deepcopy(model)
+        with torch.random.fork_rng(devices=[]):  # leave the run's random stream as it was
+            model = self.new_model()
+        model.load_state_dict(self._dense.state_dict)
+        return model
 
     def continue_from(self, model: nn.Module) -> None:
         """Make pretrained() return copies of `model`: the harness's hook for chains."""
@@ -97,7 +107,8 @@ class Context:
         result = fit(model, self.data.train, self.preprocess, budget, epochs=epochs,
                      lr=self.budget.lr if lr is None else lr, generator=self._generator,
                      loss_fn=loss_fn, after_backward=after_backward, after_step=after_step,
-                     optimizer=optimizer, log=self.log, compile=self.compile)
+                     optimizer=optimizer, log=self.log, compile=self.compile,
+                     between_steps=self._between_steps)
         self.train_epochs += epochs
         self.train_time_s += result.seconds
         self.compile_time_s += result.compile_seconds
@@ -126,45 +137,34 @@ class Context:
         self.figures.update(figures)
 
 
-class DenseStore:
-    """The dense model per (suite, seed, budget, data source): trained once, kept on disk and
-    in memory, and reused by every method."""
+@dataclass
+class DenseWeights:
+    """A trained dense model as its harness stage hands it to method runs: CPU tensors (they
+    travel to worker processes and Ray nodes) and what training it cost."""
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-        self._memory: dict[str, tuple[nn.Module, dict[str, Any]]] = {}
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any]  # epochs, seconds, compile_seconds, accuracy
 
-    def key(self, ctx: Context) -> str:
-        s = ctx.suite
-        return records.config_hash({
-            "suite": s.name, "version": s.version, "model": vars(s.model), "data": vars(s.data),
-            "budget": vars(s.training), "seed": ctx.seed, "source": ctx.data.source,
-        })
+    def save(self, f: BinaryIO) -> None:
+        torch.save({"state_dict": self.state_dict, "meta": self.meta}, f)
 
-    def get(self, ctx: Context) -> tuple[nn.Module, dict[str, Any]]:
-        key = self.key(ctx)
-        if key in self._memory:
-            return self._memory[key]
-        path = self.folder / f"dense-s{ctx.seed}-{key}.pt"
-        model = ctx.new_model()
-        if path.exists():
-            saved = torch.load(path, map_location=ctx.device)
-            model.load_state_dict(saved["state_dict"])
-            meta = saved["meta"]
-            ctx.log(f"  dense model (seed {ctx.seed}) from cache {path}")
-        else:
-            ctx.log(f"  training the dense model (seed {ctx.seed}, {ctx.budget.epochs} epochs), "
-                    "cached for every method")
-            g = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-            result = fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=ctx.budget.epochs,
-                         lr=ctx.budget.lr, generator=g, log=ctx.log, compile=ctx.compile)
-            meta = {"epochs": ctx.budget.epochs, "seconds": result.seconds,
-                    "compile_seconds": result.compile_seconds,
-                    "accuracy": _evaluate(model, ctx.data.test, ctx.preprocess)}
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
-            os.replace(tmp, path)
-        self._memory[key] = (model, meta)
-        return model, meta
+    @classmethod
+    def load(cls, path: Path) -> DenseWeights:
+        saved = torch.load(path, map_location="cpu")
+        return cls(saved["state_dict"], saved["meta"])
 
+
+def train_dense(ctx: Context, checkpoint: Path | None = None) -> DenseWeights:
+    """Train the suite's model from the seed's initialization for the dense budget, resuming
+    from `checkpoint` (saved every epoch) when an earlier attempt was interrupted."""
+    ctx.log(f"  training the dense model (seed {ctx.seed}, {ctx.budget.epochs} epochs), "
+            "shared by every method of this seed")
+    model = ctx.new_model()
+    g = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+    result = fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=ctx.budget.epochs,
+                 lr=ctx.budget.lr, generator=g, log=ctx.log, compile=ctx.compile,
+                 between_steps=ctx._between_steps, checkpoint=checkpoint)
+    meta = {"epochs": ctx.budget.epochs, "seconds": result.seconds,
+            "compile_seconds": result.compile_seconds,
+            "accuracy": _evaluate(model, ctx.data.test, ctx.preprocess)}
+    return DenseWeights({k: v.detach().cpu() for k, v in model.state_dict().items()}, meta)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import torchvision
 
+from bench.records import atomic_write
 from bench.suite import DataSpec
 
 
@@ -116,42 +117,71 @@ def _image_folder_split(folder: Path, cache_dir: Path | None) -> Split:
         x, y = torch.load(cached)
         return Split(x, y)
     split = _read_image_folder(folder)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    torch.save((split.x, split.y), tmp)
-    os.replace(tmp, cached)
+    atomic_write(cached, lambda f: torch.save((split.x, split.y), f))
     return split
 
 
-def load_dataset(spec: DataSpec, root: Path | None, cache_dir: Path | None = None) -> Dataset:
-    """Load a suite's dataset into CPU tensors from the first source that has it."""
-    root = Path(root) if root is not None else default_data_dir()
+def _has_torchvision_layout(cls: type, root: Path) -> bool:
+    try:
+        _torchvision_split(cls, root, True, download=False)
+        return True
+    except RuntimeError:
+        return False
+
+
+def _dataset_class(spec: DataSpec) -> type:
     cls = getattr(torchvision.datasets, spec.dataset, None)
     if cls is None:
         raise DataError(f"torchvision.datasets has no dataset class '{spec.dataset}'")
-    try:  # 1. torchvision layout, already there
+    return cls
+
+
+def find_source(spec: DataSpec, root: Path | None) -> str:
+    """Which source `load_dataset` reads, without decoding or downloading: the torchvision
+    layout under `root` (or its download, the same official data), else the suite's ImageFolder
+    copy. Records are keyed by it, so a plan (and `--dry-run`) knows its runs' identities."""
+    root = Path(root) if root is not None else default_data_dir()
+    cls = _dataset_class(spec)
+    folder = root / spec.image_folder if spec.image_folder else None
+    if (not _has_torchvision_layout(cls, root) and folder is not None
+            and (folder / "train").is_dir() and (folder / "test").is_dir()):
+        return f"image-folder:{spec.image_folder}"
+    return f"torchvision:{spec.dataset}"
+
+
+def fetch(spec: DataSpec, root: Path | None) -> str:
+    """Make sure the dataset is readable under `root` (downloading the official files when no
+    copy is there) and return its source; DataError, naming where it looked, if it cannot be."""
+    root = Path(root) if root is not None else default_data_dir()
+    source = find_source(spec, root)
+    cls = _dataset_class(spec)
+    if source.startswith("torchvision:") and not _has_torchvision_layout(cls, root):
+        try:
+            for train in (True, False):
+                _torchvision_split(cls, root, train, download=True)
+        except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
+            looked = f"{root} (torchvision layout)"
+            if spec.image_folder:
+                looked += f" and {root / spec.image_folder}/train, /test (ImageFolder layout)"
+            raise DataError(
+                f"{spec.dataset} not found in {looked}, and the download failed: {e}. "
+                "Pass --data-dir (or set BENCH_DATA_DIR) to a folder that holds it."
+            ) from None
+    return source
+
+
+def load_dataset(spec: DataSpec, root: Path | None, cache_dir: Path | None = None) -> Dataset:
+    """Load a suite's dataset into CPU tensors from the source that `fetch` finds or downloads."""
+    root = Path(root) if root is not None else default_data_dir()
+    source = fetch(spec, root)
+    if source.startswith("image-folder:"):
+        folder = root / spec.image_folder
+        train = _image_folder_split(folder / "train", cache_dir)
+        test = _image_folder_split(folder / "test", cache_dir)
+    else:
+        cls = _dataset_class(spec)
         train = _to_split(_torchvision_split(cls, root, True, download=False))
         test = _to_split(_torchvision_split(cls, root, False, download=False))
-        source = f"torchvision:{spec.dataset}"
-    except RuntimeError:
-        folder = root / spec.image_folder if spec.image_folder else None
-        if folder is not None and (folder / "train").is_dir() and (folder / "test").is_dir():
-            train = _image_folder_split(folder / "train", cache_dir)  # 2. offline copy
-            test = _image_folder_split(folder / "test", cache_dir)
-            source = f"image-folder:{spec.image_folder}"
-        else:
-            try:  # 3. official download
-                train = _to_split(_torchvision_split(cls, root, True, download=True))
-                test = _to_split(_torchvision_split(cls, root, False, download=True))
-                source = f"torchvision:{spec.dataset}"
-            except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
-                looked = f"{root} (torchvision layout)"
-                if folder is not None:
-                    looked += f" and {folder}/train, {folder}/test (ImageFolder layout)"
-                raise DataError(
-                    f"{spec.dataset} not found in {looked}, and the download failed: {e}. "
-                    "Pass --data-dir (or set BENCH_DATA_DIR) to a folder that holds it."
-                ) from None
     num_classes = int(max(train.y.max(), test.y.max())) + 1
     return Dataset(train, test, source, num_classes)
 

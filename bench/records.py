@@ -8,6 +8,7 @@ none, and a rerun can skip what is finished.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import torch
 
@@ -30,24 +31,68 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def run_config(suite: Any, method: str, params: dict[str, Any], seed: int, source: str) -> dict[str, Any]:
+    """The identity of a run: its resolved configuration, which the record is keyed by (as
+    `config_hash(run_config(...))`). `suite` is a bench.suite.Suite, budget overrides applied."""
+    return {
+        "suite": suite.name, "suite_version": suite.version, "method": method,
+        "params": params, "seed": seed, "data_source": source,
+        "model": dataclasses.asdict(suite.model), "data": dataclasses.asdict(suite.data),
+        "budget": dataclasses.asdict(suite.training),
+    }
+
+
+# Budget fields that do not change the dense model: runs that differ only in them share it.
+NOT_DENSE = ("finetune_epochs", "finetune_lr", "limit_test")
+
+
+def dense_config(suite: Any, seed: int, source: str) -> dict[str, Any]:
+    """The identity of the dense model a seed's runs start from: the `dense` run's identity
+    without the budget fields that only later stages use."""
+    config = run_config(suite, "dense", {}, seed, source)
+    config["budget"] = {k: v for k, v in config["budget"].items() if k not in NOT_DENSE}
+    return config
+
+
 def record_path(results_dir: Path, suite: str, method: str, seed: int, digest: str) -> Path:
     return Path(results_dir) / suite / "runs" / f"{method}-{digest[:12]}-s{seed}.json"
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON so that readers see the old file or the new one, never a partial one."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file so that readers see the old file or the whole new one, never a part.
+
+    The bytes go to a temporary file beside `path`, are flushed to disk, and the file is renamed
+    into place with the user's normal permissions (umask), so results folders can be shared. On
+    any failure (a full disk, an interrupt) the temporary file is removed and the error raised.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -90,6 +135,11 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def device_name(device: torch.device) -> str:
+    """The exact model of the processor or GPU, so that figures from different ones never mix."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     """Where a run happened: versions, device, threads, git commit."""
     versions = {}
@@ -105,7 +155,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "cuda": torch.version.cuda if cuda else None,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if cuda else _cpu_name(),
+        "device_name": device_name(device),
         "threads": torch.get_num_threads(),
         "git_commit": _git_commit(),
         "packages": versions,

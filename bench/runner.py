@@ -1,87 +1,147 @@
-"""`bench run`: suite -> planned runs -> train (method.run) -> measure -> record -> leaderboard.
+"""`bench run`: plan -> dense stage -> method runs -> measure -> records -> leaderboard.
+
+The driver (`run_suite`) plans the runs, trains each seed's dense model once as a stage that the
+seed's method runs wait for, and hands every piece of work to an executor as a `Task`: in this
+process, in local worker processes, or on Ray nodes (bench.executors). Wherever it runs, a task
+does the same thing (`perform`) and returns an `Outcome`; the driver alone writes run records and
+the dense-model cache, so workers need no shared filesystem.
 
 Each run is isolated: a method that raises, diverges or returns something unusable becomes a
-failed record with its error, and the remaining runs go on. Finished records are skipped on a
-rerun unless forced, so an interrupted sweep resumes where it stopped.
+failed record with its error, and the other runs go on. Finished records are skipped on a rerun
+unless forced, so an interrupted sweep resumes where it stopped. A claim per run keeps two
+commands on one results folder from executing the same run twice.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+import os
+import statistics
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
-from bench import leaderboard, measure, records
-from bench.context import Context, DenseStore
-from bench.data import Dataset, default_tensor_cache, load_dataset
-from bench.chain import Chain, check_chain, links
-from bench.registry import BROKEN, METHODS, Method, NotApplicable
+from bench import leaderboard, measure, records, registry
+from bench.context import Context, DenseWeights, train_dense
+from bench.data import Dataset, default_tensor_cache, fetch, find_source, load_dataset
+from bench.locks import Claim, DeviceGate
+from bench.plan import Order, RunSpec, build_method, expected_epochs, plan
+from bench.registry import BROKEN, METHODS, NotApplicable
 from bench.sparsity import weight_sparsity
 from bench.suite import Suite
 from bench.train import DivergedError, model_device
 
+# -- one piece of work, as a worker sees it ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Task:
+    """A dense model to train, or a run to execute: everything a worker needs, picklable."""
+
+    kind: str  # "dense" or "run"
+    suite: Suite  # budget overrides applied
+    spec: RunSpec  # for a dense task: method "dense", the seed
+    source: str  # the data source the plan keyed the run by; the worker must read the same
+    data_dir: str | None
+    device: str  # "cpu" or "cuda" (the worker's visible GPU)
+    compile: str | None  # a torch.compile mode for training, or None (eager)
+    threads: int | None  # torch threads for this task (None: torch's default)
+    log_path: str | None  # where the worker writes the run's log live; None: returned instead
+    dense: DenseWeights | str | None = None  # the seed's dense model, or why it is missing
+    checkpoint: str | None = None  # a dense task's per-epoch checkpoint (local executors)
+
 
 @dataclass
-class RunSpec:
-    method: str  # a method name, or a chain "a+b"
-    params: dict[str, Any]  # every parameter, defaults included; per link for a chain
-    seed: int
+class Outcome:
+    result: dict[str, Any]  # status, error, metrics, figures, run_time_s (measure_time_s)
+    env: dict[str, Any]  # where it ran
+    dense: DenseWeights | None = None  # a dense task's trained model
+    log: str | None = None  # the run's log when the task had no log_path (None: it is in that file)
 
 
-def _link_params(suite: Suite, name: str, overrides: dict[str, dict[str, Any]]) -> tuple[dict, dict]:
-    """(all parameters, the explicitly set ones) of one method: its defaults, then the suite's
-    `methods` section, then --set. Wrong names or types fail here."""
-    cls = METHODS[name]
-    explicit = {**suite.methods.get(name, {}), **overrides.get(name, {})}
-    params = {**cls.parameters(), **explicit}
-    cls.build(dict(params))
-    return params, explicit
+_DATASETS: dict[tuple, Dataset] = {}  # per process: a long-lived worker loads each dataset once
 
 
-def plan(suite: Suite, names: list[str], overrides: dict[str, dict[str, Any]],
-         seeds: list[int]) -> list[RunSpec]:
-    """The runs for the selected methods and chains. A method's `sweep` parameter, unless set
-    explicitly, takes each of the suite's sparsity levels (in a chain, every sweeping link takes
-    the same level). Wrong parameters and impossible chains fail here, before any training."""
-    runs = []
-    for name in names:
-        if name in BROKEN and name not in METHODS:
-            runs += [RunSpec(name, {}, seed) for seed in seeds]
-            continue
-        chain = links(name)
-        if len(chain) > 1:
-            check_chain(chain)
-        resolved = {link: _link_params(suite, link, overrides) for link in chain}
-        sweeping = [link for link in chain
-                    if METHODS[link].sweep and METHODS[link].sweep not in resolved[link][1]]
-        for value in suite.sparsities if sweeping else [None]:
-            per_link = {link: {**params, **({METHODS[link].sweep: value} if link in sweeping else {})}
-                        for link, (params, _) in resolved.items()}
-            params = per_link[name] if len(chain) == 1 else per_link
-            runs += [RunSpec(name, params, seed) for seed in seeds]
-    return runs
+def _dataset(task: Task, device: torch.device) -> Dataset:
+    """The task's data on its device. A worker reads its own data folder: the driver's path if it
+    exists here, else $BENCH_DATA_DIR, else the default cache (downloading)."""
+    root = task.data_dir if task.data_dir and Path(task.data_dir).exists() else os.environ.get("BENCH_DATA_DIR")
+    b = task.suite.training
+    key = (repr(task.suite.data), root, b.limit_train, b.limit_test, str(device))
+    if key not in _DATASETS:
+        _DATASETS.clear()  # one dataset at a time: they are large, and tasks come in suites
+        full = load_dataset(task.suite.data, Path(root) if root else None, cache_dir=default_tensor_cache())
+        _DATASETS[key] = Dataset(full.train.subset(b.limit_train), full.test.subset(b.limit_test),
+                                 full.source, full.num_classes).to(device)
+    data = _DATASETS[key]
+    if data.source != task.source:
+        raise RuntimeError(f"this worker reads {data.source} (data dir {root}), but the run was planned "
+                           f"on {task.source}: give every worker the same dataset")
+    return data
 
 
-def build_method(spec: RunSpec) -> Method | Chain:
-    if len(links(spec.method)) == 1:
-        return METHODS[spec.method].build(dict(spec.params))
-    return Chain([METHODS[link].build(dict(p)) for link, p in spec.params.items()])
+def perform(task: Task, echo: Callable[[str], None] | None = None) -> Outcome:
+    """Do a task in this process: train a dense model, or run a method and measure its model.
+    `echo` also shows the log (the serial executor prints it)."""
+    lines: list[str] = []
+    log_file = open(task.log_path, "a", buffering=1) if task.log_path else None  # noqa: SIM115
+
+    def log(line: str) -> None:
+        if log_file:
+            log_file.write(line + "\n")
+        else:
+            lines.append(line)
+        if echo:
+            echo(line)
+
+    try:
+        registry.discover()
+        if task.threads:
+            torch.set_num_threads(task.threads)
+        device = torch.device(task.device)
+        torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed shapes: autotune once
+        env = records.environment(device)
+        start = time.perf_counter()
+        try:
+            data = _dataset(task, device)
+        except Exception as e:  # noqa: BLE001 - no data: the task fails with the reason
+            result = {"status": "failed", "error": f"{type(e).__name__}: {e}", "metrics": {}, "figures": {},
+                      "run_time_s": time.perf_counter() - start}
+            return Outcome(result, env, log=None if log_file else "\n".join(lines))
+        gate = DeviceGate(device)
+        torch.manual_seed(task.spec.seed)
+        ctx = Context(task.suite, data, device, task.spec.seed, task.dense, log=log,
+                      compile=task.compile, between_steps=gate.pass_through)
+        if task.kind == "dense":
+            return _train_dense(ctx, Path(task.checkpoint) if task.checkpoint else None, env,
+                                None if log_file else lines)
+        new = ctx.new_model()
+        reference = {"params": measure.count_params(new), "size_bytes": measure.size_bytes(new)}
+        result = execute(task.spec, ctx, reference, gate)
+        return Outcome(result, env, log=None if log_file else "\n".join(lines))
+    finally:
+        if log_file:
+            log_file.close()
 
 
-def run_config(suite: Suite, spec: RunSpec, source: str) -> dict[str, Any]:
-    """The resolved configuration a record is keyed by."""
-    return {
-        "suite": suite.name, "suite_version": suite.version, "method": spec.method,
-        "params": spec.params, "seed": spec.seed, "data_source": source,
-        "model": dataclasses.asdict(suite.model), "data": dataclasses.asdict(suite.data),
-        "budget": dataclasses.asdict(suite.training),
-    }
+def _train_dense(ctx: Context, checkpoint: Path | None, env: dict[str, Any], lines: list[str] | None) -> Outcome:
+    start = time.perf_counter()
+    weights, result = None, {"status": "ok", "error": None, "metrics": {}, "figures": {}}
+    try:
+        weights = train_dense(ctx, checkpoint)
+        result["metrics"] = dict(weights.meta)
+    except DivergedError as e:
+        result.update(status="diverged", error=str(e))
+    except Exception as e:  # noqa: BLE001 - a failed dense model fails its seed's runs, not the sweep
+        result.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-4)}")
+    result["run_time_s"] = time.perf_counter() - start
+    return Outcome(result, env, dense=weights, log=None if lines is None else "\n".join(lines))
 
 
 def measure_model(model: nn.Module, ctx: Context, reference: dict[str, int]) -> dict[str, Any]:
@@ -114,9 +174,10 @@ def measure_model(model: nn.Module, ctx: Context, reference: dict[str, int]) -> 
     return metrics
 
 
-def execute(suite: Suite, spec: RunSpec, ctx: Context, reference: dict[str, int]) -> dict[str, Any]:
+def execute(spec: RunSpec, ctx: Context, reference: dict[str, int], gate: DeviceGate) -> dict[str, Any]:
     """Run one method and measure it; failures become a status and an error, never an exception
-    (except KeyboardInterrupt, which stops the sweep and writes nothing for this run)."""
+    (except KeyboardInterrupt, which stops the sweep and writes nothing for this run). The model
+    is measured alone on its device: other runs sharing it wait at the gate meanwhile."""
     start = time.perf_counter()
     out: dict[str, Any] = {"status": "ok", "error": None, "metrics": {}}
     try:
@@ -126,7 +187,11 @@ def execute(suite: Suite, spec: RunSpec, ctx: Context, reference: dict[str, int]
         if not isinstance(model, nn.Module):
             raise TypeError(f"{spec.method}.run() returned {type(model).__name__}, not an nn.Module")
         measure_start = time.perf_counter()
-        out["metrics"] = measure_model(model, ctx, reference)
+        with gate.alone():
+            out["metrics"] = measure_model(model, ctx, reference)
+        where = model_device(model)  # an int8 model of a GPU run runs (and is timed) on the CPU
+        out["measured_on"] = {"device": where.type, "device_name": records.device_name(where),
+                              "threads": torch.get_num_threads()}
         out["metrics"].update(train_epochs=ctx.train_epochs, train_time_s=ctx.train_time_s)
         if ctx.compile:
             out["metrics"]["compile_time_s"] = ctx.compile_time_s
@@ -142,62 +207,289 @@ def execute(suite: Suite, spec: RunSpec, ctx: Context, reference: dict[str, int]
     return out
 
 
+# -- the driver ---------------------------------------------------------------------------------
+
+
+class Executor(Protocol):
+    """Where tasks run (bench.executors): `slots` tasks at once; `wait` returns finished ones,
+    a task whose worker died included (as a failed Outcome naming the cause)."""
+
+    slots: int
+    description: str
+    local: bool  # workers share this machine's files (they write run logs live)
+    threads: int | None  # torch threads per task
+
+    def submit(self, task: Task) -> int: ...
+    def wait(self, timeout: float) -> list[tuple[int, Outcome]]: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Run:
+    """A planned run as the driver tracks it."""
+
+    index: int
+    spec: RunSpec
+    config: dict[str, Any]
+    digest: str
+    path: Path
+    claim: Claim
+    record: dict[str, Any] | None = None  # the finished record, once there is one
+    label: str = ""
+
+
+@dataclass
+class _Dense:
+    """A seed's dense model as the driver tracks it: loaded from the cache, or trained."""
+
+    seed: int
+    path: Path
+    claim: Claim
+    weights: DenseWeights | str | None = None  # the model, or why it could not be trained
+    busy: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def finished(record: dict[str, Any] | None) -> bool:
+    """A run with an ok or skipped record is done; failed ones are retried on the next command."""
+    return record is not None and record.get("status") in ("ok", "skipped")
+
+
 def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: Path,
-              data_dir: Path | None, device: torch.device, overrides: dict[str, dict[str, Any]],
-              budget_overrides: dict[str, Any] | None = None, force: bool = False,
-              compile: bool = False, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Plan, run, record and tabulate; returns the records of this invocation's runs.
+              data_dir: Path | None, device: str, overrides: dict[str, dict[str, Any]],
+              executor: Executor, budget_overrides: dict[str, Any] | None = None,
+              force: bool = False, compile: str | None = None, order: Order = "depth",
+              max_minutes: float | None = None, dry_run: bool = False,
+              log: Callable[[str], None] = tqdm.write) -> list[dict[str, Any]]:
+    """Plan, train the dense stage, run, record and tabulate; returns the records of this
+    command's runs (those finished before included).
 
     `budget_overrides` (epochs, finetune_epochs, limit_train, limit_test) make the runs
-    non-standard: they are recorded, but kept out of the standard leaderboard. `compile` trains
-    through torch.compile; records then carry compile_time_s apart from train_time_s.
+    non-standard: recorded, but kept out of the standard leaderboard. `max_minutes`: no run
+    starts after that much wall time; the runs in flight finish. `dry_run` prints the plan and
+    its expected cost, and trains and writes nothing.
     """
     standard_budget = suite.training
     suite = suite.with_budget(**(budget_overrides or {}))
     standard = suite.training == standard_budget
-    runs = plan(suite, names, overrides, seeds)
+    specs = plan(suite, names, overrides, seeds, order)
+    source = find_source(suite.data, data_dir) if dry_run else fetch(suite.data, data_dir)
     suite_dir = Path(results_dir) / suite.name
-    log(f"suite {suite.name}: {len(runs)} runs ({', '.join(names)}; seeds {seeds}) on {device}")
-    dataset = load_dataset(suite.data, data_dir, cache_dir=default_tensor_cache())
-    budget = suite.training
-    data = Dataset(dataset.train.subset(budget.limit_train), dataset.test.subset(budget.limit_test),
-                   dataset.source, dataset.num_classes).to(device)
-    log(f"data: {data.source}, {len(data.train)} train / {len(data.test)} test images")
-    env = records.environment(device)
-    env.update(data_source=data.source, compile=compile)
-    dense_store = DenseStore(suite_dir / "cache")
-    reference: dict[str, int] = {}
-    done: list[dict[str, Any]] = []
+    runs = []
+    for i, spec in enumerate(specs, 1):
+        config = records.run_config(suite, spec.method, spec.params, spec.seed, source)
+        digest = records.config_hash(config)
+        path = records.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
+        label = f"[{i}/{len(specs)}] {spec.method} {leaderboard.setting_label(spec.params)} seed={spec.seed}"
+        runs.append(_Run(i, spec, config, digest, path, Claim(suite_dir / "claims", path.stem),
+                         records.read_record(path), label))
+    todo = [r for r in runs if force or not finished(r.record)]
+    dense = {}
+    for seed in dict.fromkeys(r.spec.seed for r in todo):
+        key = records.config_hash(records.dense_config(suite, seed, source))
+        path = suite_dir / "cache" / f"dense-s{seed}-{key}.pt"
+        dense[seed] = _Dense(seed, path, Claim(suite_dir / "claims", path.stem))
+    if dry_run:
+        _print_plan(suite, runs, todo, dense, source, device, results_dir, log)
+        return []
+    log(f"suite {suite.name}: {len(runs)} runs ({', '.join(names)}; seeds {seeds}), {len(todo)} to run, "
+        f"{len(runs) - len(todo)} finished before; data {source}; {executor.description}")
+    _check_writable(suite_dir)
+    deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else None
     try:
-        for i, spec in enumerate(runs, 1):
-            config = run_config(suite, spec, data.source)
-            digest = records.config_hash(config)
-            path = records.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
-            head = f"[{i}/{len(runs)}] {spec.method} {leaderboard.setting_label(spec.params)} seed={spec.seed}"
-            existing = records.read_record(path)
-            if existing and existing.get("status") == "ok" and not force:
-                log(f"{head}: finished before, skipped ({path.name}; --force reruns)")
-                done.append(existing)
-                continue
-            log(head)
-            torch.manual_seed(spec.seed)
-            ctx = Context(suite, data, device, spec.seed, dense_store, log=log, compile=compile)
-            if not reference:
-                dense = ctx.new_model()
-                reference = {"params": measure.count_params(dense), "size_bytes": measure.size_bytes(dense)}
-            result = execute(suite, spec, ctx, reference)
-            record = {"schema": records.SCHEMA_VERSION, "config": config, "config_hash": digest,
-                      "standard_budget": standard,
-                      "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "env": env, **result}
-            records.write_json_atomic(path, record)
-            done.append(record)
-            m = result["metrics"]
-            if result["status"] == "ok":
-                log(f"  -> accuracy {100 * m['accuracy']:.2f}%  sparsity {100 * m['sparsity']:.1f}%  "
-                    f"size {m['size_bytes'] / 1024:.1f} KiB  latency b1 {m[f'latency_b{suite.latency_batches[0]}_ms']:.3f} ms"
-                    f"  epochs {m['train_epochs']}  ({result['run_time_s']:.1f}s)")
-            else:
-                log(f"  -> {result['status'].upper()}: {result['error'].splitlines()[0]}")
+        _schedule(suite, todo, dense, executor, source=source, data_dir=data_dir, device=device,
+                  compile=compile, standard=standard, deadline=deadline, log=log)
     finally:  # also when interrupted: the tables show every finished run
+        for r in todo:
+            r.claim.release()
+        for d in dense.values():
+            d.claim.release()
+        with contextlib.suppress(OSError):
+            (suite_dir / "claims").rmdir()  # only when empty: other commands may hold claims
         leaderboard.write(results_dir, suite.name)
-    return done
+    left = [r for r in todo if r.record is None]
+    if left:
+        log(f"--max-minutes {max_minutes} reached: {len(left)} runs remain; "
+            "rerun the same command to continue")
+    return [r.record for r in runs if r.record is not None]  # in plan order
+
+
+def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor: Executor,
+              *, source: str, data_dir: Path | None, device: str,
+              compile: str | None, standard: bool, deadline: float | None, log: Callable[[str], None]) -> None:
+    """Hand tasks to the executor as slots free up, dense models first, each run once its seed's
+    dense model is ready; record each result as it comes back."""
+    suite_dir = todo[0].path.parent.parent if todo else None
+    logs = suite_dir / "logs" if suite_dir else None
+    queue = list(todo)
+    in_flight: dict[int, _Run | _Dense] = {}
+    counts = {"ok": 0, "failed": 0, "skipped": 0}
+    bar = tqdm(total=len(todo), unit="run", dynamic_ncols=True, disable=None, leave=False)
+
+    def task(kind: str, spec: RunSpec, log_name: str, weights: DenseWeights | str | None = None,
+             checkpoint: Path | None = None) -> Task:
+        log_path = logs / f"{log_name}.log" if executor.local else None
+        if log_path:
+            logs.mkdir(parents=True, exist_ok=True)
+            log_path.unlink(missing_ok=True)  # a rerun's log replaces the last one
+        return Task(kind, suite, spec, source, str(data_dir) if data_dir else None, device, compile,
+                    executor.threads, str(log_path) if log_path else None, weights,
+                    str(checkpoint) if checkpoint and executor.local else None)
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.monotonic() > deadline
+
+    while queue or in_flight:
+        progressed = False
+        # 1. the dense stage: load a cached model, or train it (once, even across commands)
+        for d in dense.values():
+            if d.weights is not None or d.busy or not any(r.spec.seed == d.seed for r in queue):
+                continue
+            if d.path.exists():
+                d.weights = _load_dense(d, log)
+                progressed = True
+            if d.weights is None and len(in_flight) < executor.slots and not out_of_time() and d.claim.acquire():
+                if d.path.exists():  # another command finished it while we looked
+                    d.weights = _load_dense(d, log)
+                    d.claim.release()
+                else:
+                    log(f"dense model, seed {d.seed}: training ({suite.training.epochs} epochs)")
+                    ticket = executor.submit(task("dense", RunSpec("dense", {}, d.seed), d.path.stem,
+                                                  checkpoint=d.path.with_suffix(".ckpt")))
+                    in_flight[ticket], d.busy = d, True
+                progressed = True
+        # 2. method runs whose dense model is ready, in plan order
+        for r in list(queue):
+            if len(in_flight) >= executor.slots or out_of_time():
+                break
+            weights = dense[r.spec.seed].weights
+            if weights is None or not r.claim.acquire():
+                continue  # waiting for its dense model, or another command is running it
+            queue.remove(r)
+            progressed = True
+            latest = records.read_record(r.path)
+            if finished(latest) and latest != r.record:
+                r.record = latest  # another command finished it meanwhile
+                r.claim.release()
+                bar.update()
+                log(f"{r.label}: finished by another command")
+                continue
+            log(r.label)
+            in_flight[executor.submit(task("run", r.spec, r.path.stem, weights))] = r
+        if out_of_time() and not in_flight:
+            return
+        if not in_flight:
+            if not progressed:
+                time.sleep(1.0)  # every remaining run is claimed by another command: poll
+            continue
+        for ticket, outcome in executor.wait(timeout=1.0):
+            item = in_flight.pop(ticket)
+            if isinstance(item, _Dense):
+                _dense_done(item, outcome, suite_dir, log)
+                continue
+            record = {"schema": records.SCHEMA_VERSION, "config": item.config, "config_hash": item.digest,
+                      "standard_budget": standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      "env": {**outcome.env, "data_source": source, "compile": compile or False,
+                              "executor": executor.description},
+                      **outcome.result}
+            records.write_json_atomic(item.path, record)
+            if outcome.log is not None:
+                records.write_text_atomic(logs / f"{item.path.stem}.log", outcome.log + "\n")
+            item.claim.release()
+            item.record = record
+            counts[record["status"] if record["status"] in counts else "failed"] += 1
+            bar.set_postfix(counts, refresh=False)
+            bar.update()
+            log(f"{item.label}{_summary(record, suite)}")
+
+
+def _load_dense(d: _Dense, log: Callable[[str], None]) -> DenseWeights | None:
+    """A cached dense model, or None (to retrain) when its file is unreadable: a truncated cache
+    file is named and replaced, never the cause of every run of its seed failing."""
+    try:
+        weights = DenseWeights.load(d.path)
+    except Exception as e:  # noqa: BLE001 - any unreadable cache file is retrained
+        log(f"dense model, seed {d.seed}: the cache file {d.path} is unreadable ({type(e).__name__}: "
+            f"{e}); training it again")
+        d.path.unlink(missing_ok=True)
+        return None
+    log(f"dense model, seed {d.seed}: from cache {d.path} ({100 * weights.meta['accuracy']:.2f}%)")
+    return weights
+
+
+def _dense_done(d: _Dense, outcome: Outcome, suite_dir: Path, log: Callable[[str], None]) -> None:
+    d.busy = False
+    if outcome.log is not None:
+        records.write_text_atomic(suite_dir / "logs" / f"{d.path.stem}.log", outcome.log + "\n")
+    if outcome.dense is not None:
+        records.atomic_write(d.path, outcome.dense.save)
+        d.path.with_suffix(".ckpt").unlink(missing_ok=True)  # the cached model replaces it
+        d.weights = outcome.dense
+        log(f"dense model, seed {d.seed}: {100 * outcome.dense.meta['accuracy']:.2f}% after "
+            f"{outcome.dense.meta['epochs']} epochs ({outcome.dense.meta['seconds']:.1f}s), cached in {d.path}")
+    else:
+        d.weights = f"{outcome.result['status']}: {outcome.result['error'].splitlines()[0]}"
+        log(f"dense model, seed {d.seed}: {outcome.result['status'].upper()} "
+            f"({outcome.result['error'].splitlines()[0]}); the runs of this seed that need it fail")
+    d.claim.release()
+
+
+def _summary(record: dict[str, Any], suite: Suite) -> str:
+    if record["status"] != "ok":
+        return f" -> {record['status'].upper()}: {(record['error'] or '').splitlines()[0]}"
+    m = record["metrics"]
+    return (f" -> accuracy {100 * m['accuracy']:.2f}%  sparsity {100 * m['sparsity']:.1f}%  "
+            f"size {m['size_bytes'] / 1024:.1f} KiB  latency b{suite.latency_batches[0]} "
+            f"{m[f'latency_b{suite.latency_batches[0]}_ms']:.3f} ms  epochs {m['train_epochs']}  "
+            f"({record['run_time_s']:.1f}s)")
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail at once, naming the folder, if records could not be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        records.write_text_atomic(folder / ".write-check", "ok\n")
+        (folder / ".write-check").unlink()
+    except OSError as e:
+        raise OSError(f"cannot write run records under {folder}: {e.strerror or e}") from None
+
+
+def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[int, _Dense],
+                source: str, device: str, results_dir: Path, log: Callable[[str], None]) -> None:
+    """The plan and its expected cost in epochs, and in time where this suite has records made
+    on the same kind of device."""
+    from tabulate import tabulate
+
+    history = records.load_records(results_dir, suite.name)
+    if device == "cuda" and not torch.cuda.is_available():  # planning a GPU sweep from elsewhere
+        device_name, same_kind = "any GPU", (lambda env: env.get("device") == "cuda")
+    else:
+        device_name = records.device_name(torch.device(device))
+        same_kind = (lambda env: env.get("device_name") == device_name)
+    here = [r for r in history if r["status"] == "ok" and same_kind(r["env"])
+            and r["metrics"].get("train_epochs")]
+    per_epoch = statistics.median(r["metrics"]["train_time_s"] / r["metrics"]["train_epochs"]
+                                  for r in here) if here else None
+    to_train = [d for d in dense.values() if not d.path.exists()]
+    rows, total_epochs, total_s = [], suite.training.epochs * len(to_train), 0.0
+    for r in todo:
+        epochs = expected_epochs(r.spec, suite, history)
+        same = [h["run_time_s"] for h in here if h["config"]["method"] == r.spec.method
+                and h["config"]["params"] == r.spec.params]
+        seconds = statistics.median(same) if same else (epochs * per_epoch if per_epoch else None)
+        total_epochs += epochs
+        total_s += seconds or 0.0
+        rows.append([r.spec.method, leaderboard.setting_label(r.spec.params), r.spec.seed, f"{epochs:g}",
+                     f"{seconds:.0f}" if seconds is not None else "?"])
+    log(f"plan for suite {suite.name} on {device} ({device_name}), data {source}:")
+    log(f"  {len(runs)} runs: {len(todo)} to run, {len(runs) - len(todo)} finished before")
+    log(f"  dense models to train: {', '.join(f'seed {d.seed}' for d in to_train) or 'none'}"
+        f" ({suite.training.epochs} epochs each); cached: {len(dense) - len(to_train)}")
+    if rows:
+        log(tabulate(rows, headers=["method", "setting", "seed", "epochs", "est. seconds"]))
+    if per_epoch:
+        total_s += per_epoch * suite.training.epochs * len(to_train)
+        log(f"  expected: {total_epochs:g} epochs, about {total_s / 60:.0f} minutes in one job "
+            f"({per_epoch:.2f} s per epoch from {len(here)} records on this device)")
+    else:
+        log(f"  expected: {total_epochs:g} epochs; no records of this suite on {device_name} to time them")

@@ -3,8 +3,9 @@
 One loop serves every method: the hooks let a method replace the loss, edit gradients after the
 backward pass, or re-apply masks after the optimizer step, without copying the loop. The step
 loop never waits on the host: loss and accuracy are summed on the device and read once per epoch.
-A suite with `precision: bf16` trains under bf16 autocast; `compile` wraps the forward pass in
-torch.compile and reports the first step, where compilation happens, apart from training time.
+A suite with `precision: bf16` trains under bf16 autocast; `compile` (a torch.compile mode:
+"default", or "reduce-overhead" for CUDA graphs) wraps the forward pass in torch.compile and
+reports the first step, where compilation happens, apart from training time.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.data import Preprocess, Split
+from bench.records import atomic_write
 from bench.suite import Budget
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, y, x) -> loss
@@ -75,12 +78,19 @@ def fit(
     after_step: Hook | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     log: Callable[[str], None] = print,
-    compile: bool = False,
+    compile: str | None = None,
+    between_steps: Callable[[], None] | None = None,
+    checkpoint: Path | None = None,
 ) -> TrainResult:
     """Train `model` in place for `epochs` epochs of the suite's loop.
 
     Batches are slices of a fresh permutation each epoch (the last partial batch is dropped so
-    every step sees the same batch size). Raises DivergedError on a non-finite epoch loss.
+    every step sees the same batch size). `between_steps()` runs before each step: it lets a
+    run that shares the device with this one time its model alone (see bench.locks).
+    With `checkpoint`, the whole training state (model, optimizer, schedule, random generator,
+    time spent) is saved there after every epoch, and a call that finds one resumes after its
+    epoch: an interrupted long training loses at most one epoch and ends with the same weights.
+    Raises DivergedError on a non-finite epoch loss.
     """
     device = data.x.device
     bs = min(budget.batch_size, len(data))
@@ -90,19 +100,30 @@ def fit(
     if loss_fn is None:
         def loss_fn(logits, y, x):  # noqa: ARG001 - the default ignores the inputs
             return F.cross_entropy(logits, y, label_smoothing=budget.label_smoothing)
-    forward = torch.compile(model) if compile else model
+    forward = torch.compile(model, mode=compile) if compile else model
     autocast_bf16 = budget.precision == "bf16"
     start = time.perf_counter()
     compile_seconds = 0.0
     loss_value = accuracy = float("nan")
-    step = 0
-    for epoch in range(1, epochs + 1):
+    step = first = 0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        first, step = state["epoch"], state["step"]
+        start -= state["seconds"]
+        log(f"    resumed from {checkpoint} after epoch {first}")
+    for epoch in range(first + 1, epochs + 1):
         model.train()
         t0, epoch_lr = time.perf_counter(), opt.param_groups[0]["lr"]
         order = torch.randperm(len(data), device=device, generator=generator)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         for i in range(steps_per_epoch):
+            if between_steps is not None:
+                between_steps()
             idx = order[i * bs:(i + 1) * bs]
             x = preprocess.augment(preprocess.normalize(data.x[idx]), generator)
             y = data.y[idx]
@@ -119,7 +140,7 @@ def fit(
                 after_step(model, step)
             loss_sum += loss.detach()
             correct += (logits.detach().argmax(1) == y).sum()
-            if compile and step == 0:
+            if compile and epoch == first + 1 and i == 0:  # this call's first step compiles
                 _synchronize(device)
                 compile_seconds = time.perf_counter() - t0
             step += 1
@@ -129,6 +150,11 @@ def fit(
             raise DivergedError(f"training diverged at epoch {epoch}: loss is {loss_value}")
         log(f"    epoch {epoch:>3}/{epochs}  loss {loss_value:.4f}  train acc {100 * accuracy:6.2f}%"
             f"  lr {epoch_lr:.2e}  {time.perf_counter() - t0:5.1f}s")
+        if checkpoint is not None and epoch < epochs:
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
+                     "generator": generator.get_state(), "epoch": epoch, "step": step,
+                     "seconds": time.perf_counter() - start}
+            atomic_write(checkpoint, lambda f: torch.save(state, f))
     model.zero_grad(set_to_none=True)  # a returned model carries no gradient memory
     return TrainResult(epochs, time.perf_counter() - start - compile_seconds, compile_seconds,
                        loss_value, accuracy)
@@ -147,11 +173,13 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, data: Split, preprocess: Preprocess, batch_size: int = 1000) -> float:
-    """Top-1 accuracy (a fraction) on `data`, in eval mode, batched, one host read at the end."""
+def evaluate(model: nn.Module, data: Split, preprocess: Preprocess, batch_size: int | None = None) -> float:
+    """Top-1 accuracy (a fraction) on `data`, in eval mode, batched (10,000 images at a time on a
+    GPU, 1,000 on a CPU), one host read at the end."""
     was_training = model.training
     model.eval()
     device = model_device(model)
+    batch_size = batch_size or (10_000 if device.type == "cuda" else 1000)
     correct = torch.zeros((), device=device, dtype=torch.long)
     for i in range(0, len(data), batch_size):
         x = preprocess.normalize(data.x[i:i + batch_size]).to(device)

@@ -75,13 +75,11 @@ def mnist(data_dir):
 @pytest.fixture
 def make_context(data_dir, tmp_path, mnist):
     """make_context(suite="mlp", seed=0, limit_train=2000, limit_test=1000, epochs=1,
-    finetune_epochs=1, **budget) -> a bench Context on a small real subset, on CPU, with a dense
-    model cache in tmp_path; for calling a method's run(ctx) directly in a test."""
-    from bench.context import Context, DenseStore
+    finetune_epochs=1, **budget) -> a bench Context on a small real subset, on CPU, whose dense
+    model is trained on first use; for calling a method's run(ctx) directly in a test."""
+    from bench.context import Context
     from bench.data import Dataset, default_tensor_cache, load_dataset
     from bench.suite import load_suite
-
-    store = DenseStore(tmp_path / "dense-cache")
 
     def make(suite: str = "mlp", seed: int = 0, limit_train: int = 2000, limit_test: int = 1000,
              epochs: int = 1, finetune_epochs: int = 1, **budget):
@@ -89,6 +87,6 @@ def make_context(data_dir, tmp_path, mnist):
                                           limit_train=limit_train, limit_test=limit_test, **budget)
         full = mnist if s.data.dataset == "MNIST" else load_dataset(s.data, data_dir, default_tensor_cache())
         data = Dataset(full.train.subset(limit_train), full.test.subset(limit_test), full.source, full.num_classes)
-        return Context(s, data, torch.device("cpu"), seed, store, log=lambda msg: None)
+        return Context(s, data, torch.device("cpu"), seed, log=lambda msg: None)
 
     return make

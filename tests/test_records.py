@@ -54,10 +54,10 @@ def test_killed_run_loses_no_finished_record_and_resumes(tmp_path, data_dir):
 
     second = run_bench([*args, "--methods", "dense"])
     assert second.returncode == 0, second.stderr
-    assert "finished before, skipped" in second.stdout
+    assert "1 runs (dense; seeds [0]), 0 to run, 1 finished before" in second.stdout
     assert sorted(os.listdir(runs)) == files
     forced = run_bench([*args, "--methods", "dense", "--force"])
-    assert "finished before" not in forced.stdout and "[1/1] dense" in forced.stdout
+    assert "1 to run, 0 finished before" in forced.stdout and "[1/1] dense" in forced.stdout
 
 
 TERMINATOR = '''

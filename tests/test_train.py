@@ -44,9 +44,45 @@ def test_compiled_training_matches_eager_and_reports_compile_time(make_context):
     ctx = make_context("mlp", limit_train=1024)
     eager, compiled = ctx.new_model(), ctx.new_model()
     eager_result = _fit(ctx, eager)
-    compiled_result = _fit(ctx, compiled, compile=True)
+    compiled_result = _fit(ctx, compiled, compile="default")
     assert eager_result.compile_seconds == 0.0
     assert compiled_result.compile_seconds > 0.0
     assert compiled_result.seconds > 0.0
     for a, b in zip(eager.parameters(), compiled.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights(make_context, tmp_path):
+    """A dense training cut in its third epoch, resumed from the checkpoint of its second,
+    ends with exactly the weights of an uninterrupted one (CPU, same threads)."""
+    ctx = make_context("mnist", limit_train=1024, precision="bf16")
+    whole = ctx.new_model()
+    _fit(ctx, whole, epochs=3)
+
+    checkpoint = tmp_path / "dense.ckpt"
+    steps = []
+
+    def cut_in_epoch_3() -> None:
+        steps.append(1)
+        if len(steps) == 2 * ctx.steps_per_epoch + 3:
+            raise Interrupted
+
+    cut = ctx.new_model()
+    try:
+        _fit(ctx, cut, epochs=3, checkpoint=checkpoint, between_steps=cut_in_epoch_3)
+    except Interrupted:
+        pass
+    assert checkpoint.exists()
+    resumed = ctx.new_model()  # a fresh process would start from a fresh model
+    logs = []
+    result = fit(resumed, ctx.data.train, ctx.preprocess, ctx.budget, epochs=3, lr=ctx.budget.lr,
+                 generator=torch.Generator().manual_seed(12345), log=logs.append, checkpoint=checkpoint)
+    assert any("resumed from" in line and "after epoch 2" in line for line in logs)
+    assert sum("epoch   3/3" in line for line in logs) == 1 and not any("epoch   1/3" in line for line in logs)
+    assert result.epochs == 3
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -1,0 +1,95 @@
+"""The plan of a `bench run`: which runs, in which order, and what they are expected to cost.
+
+A run is a method (or chain) with all its parameters and a seed. Planning resolves every
+parameter and checks every chain, so wrong input fails here, before any data is loaded.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bench.chain import Chain, check_chain, links
+from bench.registry import BROKEN, METHODS, Method
+from bench.suite import Suite
+
+Order = Literal["depth", "breadth"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    method: str  # a method name, or a chain "a+b"
+    params: dict[str, Any]  # every parameter, defaults included; per link for a chain
+    seed: int
+
+
+def _link_params(suite: Suite, name: str, overrides: dict[str, dict[str, Any]]) -> tuple[dict, dict]:
+    """(all parameters, the explicitly set ones) of one method: its defaults, then the suite's
+    `methods` section, then --set. Wrong names or types fail here."""
+    cls = METHODS[name]
+    explicit = {**suite.methods.get(name, {}), **overrides.get(name, {})}
+    params = {**cls.parameters(), **explicit}
+    cls.build(dict(params))
+    return params, explicit
+
+
+def plan(suite: Suite, names: list[str], overrides: dict[str, dict[str, Any]], seeds: list[int],
+         order: Order = "depth") -> list[RunSpec]:
+    """The runs for the selected methods and chains. A method's `sweep` parameter, unless set
+    explicitly, takes each of the suite's sparsity levels (in a chain, every sweeping link takes
+    the same level). `depth` runs each setting at every seed before the next setting; `breadth`
+    runs every setting at the first seed before any second seed, so that a sweep cut short still
+    has a row for every setting. Wrong parameters and impossible chains fail here."""
+    runs = []
+    for name in names:
+        if name in BROKEN and name not in METHODS:
+            runs += [RunSpec(name, {}, seed) for seed in seeds]
+            continue
+        chain = links(name)
+        if len(chain) > 1:
+            check_chain(chain)
+        resolved = {link: _link_params(suite, link, overrides) for link in chain}
+        sweeping = [link for link in chain
+                    if METHODS[link].sweep and METHODS[link].sweep not in resolved[link][1]]
+        for value in suite.sparsities if sweeping else [None]:
+            per_link = {link: {**params, **({METHODS[link].sweep: value} if link in sweeping else {})}
+                        for link, (params, _) in resolved.items()}
+            params = per_link[name] if len(chain) == 1 else per_link
+            runs += [RunSpec(name, params, seed) for seed in seeds]
+    if order == "breadth":
+        runs.sort(key=lambda r: seeds.index(r.seed))  # stable: settings keep their order
+    return runs
+
+
+def build_method(spec: RunSpec) -> Method | Chain:
+    if len(links(spec.method)) == 1:
+        return METHODS[spec.method].build(dict(spec.params))
+    return Chain([METHODS[link].build(dict(p)) for link, p in spec.params.items()])
+
+
+def expected_epochs(spec: RunSpec, suite: Suite, history: list[dict[str, Any]]) -> float:
+    """Training epochs a run will spend, counted as records count them (the dense model's epochs
+    included when it starts from it): the median of finished records of the same method and
+    parameters (any seed), else the budget rule: from scratch, epochs + fine-tuning; from the
+    dense model, its epochs + fine-tuning. A `rounds` parameter repeats what the method trains:
+    the fine-tuning of a post-training method, the whole training of a from-scratch one (which
+    then trains once more, as lottery tickets do). Records replace the rule once they exist."""
+    same = [r["metrics"]["train_epochs"] for r in history
+            if r["status"] == "ok" and r["config"]["method"] == spec.method
+            and r["config"]["params"] == spec.params]
+    if same:
+        return statistics.median(same)
+    b = suite.training
+    first = links(spec.method)[0]
+    if first not in METHODS:
+        return 0.0  # a plugin that failed to import fails at once
+    total = 0.0 if METHODS[first].starts_from == "scratch" else b.epochs
+    for i, link in enumerate(links(spec.method)):
+        params = spec.params if len(links(spec.method)) == 1 else spec.params[link]
+        if METHODS[link].starts_from == "scratch" and i == 0:
+            rounds = params.get("rounds")
+            total += (rounds + 1) * b.epochs if rounds else b.epochs + b.finetune_epochs
+        elif link != "dense":
+            total += b.finetune_epochs * params.get("rounds", 1)
+    return total

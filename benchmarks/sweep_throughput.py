@@ -1,0 +1,83 @@
+"""How many runs per hour does each executor setting deliver on a fixed sweep?
+
+It runs the same sweep (one `bench run` command, a fresh results folder each time, the dense
+models copied in from a first warm-up so that only method runs are timed) once per setting, one
+after another, and prints wall time, runs per hour and the ratio to the first setting. Nothing
+else should run on the machine meanwhile.
+
+    # CPU (the executor issue's benchmark): serial vs --jobs 2, and Ray's overhead per run
+    python benchmarks/sweep_throughput.py --settings "--jobs 1" "--jobs 2" "--executor ray"
+    # one GPU: 1, 2, 4 and 8 runs at once
+    python benchmarks/sweep_throughput.py --suite cifar --device cuda --finetune-epochs 2 \\
+        --settings "--jobs-per-gpu 1" "--jobs-per-gpu 2" "--jobs-per-gpu 4" "--jobs-per-gpu 8"
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tabulate import tabulate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(args: list[str], results: Path) -> float:
+    """Wall seconds of one `bench run` into `results`; fails loudly if it does."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", *args, "--results-dir", str(results)],
+                          cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"bench run {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suite", default="mlp")
+    p.add_argument("--methods", default="magnitude,random,snip",
+                   help="methods of the fixed sweep (each at every sparsity of the suite)")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--epochs", default="2", help="dense epochs (the dense stage is not timed)")
+    p.add_argument("--finetune-epochs", default="2")
+    p.add_argument("--limit-train", default=None)
+    p.add_argument("--settings", nargs="+", default=["--jobs 1", "--jobs 2"],
+                   help="executor options to compare, one string each")
+    args = p.parse_args()
+    sweep = ["--suite", args.suite, "--methods", args.methods, "--seeds", args.seeds, "--device", args.device,
+             "--epochs", args.epochs, "--finetune-epochs", args.finetune_epochs,
+             *(["--limit-train", args.limit_train] if args.limit_train else [])]
+    work = Path(tempfile.mkdtemp(prefix="sweep-throughput-"))
+    try:
+        warm = work / "warm-up"
+        bench([*sweep, "--methods", "dense"], warm)  # trains and caches the dense models
+        runs = None
+        rows = []
+        for setting in args.settings:
+            results = work / f"run-{len(rows)}"
+            shutil.copytree(warm / args.suite / "cache", results / args.suite / "cache")
+            seconds = bench([*sweep, *shlex.split(setting)], results)
+            done = len(list((results / args.suite / "runs").glob("*.json")))
+            runs = runs or done
+            assert done == runs, f"{setting}: {done} runs, expected {runs}"
+            rows.append([setting, done, f"{seconds:.1f}", f"{3600 * done / seconds:,.0f}",
+                         f"{seconds / done:.2f}"])
+        base = float(rows[0][2])
+        for row in rows:
+            row.append(f"{base / float(row[2]):.2f}x")
+        print(f"sweep: {' '.join(sweep)}; cpu cores: {os.cpu_count()}")
+        print(tabulate(rows, headers=["setting", "runs", "wall (s)", "runs/hour", "s per run", "vs first"]))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
