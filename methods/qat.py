@@ -28,7 +28,9 @@ class QAT(Method):
         model = ctx.pretrained().train()
         x = ctx.calibration_batches(1)[0][0]
         quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(is_qat=True))
-        prepared = prepare_qat_pt2e(export(model, x), quantizer)
+        # Exported on the CPU, then trained on the run's device: on CUDA (torch 2.11), exporting
+        # BatchNorm in training mode pins the batch size and the dynamic batch export fails.
+        prepared = prepare_qat_pt2e(export(model.cpu(), x.cpu()), quantizer).to(ctx.device)
         allow_exported_model_train_eval(prepared)  # ctx.train switches it to training mode
         ctx.train(prepared, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr,
                   after_step=keep_zeros(prepared), precision="fp32")  # fake-quantize ops take fp32 only
