@@ -1,36 +1,47 @@
 #!/usr/bin/env bash
-# One command for a short GPU window: set up without network, prove the CUDA path, time it, then
+# One command for a short GPU window: set up without network, check the CUDA path, time it, then
 # spend the rest of the window on the cifar sweep, and pack everything into a few files.
 #
 #   benchmarks/gpu_session.sh --out DIR [--data DIR|FILE.tar.gz] [--wheels DIR] [--minutes M]
-#                             [--seeds 0] [--methods all] [-- extra `bench run` arguments]
+#       [--jobs-per-gpu K] [--tests EXPR|none] [--speed MODES|none] [--methods all] [--seeds 0]
+#       [--results DIR] [--quick] [-- extra `bench run` arguments]
 #
-#   --out      where the logs and the archive go (created)
-#   --data     a dataset root (holding cifar-10-batches-py or cifar10-jpeg), or a .tar.gz of one
-#              (default: $BENCH_DATA_DIR)
-#   --wheels   a folder of wheels for packages missing here (torch-pruning, torchao, dahuffman),
-#              installed with --no-index into a private folder, never into the system
-#   --minutes  the whole session's wall-clock budget (default 8); each step gets a share, the
-#              sweep gets what is left, and the archive is written before the budget ends
-#   --quick    a dry run for a machine without a GPU: tiny budgets on the CPU (tested in CI)
+#   --out        where the logs and the archive go (created)
+#   --data       a dataset root (holding cifar-10-batches-py or cifar10-jpeg), or a .tar.gz of one
+#                (default: $BENCH_DATA_DIR)
+#   --wheels     a folder of wheels for packages missing here (torch-pruning, torchao, dahuffman),
+#                installed with --no-index into a private folder, never into the system
+#   --minutes    the whole session's wall-clock budget (default 8): the script ends within M + 2
+#                minutes whatever happens; the sweep gets what the checks leave
+#   --jobs-per-gpu  runs at once on each GPU (default 4)
+#   --tests      which `pytest -m gpu` tests to run: a -k expression, "all" (default) or "none"
+#   --speed      training-speed modes to time on one full epoch: eager, default, reduce-overhead
+#                (comma list, default all three), or "none"
+#   --results    the results folder to continue (default: the repository's results/): finished
+#                records are skipped, cached dense models (carried in results/cifar/cache) reused
+#   --quick      a dry run for a machine without a GPU: tiny budgets on the CPU (tested in CI)
 #
-# Steps: environment report, `pytest -m gpu`, the training-speed benchmark (eager and compiled),
-# the dense model, then `bench run --suite cifar --methods all` until the budget runs out. bench
-# writes each record atomically and stops cleanly on SIGTERM, so a killed sweep keeps every
-# finished run. Output: env.txt, gpu-tests.log, train-speed.log, sweep.log, results.tar.gz
-# (records, leaderboards, dense checkpoints), under --out.
+# bench writes each record atomically, stops starting runs at its --max-minutes, and stops
+# cleanly on SIGTERM, so a sweep cut short keeps every finished run; the next window continues it.
+# Output under --out: session.log, env.txt, gpu-tests.log, train-speed.log, sweep.log and
+# results.tar.gz (the suite's records, leaderboards, run logs and dense models).
 set -uo pipefail
 
 out="" data="${BENCH_DATA_DIR:-}" wheels="" minutes=8 seeds=0 methods=all extra=() quick=()
+k=4 tests=all speed=eager,default,reduce-overhead results="" device=cuda
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
     --data) data="$2"; shift 2 ;;
     --wheels) wheels="$2"; shift 2 ;;
     --minutes) minutes="$2"; shift 2 ;;
+    --jobs-per-gpu) k="$2"; shift 2 ;;
+    --tests) tests="$2"; shift 2 ;;
+    --speed) speed="$2"; shift 2 ;;
     --seeds) seeds="$2"; shift 2 ;;
     --methods) methods="$2"; shift 2 ;;
-    --quick) quick=(--device cpu --epochs 1 --finetune-epochs 1 --limit-train 512 --limit-test 500); shift ;;
+    --results) results="$2"; shift 2 ;;
+    --quick) quick=(--epochs 1 --finetune-epochs 1 --limit-train 512 --limit-test 500); device=cpu; shift ;;
     --) shift; extra=("$@"); break ;;
     *) echo "gpu_session: unknown argument '$1' (see the header of $0)" >&2; exit 2 ;;
   esac
@@ -40,13 +51,15 @@ done
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
+results="${results:-$repo/results}"
+mkdir -p "$out" "$results"
+out="$(cd "$out" && pwd)" results="$(cd "$results" && pwd)"
 work="$(mktemp -d)"
-deadline=$(( $(date +%s) + minutes * 60 - 30 ))  # 30 s kept for the archive
+start=$(date +%s)
+end=$(( start + minutes * 60 ))  # the sweep starts no run after this; the archive follows
 python="${PYTHON:-python3}"
 say() { echo "[gpu_session $(date +%H:%M:%S)] $*" | tee -a "$out/session.log"; }
-left() { echo $(( deadline - $(date +%s) )); }
+left() { echo $(( end - $(date +%s) )); }
 
 # -- set-up: wheels and data, no network ----------------------------------------------------------
 if [[ -n "$wheels" ]]; then
@@ -62,7 +75,6 @@ fi
 export BENCH_DATA_DIR="$data" XDG_CACHE_HOME="$work/cache" PYTHONUNBUFFERED=1
 "$python" -c "import bench.registry as r; r.discover(); assert not r.BROKEN, r.BROKEN" \
   || { say "the plugins do not import here (missing wheels?)"; exit 3; }
-
 {
   date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc
   "$python" -c "import sys, torch; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'NO CUDA')"
@@ -71,33 +83,38 @@ export BENCH_DATA_DIR="$data" XDG_CACHE_HOME="$work/cache" PYTHONUNBUFFERED=1
 say "$(tail -n +3 "$out/env.txt" | head -3 | tr '\n' ' ')"
 
 # -- 1. the gpu tests -----------------------------------------------------------------------------
-limit=$(( $(left) * 2 / 5 ))
-say "gpu tests (at most $limit s)"
-timeout --signal=TERM "$limit" "$python" -m pytest -m gpu -q --durations=0 -p no:cacheprovider \
-  tests/test_gpu.py > "$out/gpu-tests.log" 2>&1
-say "gpu tests: exit $? ($(tail -n 1 "$out/gpu-tests.log"))"
+if [[ "$tests" != none ]]; then
+  limit=$(( $(left) / 3 ))
+  say "gpu tests ${tests} (at most $limit s)"
+  timeout --signal=TERM "$limit" "$python" -m pytest -m gpu -q --durations=0 -p no:cacheprovider \
+    $([[ "$tests" != all ]] && echo "-k $tests") tests/test_gpu.py > "$out/gpu-tests.log" 2>&1
+  say "gpu tests: exit $? ($(tail -n 1 "$out/gpu-tests.log"))"
+fi
 
-# -- 2. one ResNet-20 epoch on the whole training set (eager), the dense models, the compiled epoch,
-#       then every method until the budget ends -------------------------------------------------
-speed() {  # $1: time limit (s), then extra train_speed arguments
-  timeout --signal=TERM "$1" "$python" benchmarks/train_speed.py --suites cifar --loops harness,minimal \
-    "${@:2}" ${quick:+--device cpu --limit-train 512} >> "$out/train-speed.log" 2>&1
-  say "train_speed ${*:2}: exit $?"
-}
-sweep() {  # $1: methods
-  local budget; budget=$(left)
-  (( budget > 20 )) || { say "no time left for '$1'"; return; }
-  say "bench run --methods $1 (at most $budget s)"
-  timeout --signal=TERM --kill-after=20 "$budget" "$python" -m bench run --suite cifar --methods "$1" \
-    --seeds "$seeds" --device cuda --results-dir "$results" "${quick[@]}" "${extra[@]}" >> "$out/sweep.log" 2>&1
-  say "bench run --methods $1: exit $?"
-}
-results="$out/results"
-speed $(( $(left) / 5 ))
-sweep dense
-speed $(( $(left) / 3 )) --compile
-sweep "$methods"
+# -- 2. one ResNet-20 epoch on the whole training set, per training mode --------------------------
+if [[ "$speed" != none ]]; then
+  for mode in ${speed//,/ }; do
+    timeout --signal=TERM 90 "$python" benchmarks/train_speed.py --suites cifar --loops harness,minimal \
+      $([[ "$mode" != eager ]] && echo "--compile $mode") \
+      $([[ ${#quick[@]} -gt 0 ]] && echo "--device cpu --limit-train 512") >> "$out/train-speed.log" 2>&1
+    say "train_speed $mode: exit $?"
+  done
+fi
 
-# -- archive: records, leaderboards and dense checkpoints in one file -----------------------------
-tar -czf "$out/results.tar.gz" -C "$out" results 2>/dev/null && rm -rf "$results"
-say "done: $(ls "$out" | tr '\n' ' ')"
+# -- 3. the sweep: every method, breadth first, K runs per GPU, until the budget ends -------------
+sweep_minutes=$(awk "BEGIN { printf \"%.2f\", ($(left) - 30) / 60 }")
+if awk "BEGIN { exit !($sweep_minutes >= 0.25) }"; then
+  jobs=(--jobs-per-gpu "$k")
+  [[ "$device" == cpu ]] && jobs=(--jobs 2)
+  say "bench run --methods $methods --order breadth --max-minutes $sweep_minutes ${jobs[*]}"
+  timeout --signal=TERM --kill-after=20 $(( $(left) + 90 )) "$python" -m bench run --suite cifar \
+    --methods "$methods" --seeds "$seeds" --device "$device" --order breadth --max-minutes "$sweep_minutes" \
+    "${jobs[@]}" --results-dir "$results" "${quick[@]}" "${extra[@]}" > "$out/sweep.log" 2>&1
+  say "bench run: exit $? ($(grep -c ' -> ' "$out/sweep.log") runs finished)"
+else
+  say "no time left for the sweep"
+fi
+
+# -- archive: the suite's records, leaderboards, logs and dense models in one file ---------------
+tar -czf "$out/results.tar.gz" -C "$results" cifar 2>/dev/null
+say "done in $(( $(date +%s) - start )) s: $(ls "$out" | tr '\n' ' ')"

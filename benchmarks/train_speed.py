@@ -44,7 +44,7 @@ def model_for(suite, device: torch.device) -> torch.nn.Module:
     return build_model(suite.model.name, dict(suite.model.kwargs), 10, channels).to(device)
 
 
-def time_harness(suite, split: Split, device: torch.device, compile: bool = False) -> float:
+def time_harness(suite, split: Split, device: torch.device, compile: str | None = None) -> float:
     model = model_for(suite, device).to(memory_format=torch.channels_last)  # as Context builds it
     pre = Preprocess(suite.data, device)
     data = split.to(device)
@@ -55,7 +55,7 @@ def time_harness(suite, split: Split, device: torch.device, compile: bool = Fals
     result = fit(model, data, pre, suite.training, epochs=1, lr=suite.training.lr, generator=g,
                  log=lambda _: None, compile=compile)
     if compile:
-        print(f"{suite.name}: compilation (first step) took {result.compile_seconds:.1f} s, not counted")
+        print(f"{suite.name}: compilation ({compile}, first step) took {result.compile_seconds:.1f} s, not counted")
     sync(device)
     return result.seconds
 
@@ -125,7 +125,8 @@ def main() -> None:
     p.add_argument("--suites", default="mlp,mnist")
     p.add_argument("--limit-train", type=int, help="images per epoch (default: the whole training set)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--compile", action="store_true", help="time the harness with torch.compile")
+    p.add_argument("--compile", nargs="?", const="default", choices=["default", "reduce-overhead", "max-autotune"],
+                   help="time the harness with torch.compile in this mode")
     p.add_argument("--loops", default="harness,reference,minimal",
                    help="which loops to time (the reference decodes every image per epoch: slow on JPEG copies)")
     p.add_argument("--results", type=Path, help="a results folder, for the outside-training share")

@@ -59,12 +59,13 @@ def test_training_step_on_cuda_is_fused_channels_last_bf16_and_learns(cifar):
     assert after > max(before + 0.1, 0.3), (before, after)  # 4 epochs on 4k images: well above chance
 
 
-def test_compiled_training_reports_compile_time_apart(cifar):
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_training_reports_compile_time_apart(cifar, mode):
     suite, train, _ = cifar
     model = resnet20()
     g = torch.Generator(device=CUDA).manual_seed(0)
     result = fit(model, train, Preprocess(suite.data, CUDA), suite.training, epochs=2,
-                 lr=suite.training.lr, generator=g, log=lambda _: None, compile=True)
+                 lr=suite.training.lr, generator=g, log=lambda _: None, compile=mode)
     assert math.isfinite(result.final_loss)
     assert result.compile_seconds > 0 and result.seconds > 0
 
@@ -128,3 +129,29 @@ def test_every_method_family_runs_on_cuda(tmp_path, cifar_dir):
             m = r["metrics"]
             assert 0 <= m["accuracy"] <= 1 and m["params"] > 0
             assert all(math.isfinite(m[k]) for k in m if isinstance(m[k], float)), m
+
+
+def test_several_runs_share_a_gpu_and_match_one_at_a_time(tmp_path, cifar_dir):
+    """--jobs-per-gpu 2: two worker processes on the GPU give the records of a serial run
+    (nonzeros, size and FLOPs exactly; GPU training is not bitwise deterministic, so accuracy is
+    not compared), each measured on the GPU."""
+    from conftest import run_bench
+
+    args = ["run", "--suite", "cifar", "--methods", "magnitude,random", "--seeds", "0", "--set",
+            "magnitude.scope=layer", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "2048",
+            "--limit-test", "1000", "--device", "cuda", "--data-dir", str(cifar_dir)]
+    serial = run_bench([*args, "--results-dir", str(tmp_path / "serial")], timeout=600)
+    shared = run_bench([*args, "--jobs-per-gpu", "2", "--results-dir", str(tmp_path / "shared")], timeout=600)
+    assert serial.returncode == 0 and shared.returncode == 0, shared.stderr[-3000:]
+    assert "2 local worker processes on 1 GPUs, up to 2 per GPU" in shared.stdout
+
+    def load(folder):
+        recs = [json.loads(p.read_text()) for p in (folder / "cifar" / "runs").glob("*.json")]
+        return {r["config_hash"]: r for r in recs}
+
+    a, b = load(tmp_path / "serial"), load(tmp_path / "shared")
+    assert sorted(a) == sorted(b) and len(a) == 6
+    for key in a:
+        for metric in ("nonzeros", "size_bytes", "flops", "flops_effective"):
+            assert a[key]["metrics"][metric] == b[key]["metrics"][metric], metric
+        assert b[key]["measured_on"]["device"] == "cuda"
