@@ -75,6 +75,11 @@ fi
 export BENCH_DATA_DIR="$data" XDG_CACHE_HOME="$work/cache" PYTHONUNBUFFERED=1
 "$python" -c "import bench.registry as r; r.discover(); assert not r.BROKEN, r.BROKEN" \
   || { say "the plugins do not import here (missing wheels?)"; exit 3; }
+# Decode the images once into the tensor cache, before the steps that start several processes at
+# a time: otherwise each worker of the sweep decodes 60,000 JPEGs at once (seen on an H100).
+"$python" -c "from bench.data import default_tensor_cache as c, load_dataset as l; from bench.suite import load_suite as s
+import os; print(l(s('cifar').data, os.environ['BENCH_DATA_DIR'], c()).source)" > /dev/null \
+  || { say "cannot read the dataset under $data"; exit 3; }
 {
   date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc
   "$python" -c "import sys, torch; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'NO CUDA')"

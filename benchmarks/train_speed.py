@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import torchvision
 from tabulate import tabulate
 
-from bench.data import Preprocess, Split, load_dataset
+from bench.data import Preprocess, Split, default_tensor_cache, load_dataset
 from bench.models import build_model
 from bench.suite import load_suite
 from bench.train import fit, make_optimizer
@@ -135,7 +135,7 @@ def main() -> None:
     rows = []
     for name in args.suites.split(","):
         suite = load_suite(name)
-        split = load_dataset(suite.data, args.data_dir).train.subset(args.limit_train)
+        split = load_dataset(suite.data, args.data_dir, default_tensor_cache()).train.subset(args.limit_train)
         n = len(split)
         loops = args.loops.split(",")
         harness = time_harness(suite, split, device, args.compile)
