@@ -79,9 +79,7 @@ def _torchvision_split(cls: type, root: Path, train: bool, download: bool):
     params = inspect.signature(cls).parameters
     if "train" in params:
         return cls(str(root), train=train, download=download)
-    if "split" in params:
-        return cls(str(root), split="train" if train else "test", download=download)
-    raise DataError(f"torchvision.datasets.{cls.__name__} has neither a train nor a split argument")
+    return cls(str(root), split="train" if train else "test", download=download)  # dataset_class checked it
 
 
 def _to_split(ds) -> Split:
@@ -129,10 +127,16 @@ def _has_torchvision_layout(cls: type, root: Path) -> bool:
         return False
 
 
-def _dataset_class(spec: DataSpec) -> type:
-    cls = getattr(torchvision.datasets, spec.dataset, None)
-    if cls is None:
-        raise DataError(f"torchvision.datasets has no dataset class '{spec.dataset}'")
+def dataset_class(name: str) -> type:
+    """The torchvision dataset class `name`, one with a train or split argument (the suites'
+    datasets come as a training and a test split); DataError naming what was expected if not."""
+    cls = getattr(torchvision.datasets, name, None)
+    if not isinstance(cls, type):
+        raise DataError(f"torchvision.datasets has no dataset class '{name}' (expected one such as MNIST, "
+                        "FashionMNIST, CIFAR10, SVHN)")
+    if not {"train", "split"} & set(inspect.signature(cls).parameters):
+        raise DataError(f"torchvision.datasets.{name} has neither a train nor a split argument, so it has "
+                        "no standard test split")
     return cls
 
 
@@ -141,7 +145,7 @@ def find_source(spec: DataSpec, root: Path | None) -> str:
     layout under `root` (or its download, the same official data), else the suite's ImageFolder
     copy. Records are keyed by it, so a plan (and `--dry-run`) knows its runs' identities."""
     root = Path(root) if root is not None else default_data_dir()
-    cls = _dataset_class(spec)
+    cls = dataset_class(spec.dataset)
     folder = root / spec.image_folder if spec.image_folder else None
     if (not _has_torchvision_layout(cls, root) and folder is not None
             and (folder / "train").is_dir() and (folder / "test").is_dir()):
@@ -154,7 +158,7 @@ def fetch(spec: DataSpec, root: Path | None) -> str:
     copy is there) and return its source; DataError, naming where it looked, if it cannot be."""
     root = Path(root) if root is not None else default_data_dir()
     source = find_source(spec, root)
-    cls = _dataset_class(spec)
+    cls = dataset_class(spec.dataset)
     if source.startswith("torchvision:") and not _has_torchvision_layout(cls, root):
         try:
             for train in (True, False):
@@ -179,7 +183,7 @@ def load_dataset(spec: DataSpec, root: Path | None, cache_dir: Path | None = Non
         train = _image_folder_split(folder / "train", cache_dir)
         test = _image_folder_split(folder / "test", cache_dir)
     else:
-        cls = _dataset_class(spec)
+        cls = dataset_class(spec.dataset)
         train = _to_split(_torchvision_split(cls, root, True, download=False))
         test = _to_split(_torchvision_split(cls, root, False, download=False))
     num_classes = int(max(train.y.max(), test.y.max())) + 1

@@ -33,8 +33,19 @@ def build_model(name: str, kwargs: dict[str, Any], num_classes: int, in_channels
             name[5:], pretrained=False, num_classes=num_classes, in_chans=in_channels, **kwargs
         )
     if name not in MODELS:
-        raise KeyError(f"unknown model '{name}'; registered: {', '.join(sorted(MODELS))}")
+        raise ValueError(f"unknown model '{name}'; registered: {', '.join(sorted(MODELS))}")
     return MODELS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
+
+
+def check_model(name: str, kwargs: dict[str, Any], in_channels: int) -> None:
+    """Build the model once without training it, so that an unknown name or a keyword argument
+    the model does not take fails before any data is loaded. On the meta device it costs no
+    memory; a model whose construction needs real tensors is built on the CPU instead."""
+    try:
+        with torch.device("meta"):
+            build_model(name, dict(kwargs), num_classes=10, in_channels=in_channels)
+    except Exception:  # noqa: BLE001 - the CPU build below raises the error that counts
+        build_model(name, dict(kwargs), num_classes=10, in_channels=in_channels)
 
 
 @register_model("lenet300")

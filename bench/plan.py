@@ -26,12 +26,9 @@ class RunSpec:
 
 def _link_params(suite: Suite, name: str, overrides: dict[str, dict[str, Any]]) -> tuple[dict, dict]:
     """(all parameters, the explicitly set ones) of one method: its defaults, then the suite's
-    `methods` section, then --set. Wrong names or types fail here."""
-    cls = METHODS[name]
+    `methods` section, then --set."""
     explicit = {**suite.methods.get(name, {}), **overrides.get(name, {})}
-    params = {**cls.parameters(), **explicit}
-    cls.build(dict(params))
-    return params, explicit
+    return {**METHODS[name].parameters(), **explicit}, explicit
 
 
 def plan(suite: Suite, names: list[str], overrides: dict[str, dict[str, Any]], seeds: list[int],
@@ -40,7 +37,8 @@ def plan(suite: Suite, names: list[str], overrides: dict[str, dict[str, Any]], s
     explicitly, takes each of the suite's sparsity levels (in a chain, every sweeping link takes
     the same level). `depth` runs each setting at every seed before the next setting; `breadth`
     runs every setting at the first seed before any second seed, so that a sweep cut short still
-    has a row for every setting. Wrong parameters and impossible chains fail here."""
+    has a row for every setting. Wrong parameters (names, types, ranges, at every swept level)
+    and impossible chains fail here, before any data is loaded."""
     runs = []
     for name in names:
         if name in BROKEN and name not in METHODS:
@@ -56,16 +54,18 @@ def plan(suite: Suite, names: list[str], overrides: dict[str, dict[str, Any]], s
             per_link = {link: {**params, **({METHODS[link].sweep: value} if link in sweeping else {})}
                         for link, (params, _) in resolved.items()}
             params = per_link[name] if len(chain) == 1 else per_link
+            build_method(name, params)
             runs += [RunSpec(name, params, seed) for seed in seeds]
     if order == "breadth":
         runs.sort(key=lambda r: seeds.index(r.seed))  # stable: settings keep their order
     return runs
 
 
-def build_method(spec: RunSpec) -> Method | Chain:
-    if len(links(spec.method)) == 1:
-        return METHODS[spec.method].build(dict(spec.params))
-    return Chain([METHODS[link].build(dict(p)) for link, p in spec.params.items()])
+def build_method(method: str, params: dict[str, Any]) -> Method | Chain:
+    """The method (or chain) a run's resolved parameters describe."""
+    if len(links(method)) == 1:
+        return METHODS[method].build(dict(params))
+    return Chain([METHODS[link].build(dict(p)) for link, p in params.items()])
 
 
 def expected_epochs(spec: RunSpec, suite: Suite, history: list[dict[str, Any]]) -> float:

@@ -18,6 +18,8 @@ import traceback
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from bench import bounds
+
 if TYPE_CHECKING:
     import torch
 
@@ -63,7 +65,8 @@ class Method:
 
     @classmethod
     def build(cls, params: dict[str, Any]) -> Method:
-        """An instance from a parameter mapping, with clear errors for wrong names and types."""
+        """An instance from a parameter mapping, with clear errors for wrong names, types and
+        values outside a parameter's declared range (`bench.bounded`)."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for key, value in params.items():
             if key not in fields:
@@ -76,6 +79,9 @@ class Method:
             default = fields[key].default
             if default is not None and default is not dataclasses.MISSING:
                 params[key] = _coerce(cls.name, key, value, type(default))
+            why = bounds.problem(fields[key], params[key])
+            if why:
+                raise ParameterError(f"method '{cls.name}' parameter '{key}': {why}")
         return cls(**params)
 
 
@@ -145,6 +151,14 @@ def _import_plugin(name: str, load) -> None:
         BROKEN[name] = traceback.format_exc(limit=-3).strip()
 
 
+def unknown_method(name: str) -> str:
+    """The message for a name that is no registered method: the closest names, then all."""
+    known = sorted(set(METHODS) | set(BROKEN))
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return f"unknown method '{name}'; {hint}registered: {', '.join(known)}"
+
+
 def select(spec: str) -> list[str]:
     """Method names from `all`, a comma list, glob patterns and chains (`magnitude+ptq-int8`);
     unknown names get suggestions.
@@ -167,9 +181,7 @@ def select(spec: str) -> list[str]:
         else:
             for name in part.split("+"):  # a single method, or each link of a chain
                 if name not in known:
-                    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-                    hint = f"did you mean {', '.join(close)}? " if close else ""
-                    raise UnknownMethodError(f"unknown method '{name}'; {hint}registered: {', '.join(known)}")
+                    raise UnknownMethodError(unknown_method(name))
             matches = [part]
         chosen += [m for m in matches if m not in chosen]
     if not chosen:

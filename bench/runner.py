@@ -183,7 +183,7 @@ def execute(spec: RunSpec, ctx: Context, reference: dict[str, int], gate: Device
     try:
         if spec.method in BROKEN and spec.method not in METHODS:
             raise ImportError(f"plugin '{spec.method}' failed to import:\n{BROKEN[spec.method]}")
-        model = build_method(spec).run(ctx)
+        model = build_method(spec.method, spec.params).run(ctx)
         if not isinstance(model, nn.Module):
             raise TypeError(f"{spec.method}.run() returned {type(model).__name__}, not an nn.Module")
         measure_start = time.perf_counter()

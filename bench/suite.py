@@ -8,6 +8,7 @@ ignored typo in a budget would make two leaderboards look comparable when they a
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from bench import bounds
+from bench.bounds import bounded
 
 
 class SuiteError(ValueError):
@@ -27,11 +31,11 @@ class DataSpec:
     """Where the images come from and how they are normalized and augmented."""
 
     dataset: str  # a torchvision.datasets class name, e.g. MNIST or CIFAR10
-    mean: list[float]
-    std: list[float]
+    mean: list[float] = bounded()
+    std: list[float] = bounded(gt=0)
     # Offline copy in ImageFolder layout, <data dir>/<image_folder>/{train,test}/<class>/...
     image_folder: str | None = None
-    crop_padding: int = 0  # random crop with this much (reflect) padding; 0 = none
+    crop_padding: int = bounded(0, ge=0)  # random crop with this much (reflect) padding; 0 = none
     flip: bool = False  # random horizontal flip
 
 
@@ -47,24 +51,25 @@ class ModelSpec:
 class Budget:
     """The training budget every method of a suite shares."""
 
-    epochs: int  # dense training
-    finetune_epochs: int  # what post-training methods may spend after compressing
-    batch_size: int
-    lr: float
-    finetune_lr: float
+    epochs: int = bounded(ge=1)  # dense training
+    # What post-training methods may spend after compressing; 0 compares them without fine-tuning.
+    finetune_epochs: int = bounded(ge=0)
+    batch_size: int = bounded(ge=1)
+    lr: float = bounded(gt=0)
+    finetune_lr: float = bounded(gt=0)
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    momentum: float = 0.9
+    momentum: float = bounded(0.9, ge=0, lt=1)
     nesterov: bool = True
-    weight_decay: float = 0.0
+    weight_decay: float = bounded(0.0, ge=0)
     schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
+    warmup_epochs: float = bounded(0.0, ge=0)
+    label_smoothing: float = bounded(0.0, ge=0, lt=1)
     # bf16: training runs under autocast (AMX/tensor cores); evaluation and the measured model
     # stay fp32. A suite property, not a flag, because it can change accuracy.
     precision: Literal["fp32", "bf16"] = "fp32"
     # Overrides for quick runs; set only from the command line, never in a standard suite.
-    limit_train: int | None = None
-    limit_test: int | None = None
+    limit_train: int | None = bounded(None, ge=1)
+    limit_test: int | None = bounded(None, ge=1)
 
 
 @dataclass(frozen=True)
@@ -72,14 +77,14 @@ class Suite:
     """One benchmark: data, model, budget, seeds and the sparsity sweep."""
 
     version: int
-    name: str
+    name: str  # also the results folder's name: a plain name (see is_plain_name)
     description: str
     data: DataSpec
     model: ModelSpec
     training: Budget
-    seeds: list[int]
-    sparsities: list[float]  # the levels that sweeping methods are run at
-    latency_batches: list[int]  # [1, throughput batch]
+    seeds: list[int] = bounded(ge=0, distinct=True)
+    sparsities: list[float] = bounded(ge=0, lt=1, distinct=True)  # the levels sweeping methods run at
+    latency_batches: list[int] = bounded(ge=1, distinct=True)  # [1, throughput batch]
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method parameters
     student: ModelSpec | None = None  # the smaller model distillation methods train
 
@@ -113,9 +118,71 @@ def load_suite(name_or_path: str) -> Suite:
         raise SuiteError(f"suite file {path} does not exist")
     try:
         raw = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise SuiteError(f"{path}: cannot read the suite file: {e}") from None
     except yaml.YAMLError as e:
         raise SuiteError(f"{path}: not valid YAML: {e}") from None
-    return parse(Suite, raw, str(path), "")
+    suite = parse(Suite, raw, str(path), "")
+    _check(suite, str(path))
+    return suite
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def is_plain_name(name: str) -> bool:
+    """True for a name that is safe as one folder name under the results folder: letters,
+    digits, '_', '.', '-', not starting with '.' (so no '..', no hidden folder), no separator."""
+    return _PLAIN_NAME.fullmatch(name) is not None
+
+
+def _check(suite: Suite, file: str) -> None:
+    """What the types and ranges cannot say: the name is a plain folder name, the values agree
+    with each other, and every name resolves (dataset class, models, methods), so that a suite
+    that cannot work is refused before any data is loaded or model trained."""
+    if not is_plain_name(suite.name):
+        raise SuiteError(f"{file}: key 'name': expected a plain folder name (letters, digits, '_', '.', "
+                         f"'-'; no path separator, not starting with '.'), got {suite.name!r}")
+    if len(suite.data.mean) != len(suite.data.std) or not suite.data.mean:
+        raise SuiteError(f"{file}: keys 'data.mean', 'data.std': expected one value per image channel in "
+                         f"each, got {len(suite.data.mean)} and {len(suite.data.std)}")
+    b = suite.training
+    if b.optimizer == "sgd" and b.nesterov and b.momentum == 0:
+        raise SuiteError(f"{file}: key 'training.momentum': Nesterov SGD needs a momentum > 0 "
+                         "(or set training.nesterov: false)")
+    # Imported here: resolving names needs torch, torchvision and the plugins; parsing does not.
+    from bench.data import DataError, dataset_class
+    from bench.models import check_model
+
+    try:
+        dataset_class(suite.data.dataset)
+    except DataError as e:
+        raise SuiteError(f"{file}: key 'data.dataset': {e}") from None
+    for key, spec in (("model", suite.model), ("student", suite.student)):
+        if spec is not None:
+            try:
+                check_model(spec.name, spec.kwargs, in_channels=len(suite.data.mean))
+            except Exception as e:  # noqa: BLE001 - whatever building raises, the suite cannot work
+                raise SuiteError(f"{file}: key '{key}': cannot build model {spec.name!r} with kwargs "
+                                 f"{spec.kwargs}: {type(e).__name__}: {e}") from None
+    _check_methods(suite.methods, file)
+
+
+def _check_methods(methods: dict[str, dict[str, Any]], file: str) -> None:
+    """The `methods` section names registered methods and valid parameters. A plugin that failed
+    to import is not checked: its runs fail with the import error, the suite stays usable."""
+    from bench import registry
+
+    for name, params in methods.items():
+        registry.discover()  # once; only a suite that sets method parameters needs the plugins
+        if name in registry.BROKEN and name not in registry.METHODS:
+            continue
+        if name not in registry.METHODS:
+            raise SuiteError(f"{file}: key 'methods.{name}': {registry.unknown_method(name)}")
+        try:
+            registry.METHODS[name].build(dict(params))
+        except registry.ParameterError as e:
+            raise SuiteError(f"{file}: key 'methods.{name}': {e}") from None
 
 
 def _type_name(tp: Any) -> str:
@@ -150,6 +217,9 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
                     raise SuiteError(f"{file}: missing key '{sub}' ({_type_name(hints[name])})")
                 continue
             kwargs[name] = parse(hints[name], value[name], file, sub)
+            why = bounds.problem(f, kwargs[name])
+            if why:
+                raise SuiteError(f"{file}: key '{sub}': {why}")
         return tp(**kwargs)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)

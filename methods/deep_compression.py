@@ -36,7 +36,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.nn.utils import parametrize, prune
 
-from bench import Context, Method, register_method
+from bench import Context, Method, bounded, register_method
 from bench.sparsity import PRUNABLE, make_permanent, prunable_weights, prune_unstructured
 
 GAP_BITS = {"conv": 8, "fc": 5}  # the paper's spans of a stored index difference
@@ -52,7 +52,7 @@ class DeepCompression(Method):
 
     sweep = "sparsity"
     output = "quantized"  # its size is that of the bitstream: retraining it would invalidate it
-    sparsity: float = 0.92
+    sparsity: float = bounded(0.92, ge=0, lt=1)
     conv_bits: int = 8
     fc_bits: int = 5
     prune_epochs_fraction: float = 0.5

@@ -16,7 +16,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from bench import Context, Method, register_method
+from bench import Context, Method, bounded, register_method
 from bench.structured import Plan, channel_counts, channel_groups, example_input, record_removal, remove_channels
 
 
@@ -43,7 +43,7 @@ class FilterL1(Method):
     channels of both its inputs and outputs, a conv layer keeps about a quarter of its weights).
     """
 
-    ratio: float = 0.5
+    ratio: float = bounded(0.5, ge=0, lt=1)
 
     def run(self, ctx: Context) -> nn.Module:
         model = ctx.pretrained()

@@ -1,7 +1,7 @@
 import torch
 from torch.nn.utils import prune
 
-from bench import Context, Method, register_method
+from bench import Context, Method, bounded, register_method
 from bench.registry import ParameterError
 from bench.sparsity import make_permanent, prunable_weights, prune_unstructured, weight_sparsity
 
@@ -30,8 +30,8 @@ class GradualMagnitude(Method):
 
     sweep = "sparsity"
     starts_from = "scratch"
-    sparsity: float = 0.9
-    initial_sparsity: float = 0.0
+    sparsity: float = bounded(0.9, ge=0, lt=1)
+    initial_sparsity: float = bounded(0.0, ge=0, lt=1)
     begin_fraction: float = 0.1
     end_fraction: float = 0.7
     dt: int = 100

@@ -1,7 +1,7 @@
 import torch
 from torch.nn.utils import prune
 
-from bench import Context, Method, register_method
+from bench import Context, Method, bounded, register_method
 from bench.registry import ParameterError
 from bench.sparsity import make_permanent, mask_weight, prunable_weights, prune_unstructured, weight_sparsity
 
@@ -25,7 +25,7 @@ class Lottery(Method):
 
     sweep = "sparsity"
     starts_from = "scratch"
-    sparsity: float = 0.9
+    sparsity: float = bounded(0.9, ge=0, lt=1)
     rounds: int = 5
     rewind_epoch: int = 0
     reinit: bool = False

@@ -1,7 +1,7 @@
 import torch
 from torch.nn.utils import prune
 
-from bench import Context, Method, register_method
+from bench import Context, Method, bounded, register_method
 from bench.sparsity import make_permanent, prunable_weights, prune_unstructured
 
 
@@ -16,7 +16,7 @@ class Random(Method):
     """
 
     sweep = "sparsity"
-    sparsity: float = 0.9
+    sparsity: float = bounded(0.9, ge=0, lt=1)
 
     def run(self, ctx: Context) -> torch.nn.Module:
         model = ctx.pretrained()

@@ -1,6 +1,6 @@
 import torch
 
-from bench import Context, Method, register_method
+from bench import Context, Method, bounded, register_method
 from bench.sparsity import DynamicMasks, erk_densities, random_masks
 
 
@@ -17,8 +17,8 @@ class SET(Method):
 
     sweep = "sparsity"
     starts_from = "scratch"
-    sparsity: float = 0.9
-    drop_fraction: float = 0.3
+    sparsity: float = bounded(0.9, ge=0, lt=1)
+    drop_fraction: float = bounded(0.3, ge=0, le=1)
     dt: int = 100
     end_fraction: float = 0.75
 

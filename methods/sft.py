@@ -3,7 +3,7 @@ import math
 import torch
 from torch import nn
 
-from bench import Context, Method, register_method
+from bench import Context, Method, bounded, register_method
 
 
 class TopKGradients:
@@ -58,15 +58,13 @@ class SparseFineTuning(Method):
     the Adam epochs come out of that budget.
     """
 
-    density: float = 0.01
+    density: float = bounded(0.01, gt=0, le=1)
     error_feedback: bool = True
     start: str = "pretrained"
     adam_lr: float = 1e-4
     adam_epochs: int = 1
 
     def run(self, ctx: Context) -> torch.nn.Module:
-        if not 0 < self.density <= 1:
-            raise ValueError(f"sft density must be in (0, 1], got {self.density}")
         if self.start == "pretrained":
             model, epochs, lr = ctx.pretrained(), ctx.budget.finetune_epochs, ctx.budget.finetune_lr
         elif self.start == "scratch":

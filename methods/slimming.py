@@ -15,7 +15,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from bench import Context, Method, NotApplicable, register_method
+from bench import Context, Method, NotApplicable, bounded, register_method
 from bench.structured import (Plan, channel_counts, channel_groups, example_input, record_removal,
                                remove_channels)
 
@@ -51,7 +51,7 @@ class Slimming(Method):
 
     starts_from = "scratch"
     penalty: float = 1e-4
-    ratio: float = 0.5  # of all BatchNorm channels
+    ratio: float = bounded(0.5, ge=0, lt=1)  # of all BatchNorm channels
 
     def run(self, ctx: Context) -> nn.Module:
         model = ctx.new_model()

@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import prune
 
-from bench import Context, Method, register_method
+from bench import Context, Method, bounded, register_method
 from bench.sparsity import make_permanent, prunable_weights, prune_unstructured
 
 
@@ -17,7 +17,7 @@ class Snip(Method):
 
     sweep = "sparsity"
     starts_from = "scratch"
-    sparsity: float = 0.9
+    sparsity: float = bounded(0.9, ge=0, lt=1)
     batches: int = 1
 
     def run(self, ctx: Context) -> torch.nn.Module:

@@ -1,6 +1,6 @@
 import torch
 
-from bench import Context, Method, register_method
+from bench import Context, Method, bounded, register_method
 from bench.sparsity import erk_densities, make_permanent, mask_weight, prunable_weights, random_masks
 
 
@@ -15,7 +15,7 @@ class Static(Method):
 
     sweep = "sparsity"
     starts_from = "scratch"
-    sparsity: float = 0.9
+    sparsity: float = bounded(0.9, ge=0, lt=1)
 
     def run(self, ctx: Context) -> torch.nn.Module:
         model = ctx.new_model()

@@ -36,7 +36,7 @@ def test_comma_lists_and_globs_select_without_duplicates():
 
 def test_parameters_are_checked_by_name_and_type():
     cls = METHODS["magnitude"]
-    assert cls.build({"sparsity": 1}).sparsity == 1.0  # int accepted for float
+    assert cls.build({"sparsity": 0}).sparsity == 0.0  # int accepted for float
     with pytest.raises(ParameterError, match="no parameter 'sparsty'.*did you mean sparsity"):
         cls.build({"sparsty": 0.5})
     with pytest.raises(ParameterError, match="expects float, got str"):

@@ -1,0 +1,71 @@
+"""Value ranges that suite keys and method parameters declare on their dataclass fields.
+
+A field written `sparsity: float = bounded(0.9, ge=0, lt=1)` carries its range in the field's
+metadata; the suite parser and `Method.build` read it, so a value out of range is refused before
+any training, with the range in the message, and the range is declared once, beside the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Limits on a number (on each item, for a list); `distinct`: a non-empty list without repeats."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    distinct: bool = False
+
+    def describe(self) -> str:
+        """The range in words: ">= 1", "> 0", "in [0, 1)"."""
+        low = (self.ge, "[", ">=") if self.ge is not None else (self.gt, "(", ">") if self.gt is not None else None
+        high = (self.le, "]", "<=") if self.le is not None else (self.lt, ")", "<") if self.lt is not None else None
+        if low and high:
+            return f"in {low[1]}{low[0]:g}, {high[0]:g}{high[1]}"
+        if low or high:
+            value, _, sign = low or high
+            return f"{sign} {value:g}"
+        return "that is finite"
+
+    def contains(self, value: Any) -> bool:
+        """True for a finite number within the limits (booleans are no numbers here)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is refused, as the end of an error message, or None if it is accepted."""
+        if not isinstance(value, list):
+            return None if self.contains(value) else f"expected a number {self.describe()}, got {value!r}"
+        if self.distinct and not value:
+            return "expected a non-empty list, got []"
+        for i, item in enumerate(value):
+            if not self.contains(item):
+                return f"expected numbers {self.describe()}, got {item!r} (item {i})"
+        if self.distinct:
+            repeated = sorted({v for v in value if value.count(v) > 1})
+            if repeated:
+                return f"expected distinct values, got {repeated[0]!r} more than once in {value!r}"
+        return None
+
+
+def bounded(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, lt: float | None = None, distinct: bool = False) -> Any:
+    """A dataclass field (default `default`, required without one) whose values must lie within
+    the limits: ge (>=), gt (>), le (<=), lt (<). On a list field the limits hold for each item,
+    and `distinct` also asks for a non-empty list without repeats (seeds, sparsity levels)."""
+    return dataclasses.field(default=default, metadata={"bounds": Bounds(ge, gt, le, lt, distinct)})
+
+
+def problem(f: dataclasses.Field, value: Any) -> str | None:
+    """Why `value` is out of the range field `f` declares (None: in range, or no range)."""
+    bounds = f.metadata.get("bounds")
+    return bounds.problem(value) if bounds is not None else None
