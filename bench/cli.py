@@ -15,6 +15,7 @@ from tabulate import tabulate
 from bench import leaderboard, registry
 from bench.data import DataError
 from bench.executors import ExecutorError
+from bench.runner import ResultsFolderError
 from bench.suite import SuiteError, available_suites, load_suite
 
 
@@ -215,7 +216,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         if cls.sweep:
             params += f" (swept: {cls.sweep})"
         rows.append([name, cls.description(), params or "-"])
-    rows += [[name, "FAILED TO IMPORT: " + err.splitlines()[-1], ""] for name, err in sorted(registry.BROKEN.items())]
+    rows += [[name, "FAILED TO IMPORT: " + err.splitlines()[0], ""] for name, err in sorted(registry.BROKEN.items())]
     print(tabulate(rows, headers=["method", "description", "parameters (defaults)"]))
     return 0
 
@@ -231,9 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except (SuiteError, DataError, registry.UnknownMethodError, registry.ParameterError,
-            ExecutorError, OSError) as e:
+            ExecutorError, ResultsFolderError) as e:  # bad input, refused before any training
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a fault while working (a full disk): its own message, not a traceback
+        print(f"bench: error: {e}\nbench: finished runs are recorded; fix the cause and rerun to resume",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\nbench: interrupted; finished runs are recorded, rerun to resume", file=sys.stderr)
         return 130

@@ -9,6 +9,7 @@ the same bytes.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -161,13 +162,17 @@ def pareto_plot(table: pd.DataFrame, path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
+    records.atomic_write(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None}))
     plt.close(fig)
 
 
 def write(results_dir: Path, suite: str) -> list[Path]:
-    """Rebuild a suite's leaderboard files from its records; returns the files written."""
-    recs = records.load_records(results_dir, suite)
+    """Rebuild a suite's leaderboard files from its records; returns the files written. Each
+    file is replaced atomically; a record file that cannot be read is named in a warning."""
+    problems: list[str] = []
+    recs = records.load_records(results_dir, suite, problems)
+    for problem in problems:
+        print(f"bench: warning: left out of the leaderboard: {problem}", file=sys.stderr)
     folder = Path(results_dir) / suite
     written = []
     for standard, stem, title in ((True, "leaderboard", "standard budget"),
@@ -180,9 +185,9 @@ def write(results_dir: Path, suite: str) -> list[Path]:
         table = aggregate(df) if len(df) else pd.DataFrame()
         folder.mkdir(parents=True, exist_ok=True)
         csv = folder / f"{stem}.csv"
-        table.to_csv(csv, index=False, lineterminator="\n")
+        records.write_text_atomic(csv, table.to_csv(index=False, lineterminator="\n"))
         md = folder / f"{stem}.md"
-        md.write_text(markdown(table, part, suite, title))
+        records.write_text_atomic(md, markdown(table, part, suite, title))
         written += [csv, md]
         if standard and len(table):
             png = folder / "pareto.png"

@@ -17,6 +17,8 @@ from typing import Iterator
 
 import torch
 
+from bench.records import naming_file
+
 
 class Claim:
     """An exclusive, non-blocking claim on `key` in `folder` (results/<suite>/claims/).
@@ -44,7 +46,8 @@ class Claim:
             try:
                 if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
                     os.ftruncate(fd, 0)
-                    os.write(fd, f"{os.getpid()}\n".encode())
+                    with naming_file(self.path):
+                        os.write(fd, f"{os.getpid()}\n".encode())
                     self._fd = fd
                     return True
             except FileNotFoundError:

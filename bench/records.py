@@ -8,6 +8,7 @@ none, and a rerun can skip what is finished.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -17,7 +18,7 @@ import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 import torch
 
@@ -58,18 +59,31 @@ def record_path(results_dir: Path, suite: str, method: str, seed: int, digest: s
     return Path(results_dir) / suite / "runs" / f"{method}-{digest[:12]}-s{seed}.json"
 
 
+@contextlib.contextmanager
+def naming_file(path: Path | str) -> Iterator[None]:
+    """Make an OSError raised inside name `path` when it names no file: a failed write (a full
+    disk) says only "No space left on device", and the user needs to know where."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            e.filename = str(path)
+        raise
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write a file so that readers see the old file or the whole new one, never a part.
 
     The bytes go to a temporary file beside `path`, are flushed to disk, and the file is renamed
     into place with the user's normal permissions (umask), so results folders can be shared. On
-    any failure (a full disk, an interrupt) the temporary file is removed and the error raised.
+    any failure (a full disk, an interrupt) the temporary file is removed and the error raised,
+    naming `path` when the error names no file (a failed write names none).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with naming_file(path), os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -95,18 +109,43 @@ def write_text_atomic(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
+# What every record holds, whatever its status: a file without them is no record.
+REQUIRED_KEYS = ("schema", "config", "status", "metrics", "env", "standard_budget")
+
+
 def read_record(path: Path) -> dict[str, Any] | None:
+    """The record stored at `path`, or None if there is none or it cannot be used."""
+    record, _ = _read(Path(path))
+    return record
+
+
+def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the record, None), or (None, why it is unusable); (None, None) when there is no file."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"unreadable ({type(e).__name__}: {e})"
+    if not isinstance(record, dict) or any(k not in record for k in REQUIRED_KEYS):
+        return None, f"not a run record (it lacks one of {', '.join(REQUIRED_KEYS)})"
+    if record["schema"] != SCHEMA_VERSION:
+        return None, f"schema {record['schema']!r}, and this harness reads schema {SCHEMA_VERSION}"
+    return record, None
 
 
-def load_records(results_dir: Path, suite: str) -> list[dict[str, Any]]:
-    """Every readable record of a suite, in file-name order."""
-    folder = Path(results_dir) / suite / "runs"
-    records = [read_record(p) for p in sorted(folder.glob("*.json"))]
-    return [r for r in records if r is not None and r.get("schema") == SCHEMA_VERSION]
+def load_records(results_dir: Path, suite: str, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every usable record of a suite, in file-name order. A file that cannot be used (truncated,
+    not a record, another schema) is left out, and with `problems` a line naming it and why is
+    appended there, so that a leaderboard never drops a run without saying so."""
+    out = []
+    for path in sorted((Path(results_dir) / suite / "runs").glob("*.json")):
+        record, why = _read(path)
+        if record is not None:
+            out.append(record)
+        elif why and problems is not None:
+            problems.append(f"{path}: {why}")
+    return out
 
 
 def _git_commit() -> str | None:

@@ -145,10 +145,19 @@ def discover() -> None:
 
 
 def _import_plugin(name: str, load) -> None:
+    """Import one plugin; a failure (sys.exit included, Ctrl-C excluded) is remembered with its
+    cause on the first line, so that consoles and tables show why, not just that, it failed."""
     try:
         load()
-    except Exception:  # noqa: BLE001 - a broken plugin must not take the harness down
-        BROKEN[name] = traceback.format_exc(limit=-3).strip()
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - a broken plugin must not take the harness down
+        BROKEN[name] = f"{error_summary(e)}\n{traceback.format_exc(limit=-3).strip()}"
+
+
+def error_summary(e: BaseException) -> str:
+    """One line saying what went wrong: `SyntaxError: expected ':' (method.py, line 6)`."""
+    if isinstance(e, SystemExit):
+        return f"SystemExit: the plugin called sys.exit({e.code!r})"
+    return f"{type(e).__name__}: {e}"
 
 
 def unknown_method(name: str) -> str:

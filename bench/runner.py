@@ -6,8 +6,9 @@ process, in local worker processes, or on Ray nodes (bench.executors). Wherever 
 does the same thing (`perform`) and returns an `Outcome`; the driver alone writes run records and
 the dense-model cache, so workers need no shared filesystem.
 
-Each run is isolated: a method that raises, diverges or returns something unusable becomes a
-failed record with its error, and the other runs go on. Finished records are skipped on a rerun
+Each run is isolated: a method that raises (SystemExit included), diverges or returns something
+unusable becomes a failed record with its error, a model with non-finite weights or outputs an
+`invalid` one, and the other runs go on. Finished records are skipped on a rerun
 unless forced, so an interrupted sweep resumes where it stopped. A claim per run keeps two
 commands on one results folder from executing the same run twice.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import statistics
 import time
 import traceback
@@ -32,7 +34,7 @@ from bench.context import Context, DenseWeights, train_dense
 from bench.data import Dataset, default_tensor_cache, fetch, find_source, load_dataset
 from bench.locks import Claim, DeviceGate
 from bench.plan import Order, RunSpec, build_method, expected_epochs, plan
-from bench.registry import BROKEN, METHODS, NotApplicable
+from bench.registry import BROKEN, METHODS, NotApplicable, error_summary
 from bench.sparsity import weight_sparsity
 from bench.suite import Suite
 from bench.train import DivergedError, model_device
@@ -90,11 +92,14 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> Outcome:
     """Do a task in this process: train a dense model, or run a method and measure its model.
     `echo` also shows the log (the serial executor prints it)."""
     lines: list[str] = []
-    log_file = open(task.log_path, "a", buffering=1) if task.log_path else None  # noqa: SIM115
+    # Unbuffered: a line that cannot be written (a full disk) fails at once, naming the file,
+    # and closing the file has nothing left to fail on.
+    log_file = open(task.log_path, "ab", buffering=0) if task.log_path else None  # noqa: SIM115
 
     def log(line: str) -> None:
         if log_file:
-            log_file.write(line + "\n")
+            with records.naming_file(task.log_path):
+                log_file.write((line + "\n").encode())
         else:
             lines.append(line)
         if echo:
@@ -155,38 +160,64 @@ def measure_model(model: nn.Module, ctx: Context, reference: dict[str, int]) -> 
         if isinstance(module, nn.Conv2d) and module.weight.is_floating_point():
             module.to(memory_format=torch.channels_last)
     device = model_device(model)
-    test_x = ctx.data.test.x
     metrics: dict[str, Any] = {"accuracy": ctx.evaluate(model)}
     params, nonzeros = measure.count_params(model), measure.count_nonzeros(model)
     metrics.update(params=params, nonzeros=nonzeros,
                    sparsity=1.0 - nonzeros / reference["params"],
                    weight_sparsity=weight_sparsity(model))
-    one = ctx.preprocess.normalize(test_x[:1]).to(device)
-    metrics["flops"], metrics["flops_effective"] = measure.flops(model, one)
+    metrics["flops"], metrics["flops_effective"] = measure.flops(model, measure_input(ctx, 1, device))
     metrics["size_bytes"] = measure.size_bytes(model)
     metrics["compression"] = reference["size_bytes"] / metrics["size_bytes"]
     for batch in ctx.suite.latency_batches:
-        x = ctx.preprocess.normalize(test_x[:batch]).to(device)
-        median, iqr = measure.latency_ms(model, x)
+        median, iqr = measure.latency_ms(model, measure_input(ctx, batch, device))
         metrics[f"latency_b{batch}_ms"], metrics[f"latency_b{batch}_iqr_ms"] = median, iqr
-    x = ctx.preprocess.normalize(test_x[:max(ctx.suite.latency_batches)]).to(device)
-    metrics["memory_bytes"] = measure.peak_inference_memory(model, x)
+    largest = measure_input(ctx, max(ctx.suite.latency_batches), device)
+    metrics["memory_bytes"] = measure.peak_inference_memory(model, largest)
     return metrics
+
+
+def measure_input(ctx: Context, n: int, device: torch.device) -> torch.Tensor:
+    """The first n normalized test images on `device` (the model's), repeated when --limit-test
+    keeps fewer: a latency labelled batch 256 is always timed at batch 256."""
+    x = ctx.data.test.x
+    index = torch.arange(n, device=x.device) % len(x)
+    return ctx.preprocess.normalize(x[index]).to(device)
+
+
+class InvalidModelError(ValueError):
+    """A returned model with non-finite weights or outputs: it is no result (status `invalid`)."""
+
+
+def check_finite(model: nn.Module, x: torch.Tensor) -> None:
+    """Raise InvalidModelError if a floating-point parameter or buffer of `model`, or its output
+    on `x`, holds a NaN or an infinity: such a model would otherwise be measured and ranked."""
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise InvalidModelError(f"the returned model holds non-finite values in '{name}'")
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        out = model(x)
+    model.train(was_training)
+    if not bool(torch.isfinite(out).all()):
+        raise InvalidModelError(f"the returned model's outputs on {len(x)} test images are not finite")
 
 
 def execute(spec: RunSpec, ctx: Context, reference: dict[str, int], gate: DeviceGate) -> dict[str, Any]:
     """Run one method and measure it; failures become a status and an error, never an exception
-    (except KeyboardInterrupt, which stops the sweep and writes nothing for this run). The model
-    is measured alone on its device: other runs sharing it wait at the gate meanwhile."""
+    (except KeyboardInterrupt, which stops the sweep and writes nothing for this run; a plugin's
+    SystemExit is a failure of its run, not the end of the sweep). The model is measured alone
+    on its device: other runs sharing it wait at the gate meanwhile."""
     start = time.perf_counter()
     out: dict[str, Any] = {"status": "ok", "error": None, "metrics": {}}
     try:
         if spec.method in BROKEN and spec.method not in METHODS:
-            raise ImportError(f"plugin '{spec.method}' failed to import:\n{BROKEN[spec.method]}")
+            raise ImportError(f"plugin '{spec.method}' failed to import: {BROKEN[spec.method]}")
         model = build_method(spec.method, spec.params).run(ctx)
         if not isinstance(model, nn.Module):
             raise TypeError(f"{spec.method}.run() returned {type(model).__name__}, not an nn.Module")
         measure_start = time.perf_counter()
+        check_finite(model, measure_input(ctx, max(ctx.suite.latency_batches), model_device(model)))
         with gate.alone():
             out["metrics"] = measure_model(model, ctx, reference)
         where = model_device(model)  # an int8 model of a GPU run runs (and is timed) on the CPU
@@ -200,8 +231,10 @@ def execute(spec: RunSpec, ctx: Context, reference: dict[str, int], gate: Device
         out.update(status="diverged", error=str(e))
     except NotApplicable as e:
         out.update(status="skipped", error=f"not applicable: {e}")
-    except Exception as e:  # noqa: BLE001 - a failing plugin is a failed row
-        out.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-4)}")
+    except InvalidModelError as e:
+        out.update(status="invalid", error=str(e))
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - a failing plugin is a failed row
+        out.update(status="failed", error=f"{error_summary(e)}\n{traceback.format_exc(limit=-4)}")
     out["figures"] = ctx.figures
     out["run_time_s"] = time.perf_counter() - start
     return out
@@ -296,9 +329,13 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         f"{len(runs) - len(todo)} finished before; data {source}; {executor.description}")
     _check_writable(suite_dir)
     deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else None
+    failure: BaseException | None = None
     try:
         _schedule(suite, todo, dense, executor, source=source, data_dir=data_dir, device=device,
                   compile=compile, standard=standard, deadline=deadline, log=log)
+    except BaseException as e:
+        failure = e
+        raise
     finally:  # also when interrupted: the tables show every finished run
         for r in todo:
             r.claim.release()
@@ -306,7 +343,13 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
             d.claim.release()
         with contextlib.suppress(OSError):
             (suite_dir / "claims").rmdir()  # only when empty: other commands may hold claims
-        leaderboard.write(results_dir, suite.name)
+        try:
+            leaderboard.write(results_dir, suite.name)
+        except Exception as e:
+            if failure is None:
+                raise
+            # the error that stopped the sweep (a full disk) is the one to report, not this echo of it
+            log(f"the leaderboard was not rebuilt ({type(e).__name__}: {e}); `bench leaderboard` rebuilds it")
     left = [r for r in todo if r.record is None]
     if left:
         log(f"--max-minutes {max_minutes} reached: {len(left)} runs remain; "
@@ -444,14 +487,30 @@ def _summary(record: dict[str, Any], suite: Suite) -> str:
             f"({record['run_time_s']:.1f}s)")
 
 
+class ResultsFolderError(RuntimeError):
+    """The results folder cannot take a sweep's files: refused before any training (exit 2)."""
+
+
+MIN_FREE_BYTES = 64 * 2**20  # records and logs are small; dense models and checkpoints are not
+
+
 def _check_writable(folder: Path) -> None:
-    """Fail at once, naming the folder, if records could not be written there."""
+    """Fail at once, naming the folder, if records could not be written there: a path that is
+    no folder, one we may not write, or a disk with less than MIN_FREE_BYTES free. A disk that
+    fills up later still stops the sweep with the path and the cause, losing no finished record."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    if not existing.is_dir():
+        raise ResultsFolderError(f"cannot write run records under {folder}: {existing} is not a folder")
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        raise ResultsFolderError(f"cannot write run records under {folder}: only {free / 2**20:.1f} MiB free "
+                                 f"on its disk, and a sweep needs at least {MIN_FREE_BYTES // 2**20} MiB")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         records.write_text_atomic(folder / ".write-check", "ok\n")
         (folder / ".write-check").unlink()
     except OSError as e:
-        raise OSError(f"cannot write run records under {folder}: {e.strerror or e}") from None
+        raise ResultsFolderError(f"cannot write run records under {folder}: {e.strerror or e}") from None
 
 
 def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[int, _Dense],
