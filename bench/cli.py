@@ -13,27 +13,47 @@ import yaml
 from tabulate import tabulate
 
 from bench import leaderboard, registry
+from bench.bounds import Bounds
+from bench.chain import links
 from bench.data import DataError
 from bench.executors import ExecutorError
 from bench.runner import ResultsFolderError
-from bench.suite import SuiteError, available_suites, load_suite
+from bench.suite import Suite, SuiteError, available_suites, is_plain_name, load_suite
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: the usage of `bench run` is longer than the message."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _seeds(text: str) -> list[int]:
+    """--seeds: distinct integers >= 0. A repeated seed is refused rather than merged: it is
+    more likely a typo for another seed than a wish to run one twice."""
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, got '{text}'") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+    why = Bounds(ge=0, distinct=True).problem(seeds)
+    if why:
+        raise argparse.ArgumentTypeError(why)
+    return seeds
 
 
-def _positive(tp: type) -> Callable[[str], Any]:
+def _number(tp: type, **limits: float) -> Callable[[str], Any]:
+    """An argparse type: a `tp` within `limits` (ge, gt, le, lt: see bench.bounds)."""
+    bounds = Bounds(**limits)
+
     def parse(text: str) -> Any:
         try:
             value = tp(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if tp is int else 'a number'}, "
+                                             f"got '{text}'") from None
+        why = bounds.problem(value)
+        if why:
+            raise argparse.ArgumentTypeError(why)
         return value
 
     return parse
@@ -58,8 +78,28 @@ def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _check_overrides(overrides: dict[str, dict[str, Any]], names: list[str], suite: Suite) -> None:
+    """Each --set names a registered method that this command runs (alone or as a chain link),
+    with parameters it takes, of its types and within its ranges."""
+    selected = {link for name in names for link in links(name)}
+    for method, params in overrides.items():
+        setting = f"--set {method}.{next(iter(params))}"
+        if method in registry.BROKEN and method not in registry.METHODS:
+            raise registry.ParameterError(f"{setting}: plugin '{method}' failed to import: "
+                                          f"{registry.BROKEN[method].splitlines()[0]}")
+        if method not in registry.METHODS:
+            raise registry.ParameterError(f"{setting}: {registry.unknown_method(method)}")
+        if method not in selected:
+            raise registry.ParameterError(f"{setting}: method '{method}' is not selected "
+                                          f"(--methods selects {', '.join(names)})")
+        try:
+            registry.METHODS[method].build({**suite.methods.get(method, {}), **params})
+        except registry.ParameterError as e:
+            raise registry.ParameterError(f"--set: {e}") from None
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bench", description=__doc__)
+    p = _Parser(prog="bench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run methods on a suite and update its leaderboard")
@@ -73,10 +113,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR", "results"),
                      help="where records and leaderboards go (default: $BENCH_RESULTS_DIR or ./results)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    run.add_argument("--epochs", type=int, help="override dense training epochs (non-standard budget)")
-    run.add_argument("--finetune-epochs", type=int, help="override fine-tuning epochs (non-standard budget)")
-    run.add_argument("--limit-train", type=int, help="use the first N training images (non-standard budget)")
-    run.add_argument("--limit-test", type=int, help="evaluate on the first N test images (non-standard budget)")
+    run.add_argument("--epochs", type=_number(int, ge=1), help="override dense training epochs (non-standard budget)")
+    run.add_argument("--finetune-epochs", type=_number(int, ge=0),
+                     help="override fine-tuning epochs (non-standard budget; 0: no fine-tuning)")
+    run.add_argument("--limit-train", type=_number(int, ge=1),
+                     help="use N training images (non-standard budget)")
+    run.add_argument("--limit-test", type=_number(int, ge=1),
+                     help="evaluate on N test images (non-standard budget)")
     run.add_argument("--compile", nargs="?", const="default", choices=["default", "reduce-overhead", "max-autotune"],
                      help="train through torch.compile in this mode (reduce-overhead: CUDA graphs); "
                           "compile time is recorded apart")
@@ -84,23 +127,24 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--order", choices=["depth", "breadth"], default="depth",
                      help="depth: each setting at every seed in turn; breadth: every setting at the first "
                           "seed before any second seed, so a sweep cut short still covers every row")
-    run.add_argument("--max-minutes", type=_positive(float), metavar="M",
+    run.add_argument("--max-minutes", type=_number(float, gt=0), metavar="M",
                      help="start no new run after M minutes; runs in flight finish; rerun to continue")
     run.add_argument("--dry-run", action="store_true",
                      help="print the plan and its expected cost; train nothing, write nothing")
     ex = run.add_argument_group("executors (README: Executors)")
-    ex.add_argument("--jobs", type=_positive(int), default=1, metavar="N",
+    ex.add_argument("--jobs", type=_number(int, ge=1), default=1, metavar="N",
                     help="N runs at once, each in its own worker process (default 1: in this process)")
-    ex.add_argument("--jobs-per-gpu", type=_positive(int), metavar="K",
+    ex.add_argument("--jobs-per-gpu", type=_number(int, ge=1), metavar="K",
                     help="K runs at once on each visible GPU")
-    ex.add_argument("--threads", type=_positive(int), metavar="T",
+    ex.add_argument("--threads", type=_number(int, ge=1), metavar="T",
                     help="torch threads per run (default: the cores divided between the jobs)")
     ex.add_argument("--executor", choices=["local", "ray"], default="local")
     ex.add_argument("--ray-address", metavar="auto|HOST:PORT",
                     help="join this Ray cluster (default: start a one-machine cluster)")
-    ex.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
+    ex.add_argument("--gpus-per-run", type=_number(float, ge=0), default=None, metavar="G",
                     help="Ray: GPUs per run, e.g. 0.25 packs 4 runs per GPU (default 1 with --device cuda)")
-    ex.add_argument("--cpus-per-run", type=float, default=1.0, metavar="C", help="Ray: CPUs per run")
+    ex.add_argument("--cpus-per-run", type=_number(float, gt=0), default=1.0, metavar="C",
+                    help="Ray: CPUs per run")
 
     lb = sub.add_parser("leaderboard", help="rebuild leaderboards from the stored run records")
     lb.add_argument("--suite", help="one suite (default: every suite with records)")
@@ -146,6 +190,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     names = registry.select(args.methods)
+    overrides = _overrides(args.overrides)
+    _check_overrides(overrides, names, suite)
     if args.device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif args.device == "cuda" and not torch.cuda.is_available() and not args.dry_run:
@@ -155,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor = None if args.dry_run else make_executor(args, device)
     try:
         done = run_suite(suite, names, seeds=args.seeds or suite.seeds, results_dir=args.results_dir,
-                         data_dir=args.data_dir, device=device, overrides=_overrides(args.overrides),
+                         data_dir=args.data_dir, device=device, overrides=overrides,
                          executor=executor,
                          budget_overrides={"epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
                                            "limit_train": args.limit_train, "limit_test": args.limit_test},
@@ -185,6 +231,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     root = Path(args.results_dir)
+    if args.suite is not None and not is_plain_name(args.suite):
+        raise SuiteError(f"--suite {args.suite!r}: expected a suite name, a plain folder name under {root}")
     suites = [args.suite] if args.suite else sorted(p.parent.name for p in root.glob("*/runs"))
     if not suites:
         print(f"no run records under {root}", file=sys.stderr)
