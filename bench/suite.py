@@ -121,10 +121,18 @@ def load_suite(name_or_path: str) -> Suite:
     except (OSError, UnicodeDecodeError) as e:
         raise SuiteError(f"{path}: cannot read the suite file: {e}") from None
     except yaml.YAMLError as e:
-        raise SuiteError(f"{path}: not valid YAML: {e}") from None
+        raise SuiteError(f"{path}: not valid YAML: {_yaml_error(e)}") from None
     suite = parse(Suite, raw, str(path), "")
     _check(suite, str(path))
     return suite
+
+
+def _yaml_error(e: yaml.YAMLError) -> str:
+    """A YAML error on one line: where, and what the parser expected."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    context = getattr(e, "context", None)
+    return where + "; ".join(str(x) for x in (context, getattr(e, "problem", None) or e) if x)
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -251,7 +259,16 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
-        raise SuiteError(
-            f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
-        )
+        hint = ""
+        if tp is float and isinstance(value, str) and _is_float(value):
+            hint = f" (YAML reads {value} as text: write it with a dot, e.g. {float(value):.1e})"
+        raise SuiteError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}{hint}")
     return value
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,263 @@
+"""A corpus of bad input, as users write it: broken suite files and command lines. Each must be
+refused before any training: exit 2, one line naming the file, key or flag and what was
+expected, no traceback, and nothing written under the results folder.
+
+The commands run in this process (`bench.cli.main`), which is what `python -m bench` runs; a few
+run as real processes at the end, to show the same refusal from outside.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from bench import registry
+from bench.cli import main
+from conftest import run_bench
+
+registry.discover()  # the plugins' import warnings belong to no test's output
+
+VALID = """\
+version: 1
+name: tiny
+description: a tiny suite
+data: {dataset: MNIST, mean: [0.1307], std: [0.3081]}
+model: {name: lenet300}
+student: {name: lenet300, kwargs: {hidden: [30, 10]}}
+training: {epochs: 1, finetune_epochs: 1, batch_size: 64, lr: 0.1, finetune_lr: 0.01}
+seeds: [0]
+sparsities: [0.5]
+latency_batches: [1, 8]
+"""
+
+# (what is wrong, the edit of VALID, what the message says after the file name)
+SUITES = [
+    ("dense epochs 0", ("epochs: 1,", "epochs: 0,"), "key 'training.epochs': expected a number >= 1, got 0"),
+    ("fine-tuning epochs -1", ("finetune_epochs: 1,", "finetune_epochs: -1,"),
+     "key 'training.finetune_epochs': expected a number >= 0, got -1"),
+    ("batch size 0", ("batch_size: 64", "batch_size: 0"), "key 'training.batch_size': expected a number >= 1, got 0"),
+    ("learning rate 0", ("lr: 0.1,", "lr: 0,"), "key 'training.lr': expected a number > 0, got 0.0"),
+    ("negative learning rate", ("lr: 0.1,", "lr: -0.1,"), "key 'training.lr': expected a number > 0, got -0.1"),
+    ("NaN learning rate", ("lr: 0.1,", "lr: .nan,"), "key 'training.lr': expected a number > 0, got nan"),
+    ("infinite learning rate", ("lr: 0.1,", "lr: .inf,"), "key 'training.lr': expected a number > 0, got inf"),
+    ("fine-tuning rate 0", ("finetune_lr: 0.01", "finetune_lr: 0"), "key 'training.finetune_lr': expected a number > 0"),
+    ("momentum 1", ("lr: 0.1,", "lr: 0.1, momentum: 1.0,"), "key 'training.momentum': expected a number in [0, 1), got 1.0"),
+    ("Nesterov without momentum", ("lr: 0.1,", "lr: 0.1, momentum: 0,"),
+     "key 'training.momentum': Nesterov SGD needs a momentum > 0"),
+    ("negative weight decay", ("lr: 0.1,", "lr: 0.1, weight_decay: -1.0e-4,"), "key 'training.weight_decay': expected a number >= 0"),
+    ("a rate YAML reads as text", ("lr: 0.1,", "lr: 1e-3,"),
+     "key 'training.lr': expected float, got str '1e-3' (YAML reads 1e-3 as text: write it with a dot, e.g. 1.0e-03)"),
+    ("negative warm-up", ("lr: 0.1,", "lr: 0.1, warmup_epochs: -1,"), "key 'training.warmup_epochs': expected a number >= 0"),
+    ("label smoothing 1", ("lr: 0.1,", "lr: 0.1, label_smoothing: 1,"), "key 'training.label_smoothing': expected a number in [0, 1)"),
+    ("limit_train 0", ("lr: 0.1,", "lr: 0.1, limit_train: 0,"), "key 'training.limit_train': expected a number >= 1, got 0"),
+    ("negative crop padding", ("std: [0.3081]", "std: [0.3081], crop_padding: -4"), "key 'data.crop_padding': expected a number >= 0"),
+    ("std 0", ("std: [0.3081]", "std: [0]"), "key 'data.std': expected numbers > 0, got 0.0 (item 0)"),
+    ("mean and std of different lengths", ("std: [0.3081]", "std: [0.3, 0.3]"),
+     "keys 'data.mean', 'data.std': expected one value per image channel in each, got 1 and 2"),
+    ("no seeds", ("seeds: [0]", "seeds: []"), "key 'seeds': expected a non-empty list, got []"),
+    ("a repeated seed", ("seeds: [0]", "seeds: [0, 1, 0]"), "key 'seeds': expected distinct values, got 0 more than once"),
+    ("a negative seed", ("seeds: [0]", "seeds: [-1]"), "key 'seeds': expected numbers >= 0, got -1 (item 0)"),
+    ("sparsity 1", ("sparsities: [0.5]", "sparsities: [0.5, 1]"), "key 'sparsities': expected numbers in [0, 1), got 1.0 (item 1)"),
+    ("negative sparsity", ("sparsities: [0.5]", "sparsities: [-0.1]"), "key 'sparsities': expected numbers in [0, 1), got -0.1"),
+    ("a repeated sparsity", ("sparsities: [0.5]", "sparsities: [0.5, 0.9, 0.5]"),
+     "key 'sparsities': expected distinct values, got 0.5 more than once"),
+    ("no sparsities", ("sparsities: [0.5]", "sparsities: []"), "key 'sparsities': expected a non-empty list"),
+    ("latency batch 0", ("latency_batches: [1, 8]", "latency_batches: [0, 8]"),
+     "key 'latency_batches': expected numbers >= 1, got 0 (item 0)"),
+    ("a repeated latency batch", ("latency_batches: [1, 8]", "latency_batches: [8, 8]"),
+     "key 'latency_batches': expected distinct values, got 8 more than once"),
+    ("a name that climbs out", ("name: tiny", "name: ../../outside"), "key 'name': expected a plain folder name"),
+    ("an absolute name", ("name: tiny", "name: /tmp/outside"), "key 'name': expected a plain folder name"),
+    ("a name with a separator", ("name: tiny", "name: a/b"), "key 'name': expected a plain folder name"),
+    ("the name ..", ("name: tiny", "name: '..'"), "key 'name': expected a plain folder name"),
+    ("a hidden name", ("name: tiny", "name: .tiny"), "key 'name': expected a plain folder name"),
+    ("an empty name", ("name: tiny", "name: ''"), "key 'name': expected a plain folder name"),
+    ("an unknown model", ("model: {name: lenet300}", "model: {name: lenet301}"),
+     "key 'model': cannot build model 'lenet301' with kwargs {}: ValueError: unknown model 'lenet301'"),
+    ("a model keyword it does not take", ("model: {name: lenet300}", "model: {name: lenet300, kwargs: {hiden: [3, 3]}}"),
+     "key 'model': cannot build model 'lenet300' with kwargs {'hiden': [3, 3]}: TypeError: lenet300() got an "
+     "unexpected keyword argument 'hiden'"),
+    ("a bad student keyword", ("kwargs: {hidden: [30, 10]}", "kwargs: {depth: 3}"),
+     "key 'student': cannot build model 'lenet300' with kwargs {'depth': 3}: TypeError"),
+    ("an unknown timm model", ("model: {name: lenet300}", "model: {name: 'timm:resnet-nope'}"),
+     "key 'model': cannot build model 'timm:resnet-nope' with kwargs {}: RuntimeError: Unknown model (resnet-nope)"),
+    ("an unknown dataset class", ("dataset: MNIST", "dataset: MNIST2"),
+     "key 'data.dataset': torchvision.datasets has no dataset class 'MNIST2'"),
+    ("a dataset class without splits", ("dataset: MNIST", "dataset: ImageFolder"),
+     "key 'data.dataset': torchvision.datasets.ImageFolder has neither a train nor a split argument"),
+    ("not a dataset class", ("dataset: MNIST", "dataset: utils"), "key 'data.dataset': torchvision.datasets has no dataset class 'utils'"),
+    ("an unknown method in methods", ("seeds: [0]", "seeds: [0]\nmethods: {magnitud: {sparsity: 0.5}}"),
+     "key 'methods.magnitud': unknown method 'magnitud'; did you mean magnitude?"),
+    ("a method parameter out of range", ("seeds: [0]", "seeds: [0]\nmethods: {magnitude: {sparsity: 1.5}}"),
+     "key 'methods.magnitude': method 'magnitude' parameter 'sparsity': expected a number in [0, 1), got 1.5"),
+    ("an unknown method parameter", ("seeds: [0]", "seeds: [0]\nmethods: {magnitude: {sparsty: 0.5}}"),
+     "key 'methods.magnitude': method 'magnitude' has no parameter 'sparsty'"),
+    ("a method parameter of another type", ("seeds: [0]", "seeds: [0]\nmethods: {imp: {rounds: 2.5}}"),
+     "key 'methods.imp': method 'imp' parameter 'rounds' expects int, got float 2.5"),
+    ("a method's own check", ("seeds: [0]", "seeds: [0]\nmethods: {magnitude: {scope: row}}"),
+     "key 'methods.magnitude': magnitude: scope must be one of global, layer, got 'row'"),
+    ("an unknown key", ("seeds: [0]", "seeds: [0]\nseed: [1]"), "key '<top level>': unknown key 'seed'"),
+    ("a string for a number", ("epochs: 1,", "epochs: '1',"), "key 'training.epochs': expected int, got str '1'"),
+    ("not YAML", ("seeds: [0]", "seeds: [0"),
+     "not valid YAML: line 9, column 11: while parsing a flow sequence; expected ',' or ']', but got ':'"),
+    ("a stray list item", ("version: 1\n", "- version: 1\n"), "not valid YAML: line 2, column 1: "),
+]
+
+FILES = [
+    ("an empty file", b"", "key '<top level>': expected a mapping, got NoneType"),
+    ("a top-level list", b"- 1\n- 2\n", "key '<top level>': expected a mapping, got list"),
+    ("bytes that are no text", b"version: 1\nname: \xff\xfe\n", "cannot read the suite file"),
+]
+
+
+def refused(argv: list[str], capsys, results) -> str:
+    """Run `bench ARGV` here; check exit 2, one line on stderr and no traceback, nothing under
+    `results`; return the line."""
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's refusals
+        code = e.code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert not results.exists(), sorted(results.rglob("*"))
+    return lines[0]
+
+
+def run_args(suite: str, results, data_dir, *extra: str) -> list[str]:
+    return ["run", "--suite", suite, "--methods", "dense,magnitude", "--data-dir", str(data_dir),
+            "--results-dir", str(results), *extra]
+
+
+@pytest.mark.parametrize("what, edit, message", SUITES, ids=[s[0] for s in SUITES])
+def test_broken_suite_files_are_refused(tmp_path, data_dir, capsys, what, edit, message):
+    assert edit[0] in VALID, what
+    path = tmp_path / "suite.yaml"
+    path.write_text(VALID.replace(*edit))
+    line = refused(run_args(str(path), tmp_path / "results", data_dir), capsys, tmp_path / "results")
+    assert line.startswith(f"bench: error: {path}: ") and message in line, line
+
+
+@pytest.mark.parametrize("what, content, message", FILES, ids=[f[0] for f in FILES])
+def test_unreadable_suite_files_are_refused(tmp_path, data_dir, capsys, what, content, message):
+    path = tmp_path / "suite.yaml"
+    path.write_bytes(content)
+    line = refused(run_args(str(path), tmp_path / "results", data_dir), capsys, tmp_path / "results")
+    assert line.startswith(f"bench: error: {path}: ") and message in line, line
+
+
+def test_a_folder_or_a_missing_file_as_suite_is_refused(tmp_path, data_dir, capsys):
+    for suite in (tmp_path / "folder.yaml", tmp_path / "missing.yaml"):
+        (tmp_path / "folder.yaml").mkdir(exist_ok=True)
+        line = refused(run_args(str(suite), tmp_path / "results", data_dir), capsys, tmp_path / "results")
+        assert line == f"bench: error: suite file {suite} does not exist", line
+
+
+def test_the_valid_suite_and_its_edge_values_are_accepted(tmp_path, data_dir, capsys):
+    """The corpus's base file, and the smallest legal values, pass every check (--dry-run)."""
+    edges = (("finetune_epochs: 1,", "finetune_epochs: 0,"), ("sparsities: [0.5]", "sparsities: [0, 0.99]"),
+             ("seeds: [0]", "seeds: [0, 7]"), ("std: [0.3081]", "std: [0.3081], crop_padding: 0"),
+             ("lr: 0.1,", "lr: 0.1, momentum: 0, nesterov: false,"))
+    for edit in [("", ""), *edges]:
+        path = tmp_path / "suite.yaml"
+        path.write_text(VALID.replace(*edit))
+        assert main(run_args(str(path), tmp_path / "results", data_dir, "--dry-run")) == 0, edit
+        assert "plan for suite tiny" in capsys.readouterr().out
+    assert not (tmp_path / "results").exists()
+
+
+# (what is wrong, the arguments after `bench run --suite mlp --methods dense,magnitude`, the message)
+COMMAND_LINES = [
+    ("--epochs 0", ["--epochs", "0"], "argument --epochs: expected a number >= 1, got 0"),
+    ("--epochs -3", ["--epochs", "-3"], "argument --epochs: expected a number >= 1, got -3"),
+    ("--epochs 1.5", ["--epochs", "1.5"], "argument --epochs: expected an integer, got '1.5'"),
+    ("--finetune-epochs -1", ["--finetune-epochs", "-1"], "argument --finetune-epochs: expected a number >= 0, got -1"),
+    ("--limit-train 0", ["--limit-train", "0"], "argument --limit-train: expected a number >= 1, got 0"),
+    ("--limit-test -5", ["--limit-test", "-5"], "argument --limit-test: expected a number >= 1, got -5"),
+    ("--seeds -1", ["--seeds", "-1"], "argument --seeds: expected numbers >= 0, got -1 (item 0)"),
+    ("--seeds 0,1,0", ["--seeds", "0,1,0"], "argument --seeds: expected distinct values, got 0 more than once"),
+    ("--seeds ,", ["--seeds", ","], "argument --seeds: expected a non-empty list, got []"),
+    ("--seeds one", ["--seeds", "one"], "argument --seeds: expected comma-separated integers, got 'one'"),
+    ("--jobs 0", ["--jobs", "0"], "argument --jobs: expected a number >= 1, got 0"),
+    ("--threads 0", ["--threads", "0"], "argument --threads: expected a number >= 1, got 0"),
+    ("--max-minutes 0", ["--max-minutes", "0"], "argument --max-minutes: expected a number > 0, got 0.0"),
+    ("--max-minutes nan", ["--max-minutes", "nan"], "argument --max-minutes: expected a number > 0, got nan"),
+    ("--cpus-per-run 0", ["--cpus-per-run", "0"], "argument --cpus-per-run: expected a number > 0, got 0.0"),
+    ("--gpus-per-run -1", ["--gpus-per-run", "-1"], "argument --gpus-per-run: expected a number >= 0, got -1.0"),
+    ("--device tpu", ["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    ("--order wide", ["--order", "wide"], "argument --order: invalid choice: 'wide'"),
+    ("an unknown option", ["--epochz", "1"], "unrecognized arguments: --epochz 1"),
+    ("--set of an unknown method", ["--set", "magnitud.sparsity=0.5"],
+     "--set magnitud.sparsity: unknown method 'magnitud'; did you mean magnitude?"),
+    ("--set of a method not selected", ["--set", "random.sparsity=0.5"],
+     "--set random.sparsity: method 'random' is not selected (--methods selects dense, magnitude)"),
+    ("--set out of range", ["--set", "magnitude.sparsity=1.5"],
+     "--set: method 'magnitude' parameter 'sparsity': expected a number in [0, 1), got 1.5"),
+    ("--set of NaN", ["--set", "magnitude.sparsity=.nan"],
+     "--set: method 'magnitude' parameter 'sparsity': expected a number in [0, 1), got nan"),
+    ("--set of a negative sparsity", ["--set", "magnitude.sparsity=-0.5"],
+     "--set: method 'magnitude' parameter 'sparsity': expected a number in [0, 1), got -0.5"),
+    ("--set of a wrong type", ["--set", "magnitude.sparsity=high"],
+     "--set: method 'magnitude' parameter 'sparsity' expects float, got str 'high'"),
+    ("--set of an unknown parameter", ["--set", "magnitude.sparsty=0.5"],
+     "--set: method 'magnitude' has no parameter 'sparsty'"),
+    ("--set without a method", ["--set", "sparsity=0.5"], "--set expects METHOD.PARAM=VALUE, got 'sparsity=0.5'"),
+    ("--set rejected by the method", ["--set", "magnitude.scope=row"],
+     "--set: magnitude: scope must be one of global, layer, got 'row'"),
+    ("--device cuda without CUDA", ["--device", "cuda"], "--device cuda was asked for, but torch sees no CUDA device"),
+    ("--jobs-per-gpu on the CPU", ["--jobs-per-gpu", "2", "--device", "cpu"], "--jobs-per-gpu needs CUDA devices"),
+]
+
+
+@pytest.mark.parametrize("what, extra, message", COMMAND_LINES, ids=[c[0] for c in COMMAND_LINES])
+def test_bad_command_lines_are_refused(tmp_path, data_dir, capsys, what, extra, message):
+    line = refused(run_args("mlp", tmp_path / "results", data_dir, "--seeds", "0", *extra), capsys, tmp_path / "results")
+    assert message in line, line
+
+
+def test_set_of_a_selected_chain_link_is_accepted(tmp_path, data_dir, capsys):
+    argv = ["run", "--suite", "mlp", "--methods", "magnitude+ptq-int8", "--set", "magnitude.sparsity=0.95",
+            "--data-dir", str(data_dir), "--results-dir", str(tmp_path), "--dry-run"]
+    assert main(argv) == 0
+    assert "sparsity=0.95" in capsys.readouterr().out
+
+
+def test_unknown_names_are_refused(tmp_path, data_dir, capsys):
+    results = tmp_path / "results"
+    line = refused(["run", "--suite", "mlp", "--methods", "magnitde", "--results-dir", str(results)], capsys, results)
+    assert "unknown method 'magnitde'; did you mean magnitude?" in line
+    line = refused(["run", "--suite", "nope", "--methods", "dense", "--results-dir", str(results)], capsys, results)
+    assert "unknown suite 'nope'" in line
+    line = refused(["run", "--suite", "mlp", "--methods", ",", "--results-dir", str(results)], capsys, results)
+    assert "no method selected" in line
+    line = refused(["leaderboard", "--suite", "../mlp", "--results-dir", str(results)], capsys, results)
+    assert line == f"bench: error: --suite '../mlp': expected a suite name, a plain folder name under {results}"
+
+
+def test_a_results_folder_that_is_a_file_is_refused(tmp_path, data_dir, capsys):
+    results = tmp_path / "results"
+    results.write_text("not a folder\n")
+    try:
+        code = main(run_args("mlp", results, data_dir, "--seeds", "0", "--epochs", "1"))
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"bench: error: cannot write run records under {results / 'mlp'}: {results} is not a folder\n"
+    assert results.read_text() == "not a folder\n"
+
+
+def test_refusals_look_the_same_from_a_real_process(tmp_path, data_dir):
+    path = tmp_path / "suite.yaml"
+    path.write_text(VALID.replace("name: tiny", "name: ../../outside"))
+    stderr = []
+    for argv in (run_args(str(path), tmp_path / "results", data_dir),
+                 run_args("mlp", tmp_path / "results", data_dir, "--seeds", "0,0")):
+        proc: subprocess.CompletedProcess = run_bench(argv)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1, proc.stderr
+        stderr.append(proc.stderr)
+    assert f"bench: error: {path}: key 'name': expected a plain folder name" in stderr[0]
+    assert "bench run: error: argument --seeds: expected distinct values" in stderr[1]
+    assert not (tmp_path / "results").exists() and not (tmp_path.parent / "outside").exists()
