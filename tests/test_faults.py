@@ -1,0 +1,379 @@
+"""Faults injected into real sweeps: plugins that exit, break or return garbage, kill -9 at random
+points, a full disk (a small tmpfs), concurrent commands, truncated files. None may corrupt, hide
+or fake a result: every finished record survives whole, nothing half-written stays behind, and
+every failure is named where people look (console, failed-runs table, warnings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import records, registry
+from bench.cli import main
+from bench.context import DenseWeights
+from conftest import ROOT, make_distribution, run_bench
+
+registry.discover()  # the plugins' import warnings belong to no test's output
+
+TINY = ["--suite", "mlp", "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1",
+        "--limit-train", "2000", "--limit-test", "500"]
+
+FAULTY = '''
+    import os, signal, sys
+
+    import torch
+    from torch import nn
+
+    from bench import Method, NotApplicable, bounded, register_method
+
+    @register_method("exits")
+    class Exits(Method):
+        """Calls sys.exit in run()."""
+
+        def run(self, ctx):
+            ctx.pretrained()
+            sys.exit("giving up")
+
+    @register_method("nan-weights")
+    class NanWeights(Method):
+        """Returns the dense model with one NaN weight."""
+
+        def run(self, ctx):
+            model = ctx.pretrained()
+            with torch.no_grad():
+                model[1].weight[0, 0] = float("nan")
+            return model
+
+    class Overflow(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x) * float("inf")
+
+    @register_method("inf-outputs")
+    class InfOutputs(Method):
+        """Returns a model with finite weights and infinite outputs."""
+
+        def run(self, ctx):
+            return Overflow(ctx.pretrained())
+
+    @register_method("not-applicable")
+    class NeedsBatchNorm(Method):
+        """Cannot work on this suite."""
+
+        def run(self, ctx):
+            raise NotApplicable("the model has no BatchNorm layers")
+
+    @register_method("interrupts")
+    class Interrupts(Method):
+        """Gets Ctrl-C mid-run."""
+
+        def run(self, ctx):
+            ctx.pretrained()
+            os.kill(os.getpid(), signal.SIGINT)
+
+    @register_method("ranged")
+    class Ranged(Method):
+        """Declares a range on its parameter."""
+
+        amount: float = bounded(0.5, gt=0, le=1)
+
+        def run(self, ctx):
+            return ctx.pretrained()
+'''
+
+SYNTAX_ERROR = '''\
+from bench import Method, register_method
+
+
+@register_method("syntax")
+class Syntax(Method)
+    """Forgot a colon."""
+'''
+
+
+@pytest.fixture(scope="module")
+def plugins(tmp_path_factory) -> Path:
+    site = make_distribution(tmp_path_factory.mktemp("site"), "faulty", FAULTY, {
+        name: "faulty" for name in ("exits", "nan-weights", "inf-outputs", "not-applicable", "interrupts", "ranged")})
+    make_distribution(site, "exit_at_import", "import sys\nsys.exit(3)\n", {"exit-import": "exit_at_import"})
+    make_distribution(site, "syntax_plugin", "", {"syntax": "syntax_plugin"})
+    (site / "syntax_plugin.py").write_text(SYNTAX_ERROR)
+    return site
+
+
+def statuses(results: Path) -> dict[str, str]:
+    recs = [json.loads(p.read_text()) for p in (results / "mlp" / "runs").glob("*.json")]
+    return {r["config"]["method"]: r["status"] for r in recs}
+
+
+def test_faulty_plugins_become_failed_or_invalid_rows_and_the_sweep_goes_on(tmp_path, data_dir, plugins):
+    results = tmp_path / "results"
+    args = ["run", *TINY, "--data-dir", str(data_dir), "--results-dir", str(results)]
+    proc = run_bench([*args, "--methods", "dense,syntax,exit-import,exits,nan-weights,inf-outputs,not-applicable"],
+                     pythonpath=[plugins])
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "5 of 7 runs did not finish" in proc.stderr
+    assert statuses(results) == {"dense": "ok", "syntax": "failed", "exit-import": "failed", "exits": "failed",
+                                 "nan-weights": "invalid", "inf-outputs": "invalid", "not-applicable": "skipped"}
+    causes = ["FAILED: ImportError: plugin 'syntax' failed to import: SyntaxError: expected ':' (syntax_plugin.py, line 5)",
+              "FAILED: ImportError: plugin 'exit-import' failed to import: SystemExit: the plugin called sys.exit(3)",
+              "FAILED: SystemExit: the plugin called sys.exit('giving up')",
+              "INVALID: the returned model holds non-finite values in '1.weight'",
+              "INVALID: the returned model's outputs on 256 test images are not finite"]
+    md = (results / "mlp" / "leaderboard-custom.md").read_text()
+    for cause in causes:
+        assert cause in proc.stdout, cause  # the console line of the run
+        assert cause.split(": ", 1)[1] in md, cause  # the failed-runs table
+    assert "| invalid |" in md.replace("  ", " ").replace("  ", " ")
+    ranked = pd.read_csv(results / "mlp" / "leaderboard-custom.csv")
+    assert list(ranked.method) == ["dense"]  # invalid models are never ranked
+
+    # A rerun changes no finished record (a skipped run is finished), and Ctrl-C still stops it.
+    before = {p.name: p.read_bytes() for p in (results / "mlp" / "runs").glob("*.json")}
+    again = run_bench([*args, "--methods", "dense,not-applicable,interrupts"], pythonpath=[plugins])
+    assert again.returncode == 130, again.stderr
+    assert "3 runs (dense, not-applicable, interrupts; seeds [0]), 1 to run, 2 finished before" in again.stdout
+    assert "interrupted; finished runs are recorded" in again.stderr
+    assert {p.name: p.read_bytes() for p in (results / "mlp" / "runs").glob("*.json")} == before
+
+    listed = run_bench(["list", "methods"], pythonpath=[plugins])
+    assert listed.returncode == 0, listed.stderr
+    assert "FAILED TO IMPORT: SyntaxError: expected ':' (syntax_plugin.py, line 5)" in listed.stdout
+    assert "FAILED TO IMPORT: SystemExit: the plugin called sys.exit(3)" in listed.stdout
+    assert "amount=0.5" in listed.stdout
+
+    out_of_range = run_bench([*args, "--methods", "ranged", "--set", "ranged.amount=2"], pythonpath=[plugins])
+    assert out_of_range.returncode == 2
+    assert "bench: error: --set: method 'ranged' parameter 'amount': expected a number in (0, 1], got 2.0" in out_of_range.stderr
+
+
+def tmp_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+def usable(folder: Path) -> dict[str, bytes]:
+    """Every record file under `folder`, each checked to be a whole record."""
+    out = {}
+    for p in (folder / "mlp" / "runs").glob("*.json"):
+        assert records.read_record(p) is not None, f"{p} is not a whole record"
+        out[p.name] = p.read_bytes()
+    return out
+
+
+SWEEP = ["run", "--suite", "mlp", "--methods", "dense,magnitude,random", "--seeds", "0,1",
+         "--set", "magnitude.sparsity=0.9", "--set", "random.sparsity=0.9", "--epochs", "1",
+         "--finetune-epochs", "1", "--limit-train", "2000", "--limit-test", "500", "--threads", "1"]
+
+
+def start(results: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "bench", *SWEEP, "--data-dir", str(data_dir), "--results-dir", str(results), *extra]
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def alive(pids: list[int], wait: float) -> list[int]:
+    """Those of `pids` still running (zombies count as dead) after up to `wait` seconds. A
+    worker killed with its driver dies at once; one still starting (importing torch) when the
+    driver died finds its pipe closed and exits when it gets there."""
+    deadline = time.monotonic() + wait
+    while True:
+        running = []
+        for pid in pids:
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    running.append(pid)
+            except OSError:
+                pass
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.5)
+
+
+def test_kill_9_at_random_points_loses_no_finished_record(tmp_path, data_dir):
+    """Kill the driver 5 times at random moments: once 0 to 2 more records exist than before, plus
+    0 to 4 seconds, so the kills fall in the import, the dense stage, runs and writes (one with
+    --jobs 2, whose workers must die with it). After each, every record is whole and every earlier
+    one unchanged; the last command finishes the sweep."""
+    rng = random.Random(15)
+    kept: dict[str, bytes] = {}
+    killed, progress = 0, []
+    for i in range(5):
+        proc = start(tmp_path, data_dir, *(["--jobs", "2"] if i == 1 else []))
+        target = len(kept) + rng.randint(0, 2)
+        while proc.poll() is None and len(list((tmp_path / "mlp" / "runs").glob("*.json"))) < target:
+            time.sleep(0.2)
+        time.sleep(rng.uniform(0, 4))
+        workers = children(proc.pid)
+        killed += proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        now = usable(tmp_path)
+        assert {k: now[k] for k in kept} == kept, "a finished record was lost or rewritten"
+        kept = now
+        progress.append(str(len(kept)))
+        assert not tmp_files(tmp_path)
+        assert not alive(workers, wait=60), "workers outlived their killed driver"
+    final = start(tmp_path, data_dir)
+    out, err = final.communicate(timeout=600)
+    assert final.returncode == 0, err
+    done = usable(tmp_path)
+    assert {k: done[k] for k in kept} == kept and len(done) == 6
+    assert {json.loads(b)["status"] for b in done.values()} == {"ok"}
+    assert not tmp_files(tmp_path) and not (tmp_path / "mlp" / "claims").exists()
+    print(f"kill -9: {killed} of 5 commands killed while running; records after each kill: "
+          f"{', '.join(progress)}; after the last command: 6; none lost")
+
+
+def test_concurrent_commands_with_one_killed_run_everything_once(tmp_path, data_dir):
+    """Three commands on one results folder (one with --jobs 2); one is killed at a random
+    moment; the others finish every run, and no record is half-written or duplicated."""
+    procs = [start(tmp_path, data_dir), start(tmp_path, data_dir, "--jobs", "2"), start(tmp_path, data_dir)]
+    time.sleep(random.Random(16).uniform(5, 20))
+    assert procs[2].poll() is None, "the command to kill finished first: this machine is faster than assumed"
+    procs[2].send_signal(signal.SIGKILL)
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, -signal.SIGKILL], outs
+    done = usable(tmp_path)
+    assert len(done) == 6 and {json.loads(b)["status"] for b in done.values()} == {"ok"}
+    assert not tmp_files(tmp_path) and not (tmp_path / "mlp" / "claims").exists()
+
+
+FILLER = '''
+    import os
+    from bench import Method, register_method
+
+    @register_method("filler")
+    class Filler(Method):
+        """Fills the results disk in the middle of a sweep, as another program might."""
+
+        def run(self, ctx):
+            model = ctx.pretrained()
+            if os.environ.get("FILL_PATH"):
+                with open(os.environ["FILL_PATH"], "wb") as f:
+                    try:
+                        while True:
+                            f.write(b"x" * 4096)
+                            f.flush()
+                    except OSError:
+                        pass
+            return model
+'''
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount_tmpfs(size, *options) -> a small filesystem of its own (root only; skipped elsewhere)."""
+    mounted = []
+
+    def mount(size: str, *options: str) -> Path:
+        point = tmp_path / f"fs{len(mounted)}"
+        point.mkdir()
+        opts = ",".join([f"size={size}", *options])
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(point)], capture_output=True, text=True)
+        if proc.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", str(point)], check=False)
+
+
+def test_a_full_or_read_only_results_disk_is_refused_before_training(tmpfs, data_dir, capsys):
+    for fs, reason in ((tmpfs("1m"), "only 1.0 MiB free on its disk, and a sweep needs at least 64 MiB"),
+                       (tmpfs("100m", "ro"), "Read-only file system")):
+        results = fs / "results"
+        code = main(["run", *TINY, "--methods", "dense", "--data-dir", str(data_dir), "--results-dir", str(results)])
+        out, err = capsys.readouterr()
+        assert code == 2 and err.startswith(f"bench: error: cannot write run records under {results / 'mlp'}: "), err
+        assert reason in err and err.count("\n") == 1, err
+        assert "training" not in out and list(fs.iterdir()) == []
+
+
+def test_a_disk_that_fills_mid_sweep_stops_it_clearly_and_a_rerun_loses_nothing(tmp_path, tmpfs, data_dir):
+    fs = tmpfs("80m")
+    site = make_distribution(tmp_path / "site", "filler_plugin", FILLER, {"filler": "filler_plugin"})
+    results = fs / "results"
+    args = ["run", *TINY, "--methods", "dense,filler,magnitude", "--set", "magnitude.sparsity=0.9",
+            "--data-dir", str(data_dir), "--results-dir", str(results)]
+    proc = run_bench(args, pythonpath=[site], env={"FILL_PATH": str(fs / "fill")})
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    filler_record = next(p for p in (results / "mlp" / "logs").glob("filler-*.log")).with_suffix(".json").name
+    assert (f"bench: error: [Errno 28] No space left on device: '{results / 'mlp' / 'runs' / filler_record}'\n"
+            "bench: finished runs are recorded; fix the cause and rerun to resume") in proc.stderr
+    assert "the leaderboard was not rebuilt (OSError: [Errno 28] No space left on device" in proc.stdout
+    assert not tmp_files(results)
+    assert list(usable(results)) == [p.name for p in (results / "mlp" / "runs").glob("dense-*.json")]
+    for table in (results / "mlp").glob("leaderboard*"):  # absent, or whole
+        assert table.stat().st_size > 0 and table.read_text().endswith("\n")
+
+    (fs / "fill").unlink()
+    again = run_bench(args, pythonpath=[site])
+    assert again.returncode == 0, again.stderr
+    assert "3 runs (dense, filler, magnitude; seeds [0]), 2 to run, 1 finished before" in again.stdout
+    assert set(statuses(results).values()) == {"ok"} and len(usable(results)) == 3
+
+
+def test_truncated_cache_and_record_files_are_named_and_redone(tmp_path, data_dir, capsys):
+    args = ["run", *TINY, "--methods", "dense,magnitude", "--set", "magnitude.sparsity=0.9",
+            "--data-dir", str(data_dir), "--results-dir", str(tmp_path)]
+    assert main(args) == 0
+    capsys.readouterr()
+    (cache,) = (tmp_path / "mlp" / "cache").glob("*.pt")
+    cache.write_bytes(cache.read_bytes()[:1000])
+    record = next((tmp_path / "mlp" / "runs").glob("magnitude-*.json"))
+    record.write_text(record.read_text()[:200])
+    (tmp_path / "mlp" / "runs" / "notes.json").write_text('{"not": "a record"}\n')
+
+    assert main(["leaderboard", "--suite", "mlp", "--results-dir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert f"bench: warning: left out of the leaderboard: {record}: unreadable (JSONDecodeError" in err
+    assert f"bench: warning: left out of the leaderboard: {tmp_path / 'mlp' / 'runs' / 'notes.json'}: not a run record" in err
+
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "2 runs (dense, magnitude; seeds [0]), 1 to run, 1 finished before" in out
+    assert f"the cache file {cache} is unreadable (" in out and "training it again" in out
+    assert records.read_record(record)["status"] == "ok" and DenseWeights.load(cache).meta["epochs"] == 1
+
+
+def test_records_are_flushed_before_the_rename_and_get_the_users_permissions(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync"))
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (calls.append("replace"), real_replace(a, b)))
+    for umask, mode in ((0o022, 0o644), (0o002, 0o664)):
+        old = os.umask(umask)
+        try:
+            records.write_json_atomic(tmp_path / f"r{umask}.json", {"schema": 1})
+        finally:
+            os.umask(old)
+        assert (tmp_path / f"r{umask}.json").stat().st_mode & 0o777 == mode
+    assert calls == ["fsync", "replace"] * 2
+    with pytest.raises(OSError) as failed:
+        records.atomic_write(tmp_path / "r.json", lambda f: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    assert failed.value.filename == str(tmp_path / "r.json")  # the error names the file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r18.json", "r2.json"]  # no temporary file left
