@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 import pytest
 
 from bench import records, registry
@@ -377,3 +378,13 @@ def test_records_are_flushed_before_the_rename_and_get_the_users_permissions(tmp
         records.atomic_write(tmp_path / "r.json", lambda f: (_ for _ in ()).throw(OSError(28, "No space left on device")))
     assert failed.value.filename == str(tmp_path / "r.json")  # the error names the file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r18.json", "r2.json"]  # no temporary file left
+
+
+def test_latency_is_timed_at_the_batch_it_is_labelled_with(make_context):
+    """With --limit-test below a latency batch, the test images are repeated to fill the batch:
+    a figure labelled batch 256 is never timed at batch 100."""
+    from bench.runner import measure_input
+
+    ctx = make_context(limit_test=100)
+    x = measure_input(ctx, 256, ctx.device)
+    assert x.shape[0] == 256 and torch.equal(x[100:200], x[:100])

@@ -8,6 +8,7 @@ run as real processes at the end, to show the same refusal from outside.
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -261,3 +262,16 @@ def test_refusals_look_the_same_from_a_real_process(tmp_path, data_dir):
     assert f"bench: error: {path}: key 'name': expected a plain folder name" in stderr[0]
     assert "bench run: error: argument --seeds: expected distinct values" in stderr[1]
     assert not (tmp_path / "results").exists() and not (tmp_path.parent / "outside").exists()
+
+
+def test_no_fine_tuning_is_legal_and_means_none(tmp_path, data_dir, capsys):
+    """--finetune-epochs 0 (finetune_epochs: 0): a post-training method returns its compressed
+    model without fine-tuning, and its cost is the dense model's epochs alone."""
+    argv = ["run", "--suite", "mlp", "--methods", "magnitude", "--set", "magnitude.sparsity=0.5", "--seeds", "0",
+            "--epochs", "1", "--finetune-epochs", "0", "--limit-train", "2000", "--limit-test", "500",
+            "--data-dir", str(data_dir), "--results-dir", str(tmp_path)]
+    assert main(argv) == 0, capsys.readouterr().err
+    (path,) = (tmp_path / "mlp" / "runs").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "ok" and record["metrics"]["train_epochs"] == 1
+    assert record["config"]["budget"]["finetune_epochs"] == 0
