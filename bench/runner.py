@@ -259,7 +259,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
               data_dir: Path | None, device: str, overrides: dict[str, dict[str, Any]],
               executor: Executor, budget_overrides: dict[str, Any] | None = None,
               force: bool = False, compile: str | None = None, order: Order = "depth",
-              max_minutes: float | None = None, dry_run: bool = False,
+              max_minutes: float | None = None, dry_run: bool = False, allow_dirty: bool = False,
               log: Callable[[str], None] = tqdm.write) -> list[dict[str, Any]]:
     """Plan, train the dense stage, run, record and tabulate; returns the records of this
     command's runs (those finished before included).
@@ -267,7 +267,9 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     `budget_overrides` (epochs, finetune_epochs, limit_train, limit_test) make the runs
     non-standard: recorded, but kept out of the standard leaderboard. `max_minutes`: no run
     starts after that much wall time; the runs in flight finish. `dry_run` prints the plan and
-    its expected cost, and trains and writes nothing.
+    its expected cost, and trains and writes nothing. Standard-budget records are refused from a
+    checkout with uncommitted changes (every leaderboard row must name the code that made it)
+    unless `allow_dirty`, which the records then say.
     """
     standard_budget = suite.training
     suite = suite.with_budget(**(budget_overrides or {}))
@@ -292,13 +294,19 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     if dry_run:
         _print_plan(suite, runs, todo, dense, source, device, results_dir, log)
         return []
+    commit = records.git_commit()
+    if standard and todo and commit and commit.endswith("-dirty") and not allow_dirty:
+        raise records.ProvenanceError(
+            f"the checkout has uncommitted changes ({commit}): standard-budget records must come from a "
+            "commit; commit first, or pass --allow-dirty (recorded in every record)")
     log(f"suite {suite.name}: {len(runs)} runs ({', '.join(names)}; seeds {seeds}), {len(todo)} to run, "
         f"{len(runs) - len(todo)} finished before; data {source}; {executor.description}")
     _check_writable(suite_dir)
     deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else None
     try:
         _schedule(suite, todo, dense, executor, source=source, data_dir=data_dir, device=device,
-                  compile=compile, standard=standard, deadline=deadline, log=log)
+                  compile=compile, standard=standard, deadline=deadline, log=log,
+                  provenance={"allow_dirty": True} if allow_dirty else {})
     finally:  # also when interrupted: the tables show every finished run
         for r in todo:
             r.claim.release()
@@ -316,7 +324,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
 
 def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor: Executor,
               *, source: str, data_dir: Path | None, device: str,
-              compile: str | None, standard: bool, deadline: float | None, log: Callable[[str], None]) -> None:
+              compile: str | None, standard: bool, deadline: float | None, log: Callable[[str], None],
+              provenance: dict[str, Any]) -> None:
     """Hand tasks to the executor as slots free up, dense models first, each run once its seed's
     dense model is ready; record each result as it comes back."""
     suite_dir = todo[0].path.parent.parent if todo else None
@@ -390,7 +399,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
             record = {"schema": records.SCHEMA_VERSION, "config": item.config, "config_hash": item.digest,
                       "standard_budget": standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                       "env": {**outcome.env, "data_source": source, "compile": compile or False,
-                              "executor": executor.description},
+                              "executor": executor.description, **provenance},
                       **outcome.result}
             records.write_json_atomic(item.path, record)
             if outcome.log is not None:
