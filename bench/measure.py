@@ -16,7 +16,6 @@ from torch import nn
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.sparsity import PRUNABLE
 
 
 # Storage types of quantized weights. Quantized models keep them as buffers (torchao's PT2E
@@ -38,27 +37,40 @@ def count_nonzeros(model: nn.Module) -> int:
     return sum(int(torch.count_nonzero(t)) for t in weight_tensors(model))
 
 
+class _EffectiveFlopCounter(FlopCounterMode):
+    """FLOPs as torch.utils.flop_counter counts them, plus the FLOPs of every matrix product and
+    convolution scaled by the density of the weight it actually executes: a masked weight, an
+    int8 weight dequantized for the product, a layer no nn.Linear/nn.Conv2d wraps. (It hooks
+    FlopCounterMode's per-op `_count_flops`, present in torch 2.11 to 2.15.)"""
+
+    WEIGHT_ARG = {torch.ops.aten.mm: 1, torch.ops.aten.addmm: 2, torch.ops.aten.convolution: 1,
+                  torch.ops.aten._convolution: 1}
+
+    def __init__(self) -> None:
+        super().__init__(display=False)
+        self.skippable = 0.0  # FLOPs that multiply zeros
+
+    def _count_flops(self, func_packet, out, args, kwargs):  # noqa: ANN001 - torch's signature
+        index = self.WEIGHT_ARG.get(func_packet)
+        if index is not None and func_packet in self.flop_registry:
+            count = self.flop_registry[func_packet](*args, **kwargs, out_val=out)
+            weight = args[index]
+            self.skippable += count * (1.0 - float(torch.count_nonzero(weight)) / max(weight.numel(), 1))
+        return super()._count_flops(func_packet, out, args, kwargs)
+
+
 @torch.inference_mode()
 def flops(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
     """Forward FLOPs for one input (torch.utils.flop_counter), and the effective FLOPs.
 
-    Effective FLOPs scale each Linear/Conv layer's FLOPs by the density of its weight: the
-    theoretical cost if zeros were skipped. Returns (flops, effective_flops).
+    Effective FLOPs scale each matrix product's and convolution's FLOPs by the density of the
+    weight it executes: the theoretical cost if zeros were skipped. Returns (flops, effective).
     """
     model.eval()
-    with FlopCounterMode(display=False) as counter:
+    with _EffectiveFlopCounter() as counter:
         model(example)
     total = counter.get_total_flops()
-    per_module = counter.get_flop_counts()
-    root = type(model).__name__
-    saved = 0.0
-    for name, module in model.named_modules():
-        if isinstance(module, PRUNABLE) and isinstance(module.weight, torch.Tensor):
-            key = f"{root}.{name}" if name else root
-            module_flops = sum(per_module.get(key, {}).values())
-            density = float(torch.count_nonzero(module.weight)) / module.weight.numel()
-            saved += module_flops * (1.0 - density)
-    return int(total), int(round(total - saved))
+    return int(total), int(round(total - counter.skippable))
 
 
 def sparse_state_dict(model: nn.Module) -> dict[str, Any]:

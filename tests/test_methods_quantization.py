@@ -151,6 +151,13 @@ def test_after_pruning_zeros_stay_zero_and_int8_size_counts_them(make_context):
     assert measure.size_bytes(models["uniform"]) < 0.25 * 266_610
     # 10% of the int8 values plus a 1-bit mask: about 0.225 of the dense int8 bytes
     assert measure.size_bytes(models["ptq-int8"]) < 0.3 * dense_int8_bytes
+    # effective FLOPs come from the weights the int8 model executes, zeros included
+    x = ctx.preprocess.normalize(ctx.data.test.x[:1])
+    dense_flops, float_effective = measure.flops(pruned, x)
+    for name in ("qat", "ptq-int8"):
+        total, effective = measure.flops(models[name], x)
+        assert total == dense_flops, name
+        assert effective < 0.12 * dense_flops and abs(effective - float_effective) < 0.02 * dense_flops, name
 
 
 @pytest.mark.parametrize("name", ["qat", "uniform"])
