@@ -90,7 +90,7 @@ def test_failing_plugins_become_failed_rows_and_exit_nonzero(tmp_path, data_dir)
 
 def test_user_errors_are_clear_and_exit_2(tmp_path, data_dir):
     unknown = run_bench(quick(tmp_path, data_dir, "--methods", "magnitde"))
-    assert unknown.returncode == 2 and "unknown method 'magnitde'; did you mean magnitude?" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown method 'magnitde'; did you mean magnitude, magnitude-oneshot?" in unknown.stderr
     bad_param = run_bench(quick(tmp_path, data_dir, "--methods", "magnitude", "--set", "magnitude.sparsty=0.5"))
     assert bad_param.returncode == 2 and "no parameter 'sparsty'" in bad_param.stderr
     bad_suite = run_bench(["run", "--suite", "nope", "--methods", "dense"])
