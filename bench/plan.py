@@ -55,6 +55,8 @@ def plan(suite: Suite, names: list[str], overrides: dict[str, dict[str, Any]], s
         for value in suite.sparsities if sweeping else [None]:
             per_link = {link: {**params, **({METHODS[link].sweep: value} if link in sweeping else {})}
                         for link, (params, _) in resolved.items()}
+            for link in sweeping:  # a swept level may not suit other parameters (an N:M pattern)
+                METHODS[link].build(dict(per_link[link]))
             params = per_link[name] if len(chain) == 1 else per_link
             runs += [RunSpec(name, params, seed) for seed in seeds]
     if order == "breadth":
