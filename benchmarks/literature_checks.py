@@ -109,6 +109,24 @@ def near(a: Figure | None, target: float, tolerance: float, of=lambda m: m) -> t
     return "inconclusive", criterion
 
 
+def shrinks(gap: tuple[Figure | None, Figure | None], later: tuple[Figure | None, Figure | None]) -> tuple[str, str]:
+    """(verdict, criterion) of "the accuracy gap a - b is smaller in `later` than in `gap`": a
+    one-sided z-test on the difference of the two differences (normal approximation)."""
+    figures = [*gap, *later]
+    if any(f is None for f in figures):
+        return "not run yet", "-"
+    if any(f.n < 2 for f in figures):
+        return "inconclusive", "one seed: no test"
+    (a, b), (c, d) = gap, later
+    diff = (a.mean - b.mean) - (c.mean - d.mean)
+    se = math.sqrt(sum(f.std ** 2 / f.n for f in figures))
+    if se == 0:
+        return ("pass" if diff > 0 else "miss"), "identical seeds"
+    z = diff / se
+    criterion = f"z={z:.2f} (one-sided 5%: 1.645)"
+    return ("pass" if z > 1.645 else "miss" if z < -1.645 else "inconclusive"), criterion
+
+
 def checks(results: Path) -> list[list[str]]:
     rows: list[list[str]] = []
 
@@ -162,6 +180,25 @@ def checks(results: Path) -> list[list[str]]:
         add("uniform 4-bit within 1 pt of dense", suite, show(a, dense), "> dense - 1", above(a, dense, 1.0))
         kd, student = accuracy(t, "kd"), accuracy(t, "student")
         add("kd above the student trained alone", suite, show(kd, student), "kd > student", above(kd, student))
+        one_shot = {"finetune": False, "n": 0}
+        for s in (0.5, 0.8, 0.9):
+            base = accuracy(t, "magnitude-oneshot", sparsity=s, **one_shot)
+            for method, paper in (("sparsegpt", "Frantar & Alistarh 2023"), ("wanda", "Sun et al. 2024")):
+                a = accuracy(t, method, sparsity=s, **one_shot)
+                add(f"{method} above one-shot magnitude at {s:.0%}, no fine-tuning ({paper})", suite,
+                    show(a, base), f"{method} > magnitude", above(a, base))
+        base = accuracy(t, "magnitude-oneshot", n=2, m=4, finetune=False)
+        for method in ("sparsegpt", "wanda"):
+            a = accuracy(t, method, n=2, m=4, finetune=False)
+            add(f"{method} above one-shot magnitude at 2:4, no fine-tuning", suite, show(a, base),
+                f"{method} > magnitude", above(a, base))
+        g, r = accuracy(t, "gptq", bits=3, finetune=False), accuracy(t, "rtn", bits=3, finetune=False)
+        add("gptq above round-to-nearest at 3 bits (Frantar et al. 2023)", suite, show(g, r), "gptq > rtn", above(g, r))
+        pairs = [accuracy(t, m, sparsity=0.8, n=0, finetune=ft) for ft in (False, True)
+                 for m in ("sparsegpt", "magnitude-oneshot")]
+        add("fine-tuning shrinks sparsegpt's lead over one-shot magnitude at 80%", suite,
+            " / ".join("-" if f is None else f"{f.mean:.2f}" for f in pairs), "gap with < gap without",
+            shrinks((pairs[0], pairs[1]), (pairs[2], pairs[3])))
         for s in (0.9, 0.95):
             chain = size(t, "magnitude+ptq-int8", **{"magnitude.sparsity": s})
             alone, int8 = size(t, "magnitude", sparsity=s), size(t, "ptq-int8")

@@ -27,7 +27,12 @@ def test_checks_decide_over_the_seeds_and_say_when_they_cannot(tmp_path):
             ("lottery", "reinit=False, rounds=5, sparsity=0.98", 97.10, 0.10, 3),
             ("lottery", "reinit=True, rounds=5, sparsity=0.98", 97.00, 0.10, 3),  # +0.1 in the noise
             ("snip", "sparsity=0.95", 98.35, 0.05, 3),  # 1.65% error: near the published 1.6%
-            ("kd", "-", 98.5, 0.0, 1), ("student", "-", 98.4, 0.0, 1)]  # one seed each
+            ("kd", "-", 98.5, 0.0, 1), ("student", "-", 98.4, 0.0, 1),  # one seed each
+            # one-shot at 80%: sparsegpt leads by 2 pts without fine-tuning, by 0.1 with it
+            ("sparsegpt", "finetune=False, m=0, n=0, sparsity=0.8", 96.0, 0.1, 3),
+            ("magnitude-oneshot", "finetune=False, m=0, n=0, scope=layer, sparsity=0.8", 94.0, 0.1, 3),
+            ("sparsegpt", "finetune=True, m=0, n=0, sparsity=0.8", 98.1, 0.1, 3),
+            ("magnitude-oneshot", "finetune=True, m=0, n=0, scope=layer, sparsity=0.8", 98.0, 0.1, 3)]
     table = pd.DataFrame(rows, columns=["method", "setting", "accuracy_mean_%", "accuracy_std_%", "seeds"])
     table["data_source"], table["size_KiB"], table["compression_x"] = "torchvision:MNIST", 100.0, 1.0
     (tmp_path / "mlp").mkdir()
@@ -44,4 +49,7 @@ def test_checks_decide_over_the_seeds_and_say_when_they_cannot(tmp_path):
     assert v[("lottery above its reinit control at 98% (Frankle & Carbin 2019)", "mlp")][0] == "inconclusive"
     assert v[("SNIP error at 95% near the published 1.6% (Lee et al. 2019)", "mlp")][0] == "pass"
     assert v[("kd above the student trained alone", "mlp")] == ("inconclusive", "one seed: no test")
+    assert v[("sparsegpt above one-shot magnitude at 80%, no fine-tuning (Frantar & Alistarh 2023)", "mlp")][0] == "pass"
+    assert v[("wanda above one-shot magnitude at 80%, no fine-tuning (Sun et al. 2024)", "mlp")][0] == "not run yet"
+    assert v[("fine-tuning shrinks sparsegpt's lead over one-shot magnitude at 80%", "mlp")][0] == "pass"
     assert not any(suite == "mnist" for _, suite in v)  # no leaderboard, no rows
