@@ -68,15 +68,17 @@ METRICS: list[MetricSpec] = [
     MetricSpec("flops", "forward FLOPs for one input, counted by `torch.utils.flop_counter` on the "
                "returned model (a multiply-add is 2 FLOPs)", "MFLOPs", "flops_M", scale=1e-6,
                decimals=3, table=None, higher_is_better=False),
-    MetricSpec("flops_effective", "`flops` with each Linear/Conv layer's share scaled by its weight "
-               "density: the cost if zeros were skipped", "MFLOPs", "flops_effective_M",
+    MetricSpec("flops_effective", "`flops` with each matrix product's and convolution's share scaled "
+               "by the density of the weight it executes (int8 weights included): the cost if zeros "
+               "were skipped", "MFLOPs", "flops_effective_M",
                "eff. MFLOPs", scale=1e-6, decimals=3, shown=3, higher_is_better=False),
     MetricSpec("size_bytes", "bytes of the compressed encoding: the smallest registered exact encoding "
                "of the model (`bench.deploy.encoding`; its name is in the record's "
                "`figures.deploy.encoding`). Every model has the bitmask encoding, `torch.save` of the "
                "state dict with each float or int8 tensor stored dense or, when smaller, as a bitmask "
-               "(1 bit per element) plus its nonzero values; `uniform` registers packed low-bit codes "
-               "and `deep-compression` its Huffman-coded bitstream", "KiB", "size_KiB", "size (KiB)",
+               "(1 bit per element) plus its nonzero values; `uniform` registers packed low-bit codes, "
+               "`deep-compression` its Huffman-coded bitstream, bench.lowbit (`gptq`, `rtn`) codes "
+               "packed on their grids", "KiB", "size_KiB", "size (KiB)",
                scale=1 / 1024, decimals=1, shown=1, higher_is_better=False),
     MetricSpec("compression", "bitmask size of the dense model (its state dict) divided by `size_bytes`", "x",
                "compression_x", "compression (x)", decimals=2, shown=1, higher_is_better=True),
@@ -92,7 +94,8 @@ METRICS: list[MetricSpec] = [
                "when it started from `ctx.pretrained()`", "", "train_epochs", "train epochs",
                decimals=1, higher_is_better=False),
     MetricSpec("train_time_s", "seconds of training those epochs took (the cached dense model's "
-               "recorded time included)", "s", "train_time_s", "train time (s)", decimals=1,
+               "recorded time included), plus the compute a one-shot method spent outside epochs "
+               "(the record's `figures.compress_time_s`)", "s", "train_time_s", "train time (s)", decimals=1,
                higher_is_better=False),
     MetricSpec("compile_time_s", "with `--compile`: seconds of the first training step of every "
                "training call, kept apart from `train_time_s` (records only)", "s", None, table=None,

@@ -30,12 +30,14 @@ from bench import leaderboard, records  # noqa: E402
 
 # The README's families (section The methods); a chain is "combined".
 FAMILIES = {
-    "reference": ["dense", "student"],
+    "reference": ["dense", "dense-ft", "student"],
     "pruning after training": ["magnitude", "random", "imp", "filter-l1"],
     "pruning during training": ["gmp", "lottery"],
     "sparse training": ["l1", "gating", "slimming", "snip", "static", "set", "rigl"],
     "sparse fine-tuning": ["sft"],
     "N:M sparsity": ["nm"],
+    "one-shot pruning": ["sparsegpt", "wanda", "magnitude-oneshot"],
+    "one-shot quantization": ["gptq", "rtn"],
     "quantization": ["ptq-int8", "dynamic-int8", "qat", "uniform"],
     "distillation": ["kd"],
     "combined": ["deep-compression", "sparse-coding"],

@@ -2,55 +2,36 @@
 
 Mishra et al., "Accelerating Sparse Deep Neural Networks" (2021), and NVIDIA's Automatic
 SParsity (apex.contrib.sparsity): in every group of M consecutive input weights of a layer the N
-largest in magnitude are kept, then the model is retrained with the masks held. 2:4 is the
+largest in magnitude are kept, then the model is retrained with the pattern held. 2:4 is the
 pattern Ampere and later GPUs multiply at up to twice the dense rate (sparse tensor cores; in
 PyTorch `torch.sparse.to_sparse_semi_structured`), so the sparsity is fixed at 1 - N/M and is not
 swept.
 
 Groups run along the input dimension, the reduction axis of the matrix product: a Linear
 weight's rows; for a convolution, as in ASP, the input channels at each output channel and
-kernel position (the layout of an implicit GEMM over NHWC). Layers whose input size is not a
-multiple of M (LeNet-5's first convolution has one input channel) stay dense, as ASP leaves
-them; the record lists them.
+kernel position (bench.layerwise.weight_matrix, the layout of an implicit GEMM over NHWC).
+Layers whose input channels are not a multiple of M (LeNet-5's first convolution has one) stay
+dense, as ASP leaves them; the record lists them. `magnitude-oneshot` with `n`, `m` and
+`finetune=true` prunes those too, across kernel positions.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from bench import Context, Method, NotApplicable, register_method
-from bench.registry import ParameterError
-from bench.sparsity import PRUNABLE, make_permanent, mask_weight
-
-
-def groups_view(w: torch.Tensor) -> torch.Tensor:
-    """The weight with its input dimension last: (out, in) for Linear, (out, kh, kw, in) for a
-    convolution; groups are consecutive runs along that last dimension."""
-    return w.movedim(1, -1) if w.dim() > 2 else w
-
-
-def nm_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
-    """Boolean mask keeping the n largest-magnitude weights of every group of m consecutive input
-    weights (ties go to the lower index, as torch.topk on a stable sort would). Weights that are
-    zero already are never kept in place of a nonzero one, and stay zero: an earlier link's
-    pruning holds."""
-    view = groups_view(w.detach())
-    groups = view.abs().reshape(-1, m)
-    order = groups.argsort(dim=1, descending=True, stable=True)[:, :n]
-    keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, order, True)
-    keep = keep.reshape(view.shape) & (view != 0)
-    return keep.movedim(-1, 1) if w.dim() > 2 else keep
+from bench import Context, Method, NotApplicable, ParameterError, register_method
+from bench.layerwise import set_weight_matrix, weight_matrix
+from bench.sparsity import keep_zeros, nm_mask, prunable_weights
 
 
 @register_method("nm")
 class NM(Method):
     """N:M structured sparsity (2:4 by default): the N largest of every M input weights, fine-tuned with the pattern held (NVIDIA ASP).
 
-    Every Linear/Conv layer whose input size is a multiple of `m` is masked, the mask held through
-    the suite's fine-tuning (torch.nn.utils.prune) and folded into the weights, which are then
-    truly zero. Zeros left by an earlier link of a chain stay zero, so `magnitude+nm` is 2:4 and
-    at least as sparse as the magnitude model.
+    Every Linear/Conv layer whose input channels are a multiple of `m` is pruned to the pattern,
+    then the model is fine-tuned for the suite's fine-tuning budget with every zero held. Zeros
+    left by an earlier link of a chain stay zero (they rank last in their group), so `magnitude+nm`
+    is N:M and at least as sparse as the magnitude model.
     """
 
     n: int = 2
@@ -62,18 +43,18 @@ class NM(Method):
 
     def run(self, ctx: Context) -> nn.Module:
         model = ctx.pretrained()
+        names = {module: name for name, module in model.named_modules()}
         masked, dense = [], []
-        for name, module in model.named_modules():
-            if not isinstance(module, PRUNABLE):
-                continue
+        for module, _ in prunable_weights(model):
             if module.weight.shape[1] % self.m:
-                dense.append(name)
+                dense.append(names[module])
                 continue
-            mask = nm_mask(module.weight, self.n, self.m)
-            mask_weight(module, "weight", torch.empty_like(module.weight).copy_(mask))  # the weight's layout
-            masked.append(name)
+            w = weight_matrix(module)
+            set_weight_matrix(module, w * nm_mask(w.abs(), self.n, self.m))
+            masked.append(names[module])
         if not masked:
-            raise NotApplicable(f"no layer's input size is a multiple of m={self.m}")
+            raise NotApplicable(f"no layer's input channels are a multiple of m={self.m}")
         ctx.record(nm_layers=masked, nm_dense_layers=dense)
-        ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
-        return make_permanent(model)
+        ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr,
+                  after_step=keep_zeros(model))
+        return model

@@ -35,6 +35,8 @@ FAMILIES = [
     ("mlp", "kd", {}, {"torch_csr": NOT_SPARSE}),
     ("mlp", "deep-compression", {"sparsity": 0.9}, {}),
     ("mlp", "nm", {}, {}),
+    ("mlp", "sparsegpt", {"sparsity": 0.9}, {}),
+    ("mlp", "gptq", {"bits": 4}, {"torch_csr": NOT_SPARSE}),
     ("mlp", "magnitude+ptq-int8", {"magnitude": {"sparsity": 0.9}, "ptq-int8": {}}, {"torch_csr": INT8}),
 ]
 
