@@ -309,6 +309,17 @@ def load_onnxruntime(model: nn.Module, x: torch.Tensor, export: Export, referenc
                    tolerance=INT8_TOLERANCE if is_int8(model) else FP32_TOLERANCE)
 
 
+@functools.cache
+def openvino_core() -> Any:
+    """One OpenVINO Core for the process, as OpenVINO advises. It is also a fix: each Core's CPU
+    plugin installs an alternate signal stack on the calling thread, and Cores destroyed out of
+    order left it pointing at freed memory, so the next SIGTERM (`kill` of a sweep) crashed
+    Python's handler, which runs on that stack, with a segmentation fault."""
+    import openvino as ov
+
+    return ov.Core()
+
+
 def load_openvino(model: nn.Module, x: torch.Tensor, export: Export, reference: bool) -> Session:
     """OpenVINO's CPU plugin on the ONNX export, reshaped to the input's static shape. Inference
     precision is held at f32: on CPUs with bf16 units OpenVINO would otherwise run float models in
@@ -317,7 +328,7 @@ def load_openvino(model: nn.Module, x: torch.Tensor, export: Export, reference: 
     import openvino as ov
 
     path = export.path
-    core = ov.Core()
+    core = openvino_core()
     graph = core.read_model(str(path))
     ov.save_model(graph, str(path.with_suffix(".xml")), compress_to_fp16=False)
     artifact = path.with_suffix(".xml").stat().st_size + path.with_suffix(".bin").stat().st_size

@@ -2,7 +2,8 @@
 
 Rows are one method and setting (e.g. each sparsity), aggregated over seeds (mean, and std for
 accuracy). Columns, their order, scale and number formats come from the metric registry
-(bench.metrics); the Markdown has a main table and a speed table per data source and budget. Standard-budget runs go to leaderboard.{csv,md}; runs with overridden budgets go to
+(bench.metrics); the Markdown has a main table and a speed table per data source and budget.
+Standard-budget runs go to leaderboard.{csv,md}; runs with overridden budgets go to
 leaderboard-custom.{csv,md}, keyed by their budget, so the two never mix. Within a file, each data
 source is its own table. Sorting and number formats are fixed, so the same records always give
 the same bytes.
@@ -18,6 +19,7 @@ from tabulate import tabulate
 
 from bench import metrics, records
 from bench.metrics import Column
+
 
 def _budget_label(budget: dict[str, Any]) -> str:
     text = f"{budget['epochs']}+{budget['finetune_epochs']} epochs"

@@ -128,6 +128,8 @@ def load_suite(name_or_path: str) -> Suite:
     if unknown:
         raise SuiteError(f"{path}: key 'runtimes': unknown runtime '{unknown[0]}'; "
                          f"expected some of {', '.join(RUNTIMES)}")
+    if "torch" not in suite.runtimes:  # the reference runtime: its latency is in every run's log line
+        raise SuiteError(f"{path}: key 'runtimes': must include torch (PyTorch eager, the reference)")
     return suite
 
 

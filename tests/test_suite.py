@@ -48,6 +48,7 @@ def test_valid_file_parses_with_defaults(tmp_path):
     (("lr: 0.1,", "lr: 0.1, precision: fp16,"), "key 'training.precision': expected one of fp32, bf16"),
     (("seeds: [0]", "seeds: [0]\nruntimes: [torch, tensorrt]"),
      "key 'runtimes': unknown runtime 'tensorrt'; expected some of torch, torch_compile, torch_csr"),
+    (("seeds: [0]", "seeds: [0]\nruntimes: [onnxruntime]"), "key 'runtimes': must include torch"),
 ])
 def test_errors_name_file_key_and_expectation(tmp_path, edit, message):
     path = write(tmp_path, VALID.replace(*edit))
