@@ -6,15 +6,15 @@ A group of `group_size` consecutive inputs of one output row (the whole row when
 has a scale s and an integer zero point z: its weights are s * (q - z) with codes q in
 [0, 2^bits - 1], and the grid spans [min(w, 0), max(w, 0)] of the group, so zero is a grid
 point (GPTQ's asymmetric quantizer). The quantized model stays a float model holding those
-values; its `deployable_bytes()` packs each layer's codes at `bits` bits (or a bitmask plus the
-nonzero weights' codes when that is smaller, after pruning), the zero points at `bits` bits and
-the scales as fp32, and stores everything else at its own size. A weight that has left its grid
-(a later link of a chain retrained it) is stored as float instead.
+values, and carries its grids (`attach_size`); the deploy step's `lowbit` encoding
+(`packed_bytes`) packs each layer's codes at `bits` bits (or a bitmask plus the nonzero weights'
+codes when that is smaller, after pruning), the zero points at `bits` bits and the scales as
+fp32, and stores everything else at its own size. A weight that has left its grid (a later link
+of a chain retrained it) is stored as float instead.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from bench.deploy import register_encoding
 from bench.layerwise import to_weight_layout, weight_matrix
 from bench.sparsity import keep_zeros
 
@@ -117,9 +118,21 @@ class Grid:
         return min(dense, sparse) + len(pack(self.zero, self.bits)) + 4 * self.scale.numel()
 
 
-def deployable_bytes(model: nn.Module, grids: dict[str, Grid]) -> int:
+def attach_size(model: nn.Module, grids: dict[str, Grid]) -> nn.Module:
+    """Keep each layer's grid (its scales and zero points: what the packed encoding stores beside
+    the codes) with the model, where `packed_bytes` finds them; a deep copy (the next link of a
+    chain) carries its own, and is measured by its own weights."""
+    model.lowbit_grids = grids
+    return model
+
+
+@register_encoding("lowbit")
+def packed_bytes(model: nn.Module) -> int | None:
     """The model's size with each gridded layer's weight packed (Grid.packed_bytes) and every
-    other tensor, or a weight that left its grid, at its own size."""
+    other tensor, or a weight that left its grid, at its own size; None for a model without grids."""
+    grids: dict[str, Grid] | None = getattr(model, "lowbit_grids", None)
+    if grids is None:
+        return None
     packed = {}
     for name, grid in grids.items():
         module = model.get_submodule(name)
@@ -128,13 +141,6 @@ def deployable_bytes(model: nn.Module, grids: dict[str, Grid]) -> int:
             packed[id(module.weight)] = size
     return sum(packed.get(id(t), t.numel() * t.element_size())
                for t in model.state_dict(keep_vars=True).values())
-
-
-def attach_size(model: nn.Module, grids: dict[str, Grid]) -> nn.Module:
-    """Give the model its packed `deployable_bytes()`; a partial holds the model itself, so a
-    deep copy (the next link of a chain) measures the copy."""
-    model.deployable_bytes = functools.partial(deployable_bytes, model, grids)
-    return model
 
 
 class OnGrid(nn.Module):

@@ -145,15 +145,23 @@ def _train_dense(ctx: Context, checkpoint: Path | None, env: dict[str, Any], lin
 
 
 def measure_model(model: nn.Module, ctx: Context, reference: dict[str, int]) -> dict[str, Any]:
-    """Every metric of the README on the returned model, on the device it lives on.
+    """Every metric of the registry (bench.metrics) on the returned model, on the device it lives on.
 
     Float convolutions are measured channels-last, like the dense model (see Context): for a
     weight with one input channel both layouts count as contiguous, and an elementwise op on it
     (a mask, a straight-through quantizer) returns NCHW, which ran LeNet-5 2x slower.
+
+    The deploy step (bench.deploy) gives the model's compressed encoding and its form in each of
+    the suite's runtimes; each form is checked against the model's PyTorch outputs and timed side
+    by side with the suite's dense model deployed the same way. What each runtime could not take
+    is in the record's `figures.deploy`.
     """
+    from bench import deploy, metrics as registry
+
     for module in model.modules():
         if isinstance(module, nn.Conv2d) and module.weight.is_floating_point():
             module.to(memory_format=torch.channels_last)
+    model.eval()
     device = model_device(model)
     test_x = ctx.data.test.x
     metrics: dict[str, Any] = {"accuracy": ctx.evaluate(model)}
@@ -163,14 +171,16 @@ def measure_model(model: nn.Module, ctx: Context, reference: dict[str, int]) -> 
                    weight_sparsity=weight_sparsity(model))
     one = ctx.preprocess.normalize(test_x[:1]).to(device)
     metrics["flops"], metrics["flops_effective"] = measure.flops(model, one)
-    metrics["size_bytes"] = measure.size_bytes(model)
+    dense = ctx.new_model().to(device).eval()  # the reference of every speedup: only its shape matters
+    metrics["theoretical_speedup"] = measure.flops(dense, one)[0] / metrics["flops_effective"]
+    encoding, metrics["size_bytes"] = deploy.encoding(model)
     metrics["compression"] = reference["size_bytes"] / metrics["size_bytes"]
-    for batch in ctx.suite.latency_batches:
-        x = ctx.preprocess.normalize(test_x[:batch]).to(device)
-        median, iqr = measure.latency_ms(model, x)
-        metrics[f"latency_b{batch}_ms"], metrics[f"latency_b{batch}_iqr_ms"] = median, iqr
-    x = ctx.preprocess.normalize(test_x[:max(ctx.suite.latency_batches)]).to(device)
-    metrics["memory_bytes"] = measure.peak_inference_memory(model, x)
+    inputs = {batch: ctx.preprocess.normalize(test_x[:batch]).to(device) for batch in ctx.suite.latency_batches}
+    speed, notes = deploy.measure_runtimes(model, dense, inputs, ctx.suite.runtimes)
+    metrics.update(speed)
+    metrics["memory_bytes"] = measure.peak_inference_memory(model, inputs[max(inputs)])
+    ctx.record(deploy={"encoding": encoding, "runtimes": notes, "versions": deploy.versions()})
+    registry.check(metrics)
     return metrics
 
 

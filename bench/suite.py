@@ -18,6 +18,9 @@ from typing import Any, Literal
 import yaml
 
 
+DEFAULT_RUNTIMES = ("torch", "torch_csr", "onnxruntime", "openvino", "torch_2to4")
+
+
 class SuiteError(ValueError):
     """A suite file that cannot be used; the message names the file and the key."""
 
@@ -82,6 +85,9 @@ class Suite:
     latency_batches: list[int]  # [1, throughput batch]
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method parameters
     student: ModelSpec | None = None  # the smaller model distillation methods train
+    # The runtimes models are deployed to and timed in (bench.deploy.RUNTIMES), each on the devices
+    # it supports. torch_compile compiles every model at every batch size, so it is opt-in.
+    runtimes: list[str] = field(default_factory=lambda: list(DEFAULT_RUNTIMES))
 
     def with_budget(self, **overrides: Any) -> Suite:
         """This suite with some budget fields replaced (None values are ignored)."""
@@ -115,7 +121,16 @@ def load_suite(name_or_path: str) -> Suite:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise SuiteError(f"{path}: not valid YAML: {e}") from None
-    return parse(Suite, raw, str(path), "")
+    suite = parse(Suite, raw, str(path), "")
+    from bench.deploy import RUNTIMES  # imported here: it needs torch, which parsing does not
+
+    unknown = [r for r in suite.runtimes if r not in RUNTIMES]
+    if unknown:
+        raise SuiteError(f"{path}: key 'runtimes': unknown runtime '{unknown[0]}'; "
+                         f"expected some of {', '.join(RUNTIMES)}")
+    if "torch" not in suite.runtimes:  # the reference runtime: its latency is in every run's log line
+        raise SuiteError(f"{path}: key 'runtimes': must include torch (PyTorch eager, the reference)")
+    return suite
 
 
 def _type_name(tp: Any) -> str:

@@ -12,8 +12,8 @@ The grid is asymmetric min-max with 2^bits levels per output channel (`group_siz
 group of `group_size` consecutive inputs (bench.lowbit), as in the paper's code; a group's grid
 is set from the weights as they stand when the block holding its first column starts. Weights
 that are exactly zero on entry (a pruned model, in a chain) stay zero, their error compensated
-like any other. The returned float model holds the quantized values; its `deployable_bytes()`
-packs the codes at `bits` bits. Blocks of 128, 1% dampening and 128 calibration samples are the
+like any other. The returned float model holds the quantized values and its grids; its size
+packs the codes at `bits` bits (bench.lowbit's encoding). Blocks of 128, 1% dampening and 128 calibration samples are the
 paper's settings; it reports 4 and 3 bits.
 """
 

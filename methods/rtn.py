@@ -3,8 +3,8 @@
 Every Linear/Conv2d weight is rounded to the nearest point of the same grid as `gptq` (asymmetric
 min-max, 2^bits levels per output channel or per group of `group_size` inputs; bench.lowbit),
 with no calibration data and no error compensation: the "RTN" rows of the GPTQ paper. Weights
-that are exactly zero stay zero. The returned float model holds the quantized values; its
-`deployable_bytes()` packs the codes at `bits` bits.
+that are exactly zero stay zero. The returned float model holds the quantized values and its
+grids; its size packs the codes at `bits` bits (bench.lowbit's encoding).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import measure
+from bench import deploy, measure
 from bench.layerwise import input_rows, layer_inputs, set_weight_matrix, weight_matrix
 from bench.lowbit import Grid, pack, unpack
 from bench.registry import METHODS, ParameterError, discover
@@ -274,25 +274,26 @@ def test_gptq_size_counts_packed_bits_and_fine_tuning_stays_on_the_grid(make_con
     # codes and zero points at 3 bits, an fp32 scale per output channel, fp32 biases
     expected = 4 * biases + sum(math.ceil(w.numel() * 3 / 8) + math.ceil(w.shape[0] * 3 / 8) + 4 * w.shape[0]
                                 for w in weights)
-    assert measure.size_bytes(model) == expected < measure.size_bytes(dense) * (3 / 32 + 0.01)
+    assert deploy.encoding(model) == ("lowbit", expected)
+    assert expected < measure.size_bytes(dense) * (3 / 32 + 0.01)
     assert all(len(row.unique()) <= 8 for w in weights for row in w)
 
     tuned = run(make_context(epochs=1, finetune_epochs=1), "gptq", bits=3, finetune=True)
-    assert measure.size_bytes(tuned) == expected  # still on the grid
+    assert deploy.encoding(tuned) == ("lowbit", expected)  # still on the grid
     assert any(not torch.equal(a.weight, b.weight) for (a, _), (b, _) in zip(prunable_weights(model), prunable_weights(tuned)))
     with torch.no_grad():
         tuned[1].weight.add_(1e-3)  # e.g. a later link of a chain retrained it
-    assert measure.size_bytes(tuned) - expected > 3 * tuned[1].weight.numel()  # now 4 bytes each
+    assert deploy.encoding(tuned)[1] - expected > 3 * tuned[1].weight.numel()  # now 4 bytes each
 
 
 def test_sparsegpt_then_gptq_keeps_the_zeros_and_stores_them_as_a_bitmask(make_context):
-    alone = measure.size_bytes(run(make_context(epochs=1), "gptq", bits=4))
+    alone = deploy.encoding(run(make_context(epochs=1), "gptq", bits=4))[1]
     ctx = make_context(epochs=1)
     ctx.continue_from(run(ctx, "sparsegpt", sparsity=0.75))  # what the chain sparsegpt+gptq does
     first = ctx.figures["compress_time_s"]
     model = run(ctx, "gptq", bits=4)
     assert weight_sparsity(model) >= 0.75
-    assert measure.size_bytes(model) < 0.7 * alone  # 1 bit a weight plus 4 bits a nonzero
+    assert deploy.encoding(model)[1] < 0.7 * alone  # 1 bit a weight plus 4 bits a nonzero
     assert ctx.figures["compress_time_s"] > first  # the links' calibration time adds up
 
 
