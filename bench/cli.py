@@ -17,6 +17,7 @@ from bench.bounds import Bounds
 from bench.chain import links
 from bench.data import DataError
 from bench.executors import ExecutorError
+from bench.records import ProvenanceError
 from bench.runner import ResultsFolderError
 from bench.suite import Suite, SuiteError, available_suites, is_plain_name, load_suite
 
@@ -131,6 +132,8 @@ def parser() -> argparse.ArgumentParser:
                      help="start no new run after M minutes; runs in flight finish; rerun to continue")
     run.add_argument("--dry-run", action="store_true",
                      help="print the plan and its expected cost; train nothing, write nothing")
+    run.add_argument("--allow-dirty", action="store_true",
+                     help="write standard-budget records from uncommitted code (recorded in each record)")
     ex = run.add_argument_group("executors (README: Executors)")
     ex.add_argument("--jobs", type=_number(int, ge=1), default=1, metavar="N",
                     help="N runs at once, each in its own worker process (default 1: in this process)")
@@ -206,7 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          budget_overrides={"epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
                                            "limit_train": args.limit_train, "limit_test": args.limit_test},
                          force=args.force, compile=args.compile, order=args.order,
-                         max_minutes=args.max_minutes, dry_run=args.dry_run)
+                         max_minutes=args.max_minutes, dry_run=args.dry_run, allow_dirty=args.allow_dirty)
     finally:
         if executor is not None:
             executor.close()
@@ -280,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except (SuiteError, DataError, registry.UnknownMethodError, registry.ParameterError,
-            ExecutorError, ResultsFolderError) as e:  # bad input, refused before any training
+            ExecutorError, ProvenanceError, ResultsFolderError) as e:  # bad input, refused up front
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a fault while working (a full disk): its own message, not a traceback

@@ -10,11 +10,12 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 import torch
 from torch import nn
 
+from bench import layerwise
 from bench.data import Dataset, Preprocess
 from bench.models import build_model
 from bench.suite import Budget, ModelSpec, Suite
@@ -131,6 +132,13 @@ class Context:
     @property
     def steps_per_epoch(self) -> int:
         return len(self.data.train) // min(self.budget.batch_size, len(self.data.train))
+
+    def layer_inputs(self, model: nn.Module, samples: int = 128, *,
+                     hessian: bool = True) -> Iterator[layerwise.Layer]:
+        """Each Linear/Conv2d layer of `model`, in forward order, with its input statistics on
+        `samples` calibration images, collected after the caller compressed the layers before
+        it; the time spent is charged to the run. See bench.layerwise."""
+        return layerwise.calibrated_layers(self, model, samples, hessian=hessian)
 
     def record(self, **figures: Any) -> None:
         """Extra figures for the run record (JSON-able values), e.g. ctx.record(l1_sparsity=0.4)."""

@@ -1,7 +1,9 @@
 """Leaderboards as a pure function of the run records: CSV, Markdown and a Pareto plot.
 
 Rows are one method and setting (e.g. each sparsity), aggregated over seeds (mean, and std for
-accuracy). Standard-budget runs go to leaderboard.{csv,md}; runs with overridden budgets go to
+accuracy). Columns, their order, scale and number formats come from the metric registry
+(bench.metrics); the Markdown has a main table and a speed table per data source and budget.
+Standard-budget runs go to leaderboard.{csv,md}; runs with overridden budgets go to
 leaderboard-custom.{csv,md}, keyed by their budget, so the two never mix. Within a file, each data
 source is its own table. Sorting and number formats are fixed, so the same records always give
 the same bytes.
@@ -16,21 +18,8 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from bench import records
-
-# (record metric, column, scale, decimals): CSV columns and how they are rounded.
-COLUMNS = [
-    ("sparsity", "sparsity_%", 100, 2),
-    ("params", "params", 1, 0),
-    ("nonzeros", "nonzeros", 1, 0),
-    ("flops", "flops_M", 1e-6, 3),
-    ("flops_effective", "flops_effective_M", 1e-6, 3),
-    ("size_bytes", "size_KiB", 1 / 1024, 1),
-    ("compression", "compression_x", 1, 2),
-    ("memory_bytes", "memory_MiB", 1 / 2**20, 2),
-    ("train_epochs", "train_epochs", 1, 1),
-    ("train_time_s", "train_time_s", 1, 1),
-]
+from bench import metrics, records
+from bench.metrics import Column
 
 
 def _budget_label(budget: dict[str, Any]) -> str:
@@ -48,31 +37,34 @@ def setting_label(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in flat.items()) or "-"
 
 
-def frame(recs: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per successful record, with the columns the tables aggregate."""
+def table_columns(recs: list[dict[str, Any]]) -> list[Column]:
+    """The registered metrics that the successful records hold."""
+    return metrics.columns({k for r in recs if r["status"] == "ok" for k in r["metrics"]})
+
+
+def frame(recs: list[dict[str, Any]], cols: list[Column]) -> pd.DataFrame:
+    """One row per successful record, with the columns of the recorded metrics in `cols`."""
     rows = []
     for r in recs:
         if r["status"] != "ok":
             continue
         m, c = r["metrics"], r["config"]
         row = {"data_source": c["data_source"], "budget": _budget_label(c["budget"]),
-               "method": c["method"], "setting": setting_label(c["params"]), "seed": c["seed"],
-               "accuracy_%": 100 * m["accuracy"]}
-        for key, col, scale, _ in COLUMNS:
-            row[col] = None if m.get(key) is None else m[key] * scale
-        for key in sorted(k for k in m if k.startswith("latency_b") and not k.endswith("iqr_ms")):
-            row[key] = m[key]
+               "method": c["method"], "setting": setting_label(c["params"]), "seed": c["seed"]}
+        for col in cols:
+            if col.column and col.spec.recorded:
+                row[col.column] = None if m.get(col.key) is None else m[col.key] * col.spec.scale
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     """Mean over seeds per (data source, budget, method, setting); accuracy also gets its std and
-    the change versus the dense row of the same table."""
+    the change versus the dense row of the same table (delta_acc)."""
     keys = ["data_source", "budget", "method", "setting"]
-    metrics = [c for c in df.columns if c not in keys + ["seed"]]
+    values = [c for c in df.columns if c not in keys + ["seed"]]
     grouped = df.groupby(keys, sort=True)
-    out = grouped[metrics].mean()
+    out = grouped[values].mean()
     out.insert(0, "seeds", grouped.size())
     out.insert(2, "accuracy_std_%", grouped["accuracy_%"].std(ddof=1).fillna(0.0))
     out = out.rename(columns={"accuracy_%": "accuracy_mean_%"})
@@ -85,9 +77,8 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     order = {"dense": 0}
     out["_order"] = out["method"].map(lambda m: order.get(m, 1))
     out = out.sort_values(["data_source", "budget", "_order", "method", "setting"]).drop(columns="_order")
-    decimals = {col: d for _, col, _, d in COLUMNS}
-    decimals.update({"accuracy_mean_%": 2, "accuracy_std_%": 2, "delta_acc_pts": 2})
-    decimals.update({c: 4 for c in out.columns if c.startswith("latency_b")})
+    decimals = {col.column: col.spec.decimals for col in cols if col.column}
+    decimals.update({"accuracy_mean_%": 2, "accuracy_std_%": 2})
     for col, d in decimals.items():
         if col in out:
             out[col] = out[col].astype(float).round(d) + 0.0  # + 0.0 turns -0.0 into 0.0
@@ -102,32 +93,54 @@ def _fmt(value: Any, decimals: int) -> str:
     return f"{value:,.{decimals}f}" if decimals else f"{int(round(value)):,}"
 
 
-def markdown(table: pd.DataFrame, recs: list[dict[str, Any]], suite: str, title: str) -> str:
-    """The Markdown leaderboard: one table per (data source, budget), failed and skipped runs, environments."""
+def cell(row: pd.Series, col: Column) -> str:
+    """A Markdown cell: accuracy as mean ± std, a metric with a spread as value (spread)."""
+    if col.key == "accuracy":
+        text = _fmt(row["accuracy_mean_%"], col.spec.shown)
+        return text + f" ± {_fmt(row['accuracy_std_%'], col.spec.shown)}" if row["seeds"] > 1 else text
+    text = _fmt(row[col.column], col.spec.shown)
+    if text and col.spread_column and not pd.isna(row.get(col.spread_column)):
+        text += f" ({_fmt(row[col.spread_column], col.spec.shown)})"
+    return text
+
+
+SPEED_INTRO = ("Speed: theoretical speedup (dense FLOPs / effective FLOPs) and, per runtime and batch "
+               "size, the measured speedup over the dense model in the same runtime, timed side by side "
+               "(median of interleaved pairs; in parentheses their interquartile range); an empty cell "
+               "is a runtime that could not take the model (reasons below). Files: the deployed "
+               "artifact per runtime, beside the compressed encoding's `size`.")
+
+
+def markdown(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]], suite: str,
+             title: str) -> str:
+    """The Markdown leaderboard: per (data source, budget) a main table and a speed table; then
+    the runtimes that could not take a model, failed and skipped runs, and environments."""
     failed = [r for r in recs if r["status"] != "ok"]
     lines = [f"# {suite}: {title}", "",
              "Mean over seeds (accuracy: mean ± std). Definitions of every column: README.md, "
              "section Metrics. Regenerate with `bench leaderboard --suite " + suite + "`.", ""]
-    latency_cols = sorted((c for c in table.columns if c.startswith("latency_b")),
-                          key=lambda c: int(c[9:].split("_")[0]))
+    shown = [c for c in cols if c.key == "accuracy" or c.column in table]  # accuracy: mean and std
+    main = [c for c in shown if c.spec.table == "main"]
+    speed = [c for c in shown if c.spec.table == "speed"]
     tables = table.groupby(["data_source", "budget"], sort=True) if len(table) else []
     for (source, budget), t in tables:
         lines += [f"## data: {source} · budget: {budget}", ""]
-        rows = []
-        for _, r in t.iterrows():
-            acc = _fmt(r["accuracy_mean_%"], 2)
-            if r["seeds"] > 1:
-                acc += f" ± {_fmt(r['accuracy_std_%'], 2)}"
-            rows.append([r["method"], r["setting"], int(r["seeds"]), acc, _fmt(r["delta_acc_pts"], 2),
-                         _fmt(r["sparsity_%"], 1), _fmt(r["nonzeros"], 0), _fmt(r["flops_effective_M"], 3),
-                         _fmt(r["size_KiB"], 1), _fmt(r["compression_x"], 1),
-                         *[_fmt(r[c], 3) for c in latency_cols],
-                         _fmt(r["memory_MiB"], 2), _fmt(r["train_epochs"], 0), _fmt(r["train_time_s"], 0)])
-        headers = ["method", "setting", "seeds", "accuracy (%)", "Δ acc (pts)", "sparsity (%)",
-                   "nonzeros", "eff. MFLOPs", "size (KiB)", "compression (x)",
-                   *[f"latency b{c[9:].split('_')[0]} (ms)" for c in latency_cols],
-                   "memory (MiB)", "train epochs", "train time (s)"]
-        lines += [tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
+        rows = [[r["method"], r["setting"], int(r["seeds"]), *[cell(r, c) for c in main]]
+                for _, r in t.iterrows()]
+        lines += [tabulate(rows, headers=["method", "setting", "seeds", *[c.header for c in main]],
+                           tablefmt="pipe", disable_numparse=True), ""]
+        if speed:
+            rows = [[r["method"], r["setting"], *[cell(r, c) for c in speed]] for _, r in t.iterrows()]
+            lines += [SPEED_INTRO, "", tabulate(rows, headers=["method", "setting", *[c.header for c in speed]],
+                                                tablefmt="pipe", disable_numparse=True), ""]
+    empty = sorted({(r["config"]["method"], setting_label(r["config"]["params"]), runtime, note["reason"])
+                    for r in recs if r["status"] == "ok"
+                    for runtime, note in r.get("figures", {}).get("deploy", {}).get("runtimes", {}).items()
+                    if note["status"] != "ok"})
+    if empty:
+        lines += ["## runtimes that could not take a model", "",
+                  tabulate([list(e) for e in empty], headers=["method", "setting", "runtime", "reason"],
+                           tablefmt="pipe", disable_numparse=True), ""]
     if failed:
         lines += ["## failed and skipped runs", ""]
         # sorted by content, not file name: a record's name holds its config hash, so seeds of
@@ -181,13 +194,14 @@ def write(results_dir: Path, suite: str) -> list[Path]:
         part = [r for r in recs if r.get("standard_budget") is standard]
         if not part:
             continue
-        df = frame(part)
-        table = aggregate(df) if len(df) else pd.DataFrame()
+        cols = table_columns(part)
+        df = frame(part, cols)
+        table = aggregate(df, cols) if len(df) else pd.DataFrame()
         folder.mkdir(parents=True, exist_ok=True)
         csv = folder / f"{stem}.csv"
         records.write_text_atomic(csv, table.to_csv(index=False, lineterminator="\n"))
         md = folder / f"{stem}.md"
-        records.write_text_atomic(md, markdown(table, part, suite, title))
+        records.write_text_atomic(md, markdown(table, cols, part, suite, title))
         written += [csv, md]
         if standard and len(table):
             png = folder / "pareto.png"

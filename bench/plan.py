@@ -54,7 +54,7 @@ def plan(suite: Suite, names: list[str], overrides: dict[str, dict[str, Any]], s
             per_link = {link: {**params, **({METHODS[link].sweep: value} if link in sweeping else {})}
                         for link, (params, _) in resolved.items()}
             params = per_link[name] if len(chain) == 1 else per_link
-            build_method(name, params)
+            build_method(name, params)  # each link at this level: a level may not suit other parameters (N:M)
             runs += [RunSpec(name, params, seed) for seed in seeds]
     if order == "breadth":
         runs.sort(key=lambda r: seeds.index(r.seed))  # stable: settings keep their order

@@ -26,10 +26,12 @@ def export(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
 
     The model is put back in the default memory format first: Inductor's int8 convolution
     lowering mis-derives output strides from channels-last weights, and lays out its prepacked
-    weights itself anyway.
+    weights itself anyway. Strict (Dynamo) tracing: the quantizers find Linear and Conv layers
+    by the source-function metadata it records; torch 2.11's default non-strict export leaves
+    it out, and the quantizers then annotate nothing.
     """
     model.to(memory_format=torch.contiguous_format)
-    return torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},)).module()
+    return torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},), strict=True).module()
 
 
 class Int8Model(nn.Module):
@@ -43,6 +45,9 @@ class Int8Model(nn.Module):
         super().__init__()
         move_exported_model_to_eval(prepared)
         graph = convert_pt2e(prepared.cpu())
+        if not any(b.dtype == torch.int8 for b in graph.buffers()):
+            raise RuntimeError("the quantizer quantized no weight: the model would run in float, not int8 "
+                               f"(torch {torch.__version__}); nothing to measure as an int8 model")
         used = {node.target for node in graph.graph.nodes if node.op == "get_attr"}
         for name in [n for n, _ in [*graph.named_parameters(), *graph.named_buffers()] if n not in used]:
             owner, _, attr = name.rpartition(".")  # a float weight that convert_pt2e replaced by int8

@@ -148,7 +148,11 @@ def load_records(results_dir: Path, suite: str, problems: list[str] | None = Non
     return out
 
 
-def _git_commit() -> str | None:
+class ProvenanceError(ValueError):
+    """Standard-budget records would come from code that no commit names."""
+
+
+def git_commit() -> str | None:
     """The checkout's commit; $BENCH_GIT_COMMIT where the code travelled without its .git
     (a copy sent to a GPU machine), so that records made there still name their code."""
     here = Path(__file__).resolve().parent
@@ -165,13 +169,22 @@ def _git_commit() -> str | None:
 
 
 def _cpu_name() -> str:
+    """The processor's model name, with its vendor, family, model and stepping: virtual machines
+    report generic names ("Intel(R) Xeon(R) Processor", "AMD EPYC"), and results from different
+    processors must not be mistaken for one machine's."""
+    info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+            if not line.strip():
+                break  # the first processor describes them all
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    name = info.get("model name") or platform.processor() or platform.machine()
+    ids = [info.get("vendor_id")] + [f"{k} {info[k]}" for k in ("cpu family", "model", "stepping") if k in info]
+    ids = [i for i in ids if i]
+    return f"{name} [{' '.join(ids)}]" if ids else name
 
 
 def device_name(device: torch.device) -> str:
@@ -196,6 +209,6 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "packages": versions,
     }

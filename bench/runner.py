@@ -150,29 +150,41 @@ def _train_dense(ctx: Context, checkpoint: Path | None, env: dict[str, Any], lin
 
 
 def measure_model(model: nn.Module, ctx: Context, reference: dict[str, int]) -> dict[str, Any]:
-    """Every metric of the README on the returned model, on the device it lives on.
+    """Every metric of the registry (bench.metrics) on the returned model, on the device it lives on.
 
     Float convolutions are measured channels-last, like the dense model (see Context): for a
     weight with one input channel both layouts count as contiguous, and an elementwise op on it
     (a mask, a straight-through quantizer) returns NCHW, which ran LeNet-5 2x slower.
+
+    The deploy step (bench.deploy) gives the model's compressed encoding and its form in each of
+    the suite's runtimes; each form is checked against the model's PyTorch outputs and timed side
+    by side with the suite's dense model deployed the same way. What each runtime could not take
+    is in the record's `figures.deploy`.
     """
+    from bench import deploy, metrics as registry
+
     for module in model.modules():
         if isinstance(module, nn.Conv2d) and module.weight.is_floating_point():
             module.to(memory_format=torch.channels_last)
+    model.eval()
     device = model_device(model)
     metrics: dict[str, Any] = {"accuracy": ctx.evaluate(model)}
     params, nonzeros = measure.count_params(model), measure.count_nonzeros(model)
     metrics.update(params=params, nonzeros=nonzeros,
                    sparsity=1.0 - nonzeros / reference["params"],
                    weight_sparsity=weight_sparsity(model))
-    metrics["flops"], metrics["flops_effective"] = measure.flops(model, measure_input(ctx, 1, device))
-    metrics["size_bytes"] = measure.size_bytes(model)
+    one = measure_input(ctx, 1, device)
+    metrics["flops"], metrics["flops_effective"] = measure.flops(model, one)
+    dense = ctx.new_model().to(device).eval()  # the reference of every speedup: only its shape matters
+    metrics["theoretical_speedup"] = measure.flops(dense, one)[0] / metrics["flops_effective"]
+    encoding, metrics["size_bytes"] = deploy.encoding(model)
     metrics["compression"] = reference["size_bytes"] / metrics["size_bytes"]
-    for batch in ctx.suite.latency_batches:
-        median, iqr = measure.latency_ms(model, measure_input(ctx, batch, device))
-        metrics[f"latency_b{batch}_ms"], metrics[f"latency_b{batch}_iqr_ms"] = median, iqr
-    largest = measure_input(ctx, max(ctx.suite.latency_batches), device)
-    metrics["memory_bytes"] = measure.peak_inference_memory(model, largest)
+    inputs = {batch: measure_input(ctx, batch, device) for batch in ctx.suite.latency_batches}
+    speed, notes = deploy.measure_runtimes(model, dense, inputs, ctx.suite.runtimes)
+    metrics.update(speed)
+    metrics["memory_bytes"] = measure.peak_inference_memory(model, inputs[max(inputs)])
+    ctx.record(deploy={"encoding": encoding, "runtimes": notes, "versions": deploy.versions()})
+    registry.check(metrics)
     return metrics
 
 
@@ -292,7 +304,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
               data_dir: Path | None, device: str, overrides: dict[str, dict[str, Any]],
               executor: Executor, budget_overrides: dict[str, Any] | None = None,
               force: bool = False, compile: str | None = None, order: Order = "depth",
-              max_minutes: float | None = None, dry_run: bool = False,
+              max_minutes: float | None = None, dry_run: bool = False, allow_dirty: bool = False,
               log: Callable[[str], None] = tqdm.write) -> list[dict[str, Any]]:
     """Plan, train the dense stage, run, record and tabulate; returns the records of this
     command's runs (those finished before included).
@@ -300,7 +312,9 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     `budget_overrides` (epochs, finetune_epochs, limit_train, limit_test) make the runs
     non-standard: recorded, but kept out of the standard leaderboard. `max_minutes`: no run
     starts after that much wall time; the runs in flight finish. `dry_run` prints the plan and
-    its expected cost, and trains and writes nothing.
+    its expected cost, and trains and writes nothing. Standard-budget records are refused from a
+    checkout with uncommitted changes (every leaderboard row must name the code that made it)
+    unless `allow_dirty`, which the records then say.
     """
     standard_budget = suite.training
     suite = suite.with_budget(**(budget_overrides or {}))
@@ -325,6 +339,11 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     if dry_run:
         _print_plan(suite, runs, todo, dense, source, device, results_dir, log)
         return []
+    commit = records.git_commit()
+    if standard and todo and commit and commit.endswith("-dirty") and not allow_dirty:
+        raise records.ProvenanceError(
+            f"the checkout has uncommitted changes ({commit}): standard-budget records must come from a "
+            "commit; commit first, or pass --allow-dirty (recorded in every record)")
     log(f"suite {suite.name}: {len(runs)} runs ({', '.join(names)}; seeds {seeds}), {len(todo)} to run, "
         f"{len(runs) - len(todo)} finished before; data {source}; {executor.description}")
     _check_writable(suite_dir)
@@ -332,7 +351,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     failure: BaseException | None = None
     try:
         _schedule(suite, todo, dense, executor, source=source, data_dir=data_dir, device=device,
-                  compile=compile, standard=standard, deadline=deadline, log=log)
+                  compile=compile, standard=standard, deadline=deadline, log=log,
+                  provenance={"allow_dirty": True} if allow_dirty else {})
     except BaseException as e:
         failure = e
         raise
@@ -359,7 +379,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
 
 def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor: Executor,
               *, source: str, data_dir: Path | None, device: str,
-              compile: str | None, standard: bool, deadline: float | None, log: Callable[[str], None]) -> None:
+              compile: str | None, standard: bool, deadline: float | None, log: Callable[[str], None],
+              provenance: dict[str, Any]) -> None:
     """Hand tasks to the executor as slots free up, dense models first, each run once its seed's
     dense model is ready; record each result as it comes back."""
     suite_dir = todo[0].path.parent.parent if todo else None
@@ -433,7 +454,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
             record = {"schema": records.SCHEMA_VERSION, "config": item.config, "config_hash": item.digest,
                       "standard_budget": standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                       "env": {**outcome.env, "data_source": source, "compile": compile or False,
-                              "executor": executor.description},
+                              "executor": executor.description, **provenance},
                       **outcome.result}
             records.write_json_atomic(item.path, record)
             if outcome.log is not None:

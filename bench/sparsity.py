@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune
+
+from bench.registry import ParameterError
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -46,6 +50,31 @@ def prune_unstructured(params: list[tuple[nn.Module, str]], pruning_method: type
     for (module, name), piece in zip(params, mask.split([s.numel() for s in scores])):
         weight = getattr(module, name)
         mask_weight(module, name, torch.empty_like(weight).copy_(piece.view(weight.shape)))
+
+
+def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Boolean keep-mask of a (rows, columns) score matrix with the N:M pattern: in every group
+    of `m` consecutive columns of a row, the `n` highest scores (all of a last, shorter group
+    that has at most `n`)."""
+    rows, columns = scores.shape
+    padded = F.pad(scores.float(), (0, -columns % m), value=-math.inf).view(rows, -1, m)
+    keep = torch.zeros_like(padded, dtype=torch.bool).scatter_(2, padded.topk(n, dim=2).indices, True)
+    return keep.view(rows, -1)[:, :columns]
+
+
+def check_pattern(method: str, sparsity: float, n: int, m: int) -> None:
+    """Raise ParameterError unless 0 <= sparsity < 1 and (n, m) is (0, 0), unstructured, or an
+    N:M pattern 0 < n < m with the sparsity it fixes, 1 - n/m (set explicitly, the sparsity also
+    makes the harness run the pattern once instead of at every swept level)."""
+    if not 0 <= sparsity < 1:
+        raise ParameterError(f"{method}: sparsity must be in [0, 1), got {sparsity}")
+    if (n, m) == (0, 0):
+        return
+    if not 0 < n < m:
+        raise ParameterError(f"{method}: N:M needs 0 < n < m (or n = m = 0, unstructured), got {n}:{m}")
+    if abs(sparsity - (1 - n / m)) > 1e-9:
+        raise ParameterError(f"{method}: {n}:{m} fixes the sparsity at {1 - n / m:g}; set "
+                             f"{method}.sparsity={1 - n / m:g} too, got {sparsity:g}")
 
 
 class _LayoutKeepingMask(prune.CustomFromMask):

@@ -22,6 +22,9 @@ from bench import bounds
 from bench.bounds import bounded
 
 
+DEFAULT_RUNTIMES = ("torch", "torch_csr", "onnxruntime", "openvino", "torch_2to4")
+
+
 class SuiteError(ValueError):
     """A suite file that cannot be used; the message names the file and the key."""
 
@@ -87,6 +90,9 @@ class Suite:
     latency_batches: list[int] = bounded(ge=1, distinct=True)  # [1, throughput batch]
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method parameters
     student: ModelSpec | None = None  # the smaller model distillation methods train
+    # The runtimes models are deployed to and timed in (bench.deploy.RUNTIMES), each on the devices
+    # it supports. torch_compile compiles every model at every batch size, so it is opt-in.
+    runtimes: list[str] = field(default_factory=lambda: list(DEFAULT_RUNTIMES))
 
     def with_budget(self, **overrides: Any) -> Suite:
         """This suite with some budget fields replaced (None values are ignored)."""
@@ -160,6 +166,7 @@ def _check(suite: Suite, file: str) -> None:
                          "(or set training.nesterov: false)")
     # Imported here: resolving names needs torch, torchvision and the plugins; parsing does not.
     from bench.data import DataError, dataset_class
+    from bench.deploy import RUNTIMES
     from bench.models import check_model
 
     try:
@@ -173,6 +180,12 @@ def _check(suite: Suite, file: str) -> None:
             except Exception as e:  # noqa: BLE001 - whatever building raises, the suite cannot work
                 raise SuiteError(f"{file}: key '{key}': cannot build model {spec.name!r} with kwargs "
                                  f"{spec.kwargs}: {type(e).__name__}: {e}") from None
+    unknown = [r for r in suite.runtimes if r not in RUNTIMES]
+    if unknown:
+        raise SuiteError(f"{file}: key 'runtimes': unknown runtime '{unknown[0]}'; "
+                         f"expected some of {', '.join(RUNTIMES)}")
+    if "torch" not in suite.runtimes:  # the reference runtime: its latency is in every run's log line
+        raise SuiteError(f"{file}: key 'runtimes': must include torch (PyTorch eager, the reference)")
     _check_methods(suite.methods, file)
 
 

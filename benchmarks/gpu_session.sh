@@ -92,7 +92,7 @@ if [[ "$tests" != none ]]; then
   limit=$(( $(left) / 3 ))
   say "gpu tests ${tests} (at most $limit s)"
   timeout --signal=TERM "$limit" "$python" -m pytest -m gpu -q --durations=0 -p no:cacheprovider \
-    $([[ "$tests" != all ]] && echo "-k $tests") tests/test_gpu.py > "$out/gpu-tests.log" 2>&1
+    $([[ "$tests" != all ]] && echo "-k $tests") tests/test_gpu.py tests/test_gpu_deploy.py > "$out/gpu-tests.log" 2>&1
   say "gpu tests: exit $? ($(tail -n 1 "$out/gpu-tests.log"))"
 fi
 

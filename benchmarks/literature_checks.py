@@ -1,10 +1,19 @@
-"""Checks of the committed leaderboards against published results, printed as a table.
+"""Checks of the committed leaderboards against published results, decided over the seeds.
 
-The pruning issue and the quantization issue name what the standard leaderboards must show
-(Han et al. 2015 at 92% sparsity, random below magnitude, the lottery-ticket effect, SNIP's
-published errors, int8 within 0.5 pts of dense, ...). This script reads
-`results/<suite>/leaderboard.csv` and prints each check with the figures it compared and a
-verdict: pass, miss, or "not run yet" while a sweep is unfinished. It trains nothing.
+The issues name what the standard leaderboards must show (Han et al. 2015 at 92% sparsity,
+random below magnitude, the lottery-ticket effect, SNIP's and Deep Compression's published
+figures, int8 within 0.5 pts of dense, ...). A difference between two means is only a result
+when the seeds say so, so every accuracy check is a one-sided Welch t-test at 5% over the seeds
+of the leaderboard rows (mean, sample std and seed count from `leaderboard.csv`):
+
+- "A above B":             pass if A > B is significant, miss if A < B is, else inconclusive;
+- "A within m pts of B":   pass if A > B - m is significant (non-inferiority), miss if
+                           A < B - m is, else inconclusive;
+- "near a published value": pass if the 95% confidence interval of the mean lies within the
+                           tolerance, miss if it lies wholly outside, else inconclusive.
+
+A row with one seed cannot decide anything: inconclusive. Sizes are deterministic and compared
+plainly. A missing row is "not run yet". It trains nothing.
 
     python benchmarks/literature_checks.py [--results results]
 """
@@ -12,46 +21,120 @@ verdict: pass, miss, or "not run yet" while a sweep is unfinished. It trains not
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats
 from tabulate import tabulate
 
+ALPHA = 0.05
 
-def pick(table: pd.DataFrame, column: str, method: str, **params: object) -> float | None:
-    """`column` of the one row of `method` whose setting has every `key=value` given (None if none)."""
+
+@dataclass(frozen=True)
+class Figure:
+    """A leaderboard cell over seeds: mean, sample standard deviation and number of seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.2f} ± {self.std:.2f} (n={self.n})"
+
+
+def pick(table: pd.DataFrame, method: str, **params: object) -> pd.Series | None:
+    """The one row of `method` whose setting has every `key=value` given (None if none)."""
     wanted = [f"{key}={value}" for key, value in params.items()]
     has = table.setting.str.split(", ").map(lambda parts: all(w in parts for w in wanted))
     rows = table[(table.method == method) & has.astype(bool)]
     if len(rows) > 1:
         raise ValueError(f"{method} {params}: {len(rows)} rows match, expected one")
-    return None if rows.empty else float(rows[column].iloc[0])
+    return None if rows.empty else rows.iloc[0]
 
 
-def accuracy(table: pd.DataFrame, method: str, **params: object) -> float | None:
-    return pick(table, "accuracy_mean_%", method, **params)
+def accuracy(table: pd.DataFrame, method: str, **params: object) -> Figure | None:
+    row = pick(table, method, **params)
+    if row is None:
+        return None
+    return Figure(float(row["accuracy_mean_%"]), float(row["accuracy_std_%"]), int(row["seeds"]))
 
 
 def size(table: pd.DataFrame, method: str, **params: object) -> float | None:
-    return pick(table, "size_KiB", method, **params)
+    row = pick(table, method, **params)
+    return None if row is None else float(row["size_KiB"])
 
 
-def verdict(test: Callable[..., bool], *values: float | None) -> str:
-    """"not run yet" while any compared figure is missing, else the test's pass or miss."""
-    if any(v is None for v in values):
-        return "not run yet"
-    return "pass" if test(*values) else "miss"
+def welch_p(a: Figure, b: Figure, shift: float, alternative: str) -> float | None:
+    """p-value of the one-sided Welch test of a.mean + shift against b.mean; None when a side
+    has one seed (no variance to test with)."""
+    if a.n < 2 or b.n < 2:
+        return None
+    if a.std == 0 and b.std == 0:  # identical seeds: the sign of the difference decides
+        d = a.mean + shift - b.mean
+        return 0.0 if (d > 0 if alternative == "greater" else d < 0) else 1.0
+    return float(stats.ttest_ind_from_stats(a.mean + shift, a.std, a.n, b.mean, b.std, b.n,
+                                            equal_var=False, alternative=alternative).pvalue)
+
+
+def above(a: Figure | None, b: Figure | None, margin: float = 0.0) -> tuple[str, str]:
+    """(verdict, criterion) of "a > b - margin" over the seeds."""
+    if a is None or b is None:
+        return "not run yet", "-"
+    greater, less = welch_p(a, b, margin, "greater"), welch_p(a, b, margin, "less")
+    if greater is None:
+        return "inconclusive", "one seed: no test"
+    criterion = f"Welch one-sided p={greater:.3f}"
+    if greater < ALPHA:
+        return "pass", criterion
+    if less < ALPHA:
+        return "miss", f"Welch one-sided p={less:.3f} the other way"
+    return "inconclusive", criterion
+
+
+def near(a: Figure | None, target: float, tolerance: float, of=lambda m: m) -> tuple[str, str]:
+    """(verdict, criterion) of "of(mean) within tolerance of target", by the 95% t interval."""
+    if a is None:
+        return "not run yet", "-"
+    if a.n < 2:
+        return "inconclusive", "one seed: no interval"
+    half = stats.t.ppf(0.975, a.n - 1) * a.std / math.sqrt(a.n)
+    low, high = sorted((of(a.mean - half), of(a.mean + half)))
+    criterion = f"95% CI [{low:.2f}, {high:.2f}]"
+    if target - tolerance <= low and high <= target + tolerance:
+        return "pass", criterion
+    if high < target - tolerance or low > target + tolerance:
+        return "miss", criterion
+    return "inconclusive", criterion
+
+
+def shrinks(gap: tuple[Figure | None, Figure | None], later: tuple[Figure | None, Figure | None]) -> tuple[str, str]:
+    """(verdict, criterion) of "the accuracy gap a - b is smaller in `later` than in `gap`": a
+    one-sided z-test on the difference of the two differences (normal approximation)."""
+    figures = [*gap, *later]
+    if any(f is None for f in figures):
+        return "not run yet", "-"
+    if any(f.n < 2 for f in figures):
+        return "inconclusive", "one seed: no test"
+    (a, b), (c, d) = gap, later
+    diff = (a.mean - b.mean) - (c.mean - d.mean)
+    se = math.sqrt(sum(f.std ** 2 / f.n for f in figures))
+    if se == 0:
+        return ("pass" if diff > 0 else "miss"), "identical seeds"
+    z = diff / se
+    criterion = f"z={z:.2f} (one-sided 5%: 1.645)"
+    return ("pass" if z > 1.645 else "miss" if z < -1.645 else "inconclusive"), criterion
 
 
 def checks(results: Path) -> list[list[str]]:
     rows: list[list[str]] = []
 
-    def add(check: str, suite: str, measured: str, target: str, result: str) -> None:
-        rows.append([check, suite, measured, target, result])
+    def add(check: str, suite: str, measured: str, target: str, decided: tuple[str, str]) -> None:
+        rows.append([check, suite, measured, target, decided[1], decided[0]])
 
-    def pts(a: float | None) -> str:
-        return "-" if a is None else f"{a:.2f}"
+    def show(*figures: Figure | None) -> str:
+        return " vs ".join("-" if f is None else str(f) for f in figures)
 
     for suite, paper in (("mlp", "1.59% vs 1.64% error"), ("mnist", "0.77% vs 0.80% error")):
         path = results / suite / "leaderboard.csv"
@@ -63,39 +146,69 @@ def checks(results: Path) -> list[list[str]]:
         for method in ("magnitude", "imp", "gmp"):
             a = accuracy(t, method, sparsity=0.92)
             add(f"{method} at 92% within 0.3 pts of dense (Han et al. 2015: {paper})", suite,
-                f"{pts(a)} vs dense {pts(dense)}", ">= dense - 0.3", verdict(lambda a, d: a >= d - 0.3, a, dense))
+                show(a, dense), "> dense - 0.3", above(a, dense, 0.3))
         for s in (0.95, 0.98):
             r, m = accuracy(t, "random", sparsity=s), accuracy(t, "magnitude", sparsity=s)
-            add(f"random below magnitude at {s:.0%}", suite, f"{pts(r)} vs {pts(m)}", "random < magnitude",
-                verdict(lambda r, m: r < m, r, m))
+            add(f"random below magnitude at {s:.0%}", suite, show(r, m), "random < magnitude", above(m, r))
         for s in (0.95, 0.98):
             lot = accuracy(t, "lottery", sparsity=s, reinit=False)
             ctl = accuracy(t, "lottery", sparsity=s, reinit=True)
             add(f"lottery above its reinit control at {s:.0%} (Frankle & Carbin 2019)", suite,
-                f"{pts(lot)} vs {pts(ctl)}", "rewound > reinit", verdict(lambda lot, ctl: lot > ctl, lot, ctl))
-        if suite == "mlp":
-            for s, err in ((0.95, 1.6), (0.98, 2.4)):
-                a = accuracy(t, "snip", sparsity=s)
-                add(f"SNIP error at {s:.0%} near the published {err}% (Lee et al. 2019)", suite,
-                    "-" if a is None else f"{100 - a:.2f}% error", f"within 0.5 pts of {err}%",
-                    verdict(lambda a: abs(100 - a - err) <= 0.5, a))
+                show(lot, ctl), "rewound > reinit", above(lot, ctl))
+        lot = accuracy(t, "lottery", sparsity=0.95, reinit=False)
+        add("lottery ticket at 95% (5% of weights) within 0.5 pts of dense (Frankle & Carbin 2019: "
+            "LeNet-300-100 tickets keep it down to ~3.5%)", suite, show(lot, dense), "> dense - 0.5",
+            above(lot, dense, 0.5))
+        snip = {"mlp": ((0.95, 1.6), (0.98, 2.4)), "mnist": ((0.98, 0.8), (0.99, 1.1))}[suite]
+        for s, err in snip:
+            a = accuracy(t, "snip", sparsity=s)
+            add(f"SNIP error at {s:.0%} near the published {err}% (Lee et al. 2019)", suite,
+                "-" if a is None else f"{100 - a.mean:.2f}% error (n={a.n})", f"within 0.5 pts of {err}%",
+                near(a, err, 0.5, of=lambda m: 100 - m))
+        ratio, err = {"mlp": (40, 1.58), "mnist": (39, 0.74)}[suite]
+        dc = t[(t.method == "deep-compression") & (t["compression_x"] >= ratio)]
+        best = None if dc.empty else dc.sort_values("accuracy_mean_%").iloc[-1]
+        a = None if best is None else Figure(float(best["accuracy_mean_%"]), float(best["accuracy_std_%"]),
+                                             int(best["seeds"]))
+        add(f"Deep Compression at {ratio}x or more: error near the published {err}% (Han et al. 2016)",
+            suite, "-" if a is None else f"{100 - a.mean:.2f}% error at {best['compression_x']:.0f}x (n={a.n})",
+            f"within 0.5 pts of {err}%", near(a, err, 0.5, of=lambda m: 100 - m))
         for method in ("ptq-int8", "qat"):
             a = accuracy(t, method)
-            add(f"{method} within 0.5 pts of dense", suite, f"{pts(a)} vs {pts(dense)}", ">= dense - 0.5",
-                verdict(lambda a, d: a >= d - 0.5, a, dense))
+            add(f"{method} within 0.5 pts of dense", suite, show(a, dense), "> dense - 0.5", above(a, dense, 0.5))
         a = accuracy(t, "uniform", bits=4)
-        add("uniform 4-bit within 1 pt of dense", suite, f"{pts(a)} vs {pts(dense)}", ">= dense - 1",
-            verdict(lambda a, d: a >= d - 1, a, dense))
+        add("uniform 4-bit within 1 pt of dense", suite, show(a, dense), "> dense - 1", above(a, dense, 1.0))
         kd, student = accuracy(t, "kd"), accuracy(t, "student")
-        add("kd above the student trained alone", suite, f"{pts(kd)} vs {pts(student)}", "kd > student",
-            verdict(lambda kd, student: kd > student, kd, student))
+        add("kd above the student trained alone", suite, show(kd, student), "kd > student", above(kd, student))
+        one_shot = {"finetune": False, "n": 0}
+        for s in (0.5, 0.8, 0.9):
+            base = accuracy(t, "magnitude-oneshot", sparsity=s, **one_shot)
+            for method, paper in (("sparsegpt", "Frantar & Alistarh 2023"), ("wanda", "Sun et al. 2024")):
+                a = accuracy(t, method, sparsity=s, **one_shot)
+                add(f"{method} above one-shot magnitude at {s:.0%}, no fine-tuning ({paper})", suite,
+                    show(a, base), f"{method} > magnitude", above(a, base))
+        base = accuracy(t, "magnitude-oneshot", n=2, m=4, finetune=False)
+        for method in ("sparsegpt", "wanda"):
+            a = accuracy(t, method, n=2, m=4, finetune=False)
+            add(f"{method} above one-shot magnitude at 2:4, no fine-tuning", suite, show(a, base),
+                f"{method} > magnitude", above(a, base))
+        g, r = accuracy(t, "gptq", bits=3, finetune=False), accuracy(t, "rtn", bits=3, finetune=False)
+        add("gptq above round-to-nearest at 3 bits (Frantar et al. 2023)", suite, show(g, r), "gptq > rtn", above(g, r))
+        pairs = [accuracy(t, m, sparsity=0.8, n=0, finetune=ft) for ft in (False, True)
+                 for m in ("sparsegpt", "magnitude-oneshot")]
+        add("fine-tuning shrinks sparsegpt's lead over one-shot magnitude at 80%", suite,
+            " / ".join("-" if f is None else f"{f.mean:.2f}" for f in pairs), "gap with < gap without",
+            shrinks((pairs[0], pairs[1]), (pairs[2], pairs[3])))
         for s in (0.9, 0.95):
             chain = size(t, "magnitude+ptq-int8", **{"magnitude.sparsity": s})
             alone, int8 = size(t, "magnitude", sparsity=s), size(t, "ptq-int8")
-            result = verdict(lambda c, m, q: c < min(m, q), chain, alone, int8)
+            if None in (chain, alone, int8):
+                add(f"magnitude+ptq-int8 at {s:.0%} smaller than either link", suite, "-", "chain < both",
+                    ("not run yet", "-"))
+                continue
             add(f"magnitude+ptq-int8 at {s:.0%} smaller than either link", suite,
-                "-" if result == "not run yet" else f"{chain:.0f} vs {alone:.0f} / {int8:.0f} KiB",
-                "chain < both", result)
+                f"{chain:.0f} vs {alone:.0f} / {int8:.0f} KiB", "chain < both",
+                ("pass" if chain < min(alone, int8) else "miss", "sizes are deterministic"))
     return rows
 
 
@@ -103,7 +216,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", type=Path, default=Path("results"))
     args = p.parse_args()
-    print(tabulate(checks(args.results), headers=["check", "suite", "measured", "target", "verdict"],
+    print(tabulate(checks(args.results), headers=["check", "suite", "measured", "target", "criterion", "verdict"],
                    tablefmt="pipe"))
 
 

@@ -31,10 +31,14 @@ class Magnitude(Method):
 
     def run(self, ctx: Context) -> torch.nn.Module:
         model = ctx.pretrained()
+        self.prune(model)
+        ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
+        return make_permanent(model)
+
+    def prune(self, model: torch.nn.Module) -> None:
+        """Mask the smallest weights (torch.nn.utils.prune), globally or per layer."""
         if self.scope == "global":
             prune_unstructured(prunable_weights(model), prune.L1Unstructured, amount=self.sparsity)
         else:
             for module, name in prunable_weights(model):
                 prune_unstructured([(module, name)], prune.L1Unstructured, amount=self.sparsity)
-        ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
-        return make_permanent(model)

@@ -1,4 +1,3 @@
-import functools
 import math
 
 import torch
@@ -6,6 +5,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from bench import Context, Method, register_method
+from bench.deploy import register_encoding
 from bench.sparsity import keep_zeros, prunable_weights
 
 
@@ -17,10 +17,10 @@ class Uniform(Method):
     round(w / step), with step = max|w| / (2^(bits-1) - 1), plus one fp32 step. Fine-tuning keeps
     float shadow weights: the forward pass uses their quantized values and the gradient passes
     straight through the rounding (Bengio et al. 2013). The returned float model holds the
-    dequantized weights, at most 2^bits - 1 distinct values per output channel; its
-    `deployable_bytes()` counts the packed codes (bitmask-coded when sparse), the steps, and
-    everything else as float. Weights that are exactly zero on entry stay zero, so it can follow
-    a pruning method in a chain.
+    dequantized weights, at most 2^bits - 1 distinct values per output channel; its size is that
+    of the packed codes (bitmask-coded when sparse), the steps, and everything else as float
+    (`packed_codes_bytes`, an encoding of the deploy step). Weights that are exactly zero on entry
+    stay zero, so it can follow a pruning method in a chain.
     """
 
     bits: int = 4
@@ -36,8 +36,6 @@ class Uniform(Method):
                   after_step=keep_zeros(model))
         for module in layers:
             parametrize.remove_parametrizations(module, "weight")  # keeps the quantized values
-        # A partial holds the model itself, so a deep copy measures the copy.
-        model.deployable_bytes = functools.partial(deployable_bytes, model, self.bits)
         return model
 
 
@@ -59,21 +57,34 @@ class StraightThrough(nn.Module):
         return quantize(w.detach(), self.bits) + (w - w.detach())
 
 
-def deployable_bytes(model: nn.Module, bits: int) -> int:
-    """Each quantized weight (at most 2^bits distinct values in every row) as packed bits-bit
-    codes, or as a bitmask plus the nonzero codes when that is smaller (after pruning), plus an
-    fp32 step per output channel; every other tensor at its own size."""
-    coded = {id(m.weight) for m, _ in prunable_weights(model) if max_distinct_per_row(m.weight) <= 2 ** bits}
+@register_encoding("packed-codes")
+def packed_codes_bytes(model: nn.Module) -> int | None:
+    """Each Linear/Conv weight whose rows lie on a b-bit grid (`grid_bits`) as packed b-bit codes,
+    or as a bitmask plus the nonzero codes when that is smaller (after pruning), plus an fp32 step
+    per output channel; every other tensor at its own size. None when no weight lies on a grid."""
+    bits = {id(m.weight): b for m, _ in prunable_weights(model) if (b := grid_bits(m.weight)) is not None}
+    if not bits:
+        return None
     total = 0
     for t in model.state_dict(keep_vars=True).values():
-        if id(t) in coded:
-            n, nonzeros = t.numel(), int(torch.count_nonzero(t))
-            total += math.ceil(min(n * bits, n + nonzeros * bits) / 8) + 4 * t.shape[0]
+        if id(t) in bits:
+            n, nonzeros, b = t.numel(), int(torch.count_nonzero(t)), bits[id(t)]
+            total += math.ceil(min(n * b, n + nonzeros * b) / 8) + 4 * t.shape[0]
         else:
             total += t.numel() * t.element_size()
     return total
 
 
-def max_distinct_per_row(w: torch.Tensor) -> int:
-    rows = w.detach().flatten(1).sort(dim=1).values
-    return int(1 + (rows.diff(dim=1) != 0).sum(dim=1).max())
+def grid_bits(w: torch.Tensor) -> int | None:
+    """The fewest bits b (2 to 8) such that every row of w is on the grid `quantize` uses,
+    k * step with |k| <= 2^(b-1) - 1 and step = max|row| / (2^(b-1) - 1), to within a thousandth
+    of a step (the step found from quantized values can differ from the original in its last
+    bit); None if no b fits, as for any trained float weight."""
+    rows = w.detach().flatten(1)
+    amax = rows.abs().amax(dim=1, keepdim=True)
+    for bits in range(2, 9):
+        step = (amax / (2 ** (bits - 1) - 1)).clamp_min(torch.finfo(w.dtype).tiny)
+        k = rows / step
+        if float((k - k.round()).abs().max()) <= 1e-3:
+            return bits
+    return None

@@ -29,8 +29,17 @@ def test_dense_and_magnitude_end_to_end(tmp_path, data_dir):
     assert mag["size_bytes"] < 0.2 * dense["size_bytes"] and mag["compression"] > 5
     assert recs["magnitude"]["standard_budget"] is False  # overridden budget
     assert recs["magnitude"]["env"]["data_source"] == "torchvision:MNIST"
+    # the deploy step: measured in every CPU runtime of the suite, beside the theoretical speedup
+    assert mag["theoretical_speedup"] > 9 and dense["theoretical_speedup"] == 1
+    for key in ("speedup_b1", "speedup_b256", "speedup_onnxruntime_b256", "speedup_openvino_b1",
+                "speedup_torch_csr_b256"):
+        assert mag[key] > 0 and mag[key + "_iqr"] >= 0, key
+    assert dense["speedup_torch_csr_b1"] is None  # no sparse layer: the reason is in the record
+    assert recs["dense"]["figures"]["deploy"]["runtimes"]["torch_csr"]["status"] == "empty"
+    assert mag["artifact_onnxruntime_bytes"] > 0.95 * dense["artifact_onnxruntime_bytes"]  # no smaller
     table = pd.read_csv(tmp_path / "mlp" / "leaderboard-custom.csv")
     assert list(table.method) == ["dense", "magnitude"]
+    assert {"theoretical_speedup_x", "speedup_openvino_b256_x", "artifact_onnxruntime_KiB"} <= set(table.columns)
     assert not (tmp_path / "mlp" / "leaderboard.csv").exists()  # nothing standard ran
 
     before = {p.name: p.read_bytes() for p in (tmp_path / "mlp").glob("leaderboard*")}
@@ -90,7 +99,7 @@ def test_failing_plugins_become_failed_rows_and_exit_nonzero(tmp_path, data_dir)
 
 def test_user_errors_are_clear_and_exit_2(tmp_path, data_dir):
     unknown = run_bench(quick(tmp_path, data_dir, "--methods", "magnitde"))
-    assert unknown.returncode == 2 and "unknown method 'magnitde'; did you mean magnitude?" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown method 'magnitde'; did you mean magnitude, magnitude-oneshot?" in unknown.stderr
     bad_param = run_bench(quick(tmp_path, data_dir, "--methods", "magnitude", "--set", "magnitude.sparsty=0.5"))
     assert bad_param.returncode == 2 and "no parameter 'sparsty'" in bad_param.stderr
     bad_suite = run_bench(["run", "--suite", "nope", "--methods", "dense"])

@@ -101,7 +101,7 @@ def test_peak_memory_counts_weights_input_and_activations():
 
 
 FAMILIES = ["dense", "magnitude", "gmp", "lottery", "l1", "gating", "slimming", "rigl", "sft",
-            "filter-l1", "ptq-int8", "qat", "uniform", "kd", "deep-compression", "magnitude+uniform"]
+            "filter-l1", "ptq-int8", "qat", "uniform", "kd", "deep-compression", "nm", "magnitude+uniform"]
 
 
 def test_every_method_family_runs_on_cuda(tmp_path, cifar_dir):

@@ -5,7 +5,9 @@ finding a broken script."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import tarfile
 
 from conftest import ROOT
@@ -16,7 +18,7 @@ def test_gpu_session_dry_run_on_cpu(tmp_path, cifar_dir):
     proc = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--out", str(out), "--data", str(cifar_dir),
          "--results", str(results), "--minutes", "10", "--methods", "dense,magnitude", "--speed", "eager",
-         "--quick"], capture_output=True, text=True, timeout=600)
+         "--quick"], capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHON": sys.executable})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sorted(p.name for p in out.iterdir()) == ["env.txt", "gpu-tests.log", "results.tar.gz", "session.log",
                                                       "sweep.log", "train-speed.log"]

@@ -1,3 +1,6 @@
+import itertools
+import time
+
 import torch
 from torch import nn
 
@@ -48,17 +51,34 @@ def test_sparse_encoding_round_trips_and_is_smaller():
     assert 4 * 10_000 > sparse_bytes - 4 * (100 + 1010) > 4_000 + 1_250
 
 
-def test_custom_deployable_bytes_is_used():
-    model = nn.Linear(4, 4)
-    model.deployable_bytes = lambda: 123
-    assert measure.size_bytes(model) == 123
-
-
 def test_latency_reports_median_and_iqr():
     model = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
     median, iqr = measure.latency_ms(model, torch.randn(64, 256), min_run_time=0.2)
     assert 0 < median < 100
     assert 0 <= iqr < float("inf")  # its size depends on machine load, so it is not bounded here
+
+
+def test_paired_speedup_is_the_ratio_of_interleaved_blocks():
+    """Two calls of known relative cost (sleeps: independent of how loaded the CPU is): the
+    speedup is their ratio, and each block runs its calls in a row, alternating order."""
+    calls = []
+
+    def dense():
+        calls.append("d")
+        time.sleep(0.002)
+
+    def compressed():
+        calls.append("c")
+        time.sleep(0.001)
+
+    t = measure.paired_speedup(dense, compressed, pairs=4, block_s=0.01)
+    assert 1.5 < t.speedup < 2.5, t
+    assert 0 <= t.speedup_iqr < 1 and 0 <= t.compressed_iqr_ms  # its size depends on the machine's load
+    assert 0.9 < t.compressed_ms < 2 and 1.9 < t.dense_ms < 3.5, t
+    # the timed blocks end d|c c|d d|c c|d (ABBA: drift hits both alike): runs of calls d, cc, dd, cc, d
+    runs = [(k, len(list(g))) for k, g in itertools.groupby(calls)][-5:]
+    assert [k for k, _ in runs] == ["d", "c", "d", "c", "d"]
+    assert runs[2][1] == 2 * runs[4][1] and runs[1][1] == runs[3][1]
 
 
 def test_peak_inference_memory_counts_params_input_and_activations():

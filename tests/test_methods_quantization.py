@@ -13,10 +13,10 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from bench import measure
+from bench import deploy, measure
 from bench.registry import METHODS, discover
 from bench.sparsity import make_permanent, prunable_weights, weight_sparsity
-from methods.uniform import max_distinct_per_row
+from methods.uniform import grid_bits
 
 discover()
 
@@ -31,6 +31,11 @@ def run(ctx, name: str, **params) -> nn.Module:
 @torch.inference_mode()
 def predictions(ctx, model: nn.Module) -> torch.Tensor:
     return model(ctx.preprocess.normalize(ctx.data.test.x)).argmax(1)
+
+
+def max_distinct_per_row(w: torch.Tensor) -> int:
+    rows = w.detach().flatten(1).sort(dim=1).values
+    return int(1 + (rows.diff(dim=1) != 0).sum(dim=1).max())
 
 
 def float_weight_matrices(model: nn.Module) -> list[str]:
@@ -64,7 +69,10 @@ def test_int8_methods_store_int8_weights_and_agree_with_the_float_model(make_con
     assert measure.count_nonzeros(model) > 0.99 * 266_610
     assert 0.2 < measure.size_bytes(model) / measure.size_bytes(dense) < 0.35
     x = ctx.preprocess.normalize(ctx.data.test.x[:64])
-    assert measure.flops(model, x[:2]) == measure.flops(dense, x[:2])
+    (total, effective), (dense_total, dense_effective) = measure.flops(model, x[:2]), measure.flops(dense, x[:2])
+    assert total == dense_total
+    # the effective count follows the int8 weights executed: the few that round to zero are skipped
+    assert 0.98 * dense_effective < effective <= dense_effective
     assert measure.latency_ms(model, x, min_run_time=0.05)[0] > 0
 
 
@@ -112,6 +120,7 @@ def test_uniform_has_at_most_2_to_the_bits_values_per_channel_and_packed_size(ma
     weights = [m.weight for m, _ in prunable_weights(model)]
     assert all(w.dtype == torch.float32 and w.requires_grad for w in weights)
     assert all(max_distinct_per_row(w) <= 2 ** bits for w in weights)
+    assert [grid_bits(w) for w in weights] == [bits] * len(weights)  # the bits, found from the weights
     if bits == 8:
         assert ctx.evaluate(model) > dense_acc - 0.01
 
@@ -120,7 +129,7 @@ def test_uniform_has_at_most_2_to_the_bits_values_per_channel_and_packed_size(ma
     expected = 4 * biases + sum(
         (min(w.numel() * bits, w.numel() + int(w.count_nonzero()) * bits) + 7) // 8 + 4 * w.shape[0]
         for w in weights)
-    assert measure.size_bytes(model) == expected
+    assert deploy.encoding(model) == ("packed-codes", expected)
     assert expected / measure.size_bytes(dense) < bits / 32 + 0.01
     assert measure.count_params(model) == 266_610
 
@@ -129,11 +138,12 @@ def test_uniform_size_falls_back_to_float_once_the_weights_leave_the_grid(make_c
     ctx = make_context(**BUDGET)
     model = run(ctx, "uniform", bits=4)
     copy = deepcopy(model)  # what ctx.pretrained() hands the next method of a chain
-    quantized = measure.size_bytes(model)
+    _, quantized = deploy.encoding(model)
     with torch.no_grad():
         model[1].weight.add_(torch.randn_like(model[1].weight) * 1e-3)  # e.g. a later fine-tuning
-    assert measure.size_bytes(model) - quantized > 3 * model[1].weight.numel()  # now 4 bytes each
-    assert measure.size_bytes(copy) == quantized  # the copy measures itself, not the original
+    assert grid_bits(model[1].weight) is None
+    assert deploy.encoding(model)[1] - quantized > 3 * model[1].weight.numel()  # now 4 bytes each
+    assert deploy.encoding(copy)[1] == quantized  # the copy measures itself, not the original
 
 
 def test_after_pruning_zeros_stay_zero_and_int8_size_counts_them(make_context):
@@ -148,9 +158,16 @@ def test_after_pruning_zeros_stay_zero_and_int8_size_counts_them(make_context):
         assert measure.count_nonzeros(model) < 0.11 * 266_610, name
     assert weight_sparsity(models["uniform"]) >= 0.9
     # 4-bit codes of the 10% nonzeros plus a 1-bit mask: about 0.175 bytes a weight, not 0.5
-    assert measure.size_bytes(models["uniform"]) < 0.25 * 266_610
+    assert deploy.encoding(models["uniform"])[1] < 0.25 * 266_610
     # 10% of the int8 values plus a 1-bit mask: about 0.225 of the dense int8 bytes
     assert measure.size_bytes(models["ptq-int8"]) < 0.3 * dense_int8_bytes
+    # effective FLOPs come from the weights the int8 model executes, zeros included
+    x = ctx.preprocess.normalize(ctx.data.test.x[:1])
+    dense_flops, float_effective = measure.flops(pruned, x)
+    for name in ("qat", "ptq-int8"):
+        total, effective = measure.flops(models[name], x)
+        assert total == dense_flops, name
+        assert effective < 0.12 * dense_flops and abs(effective - float_effective) < 0.02 * dense_flops, name
 
 
 @pytest.mark.parametrize("name", ["qat", "uniform"])

@@ -241,3 +241,17 @@ def test_sparse_coding_encodes_raw_images_and_learns(make_context):
 def test_sparse_coding_needs_an_mlp_suite(make_context):
     with pytest.raises(NotApplicable, match="MLP suite"):
         SparseCoding().run(make_context(suite="mnist", limit_train=256))
+
+
+def test_dense_ft_fine_tunes_the_dense_model_with_the_post_training_budget(make_context):
+    from methods.dense_ft import DenseFinetuned
+
+    ctx = make_context(epochs=2, finetune_epochs=2, limit_train=4000)
+    dense = ctx.pretrained()
+    before = ctx.evaluate(dense)
+    run = make_context(epochs=2, finetune_epochs=2, limit_train=4000)  # a fresh run, same seed
+    model = DenseFinetuned().run(run)
+    assert run.train_epochs == 2 + 2  # the dense epochs and the fine-tuning, like magnitude's
+    assert not same_weights(model, dense)
+    assert n_params(model) == n_params(dense) and all(bool((p != 0).any()) for p in model.parameters())
+    assert ctx.evaluate(model) >= before - 0.01  # more training of the same model: no worse

@@ -84,3 +84,17 @@ def test_sigterm_stops_cleanly_and_the_leaderboard_keeps_finished_runs(tmp_path,
     assert "interrupted; finished runs are recorded" in proc.stderr
     assert [p.name.split("-")[0] for p in (results / "mlp" / "runs").glob("*.json")] == ["dense"]
     assert "| dense " in (results / "mlp" / "leaderboard-custom.md").read_text()
+
+
+def test_standard_records_are_refused_from_uncommitted_code(tmp_path, data_dir):
+    """Every standard leaderboard row must name the commit that made it: a dirty checkout is
+    refused before anything runs (BENCH_GIT_COMMIT stands in for git here)."""
+    proc = run_bench(["run", "--suite", "mlp", "--methods", "dense", "--seeds", "0", "--data-dir", str(data_dir),
+                      "--results-dir", str(tmp_path)], env={"BENCH_GIT_COMMIT": "0123abc-dirty"})
+    assert proc.returncode == 2, proc.stderr
+    assert "uncommitted changes (0123abc-dirty)" in proc.stderr and "--allow-dirty" in proc.stderr
+    assert not (tmp_path / "mlp" / "runs").exists()
+    custom = run_bench(["run", "--suite", "mlp", "--methods", "dense", "--seeds", "0", "--epochs", "1",
+                        "--limit-train", "1000", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)],
+                       env={"BENCH_GIT_COMMIT": "0123abc-dirty"})
+    assert custom.returncode == 0, custom.stderr  # quick runs with overridden budgets stay allowed

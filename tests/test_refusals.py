@@ -89,7 +89,7 @@ SUITES = [
      "key 'data.dataset': torchvision.datasets.ImageFolder has neither a train nor a split argument"),
     ("not a dataset class", ("dataset: MNIST", "dataset: utils"), "key 'data.dataset': torchvision.datasets has no dataset class 'utils'"),
     ("an unknown method in methods", ("seeds: [0]", "seeds: [0]\nmethods: {magnitud: {sparsity: 0.5}}"),
-     "key 'methods.magnitud': unknown method 'magnitud'; did you mean magnitude?"),
+     "key 'methods.magnitud': unknown method 'magnitud'; did you mean magnitude, magnitude-oneshot?"),
     ("a method parameter out of range", ("seeds: [0]", "seeds: [0]\nmethods: {magnitude: {sparsity: 1.5}}"),
      "key 'methods.magnitude': method 'magnitude' parameter 'sparsity': expected a number in [0, 1), got 1.5"),
     ("an unknown method parameter", ("seeds: [0]", "seeds: [0]\nmethods: {magnitude: {sparsty: 0.5}}"),
@@ -191,7 +191,7 @@ COMMAND_LINES = [
     ("--order wide", ["--order", "wide"], "argument --order: invalid choice: 'wide'"),
     ("an unknown option", ["--epochz", "1"], "unrecognized arguments: --epochz 1"),
     ("--set of an unknown method", ["--set", "magnitud.sparsity=0.5"],
-     "--set magnitud.sparsity: unknown method 'magnitud'; did you mean magnitude?"),
+     "--set magnitud.sparsity: unknown method 'magnitud'; did you mean magnitude, magnitude-oneshot?"),
     ("--set of a method not selected", ["--set", "random.sparsity=0.5"],
      "--set random.sparsity: method 'random' is not selected (--methods selects dense, magnitude)"),
     ("--set out of range", ["--set", "magnitude.sparsity=1.5"],
@@ -228,7 +228,7 @@ def test_set_of_a_selected_chain_link_is_accepted(tmp_path, data_dir, capsys):
 def test_unknown_names_are_refused(tmp_path, data_dir, capsys):
     results = tmp_path / "results"
     line = refused(["run", "--suite", "mlp", "--methods", "magnitde", "--results-dir", str(results)], capsys, results)
-    assert "unknown method 'magnitde'; did you mean magnitude?" in line
+    assert "unknown method 'magnitde'; did you mean magnitude" in line
     line = refused(["run", "--suite", "nope", "--methods", "dense", "--results-dir", str(results)], capsys, results)
     assert "unknown suite 'nope'" in line
     line = refused(["run", "--suite", "mlp", "--methods", ",", "--results-dir", str(results)], capsys, results)

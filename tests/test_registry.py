@@ -28,7 +28,7 @@ def test_unknown_name_suggests_close_matches():
 
 def test_comma_lists_and_globs_select_without_duplicates():
     assert select("dense,magnitude,dense") == ["dense", "magnitude"]
-    assert select("mag*") == ["magnitude"]
+    assert select("mag*") == ["magnitude", "magnitude-oneshot"]
     assert select("d?nse") == ["dense"]
     with pytest.raises(UnknownMethodError, match="no method matches"):
         select("zzz*")

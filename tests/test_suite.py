@@ -34,6 +34,7 @@ def test_valid_file_parses_with_defaults(tmp_path):
     suite = load_suite(str(write(tmp_path, VALID)))
     assert suite.training.optimizer == "sgd" and suite.training.lr == 0.1
     assert suite.model.kwargs == {} and suite.methods == {}
+    assert suite.runtimes == ["torch", "torch_csr", "onnxruntime", "openvino", "torch_2to4"]
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -45,6 +46,9 @@ def test_valid_file_parses_with_defaults(tmp_path):
     (("mean: [0.1307]", "mean: [x]"), "key 'data.mean[0]': expected float"),
     (("lr: 0.1,", "lr: 0.1, optimizer: rmsprop,"), "key 'training.optimizer': expected one of sgd, adam, adamw"),
     (("lr: 0.1,", "lr: 0.1, precision: fp16,"), "key 'training.precision': expected one of fp32, bf16"),
+    (("seeds: [0]", "seeds: [0]\nruntimes: [torch, tensorrt]"),
+     "key 'runtimes': unknown runtime 'tensorrt'; expected some of torch, torch_compile, torch_csr"),
+    (("seeds: [0]", "seeds: [0]\nruntimes: [onnxruntime]"), "key 'runtimes': must include torch"),
 ])
 def test_errors_name_file_key_and_expectation(tmp_path, edit, message):
     path = write(tmp_path, VALID.replace(*edit))

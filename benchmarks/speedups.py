@@ -1,0 +1,98 @@
+"""Theoretical vs measured speedup, per method family and runtime, from the run records.
+
+For each suite, data source and budget: each method and setting's theoretical speedup (dense FLOPs
+over effective FLOPs) beside its measured speedup in every runtime at every batch size of the
+suite (the dense model's latency over its own in the same runtime, timed side by side; mean over
+seeds of the median pair ratio, with the mean IQR in parentheses). An empty cell is a runtime that
+could not take the model; the leaderboard's Markdown lists why. Rows are grouped by family, so one
+sees at a glance which compressed forms turn fewer FLOPs into less time, and where.
+
+    python benchmarks/speedups.py [--results results] [--suites mlp,mnist] [--settings sparsity=0.9,sparsity=0.98]
+
+The records come from `bench run` (any budget); for a quick look on a small budget:
+
+    bench run --suite mlp --methods dense,magnitude,filter-l1,nm,ptq-int8,magnitude+ptq-int8 --seeds 0 \\
+        --epochs 1 --finetune-epochs 1 --limit-train 4000 --set magnitude.sparsity=0.9 --results-dir /tmp/speed
+    python benchmarks/speedups.py --results /tmp/speed --suites mlp
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import leaderboard, records  # noqa: E402
+
+# The README's families (section The methods); a chain is "combined".
+FAMILIES = {
+    "reference": ["dense", "dense-ft", "student"],
+    "pruning after training": ["magnitude", "random", "imp", "filter-l1"],
+    "pruning during training": ["gmp", "lottery"],
+    "sparse training": ["l1", "gating", "slimming", "snip", "static", "set", "rigl"],
+    "sparse fine-tuning": ["sft"],
+    "N:M sparsity": ["nm"],
+    "one-shot pruning": ["sparsegpt", "wanda", "magnitude-oneshot"],
+    "one-shot quantization": ["gptq", "rtn"],
+    "quantization": ["ptq-int8", "dynamic-int8", "qat", "uniform"],
+    "distillation": ["kd"],
+    "combined": ["deep-compression", "sparse-coding"],
+}
+FAMILY_OF = {method: name for name, methods in FAMILIES.items() for method in methods}
+ORDER = list(FAMILIES)
+
+
+def family(method: str) -> str:
+    return "combined" if "+" in method else FAMILY_OF.get(method, "other")
+
+
+def kept(setting: str, filters: list[str]) -> bool:
+    """Whether a row's setting passes the filters (`sparsity=0.9`): a row whose setting has none
+    of the filtered parameters (dense, ptq-int8) always does; a chain's link matches by suffix."""
+    tokens = setting.split(", ")
+    names = {f.split("=")[0] for f in filters}
+    if not any(t.split("=")[0].split(".")[-1] in names for t in tokens):
+        return True
+    return any(t == f or t.endswith("." + f) for t in tokens for f in filters)
+
+
+def speed_tables(results: Path, suite: str, filters: list[str]) -> list[str]:
+    """One printed table per data source and budget of the suite's successful records."""
+    recs = [r for r in records.load_records(results, suite) if r["status"] == "ok"]
+    if not recs:
+        return [f"{suite}: no finished runs under {results}", ""]
+    cols = leaderboard.table_columns(recs)
+    table = leaderboard.aggregate(leaderboard.frame(recs, cols), cols)
+    speed = [c for c in cols if c.spec.name in ("theoretical_speedup", "speedup{runtime}_b{batch}")]
+    devices = sorted({f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)"
+                      for r in recs})
+    out = []
+    for (source, budget), t in table.groupby(["data_source", "budget"], sort=True):
+        rows = sorted(([family(r["method"]), r["method"], r["setting"], int(r["seeds"]),
+                        *[leaderboard.cell(r, c) for c in speed]]
+                       for _, r in t.iterrows() if kept(r["setting"], filters)),
+                      key=lambda row: (ORDER.index(row[0]) if row[0] in ORDER else len(ORDER), row[1:3]))
+        out += [f"## {suite} · {source} · {budget} · {'; '.join(devices)}", "",
+                tabulate(rows, headers=["family", "method", "setting", "seeds", *[c.header for c in speed]],
+                         tablefmt="github", disable_numparse=True), ""]
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--suites", default="mlp,mnist")
+    p.add_argument("--settings", default="", help="keep the rows with one of these settings (comma "
+                   "list, e.g. sparsity=0.9,sparsity=0.98); rows without such a parameter are kept")
+    args = p.parse_args()
+    filters = [f for f in args.settings.split(",") if f]
+    for suite in args.suites.split(","):
+        print("\n".join(speed_tables(args.results, suite, filters)))
+
+
+if __name__ == "__main__":
+    main()

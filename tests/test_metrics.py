@@ -1,0 +1,70 @@
+"""The metric registry drives the leaderboard's CSV and Markdown columns and the README's table."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from bench import leaderboard, metrics, records
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {"device_name": "Test CPU", "device": "cpu", "torch": "2.x", "threads": 2}
+BUDGET = {"epochs": 20, "finetune_epochs": 10, "limit_train": None, "limit_test": None}
+
+
+def record(method: str, seed: int, **values) -> dict:
+    metrics_ = {"accuracy": 0.98, "sparsity": 0.5, "nonzeros": 500, "flops_effective": 1000,
+                "theoretical_speedup": 2.0, **values}
+    onnx = {"status": "ok"} if values.get("speedup_onnxruntime_b256") else {
+        "status": "empty", "reason": "ONNX export: DispatchError: no function for aten.magic"}
+    return {"schema": records.SCHEMA_VERSION, "status": "ok", "error": None, "standard_budget": True,
+            "config": {"method": method, "params": {}, "seed": seed, "budget": BUDGET,
+                       "data_source": "torchvision:MNIST"},
+            "metrics": metrics_, "env": ENV,
+            "figures": {"deploy": {"encoding": "bitmask", "runtimes": {"onnxruntime": onnx}}}}
+
+
+def write(results: Path, recs: list[dict]) -> tuple[pd.DataFrame, str]:
+    for i, r in enumerate(recs):
+        records.write_json_atomic(results / "mlp" / "runs" / f"r{i}.json", r)
+    leaderboard.write(results, "mlp")
+    return pd.read_csv(results / "mlp" / "leaderboard.csv"), (results / "mlp" / "leaderboard.md").read_text()
+
+
+def test_registry_drives_csv_and_markdown_columns(tmp_path, monkeypatch):
+    energy = metrics.MetricSpec("energy_j", "joules per inference", "mJ", "energy_mJ", "energy (mJ)",
+                                scale=1e3, decimals=3, shown=1)
+    monkeypatch.setattr(metrics, "METRICS", [*metrics.METRICS, energy])
+    speed = {"speedup_b1": 1.5, "speedup_b1_iqr": 0.1, "speedup_onnxruntime_b256": 3.25,
+             "speedup_onnxruntime_b256_iqr": 0.05, "artifact_onnxruntime_bytes": 2048}
+    recs = [record("dense", 0, energy_j=0.0123456, speedup_b1=1.0, speedup_b1_iqr=0.0),
+            record("magnitude", 0, energy_j=0.001, **speed), record("magnitude", 1, energy_j=0.002, **speed)]
+    table, md = write(tmp_path, recs)
+
+    # CSV: registry order and names, scaled and rounded as registered
+    assert list(table.columns) == [
+        "data_source", "budget", "method", "setting", "seeds", "accuracy_mean_%", "accuracy_std_%",
+        "delta_acc_pts", "sparsity_%", "nonzeros", "flops_effective_M", "theoretical_speedup_x",
+        "speedup_b1_x", "speedup_onnxruntime_b256_x", "speedup_b1_iqr_x", "speedup_onnxruntime_b256_iqr_x",
+        "artifact_onnxruntime_KiB", "energy_mJ"]
+    assert list(table["energy_mJ"]) == [12.346, 1.5]
+    assert table.loc[1, "artifact_onnxruntime_KiB"] == 2.0
+    # Markdown: the registered headers, formats and spreads
+    assert re.search(r"\| eff. MFLOPs +\| energy \(mJ\) +\|\n", md) and re.search(r"\| 12.3 +\|\n", md)
+    assert re.search(r"\| theoretical \(x\) +\| eager b1 \(x\) +\| ORT b256 \(x\) +\| ORT file \(KiB\) +\|", md)
+    assert re.search(r"\| magnitude +\| - +\| 2.00 +\| 1.50 \(0.10\) +\| 3.25 \(0.05\) +\| 2.0 +\|", md)
+    assert "## runtimes that could not take a model" in md
+    assert re.search(r"\| dense +\| - +\| onnxruntime \| ONNX export: DispatchError: no function for aten.magic \|", md)
+
+    # the same records with the spec's format changed: the tables follow
+    monkeypatch.setattr(metrics, "METRICS", [*metrics.METRICS[:-1], dataclasses.replace(energy, decimals=1, shown=2)])
+    table, md = write(tmp_path, recs)
+    assert list(table["energy_mJ"]) == [12.3, 1.5] and re.search(r"\| 12.30 +\|\n", md)
+
+
+def test_readme_metric_and_runtime_tables_are_the_registrys():
+    readme = (ROOT / "README.md").read_text()
+    assert metrics.readme_tables() in readme, "README's tables are stale: paste `python -m bench.metrics`"
