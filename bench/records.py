@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import socket
 import subprocess
 import tempfile
 from importlib import metadata
@@ -81,7 +82,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_writer()}.", suffix=".tmp")
     try:
         with naming_file(path), os.fdopen(fd, "wb") as f:
             write(f)
@@ -92,6 +93,34 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _writer() -> str:
+    """Who writes a temporary file, as part of its name: this host and process."""
+    return f"{socket.gethostname()}.{os.getpid()}"
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files under `folder` that a writer on this host left when it was
+    killed mid-write (kill -9 runs no clean-up); a live writer's are kept. Returns those removed."""
+    host, removed = socket.gethostname(), []
+    for tmp in Path(folder).rglob(".*.tmp"):
+        parts = tmp.name.rsplit(".", 3)  # .<name>.<host>, <pid>, <random>, tmp
+        if len(parts) < 4 or not parts[0].endswith(f".{host}") or not parts[1].isdigit() or _alive(int(parts[1])):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _umask() -> int:

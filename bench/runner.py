@@ -363,6 +363,9 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
             d.claim.release()
         with contextlib.suppress(OSError):
             (suite_dir / "claims").rmdir()  # only when empty: other commands may hold claims
+        with contextlib.suppress(OSError):  # housekeeping: a file no reader opens
+            for tmp in records.remove_stale_temporaries(suite_dir):
+                log(f"removed {tmp}, left by a command killed while writing")
         try:
             leaderboard.write(results_dir, suite.name)
         except Exception as e:

@@ -10,6 +10,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -218,7 +219,7 @@ def test_kill_9_at_random_points_loses_no_finished_record(tmp_path, data_dir):
     one unchanged; the last command finishes the sweep."""
     rng = random.Random(15)
     kept: dict[str, bytes] = {}
-    killed, progress = 0, []
+    killed, progress, stale = 0, [], []
     for i in range(5):
         proc = start(tmp_path, data_dir, *(["--jobs", "2"] if i == 1 else []))
         target = len(kept) + rng.randint(0, 2)
@@ -233,7 +234,7 @@ def test_kill_9_at_random_points_loses_no_finished_record(tmp_path, data_dir):
         assert {k: now[k] for k in kept} == kept, "a finished record was lost or rewritten"
         kept = now
         progress.append(str(len(kept)))
-        assert not tmp_files(tmp_path)
+        stale += tmp_files(tmp_path)  # a write cut by kill -9: hidden, never read, removed by the next command
         assert not alive(workers, wait=60), "workers outlived their killed driver"
     final = start(tmp_path, data_dir)
     out, err = final.communicate(timeout=600)
@@ -243,7 +244,7 @@ def test_kill_9_at_random_points_loses_no_finished_record(tmp_path, data_dir):
     assert {json.loads(b)["status"] for b in done.values()} == {"ok"}
     assert not tmp_files(tmp_path) and not (tmp_path / "mlp" / "claims").exists()
     print(f"kill -9: {killed} of 5 commands killed while running; records after each kill: "
-          f"{', '.join(progress)}; after the last command: 6; none lost")
+          f"{', '.join(progress)}; after the last command: 6; none lost; {len(stale)} cut writes cleaned up")
 
 
 def test_concurrent_commands_with_one_killed_run_everything_once(tmp_path, data_dir):
@@ -388,3 +389,15 @@ def test_latency_is_timed_at_the_batch_it_is_labelled_with(make_context):
     ctx = make_context(limit_test=100)
     x = measure_input(ctx, 256, ctx.device)
     assert x.shape[0] == 256 and torch.equal(x[100:200], x[:100])
+
+
+def test_temporary_files_of_killed_writers_on_this_host_are_removed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    names = {"dead": f".r.json.{host}.{dead.pid}.abc12345.tmp", "alive": f".r.json.{host}.{os.getpid()}.abc12345.tmp",
+             "elsewhere": f".r.json.otherhost.{dead.pid}.abc12345.tmp", "not ours": ".notes.tmp"}
+    for name in names.values():
+        (tmp_path / name).write_text("")
+    assert records.remove_stale_temporaries(tmp_path) == [tmp_path / names["dead"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for k, n in names.items() if k != "dead")
