@@ -49,8 +49,10 @@ def frame(recs: list[dict[str, Any]], cols: list[Column]) -> pd.DataFrame:
         if r["status"] != "ok":
             continue
         m, c = r["metrics"], r["config"]
-        row = {"data_source": c["data_source"], "budget": _budget_label(c["budget"]),
-               "method": c["method"], "setting": setting_label(c["params"]), "seed": c["seed"]}
+        device = r["env"]["device"].split(":")[0]
+        row = {"data_source": c["data_source"], "budget": _budget_label(c["budget"]), "device": device,
+               "method": c["method"], "setting": setting_label(c["params"]), "seed": c["seed"],
+               "timed_on": r.get("measured_on", {}).get("device", device)}
         for col in cols:
             if col.column and col.spec.recorded:
                 row[col.column] = None if m.get(col.key) is None else m[col.key] * col.spec.scale
@@ -58,27 +60,31 @@ def frame(recs: list[dict[str, Any]], cols: list[Column]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+TABLE = ["data_source", "budget", "device"]  # one table each: rows that may be compared
+REFERENCES = {"dense": 0, "dense-ft": 1}  # listed first; accuracy changes are taken against both
+
+
 def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
-    """Mean over seeds per (data source, budget, method, setting); accuracy also gets its std and
-    the change versus the dense row of the same table (delta_acc)."""
-    keys = ["data_source", "budget", "method", "setting"]
+    """Mean over seeds per (data source, budget, device type, method, setting, device timed on);
+    accuracy also gets its std and its change versus the `dense` row of the same table
+    (delta_acc) and versus the matched-budget `dense-ft` row (delta_ft): a method's effect, told
+    apart from the effect of its extra training."""
+    keys = [*TABLE, "method", "setting", "timed_on"]
     values = [c for c in df.columns if c not in keys + ["seed"]]
     grouped = df.groupby(keys, sort=True)
     out = grouped[values].mean()
     out.insert(0, "seeds", grouped.size())
     out.insert(2, "accuracy_std_%", grouped["accuracy_%"].std(ddof=1).fillna(0.0))
-    out = out.rename(columns={"accuracy_%": "accuracy_mean_%"})
-    dense = {(src, bud): acc for (src, bud, method, _), acc in out["accuracy_mean_%"].items()
-             if method == "dense"}
-    delta = [acc - dense[(src, bud)] if (src, bud) in dense else None
-             for (src, bud, _, _), acc in out["accuracy_mean_%"].items()]
-    out.insert(3, "delta_acc_pts", delta)
-    out = out.reset_index()
-    order = {"dense": 0}
-    out["_order"] = out["method"].map(lambda m: order.get(m, 1))
-    out = out.sort_values(["data_source", "budget", "_order", "method", "setting"]).drop(columns="_order")
+    out = out.rename(columns={"accuracy_%": "accuracy_mean_%"}).reset_index()
+    for reference, column, at in (("dense", "delta_acc_pts", 3), ("dense-ft", "delta_ft_pts", 4)):
+        base = out[out.method == reference].set_index(TABLE)["accuracy_mean_%"]
+        base = base[~base.index.duplicated()]
+        out.insert(len(keys) + at, column, [base.get(tuple(r[TABLE]), None) for _, r in out.iterrows()])
+        out[column] = out["accuracy_mean_%"] - out[column].astype(float)
+    out["_order"] = out["method"].map(lambda m: REFERENCES.get(m, len(REFERENCES)))
+    out = out.sort_values([*TABLE, "_order", "method", "setting"]).drop(columns="_order")
     decimals = {col.column: col.spec.decimals for col in cols if col.column}
-    decimals.update({"accuracy_mean_%": 2, "accuracy_std_%": 2})
+    decimals.update({"accuracy_mean_%": 2, "accuracy_std_%": 2, "delta_ft_pts": 2})
     for col, d in decimals.items():
         if col in out:
             out[col] = out[col].astype(float).round(d) + 0.0  # + 0.0 turns -0.0 into 0.0
@@ -122,17 +128,23 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]
     shown = [c for c in cols if c.key == "accuracy" or c.column in table]  # accuracy: mean and std
     main = [c for c in shown if c.spec.table == "main"]
     speed = [c for c in shown if c.spec.table == "speed"]
-    tables = table.groupby(["data_source", "budget"], sort=True) if len(table) else []
-    for (source, budget), t in tables:
-        lines += [f"## data: {source} · budget: {budget}", ""]
-        rows = [[r["method"], r["setting"], int(r["seeds"]), *[cell(r, c) for c in main]]
-                for _, r in t.iterrows()]
-        lines += [tabulate(rows, headers=["method", "setting", "seeds", *[c.header for c in main]],
-                           tablefmt="pipe", disable_numparse=True), ""]
+    tables = table.groupby(TABLE, sort=True) if len(table) else []
+    for (source, budget, device), t in tables:
+        lines += [f"## data: {source} · budget: {budget} · runs on: {device.upper()}", ""]
+        ft = "dense-ft" in set(t.method)
+        rows = [[r["method"], r["setting"], int(r["seeds"]), *[cell(r, c) for c in main],
+                 *([_fmt(r["delta_ft_pts"], 2)] if ft else [])] for _, r in t.iterrows()]
+        headers = ["method", "setting", "seeds", *[c.header for c in main], *(["Δ vs dense-ft (pts)"] if ft else [])]
+        lines += [tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
         if speed:
-            rows = [[r["method"], r["setting"], *[cell(r, c) for c in speed]] for _, r in t.iterrows()]
-            lines += [SPEED_INTRO, "", tabulate(rows, headers=["method", "setting", *[c.header for c in speed]],
-                                                tablefmt="pipe", disable_numparse=True), ""]
+            elsewhere = t.timed_on != device
+            rows = [[r["method"] + (f" (timed on {r['timed_on'].upper()})" if away else ""), r["setting"],
+                     *[cell(r, c) for c in speed]] for (_, r), away in zip(t.iterrows(), elsewhere)]
+            lines += [SPEED_INTRO + (f" A row marked with another device was timed there, not on the "
+                                     f"{device.upper()}: its figures compare with that device's only."
+                                     if elsewhere.any() else ""), "",
+                      tabulate(rows, headers=["method", "setting", *[c.header for c in speed]],
+                               tablefmt="pipe", disable_numparse=True), ""]
     empty = sorted({(r["config"]["method"], setting_label(r["config"]["params"]), runtime, note["reason"])
                     for r in recs if r["status"] == "ok"
                     for runtime, note in r.get("figures", {}).get("deploy", {}).get("runtimes", {}).items()

@@ -66,3 +66,28 @@ def test_regeneration_is_byte_identical(tmp_path):
     assert set(first) == {"leaderboard.csv", "leaderboard.md", "pareto.png",
                           "leaderboard-custom.csv", "leaderboard-custom.md"}
     assert first == second
+
+
+def test_device_types_get_their_own_tables_and_rows_timed_elsewhere_are_marked(tmp_path):
+    """GPU runs and CPU runs never share a table; an int8 model of a GPU run, timed on the CPU,
+    says so; dense-ft, the matched-budget reference, gets its own change column."""
+    gpu = {"device_name": "Test GPU", "device": "cuda", "torch": "2.x", "threads": 4}
+    recs = [record("dense", {}, 0, 0.90, 1000), record("dense-ft", {}, 0, 0.92, 1000),
+            record("magnitude", {"sparsity": 0.9}, 0, 0.91, 100),
+            {**record("dense", {}, 0, 0.88, 1000), "env": gpu},
+            {**record("ptq-int8", {}, 0, 0.87, 1000), "env": gpu, "measured_on": {"device": "cpu"}}]
+    for r in recs:
+        r["metrics"].update(speedup_b1=1.0, speedup_b1_iqr=0.0)
+    for i, r in enumerate(recs):
+        records.write_json_atomic(tmp_path / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
+    leaderboard.write(tmp_path, "mlp")
+    table = pd.read_csv(tmp_path / "mlp" / "leaderboard.csv")
+    cpu, cuda = table[table.device == "cpu"], table[table.device == "cuda"]
+    assert list(cpu.method) == ["dense", "dense-ft", "magnitude"] and list(cuda.method) == ["dense", "ptq-int8"]
+    assert math.isclose(cpu.set_index("method").loc["magnitude", "delta_ft_pts"], -1.0)
+    assert math.isclose(cuda.set_index("method").loc["ptq-int8", "delta_acc_pts"], -1.0)  # against the GPU dense
+    assert cuda.set_index("method").loc["ptq-int8", "timed_on"] == "cpu"
+    md = (tmp_path / "mlp" / "leaderboard.md").read_text()
+    assert "runs on: CPU" in md and "runs on: CUDA" in md
+    assert re.search(r"\| ptq-int8 \(timed on CPU\) +\|", md)
+    assert "Δ vs dense-ft (pts)" in md
