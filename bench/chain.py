@@ -7,10 +7,14 @@ before any training, so an impossible chain fails at once with the reason.
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
-from bench.context import Context
 from bench.registry import METHODS, Method, ParameterError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from bench.context import Context
 
 
 class ChainError(ParameterError):

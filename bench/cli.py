@@ -1,4 +1,8 @@
-"""The `bench` command: run suites, rebuild leaderboards, list what is registered."""
+"""The `bench` command: run suites, rebuild leaderboards, list what is registered.
+
+Only what a command needs is imported, when it needs it: `bench --help` and `bench list` answer
+without importing torch or the plugins, and `bench leaderboard` without torch.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,10 @@ from typing import Any, Callable
 import yaml
 from tabulate import tabulate
 
-from bench import leaderboard, registry
+from bench import registry
 from bench.bounds import Bounds
 from bench.chain import links
-from bench.data import DataError
-from bench.executors import ExecutorError
 from bench.records import ProvenanceError
-from bench.runner import ResultsFolderError
 from bench.suite import Suite, SuiteError, available_suites, is_plain_name, load_suite
 
 
@@ -155,6 +156,8 @@ def parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered methods or shipped suites")
     ls.add_argument("what", nargs="?", choices=["methods", "suites"], default="methods")
+    ls.add_argument("--check", action="store_true",
+                    help="import every plugin (as bench run does) and show those that fail to import")
     return p
 
 
@@ -179,6 +182,8 @@ def make_executor(args: argparse.Namespace, device: str):
     if args.jobs_per_gpu:
         gpus = _visible_gpus()
         if device != "cuda" or not gpus:
+            from bench.executors import ExecutorError
+
             raise ExecutorError("--jobs-per-gpu needs CUDA devices, and torch sees none (use --jobs on the CPU)")
         return LocalExecutor(args.jobs_per_gpu * len(gpus), gpus, args.threads)
     if args.jobs > 1:
@@ -189,6 +194,8 @@ def make_executor(args: argparse.Namespace, device: str):
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
+    from bench import leaderboard
+    from bench.data import DataError
     from bench.runner import run_suite
 
     suite = load_suite(args.suite)
@@ -233,6 +240,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from bench import leaderboard
+
     root = Path(args.results_dir)
     if args.suite is not None and not is_plain_name(args.suite):
         raise SuiteError(f"--suite {args.suite!r}: expected a suite name, a plain folder name under {root}")
@@ -254,22 +263,43 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "suites":
         rows = []
         for name, path in available_suites().items():
-            s = load_suite(str(path))
+            s = load_suite(str(path), resolve=False)
             rows.append([name, s.description, s.model.name, s.data.dataset,
                          f"{s.training.epochs}+{s.training.finetune_epochs}", ",".join(map(str, s.seeds))])
         print(tabulate(rows, headers=["suite", "description", "model", "dataset", "epochs", "seeds"]))
         return 0
-    registry.discover()
     rows = []
-    for name in sorted(registry.METHODS):
-        cls = registry.METHODS[name]
-        params = ", ".join(f"{k}={v}" for k, v in cls.parameters().items())
-        if cls.sweep:
-            params += f" (swept: {cls.sweep})"
-        rows.append([name, cls.description(), params or "-"])
-    rows += [[name, "FAILED TO IMPORT: " + err.splitlines()[0], ""] for name, err in sorted(registry.BROKEN.items())]
+    if args.check:  # import every plugin, as `bench run` does: import failures show
+        registry.discover()
+        for name in sorted(registry.METHODS):
+            cls = registry.METHODS[name]
+            rows.append([name, cls.description(), _parameters(cls.parameters(), cls.sweep)])
+        rows += [[name, "FAILED TO IMPORT: " + err.splitlines()[0], ""]
+                 for name, err in sorted(registry.BROKEN.items())]
+    else:  # from the plugins' source, without importing them (bench.catalog)
+        from bench.catalog import catalog
+
+        for info in catalog():
+            rows.append([info.name, info.problem and f"UNREADABLE: {info.problem}" or info.description,
+                         _parameters(info.parameters, info.sweep)])
     print(tabulate(rows, headers=["method", "description", "parameters (defaults)"]))
     return 0
+
+
+def _parameters(params: dict[str, Any], sweep: str | None) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in params.items())
+    return (text + (f" (swept: {sweep})" if sweep else "")) or "-"
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean bad input (exit 2); imported when a command fails, since their
+    modules import torch."""
+    from bench.data import DataError
+    from bench.executors import ExecutorError
+    from bench.runner import ResultsFolderError
+
+    return (SuiteError, DataError, registry.UnknownMethodError, registry.ParameterError, ExecutorError,
+            ProvenanceError, ResultsFolderError)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -282,14 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list}
     try:
         return commands[args.command](args)
-    except (SuiteError, DataError, registry.UnknownMethodError, registry.ParameterError,
-            ExecutorError, ProvenanceError, ResultsFolderError) as e:  # bad input, refused up front
-        print(f"bench: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a fault while working (a full disk): its own message, not a traceback
-        print(f"bench: error: {e}\nbench: finished runs are recorded; fix the cause and rerun to resume",
-              file=sys.stderr)
-        return 1
+    except Exception as e:
+        if isinstance(e, _usage_errors()):  # bad input, refused up front
+            print(f"bench: error: {e}", file=sys.stderr)
+            return 2
+        if isinstance(e, OSError):  # a fault while working (a full disk): its own message
+            print(f"bench: error: {e}\nbench: finished runs are recorded; fix the cause and rerun to resume",
+                  file=sys.stderr)
+            return 1
+        raise
     except KeyboardInterrupt:
         print("\nbench: interrupted; finished runs are recorded, rerun to resume", file=sys.stderr)
         return 130

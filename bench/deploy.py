@@ -8,7 +8,7 @@ Between a method's `run()` and measurement, every model is turned into what woul
   `register_encoding`. The size is a function of the weights alone, so a later link of a chain
   that moves the weights off that form is measured by what it returns, not by what an earlier
   link declared;
-- its form in each runtime (`RUNTIMES`): PyTorch eager, PyTorch compiled, PyTorch with CSR
+- its form in each runtime (bench.runtimes, loaded by `LOADERS`): PyTorch eager, PyTorch compiled, PyTorch with CSR
   products for sparse Linear layers, ONNX Runtime and OpenVINO from one ONNX export, and on CUDA
   2:4 semi-structured sparse kernels. A runtime that cannot take a model raises `NotDeployable`
   (or fails on its own): its cells stay empty and the reason goes in the run record.
@@ -38,10 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import measure
+from bench.runtimes import CSR_MIN_SPARSITY, OPENVINO_SPARSE_RATE, RUNTIMES, runtime_key
 
-REFERENCE_RUNTIME = "torch"  # PyTorch eager: its metrics keep the names they had before runtimes
-CSR_MIN_SPARSITY = 0.5  # a Linear layer at least this sparse runs as a CSR product in torch_csr
-OPENVINO_SPARSE_RATE = 0.5  # OpenVINO's sparse-weight decompression threshold (int8 FC, AMX CPUs)
 SEMI_STRUCTURED_PAD = 64  # 2:4 weights are zero-padded to multiples of this (both kernels' tiles)
 PAIRS, BLOCK_S = 10, 0.02  # side-by-side timing: pairs of blocks of about BLOCK_S seconds each
 
@@ -53,14 +51,6 @@ PAIRS, BLOCK_S = 10, 0.02  # side-by-side timing: pairs of blocks of about BLOCK
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 1e-2
 INT8_TOLERANCE = 5e-2
-
-
-def runtime_key(template: str, runtime: str, batch: int | None = None) -> str:
-    """A metric name template (bench.metrics) filled in: the runtime as an infix (`_onnxruntime`),
-    none for PyTorch eager, the reference runtime, whose metrics keep their earlier names
-    (`latency_b1_ms`)."""
-    infix = "" if runtime == REFERENCE_RUNTIME else f"_{runtime}"
-    return template.format(runtime=infix, batch=batch)
 
 
 # A CSR weight warns, once per process, that torch's sparse CSR support is in beta: it is what
@@ -210,20 +200,6 @@ def reason(e: BaseException) -> str:
 
 # -- the runtimes -------------------------------------------------------------------------------
 Loader = Callable[[nn.Module, torch.Tensor, Export, bool], Session]
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """A runtime the harness deploys to. `load(model, x, export, reference)` returns the model's
-    session for inputs shaped like x; `reference` is True for the dense model, which a runtime
-    that only changes qualifying layers (CSR, 2:4) runs unchanged instead of refusing."""
-
-    name: str
-    label: str  # short, for table headers
-    devices: tuple[str, ...]
-    description: str  # README: what it runs
-    accelerates: str  # README: which compressed forms it turns into speed
-    load: Loader
 
 
 def load_torch(model: nn.Module, x: torch.Tensor, export: Export, reference: bool) -> Session:
@@ -393,32 +369,14 @@ def load_torch_2to4(model: nn.Module, x: torch.Tensor, export: Export, reference
     return torch_session(half, tensor_bytes(half.state_dict()), FP16_TOLERANCE, dtype=torch.float16)
 
 
-RUNTIMES: dict[str, Runtime] = {r.name: r for r in [
-    Runtime("torch", "eager", ("cpu", "cuda"), "PyTorch eager on the returned model, fp32; an int8 "
-            "model runs its converted PT2E graph, which quantizes and dequantizes around fp32 operators",
-            "smaller dense layers (removed channels, a smaller student)", load_torch),
-    Runtime("torch_compile", "compiled", ("cpu", "cuda"), "`torch.compile` (Inductor, static shapes) "
-            "of the returned model; an int8 model's own forward, which is Inductor with frozen "
-            "weights lowered to oneDNN int8 kernels", "smaller dense layers; int8 (CPU)",
-            load_torch_compile),
-    Runtime("torch_csr", "CSR", ("cpu",), "PyTorch eager where each Linear layer at least "
-            f"{CSR_MIN_SPARSITY:.0%} sparse multiplies a CSR weight (`torch.sparse.mm`, MKL); "
-            "other layers dense. The artifact is the saved state dict with CSR tensors",
-            "unstructured sparsity in Linear layers, at high sparsity", load_torch_csr),
-    Runtime("onnxruntime", "ORT", ("cpu",), "ONNX Runtime's CPU provider on the model's ONNX export "
-            "(torch.onnx, dynamo exporter); int8 models export as QDQ graphs. The artifact is the "
-            ".onnx file", "smaller dense layers; int8 (QDQ fused into int8 kernels)",
-            load_onnxruntime),
-    Runtime("openvino", "OpenVINO", ("cpu",), "OpenVINO's CPU plugin on the same ONNX export, "
-            "static input shape, f32 inference precision, sparse-weight decompression enabled at "
-            f"{OPENVINO_SPARSE_RATE:.0%}. The artifact is its IR (xml + bin, fp32 weights)",
-            "smaller dense layers; int8 (QDQ); sparse int8 fully connected layers on AMX CPUs "
-            "only", load_openvino),
-    Runtime("torch_2to4", "2:4", ("cuda",), "PyTorch eager in fp16 where each Linear layer holding "
-            "a 2:4 pattern runs on semi-structured sparse kernels (`to_sparse_semi_structured`, "
-            "zero-padded to 64); the dense model in fp16 eager is its reference",
-            "2:4 sparsity (`nm`) in Linear layers", load_torch_2to4),
-]}
+LOADERS: dict[str, Loader] = {  # how each runtime of bench.runtimes takes a model
+    "torch": load_torch,
+    "torch_compile": load_torch_compile,
+    "torch_csr": load_torch_csr,
+    "onnxruntime": load_onnxruntime,
+    "openvino": load_openvino,
+    "torch_2to4": load_torch_2to4,
+}
 
 
 # -- checking and timing ------------------------------------------------------------------------
@@ -459,16 +417,16 @@ def measure_runtimes(model: nn.Module, dense: nn.Module, inputs: dict[int, torch
     notes: dict[str, dict[str, Any]] = {}
     try:
         for name in (r for r in runtimes if device in RUNTIMES[r].devices):
-            runtime, note = RUNTIMES[name], {"status": "ok"}
+            load, note = LOADERS[name], {"status": "ok"}
             keys = [runtime_key("artifact{runtime}_bytes", name)]
             keys += [runtime_key(t, name, batch) for batch in inputs for t in TIMINGS]
             try:
                 values: list[float] = []
                 for batch, x in inputs.items():
-                    compressed = runtime.load(model, x, exports["model"], False)
+                    compressed = load(model, x, exports["model"], False)
                     note[f"check_b{batch}"] = check(compressed, x, reference_outputs(model, x))
                     try:
-                        baseline = runtime.load(dense, x, exports["dense"], True)
+                        baseline = load(dense, x, exports["dense"], True)
                         check(baseline, x, reference_outputs(dense, x))
                     except NotDeployable as e:
                         raise NotDeployable(f"the dense model: {e}") from e

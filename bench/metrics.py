@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bench.deploy import REFERENCE_RUNTIME, RUNTIMES, runtime_key
+from bench.runtimes import REFERENCE_RUNTIME, RUNTIMES, runtime_key
 
 BOTH = ("cpu", "cuda")
 

@@ -19,9 +19,10 @@ import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 SCHEMA_VERSION = 1
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "torch-pruning", "torchao", "scikit-learn")
@@ -218,11 +219,15 @@ def _cpu_name() -> str:
 
 def device_name(device: torch.device) -> str:
     """The exact model of the processor or GPU, so that figures from different ones never mix."""
+    import torch
+
     return torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
 
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Where a run happened: versions, device, threads, git commit."""
+    import torch
+
     versions = {}
     for name in PACKAGES:
         try:

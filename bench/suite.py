@@ -90,7 +90,7 @@ class Suite:
     latency_batches: list[int] = bounded(ge=1, distinct=True)  # [1, throughput batch]
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method parameters
     student: ModelSpec | None = None  # the smaller model distillation methods train
-    # The runtimes models are deployed to and timed in (bench.deploy.RUNTIMES), each on the devices
+    # The runtimes models are deployed to and timed in (bench.runtimes.RUNTIMES), each on the devices
     # it supports. torch_compile compiles every model at every batch size, so it is opt-in.
     runtimes: list[str] = field(default_factory=lambda: list(DEFAULT_RUNTIMES))
 
@@ -109,8 +109,9 @@ def available_suites() -> dict[str, Path]:
     return {p.stem: p for p in sorted(suites_dir().glob("*.yaml"))}
 
 
-def load_suite(name_or_path: str) -> Suite:
-    """Load a shipped suite by name (`mlp`) or any suite file by path."""
+def load_suite(name_or_path: str, resolve: bool = True) -> Suite:
+    """Load a shipped suite by name (`mlp`) or any suite file by path. `resolve=False` skips
+    checking that its names resolve (which imports torch and the plugins): for listing suites."""
     path = Path(name_or_path)
     if not path.suffix:
         shipped = available_suites()
@@ -130,6 +131,8 @@ def load_suite(name_or_path: str) -> Suite:
         raise SuiteError(f"{path}: not valid YAML: {_yaml_error(e)}") from None
     suite = parse(Suite, raw, str(path), "")
     _check(suite, str(path))
+    if resolve:
+        _resolve(suite, str(path))
     return suite
 
 
@@ -151,9 +154,8 @@ def is_plain_name(name: str) -> bool:
 
 
 def _check(suite: Suite, file: str) -> None:
-    """What the types and ranges cannot say: the name is a plain folder name, the values agree
-    with each other, and every name resolves (dataset class, models, methods), so that a suite
-    that cannot work is refused before any data is loaded or model trained."""
+    """What the types and ranges cannot say: the name is a plain folder name and the values
+    agree with each other."""
     if not is_plain_name(suite.name):
         raise SuiteError(f"{file}: key 'name': expected a plain folder name (letters, digits, '_', '.', "
                          f"'-'; no path separator, not starting with '.'), got {suite.name!r}")
@@ -164,9 +166,14 @@ def _check(suite: Suite, file: str) -> None:
     if b.optimizer == "sgd" and b.nesterov and b.momentum == 0:
         raise SuiteError(f"{file}: key 'training.momentum': Nesterov SGD needs a momentum > 0 "
                          "(or set training.nesterov: false)")
+
+
+def _resolve(suite: Suite, file: str) -> None:
+    """Every name resolves (dataset class, models, runtimes, methods), so that a suite that
+    cannot work is refused before any data is loaded or model trained."""
     # Imported here: resolving names needs torch, torchvision and the plugins; parsing does not.
     from bench.data import DataError, dataset_class
-    from bench.deploy import RUNTIMES
+    from bench.runtimes import RUNTIMES
     from bench.models import check_model
 
     try:

@@ -54,7 +54,7 @@ def deployed(model: nn.Module, runtimes: list[str], x: torch.Tensor) -> dict[str
     try:
         for name in runtimes:
             try:
-                session = deploy.RUNTIMES[name].load(model, x, export, False)
+                session = deploy.LOADERS[name](model, x, export, False)
                 out[name] = deploy.check(session, x, deploy.reference_outputs(model, x))
                 assert session.artifact_bytes > 0
             except deploy.NotDeployable as e:
@@ -116,9 +116,10 @@ def test_a_runtime_that_cannot_take_a_model_gets_an_empty_cell_and_the_reason(mo
 def test_outputs_that_differ_from_pytorchs_give_an_empty_cell(monkeypatch):
     """A runtime whose outputs are off by more than its tolerance is not timed."""
     quick_timing(monkeypatch)
-    wrong = deploy.Runtime("torch", "eager", ("cpu",), "", "", lambda model, x, export, reference: deploy.torch_session(
-        (lambda t: model(t) + 0.01) if not reference else model, 0, deploy.FP32_TOLERANCE))
-    monkeypatch.setitem(deploy.RUNTIMES, "torch", wrong)
+    def wrong(model, x, export, reference):
+        return deploy.torch_session((lambda t: model(t) + 0.01) if not reference else model, 0, deploy.FP32_TOLERANCE)
+
+    monkeypatch.setitem(deploy.LOADERS, "torch", wrong)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
     values, notes = deploy.measure_runtimes(model, model, {4: torch.randn(4, 1, 28, 28)}, ["torch"])

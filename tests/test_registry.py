@@ -5,7 +5,7 @@ import pytest
 
 from bench import Method, register_method
 from bench.registry import METHODS, ParameterError, UnknownMethodError, select
-from conftest import ROOT, make_distribution
+from conftest import ROOT, make_distribution, run_bench
 
 
 def test_builtin_methods_are_registered():
@@ -71,3 +71,40 @@ def test_set_values_are_read_as_yaml_scalars():
                       "lottery": {"reinit": True}, "imp": {"rounds": 3}}
     with pytest.raises(ParameterError, match="METHOD.PARAM=VALUE"):
         _overrides(["sparsity=0.9"])
+
+
+def test_the_catalog_read_from_source_matches_the_imported_plugins():
+    """`bench list methods` reads plugins' source instead of importing them; it must list what
+    importing them registers: names, descriptions, parameters and defaults, swept parameter."""
+    from bench.catalog import catalog
+    from bench.registry import METHODS, discover
+
+    discover()
+    read = {i.name: i for i in catalog()}
+    assert sorted(read) == sorted(METHODS)
+    for name, cls in METHODS.items():
+        info = read[name]
+        assert info.problem is None, name
+        assert (info.description, info.parameters, info.sweep) == (cls.description(), cls.parameters(), cls.sweep), name
+
+
+def test_listing_and_help_import_neither_torch_nor_the_plugins():
+    import subprocess
+    import sys
+
+    code = ("import sys; from bench.cli import main; main(['list', 'methods']); main(['list', 'suites']); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; "
+            "assert not any(m.startswith('methods.') for m in sys.modules), 'a plugin was imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "magnitude" in proc.stdout and "(swept: sparsity)" in proc.stdout and "mnist" in proc.stdout
+
+
+def test_list_check_imports_the_plugins_and_shows_broken_ones(tmp_path):
+    site = make_distribution(tmp_path, "broken_plugin", "import no_such_module_anywhere\n", {"broken": "broken_plugin"})
+    make_distribution(site, "typo_plugin", "def run(:\n", {"typo": "typo_plugin"})
+    proc = run_bench(["list", "methods", "--check"], pythonpath=[site])
+    assert proc.returncode == 0, proc.stderr
+    assert "FAILED TO IMPORT" in proc.stdout and "no_such_module_anywhere" in proc.stdout
+    fast = run_bench(["list", "methods"], pythonpath=[site])
+    assert fast.returncode == 0 and "UNREADABLE: SyntaxError" in fast.stdout  # read, not imported

@@ -1,0 +1,118 @@
+"""What the plugins are, read from their source without importing them.
+
+Importing the plugins imports torch, torchao, scikit-learn and torch-pruning: seconds before
+`bench list methods` could print a line. A plugin's metadata is plain Python syntax, so this
+module reads it with `ast`: the name given to `@register_method`, the first line of the class
+docstring, the dataclass fields (annotated class attributes with literal defaults, plain or
+through `bounded(...)`/`field(default=...)`, inherited from plugin classes they extend) and
+`sweep`. A plugin whose metadata is not literal (a computed default) is listed as unreadable
+here, and `bench list methods --check` imports every plugin, as `bench run` does.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+ENTRY_POINT_GROUP = "bench.methods"  # the same group bench.registry loads
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    sweep: str | None = None
+    problem: str | None = None  # why the source could not be read, if it could not
+
+
+@dataclass
+class _Class:
+    name: str
+    bases: list[str]
+    registered: str | None
+    doc: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    sweep: str | None = None
+    inherits_sweep: bool = True
+
+
+def _default(node: ast.expr) -> Any:
+    """The literal default of a field: `0.9`, `bounded(0.9, ...)` or `field(default=0.9)`."""
+    if isinstance(node, ast.Call):
+        for kw in node.keywords:
+            if kw.arg == "default":
+                return ast.literal_eval(kw.value)
+        return ast.literal_eval(node.args[0])
+    return ast.literal_eval(node)
+
+
+def _registered_name(cls: ast.ClassDef) -> str | None:
+    for deco in cls.decorator_list:
+        if (isinstance(deco, ast.Call) and getattr(deco.func, "id", getattr(deco.func, "attr", None))
+                == "register_method" and deco.args and isinstance(deco.args[0], ast.Constant)):
+            return deco.args[0].value
+    return None
+
+
+def _classes(path: Path) -> list[_Class]:
+    out = []
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        c = _Class(node.name, [getattr(b, "id", getattr(b, "attr", "")) for b in node.bases],
+                   _registered_name(node), (ast.get_docstring(node) or "").strip().split("\n")[0])
+        for item in node.body:
+            if (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+                    and "ClassVar" not in ast.unparse(item.annotation)):
+                c.fields[item.target.id] = _default(item.value) if item.value is not None else None
+            elif (isinstance(item, ast.Assign) and len(item.targets) == 1
+                  and getattr(item.targets[0], "id", None) == "sweep"):
+                c.sweep, c.inherits_sweep = ast.literal_eval(item.value), False
+        out.append(c)
+    return out
+
+
+def _sources() -> list[tuple[str, Path]]:
+    """(plugin name, source file) of the `methods` package's modules and the entry points."""
+    spec = importlib.util.find_spec("methods")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    found = [(p.stem.replace("_", "-"), p) for p in sorted(folder.glob("*.py")) if p.stem != "__init__"]
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        module = importlib.util.find_spec(ep.value.split(":")[0])
+        if module is not None and module.origin:
+            found.append((ep.name, Path(module.origin)))
+    return found
+
+
+def catalog() -> list[PluginInfo]:
+    """Every plugin's metadata, sorted by method name; unreadable plugins carry their problem."""
+    parsed: dict[str, list[_Class]] = {}
+    infos: list[PluginInfo] = []
+    for plugin, path in _sources():
+        try:
+            parsed[plugin] = _classes(path)
+        except (SyntaxError, ValueError, OSError) as e:
+            infos.append(PluginInfo(plugin, "", {}, problem=f"{type(e).__name__}: {e}"))
+    by_name = {c.name: c for classes in parsed.values() for c in classes}
+
+    def resolve(c: _Class) -> tuple[dict[str, Any], str | None]:
+        fields: dict[str, Any] = {}
+        sweep = None
+        for base in (by_name[b] for b in c.bases if b in by_name):
+            base_fields, base_sweep = resolve(base)
+            fields.update(base_fields)
+            sweep = sweep or base_sweep
+        fields.update(c.fields)  # a redefined field keeps its place, as in dataclasses
+        return fields, (sweep if c.inherits_sweep else c.sweep)
+
+    for classes in parsed.values():
+        for c in classes:
+            if c.registered:
+                params, sweep = resolve(c)
+                infos.append(PluginInfo(c.registered, c.doc, params, sweep))
+    return sorted(infos, key=lambda i: i.name)
