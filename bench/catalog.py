@@ -4,8 +4,8 @@ Importing the plugins imports torch, torchao, scikit-learn and torch-pruning: se
 `bench list methods` could print a line. A plugin's metadata is plain Python syntax, so this
 module reads it with `ast`: the name given to `@register_method`, the first line of the class
 docstring, the dataclass fields (annotated class attributes with literal defaults, plain or
-through `bounded(...)`/`field(default=...)`, inherited from plugin classes they extend) and
-`sweep`. A plugin whose metadata is not literal (a computed default) is listed as unreadable
+through `bounded(...)`/`field(default=...)`, inherited from plugin classes they extend),
+`sweep` and `family`. A plugin whose metadata is not literal (a computed default) is listed as unreadable
 here, and `bench list methods --check` imports every plugin, as `bench run` does.
 """
 
@@ -27,6 +27,7 @@ class PluginInfo:
     description: str
     parameters: dict[str, Any]
     sweep: str | None = None
+    family: str = "other"
     problem: str | None = None  # why the source could not be read, if it could not
 
 
@@ -37,8 +38,7 @@ class _Class:
     registered: str | None
     doc: str
     fields: dict[str, Any] = field(default_factory=dict)
-    sweep: str | None = None
-    inherits_sweep: bool = True
+    attrs: dict[str, Any] = field(default_factory=dict)  # sweep and family, where set
 
 
 def _default(node: ast.expr) -> Any:
@@ -71,48 +71,61 @@ def _classes(path: Path) -> list[_Class]:
                     and "ClassVar" not in ast.unparse(item.annotation)):
                 c.fields[item.target.id] = _default(item.value) if item.value is not None else None
             elif (isinstance(item, ast.Assign) and len(item.targets) == 1
-                  and getattr(item.targets[0], "id", None) == "sweep"):
-                c.sweep, c.inherits_sweep = ast.literal_eval(item.value), False
+                  and getattr(item.targets[0], "id", None) in ("sweep", "family")):
+                c.attrs[item.targets[0].id] = ast.literal_eval(item.value)
         out.append(c)
     return out
 
 
-def _sources() -> list[tuple[str, Path]]:
-    """(plugin name, source file) of the `methods` package's modules and the entry points."""
+def _sources() -> list[tuple[str, Path, bool]]:
+    """(plugin name, source file, whether an entry point names it) of the `methods` package's
+    modules (named by file) and of the installed entry points."""
     spec = importlib.util.find_spec("methods")
     folder = Path(next(iter(spec.submodule_search_locations)))
-    found = [(p.stem.replace("_", "-"), p) for p in sorted(folder.glob("*.py")) if p.stem != "__init__"]
+    found = [(p.stem.replace("_", "-"), p, False) for p in sorted(folder.glob("*.py")) if p.stem != "__init__"]
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         module = importlib.util.find_spec(ep.value.split(":")[0])
         if module is not None and module.origin:
-            found.append((ep.name, Path(module.origin)))
+            found.append((ep.name, Path(module.origin), True))
     return found
 
 
 def catalog() -> list[PluginInfo]:
     """Every plugin's metadata, sorted by method name; unreadable plugins carry their problem."""
-    parsed: dict[str, list[_Class]] = {}
-    infos: list[PluginInfo] = []
-    for plugin, path in _sources():
-        try:
-            parsed[plugin] = _classes(path)
-        except (SyntaxError, ValueError, OSError) as e:
-            infos.append(PluginInfo(plugin, "", {}, problem=f"{type(e).__name__}: {e}"))
+    sources = _sources()
+    parsed: dict[Path, list[_Class]] = {}
+    problems: dict[Path, str] = {}
+    for _, path, _ in sources:
+        if path not in parsed and path not in problems:  # one module may hold several plugins
+            try:
+                parsed[path] = _classes(path)
+            except (SyntaxError, ValueError, OSError) as e:
+                problems[path] = f"{type(e).__name__}: {e}"
     by_name = {c.name: c for classes in parsed.values() for c in classes}
 
-    def resolve(c: _Class) -> tuple[dict[str, Any], str | None]:
+    def resolve(c: _Class) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Fields and class attributes, inherited from plugin base classes as Python would."""
         fields: dict[str, Any] = {}
-        sweep = None
-        for base in (by_name[b] for b in c.bases if b in by_name):
-            base_fields, base_sweep = resolve(base)
+        attrs: dict[str, Any] = {}
+        for base in (by_name[b] for b in reversed(c.bases) if b in by_name):
+            base_fields, base_attrs = resolve(base)
             fields.update(base_fields)
-            sweep = sweep or base_sweep
+            attrs.update(base_attrs)
         fields.update(c.fields)  # a redefined field keeps its place, as in dataclasses
-        return fields, (sweep if c.inherits_sweep else c.sweep)
+        return fields, {**attrs, **c.attrs}
 
+    infos = []
     for classes in parsed.values():
         for c in classes:
             if c.registered:
-                params, sweep = resolve(c)
-                infos.append(PluginInfo(c.registered, c.doc, params, sweep))
+                params, attrs = resolve(c)
+                infos.append(PluginInfo(c.registered, c.doc, params, attrs.get("sweep"),
+                                        attrs.get("family", "other")))
+    listed = {i.name for i in infos}
+    for plugin, path, entry_point in sources:
+        if path in problems:
+            infos.append(PluginInfo(plugin, "", {}, problem=problems[path]))
+        elif entry_point and plugin not in listed:  # registered at import time, if at all
+            infos.append(PluginInfo(plugin, "", {}, problem=f"{path.name} registers no method '{plugin}' "
+                                    "in its source (`bench list methods --check` imports it)"))
     return sorted(infos, key=lambda i: i.name)

@@ -152,11 +152,17 @@ def test_faulty_plugins_become_failed_or_invalid_rows_and_the_sweep_goes_on(tmp_
     assert "interrupted; finished runs are recorded" in again.stderr
     assert {p.name: p.read_bytes() for p in (results / "mlp" / "runs").glob("*.json")} == before
 
+    # The quick listing reads the plugins' source; --check imports them, as a run does.
     listed = run_bench(["list", "methods"], pythonpath=[plugins])
     assert listed.returncode == 0, listed.stderr
-    assert "FAILED TO IMPORT: SyntaxError: expected ':' (syntax_plugin.py, line 5)" in listed.stdout
-    assert "FAILED TO IMPORT: SystemExit: the plugin called sys.exit(3)" in listed.stdout
+    assert "UNREADABLE: SyntaxError: expected ':' (syntax_plugin.py, line 5)" in listed.stdout
+    assert "UNREADABLE: exit_at_import.py registers no method 'exit-import' in its source" in listed.stdout
     assert "amount=0.5" in listed.stdout
+    checked = run_bench(["list", "methods", "--check"], pythonpath=[plugins])
+    assert checked.returncode == 0, checked.stderr
+    assert "FAILED TO IMPORT: SyntaxError: expected ':' (syntax_plugin.py, line 5)" in checked.stdout
+    assert "FAILED TO IMPORT: SystemExit: the plugin called sys.exit(3)" in checked.stdout
+    assert "amount=0.5" in checked.stdout
 
     out_of_range = run_bench([*args, "--methods", "ranged", "--set", "ranged.amount=2"], pythonpath=[plugins])
     assert out_of_range.returncode == 2
