@@ -38,10 +38,12 @@ class Method:
              another method in a chain), "scratch" if it trains ctx.new_model() itself.
       output: "float" if the returned model is a float model another method can take,
              "quantized" if it is a final low-precision model.
+      family: the family the leaderboard groups it with (one of FAMILIES), e.g. "pruning".
     The first line of the docstring is the method's description in `bench list methods`.
     """
 
     name: ClassVar[str] = ""
+    family: ClassVar[str] = "other"
     sweep: ClassVar[str | None] = None
     starts_from: ClassVar[str] = "pretrained"
     output: ClassVar[str] = "float"
@@ -83,6 +85,11 @@ class Method:
             if why:
                 raise ParameterError(f"method '{cls.name}' parameter '{key}': {why}")
         return cls(**params)
+
+
+# The families of the README's method table, in its order: leaderboard filters and plot panels.
+FAMILIES = ("reference", "pruning", "one-shot pruning", "pruning during training", "sparse training",
+            "quantization", "distillation", "combined", "other")
 
 
 class ParameterError(ValueError):

@@ -53,6 +53,7 @@ class DeepCompression(Method):
     Returns the model decoded from the Huffman-coded bitstream, whose length is its size.
     """
 
+    family = "combined"
     sweep = "sparsity"
     output = "quantized"  # its size is that of the bitstream: retraining it would invalidate it
     sparsity: float = bounded(0.92, ge=0, lt=1)

@@ -7,5 +7,7 @@ from bench import Context, Method, register_method
 class Dense(Method):
     """The suite's trained dense model, unchanged: the reference row."""
 
+    family = "reference"
+
     def run(self, ctx: Context) -> torch.nn.Module:
         return ctx.pretrained()

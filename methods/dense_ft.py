@@ -12,6 +12,8 @@ class DenseFinetuned(Method):
     that a method's change in accuracy can be told apart from the effect of the extra training.
     """
 
+    family = "reference"
+
     def run(self, ctx: Context) -> torch.nn.Module:
         model = ctx.pretrained()
         ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)

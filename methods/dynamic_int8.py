@@ -22,6 +22,7 @@ class DynamicInt8(Method):
     torch.compile graph at every layer (`torch.cpu._is_amx_tile_supported`).
     """
 
+    family = "quantization"
     output = "quantized"
 
     def run(self, ctx: Context) -> nn.Module:

@@ -43,6 +43,7 @@ class FilterL1(Method):
     channels of both its inputs and outputs, a conv layer keeps about a quarter of its weights).
     """
 
+    family = "pruning"
     ratio: float = bounded(0.5, ge=0, lt=1)
 
     def run(self, ctx: Context) -> nn.Module:

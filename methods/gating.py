@@ -115,6 +115,7 @@ def fold_gates(model: nn.Module) -> nn.Module:
 class Gating(Method):
     """Hard-concrete channel gates under an L0 penalty; closed channels are removed (Louizos et al. 2018)."""
 
+    family = "sparse training"
     starts_from = "scratch"
     penalty: float = 1e-3  # per expected open gate: the price a channel must be worth in loss
     gate_lr: float = 1e-2  # Adam's rate for the gate logits

@@ -28,6 +28,7 @@ class GradualMagnitude(Method):
     Pruned weights stay pruned, since they are the smallest (zero) at the next update.
     """
 
+    family = "pruning during training"
     sweep = "sparsity"
     starts_from = "scratch"
     sparsity: float = bounded(0.9, ge=0, lt=1)

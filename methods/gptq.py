@@ -31,6 +31,7 @@ from bench.lowbit import Grid, attach_size, dequantize, finetune_on_grid, quanti
 class GPTQ(Method):
     """Weight-only quantization to `bits` with second-order error compensation on calibration data (Frantar et al. 2023)."""
 
+    family = "quantization"
     bits: int = 4
     group_size: int = 0  # inputs per scale and zero point; 0 = one per output channel
     blocksize: int = 128

@@ -17,6 +17,7 @@ class IterativeMagnitude(Method):
     the cost of `rounds` fine-tunings instead of one (the harness counts them).
     """
 
+    family = "pruning"
     sweep = "sparsity"
     sparsity: float = bounded(0.9, ge=0, lt=1)
     rounds: int = 5

@@ -34,6 +34,7 @@ class KnowledgeDistillation(Method):
     cross-entropy can be too high: LeNet-5 at lr 0.05 and 0.02 diverged (the mnist suite sets 0.2).
     """
 
+    family = "distillation"
     starts_from = "scratch"
     alpha: float = 0.9
     temperature: float = 4.0

@@ -16,6 +16,7 @@ class L1(Method):
     to `sparsity` and the rest fine-tuned with the mask held (Han et al.'s L1 variant).
     """
 
+    family = "sparse training"
     sweep = "sparsity"
     starts_from = "scratch"
     sparsity: float = bounded(0.9, ge=0, lt=1)

@@ -23,6 +23,7 @@ class Lottery(Method):
     paper), so a run costs (rounds + 1) trainings; the harness counts them.
     """
 
+    family = "pruning during training"
     sweep = "sparsity"
     starts_from = "scratch"
     sparsity: float = bounded(0.9, ge=0, lt=1)

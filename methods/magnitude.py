@@ -20,6 +20,7 @@ class Magnitude(Method):
     returned weights are truly zero.
     """
 
+    family = "pruning"
     sweep = "sparsity"
     sparsity: float = bounded(0.9, ge=0, lt=1)
     scope: str = "global"

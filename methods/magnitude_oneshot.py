@@ -21,6 +21,7 @@ from methods.magnitude import Magnitude
 class MagnitudeOneShot(Magnitude):
     """One-shot magnitude pruning, per layer or N:M, without fine-tuning unless `finetune` (the one-shot papers' baseline)."""
 
+    family = "one-shot pruning"
     sparsity: float = 0.5
     scope: str = "layer"
     n: int = 0  # N:M: keep n of every m consecutive inputs (sparsity must be 1 - n/m); 0 = unstructured

@@ -34,6 +34,7 @@ class NM(Method):
     is N:M and at least as sparse as the magnitude model.
     """
 
+    family = "pruning"
     n: int = 2
     m: int = 4
 

@@ -25,6 +25,7 @@ class PTQInt8(Method):
     lowers each quantize-dequantize-conv/linear pattern to one oneDNN int8 kernel (VNNI/AMX).
     """
 
+    family = "quantization"
     output = "quantized"
     calibration_batches: int = 4
 

@@ -22,6 +22,7 @@ class QAT(Method):
     Weights that are exactly zero on entry stay zero, so it can follow a pruning method.
     """
 
+    family = "quantization"
     output = "quantized"
 
     def run(self, ctx: Context) -> nn.Module:

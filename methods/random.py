@@ -15,6 +15,7 @@ class Random(Method):
     pruning?"). The mask, drawn from the run's seed, holds through fine-tuning and is folded in.
     """
 
+    family = "pruning"
     sweep = "sparsity"
     sparsity: float = bounded(0.9, ge=0, lt=1)
 

@@ -16,6 +16,8 @@ class RigL(SET):
     decays from `drop_fraction` to 0 on a cosine, alpha_t = alpha/2 * (1 + cos(pi t / T_end)).
     """
 
+    family = "sparse training"
+
     def drop_at(self, step: int, end_step: int) -> float:
         return self.drop_fraction / 2 * (1 + math.cos(math.pi * step / end_step))
 

@@ -22,6 +22,7 @@ from methods.gptq import check_bits
 class RTN(Method):
     """Round-to-nearest weight quantization to `bits` on GPTQ's grid, no calibration (GPTQ's baseline)."""
 
+    family = "quantization"
     bits: int = 4
     group_size: int = 0  # inputs per scale and zero point; 0 = one per output channel
     finetune: bool = False  # then fine-tune on the grid for the suite's finetune_epochs

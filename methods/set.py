@@ -15,6 +15,7 @@ class SET(Method):
     Subclasses (RigL) change only `drop_at` and `grow_score`.
     """
 
+    family = "sparse training"
     sweep = "sparsity"
     starts_from = "scratch"
     sparsity: float = bounded(0.9, ge=0, lt=1)

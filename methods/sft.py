@@ -58,6 +58,7 @@ class SparseFineTuning(Method):
     the Adam epochs come out of that budget.
     """
 
+    family = "sparse training"
     density: float = bounded(0.01, gt=0, le=1)
     error_feedback: bool = True
     start: str = "pretrained"

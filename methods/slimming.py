@@ -49,6 +49,7 @@ def smallest_scales(model: nn.Module, example: torch.Tensor, ratio: float) -> Pl
 class Slimming(Method):
     """L1 on BatchNorm scales while training, then the smallest-scale channels go (Liu et al. 2017)."""
 
+    family = "sparse training"
     starts_from = "scratch"
     penalty: float = 1e-4
     ratio: float = bounded(0.5, ge=0, lt=1)  # of all BatchNorm channels

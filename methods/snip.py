@@ -15,6 +15,7 @@ class Snip(Method):
     the mask fixed for the whole dense + fine-tuning budget.
     """
 
+    family = "sparse training"
     sweep = "sparsity"
     starts_from = "scratch"
     sparsity: float = bounded(0.9, ge=0, lt=1)

@@ -65,6 +65,7 @@ class SparseCoding(Method):
     learning time is not a training epoch: it is recorded as dictionary_seconds.
     """
 
+    family = "combined"
     starts_from = "scratch"
     atoms: int = 256
     k: int = 16

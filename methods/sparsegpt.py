@@ -26,6 +26,7 @@ from bench.sparsity import check_pattern, keep_zeros, nm_mask
 class SparseGPT(Method):
     """Layer-wise OBS pruning with weight reconstruction on calibration data, unstructured or N:M (Frantar & Alistarh 2023)."""
 
+    family = "one-shot pruning"
     sweep = "sparsity"
     sparsity: float = 0.5
     n: int = 0  # N:M: keep n of every m consecutive inputs (sparsity must be 1 - n/m); 0 = unstructured

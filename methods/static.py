@@ -13,6 +13,7 @@ class Static(Method):
     for the whole dense + fine-tuning budget and folded into the weights at the end.
     """
 
+    family = "sparse training"
     sweep = "sparsity"
     starts_from = "scratch"
     sparsity: float = bounded(0.9, ge=0, lt=1)

@@ -11,6 +11,7 @@ class Student(Method):
     plain cross-entropy loss, so the difference between the two rows is the teacher's doing.
     """
 
+    family = "distillation"
     starts_from = "scratch"
 
     def run(self, ctx: Context) -> torch.nn.Module:

@@ -23,6 +23,7 @@ class Uniform(Method):
     stay zero, so it can follow a pruning method in a chain.
     """
 
+    family = "quantization"
     bits: int = 4
 
     def run(self, ctx: Context) -> nn.Module:

@@ -22,6 +22,7 @@ from bench.sparsity import check_pattern, keep_zeros, nm_mask
 class Wanda(Method):
     """Pruning by |weight| x input-activation norm per output row, unstructured or N:M, no weight update (Sun et al. 2024)."""
 
+    family = "one-shot pruning"
     sweep = "sparsity"
     sparsity: float = 0.5
     n: int = 0  # N:M: keep n of every m consecutive inputs (sparsity must be 1 - n/m); 0 = unstructured

@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from bench import Method, register_method
-from bench.registry import METHODS, ParameterError, UnknownMethodError, select
+from bench.registry import FAMILIES, METHODS, ParameterError, UnknownMethodError, select
 from conftest import ROOT, make_distribution, run_bench
 
 
@@ -85,7 +85,9 @@ def test_the_catalog_read_from_source_matches_the_imported_plugins():
     for name, cls in METHODS.items():
         info = read[name]
         assert info.problem is None, name
-        assert (info.description, info.parameters, info.sweep) == (cls.description(), cls.parameters(), cls.sweep), name
+        assert (info.description, info.parameters, info.sweep, info.family) == (
+            cls.description(), cls.parameters(), cls.sweep, cls.family), name
+        assert info.family in FAMILIES and info.family != "other", name
 
 
 def test_listing_and_help_import_neither_torch_nor_the_plugins():
