@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Callable
 import yaml
 from tabulate import tabulate
 
-from bench import registry
+from bench import records, registry
 from bench.bounds import Bounds
 from bench.chain import links
 from bench.records import ProvenanceError
@@ -153,6 +154,14 @@ def parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="rebuild leaderboards from the stored run records")
     lb.add_argument("--suite", help="one suite (default: every suite with records)")
     lb.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR", "results"))
+    lb.add_argument("--show", action="store_true",
+                    help="print the standard leaderboard in the terminal instead of writing files")
+    lb.add_argument("--sparsity", type=_number(float, ge=0, lt=1), help="with --show: rows at this sparsity")
+    lb.add_argument("--family", help="with --show: rows of this method family (e.g. pruning, quantization)")
+    lb.add_argument("--html", action="store_true",
+                    help="also write a static site (sortable, filterable tables, plots, run records)")
+    lb.add_argument("--out", type=Path, metavar="DIR", help="with --html: where the site goes "
+                    "(default: RESULTS_DIR/site)")
 
     ls = sub.add_parser("list", help="list registered methods or shipped suites")
     ls.add_argument("what", nargs="?", choices=["methods", "suites"], default="methods")
@@ -222,19 +231,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             executor.close()
     if args.dry_run:
         return 0
-    rows = []
-    for r in done:
-        m, c = r.get("metrics") or {}, r["config"]
-        rows.append([c["method"], leaderboard.setting_label(c["params"]), c["seed"], r["status"],
-                     f"{100 * m['accuracy']:.2f}" if m else "", f"{100 * m['sparsity']:.1f}" if m else "",
-                     f"{m['size_bytes'] / 1024:.1f}" if m else "", m.get("train_epochs", "")])
-    print("\n" + tabulate(rows, headers=["method", "setting", "seed", "status", "accuracy (%)",
-                                         "sparsity (%)", "size (KiB)", "train epochs"]))
-    print(f"\nleaderboard: {args.results_dir / suite.name}/leaderboard*.md")
+    # The runs of this command, aggregated over seeds like the leaderboard, fitted to the terminal.
+    print("\n" + leaderboard.terminal(done, shutil.get_terminal_size().columns, leaderboard.families()))
+    folder = args.results_dir / suite.name
+    print(f"\nfull leaderboards: {folder}/leaderboard*.md (standard budget: leaderboard.md)")
     failed = [r for r in done if r["status"] not in ("ok", "skipped")]
     if failed:
-        names = [f"{r['config']['method']} seed {r['config']['seed']} ({r['status']})" for r in failed]
-        print(f"\n{len(failed)} of {len(done)} runs did not finish: " + ", ".join(names), file=sys.stderr)
+        print(f"\n{len(failed)} of {len(done)} runs did not finish:", file=sys.stderr)
+        for r in failed:
+            c = r["config"]
+            path = records.record_path(args.results_dir, suite.name, c["method"], c["seed"], r["config_hash"])
+            print(f"  {c['method']} {leaderboard.setting_label(c['params'])} seed {c['seed']}: {r['status']}, "
+                  f"{(r.get('error') or '').splitlines()[0][:100]} (log: {folder / 'logs' / (path.stem + '.log')})",
+                  file=sys.stderr)
         return 1
     return 0
 
@@ -249,6 +258,22 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not suites:
         print(f"no run records under {root}", file=sys.stderr)
         return 1
+    if not args.show and (args.sparsity is not None or args.family is not None):
+        raise registry.ParameterError("--sparsity and --family filter --show's table: add --show")
+    if args.out is not None and not args.html:
+        raise registry.ParameterError("--out names the folder of --html's site: add --html")
+    if args.show:
+        from bench.records import load_records
+        from bench.registry import FAMILIES
+
+        if args.family is not None and args.family not in FAMILIES:
+            raise registry.ParameterError(f"--family {args.family!r}: expected one of {', '.join(FAMILIES)}")
+        for name in suites:
+            recs = [r for r in load_records(root, name) if r.get("standard_budget")]
+            print(f"# {name}: standard budget ({root / name / 'leaderboard.md'} has every column)\n")
+            print(leaderboard.terminal(recs, shutil.get_terminal_size().columns, leaderboard.families(),
+                                       args.sparsity, args.family) + "\n")
+        return 0
     for name in suites:
         written = leaderboard.write(root, name)
         if not written:
@@ -256,6 +281,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             return 1
         for path in written:
             print(f"wrote {path}")
+    if args.html:  # the site indexes every suite with records, whichever were rebuilt
+        from bench import site
+
+        out = args.out or root / "site"
+        files = site.build(root, sorted(p.parent.name for p in root.glob("*/runs")), out)
+        print(f"wrote {len(files)} files of the site; open {out / 'index.html'}")
     return 0
 
 

@@ -42,17 +42,24 @@ def table_columns(recs: list[dict[str, Any]]) -> list[Column]:
     return metrics.columns({k for r in recs if r["status"] == "ok" for k in r["metrics"]})
 
 
+def row_key(r: dict[str, Any]) -> dict[str, Any]:
+    """What places a record in a leaderboard: its table (data source, budget, device type),
+    method, setting, seed and the device its speed was timed on."""
+    c = r["config"]
+    device = r["env"]["device"].split(":")[0]
+    return {"data_source": c["data_source"], "budget": _budget_label(c["budget"]), "device": device,
+            "method": c["method"], "setting": setting_label(c["params"]), "seed": c["seed"],
+            "timed_on": r.get("measured_on", {}).get("device", device)}
+
+
 def frame(recs: list[dict[str, Any]], cols: list[Column]) -> pd.DataFrame:
     """One row per successful record, with the columns of the recorded metrics in `cols`."""
     rows = []
     for r in recs:
         if r["status"] != "ok":
             continue
-        m, c = r["metrics"], r["config"]
-        device = r["env"]["device"].split(":")[0]
-        row = {"data_source": c["data_source"], "budget": _budget_label(c["budget"]), "device": device,
-               "method": c["method"], "setting": setting_label(c["params"]), "seed": c["seed"],
-               "timed_on": r.get("measured_on", {}).get("device", device)}
+        m = r["metrics"]
+        row = row_key(r)
         for col in cols:
             if col.column and col.spec.recorded:
                 row[col.column] = None if m.get(col.key) is None else m[col.key] * col.spec.scale
@@ -145,6 +152,8 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]
                                      if elsewhere.any() else ""), "",
                       tabulate(rows, headers=["method", "setting", *[c.header for c in speed]],
                                tablefmt="pipe", disable_numparse=True), ""]
+            lines += _machines_note([r for r in recs if r["status"] == "ok" and
+                                     tuple(row_key(r)[k] for k in TABLE) == (source, budget, device)])
     empty = sorted({(r["config"]["method"], setting_label(r["config"]["params"]), runtime, note["reason"])
                     for r in recs if r["status"] == "ok"
                     for runtime, note in r.get("figures", {}).get("deploy", {}).get("runtimes", {}).items()
@@ -167,28 +176,204 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def pareto_plot(table: pd.DataFrame, path: Path) -> None:
-    """Accuracy against nonzero parameters (log scale), one series per method."""
+def _machines_note(recs: list[dict[str, Any]]) -> list[str]:
+    """Where a table's rows were timed on more than one machine model, which rows where: absolute
+    latencies compare within a machine only (each speedup is against the dense model timed
+    beside it, on its own machine)."""
+    where: dict[str, set[str]] = {}
+    for r in recs:
+        name = r.get("measured_on", {}).get("device_name", r["env"]["device_name"])
+        where.setdefault(name, set()).add(r["config"]["method"])
+    if len(where) < 2:
+        return []
+    return ["Timed on more than one machine: absolute latencies compare only between rows of one "
+            "machine; each measured speedup is against the dense model timed beside it on its own "
+            "machine. " + "; ".join(f"{name}: {', '.join(sorted(methods))}"
+                                    for name, methods in sorted(where.items())) + ".", ""]
+
+
+# The terminal's columns, most important first; the table drops them from the end to fit.
+FIRST = ["accuracy_%", "delta_acc_pts", "delta_ft_pts", "sparsity_%", "size_KiB", "compression_x",
+         "theoretical_speedup_x", "speedup_b1_x"]
+SETTING_WIDTH = 36
+
+
+def terminal(recs: list[dict[str, Any]], width: int, families: dict[str, str],
+             sparsity: float | None = None, family: str | None = None) -> str:
+    """The aggregated tables of `recs` (mean ± std over seeds) for a terminal `width` characters
+    wide: one per data source, budget and device type, `dense` and `dense-ft` first, then the
+    rows of the `family` and `sparsity` asked for; columns are dropped, least important first,
+    rather than wrapped, and long settings are shortened."""
+    cols = table_columns(recs)
+    df = frame(recs, cols)
+    if df.empty:
+        return "no finished runs"
+    table = aggregate(df, cols)
+    keep = table.method.isin(REFERENCES)
+    if family:
+        keep |= table.method.map(lambda m: families.get(m, "combined" if "+" in m else "other")) == family
+    else:
+        keep |= True
+    if sparsity is not None:
+        at = table.setting.str.contains(rf"(?:^|[ .])sparsity={sparsity:g}(?:,|$)", regex=True)
+        keep &= at | table.method.isin(REFERENCES)
+    table = table[keep]
+    by_column = {c.column: c for c in cols if c.column in table or c.key == "accuracy"}
+    order = [c for c in FIRST if c in by_column] + [c for c in by_column if c not in FIRST]
+    out = []
+    for (source, budget, device), t in table.groupby(TABLE, sort=True):
+        shown = list(order)
+        while True:
+            rows = [[r["method"] + (f" ({r['timed_on']})" if r["timed_on"] != device else ""),
+                     _shorten(r["setting"]), int(r["seeds"]),
+                     *[_fmt(r[c], 2) if c == "delta_ft_pts" else cell(r, by_column[c]) for c in shown]]
+                    for _, r in t.iterrows()]
+            headers = ["method", "setting", "seeds",
+                       *["Δ vs dense-ft" if c == "delta_ft_pts" else by_column[c].header or c for c in shown]]
+            text = tabulate(rows, headers=headers, disable_numparse=True)
+            if len(shown) <= 1 or max(map(len, text.splitlines())) <= width:
+                break
+            shown.pop()
+        dropped = len(order) - len(shown)
+        out += [f"{source} · {budget} · {device.upper()}" + (f" ({dropped} columns not shown: widen the "
+                                                                "terminal or read the .md)" if dropped else ""),
+                text, ""]
+    return "\n".join(out).rstrip()
+
+
+def _shorten(setting: str) -> str:
+    return setting if len(setting) <= SETTING_WIDTH else setting[:SETTING_WIDTH - 1] + "…"
+
+
+MARKERS = "osD^v<>Ph*X"
+
+
+def _plot_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The largest table group (data source, budget, device type): one plot compares one table."""
+    sizes = table.groupby(TABLE, sort=True).size()
+    return table[(table[TABLE] == pd.Series(sizes.idxmax(), index=TABLE)).all(axis=1)] if len(sizes) > 1 else table
+
+
+def _y_range(deltas: pd.Series) -> tuple[float, float]:
+    """A y range from the informative rows: their middle 80% widened by half its span (at least
+    0.5 pts), so that one collapsed method (random at 98%) does not squash the others into a
+    band a point wide; points beyond it are drawn at its edge and labelled."""
+    low, high = deltas.quantile(0.1), deltas.quantile(0.9)
+    pad = max(0.5 * (high - low), 0.5)
+    return max(deltas.min(), low - pad) - 0.1, min(deltas.max(), high + pad) + 0.1
+
+
+def _series(t: pd.DataFrame) -> pd.Series:
+    """A plot line per method and per value of its parameters other than the swept sparsity:
+    lottery's rewinding and its reinit control are two lines, labelled by what differs."""
+    def params(setting: str) -> dict[str, str]:
+        pairs = (p.partition("=") for p in setting.split(", ") if "=" in p)
+        return {k: v for k, _, v in pairs if k.split(".")[-1] != "sparsity"}
+
+    labels = {}
+    for method, m in t.groupby("method", sort=True):
+        settings = {s: params(s) for s in m.setting}
+        varying = sorted({k for p in settings.values() for k in p
+                          if len({q.get(k) for q in settings.values()}) > 1})
+        for setting, p in settings.items():
+            suffix = ", ".join(f"{k}={p.get(k)}" for k in varying)
+            labels[method, setting] = f"{method} ({suffix})" if suffix else method
+    return pd.Series([labels[m, s] for m, s in zip(t.method, t.setting)], index=t.index)
+
+
+def pareto_plot(table: pd.DataFrame, path: Path, families: dict[str, str], title: str) -> bool:
+    """Change in accuracy against nonzero parameters (log scale): a panel per method family, a
+    colour and marker per method inside it, error bars from the seeds, the dense row (0) and the
+    matched-budget dense-ft row as horizontal lines. False if there is nothing but references."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    sources = table["data_source"].unique()
-    for (method, source), t in table.groupby(["method", "data_source"], sort=True):
-        t = t.sort_values("nonzeros")
-        label = method if len(sources) == 1 else f"{method} ({source})"
-        ax.errorbar(t["nonzeros"], t["accuracy_mean_%"], yerr=t["accuracy_std_%"], marker="o",
-                    markersize=4, capsize=2, label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("nonzero parameters (log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    from bench.registry import FAMILIES
+
+    t = _plot_rows(table)
+    # Accuracy change against dense; the accuracy itself when the table has no dense row.
+    ycol = "delta_acc_pts" if (t.method == "dense").any() else "accuracy_mean_%"
+    refs = {m: t[t.method == m][ycol].mean() for m in REFERENCES if (t.method == m).any()}
+    t = t[~t.method.isin(REFERENCES)]
+    family = t.method.map(lambda m: families.get(m, "combined" if "+" in m else "other"))
+    panels = [f for f in FAMILIES if (family == f).any()]
+    if not panels:
+        return False
+    low, high = _y_range(t[ycol].astype(float))
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), dpi=110, squeeze=False,
+                             sharey=True)
+    colors = plt.get_cmap("tab10").colors
+    t = t.assign(series=_series(t))
+    for ax, name in zip(axes.flat, panels):
+        for i, (label, m) in enumerate(t[family == name].groupby("series", sort=True)):
+            m = m.sort_values("nonzeros")
+            y = m[ycol].astype(float)
+            inside = (y >= low) & (y <= high)
+            color, marker = colors[i % len(colors)], MARKERS[i % len(MARKERS)]
+            ax.errorbar(m["nonzeros"], y.clip(low, high), yerr=m["accuracy_std_%"].where(inside, 0.0), color=color,
+                        marker=marker, markersize=4, capsize=2, linewidth=1, label=label)
+            for x, v in zip(m["nonzeros"], y):
+                if v < low or v > high:  # off the scale: marked at the edge with its value
+                    edge = low if v < low else high
+                    ax.annotate(f"{v:.1f}", (x, edge), textcoords="offset points", xytext=(0, 6 if v < low else -10),
+                                fontsize=6, color=color, ha="center")
+        for ref, style in (("dense", "-"), ("dense-ft", "--")):
+            if ref in refs:
+                ax.axhline(refs[ref], color="black", linestyle=style, linewidth=0.8, label=ref)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels overlap on short ranges
+        ax.set_ylim(low, high)
+        ax.set_title(name, fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=6, loc="lower right")
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("nonzero parameters (log scale)", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("Δ accuracy vs dense (pts)" if ycol == "delta_acc_pts" else "accuracy (%)", fontsize=8)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     records.atomic_write(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None}))
     plt.close(fig)
+    return True
+
+
+def speedup_plot(table: pd.DataFrame, path: Path, title: str) -> bool:
+    """Measured speedup against theoretical speedup (both log scale), a marker per runtime and
+    batch, the line where FLOPs saved become time saved; False if nothing was measured."""
+    measured = [c for c in table.columns if c.startswith("speedup") and c.endswith("_x") and "_iqr" not in c]
+    t = _plot_rows(table)
+    if not measured or "theoretical_speedup_x" not in t or t[measured].isna().all().all():
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=110)
+    for i, col in enumerate(measured):
+        ok = t[col].notna()
+        ax.scatter(t.loc[ok, "theoretical_speedup_x"], t.loc[ok, col], s=14, marker=MARKERS[i % len(MARKERS)],
+                   label=col.removesuffix("_x").replace("speedup_", "").replace("speedup", "torch") or col)
+    top = max(float(t["theoretical_speedup_x"].max()), float(t[measured].max().max()), 2.0)
+    ax.plot([1, top], [1, top], color="black", linewidth=0.8, label="measured = theoretical")
+    ax.axhline(1.0, color="grey", linewidth=0.6, linestyle=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("theoretical speedup (dense FLOPs / effective FLOPs)")
+    ax.set_ylabel("measured speedup over dense, same runtime")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    records.atomic_write(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None}))
+    plt.close(fig)
+    return True
 
 
 def write(results_dir: Path, suite: str) -> list[Path]:
@@ -215,8 +400,21 @@ def write(results_dir: Path, suite: str) -> list[Path]:
         md = folder / f"{stem}.md"
         records.write_text_atomic(md, markdown(table, cols, part, suite, title))
         written += [csv, md]
-        if standard and len(table):
-            png = folder / "pareto.png"
-            pareto_plot(table, png)
-            written.append(png)
+        if len(table):
+            suffix = "" if standard else "-custom"
+            group = _plot_rows(table).iloc[0]
+            seeds = sorted({r["config"]["seed"] for r in part})
+            plot_title = (f"{suite} ({title.split(' (')[0]}): {group['data_source']}, {group['budget']}, "
+                          f"{group['device'].upper()}, seeds {','.join(map(str, seeds))}")
+            if pareto_plot(table, folder / f"pareto{suffix}.png", families(), plot_title):
+                written.append(folder / f"pareto{suffix}.png")
+            if speedup_plot(table, folder / f"speedup{suffix}.png", plot_title):
+                written.append(folder / f"speedup{suffix}.png")
     return written
+
+
+def families() -> dict[str, str]:
+    """Method -> family, from the plugins' source (bench.catalog): no plugin is imported."""
+    from bench.catalog import catalog
+
+    return {info.name: info.family for info in catalog()}

@@ -17,7 +17,8 @@ def record(method, params, seed, accuracy, nonzeros, status="ok", standard=True,
                "latency_b1_ms": 0.05, "latency_b1_iqr_ms": 0.001, "latency_b64_ms": 0.5,
                "latency_b64_iqr_ms": 0.01, "memory_bytes": 2**20, "train_epochs": 30,
                "train_time_s": 12.0} if status == "ok" else {}
-    config = {"method": method, "params": params, "seed": seed, "budget": budget, "data_source": source}
+    config = {"method": method, "params": params, "seed": seed, "budget": budget, "data_source": source,
+              "model": {"name": "lenet300", "kwargs": {}}}
     return {"schema": records.SCHEMA_VERSION, "config": config, "status": status,
             "error": None if status == "ok" else "RuntimeError: boom\ntrace",
             "metrics": metrics, "standard_budget": standard, "env": ENV}
@@ -91,3 +92,18 @@ def test_device_types_get_their_own_tables_and_rows_timed_elsewhere_are_marked(t
     assert "runs on: CPU" in md and "runs on: CUDA" in md
     assert re.search(r"\| ptq-int8 \(timed on CPU\) +\|", md)
     assert "Δ vs dense-ft (pts)" in md
+
+
+def test_a_table_timed_on_several_machines_says_which_rows_ran_where(tmp_path):
+    def notes(magnitude_env):
+        recs = [record("dense", {}, 0, 0.90, 1000), {**record("magnitude", {"sparsity": 0.9}, 0, 0.91, 100),
+                                                     "env": magnitude_env}]
+        for i, r in enumerate(recs):
+            r["metrics"].update(speedup_b1=1.0, speedup_b1_iqr=0.0)
+            records.write_json_atomic(tmp_path / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
+        leaderboard.write(tmp_path, "mlp")
+        return (tmp_path / "mlp" / "leaderboard.md").read_text()
+
+    md = notes({**ENV, "device_name": "Other CPU"})
+    assert "Timed on more than one machine" in md and "Other CPU: magnitude; Test CPU: dense." in md
+    assert "more than one machine" not in notes(ENV)
