@@ -168,11 +168,17 @@ def load_records(results_dir: Path, suite: str, problems: list[str] | None = Non
     """Every usable record of a suite, in file-name order. A file that cannot be used (truncated,
     not a record, another schema) is left out, and with `problems` a line naming it and why is
     appended there, so that a leaderboard never drops a run without saying so."""
+    return [record for _, record in named_records(results_dir, suite, problems)]
+
+
+def named_records(results_dir: Path, suite: str, problems: list[str] | None = None
+                  ) -> list[tuple[str, dict[str, Any]]]:
+    """load_records with each record's file name (without .json): the name a site links to."""
     out = []
     for path in sorted((Path(results_dir) / suite / "runs").glob("*.json")):
         record, why = _read(path)
         if record is not None:
-            out.append(record)
+            out.append((path.stem, record))
         elif why and problems is not None:
             problems.append(f"{path}: {why}")
     return out

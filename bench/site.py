@@ -1,0 +1,292 @@
+"""A static leaderboard site built from the run records alone, after asv's published results.
+
+`bench leaderboard --html` writes, under one folder, an index of the suites and per suite a page
+with its leaderboards as sortable, filterable tables (family, sparsity, method), its plots, the
+runtimes that could not take a model, the failed and skipped runs, and where the runs ran; and a
+page of its run records, one anchor per record (configuration, metrics, environment, log). The
+pages hold their CSS and JavaScript inline and load nothing from a network, so they work from a
+file:// URL and from any static host. Everything is ordered and formatted deterministically: the
+same records give the same bytes.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench import leaderboard, records
+from bench.leaderboard import REFERENCES, TABLE, cell, table_columns
+
+STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em}h3{font-size:1.05em}
+table{border-collapse:collapse;font-size:12.5px;margin:.5em 0 1em}
+th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
+th{background:#f3f3f3;position:sticky;top:0}
+td.t,th.t{text-align:left}
+td.s{white-space:normal;min-width:14em;max-width:26em}
+table.sortable th{cursor:pointer}
+th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
+tr.ref td{background:#fafae6}
+.scroll{overflow-x:auto}
+.filters{margin:.5em 0;display:flex;gap:1em;flex-wrap:wrap}
+.note{color:#555}
+img{max-width:100%;border:1px solid #eee}
+pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}
+details{margin:.3em 0}
+"""
+
+# Sorting by any column (numbers as numbers, blanks last) and filtering the rows of every
+# leaderboard table on the page by family, sparsity and a method substring.
+SCRIPT = """
+function cellValue(row, i) {
+  const c = row.children[i]; const v = c.dataset.v !== undefined ? c.dataset.v : c.textContent.trim();
+  const n = parseFloat(v); return v === "" ? null : (isNaN(n) || !/^[-+0-9.eE]+$/.test(v) ? v : n);
+}
+function sortBy(th) {
+  const table = th.closest("table"), body = table.tBodies[0], i = [...th.parentNode.children].indexOf(th);
+  const dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
+  table.querySelectorAll("th").forEach(h => h.removeAttribute("aria-sort"));
+  th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
+  const rows = [...body.rows];
+  rows.sort((a, b) => {
+    const x = cellValue(a, i), y = cellValue(b, i);
+    if (x === null || y === null) return (x === null) - (y === null);
+    return (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y))) * dir;
+  });
+  rows.forEach(r => body.appendChild(r));
+}
+function applyFilters() {
+  const f = document.getElementById("family").value, s = document.getElementById("sparsity").value;
+  const m = document.getElementById("method").value.trim().toLowerCase();
+  let shown = 0;
+  document.querySelectorAll("table.sortable tbody tr").forEach(r => {
+    const ref = r.classList.contains("ref");
+    const ok = ref || ((!f || r.dataset.family === f) && (!s || r.dataset.sparsity === s)
+                       && (!m || r.dataset.method.toLowerCase().includes(m)));
+    r.hidden = !ok; shown += ok && !ref;
+  });
+  document.getElementById("shown").textContent = shown;
+}
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("table.sortable th").forEach(th => th.addEventListener("click", () => sortBy(th)));
+  ["family", "sparsity", "method"].forEach(id => {
+    const e = document.getElementById(id); if (e) e.addEventListener("input", applyFilters);
+  });
+  if (document.getElementById("family")) applyFilters();
+});
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _page(title: str, body: list[str], script: bool = False) -> str:
+    return "\n".join(["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+                      '<meta name="viewport" content="width=device-width, initial-scale=1">',
+                      f"<title>{_e(title)}</title><style>{STYLE}</style>",
+                      f"<script>{SCRIPT}</script>" if script else "", "</head><body>", *body,
+                      "</body></html>", ""])
+
+
+def _table(headers: list[str], rows: list[list[str]], classes: str = "") -> str:
+    """A plain table; cells are escaped here."""
+    head = "".join(f'<th class="t">{_e(h)}</th>' for h in headers)
+    body = "".join("<tr>" + "".join(f'<td class="t">{_e(c)}</td>' for c in r) + "</tr>" for r in rows)
+    return f'<div class="scroll"><table class="{classes}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _sparsity(setting: str) -> str:
+    """The sparsity a setting names (its own or its first chain link's), for the filter."""
+    for part in setting.split(", "):
+        key, _, value = part.partition("=")
+        if key.split(".")[-1] == "sparsity":
+            return value
+    return ""
+
+
+def _runs_by_row(recs: list[dict[str, Any]]) -> dict[tuple, list[tuple[int, str]]]:
+    """(table, method, setting, timed_on) of the aggregated row -> its records' (seed, anchor)."""
+    out: dict[tuple, list[tuple[int, str]]] = {}
+    for r in recs:
+        if r["status"] == "ok":
+            key = leaderboard.row_key(r)
+            out.setdefault(tuple(key[k] for k in [*TABLE, "method", "setting", "timed_on"]), []).append(
+                (r["config"]["seed"], r["_stem"]))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _leaderboard_tables(recs: list[dict[str, Any]], families: dict[str, str]) -> list[str]:
+    """Per table group (data source, budget, device type): one sortable table with every column."""
+    cols = table_columns(recs)
+    df = leaderboard.frame(recs, cols)
+    if df.empty:
+        return ['<p class="note">No finished runs.</p>']
+    table = leaderboard.aggregate(df, cols)
+    shown = [c for c in cols if c.key == "accuracy" or c.column in table]
+    runs = _runs_by_row(recs)
+    out = []
+    for (source, budget, device), t in table.groupby(TABLE, sort=True):
+        ft = "dense-ft" in set(t.method)
+        head = ['<th class="t">method</th>', '<th class="t">family</th>', '<th class="t">setting</th>',
+                "<th>seeds</th>"]
+        head += [f'<th title="{_e(c.spec.definition)}">{_e(c.header or c.column)}</th>' for c in shown]
+        head += ['<th title="mean accuracy minus that of the dense-ft row">Δ vs dense-ft (pts)</th>'] if ft else []
+        head += ['<th class="t">records</th>']
+        rows = []
+        for _, r in t.iterrows():
+            family = families.get(r["method"], "combined" if "+" in r["method"] else "other")
+            method = r["method"] + (f" (timed on {r['timed_on'].upper()})" if r["timed_on"] != device else "")
+            cells = [f'<td class="t">{_e(method)}</td>', f'<td class="t">{_e(family)}</td>',
+                     f'<td class="t s">{_e(r["setting"])}</td>', f"<td>{int(r['seeds'])}</td>"]
+            for c in shown:
+                value = r["accuracy_mean_%"] if c.key == "accuracy" else r[c.column]
+                v = "" if value is None or pd.isna(value) else repr(float(value))
+                cells.append(f'<td data-v="{v}">{_e(cell(r, c))}</td>')
+            if ft:
+                d = r["delta_ft_pts"]
+                cells.append(f'<td data-v="{"" if pd.isna(d) else repr(float(d))}">'
+                             f'{"" if pd.isna(d) else f"{d:.2f}"}</td>')
+            key = (source, budget, device, r["method"], r["setting"], r["timed_on"])
+            links = " ".join(f'<a href="runs.html#{_e(stem)}">s{seed}</a>' for seed, stem in runs.get(key, []))
+            cells.append(f'<td class="t">{links}</td>')
+            ref = ' class="ref"' if r["method"] in REFERENCES else ""
+            rows.append(f'<tr{ref} data-family="{_e(family)}" data-sparsity="{_e(_sparsity(r["setting"]))}" '
+                        f'data-method="{_e(r["method"])}">' + "".join(cells) + "</tr>")
+        out += [f"<h3>data: {_e(source)} · budget: {_e(budget)} · runs on: {_e(device.upper())}</h3>",
+                '<div class="scroll"><table class="sortable"><thead><tr>' + "".join(head)
+                + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"]
+    return out
+
+
+def _filters(recs: list[dict[str, Any]], families: dict[str, str]) -> list[str]:
+    ok = [r for r in recs if r["status"] == "ok" and r["config"]["method"] not in REFERENCES]
+    fams = sorted({families.get(r["config"]["method"], "combined" if "+" in r["config"]["method"] else "other")
+                   for r in ok})
+    sparsities = sorted({s for r in ok if (s := _sparsity(leaderboard.setting_label(r["config"]["params"])))},
+                        key=float)
+    option = '<option value="{0}">{0}</option>'.format
+    return ['<div class="filters">',
+            '<label>family <select id="family"><option value="">all</option>'
+            + "".join(option(_e(f)) for f in fams) + "</select></label>",
+            '<label>sparsity <select id="sparsity"><option value="">all</option>'
+            + "".join(option(_e(s)) for s in sparsities) + "</select></label>",
+            '<label>method <input id="method" type="search" placeholder="substring"></label>',
+            '<span class="note"><span id="shown"></span> rows shown besides the references; '
+            "click a column header to sort</span>", "</div>"]
+
+
+def _suite_page(suite: str, recs: list[dict[str, Any]], plots: list[str], families: dict[str, str]) -> str:
+    body = [f'<p><a href="../index.html">all suites</a> · <a href="runs.html">run records</a></p>',
+            f"<h1>{_e(suite)}</h1>",
+            '<p class="note">Mean over seeds (accuracy: mean ± std); hover a header for its definition '
+            "(README.md, section Metrics). Rows highlighted are the references: <b>dense</b>, the trained "
+            "model unchanged, and <b>dense-ft</b>, the dense model fine-tuned for the methods' extra "
+            "epochs. Speed columns: measured speedup over the dense model in the same runtime "
+            "(interquartile range in parentheses).</p>"]
+    body += _filters(recs, families)
+    for standard, title in ((True, "standard budget"),
+                            (False, "overridden budgets (not comparable with the standard budget)")):
+        part = [r for r in recs if r.get("standard_budget") is standard]
+        if part:
+            body += [f"<h2>{_e(title)}</h2>", *_leaderboard_tables(part, families)]
+    for name in plots:
+        body.append(f'<h2>{_e(name.removesuffix(".png"))}</h2><img src="{_e(name)}" alt="{_e(name)}">')
+    empty = sorted({(r["config"]["method"], leaderboard.setting_label(r["config"]["params"]), runtime,
+                     note["reason"])
+                    for r in recs if r["status"] == "ok"
+                    for runtime, note in r.get("figures", {}).get("deploy", {}).get("runtimes", {}).items()
+                    if note["status"] != "ok"})
+    if empty:
+        body += ["<h2>runtimes that could not take a model</h2>",
+                 _table(["method", "setting", "runtime", "reason"], [list(e) for e in empty])]
+    failed = sorted([r["config"]["method"], leaderboard.setting_label(r["config"]["params"]), r["config"]["seed"],
+                     r["status"], (r.get("error") or "").splitlines()[0][:300], r["_stem"]]
+                    for r in recs if r["status"] != "ok")
+    if failed:
+        body.append("<h2>failed and skipped runs</h2>")
+        rows = "".join("<tr>" + "".join(f'<td class="t">{_e(c)}</td>' for c in f[:5])
+                       + f'<td class="t"><a href="runs.html#{_e(f[5])}">record</a></td></tr>' for f in failed)
+        body.append('<div class="scroll"><table><thead><tr>' + "".join(
+            f'<th class="t">{h}</th>' for h in ["method", "setting", "seed", "status", "error", ""])
+            + f"</tr></thead><tbody>{rows}</tbody></table></div>")
+    envs = pd.Series([_environment(r) for r in recs]).value_counts().sort_index()
+    budgets = pd.Series([json.dumps(r["config"]["budget"], sort_keys=True) for r in recs
+                         if r.get("standard_budget")]).value_counts().sort_index()
+    body += ["<h2>where the runs ran</h2>", _table(["environment", "runs"], [[e, n] for e, n in envs.items()])]
+    if len(budgets):
+        body += ["<h2>standard budget</h2>", *[f"<pre>{_e(json.dumps(json.loads(b), indent=1))}</pre>"
+                                              for b in budgets.index]]
+    return _page(f"{suite} leaderboard", body, script=True)
+
+
+def _environment(r: dict[str, Any]) -> str:
+    env = r["env"]
+    return (f"{env['device_name']} ({env['device']}), torch {env['torch']}, {env['threads']} threads, "
+            f"commit {(env.get('git_commit') or '?')[:12]}")
+
+
+def _runs_page(suite: str, recs: list[dict[str, Any]], logs: Path) -> str:
+    body = [f'<p><a href="../index.html">all suites</a> · <a href="index.html">{_e(suite)} leaderboard</a></p>',
+            f"<h1>{_e(suite)}: run records ({len(recs)})</h1>",
+            '<p class="note">One entry per record file, as stored under '
+            f"results/{_e(suite)}/runs/; the anchor of each is its file name.</p>"]
+    for r in sorted(recs, key=lambda r: r["_stem"]):
+        shown = {k: v for k, v in r.items() if k != "_stem"}
+        c = r["config"]
+        log = logs / f"{r['_stem']}.log"
+        body.append(f'<details id="{_e(r["_stem"])}"><summary>{_e(c["method"])} · '
+                    f"{_e(leaderboard.setting_label(c['params']))} · seed {c['seed']} · {_e(r['status'])}"
+                    f" · {_e(r['_stem'])}.json</summary>"
+                    + (f'<p class="note">log (on the machine that ran it): results/{_e(suite)}/logs/{_e(log.name)}</p>'
+                       if log.exists() else "")
+                    + f"<pre>{_e(json.dumps(shown, indent=1, sort_keys=True))}</pre></details>")
+    # Opening the page at a record's anchor unfolds it.
+    body.append("<script>function o(){const e=document.getElementById(location.hash.slice(1));"
+                "if(e){e.open=true;e.scrollIntoView();}}addEventListener('hashchange',o);o();</script>")
+    return _page(f"{suite} run records", body)
+
+
+def _description(recs: list[dict[str, Any]]) -> str:
+    """The models and data sources of a suite's records."""
+    return "; ".join(sorted({f"{r['config']['model']['name']} on {r['config']['data_source']}" for r in recs}))
+
+
+def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
+    """Write the site for `suites` under `out` from their records and their plots (the plots
+    that `bench.leaderboard.write` made beside the records are copied); returns the files."""
+    families = leaderboard.families()
+    written = []
+    index_rows = []
+    for suite in suites:
+        recs = [{**r, "_stem": stem} for stem, r in records.named_records(results_dir, suite)]
+        if not recs:
+            continue
+        folder = out / suite
+        folder.mkdir(parents=True, exist_ok=True)
+        plots = sorted(p.name for p in (Path(results_dir) / suite).glob("*.png"))
+        for name in plots:
+            shutil.copyfile(Path(results_dir) / suite / name, folder / name)
+            written.append(folder / name)
+        for name, text in (("index.html", _suite_page(suite, recs, plots, families)),
+                           ("runs.html", _runs_page(suite, recs, Path(results_dir) / suite / "logs"))):
+            records.write_text_atomic(folder / name, text)
+            written.append(folder / name)
+        ok = [r for r in recs if r["status"] == "ok"]
+        index_rows.append(f'<tr><td class="t"><a href="{_e(suite)}/index.html">{_e(suite)}</a></td>'
+                          f'<td class="t">{_e(_description(recs))}</td><td>{len(recs)}</td><td>{len(ok)}</td>'
+                          f'<td>{len({r["config"]["method"] for r in ok})}</td>'
+                          f'<td>{len({r["config"]["seed"] for r in ok})}</td></tr>')
+    body = ["<h1>Compression benchmark leaderboards</h1>",
+            '<p class="note">Built by <code>bench leaderboard --html</code> from the run records alone.</p>',
+            "<table><thead><tr>" + "".join(f'<th class="t">{h}</th>' for h in
+                                           ["suite", "model and data", "records", "finished", "methods", "seeds"])
+            + "</tr></thead><tbody>" + "".join(index_rows) + "</tbody></table>"]
+    records.write_text_atomic(out / "index.html", _page("Compression benchmark leaderboards", body))
+    return [*written, out / "index.html"]
