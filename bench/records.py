@@ -188,17 +188,21 @@ class ProvenanceError(ValueError):
     """Standard-budget records would come from code that no commit names."""
 
 
-def git_commit() -> str | None:
-    """The checkout's commit; $BENCH_GIT_COMMIT where the code travelled without its .git
-    (a copy sent to a GPU machine), so that records made there still name their code."""
-    here = Path(__file__).resolve().parent
+def git_commit(here: Path | None = None) -> str | None:
+    """The commit of the checkout holding `here` (this package by default), "-dirty" when its
+    code differs from it; $BENCH_GIT_COMMIT where the code travelled without its .git (a copy
+    sent to a GPU machine), so that records made there still name their code."""
+    here = here or Path(__file__).resolve().parent
     if os.environ.get("BENCH_GIT_COMMIT"):
         return os.environ["BENCH_GIT_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        # The code's state: results/ holds the records and leaderboards a sweep writes as it goes,
+        # which must not make the next command of the same sweep look like uncommitted code.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                ":(top,exclude)results"], cwd=here, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None

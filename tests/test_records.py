@@ -1,6 +1,7 @@
 import json
 import os
 import signal
+import subprocess
 
 import pytest
 
@@ -98,3 +99,21 @@ def test_standard_records_are_refused_from_uncommitted_code(tmp_path, data_dir):
                         "--limit-train", "1000", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)],
                        env={"BENCH_GIT_COMMIT": "0123abc-dirty"})
     assert custom.returncode == 0, custom.stderr  # quick runs with overridden budgets stay allowed
+
+
+def test_only_code_makes_a_checkout_dirty_not_the_results_a_sweep_writes(tmp_path, monkeypatch):
+    """A sweep's first command rewrites results/*/leaderboard.md in the checkout; its next
+    command must still see clean code, and a changed source file must not."""
+    monkeypatch.delenv("BENCH_GIT_COMMIT", raising=False)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "results" / "mlp").mkdir(parents=True)
+    (tmp_path / "bench" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "mlp" / "leaderboard.md").write_text("old\n")
+    for cmd in (["init", "-q"], ["add", "."], ["commit", "-qm", "c"]):
+        subprocess.run([*git, *cmd], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / "results" / "mlp" / "leaderboard.md").write_text("rewritten by a sweep\n")
+    assert records.git_commit(tmp_path / "bench") == head
+    (tmp_path / "bench" / "code.py").write_text("x = 2\n")
+    assert records.git_commit(tmp_path / "bench") == head + "-dirty"
