@@ -67,12 +67,13 @@ def _classes(path: Path) -> list[_Class]:
         c = _Class(node.name, [getattr(b, "id", getattr(b, "attr", "")) for b in node.bases],
                    _registered_name(node), (ast.get_docstring(node) or "").strip().split("\n")[0])
         for item in node.body:
-            if (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
-                    and "ClassVar" not in ast.unparse(item.annotation)):
-                c.fields[item.target.id] = _default(item.value) if item.value is not None else None
-            elif (isinstance(item, ast.Assign) and len(item.targets) == 1
-                  and getattr(item.targets[0], "id", None) in ("sweep", "family")):
-                c.attrs[item.targets[0].id] = ast.literal_eval(item.value)
+            target = item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1 else (
+                item.target if isinstance(item, ast.AnnAssign) else None)
+            name = getattr(target, "id", None)
+            if name in ("sweep", "family") and item.value is not None:  # `family = ...` or `family: ClassVar[str] = ...`
+                c.attrs[name] = ast.literal_eval(item.value)
+            elif isinstance(item, ast.AnnAssign) and name and "ClassVar" not in ast.unparse(item.annotation):
+                c.fields[name] = _default(item.value) if item.value is not None else None
         out.append(c)
     return out
 
@@ -121,11 +122,10 @@ def catalog() -> list[PluginInfo]:
                 params, attrs = resolve(c)
                 infos.append(PluginInfo(c.registered, c.doc, params, attrs.get("sweep"),
                                         attrs.get("family", "other")))
-    listed = {i.name for i in infos}
     for plugin, path, entry_point in sources:
         if path in problems:
             infos.append(PluginInfo(plugin, "", {}, problem=problems[path]))
-        elif entry_point and plugin not in listed:  # registered at import time, if at all
-            infos.append(PluginInfo(plugin, "", {}, problem=f"{path.name} registers no method '{plugin}' "
-                                    "in its source (`bench list methods --check` imports it)"))
+        elif entry_point and not any(c.registered for c in parsed[path]):  # registers at import time, if at all
+            infos.append(PluginInfo(plugin, "", {}, problem=f"{path.name} registers no method in its source "
+                                    "(`bench list methods --check` imports it)"))
     return sorted(infos, key=lambda i: i.name)

@@ -242,10 +242,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             c = r["config"]
             path = records.record_path(args.results_dir, suite.name, c["method"], c["seed"], r["config_hash"])
             print(f"  {c['method']} {leaderboard.setting_label(c['params'])} seed {c['seed']}: {r['status']}, "
-                  f"{(r.get('error') or '').splitlines()[0][:100]} (log: {folder / 'logs' / (path.stem + '.log')})",
+                  f"{leaderboard.first_line(r.get('error'), 100)} (log: {folder / 'logs' / (path.stem + '.log')})",
                   file=sys.stderr)
         return 1
     return 0
+
+
+def _suites_with_records(root: Path) -> list[str]:
+    return sorted(p.parent.name for p in root.glob("*/runs"))
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -254,24 +258,25 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     root = Path(args.results_dir)
     if args.suite is not None and not is_plain_name(args.suite):
         raise SuiteError(f"--suite {args.suite!r}: expected a suite name, a plain folder name under {root}")
-    suites = [args.suite] if args.suite else sorted(p.parent.name for p in root.glob("*/runs"))
-    if not suites:
-        print(f"no run records under {root}", file=sys.stderr)
-        return 1
     if not args.show and (args.sparsity is not None or args.family is not None):
         raise registry.ParameterError("--sparsity and --family filter --show's table: add --show")
     if args.out is not None and not args.html:
         raise registry.ParameterError("--out names the folder of --html's site: add --html")
+    if args.show and args.html:
+        raise registry.ParameterError("--show prints a table and writes nothing; --html writes the site: choose one")
+    families = leaderboard.families()
+    known = sorted(set(registry.FAMILIES) | set(families.values()))
+    if args.family is not None and args.family not in known:
+        raise registry.ParameterError(f"--family {args.family!r}: expected one of {', '.join(known)}")
+    suites = [args.suite] if args.suite else _suites_with_records(root)
+    if not suites:
+        print(f"no run records under {root}", file=sys.stderr)
+        return 1
     if args.show:
-        from bench.records import load_records
-        from bench.registry import FAMILIES
-
-        if args.family is not None and args.family not in FAMILIES:
-            raise registry.ParameterError(f"--family {args.family!r}: expected one of {', '.join(FAMILIES)}")
         for name in suites:
-            recs = [r for r in load_records(root, name) if r.get("standard_budget")]
+            recs = [r for r in leaderboard.load(root, name) if r.get("standard_budget")]
             print(f"# {name}: standard budget ({root / name / 'leaderboard.md'} has every column)\n")
-            print(leaderboard.terminal(recs, shutil.get_terminal_size().columns, leaderboard.families(),
+            print(leaderboard.terminal(recs, shutil.get_terminal_size().columns, families,
                                        args.sparsity, args.family) + "\n")
         return 0
     for name in suites:
@@ -285,7 +290,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         from bench import site
 
         out = args.out or root / "site"
-        files = site.build(root, sorted(p.parent.name for p in root.glob("*/runs")), out)
+        files = site.build(root, _suites_with_records(root), out)
         print(f"wrote {len(files)} files of the site; open {out / 'index.html'}")
     return 0
 
@@ -304,16 +309,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         registry.discover()
         for name in sorted(registry.METHODS):
             cls = registry.METHODS[name]
-            rows.append([name, cls.description(), _parameters(cls.parameters(), cls.sweep)])
-        rows += [[name, "FAILED TO IMPORT: " + err.splitlines()[0], ""]
+            rows.append([name, cls.family, cls.description(), _parameters(cls.parameters(), cls.sweep)])
+        rows += [[name, "", "FAILED TO IMPORT: " + err.splitlines()[0], ""]
                  for name, err in sorted(registry.BROKEN.items())]
     else:  # from the plugins' source, without importing them (bench.catalog)
         from bench.catalog import catalog
 
         for info in catalog():
-            rows.append([info.name, info.problem and f"UNREADABLE: {info.problem}" or info.description,
+            rows.append([info.name, "" if info.problem else info.family,
+                         info.problem and f"UNREADABLE: {info.problem}" or info.description,
                          _parameters(info.parameters, info.sweep)])
-    print(tabulate(rows, headers=["method", "description", "parameters (defaults)"]))
+    print(tabulate(rows, headers=["method", "family", "description", "parameters (defaults)"]))
     return 0
 
 

@@ -91,7 +91,7 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     out["_order"] = out["method"].map(lambda m: REFERENCES.get(m, len(REFERENCES)))
     out = out.sort_values([*TABLE, "_order", "method", "setting"]).drop(columns="_order")
     decimals = {col.column: col.spec.decimals for col in cols if col.column}
-    decimals.update({"accuracy_mean_%": 2, "accuracy_std_%": 2, "delta_ft_pts": 2})
+    decimals.update({"accuracy_mean_%": 2, "accuracy_std_%": 2})
     for col, d in decimals.items():
         if col in out:
             out[col] = out[col].astype(float).round(d) + 0.0  # + 0.0 turns -0.0 into 0.0
@@ -117,6 +117,90 @@ def cell(row: pd.Series, col: Column) -> str:
     return text
 
 
+def displayed(cols: list[Column], t: pd.DataFrame, table: str) -> list[Column]:
+    """The columns of Markdown table `table` ("main" or "speed") that hold a value in `t`:
+    a column empty for every row of a table (Δ vs dense-ft where no dense-ft ran) is left out."""
+    return [c for c in cols if c.spec.table == table and
+            (c.key == "accuracy" or (c.column in t and t[c.column].notna().any()))]
+
+
+def family_of(method: str, families: dict[str, str]) -> str:
+    """A method's family; a chain is "combined"; a method the catalog does not know, "other"."""
+    return families.get(method, "combined" if "+" in method else "other")
+
+
+def first_line(text: str | None, width: int = 160) -> str:
+    """The first line of an error, cut to `width` characters ('' for none or an empty one)."""
+    return (text or "").strip().split("\n")[0][:width]
+
+
+def setting_params(setting: str) -> dict[str, str]:
+    """The parameters of a setting label (`setting_label`), as text: {"sparsity": "0.9"};
+    a chain's link parameters keep their prefix ({"magnitude.sparsity": "0.9", ...})."""
+    pairs = (part.partition("=") for part in setting.split(", ") if "=" in part)
+    return {k: v for k, _, v in pairs}
+
+
+def setting_sparsity(setting: str) -> float | None:
+    """The sparsity a setting names: its own, or its first chain link's; None if none."""
+    for key, value in setting_params(setting).items():
+        if key.split(".")[-1] == "sparsity":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def distinct_settings(t: pd.DataFrame, swept: bool = True) -> pd.Series:
+    """Per row, the parameters that differ between the rows of its method (all of them for a
+    method with one row, "-" for none): what tells a method's rows apart. With swept=False the
+    sparsity is left out too, so that a plot line gathers a method's sparsity levels."""
+    out = {}
+    for _, m in t.groupby("method", sort=True):
+        params = {i: setting_params(s) for i, s in zip(m.index, m.setting)}
+        keys = {k for p in params.values() for k in p}
+        varying = [k for k in keys if len({p.get(k) for p in params.values()}) > 1] if len(m) > 1 else keys
+        keep = sorted(k for k in varying if swept or k.split(".")[-1] != "sparsity")
+        for i, p in params.items():
+            out[i] = ", ".join(f"{k}={p[k]}" for k in keep if k in p) or "-"
+    return pd.Series(out).reindex(t.index)
+
+
+def timed_label(method: str, timed_on: str, device: str) -> str:
+    """A row's method name, marked when its speed was timed on another device than its run's."""
+    return method + (f" (timed on {timed_on.upper()})" if timed_on != device else "")
+
+
+def unavailable_runtimes(recs: list[dict[str, Any]]) -> list[list[str]]:
+    """(method, setting, runtime, reason) of each runtime that could not take a model."""
+    return [list(e) for e in sorted({
+        (r["config"]["method"], setting_label(r["config"]["params"]), runtime, note["reason"])
+        for r in recs if r["status"] == "ok"
+        for runtime, note in r.get("figures", {}).get("deploy", {}).get("runtimes", {}).items()
+        if note["status"] != "ok"})]
+
+
+def failed_runs(recs: list[dict[str, Any]]) -> list[tuple[list[Any], dict[str, Any]]]:
+    """([method, setting, seed, status, error], record) of each run that did not finish ok, sorted
+    by content, not file name: a record's name holds its config hash, so seeds of one setting
+    would otherwise appear in hash order."""
+    rows = [([r["config"]["method"], setting_label(r["config"]["params"]), r["config"]["seed"], r["status"],
+              first_line(r.get("error"))], r) for r in recs if r["status"] != "ok"]
+    return sorted(rows, key=lambda row: [str(v) for v in row[0]])
+
+
+def environment(r: dict[str, Any]) -> str:
+    """Where a run ran, as one line."""
+    env = r["env"]
+    return f"{env['device_name']} ({env['device']}), torch {env['torch']}, {env['threads']} threads"
+
+
+# Standard-budget runs and overridden budgets: never in one table.
+PARTS = ((True, "leaderboard", "standard budget"),
+         (False, "leaderboard-custom", "overridden budgets (not comparable with the standard leaderboard)"))
+
+
 SPEED_INTRO = ("Speed: theoretical speedup (dense FLOPs / effective FLOPs) and, per runtime and batch "
                "size, the measured speedup over the dense model in the same runtime, timed side by side "
                "(median of interleaved pairs; in parentheses their interquartile range); an empty cell "
@@ -128,25 +212,20 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]
              title: str) -> str:
     """The Markdown leaderboard: per (data source, budget) a main table and a speed table; then
     the runtimes that could not take a model, failed and skipped runs, and environments."""
-    failed = [r for r in recs if r["status"] != "ok"]
     lines = [f"# {suite}: {title}", "",
              "Mean over seeds (accuracy: mean ± std). Definitions of every column: README.md, "
              "section Metrics. Regenerate with `bench leaderboard --suite " + suite + "`.", ""]
-    shown = [c for c in cols if c.key == "accuracy" or c.column in table]  # accuracy: mean and std
-    main = [c for c in shown if c.spec.table == "main"]
-    speed = [c for c in shown if c.spec.table == "speed"]
     tables = table.groupby(TABLE, sort=True) if len(table) else []
     for (source, budget, device), t in tables:
         lines += [f"## data: {source} · budget: {budget} · runs on: {device.upper()}", ""]
-        ft = "dense-ft" in set(t.method)
-        rows = [[r["method"], r["setting"], int(r["seeds"]), *[cell(r, c) for c in main],
-                 *([_fmt(r["delta_ft_pts"], 2)] if ft else [])] for _, r in t.iterrows()]
-        headers = ["method", "setting", "seeds", *[c.header for c in main], *(["Δ vs dense-ft (pts)"] if ft else [])]
-        lines += [tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True), ""]
+        main, speed = displayed(cols, t, "main"), displayed(cols, t, "speed")
+        rows = [[r["method"], r["setting"], int(r["seeds"]), *[cell(r, c) for c in main]] for _, r in t.iterrows()]
+        lines += [tabulate(rows, headers=["method", "setting", "seeds", *[c.header for c in main]],
+                           tablefmt="pipe", disable_numparse=True), ""]
         if speed:
             elsewhere = t.timed_on != device
-            rows = [[r["method"] + (f" (timed on {r['timed_on'].upper()})" if away else ""), r["setting"],
-                     *[cell(r, c) for c in speed]] for (_, r), away in zip(t.iterrows(), elsewhere)]
+            rows = [[timed_label(r["method"], r["timed_on"], device), r["setting"], *[cell(r, c) for c in speed]]
+                    for _, r in t.iterrows()]
             lines += [SPEED_INTRO + (f" A row marked with another device was timed there, not on the "
                                      f"{device.upper()}: its figures compare with that device's only."
                                      if elsewhere.any() else ""), "",
@@ -154,24 +233,17 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]
                                tablefmt="pipe", disable_numparse=True), ""]
             lines += _machines_note([r for r in recs if r["status"] == "ok" and
                                      tuple(row_key(r)[k] for k in TABLE) == (source, budget, device)])
-    empty = sorted({(r["config"]["method"], setting_label(r["config"]["params"]), runtime, note["reason"])
-                    for r in recs if r["status"] == "ok"
-                    for runtime, note in r.get("figures", {}).get("deploy", {}).get("runtimes", {}).items()
-                    if note["status"] != "ok"})
+    empty = unavailable_runtimes(recs)
     if empty:
         lines += ["## runtimes that could not take a model", "",
-                  tabulate([list(e) for e in empty], headers=["method", "setting", "runtime", "reason"],
+                  tabulate(empty, headers=["method", "setting", "runtime", "reason"],
                            tablefmt="pipe", disable_numparse=True), ""]
+    failed = failed_runs(recs)
     if failed:
-        lines += ["## failed and skipped runs", ""]
-        # sorted by content, not file name: a record's name holds its config hash, so seeds of
-        # one setting would otherwise appear in hash order
-        rows = sorted([r["config"]["method"], setting_label(r["config"]["params"]), r["config"]["seed"],
-                       r["status"], (r.get("error") or "").splitlines()[0][:160]] for r in failed)
-        lines += [tabulate(rows, headers=["method", "setting", "seed", "status", "error"],
+        lines += ["## failed and skipped runs", "",
+                  tabulate([row for row, _ in failed], headers=["method", "setting", "seed", "status", "error"],
                            tablefmt="pipe", disable_numparse=True), ""]
-    envs = pd.Series([f"{r['env']['device_name']} ({r['env']['device']}), torch {r['env']['torch']}, "
-                      f"{r['env']['threads']} threads" for r in recs]).value_counts().sort_index()
+    envs = pd.Series([environment(r) for r in recs]).value_counts().sort_index()
     lines += ["## where the runs ran", ""] + [f"- {env}: {n} runs" for env, n in envs.items()]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -202,34 +274,32 @@ def terminal(recs: list[dict[str, Any]], width: int, families: dict[str, str],
              sparsity: float | None = None, family: str | None = None) -> str:
     """The aggregated tables of `recs` (mean ± std over seeds) for a terminal `width` characters
     wide: one per data source, budget and device type, `dense` and `dense-ft` first, then the
-    rows of the `family` and `sparsity` asked for; columns are dropped, least important first,
-    rather than wrapped, and long settings are shortened."""
+    rows of the `family` and `sparsity` asked for. A row's setting shows only the parameters
+    that differ between its method's rows; columns are dropped, least important first, rather
+    than wrapped."""
     cols = table_columns(recs)
     df = frame(recs, cols)
     if df.empty:
         return "no finished runs"
     table = aggregate(df, cols)
-    keep = table.method.isin(REFERENCES)
+    table["shown_setting"] = distinct_settings(table).map(_shorten)  # told apart among all rows, not the filtered
+    reference = table.method.isin(REFERENCES)
+    keep = pd.Series(True, index=table.index)
     if family:
-        keep |= table.method.map(lambda m: families.get(m, "combined" if "+" in m else "other")) == family
-    else:
-        keep |= True
+        keep &= table.method.map(lambda m: family_of(m, families)) == family
     if sparsity is not None:
-        at = table.setting.str.contains(rf"(?:^|[ .])sparsity={sparsity:g}(?:,|$)", regex=True)
-        keep &= at | table.method.isin(REFERENCES)
-    table = table[keep]
-    by_column = {c.column: c for c in cols if c.column in table or c.key == "accuracy"}
-    order = [c for c in FIRST if c in by_column] + [c for c in by_column if c not in FIRST]
+        keep &= table.setting.map(lambda s: setting_sparsity(s) is not None
+                                  and abs(setting_sparsity(s) - sparsity) < 1e-9)
+    table = table[keep | reference]
     out = []
     for (source, budget, device), t in table.groupby(TABLE, sort=True):
+        by_column = {c.column: c for c in displayed(cols, t, "main") + displayed(cols, t, "speed")}
+        order = [c for c in FIRST if c in by_column] + [c for c in by_column if c not in FIRST]
         shown = list(order)
         while True:
-            rows = [[r["method"] + (f" ({r['timed_on']})" if r["timed_on"] != device else ""),
-                     _shorten(r["setting"]), int(r["seeds"]),
-                     *[_fmt(r[c], 2) if c == "delta_ft_pts" else cell(r, by_column[c]) for c in shown]]
-                    for _, r in t.iterrows()]
-            headers = ["method", "setting", "seeds",
-                       *["Δ vs dense-ft" if c == "delta_ft_pts" else by_column[c].header or c for c in shown]]
+            rows = [[timed_label(r["method"], r["timed_on"], device), r["shown_setting"], int(r["seeds"]),
+                     *[cell(r, by_column[c]) for c in shown]] for _, r in t.iterrows()]
+            headers = ["method", "setting", "seeds", *[by_column[c].header for c in shown]]
             text = tabulate(rows, headers=headers, disable_numparse=True)
             if len(shown) <= 1 or max(map(len, text.splitlines())) <= width:
                 break
@@ -238,7 +308,7 @@ def terminal(recs: list[dict[str, Any]], width: int, families: dict[str, str],
         out += [f"{source} · {budget} · {device.upper()}" + (f" ({dropped} columns not shown: widen the "
                                                                 "terminal or read the .md)" if dropped else ""),
                 text, ""]
-    return "\n".join(out).rstrip()
+    return "\n".join(out).rstrip() or "no finished runs"
 
 
 def _shorten(setting: str) -> str:
@@ -254,31 +324,25 @@ def _plot_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table[(table[TABLE] == pd.Series(sizes.idxmax(), index=TABLE)).all(axis=1)] if len(sizes) > 1 else table
 
 
-def _y_range(deltas: pd.Series) -> tuple[float, float]:
-    """A y range from the informative rows: their middle 80% widened by half its span (at least
-    0.5 pts), so that one collapsed method (random at 98%) does not squash the others into a
-    band a point wide; points beyond it are drawn at its edge and labelled."""
-    low, high = deltas.quantile(0.1), deltas.quantile(0.9)
-    pad = max(0.5 * (high - low), 0.5)
-    return max(deltas.min(), low - pad) - 0.1, min(deltas.max(), high + pad) + 0.1
+def _y_range(values: pd.Series, refs: list[float]) -> tuple[float, float]:
+    """A y range from the informative rows: their middle 80% widened by half its span (by at
+    least 0.5 pts), cut to the rows' extremes, then stretched to show the reference lines; so
+    that one collapsed method (random at 98%) does not squash the others into a band a point
+    wide. Points beyond it are drawn at its edge and labelled."""
+    q_low, q_high = values.quantile(0.1), values.quantile(0.9)
+    pad = max(0.5 * (q_high - q_low), 0.5)
+    low = min([max(values.min(), q_low - pad), *refs])
+    high = max([min(values.max(), q_high + pad), *refs])
+    return low - 0.1, high + 0.1
 
 
 def _series(t: pd.DataFrame) -> pd.Series:
     """A plot line per method and per value of its parameters other than the swept sparsity:
     lottery's rewinding and its reinit control are two lines, labelled by what differs."""
-    def params(setting: str) -> dict[str, str]:
-        pairs = (p.partition("=") for p in setting.split(", ") if "=" in p)
-        return {k: v for k, _, v in pairs if k.split(".")[-1] != "sparsity"}
-
-    labels = {}
-    for method, m in t.groupby("method", sort=True):
-        settings = {s: params(s) for s in m.setting}
-        varying = sorted({k for p in settings.values() for k in p
-                          if len({q.get(k) for q in settings.values()}) > 1})
-        for setting, p in settings.items():
-            suffix = ", ".join(f"{k}={p.get(k)}" for k in varying)
-            labels[method, setting] = f"{method} ({suffix})" if suffix else method
-    return pd.Series([labels[m, s] for m, s in zip(t.method, t.setting)], index=t.index)
+    differ = distinct_settings(t, swept=False)
+    rows = t.groupby("method").method.transform("size")
+    return pd.Series([m if n == 1 or d == "-" else f"{m} ({d})" for m, n, d in zip(t.method, rows, differ)],
+                     index=t.index)
 
 
 def pareto_plot(table: pd.DataFrame, path: Path, families: dict[str, str], title: str) -> bool:
@@ -297,11 +361,11 @@ def pareto_plot(table: pd.DataFrame, path: Path, families: dict[str, str], title
     ycol = "delta_acc_pts" if (t.method == "dense").any() else "accuracy_mean_%"
     refs = {m: t[t.method == m][ycol].mean() for m in REFERENCES if (t.method == m).any()}
     t = t[~t.method.isin(REFERENCES)]
-    family = t.method.map(lambda m: families.get(m, "combined" if "+" in m else "other"))
-    panels = [f for f in FAMILIES if (family == f).any()]
+    family = t.method.map(lambda m: family_of(m, families))
+    panels = [f for f in FAMILIES if (family == f).any()] + sorted(set(family) - set(FAMILIES))
     if not panels:
         return False
-    low, high = _y_range(t[ycol].astype(float))
+    low, high = _y_range(t[ycol].astype(float), list(refs.values()))
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), dpi=110, squeeze=False,
@@ -343,12 +407,12 @@ def pareto_plot(table: pd.DataFrame, path: Path, families: dict[str, str], title
     return True
 
 
-def speedup_plot(table: pd.DataFrame, path: Path, title: str) -> bool:
+def speedup_plot(table: pd.DataFrame, cols: list[Column], path: Path, title: str) -> bool:
     """Measured speedup against theoretical speedup (both log scale), a marker per runtime and
     batch, the line where FLOPs saved become time saved; False if nothing was measured."""
-    measured = [c for c in table.columns if c.startswith("speedup") and c.endswith("_x") and "_iqr" not in c]
     t = _plot_rows(table)
-    if not measured or "theoretical_speedup_x" not in t or t[measured].isna().all().all():
+    measured = [c for c in displayed(cols, t, "speed") if c.spec.name == "speedup{runtime}_b{batch}"]
+    if not measured or "theoretical_speedup_x" not in t:
         return False
     import matplotlib
 
@@ -357,10 +421,10 @@ def speedup_plot(table: pd.DataFrame, path: Path, title: str) -> bool:
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=110)
     for i, col in enumerate(measured):
-        ok = t[col].notna()
-        ax.scatter(t.loc[ok, "theoretical_speedup_x"], t.loc[ok, col], s=14, marker=MARKERS[i % len(MARKERS)],
-                   label=col.removesuffix("_x").replace("speedup_", "").replace("speedup", "torch") or col)
-    top = max(float(t["theoretical_speedup_x"].max()), float(t[measured].max().max()), 2.0)
+        ok = t[col.column].notna()
+        ax.scatter(t.loc[ok, "theoretical_speedup_x"], t.loc[ok, col.column], s=14,
+                   marker=MARKERS[i % len(MARKERS)], label=col.header)
+    top = max(float(t["theoretical_speedup_x"].max()), *(float(t[c.column].max()) for c in measured), 2.0)
     ax.plot([1, top], [1, top], color="black", linewidth=0.8, label="measured = theoretical")
     ax.axhline(1.0, color="grey", linewidth=0.6, linestyle=":")
     ax.set_xscale("log")
@@ -376,41 +440,54 @@ def speedup_plot(table: pd.DataFrame, path: Path, title: str) -> bool:
     return True
 
 
+PLOTS = ("pareto", "speedup")
+
+
 def write(results_dir: Path, suite: str) -> list[Path]:
     """Rebuild a suite's leaderboard files from its records; returns the files written. Each
-    file is replaced atomically; a record file that cannot be read is named in a warning."""
-    problems: list[str] = []
-    recs = records.load_records(results_dir, suite, problems)
-    for problem in problems:
-        print(f"bench: warning: left out of the leaderboard: {problem}", file=sys.stderr)
+    file is replaced atomically, and a plot the records no longer give is removed; a record
+    file that cannot be read is named in a warning."""
+    recs = load(results_dir, suite)
     folder = Path(results_dir) / suite
     written = []
-    for standard, stem, title in ((True, "leaderboard", "standard budget"),
-                                  (False, "leaderboard-custom", "overridden budgets (not comparable "
-                                   "with the standard leaderboard)")):
+    for standard, stem, title in PARTS:
+        suffix = "" if standard else "-custom"
         part = [r for r in recs if r.get("standard_budget") is standard]
-        if not part:
-            continue
-        cols = table_columns(part)
-        df = frame(part, cols)
-        table = aggregate(df, cols) if len(df) else pd.DataFrame()
-        folder.mkdir(parents=True, exist_ok=True)
-        csv = folder / f"{stem}.csv"
-        records.write_text_atomic(csv, table.to_csv(index=False, lineterminator="\n"))
-        md = folder / f"{stem}.md"
-        records.write_text_atomic(md, markdown(table, cols, part, suite, title))
-        written += [csv, md]
-        if len(table):
-            suffix = "" if standard else "-custom"
-            group = _plot_rows(table).iloc[0]
-            seeds = sorted({r["config"]["seed"] for r in part})
-            plot_title = (f"{suite} ({title.split(' (')[0]}): {group['data_source']}, {group['budget']}, "
-                          f"{group['device'].upper()}, seeds {','.join(map(str, seeds))}")
-            if pareto_plot(table, folder / f"pareto{suffix}.png", families(), plot_title):
-                written.append(folder / f"pareto{suffix}.png")
-            if speedup_plot(table, folder / f"speedup{suffix}.png", plot_title):
-                written.append(folder / f"speedup{suffix}.png")
+        plots = {name: folder / f"{name}{suffix}.png" for name in PLOTS}
+        if part:
+            cols = table_columns(part)
+            df = frame(part, cols)
+            table = aggregate(df, cols) if len(df) else pd.DataFrame()
+            folder.mkdir(parents=True, exist_ok=True)
+            csv = folder / f"{stem}.csv"
+            records.write_text_atomic(csv, table.to_csv(index=False, lineterminator="\n"))
+            md = folder / f"{stem}.md"
+            records.write_text_atomic(md, markdown(table, cols, part, suite, title))
+            written += [csv, md]
+            if len(table):
+                group = _plot_rows(table).iloc[0]
+                seeds = sorted({r["config"]["seed"] for r in part if r["status"] == "ok"
+                                and tuple(row_key(r)[k] for k in TABLE) == tuple(group[TABLE])})
+                plot_title = (f"{suite} ({title.split(' (')[0]}): {group['data_source']}, {group['budget']}, "
+                              f"{group['device'].upper()}, seeds {','.join(map(str, seeds))}")
+                if pareto_plot(table, plots["pareto"], families(), plot_title):
+                    written.append(plots["pareto"])
+                if speedup_plot(table, cols, plots["speedup"], plot_title):
+                    written.append(plots["speedup"])
+        for path in plots.values():  # a plot these records no longer give
+            if path not in written:
+                path.unlink(missing_ok=True)
     return written
+
+
+def load(results_dir: Path, suite: str) -> list[dict[str, Any]]:
+    """A suite's records, each with its file name under "_stem" (what the site links to); a file
+    that cannot be read is named in a warning, never dropped silently."""
+    problems: list[str] = []
+    recs = [{**r, "_stem": stem} for stem, r in records.named_records(results_dir, suite, problems)]
+    for problem in problems:
+        print(f"bench: warning: left out of the leaderboard: {problem}", file=sys.stderr)
+    return recs
 
 
 def families() -> dict[str, str]:

@@ -56,6 +56,11 @@ METRICS: list[MetricSpec] = [
     MetricSpec("delta_acc", "`Δ acc`: mean accuracy minus the mean accuracy of the `dense` row of the "
                "same table", "points", "delta_acc_pts", "Δ acc (pts)", decimals=2, shown=2,
                higher_is_better=True, recorded=False),
+    MetricSpec("delta_ft", "`Δ vs dense-ft`: mean accuracy minus the mean accuracy of the `dense-ft` "
+               "row of the same table, the dense model trained for the methods' extra epochs with "
+               "nothing compressed: what a method adds beyond its extra training", "points",
+               "delta_ft_pts", "Δ vs dense-ft (pts)", decimals=2, shown=2, higher_is_better=True,
+               recorded=False),
     MetricSpec("sparsity", "`1 - nonzeros / params of the dense model` (biases and norms included)",
                "%", "sparsity_%", "sparsity (%)", scale=100, decimals=2, shown=1, higher_is_better=True),
     MetricSpec("params", "number of elements of the returned model's parameters (`model.parameters()`), "

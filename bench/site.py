@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from bench import leaderboard, records
-from bench.leaderboard import REFERENCES, TABLE, cell, table_columns
+from bench.leaderboard import PARTS, PLOTS, REFERENCES, TABLE, cell, family_of, table_columns
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
@@ -57,7 +57,7 @@ function sortBy(th) {
   rows.sort((a, b) => {
     const x = cellValue(a, i), y = cellValue(b, i);
     if (x === null || y === null) return (x === null) - (y === null);
-    return (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y))) * dir;
+    return (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y), undefined, {numeric: true})) * dir;
   });
   rows.forEach(r => body.appendChild(r));
 }
@@ -103,12 +103,9 @@ def _table(headers: list[str], rows: list[list[str]], classes: str = "") -> str:
 
 
 def _sparsity(setting: str) -> str:
-    """The sparsity a setting names (its own or its first chain link's), for the filter."""
-    for part in setting.split(", "):
-        key, _, value = part.partition("=")
-        if key.split(".")[-1] == "sparsity":
-            return value
-    return ""
+    """The sparsity a setting names, as the filter lists it ('' for none)."""
+    value = leaderboard.setting_sparsity(setting)
+    return "" if value is None else f"{value:g}"
 
 
 def _runs_by_row(recs: list[dict[str, Any]]) -> dict[tuple, list[tuple[int, str]]]:
@@ -129,30 +126,24 @@ def _leaderboard_tables(recs: list[dict[str, Any]], families: dict[str, str]) ->
     if df.empty:
         return ['<p class="note">No finished runs.</p>']
     table = leaderboard.aggregate(df, cols)
-    shown = [c for c in cols if c.key == "accuracy" or c.column in table]
     runs = _runs_by_row(recs)
     out = []
     for (source, budget, device), t in table.groupby(TABLE, sort=True):
-        ft = "dense-ft" in set(t.method)
+        shown = leaderboard.displayed(cols, t, "main") + leaderboard.displayed(cols, t, "speed")
         head = ['<th class="t">method</th>', '<th class="t">family</th>', '<th class="t">setting</th>',
                 "<th>seeds</th>"]
-        head += [f'<th title="{_e(c.spec.definition)}">{_e(c.header or c.column)}</th>' for c in shown]
-        head += ['<th title="mean accuracy minus that of the dense-ft row">Δ vs dense-ft (pts)</th>'] if ft else []
+        head += [f'<th title="{_e(c.spec.definition)}">{_e(c.header)}</th>' for c in shown]
         head += ['<th class="t">records</th>']
         rows = []
         for _, r in t.iterrows():
-            family = families.get(r["method"], "combined" if "+" in r["method"] else "other")
-            method = r["method"] + (f" (timed on {r['timed_on'].upper()})" if r["timed_on"] != device else "")
-            cells = [f'<td class="t">{_e(method)}</td>', f'<td class="t">{_e(family)}</td>',
-                     f'<td class="t s">{_e(r["setting"])}</td>', f"<td>{int(r['seeds'])}</td>"]
+            family = family_of(r["method"], families)
+            cells = [f'<td class="t">{_e(leaderboard.timed_label(r["method"], r["timed_on"], device))}</td>',
+                     f'<td class="t">{_e(family)}</td>', f'<td class="t s">{_e(r["setting"])}</td>',
+                     f"<td>{int(r['seeds'])}</td>"]
             for c in shown:
                 value = r["accuracy_mean_%"] if c.key == "accuracy" else r[c.column]
                 v = "" if value is None or pd.isna(value) else repr(float(value))
                 cells.append(f'<td data-v="{v}">{_e(cell(r, c))}</td>')
-            if ft:
-                d = r["delta_ft_pts"]
-                cells.append(f'<td data-v="{"" if pd.isna(d) else repr(float(d))}">'
-                             f'{"" if pd.isna(d) else f"{d:.2f}"}</td>')
             key = (source, budget, device, r["method"], r["setting"], r["timed_on"])
             links = " ".join(f'<a href="runs.html#{_e(stem)}">s{seed}</a>' for seed, stem in runs.get(key, []))
             cells.append(f'<td class="t">{links}</td>')
@@ -167,10 +158,9 @@ def _leaderboard_tables(recs: list[dict[str, Any]], families: dict[str, str]) ->
 
 def _filters(recs: list[dict[str, Any]], families: dict[str, str]) -> list[str]:
     ok = [r for r in recs if r["status"] == "ok" and r["config"]["method"] not in REFERENCES]
-    fams = sorted({families.get(r["config"]["method"], "combined" if "+" in r["config"]["method"] else "other")
-                   for r in ok})
+    fams = sorted({family_of(r["config"]["method"], families) for r in ok})
     sparsities = sorted({s for r in ok if (s := _sparsity(leaderboard.setting_label(r["config"]["params"])))},
-                        key=float)
+                        key=float)  # numbers, formatted by _sparsity
     option = '<option value="{0}">{0}</option>'.format
     return ['<div class="filters">',
             '<label>family <select id="family"><option value="">all</option>'
@@ -191,28 +181,21 @@ def _suite_page(suite: str, recs: list[dict[str, Any]], plots: list[str], famili
             "epochs. Speed columns: measured speedup over the dense model in the same runtime "
             "(interquartile range in parentheses).</p>"]
     body += _filters(recs, families)
-    for standard, title in ((True, "standard budget"),
-                            (False, "overridden budgets (not comparable with the standard budget)")):
+    for standard, _, title in PARTS:
         part = [r for r in recs if r.get("standard_budget") is standard]
         if part:
             body += [f"<h2>{_e(title)}</h2>", *_leaderboard_tables(part, families)]
     for name in plots:
         body.append(f'<h2>{_e(name.removesuffix(".png"))}</h2><img src="{_e(name)}" alt="{_e(name)}">')
-    empty = sorted({(r["config"]["method"], leaderboard.setting_label(r["config"]["params"]), runtime,
-                     note["reason"])
-                    for r in recs if r["status"] == "ok"
-                    for runtime, note in r.get("figures", {}).get("deploy", {}).get("runtimes", {}).items()
-                    if note["status"] != "ok"})
+    empty = leaderboard.unavailable_runtimes(recs)
     if empty:
         body += ["<h2>runtimes that could not take a model</h2>",
-                 _table(["method", "setting", "runtime", "reason"], [list(e) for e in empty])]
-    failed = sorted([r["config"]["method"], leaderboard.setting_label(r["config"]["params"]), r["config"]["seed"],
-                     r["status"], (r.get("error") or "").splitlines()[0][:300], r["_stem"]]
-                    for r in recs if r["status"] != "ok")
+                 _table(["method", "setting", "runtime", "reason"], empty)]
+    failed = leaderboard.failed_runs(recs)
     if failed:
         body.append("<h2>failed and skipped runs</h2>")
-        rows = "".join("<tr>" + "".join(f'<td class="t">{_e(c)}</td>' for c in f[:5])
-                       + f'<td class="t"><a href="runs.html#{_e(f[5])}">record</a></td></tr>' for f in failed)
+        rows = "".join("<tr>" + "".join(f'<td class="t">{_e(c)}</td>' for c in row)
+                       + f'<td class="t"><a href="runs.html#{_e(r["_stem"])}">record</a></td></tr>' for row, r in failed)
         body.append('<div class="scroll"><table><thead><tr>' + "".join(
             f'<th class="t">{h}</th>' for h in ["method", "setting", "seed", "status", "error", ""])
             + f"</tr></thead><tbody>{rows}</tbody></table></div>")
@@ -227,26 +210,23 @@ def _suite_page(suite: str, recs: list[dict[str, Any]], plots: list[str], famili
 
 
 def _environment(r: dict[str, Any]) -> str:
-    env = r["env"]
-    return (f"{env['device_name']} ({env['device']}), torch {env['torch']}, {env['threads']} threads, "
-            f"commit {(env.get('git_commit') or '?')[:12]}")
+    return f"{leaderboard.environment(r)}, commit {(r['env'].get('git_commit') or '?')[:12]}"
 
 
-def _runs_page(suite: str, recs: list[dict[str, Any]], logs: Path) -> str:
+def _runs_page(suite: str, recs: list[dict[str, Any]]) -> str:
     body = [f'<p><a href="../index.html">all suites</a> · <a href="index.html">{_e(suite)} leaderboard</a></p>',
             f"<h1>{_e(suite)}: run records ({len(recs)})</h1>",
-            '<p class="note">One entry per record file, as stored under '
-            f"results/{_e(suite)}/runs/; the anchor of each is its file name.</p>"]
+            f'<p class="note">One entry per record file, <code>{_e(suite)}/runs/NAME.json</code> in the '
+            "results folder; the anchor of each is its NAME. Its log, where the run was made with a log, "
+            f"is <code>{_e(suite)}/logs/NAME.log</code> on the machine that ran it (logs are not "
+            "committed).</p>"]
     for r in sorted(recs, key=lambda r: r["_stem"]):
         shown = {k: v for k, v in r.items() if k != "_stem"}
         c = r["config"]
-        log = logs / f"{r['_stem']}.log"
         body.append(f'<details id="{_e(r["_stem"])}"><summary>{_e(c["method"])} · '
                     f"{_e(leaderboard.setting_label(c['params']))} · seed {c['seed']} · {_e(r['status'])}"
                     f" · {_e(r['_stem'])}.json</summary>"
-                    + (f'<p class="note">log (on the machine that ran it): results/{_e(suite)}/logs/{_e(log.name)}</p>'
-                       if log.exists() else "")
-                    + f"<pre>{_e(json.dumps(shown, indent=1, sort_keys=True))}</pre></details>")
+                    f"<pre>{_e(json.dumps(shown, indent=1, sort_keys=True))}</pre></details>")
     # Opening the page at a record's anchor unfolds it.
     body.append("<script>function o(){const e=document.getElementById(location.hash.slice(1));"
                 "if(e){e.open=true;e.scrollIntoView();}}addEventListener('hashchange',o);o();</script>")
@@ -260,22 +240,25 @@ def _description(recs: list[dict[str, Any]]) -> str:
 
 def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
     """Write the site for `suites` under `out` from their records and their plots (the plots
-    that `bench.leaderboard.write` made beside the records are copied); returns the files."""
+    that `bench.leaderboard.write` made beside the records are copied: call it first); each
+    suite's folder is rebuilt from scratch. Returns the files written."""
     families = leaderboard.families()
     written = []
     index_rows = []
     for suite in suites:
-        recs = [{**r, "_stem": stem} for stem, r in records.named_records(results_dir, suite)]
+        recs = leaderboard.load(results_dir, suite)
         if not recs:
             continue
         folder = out / suite
-        folder.mkdir(parents=True, exist_ok=True)
-        plots = sorted(p.name for p in (Path(results_dir) / suite).glob("*.png"))
+        shutil.rmtree(folder, ignore_errors=True)  # the site holds what the records give, nothing older
+        folder.mkdir(parents=True)
+        plots = [f"{name}{suffix}.png" for suffix in ("", "-custom") for name in PLOTS
+                 if (Path(results_dir) / suite / f"{name}{suffix}.png").exists()]
         for name in plots:
             shutil.copyfile(Path(results_dir) / suite / name, folder / name)
             written.append(folder / name)
         for name, text in (("index.html", _suite_page(suite, recs, plots, families)),
-                           ("runs.html", _runs_page(suite, recs, Path(results_dir) / suite / "logs"))):
+                           ("runs.html", _runs_page(suite, recs))):
             records.write_text_atomic(folder / name, text)
             written.append(folder / name)
         ok = [r for r in recs if r["status"] == "ok"]

@@ -1,4 +1,4 @@
-"""Micro-benchmarks of the harness's hot paths, with pytest-benchmark: a training step of each
+"""Micro-benchmarks of the harness's hot paths, with pytest-benchmark: training steps of each
 shipped suite's model, batch preparation, each measurement function, and CLI startup.
 
 They run apart from the unit tests (pytest collects tests/ only) and assert nothing about
@@ -21,48 +21,43 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from bench import measure
-from bench.data import Preprocess
+from bench.data import Preprocess, Split
 from bench.models import build_model
 from bench.suite import load_suite
-from bench.train import make_optimizer
+from bench.train import fit
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ["mlp", "mnist", "cifar"]
 BATCH = 128
+STEPS = 8
 SHAPES = {"MNIST": (1, 28, 28), "CIFAR10": (3, 32, 32)}
 
 
-def suite_inputs(name: str):
-    """The suite's model, its preprocessing and a uint8 batch of its image shape, on the CPU."""
+def suite_inputs(name: str, n: int = BATCH):
+    """The suite's model, its preprocessing and `n` uint8 images of its image shape, on the CPU."""
     suite = load_suite(name)
     shape = SHAPES[suite.data.dataset]
     model = build_model(suite.model.name, suite.model.kwargs, 10, shape[0])
     model = model.to(memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (BATCH, *shape), dtype=torch.uint8, generator=generator)
-    labels = torch.randint(0, 10, (BATCH,), generator=generator)
+    images = torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (n,), generator=generator)
     return suite, model, Preprocess(suite.data, torch.device("cpu")), images, labels
 
 
 @pytest.mark.parametrize("name", SUITES)
-def test_training_step(benchmark, name):
-    """One optimizer step of the suite's loop: preprocess, forward, loss, backward, step."""
-    suite, model, pre, images, labels = suite_inputs(name)
-    opt = make_optimizer(model.parameters(), suite.training, suite.training.lr, torch.device("cpu"))
+def test_training_steps(benchmark, name):
+    """One epoch over BATCH * STEPS images of the suite's own loop (bench.train.fit: its batch
+    size, optimizer, schedule, precision and augmentation), so that a change to the loop shows."""
+    suite, model, pre, images, labels = suite_inputs(name, BATCH * STEPS)
+    data = Split(images, labels)
     generator = torch.Generator().manual_seed(1)
-
-    def step():
-        x = pre.augment(pre.normalize(images), generator)
-        loss = F.cross_entropy(model(x), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    benchmark.group = "training step (batch 128)"
-    benchmark(step)
+    benchmark.group = f"training: an epoch of {BATCH * STEPS} images"
+    benchmark.pedantic(fit, args=(model, data, pre, suite.training),
+                       kwargs={"epochs": 1, "lr": suite.training.lr, "generator": generator, "log": lambda _: None},
+                       rounds=5, warmup_rounds=1)
 
 
 @pytest.mark.parametrize("name", SUITES)

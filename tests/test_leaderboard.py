@@ -107,3 +107,76 @@ def test_a_table_timed_on_several_machines_says_which_rows_ran_where(tmp_path):
     md = notes({**ENV, "device_name": "Other CPU"})
     assert "Timed on more than one machine" in md and "Other CPU: magnitude; Test CPU: dense." in md
     assert "more than one machine" not in notes(ENV)
+
+
+def write_records(results, recs):
+    for i, r in enumerate(recs):
+        records.write_json_atomic(results / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
+
+
+GMP = {"begin_fraction": 0.1, "dt": 100, "end_fraction": 0.7, "initial_sparsity": 0.0, "scope": "global"}
+
+
+def terminal_records():
+    recs = [record("dense", {}, s, 0.98, 1000) for s in (0, 1)] + [record("dense-ft", {}, s, 0.985, 1000) for s in (0, 1)]
+    recs += [record("gmp", {**GMP, "sparsity": sp}, s, acc, nz) for sp, acc, nz in ((0.5, 0.981, 500), (0.9, 0.97, 100))
+             for s in (0, 1)]
+    recs += [record("uniform", {"bits": 4}, s, 0.979, 1000) for s in (0, 1)]
+    for r in recs:
+        r["metrics"].update(speedup_b1=1.0, speedup_b1_iqr=0.0)
+    return recs
+
+
+def test_the_terminal_table_fits_its_width_and_tells_every_row_apart():
+    recs = terminal_records()
+    wide = leaderboard.terminal(recs, 400, {"gmp": "pruning during training", "uniform": "quantization"})
+    lines = wide.splitlines()
+    assert lines[0] == "torchvision:MNIST · 20+10 epochs · CPU"
+    assert [line.split()[0] for line in lines[3:]] == ["dense", "dense-ft", "gmp", "gmp", "uniform"]
+    # gmp's rows differ only in sparsity: that is what their setting shows, not a cut-off prefix
+    assert re.search(r"^gmp +sparsity=0.5 +2 +98.10 ± 0.00 +0.10 +-0.40 ", wide, flags=re.M)
+    assert "Δ vs dense-ft (pts)" in wide and "eager b1 (x)" in wide
+    assert "latency" not in wide and "iqr" not in wide  # CSV-only columns stay out
+    narrow = leaderboard.terminal(recs, 60, {})
+    assert max(map(len, narrow.splitlines()[1:])) <= 60 and "columns not shown" in narrow
+    families = {"gmp": "pruning during training", "uniform": "quantization"}
+    only = leaderboard.terminal(recs, 400, families, family="quantization").splitlines()
+    assert [line.split()[0] for line in only[3:]] == ["dense", "dense-ft", "uniform"]  # references stay
+    at = leaderboard.terminal(recs, 400, families, sparsity=0.9).splitlines()
+    assert [line.split()[:2] for line in at[3:]] == [["dense", "-"], ["dense-ft", "-"], ["gmp", "sparsity=0.9"]]
+    assert leaderboard.terminal([], 80, {}) == "no finished runs"
+
+
+def test_bench_leaderboard_show_filters_and_refuses_what_it_cannot_do(tmp_path, capsys):
+    from bench.cli import main
+
+    write_records(tmp_path, terminal_records())
+    assert main(["leaderboard", "--results-dir", str(tmp_path), "--show", "--family", "quantization"]) == 0
+    out = capsys.readouterr().out
+    assert "uniform" in out and "gmp" not in out and not (tmp_path / "mlp" / "leaderboard.md").exists()
+    assert main(["leaderboard", "--results-dir", str(tmp_path), "--show", "--family", "pruning-ish"]) == 2
+    assert "--family 'pruning-ish': expected one of" in capsys.readouterr().err
+    assert main(["leaderboard", "--results-dir", str(tmp_path), "--sparsity", "0.9"]) == 2
+    assert main(["leaderboard", "--results-dir", str(tmp_path), "--show", "--html"]) == 2
+
+
+def test_plots_keep_the_references_in_range_split_lines_by_setting_and_follow_the_records(tmp_path):
+    assert leaderboard._y_range(pd.Series([-1.0, -2.0, -1.5]), [0.0])[1] >= 0.0  # dense's line stays visible
+    low, high = leaderboard._y_range(pd.Series([0.1] * 9 + [-37.0]), [0.0])
+    assert -37.0 < low < -0.4 and high < 1.0  # one collapsed row does not set the scale
+    table = pd.DataFrame({"method": ["lottery"] * 4 + ["gmp"] * 2,
+                          "setting": ["reinit=False, sparsity=0.5", "reinit=False, sparsity=0.9",
+                                      "reinit=True, sparsity=0.5", "reinit=True, sparsity=0.9",
+                                      "dt=100, sparsity=0.5", "dt=100, sparsity=0.9"]})
+    assert list(leaderboard._series(table)) == ["lottery (reinit=False)"] * 2 + ["lottery (reinit=True)"] * 2 + ["gmp"] * 2
+    recs = terminal_records()
+    for r in recs:
+        r["metrics"]["theoretical_speedup"] = 1000 / r["metrics"]["nonzeros"]
+    write_records(tmp_path, recs)
+    assert {p.name for p in leaderboard.write(tmp_path, "mlp")} >= {"pareto.png", "speedup.png"}
+    for r in recs:
+        for key in ("speedup_b1", "speedup_b1_iqr", "theoretical_speedup"):
+            del r["metrics"][key]
+    write_records(tmp_path, recs)
+    leaderboard.write(tmp_path, "mlp")
+    assert not (tmp_path / "mlp" / "speedup.png").exists()  # no measured speedup left: no stale plot

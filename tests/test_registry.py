@@ -110,3 +110,43 @@ def test_list_check_imports_the_plugins_and_shows_broken_ones(tmp_path):
     assert "FAILED TO IMPORT" in proc.stdout and "no_such_module_anywhere" in proc.stdout
     fast = run_bench(["list", "methods"], pythonpath=[site])
     assert fast.returncode == 0 and "UNREADABLE: SyntaxError" in fast.stdout  # read, not imported
+
+
+THIRD_PARTY = '''
+from typing import ClassVar
+
+from bench import Method, register_method
+
+
+@register_method("ternary")
+class Ternary(Method):
+    """Weights to -1, 0, +1 times a scale."""
+
+    family: ClassVar[str] = "quantization"
+    sweep: ClassVar[str | None] = None
+    threshold: float = 0.05
+
+    def run(self, ctx):
+        return ctx.pretrained()
+
+
+@register_method("ternary-ft")
+class TernaryFinetuned(Ternary):
+    """Ternary, fine-tuned."""
+
+    epochs: int = 2
+'''
+
+
+def test_the_catalog_reads_annotated_class_attributes_and_modules_with_several_methods(tmp_path):
+    """A plugin may write `family: ClassVar[str] = ...` as bench.registry.Method does, and one
+    module may register methods under names other than its entry point's."""
+    site = make_distribution(tmp_path, "ternary_pkg", THIRD_PARTY, {"ternary-methods": "ternary_pkg"})
+    fast = run_bench(["list", "methods"], pythonpath=[site])
+    checked = run_bench(["list", "methods", "--check"], pythonpath=[site])
+    for proc in (fast, checked):
+        assert proc.returncode == 0, proc.stderr
+        assert "UNREADABLE" not in proc.stdout and "FAILED" not in proc.stdout
+        rows = {line.split()[0]: line for line in proc.stdout.splitlines()[2:]}
+        assert "quantization" in rows["ternary"] and "threshold=0.05" in rows["ternary"]
+        assert "quantization" in rows["ternary-ft"] and "threshold=0.05, epochs=2" in rows["ternary-ft"]
