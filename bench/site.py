@@ -4,8 +4,8 @@
 with its leaderboards as sortable, filterable tables (family, sparsity, method), its plots, the
 runtimes that could not take a model, the failed and skipped runs, and where the runs ran; and a
 page of its run records, one anchor per record (configuration, metrics, environment, log). The
-pages hold their CSS and JavaScript inline and load nothing from a network, so they work from a
-file:// URL and from any static host. Everything is ordered and formatted deterministically: the
+pages share one CSS file and one script in the site's folder and load nothing from a network,
+so they work from a file:// URL and from any static host. Everything is ordered and formatted deterministically: the
 same records give the same bytes.
 """
 
@@ -41,8 +41,9 @@ pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}
 details{margin:.3em 0}
 """
 
-# Sorting by any column (numbers as numbers, blanks last) and filtering the rows of every
-# leaderboard table on the page by family, sparsity and a method substring.
+# Sorting by any column (numbers as numbers, blanks last), filtering the rows of every
+# leaderboard table on the page by family, sparsity and a method substring, and unfolding the
+# record a link points at. site.js and site.css are shared by the pages, beside index.html.
 SCRIPT = """
 function cellValue(row, i) {
   const c = row.children[i]; const v = c.dataset.v !== undefined ? c.dataset.v : c.textContent.trim();
@@ -73,12 +74,18 @@ function applyFilters() {
   });
   document.getElementById("shown").textContent = shown;
 }
+function openAnchor() {  // a record page opened at a record's anchor unfolds it
+  const e = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  if (e && e.tagName === "DETAILS") { e.open = true; e.scrollIntoView(); }
+}
+addEventListener("hashchange", openAnchor);
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("table.sortable th").forEach(th => th.addEventListener("click", () => sortBy(th)));
   ["family", "sparsity", "method"].forEach(id => {
     const e = document.getElementById(id); if (e) e.addEventListener("input", applyFilters);
   });
   if (document.getElementById("family")) applyFilters();
+  openAnchor();
 });
 """
 
@@ -87,12 +94,12 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _page(title: str, body: list[str], script: bool = False) -> str:
+def _page(title: str, body: list[str], root: str) -> str:
+    """A page; `root` is the relative path to the site's folder, where its CSS and script are."""
     return "\n".join(["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
                       '<meta name="viewport" content="width=device-width, initial-scale=1">',
-                      f"<title>{_e(title)}</title><style>{STYLE}</style>",
-                      f"<script>{SCRIPT}</script>" if script else "", "</head><body>", *body,
-                      "</body></html>", ""])
+                      f'<title>{_e(title)}</title><link rel="stylesheet" href="{root}site.css">',
+                      f'<script src="{root}site.js"></script>', "</head><body>", *body, "</body></html>", ""])
 
 
 def _table(headers: list[str], rows: list[list[str]], classes: str = "") -> str:
@@ -206,7 +213,7 @@ def _suite_page(suite: str, recs: list[dict[str, Any]], plots: list[str], famili
     if len(budgets):
         body += ["<h2>standard budget</h2>", *[f"<pre>{_e(json.dumps(json.loads(b), indent=1))}</pre>"
                                               for b in budgets.index]]
-    return _page(f"{suite} leaderboard", body, script=True)
+    return _page(f"{suite} leaderboard", body, "../")
 
 
 def _environment(r: dict[str, Any]) -> str:
@@ -227,10 +234,7 @@ def _runs_page(suite: str, recs: list[dict[str, Any]]) -> str:
                     f"{_e(leaderboard.setting_label(c['params']))} · seed {c['seed']} · {_e(r['status'])}"
                     f" · {_e(r['_stem'])}.json</summary>"
                     f"<pre>{_e(json.dumps(shown, indent=1, sort_keys=True))}</pre></details>")
-    # Opening the page at a record's anchor unfolds it.
-    body.append("<script>function o(){const e=document.getElementById(location.hash.slice(1));"
-                "if(e){e.open=true;e.scrollIntoView();}}addEventListener('hashchange',o);o();</script>")
-    return _page(f"{suite} run records", body)
+    return _page(f"{suite} run records", body, "../")
 
 
 def _description(recs: list[dict[str, Any]]) -> str:
@@ -271,5 +275,7 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
             "<table><thead><tr>" + "".join(f'<th class="t">{h}</th>' for h in
                                            ["suite", "model and data", "records", "finished", "methods", "seeds"])
             + "</tr></thead><tbody>" + "".join(index_rows) + "</tbody></table>"]
-    records.write_text_atomic(out / "index.html", _page("Compression benchmark leaderboards", body))
-    return [*written, out / "index.html"]
+    records.write_text_atomic(out / "index.html", _page("Compression benchmark leaderboards", body, ""))
+    records.write_text_atomic(out / "site.css", STYLE.lstrip())
+    records.write_text_atomic(out / "site.js", SCRIPT.lstrip())
+    return [*written, out / "index.html", out / "site.css", out / "site.js"]

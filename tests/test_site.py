@@ -29,12 +29,13 @@ def test_the_site_is_built_from_the_records_alone_and_regenerates_byte_identical
     second = {p: p.read_bytes() for p in site.build(tmp_path, ["mlp"], tmp_path / "site")}
     assert first == second
     assert {p.relative_to(tmp_path / "site").as_posix() for p in first} == {
-        "index.html", "mlp/index.html", "mlp/runs.html", "mlp/pareto.png"}
+        "index.html", "site.css", "site.js", "mlp/index.html", "mlp/runs.html", "mlp/pareto.png"}
     page = (tmp_path / "site" / "mlp" / "index.html").read_text()
     index = (tmp_path / "site" / "index.html").read_text()
     assert 'href="mlp/index.html"' in index
     for text in (page, index):  # self-contained: nothing fetched from a network
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
+    assert '<script src="../site.js">' in page and '<link rel="stylesheet" href="../site.css">' in page
     assert '<img src="pareto.png"' in page
     # Each suite table row carries what the filters read, and links its seeds' records.
     row = re.search(r'<tr data-family="quantization" data-sparsity="" data-method="uniform">.*?</tr>', page)
@@ -97,6 +98,11 @@ def test_a_real_browser_sorts_and_filters_the_leaderboard(tmp_path):
     # A filter keeps the references and the rows asked for.
     assert got["quantization"] == "dense|-,uniform|bits=4"
     assert got["sparsity"] == "dense|-,magnitude|sparsity=0.9" and got["count"] == "1"
+    # A record link opens the runs page with that record unfolded.
+    runs = subprocess.run([*browser, "--virtual-time-budget=3000", "--dump-dom",
+                           page.with_name("runs.html").as_uri() + "#uniform-x0"],
+                          capture_output=True, text=True, timeout=180).stdout
+    assert re.search(r'<details id="uniform-x0" open="">', runs) and '<details id="uniform-x1">' in runs
     shot = tmp_path / "table.png"
     subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1300,800", page.as_uri()],
                    capture_output=True, timeout=180)
