@@ -168,6 +168,9 @@ def layer_inputs(model: nn.Module, batches: list[torch.Tensor], *, hessian: bool
         yield collect(model, name, module, batches, hessian)
 
 
+CALIBRATION_BATCH = 256
+
+
 def calibrated_layers(ctx: Context, model: nn.Module, samples: int, *, hessian: bool = True) -> Iterator[Layer]:
     """`layer_inputs` on `samples` training images drawn with the run's seed
     (ctx.calibration_batches), with its cost charged to the run: the seconds from the first
@@ -175,7 +178,11 @@ def calibrated_layers(ctx: Context, model: nn.Module, samples: int, *, hessian: 
     recorded as `compress_time_s` (summed over a chain's links), the images as
     `calibration_samples`."""
     start = time.perf_counter()
-    batches = [x for x, _ in ctx.calibration_batches(n=1, batch_size=samples)]
+    # In batches of at most CALIBRATION_BATCH images: a ResNet's unfolded inputs of 1,024 images
+    # at once would take gigabytes.
+    size = min(samples, CALIBRATION_BATCH)
+    batches = [x for x, _ in ctx.calibration_batches(n=-(-samples // size), batch_size=size)]
+    batches[-1] = batches[-1][:samples - size * (len(batches) - 1)]
     device = batches[0].device
     yield from layer_inputs(model, batches, hessian=hessian)
     if device.type == "cuda":

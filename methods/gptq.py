@@ -13,8 +13,9 @@ group of `group_size` consecutive inputs (bench.lowbit), as in the paper's code;
 is set from the weights as they stand when the block holding its first column starts. Weights
 that are exactly zero on entry (a pruned model, in a chain) stay zero, their error compensated
 like any other. The returned float model holds the quantized values and its grids; its size
-packs the codes at `bits` bits (bench.lowbit's encoding). Blocks of 128, 1% dampening and 128 calibration samples are the
-paper's settings; it reports 4 and 3 bits.
+packs the codes at `bits` bits (bench.lowbit's encoding). Blocks of 128 and 1% dampening are the
+paper's settings; it reports 4 and 3 bits. 1,024 calibration images rather than the paper's 128
+sequences, for the reason given in methods/sparsegpt.py: an image is one row of a Linear layer's X.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class GPTQ(Method):
     group_size: int = 0  # inputs per scale and zero point; 0 = one per output channel
     blocksize: int = 128
     dampening: float = 0.01
-    calibration_samples: int = 128
+    calibration_samples: int = 1024
     finetune: bool = False  # then fine-tune on the grid for the suite's finetune_epochs
 
     def __post_init__(self) -> None:

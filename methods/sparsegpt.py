@@ -8,8 +8,11 @@ not yet processed through the Cholesky factor of the damped inverse Hessian (H +
 H) I)^-1, so the kept weights absorb what the pruned ones did (Optimal Brain Surgeon). The mask
 is chosen as it goes, per lazy block of 128 columns, by the OBS saliency w^2 / [H^-1]_jj: the
 `sparsity` fraction of each block (unstructured) or, for N:M, the `m - n` least salient of every
-`m` consecutive inputs of a row. Blocks of 128, 1% dampening and 128 calibration samples are the
-paper's settings.
+`m` consecutive inputs of a row. Blocks of 128 and 1% dampening are the paper's settings. Its
+128 calibration samples are sequences of 2,048 tokens, a quarter of a million rows of X per layer;
+here a sample is an image, one row for a Linear layer, so 128 images leave an MLP layer's 784-input
+least-squares fit underdetermined and it overfits them (mlp, seed 0, 90%: 84.8% top-1 at 128
+images, 92.7% at 1,024, 93.0% at 4,096): the default is 1,024 images.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ class SparseGPT(Method):
     m: int = 0
     blocksize: int = 128
     dampening: float = 0.01
-    calibration_samples: int = 128
+    calibration_samples: int = 1024
     finetune: bool = False  # then fine-tune for the suite's finetune_epochs with the mask held
 
     def __post_init__(self) -> None:

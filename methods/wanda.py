@@ -6,7 +6,8 @@ feature over the calibration inputs, compared within each output row: every row 
 `sparsity` fraction of lowest scores (unstructured), or, for N:M, the `m - n` lowest of every `m`
 consecutive inputs. The surviving weights are not changed. The layers are pruned in forward
 order, each on the outputs of the already pruned layers before it (ctx.layer_inputs), as the
-paper's code does block by block; 128 calibration samples as in the paper.
+paper's code does block by block. 1,024 calibration images, as for sparsegpt (methods/sparsegpt.py
+says why an image is not one of the paper's 128 samples).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Wanda(Method):
     sparsity: float = 0.5
     n: int = 0  # N:M: keep n of every m consecutive inputs (sparsity must be 1 - n/m); 0 = unstructured
     m: int = 0
-    calibration_samples: int = 128
+    calibration_samples: int = 1024
     finetune: bool = False  # then fine-tune for the suite's finetune_epochs with the mask held
 
     def __post_init__(self) -> None:
