@@ -346,9 +346,10 @@ def _series(t: pd.DataFrame) -> pd.Series:
 
 
 def pareto_plot(table: pd.DataFrame, path: Path, families: dict[str, str], title: str) -> bool:
-    """Change in accuracy against nonzero parameters (log scale): a panel per method family, a
-    colour and marker per method inside it, error bars from the seeds, the dense row (0) and the
-    matched-budget dense-ft row as horizontal lines. False if there is nothing but references."""
+    """Change in accuracy against nonzero parameters (log scale): a panel per method family with
+    its own y range, a colour and marker per method inside it, error bars from the seeds, the
+    dense row (0) and the matched-budget dense-ft row as horizontal lines. False if there is
+    nothing but references."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -365,14 +366,14 @@ def pareto_plot(table: pd.DataFrame, path: Path, families: dict[str, str], title
     panels = [f for f in FAMILIES if (family == f).any()] + sorted(set(family) - set(FAMILIES))
     if not panels:
         return False
-    low, high = _y_range(t[ycol].astype(float), list(refs.values()))
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), dpi=110, squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), dpi=110, squeeze=False)
     colors = plt.get_cmap("tab10").colors
     t = t.assign(series=_series(t))
     for ax, name in zip(axes.flat, panels):
+        # Each panel its own range: one-shot pruning's collapse at 95% would flatten the others.
+        low, high = _y_range(t[family == name][ycol].astype(float), list(refs.values()))
         for i, (label, m) in enumerate(t[family == name].groupby("series", sort=True)):
             m = m.sort_values("nonzeros")
             y = m[ycol].astype(float)
@@ -393,7 +394,7 @@ def pareto_plot(table: pd.DataFrame, path: Path, families: dict[str, str], title
         ax.set_ylim(low, high)
         ax.set_title(name, fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6, loc="lower right")
+        ax.legend(fontsize=6, loc="best")
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax in axes[-1]:
