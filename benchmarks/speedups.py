@@ -27,28 +27,7 @@ from tabulate import tabulate
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import leaderboard, records  # noqa: E402
-
-# The README's families (section The methods); a chain is "combined".
-FAMILIES = {
-    "reference": ["dense", "dense-ft", "student"],
-    "pruning after training": ["magnitude", "random", "imp", "filter-l1"],
-    "pruning during training": ["gmp", "lottery"],
-    "sparse training": ["l1", "gating", "slimming", "snip", "static", "set", "rigl"],
-    "sparse fine-tuning": ["sft"],
-    "N:M sparsity": ["nm"],
-    "one-shot pruning": ["sparsegpt", "wanda", "magnitude-oneshot"],
-    "one-shot quantization": ["gptq", "rtn"],
-    "quantization": ["ptq-int8", "dynamic-int8", "qat", "uniform"],
-    "distillation": ["kd"],
-    "combined": ["deep-compression", "sparse-coding"],
-}
-FAMILY_OF = {method: name for name, methods in FAMILIES.items() for method in methods}
-ORDER = list(FAMILIES)
-
-
-def family(method: str) -> str:
-    return "combined" if "+" in method else FAMILY_OF.get(method, "other")
-
+from bench.registry import FAMILIES  # noqa: E402
 
 def kept(setting: str, filters: list[str]) -> bool:
     """Whether a row's setting passes the filters (`sparsity=0.9`): a row whose setting has none
@@ -70,12 +49,17 @@ def speed_tables(results: Path, suite: str, filters: list[str]) -> list[str]:
     speed = [c for c in cols if c.spec.name in ("theoretical_speedup", "speedup{runtime}_b{batch}")]
     devices = sorted({f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)"
                       for r in recs})
+    families = leaderboard.families()
+    order = list(FAMILIES)
     out = []
     for (source, budget), t in table.groupby(["data_source", "budget"], sort=True):
-        rows = sorted(([family(r["method"]), r["method"], r["setting"], int(r["seeds"]),
+        measured = t[[c.column for c in speed]].notna().any(axis=1)  # rows from before the deploy step have none
+        rows = sorted(([leaderboard.family_of(r["method"], families), r["method"], r["setting"], int(r["seeds"]),
                         *[leaderboard.cell(r, c) for c in speed]]
-                       for _, r in t.iterrows() if kept(r["setting"], filters)),
-                      key=lambda row: (ORDER.index(row[0]) if row[0] in ORDER else len(ORDER), row[1:3]))
+                       for (_, r), timed in zip(t.iterrows(), measured) if timed and kept(r["setting"], filters)),
+                      key=lambda row: (order.index(row[0]) if row[0] in order else len(order), row[1:3]))
+        if not rows:
+            continue
         out += [f"## {suite} · {source} · {budget} · {'; '.join(devices)}", "",
                 tabulate(rows, headers=["family", "method", "setting", "seeds", *[c.header for c in speed]],
                          tablefmt="github", disable_numparse=True), ""]
