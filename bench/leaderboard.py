@@ -1,4 +1,5 @@
-"""Leaderboards as a pure function of the run records: CSV, Markdown and a Pareto plot.
+"""Leaderboards as a pure function of the run records: CSV, Markdown, a terminal view, and plots
+(accuracy against nonzeros per method family; measured against theoretical speedup).
 
 Rows are one method and setting (e.g. each sparsity), aggregated over seeds (mean, and std for
 accuracy). Columns, their order, scale and number formats come from the metric registry
