@@ -367,9 +367,9 @@ def pareto_plot(table: pd.DataFrame, path: Path, families: dict[str, str], title
     panels = [f for f in FAMILIES if (family == f).any()] + sorted(set(family) - set(FAMILIES))
     if not panels:
         return False
-    ncols = min(3, len(panels))
+    ncols = min(2, len(panels))
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(8.0 * ncols, 3.6 * nrows), dpi=110, squeeze=False)
     colors = plt.get_cmap("tab10").colors
     t = t.assign(series=_series(t))
     for ax, name in zip(axes.flat, panels):
@@ -395,7 +395,8 @@ def pareto_plot(table: pd.DataFrame, path: Path, families: dict[str, str], title
         ax.set_ylim(low, high)
         ax.set_title(name, fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6, loc="best")
+        # Beside the panel: a family may hold a dozen lines, and a legend inside hides their points.
+        ax.legend(fontsize=5.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax in axes[-1]:
