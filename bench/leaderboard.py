@@ -12,6 +12,7 @@ the same bytes.
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -289,8 +290,8 @@ def terminal(recs: list[dict[str, Any]], width: int, families: dict[str, str],
     if family:
         keep &= table.method.map(lambda m: family_of(m, families)) == family
     if sparsity is not None:
-        keep &= table.setting.map(lambda s: setting_sparsity(s) is not None
-                                  and abs(setting_sparsity(s) - sparsity) < 1e-9)
+        levels = table.setting.map(setting_sparsity)
+        keep &= levels.map(lambda level: level is not None and abs(level - sparsity) < 1e-9)
     table = table[keep | reference]
     out = []
     for (source, budget, device), t in table.groupby(TABLE, sort=True):
@@ -493,8 +494,10 @@ def load(results_dir: Path, suite: str) -> list[dict[str, Any]]:
     return recs
 
 
+@functools.cache
 def families() -> dict[str, str]:
-    """Method -> family, from the plugins' source (bench.catalog): no plugin is imported."""
+    """Method -> family, from the plugins' source (bench.catalog): no plugin is imported. Read
+    once per process: a rebuild asks for it per suite, budget and site page."""
     from bench.catalog import catalog
 
     return {info.name: info.family for info in catalog()}
