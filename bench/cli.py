@@ -126,7 +126,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--compile", nargs="?", const="default", choices=["default", "reduce-overhead", "max-autotune"],
                      help="train through torch.compile in this mode (reduce-overhead: CUDA graphs); "
                           "compile time is recorded apart")
-    run.add_argument("--force", action="store_true", help="rerun runs that already have a finished record")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument("--force", action="store_true", help="rerun runs that already have a finished record")
+    again.add_argument("--refresh", action="store_true",
+                       help="rerun finished runs whose record another commit or device made (a --force "
+                            "that resumes: rerun the same command to continue)")
     run.add_argument("--order", choices=["depth", "breadth"], default="depth",
                      help="depth: each setting at every seed in turn; breadth: every setting at the first "
                           "seed before any second seed, so a sweep cut short still covers every row")
@@ -224,7 +228,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          executor=executor,
                          budget_overrides={"epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
                                            "limit_train": args.limit_train, "limit_test": args.limit_test},
-                         force=args.force, compile=args.compile, order=args.order,
+                         force=args.force, refresh=args.refresh, compile=args.compile, order=args.order,
                          max_minutes=args.max_minutes, dry_run=args.dry_run, allow_dirty=args.allow_dirty)
     finally:
         if executor is not None:

@@ -305,7 +305,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
               executor: Executor, budget_overrides: dict[str, Any] | None = None,
               force: bool = False, compile: str | None = None, order: Order = "depth",
               max_minutes: float | None = None, dry_run: bool = False, allow_dirty: bool = False,
-              log: Callable[[str], None] = tqdm.write) -> list[dict[str, Any]]:
+              refresh: bool = False, log: Callable[[str], None] = tqdm.write) -> list[dict[str, Any]]:
     """Plan, train the dense stage, run, record and tabulate; returns the records of this
     command's runs (those finished before included).
 
@@ -314,7 +314,9 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     starts after that much wall time; the runs in flight finish. `dry_run` prints the plan and
     its expected cost, and trains and writes nothing. Standard-budget records are refused from a
     checkout with uncommitted changes (every leaderboard row must name the code that made it)
-    unless `allow_dirty`, which the records then say.
+    unless `allow_dirty`, which the records then say. `refresh` reruns finished runs whose record
+    another commit or another device made: regenerating a leaderboard from one commit on one
+    machine takes many commands, and unlike `force` it resumes where the last one stopped.
     """
     standard_budget = suite.training
     suite = suite.with_budget(**(budget_overrides or {}))
@@ -330,7 +332,10 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         label = f"[{i}/{len(specs)}] {spec.method} {leaderboard.setting_label(spec.params)} seed={spec.seed}"
         runs.append(_Run(i, spec, config, digest, path, Claim(suite_dir / "claims", path.stem),
                          records.read_record(path), label))
-    todo = [r for r in runs if force or not finished(r.record)]
+    commit = records.git_commit()
+    made_here = (commit, records.device_name(torch.device(device))) if refresh else None
+    todo = [r for r in runs if force or not finished(r.record)
+            or (refresh and (r.record["env"].get("git_commit"), r.record["env"].get("device_name")) != made_here)]
     dense = {}
     for seed in dict.fromkeys(r.spec.seed for r in todo):
         key = records.config_hash(records.dense_config(suite, seed, source))
@@ -339,7 +344,6 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     if dry_run:
         _print_plan(suite, runs, todo, dense, source, device, results_dir, log)
         return []
-    commit = records.git_commit()
     if standard and todo and commit and commit.endswith("-dirty") and not allow_dirty:
         raise records.ProvenanceError(
             f"the checkout has uncommitted changes ({commit}): standard-budget records must come from a "

@@ -117,3 +117,24 @@ def test_only_code_makes_a_checkout_dirty_not_the_results_a_sweep_writes(tmp_pat
     assert records.git_commit(tmp_path / "bench") == head
     (tmp_path / "bench" / "code.py").write_text("x = 2\n")
     assert records.git_commit(tmp_path / "bench") == head + "-dirty"
+
+
+def test_refresh_reruns_only_records_another_commit_made_and_resumes(tmp_path, data_dir):
+    """--refresh regenerates a leaderboard in as many commands as it takes: a record this commit
+    made on this device is kept, one from another commit is rerun (BENCH_GIT_COMMIT names the
+    commit here)."""
+    args = ["run", "--suite", "mlp", "--methods", "dense", "--seeds", "0", "--epochs", "1",
+            "--limit-train", "1000", "--limit-test", "500", "--data-dir", str(data_dir),
+            "--results-dir", str(tmp_path)]
+    first = run_bench(args, env={"BENCH_GIT_COMMIT": "aaa111"})
+    assert first.returncode == 0, first.stderr
+    same = run_bench([*args, "--refresh"], env={"BENCH_GIT_COMMIT": "aaa111"})
+    assert same.returncode == 0 and "0 to run, 1 finished before" in same.stdout, same.stderr
+    newer = run_bench([*args, "--refresh"], env={"BENCH_GIT_COMMIT": "bbb222"})
+    assert newer.returncode == 0 and "1 to run, 0 finished before" in newer.stdout, newer.stderr
+    [path] = (tmp_path / "mlp" / "runs").glob("dense-*.json")
+    assert json.loads(path.read_text())["env"]["git_commit"] == "bbb222"
+    again = run_bench([*args, "--refresh"], env={"BENCH_GIT_COMMIT": "bbb222"})
+    assert "0 to run, 1 finished before" in again.stdout, again.stderr
+    both = run_bench([*args, "--refresh", "--force"])
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
