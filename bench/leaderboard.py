@@ -198,6 +198,14 @@ def environment(r: dict[str, Any]) -> str:
     return f"{env['device_name']} ({env['device']}), torch {env['torch']}, {env['threads']} threads"
 
 
+def code_of(r: dict[str, Any]) -> str:
+    """The code that made a run: its commit, and whether the checkout had uncommitted changes,
+    in which case no commit holds that code and the row cannot be reproduced from it."""
+    commit = r["env"].get("git_commit") or "unknown commit"
+    dirty = commit.endswith("-dirty")
+    return commit.removesuffix("-dirty")[:12] + (" with uncommitted changes" if dirty else "")
+
+
 # Standard-budget runs and overridden budgets: never in one table.
 PARTS = ((True, "leaderboard", "standard budget"),
          (False, "leaderboard-custom", "overridden budgets (not comparable with the standard leaderboard)"))
@@ -247,6 +255,8 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]
                            tablefmt="pipe", disable_numparse=True), ""]
     envs = pd.Series([environment(r) for r in recs]).value_counts().sort_index()
     lines += ["## where the runs ran", ""] + [f"- {env}: {n} runs" for env, n in envs.items()]
+    codes = pd.Series([code_of(r) for r in recs]).value_counts().sort_index()
+    lines += ["", "## the code that made them", ""] + [f"- {code}: {n} runs" for code, n in codes.items()]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -217,7 +217,7 @@ def _suite_page(suite: str, recs: list[dict[str, Any]], plots: list[str], famili
 
 
 def _environment(r: dict[str, Any]) -> str:
-    return f"{leaderboard.environment(r)}, commit {(r['env'].get('git_commit') or '?')[:12]}"
+    return f"{leaderboard.environment(r)}, commit {leaderboard.code_of(r)}"
 
 
 def _runs_page(suite: str, recs: list[dict[str, Any]]) -> str:
