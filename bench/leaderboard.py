@@ -61,7 +61,7 @@ def frame(recs: list[dict[str, Any]], cols: list[Column]) -> pd.DataFrame:
         if r["status"] != "ok":
             continue
         m = r["metrics"]
-        row = row_key(r)
+        row = {**row_key(r), "machine": r["env"].get("device_name", "?")}
         for col in cols:
             if col.column and col.spec.recorded:
                 row[col.column] = None if m.get(col.key) is None else m[col.key] * col.spec.scale
@@ -77,15 +77,18 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     """Mean over seeds per (data source, budget, device type, method, setting, device timed on);
     accuracy also gets its std and its change versus the `dense` row of the same table
     (delta_acc) and versus the matched-budget `dense-ft` row (delta_ft): a method's effect, told
-    apart from the effect of its extra training."""
+    apart from the effect of its extra training. `machines` names the processors or GPUs that
+    trained the row's seeds: accuracy moves between machine models by more than between seeds
+    (README, Literature checks), so rows compare fairly within one."""
     keys = [*TABLE, "method", "setting", "timed_on"]
-    values = [c for c in df.columns if c not in keys + ["seed"]]
+    values = [c for c in df.columns if c not in keys + ["seed", "machine"]]
     grouped = df.groupby(keys, sort=True)
     out = grouped[values].mean()
     out.insert(0, "seeds", grouped.size())
-    out.insert(2, "accuracy_std_%", grouped["accuracy_%"].std(ddof=1).fillna(0.0))
+    out.insert(1, "machines", grouped["machine"].agg(lambda m: "; ".join(sorted(set(m)))))
+    out.insert(3, "accuracy_std_%", grouped["accuracy_%"].std(ddof=1).fillna(0.0))
     out = out.rename(columns={"accuracy_%": "accuracy_mean_%"}).reset_index()
-    for reference, column, at in (("dense", "delta_acc_pts", 3), ("dense-ft", "delta_ft_pts", 4)):
+    for reference, column, at in (("dense", "delta_acc_pts", 4), ("dense-ft", "delta_ft_pts", 5)):
         base = out[out.method == reference].set_index(TABLE)["accuracy_mean_%"]
         base = base[~base.index.duplicated()]
         out.insert(len(keys) + at, column, [base.get(tuple(r[TABLE]), None) for _, r in out.iterrows()])
