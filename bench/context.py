@@ -151,7 +151,7 @@ class DenseWeights:
     travel to worker processes and Ray nodes) and what training it cost."""
 
     state_dict: dict[str, torch.Tensor]
-    meta: dict[str, Any]  # epochs, seconds, compile_seconds, accuracy
+    meta: dict[str, Any]  # epochs, seconds, compile_seconds, accuracy; git_commit, device_name
 
     def save(self, f: BinaryIO) -> None:
         torch.save({"state_dict": self.state_dict, "meta": self.meta}, f)

@@ -204,9 +204,15 @@ def environment(r: dict[str, Any]) -> str:
 def code_of(r: dict[str, Any]) -> str:
     """The code that made a run: its commit, and whether the checkout had uncommitted changes,
     in which case no commit holds that code and the row cannot be reproduced from it."""
-    commit = r["env"].get("git_commit") or "unknown commit"
+    commit = r["env"].get("git_commit")
+    if not commit:  # a run that failed before its worker could say (its env is partial)
+        return "unknown commit"
     dirty = commit.endswith("-dirty")
     return commit.removesuffix("-dirty")[:12] + (" with uncommitted changes" if dirty else "")
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" + ("" if n == 1 else "s")
 
 
 # Standard-budget runs and overridden budgets: never in one table.
@@ -257,9 +263,9 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]
                   tabulate([row for row, _ in failed], headers=["method", "setting", "seed", "status", "error"],
                            tablefmt="pipe", disable_numparse=True), ""]
     envs = pd.Series([environment(r) for r in recs]).value_counts().sort_index()
-    lines += ["## where the runs ran", ""] + [f"- {env}: {n} runs" for env, n in envs.items()]
+    lines += ["## where the runs ran", ""] + [f"- {env}: {_runs(n)}" for env, n in envs.items()]
     codes = pd.Series([code_of(r) for r in recs]).value_counts().sort_index()
-    lines += ["", "## the code that made them", ""] + [f"- {code}: {n} runs" for code, n in codes.items()]
+    lines += ["", "## the code that made them", ""] + [f"- {code}: {_runs(n)}" for code, n in codes.items()]
     return "\n".join(lines).rstrip() + "\n"
 
 

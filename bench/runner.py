@@ -141,6 +141,7 @@ def _train_dense(ctx: Context, checkpoint: Path | None, env: dict[str, Any], lin
     try:
         weights = train_dense(ctx, checkpoint)
         result["metrics"] = dict(weights.meta)
+        weights.meta.update(git_commit=env["git_commit"], device_name=env["device_name"])  # for --refresh
     except DivergedError as e:
         result.update(status="diverged", error=str(e))
     except Exception as e:  # noqa: BLE001 - a failed dense model fails its seed's runs, not the sweep
@@ -295,6 +296,22 @@ class _Dense:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Here:
+    """This command's code and device, for --refresh: what a record or cached dense model must
+    have been made by to be kept."""
+
+    commit: str | None
+    device_name: str | None  # None: a GPU sweep planned (--dry-run) where torch sees no GPU
+
+    def made(self, env: dict[str, Any]) -> bool:
+        """Whether `env` names this commit and device. Uncommitted or unknown code never
+        matches: no commit identifies it, so it cannot be told from the code running now."""
+        clean = self.commit is not None and not self.commit.endswith("-dirty")
+        return (clean and env.get("git_commit") == self.commit
+                and self.device_name in (None, env.get("device_name")))
+
+
 def finished(record: dict[str, Any] | None) -> bool:
     """A run with an ok or skipped record is done; failed ones are retried on the next command."""
     return record is not None and record.get("status") in ("ok", "skipped")
@@ -333,9 +350,9 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         runs.append(_Run(i, spec, config, digest, path, Claim(suite_dir / "claims", path.stem),
                          records.read_record(path), label))
     commit = records.git_commit()
-    made_here = (commit, records.device_name(torch.device(device))) if refresh else None
-    todo = [r for r in runs if force or not finished(r.record)
-            or (refresh and (r.record["env"].get("git_commit"), r.record["env"].get("device_name")) != made_here)]
+    here = _Here(commit, records.device_name(torch.device(device))
+                 if device != "cuda" or torch.cuda.is_available() else None) if refresh else None
+    todo = [r for r in runs if force or not finished(r.record) or (here and not here.made(r.record["env"]))]
     dense = {}
     for seed in dict.fromkeys(r.spec.seed for r in todo):
         key = records.config_hash(records.dense_config(suite, seed, source))
@@ -356,7 +373,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     try:
         _schedule(suite, todo, dense, executor, source=source, data_dir=data_dir, device=device,
                   compile=compile, standard=standard, deadline=deadline, log=log,
-                  provenance={"allow_dirty": True} if allow_dirty else {})
+                  provenance={"allow_dirty": True} if allow_dirty else {}, here=here)
     except BaseException as e:
         failure = e
         raise
@@ -387,9 +404,10 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
 def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor: Executor,
               *, source: str, data_dir: Path | None, device: str,
               compile: str | None, standard: bool, deadline: float | None, log: Callable[[str], None],
-              provenance: dict[str, Any]) -> None:
+              provenance: dict[str, Any], here: _Here | None) -> None:
     """Hand tasks to the executor as slots free up, dense models first, each run once its seed's
-    dense model is ready; record each result as it comes back."""
+    dense model is ready; record each result as it comes back. With `here` (--refresh), a
+    cached dense model that another commit or device trained is trained again."""
     suite_dir = todo[0].path.parent.parent if todo else None
     logs = suite_dir / "logs" if suite_dir else None
     queue = list(todo)
@@ -417,11 +435,11 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
             if d.weights is not None or d.busy or not any(r.spec.seed == d.seed for r in queue):
                 continue
             if d.path.exists():
-                d.weights = _load_dense(d, log)
+                d.weights = _load_dense(d, log, here)
                 progressed = True
             if d.weights is None and len(in_flight) < executor.slots and not out_of_time() and d.claim.acquire():
                 if d.path.exists():  # another command finished it while we looked
-                    d.weights = _load_dense(d, log)
+                    d.weights = _load_dense(d, log, here)
                     d.claim.release()
                 else:
                     log(f"dense model, seed {d.seed}: training ({suite.training.epochs} epochs)")
@@ -474,14 +492,22 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
             log(f"{item.label}{_summary(record, suite)}")
 
 
-def _load_dense(d: _Dense, log: Callable[[str], None]) -> DenseWeights | None:
+def _load_dense(d: _Dense, log: Callable[[str], None], here: _Here | None) -> DenseWeights | None:
     """A cached dense model, or None (to retrain) when its file is unreadable: a truncated cache
-    file is named and replaced, never the cause of every run of its seed failing."""
+    file is named and replaced, never the cause of every run of its seed failing. Under
+    --refresh, also None when another commit or device trained it (or the cache predates the
+    recording of that): the refreshed records must start from this code's model."""
     try:
         weights = DenseWeights.load(d.path)
     except Exception as e:  # noqa: BLE001 - any unreadable cache file is retrained
         log(f"dense model, seed {d.seed}: the cache file {d.path} is unreadable ({type(e).__name__}: "
             f"{e}); training it again")
+        d.path.unlink(missing_ok=True)
+        return None
+    if here and not here.made(weights.meta):
+        log(f"dense model, seed {d.seed}: the cache {d.path} was trained by "
+            f"{weights.meta.get('git_commit', 'unrecorded code')} on {weights.meta.get('device_name', 'an unrecorded device')}"
+            "; --refresh trains it again")
         d.path.unlink(missing_ok=True)
         return None
     log(f"dense model, seed {d.seed}: from cache {d.path} ({100 * weights.meta['accuracy']:.2f}%)")

@@ -115,7 +115,7 @@ def test_the_leaderboard_names_the_code_of_its_runs_and_flags_uncommitted_code(t
     write_records(tmp_path, recs)
     leaderboard.write(tmp_path, "mlp")
     md = (tmp_path / "mlp" / "leaderboard.md").read_text()
-    assert f"- {'a' * 12}: 2 runs" in md and f"- {'b' * 12} with uncommitted changes: 1 runs" in md
+    assert f"- {'a' * 12}: 2 runs" in md and f"- {'b' * 12} with uncommitted changes: 1 run" in md
 
 
 def write_records(results, recs):

@@ -42,15 +42,17 @@ def test_registry_drives_csv_and_markdown_columns(tmp_path, monkeypatch):
              "speedup_onnxruntime_b256_iqr": 0.05, "artifact_onnxruntime_bytes": 2048}
     recs = [record("dense", 0, energy_j=0.0123456, speedup_b1=1.0, speedup_b1_iqr=0.0),
             record("magnitude", 0, energy_j=0.001, **speed), record("magnitude", 1, energy_j=0.002, **speed)]
+    recs[2]["env"] = {**ENV, "device_name": "Other CPU"}  # one seed trained elsewhere
     table, md = write(tmp_path, recs)
 
     # CSV: registry order and names, scaled and rounded as registered
     assert list(table.columns) == [
-        "data_source", "budget", "device", "method", "setting", "timed_on", "seeds", "accuracy_mean_%",
+        "data_source", "budget", "device", "method", "setting", "timed_on", "seeds", "machines", "accuracy_mean_%",
         "accuracy_std_%", "delta_acc_pts", "delta_ft_pts", "sparsity_%", "nonzeros", "flops_effective_M", "theoretical_speedup_x",
         "speedup_b1_x", "speedup_onnxruntime_b256_x", "speedup_b1_iqr_x", "speedup_onnxruntime_b256_iqr_x",
         "artifact_onnxruntime_KiB", "energy_mJ"]
     assert list(table["energy_mJ"]) == [12.346, 1.5]
+    assert list(table["machines"]) == ["Test CPU", "Other CPU; Test CPU"]
     assert table.loc[1, "artifact_onnxruntime_KiB"] == 2.0
     # Markdown: the registered headers, formats and spreads
     assert re.search(r"\| eff. MFLOPs +\| energy \(mJ\) +\|\n", md) and re.search(r"\| 12.3 +\|\n", md)

@@ -132,9 +132,17 @@ def test_refresh_reruns_only_records_another_commit_made_and_resumes(tmp_path, d
     assert same.returncode == 0 and "0 to run, 1 finished before" in same.stdout, same.stderr
     newer = run_bench([*args, "--refresh"], env={"BENCH_GIT_COMMIT": "bbb222"})
     assert newer.returncode == 0 and "1 to run, 0 finished before" in newer.stdout, newer.stderr
+    assert "was trained by aaa111" in newer.stdout and "--refresh trains it again" in newer.stdout
     [path] = (tmp_path / "mlp" / "runs").glob("dense-*.json")
     assert json.loads(path.read_text())["env"]["git_commit"] == "bbb222"
     again = run_bench([*args, "--refresh"], env={"BENCH_GIT_COMMIT": "bbb222"})
-    assert "0 to run, 1 finished before" in again.stdout, again.stderr
+    assert "0 to run, 1 finished before" in again.stdout and "trains it again" not in again.stdout, again.stderr
+    record = json.loads(path.read_text())
+    record["env"]["device_name"] = "Another CPU"  # as if made on another machine with the same code
+    path.write_text(json.dumps(record))
+    elsewhere = run_bench([*args, "--refresh"], env={"BENCH_GIT_COMMIT": "bbb222"})
+    assert "1 to run, 0 finished before" in elsewhere.stdout, elsewhere.stderr
+    dirty = run_bench([*args, "--refresh"], env={"BENCH_GIT_COMMIT": "bbb222-dirty"})
+    assert "1 to run, 0 finished before" in dirty.stdout, dirty.stderr  # uncommitted code matches nothing
     both = run_bench([*args, "--refresh", "--force"])
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
