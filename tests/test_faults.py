@@ -84,6 +84,9 @@ FAULTY = '''
 
         def run(self, ctx):
             ctx.pretrained()
+            # A command started in the background of a script inherits SIGINT ignored, and Python
+            # then installs no KeyboardInterrupt for it: restore it, as a terminal's Ctrl-C has it.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             os.kill(os.getpid(), signal.SIGINT)
 
     @register_method("ranged")
