@@ -20,6 +20,7 @@ from tabulate import tabulate
 from bench import records, registry
 from bench.bounds import Bounds
 from bench.chain import links
+from bench.plan import setting_label
 from bench.records import ProvenanceError
 from bench.suite import Suite, SuiteError, available_suites, is_plain_name, load_suite
 
@@ -229,7 +230,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          budget_overrides={"epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
                                            "limit_train": args.limit_train, "limit_test": args.limit_test},
                          force=args.force, refresh=args.refresh, compile=args.compile, order=args.order,
-                         max_minutes=args.max_minutes, dry_run=args.dry_run, allow_dirty=args.allow_dirty)
+                         max_minutes=args.max_minutes, dry_run=args.dry_run, allow_dirty=args.allow_dirty,
+                         publish=lambda: leaderboard.write(args.results_dir, suite.name))
     finally:
         if executor is not None:
             executor.close()
@@ -245,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for r in failed:
             c = r["config"]
             path = records.record_path(args.results_dir, suite.name, c["method"], c["seed"], r["config_hash"])
-            print(f"  {c['method']} {leaderboard.setting_label(c['params'])} seed {c['seed']}: {r['status']}, "
+            print(f"  {c['method']} {setting_label(c['params'])} seed {c['seed']}: {r['status']}, "
                   f"{leaderboard.first_line(r.get('error'), 100)} (log: {folder / 'logs' / (path.stem + '.log')})",
                   file=sys.stderr)
         return 1

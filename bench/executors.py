@@ -18,11 +18,25 @@ import os
 import signal
 import sys
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 
-from bench.runner import Outcome, Task, perform
+from bench.worker import Outcome, Task, perform
+
+
+class Executor(Protocol):
+    """Where tasks run: `slots` tasks at once; `wait` returns finished ones, a task whose worker
+    died included (as a failed Outcome naming the cause)."""
+
+    slots: int
+    description: str
+    local: bool  # workers share this machine's files (they write run logs live)
+    threads: int | None  # torch threads per task
+
+    def submit(self, task: Task) -> int: ...
+    def wait(self, timeout: float) -> list[tuple[int, Outcome]]: ...
+    def close(self) -> None: ...
 
 
 class ExecutorError(ValueError):

@@ -22,6 +22,7 @@ from tabulate import tabulate
 
 from bench import metrics, records
 from bench.metrics import Column
+from bench.plan import setting_label
 
 
 def _budget_label(budget: dict[str, Any]) -> str:
@@ -30,13 +31,6 @@ def _budget_label(budget: dict[str, Any]) -> str:
         if budget.get(key) is not None:
             text += f", {key}={budget[key]}"
     return text
-
-
-def setting_label(params: dict[str, Any]) -> str:
-    """"sparsity=0.9"; for a chain, each link's parameters prefixed by its method name."""
-    flat = {f"{k}.{kk}": vv for k, v in params.items() if isinstance(v, dict) for kk, vv in v.items()}
-    flat.update({k: v for k, v in params.items() if not isinstance(v, dict)})
-    return ", ".join(f"{k}={v}" for k, v in flat.items()) or "-"
 
 
 def table_columns(recs: list[dict[str, Any]]) -> list[Column]:

@@ -24,6 +24,13 @@ class RunSpec:
     seed: int
 
 
+def setting_label(params: dict[str, Any]) -> str:
+    """"sparsity=0.9"; for a chain, each link's parameters prefixed by its method name."""
+    flat = {f"{k}.{kk}": vv for k, v in params.items() if isinstance(v, dict) for kk, vv in v.items()}
+    flat.update({k: v for k, v in params.items() if not isinstance(v, dict)})
+    return ", ".join(f"{k}={v}" for k, v in flat.items()) or "-"
+
+
 def _link_params(suite: Suite, name: str, overrides: dict[str, dict[str, Any]]) -> tuple[dict, dict]:
     """(all parameters, the explicitly set ones) of one method: its defaults, then the suite's
     `methods` section, then --set."""

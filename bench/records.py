@@ -235,7 +235,9 @@ def device_name(device: torch.device) -> str:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    """Where a run happened: versions, device, threads, git commit."""
+    """Where a run happened: versions, device, threads. The code's commit is the driver's to
+    stamp (bench.runner): a worker's checkout, if it has one, need not be the code the driver
+    checked."""
     import torch
 
     versions = {}
@@ -253,6 +255,5 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
-        "git_commit": git_commit(),
         "packages": versions,
     }

@@ -1,273 +1,38 @@
-"""`bench run`: plan -> dense stage -> method runs -> measure -> records -> leaderboard.
+"""`bench run`'s driver: plan -> dense stage -> tasks -> records.
 
-The driver (`run_suite`) plans the runs, trains each seed's dense model once as a stage that the
-seed's method runs wait for, and hands every piece of work to an executor as a `Task`: in this
-process, in local worker processes, or on Ray nodes (bench.executors). Wherever it runs, a task
-does the same thing (`perform`) and returns an `Outcome`; the driver alone writes run records and
-the dense-model cache, so workers need no shared filesystem.
+`run_suite` plans the runs, trains each seed's dense model once as a stage that the seed's method
+runs wait for, and hands every piece of work to an executor as a `Task`: in this process, in local
+worker processes, or on Ray nodes (bench.executors). Wherever it runs, a task does the same thing
+(bench.worker) and returns an `Outcome`; the driver alone stamps provenance (the commit it
+checked, the executor, the data source) and writes run records and the dense-model cache, so
+workers need no shared filesystem. The leaderboard is the caller's to publish (bench.cli).
 
-Each run is isolated: a method that raises (SystemExit included), diverges or returns something
-unusable becomes a failed record with its error, a model with non-finite weights or outputs an
-`invalid` one, and the other runs go on. Finished records are skipped on a rerun
-unless forced, so an interrupted sweep resumes where it stopped. A claim per run keeps two
-commands on one results folder from executing the same run twice.
+A run that fails is a record with its status and error, and the other runs go on. Finished
+records are skipped on a rerun unless forced, so an interrupted sweep resumes where it stopped.
+A claim per run keeps two commands on one results folder from executing the same run twice.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import statistics
 import time
-import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
-from bench import leaderboard, measure, records, registry
-from bench.context import Context, DenseWeights, train_dense
-from bench.data import Dataset, default_tensor_cache, fetch, find_source, load_dataset
-from bench.locks import Claim, DeviceGate
-from bench.plan import Order, RunSpec, build_method, expected_epochs, plan
-from bench.registry import BROKEN, METHODS, NotApplicable, error_summary
-from bench.sparsity import weight_sparsity
+from bench import records
+from bench.context import DenseWeights
+from bench.data import fetch, find_source
+from bench.executors import Executor
+from bench.locks import Claim
+from bench.plan import Order, RunSpec, expected_epochs, plan, setting_label
 from bench.suite import Suite
-from bench.train import DivergedError, model_device
-
-# -- one piece of work, as a worker sees it ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Task:
-    """A dense model to train, or a run to execute: everything a worker needs, picklable."""
-
-    kind: str  # "dense" or "run"
-    suite: Suite  # budget overrides applied
-    spec: RunSpec  # for a dense task: method "dense", the seed
-    source: str  # the data source the plan keyed the run by; the worker must read the same
-    data_dir: str | None
-    device: str  # "cpu" or "cuda" (the worker's visible GPU)
-    compile: str | None  # a torch.compile mode for training, or None (eager)
-    threads: int | None  # torch threads for this task (None: torch's default)
-    log_path: str | None  # where the worker writes the run's log live; None: returned instead
-    dense: DenseWeights | str | None = None  # the seed's dense model, or why it is missing
-    checkpoint: str | None = None  # a dense task's per-epoch checkpoint (local executors)
-
-
-@dataclass
-class Outcome:
-    result: dict[str, Any]  # status, error, metrics, figures, run_time_s (measure_time_s)
-    env: dict[str, Any]  # where it ran
-    dense: DenseWeights | None = None  # a dense task's trained model
-    log: str | None = None  # the run's log when the task had no log_path (None: it is in that file)
-
-
-_DATASETS: dict[tuple, Dataset] = {}  # per process: a long-lived worker loads each dataset once
-
-
-def _dataset(task: Task, device: torch.device) -> Dataset:
-    """The task's data on its device. A worker reads its own data folder: the driver's path if it
-    exists here, else $BENCH_DATA_DIR, else the default cache (downloading)."""
-    root = task.data_dir if task.data_dir and Path(task.data_dir).exists() else os.environ.get("BENCH_DATA_DIR")
-    b = task.suite.training
-    key = (repr(task.suite.data), root, b.limit_train, b.limit_test, str(device))
-    if key not in _DATASETS:
-        _DATASETS.clear()  # one dataset at a time: they are large, and tasks come in suites
-        full = load_dataset(task.suite.data, Path(root) if root else None, cache_dir=default_tensor_cache())
-        _DATASETS[key] = Dataset(full.train.subset(b.limit_train), full.test.subset(b.limit_test),
-                                 full.source, full.num_classes).to(device)
-    data = _DATASETS[key]
-    if data.source != task.source:
-        raise RuntimeError(f"this worker reads {data.source} (data dir {root}), but the run was planned "
-                           f"on {task.source}: give every worker the same dataset")
-    return data
-
-
-def perform(task: Task, echo: Callable[[str], None] | None = None) -> Outcome:
-    """Do a task in this process: train a dense model, or run a method and measure its model.
-    `echo` also shows the log (the serial executor prints it)."""
-    lines: list[str] = []
-    # Unbuffered: a line that cannot be written (a full disk) fails at once, naming the file,
-    # and closing the file has nothing left to fail on.
-    log_file = open(task.log_path, "ab", buffering=0) if task.log_path else None  # noqa: SIM115
-
-    def log(line: str) -> None:
-        if log_file:
-            with records.naming_file(task.log_path):
-                log_file.write((line + "\n").encode())
-        else:
-            lines.append(line)
-        if echo:
-            echo(line)
-
-    try:
-        registry.discover()
-        if task.threads:
-            torch.set_num_threads(task.threads)
-        device = torch.device(task.device)
-        torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed shapes: autotune once
-        env = records.environment(device)
-        start = time.perf_counter()
-        try:
-            data = _dataset(task, device)
-        except Exception as e:  # noqa: BLE001 - no data: the task fails with the reason
-            result = {"status": "failed", "error": f"{type(e).__name__}: {e}", "metrics": {}, "figures": {},
-                      "run_time_s": time.perf_counter() - start}
-            return Outcome(result, env, log=None if log_file else "\n".join(lines))
-        gate = DeviceGate(device)
-        torch.manual_seed(task.spec.seed)
-        ctx = Context(task.suite, data, device, task.spec.seed, task.dense, log=log,
-                      compile=task.compile, between_steps=gate.pass_through)
-        if task.kind == "dense":
-            return _train_dense(ctx, Path(task.checkpoint) if task.checkpoint else None, env,
-                                None if log_file else lines)
-        new = ctx.new_model()
-        reference = {"params": measure.count_params(new), "size_bytes": measure.size_bytes(new)}
-        result = execute(task.spec, ctx, reference, gate)
-        return Outcome(result, env, log=None if log_file else "\n".join(lines))
-    finally:
-        if log_file:
-            log_file.close()
-
-
-def _train_dense(ctx: Context, checkpoint: Path | None, env: dict[str, Any], lines: list[str] | None) -> Outcome:
-    start = time.perf_counter()
-    weights, result = None, {"status": "ok", "error": None, "metrics": {}, "figures": {}}
-    try:
-        weights = train_dense(ctx, checkpoint)
-        result["metrics"] = dict(weights.meta)
-        weights.meta.update(git_commit=env["git_commit"], device_name=env["device_name"])  # for --refresh
-    except DivergedError as e:
-        result.update(status="diverged", error=str(e))
-    except Exception as e:  # noqa: BLE001 - a failed dense model fails its seed's runs, not the sweep
-        result.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-4)}")
-    result["run_time_s"] = time.perf_counter() - start
-    return Outcome(result, env, dense=weights, log=None if lines is None else "\n".join(lines))
-
-
-def measure_model(model: nn.Module, ctx: Context, reference: dict[str, int]) -> dict[str, Any]:
-    """Every metric of the registry (bench.metrics) on the returned model, on the device it lives on.
-
-    Float convolutions are measured channels-last, like the dense model (see Context): for a
-    weight with one input channel both layouts count as contiguous, and an elementwise op on it
-    (a mask, a straight-through quantizer) returns NCHW, which ran LeNet-5 2x slower.
-
-    The deploy step (bench.deploy) gives the model's compressed encoding and its form in each of
-    the suite's runtimes; each form is checked against the model's PyTorch outputs and timed side
-    by side with the suite's dense model deployed the same way. What each runtime could not take
-    is in the record's `figures.deploy`.
-    """
-    from bench import deploy, metrics as registry
-
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d) and module.weight.is_floating_point():
-            module.to(memory_format=torch.channels_last)
-    model.eval()
-    device = model_device(model)
-    metrics: dict[str, Any] = {"accuracy": ctx.evaluate(model)}
-    params, nonzeros = measure.count_params(model), measure.count_nonzeros(model)
-    metrics.update(params=params, nonzeros=nonzeros,
-                   sparsity=1.0 - nonzeros / reference["params"],
-                   weight_sparsity=weight_sparsity(model))
-    one = measure_input(ctx, 1, device)
-    metrics["flops"], metrics["flops_effective"] = measure.flops(model, one)
-    dense = ctx.new_model().to(device).eval()  # the reference of every speedup: only its shape matters
-    metrics["theoretical_speedup"] = measure.flops(dense, one)[0] / metrics["flops_effective"]
-    encoding, metrics["size_bytes"] = deploy.encoding(model)
-    metrics["compression"] = reference["size_bytes"] / metrics["size_bytes"]
-    inputs = {batch: measure_input(ctx, batch, device) for batch in ctx.suite.latency_batches}
-    speed, notes = deploy.measure_runtimes(model, dense, inputs, ctx.suite.runtimes)
-    metrics.update(speed)
-    metrics["memory_bytes"] = measure.peak_inference_memory(model, inputs[max(inputs)])
-    ctx.record(deploy={"encoding": encoding, "runtimes": notes, "versions": deploy.versions()})
-    registry.check(metrics)
-    return metrics
-
-
-def measure_input(ctx: Context, n: int, device: torch.device) -> torch.Tensor:
-    """The first n normalized test images on `device` (the model's), repeated when --limit-test
-    keeps fewer: a latency labelled batch 256 is always timed at batch 256."""
-    x = ctx.data.test.x
-    index = torch.arange(n, device=x.device) % len(x)
-    return ctx.preprocess.normalize(x[index]).to(device)
-
-
-class InvalidModelError(ValueError):
-    """A returned model with non-finite weights or outputs: it is no result (status `invalid`)."""
-
-
-def check_finite(model: nn.Module, x: torch.Tensor) -> None:
-    """Raise InvalidModelError if a floating-point parameter or buffer of `model`, or its output
-    on `x`, holds a NaN or an infinity: such a model would otherwise be measured and ranked."""
-    for name, t in [*model.named_parameters(), *model.named_buffers()]:
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise InvalidModelError(f"the returned model holds non-finite values in '{name}'")
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        out = model(x)
-    model.train(was_training)
-    if not bool(torch.isfinite(out).all()):
-        raise InvalidModelError(f"the returned model's outputs on {len(x)} test images are not finite")
-
-
-def execute(spec: RunSpec, ctx: Context, reference: dict[str, int], gate: DeviceGate) -> dict[str, Any]:
-    """Run one method and measure it; failures become a status and an error, never an exception
-    (except KeyboardInterrupt, which stops the sweep and writes nothing for this run; a plugin's
-    SystemExit is a failure of its run, not the end of the sweep). The model is measured alone
-    on its device: other runs sharing it wait at the gate meanwhile."""
-    start = time.perf_counter()
-    out: dict[str, Any] = {"status": "ok", "error": None, "metrics": {}}
-    try:
-        if spec.method in BROKEN and spec.method not in METHODS:
-            raise ImportError(f"plugin '{spec.method}' failed to import: {BROKEN[spec.method]}")
-        model = build_method(spec.method, spec.params).run(ctx)
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"{spec.method}.run() returned {type(model).__name__}, not an nn.Module")
-        measure_start = time.perf_counter()
-        check_finite(model, measure_input(ctx, max(ctx.suite.latency_batches), model_device(model)))
-        with gate.alone():
-            out["metrics"] = measure_model(model, ctx, reference)
-        where = model_device(model)  # an int8 model of a GPU run runs (and is timed) on the CPU
-        out["measured_on"] = {"device": where.type, "device_name": records.device_name(where),
-                              "threads": torch.get_num_threads()}
-        out["metrics"].update(train_epochs=ctx.train_epochs, train_time_s=ctx.train_time_s)
-        if ctx.compile:
-            out["metrics"]["compile_time_s"] = ctx.compile_time_s
-        out["measure_time_s"] = time.perf_counter() - measure_start
-    except DivergedError as e:
-        out.update(status="diverged", error=str(e))
-    except NotApplicable as e:
-        out.update(status="skipped", error=f"not applicable: {e}")
-    except InvalidModelError as e:
-        out.update(status="invalid", error=str(e))
-    except (Exception, SystemExit) as e:  # noqa: BLE001 - a failing plugin is a failed row
-        out.update(status="failed", error=f"{error_summary(e)}\n{traceback.format_exc(limit=-4)}")
-    out["figures"] = ctx.figures
-    out["run_time_s"] = time.perf_counter() - start
-    return out
-
-
-# -- the driver ---------------------------------------------------------------------------------
-
-
-class Executor(Protocol):
-    """Where tasks run (bench.executors): `slots` tasks at once; `wait` returns finished ones,
-    a task whose worker died included (as a failed Outcome naming the cause)."""
-
-    slots: int
-    description: str
-    local: bool  # workers share this machine's files (they write run logs live)
-    threads: int | None  # torch threads per task
-
-    def submit(self, task: Task) -> int: ...
-    def wait(self, timeout: float) -> list[tuple[int, Outcome]]: ...
-    def close(self) -> None: ...
+from bench.worker import Outcome, Task
 
 
 @dataclass
@@ -322,9 +87,12 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
               executor: Executor, budget_overrides: dict[str, Any] | None = None,
               force: bool = False, compile: str | None = None, order: Order = "depth",
               max_minutes: float | None = None, dry_run: bool = False, allow_dirty: bool = False,
-              refresh: bool = False, log: Callable[[str], None] = tqdm.write) -> list[dict[str, Any]]:
-    """Plan, train the dense stage, run, record and tabulate; returns the records of this
-    command's runs (those finished before included).
+              refresh: bool = False, publish: Callable[[], Any] | None = None,
+              log: Callable[[str], None] = tqdm.write) -> list[dict[str, Any]]:
+    """Plan, train the dense stage, run and record; returns the records of this command's runs
+    (those finished before included). `publish()` is called once the sweep has started and ended,
+    also when it was interrupted, so the caller's tables show every finished run (bench.cli
+    rebuilds the leaderboard there).
 
     `budget_overrides` (epochs, finetune_epochs, limit_train, limit_test) make the runs
     non-standard: recorded, but kept out of the standard leaderboard. `max_minutes`: no run
@@ -346,7 +114,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         config = records.run_config(suite, spec.method, spec.params, spec.seed, source)
         digest = records.config_hash(config)
         path = records.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
-        label = f"[{i}/{len(specs)}] {spec.method} {leaderboard.setting_label(spec.params)} seed={spec.seed}"
+        label = f"[{i}/{len(specs)}] {spec.method} {setting_label(spec.params)} seed={spec.seed}"
         runs.append(_Run(i, spec, config, digest, path, Claim(suite_dir / "claims", path.stem),
                          records.read_record(path), label))
     commit = records.git_commit()
@@ -373,7 +141,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     try:
         _schedule(suite, todo, dense, executor, source=source, data_dir=data_dir, device=device,
                   compile=compile, standard=standard, deadline=deadline, log=log,
-                  provenance={"allow_dirty": True} if allow_dirty else {}, here=here)
+                  provenance={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {})}, here=here)
     except BaseException as e:
         failure = e
         raise
@@ -388,7 +156,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
             for tmp in records.remove_stale_temporaries(suite_dir):
                 log(f"removed {tmp}, left by a command killed while writing")
         try:
-            leaderboard.write(results_dir, suite.name)
+            if publish is not None:
+                publish()
         except Exception as e:
             if failure is None:
                 raise
@@ -474,7 +243,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
         for ticket, outcome in executor.wait(timeout=1.0):
             item = in_flight.pop(ticket)
             if isinstance(item, _Dense):
-                _dense_done(item, outcome, suite_dir, log)
+                _dense_done(item, outcome, suite_dir, log, provenance["git_commit"])
                 continue
             record = {"schema": records.SCHEMA_VERSION, "config": item.config, "config_hash": item.digest,
                       "standard_budget": standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -514,11 +283,13 @@ def _load_dense(d: _Dense, log: Callable[[str], None], here: _Here | None) -> De
     return weights
 
 
-def _dense_done(d: _Dense, outcome: Outcome, suite_dir: Path, log: Callable[[str], None]) -> None:
+def _dense_done(d: _Dense, outcome: Outcome, suite_dir: Path, log: Callable[[str], None],
+                commit: str | None) -> None:
     d.busy = False
     if outcome.log is not None:
         records.write_text_atomic(suite_dir / "logs" / f"{d.path.stem}.log", outcome.log + "\n")
     if outcome.dense is not None:
+        outcome.dense.meta["git_commit"] = commit  # for --refresh: the code that trained it
         records.atomic_write(d.path, outcome.dense.save)
         d.path.with_suffix(".ckpt").unlink(missing_ok=True)  # the cached model replaces it
         d.weights = outcome.dense
@@ -592,7 +363,7 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
         seconds = statistics.median(same) if same else (epochs * per_epoch if per_epoch else None)
         total_epochs += epochs
         total_s += seconds or 0.0
-        rows.append([r.spec.method, leaderboard.setting_label(r.spec.params), r.spec.seed, f"{epochs:g}",
+        rows.append([r.spec.method, setting_label(r.spec.params), r.spec.seed, f"{epochs:g}",
                      f"{seconds:.0f}" if seconds is not None else "?"])
     log(f"plan for suite {suite.name} on {device} ({device_name}), data {source}:")
     log(f"  {len(runs)} runs: {len(todo)} to run, {len(runs) - len(todo)} finished before")

@@ -21,6 +21,7 @@ import pandas as pd
 
 from bench import leaderboard, records
 from bench.leaderboard import PARTS, PLOTS, REFERENCES, TABLE, cell, family_of, table_columns
+from bench.plan import setting_label
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
@@ -166,7 +167,7 @@ def _leaderboard_tables(recs: list[dict[str, Any]], families: dict[str, str]) ->
 def _filters(recs: list[dict[str, Any]], families: dict[str, str]) -> list[str]:
     ok = [r for r in recs if r["status"] == "ok" and r["config"]["method"] not in REFERENCES]
     fams = sorted({family_of(r["config"]["method"], families) for r in ok})
-    sparsities = sorted({s for r in ok if (s := _sparsity(leaderboard.setting_label(r["config"]["params"])))},
+    sparsities = sorted({s for r in ok if (s := _sparsity(setting_label(r["config"]["params"])))},
                         key=float)  # numbers, formatted by _sparsity
     option = '<option value="{0}">{0}</option>'.format
     return ['<div class="filters">',
@@ -231,7 +232,7 @@ def _runs_page(suite: str, recs: list[dict[str, Any]]) -> str:
         shown = {k: v for k, v in r.items() if k != "_stem"}
         c = r["config"]
         body.append(f'<details id="{_e(r["_stem"])}"><summary>{_e(c["method"])} · '
-                    f"{_e(leaderboard.setting_label(c['params']))} · seed {c['seed']} · {_e(r['status'])}"
+                    f"{_e(setting_label(c['params']))} · seed {c['seed']} · {_e(r['status'])}"
                     f" · {_e(r['_stem'])}.json</summary>"
                     f"<pre>{_e(json.dumps(shown, indent=1, sort_keys=True))}</pre></details>")
     return _page(f"{suite} run records", body, "../")
