@@ -167,6 +167,9 @@ def parser() -> argparse.ArgumentParser:
                     help="also write a static site (sortable, filterable tables, plots, run records)")
     lb.add_argument("--out", type=Path, metavar="DIR", help="with --html: where the site goes "
                     "(default: RESULTS_DIR/site)")
+    lb.add_argument("--check", action="store_true",
+                    help="rebuild every table, plot and site page in a temporary folder and compare them with "
+                         "the stored ones; exit 1 naming each stale file (like black --check)")
 
     ls = sub.add_parser("list", help="list registered methods or shipped suites")
     ls.add_argument("what", nargs="?", choices=["methods", "suites"], default="methods")
@@ -270,6 +273,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         raise registry.ParameterError("--out names the folder of --html's site: add --html")
     if args.show and args.html:
         raise registry.ParameterError("--show prints a table and writes nothing; --html writes the site: choose one")
+    if args.check and (args.show or args.html):
+        raise registry.ParameterError("--check compares the stored files with the records and writes nothing: "
+                                      "not with --show or --html")
     families = leaderboard.families()
     known = sorted(set(registry.FAMILIES) | set(families.values()))
     if args.family is not None and args.family not in known:
@@ -278,6 +284,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not suites:
         print(f"no run records under {root}", file=sys.stderr)
         return 1
+    if args.check:
+        return _check(root, suites, site=args.suite is None and (root / "site").is_dir())
     if args.show:
         for name in suites:
             recs = [r for r in leaderboard.load(root, name) if r.get("standard_budget")]
@@ -298,6 +306,50 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         out = args.out or root / "site"
         files = site.build(root, _suites_with_records(root), out)
         print(f"wrote {len(files)} files of the site; open {out / 'index.html'}")
+    return 0
+
+
+def _check(root: Path, suites: list[str], site: bool) -> int:
+    """`bench leaderboard --check`: whether the stored tables, plots (and site, when there is one)
+    are what the stored records give today. They are rebuilt from a copy of the records in a
+    temporary folder, so nothing under `root` changes, and compared byte for byte: a file that
+    differs, one that is missing, and one that no record produces any more are each stale."""
+    import tempfile
+
+    from bench import leaderboard
+
+    def outputs(folder: Path) -> set[Path]:
+        found = {p for name in suites for pattern in leaderboard.OUTPUTS for p in (folder / name).glob(pattern)}
+        if site:
+            found |= {p for p in (folder / "site").rglob("*") if p.is_file()}
+        return {p.relative_to(folder) for p in found}
+
+    missing = [name for name in suites if not (root / name / "runs").is_dir()]
+    if missing:
+        print(f"no run records for suite '{missing[0]}' under {root / missing[0] / 'runs'}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
+        fresh = Path(tmp)
+        for name in suites:
+            shutil.copytree(root / name / "runs", fresh / name / "runs")
+            leaderboard.write(fresh, name)
+        if site:
+            from bench import site as site_module
+
+            site_module.build(fresh, suites, fresh / "site")
+        rebuilt, stored = outputs(fresh), outputs(root)
+        stale = [(p, "differs from what the records give") for p in sorted(rebuilt & stored)
+                 if (fresh / p).read_bytes() != (root / p).read_bytes()]
+        stale += [(p, "missing") for p in sorted(rebuilt - stored)]
+        stale += [(p, "no record produces it any more") for p in sorted(stored - rebuilt)]
+    for path, why in stale:
+        print(f"stale: {root / path} ({why})", file=sys.stderr)
+    if stale:
+        refresh = " --html" if site else f" --suite {suites[0]}" if len(suites) == 1 else ""
+        print(f"{len(stale)} of {len(rebuilt | stored)} files are stale; refresh them with: "
+              f"bench leaderboard{refresh} --results-dir {root}", file=sys.stderr)
+        return 1
+    print(f"{len(rebuilt)} files match their records ({', '.join(suites)}{', site' if site else ''})")
     return 0
 
 

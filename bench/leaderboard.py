@@ -458,6 +458,8 @@ def speedup_plot(table: pd.DataFrame, cols: list[Column], path: Path, title: str
 
 
 PLOTS = ("pareto", "speedup")
+# What `write` makes in a suite's folder, as globs: `bench leaderboard --check` compares exactly these.
+OUTPUTS = ("leaderboard*.csv", "leaderboard*.md", *(f"{name}*.png" for name in PLOTS))
 
 
 def write(results_dir: Path, suite: str) -> list[Path]:
