@@ -1,7 +1,13 @@
-"""Shared fixtures: the real data folder, and a `bench` runner in a subprocess.
+"""Shared fixtures: the real data folder, `bench` in this process or in a subprocess, plugins.
 
 The tests use the real MNIST (small subsets). The data folder is $BENCH_DATA_DIR, else the shared
 offline copies beside the checkout; a machine with neither fails loudly rather than skipping.
+
+Most commands run in this process (`bench.cli.main`, the fixture `bench`): a subprocess pays about
+6 s of imports before doing anything. Only the tests of process behaviour (kill -9, signals, a
+worker's death, concurrent commands, exit codes seen from outside) start real processes
+(`run_bench`). Most runs use tests/mlp-fast.yaml, the mlp suite measured in the torch runtime
+alone; the tests of the deploy step use the shipped suites.
 """
 
 from __future__ import annotations
@@ -10,12 +16,32 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+FAST = ROOT / "tests" / "mlp-fast.yaml"  # --suite for runs that do not test deployment
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)  # the cores are shared between the test workers
+
+
+OPT_IN = {"ray": "-m ray", "session": "-m session"}  # tiers CI runs as their own step (README: Tests)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The opt-in tiers run only when `-m` names them; otherwise each is skipped with the command
+    that runs it, so that no test is left out without saying so."""
+    chosen = config.getoption("-m") or ""
+    for item in items:
+        for marker, option in OPT_IN.items():
+            if marker in item.keywords and marker not in chosen:
+                item.add_marker(pytest.mark.skip(reason=f"opt-in tier '{marker}': run it with pytest {option}"))
 
 
 def data_root() -> Path:
@@ -50,6 +76,67 @@ def run_bench(args: list[str], *, pythonpath: list[Path] = (), env: dict[str, st
                           timeout=timeout, env=full_env, cwd=ROOT)
 
 
+@dataclass
+class Ran:
+    """What a `bench` command did, in the shape of subprocess.CompletedProcess."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def plugins(monkeypatch):
+    """plugins(folder, ...) makes the distributions in `folder` (see make_distribution) installed
+    for this test, in this process, as if `pip install` had put them on sys.path: the registry
+    discovers them, and forgets them, their modules and their broken imports after the test."""
+    from bench import leaderboard, registry
+
+    registry.discover()
+    methods, broken = dict(registry.METHODS), dict(registry.BROKEN)
+    folders: list[Path] = []
+
+    def install(*sites: Path) -> None:
+        for site in sites:
+            monkeypatch.syspath_prepend(str(site))
+            folders.append(Path(site).resolve())
+        registry._discovered = False
+        leaderboard.families.cache_clear()
+        registry.discover()
+
+    yield install
+    registry.METHODS.clear()
+    registry.METHODS.update(methods)
+    registry.BROKEN.clear()
+    registry.BROKEN.update(broken)
+    registry._discovered = True
+    leaderboard.families.cache_clear()
+    for name, module in list(sys.modules.items()):
+        where = getattr(module, "__file__", None)
+        if where and any(Path(where).resolve().is_relative_to(f) for f in folders):
+            del sys.modules[name]
+
+
+@pytest.fixture
+def bench(capsys):
+    """bench(args) -> Ran: `bench ARGS` in this process (bench.cli.main), its output captured."""
+    from bench.cli import main
+
+    def call(args: list[str]) -> Ran:
+        capsys.readouterr()
+        threads = torch.get_num_threads()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's refusals
+            code = e.code
+        finally:
+            torch.set_num_threads(threads)  # `--threads` sets this process's
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return call
+
+
 def make_distribution(folder: Path, name: str, code: str, entry_points: dict[str, str]) -> Path:
     """A fake installed distribution: a module plus a .dist-info with `bench.methods` entry points,
     found by importlib.metadata once `folder` is on sys.path."""
@@ -72,12 +159,17 @@ def mnist(data_dir):
     return load_dataset(load_suite("mlp").data, data_dir)
 
 
+_DENSE: dict[tuple, object] = {}  # the dense models of make_context, trained once per test process
+
+
 @pytest.fixture
-def make_context(data_dir, tmp_path, mnist):
+def make_context(data_dir, mnist):
     """make_context(suite="mlp", seed=0, limit_train=2000, limit_test=1000, epochs=1,
-    finetune_epochs=1, **budget) -> a bench Context on a small real subset, on CPU, whose dense
-    model is trained on first use; for calling a method's run(ctx) directly in a test."""
-    from bench.context import Context
+    finetune_epochs=1, **budget) -> a bench Context on a small real subset, on CPU, for calling a
+    method's run(ctx) directly in a test. Its dense model is trained once per test process for
+    each suite, seed and dense budget, as the harness's dense stage does once per sweep."""
+    from bench import records
+    from bench.context import Context, train_dense
     from bench.data import Dataset, default_tensor_cache, load_dataset
     from bench.suite import load_suite
 
@@ -87,6 +179,10 @@ def make_context(data_dir, tmp_path, mnist):
                                           limit_train=limit_train, limit_test=limit_test, **budget)
         full = mnist if s.data.dataset == "MNIST" else load_dataset(s.data, data_dir, default_tensor_cache())
         data = Dataset(full.train.subset(limit_train), full.test.subset(limit_test), full.source, full.num_classes)
-        return Context(s, data, torch.device("cpu"), seed, log=lambda msg: None)
+        key = records.config_hash(records.dense_config(s, seed, full.source))
+        if key not in _DENSE:
+            with torch.random.fork_rng(devices=[]):
+                _DENSE[key] = train_dense(Context(s, data, torch.device("cpu"), seed, log=lambda msg: None))
+        return Context(s, data, torch.device("cpu"), seed, dense=_DENSE[key], log=lambda msg: None)
 
     return make

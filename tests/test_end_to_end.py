@@ -1,21 +1,26 @@
-"""`bench run` as a user runs it, on a real MNIST subset (a few epochs, one seed)."""
+"""`bench run` as a user runs it, on a real MNIST subset (a few epochs, one seed), in this
+process (bench.cli.main, what `python -m bench` runs)."""
 
+import dataclasses
 import json
 
 import pandas as pd
+import pytest
 import torch
 
-from conftest import make_distribution, run_bench
+from conftest import FAST, make_distribution
 
 
-def quick(results, data_dir, *extra):
-    return ["run", "--suite", "mlp", "--seeds", "0", "--epochs", "3", "--finetune-epochs", "2",
+def quick(results, data_dir, *extra, suite="mlp"):
+    return ["run", "--suite", suite, "--seeds", "0", "--epochs", "3", "--finetune-epochs", "2",
             "--limit-train", "12000", "--data-dir", str(data_dir), "--results-dir", str(results), *extra]
 
 
-def test_dense_and_magnitude_end_to_end(tmp_path, data_dir):
-    proc = run_bench(quick(tmp_path, data_dir, "--methods", "dense,magnitude",
-                           "--set", "magnitude.sparsity=0.9"))
+@pytest.mark.stack
+def test_dense_and_magnitude_end_to_end(tmp_path, data_dir, bench):
+    """The shipped mlp suite, every CPU runtime of its deploy step included."""
+    proc = bench(quick(tmp_path, data_dir, "--methods", "dense,magnitude",
+                       "--set", "magnitude.sparsity=0.9"))
     assert proc.returncode == 0, proc.stderr
     assert "epoch   3/3" in proc.stdout and "[2/2] magnitude sparsity=0.9, scope=global seed=0" in proc.stdout
     recs = {r["config"]["method"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "mlp" / "runs").glob("*.json"))}
@@ -43,68 +48,9 @@ def test_dense_and_magnitude_end_to_end(tmp_path, data_dir):
     assert not (tmp_path / "mlp" / "leaderboard.csv").exists()  # nothing standard ran
 
     before = {p.name: p.read_bytes() for p in (tmp_path / "mlp").glob("leaderboard*")}
-    regen = run_bench(["leaderboard", "--suite", "mlp", "--results-dir", str(tmp_path)])
+    regen = bench(["leaderboard", "--suite", "mlp", "--results-dir", str(tmp_path)])
     assert regen.returncode == 0, regen.stderr
     assert {p.name: p.read_bytes() for p in (tmp_path / "mlp").glob("leaderboard*")} == before
-
-
-PLUGINS = '''
-    from bench import Method, NotApplicable, register_method
-
-    @register_method("needs-bn")
-    class NeedsBatchNorm(Method):
-        """Cannot work on this suite's model."""
-
-        def run(self, ctx):
-            raise NotApplicable("the model has no BatchNorm layers")
-
-    @register_method("explodes")
-    class Explodes(Method):
-        """Raises inside run()."""
-
-        def run(self, ctx):
-            raise RuntimeError("the plugin blew up on purpose")
-
-    @register_method("diverges")
-    class Diverges(Method):
-        """Trains with a learning rate that overflows the loss."""
-
-        def run(self, ctx):
-            model = ctx.new_model()
-            ctx.train(model, epochs=1, lr=1e12)
-            return model
-'''
-
-
-def test_failing_plugins_become_failed_rows_and_exit_nonzero(tmp_path, data_dir):
-    site = make_distribution(tmp_path / "site", "bad_plugins", PLUGINS,
-                             {"explodes": "bad_plugins", "diverges": "bad_plugins", "needs-bn": "bad_plugins"})
-    make_distribution(site, "broken_import", "import no_such_module_anywhere\n",
-                      {"broken": "broken_import"})
-    proc = run_bench(quick(tmp_path / "results", data_dir, "--methods", "explodes,broken,diverges,needs-bn,dense",
-                           "--epochs", "1", "--limit-train", "2000"), pythonpath=[site])
-    assert proc.returncode == 1, proc.stderr
-    assert "3 of 5 runs did not finish" in proc.stderr  # a skipped run is not a failure
-    recs = {r["config"]["method"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "results" / "mlp" / "runs").glob("*.json"))}
-    assert recs["explodes"]["status"] == "failed"
-    assert "RuntimeError: the plugin blew up on purpose" in recs["explodes"]["error"]
-    assert recs["broken"]["status"] == "failed" and "no_such_module_anywhere" in recs["broken"]["error"]
-    assert recs["diverges"]["status"] == "diverged" and "diverged at epoch 1" in recs["diverges"]["error"]
-    assert recs["needs-bn"]["status"] == "skipped"
-    assert recs["needs-bn"]["error"] == "not applicable: the model has no BatchNorm layers"
-    assert recs["dense"]["status"] == "ok"  # the others still ran
-    md = (tmp_path / "results" / "mlp" / "leaderboard-custom.md").read_text()
-    assert "## failed and skipped runs" in md and "the plugin blew up on purpose" in md
-
-
-def test_user_errors_are_clear_and_exit_2(tmp_path, data_dir):
-    unknown = run_bench(quick(tmp_path, data_dir, "--methods", "magnitde"))
-    assert unknown.returncode == 2 and "unknown method 'magnitde'; did you mean magnitude, magnitude-oneshot?" in unknown.stderr
-    bad_param = run_bench(quick(tmp_path, data_dir, "--methods", "magnitude", "--set", "magnitude.sparsty=0.5"))
-    assert bad_param.returncode == 2 and "no parameter 'sparsty'" in bad_param.stderr
-    bad_suite = run_bench(["run", "--suite", "nope", "--methods", "dense"])
-    assert bad_suite.returncode == 2 and "unknown suite 'nope'" in bad_suite.stderr
-    assert not (tmp_path / "mlp").exists()  # nothing ran
 
 
 def test_context_gives_seeded_models_and_counts_cost(make_context):
@@ -125,9 +71,10 @@ def test_context_gives_seeded_models_and_counts_cost(make_context):
 def test_float_convolutions_are_measured_channels_last(make_context):
     """A returned LeNet-5 whose first weight went NCHW (an elementwise op on a one-input-channel
     weight does that) is measured in the dense model's channels-last layout, at the same weights."""
-    from bench.runner import measure_model
+    from bench.worker import measure_model
 
     ctx = make_context(suite="mnist", limit_train=256, limit_test=256)
+    ctx.suite = dataclasses.replace(ctx.suite, runtimes=["torch"], latency_batches=[1, 16])  # layout, not runtimes
     model = ctx.new_model().eval()
     dense_stride = model[0].weight.stride()
     model[0].weight.data = model[0].weight.detach() * torch.ones_like(model[0].weight)  # NCHW strides
@@ -137,12 +84,12 @@ def test_float_convolutions_are_measured_channels_last(make_context):
     assert model[0].weight.stride() == dense_stride and torch.equal(model[0].weight, weights)
     assert metrics["params"] == 431_080
 
-def test_chain_runs_links_in_order_as_one_row(tmp_path, data_dir):
-    proc = run_bench(quick(tmp_path, data_dir, "--methods", "dense+magnitude",
-                           "--set", "magnitude.sparsity=0.8", "--limit-train", "4000", "--epochs", "2"))
+def test_chain_runs_links_in_order_as_one_row(tmp_path, data_dir, bench):
+    proc = bench(quick(tmp_path, data_dir, "--methods", "dense+magnitude", "--set", "magnitude.sparsity=0.8",
+                       "--limit-train", "4000", "--epochs", "2", suite=FAST))
     assert proc.returncode == 0, proc.stderr
     assert "chain link 2/2: magnitude" in proc.stdout
-    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "mlp" / "runs").glob("*.json")]
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "mlp-fast" / "runs").glob("*.json")]
     assert record["config"]["method"] == "dense+magnitude"
     assert "method" not in record and "budget" not in record  # the configuration is stored once
     assert record["config"]["params"] == {"dense": {}, "magnitude": {"sparsity": 0.8, "scope": "global"}}
@@ -150,7 +97,7 @@ def test_chain_runs_links_in_order_as_one_row(tmp_path, data_dir):
     assert abs(record["metrics"]["weight_sparsity"] - 0.8) < 0.005
 
 
-def test_impossible_chains_fail_before_training(tmp_path, data_dir):
+def test_impossible_chains_fail_before_training(tmp_path, data_dir, bench, plugins):
     code = '''
         from bench import Method, register_method
 
@@ -170,15 +117,15 @@ def test_impossible_chains_fail_before_training(tmp_path, data_dir):
             def run(self, ctx):
                 return ctx.pretrained()
     '''
-    site = make_distribution(tmp_path / "site", "chain_plugins", code,
-                             {"from-scratch": "chain_plugins", "to-int8": "chain_plugins"})
-    scratch = run_bench(quick(tmp_path, data_dir, "--methods", "magnitude+from-scratch"), pythonpath=[site])
+    plugins(make_distribution(tmp_path / "site", "chain_plugins", code,
+                              {"from-scratch": "chain_plugins", "to-int8": "chain_plugins"}))
+    scratch = bench(quick(tmp_path, data_dir, "--methods", "magnitude+from-scratch"))
     assert scratch.returncode == 2
     assert "'from-scratch' trains its own model from scratch, so it cannot continue from 'magnitude'" in scratch.stderr
-    quant = run_bench(quick(tmp_path, data_dir, "--methods", "to-int8+magnitude"), pythonpath=[site])
+    quant = bench(quick(tmp_path, data_dir, "--methods", "to-int8+magnitude"))
     assert quant.returncode == 2 and "'magnitude' needs a float model, but 'to-int8' returns a quantized one" in quant.stderr
-    twice = run_bench(quick(tmp_path, data_dir, "--methods", "magnitude+magnitude"))
+    twice = bench(quick(tmp_path, data_dir, "--methods", "magnitude+magnitude"))
     assert twice.returncode == 2 and "a method may appear once in a chain" in twice.stderr
-    unknown = run_bench(quick(tmp_path, data_dir, "--methods", "magnitude+ptq-int9"))
+    unknown = bench(quick(tmp_path, data_dir, "--methods", "magnitude+ptq-int9"))
     assert unknown.returncode == 2 and "unknown method 'ptq-int9'" in unknown.stderr
     assert not (tmp_path / "mlp").exists()  # nothing trained

@@ -1,10 +1,10 @@
-"""Executors, as a user runs them: `--jobs`, Ray, killed workers, concurrent commands on one
-results folder, `--dry-run` and `--max-minutes`, all on a quick real MNIST sweep."""
+"""Executors, as a user runs them: `--jobs`, Ray, killed workers, `--dry-run` and `--max-minutes`,
+all on a quick real MNIST sweep. The driver runs in this process; its workers are real processes.
+Concurrent commands on one results folder are in test_faults.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from conftest import ROOT, make_distribution, run_bench
+from conftest import FAST, ROOT, make_distribution, run_bench
+
+pytestmark = pytest.mark.xdist_group("processes")  # worker processes and timing: one at a time
 
 # Six runs (dense, magnitude and random at 90%, two seeds) of LeNet-300-100 on 3,000 images.
-QUICK = ["run", "--suite", "mlp", "--methods", "dense,magnitude,random", "--seeds", "0,1",
+QUICK = ["run", "--suite", str(FAST), "--methods", "dense,magnitude,random", "--seeds", "0,1",
          "--set", "magnitude.sparsity=0.9", "--set", "random.sparsity=0.9",
          "--epochs", "2", "--finetune-epochs", "1", "--limit-train", "3000", "--limit-test", "1000"]
 COMPARED = ("accuracy", "nonzeros", "size_bytes", "flops", "flops_effective", "params", "train_epochs")
@@ -25,7 +28,7 @@ COMPARED = ("accuracy", "nonzeros", "size_bytes", "flops", "flops_effective", "p
 
 def metrics(results) -> dict[str, dict]:
     out = {}
-    for p in sorted((results / "mlp" / "runs").glob("*.json")):
+    for p in sorted((results / "mlp-fast" / "runs").glob("*.json")):
         r = json.loads(p.read_text())
         out[p.name] = {k: r["metrics"].get(k) for k in COMPARED} if r["status"] == "ok" else r["status"]
     return out
@@ -34,25 +37,33 @@ def metrics(results) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def serial(tmp_path_factory, data_dir):
     """The quick sweep run serially in one thread: the reference every executor must match."""
+    from bench.cli import main
+
     results = tmp_path_factory.mktemp("serial")
-    proc = run_bench([*QUICK, "--threads", "1", "--data-dir", str(data_dir), "--results-dir", str(results)])
-    assert proc.returncode == 0, proc.stderr
-    assert "serial, 1 threads" in proc.stdout
+    threads = torch.get_num_threads()
+    try:
+        assert main([*QUICK, "--threads", "1", "--data-dir", str(data_dir), "--results-dir", str(results)]) == 0
+    finally:
+        torch.set_num_threads(threads)  # --threads sets this process's torch threads
+    assert {r["env"]["executor"] for r in records_of(results)} == {"serial, 1 threads"}
     return results
 
 
-def test_jobs_give_the_same_records_as_serial(serial, tmp_path, data_dir):
-    proc = run_bench([*QUICK, "--jobs", "2", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)])
+def records_of(results: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in (results / "mlp-fast" / "runs").glob("*.json")]
+
+
+def test_jobs_give_the_same_records_as_serial(serial, tmp_path, data_dir, bench):
+    proc = bench([*QUICK, "--jobs", "2", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)])
     assert proc.returncode == 0, proc.stderr
     assert "2 local worker processes on the CPU, 1 threads each" in proc.stdout
     reference = metrics(serial)
     assert len(reference) == 6 and metrics(tmp_path) == reference
-    logs = sorted(p.name for p in (tmp_path / "mlp" / "logs").glob("*.log"))
+    logs = sorted(p.name for p in (tmp_path / "mlp-fast" / "logs").glob("*.log"))
     assert len(logs) == 8  # six runs and two dense models, each with its own log
-    assert "epoch   1/1" in (tmp_path / "mlp" / "logs" / logs[-1]).read_text()
-    assert not (tmp_path / "mlp" / "claims").exists()  # a clean exit leaves no claim behind
-    records = [json.loads(p.read_text()) for p in (tmp_path / "mlp" / "runs").glob("*.json")]
-    assert {r["env"]["threads"] for r in records} == {1}
+    assert "epoch   1/1" in (tmp_path / "mlp-fast" / "logs" / logs[-1]).read_text()
+    assert not (tmp_path / "mlp-fast" / "claims").exists()  # a clean exit leaves no claim behind
+    assert {r["env"]["threads"] for r in records_of(tmp_path)} == {1}
 
 
 KILLER = '''
@@ -69,68 +80,54 @@ KILLER = '''
 '''
 
 
-def test_a_killed_worker_is_a_failed_row_and_the_sweep_goes_on(tmp_path, data_dir):
-    site = make_distribution(tmp_path / "site", "killer_plugin", KILLER, {"killer": "killer_plugin"})
+def test_a_killed_worker_is_a_failed_row_and_the_sweep_goes_on(tmp_path, data_dir, bench, plugins):
+    plugins(make_distribution(tmp_path / "site", "killer_plugin", KILLER, {"killer": "killer_plugin"}))
     # QUICK without its --set of random, which this command does not select
-    proc = run_bench([*QUICK[:4], "killer,dense,magnitude", *QUICK[5:9], *QUICK[11:], "--jobs", "2",
-                      "--data-dir", str(data_dir), "--results-dir", str(tmp_path / "results")],
-                     pythonpath=[site])
+    proc = bench([*QUICK[:4], "killer,dense,magnitude", *QUICK[5:9], *QUICK[11:], "--jobs", "2",
+                  "--data-dir", str(data_dir), "--results-dir", str(tmp_path / "results")])
     assert proc.returncode == 1, proc.stderr
     assert "2 of 6 runs did not finish:" in proc.stderr
     logs = re.findall(r"^  killer - seed \d: failed, WorkerDied: .* \(log: (.*)\)$", proc.stderr, flags=re.M)
     assert len(logs) == 2 and all(Path(log).exists() for log in logs), proc.stderr  # the logs it names
-    recs = [json.loads(p.read_text()) for p in (tmp_path / "results" / "mlp" / "runs").glob("*.json")]
+    recs = records_of(tmp_path / "results")
     killed = [r for r in recs if r["config"]["method"] == "killer"]
     assert len(recs) == 6 and len(killed) == 2
     assert all("killed by SIGKILL" in r["error"] for r in killed)
     assert all(r["status"] == "ok" for r in recs if r["config"]["method"] != "killer")
-    table = (tmp_path / "results" / "mlp" / "leaderboard-custom.md").read_text()
+    table = (tmp_path / "results" / "mlp-fast" / "leaderboard-custom.md").read_text()
     assert "WorkerDied: the worker process running this task was killed by SIGKILL" in table
 
 
-def test_two_commands_on_one_results_folder_run_everything_once(tmp_path, data_dir):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_DATA_DIR": str(data_dir)}
-    args = [sys.executable, "-m", "bench", *QUICK, "--threads", "1", "--results-dir", str(tmp_path)]
-    procs = [subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    stdout = outs[0][0] + outs[1][0]
-    assert stdout.count(" -> accuracy") == 6  # each run executed by exactly one command
-    assert stdout.count(": training (2 epochs)") == 2  # each dense model trained once
-    assert len(metrics(tmp_path)) == 6
-
-
-def test_dry_run_prints_the_plan_and_writes_nothing(serial, tmp_path, data_dir):
+def test_dry_run_prints_the_plan_and_writes_nothing(serial, tmp_path, data_dir, bench):
     fresh = tmp_path / "fresh"
-    proc = run_bench([*QUICK, "--dry-run", "--data-dir", str(data_dir), "--results-dir", str(fresh)])
+    proc = bench([*QUICK, "--dry-run", "--data-dir", str(data_dir), "--results-dir", str(fresh)])
     assert proc.returncode == 0, proc.stderr
     assert "6 runs: 6 to run, 0 finished before" in proc.stdout
     assert "dense models to train: seed 0, seed 1 (2 epochs each)" in proc.stdout
     assert "expected: 20 epochs" in proc.stdout  # dense stage 2 x 2, dense runs 2 x 2, others 4 x (2 + 1)
     assert not fresh.exists()
     before = sorted(p.relative_to(serial) for p in serial.rglob("*"))
-    again = run_bench([*QUICK, "--force", "--dry-run", "--data-dir", str(data_dir), "--results-dir", str(serial)])
+    again = bench([*QUICK, "--force", "--dry-run", "--data-dir", str(data_dir), "--results-dir", str(serial)])
     assert again.returncode == 0, again.stderr
     assert "6 runs: 6 to run" in again.stdout and "minutes in one job" in again.stdout  # timed from records
     assert sorted(p.relative_to(serial) for p in serial.rglob("*")) == before
 
 
-def test_max_minutes_stops_starting_runs_and_a_rerun_resumes(tmp_path, data_dir):
+def test_max_minutes_stops_starting_runs_and_a_rerun_resumes(tmp_path, data_dir, bench):
     args = [*QUICK, "--max-minutes", "0.001", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)]
-    first = run_bench(args)
+    first = bench(args)
     assert first.returncode == 0, first.stderr
     assert "runs remain; rerun the same command to continue" in first.stdout
     assert len(metrics(tmp_path)) < 6
-    second = run_bench([*QUICK, "--data-dir", str(data_dir), "--results-dir", str(tmp_path)])
+    second = bench([*QUICK, "--data-dir", str(data_dir), "--results-dir", str(tmp_path)])
     assert second.returncode == 0, second.stderr
     assert "dense model, seed 0: from cache" in second.stdout
     assert len(metrics(tmp_path)) == 6
 
 
-def test_breadth_order_runs_every_setting_at_the_first_seed_first(tmp_path, data_dir):
-    proc = run_bench([*QUICK, "--order", "breadth", "--dry-run", "--data-dir", str(data_dir),
-                      "--results-dir", str(tmp_path)])
+def test_breadth_order_runs_every_setting_at_the_first_seed_first(tmp_path, data_dir, bench):
+    proc = bench([*QUICK, "--order", "breadth", "--dry-run", "--data-dir", str(data_dir),
+                  "--results-dir", str(tmp_path)])
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(("dense ", "magnitude ", "random "))]
     assert [(r[0], r[-3]) for r in rows] == [("dense", "0"), ("magnitude", "0"), ("random", "0"),
                                              ("dense", "1"), ("magnitude", "1"), ("random", "1")]
@@ -153,15 +150,6 @@ def test_a_claim_held_by_a_killed_process_is_taken_over(tmp_path):
     assert not (tmp_path / "run.lock").exists()
 
 
-def test_unusable_executor_options_exit_2(tmp_path, data_dir):
-    proc = run_bench([*QUICK, "--jobs-per-gpu", "2", "--device", "cpu", "--data-dir", str(data_dir),
-                      "--results-dir", str(tmp_path)])
-    assert proc.returncode == 2 and "--jobs-per-gpu needs CUDA devices" in proc.stderr
-    proc = run_bench([*QUICK, "--jobs", "0"])
-    assert proc.returncode == 2 and "argument --jobs: expected a number >= 1, got 0" in proc.stderr
-    assert not (tmp_path / "mlp").exists()
-
-
 @pytest.mark.ray
 def test_ray_on_a_two_node_cluster_gives_the_same_records(serial, tmp_path, data_dir):
     """Two Ray nodes started here (Ray's own cluster utilities), one CPU each, so the runs
@@ -178,7 +166,7 @@ def test_ray_on_a_two_node_cluster_gives_the_same_records(serial, tmp_path, data
         assert proc.returncode == 0, proc.stderr
         assert "ray, 2 nodes, 0 GPUs and 1 CPUs per run" in proc.stdout, proc.stdout
         assert metrics(tmp_path) == metrics(serial)
-        assert len(list((tmp_path / "mlp" / "logs").glob("*.log"))) == 8  # logs came back through Ray
+        assert len(list((tmp_path / "mlp-fast" / "logs").glob("*.log"))) == 8  # logs came back through Ray
         print(f"ray sweep: {time.time() - start:.1f}s")
     finally:
         ray.shutdown()

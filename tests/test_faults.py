@@ -23,12 +23,13 @@ import pytest
 from bench import records, registry
 from bench.cli import main
 from bench.context import DenseWeights
-from conftest import ROOT, make_distribution, run_bench
+from conftest import FAST, ROOT, make_distribution, run_bench
 
 registry.discover()  # the plugins' import warnings belong to no test's output
 
-TINY = ["--suite", "mlp", "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1",
+TINY = ["--suite", str(FAST), "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1",
         "--limit-train", "2000", "--limit-test", "500"]
+SUITE = "mlp-fast"  # the results folder of TINY's suite
 
 FAULTY = '''
     import os, signal, sys
@@ -45,6 +46,22 @@ FAULTY = '''
         def run(self, ctx):
             ctx.pretrained()
             sys.exit("giving up")
+
+    @register_method("explodes")
+    class Explodes(Method):
+        """Raises inside run()."""
+
+        def run(self, ctx):
+            raise RuntimeError("the plugin blew up on purpose")
+
+    @register_method("diverges")
+    class Diverges(Method):
+        """Trains with a learning rate that overflows the loss."""
+
+        def run(self, ctx):
+            model = ctx.new_model()
+            ctx.train(model, epochs=1, lr=1e12)
+            return model
 
     @register_method("nan-weights")
     class NanWeights(Method):
@@ -89,6 +106,14 @@ FAULTY = '''
             signal.signal(signal.SIGINT, signal.default_int_handler)
             os.kill(os.getpid(), signal.SIGINT)
 
+    @register_method("terminated")
+    class Terminated(Method):
+        """Receives SIGTERM (a `kill`) mid-run."""
+
+        def run(self, ctx):
+            ctx.pretrained()
+            os.kill(os.getpid(), signal.SIGTERM)
+
     @register_method("ranged")
     class Ranged(Method):
         """Declares a range on its parameter."""
@@ -110,66 +135,100 @@ class Syntax(Method)
 
 
 @pytest.fixture(scope="module")
-def plugins(tmp_path_factory) -> Path:
+def faulty(tmp_path_factory) -> Path:
     site = make_distribution(tmp_path_factory.mktemp("site"), "faulty", FAULTY, {
-        name: "faulty" for name in ("exits", "nan-weights", "inf-outputs", "not-applicable", "interrupts", "ranged")})
+        name: "faulty" for name in ("exits", "explodes", "diverges", "nan-weights", "inf-outputs",
+                                    "not-applicable", "interrupts", "terminated", "ranged")})
     make_distribution(site, "exit_at_import", "import sys\nsys.exit(3)\n", {"exit-import": "exit_at_import"})
+    make_distribution(site, "missing_import", "import no_such_module_anywhere\n", {"missing": "missing_import"})
     make_distribution(site, "syntax_plugin", "", {"syntax": "syntax_plugin"})
     (site / "syntax_plugin.py").write_text(SYNTAX_ERROR)
     return site
 
 
 def statuses(results: Path) -> dict[str, str]:
-    recs = [json.loads(p.read_text()) for p in (results / "mlp" / "runs").glob("*.json")]
+    recs = [json.loads(p.read_text()) for p in (results / SUITE / "runs").glob("*.json")]
     return {r["config"]["method"]: r["status"] for r in recs}
 
 
-def test_faulty_plugins_become_failed_or_invalid_rows_and_the_sweep_goes_on(tmp_path, data_dir, plugins):
+def test_faulty_plugins_become_failed_or_invalid_rows_and_the_sweep_goes_on(tmp_path, data_dir, faulty, plugins,
+                                                                            bench):
+    plugins(faulty)
     results = tmp_path / "results"
     args = ["run", *TINY, "--data-dir", str(data_dir), "--results-dir", str(results)]
-    proc = run_bench([*args, "--methods", "dense,syntax,exit-import,exits,nan-weights,inf-outputs,not-applicable"],
-                     pythonpath=[plugins])
+    proc = bench([*args, "--methods", "dense,syntax,exit-import,missing,exits,explodes,diverges,nan-weights,"
+                                      "inf-outputs,not-applicable"])
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "5 of 7 runs did not finish" in proc.stderr
-    assert statuses(results) == {"dense": "ok", "syntax": "failed", "exit-import": "failed", "exits": "failed",
+    assert "8 of 10 runs did not finish" in proc.stderr  # a skipped run is no failure
+    assert statuses(results) == {"dense": "ok", "syntax": "failed", "exit-import": "failed", "missing": "failed",
+                                 "exits": "failed", "explodes": "failed", "diverges": "diverged",
                                  "nan-weights": "invalid", "inf-outputs": "invalid", "not-applicable": "skipped"}
     causes = ["FAILED: ImportError: plugin 'syntax' failed to import: SyntaxError: expected ':' (syntax_plugin.py, line 5)",
               "FAILED: ImportError: plugin 'exit-import' failed to import: SystemExit: the plugin called sys.exit(3)",
+              "FAILED: ImportError: plugin 'missing' failed to import: ModuleNotFoundError: No module named "
+              "'no_such_module_anywhere'",
               "FAILED: SystemExit: the plugin called sys.exit('giving up')",
+              "FAILED: RuntimeError: the plugin blew up on purpose",
+              "DIVERGED: training diverged at epoch 1",
               "INVALID: the returned model holds non-finite values in '1.weight'",
-              "INVALID: the returned model's outputs on 256 test images are not finite"]
-    md = (results / "mlp" / "leaderboard-custom.md").read_text()
+              "INVALID: the returned model's outputs on 16 test images are not finite",
+              "SKIPPED: not applicable: the model has no BatchNorm layers"]
+    md = (results / SUITE / "leaderboard-custom.md").read_text()
+    assert "## failed and skipped runs" in md
     for cause in causes:
         assert cause in proc.stdout, cause  # the console line of the run
         assert cause.split(": ", 1)[1] in md, cause  # the failed-runs table
     assert "| invalid |" in md.replace("  ", " ").replace("  ", " ")
-    ranked = pd.read_csv(results / "mlp" / "leaderboard-custom.csv")
+    ranked = pd.read_csv(results / SUITE / "leaderboard-custom.csv")
     assert list(ranked.method) == ["dense"]  # invalid models are never ranked
 
-    # A rerun changes no finished record (a skipped run is finished), and Ctrl-C still stops it.
-    before = {p.name: p.read_bytes() for p in (results / "mlp" / "runs").glob("*.json")}
-    again = run_bench([*args, "--methods", "dense,not-applicable,interrupts"], pythonpath=[plugins])
-    assert again.returncode == 130, again.stderr
-    assert "3 runs (dense, not-applicable, interrupts; seeds [0]), 1 to run, 2 finished before" in again.stdout
-    assert "interrupted; finished runs are recorded" in again.stderr
-    assert {p.name: p.read_bytes() for p in (results / "mlp" / "runs").glob("*.json")} == before
+    # A rerun changes no finished record (a skipped run is finished).
+    before = {p.name: p.read_bytes() for p in (results / SUITE / "runs").glob("*.json")}
+    again = bench([*args, "--methods", "dense,not-applicable"])
+    assert again.returncode == 0, again.stderr
+    assert "2 runs (dense, not-applicable; seeds [0]), 0 to run, 2 finished before" in again.stdout
+    assert {p.name: p.read_bytes() for p in (results / SUITE / "runs").glob("*.json")} == before
 
     # The quick listing reads the plugins' source; --check imports them, as a run does.
-    listed = run_bench(["list", "methods"], pythonpath=[plugins])
+    listed = bench(["list", "methods"])
     assert listed.returncode == 0, listed.stderr
     assert "UNREADABLE: SyntaxError: expected ':' (syntax_plugin.py, line 5)" in listed.stdout
     assert "UNREADABLE: exit_at_import.py registers no method in its source" in listed.stdout
     assert "amount=0.5" in listed.stdout
-    checked = run_bench(["list", "methods", "--check"], pythonpath=[plugins])
+    checked = bench(["list", "methods", "--check"])
     assert checked.returncode == 0, checked.stderr
     assert "FAILED TO IMPORT: SyntaxError: expected ':' (syntax_plugin.py, line 5)" in checked.stdout
     assert "FAILED TO IMPORT: SystemExit: the plugin called sys.exit(3)" in checked.stdout
+    assert "FAILED TO IMPORT: ModuleNotFoundError: No module named 'no_such_module_anywhere'" in checked.stdout
     assert "amount=0.5" in checked.stdout
 
-    out_of_range = run_bench([*args, "--methods", "ranged", "--set", "ranged.amount=2"], pythonpath=[plugins])
+    out_of_range = bench([*args, "--methods", "ranged", "--set", "ranged.amount=2"])
     assert out_of_range.returncode == 2
     assert "bench: error: --set: method 'ranged' parameter 'amount': expected a number in (0, 1], got 2.0" in out_of_range.stderr
+
+
+@pytest.mark.xdist_group("processes")
+def test_ctrl_c_and_kill_stop_a_sweep_cleanly_keeping_finished_records(tmp_path, data_dir, faulty):
+    """Real processes: SIGINT (Ctrl-C) and SIGTERM (`kill`) arrive mid-run. The command exits 130,
+    the run in progress leaves no record, every finished record stays as it was, and the
+    leaderboard is rebuilt with the finished runs."""
+    results = tmp_path / "results"
+    args = ["run", *TINY, "--data-dir", str(data_dir), "--results-dir", str(results)]
+    first = run_bench([*args, "--methods", "dense,terminated"], pythonpath=[faulty])
+    assert first.returncode == 130, first.stderr
+    assert "interrupted; finished runs are recorded" in first.stderr and "Traceback" not in first.stderr
+    assert sorted(statuses(results)) == ["dense"]
+    assert "| dense " in (results / SUITE / "leaderboard-custom.md").read_text()
+
+    before = {p.name: p.read_bytes() for p in (results / SUITE / "runs").glob("*.json")}
+    again = run_bench([*args, "--methods", "dense,not-applicable,interrupts"], pythonpath=[faulty])
+    assert again.returncode == 130, again.stderr
+    assert "3 runs (dense, not-applicable, interrupts; seeds [0]), 2 to run, 1 finished before" in again.stdout
+    assert "interrupted; finished runs are recorded" in again.stderr
+    assert set(statuses(results)) == {"dense", "not-applicable"}  # nothing of the interrupted run
+    assert {name: data for name, data in before.items()} == {
+        p.name: p.read_bytes() for p in (results / SUITE / "runs").glob("dense-*.json")}
 
 
 def tmp_files(folder: Path) -> list[Path]:
@@ -179,13 +238,13 @@ def tmp_files(folder: Path) -> list[Path]:
 def usable(folder: Path) -> dict[str, bytes]:
     """Every record file under `folder`, each checked to be a whole record."""
     out = {}
-    for p in (folder / "mlp" / "runs").glob("*.json"):
+    for p in (folder / SUITE / "runs").glob("*.json"):
         assert records.read_record(p) is not None, f"{p} is not a whole record"
         out[p.name] = p.read_bytes()
     return out
 
 
-SWEEP = ["run", "--suite", "mlp", "--methods", "dense,magnitude,random", "--seeds", "0,1",
+SWEEP = ["run", "--suite", str(FAST), "--methods", "dense,magnitude,random", "--seeds", "0,1",
          "--set", "magnitude.sparsity=0.9", "--set", "random.sparsity=0.9", "--epochs", "1",
          "--finetune-epochs", "1", "--limit-train", "2000", "--limit-test", "500", "--threads", "1"]
 
@@ -221,6 +280,7 @@ def alive(pids: list[int], wait: float) -> list[int]:
         time.sleep(0.5)
 
 
+@pytest.mark.xdist_group("processes")
 def test_kill_9_at_random_points_loses_no_finished_record(tmp_path, data_dir):
     """Kill the driver 5 times at random moments: once 0 to 2 more records exist than before, plus
     0 to 4 seconds, so the kills fall in the import, the dense stage, runs and writes (one with
@@ -232,7 +292,7 @@ def test_kill_9_at_random_points_loses_no_finished_record(tmp_path, data_dir):
     for i in range(5):
         proc = start(tmp_path, data_dir, *(["--jobs", "2"] if i == 1 else []))
         target = len(kept) + rng.randint(0, 2)
-        while proc.poll() is None and len(list((tmp_path / "mlp" / "runs").glob("*.json"))) < target:
+        while proc.poll() is None and len(list((tmp_path / SUITE / "runs").glob("*.json"))) < target:
             time.sleep(0.2)
         time.sleep(rng.uniform(0, 4))
         workers = children(proc.pid)
@@ -251,23 +311,28 @@ def test_kill_9_at_random_points_loses_no_finished_record(tmp_path, data_dir):
     done = usable(tmp_path)
     assert {k: done[k] for k in kept} == kept and len(done) == 6
     assert {json.loads(b)["status"] for b in done.values()} == {"ok"}
-    assert not tmp_files(tmp_path) and not (tmp_path / "mlp" / "claims").exists()
+    assert not tmp_files(tmp_path) and not (tmp_path / SUITE / "claims").exists()
     print(f"kill -9: {killed} of 5 commands killed while running; records after each kill: "
           f"{', '.join(progress)}; after the last command: 6; none lost; {len(stale)} cut writes cleaned up")
 
 
+@pytest.mark.xdist_group("processes")
 def test_concurrent_commands_with_one_killed_run_everything_once(tmp_path, data_dir):
-    """Three commands on one results folder (one with --jobs 2); one is killed at a random
-    moment; the others finish every run, and no record is half-written or duplicated."""
-    procs = [start(tmp_path, data_dir), start(tmp_path, data_dir, "--jobs", "2"), start(tmp_path, data_dir)]
-    time.sleep(random.Random(16).uniform(5, 20))
+    """Three commands on one results folder (one with --jobs 2, the one to kill with --jobs 3);
+    one is killed at a random moment; the others finish every run, each exactly once between
+    them, and no record is half-written or duplicated."""
+    procs = [start(tmp_path, data_dir), start(tmp_path, data_dir, "--jobs", "2"),
+             start(tmp_path, data_dir, "--jobs", "3")]
+    time.sleep(random.Random(16).uniform(5, 15))
     assert procs[2].poll() is None, "the command to kill finished first: this machine is faster than assumed"
     procs[2].send_signal(signal.SIGKILL)
     outs = [p.communicate(timeout=900) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, -signal.SIGKILL], outs
-    done = usable(tmp_path)
-    assert len(done) == 6 and {json.loads(b)["status"] for b in done.values()} == {"ok"}
-    assert not tmp_files(tmp_path) and not (tmp_path / "mlp" / "claims").exists()
+    done = {name: json.loads(data) for name, data in usable(tmp_path).items()}
+    assert len(done) == 6 and {r["status"] for r in done.values()} == {"ok"}
+    by_survivors = [r for r in done.values() if not r["env"]["executor"].startswith("3 local worker")]
+    assert outs[0][0].count(" -> accuracy") + outs[1][0].count(" -> accuracy") == len(by_survivors)
+    assert not tmp_files(tmp_path) and not (tmp_path / SUITE / "claims").exists()
 
 
 FILLER = '''
@@ -318,31 +383,34 @@ def test_a_full_or_read_only_results_disk_is_refused_before_training(tmpfs, data
         results = fs / "results"
         code = main(["run", *TINY, "--methods", "dense", "--data-dir", str(data_dir), "--results-dir", str(results)])
         out, err = capsys.readouterr()
-        assert code == 2 and err.startswith(f"bench: error: cannot write run records under {results / 'mlp'}: "), err
+        assert code == 2 and err.startswith(f"bench: error: cannot write run records under {results / SUITE}: "), err
         assert reason in err and err.count("\n") == 1, err
         assert "training" not in out and list(fs.iterdir()) == []
 
 
-def test_a_disk_that_fills_mid_sweep_stops_it_clearly_and_a_rerun_loses_nothing(tmp_path, tmpfs, data_dir):
+def test_a_disk_that_fills_mid_sweep_stops_it_clearly_and_a_rerun_loses_nothing(tmp_path, tmpfs, data_dir,
+                                                                                  plugins, bench, monkeypatch):
     fs = tmpfs("80m")
-    site = make_distribution(tmp_path / "site", "filler_plugin", FILLER, {"filler": "filler_plugin"})
+    plugins(make_distribution(tmp_path / "site", "filler_plugin", FILLER, {"filler": "filler_plugin"}))
     results = fs / "results"
     args = ["run", *TINY, "--methods", "dense,filler,magnitude", "--set", "magnitude.sparsity=0.9",
             "--data-dir", str(data_dir), "--results-dir", str(results)]
-    proc = run_bench(args, pythonpath=[site], env={"FILL_PATH": str(fs / "fill")})
+    monkeypatch.setenv("FILL_PATH", str(fs / "fill"))
+    proc = bench(args)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    filler_record = next(p for p in (results / "mlp" / "logs").glob("filler-*.log")).with_suffix(".json").name
-    assert (f"bench: error: [Errno 28] No space left on device: '{results / 'mlp' / 'runs' / filler_record}'\n"
+    filler_record = next(p for p in (results / SUITE / "logs").glob("filler-*.log")).with_suffix(".json").name
+    assert (f"bench: error: [Errno 28] No space left on device: '{results / SUITE / 'runs' / filler_record}'\n"
             "bench: finished runs are recorded; fix the cause and rerun to resume") in proc.stderr
     assert "the leaderboard was not rebuilt (OSError: [Errno 28] No space left on device" in proc.stdout
     assert not tmp_files(results)
-    assert list(usable(results)) == [p.name for p in (results / "mlp" / "runs").glob("dense-*.json")]
-    for table in (results / "mlp").glob("leaderboard*"):  # absent, or whole
+    assert list(usable(results)) == [p.name for p in (results / SUITE / "runs").glob("dense-*.json")]
+    for table in (results / SUITE).glob("leaderboard*"):  # absent, or whole
         assert table.stat().st_size > 0 and table.read_text().endswith("\n")
 
     (fs / "fill").unlink()
-    again = run_bench(args, pythonpath=[site])
+    monkeypatch.delenv("FILL_PATH")
+    again = bench(args)
     assert again.returncode == 0, again.stderr
     assert "3 runs (dense, filler, magnitude; seeds [0]), 2 to run, 1 finished before" in again.stdout
     assert set(statuses(results).values()) == {"ok"} and len(usable(results)) == 3
@@ -353,16 +421,16 @@ def test_truncated_cache_and_record_files_are_named_and_redone(tmp_path, data_di
             "--data-dir", str(data_dir), "--results-dir", str(tmp_path)]
     assert main(args) == 0
     capsys.readouterr()
-    (cache,) = (tmp_path / "mlp" / "cache").glob("*.pt")
+    (cache,) = (tmp_path / SUITE / "cache").glob("*.pt")
     cache.write_bytes(cache.read_bytes()[:1000])
-    record = next((tmp_path / "mlp" / "runs").glob("magnitude-*.json"))
+    record = next((tmp_path / SUITE / "runs").glob("magnitude-*.json"))
     record.write_text(record.read_text()[:200])
-    (tmp_path / "mlp" / "runs" / "notes.json").write_text('{"not": "a record"}\n')
+    (tmp_path / SUITE / "runs" / "notes.json").write_text('{"not": "a record"}\n')
 
-    assert main(["leaderboard", "--suite", "mlp", "--results-dir", str(tmp_path)]) == 0
+    assert main(["leaderboard", "--suite", SUITE, "--results-dir", str(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert f"bench: warning: left out of the leaderboard: {record}: unreadable (JSONDecodeError" in err
-    assert f"bench: warning: left out of the leaderboard: {tmp_path / 'mlp' / 'runs' / 'notes.json'}: not a run record" in err
+    assert f"bench: warning: left out of the leaderboard: {tmp_path / SUITE / 'runs' / 'notes.json'}: not a run record" in err
 
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -393,7 +461,7 @@ def test_records_are_flushed_before_the_rename_and_get_the_users_permissions(tmp
 def test_latency_is_timed_at_the_batch_it_is_labelled_with(make_context):
     """With --limit-test below a latency batch, the test images are repeated to fill the batch:
     a figure labelled batch 256 is never timed at batch 100."""
-    from bench.runner import measure_input
+    from bench.worker import measure_input
 
     ctx = make_context(limit_test=100)
     x = measure_input(ctx, 256, ctx.device)

@@ -10,9 +10,13 @@ import subprocess
 import sys
 import tarfile
 
+import pytest
+
 from conftest import ROOT
 
 
+@pytest.mark.session
+@pytest.mark.stack
 def test_gpu_session_dry_run_on_cpu(tmp_path, cifar_dir):
     out, results = tmp_path / "out", tmp_path / "results"
     proc = subprocess.run(

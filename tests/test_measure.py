@@ -1,6 +1,7 @@
 import itertools
 import time
 
+import pytest
 import torch
 from torch import nn
 
@@ -58,6 +59,7 @@ def test_latency_reports_median_and_iqr():
     assert 0 <= iqr < float("inf")  # its size depends on machine load, so it is not bounded here
 
 
+@pytest.mark.xdist_group("processes")
 def test_paired_speedup_is_the_ratio_of_interleaved_blocks():
     """Two calls of known relative cost (sleeps: independent of how loaded the CPU is): the
     speedup is their ratio, and each block runs its calls in a row, alternating order."""

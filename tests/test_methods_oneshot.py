@@ -22,7 +22,7 @@ from bench.layerwise import input_rows, layer_inputs, set_weight_matrix, weight_
 from bench.lowbit import Grid, pack, unpack
 from bench.registry import METHODS, ParameterError, discover
 from bench.sparsity import nm_mask, prunable_weights, weight_sparsity
-from conftest import run_bench
+from conftest import FAST
 from methods.gptq import gptq
 from methods.sparsegpt import sparsegpt
 from methods.wanda import wanda_mask
@@ -298,18 +298,19 @@ def test_sparsegpt_then_gptq_keeps_the_zeros_and_stores_them_as_a_bitmask(make_c
     assert ctx.figures["compress_time_s"] > first  # the links' calibration time adds up
 
 
-def test_one_shot_methods_through_bench_run(tmp_path, data_dir):
+def test_one_shot_methods_through_bench_run(tmp_path, data_dir, bench):
     """Each method as a user runs it, its calibration time charged to the cost, and SparseGPT
     above one-shot magnitude at 80% without fine-tuning (the papers' claim). Wanda's claim and
     GPTQ's over RTN are left to the sweeps: on this small MLP Wanda fell below magnitude, and
     GPTQ and RTN at 3 bits were both within a few test images of dense."""
-    proc = run_bench(["run", "--suite", "mlp", "--seeds", "0", "--epochs", "2", "--limit-train", "6000",
-                      "--limit-test", "2000", "--data-dir", str(data_dir), "--results-dir", str(tmp_path),
-                      "--methods", "magnitude-oneshot,wanda,sparsegpt,rtn,gptq",
-                      "--set", "magnitude-oneshot.sparsity=0.8", "--set", "wanda.sparsity=0.8",
-                      "--set", "sparsegpt.sparsity=0.8", "--set", "rtn.bits=3", "--set", "gptq.bits=3"])
+    proc = bench(["run", "--suite", FAST, "--seeds", "0", "--epochs", "2", "--limit-train", "6000",
+                  "--limit-test", "2000", "--data-dir", data_dir, "--results-dir", tmp_path,
+                  "--methods", "magnitude-oneshot,wanda,sparsegpt,rtn,gptq",
+                  "--set", "magnitude-oneshot.sparsity=0.8", "--set", "wanda.sparsity=0.8",
+                  "--set", "sparsegpt.sparsity=0.8", "--set", "rtn.bits=3", "--set", "gptq.bits=3"])
     assert proc.returncode == 0, proc.stderr
-    recs = {r["config"]["method"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "mlp" / "runs").glob("*.json"))}
+    runs = (tmp_path / "mlp-fast" / "runs").glob("*.json")
+    recs = {r["config"]["method"]: r for r in (json.loads(p.read_text()) for p in runs)}
     acc = {name: r["metrics"]["accuracy"] for name, r in recs.items()}
     assert acc["sparsegpt"] > acc["magnitude-oneshot"], acc
     base = recs["magnitude-oneshot"]["metrics"]["train_time_s"]  # the dense model's time alone

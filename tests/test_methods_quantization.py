@@ -18,6 +18,8 @@ from bench.registry import METHODS, discover
 from bench.sparsity import make_permanent, prunable_weights, weight_sparsity
 from methods.uniform import grid_bits
 
+pytestmark = pytest.mark.stack  # torch.export and int8 kernels differ between torch versions
+
 discover()
 
 BUDGET = {"suite": "mlp", "seed": 0, "limit_train": 4000, "limit_test": 1000, "epochs": 2,

@@ -1,12 +1,11 @@
 import json
 import os
-import signal
 import subprocess
 
 import pytest
 
 from bench import records
-from conftest import make_distribution, run_bench
+from conftest import FAST
 
 
 def test_config_hash_is_stable_and_order_free():
@@ -25,79 +24,17 @@ def test_atomic_write_keeps_the_old_record_when_writing_fails(tmp_path):
     assert os.listdir(path.parent) == ["r.json"]  # no temporary file left behind
 
 
-KILLER = '''
-    import os, signal
-    from bench import Method, register_method
-
-    @register_method("killer")
-    class Killer(Method):
-        """Dies like a process killed mid-run (SIGKILL), after training has started."""
-
-        def run(self, ctx):
-            model = ctx.pretrained()
-            os.kill(os.getpid(), signal.SIGKILL)
-'''
-
-
-def test_killed_run_loses_no_finished_record_and_resumes(tmp_path, data_dir):
-    site = make_distribution(tmp_path / "site", "killer_plugin", KILLER, {"killer": "killer_plugin"})
-    results = tmp_path / "results"
-    args = ["run", "--suite", "mlp", "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1",
-            "--limit-train", "2000", "--limit-test", "500", "--data-dir", str(data_dir),
-            "--results-dir", str(results)]
-    first = run_bench([*args, "--methods", "dense,killer"], pythonpath=[site])
-    assert first.returncode == -signal.SIGKILL, first.stderr
-    runs = results / "mlp" / "runs"
-    files = sorted(os.listdir(runs))
-    assert len(files) == 1 and files[0].startswith("dense-")  # no half record, no temp file
-    record = json.loads((runs / files[0]).read_text())
-    assert record["status"] == "ok" and record["metrics"]["accuracy"] > 0.5
-
-    second = run_bench([*args, "--methods", "dense"])
-    assert second.returncode == 0, second.stderr
-    assert "1 runs (dense; seeds [0]), 0 to run, 1 finished before" in second.stdout
-    assert sorted(os.listdir(runs)) == files
-    forced = run_bench([*args, "--methods", "dense", "--force"])
-    assert "1 to run, 0 finished before" in forced.stdout and "[1/1] dense" in forced.stdout
-
-
-TERMINATOR = '''
-    import os, signal
-    from bench import Method, register_method
-
-    @register_method("terminated")
-    class Terminated(Method):
-        """Receives SIGTERM (a `kill`) mid-run."""
-
-        def run(self, ctx):
-            ctx.pretrained()
-            os.kill(os.getpid(), signal.SIGTERM)
-'''
-
-
-def test_sigterm_stops_cleanly_and_the_leaderboard_keeps_finished_runs(tmp_path, data_dir):
-    site = make_distribution(tmp_path / "site", "term_plugin", TERMINATOR, {"terminated": "term_plugin"})
-    results = tmp_path / "results"
-    proc = run_bench(["run", "--suite", "mlp", "--methods", "dense,terminated", "--seeds", "0",
-                      "--epochs", "1", "--limit-train", "2000", "--limit-test", "500",
-                      "--data-dir", str(data_dir), "--results-dir", str(results)], pythonpath=[site])
-    assert proc.returncode == 130, proc.stderr
-    assert "interrupted; finished runs are recorded" in proc.stderr
-    assert [p.name.split("-")[0] for p in (results / "mlp" / "runs").glob("*.json")] == ["dense"]
-    assert "| dense " in (results / "mlp" / "leaderboard-custom.md").read_text()
-
-
-def test_standard_records_are_refused_from_uncommitted_code(tmp_path, data_dir):
+def test_standard_records_are_refused_from_uncommitted_code(tmp_path, data_dir, bench, monkeypatch):
     """Every standard leaderboard row must name the commit that made it: a dirty checkout is
     refused before anything runs (BENCH_GIT_COMMIT stands in for git here)."""
-    proc = run_bench(["run", "--suite", "mlp", "--methods", "dense", "--seeds", "0", "--data-dir", str(data_dir),
-                      "--results-dir", str(tmp_path)], env={"BENCH_GIT_COMMIT": "0123abc-dirty"})
+    monkeypatch.setenv("BENCH_GIT_COMMIT", "0123abc-dirty")
+    proc = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--data-dir", data_dir,
+                  "--results-dir", tmp_path])
     assert proc.returncode == 2, proc.stderr
     assert "uncommitted changes (0123abc-dirty)" in proc.stderr and "--allow-dirty" in proc.stderr
-    assert not (tmp_path / "mlp" / "runs").exists()
-    custom = run_bench(["run", "--suite", "mlp", "--methods", "dense", "--seeds", "0", "--epochs", "1",
-                        "--limit-train", "1000", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)],
-                       env={"BENCH_GIT_COMMIT": "0123abc-dirty"})
+    assert not (tmp_path / "mlp-fast" / "runs").exists()
+    custom = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1",
+                    "--limit-train", "1000", "--data-dir", data_dir, "--results-dir", tmp_path])
     assert custom.returncode == 0, custom.stderr  # quick runs with overridden budgets stay allowed
 
 
@@ -119,30 +56,34 @@ def test_only_code_makes_a_checkout_dirty_not_the_results_a_sweep_writes(tmp_pat
     assert records.git_commit(tmp_path / "bench") == head + "-dirty"
 
 
-def test_refresh_reruns_only_records_another_commit_made_and_resumes(tmp_path, data_dir):
+def test_refresh_reruns_only_records_another_commit_made_and_resumes(tmp_path, data_dir, bench, monkeypatch):
     """--refresh regenerates a leaderboard in as many commands as it takes: a record this commit
     made on this device is kept, one from another commit is rerun (BENCH_GIT_COMMIT names the
     commit here)."""
-    args = ["run", "--suite", "mlp", "--methods", "dense", "--seeds", "0", "--epochs", "1",
-            "--limit-train", "1000", "--limit-test", "500", "--data-dir", str(data_dir),
-            "--results-dir", str(tmp_path)]
-    first = run_bench(args, env={"BENCH_GIT_COMMIT": "aaa111"})
+    args = ["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1",
+            "--limit-train", "1000", "--limit-test", "500", "--data-dir", data_dir, "--results-dir", tmp_path]
+
+    def run(commit: str, *extra: str):
+        monkeypatch.setenv("BENCH_GIT_COMMIT", commit)
+        return bench([*args, *extra])
+
+    first = run("aaa111")
     assert first.returncode == 0, first.stderr
-    same = run_bench([*args, "--refresh"], env={"BENCH_GIT_COMMIT": "aaa111"})
+    same = run("aaa111", "--refresh")
     assert same.returncode == 0 and "0 to run, 1 finished before" in same.stdout, same.stderr
-    newer = run_bench([*args, "--refresh"], env={"BENCH_GIT_COMMIT": "bbb222"})
+    newer = run("bbb222", "--refresh")
     assert newer.returncode == 0 and "1 to run, 0 finished before" in newer.stdout, newer.stderr
     assert "was trained by aaa111" in newer.stdout and "--refresh trains it again" in newer.stdout
-    [path] = (tmp_path / "mlp" / "runs").glob("dense-*.json")
+    [path] = (tmp_path / "mlp-fast" / "runs").glob("dense-*.json")
     assert json.loads(path.read_text())["env"]["git_commit"] == "bbb222"
-    again = run_bench([*args, "--refresh"], env={"BENCH_GIT_COMMIT": "bbb222"})
+    again = run("bbb222", "--refresh")
     assert "0 to run, 1 finished before" in again.stdout and "trains it again" not in again.stdout, again.stderr
     record = json.loads(path.read_text())
     record["env"]["device_name"] = "Another CPU"  # as if made on another machine with the same code
     path.write_text(json.dumps(record))
-    elsewhere = run_bench([*args, "--refresh"], env={"BENCH_GIT_COMMIT": "bbb222"})
+    elsewhere = run("bbb222", "--refresh")
     assert "1 to run, 0 finished before" in elsewhere.stdout, elsewhere.stderr
-    dirty = run_bench([*args, "--refresh"], env={"BENCH_GIT_COMMIT": "bbb222-dirty"})
+    dirty = run("bbb222-dirty", "--refresh")
     assert "1 to run, 0 finished before" in dirty.stdout, dirty.stderr  # uncommitted code matches nothing
-    both = run_bench([*args, "--refresh", "--force"])
+    both = run("bbb222", "--refresh", "--force")
     assert both.returncode == 2 and "not allowed with argument" in both.stderr

@@ -5,7 +5,7 @@ import pytest
 
 from bench import Method, register_method
 from bench.registry import FAMILIES, METHODS, ParameterError, UnknownMethodError, select
-from conftest import ROOT, make_distribution, run_bench
+from conftest import ROOT, make_distribution
 
 
 def test_builtin_methods_are_registered():
@@ -43,7 +43,7 @@ def test_parameters_are_checked_by_name_and_type():
         cls.build({"sparsity": "high"})
 
 
-def test_entry_point_plugin_is_discovered(tmp_path):
+def test_entry_point_plugin_is_discovered(tmp_path, plugins):
     code = '''
         from bench import Method, register_method
 
@@ -55,12 +55,8 @@ def test_entry_point_plugin_is_discovered(tmp_path):
             def run(self, ctx):
                 return ctx.pretrained()
     '''
-    site = make_distribution(tmp_path, "fake_plugin", code, {"fake-prune": "fake_plugin"})
-    probe = ("from bench import registry; print(registry.select('fake-*'), "
-             "registry.METHODS['fake-prune'].parameters())")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
-                         env={"PYTHONPATH": f"{site}:{ROOT}", "PATH": ""}, check=True).stdout
-    assert out.strip() == "['fake-prune'] {'amount': 0.3}"
+    plugins(make_distribution(tmp_path, "fake_plugin", code, {"fake-prune": "fake_plugin"}))
+    assert select("fake-*") == ["fake-prune"] and METHODS["fake-prune"].parameters() == {"amount": 0.3}
 
 
 def test_set_values_are_read_as_yaml_scalars():
@@ -91,25 +87,12 @@ def test_the_catalog_read_from_source_matches_the_imported_plugins():
 
 
 def test_listing_and_help_import_neither_torch_nor_the_plugins():
-    import subprocess
-    import sys
-
     code = ("import sys; from bench.cli import main; main(['list', 'methods']); main(['list', 'suites']); "
             "assert 'torch' not in sys.modules, 'torch was imported'; "
             "assert not any(m.startswith('methods.') for m in sys.modules), 'a plugin was imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "magnitude" in proc.stdout and "(swept: sparsity)" in proc.stdout and "mnist" in proc.stdout
-
-
-def test_list_check_imports_the_plugins_and_shows_broken_ones(tmp_path):
-    site = make_distribution(tmp_path, "broken_plugin", "import no_such_module_anywhere\n", {"broken": "broken_plugin"})
-    make_distribution(site, "typo_plugin", "def run(:\n", {"typo": "typo_plugin"})
-    proc = run_bench(["list", "methods", "--check"], pythonpath=[site])
-    assert proc.returncode == 0, proc.stderr
-    assert "FAILED TO IMPORT" in proc.stdout and "no_such_module_anywhere" in proc.stdout
-    fast = run_bench(["list", "methods"], pythonpath=[site])
-    assert fast.returncode == 0 and "UNREADABLE: SyntaxError" in fast.stdout  # read, not imported
 
 
 THIRD_PARTY = '''
@@ -138,12 +121,12 @@ class TernaryFinetuned(Ternary):
 '''
 
 
-def test_the_catalog_reads_annotated_class_attributes_and_modules_with_several_methods(tmp_path):
+def test_the_catalog_reads_annotated_class_attributes_and_modules_with_several_methods(tmp_path, plugins, bench):
     """A plugin may write `family: ClassVar[str] = ...` as bench.registry.Method does, and one
     module may register methods under names other than its entry point's."""
-    site = make_distribution(tmp_path, "ternary_pkg", THIRD_PARTY, {"ternary-methods": "ternary_pkg"})
-    fast = run_bench(["list", "methods"], pythonpath=[site])
-    checked = run_bench(["list", "methods", "--check"], pythonpath=[site])
+    plugins(make_distribution(tmp_path, "ternary_pkg", THIRD_PARTY, {"ternary-methods": "ternary_pkg"}))
+    fast = bench(["list", "methods"])
+    checked = bench(["list", "methods", "--check"])
     for proc in (fast, checked):
         assert proc.returncode == 0, proc.stderr
         assert "UNREADABLE" not in proc.stdout and "FAILED" not in proc.stdout

@@ -1,5 +1,6 @@
 """The training loop's fast-path options: bf16 autocast, torch.compile, channels-last layout."""
 
+import pytest
 import torch
 
 from bench.train import fit
@@ -40,6 +41,7 @@ def test_models_and_batches_are_channels_last(make_context):
     assert ctx.preprocess.augment(x, torch.Generator()).is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.stack
 def test_compiled_training_matches_eager_and_reports_compile_time(make_context):
     ctx = make_context("mlp", limit_train=1024)
     eager, compiled = ctx.new_model(), ctx.new_model()
