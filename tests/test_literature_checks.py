@@ -23,10 +23,10 @@ ONE_SHOT_80 = [  # sparsegpt leads by 2 pts without fine-tuning, by 0.1 with it
 def write_table(results: Path, rows: list[tuple], suite: str = "mlp", machines: list[str] | None = None,
                 **columns: list[float]) -> None:
     """A leaderboard.csv of (method, setting, mean, std, seeds) rows, in the table the suite's
-    checks read; `columns` adds per-row columns (compression_x)."""
+    checks read; `columns` adds per-row columns (size_KiB, compression_x, flops)."""
     table = pd.DataFrame(rows, columns=["method", "setting", "accuracy_mean_%", "accuracy_std_%", "seeds"])
     table["data_source"], table["device"] = checks.SUITES[suite]
-    table["compression_x"] = 1.0
+    table["size_KiB"], table["compression_x"], table["flops_M"], table["flops_effective_M"] = 100.0, 1.0, 1.0, 1.0
     for name, values in columns.items():
         table[name] = values
     if machines:
@@ -109,6 +109,43 @@ def test_deep_compression_is_taken_at_the_target_compression_not_the_best_accura
     v = verdicts(tmp_path)[("Deep Compression error at 39-40x = published ± 0.5", "mlp")]
     assert "3.00% error (n=3) at 45x (sparsity=0.92)" in v.measured
     assert v.estimate == pytest.approx(3.00 - 1.58) and v.verdict == "miss"
+
+
+def test_cifar_prints_no_rows_until_its_rows_exist(tmp_path):
+    write_table(tmp_path, [("dense", "-", 98.30, 0.02, 3)])
+    v = checks.run(tmp_path)
+    cifar = [x for x in v if x.suite == "cifar"]
+    assert len(cifar) == 8 and all(x.verdict == "no rows" for x in cifar)
+    assert any(x.suite == "mnist" and x.verdict == "no rows" for x in v)  # no leaderboard at all
+    # today's cifar table: dense, deep-compression and filter-l1 at one seed, nothing to compare
+    write_table(tmp_path, [("dense", "-", 87.99, 0.0, 1), ("filter-l1", "ratio=0.5", 83.43, 0.0, 1),
+                           ("deep-compression", "sparsity=0.9", 84.16, 0.0, 1)], suite="cifar")
+    assert all(x.verdict == "no rows" for x in checks.run(tmp_path) if x.suite == "cifar")
+    assert any("cifar" in line and "kd > student" in line and line.rstrip(" |").endswith("no rows")
+               for line in checks.table(v).splitlines())
+
+
+def test_cifar_checks_run_once_rows_exist(tmp_path):
+    """filter-l1 (20 MFLOPs) meets the least sparse magnitude row within its FLOPs (90%: 12),
+    not the closer-in-accuracy 50% row (41 MFLOPs); Deep Compression's size is a plain ratio."""
+    rows = [("dense", "-", 88.0, 0.1, 3), ("filter-l1", "ratio=0.5", 84.0, 0.1, 3),
+            ("magnitude", "scope=global, sparsity=0.5", 88.0, 0.1, 3),
+            ("magnitude", "scope=global, sparsity=0.9", 86.0, 0.1, 3),
+            ("magnitude", "scope=global, sparsity=0.95", 83.0, 0.1, 3),
+            ("random", "sparsity=0.9", 70.0, 0.1, 3), ("deep-compression", "sparsity=0.9", 85.5, 0.1, 3),
+            ("lottery", "reinit=False, rounds=2, sparsity=0.9", 86.0, 1.0, 1)]
+    write_table(tmp_path, rows, suite="cifar", flops_M=[81.6, 20.6, 81.6, 81.6, 81.6, 81.6, 81.6, 81.6],
+                flops_effective_M=[81.6, 20.6, 41.0, 12.0, 7.0, 8.0, 12.0, 12.0],
+                size_KiB=[1107.0, 308.0, 600.0, 140.0, 80.0, 140.0, 40.0, 140.0])
+    v = verdicts(tmp_path)
+    structured = v[("magnitude > filter-l1 at no more FLOPs", "cifar")]
+    assert structured.measured.endswith("(magnitude at sparsity=0.9)")
+    assert structured.estimate == pytest.approx(2.0) and structured.verdict == "pass"
+    assert v[("magnitude > random at 90%", "cifar")].verdict == "pass"
+    assert v[("magnitude at 50% = dense ± 0.5", "cifar")].verdict == "pass"
+    size = v[("Deep Compression at 90% >= 3x smaller than magnitude at 90%", "cifar")]
+    assert size.estimate == pytest.approx(3.5) and size.verdict == "pass" and size.p is None
+    assert v[("lottery > reinit control at 90%", "cifar")].verdict == "no rows"  # no control yet
 
 
 def test_one_seed_cannot_decide(tmp_path):
