@@ -465,7 +465,7 @@ def estimate_text(v: Verdict) -> str:
 
 def test_text(v: Verdict) -> str:
     low, high = v.region
-    text = {"superiority": "d > 0", "non-inferiority": f"d > {low:g}", "equivalence": f"|d| < {high:g} (TOST)",
+    text = {"superiority": "d > 0", "non-inferiority": f"d > {low:g}", "equivalence": f"{low:g} < d < {high:g} (TOST)",
             "size": f"ratio >= {low:g}"}[v.kind]
     return text + (f", machines: {v.machine_margin:.1f} pts" if v.machine_margin else "")
 
