@@ -319,8 +319,10 @@ def test_max_group_splits_evenly(make_context):
 
 # -- the coordinator with real methods ------------------------------------------------------------
 
+# gating's gates are a submodule shared by two parametrizations, which functional_call alone
+# would leave swapped after the forward pass.
 METHOD_RUNS = [("magnitude", {"sparsity": 0.8}), ("random", {"sparsity": 0.5}), ("gmp", {"dt": 3, "sparsity": 0.8}),
-               ("l1", {"sparsity": 0.8}), ("dense-ft", {})]
+               ("l1", {"sparsity": 0.8}), ("dense-ft", {}), ("gating", {})]
 
 
 def method_job(make_context, name: str, params: dict, seed: int, logs: list[str] | None = None):
