@@ -25,6 +25,7 @@ import argparse
 import os
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -190,12 +191,11 @@ def main() -> None:
         times: dict[tuple[int, str], list[float | str]] = {}
         for _ in range(args.repeats):
             for k in ks:
-                times.setdefault((k, "alone"), []).append(time_alone(calls(suite, data, device, k, args.layout), device))
-                times.setdefault((k, "fused"), []).append(time_fused(calls(suite, data, device, k, args.layout),
-                                                                     device, keep_layout))
+                new_calls = partial(calls, suite, data, device, k, args.layout)
+                times.setdefault((k, "alone"), []).append(time_alone(new_calls(), device))
+                times.setdefault((k, "fused"), []).append(time_fused(new_calls(), device, keep_layout))
                 if args.cuda_graph and device.type == "cuda":
-                    times.setdefault((k, "graph"), []).append(time_graphed(calls(suite, data, device, k, args.layout),
-                                                                           device, keep_layout))
+                    times.setdefault((k, "graph"), []).append(time_graphed(new_calls(), device, keep_layout))
         for k in ks:
             alone = statistics.median(times[(k, "alone")])
             fused = statistics.median(times[(k, "fused")])
@@ -206,8 +206,8 @@ def main() -> None:
                 row.append(f"{alone / statistics.median(graphed):.2f}x" if graphed else times[(k, "graph")][0])
             rows.append(row)
         k = max(ks)
-        overheads.append([suite_name, k, *(f"{v:.0f}" for v in step_overheads(calls(suite, data, device, k, args.layout),
-                                                                              device).values())])
+        costs = step_overheads(calls(suite, data, device, k, args.layout), device)
+        overheads.append([suite_name, k, *(f"{v:.0f}" for v in costs.values())])
     headers = ["suite", "model", "precision", "K", "alone epochs/s", "fused epochs/s", "fused / alone"]
     if args.cuda_graph and device.type == "cuda":
         headers.append("graphed / alone")
