@@ -19,7 +19,7 @@ from bench import layerwise
 from bench.data import Dataset, Preprocess
 from bench.models import build_model
 from bench.suite import Budget, ModelSpec, Suite
-from bench.train import Hook, LossFn, fit
+from bench.train import Hook, LossFn, TrainResult, fit
 from bench.train import evaluate as _evaluate
 
 
@@ -48,6 +48,9 @@ class Context:
         self._used_pretrained = False
         self._previous: nn.Module | None = None
         self._generator = torch.Generator(device=device).manual_seed(seed)
+        # The training loop: bench.train.fit, or a bench.fused.Coordinator's fit, which trains
+        # this run's calls fused with other runs' (its signature and results are fit's).
+        self.fit: Callable[..., TrainResult] = fit
 
     # -- models -------------------------------------------------------------------------------
     def new_model(self, seed: int | None = None) -> nn.Module:
@@ -105,11 +108,11 @@ class Context:
         and after_step(model, step) run around each optimizer step. `precision` overrides the
         suite's, for models that cannot train in it (fake quantization takes fp32 only)."""
         budget = self.budget if precision is None else dataclasses.replace(self.budget, precision=precision)
-        result = fit(model, self.data.train, self.preprocess, budget, epochs=epochs,
-                     lr=self.budget.lr if lr is None else lr, generator=self._generator,
-                     loss_fn=loss_fn, after_backward=after_backward, after_step=after_step,
-                     optimizer=optimizer, log=self.log, compile=self.compile,
-                     between_steps=self._between_steps)
+        result = self.fit(model, self.data.train, self.preprocess, budget, epochs=epochs,
+                          lr=self.budget.lr if lr is None else lr, generator=self._generator,
+                          loss_fn=loss_fn, after_backward=after_backward, after_step=after_step,
+                          optimizer=optimizer, log=self.log, compile=self.compile,
+                          between_steps=self._between_steps)
         self.train_epochs += epochs
         self.train_time_s += result.seconds
         self.compile_time_s += result.compile_seconds
@@ -169,9 +172,9 @@ def train_dense(ctx: Context, checkpoint: Path | None = None) -> DenseWeights:
             "shared by every method of this seed")
     model = ctx.new_model()
     g = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-    result = fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=ctx.budget.epochs,
-                 lr=ctx.budget.lr, generator=g, log=ctx.log, compile=ctx.compile,
-                 between_steps=ctx._between_steps, checkpoint=checkpoint)
+    result = ctx.fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=ctx.budget.epochs,
+                     lr=ctx.budget.lr, generator=g, log=ctx.log, compile=ctx.compile,
+                     between_steps=ctx._between_steps, checkpoint=checkpoint)
     meta = {"epochs": ctx.budget.epochs, "seconds": result.seconds,
             "compile_seconds": result.compile_seconds,
             "accuracy": _evaluate(model, ctx.data.test, ctx.preprocess)}

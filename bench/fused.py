@@ -1,0 +1,787 @@
+"""Fused training: compatible `fit` calls train as one model, each run keeping its own everything.
+
+Several runs of a suite train the same small architecture on the same schedule; one at a time
+they leave a GPU mostly idle. Fused (horizontal fusion, as in HFTA, Wang et al. 2021), K runs'
+weights are stacked along a new leading dimension and one forward and backward pass under
+`torch.func.vmap(functional_call)` trains them all: batched matmuls, grouped convolutions and
+per-run BatchNorm statistics, K times the work per kernel.
+
+Fusion is an execution detail, invisible to methods:
+- each run's nn.Parameter and buffer objects stay its own (its optimizer, schedule, hooks and
+  masks act on them unchanged); only their storage becomes a view of the stacked tensor, and it
+  is given back as each run's own storage when the run leaves the group;
+- each run draws its own batches and augmentation from its own generator exactly as `fit` does,
+  computes its own loss (any loss_fn) on its slice of the output, and takes its own optimizer
+  and schedule steps and hooks, in `fit`'s order;
+- a hook may change a model's structure (gmp prunes mid-training: weight becomes weight_orig
+  and a weight_mask buffer): a cheap per-step fingerprint notices, and the runs are re-stacked
+  by structure, so that runs which differ train as separate stacks in the same loop;
+- a run that fails (non-finite epoch loss, a raising hook) leaves with its own exception; the
+  others go on unchanged, since no computation mixes the runs' slices.
+
+A call that cannot fuse gets `NotFusable` with the reason, and the caller trains it with `fit`:
+torch.compile or a checkpoint, an exported graph module (PT2E QAT), a model whose forward pass
+vmap cannot run (a custom autograd.Function without a vmap rule, random draws such as dropout,
+which would leave the run's own random stream) or that gives other outputs under vmap, forward
+hooks other than pruning masks, or no other call to fuse with.
+
+`Coordinator` runs K method runs in K threads, one at a time, and trains the `fit` calls they
+make together, so that method code needs no change (see its docstring).
+
+Costs (benchmarks/fused_throughput.py): the gain must come from GPUs. On the development CPU,
+one thread, fused LeNet-300-100 ran at 0.77x the epochs per second of one at a time for K=1,
+~1.0x for K=2 and 4, 1.18x for K=8; LeNet-5 at 0.64-0.75x, partly because vmap's max_pool2d
+rule folds the model dimension into the batch, which copies channels-last activations into
+NCHW, where CPU pooling is 7x slower. What fusion adds per step is small next to that: the
+per-run optimizer steps cost what one foreach step over all runs' tensors does (within 10% on
+the CPU), and the structural check of a run with hooks ~1 us per tensor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+from torch.nn.utils import prune
+
+from bench.data import Preprocess, Split
+from bench.suite import Budget
+from bench.train import DivergedError, Hook, LossFn, TrainResult, fit, make_optimizer, make_schedule
+
+T = TypeVar("T")
+
+
+class NotFusable(Exception):
+    """The call cannot train fused; the message says why. Train it alone with `fit`."""
+
+
+@dataclass
+class FusedResult(TrainResult):
+    """`fit`'s result for a run trained fused. `seconds` is the run's share of the group's wall
+    time: each step's time divided by the runs that took it, so the shares of a group add up to
+    its wall time and a run's cost falls as K grows."""
+
+    fused_with: int  # runs trained together, this one included
+    group_seconds: float  # the group's wall time while this run was in it
+
+
+class RandomState:
+    """torch's global random state (CPU, and every CUDA device when CUDA is available): one
+    run's stream, put aside while other runs use the global generator."""
+
+    def __init__(self) -> None:
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+    def save(self) -> None:
+        """Take the global state as this run's (it advanced while the run used it)."""
+        self.cpu = torch.get_rng_state()
+        if self.cuda is not None:
+            self.cuda = torch.cuda.get_rng_state_all()
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+
+
+@contextmanager
+def _own_random(state: RandomState | None) -> Iterator[None]:
+    """Let a run's code draw from its own global random stream, then put the caller's back."""
+    if state is None:
+        yield
+        return
+    outer = RandomState()
+    state.restore()
+    try:
+        yield
+    finally:
+        state.save()
+        outer.restore()
+
+
+@dataclass
+class FitCall:
+    """One `fit` call's arguments, plus the calling run's global random state (set by the
+    Coordinator: the run's loss and hooks then draw from its own stream)."""
+
+    model: nn.Module
+    data: Split
+    preprocess: Preprocess
+    budget: Budget
+    epochs: int
+    lr: float
+    generator: torch.Generator
+    loss_fn: LossFn | None = None
+    after_backward: Hook | None = None
+    after_step: Hook | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    log: Callable[[str], None] = print
+    compile: str | None = None
+    between_steps: Callable[[], None] | None = None
+    checkpoint: Path | None = None
+    random_state: RandomState | None = None
+
+    @classmethod
+    def bind(cls, *args: Any, **kwargs: Any) -> FitCall:
+        """A call from `fit`'s own arguments (TypeError as `fit` would raise)."""
+        return cls(**inspect.signature(fit).bind(*args, **kwargs).arguments)
+
+    def fit_alone(self) -> TrainResult:
+        with _own_random(self.random_state):
+            return fit(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                          if f.name != "random_state"})
+
+
+# -- what may fuse with what --------------------------------------------------------------------
+
+def _pruning_hooks(model: nn.Module) -> list[tuple[nn.Module, prune.BasePruningMethod]]:
+    return [(m, h) for m in model.modules() for h in m._forward_pre_hooks.values()
+            if isinstance(h, prune.BasePruningMethod)]
+
+
+def _plain_attributes(module: nn.Module) -> tuple:
+    """A module's public scalar settings (a conv's stride, a quantizer's bits): the same
+    parameter shapes can still compute different functions."""
+    simple = (bool, int, float, str, type(None))
+    return tuple(sorted((k, v) for k, v in vars(module).items()
+                        if not k.startswith("_") and k != "training"
+                        and (isinstance(v, simple) or isinstance(v, tuple) and all(isinstance(e, simple) for e in v))))
+
+
+def _signature(model: nn.Module) -> tuple:
+    """What must be equal for two models to share one vmapped forward: module types (by name:
+    parametrize makes a class per module) and settings, pruning hooks, and every parameter's
+    and buffer's name, shape, dtype and device (not its layout: each run gets its own back)."""
+    modules = tuple((name, f"{type(m).__module__}.{type(m).__qualname__}", _plain_attributes(m),
+                     tuple((type(h).__qualname__, getattr(h, "_tensor_name", None))
+                           for h in m._forward_pre_hooks.values()))
+                    for name, m in model.named_modules())
+    params = tuple((n, tuple(p.shape), p.dtype, p.device, p.requires_grad) for n, p in model.named_parameters())
+    buffers = tuple((n, tuple(b.shape), b.dtype, b.device) for n, b in model.named_buffers())
+    return modules, params, buffers
+
+
+def _alone_reason(call: FitCall) -> str | None:
+    """Why `call` cannot fuse with any call, judged without running anything; None if it may."""
+    if call.compile:
+        return f"compile={call.compile!r}: torch.compile compiles one model's forward pass"
+    if call.checkpoint is not None:
+        return "a checkpointed training saves and resumes one model's state"
+    if isinstance(call.model, torch.fx.GraphModule):
+        return "an exported graph module (torch.export, PT2E QAT) runs its own graph, not a module tree"
+    if not any(p.requires_grad for p in call.model.parameters()):
+        return "the model has no trainable parameters"
+    for name, m in call.model.named_modules():
+        extra = [h for h in m._forward_pre_hooks.values() if not isinstance(h, prune.BasePruningMethod)]
+        if extra or m._forward_hooks or m._backward_hooks or m._backward_pre_hooks:
+            return (f"module '{name or type(m).__name__}' has forward or backward hooks (other than "
+                    "pruning masks), which one fused forward pass would call once for every run")
+    return None
+
+
+def _compatibility(call: FitCall) -> tuple:
+    """Calls with equal keys can train in lockstep: same architecture, epochs, steps per
+    epoch, batch size, optimizer kind, precision, device and input shape."""
+    bs = min(call.budget.batch_size, len(call.data))
+    kind = type(call.optimizer).__name__ if call.optimizer is not None else call.budget.optimizer
+    return (_signature(call.model), call.epochs, len(call.data) // bs, bs, kind, call.budget.precision,
+            call.data.x.device, tuple(call.data.x.shape[1:]), call.data.x.dtype)
+
+
+def _plan(calls: list[FitCall]) -> tuple[list[list[int]], dict[int, str]]:
+    """Indices of calls that may train together (groups of 2 or more, before probing), and why
+    each other call trains alone."""
+    reasons: dict[int, str] = {}
+    seen_models: set[int] = set()
+    seen_tensors: set[int] = set()
+    seen_generators: set[int] = set()
+    keys: dict[tuple, list[int]] = {}
+    for i, call in enumerate(calls):
+        reason = _alone_reason(call)
+        tensors = {id(t) for t in (*call.model.parameters(), *call.model.buffers())}
+        if reason is None and (id(call.model) in seen_models or tensors & seen_tensors):
+            reason = "its model (or some of its tensors) is also trained by another call"
+        if reason is None and id(call.generator) in seen_generators:
+            reason = "it shares its random generator with another call, so their batches would interleave"
+        if reason is not None:
+            reasons[i] = reason
+            continue
+        seen_models.add(id(call.model))
+        seen_tensors |= tensors
+        seen_generators.add(id(call.generator))
+        keys.setdefault(_compatibility(call), []).append(i)
+    groups = []
+    for members in keys.values():
+        if len(members) == 1:
+            reasons[members[0]] = ("no other call has the same architecture (pruning masks included), epochs, "
+                                   "steps per epoch, batch size, optimizer kind, precision and device")
+        else:
+            groups.append(members)
+    return groups, reasons
+
+
+def _split(members: list[T], max_group: int | None) -> list[list[T]]:
+    """`members` in consecutive chunks of at most max_group, as even as possible."""
+    if max_group is None or len(members) <= max_group:
+        return [members]
+    n = math.ceil(len(members) / max_group)
+    size, extra = divmod(len(members), n)
+    chunks, start = [], 0
+    for c in range(n):
+        end = start + size + (c < extra)
+        chunks.append(members[start:end])
+        start = end
+    return chunks
+
+
+# -- the fused forward pass ---------------------------------------------------------------------
+
+def _tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    return dict(model.named_parameters()), dict(model.named_buffers())
+
+
+def _stack(tensors: list[torch.Tensor], keep_layout: bool = True) -> torch.Tensor:
+    """[K, ...] whose slices keep the first tensor's memory layout (channels-last weights and
+    images stay channels-last, so grouped convolutions see the layout the model was built in),
+    or are contiguous (NCHW) with keep_layout=False."""
+    first = tensors[0]
+    like = torch.empty_like(first) if keep_layout else torch.empty(first.shape, dtype=first.dtype, device=first.device)
+    out = torch.empty_strided((len(tensors), *like.shape), (like.numel(), *like.stride()),
+                              dtype=like.dtype, device=like.device)
+    return torch.stack([t.detach() for t in tensors], out=out)
+
+
+def _functional_forward(template: nn.Module, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+    return functional_call(template, (params, buffers), (x,))
+
+
+class _Holdings:
+    """Where models keep their tensors (every module's parameter and buffer dicts) and the
+    masked weights their pruning hooks store: what a functional call on substitutes must leave
+    as it found it. functional_call puts a model's tensors back itself, except where a submodule
+    is shared: gating's gates serve a layer's weight and bias parametrizations, and with
+    tie_weights the substitute is swapped in through both paths and left behind by one of them
+    (a vmapped tensor escaping vmap, or a probe's copy silently taking a parameter's place).
+    Built once per stack: walking a ResNet-20's modules every step would cost ~0.3 ms."""
+
+    def __init__(self, models: list[nn.Module]):
+        self.dicts = [d for model in models for m in model.modules() for d in (m._parameters, m._buffers) if d]
+        self.hooks = [pair for model in models for pair in _pruning_hooks(model)]
+
+    @contextmanager
+    def kept(self) -> Iterator[None]:
+        dicts = [(d, dict(d)) for d in self.dicts]
+        masked = [(m, h._tensor_name, getattr(m, h._tensor_name, None)) for m, h in self.hooks]
+        try:
+            yield
+        finally:
+            for d, items in dicts:
+                d.update(items)
+            for m, name, value in masked:
+                setattr(m, name, value)
+
+
+def _fused_forward(template: nn.Module, params: dict, buffers: dict, x: torch.Tensor,
+                   holdings: _Holdings | None = None) -> torch.Tensor:
+    """One forward of the K stacked models on x [K, B, ...] -> [K, B, ...], the template's
+    tensors left in place (`holdings`: the template's, if already known). Random draws raise
+    (randomness="error"): a fused run must not draw from a stream that is not its own."""
+    with (holdings or _Holdings([template])).kept():
+        return vmap(partial(_functional_forward, template), randomness="error")(params, buffers, x)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+def _probe_input(call: FitCall) -> torch.Tensor:
+    n = min(4, len(call.data))
+    return call.preprocess.normalize(call.data.x[:n])
+
+
+def _cloned(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    params, buffers = _tensors(model)
+    return ({n: p.detach().clone().requires_grad_(p.requires_grad) for n, p in params.items()},
+            {n: b.detach().clone() for n, b in buffers.items()})
+
+
+def _probe(calls: list[FitCall]) -> tuple[list[list[int]], dict[int, str]]:
+    """Try the fused forward and backward on copies of the calls' tensors with a few images,
+    in fp32: which calls fuse, in groups that give each run the outputs its own model gives, and
+    why the others do not. The models, their tensors, generators and torch's random state are
+    left as they were (pruning hooks' masked weights included)."""
+    reasons: dict[int, str] = {}
+    own: dict[int, torch.Tensor] = {}
+    with torch.random.fork_rng(devices=[]), torch.enable_grad(), _Holdings([c.model for c in calls]).kept():
+        for i, call in enumerate(calls):
+            call.model.train()  # as fit trains it
+            x = _probe_input(call)
+            try:
+                own[i] = functional_call(call.model, _cloned(call.model), (x,)).detach()
+                params, buffers = _cloned(call.model)
+                stacked = ({n: _stack([p]).requires_grad_(p.requires_grad) for n, p in params.items()},
+                           {n: _stack([b]) for n, b in buffers.items()})
+                _fused_forward(call.model, *stacked, _stack([x])).float().sum().backward()
+            except Exception as e:  # noqa: BLE001 - any failure means: train alone, and say why
+                reasons[i] = f"its model cannot train under torch.func.vmap: {_first_line(e)}"
+        groups, pending = [], [i for i in range(len(calls)) if i not in reasons]
+        alone = "no other call computes the same function of its weights (a setting outside them differs)"
+        while len(pending) > 1:  # runs that differ from the template try again among themselves
+            clones = [_cloned(calls[i].model) for i in pending]
+            params = {n: _stack([c[0][n] for c in clones]) for n in clones[0][0]}
+            buffers = {n: _stack([c[1][n] for c in clones]) for n in clones[0][1]}
+            x = _stack([_probe_input(calls[i]) for i in pending])
+            try:
+                out = _fused_forward(calls[pending[0]].model, params, buffers, x).detach()
+            except Exception as e:  # noqa: BLE001
+                reasons.update({i: f"its model cannot train fused: {_first_line(e)}" for i in pending})
+                return groups, reasons
+            same = [i for k, i in enumerate(pending)
+                    if torch.allclose(out[k], own[i], rtol=1e-3, atol=1e-3 * max(1.0, own[i].abs().max().item()),
+                                      equal_nan=True)]
+            if pending[0] not in same:
+                reasons[pending[0]] = "its forward pass under vmap differs from its own forward pass"
+            elif len(same) == 1:
+                reasons[pending[0]] = alone
+            else:
+                groups.append(same)
+            pending = [i for i in pending[1:] if i not in same]
+        reasons.update({i: alone for i in pending})
+    return groups, reasons
+
+
+# -- fused training -----------------------------------------------------------------------------
+
+class _Run:
+    """One call's training state, as `fit` keeps it."""
+
+    def __init__(self, call: FitCall, fused_with: int):
+        self.call = call
+        budget = call.budget
+        self.bs = min(budget.batch_size, len(call.data))
+        self.steps_per_epoch = len(call.data) // self.bs
+        device = call.data.x.device
+        self.opt = call.optimizer or make_optimizer(call.model.parameters(), budget, call.lr, device)
+        self.schedule = make_schedule(self.opt, budget, max(call.epochs * self.steps_per_epoch, 1),
+                                      self.steps_per_epoch)
+        self.loss_fn = call.loss_fn or partial(_cross_entropy, label_smoothing=budget.label_smoothing)
+        # Python code of the run's own that may draw random numbers or change the model.
+        self.has_code = any(f is not None for f in (call.loss_fn, call.after_backward, call.after_step))
+        self.fused_with = fused_with
+        self.step = 0
+        self.seconds = 0.0
+        self.start = time.perf_counter()
+        self.result: TrainResult | BaseException | None = None
+        self.order = self.loss_sum = self.correct = None
+        self.epoch_lr = float("nan")
+        self.epoch_start = 0.0
+        self.loss_value = self.accuracy = float("nan")
+        self.layouts: dict[str, tuple[int, ...]] = {}  # each tensor's strides before stacking, by name
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read which tensors the model holds (after stacking or a structural change)."""
+        model = self.call.model
+        self.params, self.buffers = _tensors(model)
+        self.prune_hooks = _pruning_hooks(model)
+        self.dicts = [d for m in model.modules() for d in (m._parameters, m._buffers)]
+        self.fingerprint = self._fingerprint()
+
+    def _fingerprint(self) -> list[tuple[str, int, int]]:
+        """Which tensor objects the modules hold, under which names, and where their storage is:
+        it changes when a hook replaces a tensor (or its .data) or changes the model's structure
+        (pruning renames weight to weight_orig and adds a mask; a module gaining a tensor holds
+        it in a dict that was empty). About 1 us per tensor, paid by runs with hooks only."""
+        return [(k, id(t), t.data_ptr()) for d in self.dicts for k, t in d.items() if t is not None]
+
+    def changed(self) -> bool:
+        return self._fingerprint() != self.fingerprint
+
+    def mask_weights(self) -> None:
+        """Recompute the masked weights that pruning hooks keep on the modules, as the run's own
+        forward pass would have left them (the fused forward sets them on the template only)."""
+        for m, h in self.prune_hooks:
+            setattr(m, h._tensor_name, h.apply_mask(m))
+
+    def unstack(self) -> None:
+        """Give every tensor its own storage again, in the layout it had before stacking."""
+        with torch.no_grad():
+            for name, t in (*self.params.items(), *self.buffers.items()):
+                stride = self.layouts.get(name, t.stride())
+                t.data = torch.empty_strided(t.shape, stride, dtype=t.dtype, device=t.device).copy_(t)
+        self.mask_weights()
+
+
+def _checked(loss: torch.Tensor) -> torch.Tensor:
+    """The errors `loss.backward()` would raise in `fit`, raised for this run alone."""
+    if loss.dim() != 0:
+        raise RuntimeError("grad can be implicitly created only for scalar outputs")
+    if not loss.requires_grad:
+        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+    return loss
+
+
+def _cross_entropy(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor, *,  # noqa: ARG001 - loss_fn's signature
+                   label_smoothing: float) -> torch.Tensor:
+    return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+
+
+class _Stack:
+    """Runs with one model structure, their tensors stacked: the template's module code runs
+    the forward pass with every run's tensors."""
+
+    def __init__(self, runs: list[_Run], keep_layout: bool):
+        self.runs = runs
+        self.keep_layout = keep_layout
+        self.template = runs[0].call.model
+        self.holdings = _Holdings([self.template])
+        self.signature = _signature(self.template)
+        self.params = {n: _stack([r.params[n] for r in runs], keep_layout).requires_grad_(p.requires_grad)
+                       for n, p in runs[0].params.items()}
+        self.buffers = {n: _stack([r.buffers[n] for r in runs], keep_layout) for n in runs[0].buffers}
+        for k, run in enumerate(runs):
+            self.adopt(k, run)
+            run.refresh()
+
+    def adopt(self, k: int, run: _Run) -> None:
+        """Make the run's tensors views of slice k, copying in any that are not yet."""
+        with torch.no_grad():
+            for stacked, own in ((self.params, run.params), (self.buffers, run.buffers)):
+                for name, t in own.items():
+                    view = stacked[name].detach()[k]
+                    if t.data_ptr() != view.data_ptr():
+                        run.layouts.setdefault(name, t.stride())
+                        view.copy_(t)
+                        t.data = view
+
+
+class _Group:
+    """Calls that train in lockstep (same epochs, steps and batch size), as one or more stacks."""
+
+    def __init__(self, calls: list[FitCall], keep_layout: bool):
+        self.runs = [_Run(c, len(calls)) for c in calls]
+        self.keep_layout = keep_layout
+        first = calls[0]
+        self.device = first.data.x.device
+        self.autocast_bf16 = first.budget.precision == "bf16"
+        self.epochs = first.epochs
+        self.steps_per_epoch = self.runs[0].steps_per_epoch
+        self.stacks: list[_Stack] = []
+        self.restack = True
+        self.clock = time.perf_counter()
+
+    def live(self) -> list[_Run]:
+        return [r for r in self.runs if r.result is None]
+
+    def fail(self, run: _Run, error: BaseException) -> None:
+        if isinstance(error, KeyboardInterrupt):
+            raise error
+        run.result = error
+        run.unstack()
+        run.call.model.zero_grad(set_to_none=True)
+        self.restack = True
+
+    def charge(self) -> None:
+        """Share the wall time since the last charge among the runs that were training."""
+        now = time.perf_counter()
+        live = self.live()
+        for r in live:
+            r.seconds += (now - self.clock) / len(live)
+        self.clock = now
+
+    def build_stacks(self) -> None:
+        by_signature: dict[tuple, list[_Run]] = {}
+        for r in self.live():
+            r.refresh()
+            by_signature.setdefault(_signature(r.call.model), []).append(r)
+        self.stacks = [_Stack(runs, self.keep_layout) for runs in by_signature.values()]
+        self.restack = False
+
+    def train(self) -> None:
+        for epoch in range(1, self.epochs + 1):
+            if not self.live():
+                break
+            for r in self.live():
+                r.call.model.train()
+                r.epoch_start, r.epoch_lr = time.perf_counter(), r.opt.param_groups[0]["lr"]
+                r.order = torch.randperm(len(r.call.data), device=self.device, generator=r.call.generator)
+                r.loss_sum = torch.zeros((), device=self.device)
+                r.correct = torch.zeros((), device=self.device, dtype=torch.long)
+            for i in range(self.steps_per_epoch):
+                if self.restack:
+                    self.build_stacks()
+                for stack in self.stacks:
+                    self.step(stack, i)
+                self.charge()
+            for r in self.live():
+                self.end_epoch(r, epoch)
+            self.charge()
+        for r in self.live():
+            r.call.model.zero_grad(set_to_none=True)  # a returned model carries no gradient memory
+            r.unstack()
+            r.result = FusedResult(self.epochs, r.seconds, 0.0, r.loss_value, r.accuracy, r.fused_with,
+                                   time.perf_counter() - r.start)
+
+    def step(self, stack: _Stack, i: int) -> None:
+        """One step of `fit` for every run of the stack, the forward and backward pass fused.
+        A run that fails keeps its slice until the next step re-stacks; its output is unused."""
+        xs: list[torch.Tensor | None] = [None] * len(stack.runs)
+        ys: list[torch.Tensor | None] = [None] * len(stack.runs)
+        for k, r in enumerate(stack.runs):
+            c = r.call
+            try:
+                if c.between_steps is not None:
+                    c.between_steps()
+                idx = r.order[i * r.bs:(i + 1) * r.bs]
+                xs[k] = c.preprocess.augment(c.preprocess.normalize(c.data.x[idx]), c.generator)
+                ys[k] = c.data.y[idx]
+            except BaseException as e:  # noqa: BLE001 - the run's own error is its result
+                self.fail(r, e)
+        ok = [k for k, x in enumerate(xs) if x is not None]
+        if not ok:
+            return
+        x = _stack([xs[k] if xs[k] is not None else torch.zeros_like(xs[ok[0]]) for k in range(len(xs))],
+                   stack.keep_layout)
+        losses: dict[int, torch.Tensor] = {}
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            out = _fused_forward(stack.template, stack.params, stack.buffers, x, stack.holdings)
+            for k in ok:
+                r = stack.runs[k]
+                try:
+                    with _own_random(r.call.random_state if r.has_code else None):
+                        if r.has_code:
+                            r.mask_weights()
+                        losses[k] = _checked(r.loss_fn(out[k], ys[k], xs[k]))
+                except BaseException as e:  # noqa: BLE001
+                    self.fail(r, e)
+        for k in losses:
+            stack.runs[k].opt.zero_grad(set_to_none=True)
+        for p in stack.params.values():
+            p.grad = None
+        if losses:
+            sum(losses.values()).backward()
+        for k, loss in losses.items():
+            r, c = stack.runs[k], stack.runs[k].call
+            try:
+                for name, p in r.params.items():
+                    g = stack.params[name].grad
+                    if g is not None:  # the run's loss may also have reached p directly (l1, gates)
+                        p.grad = g[k] if p.grad is None else p.grad + g[k]
+                with _own_random(c.random_state if r.has_code else None):
+                    if c.after_backward is not None:
+                        c.after_backward(c.model, r.step)
+                    r.opt.step()
+                    r.schedule.step()
+                    if c.after_step is not None:
+                        c.after_step(c.model, r.step)
+            except BaseException as e:  # noqa: BLE001
+                self.fail(r, e)
+                continue
+            r.loss_sum += loss.detach()
+            r.correct += (out[k].detach().argmax(1) == ys[k]).sum()
+            r.step += 1
+            if r.has_code and r.changed():
+                self.readopt(stack, k, r)
+
+    def readopt(self, stack: _Stack, slot: int, run: _Run) -> None:
+        """A hook replaced tensors: copy them into the run's slice if the structure is the same,
+        else re-stack every run by structure before the next step."""
+        run.refresh()
+        if _signature(run.call.model) == stack.signature:
+            stack.adopt(slot, run)
+            run.refresh()
+        else:
+            self.restack = True
+
+    def end_epoch(self, r: _Run, epoch: int) -> None:
+        r.loss_value = (r.loss_sum / self.steps_per_epoch).item()
+        r.accuracy = r.correct.item() / (self.steps_per_epoch * r.bs)
+        if not math.isfinite(r.loss_value):
+            self.fail(r, DivergedError(f"training diverged at epoch {epoch}: loss is {r.loss_value}"))
+            return
+        others = len(self.live()) - 1
+        r.call.log(f"    epoch {epoch:>3}/{self.epochs}  loss {r.loss_value:.4f}  train acc {100 * r.accuracy:6.2f}%"
+                   f"  lr {r.epoch_lr:.2e}  {time.perf_counter() - r.epoch_start:5.1f}s"
+                   f"  (fused with {others} other run{'s' if others != 1 else ''})")
+
+
+def fit_group(calls: list[FitCall], max_group: int | None = None, *,
+              keep_layout: bool = True) -> list[TrainResult | BaseException]:
+    """Train the calls, those that can fuse in fused groups of at most `max_group`.
+
+    The stacked weights and images keep the models' memory layout (channels-last for the
+    harness's models: on this CPU the fused LeNet-5 step is 1.15x faster than stacked NCHW);
+    keep_layout=False stacks them NCHW, for devices whose grouped convolutions prefer it.
+
+    Returns, per call: a FusedResult; the run's own exception (DivergedError, or whatever its
+    hook raised), the others unaffected; or NotFusable, saying why the call must be trained
+    alone (it was not touched: `call.fit_alone()` trains it as `fit` would). Each fused run
+    logs a line saying with how many runs it trains, then `fit`'s per-epoch lines.
+    """
+    results: list[TrainResult | BaseException | None] = [None] * len(calls)
+    candidates, reasons = _plan(calls)
+    for members in candidates:
+        fusable, probe_reasons = _probe([calls[i] for i in members])
+        reasons.update({members[j]: reason for j, reason in probe_reasons.items()})
+        for found in fusable:
+            for chunk in _split([members[j] for j in found], max_group):
+                if len(chunk) == 1:
+                    reasons[chunk[0]] = f"no other fusable call was left for it (at most {max_group} per group)"
+                    continue
+                group = _Group([calls[i] for i in chunk], keep_layout)
+                for r in group.runs:
+                    r.call.log(f"    training fused with {len(chunk) - 1} other run(s)")
+                group.train()
+                for i, r in zip(chunk, group.runs):
+                    results[i] = r.result
+    for i, reason in reasons.items():
+        results[i] = NotFusable(reason)
+    return results  # type: ignore[return-value] - every entry is set
+
+
+# -- the coordinator ----------------------------------------------------------------------------
+
+class _Aborted(BaseException):
+    """Raised in a job's thread when the coordinator stops (KeyboardInterrupt)."""
+
+
+class Coordinator:
+    """Run method jobs in threads, one at a time, and train the `fit` calls they make fused.
+
+    `run(jobs)` gives each job a `fit` function to train with (e.g. set as `Context.fit`). Only
+    the thread holding the baton runs: a job runs until it calls that `fit` or ends, then hands
+    the baton to the next job that is ready. When every job is waiting in `fit` or done, the
+    waiting calls are trained with `fit_group` (those that cannot fuse alone with `fit`, their
+    log saying why) and the jobs resume in order. Jobs therefore never run concurrently: they are
+    as deterministic as one at a time, and a measurement taken in one is never disturbed by
+    another. torch's global random state is swapped at every hand-off (and around a run's own
+    code during fused training), so each job draws the stream it would draw alone, starting from
+    the state `run` was called in.
+    """
+
+    def __init__(self, max_group: int | None = None):
+        if max_group is not None and max_group < 1:
+            raise ValueError(f"max_group must be at least 1, got {max_group}")
+        self.max_group = max_group
+
+    def run(self, jobs: list[Callable[[Callable[..., TrainResult]], T]]) -> list[T | BaseException]:
+        """Each job's return value, or the exception it raised (SystemExit and DivergedError
+        included). A KeyboardInterrupt stops everything: it is raised here at once."""
+        self._cond = threading.Condition()
+        self._turn: int | None = None  # the job holding the baton; None: the coordinator
+        self._state = ["ready"] * len(jobs)  # ready, fit (waiting for its training), done
+        self._calls: dict[int, FitCall] = {}
+        self._answers: dict[int, TrainResult | BaseException] = {}
+        self._results: list[Any] = [None] * len(jobs)
+        self._random = [RandomState() for _ in jobs]
+        self._abort: BaseException | None = None
+        outer = RandomState()
+        threads = [threading.Thread(target=self._job, args=(j, job), daemon=True, name=f"fused-job-{j}")
+                   for j, job in enumerate(jobs)]
+        for t in threads:
+            t.start()
+        try:
+            while True:
+                with self._cond:
+                    self._pass_baton()
+                    self._cond.wait_for(lambda: self._turn is None or self._abort is not None)
+                    if self._abort is not None:
+                        raise self._abort
+                    if all(s == "done" for s in self._state):
+                        return self._results
+                    waiting = dict(self._calls)
+                    self._calls.clear()
+                self._train(waiting)
+                with self._cond:
+                    for j in waiting:
+                        self._state[j] = "ready"
+        except BaseException:
+            with self._cond:
+                self._abort = self._abort or KeyboardInterrupt()
+                self._cond.notify_all()
+            raise
+        finally:
+            outer.restore()
+
+    def _train(self, waiting: dict[int, FitCall]) -> None:
+        jobs = list(waiting)
+        try:
+            results = fit_group([waiting[j] for j in jobs], self.max_group)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001 - a fault of fusion fails the runs it trained, not the others
+            results = [e] * len(jobs)
+        for j, result in zip(jobs, results):
+            if isinstance(result, NotFusable):
+                call = waiting[j]
+                call.log(f"    training alone, not fused: {result}")
+                try:
+                    result = call.fit_alone()
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as e:  # noqa: BLE001 - the job's own error
+                    result = e
+            self._answers[j] = result
+
+    def _pass_baton(self) -> None:
+        """(Lock held.) The first ready job runs next; the coordinator if none is ready."""
+        self._turn = next((j for j, s in enumerate(self._state) if s == "ready"), None)
+        if self._turn is not None:
+            self._state[self._turn] = "running"
+        self._cond.notify_all()
+
+    def _wait_turn(self, j: int) -> None:
+        """(Lock held.) Wait for the baton; _Aborted if the coordinator stopped."""
+        self._cond.wait_for(lambda: self._turn == j or self._abort is not None)
+        if self._abort is not None:
+            raise _Aborted
+
+    def _job(self, j: int, job: Callable[[Callable[..., TrainResult]], Any]) -> None:
+        try:
+            with self._cond:
+                self._wait_turn(j)
+            self._random[j].restore()
+            result = job(partial(self._fit, j))
+        except _Aborted:
+            return
+        except KeyboardInterrupt as e:
+            with self._cond:
+                self._abort = e
+                self._cond.notify_all()
+            return
+        except BaseException as e:  # noqa: BLE001 - the job's result
+            result = e
+        with self._cond:
+            self._results[j] = result
+            self._state[j] = "done"
+            self._pass_baton()
+
+    def _fit(self, j: int, *args: Any, **kwargs: Any) -> TrainResult:
+        """The `fit` a job trains with: deposit the call, hand on the baton, wait for the result."""
+        call = FitCall.bind(*args, **kwargs)
+        self._random[j].save()
+        call.random_state = self._random[j]
+        with self._cond:
+            self._calls[j] = call
+            self._state[j] = "fit"
+            self._pass_baton()
+            self._wait_turn(j)
+        self._random[j].restore()
+        answer = self._answers.pop(j)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer

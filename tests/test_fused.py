@@ -1,0 +1,413 @@
+"""Fused training (bench.fused) against the same runs trained one at a time, on real MNIST subsets.
+
+Tolerances: a fused run computes the same function as its own model, but through batched
+matmuls and grouped convolutions whose summation order differs from the plain kernels', so
+each step's gradients differ by float rounding (~1e-7 relative). Over the few dozen SGD steps
+of these tests LeNet-300-100 and LeNet-5 weights stay within 4e-9 to 3e-8 of their own
+training (measured), so WEIGHTS is 1e-6; a real difference (a wrong batch, mask, learning
+rate or hook) moves weights by 1e-3 to 1e-1 within a step. Masks, step counters and anything
+integer must be exactly equal. The ResNet test explains its own, looser, tolerance. Test
+accuracy must agree to within two images of the 1,000 (a weight difference of 1e-8 can flip a
+borderline argmax, rarely).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import prune
+
+from bench.fused import Coordinator, FitCall, FusedResult, NotFusable, fit_group
+from bench.models import resnet20
+from bench.registry import METHODS, discover
+from bench.sparsity import (DynamicMasks, erk_densities, make_permanent, prunable_weights, prune_unstructured,
+                            random_masks)
+from bench.train import DivergedError, TrainResult
+from methods.sft import TopKGradients
+
+discover()
+torch.set_num_threads(1)
+
+WEIGHTS = 1e-6
+ACCURACY = 2 / 1000
+
+
+def call(ctx, model, *, seed=0, lr=None, epochs=1, log=None, **hooks) -> FitCall:
+    """A fit call for ctx's data and budget, with its own generator."""
+    return FitCall(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=epochs,
+                   lr=ctx.budget.lr if lr is None else lr, generator=torch.Generator().manual_seed(seed),
+                   log=log or (lambda msg: None), **hooks)
+
+
+def assert_same_model(a: nn.Module, b: nn.Module, atol: float = WEIGHTS) -> None:
+    """Same state: floats within atol, masks and integers exactly."""
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        if k.endswith("_mask") or not sa[k].is_floating_point():
+            assert torch.equal(sa[k], sb[k]), k
+        else:
+            torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=atol, msg=k)
+
+
+def fused_and_alone(make_calls):
+    """Train make_calls() fused and a second make_calls() one at a time with fit: both results."""
+    fused_calls, alone_calls = make_calls(), make_calls()
+    fused = fit_group(fused_calls)
+    alone = []
+    for c in alone_calls:
+        try:
+            alone.append(c.fit_alone())
+        except Exception as e:  # noqa: BLE001 - compared with the fused run's error
+            alone.append(e)
+    return fused_calls, fused, alone_calls, alone
+
+
+def assert_runs_match(fused_calls, fused, alone_calls, alone, ctx, atol: float = WEIGHTS) -> None:
+    for fc, fr, ac, ar in zip(fused_calls, fused, alone_calls, alone):
+        assert isinstance(fr, FusedResult), fr
+        assert isinstance(ar, TrainResult)
+        assert_same_model(fc.model, ac.model, atol)
+        assert fr.final_loss == pytest.approx(ar.final_loss, abs=atol)
+        images = ctx.steps_per_epoch * ctx.budget.batch_size
+        assert abs(fr.final_train_accuracy - ar.final_train_accuracy) <= 2 / images
+        assert abs(ctx.evaluate(fc.model) - ctx.evaluate(ac.model)) <= ACCURACY
+
+
+def test_plain_lenet300_runs_with_different_seeds_and_rates_match_their_own_training(make_context):
+    ctx = make_context("mlp", limit_train=1024)
+    lrs = [0.05, 0.01, 0.1]
+
+    def calls():
+        return [call(ctx, ctx.new_model(seed=s), seed=s, lr=lr, epochs=2) for s, lr in enumerate(lrs)]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert_runs_match(fused_calls, fused, alone_calls, alone, ctx)
+    # Each run's share of the wall time: the shares add up to the group's time.
+    assert all(r.fused_with == 3 for r in fused)
+    assert sum(r.seconds for r in fused) == pytest.approx(fused[0].group_seconds, rel=0.05)
+    # Every run has its own storage again, in its own layout.
+    ptrs = {p.data_ptr() for c in fused_calls for p in c.model.parameters()}
+    assert len(ptrs) == sum(len(list(c.model.parameters())) for c in fused_calls)
+    assert all(p.grad is None for c in fused_calls for p in c.model.parameters())
+
+
+def test_lenet5_channels_last_runs_match_their_own_training(make_context):
+    ctx = make_context("mnist", limit_train=512, precision="fp32")
+
+    def calls():
+        return [call(ctx, ctx.new_model(seed=s), seed=s) for s in range(2)]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert_runs_match(fused_calls, fused, alone_calls, alone, ctx)
+    conv = fused_calls[0].model[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert fused_calls[0].model[2].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bf16_runs_train_fused_under_autocast_close_to_their_own_training(make_context):
+    """bf16 products are rounded to 8 bits of mantissa, so the kernels' different summation
+    orders show at 1e-3 in the activations: weights agree to 1e-2 after an epoch."""
+    ctx = make_context("mnist", limit_train=512, precision="bf16")
+
+    def calls():
+        return [call(ctx, ctx.new_model(seed=s), seed=s) for s in range(2)]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    for fc, ac, fr, ar in zip(fused_calls, alone_calls, fused, alone):
+        for p, q in zip(fc.model.parameters(), ac.model.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-2)
+        assert fr.final_loss == pytest.approx(ar.final_loss, abs=1e-2)
+
+
+def small_resnet(seed: int) -> nn.Module:
+    """ResNet-8 of width 8 (width 4 channels-last crashes torch 2.15's CPU backward by itself)."""
+    torch.manual_seed(seed)
+    return resnet20(num_classes=10, in_channels=1, width=8, depth=8).to(memory_format=torch.channels_last)
+
+
+def test_resnet_runs_keep_their_own_batchnorm_statistics(make_context):
+    """Two steps only, and weights within 1e-3: the stem convolution's gradient comes through
+    BatchNorm's backward, which subtracts near-equal sums over 50,000 terms, so the kernels'
+    summation order shows early: the same run trained alone in NCHW instead of channels-last
+    differs from itself by 1e-4 to 5e-4 after two steps (measured), as much as fused does."""
+    ctx = make_context("mnist", limit_train=128, precision="fp32", batch_size=64)
+
+    def calls():
+        return [call(ctx, small_resnet(s), seed=s, lr=lr) for s, lr in enumerate([0.05, 0.02, 0.1])]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert_runs_match(fused_calls, fused, alone_calls, alone, ctx, atol=1e-3)
+    bn = [c.model.stem[1] for c in fused_calls]
+    assert int(bn[0].num_batches_tracked) == ctx.steps_per_epoch
+    assert not torch.allclose(bn[0].running_mean, bn[1].running_mean)  # each run its own statistics
+
+
+def magnitude_pruned(ctx, seed: int, sparsity: float) -> nn.Module:
+    model = ctx.new_model(seed=seed)
+    prune_unstructured(prunable_weights(model), prune.L1Unstructured, amount=sparsity)
+    return model
+
+
+def test_masks_held_by_pruning_hooks_and_by_dynamic_masks_match(make_context):
+    """magnitude-style masks (torch.nn.utils.prune) at two sparsities, and SET-style dynamic
+    masks (bench.sparsity, updated every 2 steps) for two seeds."""
+    ctx = make_context("mlp", limit_train=1024)
+    dynamic = {}
+
+    def calls():
+        out = [call(ctx, magnitude_pruned(ctx, 0, 0.5), seed=0), call(ctx, magnitude_pruned(ctx, 1, 0.9), seed=1)]
+        for seed in (2, 3):
+            model = ctx.new_model(seed=seed)
+            g = torch.Generator().manual_seed(seed)
+            masks = DynamicMasks(model, random_masks(model, erk_densities(model, 0.8), g), dt=2, end_step=6,
+                                 drop_fraction=lambda step: 0.3, grow_score=lambda w, grad: grad.abs())
+            dynamic.setdefault(seed, []).append(masks)
+            out.append(call(ctx, model, seed=seed, after_backward=masks.after_backward, after_step=masks.after_step))
+        return out
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert_runs_match(fused_calls, fused, alone_calls, alone, ctx)
+    for seed, (fused_masks, alone_masks) in dynamic.items():
+        assert len(fused_masks.trace) == 2
+        assert fused_masks.trace == alone_masks.trace
+        assert all(torch.equal(a, b) for a, b in zip(fused_masks.masks, alone_masks.masks))
+    # The masked weights the pruning hooks keep are the run's own, as after its own forward pass.
+    for c in fused_calls[:2]:
+        layer = c.model[1]
+        assert torch.equal(layer.weight, layer.weight_orig * layer.weight_mask)
+
+
+def test_a_loss_that_reaches_the_parameters_directly_matches(make_context):
+    """l1's loss adds a penalty on the model's own weights: its gradient reaches them outside
+    the fused forward pass and is added to the fused gradient."""
+    ctx = make_context("mlp", limit_train=1024)
+
+    def l1_call(seed: int, penalty: float) -> FitCall:
+        model = ctx.new_model(seed=seed)
+        weights = [getattr(m, n) for m, n in prunable_weights(model)]
+
+        def loss_fn(logits, y, x):
+            return F.cross_entropy(logits, y) + penalty * torch.stack([w.abs().sum() for w in weights]).sum()
+
+        return call(ctx, model, seed=seed, loss_fn=loss_fn)
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(lambda: [l1_call(0, 1e-3), l1_call(1, 1e-4)])
+    assert_runs_match(fused_calls, fused, alone_calls, alone, ctx)
+
+
+def test_pruning_mid_training_restacks_and_matches(make_context):
+    """gmp-style: after_step prunes at steps 2 and 5 (the model gains weight_orig and weight_mask,
+    then its tensors are replaced); a dense run trains in the same group throughout."""
+    ctx = make_context("mlp", limit_train=1024)
+    applied = {}
+
+    def gmp_call(seed: int, final: float) -> FitCall:
+        model = ctx.new_model(seed=seed)
+        params = prunable_weights(model)
+        applied[seed] = []
+
+        def update(model, step):
+            if step in (2, 5):
+                make_permanent(model)
+                prune_unstructured(params, prune.L1Unstructured, amount=final * step / 5)
+                applied[seed].append(step)
+
+        return call(ctx, model, seed=seed, after_step=update)
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(
+        lambda: [gmp_call(0, 0.9), gmp_call(1, 0.5), call(ctx, ctx.new_model(seed=2), seed=2)])
+    assert_runs_match(fused_calls, fused, alone_calls, alone, ctx)
+    assert fused_calls[0].model[1].weight_mask.float().mean() < 0.2
+    assert all(r.fused_with == 3 for r in fused)
+
+
+def test_runs_with_their_own_optimizers_match(make_context):
+    """sft passes its own optimizer and sparsifies the gradients after the backward pass."""
+    ctx = make_context("mlp", limit_train=1024)
+
+    def sft_call(seed: int, density: float) -> FitCall:
+        model = ctx.new_model(seed=seed)
+        topk = TopKGradients(density, error_feedback=True, weight_decay=1e-4)
+        return call(ctx, model, seed=seed, after_backward=topk,
+                    optimizer=torch.optim.SGD(model.parameters(), lr=0.05 * (seed + 1)))
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(lambda: [sft_call(0, 0.01), sft_call(1, 0.1)])
+    assert_runs_match(fused_calls, fused, alone_calls, alone, ctx)
+
+
+def test_a_diverging_run_fails_alone_and_the_others_are_unchanged(make_context):
+    ctx = make_context("mlp", limit_train=1024)
+
+    def calls():
+        return [call(ctx, ctx.new_model(seed=s), seed=s, lr=lr, epochs=2) for s, lr in enumerate([0.05, 1e5, 0.01])]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert isinstance(fused[1], DivergedError) and isinstance(alone[1], DivergedError)
+    assert str(fused[1]) == str(alone[1])
+    keep = [0, 2]
+    assert_runs_match(*([x[i] for i in keep] for x in (fused_calls, fused, alone_calls, alone)), ctx)
+
+
+class Boom(Exception):
+    pass
+
+
+def test_a_raising_hook_fails_only_its_run(make_context):
+    ctx = make_context("mlp", limit_train=1024)
+
+    def explode(model, step):
+        if step == 3:
+            raise Boom("hook failed")
+
+    def calls():
+        return [call(ctx, ctx.new_model(seed=s), seed=s, **({"after_step": explode} if s == 1 else {}))
+                for s in range(3)]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert isinstance(fused[1], Boom) and isinstance(alone[1], Boom)
+    assert all(p.data_ptr() != q.data_ptr() for p, q in zip(fused_calls[1].model.parameters(),
+                                                           fused_calls[0].model.parameters()))
+    assert_runs_match(*([x[i] for i in (0, 2)] for x in (fused_calls, fused, alone_calls, alone)), ctx)
+
+
+class Doubler(torch.autograd.Function):
+    """A custom autograd.Function without a vmap rule."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return 2 * grad
+
+
+class DoubleInput(nn.Module):
+    def forward(self, x):
+        return Doubler.apply(x)
+
+
+def test_calls_that_cannot_fuse_are_left_untouched_with_the_reason(make_context):
+    ctx = make_context("mlp", limit_train=256)
+    custom = [ctx.new_model(seed=s) for s in (0, 5)]
+    for model in custom:
+        model.insert(0, DoubleInput())
+    models = [*custom, ctx.new_model(seed=1), ctx.new_model(seed=2), ctx.new_model(seed=3), ctx.new_student()]
+    before = [copy.deepcopy(m.state_dict()) for m in models]
+    calls = [call(ctx, models[0], seed=0), call(ctx, models[1], seed=5),
+             call(ctx, models[2], seed=1, compile="default"), call(ctx, models[3], seed=2),
+             call(ctx, models[4], seed=3, epochs=2), call(ctx, models[5], seed=4)]
+    results = fit_group(calls)
+    assert all(isinstance(r, NotFusable) for r in results)
+    assert all("vmap" in str(r) and "setup_context" in str(r) for r in results[:2])
+    assert "compile" in str(results[2])
+    assert all("no other call" in str(r) for r in results[3:])
+    for m, state in zip(models, before):
+        for k, v in m.state_dict().items():
+            assert torch.equal(v, state[k]), k
+
+
+def test_max_group_splits_evenly(make_context):
+    ctx = make_context("mlp", limit_train=256)
+    results = fit_group([call(ctx, ctx.new_model(seed=s), seed=s) for s in range(5)], max_group=4)
+    assert sorted(r.fused_with for r in results) == [2, 2, 3, 3, 3]
+
+
+# -- the coordinator with real methods ------------------------------------------------------------
+
+# gating's gates are a submodule shared by two parametrizations, which functional_call alone
+# would leave swapped after the forward pass.
+METHOD_RUNS = [("magnitude", {"sparsity": 0.8}), ("random", {"sparsity": 0.5}), ("gmp", {"dt": 3, "sparsity": 0.8}),
+               ("l1", {"sparsity": 0.8}), ("dense-ft", {}), ("gating", {})]
+
+
+def method_job(make_context, name: str, params: dict, seed: int, logs: list[str] | None = None):
+    """A job for the Coordinator (or, given plain fit, for one-at-a-time): run a method on a
+    fresh context whose training goes through the fit it is given."""
+    ctx = make_context("mlp", seed=seed, limit_train=1024)
+    if logs is not None:
+        ctx.log = logs.append
+
+    def job(fit):
+        ctx.fit = fit
+        model = METHODS[name].build(params).run(ctx)
+        return model, ctx
+
+    return job
+
+
+def test_the_coordinator_runs_real_methods_fused_with_the_results_of_one_at_a_time(make_context):
+    logs = [[] for _ in METHOD_RUNS]
+    jobs = [method_job(make_context, name, params, seed=i % 2, logs=logs[i])
+            for i, (name, params) in enumerate(METHOD_RUNS)]
+    fused = Coordinator().run(jobs)
+    from bench.train import fit
+    alone = [method_job(make_context, name, params, seed=i % 2)(fit) for i, (name, params) in enumerate(METHOD_RUNS)]
+    for (name, _), (fm, fctx), (am, actx) in zip(METHOD_RUNS, fused, alone):
+        assert_same_model(fm, am)
+        assert abs(fctx.evaluate(fm) - actx.evaluate(am)) <= ACCURACY, name
+        assert fctx.train_epochs == actx.train_epochs
+        assert fctx.figures.keys() == actx.figures.keys()
+    gmp = METHOD_RUNS.index(("gmp", {"dt": 3, "sparsity": 0.8}))
+    assert fused[gmp][1].figures["gmp_schedule"] == alone[gmp][1].figures["gmp_schedule"]
+    # gmp's one training (dense + fine-tuning epochs) has no partner of its length here.
+    assert any("training alone, not fused: no other call" in line for line in logs[gmp])
+    assert all(any("training fused with" in line for line in log) for i, log in enumerate(logs) if i != gmp)
+    print("\n".join(f"{name}: {line}" for (name, _), log in zip(METHOD_RUNS, logs) for line in log))
+
+
+def test_the_coordinator_gives_each_job_its_own_random_stream_and_its_own_errors(make_context):
+    ctx = make_context("mlp", limit_train=256)
+
+    def job(seed: int, fail: BaseException | None = None):
+        def run(fit):
+            torch.manual_seed(seed)
+            before = torch.rand(3)
+            model = ctx.new_model(seed=seed)
+            drawn = []
+            fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=1, lr=0.05,
+                generator=torch.Generator().manual_seed(seed), log=lambda _: None,
+                after_step=lambda m, step: drawn.append(torch.rand(1)))
+            if fail is not None:
+                raise fail
+            return before, torch.cat(drawn), torch.rand(3), model
+        return run
+
+    from bench.train import fit
+    state = torch.get_rng_state()
+    results = Coordinator().run([job(0), job(1, SystemExit(3)), job(2), job(3, DivergedError("x"))])
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's stream is left as it was
+    assert isinstance(results[1], SystemExit) and isinstance(results[3], DivergedError)
+    for i in (0, 2):
+        alone = job(i)(fit)
+        for a, b in zip(results[i][:3], alone[:3]):
+            assert torch.equal(a, b)
+        assert_same_model(results[i][3], alone[3])
+
+
+def test_a_call_that_cannot_fuse_trains_alone_and_its_log_says_why(make_context):
+    ctx = make_context("mlp", limit_train=256)
+    logs: list[str] = []
+
+    def job(fit):
+        model = ctx.new_model()
+        return fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=1, lr=0.05,
+                   generator=torch.Generator().manual_seed(0), log=logs.append)
+
+    (result,) = Coordinator().run([job])
+    assert type(result) is TrainResult and math.isfinite(result.final_loss)
+    assert any("training alone, not fused: no other call" in line for line in logs)
+
+
+def test_a_keyboard_interrupt_stops_the_coordinator(make_context):
+    def interrupted(fit):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Coordinator().run([interrupted, lambda fit: 1])
