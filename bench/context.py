@@ -15,11 +15,11 @@ from typing import Any, BinaryIO, Callable, Iterator
 import torch
 from torch import nn
 
-from bench import layerwise
+from bench import layerwise, records
 from bench.data import Dataset, Preprocess
 from bench.models import build_model
 from bench.suite import Budget, ModelSpec, Suite
-from bench.train import Hook, LossFn, fit
+from bench.train import CheckpointError, Hook, LossFn, TrainResult, fit
 from bench.train import evaluate as _evaluate
 
 
@@ -158,8 +158,16 @@ class DenseWeights:
 
     @classmethod
     def load(cls, path: Path) -> DenseWeights:
-        saved = torch.load(path, map_location="cpu")
-        return cls(saved["state_dict"], saved["meta"])
+        """The weights `save` wrote to `path`, read by torch's weights-only unpickler (a cache
+        file planted in the results folder must not run code: bench.records.load_tensors);
+        raises for a file that does not load that way or holds no dense model."""
+        saved = records.load_tensors(path)
+        state, meta = saved["state_dict"], saved["meta"]
+        if (not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values())
+                or not isinstance(meta, dict)
+                or not all(isinstance(meta.get(k), (int, float)) for k in ("epochs", "seconds", "accuracy"))):
+            raise ValueError(f"{path} holds no dense model (a state dict, and its epochs, seconds and accuracy)")
+        return cls(state, meta)
 
 
 def train_dense(ctx: Context, checkpoint: Path | None = None) -> DenseWeights:
@@ -167,12 +175,23 @@ def train_dense(ctx: Context, checkpoint: Path | None = None) -> DenseWeights:
     from `checkpoint` (saved every epoch) when an earlier attempt was interrupted."""
     ctx.log(f"  training the dense model (seed {ctx.seed}, {ctx.budget.epochs} epochs), "
             "shared by every method of this seed")
+    try:
+        model, result = _fit_dense(ctx, checkpoint)
+    except CheckpointError as e:  # removed: train from the seed's initialization instead
+        ctx.log(f"  {e}; training from the first epoch")
+        model, result = _fit_dense(ctx, checkpoint)
+    meta = {"epochs": ctx.budget.epochs, "seconds": result.seconds,
+            "compile_seconds": result.compile_seconds,
+            "accuracy": _evaluate(model, ctx.data.test, ctx.preprocess)}
+    return DenseWeights({k: v.detach().cpu() for k, v in model.state_dict().items()}, meta)
+
+
+def _fit_dense(ctx: Context, checkpoint: Path | None) -> tuple[nn.Module, TrainResult]:
+    """One attempt from a fresh model and generator: after an unusable checkpoint, the next
+    attempt trains exactly what an uninterrupted training would."""
     model = ctx.new_model()
     g = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
     result = fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=ctx.budget.epochs,
                  lr=ctx.budget.lr, generator=g, log=ctx.log, compile=ctx.compile,
                  between_steps=ctx._between_steps, checkpoint=checkpoint)
-    meta = {"epochs": ctx.budget.epochs, "seconds": result.seconds,
-            "compile_seconds": result.compile_seconds,
-            "accuracy": _evaluate(model, ctx.data.test, ctx.preprocess)}
-    return DenseWeights({k: v.detach().cpu() for k, v in model.state_dict().items()}, meta)
+    return model, result

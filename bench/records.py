@@ -130,6 +130,25 @@ def _umask() -> int:
     return mask
 
 
+def load_tensors(path: Path, map_location: Any = "cpu") -> Any:
+    """What torch.save wrote to `path` (a cached dense model, a training checkpoint, decoded
+    images), read by torch's weights-only unpickler: tensors, numbers, strings and containers of
+    them load, and a planted pickle that would run code is refused. Every file the harness reads
+    back from a results folder or a cache is loaded here. A refusal raises
+    pickle.UnpicklingError with its reason on one line: torch's own message spans a screen and
+    suggests loading the file unsafely."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        _, found, detail = str(e).partition("WeightsUnpickler error:")
+        reason = detail.strip().split("\n", 1)[0].split(". ")[0] if found else str(e).split("\n", 1)[0]
+        raise pickle.UnpicklingError(f"refused by torch's weights-only unpickler: {reason}") from None
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
