@@ -239,7 +239,8 @@ def _runs_page(suite: str, recs: list[dict[str, Any]]) -> str:
 
 def _description(recs: list[dict[str, Any]]) -> str:
     """The models and data sources of a suite's records."""
-    return "; ".join(sorted({f"{r['config']['model']['name']} on {r['config']['data_source']}" for r in recs}))
+    return "; ".join(sorted({f"{r['config'].get('model', {}).get('name', 'an unrecorded model')} on "
+                             f"{r['config']['data_source']}" for r in recs}))
 
 
 def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:

@@ -7,6 +7,7 @@ method. The sweeps run in this process on a small suite timed in PyTorch eager a
 
 from __future__ import annotations
 
+import html.parser
 import json
 import os
 import re
@@ -110,3 +111,66 @@ def test_a_planted_tensor_cache_of_decoded_images_runs_no_code(tmp_path, capsys)
     assert f"bench: warning: the tensor cache {cached} is unusable (" in capsys.readouterr().err
     assert torch.equal(again.x, first.x) and torch.equal(again.y, first.y)
     assert torch.equal(_image_folder_split(folder, cache).x, first.x)  # cached anew, and read back
+
+
+# -- 3. records are validated when read ------------------------------------------------------------
+
+
+def malformed_records() -> dict[str, tuple[dict, str]]:
+    """Name -> (a record with a missing or mistyped field, what the warning says about it)."""
+    from test_leaderboard import record
+
+    def broken(edit, *, status="ok"):
+        r = json.loads(json.dumps(record("magnitude", {"sparsity": 0.5}, 0, 0.97, 500, status=status)))
+        edit(r)  # on a copy: the helper's records share their budget and env
+        return r
+
+    return {
+        "no-device": (broken(lambda r: r["env"].pop("device")), "env.device is missing"),
+        "string-seed": (broken(lambda r: r["config"].update(seed="0")), "config.seed is str, expected int"),
+        "bool-seed": (broken(lambda r: r["config"].update(seed=True)), "config.seed is bool, expected int"),
+        "list-metrics": (broken(lambda r: r.update(metrics=[0.97])), "metrics is list, expected dict"),
+        "text-metric": (broken(lambda r: r["metrics"].update(nonzeros="many")),
+                        "metrics.nonzeros is str, expected a number or null"),
+        "no-accuracy": (broken(lambda r: r["metrics"].pop("accuracy")), "an ok record without a number in metrics.accuracy"),
+        "env-text": (broken(lambda r: r.update(env="cpu")), "env is str, expected dict"),
+        "params-list": (broken(lambda r: r["config"].update(params=[0.5])), "config.params is list, expected dict"),
+        "no-epochs": (broken(lambda r: r["config"]["budget"].pop("epochs")), "config.budget.epochs is missing"),
+        "model-name": (broken(lambda r: r["config"].update(model={"name": 3})), "config.model.name is int, expected str"),
+        "measured-on": (broken(lambda r: r.update(measured_on={"device": None})), "measured_on.device is null, expected str"),
+        "no-reason": (broken(lambda r: r.update(figures={"deploy": {"runtimes": {"onnxruntime": {"status": "empty"}}}})),
+                      "figures.deploy.runtimes.onnxruntime holds no status, or no reason for it"),
+        "error-number": (broken(lambda r: r.update(error=3), status="failed"), "error is int, expected str or null"),
+        "standard-text": (broken(lambda r: r.update(standard_budget="yes")), "standard_budget is str, expected bool"),
+    }
+
+
+def test_malformed_records_are_named_and_skipped_by_every_reader(tmp_path, fast_suite, data_dir, capsys):
+    from test_leaderboard import record
+
+    runs = tmp_path / "sec" / "runs"
+    for name, (r, _) in malformed_records().items():
+        records.write_json_atomic(runs / f"{name}.json", r)
+        assert records.record_problem(r) is not None, name
+    good = record("dense", {}, 0, 0.98, 1000)
+    assert records.record_problem(good) is None
+    records.write_json_atomic(runs / "good.json", good)
+
+    assert main(["leaderboard", "--html", "--results-dir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    for name, (_, why) in malformed_records().items():
+        assert f"bench: warning: left out of the leaderboard: {runs / name}.json: malformed record: {why}" in err
+    assert len((tmp_path / "sec" / "leaderboard.csv").read_text().splitlines()) == 2  # header and dense
+    assert "sec: run records (1)" in (tmp_path / "site" / "sec" / "runs.html").read_text()
+    assert main(["leaderboard", "--show", "--results-dir", str(tmp_path)]) == 0
+
+    # bench run: a malformed record of a planned run is named and the run planned again
+    s = load_suite(str(fast_suite)).with_budget(limit_train=1000, limit_test=200)
+    config = records.run_config(s, "dense", {}, 0, find_source(s.data, data_dir))
+    planned = records.record_path(tmp_path, "sec", "dense", 0, records.config_hash(config))
+    shutil.copyfile(runs / "no-device.json", planned)
+    capsys.readouterr()
+    assert run(fast_suite, "dense", data_dir, tmp_path, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert f"unusable record, to run again: {planned}: malformed record: env.device is missing" in out
+    assert "1 runs: 1 to run, 0 finished before" in out
