@@ -231,7 +231,7 @@ def _runs_page(suite: str, recs: list[dict[str, Any]]) -> str:
         shown = {k: v for k, v in r.items() if k != "_stem"}
         c = r["config"]
         body.append(f'<details id="{_e(r["_stem"])}"><summary>{_e(c["method"])} · '
-                    f"{_e(leaderboard.setting_label(c['params']))} · seed {c['seed']} · {_e(r['status'])}"
+                    f"{_e(leaderboard.setting_label(c['params']))} · seed {_e(c['seed'])} · {_e(r['status'])}"
                     f" · {_e(r['_stem'])}.json</summary>"
                     f"<pre>{_e(json.dumps(shown, indent=1, sort_keys=True))}</pre></details>")
     return _page(f"{suite} run records", body, "../")

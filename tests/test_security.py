@@ -113,6 +113,100 @@ def test_a_planted_tensor_cache_of_decoded_images_runs_no_code(tmp_path, capsys)
     assert torch.equal(_image_folder_split(folder, cache).x, first.x)  # cached anew, and read back
 
 
+# -- 2. escaping everywhere: a record's text is text, on every page and in every table -----------
+
+XSS = "document.documentElement.setAttribute('data-xss', 'ran')"
+STEM = f"dense-\"'><img src=x onerror=\"{XSS}\">"  # a record's file name: no '/'
+HOSTILE = (f"</td></pre>\"'><script>{XSS}</script><img src=x onerror=\"{XSS}\"><svg onload={XSS}>"
+           "|\n| injected | row |")
+
+
+def hostile_records() -> dict[str, dict]:
+    """File name -> record: markup, `|` and line breaks in every string field a page or a table
+    shows, params keys and values included; and a string seed, which makes a record unusable."""
+    from test_leaderboard import record
+
+    ok = json.loads(json.dumps(record("magnitude", {"sparsity": 0.5}, 0, 0.97, 500)))
+    ok["config"].update(method=f"m{HOSTILE}", params={f"k{HOSTILE}": HOSTILE, "sparsity": 0.5},
+                        data_source=HOSTILE, model={"name": HOSTILE, "kwargs": {}})
+    ok["env"] = {"device": f"cpu{HOSTILE}", "device_name": HOSTILE, "torch": HOSTILE, "threads": 2,
+                 "git_commit": HOSTILE}
+    ok["measured_on"] = {"device": HOSTILE, "device_name": HOSTILE, "threads": 2}
+    ok["figures"] = {"deploy": {"runtimes": {HOSTILE: {"status": HOSTILE, "reason": HOSTILE}}}}
+    ok.update(config_hash=HOSTILE, finished_at=HOSTILE, run_time_s=1.0)
+    failed = json.loads(json.dumps(ok))
+    failed.update(status=HOSTILE, error=f"RuntimeError: {HOSTILE}\ntrace {HOSTILE}", metrics={})
+    dense = record("dense", {}, 0, 0.98, 1000)
+    seed = record("dense", {}, HOSTILE, 0.98, 1000)
+    return {"m-ok.json": ok, "m-failed.json": failed, f"{STEM}.json": dense, "dense-seed.json": seed}
+
+
+class Tags(html.parser.HTMLParser):
+    """The start tags of a page, with their attributes."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def write_hostile(results: Path) -> None:
+    for name, r in hostile_records().items():
+        records.write_json_atomic(results / "sec" / "runs" / name, r)
+
+
+def test_markup_in_records_is_text_on_every_page_and_in_every_table(tmp_path, capsys):
+    write_hostile(tmp_path)
+    assert main(["leaderboard", "--html", "--results-dir", str(tmp_path)]) == 0
+    assert "dense-seed.json: malformed record: config.seed is str, expected int" in capsys.readouterr().err
+    pages = sorted((tmp_path / "site").rglob("*.html"))
+    assert [p.relative_to(tmp_path / "site").as_posix() for p in pages] == [
+        "index.html", "sec/index.html", "sec/runs.html"]
+    for page in pages:
+        text = page.read_text()
+        for tag, attrs in Tags(text).tags:
+            assert not [a for a in attrs if a.startswith("on")], (page, tag, attrs)
+            assert tag in {"html", "head", "meta", "title", "link", "script", "body", "p", "a", "h1", "h2", "h3",
+                           "div", "table", "thead", "tbody", "tr", "th", "td", "label", "select", "option",
+                           "input", "span", "b", "code", "pre", "details", "summary", "img"}, (page, tag)
+            if tag == "script":
+                assert (attrs.get("src") or "").endswith("site.js"), page
+            if tag == "img":
+                assert attrs.get("src") in {"pareto.png", "speedup.png"}, page
+            if tag == "a":
+                assert not (attrs.get("href") or "").lower().startswith("javascript"), page
+        assert "&lt;script&gt;" in text  # the payload is there, as text
+    runs = (tmp_path / "site" / "sec" / "runs.html").read_text()
+    assert f'<details id="{html.escape(STEM, quote=True)}">' in runs
+    for md in (tmp_path / "sec").glob("leaderboard*.md"):
+        tables = re.findall(r"(?:^\|.*\n)+", md.read_text(), flags=re.M)
+        assert tables, md
+        for table in tables:
+            widths = {len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()}
+            assert len(widths) == 1, table
+        assert not re.search(r"^\| injected", md.read_text(), flags=re.M)
+        assert not re.search(r"(?<!\\)<", md.read_text())  # every < escaped: no markup
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs a headless Chromium (Debian: apt install chromium)")
+def test_a_real_browser_runs_no_script_from_a_record(tmp_path):
+    write_hostile(tmp_path)
+    assert main(["leaderboard", "--html", "--results-dir", str(tmp_path)]) == 0
+    browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+               "--virtual-time-budget=3000", "--dump-dom"]
+    for page in sorted((tmp_path / "site").rglob("*.html")):
+        dom = subprocess.run([*browser, page.as_uri()], capture_output=True, text=True, timeout=180).stdout
+        assert "</body>" in dom and "injected" in dom, page  # the page loaded, with the payload as text
+        assert 'data-xss="ran"' not in dom, page
+
+
 # -- 3. records are validated when read ------------------------------------------------------------
 
 
