@@ -269,8 +269,9 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 def load_records(results_dir: Path, suite: str, problems: list[str] | None = None) -> list[dict[str, Any]]:
     """Every usable record of a suite, in file-name order. A file that cannot be used (truncated,
-    not a record, another schema, malformed: see record_problem) is left out, and with `problems` a line naming it and why is
-    appended there, so that a leaderboard never drops a run without saying so."""
+    not a record, another schema, malformed: see record_problem) is left out, and with
+    `problems` a line naming it and why is appended there, so that a leaderboard never drops a
+    run without saying so."""
     return [record for _, record in named_records(results_dir, suite, problems)]
 
 
