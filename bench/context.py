@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -141,8 +142,33 @@ class Context:
         return layerwise.calibrated_layers(self, model, samples, hessian=hessian)
 
     def record(self, **figures: Any) -> None:
-        """Extra figures for the run record (JSON-able values), e.g. ctx.record(l1_sparsity=0.4)."""
-        self.figures.update(figures)
+        """Extra figures for the run record, e.g. ctx.record(l1_sparsity=0.4): numbers, strings,
+        booleans, None, lists and dicts of those, and one-element tensors (recorded as numbers).
+        Anything else raises TypeError here, naming it, so that the run fails with the reason
+        instead of the sweep failing when it writes the record."""
+        self.figures.update({name: _recordable(value, name) for name, value in figures.items()})
+
+
+def _recordable(value: Any, where: str) -> Any:
+    """`value` as JSON can hold it (a NumPy number or a one-element tensor as a Python number);
+    TypeError otherwise."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_recordable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _recordable(v, f"{where}.{k}") for k, v in value.items()}
+    what = (f"a tensor of {value.numel()} elements" if isinstance(value, torch.Tensor)
+            else "a dict with keys that are not strings" if isinstance(value, dict)
+            else f"of type {type(value).__name__}")
+    raise TypeError(f"ctx.record: {where} is {what}; a record holds numbers, strings, booleans, None, lists "
+                    "and dicts of those, and one-element tensors")
 
 
 @dataclass

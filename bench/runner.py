@@ -483,7 +483,12 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                       "env": {**outcome.env, "data_source": source, "compile": compile or False,
                               "executor": executor.description, **provenance},
                       **outcome.result}
-            records.write_json_atomic(item.path, record)
+            try:
+                records.write_json_atomic(item.path, record)
+            except (TypeError, ValueError) as e:  # a result JSON cannot hold fails its run, not the sweep
+                record.update(status="failed", metrics={}, figures={},
+                              error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
+                records.write_json_atomic(item.path, record)
             if outcome.log is not None:
                 records.write_text_atomic(logs / f"{item.path.stem}.log", outcome.log + "\n")
             item.claim.release()

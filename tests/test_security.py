@@ -268,3 +268,70 @@ def test_malformed_records_are_named_and_skipped_by_every_reader(tmp_path, fast_
     out = capsys.readouterr().out
     assert f"unusable record, to run again: {planned}: malformed record: env.device is missing" in out
     assert "1 runs: 1 to run, 0 finished before" in out
+
+
+# -- 4. figures a record cannot hold fail their run, not the sweep ---------------------------------
+
+
+def test_ctx_record_takes_json_values_and_one_element_tensors_and_names_anything_else(make_context):
+    import numpy as np
+
+    ctx = make_context(limit_train=256, limit_test=64)
+    ctx.record(loss=torch.tensor(0.25), steps=torch.tensor([3]), per_layer=(torch.tensor(1.5), np.float32(0.5)),
+               nested={"a": [1, "x", None, True, np.int64(2)]})
+    assert ctx.figures == {"loss": 0.25, "steps": 3, "per_layer": [1.5, 0.5],
+                           "nested": {"a": [1, "x", None, True, 2]}}
+    assert json.loads(json.dumps(ctx.figures)) == ctx.figures
+    for value, what in ((torch.zeros(2), "nested.b[0] is a tensor of 2 elements"),
+                        (object(), "nested.b[0] is of type object"), ({1: 2}, "nested.b[0] is a dict with keys that are not strings")):
+        with pytest.raises(TypeError, match=re.escape(f"ctx.record: {what}; a record holds numbers")):
+            ctx.record(nested={"b": [value]})
+    assert ctx.figures["nested"] == {"a": [1, "x", None, True, 2]}  # a refused call records nothing
+
+
+@pytest.fixture
+def figure_methods():
+    """Plugins that record a tensor, record an object, and put an object in ctx.figures by hand."""
+    from bench import Method, register_method
+
+    @register_method("sec-raw-figure")
+    class RawFigure(Method):
+        """Puts what JSON cannot hold into ctx.figures, past ctx.record."""
+
+        def run(self, ctx):
+            ctx.figures["raw"] = object()
+            return ctx.pretrained()
+
+    @register_method("sec-object-figure")
+    class ObjectFigure(Method):
+        """Records an object."""
+
+        def run(self, ctx):
+            ctx.record(when=object())
+            return ctx.pretrained()
+
+    @register_method("sec-tensor-figure")
+    class TensorFigure(Method):
+        """Records a one-element tensor."""
+
+        def run(self, ctx):
+            ctx.record(loss=torch.tensor(0.25))
+            return ctx.pretrained()
+
+    yield
+    for name in ("sec-raw-figure", "sec-object-figure", "sec-tensor-figure"):
+        registry.METHODS.pop(name)
+
+
+def test_a_figure_json_cannot_hold_fails_its_run_and_the_sweep_goes_on(tmp_path, fast_suite, data_dir, figure_methods,
+                                                                       capsys):
+    assert run(fast_suite, "sec-raw-figure,sec-object-figure,sec-tensor-figure", data_dir, tmp_path) == 1
+    got = {r["config"]["method"]: r for r in records.load_records(tmp_path, "sec")}
+    assert set(got) == {"sec-raw-figure", "sec-object-figure", "sec-tensor-figure"}
+    assert got["sec-tensor-figure"]["status"] == "ok" and got["sec-tensor-figure"]["figures"]["loss"] == 0.25
+    assert got["sec-object-figure"]["status"] == "failed"
+    assert got["sec-object-figure"]["error"].startswith("TypeError: ctx.record: when is of type object;")
+    assert got["sec-raw-figure"]["status"] == "failed" and got["sec-raw-figure"]["figures"] == {}
+    assert got["sec-raw-figure"]["error"].startswith(
+        "the run's result cannot be written as JSON: TypeError: Object of type object is not JSON serializable")
+    assert "2 of 3 runs did not finish" in capsys.readouterr().err
