@@ -7,6 +7,7 @@ method. The sweeps run in this process on a small suite timed in PyTorch eager a
 
 from __future__ import annotations
 
+import fcntl
 import html.parser
 import json
 import os
@@ -335,3 +336,110 @@ def test_a_figure_json_cannot_hold_fails_its_run_and_the_sweep_goes_on(tmp_path,
     assert got["sec-raw-figure"]["error"].startswith(
         "the run's result cannot be written as JSON: TypeError: Object of type object is not JSON serializable")
     assert "2 of 3 runs did not finish" in capsys.readouterr().err
+
+
+# -- 5. the harness's own files stay its own -----------------------------------------------------------
+
+
+def test_a_link_planted_among_the_claims_is_refused_and_its_target_untouched(tmp_path, fast_suite, data_dir, capsys):
+    from bench.locks import Claim, ClaimError
+
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    claims = tmp_path / "results" / "sec" / "claims"
+    claims.mkdir(parents=True)
+    s = load_suite(str(fast_suite)).with_budget(limit_train=1000, limit_test=200)
+    config = records.run_config(s, "dense", {}, 0, find_source(s.data, data_dir))
+    run_claim = claims / f"dense-{records.config_hash(config)[:12]}-s0.lock"
+    run_claim.symlink_to(target)  # a run's claim: bench run opens it once the dense model is ready
+    dense_claim = claims / f"{dense_cache(fast_suite, data_dir, tmp_path / 'results').stem}.lock"
+    os.link(target, dense_claim)  # the dense model's claim, a hard link
+
+    assert run(fast_suite, "dense", data_dir, tmp_path / "results") == 1
+    assert f"bench: error: {dense_claim} is a hard link, not a claim of the harness: remove it" in capsys.readouterr().err
+    dense_claim.unlink()
+    assert run(fast_suite, "dense", data_dir, tmp_path / "results") == 1
+    assert f"bench: error: {run_claim} is a symbolic link, not a claim of the harness: remove it" in capsys.readouterr().err
+    assert target.read_text() == "keep me\n" and run_claim.is_symlink()
+
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    folder = tmp_path / "other" / "claims"
+    folder.parent.mkdir()
+    folder.symlink_to(moved, target_is_directory=True)
+    with pytest.raises(ClaimError, match="is a symbolic link, not the harness's claims folder"):
+        Claim(folder, "run").acquire()
+    assert list(moved.iterdir()) == []
+
+
+@pytest.fixture
+def temp_dir(tmp_path, monkeypatch) -> Path:
+    """The system temp folder, where the device gates go, moved into this test's folder."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_the_device_gate_is_shared_by_every_user_and_closes_its_descriptor(temp_dir):
+    from bench.locks import DeviceGate
+
+    cpu = torch.device("cpu")
+    before = open_descriptors()
+    for _ in range(200):
+        with DeviceGate(cpu) as gate:
+            gate.pass_through()
+    assert open_descriptors() == before
+
+    old = os.umask(0o077)  # a user whose files nobody else may read
+    try:
+        with DeviceGate(cpu) as gate, DeviceGate(cpu) as other:
+            assert gate.shared and gate.path == temp_dir / "bench-gates" / "bench-gate-cpu.lock"
+            assert gate.path.parent.stat().st_mode & 0o7777 == 0o1777
+            assert gate.path.stat().st_mode & 0o777 == 0o644  # readable by all: a lock needs no more
+            with gate.alone():
+                with pytest.raises(BlockingIOError):  # the other run waits while this one times its model
+                    fcntl.flock(other._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    finally:
+        os.umask(old)
+
+
+def test_a_gate_folder_another_user_spoiled_falls_back_to_this_users_own(temp_dir):
+    from bench.locks import DeviceGate
+
+    target = temp_dir / "precious.txt"
+    target.write_text("keep me\n")
+    shared = temp_dir / "bench-gates"
+    shared.mkdir(mode=0o1777)
+    os.chmod(shared, 0o1777)
+    (shared / "bench-gate-cpu.lock").symlink_to(target)
+    with DeviceGate(torch.device("cpu")) as gate:
+        assert not gate.shared and gate.path == temp_dir / f"bench-gates-{os.getuid()}" / "bench-gate-cpu.lock"
+        with gate.alone():
+            pass
+    (shared / "bench-gate-cpu.lock").unlink()
+    os.mkfifo(shared / "bench-gate-cpu.lock")  # opening a FIFO to read would block
+    with DeviceGate(torch.device("cpu")) as gate:
+        assert not gate.shared
+    os.chmod(shared, 0o755)  # a folder only its owner may write
+    with DeviceGate(torch.device("cpu")) as gate:
+        assert not gate.shared
+    assert target.read_text() == "keep me\n"
+
+
+def test_perform_closes_the_gate_of_every_task(fast_suite, data_dir):
+    from bench.plan import RunSpec
+    from bench.runner import Task, perform
+
+    suite = load_suite(str(fast_suite)).with_budget(limit_train=1000, limit_test=200)
+    task = Task("run", suite, RunSpec("dense", {}, 0), find_source(suite.data, data_dir), str(data_dir), "cpu",
+                None, None, None, dense="not trained in this test")
+    assert perform(task).result["status"] == "failed"  # loads the data once
+    before = open_descriptors()
+    for _ in range(20):
+        assert "not trained in this test" in perform(task).result["error"]
+    assert open_descriptors() == before
