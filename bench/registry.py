@@ -108,7 +108,7 @@ def _coerce(method: str, key: str, value: Any, tp: type) -> Any:
     if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     raise ParameterError(
-        f"method '{method}' parameter '{key}' expects {tp.__name__}, got {type(value).__name__} {value!r}"
+        f"method '{method}' parameter '{key}' expects {tp.__name__}, got {type(value).__name__} {bounds.brief(value)}"
     )
 
 

@@ -443,3 +443,58 @@ def test_perform_closes_the_gate_of_every_task(fast_suite, data_dir):
     for _ in range(20):
         assert "not trained in this test" in perform(task).result["error"]
     assert open_descriptors() == before
+
+
+# -- 6. YAML within bounds -------------------------------------------------------------------------
+
+SUITE_TAIL = """\
+description: a suite
+data: {dataset: MNIST, mean: [0.1307], std: [0.3081]}
+model: {name: lenet300}
+training: {epochs: 1, finetune_epochs: 1, batch_size: 64, lr: 0.1, finetune_lr: 0.01}
+seeds: [0]
+sparsities: [0.5]
+latency_batches: [1, 8]
+"""
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """A suite whose name is 9 ** levels strings, from a few lines of anchors and aliases."""
+    lines = ["version: 1", 'lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"lol{i}: &lol{i} [{', '.join([f'*lol{i - 1}'] * 9)}]")
+    return "\n".join([*lines, f"name: *lol{levels - 1}", ""]) + SUITE_TAIL
+
+
+def test_a_billion_laughs_suite_is_refused_before_anything_expands(tmp_path):
+    from bench.suite import SuiteError
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(billion_laughs())
+    start = time.perf_counter()
+    with pytest.raises(SuiteError) as refused:
+        load_suite(str(path), resolve=False)
+    assert time.perf_counter() - start < 2
+    assert str(refused.value) == (f"{path}: line 2, column 7: anchors and aliases (&name, *name) are not allowed "
+                                  "in a suite file")
+    path.write_text("version: 1\nname: &n tiny\n" + SUITE_TAIL)  # an anchor alone is refused too
+    with pytest.raises(SuiteError, match="line 2, column 7: anchors and aliases"):
+        load_suite(str(path), resolve=False)
+
+
+def test_a_suite_file_is_at_most_1_mib_and_errors_quote_a_few_hundred_characters_of_a_value(tmp_path, capsys):
+    from bench.suite import SuiteError
+
+    path = tmp_path / "big.yaml"
+    path.write_text("version: 1\nname: big\n" + SUITE_TAIL + "#" * 2**20 + "\n")
+    with pytest.raises(SuiteError, match=f"^{re.escape(str(path))}: a suite file holds at most 1 MiB, and this one more$"):
+        load_suite(str(path), resolve=False)
+    long = "x" * 500_000
+    for old, new, key in (("name: tiny", f"name: ../{long}", "name"),
+                          ("seeds: [0]", f"seeds: [{long}]", "seeds[0]"),
+                          ("seeds: [0]", f"seeds: [0]\nmethods: {{magnitude: {{sparsity: {long}}}}}", "methods.magnitude"),
+                          ("seeds: [0]", f"seeds: [0]\n{long[:1000]}: 1", "<top level>")):  # a YAML key: <= 1024
+        path.write_text(f"version: 1\nname: tiny\n{SUITE_TAIL}".replace(old, new))
+        assert main(["run", "--suite", str(path), "--methods", "dense", "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert f"key '{key}'" in err and "characters)" in err and len(err) < 1000, err[:1000]
