@@ -459,11 +459,11 @@ latency_batches: [1, 8]
 
 
 def billion_laughs(levels: int = 9) -> str:
-    """A suite whose name is 9 ** levels strings, from a few lines of anchors and aliases."""
-    lines = ["version: 1", 'lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
-    for i in range(1, levels):
-        lines.append(f"lol{i}: &lol{i} [{', '.join([f'*lol{i - 1}'] * 9)}]")
-    return "\n".join([*lines, f"name: *lol{levels - 1}", ""]) + SUITE_TAIL
+    """A suite whose name is a list of 9 ** levels strings, written in a few lines of anchors and
+    aliases: the parser's error message used to print it whole (1.5 GB, 20 s)."""
+    lol = ['&l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lol += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return f"version: 1\nname: [{', '.join(lol)}]\n" + SUITE_TAIL
 
 
 def test_a_billion_laughs_suite_is_refused_before_anything_expands(tmp_path):
@@ -475,7 +475,7 @@ def test_a_billion_laughs_suite_is_refused_before_anything_expands(tmp_path):
     with pytest.raises(SuiteError) as refused:
         load_suite(str(path), resolve=False)
     assert time.perf_counter() - start < 2
-    assert str(refused.value) == (f"{path}: line 2, column 7: anchors and aliases (&name, *name) are not allowed "
+    assert str(refused.value) == (f"{path}: line 2, column 8: anchors and aliases (&name, *name) are not allowed "
                                   "in a suite file")
     path.write_text("version: 1\nname: &n tiny\n" + SUITE_TAIL)  # an anchor alone is refused too
     with pytest.raises(SuiteError, match="line 2, column 7: anchors and aliases"):
@@ -498,3 +498,97 @@ def test_a_suite_file_is_at_most_1_mib_and_errors_quote_a_few_hundred_characters
         assert main(["run", "--suite", str(path), "--methods", "dense", "--dry-run"]) == 2
         err = capsys.readouterr().err
         assert f"key '{key}'" in err and "characters)" in err and len(err) < 1000, err[:1000]
+
+
+# -- 7. no silent shadowing ---------------------------------------------------------------------------
+
+
+def plugin(name: str) -> str:
+    return f'''
+        from bench import Method, register_method
+
+        @register_method("{name}")
+        class Plugin(Method):
+            """A plugin's method called {name}."""
+
+            def run(self, ctx):
+                return ctx.pretrained()
+    '''
+
+
+@pytest.fixture
+def fresh_registry(tmp_path, monkeypatch) -> Path:
+    """A registry discovered anew, with the built-in methods, from a folder of fake installed
+    plugins put on sys.path; what the test registers or imports is forgotten after it."""
+    import sys
+
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    for name in ("METHODS", "SOURCES", "BROKEN"):
+        monkeypatch.setattr(registry, name, dict(getattr(registry, name)))
+    monkeypatch.setattr(registry, "_discovered", False)
+    yield site
+    for name in [n for n, m in sys.modules.items() if str(getattr(m, "__file__", "")).startswith(str(site))]:
+        del sys.modules[name]
+
+
+def listing(capsys, *check: str) -> dict[str, list[str]]:
+    """`bench list methods` (or with --check): method -> its rows."""
+    assert main(["list", "methods", *check]) == 0
+    rows: dict[str, list[str]] = {}
+    for line in capsys.readouterr().out.splitlines()[2:]:
+        rows.setdefault(line.split()[0], []).append(line)
+    return rows
+
+
+def test_a_plugin_that_registers_a_built_in_name_is_refused_and_named(fresh_registry, capsys):
+    from conftest import make_distribution
+
+    make_distribution(fresh_registry, "shadow_plugin", plugin("magnitude"), {"shadow": "shadow_plugin"})
+    registry.discover()
+    assert registry.METHODS["magnitude"].__module__ == "methods.magnitude"
+    why = ("DuplicateMethodError: method 'magnitude' is already registered by methods.magnitude (built in), so "
+           "shadow_plugin (distribution shadow_plugin 0.1) cannot register it; a plugin replaces a built-in method "
+           "only if BENCH_ALLOW_SHADOWING names it (BENCH_ALLOW_SHADOWING=magnitude)")
+    assert registry.BROKEN["shadow"].splitlines()[0] == why
+    fast, checked = listing(capsys), listing(capsys, "--check")
+    assert len(fast["magnitude"]) == 1 and "One-shot magnitude pruning" in fast["magnitude"][0]
+    assert f"REFUSED: {why}" in fast["shadow"][0]
+    assert len(checked["magnitude"]) == 1 and "One-shot magnitude pruning" in checked["magnitude"][0]
+    assert f"FAILED TO IMPORT: {why}" in checked["shadow"][0]
+
+
+def test_bench_allow_shadowing_lets_a_plugin_replace_a_built_in_whatever_the_order(fresh_registry, capsys,
+                                                                                   monkeypatch):
+    from conftest import make_distribution
+
+    make_distribution(fresh_registry, "shadow_plugin", plugin("magnitude"), {"shadow": "shadow_plugin"})
+    monkeypatch.setenv("BENCH_ALLOW_SHADOWING", "snip, magnitude")
+    registry.discover()
+    assert registry.METHODS["magnitude"].__module__ == "shadow_plugin" and "shadow" not in registry.BROKEN
+    for rows in (listing(capsys), listing(capsys, "--check")):
+        assert len(rows["magnitude"]) == 1 and "A plugin's method called magnitude" in rows["magnitude"][0]
+    built_in, installed = registry.Source("methods.magnitude"), registry.Source("shadow_plugin", "shadow_plugin 0.1")
+    assert registry.replaces("magnitude", built_in, installed)
+    assert not registry.replaces("magnitude", installed, built_in)  # the built-in imported second keeps out
+    monkeypatch.delenv("BENCH_ALLOW_SHADOWING")
+    with pytest.raises(registry.DuplicateMethodError):
+        registry.replaces("magnitude", installed, built_in)
+
+
+def test_two_plugins_never_share_a_name(fresh_registry, capsys, monkeypatch):
+    from conftest import make_distribution
+
+    monkeypatch.setenv("BENCH_ALLOW_SHADOWING", "twin")  # allows replacing a built-in, not a plugin
+    for dist in ("first_plugin", "second_plugin"):
+        make_distribution(fresh_registry, dist, plugin("twin"), {dist: dist})
+    registry.discover()
+    (refused,) = [name for name in ("first_plugin", "second_plugin") if name in registry.BROKEN]
+    kept = ({"first_plugin", "second_plugin"} - {refused}).pop()
+    assert registry.METHODS["twin"].__module__ == kept
+    assert registry.BROKEN[refused].splitlines()[0] == (
+        f"DuplicateMethodError: method 'twin' is already registered by {kept} (distribution {kept} 0.1), so {refused} "
+        f"(distribution {refused} 0.1) cannot register it; uninstall one of them, or rename the method in one")
+    fast = listing(capsys)
+    assert len(fast["twin"]) == 1 and f"REFUSED: {registry.BROKEN[refused].splitlines()[0]}" in fast[refused][0]
