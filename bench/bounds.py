@@ -44,17 +44,24 @@ class Bounds:
     def problem(self, value: Any) -> str | None:
         """Why `value` is refused, as the end of an error message, or None if it is accepted."""
         if not isinstance(value, list):
-            return None if self.contains(value) else f"expected a number {self.describe()}, got {value!r}"
+            return None if self.contains(value) else f"expected a number {self.describe()}, got {brief(value)}"
         if self.distinct and not value:
             return "expected a non-empty list, got []"
         for i, item in enumerate(value):
             if not self.contains(item):
-                return f"expected numbers {self.describe()}, got {item!r} (item {i})"
+                return f"expected numbers {self.describe()}, got {brief(item)} (item {i})"
         if self.distinct:
             repeated = sorted({v for v in value if value.count(v) > 1})
             if repeated:
-                return f"expected distinct values, got {repeated[0]!r} more than once in {value!r}"
+                return f"expected distinct values, got {brief(repeated[0])} more than once in {brief(value)}"
         return None
+
+
+def brief(value: Any, limit: int = 200) -> str:
+    """repr(value), cut to `limit` characters: an error message quotes what a suite file or a
+    command line gave, and that may be as long as the file (up to 1 MiB)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def bounded(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,

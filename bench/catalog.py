@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-ENTRY_POINT_GROUP = "bench.methods"  # the same group bench.registry loads
+from bench.registry import ENTRY_POINT_GROUP, DuplicateMethodError, Source, distribution_of, replaces
 
 
 @dataclass
@@ -28,7 +28,7 @@ class PluginInfo:
     parameters: dict[str, Any]
     sweep: str | None = None
     family: str = "other"
-    problem: str | None = None  # why the source could not be read, if it could not
+    problem: str | None = None  # why it is unusable ("UNREADABLE: ...", "REFUSED: ..."), if it is
 
 
 @dataclass
@@ -78,25 +78,30 @@ def _classes(path: Path) -> list[_Class]:
     return out
 
 
-def _sources() -> list[tuple[str, Path, bool]]:
-    """(plugin name, source file, whether an entry point names it) of the `methods` package's
-    modules (named by file) and of the installed entry points."""
+def _sources() -> list[tuple[str, Path, Source, bool]]:
+    """(plugin name, source file, where its registrations come from, whether an entry point names
+    it) of the `methods` package's modules (named by file) and of the installed entry points, in
+    the order bench.registry.discover imports them."""
     spec = importlib.util.find_spec("methods")
     folder = Path(next(iter(spec.submodule_search_locations)))
-    found = [(p.stem.replace("_", "-"), p, False) for p in sorted(folder.glob("*.py")) if p.stem != "__init__"]
+    found = [(p.stem.replace("_", "-"), p, Source(f"methods.{p.stem}"), False)
+             for p in sorted(folder.glob("*.py")) if p.stem != "__init__"]
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        module = importlib.util.find_spec(ep.value.split(":")[0])
+        name = ep.value.split(":")[0]
+        module = importlib.util.find_spec(name)
         if module is not None and module.origin:
-            found.append((ep.name, Path(module.origin), True))
+            found.append((ep.name, Path(module.origin), Source(name, distribution_of(ep)), True))
     return found
 
 
 def catalog() -> list[PluginInfo]:
-    """Every plugin's metadata, sorted by method name; unreadable plugins carry their problem."""
+    """Every plugin's metadata, sorted by method name; unreadable plugins carry their problem, and
+    so do plugins that register a name already taken, as importing them would (see
+    bench.registry.replaces): the listing shows what `bench run` would run."""
     sources = _sources()
     parsed: dict[Path, list[_Class]] = {}
     problems: dict[Path, str] = {}
-    for _, path, _ in sources:
+    for _, path, _, _ in sources:
         if path not in parsed and path not in problems:  # one module may hold several plugins
             try:
                 parsed[path] = _classes(path)
@@ -115,17 +120,26 @@ def catalog() -> list[PluginInfo]:
         fields.update(c.fields)  # a redefined field keeps its place, as in dataclasses
         return fields, {**attrs, **c.attrs}
 
-    infos = []
-    for classes in parsed.values():
-        for c in classes:
-            if c.registered:
-                params, attrs = resolve(c)
-                infos.append(PluginInfo(c.registered, c.doc, params, attrs.get("sweep"),
-                                        attrs.get("family", "other")))
-    for plugin, path, entry_point in sources:
+    infos: dict[str, PluginInfo] = {}  # method name -> its info, as registering them in order leaves it
+    held: dict[str, Source] = {}
+    broken = []
+    for plugin, path, source, entry_point in sources:
         if path in problems:
-            infos.append(PluginInfo(plugin, "", {}, problem=problems[path]))
-        elif entry_point and not any(c.registered for c in parsed[path]):  # registers at import time, if at all
-            infos.append(PluginInfo(plugin, "", {}, problem=f"{path.name} registers no method in its source "
-                                    "(`bench list methods --check` imports it)"))
-    return sorted(infos, key=lambda i: i.name)
+            broken.append(PluginInfo(plugin, "", {}, problem=f"UNREADABLE: {problems[path]}"))
+            continue
+        registered = [c for c in parsed[path] if c.registered]
+        if entry_point and not registered:  # registers at import time, if at all
+            broken.append(PluginInfo(plugin, "", {}, problem=f"UNREADABLE: {path.name} registers no method in its "
+                                     "source (`bench list methods --check` imports it)"))
+        for c in registered:
+            name = c.registered
+            try:
+                if name in held and held[name] != source and not replaces(name, held[name], source):
+                    continue  # a built-in after the plugin allowed to replace it
+            except DuplicateMethodError as e:  # its import would stop here
+                broken.append(PluginInfo(plugin, "", {}, problem=f"REFUSED: {type(e).__name__}: {e}"))
+                break
+            params, attrs = resolve(c)
+            infos[name] = PluginInfo(name, c.doc, params, attrs.get("sweep"), attrs.get("family", "other"))
+            held[name] = source
+    return sorted([*infos.values(), *broken], key=lambda i: i.name)

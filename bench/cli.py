@@ -375,7 +375,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         for info in catalog():
             rows.append([info.name, "" if info.problem else info.family,
-                         info.problem and f"UNREADABLE: {info.problem}" or info.description,
+                         info.problem or info.description,
                          _parameters(info.parameters, info.sweep)])
     print(tabulate(rows, headers=["method", "family", "description", "parameters (defaults)"]))
     return 0

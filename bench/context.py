@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -15,11 +16,11 @@ from typing import Any, BinaryIO, Callable, Iterator
 import torch
 from torch import nn
 
-from bench import layerwise
+from bench import layerwise, records
 from bench.data import Dataset, Preprocess
 from bench.models import build_model
 from bench.suite import Budget, ModelSpec, Suite
-from bench.train import Hook, LossFn, TrainResult, fit
+from bench.train import CheckpointError, Hook, LossFn, TrainResult, fit
 from bench.train import evaluate as _evaluate
 
 
@@ -144,8 +145,33 @@ class Context:
         return layerwise.calibrated_layers(self, model, samples, hessian=hessian)
 
     def record(self, **figures: Any) -> None:
-        """Extra figures for the run record (JSON-able values), e.g. ctx.record(l1_sparsity=0.4)."""
-        self.figures.update(figures)
+        """Extra figures for the run record, e.g. ctx.record(l1_sparsity=0.4): numbers, strings,
+        booleans, None, lists and dicts of those, and one-element tensors (recorded as numbers).
+        Anything else raises TypeError here, naming it, so that the run fails with the reason
+        instead of the sweep failing when it writes the record."""
+        self.figures.update({name: _recordable(value, name) for name, value in figures.items()})
+
+
+def _recordable(value: Any, where: str) -> Any:
+    """`value` as JSON can hold it (a NumPy number or a one-element tensor as a Python number);
+    TypeError otherwise."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_recordable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _recordable(v, f"{where}.{k}") for k, v in value.items()}
+    what = (f"a tensor of {value.numel()} elements" if isinstance(value, torch.Tensor)
+            else "a dict with keys that are not strings" if isinstance(value, dict)
+            else f"of type {type(value).__name__}")
+    raise TypeError(f"ctx.record: {where} is {what}; a record holds numbers, strings, booleans, None, lists "
+                    "and dicts of those, and one-element tensors")
 
 
 @dataclass
@@ -161,8 +187,16 @@ class DenseWeights:
 
     @classmethod
     def load(cls, path: Path) -> DenseWeights:
-        saved = torch.load(path, map_location="cpu")
-        return cls(saved["state_dict"], saved["meta"])
+        """The weights `save` wrote to `path`, read by torch's weights-only unpickler (a cache
+        file planted in the results folder must not run code: bench.records.load_tensors);
+        raises for a file that does not load that way or holds no dense model."""
+        saved = records.load_tensors(path)
+        state, meta = saved["state_dict"], saved["meta"]
+        if (not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values())
+                or not isinstance(meta, dict)
+                or not all(isinstance(meta.get(k), (int, float)) for k in ("epochs", "seconds", "accuracy"))):
+            raise ValueError(f"{path} holds no dense model (a state dict, and its epochs, seconds and accuracy)")
+        return cls(state, meta)
 
 
 def train_dense(ctx: Context, checkpoint: Path | None = None) -> DenseWeights:
@@ -170,12 +204,23 @@ def train_dense(ctx: Context, checkpoint: Path | None = None) -> DenseWeights:
     from `checkpoint` (saved every epoch) when an earlier attempt was interrupted."""
     ctx.log(f"  training the dense model (seed {ctx.seed}, {ctx.budget.epochs} epochs), "
             "shared by every method of this seed")
+    try:
+        model, result = _fit_dense(ctx, checkpoint)
+    except CheckpointError as e:  # removed: train from the seed's initialization instead
+        ctx.log(f"  {e}; training from the first epoch")
+        model, result = _fit_dense(ctx, checkpoint)
+    meta = {"epochs": ctx.budget.epochs, "seconds": result.seconds,
+            "compile_seconds": result.compile_seconds,
+            "accuracy": _evaluate(model, ctx.data.test, ctx.preprocess)}
+    return DenseWeights({k: v.detach().cpu() for k, v in model.state_dict().items()}, meta)
+
+
+def _fit_dense(ctx: Context, checkpoint: Path | None) -> tuple[nn.Module, TrainResult]:
+    """One attempt from a fresh model and generator: after an unusable checkpoint, the next
+    attempt trains exactly what an uninterrupted training would."""
     model = ctx.new_model()
     g = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
     result = ctx.fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=ctx.budget.epochs,
                      lr=ctx.budget.lr, generator=g, log=ctx.log, compile=ctx.compile,
                      between_steps=ctx._between_steps, checkpoint=checkpoint)
-    meta = {"epochs": ctx.budget.epochs, "seconds": result.seconds,
-            "compile_seconds": result.compile_seconds,
-            "accuracy": _evaluate(model, ctx.data.test, ctx.preprocess)}
-    return DenseWeights({k: v.detach().cpu() for k, v in model.state_dict().items()}, meta)
+    return model, result

@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torchvision
 
-from bench.records import atomic_write
+from bench.records import atomic_write, load_tensors
 from bench.suite import DataSpec
 
 
@@ -112,8 +113,16 @@ def _image_folder_split(folder: Path, cache_dir: Path | None) -> Split:
     key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
     cached = cache_dir / f"imagefolder-{folder.name}-{key}.pt"
     if cached.exists():
-        x, y = torch.load(cached)
-        return Split(x, y)
+        try:
+            x, y = load_tensors(cached)  # a file planted in the cache runs no code
+            if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+                return Split(x, y)
+            why = "it holds no pair of tensors"
+        except Exception as e:  # noqa: BLE001 - an unusable cache file is decoded again
+            why = f"{type(e).__name__}: {e}"
+        print(f"bench: warning: the tensor cache {cached} is unusable ({why}); decoding {folder} again",
+              file=sys.stderr)
+        cached.unlink(missing_ok=True)
     split = _read_image_folder(folder)
     atomic_write(cached, lambda f: torch.save((split.x, split.y), f))
     return split

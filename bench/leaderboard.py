@@ -230,11 +230,10 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]
              "section Metrics. Regenerate with `bench leaderboard --suite " + suite + "`.", ""]
     tables = table.groupby(TABLE, sort=True) if len(table) else []
     for (source, budget, device), t in tables:
-        lines += [f"## data: {source} · budget: {budget} · runs on: {device.upper()}", ""]
+        lines += [f"## data: {md_text(source)} · budget: {md_text(budget)} · runs on: {md_text(device.upper())}", ""]
         main, speed = displayed(cols, t, "main"), displayed(cols, t, "speed")
         rows = [[r["method"], r["setting"], int(r["seeds"]), *[cell(r, c) for c in main]] for _, r in t.iterrows()]
-        lines += [tabulate(rows, headers=["method", "setting", "seeds", *[c.header for c in main]],
-                           tablefmt="pipe", disable_numparse=True), ""]
+        lines += [_pipe_table(rows, ["method", "setting", "seeds", *[c.header for c in main]]), ""]
         if speed:
             elsewhere = t.timed_on != device
             rows = [[timed_label(r["method"], r["timed_on"], device), r["setting"], *[cell(r, c) for c in speed]]
@@ -242,25 +241,38 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]
             lines += [SPEED_INTRO + (f" A row marked with another device was timed there, not on the "
                                      f"{device.upper()}: its figures compare with that device's only."
                                      if elsewhere.any() else ""), "",
-                      tabulate(rows, headers=["method", "setting", *[c.header for c in speed]],
-                               tablefmt="pipe", disable_numparse=True), ""]
+                      _pipe_table(rows, ["method", "setting", *[c.header for c in speed]]), ""]
             lines += _machines_note([r for r in recs if r["status"] == "ok" and
                                      tuple(row_key(r)[k] for k in TABLE) == (source, budget, device)])
     empty = unavailable_runtimes(recs)
     if empty:
         lines += ["## runtimes that could not take a model", "",
-                  tabulate(empty, headers=["method", "setting", "runtime", "reason"],
-                           tablefmt="pipe", disable_numparse=True), ""]
+                  _pipe_table(empty, ["method", "setting", "runtime", "reason"]), ""]
     failed = failed_runs(recs)
     if failed:
         lines += ["## failed and skipped runs", "",
-                  tabulate([row for row, _ in failed], headers=["method", "setting", "seed", "status", "error"],
-                           tablefmt="pipe", disable_numparse=True), ""]
+                  _pipe_table([row for row, _ in failed], ["method", "setting", "seed", "status", "error"]), ""]
     envs = pd.Series([environment(r) for r in recs]).value_counts().sort_index()
-    lines += ["## where the runs ran", ""] + [f"- {env}: {_runs(n)}" for env, n in envs.items()]
+    lines += ["## where the runs ran", ""] + [f"- {md_text(env)}: {_runs(n)}" for env, n in envs.items()]
     codes = pd.Series([code_of(r) for r in recs]).value_counts().sort_index()
-    lines += ["", "## the code that made them", ""] + [f"- {code}: {_runs(n)}" for code, n in codes.items()]
+    lines += ["", "## the code that made them", ""] + [f"- {md_text(code)}: {_runs(n)}" for code, n in codes.items()]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def md_text(value: Any) -> str:
+    """A value as Markdown text on one line: line breaks made spaces and `|` escaped, so that a
+    record's value (an error, a parameter, a device name) never splits a table row, nor starts a
+    row or a heading of its own; `<` escaped too, so that it is never markup (Markdown passes
+    HTML through, and GitHub drops what looks like a tag: an error's `<OpOverload(...)>`), and
+    `\\` first, so that each escape means what it says."""
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("<", "\\<")
+    return " ".join(text.splitlines())
+
+
+def _pipe_table(rows: list[list[Any]], headers: list[str]) -> str:
+    """A Markdown table of `rows`: their text through md_text, their numbers as they are."""
+    return tabulate([[md_text(c) if isinstance(c, str) else c for c in row] for row in rows], headers=headers,
+                    tablefmt="pipe", disable_numparse=True)
 
 
 def _machines_note(recs: list[dict[str, Any]]) -> list[str]:
@@ -273,10 +285,10 @@ def _machines_note(recs: list[dict[str, Any]]) -> list[str]:
         where.setdefault(name, set()).add(r["config"]["method"])
     if len(where) < 2:
         return []
-    return ["Timed on more than one machine: absolute latencies compare only between rows of one "
-            "machine; each measured speedup is against the dense model timed beside it on its own "
-            "machine. " + "; ".join(f"{name}: {', '.join(sorted(methods))}"
-                                    for name, methods in sorted(where.items())) + ".", ""]
+    return [md_text("Timed on more than one machine: absolute latencies compare only between rows of one "
+                    "machine; each measured speedup is against the dense model timed beside it on its own "
+                    "machine. " + "; ".join(f"{name}: {', '.join(sorted(methods))}"
+                                            for name, methods in sorted(where.items())) + "."), ""]
 
 
 # The terminal's columns, most important first; the table drops them from the end to fit.

@@ -4,13 +4,17 @@ A claim keeps two `bench run` commands on one results folder from executing the 
 training the same dense model) twice. A gate lets a run time its model alone on a device that
 other runs train on. Both are `fcntl.flock` locks, which the kernel releases when their holder
 dies (kill -9, a reboot), so a dead holder never blocks anyone and nothing needs cleaning up.
+Neither follows a symbolic link: a link planted where a lock file goes never makes the harness
+open, truncate or write a file elsewhere.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +22,10 @@ from typing import Iterator
 import torch
 
 from bench.records import naming_file
+
+
+class ClaimError(OSError):
+    """A claim's folder or file is not the harness's own (a planted link): refused, untouched."""
 
 
 class Claim:
@@ -32,10 +40,28 @@ class Claim:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        """True if this process now holds the claim; False if another live process does."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """True if this process now holds the claim; False if another live process does.
+
+        The claim truncates and writes its file, so the file must be the harness's own: a claims
+        folder that is a symbolic link, or a claim path that is a symbolic link, a hard link or
+        no regular file, raises ClaimError naming it (and nothing is opened through it)."""
+        folder = self.path.parent
+        if folder.is_symlink():
+            raise ClaimError(f"{folder} is a symbolic link, not the harness's claims folder: remove it")
+        folder.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise ClaimError(f"{self.path} is a symbolic link, not a claim of the harness: "
+                                     "remove it") from None
+                raise
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+                os.close(fd)
+                what = "a hard link" if stat.S_ISREG(info.st_mode) else "no regular file"
+                raise ClaimError(f"{self.path} is {what}, not a claim of the harness: remove it")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -65,11 +91,28 @@ class Claim:
 class DeviceGate:
     """Runs that share a device pass the gate before every training step (a shared lock, held
     for an instant); a run that times its model holds it exclusively, so the steps of the
-    others wait and its latency is measured alone. One lock file per device on this host."""
+    others wait and its latency is measured alone. One lock file per device on this machine.
+
+    The lock files are shared by every user, so that two users' runs on one device are timed
+    alone too: they live in `<temp>/bench-gates/`, a folder every user may write (sticky, like
+    /tmp itself), and each is made readable by all whatever the umask, since a lock needs only a
+    read-only descriptor. (Once one user had created the old `<temp>/bench-gate-cpu.lock` with
+    mode 0644, no other user could open it to write, and bench failed for them.) Any user who can
+    run bench can thus hold a gate, as a run does while it times its model. Where that folder is
+    no such folder or its lock file no regular file (another user made them so), the gate falls
+    back to a folder of this user's own, `<temp>/bench-gates-<uid>/`, and `shared` is False:
+    this user's runs still exclude each other, but not other users' runs.
+
+    Each gate holds a descriptor: close it (or use the gate as a context manager)."""
 
     def __init__(self, device: torch.device):
-        self.path = Path(tempfile.gettempdir()) / f"bench-gate-{_device_id(device)}.lock"
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        name = f"bench-gate-{_device_id(device)}.lock"
+        try:
+            self.path, self.shared = _shared_folder() / name, True
+            self._fd: int | None = _open_lock(self.path)
+        except OSError:
+            self.path, self.shared = _own_folder() / name, False
+            self._fd = _open_lock(self.path)
 
     def pass_through(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_SH)
@@ -84,6 +127,59 @@ class DeviceGate:
             yield
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> DeviceGate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _shared_folder() -> Path:
+    """`<temp>/bench-gates`, made world-writable and sticky; OSError if it is something else."""
+    folder = Path(tempfile.gettempdir()) / "bench-gates"
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir()
+        os.chmod(folder, 0o1777)  # mkdir's mode is cut by the umask
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_mode & 0o1777 != 0o1777:
+        raise OSError(f"{folder} is no folder that every user may write")
+    return folder
+
+
+def _own_folder() -> Path:
+    """`<temp>/bench-gates-<uid>`, this user's; OSError naming it if another user made it."""
+    folder = Path(tempfile.gettempdir()) / f"bench-gates-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise OSError(f"{folder}, where this user's device gates go, is not a folder of this user: remove it")
+    return folder
+
+
+def _open_lock(path: Path) -> int:
+    """A read-only descriptor of the lock file `path`, created readable by every user if it is
+    not there; never through a symbolic link, never blocking on a FIFO (OSError for anything but
+    a regular file)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+            os.fchmod(fd, 0o644)  # the umask may have cut others' read permission
+        except FileExistsError:  # another process created it meanwhile
+            fd = os.open(path, flags)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is no regular file")
+    return fd
 
 
 def _device_id(device: torch.device) -> str:

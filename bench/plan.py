@@ -84,7 +84,7 @@ def expected_epochs(spec: RunSpec, suite: Suite, history: list[dict[str, Any]]) 
     then trains once more, as lottery tickets do). Records replace the rule once they exist."""
     same = [r["metrics"]["train_epochs"] for r in history
             if r["status"] == "ok" and r["config"]["method"] == spec.method
-            and r["config"]["params"] == spec.params]
+            and r["config"]["params"] == spec.params and r["metrics"].get("train_epochs") is not None]
     if same:
         return statistics.median(same)
     b = suite.training

@@ -130,6 +130,25 @@ def _umask() -> int:
     return mask
 
 
+def load_tensors(path: Path, map_location: Any = "cpu") -> Any:
+    """What torch.save wrote to `path` (a cached dense model, a training checkpoint, decoded
+    images), read by torch's weights-only unpickler: tensors, numbers, strings and containers of
+    them load, and a planted pickle that would run code is refused. Every file the harness reads
+    back from a results folder or a cache is loaded here. A refusal raises
+    pickle.UnpicklingError with its reason on one line: torch's own message spans a screen and
+    suggests loading the file unsafely."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        _, found, detail = str(e).partition("WeightsUnpickler error:")
+        reason = detail.strip().split("\n", 1)[0].split(". ")[0] if found else str(e).split("\n", 1)[0]
+        raise pickle.UnpicklingError(f"refused by torch's weights-only unpickler: {reason}") from None
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
@@ -142,10 +161,97 @@ def write_text_atomic(path: Path, text: str) -> None:
 # What every record holds, whatever its status: a file without them is no record.
 REQUIRED_KEYS = ("schema", "config", "status", "metrics", "env", "standard_budget")
 
+_NUMBER = (int, float)
+_NONE = type(None)
+# What a usable record holds, with types: what the leaderboards, the site, `bench run`'s plan and
+# benchmarks/speedups.py read from a record without looking first. A field is checked when its
+# parent is there (parents come first): a required one must then be there too, the others are
+# checked where present. Metric values are checked apart (numbers or null), and so are the
+# runtimes' notes of an ok record (figures.deploy.runtimes: a status, and a reason unless ok).
+RECORD_FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (
+    ("schema", (int,), True),
+    ("status", (str,), True),
+    ("standard_budget", (bool,), True),
+    ("error", (str, _NONE), False),
+    ("run_time_s", _NUMBER, False),
+    ("config", (dict,), True),
+    ("config.method", (str,), True),
+    ("config.params", (dict,), True),
+    ("config.seed", (int,), True),
+    ("config.data_source", (str,), True),
+    ("config.budget", (dict,), True),
+    ("config.budget.epochs", (int,), True),
+    ("config.budget.finetune_epochs", (int,), True),
+    ("config.budget.limit_train", (int, _NONE), False),
+    ("config.budget.limit_test", (int, _NONE), False),
+    ("config.model", (dict,), False),
+    ("config.model.name", (str,), True),
+    ("metrics", (dict,), True),
+    ("env", (dict,), True),
+    ("env.device", (str,), True),
+    ("env.device_name", (str,), True),
+    ("env.torch", (str,), True),
+    ("env.threads", (int, _NONE), True),
+    ("env.git_commit", (str, _NONE), False),
+    ("measured_on", (dict,), False),
+    ("measured_on.device", (str,), False),
+    ("measured_on.device_name", (str,), False),
+    ("figures", (dict,), False),
+    ("figures.deploy", (dict,), False),
+    ("figures.deploy.runtimes", (dict,), False),
+)
 
-def read_record(path: Path) -> dict[str, Any] | None:
-    """The record stored at `path`, or None if there is none or it cannot be used."""
-    record, _ = _read(Path(path))
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    """isinstance, where a boolean is no int (JSON's true is no seed, no epoch count)."""
+    return isinstance(value, types) and (not isinstance(value, bool) or bool in types)
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def record_problem(record: Any) -> str | None:
+    """Why `record` (a JSON file's content) cannot be used as a run record, or None if it can:
+    the one definition of a usable record, so that no reader meets a missing or mistyped field."""
+    if not isinstance(record, dict) or any(k not in record for k in REQUIRED_KEYS):
+        return f"not a run record (it lacks one of {', '.join(REQUIRED_KEYS)})"
+    if _is(record["schema"], (int,)) and record["schema"] != SCHEMA_VERSION:
+        return f"schema {record['schema']}, and this harness reads schema {SCHEMA_VERSION}"
+    for field, types, required in RECORD_FIELDS:
+        *parents, key = field.split(".")
+        parent = record
+        for name in parents:
+            parent = parent.get(name)
+            if parent is None:
+                break  # an optional parent that is absent
+        if parent is None:
+            continue
+        if key not in parent:
+            if required:
+                return f"malformed record: {field} is missing"
+            continue
+        if not _is(parent[key], types):
+            expected = " or ".join("null" if t is _NONE else t.__name__ for t in types)
+            return f"malformed record: {field} is {_type_name(parent[key])}, expected {expected}"
+    for key, value in record["metrics"].items():
+        if not _is(value, (*_NUMBER, _NONE)):
+            return f"malformed record: metrics.{key} is {_type_name(value)}, expected a number or null"
+    if record["status"] == "ok" and not _is(record["metrics"].get("accuracy"), _NUMBER):
+        return "malformed record: an ok record without a number in metrics.accuracy"
+    for runtime, note in record.get("figures", {}).get("deploy", {}).get("runtimes", {}).items():
+        if not (isinstance(note, dict) and isinstance(note.get("status"), str)
+                and (note["status"] == "ok" or isinstance(note.get("reason"), str))):
+            return f"malformed record: figures.deploy.runtimes.{runtime} holds no status, or no reason for it"
+    return None
+
+
+def read_record(path: Path, problems: list[str] | None = None) -> dict[str, Any] | None:
+    """The record stored at `path`, or None if there is none or it cannot be used (then, with
+    `problems`, a line naming the file and why is appended there)."""
+    record, why = _read(Path(path))
+    if why and problems is not None:
+        problems.append(f"{path}: {why}")
     return record
 
 
@@ -157,17 +263,15 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return None, f"unreadable ({type(e).__name__}: {e})"
-    if not isinstance(record, dict) or any(k not in record for k in REQUIRED_KEYS):
-        return None, f"not a run record (it lacks one of {', '.join(REQUIRED_KEYS)})"
-    if record["schema"] != SCHEMA_VERSION:
-        return None, f"schema {record['schema']!r}, and this harness reads schema {SCHEMA_VERSION}"
-    return record, None
+    why = record_problem(record)
+    return (None, why) if why else (record, None)
 
 
 def load_records(results_dir: Path, suite: str, problems: list[str] | None = None) -> list[dict[str, Any]]:
     """Every usable record of a suite, in file-name order. A file that cannot be used (truncated,
-    not a record, another schema) is left out, and with `problems` a line naming it and why is
-    appended there, so that a leaderboard never drops a run without saying so."""
+    not a record, another schema, malformed: see record_problem) is left out, and with
+    `problems` a line naming it and why is appended there, so that a leaderboard never drops a
+    run without saying so."""
     return [record for _, record in named_records(results_dir, suite, problems)]
 
 
@@ -176,11 +280,9 @@ def named_records(results_dir: Path, suite: str, problems: list[str] | None = No
     """load_records with each record's file name (without .json): the name a site links to."""
     out = []
     for path in sorted((Path(results_dir) / suite / "runs").glob("*.json")):
-        record, why = _read(path)
+        record = read_record(path, problems)
         if record is not None:
             out.append((path.stem, record))
-        elif why and problems is not None:
-            problems.append(f"{path}: {why}")
     return out
 
 

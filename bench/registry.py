@@ -4,7 +4,9 @@ A method is a dataclass whose fields are its parameters and whose `run(ctx)` ret
 compressed model. Methods come from the files of the `methods` package and from installed
 distributions that declare an entry point in the group `bench.methods`; the harness changes for
 neither. A plugin that fails to import is remembered with its error, so that selecting it gives
-a failed row instead of stopping the whole run.
+a failed row instead of stopping the whole run. A name is registered once: a plugin that
+registers a name already taken fails to import, naming both sources, unless the user allows it
+to replace a built-in method ($BENCH_ALLOW_SHADOWING); import order never decides silently.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import dataclasses
 import difflib
 import fnmatch
 import importlib
+import os
 import pkgutil
 import traceback
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from bench import bounds
 
@@ -108,27 +111,72 @@ def _coerce(method: str, key: str, value: Any, tp: type) -> Any:
     if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     raise ParameterError(
-        f"method '{method}' parameter '{key}' expects {tp.__name__}, got {type(value).__name__} {value!r}"
+        f"method '{method}' parameter '{key}' expects {tp.__name__}, got {type(value).__name__} {bounds.brief(value)}"
     )
 
 
 METHODS: dict[str, type[Method]] = {}
+SOURCES: dict[str, Source] = {}  # method name -> where its registration came from
 BROKEN: dict[str, str] = {}  # plugin name -> error text of a plugin that failed to import
 
 
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where a registration comes from: the module, and the installed distribution whose entry
+    point loaded it (None for the built-in `methods` package, or code imported directly)."""
+
+    module: str
+    distribution: str | None = None
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution is None and self.module.split(".")[0] == "methods"
+
+    def __str__(self) -> str:
+        where = ("built in" if self.builtin else f"distribution {self.distribution}" if self.distribution
+                 else "no installed distribution")
+        return f"{self.module} ({where})"
+
+
+class DuplicateMethodError(ValueError):
+    """A second registration of a method name that nothing allows."""
+
+
+SHADOWING_VARIABLE = "BENCH_ALLOW_SHADOWING"
+
+
+def replaces(name: str, held: Source, new: Source) -> bool:
+    """Whether the registration from `new` takes method `name` from the one from `held`.
+
+    Which plugin wins must never depend on import order, silently: a plugin replaces a built-in
+    method only when the user names it in $BENCH_ALLOW_SHADOWING (comma-separated), and then
+    whatever the order (True: `new` takes it; False: a built-in registering after such a plugin
+    leaves it the name). Anything else raises DuplicateMethodError naming both sources."""
+    allowed = {n.strip() for n in os.environ.get(SHADOWING_VARIABLE, "").split(",")}
+    if held.builtin != new.builtin and name in allowed:
+        return not new.builtin
+    if held.builtin or new.builtin:
+        hint = (f"a plugin replaces a built-in method only if {SHADOWING_VARIABLE} names it "
+                f"({SHADOWING_VARIABLE}={name})")
+    else:
+        hint = "uninstall one of them, or rename the method in one"
+    raise DuplicateMethodError(f"method '{name}' is already registered by {held}, so {new} cannot register it; {hint}")
+
+
+_loading: str | None = None  # the distribution whose entry point is being imported
+
+
 def register_method(name: str):
-    """Class decorator that adds a method to the registry under `name`."""
+    """Class decorator that adds a method to the registry under `name`; a second registration
+    of a name is settled by `replaces`."""
 
     def add(cls: type[Method]) -> type[Method]:
         if not (isinstance(cls, type) and issubclass(cls, Method)):
             raise TypeError(f"@register_method('{name}') must decorate a subclass of bench.Method")
-        if name in METHODS and METHODS[name] is not cls:
-            raise ValueError(
-                f"method '{name}' is already registered by {METHODS[name].__module__}; "
-                "choose another name"
-            )
+        source = Source(cls.__module__, _loading)
         cls.name = name
-        METHODS[name] = cls
+        if name not in METHODS or METHODS[name] is cls or replaces(name, SOURCES[name], source):
+            METHODS[name], SOURCES[name] = cls, source
         return cls
 
     return add
@@ -148,16 +196,26 @@ def discover() -> None:
     for info in pkgutil.iter_modules(methods.__path__):
         _import_plugin(info.name.replace("_", "-"), lambda n=info.name: importlib.import_module(f"methods.{n}"))
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        _import_plugin(ep.name, ep.load)
+        _import_plugin(ep.name, ep.load, distribution_of(ep))
 
 
-def _import_plugin(name: str, load) -> None:
-    """Import one plugin; a failure (sys.exit included, Ctrl-C excluded) is remembered with its
-    cause on the first line, so that consoles and tables show why, not just that, it failed."""
+def distribution_of(ep: EntryPoint) -> str | None:
+    """`name version` of the distribution that declares an entry point, where known."""
+    return f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else None
+
+
+def _import_plugin(name: str, load: Callable[[], object], distribution: str | None = None) -> None:
+    """Import one plugin; a failure (sys.exit included, Ctrl-C excluded; a name registered twice,
+    see `replaces`) is remembered with its cause on the first line, so that consoles and tables
+    show why, not just that, it failed. Its registrations are traced to `distribution`."""
+    global _loading
+    _loading = distribution
     try:
         load()
     except (Exception, SystemExit) as e:  # noqa: BLE001 - a broken plugin must not take the harness down
         BROKEN[name] = f"{error_summary(e)}\n{traceback.format_exc(limit=-3).strip()}"
+    finally:
+        _loading = None
 
 
 def error_summary(e: BaseException) -> str:

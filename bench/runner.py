@@ -109,14 +109,16 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     specs = plan(suite, names, overrides, seeds, order)
     source = find_source(suite.data, data_dir) if dry_run else fetch(suite.data, data_dir)
     suite_dir = Path(results_dir) / suite.name
-    runs = []
+    runs, unusable = [], []
     for i, spec in enumerate(specs, 1):
         config = records.run_config(suite, spec.method, spec.params, spec.seed, source)
         digest = records.config_hash(config)
         path = records.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
         label = f"[{i}/{len(specs)}] {spec.method} {setting_label(spec.params)} seed={spec.seed}"
         runs.append(_Run(i, spec, config, digest, path, Claim(suite_dir / "claims", path.stem),
-                         records.read_record(path), label))
+                         records.read_record(path, unusable), label))
+    for problem in unusable:
+        log(f"unusable record, to run again: {problem}")
     commit = records.git_commit()
     here = _Here(commit, records.device_name(torch.device(device))
                  if device != "cuda" or torch.cuda.is_available() else None) if refresh else None
@@ -250,7 +252,12 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                       "env": {**outcome.env, "data_source": source, "compile": compile or False,
                               "executor": executor.description, **provenance},
                       **outcome.result}
-            records.write_json_atomic(item.path, record)
+            try:
+                records.write_json_atomic(item.path, record)
+            except (TypeError, ValueError) as e:  # a result JSON cannot hold fails its run, not the sweep
+                record.update(status="failed", metrics={}, figures={},
+                              error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
+                records.write_json_atomic(item.path, record)
             if outcome.log is not None:
                 records.write_text_atomic(logs / f"{item.path.stem}.log", outcome.log + "\n")
             item.claim.release()
@@ -351,7 +358,7 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
         device_name = records.device_name(torch.device(device))
         same_kind = (lambda env: env.get("device_name") == device_name)
     here = [r for r in history if r["status"] == "ok" and same_kind(r["env"])
-            and r["metrics"].get("train_epochs")]
+            and r["metrics"].get("train_epochs") and r["metrics"].get("train_time_s") is not None]
     per_epoch = statistics.median(r["metrics"]["train_time_s"] / r["metrics"]["train_epochs"]
                                   for r in here) if here else None
     to_train = [d for d in dense.values() if not d.path.exists()]
@@ -359,7 +366,7 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     for r in todo:
         epochs = expected_epochs(r.spec, suite, history)
         same = [h["run_time_s"] for h in here if h["config"]["method"] == r.spec.method
-                and h["config"]["params"] == r.spec.params]
+                and h["config"]["params"] == r.spec.params and "run_time_s" in h]
         seconds = statistics.median(same) if same else (epochs * per_epoch if per_epoch else None)
         total_epochs += epochs
         total_s += seconds or 0.0

@@ -232,7 +232,7 @@ def _runs_page(suite: str, recs: list[dict[str, Any]]) -> str:
         shown = {k: v for k, v in r.items() if k != "_stem"}
         c = r["config"]
         body.append(f'<details id="{_e(r["_stem"])}"><summary>{_e(c["method"])} · '
-                    f"{_e(setting_label(c['params']))} · seed {c['seed']} · {_e(r['status'])}"
+                    f"{_e(setting_label(c['params']))} · seed {_e(c['seed'])} · {_e(r['status'])}"
                     f" · {_e(r['_stem'])}.json</summary>"
                     f"<pre>{_e(json.dumps(shown, indent=1, sort_keys=True))}</pre></details>")
     return _page(f"{suite} run records", body, "../")
@@ -240,7 +240,8 @@ def _runs_page(suite: str, recs: list[dict[str, Any]]) -> str:
 
 def _description(recs: list[dict[str, Any]]) -> str:
     """The models and data sources of a suite's records."""
-    return "; ".join(sorted({f"{r['config']['model']['name']} on {r['config']['data_source']}" for r in recs}))
+    return "; ".join(sorted({f"{r['config'].get('model', {}).get('name', 'an unrecorded model')} on "
+                             f"{r['config']['data_source']}" for r in recs}))
 
 
 def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from bench import bounds
-from bench.bounds import bounded
+from bench.bounds import bounded, brief
 
 
 DEFAULT_RUNTIMES = ("torch", "torch_csr", "onnxruntime", "openvino", "torch_2to4")
@@ -124,9 +124,15 @@ def load_suite(name_or_path: str, resolve: bool = True) -> Suite:
     if not path.is_file():
         raise SuiteError(f"suite file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
+        with path.open("rb") as f:
+            data = f.read(MAX_SUITE_BYTES + 1)
+        if len(data) > MAX_SUITE_BYTES:
+            raise SuiteError(f"{path}: a suite file holds at most {MAX_SUITE_BYTES // 2**20} MiB, and this one more")
+        raw = yaml.load(data.decode("utf-8"), Loader=_SuiteLoader)  # a SafeLoader, without aliases
     except (OSError, UnicodeDecodeError) as e:
         raise SuiteError(f"{path}: cannot read the suite file: {e}") from None
+    except _Refused as e:
+        raise SuiteError(f"{path}: {_yaml_error(e)}") from None
     except yaml.YAMLError as e:
         raise SuiteError(f"{path}: not valid YAML: {_yaml_error(e)}") from None
     suite = parse(Suite, raw, str(path), "")
@@ -134,6 +140,26 @@ def load_suite(name_or_path: str, resolve: bool = True) -> Suite:
     if resolve:
         _resolve(suite, str(path))
     return suite
+
+
+MAX_SUITE_BYTES = 2**20  # a suite is a page of YAML; a larger file is a mistake or an attack
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """YAML that a suite file may not use."""
+
+
+class _SuiteLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing anchors and aliases before anything is expanded: a suite has
+    no use for them, and aliases of aliases ("billion laughs") make a few lines of YAML a value
+    of billions of items (one such file took 1.5 GB and 20 s to be refused, printing it)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused(problem="anchors and aliases (&name, *name) are not allowed in a suite file",
+                           problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
 
 
 def _yaml_error(e: yaml.YAMLError) -> str:
@@ -158,7 +184,7 @@ def _check(suite: Suite, file: str) -> None:
     agree with each other."""
     if not is_plain_name(suite.name):
         raise SuiteError(f"{file}: key 'name': expected a plain folder name (letters, digits, '_', '.', "
-                         f"'-'; no path separator, not starting with '.'), got {suite.name!r}")
+                         f"'-'; no path separator, not starting with '.'), got {brief(suite.name)}")
     if len(suite.data.mean) != len(suite.data.std) or not suite.data.mean:
         raise SuiteError(f"{file}: keys 'data.mean', 'data.std': expected one value per image channel in "
                          f"each, got {len(suite.data.mean)} and {len(suite.data.std)}")
@@ -185,8 +211,8 @@ def _resolve(suite: Suite, file: str) -> None:
             try:
                 check_model(spec.name, spec.kwargs, in_channels=len(suite.data.mean))
             except Exception as e:  # noqa: BLE001 - whatever building raises, the suite cannot work
-                raise SuiteError(f"{file}: key '{key}': cannot build model {spec.name!r} with kwargs "
-                                 f"{spec.kwargs}: {type(e).__name__}: {e}") from None
+                raise SuiteError(f"{file}: key '{key}': cannot build model {brief(spec.name)} with kwargs "
+                                 f"{brief(spec.kwargs)}: {type(e).__name__}: {e}") from None
     unknown = [r for r in suite.runtimes if r not in RUNTIMES]
     if unknown:
         raise SuiteError(f"{file}: key 'runtimes': unknown runtime '{unknown[0]}'; "
@@ -234,7 +260,7 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
         unknown = sorted(set(value) - set(fields))
         if unknown:
             raise SuiteError(
-                f"{where}: unknown key '{unknown[0]}'; expected keys: {', '.join(fields)}"
+                f"{where}: unknown key {brief(unknown[0])}; expected keys: {', '.join(fields)}"
             )
         kwargs = {}
         for name, f in fields.items():
@@ -258,15 +284,15 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
                 return parse(arg, value, file, key)
             except SuiteError:
                 pass
-        raise SuiteError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        raise SuiteError(f"{where}: expected {_type_name(tp)}, got {brief(value)}")
     if origin is Literal:
         if value not in typing.get_args(tp):
             choices = ", ".join(map(str, typing.get_args(tp)))
-            raise SuiteError(f"{where}: expected one of {choices}, got {value!r}")
+            raise SuiteError(f"{where}: expected one of {choices}, got {brief(value)}")
         return value
     if origin is list:
         if not isinstance(value, list):
-            raise SuiteError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+            raise SuiteError(f"{where}: expected a list, got {type(value).__name__} {brief(value)}")
         (item,) = typing.get_args(tp)
         return [parse(item, v, file, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
@@ -280,9 +306,9 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
         return float(value)
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
         hint = ""
-        if tp is float and isinstance(value, str) and _is_float(value):
+        if tp is float and isinstance(value, str) and len(value) < 100 and _is_float(value):
             hint = f" (YAML reads {value} as text: write it with a dot, e.g. {float(value):.1e})"
-        raise SuiteError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}{hint}")
+        raise SuiteError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {brief(value)}{hint}")
     return value
 
 

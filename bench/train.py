@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.data import Preprocess, Split
-from bench.records import atomic_write
+from bench.records import atomic_write, load_tensors
 from bench.suite import Budget
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, y, x) -> loss
@@ -30,6 +30,10 @@ Hook = Callable[[nn.Module, int], None]  # (model, step) -> None
 
 class DivergedError(RuntimeError):
     """Training produced a non-finite loss."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from; it has been removed."""
 
 
 @dataclass
@@ -90,7 +94,8 @@ def fit(
     With `checkpoint`, the whole training state (model, optimizer, schedule, random generator,
     time spent) is saved there after every epoch, and a call that finds one resumes after its
     epoch: an interrupted long training loses at most one epoch and ends with the same weights.
-    Raises DivergedError on a non-finite epoch loss.
+    Raises DivergedError on a non-finite epoch loss, and CheckpointError (having removed the
+    file) on a checkpoint it cannot resume from.
     """
     device = data.x.device
     bs = min(budget.batch_size, len(data))
@@ -107,13 +112,8 @@ def fit(
     loss_value = accuracy = float("nan")
     step = first = 0
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"])
-        first, step = state["epoch"], state["step"]
-        start -= state["seconds"]
+        first, step, seconds = _resume(checkpoint, model, opt, schedule, generator, device)
+        start -= seconds
         log(f"    resumed from {checkpoint} after epoch {first}")
     for epoch in range(first + 1, epochs + 1):
         model.train()
@@ -158,6 +158,32 @@ def fit(
     model.zero_grad(set_to_none=True)  # a returned model carries no gradient memory
     return TrainResult(epochs, time.perf_counter() - start - compile_seconds, compile_seconds,
                        loss_value, accuracy)
+
+
+def _resume(checkpoint: Path, model: nn.Module, opt: torch.optim.Optimizer,
+            schedule: torch.optim.lr_scheduler.LRScheduler,
+            generator: torch.Generator, device: torch.device) -> tuple[int, int, float]:
+    """Load a training state that `fit` saved into the objects it came from; returns (epoch,
+    step, seconds) at the end of its epoch.
+
+    The file is read by torch's weights-only unpickler (bench.records.load_tensors): a file
+    planted in the results folder must not run code, and a checkpoint holds nothing else than
+    tensors, numbers and containers of them (the optimizer's and the schedule's state dicts
+    included, SequentialLR's nested ones too).
+    A file that does not load (truncated, refused, of another model) is removed and
+    CheckpointError raised: the objects may be half restored, so the caller starts over.
+    """
+    try:
+        state = load_tensors(checkpoint, map_location=device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"].cpu())  # a generator's state is a CPU tensor, whatever its device
+        return int(state["epoch"]), int(state["step"]), float(state["seconds"])
+    except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, it is not resumed from
+        checkpoint.unlink(missing_ok=True)
+        raise CheckpointError(f"the checkpoint {checkpoint} cannot be resumed from ({type(e).__name__}: {e}); "
+                              "removed it") from None
 
 
 def _synchronize(device: torch.device) -> None:

@@ -111,16 +111,16 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> Outcome:
             result = {"status": "failed", "error": f"{type(e).__name__}: {e}", "metrics": {}, "figures": {},
                       "run_time_s": time.perf_counter() - start}
             return Outcome(result, env, log=None if log_file else "\n".join(lines))
-        gate = DeviceGate(device)
-        torch.manual_seed(task.spec.seed)
-        ctx = Context(task.suite, data, device, task.spec.seed, task.dense, log=log,
-                      compile=task.compile, between_steps=gate.pass_through)
-        if task.kind == "dense":
-            return _train_dense(ctx, Path(task.checkpoint) if task.checkpoint else None, env,
-                                None if log_file else lines)
-        new = ctx.new_model()
-        reference = {"params": measure.count_params(new), "size_bytes": measure.size_bytes(new)}
-        result = execute(task.spec, ctx, reference, gate)
+        with DeviceGate(device) as gate:  # one per task: its descriptor is closed with it
+            torch.manual_seed(task.spec.seed)
+            ctx = Context(task.suite, data, device, task.spec.seed, task.dense, log=log,
+                          compile=task.compile, between_steps=gate.pass_through)
+            if task.kind == "dense":
+                return _train_dense(ctx, Path(task.checkpoint) if task.checkpoint else None, env,
+                                    None if log_file else lines)
+            new = ctx.new_model()
+            reference = {"params": measure.count_params(new), "size_bytes": measure.size_bytes(new)}
+            result = execute(task.spec, ctx, reference, gate)
         return Outcome(result, env, log=None if log_file else "\n".join(lines))
     finally:
         if log_file:

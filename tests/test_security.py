@@ -1,0 +1,601 @@
+"""What a results folder, a cache, a record, a suite file or a plugin may hold must never take the
+harness over: no code runs from a planted file, no markup from a record reaches a page as markup,
+a malformed record is named and skipped, a figure that JSON cannot hold fails its run only, the
+harness's lock files stay its own, YAML stays within bounds, and no plugin silently shadows a
+method. The sweeps run in this process on a small suite timed in PyTorch eager alone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import html.parser
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import records, registry
+from bench.cli import main
+from bench.data import find_source
+from bench.suite import load_suite
+
+registry.discover()  # the plugins' import warnings belong to no test's output
+
+FAST_SUITE = """\
+version: 1
+name: sec
+description: a small suite, timed in PyTorch eager only
+data: {dataset: MNIST, mean: [0.1307], std: [0.3081]}
+model: {name: lenet300, kwargs: {hidden: [32, 16]}}
+training: {epochs: 1, finetune_epochs: 1, batch_size: 128, lr: 0.05, finetune_lr: 0.01}
+seeds: [0]
+sparsities: [0.5]
+latency_batches: [1, 8]
+runtimes: [torch]
+"""
+LIMITS = ["--limit-train", "1000", "--limit-test", "200"]
+
+
+@pytest.fixture
+def fast_suite(tmp_path) -> Path:
+    path = tmp_path / "sec.yaml"
+    path.write_text(FAST_SUITE)
+    return path
+
+
+def run(suite: Path, methods: str, data_dir: Path, results: Path, *extra: str) -> int:
+    return main(["run", "--suite", str(suite), "--methods", methods, *LIMITS, "--data-dir", str(data_dir),
+                 "--results-dir", str(results), *extra])
+
+
+def dense_cache(suite: Path, data_dir: Path, results: Path, seed: int = 0) -> Path:
+    """Where `bench run` caches the dense model of `seed` under LIMITS (bench.runner)."""
+    s = load_suite(str(suite)).with_budget(limit_train=1000, limit_test=200)
+    key = records.config_hash(records.dense_config(s, seed, find_source(s.data, data_dir)))
+    return results / s.name / "cache" / f"dense-s{seed}-{key}.pt"
+
+
+class Planted:
+    """A pickle that creates `marker` when it is unpickled by a loader that runs code."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+# -- 1. nothing loaded from a results folder or a cache executes code ----------------------------
+
+
+def test_planted_pickles_in_the_dense_cache_and_its_checkpoint_run_no_code(tmp_path, fast_suite, data_dir, capsys):
+    results, marker = tmp_path / "results", tmp_path / "pwned"
+    cache = dense_cache(fast_suite, data_dir, results)
+    cache.parent.mkdir(parents=True)
+    for path in (cache, cache.with_suffix(".ckpt")):
+        torch.save({"state_dict": Planted(marker), "meta": Planted(marker), "model": Planted(marker)}, path)
+
+    assert run(fast_suite, "dense", data_dir, results) == 0
+    out = capsys.readouterr().out
+    assert not marker.exists()
+    assert f"the cache file {cache} is unreadable (" in out
+    assert f"the checkpoint {cache.with_suffix('.ckpt')} cannot be resumed from (" in out
+    assert "training from the first epoch" in out
+    assert not cache.with_suffix(".ckpt").exists()
+    (record,) = records.load_records(results, "sec")
+    assert record["status"] == "ok"
+
+
+def test_a_planted_tensor_cache_of_decoded_images_runs_no_code(tmp_path, capsys):
+    from PIL import Image
+
+    from bench.data import _image_folder_split
+
+    folder = tmp_path / "images" / "train"
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        Image.new("L", (4, 4), color=17 if label == "a" else 99).save(folder / label / "0.png")
+    cache, marker = tmp_path / "tensors", tmp_path / "pwned"
+    first = _image_folder_split(folder, cache)  # decodes the images and caches them
+    (cached,) = cache.glob("*.pt")
+    torch.save((Planted(marker), Planted(marker)), cached)
+
+    again = _image_folder_split(folder, cache)
+    assert not marker.exists()
+    assert f"bench: warning: the tensor cache {cached} is unusable (" in capsys.readouterr().err
+    assert torch.equal(again.x, first.x) and torch.equal(again.y, first.y)
+    assert torch.equal(_image_folder_split(folder, cache).x, first.x)  # cached anew, and read back
+
+
+# -- 2. escaping everywhere: a record's text is text, on every page and in every table -----------
+
+XSS = "document.documentElement.setAttribute('data-xss', 'ran')"
+STEM = f"dense-\"'><img src=x onerror=\"{XSS}\">"  # a record's file name: no '/'
+HOSTILE = (f"</td></pre>\"'><script>{XSS}</script><img src=x onerror=\"{XSS}\"><svg onload={XSS}>"
+           "|\n| injected | row |")
+
+
+def hostile_records() -> dict[str, dict]:
+    """File name -> record: markup, `|` and line breaks in every string field a page or a table
+    shows, params keys and values included; and a string seed, which makes a record unusable."""
+    from test_leaderboard import record
+
+    ok = json.loads(json.dumps(record("magnitude", {"sparsity": 0.5}, 0, 0.97, 500)))
+    ok["config"].update(method=f"m{HOSTILE}", params={f"k{HOSTILE}": HOSTILE, "sparsity": 0.5},
+                        data_source=HOSTILE, model={"name": HOSTILE, "kwargs": {}})
+    ok["env"] = {"device": f"cpu{HOSTILE}", "device_name": HOSTILE, "torch": HOSTILE, "threads": 2,
+                 "git_commit": HOSTILE}
+    ok["measured_on"] = {"device": HOSTILE, "device_name": HOSTILE, "threads": 2}
+    ok["figures"] = {"deploy": {"runtimes": {HOSTILE: {"status": HOSTILE, "reason": HOSTILE}}}}
+    ok.update(config_hash=HOSTILE, finished_at=HOSTILE, run_time_s=1.0)
+    failed = json.loads(json.dumps(ok))
+    failed.update(status=HOSTILE, error=f"RuntimeError: {HOSTILE}\ntrace {HOSTILE}", metrics={})
+    dense = record("dense", {}, 0, 0.98, 1000)
+    seed = record("dense", {}, HOSTILE, 0.98, 1000)
+    return {"m-ok.json": ok, "m-failed.json": failed, f"{STEM}.json": dense, "dense-seed.json": seed}
+
+
+class Tags(html.parser.HTMLParser):
+    """The start tags of a page, with their attributes."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def write_hostile(results: Path) -> None:
+    for name, r in hostile_records().items():
+        records.write_json_atomic(results / "sec" / "runs" / name, r)
+
+
+def test_markup_in_records_is_text_on_every_page_and_in_every_table(tmp_path, capsys):
+    write_hostile(tmp_path)
+    assert main(["leaderboard", "--html", "--results-dir", str(tmp_path)]) == 0
+    assert "dense-seed.json: malformed record: config.seed is str, expected int" in capsys.readouterr().err
+    pages = sorted((tmp_path / "site").rglob("*.html"))
+    assert [p.relative_to(tmp_path / "site").as_posix() for p in pages] == [
+        "index.html", "sec/index.html", "sec/runs.html"]
+    for page in pages:
+        text = page.read_text()
+        for tag, attrs in Tags(text).tags:
+            assert not [a for a in attrs if a.startswith("on")], (page, tag, attrs)
+            assert tag in {"html", "head", "meta", "title", "link", "script", "body", "p", "a", "h1", "h2", "h3",
+                           "div", "table", "thead", "tbody", "tr", "th", "td", "label", "select", "option",
+                           "input", "span", "b", "code", "pre", "details", "summary", "img"}, (page, tag)
+            if tag == "script":
+                assert (attrs.get("src") or "").endswith("site.js"), page
+            if tag == "img":
+                assert attrs.get("src") in {"pareto.png", "speedup.png"}, page
+            if tag == "a":
+                assert not (attrs.get("href") or "").lower().startswith("javascript"), page
+        assert "&lt;script&gt;" in text  # the payload is there, as text
+    runs = (tmp_path / "site" / "sec" / "runs.html").read_text()
+    assert f'<details id="{html.escape(STEM, quote=True)}">' in runs
+    for md in (tmp_path / "sec").glob("leaderboard*.md"):
+        tables = re.findall(r"(?:^\|.*\n)+", md.read_text(), flags=re.M)
+        assert tables, md
+        for table in tables:
+            widths = {len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()}
+            assert len(widths) == 1, table
+        assert not re.search(r"^\| injected", md.read_text(), flags=re.M)
+        assert not re.search(r"(?<!\\)<", md.read_text())  # every < escaped: no markup
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs a headless Chromium (Debian: apt install chromium)")
+def test_a_real_browser_runs_no_script_from_a_record(tmp_path):
+    write_hostile(tmp_path)
+    assert main(["leaderboard", "--html", "--results-dir", str(tmp_path)]) == 0
+    browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+               "--virtual-time-budget=3000", "--dump-dom"]
+    for page in sorted((tmp_path / "site").rglob("*.html")):
+        dom = subprocess.run([*browser, page.as_uri()], capture_output=True, text=True, timeout=180).stdout
+        assert "</body>" in dom and "injected" in dom, page  # the page loaded, with the payload as text
+        assert 'data-xss="ran"' not in dom, page
+
+
+# -- 3. records are validated when read ------------------------------------------------------------
+
+
+def malformed_records() -> dict[str, tuple[dict, str]]:
+    """Name -> (a record with a missing or mistyped field, what the warning says about it)."""
+    from test_leaderboard import record
+
+    def broken(edit, *, status="ok"):
+        r = json.loads(json.dumps(record("magnitude", {"sparsity": 0.5}, 0, 0.97, 500, status=status)))
+        edit(r)  # on a copy: the helper's records share their budget and env
+        return r
+
+    return {
+        "no-device": (broken(lambda r: r["env"].pop("device")), "env.device is missing"),
+        "string-seed": (broken(lambda r: r["config"].update(seed="0")), "config.seed is str, expected int"),
+        "bool-seed": (broken(lambda r: r["config"].update(seed=True)), "config.seed is bool, expected int"),
+        "list-metrics": (broken(lambda r: r.update(metrics=[0.97])), "metrics is list, expected dict"),
+        "text-metric": (broken(lambda r: r["metrics"].update(nonzeros="many")),
+                        "metrics.nonzeros is str, expected a number or null"),
+        "no-accuracy": (broken(lambda r: r["metrics"].pop("accuracy")),
+                        "an ok record without a number in metrics.accuracy"),
+        "env-text": (broken(lambda r: r.update(env="cpu")), "env is str, expected dict"),
+        "params-list": (broken(lambda r: r["config"].update(params=[0.5])), "config.params is list, expected dict"),
+        "no-epochs": (broken(lambda r: r["config"]["budget"].pop("epochs")), "config.budget.epochs is missing"),
+        "model-name": (broken(lambda r: r["config"].update(model={"name": 3})),
+                       "config.model.name is int, expected str"),
+        "measured-on": (broken(lambda r: r.update(measured_on={"device": None})),
+                        "measured_on.device is null, expected str"),
+        "no-reason": (broken(lambda r: r.update(figures={"deploy": {"runtimes": {"onnxruntime": {"status": "x"}}}})),
+                      "figures.deploy.runtimes.onnxruntime holds no status, or no reason for it"),
+        "error-number": (broken(lambda r: r.update(error=3), status="failed"), "error is int, expected str or null"),
+        "standard-text": (broken(lambda r: r.update(standard_budget="yes")), "standard_budget is str, expected bool"),
+    }
+
+
+def test_malformed_records_are_named_and_skipped_by_every_reader(tmp_path, fast_suite, data_dir, capsys):
+    from test_leaderboard import record
+
+    runs = tmp_path / "sec" / "runs"
+    for name, (r, _) in malformed_records().items():
+        records.write_json_atomic(runs / f"{name}.json", r)
+        assert records.record_problem(r) is not None, name
+    good = record("dense", {}, 0, 0.98, 1000)
+    assert records.record_problem(good) is None
+    records.write_json_atomic(runs / "good.json", good)
+
+    assert main(["leaderboard", "--html", "--results-dir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    for name, (_, why) in malformed_records().items():
+        assert f"bench: warning: left out of the leaderboard: {runs / name}.json: malformed record: {why}" in err
+    assert len((tmp_path / "sec" / "leaderboard.csv").read_text().splitlines()) == 2  # header and dense
+    assert "sec: run records (1)" in (tmp_path / "site" / "sec" / "runs.html").read_text()
+    assert main(["leaderboard", "--show", "--results-dir", str(tmp_path)]) == 0
+
+    # bench run: a malformed record of a planned run is named and the run planned again
+    s = load_suite(str(fast_suite)).with_budget(limit_train=1000, limit_test=200)
+    config = records.run_config(s, "dense", {}, 0, find_source(s.data, data_dir))
+    planned = records.record_path(tmp_path, "sec", "dense", 0, records.config_hash(config))
+    shutil.copyfile(runs / "no-device.json", planned)
+    capsys.readouterr()
+    assert run(fast_suite, "dense", data_dir, tmp_path, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert f"unusable record, to run again: {planned}: malformed record: env.device is missing" in out
+    assert "1 runs: 1 to run, 0 finished before" in out
+
+
+# -- 4. figures a record cannot hold fail their run, not the sweep ---------------------------------
+
+
+def test_ctx_record_takes_json_values_and_one_element_tensors_and_names_anything_else(make_context):
+    import numpy as np
+
+    ctx = make_context(limit_train=256, limit_test=64)
+    ctx.record(loss=torch.tensor(0.25), steps=torch.tensor([3]), per_layer=(torch.tensor(1.5), np.float32(0.5)),
+               nested={"a": [1, "x", None, True, np.int64(2)]})
+    assert ctx.figures == {"loss": 0.25, "steps": 3, "per_layer": [1.5, 0.5],
+                           "nested": {"a": [1, "x", None, True, 2]}}
+    assert json.loads(json.dumps(ctx.figures)) == ctx.figures
+    for value, what in ((torch.zeros(2), "nested.b[0] is a tensor of 2 elements"),
+                        (object(), "nested.b[0] is of type object"),
+                        ({1: 2}, "nested.b[0] is a dict with keys that are not strings")):
+        with pytest.raises(TypeError, match=re.escape(f"ctx.record: {what}; a record holds numbers")):
+            ctx.record(nested={"b": [value]})
+    assert ctx.figures["nested"] == {"a": [1, "x", None, True, 2]}  # a refused call records nothing
+
+
+@pytest.fixture
+def figure_methods():
+    """Plugins that record a tensor, record an object, and put an object in ctx.figures by hand."""
+    from bench import Method, register_method
+
+    @register_method("sec-raw-figure")
+    class RawFigure(Method):
+        """Puts what JSON cannot hold into ctx.figures, past ctx.record."""
+
+        def run(self, ctx):
+            ctx.figures["raw"] = object()
+            return ctx.pretrained()
+
+    @register_method("sec-object-figure")
+    class ObjectFigure(Method):
+        """Records an object."""
+
+        def run(self, ctx):
+            ctx.record(when=object())
+            return ctx.pretrained()
+
+    @register_method("sec-tensor-figure")
+    class TensorFigure(Method):
+        """Records a one-element tensor."""
+
+        def run(self, ctx):
+            ctx.record(loss=torch.tensor(0.25))
+            return ctx.pretrained()
+
+    yield
+    for name in ("sec-raw-figure", "sec-object-figure", "sec-tensor-figure"):
+        registry.METHODS.pop(name)
+
+
+def test_a_figure_json_cannot_hold_fails_its_run_and_the_sweep_goes_on(tmp_path, fast_suite, data_dir, figure_methods,
+                                                                       capsys):
+    assert run(fast_suite, "sec-raw-figure,sec-object-figure,sec-tensor-figure", data_dir, tmp_path) == 1
+    got = {r["config"]["method"]: r for r in records.load_records(tmp_path, "sec")}
+    assert set(got) == {"sec-raw-figure", "sec-object-figure", "sec-tensor-figure"}
+    assert got["sec-tensor-figure"]["status"] == "ok" and got["sec-tensor-figure"]["figures"]["loss"] == 0.25
+    assert got["sec-object-figure"]["status"] == "failed"
+    assert got["sec-object-figure"]["error"].startswith("TypeError: ctx.record: when is of type object;")
+    assert got["sec-raw-figure"]["status"] == "failed" and got["sec-raw-figure"]["figures"] == {}
+    assert got["sec-raw-figure"]["error"].startswith(
+        "the run's result cannot be written as JSON: TypeError: Object of type object is not JSON serializable")
+    assert "2 of 3 runs did not finish" in capsys.readouterr().err
+
+
+# -- 5. the harness's own files stay its own -----------------------------------------------------------
+
+
+def test_a_link_planted_among_the_claims_is_refused_and_its_target_untouched(tmp_path, fast_suite, data_dir, capsys):
+    from bench.locks import Claim, ClaimError
+
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    claims = tmp_path / "results" / "sec" / "claims"
+    claims.mkdir(parents=True)
+    s = load_suite(str(fast_suite)).with_budget(limit_train=1000, limit_test=200)
+    config = records.run_config(s, "dense", {}, 0, find_source(s.data, data_dir))
+    run_claim = claims / f"dense-{records.config_hash(config)[:12]}-s0.lock"
+    run_claim.symlink_to(target)  # a run's claim: bench run opens it once the dense model is ready
+    dense_claim = claims / f"{dense_cache(fast_suite, data_dir, tmp_path / 'results').stem}.lock"
+    os.link(target, dense_claim)  # the dense model's claim, a hard link
+
+    assert run(fast_suite, "dense", data_dir, tmp_path / "results") == 1
+    err = capsys.readouterr().err
+    assert f"bench: error: {dense_claim} is a hard link, not a claim of the harness: remove it" in err
+    dense_claim.unlink()
+    assert run(fast_suite, "dense", data_dir, tmp_path / "results") == 1
+    err = capsys.readouterr().err
+    assert f"bench: error: {run_claim} is a symbolic link, not a claim of the harness: remove it" in err
+    assert target.read_text() == "keep me\n" and run_claim.is_symlink()
+
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    folder = tmp_path / "other" / "claims"
+    folder.parent.mkdir()
+    folder.symlink_to(moved, target_is_directory=True)
+    with pytest.raises(ClaimError, match="is a symbolic link, not the harness's claims folder"):
+        Claim(folder, "run").acquire()
+    assert list(moved.iterdir()) == []
+
+
+@pytest.fixture
+def temp_dir(tmp_path, monkeypatch) -> Path:
+    """The system temp folder, where the device gates go, moved into this test's folder."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_the_device_gate_is_shared_by_every_user_and_closes_its_descriptor(temp_dir):
+    from bench.locks import DeviceGate
+
+    cpu = torch.device("cpu")
+    before = open_descriptors()
+    for _ in range(200):
+        with DeviceGate(cpu) as gate:
+            gate.pass_through()
+    assert open_descriptors() == before
+
+    old = os.umask(0o077)  # a user whose files nobody else may read
+    try:
+        with DeviceGate(cpu) as gate, DeviceGate(cpu) as other:
+            assert gate.shared and gate.path == temp_dir / "bench-gates" / "bench-gate-cpu.lock"
+            assert gate.path.parent.stat().st_mode & 0o7777 == 0o1777
+            assert gate.path.stat().st_mode & 0o777 == 0o644  # readable by all: a lock needs no more
+            with gate.alone():
+                with pytest.raises(BlockingIOError):  # the other run waits while this one times its model
+                    fcntl.flock(other._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    finally:
+        os.umask(old)
+
+
+def test_a_gate_folder_another_user_spoiled_falls_back_to_this_users_own(temp_dir):
+    from bench.locks import DeviceGate
+
+    target = temp_dir / "precious.txt"
+    target.write_text("keep me\n")
+    shared = temp_dir / "bench-gates"
+    shared.mkdir(mode=0o1777)
+    os.chmod(shared, 0o1777)
+    (shared / "bench-gate-cpu.lock").symlink_to(target)
+    with DeviceGate(torch.device("cpu")) as gate:
+        assert not gate.shared and gate.path == temp_dir / f"bench-gates-{os.getuid()}" / "bench-gate-cpu.lock"
+        with gate.alone():
+            pass
+    (shared / "bench-gate-cpu.lock").unlink()
+    os.mkfifo(shared / "bench-gate-cpu.lock")  # opening a FIFO to read would block
+    with DeviceGate(torch.device("cpu")) as gate:
+        assert not gate.shared
+    os.chmod(shared, 0o755)  # a folder only its owner may write
+    with DeviceGate(torch.device("cpu")) as gate:
+        assert not gate.shared
+    assert target.read_text() == "keep me\n"
+
+
+def test_perform_closes_the_gate_of_every_task(fast_suite, data_dir):
+    from bench.plan import RunSpec
+    from bench.worker import Task, perform
+
+    suite = load_suite(str(fast_suite)).with_budget(limit_train=1000, limit_test=200)
+    task = Task("run", suite, RunSpec("dense", {}, 0), find_source(suite.data, data_dir), str(data_dir), "cpu",
+                None, None, None, dense="not trained in this test")
+    assert perform(task).result["status"] == "failed"  # loads the data once
+    before = open_descriptors()
+    for _ in range(20):
+        assert "not trained in this test" in perform(task).result["error"]
+    assert open_descriptors() == before
+
+
+# -- 6. YAML within bounds -------------------------------------------------------------------------
+
+SUITE_TAIL = """\
+description: a suite
+data: {dataset: MNIST, mean: [0.1307], std: [0.3081]}
+model: {name: lenet300}
+training: {epochs: 1, finetune_epochs: 1, batch_size: 64, lr: 0.1, finetune_lr: 0.01}
+seeds: [0]
+sparsities: [0.5]
+latency_batches: [1, 8]
+"""
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """A suite whose name is a list of 9 ** levels strings, written in a few lines of anchors and
+    aliases: the parser's error message used to print it whole (1.5 GB, 20 s)."""
+    lol = ['&l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lol += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return f"version: 1\nname: [{', '.join(lol)}]\n" + SUITE_TAIL
+
+
+def test_a_billion_laughs_suite_is_refused_before_anything_expands(tmp_path):
+    from bench.suite import SuiteError
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(billion_laughs())
+    start = time.perf_counter()
+    with pytest.raises(SuiteError) as refused:
+        load_suite(str(path), resolve=False)
+    assert time.perf_counter() - start < 2
+    assert str(refused.value) == (f"{path}: line 2, column 8: anchors and aliases (&name, *name) are not allowed "
+                                  "in a suite file")
+    path.write_text("version: 1\nname: &n tiny\n" + SUITE_TAIL)  # an anchor alone is refused too
+    with pytest.raises(SuiteError, match="line 2, column 7: anchors and aliases"):
+        load_suite(str(path), resolve=False)
+
+
+def test_a_suite_file_is_at_most_1_mib_and_errors_quote_a_few_hundred_characters_of_a_value(tmp_path, capsys):
+    from bench.suite import SuiteError
+
+    path = tmp_path / "big.yaml"
+    path.write_text("version: 1\nname: big\n" + SUITE_TAIL + "#" * 2**20 + "\n")
+    with pytest.raises(SuiteError, match=f"^{re.escape(str(path))}: a suite file holds at most 1 MiB, and this one"):
+        load_suite(str(path), resolve=False)
+    long = "x" * 500_000
+    for old, new, key in (("name: tiny", f"name: ../{long}", "name"),
+                          ("seeds: [0]", f"seeds: [{long}]", "seeds[0]"),
+                          ("seeds: [0]", f"seeds: [0]\nmethods: {{magnitude: {{sparsity: {long}}}}}",
+                           "methods.magnitude"),
+                          ("seeds: [0]", f"seeds: [0]\n{long[:1000]}: 1", "<top level>")):  # a YAML key: <= 1024
+        path.write_text(f"version: 1\nname: tiny\n{SUITE_TAIL}".replace(old, new))
+        assert main(["run", "--suite", str(path), "--methods", "dense", "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert f"key '{key}'" in err and "characters)" in err and len(err) < 1000, err[:1000]
+
+
+# -- 7. no silent shadowing ---------------------------------------------------------------------------
+
+
+def plugin(name: str) -> str:
+    return f'''
+        from bench import Method, register_method
+
+        @register_method("{name}")
+        class Plugin(Method):
+            """A plugin's method called {name}."""
+
+            def run(self, ctx):
+                return ctx.pretrained()
+    '''
+
+
+@pytest.fixture
+def fresh_registry(tmp_path, monkeypatch) -> Path:
+    """A registry discovered anew, with the built-in methods, from a folder of fake installed
+    plugins put on sys.path; what the test registers or imports is forgotten after it."""
+    import sys
+
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    for name in ("METHODS", "SOURCES", "BROKEN"):
+        monkeypatch.setattr(registry, name, dict(getattr(registry, name)))
+    monkeypatch.setattr(registry, "_discovered", False)
+    yield site
+    for name in [n for n, m in sys.modules.items() if str(getattr(m, "__file__", "")).startswith(str(site))]:
+        del sys.modules[name]
+
+
+def listing(capsys, *check: str) -> dict[str, list[str]]:
+    """`bench list methods` (or with --check): method -> its rows."""
+    assert main(["list", "methods", *check]) == 0
+    rows: dict[str, list[str]] = {}
+    for line in capsys.readouterr().out.splitlines()[2:]:
+        rows.setdefault(line.split()[0], []).append(line)
+    return rows
+
+
+def test_a_plugin_that_registers_a_built_in_name_is_refused_and_named(fresh_registry, capsys):
+    from conftest import make_distribution
+
+    make_distribution(fresh_registry, "shadow_plugin", plugin("magnitude"), {"shadow": "shadow_plugin"})
+    registry.discover()
+    assert registry.METHODS["magnitude"].__module__ == "methods.magnitude"
+    why = ("DuplicateMethodError: method 'magnitude' is already registered by methods.magnitude (built in), so "
+           "shadow_plugin (distribution shadow_plugin 0.1) cannot register it; a plugin replaces a built-in method "
+           "only if BENCH_ALLOW_SHADOWING names it (BENCH_ALLOW_SHADOWING=magnitude)")
+    assert registry.BROKEN["shadow"].splitlines()[0] == why
+    fast, checked = listing(capsys), listing(capsys, "--check")
+    assert len(fast["magnitude"]) == 1 and "One-shot magnitude pruning" in fast["magnitude"][0]
+    assert f"REFUSED: {why}" in fast["shadow"][0]
+    assert len(checked["magnitude"]) == 1 and "One-shot magnitude pruning" in checked["magnitude"][0]
+    assert f"FAILED TO IMPORT: {why}" in checked["shadow"][0]
+
+
+def test_bench_allow_shadowing_lets_a_plugin_replace_a_built_in_whatever_the_order(fresh_registry, capsys,
+                                                                                   monkeypatch):
+    from conftest import make_distribution
+
+    make_distribution(fresh_registry, "shadow_plugin", plugin("magnitude"), {"shadow": "shadow_plugin"})
+    monkeypatch.setenv("BENCH_ALLOW_SHADOWING", "snip, magnitude")
+    registry.discover()
+    assert registry.METHODS["magnitude"].__module__ == "shadow_plugin" and "shadow" not in registry.BROKEN
+    for rows in (listing(capsys), listing(capsys, "--check")):
+        assert len(rows["magnitude"]) == 1 and "A plugin's method called magnitude" in rows["magnitude"][0]
+    built_in, installed = registry.Source("methods.magnitude"), registry.Source("shadow_plugin", "shadow_plugin 0.1")
+    assert registry.replaces("magnitude", built_in, installed)
+    assert not registry.replaces("magnitude", installed, built_in)  # the built-in imported second keeps out
+    monkeypatch.delenv("BENCH_ALLOW_SHADOWING")
+    with pytest.raises(registry.DuplicateMethodError):
+        registry.replaces("magnitude", installed, built_in)
+
+
+def test_two_plugins_never_share_a_name(fresh_registry, capsys, monkeypatch):
+    from conftest import make_distribution
+
+    monkeypatch.setenv("BENCH_ALLOW_SHADOWING", "twin")  # allows replacing a built-in, not a plugin
+    for dist in ("first_plugin", "second_plugin"):
+        make_distribution(fresh_registry, dist, plugin("twin"), {dist: dist})
+    registry.discover()
+    (refused,) = [name for name in ("first_plugin", "second_plugin") if name in registry.BROKEN]
+    kept = ({"first_plugin", "second_plugin"} - {refused}).pop()
+    assert registry.METHODS["twin"].__module__ == kept
+    assert registry.BROKEN[refused].splitlines()[0] == (
+        f"DuplicateMethodError: method 'twin' is already registered by {kept} (distribution {kept} 0.1), so {refused} "
+        f"(distribution {refused} 0.1) cannot register it; uninstall one of them, or rename the method in one")
+    fast = listing(capsys)
+    assert len(fast["twin"]) == 1 and f"REFUSED: {registry.BROKEN[refused].splitlines()[0]}" in fast[refused][0]
