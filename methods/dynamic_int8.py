@@ -1,13 +1,10 @@
 import torch
 from torch import nn
 from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
-from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-    X86InductorQuantizer,
-    get_default_x86_inductor_quantization_config,
-)
+from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
 
 from bench import Context, Method, register_method
-from bench.quantization import Int8Model, export
+from bench.quantization import Int8Model, export, x86_config
 
 
 @register_method("dynamic-int8")
@@ -28,7 +25,7 @@ class DynamicInt8(Method):
     def run(self, ctx: Context) -> nn.Module:
         model = ctx.pretrained().cpu().eval()
         x = ctx.calibration_batches(1)[0][0].cpu()
-        config = get_default_x86_inductor_quantization_config(is_dynamic=True)
+        config = x86_config(is_dynamic=True)
         quantizer = X86InductorQuantizer().set_module_type_qconfig(nn.Linear, config)
         prepared = prepare_pt2e(export(model, x), quantizer)
         with torch.no_grad():

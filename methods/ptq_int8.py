@@ -1,13 +1,10 @@
 import torch
 from torch import nn
 from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
-from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-    X86InductorQuantizer,
-    get_default_x86_inductor_quantization_config,
-)
+from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
 
 from bench import Context, Method, register_method
-from bench.quantization import Int8Model, export
+from bench.quantization import Int8Model, export, x86_config
 
 
 @register_method("ptq-int8")
@@ -32,7 +29,7 @@ class PTQInt8(Method):
     def run(self, ctx: Context) -> nn.Module:
         model = ctx.pretrained().cpu().eval()
         batches = [x.cpu() for x, _ in ctx.calibration_batches(self.calibration_batches)]
-        quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
+        quantizer = X86InductorQuantizer().set_global(x86_config())
         prepared = prepare_pt2e(export(model, batches[0]), quantizer)
         with torch.no_grad():
             for x in batches:

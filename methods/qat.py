@@ -1,13 +1,10 @@
 from torch import nn
 from torchao.quantization.pt2e import allow_exported_model_train_eval
 from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
-from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-    X86InductorQuantizer,
-    get_default_x86_inductor_quantization_config,
-)
+from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
 
 from bench import Context, Method, register_method
-from bench.quantization import Int8Model, export
+from bench.quantization import Int8Model, export, x86_config
 from bench.sparsity import keep_zeros
 
 
@@ -28,7 +25,7 @@ class QAT(Method):
     def run(self, ctx: Context) -> nn.Module:
         model = ctx.pretrained().train()
         x = ctx.calibration_batches(1)[0][0]
-        quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(is_qat=True))
+        quantizer = X86InductorQuantizer().set_global(x86_config(is_qat=True))
         # Exported on the CPU, then trained on the run's device: on CUDA (torch 2.11), exporting
         # BatchNorm in training mode pins the batch size and the dynamic batch export fails.
         prepared = prepare_qat_pt2e(export(model.cpu(), x.cpu()), quantizer).to(ctx.device)
