@@ -324,7 +324,7 @@ def test_max_group_splits_evenly(make_context):
 # gating's gates are a submodule shared by two parametrizations, which functional_call alone
 # would leave swapped after the forward pass.
 METHOD_RUNS = [("magnitude", {"sparsity": 0.8}), ("random", {"sparsity": 0.5}), ("gmp", {"dt": 3, "sparsity": 0.8}),
-               ("l1", {"sparsity": 0.8}), ("dense-ft", {}), ("gating", {})]
+               ("l1", {"sparsity": 0.8}), ("dense-ft", {}), ("gating", {}), ("dense-ft", {}), ("gating", {})]
 
 
 def method_job(make_context, name: str, params: dict, seed: int, logs: list[str] | None = None):
