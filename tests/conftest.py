@@ -165,18 +165,20 @@ _DENSE: dict[tuple, object] = {}  # the dense models of make_context, trained on
 @pytest.fixture
 def make_context(data_dir, mnist):
     """make_context(suite="mlp", seed=0, limit_train=2000, limit_test=1000, epochs=1,
-    finetune_epochs=1, **budget) -> a bench Context on a small real subset, on CPU, for calling a
-    method's run(ctx) directly in a test. Its dense model is trained once per test process for
-    each suite, seed and dense budget, as the harness's dense stage does once per sweep."""
+    finetune_epochs=1, precision="fp32", **budget) -> a bench Context on a small real subset, on
+    CPU, for calling a method's run(ctx) directly in a test. Its dense model is trained once per
+    test process for each suite, seed and dense budget, as the harness's dense stage does once
+    per sweep. It trains in fp32 whatever the suite says (the tests of bf16 ask for it): a CPU
+    without bf16 arithmetic runs bf16 several times slower."""
     from bench import records
     from bench.context import Context, train_dense
     from bench.data import Dataset, default_tensor_cache, load_dataset
     from bench.suite import load_suite
 
     def make(suite: str = "mlp", seed: int = 0, limit_train: int = 2000, limit_test: int = 1000,
-             epochs: int = 1, finetune_epochs: int = 1, **budget):
-        s = load_suite(suite).with_budget(epochs=epochs, finetune_epochs=finetune_epochs,
-                                          limit_train=limit_train, limit_test=limit_test, **budget)
+             epochs: int = 1, finetune_epochs: int = 1, precision: str = "fp32", **budget):
+        s = load_suite(suite).with_budget(epochs=epochs, finetune_epochs=finetune_epochs, limit_train=limit_train,
+                                          limit_test=limit_test, precision=precision, **budget)
         full = mnist if s.data.dataset == "MNIST" else load_dataset(s.data, data_dir, default_tensor_cache())
         data = Dataset(full.train.subset(limit_train), full.test.subset(limit_test), full.source, full.num_classes)
         key = records.config_hash(records.dense_config(s, seed, full.source))
