@@ -19,7 +19,8 @@ import os
 import pkgutil
 import traceback
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from bench import bounds
 
@@ -183,6 +184,7 @@ def register_method(name: str):
 
 
 _discovered = False
+_imported: set[str] = set()  # the plugins imported so far, by plugin name
 
 
 def discover() -> None:
@@ -194,8 +196,47 @@ def discover() -> None:
     import methods
 
     for info in pkgutil.iter_modules(methods.__path__):
-        _import_plugin(info.name.replace("_", "-"), lambda n=info.name: importlib.import_module(f"methods.{n}"))
+        _import_builtin(info.name)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _import_entry_point(ep)
+
+
+def load(names: Iterable[str]) -> None:
+    """Import the plugins that provide `names`, and no other: a command that runs two methods does
+    not pay for importing torchao, scikit-learn and every other plugin's libraries (seconds in
+    every worker process). A built-in method is `methods/<name>.py` (`-` written `_`), a plugin
+    the entry point of its name; a name that is neither, or one that $BENCH_ALLOW_SHADOWING lets a
+    plugin take, imports them all (`discover`), as does a name nothing registers after that."""
+    import methods
+
+    allowed = {n.strip() for n in os.environ.get(SHADOWING_VARIABLE, "").split(",")}
+    plugins = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    folder = Path(next(iter(methods.__path__)))
+    for name in names:
+        if name in METHODS or name in BROKEN:
+            continue
+        module = name.replace("-", "_")
+        if name in allowed or not ((folder / f"{module}.py").is_file() or name in plugins):
+            discover()
+            return
+        if (folder / f"{module}.py").is_file():
+            _import_builtin(module)
+        if name in plugins and name not in METHODS:
+            _import_entry_point(plugins[name])
+        if name not in METHODS and name not in BROKEN:
+            discover()  # registered under another name than its file's or entry point's
+
+
+def _import_builtin(module: str) -> None:
+    name = module.replace("_", "-")
+    if name not in _imported:
+        _imported.add(name)
+        _import_plugin(name, lambda: importlib.import_module(f"methods.{module}"))
+
+
+def _import_entry_point(ep: EntryPoint) -> None:
+    if ep.name not in _imported:
+        _imported.add(ep.name)
         _import_plugin(ep.name, ep.load, distribution_of(ep))
 
 
@@ -227,6 +268,7 @@ def error_summary(e: BaseException) -> str:
 
 def unknown_method(name: str) -> str:
     """The message for a name that is no registered method: the closest names, then all."""
+    discover()  # every name, for the suggestions
     known = sorted(set(METHODS) | set(BROKEN))
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
@@ -238,14 +280,15 @@ def select(spec: str) -> list[str]:
     unknown names get suggestions.
 
     Broken plugins (failed imports) are selectable by their module or entry-point name, so they
-    show up as failed rows.
+    show up as failed rows. Only the plugins of named methods are imported (`load`); `all` and
+    patterns import every plugin.
     """
-    discover()
-    known = sorted(set(METHODS) | set(BROKEN))
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if any(p == "all" or any(c in p for c in "*?[") for p in parts):
+        discover()
     chosen: list[str] = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
+    for part in parts:
+        known = sorted(set(METHODS) | set(BROKEN))
         if part == "all":
             matches = known
         elif any(c in part for c in "*?["):
@@ -253,8 +296,9 @@ def select(spec: str) -> list[str]:
             if not matches:
                 raise UnknownMethodError(f"no method matches '{part}'; registered: {', '.join(known)}")
         else:
-            for name in part.split("+"):  # a single method, or each link of a chain
-                if name not in known:
+            load(part.split("+"))  # a single method, or each link of a chain
+            for name in part.split("+"):
+                if name not in METHODS and name not in BROKEN:
                     raise UnknownMethodError(unknown_method(name))
             matches = [part]
         chosen += [m for m in matches if m not in chosen]

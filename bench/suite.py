@@ -227,8 +227,8 @@ def _check_methods(methods: dict[str, dict[str, Any]], file: str) -> None:
     to import is not checked: its runs fail with the import error, the suite stays usable."""
     from bench import registry
 
+    registry.load(methods)  # only a suite that sets method parameters needs (those) plugins
     for name, params in methods.items():
-        registry.discover()  # once; only a suite that sets method parameters needs the plugins
         if name in registry.BROKEN and name not in registry.METHODS:
             continue
         if name not in registry.METHODS:

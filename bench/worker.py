@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from bench import measure, records, registry
+from bench.chain import links
 from bench.context import Context, DenseWeights, train_dense
 from bench.data import Dataset, default_tensor_cache, load_dataset
 from bench.locks import DeviceGate
@@ -98,7 +99,8 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> Outcome:
             echo(line)
 
     try:
-        registry.discover()
+        if task.kind == "run":
+            registry.load(links(task.spec.method))  # its plugins alone: each costs seconds of imports
         if task.threads:
             torch.set_num_threads(task.threads)
         device = torch.device(task.device)

@@ -93,7 +93,8 @@ def plugins(monkeypatch):
     from bench import leaderboard, registry
 
     registry.discover()
-    methods, broken = dict(registry.METHODS), dict(registry.BROKEN)
+    methods, sources, broken = dict(registry.METHODS), dict(registry.SOURCES), dict(registry.BROKEN)
+    imported = set(registry._imported)
     folders: list[Path] = []
 
     def install(*sites: Path) -> None:
@@ -107,8 +108,12 @@ def plugins(monkeypatch):
     yield install
     registry.METHODS.clear()
     registry.METHODS.update(methods)
+    registry.SOURCES.clear()
+    registry.SOURCES.update(sources)
     registry.BROKEN.clear()
     registry.BROKEN.update(broken)
+    registry._imported.clear()
+    registry._imported.update(imported)
     registry._discovered = True
     leaderboard.families.cache_clear()
     for name, module in list(sys.modules.items()):

@@ -86,10 +86,13 @@ def test_the_catalog_read_from_source_matches_the_imported_plugins():
         assert info.family in FAMILIES and info.family != "other", name
 
 
-def test_listing_and_help_import_neither_torch_nor_the_plugins():
+def test_listing_imports_neither_torch_nor_the_plugins_and_a_selection_only_its_own():
     code = ("import sys; from bench.cli import main; main(['list', 'methods']); main(['list', 'suites']); "
             "assert 'torch' not in sys.modules, 'torch was imported'; "
-            "assert not any(m.startswith('methods.') for m in sys.modules), 'a plugin was imported'")
+            "assert not any(m.startswith('methods.') for m in sys.modules), 'a plugin was imported'; "
+            "from bench import registry; registry.select('dense,magnitude+ptq-int8'); "
+            "plugins = sorted(m for m in sys.modules if m.startswith('methods.')); "
+            "assert plugins == ['methods.dense', 'methods.magnitude', 'methods.ptq_int8'], plugins")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "magnitude" in proc.stdout and "(swept: sparsity)" in proc.stdout and "mnist" in proc.stdout

@@ -534,6 +534,7 @@ def fresh_registry(tmp_path, monkeypatch) -> Path:
     monkeypatch.syspath_prepend(str(site))
     for name in ("METHODS", "SOURCES", "BROKEN"):
         monkeypatch.setattr(registry, name, dict(getattr(registry, name)))
+    monkeypatch.setattr(registry, "_imported", set(registry._imported))
     monkeypatch.setattr(registry, "_discovered", False)
     yield site
     for name in [n for n, m in sys.modules.items() if str(getattr(m, "__file__", "")).startswith(str(site))]:
