@@ -63,6 +63,13 @@ def _number(tp: type, **limits: float) -> Callable[[str], Any]:
     return parse
 
 
+def _fuse(text: str) -> int | str:
+    """--fuse: a group size >= 1, `off` (1) or `auto` (resolved per device kind by cmd_run)."""
+    if text in ("auto", "off"):
+        return {"auto": "auto", "off": 1}[text]
+    return _number(int, ge=1)(text)
+
+
 def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
     """--set METHOD.PARAM=VALUE, values parsed as YAML scalars (0.9, true, text); numbers that
     YAML 1.1 leaves as text (2e-5) are read as floats."""
@@ -141,14 +148,22 @@ def parser() -> argparse.ArgumentParser:
                      help="print the plan and its expected cost; train nothing, write nothing")
     run.add_argument("--allow-dirty", action="store_true",
                      help="write standard-budget records from uncommitted code (recorded in each record)")
+    run.add_argument("--run-timeout", type=_number(float, gt=0), metavar="MINUTES",
+                     help="stop a run after this long, as a failed row (TimedOut) (default: ten times what "
+                          "its epochs took in the suite's records on this device, at least 15 minutes)")
+    run.add_argument("--fuse", type=_fuse, default="auto", metavar="K|off|auto",
+                     help="train up to K runs' compatible training calls as one model (README: Fused "
+                          "training); auto: what measured fastest on this kind of device")
     ex = run.add_argument_group("executors (README: Executors)")
     ex.add_argument("--jobs", type=_number(int, ge=1), default=1, metavar="N",
-                    help="N runs at once, each in its own worker process (default 1: in this process)")
+                    help="N runs at once, each in its own worker process (default 1)")
     ex.add_argument("--jobs-per-gpu", type=_number(int, ge=1), metavar="K",
                     help="K runs at once on each visible GPU")
     ex.add_argument("--threads", type=_number(int, ge=1), metavar="T",
                     help="torch threads per run (default: the cores divided between the jobs)")
-    ex.add_argument("--executor", choices=["local", "ray"], default="local")
+    ex.add_argument("--executor", choices=["local", "ray", "inline"],
+                    help="local: worker processes (the default, or $BENCH_EXECUTOR's); ray: a Ray cluster; "
+                         "inline: in this process, one run at a time, unprotected (for a debugger)")
     ex.add_argument("--ray-address", metavar="auto|HOST:PORT",
                     help="join this Ray cluster (default: start a one-machine cluster)")
     ex.add_argument("--gpus-per-run", type=_number(float, ge=0), default=None, metavar="G",
@@ -190,9 +205,12 @@ def _visible_gpus() -> list[str]:
 
 def make_executor(args: argparse.Namespace, device: str):
     """The executor the options ask for; usage errors raise ExecutorError (exit 2)."""
-    from bench.executors import LocalExecutor, RayExecutor, SerialExecutor
+    from bench.executors import InlineExecutor, LocalExecutor, RayExecutor
     from tqdm import tqdm
 
+    if args.executor is None:  # --jobs asks for worker processes whatever the environment's default
+        inline = os.environ.get("BENCH_EXECUTOR") == "inline" and args.jobs == 1 and not args.jobs_per_gpu
+        args.executor = "inline" if inline else os.environ.get("BENCH_EXECUTOR", "local").replace("inline", "local")
     if args.executor == "ray":
         gpus = args.gpus_per_run if args.gpus_per_run is not None else (1.0 if device == "cuda" else 0.0)
         return RayExecutor(args.ray_address, gpus, args.cpus_per_run)
@@ -203,9 +221,13 @@ def make_executor(args: argparse.Namespace, device: str):
 
             raise ExecutorError("--jobs-per-gpu needs CUDA devices, and torch sees none (use --jobs on the CPU)")
         return LocalExecutor(args.jobs_per_gpu * len(gpus), gpus, args.threads)
-    if args.jobs > 1:
-        return LocalExecutor(args.jobs, _visible_gpus() if device == "cuda" else None, args.threads)
-    return SerialExecutor(echo=tqdm.write, threads=args.threads)
+    if args.executor == "inline":
+        if args.jobs > 1:
+            from bench.executors import ExecutorError
+
+            raise ExecutorError("--executor inline runs one run at a time in this process: not with --jobs")
+        return InlineExecutor(echo=tqdm.write, threads=args.threads)
+    return LocalExecutor(args.jobs, _visible_gpus() if device == "cuda" else None, args.threads, echo=tqdm.write)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -213,6 +235,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from bench import leaderboard
     from bench.data import DataError
+    from bench.fused import DEFAULT_FUSE
     from bench.runner import run_suite
 
     suite = load_suite(args.suite)
@@ -234,6 +257,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                            "limit_train": args.limit_train, "limit_test": args.limit_test},
                          force=args.force, refresh=args.refresh, compile=args.compile, order=args.order,
                          max_minutes=args.max_minutes, dry_run=args.dry_run, allow_dirty=args.allow_dirty,
+                         fuse=DEFAULT_FUSE[device] if args.fuse == "auto" else args.fuse, run_timeout=args.run_timeout,
                          publish=lambda: leaderboard.write(args.results_dir, suite.name))
     finally:
         if executor is not None:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
+import safetensors
+import safetensors.torch
 import torch
 from torch import nn
 
-from bench import layerwise, records
+from bench import layerwise
 from bench.data import Dataset, Preprocess
 from bench.models import build_model
 from bench.suite import Budget, ModelSpec, Suite
@@ -40,6 +43,7 @@ class Context:
         self.compile = compile  # a torch.compile mode for the training forward pass, or None
         self.train_epochs = 0  # what this run spent, dense training included when used
         self.train_time_s = 0.0
+        self.fused_with = 1  # the most runs one of its training calls trained with (fused), itself included
         self.compile_time_s = 0.0
         self.figures: dict[str, Any] = {}
         # The trained dense model, given by the harness's dense stage; an error text if that
@@ -117,6 +121,12 @@ class Context:
         self.train_epochs += epochs
         self.train_time_s += result.seconds
         self.compile_time_s += result.compile_seconds
+        self.fused_with = max(self.fused_with, getattr(result, "fused_with", 1))
+
+    def charge(self, seconds: float) -> None:
+        """Add compute a method spent outside training epochs (a one-shot method's calibration and
+        solves, bench.layerwise) to the run's training cost."""
+        self.train_time_s += seconds
 
     def evaluate(self, model: nn.Module) -> float:
         """Top-1 accuracy (fraction) on the test split."""
@@ -183,20 +193,26 @@ class DenseWeights:
     meta: dict[str, Any]  # epochs, seconds, compile_seconds, accuracy; git_commit, device_name
 
     def save(self, f: BinaryIO) -> None:
-        torch.save({"state_dict": self.state_dict, "meta": self.meta}, f)
+        """As safetensors, the provenance and cost in its metadata: a file that loads with no
+        unpickler at all, so a cache planted in a results folder cannot run code, and small
+        enough (about 1 MB for the suites' models) to commit where a GPU window needs it."""
+        state = {k: v.contiguous() for k, v in self.state_dict.items()}
+        f.write(safetensors.torch.save(state, metadata={"meta": json.dumps(self.meta, sort_keys=True)}))
 
     @classmethod
     def load(cls, path: Path) -> DenseWeights:
-        """The weights `save` wrote to `path`, read by torch's weights-only unpickler (a cache
-        file planted in the results folder must not run code: bench.records.load_tensors);
-        raises for a file that does not load that way or holds no dense model."""
-        saved = records.load_tensors(path)
-        state, meta = saved["state_dict"], saved["meta"]
-        if (not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values())
-                or not isinstance(meta, dict)
-                or not all(isinstance(meta.get(k), (int, float)) for k in ("epochs", "seconds", "accuracy"))):
+        """The weights `save` wrote to `path`; raises for a file that holds no dense model."""
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("meta", "null"))
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        if not isinstance(meta, dict) or not all(isinstance(meta.get(k), (int, float))
+                                                 for k in ("epochs", "seconds", "accuracy")):
             raise ValueError(f"{path} holds no dense model (a state dict, and its epochs, seconds and accuracy)")
         return cls(state, meta)
+
+    def copy(self) -> DenseWeights:
+        """A run's own copy: what a method does to it can reach no other run."""
+        return DenseWeights({k: v.clone() for k, v in self.state_dict.items()}, dict(self.meta))
 
 
 def train_dense(ctx: Context, checkpoint: Path | None = None) -> DenseWeights:

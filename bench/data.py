@@ -62,6 +62,12 @@ class Dataset:
     def to(self, device: torch.device) -> Dataset:
         return Dataset(self.train.to(device), self.test.to(device), self.source, self.num_classes)
 
+    def copy(self) -> Dataset:
+        """A run's own copy of the images and labels: a method that edits them in place (the test
+        labels, say) changes its own run alone, never another's data or the measurement's."""
+        return Dataset(Split(self.train.x.clone(), self.train.y.clone()), Split(self.test.x.clone(), self.test.y.clone()),
+                       self.source, self.num_classes)
+
 
 def _cache_home() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bench"

@@ -1,22 +1,28 @@
-"""Where tasks run: this process, local worker processes, or a Ray cluster.
+"""Where tasks run: local worker processes, this process, or a Ray cluster.
 
-Every executor takes `Task`s from the driver (bench.runner) and gives back `Outcome`s; none of
-them writes records. `SerialExecutor` is today's behaviour (one run at a time, in this process,
-its log on the console). `LocalExecutor` keeps N long-lived worker processes, each loading the
-dataset once, spread over the visible GPUs (`CUDA_VISIBLE_DEVICES` per worker) or sharing the CPU
-cores between them; a worker that dies (kill -9, out of memory, a poisoned CUDA context) becomes
-a failed outcome naming the cause, and is replaced. `RayExecutor` sends each task to a Ray
-cluster with per-run resource requests; dense weights travel through Ray's object store.
+Every executor takes `Task`s from the driver (bench.runner) and gives back one `Outcome` per run
+of the task; none of them writes records. `LocalExecutor` keeps N long-lived worker processes
+(one for `--jobs 1`), each loading the dataset once, spread over the visible GPUs
+(`CUDA_VISIBLE_DEVICES` per worker) or sharing the CPU cores between them. A worker that dies
+(kill -9, out of memory, `os._exit`, a poisoned CUDA context) or outlives its task's time limit
+(killed then) becomes failed outcomes naming the cause, and is replaced: a run can hang or crash
+its process without taking the command with it. `InlineExecutor` runs tasks in this process, for
+stepping through a plugin in a debugger, with none of that protection. `RayExecutor` sends each
+task to a Ray cluster with per-run resource requests; dense weights travel through Ray's object
+store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import dataclasses
 import itertools
 import multiprocessing as mp
 import os
 import signal
 import sys
+import time
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Protocol
 
@@ -26,8 +32,8 @@ from bench.worker import Outcome, Task, perform
 
 
 class Executor(Protocol):
-    """Where tasks run: `slots` tasks at once; `wait` returns finished ones, a task whose worker
-    died included (as a failed Outcome naming the cause)."""
+    """Where tasks run: `slots` tasks at once; `wait` returns finished ones with an Outcome per
+    run, a task whose worker died or that ran out of time included (failed, naming the cause)."""
 
     slots: int
     description: str
@@ -35,7 +41,7 @@ class Executor(Protocol):
     threads: int | None  # torch threads per task
 
     def submit(self, task: Task) -> int: ...
-    def wait(self, timeout: float) -> list[tuple[int, Outcome]]: ...
+    def wait(self, timeout: float) -> list[tuple[int, list[Outcome]]]: ...
     def close(self) -> None: ...
 
 
@@ -43,13 +49,17 @@ class ExecutorError(ValueError):
     """An executor that cannot be set up as asked (a usage error: exit 2)."""
 
 
-def _failed(task: Task, error: str) -> Outcome:
-    return Outcome({"status": "failed", "error": error, "metrics": {}, "figures": {}, "run_time_s": 0.0},
-                   {"device": task.device, "device_name": "?", "torch": torch.__version__, "threads": task.threads})
+def _failed(task: Task, error: str) -> list[Outcome]:
+    """Every run of `task` failed with `error` (its worker died, or it ran out of time)."""
+    env = {"device": task.device, "device_name": "?", "torch": torch.__version__, "threads": task.threads}
+    return [Outcome({"status": "failed", "error": error, "metrics": {}, "figures": {}, "run_time_s": 0.0}, dict(env))
+            for _ in task.specs]
 
 
-class SerialExecutor:
-    """One task at a time in this process, its log echoed to the console."""
+class InlineExecutor:
+    """One task at a time in this process, its log echoed to the console: for debugging a
+    plugin (a breakpoint stops in it). A run that hangs, exits the process or crashes it takes
+    the command with it, and no time limit applies."""
 
     slots = 1
     local = True
@@ -57,7 +67,7 @@ class SerialExecutor:
     def __init__(self, echo: Callable[[str], None], threads: int | None = None):
         self.echo = echo
         self.threads = threads
-        self.description = f"serial, {threads or torch.get_num_threads()} threads"
+        self.description = f"in this process, {threads or torch.get_num_threads()} threads"
         self._pending: list[tuple[int, Task]] = []
         self._tickets = itertools.count()
 
@@ -66,7 +76,7 @@ class SerialExecutor:
         self._pending.append((ticket, task))
         return ticket
 
-    def wait(self, timeout: float) -> list[tuple[int, Outcome]]:
+    def wait(self, timeout: float) -> list[tuple[int, list[Outcome]]]:
         ticket, task = self._pending.pop(0)
         return [(ticket, perform(task, echo=self.echo))]
 
@@ -108,11 +118,11 @@ def _worker_main(conn: Connection, env: dict[str, str]) -> None:
             task = conn.recv()
         except EOFError:
             return
-        _output_to(task.log_path)
-        outcome = perform(task)
+        _output_to(task.log_paths[0])  # a fused group's prints go to its first run's log
+        outcomes = perform(task)
         _output_to(None)
-        conn.send(outcome)
-        if task.device == "cuda" and outcome.result["status"] == "failed":
+        conn.send(outcomes)
+        if task.device == "cuda" and any(o.result["status"] == "failed" for o in outcomes):
             try:  # a CUDA error can poison the process: then let a fresh worker take over
                 torch.cuda.synchronize()
             except Exception:  # noqa: BLE001
@@ -127,22 +137,49 @@ class _Worker:
         child.close()
         self.ticket: int | None = None
         self.task: Task | None = None
+        self.deadline = float("inf")
+        self.shown: dict[str, int] = {}  # log path -> bytes echoed so far
+
+    def stop(self) -> None:
+        """Ask the process to end, and kill it if it does not within seconds (a plugin stuck in
+        a C call ignores SIGTERM)."""
+        self.process.terminate()
+        self.process.join(timeout=3)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+    def echo_logs(self, echo: Callable[[str], None]) -> None:
+        """Show the lines its task's runs have written to their logs since the last call."""
+        for path in self.task.log_paths if self.task else ():
+            with contextlib.suppress(OSError), open(path, "rb") as f:
+                f.seek(self.shown.get(path, 0))
+                text = f.read()
+                complete = text[:text.rfind(b"\n") + 1]
+                self.shown[path] = self.shown.get(path, 0) + len(complete)
+                for line in complete.decode(errors="replace").splitlines():
+                    echo(line)
 
 
 class LocalExecutor:
     """`jobs` worker processes on this machine. With GPUs, worker i uses GPU i mod G; on the CPU
-    the cores are divided between the workers (`threads` each) so none is oversubscribed."""
+    the cores are divided between the workers (`threads` each) so none is oversubscribed. A task
+    with a time limit that it outlives is killed with its process and reported failed
+    (TimedOut). With one job and `echo`, the running task's log is shown as it is written."""
 
     local = True
 
-    def __init__(self, jobs: int, gpus: list[str] | None, threads: int | None = None):
+    def __init__(self, jobs: int, gpus: list[str] | None, threads: int | None = None,
+                 echo: Callable[[str], None] | None = None):
         self.slots = jobs
         self.gpus = gpus
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         per_gpu = -(-jobs // len(gpus)) if gpus else jobs
         self.threads = threads or max(1, cores // jobs)
         where = f"{len(gpus)} GPUs, up to {per_gpu} per GPU" if gpus else "the CPU"
-        self.description = f"{jobs} local worker processes on {where}, {self.threads} threads each"
+        self.description = (f"{jobs} local worker process{'es' if jobs > 1 else ''} on {where}, "
+                            f"{self.threads} threads each")
+        self.echo = echo if jobs == 1 else None
         self._ctx = mp.get_context("spawn")  # fork would copy the driver's CUDA and thread state
         self._workers: list[_Worker | None] = [None] * jobs
         self._tickets = itertools.count()
@@ -158,27 +195,38 @@ class LocalExecutor:
         worker = self._workers[slot]
         if worker is None or not worker.process.is_alive():
             worker = self._workers[slot] = _Worker(self._ctx, self._env(slot))
-        worker.ticket, worker.task = next(self._tickets), task
+        worker.ticket, worker.task, worker.shown = next(self._tickets), task, {}
+        worker.deadline = time.monotonic() + task.timeout_s if task.timeout_s else float("inf")
         worker.conn.send(task)
         return worker.ticket
 
-    def wait(self, timeout: float) -> list[tuple[int, Outcome]]:
+    def wait(self, timeout: float) -> list[tuple[int, list[Outcome]]]:
         busy = [w for w in self._workers if w is not None and w.ticket is not None]
-        ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout)
+        soonest = min((w.deadline for w in busy), default=float("inf"))
+        ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
+                     max(0.0, min(timeout, soonest - time.monotonic())))
         done = []
         for w in busy:
+            if self.echo:
+                w.echo_logs(self.echo)
             if w.conn in ready:
                 try:
-                    outcome = w.conn.recv()
+                    outcomes = w.conn.recv()
                 except (EOFError, OSError):
-                    outcome = None
-                if outcome is not None:
-                    done.append((w.ticket, outcome))
+                    outcomes = None
+                if outcomes is not None:
+                    done.append((w.ticket, outcomes))
                     w.ticket = w.task = None
                     continue
             if w.conn in ready or w.process.sentinel in ready:
                 w.process.join()
                 done.append((w.ticket, _failed(w.task, _death(w.process.exitcode))))
+                self._workers[self._workers.index(w)] = None
+            elif time.monotonic() > w.deadline:
+                w.stop()
+                done.append((w.ticket, _failed(w.task, f"TimedOut: the run took longer than its limit of "
+                                                       f"{w.task.timeout_s:.0f} s (--run-timeout); its worker "
+                                                       "process was killed")))
                 self._workers[self._workers.index(w)] = None
         return done
 
@@ -186,8 +234,7 @@ class LocalExecutor:
         for w in self._workers:
             if w is not None:
                 w.conn.close()
-                w.process.terminate()
-                w.process.join(timeout=10)
+                w.stop()
 
 
 def _death(exitcode: int | None) -> str:
@@ -202,17 +249,17 @@ def _death(exitcode: int | None) -> str:
 # -- Ray ----------------------------------------------------------------------------------------
 
 
-def _ray_perform(task: Task, dense: Any) -> Outcome:
-    """A task on a Ray worker: dense weights arrive as a separate argument (Ray resolves the
-    object reference, so every node gets them from the object store, not from a path)."""
-    from dataclasses import replace
-
-    return perform(replace(task, dense=dense))
+def _ray_perform(task: Task, seeds: list[int], *dense: Any) -> list[Outcome]:
+    """A task on a Ray worker: each seed's dense weights arrive as a separate argument (Ray
+    resolves object references passed as arguments, so every node gets them from the object
+    store, not from a path)."""
+    return perform(dataclasses.replace(task, dense=dict(zip(seeds, dense))))
 
 
 class RayExecutor:
     """Each task a Ray task on a cluster: `address` "auto" or HOST:PORT joins a running one,
-    None starts a one-machine cluster. Ray retries a task whose node was lost."""
+    None starts a one-machine cluster. Ray retries a task whose node was lost; one that outlives
+    its time limit is cancelled (its process killed) and reported failed (TimedOut)."""
 
     local = False
 
@@ -238,30 +285,36 @@ class RayExecutor:
         self.description = (f"ray, {nodes} nodes, {gpus_per_run:g} GPUs and {cpus_per_run:g} CPUs per run")
         self._remote = ray.remote(num_gpus=gpus_per_run, num_cpus=cpus_per_run, max_retries=2)(_ray_perform)
         self._dense_refs: dict[int, Any] = {}  # id(weights) -> object reference, one put per model
-        self._refs: dict[Any, tuple[int, Task]] = {}
+        self._refs: dict[Any, tuple[int, Task, float]] = {}  # -> ticket, task, deadline
         self._tickets = itertools.count()
 
     def submit(self, task: Task) -> int:
-        from dataclasses import replace
-
-        dense = task.dense
-        if dense is not None and not isinstance(dense, str):
-            if id(dense) not in self._dense_refs:
+        seeds, refs = [], []
+        for seed, dense in task.dense.items():
+            if not isinstance(dense, str) and id(dense) not in self._dense_refs:
                 self._dense_refs[id(dense)] = self._ray.put(dense)
-            dense = self._dense_refs[id(dense)]
+            seeds.append(seed)
+            refs.append(dense if isinstance(dense, str) else self._dense_refs[id(dense)])
         ticket = next(self._tickets)
-        self._refs[self._remote.remote(replace(task, dense=None), dense)] = (ticket, task)
+        deadline = time.monotonic() + task.timeout_s if task.timeout_s else float("inf")
+        self._refs[self._remote.remote(dataclasses.replace(task, dense={}), seeds, *refs)] = (ticket, task, deadline)
         return ticket
 
-    def wait(self, timeout: float) -> list[tuple[int, Outcome]]:
+    def wait(self, timeout: float) -> list[tuple[int, list[Outcome]]]:
         ready, _ = self._ray.wait(list(self._refs), num_returns=len(self._refs), timeout=timeout)
         done = []
         for ref in ready:
-            ticket, task = self._refs.pop(ref)
+            ticket, task, _ = self._refs.pop(ref)
             try:
                 done.append((ticket, self._ray.get(ref)))
             except Exception as e:  # noqa: BLE001 - a crashed worker or lost node, after retries
                 done.append((ticket, _failed(task, f"{type(e).__name__}: {str(e).splitlines()[0]}")))
+        for ref, (ticket, task, deadline) in list(self._refs.items()):
+            if time.monotonic() > deadline:
+                self._ray.cancel(ref, force=True)
+                del self._refs[ref]
+                done.append((ticket, _failed(task, f"TimedOut: the run took longer than its limit of "
+                                                   f"{task.timeout_s:.0f} s (--run-timeout); Ray killed its task")))
         return done
 
     def close(self) -> None:

@@ -188,7 +188,7 @@ def calibrated_layers(ctx: Context, model: nn.Module, samples: int, *, hessian: 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    ctx.train_time_s += seconds
+    ctx.charge(seconds)
     ctx.record(compress_time_s=ctx.figures.get("compress_time_s", 0.0) + seconds,
                calibration_samples=sum(len(x) for x in batches))
 

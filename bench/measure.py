@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils import benchmark
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
-
 
 
 # Storage types of quantized weights. Quantized models keep them as buffers (torchao's PT2E
@@ -31,6 +32,69 @@ def weight_tensors(model: nn.Module) -> list[torch.Tensor]:
 
 def count_params(model: nn.Module) -> int:
     return sum(t.numel() for t in weight_tensors(model))
+
+
+def _storage(t: torch.Tensor) -> int | None:
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # sparse and other layouts without one storage
+        return None
+
+
+class _Reads(TorchDispatchMode):
+    """Every tensor storage the ops of a forward pass read, and those they produced."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: dict[int, torch.Tensor] = {}
+        self.made: set[int] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+        inputs = set()
+        for t in tree_leaves((args, kwargs or {})):
+            if isinstance(t, torch.Tensor) and (ptr := _storage(t)) is not None:
+                self.read.setdefault(ptr, t)
+                inputs.add(ptr)
+        out = func(*args, **(kwargs or {}))
+        self.made.update(ptr for t in tree_leaves(out)  # new storages only: a view shares its input's
+                         if isinstance(t, torch.Tensor) and (ptr := _storage(t)) and ptr not in inputs)
+        return out
+
+
+HIDDEN_MIN_ELEMENTS = 1000  # smaller tensors a forward makes on the fly (constants) are no weights
+
+
+def uncounted_tensors(model: nn.Module, x: torch.Tensor) -> tuple[list[str], list[str]]:
+    """(parameters the forward pass on `x` never reads, tensors of weight size it reads that the
+    model does not hold as parameters or buffers). Either makes the counted parameters, sparsity
+    and size describe another model than the one that runs: an unused 5e7-element parameter gave
+    a sparsity of -18,754%, weights kept in a plain attribute a compression of 584x. Buffers that
+    hold float weights (`float_weight_buffers`) are the third way. A forward whose ops the
+    dispatcher does not see (a compiled int8 graph) reads none of the model's tensors here and is
+    not judged: ([], [])."""
+    own = {ptr: name for name, t in [*model.named_parameters(), *model.named_buffers()]
+           if (ptr := _storage(t)) is not None}
+    with torch.inference_mode(), _Reads() as reads:
+        model(x)
+    if not own.keys() & reads.read.keys():
+        return [], []
+    unused = [name for name, p in model.named_parameters() if _storage(p) not in reads.read]
+    hidden = [f"a {tuple(t.shape)} tensor" for ptr, t in reads.read.items()
+              if ptr not in own and ptr not in reads.made and ptr != _storage(x)
+              and t.is_floating_point() and t.numel() >= HIDDEN_MIN_ELEMENTS]
+    return unused, hidden
+
+
+# Float buffers that are not weights: normalization statistics, and pruning masks (weights are
+# zero where their mask is, so the zeros are counted in the weight itself).
+NOT_WEIGHTS = ("running_mean", "running_var", "weight_mask", "bias_mask")
+
+
+def float_weight_buffers(model: nn.Module) -> list[str]:
+    """Float buffers of weight size that are no statistics or masks: weights held where
+    `weight_tensors` does not count them."""
+    return [name for name, b in model.named_buffers() if b.is_floating_point()
+            and b.numel() >= HIDDEN_MIN_ELEMENTS and not name.rsplit(".", 1)[-1].endswith(NOT_WEIGHTS)]
 
 
 def count_nonzeros(model: nn.Module) -> int:

@@ -100,8 +100,14 @@ METRICS: list[MetricSpec] = [
                decimals=1, higher_is_better=False),
     MetricSpec("train_time_s", "seconds of training those epochs took (the cached dense model's "
                "recorded time included), plus the compute a one-shot method spent outside epochs "
-               "(the record's `figures.compress_time_s`)", "s", "train_time_s", "train time (s)", decimals=1,
-               higher_is_better=False),
+               "(the record's `figures.compress_time_s`). A run trained fused with others (`--fuse`) "
+               "counts its share of each fused step: the step's time divided by the runs that took it, "
+               "so the shares add up to the group's wall time (see `fused_with`)", "s", "train_time_s",
+               "train time (s)", decimals=1, higher_is_better=False),
+    MetricSpec("fused_with", "with `--fuse`: the most runs that one of this run's training calls trained "
+               "with as one fused model, itself included (absent: every call trained alone). Its "
+               "`train_time_s` is then a share of fused steps, not a time one run takes alone",
+               "", "fused_with", "fused with (runs)", decimals=0, higher_is_better=None),
     MetricSpec("compile_time_s", "with `--compile`: seconds of the first training step of every "
                "training call, kept apart from `train_time_s` (records only)", "s", None, table=None,
                higher_is_better=False),

@@ -45,8 +45,9 @@ class _Run:
     digest: str
     path: Path
     claim: Claim
-    record: dict[str, Any] | None = None  # the finished record, once there is one
+    record: dict[str, Any] | None = None  # its latest record (a failed one included)
     label: str = ""
+    done: bool = False  # recorded by this command (or found finished by another)
 
 
 @dataclass
@@ -77,9 +78,15 @@ class _Here:
                 and self.device_name in (None, env.get("device_name")))
 
 
+MAX_WORKER_DEATHS = 2  # a run that killed its worker this often is not retried without --force
+
+
 def finished(record: dict[str, Any] | None) -> bool:
-    """A run with an ok or skipped record is done; failed ones are retried on the next command."""
-    return record is not None and record.get("status") in ("ok", "skipped")
+    """A run with an ok or skipped record is done, and so is one that killed its worker process
+    MAX_WORKER_DEATHS times running (a crash that would recur on every rerun); other failed runs
+    are retried on the next command."""
+    return record is not None and (record.get("status") in ("ok", "skipped")
+                                   or record.get("worker_deaths", 0) >= MAX_WORKER_DEATHS)
 
 
 def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: Path,
@@ -87,7 +94,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
               executor: Executor, budget_overrides: dict[str, Any] | None = None,
               force: bool = False, compile: str | None = None, order: Order = "depth",
               max_minutes: float | None = None, dry_run: bool = False, allow_dirty: bool = False,
-              refresh: bool = False, publish: Callable[[], Any] | None = None,
+              refresh: bool = False, fuse: int = 1, run_timeout: float | None = None,
+              publish: Callable[[], Any] | None = None,
               log: Callable[[str], None] = tqdm.write) -> list[dict[str, Any]]:
     """Plan, train the dense stage, run and record; returns the records of this command's runs
     (those finished before included). `publish()` is called once the sweep has started and ended,
@@ -102,6 +110,9 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     unless `allow_dirty`, which the records then say. `refresh` reruns finished runs whose record
     another commit or another device made: regenerating a leaderboard from one commit on one
     machine takes many commands, and unlike `force` it resumes where the last one stopped.
+    `fuse` hands up to that many runs to a worker as one task, whose compatible training calls
+    train as one model (bench.fused); 1 trains every run alone. `run_timeout` (minutes) is each
+    run's time limit; None derives one from the suite's records on this device (`time_limit`).
     """
     standard_budget = suite.training
     suite = suite.with_budget(**(budget_overrides or {}))
@@ -126,7 +137,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     dense = {}
     for seed in dict.fromkeys(r.spec.seed for r in todo):
         key = records.config_hash(records.dense_config(suite, seed, source))
-        path = suite_dir / "cache" / f"dense-s{seed}-{key}.pt"
+        path = suite_dir / "cache" / f"dense-s{seed}-{key}.safetensors"
         dense[seed] = _Dense(seed, path, Claim(suite_dir / "claims", path.stem))
     if dry_run:
         _print_plan(suite, runs, todo, dense, source, device, results_dir, log)
@@ -139,11 +150,13 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         f"{len(runs) - len(todo)} finished before; data {source}; {executor.description}")
     _check_writable(suite_dir)
     deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else None
+    limit = _time_limits(suite, device, records.load_records(results_dir, suite.name), run_timeout)
     failure: BaseException | None = None
     try:
         _schedule(suite, todo, dense, executor, source=source, data_dir=data_dir, device=device,
                   compile=compile, standard=standard, deadline=deadline, log=log,
-                  provenance={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {})}, here=here)
+                  provenance={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {})}, here=here,
+                  fuse=fuse, limit=limit)
     except BaseException as e:
         failure = e
         raise
@@ -165,7 +178,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
                 raise
             # the error that stopped the sweep (a full disk) is the one to report, not this echo of it
             log(f"the leaderboard was not rebuilt ({type(e).__name__}: {e}); `bench leaderboard` rebuilds it")
-    left = [r for r in todo if r.record is None]
+    left = [r for r in todo if not r.done]
     if left:
         log(f"--max-minutes {max_minutes} reached: {len(left)} runs remain; "
             "rerun the same command to continue")
@@ -175,26 +188,30 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
 def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor: Executor,
               *, source: str, data_dir: Path | None, device: str,
               compile: str | None, standard: bool, deadline: float | None, log: Callable[[str], None],
-              provenance: dict[str, Any], here: _Here | None) -> None:
-    """Hand tasks to the executor as slots free up, dense models first, each run once its seed's
-    dense model is ready; record each result as it comes back. With `here` (--refresh), a
-    cached dense model that another commit or device trained is trained again."""
+              provenance: dict[str, Any], here: _Here | None, fuse: int,
+              limit: Callable[[RunSpec], float]) -> None:
+    """Hand tasks to the executor as slots free up, dense models first, then the runs whose
+    seed's dense model is ready, up to `fuse` in one task; record each result as it comes back.
+    With `here` (--refresh), a cached dense model that another commit or device trained is
+    trained again."""
     suite_dir = todo[0].path.parent.parent if todo else None
     logs = suite_dir / "logs" if suite_dir else None
     queue = list(todo)
-    in_flight: dict[int, _Run | _Dense] = {}
+    in_flight: dict[int, list[_Run] | _Dense] = {}
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     bar = tqdm(total=len(todo), unit="run", dynamic_ncols=True, disable=None, leave=False)
 
-    def task(kind: str, spec: RunSpec, log_name: str, weights: DenseWeights | str | None = None,
+    def task(kind: str, specs: list[RunSpec], log_names: list[str], weights: dict[int, DenseWeights | str],
              checkpoint: Path | None = None) -> Task:
-        log_path = logs / f"{log_name}.log" if executor.local else None
-        if log_path:
-            logs.mkdir(parents=True, exist_ok=True)
-            log_path.unlink(missing_ok=True)  # a rerun's log replaces the last one
-        return Task(kind, suite, spec, source, str(data_dir) if data_dir else None, device, compile,
-                    executor.threads, str(log_path) if log_path else None, weights,
-                    str(checkpoint) if checkpoint and executor.local else None)
+        log_paths = [logs / f"{name}.log" if executor.local else None for name in log_names]
+        for path in log_paths:
+            if path:
+                logs.mkdir(parents=True, exist_ok=True)
+                path.unlink(missing_ok=True)  # a rerun's log replaces the last one
+        return Task(kind, suite, tuple(specs), source, str(data_dir) if data_dir else None, device, compile,
+                    executor.threads, tuple(str(p) if p else None for p in log_paths), weights,
+                    str(checkpoint) if checkpoint and executor.local else None, fuse=len(specs) > 1,
+                    timeout_s=sum(limit(spec) for spec in specs))
 
     def out_of_time() -> bool:
         return deadline is not None and time.monotonic() > deadline
@@ -214,58 +231,104 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                     d.claim.release()
                 else:
                     log(f"dense model, seed {d.seed}: training ({suite.training.epochs} epochs)")
-                    ticket = executor.submit(task("dense", RunSpec("dense", {}, d.seed), d.path.stem,
+                    ticket = executor.submit(task("dense", [RunSpec("dense", {}, d.seed)], [d.path.stem], {},
                                                   checkpoint=d.path.with_suffix(".ckpt")))
                     in_flight[ticket], d.busy = d, True
                 progressed = True
-        # 2. method runs whose dense model is ready, in plan order
+        # 2. method runs whose dense model is ready, in plan order, up to `fuse` a task
+        group: list[_Run] = []
         for r in list(queue):
-            if len(in_flight) >= executor.slots or out_of_time():
+            if len(in_flight) >= executor.slots or out_of_time() or len(group) == fuse:
                 break
-            weights = dense[r.spec.seed].weights
-            if weights is None or not r.claim.acquire():
+            if dense[r.spec.seed].weights is None or not r.claim.acquire():
                 continue  # waiting for its dense model, or another command is running it
             queue.remove(r)
             progressed = True
             latest = records.read_record(r.path)
             if finished(latest) and latest != r.record:
-                r.record = latest  # another command finished it meanwhile
+                r.record, r.done = latest, True  # another command finished it meanwhile
                 r.claim.release()
                 bar.update()
                 log(f"{r.label}: finished by another command")
                 continue
             log(r.label)
-            in_flight[executor.submit(task("run", r.spec, r.path.stem, weights))] = r
+            group.append(r)
+        if group:
+            weights = {r.spec.seed: dense[r.spec.seed].weights for r in group}
+            in_flight[executor.submit(task("runs", [r.spec for r in group], [r.path.stem for r in group],
+                                           weights))] = group
         if out_of_time() and not in_flight:
             return
         if not in_flight:
             if not progressed:
                 time.sleep(1.0)  # every remaining run is claimed by another command: poll
             continue
-        for ticket, outcome in executor.wait(timeout=1.0):
-            item = in_flight.pop(ticket)
-            if isinstance(item, _Dense):
-                _dense_done(item, outcome, suite_dir, log, provenance["git_commit"])
+        for ticket, outcomes in executor.wait(timeout=1.0):
+            items = in_flight.pop(ticket)
+            if isinstance(items, _Dense):
+                _dense_done(items, outcomes[0], suite_dir, log, provenance["git_commit"])
                 continue
-            record = {"schema": records.SCHEMA_VERSION, "config": item.config, "config_hash": item.digest,
-                      "standard_budget": standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                      "env": {**outcome.env, "data_source": source, "compile": compile or False,
-                              "executor": executor.description, **provenance},
-                      **outcome.result}
-            try:
-                records.write_json_atomic(item.path, record)
-            except (TypeError, ValueError) as e:  # a result JSON cannot hold fails its run, not the sweep
-                record.update(status="failed", metrics={}, figures={},
-                              error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
-                records.write_json_atomic(item.path, record)
-            if outcome.log is not None:
-                records.write_text_atomic(logs / f"{item.path.stem}.log", outcome.log + "\n")
-            item.claim.release()
-            item.record = record
-            counts[record["status"] if record["status"] in counts else "failed"] += 1
-            bar.set_postfix(counts, refresh=False)
-            bar.update()
-            log(f"{item.label}{_summary(record, suite)}")
+            for item, outcome in zip(items, outcomes):
+                record = _record(item, outcome, standard=standard, source=source, compile=compile,
+                                 executor=executor.description, provenance=provenance)
+                try:
+                    records.write_json_atomic(item.path, record)
+                except (TypeError, ValueError) as e:  # a result JSON cannot hold fails its run, not the sweep
+                    record.update(status="failed", metrics={}, figures={},
+                                  error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
+                    records.write_json_atomic(item.path, record)
+                if outcome.log is not None:
+                    records.write_text_atomic(logs / f"{item.path.stem}.log", outcome.log + "\n")
+                item.claim.release()
+                item.record, item.done = record, True
+                counts[record["status"] if record["status"] in counts else "failed"] += 1
+                bar.set_postfix(counts, refresh=False)
+                bar.update()
+                log(f"{item.label}{_summary(record, suite)}")
+
+
+def _record(run: _Run, outcome: Outcome, *, standard: bool, source: str, compile: str | None, executor: str,
+            provenance: dict[str, Any]) -> dict[str, Any]:
+    """A run's record: its identity, what the worker reported, and the provenance the driver
+    stamps. A run whose worker process died a second time running says so (`worker_deaths`),
+    and is then no longer retried (see `finished`)."""
+    record = {"schema": records.SCHEMA_VERSION, "config": run.config, "config_hash": run.digest,
+              "standard_budget": standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "env": {**outcome.env, "data_source": source, "compile": compile or False,
+                      "executor": executor, **provenance},
+              **outcome.result}
+    if (record["error"] or "").startswith("WorkerDied"):
+        deaths = (run.record or {}).get("worker_deaths", 0) + 1
+        record["worker_deaths"] = deaths
+        if deaths >= MAX_WORKER_DEATHS:
+            record["error"] += (f" ({deaths} times running: not retried any more; --force retries it)")
+    return record
+
+
+DEFAULT_EPOCH_S = 60.0  # seconds an epoch may take where no record of the suite on this device says
+MIN_LIMIT_S = 15 * 60.0
+
+
+def _time_limits(suite: Suite, device: str, history: list[dict[str, Any]],
+                 minutes: float | None) -> Callable[[RunSpec], float]:
+    """Each run's time limit in seconds: `minutes` when given (--run-timeout), else ten times
+    what its epochs should take at the median seconds per epoch of the suite's finished records
+    on this device (DEFAULT_EPOCH_S where there are none), and at least MIN_LIMIT_S: a run that
+    hangs is stopped, one that is merely slow is not."""
+    if minutes is not None:
+        return lambda spec: 60.0 * minutes
+    name = records.device_name(torch.device(device)) if device != "cuda" or torch.cuda.is_available() else None
+    rates = [r["metrics"]["train_time_s"] / r["metrics"]["train_epochs"] for r in history
+             if r["status"] == "ok" and r["env"].get("device_name") == name
+             and r["metrics"].get("train_epochs") and r["metrics"].get("train_time_s") is not None]
+    per_epoch = statistics.median(rates) if rates else DEFAULT_EPOCH_S
+
+    def limit(spec: RunSpec) -> float:
+        # "dense" (the dense stage, and the row that measures its model) gets the dense budget's
+        epochs = suite.training.epochs if spec.method == "dense" else expected_epochs(spec, suite, history)
+        return max(MIN_LIMIT_S, 10 * per_epoch * max(epochs, 1))
+
+    return limit
 
 
 def _load_dense(d: _Dense, log: Callable[[str], None], here: _Here | None) -> DenseWeights | None:

@@ -1,24 +1,34 @@
-"""The worker side of `bench run`: one task (a dense model to train, or a method run to execute
-and measure), done wherever an executor puts it (this process, a worker process, a Ray node).
+"""The worker side of `bench run`: one task (a dense model to train, or method runs to execute
+and measure), done wherever an executor puts it (a worker process, this process, a Ray node).
 
-A task arrives as a `Task` and leaves as an `Outcome`: what happened (status, error, metrics,
-figures, timings) and the facts of the device it ran on. A worker writes no record and stamps no
-provenance: the driver (bench.runner) alone does, so that a record names the code the driver
-checked, whichever node ran it.
+A task arrives as a `Task` and leaves as one `Outcome` per run: what happened (status, error,
+metrics, figures, timings) and the facts of the device it ran on. A worker writes no record and
+stamps no provenance: the driver (bench.runner) alone does, so that a record names the code the
+driver checked, whichever node ran it.
 
-Each run is isolated: a method that raises (SystemExit included), diverges or returns something
-unusable becomes a failed outcome with its error, a model with non-finite weights or outputs an
-`invalid` one; KeyboardInterrupt alone stops the sweep.
+Each run is isolated from the others of its process:
+- it gets its own copy of the data and of its seed's dense model, and torch's global state
+  (grad mode, default dtype, deterministic flags, thread count) is reset before it and restored
+  after it, so nothing it does in place reaches the next run or the measurement;
+- its model is judged on the worker's own untouched data;
+- a method that raises (SystemExit included) or diverges is a failed outcome with its error, a
+  model that is no measurable answer to the suite (non-finite values, the wrong output shape,
+  parameters it never uses, weights the counts cannot see) an `invalid` one; KeyboardInterrupt
+  alone stops the sweep. A hang or a crash of the whole process is the executor's to catch.
+
+Several runs in one task (`--fuse`) run as jobs of a bench.fused.Coordinator: one at a time, each
+with its own context, their compatible training calls trained as one model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -27,29 +37,32 @@ from bench import measure, records, registry
 from bench.chain import links
 from bench.context import Context, DenseWeights, train_dense
 from bench.data import Dataset, default_tensor_cache, load_dataset
+from bench.fused import Coordinator
 from bench.locks import DeviceGate
 from bench.plan import RunSpec, build_method
 from bench.registry import BROKEN, METHODS, NotApplicable, error_summary
 from bench.sparsity import weight_sparsity
 from bench.suite import Suite
-from bench.train import DivergedError, model_device
+from bench.train import DivergedError, TrainResult, fit, model_device
 
 
 @dataclass(frozen=True)
 class Task:
-    """A dense model to train, or a run to execute: everything a worker needs, picklable."""
+    """A dense model to train, or runs to execute: everything a worker needs, picklable."""
 
-    kind: str  # "dense" or "run"
+    kind: str  # "dense" or "runs"
     suite: Suite  # budget overrides applied
-    spec: RunSpec  # for a dense task: method "dense", the seed
-    source: str  # the data source the plan keyed the run by; the worker must read the same
+    specs: tuple[RunSpec, ...]  # a dense task: one, method "dense", its seed
+    source: str  # the data source the plan keyed the runs by; the worker must read the same
     data_dir: str | None
     device: str  # "cpu" or "cuda" (the worker's visible GPU)
     compile: str | None  # a torch.compile mode for training, or None (eager)
     threads: int | None  # torch threads for this task (None: torch's default)
-    log_path: str | None  # where the worker writes the run's log live; None: returned instead
-    dense: DenseWeights | str | None = None  # the seed's dense model, or why it is missing
+    log_paths: tuple[str | None, ...]  # per run, where its log goes live; None: returned instead
+    dense: dict[int, DenseWeights | str] = field(default_factory=dict)  # per seed: the model, or why it is missing
     checkpoint: str | None = None  # a dense task's per-epoch checkpoint (local executors)
+    fuse: bool = False  # train the runs' compatible training calls as one model (bench.fused)
+    timeout_s: float | None = None  # the whole task's time limit, enforced by the executor
 
 
 @dataclass
@@ -57,7 +70,7 @@ class Outcome:
     result: dict[str, Any]  # status, error, metrics, figures, run_time_s (measure_time_s)
     env: dict[str, Any]  # where it ran
     dense: DenseWeights | None = None  # a dense task's trained model
-    log: str | None = None  # the run's log when the task had no log_path (None: it is in that file)
+    log: str | None = None  # the run's log when the task had no log path (None: it is in that file)
 
 
 _DATASETS: dict[tuple, Dataset] = {}  # per process: a long-lived worker loads each dataset once
@@ -81,26 +94,38 @@ def _dataset(task: Task, device: torch.device) -> Dataset:
     return data
 
 
-def perform(task: Task, echo: Callable[[str], None] | None = None) -> Outcome:
-    """Do a task in this process: train a dense model, or run a method and measure its model.
-    `echo` also shows the log (the serial executor prints it)."""
-    lines: list[str] = []
-    # Unbuffered: a line that cannot be written (a full disk) fails at once, naming the file,
-    # and closing the file has nothing left to fail on.
-    log_file = open(task.log_path, "ab", buffering=0) if task.log_path else None  # noqa: SIM115
+class _Log:
+    """One run's log: its file, written live and unbuffered (a line that cannot be written, on a
+    full disk, fails at once naming the file), or kept to be returned; echoed with `echo`."""
 
-    def log(line: str) -> None:
-        if log_file:
-            with records.naming_file(task.log_path):
-                log_file.write((line + "\n").encode())
+    def __init__(self, path: str | None, echo: Callable[[str], None] | None):
+        self.path, self.echo, self.lines = path, echo, []
+        self.file = open(path, "ab", buffering=0) if path else None  # noqa: SIM115 - closed by close()
+
+    def __call__(self, line: str) -> None:
+        if self.file:
+            with records.naming_file(self.path):
+                self.file.write((line + "\n").encode())
         else:
-            lines.append(line)
-        if echo:
-            echo(line)
+            self.lines.append(line)
+        if self.echo:
+            self.echo(line)
 
+    def text(self) -> str | None:
+        return None if self.file else "\n".join(self.lines)
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+
+
+def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outcome]:
+    """Do a task in this process: train a dense model, or run methods and measure their models;
+    one Outcome per run. `echo` also shows the logs (the inline executor prints them)."""
+    logs = [_Log(path, echo) for path in task.log_paths]
     try:
-        if task.kind == "run":
-            registry.load(links(task.spec.method))  # its plugins alone: each costs seconds of imports
+        if task.kind == "runs":  # the runs' plugins alone: each costs seconds of imports
+            registry.load({link for spec in task.specs for link in links(spec.method)})
         if task.threads:
             torch.set_num_threads(task.threads)
         device = torch.device(task.device)
@@ -112,24 +137,70 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> Outcome:
         except Exception as e:  # noqa: BLE001 - no data: the task fails with the reason
             result = {"status": "failed", "error": f"{type(e).__name__}: {e}", "metrics": {}, "figures": {},
                       "run_time_s": time.perf_counter() - start}
-            return Outcome(result, env, log=None if log_file else "\n".join(lines))
+            return [Outcome(dict(result), env, log=log.text()) for log in logs]
         with DeviceGate(device) as gate:  # one per task: its descriptor is closed with it
-            torch.manual_seed(task.spec.seed)
-            ctx = Context(task.suite, data, device, task.spec.seed, task.dense, log=log,
-                          compile=task.compile, between_steps=gate.pass_through)
             if task.kind == "dense":
-                return _train_dense(ctx, Path(task.checkpoint) if task.checkpoint else None, env,
-                                    None if log_file else lines)
-            new = ctx.new_model()
+                (spec,), (log,) = task.specs, logs
+                torch.manual_seed(spec.seed)
+                ctx = Context(task.suite, data, device, spec.seed, log=log, compile=task.compile,
+                              between_steps=gate.pass_through)
+                return [_train_dense(ctx, Path(task.checkpoint) if task.checkpoint else None, env, log)]
+            new = Context(task.suite, data, device, 0).new_model()
             reference = {"params": measure.count_params(new), "size_bytes": measure.size_bytes(new)}
-            result = execute(task.spec, ctx, reference, gate)
-        return Outcome(result, env, log=None if log_file else "\n".join(lines))
+
+            def job(spec: RunSpec, log: _Log) -> Callable[[Callable[..., TrainResult]], dict[str, Any]]:
+                return lambda fit_with: _run(task, spec, data, device, gate, log, reference, fit_with)
+
+            jobs = [job(spec, log) for spec, log in zip(task.specs, logs)]
+            if task.fuse and len(jobs) > 1:
+                results = Coordinator().run(jobs)  # execute() turns every error but Ctrl-C into a status
+            else:
+                results = [run(fit) for run in jobs]
+        return [Outcome(result, env, log=log.text()) for result, log in zip(results, logs)]
     finally:
-        if log_file:
-            log_file.close()
+        for log in logs:
+            log.close()
 
 
-def _train_dense(ctx: Context, checkpoint: Path | None, env: dict[str, Any], lines: list[str] | None) -> Outcome:
+def _run(task: Task, spec: RunSpec, data: Dataset, device: torch.device, gate: DeviceGate, log: _Log,
+         reference: dict[str, int], fit_with: Callable[..., TrainResult]) -> dict[str, Any]:
+    """One run, isolated: its own copies of the data and the dense model, torch's global state
+    reset around it, its model judged on the worker's untouched data."""
+    with _torch_defaults(task.threads):
+        torch.manual_seed(spec.seed)
+        dense = task.dense.get(spec.seed)
+        ctx = Context(task.suite, data.copy(), device, spec.seed, dense.copy() if isinstance(dense, DenseWeights)
+                      else dense, log=log, compile=task.compile, between_steps=gate.pass_through)
+        ctx.fit = fit_with
+        judge = Context(task.suite, data, device, spec.seed, log=log)
+        return execute(spec, ctx, judge, reference, gate)
+
+
+@contextlib.contextmanager
+def _torch_defaults(threads: int | None) -> Iterator[None]:
+    """torch's process-wide settings as the harness sets them, during a run and back after it:
+    a plugin that turns autograd off, changes the default dtype or the deterministic flags, or
+    the thread count, does so for its own run only."""
+    saved = (torch.is_grad_enabled(), torch.get_default_dtype(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(), torch.get_num_threads(),
+             torch.is_anomaly_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+
+    def restore(grad, dtype, deterministic, warn_only, n, anomaly, benchmark, cudnn_deterministic) -> None:
+        torch.set_grad_enabled(grad)
+        torch.set_default_dtype(dtype)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.set_num_threads(n)
+        torch.autograd.set_detect_anomaly(anomaly)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = benchmark, cudnn_deterministic
+
+    restore(True, torch.float32, False, False, threads or saved[4], False, saved[6], False)
+    try:
+        yield
+    finally:
+        restore(*saved)
+
+
+def _train_dense(ctx: Context, checkpoint: Path | None, env: dict[str, Any], log: _Log) -> Outcome:
     start = time.perf_counter()
     weights, result = None, {"status": "ok", "error": None, "metrics": {}, "figures": {}}
     try:
@@ -141,7 +212,7 @@ def _train_dense(ctx: Context, checkpoint: Path | None, env: dict[str, Any], lin
     except Exception as e:  # noqa: BLE001 - a failed dense model fails its seed's runs, not the sweep
         result.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-4)}")
     result["run_time_s"] = time.perf_counter() - start
-    return Outcome(result, env, dense=weights, log=None if lines is None else "\n".join(lines))
+    return Outcome(result, env, dense=weights, log=log.text())
 
 
 def measure_model(model: nn.Module, ctx: Context, reference: dict[str, int]) -> dict[str, Any]:
@@ -192,27 +263,47 @@ def measure_input(ctx: Context, n: int, device: torch.device) -> torch.Tensor:
 
 
 class InvalidModelError(ValueError):
-    """A returned model with non-finite weights or outputs: it is no result (status `invalid`)."""
+    """A returned model that is no measurable answer to the suite (status `invalid`)."""
 
 
-def check_finite(model: nn.Module, x: torch.Tensor) -> None:
-    """Raise InvalidModelError if a floating-point parameter or buffer of `model`, or its output
-    on `x`, holds a NaN or an infinity: such a model would otherwise be measured and ranked."""
+def check_measurable(model: nn.Module, x: torch.Tensor, classes: int) -> None:
+    """Raise InvalidModelError unless `model` is what the harness can measure honestly: finite
+    parameters, buffers and outputs on `x`, one score per class of the suite for each image, and
+    no parameter, buffer or attribute that makes the counted parameters, sparsity and size
+    describe another model than the one that runs (bench.measure.uncounted_tensors)."""
     for name, t in [*model.named_parameters(), *model.named_buffers()]:
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise InvalidModelError(f"the returned model holds non-finite values in '{name}'")
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
-        out = model(x)
-    model.train(was_training)
-    if not bool(torch.isfinite(out).all()):
-        raise InvalidModelError(f"the returned model's outputs on {len(x)} test images are not finite")
+    try:
+        with torch.inference_mode():
+            out = model(x)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), classes):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise InvalidModelError(f"the returned model gives {shape} for {len(x)} test images; the suite "
+                                    f"has {classes} classes, so each image needs {classes} scores")
+        if not bool(torch.isfinite(out).all()):
+            raise InvalidModelError(f"the returned model's outputs on {len(x)} test images are not finite")
+        unused, hidden = measure.uncounted_tensors(model, x[:1])
+    finally:
+        model.train(was_training)
+    if unused:
+        raise InvalidModelError(f"the returned model has parameters its forward pass never uses "
+                                f"({', '.join(unused[:5])}): they would count as its size and sparsity")
+    if hidden:
+        raise InvalidModelError(f"the returned model's forward pass uses {', '.join(hidden[:3])} that is "
+                                "neither a parameter nor a buffer: its weights would go uncounted")
+    if buffers := measure.float_weight_buffers(model):
+        raise InvalidModelError(f"the returned model holds float weights in buffers ({', '.join(buffers[:5])}), "
+                                "which the parameter counts leave out: register them as parameters")
 
 
-def execute(spec: RunSpec, ctx: Context, reference: dict[str, int], gate: DeviceGate) -> dict[str, Any]:
-    """Run one method and measure it; failures become a status and an error, never an exception
-    (except KeyboardInterrupt, which stops the sweep and writes nothing for this run; a plugin's
+def execute(spec: RunSpec, ctx: Context, judge: Context, reference: dict[str, int],
+            gate: DeviceGate) -> dict[str, Any]:
+    """Run one method on `ctx` and measure its model on `judge` (the same suite and seed on data
+    the method never saw); failures become a status and an error, never an exception (except
+    KeyboardInterrupt, which stops the sweep and writes nothing for this run; a plugin's
     SystemExit is a failure of its run, not the end of the sweep). The model is measured alone
     on its device: other runs sharing it wait at the gate meanwhile."""
     start = time.perf_counter()
@@ -220,17 +311,24 @@ def execute(spec: RunSpec, ctx: Context, reference: dict[str, int], gate: Device
     try:
         if spec.method in BROKEN and spec.method not in METHODS:
             raise ImportError(f"plugin '{spec.method}' failed to import: {BROKEN[spec.method]}")
-        model = build_method(spec.method, spec.params).run(ctx)
+        with _torch_defaults(torch.get_num_threads()):  # what the method changes ends with it
+            model = build_method(spec.method, spec.params).run(ctx)
         if not isinstance(model, nn.Module):
             raise TypeError(f"{spec.method}.run() returned {type(model).__name__}, not an nn.Module")
         measure_start = time.perf_counter()
-        check_finite(model, measure_input(ctx, max(ctx.suite.latency_batches), model_device(model)))
+        check_measurable(model, measure_input(judge, max(judge.suite.latency_batches), model_device(model)),
+                         judge.data.num_classes)
         with gate.alone():
-            out["metrics"] = measure_model(model, ctx, reference)
+            out["metrics"] = measure_model(model, judge, reference)
+        if not 0.0 <= out["metrics"]["sparsity"] <= 1.0:
+            raise InvalidModelError(f"the returned model's sparsity is {out['metrics']['sparsity']:.4g}, outside "
+                                    "[0, 1]: it counts other weights than the dense model's")
         where = model_device(model)  # an int8 model of a GPU run runs (and is timed) on the CPU
         out["measured_on"] = {"device": where.type, "device_name": records.device_name(where),
                               "threads": torch.get_num_threads()}
         out["metrics"].update(train_epochs=ctx.train_epochs, train_time_s=ctx.train_time_s)
+        if ctx.fused_with > 1:
+            out["metrics"]["fused_with"] = ctx.fused_with
         if ctx.compile:
             out["metrics"]["compile_time_s"] = ctx.compile_time_s
         out["measure_time_s"] = time.perf_counter() - measure_start
@@ -239,9 +337,9 @@ def execute(spec: RunSpec, ctx: Context, reference: dict[str, int], gate: Device
     except NotApplicable as e:
         out.update(status="skipped", error=f"not applicable: {e}")
     except InvalidModelError as e:
-        out.update(status="invalid", error=str(e))
+        out.update(status="invalid", error=str(e), metrics={})
     except (Exception, SystemExit) as e:  # noqa: BLE001 - a failing plugin is a failed row
         out.update(status="failed", error=f"{error_summary(e)}\n{traceback.format_exc(limit=-4)}")
-    out["figures"] = ctx.figures
+    out["figures"] = {**ctx.figures, **judge.figures}
     out["run_time_s"] = time.perf_counter() - start
     return out

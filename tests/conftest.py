@@ -3,8 +3,8 @@
 The tests use the real MNIST (small subsets). The data folder is $BENCH_DATA_DIR, else the shared
 offline copies beside the checkout; a machine with neither fails loudly rather than skipping.
 
-Most commands run in this process (`bench.cli.main`, the fixture `bench`): a subprocess pays about
-6 s of imports before doing anything. Only the tests of process behaviour (kill -9, signals, a
+Most commands run in this process (`bench.cli.main`, the fixture `bench`), their runs too (the
+inline executor): a process pays about 7 s of imports before doing anything. Only the tests of process behaviour (kill -9, signals, a
 worker's death, concurrent commands, exit codes seen from outside) start real processes
 (`run_bench`). Most runs use tests/mlp-fast.yaml, the mlp suite measured in the torch runtime
 alone; the tests of the deploy step use the shipped suites.
@@ -123,9 +123,13 @@ def plugins(monkeypatch):
 
 
 @pytest.fixture
-def bench(capsys):
-    """bench(args) -> Ran: `bench ARGS` in this process (bench.cli.main), its output captured."""
+def bench(capsys, monkeypatch):
+    """bench(args) -> Ran: `bench ARGS` in this process (bench.cli.main), its output captured. Its
+    runs execute in this process too (BENCH_EXECUTOR=inline) unless the arguments choose an
+    executor: a worker process costs seconds of imports, and the tests of executors ask for one."""
     from bench.cli import main
+
+    monkeypatch.setenv("BENCH_EXECUTOR", "inline")
 
     def call(args: list[str]) -> Ran:
         capsys.readouterr()

@@ -36,16 +36,17 @@ def metrics(results) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def serial(tmp_path_factory, data_dir):
-    """The quick sweep run serially in one thread: the reference every executor must match."""
+    """The quick sweep run in this process in one thread: the reference every executor must match."""
     from bench.cli import main
 
     results = tmp_path_factory.mktemp("serial")
     threads = torch.get_num_threads()
     try:
-        assert main([*QUICK, "--threads", "1", "--data-dir", str(data_dir), "--results-dir", str(results)]) == 0
+        assert main([*QUICK, "--threads", "1", "--executor", "inline", "--data-dir", str(data_dir),
+                     "--results-dir", str(results)]) == 0
     finally:
         torch.set_num_threads(threads)  # --threads sets this process's torch threads
-    assert {r["env"]["executor"] for r in records_of(results)} == {"serial, 1 threads"}
+    assert {r["env"]["executor"] for r in records_of(results)} == {"in this process, 1 threads"}
     return results
 
 
@@ -64,6 +65,29 @@ def test_jobs_give_the_same_records_as_serial(serial, tmp_path, data_dir, bench)
     assert "epoch   1/1" in (tmp_path / "mlp-fast" / "logs" / logs[-1]).read_text()
     assert not (tmp_path / "mlp-fast" / "claims").exists()  # a clean exit leaves no claim behind
     assert {r["env"]["threads"] for r in records_of(tmp_path)} == {1}
+
+
+def test_fused_runs_give_the_records_of_runs_trained_alone_and_say_so(serial, tmp_path, data_dir, bench):
+    """--fuse 4: the runs go to the worker four at a time and their fine-tunings train as one
+    model (bench.fused). Counts and sizes are those of the runs trained alone, accuracy within
+    one test image of 1,000 (weights agree to about 1e-8: the batched products sum in another
+    order); each record says how many runs it trained with."""
+    proc = bench([*QUICK, "--threads", "1", "--fuse", "4", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr
+    alone, fused = metrics(serial), metrics(tmp_path)
+    assert fused.keys() == alone.keys()
+    for name in alone:
+        for key in COMPARED:
+            if key == "accuracy":
+                assert abs(fused[name][key] - alone[name][key]) <= 0.001, name
+            else:
+                assert fused[name][key] == alone[name][key], (name, key)
+    by_method = {}
+    for r in records_of(tmp_path):
+        by_method.setdefault(r["config"]["method"], set()).add(r["metrics"].get("fused_with"))
+    assert by_method == {"dense": {None}, "magnitude": {2}, "random": {2}}  # the pruned fine-tunings pair up
+    assert "training fused with 1 other run(s)" in (tmp_path / "mlp-fast" / "logs" / next(
+        p.name for p in (tmp_path / "mlp-fast" / "logs").glob("random-*.log"))).read_text()
 
 
 KILLER = '''

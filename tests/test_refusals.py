@@ -15,7 +15,7 @@ import pytest
 
 from bench import registry
 from bench.cli import main
-from conftest import run_bench
+from conftest import FAST, run_bench
 
 registry.discover()  # the plugins' import warnings belong to no test's output
 
@@ -267,11 +267,12 @@ def test_refusals_look_the_same_from_a_real_process(tmp_path, data_dir):
 def test_no_fine_tuning_is_legal_and_means_none(tmp_path, data_dir, capsys):
     """--finetune-epochs 0 (finetune_epochs: 0): a post-training method returns its compressed
     model without fine-tuning, and its cost is the dense model's epochs alone."""
-    argv = ["run", "--suite", "mlp", "--methods", "magnitude", "--set", "magnitude.sparsity=0.5", "--seeds", "0",
+    argv = ["run", "--suite", str(FAST), "--executor", "inline", "--methods", "magnitude",
+            "--set", "magnitude.sparsity=0.5", "--seeds", "0",
             "--epochs", "1", "--finetune-epochs", "0", "--limit-train", "2000", "--limit-test", "500",
             "--data-dir", str(data_dir), "--results-dir", str(tmp_path)]
     assert main(argv) == 0, capsys.readouterr().err
-    (path,) = (tmp_path / "mlp" / "runs").glob("*.json")
+    (path,) = (tmp_path / "mlp-fast" / "runs").glob("*.json")
     record = json.loads(path.read_text())
     assert record["status"] == "ok" and record["metrics"]["train_epochs"] == 1
     assert record["config"]["budget"]["finetune_epochs"] == 0

@@ -51,7 +51,8 @@ def fast_suite(tmp_path) -> Path:
 
 
 def run(suite: Path, methods: str, data_dir: Path, results: Path, *extra: str) -> int:
-    return main(["run", "--suite", str(suite), "--methods", methods, *LIMITS, "--data-dir", str(data_dir),
+    return main(["run", "--suite", str(suite), "--executor", "inline", "--methods", methods, *LIMITS,
+                 "--data-dir", str(data_dir),
                  "--results-dir", str(results), *extra])
 
 
@@ -59,7 +60,7 @@ def dense_cache(suite: Path, data_dir: Path, results: Path, seed: int = 0) -> Pa
     """Where `bench run` caches the dense model of `seed` under LIMITS (bench.runner)."""
     s = load_suite(str(suite)).with_budget(limit_train=1000, limit_test=200)
     key = records.config_hash(records.dense_config(s, seed, find_source(s.data, data_dir)))
-    return results / s.name / "cache" / f"dense-s{seed}-{key}.pt"
+    return results / s.name / "cache" / f"dense-s{seed}-{key}.safetensors"
 
 
 class Planted:
@@ -442,12 +443,12 @@ def test_perform_closes_the_gate_of_every_task(fast_suite, data_dir):
     from bench.worker import Task, perform
 
     suite = load_suite(str(fast_suite)).with_budget(limit_train=1000, limit_test=200)
-    task = Task("run", suite, RunSpec("dense", {}, 0), find_source(suite.data, data_dir), str(data_dir), "cpu",
-                None, None, None, dense="not trained in this test")
-    assert perform(task).result["status"] == "failed"  # loads the data once
+    task = Task("runs", suite, (RunSpec("dense", {}, 0),), find_source(suite.data, data_dir), str(data_dir), "cpu",
+                None, None, (None,), dense={0: "not trained in this test"})
+    assert perform(task)[0].result["status"] == "failed"  # loads the data once
     before = open_descriptors()
-    for _ in range(20):
-        assert "not trained in this test" in perform(task).result["error"]
+    for _ in range(200):
+        assert "not trained in this test" in perform(task)[0].result["error"]
     assert open_descriptors() == before
 
 

@@ -1,0 +1,194 @@
+"""No run can corrupt another, hang the sweep, take the command down, or be ranked as nonsense.
+
+Plugins do the worst they can reach: corrupt the shared dense weights and data and torch's global
+state, hang, exit or kill their worker process, return models that are no answer to the suite.
+The next row must not notice, and each bad run must be one row that says why.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import FAST, make_distribution
+
+TINY = ["--suite", FAST, "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "2000",
+        "--limit-test", "500", "--threads", "1"]
+
+PLUGINS = '''
+    import os
+    import time
+
+    import torch
+    from torch import nn
+
+    from bench import Method, register_method
+
+    @register_method("corrupter")
+    class Corrupter(Method):
+        """Corrupts everything a run can reach: the dense weights, the data, torch's global state."""
+
+        def run(self, ctx):
+            model = ctx.pretrained()
+            for t in ctx._dense.state_dict.values():
+                t.zero_()
+            for t in (ctx.data.train.x, ctx.data.train.y, ctx.data.test.x, ctx.data.test.y):
+                t.zero_()
+            torch.set_grad_enabled(False)
+            torch.set_default_dtype(torch.float64)
+            torch.use_deterministic_algorithms(True)
+            torch.set_num_threads(2)
+            return model
+
+    @register_method("hangs")
+    class Hangs(Method):
+        """Never returns."""
+
+        def run(self, ctx):
+            time.sleep(3600)
+
+    @register_method("exits")
+    class Exits(Method):
+        """Ends its process without a word, as os._exit does."""
+
+        def run(self, ctx):
+            ctx.pretrained()
+            os._exit(0)
+
+    class Head(nn.Module):
+        def __init__(self, inner, out):
+            super().__init__()
+            self.inner, self.out = inner, nn.Linear(10, out)
+
+        def forward(self, x):
+            return self.out(self.inner(x))
+
+    @register_method("five-classes")
+    class FiveClasses(Method):
+        """Answers a 10-class suite with 5 scores."""
+
+        def run(self, ctx):
+            return Head(ctx.pretrained(), 5)
+
+    @register_method("unused-weights")
+    class UnusedWeights(Method):
+        """Carries a large parameter its forward never reads."""
+
+        def run(self, ctx):
+            model = ctx.pretrained()
+            model.ballast = nn.Parameter(torch.zeros(100_000))
+            return model
+
+    class Hidden(nn.Module):
+        def __init__(self, inner, in_buffer):
+            super().__init__()
+            self.inner = inner
+            weight = inner[1].weight.detach().clone()
+            del inner[1].weight
+            if in_buffer:
+                self.register_buffer("w", weight)
+            else:
+                self.w = weight
+            inner[1].weight = None
+
+        def forward(self, x):
+            h = torch.relu(torch.nn.functional.linear(x.flatten(1), self.w, self.inner[1].bias))
+            return self.inner[5](torch.relu(self.inner[3](h)))
+
+    @register_method("attribute-weights")
+    class AttributeWeights(Method):
+        """Keeps its first layer's weights in a plain attribute."""
+
+        def run(self, ctx):
+            return Hidden(ctx.pretrained(), in_buffer=False)
+
+    @register_method("buffer-weights")
+    class BufferWeights(Method):
+        """Keeps its first layer's weights in a buffer."""
+
+        def run(self, ctx):
+            return Hidden(ctx.pretrained(), in_buffer=True)
+'''
+NAMES = ("corrupter", "hangs", "exits", "five-classes", "unused-weights", "attribute-weights", "buffer-weights")
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> Path:
+    return make_distribution(tmp_path_factory.mktemp("site"), "hostile", PLUGINS, {n: "hostile" for n in NAMES})
+
+
+def recs(results: Path) -> dict[str, dict]:
+    return {r["config"]["method"]: r for r in
+            (json.loads(p.read_text()) for p in (results / "mlp-fast" / "runs").glob("*.json"))}
+
+
+@pytest.mark.xdist_group("processes")
+def test_what_a_run_corrupts_reaches_no_other_run(tmp_path, data_dir, hostile, plugins, bench):
+    """The corrupter runs first; dense and magnitude after it give the records of a sweep without
+    it, with one worker process and with two."""
+    plugins(hostile)
+    clean = bench(["run", *TINY, "--methods", "dense,magnitude", "--data-dir", data_dir,
+                   "--results-dir", tmp_path / "clean"])
+    assert clean.returncode == 0, clean.stderr
+    reference = {m: r["metrics"] for m, r in recs(tmp_path / "clean").items()}
+    for jobs in ("1", "2"):
+        results = tmp_path / f"jobs{jobs}"
+        proc = bench(["run", *TINY, "--methods", "corrupter,dense,magnitude", "--executor", "local", "--jobs", jobs,
+                      "--data-dir", data_dir, "--results-dir", results])
+        assert proc.returncode == 0, proc.stderr
+        got = recs(results)
+        assert got["corrupter"]["status"] == "ok"
+        for method in ("dense", "magnitude"):
+            for key in ("accuracy", "nonzeros", "size_bytes", "train_epochs"):
+                assert got[method]["metrics"][key] == reference[method][key], (jobs, method, key)
+        assert {r["env"]["threads"] for r in got.values()} == {1}  # the corrupter's threads stayed its own
+
+
+@pytest.mark.xdist_group("processes")
+def test_a_run_that_hangs_or_ends_its_process_is_one_failed_row_and_not_retried_forever(
+        tmp_path, data_dir, hostile, plugins, bench):
+    plugins(hostile)
+    # 15 s: a run's limit also covers its worker's start (imports, data) when it is the first
+    args = ["run", *TINY, "--executor", "local", "--run-timeout", "0.25", "--data-dir", data_dir,
+            "--results-dir", tmp_path]
+    first = bench([*args, "--methods", "dense,hangs,exits"])
+    assert first.returncode == 1, first.stderr
+    got = recs(tmp_path)
+    assert got["dense"]["status"] == "ok"
+    assert got["hangs"]["status"] == "failed" and got["hangs"]["error"].startswith(
+        "TimedOut: the run took longer than its limit of 15 s (--run-timeout); its worker process was killed")
+    assert got["exits"]["error"] == "WorkerDied: the worker process running this task exited with code 0"
+    assert got["exits"]["worker_deaths"] == 1
+
+    again = bench([*args, "--methods", "dense,exits"])  # the second death in a row
+    assert again.returncode == 1 and "1 to run, 1 finished before" in again.stdout, again.stderr
+    assert recs(tmp_path)["exits"]["worker_deaths"] == 2
+    assert "2 times running: not retried any more; --force retries it" in recs(tmp_path)["exits"]["error"]
+    third = bench([*args, "--methods", "dense,exits", "--dry-run"])
+    assert "0 to run, 2 finished before" in third.stdout, third.stdout
+    forced = bench([*args, "--methods", "exits", "--force", "--dry-run"])
+    assert "1 to run, 0 finished before" in forced.stdout
+
+
+def test_models_that_are_no_answer_to_the_suite_are_invalid_rows_never_ranked(tmp_path, data_dir, hostile,
+                                                                               plugins, bench):
+    plugins(hostile)
+    proc = bench(["run", *TINY, "--methods", "dense,five-classes,unused-weights,attribute-weights,buffer-weights",
+                  "--data-dir", data_dir, "--results-dir", tmp_path])
+    assert proc.returncode == 1, proc.stderr
+    got = recs(tmp_path)
+    assert {m: r["status"] for m, r in got.items()} == {
+        "dense": "ok", "five-classes": "invalid", "unused-weights": "invalid", "attribute-weights": "invalid",
+        "buffer-weights": "invalid"}
+    assert got["five-classes"]["error"] == ("the returned model gives (16, 5) for 16 test images; the suite has 10 "
+                                            "classes, so each image needs 10 scores")
+    assert got["unused-weights"]["error"].startswith("the returned model has parameters its forward pass never "
+                                                     "uses (ballast)")
+    assert got["attribute-weights"]["error"].startswith("the returned model's forward pass uses a (300, 784) "
+                                                        "tensor that is neither a parameter nor a buffer")
+    assert got["buffer-weights"]["error"].startswith("the returned model holds float weights in buffers (w)")
+    ranked = pd.read_csv(tmp_path / "mlp-fast" / "leaderboard-custom.csv")
+    assert list(ranked.method) == ["dense"]
