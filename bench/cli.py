@@ -131,6 +131,9 @@ def parser() -> argparse.ArgumentParser:
                      help="use N training images (non-standard budget)")
     run.add_argument("--limit-test", type=_number(int, ge=1),
                      help="evaluate on N test images (non-standard budget)")
+    run.add_argument("--precision", choices=["fp32", "bf16"],
+                     help="override the training precision (non-standard budget), e.g. fp32 for cifar on a CPU "
+                          "without bf16 units")
     run.add_argument("--compile", nargs="?", const="default", choices=["default", "reduce-overhead", "max-autotune"],
                      help="train through torch.compile in this mode (reduce-overhead: CUDA graphs); "
                           "compile time is recorded apart")
@@ -238,7 +241,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.fused import DEFAULT_FUSE
     from bench.runner import run_suite
 
-    suite = load_suite(args.suite)
+    from bench.resolve import resolved_suite
+
+    suite = resolved_suite(args.suite)
     names = registry.select(args.methods)
     overrides = _overrides(args.overrides)
     _check_overrides(overrides, names, suite)
@@ -254,7 +259,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          data_dir=args.data_dir, device=device, overrides=overrides,
                          executor=executor,
                          budget_overrides={"epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
-                                           "limit_train": args.limit_train, "limit_test": args.limit_test},
+                                           "limit_train": args.limit_train, "limit_test": args.limit_test,
+                                           "precision": args.precision},
                          force=args.force, refresh=args.refresh, compile=args.compile, order=args.order,
                          max_minutes=args.max_minutes, dry_run=args.dry_run, allow_dirty=args.allow_dirty,
                          fuse=DEFAULT_FUSE[device] if args.fuse == "auto" else args.fuse, run_timeout=args.run_timeout,
@@ -381,7 +387,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "suites":
         rows = []
         for name, path in available_suites().items():
-            s = load_suite(str(path), resolve=False)
+            s = load_suite(str(path))
             rows.append([name, s.description, s.model.name, s.data.dataset,
                          f"{s.training.epochs}+{s.training.finetune_epochs}", ",".join(map(str, s.seeds))])
         print(tabulate(rows, headers=["suite", "description", "model", "dataset", "epochs", "seeds"]))

@@ -102,7 +102,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     also when it was interrupted, so the caller's tables show every finished run (bench.cli
     rebuilds the leaderboard there).
 
-    `budget_overrides` (epochs, finetune_epochs, limit_train, limit_test) make the runs
+    `budget_overrides` (epochs, finetune_epochs, limit_train, limit_test, precision) make the runs
     non-standard: recorded, but kept out of the standard leaderboard. `max_minutes`: no run
     starts after that much wall time; the runs in flight finish. `dry_run` prints the plan and
     its expected cost, and trains and writes nothing. Standard-budget records are refused from a

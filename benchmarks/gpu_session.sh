@@ -1,34 +1,44 @@
 #!/usr/bin/env bash
-# One command for a short GPU window: set up without network, check the CUDA path, time it, then
-# spend the rest of the window on the cifar sweep, and pack everything into a few files.
+# One command for a short GPU window: set up without network, time the ways of training several
+# runs at once (fused, graphs, streams, processes), then spend the rest of the window on the cifar
+# sweep with the fastest, and pack everything into a few files.
 #
 #   benchmarks/gpu_session.sh --out DIR [--data DIR|FILE.tar.gz] [--wheels DIR] [--minutes M]
-#       [--jobs-per-gpu K] [--tests EXPR|none] [--speed MODES|none] [--methods all] [--seeds 0]
-#       [--results DIR] [--quick] [-- extra `bench run` arguments]
+#       [--jobs-per-gpu K] [--fuse K|auto] [--fused-bench SECONDS|none] [--tests EXPR|none]
+#       [--speed MODES|none] [--methods all] [--seeds 0,1,2] [--results DIR] [--quick]
+#       [-- extra `bench run` arguments]
 #
 #   --out        where the logs and the archive go (created)
 #   --data       a dataset root (holding cifar-10-batches-py or cifar10-jpeg), or a .tar.gz of one
 #                (default: $BENCH_DATA_DIR)
 #   --wheels     a folder of wheels for packages missing here (torch-pruning, torchao, dahuffman),
 #                installed with --no-index into a private folder, never into the system
-#   --minutes    the whole session's wall-clock budget (default 8): the script ends within M + 2
-#                minutes whatever happens; the sweep gets what the checks leave
-#   --jobs-per-gpu  runs at once on each GPU (default 4)
-#   --tests      which `pytest -m gpu` tests to run: a -k expression, "all" (default) or "none"
+#   --minutes    the whole session's wall-clock budget (default 9): the script ends within M + 2
+#                minutes whatever happens; the sweep gets what the steps before it leave
+#   --fused-bench  seconds for benchmarks/fused_gpu.py (default 120; "none" skips it): one
+#                ResNet-20 epoch's rate at K = 1, 4, 8, 16, 32 runs fused (channels-last, NCHW,
+#                CUDA graph), as K graphs on K streams, and as K processes; it picks --fuse
+#   --fuse       runs per fused task in the sweep (default auto: the fused bench's choice, else none)
+#   --jobs-per-gpu  runs (or fused tasks) at once on each GPU (default 4, 2 when fusing)
+#   --tests      which `pytest -m gpu` tests to run: a -k expression, "all", or "none" (default)
 #   --speed      training-speed modes to time on one full epoch: eager, default, reduce-overhead
-#                (comma list, default all three), or "none"
+#                (comma list), or "none" (default)
+#   --seeds      the sweep's seeds (default 0,1,2), breadth first: every setting at the first
+#                seed before any second seed, so a window cut short still covers every row
 #   --results    the results folder to continue (default: the repository's results/): finished
-#                records are skipped, cached dense models (carried in results/cifar/cache) reused
-#   --quick      a dry run for a machine without a GPU: tiny budgets on the CPU (tested in CI)
+#                records are skipped, cached dense models (committed in results/cifar/cache) reused
+#   --quick      a dry run for a machine without a GPU: tiny budgets on the CPU, and the cifar suite
+#                measured as on a GPU, in the torch runtime alone at small batches (tested in CI)
 #
 # bench writes each record atomically, stops starting runs at its --max-minutes, and stops
 # cleanly on SIGTERM, so a sweep cut short keeps every finished run; the next window continues it.
-# Output under --out: session.log, env.txt, gpu-tests.log, train-speed.log, sweep.log and
-# results.tar.gz (the suite's records, leaderboards, run logs and dense models).
+# Output under --out: session.log, env.txt, fused-bench.log and .json, sweep.log, results.tar.gz
+# (the suite's records, leaderboards, run logs and dense models), and gpu-tests.log and
+# train-speed.log when those steps ran.
 set -uo pipefail
 
-out="" data="${BENCH_DATA_DIR:-}" wheels="" minutes=8 seeds=0 methods=all extra=() quick=()
-k=4 tests=all speed=eager,default,reduce-overhead results="" device=cuda
+out="" data="${BENCH_DATA_DIR:-}" wheels="" minutes=9 suite=cifar seeds=0,1,2 methods=all extra=() quick=()
+k="" tests=none speed=none results="" device=cuda fuse=auto bench_s=120
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
@@ -36,12 +46,14 @@ while [[ $# -gt 0 ]]; do
     --wheels) wheels="$2"; shift 2 ;;
     --minutes) minutes="$2"; shift 2 ;;
     --jobs-per-gpu) k="$2"; shift 2 ;;
+    --fuse) fuse="$2"; shift 2 ;;
+    --fused-bench) bench_s="$2"; shift 2 ;;
     --tests) tests="$2"; shift 2 ;;
     --speed) speed="$2"; shift 2 ;;
     --seeds) seeds="$2"; shift 2 ;;
     --methods) methods="$2"; shift 2 ;;
     --results) results="$2"; shift 2 ;;
-    --quick) quick=(--epochs 1 --finetune-epochs 1 --limit-train 512 --limit-test 500); device=cpu; shift ;;
+    --quick) quick=(--epochs 1 --finetune-epochs 1 --limit-train 512 --limit-test 500 --precision fp32); device=cpu; shift ;;
     --) shift; extra=("$@"); break ;;
     *) echo "gpu_session: unknown argument '$1' (see the header of $0)" >&2; exit 2 ;;
   esac
@@ -73,6 +85,11 @@ if [[ -f "$data" ]]; then
   data="$work/data"
 fi
 export BENCH_DATA_DIR="$data" XDG_CACHE_HOME="$work/cache" PYTHONUNBUFFERED=1
+if [[ ${#quick[@]} -gt 0 ]]; then  # deploying ResNet-20 to every CPU runtime takes minutes a run
+  suite="$work/cifar.yaml"
+  "$python" -c "import sys, yaml; s = yaml.safe_load(open('suites/cifar.yaml'))
+s.update(runtimes=['torch'], latency_batches=[1, 16]); yaml.safe_dump(s, open(sys.argv[1], 'w'))" "$suite"
+fi
 "$python" -c "import bench.registry as r; r.discover(); assert not r.BROKEN, r.BROKEN" \
   || { say "the plugins do not import here (missing wheels?)"; exit 3; }
 # Decode the images once into the tensor cache, before the steps that start several processes at
@@ -87,7 +104,20 @@ import os; print(l(s('cifar').data, os.environ['BENCH_DATA_DIR'], c()).source)" 
 } > "$out/env.txt" 2>&1
 say "$(tail -n +3 "$out/env.txt" | head -3 | tr '\n' ' ')"
 
-# -- 1. the gpu tests -----------------------------------------------------------------------------
+# -- 1. the ways of training K runs at once, and the choice for the sweep --------------------------
+if [[ "$bench_s" != none ]]; then
+  say "fused bench (at most $bench_s s of cells)"
+  timeout --signal=TERM $(( bench_s + 120 )) "$python" benchmarks/fused_gpu.py --data-dir "$BENCH_DATA_DIR" \
+    --budget "$bench_s" --out "$out/fused-bench.json" $([[ ${#quick[@]} -gt 0 ]] && echo "--quick") \
+    > "$out/fused-bench.log" 2>&1
+  say "fused bench: exit $? ($(grep '^choice' "$out/fused-bench.log"))"
+fi
+if [[ "$fuse" == auto ]]; then
+  fuse=$("$python" -c "import json, sys; print(json.load(open(sys.argv[1]))['fuse'] or 1)" "$out/fused-bench.json" 2>/dev/null || echo 1)
+fi
+k="${k:-$([[ "$fuse" -gt 1 ]] && echo 2 || echo 4)}"
+
+# -- 2. the gpu tests -----------------------------------------------------------------------------
 if [[ "$tests" != none ]]; then
   limit=$(( $(left) / 3 ))
   say "gpu tests ${tests} (at most $limit s)"
@@ -96,7 +126,7 @@ if [[ "$tests" != none ]]; then
   say "gpu tests: exit $? ($(tail -n 1 "$out/gpu-tests.log"))"
 fi
 
-# -- 2. one ResNet-20 epoch on the whole training set, per training mode --------------------------
+# -- 3. one ResNet-20 epoch on the whole training set, per training mode --------------------------
 if [[ "$speed" != none ]]; then
   for mode in ${speed//,/ }; do
     timeout --signal=TERM 90 "$python" benchmarks/train_speed.py --suites cifar --loops harness,minimal \
@@ -106,15 +136,15 @@ if [[ "$speed" != none ]]; then
   done
 fi
 
-# -- 3. the sweep: every method, breadth first, K runs per GPU, until the budget ends -------------
+# -- 4. the sweep: every method and seed, breadth first, fused as chosen, until the budget ends ----
 sweep_minutes=$(awk "BEGIN { printf \"%.2f\", ($(left) - 30) / 60 }")
 if awk "BEGIN { exit !($sweep_minutes >= 0.25) }"; then
   jobs=(--jobs-per-gpu "$k")
   [[ "$device" == cpu ]] && jobs=(--jobs 2)
-  say "bench run --methods $methods --order breadth --max-minutes $sweep_minutes ${jobs[*]}"
-  timeout --signal=TERM --kill-after=20 $(( $(left) + 90 )) "$python" -m bench run --suite cifar \
+  say "bench run --methods $methods --seeds $seeds --order breadth --max-minutes $sweep_minutes ${jobs[*]} --fuse $fuse"
+  timeout --signal=TERM --kill-after=20 $(( $(left) + 90 )) "$python" -m bench run --suite "$suite" \
     --methods "$methods" --seeds "$seeds" --device "$device" --order breadth --max-minutes "$sweep_minutes" \
-    "${jobs[@]}" --results-dir "$results" "${quick[@]}" "${extra[@]}" > "$out/sweep.log" 2>&1
+    "${jobs[@]}" --fuse "$fuse" --results-dir "$results" "${quick[@]}" "${extra[@]}" > "$out/sweep.log" 2>&1
   say "bench run: exit $? ($(grep -c ' -> ' "$out/sweep.log") runs finished)"
 else
   say "no time left for the sweep"

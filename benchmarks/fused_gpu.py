@@ -1,0 +1,201 @@
+"""Which way of training K ResNet-20 runs at once fills a GPU best? The first step of a GPU window.
+
+One suite (cifar by default), its model, budget and precision, a slice of its training set on the
+device, timed as aggregate epochs per second (K runs' epochs over the wall time) for each K in
+--ks and each way:
+  alone      the K runs one after another with bench.train.fit (timed at K=1: its rate is K's);
+  fused      one fit_group call (bench.fused: vmap over stacked weights, grouped convolutions),
+             with the models channels-last, and again NCHW;
+  graph      the fused forward and backward captured once in a CUDA graph and replayed (per-run
+             optimizers step eagerly), channels-last;
+  streams    K models in one process, each one's training step captured in its own CUDA graph
+             and replayed on its own stream: concurrency without grouped convolutions;
+  processes  K processes at once, each training one run (the time after all of them have
+             loaded, from a barrier to the last one's end): what --jobs-per-gpu K gets (K <= 8).
+A way that fails (a capture that does not work, out of memory) prints why and is left out; each
+cell has a time budget. The result is printed as a table and written as JSON (--out), with the
+choice for the sweep: the fastest K of `fused` if it beats `alone` by --margin, else none
+(bench.fused.DEFAULT_FUSE is set from such figures, by hand, in a commit that cites them).
+
+    python benchmarks/fused_gpu.py --data-dir DIR [--suite cifar] [--ks 1,4,8,16,32] [--out fused.json]
+        [--quick]   # a CPU dry run: 256 images, K 1 and 2, fp32, no CUDA ways
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fused_throughput import calls, sync, time_alone, time_fused, time_graphed  # noqa: E402
+
+from bench.data import Dataset, load_dataset  # noqa: E402
+from bench.suite import Suite, load_suite  # noqa: E402
+
+
+def data_for(suite: Suite, root: Path | None, limit: int, device: torch.device) -> Dataset:
+    full = load_dataset(suite.data, root)
+    return Dataset(full.train.subset(limit), full.test.subset(256), full.source, full.num_classes).to(device)
+
+
+def time_streams(suite: Suite, data: Dataset, device: torch.device, k: int) -> float:
+    """K runs in one process, each step of each run captured in its own CUDA graph and replayed
+    on its own stream (the optimizer step inside the graph: capturable SGD)."""
+    batch = calls(suite, data, device, k, "channels-last")
+    bs = min(suite.training.batch_size, len(data.train))
+    steps = len(data.train) // bs
+    streams = [torch.cuda.Stream() for _ in batch]
+    graphs, inputs = [], []
+    for c, stream in zip(batch, streams):
+        opt = torch.optim.SGD(c.model.parameters(), lr=c.lr, momentum=suite.training.momentum, nesterov=True,
+                              weight_decay=suite.training.weight_decay)
+        x = c.preprocess.normalize(c.data.x[:bs]).clone()
+        y = c.data.y[:bs].clone()
+
+        def step(model=c.model, opt=opt, x=x, y=y) -> None:
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=suite.training.precision == "bf16"):
+                loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=False)
+
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            step()
+        graphs.append(graph)
+        inputs.append((x, y))
+    sync(device)
+    start = time.perf_counter()
+    orders = [torch.randperm(len(c.data), device=device, generator=c.generator) for c in batch]
+    for i in range(steps):
+        for c, stream, graph, (x, y), order in zip(batch, streams, graphs, inputs, orders):
+            with torch.cuda.stream(stream):
+                idx = order[i * bs:(i + 1) * bs]
+                x.copy_(c.preprocess.augment(c.preprocess.normalize(c.data.x[idx]), c.generator))
+                y.copy_(c.data.y[idx])
+                graph.replay()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def _process(suite_name: str, root: str | None, limit: int, device: str, barrier, results) -> None:
+    suite = load_suite(suite_name)
+    dev = torch.device(device)
+    data = data_for(suite, Path(root) if root else None, limit, dev)
+    time_alone(calls(suite, data, dev, 1, "channels-last"), dev)  # warm-up (cuDNN autotuning)
+    (call,) = calls(suite, data, dev, 1, "channels-last")
+    barrier.wait()
+    start = time.time()
+    time_alone([call], dev)
+    results.put((start, time.time()))
+
+
+def time_processes(suite: Suite, root: Path | None, limit: int, device: torch.device, k: int) -> float:
+    """K processes, each training one run's epoch; from the barrier to the last end."""
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(k), ctx.Queue()
+    procs = [ctx.Process(target=_process, args=(suite.name, str(root) if root else None, limit, str(device),
+                                                barrier, results)) for _ in range(k)]
+    for p in procs:
+        p.start()
+    times = [results.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    return max(end for _, end in times) - min(start for start, _ in times)
+
+
+def cell(fn: Callable[[], float | str], budget_s: float, spent: dict[str, float]) -> float | str:
+    """fn's seconds, or why there are none (an error, or the way's time budget already spent)."""
+    if spent.get("total", 0.0) > budget_s:
+        return "skipped: time budget spent"
+    start = time.perf_counter()
+    try:
+        result = fn()
+    except Exception as e:  # noqa: BLE001 - report it, go on with the other ways
+        result = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:120]
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    spent["total"] = spent.get("total", 0.0) + time.perf_counter() - start
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", type=Path, default=os.environ.get("BENCH_DATA_DIR"))
+    ap.add_argument("--suite", default="cifar")
+    ap.add_argument("--ks", default="1,4,8,16,32")
+    ap.add_argument("--limit-train", type=int, default=10240, help="training images per run and epoch")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--budget", type=float, default=120.0, help="seconds for all cells together")
+    ap.add_argument("--margin", type=float, default=1.2, help="fused must beat alone by this factor to be chosen")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--quick", action="store_true", help="a CPU dry run: 256 images, K 1 and 2, fp32")
+    args = ap.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.quick else "cpu")
+    if args.quick:
+        args.ks, args.limit_train, args.repeats = "1,2", 256, 1
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    suite = load_suite(args.suite)
+    if args.quick:  # bf16 autocast on a CPU without bf16 units is slow, and checks nothing more
+        suite = suite.with_budget(precision="fp32")
+    data = data_for(suite, args.data_dir, args.limit_train, device)
+    ks = [int(k) for k in args.ks.split(",")]
+    epoch_share = args.limit_train / 50000 if args.suite == "cifar" else args.limit_train / 60000
+    ways: dict[str, Callable[[int], Callable[[], float | str]]] = {
+        "fused": lambda k: lambda: time_fused(calls(suite, data, device, k, "channels-last"), device, True),
+        "fused nchw": lambda k: lambda: time_fused(calls(suite, data, device, k, "nchw"), device, False),
+    }
+    if device.type == "cuda":
+        ways["graph"] = lambda k: lambda: time_graphed(calls(suite, data, device, k, "channels-last"), device, True)
+        ways["streams"] = lambda k: lambda: time_streams(suite, data, device, k)
+        ways["processes"] = lambda k: (lambda: time_processes(suite, args.data_dir, args.limit_train, device, k)) \
+            if k <= 8 else (lambda: "not timed above K=8: each process holds a CUDA context")
+    time_alone(calls(suite, data, device, 1, "channels-last"), device)  # warm-up
+    spent: dict[str, float] = {}
+    seconds: dict[tuple[str, int], list[float | str]] = {}
+    for _ in range(args.repeats):
+        seconds.setdefault(("alone", 1), []).append(
+            cell(lambda: time_alone(calls(suite, data, device, 1, "channels-last"), device), args.budget, spent))
+        for k in ks:
+            for way, make in ways.items():
+                seconds.setdefault((way, k), []).append(cell(make(k), args.budget, spent))
+    rate: dict[tuple[str, int], float | str] = {}
+    for (way, k), got in seconds.items():
+        numbers = [s for s in got if isinstance(s, float)]
+        rate[(way, k)] = k * epoch_share / statistics.median(numbers) if numbers else got[0]
+    alone = rate[("alone", 1)]
+    rows = [[way, k, f"{r:.4g}" if isinstance(r, float) else r,
+             f"{r / alone:.2f}x" if isinstance(r, float) and isinstance(alone, float) else "-"]
+            for (way, k), r in rate.items()]
+    from tabulate import tabulate
+
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    print(f"{args.suite} ({suite.model.name}, {suite.training.precision}) on {name}: aggregate epochs per second, "
+          f"{args.limit_train} images per run and epoch, median of {args.repeats}; {spent['total']:.0f} s spent")
+    print(tabulate(rows, headers=["way", "K", "epochs/s", "vs one alone"]))
+    fused = {k: r for (way, k), r in rate.items() if way == "fused" and k > 1 and isinstance(r, float)}
+    best = max(fused, key=fused.get) if fused else None
+    choice = best if best and isinstance(alone, float) and fused[best] > args.margin * alone else None
+    print(f"choice for the sweep: {'--fuse ' + str(choice) if choice else 'no fusion'}")
+    if args.out:
+        args.out.write_text(json.dumps({"device": name, "suite": args.suite, "fuse": choice,
+                                        "rates": {f"{w} K={k}": r for (w, k), r in rate.items()}}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
