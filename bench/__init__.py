@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {"bounded": "bench.bounds", "Context": "bench.context", "Method": "bench.registry",
-            "NotApplicable": "bench.registry", "ParameterError": "bench.registry",
+            "NotApplicable": "bench.errors", "ParameterError": "bench.errors",
             "register_method": "bench.registry", "Budget": "bench.suite", "Suite": "bench.suite"}
 
 __all__ = sorted(_EXPORTS)

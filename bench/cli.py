@@ -243,6 +243,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from bench.resolve import resolved_suite
 
+    if warning := records.foreign_checkout(Path.cwd()):
+        print(warning, file=sys.stderr)
     suite = resolved_suite(args.suite)
     names = registry.select(args.methods)
     overrides = _overrides(args.overrides)

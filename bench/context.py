@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import numbers
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -19,7 +21,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from bench import layerwise
+from bench import layerwise, measure
 from bench.data import Dataset, Preprocess
 from bench.models import build_model
 from bench.suite import Budget, ModelSpec, Suite
@@ -43,6 +45,11 @@ class Context:
         self.compile = compile  # a torch.compile mode for the training forward pass, or None
         self.train_epochs = 0  # what this run spent, dense training included when used
         self.train_time_s = 0.0
+        self.dense_time_s = 0.0  # the dense stage's share of train_time_s: its own record's figure
+        # Forward + backward FLOPs of every training step, dense stage included: a cost that no
+        # machine's load moves. None once a call could not be counted.
+        self.train_flops: int | None = 0
+        self._flops_per_image: dict[tuple, int] = {}
         self.fused_with = 1  # the most runs one of its training calls trained with (fused), itself included
         self.compile_time_s = 0.0
         self.figures: dict[str, Any] = {}
@@ -89,15 +96,22 @@ class Context:
         if self._dense is None:
             self._dense = train_dense(self)
         meta = self._dense.meta
+        with torch.random.fork_rng(devices=[]):  # leave the run's random stream as it was
+            model = self.new_model()
         if not self._used_pretrained:
             self._used_pretrained = True
             self.train_epochs += meta["epochs"]
             self.train_time_s += meta["seconds"]
+            self.dense_time_s = meta["seconds"]
             self.compile_time_s += meta.get("compile_seconds", 0.0)
-        with torch.random.fork_rng(devices=[]):  # leave the run's random stream as it was
-            model = self.new_model()
+            self._count_training(model, meta["epochs"])
         model.load_state_dict(self._dense.state_dict)
         return model
+
+    @property
+    def used_dense(self) -> DenseWeights | None:
+        """The dense model this run started from (through `pretrained`), for its provenance."""
+        return self._dense if self._used_pretrained and isinstance(self._dense, DenseWeights) else None
 
     def continue_from(self, model: nn.Module) -> None:
         """Make pretrained() return copies of `model`: the harness's hook for chains."""
@@ -120,8 +134,27 @@ class Context:
                           between_steps=self._between_steps)
         self.train_epochs += epochs
         self.train_time_s += result.seconds
+        self._count_training(model, epochs)
         self.compile_time_s += result.compile_seconds
         self.fused_with = max(self.fused_with, getattr(result, "fused_with", 1))
+
+    def _count_training(self, model: nn.Module, epochs: int) -> None:
+        """Add `epochs` epochs of training `model` to train_flops: the per-image FLOPs of a
+        forward and backward pass, counted once per architecture, times the images the loop
+        draws (whole batches). A model the counter cannot run makes the figure unknown."""
+        if self.train_flops is None or epochs == 0:
+            return
+        shape = (type(model).__qualname__, *((n, tuple(p.shape)) for n, p in model.named_parameters()))
+        if shape not in self._flops_per_image:
+            try:
+                example = self.preprocess.normalize(self.data.train.x[:2])
+                self._flops_per_image[shape] = measure.training_flops(model, example)
+            except Exception as e:  # noqa: BLE001 - a cost figure never fails a run
+                self.log(f"  training FLOPs not counted ({type(e).__name__}: {e})")
+                self.train_flops = None
+                return
+        images = self.steps_per_epoch * min(self.budget.batch_size, len(self.data.train))
+        self.train_flops += epochs * images * self._flops_per_image[shape]
 
     def charge(self, seconds: float) -> None:
         """Add compute a method spent outside training epochs (a one-shot method's calibration and
@@ -150,9 +183,24 @@ class Context:
     def layer_inputs(self, model: nn.Module, samples: int = 128, *,
                      hessian: bool = True) -> Iterator[layerwise.Layer]:
         """Each Linear/Conv2d layer of `model`, in forward order, with its input statistics on
-        `samples` calibration images, collected after the caller compressed the layers before
-        it; the time spent is charged to the run. See bench.layerwise."""
-        return layerwise.calibrated_layers(self, model, samples, hessian=hessian)
+        `samples` training images drawn with the run's seed, collected after the caller
+        compressed the layers before it (bench.layerwise.layer_inputs). The seconds from the
+        first layer to the last, the caller's compression work included, are charged to the run
+        and recorded as `compress_time_s` (summed over a chain's links), the images as
+        `calibration_samples`."""
+        start = time.perf_counter()
+        # In batches of at most CALIBRATION_BATCH images: a ResNet's unfolded inputs of 1,024
+        # images at once would take gigabytes.
+        size = min(samples, layerwise.CALIBRATION_BATCH)
+        batches = [x for x, _ in self.calibration_batches(n=-(-samples // size), batch_size=size)]
+        batches[-1] = batches[-1][:samples - size * (len(batches) - 1)]
+        yield from layerwise.layer_inputs(model, batches, hessian=hessian)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        self.charge(seconds)
+        self.record(compress_time_s=self.figures.get("compress_time_s", 0.0) + seconds,
+                    calibration_samples=sum(len(x) for x in batches))
 
     def record(self, **figures: Any) -> None:
         """Extra figures for the run record, e.g. ctx.record(l1_sparsity=0.4): numbers, strings,
@@ -209,6 +257,16 @@ class DenseWeights:
                                                  for k in ("epochs", "seconds", "accuracy")):
             raise ValueError(f"{path} holds no dense model (a state dict, and its epochs, seconds and accuracy)")
         return cls(state, meta)
+
+    def sha256(self) -> str:
+        """A digest of the weights (names, dtypes, shapes, bytes in name order): which dense model
+        a run started from, comparable across machines and cache files."""
+        h = hashlib.sha256()
+        for name in sorted(self.state_dict):
+            t = self.state_dict[name].detach().cpu().contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()
 
     def copy(self) -> DenseWeights:
         """A run's own copy: what a method does to it can reach no other run."""

@@ -23,12 +23,9 @@ from pathlib import Path
 import torch
 import torchvision
 
+from bench.errors import DataError  # noqa: F401 - raised here, caught as bench.data.DataError too
 from bench.records import atomic_write, load_tensors
 from bench.suite import DataSpec
-
-
-class DataError(RuntimeError):
-    """The dataset could not be found, read or downloaded."""
 
 
 @dataclass

@@ -15,26 +15,21 @@ and the one 2:4 sparse tensor cores use for NHWC convolutions, so an N:M group o
 columns is consecutive input channels at one kernel position.
 
 The time from the first layer to the last (calibration passes, Hessian inverses, the method's
-own per-layer work) is charged to the run by `calibrated_layers`: it is added to the run's
+own per-layer work) is charged to the run by `Context.layer_inputs`: it is added to the run's
 `train_time_s`, the cost column of the leaderboard, and recorded apart as `compress_time_s`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.registry import NotApplicable
+from bench.errors import NotApplicable
 from bench.sparsity import PRUNABLE
-
-if TYPE_CHECKING:
-    from bench.context import Context
 
 
 def check_supported(module: nn.Module) -> None:
@@ -169,28 +164,6 @@ def layer_inputs(model: nn.Module, batches: list[torch.Tensor], *, hessian: bool
 
 
 CALIBRATION_BATCH = 256
-
-
-def calibrated_layers(ctx: Context, model: nn.Module, samples: int, *, hessian: bool = True) -> Iterator[Layer]:
-    """`layer_inputs` on `samples` training images drawn with the run's seed
-    (ctx.calibration_batches), with its cost charged to the run: the seconds from the first
-    layer to the last, the caller's compression work included, are added to ctx.train_time_s and
-    recorded as `compress_time_s` (summed over a chain's links), the images as
-    `calibration_samples`."""
-    start = time.perf_counter()
-    # In batches of at most CALIBRATION_BATCH images: a ResNet's unfolded inputs of 1,024 images
-    # at once would take gigabytes.
-    size = min(samples, CALIBRATION_BATCH)
-    batches = [x for x, _ in ctx.calibration_batches(n=-(-samples // size), batch_size=size)]
-    batches[-1] = batches[-1][:samples - size * (len(batches) - 1)]
-    device = batches[0].device
-    yield from layer_inputs(model, batches, hessian=hessian)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    ctx.charge(seconds)
-    ctx.record(compress_time_s=ctx.figures.get("compress_time_s", 0.0) + seconds,
-               calibration_samples=sum(len(x) for x in batches))
 
 
 def inverse_hessian(hessian: torch.Tensor, dampening: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -68,7 +68,8 @@ REFERENCES = {"dense": 0, "dense-ft": 1}  # listed first; accuracy changes are t
 
 
 def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
-    """Mean over seeds per (data source, budget, device type, method, setting, device timed on);
+    """Mean over seeds per (data source, budget, device type, method, setting, device timed on),
+    the median for metrics that say so (wall times, which one run on a busy machine would move);
     accuracy also gets its std and its change versus the `dense` row of the same table
     (delta_acc) and versus the matched-budget `dense-ft` row (delta_ft): a method's effect, told
     apart from the effect of its extra training. `machines` names the processors or GPUs that
@@ -77,7 +78,8 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     keys = [*TABLE, "method", "setting", "timed_on"]
     values = [c for c in df.columns if c not in keys + ["seed", "machine"]]
     grouped = df.groupby(keys, sort=True)
-    out = grouped[values].mean()
+    how = {c.column: c.spec.aggregate for c in cols if c.column}
+    out = grouped[values].agg({v: how.get(v, "mean") for v in values})
     out.insert(0, "seeds", grouped.size())
     out.insert(1, "machines", grouped["machine"].agg(lambda m: "; ".join(sorted(set(m)))))
     out.insert(3, "accuracy_std_%", grouped["accuracy_%"].std(ddof=1).fillna(0.0))

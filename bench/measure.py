@@ -138,6 +138,25 @@ def flops(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
     return int(total), int(round(total - counter.skippable))
 
 
+def training_flops(model: nn.Module, example: torch.Tensor) -> int:
+    """FLOPs of one training step's forward and backward pass per input image
+    (torch.utils.flop_counter), in train mode on copies of the model's tensors
+    (torch.func.functional_call), so that its BatchNorm statistics, gradients and random stream
+    stay as they were. Zero weights count as dense: a masked model's training multiplies its zeros as a
+    dense one does. `example` holds two or more inputs (BatchNorm in train mode needs a batch)."""
+    params = {n: p.detach().clone().requires_grad_(p.requires_grad) for n, p in model.named_parameters()}
+    buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+    was_training = model.training
+    model.train()
+    try:  # in a fork of the random state: a dropout here must not shift the run's stream
+        with torch.random.fork_rng(devices=[example.device] if example.is_cuda else []), \
+                FlopCounterMode(display=False) as counter:
+            torch.func.functional_call(model, (params, buffers), (example,)).float().sum().backward()
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops()) // len(example)
+
+
 def sparse_state_dict(model: nn.Module) -> dict[str, Any]:
     """The deployable form of a model: each float or quantized-weight tensor dense, or as a
     bitmask plus nonzero values when that is smaller (a 1-bit-per-weight sparse encoding)."""

@@ -39,6 +39,7 @@ class MetricSpec:
     devices: tuple[str, ...] = BOTH
     spread: str | None = None
     recorded: bool = True  # False: computed by the leaderboard from other metrics
+    aggregate: str = "mean"  # over a row's seeds: "mean", or "median" for wall times
 
     @property
     def per_runtime(self) -> bool:
@@ -102,8 +103,19 @@ METRICS: list[MetricSpec] = [
                "recorded time included), plus the compute a one-shot method spent outside epochs "
                "(the record's `figures.compress_time_s`). A run trained fused with others (`--fuse`) "
                "counts its share of each fused step: the step's time divided by the runs that took it, "
-               "so the shares add up to the group's wall time (see `fused_with`)", "s", "train_time_s",
-               "train time (s)", decimals=1, higher_is_better=False),
+               "so the shares add up to the group's wall time (see `fused_with`). The leaderboard shows "
+               "wall times as the median over seeds: one run slowed by a busy machine moves the mean",
+               "s", "train_time_s", "train time (s)", decimals=1, higher_is_better=False, aggregate="median"),
+    MetricSpec("method_time_s", "`train_time_s` without the dense stage's share: the seconds of the "
+               "method's own training and compute (the dense model's time is its own record's, charged "
+               "once per seed, in the record's `dense.train_time_s`)", "s", "method_time_s",
+               "own time (s)", decimals=1, higher_is_better=False, aggregate="median"),
+    MetricSpec("train_flops", "forward and backward FLOPs of every training step the method took, the "
+               "dense model's included when it started from `ctx.pretrained()`: per image counted once "
+               "per architecture by `torch.utils.flop_counter`, masked weights as dense (their zeros are "
+               "multiplied), times the images drawn. A cost no machine's speed or load moves",
+               "TFLOPs", "train_TFLOPs", "train TFLOPs", scale=1e-12, decimals=3, shown=2,
+               higher_is_better=False),
     MetricSpec("fused_with", "with `--fuse`: the most runs that one of this run's training calls trained "
                "with as one fused model, itself included (absent: every call trained alone). Its "
                "`train_time_s` is then a share of fused steps, not a time one run takes alone",

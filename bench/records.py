@@ -196,6 +196,10 @@ RECORD_FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (
     ("measured_on", (dict,), False),
     ("measured_on.device", (str,), False),
     ("measured_on.device_name", (str,), False),
+    ("dense", (dict,), False),
+    ("dense.commit", (str, _NONE), False),
+    ("dense.sha256", (str,), False),
+    ("dense.train_time_s", _NUMBER, False),
     ("figures", (dict,), False),
     ("figures.deploy", (dict,), False),
     ("figures.deploy.runtimes", (dict,), False),
@@ -290,24 +294,51 @@ class ProvenanceError(ValueError):
     """Standard-budget records would come from code that no commit names."""
 
 
+COMMIT_VARIABLE = "BENCH_GIT_COMMIT"
+SOURCE_SUFFIXES = (".py", ".yaml", ".yml", ".toml", ".cfg")
+
+
 def git_commit(here: Path | None = None) -> str | None:
     """The commit of the checkout holding `here` (this package by default), "-dirty" when its
-    code differs from it; $BENCH_GIT_COMMIT where the code travelled without its .git (a copy
-    sent to a GPU machine), so that records made there still name their code."""
+    code differs from it: a changed tracked file outside results/, or an untracked source file
+    (a new plugin or module that runs but no commit holds). $BENCH_GIT_COMMIT names the commit
+    where the code travelled without its .git (a copy sent to a GPU machine); the driver
+    records that it did (`env.commit_from_env`), since no checkout vouches for it."""
     here = here or Path(__file__).resolve().parent
-    if os.environ.get("BENCH_GIT_COMMIT"):
-        return os.environ["BENCH_GIT_COMMIT"]
+    if os.environ.get(COMMIT_VARIABLE):
+        return os.environ[COMMIT_VARIABLE]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
         # The code's state: results/ holds the records and leaderboards a sweep writes as it goes,
         # which must not make the next command of the same sweep look like uncommitted code.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
-                                ":(top,exclude)results"], cwd=here, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", ":/",
+                                 ":(top,exclude)results"], cwd=here, capture_output=True, text=True,
+                                timeout=10).stdout.splitlines()
+        dirty = [line for line in status
+                 if not line.startswith("??") or line.rstrip().endswith(SOURCE_SUFFIXES)]
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def foreign_checkout(cwd: Path) -> str | None:
+    """A warning when `cwd` is in a git checkout other than the one this package was imported
+    from: in a second clone, an editable install of the first still runs the first's code,
+    and its records name the first's commit."""
+    def top(where: Path) -> str | None:
+        try:
+            return subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=where, capture_output=True,
+                                  text=True, timeout=10, check=True).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    here, package = top(cwd), top(Path(__file__).resolve().parent)
+    if here is None or package is None or Path(here).resolve() == Path(package).resolve():
+        return None
+    return (f"bench: warning: this is the checkout {here}, but the bench package runs from {package}, whose "
+            f"code and commit the records will name; to run this checkout's, set PYTHONPATH={here} "
+            f"or pip install -e {here}")
 
 
 def _cpu_name() -> str:

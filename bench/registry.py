@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from bench import bounds
+from bench.errors import ParameterError
 
 if TYPE_CHECKING:
     import torch
@@ -94,15 +95,6 @@ class Method:
 # The families of the README's method table, in its order: leaderboard filters and plot panels.
 FAMILIES = ("reference", "pruning", "one-shot pruning", "pruning during training", "sparse training",
             "quantization", "distillation", "combined", "other")
-
-
-class ParameterError(ValueError):
-    """A method parameter with a wrong name or type."""
-
-
-class NotApplicable(Exception):
-    """Raised by a method's run() when the suite cannot use it (e.g. slimming on a model without
-    BatchNorm): the run is recorded as skipped, with the reason, and is not a failure."""
 
 
 def _coerce(method: str, key: str, value: Any, tp: type) -> Any:

@@ -15,6 +15,7 @@ A claim per run keeps two commands on one results folder from executing the same
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import statistics
 import time
@@ -155,7 +156,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     try:
         _schedule(suite, todo, dense, executor, source=source, data_dir=data_dir, device=device,
                   compile=compile, standard=standard, deadline=deadline, log=log,
-                  provenance={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {})}, here=here,
+                  provenance={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {}),
+                              **({"commit_from_env": True} if os.environ.get(records.COMMIT_VARIABLE) else {})}, here=here,
                   fuse=fuse, limit=limit)
     except BaseException as e:
         failure = e

@@ -109,9 +109,8 @@ def available_suites() -> dict[str, Path]:
     return {p.stem: p for p in sorted(suites_dir().glob("*.yaml"))}
 
 
-def load_suite(name_or_path: str, resolve: bool = True) -> Suite:
-    """Load a shipped suite by name (`mlp`) or any suite file by path. `resolve=False` skips
-    checking that its names resolve (which imports torch and the plugins): for listing suites."""
+def suite_file(name_or_path: str) -> Path:
+    """The file of a shipped suite (`mlp`), or the path given; SuiteError if there is none."""
     path = Path(name_or_path)
     if not path.suffix:
         shipped = available_suites()
@@ -123,6 +122,14 @@ def load_suite(name_or_path: str, resolve: bool = True) -> Suite:
         path = shipped[name_or_path]
     if not path.is_file():
         raise SuiteError(f"suite file {path} does not exist")
+    return path
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """Load a shipped suite by name (`mlp`) or any suite file by path, parsed and checked
+    against the schema. Whether its names (dataset, models, runtimes, methods) resolve is
+    bench.resolve's question, which needs torch and the plugins; parsing does not."""
+    path = suite_file(name_or_path)
     try:
         with path.open("rb") as f:
             data = f.read(MAX_SUITE_BYTES + 1)
@@ -137,8 +144,6 @@ def load_suite(name_or_path: str, resolve: bool = True) -> Suite:
         raise SuiteError(f"{path}: not valid YAML: {_yaml_error(e)}") from None
     suite = parse(Suite, raw, str(path), "")
     _check(suite, str(path))
-    if resolve:
-        _resolve(suite, str(path))
     return suite
 
 
@@ -192,51 +197,6 @@ def _check(suite: Suite, file: str) -> None:
     if b.optimizer == "sgd" and b.nesterov and b.momentum == 0:
         raise SuiteError(f"{file}: key 'training.momentum': Nesterov SGD needs a momentum > 0 "
                          "(or set training.nesterov: false)")
-
-
-def _resolve(suite: Suite, file: str) -> None:
-    """Every name resolves (dataset class, models, runtimes, methods), so that a suite that
-    cannot work is refused before any data is loaded or model trained."""
-    # Imported here: resolving names needs torch, torchvision and the plugins; parsing does not.
-    from bench.data import DataError, dataset_class
-    from bench.runtimes import RUNTIMES
-    from bench.models import check_model
-
-    try:
-        dataset_class(suite.data.dataset)
-    except DataError as e:
-        raise SuiteError(f"{file}: key 'data.dataset': {e}") from None
-    for key, spec in (("model", suite.model), ("student", suite.student)):
-        if spec is not None:
-            try:
-                check_model(spec.name, spec.kwargs, in_channels=len(suite.data.mean))
-            except Exception as e:  # noqa: BLE001 - whatever building raises, the suite cannot work
-                raise SuiteError(f"{file}: key '{key}': cannot build model {brief(spec.name)} with kwargs "
-                                 f"{brief(spec.kwargs)}: {type(e).__name__}: {e}") from None
-    unknown = [r for r in suite.runtimes if r not in RUNTIMES]
-    if unknown:
-        raise SuiteError(f"{file}: key 'runtimes': unknown runtime '{unknown[0]}'; "
-                         f"expected some of {', '.join(RUNTIMES)}")
-    if "torch" not in suite.runtimes:  # the reference runtime: its latency is in every run's log line
-        raise SuiteError(f"{file}: key 'runtimes': must include torch (PyTorch eager, the reference)")
-    _check_methods(suite.methods, file)
-
-
-def _check_methods(methods: dict[str, dict[str, Any]], file: str) -> None:
-    """The `methods` section names registered methods and valid parameters. A plugin that failed
-    to import is not checked: its runs fail with the import error, the suite stays usable."""
-    from bench import registry
-
-    registry.load(methods)  # only a suite that sets method parameters needs (those) plugins
-    for name, params in methods.items():
-        if name in registry.BROKEN and name not in registry.METHODS:
-            continue
-        if name not in registry.METHODS:
-            raise SuiteError(f"{file}: key 'methods.{name}': {registry.unknown_method(name)}")
-        try:
-            registry.METHODS[name].build(dict(params))
-        except registry.ParameterError as e:
-            raise SuiteError(f"{file}: key 'methods.{name}': {e}") from None
 
 
 def _type_name(tp: Any) -> str:

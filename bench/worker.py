@@ -40,7 +40,8 @@ from bench.data import Dataset, default_tensor_cache, load_dataset
 from bench.fused import Coordinator
 from bench.locks import DeviceGate
 from bench.plan import RunSpec, build_method
-from bench.registry import BROKEN, METHODS, NotApplicable, error_summary
+from bench.errors import NotApplicable
+from bench.registry import BROKEN, METHODS, error_summary
 from bench.sparsity import weight_sparsity
 from bench.suite import Suite
 from bench.train import DivergedError, TrainResult, fit, model_device
@@ -173,7 +174,12 @@ def _run(task: Task, spec: RunSpec, data: Dataset, device: torch.device, gate: D
                       else dense, log=log, compile=task.compile, between_steps=gate.pass_through)
         ctx.fit = fit_with
         judge = Context(task.suite, data, device, spec.seed, log=log)
-        return execute(spec, ctx, judge, reference, gate)
+        result = execute(spec, ctx, judge, reference, gate)
+        if ctx.used_dense is not None:  # which dense model, trained by which code, it started from
+            meta = ctx.used_dense.meta
+            result["dense"] = {"commit": meta.get("git_commit"), "sha256": ctx.used_dense.sha256(),
+                               "train_time_s": meta["seconds"]}
+        return result
 
 
 @contextlib.contextmanager
@@ -326,7 +332,10 @@ def execute(spec: RunSpec, ctx: Context, judge: Context, reference: dict[str, in
         where = model_device(model)  # an int8 model of a GPU run runs (and is timed) on the CPU
         out["measured_on"] = {"device": where.type, "device_name": records.device_name(where),
                               "threads": torch.get_num_threads()}
-        out["metrics"].update(train_epochs=ctx.train_epochs, train_time_s=ctx.train_time_s)
+        out["metrics"].update(train_epochs=ctx.train_epochs, train_time_s=ctx.train_time_s,
+                              method_time_s=ctx.train_time_s - ctx.dense_time_s)
+        if ctx.train_flops is not None:
+            out["metrics"]["train_flops"] = ctx.train_flops
         if ctx.fused_with > 1:
             out["metrics"]["fused_with"] = ctx.fused_with
         if ctx.compile:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from bench import measure
-from bench.data import Preprocess, Split, default_tensor_cache, load_dataset
+from bench.data import Preprocess, default_tensor_cache, load_dataset
 from bench.models import build_model
 from bench.suite import load_suite
 from bench.train import evaluate, fit, make_optimizer

@@ -70,3 +70,15 @@ def test_registry_drives_csv_and_markdown_columns(tmp_path, monkeypatch):
 def test_readme_metric_and_runtime_tables_are_the_registrys():
     readme = (ROOT / "README.md").read_text()
     assert metrics.readme_tables() in readme, "README's tables are stale: paste `python -m bench.metrics`"
+
+
+def test_one_slow_dense_run_does_not_move_a_rows_train_time(tmp_path):
+    """Wall times aggregate as the median over seeds: seed 2's dense model trained on a busy
+    machine (planted at 10x) leaves the row's train time where the other seeds put it, while
+    FLOPs, which no load moves, stay means."""
+    recs = [record("magnitude", seed, train_time_s=t, method_time_s=10.0, train_flops=2e12)
+            for seed, t in ((0, 40.0), (1, 44.0), (2, 400.0))]
+    table, md = write(tmp_path, recs)
+    assert table.loc[0, "train_time_s"] == 44.0 and table.loc[0, "method_time_s"] == 10.0
+    assert table.loc[0, "train_TFLOPs"] == 2.0
+    assert re.search(r"\| train time \(s\) +\| own time \(s\) +\| train TFLOPs +\|", md)

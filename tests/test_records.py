@@ -52,6 +52,11 @@ def test_only_code_makes_a_checkout_dirty_not_the_results_a_sweep_writes(tmp_pat
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     (tmp_path / "results" / "mlp" / "leaderboard.md").write_text("rewritten by a sweep\n")
     assert records.git_commit(tmp_path / "bench") == head
+    (tmp_path / "notes.txt").write_text("an untracked note is no code\n")
+    assert records.git_commit(tmp_path / "bench") == head
+    (tmp_path / "bench" / "plugin.py").write_text("print('runs, but no commit holds it')\n")
+    assert records.git_commit(tmp_path / "bench") == head + "-dirty"
+    (tmp_path / "bench" / "plugin.py").unlink()
     (tmp_path / "bench" / "code.py").write_text("x = 2\n")
     assert records.git_commit(tmp_path / "bench") == head + "-dirty"
 
@@ -87,3 +92,45 @@ def test_refresh_reruns_only_records_another_commit_made_and_resumes(tmp_path, d
     assert "1 to run, 0 finished before" in dirty.stdout, dirty.stderr  # uncommitted code matches nothing
     both = run("bbb222", "--refresh", "--force")
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_a_run_elsewhere_than_the_imported_checkout_warns(tmp_path, data_dir, bench, monkeypatch):
+    """In a second clone, the editable install of the first still runs the first's code: say so."""
+    subprocess.run(["git", "init", "-q", str(tmp_path / "clone")], check=True)
+    monkeypatch.chdir(tmp_path / "clone")
+    ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--dry-run",
+                 "--data-dir", data_dir, "--results-dir", tmp_path / "results"])
+    assert ran.returncode == 0, ran.stderr
+    assert f"this is the checkout {tmp_path / 'clone'}, but the bench package runs from" in ran.stderr
+    monkeypatch.chdir(tmp_path)  # no checkout at all: nothing to warn about
+    assert records.foreign_checkout(tmp_path) is None
+
+
+def test_records_name_the_dense_model_they_started_from_and_its_costs(tmp_path, data_dir, bench, monkeypatch):
+    """A run that reuses a cached dense model names the commit that trained it and the hash of
+    its weights; its own time is apart from the dense stage's; its training FLOPs count the dense
+    epochs and its own, at the same per-image cost for the same architecture."""
+    from bench.context import DenseWeights
+
+    args = ["run", "--suite", FAST, "--seeds", "0", "--epochs", "2", "--finetune-epochs", "1",
+            "--limit-train", "512", "--limit-test", "200", "--data-dir", data_dir, "--results-dir", tmp_path]
+    monkeypatch.setenv("BENCH_GIT_COMMIT", "aaa111")
+    assert bench([*args, "--methods", "dense"]).returncode == 0
+    monkeypatch.setenv("BENCH_GIT_COMMIT", "bbb222")
+    ran = bench([*args, "--methods", "magnitude,gmp", "--set", "magnitude.sparsity=0.5", "--set", "gmp.sparsity=0.5"])
+    assert ran.returncode == 0, ran.stderr
+    recs = {r["config"]["method"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "mlp-fast" / "runs").glob("*.json"))}
+    [cache] = (tmp_path / "mlp-fast" / "cache").glob("dense-s0-*.safetensors")
+    weights = DenseWeights.load(cache)
+    for method in ("dense", "magnitude"):
+        assert recs[method]["dense"] == {"commit": "aaa111", "sha256": weights.sha256(),
+                                         "train_time_s": weights.meta["seconds"]}
+        m = recs[method]["metrics"]
+        assert m["method_time_s"] == pytest.approx(m["train_time_s"] - weights.meta["seconds"])
+    assert recs["magnitude"]["env"]["git_commit"] == "bbb222" and recs["magnitude"]["env"]["commit_from_env"]
+    assert "dense" not in recs["gmp"] and recs["gmp"]["metrics"]["method_time_s"] == recs["gmp"]["metrics"]["train_time_s"]
+    per_image = recs["dense"]["metrics"]["train_flops"] / (2 * 512)  # 2 epochs of 512 images
+    assert 2 * recs["dense"]["metrics"]["flops"] < per_image <= 3 * recs["dense"]["metrics"]["flops"]  # fwd + bwd
+    for r in recs.values():  # one architecture: every epoch costs the same, masked or not
+        assert r["metrics"]["train_flops"] == r["metrics"]["train_epochs"] * 512 * per_image
+    assert recs["magnitude"]["metrics"]["train_epochs"] == 3

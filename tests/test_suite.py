@@ -1,7 +1,11 @@
+import subprocess
+import sys
 import textwrap
 
 import pytest
+from conftest import ROOT
 
+from bench.resolve import resolved_suite
 from bench.suite import SuiteError, available_suites, load_suite
 
 VALID = """
@@ -24,7 +28,7 @@ def write(tmp_path, text):
 
 
 def test_shipped_suites_load():
-    suites = {name: load_suite(name) for name in available_suites()}
+    suites = {name: resolved_suite(name) for name in available_suites()}
     assert set(suites) == {"mlp", "mnist", "cifar"}
     assert suites["cifar"].data.image_folder == "cifar10-jpeg"
     assert suites["mlp"].training.weight_decay == pytest.approx(1e-4)
@@ -53,7 +57,7 @@ def test_valid_file_parses_with_defaults(tmp_path):
 def test_errors_name_file_key_and_expectation(tmp_path, edit, message):
     path = write(tmp_path, VALID.replace(*edit))
     with pytest.raises(SuiteError) as err:
-        load_suite(str(path))
+        resolved_suite(str(path))
     assert str(path) in str(err.value)
     assert message in str(err.value)
 
@@ -63,3 +67,16 @@ def test_unknown_suite_and_bad_yaml(tmp_path):
         load_suite("nope")
     with pytest.raises(SuiteError, match="not valid YAML"):
         load_suite(str(write(tmp_path, "a: [1,")))
+
+
+def test_parsing_is_apart_from_resolving_names(tmp_path):
+    """A suite naming a method that no plugin registers parses (listing suites, reading a
+    budget), without torch; resolving refuses it, naming the key."""
+    path = write(tmp_path, VALID + "methods: {no-such-method: {x: 1}}\n")
+    code = ("import sys; from bench.suite import load_suite; "
+            f"s = load_suite({str(path)!r}); assert s.methods == {{'no-such-method': {{'x': 1}}}}; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    with pytest.raises(SuiteError, match=r"key 'methods.no-such-method': unknown method 'no-such-method'"):
+        resolved_suite(str(path))

@@ -1,0 +1,18 @@
+"""The exceptions that several layers of the harness raise and catch, in a module that imports
+nothing: a method's parameter check (registry, sparsity), a layer it cannot compress
+(layerwise), a dataset that cannot be read (data), so none of them imports another for a type."""
+
+from __future__ import annotations
+
+
+class ParameterError(ValueError):
+    """A method parameter with a wrong name or type."""
+
+
+class NotApplicable(Exception):
+    """Raised by a method's run() when the suite cannot use it (e.g. slimming on a model without
+    BatchNorm): the run is recorded as skipped, with the reason, and is not a failure."""
+
+
+class DataError(RuntimeError):
+    """The dataset could not be found, read or downloaded."""
