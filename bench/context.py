@@ -24,6 +24,7 @@ from torch import nn
 from bench import layerwise, measure
 from bench.data import Dataset, Preprocess
 from bench.models import build_model
+from bench.sparsity import keep_zeros
 from bench.suite import Budget, ModelSpec, Suite
 from bench.train import CheckpointError, Hook, LossFn, TrainResult, fit
 from bench.train import evaluate as _evaluate
@@ -155,6 +156,17 @@ class Context:
                 return
         images = self.steps_per_epoch * min(self.budget.batch_size, len(self.data.train))
         self.train_flops += epochs * images * self._flops_per_image[shape]
+
+    def finetune(self, model: nn.Module, *, hold_zeros: bool = False, **options: Any) -> None:
+        """Fine-tune in place as every post-training method does: the budget's finetune_epochs at
+        its finetune_lr. `hold_zeros` keeps the weights that are zero now at zero after every
+        step (the pruning or quantization a method did stays as it left it); other options are
+        `train`'s (loss_fn, after_backward, after_step, optimizer, precision)."""
+        if hold_zeros:
+            if "after_step" in options:
+                raise TypeError("finetune: hold_zeros is an after_step hook; pass one or the other")
+            options["after_step"] = keep_zeros(model)
+        self.train(model, epochs=self.budget.finetune_epochs, lr=self.budget.finetune_lr, **options)
 
     def charge(self, seconds: float) -> None:
         """Add compute a method spent outside training epochs (a one-shot method's calibration and

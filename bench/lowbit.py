@@ -26,7 +26,6 @@ from torch.nn.utils import parametrize
 
 from bench.deploy import register_encoding
 from bench.layerwise import to_weight_layout, weight_matrix
-from bench.sparsity import keep_zeros
 
 if TYPE_CHECKING:
     from bench.context import Context
@@ -166,7 +165,6 @@ def finetune_on_grid(ctx: Context, model: nn.Module, grids: dict[str, Grid]) -> 
     for module, grid in zip(modules, grids.values()):
         scale, zero = (to_weight_layout(module, grid.expand(t)) for t in (grid.scale, grid.zero))
         parametrize.register_parametrization(module, "weight", OnGrid(scale, zero, grid.bits))
-    ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr,
-              after_step=keep_zeros(model))
+    ctx.finetune(model, hold_zeros=True)
     for module in modules:
         parametrize.remove_parametrizations(module, "weight")  # keeps the values on the grid

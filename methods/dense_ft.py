@@ -16,5 +16,5 @@ class DenseFinetuned(Method):
 
     def run(self, ctx: Context) -> torch.nn.Module:
         model = ctx.pretrained()
-        ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
+        ctx.finetune(model)
         return model

@@ -51,5 +51,5 @@ class FilterL1(Method):
         example, before = example_input(ctx), channel_counts(model)
         remove_channels(model, example, filters_to_remove(model, example, self.ratio))
         record_removal(ctx, before, model)
-        ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
+        ctx.finetune(model)
         return model

@@ -157,5 +157,5 @@ class Gating(Method):
         plan = closed_channels(gates)
         remove_channels(fold_gates(model), example, plan)
         record_removal(ctx, before, model)
-        ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
+        ctx.finetune(model)
         return model

@@ -37,6 +37,6 @@ class IterativeMagnitude(Method):
             keep = round(total * (1 - self.sparsity) ** (r / self.rounds))
             prune_unstructured(params, prune.L1Unstructured, amount=total - keep)
             reached.append(weight_sparsity(model))
-            ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
+            ctx.finetune(model)
         ctx.record(round_sparsity=reached)
         return make_permanent(model)

@@ -35,5 +35,5 @@ class L1(Method):
         small = sum(int((w.abs() < self.threshold).sum()) for w in weights)
         ctx.record(penalty_sparsity=small / sum(w.numel() for w in weights))
         prune_unstructured(prunable_weights(model), prune.L1Unstructured, amount=self.sparsity)
-        ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
+        ctx.finetune(model)
         return make_permanent(model)

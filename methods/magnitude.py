@@ -33,7 +33,7 @@ class Magnitude(Method):
     def run(self, ctx: Context) -> torch.nn.Module:
         model = ctx.pretrained()
         self.prune(model)
-        ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
+        ctx.finetune(model)
         return make_permanent(model)
 
     def prune(self, model: torch.nn.Module) -> None:

@@ -13,7 +13,7 @@ from torch import nn
 
 from bench import Context, register_method
 from bench.layerwise import set_weight_matrix, weight_matrix
-from bench.sparsity import check_pattern, keep_zeros, make_permanent, nm_mask, prunable_weights
+from bench.sparsity import check_pattern, make_permanent, nm_mask, prunable_weights
 from methods.magnitude import Magnitude
 
 
@@ -42,6 +42,5 @@ class MagnitudeOneShot(Magnitude):
             self.prune(model)
             make_permanent(model)
         if self.finetune:
-            ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr,
-                      after_step=keep_zeros(model))
+            ctx.finetune(model, hold_zeros=True)
         return model

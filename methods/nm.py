@@ -21,7 +21,7 @@ from torch import nn
 
 from bench import Context, Method, NotApplicable, ParameterError, register_method
 from bench.layerwise import set_weight_matrix, weight_matrix
-from bench.sparsity import keep_zeros, nm_mask, prunable_weights
+from bench.sparsity import nm_mask, prunable_weights
 
 
 @register_method("nm")
@@ -56,6 +56,5 @@ class NM(Method):
         if not masked:
             raise NotApplicable(f"no layer's input channels are a multiple of m={self.m}")
         ctx.record(nm_layers=masked, nm_dense_layers=dense)
-        ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr,
-                  after_step=keep_zeros(model))
+        ctx.finetune(model, hold_zeros=True)
         return model

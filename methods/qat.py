@@ -5,7 +5,6 @@ from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86Induct
 
 from bench import Context, Method, register_method
 from bench.quantization import Int8Model, export, x86_config
-from bench.sparsity import keep_zeros
 
 
 @register_method("qat")
@@ -30,6 +29,5 @@ class QAT(Method):
         # BatchNorm in training mode pins the batch size and the dynamic batch export fails.
         prepared = prepare_qat_pt2e(export(model.cpu(), x.cpu()), quantizer).to(ctx.device)
         allow_exported_model_train_eval(prepared)  # ctx.train switches it to training mode
-        ctx.train(prepared, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr,
-                  after_step=keep_zeros(prepared), precision="fp32")  # fake-quantize ops take fp32 only
+        ctx.finetune(prepared, hold_zeros=True, precision="fp32")  # fake-quantize ops take fp32 only
         return Int8Model(prepared)

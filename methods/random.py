@@ -23,5 +23,5 @@ class Random(Method):
         model = ctx.pretrained()
         torch.manual_seed(ctx.seed)  # the mask is a function of the seed alone
         prune_unstructured(prunable_weights(model), prune.RandomUnstructured, amount=self.sparsity)
-        ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
+        ctx.finetune(model)
         return make_permanent(model)

@@ -71,5 +71,5 @@ class Slimming(Method):
         record_removal(ctx, before, model)
         kept = sum(bn.num_features for bn in batchnorms(model))
         ctx.record(bn_channels_removed_fraction=1 - kept / bn_channels)
-        ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr)
+        ctx.finetune(model)
         return model

@@ -22,7 +22,7 @@ from torch import nn
 
 from bench import Context, Method, ParameterError, register_method
 from bench.layerwise import inverse_hessian
-from bench.sparsity import check_pattern, keep_zeros, nm_mask
+from bench.sparsity import check_pattern, nm_mask
 
 
 @register_method("sparsegpt")
@@ -50,8 +50,7 @@ class SparseGPT(Method):
             layer.set_weight(sparsegpt(layer.weight(), layer.hessian, self.sparsity, self.n, self.m,
                                        self.blocksize, self.dampening))
         if self.finetune:
-            ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr,
-                      after_step=keep_zeros(model))
+            ctx.finetune(model, hold_zeros=True)
         return model
 
 

@@ -6,7 +6,7 @@ from torch.nn.utils import parametrize
 
 from bench import Context, Method, register_method
 from bench.deploy import register_encoding
-from bench.sparsity import keep_zeros, prunable_weights
+from bench.sparsity import prunable_weights
 
 
 @register_method("uniform")
@@ -33,8 +33,7 @@ class Uniform(Method):
         layers = [module for module, _ in prunable_weights(model)]
         for module in layers:
             parametrize.register_parametrization(module, "weight", StraightThrough(self.bits))
-        ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr,
-                  after_step=keep_zeros(model))
+        ctx.finetune(model, hold_zeros=True)
         for module in layers:
             parametrize.remove_parametrizations(module, "weight")  # keeps the quantized values
         return model

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from bench import Context, Method, register_method
-from bench.sparsity import check_pattern, keep_zeros, nm_mask
+from bench.sparsity import check_pattern, nm_mask
 
 
 @register_method("wanda")
@@ -40,8 +40,7 @@ class Wanda(Method):
             w = layer.weight()
             layer.set_weight(w * wanda_mask(w, layer.feature_norms, self.sparsity, self.n, self.m))
         if self.finetune:
-            ctx.train(model, epochs=ctx.budget.finetune_epochs, lr=ctx.budget.finetune_lr,
-                      after_step=keep_zeros(model))
+            ctx.finetune(model, hold_zeros=True)
         return model
 
 

@@ -89,3 +89,19 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights
     assert result.epochs == 3
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_finetune_spends_the_finetuning_budget_and_holds_zeros(make_context):
+    """ctx.finetune is ctx.train at the budget's finetune_epochs and finetune_lr; with
+    hold_zeros the weights a method zeroed stay zero through every step."""
+    ctx = make_context(finetune_epochs=2)
+    model = ctx.pretrained()
+    weight = next(m for m in model.modules() if isinstance(m, torch.nn.Linear)).weight
+    with torch.no_grad():
+        weight[:, ::2] = 0
+    epochs = ctx.train_epochs
+    ctx.finetune(model, hold_zeros=True)
+    assert ctx.train_epochs == epochs + 2
+    assert (weight[:, ::2] == 0).all() and (weight[:, 1::2] != 0).any()
+    with pytest.raises(TypeError, match="hold_zeros is an after_step hook"):
+        ctx.finetune(model, hold_zeros=True, after_step=lambda m, step: None)
