@@ -6,13 +6,15 @@ parameter and checks every chain, so wrong input fails here, before any data is 
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from bench.chain import Chain, check_chain, links
+from bench.records import config_hash
 from bench.registry import BROKEN, METHODS, Method
-from bench.suite import Suite
+from bench.suite import Budget, DataSpec, ModelSpec, Suite
 
 Order = Literal["depth", "breadth"]
 
@@ -29,6 +31,46 @@ def setting_label(params: dict[str, Any]) -> str:
     flat = {f"{k}.{kk}": vv for k, v in params.items() if isinstance(v, dict) for kk, vv in v.items()}
     flat.update({k: v for k, v in params.items() if not isinstance(v, dict)})
     return ", ".join(f"{k}={v}" for k, v in flat.items()) or "-"
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What a run's record is keyed by: its configuration (bench.records.run_config) without the
+    values equal to their defaults, the method's parameters (per link of a chain) and the budget's,
+    model's and data's fields, as OpenLTH names its runs. A parameter or budget field added with a
+    default therefore keeps every finished record finished, records written before it included.
+    The price: a default's value must never change (a run that left it unset would match runs of
+    the new value); change behaviour through a new parameter instead."""
+    method, params = config["method"], config["params"]
+    chain = links(method)
+    if len(chain) == 1:
+        params = _set_apart(params, METHODS[method].parameters() if method in METHODS else {})
+    else:
+        params = {link: _set_apart(p, METHODS[link].parameters() if link in METHODS else {})
+                  for link, p in params.items()}
+    out = {**config, "params": params}
+    for key, cls in (("budget", Budget), ("model", ModelSpec), ("data", DataSpec)):
+        if isinstance(config.get(key), dict):
+            out[key] = _set_apart(config[key], _field_defaults(cls))
+    return out
+
+
+def run_key(config: dict[str, Any]) -> str:
+    """The hash of a run's identity: its record's name (bench.records.record_path)."""
+    return config_hash(identity(config))
+
+
+def _set_apart(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in defaults or defaults[k] != v}
+
+
+def _field_defaults(cls: type) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 def _link_params(suite: Suite, name: str, overrides: dict[str, dict[str, Any]]) -> tuple[dict, dict]:

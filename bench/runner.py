@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import statistics
 import time
@@ -31,7 +32,7 @@ from bench.context import DenseWeights
 from bench.data import fetch, find_source
 from bench.executors import Executor
 from bench.locks import Claim
-from bench.plan import Order, RunSpec, expected_epochs, plan, setting_label
+from bench.plan import Order, RunSpec, expected_epochs, plan, run_key, setting_label
 from bench.suite import Suite
 from bench.worker import Outcome, Task
 
@@ -82,6 +83,15 @@ class _Here:
 MAX_WORKER_DEATHS = 2  # a run that killed its worker this often is not retried without --force
 
 
+def _by_identity(results_dir: Path, suite: str) -> dict[str, str]:
+    """The `config_hash` (the name) of the suite's records by the hash of their identity
+    (bench.plan.identity), for runs whose record has another name: one written before a
+    defaulted parameter or budget field was added, or before identities left defaults out,
+    whose name hashes every value it had then. A record keeps its name when it is run again."""
+    return {run_key(record["config"]): record["config_hash"] for record in records.load_records(results_dir, suite)
+            if re.fullmatch(r"[0-9a-f]{16}", str(record.get("config_hash")))}  # a name, never a path
+
+
 def finished(record: dict[str, Any] | None) -> bool:
     """A run with an ok or skipped record is done, and so is one that killed its worker process
     MAX_WORKER_DEATHS times running (a crash that would recur on every rerun); other failed runs
@@ -122,10 +132,15 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     source = find_source(suite.data, data_dir) if dry_run else fetch(suite.data, data_dir)
     suite_dir = Path(results_dir) / suite.name
     runs, unusable = [], []
+    earlier: dict[str, str] | None = None
     for i, spec in enumerate(specs, 1):
         config = records.run_config(suite, spec.method, spec.params, spec.seed, source)
-        digest = records.config_hash(config)
+        digest = run_key(config)
         path = records.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
+        if not path.exists():  # a record of this run under the name it was given then, if any
+            earlier = _by_identity(results_dir, suite.name) if earlier is None else earlier
+            digest = earlier.get(digest, digest)
+            path = records.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
         label = f"[{i}/{len(specs)}] {spec.method} {setting_label(spec.params)} seed={spec.seed}"
         runs.append(_Run(i, spec, config, digest, path, Claim(suite_dir / "claims", path.stem),
                          records.read_record(path, unusable), label))

@@ -152,3 +152,32 @@ def test_compression_is_relative_to_the_trained_dense_model(tmp_path, data_dir, 
     assert record["metrics"]["compression"] == 1.0
     untrained = build_model("resnet20", {"width": 4, "depth": 8}, 10, in_channels=1)
     assert size_bytes(untrained) != record["metrics"]["size_bytes"]  # the reference this test guards against
+
+
+def test_a_parameter_added_with_a_default_keeps_finished_records_finished(tmp_path, data_dir, bench, monkeypatch):
+    """A run's identity leaves out values equal to their defaults, so a method that gains a
+    defaulted parameter, and records named before identities did so (by the hash of every
+    value), still count as finished; setting the new parameter is a new run."""
+    import dataclasses
+
+    from bench import registry
+
+    args = ["run", "--suite", FAST, "--methods", "magnitude", "--seeds", "0", "--set", "magnitude.sparsity=0.5",
+            "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "512", "--limit-test", "200",
+            "--data-dir", data_dir, "--results-dir", tmp_path]
+    assert bench(args).returncode == 0
+    [path] = (tmp_path / "mlp-fast" / "runs").glob("magnitude-*.json")
+    record = json.loads(path.read_text())  # named as before: by the hash of every value
+    record["config_hash"] = records.config_hash(record["config"])
+    path.unlink()
+    legacy = records.record_path(tmp_path, "mlp-fast", "magnitude", 0, record["config_hash"])
+    legacy.write_text(json.dumps(record))
+
+    registry.load(["magnitude"])
+    grown = dataclasses.make_dataclass("Magnitude", [("warmup", int, dataclasses.field(default=0))],
+                                       bases=(registry.METHODS["magnitude"],))
+    monkeypatch.setitem(registry.METHODS, "magnitude", grown)
+    again = bench(args)
+    assert again.returncode == 0 and "0 to run, 1 finished before" in again.stdout, again.stdout + again.stderr
+    changed = bench([*args, "--set", "magnitude.warmup=2", "--dry-run"])
+    assert "1 to run, 0 finished before" in changed.stdout, changed.stdout + changed.stderr

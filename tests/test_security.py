@@ -24,6 +24,7 @@ import torch
 from bench import records, registry
 from bench.cli import main
 from bench.data import find_source
+from bench.plan import run_key
 from bench.suite import load_suite
 
 registry.discover()  # the plugins' import warnings belong to no test's output
@@ -266,7 +267,7 @@ def test_malformed_records_are_named_and_skipped_by_every_reader(tmp_path, fast_
     # bench run: a malformed record of a planned run is named and the run planned again
     s = load_suite(str(fast_suite)).with_budget(limit_train=1000, limit_test=200)
     config = records.run_config(s, "dense", {}, 0, find_source(s.data, data_dir))
-    planned = records.record_path(tmp_path, "sec", "dense", 0, records.config_hash(config))
+    planned = records.record_path(tmp_path, "sec", "dense", 0, run_key(config))
     shutil.copyfile(runs / "no-device.json", planned)
     capsys.readouterr()
     assert run(fast_suite, "dense", data_dir, tmp_path, "--dry-run") == 0
@@ -355,7 +356,7 @@ def test_a_link_planted_among_the_claims_is_refused_and_its_target_untouched(tmp
     claims.mkdir(parents=True)
     s = load_suite(str(fast_suite)).with_budget(limit_train=1000, limit_test=200)
     config = records.run_config(s, "dense", {}, 0, find_source(s.data, data_dir))
-    run_claim = claims / f"dense-{records.config_hash(config)[:12]}-s0.lock"
+    run_claim = claims / f"dense-{run_key(config)[:12]}-s0.lock"
     run_claim.symlink_to(target)  # a run's claim: bench run opens it once the dense model is ready
     dense_claim = claims / f"{dense_cache(fast_suite, data_dir, tmp_path / 'results').stem}.lock"
     os.link(target, dense_claim)  # the dense model's claim, a hard link
