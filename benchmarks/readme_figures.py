@@ -1,0 +1,209 @@
+"""The figures README.md and benchmarks/RESULTS.md quote from the committed records, written by
+this script into their generated blocks (benchmarks/blocks.py), so that the prose cannot drift
+from the records: the issue's audit found figures that no committed record produces.
+
+Each block below says which rows or records give it. Row figures (mean ± std over seeds) come from
+a suite's checked `leaderboard.csv` (the standard table the literature checks read, itself a pure
+function of the records, which `bench leaderboard --check` keeps so); figures of one seed come
+from that seed's standard-budget record. A figure the committed records cannot give (a run on
+another machine whose records were not kept, a timing of a GPU window) is not written here: the
+prose cites where it comes from instead.
+
+    python benchmarks/readme_figures.py [--results DIR] [--write | --check]
+
+Without a flag it prints every block; `--write` refreshes them in place; `--check` exits 1 naming
+each stale or missing block (CI runs it). After records change: rerun `bench leaderboard`, then
+this script with `--write`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import blocks  # noqa: E402
+from literature_checks import CALIBRATION, SNIP_ERRORS, Figure, accuracy, leaderboard  # noqa: E402
+
+from bench import records  # noqa: E402
+from bench.suite import load_suite  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = ("README.md", "benchmarks/RESULTS.md")  # relative to the checkout: the files with blocks
+ONE_SHOT = {"finetune": False, "n": 0}  # the one-shot methods' unstructured rows, not fine-tuned
+
+
+def row(results: Path, suite: str, method: str, **params: object) -> Figure:
+    """A standard leaderboard row's accuracy over seeds; a row the block needs and the table
+    lacks is an error, not an empty cell (the prose around the block assumes it)."""
+    found = accuracy(leaderboard(results, suite), method, **params)
+    if found is None:
+        raise LookupError(f"results/{suite}/leaderboard.csv: no row {method} {params}")
+    return found
+
+
+def ms(f: Figure) -> str:
+    """A row as the prose gives it: mean ± std, in %."""
+    return f"{f.mean:.2f} ± {f.std:.2f}"
+
+
+def seed_accuracy(results: Path, suite: str, method: str, seed: int, **params: object) -> float:
+    """Top-1 % of the one finished standard-budget record of `method` at `seed` whose parameters
+    include `params`."""
+    found = [r for r in standard_records(results, suite)
+             if r["config"]["method"] == method and r["config"]["seed"] == seed and r["status"] == "ok"
+             and all(r["config"]["params"].get(k) == v for k, v in params.items())]
+    if len(found) != 1:
+        raise LookupError(f"results/{suite}/runs: {len(found)} standard records of {method} seed {seed} {params}, "
+                          "expected one")
+    return 100 * found[0]["metrics"]["accuracy"]
+
+
+@functools.cache
+def standard_records(results: Path, suite: str) -> list[dict[str, Any]]:
+    """A suite's standard-budget records, read once per command (a suite has hundreds)."""
+    return [r for r in records.load_records(results, suite) if r.get("standard_budget")]
+
+
+def snip_errors(results: Path, suite: str) -> str:
+    """SNIP's error (100 - mean accuracy) at the sparsities Lee et al. 2019 publish, beside theirs."""
+    levels = SNIP_ERRORS[suite]
+    ours = [100 - row(results, suite, "snip", sparsity=s).mean for s, _ in levels]
+    return (" / ".join(f"{e:.2f}%" for e in ours) + " error at " + " / ".join(f"{s:.0%}" for s, _ in levels)
+            + ", against Lee et al.'s " + " / ".join(f"{e}%" for _, e in levels) + ": "
+            + " / ".join(f"{o - e:+.2f}" for o, (_, e) in zip(ours, levels)) + " pts")
+
+
+def commit_share(results: Path, suite: str, commit: str) -> str:
+    """How many of a suite's standard records name `commit` (a prefix), of how many."""
+    recs = standard_records(results, suite)
+    return f"{sum(r['env']['git_commit'].startswith(commit) for r in recs)} of its {len(recs)}"
+
+
+def readme(results: Path) -> dict[str, str]:
+    """README.md's blocks."""
+    sparsegpt = {n: row(results, "mlp", "sparsegpt", sparsity=0.9, calibration_samples=n, **ONE_SHOT)
+                 for n in (128, CALIBRATION)}
+    seed0 = {n: seed_accuracy(results, "mlp", "sparsegpt", 0, sparsity=0.9, calibration_samples=n, **ONE_SHOT)
+             for n in (128, CALIBRATION)}
+    dense = row(results, "mlp", "dense")
+    dense_seeds = [seed_accuracy(results, "mlp", "dense", s) for s in (0, 1)]
+    kd = {s: (row(results, s, "kd"), row(results, s, "student")) for s in ("mlp", "mnist")}
+    return {
+        # methods/sparsegpt.py's reason for 1,024 calibration images
+        "sparsegpt-calibration": f"{seed0[128]:.2f}% from 128 images and {seed0[CALIBRATION]:.2f}% from 1,024; "
+                                 f"the rows, over {sparsegpt[128].n} seeds, {ms(sparsegpt[128])} and "
+                                 f"{ms(sparsegpt[CALIBRATION])}%",
+        "snip-mlp": snip_errors(results, "mlp"),
+        "snip-mnist": snip_errors(results, "mnist"),
+        "wanda-mlp-90": f"{row(results, 'mlp', 'wanda', sparsity=0.9, calibration_samples=CALIBRATION, **ONE_SHOT).mean:.2f}"
+                        f" vs {row(results, 'mlp', 'magnitude-oneshot', sparsity=0.9, **ONE_SHOT).mean:.2f}%",
+        "kd-rows": " and ".join(f"{ms(k)}% on `{s}` (student {ms(st)})" for s, (k, st) in kd.items()),
+        "mlp-dense-amd": f"{dense_seeds[0]:.2f}% and {dense_seeds[1]:.2f}% for seeds 0 and 1, and a seed "
+                         f"standard deviation of {dense.std:.2f} pts over the {dense.n} seeds",
+        "mlp-records-35720db": commit_share(results, "mlp", "35720db"),
+        "mnist-records-35720db": commit_share(results, "mnist", "35720db"),
+        "rigl-mnist-95": f"{seed_accuracy(results, 'mnist', 'rigl', 0, sparsity=0.95):.2f}%, and the 95% row now "
+                         f"averages all three seeds ({ms(row(results, 'mnist', 'rigl', sparsity=0.95))}%)",
+        "cifar-dense": f"{seed_accuracy(results, 'cifar', 'dense', 0):.2f}%",
+    }
+
+
+def one_shot_table(results: Path) -> str:
+    """RESULTS.md's one-shot pruning table: each suite's 50/80/90% and 2:4 rows, and the 80% rows
+    fine-tuned (wanda has none)."""
+    settings = [("50%", {"sparsity": 0.5, **ONE_SHOT}), ("80%", {"sparsity": 0.8, **ONE_SHOT}),
+                ("90%", {"sparsity": 0.9, **ONE_SHOT}), ("2:4", {"n": 2, "m": 4, "finetune": False})]
+    lines = []
+    for suite in ("mlp", "mnist"):
+        for label, params in settings:
+            lines.append([suite, label, *(ms(row(results, suite, m, **params, **calibrated(m)))
+                                          for m in ("sparsegpt", "wanda", "magnitude-oneshot"))])
+        tuned = {"sparsity": 0.8, "n": 0, "finetune": True}
+        lines.append([suite, f"80%, fine-tuned {load_suite(suite).training.finetune_epochs} epochs",
+                      ms(row(results, suite, "sparsegpt", **tuned, calibration_samples=CALIBRATION)), "",
+                      ms(row(results, suite, "magnitude-oneshot", **tuned))])
+    return "\n" + tabulate(lines, ["suite", "setting", "sparsegpt", "wanda", "magnitude-oneshot"], tablefmt="github",
+                           disable_numparse=True) + "\n"
+
+
+def calibrated(method: str) -> dict[str, int]:
+    """The calibration parameter of the methods that take one (not magnitude-oneshot, rtn)."""
+    return {} if method in ("magnitude-oneshot", "rtn") else {"calibration_samples": CALIBRATION}
+
+
+def gptq_table(results: Path) -> str:
+    """RESULTS.md's low-bit table: gptq and round-to-nearest at 4 and 3 bits."""
+    lines = [[suite, str(bits), *(ms(row(results, suite, m, bits=bits, finetune=False, **calibrated(m)))
+                                  for m in ("gptq", "rtn"))]
+             for suite in ("mlp", "mnist") for bits in (4, 3)]
+    return "\n" + tabulate(lines, ["suite", "bits", "gptq", "rtn"], tablefmt="github", disable_numparse=True) + "\n"
+
+
+def lead(results: Path, suite: str, finetune: bool) -> float:
+    """SparseGPT's lead over one-shot magnitude at 80%, pts."""
+    at = {"sparsity": 0.8, "n": 0, "finetune": finetune}
+    return (row(results, suite, "sparsegpt", **at, calibration_samples=CALIBRATION).mean
+            - row(results, suite, "magnitude-oneshot", **at).mean)
+
+
+def results_md(results: Path) -> dict[str, str]:
+    """benchmarks/RESULTS.md's blocks."""
+    sparsegpt = {n: row(results, "mlp", "sparsegpt", sparsity=0.9, calibration_samples=n, **ONE_SHOT)
+                 for n in (128, CALIBRATION)}
+    dense = row(results, "mlp", "dense")
+    return {
+        "dense-ft": f"{ms(row(results, 'mlp', 'dense-ft'))} (mlp), {ms(row(results, 'mnist', 'dense-ft'))} (mnist)",
+        "one-shot-pruning": one_shot_table(results),
+        "one-shot-low-bit": gptq_table(results),
+        "sparsegpt-lead": f"mnist: {lead(results, 'mnist', False):+.2f} pts without, "
+                          f"{lead(results, 'mnist', True):+.2f} with",
+        "sparsegpt-calibration": f"mlp: {ms(sparsegpt[128])} from 128 images, {ms(sparsegpt[CALIBRATION])} from 1,024",
+        "mlp-dense-seeds": "\n" + tabulate([[str(s), f"{seed_accuracy(results, 'mlp', 'dense', s):.2f}%"]
+                                            for s in range(dense.n)], ["seed", "AMD EPYC (committed record)"],
+                                           tablefmt="github", disable_numparse=True)
+                           + f"\n\nThe seed standard deviation of the committed `dense` row is {dense.std:.2f} pts.\n",
+    }
+
+
+def generated(results: Path) -> dict[str, dict[str, str]]:
+    """Every file's blocks, by path relative to the checkout."""
+    return dict(zip(FILES, (readme(results), results_md(results))))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", type=Path, default=ROOT / "results")
+    p.add_argument("--root", type=Path, default=ROOT, help="the checkout whose README.md and RESULTS.md hold the blocks")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="refresh the blocks in place")
+    mode.add_argument("--check", action="store_true", help="exit 1 naming every stale or missing block")
+    args = p.parse_args(argv)
+    files = generated(args.results)
+    if args.check:
+        problems = [line for name, found in files.items()
+                    for line in blocks.stale(args.root / name, found, "python benchmarks/readme_figures.py --write")]
+        print("\n".join(problems) or "the generated figures are up to date", file=sys.stderr if problems else sys.stdout)
+        return 1 if problems else 0
+    for name, found in files.items():
+        if args.write:
+            try:
+                blocks.write(args.root / name, found)
+            except ValueError as e:
+                print(e, file=sys.stderr)
+                return 1
+        else:
+            for block, body in found.items():
+                print(f"{name} {block}: {body}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
