@@ -68,7 +68,7 @@ def seed_accuracy(results: Path, suite: str, method: str, seed: int, **params: o
 
 @functools.cache
 def standard_records(results: Path, suite: str) -> list[dict[str, Any]]:
-    """A suite's standard-budget records, read once per command (a suite has hundreds)."""
+    """A suite's standard-budget records, read once per `generated` call (a suite has hundreds)."""
     return [r for r in records.load_records(results, suite) if r.get("standard_budget")]
 
 
@@ -96,6 +96,8 @@ def readme(results: Path) -> dict[str, str]:
     dense = row(results, "mlp", "dense")
     dense_seeds = [seed_accuracy(results, "mlp", "dense", s) for s in (0, 1)]
     kd = {s: (row(results, s, "kd"), row(results, s, "student")) for s in ("mlp", "mnist")}
+    wanda, magnitude = (row(results, "mlp", m, sparsity=0.9, **ONE_SHOT, **calibrated(m))
+                        for m in ("wanda", "magnitude-oneshot"))
     return {
         # methods/sparsegpt.py's reason for 1,024 calibration images
         "sparsegpt-calibration": f"{seed0[128]:.2f}% from 128 images and {seed0[CALIBRATION]:.2f}% from 1,024; "
@@ -103,8 +105,7 @@ def readme(results: Path) -> dict[str, str]:
                                  f"{ms(sparsegpt[CALIBRATION])}%",
         "snip-mlp": snip_errors(results, "mlp"),
         "snip-mnist": snip_errors(results, "mnist"),
-        "wanda-mlp-90": f"{row(results, 'mlp', 'wanda', sparsity=0.9, calibration_samples=CALIBRATION, **ONE_SHOT).mean:.2f}"
-                        f" vs {row(results, 'mlp', 'magnitude-oneshot', sparsity=0.9, **ONE_SHOT).mean:.2f}%",
+        "wanda-mlp-90": f"{wanda.mean:.2f} vs {magnitude.mean:.2f}%",
         "kd-rows": " and ".join(f"{ms(k)}% on `{s}` (student {ms(st)})" for s, (k, st) in kd.items()),
         "mlp-dense-amd": f"{dense_seeds[0]:.2f}% and {dense_seeds[1]:.2f}% for seeds 0 and 1, and a seed "
                          f"standard deviation of {dense.std:.2f} pts over the {dense.n} seeds",
@@ -159,29 +160,32 @@ def results_md(results: Path) -> dict[str, str]:
     sparsegpt = {n: row(results, "mlp", "sparsegpt", sparsity=0.9, calibration_samples=n, **ONE_SHOT)
                  for n in (128, CALIBRATION)}
     dense = row(results, "mlp", "dense")
+    seeds = tabulate([[str(s), f"{seed_accuracy(results, 'mlp', 'dense', s):.2f}%"] for s in range(dense.n)],
+                     ["seed", "AMD EPYC (committed record)"], tablefmt="github", disable_numparse=True)
     return {
         "dense-ft": f"{ms(row(results, 'mlp', 'dense-ft'))} (mlp), {ms(row(results, 'mnist', 'dense-ft'))} (mnist)",
         "one-shot-pruning": one_shot_table(results),
         "one-shot-low-bit": gptq_table(results),
         "sparsegpt-lead": f"mnist: {lead(results, 'mnist', False):+.2f} pts without, "
                           f"{lead(results, 'mnist', True):+.2f} with",
-        "sparsegpt-calibration": f"mlp: {ms(sparsegpt[128])} from 128 images, {ms(sparsegpt[CALIBRATION])} from 1,024",
-        "mlp-dense-seeds": "\n" + tabulate([[str(s), f"{seed_accuracy(results, 'mlp', 'dense', s):.2f}%"]
-                                            for s in range(dense.n)], ["seed", "AMD EPYC (committed record)"],
-                                           tablefmt="github", disable_numparse=True)
-                           + f"\n\nThe seed standard deviation of the committed `dense` row is {dense.std:.2f} pts.\n",
+        "sparsegpt-calibration": f"mlp: {ms(sparsegpt[128])} from 128 images, "
+                                 f"{ms(sparsegpt[CALIBRATION])} from 1,024",
+        "mlp-dense-seeds": "\n" + seeds + f"\n\nThe seed standard deviation of the committed `dense` row is "
+                                         f"{dense.std:.2f} pts.\n",
     }
 
 
 def generated(results: Path) -> dict[str, dict[str, str]]:
-    """Every file's blocks, by path relative to the checkout."""
+    """Every file's blocks, by path relative to the checkout, from the records as they are now."""
+    standard_records.cache_clear()  # records read by an earlier call may have changed since
     return dict(zip(FILES, (readme(results), results_md(results))))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", type=Path, default=ROOT / "results")
-    p.add_argument("--root", type=Path, default=ROOT, help="the checkout whose README.md and RESULTS.md hold the blocks")
+    p.add_argument("--root", type=Path, default=ROOT,
+                   help="the checkout whose README.md and RESULTS.md hold the blocks")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="refresh the blocks in place")
     mode.add_argument("--check", action="store_true", help="exit 1 naming every stale or missing block")
@@ -190,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         problems = [line for name, found in files.items()
                     for line in blocks.stale(args.root / name, found, "python benchmarks/readme_figures.py --write")]
-        print("\n".join(problems) or "the generated figures are up to date", file=sys.stderr if problems else sys.stdout)
+        print("\n".join(problems) or "the generated figures are up to date",
+              file=sys.stderr if problems else sys.stdout)
         return 1 if problems else 0
     for name, found in files.items():
         if args.write:
