@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -87,6 +88,15 @@ def commit_share(results: Path, suite: str, commit: str) -> str:
     return f"{sum(r['env']['git_commit'].startswith(commit) for r in recs)} of its {len(recs)}"
 
 
+MILD = ({"sparsity": 0.5, **ONE_SHOT}, {"n": 2, "m": 4, "finetune": False})  # the levels where pruning is mild
+
+
+def wanda_lead(results: Path, suite: str, params: dict[str, object]) -> float:
+    """Wanda's accuracy minus one-shot magnitude's at `params`, pts."""
+    return (row(results, suite, "wanda", **params, calibration_samples=CALIBRATION).mean
+            - row(results, suite, "magnitude-oneshot", **params).mean)
+
+
 def readme(results: Path) -> dict[str, str]:
     """README.md's blocks."""
     sparsegpt = {n: row(results, "mlp", "sparsegpt", sparsity=0.9, calibration_samples=n, **ONE_SHOT)
@@ -106,6 +116,8 @@ def readme(results: Path) -> dict[str, str]:
         "snip-mlp": snip_errors(results, "mlp"),
         "snip-mnist": snip_errors(results, "mnist"),
         "wanda-mlp-90": f"{wanda.mean:.2f} vs {magnitude.mean:.2f}%",
+        # its unstructured 50% and 2:4 rows against one-shot magnitude's, on both suites
+        "wanda-near-magnitude": f"{max(abs(wanda_lead(results, s, p)) for s in ('mlp', 'mnist') for p in MILD):.2f}",
         "kd-rows": " and ".join(f"{ms(k)}% on `{s}` (student {ms(st)})" for s, (k, st) in kd.items()),
         "mlp-dense-amd": f"{dense_seeds[0]:.2f}% and {dense_seeds[1]:.2f}% for seeds 0 and 1, and a seed "
                          f"standard deviation of {dense.std:.2f} pts over the {dense.n} seeds",
@@ -120,8 +132,8 @@ def readme(results: Path) -> dict[str, str]:
 def one_shot_table(results: Path) -> str:
     """RESULTS.md's one-shot pruning table: each suite's 50/80/90% and 2:4 rows, and the 80% rows
     fine-tuned (wanda has none)."""
-    settings = [("50%", {"sparsity": 0.5, **ONE_SHOT}), ("80%", {"sparsity": 0.8, **ONE_SHOT}),
-                ("90%", {"sparsity": 0.9, **ONE_SHOT}), ("2:4", {"n": 2, "m": 4, "finetune": False})]
+    settings = [("50%", MILD[0]), ("80%", {"sparsity": 0.8, **ONE_SHOT}), ("90%", {"sparsity": 0.9, **ONE_SHOT}),
+                ("2:4", MILD[1])]
     lines = []
     for suite in ("mlp", "mnist"):
         for label, params in settings:
@@ -155,14 +167,49 @@ def lead(results: Path, suite: str, finetune: bool) -> float:
             - row(results, suite, "magnitude-oneshot", **at).mean)
 
 
+# The CPU timing runs of the cifar suite (leaderboard-custom.csv): budget -> the models timed
+CIFAR_TIMING = {"1+1 epochs, limit_train=2000, limit_test=1000": ("dense", "filter-l1", "ptq-int8"),
+                "2+1 epochs, limit_train=10000": ("dense", "ptq-int8")}
+MODEL = {"dense": "dense ResNet-20", "filter-l1": "filter-l1, 50% of channels",
+         "ptq-int8": "ptq-int8 (oneDNN int8 through Inductor)"}
+
+
+def cifar_timing(results: Path) -> dict[str, pd.Series]:
+    """Each CPU timing run's rows (one seed each), by budget and method."""
+    t = pd.read_csv(results / "cifar" / "leaderboard-custom.csv")
+    return {(budget, m): t[(t.budget == budget) & (t.method == m)].squeeze(axis=0)
+            for budget, methods in CIFAR_TIMING.items() for m in methods}
+
+
+def cifar_latency_table(results: Path, budget: str, flops: bool) -> str:
+    """RESULTS.md's table of one cifar CPU timing run: latency at batch 1 and 256, and how much
+    faster than dense at 256."""
+    rows = cifar_timing(results)
+    dense = rows[(budget, "dense")]
+    lines = []
+    for m in CIFAR_TIMING[budget]:
+        r = rows[(budget, m)]
+        faster = "" if m == "dense" else f" ({dense['latency_b256_ms'] / r['latency_b256_ms']:.1f}x faster)"
+        lines.append([MODEL[m], *([f"{r['flops_effective_M']:.1f}"] if flops else []), f"{r['latency_b1_ms']:.3f}",
+                      f"{r['latency_b256_ms']:.1f}{faster}"])
+    headers = ["model", *(["eff. MFLOPs"] if flops else []), "latency b1 (ms)", "latency b256 (ms)"]
+    return "\n" + tabulate(lines, headers, tablefmt="github", disable_numparse=True) + "\n"
+
+
 def results_md(results: Path) -> dict[str, str]:
     """benchmarks/RESULTS.md's blocks."""
     sparsegpt = {n: row(results, "mlp", "sparsegpt", sparsity=0.9, calibration_samples=n, **ONE_SHOT)
                  for n in (128, CALIBRATION)}
     dense = row(results, "mlp", "dense")
+    first, second = CIFAR_TIMING
+    timing = cifar_timing(results)
+    gap = timing[(first, "dense")]["latency_b256_ms"] / timing[(second, "dense")]["latency_b256_ms"] - 1
     seeds = tabulate([[str(s), f"{seed_accuracy(results, 'mlp', 'dense', s):.2f}%"] for s in range(dense.n)],
                      ["seed", "AMD EPYC (committed record)"], tablefmt="github", disable_numparse=True)
     return {
+        "cifar-cpu-latency": cifar_latency_table(results, first, flops=True),
+        "cifar-cpu-latency-static": cifar_latency_table(results, second, flops=False),
+        "cifar-dense-latency-gap": f"{gap:.0%}",
         "dense-ft": f"{ms(row(results, 'mlp', 'dense-ft'))} (mlp), {ms(row(results, 'mnist', 'dense-ft'))} (mnist)",
         "one-shot-pruning": one_shot_table(results),
         "one-shot-low-bit": gptq_table(results),

@@ -28,7 +28,8 @@ def checkout(tmp_path):
     """A copy of the committed records, leaderboards and the two files with blocks."""
     for suite in ("mlp", "mnist", "cifar"):
         shutil.copytree(ROOT / "results" / suite / "runs", tmp_path / "results" / suite / "runs")
-        shutil.copy(ROOT / "results" / suite / "leaderboard.csv", tmp_path / "results" / suite)
+        for table in (ROOT / "results" / suite).glob("leaderboard*.csv"):
+            shutil.copy(table, tmp_path / "results" / suite)
     for name in figures.FILES:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
