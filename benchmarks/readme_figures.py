@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,13 @@ def wanda_lead(results: Path, suite: str, params: dict[str, object]) -> float:
             - row(results, suite, "magnitude-oneshot", **params).mean)
 
 
+def run_times(results: Path, suite: str, method: str, machine: str) -> list[float]:
+    """Wall seconds of each finished standard run of `method` on a machine whose name contains
+    `machine` (training, measurement and bookkeeping: the record's run_time_s)."""
+    return sorted(r["run_time_s"] for r in standard_records(results, suite)
+                  if r["config"]["method"] == method and r["status"] == "ok" and machine in r["env"]["device_name"])
+
+
 def readme(results: Path) -> dict[str, str]:
     """README.md's blocks."""
     sparsegpt = {n: row(results, "mlp", "sparsegpt", sparsity=0.9, calibration_samples=n, **ONE_SHOT)
@@ -104,6 +112,7 @@ def readme(results: Path) -> dict[str, str]:
     seed0 = {n: seed_accuracy(results, "mlp", "sparsegpt", 0, sparsity=0.9, calibration_samples=n, **ONE_SHOT)
              for n in (128, CALIBRATION)}
     dense = row(results, "mlp", "dense")
+    magnitude_s, lottery_s = (run_times(results, "mnist", m, "AMD EPYC") for m in ("magnitude", "lottery"))
     dense_seeds = [seed_accuracy(results, "mlp", "dense", s) for s in (0, 1)]
     kd = {s: (row(results, s, "kd"), row(results, s, "student")) for s in ("mlp", "mnist")}
     wanda, magnitude = (row(results, "mlp", m, sparsity=0.9, **ONE_SHOT, **calibrated(m))
@@ -125,6 +134,8 @@ def readme(results: Path) -> dict[str, str]:
         "mnist-records-35720db": commit_share(results, "mnist", "35720db"),
         "rigl-mnist-95": f"{seed_accuracy(results, 'mnist', 'rigl', 0, sparsity=0.95):.2f}%, and the 95% row now "
                          f"averages all three seeds ({ms(row(results, 'mnist', 'rigl', sparsity=0.95))}%)",
+        "mnist-magnitude-time": f"{statistics.median(magnitude_s):.0f} s (the median of {len(magnitude_s)} runs)",
+        "mnist-lottery-time": f"{lottery_s[0] / 60:.0f}-{lottery_s[-1] / 60:.0f} min",
         "cifar-dense": f"{seed_accuracy(results, 'cifar', 'dense', 0):.2f}%",
     }
 
