@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import blocks  # noqa: E402
-from literature_checks import CALIBRATION, SNIP_ERRORS, Figure, accuracy, leaderboard  # noqa: E402
+from literature_checks import CALIBRATION, SNIP_ERRORS, Figure, accuracy, leaderboard, pick  # noqa: E402
 
 from bench import records  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
@@ -207,6 +207,55 @@ def cifar_latency_table(results: Path, budget: str, flops: bool) -> str:
     return "\n" + tabulate(lines, headers, tablefmt="github", disable_numparse=True) + "\n"
 
 
+DENSE_RUNTIMES = ("", "onnxruntime_", "openvino_")  # speedup column infixes: eager, ORT, OpenVINO
+EVERY_RUNTIME = (*DENSE_RUNTIMES, "torch_csr_")
+
+
+def speedups(results: Path, suite: str, method: str, params: dict[str, object], runtimes: tuple[str, ...],
+             batches: tuple[int, ...] = (1, 256)) -> list[float]:
+    """A row's measured speedups (mean over seeds of the paired median ratio) in `runtimes` at
+    `batches`, the cells it has."""
+    found = pick(leaderboard(results, suite), method, **params)
+    if found is None:
+        raise LookupError(f"results/{suite}/leaderboard.csv: no row {method} {params}")
+    cells = [found.get(f"speedup_{r}b{b}_x") for r in runtimes for b in batches]
+    return [float(c) for c in cells if c is not None and pd.notna(c)]
+
+
+def extent(values: list[float], digits: int = 1) -> str:
+    """min-max of `values` at `digits` decimals, or the one value where both print alike."""
+    low, high = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+    return low if low == high else f"{low}-{high}"
+
+
+def one_shot_speedups(results: Path) -> dict[str, str]:
+    """RESULTS.md's speedups of the one-shot rows of the table above (unstructured 90 and 98%, 1,024
+    calibration images, no fine-tuning), the 2:4 `nm` rows and the smaller student, from the
+    same leaderboard cells `benchmarks/speedups.py` prints."""
+    def pruned(suites: tuple[str, ...], levels: tuple[float, ...], runtimes: tuple[str, ...],
+               batches: tuple[int, ...] = (1, 256)) -> list[float]:
+        return [x for suite in suites for s in levels for m in ("sparsegpt", "wanda", "magnitude-oneshot")
+                for x in speedups(results, suite, m, {"sparsity": s, **ONE_SHOT, **calibrated(m)}, runtimes, batches)]
+
+    both = ("mlp", "mnist")
+    nm = {suite: {"n": 2, "m": 4} for suite in both}
+    student = {suite: speedups(results, suite, "student", {}, EVERY_RUNTIME) for suite in both}
+    theoretical = {suite: float(pick(leaderboard(results, suite), "student")["theoretical_speedup_x"])
+                   for suite in both}
+    return {
+        "speedup-dense-runtimes": extent(pruned(both, (0.9, 0.98), DENSE_RUNTIMES), 2),
+        "speedup-csr-mlp": f"{extent(pruned(('mlp',), (0.9,), ('torch_csr_',), (256,)))}x at 90% and "
+                           f"{extent(pruned(('mlp',), (0.98,), ('torch_csr_',), (256,)))}x at 98%",
+        "speedup-csr-mnist": f"{max(pruned(('mnist',), (0.9, 0.98), ('torch_csr_',), (256,))):.1f}x",
+        "speedup-csr-b1": extent(pruned(both, (0.9, 0.98), ('torch_csr_',), (1,))),
+        "speedup-nm": f"{extent([x for s in both for x in speedups(results, s, 'nm', nm[s], DENSE_RUNTIMES)])}x in "
+                      f"the dense runtimes, "
+                      f"{extent([x for s in both for x in speedups(results, s, 'nm', nm[s], ('torch_csr_',))], 2)}x",
+        "speedup-student": " and ".join(f"{extent(student[s])}x on {s} (theoretical {theoretical[s]:.1f}x)"
+                                        for s in both),
+    }
+
+
 def results_md(results: Path) -> dict[str, str]:
     """benchmarks/RESULTS.md's blocks."""
     sparsegpt = {n: row(results, "mlp", "sparsegpt", sparsity=0.9, calibration_samples=n, **ONE_SHOT)
@@ -218,6 +267,7 @@ def results_md(results: Path) -> dict[str, str]:
     seeds = tabulate([[str(s), f"{seed_accuracy(results, 'mlp', 'dense', s):.2f}%"] for s in range(dense.n)],
                      ["seed", "AMD EPYC (committed record)"], tablefmt="github", disable_numparse=True)
     return {
+        **one_shot_speedups(results),
         "cifar-cpu-latency": cifar_latency_table(results, first, flops=True),
         "cifar-cpu-latency-static": cifar_latency_table(results, second, flops=False),
         "cifar-dense-latency-gap": f"{gap:.0%}",
