@@ -256,6 +256,22 @@ def one_shot_speedups(results: Path) -> dict[str, str]:
     }
 
 
+def cifar_gpu(results: Path) -> dict[str, str]:
+    """RESULTS.md's first GPU window: the cifar dense model of seed 0 and the Deep Compression runs
+    from it, from their records."""
+    dense = next(r for r in standard_records(results, "cifar")
+                 if r["config"]["method"] == "dense" and r["config"]["seed"] == 0 and r["status"] == "ok")
+    m = dense["metrics"]
+    dc = run_times(results, "cifar", "deep-compression", "H100")
+    return {"cifar-dense-record": f"{100 * m['accuracy']:.2f}% top-1 on the JPEG test split, {m['train_time_s']:.1f} s "
+                                  f"of training, {dense['run_time_s']:.1f} s for the whole run with measurement; "
+                                  f"latency of that model on the H100: {m['latency_b1_ms']:.2f} ms at batch 1 and "
+                                  f"{m['latency_b256_ms']:.2f} ms at batch 256",
+            "cifar-deep-compression-time": f"{dc[0]:.0f}-{dc[-1]:.0f} s each, one at a time: about "
+                                           f"{3600 / statistics.mean(dc):.0f} runs per hour (3,600 s over their "
+                                           "mean)"}
+
+
 def results_md(results: Path) -> dict[str, str]:
     """benchmarks/RESULTS.md's blocks."""
     sparsegpt = {n: row(results, "mlp", "sparsegpt", sparsity=0.9, calibration_samples=n, **ONE_SHOT)
@@ -267,6 +283,7 @@ def results_md(results: Path) -> dict[str, str]:
     seeds = tabulate([[str(s), f"{seed_accuracy(results, 'mlp', 'dense', s):.2f}%"] for s in range(dense.n)],
                      ["seed", "AMD EPYC (committed record)"], tablefmt="github", disable_numparse=True)
     return {
+        **cifar_gpu(results),
         **one_shot_speedups(results),
         "cifar-cpu-latency": cifar_latency_table(results, first, flops=True),
         "cifar-cpu-latency-static": cifar_latency_table(results, second, flops=False),
