@@ -5,9 +5,9 @@ from the records: the issue's audit found figures that no committed record produ
 Each block below says which rows or records give it. Row figures (mean ± std over seeds) come from
 a suite's checked `leaderboard.csv` (the standard table the literature checks read, itself a pure
 function of the records, which `bench leaderboard --check` keeps so); figures of one seed come
-from that seed's standard-budget record. A figure the committed records cannot give (a run on
-another machine whose records were not kept, a timing of a GPU window) is not written here: the
-prose cites where it comes from instead.
+from that seed's standard-budget record. A figure the committed records cannot give (a run whose
+records were not kept, a GPU window's log, a script's timing on an idle machine) is not written
+here: the prose cites where it comes from, or no longer states it.
 
     python benchmarks/readme_figures.py [--results DIR] [--write | --check]
 
@@ -56,16 +56,21 @@ def ms(f: Figure) -> str:
     return f"{f.mean:.2f} ± {f.std:.2f}"
 
 
-def seed_accuracy(results: Path, suite: str, method: str, seed: int, **params: object) -> float:
-    """Top-1 % of the one finished standard-budget record of `method` at `seed` whose parameters
-    include `params`."""
+def seed_record(results: Path, suite: str, method: str, seed: int, **params: object) -> dict[str, Any]:
+    """The one finished standard-budget record of `method` at `seed` whose parameters include
+    `params`."""
     found = [r for r in standard_records(results, suite)
              if r["config"]["method"] == method and r["config"]["seed"] == seed and r["status"] == "ok"
              and all(r["config"]["params"].get(k) == v for k, v in params.items())]
     if len(found) != 1:
         raise LookupError(f"results/{suite}/runs: {len(found)} standard records of {method} seed {seed} {params}, "
                           "expected one")
-    return 100 * found[0]["metrics"]["accuracy"]
+    return found[0]
+
+
+def seed_accuracy(results: Path, suite: str, method: str, seed: int, **params: object) -> float:
+    """Top-1 % of that record."""
+    return 100 * seed_record(results, suite, method, seed, **params)["metrics"]["accuracy"]
 
 
 @functools.cache
@@ -259,8 +264,7 @@ def one_shot_speedups(results: Path) -> dict[str, str]:
 def cifar_gpu(results: Path) -> dict[str, str]:
     """RESULTS.md's first GPU window: the cifar dense model of seed 0 and the Deep Compression runs
     from it, from their records."""
-    dense = next(r for r in standard_records(results, "cifar")
-                 if r["config"]["method"] == "dense" and r["config"]["seed"] == 0 and r["status"] == "ok")
+    dense = seed_record(results, "cifar", "dense", 0)
     m = dense["metrics"]
     dc = run_times(results, "cifar", "deep-compression", "H100")
     return {"cifar-dense-record": f"{100 * m['accuracy']:.2f}% top-1 on the JPEG test split, {m['train_time_s']:.1f} s "
