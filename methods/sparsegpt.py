@@ -11,8 +11,9 @@ is chosen as it goes, per lazy block of 128 columns, by the OBS saliency w^2 / [
 `m` consecutive inputs of a row. Blocks of 128 and 1% dampening are the paper's settings. Its
 128 calibration samples are sequences of 2,048 tokens, a quarter of a million rows of X per layer;
 here a sample is an image, one row for a Linear layer, so 128 images leave an MLP layer's 784-input
-least-squares fit underdetermined and it overfits them (mlp, seed 0, 90%: 84.8% top-1 at 128
-images, 92.7% at 1,024, 93.0% at 4,096): the default is 1,024 images.
+least-squares fit underdetermined and it overfits them (on mlp at 90%, 1,024 images beat 128: the
+committed rows at both sizes, quoted in README.md, One-shot post-training methods, by
+benchmarks/readme_figures.py): the default is 1,024 images.
 """
 
 from __future__ import annotations

@@ -180,15 +180,20 @@ def test_one_machine_rule_for_every_comparison(tmp_path):
 def test_the_readme_block_is_refreshed_and_checked(tmp_path, capsys):
     write_table(tmp_path, [("dense", "-", 98.30, 0.02, 3), ("ptq-int8", "calibration_batches=4", 98.30, 0.02, 3)])
     readme = tmp_path / "README.md"
-    readme.write_text(f"# prose before\n\n{checks.BEGIN}\nold verdicts\n{checks.END}\n\nprose after\n")
+    begin, end = checks.blocks.markers(checks.BLOCK)
+    readme.write_text(f"# prose before\n\n{begin}\nold verdicts\n{end}\n\nprose after\n")
     args = ["--results", str(tmp_path), "--readme", str(readme)]
     assert checks.main([*args, "--check-readme"]) == 1
-    assert "is stale" in capsys.readouterr().err
+    assert f"block {checks.BLOCK} is stale" in capsys.readouterr().err
     assert checks.main([*args, "--write-readme"]) == 0
     text = readme.read_text()
-    assert text.startswith("# prose before\n\n") and text.endswith("\n\nprose after\n")
+    assert text.startswith(f"# prose before\n\n{begin}\n") and text.endswith(f"\n{end}\n\nprose after\n")
     assert "old verdicts" not in text and "| ptq-int8 = dense ± 0.5" in text
     assert checks.main([*args, "--check-readme"]) == 0
     write_table(tmp_path, [("dense", "-", 98.30, 0.02, 3), ("ptq-int8", "calibration_batches=4", 97.00, 0.02, 3)])
     assert checks.main([*args, "--check-readme"]) == 1  # the results moved on, the README did not
-    assert checks.BEGIN in capsys.readouterr().err
+    assert checks.BLOCK in capsys.readouterr().err
+
+
+def test_the_committed_readme_block_is_up_to_date():
+    assert checks.main(["--check-readme"]) == 0

@@ -1,0 +1,93 @@
+"""The figures README.md and benchmarks/RESULTS.md quote are what the committed records give
+(benchmarks/readme_figures.py), and a record that changes makes the check name the block it moves."""
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "readme_figures.py"
+spec = importlib.util.spec_from_file_location("readme_figures", SCRIPT)
+figures = importlib.util.module_from_spec(spec)
+sys.modules["readme_figures"] = figures
+spec.loader.exec_module(figures)
+blocks = figures.blocks
+
+
+def test_the_committed_blocks_are_up_to_date(capsys):
+    assert figures.main(["--check"]) == 0, capsys.readouterr().err
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A copy of the committed records, leaderboards and the two files with blocks."""
+    for suite in ("mlp", "mnist", "cifar"):
+        shutil.copytree(ROOT / "results" / suite / "runs", tmp_path / "results" / suite / "runs")
+        for table in (ROOT / "results" / suite).glob("leaderboard*.csv"):
+            shutil.copy(table, tmp_path / "results" / suite)
+    for name in figures.FILES:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+def args(root: Path, *flags: str) -> list[str]:
+    return ["--results", str(root / "results"), "--root", str(root), *flags]
+
+
+def plant_accuracy(path: Path, accuracy: float) -> None:
+    record = json.loads(path.read_text())
+    record["metrics"]["accuracy"] = accuracy
+    path.write_text(json.dumps(record))
+
+
+def test_a_changed_record_fails_the_check_naming_its_block_and_write_refreshes_it(checkout, capsys):
+    # SparseGPT at 90% from 1,024 images on mlp, seed 0: the README's reason for the default
+    runs = checkout / "results" / "mlp" / "runs"
+    (path,) = [p for p in runs.glob("sparsegpt-*-s0.json")
+               if (lambda c: c["params"]["sparsity"] == 0.9 and c["params"]["calibration_samples"] == 1024
+                   and c["params"]["n"] == 0 and not c["params"]["finetune"])(json.loads(p.read_text())["config"])]
+    plant_accuracy(path, 0.9001)
+    capsys.readouterr()
+    assert figures.main(args(checkout, "--check")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"{checkout / 'README.md'}: block sparsegpt-calibration is stale: "
+                   "run python benchmarks/readme_figures.py --write"]
+    before = (checkout / "README.md").read_text()
+    assert figures.main(args(checkout, "--write")) == 0
+    after = (checkout / "README.md").read_text()
+    assert "93.52% from 1,024" in before and "90.01% from 1,024" in after
+    assert after.replace("90.01% from 1,024", "93.52% from 1,024") == before  # only the figure moved
+    assert figures.main(args(checkout, "--check")) == 0
+
+
+def test_a_changed_row_fails_the_check_in_results_md(checkout, capsys):
+    """A leaderboard row moves (as `bench leaderboard` writes it after a rerun): RESULTS.md's
+    one-shot table and the sentence quoting the same row both go stale."""
+    csv = checkout / "results" / "mnist" / "leaderboard.csv"
+    table = pd.read_csv(csv)
+    table.loc[(table.method == "gptq") & table.setting.str.contains("bits=3, blocksize=128, calibration_samples=1024"),
+              "accuracy_mean_%"] = 99.01
+    table.to_csv(csv, index=False)
+    assert figures.main(args(checkout, "--check")) == 1
+    err = capsys.readouterr().err
+    assert "RESULTS.md: block one-shot-low-bit is stale" in err and "README.md" not in err
+
+
+def test_a_block_without_its_markers_is_named_and_never_appended(tmp_path):
+    path = tmp_path / "notes.md"
+    begin, end = blocks.markers("x")
+    path.write_text(f"a {begin}1{end} b\n")
+    assert blocks.stale(path, {"x": "1"}, "cmd") == []
+    assert blocks.stale(path, {"x": "2", "y": "3"}, "cmd") == [
+        f"{path}: block x is stale: run cmd", f"{path}: no block y (between {' and '.join(blocks.markers('y'))})"]
+    with pytest.raises(ValueError, match="no block y"):
+        blocks.write(path, {"x": "2", "y": "3"})
+    assert path.read_text() == f"a {begin}1{end} b\n"  # nothing written
+    blocks.write(path, {"x": "22"})
+    assert path.read_text() == f"a {begin}22{end} b\n"
