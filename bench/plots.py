@@ -61,16 +61,18 @@ def styles(methods: Iterable[str], known: list[str]) -> dict[str, tuple[str, str
 
 
 def variant_styles(series: pd.DataFrame, known: list[str]) -> dict[str, tuple[str, str]]:
-    """(colour, marker) per series of a panel (columns `series`, `method`): a method's first series
-    keeps the method's pair, its other settings keep its colour with the next markers not taken."""
+    """(colour, marker) per series of a figure (columns `series`, `method`): a method's first
+    series keeps the method's pair; its other settings keep its colour with the next markers that
+    no method and no other series has, so that every series of the figure looks unlike the others."""
     base = styles(series.method, known)
+    used = set(base.values()) | set(styles(known, known).values())
     out: dict[str, tuple[str, str]] = {}
     for method, m in series.drop_duplicates("series").groupby("method", sort=True):
         color, marker = base[method]
         for i, label in enumerate(sorted(m.series, key=lambda s: (s != method, s))):
             if i:
-                used = set(out.values()) | set(base.values())
                 marker = next((k for k in MARKERS if (color, k) not in used), marker)
+                used.add((color, marker))
             out[label] = color, marker
     return out
 
@@ -254,9 +256,9 @@ def family_figure(t: pd.DataFrame, ycol: str, known: list[str], title: str) -> A
     plt = _pyplot()
     fig, axes = plt.subplots(len(panels), 1, figsize=(10.0, 0.6 + 2.4 * len(panels)), dpi=110, sharex=True,
                              squeeze=False, layout="constrained")
+    style = variant_styles(t, known)
     for ax, name in zip(axes[:, 0], panels):
         rows = t[t.family == name]
-        style = variant_styles(rows, known)
         y = rows[ycol].astype(float)
         low, high = _y_range(y, list(refs.values()))
         below, above = _clip_bands(ax, y, low, high)

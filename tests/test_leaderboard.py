@@ -249,10 +249,15 @@ def test_every_series_of_every_figure_has_its_own_colour_and_marker_the_same_in_
     speed_fig = plots.speedup_figure(t, cols, known, "x")
     main = _legend_styles(frontier_fig.axes[0].get_legend_handles_labels()[0])
     assert len(main) == len(methods) + 1 == len(set(main))  # every method and dense
+    pairs, labels = [], []
     for ax in family_fig.axes:
-        handles, labels = ax.get_legend_handles_labels()
-        pairs = _legend_styles(handles)
-        assert len(pairs) == len(set(pairs)) and any("finetune=True" in label for label in labels)
+        handles, names = ax.get_legend_handles_labels()
+        pairs += _legend_styles(handles)
+        labels += names
+    # each method, its finetune=True series, and for the five methods that sweep no sparsity
+    # (uniform, rtn, gptq, kd, the chain) one series per sparsity
+    assert len(pairs) == len(set(pairs)) == 2 * len(methods) + 5
+    assert sum("finetune=True" in label for label in labels) == len(methods)
     speed = _legend_styles(speed_fig.legends[0].legend_handles)
     speed = [p for p, h in zip(speed, speed_fig.legends[0].legend_handles) if not h.get_label().startswith("batch")]
     assert len(speed) == len(set(speed)) == len(methods) + 1
