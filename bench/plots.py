@@ -77,7 +77,7 @@ def variant_styles(series: pd.DataFrame, known: list[str]) -> dict[str, tuple[st
     return out
 
 
-def frontier(t: pd.DataFrame, x: str = "size_KiB", y: str = "accuracy_mean_%") -> list[int]:
+def frontier(t: pd.DataFrame, x: str = "size_KiB", y: str = "accuracy_mean_%") -> list[Any]:
     """The index of the rows no other row dominates: none is at most as large and at least as
     accurate, and strictly better in one of the two. Rows without a size take no part."""
     t = t[t[x].notna() & t[y].notna()]
@@ -88,7 +88,8 @@ def frontier(t: pd.DataFrame, x: str = "size_KiB", y: str = "accuracy_mean_%") -
 
 def measured_columns(t: pd.DataFrame, cols: list[Column]) -> list[Column]:
     """The measured speedup columns with a value in `t`."""
-    return [c for c in cols if c.spec.name == "speedup{runtime}_b{batch}" and c.column in t and t[c.column].notna().any()]
+    return [c for c in cols
+            if c.spec.name == "speedup{runtime}_b{batch}" and c.column in t and t[c.column].notna().any()]
 
 
 def _runtime_batch(col: Column) -> tuple[str, int]:
@@ -143,13 +144,13 @@ def _clip_bands(ax: Any, values: pd.Series, low: float, high: float) -> tuple[fl
     return below, above
 
 
-def _points(ax: Any, x: pd.Series, y: pd.Series, err: pd.Series | None, low: float, high: float,
-            below: float, above: float, color: str, marker: str, label: str | None, line: bool) -> None:
+def _points(ax: Any, x: pd.Series, y: pd.Series, err: pd.Series, low: float, high: float,
+            below: float, above: float, color: str, marker: str, label: str, line: bool) -> None:
     """A series: points inside the range with their error bars (joined by a line when `line`, but
     never to a point outside), and those outside hollow in the band."""
     inside = (y >= low) & (y <= high)
     shown = y.where(inside)  # a gap in the line at each point off the scale
-    ax.errorbar(x, shown, yerr=None if err is None else err.where(inside), color=color, marker=marker,
+    ax.errorbar(x, shown, yerr=err.where(inside), color=color, marker=marker,
                 markersize=5, capsize=2, linewidth=1 if line else 0, elinewidth=0.8, label=label)
     off = ~inside & y.notna()
     if off.any():
@@ -192,7 +193,8 @@ def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column], known: list[
     plt = _pyplot()
     speed = best_speedups(t, cols)
     fig, axes = plt.subplots(2 if speed else 1, 1, figsize=(10.0, 7.0 if speed else 5.0), dpi=110, sharex=True,
-                             squeeze=False, layout="constrained", gridspec_kw={"height_ratios": [2.2, 1] if speed else [1]})
+                             squeeze=False, layout="constrained",
+                             gridspec_kw={"height_ratios": [2.2, 1] if speed else [1]})
     ax = axes[0, 0]
     style = styles(t.method, known)
     y = t[ycol].astype(float)
@@ -217,10 +219,12 @@ def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column], known: list[
     ax.set_ylabel(_ylabel(ycol), fontsize=8)
     ax.set_title("every method on one axis; the frontier is the best accuracy at each size", fontsize=9, loc="left")
     ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, ncol=1 + len(style) // 22)
-    rows = [plt.Line2D([], [], linestyle="", label=f"{i}  {r['label']}  ({float(r[ycol]):{'+' if ycol == 'delta_acc_pts' else ''}.2f})")
+    sign = "+" if ycol == "delta_acc_pts" else ""
+    rows = [plt.Line2D([], [], linestyle="", label=f"{i}  {r['label']}  ({float(r[ycol]):{sign}.2f})")
             for i, (_, r) in enumerate(best.iterrows(), start=1)]
     fig.legend(handles=rows, fontsize=6.5, loc="lower left", bbox_to_anchor=(1.01, 0.0), bbox_transform=ax.transAxes,
-               borderaxespad=0.0, handlelength=0, handletextpad=0, title="Pareto frontier, smallest first", title_fontsize=6.5)
+               borderaxespad=0.0, handlelength=0, handletextpad=0, title="Pareto frontier, smallest first",
+               title_fontsize=6.5)
     if speed:
         sx = axes[1, 0]
         for method, m in t.groupby("method", sort=True):
