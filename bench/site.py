@@ -259,18 +259,34 @@ def _pivot(table: pd.DataFrame) -> list[str]:
         return []
     t = t.assign(series=[leaderboard.series_label(m, short_setting(m, s)) for m, s in zip(t.method, t.setting)])
     columns = sorted(set(t.level))
+    best = t.groupby("level")["accuracy_mean_%"].max()
     rows = []
     for series, m in t.groupby("series", sort=True):
-        by_level = {r.level: r for _, r in m.iterrows()}
-        cells = "".join(f'<td><a href="#{anchor(_row_key(by_level[v]))}">{by_level[v]["accuracy_mean_%"]:.2f}</a>'
-                        f' ({by_level[v]["size_KiB"]:,.0f})</td>' if v in by_level else "<td></td>" for v in columns)
+        cells = ""
+        for level in columns:
+            found = m[m.level == level]
+            if found.empty:
+                cells += "<td></td>"
+                continue
+            r = found.iloc[0]
+            accuracy = f"{r['accuracy_mean_%']:.2f}"
+            if r["accuracy_mean_%"] == best[level]:
+                accuracy = f"<b>{accuracy}</b>"
+            cells += f'<td><a href="#{anchor(_row_key(r))}">{accuracy}</a> ({_fmt_size(r)})</td>'
         rows.append(f'<tr><td class="t">{_e(series)}</td>{cells}</tr>')
     return ["<h2>swept methods by level</h2>",
             '<p class="note">Accuracy (%) and, in parentheses, size (KiB) at each level of the swept parameter '
-            "(sparsity); a row per method and non-default setting. A cell links to its row.</p>",
+            "(sparsity), the most accurate of each level in bold; a row per method and non-default setting. A "
+            "cell links to its row.</p>",
             '<div class="scroll"><table><thead><tr><th class="t">method</th>'
             + "".join(f"<th>{v:g}</th>" for v in columns) + "</tr></thead><tbody>" + "".join(rows)
             + "</tbody></table></div>"]
+
+
+def _fmt_size(r: pd.Series) -> str:
+    """A row's size in KiB, as the pivot shows it ('?' where it was not measured)."""
+    size = r.get("size_KiB")
+    return "?" if size is None or pd.isna(size) else f"{float(size):,.0f}"
 
 
 def _provenance(recs: list[dict[str, Any]]) -> str:
@@ -357,7 +373,8 @@ def _what_did_not_run(recs: list[dict[str, Any]]) -> list[str]:
     empty = leaderboard.unavailable_runtimes(recs)
     if empty:
         body += ["<h2>runtimes that could not take a model</h2>",
-                 _table(["method", "setting", "runtime", "reason"], empty)]
+                 f"<details><summary>{len(empty)} (method, setting, runtime) with the reason</summary>",
+                 _table(["method", "setting", "runtime", "reason"], empty), "</details>"]
     failed = leaderboard.failed_runs(recs)
     if failed:
         body.append("<h2>failed and skipped runs</h2>")

@@ -84,7 +84,7 @@ def test_a_suite_page_leads_with_the_frontier_and_the_best_method_at_each_size(t
         tmp_path / "site" / "site.css").read_text()
     # The swept methods by level: magnitude at 0.5, 0.9 and 0.99.
     pivot = re.search(r"<h2>swept methods by level</h2>.*?</table>", page, flags=re.S).group(0)
-    assert "<th>0.5</th><th>0.9</th><th>0.99</th>" in pivot and ">97.25</a> (0)</td>" in pivot
+    assert "<th>0.5</th><th>0.9</th><th>0.99</th>" in pivot and "><b>97.25</b></a> (0)</td>" in pivot
 
 
 def test_bench_leaderboard_html_writes_the_site_and_refuses_stray_flags(tmp_path, capsys):
