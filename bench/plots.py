@@ -119,12 +119,14 @@ def best_speedups(t: pd.DataFrame, cols: list[Column]) -> list[tuple[Column, str
 def _y_range(values: pd.Series, refs: list[float]) -> tuple[float, float]:
     """A y range from the informative rows: their middle 80% widened by half its span (by at
     least 0.5 pts), cut to the rows' extremes, then stretched to show the references; so that one
-    collapsed method (random at 98%) does not squash the others into a band a point wide."""
+    collapsed method (random at 98%) does not squash the others into a band a point wide. A
+    margin of 5% of the range (at least 0.1 pts) keeps the outermost points off the axes."""
     q_low, q_high = values.quantile(0.1), values.quantile(0.9)
     pad = max(0.5 * (q_high - q_low), 0.5)
     low = min([max(values.min(), q_low - pad), *refs])
     high = max([min(values.max(), q_high + pad), *refs])
-    return low - 0.1, high + 0.1
+    margin = max(0.05 * (high - low), 0.1)
+    return low - margin, high + margin
 
 
 def _clip_bands(ax: Any, values: pd.Series, low: float, high: float) -> tuple[float, float]:
@@ -258,7 +260,7 @@ def family_figure(t: pd.DataFrame, ycol: str, known: list[str], title: str) -> A
     if not panels:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(len(panels), 1, figsize=(10.0, 0.6 + 2.4 * len(panels)), dpi=110, sharex=True,
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10.0, 0.6 + 2.7 * len(panels)), dpi=110, sharex=True,
                              squeeze=False, layout="constrained")
     style = variant_styles(t, known)
     for ax, name in zip(axes[:, 0], panels):
@@ -277,7 +279,9 @@ def family_figure(t: pd.DataFrame, ycol: str, known: list[str], title: str) -> A
         ax.set_title(name, fontsize=9, loc="left")
         ax.set_ylabel(_ylabel(ycol), fontsize=7)
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    axes[-1, 0].set_xlabel("deployable size (bytes of the compressed encoding, log scale)", fontsize=8)
+    for ax in axes[:, 0]:  # every panel labelled: a reader of the top one need not look down six
+        ax.tick_params(labelbottom=True)
+        ax.set_xlabel("deployable size (bytes, log scale)", fontsize=7)
     fig.suptitle(title, fontsize=10)
     return fig
 

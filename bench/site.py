@@ -460,7 +460,9 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
             written.append(folder / name)
         table, cols = _aggregate([r for r in recs if r.get("standard_budget")])
         sections += [f'<h2><a href="{_e(suite)}/index.html">{_e(suite)}</a></h2>',
-                     f'<p class="note">{_e(_provenance(recs))}</p>',
+                     f'<p class="note">{_e(_provenance(recs))}'
+                     + (f' · <a href="{_e(suite)}/custom.html">{len(custom)} run{"s" if len(custom) != 1 else ""} at overridden budgets</a>'
+                        if custom else "") + "</p>",
                      _headline(table, cols, f"{suite}/index.html") if len(table) else
                      '<p class="note">No finished standard-budget runs.</p>']
     body = ["<h1>Compression benchmark leaderboards</h1>",

@@ -49,6 +49,7 @@ def test_the_site_is_built_from_the_records_alone_and_regenerates_byte_identical
     # The overridden budget has its own page, said to be so, and is not on the suite's page.
     assert "not comparable with the standard leaderboard" in custom and "1+10 epochs" in custom
     assert "1+10 epochs" not in page and 'href="custom.html"' in page
+    assert '<a href="mlp/custom.html">1 run at overridden budgets</a>' in index
     # Every record, failed ones included, has its anchor on the runs page.
     runs = (tmp_path / "site" / "mlp" / "runs.html").read_text()
     stems = [p.stem for p in (tmp_path / "mlp" / "runs").glob("*.json")]
