@@ -405,14 +405,11 @@ def write(results_dir: Path, suite: str) -> list[Path]:
             records.write_text_atomic(md, markdown(table, cols, part, suite, title))
             written += [csv, md]
             if len(table):
-                group = main_rows(table).iloc[0]
-                seeds = sorted({r["config"]["seed"] for r in part if r["status"] == "ok"
-                                and tuple(row_key(r)[k] for k in TABLE) == tuple(group[TABLE])})
-                plot_title = (f"{suite} ({title.split(' (')[0]}): {group['data_source']}, {group['budget']}, "
-                              f"{group['device'].upper()}, seeds {','.join(map(str, seeds))}")
+                plot_title = plot_heading(table, part, suite, title)
                 t, ycol = plot_frame(table)
                 known = sorted(families())
-                figures = {"frontier": plots.frontier_figure(t, ycol, cols, known, plot_title),
+                drawn = frontier(table, cols, part, suite, title)
+                figures = {"frontier": drawn and drawn[0],
                            "pareto": plots.family_figure(t, ycol, known, plot_title),
                            "speedup": plots.speedup_figure(t, cols, known, plot_title)}
                 for name, fig in figures.items():
@@ -423,6 +420,24 @@ def write(results_dir: Path, suite: str) -> list[Path]:
             if path not in written:
                 path.unlink(missing_ok=True)
     return written
+
+
+def plot_heading(table: pd.DataFrame, recs: list[dict[str, Any]], suite: str, title: str) -> str:
+    """A plot's title: the suite, the part (standard budget or overridden budgets) and the table
+    group it draws, with its seeds."""
+    group = main_rows(table).iloc[0]
+    seeds = sorted({r["config"]["seed"] for r in recs if r["status"] == "ok"
+                    and tuple(row_key(r)[k] for k in TABLE) == tuple(group[TABLE])})
+    return (f"{suite} ({title.split(' (')[0]}): {group['data_source']}, {group['budget']}, "
+            f"{group['device'].upper()}, seeds {','.join(map(str, seeds))}")
+
+
+def frontier(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]], suite: str,
+             title: str) -> tuple[Any, pd.DataFrame] | None:
+    """The frontier figure of a part's table and its rows' markers (bench.plots.frontier_figure):
+    what write saves, and what the site lays its links over."""
+    t, ycol = plot_frame(table)
+    return plots.frontier_figure(t, ycol, cols, sorted(families()), plot_heading(table, recs, suite, title))
 
 
 def load(results_dir: Path, suite: str) -> list[dict[str, Any]]:

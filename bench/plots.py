@@ -185,10 +185,12 @@ def _pyplot() -> Any:
     return plt
 
 
-def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column], known: list[str], title: str) -> Any:
+def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column], known: list[str],
+                    title: str) -> tuple[Any, pd.DataFrame] | None:
     """Accuracy against size for every method on one axis, the frontier joined and labelled, and
-    the measured speedup below on the same x; None if no compressed row has a size. `t` is one
-    table's rows (`bench.leaderboard.plot_frame`)."""
+    the measured speedup below on the same x; with it, each row's marker in data coordinates
+    (x, y: a row off the scale where it is drawn, in the band). None if no compressed row has a
+    size. `t` is one table's rows (`bench.leaderboard.plot_frame`)."""
     t = t[t.size_bytes.notna() & t[ycol].notna()]
     if t.empty or t.reference.all():
         return None
@@ -210,6 +212,8 @@ def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column], known: list[
     for method, m in sorted(t.groupby("method", sort=False), key=lambda g: (not g[1].reference.any(), g[0])):
         _points(ax, m.size_bytes, m[ycol].astype(float), m["accuracy_std_%"], low, high, below, above,
                 *style[method], method, line=False)
+    shown = y.where((y >= low) & (y <= high), y.map(lambda v: below if v < low else above))
+    points = pd.DataFrame({"x": t.size_bytes, "y": shown})  # where each row's marker is, for `positions`
     ax.step(best.size_bytes, best[ycol].astype(float).clip(below, above), where="post", color="black",
             linewidth=0.9, alpha=0.6, zorder=1, label="Pareto frontier")
     # Each frontier row numbered at its point, named in a key beside the axes: names written at
@@ -244,7 +248,24 @@ def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column], known: list[
         sx.legend(handles=handles, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     axes[-1, 0].set_xlabel("deployable size (bytes of the compressed encoding, log scale)", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    return fig
+    return fig, points
+
+
+def positions(fig: Any, points: pd.DataFrame) -> pd.DataFrame:
+    """Where each row's marker lies in the frontier figure's saved PNG, as percentages of its width
+    (from the left) and height (from the top), by row index: the site lays a link over each,
+    whose tooltip names the row. The same records draw the same figure, so these match the PNG
+    `save` wrote. The figure is closed."""
+    import matplotlib.pyplot as plt
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.get_tightbbox(renderer).padded(0.1)  # what savefig's bbox_inches="tight" keeps, in inches
+    ax = fig.axes[0]
+    xy = ax.transData.transform(points[["x", "y"]].to_numpy()) / fig.dpi
+    plt.close(fig)
+    return pd.DataFrame({"left": 100 * (xy[:, 0] - box.x0) / box.width,
+                         "top": 100 * (box.y1 - xy[:, 1]) / box.height}, index=points.index)
 
 
 def family_figure(t: pd.DataFrame, ycol: str, known: list[str], title: str) -> Any:

@@ -46,10 +46,13 @@ tr:target td{background:#fff3b0}
 .filters{margin:.5em 0;display:flex;gap:1em;flex-wrap:wrap}
 .note{color:#555}
 .lead{display:flex;gap:1em;align-items:flex-start;flex-wrap:wrap}
-.lead img{flex:1 1 600px;max-width:58%;min-width:300px}
+.lead .plot{flex:1 1 600px;max-width:58%;min-width:300px}
+.plot{position:relative}.plot img{display:block;width:100%}
+.plot a{position:absolute;width:1.1%;aspect-ratio:1;transform:translate(-50%,-50%);border-radius:50%}
+.plot a:hover,.plot a:focus{outline:2px solid #000}
 .lead .best{flex:1 1 300px;min-width:0}.lead h2{margin-top:0}
 table.best th,table.best td.m,table.plain td.t{white-space:normal}table.best td.m{min-width:9em}
-@media (max-width:900px){.lead img{max-width:100%}}
+@media (max-width:900px){.lead .plot{max-width:100%}}
 img{max-width:100%;border:1px solid #eee}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}
 details{margin:.3em 0}
@@ -335,8 +338,7 @@ def _suite_page(suite: str, recs: list[dict[str, Any]], images: list[str], famil
     else:
         lead = ['<div class="lead">']
         if "frontier.png" in images:
-            lead.append('<img src="frontier.png" alt="accuracy against size of every method, with the Pareto '
-                        'frontier, and the measured speedup">')
+            lead.append(_frontier_image(suite, table, cols, standard))
         lead += ['<div class="best"><h2>best at each size</h2>',
                  '<p class="note">The most accurate row (mean over seeds) at least that many times smaller than the '
                  "dense model. Differences within a std are noise.</p>", _headline(table, cols, ""), "</div></div>"]
@@ -365,6 +367,23 @@ def _suite_page(suite: str, recs: list[dict[str, Any]], images: list[str], famil
         body += ["<h2>the standard budget's settings</h2>"] + [
             f'<p class="note">{_e(", ".join(f"{k}={v}" for k, v in json.loads(b).items()))}</p>' for b in budgets]
     return _page(f"{suite} leaderboard", body, "../")
+
+
+def _frontier_image(suite: str, table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]) -> str:
+    """The frontier figure with a link laid over each row's marker: hovering shows the row (its
+    tooltip), clicking goes to it in the table. Plain links placed by CSS: no script needed."""
+    fig, points = leaderboard.frontier(table, cols, recs, suite, "standard budget")
+    where = plots.positions(fig, points)
+    links = []
+    for i, p in where.iterrows():
+        r = table.loc[i]
+        setting = short_setting(r["method"], r["setting"])
+        text = (f"{r['method']}{'' if setting == '-' else ' ' + setting}: {r['accuracy_mean_%']:.2f}"
+                + (f" ± {r['accuracy_std_%']:.2f}" if r["seeds"] > 1 else "") + f" %, {r['size_KiB']:,.1f} KiB")
+        links.append(f'<a href="#{anchor(_row_key(r))}" title="{_e(text)}" '
+                     f'style="left:{p.left:.2f}%;top:{p.top:.2f}%"></a>')
+    return ('<div class="plot"><img src="frontier.png" alt="accuracy against size of every method, with the '
+            'Pareto frontier, and the measured speedup">' + "".join(links) + "</div>")
 
 
 def _what_did_not_run(recs: list[dict[str, Any]]) -> list[str]:

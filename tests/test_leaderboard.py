@@ -244,7 +244,7 @@ def test_every_series_of_every_figure_has_its_own_colour_and_marker_the_same_in_
     cols = leaderboard.table_columns(recs)
     t, ycol = leaderboard.plot_frame(leaderboard.aggregate(leaderboard.frame(recs, cols), cols))
     known = sorted(leaderboard.families())
-    frontier_fig = plots.frontier_figure(t, ycol, cols, known, "x")
+    frontier_fig, _ = plots.frontier_figure(t, ycol, cols, known, "x")
     family_fig = plots.family_figure(t, ycol, known, "x")
     speed_fig = plots.speedup_figure(t, cols, known, "x")
     main = _legend_styles(frontier_fig.axes[0].get_legend_handles_labels()[0])

@@ -64,6 +64,12 @@ def test_a_suite_page_leads_with_the_frontier_and_the_best_method_at_each_size(t
     order = [page.index(s) for s in ('<img src="frontier.png"', '<table class="best">', '<table class="sortable">',
                                      '<img src="pareto.png"')]
     assert order == sorted(order)
+    # Over the figure, a link per row at its marker: hovering names the row, clicking goes to it.
+    overlay = re.findall(r'<a href="#(row-\w+)" title="([^"]*)" style="left:([\d.]+)%;top:([\d.]+)%"></a>', page)
+    assert len(overlay) == 5  # dense, magnitude at 0.5, 0.9 and 0.99, uniform
+    assert "magnitude sparsity=0.9: 97.25 ± 0.35 %, 0.5 KiB" in [title for _, title, _, _ in overlay]
+    for target, _, left, top in overlay:
+        assert f'id="{target}"' in page and 0 < float(left) < 100 and 0 < float(top) < 100
     # The headline: per size band, the most accurate row at least that many times smaller than dense.
     # dense 4,100 B at 98.50; magnitude 0.5: 2,100 B (1.95x) at 98.50 (a hair less, the same to the
     # table's 2 decimals: a tie, which the smaller wins); 0.9: 500 B (8.2x) at 97.25; 0.99: 140 B
