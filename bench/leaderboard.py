@@ -151,16 +151,15 @@ def setting_sparsity(setting: str) -> float | None:
     return None
 
 
-def distinct_settings(t: pd.DataFrame, swept: bool = True) -> pd.Series:
+def distinct_settings(t: pd.DataFrame) -> pd.Series:
     """Per row, the parameters that differ between the rows of its method (all of them for a
-    method with one row, "-" for none): what tells a method's rows apart. With swept=False the
-    sparsity is left out too, so that a plot line gathers a method's sparsity levels."""
+    method with one row, "-" for none): what tells a method's rows apart."""
     out = {}
     for _, m in t.groupby("method", sort=True):
         params = {i: setting_params(s) for i, s in zip(m.index, m.setting)}
         keys = {k for p in params.values() for k in p}
         varying = [k for k in keys if len({p.get(k) for p in params.values()}) > 1] if len(m) > 1 else keys
-        keep = sorted(k for k in varying if swept or k.split(".")[-1] != "sparsity")
+        keep = sorted(varying)
         for i, p in params.items():
             out[i] = ", ".join(f"{k}={p[k]}" for k in keep if k in p) or "-"
     return pd.Series(out).reindex(t.index)
