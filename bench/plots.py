@@ -153,11 +153,16 @@ def _points(ax: Any, x: pd.Series, y: pd.Series, err: pd.Series, low: float, hig
     inside = (y >= low) & (y <= high)
     shown = y.where(inside)  # a gap in the line at each point off the scale
     ax.errorbar(x, shown, yerr=err.where(inside), color=color, marker=marker,
-                markersize=5, capsize=2, linewidth=1 if line else 0, elinewidth=0.8, label=label)
+                markersize=5, capsize=2, linewidth=1 if line else 0, elinewidth=0.8, label=_cut(label))
     off = ~inside & y.notna()
     if off.any():
         ax.scatter(x[off], y[off].map(lambda v: below if v < low else above), marker=marker,
                    facecolors="none", edgecolors=color, s=24, linewidths=1)
+
+
+def _cut(label: str, width: int = 60) -> str:
+    """A legend entry cut to `width` characters: a long name would squeeze the axes to nothing."""
+    return label if len(label) <= width else label[:width - 1] + "…"
 
 
 def _ylabel(ycol: str) -> str:
@@ -226,7 +231,7 @@ def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column], known: list[
     ax.set_title("every method on one axis; the frontier is the best accuracy at each size", fontsize=9, loc="left")
     ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, ncol=1 + len(style) // 22)
     sign = "+" if ycol == "delta_acc_pts" else ""
-    rows = [plt.Line2D([], [], linestyle="", label=f"{i}  {r['label']}  ({float(r[ycol]):{sign}.2f})")
+    rows = [plt.Line2D([], [], linestyle="", label=f"{i}  {_cut(r['label'])}  ({float(r[ycol]):{sign}.2f})")
             for i, (_, r) in enumerate(best.iterrows(), start=1)]
     fig.legend(handles=rows, fontsize=6.5, loc="lower left", bbox_to_anchor=(1.01, 0.0), bbox_transform=ax.transAxes,
                borderaxespad=0.0, handlelength=0, handletextpad=0, title="Pareto frontier, smallest first",
@@ -347,7 +352,7 @@ def speedup_figure(t: pd.DataFrame, cols: list[Column], known: list[str], title:
         ax.set_xlabel("theoretical speedup (dense FLOPs / effective FLOPs)", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("measured speedup over dense", fontsize=8)
-    handles = [plt.Line2D([], [], linestyle="", marker=style[m][1], color=style[m][0], label=m)
+    handles = [plt.Line2D([], [], linestyle="", marker=style[m][1], color=style[m][0], label=_cut(m))
                for m in sorted(style, key=lambda m: (m not in REFERENCE_STYLES, m))]
     handles += [plt.Line2D([], [], linestyle="", marker="o", color="#555555", markerfacecolor="#555555" if filled
                            else "none", label=f"batch {b}") for b, filled in sorted(fills.items())]
