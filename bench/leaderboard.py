@@ -1,5 +1,5 @@
 """Leaderboards as a pure function of the run records: CSV, Markdown, a terminal view, and plots
-(accuracy against nonzeros per method family; measured against theoretical speedup).
+(bench.plots: the accuracy-size frontier, family panels, measured against theoretical speedup).
 
 Rows are one method and setting (e.g. each sparsity), aggregated over seeds (mean, and std for
 accuracy). Columns, their order, scale and number formats come from the metric registry
@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from bench import metrics, records
+from bench import metrics, plots, records
 from bench.metrics import Column
 from bench.plan import setting_label
 
@@ -153,16 +153,15 @@ def setting_sparsity(setting: str) -> float | None:
     return None
 
 
-def distinct_settings(t: pd.DataFrame, swept: bool = True) -> pd.Series:
+def distinct_settings(t: pd.DataFrame) -> pd.Series:
     """Per row, the parameters that differ between the rows of its method (all of them for a
-    method with one row, "-" for none): what tells a method's rows apart. With swept=False the
-    sparsity is left out too, so that a plot line gathers a method's sparsity levels."""
+    method with one row, "-" for none): what tells a method's rows apart."""
     out = {}
     for _, m in t.groupby("method", sort=True):
         params = {i: setting_params(s) for i, s in zip(m.index, m.setting)}
         keys = {k for p in params.values() for k in p}
         varying = [k for k in keys if len({p.get(k) for p in params.values()}) > 1] if len(m) > 1 else keys
-        keep = sorted(k for k in varying if swept or k.split(".")[-1] != "sparsity")
+        keep = sorted(varying)
         for i, p in params.items():
             out[i] = ", ".join(f"{k}={p[k]}" for k in keep if k in p) or "-"
     return pd.Series(out).reindex(t.index)
@@ -176,7 +175,8 @@ def timed_label(method: str, timed_on: str, device: str) -> str:
 def unavailable_runtimes(recs: list[dict[str, Any]]) -> list[list[str]]:
     """(method, setting, runtime, reason) of each runtime that could not take a model."""
     return [list(e) for e in sorted({
-        (r["config"]["method"], setting_label(r["config"]["params"]), runtime, note["reason"])
+        (r["config"]["method"], short_setting(r["config"]["method"], setting_label(r["config"]["params"])), runtime,
+         note["reason"])
         for r in recs if r["status"] == "ok"
         for runtime, note in r.get("figures", {}).get("deploy", {}).get("runtimes", {}).items()
         if note["status"] != "ok"})]
@@ -186,7 +186,8 @@ def failed_runs(recs: list[dict[str, Any]]) -> list[tuple[list[Any], dict[str, A
     """([method, setting, seed, status, error], record) of each run that did not finish ok, sorted
     by content, not file name: a record's name holds its config hash, so seeds of one setting
     would otherwise appear in hash order."""
-    rows = [([r["config"]["method"], setting_label(r["config"]["params"]), r["config"]["seed"], r["status"],
+    rows = [([r["config"]["method"], short_setting(r["config"]["method"], setting_label(r["config"]["params"])),
+              r["config"]["seed"], r["status"],
               first_line(r.get("error"))], r) for r in recs if r["status"] != "ok"]
     return sorted(rows, key=lambda row: [str(v) for v in row[0]])
 
@@ -229,16 +230,20 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]
     the runtimes that could not take a model, failed and skipped runs, and environments."""
     lines = [f"# {suite}: {title}", "",
              "Mean over seeds (accuracy: mean ± std). Definitions of every column: README.md, "
-             "section Metrics. Regenerate with `bench leaderboard --suite " + suite + "`.", ""]
+             "section Metrics. A setting names the swept parameter and those that differ from the method's "
+             "defaults (`bench list methods`); the CSV has every parameter. Regenerate with "
+             "`bench leaderboard --suite " + suite + "`.", ""]
     tables = table.groupby(TABLE, sort=True) if len(table) else []
     for (source, budget, device), t in tables:
         lines += [f"## data: {md_text(source)} · budget: {md_text(budget)} · runs on: {md_text(device.upper())}", ""]
         main, speed = displayed(cols, t, "main"), displayed(cols, t, "speed")
-        rows = [[r["method"], r["setting"], int(r["seeds"]), *[cell(r, c) for c in main]] for _, r in t.iterrows()]
+        rows = [[r["method"], short_setting(r["method"], r["setting"]), int(r["seeds"]), *[cell(r, c) for c in main]]
+                for _, r in t.iterrows()]
         lines += [_pipe_table(rows, ["method", "setting", "seeds", *[c.header for c in main]]), ""]
         if speed:
             elsewhere = t.timed_on != device
-            rows = [[timed_label(r["method"], r["timed_on"], device), r["setting"], *[cell(r, c) for c in speed]]
+            rows = [[timed_label(r["method"], r["timed_on"], device), short_setting(r["method"], r["setting"]),
+                     *[cell(r, c) for c in speed]]
                     for _, r in t.iterrows()]
             lines += [SPEED_INTRO + (f" A row marked with another device was timed there, not on the "
                                      f"{device.upper()}: its figures compare with that device's only."
@@ -344,134 +349,37 @@ def _shorten(setting: str) -> str:
     return setting if len(setting) <= SETTING_WIDTH else setting[:SETTING_WIDTH - 1] + "…"
 
 
-MARKERS = "osD^v<>Ph*X"
-
-
-def _plot_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """The largest table group (data source, budget, device type): one plot compares one table."""
+def main_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The largest table group (data source, budget, device type): what one plot compares, and
+    what the site's headline reads."""
     sizes = table.groupby(TABLE, sort=True).size()
     return table[(table[TABLE] == pd.Series(sizes.idxmax(), index=TABLE)).all(axis=1)] if len(sizes) > 1 else table
 
 
-def _y_range(values: pd.Series, refs: list[float]) -> tuple[float, float]:
-    """A y range from the informative rows: their middle 80% widened by half its span (by at
-    least 0.5 pts), cut to the rows' extremes, then stretched to show the reference lines; so
-    that one collapsed method (random at 98%) does not squash the others into a band a point
-    wide. Points beyond it are drawn at its edge and labelled."""
-    q_low, q_high = values.quantile(0.1), values.quantile(0.9)
-    pad = max(0.5 * (q_high - q_low), 0.5)
-    low = min([max(values.min(), q_low - pad), *refs])
-    high = max([min(values.max(), q_high + pad), *refs])
-    return low - 0.1, high + 0.1
+def plot_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The rows the plots draw (`main_rows`) with what bench.plots needs beside the table's
+    columns: size in bytes, family, reference flag, a label (method and short setting) and a
+    series (one plot line: method and non-default settings other than the swept one); and the
+    y column: the change against dense, or the accuracy where the table has no dense row."""
+    t = main_rows(table)
+    size = t["size_KiB"].astype(float) * 1024 if "size_KiB" in t else pd.Series(float("nan"), index=t.index)
+    short = [short_setting(m, s) for m, s in zip(t.method, t.setting)]
+    t = t.assign(size_bytes=size, family=t.method.map(lambda m: family_of(m, families())),
+                 reference=t.method.isin(REFERENCES),
+                 label=[m + ("" if s == "-" else f" {s}") for m, s in zip(t.method, short)],
+                 series=[series_label(m, s) for m, s in zip(t.method, short)])
+    return t, "delta_acc_pts" if (t.method == "dense").any() else "accuracy_mean_%"
 
 
-def _series(t: pd.DataFrame) -> pd.Series:
-    """A plot line per method and per value of its parameters other than the swept sparsity:
-    lottery's rewinding and its reinit control are two lines, labelled by what differs."""
-    differ = distinct_settings(t, swept=False)
-    rows = t.groupby("method").method.transform("size")
-    return pd.Series([m if n == 1 or d == "-" else f"{m} ({d})" for m, n, d in zip(t.method, rows, differ)],
-                     index=t.index)
+def series_label(method: str, short: str) -> str:
+    """A plot line's name: the method and its non-default settings (`short_setting`) other than
+    its swept parameter, so that lottery and its reinit control are "lottery" and
+    "lottery (reinit=True)" and each line gathers its sparsity levels."""
+    rest = [f"{k}={v}" for k, v in setting_params(short).items() if not is_swept(method, k)]
+    return method + (f" ({', '.join(rest)})" if rest else "")
 
 
-def pareto_plot(table: pd.DataFrame, path: Path, families: dict[str, str], title: str) -> bool:
-    """Change in accuracy against nonzero parameters (log scale): a panel per method family with
-    its own y range, a colour and marker per method inside it, error bars from the seeds, the
-    dense row (0) and the matched-budget dense-ft row as horizontal lines. False if there is
-    nothing but references."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bench.registry import FAMILIES
-
-    t = _plot_rows(table)
-    # Accuracy change against dense; the accuracy itself when the table has no dense row.
-    ycol = "delta_acc_pts" if (t.method == "dense").any() else "accuracy_mean_%"
-    refs = {m: t[t.method == m][ycol].mean() for m in REFERENCES if (t.method == m).any()}
-    t = t[~t.method.isin(REFERENCES)]
-    family = t.method.map(lambda m: family_of(m, families))
-    panels = [f for f in FAMILIES if (family == f).any()] + sorted(set(family) - set(FAMILIES))
-    if not panels:
-        return False
-    ncols = min(2, len(panels))
-    nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(8.0 * ncols, 3.6 * nrows), dpi=110, squeeze=False)
-    colors = plt.get_cmap("tab10").colors
-    t = t.assign(series=_series(t))
-    for ax, name in zip(axes.flat, panels):
-        # Each panel its own range: one-shot pruning's collapse at 95% would flatten the others.
-        low, high = _y_range(t[family == name][ycol].astype(float), list(refs.values()))
-        for i, (label, m) in enumerate(t[family == name].groupby("series", sort=True)):
-            m = m.sort_values("nonzeros")
-            y = m[ycol].astype(float)
-            inside = (y >= low) & (y <= high)
-            color, marker = colors[i % len(colors)], MARKERS[i % len(MARKERS)]
-            ax.errorbar(m["nonzeros"], y.clip(low, high), yerr=m["accuracy_std_%"].where(inside, 0.0), color=color,
-                        marker=marker, markersize=4, capsize=2, linewidth=1, label=label)
-            for x, v in zip(m["nonzeros"], y):
-                if v < low or v > high:  # off the scale: marked at the edge with its value
-                    edge = low if v < low else high
-                    ax.annotate(f"{v:.1f}", (x, edge), textcoords="offset points", xytext=(0, 6 if v < low else -10),
-                                fontsize=6, color=color, ha="center")
-        for ref, style in (("dense", "-"), ("dense-ft", "--")):
-            if ref in refs:
-                ax.axhline(refs[ref], color="black", linestyle=style, linewidth=0.8, label=ref)
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels overlap on short ranges
-        ax.set_ylim(low, high)
-        ax.set_title(name, fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
-        # Beside the panel: a family may hold a dozen lines, and a legend inside hides their points.
-        ax.legend(fontsize=5.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    for ax in axes.flat[len(panels):]:
-        ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("nonzero parameters (log scale)", fontsize=8)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("Δ accuracy vs dense (pts)" if ycol == "delta_acc_pts" else "accuracy (%)", fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    records.atomic_write(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None}))
-    plt.close(fig)
-    return True
-
-
-def speedup_plot(table: pd.DataFrame, cols: list[Column], path: Path, title: str) -> bool:
-    """Measured speedup against theoretical speedup (both log scale), a marker per runtime and
-    batch, the line where FLOPs saved become time saved; False if nothing was measured."""
-    t = _plot_rows(table)
-    measured = [c for c in displayed(cols, t, "speed") if c.spec.name == "speedup{runtime}_b{batch}"]
-    if not measured or "theoretical_speedup_x" not in t:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=110)
-    for i, col in enumerate(measured):
-        ok = t[col.column].notna()
-        ax.scatter(t.loc[ok, "theoretical_speedup_x"], t.loc[ok, col.column], s=14,
-                   marker=MARKERS[i % len(MARKERS)], label=col.header)
-    top = max(float(t["theoretical_speedup_x"].max()), *(float(t[c.column].max()) for c in measured), 2.0)
-    ax.plot([1, top], [1, top], color="black", linewidth=0.8, label="measured = theoretical")
-    ax.axhline(1.0, color="grey", linewidth=0.6, linestyle=":")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("theoretical speedup (dense FLOPs / effective FLOPs)")
-    ax.set_ylabel("measured speedup over dense, same runtime")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    records.atomic_write(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None}))
-    plt.close(fig)
-    return True
-
-
-PLOTS = ("pareto", "speedup")
+PLOTS = ("frontier", "pareto", "speedup")
 # What `write` makes in a suite's folder, as globs: `bench leaderboard --check` compares exactly these.
 OUTPUTS = ("leaderboard*.csv", "leaderboard*.md", *(f"{name}*.png" for name in PLOTS))
 
@@ -486,7 +394,7 @@ def write(results_dir: Path, suite: str) -> list[Path]:
     for standard, stem, title in PARTS:
         suffix = "" if standard else "-custom"
         part = [r for r in recs if r.get("standard_budget") is standard]
-        plots = {name: folder / f"{name}{suffix}.png" for name in PLOTS}
+        paths = {name: folder / f"{name}{suffix}.png" for name in PLOTS}
         if part:
             cols = table_columns(part)
             df = frame(part, cols)
@@ -498,19 +406,39 @@ def write(results_dir: Path, suite: str) -> list[Path]:
             records.write_text_atomic(md, markdown(table, cols, part, suite, title))
             written += [csv, md]
             if len(table):
-                group = _plot_rows(table).iloc[0]
-                seeds = sorted({r["config"]["seed"] for r in part if r["status"] == "ok"
-                                and tuple(row_key(r)[k] for k in TABLE) == tuple(group[TABLE])})
-                plot_title = (f"{suite} ({title.split(' (')[0]}): {group['data_source']}, {group['budget']}, "
-                              f"{group['device'].upper()}, seeds {','.join(map(str, seeds))}")
-                if pareto_plot(table, plots["pareto"], families(), plot_title):
-                    written.append(plots["pareto"])
-                if speedup_plot(table, cols, plots["speedup"], plot_title):
-                    written.append(plots["speedup"])
-        for path in plots.values():  # a plot these records no longer give
+                plot_title = plot_heading(table, part, suite, title)
+                t, ycol = plot_frame(table)
+                known = sorted(families())
+                drawn = frontier(table, cols, part, suite, title)
+                figures = {"frontier": drawn and drawn[0],
+                           "pareto": plots.family_figure(t, ycol, known, plot_title),
+                           "speedup": plots.speedup_figure(t, cols, known, plot_title)}
+                for name, fig in figures.items():
+                    if fig is not None:
+                        plots.save(fig, paths[name])
+                        written.append(paths[name])
+        for path in paths.values():  # a plot these records no longer give
             if path not in written:
                 path.unlink(missing_ok=True)
     return written
+
+
+def plot_heading(table: pd.DataFrame, recs: list[dict[str, Any]], suite: str, title: str) -> str:
+    """A plot's title: the suite, the part (standard budget or overridden budgets) and the table
+    group it draws, with its seeds."""
+    group = main_rows(table).iloc[0]
+    seeds = sorted({r["config"]["seed"] for r in recs if r["status"] == "ok"
+                    and tuple(row_key(r)[k] for k in TABLE) == tuple(group[TABLE])})
+    return (f"{suite} ({title.split(' (')[0]}): {group['data_source']}, {group['budget']}, "
+            f"{group['device'].upper()}, seeds {','.join(map(str, seeds))}")
+
+
+def frontier(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]], suite: str,
+             title: str) -> tuple[Any, pd.DataFrame] | None:
+    """The frontier figure of a part's table and its rows' markers (bench.plots.frontier_figure):
+    what write saves, and what the site lays its links over."""
+    t, ycol = plot_frame(table)
+    return plots.frontier_figure(t, ycol, cols, sorted(families()), plot_heading(table, recs, suite, title))
 
 
 def load(results_dir: Path, suite: str) -> list[dict[str, Any]]:
@@ -524,9 +452,42 @@ def load(results_dir: Path, suite: str) -> list[dict[str, Any]]:
 
 
 @functools.cache
-def families() -> dict[str, str]:
-    """Method -> family, from the plugins' source (bench.catalog): no plugin is imported. Read
-    once per process: a rebuild asks for it per suite, budget and site page."""
+def _plugins() -> dict[str, Any]:
+    """Method -> its bench.catalog.PluginInfo, read from the plugins' source: no plugin (and no
+    torch) is imported. Read once per process: a rebuild asks per suite, budget and site page."""
     from bench.catalog import catalog
 
-    return {info.name: info.family for info in catalog()}
+    return {info.name: info for info in catalog() if info.problem is None}
+
+
+def families() -> dict[str, str]:
+    """Method -> family."""
+    return {name: info.family for name, info in _plugins().items()}
+
+
+def method_sweeps() -> dict[str, str]:
+    """Method -> the parameter the harness sweeps over the suite's sparsities, for those that have one."""
+    return {name: info.sweep for name, info in _plugins().items() if info.sweep}
+
+
+def is_swept(method: str, key: str) -> bool:
+    """Whether a setting's parameter (`sparsity`, or a chain link's `magnitude.sparsity`) is the
+    one the harness sweeps for its method or link."""
+    link, _, name = key.rpartition(".")
+    return method_sweeps().get(link or method) == name
+
+
+def short_setting(method: str, setting: str) -> str:
+    """A setting as a reader wants it: the swept parameter and the parameters that differ from the
+    method's defaults ("sparsity=0.9, calibration_samples=128" rather than seven parameters, five
+    of them defaults); a chain's link parameters against that link's defaults. Display only: rows
+    are still grouped, and records keyed, by every parameter. A parameter of a method the catalog
+    does not know is always shown."""
+    plugins = _plugins()
+    shown = []
+    for key, value in setting_params(setting).items():
+        link, _, name = key.rpartition(".")
+        info = plugins.get(link or method)
+        if info is None or is_swept(method, key) or name not in info.parameters or str(info.parameters[name]) != value:
+            shown.append(f"{key}={value}")
+    return ", ".join(shown) or "-"

@@ -1,12 +1,19 @@
-"""A static leaderboard site built from the run records alone, after asv's published results.
+"""A static leaderboard site built from the run records alone, after asv's published results and
+the headline tables of Papers with Code and the Open LLM Leaderboard.
 
-`bench leaderboard --html` writes, under one folder, an index of the suites and per suite a page
-with its leaderboards as sortable, filterable tables (family, sparsity, method), its plots, the
-runtimes that could not take a model, the failed and skipped runs, and where the runs ran; and a
-page of its run records, one anchor per record (configuration, metrics, environment, log). The
-pages share one CSS file and one script in the site's folder and load nothing from a network,
-so they work from a file:// URL and from any static host. Everything is ordered and formatted deterministically: the
-same records give the same bytes.
+`bench leaderboard --html` writes, under one folder:
+- an index with each suite's headline: for each size band, the most accurate method, linked to
+  its row, and the suite's record count and provenance on one line;
+- per suite a page that leads with the frontier figure and the best method at each size, then
+  the leaderboard as a sortable, filterable table of headline columns (the rest behind a
+  checkbox that works without JavaScript), a method x level pivot of the swept methods, the
+  family and speedup plots, the runtimes that could not take a model, the failed and skipped
+  runs, and where the runs ran;
+- per suite a page of the overridden-budget runs, labelled as such, and a page of its run
+  records, one anchor per record (configuration, metrics, environment, log).
+The pages share one CSS file and one script in the site's folder and load nothing from a
+network, so they work from a file:// URL and from any static host. Everything is ordered and
+formatted deterministically: the same records give the same bytes.
 """
 
 from __future__ import annotations
@@ -14,32 +21,42 @@ from __future__ import annotations
 import html
 import json
 import shutil
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from bench import leaderboard, records
-from bench.leaderboard import PARTS, PLOTS, REFERENCES, TABLE, cell, family_of, table_columns
+from bench import leaderboard, plots, records
+from bench.leaderboard import PLOTS, REFERENCES, TABLE, Column, cell, family_of, short_setting, table_columns
 from bench.plan import setting_label
 
 STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em}h3{font-size:1.05em}
+body{font:14px/1.45 system-ui,sans-serif;margin:1em auto;max-width:1400px;padding:0 1em;color:#222}
+h1{font-size:1.4em;margin:.3em 0}h2{font-size:1.2em;margin-top:1.6em}h3{font-size:1.05em}
 table{border-collapse:collapse;font-size:12.5px;margin:.5em 0 1em}
-th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
-th{background:#f3f3f3;position:sticky;top:0}
+th,td{border:1px solid #ddd;padding:3px 6px;text-align:right;white-space:nowrap}
+th{background:#f3f3f3;position:sticky;top:0;white-space:normal;vertical-align:bottom}
 td.t,th.t{text-align:left}
-td.s{white-space:normal;min-width:14em;max-width:26em}
 table.sortable th{cursor:pointer}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 tr.ref td{background:#fafae6}
+tr:target td{background:#fff3b0}
 .scroll{overflow-x:auto}
 .filters{margin:.5em 0;display:flex;gap:1em;flex-wrap:wrap}
 .note{color:#555}
+.lead{display:flex;gap:1em;align-items:flex-start;flex-wrap:wrap}
+.lead .plot{flex:1 1 600px;max-width:58%;min-width:300px}
+.plot{position:relative}.plot img{display:block;width:100%}
+.plot a{position:absolute;width:1.1%;aspect-ratio:1;transform:translate(-50%,-50%);border-radius:50%}
+.plot a:hover,.plot a:focus{outline:2px solid #000}
+.lead .best{flex:1 1 300px;min-width:0}.lead h2{margin-top:0}
+table.best th,table.best td.m,table.plain td.t{white-space:normal}table.best td.m{min-width:9em}
+@media (max-width:900px){.lead .plot{max-width:100%}}
 img{max-width:100%;border:1px solid #eee}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}
 details{margin:.3em 0}
+#all-columns:not(:checked)~.tables .x{display:none}
 """
 
 # Sorting by any column (numbers as numbers, blanks last), filtering the rows of every
@@ -103,11 +120,11 @@ def _page(title: str, body: list[str], root: str) -> str:
                       f'<script src="{root}site.js"></script>', "</head><body>", *body, "</body></html>", ""])
 
 
-def _table(headers: list[str], rows: list[list[str]], classes: str = "") -> str:
-    """A plain table; cells are escaped here."""
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain table, its text cells wrapping (reasons, errors); cells are escaped here."""
     head = "".join(f'<th class="t">{_e(h)}</th>' for h in headers)
     body = "".join("<tr>" + "".join(f'<td class="t">{_e(c)}</td>' for c in r) + "</tr>" for r in rows)
-    return f'<div class="scroll"><table class="{classes}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    return f'<div class="scroll"><table class="plain"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _sparsity(setting: str) -> str:
@@ -127,41 +144,166 @@ def _runs_by_row(recs: list[dict[str, Any]]) -> dict[tuple, list[tuple[int, str]
     return {k: sorted(v) for k, v in out.items()}
 
 
-def _leaderboard_tables(recs: list[dict[str, Any]], families: dict[str, str]) -> list[str]:
-    """Per table group (data source, budget, device type): one sortable table with every column."""
+# The columns a table shows by default, besides method, setting and seeds, and the best runtime's
+# measured speedups: what a reader compares first. The rest sit behind the "all columns" checkbox.
+HEADLINE = ("accuracy", "delta_acc", "delta_ft", "size_bytes", "compression", "train_epochs")
+# Size bands of the headline: at least this many times smaller than the dense model (`compression`).
+BANDS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def anchor(key: tuple) -> str:
+    """A leaderboard row's anchor, from its (data source, budget, device type, method, full
+    setting, device timed on): the same on every rebuild, so links to it keep working."""
+    return "row-" + format(zlib.crc32("|".join(map(str, key)).encode()), "08x")
+
+
+def _row_key(r: pd.Series) -> tuple:
+    return tuple(r[k] for k in [*TABLE, "method", "setting", "timed_on"])
+
+
+def _aggregate(recs: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[Column]]:
+    """The aggregated leaderboard of `recs` (empty without a finished run) and its columns."""
     cols = table_columns(recs)
     df = leaderboard.frame(recs, cols)
-    if df.empty:
+    return (leaderboard.aggregate(df, cols) if len(df) else pd.DataFrame()), cols
+
+
+def _speed_columns(table: pd.DataFrame, cols: list[Column]) -> list[tuple[Column, str]]:
+    """The measured speedups of the suite's best runtime at batch 1 and at its largest batch."""
+    return plots.best_speedups(leaderboard.plot_frame(table)[0], cols) if len(table) else []
+
+
+def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]],
+                        families: dict[str, str]) -> list[str]:
+    """Per table group (data source, budget, device type): one sortable table, its headline
+    columns shown and the others of class "x", hidden until "all columns" is ticked. A setting
+    shows the swept and non-default parameters; hovering it shows them all."""
+    if table.empty:
         return ['<p class="note">No finished runs.</p>']
-    table = leaderboard.aggregate(df, cols)
     runs = _runs_by_row(recs)
+    speed = {c.column for c, _ in _speed_columns(table, cols)}
     out = []
     for (source, budget, device), t in table.groupby(TABLE, sort=True):
         shown = leaderboard.displayed(cols, t, "main") + leaderboard.displayed(cols, t, "speed")
-        head = ['<th class="t">method</th>', '<th class="t">family</th>', '<th class="t">setting</th>',
+        x = {c.column: "" if c.key in HEADLINE or c.column in speed else ' class="x"' for c in shown}
+        head = ['<th class="t">method</th>', '<th class="t x">family</th>', '<th class="t">setting</th>',
                 "<th>seeds</th>"]
-        head += [f'<th title="{_e(c.spec.definition)}">{_e(c.header)}</th>' for c in shown]
+        head += [f'<th{x[c.column]} title="{_e(c.spec.definition)}">{_e(c.header)}</th>' for c in shown]
         head += ['<th class="t">records</th>']
         rows = []
         for _, r in t.iterrows():
             family = family_of(r["method"], families)
             cells = [f'<td class="t">{_e(leaderboard.timed_label(r["method"], r["timed_on"], device))}</td>',
-                     f'<td class="t">{_e(family)}</td>', f'<td class="t s">{_e(r["setting"])}</td>',
+                     f'<td class="t x">{_e(family)}</td>',
+                     f'<td class="t" title="{_e(r["setting"])}">{_e(short_setting(r["method"], r["setting"]))}</td>',
                      f"<td>{int(r['seeds'])}</td>"]
             for c in shown:
                 value = r["accuracy_mean_%"] if c.key == "accuracy" else r[c.column]
                 v = "" if value is None or pd.isna(value) else repr(float(value))
-                cells.append(f'<td data-v="{v}">{_e(cell(r, c))}</td>')
-            key = (source, budget, device, r["method"], r["setting"], r["timed_on"])
-            links = " ".join(f'<a href="runs.html#{_e(stem)}">s{seed}</a>' for seed, stem in runs.get(key, []))
+                cells.append(f'<td{x[c.column]} data-v="{v}">{_e(cell(r, c))}</td>')
+            links = " ".join(f'<a href="runs.html#{_e(stem)}">s{seed}</a>' for seed, stem in runs.get(_row_key(r), []))
             cells.append(f'<td class="t">{links}</td>')
             ref = ' class="ref"' if r["method"] in REFERENCES else ""
-            rows.append(f'<tr{ref} data-family="{_e(family)}" data-sparsity="{_e(_sparsity(r["setting"]))}" '
-                        f'data-method="{_e(r["method"])}">' + "".join(cells) + "</tr>")
+            rows.append(f'<tr{ref} id="{anchor(_row_key(r))}" data-family="{_e(family)}" '
+                        f'data-sparsity="{_e(_sparsity(r["setting"]))}" data-method="{_e(r["method"])}">'
+                        + "".join(cells) + "</tr>")
         out += [f"<h3>data: {_e(source)} · budget: {_e(budget)} · runs on: {_e(device.upper())}</h3>",
                 '<div class="scroll"><table class="sortable"><thead><tr>' + "".join(head)
                 + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"]
     return out
+
+
+def best_by_size(table: pd.DataFrame) -> list[tuple[int, pd.Series]]:
+    """(band, row) per size band of the largest table group: the most accurate row at least
+    `band` times smaller than the dense model (ties: the smaller, then by name). Bands no row
+    reaches are left out."""
+    t = leaderboard.main_rows(table)
+    if "compression_x" not in t:
+        return []
+    t = t.assign(_key=-t["accuracy_mean_%"].astype(float)).sort_values(["_key", "size_KiB", "method", "setting"])
+    return [(band, fit.iloc[0]) for band in BANDS if len(fit := t[t["compression_x"].astype(float) >= band])]
+
+
+def _headline(table: pd.DataFrame, cols: list[Column], href: str) -> str:
+    """The best method at each size, each linked to its row (`href` is the suite page's path)."""
+    best = best_by_size(table)
+    if not best:
+        return '<p class="note">No row with a size.</p>'
+    speed = _speed_columns(table, cols)[:1]
+    head = ["smaller than dense", "best method and setting", "accuracy (%)", "size (KiB)",
+            *[f"speedup (x), {label}" for _, label in speed]]
+    rows = []
+    for band, r in best:
+        values = [r["size_KiB"], *[r[c.column] for c, _ in speed]]
+        accuracy = f"{r['accuracy_mean_%']:.2f}" + (f" ± {r['accuracy_std_%']:.2f}" if r["seeds"] > 1 else "")
+        numbers = [accuracy, *("" if v is None or pd.isna(v) else f"{float(v):,.{d}f}"
+                               for v, d in zip(values, (1, 2)))]
+        setting = short_setting(r["method"], r["setting"])
+        rows.append(f'<tr><td class="t">{"any size" if band == 1 else f"≥ {band}x"}</td>'
+                    f'<td class="t m"><a href="{_e(href)}#{anchor(_row_key(r))}">{_e(r["method"])}</a>'
+                    f'{"" if setting == "-" else " " + _e(setting)}</td>'
+                    + "".join(f"<td>{_e(n)}</td>" for n in numbers) + "</tr>")
+    return ('<div class="scroll"><table class="best"><thead><tr>'
+            + "".join(f'<th class="t">{_e(h)}</th>' for h in head) + "</tr></thead><tbody>" + "".join(rows)
+            + "</tbody></table></div>")
+
+
+def _pivot(table: pd.DataFrame) -> list[str]:
+    """Method x level for the swept methods of the largest table group: accuracy (size) per
+    sparsity level, a row per method and non-default setting besides the swept one."""
+    t = leaderboard.main_rows(table)
+    levels = []
+    for method, setting in zip(t.method, t.setting):
+        swept = [v for k, v in leaderboard.setting_params(setting).items() if leaderboard.is_swept(method, k)]
+        levels.append(float(swept[0]) if swept else None)
+    t = t.assign(level=levels)
+    t = t[t.level.notna()]
+    if t.empty:
+        return []
+    t = t.assign(series=[leaderboard.series_label(m, short_setting(m, s)) for m, s in zip(t.method, t.setting)])
+    columns = sorted(set(t.level))
+    best = t.groupby("level")["accuracy_mean_%"].max()
+    rows = []
+    for series, m in t.groupby("series", sort=True):
+        cells = ""
+        for level in columns:
+            found = m[m.level == level]
+            if found.empty:
+                cells += "<td></td>"
+                continue
+            r = found.iloc[0]
+            accuracy = f"{r['accuracy_mean_%']:.2f}"
+            if r["accuracy_mean_%"] == best[level]:
+                accuracy = f"<b>{accuracy}</b>"
+            cells += f'<td><a href="#{anchor(_row_key(r))}">{accuracy}</a> ({_fmt_size(r)})</td>'
+        rows.append(f'<tr><td class="t">{_e(series)}</td>{cells}</tr>')
+    return ["<h2>swept methods by level</h2>",
+            '<p class="note">Accuracy (%) and, in parentheses, size (KiB) at each level of the swept parameter '
+            "(sparsity), the most accurate of each level in bold; a row per method and non-default setting. A "
+            "cell links to its row.</p>",
+            '<div class="scroll"><table><thead><tr><th class="t">method</th>'
+            + "".join(f"<th>{v:g}</th>" for v in columns) + "</tr></thead><tbody>" + "".join(rows)
+            + "</tbody></table></div>"]
+
+
+def _fmt_size(r: pd.Series) -> str:
+    """A row's size in KiB, as the pivot shows it ('?' where it was not measured)."""
+    size = r.get("size_KiB")
+    return "?" if size is None or pd.isna(size) else f"{float(size):,.0f}"
+
+
+def _provenance(recs: list[dict[str, Any]]) -> str:
+    """A suite's records in one line: how many, what, by which code and where."""
+    ok = [r for r in recs if r["status"] == "ok"]
+    commits = {leaderboard.code_of(r) for r in recs}
+    dirty = sum(c.endswith("uncommitted changes") for c in commits)
+    machines = sorted({r["env"].get("device_name", "?") for r in ok})
+    seeds = sorted({r["config"]["seed"] for r in ok})
+    return (f"{len(recs)} records, {len(ok)} finished · {len({r['config']['method'] for r in ok})} methods · "
+            f"seeds {', '.join(map(str, seeds))} · {_description(recs)} · "
+            f"{len(commits)} commit{'s' if len(commits) != 1 else ''}"
+            + (f" ({dirty} with uncommitted changes)" if dirty else "")
+            + f" · {'; '.join(machines)}")
 
 
 def _filters(recs: list[dict[str, Any]], families: dict[str, str]) -> list[str]:
@@ -180,41 +322,106 @@ def _filters(recs: list[dict[str, Any]], families: dict[str, str]) -> list[str]:
             "click a column header to sort</span>", "</div>"]
 
 
-def _suite_page(suite: str, recs: list[dict[str, Any]], plots: list[str], families: dict[str, str]) -> str:
-    body = [f'<p><a href="../index.html">all suites</a> · <a href="runs.html">run records</a></p>',
-            f"<h1>{_e(suite)}</h1>",
-            '<p class="note">Mean over seeds (accuracy: mean ± std); hover a header for its definition '
-            "(README.md, section Metrics). Rows highlighted are the references: <b>dense</b>, the trained "
-            "model unchanged, and <b>dense-ft</b>, the dense model fine-tuned for the methods' extra "
-            "epochs. Speed columns: measured speedup over the dense model in the same runtime "
-            "(interquartile range in parentheses).</p>"]
-    body += _filters(recs, families)
-    for standard, _, title in PARTS:
-        part = [r for r in recs if r.get("standard_budget") is standard]
-        if part:
-            body += [f"<h2>{_e(title)}</h2>", *_leaderboard_tables(part, families)]
-    for name in plots:
-        body.append(f'<h2>{_e(name.removesuffix(".png"))}</h2><img src="{_e(name)}" alt="{_e(name)}">')
+def _suite_page(suite: str, recs: list[dict[str, Any]], images: list[str], families: dict[str, str]) -> str:
+    """A suite's page, top to bottom: the frontier figure beside the best method at each size,
+    the leaderboard table, the swept methods by level, the family and speedup plots, then what
+    did not run and where the runs ran."""
+    standard = [r for r in recs if r.get("standard_budget")]
+    custom = any(not r.get("standard_budget") for r in recs)
+    table, cols = _aggregate(standard)
+    body = ['<p><a href="../index.html">all suites</a>'
+            + (' · <a href="custom.html">runs at overridden budgets</a>' if custom else "")
+            + ' · <a href="runs.html">run records</a></p>',
+            f"<h1>{_e(suite)}</h1>", f'<p class="note">{_e(_provenance(recs))}</p>']
+    if table.empty:
+        body.append('<p class="note">No finished standard-budget runs.</p>')
+    else:
+        lead = ['<div class="lead">']
+        if "frontier.png" in images:
+            lead.append(_frontier_image(suite, table, cols, standard))
+        lead += ['<div class="best"><h2>best at each size</h2>',
+                 '<p class="note">The most accurate row (mean over seeds) at least that many times smaller than the '
+                 "dense model. Differences within a std are noise.</p>", _headline(table, cols, ""), "</div></div>"]
+        body += lead
+    body += ["<h2>leaderboard (standard budget)</h2>",
+             '<p class="note">Mean over seeds (accuracy: mean ± std); hover a header for its definition (README.md, '
+             "section Metrics), a setting for all its parameters: it shows the swept one and those that differ "
+             "from the method's defaults. Highlighted rows are the references: <b>dense</b>, the trained model "
+             "unchanged, and <b>dense-ft</b>, the dense model fine-tuned for the methods' extra epochs. Speed: "
+             "measured speedup over the dense model in the same runtime (interquartile range in parentheses).</p>"]
+    body += _filters(standard, families)
+    body += ['<input type="checkbox" id="all-columns"> <label for="all-columns">all columns (every runtime and '
+             "batch, latencies, FLOPs, memory, training time)</label>", '<div class="tables">',
+             *_leaderboard_tables(table, cols, standard, families), "</div>"]
+    if not table.empty:
+        body += _pivot(table)
+    for name in ("pareto.png", "speedup.png"):
+        if name in images:
+            title = {"pareto.png": "by family", "speedup.png": "measured against theoretical speedup"}[name]
+            body.append(f'<h2>{title}</h2><img src="{name}" alt="{_e(title)}">')
+    body += _what_did_not_run(recs)
+    envs = pd.Series([_environment(r) for r in recs]).value_counts().sort_index()
+    body += ["<h2>where the runs ran</h2>", _table(["environment", "runs"], [[e, n] for e, n in envs.items()])]
+    budgets = sorted({json.dumps(r["config"]["budget"], sort_keys=True) for r in standard})
+    if budgets:
+        body += ["<h2>the standard budget's settings</h2>"] + [
+            f'<p class="note">{_e(", ".join(f"{k}={v}" for k, v in json.loads(b).items()))}</p>' for b in budgets]
+    return _page(f"{suite} leaderboard", body, "../")
+
+
+def _frontier_image(suite: str, table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]) -> str:
+    """The frontier figure with a link laid over each row's marker: hovering shows the row (its
+    tooltip), clicking goes to it in the table. Plain links placed by CSS: no script needed."""
+    fig, points = leaderboard.frontier(table, cols, recs, suite, "standard budget")
+    where = plots.positions(fig, points)
+    links = []
+    for i, p in where.iterrows():
+        r = table.loc[i]
+        setting = short_setting(r["method"], r["setting"])
+        text = (f"{r['method']}{'' if setting == '-' else ' ' + setting}: {r['accuracy_mean_%']:.2f}"
+                + (f" ± {r['accuracy_std_%']:.2f}" if r["seeds"] > 1 else "") + f" %, {r['size_KiB']:,.1f} KiB")
+        links.append(f'<a href="#{anchor(_row_key(r))}" title="{_e(text)}" '
+                     f'style="left:{p.left:.2f}%;top:{p.top:.2f}%"></a>')
+    return ('<div class="plot"><img src="frontier.png" alt="accuracy against size of every method, with the '
+            'Pareto frontier, and the measured speedup">' + "".join(links) + "</div>")
+
+
+def _what_did_not_run(recs: list[dict[str, Any]]) -> list[str]:
+    """The runtimes that could not take a model, and the failed and skipped runs."""
+    body = []
     empty = leaderboard.unavailable_runtimes(recs)
     if empty:
         body += ["<h2>runtimes that could not take a model</h2>",
-                 _table(["method", "setting", "runtime", "reason"], empty)]
+                 f"<details><summary>{len(empty)} (method, setting, runtime) with the reason</summary>",
+                 _table(["method", "setting", "runtime", "reason"], empty), "</details>"]
     failed = leaderboard.failed_runs(recs)
     if failed:
         body.append("<h2>failed and skipped runs</h2>")
         rows = "".join("<tr>" + "".join(f'<td class="t">{_e(c)}</td>' for c in row)
                        + f'<td class="t"><a href="runs.html#{_e(r["_stem"])}">record</a></td></tr>' for row, r in failed)
-        body.append('<div class="scroll"><table><thead><tr>' + "".join(
+        body.append('<div class="scroll"><table class="plain"><thead><tr>' + "".join(
             f'<th class="t">{h}</th>' for h in ["method", "setting", "seed", "status", "error", ""])
             + f"</tr></thead><tbody>{rows}</tbody></table></div>")
-    envs = pd.Series([_environment(r) for r in recs]).value_counts().sort_index()
-    budgets = pd.Series([json.dumps(r["config"]["budget"], sort_keys=True) for r in recs
-                         if r.get("standard_budget")]).value_counts().sort_index()
-    body += ["<h2>where the runs ran</h2>", _table(["environment", "runs"], [[e, n] for e, n in envs.items()])]
-    if len(budgets):
-        body += ["<h2>standard budget</h2>", *[f"<pre>{_e(json.dumps(json.loads(b), indent=1))}</pre>"
-                                              for b in budgets.index]]
-    return _page(f"{suite} leaderboard", body, "../")
+    return body
+
+
+def _custom_page(suite: str, recs: list[dict[str, Any]], images: list[str], families: dict[str, str]) -> str:
+    """The runs at overridden budgets (quick runs with fewer epochs or a data subset), apart from
+    the standard leaderboard and said to be so: their accuracy answers another question."""
+    table, cols = _aggregate(recs)
+    body = [f'<p><a href="../index.html">all suites</a> · <a href="index.html">{_e(suite)} leaderboard</a> · '
+            '<a href="runs.html">run records</a></p>',
+            f"<h1>{_e(suite)}: runs at overridden budgets</h1>",
+            '<p class="note">These runs were made with budgets overridden on the command line (<code>--epochs</code>, '
+            "<code>--finetune-epochs</code>, <code>--limit-train</code>, <code>--limit-test</code>), mostly as quick "
+            "checks. They are <b>not comparable with the standard leaderboard</b>, nor with each other across "
+            f"budgets: each table is one budget. {_e(len(recs))} records.</p>",
+            '<input type="checkbox" id="all-columns"> <label for="all-columns">all columns</label>',
+            '<div class="tables">', *_leaderboard_tables(table, cols, recs, families), "</div>"]
+    for name in ("frontier-custom.png", "pareto-custom.png", "speedup-custom.png"):
+        if name in images:
+            body.append(f'<img src="{name}" alt="{_e(name.removesuffix(".png"))}">')
+    return _page(f"{suite}: runs at overridden budgets", body, "../")
 
 
 def _environment(r: dict[str, Any]) -> str:
@@ -250,7 +457,7 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
     suite's folder is rebuilt from scratch. Returns the files written."""
     families = leaderboard.families()
     written = []
-    index_rows = []
+    sections = []
     for suite in suites:
         recs = leaderboard.load(results_dir, suite)
         if not recs:
@@ -258,25 +465,30 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
         folder = out / suite
         shutil.rmtree(folder, ignore_errors=True)  # the site holds what the records give, nothing older
         folder.mkdir(parents=True)
-        plots = [f"{name}{suffix}.png" for suffix in ("", "-custom") for name in PLOTS
-                 if (Path(results_dir) / suite / f"{name}{suffix}.png").exists()]
-        for name in plots:
+        images = [f"{name}{suffix}.png" for suffix in ("", "-custom") for name in PLOTS
+                  if (Path(results_dir) / suite / f"{name}{suffix}.png").exists()]
+        for name in images:
             shutil.copyfile(Path(results_dir) / suite / name, folder / name)
             written.append(folder / name)
-        for name, text in (("index.html", _suite_page(suite, recs, plots, families)),
-                           ("runs.html", _runs_page(suite, recs))):
+        custom = [r for r in recs if not r.get("standard_budget")]
+        pages = {"index.html": _suite_page(suite, recs, images, families), "runs.html": _runs_page(suite, recs)}
+        if custom:
+            pages["custom.html"] = _custom_page(suite, custom, images, families)
+        for name, text in pages.items():
             records.write_text_atomic(folder / name, text)
             written.append(folder / name)
-        ok = [r for r in recs if r["status"] == "ok"]
-        index_rows.append(f'<tr><td class="t"><a href="{_e(suite)}/index.html">{_e(suite)}</a></td>'
-                          f'<td class="t">{_e(_description(recs))}</td><td>{len(recs)}</td><td>{len(ok)}</td>'
-                          f'<td>{len({r["config"]["method"] for r in ok})}</td>'
-                          f'<td>{len({r["config"]["seed"] for r in ok})}</td></tr>')
+        table, cols = _aggregate([r for r in recs if r.get("standard_budget")])
+        sections += [f'<h2><a href="{_e(suite)}/index.html">{_e(suite)}</a></h2>',
+                     f'<p class="note">{_e(_provenance(recs))}'
+                     + (f' · <a href="{_e(suite)}/custom.html">{len(custom)} run{"s" if len(custom) != 1 else ""} at overridden budgets</a>'
+                        if custom else "") + "</p>",
+                     _headline(table, cols, f"{suite}/index.html") if len(table) else
+                     '<p class="note">No finished standard-budget runs.</p>']
     body = ["<h1>Compression benchmark leaderboards</h1>",
-            '<p class="note">Built by <code>bench leaderboard --html</code> from the run records alone.</p>',
-            "<table><thead><tr>" + "".join(f'<th class="t">{h}</th>' for h in
-                                           ["suite", "model and data", "records", "finished", "methods", "seeds"])
-            + "</tr></thead><tbody>" + "".join(index_rows) + "</tbody></table>"]
+            '<p class="note">Per suite, the best method at each size: the most accurate row (mean over seeds) at '
+            "least that many times smaller than the dense model, linked to its row; the suite's page has the "
+            "frontier figure and every row. Built by <code>bench leaderboard --html</code> from the run records "
+            "alone.</p>", *sections]
     records.write_text_atomic(out / "index.html", _page("Compression benchmark leaderboards", body, ""))
     records.write_text_atomic(out / "site.css", STYLE.lstrip())
     records.write_text_atomic(out / "site.js", SCRIPT.lstrip())

@@ -1,9 +1,10 @@
 import math
 import re
 
+import matplotlib.colors
 import pandas as pd
 
-from bench import leaderboard, records
+from bench import leaderboard, plots, records
 
 BUDGET = {"epochs": 20, "finetune_epochs": 10, "limit_train": None, "limit_test": None}
 ENV = {"device_name": "Test CPU", "device": "cpu", "torch": "2.x", "threads": 2}
@@ -64,7 +65,7 @@ def test_regeneration_is_byte_identical(tmp_path):
     populate(tmp_path)
     first = {p.name: p.read_bytes() for p in leaderboard.write(tmp_path, "mlp")}
     second = {p.name: p.read_bytes() for p in leaderboard.write(tmp_path, "mlp")}
-    assert set(first) == {"leaderboard.csv", "leaderboard.md", "pareto.png",
+    assert set(first) == {"leaderboard.csv", "leaderboard.md", "frontier.png", "pareto.png",
                           "leaderboard-custom.csv", "leaderboard-custom.md"}
     assert first == second
 
@@ -169,23 +170,97 @@ def test_bench_leaderboard_show_filters_and_refuses_what_it_cannot_do(tmp_path, 
     assert main(["leaderboard", "--results-dir", str(tmp_path), "--show", "--html"]) == 2
 
 
-def test_plots_keep_the_references_in_range_split_lines_by_setting_and_follow_the_records(tmp_path):
-    assert leaderboard._y_range(pd.Series([-1.0, -2.0, -1.5]), [0.0])[1] >= 0.0  # dense's line stays visible
-    low, high = leaderboard._y_range(pd.Series([0.1] * 9 + [-37.0]), [0.0])
+def test_plots_keep_the_references_in_range_split_lines_by_non_default_setting_and_follow_the_records(tmp_path):
+    assert plots._y_range(pd.Series([-1.0, -2.0, -1.5]), [0.0])[1] >= 0.0  # dense's line stays visible
+    low, high = plots._y_range(pd.Series([0.1] * 9 + [-37.0]), [0.0])
     assert -37.0 < low < -0.4 and high < 1.0  # one collapsed row does not set the scale
-    table = pd.DataFrame({"method": ["lottery"] * 4 + ["gmp"] * 2,
-                          "setting": ["reinit=False, sparsity=0.5", "reinit=False, sparsity=0.9",
-                                      "reinit=True, sparsity=0.5", "reinit=True, sparsity=0.9",
-                                      "dt=100, sparsity=0.5", "dt=100, sparsity=0.9"]})
-    assert list(leaderboard._series(table)) == ["lottery (reinit=False)"] * 2 + ["lottery (reinit=True)"] * 2 + ["gmp"] * 2
+    lottery = {"epochs_per_round": 0, "rewind_epoch": 0, "rounds": 5}
+    assert leaderboard.series_label("lottery", leaderboard.short_setting(
+        "lottery", "epochs_per_round=0, reinit=False, rewind_epoch=0, rounds=5, sparsity=0.5")) == "lottery"
+    assert leaderboard.series_label("lottery", "reinit=True, sparsity=0.9") == "lottery (reinit=True)"
+    assert leaderboard.series_label("magnitude+ptq-int8", "magnitude.sparsity=0.9") == "magnitude+ptq-int8"
     recs = terminal_records()
+    recs += [record("lottery", {**lottery, "reinit": reinit, "sparsity": 0.9}, 0, 0.97, 100) for reinit in (False, True)]
     for r in recs:
-        r["metrics"]["theoretical_speedup"] = 1000 / r["metrics"]["nonzeros"]
+        r["metrics"].update(theoretical_speedup=1000 / r["metrics"]["nonzeros"], speedup_b1=1.0, speedup_b1_iqr=0.0)
     write_records(tmp_path, recs)
-    assert {p.name for p in leaderboard.write(tmp_path, "mlp")} >= {"pareto.png", "speedup.png"}
+    assert {p.name for p in leaderboard.write(tmp_path, "mlp")} >= {"frontier.png", "pareto.png", "speedup.png"}
+    md = (tmp_path / "mlp" / "leaderboard.md").read_text()
+    assert re.search(r"^\| lottery +\| reinit=True, sparsity=0.9 +\|", md, flags=re.M)  # no default parameter
+    assert "rewind_epoch" not in md and "rewind_epoch=0" in (tmp_path / "mlp" / "leaderboard.csv").read_text()
     for r in recs:
         for key in ("speedup_b1", "speedup_b1_iqr", "theoretical_speedup"):
             del r["metrics"][key]
     write_records(tmp_path, recs)
     leaderboard.write(tmp_path, "mlp")
     assert not (tmp_path / "mlp" / "speedup.png").exists()  # no measured speedup left: no stale plot
+
+
+def test_settings_show_the_swept_parameter_and_only_what_differs_from_the_defaults():
+    full = "calibration_samples=128, finetune=False, m=0, n=0, sparsity=0.5"
+    assert leaderboard.short_setting("wanda", full) == "calibration_samples=128, sparsity=0.5"
+    # the swept parameter shows even at its default (magnitude's default sparsity is 0.9)
+    assert leaderboard.short_setting("magnitude", "scope=global, sparsity=0.9") == "sparsity=0.9"
+    assert leaderboard.short_setting("uniform", "bits=4") == "-"
+    assert leaderboard.short_setting("magnitude+ptq-int8", "magnitude.scope=layer, magnitude.sparsity=0.9, "
+                                     "ptq-int8.calibration_batches=4") == "magnitude.scope=layer, magnitude.sparsity=0.9"
+    assert leaderboard.short_setting("not-a-plugin", "a=1, b=2") == "a=1, b=2"  # no defaults known: all shown
+
+
+def test_the_frontier_is_exactly_the_rows_no_other_row_dominates():
+    t = pd.DataFrame({"size_KiB": [10, 10, 20, 20, 30, 40, 40, 5, None],
+                      "accuracy_mean_%": [90, 91, 91, 95, 94, 95, 96, 80, 99]},
+                     index=[f"r{i}" for i in range(9)])
+    # r0 loses to r1 (same size, less accurate), r2 to r1 (larger, as accurate), r4 to r3 and r5 to
+    # r3 (larger, not more accurate); r8 has no size and takes no part.
+    assert sorted(plots.frontier(t)) == ["r1", "r3", "r6", "r7"]
+    tied = pd.DataFrame({"size_KiB": [10, 10], "accuracy_mean_%": [90, 90]})
+    assert plots.frontier(tied) == [0, 1]  # equal rows: neither dominates the other
+
+
+def _legend_styles(handles):
+    """(colour, marker) of each legend entry that is a series (not a reference line or a key row)."""
+    out = []
+    for h in handles:
+        line = h.lines[0] if hasattr(h, "lines") else h
+        if line.get_marker() not in ("None", "", None):
+            out.append((matplotlib.colors.to_hex(line.get_color()), line.get_marker()))
+    return out
+
+
+def test_every_series_of_every_figure_has_its_own_colour_and_marker_the_same_in_every_figure(tmp_path):
+    methods = ["magnitude", "magnitude-oneshot", "wanda", "sparsegpt", "random", "gmp", "lottery", "snip", "set",
+               "rigl", "static", "l1", "imp", "uniform", "rtn", "gptq", "magnitude+ptq-int8", "kd"]
+    recs = [record("dense", {}, s, 0.98, 1000) for s in (0, 1)]
+    for i, method in enumerate(methods):
+        for sparsity, nz in ((0.5, 500), (0.9, 100)):
+            recs += [record(method, {"sparsity": sparsity}, s, 0.97 - 0.001 * i - 0.2 * (i % 4 == 0) * sparsity, nz)
+                     for s in (0, 1)]
+        recs += [record(method, {"sparsity": 0.5, "finetune": True}, 0, 0.975, 500)]  # a second series
+    for r in recs:
+        r["metrics"].update(theoretical_speedup=1000 / r["metrics"]["nonzeros"], speedup_b1=1.1, speedup_b1_iqr=0.0,
+                            speedup_b64=1.2, speedup_b64_iqr=0.0)
+    write_records(tmp_path, recs)
+    cols = leaderboard.table_columns(recs)
+    t, ycol = leaderboard.plot_frame(leaderboard.aggregate(leaderboard.frame(recs, cols), cols))
+    known = sorted(leaderboard.families())
+    frontier_fig, _ = plots.frontier_figure(t, ycol, cols, known, "x")
+    family_fig = plots.family_figure(t, ycol, known, "x")
+    speed_fig = plots.speedup_figure(t, cols, known, "x")
+    main = _legend_styles(frontier_fig.axes[0].get_legend_handles_labels()[0])
+    assert len(main) == len(methods) + 1 == len(set(main))  # every method and dense
+    pairs, labels = [], []
+    for ax in family_fig.axes:
+        handles, names = ax.get_legend_handles_labels()
+        pairs += _legend_styles(handles)
+        labels += names
+    # each method, its finetune=True series, and for the five methods that sweep no sparsity
+    # (uniform, rtn, gptq, kd, the chain) one series per sparsity
+    assert len(pairs) == len(set(pairs)) == 2 * len(methods) + 5
+    assert sum("finetune=True" in label for label in labels) == len(methods)
+    speed = _legend_styles(speed_fig.legends[0].legend_handles)
+    speed = [p for p, h in zip(speed, speed_fig.legends[0].legend_handles) if not h.get_label().startswith("batch")]
+    assert len(speed) == len(set(speed)) == len(methods) + 1
+    assert set(speed) == set(main)  # each method looks the same in both figures
+    # and the same in another suite holding fewer methods
+    assert plots.styles(["wanda"], known)["wanda"] == plots.styles(methods, known)["wanda"]

@@ -178,7 +178,7 @@ def test_markup_in_records_is_text_on_every_page_and_in_every_table(tmp_path, ca
             if tag == "script":
                 assert (attrs.get("src") or "").endswith("site.js"), page
             if tag == "img":
-                assert attrs.get("src") in {"pareto.png", "speedup.png"}, page
+                assert attrs.get("src") in {"frontier.png", "pareto.png", "speedup.png"}, page
             if tag == "a":
                 assert not (attrs.get("href") or "").lower().startswith("javascript"), page
         assert "&lt;script&gt;" in text  # the payload is there, as text

@@ -29,24 +29,69 @@ def test_the_site_is_built_from_the_records_alone_and_regenerates_byte_identical
     second = {p: p.read_bytes() for p in site.build(tmp_path, ["mlp"], tmp_path / "site")}
     assert first == second
     assert {p.relative_to(tmp_path / "site").as_posix() for p in first} == {
-        "index.html", "site.css", "site.js", "mlp/index.html", "mlp/runs.html", "mlp/pareto.png"}
+        "index.html", "site.css", "site.js", "mlp/index.html", "mlp/runs.html", "mlp/custom.html",
+        "mlp/frontier.png", "mlp/pareto.png"}
     page = (tmp_path / "site" / "mlp" / "index.html").read_text()
     index = (tmp_path / "site" / "index.html").read_text()
+    custom = (tmp_path / "site" / "mlp" / "custom.html").read_text()
     assert 'href="mlp/index.html"' in index
-    for text in (page, index):  # self-contained: nothing fetched from a network
+    for text in (page, index, custom):  # self-contained: nothing fetched from a network
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
     assert '<script src="../site.js">' in page and '<link rel="stylesheet" href="../site.css">' in page
-    assert '<img src="pareto.png"' in page
     # Each suite table row carries what the filters read, and links its seeds' records.
-    row = re.search(r'<tr data-family="quantization" data-sparsity="" data-method="uniform">.*?</tr>', page)
+    row = re.search(r'<tr id="row-[0-9a-f]{8}" data-family="quantization" data-sparsity="" data-method="uniform">.*?</tr>',
+                    page)
     assert row and 'href="runs.html#uniform-x0">s0</a>' in row.group(0) and "96.25 ± 0.35" in row.group(0)
-    assert re.search(r'<tr class="ref" data-family="reference" data-sparsity="" data-method="dense">', page)
+    assert re.search(r'<tr class="ref" id="row-[0-9a-f]{8}" data-family="reference" data-sparsity="" '
+                     r'data-method="dense">', page)
     assert '<option value="0.9">0.9</option>' in page and '<option value="quantization">' in page
-    assert "overridden budgets" in page and "failed and skipped runs" in page and "RuntimeError: boom" in page
+    assert "failed and skipped runs" in page and "RuntimeError: boom" in page
+    # The overridden budget has its own page, said to be so, and is not on the suite's page.
+    assert "not comparable with the standard leaderboard" in custom and "1+10 epochs" in custom
+    assert "1+10 epochs" not in page and 'href="custom.html"' in page
+    assert '<a href="mlp/custom.html">1 run at overridden budgets</a>' in index
     # Every record, failed ones included, has its anchor on the runs page.
     runs = (tmp_path / "site" / "mlp" / "runs.html").read_text()
     stems = [p.stem for p in (tmp_path / "mlp" / "runs").glob("*.json")]
     assert len(stems) == 13 and all(f'<details id="{s}">' in runs for s in stems)
+
+
+def test_a_suite_page_leads_with_the_frontier_and_the_best_method_at_each_size(tmp_path):
+    build(tmp_path)
+    page = (tmp_path / "site" / "mlp" / "index.html").read_text()
+    index = (tmp_path / "site" / "index.html").read_text()
+    # Top to bottom: the frontier figure, the best method at each size, then the table.
+    order = [page.index(s) for s in ('<img src="frontier.png"', '<table class="best">', '<table class="sortable">',
+                                     '<img src="pareto.png"')]
+    assert order == sorted(order)
+    # Over the figure, a link per row at its marker: hovering names the row, clicking goes to it.
+    overlay = re.findall(r'<a href="#(row-\w+)" title="([^"]*)" style="left:([\d.]+)%;top:([\d.]+)%"></a>', page)
+    assert len(overlay) == 5  # dense, magnitude at 0.5, 0.9 and 0.99, uniform
+    assert "magnitude sparsity=0.9: 97.25 ± 0.35 %, 0.5 KiB" in [title for _, title, _, _ in overlay]
+    for target, _, left, top in overlay:
+        assert f'id="{target}"' in page and 0 < float(left) < 100 and 0 < float(top) < 100
+    # The headline: per size band, the most accurate row at least that many times smaller than dense.
+    # dense 4,100 B at 98.50; magnitude 0.5: 2,100 B (1.95x) at 98.50 (a hair less, the same to the
+    # table's 2 decimals: a tie, which the smaller wins); 0.9: 500 B (8.2x) at 97.25; 0.99: 140 B
+    # (29x) at 60.00; uniform: dense's size at 96.25.
+    best = re.search(r'<table class="best">.*?</table>', index).group(0)
+    rows = re.findall(r'<tr><td class="t">([^<]*)</td><td class="t m"><a href="mlp/index.html#(row-\w+)">([^<]*)</a>'
+                      r'([^<]*)</td><td>([^<]*)</td>', best)
+    assert [(band, method, setting.strip(), acc) for band, _, method, setting, acc in rows] == [
+        ("any size", "magnitude", "sparsity=0.5", "98.50"), ("≥ 2x", "magnitude", "sparsity=0.9", "97.25 ± 0.35"),
+        ("≥ 4x", "magnitude", "sparsity=0.9", "97.25 ± 0.35"), ("≥ 8x", "magnitude", "sparsity=0.9", "97.25 ± 0.35"),
+        ("≥ 16x", "magnitude", "sparsity=0.99", "60.00")]
+    for _, target, *_ in rows:  # each links to its row of the suite's table
+        assert f'<tr id="{target}"' in page or f'<tr class="ref" id="{target}"' in page
+    assert "13 records, 10 finished · 3 methods · seeds 0, 1 · " in index  # the record count and provenance line
+    # Headline columns show; the rest are of class "x", hidden until "all columns" is ticked.
+    head = re.search(r'<table class="sortable"><thead>(.*?)</thead>', page).group(1)
+    assert '<th title="top-1 accuracy' in head and re.search(r'<th class="x" title="[^"]*">nonzeros</th>', head)
+    assert '<input type="checkbox" id="all-columns">' in page and "#all-columns:not(:checked)~.tables .x{display:none}" in (
+        tmp_path / "site" / "site.css").read_text()
+    # The swept methods by level: magnitude at 0.5, 0.9 and 0.99.
+    pivot = re.search(r"<h2>swept methods by level</h2>.*?</table>", page, flags=re.S).group(0)
+    assert "<th>0.5</th><th>0.9</th><th>0.99</th>" in pivot and "><b>97.25</b></a> (0)</td>" in pivot
 
 
 def test_bench_leaderboard_html_writes_the_site_and_refuses_stray_flags(tmp_path, capsys):
@@ -96,7 +141,7 @@ def test_a_real_browser_sorts_and_filters_the_leaderboard(tmp_path):
     assert got["ascending"].split(",")[0] == "magnitude|sparsity=0.99"
     assert got["descending"].split(",")[0] == "dense|-"
     # A filter keeps the references and the rows asked for.
-    assert got["quantization"] == "dense|-,uniform|bits=4"
+    assert got["quantization"] == "dense|-,uniform|-"  # bits=4 is uniform's default
     assert got["sparsity"] == "dense|-,magnitude|sparsity=0.9" and got["count"] == "1"
     # A record link opens the runs page with that record unfolded.
     runs = subprocess.run([*browser, "--virtual-time-budget=3000", "--dump-dom",
@@ -111,3 +156,45 @@ def test_a_real_browser_sorts_and_filters_the_leaderboard(tmp_path):
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[:2] == (800, 1300)
     assert (pixels[..., :3].mean(axis=2) < 0.5).mean() > 0.01  # text drawn, not a blank page
+
+
+# Run inside a page by the browser at a given window size: where the frontier figure and the
+# headline table sit, and how far the page and each table box overflow sideways.
+LAYOUT = """<script>
+addEventListener("load", () => {
+  const top = sel => { const e = document.querySelector(sel); return e ? Math.round(e.getBoundingClientRect().bottom) : -1; };
+  document.body.dataset.figure = top('img[src="frontier.png"]');
+  document.body.dataset.best = top("table.best");
+  document.body.dataset.page = document.documentElement.scrollWidth - document.documentElement.clientWidth;
+  document.body.dataset.tables = Math.max(0, ...[...document.querySelectorAll(".scroll")].map(d => d.scrollWidth - d.clientWidth));
+});
+</script>"""
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs a headless Chromium (Debian: apt install chromium)")
+def test_a_reader_sees_the_frontier_and_the_best_methods_on_the_first_screen_without_scrolling_sideways(tmp_path):
+    build(tmp_path)
+    browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+               "--allow-file-access-from-files"]
+    for name in ("index.html", "mlp/index.html"):
+        page = tmp_path / "site" / name
+        probe = page.with_name("layout.html")
+        probe.write_text(page.read_text().replace("</body>", LAYOUT + "</body>"))
+        for width in (1280, 390):
+            dom = subprocess.run([*browser, f"--window-size={width},800", "--virtual-time-budget=5000", "--dump-dom",
+                                  probe.as_uri()], capture_output=True, text=True, timeout=180).stdout
+            got = {k: int(v) for k, v in re.findall(r'data-(\w+)="(-?\d+)"', re.search(r"<body([^>]*)>", dom).group(1))}
+            assert got["page"] == 0, (name, width, got)  # the page itself never scrolls sideways
+            if width == 1280:
+                assert got["tables"] == 0, (name, got)  # nor does any table, at its default columns
+                if name == "mlp/index.html":  # the figure and the best methods on the first screen
+                    assert 0 < got["figure"] <= 800 and 0 < got["best"] <= 800, got
+            shot = tmp_path / f"{name.replace('/', '-')}-{width}.png"
+            subprocess.run([*browser, f"--screenshot={shot}", f"--window-size={width},800", page.as_uri()],
+                           capture_output=True, timeout=180)
+            import matplotlib.image
+
+            pixels = matplotlib.image.imread(shot)
+            assert pixels.shape[:2] == (800, width)
+            assert (pixels[..., :3].mean(axis=2) < 0.5).mean() > 0.01  # text drawn, not a blank page
