@@ -17,7 +17,7 @@ from typing import Any, Callable
 import yaml
 from tabulate import tabulate
 
-from bench import records, registry
+from bench import records, registry, reproduce
 from bench.bounds import Bounds
 from bench.chain import links
 from bench.plan import setting_label
@@ -171,6 +171,31 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--cpus-per-run", type=_number(float, gt=0), default=1.0, metavar="C",
                     help="Ray: CPUs per run")
 
+    rep = sub.add_parser("reproduce", help="rerun stored records at random into a scratch folder and judge "
+                                           "each figure against the stored one")
+    rep.add_argument("--suite", required=True, help="a shipped suite name or a .yaml path")
+    rep.add_argument("--sample", type=_number(int, ge=1), default=3, metavar="N",
+                     help="how many records to rerun (default 3)")
+    rep.add_argument("--seed", type=_number(int, ge=0), default=0,
+                     help="draws the sample: the same seed reruns the same records (default 0)")
+    rep.add_argument("--max-seconds", type=_number(float, gt=0), default=reproduce.DEFAULT_MAX_SECONDS,
+                     metavar="S", help="draw among records whose run took at most S seconds (default "
+                                       f"{reproduce.DEFAULT_MAX_SECONDS:g}); each seed drawn also trains "
+                                       "its dense model once")
+    rep.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR", "results"),
+                     help="where the stored records are (default: $BENCH_RESULTS_DIR or ./results)")
+    rep.add_argument("--into", type=Path, metavar="DIR",
+                     help="where the reruns go (default: a temporary folder, removed afterwards)")
+    rep.add_argument("--data-dir", type=Path, default=os.environ.get("BENCH_DATA_DIR"),
+                     help="dataset root (default: $BENCH_DATA_DIR, else ~/.cache/bench/data with download)")
+    rep.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    rep.add_argument("--threads", type=_number(int, ge=1), metavar="T",
+                     help="torch threads per run (default: on the CPU, each record's own, so that its sums "
+                          "run in the same order)")
+    rep.add_argument("--executor", choices=["local", "inline"],
+                     help="local: a worker process (default); inline: in this process")
+    rep.set_defaults(jobs=1, jobs_per_gpu=None, ray_address=None, gpus_per_run=None, cpus_per_run=1.0)
+
     lb = sub.add_parser("leaderboard", help="rebuild leaderboards from the stored run records")
     lb.add_argument("--suite", help="one suite (default: every suite with records)")
     lb.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR", "results"))
@@ -279,6 +304,67 @@ def cmd_run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Rerun a seeded random sample of a suite's stored records into a scratch folder, print the
+    stored rows they belong to, then each figure beside the stored one with its verdict (see
+    bench.reproduce). Exit 1 when a run fails, an exact figure differs or a figure lies outside
+    its noise."""
+    import tempfile
+
+    import torch
+
+    from bench import leaderboard
+
+    suite = load_suite(args.suite)
+    stored = records.load_records(args.results_dir, suite.name)
+    if not stored:
+        raise reproduce.ReproduceError(f"no records of suite '{suite.name}' under {args.results_dir / suite.name / 'runs'}")
+    chosen = reproduce.sample(stored, args.sample, args.seed, args.max_seconds)
+    for r in chosen:
+        registry.select(r["config"]["method"])
+    device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    by_row = reproduce.rows(stored)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-reproduce-") as tmp:
+        into = args.into or Path(tmp)
+        print(f"rerunning {len(chosen)} of {len(stored)} records of {suite.name} (--seed {args.seed}) into {into}")
+        for r in sorted(chosen, key=lambda r: (r["config"]["seed"], r["config"]["method"])):
+            threads = args.threads or (r["env"].get("threads") if device == "cpu" else None)
+            executor = make_executor(argparse.Namespace(**{**vars(args), "threads": threads}), device)
+            try:
+                again = reproduce.rerun(r, suite, results_dir=into, data_dir=args.data_dir, device=device,
+                                        executor=executor)
+            finally:
+                executor.close()
+            results.append((r, again, reproduce.judge(r, again, by_row[reproduce.row_id(r)])))
+    methods = {r["config"]["method"] for r in chosen} | set(leaderboard.REFERENCES)
+    shown = [r for r in stored if r["standard_budget"] == chosen[0]["standard_budget"]
+             and r["config"]["method"] in methods]
+    print(f"\n# {suite.name}: the stored rows of the methods drawn ({args.results_dir / suite.name / 'leaderboard.md'} "
+          "has them all)\n")
+    print(leaderboard.terminal(shown, shutil.get_terminal_size().columns, leaderboard.families()))
+    failures = 0
+    for stored_record, again, checks in results:
+        c, env = stored_record["config"], stored_record["env"]
+        print(f"\n{c['method']} {setting_label(c['params'])} seed {c['seed']}: stored by "
+              f"{(env.get('git_commit') or 'unrecorded code')[:12]} on {env['device_name']} "
+              f"({env['threads']} threads); rerun on {again['env']['device_name']} ({again['env']['threads']} threads)")
+        print(tabulate([[k.figure, _figure(k.figure, k.stored), _figure(k.figure, k.rerun), k.verdict] for k in checks],
+                       headers=["figure", "stored", "rerun", "verdict"], disable_numparse=True))
+        failures += not all(k.ok for k in checks)
+    print(f"\n{len(results) - failures} of {len(results)} records reproduced"
+          + (f"; {failures} did not (above)" if failures else ""))
+    return 1 if failures else 0
+
+
+def _figure(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if key == "accuracy":
+        return f"{100 * value:.2f}%"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _suites_with_records(root: Path) -> list[str]:
@@ -418,7 +504,7 @@ def _usage_errors() -> tuple[type[Exception], ...]:
     from bench.runner import ResultsFolderError
 
     return (SuiteError, DataError, registry.UnknownMethodError, registry.ParameterError, ExecutorError,
-            ProvenanceError, ResultsFolderError)
+            ProvenanceError, ResultsFolderError, reproduce.ReproduceError)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -428,7 +514,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a sweep as cleanly as Ctrl-C
-    commands = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list}
+    commands = {"run": cmd_run, "reproduce": cmd_reproduce, "leaderboard": cmd_leaderboard, "list": cmd_list}
     try:
         return commands[args.command](args)
     except Exception as e:
