@@ -62,17 +62,25 @@ def rows(recs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 def sample(recs: list[dict[str, Any]], n: int, seed: int,
            max_seconds: float = DEFAULT_MAX_SECONDS) -> list[dict[str, Any]]:
-    """`n` records drawn at random (by `seed`, so the same command draws the same records) among
-    the finished ones whose row has at least two seeds (a noise to judge against) and whose run
-    took at most `max_seconds`. Raises ReproduceError when fewer qualify."""
-    grouped = rows(recs)
-    pool = sorted((r for row in grouped.values() if len(row) >= 2 for r in row
-                   if r.get("run_time_s") is not None and r["run_time_s"] <= max_seconds),
-                  key=lambda r: (r["config"]["method"], r["config_hash"], r["config"]["seed"]))
-    if len(pool) < n:
-        raise ReproduceError(f"only {len(pool)} finished records in rows of two or more seeds ran in at most "
-                             f"{max_seconds:g} s; ask for fewer (--sample) or allow longer runs (--max-seconds)")
-    return random.Random(seed).sample(pool, n)
+    """`n` records of one training seed, drawn at random (by `seed`, so the same command draws
+    the same records) among the finished ones whose row has at least two seeds (a noise to judge
+    against) and whose run took at most `max_seconds`. One training seed, because each seed's
+    dense model trains once before its runs, and it costs more than a cheap run. Raises
+    ReproduceError when no seed has `n` such records."""
+    by_seed: dict[int, list[dict[str, Any]]] = {}
+    for row in rows(recs).values():
+        for r in row:
+            if len(row) >= 2 and r.get("run_time_s") is not None and r["run_time_s"] <= max_seconds:
+                by_seed.setdefault(r["config"]["seed"], []).append(r)
+    seeds = sorted(s for s, pool in by_seed.items() if len(pool) >= n)
+    if not seeds:
+        most = max(map(len, by_seed.values()), default=0)
+        raise ReproduceError(f"no training seed has {n} finished records in rows of two or more seeds that ran "
+                             f"in at most {max_seconds:g} s (at most {most}); ask for fewer (--sample) or allow "
+                             "longer runs (--max-seconds)")
+    draw = random.Random(seed)
+    pool = sorted(by_seed[draw.choice(seeds)], key=lambda r: (r["config"]["method"], r["config_hash"]))
+    return draw.sample(pool, n)
 
 
 @dataclass(frozen=True)

@@ -15,18 +15,21 @@ def stored(method, seed, accuracy, nonzeros, run_time_s=10.0, size_bytes=500):
                                                   "size_bytes": size_bytes, "train_time_s": 9.0}}
 
 
-def test_the_sample_is_seeded_and_draws_cheap_records_of_rows_with_a_spread():
-    recs = [stored("magnitude", s, 0.97, 100) for s in range(3)]
+def test_the_sample_is_seeded_and_draws_cheap_records_of_one_seed_in_rows_with_a_spread():
+    recs = [stored(m, s, 0.97, 100) for m in ("magnitude", "random") for s in range(3)]
     recs += [stored("slow", s, 0.97, 100, run_time_s=600) for s in range(3)]
     recs += [stored("alone", 0, 0.97, 100)]  # one seed: no noise to judge it against
     first = reproduce.sample(recs, 2, seed=7)
     assert first == reproduce.sample(recs, 2, seed=7)
-    assert {r["config"]["method"] for r in first} == {"magnitude"}
-    assert {r["config"]["method"] for r in reproduce.sample(recs, 4, seed=7, max_seconds=1000)} <= {"magnitude", "slow"}
+    assert {r["config"]["method"] for r in first} == {"magnitude", "random"}
+    assert len({r["config"]["seed"] for r in first}) == 1  # one dense model to train
+    drawn = [reproduce.sample(recs, 1, seed=s)[0]["config"]["seed"] for s in range(20)]
+    assert set(drawn) == {0, 1, 2}
+    assert len(reproduce.sample(recs, 3, seed=7, max_seconds=1000)) == 3
     try:
-        reproduce.sample(recs, 4, seed=7)
+        reproduce.sample(recs, 3, seed=7)
     except reproduce.ReproduceError as e:
-        assert "only 3 finished records" in str(e)
+        assert "no training seed has 3 finished records" in str(e) and "(at most 2)" in str(e)
     else:
         raise AssertionError("a sample larger than the pool was drawn")
 
