@@ -196,6 +196,14 @@ def parser() -> argparse.ArgumentParser:
                      help="local: a worker process (default); inline: in this process")
     rep.set_defaults(jobs=1, jobs_per_gpu=None, ray_address=None, gpus_per_run=None, cpus_per_run=1.0)
 
+    cmp = sub.add_parser("compare", help="per row both result sets hold, the change in accuracy with its 95%% "
+                                         "CI and a verdict (better, worse, no change)")
+    cmp.add_argument("a", metavar="A", help="the baseline: a results folder, or a git commit (its results/)")
+    cmp.add_argument("b", metavar="B", help="the candidate: a results folder, or a git commit (its results/)")
+    cmp.add_argument("--suite", help="one suite (default: every suite both hold)")
+    cmp.add_argument("--fail-on", choices=["regression"],
+                     help="exit 1 when a row is significantly worse in B (for CI)")
+
     lb = sub.add_parser("leaderboard", help="rebuild leaderboards from the stored run records")
     lb.add_argument("--suite", help="one suite (default: every suite with records)")
     lb.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR", "results"))
@@ -367,6 +375,62 @@ def _figure(key: str, value: float | None) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """`bench compare A B` (bench.compare): one table per suite, the rows only one side holds
+    counted, exit 1 with --fail-on regression when a row got significantly worse."""
+    import tempfile
+
+    from bench import compare, leaderboard
+
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        a, b = _results_of(args.a, Path(tmp) / "a"), _results_of(args.b, Path(tmp) / "b")
+        if args.suite is not None and not is_plain_name(args.suite):
+            raise SuiteError(f"--suite {args.suite!r}: expected a suite name")
+        suites = [args.suite] if args.suite else sorted(set(_suites_with_records(a)) & set(_suites_with_records(b)))
+        if not suites:
+            raise registry.ParameterError(f"{args.a} and {args.b} hold records of no common suite")
+        worse = 0
+        for name in suites:
+            recs_a, recs_b = records.load_records(a, name), records.load_records(b, name)
+            changes = compare.compare(recs_a, recs_b)
+            only_a, only_b = compare.unshared(recs_a, recs_b)
+            print(f"# {name}: {len(changes)} rows in both; {only_a} only in A, {only_b} only in B\n")
+            table = [[c.method, c.setting, leaderboard._budget_label(c.budget), f"{c.seeds[0]}/{c.seeds[1]}",
+                      f"{c.accuracy[0]:.2f}", f"{c.accuracy[1]:.2f}",
+                      f"{c.change:+.2f}" + (f" [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci else ""), c.verdict,
+                      "; ".join(f"{k} {va:g} -> {vb:g}" for k, (va, vb) in c.exact_changes.items())]
+                     for c in changes]
+            print(tabulate(table, headers=["method", "setting", "budget", "seeds A/B", "acc A (%)", "acc B (%)",
+                                           "change (pts) [95% CI]", "verdict", "exact figures that moved"],
+                           disable_numparse=True) + "\n")
+            worse += sum(c.verdict == "worse" for c in changes)
+    print(f"{worse} rows significantly worse in B (Welch's t over seeds, 95%)")
+    return 1 if worse and args.fail_on == "regression" else 0
+
+
+def _results_of(spec: str, scratch: Path) -> Path:
+    """A results folder named by `spec`: the folder itself, or the results/ of a git commit,
+    written out under `scratch` (git archive) so that the working tree is never touched."""
+    import io
+    import subprocess
+    import tarfile
+
+    if Path(spec).is_dir():
+        return Path(spec)
+    here = ["git", "-C", str(Path(__file__).resolve().parent)]
+    top = subprocess.run([*here, "rev-parse", "--show-toplevel"], capture_output=True, text=True).stdout.strip()
+    git = ["git", "-C", top or "."]
+    found = subprocess.run([*git, "rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}"], capture_output=True)
+    if not top or found.returncode != 0:
+        raise registry.ParameterError(f"{spec!r} is neither a results folder nor a git commit")
+    archive = subprocess.run([*git, "archive", f"{found.stdout.decode().strip()}:results"], capture_output=True)
+    if archive.returncode != 0:
+        raise registry.ParameterError(f"commit {spec} has no results/ folder")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(scratch, filter="data")
+    return scratch
+
+
 def _suites_with_records(root: Path) -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/runs"))
 
@@ -514,7 +578,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a sweep as cleanly as Ctrl-C
-    commands = {"run": cmd_run, "reproduce": cmd_reproduce, "leaderboard": cmd_leaderboard, "list": cmd_list}
+    commands = {"run": cmd_run, "reproduce": cmd_reproduce, "compare": cmd_compare, "leaderboard": cmd_leaderboard, "list": cmd_list}
     try:
         return commands[args.command](args)
     except Exception as e:
