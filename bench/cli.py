@@ -7,6 +7,7 @@ without importing torch or the plugins, and `bench leaderboard` without torch.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import signal
@@ -25,11 +26,40 @@ from bench.records import ProvenanceError
 from bench.suite import Suite, SuiteError, available_suites, is_plain_name, load_suite
 
 
+# Two warnings torch logs on every import in this environment, which say nothing about a run:
+# cpp_extension finds no CUDA runtime (a CPU machine needs none; no extension is built), and
+# torchao registers an Enum with torch's pytree the deprecated way. Each is dropped by its own
+# logger and message, before torch is first imported (worker processes import this module too),
+# so that every other warning of those loggers still shows.
+_TORCH_NOISE = {"torch.utils.cpp_extension": "No CUDA runtime is found",
+                "torch.utils._pytree": "<enum 'KernelPreference'> is an Enum subclass"}
+for _logger, _text in _TORCH_NOISE.items():
+    logging.getLogger(_logger).addFilter(lambda record, text=_text: text not in record.getMessage())
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error: the usage of `bench run` is longer than the message."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Version(argparse.Action):
+    """--version: the installed distribution's version and the checkout's commit, worked out
+    only when asked (git costs a subprocess)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and the code's commit, and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("compression-bench")
+        except metadata.PackageNotFoundError:
+            version = "(not installed)"
+        print(f"bench {version}, commit {records.git_commit() or 'unknown (no git checkout)'}")
+        parser.exit(0)
 
 
 def _seeds(text: str) -> list[int]:
@@ -111,6 +141,7 @@ def _check_overrides(overrides: dict[str, dict[str, Any]], names: list[str], sui
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bench", description=__doc__)
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run methods on a suite and update its leaderboard")
@@ -551,8 +582,19 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows.append([info.name, "" if info.problem else info.family,
                          info.problem or info.description,
                          _parameters(info.parameters, info.sweep)])
-    print(tabulate(rows, headers=["method", "family", "description", "parameters (defaults)"]))
+    print(_wrapped(rows, ["method", "family", "description", "parameters (defaults)"],
+                   shutil.get_terminal_size().columns))
     return 0
+
+
+def _wrapped(rows: list[list[str]], headers: list[str], width: int) -> str:
+    """A table whose last two columns (the long texts) wrap so that its lines fit `width`; the
+    other columns keep their width. Below about 75 columns the lines exceed it rather than
+    wrapping to a word per line."""
+    fixed = [max(len(str(x)) for x in [h, *(r[i] for r in rows)]) for i, h in enumerate(headers[:-2])]
+    room = max(width - sum(fixed) - 2 * (len(headers) - 1), 2 * 16)
+    widths = [None] * len(fixed) + [room // 2, room - room // 2]
+    return tabulate(rows, headers=headers, maxcolwidths=widths, maxheadercolwidths=widths)
 
 
 def _parameters(params: dict[str, Any], sweep: str | None) -> str:

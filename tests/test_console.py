@@ -1,0 +1,38 @@
+"""What a user sees on the console: no import noise, a version, tables that fit the terminal."""
+
+import logging
+import re
+
+import pytest
+
+from conftest import run_bench
+
+
+@pytest.mark.xdist_group("processes")
+def test_importing_torch_and_every_plugin_prints_no_known_noise_but_other_warnings_still_show():
+    ran = run_bench(["list", "methods", "--check"])  # imports torch, torchao and every plugin
+    assert ran.returncode == 0, ran.stderr
+    assert "No CUDA runtime is found" not in ran.stderr and "KernelPreference" not in ran.stderr
+    import bench.cli  # noqa: F401  (installs the filters)
+
+    pytree = logging.getLogger("torch.utils._pytree")
+    other = logging.LogRecord("torch.utils._pytree", logging.WARNING, "f", 1, "another warning", None, None)
+    noise = logging.LogRecord("torch.utils._pytree", logging.WARNING, "f", 1,
+                              "<enum 'KernelPreference'> is an Enum subclass and is now ...", None, None)
+    assert pytree.filter(other) and not pytree.filter(noise)
+
+
+def test_version_names_the_release_and_the_commit(bench):
+    ran = bench(["--version"])
+    assert ran.returncode == 0
+    assert re.fullmatch(r"bench \S+, commit [0-9a-f]{40}(-dirty)?\n", ran.stdout), ran.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_list_methods_wraps_to_the_terminal_width(bench, monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    ran = bench(["list", "methods"])
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert max(map(len, lines)) <= columns
+    assert any(line.startswith("magnitude ") for line in lines)
