@@ -1,6 +1,7 @@
 """`bench reproduce`: a seeded sample of stored records rerun and judged figure by figure."""
 
 import json
+import re
 
 from conftest import FAST
 
@@ -62,6 +63,8 @@ def test_reproduce_reruns_stored_records_and_flags_a_planted_difference(tmp_path
     again = bench(args)
     assert again.returncode == 0, again.stderr
     assert "1 of 1 records reproduced" in again.stdout
+    # the run line: accuracy, size and compression; latency is the leaderboard's, beside its spread
+    assert re.search(r"-> accuracy [\d.]+%  sparsity [\d.]+%  size [\d.]+ KiB \([\d.]+x smaller\)", again.stdout)
     assert "nonzeros" in again.stdout and "exact" in again.stdout and "within noise" in again.stdout
     assert len(list((tmp_path / "scratch" / "mlp-fast" / "runs").glob("*.json"))) == 1
     assert "magnitude" in again.stdout.split("the stored rows")[1]  # the leaderboard of the drawn rows
