@@ -366,18 +366,21 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     by_row = reproduce.rows(stored)
     results = []
+    executors = {}  # one per thread count: the sample's records were mostly made with one
     with tempfile.TemporaryDirectory(prefix="bench-reproduce-") as tmp:
         into = args.into or Path(tmp)
         print(f"rerunning {len(chosen)} of {len(stored)} records of {suite.name} (--seed {args.seed}) into {into}")
-        for r in sorted(chosen, key=lambda r: (r["config"]["seed"], r["config"]["method"])):
-            threads = args.threads or (r["env"].get("threads") if device == "cpu" else None)
-            executor = make_executor(argparse.Namespace(**{**vars(args), "threads": threads}), device)
-            try:
+        try:
+            for r in sorted(chosen, key=lambda r: (r["config"]["seed"], r["config"]["method"])):
+                threads = args.threads or (r["env"].get("threads") if device == "cpu" else None)
+                if threads not in executors:
+                    executors[threads] = make_executor(argparse.Namespace(**{**vars(args), "threads": threads}), device)
                 again = reproduce.rerun(r, suite, results_dir=into, data_dir=args.data_dir, device=device,
-                                        executor=executor)
-            finally:
+                                        executor=executors[threads])
+                results.append((r, again, reproduce.judge(r, again, by_row[reproduce.row_id(r)])))
+        finally:
+            for executor in executors.values():
                 executor.close()
-            results.append((r, again, reproduce.judge(r, again, by_row[reproduce.row_id(r)])))
     methods = {r["config"]["method"] for r in chosen} | set(leaderboard.REFERENCES)
     shown = [r for r in stored if r["standard_budget"] == chosen[0]["standard_budget"]
              and r["config"]["method"] in methods]
@@ -387,9 +390,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     failures = 0
     for stored_record, again, checks in results:
         c, env = stored_record["config"], stored_record["env"]
-        print(f"\n{c['method']} {setting_label(c['params'])} seed {c['seed']}: stored by "
-              f"{(env.get('git_commit') or 'unrecorded code')[:12]} on {env['device_name']} "
-              f"({env['threads']} threads); rerun on {again['env']['device_name']} ({again['env']['threads']} threads)")
+        print(f"\n{c['method']} {setting_label(c['params'])} seed {c['seed']}\n"
+              f"  stored: commit {(env.get('git_commit') or 'unrecorded')[:12]}, {env['device_name']}, "
+              f"{env['threads']} threads\n  rerun:  {again['env']['device_name']}, {again['env']['threads']} threads")
         print(tabulate([[k.figure, _figure(k.figure, k.stored), _figure(k.figure, k.rerun), k.verdict] for k in checks],
                        headers=["figure", "stored", "rerun", "verdict"], disable_numparse=True))
         failures += not all(k.ok for k in checks)
