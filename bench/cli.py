@@ -294,7 +294,9 @@ def make_executor(args: argparse.Namespace, device: str):
     return LocalExecutor(args.jobs, _visible_gpus() if device == "cuda" else None, args.threads, echo=tqdm.write)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
+    """What `bench run` does before it prints its summary: the suite and the records of the
+    command's runs (none for --dry-run). Shared with the Python API (bench.api.run)."""
     import torch
 
     from bench import leaderboard
@@ -326,6 +328,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if executor is not None:
             executor.close()
+    return suite, done
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench import leaderboard
+
+    suite, done = run_records(args)
     if args.dry_run:
         return 0
     # The runs of this command, aggregated over seeds like the leaderboard, fitted to the terminal.
