@@ -7,7 +7,6 @@ without importing torch or the plugins, and `bench leaderboard` without torch.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import signal
@@ -24,17 +23,6 @@ from bench.chain import links
 from bench.plan import setting_label
 from bench.records import ProvenanceError
 from bench.suite import Suite, SuiteError, available_suites, is_plain_name, load_suite
-
-
-# Two warnings torch logs on every import in this environment, which say nothing about a run:
-# cpp_extension finds no CUDA runtime (a CPU machine needs none; no extension is built), and
-# torchao registers an Enum with torch's pytree the deprecated way. Each is dropped by its own
-# logger and message, before torch is first imported (worker processes import this module too),
-# so that every other warning of those loggers still shows.
-_TORCH_NOISE = {"torch.utils.cpp_extension": "No CUDA runtime is found",
-                "torch.utils._pytree": "<enum 'KernelPreference'> is an Enum subclass"}
-for _logger, _text in _TORCH_NOISE.items():
-    logging.getLogger(_logger).addFilter(lambda record, text=_text: text not in record.getMessage())
 
 
 class _Parser(argparse.ArgumentParser):
