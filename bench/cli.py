@@ -230,6 +230,13 @@ def parser() -> argparse.ArgumentParser:
                     help="print the standard leaderboard in the terminal instead of writing files")
     lb.add_argument("--sparsity", type=_number(float, ge=0, lt=1), help="with --show: rows at this sparsity")
     lb.add_argument("--family", help="with --show: rows of this method family (e.g. pruning, quantization)")
+    lb.add_argument("--sort", metavar="COL", help="with --show: sort by this column of the CSV (e.g. accuracy_mean_%%, "
+                                                  "compression_x, size_KiB), best first; dense and dense-ft stay on top")
+    lb.add_argument("--budget", choices=["standard", "custom"], default="standard",
+                    help="with --show: the standard-budget rows (default) or those of overridden budgets")
+    lb.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table",
+                    help="with --show: a table fitted to the terminal (default), or every column as CSV, JSON "
+                         "(a list of rows) or Markdown, for other tools")
     lb.add_argument("--html", action="store_true",
                     help="also write a static site (sortable, filterable tables, plots, run records)")
     lb.add_argument("--out", type=Path, metavar="DIR", help="with --html: where the site goes "
@@ -472,8 +479,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     root = Path(args.results_dir)
     if args.suite is not None and not is_plain_name(args.suite):
         raise SuiteError(f"--suite {args.suite!r}: expected a suite name, a plain folder name under {root}")
-    if not args.show and (args.sparsity is not None or args.family is not None):
-        raise registry.ParameterError("--sparsity and --family filter --show's table: add --show")
+    if not args.show and (args.sparsity is not None or args.family is not None or args.sort is not None
+                          or args.budget != "standard" or args.format != "table"):
+        raise registry.ParameterError("--sparsity, --family, --sort, --budget and --format shape --show's table: "
+                                      "add --show")
     if args.out is not None and not args.html:
         raise registry.ParameterError("--out names the folder of --html's site: add --html")
     if args.show and args.html:
@@ -492,11 +501,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.check:
         return _check(root, suites, site=args.suite is None and (root / "site").is_dir())
     if args.show:
+        standard = args.budget == "standard"
+        if args.format != "table":
+            return _show(root, suites, standard, families, args)
         for name in suites:
-            recs = [r for r in leaderboard.load(root, name) if r.get("standard_budget")]
-            print(f"# {name}: standard budget ({root / name / 'leaderboard.md'} has every column)\n")
+            recs = [r for r in leaderboard.load(root, name) if r.get("standard_budget") == standard]
+            print(f"# {name}: {args.budget} budget ({root / name / ('leaderboard.md' if standard else 'leaderboard-custom.md')}"
+                  " has every column)\n")
             print(leaderboard.terminal(recs, shutil.get_terminal_size().columns, families,
-                                       args.sparsity, args.family) + "\n")
+                                       args.sparsity, args.family, args.sort) + "\n")
         return 0
     for name in suites:
         written = leaderboard.write(root, name)
@@ -511,6 +524,33 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         out = args.out or root / "site"
         files = site.build(root, _suites_with_records(root), out)
         print(f"wrote {len(files)} files of the site; open {out / 'index.html'}")
+    return 0
+
+
+def _show(root: Path, suites: list[str], standard: bool, families: dict[str, str], args: argparse.Namespace) -> int:
+    """`leaderboard --show --format csv|json|markdown`: the selected rows of every suite asked
+    for, every column (the CSV's, and `suite`), as one table for other tools."""
+    import pandas as pd
+
+    from bench import leaderboard
+
+    tables = []
+    for name in suites:
+        recs = [r for r in leaderboard.load(root, name) if r.get("standard_budget") == standard]
+        cols = leaderboard.table_columns(recs)
+        df = leaderboard.frame(recs, cols)
+        if not df.empty:
+            table = leaderboard.aggregate(df, cols)
+            tables.append(leaderboard.select(table, cols, families, args.sparsity, args.family, args.sort)
+                          .assign(suite=name))
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])
+    table = table[["suite", *(c for c in table.columns if c != "suite")]]
+    if args.format == "csv":
+        print(table.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(table.to_json(orient="records", indent=1))
+    else:
+        print(table.to_markdown(index=False))
     return 0
 
 
