@@ -622,8 +622,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows.append([info.name, "" if info.problem else info.family,
                          info.problem or info.description,
                          _parameters(info.parameters, info.sweep)])
-    print(_wrapped(rows, ["method", "family", "description", "parameters (defaults)"],
-                   shutil.get_terminal_size().columns))
+    headers = ["method", "family", "description", "parameters (defaults)"]
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        print(_wrapped(rows, headers, shutil.get_terminal_size().columns))
+    else:  # piped: a line per method, for grep
+        print(tabulate(rows, headers=headers))
     return 0
 
 

@@ -41,3 +41,10 @@ def test_list_methods_wraps_to_the_terminal_width(bench, monkeypatch, columns):
     lines = ran.stdout.splitlines()
     assert max(map(len, lines)) <= columns
     assert any(line.startswith("magnitude ") for line in lines)
+
+
+def test_list_methods_piped_keeps_a_line_per_method(bench, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)  # not a terminal (pytest captures), no width asked for
+    ran = bench(["list", "methods"])
+    rows = {line.split()[0]: line for line in ran.stdout.splitlines()[2:]}
+    assert "(swept: sparsity)" in rows["magnitude"] and "scope=global" in rows["magnitude"]
