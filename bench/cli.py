@@ -25,6 +25,9 @@ from bench.records import ProvenanceError
 from bench.suite import Suite, SuiteError, available_suites, is_plain_name, load_suite
 
 
+QUICK_RESULTS = "results-quick"  # where runs at an overridden budget go by default: git-ignored
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error: the usage of `bench run` is longer than the message."""
 
@@ -140,8 +143,9 @@ def parser() -> argparse.ArgumentParser:
                      help="set a method parameter (repeatable)")
     run.add_argument("--data-dir", type=Path, default=os.environ.get("BENCH_DATA_DIR"),
                      help="dataset root (default: $BENCH_DATA_DIR, else ~/.cache/bench/data with download)")
-    run.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR", "results"),
-                     help="where records and leaderboards go (default: $BENCH_RESULTS_DIR or ./results)")
+    run.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR"),
+                     help="where records and leaderboards go (default: $BENCH_RESULTS_DIR, else ./results, "
+                          f"and ./{QUICK_RESULTS} for runs at an overridden budget)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     run.add_argument("--epochs", type=_number(int, ge=1), help="override dense training epochs (non-standard budget)")
     run.add_argument("--finetune-epochs", type=_number(int, ge=0),
@@ -300,6 +304,10 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
     from bench.runner import run_suite
 
     suite = load_suite(args.suite)
+    budget = {"epochs": args.epochs, "finetune_epochs": args.finetune_epochs, "limit_train": args.limit_train,
+              "limit_test": args.limit_test}
+    if args.results_dir is None:  # quick runs stay out of the committed results (README: The two commands)
+        args.results_dir = Path(QUICK_RESULTS if suite.with_budget(**budget).training != suite.training else "results")
     names = registry.select(args.methods)
     overrides = _overrides(args.overrides)
     _check_overrides(overrides, names, suite)
@@ -314,8 +322,7 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
         done = run_suite(suite, names, seeds=args.seeds or suite.seeds, results_dir=args.results_dir,
                          data_dir=args.data_dir, device=device, overrides=overrides,
                          executor=executor,
-                         budget_overrides={"epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
-                                           "limit_train": args.limit_train, "limit_test": args.limit_test},
+                         budget_overrides=budget,
                          force=args.force, refresh=args.refresh, compile=args.compile, order=args.order,
                          max_minutes=args.max_minutes, dry_run=args.dry_run, allow_dirty=args.allow_dirty,
                          fuse=DEFAULT_FUSE[device] if args.fuse == "auto" else args.fuse, run_timeout=args.run_timeout,

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import FAST, run_bench
+from conftest import FAST, ROOT, run_bench
 
 
 @pytest.mark.xdist_group("processes")
@@ -48,3 +48,14 @@ def test_list_methods_piped_keeps_a_line_per_method(bench, monkeypatch):
     ran = bench(["list", "methods"])
     rows = {line.split()[0]: line for line in ran.stdout.splitlines()[2:]}
     assert "(swept: sparsity)" in rows["magnitude"] and "scope=global" in rows["magnitude"]
+
+
+def test_a_quick_run_goes_to_the_git_ignored_scratch_folder(tmp_path, data_dir, bench, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BENCH_RESULTS_DIR", raising=False)
+    ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1", "--limit-train", "200",
+                 "--limit-test", "100", "--data-dir", data_dir])
+    assert ran.returncode == 0, ran.stderr
+    assert len(list((tmp_path / "results-quick" / "mlp-fast" / "runs").glob("*.json"))) == 1
+    assert not (tmp_path / "results").exists()
+    assert "results-quick/" in (ROOT / ".gitignore").read_text().splitlines()
