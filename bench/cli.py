@@ -619,17 +619,19 @@ def cmd_list(args: argparse.Namespace) -> int:
         registry.discover()
         for name in sorted(registry.METHODS):
             cls = registry.METHODS[name]
-            rows.append([name, cls.family, cls.description(), _parameters(cls.parameters(), cls.sweep)])
-        rows += [[name, "", "FAILED TO IMPORT: " + err.splitlines()[0], ""]
+            rows.append([name, cls.family, registry.SOURCES[name].origin, cls.description(),
+                         _parameters(cls.parameters(), cls.sweep)])
+        rows += [[name, "", "", "FAILED TO IMPORT: " + err.splitlines()[0], ""]
                  for name, err in sorted(registry.BROKEN.items())]
     else:  # from the plugins' source, without importing them (bench.catalog)
         from bench.catalog import catalog
 
         for info in catalog():
-            rows.append([info.name, "" if info.problem else info.family,
-                         info.problem or info.description,
-                         _parameters(info.parameters, info.sweep)])
-    headers = ["method", "family", "description", "parameters (defaults)"]
+            rows.append([info.name, "" if info.problem else info.family, "" if info.problem else info.origin,
+                         info.problem or info.description, _parameters(info.parameters, info.sweep)])
+    headers = ["method", "family", "origin", "description", "parameters (defaults)"]
+    if all(row[2] in ("built in", "") for row in rows):  # the column says something only beside a plugin
+        rows, headers = [[r[0], r[1], *r[3:]] for r in rows], [headers[0], headers[1], *headers[3:]]
     if sys.stdout.isatty() or "COLUMNS" in os.environ:
         print(_wrapped(rows, headers, shutil.get_terminal_size().columns))
     else:  # piped: a line per method, for grep

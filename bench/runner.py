@@ -26,7 +26,8 @@ from typing import Any, Callable
 import torch
 from tqdm import tqdm
 
-from bench import records
+from bench import records, registry
+from bench.chain import links
 from bench.context import DenseWeights
 from bench.data import fetch, find_source
 from bench.executors import Executor
@@ -293,10 +294,11 @@ def _record(run: _Run, outcome: Outcome, *, standard: bool, source: str, compile
     """A run's record: its identity, what the worker reported, and the provenance the driver
     stamps. A run whose worker process died a second time running says so (`worker_deaths`),
     and is then no longer retried (see `finished`)."""
+    origins = {link: registry.SOURCES[link].origin for link in links(run.spec.method) if link in registry.SOURCES}
     record = {"schema": records.SCHEMA_VERSION, "config": run.config, "config_hash": run.digest,
               "standard_budget": standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "env": {**outcome.env, "data_source": source, "compile": compile or False,
-                      "executor": executor, **provenance},
+                      "executor": executor, "method_origin": origins, **provenance},
               **outcome.result}
     if (record["error"] or "").startswith("WorkerDied"):
         deaths = (run.record or {}).get("worker_deaths", 0) + 1
