@@ -309,6 +309,10 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
     if args.results_dir is None:  # quick runs stay out of the committed results (README: The two commands)
         args.results_dir = Path(QUICK_RESULTS if suite.with_budget(**budget).training != suite.training else "results")
     names = registry.select(args.methods)
+    plugins = [f"{n} ({registry.SOURCES[n].origin})" for n in names
+               if n in registry.SOURCES and not registry.SOURCES[n].builtin]
+    if plugins:  # `all` grows when a plugin is installed: say so
+        print(f"{len(plugins)} of the {len(names)} methods selected come from installed plugins: {', '.join(plugins)}")
     overrides = _overrides(args.overrides)
     _check_overrides(overrides, names, suite)
     if args.device == "auto":

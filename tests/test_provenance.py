@@ -24,6 +24,7 @@ def test_a_plugins_records_and_listing_name_its_distribution_and_version(tmp_pat
                  "--finetune-epochs", "0", "--limit-train", "200", "--limit-test", "100",
                  "--set", "magnitude.sparsity=0.5", "--data-dir", data_dir, "--results-dir", tmp_path / "results"])
     assert ran.returncode == 0, ran.stderr
+    assert "1 of the 2 methods selected come from installed plugins: as-is (asis_pkg 0.1)" in ran.stdout
     origins = {r["config"]["method"]: r["env"]["method_origin"] for r in
                (json.loads(p.read_text()) for p in (tmp_path / "results" / "mlp-fast" / "runs").glob("*.json"))}
     assert origins == {"as-is": {"as-is": "asis_pkg 0.1"},
