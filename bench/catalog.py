@@ -29,6 +29,7 @@ class PluginInfo:
     sweep: str | None = None
     family: str = "other"
     problem: str | None = None  # why it is unusable ("UNREADABLE: ...", "REFUSED: ..."), if it is
+    origin: str = "built in"  # bench.registry.Source.origin
 
 
 @dataclass
@@ -140,6 +141,7 @@ def catalog() -> list[PluginInfo]:
                 broken.append(PluginInfo(plugin, "", {}, problem=f"REFUSED: {type(e).__name__}: {e}"))
                 break
             params, attrs = resolve(c)
-            infos[name] = PluginInfo(name, c.doc, params, attrs.get("sweep"), attrs.get("family", "other"))
+            infos[name] = PluginInfo(name, c.doc, params, attrs.get("sweep"), attrs.get("family", "other"),
+                                     origin=source.origin)
             held[name] = source
     return sorted([*infos.values(), *broken], key=lambda i: i.name)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import yaml
 from tabulate import tabulate
 
-from bench import records, registry
+from bench import records, registry, reproduce
 from bench.bounds import Bounds
 from bench.chain import links
 from bench.plan import setting_label
@@ -25,11 +25,32 @@ from bench.records import ProvenanceError
 from bench.suite import Suite, SuiteError, available_suites, is_plain_name, load_suite
 
 
+QUICK_RESULTS = "results-quick"  # where runs at an overridden budget go by default: git-ignored
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error: the usage of `bench run` is longer than the message."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Version(argparse.Action):
+    """--version: the installed distribution's version and the checkout's commit, worked out
+    only when asked (git costs a subprocess)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and the code's commit, and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("compression-bench")
+        except metadata.PackageNotFoundError:
+            version = "(not installed)"
+        print(f"bench {version}, commit {records.git_commit() or 'unknown (no git checkout)'}")
+        parser.exit(0)
 
 
 def _seeds(text: str) -> list[int]:
@@ -111,6 +132,7 @@ def _check_overrides(overrides: dict[str, dict[str, Any]], names: list[str], sui
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bench", description=__doc__)
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run methods on a suite and update its leaderboard")
@@ -121,8 +143,9 @@ def parser() -> argparse.ArgumentParser:
                      help="set a method parameter (repeatable)")
     run.add_argument("--data-dir", type=Path, default=os.environ.get("BENCH_DATA_DIR"),
                      help="dataset root (default: $BENCH_DATA_DIR, else ~/.cache/bench/data with download)")
-    run.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR", "results"),
-                     help="where records and leaderboards go (default: $BENCH_RESULTS_DIR or ./results)")
+    run.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR"),
+                     help="where records and leaderboards go (default: $BENCH_RESULTS_DIR, else ./results, "
+                          f"and ./{QUICK_RESULTS} for runs at an overridden budget)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     run.add_argument("--epochs", type=_number(int, ge=1), help="override dense training epochs (non-standard budget)")
     run.add_argument("--finetune-epochs", type=_number(int, ge=0),
@@ -174,6 +197,39 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--cpus-per-run", type=_number(float, gt=0), default=1.0, metavar="C",
                     help="Ray: CPUs per run")
 
+    rep = sub.add_parser("reproduce", help="rerun stored records at random into a scratch folder and judge "
+                                           "each figure against the stored one")
+    rep.add_argument("--suite", required=True, help="a shipped suite name or a .yaml path")
+    rep.add_argument("--sample", type=_number(int, ge=1), default=3, metavar="N",
+                     help="how many records to rerun (default 3)")
+    rep.add_argument("--seed", type=_number(int, ge=0), default=0,
+                     help="draws the sample: the same seed reruns the same records (default 0)")
+    rep.add_argument("--max-seconds", type=_number(float, gt=0), default=reproduce.DEFAULT_MAX_SECONDS,
+                     metavar="S", help="draw among records whose run took at most S seconds (default "
+                                       f"{reproduce.DEFAULT_MAX_SECONDS:g}); each seed drawn also trains "
+                                       "its dense model once")
+    rep.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR", "results"),
+                     help="where the stored records are (default: $BENCH_RESULTS_DIR or ./results)")
+    rep.add_argument("--into", type=Path, metavar="DIR",
+                     help="where the reruns go (default: a temporary folder, removed afterwards)")
+    rep.add_argument("--data-dir", type=Path, default=os.environ.get("BENCH_DATA_DIR"),
+                     help="dataset root (default: $BENCH_DATA_DIR, else ~/.cache/bench/data with download)")
+    rep.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    rep.add_argument("--threads", type=_number(int, ge=1), metavar="T",
+                     help="torch threads per run (default: on the CPU, each record's own, so that its sums "
+                          "run in the same order)")
+    rep.add_argument("--executor", choices=["local", "inline"],
+                     help="local: a worker process (default); inline: in this process")
+    rep.set_defaults(jobs=1, jobs_per_gpu=None, ray_address=None, gpus_per_run=None, cpus_per_run=1.0)
+
+    cmp = sub.add_parser("compare", help="per row both result sets hold, the change in accuracy with its 95%% "
+                                         "CI and a verdict (better, worse, no change)")
+    cmp.add_argument("a", metavar="A", help="the baseline: a results folder, or a git commit (its results/)")
+    cmp.add_argument("b", metavar="B", help="the candidate: a results folder, or a git commit (its results/)")
+    cmp.add_argument("--suite", help="one suite (default: every suite both hold)")
+    cmp.add_argument("--fail-on", choices=["regression"],
+                     help="exit 1 when a row is significantly worse in B (for CI)")
+
     lb = sub.add_parser("leaderboard", help="rebuild leaderboards from the stored run records")
     lb.add_argument("--suite", help="one suite (default: every suite with records)")
     lb.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR", "results"))
@@ -181,6 +237,13 @@ def parser() -> argparse.ArgumentParser:
                     help="print the standard leaderboard in the terminal instead of writing files")
     lb.add_argument("--sparsity", type=_number(float, ge=0, lt=1), help="with --show: rows at this sparsity")
     lb.add_argument("--family", help="with --show: rows of this method family (e.g. pruning, quantization)")
+    lb.add_argument("--sort", metavar="COL", help="with --show: sort by this column of the CSV (e.g. accuracy_mean_%%, "
+                                                  "compression_x, size_KiB), best first; dense and dense-ft stay on top")
+    lb.add_argument("--budget", choices=["standard", "custom"], default="standard",
+                    help="with --show: the standard-budget rows (default) or those of overridden budgets")
+    lb.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table",
+                    help="with --show: a table fitted to the terminal (default), or every column as CSV, JSON "
+                         "(a list of rows) or Markdown, for other tools")
     lb.add_argument("--html", action="store_true",
                     help="also write a static site (sortable, filterable tables, plots, run records)")
     lb.add_argument("--out", type=Path, metavar="DIR", help="with --html: where the site goes "
@@ -233,7 +296,9 @@ def make_executor(args: argparse.Namespace, device: str):
     return LocalExecutor(args.jobs, _visible_gpus() if device == "cuda" else None, args.threads, echo=tqdm.write)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
+    """What `bench run` does before it prints its summary: the suite and the records of the
+    command's runs (none for --dry-run). Shared with the Python API (bench.api.run)."""
     import torch
 
     from bench import leaderboard
@@ -246,7 +311,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if warning := records.foreign_checkout(Path.cwd()):
         print(warning, file=sys.stderr)
     suite = resolved_suite(args.suite)
+    budget = {"epochs": args.epochs, "finetune_epochs": args.finetune_epochs, "limit_train": args.limit_train,
+              "limit_test": args.limit_test, "precision": args.precision}
+    if args.results_dir is None:  # quick runs stay out of the committed results (README: The two commands)
+        args.results_dir = Path(QUICK_RESULTS if suite.with_budget(**budget).training != suite.training else "results")
     names = registry.select(args.methods)
+    plugins = [f"{n} ({registry.SOURCES[n].origin})" for n in names
+               if n in registry.SOURCES and not registry.SOURCES[n].builtin]
+    if plugins:  # `all` grows when a plugin is installed: say so
+        print(f"{len(plugins)} of the {len(names)} methods selected come from installed plugins: {', '.join(plugins)}")
     overrides = _overrides(args.overrides)
     _check_overrides(overrides, names, suite)
     if args.device == "auto":
@@ -260,9 +333,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         done = run_suite(suite, names, seeds=args.seeds or suite.seeds, results_dir=args.results_dir,
                          data_dir=args.data_dir, device=device, overrides=overrides,
                          executor=executor,
-                         budget_overrides={"epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
-                                           "limit_train": args.limit_train, "limit_test": args.limit_test,
-                                           "precision": args.precision},
+                         budget_overrides=budget,
                          force=args.force, refresh=args.refresh, compile=args.compile, order=args.order,
                          max_minutes=args.max_minutes, dry_run=args.dry_run, allow_dirty=args.allow_dirty,
                          fuse=DEFAULT_FUSE[device] if args.fuse == "auto" else args.fuse, run_timeout=args.run_timeout,
@@ -270,6 +341,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if executor is not None:
             executor.close()
+    return suite, done
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench import leaderboard
+
+    suite, done = run_records(args)
     if args.dry_run:
         return 0
     # The runs of this command, aggregated over seeds like the leaderboard, fitted to the terminal.
@@ -289,6 +367,126 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Rerun a seeded random sample of a suite's stored records into a scratch folder, print the
+    stored rows they belong to, then each figure beside the stored one with its verdict (see
+    bench.reproduce). Exit 1 when a run fails, an exact figure differs or a figure lies outside
+    its noise."""
+    import tempfile
+
+    import torch
+
+    from bench import leaderboard
+
+    suite = load_suite(args.suite)
+    stored = records.load_records(args.results_dir, suite.name)
+    if not stored:
+        raise reproduce.ReproduceError(f"no records of suite '{suite.name}' under {args.results_dir / suite.name / 'runs'}")
+    chosen = reproduce.sample(stored, args.sample, args.seed, args.max_seconds)
+    for r in chosen:
+        registry.select(r["config"]["method"])
+    device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    by_row = reproduce.rows(stored)
+    results = []
+    executors = {}  # one per thread count: the sample's records were mostly made with one
+    with tempfile.TemporaryDirectory(prefix="bench-reproduce-") as tmp:
+        into = args.into or Path(tmp)
+        print(f"rerunning {len(chosen)} of {len(stored)} records of {suite.name} (--seed {args.seed}) into {into}")
+        try:
+            for r in sorted(chosen, key=lambda r: (r["config"]["seed"], r["config"]["method"])):
+                threads = args.threads or (r["env"].get("threads") if device == "cpu" else None)
+                if threads not in executors:
+                    executors[threads] = make_executor(argparse.Namespace(**{**vars(args), "threads": threads}), device)
+                again = reproduce.rerun(r, suite, results_dir=into, data_dir=args.data_dir, device=device,
+                                        executor=executors[threads])
+                results.append((r, again, reproduce.judge(r, again, by_row[reproduce.row_id(r)])))
+        finally:
+            for executor in executors.values():
+                executor.close()
+    methods = {r["config"]["method"] for r in chosen} | set(leaderboard.REFERENCES)
+    shown = [r for r in stored if r["standard_budget"] == chosen[0]["standard_budget"]
+             and r["config"]["method"] in methods]
+    print(f"\n# {suite.name}: the stored rows of the methods drawn ({args.results_dir / suite.name / 'leaderboard.md'} "
+          "has them all)\n")
+    print(leaderboard.terminal(shown, shutil.get_terminal_size().columns, leaderboard.families()))
+    failures = 0
+    for stored_record, again, checks in results:
+        c, env = stored_record["config"], stored_record["env"]
+        print(f"\n{c['method']} {setting_label(c['params'])} seed {c['seed']}\n"
+              f"  stored: commit {(env.get('git_commit') or 'unrecorded')[:12]}, {env['device_name']}, "
+              f"{env['threads']} threads\n  rerun:  {again['env']['device_name']}, {again['env']['threads']} threads")
+        print(tabulate([[k.figure, _figure(k.figure, k.stored), _figure(k.figure, k.rerun), k.verdict] for k in checks],
+                       headers=["figure", "stored", "rerun", "verdict"], disable_numparse=True))
+        failures += not all(k.ok for k in checks)
+    print(f"\n{len(results) - failures} of {len(results)} records reproduced"
+          + (f"; {failures} did not (above)" if failures else ""))
+    return 1 if failures else 0
+
+
+def _figure(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if key == "accuracy":
+        return f"{100 * value:.2f}%"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """`bench compare A B` (bench.compare): one table per suite, the rows only one side holds
+    counted, exit 1 with --fail-on regression when a row got significantly worse."""
+    import tempfile
+
+    from bench import compare, leaderboard
+
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        a, b = _results_of(args.a, Path(tmp) / "a"), _results_of(args.b, Path(tmp) / "b")
+        if args.suite is not None and not is_plain_name(args.suite):
+            raise SuiteError(f"--suite {args.suite!r}: expected a suite name")
+        suites = [args.suite] if args.suite else sorted(set(_suites_with_records(a)) & set(_suites_with_records(b)))
+        if not suites:
+            raise registry.ParameterError(f"{args.a} and {args.b} hold records of no common suite")
+        worse = 0
+        for name in suites:
+            recs_a, recs_b = records.load_records(a, name), records.load_records(b, name)
+            changes = compare.compare(recs_a, recs_b)
+            only_a, only_b = compare.unshared(recs_a, recs_b)
+            print(f"# {name}: {len(changes)} rows in both; {only_a} only in A, {only_b} only in B\n")
+            table = [[c.method, c.setting, leaderboard._budget_label(c.budget), f"{c.seeds[0]}/{c.seeds[1]}",
+                      f"{c.accuracy[0]:.2f}", f"{c.accuracy[1]:.2f}",
+                      f"{c.change:+.2f}" + (f" [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci else ""), c.verdict,
+                      "; ".join(f"{k} {va:g} -> {vb:g}" for k, (va, vb) in c.exact_changes.items())]
+                     for c in changes]
+            print(tabulate(table, headers=["method", "setting", "budget", "seeds A/B", "acc A (%)", "acc B (%)",
+                                           "change (pts) [95% CI]", "verdict", "exact figures that moved"],
+                           disable_numparse=True) + "\n")
+            worse += sum(c.verdict == "worse" for c in changes)
+    print(f"{worse} rows significantly worse in B (Welch's t over seeds, 95%)")
+    return 1 if worse and args.fail_on == "regression" else 0
+
+
+def _results_of(spec: str, scratch: Path) -> Path:
+    """A results folder named by `spec`: the folder itself, or the results/ of a git commit,
+    written out under `scratch` (git archive) so that the working tree is never touched."""
+    import io
+    import subprocess
+    import tarfile
+
+    if Path(spec).is_dir():
+        return Path(spec)
+    here = ["git", "-C", str(Path(__file__).resolve().parent)]
+    top = subprocess.run([*here, "rev-parse", "--show-toplevel"], capture_output=True, text=True).stdout.strip()
+    git = ["git", "-C", top or "."]
+    found = subprocess.run([*git, "rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}"], capture_output=True)
+    if not top or found.returncode != 0:
+        raise registry.ParameterError(f"{spec!r} is neither a results folder nor a git commit")
+    archive = subprocess.run([*git, "archive", f"{found.stdout.decode().strip()}:results"], capture_output=True)
+    if archive.returncode != 0:
+        raise registry.ParameterError(f"commit {spec} has no results/ folder")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(scratch, filter="data")
+    return scratch
+
+
 def _suites_with_records(root: Path) -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/runs"))
 
@@ -299,8 +497,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     root = Path(args.results_dir)
     if args.suite is not None and not is_plain_name(args.suite):
         raise SuiteError(f"--suite {args.suite!r}: expected a suite name, a plain folder name under {root}")
-    if not args.show and (args.sparsity is not None or args.family is not None):
-        raise registry.ParameterError("--sparsity and --family filter --show's table: add --show")
+    if not args.show and (args.sparsity is not None or args.family is not None or args.sort is not None
+                          or args.budget != "standard" or args.format != "table"):
+        raise registry.ParameterError("--sparsity, --family, --sort, --budget and --format shape --show's table: "
+                                      "add --show")
     if args.out is not None and not args.html:
         raise registry.ParameterError("--out names the folder of --html's site: add --html")
     if args.show and args.html:
@@ -319,11 +519,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.check:
         return _check(root, suites, site=args.suite is None and (root / "site").is_dir())
     if args.show:
+        standard = args.budget == "standard"
+        if args.format != "table":
+            return _show(root, suites, standard, families, args)
         for name in suites:
-            recs = [r for r in leaderboard.load(root, name) if r.get("standard_budget")]
-            print(f"# {name}: standard budget ({root / name / 'leaderboard.md'} has every column)\n")
+            recs = [r for r in leaderboard.load(root, name) if r.get("standard_budget") == standard]
+            print(f"# {name}: {args.budget} budget ({root / name / ('leaderboard.md' if standard else 'leaderboard-custom.md')}"
+                  " has every column)\n")
             print(leaderboard.terminal(recs, shutil.get_terminal_size().columns, families,
-                                       args.sparsity, args.family) + "\n")
+                                       args.sparsity, args.family, args.sort) + "\n")
         return 0
     for name in suites:
         written = leaderboard.write(root, name)
@@ -338,6 +542,33 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         out = args.out or root / "site"
         files = site.build(root, _suites_with_records(root), out)
         print(f"wrote {len(files)} files of the site; open {out / 'index.html'}")
+    return 0
+
+
+def _show(root: Path, suites: list[str], standard: bool, families: dict[str, str], args: argparse.Namespace) -> int:
+    """`leaderboard --show --format csv|json|markdown`: the selected rows of every suite asked
+    for, every column (the CSV's, and `suite`), as one table for other tools."""
+    import pandas as pd
+
+    from bench import leaderboard
+
+    tables = []
+    for name in suites:
+        recs = [r for r in leaderboard.load(root, name) if r.get("standard_budget") == standard]
+        cols = leaderboard.table_columns(recs)
+        df = leaderboard.frame(recs, cols)
+        if not df.empty:
+            table = leaderboard.aggregate(df, cols)
+            tables.append(leaderboard.select(table, cols, families, args.sparsity, args.family, args.sort)
+                          .assign(suite=name))
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])
+    table = table[["suite", *(c for c in table.columns if c != "suite")]]
+    if args.format == "csv":
+        print(table.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(table.to_json(orient="records", indent=1))
+    else:
+        print(table.to_markdown(index=False))
     return 0
 
 
@@ -399,18 +630,34 @@ def cmd_list(args: argparse.Namespace) -> int:
         registry.discover()
         for name in sorted(registry.METHODS):
             cls = registry.METHODS[name]
-            rows.append([name, cls.family, cls.description(), _parameters(cls.parameters(), cls.sweep)])
-        rows += [[name, "", "FAILED TO IMPORT: " + err.splitlines()[0], ""]
+            rows.append([name, cls.family, registry.SOURCES[name].origin, cls.description(),
+                         _parameters(cls.parameters(), cls.sweep)])
+        rows += [[name, "", "", "FAILED TO IMPORT: " + err.splitlines()[0], ""]
                  for name, err in sorted(registry.BROKEN.items())]
     else:  # from the plugins' source, without importing them (bench.catalog)
         from bench.catalog import catalog
 
         for info in catalog():
-            rows.append([info.name, "" if info.problem else info.family,
-                         info.problem or info.description,
-                         _parameters(info.parameters, info.sweep)])
-    print(tabulate(rows, headers=["method", "family", "description", "parameters (defaults)"]))
+            rows.append([info.name, "" if info.problem else info.family, "" if info.problem else info.origin,
+                         info.problem or info.description, _parameters(info.parameters, info.sweep)])
+    headers = ["method", "family", "origin", "description", "parameters (defaults)"]
+    if all(row[2] in ("built in", "") for row in rows):  # the column says something only beside a plugin
+        rows, headers = [[r[0], r[1], *r[3:]] for r in rows], [headers[0], headers[1], *headers[3:]]
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        print(_wrapped(rows, headers, shutil.get_terminal_size().columns))
+    else:  # piped: a line per method, for grep
+        print(tabulate(rows, headers=headers))
     return 0
+
+
+def _wrapped(rows: list[list[str]], headers: list[str], width: int) -> str:
+    """A table whose last two columns (the long texts) wrap so that its lines fit `width`; the
+    other columns keep their width. Below about 75 columns the lines exceed it rather than
+    wrapping to a word per line."""
+    fixed = [max(len(str(x)) for x in [h, *(r[i] for r in rows)]) for i, h in enumerate(headers[:-2])]
+    room = max(width - sum(fixed) - 2 * (len(headers) - 1), 2 * 16)
+    widths = [None] * len(fixed) + [room // 2, room - room // 2]
+    return tabulate(rows, headers=headers, maxcolwidths=widths, maxheadercolwidths=widths)
 
 
 def _parameters(params: dict[str, Any], sweep: str | None) -> str:
@@ -426,7 +673,7 @@ def _usage_errors() -> tuple[type[Exception], ...]:
     from bench.runner import ResultsFolderError
 
     return (SuiteError, DataError, registry.UnknownMethodError, registry.ParameterError, ExecutorError,
-            ProvenanceError, ResultsFolderError)
+            ProvenanceError, ResultsFolderError, reproduce.ReproduceError)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -436,7 +683,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a sweep as cleanly as Ctrl-C
-    commands = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list}
+    commands = {"run": cmd_run, "reproduce": cmd_reproduce, "compare": cmd_compare, "leaderboard": cmd_leaderboard, "list": cmd_list}
     try:
         return commands[args.command](args)
     except Exception as e:

@@ -23,6 +23,7 @@ from tabulate import tabulate
 from bench import metrics, plots, records
 from bench.metrics import Column
 from bench.plan import setting_label
+from bench.registry import ParameterError
 
 
 def _budget_label(budget: dict[str, Any]) -> str:
@@ -304,19 +305,12 @@ FIRST = ["accuracy_%", "delta_acc_pts", "delta_ft_pts", "sparsity_%", "size_KiB"
 SETTING_WIDTH = 36
 
 
-def terminal(recs: list[dict[str, Any]], width: int, families: dict[str, str],
-             sparsity: float | None = None, family: str | None = None) -> str:
-    """The aggregated tables of `recs` (mean ± std over seeds) for a terminal `width` characters
-    wide: one per data source, budget and device type, `dense` and `dense-ft` first, then the
-    rows of the `family` and `sparsity` asked for. A row's setting shows only the parameters
-    that differ between its method's rows; columns are dropped, least important first, rather
-    than wrapped."""
-    cols = table_columns(recs)
-    df = frame(recs, cols)
-    if df.empty:
-        return "no finished runs"
-    table = aggregate(df, cols)
-    table["shown_setting"] = distinct_settings(table).map(_shorten)  # told apart among all rows, not the filtered
+def select(table: pd.DataFrame, cols: list[Column], families: dict[str, str], sparsity: float | None = None,
+           family: str | None = None, sort: str | None = None) -> pd.DataFrame:
+    """The rows of an aggregated table that `leaderboard --show` asks for: those of the `family`
+    and `sparsity` asked for, and the references (`dense`, `dense-ft`) always; sorted by the
+    column `sort`, best first by the metric's direction (lowest first where lower is better or
+    no direction is registered), the references first in each table, in their fixed order."""
     reference = table.method.isin(REFERENCES)
     keep = pd.Series(True, index=table.index)
     if family:
@@ -325,10 +319,37 @@ def terminal(recs: list[dict[str, Any]], width: int, families: dict[str, str],
         levels = table.setting.map(setting_sparsity)
         keep &= levels.map(lambda level: level is not None and abs(level - sparsity) < 1e-9)
     table = table[keep | reference]
+    if sort is None:
+        return table
+    higher = {c.column: c.spec.higher_is_better for c in cols if c.column}
+    higher["accuracy_mean_%"] = True
+    if sort not in table.columns or sort not in higher:
+        raise ParameterError(f"--sort {sort!r}: expected a column of the table: "
+                         f"{', '.join(c for c in table.columns if c in higher)}")
+    order = table.method.map(lambda m: REFERENCES.get(m, len(REFERENCES)))
+    return table.assign(_order=order).sort_values(
+        ["_order", sort], ascending=[True, not higher[sort]], kind="stable").drop(columns="_order")
+
+
+def terminal(recs: list[dict[str, Any]], width: int, families: dict[str, str],
+             sparsity: float | None = None, family: str | None = None, sort: str | None = None) -> str:
+    """The aggregated tables of `recs` (mean ± std over seeds) for a terminal `width` characters
+    wide: one per data source, budget and device type, `dense` and `dense-ft` first, then the
+    rows of the `family` and `sparsity` asked for (sorted by `sort`: see `select`). A row's
+    setting shows only the parameters that differ between its method's rows; columns are
+    dropped, least important first, rather than wrapped."""
+    cols = table_columns(recs)
+    df = frame(recs, cols)
+    if df.empty:
+        return "no finished runs"
+    table = aggregate(df, cols)
+    table["shown_setting"] = distinct_settings(table).map(_shorten)  # told apart among all rows, not the filtered
+    table = select(table, cols, families, sparsity, family, sort)
     out = []
     for (source, budget, device), t in table.groupby(TABLE, sort=True):
         by_column = {c.column: c for c in displayed(cols, t, "main") + displayed(cols, t, "speed")}
         order = [c for c in FIRST if c in by_column] + [c for c in by_column if c not in FIRST]
+        order.sort(key=lambda c: c != sort)  # the column the rows are sorted by is dropped last
         shown = list(order)
         while True:
             rows = [[timed_label(r["method"], r["timed_on"], device), r["shown_setting"], int(r["seeds"]),

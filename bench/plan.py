@@ -117,23 +117,32 @@ def build_method(method: str, params: dict[str, Any]) -> Method | Chain:
     return Chain([METHODS[link].build(dict(p)) for link, p in params.items()])
 
 
+def dense_epochs(spec: RunSpec, suite: Suite) -> int:
+    """The dense model's epochs that a run's record counts although the dense stage trained
+    them (a run that starts from `ctx.pretrained()`): a plan counts them once, in that stage."""
+    first = links(spec.method)[0]
+    return 0 if first not in METHODS or METHODS[first].starts_from == "scratch" else suite.training.epochs
+
+
 def expected_epochs(spec: RunSpec, suite: Suite, history: list[dict[str, Any]]) -> float:
     """Training epochs a run will spend, counted as records count them (the dense model's epochs
-    included when it starts from it): the median of finished records of the same method and
-    parameters (any seed), else the budget rule: from scratch, epochs + fine-tuning; from the
-    dense model, its epochs + fine-tuning. A `rounds` parameter repeats what the method trains:
-    the fine-tuning of a post-training method, the whole training of a from-scratch one (which
-    then trains once more, as lottery tickets do). Records replace the rule once they exist."""
+    included when it starts from it): the median of finished records of the same method,
+    parameters and budget (any seed), else the budget rule: from scratch, epochs + fine-tuning;
+    from the dense model, its epochs + fine-tuning. A `rounds` parameter repeats what the method
+    trains: the fine-tuning of a post-training method, the whole training of a from-scratch one
+    (which then trains once more, as lottery tickets do). Records replace the rule once they
+    exist; records of another budget (a quick --epochs 1 run) say nothing about this one."""
+    budget = dataclasses.asdict(suite.training)
     same = [r["metrics"]["train_epochs"] for r in history
-            if r["status"] == "ok" and r["config"]["method"] == spec.method
-            and r["config"]["params"] == spec.params and r["metrics"].get("train_epochs") is not None]
+            if r["status"] == "ok" and r["config"]["method"] == spec.method and r["config"]["params"] == spec.params
+            and r["config"]["budget"] == budget and r["metrics"].get("train_epochs") is not None]
     if same:
         return statistics.median(same)
     b = suite.training
     first = links(spec.method)[0]
     if first not in METHODS:
         return 0.0  # a plugin that failed to import fails at once
-    total = 0.0 if METHODS[first].starts_from == "scratch" else b.epochs
+    total = float(dense_epochs(spec, suite))
     for i, link in enumerate(links(spec.method)):
         params = spec.params if len(links(spec.method)) == 1 else spec.params[link]
         if METHODS[link].starts_from == "scratch" and i == 0:

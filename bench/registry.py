@@ -125,6 +125,12 @@ class Source:
     def builtin(self) -> bool:
         return self.distribution is None and self.module.split(".")[0] == "methods"
 
+    @property
+    def origin(self) -> str:
+        """What `bench list methods` and a run record name: `built in`, or the distribution
+        (`name version`) that declares the plugin, or the module where no distribution does."""
+        return "built in" if self.builtin else self.distribution or self.module
+
     def __str__(self) -> str:
         where = ("built in" if self.builtin else f"distribution {self.distribution}" if self.distribution
                  else "no installed distribution")

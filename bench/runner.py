@@ -15,6 +15,7 @@ A claim per run keeps two commands on one results folder from executing the same
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -27,12 +28,13 @@ from typing import Any, Callable
 import torch
 from tqdm import tqdm
 
-from bench import records
+from bench import records, registry
+from bench.chain import links
 from bench.context import DenseWeights
 from bench.data import fetch, find_source
 from bench.executors import Executor
 from bench.locks import Claim
-from bench.plan import Order, RunSpec, expected_epochs, plan, run_key, setting_label
+from bench.plan import Order, RunSpec, dense_epochs, expected_epochs, plan, run_key, setting_label
 from bench.suite import Suite
 from bench.worker import Outcome, Task
 
@@ -301,7 +303,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                 counts[record["status"] if record["status"] in counts else "failed"] += 1
                 bar.set_postfix(counts, refresh=False)
                 bar.update()
-                log(f"{item.label}{_summary(record, suite)}")
+                log(f"{item.label}{_summary(record)}")
 
 
 def _record(run: _Run, outcome: Outcome, *, standard: bool, source: str, compile: str | None, executor: str,
@@ -309,10 +311,11 @@ def _record(run: _Run, outcome: Outcome, *, standard: bool, source: str, compile
     """A run's record: its identity, what the worker reported, and the provenance the driver
     stamps. A run whose worker process died a second time running says so (`worker_deaths`),
     and is then no longer retried (see `finished`)."""
+    origins = {link: registry.SOURCES[link].origin for link in links(run.spec.method) if link in registry.SOURCES}
     record = {"schema": records.SCHEMA_VERSION, "config": run.config, "config_hash": run.digest,
               "standard_budget": standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "env": {**outcome.env, "data_source": source, "compile": compile or False,
-                      "executor": executor, **provenance},
+                      "executor": executor, "method_origin": origins, **provenance},
               **outcome.result}
     if (record["error"] or "").startswith("WorkerDied"):
         deaths = (run.record or {}).get("worker_deaths", 0) + 1
@@ -389,13 +392,14 @@ def _dense_done(d: _Dense, outcome: Outcome, suite_dir: Path, log: Callable[[str
     d.claim.release()
 
 
-def _summary(record: dict[str, Any], suite: Suite) -> str:
+def _summary(record: dict[str, Any]) -> str:
+    """A finished run in one line: what it scored and how small it got. Latency is left to the
+    leaderboard, beside its spread: one run's figure on a busy machine is no headline."""
     if record["status"] != "ok":
         return f" -> {record['status'].upper()}: {(record['error'] or '').splitlines()[0]}"
     m = record["metrics"]
     return (f" -> accuracy {100 * m['accuracy']:.2f}%  sparsity {100 * m['sparsity']:.1f}%  "
-            f"size {m['size_bytes'] / 1024:.1f} KiB  latency b{suite.latency_batches[0]} "
-            f"{m[f'latency_b{suite.latency_batches[0]}_ms']:.3f} ms  epochs {m['train_epochs']}  "
+            f"size {m['size_bytes'] / 1024:.1f} KiB ({m['compression']:.1f}x smaller)  epochs {m['train_epochs']}  "
             f"({record['run_time_s']:.1f}s)")
 
 
@@ -427,8 +431,11 @@ def _check_writable(folder: Path) -> None:
 
 def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[int, _Dense],
                 source: str, device: str, results_dir: Path, log: Callable[[str], None]) -> None:
-    """The plan and its expected cost in epochs, and in time where this suite has records made
-    on the same kind of device."""
+    """The plan and its expected cost, counted as it will be spent: the dense stage once per seed
+    it trains, then each run's own epochs (a post-training run's record counts the dense epochs
+    too, which the stage already trained). Times come only from finished records of the same
+    budget and device: a run's from those of its method and parameters; where there are none,
+    from the suite's dense seconds per epoch, marked as extrapolated; else unknown."""
     from tabulate import tabulate
 
     history = records.load_records(results_dir, suite.name)
@@ -437,30 +444,40 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     else:
         device_name = records.device_name(torch.device(device))
         same_kind = (lambda env: env.get("device_name") == device_name)
-    here = [r for r in history if r["status"] == "ok" and same_kind(r["env"])
+    budget = dataclasses.asdict(suite.training)
+    here = [r for r in history if r["status"] == "ok" and same_kind(r["env"]) and r["config"]["budget"] == budget
             and r["metrics"].get("train_epochs") and r["metrics"].get("train_time_s") is not None]
-    per_epoch = statistics.median(r["metrics"]["train_time_s"] / r["metrics"]["train_epochs"]
-                                  for r in here) if here else None
+    dense_rates = [r["metrics"]["train_time_s"] / r["metrics"]["train_epochs"] for r in here
+                   if r["config"]["method"] == "dense"]
+    per_epoch = statistics.median(dense_rates) if dense_rates else None  # the suite's dense epoch time
     to_train = [d for d in dense.values() if not d.path.exists()]
-    rows, total_epochs, total_s = [], suite.training.epochs * len(to_train), 0.0
+    stage_epochs = suite.training.epochs * len(to_train)
+    rows, total_epochs, total_s, guessed = [], float(stage_epochs), 0.0, 0
     for r in todo:
-        epochs = expected_epochs(r.spec, suite, history)
+        epochs = expected_epochs(r.spec, suite, history) - dense_epochs(r.spec, suite)
         same = [h["run_time_s"] for h in here if h["config"]["method"] == r.spec.method
                 and h["config"]["params"] == r.spec.params and "run_time_s" in h]
-        seconds = statistics.median(same) if same else (epochs * per_epoch if per_epoch else None)
+        if same:
+            seconds, shown = statistics.median(same), f"{statistics.median(same):.0f}"
+        elif per_epoch is not None:
+            seconds, shown, guessed = epochs * per_epoch, f"~{epochs * per_epoch:.0f}", guessed + 1
+        else:
+            seconds, shown = 0.0, "unknown"
         total_epochs += epochs
-        total_s += seconds or 0.0
-        rows.append([r.spec.method, setting_label(r.spec.params), r.spec.seed, f"{epochs:g}",
-                     f"{seconds:.0f}" if seconds is not None else "?"])
+        total_s += seconds
+        rows.append([r.spec.method, setting_label(r.spec.params), r.spec.seed, f"{epochs:g}", shown])
     log(f"plan for suite {suite.name} on {device} ({device_name}), data {source}:")
     log(f"  {len(runs)} runs: {len(todo)} to run, {len(runs) - len(todo)} finished before")
     log(f"  dense models to train: {', '.join(f'seed {d.seed}' for d in to_train) or 'none'}"
         f" ({suite.training.epochs} epochs each); cached: {len(dense) - len(to_train)}")
     if rows:
-        log(tabulate(rows, headers=["method", "setting", "seed", "epochs", "est. seconds"]))
-    if per_epoch:
-        total_s += per_epoch * suite.training.epochs * len(to_train)
-        log(f"  expected: {total_epochs:g} epochs, about {total_s / 60:.0f} minutes in one job "
-            f"({per_epoch:.2f} s per epoch from {len(here)} records on this device)")
-    else:
-        log(f"  expected: {total_epochs:g} epochs; no records of this suite on {device_name} to time them")
+        log(tabulate(rows, headers=["method", "setting", "seed", "own epochs", "est. seconds"]))
+    if per_epoch is None:
+        log(f"  expected: {total_epochs:g} epochs; time unknown: no dense record of this suite at this budget "
+            f"on {device_name}")
+        return
+    total_s += per_epoch * stage_epochs
+    notes = [f"dense stage from {len(dense_rates)} dense records at {per_epoch:.2f} s per epoch"]
+    if guessed:
+        notes.append(f"{guessed} runs (~) without a record of their own: unknown, extrapolated at that rate")
+    log(f"  expected: {total_epochs:g} epochs, about {total_s / 60:.0f} minutes in one job ({'; '.join(notes)})")

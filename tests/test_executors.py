@@ -128,13 +128,21 @@ def test_dry_run_prints_the_plan_and_writes_nothing(serial, tmp_path, data_dir, 
     assert proc.returncode == 0, proc.stderr
     assert "6 runs: 6 to run, 0 finished before" in proc.stdout
     assert "dense models to train: seed 0, seed 1 (2 epochs each)" in proc.stdout
-    assert "expected: 20 epochs" in proc.stdout  # dense stage 2 x 2, dense runs 2 x 2, others 4 x (2 + 1)
+    assert "expected: 8 epochs" in proc.stdout  # the dense stage 2 x 2 once, the others 4 x 1 fine-tuning
     assert not fresh.exists()
     before = sorted(p.relative_to(serial) for p in serial.rglob("*"))
     again = bench([*QUICK, "--force", "--dry-run", "--data-dir", str(data_dir), "--results-dir", str(serial)])
     assert again.returncode == 0, again.stderr
     assert "6 runs: 6 to run" in again.stdout and "minutes in one job" in again.stdout  # timed from records
     assert sorted(p.relative_to(serial) for p in serial.rglob("*")) == before
+    # times only from records of the same budget; a method without records is extrapolated, and says so
+    snip = bench([*QUICK[:4], "dense,magnitude,random,snip", *QUICK[5:], "--dry-run", "--data-dir", str(data_dir),
+                  "--results-dir", str(serial)])
+    assert "4 runs (~) without a record of their own: unknown, extrapolated" in snip.stdout, snip.stdout
+    other = list(QUICK)
+    other[other.index("--epochs") + 1] = "3"
+    longer = bench([*other, "--dry-run", "--data-dir", str(data_dir), "--results-dir", str(serial)])
+    assert "time unknown: no dense record of this suite at this budget" in longer.stdout, longer.stdout
 
 
 def test_max_minutes_stops_starting_runs_and_a_rerun_resumes(tmp_path, data_dir, bench):

@@ -1,0 +1,90 @@
+"""`bench compare A B`: did a change help, beyond the noise between seeds?
+
+In the manner of `asv compare`: two sets of records (results folders, or the results of two
+commits), and per row that both hold (same suite, method, parameters, budget, data source,
+device type: `bench.reproduce.row_id`), the change in mean accuracy from A to B with its 95%
+confidence interval, Welch's t over the seeds of each side (unequal variances, no pairing: a
+row's seeds need not be the same on both sides). The verdict is `better` or `worse` when the
+interval excludes zero, else `no change`; a row with fewer than two seeds on a side has no
+spread to judge, and says so. Counts that should not move (bench.reproduce.EXACT) are listed
+wherever their mean changed. A pure function of the records, so that it can be tested on
+planted ones.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from bench.plan import setting_label
+from bench.reproduce import EXACT, rows
+
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """One row held by both sides: accuracy in points (mean per side), the change B - A with its
+    confidence interval (None without a spread on both sides), the verdict, and the exact
+    figures whose mean moved: name -> (A, B)."""
+
+    suite: str
+    method: str
+    setting: str
+    budget: dict[str, Any]
+    seeds: tuple[int, int]
+    accuracy: tuple[float, float]
+    change: float
+    ci: tuple[float, float] | None
+    verdict: str
+    exact_changes: dict[str, tuple[float, float]]
+
+
+def welch_interval(a: list[float], b: list[float], level: float = LEVEL) -> tuple[float, float] | None:
+    """The `level` confidence interval of mean(b) - mean(a) by Welch's t, or None when a side has
+    fewer than two values. Two sides without spread give the difference itself."""
+    from scipy.stats import t
+
+    if len(a) < 2 or len(b) < 2:
+        return None
+    diff = statistics.fmean(b) - statistics.fmean(a)
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return diff, diff
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = t.ppf(0.5 + level / 2, df) * math.sqrt(va + vb)
+    return diff - half, diff + half
+
+
+def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], level: float = LEVEL) -> list[RowChange]:
+    """Every row with finished records on both sides, in (suite, method, setting) order."""
+    rows_a, rows_b = rows(a), rows(b)
+    out = []
+    for key in rows_a.keys() & rows_b.keys():
+        ra, rb = rows_a[key], rows_b[key]
+        acc_a = [100 * r["metrics"]["accuracy"] for r in ra]
+        acc_b = [100 * r["metrics"]["accuracy"] for r in rb]
+        change = statistics.fmean(acc_b) - statistics.fmean(acc_a)
+        ci = welch_interval(acc_a, acc_b, level)
+        if ci is None:
+            verdict = "too few seeds"
+        else:
+            verdict = "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "no change"
+        moved = {}
+        for figure in EXACT:
+            va = [r["metrics"][figure] for r in ra if r["metrics"].get(figure) is not None]
+            vb = [r["metrics"][figure] for r in rb if r["metrics"].get(figure) is not None]
+            if va and vb and statistics.fmean(va) != statistics.fmean(vb):
+                moved[figure] = (statistics.fmean(va), statistics.fmean(vb))
+        c = ra[0]["config"]
+        out.append(RowChange(c["suite"], c["method"], setting_label(c["params"]), c["budget"], (len(ra), len(rb)),
+                             (statistics.fmean(acc_a), statistics.fmean(acc_b)), change, ci, verdict, moved))
+    return sorted(out, key=lambda r: (r.suite, r.method, r.setting, sorted(r.budget.items(), key=str)))
+
+
+def unshared(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[int, int]:
+    """How many rows only A, and only B, holds: left out of the comparison."""
+    rows_a, rows_b = rows(a), rows(b)
+    return len(rows_a.keys() - rows_b.keys()), len(rows_b.keys() - rows_a.keys())

@@ -1,0 +1,156 @@
+"""`bench reproduce`: rerun stored records with their own configuration and judge each figure.
+
+A reader who doubts a leaderboard row, and a new user who wants to see the harness work, both
+need the same thing: a record run again from its configuration (method, parameters, seed,
+budget, data source) into a scratch folder, and its figures set beside the stored ones with a
+verdict. Runs go through `bench.runner.run_suite`, so a reproduction is exactly what `bench run`
+would do; the record's identity (its config hash) is checked before anything trains.
+
+Verdicts (README: Reproducing a row):
+- Counts (EXACT: parameters, nonzeros, FLOPs, encoded size, epochs...) on which every seed of
+  the stored row agrees do not depend on the trained weights: they must match exactly.
+  Counts that differ between the row's seeds depend on the weights (an int8 weight that rounds
+  to zero, a Huffman code) and are judged like accuracy, within NOISE_SDS of their seed std.
+- Accuracy must lie within NOISE_SDS seed standard deviations of the stored row plus
+  MACHINE_MARGIN_PTS: the same seed retrains to other weights on another processor, by up to
+  about 0.2 pts on mlp (README: Literature checks).
+- Timings are shown, never judged: they measure the machine and its load.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench import records
+from bench.plan import plan, setting_label
+from bench.suite import Suite
+
+if TYPE_CHECKING:
+    from bench.executors import Executor
+
+EXACT = ("params", "nonzeros", "sparsity", "weight_sparsity", "flops", "flops_effective", "size_bytes",
+         "compression", "train_epochs")
+TIMED = ("train_time_s",)
+NOISE_SDS = 3.0
+MACHINE_MARGIN_PTS = 0.2
+DEFAULT_MAX_SECONDS = 30.0  # the sample's records ran at most this long each: the main job takes minutes
+
+
+class ReproduceError(ValueError):
+    """A record that cannot be rerun as it was made (bad input: exit 2)."""
+
+
+def row_id(record: dict[str, Any]) -> str:
+    """What makes records seeds of one leaderboard row: the whole configuration but the seed,
+    and the device type (CPU and GPU rows are different rows)."""
+    config = {**record["config"], "seed": None, "device": record["env"]["device"].split(":")[0]}
+    return records.config_hash(config)
+
+
+def rows(recs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The finished (ok) records grouped by row."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in recs:
+        if r["status"] == "ok":
+            out.setdefault(row_id(r), []).append(r)
+    return out
+
+
+def sample(recs: list[dict[str, Any]], n: int, seed: int,
+           max_seconds: float = DEFAULT_MAX_SECONDS) -> list[dict[str, Any]]:
+    """`n` records of one training seed, drawn at random (by `seed`, so the same command draws
+    the same records) among the finished ones whose row has at least two seeds (a noise to judge
+    against) and whose run took at most `max_seconds`. One training seed, because each seed's
+    dense model trains once before its runs, and it costs more than a cheap run. Raises
+    ReproduceError when no seed has `n` such records."""
+    by_seed: dict[int, list[dict[str, Any]]] = {}
+    for row in rows(recs).values():
+        for r in row:
+            if len(row) >= 2 and r.get("run_time_s") is not None and r["run_time_s"] <= max_seconds:
+                by_seed.setdefault(r["config"]["seed"], []).append(r)
+    seeds = sorted(s for s, pool in by_seed.items() if len(pool) >= n)
+    if not seeds:
+        most = max(map(len, by_seed.values()), default=0)
+        raise ReproduceError(f"no training seed has {n} finished records in rows of two or more seeds that ran "
+                             f"in at most {max_seconds:g} s (at most {most}); ask for fewer (--sample) or allow "
+                             "longer runs (--max-seconds)")
+    draw = random.Random(seed)
+    pool = sorted(by_seed[draw.choice(seeds)], key=lambda r: (r["config"]["method"], r["config_hash"]))
+    return draw.sample(pool, n)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One figure of a record beside its reproduction."""
+
+    figure: str
+    stored: float | None
+    rerun: float | None
+    verdict: str
+    ok: bool
+
+
+def judge(stored: dict[str, Any], rerun: dict[str, Any], row: list[dict[str, Any]]) -> list[Check]:
+    """Each figure of `stored` beside `rerun`'s, with its verdict; `row` is the stored row's
+    records (every seed), whose spread is the noise."""
+    if rerun["status"] != "ok":
+        return [Check("status", None, None, f"{rerun['status']}: {(rerun.get('error') or '').splitlines()[0]}",
+                      False)]
+    a, b = stored["metrics"], rerun["metrics"]
+    acc = [100 * r["metrics"]["accuracy"] for r in row]
+    tolerance = NOISE_SDS * _std(acc) + MACHINE_MARGIN_PTS
+    delta = 100 * (b["accuracy"] - a["accuracy"])
+    inside = abs(delta) <= tolerance + 1e-9
+    checks = [Check("accuracy", a["accuracy"], b["accuracy"],
+                    f"{delta:+.2f} pts, {'within' if inside else 'OUTSIDE'} noise ±{tolerance:.2f}", inside)]
+    for key in EXACT:
+        if a.get(key) is None:
+            continue
+        seen = [r["metrics"].get(key) for r in row]
+        if len(set(seen)) == 1:
+            same = b.get(key) == a[key]
+            checks.append(Check(key, a[key], b.get(key), "exact" if same else "DIFFERS (must be exact)", same))
+        else:
+            spread = NOISE_SDS * _std(seen)
+            inside = b.get(key) is not None and abs(b[key] - a[key]) <= spread
+            checks.append(Check(key, a[key], b.get(key), f"{'within' if inside else 'OUTSIDE'} ±{spread:.4g} "
+                                                         "(depends on the weights: seeds differ)", inside))
+    checks += [Check(key, a.get(key), b.get(key), "timing: not judged", True) for key in TIMED if key in a]
+    return checks
+
+
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def rerun(record: dict[str, Any], suite: Suite, *, results_dir: Path, data_dir: Path | None, device: str,
+          executor: Executor) -> dict[str, Any]:
+    """Run `record`'s configuration again into `results_dir` (a scratch folder) and return the
+    new record. The suite must be the one the record names, and the run must resolve to the
+    record's configuration hash before anything trains: a suite file or a method whose
+    parameters changed since would rerun something else, and is refused."""
+    from bench.data import find_source  # torch: only when something reruns
+    from bench.runner import run_suite
+
+    c = record["config"]
+    if (suite.name, suite.version) != (c["suite"], c["suite_version"]):
+        raise ReproduceError(f"the record is of suite {c['suite']} version {c['suite_version']}, "
+                             f"not {suite.name} version {suite.version}")
+    budget = {k: c["budget"][k] for k in ("epochs", "finetune_epochs", "limit_train", "limit_test")}
+    suite_now = suite.with_budget(**budget)
+    overrides = c["params"] if "+" in c["method"] else {c["method"]: c["params"]}
+    [spec] = plan(suite_now, [c["method"]], overrides, [c["seed"]])
+    config = records.run_config(suite_now, spec.method, spec.params, spec.seed, find_source(suite.data, data_dir))
+    if records.config_hash(config) != record["config_hash"]:
+        changed = sorted(k for k in config if config[k] != c.get(k))
+        raise ReproduceError(f"{c['method']} {setting_label(c['params'])} seed {c['seed']} cannot be rerun as "
+                             f"recorded: today's code and data give another configuration (it differs in "
+                             f"{', '.join(changed) or 'its hash'})")
+    done = run_suite(suite, [c["method"]], seeds=[c["seed"]], results_dir=results_dir, data_dir=data_dir,
+                     device=device, overrides=overrides, executor=executor, budget_overrides=budget,
+                     allow_dirty=True, fuse=1)
+    return done[0]

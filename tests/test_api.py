@@ -1,0 +1,38 @@
+"""The Python API: bench.run returns the records of a run, bench.load_results a DataFrame."""
+
+import pytest
+
+import bench
+from conftest import FAST
+
+
+def test_run_returns_its_records_and_load_results_reads_them_as_a_table(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("BENCH_EXECUTOR", "inline")
+    recs = bench.run(suite=FAST, methods=["magnitude", "dense"], seeds=[0, 1], epochs=1, finetune_epochs=1,
+                     limit_train=500, limit_test=200, data_dir=data_dir, results_dir=tmp_path,
+                     set={"magnitude": {"sparsity": 0.9}})
+    assert [(r["config"]["method"], r["config"]["seed"]) for r in recs] == [
+        ("magnitude", 0), ("magnitude", 1), ("dense", 0), ("dense", 1)]
+    assert all(r["status"] == "ok" and r["config"]["budget"]["epochs"] == 1 for r in recs)
+    assert recs[0]["config"]["params"]["sparsity"] == 0.9
+
+    table = bench.load_results(tmp_path, "mlp-fast", budget="custom")
+    assert list(table.method) == ["dense", "magnitude"]  # the leaderboard's order, the reference first
+    assert list(table.seeds) == [2, 2]
+    magnitude = table.set_index("method").loc["magnitude"]
+    mean = sum(r["metrics"]["accuracy"] for r in recs[:2]) / 2
+    assert magnitude["accuracy_mean_%"] == pytest.approx(100 * mean, abs=0.01)
+    assert magnitude["sparsity_%"] == pytest.approx(90, abs=0.5)
+    runs = bench.load_results(tmp_path, "mlp-fast", budget="custom", per="run")
+    assert len(runs) == 4 and set(runs.seed) == {0, 1}
+    assert bench.load_results(tmp_path, "mlp-fast").empty  # nothing ran at the standard budget
+    assert len(bench.load_results(tmp_path, "mlp-fast", budget="all", per="run")) == 4
+
+
+def test_bad_options_raise_the_command_lines_message(data_dir):
+    with pytest.raises(ValueError, match="--epochs: .*1"):
+        bench.run(suite=FAST, methods="dense", epochs=0, data_dir=data_dir, dry_run=True)
+    with pytest.raises(ValueError, match="unrecognized arguments: --nonsense=1"):
+        bench.run(suite=FAST, methods="dense", nonsense=1, dry_run=True)
+    with pytest.raises(ValueError, match="per is row or run"):
+        bench.load_results("results", "mlp", per="seed")

@@ -1,0 +1,73 @@
+"""`bench compare A B`: per shared row, the change in accuracy with Welch's 95% CI and a verdict."""
+
+import pytest
+
+from bench import compare, records
+
+ENV = {"device_name": "Test CPU", "device": "cpu", "torch": "2.x", "threads": 1}
+BUDGET = {"epochs": 20, "finetune_epochs": 10, "limit_train": None, "limit_test": None}
+
+
+def record(method, sparsity, seed, accuracy, nonzeros=100):
+    config = {"suite": "mlp", "method": method, "params": {"sparsity": sparsity}, "seed": seed, "budget": BUDGET,
+              "data_source": "torchvision:MNIST", "model": {"name": "lenet300", "kwargs": {}}}
+    return {"schema": records.SCHEMA_VERSION, "config": config, "config_hash": records.config_hash(config),
+            "status": "ok", "error": None, "standard_budget": True, "env": ENV,
+            "metrics": {"accuracy": accuracy, "params": 1000, "nonzeros": nonzeros}}
+
+
+def write(folder, recs):
+    for r in recs:
+        c = r["config"]
+        records.write_json_atomic(records.record_path(folder, "mlp", c["method"], c["seed"], r["config_hash"]), r)
+    return folder
+
+
+def test_welch_interval_matches_the_textbook_value():
+    low, high = compare.welch_interval([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    # difference 3, standard error sqrt(2/3), 4 degrees of freedom: t(0.975, 4) = 2.7764
+    assert low == pytest.approx(3 - 2.7764 * (2 / 3) ** 0.5, abs=1e-3)
+    assert high == pytest.approx(3 + 2.7764 * (2 / 3) ** 0.5, abs=1e-3)
+    assert compare.welch_interval([1.0], [2.0, 3.0]) is None  # one seed: no spread
+
+
+def test_a_planted_regression_is_worse_noise_is_no_change_and_moved_counts_are_listed():
+    a = [record("magnitude", 0.9, s, acc) for s, acc in enumerate((0.970, 0.972, 0.971))]
+    a += [record("random", 0.9, s, acc) for s, acc in enumerate((0.950, 0.960, 0.955))]
+    a += [record("snip", 0.9, 0, 0.96)]
+    b = [record("magnitude", 0.9, s, acc, nonzeros=120) for s, acc in enumerate((0.940, 0.942, 0.941))]
+    b += [record("random", 0.9, s, acc) for s, acc in enumerate((0.952, 0.961, 0.954))]
+    b += [record("magnitude", 0.5, 0, 0.98)]
+    changes = {c.method: c for c in compare.compare(a, b)}
+    assert set(changes) == {"magnitude", "random"}
+    assert changes["magnitude"].verdict == "worse" and changes["magnitude"].change == pytest.approx(-3.0)
+    assert changes["magnitude"].ci[1] < 0
+    assert changes["magnitude"].exact_changes == {"nonzeros": (100, 120)}
+    assert changes["random"].verdict == "no change" and changes["random"].exact_changes == {}
+    assert compare.unshared(a, b) == (1, 1)
+    improved = {c.method: c.verdict for c in compare.compare(b, a)}
+    assert improved["magnitude"] == "better"
+
+
+def test_bench_compare_fails_on_a_regression_and_passes_an_unchanged_rerun(tmp_path, bench):
+    base = [record("magnitude", 0.9, s, acc) for s, acc in enumerate((0.970, 0.972, 0.971))]
+    a = write(tmp_path / "a", base)
+    same = write(tmp_path / "same", base)
+    worse = write(tmp_path / "worse", [record("magnitude", 0.9, s, acc - 0.02) for s, acc in
+                                       enumerate((0.970, 0.972, 0.971))])
+    ok = bench(["compare", a, same, "--fail-on", "regression"])
+    assert ok.returncode == 0, ok.stderr
+    assert "no change" in ok.stdout and "0 rows significantly worse" in ok.stdout
+    bad = bench(["compare", a, worse, "--fail-on", "regression"])
+    assert bad.returncode == 1
+    assert "worse" in bad.stdout and "-2.00" in bad.stdout
+    assert bench(["compare", a, worse]).returncode == 0  # reported, not failed, without --fail-on
+    refused = bench(["compare", a, tmp_path / "nowhere"])
+    assert refused.returncode == 2 and "neither a results folder nor a git commit" in refused.stderr
+
+
+def test_bench_compare_reads_a_commits_results(bench):
+    """HEAD's committed records against themselves, read through git: every shared row unchanged."""
+    ran = bench(["compare", "HEAD", "HEAD", "--suite", "mlp", "--fail-on", "regression"])
+    assert ran.returncode == 0, ran.stderr
+    assert " 0 only in A, 0 only in B" in ran.stdout and "better" not in ran.stdout

@@ -1,0 +1,61 @@
+"""What a user sees on the console: no import noise, a version, tables that fit the terminal."""
+
+import logging
+import re
+
+import pytest
+
+from conftest import FAST, ROOT, run_bench
+
+
+@pytest.mark.xdist_group("processes")
+def test_importing_torch_and_every_plugin_prints_no_known_noise_but_other_warnings_still_show(tmp_path):
+    ran = run_bench(["list", "methods", "--check"])  # imports torch, torchao and every plugin
+    assert ran.returncode == 0, ran.stderr
+    assert "No CUDA runtime is found" not in ran.stderr and "KernelPreference" not in ran.stderr
+    # a worker process (spawned: it imports bench.executors, never the command line) keeps quiet too
+    worker = run_bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1",
+                        "--limit-train", "200", "--limit-test", "100", "--results-dir", tmp_path, "--jobs", "1"])
+    assert worker.returncode == 0, worker.stderr
+    assert "No CUDA runtime is found" not in worker.stdout + worker.stderr
+    import bench  # noqa: F401  (installs the filters, before torch in every process of the harness)
+
+    pytree = logging.getLogger("torch.utils._pytree")
+    other = logging.LogRecord("torch.utils._pytree", logging.WARNING, "f", 1, "another warning", None, None)
+    noise = logging.LogRecord("torch.utils._pytree", logging.WARNING, "f", 1,
+                              "<enum 'KernelPreference'> is an Enum subclass and is now ...", None, None)
+    assert pytree.filter(other) and not pytree.filter(noise)
+
+
+def test_version_names_the_release_and_the_commit(bench):
+    ran = bench(["--version"])
+    assert ran.returncode == 0
+    assert re.fullmatch(r"bench \S+, commit [0-9a-f]{40}(-dirty)?\n", ran.stdout), ran.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_list_methods_wraps_to_the_terminal_width(bench, monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    ran = bench(["list", "methods"])
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert max(map(len, lines)) <= columns
+    assert any(line.startswith("magnitude ") for line in lines)
+
+
+def test_list_methods_piped_keeps_a_line_per_method(bench, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)  # not a terminal (pytest captures), no width asked for
+    ran = bench(["list", "methods"])
+    rows = {line.split()[0]: line for line in ran.stdout.splitlines()[2:]}
+    assert "(swept: sparsity)" in rows["magnitude"] and "scope=global" in rows["magnitude"]
+
+
+def test_a_quick_run_goes_to_the_git_ignored_scratch_folder(tmp_path, data_dir, bench, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BENCH_RESULTS_DIR", raising=False)
+    ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1", "--limit-train", "200",
+                 "--limit-test", "100", "--data-dir", data_dir])
+    assert ran.returncode == 0, ran.stderr
+    assert len(list((tmp_path / "results-quick" / "mlp-fast" / "runs").glob("*.json"))) == 1
+    assert not (tmp_path / "results").exists()
+    assert "results-quick/" in (ROOT / ".gitignore").read_text().splitlines()

@@ -1,0 +1,88 @@
+"""`bench reproduce`: a seeded sample of stored records rerun and judged figure by figure."""
+
+import json
+import re
+
+from conftest import FAST
+
+from bench import reproduce
+
+
+def stored(method, seed, accuracy, nonzeros, run_time_s=10.0, size_bytes=500):
+    config = {"suite": "mlp", "method": method, "params": {"sparsity": 0.9}, "seed": seed,
+              "budget": {"epochs": 20}, "data_source": "torchvision:MNIST"}
+    return {"config": config, "config_hash": f"{method}-{seed}", "status": "ok", "run_time_s": run_time_s,
+            "env": {"device": "cpu"}, "metrics": {"accuracy": accuracy, "params": 1000, "nonzeros": nonzeros,
+                                                  "size_bytes": size_bytes, "train_time_s": 9.0}}
+
+
+def test_the_sample_is_seeded_and_draws_cheap_records_of_one_seed_in_rows_with_a_spread():
+    recs = [stored(m, s, 0.97, 100) for m in ("magnitude", "random") for s in range(3)]
+    recs += [stored("slow", s, 0.97, 100, run_time_s=600) for s in range(3)]
+    recs += [stored("alone", 0, 0.97, 100)]  # one seed: no noise to judge it against
+    first = reproduce.sample(recs, 2, seed=7)
+    assert first == reproduce.sample(recs, 2, seed=7)
+    assert {r["config"]["method"] for r in first} == {"magnitude", "random"}
+    assert len({r["config"]["seed"] for r in first}) == 1  # one dense model to train
+    drawn = [reproduce.sample(recs, 1, seed=s)[0]["config"]["seed"] for s in range(20)]
+    assert set(drawn) == {0, 1, 2}
+    assert len(reproduce.sample(recs, 3, seed=7, max_seconds=1000)) == 3
+    try:
+        reproduce.sample(recs, 3, seed=7)
+    except reproduce.ReproduceError as e:
+        assert "no training seed has 3 finished records" in str(e) and "(at most 2)" in str(e)
+    else:
+        raise AssertionError("a sample larger than the pool was drawn")
+
+
+def test_exact_figures_must_match_and_accuracy_must_lie_within_the_rows_noise():
+    row = [stored("magnitude", s, a, 100, size_bytes=500 + s) for s, a in ((0, 0.970), (1, 0.972), (2, 0.974))]
+    verdict = {c.figure: c for c in reproduce.judge(row[0], stored("magnitude", 0, 0.971, 100, size_bytes=501), row)}
+    assert all(c.ok for c in verdict.values())
+    assert verdict["nonzeros"].verdict == "exact"
+    assert "seeds differ" in verdict["size_bytes"].verdict  # a count that depends on the weights
+    # noise: 3 seed stds (0.2 pts) + 0.2 pts of machine margin = 0.8 pts
+    assert "±0.80" in verdict["accuracy"].verdict
+    far = {c.figure: c for c in reproduce.judge(row[0], stored("magnitude", 0, 0.979, 101, size_bytes=530), row)}
+    assert not far["accuracy"].ok and "OUTSIDE" in far["accuracy"].verdict
+    assert not far["nonzeros"].ok and "DIFFERS" in far["nonzeros"].verdict
+    assert not far["size_bytes"].ok
+    failed = {**row[0], "status": "failed", "error": "RuntimeError: boom\ntrace"}
+    [check] = reproduce.judge(row[0], failed, row)
+    assert not check.ok and check.verdict == "failed: RuntimeError: boom"
+
+
+def test_reproduce_reruns_stored_records_and_flags_a_planted_difference(tmp_path, data_dir, bench):
+    results = tmp_path / "results"
+    made = bench(["run", "--suite", FAST, "--methods", "magnitude", "--set", "magnitude.sparsity=0.9",
+                  "--seeds", "0,1", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "500",
+                  "--limit-test", "200", "--data-dir", data_dir, "--results-dir", results])
+    assert made.returncode == 0, made.stderr
+    args = ["reproduce", "--suite", FAST, "--sample", "1", "--data-dir", data_dir, "--results-dir", results,
+            "--into", tmp_path / "scratch"]
+    again = bench(args)
+    assert again.returncode == 0, again.stderr
+    assert "1 of 1 records reproduced" in again.stdout
+    # the run line: accuracy, size and compression; latency is the leaderboard's, beside its spread
+    assert re.search(r"-> accuracy [\d.]+%  sparsity [\d.]+%  size [\d.]+ KiB \([\d.]+x smaller\)", again.stdout)
+    assert "nonzeros" in again.stdout and "exact" in again.stdout and "within noise" in again.stdout
+    assert len(list((tmp_path / "scratch" / "mlp-fast" / "runs").glob("*.json"))) == 1
+    assert "magnitude" in again.stdout.split("the stored rows")[1]  # the leaderboard of the drawn rows
+
+    paths = sorted((results / "mlp-fast" / "runs").glob("*.json"))
+    for path in paths:  # both seeds agree on the wrong count: a count that must be exact
+        record = json.loads(path.read_text())
+        record["metrics"]["nonzeros"] += 1
+        path.write_text(json.dumps(record))
+    planted = bench(args[:-1] + [tmp_path / "scratch2"])
+    assert planted.returncode == 1
+    assert "DIFFERS (must be exact)" in planted.stdout and "0 of 1 records reproduced" in planted.stdout
+
+    for path in paths:
+        record = json.loads(path.read_text())
+        record["config"]["params"]["sparsity"] = 0.8  # no longer what its hash says
+        path.write_text(json.dumps(record))
+    refused = bench(["reproduce", "--suite", FAST, "--sample", "1", "--data-dir", data_dir,
+                     "--results-dir", results])
+    assert refused.returncode == 2
+    assert "cannot be rerun as recorded" in refused.stderr

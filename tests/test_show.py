@@ -1,0 +1,43 @@
+"""`bench leaderboard --show`: sorted, at a custom budget, and as CSV, JSON or Markdown."""
+
+import io
+import json
+
+import pandas as pd
+from test_leaderboard import BUDGET, record, terminal_records, write_records
+
+
+def show(bench, results, *extra):
+    return bench(["leaderboard", "--results-dir", results, "--show", *extra])
+
+
+def test_show_sorts_best_first_with_the_references_on_top(tmp_path, bench, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")  # too narrow for every column: the sorted one stays
+    write_records(tmp_path, terminal_records())
+    ran = show(bench, tmp_path, "--sort", "accuracy_mean_%")
+    assert ran.returncode == 0, ran.stderr
+    rows = [line.split()[:2] for line in ran.stdout.splitlines() if line.startswith(("dense", "gmp", "uniform"))]
+    assert rows == [["dense", "-"], ["dense-ft", "-"], ["gmp", "sparsity=0.5"], ["uniform", "bits=4"],
+                    ["gmp", "sparsity=0.9"]]
+    nonzeros = show(bench, tmp_path, "--sort", "nonzeros")  # fewer is better: lowest first
+    assert [line.split()[0] for line in nonzeros.stdout.splitlines() if line.startswith(("gmp", "uniform"))] == [
+        "gmp", "gmp", "uniform"]
+    assert "nonzeros" in nonzeros.stdout
+    bad = show(bench, tmp_path, "--sort", "nope")
+    assert bad.returncode == 2 and "--sort 'nope': expected a column of the table: accuracy_mean_%" in bad.stderr
+    assert bench(["leaderboard", "--results-dir", tmp_path, "--sort", "nonzeros"]).returncode == 2  # no --show
+
+
+def test_show_reads_custom_budgets_and_writes_csv_json_and_markdown(tmp_path, bench):
+    quick = {**BUDGET, "epochs": 1}
+    write_records(tmp_path, terminal_records() + [record("dense", {}, 0, 0.9, 1000, standard=False, budget=quick)])
+    custom = show(bench, tmp_path, "--budget", "custom")
+    assert custom.returncode == 0, custom.stderr
+    assert "1+10 epochs" in custom.stdout and "gmp" not in custom.stdout
+    as_json = json.loads(show(bench, tmp_path, "--format", "json", "--family", "quantization").stdout)
+    assert [(r["suite"], r["method"]) for r in as_json] == [("mlp", "dense"), ("mlp", "dense-ft"), ("mlp", "uniform")]
+    assert as_json[2]["accuracy_mean_%"] == 97.9 and as_json[2]["seeds"] == 2
+    as_csv = pd.read_csv(io.StringIO(show(bench, tmp_path, "--format", "csv").stdout))
+    assert len(as_csv) == 5 and {"suite", "setting", "accuracy_std_%", "nonzeros"} <= set(as_csv.columns)
+    markdown = show(bench, tmp_path, "--format", "markdown", "--sparsity", "0.9").stdout
+    assert markdown.startswith("| suite ") and markdown.count("| mlp ") == 3  # dense, dense-ft, gmp at 0.9
