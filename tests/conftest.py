@@ -102,7 +102,7 @@ def plugins(monkeypatch):
             monkeypatch.syspath_prepend(str(site))
             folders.append(Path(site).resolve())
         registry._discovered = False
-        leaderboard.families.cache_clear()
+        leaderboard._plugins.cache_clear()
         registry.discover()
 
     yield install
@@ -115,7 +115,7 @@ def plugins(monkeypatch):
     registry._imported.clear()
     registry._imported.update(imported)
     registry._discovered = True
-    leaderboard.families.cache_clear()
+    leaderboard._plugins.cache_clear()
     for name, module in list(sys.modules.items()):
         where = getattr(module, "__file__", None)
         if where and any(Path(where).resolve().is_relative_to(f) for f in folders):
