@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import records
-from bench.plan import plan, setting_label
+from bench.plan import plan, run_key, setting_label
 from bench.suite import Suite
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def rerun(record: dict[str, Any], suite: Suite, *, results_dir: Path, data_dir: 
           executor: Executor) -> dict[str, Any]:
     """Run `record`'s configuration again into `results_dir` (a scratch folder) and return the
     new record. The suite must be the one the record names, and the run must resolve to the
-    record's configuration hash before anything trains: a suite file or a method whose
+    record's identity (bench.plan.identity) before anything trains: a suite file or a method whose
     parameters changed since would rerun something else, and is refused."""
     from bench.data import find_source  # torch: only when something reruns
     from bench.runner import run_suite
@@ -140,12 +140,15 @@ def rerun(record: dict[str, Any], suite: Suite, *, results_dir: Path, data_dir: 
     if (suite.name, suite.version) != (c["suite"], c["suite_version"]):
         raise ReproduceError(f"the record is of suite {c['suite']} version {c['suite_version']}, "
                              f"not {suite.name} version {suite.version}")
-    budget = {k: c["budget"][k] for k in ("epochs", "finetune_epochs", "limit_train", "limit_test")}
+    budget = {k: c["budget"][k] for k in ("epochs", "finetune_epochs", "limit_train", "limit_test", "precision")
+              if k in c["budget"]}
     suite_now = suite.with_budget(**budget)
     overrides = c["params"] if "+" in c["method"] else {c["method"]: c["params"]}
     [spec] = plan(suite_now, [c["method"]], overrides, [c["seed"]])
     config = records.run_config(suite_now, spec.method, spec.params, spec.seed, find_source(suite.data, data_dir))
-    if records.config_hash(config) != record["config_hash"]:
+    # Today's configuration must give the record's name: its identity's hash, or for a record named
+    # before identities left defaults out, the hash of every value.
+    if record["config_hash"] not in (run_key(config), records.config_hash(config)):
         changed = sorted(k for k in config if config[k] != c.get(k))
         raise ReproduceError(f"{c['method']} {setting_label(c['params'])} seed {c['seed']} cannot be rerun as "
                              f"recorded: today's code and data give another configuration (it differs in "

@@ -26,6 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ROOT / "tests" / "mlp-fast.yaml"  # --suite for runs that do not test deployment
 
 
+@pytest.fixture(autouse=True)
+def _no_terminal_width(monkeypatch):
+    """xdist sets COLUMNS in its workers, which bench reads as a terminal's width (it wraps
+    `bench list methods` then): a test runs as a piped command does, unless it sets a width."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)  # the cores are shared between the test workers
@@ -69,7 +76,7 @@ def cifar_dir() -> Path:
 def run_bench(args: list[str], *, pythonpath: list[Path] = (), env: dict[str, str] | None = None,
               timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `python -m bench ARGS` in a fresh process, as a user would."""
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**{k: v for k, v in os.environ.items() if k != "COLUMNS"}, **(env or {})}  # xdist sets COLUMNS
     full_env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), str(ROOT),
                                               full_env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
