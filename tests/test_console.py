@@ -8,7 +8,6 @@ import pytest
 from conftest import FAST, ROOT, run_bench
 
 
-@pytest.mark.xdist_group("processes")
 def test_importing_torch_and_every_plugin_prints_no_known_noise_but_other_warnings_still_show(tmp_path):
     ran = run_bench(["list", "methods", "--check"])  # imports torch, torchao and every plugin
     assert ran.returncode == 0, ran.stderr
