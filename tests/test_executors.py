@@ -17,8 +17,7 @@ import torch
 
 from conftest import FAST, ROOT, make_distribution, run_bench
 
-# The tests that start worker processes run one at a time, on one test worker (xdist_group).
-PROCESSES = pytest.mark.xdist_group("processes")
+pytestmark = pytest.mark.xdist_group("processes")  # worker processes and timing: one at a time
 
 # Six runs (dense, magnitude and random at 90%, two seeds) of LeNet-300-100 on 3,000 images.
 QUICK = ["run", "--suite", str(FAST), "--methods", "dense,magnitude,random", "--seeds", "0,1",
@@ -55,7 +54,6 @@ def records_of(results: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in (results / "mlp-fast" / "runs").glob("*.json")]
 
 
-@PROCESSES
 def test_jobs_give_the_same_records_as_serial(serial, tmp_path, data_dir, bench):
     proc = bench([*QUICK, "--jobs", "2", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)])
     assert proc.returncode == 0, proc.stderr
@@ -106,7 +104,6 @@ KILLER = '''
 '''
 
 
-@PROCESSES
 def test_a_killed_worker_is_a_failed_row_and_the_sweep_goes_on(tmp_path, data_dir, bench, plugins):
     plugins(make_distribution(tmp_path / "site", "killer_plugin", KILLER, {"killer": "killer_plugin"}))
     # QUICK without its --set of random, which this command does not select
@@ -186,7 +183,6 @@ def test_a_claim_held_by_a_killed_process_is_taken_over(tmp_path):
 
 
 @pytest.mark.ray
-@PROCESSES
 def test_ray_on_a_two_node_cluster_gives_the_same_records(serial, tmp_path, data_dir):
     """Two Ray nodes started here (Ray's own cluster utilities), one CPU each, so the runs
     spread over both; the records match the serial ones."""
