@@ -63,8 +63,8 @@ from bench.train import DivergedError, Hook, LossFn, TrainResult, fit, make_opti
 T = TypeVar("T")
 
 # `bench run --fuse auto`: the group size that measured fastest per device kind (README: Fused
-# training; benchmarks/RESULTS.md has the figures). On the 2-core development CPU fusion measured
-# slower or even for both CPU suites, so the CPU trains alone; CUDA stays alone until a GPU window
+# training; the CPU figures are in this module's docstring). On the 2-core development CPU fusion
+# measured slower or even for both CPU suites, so the CPU trains alone; CUDA stays alone until a GPU window
 # measures it (benchmarks/gpu_session.sh picks the fastest setting there and passes it).
 DEFAULT_FUSE = {"cpu": 1, "cuda": 1}
 
