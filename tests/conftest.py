@@ -52,7 +52,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def data_root() -> Path:
-    return Path(os.environ.get("BENCH_DATA_DIR", ROOT.parent / "shared" / "data"))
+    return Path(os.environ.get("BENCH_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
+
+
+# CI sets a relative $BENCH_DATA_DIR; tests that change directory, and the subprocesses they
+# start, would read it from elsewhere, so every test sees the absolute path.
+os.environ["BENCH_DATA_DIR"] = str(data_root())
 
 
 @pytest.fixture(scope="session")

@@ -377,7 +377,8 @@ def tmpfs(tmp_path):
 
     yield mount
     for point in mounted:
-        subprocess.run(["umount", str(point)], check=False)
+        # Lazily: a process that still holds a file there must not leave the mount behind.
+        subprocess.run(["umount", "--lazy", str(point)], check=False)
 
 
 def test_a_full_or_read_only_results_disk_is_refused_before_training(tmpfs, data_dir, capsys):
