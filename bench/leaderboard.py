@@ -200,13 +200,15 @@ def environment(r: dict[str, Any]) -> str:
 
 
 def code_of(r: dict[str, Any]) -> str:
-    """The code that made a run: its commit, and whether the checkout had uncommitted changes,
-    in which case no commit holds that code and the row cannot be reproduced from it."""
+    """The code that made a run: its commit, whether the checkout had uncommitted changes (then no
+    commit holds that code and the row cannot be reproduced from it), and whether the commit was
+    only named by $BENCH_GIT_COMMIT (code sent without its .git: no checkout vouched for it)."""
     commit = r["env"].get("git_commit")
     if not commit:  # a run that failed before its worker could say (its env is partial)
         return "unknown commit"
     dirty = commit.endswith("-dirty")
-    return commit.removesuffix("-dirty")[:12] + (" with uncommitted changes" if dirty else "")
+    named = " (named by $BENCH_GIT_COMMIT, unverified)" if r["env"].get("commit_from_env") else ""
+    return commit.removesuffix("-dirty")[:12] + (" with uncommitted changes" if dirty else "") + named
 
 
 def _runs(n: int) -> str:

@@ -113,10 +113,13 @@ def test_a_table_timed_on_several_machines_says_which_rows_ran_where(tmp_path):
 def test_the_leaderboard_names_the_code_of_its_runs_and_flags_uncommitted_code(tmp_path):
     recs = [{**record("dense", {}, s, 0.98, 1000), "env": {**ENV, "git_commit": "a" * 40}} for s in (0, 1)]
     recs += [{**record("magnitude", {"sparsity": 0.9}, 0, 0.97, 100), "env": {**ENV, "git_commit": "b" * 40 + "-dirty"}}]
+    recs += [{**record("magnitude", {"sparsity": 0.9}, 1, 0.97, 100),
+              "env": {**ENV, "git_commit": "c" * 40, "commit_from_env": True}}]
     write_records(tmp_path, recs)
     leaderboard.write(tmp_path, "mlp")
     md = (tmp_path / "mlp" / "leaderboard.md").read_text()
     assert f"- {'a' * 12}: 2 runs" in md and f"- {'b' * 12} with uncommitted changes: 1 run" in md
+    assert f"- {'c' * 12} (named by $BENCH_GIT_COMMIT, unverified): 1 run" in md
 
 
 def write_records(results, recs):
