@@ -285,15 +285,17 @@ def alive(pids: list[int], wait: float) -> list[int]:
 
 @pytest.mark.xdist_group("processes")
 def test_kill_9_at_random_points_loses_no_finished_record(tmp_path, data_dir):
-    """Kill the driver 5 times at random moments: once 0 to 2 more records exist than before, plus
-    0 to 4 seconds, so the kills fall in the import, the dense stage, runs and writes (one with
-    --jobs 2, whose workers must die with it). After each, every record is whole and every earlier
-    one unchanged; the last command finishes the sweep."""
+    """Kill the command 5 times at random moments: once 0 to 2 more records exist than before, plus
+    0 to 4 seconds, so the kills fall in the import, the dense stage, runs and writes. Three of
+    the commands run their runs in their own process (--executor inline: the kill cuts a run or a
+    write wherever it is), two in worker processes (one with --jobs 2), which must die with their
+    driver. After each, every record is whole and every earlier one unchanged; the last command
+    finishes the sweep."""
     rng = random.Random(15)
     kept: dict[str, bytes] = {}
     killed, progress, stale = 0, [], []
     for i in range(5):
-        proc = start(tmp_path, data_dir, *(["--jobs", "2"] if i == 1 else []))
+        proc = start(tmp_path, data_dir, *{1: ["--jobs", "2"], 3: []}.get(i, ["--executor", "inline"]))
         target = len(kept) + rng.randint(0, 2)
         while proc.poll() is None and len(list((tmp_path / SUITE / "runs").glob("*.json"))) < target:
             time.sleep(0.2)
