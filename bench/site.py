@@ -7,8 +7,9 @@ the headline tables of Papers with Code and the Open LLM Leaderboard.
 - per suite a page that leads with the frontier figure and the best method at each size, then
   the leaderboard as a sortable, filterable table of headline columns (the rest behind a
   checkbox that works without JavaScript), a method x level pivot of the swept methods, the
-  family and speedup plots, the runtimes that could not take a model, the failed and skipped
-  runs, and where the runs ran;
+  family and speedup plots, the literature checks' verdicts on its rows (results/checks.json,
+  shown only beside the leaderboard they were decided on), the runtimes that could not take a
+  model, the failed and skipped runs, and where the runs ran;
 - per suite a page of the overridden-budget runs, labelled as such, and a page of its run
   records, one anchor per record (configuration, metrics, environment, log).
 The pages share one CSS file and one script in the site's folder and load nothing from a
@@ -18,6 +19,7 @@ formatted deterministically: the same records give the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import shutil
@@ -322,10 +324,12 @@ def _filters(recs: list[dict[str, Any]], families: dict[str, str]) -> list[str]:
             "click a column header to sort</span>", "</div>"]
 
 
-def _suite_page(suite: str, recs: list[dict[str, Any]], images: list[str], families: dict[str, str]) -> str:
+def _suite_page(suite: str, recs: list[dict[str, Any]], images: list[str], families: dict[str, str],
+                checks: list[str]) -> str:
     """A suite's page, top to bottom: the frontier figure beside the best method at each size,
-    the leaderboard table, the swept methods by level, the family and speedup plots, then what
-    did not run and where the runs ran."""
+    the leaderboard table, the swept methods by level, the family and speedup plots, the
+    literature checks' verdicts (`checks`, from `_checks`), then what did not run and where the
+    runs ran."""
     standard = [r for r in recs if r.get("standard_budget")]
     custom = any(not r.get("standard_budget") for r in recs)
     table, cols = _aggregate(standard)
@@ -359,6 +363,7 @@ def _suite_page(suite: str, recs: list[dict[str, Any]], images: list[str], famil
         if name in images:
             title = {"pareto.png": "by family", "speedup.png": "measured against theoretical speedup"}[name]
             body.append(f'<h2>{title}</h2><img src="{name}" alt="{_e(title)}">')
+    body += checks
     body += _what_did_not_run(recs)
     envs = pd.Series([_environment(r) for r in recs]).value_counts().sort_index()
     body += ["<h2>where the runs ran</h2>", _table(["environment", "runs"], [[e, n] for e, n in envs.items()])]
@@ -367,6 +372,39 @@ def _suite_page(suite: str, recs: list[dict[str, Any]], images: list[str], famil
         body += ["<h2>the standard budget's settings</h2>"] + [
             f'<p class="note">{_e(", ".join(f"{k}={v}" for k, v in json.loads(b).items()))}</p>' for b in budgets]
     return _page(f"{suite} leaderboard", body, "../")
+
+
+CHECKS = "checks.json"  # the literature checks' verdicts (benchmarks/literature_checks.py writes it)
+
+
+def _checks(results_dir: Path, suite: str) -> list[str]:
+    """The section of a suite's page that shows the literature checks' verdicts on its rows,
+    from the results folder's checks.json: only when the suite's leaderboard.csv is the one
+    they were decided on (else the section says they are stale), and as text whatever it holds."""
+    path = Path(results_dir) / CHECKS
+    if not path.exists():
+        return []
+    head = ["<h2>checks against published results</h2>"]
+    try:
+        checks = json.loads(path.read_text())
+        columns = [str(c) for c in checks["columns"]]
+        rows = [[str(c) for c in check["row"]] for check in checks["checks"] if check["suite"] == suite]
+        decided_on = checks["leaderboards"].get(suite)
+        about = str(checks.get("about", ""))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return head + [f'<p class="note">{_e(path)} is unreadable ({_e(type(e).__name__)}: {_e(e)}); rewrite it '
+                       "with: python benchmarks/literature_checks.py --write-readme</p>"]
+    if not rows:
+        return []
+    table_file = Path(results_dir) / suite / "leaderboard.csv"
+    now = hashlib.sha256(table_file.read_bytes()).hexdigest() if table_file.exists() else None
+    if decided_on != now:
+        return head + ['<p class="note">The verdicts were decided on another version of this leaderboard; refresh '
+                       "them with: python benchmarks/literature_checks.py --write-readme</p>"]
+    return head + [f'<p class="note">Each claim tested on this leaderboard\'s rows over their seeds: d is the '
+                   f"difference in accuracy points, with its 95% CI; p is the test on the estimate's side, raw and "
+                   f"Holm-adjusted across every check of every suite. {_e(about)}. How each check is built: "
+                   "benchmarks/literature_checks.py.</p>", _table(columns, rows)]
 
 
 def _frontier_image(suite: str, table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]) -> str:
@@ -471,7 +509,8 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
             shutil.copyfile(Path(results_dir) / suite / name, folder / name)
             written.append(folder / name)
         custom = [r for r in recs if not r.get("standard_budget")]
-        pages = {"index.html": _suite_page(suite, recs, images, families), "runs.html": _runs_page(suite, recs)}
+        pages = {"index.html": _suite_page(suite, recs, images, families, _checks(results_dir, suite)),
+                 "runs.html": _runs_page(suite, recs)}
         if custom:
             pages["custom.html"] = _custom_page(suite, custom, images, families)
         for name, text in pages.items():

@@ -43,14 +43,17 @@ ResNet-20, so its checks are relative within the suite. It trains nothing.
 
     python benchmarks/literature_checks.py [--results DIR] [--write-readme | --check-readme]
 
-`--write-readme` refreshes README.md's block of verdicts (block BLOCK, see benchmarks/blocks.py),
-`--check-readme` exits 1 when that block differs from what the results give. `run(results)` returns the verdicts
+`--write-readme` refreshes README.md's block of verdicts (block BLOCK, see benchmarks/blocks.py)
+and results/checks.json, the verdicts that `bench leaderboard --html` shows on each suite's page;
+`--check-readme` exits 1 when either differs from what the results give. `run(results)` returns the verdicts
 as `Verdict` rows, for other tools.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -63,6 +66,7 @@ from tabulate import tabulate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import blocks  # noqa: E402
+from bench.site import CHECKS  # noqa: E402 - the verdicts for the site, in the results folder
 
 ALPHA = 0.05  # the family-wise error rate of the whole table
 # pts: about the largest offset seen between two CPU models (dense on mlp, README, in a rerun whose
@@ -511,6 +515,24 @@ def pivot(verdicts: list[Verdict], suites: list[str]) -> str:
     return tabulate(lines, headers=["claim", "source", *suites], tablefmt="pipe", disable_numparse=True)
 
 
+def site_file(verdicts: list[Verdict], results: Path) -> str:
+    """The verdicts for the leaderboard site (CHECKS, which `bench leaderboard --html` shows on
+    each suite's page): every check's row as `table` prints it, and the hash of each suite's
+    leaderboard.csv they were decided on, so that the site shows them only beside that table."""
+    def digest(suite: str) -> str | None:
+        path = results / suite / "leaderboard.csv"
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+    return json.dumps({
+        "about": f"Holm family: {family_size(verdicts)} one-sided tests, alpha {ALPHA}; written by "
+                 "python benchmarks/literature_checks.py --write-readme",
+        "leaderboards": {suite: digest(suite) for suite in SUITES},
+        "columns": ["claim", "source", "measured", "test", "d [95% CI]", "p", "p Holm", "verdict"],
+        "checks": [{"suite": v.suite, "row": [v.claim, v.source, v.measured, test_text(v), estimate_text(v), p_text(v.p),
+                                               p_text(v.p_holm), v.verdict]} for v in verdicts],
+    }, indent=1, ensure_ascii=False) + "\n"
+
+
 def readme_block(verdicts: list[Verdict]) -> str:
     """The README's summary (the text of block BLOCK): the MNIST suites side by side, then cifar,
     whose checks differ."""
@@ -525,14 +547,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=ROOT / "results")
     p.add_argument("--readme", type=Path, default=ROOT / "README.md", help="the README with the generated block")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--write-readme", action="store_true", help="refresh the README's block of verdicts")
-    mode.add_argument("--check-readme", action="store_true", help="exit 1 when the README's block is stale")
+    mode.add_argument("--write-readme", action="store_true",
+                      help=f"refresh the README's block of verdicts and the site's (RESULTS/{CHECKS})")
+    mode.add_argument("--check-readme", action="store_true", help="exit 1 when either is stale")
     args = p.parse_args(argv)
     verdicts = run(args.results)
     block = {BLOCK: readme_block(verdicts)}
+    checks, for_site = args.results / CHECKS, site_file(verdicts, args.results)
     if args.check_readme:
         problems = blocks.stale(args.readme, block, "python benchmarks/literature_checks.py --write-readme")
-        print("\n".join(problems) or f"{args.readme}: the block of verdicts is up to date",
+        if not checks.exists() or checks.read_text() != for_site:
+            problems.append(f"{checks}: stale; refresh it with: python benchmarks/literature_checks.py --write-readme")
+        print("\n".join(problems) or f"{args.readme} and {checks}: the verdicts are up to date",
               file=sys.stderr if problems else sys.stdout)
         return 1 if problems else 0
     print(table(verdicts))
@@ -542,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             print(e, file=sys.stderr)
             return 1
+        checks.write_text(for_site)
     return 0
 
 

@@ -198,3 +198,42 @@ def test_a_reader_sees_the_frontier_and_the_best_methods_on_the_first_screen_wit
             pixels = matplotlib.image.imread(shot)
             assert pixels.shape[:2] == (800, width)
             assert (pixels[..., :3].mean(axis=2) < 0.5).mean() > 0.01  # text drawn, not a blank page
+
+
+def test_the_literature_checks_verdicts_show_beside_the_leaderboard_they_were_decided_on(tmp_path):
+    """literature_checks.py --write-readme writes results/checks.json; each suite's page shows
+    its verdicts as text, only while its leaderboard.csv is the one they were decided on, and
+    names a checks.json it cannot read."""
+    import json
+
+    from test_literature_checks import checks
+
+    build(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("\n".join(checks.blocks.markers(checks.BLOCK)) + "\n")
+    assert checks.main(["--results", str(tmp_path), "--readme", str(readme), "--write-readme"]) == 0
+    site.build(tmp_path, ["mlp"], tmp_path / "site")
+    page = (tmp_path / "site" / "mlp" / "index.html").read_text()
+    assert "<h2>checks against published results</h2>" in page
+    assert "<td class=\"t\">magnitude at 92% = dense ± 0.3</td><td class=\"t\">Han et al. 2015, Table 1</td>" in page
+    assert checks.main(["--results", str(tmp_path), "--readme", str(readme), "--check-readme"]) == 0
+
+    saved = json.loads((tmp_path / "checks.json").read_text())
+    hostile = {**saved, "checks": [{"suite": "mlp", "row": ["<script>alert(1)</script>", *saved["checks"][0]["row"][1:]]}]}
+    (tmp_path / "checks.json").write_text(json.dumps(hostile))
+    site.build(tmp_path, ["mlp"], tmp_path / "site")
+    page = (tmp_path / "site" / "mlp" / "index.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
+    assert checks.main(["--results", str(tmp_path), "--readme", str(readme), "--check-readme"]) == 1
+
+    with open(tmp_path / "mlp" / "leaderboard.csv", "a") as f:  # the table moved on, the verdicts did not
+        f.write("\n")
+    site.build(tmp_path, ["mlp"], tmp_path / "site")
+    page = (tmp_path / "site" / "mlp" / "index.html").read_text()
+    assert "The verdicts were decided on another version of this leaderboard" in page
+    assert "<td class=\"t\">Han et al. 2015, Table 1</td>" not in page
+
+    (tmp_path / "checks.json").write_text('{"columns": 3')
+    site.build(tmp_path, ["mlp"], tmp_path / "site")
+    page = (tmp_path / "site" / "mlp" / "index.html").read_text()
+    assert f"{tmp_path / 'checks.json'} is unreadable (JSONDecodeError: " in page
