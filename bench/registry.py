@@ -55,7 +55,9 @@ class Method:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        written = cls.__dict__.get("__doc__")
         dataclasses.dataclass(cls)
+        cls.__doc__ = written  # not the signature dataclass writes where there is none: no description
 
     def run(self, ctx: Context) -> torch.nn.Module:
         """Compress and return the model that the harness measures."""
