@@ -351,7 +351,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     # The runs of this command, aggregated over seeds like the leaderboard, fitted to the terminal.
-    print("\n" + leaderboard.terminal(done, shutil.get_terminal_size().columns, leaderboard.families()))
+    print("\n" + leaderboard.terminal(done, shutil.get_terminal_size().columns, leaderboard.families(done)))
     folder = args.results_dir / suite.name
     print(f"\nfull leaderboards: {folder}/leaderboard*.md (standard budget: leaderboard.md)")
     failed = [r for r in done if r["status"] not in ("ok", "skipped")]
@@ -408,7 +408,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
              and r["config"]["method"] in methods]
     print(f"\n# {suite.name}: the stored rows of the methods drawn ({args.results_dir / suite.name / 'leaderboard.md'} "
           "has them all)\n")
-    print(leaderboard.terminal(shown, shutil.get_terminal_size().columns, leaderboard.families()))
+    print(leaderboard.terminal(shown, shutil.get_terminal_size().columns, leaderboard.families(shown)))
     failures = 0
     for stored_record, again, checks in results:
         c, env = stored_record["config"], stored_record["env"]
@@ -508,8 +508,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.check and (args.show or args.html):
         raise registry.ParameterError("--check compares the stored files with the records and writes nothing: "
                                       "not with --show or --html")
-    families = leaderboard.families()
-    known = sorted(set(registry.FAMILIES) | set(families.values()))
+    known = sorted(set(registry.FAMILIES) | set(leaderboard.families().values()))
     if args.family is not None and args.family not in known:
         raise registry.ParameterError(f"--family {args.family!r}: expected one of {', '.join(known)}")
     suites = [args.suite] if args.suite else _suites_with_records(root)
@@ -521,12 +520,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.show:
         standard = args.budget == "standard"
         if args.format != "table":
-            return _show(root, suites, standard, families, args)
+            return _show(root, suites, standard, args)
         for name in suites:
             recs = [r for r in leaderboard.load(root, name) if r.get("standard_budget") == standard]
             print(f"# {name}: {args.budget} budget ({root / name / ('leaderboard.md' if standard else 'leaderboard-custom.md')}"
                   " has every column)\n")
-            print(leaderboard.terminal(recs, shutil.get_terminal_size().columns, families,
+            print(leaderboard.terminal(recs, shutil.get_terminal_size().columns, leaderboard.families(recs),
                                        args.sparsity, args.family, args.sort) + "\n")
         return 0
     for name in suites:
@@ -545,7 +544,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(root: Path, suites: list[str], standard: bool, families: dict[str, str], args: argparse.Namespace) -> int:
+def _show(root: Path, suites: list[str], standard: bool, args: argparse.Namespace) -> int:
     """`leaderboard --show --format csv|json|markdown`: the selected rows of every suite asked
     for, every column (the CSV's, and `suite`), as one table for other tools."""
     import pandas as pd
@@ -559,7 +558,7 @@ def _show(root: Path, suites: list[str], standard: bool, families: dict[str, str
         df = leaderboard.frame(recs, cols)
         if not df.empty:
             table = leaderboard.aggregate(df, cols)
-            tables.append(leaderboard.select(table, cols, families, args.sparsity, args.family, args.sort)
+            tables.append(leaderboard.select(table, cols, leaderboard.families(recs), args.sparsity, args.family, args.sort)
                           .assign(suite=name))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])
     table = table[["suite", *(c for c in table.columns if c != "suite")]]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
 from tabulate import tabulate
@@ -379,15 +379,17 @@ def main_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table[(table[TABLE] == pd.Series(sizes.idxmax(), index=TABLE)).all(axis=1)] if len(sizes) > 1 else table
 
 
-def plot_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def plot_frame(table: pd.DataFrame, known: dict[str, str] | None = None) -> tuple[pd.DataFrame, str]:
     """The rows the plots draw (`main_rows`) with what bench.plots needs beside the table's
     columns: size in bytes, family, reference flag, a label (method and short setting) and a
     series (one plot line: method and non-default settings other than the swept one); and the
-    y column: the change against dense, or the accuracy where the table has no dense row."""
+    y column: the change against dense, or the accuracy where the table has no dense row.
+    `known`: method -> family (`families(recs)`; by default the plugins')."""
+    known = known if known is not None else families()
     t = main_rows(table)
     size = t["size_KiB"].astype(float) * 1024 if "size_KiB" in t else pd.Series(float("nan"), index=t.index)
     short = [short_setting(m, s) for m, s in zip(t.method, t.setting)]
-    t = t.assign(size_bytes=size, family=t.method.map(lambda m: family_of(m, families())),
+    t = t.assign(size_bytes=size, family=t.method.map(lambda m: family_of(m, known)),
                  reference=t.method.isin(REFERENCES),
                  label=[m + ("" if s == "-" else f" {s}") for m, s in zip(t.method, short)],
                  series=[series_label(m, s) for m, s in zip(t.method, short)])
@@ -430,8 +432,8 @@ def write(results_dir: Path, suite: str) -> list[Path]:
             written += [csv, md]
             if len(table):
                 plot_title = plot_heading(table, part, suite, title)
-                t, ycol = plot_frame(table)
-                known = sorted(families())
+                t, ycol = plot_frame(table, families(part))
+                known = sorted(families(part))
                 drawn = frontier(table, cols, part, suite, title)
                 figures = {"frontier": drawn and drawn[0],
                            "pareto": plots.family_figure(t, ycol, known, plot_title),
@@ -460,8 +462,9 @@ def frontier(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]
              title: str) -> tuple[Any, pd.DataFrame] | None:
     """The frontier figure of a part's table and its rows' markers (bench.plots.frontier_figure):
     what write saves, and what the site lays its links over."""
-    t, ycol = plot_frame(table)
-    return plots.frontier_figure(t, ycol, cols, sorted(families()), plot_heading(table, recs, suite, title))
+    known = families(recs)
+    t, ycol = plot_frame(table, known)
+    return plots.frontier_figure(t, ycol, cols, sorted(known), plot_heading(table, recs, suite, title))
 
 
 def load(results_dir: Path, suite: str) -> list[dict[str, Any]]:
@@ -483,9 +486,15 @@ def _plugins() -> dict[str, Any]:
     return {info.name: info for info in catalog() if info.problem is None}
 
 
-def families() -> dict[str, str]:
-    """Method -> family."""
-    return {name: info.family for name, info in _plugins().items()}
+def families(recs: Iterable[dict[str, Any]] = ()) -> dict[str, str]:
+    """Method -> family: what `recs` say (a record names its method's family since the harness
+    stored it), else what the plugin's source says today."""
+    known = {name: info.family for name, info in _plugins().items()}
+    for r in recs:
+        family = (r.get("method_info") or {}).get("family")
+        if isinstance(family, str):
+            known[r["config"]["method"]] = family
+    return known
 
 
 def method_sweeps() -> dict[str, str]:

@@ -308,11 +308,15 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
 
 def _record(run: _Run, outcome: Outcome, *, standard: bool, source: str, compile: str | None, executor: str,
             provenance: dict[str, Any]) -> dict[str, Any]:
-    """A run's record: its identity, what the worker reported, and the provenance the driver
+    """A run's record: its identity, what the worker reported, the method's family and
+    description (so that a table needs no plugin source), and the provenance the driver
     stamps. A run whose worker process died a second time running says so (`worker_deaths`),
     and is then no longer retried (see `finished`)."""
     origins = {link: registry.SOURCES[link].origin for link in links(run.spec.method) if link in registry.SOURCES}
-    record = {"schema": records.SCHEMA_VERSION, "config": run.config, "config_hash": run.digest,
+    classes = [registry.METHODS[link] for link in links(run.spec.method) if link in registry.METHODS]
+    info = ({"family": classes[0].family if len(classes) == 1 else "combined",
+             "description": "; ".join(c.description() for c in classes)} if classes else {})
+    record = {"schema": records.SCHEMA_VERSION, "config": run.config, "config_hash": run.digest, "method_info": info,
               "standard_budget": standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "env": {**outcome.env, "data_source": source, "compile": compile or False,
                       "executor": executor, "method_origin": origins, **provenance},

@@ -493,13 +493,13 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
     """Write the site for `suites` under `out` from their records and their plots (the plots
     that `bench.leaderboard.write` made beside the records are copied: call it first); each
     suite's folder is rebuilt from scratch. Returns the files written."""
-    families = leaderboard.families()
     written = []
     sections = []
     for suite in suites:
         recs = leaderboard.load(results_dir, suite)
         if not recs:
             continue
+        families = leaderboard.families(recs)
         folder = out / suite
         shutil.rmtree(folder, ignore_errors=True)  # the site holds what the records give, nothing older
         folder.mkdir(parents=True)

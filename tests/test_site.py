@@ -237,3 +237,19 @@ def test_the_literature_checks_verdicts_show_beside_the_leaderboard_they_were_de
     site.build(tmp_path, ["mlp"], tmp_path / "site")
     page = (tmp_path / "site" / "mlp" / "index.html").read_text()
     assert f"{tmp_path / 'checks.json'} is unreadable (JSONDecodeError: " in page
+
+
+def test_a_records_own_family_groups_it_where_no_plugin_source_says(tmp_path):
+    """A method whose plugin is gone (or never was here) is grouped by the family its records
+    name, not as "other"."""
+    build(tmp_path)
+    for s in (0, 1):
+        r = {**record("gone-plugin", {"sparsity": 0.9}, s, 0.97, 100),
+             "method_info": {"family": "pruning", "description": "A plugin not installed here."}}
+        records.write_json_atomic(tmp_path / "mlp" / "runs" / f"gone-plugin-{s}.json", r)
+    leaderboard.write(tmp_path, "mlp")
+    site.build(tmp_path, ["mlp"], tmp_path / "site")
+    page = (tmp_path / "site" / "mlp" / "index.html").read_text()
+    assert re.search(r'data-family="pruning" data-sparsity="0.9" data-method="gone-plugin"', page)
+    assert leaderboard.families(records.load_records(tmp_path, "mlp"))["gone-plugin"] == "pruning"
+    assert "gone-plugin" not in leaderboard.families()

@@ -21,6 +21,8 @@ def test_a_good_method_passes_and_its_record_is_returned(tmp_path, data_dir):
     record = check_method("magnitude", results_dir=tmp_path, data_dir=data_dir, params={"sparsity": 0.5})
     assert record["status"] == "ok" and record["config"]["params"]["sparsity"] == 0.5
     assert record["metrics"]["sparsity"] == pytest.approx(0.5, abs=0.01) and record["metrics"]["accuracy"] > 0.2
+    # the record names its method's family and description: tables need no plugin source
+    assert record["method_info"] == {"family": "pruning", "description": registry.METHODS["magnitude"].description()}
 
 
 def test_a_bad_registration_is_named(scratch_registry):
