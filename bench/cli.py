@@ -21,7 +21,7 @@ from bench import records, registry, reproduce
 from bench.bounds import Bounds
 from bench.chain import links
 from bench.plan import setting_label
-from bench.records import ProvenanceError
+from bench.records import ProvenanceError, Status
 from bench.suite import Suite, SuiteError, available_suites, is_plain_name, load_suite
 
 
@@ -354,7 +354,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("\n" + leaderboard.terminal(done, shutil.get_terminal_size().columns, leaderboard.families(done)))
     folder = args.results_dir / suite.name
     print(f"\nfull leaderboards: {folder}/leaderboard*.md (standard budget: leaderboard.md)")
-    failed = [r for r in done if r["status"] not in ("ok", "skipped")]
+    failed = [r for r in done if r["status"] not in (Status.OK, Status.SKIPPED)]
     if failed:
         print(f"\n{len(failed)} of {len(done)} runs did not finish:", file=sys.stderr)
         for r in failed:

@@ -28,6 +28,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
+from bench.records import Status
 from bench.worker import Outcome, Task, perform
 
 
@@ -52,7 +53,7 @@ class ExecutorError(ValueError):
 def _failed(task: Task, error: str) -> list[Outcome]:
     """Every run of `task` failed with `error` (its worker died, or it ran out of time)."""
     env = {"device": task.device, "device_name": "?", "torch": torch.__version__, "threads": task.threads}
-    return [Outcome({"status": "failed", "error": error, "metrics": {}, "figures": {}, "run_time_s": 0.0}, dict(env))
+    return [Outcome({"status": Status.FAILED, "error": error, "metrics": {}, "figures": {}, "run_time_s": 0.0}, dict(env))
             for _ in task.specs]
 
 
@@ -122,7 +123,7 @@ def _worker_main(conn: Connection, env: dict[str, str]) -> None:
         outcomes = perform(task)
         _output_to(None)
         conn.send(outcomes)
-        if task.device == "cuda" and any(o.result["status"] == "failed" for o in outcomes):
+        if task.device == "cuda" and any(o.result["status"] == Status.FAILED for o in outcomes):
             try:  # a CUDA error can poison the process: then let a fresh worker take over
                 torch.cuda.synchronize()
             except Exception:  # noqa: BLE001

@@ -21,6 +21,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench import metrics, plots, records
+from bench.records import Status
 from bench.metrics import Column
 from bench.plan import setting_label
 from bench.registry import ParameterError
@@ -36,7 +37,7 @@ def _budget_label(budget: dict[str, Any]) -> str:
 
 def table_columns(recs: list[dict[str, Any]]) -> list[Column]:
     """The registered metrics that the successful records hold."""
-    return metrics.columns({k for r in recs if r["status"] == "ok" for k in r["metrics"]})
+    return metrics.columns({k for r in recs if r["status"] == Status.OK for k in r["metrics"]})
 
 
 def row_key(r: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def frame(recs: list[dict[str, Any]], cols: list[Column]) -> pd.DataFrame:
     """One row per successful record, with the columns of the recorded metrics in `cols`."""
     rows = []
     for r in recs:
-        if r["status"] != "ok":
+        if r["status"] != Status.OK:
             continue
         m = r["metrics"]
         row = {**row_key(r), "machine": r["env"].get("device_name", "?")}
@@ -178,7 +179,7 @@ def unavailable_runtimes(recs: list[dict[str, Any]]) -> list[list[str]]:
     return [list(e) for e in sorted({
         (r["config"]["method"], short_setting(r["config"]["method"], setting_label(r["config"]["params"])), runtime,
          note["reason"])
-        for r in recs if r["status"] == "ok"
+        for r in recs if r["status"] == Status.OK
         for runtime, note in r.get("figures", {}).get("deploy", {}).get("runtimes", {}).items()
         if note["status"] != "ok"})]
 
@@ -189,7 +190,7 @@ def failed_runs(recs: list[dict[str, Any]]) -> list[tuple[list[Any], dict[str, A
     would otherwise appear in hash order."""
     rows = [([r["config"]["method"], short_setting(r["config"]["method"], setting_label(r["config"]["params"])),
               r["config"]["seed"], r["status"],
-              first_line(r.get("error"))], r) for r in recs if r["status"] != "ok"]
+              first_line(r.get("error"))], r) for r in recs if r["status"] != Status.OK]
     return sorted(rows, key=lambda row: [str(v) for v in row[0]])
 
 
@@ -252,7 +253,7 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]
                                      f"{device.upper()}: its figures compare with that device's only."
                                      if elsewhere.any() else ""), "",
                       _pipe_table(rows, ["method", "setting", *[c.header for c in speed]]), ""]
-            lines += _machines_note([r for r in recs if r["status"] == "ok" and
+            lines += _machines_note([r for r in recs if r["status"] == Status.OK and
                                      tuple(row_key(r)[k] for k in TABLE) == (source, budget, device)])
     empty = unavailable_runtimes(recs)
     if empty:
@@ -452,7 +453,7 @@ def plot_heading(table: pd.DataFrame, recs: list[dict[str, Any]], suite: str, ti
     """A plot's title: the suite, the part (standard budget or overridden budgets) and the table
     group it draws, with its seeds."""
     group = main_rows(table).iloc[0]
-    seeds = sorted({r["config"]["seed"] for r in recs if r["status"] == "ok"
+    seeds = sorted({r["config"]["seed"] for r in recs if r["status"] == Status.OK
                     and tuple(row_key(r)[k] for k in TABLE) == tuple(group[TABLE])})
     return (f"{suite} ({title.split(' (')[0]}): {group['data_source']}, {group['budget']}, "
             f"{group['device'].upper()}, seeds {','.join(map(str, seeds))}")

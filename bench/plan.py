@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bench.chain import Chain, check_chain, links
-from bench.records import config_hash
+from bench.records import Status, config_hash
 from bench.registry import BROKEN, METHODS, Method
 from bench.suite import Budget, DataSpec, ModelSpec, Suite
 
@@ -134,7 +134,7 @@ def expected_epochs(spec: RunSpec, suite: Suite, history: list[dict[str, Any]]) 
     exist; records of another budget (a quick --epochs 1 run) say nothing about this one."""
     budget = dataclasses.asdict(suite.training)
     same = [r["metrics"]["train_epochs"] for r in history
-            if r["status"] == "ok" and r["config"]["method"] == spec.method and r["config"]["params"] == spec.params
+            if r["status"] == Status.OK and r["config"]["method"] == spec.method and r["config"]["params"] == spec.params
             and r["config"]["budget"] == budget and r["metrics"].get("train_epochs") is not None]
     if same:
         return statistics.median(same)

@@ -17,6 +17,7 @@ import platform
 import socket
 import subprocess
 import tempfile
+from enum import Enum
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
@@ -25,6 +26,20 @@ if TYPE_CHECKING:
     import torch
 
 SCHEMA_VERSION = 1
+
+
+class Status(str, Enum):
+    """How a run ended, as its record's `status` says: the one list of them. A member is its
+    string (`Status.OK == "ok"`, and JSON writes "ok"), so records stay plain JSON."""
+
+    OK = "ok"                # measured: a leaderboard row
+    SKIPPED = "skipped"      # the method does not apply to the suite (NotApplicable)
+    FAILED = "failed"        # an error, a time limit, a worker that died
+    DIVERGED = "diverged"    # training's loss became NaN or infinite
+    INVALID = "invalid"      # the returned model is no answer to the suite (never ranked)
+
+    __str__ = str.__str__
+    __format__ = str.__format__
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "torch-pruning", "torchao", "scikit-learn")
 
 
@@ -241,7 +256,9 @@ def record_problem(record: Any) -> str | None:
     for key, value in record["metrics"].items():
         if not _is(value, (*_NUMBER, _NONE)):
             return f"malformed record: metrics.{key} is {_type_name(value)}, expected a number or null"
-    if record["status"] == "ok" and not _is(record["metrics"].get("accuracy"), _NUMBER):
+    if record["status"] not in Status.__members__.values():
+        return f"malformed record: status is {record['status'][:40]!r}, expected one of {', '.join(Status)}"
+    if record["status"] == Status.OK and not _is(record["metrics"].get("accuracy"), _NUMBER):
         return "malformed record: an ok record without a number in metrics.accuracy"
     for runtime, note in record.get("figures", {}).get("deploy", {}).get("runtimes", {}).items():
         if not (isinstance(note, dict) and isinstance(note.get("status"), str)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import records
+from bench.records import Status
 from bench.plan import plan, run_key, setting_label
 from bench.suite import Suite
 
@@ -55,7 +56,7 @@ def rows(recs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """The finished (ok) records grouped by row."""
     out: dict[str, list[dict[str, Any]]] = {}
     for r in recs:
-        if r["status"] == "ok":
+        if r["status"] == Status.OK:
             out.setdefault(row_id(r), []).append(r)
     return out
 
@@ -97,7 +98,7 @@ class Check:
 def judge(stored: dict[str, Any], rerun: dict[str, Any], row: list[dict[str, Any]]) -> list[Check]:
     """Each figure of `stored` beside `rerun`'s, with its verdict; `row` is the stored row's
     records (every seed), whose spread is the noise."""
-    if rerun["status"] != "ok":
+    if rerun["status"] != Status.OK:
         return [Check("status", None, None, f"{rerun['status']}: {(rerun.get('error') or '').splitlines()[0]}",
                       False)]
     a, b = stored["metrics"], rerun["metrics"]

@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from bench import records, registry
+from bench.records import Status
 from bench.chain import links
 from bench.context import DenseWeights
 from bench.data import fetch, find_source
@@ -98,7 +99,7 @@ def finished(record: dict[str, Any] | None) -> bool:
     """A run with an ok or skipped record is done, and so is one that killed its worker process
     MAX_WORKER_DEATHS times running (a crash that would recur on every rerun); other failed runs
     are retried on the next command."""
-    return record is not None and (record.get("status") in ("ok", "skipped")
+    return record is not None and (record.get("status") in (Status.OK, Status.SKIPPED)
                                    or record.get("worker_deaths", 0) >= MAX_WORKER_DEATHS)
 
 
@@ -217,7 +218,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
     logs = suite_dir / "logs" if suite_dir else None
     queue = list(todo)
     in_flight: dict[int, list[_Run] | _Dense] = {}
-    counts = {"ok": 0, "failed": 0, "skipped": 0}
+    counts = {Status.OK: 0, Status.FAILED: 0, Status.SKIPPED: 0}
     bar = tqdm(total=len(todo), unit="run", dynamic_ncols=True, disable=None, leave=False)
 
     def task(kind: str, specs: list[RunSpec], log_names: list[str], weights: dict[int, DenseWeights | str],
@@ -293,14 +294,14 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                 try:
                     records.write_json_atomic(item.path, record)
                 except (TypeError, ValueError) as e:  # a result JSON cannot hold fails its run, not the sweep
-                    record.update(status="failed", metrics={}, figures={},
+                    record.update(status=Status.FAILED, metrics={}, figures={},
                                   error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
                     records.write_json_atomic(item.path, record)
                 if outcome.log is not None:
                     records.write_text_atomic(logs / f"{item.path.stem}.log", outcome.log + "\n")
                 item.claim.release()
                 item.record, item.done = record, True
-                counts[record["status"] if record["status"] in counts else "failed"] += 1
+                counts[record["status"] if record["status"] in counts else Status.FAILED] += 1
                 bar.set_postfix(counts, refresh=False)
                 bar.update()
                 log(f"{item.label}{_summary(record)}")
@@ -343,7 +344,7 @@ def _time_limits(suite: Suite, device: str, history: list[dict[str, Any]],
         return lambda spec: 60.0 * minutes
     name = records.device_name(torch.device(device)) if device != "cuda" or torch.cuda.is_available() else None
     rates = [r["metrics"]["train_time_s"] / r["metrics"]["train_epochs"] for r in history
-             if r["status"] == "ok" and r["env"].get("device_name") == name
+             if r["status"] == Status.OK and r["env"].get("device_name") == name
              and r["metrics"].get("train_epochs") and r["metrics"].get("train_time_s") is not None]
     per_epoch = statistics.median(rates) if rates else DEFAULT_EPOCH_S
 
@@ -399,7 +400,7 @@ def _dense_done(d: _Dense, outcome: Outcome, suite_dir: Path, log: Callable[[str
 def _summary(record: dict[str, Any]) -> str:
     """A finished run in one line: what it scored and how small it got. Latency is left to the
     leaderboard, beside its spread: one run's figure on a busy machine is no headline."""
-    if record["status"] != "ok":
+    if record["status"] != Status.OK:
         return f" -> {record['status'].upper()}: {(record['error'] or '').splitlines()[0]}"
     m = record["metrics"]
     return (f" -> accuracy {100 * m['accuracy']:.2f}%  sparsity {100 * m['sparsity']:.1f}%  "
@@ -449,7 +450,7 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
         device_name = records.device_name(torch.device(device))
         same_kind = (lambda env: env.get("device_name") == device_name)
     budget = dataclasses.asdict(suite.training)
-    here = [r for r in history if r["status"] == "ok" and same_kind(r["env"]) and r["config"]["budget"] == budget
+    here = [r for r in history if r["status"] == Status.OK and same_kind(r["env"]) and r["config"]["budget"] == budget
             and r["metrics"].get("train_epochs") and r["metrics"].get("train_time_s") is not None]
     dense_rates = [r["metrics"]["train_time_s"] / r["metrics"]["train_epochs"] for r in here
                    if r["config"]["method"] == "dense"]

@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from bench import leaderboard, plots, records
+from bench.records import Status
 from bench.leaderboard import PLOTS, REFERENCES, TABLE, Column, cell, family_of, short_setting, table_columns
 from bench.plan import setting_label
 
@@ -139,7 +140,7 @@ def _runs_by_row(recs: list[dict[str, Any]]) -> dict[tuple, list[tuple[int, str]
     """(table, method, setting, timed_on) of the aggregated row -> its records' (seed, anchor)."""
     out: dict[tuple, list[tuple[int, str]]] = {}
     for r in recs:
-        if r["status"] == "ok":
+        if r["status"] == Status.OK:
             key = leaderboard.row_key(r)
             out.setdefault(tuple(key[k] for k in [*TABLE, "method", "setting", "timed_on"]), []).append(
                 (r["config"]["seed"], r["_stem"]))
@@ -296,7 +297,7 @@ def _fmt_size(r: pd.Series) -> str:
 
 def _provenance(recs: list[dict[str, Any]]) -> str:
     """A suite's records in one line: how many, what, by which code and where."""
-    ok = [r for r in recs if r["status"] == "ok"]
+    ok = [r for r in recs if r["status"] == Status.OK]
     commits = {leaderboard.code_of(r) for r in recs}
     dirty = sum(c.endswith("uncommitted changes") for c in commits)
     machines = sorted({r["env"].get("device_name", "?") for r in ok})
@@ -309,7 +310,7 @@ def _provenance(recs: list[dict[str, Any]]) -> str:
 
 
 def _filters(recs: list[dict[str, Any]], families: dict[str, str]) -> list[str]:
-    ok = [r for r in recs if r["status"] == "ok" and r["config"]["method"] not in REFERENCES]
+    ok = [r for r in recs if r["status"] == Status.OK and r["config"]["method"] not in REFERENCES]
     fams = sorted({family_of(r["config"]["method"], families) for r in ok})
     sparsities = sorted({s for r in ok if (s := _sparsity(setting_label(r["config"]["params"])))},
                         key=float)  # numbers, formatted by _sparsity

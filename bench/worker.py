@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from bench import measure, records, registry
+from bench.records import Status
 from bench.chain import links
 from bench.context import Context, DenseWeights, train_dense
 from bench.data import Dataset, default_tensor_cache, load_dataset
@@ -136,7 +137,7 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
         try:
             data = _dataset(task, device)
         except Exception as e:  # noqa: BLE001 - no data: the task fails with the reason
-            result = {"status": "failed", "error": f"{type(e).__name__}: {e}", "metrics": {}, "figures": {},
+            result = {"status": Status.FAILED, "error": f"{type(e).__name__}: {e}", "metrics": {}, "figures": {},
                       "run_time_s": time.perf_counter() - start}
             return [Outcome(dict(result), env, log=log.text()) for log in logs]
         with DeviceGate(device) as gate:  # one per task: its descriptor is closed with it
@@ -217,15 +218,15 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
 
 def _train_dense(ctx: Context, checkpoint: Path | None, env: dict[str, Any], log: _Log) -> Outcome:
     start = time.perf_counter()
-    weights, result = None, {"status": "ok", "error": None, "metrics": {}, "figures": {}}
+    weights, result = None, {"status": Status.OK, "error": None, "metrics": {}, "figures": {}}
     try:
         weights = train_dense(ctx, checkpoint)
         result["metrics"] = dict(weights.meta)
         weights.meta["device_name"] = env["device_name"]  # for --refresh; the driver adds the commit
     except DivergedError as e:
-        result.update(status="diverged", error=str(e))
+        result.update(status=Status.DIVERGED, error=str(e))
     except Exception as e:  # noqa: BLE001 - a failed dense model fails its seed's runs, not the sweep
-        result.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-4)}")
+        result.update(status=Status.FAILED, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-4)}")
     result["run_time_s"] = time.perf_counter() - start
     return Outcome(result, env, dense=weights, log=log.text())
 
@@ -322,7 +323,7 @@ def execute(spec: RunSpec, ctx: Context, judge: Context, reference: dict[str, in
     SystemExit is a failure of its run, not the end of the sweep). The model is measured alone
     on its device: other runs sharing it wait at the gate meanwhile."""
     start = time.perf_counter()
-    out: dict[str, Any] = {"status": "ok", "error": None, "metrics": {}}
+    out: dict[str, Any] = {"status": Status.OK, "error": None, "metrics": {}}
     try:
         if spec.method in BROKEN and spec.method not in METHODS:
             raise ImportError(f"plugin '{spec.method}' failed to import: {BROKEN[spec.method]}")
@@ -351,13 +352,13 @@ def execute(spec: RunSpec, ctx: Context, judge: Context, reference: dict[str, in
             out["metrics"]["compile_time_s"] = ctx.compile_time_s
         out["measure_time_s"] = time.perf_counter() - measure_start
     except DivergedError as e:
-        out.update(status="diverged", error=str(e))
+        out.update(status=Status.DIVERGED, error=str(e))
     except NotApplicable as e:
-        out.update(status="skipped", error=f"not applicable: {e}")
+        out.update(status=Status.SKIPPED, error=f"not applicable: {e}")
     except InvalidModelError as e:
-        out.update(status="invalid", error=str(e), metrics={})
+        out.update(status=Status.INVALID, error=str(e), metrics={})
     except (Exception, SystemExit) as e:  # noqa: BLE001 - a failing plugin is a failed row
-        out.update(status="failed", error=f"{error_summary(e)}\n{traceback.format_exc(limit=-4)}")
+        out.update(status=Status.FAILED, error=f"{error_summary(e)}\n{traceback.format_exc(limit=-4)}")
     out["figures"] = {**ctx.figures, **judge.figures}
     out["run_time_s"] = time.perf_counter() - start
     return out

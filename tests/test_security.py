@@ -224,6 +224,8 @@ def malformed_records() -> dict[str, tuple[dict, str]]:
 
     return {
         "no-device": (broken(lambda r: r["env"].pop("device")), "env.device is missing"),
+        "odd-status": (broken(lambda r: r.update(status="<b>won</b>")),
+                       "status is '<b>won</b>', expected one of ok, skipped, failed, diverged, invalid"),
         "string-seed": (broken(lambda r: r["config"].update(seed="0")), "config.seed is str, expected int"),
         "bool-seed": (broken(lambda r: r["config"].update(seed=True)), "config.seed is bool, expected int"),
         "list-metrics": (broken(lambda r: r.update(metrics=[0.97])), "metrics is list, expected dict"),
