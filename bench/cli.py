@@ -7,6 +7,7 @@ without importing torch or the plugins, and `bench leaderboard` without torch.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -254,6 +255,7 @@ def parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered methods or shipped suites")
     ls.add_argument("what", nargs="?", choices=["methods", "suites"], default="methods")
+    ls.add_argument("--json", action="store_true", help="print a JSON list of objects (for tools) instead of a table")
     ls.add_argument("--check", action="store_true",
                     help="import every plugin (as bench run does) and show those that fail to import")
     return p
@@ -618,29 +620,43 @@ def _check(root: Path, suites: list[str], site: bool) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """`bench list`: the shipped suites, or the registered methods (read from the plugins'
+    source, or imported with --check); a table, or with --json a list of objects for tools."""
     if args.what == "suites":
-        rows = []
+        entries = []
         for name, path in available_suites().items():
             s = load_suite(str(path))
-            rows.append([name, s.description, s.model.name, s.data.dataset,
-                         f"{s.training.epochs}+{s.training.finetune_epochs}", ",".join(map(str, s.seeds))])
-        print(tabulate(rows, headers=["suite", "description", "model", "dataset", "epochs", "seeds"]))
+            entries.append({"suite": name, "description": s.description, "model": s.model.name,
+                            "dataset": s.data.dataset, "epochs": s.training.epochs,
+                            "finetune_epochs": s.training.finetune_epochs, "seeds": list(s.seeds), "path": str(path)})
+        if args.json:
+            print(json.dumps(entries, indent=1))
+        else:
+            print(tabulate([[e["suite"], e["description"], e["model"], e["dataset"],
+                             f"{e['epochs']}+{e['finetune_epochs']}", ",".join(map(str, e["seeds"]))] for e in entries],
+                           headers=["suite", "description", "model", "dataset", "epochs", "seeds"]))
         return 0
-    rows = []
+    entries = []
     if args.check:  # import every plugin, as `bench run` does: import failures show
         registry.discover()
         for name in sorted(registry.METHODS):
             cls = registry.METHODS[name]
-            rows.append([name, cls.family, registry.SOURCES[name].origin, cls.description(),
-                         _parameters(cls.parameters(), cls.sweep)])
-        rows += [[name, "", "", "FAILED TO IMPORT: " + err.splitlines()[0], ""]
-                 for name, err in sorted(registry.BROKEN.items())]
+            entries.append({"method": name, "family": cls.family, "origin": registry.SOURCES[name].origin,
+                            "description": cls.description(), "parameters": cls.parameters(), "sweep": cls.sweep,
+                            "problem": None})
+        entries += [{"method": name, "problem": "FAILED TO IMPORT: " + err.splitlines()[0]}
+                    for name, err in sorted(registry.BROKEN.items())]
     else:  # from the plugins' source, without importing them (bench.catalog)
         from bench.catalog import catalog
 
-        for info in catalog():
-            rows.append([info.name, "" if info.problem else info.family, "" if info.problem else info.origin,
-                         info.problem or info.description, _parameters(info.parameters, info.sweep)])
+        entries = [{"method": i.name, "family": i.family, "origin": i.origin, "description": i.description,
+                    "parameters": i.parameters, "sweep": i.sweep, "problem": None} if i.problem is None
+                   else {"method": i.name, "problem": i.problem} for i in catalog()]
+    if args.json:
+        print(json.dumps(entries, indent=1, default=str))
+        return 0
+    rows = [[e["method"], e.get("family", ""), e.get("origin", ""), e["problem"] or e["description"],
+             _parameters(e.get("parameters", {}), e.get("sweep"))] for e in entries]
     headers = ["method", "family", "origin", "description", "parameters (defaults)"]
     if all(row[2] in ("built in", "") for row in rows):  # the column says something only beside a plugin
         rows, headers = [[r[0], r[1], *r[3:]] for r in rows], [headers[0], headers[1], *headers[3:]]

@@ -41,3 +41,18 @@ def test_show_reads_custom_budgets_and_writes_csv_json_and_markdown(tmp_path, be
     assert len(as_csv) == 5 and {"suite", "setting", "accuracy_std_%", "nonzeros"} <= set(as_csv.columns)
     markdown = show(bench, tmp_path, "--format", "markdown", "--sparsity", "0.9").stdout
     assert markdown.startswith("| suite ") and markdown.count("| mlp ") == 3  # dense, dense-ft, gmp at 0.9
+
+
+def test_list_json_gives_tools_the_methods_and_suites_as_objects(capsys):
+    from bench.cli import main
+
+    assert main(["list", "methods", "--json"]) == 0
+    methods = {m["method"]: m for m in json.loads(capsys.readouterr().out)}
+    assert methods["magnitude"] == {"method": "magnitude", "family": "pruning", "origin": "built in",
+                                    "description": methods["magnitude"]["description"], "sweep": "sparsity",
+                                    "parameters": {"sparsity": 0.9, "scope": "global"}, "problem": None}
+    assert methods["magnitude"]["description"].startswith("One-shot magnitude pruning")
+    assert main(["list", "suites", "--json"]) == 0
+    suites = {s["suite"]: s for s in json.loads(capsys.readouterr().out)}
+    assert suites["mlp"]["model"] == "lenet300" and suites["mlp"]["seeds"] == [0, 1, 2]
+    assert set(suites) >= {"mlp", "mnist", "cifar"}
