@@ -247,6 +247,9 @@ def parser() -> argparse.ArgumentParser:
                          "(a list of rows) or Markdown, for other tools")
     lb.add_argument("--html", action="store_true",
                     help="also write a static site (sortable, filterable tables, plots, run records)")
+    lb.add_argument("--serve", nargs="?", const=8000, type=_number(int, ge=0, le=65535), metavar="PORT",
+                    help="write the site (as --html) and serve it on this machine (127.0.0.1, port 8000 by default; "
+                         "0: any free port) until Ctrl-C")
     lb.add_argument("--out", type=Path, metavar="DIR", help="with --html: where the site goes "
                     "(default: RESULTS_DIR/site)")
     lb.add_argument("--check", action="store_true",
@@ -503,6 +506,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                           or args.budget != "standard" or args.format != "table"):
         raise registry.ParameterError("--sparsity, --family, --sort, --budget and --format shape --show's table: "
                                       "add --show")
+    if args.serve is not None and (args.show or args.check):
+        raise registry.ParameterError("--serve writes and serves the site: not with --show or --check")
+    args.html = args.html or args.serve is not None
     if args.out is not None and not args.html:
         raise registry.ParameterError("--out names the folder of --html's site: add --html")
     if args.show and args.html:
@@ -543,6 +549,29 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         out = args.out or root / "site"
         files = site.build(root, _suites_with_records(root), out)
         print(f"wrote {len(files)} files of the site; open {out / 'index.html'}")
+        if args.serve is not None:
+            return _serve(out, args.serve)
+    return 0
+
+
+def _serve(folder: Path, port: int) -> int:
+    """Serve the static site in `folder` with python's http.server, to this machine alone
+    (127.0.0.1: results are not published by accident), until Ctrl-C."""
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as e:
+        raise registry.ParameterError(f"--serve {port}: cannot listen there ({e.strerror}); "
+                                      "choose another port, or 0 for any free one") from None
+    with server:
+        print(f"serving {folder} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

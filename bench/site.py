@@ -7,9 +7,10 @@ the headline tables of Papers with Code and the Open LLM Leaderboard.
 - per suite a page that leads with the frontier figure and the best method at each size, then
   the leaderboard as a sortable, filterable table of headline columns (the rest behind a
   checkbox that works without JavaScript), a method x level pivot of the swept methods, the
-  family and speedup plots, the literature checks' verdicts on its rows (results/checks.json,
-  shown only beside the leaderboard they were decided on), the runtimes that could not take a
-  model, the failed and skipped runs, and where the runs ran;
+  family and speedup plots, the runtimes that could not take a model, the failed and skipped
+  runs, and where the runs ran; the literature checks' verdicts on its rows (results/checks.json,
+  shown only beside the leaderboard they were decided on) come between the headline and the
+  table;
 - per suite a page of the overridden-budget runs, labelled as such, and a page of its run
   records, one anchor per record (configuration, metrics, environment, log).
 The pages share one CSS file and one script in the site's folder and load nothing from a
@@ -328,9 +329,9 @@ def _filters(recs: list[dict[str, Any]], families: dict[str, str]) -> list[str]:
 def _suite_page(suite: str, recs: list[dict[str, Any]], images: list[str], families: dict[str, str],
                 checks: list[str]) -> str:
     """A suite's page, top to bottom: the frontier figure beside the best method at each size,
-    the leaderboard table, the swept methods by level, the family and speedup plots, the
-    literature checks' verdicts (`checks`, from `_checks`), then what did not run and where the
-    runs ran."""
+    the literature checks' verdicts (`checks`, from `_checks`), the leaderboard table, the swept
+    methods by level, the family and speedup plots, then what did not run and where the runs
+    ran."""
     standard = [r for r in recs if r.get("standard_budget")]
     custom = any(not r.get("standard_budget") for r in recs)
     table, cols = _aggregate(standard)
@@ -348,6 +349,7 @@ def _suite_page(suite: str, recs: list[dict[str, Any]], images: list[str], famil
                  '<p class="note">The most accurate row (mean over seeds) at least that many times smaller than the '
                  "dense model. Differences within a std are noise.</p>", _headline(table, cols, ""), "</div></div>"]
         body += lead
+    body += checks
     body += ["<h2>leaderboard (standard budget)</h2>",
              '<p class="note">Mean over seeds (accuracy: mean ± std); hover a header for its definition (README.md, '
              "section Metrics), a setting for all its parameters: it shows the swept one and those that differ "
@@ -364,7 +366,6 @@ def _suite_page(suite: str, recs: list[dict[str, Any]], images: list[str], famil
         if name in images:
             title = {"pareto.png": "by family", "speedup.png": "measured against theoretical speedup"}[name]
             body.append(f'<h2>{title}</h2><img src="{name}" alt="{_e(title)}">')
-    body += checks
     body += _what_did_not_run(recs)
     envs = pd.Series([_environment(r) for r in recs]).value_counts().sort_index()
     body += ["<h2>where the runs ran</h2>", _table(["environment", "runs"], [[e, n] for e, n in envs.items()])]
@@ -402,10 +403,13 @@ def _checks(results_dir: Path, suite: str) -> list[str]:
     if decided_on != now:
         return head + ['<p class="note">The verdicts were decided on another version of this leaderboard; refresh '
                        "them with: python benchmarks/literature_checks.py --write-readme</p>"]
+    tally = pd.Series([row[-1].split(" (")[0] for row in rows]).value_counts().sort_index()
+    summary = f"{len(rows)} checks: " + ", ".join(f"{n} {verdict}" for verdict, n in tally.items())
     return head + [f'<p class="note">Each claim tested on this leaderboard\'s rows over their seeds: d is the '
                    f"difference in accuracy points, with its 95% CI; p is the test on the estimate's side, raw and "
                    f"Holm-adjusted across every check of every suite. {_e(about)}. How each check is built: "
-                   "benchmarks/literature_checks.py.</p>", _table(columns, rows)]
+                   "benchmarks/literature_checks.py.</p>",
+                   f"<details><summary>{_e(summary)}</summary>{_table(columns, rows)}</details>"]
 
 
 def _frontier_image(suite: str, table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]) -> str:

@@ -253,3 +253,28 @@ def test_a_records_own_family_groups_it_where_no_plugin_source_says(tmp_path):
     assert re.search(r'data-family="pruning" data-sparsity="0.9" data-method="gone-plugin"', page)
     assert leaderboard.families(records.load_records(tmp_path, "mlp"))["gone-plugin"] == "pruning"
     assert "gone-plugin" not in leaderboard.families()
+
+
+def test_serve_writes_the_site_and_serves_it_on_this_machine_until_ctrl_c(tmp_path):
+    import os
+    import signal
+    import sys
+    import urllib.request
+
+    build(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "leaderboard", "--serve", "0", "--results-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MPLBACKEND": "Agg"})
+    try:
+        line = ""
+        while not line.startswith("serving"):
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, proc.stderr.read()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+        with urllib.request.urlopen(url + "mlp/index.html", timeout=30) as page:
+            assert page.status == 200 and b"<h1>mlp</h1>" in page.read()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    assert main(["leaderboard", "--serve", "--show", "--results-dir", str(tmp_path)]) == 2
