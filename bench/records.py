@@ -324,6 +324,12 @@ def git_commit(here: Path | None = None) -> str | None:
     here = here or Path(__file__).resolve().parent
     if os.environ.get(COMMIT_VARIABLE):
         return os.environ[COMMIT_VARIABLE]
+    return checkout_commit(here)
+
+
+def checkout_commit(here: Path) -> str | None:
+    """The commit of the git checkout holding `here`, "-dirty" when its code differs from it
+    (see `git_commit`); None where `here` is in no checkout or git is missing."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()

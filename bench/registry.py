@@ -122,6 +122,7 @@ class Source:
 
     module: str
     distribution: str | None = None
+    checkout: str | None = None  # the folder of an editable install of that distribution: its code
 
     @property
     def builtin(self) -> bool:
@@ -164,7 +165,7 @@ def replaces(name: str, held: Source, new: Source) -> bool:
     raise DuplicateMethodError(f"method '{name}' is already registered by {held}, so {new} cannot register it; {hint}")
 
 
-_loading: str | None = None  # the distribution whose entry point is being imported
+_loading: tuple[str | None, str | None] = (None, None)  # the distribution (and its editable checkout) being imported
 
 
 def register_method(name: str):
@@ -174,7 +175,7 @@ def register_method(name: str):
     def add(cls: type[Method]) -> type[Method]:
         if not (isinstance(cls, type) and issubclass(cls, Method)):
             raise TypeError(f"@register_method('{name}') must decorate a subclass of bench.Method")
-        source = Source(cls.__module__, _loading)
+        source = Source(cls.__module__, *_loading)
         cls.name = name
         if name not in METHODS or METHODS[name] is cls or replaces(name, SOURCES[name], source):
             METHODS[name], SOURCES[name] = cls, source
@@ -237,7 +238,7 @@ def _import_builtin(module: str) -> None:
 def _import_entry_point(ep: EntryPoint) -> None:
     if ep.name not in _imported:
         _imported.add(ep.name)
-        _import_plugin(ep.name, ep.load, distribution_of(ep))
+        _import_plugin(ep.name, ep.load, distribution_of(ep), editable_checkout(ep))
 
 
 def distribution_of(ep: EntryPoint) -> str | None:
@@ -245,18 +246,36 @@ def distribution_of(ep: EntryPoint) -> str | None:
     return f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else None
 
 
-def _import_plugin(name: str, load: Callable[[], object], distribution: str | None = None) -> None:
+def editable_checkout(ep: EntryPoint) -> str | None:
+    """The folder of the distribution declaring an entry point when it is an editable install
+    (`pip install -e`, PEP 660: its direct_url.json says so), whose code can change without a new
+    version; None otherwise."""
+    import json
+    from urllib.parse import unquote, urlparse
+
+    try:
+        info = json.loads((ep.dist.read_text("direct_url.json") if ep.dist is not None else None) or "{}")
+    except ValueError:
+        return None
+    url = info.get("url", "") if isinstance(info, dict) else ""
+    editable = isinstance(info, dict) and isinstance(info.get("dir_info"), dict) and info["dir_info"].get("editable")
+    return unquote(urlparse(url).path) if editable and url.startswith("file://") else None
+
+
+def _import_plugin(name: str, load: Callable[[], object], distribution: str | None = None,
+                   checkout: str | None = None) -> None:
     """Import one plugin; a failure (sys.exit included, Ctrl-C excluded; a name registered twice,
     see `replaces`) is remembered with its cause on the first line, so that consoles and tables
-    show why, not just that, it failed. Its registrations are traced to `distribution`."""
+    show why, not just that, it failed. Its registrations are traced to `distribution` (and the
+    `checkout` of its editable install)."""
     global _loading
-    _loading = distribution
+    _loading = (distribution, checkout)
     try:
         load()
     except (Exception, SystemExit) as e:  # noqa: BLE001 - a broken plugin must not take the harness down
         BROKEN[name] = f"{error_summary(e)}\n{traceback.format_exc(limit=-3).strip()}"
     finally:
-        _loading = None
+        _loading = (None, None)
 
 
 def error_summary(e: BaseException) -> str:

@@ -165,6 +165,13 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         raise records.ProvenanceError(
             f"the checkout has uncommitted changes ({commit}): standard-budget records must come from a "
             "commit; commit first, or pass --allow-dirty (recorded in every record)")
+    plugin_commits = _plugin_commits(names)
+    dirty = sorted(link for link, c in plugin_commits.items() if c.endswith("-dirty"))
+    if standard and todo and dirty and not allow_dirty:
+        raise records.ProvenanceError(
+            f"the plugin checkout {registry.SOURCES[dirty[0]].checkout} (method {dirty[0]}, an editable install) has "
+            "uncommitted changes: standard-budget records must come from a commit; commit the plugin first, or "
+            "pass --allow-dirty (recorded in every record)")
     log(f"suite {suite.name}: {len(runs)} runs ({', '.join(names)}; seeds {seeds}), {len(todo)} to run, "
         f"{len(runs) - len(todo)} finished before; data {source}; {executor.description}")
     _check_writable(suite_dir)
@@ -176,7 +183,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
                   compile=compile, standard=standard, deadline=deadline, log=log,
                   provenance={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {}),
                               **({"commit_from_env": True} if os.environ.get(records.COMMIT_VARIABLE) else {})}, here=here,
-                  fuse=fuse, limit=limit)
+                  fuse=fuse, limit=limit, plugin_commits=plugin_commits)
     except BaseException as e:
         failure = e
         raise
@@ -208,7 +215,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
 def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor: Executor,
               *, source: str, data_dir: Path | None, device: str,
               compile: str | None, standard: bool, deadline: float | None, log: Callable[[str], None],
-              provenance: dict[str, Any], here: _Here | None, fuse: int,
+              provenance: dict[str, Any], here: _Here | None, fuse: int, plugin_commits: dict[str, str],
               limit: Callable[[RunSpec], float]) -> None:
     """Hand tasks to the executor as slots free up, dense models first, then the runs whose
     seed's dense model is ready, up to `fuse` in one task; record each result as it comes back.
@@ -290,7 +297,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                 continue
             for item, outcome in zip(items, outcomes):
                 record = _record(item, outcome, standard=standard, source=source, compile=compile,
-                                 executor=executor.description, provenance=provenance)
+                                 executor=executor.description, provenance=provenance, plugin_commits=plugin_commits)
                 try:
                     records.write_json_atomic(item.path, record)
                 except (TypeError, ValueError) as e:  # a result JSON cannot hold fails its run, not the sweep
@@ -307,20 +314,35 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                 log(f"{item.label}{_summary(record)}")
 
 
+def _plugin_commits(names: list[str]) -> dict[str, str]:
+    """Method -> the commit of its plugin's checkout ("-dirty" with uncommitted changes), for the
+    selected methods (chain links included) whose plugin is an editable install in a git
+    checkout: its code can change under the same version number, so its records name the commit."""
+    out = {}
+    for link in dict.fromkeys(link for name in names for link in links(name)):
+        source = registry.SOURCES.get(link)
+        commit = records.checkout_commit(Path(source.checkout)) if source and source.checkout else None
+        if commit:
+            out[link] = commit
+    return out
+
+
 def _record(run: _Run, outcome: Outcome, *, standard: bool, source: str, compile: str | None, executor: str,
-            provenance: dict[str, Any]) -> dict[str, Any]:
+            provenance: dict[str, Any], plugin_commits: dict[str, str]) -> dict[str, Any]:
     """A run's record: its identity, what the worker reported, the method's family and
     description (so that a table needs no plugin source), and the provenance the driver
-    stamps. A run whose worker process died a second time running says so (`worker_deaths`),
+    stamps (an editable plugin's commit in `method_commit`). A run whose worker process died a second time running says so (`worker_deaths`),
     and is then no longer retried (see `finished`)."""
     origins = {link: registry.SOURCES[link].origin for link in links(run.spec.method) if link in registry.SOURCES}
+    commits = {link: plugin_commits[link] for link in links(run.spec.method) if link in plugin_commits}
     classes = [registry.METHODS[link] for link in links(run.spec.method) if link in registry.METHODS]
     info = ({"family": classes[0].family if len(classes) == 1 else "combined",
              "description": "; ".join(c.description() for c in classes)} if classes else {})
     record = {"schema": records.SCHEMA_VERSION, "config": run.config, "config_hash": run.digest, "method_info": info,
               "standard_budget": standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "env": {**outcome.env, "data_source": source, "compile": compile or False,
-                      "executor": executor, "method_origin": origins, **provenance},
+                      "executor": executor, "method_origin": origins, **provenance,
+                      **({"method_commit": commits} if commits else {})},
               **outcome.result}
     if (record["error"] or "").startswith("WorkerDied"):
         deaths = (run.record or {}).get("worker_deaths", 0) + 1

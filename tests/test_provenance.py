@@ -34,3 +34,40 @@ def test_a_plugins_records_and_listing_name_its_distribution_and_version(tmp_pat
         rows = {line.split()[0]: line for line in listing.stdout.splitlines()[2:]}
         assert "origin" in listing.stdout.splitlines()[0]
         assert " asis_pkg 0.1 " in rows["as-is"] and " built in " in rows["magnitude"]
+
+
+def test_an_editable_plugins_records_name_its_commit_and_its_uncommitted_code_is_refused(
+        tmp_path, data_dir, plugins, bench, monkeypatch):
+    """A plugin installed editable (`pip install -e`, its direct_url.json says so) can change
+    under one version number: its records name its checkout's commit, "-dirty" with uncommitted
+    changes, and a standard-budget run of such code is refused as the harness's own is."""
+    import subprocess
+
+    checkout = make_distribution(tmp_path / "plugin", "asis_pkg", PLUGIN, {"as-is": "asis_pkg"})
+    (checkout / "asis_pkg-0.1.dist-info" / "direct_url.json").write_text(
+        json.dumps({"url": checkout.as_uri(), "dir_info": {"editable": True}}))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(checkout)]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "plugin"]):
+        subprocess.run([*git, *step], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    plugins(checkout)
+    monkeypatch.setenv("BENCH_GIT_COMMIT", "0123abc")  # the harness's own checkout counts as committed
+    quick = ["--epochs", "1", "--finetune-epochs", "0", "--limit-train", "200", "--limit-test", "100"]
+    args = ["run", "--suite", FAST, "--methods", "as-is", "--seeds", "0", "--data-dir", data_dir]
+
+    def commits(results):
+        return [json.loads(p.read_text())["env"].get("method_commit") for p in (results / "mlp-fast" / "runs").glob("*")]
+
+    ran = bench([*args, *quick, "--results-dir", tmp_path / "clean"])
+    assert ran.returncode == 0, ran.stderr
+    assert commits(tmp_path / "clean") == [{"as-is": sha}]
+
+    with open(checkout / "asis_pkg.py", "a") as f:
+        f.write("# an uncommitted edit\n")
+    refused = bench([*args, "--results-dir", tmp_path / "standard"])
+    assert refused.returncode == 2
+    assert (f"the plugin checkout {checkout} (method as-is, an editable install) has uncommitted changes"
+            in refused.stderr) and "--allow-dirty" in refused.stderr
+    ran = bench([*args, *quick, "--results-dir", tmp_path / "dirty"])
+    assert ran.returncode == 0, ran.stderr
+    assert commits(tmp_path / "dirty") == [{"as-is": f"{sha}-dirty"}]
