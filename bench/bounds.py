@@ -15,13 +15,15 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Bounds:
-    """Limits on a number (on each item, for a list); `distinct`: a non-empty list without repeats."""
+    """Limits on a number (on each item, for a list); `distinct`: a non-empty list without repeats;
+    `choices`: the values a setting may take (a method's `scope`, say), instead of limits."""
 
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
     lt: float | None = None
     distinct: bool = False
+    choices: tuple[Any, ...] | None = None
 
     def describe(self) -> str:
         """The range in words: ">= 1", "> 0", "in [0, 1)"."""
@@ -43,6 +45,9 @@ class Bounds:
 
     def problem(self, value: Any) -> str | None:
         """Why `value` is refused, as the end of an error message, or None if it is accepted."""
+        if self.choices is not None:
+            return None if value in self.choices else (
+                f"expected one of {', '.join(map(str, self.choices))}, got {brief(value)}")
         if not isinstance(value, list):
             return None if self.contains(value) else f"expected a number {self.describe()}, got {brief(value)}"
         if self.distinct and not value:
@@ -65,11 +70,14 @@ def brief(value: Any, limit: int = 200) -> str:
 
 
 def bounded(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
-            le: float | None = None, lt: float | None = None, distinct: bool = False) -> Any:
+            le: float | None = None, lt: float | None = None, distinct: bool = False,
+            choices: tuple[Any, ...] | None = None) -> Any:
     """A dataclass field (default `default`, required without one) whose values must lie within
     the limits: ge (>=), gt (>), le (<=), lt (<). On a list field the limits hold for each item,
-    and `distinct` also asks for a non-empty list without repeats (seeds, sparsity levels)."""
-    return dataclasses.field(default=default, metadata={"bounds": Bounds(ge, gt, le, lt, distinct)})
+    and `distinct` also asks for a non-empty list without repeats (seeds, sparsity levels).
+    `choices` instead names every value the field may take. A check that relates two fields
+    (begin before end) belongs in the method's `__post_init__`; one field's range, here."""
+    return dataclasses.field(default=default, metadata={"bounds": Bounds(ge, gt, le, lt, distinct, choices)})
 
 
 def problem(f: dataclasses.Field, value: Any) -> str | None:

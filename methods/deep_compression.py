@@ -39,7 +39,6 @@ from torch.nn.utils import parametrize, prune
 
 from bench import Context, Method, bounded, register_method
 from bench.deploy import register_encoding
-from bench.registry import ParameterError
 from bench.sparsity import PRUNABLE, make_permanent, prunable_weights, prune_unstructured
 
 GAP_BITS = {"conv": 8, "fc": 5}  # the paper's spans of a stored index difference
@@ -57,16 +56,11 @@ class DeepCompression(Method):
     sweep = "sparsity"
     output = "quantized"  # its size is that of the bitstream: retraining it would invalidate it
     sparsity: float = bounded(0.92, ge=0, lt=1)
-    conv_bits: int = 8
-    fc_bits: int = 5
+    # at most 2**8 centroids (the paper's largest), so that the harness finds the bitstream
+    # encoding applicable (huffman_bytes)
+    conv_bits: int = bounded(8, ge=1, le=8)
+    fc_bits: int = bounded(5, ge=1, le=8)
     prune_epochs_fraction: float = 0.5
-
-    def __post_init__(self) -> None:
-        # at most 2**8 centroids (the paper's largest), so that the harness finds the bitstream
-        # encoding applicable (huffman_bytes)
-        if not (1 <= self.conv_bits <= 8 and 1 <= self.fc_bits <= 8):
-            raise ParameterError(f"deep-compression: conv_bits and fc_bits must be 1 to 8, got "
-                                 f"{self.conv_bits} and {self.fc_bits}")
 
     def run(self, ctx: Context) -> nn.Module:
         model = ctx.pretrained()

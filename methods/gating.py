@@ -28,7 +28,7 @@ import torch_pruning as tp
 from torch import nn
 from torch.nn.utils import parametrize
 
-from bench import Context, Method, ParameterError, register_method
+from bench import Context, Method, bounded, register_method
 from bench.structured import (Plan, channel_counts, channel_groups, example_input, record_removal,
                                remove_channels)
 
@@ -117,13 +117,8 @@ class Gating(Method):
 
     family = "sparse training"
     starts_from = "scratch"
-    penalty: float = 1e-3  # per expected open gate: the price a channel must be worth in loss
-    gate_lr: float = 1e-2  # Adam's rate for the gate logits
-
-    def __post_init__(self) -> None:
-        if self.penalty < 0 or self.gate_lr <= 0:
-            raise ParameterError(f"gating: needs penalty >= 0 and gate_lr > 0, "
-                                 f"got {self.penalty} and {self.gate_lr}")
+    penalty: float = bounded(1e-3, ge=0)  # per expected open gate: the price a channel must be worth in loss
+    gate_lr: float = bounded(1e-2, gt=0)  # Adam's rate for the gate logits
 
     def run(self, ctx: Context) -> nn.Module:
         model = ctx.new_model()

@@ -33,17 +33,15 @@ class GradualMagnitude(Method):
     starts_from = "scratch"
     sparsity: float = bounded(0.9, ge=0, lt=1)
     initial_sparsity: float = bounded(0.0, ge=0, lt=1)
-    begin_fraction: float = 0.1
-    end_fraction: float = 0.7
-    dt: int = 100
-    scope: str = "global"
+    begin_fraction: float = bounded(0.1, ge=0, le=1)
+    end_fraction: float = bounded(0.7, ge=0, le=1)
+    dt: int = bounded(100, ge=1)
+    scope: str = bounded("global", choices=SCOPES)
 
     def __post_init__(self) -> None:
-        if self.scope not in SCOPES:
-            raise ParameterError(f"gmp: scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
-        if not 0 <= self.begin_fraction <= self.end_fraction <= 1 or self.dt < 1:
-            raise ParameterError("gmp: needs 0 <= begin_fraction <= end_fraction <= 1 and dt >= 1, got "
-                                 f"{self.begin_fraction}, {self.end_fraction}, dt={self.dt}")
+        if self.begin_fraction > self.end_fraction:
+            raise ParameterError(f"gmp: needs begin_fraction <= end_fraction, got {self.begin_fraction} and "
+                                 f"{self.end_fraction}")
 
     def run(self, ctx: Context) -> torch.nn.Module:
         epochs = ctx.budget.epochs + ctx.budget.finetune_epochs

@@ -2,7 +2,6 @@ import torch
 from torch.nn.utils import prune
 
 from bench import Context, Method, bounded, register_method
-from bench.registry import ParameterError
 from bench.sparsity import make_permanent, prunable_weights, prune_unstructured, weight_sparsity
 
 
@@ -20,11 +19,7 @@ class IterativeMagnitude(Method):
     family = "pruning"
     sweep = "sparsity"
     sparsity: float = bounded(0.9, ge=0, lt=1)
-    rounds: int = 5
-
-    def __post_init__(self) -> None:
-        if self.rounds < 1:
-            raise ParameterError(f"imp: rounds must be at least 1, got {self.rounds}")
+    rounds: int = bounded(5, ge=1)
 
     def run(self, ctx: Context) -> torch.nn.Module:
         model = ctx.pretrained()

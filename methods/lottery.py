@@ -2,7 +2,6 @@ import torch
 from torch.nn.utils import prune
 
 from bench import Context, Method, bounded, register_method
-from bench.registry import ParameterError
 from bench.sparsity import make_permanent, mask_weight, prunable_weights, prune_unstructured, weight_sparsity
 
 
@@ -27,14 +26,10 @@ class Lottery(Method):
     sweep = "sparsity"
     starts_from = "scratch"
     sparsity: float = bounded(0.9, ge=0, lt=1)
-    rounds: int = 5
+    rounds: int = bounded(5, ge=1)
     rewind_epoch: int = 0
     reinit: bool = False
     epochs_per_round: int = 0
-
-    def __post_init__(self) -> None:
-        if self.rounds < 1:
-            raise ParameterError(f"lottery: rounds must be at least 1, got {self.rounds}")
 
     def run(self, ctx: Context) -> torch.nn.Module:
         epochs = self.epochs_per_round or ctx.budget.epochs

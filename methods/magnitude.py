@@ -2,7 +2,6 @@ import torch
 from torch.nn.utils import prune
 
 from bench import Context, Method, bounded, register_method
-from bench.registry import ParameterError
 from bench.sparsity import make_permanent, prunable_weights, prune_unstructured
 
 SCOPES = ("global", "layer")
@@ -23,12 +22,7 @@ class Magnitude(Method):
     family = "pruning"
     sweep = "sparsity"
     sparsity: float = bounded(0.9, ge=0, lt=1)
-    scope: str = "global"
-
-    def __post_init__(self) -> None:
-        # A parameter error stops `bench run` before any training, with the allowed values.
-        if self.scope not in SCOPES:
-            raise ParameterError(f"magnitude: scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+    scope: str = bounded("global", choices=SCOPES)
 
     def run(self, ctx: Context) -> torch.nn.Module:
         model = ctx.pretrained()

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from bench import Context, register_method
+from bench import Context, bounded, register_method
 from bench.layerwise import set_weight_matrix, weight_matrix
 from bench.sparsity import check_pattern, make_permanent, nm_mask, prunable_weights
-from methods.magnitude import Magnitude
+from methods.magnitude import SCOPES, Magnitude
 
 
 @register_method("magnitude-oneshot")
@@ -22,14 +22,13 @@ class MagnitudeOneShot(Magnitude):
     """One-shot magnitude pruning, per layer or N:M, without fine-tuning unless `finetune` (the one-shot papers' baseline)."""
 
     family = "one-shot pruning"
-    sparsity: float = 0.5
-    scope: str = "layer"
+    sparsity: float = bounded(0.5, ge=0, lt=1)
+    scope: str = bounded("layer", choices=SCOPES)
     n: int = 0  # N:M: keep n of every m consecutive inputs (sparsity must be 1 - n/m); 0 = unstructured
     m: int = 0
     finetune: bool = False  # then fine-tune for the suite's finetune_epochs with the mask held
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         check_pattern(self.name, self.sparsity, self.n, self.m)
 
     def run(self, ctx: Context) -> nn.Module:

@@ -117,7 +117,8 @@ def test_prunes_to_target_holds_mask_and_is_reproducible(make_context, name, par
 
 def test_magnitude_and_gmp_reject_unknown_scope():
     for name in ("magnitude", "gmp"):
-        with pytest.raises(ValueError, match="scope must be one of global, layer, got 'channel'"):
+        with pytest.raises(ValueError, match=f"method '{name}' parameter 'scope': expected one of global, layer, "
+                                             "got 'channel'"):
             METHODS[name].build({"scope": "channel"})
     assert issubclass(ParameterError, ValueError)  # so `bench run` stops before training, exit 2
 
