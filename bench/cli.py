@@ -7,6 +7,7 @@ without importing torch or the plugins, and `bench leaderboard` without torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -171,6 +172,8 @@ def parser() -> argparse.ArgumentParser:
                           "seed before any second seed, so a sweep cut short still covers every row")
     run.add_argument("--max-minutes", type=_number(float, gt=0), metavar="M",
                      help="start no new run after M minutes; runs in flight finish; rerun to continue")
+    run.add_argument("--json", action="store_true",
+                     help="end by printing this command's run records as a JSON list (the progress goes to stderr)")
     run.add_argument("--dry-run", action="store_true",
                      help="print the plan and its expected cost; train nothing, write nothing")
     run.add_argument("--allow-dirty", action="store_true",
@@ -352,13 +355,16 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import leaderboard
 
-    suite, done = run_records(args)
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        suite, done = run_records(args)  # with --json, the progress goes to stderr
     if args.dry_run:
         return 0
-    # The runs of this command, aggregated over seeds like the leaderboard, fitted to the terminal.
-    print("\n" + leaderboard.terminal(done, shutil.get_terminal_size().columns, leaderboard.families(done)))
     folder = args.results_dir / suite.name
-    print(f"\nfull leaderboards: {folder}/leaderboard*.md (standard budget: leaderboard.md)")
+    if args.json:  # the records of this command's runs, for tools
+        print(json.dumps(done, indent=1, sort_keys=True))
+    else:  # the runs of this command, aggregated over seeds like the leaderboard, fitted to the terminal
+        print("\n" + leaderboard.terminal(done, shutil.get_terminal_size().columns, leaderboard.families(done)))
+        print(f"\nfull leaderboards: {folder}/leaderboard*.md (standard budget: leaderboard.md)")
     failed = [r for r in done if r["status"] not in (Status.OK, Status.SKIPPED)]
     if failed:
         print(f"\n{len(failed)} of {len(done)} runs did not finish:", file=sys.stderr)

@@ -29,6 +29,24 @@ def test_run_returns_its_records_and_load_results_reads_them_as_a_table(tmp_path
     assert len(bench.load_results(tmp_path, "mlp-fast", budget="all", per="run")) == 4
 
 
+def test_run_json_prints_the_commands_records_alone_on_stdout(tmp_path, data_dir, monkeypatch, capsys):
+    """`bench run --json`: stdout is the JSON list of the command's records (finished ones
+    included), the progress is on stderr."""
+    import json
+
+    from bench.cli import main
+
+    monkeypatch.setenv("BENCH_EXECUTOR", "inline")
+    args = ["run", "--suite", str(FAST), "--methods", "dense", "--seeds", "0", "--epochs", "1", "--limit-train", "300",
+            "--limit-test", "100", "--data-dir", str(data_dir), "--results-dir", str(tmp_path), "--json"]
+    for _ in range(2):  # a fresh run, then the same run finished before
+        assert main(args) == 0
+        out, err = capsys.readouterr()
+        (record,) = json.loads(out)
+        assert record["status"] == "ok" and record["config"]["method"] == "dense"
+        assert "suite mlp-fast: 1 runs" in err
+
+
 def test_bad_options_raise_the_command_lines_message(data_dir):
     with pytest.raises(ValueError, match="--epochs: .*1"):
         bench.run(suite=FAST, methods="dense", epochs=0, data_dir=data_dir, dry_run=True)
