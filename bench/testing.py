@@ -65,12 +65,11 @@ def check_method(name: str, *, results_dir: str | Path, suite: str | Path = "mlp
     mine = [r for r in got if r["config"]["method"] == name]
     assert len(mine) == 1, f"one run of '{name}' was expected; the sweep gave {len(mine)}"
     record = mine[0]
-    folder = Path(results_dir) / record["config"]["suite"]
-    if record["status"] != "ok":
-        log = sorted((folder / "logs").glob(f"{name}-*.log"))
-        tail = "\n".join(log[-1].read_text().splitlines()[-15:]) if log else "(no log)"
-        raise AssertionError(f"the run of '{name}' ended {record['status']}: {record['error']}\nits log ends:\n{tail}")
     path = records.record_path(results_dir, record["config"]["suite"], name, record["config"]["seed"], record["config_hash"])
+    if record["status"] != records.Status.OK:
+        log = path.parent.parent / "logs" / f"{path.stem}.log"  # the run's own log (bench.runner)
+        tail = "\n".join(log.read_text().splitlines()[-15:]) if log.exists() else "(no log)"
+        raise AssertionError(f"the run of '{name}' ended {record['status']}: {record['error']}\nits log ends:\n{tail}")
     problems: list[str] = []
     assert records.read_record(path, problems) == record, f"the record of '{name}' does not read back: {problems}"
     return record
