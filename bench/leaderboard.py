@@ -433,8 +433,9 @@ def write(results_dir: Path, suite: str) -> list[Path]:
             written += [csv, md]
             if len(table):
                 plot_title = plot_heading(table, part, suite, title)
-                t, ycol = plot_frame(table, families(part))
-                known = sorted(families(part))
+                by_method = families(part)
+                t, ycol = plot_frame(table, by_method)
+                known = sorted(by_method)
                 drawn = frontier(table, cols, part, suite, title)
                 figures = {"frontier": drawn and drawn[0],
                            "pareto": plots.family_figure(t, ycol, known, plot_title),

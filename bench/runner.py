@@ -331,8 +331,8 @@ def _record(run: _Run, outcome: Outcome, *, standard: bool, source: str, compile
             provenance: dict[str, Any], plugin_commits: dict[str, str]) -> dict[str, Any]:
     """A run's record: its identity, what the worker reported, the method's family and
     description (so that a table needs no plugin source), and the provenance the driver
-    stamps (an editable plugin's commit in `method_commit`). A run whose worker process died a second time running says so (`worker_deaths`),
-    and is then no longer retried (see `finished`)."""
+    stamps (an editable plugin's commit in `method_commit`). A run whose worker process died a
+    second time running says so (`worker_deaths`), and is then no longer retried (see `finished`)."""
     origins = {link: registry.SOURCES[link].origin for link in links(run.spec.method) if link in registry.SOURCES}
     commits = {link: plugin_commits[link] for link in links(run.spec.method) if link in plugin_commits}
     classes = [registry.METHODS[link] for link in links(run.spec.method) if link in registry.METHODS]

@@ -379,23 +379,33 @@ def _suite_page(suite: str, recs: list[dict[str, Any]], images: list[str], famil
 CHECKS = "checks.json"  # the literature checks' verdicts (benchmarks/literature_checks.py writes it)
 
 
-def _checks(results_dir: Path, suite: str) -> list[str]:
-    """The section of a suite's page that shows the literature checks' verdicts on its rows,
-    from the results folder's checks.json: only when the suite's leaderboard.csv is the one
-    they were decided on (else the section says they are stale), and as text whatever it holds."""
+def _read_checks(results_dir: Path) -> dict[str, Any] | str | None:
+    """The results folder's checks.json (read once per site), the reason it is unreadable, or
+    None when there is none."""
     path = Path(results_dir) / CHECKS
     if not path.exists():
-        return []
-    head = ["<h2>checks against published results</h2>"]
+        return None
     try:
         checks = json.loads(path.read_text())
-        columns = [str(c) for c in checks["columns"]]
-        rows = [[str(c) for c in check["row"]] for check in checks["checks"] if check["suite"] == suite]
-        decided_on = checks["leaderboards"].get(suite)
-        about = str(checks.get("about", ""))
+        return {"columns": [str(c) for c in checks["columns"]], "about": str(checks.get("about", "")),
+                "leaderboards": dict(checks["leaderboards"]),
+                "rows": [(check["suite"], [str(c) for c in check["row"]]) for check in checks["checks"]]}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        return head + [f'<p class="note">{_e(path)} is unreadable ({_e(type(e).__name__)}: {_e(e)}); rewrite it '
-                       "with: python benchmarks/literature_checks.py --write-readme</p>"]
+        return f"{path} is unreadable ({type(e).__name__}: {e})"
+
+
+def _checks(checks: dict[str, Any] | str | None, results_dir: Path, suite: str) -> list[str]:
+    """The section of a suite's page that shows the literature checks' verdicts on its rows
+    (`_read_checks`): only when the suite's leaderboard.csv is the one they were decided on
+    (else the section says they are stale), and as text whatever the file holds."""
+    if checks is None:
+        return []
+    head = ["<h2>checks against published results</h2>"]
+    if isinstance(checks, str):
+        return head + [f'<p class="note">{_e(checks)}; rewrite it with: python benchmarks/literature_checks.py '
+                       "--write-readme</p>"]
+    rows = [row for name, row in checks["rows"] if name == suite]
+    columns, decided_on, about = checks["columns"], checks["leaderboards"].get(suite), checks["about"]
     if not rows:
         return []
     table_file = Path(results_dir) / suite / "leaderboard.csv"
@@ -500,6 +510,7 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
     suite's folder is rebuilt from scratch. Returns the files written."""
     written = []
     sections = []
+    checks = _read_checks(results_dir)
     for suite in suites:
         recs = leaderboard.load(results_dir, suite)
         if not recs:
@@ -514,7 +525,7 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
             shutil.copyfile(Path(results_dir) / suite / name, folder / name)
             written.append(folder / name)
         custom = [r for r in recs if not r.get("standard_budget")]
-        pages = {"index.html": _suite_page(suite, recs, images, families, _checks(results_dir, suite)),
+        pages = {"index.html": _suite_page(suite, recs, images, families, _checks(checks, results_dir, suite)),
                  "runs.html": _runs_page(suite, recs)}
         if custom:
             pages["custom.html"] = _custom_page(suite, custom, images, families)
