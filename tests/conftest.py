@@ -88,6 +88,15 @@ def run_bench(args: list[str], *, pythonpath: list[Path] = (), env: dict[str, st
                           timeout=timeout, env=full_env, cwd=ROOT)
 
 
+def as_from_a_terminal() -> None:
+    """`preexec_fn` for a command a test sends Ctrl-C (SIGINT): a command started in the
+    background of a non-interactive shell (`pytest ... &`) inherits SIGINT ignored, and Python
+    then never raises KeyboardInterrupt; a terminal's foreground command has it default."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class Ran:
     """What a `bench` command did, in the shape of subprocess.CompletedProcess."""

@@ -23,7 +23,7 @@ import pytest
 from bench import records, registry
 from bench.cli import main
 from bench.context import DenseWeights
-from conftest import FAST, ROOT, make_distribution
+from conftest import FAST, ROOT, as_from_a_terminal, make_distribution
 
 registry.discover()  # the plugins' import warnings belong to no test's output
 
@@ -215,7 +215,8 @@ def test_ctrl_c_and_kill_stop_a_sweep_within_seconds_keeping_finished_records(tm
     for sig in (signal.SIGINT, signal.SIGTERM):
         for log in (results / SUITE).glob("logs/stuck-*.log"):
             log.unlink()  # the last command's
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=as_from_a_terminal)
         deadline = time.monotonic() + 300
         while not any("stuck now" in p.read_text() for p in (results / SUITE).glob("logs/stuck-*.log")):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

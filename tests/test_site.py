@@ -9,6 +9,7 @@ import pytest
 
 from bench import leaderboard, records, site
 from bench.cli import main
+from conftest import as_from_a_terminal
 from test_leaderboard import populate, record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -264,7 +265,7 @@ def test_serve_writes_the_site_and_serves_it_on_this_machine_until_ctrl_c(tmp_pa
     build(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "bench", "leaderboard", "--serve", "0", "--results-dir", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "MPLBACKEND": "Agg"})
+                            env={**os.environ, "MPLBACKEND": "Agg"}, preexec_fn=as_from_a_terminal)
     try:
         line = ""
         while not line.startswith("serving"):
