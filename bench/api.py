@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from bench import leaderboard, records
+from bench import board, records
 
 
 def run(suite: str | Path, methods: str | list[str] = "all", **options: Any) -> list[dict[str, Any]]:
@@ -58,6 +58,6 @@ def load_results(results_dir: str | Path, suite: str, *, budget: Literal["standa
         raise ValueError(f"budget is standard, custom or all, and per is row or run; got {budget!r}, {per!r}")
     recs = [r for r in records.load_records(results_dir, suite)
             if budget == "all" or r["standard_budget"] == (budget == "standard")]
-    cols = leaderboard.table_columns(recs)
-    table = leaderboard.frame(recs, cols)
-    return table if per == "run" or table.empty else leaderboard.aggregate(table, cols)
+    cols = board.table_columns(recs)
+    table = board.frame(recs, cols)
+    return table if per == "run" or table.empty else board.aggregate(table, cols)

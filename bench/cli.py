@@ -19,7 +19,7 @@ from typing import Any, Callable
 import yaml
 from tabulate import tabulate
 
-from bench import records, registry, reproduce
+from bench import layout, records, registry, reproduce
 from bench.bounds import Bounds
 from bench.chain import links
 from bench.plan import setting_label
@@ -353,7 +353,7 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import leaderboard
+    from bench import board, render
 
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         suite, done = run_records(args)  # with --json, the progress goes to stderr
@@ -363,16 +363,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:  # the records of this command's runs, for tools
         print(json.dumps(done, indent=1, sort_keys=True))
     else:  # the runs of this command, aggregated over seeds like the leaderboard, fitted to the terminal
-        print("\n" + leaderboard.terminal(done, shutil.get_terminal_size().columns, leaderboard.families(done)))
+        print("\n" + render.terminal(done, shutil.get_terminal_size().columns, board.families(done)))
         print(f"\nfull leaderboards: {folder}/leaderboard*.md (standard budget: leaderboard.md)")
     failed = [r for r in done if r["status"] not in (Status.OK, Status.SKIPPED)]
     if failed:
         print(f"\n{len(failed)} of {len(done)} runs did not finish:", file=sys.stderr)
         for r in failed:
             c = r["config"]
-            path = records.record_path(args.results_dir, suite.name, c["method"], c["seed"], r["config_hash"])
+            path = layout.record_path(args.results_dir, suite.name, c["method"], c["seed"], r["config_hash"])
             print(f"  {c['method']} {setting_label(c['params'])} seed {c['seed']}: {r['status']}, "
-                  f"{leaderboard.first_line(r.get('error'), 100)} (log: {folder / 'logs' / (path.stem + '.log')})",
+                  f"{board.first_line(r.get('error'), 100)} (log: {layout.log_path(path)})",
                   file=sys.stderr)
         return 1
     return 0
@@ -387,7 +387,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bench import leaderboard
+    from bench import board, render
 
     suite = load_suite(args.suite)
     stored = records.load_records(args.results_dir, suite.name)
@@ -414,12 +414,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         finally:
             for executor in executors.values():
                 executor.close()
-    methods = {r["config"]["method"] for r in chosen} | set(leaderboard.REFERENCES)
+    methods = {r["config"]["method"] for r in chosen} | set(board.REFERENCES)
     shown = [r for r in stored if r["standard_budget"] == chosen[0]["standard_budget"]
              and r["config"]["method"] in methods]
     print(f"\n# {suite.name}: the stored rows of the methods drawn ({args.results_dir / suite.name / 'leaderboard.md'} "
           "has them all)\n")
-    print(leaderboard.terminal(shown, shutil.get_terminal_size().columns, leaderboard.families(shown)))
+    print(render.terminal(shown, shutil.get_terminal_size().columns, board.families(shown)))
     failures = 0
     for stored_record, again, checks in results:
         c, env = stored_record["config"], stored_record["env"]
@@ -447,13 +447,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     counted, exit 1 with --fail-on regression when a row got significantly worse."""
     import tempfile
 
-    from bench import compare, leaderboard
+    from bench import board, compare
 
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         a, b = _results_of(args.a, Path(tmp) / "a"), _results_of(args.b, Path(tmp) / "b")
         if args.suite is not None and not is_plain_name(args.suite):
             raise SuiteError(f"--suite {args.suite!r}: expected a suite name")
-        suites = [args.suite] if args.suite else sorted(set(_suites_with_records(a)) & set(_suites_with_records(b)))
+        suites = [args.suite] if args.suite else sorted(set(layout.suites_with_records(a)) & set(layout.suites_with_records(b)))
         if not suites:
             raise registry.ParameterError(f"{args.a} and {args.b} hold records of no common suite")
         worse = 0
@@ -462,7 +462,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             changes = compare.compare(recs_a, recs_b)
             only_a, only_b = compare.unshared(recs_a, recs_b)
             print(f"# {name}: {len(changes)} rows in both; {only_a} only in A, {only_b} only in B\n")
-            table = [[c.method, c.setting, leaderboard._budget_label(c.budget), f"{c.seeds[0]}/{c.seeds[1]}",
+            table = [[c.method, c.setting, board._budget_label(c.budget), f"{c.seeds[0]}/{c.seeds[1]}",
                       f"{c.accuracy[0]:.2f}", f"{c.accuracy[1]:.2f}",
                       f"{c.change:+.2f}" + (f" [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci else ""), c.verdict,
                       "; ".join(f"{k} {va:g} -> {vb:g}" for k, (va, vb) in c.exact_changes.items())]
@@ -498,12 +498,8 @@ def _results_of(spec: str, scratch: Path) -> Path:
     return scratch
 
 
-def _suites_with_records(root: Path) -> list[str]:
-    return sorted(p.parent.name for p in root.glob("*/runs"))
-
-
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from bench import leaderboard
+    from bench import board, leaderboard, render
 
     root = Path(args.results_dir)
     if args.suite is not None and not is_plain_name(args.suite):
@@ -522,38 +518,38 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.check and (args.show or args.html):
         raise registry.ParameterError("--check compares the stored files with the records and writes nothing: "
                                       "not with --show or --html")
-    known = sorted(set(registry.FAMILIES) | set(leaderboard.families().values()))
+    known = sorted(set(registry.FAMILIES) | set(board.families().values()))
     if args.family is not None and args.family not in known:
         raise registry.ParameterError(f"--family {args.family!r}: expected one of {', '.join(known)}")
-    suites = [args.suite] if args.suite else _suites_with_records(root)
+    suites = [args.suite] if args.suite else layout.suites_with_records(root)
     if not suites:
         print(f"no run records under {root}", file=sys.stderr)
         return 1
     if args.check:
-        return _check(root, suites, site=args.suite is None and (root / "site").is_dir())
+        return _check(root, suites, site=args.suite is None and (root / layout.SITE).is_dir())
     if args.show:
         standard = args.budget == "standard"
         if args.format != "table":
             return _show(root, suites, standard, args)
         for name in suites:
-            recs = [r for r in leaderboard.load(root, name) if r.get("standard_budget") == standard]
+            recs = [r for r in board.load(root, name) if r.get("standard_budget") == standard]
             print(f"# {name}: {args.budget} budget ({root / name / ('leaderboard.md' if standard else 'leaderboard-custom.md')}"
                   " has every column)\n")
-            print(leaderboard.terminal(recs, shutil.get_terminal_size().columns, leaderboard.families(recs),
+            print(render.terminal(recs, shutil.get_terminal_size().columns, board.families(recs),
                                        args.sparsity, args.family, args.sort) + "\n")
         return 0
     for name in suites:
         written = leaderboard.write(root, name)
         if not written:
-            print(f"no run records for suite '{name}' under {root / name / 'runs'}", file=sys.stderr)
+            print(f"no run records for suite '{name}' under {layout.runs_dir(root, name)}", file=sys.stderr)
             return 1
         for path in written:
             print(f"wrote {path}")
     if args.html:  # the site indexes every suite with records, whichever were rebuilt
         from bench import site
 
-        out = args.out or root / "site"
-        files = site.build(root, _suites_with_records(root), out)
+        out = args.out or root / layout.SITE
+        files = site.build(root, layout.suites_with_records(root), out)
         print(f"wrote {len(files)} files of the site; open {out / 'index.html'}")
         if args.serve is not None:
             return _serve(out, args.serve)
@@ -586,16 +582,16 @@ def _show(root: Path, suites: list[str], standard: bool, args: argparse.Namespac
     for, every column (the CSV's, and `suite`), as one table for other tools."""
     import pandas as pd
 
-    from bench import leaderboard
+    from bench import board
 
     tables = []
     for name in suites:
-        recs = [r for r in leaderboard.load(root, name) if r.get("standard_budget") == standard]
-        cols = leaderboard.table_columns(recs)
-        df = leaderboard.frame(recs, cols)
+        recs = [r for r in board.load(root, name) if r.get("standard_budget") == standard]
+        cols = board.table_columns(recs)
+        df = board.frame(recs, cols)
         if not df.empty:
-            table = leaderboard.aggregate(df, cols)
-            tables.append(leaderboard.select(table, cols, leaderboard.families(recs), args.sparsity, args.family, args.sort)
+            table = board.aggregate(df, cols)
+            tables.append(board.select(table, cols, board.families(recs), args.sparsity, args.family, args.sort)
                           .assign(suite=name))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])
     table = table[["suite", *(c for c in table.columns if c != "suite")]]
@@ -620,24 +616,24 @@ def _check(root: Path, suites: list[str], site: bool) -> int:
     def outputs(folder: Path) -> set[Path]:
         found = {p for name in suites for pattern in leaderboard.OUTPUTS for p in (folder / name).glob(pattern)}
         if site:
-            found |= {p for p in (folder / "site").rglob("*") if p.is_file()}
+            found |= {p for p in (folder / layout.SITE).rglob("*") if p.is_file()}
         return {p.relative_to(folder) for p in found}
 
-    missing = [name for name in suites if not (root / name / "runs").is_dir()]
+    missing = [name for name in suites if not layout.runs_dir(root, name).is_dir()]
     if missing:
-        print(f"no run records for suite '{missing[0]}' under {root / missing[0] / 'runs'}", file=sys.stderr)
+        print(f"no run records for suite '{missing[0]}' under {layout.runs_dir(root, missing[0])}", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         fresh = Path(tmp)
         for name in suites:
-            shutil.copytree(root / name / "runs", fresh / name / "runs")
+            shutil.copytree(layout.runs_dir(root, name), layout.runs_dir(fresh, name))
             leaderboard.write(fresh, name)
         if site:
             from bench import site as site_module
 
-            if (root / site_module.CHECKS).exists():  # the verdicts the site shows
-                shutil.copyfile(root / site_module.CHECKS, fresh / site_module.CHECKS)
-            site_module.build(fresh, suites, fresh / "site")
+            if (root / layout.CHECKS).exists():  # the verdicts the site shows
+                shutil.copyfile(root / layout.CHECKS, fresh / layout.CHECKS)
+            site_module.build(fresh, suites, fresh / layout.SITE)
         rebuilt, stored = outputs(fresh), outputs(root)
         stale = [(p, "differs from what the records give") for p in sorted(rebuilt & stored)
                  if (fresh / p).read_bytes() != (root / p).read_bytes()]

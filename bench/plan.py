@@ -26,11 +26,17 @@ class RunSpec:
     seed: int
 
 
-def setting_label(params: dict[str, Any]) -> str:
-    """"sparsity=0.9"; for a chain, each link's parameters prefixed by its method name."""
+def flat_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A run's parameters in one mapping: a chain's link parameters prefixed by the link's method
+    name ({"magnitude.sparsity": 0.9, "ptq-int8.calibration_samples": 256})."""
     flat = {f"{k}.{kk}": vv for k, v in params.items() if isinstance(v, dict) for kk, vv in v.items()}
     flat.update({k: v for k, v in params.items() if not isinstance(v, dict)})
-    return ", ".join(f"{k}={v}" for k, v in flat.items()) or "-"
+    return flat
+
+
+def setting_label(params: dict[str, Any]) -> str:
+    """"sparsity=0.9"; for a chain, each link's parameters prefixed by its method name."""
+    return ", ".join(f"{k}={v}" for k, v in flat_params(params).items()) or "-"
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +61,7 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_key(config: dict[str, Any]) -> str:
-    """The hash of a run's identity: its record's name (bench.records.record_path)."""
+    """The hash of a run's identity: its record's name (bench.layout.record_path)."""
     return config_hash(identity(config))
 
 

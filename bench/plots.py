@@ -195,7 +195,7 @@ def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column], known: list[
     """Accuracy against size for every method on one axis, the frontier joined and labelled, and
     the measured speedup below on the same x; with it, each row's marker in data coordinates
     (x, y: a row off the scale where it is drawn, in the band). None if no compressed row has a
-    size. `t` is one table's rows (`bench.leaderboard.plot_frame`)."""
+    size. `t` is one table's rows (`bench.board.plot_frame`)."""
     t = t[t.size_bytes.notna() & t[ycol].notna()]
     if t.empty or t.reference.all():
         return None

@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
 
+from bench import layout
+
 if TYPE_CHECKING:
     import torch
 
@@ -70,10 +72,6 @@ def dense_config(suite: Any, seed: int, source: str) -> dict[str, Any]:
     config = run_config(suite, "dense", {}, seed, source)
     config["budget"] = {k: v for k, v in config["budget"].items() if k not in NOT_DENSE}
     return config
-
-
-def record_path(results_dir: Path, suite: str, method: str, seed: int, digest: str) -> Path:
-    return Path(results_dir) / suite / "runs" / f"{method}-{digest[:12]}-s{seed}.json"
 
 
 @contextlib.contextmanager
@@ -300,7 +298,7 @@ def named_records(results_dir: Path, suite: str, problems: list[str] | None = No
                   ) -> list[tuple[str, dict[str, Any]]]:
     """load_records with each record's file name (without .json): the name a site links to."""
     out = []
-    for path in sorted((Path(results_dir) / suite / "runs").glob("*.json")):
+    for path in sorted(layout.runs_dir(results_dir, suite).glob("*.json")):
         record = read_record(path, problems)
         if record is not None:
             out.append((path.stem, record))

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import torch
 from tqdm import tqdm
 
-from bench import records, registry
+from bench import layout, records, registry
 from bench.records import Status
 from bench.chain import links
 from bench.context import DenseWeights
@@ -133,19 +133,19 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     standard = suite.training == standard_budget
     specs = plan(suite, names, overrides, seeds, order)
     source = find_source(suite.data, data_dir) if dry_run else fetch(suite.data, data_dir)
-    suite_dir = Path(results_dir) / suite.name
+    suite_dir, claims = layout.suite_dir(results_dir, suite.name), layout.claims_dir(results_dir, suite.name)
     runs, unusable = [], []
     earlier: dict[str, str] | None = None
     for i, spec in enumerate(specs, 1):
         config = records.run_config(suite, spec.method, spec.params, spec.seed, source)
         digest = run_key(config)
-        path = records.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
+        path = layout.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
         if not path.exists():  # a record of this run under the name it was given then, if any
             earlier = _by_identity(results_dir, suite.name) if earlier is None else earlier
             digest = earlier.get(digest, digest)
-            path = records.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
+            path = layout.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
         label = f"[{i}/{len(specs)}] {spec.method} {setting_label(spec.params)} seed={spec.seed}"
-        runs.append(_Run(i, spec, config, digest, path, Claim(suite_dir / "claims", path.stem),
+        runs.append(_Run(i, spec, config, digest, path, Claim(claims, path.stem),
                          records.read_record(path, unusable), label))
     for problem in unusable:
         log(f"unusable record, to run again: {problem}")
@@ -156,8 +156,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     dense = {}
     for seed in dict.fromkeys(r.spec.seed for r in todo):
         key = records.config_hash(records.dense_config(suite, seed, source))
-        path = suite_dir / "cache" / f"dense-s{seed}-{key}.safetensors"
-        dense[seed] = _Dense(seed, path, Claim(suite_dir / "claims", path.stem))
+        path = layout.dense_path(results_dir, suite.name, seed, key)
+        dense[seed] = _Dense(seed, path, Claim(claims, path.stem))
     if dry_run:
         _print_plan(suite, runs, todo, dense, source, device, results_dir, log)
         return []
@@ -193,7 +193,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         for d in dense.values():
             d.claim.release()
         with contextlib.suppress(OSError):
-            (suite_dir / "claims").rmdir()  # only when empty: other commands may hold claims
+            claims.rmdir()  # only when empty: other commands may hold claims
         with contextlib.suppress(OSError):  # housekeeping: a file no reader opens
             for tmp in records.remove_stale_temporaries(suite_dir):
                 log(f"removed {tmp}, left by a command killed while writing")
@@ -221,19 +221,17 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
     seed's dense model is ready, up to `fuse` in one task; record each result as it comes back.
     With `here` (--refresh), a cached dense model that another commit or device trained is
     trained again."""
-    suite_dir = todo[0].path.parent.parent if todo else None
-    logs = suite_dir / "logs" if suite_dir else None
     queue = list(todo)
     in_flight: dict[int, list[_Run] | _Dense] = {}
     counts = {Status.OK: 0, Status.FAILED: 0, Status.SKIPPED: 0}
     bar = tqdm(total=len(todo), unit="run", dynamic_ncols=True, disable=None, leave=False)
 
-    def task(kind: str, specs: list[RunSpec], log_names: list[str], weights: dict[int, DenseWeights | str],
+    def task(kind: str, specs: list[RunSpec], made: list[Path], weights: dict[int, DenseWeights | str],
              checkpoint: Path | None = None) -> Task:
-        log_paths = [logs / f"{name}.log" if executor.local else None for name in log_names]
+        log_paths = [layout.log_path(path) if executor.local else None for path in made]
         for path in log_paths:
             if path:
-                logs.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(parents=True, exist_ok=True)
                 path.unlink(missing_ok=True)  # a rerun's log replaces the last one
         return Task(kind, suite, tuple(specs), source, str(data_dir) if data_dir else None, device, compile,
                     executor.threads, tuple(str(p) if p else None for p in log_paths), weights,
@@ -258,7 +256,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                     d.claim.release()
                 else:
                     log(f"dense model, seed {d.seed}: training ({suite.training.epochs} epochs)")
-                    ticket = executor.submit(task("dense", [RunSpec("dense", {}, d.seed)], [d.path.stem], {},
+                    ticket = executor.submit(task("dense", [RunSpec("dense", {}, d.seed)], [d.path], {},
                                                   checkpoint=d.path.with_suffix(".ckpt")))
                     in_flight[ticket], d.busy = d, True
                 progressed = True
@@ -282,7 +280,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
             group.append(r)
         if group:
             weights = {r.spec.seed: dense[r.spec.seed].weights for r in group}
-            in_flight[executor.submit(task("runs", [r.spec for r in group], [r.path.stem for r in group],
+            in_flight[executor.submit(task("runs", [r.spec for r in group], [r.path for r in group],
                                            weights))] = group
         if out_of_time() and not in_flight:
             return
@@ -293,7 +291,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
         for ticket, outcomes in executor.wait(timeout=1.0):
             items = in_flight.pop(ticket)
             if isinstance(items, _Dense):
-                _dense_done(items, outcomes[0], suite_dir, log, provenance["git_commit"])
+                _dense_done(items, outcomes[0], log, provenance["git_commit"])
                 continue
             for item, outcome in zip(items, outcomes):
                 record = _record(item, outcome, standard=standard, source=source, compile=compile,
@@ -305,7 +303,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                                   error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
                     records.write_json_atomic(item.path, record)
                 if outcome.log is not None:
-                    records.write_text_atomic(logs / f"{item.path.stem}.log", outcome.log + "\n")
+                    records.write_text_atomic(layout.log_path(item.path), outcome.log + "\n")
                 item.claim.release()
                 item.record, item.done = record, True
                 counts[record["status"] if record["status"] in counts else Status.FAILED] += 1
@@ -400,11 +398,11 @@ def _load_dense(d: _Dense, log: Callable[[str], None], here: _Here | None) -> De
     return weights
 
 
-def _dense_done(d: _Dense, outcome: Outcome, suite_dir: Path, log: Callable[[str], None],
+def _dense_done(d: _Dense, outcome: Outcome, log: Callable[[str], None],
                 commit: str | None) -> None:
     d.busy = False
     if outcome.log is not None:
-        records.write_text_atomic(suite_dir / "logs" / f"{d.path.stem}.log", outcome.log + "\n")
+        records.write_text_atomic(layout.log_path(d.path), outcome.log + "\n")
     if outcome.dense is not None:
         outcome.dense.meta["git_commit"] = commit  # for --refresh: the code that trained it
         records.atomic_write(d.path, outcome.dense.save)

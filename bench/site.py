@@ -30,10 +30,13 @@ from typing import Any
 
 import pandas as pd
 
-from bench import leaderboard, plots, records
+from bench import board, layout, leaderboard, plots, records, render
 from bench.records import Status
-from bench.leaderboard import PLOTS, REFERENCES, TABLE, Column, cell, family_of, short_setting, table_columns
-from bench.plan import setting_label
+from bench.leaderboard import PLOTS
+from bench.metrics import Column
+from bench.render import cell
+from bench.board import REFERENCES, TABLE, family_of, short_setting, table_columns
+from bench.plan import flat_params, setting_label
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1em auto;max-width:1400px;padding:0 1em;color:#222}
@@ -131,9 +134,9 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f'<div class="scroll"><table class="plain"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _sparsity(setting: str) -> str:
-    """The sparsity a setting names, as the filter lists it ('' for none)."""
-    value = leaderboard.setting_sparsity(setting)
+def _sparsity(params: dict[str, Any]) -> str:
+    """The sparsity a row's parameters name, as the filter lists it ('' for none)."""
+    value = board.setting_sparsity(params)
     return "" if value is None else f"{value:g}"
 
 
@@ -142,7 +145,7 @@ def _runs_by_row(recs: list[dict[str, Any]]) -> dict[tuple, list[tuple[int, str]
     out: dict[tuple, list[tuple[int, str]]] = {}
     for r in recs:
         if r["status"] == Status.OK:
-            key = leaderboard.row_key(r)
+            key = board.row_key(r)
             out.setdefault(tuple(key[k] for k in [*TABLE, "method", "setting", "timed_on"]), []).append(
                 (r["config"]["seed"], r["_stem"]))
     return {k: sorted(v) for k, v in out.items()}
@@ -168,13 +171,13 @@ def _row_key(r: pd.Series) -> tuple:
 def _aggregate(recs: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[Column]]:
     """The aggregated leaderboard of `recs` (empty without a finished run) and its columns."""
     cols = table_columns(recs)
-    df = leaderboard.frame(recs, cols)
-    return (leaderboard.aggregate(df, cols) if len(df) else pd.DataFrame()), cols
+    df = board.frame(recs, cols)
+    return (board.aggregate(df, cols) if len(df) else pd.DataFrame()), cols
 
 
 def _speed_columns(table: pd.DataFrame, cols: list[Column]) -> list[tuple[Column, str]]:
     """The measured speedups of the suite's best runtime at batch 1 and at its largest batch."""
-    return plots.best_speedups(leaderboard.plot_frame(table)[0], cols) if len(table) else []
+    return plots.best_speedups(board.plot_frame(table)[0], cols) if len(table) else []
 
 
 def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]],
@@ -188,7 +191,7 @@ def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[dict
     speed = {c.column for c, _ in _speed_columns(table, cols)}
     out = []
     for (source, budget, device), t in table.groupby(TABLE, sort=True):
-        shown = leaderboard.displayed(cols, t, "main") + leaderboard.displayed(cols, t, "speed")
+        shown = render.displayed(cols, t, "main") + render.displayed(cols, t, "speed")
         x = {c.column: "" if c.key in HEADLINE or c.column in speed else ' class="x"' for c in shown}
         head = ['<th class="t">method</th>', '<th class="t x">family</th>', '<th class="t">setting</th>',
                 "<th>seeds</th>"]
@@ -197,9 +200,10 @@ def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[dict
         rows = []
         for _, r in t.iterrows():
             family = family_of(r["method"], families)
-            cells = [f'<td class="t">{_e(leaderboard.timed_label(r["method"], r["timed_on"], device))}</td>',
+            cells = [f'<td class="t">{_e(render.timed_label(r["method"], r["timed_on"], device))}</td>',
                      f'<td class="t x">{_e(family)}</td>',
-                     f'<td class="t" title="{_e(r["setting"])}">{_e(short_setting(r["method"], r["setting"]))}</td>',
+                     f'<td class="t" title="{_e(r["setting"])}">'
+                     f'{_e(short_setting(r["method"], r["setting_params"]))}</td>',
                      f"<td>{int(r['seeds'])}</td>"]
             for c in shown:
                 value = r["accuracy_mean_%"] if c.key == "accuracy" else r[c.column]
@@ -209,7 +213,7 @@ def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[dict
             cells.append(f'<td class="t">{links}</td>')
             ref = ' class="ref"' if r["method"] in REFERENCES else ""
             rows.append(f'<tr{ref} id="{anchor(_row_key(r))}" data-family="{_e(family)}" '
-                        f'data-sparsity="{_e(_sparsity(r["setting"]))}" data-method="{_e(r["method"])}">'
+                        f'data-sparsity="{_e(_sparsity(r["setting_params"]))}" data-method="{_e(r["method"])}">'
                         + "".join(cells) + "</tr>")
         out += [f"<h3>data: {_e(source)} · budget: {_e(budget)} · runs on: {_e(device.upper())}</h3>",
                 '<div class="scroll"><table class="sortable"><thead><tr>' + "".join(head)
@@ -221,7 +225,7 @@ def best_by_size(table: pd.DataFrame) -> list[tuple[int, pd.Series]]:
     """(band, row) per size band of the largest table group: the most accurate row at least
     `band` times smaller than the dense model (ties: the smaller, then by name). Bands no row
     reaches are left out."""
-    t = leaderboard.main_rows(table)
+    t = board.main_rows(table)
     if "compression_x" not in t:
         return []
     t = t.assign(_key=-t["accuracy_mean_%"].astype(float)).sort_values(["_key", "size_KiB", "method", "setting"])
@@ -242,7 +246,7 @@ def _headline(table: pd.DataFrame, cols: list[Column], href: str) -> str:
         accuracy = f"{r['accuracy_mean_%']:.2f}" + (f" ± {r['accuracy_std_%']:.2f}" if r["seeds"] > 1 else "")
         numbers = [accuracy, *("" if v is None or pd.isna(v) else f"{float(v):,.{d}f}"
                                for v, d in zip(values, (1, 2)))]
-        setting = short_setting(r["method"], r["setting"])
+        setting = short_setting(r["method"], r["setting_params"])
         rows.append(f'<tr><td class="t">{"any size" if band == 1 else f"≥ {band}x"}</td>'
                     f'<td class="t m"><a href="{_e(href)}#{anchor(_row_key(r))}">{_e(r["method"])}</a>'
                     f'{"" if setting == "-" else " " + _e(setting)}</td>'
@@ -255,16 +259,16 @@ def _headline(table: pd.DataFrame, cols: list[Column], href: str) -> str:
 def _pivot(table: pd.DataFrame) -> list[str]:
     """Method x level for the swept methods of the largest table group: accuracy (size) per
     sparsity level, a row per method and non-default setting besides the swept one."""
-    t = leaderboard.main_rows(table)
+    t = board.main_rows(table)
     levels = []
-    for method, setting in zip(t.method, t.setting):
-        swept = [v for k, v in leaderboard.setting_params(setting).items() if leaderboard.is_swept(method, k)]
+    for method, params in zip(t.method, t.setting_params):
+        swept = [v for k, v in params.items() if board.is_swept(method, k)]
         levels.append(float(swept[0]) if swept else None)
     t = t.assign(level=levels)
     t = t[t.level.notna()]
     if t.empty:
         return []
-    t = t.assign(series=[leaderboard.series_label(m, short_setting(m, s)) for m, s in zip(t.method, t.setting)])
+    t = t.assign(series=[board.series_label(m, p) for m, p in zip(t.method, t.setting_params)])
     columns = sorted(set(t.level))
     best = t.groupby("level")["accuracy_mean_%"].max()
     rows = []
@@ -299,7 +303,7 @@ def _fmt_size(r: pd.Series) -> str:
 def _provenance(recs: list[dict[str, Any]]) -> str:
     """A suite's records in one line: how many, what, by which code and where."""
     ok = [r for r in recs if r["status"] == Status.OK]
-    commits = {leaderboard.code_of(r) for r in recs}
+    commits = {board.code_of(r) for r in recs}
     dirty = sum(c.endswith("uncommitted changes") for c in commits)
     machines = sorted({r["env"].get("device_name", "?") for r in ok})
     seeds = sorted({r["config"]["seed"] for r in ok})
@@ -313,7 +317,7 @@ def _provenance(recs: list[dict[str, Any]]) -> str:
 def _filters(recs: list[dict[str, Any]], families: dict[str, str]) -> list[str]:
     ok = [r for r in recs if r["status"] == Status.OK and r["config"]["method"] not in REFERENCES]
     fams = sorted({family_of(r["config"]["method"], families) for r in ok})
-    sparsities = sorted({s for r in ok if (s := _sparsity(setting_label(r["config"]["params"])))},
+    sparsities = sorted({s for r in ok if (s := _sparsity(flat_params(r["config"]["params"])))},
                         key=float)  # numbers, formatted by _sparsity
     option = '<option value="{0}">{0}</option>'.format
     return ['<div class="filters">',
@@ -376,13 +380,10 @@ def _suite_page(suite: str, recs: list[dict[str, Any]], images: list[str], famil
     return _page(f"{suite} leaderboard", body, "../")
 
 
-CHECKS = "checks.json"  # the literature checks' verdicts (benchmarks/literature_checks.py writes it)
-
-
 def _read_checks(results_dir: Path) -> dict[str, Any] | str | None:
     """The results folder's checks.json (read once per site), the reason it is unreadable, or
     None when there is none."""
-    path = Path(results_dir) / CHECKS
+    path = Path(results_dir) / layout.CHECKS
     if not path.exists():
         return None
     try:
@@ -430,7 +431,7 @@ def _frontier_image(suite: str, table: pd.DataFrame, cols: list[Column], recs: l
     links = []
     for i, p in where.iterrows():
         r = table.loc[i]
-        setting = short_setting(r["method"], r["setting"])
+        setting = short_setting(r["method"], r["setting_params"])
         text = (f"{r['method']}{'' if setting == '-' else ' ' + setting}: {r['accuracy_mean_%']:.2f}"
                 + (f" ± {r['accuracy_std_%']:.2f}" if r["seeds"] > 1 else "") + f" %, {r['size_KiB']:,.1f} KiB")
         links.append(f'<a href="#{anchor(_row_key(r))}" title="{_e(text)}" '
@@ -442,12 +443,12 @@ def _frontier_image(suite: str, table: pd.DataFrame, cols: list[Column], recs: l
 def _what_did_not_run(recs: list[dict[str, Any]]) -> list[str]:
     """The runtimes that could not take a model, and the failed and skipped runs."""
     body = []
-    empty = leaderboard.unavailable_runtimes(recs)
+    empty = board.unavailable_runtimes(recs)
     if empty:
         body += ["<h2>runtimes that could not take a model</h2>",
                  f"<details><summary>{len(empty)} (method, setting, runtime) with the reason</summary>",
                  _table(["method", "setting", "runtime", "reason"], empty), "</details>"]
-    failed = leaderboard.failed_runs(recs)
+    failed = board.failed_runs(recs)
     if failed:
         body.append("<h2>failed and skipped runs</h2>")
         rows = "".join("<tr>" + "".join(f'<td class="t">{_e(c)}</td>' for c in row)
@@ -478,7 +479,7 @@ def _custom_page(suite: str, recs: list[dict[str, Any]], images: list[str], fami
 
 
 def _environment(r: dict[str, Any]) -> str:
-    return f"{leaderboard.environment(r)}, commit {leaderboard.code_of(r)}"
+    return f"{board.environment(r)}, commit {board.code_of(r)}"
 
 
 def _runs_page(suite: str, recs: list[dict[str, Any]]) -> str:
@@ -512,10 +513,10 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
     sections = []
     checks = _read_checks(results_dir)
     for suite in suites:
-        recs = leaderboard.load(results_dir, suite)
+        recs = board.load(results_dir, suite)
         if not recs:
             continue
-        families = leaderboard.families(recs)
+        families = board.families(recs)
         folder = out / suite
         shutil.rmtree(folder, ignore_errors=True)  # the site holds what the records give, nothing older
         folder.mkdir(parents=True)

@@ -19,7 +19,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from bench import records, registry
+from bench import layout, records, registry
 from bench.errors import ParameterError
 
 TINY = {"seeds": [0], "epochs": 1, "finetune_epochs": 1, "limit_train": 1000, "limit_test": 500,
@@ -65,9 +65,9 @@ def check_method(name: str, *, results_dir: str | Path, suite: str | Path = "mlp
     mine = [r for r in got if r["config"]["method"] == name]
     assert len(mine) == 1, f"one run of '{name}' was expected; the sweep gave {len(mine)}"
     record = mine[0]
-    path = records.record_path(results_dir, record["config"]["suite"], name, record["config"]["seed"], record["config_hash"])
+    path = layout.record_path(results_dir, record["config"]["suite"], name, record["config"]["seed"], record["config_hash"])
     if record["status"] != records.Status.OK:
-        log = path.parent.parent / "logs" / f"{path.stem}.log"  # the run's own log (bench.runner)
+        log = layout.log_path(path)
         tail = "\n".join(log.read_text().splitlines()[-15:]) if log.exists() else "(no log)"
         raise AssertionError(f"the run of '{name}' ended {record['status']}: {record['error']}\nits log ends:\n{tail}")
     problems: list[str] = []

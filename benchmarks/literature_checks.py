@@ -66,7 +66,7 @@ from tabulate import tabulate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import blocks  # noqa: E402
-from bench.site import CHECKS  # noqa: E402 - the verdicts for the site, in the results folder
+from bench.layout import CHECKS  # noqa: E402 - the verdicts for the site, in the results folder
 
 ALPHA = 0.05  # the family-wise error rate of the whole table
 # pts: about the largest offset seen between two CPU models (dense on mlp, README, in a rerun whose
@@ -75,7 +75,7 @@ ALPHA = 0.05  # the family-wise error rate of the whole table
 MACHINE_MARGIN = 0.2
 CALIBRATION = 1024  # the one-shot methods' default calibration images (methods/sparsegpt.py says why)
 # the leaderboard table each suite's checks read: (data source, device type); rows of one table
-# may be compared (bench.leaderboard.TABLE)
+# may be compared (bench.board.TABLE)
 SUITES = {"mlp": ("torchvision:MNIST", "cpu"), "mnist": ("torchvision:MNIST", "cpu"),
           "cifar": ("image-folder:cifar10-jpeg", "cuda")}
 ROOT = Path(__file__).resolve().parents[1]

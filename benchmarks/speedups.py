@@ -26,7 +26,7 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import leaderboard, records  # noqa: E402
+from bench import board, records, render  # noqa: E402
 from bench.registry import FAMILIES  # noqa: E402
 
 def kept(setting: str, filters: list[str]) -> bool:
@@ -44,18 +44,18 @@ def speed_tables(results: Path, suite: str, filters: list[str]) -> list[str]:
     recs = [r for r in records.load_records(results, suite) if r["status"] == "ok"]
     if not recs:
         return [f"{suite}: no finished runs under {results}", ""]
-    cols = leaderboard.table_columns(recs)
-    table = leaderboard.aggregate(leaderboard.frame(recs, cols), cols)
+    cols = board.table_columns(recs)
+    table = board.aggregate(board.frame(recs, cols), cols)
     speed = [c for c in cols if c.spec.name in ("theoretical_speedup", "speedup{runtime}_b{batch}")]
     devices = sorted({f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)"
                       for r in recs})
-    families = leaderboard.families()
+    families = board.families()
     order = list(FAMILIES)
     out = []
     for (source, budget), t in table.groupby(["data_source", "budget"], sort=True):
         measured = t[[c.column for c in speed]].notna().any(axis=1)  # rows from before the deploy step have none
-        rows = sorted(([leaderboard.family_of(r["method"], families), r["method"], r["setting"], int(r["seeds"]),
-                        *[leaderboard.cell(r, c) for c in speed]]
+        rows = sorted(([board.family_of(r["method"], families), r["method"], r["setting"], int(r["seeds"]),
+                        *[render.cell(r, c) for c in speed]]
                        for (_, r), timed in zip(t.iterrows(), measured) if timed and kept(r["setting"], filters)),
                       key=lambda row: (order.index(row[0]) if row[0] in order else len(order), row[1:3]))
         if not rows:

@@ -111,7 +111,7 @@ def plugins(monkeypatch):
     """plugins(folder, ...) makes the distributions in `folder` (see make_distribution) installed
     for this test, in this process, as if `pip install` had put them on sys.path: the registry
     discovers them, and forgets them, their modules and their broken imports after the test."""
-    from bench import leaderboard, registry
+    from bench import board, registry
 
     registry.discover()
     methods, sources, broken = dict(registry.METHODS), dict(registry.SOURCES), dict(registry.BROKEN)
@@ -123,7 +123,7 @@ def plugins(monkeypatch):
             monkeypatch.syspath_prepend(str(site))
             folders.append(Path(site).resolve())
         registry._discovered = False
-        leaderboard._plugins.cache_clear()
+        board._plugins.cache_clear()
         registry.discover()
 
     yield install
@@ -136,7 +136,7 @@ def plugins(monkeypatch):
     registry._imported.clear()
     registry._imported.update(imported)
     registry._discovered = True
-    leaderboard._plugins.cache_clear()
+    board._plugins.cache_clear()
     for name, module in list(sys.modules.items()):
         where = getattr(module, "__file__", None)
         if where and any(Path(where).resolve().is_relative_to(f) for f in folders):

@@ -4,7 +4,8 @@ import re
 import matplotlib.colors
 import pandas as pd
 
-from bench import leaderboard, plots, records
+from bench import board, leaderboard, plots, records, render
+from bench.plan import flat_params
 
 BUDGET = {"epochs": 20, "finetune_epochs": 10, "limit_train": None, "limit_test": None}
 ENV = {"device_name": "Test CPU", "device": "cpu", "torch": "2.x", "threads": 2}
@@ -142,7 +143,7 @@ def terminal_records():
 
 def test_the_terminal_table_fits_its_width_and_tells_every_row_apart():
     recs = terminal_records()
-    wide = leaderboard.terminal(recs, 400, {"gmp": "pruning during training", "uniform": "quantization"})
+    wide = render.terminal(recs, 400, {"gmp": "pruning during training", "uniform": "quantization"})
     lines = wide.splitlines()
     assert lines[0] == "torchvision:MNIST · 20+10 epochs · CPU"
     assert [line.split()[0] for line in lines[3:]] == ["dense", "dense-ft", "gmp", "gmp", "uniform"]
@@ -150,14 +151,14 @@ def test_the_terminal_table_fits_its_width_and_tells_every_row_apart():
     assert re.search(r"^gmp +sparsity=0.5 +2 +98.10 ± 0.00 +0.10 +-0.40 ", wide, flags=re.M)
     assert "Δ vs dense-ft (pts)" in wide and "eager b1 (x)" in wide
     assert "latency" not in wide and "iqr" not in wide  # CSV-only columns stay out
-    narrow = leaderboard.terminal(recs, 60, {})
+    narrow = render.terminal(recs, 60, {})
     assert max(map(len, narrow.splitlines()[1:])) <= 60 and "columns not shown" in narrow
     families = {"gmp": "pruning during training", "uniform": "quantization"}
-    only = leaderboard.terminal(recs, 400, families, family="quantization").splitlines()
+    only = render.terminal(recs, 400, families, family="quantization").splitlines()
     assert [line.split()[0] for line in only[3:]] == ["dense", "dense-ft", "uniform"]  # references stay
-    at = leaderboard.terminal(recs, 400, families, sparsity=0.9).splitlines()
+    at = render.terminal(recs, 400, families, sparsity=0.9).splitlines()
     assert [line.split()[:2] for line in at[3:]] == [["dense", "-"], ["dense-ft", "-"], ["gmp", "sparsity=0.9"]]
-    assert leaderboard.terminal([], 80, {}) == "no finished runs"
+    assert render.terminal([], 80, {}) == "no finished runs"
 
 
 def test_bench_leaderboard_show_filters_and_refuses_what_it_cannot_do(tmp_path, capsys):
@@ -178,10 +179,9 @@ def test_plots_keep_the_references_in_range_split_lines_by_non_default_setting_a
     low, high = plots._y_range(pd.Series([0.1] * 9 + [-37.0]), [0.0])
     assert -37.0 < low < -0.4 and high < 1.0  # one collapsed row does not set the scale
     lottery = {"epochs_per_round": 0, "rewind_epoch": 0, "rounds": 5}
-    assert leaderboard.series_label("lottery", leaderboard.short_setting(
-        "lottery", "epochs_per_round=0, reinit=False, rewind_epoch=0, rounds=5, sparsity=0.5")) == "lottery"
-    assert leaderboard.series_label("lottery", "reinit=True, sparsity=0.9") == "lottery (reinit=True)"
-    assert leaderboard.series_label("magnitude+ptq-int8", "magnitude.sparsity=0.9") == "magnitude+ptq-int8"
+    assert board.series_label("lottery", {**lottery, "reinit": False, "sparsity": 0.5}) == "lottery"
+    assert board.series_label("lottery", {**lottery, "reinit": True, "sparsity": 0.9}) == "lottery (reinit=True)"
+    assert board.series_label("magnitude+ptq-int8", {"magnitude.sparsity": 0.9}) == "magnitude+ptq-int8"
     recs = terminal_records()
     recs += [record("lottery", {**lottery, "reinit": reinit, "sparsity": 0.9}, 0, 0.97, 100) for reinit in (False, True)]
     for r in recs:
@@ -200,14 +200,14 @@ def test_plots_keep_the_references_in_range_split_lines_by_non_default_setting_a
 
 
 def test_settings_show_the_swept_parameter_and_only_what_differs_from_the_defaults():
-    full = "calibration_samples=128, finetune=False, m=0, n=0, sparsity=0.5"
-    assert leaderboard.short_setting("wanda", full) == "calibration_samples=128, sparsity=0.5"
+    full = {"calibration_samples": 128, "finetune": False, "m": 0, "n": 0, "sparsity": 0.5}
+    assert board.short_setting("wanda", full) == "calibration_samples=128, sparsity=0.5"
     # the swept parameter shows even at its default (magnitude's default sparsity is 0.9)
-    assert leaderboard.short_setting("magnitude", "scope=global, sparsity=0.9") == "sparsity=0.9"
-    assert leaderboard.short_setting("uniform", "bits=4") == "-"
-    assert leaderboard.short_setting("magnitude+ptq-int8", "magnitude.scope=layer, magnitude.sparsity=0.9, "
-                                     "ptq-int8.calibration_batches=4") == "magnitude.scope=layer, magnitude.sparsity=0.9"
-    assert leaderboard.short_setting("not-a-plugin", "a=1, b=2") == "a=1, b=2"  # no defaults known: all shown
+    assert board.short_setting("magnitude", {"scope": "global", "sparsity": 0.9}) == "sparsity=0.9"
+    assert board.short_setting("uniform", {"bits": 4}) == "-"
+    chain = {"magnitude": {"scope": "layer", "sparsity": 0.9}, "ptq-int8": {"calibration_batches": 4}}
+    assert board.short_setting("magnitude+ptq-int8", flat_params(chain)) == "magnitude.scope=layer, magnitude.sparsity=0.9"
+    assert board.short_setting("not-a-plugin", {"a": 1, "b": 2}) == "a=1, b=2"  # no defaults known: all shown
 
 
 def test_the_frontier_is_exactly_the_rows_no_other_row_dominates():
@@ -244,9 +244,9 @@ def test_every_series_of_every_figure_has_its_own_colour_and_marker_the_same_in_
         r["metrics"].update(theoretical_speedup=1000 / r["metrics"]["nonzeros"], speedup_b1=1.1, speedup_b1_iqr=0.0,
                             speedup_b64=1.2, speedup_b64_iqr=0.0)
     write_records(tmp_path, recs)
-    cols = leaderboard.table_columns(recs)
-    t, ycol = leaderboard.plot_frame(leaderboard.aggregate(leaderboard.frame(recs, cols), cols))
-    known = sorted(leaderboard.families())
+    cols = board.table_columns(recs)
+    t, ycol = board.plot_frame(board.aggregate(board.frame(recs, cols), cols))
+    known = sorted(board.families())
     frontier_fig, _ = plots.frontier_figure(t, ycol, cols, known, "x")
     family_fig = plots.family_figure(t, ycol, known, "x")
     speed_fig = plots.speedup_figure(t, cols, known, "x")

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from bench import records
+from bench import layout, records
 from conftest import FAST
 
 
@@ -171,7 +171,7 @@ def test_a_parameter_added_with_a_default_keeps_finished_records_finished(tmp_pa
     record = json.loads(path.read_text())  # named as before: by the hash of every value
     record["config_hash"] = records.config_hash(record["config"])
     path.unlink()
-    legacy = records.record_path(tmp_path, "mlp-fast", "magnitude", 0, record["config_hash"])
+    legacy = layout.record_path(tmp_path, "mlp-fast", "magnitude", 0, record["config_hash"])
     legacy.write_text(json.dumps(record))
 
     registry.load(["magnitude"])

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import records, registry
+from bench import layout, records, registry
 from bench.cli import main
 from bench.data import find_source
 from bench.plan import run_key
@@ -269,7 +269,7 @@ def test_malformed_records_are_named_and_skipped_by_every_reader(tmp_path, fast_
     # bench run: a malformed record of a planned run is named and the run planned again
     s = load_suite(str(fast_suite)).with_budget(limit_train=1000, limit_test=200)
     config = records.run_config(s, "dense", {}, 0, find_source(s.data, data_dir))
-    planned = records.record_path(tmp_path, "sec", "dense", 0, run_key(config))
+    planned = layout.record_path(tmp_path, "sec", "dense", 0, run_key(config))
     shutil.copyfile(runs / "no-device.json", planned)
     capsys.readouterr()
     assert run(fast_suite, "dense", data_dir, tmp_path, "--dry-run") == 0

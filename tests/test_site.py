@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from bench import leaderboard, records, site
+from bench import board, leaderboard, records, site
 from bench.cli import main
 from conftest import as_from_a_terminal
 from test_leaderboard import populate, record
@@ -252,8 +252,8 @@ def test_a_records_own_family_groups_it_where_no_plugin_source_says(tmp_path):
     site.build(tmp_path, ["mlp"], tmp_path / "site")
     page = (tmp_path / "site" / "mlp" / "index.html").read_text()
     assert re.search(r'data-family="pruning" data-sparsity="0.9" data-method="gone-plugin"', page)
-    assert leaderboard.families(records.load_records(tmp_path, "mlp"))["gone-plugin"] == "pruning"
-    assert "gone-plugin" not in leaderboard.families()
+    assert board.families(records.load_records(tmp_path, "mlp"))["gone-plugin"] == "pruning"
+    assert "gone-plugin" not in board.families()
 
 
 def test_serve_writes_the_site_and_serves_it_on_this_machine_until_ctrl_c(tmp_path):

@@ -1,0 +1,304 @@
+"""The leaderboard table: run records in, one aggregated row per method and setting out.
+
+A pure function of the records. Rows are one method and setting (e.g. each sparsity) in one
+table (data source, budget, device type), aggregated over seeds: the mean, the median for the
+metrics that say so, the std of accuracy and its change against `dense` and `dense-ft`. Columns,
+their scale and rounding come from the metric registry (bench.metrics). Each row keeps its
+parameters as a mapping (`setting_params`): labels are made from them for reading, never parsed back.
+The renderers (bench.render: Markdown, the terminal; bench.site), the plots (bench.plots) and
+the files (bench.leaderboard) all start from here.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from bench import metrics, records
+from bench.errors import ParameterError
+from bench.metrics import Column
+from bench.plan import flat_params, setting_label
+from bench.records import Status
+
+
+def _budget_label(budget: dict[str, Any]) -> str:
+    text = f"{budget['epochs']}+{budget['finetune_epochs']} epochs"
+    for key in ("limit_train", "limit_test"):
+        if budget.get(key) is not None:
+            text += f", {key}={budget[key]}"
+    return text
+
+
+def table_columns(recs: list[dict[str, Any]]) -> list[Column]:
+    """The registered metrics that the successful records hold."""
+    return metrics.columns({k for r in recs if r["status"] == Status.OK for k in r["metrics"]})
+
+
+def row_key(r: dict[str, Any]) -> dict[str, Any]:
+    """What places a record in a leaderboard: its table (data source, budget, device type),
+    method, setting, seed and the device its speed was timed on."""
+    c = r["config"]
+    device = r["env"]["device"].split(":")[0]
+    return {"data_source": c["data_source"], "budget": _budget_label(c["budget"]), "device": device,
+            "method": c["method"], "setting": setting_label(c["params"]), "seed": c["seed"],
+            "timed_on": r.get("measured_on", {}).get("device", device)}
+
+
+def frame(recs: list[dict[str, Any]], cols: list[Column]) -> pd.DataFrame:
+    """One row per successful record, with its parameters (`flat_params`) and the columns of the
+    recorded metrics in `cols`."""
+    rows = []
+    for r in recs:
+        if r["status"] != Status.OK:
+            continue
+        m = r["metrics"]
+        row = {**row_key(r), "setting_params": flat_params(r["config"]["params"]),
+               "machine": r["env"].get("device_name", "?")}
+        for col in cols:
+            if col.column and col.spec.recorded:
+                row[col.column] = None if m.get(col.key) is None else m[col.key] * col.spec.scale
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+TABLE = ["data_source", "budget", "device"]  # one table each: rows that may be compared
+
+
+REFERENCES = {"dense": 0, "dense-ft": 1}  # listed first; accuracy changes are taken against both
+
+
+def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
+    """Mean over seeds per (data source, budget, device type, method, setting, device timed on),
+    the median for metrics that say so (wall times, which one run on a busy machine would move);
+    accuracy also gets its std and its change versus the `dense` row of the same table
+    (delta_acc) and versus the matched-budget `dense-ft` row (delta_ft): a method's effect, told
+    apart from the effect of its extra training. `machines` names the processors or GPUs that
+    trained the row's seeds: accuracy moves between machine models by more than between seeds
+    (README, Literature checks), so rows compare fairly within one."""
+    keys = [*TABLE, "method", "setting", "timed_on"]
+    values = [c for c in df.columns if c not in keys + ["seed", "machine", "setting_params"]]
+    grouped = df.groupby(keys, sort=True)
+    how = {c.column: c.spec.aggregate for c in cols if c.column}
+    out = grouped[values].agg({v: how.get(v, "mean") for v in values})
+    out["setting_params"] = grouped["setting_params"].first()  # one setting, one mapping: the label is made from it
+    out.insert(0, "seeds", grouped.size())
+    out.insert(1, "machines", grouped["machine"].agg(lambda m: "; ".join(sorted(set(m)))))
+    out.insert(3, "accuracy_std_%", grouped["accuracy_%"].std(ddof=1).fillna(0.0))
+    out = out.rename(columns={"accuracy_%": "accuracy_mean_%"}).reset_index()
+    for reference, column, at in (("dense", "delta_acc_pts", 4), ("dense-ft", "delta_ft_pts", 5)):
+        base = out[out.method == reference].set_index(TABLE)["accuracy_mean_%"]
+        base = base[~base.index.duplicated()]
+        out.insert(len(keys) + at, column, [base.get(tuple(r[TABLE]), None) for _, r in out.iterrows()])
+        out[column] = out["accuracy_mean_%"] - out[column].astype(float)
+    out["_order"] = out["method"].map(lambda m: REFERENCES.get(m, len(REFERENCES)))
+    out = out.sort_values([*TABLE, "_order", "method", "setting"]).drop(columns="_order")
+    decimals = {col.column: col.spec.decimals for col in cols if col.column}
+    decimals.update({"accuracy_mean_%": 2, "accuracy_std_%": 2})
+    for col, d in decimals.items():
+        if col in out:
+            out[col] = out[col].astype(float).round(d) + 0.0  # + 0.0 turns -0.0 into 0.0
+            if d == 0:
+                out[col] = out[col].astype("Int64")
+    return out.reset_index(drop=True)
+
+
+def csv_text(table: pd.DataFrame) -> str:
+    """The table as the leaderboard's CSV: every column but the parameter mappings, which the
+    `setting` column spells out."""
+    return table.drop(columns="setting_params", errors="ignore").to_csv(index=False, lineterminator="\n")
+
+
+def family_of(method: str, families: dict[str, str]) -> str:
+    """A method's family; a chain is "combined"; a method the catalog does not know, "other"."""
+    return families.get(method, "combined" if "+" in method else "other")
+
+
+def first_line(text: str | None, width: int = 160) -> str:
+    """The first line of an error, cut to `width` characters ('' for none or an empty one)."""
+    return (text or "").strip().split("\n")[0][:width]
+
+
+def setting_sparsity(params: dict[str, Any]) -> float | None:
+    """The sparsity a row's parameters name: its own, or its first chain link's; None if none."""
+    for key, value in params.items():
+        if key.split(".")[-1] == "sparsity":
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return None
+
+
+def distinct_settings(t: pd.DataFrame) -> pd.Series:
+    """Per row, the parameters that differ between the rows of its method (all of them for a
+    method with one row, "-" for none): what tells a method's rows apart."""
+    out = {}
+    for _, m in t.groupby("method", sort=True):
+        params = {i: {k: str(v) for k, v in p.items()} for i, p in zip(m.index, m.setting_params)}
+        keys = {k for p in params.values() for k in p}
+        varying = [k for k in keys if len({p.get(k) for p in params.values()}) > 1] if len(m) > 1 else keys
+        keep = sorted(varying)
+        for i, p in params.items():
+            out[i] = ", ".join(f"{k}={p[k]}" for k in keep if k in p) or "-"
+    return pd.Series(out).reindex(t.index)
+
+
+def unavailable_runtimes(recs: list[dict[str, Any]]) -> list[list[str]]:
+    """(method, setting, runtime, reason) of each runtime that could not take a model."""
+    return [list(e) for e in sorted({
+        (r["config"]["method"], short_setting(r["config"]["method"], flat_params(r["config"]["params"])), runtime,
+         note["reason"])
+        for r in recs if r["status"] == Status.OK
+        for runtime, note in r.get("figures", {}).get("deploy", {}).get("runtimes", {}).items()
+        if note["status"] != "ok"})]
+
+
+def failed_runs(recs: list[dict[str, Any]]) -> list[tuple[list[Any], dict[str, Any]]]:
+    """([method, setting, seed, status, error], record) of each run that did not finish ok, sorted
+    by content, not file name: a record's name holds its config hash, so seeds of one setting
+    would otherwise appear in hash order."""
+    rows = [([r["config"]["method"], short_setting(r["config"]["method"], flat_params(r["config"]["params"])),
+              r["config"]["seed"], r["status"],
+              first_line(r.get("error"))], r) for r in recs if r["status"] != Status.OK]
+    return sorted(rows, key=lambda row: [str(v) for v in row[0]])
+
+
+def environment(r: dict[str, Any]) -> str:
+    """Where a run ran, as one line."""
+    env = r["env"]
+    return f"{env['device_name']} ({env['device']}), torch {env['torch']}, {env['threads']} threads"
+
+
+def code_of(r: dict[str, Any]) -> str:
+    """The code that made a run: its commit, whether the checkout had uncommitted changes (then no
+    commit holds that code and the row cannot be reproduced from it), and whether the commit was
+    only named by $BENCH_GIT_COMMIT (code sent without its .git: no checkout vouched for it)."""
+    commit = r["env"].get("git_commit")
+    if not commit:  # a run that failed before its worker could say (its env is partial)
+        return "unknown commit"
+    dirty = commit.endswith("-dirty")
+    named = " (named by $BENCH_GIT_COMMIT, unverified)" if r["env"].get("commit_from_env") else ""
+    return commit.removesuffix("-dirty")[:12] + (" with uncommitted changes" if dirty else "") + named
+
+
+def select(table: pd.DataFrame, cols: list[Column], families: dict[str, str], sparsity: float | None = None,
+           family: str | None = None, sort: str | None = None) -> pd.DataFrame:
+    """The rows of an aggregated table that `leaderboard --show` asks for: those of the `family`
+    and `sparsity` asked for, and the references (`dense`, `dense-ft`) always; sorted by the
+    column `sort`, best first by the metric's direction (lowest first where lower is better or
+    no direction is registered), the references first in each table, in their fixed order."""
+    reference = table.method.isin(REFERENCES)
+    keep = pd.Series(True, index=table.index)
+    if family:
+        keep &= table.method.map(lambda m: family_of(m, families)) == family
+    if sparsity is not None:
+        levels = table.setting_params.map(setting_sparsity)
+        keep &= levels.map(lambda level: level is not None and abs(level - sparsity) < 1e-9)
+    table = table[keep | reference]
+    if sort is None:
+        return table
+    higher = {c.column: c.spec.higher_is_better for c in cols if c.column}
+    higher["accuracy_mean_%"] = True
+    if sort not in table.columns or sort not in higher:
+        raise ParameterError(f"--sort {sort!r}: expected a column of the table: "
+                         f"{', '.join(c for c in table.columns if c in higher)}")
+    order = table.method.map(lambda m: REFERENCES.get(m, len(REFERENCES)))
+    return table.assign(_order=order).sort_values(
+        ["_order", sort], ascending=[True, not higher[sort]], kind="stable").drop(columns="_order")
+
+
+def main_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The largest table group (data source, budget, device type): what one plot compares, and
+    what the site's headline reads."""
+    sizes = table.groupby(TABLE, sort=True).size()
+    return table[(table[TABLE] == pd.Series(sizes.idxmax(), index=TABLE)).all(axis=1)] if len(sizes) > 1 else table
+
+
+def plot_frame(table: pd.DataFrame, known: dict[str, str] | None = None) -> tuple[pd.DataFrame, str]:
+    """The rows the plots draw (`main_rows`) with what bench.plots needs beside the table's
+    columns: size in bytes, family, reference flag, a label (method and short setting) and a
+    series (one plot line: method and non-default settings other than the swept one); and the
+    y column: the change against dense, or the accuracy where the table has no dense row.
+    `known`: method -> family (`families(recs)`; by default the plugins')."""
+    known = known if known is not None else families()
+    t = main_rows(table)
+    size = t["size_KiB"].astype(float) * 1024 if "size_KiB" in t else pd.Series(float("nan"), index=t.index)
+    short = [short_setting(m, p) for m, p in zip(t.method, t.setting_params)]
+    t = t.assign(size_bytes=size, family=t.method.map(lambda m: family_of(m, known)),
+                 reference=t.method.isin(REFERENCES),
+                 label=[m + ("" if s == "-" else f" {s}") for m, s in zip(t.method, short)],
+                 series=[series_label(m, p) for m, p in zip(t.method, t.setting_params)])
+    return t, "delta_acc_pts" if (t.method == "dense").any() else "accuracy_mean_%"
+
+
+def series_label(method: str, params: dict[str, Any]) -> str:
+    """A plot line's name: the method and its non-default settings (`short_setting`) other than
+    its swept parameter, so that lottery and its reinit control are "lottery" and
+    "lottery (reinit=True)" and each line gathers its sparsity levels."""
+    rest = [f"{k}={v}" for k, v in shown_params(method, params).items() if not is_swept(method, k)]
+    return method + (f" ({', '.join(rest)})" if rest else "")
+
+
+def load(results_dir: Path, suite: str) -> list[dict[str, Any]]:
+    """A suite's records, each with its file name under "_stem" (what the site links to); a file
+    that cannot be read is named in a warning, never dropped silently."""
+    problems: list[str] = []
+    recs = [{**r, "_stem": stem} for stem, r in records.named_records(results_dir, suite, problems)]
+    for problem in problems:
+        print(f"bench: warning: left out of the leaderboard: {problem}", file=sys.stderr)
+    return recs
+
+
+@functools.cache
+def _plugins() -> dict[str, Any]:
+    """Method -> its bench.catalog.PluginInfo, read from the plugins' source: no plugin (and no
+    torch) is imported. Read once per process: a rebuild asks per suite, budget and site page."""
+    from bench.catalog import catalog
+
+    return {info.name: info for info in catalog() if info.problem is None}
+
+
+def families(recs: Iterable[dict[str, Any]] = ()) -> dict[str, str]:
+    """Method -> family: what `recs` say (a record names its method's family since the harness
+    stored it), else what the plugin's source says today."""
+    known = {name: info.family for name, info in _plugins().items()}
+    for r in recs:
+        family = (r.get("method_info") or {}).get("family")
+        if isinstance(family, str):
+            known[r["config"]["method"]] = family
+    return known
+
+
+def method_sweeps() -> dict[str, str]:
+    """Method -> the parameter the harness sweeps over the suite's sparsities, for those that have one."""
+    return {name: info.sweep for name, info in _plugins().items() if info.sweep}
+
+
+def is_swept(method: str, key: str) -> bool:
+    """Whether a setting's parameter (`sparsity`, or a chain link's `magnitude.sparsity`) is the
+    one the harness sweeps for its method or link."""
+    link, _, name = key.rpartition(".")
+    return method_sweeps().get(link or method) == name
+
+
+def shown_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a reader wants to see of a row (`flat_params`): the swept one and those that
+    differ from the method's defaults (a chain's link parameters against that link's defaults),
+    so that a row reads "sparsity=0.9, calibration_samples=128" rather than seven parameters, five
+    of them defaults. Display only: rows are still grouped, and records keyed, by every
+    parameter. A parameter of a method the catalog does not know is always shown."""
+    plugins = _plugins()
+    shown = {}
+    for key, value in params.items():
+        link, _, name = key.rpartition(".")
+        info = plugins.get(link or method)
+        known = info is not None and name in info.parameters
+        if not known or is_swept(method, key) or str(info.parameters[name]) != str(value):
+            shown[key] = value
+    return shown
+
+
+def short_setting(method: str, params: dict[str, Any]) -> str:
+    """A row's setting as text: its `shown_params`, or "-" for none."""
+    return ", ".join(f"{k}={v}" for k, v in shown_params(method, params).items()) or "-"

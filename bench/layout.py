@@ -1,0 +1,52 @@
+"""Where a results folder keeps what: the one module that knows its layout.
+
+    RESULTS/SUITE/runs/NAME.json        a run's record; NAME is METHOD-HASH-sSEED (bench.plan.run_key)
+    RESULTS/SUITE/logs/NAME.log         its log, where the run was made with one (not committed)
+    RESULTS/SUITE/cache/NAME.safetensors  a seed's dense model, NAME dense-sSEED-HASH (bench.runner)
+    RESULTS/SUITE/claims/               which command is running what now (bench.locks)
+    RESULTS/SUITE/leaderboard*.csv|md, *.png  the leaderboard files (bench.leaderboard)
+    RESULTS/site/                       the static site (bench.site)
+    RESULTS/checks.json                 the literature checks' verdicts, which the site shows
+
+Every path is built here, so that the driver, the CLI, the readers and the tests agree on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CHECKS = "checks.json"  # written by benchmarks/literature_checks.py
+SITE = "site"
+
+
+def suite_dir(results_dir: Path | str, suite: str) -> Path:
+    return Path(results_dir) / suite
+
+
+def runs_dir(results_dir: Path | str, suite: str) -> Path:
+    """The folder of a suite's records: what the leaderboards are made from."""
+    return suite_dir(results_dir, suite) / "runs"
+
+
+def record_path(results_dir: Path | str, suite: str, method: str, seed: int, digest: str) -> Path:
+    """A run's record, named by its method, the first 12 digits of its identity hash and its seed."""
+    return runs_dir(results_dir, suite) / f"{method}-{digest[:12]}-s{seed}.json"
+
+
+def dense_path(results_dir: Path | str, suite: str, seed: int, key: str) -> Path:
+    """A seed's cached dense model, named by the hash of its identity (bench.records.dense_config)."""
+    return suite_dir(results_dir, suite) / "cache" / f"dense-s{seed}-{key}.safetensors"
+
+
+def log_path(artifact: Path) -> Path:
+    """The log of what made a record or a cached dense model: logs/ beside its folder, by its name."""
+    return artifact.parent.parent / "logs" / f"{artifact.stem}.log"
+
+
+def claims_dir(results_dir: Path | str, suite: str) -> Path:
+    return suite_dir(results_dir, suite) / "claims"
+
+
+def suites_with_records(results_dir: Path | str) -> list[str]:
+    """The suites that have a records folder under `results_dir`, by name."""
+    return sorted(p.parent.name for p in Path(results_dir).glob("*/runs"))

@@ -1,0 +1,179 @@
+"""The leaderboard table as text: the Markdown files and the terminal view.
+
+Both render a bench.board table; number formats are fixed, so the same records always give the
+same bytes. The Markdown has a main table and a speed table per data source, budget and device
+type, then what did not run and where and by which code the runs were made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from bench.metrics import Column
+from bench.records import Status
+from bench.board import (TABLE, aggregate, code_of, distinct_settings, environment, failed_runs, frame,
+                         row_key, select, short_setting, table_columns, unavailable_runtimes)
+
+
+def _fmt(value: Any, decimals: int) -> str:
+    if value is None or pd.isna(value):
+        return ""
+    return f"{value:,.{decimals}f}" if decimals else f"{int(round(value)):,}"
+
+
+def cell(row: pd.Series, col: Column) -> str:
+    """A Markdown cell: accuracy as mean ± std, a metric with a spread as value (spread)."""
+    if col.key == "accuracy":
+        text = _fmt(row["accuracy_mean_%"], col.spec.shown)
+        return text + f" ± {_fmt(row['accuracy_std_%'], col.spec.shown)}" if row["seeds"] > 1 else text
+    text = _fmt(row[col.column], col.spec.shown)
+    if text and col.spread_column and not pd.isna(row.get(col.spread_column)):
+        text += f" ({_fmt(row[col.spread_column], col.spec.shown)})"
+    return text
+
+
+def displayed(cols: list[Column], t: pd.DataFrame, table: str) -> list[Column]:
+    """The columns of Markdown table `table` ("main" or "speed") that hold a value in `t`:
+    a column empty for every row of a table (Δ vs dense-ft where no dense-ft ran) is left out."""
+    return [c for c in cols if c.spec.table == table and
+            (c.key == "accuracy" or (c.column in t and t[c.column].notna().any()))]
+
+
+def timed_label(method: str, timed_on: str, device: str) -> str:
+    """A row's method name, marked when its speed was timed on another device than its run's."""
+    return method + (f" (timed on {timed_on.upper()})" if timed_on != device else "")
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" + ("" if n == 1 else "s")
+
+
+SPEED_INTRO = ("Speed: theoretical speedup (dense FLOPs / effective FLOPs) and, per runtime and batch "
+               "size, the measured speedup over the dense model in the same runtime, timed side by side "
+               "(median of interleaved pairs; in parentheses their interquartile range); an empty cell "
+               "is a runtime that could not take the model (reasons below). Files: the deployed "
+               "artifact per runtime, beside the compressed encoding's `size`.")
+
+
+def markdown(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]], suite: str,
+             title: str) -> str:
+    """The Markdown leaderboard: per (data source, budget) a main table and a speed table; then
+    the runtimes that could not take a model, failed and skipped runs, and environments."""
+    lines = [f"# {suite}: {title}", "",
+             "Mean over seeds (accuracy: mean ± std). Definitions of every column: README.md, "
+             "section Metrics. A setting names the swept parameter and those that differ from the method's "
+             "defaults (`bench list methods`); the CSV has every parameter. Regenerate with "
+             "`bench leaderboard --suite " + suite + "`.", ""]
+    tables = table.groupby(TABLE, sort=True) if len(table) else []
+    for (source, budget, device), t in tables:
+        lines += [f"## data: {md_text(source)} · budget: {md_text(budget)} · runs on: {md_text(device.upper())}", ""]
+        main, speed = displayed(cols, t, "main"), displayed(cols, t, "speed")
+        rows = [[r["method"], short_setting(r["method"], r["setting_params"]), int(r["seeds"]),
+                 *[cell(r, c) for c in main]] for _, r in t.iterrows()]
+        lines += [_pipe_table(rows, ["method", "setting", "seeds", *[c.header for c in main]]), ""]
+        if speed:
+            elsewhere = t.timed_on != device
+            rows = [[timed_label(r["method"], r["timed_on"], device), short_setting(r["method"], r["setting_params"]),
+                     *[cell(r, c) for c in speed]]
+                    for _, r in t.iterrows()]
+            lines += [SPEED_INTRO + (f" A row marked with another device was timed there, not on the "
+                                     f"{device.upper()}: its figures compare with that device's only."
+                                     if elsewhere.any() else ""), "",
+                      _pipe_table(rows, ["method", "setting", *[c.header for c in speed]]), ""]
+            lines += _machines_note([r for r in recs if r["status"] == Status.OK and
+                                     tuple(row_key(r)[k] for k in TABLE) == (source, budget, device)])
+    empty = unavailable_runtimes(recs)
+    if empty:
+        lines += ["## runtimes that could not take a model", "",
+                  _pipe_table(empty, ["method", "setting", "runtime", "reason"]), ""]
+    failed = failed_runs(recs)
+    if failed:
+        lines += ["## failed and skipped runs", "",
+                  _pipe_table([row for row, _ in failed], ["method", "setting", "seed", "status", "error"]), ""]
+    envs = pd.Series([environment(r) for r in recs]).value_counts().sort_index()
+    lines += ["## where the runs ran", ""] + [f"- {md_text(env)}: {_runs(n)}" for env, n in envs.items()]
+    codes = pd.Series([code_of(r) for r in recs]).value_counts().sort_index()
+    lines += ["", "## the code that made them", ""] + [f"- {md_text(code)}: {_runs(n)}" for code, n in codes.items()]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def md_text(value: Any) -> str:
+    """A value as Markdown text on one line: line breaks made spaces and `|` escaped, so that a
+    record's value (an error, a parameter, a device name) never splits a table row, nor starts a
+    row or a heading of its own; `<` escaped too, so that it is never markup (Markdown passes
+    HTML through, and GitHub drops what looks like a tag: an error's `<OpOverload(...)>`), and
+    `\\` first, so that each escape means what it says."""
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("<", "\\<")
+    return " ".join(text.splitlines())
+
+
+def _pipe_table(rows: list[list[Any]], headers: list[str]) -> str:
+    """A Markdown table of `rows`: their text through md_text, their numbers as they are."""
+    return tabulate([[md_text(c) if isinstance(c, str) else c for c in row] for row in rows], headers=headers,
+                    tablefmt="pipe", disable_numparse=True)
+
+
+def _machines_note(recs: list[dict[str, Any]]) -> list[str]:
+    """Where a table's rows were timed on more than one machine model, which rows where: absolute
+    latencies compare within a machine only (each speedup is against the dense model timed
+    beside it, on its own machine)."""
+    where: dict[str, set[str]] = {}
+    for r in recs:
+        name = r.get("measured_on", {}).get("device_name", r["env"]["device_name"])
+        where.setdefault(name, set()).add(r["config"]["method"])
+    if len(where) < 2:
+        return []
+    return [md_text("Timed on more than one machine: absolute latencies compare only between rows of one "
+                    "machine; each measured speedup is against the dense model timed beside it on its own "
+                    "machine. " + "; ".join(f"{name}: {', '.join(sorted(methods))}"
+                                            for name, methods in sorted(where.items())) + "."), ""]
+
+
+# The terminal's columns, most important first; the table drops them from the end to fit.
+FIRST = ["accuracy_%", "delta_acc_pts", "delta_ft_pts", "sparsity_%", "size_KiB", "compression_x",
+         "theoretical_speedup_x", "speedup_b1_x"]
+
+
+SETTING_WIDTH = 36
+
+
+def terminal(recs: list[dict[str, Any]], width: int, families: dict[str, str],
+             sparsity: float | None = None, family: str | None = None, sort: str | None = None) -> str:
+    """The aggregated tables of `recs` (mean ± std over seeds) for a terminal `width` characters
+    wide: one per data source, budget and device type, `dense` and `dense-ft` first, then the
+    rows of the `family` and `sparsity` asked for (sorted by `sort`: see `select`). A row's
+    setting shows only the parameters that differ between its method's rows; columns are
+    dropped, least important first, rather than wrapped."""
+    cols = table_columns(recs)
+    df = frame(recs, cols)
+    if df.empty:
+        return "no finished runs"
+    table = aggregate(df, cols)
+    table["shown_setting"] = distinct_settings(table).map(_shorten)  # told apart among all rows, not the filtered
+    table = select(table, cols, families, sparsity, family, sort)
+    out = []
+    for (source, budget, device), t in table.groupby(TABLE, sort=True):
+        by_column = {c.column: c for c in displayed(cols, t, "main") + displayed(cols, t, "speed")}
+        order = [c for c in FIRST if c in by_column] + [c for c in by_column if c not in FIRST]
+        order.sort(key=lambda c: c != sort)  # the column the rows are sorted by is dropped last
+        shown = list(order)
+        while True:
+            rows = [[timed_label(r["method"], r["timed_on"], device), r["shown_setting"], int(r["seeds"]),
+                     *[cell(r, by_column[c]) for c in shown]] for _, r in t.iterrows()]
+            headers = ["method", "setting", "seeds", *[by_column[c].header for c in shown]]
+            text = tabulate(rows, headers=headers, disable_numparse=True)
+            if len(shown) <= 1 or max(map(len, text.splitlines())) <= width:
+                break
+            shown.pop()
+        dropped = len(order) - len(shown)
+        out += [f"{source} · {budget} · {device.upper()}" + (f" ({dropped} columns not shown: widen the "
+                                                                "terminal or read the .md)" if dropped else ""),
+                text, ""]
+    return "\n".join(out).rstrip() or "no finished runs"
+
+
+def _shorten(setting: str) -> str:
+    return setting if len(setting) <= SETTING_WIDTH else setting[:SETTING_WIDTH - 1] + "…"
