@@ -94,6 +94,35 @@ def test_refresh_reruns_only_records_another_commit_made_and_resumes(tmp_path, d
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
 
+def test_the_driver_stamps_the_provenance_whichever_checkout_its_worker_runs_in(tmp_path, data_dir, monkeypatch):
+    """A worker on another node may hold another checkout, or none: the records and the cached
+    dense model name the commit the driver checked, never the worker's."""
+    from bench import registry
+    from bench.executors import InlineExecutor
+    from bench.runner import run_suite
+    from bench.suite import load_suite
+
+    node = tmp_path / "node"
+    subprocess.run(["git", "init", "-q", str(node)], check=True)
+
+    class OnAnotherNode(InlineExecutor):
+        def wait(self, timeout: float):
+            with pytest.MonkeyPatch.context() as there:
+                there.chdir(node)
+                there.setenv("BENCH_GIT_COMMIT", "worker000")
+                return super().wait(timeout)
+
+    monkeypatch.setenv("BENCH_GIT_COMMIT", "driver111")
+    done = run_suite(load_suite(str(FAST)), registry.select("dense,magnitude"), seeds=[0],
+                     results_dir=tmp_path / "results", data_dir=data_dir, device="cpu", overrides={},
+                     executor=OnAnotherNode(echo=lambda line: None),
+                     budget_overrides={"epochs": 1, "finetune_epochs": 1, "limit_train": 500, "limit_test": 200},
+                     log=lambda line: None)
+    assert {r["status"] for r in done} == {"ok"} and {r["config"]["method"] for r in done} == {"dense", "magnitude"}
+    assert {r["env"]["git_commit"] for r in done} == {"driver111"}
+    assert {r["dense"]["commit"] for r in done} == {"driver111"}
+
+
 def test_a_run_elsewhere_than_the_imported_checkout_warns(tmp_path, data_dir, bench, monkeypatch):
     """In a second clone, the editable install of the first still runs the first's code: say so."""
     subprocess.run(["git", "init", "-q", str(tmp_path / "clone")], check=True)

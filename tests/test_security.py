@@ -12,6 +12,7 @@ import html.parser
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -450,8 +451,15 @@ def test_perform_closes_the_gate_of_every_task(fast_suite, data_dir):
                 None, None, (None,), dense={0: "not trained in this test"})
     assert perform(task)[0].result["status"] == "failed"  # loads the data once
     before = open_descriptors()
-    for _ in range(200):
-        assert "not trained in this test" in perform(task)[0].result["error"]
+    # as under `ulimit -n 64`: a descriptor leaked per task would run out within the 200 tasks
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(64, highest + 16), hard))
+    try:
+        for _ in range(200):
+            assert "not trained in this test" in perform(task)[0].result["error"]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert open_descriptors() == before
 
 
