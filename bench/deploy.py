@@ -8,7 +8,7 @@ Between a method's `run()` and measurement, every model is turned into what woul
   `register_encoding`. The size is a function of the weights alone, so a later link of a chain
   that moves the weights off that form is measured by what it returns, not by what an earlier
   link declared;
-- its form in each runtime (bench.runtimes, loaded by `LOADERS`): PyTorch eager, PyTorch compiled, PyTorch with CSR
+- its form in each runtime (bench.runtimes names the loader of each): PyTorch eager, PyTorch compiled, PyTorch with CSR
   products for sparse Linear layers, ONNX Runtime and OpenVINO from one ONNX export, and on CUDA
   2:4 semi-structured sparse kernels. A runtime that cannot take a model raises `NotDeployable`
   (or fails on its own): its cells stay empty and the reason goes in the run record.
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import measure
+from bench.registries import Registry
 from bench.runtimes import CSR_MIN_SPARSITY, OPENVINO_SPARSE_RATE, RUNTIMES, runtime_key
 
 SEMI_STRUCTURED_PAD = 64  # 2:4 weights are zero-padded to multiples of this (both kernels' tiles)
@@ -75,22 +76,16 @@ def versions() -> dict[str, str]:
 
 # -- the compressed encoding --------------------------------------------------------------------
 Encoder = Callable[[nn.Module], int | None]
-ENCODINGS: dict[str, Encoder] = {"bitmask": measure.size_bytes}
-
-
-def register_encoding(name: str) -> Callable[[Encoder], Encoder]:
-    """Register `encoder(model) -> bytes, or None where it does not apply to these weights`.
-
-    It must count an exact encoding: one that decodes to the model's weights. The deploy step
-    takes the smallest of the encodings that apply, so an encoding never has to know which
-    method made the weights.
-    """
-
-    def add(encoder: Encoder) -> Encoder:
-        ENCODINGS[name] = encoder
-        return encoder
-
-    return add
+# `encoder(model) -> bytes, or None where it does not apply to these weights`. Each must count an
+# exact encoding: one that decodes to the model's weights. The deploy step takes the smallest of
+# those that apply, so an encoding never has to know which method made the weights. Declared by
+# "module:attr" (the built-in plugins' in methods/__init__.py), so that every model meets every
+# encoding whichever plugins its process imported; a plugin distribution may also register one
+# with `@register_encoding(name)` when it is imported.
+ENCODINGS: Registry[Encoder] = Registry("encoding")
+ENCODINGS.lazy("bitmask", "bench.measure:size_bytes")
+ENCODINGS.lazy("lowbit", "bench.lowbit:packed_bytes")
+register_encoding = ENCODINGS.register
 
 
 def encoding(model: nn.Module) -> tuple[str, int]:
@@ -199,7 +194,6 @@ def reason(e: BaseException) -> str:
 
 
 # -- the runtimes -------------------------------------------------------------------------------
-Loader = Callable[[nn.Module, torch.Tensor, Export, bool], Session]
 
 
 def load_torch(model: nn.Module, x: torch.Tensor, export: Export, reference: bool) -> Session:
@@ -369,16 +363,6 @@ def load_torch_2to4(model: nn.Module, x: torch.Tensor, export: Export, reference
     return torch_session(half, tensor_bytes(half.state_dict()), FP16_TOLERANCE, dtype=torch.float16)
 
 
-LOADERS: dict[str, Loader] = {  # how each runtime of bench.runtimes takes a model
-    "torch": load_torch,
-    "torch_compile": load_torch_compile,
-    "torch_csr": load_torch_csr,
-    "onnxruntime": load_onnxruntime,
-    "openvino": load_openvino,
-    "torch_2to4": load_torch_2to4,
-}
-
-
 # -- checking and timing ------------------------------------------------------------------------
 def check(session: Session, x: torch.Tensor, expected: torch.Tensor) -> dict[str, float]:
     """Raise NotDeployable unless the session's outputs on x are within its tolerance of
@@ -417,7 +401,7 @@ def measure_runtimes(model: nn.Module, dense: nn.Module, inputs: dict[int, torch
     notes: dict[str, dict[str, Any]] = {}
     try:
         for name in (r for r in runtimes if device in RUNTIMES[r].devices):
-            load, note = LOADERS[name], {"status": "ok"}
+            load, note = RUNTIMES[name].load, {"status": "ok"}
             keys = [runtime_key("artifact{runtime}_bytes", name)]
             keys += [runtime_key(t, name, batch) for batch in inputs for t in TIMINGS]
             try:

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from bench.deploy import register_encoding
 from bench.layerwise import to_weight_layout, weight_matrix
 
 if TYPE_CHECKING:
@@ -125,7 +124,6 @@ def attach_size(model: nn.Module, grids: dict[str, Grid]) -> nn.Module:
     return model
 
 
-@register_encoding("lowbit")
 def packed_bytes(model: nn.Module) -> int | None:
     """The model's size with each gridded layer's weight packed (Grid.packed_bytes) and every
     other tensor, or a weight that left its grid, at its own size; None for a model without grids."""

@@ -229,7 +229,7 @@ def readme_tables() -> str:
         devices = "per runtime" if spec.per_runtime else ", ".join(spec.devices)
         lines.append(f"| `{name}` | {spec.unit} | {better} | {devices} | {spec.definition} |")
     lines += ["", "| runtime | devices | what runs | accelerates |", "| --- | --- | --- | --- |"]
-    for r in RUNTIMES.values():
+    for _, r in RUNTIMES.items():
         lines.append(f"| `{r.name}` | {', '.join(r.devices)} | {r.description} | {r.accelerates} |")
     return "\n".join(lines) + "\n"
 

@@ -11,17 +11,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-MODELS: dict[str, Callable[..., nn.Module]] = {}
+from bench.registries import Registry
 
-
-def register_model(name: str) -> Callable:
-    def add(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in MODELS:
-            raise ValueError(f"model '{name}' is already registered")
-        MODELS[name] = fn
-        return fn
-
-    return add
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+register_model = MODELS.register
 
 
 def build_model(name: str, kwargs: dict[str, Any], num_classes: int, in_channels: int) -> nn.Module:
@@ -32,8 +25,6 @@ def build_model(name: str, kwargs: dict[str, Any], num_classes: int, in_channels
         return timm.create_model(
             name[5:], pretrained=False, num_classes=num_classes, in_chans=in_channels, **kwargs
         )
-    if name not in MODELS:
-        raise ValueError(f"unknown model '{name}'; registered: {', '.join(sorted(MODELS))}")
     return MODELS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 

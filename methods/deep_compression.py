@@ -38,7 +38,6 @@ from torch import nn
 from torch.nn.utils import parametrize, prune
 
 from bench import Context, Method, bounded, register_method
-from bench.deploy import register_encoding
 from bench.sparsity import PRUNABLE, make_permanent, prunable_weights, prune_unstructured
 
 GAP_BITS = {"conv": 8, "fc": 5}  # the paper's spans of a stored index difference
@@ -229,7 +228,6 @@ def encode(model: nn.Module, layers: dict[str, dict[str, int]] | None = None) ->
     return b"".join(out)
 
 
-@register_encoding("huffman")
 def huffman_bytes(model: nn.Module) -> int | None:
     """Length of `encode`'s bitstream, for a model whose every Linear/Conv weight holds at most
     2**8 distinct nonzero values (weight sharing, as stage 2 leaves it); None otherwise, where the

@@ -5,7 +5,6 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from bench import Context, Method, register_method
-from bench.deploy import register_encoding
 from bench.sparsity import prunable_weights
 
 
@@ -57,7 +56,6 @@ class StraightThrough(nn.Module):
         return quantize(w.detach(), self.bits) + (w - w.detach())
 
 
-@register_encoding("packed-codes")
 def packed_codes_bytes(model: nn.Module) -> int | None:
     """Each Linear/Conv weight whose rows lie on a b-bit grid (`grid_bits`) as packed b-bit codes,
     or as a bitmask plus the nonzero codes when that is smaller (after pruning), plus an fp32 step

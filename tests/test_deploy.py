@@ -9,7 +9,9 @@ from torch import nn
 
 from bench import deploy, metrics
 from bench.chain import Chain
+from bench.registries import Registry
 from bench.registry import METHODS, discover
+from bench.runtimes import RUNTIMES
 from bench.worker import measure_model
 
 pytestmark = pytest.mark.stack  # export and the runtimes differ between torch versions
@@ -56,7 +58,7 @@ def deployed(model: nn.Module, runtimes: list[str], x: torch.Tensor) -> dict[str
     try:
         for name in runtimes:
             try:
-                session = deploy.LOADERS[name](model, x, export, False)
+                session = RUNTIMES[name].load(model, x, export, False)
                 out[name] = deploy.check(session, x, deploy.reference_outputs(model, x))
                 assert session.artifact_bytes > 0
             except deploy.NotDeployable as e:
@@ -121,7 +123,7 @@ def test_outputs_that_differ_from_pytorchs_give_an_empty_cell(monkeypatch):
     def wrong(model, x, export, reference):
         return deploy.torch_session((lambda t: model(t) + 0.01) if not reference else model, 0, deploy.FP32_TOLERANCE)
 
-    monkeypatch.setitem(deploy.LOADERS, "torch", wrong)
+    monkeypatch.setattr(deploy, "load_torch", wrong)  # what the torch runtime's loader names
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
     values, notes = deploy.measure_runtimes(model, model, {4: torch.randn(4, 1, 28, 28)}, ["torch"])
@@ -133,10 +135,20 @@ def test_the_smallest_applicable_encoding_is_the_size(monkeypatch):
     model = nn.Linear(100, 10)
     bitmask = deploy.encoding(model)
     assert bitmask[0] == "bitmask" and bitmask[1] > 4 * 1010
-    monkeypatch.setitem(deploy.ENCODINGS, "tiny", lambda m: 123)
-    monkeypatch.setitem(deploy.ENCODINGS, "not-here", lambda m: None)
-    monkeypatch.setitem(deploy.ENCODINGS, "huge", lambda m: 10**9)
+    more = [("tiny", lambda m: 123), ("not-here", lambda m: None), ("huge", lambda m: 10**9)]
+    monkeypatch.setattr(deploy, "ENCODINGS", Registry("encoding", [*deploy.ENCODINGS.items(), *more]))
     assert deploy.encoding(model) == ("tiny", 123)
+
+
+def test_every_model_meets_every_encoding_whichever_plugins_were_imported():
+    """The built-in plugins' encodings are declared by module and name (methods/__init__.py), not
+    registered as a side effect of importing a plugin: the list is the same in every process, and
+    a plugin that still registered one on import would fail to import (a name is registered once)."""
+    import methods.deep_compression
+    import methods.uniform  # noqa: F401
+
+    assert list(deploy.ENCODINGS) == ["bitmask", "lowbit", "huffman", "packed-codes"]
+    assert deploy.ENCODINGS["huffman"] is methods.deep_compression.huffman_bytes
 
 
 def test_measure_model_records_speedups_artifacts_and_reasons(make_context, monkeypatch):

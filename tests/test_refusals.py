@@ -75,7 +75,8 @@ SUITES = [
     ("a hidden name", ("name: tiny", "name: .tiny"), "key 'name': expected a plain folder name"),
     ("an empty name", ("name: tiny", "name: ''"), "key 'name': expected a plain folder name"),
     ("an unknown model", ("model: {name: lenet300}", "model: {name: lenet301}"),
-     "key 'model': cannot build model 'lenet301' with kwargs {}: ValueError: unknown model 'lenet301'"),
+     "key 'model': cannot build model 'lenet301' with kwargs {}: UnknownName: unknown model 'lenet301'; did you "
+     "mean lenet300?"),
     ("a model keyword it does not take", ("model: {name: lenet300}", "model: {name: lenet300, kwargs: {hiden: [3, 3]}}"),
      "key 'model': cannot build model 'lenet300' with kwargs {'hiden': [3, 3]}: TypeError: lenet300() got an "
      "unexpected keyword argument 'hiden'"),

@@ -136,3 +136,24 @@ def test_the_catalog_reads_annotated_class_attributes_and_modules_with_several_m
         rows = {line.split()[0]: line for line in proc.stdout.splitlines()[2:]}
         assert "quantization" in rows["ternary"] and "threshold=0.05" in rows["ternary"]
         assert "quantization" in rows["ternary-ft"] and "threshold=0.05, epochs=2" in rows["ternary-ft"]
+
+
+def test_the_generic_registry_imports_a_lazy_entry_when_asked_and_refuses_unknown_and_repeated_names():
+    from bench.registries import Registry, UnknownName, resolve
+    from bench.runtimes import RUNTIMES
+
+    reg = Registry("widget", [("one", 1)])
+    reg.lazy("quote", "shlex:quote")
+    reg.register("two")(2)
+    assert list(reg) == ["one", "quote", "two"] and reg["two"] == 2
+    import shlex
+
+    assert reg["quote"] is shlex.quote
+    with pytest.raises(UnknownName, match=r"unknown widget 'twoo'; did you mean two\? registered: one, quote, two"):
+        reg["twoo"]
+    with pytest.raises(ValueError, match="widget 'one' is already registered"):
+        reg.register("one")(3)
+    with pytest.raises(ValueError, match="expected 'module:attr', got 'shlex.quote'"):
+        reg.lazy("dotted", "shlex.quote")
+    for name, runtime in RUNTIMES.items():  # each runtime names its loader: the two cannot drift apart
+        assert callable(resolve(runtime.loader)), name
