@@ -738,6 +738,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, _usage_errors()):  # bad input, refused up front
             print(f"bench: error: {e}", file=sys.stderr)
             return 2
+        if isinstance(e, BrokenPipeError):  # `bench ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return 141  # what a command ended by SIGPIPE reports
         if isinstance(e, OSError):  # a fault while working (a full disk): its own message
             print(f"bench: error: {e}\nbench: finished runs are recorded; fix the cause and rerun to resume",
                   file=sys.stderr)

@@ -58,3 +58,16 @@ def test_a_quick_run_goes_to_the_git_ignored_scratch_folder(tmp_path, data_dir, 
     assert len(list((tmp_path / "results-quick" / "mlp-fast" / "runs").glob("*.json"))) == 1
     assert not (tmp_path / "results").exists()
     assert "results-quick/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_a_listing_piped_into_a_reader_that_stops_early_ends_quietly():
+    """`bench list methods | head -1`: the reader closes the pipe; the command says nothing."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "list", "methods"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc.stdout.close()  # before the command can write a line
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == ""
