@@ -110,7 +110,10 @@ def _output_to(path: str | None) -> None:
 
 
 def _worker_main(conn: Connection, env: dict[str, str]) -> None:
-    os.environ.update(env)  # before CUDA initializes: the worker sees only its GPU
+    # The driver's environment as it is now, not as it was when a fork server started (plugins
+    # read variables at run time); set before CUDA initializes, so the worker sees only its GPU.
+    os.environ.clear()
+    os.environ.update(env)
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     _output_to(None)
@@ -208,7 +211,7 @@ class LocalExecutor:
         slot = next(i for i, w in enumerate(self._workers) if w is None or w.ticket is None)
         worker = self._workers[slot]
         if worker is None or not worker.process.is_alive():
-            worker = self._workers[slot] = _Worker(self._ctx, self._env(slot))
+            worker = self._workers[slot] = _Worker(self._ctx, {**os.environ, **self._env(slot)})
         worker.ticket, worker.task, worker.shown = next(self._tickets), task, {}
         worker.deadline = time.monotonic() + task.timeout_s if task.timeout_s else float("inf")
         worker.conn.send(task)
