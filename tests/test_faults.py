@@ -260,10 +260,12 @@ def start(results: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
 
 
 def children(pid: int) -> list[int]:
+    """Every process below `pid`: its workers, and those forked from its fork server."""
     try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        below = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+    return below + [g for c in below for g in children(c)]
 
 
 def alive(pids: list[int], wait: float) -> list[int]:

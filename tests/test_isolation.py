@@ -128,22 +128,23 @@ def recs(results: Path) -> dict[str, dict]:
 @pytest.mark.xdist_group("processes")
 def test_what_a_run_corrupts_reaches_no_other_run(tmp_path, data_dir, hostile, plugins, bench):
     """The corrupter runs first; dense and magnitude after it give the records of a sweep without
-    it, with one worker process and with two."""
+    it, both where the runs share the command's own process (inline) and where they share one
+    worker process."""
     plugins(hostile)
     clean = bench(["run", *TINY, "--methods", "dense,magnitude", "--data-dir", data_dir,
                    "--results-dir", tmp_path / "clean"])
     assert clean.returncode == 0, clean.stderr
     reference = {m: r["metrics"] for m, r in recs(tmp_path / "clean").items()}
-    for jobs in ("1", "2"):
-        results = tmp_path / f"jobs{jobs}"
-        proc = bench(["run", *TINY, "--methods", "corrupter,dense,magnitude", "--executor", "local", "--jobs", jobs,
+    for executor in (["--executor", "inline"], ["--executor", "local", "--jobs", "1"]):
+        results = tmp_path / executor[1]
+        proc = bench(["run", *TINY, "--methods", "corrupter,dense,magnitude", *executor,
                       "--data-dir", data_dir, "--results-dir", results])
         assert proc.returncode == 0, proc.stderr
         got = recs(results)
         assert got["corrupter"]["status"] == "ok"
         for method in ("dense", "magnitude"):
             for key in ("accuracy", "nonzeros", "size_bytes", "train_epochs"):
-                assert got[method]["metrics"][key] == reference[method][key], (jobs, method, key)
+                assert got[method]["metrics"][key] == reference[method][key], (executor, method, key)
         assert {r["env"]["threads"] for r in got.values()} == {1}  # the corrupter's threads stayed its own
 
 
