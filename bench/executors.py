@@ -110,10 +110,7 @@ def _output_to(path: str | None) -> None:
 
 
 def _worker_main(conn: Connection, env: dict[str, str]) -> None:
-    # The driver's environment as it is now, not as it was when a fork server started (plugins
-    # read variables at run time); set before CUDA initializes, so the worker sees only its GPU.
-    os.environ.clear()
-    os.environ.update(env)
+    os.environ.update(env)  # before CUDA initializes: the worker sees only its GPU
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     _output_to(None)
@@ -165,19 +162,6 @@ class _Worker:
                     echo(line)
 
 
-def _start_method(gpus: list[str] | None) -> Any:
-    """How worker processes start. Never `fork`: it would copy the driver's thread pools and CUDA
-    state. On the CPU, a fork server: one clean process per command that imports torch and the
-    worker code, from which every worker forks, so that a second job, or a worker replacing one
-    that died, starts in milliseconds instead of paying seconds of imports. With GPUs, `spawn`
-    (each worker a fresh interpreter) until a GPU session has tested the fork server there."""
-    if gpus or "forkserver" not in mp.get_all_start_methods():
-        return mp.get_context("spawn")
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["bench.executors"])
-    return ctx
-
-
 class LocalExecutor:
     """`jobs` worker processes on this machine. With GPUs, worker i uses GPU i mod G; on the CPU
     the cores are divided between the workers (`threads` each) so none is oversubscribed. A task
@@ -197,7 +181,7 @@ class LocalExecutor:
         self.description = (f"{jobs} local worker process{'es' if jobs > 1 else ''} on {where}, "
                             f"{self.threads} threads each")
         self.echo = echo if jobs == 1 else None
-        self._ctx = _start_method(gpus)
+        self._ctx = mp.get_context("spawn")  # fork would copy the driver's CUDA and thread state
         self._workers: list[_Worker | None] = [None] * jobs
         self._tickets = itertools.count()
 
@@ -211,7 +195,7 @@ class LocalExecutor:
         slot = next(i for i, w in enumerate(self._workers) if w is None or w.ticket is None)
         worker = self._workers[slot]
         if worker is None or not worker.process.is_alive():
-            worker = self._workers[slot] = _Worker(self._ctx, {**os.environ, **self._env(slot)})
+            worker = self._workers[slot] = _Worker(self._ctx, self._env(slot))
         worker.ticket, worker.task, worker.shown = next(self._tickets), task, {}
         worker.deadline = time.monotonic() + task.timeout_s if task.timeout_s else float("inf")
         worker.conn.send(task)

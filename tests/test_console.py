@@ -15,8 +15,8 @@ def test_importing_torch_and_every_plugin_prints_no_known_noise_but_other_warnin
     ran = run_bench(["list", "methods", "--check"])  # imports torch, torchao and every plugin
     assert ran.returncode == 0, ran.stderr
     assert "No CUDA runtime is found" not in ran.stderr and "KernelPreference" not in ran.stderr
-    # a worker process keeps quiet too: it imports bench.executors (its fork server preloads it,
-    # or a spawned worker unpickles its entry point from there), never the command line
+    # a worker process keeps quiet too: spawned, it imports bench.executors (where its entry point
+    # is), never the command line
     worker = subprocess.run([sys.executable, "-c", "import bench.executors"], capture_output=True, text=True,
                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert worker.returncode == 0, worker.stderr

@@ -122,35 +122,6 @@ def test_a_killed_worker_is_a_failed_row_and_the_sweep_goes_on(tmp_path, data_di
     assert "WorkerDied: the worker process running this task was killed by SIGKILL" in table
 
 
-ECHO = '''
-    import os
-    from bench import Method, register_method
-
-    @register_method("echo-env")
-    class EchoEnv(Method):
-        """Fails, naming the value of $BENCH_TEST_ECHO in its worker."""
-
-        def run(self, ctx):
-            raise RuntimeError("BENCH_TEST_ECHO=" + os.environ.get("BENCH_TEST_ECHO", "unset"))
-'''
-
-
-def test_a_worker_sees_the_drivers_environment_as_it_is_when_the_worker_starts(tmp_path, data_dir, bench, plugins,
-                                                                               monkeypatch):
-    """Workers fork from a fork server that outlives one command: each must still see the
-    variables its driver has now, as a spawned process would, not those of when the server began."""
-    plugins(make_distribution(tmp_path / "site", "echo_plugin", ECHO, {"echo-env": "echo_plugin"}))
-    for value in ("first", "second"):
-        monkeypatch.setenv("BENCH_TEST_ECHO", value)
-        results = tmp_path / value
-        proc = bench(["run", "--suite", str(FAST), "--methods", "echo-env", "--seeds", "0", "--limit-train", "500",
-                      "--limit-test", "200", "--epochs", "1", "--executor", "local", "--data-dir", str(data_dir),
-                      "--results-dir", str(results)])
-        assert proc.returncode == 1, proc.stderr
-        [record] = records_of(results)
-        assert record["error"].splitlines()[0] == f"RuntimeError: BENCH_TEST_ECHO={value}", record["error"]
-
-
 def test_dry_run_prints_the_plan_and_writes_nothing(serial, tmp_path, data_dir, bench):
     fresh = tmp_path / "fresh"
     proc = bench([*QUICK, "--dry-run", "--data-dir", str(data_dir), "--results-dir", str(fresh)])

@@ -260,7 +260,7 @@ def start(results: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
 
 
 def children(pid: int) -> list[int]:
-    """Every process below `pid`: its workers, and those forked from its fork server."""
+    """Every process below `pid`: its workers and any process they started."""
     try:
         below = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
