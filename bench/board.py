@@ -22,7 +22,7 @@ from bench import metrics, records
 from bench.errors import ParameterError
 from bench.metrics import Column
 from bench.plan import flat_params, setting_label
-from bench.records import Status
+from bench.records import Record, Status
 
 
 def _budget_label(budget: dict[str, Any]) -> str:
@@ -33,12 +33,12 @@ def _budget_label(budget: dict[str, Any]) -> str:
     return text
 
 
-def table_columns(recs: list[dict[str, Any]]) -> list[Column]:
+def table_columns(recs: list[Record]) -> list[Column]:
     """The registered metrics that the successful records hold."""
     return metrics.columns({k for r in recs if r["status"] == Status.OK for k in r["metrics"]})
 
 
-def row_key(r: dict[str, Any]) -> dict[str, Any]:
+def row_key(r: Record) -> dict[str, Any]:
     """What places a record in a leaderboard: its table (data source, budget, device type),
     method, setting, seed and the device its speed was timed on."""
     c = r["config"]
@@ -48,7 +48,7 @@ def row_key(r: dict[str, Any]) -> dict[str, Any]:
             "timed_on": r.get("measured_on", {}).get("device", device)}
 
 
-def frame(recs: list[dict[str, Any]], cols: list[Column]) -> pd.DataFrame:
+def frame(recs: list[Record], cols: list[Column]) -> pd.DataFrame:
     """One row per successful record, with its parameters (`flat_params`) and the columns of the
     recorded metrics in `cols`."""
     rows = []
@@ -144,7 +144,7 @@ def distinct_settings(t: pd.DataFrame) -> pd.Series:
     return pd.Series(out).reindex(t.index)
 
 
-def unavailable_runtimes(recs: list[dict[str, Any]]) -> list[list[str]]:
+def unavailable_runtimes(recs: list[Record]) -> list[list[str]]:
     """(method, setting, runtime, reason) of each runtime that could not take a model."""
     return [list(e) for e in sorted({
         (r["config"]["method"], short_setting(r["config"]["method"], flat_params(r["config"]["params"])), runtime,
@@ -154,7 +154,7 @@ def unavailable_runtimes(recs: list[dict[str, Any]]) -> list[list[str]]:
         if note["status"] != "ok"})]
 
 
-def failed_runs(recs: list[dict[str, Any]]) -> list[tuple[list[Any], dict[str, Any]]]:
+def failed_runs(recs: list[Record]) -> list[tuple[list[Any], Record]]:
     """([method, setting, seed, status, error], record) of each run that did not finish ok, sorted
     by content, not file name: a record's name holds its config hash, so seeds of one setting
     would otherwise appear in hash order."""
@@ -164,13 +164,13 @@ def failed_runs(recs: list[dict[str, Any]]) -> list[tuple[list[Any], dict[str, A
     return sorted(rows, key=lambda row: [str(v) for v in row[0]])
 
 
-def environment(r: dict[str, Any]) -> str:
+def environment(r: Record) -> str:
     """Where a run ran, as one line."""
     env = r["env"]
     return f"{env['device_name']} ({env['device']}), torch {env['torch']}, {env['threads']} threads"
 
 
-def code_of(r: dict[str, Any]) -> str:
+def code_of(r: Record) -> str:
     """The code that made a run: its commit, whether the checkout had uncommitted changes (then no
     commit holds that code and the row cannot be reproduced from it), and whether the commit was
     only named by $BENCH_GIT_COMMIT (code sent without its .git: no checkout vouched for it)."""
@@ -240,7 +240,7 @@ def series_label(method: str, params: dict[str, Any]) -> str:
     return method + (f" ({', '.join(rest)})" if rest else "")
 
 
-def load(results_dir: Path, suite: str) -> list[dict[str, Any]]:
+def load(results_dir: Path, suite: str) -> list[Record]:
     """A suite's records, each with its file name under "_stem" (what the site links to); a file
     that cannot be read is named in a warning, never dropped silently."""
     problems: list[str] = []
@@ -259,7 +259,7 @@ def _plugins() -> dict[str, Any]:
     return {info.name: info for info in catalog() if info.problem is None}
 
 
-def families(recs: Iterable[dict[str, Any]] = ()) -> dict[str, str]:
+def families(recs: Iterable[Record] = ()) -> dict[str, str]:
     """Method -> family: what `recs` say (a record names its method's family since the harness
     stored it), else what the plugin's source says today."""
     known = {name: info.family for name, info in _plugins().items()}

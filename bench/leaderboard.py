@@ -15,7 +15,7 @@ import pandas as pd
 
 from bench import plots, records
 from bench.metrics import Column
-from bench.records import Status
+from bench.records import Record, Status
 from bench.render import markdown
 from bench.board import TABLE, aggregate, csv_text, families, frame, load, main_rows, plot_frame, row_key, table_columns
 
@@ -72,7 +72,7 @@ def write(results_dir: Path, suite: str) -> list[Path]:
     return written
 
 
-def plot_heading(table: pd.DataFrame, recs: list[dict[str, Any]], suite: str, title: str) -> str:
+def plot_heading(table: pd.DataFrame, recs: list[Record], suite: str, title: str) -> str:
     """A plot's title: the suite, the part (standard budget or overridden budgets) and the table
     group it draws, with its seeds."""
     group = main_rows(table).iloc[0]
@@ -82,7 +82,7 @@ def plot_heading(table: pd.DataFrame, recs: list[dict[str, Any]], suite: str, ti
             f"{group['device'].upper()}, seeds {','.join(map(str, seeds))}")
 
 
-def frontier(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]], suite: str,
+def frontier(table: pd.DataFrame, cols: list[Column], recs: list[Record], suite: str,
              title: str) -> tuple[Any, pd.DataFrame] | None:
     """The frontier figure of a part's table and its rows' markers (bench.plots.frontier_figure):
     what write saves, and what the site lays its links over."""

@@ -20,7 +20,7 @@ import tempfile
 from enum import Enum
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, TypedDict
 
 from bench import layout
 
@@ -42,6 +42,32 @@ class Status(str, Enum):
 
     __str__ = str.__str__
     __format__ = str.__format__
+
+
+class Record(TypedDict, total=False):
+    """A run's record, the one type of it: the JSON object stored at RESULTS/SUITE/runs/NAME.json
+    (bench.layout.record_path). The driver alone builds it (bench.runner._record), from what the
+    worker reported (bench.worker.Outcome) and the provenance it checked; every reader gets it
+    through read_record, which refuses one whose fields `RECORD_FIELDS` finds missing or of
+    another type. A mapping, not a class, so that a record is plain JSON on disk and in tools."""
+
+    schema: int  # SCHEMA_VERSION
+    config: dict[str, Any]  # the run's identity (run_config): suite, method, params, seed, data, budget
+    config_hash: str  # the hash of its identity (bench.plan.run_key): the record's name
+    method_info: dict[str, str]  # the method's family and description when it ran
+    standard_budget: bool  # False: budgets overridden, kept out of the standard leaderboard
+    finished_at: str
+    status: str  # a Status
+    error: str | None
+    metrics: dict[str, Any]  # the metric registry's (bench.metrics), by key
+    figures: dict[str, Any]  # what the method and the deploy step reported beside the metrics
+    env: dict[str, Any]  # device facts from the worker, provenance (git_commit, ...) from the driver
+    measured_on: dict[str, Any]  # the device the model was timed on, where not the run's
+    dense: dict[str, Any]  # the dense model it started from: commit, sha256, train_time_s
+    run_time_s: float
+    measure_time_s: float
+    worker_deaths: int  # times its worker process died running it (not retried after two)
+    _stem: str  # not stored: its file's name, which bench.board.load adds for the site's links
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "torch-pruning", "torchao", "scikit-learn")
 
 
@@ -265,7 +291,7 @@ def record_problem(record: Any) -> str | None:
     return None
 
 
-def read_record(path: Path, problems: list[str] | None = None) -> dict[str, Any] | None:
+def read_record(path: Path, problems: list[str] | None = None) -> Record | None:
     """The record stored at `path`, or None if there is none or it cannot be used (then, with
     `problems`, a line naming the file and why is appended there)."""
     record, why = _read(Path(path))
@@ -274,7 +300,7 @@ def read_record(path: Path, problems: list[str] | None = None) -> dict[str, Any]
     return record
 
 
-def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _read(path: Path) -> tuple[Record | None, str | None]:
     """(the record, None), or (None, why it is unusable); (None, None) when there is no file."""
     try:
         record = json.loads(path.read_text())
@@ -286,7 +312,7 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return (None, why) if why else (record, None)
 
 
-def load_records(results_dir: Path, suite: str, problems: list[str] | None = None) -> list[dict[str, Any]]:
+def load_records(results_dir: Path, suite: str, problems: list[str] | None = None) -> list[Record]:
     """Every usable record of a suite, in file-name order. A file that cannot be used (truncated,
     not a record, another schema, malformed: see record_problem) is left out, and with
     `problems` a line naming it and why is appended there, so that a leaderboard never drops a
@@ -295,7 +321,7 @@ def load_records(results_dir: Path, suite: str, problems: list[str] | None = Non
 
 
 def named_records(results_dir: Path, suite: str, problems: list[str] | None = None
-                  ) -> list[tuple[str, dict[str, Any]]]:
+                  ) -> list[tuple[str, Record]]:
     """load_records with each record's file name (without .json): the name a site links to."""
     out = []
     for path in sorted(layout.runs_dir(results_dir, suite).glob("*.json")):

@@ -13,7 +13,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.metrics import Column
-from bench.records import Status
+from bench.records import Record, Status
 from bench.board import (TABLE, aggregate, code_of, distinct_settings, environment, failed_runs, frame,
                          row_key, select, short_setting, table_columns, unavailable_runtimes)
 
@@ -58,7 +58,7 @@ SPEED_INTRO = ("Speed: theoretical speedup (dense FLOPs / effective FLOPs) and, 
                "artifact per runtime, beside the compressed encoding's `size`.")
 
 
-def markdown(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]], suite: str,
+def markdown(table: pd.DataFrame, cols: list[Column], recs: list[Record], suite: str,
              title: str) -> str:
     """The Markdown leaderboard: per (data source, budget) a main table and a speed table; then
     the runtimes that could not take a model, failed and skipped runs, and environments."""
@@ -116,7 +116,7 @@ def _pipe_table(rows: list[list[Any]], headers: list[str]) -> str:
                     tablefmt="pipe", disable_numparse=True)
 
 
-def _machines_note(recs: list[dict[str, Any]]) -> list[str]:
+def _machines_note(recs: list[Record]) -> list[str]:
     """Where a table's rows were timed on more than one machine model, which rows where: absolute
     latencies compare within a machine only (each speedup is against the dense model timed
     beside it, on its own machine)."""
@@ -140,7 +140,7 @@ FIRST = ["accuracy_%", "delta_acc_pts", "delta_ft_pts", "sparsity_%", "size_KiB"
 SETTING_WIDTH = 36
 
 
-def terminal(recs: list[dict[str, Any]], width: int, families: dict[str, str],
+def terminal(recs: list[Record], width: int, families: dict[str, str],
              sparsity: float | None = None, family: str | None = None, sort: str | None = None) -> str:
     """The aggregated tables of `recs` (mean ± std over seeds) for a terminal `width` characters
     wide: one per data source, budget and device type, `dense` and `dense-ft` first, then the

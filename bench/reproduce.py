@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import records
-from bench.records import Status
+from bench.records import Record, Status
 from bench.plan import plan, run_key, setting_label
 from bench.suite import Suite
 
@@ -52,7 +52,7 @@ def row_id(record: dict[str, Any]) -> str:
     return records.config_hash(config)
 
 
-def rows(recs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def rows(recs: list[Record]) -> dict[str, list[dict[str, Any]]]:
     """The finished (ok) records grouped by row."""
     out: dict[str, list[dict[str, Any]]] = {}
     for r in recs:
@@ -61,7 +61,7 @@ def rows(recs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def sample(recs: list[dict[str, Any]], n: int, seed: int,
+def sample(recs: list[Record], n: int, seed: int,
            max_seconds: float = DEFAULT_MAX_SECONDS) -> list[dict[str, Any]]:
     """`n` records of one training seed, drawn at random (by `seed`, so the same command draws
     the same records) among the finished ones whose row has at least two seeds (a noise to judge

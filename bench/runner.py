@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from bench import layout, records, registry
-from bench.records import Status
+from bench.records import Record, Status
 from bench.chain import links
 from bench.context import DenseWeights
 from bench.data import fetch, find_source
@@ -95,7 +95,7 @@ def _by_identity(results_dir: Path, suite: str) -> dict[str, str]:
             if re.fullmatch(r"[0-9a-f]{16}", str(record.get("config_hash")))}  # a name, never a path
 
 
-def finished(record: dict[str, Any] | None) -> bool:
+def finished(record: Record | None) -> bool:
     """A run with an ok or skipped record is done, and so is one that killed its worker process
     MAX_WORKER_DEATHS times running (a crash that would recur on every rerun); other failed runs
     are retried on the next command."""
@@ -110,7 +110,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
               max_minutes: float | None = None, dry_run: bool = False, allow_dirty: bool = False,
               refresh: bool = False, fuse: int = 1, run_timeout: float | None = None,
               publish: Callable[[], Any] | None = None,
-              log: Callable[[str], None] = tqdm.write) -> list[dict[str, Any]]:
+              log: Callable[[str], None] = tqdm.write) -> list[Record]:
     """Plan, train the dense stage, run and record; returns the records of this command's runs
     (those finished before included). `publish()` is called once the sweep has started and ended,
     also when it was interrupted, so the caller's tables show every finished run (bench.cli
@@ -326,7 +326,7 @@ def _plugin_commits(names: list[str]) -> dict[str, str]:
 
 
 def _record(run: _Run, outcome: Outcome, *, standard: bool, source: str, compile: str | None, executor: str,
-            provenance: dict[str, Any], plugin_commits: dict[str, str]) -> dict[str, Any]:
+            provenance: dict[str, Any], plugin_commits: dict[str, str]) -> Record:
     """A run's record: its identity, what the worker reported, the method's family and
     description (so that a table needs no plugin source), and the provenance the driver
     stamps (an editable plugin's commit in `method_commit`). A run whose worker process died a

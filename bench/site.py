@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from bench import board, layout, leaderboard, plots, records, render
-from bench.records import Status
+from bench.records import Record, Status
 from bench.leaderboard import PLOTS
 from bench.metrics import Column
 from bench.render import cell
@@ -140,7 +140,7 @@ def _sparsity(params: dict[str, Any]) -> str:
     return "" if value is None else f"{value:g}"
 
 
-def _runs_by_row(recs: list[dict[str, Any]]) -> dict[tuple, list[tuple[int, str]]]:
+def _runs_by_row(recs: list[Record]) -> dict[tuple, list[tuple[int, str]]]:
     """(table, method, setting, timed_on) of the aggregated row -> its records' (seed, anchor)."""
     out: dict[tuple, list[tuple[int, str]]] = {}
     for r in recs:
@@ -168,7 +168,7 @@ def _row_key(r: pd.Series) -> tuple:
     return tuple(r[k] for k in [*TABLE, "method", "setting", "timed_on"])
 
 
-def _aggregate(recs: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[Column]]:
+def _aggregate(recs: list[Record]) -> tuple[pd.DataFrame, list[Column]]:
     """The aggregated leaderboard of `recs` (empty without a finished run) and its columns."""
     cols = table_columns(recs)
     df = board.frame(recs, cols)
@@ -180,7 +180,7 @@ def _speed_columns(table: pd.DataFrame, cols: list[Column]) -> list[tuple[Column
     return plots.best_speedups(board.plot_frame(table)[0], cols) if len(table) else []
 
 
-def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]],
+def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[Record],
                         families: dict[str, str]) -> list[str]:
     """Per table group (data source, budget, device type): one sortable table, its headline
     columns shown and the others of class "x", hidden until "all columns" is ticked. A setting
@@ -300,7 +300,7 @@ def _fmt_size(r: pd.Series) -> str:
     return "?" if size is None or pd.isna(size) else f"{float(size):,.0f}"
 
 
-def _provenance(recs: list[dict[str, Any]]) -> str:
+def _provenance(recs: list[Record]) -> str:
     """A suite's records in one line: how many, what, by which code and where."""
     ok = [r for r in recs if r["status"] == Status.OK]
     commits = {board.code_of(r) for r in recs}
@@ -314,7 +314,7 @@ def _provenance(recs: list[dict[str, Any]]) -> str:
             + f" · {'; '.join(machines)}")
 
 
-def _filters(recs: list[dict[str, Any]], families: dict[str, str]) -> list[str]:
+def _filters(recs: list[Record], families: dict[str, str]) -> list[str]:
     ok = [r for r in recs if r["status"] == Status.OK and r["config"]["method"] not in REFERENCES]
     fams = sorted({family_of(r["config"]["method"], families) for r in ok})
     sparsities = sorted({s for r in ok if (s := _sparsity(flat_params(r["config"]["params"])))},
@@ -330,7 +330,7 @@ def _filters(recs: list[dict[str, Any]], families: dict[str, str]) -> list[str]:
             "click a column header to sort</span>", "</div>"]
 
 
-def _suite_page(suite: str, recs: list[dict[str, Any]], images: list[str], families: dict[str, str],
+def _suite_page(suite: str, recs: list[Record], images: list[str], families: dict[str, str],
                 checks: list[str]) -> str:
     """A suite's page, top to bottom: the frontier figure beside the best method at each size,
     the literature checks' verdicts (`checks`, from `_checks`), the leaderboard table, the swept
@@ -423,7 +423,7 @@ def _checks(checks: dict[str, Any] | str | None, results_dir: Path, suite: str) 
                    f"<details><summary>{_e(summary)}</summary>{_table(columns, rows)}</details>"]
 
 
-def _frontier_image(suite: str, table: pd.DataFrame, cols: list[Column], recs: list[dict[str, Any]]) -> str:
+def _frontier_image(suite: str, table: pd.DataFrame, cols: list[Column], recs: list[Record]) -> str:
     """The frontier figure with a link laid over each row's marker: hovering shows the row (its
     tooltip), clicking goes to it in the table. Plain links placed by CSS: no script needed."""
     fig, points = leaderboard.frontier(table, cols, recs, suite, "standard budget")
@@ -440,7 +440,7 @@ def _frontier_image(suite: str, table: pd.DataFrame, cols: list[Column], recs: l
             'Pareto frontier, and the measured speedup">' + "".join(links) + "</div>")
 
 
-def _what_did_not_run(recs: list[dict[str, Any]]) -> list[str]:
+def _what_did_not_run(recs: list[Record]) -> list[str]:
     """The runtimes that could not take a model, and the failed and skipped runs."""
     body = []
     empty = board.unavailable_runtimes(recs)
@@ -459,7 +459,7 @@ def _what_did_not_run(recs: list[dict[str, Any]]) -> list[str]:
     return body
 
 
-def _custom_page(suite: str, recs: list[dict[str, Any]], images: list[str], families: dict[str, str]) -> str:
+def _custom_page(suite: str, recs: list[Record], images: list[str], families: dict[str, str]) -> str:
     """The runs at overridden budgets (quick runs with fewer epochs or a data subset), apart from
     the standard leaderboard and said to be so: their accuracy answers another question."""
     table, cols = _aggregate(recs)
@@ -478,11 +478,11 @@ def _custom_page(suite: str, recs: list[dict[str, Any]], images: list[str], fami
     return _page(f"{suite}: runs at overridden budgets", body, "../")
 
 
-def _environment(r: dict[str, Any]) -> str:
+def _environment(r: Record) -> str:
     return f"{board.environment(r)}, commit {board.code_of(r)}"
 
 
-def _runs_page(suite: str, recs: list[dict[str, Any]]) -> str:
+def _runs_page(suite: str, recs: list[Record]) -> str:
     body = [f'<p><a href="../index.html">all suites</a> · <a href="index.html">{_e(suite)} leaderboard</a></p>',
             f"<h1>{_e(suite)}: run records ({len(recs)})</h1>",
             f'<p class="note">One entry per record file, <code>{_e(suite)}/runs/NAME.json</code> in the '
@@ -499,7 +499,7 @@ def _runs_page(suite: str, recs: list[dict[str, Any]]) -> str:
     return _page(f"{suite} run records", body, "../")
 
 
-def _description(recs: list[dict[str, Any]]) -> str:
+def _description(recs: list[Record]) -> str:
     """The models and data sources of a suite's records."""
     return "; ".join(sorted({f"{r['config'].get('model', {}).get('name', 'an unrecorded model')} on "
                              f"{r['config']['data_source']}" for r in recs}))
