@@ -53,7 +53,8 @@ def load_results(results_dir: str | Path, suite: str, *, budget: Literal["standa
     """A suite's stored results as a DataFrame: per="row", the leaderboard's rows (mean over
     seeds, accuracy's std and its change against `dense` and `dense-ft`); per="run", one row per
     finished run. `budget` keeps the standard-budget runs, the custom-budget ones, or all (a
-    custom budget's rows are told apart by the `budget` column). Columns are the CSV's."""
+    custom budget's rows are told apart by the `budget` column). Columns are the CSV's, and
+    `setting_params`: each row's parameters as a mapping (the `setting` column spells them out)."""
     if budget not in ("standard", "custom", "all") or per not in ("row", "run"):
         raise ValueError(f"budget is standard, custom or all, and per is row or run; got {budget!r}, {per!r}")
     recs = [r for r in records.load_records(results_dir, suite)

@@ -392,7 +392,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     stored = records.load_records(args.results_dir, suite.name)
     if not stored:
-        raise reproduce.ReproduceError(f"no records of suite '{suite.name}' under {args.results_dir / suite.name / 'runs'}")
+        raise reproduce.ReproduceError(f"no records of suite '{suite.name}' under "
+                                       f"{layout.runs_dir(args.results_dir, suite.name)}")
     chosen = reproduce.sample(stored, args.sample, args.seed, args.max_seconds)
     for r in chosen:
         registry.select(r["config"]["method"])
@@ -594,7 +595,7 @@ def _show(root: Path, suites: list[str], standard: bool, args: argparse.Namespac
             tables.append(board.select(table, cols, board.families(recs), args.sparsity, args.family, args.sort)
                           .assign(suite=name))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])
-    table = table[["suite", *(c for c in table.columns if c != "suite")]]
+    table = table[["suite", *(c for c in table.columns if c not in ("suite", "setting_params"))]]
     if args.format == "csv":
         print(table.to_csv(index=False), end="")
     elif args.format == "json":
@@ -724,6 +725,16 @@ def _usage_errors() -> tuple[type[Exception], ...]:
             ProvenanceError, ResultsFolderError, reproduce.ReproduceError)
 
 
+def _reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (poll says POLLERR), rather than
+    another pipe breaking (a worker's, which is a fault to report)."""
+    import select
+
+    poll = select.poll()
+    poll.register(sys.stdout.fileno(), select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poll.poll(0))
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -735,12 +746,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except Exception as e:
+        if isinstance(e, BrokenPipeError) and _reader_gone():  # `bench ... | head`: it has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return 141  # what a command ended by SIGPIPE reports
         if isinstance(e, _usage_errors()):  # bad input, refused up front
             print(f"bench: error: {e}", file=sys.stderr)
             return 2
-        if isinstance(e, BrokenPipeError):  # `bench ... | head`: the reader has what it wanted
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-            return 141  # what a command ended by SIGPIPE reports
         if isinstance(e, OSError):  # a fault while working (a full disk): its own message
             print(f"bench: error: {e}\nbench: finished runs are recorded; fix the cause and rerun to resume",
                   file=sys.stderr)

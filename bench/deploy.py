@@ -3,14 +3,14 @@
 Between a method's `run()` and measurement, every model is turned into what would be shipped:
 
 - its compressed encoding (what storing it takes): the smallest of the registered exact encodings
-  of its weights (`encoding`). The bitmask encoding is built in; methods whose weights admit a
-  smaller one (packed low-bit codes, a Huffman-coded codebook) register it with
-  `register_encoding`. The size is a function of the weights alone, so a later link of a chain
-  that moves the weights off that form is measured by what it returns, not by what an earlier
-  link declared;
-- its form in each runtime (bench.runtimes names the loader of each): PyTorch eager, PyTorch compiled, PyTorch with CSR
-  products for sparse Linear layers, ONNX Runtime and OpenVINO from one ONNX export, and on CUDA
-  2:4 semi-structured sparse kernels. A runtime that cannot take a model raises `NotDeployable`
+  of its weights (`encoding`). The bitmask and low-bit (bench.lowbit) encodings are built in;
+  methods whose weights admit a smaller one (packed low-bit codes, a Huffman-coded codebook)
+  declare it in `ENCODINGS` (the built-in plugins in methods/__init__.py). The size is a
+  function of the weights alone, so a later link of a chain that moves the weights off that form
+  is measured by what it returns, not by what an earlier link declared;
+- its form in each runtime (bench.runtimes names the loader of each): PyTorch eager, PyTorch
+  compiled, PyTorch with CSR products for sparse Linear layers, ONNX Runtime and OpenVINO from
+  one ONNX export, and on CUDA 2:4 semi-structured sparse kernels. A runtime that cannot take a model raises `NotDeployable`
   (or fails on its own): its cells stay empty and the reason goes in the run record.
 
 Every deployed form is checked against the PyTorch model's outputs on the batch it is timed on
@@ -89,8 +89,18 @@ register_encoding = ENCODINGS.register
 
 
 def encoding(model: nn.Module) -> tuple[str, int]:
-    """(name, bytes) of the smallest registered encoding that applies (ties: registration order)."""
-    sizes = {name: size for name, encoder in ENCODINGS.items() if (size := encoder(model)) is not None}
+    """(name, bytes) of the smallest registered encoding that applies (ties: registration order).
+    An encoding whose plugin fails to import is passed over with a warning (in the run's log):
+    that plugin's own runs fail, not every run's size."""
+    sizes = {}
+    for name in ENCODINGS:
+        try:
+            encoder = ENCODINGS[name]
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not take every measurement down
+            warnings.warn(f"encoding '{name}' left out: {type(e).__name__}: {e}", stacklevel=2)
+            continue
+        if (size := encoder(model)) is not None:
+            sizes[name] = size
     name = min(sizes, key=sizes.__getitem__)
     return name, int(sizes[name])
 

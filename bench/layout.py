@@ -8,7 +8,9 @@
     RESULTS/site/                       the static site (bench.site)
     RESULTS/checks.json                 the literature checks' verdicts, which the site shows
 
-Every path is built here, so that the driver, the CLI, the readers and the tests agree on it.
+The paths of records, logs, cached models, claims, the site and checks.json are built here, so
+that the driver, the CLI, the readers and the tests agree on them; the leaderboard files' names
+are bench.leaderboard's (OUTPUTS).
 """
 
 from __future__ import annotations

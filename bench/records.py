@@ -68,6 +68,8 @@ class Record(TypedDict, total=False):
     measure_time_s: float
     worker_deaths: int  # times its worker process died running it (not retried after two)
     _stem: str  # not stored: its file's name, which bench.board.load adds for the site's links
+
+
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "torch-pruning", "torchao", "scikit-learn")
 
 

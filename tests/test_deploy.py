@@ -140,6 +140,14 @@ def test_the_smallest_applicable_encoding_is_the_size(monkeypatch):
     assert deploy.encoding(model) == ("tiny", 123)
 
 
+def test_an_encoding_whose_plugin_fails_to_import_is_left_out_with_a_warning(monkeypatch):
+    encodings = Registry("encoding", deploy.ENCODINGS.items())
+    encodings.lazy("broken", "no_such_plugin_module:size")
+    monkeypatch.setattr(deploy, "ENCODINGS", encodings)
+    with pytest.warns(UserWarning, match="encoding 'broken' left out: ModuleNotFoundError"):
+        assert deploy.encoding(nn.Linear(100, 10))[0] == "bitmask"
+
+
 def test_every_model_meets_every_encoding_whichever_plugins_were_imported():
     """The built-in plugins' encodings are declared by module and name (methods/__init__.py), not
     registered as a side effect of importing a plugin: the list is the same in every process, and
