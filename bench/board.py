@@ -147,8 +147,7 @@ def distinct_settings(t: pd.DataFrame) -> pd.Series:
 def unavailable_runtimes(recs: list[Record]) -> list[list[str]]:
     """(method, setting, runtime, reason) of each runtime that could not take a model."""
     return [list(e) for e in sorted({
-        (r["config"]["method"], short_setting(r["config"]["method"], flat_params(r["config"]["params"])), runtime,
-         note["reason"])
+        (r["config"]["method"], record_setting(r), runtime, note["reason"])
         for r in recs if r["status"] == Status.OK
         for runtime, note in r.get("figures", {}).get("deploy", {}).get("runtimes", {}).items()
         if note["status"] != "ok"})]
@@ -158,8 +157,7 @@ def failed_runs(recs: list[Record]) -> list[tuple[list[Any], Record]]:
     """([method, setting, seed, status, error], record) of each run that did not finish ok, sorted
     by content, not file name: a record's name holds its config hash, so seeds of one setting
     would otherwise appear in hash order."""
-    rows = [([r["config"]["method"], short_setting(r["config"]["method"], flat_params(r["config"]["params"])),
-              r["config"]["seed"], r["status"],
+    rows = [([r["config"]["method"], record_setting(r), r["config"]["seed"], r["status"],
               first_line(r.get("error"))], r) for r in recs if r["status"] != Status.OK]
     return sorted(rows, key=lambda row: [str(v) for v in row[0]])
 
@@ -302,3 +300,8 @@ def shown_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
 def short_setting(method: str, params: dict[str, Any]) -> str:
     """A row's setting as text: its `shown_params`, or "-" for none."""
     return ", ".join(f"{k}={v}" for k, v in shown_params(method, params).items()) or "-"
+
+
+def record_setting(r: Record) -> str:
+    """A record's setting as its row shows it (`short_setting`)."""
+    return short_setting(r["config"]["method"], flat_params(r["config"]["params"]))
