@@ -40,13 +40,19 @@ class Split:
         return Split(self.x.to(device), self.y.to(device))
 
     def subset(self, n: int | None) -> Split:
-        """n samples (all if n is None) for quick runs with --limit-train/--limit-test: a fixed
-        random draw, the same for every run, so that a subset of a source stored class by class
-        (an ImageFolder) still holds every class."""
-        if n is None or n >= len(self):
-            return self
-        keep = torch.randperm(len(self), generator=torch.Generator().manual_seed(0))[:n].sort().values
-        return Split(self.x[keep], self.y[keep])
+        """n samples (all if n is None) for quick runs with --limit-train/--limit-test: the draw
+        `draw` makes."""
+        keep = draw(len(self), n)
+        return self if keep is None else Split(self.x[keep], self.y[keep])
+
+
+def draw(total: int, n: int | None) -> torch.Tensor | None:
+    """Which n of `total` samples a limited run keeps (None: all of them): a fixed random draw, the
+    same for every run, so that a subset of a source stored class by class (an ImageFolder) still
+    holds every class; in stored order."""
+    if n is None or n >= total:
+        return None
+    return torch.randperm(total, generator=torch.Generator().manual_seed(0))[:n].sort().values
 
 
 @dataclass
@@ -102,33 +108,43 @@ def _to_split(ds) -> Split:
     return Split(torch.stack(xs), torch.tensor(ys))
 
 
-def _read_image_folder(folder: Path) -> Split:
-    """Decode every image of an ImageFolder tree into one uint8 tensor."""
-    ds = torchvision.datasets.ImageFolder(str(folder), transform=torchvision.transforms.PILToTensor())
-    return Split(torch.stack([img for img, _ in ds]), torch.tensor(ds.targets))
+def _image_folder_split(folder: Path, cache_dir: Path | None, limit: int | None = None) -> tuple[Split, int]:
+    """An ImageFolder split, or the `draw` of `limit` images from it, and the whole split's number
+    of classes (a small draw may miss one; the model's outputs must not depend on it).
 
-
-def _image_folder_split(folder: Path, cache_dir: Path | None) -> Split:
-    """An ImageFolder split, cached as a tensor file so that 60,000 JPEGs are decoded once."""
-    if cache_dir is None:
-        return _read_image_folder(folder)
-    stamp = f"{folder.resolve()}|{folder.stat().st_mtime_ns}"
-    key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
-    cached = cache_dir / f"imagefolder-{folder.name}-{key}.pt"
-    if cached.exists():
+    The whole split is decoded once and cached as a tensor file (60,000 JPEGs take a minute or
+    two); a limited run on a machine without that file decodes only its own images, so a quick
+    first try is quick. The file is named by the folder's path and its folders' timestamps: a
+    split whose images are added, removed or renamed (or unpacked again) is decoded again, and its
+    older file is removed rather than left to pile up. (An image edited in place changes no
+    folder's timestamp: unpack again, or delete the cache, after editing images.)"""
+    folders = [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]
+    stamp = hashlib.sha256(repr([(p.name, p.stat().st_mtime_ns) for p in folders]).encode()).hexdigest()[:8]
+    where = f"imagefolder-{folder.name}-{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]}"
+    cached = cache_dir / f"{where}-{stamp}.pt" if cache_dir is not None else None
+    if cached is not None and cached.exists():
         try:
             x, y = load_tensors(cached)  # a file planted in the cache runs no code
             if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
-                return Split(x, y)
+                return Split(x, y).subset(limit), int(y.max()) + 1
             why = "it holds no pair of tensors"
         except Exception as e:  # noqa: BLE001 - an unusable cache file is decoded again
             why = f"{type(e).__name__}: {e}"
         print(f"bench: warning: the tensor cache {cached} is unusable ({why}); decoding {folder} again",
               file=sys.stderr)
         cached.unlink(missing_ok=True)
-    split = _read_image_folder(folder)
-    atomic_write(cached, lambda f: torch.save((split.x, split.y), f))
-    return split
+    images = torchvision.datasets.ImageFolder(str(folder), transform=torchvision.transforms.PILToTensor())
+    keep = draw(len(images), limit)
+    if keep is not None:
+        return (Split(torch.stack([images[i][0] for i in keep.tolist()]), torch.tensor(images.targets)[keep]),
+                max(images.targets) + 1)
+    split = Split(torch.stack([img for img, _ in images]), torch.tensor(images.targets))
+    if cached is not None:
+        atomic_write(cached, lambda f: torch.save((split.x, split.y), f))
+        for older in cache_dir.glob(f"{where}-*.pt"):
+            if older != cached:
+                older.unlink(missing_ok=True)
+    return split, int(split.y.max()) + 1
 
 
 def _has_torchvision_layout(cls: type, root: Path) -> bool:
@@ -186,20 +202,22 @@ def fetch(spec: DataSpec, root: Path | None) -> str:
     return source
 
 
-def load_dataset(spec: DataSpec, root: Path | None, cache_dir: Path | None = None) -> Dataset:
-    """Load a suite's dataset into CPU tensors from the source that `fetch` finds or downloads."""
+def load_dataset(spec: DataSpec, root: Path | None, cache_dir: Path | None = None,
+                 limit_train: int | None = None, limit_test: int | None = None) -> Dataset:
+    """Load a suite's dataset into CPU tensors from the source that `fetch` finds or downloads:
+    the whole splits, or the `draw` of --limit-train/--limit-test samples from each."""
     root = Path(root) if root is not None else default_data_dir()
     source = fetch(spec, root)
     if source.startswith("image-folder:"):
         folder = root / spec.image_folder
-        train = _image_folder_split(folder / "train", cache_dir)
-        test = _image_folder_split(folder / "test", cache_dir)
+        (train, train_classes), (test, test_classes) = (_image_folder_split(folder / "train", cache_dir, limit_train),
+                                                        _image_folder_split(folder / "test", cache_dir, limit_test))
     else:
         cls = dataset_class(spec.dataset)
-        train = _to_split(_torchvision_split(cls, root, True, download=False))
-        test = _to_split(_torchvision_split(cls, root, False, download=False))
-    num_classes = int(max(train.y.max(), test.y.max())) + 1
-    return Dataset(train, test, source, num_classes)
+        train, test = (_to_split(_torchvision_split(cls, root, split, download=False)) for split in (True, False))
+        train_classes, test_classes = int(train.y.max()) + 1, int(test.y.max()) + 1
+        train, test = train.subset(limit_train), test.subset(limit_test)
+    return Dataset(train, test, source, max(train_classes, test_classes))
 
 
 class Preprocess:

@@ -86,9 +86,8 @@ def _dataset(task: Task, device: torch.device) -> Dataset:
     key = (repr(task.suite.data), root, b.limit_train, b.limit_test, str(device))
     if key not in _DATASETS:
         _DATASETS.clear()  # one dataset at a time: they are large, and tasks come in suites
-        full = load_dataset(task.suite.data, Path(root) if root else None, cache_dir=default_tensor_cache())
-        _DATASETS[key] = Dataset(full.train.subset(b.limit_train), full.test.subset(b.limit_test),
-                                 full.source, full.num_classes).to(device)
+        _DATASETS[key] = load_dataset(task.suite.data, Path(root) if root else None, default_tensor_cache(),
+                                      b.limit_train, b.limit_test).to(device)
     data = _DATASETS[key]
     if data.source != task.source:
         raise RuntimeError(f"this worker reads {data.source} (data dir {root}), but the run was planned "

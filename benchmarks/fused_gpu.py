@@ -44,8 +44,7 @@ from bench.suite import Suite, load_suite  # noqa: E402
 
 
 def data_for(suite: Suite, root: Path | None, limit: int, device: torch.device) -> Dataset:
-    full = load_dataset(suite.data, root)
-    return Dataset(full.train.subset(limit), full.test.subset(256), full.source, full.num_classes).to(device)
+    return load_dataset(suite.data, root, limit_train=limit, limit_test=256).to(device)
 
 
 def time_streams(suite: Suite, data: Dataset, device: torch.device, k: int) -> float:

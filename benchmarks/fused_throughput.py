@@ -184,8 +184,7 @@ def main() -> None:
         suite = load_suite(suite_name)
         if args.precision != "suite":
             suite = suite.with_budget(precision=args.precision)
-        full = load_dataset(suite.data, args.data_dir)
-        data = Dataset(full.train.subset(args.limit_train), full.test, full.source, full.num_classes).to(device)
+        data = load_dataset(suite.data, args.data_dir, limit_train=args.limit_train).to(device)
         ks = [int(k) for k in ks.split(",")]
         time_alone(calls(suite, data, device, 1, args.layout), device)  # warm-up
         times: dict[tuple[int, str], list[float | str]] = {}

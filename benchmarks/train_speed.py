@@ -135,7 +135,7 @@ def main() -> None:
     rows = []
     for name in args.suites.split(","):
         suite = load_suite(name)
-        split = load_dataset(suite.data, args.data_dir, default_tensor_cache()).train.subset(args.limit_train)
+        split = load_dataset(suite.data, args.data_dir, default_tensor_cache(), args.limit_train).train
         n = len(split)
         loops = args.loops.split(",")
         harness = time_harness(suite, split, device, args.compile)

@@ -209,9 +209,11 @@ def make_context(data_dir, mnist):
              epochs: int = 1, finetune_epochs: int = 1, precision: str = "fp32", **budget):
         s = load_suite(suite).with_budget(epochs=epochs, finetune_epochs=finetune_epochs, limit_train=limit_train,
                                           limit_test=limit_test, precision=precision, **budget)
-        full = mnist if s.data.dataset == "MNIST" else load_dataset(s.data, data_dir, default_tensor_cache())
-        data = Dataset(full.train.subset(limit_train), full.test.subset(limit_test), full.source, full.num_classes)
-        key = records.config_hash(records.dense_config(s, seed, full.source))
+        if s.data.dataset == "MNIST":
+            data = Dataset(mnist.train.subset(limit_train), mnist.test.subset(limit_test), mnist.source, mnist.num_classes)
+        else:  # decodes only its images on a machine without the cached whole split
+            data = load_dataset(s.data, data_dir, default_tensor_cache(), limit_train, limit_test)
+        key = records.config_hash(records.dense_config(s, seed, data.source))
         if key not in _DENSE:
             with torch.random.fork_rng(devices=[]):
                 _DENSE[key] = train_dense(Context(s, data, torch.device("cpu"), seed, log=lambda msg: None))

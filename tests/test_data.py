@@ -32,6 +32,22 @@ def test_image_folder_copy_is_used_when_torchvision_layout_is_absent(tmp_path):
     again = load_dataset(spec, tmp_path, cache_dir=tmp_path / "cache")  # from the tensor cache
     assert torch.equal(again.train.x, data.train.x) and len(list((tmp_path / "cache").iterdir())) == 2
 
+    # A limited load is the same draw, from the cache or, without it, decoding only its images;
+    # the number of classes is the whole split's even when the draw misses a class.
+    for cache in (tmp_path / "cache", tmp_path / "empty"):
+        small = load_dataset(spec, tmp_path, cache_dir=cache, limit_train=2, limit_test=1)
+        assert torch.equal(small.train.x, data.train.subset(2).x) and torch.equal(small.test.y, data.test.subset(1).y)
+        assert small.num_classes == 2 and len(set(small.test.y.tolist())) == 1
+    assert not (tmp_path / "empty").exists()  # a part of a split is not cached
+
+    # A folder unpacked again is decoded again, and its older cache file goes.
+    old = set((tmp_path / "cache").iterdir())
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(tmp_path / "copy" / "test" / "cat" / "new.png")
+    grown = load_dataset(spec, tmp_path, cache_dir=tmp_path / "cache")
+    assert len(grown.test) == 5 and grown.test.y.tolist() == [0, 0, 1, 1, 1]
+    files = set((tmp_path / "cache").iterdir())
+    assert len(files) == 2 and len(files & old) == 1  # train's file kept, test's replaced
+
 
 def test_augmentation_crops_and_flips_per_image():
     spec = DataSpec(dataset="CIFAR10", mean=[0.0], std=[1 / 255], crop_padding=2, flip=True)

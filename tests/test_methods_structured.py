@@ -16,8 +16,8 @@ from methods.filter_l1 import FilterL1, filters_to_remove
 from methods.gating import Gating, add_gates, closed_channels, fold_gates
 from methods.slimming import Slimming, batchnorms, smallest_scales
 
-# CPU ResNet-20 is slow: a tiny subset. (Its first 256 images are all of one class, since the JPEG
-# copy is stored by class; enough for real shapes, BatchNorm statistics and timing.)
+# CPU ResNet-20 is slow: a tiny subset (a fixed random draw, every class; enough for real shapes,
+# BatchNorm statistics and timing), decoded alone where the whole split is not cached yet.
 TINY_CIFAR = dict(suite="cifar", limit_train=256, limit_test=256, epochs=1, finetune_epochs=1)
 SMALL = {"mlp": dict(suite="mlp"), "mnist": dict(suite="mnist", limit_train=1000, limit_test=500)}
 

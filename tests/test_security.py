@@ -106,15 +106,15 @@ def test_a_planted_tensor_cache_of_decoded_images_runs_no_code(tmp_path, capsys)
         (folder / label).mkdir(parents=True)
         Image.new("L", (4, 4), color=17 if label == "a" else 99).save(folder / label / "0.png")
     cache, marker = tmp_path / "tensors", tmp_path / "pwned"
-    first = _image_folder_split(folder, cache)  # decodes the images and caches them
+    first, _ = _image_folder_split(folder, cache)  # decodes the images and caches them
     (cached,) = cache.glob("*.pt")
     torch.save((Planted(marker), Planted(marker)), cached)
 
-    again = _image_folder_split(folder, cache)
+    again, _ = _image_folder_split(folder, cache)
     assert not marker.exists()
     assert f"bench: warning: the tensor cache {cached} is unusable (" in capsys.readouterr().err
     assert torch.equal(again.x, first.x) and torch.equal(again.y, first.y)
-    assert torch.equal(_image_folder_split(folder, cache).x, first.x)  # cached anew, and read back
+    assert torch.equal(_image_folder_split(folder, cache)[0].x, first.x)  # cached anew, and read back
 
 
 # -- 2. escaping everywhere: a record's text is text, on every page and in every table -----------
