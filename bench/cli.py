@@ -22,6 +22,7 @@ from tabulate import tabulate
 from bench import layout, records, registry, reproduce
 from bench.bounds import Bounds
 from bench.chain import links
+from bench.errors import DataError, ExecutorError, ResultsFolderError
 from bench.plan import setting_label
 from bench.records import ProvenanceError, Status
 from bench.suite import Suite, SuiteError, available_suites, is_plain_name, load_suite
@@ -291,14 +292,10 @@ def make_executor(args: argparse.Namespace, device: str):
     if args.jobs_per_gpu:
         gpus = _visible_gpus()
         if device != "cuda" or not gpus:
-            from bench.executors import ExecutorError
-
             raise ExecutorError("--jobs-per-gpu needs CUDA devices, and torch sees none (use --jobs on the CPU)")
         return LocalExecutor(args.jobs_per_gpu * len(gpus), gpus, args.threads)
     if args.executor == "inline":
         if args.jobs > 1:
-            from bench.executors import ExecutorError
-
             raise ExecutorError("--executor inline runs one run at a time in this process: not with --jobs")
         return InlineExecutor(echo=tqdm.write, threads=args.threads)
     return LocalExecutor(args.jobs, _visible_gpus() if device == "cuda" else None, args.threads, echo=tqdm.write)
@@ -306,14 +303,9 @@ def make_executor(args: argparse.Namespace, device: str):
 
 def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
     """What `bench run` does before it prints its summary: the suite and the records of the
-    command's runs (none for --dry-run). Shared with the Python API (bench.api.run)."""
-    import torch
-
-    from bench import leaderboard
-    from bench.data import DataError
-    from bench.fused import DEFAULT_FUSE
-    from bench.runner import run_suite
-
+    command's runs (none for --dry-run). Shared with the Python API (bench.api.run). The suite,
+    methods and parameters are checked before torch is imported: a refusal takes a fraction of
+    a second, not the seconds torch's import takes."""
     from bench.resolve import resolved_suite
 
     if warning := records.foreign_checkout(Path.cwd()):
@@ -330,6 +322,12 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
         print(f"{len(plugins)} of the {len(names)} methods selected come from installed plugins: {', '.join(plugins)}")
     overrides = _overrides(args.overrides)
     _check_overrides(overrides, names, suite)
+    import torch
+
+    from bench import leaderboard
+    from bench.fused import DEFAULT_FUSE
+    from bench.runner import run_suite
+
     if args.device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif args.device == "cuda" and not torch.cuda.is_available() and not args.dry_run:
@@ -714,15 +712,8 @@ def _parameters(params: dict[str, Any], sweep: str | None) -> str:
     return (text + (f" (swept: {sweep})" if sweep else "")) or "-"
 
 
-def _usage_errors() -> tuple[type[Exception], ...]:
-    """The exceptions that mean bad input (exit 2); imported when a command fails, since their
-    modules import torch."""
-    from bench.data import DataError
-    from bench.executors import ExecutorError
-    from bench.runner import ResultsFolderError
-
-    return (SuiteError, DataError, registry.UnknownMethodError, registry.ParameterError, ExecutorError,
-            ProvenanceError, ResultsFolderError, reproduce.ReproduceError)
+USAGE_ERRORS = (SuiteError, DataError, registry.UnknownMethodError, registry.ParameterError, ExecutorError,
+                ProvenanceError, ResultsFolderError, reproduce.ReproduceError)  # bad input: exit 2
 
 
 def _reader_gone() -> bool:
@@ -749,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, BrokenPipeError) and _reader_gone():  # `bench ... | head`: it has what it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
             return 141  # what a command ended by SIGPIPE reports
-        if isinstance(e, _usage_errors()):  # bad input, refused up front
+        if isinstance(e, USAGE_ERRORS):  # bad input, refused up front
             print(f"bench: error: {e}", file=sys.stderr)
             return 2
         if isinstance(e, OSError):  # a fault while working (a full disk): its own message

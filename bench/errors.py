@@ -1,6 +1,7 @@
 """The exceptions that several layers of the harness raise and catch, in a module that imports
 nothing: a method's parameter check (registry, sparsity), a layer it cannot compress
-(layerwise), a dataset that cannot be read (data), so none of them imports another for a type."""
+(layerwise), a dataset that cannot be read (data), so none of them imports another for a type,
+and the CLI tells a usage error (exit 2) from a fault without importing torch."""
 
 from __future__ import annotations
 
@@ -16,3 +17,11 @@ class NotApplicable(Exception):
 
 class DataError(RuntimeError):
     """The dataset could not be found, read or downloaded."""
+
+
+class ExecutorError(ValueError):
+    """An executor that cannot be set up as asked (a usage error: exit 2)."""
+
+
+class ResultsFolderError(RuntimeError):
+    """The results folder cannot take a sweep's files: refused before any training (exit 2)."""

@@ -28,6 +28,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
+from bench.errors import ExecutorError
 from bench.records import Status
 from bench.worker import Outcome, Task, perform
 
@@ -44,10 +45,6 @@ class Executor(Protocol):
     def submit(self, task: Task) -> int: ...
     def wait(self, timeout: float) -> list[tuple[int, list[Outcome]]]: ...
     def close(self) -> None: ...
-
-
-class ExecutorError(ValueError):
-    """An executor that cannot be set up as asked (a usage error: exit 2)."""
 
 
 def _failed(task: Task, error: str) -> list[Outcome]:

@@ -11,15 +11,14 @@ from typing import Any
 
 from bench import registry
 from bench.bounds import brief
-from bench.data import dataset_class
 from bench.errors import DataError
-from bench.models import check_model
 from bench.runtimes import RUNTIMES
 from bench.suite import Suite, SuiteError, load_suite, suite_file
 
 
 def resolved_suite(name_or_path: str) -> Suite:
-    """bench.suite.load_suite, then check_names: the suite a run can use."""
+    """bench.suite.load_suite, then check_names: the suite a run can use. A file that breaks the
+    schema is refused before torch is imported, in a fraction of a second."""
     suite = load_suite(name_or_path)
     check_names(suite, str(suite_file(name_or_path)))
     return suite
@@ -28,6 +27,9 @@ def resolved_suite(name_or_path: str) -> Suite:
 def check_names(suite: Suite, file: str) -> None:
     """Every name resolves (dataset class, models, runtimes, methods), so that a suite that
     cannot work is refused before any data is loaded or model trained."""
+    from bench.data import dataset_class  # these import torch and torchvision
+    from bench.models import check_model
+
     try:
         dataset_class(suite.data.dataset)
     except DataError as e:

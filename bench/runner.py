@@ -33,6 +33,7 @@ from bench.records import Record, Status
 from bench.chain import links
 from bench.context import DenseWeights
 from bench.data import fetch, find_source
+from bench.errors import ResultsFolderError
 from bench.executors import Executor
 from bench.locks import Claim
 from bench.plan import Order, RunSpec, dense_epochs, expected_epochs, plan, run_key, setting_label
@@ -426,10 +427,6 @@ def _summary(record: dict[str, Any]) -> str:
     return (f" -> accuracy {100 * m['accuracy']:.2f}%  sparsity {100 * m['sparsity']:.1f}%  "
             f"size {m['size_bytes'] / 1024:.1f} KiB ({m['compression']:.1f}x smaller)  epochs {m['train_epochs']}  "
             f"({record['run_time_s']:.1f}s)")
-
-
-class ResultsFolderError(RuntimeError):
-    """The results folder cannot take a sweep's files: refused before any training (exit 2)."""
 
 
 MIN_FREE_BYTES = 64 * 2**20  # records and logs are small; dense models and checkpoints are not
