@@ -143,14 +143,27 @@ def plugins(monkeypatch):
             del sys.modules[name]
 
 
+def unsaved(fig, path: Path) -> None:
+    """plots.save for commands whose tests read no plot: the figure is built (the plotting code
+    runs on the command's records) but not drawn into a PNG, which takes about 90% of rebuilding a
+    small leaderboard (5 s per command on this machine). The PNGs are tested where they are read:
+    test_leaderboard, test_site, and `bench leaderboard --check` on the committed results."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 @pytest.fixture
 def bench(capsys, monkeypatch):
     """bench(args) -> Ran: `bench ARGS` in this process (bench.cli.main), its output captured. Its
     runs execute in this process too (BENCH_EXECUTOR=inline) unless the arguments choose an
-    executor: a worker process costs seconds of imports, and the tests of executors ask for one."""
+    executor: a worker process costs seconds of imports, and the tests of executors ask for one.
+    The leaderboard's figures are built but not written (`unsaved`)."""
+    from bench import plots
     from bench.cli import main
 
     monkeypatch.setenv("BENCH_EXECUTOR", "inline")
+    monkeypatch.setattr(plots, "save", unsaved)
 
     def call(args: list[str]) -> Ran:
         capsys.readouterr()
