@@ -143,27 +143,29 @@ def plugins(monkeypatch):
             del sys.modules[name]
 
 
-def unsaved(fig, path: Path) -> None:
-    """plots.save for commands whose tests read no plot: the figure is built (the plotting code
-    runs on the command's records) but not drawn into a PNG, which takes about 90% of rebuilding a
-    small leaderboard (5 s per command on this machine). The PNGs are tested where they are read:
-    test_leaderboard, test_site, and `bench leaderboard --check` on the committed results."""
+@pytest.fixture
+def pngs_not_drawn(monkeypatch):
+    """For commands whose tests read no plot: the leaderboard's figures are built (the plotting
+    code runs on the command's records) but not drawn into PNGs, which takes about 90% of
+    rebuilding a small leaderboard (5 s per command on this machine). The PNGs are tested where
+    they are read: test_leaderboard, test_site, and `bench leaderboard --check` on the committed
+    results."""
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
+    from bench import plots
+
+    monkeypatch.setattr(plots, "save", lambda fig, path: plt.close(fig))
 
 
 @pytest.fixture
-def bench(capsys, monkeypatch):
+def bench(capsys, monkeypatch, pngs_not_drawn):
     """bench(args) -> Ran: `bench ARGS` in this process (bench.cli.main), its output captured. Its
     runs execute in this process too (BENCH_EXECUTOR=inline) unless the arguments choose an
     executor: a worker process costs seconds of imports, and the tests of executors ask for one.
-    The leaderboard's figures are built but not written (`unsaved`)."""
-    from bench import plots
+    The leaderboard's figures are built but not drawn (`pngs_not_drawn`)."""
     from bench.cli import main
 
     monkeypatch.setenv("BENCH_EXECUTOR", "inline")
-    monkeypatch.setattr(plots, "save", unsaved)
 
     def call(args: list[str]) -> Ran:
         capsys.readouterr()

@@ -5,6 +5,8 @@ import pytest
 import bench
 from conftest import FAST
 
+pytestmark = pytest.mark.usefixtures("pngs_not_drawn")  # no test here reads a plot
+
 
 def test_run_returns_its_records_and_load_results_reads_them_as_a_table(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("BENCH_EXECUTOR", "inline")

@@ -6,6 +6,9 @@ import torch
 
 from bench import Method, bounded, register_method, registry
 from bench.testing import check_method, check_registration
+from conftest import FAST
+
+pytestmark = pytest.mark.usefixtures("pngs_not_drawn")  # no test here reads a plot
 
 
 @pytest.fixture
@@ -18,7 +21,9 @@ def scratch_registry():
 
 
 def test_a_good_method_passes_and_its_record_is_returned(tmp_path, data_dir):
-    record = check_method("magnitude", results_dir=tmp_path, data_dir=data_dir, params={"sparsity": 0.5})
+    # the fast suite (torch runtime alone): every runtime's deployment is tested in test_deploy
+    record = check_method("magnitude", results_dir=tmp_path, data_dir=data_dir, params={"sparsity": 0.5},
+                          suite=FAST)
     assert record["status"] == "ok" and record["config"]["params"]["sparsity"] == 0.5
     assert record["metrics"]["sparsity"] == pytest.approx(0.5, abs=0.01) and record["metrics"]["accuracy"] > 0.2
     # the record names its method's family and description: tables need no plugin source
