@@ -293,7 +293,7 @@ def test_kill_9_at_random_points_loses_no_finished_record(tmp_path, data_dir):
     the commands run their runs in their own process (--executor inline: the kill cuts a run or a
     write wherever it is), two in worker processes (one with --jobs 2), which must die with their
     driver. After each, every record is whole and every earlier one unchanged; the last command
-    finishes the sweep."""
+    (in its own process) finishes the sweep."""
     rng = random.Random(15)
     kept: dict[str, bytes] = {}
     killed, progress, stale = 0, [], []
@@ -313,7 +313,7 @@ def test_kill_9_at_random_points_loses_no_finished_record(tmp_path, data_dir):
         progress.append(str(len(kept)))
         stale += tmp_files(tmp_path)  # a write cut by kill -9: hidden, never read, removed by the next command
         assert not alive(workers, wait=60), "workers outlived their killed driver"
-    final = start(tmp_path, data_dir)
+    final = start(tmp_path, data_dir, "--executor", "inline")
     out, err = final.communicate(timeout=600)
     assert final.returncode == 0, err
     done = usable(tmp_path)
@@ -326,11 +326,12 @@ def test_kill_9_at_random_points_loses_no_finished_record(tmp_path, data_dir):
 
 @pytest.mark.xdist_group("processes")
 def test_concurrent_commands_with_one_killed_run_everything_once(tmp_path, data_dir):
-    """Three commands on one results folder (one with --jobs 2, the one to kill with --jobs 3);
-    one is killed at a random moment; the others finish every run, each exactly once between
-    them, and no record is half-written or duplicated."""
-    procs = [start(tmp_path, data_dir), start(tmp_path, data_dir, "--jobs", "2"),
-             start(tmp_path, data_dir, "--jobs", "3")]
+    """Three commands on one results folder (one running its runs in its own process, one with
+    --jobs 2, the one to kill with a worker process); one is killed at a random moment; the others
+    finish every run, each exactly once between them, and no record is half-written or
+    duplicated."""
+    procs = [start(tmp_path, data_dir, "--executor", "inline"), start(tmp_path, data_dir, "--jobs", "2"),
+             start(tmp_path, data_dir, "--executor", "local")]
     time.sleep(random.Random(16).uniform(5, 15))
     assert procs[2].poll() is None, "the command to kill finished first: this machine is faster than assumed"
     procs[2].send_signal(signal.SIGKILL)
@@ -338,7 +339,7 @@ def test_concurrent_commands_with_one_killed_run_everything_once(tmp_path, data_
     assert [p.returncode for p in procs] == [0, 0, -signal.SIGKILL], outs
     done = {name: json.loads(data) for name, data in usable(tmp_path).items()}
     assert len(done) == 6 and {r["status"] for r in done.values()} == {"ok"}
-    by_survivors = [r for r in done.values() if not r["env"]["executor"].startswith("3 local worker")]
+    by_survivors = [r for r in done.values() if not r["env"]["executor"].startswith("1 local worker")]
     assert outs[0][0].count(" -> accuracy") + outs[1][0].count(" -> accuracy") == len(by_survivors)
     assert not tmp_files(tmp_path) and not (tmp_path / SUITE / "claims").exists()
 
