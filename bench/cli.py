@@ -303,9 +303,9 @@ def make_executor(args: argparse.Namespace, device: str):
 
 def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
     """What `bench run` does before it prints its summary: the suite and the records of the
-    command's runs (none for --dry-run). Shared with the Python API (bench.api.run). The suite,
-    methods and parameters are checked before torch is imported: a refusal takes a fraction of
-    a second, not the seconds torch's import takes."""
+    command's runs (none for --dry-run). Shared with the Python API (bench.api.run). A suite
+    file that breaks the schema is refused before torch is imported (bench.resolve), in a
+    fraction of a second rather than the seconds torch's import takes."""
     from bench.resolve import resolved_suite
 
     if warning := records.foreign_checkout(Path.cwd()):
