@@ -135,10 +135,10 @@ def _image_folder_split(folder: Path, cache_dir: Path | None, limit: int | None 
         cached.unlink(missing_ok=True)
     images = torchvision.datasets.ImageFolder(str(folder), transform=torchvision.transforms.PILToTensor())
     keep = draw(len(images), limit)
-    if keep is not None:
-        return (Split(torch.stack([images[i][0] for i in keep.tolist()]), torch.tensor(images.targets)[keep]),
-                max(images.targets) + 1)
-    split = Split(torch.stack([img for img, _ in images]), torch.tensor(images.targets))
+    indices = range(len(images)) if keep is None else keep.tolist()
+    split = Split(torch.stack([images[i][0] for i in indices]), torch.tensor(images.targets)[list(indices)])
+    if keep is not None:  # a part of the split: not cached
+        return split, max(images.targets) + 1
     if cached is not None:
         atomic_write(cached, lambda f: torch.save((split.x, split.y), f))
         for older in cache_dir.glob(f"{where}-*.pt"):
