@@ -32,7 +32,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from dahuffman import HuffmanCodec
-from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.nn.utils import parametrize, prune
@@ -118,6 +117,10 @@ def kmeans_index(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, int]:
     k = min(2 ** bits, len(np.unique(values)))
     index = torch.zeros(flat.numel(), dtype=torch.long)
     if k:
+        # Imported here: sklearn takes 2-3 s to import, and every run's size measurement imports
+        # this plugin for its Huffman encoding, while only this method clusters.
+        from sklearn.cluster import KMeans
+
         init = np.linspace(values.min(), values.max(), k, dtype=values.dtype).reshape(-1, 1)
         with threadpool_limits(1):  # sklearn's threads sum the centroids in a varying order
             labels = KMeans(n_clusters=k, init=init, n_init=1).fit(values).labels_
