@@ -141,7 +141,8 @@ def _image_folder_split(folder: Path, cache_dir: Path | None, limit: int | None 
         return split, max(images.targets) + 1
     if cached is not None:
         atomic_write(cached, lambda f: torch.save((split.x, split.y), f))
-        for older in cache_dir.glob(f"{where}-*.pt"):
+        # its older files, and any of the naming before folders were told apart (split, one hash)
+        for older in [*cache_dir.glob(f"{where}-*.pt"), *cache_dir.glob(f"imagefolder-{folder.name}-{'?' * 12}.pt")]:
             if older != cached:
                 older.unlink(missing_ok=True)
     return split, int(split.y.max()) + 1

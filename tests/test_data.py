@@ -18,33 +18,36 @@ def test_mnist_from_the_torchvision_layout(data_dir):
 
 def test_image_folder_copy_is_used_when_torchvision_layout_is_absent(tmp_path):
     spec = DataSpec(dataset="CIFAR10", mean=[0.5] * 3, std=[0.25] * 3, image_folder="copy")
-    for split, n in (("train", 3), ("test", 2)):
-        for label in ("airplane", "cat"):
+    for split in ("train", "test"):
+        for k, label in enumerate(("airplane", "bird", "cat")):
             folder = tmp_path / "copy" / split / label
             folder.mkdir(parents=True)
-            for i in range(n):
-                value = 40 * i + (100 if label == "cat" else 0)
+            for i in range(2):
+                value = 40 * i + 60 * k
                 Image.new("RGB", (32, 32), (value, value, value)).save(folder / f"{i}.png")
     data = load_dataset(spec, tmp_path, cache_dir=tmp_path / "cache")
-    assert data.source == "image-folder:copy"
-    assert data.train.x.shape == (6, 3, 32, 32) and data.train.y.tolist() == [0, 0, 0, 1, 1, 1]
-    assert data.train.x[4, 0, 0, 0].item() == 140  # cat, second image
+    assert data.source == "image-folder:copy" and data.num_classes == 3
+    assert data.train.x.shape == (6, 3, 32, 32) and data.train.y.tolist() == [0, 0, 1, 1, 2, 2]
+    assert data.train.x[3, 0, 0, 0].item() == 100  # bird, second image
     again = load_dataset(spec, tmp_path, cache_dir=tmp_path / "cache")  # from the tensor cache
     assert torch.equal(again.train.x, data.train.x) and len(list((tmp_path / "cache").iterdir())) == 2
 
     # A limited load is the same draw, from the cache or, without it, decoding only its images;
-    # the number of classes is the whole split's even when the draw misses a class.
+    # the number of classes is the whole split's: the one-image draws hold neither the third
+    # class nor, both together, more than two.
     for cache in (tmp_path / "cache", tmp_path / "empty"):
-        small = load_dataset(spec, tmp_path, cache_dir=cache, limit_train=2, limit_test=1)
-        assert torch.equal(small.train.x, data.train.subset(2).x) and torch.equal(small.test.y, data.test.subset(1).y)
-        assert small.num_classes == 2 and len(set(small.test.y.tolist())) == 1
+        small = load_dataset(spec, tmp_path, cache_dir=cache, limit_train=1, limit_test=1)
+        assert torch.equal(small.train.x, data.train.subset(1).x) and torch.equal(small.test.y, data.test.subset(1).y)
+        assert small.num_classes == 3 and max(small.train.y.tolist() + small.test.y.tolist()) < 2
     assert not (tmp_path / "empty").exists()  # a part of a split is not cached
 
-    # A folder unpacked again is decoded again, and its older cache file goes.
+    # A folder unpacked again is decoded again, and its older cache file goes, as does a file of
+    # the naming before folders were told apart (split and one hash).
     old = set((tmp_path / "cache").iterdir())
+    (tmp_path / "cache" / "imagefolder-test-0123456789ab.pt").write_bytes(b"an older bench's cache")
     Image.new("RGB", (32, 32), (255, 0, 0)).save(tmp_path / "copy" / "test" / "cat" / "new.png")
     grown = load_dataset(spec, tmp_path, cache_dir=tmp_path / "cache")
-    assert len(grown.test) == 5 and grown.test.y.tolist() == [0, 0, 1, 1, 1]
+    assert len(grown.test) == 7 and grown.test.y.tolist() == [0, 0, 1, 1, 2, 2, 2]
     files = set((tmp_path / "cache").iterdir())
     assert len(files) == 2 and len(files & old) == 1  # train's file kept, test's replaced
 
