@@ -145,3 +145,14 @@ def catalog() -> list[PluginInfo]:
                                      origin=source.origin)
             held[name] = source
     return sorted([*infos.values(), *broken], key=lambda i: i.name)
+
+
+def registered_names() -> set[str] | None:
+    """Every name `bench run` can select, read from the plugins' sources: the methods they
+    register and the plugins' own names (a plugin that fails to import is selected by its name,
+    as a failed row). None where a plugin's source is unreadable: only importing it tells."""
+    infos = catalog()
+    if any(i.problem is not None and i.problem.startswith("UNREADABLE") for i in infos):
+        return None
+    return {i.name for i in infos} | {plugin for plugin, _, _, _ in _sources()}
+

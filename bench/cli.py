@@ -113,6 +113,19 @@ def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _refuse_unregistered(spec: str) -> None:
+    """A --methods name that no plugin's source registers is refused before torch and every
+    plugin are imported to look for it: a misspelt name costs a fraction of a second, not the
+    10-20 s of those imports. Where a plugin's source is unreadable, `registry.select` decides."""
+    from bench.catalog import registered_names
+
+    names, registered = registry.named(spec), None
+    if names and (registered := registered_names()) is not None:
+        for name in names:
+            if name not in registered:
+                raise registry.UnknownMethodError(registry.unknown_method(name, registered))
+
+
 def _check_overrides(overrides: dict[str, dict[str, Any]], names: list[str], suite: Suite) -> None:
     """Each --set names a registered method that this command runs (alone or as a chain link),
     with parameters it takes, of its types and within its ranges."""
@@ -310,6 +323,7 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
 
     if warning := records.foreign_checkout(Path.cwd()):
         print(warning, file=sys.stderr)
+    _refuse_unregistered(args.methods)
     suite = resolved_suite(args.suite)
     budget = {"epochs": args.epochs, "finetune_epochs": args.finetune_epochs, "limit_train": args.limit_train,
               "limit_test": args.limit_test, "precision": args.precision}

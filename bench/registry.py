@@ -285,10 +285,13 @@ def error_summary(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def unknown_method(name: str) -> str:
-    """The message for a name that is no registered method: the closest names, then all."""
-    discover()  # every name, for the suggestions
-    known = sorted(set(METHODS) | set(BROKEN))
+def unknown_method(name: str, registered: Iterable[str] | None = None) -> str:
+    """The message for a name that is no registered method: the closest names, then all (the
+    `registered` names where the caller knows them, else every plugin's, imported)."""
+    if registered is None:
+        discover()  # every name, for the suggestions
+        registered = set(METHODS) | set(BROKEN)
+    known = sorted(registered)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     return f"unknown method '{name}'; {hint}registered: {', '.join(known)}"
@@ -303,7 +306,7 @@ def select(spec: str) -> list[str]:
     patterns import every plugin.
     """
     parts = [p.strip() for p in spec.split(",") if p.strip()]
-    if any(p == "all" or any(c in p for c in "*?[") for p in parts):
+    if named(spec) is None:
         discover()
     chosen: list[str] = []
     for part in parts:
@@ -324,6 +327,15 @@ def select(spec: str) -> list[str]:
     if not chosen:
         raise UnknownMethodError("no method selected")
     return chosen
+
+
+def named(spec: str) -> list[str] | None:
+    """The method names a --methods value spells out, each link of a chain on its own; None
+    where it selects by `all` or a pattern, which only importing every plugin resolves."""
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if any(p == "all" or any(c in p for c in "*?[") for p in parts):
+        return None
+    return [name for part in parts for name in part.split("+")]
 
 
 class UnknownMethodError(KeyError):

@@ -87,7 +87,9 @@ def test_the_catalog_read_from_source_matches_the_imported_plugins():
 
 
 def test_listing_imports_neither_torch_nor_the_plugins_and_a_selection_only_its_own():
+    """Nor does refusing a misspelt method: what the sources register decides it."""
     code = ("import sys; from bench.cli import main; main(['list', 'methods']); main(['list', 'suites']); "
+            "assert main(['run', '--suite', 'mlp', '--methods', 'dense,magnitude+ptq-int9', '--dry-run']) == 2; "
             "assert 'torch' not in sys.modules, 'torch was imported'; "
             "assert not any(m.startswith('methods.') for m in sys.modules), 'a plugin was imported'; "
             "from bench import registry; registry.select('dense,magnitude+ptq-int8'); "
@@ -96,6 +98,7 @@ def test_listing_imports_neither_torch_nor_the_plugins_and_a_selection_only_its_
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "magnitude" in proc.stdout and "(swept: sparsity)" in proc.stdout and "mnist" in proc.stdout
+    assert "unknown method 'ptq-int9'; did you mean ptq-int8" in proc.stderr
 
 
 THIRD_PARTY = '''
