@@ -164,11 +164,13 @@ def torch_session(forward: Callable[[torch.Tensor], torch.Tensor], artifact_byte
 class Export:
     """A model's ONNX export (torch.onnx's dynamo exporter, dynamic batch), made at most once and
     shared by the runtimes that read ONNX. `example` should be a batch of more than one: torch.export
-    specializes a dimension of size 1. A failed export is kept as its reason."""
+    specializes a dimension of size 1. A failed export is kept as its reason. Its temporary
+    folder is made when it exports: a suite timed in the torch runtime alone makes none, so a
+    process killed while timing leaves none behind."""
 
     def __init__(self, model: nn.Module, example: torch.Tensor):
         self.model, self.example = model, example
-        self._folder = tempfile.TemporaryDirectory(prefix="bench-onnx-")
+        self._folder: tempfile.TemporaryDirectory | None = None
         self._result: Path | NotDeployable | None = None
 
     @property
@@ -181,6 +183,7 @@ class Export:
                     program = torch.onnx.export(eager_forward(self.model), (self.example,), dynamo=True,
                                                 dynamic_shapes=({0: torch.export.Dim("batch")},),
                                                 verbose=False)
+                self._folder = tempfile.TemporaryDirectory(prefix="bench-onnx-")
                 path = Path(self._folder.name) / "model.onnx"
                 path.write_bytes(program.model_proto.SerializeToString())
                 self._result = path
@@ -191,7 +194,8 @@ class Export:
         return self._result
 
     def close(self) -> None:
-        self._folder.cleanup()
+        if self._folder is not None:
+            self._folder.cleanup()
 
 
 def reason(e: BaseException) -> str:

@@ -3,6 +3,8 @@ PyTorch's outputs, empty cells with reasons, and the measurement that puts it to
 
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 import torch
 from torch import nn
@@ -117,10 +119,15 @@ def test_a_runtime_that_cannot_take_a_model_gets_an_empty_cell_and_the_reason(mo
     assert notes["torch"]["status"] == "ok"
 
 
-def test_outputs_that_differ_from_pytorchs_give_an_empty_cell(monkeypatch):
-    """A runtime whose outputs are off by more than its tolerance is not timed."""
+def test_outputs_that_differ_from_pytorchs_give_an_empty_cell(monkeypatch, tmp_path):
+    """A runtime whose outputs are off by more than its tolerance is not timed. The torch runtime
+    alone exports nothing, so it makes no temporary folder that a killed process would leave."""
     quick_timing(monkeypatch)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    folders = []
+
     def wrong(model, x, export, reference):
+        folders.extend(tmp_path.glob("bench-onnx-*"))  # what a kill at this point would leave
         return deploy.torch_session((lambda t: model(t) + 0.01) if not reference else model, 0, deploy.FP32_TOLERANCE)
 
     monkeypatch.setattr(deploy, "load_torch", wrong)  # what the torch runtime's loader names
@@ -129,6 +136,7 @@ def test_outputs_that_differ_from_pytorchs_give_an_empty_cell(monkeypatch):
     values, notes = deploy.measure_runtimes(model, model, {4: torch.randn(4, 1, 28, 28)}, ["torch"])
     assert values["speedup_b4"] is None and notes["torch"]["status"] == "empty"
     assert notes["torch"]["reason"].startswith("outputs differ from PyTorch's by up to 0.01 (tolerance 0.0001")
+    assert folders == [] and not list(tmp_path.glob("bench-onnx-*"))
 
 
 def test_the_smallest_applicable_encoding_is_the_size(monkeypatch):
