@@ -3,13 +3,18 @@
 The committed mlp records give `torch_csr` 4.1-4.6x over dense at 98% sparsity and batch 256 (AMD
 EPYC family 25, one thread per run); an audit on another CPU got 2.5-3.2x, while 90% agreed
 (1.6-1.8x). This times the harness's own measurement (bench.deploy's torch and torch_csr sessions,
-bench.measure.paired_speedup: dense and CSR blocks interleaved) on LeNet-300-100 pruned by global
-magnitude (torch.nn.utils.prune) at each sparsity, with 1 and 2 torch threads, at each batch size,
-on an idle machine and beside a busy process (one thread of dense GEMMs, as another job's training
-would be). Every setting is timed once per round, the settings in a fixed interleaved order, so
-that a machine's drift hits all of them; the table gives the median over rounds and the range.
+bench.measure.paired_speedup: dense and CSR blocks interleaved) on a trained LeNet-300-100 (a dense
+model that `bench run` cached) pruned by global magnitude (torch.nn.utils.prune), as the records'
+`magnitude` rows are before fine-tuning (which keeps the mask, so the layers' sparsities are
+theirs), at each sparsity, with 1 and 2 torch threads, at each batch size, on an idle machine and
+beside a busy process (one thread of dense GEMMs, as another job's training would be; timing
+starts once it multiplies). Every setting is timed once per round, the settings in a fixed
+interleaved order, so that a machine's drift hits all of them; the table gives the median over
+rounds and the range.
 
-    python benchmarks/csr_speedup.py [--rounds 5] [--sparsities 0.9,0.98] [--batches 1,256] [--threads 1,2]
+    bench run --suite mlp --methods dense --seeds 0 --results-dir /tmp/csr   # a trained dense model
+    python benchmarks/csr_speedup.py --dense /tmp/csr/mlp/cache/dense-s0-*.safetensors [--rounds 5]
+        [--sparsities 0.9,0.98] [--batches 1,256] [--threads 1,2]
 
 Run it on an otherwise quiet machine: the load it adds is the only load meant to be there.
 """
@@ -20,7 +25,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -31,22 +35,28 @@ from torch.nn.utils import prune
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import deploy, measure  # noqa: E402
+from bench.context import DenseWeights  # noqa: E402
 from bench.models import build_model  # noqa: E402
 from bench.records import device_name  # noqa: E402
 
-BUSY = ("import torch; torch.set_num_threads(1); a = torch.randn(512, 512)\n"
+BUSY = ("import torch; torch.set_num_threads(1); a = torch.randn(512, 512); a @ a; print('busy', flush=True)\n"
         "while True: a @ a")  # another job's training, on one core
 
 
-def pruned(sparsity: float) -> nn.Module:
-    """LeNet-300-100 (seeded initialization), global magnitude pruning across its Linear layers."""
-    torch.manual_seed(0)
-    model = build_model("lenet300", {}, num_classes=10, in_channels=1).eval()
+def pruned(dense: DenseWeights, sparsity: float) -> nn.Module:
+    """The trained LeNet-300-100, global magnitude pruning across its Linear layers."""
+    model = build_model("lenet300", {}, num_classes=10, in_channels=1)
+    model.load_state_dict(dense.state_dict)
     layers = [(m, "weight") for m in model.modules() if isinstance(m, nn.Linear)]
-    prune.global_unstructured(layers, pruning_method=prune.L1Unstructured, amount=sparsity)
-    for module, name in layers:
-        prune.remove(module, name)
-    return model
+    if sparsity:
+        prune.global_unstructured(layers, pruning_method=prune.L1Unstructured, amount=sparsity)
+        for module, name in layers:
+            prune.remove(module, name)
+    return model.eval()
+
+
+def layer_sparsities(model: nn.Module) -> str:
+    return ", ".join(f"{(m.weight == 0).float().mean().item():.1%}" for m in model.modules() if isinstance(m, nn.Linear))
 
 
 def speedup(model: nn.Module, dense: nn.Module, batch: int, pairs: int) -> float:
@@ -60,6 +70,8 @@ def speedup(model: nn.Module, dense: nn.Module, batch: int, pairs: int) -> float
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dense", type=Path, required=True,
+                   help="a LeNet-300-100 dense model cached by `bench run --suite mlp` (RESULTS/mlp/cache/dense-s*.safetensors)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--pairs", type=int, default=deploy.PAIRS, help="pairs of blocks per figure (the harness: 10)")
     p.add_argument("--sparsities", default="0.9,0.98")
@@ -69,14 +81,19 @@ def main() -> None:
     sparsities = [float(s) for s in args.sparsities.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
-    dense = pruned(0.0)
-    models = {s: pruned(s) for s in sparsities}
+    try:
+        weights = DenseWeights.load(args.dense)
+    except Exception as e:  # noqa: BLE001 - a missing or foreign file: say which and why
+        p.error(f"--dense {args.dense}: {type(e).__name__}: {e}")
+    dense = pruned(weights, 0.0)
+    models = {s: pruned(weights, s) for s in sparsities}
     figures: dict[tuple, list[float]] = {}
     for _ in range(args.rounds):
         for load in ("idle", "busy"):
-            busy = subprocess.Popen([sys.executable, "-c", BUSY]) if load == "busy" else None
+            busy = subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.PIPE, text=True) if load == "busy" else None
             try:
-                time.sleep(2 if busy else 0)  # the busy process imports torch and starts multiplying
+                if busy and busy.stdout.readline() != "busy\n":  # it has imported torch and multiplies
+                    raise RuntimeError("the busy process did not start")
                 for t in threads:
                     torch.set_num_threads(t)
                     for s in sparsities:
@@ -88,6 +105,9 @@ def main() -> None:
                     busy.wait()
     print(f"{device_name(torch.device('cpu'))}, torch {torch.__version__}, {args.rounds} rounds of "
           f"{args.pairs} pairs; CSR speedup over dense eager (median over rounds, range)")
+    print(f"dense model {args.dense.name} (test accuracy {weights.meta['accuracy']:.2%}, trained at commit "
+          f"{weights.meta.get('git_commit')}); its Linear layers' sparsities: "
+          + "; ".join(f"{s:.0%}: {layer_sparsities(m)}" for s, m in models.items()))
     rows = [[f"{s:.0%}", b, t, load, f"{statistics.median(v):.2f}x", f"{min(v):.2f}-{max(v):.2f}"]
             for (s, b, t, load), v in sorted(figures.items())]
     print(tabulate(rows, headers=["sparsity", "batch", "threads", "machine", "speedup", "range"]))

@@ -20,7 +20,7 @@ class AsIs(Method):
 def test_a_plugins_records_and_listing_name_its_distribution_and_version(tmp_path, data_dir, plugins, bench,
                                                                           monkeypatch):
     plugins(make_distribution(tmp_path / "site", "asis_pkg", PLUGIN, {"as-is": "asis_pkg"}))
-    ran = bench(["run", "--suite", FAST, "--methods", "as-is,magnitude+ptq-int8", "--seeds", "0", "--epochs", "1",
+    ran = bench(["run", "--suite", FAST, "--methods", "as-is,magnitude+uniform", "--seeds", "0", "--epochs", "1",
                  "--finetune-epochs", "0", "--limit-train", "200", "--limit-test", "100",
                  "--set", "magnitude.sparsity=0.5", "--data-dir", data_dir, "--results-dir", tmp_path / "results"])
     assert ran.returncode == 0, ran.stderr
@@ -28,7 +28,7 @@ def test_a_plugins_records_and_listing_name_its_distribution_and_version(tmp_pat
     origins = {r["config"]["method"]: r["env"]["method_origin"] for r in
                (json.loads(p.read_text()) for p in (tmp_path / "results" / "mlp-fast" / "runs").glob("*.json"))}
     assert origins == {"as-is": {"as-is": "asis_pkg 0.1"},
-                       "magnitude+ptq-int8": {"magnitude": "built in", "ptq-int8": "built in"}}
+                       "magnitude+uniform": {"magnitude": "built in", "uniform": "built in"}}
     monkeypatch.delenv("COLUMNS", raising=False)
     for listing in (bench(["list", "methods"]), bench(["list", "methods", "--check"])):
         rows = {line.split()[0]: line for line in listing.stdout.splitlines()[2:]}
