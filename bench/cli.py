@@ -114,12 +114,13 @@ def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _refuse_unregistered(spec: str) -> None:
-    """A --methods name that no plugin's source registers is refused before torch and every
-    plugin are imported to look for it: a misspelt name costs a fraction of a second, not the
-    10-20 s of those imports. Where a plugin's source is unreadable, `registry.select` decides."""
+    """A --methods name that no plugin's source registers, nor this process (a method defined in
+    a script that calls bench.api.run), is refused before torch and every plugin are imported to
+    look for it: a misspelt name costs a fraction of a second, not the 10-20 s of those imports.
+    Where a plugin's source is unreadable, `registry.select` decides."""
     from bench.catalog import registered_names
 
-    names, registered = registry.named(spec), None
+    names = [n for n in registry.named(spec) or [] if n not in registry.METHODS and n not in registry.BROKEN]
     if names and (registered := registered_names()) is not None:
         for name in names:
             if name not in registered:
