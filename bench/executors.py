@@ -138,9 +138,13 @@ class _Worker:
         self.deadline = float("inf")
         self.shown: dict[str, int] = {}  # log path -> bytes echoed so far
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 0.0) -> None:
         """Ask the process to end, and kill it if it does not within seconds (a plugin stuck in
-        a C call ignores SIGTERM)."""
+        a C call ignores SIGTERM). An idle worker whose pipe is closed ends by itself within
+        `grace` seconds, running its exit handlers: a worker terminated instead leaves the
+        semaphores its libraries made (OpenVINO's, ONNX Runtime's) to the resource tracker, which
+        warns about them when the command exits."""
+        self.process.join(timeout=grace)
         self.process.terminate()
         self.process.join(timeout=3)
         if self.process.is_alive():
@@ -229,10 +233,11 @@ class LocalExecutor:
         return done
 
     def close(self) -> None:
-        for w in self._workers:
-            if w is not None:
-                w.conn.close()
-                w.stop()
+        workers = [w for w in self._workers if w is not None]
+        for w in workers:
+            w.conn.close()  # an idle worker's cue to end
+        for w in workers:
+            w.stop(grace=0.0 if w.ticket is not None else 5.0)  # a busy one is interrupted
 
 
 def _death(exitcode: int | None) -> str:

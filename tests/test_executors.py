@@ -182,6 +182,31 @@ def test_a_claim_held_by_a_killed_process_is_taken_over(tmp_path):
     assert not (tmp_path / "run.lock").exists()
 
 
+def test_a_worker_idle_at_the_end_exits_by_itself(data_dir):
+    """At the end of a command an idle worker is not terminated: it ends by itself, running its
+    exit handlers. A terminated worker leaves what its libraries registered with multiprocessing's
+    resource tracker (torch.onnx's export makes a tqdm lock, a semaphore), and the tracker then
+    warned of a leaked semaphore as every `bench run` of a shipped suite exited."""
+    from bench.data import find_source
+    from bench.executors import LocalExecutor
+    from bench.plan import RunSpec
+    from bench.suite import load_suite
+    from bench.worker import Task
+
+    suite = load_suite(str(FAST)).with_budget(limit_train=1000, limit_test=200)
+    task = Task("runs", suite, (RunSpec("dense", {}, 0),), find_source(suite.data, data_dir), str(data_dir), "cpu",
+                None, None, (None,), dense={0: "not trained in this test"})
+    executor = LocalExecutor(1, None, 1)
+    ticket = executor.submit(task)
+    done = []
+    while not done:
+        done = executor.wait(60)
+    assert done[0][0] == ticket and done[0][1][0].result["status"] == "failed"  # it ran the task
+    process = executor._workers[0].process
+    executor.close()
+    assert process.exitcode == 0
+
+
 @pytest.mark.ray
 def test_ray_on_a_two_node_cluster_gives_the_same_records(serial, tmp_path, data_dir):
     """Two Ray nodes started here (Ray's own cluster utilities), one CPU each, so the runs
