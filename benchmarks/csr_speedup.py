@@ -1,20 +1,20 @@
-"""What moves the CSR speedup of a pruned LeNet-300-100: sparsity, batch, threads, or load?
+"""What moves the CSR speedup of a pruned LeNet-300-100: sparsity, pruning scope, batch, threads, load?
 
-The committed mlp records give `torch_csr` 4.1-4.6x over dense at 98% sparsity and batch 256 (AMD
-EPYC family 25, one thread per run); an audit on another CPU got 2.5-3.2x, while 90% agreed
-(1.6-1.8x). This times the harness's own measurement (bench.deploy's torch and torch_csr sessions,
-bench.measure.paired_speedup: dense and CSR blocks interleaved) on a trained LeNet-300-100 (a dense
-model that `bench run` cached) pruned by global magnitude (torch.nn.utils.prune), as the records'
-`magnitude` rows are before fine-tuning (which keeps the mask, so the layers' sparsities are
-theirs), at each sparsity, with 1 and 2 torch threads, at each batch size, on an idle machine and
-beside a busy process (one thread of dense GEMMs, as another job's training would be; timing
-starts once it multiplies). Every setting is timed once per round, the settings in a fixed
-interleaved order, so that a machine's drift hits all of them; the table gives the median over
-rounds and the range.
+The committed mlp records give `torch_csr` 4.1-4.6x over dense at 98% sparsity and batch 256 for
+the one-shot rows, 3.5-3.6x for `magnitude` (AMD EPYC family 25, one thread per run); an audit on
+another CPU got 2.5-3.2x, while 90% agreed (1.6-1.8x). This times the harness's own measurement
+(bench.deploy's torch and torch_csr sessions, bench.measure.paired_speedup: dense and CSR blocks
+interleaved) on a trained LeNet-300-100 (a dense model that `bench run` cached) pruned by
+magnitude (torch.nn.utils.prune) across its layers (`global`, as the `magnitude` rows are before
+fine-tuning, which keeps the mask) and per layer (`layer`, as the one-shot rows are), at each
+sparsity, with 1 and 2 torch threads, at each batch size, on an idle machine and beside a busy
+process (one thread of dense GEMMs, as another job's training would be; timing starts once it
+multiplies). Every setting is timed once per round, the settings in a fixed interleaved order, so
+that a machine's drift hits all of them; the table gives the median over rounds and the range.
 
     bench run --suite mlp --methods dense --seeds 0 --results-dir /tmp/csr   # a trained dense model
     python benchmarks/csr_speedup.py --dense /tmp/csr/mlp/cache/dense-s0-*.safetensors [--rounds 5]
-        [--sparsities 0.9,0.98] [--batches 1,256] [--threads 1,2]
+        [--sparsities 0.9,0.98] [--scopes global,layer] [--batches 1,256] [--threads 1,2]
 
 Run it on an otherwise quiet machine: the load it adds is the only load meant to be there.
 """
@@ -43,13 +43,19 @@ BUSY = ("import torch; torch.set_num_threads(1); a = torch.randn(512, 512); a @ 
         "while True: a @ a")  # another job's training, on one core
 
 
-def pruned(dense: DenseWeights, sparsity: float) -> nn.Module:
-    """The trained LeNet-300-100, global magnitude pruning across its Linear layers."""
+def pruned(dense: DenseWeights, sparsity: float, scope: str) -> nn.Module:
+    """The trained LeNet-300-100 pruned by magnitude across its Linear layers (`global`, as the
+    `magnitude` rows: the last layer keeps most of its weights) or each layer alike (`layer`, as
+    the one-shot rows of `magnitude-oneshot`, `wanda` and `sparsegpt`: every layer goes to CSR)."""
     model = build_model("lenet300", {}, num_classes=10, in_channels=1)
     model.load_state_dict(dense.state_dict)
     layers = [(m, "weight") for m in model.modules() if isinstance(m, nn.Linear)]
-    if sparsity:
+    if sparsity and scope == "global":
         prune.global_unstructured(layers, pruning_method=prune.L1Unstructured, amount=sparsity)
+    elif sparsity:
+        for module, name in layers:
+            prune.l1_unstructured(module, name, amount=sparsity)
+    if sparsity:
         for module, name in layers:
             prune.remove(module, name)
     return model.eval()
@@ -77,16 +83,20 @@ def main() -> None:
     p.add_argument("--sparsities", default="0.9,0.98")
     p.add_argument("--batches", default="1,256")
     p.add_argument("--threads", default="1,2")
+    p.add_argument("--scopes", default="global,layer", help="magnitude pruning across layers (global) or per layer")
     args = p.parse_args()
     sparsities = [float(s) for s in args.sparsities.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
+    scopes = args.scopes.split(",")
+    if not set(scopes) <= {"global", "layer"}:
+        p.error(f"--scopes: expected global and/or layer, got {args.scopes}")
     try:
         weights = DenseWeights.load(args.dense)
     except Exception as e:  # noqa: BLE001 - a missing or foreign file: say which and why
         p.error(f"--dense {args.dense}: {type(e).__name__}: {e}")
-    dense = pruned(weights, 0.0)
-    models = {s: pruned(weights, s) for s in sparsities}
+    dense = pruned(weights, 0.0, "global")
+    models = {(s, scope): pruned(weights, s, scope) for s in sparsities for scope in scopes}
     figures: dict[tuple, list[float]] = {}
     for _ in range(args.rounds):
         for load in ("idle", "busy"):
@@ -96,9 +106,9 @@ def main() -> None:
                     raise RuntimeError("the busy process did not start")
                 for t in threads:
                     torch.set_num_threads(t)
-                    for s in sparsities:
+                    for (s, scope), model in models.items():
                         for b in batches:
-                            figures.setdefault((s, b, t, load), []).append(speedup(models[s], dense, b, args.pairs))
+                            figures.setdefault((s, scope, b, t, load), []).append(speedup(model, dense, b, args.pairs))
             finally:
                 if busy:
                     busy.kill()
@@ -107,10 +117,10 @@ def main() -> None:
           f"{args.pairs} pairs; CSR speedup over dense eager (median over rounds, range)")
     print(f"dense model {args.dense.name} (test accuracy {weights.meta['accuracy']:.2%}, trained at commit "
           f"{weights.meta.get('git_commit')}); its Linear layers' sparsities: "
-          + "; ".join(f"{s:.0%}: {layer_sparsities(m)}" for s, m in models.items()))
-    rows = [[f"{s:.0%}", b, t, load, f"{statistics.median(v):.2f}x", f"{min(v):.2f}-{max(v):.2f}"]
-            for (s, b, t, load), v in sorted(figures.items())]
-    print(tabulate(rows, headers=["sparsity", "batch", "threads", "machine", "speedup", "range"]))
+          + "; ".join(f"{s:.0%} {scope}: {layer_sparsities(m)}" for (s, scope), m in models.items()))
+    rows = [[f"{s:.0%}", scope, b, t, load, f"{statistics.median(v):.2f}x", f"{min(v):.2f}-{max(v):.2f}"]
+            for (s, scope, b, t, load), v in sorted(figures.items())]
+    print(tabulate(rows, headers=["sparsity", "scope", "batch", "threads", "machine", "speedup", "range"]))
 
 
 if __name__ == "__main__":
