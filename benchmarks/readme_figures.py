@@ -265,6 +265,7 @@ def one_shot_speedups(results: Path) -> dict[str, str]:
         "speedup-dense-runtimes": extent(pruned(both, (0.9, 0.98), DENSE_RUNTIMES), 2),
         "speedup-csr-mlp": f"{extent(pruned(('mlp',), (0.9,), ('torch_csr_',), (256,)))}x at 90% and "
                            f"{extent(pruned(('mlp',), (0.98,), ('torch_csr_',), (256,)))}x at 98%",
+        "speedup-csr-magnitude": extent(speedups(results, "mlp", "magnitude", {"sparsity": 0.98}, ("torch_csr_",), (256,))),
         "speedup-csr-mnist": f"{max(pruned(('mnist',), (0.9, 0.98), ('torch_csr_',), (256,))):.1f}x",
         "speedup-csr-b1": extent(pruned(both, (0.9, 0.98), ('torch_csr_',), (1,))),
         "speedup-nm": f"{extent([x for s in both for x in speedups(results, s, 'nm', nm[s], DENSE_RUNTIMES)])}x in "
