@@ -154,5 +154,6 @@ def registered_names() -> set[str] | None:
     infos = catalog()
     if any(i.problem is not None and i.problem.startswith("UNREADABLE") for i in infos):
         return None
-    return {i.name for i in infos} | {plugin for plugin, _, _, _ in _sources()}
+    entry_points_named = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}  # found or not: a broken one is a row
+    return {i.name for i in infos} | {plugin for plugin, _, _, _ in _sources()} | entry_points_named
 
