@@ -38,6 +38,7 @@ from bench import deploy, measure  # noqa: E402
 from bench.context import DenseWeights  # noqa: E402
 from bench.models import build_model  # noqa: E402
 from bench.records import device_name  # noqa: E402
+from bench.sparsity import make_permanent, prunable_weights, prune_unstructured  # noqa: E402
 
 BUSY = ("import torch; torch.set_num_threads(1); a = torch.randn(512, 512); a @ a; print('busy', flush=True)\n"
         "while True: a @ a")  # another job's training, on one core
@@ -49,16 +50,10 @@ def pruned(dense: DenseWeights, sparsity: float, scope: str) -> nn.Module:
     the one-shot rows of `magnitude-oneshot`, `wanda` and `sparsegpt`: every layer goes to CSR)."""
     model = build_model("lenet300", {}, num_classes=10, in_channels=1)
     model.load_state_dict(dense.state_dict)
-    layers = [(m, "weight") for m in model.modules() if isinstance(m, nn.Linear)]
-    if sparsity and scope == "global":
-        prune.global_unstructured(layers, pruning_method=prune.L1Unstructured, amount=sparsity)
-    elif sparsity:
-        for module, name in layers:
-            prune.l1_unstructured(module, name, amount=sparsity)
-    if sparsity:
-        for module, name in layers:
-            prune.remove(module, name)
-    return model.eval()
+    layers = prunable_weights(model)
+    for group in ([layers] if scope == "global" else [[layer] for layer in layers]) if sparsity else []:
+        prune_unstructured(group, prune.L1Unstructured, sparsity)  # the harness's own, as `magnitude` prunes
+    return make_permanent(model).eval()
 
 
 def layer_sparsities(model: nn.Module) -> str:
