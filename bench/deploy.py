@@ -177,12 +177,8 @@ class Export:
     def path(self) -> Path:
         if self._result is None:
             try:
-                with warnings.catch_warnings():
-                    if is_int8(self.model):  # torchao's eval() of a converted graph switches its ops, not its flag
-                        warnings.filterwarnings("ignore", "Exporting a model while it is in training mode")
-                    program = torch.onnx.export(eager_forward(self.model), (self.example,), dynamo=True,
-                                                dynamic_shapes=({0: torch.export.Dim("batch")},),
-                                                verbose=False)
+                program = torch.onnx.export(eager_forward(self.model), (self.example,), dynamo=True,
+                                            dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
                 self._folder = tempfile.TemporaryDirectory(prefix="bench-onnx-")
                 path = Path(self._folder.name) / "model.onnx"
                 path.write_bytes(program.model_proto.SerializeToString())

@@ -12,7 +12,7 @@ import warnings
 import torch
 import torch._inductor.config as inductor_config
 from torch import nn
-from torchao.quantization.pt2e import allow_exported_model_train_eval, move_exported_model_to_eval
+from torchao.quantization.pt2e import move_exported_model_to_eval
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
     QuantizationConfig,
@@ -66,7 +66,8 @@ class Int8Model(nn.Module):
         for name in [n for n, _ in [*graph.named_parameters(), *graph.named_buffers()] if n not in used]:
             owner, _, attr = name.rpartition(".")  # a float weight that convert_pt2e replaced by int8
             delattr(graph.get_submodule(owner), attr)
-        allow_exported_model_train_eval(graph)  # the harness calls .eval() on what it measures
+        for module in graph.modules():  # its operators are in eval form (above): now its flags too
+            module.training = False
         self.converted = graph
         # A compiled function, not a submodule, so the state dict holds the weights once. Static
         # shapes (one compile per batch size; the harness uses a handful): with dynamic shapes,
@@ -74,6 +75,14 @@ class Int8Model(nn.Module):
         # one channel (LeNet-5 on MNIST), while the prepacked oneDNN kernel writes channels-last,
         # and the run stops at a stride assertion.
         self._forward = torch.compile(graph.forward, dynamic=False)
+
+    def train(self, mode: bool = True) -> Int8Model:
+        """Sets this module's flag only. The converted graph only infers: its dropout and batch
+        norm were put in eval form before conversion, and torchao's train/eval switch of an
+        exported graph exports its patterns again, about a second at every call (the harness
+        calls eval() and train() around each evaluation)."""
+        self.training = mode
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Freezing makes the weights constants that Inductor prepacks for oneDNN; torchao's int8
