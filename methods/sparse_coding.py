@@ -1,7 +1,6 @@
 import time
 
 import torch
-from sklearn.decomposition import MiniBatchDictionaryLearning
 from torch import nn
 
 from bench import Context, Method, NotApplicable, register_method
@@ -79,6 +78,9 @@ class SparseCoding(Method):
         if not 0 < self.k <= self.atoms:
             raise ValueError(f"sparse-coding needs 0 < k <= atoms, got k={self.k}, atoms={self.atoms}")
         x, _ = ctx.calibration_batches(n=1, batch_size=self.samples)[0]
+        # Imported here: sklearn takes 2-3 s to import, paid by every process that imports all plugins
+        from sklearn.decomposition import MiniBatchDictionaryLearning
+
         start = time.perf_counter()
         learner = MiniBatchDictionaryLearning(n_components=self.atoms, alpha=self.alpha, max_iter=1,
                                               random_state=ctx.seed)
