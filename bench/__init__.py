@@ -19,7 +19,7 @@ from typing import Any
 # cpp_extension finds no CUDA runtime (a CPU machine needs none; no extension is built), and
 # torchao registers an Enum with torch's pytree the deprecated way. Each is dropped by its own
 # logger and message, here because this package is imported before torch in every process of
-# the harness (a spawned worker imports bench.executors, not the command line), so that every
+# the harness (a worker process imports bench.executors, not the command line), so that every
 # other warning of those loggers still shows.
 _TORCH_NOISE = {"torch.utils.cpp_extension": "No CUDA runtime is found",
                 "torch.utils._pytree": "<enum 'KernelPreference'> is an Enum subclass"}

@@ -107,7 +107,11 @@ def _output_to(path: str | None) -> None:
 
 
 def _worker_main(conn: Connection, env: dict[str, str]) -> None:
-    os.environ.update(env)  # before CUDA initializes: the worker sees only its GPU
+    # The driver's environment as it is now, not as the fork server found it (multiprocessing
+    # passes the import path and folder itself); before CUDA initializes: the worker sees only
+    # its GPU.
+    os.environ.clear()
+    os.environ.update(env)
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     _output_to(None)
@@ -130,7 +134,7 @@ def _worker_main(conn: Connection, env: dict[str, str]) -> None:
 class _Worker:
     def __init__(self, ctx: Any, env: dict[str, str]):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, env), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, {**os.environ, **env}), daemon=True)
         self.process.start()
         child.close()
         self.ticket: int | None = None
@@ -163,6 +167,20 @@ class _Worker:
                     echo(line)
 
 
+def _start_method(gpus: list[str] | None) -> Any:
+    """How workers start. Never by fork: it would copy the driver's CUDA and thread state. On the
+    CPU, forked from a fork server that has imported what every worker needs (torch, the
+    harness; Dynamo, which torch's optimizers import when first built): a worker then starts in
+    a fraction of a second rather than after 5-6 s of imports, which a sweep pays again for each
+    worker that dies. With GPUs, spawned afresh, so that nothing can have touched CUDA before the
+    worker picks its device."""
+    if gpus or "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["bench.worker", "bench.executors", "torch._dynamo"])
+    return ctx
+
+
 class LocalExecutor:
     """`jobs` worker processes on this machine. With GPUs, worker i uses GPU i mod G; on the CPU
     the cores are divided between the workers (`threads` each) so none is oversubscribed. A task
@@ -182,7 +200,7 @@ class LocalExecutor:
         self.description = (f"{jobs} local worker process{'es' if jobs > 1 else ''} on {where}, "
                             f"{self.threads} threads each")
         self.echo = echo if jobs == 1 else None
-        self._ctx = mp.get_context("spawn")  # fork would copy the driver's CUDA and thread state
+        self._ctx = _start_method(gpus)
         self._workers: list[_Worker | None] = [None] * jobs
         self._tickets = itertools.count()
 

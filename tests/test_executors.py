@@ -207,6 +207,45 @@ def test_a_worker_idle_at_the_end_exits_by_itself(data_dir):
     assert process.exitcode == 0
 
 
+REPORTS = '''
+    import os
+    from bench import Method, register_method
+
+    @register_method("reports")
+    class Reports(Method):
+        """Fails with what its worker process sees."""
+
+        def run(self, ctx):
+            raise RuntimeError(f"saw {os.environ.get('BENCH_TEST_MARK')} in {os.getcwd()}")
+'''
+
+
+def test_a_worker_sees_the_environment_import_path_and_folder_of_the_command_at_its_start(
+        tmp_path, data_dir, bench, plugins, monkeypatch):
+    """On the CPU, workers are forked from a fork server that the first worker of this process
+    started. A later worker still sees the command's environment variables, import path (a plugin
+    installed since) and working folder, as a freshly spawned process would (multiprocessing
+    passes the last two; the harness, the environment)."""
+    tiny = ["run", "--suite", str(FAST), "--seeds", "0", "--epochs", "1", "--limit-train", "1000", "--limit-test",
+            "200", "--threads", "1", "--executor", "local", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)]
+    assert bench([*tiny, "--methods", "dense"]).returncode == 0  # the fork server runs from here on
+    plugins(make_distribution(tmp_path / "site", "reporter", REPORTS, {"reports": "reporter"}))
+    monkeypatch.setenv("BENCH_TEST_MARK", "the mark")
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert bench([*tiny, "--methods", "reports"]).returncode == 1
+    (record,) = [r for r in records_of(tmp_path) if r["config"]["method"] == "reports"]
+    assert record["error"].startswith(f"RuntimeError: saw the mark in {tmp_path / 'here'}\n"), record["error"]
+
+
+def test_with_gpus_workers_are_spawned_afresh():
+    """Nothing may touch CUDA before a worker picks its GPU: a fork server's imports could."""
+    from bench.executors import LocalExecutor
+
+    assert LocalExecutor(2, ["0", "1"])._ctx.get_start_method() == "spawn"
+    assert LocalExecutor(2, None)._ctx.get_start_method() == "forkserver"
+
+
 @pytest.mark.ray
 def test_ray_on_a_two_node_cluster_gives_the_same_records(serial, tmp_path, data_dir):
     """Two Ray nodes started here (Ray's own cluster utilities), one CPU each, so the runs
