@@ -1,4 +1,4 @@
 from bench.cli import main
 
-if __name__ == "__main__":  # worker processes (spawned) import this module without running it
+if __name__ == "__main__":  # worker processes (spawned or forked) import this module without running it
     raise SystemExit(main())

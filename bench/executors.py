@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Protocol
@@ -85,14 +86,21 @@ class InlineExecutor:
 # -- local worker processes ---------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker when the driver dies, so that a killed `bench run` leaves no
-    orphan holding a GPU (a no-op elsewhere)."""
+def _die_with_driver() -> None:
+    """Kill this worker when the driver dies, so that a killed `bench run` leaves no orphan
+    holding a GPU or its console. A worker forked from a fork server is the server's child, not
+    the driver's, so Linux's parent-death signal alone would tie it to the server (which outlives
+    the driver while any worker lives); a thread waits on multiprocessing's pipe from the driver
+    instead, which closes when the driver dies however it dies."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except OSError:
             pass
+    driver = mp.parent_process()
+    if driver is not None:
+        threading.Thread(target=lambda: (wait([driver.sentinel]), os.kill(os.getpid(), signal.SIGKILL)),
+                         name="die-with-driver", daemon=True).start()
 
 
 def _output_to(path: str | None) -> None:
@@ -112,7 +120,7 @@ def _worker_main(conn: Connection, env: dict[str, str]) -> None:
     # its GPU.
     os.environ.clear()
     os.environ.update(env)
-    _die_with_parent()
+    _die_with_driver()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     _output_to(None)
     while True:
@@ -145,9 +153,9 @@ class _Worker:
     def stop(self, grace: float = 0.0) -> None:
         """Ask the process to end, and kill it if it does not within seconds (a plugin stuck in
         a C call ignores SIGTERM). An idle worker whose pipe is closed ends by itself within
-        `grace` seconds, running its exit handlers: a worker terminated instead leaves the
-        semaphores its libraries made (OpenVINO's, ONNX Runtime's) to the resource tracker, which
-        warns about them when the command exits."""
+        `grace` seconds, running multiprocessing's finalizers: a worker terminated instead leaves
+        the semaphores its libraries made (OpenVINO's, ONNX Runtime's) to the resource tracker,
+        which warns about them when the command exits."""
         self.process.join(timeout=grace)
         self.process.terminate()
         self.process.join(timeout=3)
@@ -169,15 +177,17 @@ class _Worker:
 
 def _start_method(gpus: list[str] | None) -> Any:
     """How workers start. Never by fork: it would copy the driver's CUDA and thread state. On the
-    CPU, forked from a fork server that has imported what every worker needs (torch, the
-    harness; Dynamo, which torch's optimizers import when first built): a worker then starts in
-    a fraction of a second rather than after 5-6 s of imports, which a sweep pays again for each
-    worker that dies. With GPUs, spawned afresh, so that nothing can have touched CUDA before the
-    worker picks its device."""
+    CPU, forked from a fork server that has imported the libraries every worker needs (torch,
+    torchvision; Dynamo, which torch's optimizers import when first built): a worker then starts
+    in under a second rather than after 5-6 s of imports, which a sweep pays again for each
+    worker that dies. The harness itself is not preloaded: the server imports from its own
+    import path (its working folder first), and the worker must run the driver's `bench`, which
+    it imports from the driver's path in 0.3 s. With GPUs, spawned afresh, so that nothing can
+    have touched CUDA before the worker picks its device."""
     if gpus or "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["bench.worker", "bench.executors", "torch._dynamo"])
+    ctx.set_forkserver_preload(["torch", "torch._dynamo", "torchvision"])
     return ctx
 
 
@@ -210,11 +220,22 @@ class LocalExecutor:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
         return env
 
+    def _start_worker(self, slot: int) -> _Worker:
+        """A new worker for `slot`. A fork server that has just died (its workers' pipes closed)
+        may not be reaped yet, and multiprocessing then takes it for alive and is refused by it:
+        retried for a few seconds, after which multiprocessing starts a new server."""
+        for _ in range(50):
+            try:
+                return _Worker(self._ctx, self._env(slot))
+            except ConnectionRefusedError:
+                time.sleep(0.1)
+        raise ExecutorError("cannot start a worker process: its fork server refuses connections")
+
     def submit(self, task: Task) -> int:
         slot = next(i for i, w in enumerate(self._workers) if w is None or w.ticket is None)
         worker = self._workers[slot]
         if worker is None or not worker.process.is_alive():
-            worker = self._workers[slot] = _Worker(self._ctx, self._env(slot))
+            worker = self._workers[slot] = self._start_worker(slot)
         worker.ticket, worker.task, worker.shown = next(self._tickets), task, {}
         worker.deadline = time.monotonic() + task.timeout_s if task.timeout_s else float("inf")
         worker.conn.send(task)
@@ -240,7 +261,7 @@ class LocalExecutor:
                     continue
             if w.conn in ready or w.process.sentinel in ready:
                 w.process.join()
-                done.append((w.ticket, _failed(w.task, _death(w.process.exitcode))))
+                done.append((w.ticket, _failed(w.task, _death(w.process.exitcode, self._ctx.get_start_method() == "forkserver"))))
                 self._workers[self._workers.index(w)] = None
             elif time.monotonic() > w.deadline:
                 w.stop()
@@ -258,12 +279,17 @@ class LocalExecutor:
             w.stop(grace=0.0 if w.ticket is not None else 5.0)  # a busy one is interrupted
 
 
-def _death(exitcode: int | None) -> str:
-    """Why a worker process ended, in words."""
+def _death(exitcode: int | None, forked: bool) -> str:
+    """Why a worker process ended, in words. A worker forked from a fork server reports its exit
+    status through the server: 255 is what multiprocessing gives when the server died first (and
+    took its workers with it)."""
     if exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name
         hint = " (the system may have run out of memory, or someone killed it)" if name == "SIGKILL" else ""
         return f"WorkerDied: the worker process running this task was killed by {name}{hint}"
+    if forked and exitcode == 255:
+        return ("WorkerDied: the worker process running this task ended with the fork server that started it "
+                "(someone may have killed the server, or the system ran out of memory), or exited with code 255")
     return f"WorkerDied: the worker process running this task exited with code {exitcode}"
 
 

@@ -12,7 +12,7 @@ from conftest import FAST, ROOT
 
 
 def test_importing_torch_and_every_plugin_prints_no_known_noise_but_other_warnings_still_show(tmp_path):
-    # One fresh process: first what a spawned worker imports (bench.executors, where its entry
+    # One fresh process: first what a worker imports (bench.executors, where its entry
     # point is, never the command line), then `bench list methods --check` (torchao and every
     # plugin); what either prints at import shows in the output.
     code = ("import bench.executors; from bench.cli import main; "

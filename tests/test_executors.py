@@ -5,6 +5,7 @@ Concurrent commands on one results folder are in test_faults.py."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -205,6 +206,34 @@ def test_a_worker_idle_at_the_end_exits_by_itself(data_dir):
     process = executor._workers[0].process
     executor.close()
     assert process.exitcode == 0
+
+
+def test_a_killed_fork_server_is_named_and_a_new_one_serves_the_next_task(data_dir):
+    """CPU workers are forked from a fork server; killed (by the OOM killer, or by hand), it takes
+    its workers with it. Their runs fail naming the server, and the next task starts a new one."""
+    from multiprocessing import forkserver
+
+    from bench.data import find_source
+    from bench.executors import LocalExecutor
+    from bench.plan import RunSpec
+    from bench.suite import load_suite
+    from bench.worker import Task
+
+    suite = load_suite(str(FAST)).with_budget(limit_train=1000, limit_test=200)
+    task = Task("runs", suite, (RunSpec("dense", {}, 0),), find_source(suite.data, data_dir), str(data_dir), "cpu",
+                None, None, (None,), dense={0: "not trained in this test"})
+    executor = LocalExecutor(1, None, 1)
+    try:
+        executor.submit(task)
+        os.kill(forkserver._forkserver._forkserver_pid, signal.SIGKILL)  # while its worker starts
+        (_, (outcome,)), = executor.wait(60)
+        assert outcome.result["error"].startswith("WorkerDied: the worker process running this task ended with "
+                                                  "the fork server that started it"), outcome.result["error"]
+        executor.submit(task)
+        (_, (outcome,)), = executor.wait(60)
+        assert "not trained in this test" in outcome.result["error"], outcome.result["error"]  # it ran
+    finally:
+        executor.close()
 
 
 REPORTS = '''

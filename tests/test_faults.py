@@ -205,14 +205,16 @@ def test_faulty_plugins_become_failed_or_invalid_rows_and_the_sweep_goes_on(tmp_
 def test_ctrl_c_and_kill_stop_a_sweep_within_seconds_keeping_finished_records(tmp_path, data_dir, faulty):
     """Real processes: Ctrl-C (SIGINT) and `kill` (SIGTERM) reach the command while a run hangs in
     its worker process, deaf to SIGTERM. Within seconds the command exits 130, the run in progress
-    leaves no record, every finished record stays as it was, and the leaderboard is rebuilt."""
+    leaves no record, every finished record stays as it was, and the leaderboard is rebuilt. Then
+    `kill -9` of the command: its hung worker (forked from a fork server, not from the command)
+    dies with it within seconds, and the command's output closes."""
     results = tmp_path / "results"
     args = [sys.executable, "-m", "bench", "run", *TINY, "--methods", "dense,not-applicable,stuck",
             "--data-dir", str(data_dir), "--results-dir", str(results)]
     env = {**os.environ, "PYTHONPATH": f"{faulty}:{ROOT}"}
     env.pop("BENCH_EXECUTOR", None)
     before = None
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         for log in (results / SUITE).glob("logs/stuck-*.log"):
             log.unlink()  # the last command's
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -221,18 +223,24 @@ def test_ctrl_c_and_kill_stop_a_sweep_within_seconds_keeping_finished_records(tm
         while not any("stuck now" in p.read_text() for p in (results / SUITE).glob("logs/stuck-*.log")):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.2)
+        workers = children(proc.pid)
         sent = time.monotonic()
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)  # returns once no process holds the command's output
         assert time.monotonic() - sent < 15, f"{sig.name} took {time.monotonic() - sent:.0f} s to stop the command"
-        assert proc.returncode == 130, err
-        assert "interrupted; finished runs are recorded" in err and "Traceback" not in err
+        assert not alive(workers, wait=5), f"workers outlived the command ({sig.name})"
+        if sig == signal.SIGKILL:
+            assert proc.returncode == -signal.SIGKILL
+        else:
+            assert proc.returncode == 130, err
+            assert "interrupted; finished runs are recorded" in err and "Traceback" not in err
+            last_out = out
         assert set(statuses(results)) == {"dense", "not-applicable"}  # nothing of the interrupted run
         assert "| dense " in (results / SUITE / "leaderboard-custom.md").read_text()
         now = {p.name: p.read_bytes() for p in (results / SUITE / "runs").glob("*.json")}
         assert before is None or now == before
         before = now
-    assert "3 runs (dense, not-applicable, stuck; seeds [0]), 1 to run, 2 finished before" in out
+    assert "3 runs (dense, not-applicable, stuck; seeds [0]), 1 to run, 2 finished before" in last_out
 
 
 def tmp_files(folder: Path) -> list[Path]:
