@@ -22,6 +22,7 @@ Run it on an otherwise quiet machine: the load it adds is the only load meant to
 from __future__ import annotations
 
 import argparse
+import select
 import statistics
 import subprocess
 import sys
@@ -69,6 +70,13 @@ def speedup(model: nn.Module, dense: nn.Module, batch: int, pairs: int) -> float
                                   block_s=deploy.BLOCK_S).speedup
 
 
+def started(busy: subprocess.Popen, timeout: float) -> bool:
+    """Whether the busy process has imported torch and multiplies (it says so once), waiting at
+    most `timeout` seconds: one that hangs or dies must not stall the benchmark."""
+    ready, _, _ = select.select([busy.stdout], [], [], timeout)
+    return bool(ready) and busy.stdout.readline() == "busy\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dense", type=Path, required=True,
@@ -88,17 +96,18 @@ def main() -> None:
         p.error(f"--scopes: expected global and/or layer, got {args.scopes}")
     try:
         weights = DenseWeights.load(args.dense)
-    except Exception as e:  # noqa: BLE001 - a missing or foreign file: say which and why
-        p.error(f"--dense {args.dense}: {type(e).__name__}: {e}")
-    dense = pruned(weights, 0.0, "global")
+        dense = pruned(weights, 0.0, "global")
+    except Exception as e:  # noqa: BLE001 - a missing or foreign file, or another suite's model: say which and why
+        p.error(f"--dense {args.dense}: not a LeNet-300-100 model that `bench run --suite mlp` cached: "
+                f"{type(e).__name__}: {str(e).splitlines()[0]}")
     models = {(s, scope): pruned(weights, s, scope) for s in sparsities for scope in scopes}
     figures: dict[tuple, list[float]] = {}
     for _ in range(args.rounds):
         for load in ("idle", "busy"):
             busy = subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.PIPE, text=True) if load == "busy" else None
             try:
-                if busy and busy.stdout.readline() != "busy\n":  # it has imported torch and multiplies
-                    raise RuntimeError("the busy process did not start")
+                if busy and not started(busy, timeout=120):
+                    raise RuntimeError("the busy process did not start multiplying within 2 minutes")
                 for t in threads:
                     torch.set_num_threads(t)
                     for (s, scope), model in models.items():
