@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Protocol
 
@@ -88,15 +89,21 @@ class InlineExecutor:
 
 def _die_with_driver() -> None:
     """Kill this worker when the driver dies, so that a killed `bench run` leaves no orphan
-    holding a GPU or its console. A worker forked from a fork server is the server's child, not
-    the driver's, so Linux's parent-death signal alone would tie it to the server (which outlives
-    the driver while any worker lives); a thread waits on multiprocessing's pipe from the driver
-    instead, which closes when the driver dies however it dies."""
+    holding a GPU or its console. Linux's parent-death signal does it in the kernel, even for a
+    run stuck in a C call that holds the GIL. A worker forked from a fork server is the server's
+    child, so the signal comes when the server dies, and the server exits once every copy of its
+    "driver alive" pipe is closed: the worker closes the copy it inherited, leaving the driver's
+    as the last. A thread waiting on multiprocessing's pipe from the driver backs this up where
+    there is no parent-death signal."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except OSError:
             pass
+    server = forkserver._forkserver  # in a worker the fork server made, what it passed down (private)
+    if server._forkserver_alive_fd is not None:
+        os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
     driver = mp.parent_process()
     if driver is not None:
         threading.Thread(target=lambda: (wait([driver.sentinel]), os.kill(os.getpid(), signal.SIGKILL)),
@@ -182,8 +189,10 @@ def _start_method(gpus: list[str] | None) -> Any:
     in under a second rather than after 5-6 s of imports, which a sweep pays again for each
     worker that dies. The harness itself is not preloaded: the server imports from its own
     import path (its working folder first), and the worker must run the driver's `bench`, which
-    it imports from the driver's path in 0.3 s. With GPUs, spawned afresh, so that nothing can
-    have touched CUDA before the worker picks its device."""
+    it imports from the driver's path in 0.3 s. The worker gets the driver's environment as it is
+    at the worker's start, but a variable that a library reads when it loads (OMP_*, MKL_*)
+    keeps the value it had when the server started: the first worker of a process. With GPUs,
+    spawned afresh, so that nothing can have touched CUDA before the worker picks its device."""
     if gpus or "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
@@ -222,12 +231,13 @@ class LocalExecutor:
 
     def _start_worker(self, slot: int) -> _Worker:
         """A new worker for `slot`. A fork server that has just died (its workers' pipes closed)
-        may not be reaped yet, and multiprocessing then takes it for alive and is refused by it:
-        retried for a few seconds, after which multiprocessing starts a new server."""
+        may not be reaped yet, and multiprocessing then takes it for alive and is refused by it
+        (or the server dies during the handshake): retried for a few seconds, after which
+        multiprocessing starts a new server."""
         for _ in range(50):
             try:
                 return _Worker(self._ctx, self._env(slot))
-            except ConnectionRefusedError:
+            except (ConnectionError, EOFError):  # refused, or the server died during the handshake
                 time.sleep(0.1)
         raise ExecutorError("cannot start a worker process: its fork server refuses connections")
 

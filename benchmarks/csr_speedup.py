@@ -94,12 +94,14 @@ def main() -> None:
     scopes = args.scopes.split(",")
     if not set(scopes) <= {"global", "layer"}:
         p.error(f"--scopes: expected global and/or layer, got {args.scopes}")
+    if not args.dense.is_file():
+        p.error(f"--dense {args.dense}: no such file")
     try:
         weights = DenseWeights.load(args.dense)
         dense = pruned(weights, 0.0, "global")
-    except Exception as e:  # noqa: BLE001 - a missing or foreign file, or another suite's model: say which and why
+    except Exception as e:  # noqa: BLE001 - a foreign file, or another suite's model: say which and why
         p.error(f"--dense {args.dense}: not a LeNet-300-100 model that `bench run --suite mlp` cached: "
-                f"{type(e).__name__}: {str(e).splitlines()[0]}")
+                f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
     models = {(s, scope): pruned(weights, s, scope) for s in sparsities for scope in scopes}
     figures: dict[tuple, list[float]] = {}
     for _ in range(args.rounds):

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from multiprocessing import forkserver
 from pathlib import Path
 
 import pytest
@@ -211,8 +212,6 @@ def test_a_worker_idle_at_the_end_exits_by_itself(data_dir):
 def test_a_killed_fork_server_is_named_and_a_new_one_serves_the_next_task(data_dir):
     """CPU workers are forked from a fork server; killed (by the OOM killer, or by hand), it takes
     its workers with it. Their runs fail naming the server, and the next task starts a new one."""
-    from multiprocessing import forkserver
-
     from bench.data import find_source
     from bench.executors import LocalExecutor
     from bench.plan import RunSpec
@@ -245,26 +244,30 @@ REPORTS = '''
         """Fails with what its worker process sees."""
 
         def run(self, ctx):
-            raise RuntimeError(f"saw {os.environ.get('BENCH_TEST_MARK')} in {os.getcwd()}")
+            raise RuntimeError(f"saw {os.environ.get('BENCH_TEST_MARK')} and {os.environ.get('BENCH_TEST_GONE')} "
+                               f"in {os.getcwd()}")
 '''
 
 
 def test_a_worker_sees_the_environment_import_path_and_folder_of_the_command_at_its_start(
         tmp_path, data_dir, bench, plugins, monkeypatch):
     """On the CPU, workers are forked from a fork server that the first worker of this process
-    started. A later worker still sees the command's environment variables, import path (a plugin
-    installed since) and working folder, as a freshly spawned process would (multiprocessing
-    passes the last two; the harness, the environment)."""
+    started. A later worker still sees the command's environment variables (not one removed since
+    the server started), import path (a plugin installed since) and working folder, as a freshly
+    spawned process would (multiprocessing passes the last two; the harness, the environment)."""
     tiny = ["run", "--suite", str(FAST), "--seeds", "0", "--epochs", "1", "--limit-train", "1000", "--limit-test",
             "200", "--threads", "1", "--executor", "local", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)]
+    monkeypatch.setenv("BENCH_TEST_GONE", "there when the fork server started")
+    forkserver._forkserver._stop()  # (CPython's own tests' way) the next worker starts a new one, with the variable
     assert bench([*tiny, "--methods", "dense"]).returncode == 0  # the fork server runs from here on
     plugins(make_distribution(tmp_path / "site", "reporter", REPORTS, {"reports": "reporter"}))
     monkeypatch.setenv("BENCH_TEST_MARK", "the mark")
+    monkeypatch.delenv("BENCH_TEST_GONE")
     (tmp_path / "here").mkdir()
     monkeypatch.chdir(tmp_path / "here")
     assert bench([*tiny, "--methods", "reports"]).returncode == 1
     (record,) = [r for r in records_of(tmp_path) if r["config"]["method"] == "reports"]
-    assert record["error"].startswith(f"RuntimeError: saw the mark in {tmp_path / 'here'}\n"), record["error"]
+    assert record["error"].startswith(f"RuntimeError: saw the mark and None in {tmp_path / 'here'}\n"), record["error"]
 
 
 def test_with_gpus_workers_are_spawned_afresh():
