@@ -94,6 +94,15 @@ def commit_share(results: Path, suite: str, commit: str) -> str:
     return f"{sum(r['env']['git_commit'].startswith(commit) for r in recs)} of its {len(recs)}"
 
 
+def refreshed(results: Path, suite: str, commit: str) -> str:
+    """How many of a suite's standard records a refresh from `commit` has made, and how many of
+    those name the dense model they started from (the others train from scratch)."""
+    recs = standard_records(results, suite)
+    made = [r for r in recs if r["env"]["git_commit"].startswith(commit)]
+    return (f"{len(made)} of its {len(recs)} standard records; the {sum('dense' in r for r in made)} of them that "
+            "start from the dense model name its commit and weights' hash")
+
+
 MILD = ({"sparsity": 0.5, **ONE_SHOT}, {"n": 2, "m": 4, "finetune": False})  # the levels where pruning is mild
 
 
@@ -150,6 +159,7 @@ def readme(results: Path) -> dict[str, str]:
                          f"standard deviation of {dense.std:.2f} pts over the {dense.n} seeds",
         "mlp-records-35720db": commit_share(results, "mlp", "35720db"),
         "mnist-records-35720db": commit_share(results, "mnist", "35720db"),
+        "mlp-records-9040bc3": refreshed(results, "mlp", "9040bc3"),
         "rigl-mnist-95": f"{seed_accuracy(results, 'mnist', 'rigl', 0, sparsity=0.95):.2f}%, and the 95% row now "
                          f"averages all three seeds ({ms(row(results, 'mnist', 'rigl', sparsity=0.95))}%)",
         "mnist-magnitude-time": f"{statistics.median(magnitude_s):.0f} s (the median of {len(magnitude_s)} runs)",
