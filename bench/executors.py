@@ -271,7 +271,8 @@ class LocalExecutor:
                     continue
             if w.conn in ready or w.process.sentinel in ready:
                 w.process.join()
-                done.append((w.ticket, _failed(w.task, _death(w.process.exitcode, self._ctx.get_start_method() == "forkserver"))))
+                forked = self._ctx.get_start_method() == "forkserver"
+                done.append((w.ticket, _failed(w.task, _death(w.process.exitcode, forked))))
                 self._workers[self._workers.index(w)] = None
             elif time.monotonic() > w.deadline:
                 w.stop()

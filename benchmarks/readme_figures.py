@@ -88,19 +88,22 @@ def snip_errors(results: Path, suite: str) -> str:
             + " / ".join(f"{o - e:+.2f}" for o, (_, e) in zip(ours, levels)) + " pts")
 
 
+def made_by(results: Path, suite: str, commit: str) -> list[dict[str, Any]]:
+    """A suite's standard records that name `commit` (a prefix)."""
+    return [r for r in standard_records(results, suite) if r["env"]["git_commit"].startswith(commit)]
+
+
 def commit_share(results: Path, suite: str, commit: str) -> str:
-    """How many of a suite's standard records name `commit` (a prefix), of how many."""
-    recs = standard_records(results, suite)
-    return f"{sum(r['env']['git_commit'].startswith(commit) for r in recs)} of its {len(recs)}"
+    """How many of a suite's standard records name `commit`, of how many."""
+    return f"{len(made_by(results, suite, commit))} of its {len(standard_records(results, suite))}"
 
 
 def refreshed(results: Path, suite: str, commit: str) -> str:
     """How many of a suite's standard records a refresh from `commit` has made, and how many of
     those name the dense model they started from (the others train from scratch)."""
-    recs = standard_records(results, suite)
-    made = [r for r in recs if r["env"]["git_commit"].startswith(commit)]
-    return (f"{len(made)} of its {len(recs)} standard records; the {sum('dense' in r for r in made)} of them that "
-            "start from the dense model name its commit and weights' hash")
+    made = made_by(results, suite, commit)
+    return (f"{commit_share(results, suite, commit)} standard records; the {sum('dense' in r for r in made)} of "
+            "them that start from the dense model name its commit and weights' hash")
 
 
 MILD = ({"sparsity": 0.5, **ONE_SHOT}, {"n": 2, "m": 4, "finetune": False})  # the levels where pruning is mild
