@@ -31,14 +31,16 @@ def omp(x: torch.Tensor, dictionary: torch.Tensor, gram: torch.Tensor, k: int) -
 class SparseCodingNet(nn.Module):
     """Raw normalized images -> OMP codes over a fixed dictionary -> MLP logits.
 
-    The dictionary is a frozen parameter, so that the harness counts it in the model's parameters
-    and size (the deployed model needs it to encode its inputs) while no optimizer moves it.
+    The dictionary and its Gram matrix are frozen parameters, so that the harness counts them in
+    the model's parameters and size (the deployed model holds both to encode its inputs; a buffer
+    would hide the Gram matrix's 65,536 floats at 256 atoms, and the harness refuses such a model)
+    while no optimizer moves them.
     """
 
     def __init__(self, dictionary: torch.Tensor, k: int, mlp: nn.Module):
         super().__init__()
         self.dictionary = nn.Parameter(dictionary, requires_grad=False)
-        self.register_buffer("gram", dictionary @ dictionary.T, persistent=False)
+        self.gram = nn.Parameter(dictionary @ dictionary.T, requires_grad=False)
         self.k = k
         self.mlp = mlp
 

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from sklearn.linear_model import orthogonal_mp_gram
 from torch import nn
 
-from bench import NotApplicable
+from bench import NotApplicable, measure
+from bench.worker import check_measurable
 from methods.kd import KnowledgeDistillation, distillation_loss
 from methods.sft import SparseFineTuning, TopKGradients
 from methods.sparse_coding import SparseCoding, SparseCodingNet, omp
@@ -234,6 +235,8 @@ def test_sparse_coding_encodes_raw_images_and_learns(make_context):
     torch.testing.assert_close(model.dictionary.norm(dim=1), torch.ones(64))  # not even decayed
     model.zero_grad(set_to_none=True)
     assert ctx.evaluate(model) > 0.5  # chance is 0.1; ~0.78 here, 64 atoms learned from 512 images
+    check_measurable(model, images, 10)  # as the worker checks it: no weights hidden in buffers
+    assert measure.count_params(model) == 64 * 784 + 64 * 64 + n_params(model.mlp)  # the Gram matrix counts
     _, again = run()
     assert same_weights(model, again)
 
