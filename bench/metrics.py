@@ -62,7 +62,8 @@ METRICS: list[MetricSpec] = [
                "nothing compressed: what a method adds beyond its extra training", "points",
                "delta_ft_pts", "Δ vs dense-ft (pts)", decimals=2, shown=2, higher_is_better=True,
                recorded=False),
-    MetricSpec("sparsity", "`1 - nonzeros / params of the dense model` (biases and norms included)",
+    MetricSpec("sparsity", "`1 - nonzeros / params of the dense model` (biases and norms included); "
+               "negative for a model with more nonzeros than the dense model (sparse-coding's dictionary)",
                "%", "sparsity_%", "sparsity (%)", scale=100, decimals=2, shown=1, higher_is_better=True),
     MetricSpec("params", "number of elements of the returned model's parameters (`model.parameters()`), "
                "plus its int8/uint8 buffers, where quantized models keep their weights", "", "params",

@@ -22,6 +22,7 @@ import argparse
 import functools
 import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import blocks  # noqa: E402
 from literature_checks import CALIBRATION, SNIP_ERRORS, Figure, accuracy, leaderboard, pick  # noqa: E402
+from migrate_dense import loads_dense  # noqa: E402
 
 from bench import records  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
@@ -98,12 +100,23 @@ def commit_share(results: Path, suite: str, commit: str) -> str:
     return f"{len(made_by(results, suite, commit))} of its {len(standard_records(results, suite))}"
 
 
-def refreshed(results: Path, suite: str, commit: str) -> str:
-    """How many of a suite's standard records a refresh from `commit` has made, and how many of
-    those name the dense model they started from (the others train from scratch)."""
-    made = made_by(results, suite, commit)
-    return (f"{commit_share(results, suite, commit)} standard records; the {sum('dense' in r for r in made)} of "
-            "them that start from the dense model name its commit and weights' hash")
+def dense_named(results: Path, suite: str) -> str:
+    """How many of a suite's finished standard records that start from the dense model name it
+    (commit and weights' hash), and how: written by the run itself, or filled in by
+    benchmarks/migrate_dense.py after retraining showed which weights they started from."""
+    reuse = [r for r in standard_records(results, suite) if loads_dense(r, load_suite(suite))]
+    migrated = [r for r in reuse if "migrated" in r.get("dense", {})]
+    written = [r for r in reuse if "dense" in r and "migrated" not in r["dense"]]
+    out = f"{len(written) + len(migrated)} of the {len(reuse)} finished standard records whose runs loaded it"
+    if written:
+        out += f": {len(written)} written by their runs (" + ", ".join(
+            f"{c[:7]}: {n}" for c, n in sorted(Counter(r["env"]["git_commit"] for r in written).items())) + ")"
+    if migrated:
+        trainers = ", ".join(sorted({r["dense"]["commit"][:7] for r in migrated}))
+        retrained = ", ".join(sorted({c[:7] for r in migrated for c in r["dense"]["migrated"]["retrained_at"]}))
+        out += (f"{',' if written else ':'} {len(migrated)} filled in by the migration (models trained by {trainers}; "
+                f"identical weights retrained at {retrained})")
+    return out
 
 
 MILD = ({"sparsity": 0.5, **ONE_SHOT}, {"n": 2, "m": 4, "finetune": False})  # the levels where pruning is mild
@@ -162,7 +175,9 @@ def readme(results: Path) -> dict[str, str]:
                          f"standard deviation of {dense.std:.2f} pts over the {dense.n} seeds",
         "mlp-records-35720db": commit_share(results, "mlp", "35720db"),
         "mnist-records-35720db": commit_share(results, "mnist", "35720db"),
-        "mlp-records-9040bc3": refreshed(results, "mlp", "9040bc3"),
+        "mlp-records-9040bc3": commit_share(results, "mlp", "9040bc3"),
+        "mlp-dense-named": dense_named(results, "mlp"),
+        "mnist-dense-named": dense_named(results, "mnist"),
         "rigl-mnist-95": f"{seed_accuracy(results, 'mnist', 'rigl', 0, sparsity=0.95):.2f}%, and the 95% row now "
                          f"averages all three seeds ({ms(row(results, 'mnist', 'rigl', sparsity=0.95))}%)",
         "mnist-magnitude-time": f"{statistics.median(magnitude_s):.0f} s (the median of {len(magnitude_s)} runs)",
