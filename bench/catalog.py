@@ -2,7 +2,8 @@
 
 Importing the plugins imports torch, torchao, scikit-learn and torch-pruning: seconds before
 `bench list methods` could print a line. A plugin's metadata is plain Python syntax, so this
-module reads it with `ast`: the name given to `@register_method`, the first line of the class
+module reads it with `ast`: the name given to `@register_method` (a literal, or a module constant
+assigned one), the first line of the class
 docstring, the dataclass fields (annotated class attributes with literal defaults, plain or
 through `bounded(...)`/`field(default=...)`, inherited from plugin classes they extend),
 `sweep` and `family`. A plugin whose metadata is not literal (a computed default) is listed as unreadable
@@ -52,21 +53,43 @@ def _default(node: ast.expr) -> Any:
     return ast.literal_eval(node)
 
 
-def _registered_name(cls: ast.ClassDef) -> str | None:
+def _registered_name(cls: ast.ClassDef, constants: dict[str, Any]) -> str | None:
+    """The name `@register_method(...)` gives the class: a literal, or a module-level constant
+    assigned a literal; a ValueError for a name computed at import time."""
     for deco in cls.decorator_list:
         if (isinstance(deco, ast.Call) and getattr(deco.func, "id", getattr(deco.func, "attr", None))
-                == "register_method" and deco.args and isinstance(deco.args[0], ast.Constant)):
-            return deco.args[0].value
+                == "register_method" and deco.args):
+            arg = deco.args[0]
+            if isinstance(arg, ast.Constant):
+                return arg.value
+            if isinstance(arg, ast.Name) and arg.id in constants:
+                return constants[arg.id]
+            raise ValueError(f"class {cls.name} registers a name computed at import time "
+                             f"({ast.unparse(arg)}); `bench list methods --check` imports it")
     return None
+
+
+def _constants(module: ast.Module) -> dict[str, Any]:
+    """The module's top-level `NAME = <literal>` assignments."""
+    out = {}
+    for node in module.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError):
+                out.pop(node.targets[0].id, None)  # assigned something computed
+    return out
 
 
 def _classes(path: Path) -> list[_Class]:
     out = []
-    for node in ast.parse(path.read_text(), filename=str(path)).body:
+    module = ast.parse(path.read_text(), filename=str(path))
+    constants = _constants(module)
+    for node in module.body:
         if not isinstance(node, ast.ClassDef):
             continue
         c = _Class(node.name, [getattr(b, "id", getattr(b, "attr", "")) for b in node.bases],
-                   _registered_name(node), (ast.get_docstring(node) or "").strip().split("\n")[0])
+                   _registered_name(node, constants), (ast.get_docstring(node) or "").strip().split("\n")[0])
         for item in node.body:
             target = item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1 else (
                 item.target if isinstance(item, ast.AnnAssign) else None)

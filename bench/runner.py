@@ -424,8 +424,9 @@ def _summary(record: dict[str, Any]) -> str:
     if record["status"] != Status.OK:
         return f" -> {record['status'].upper()}: {(record['error'] or '').splitlines()[0]}"
     m = record["metrics"]
+    ratio = f"{m['compression']:.1f}x smaller" if m["compression"] >= 1 else f"{1 / m['compression']:.1f}x larger"
     return (f" -> accuracy {100 * m['accuracy']:.2f}%  sparsity {100 * m['sparsity']:.1f}%  "
-            f"size {m['size_bytes'] / 1024:.1f} KiB ({m['compression']:.1f}x smaller)  epochs {m['train_epochs']}  "
+            f"size {m['size_bytes'] / 1024:.1f} KiB ({ratio})  epochs {m['train_epochs']}  "
             f"({record['run_time_s']:.1f}s)")
 
 

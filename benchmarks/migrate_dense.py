@@ -113,7 +113,11 @@ def trainer(root: Path, suite: str, seconds: float) -> str:
                 found.add(record["env"]["git_commit"])
     if not found:
         raise SystemExit(f"no record in the history of results/{suite}/runs carries a train time of {needle} s")
-    return min(found, key=lambda c: int(git(root, "show", "-s", "--format=%ct", c)))
+    first = min(found, key=lambda c: int(git(root, "show", "-s", "--format=%ct", c.removesuffix("-dirty"))))
+    if first.endswith("-dirty"):
+        raise SystemExit(f"the dense model that trained in {needle} s was first used by uncommitted code on "
+                         f"{first.removesuffix('-dirty')[:12]}: no commit can be named as its trainer")
+    return first
 
 
 def loads_dense(record: dict[str, Any], suite: Suite) -> bool:

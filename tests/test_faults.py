@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -185,6 +186,7 @@ def test_faulty_plugins_become_failed_or_invalid_rows_and_the_sweep_goes_on(tmp_
     rows = ranked.set_index("method")
     assert rows.nonzeros["widens"] == rows.nonzeros["dense"] + 110  # its extra layer, measured as such
     assert rows["sparsity_%"]["widens"] < 0
+    assert re.search(r"widens .* -> accuracy [\d.]+%  sparsity -[\d.]+%  size [\d.]+ KiB \(1\.0x larger\)", proc.stdout)
 
     # A rerun changes no finished record (a skipped run is finished).
     before = {p.name: p.read_bytes() for p in (results / SUITE / "runs").glob("*.json")}

@@ -53,14 +53,16 @@ def retrain(folder: Path, weights: DenseWeights, dense: dict) -> None:
     records.write_json_atomic(folder / "mlp" / "runs" / "dense-0123-s1.json", dense)
 
 
-def history(tmp_path: Path, loaded_none: bool = False) -> tuple[Path, dict[str, str], list[str]]:
-    """A checkout where Z came first, the trainer commit A trained the model, B changed code, and
-    C committed the records: the dense record and a one-shot row by A, a one-shot and a fine-tuned
-    row by B, a row by a commit never retrained, one by Z (before the model existed), one from
-    another CPU, a from-scratch row, a one-shot row whose train time is less than the model's, a failed row,
-    and with `loaded_none` a row without `dense` by W, whose code writes it (so that the rule of
-    which runs load the dense model is wrong). Returns the checkout, each row's commit, and the
-    commits to retrain at (Z, A, B, W)."""
+def history(tmp_path: Path, loaded_none: bool = False, dirty: bool = False
+            ) -> tuple[Path, dict[str, str], list[str]]:
+    """A checkout where Z came first, the trainer commit A trained the model, B changed code, W's
+    runs name their dense model, and C committed the records: the dense record and a one-shot
+    row by A, a one-shot and a fine-tuned row by B, a row by a commit never retrained, one by Z
+    (before the model existed), one from another CPU, a from-scratch row, a one-shot row whose
+    train time is less than the model's, and a failed row. With `loaded_none`, also a row
+    without `dense` by W (so that the rule of which runs load the dense model is wrong); with
+    `dirty`, the one-shot row by A was made by uncommitted code on Z instead. Returns the
+    checkout, each row's commit, and the commits to retrain at (Z, A, B, W)."""
     repo = tmp_path / "repo"
     (repo / "results" / "mlp" / "runs").mkdir(parents=True)
     git(repo, "init", "-q")
@@ -86,6 +88,8 @@ def history(tmp_path: Path, loaded_none: bool = False) -> tuple[Path, dict[str, 
             "failed": (committed("magnitude", sparsity=0.98), b)}
     if loaded_none:
         rows["loaded-none"] = (committed("magnitude", sparsity=0.92), w)
+    if dirty:
+        rows["oneshot"] = (rows["oneshot"][0], z + "-dirty")
     rows["failed"][0].update(status="failed", error="stopped before it loaded the dense model")
     rows["other-cpu"][0]["env"]["device_name"] = "Some other CPU"
     rows["other-time"][0]["metrics"]["train_time_s"] = seconds - 1.0  # a model trained faster
@@ -177,3 +181,12 @@ def test_a_run_that_recorded_no_dense_model_where_the_rule_says_it_loaded_one_st
     assert run(repo, tmp_path / "retrained", "--write") == 2
     assert {p.name: p.read_bytes() for p in (repo / "results" / "mlp" / "runs").iterdir()} == before
     assert "loads_dense disagrees with what 1 runs recorded (loaded-none)" in capsys.readouterr().out
+
+
+def test_a_model_first_used_by_uncommitted_code_names_no_trainer(tmp_path):
+    repo, _, retrained_at = history(tmp_path, dirty=True)
+    dense = json.loads((repo / "results" / "mlp" / "runs" / "dense.json").read_text())
+    for c in retrained_at:
+        retrain(tmp_path / "retrained" / c, weights(0), dense)
+    with pytest.raises(SystemExit, match=f"first used by uncommitted code on {retrained_at[0][:12]}"):
+        run(repo, tmp_path / "retrained", "--write")

@@ -141,6 +141,40 @@ def test_the_catalog_reads_annotated_class_attributes_and_modules_with_several_m
         assert "quantization" in rows["ternary-ft"] and "threshold=0.05, epochs=2" in rows["ternary-ft"]
 
 
+NAMED_BY_CONSTANT = '''
+from bench import Method, register_method
+
+NAME = "by-constant"
+
+
+@register_method(NAME)
+class ByConstant(Method):
+    """Registered under a module constant."""
+
+    level: float = 0.5
+
+    def run(self, ctx):
+        return ctx.pretrained()
+'''
+
+NAMED_BY_CODE = NAMED_BY_CONSTANT.replace('NAME = "by-constant"', 'NAME = "-".join(["by", "code"])')
+
+
+def test_the_catalog_reads_a_name_given_by_a_constant_and_calls_a_computed_one_unreadable(tmp_path, plugins, bench):
+    site = make_distribution(tmp_path, "constant_pkg", NAMED_BY_CONSTANT, {"by-constant": "constant_pkg"})
+    make_distribution(site, "code_pkg", NAMED_BY_CODE, {"by-code": "code_pkg"})
+    plugins(site)
+    fast = bench(["list", "methods"])
+    assert fast.returncode == 0, fast.stderr
+    rows = {line.split()[0]: line for line in fast.stdout.splitlines()[2:]}
+    assert "level=0.5" in rows["by-constant"] and "UNREADABLE" not in rows["by-constant"]
+    assert ("UNREADABLE: ValueError: class ByConstant registers a name computed at import time (NAME)"
+            in rows["by-code"])
+    checked = bench(["list", "methods", "--check"])  # imported, the computed name is found
+    assert checked.returncode == 0, checked.stderr
+    assert "level=0.5" in {line.split()[0]: line for line in checked.stdout.splitlines()[2:]}["by-code"]
+
+
 def test_the_generic_registry_imports_a_lazy_entry_when_asked_and_refuses_unknown_and_repeated_names():
     from bench.registries import Registry, UnknownName, resolve
     from bench.runtimes import RUNTIMES
