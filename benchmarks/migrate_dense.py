@@ -24,8 +24,8 @@ them where that can be established, and for no other record:
    `dense` = {commit: the trainer, sha256, train_time_s: T, migrated: how this was shown} if
    its run loaded the dense model (`loads_dense`, a rule checked first against the records
    that say what they loaded), its commit is one of the retrained ones and descends from the
-   trainer, it was made on the retrained models' CPU, its train time (where it counts the
-   model's) is at least T, and it has no `dense` yet. Every other record is left untouched and
+   trainer, it was made with the retrained models' CPU, thread count and torch, its train time
+   (which includes the model's) is at least T, and it has no `dense` yet. Every other record is left untouched and
    counted, with the reason, in the report.
 
 Where the hashes differ, nothing of that seed is written: its records need a rerun
@@ -46,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import records  # noqa: E402
+from bench import layout, records  # noqa: E402
 from bench.context import DenseWeights  # noqa: E402
 from bench.plan import RunSpec, dense_epochs  # noqa: E402
 from bench.registry import discover  # noqa: E402
@@ -60,7 +60,7 @@ class Retrained:
     """A seed's dense model as one commit's code trains it on this CPU."""
     commit: str  # full hash
     sha256: str
-    device_name: str
+    machine: tuple[str, int | None, str]  # CPU, torch threads, torch version: what determinism needs
 
 
 def git(root: Path, *args: str) -> str:
@@ -86,7 +86,12 @@ def retrained(results: Path, suite: str, seed: int, root: Path, commit: str) -> 
     if len(cache) != 1 or len(dense) != 1:
         raise SystemExit(f"{results}: expected one cached dense model and one dense record of {suite} seed {seed}, "
                          f"found {len(cache)} and {len(dense)}")
-    return Retrained(git(root, "rev-parse", commit), load_weights(cache[0]).sha256(), dense[0]["env"]["device_name"])
+    return Retrained(git(root, "rev-parse", commit), load_weights(cache[0]).sha256(), machine(dense[0]))
+
+
+def machine(record: dict[str, Any]) -> tuple[str, int | None, str]:
+    env = record["env"]
+    return env["device_name"], env["threads"], env["torch"]
 
 
 def era_seconds(root: Path, suite: str, name: str) -> float:
@@ -113,7 +118,8 @@ def trainer(root: Path, suite: str, seconds: float) -> str:
                 found.add(record["env"]["git_commit"])
     if not found:
         raise SystemExit(f"no record in the history of results/{suite}/runs carries a train time of {needle} s")
-    first = min(found, key=lambda c: int(git(root, "show", "-s", "--format=%ct", c.removesuffix("-dirty"))))
+    first = min(found, key=lambda c: (int(git(root, "show", "-s", "--format=%ct", c.removesuffix("-dirty"))),
+                                      not c.endswith("-dirty")))  # on a tie, uncommitted code counts first
     if first.endswith("-dirty"):
         raise SystemExit(f"the dense model that trained in {needle} s was first used by uncommitted code on "
                          f"{first.removesuffix('-dirty')[:12]}: no commit can be named as its trainer")
@@ -134,13 +140,6 @@ def loads_dense(record: dict[str, Any], suite: Suite) -> bool:
         return True
     if config["method"] == "sft":
         return config["params"].get("start") == "pretrained"
-    return counts_dense(record, suite)
-
-
-def counts_dense(record: dict[str, Any], suite: Suite) -> bool:
-    """Whether a record's train time includes the dense model's (a run that starts from it, as
-    the plan counts it; kd's teacher is not charged to it)."""
-    config = record["config"]
     return dense_epochs(RunSpec(config["method"], config["params"], config["seed"]), suite) > 0
 
 
@@ -157,14 +156,25 @@ def ancestor(root: Path, old: str, new: str) -> bool:
                           capture_output=True).returncode == 0
 
 
-def rule_disagrees(results: Path, suite_name: str, root: Path) -> list[str]:
-    """The records whose runs said what they loaded (made since `names_dense`) where
-    `loads_dense` says otherwise: the rule must hold where it can be checked before it is used
-    where it cannot."""
-    since, suite = names_dense(root), load_suite(suite_name)
-    return [name for name, r in records.named_records(results, suite_name)
-            if since and ancestor(root, since, r["env"].get("git_commit") or since)
-            and r["status"] == "ok" and ("dense" in r) != loads_dense(r, suite)]
+def rule_problem(results: Path, root: Path) -> str | None:
+    """Why `loads_dense` cannot be trusted, or None: it must agree with every record, of any
+    suite, whose run said what it loaded (made since `names_dense`), before it is used on those
+    that did not. (A chain follows its first link's rule, as the plan counts it.)"""
+    since = names_dense(root)
+    if since is None:
+        return "no commit in this history makes runs name their dense model: the rule cannot be checked"
+    wrong, checked = [], 0
+    for suite_name in layout.suites_with_records(results):
+        suite = load_suite(suite_name)
+        for name, r in records.named_records(results, suite_name):
+            commit = r["env"].get("git_commit") or ""
+            if r["status"] == "ok" and commit and ancestor(root, since, commit):
+                checked += 1
+                if ("dense" in r) != loads_dense(r, suite):
+                    wrong.append(f"{suite_name}/{name}")
+    if wrong:
+        return f"loads_dense disagrees with what {len(wrong)} runs recorded ({', '.join(wrong[:5])})"
+    return None if checked else "no record says what its run loaded: the rule cannot be checked"
 
 
 def migrate(results: Path, suite_name: str, seed: int, models: list[Retrained], trained_by: str,
@@ -174,7 +184,7 @@ def migrate(results: Path, suite_name: str, seed: int, models: list[Retrained], 
     suite = load_suite(suite_name)
     outcome: Counter[str] = Counter()
     hashes = {m.sha256 for m in models}
-    devices = {m.device_name for m in models}
+    devices = {m.machine for m in models}
     commits = {m.commit for m in models}
     if trained_by not in commits:
         raise SystemExit(f"seed {seed}: the trainer {trained_by[:12]} is not among the retrained commits")
@@ -186,13 +196,13 @@ def migrate(results: Path, suite_name: str, seed: int, models: list[Retrained], 
             why = "already names its dense model"
         elif len(hashes) != 1 or len(devices) != 1:
             why = "left for a rerun: the retrained models differ"
-        elif record["env"]["device_name"] not in devices:
-            why = "left for a rerun: made on another CPU"
+        elif machine(record) not in devices:
+            why = "left for a rerun: made on another CPU, thread count or torch"
         elif commit not in commits:
             why = f"left for a rerun: its commit {commit[:12] or 'unknown'} was not retrained"
         elif not ancestor(root, trained_by, commit):
             why = "left for a rerun: made before the trainer"
-        elif counts_dense(record, suite) and record["metrics"].get("train_time_s", seconds) < seconds:
+        elif record["metrics"].get("train_time_s", 0.0) < seconds:  # a run is charged the model's time
             why = "left for a rerun: its train time is less than the model's, so it started from another"
         else:
             why = "migrated" if write else "would migrate"
@@ -200,7 +210,7 @@ def migrate(results: Path, suite_name: str, seed: int, models: list[Retrained], 
                 record["dense"] = {"commit": trained_by, "sha256": next(iter(hashes)),
                                    "train_time_s": seconds,
                                    "migrated": {"by": f"benchmarks/migrate_dense.py at {at}",
-                                                "retrained_at": sorted(commits), "device_name": next(iter(devices))}}
+                                                "retrained_at": sorted(commits), "device_name": next(iter(devices))[0]}}
                 records.write_json_atomic(results / suite_name / "runs" / f"{name}.json", record)
         outcome[why] += 1
     return outcome
@@ -216,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write", action="store_true", help="write the records (else report only)")
     args = p.parse_args(argv)
     at = records.checkout_commit(ROOT)  # the code that migrates ("-dirty" if uncommitted)
-    if wrong := rule_disagrees(args.results, args.suite, args.root):
-        print(f"loads_dense disagrees with what {len(wrong)} runs recorded ({', '.join(wrong[:5])}): nothing written")
+    if problem := rule_problem(args.results, args.root):
+        print(f"{problem}: nothing written")
         return 2
     status = 0
     for name, dense in sorted(((n, r) for n, r in records.named_records(args.results, args.suite)
@@ -234,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = migrate(args.results, args.suite, seed, models, trained_by, seconds, args.root, at, args.write)
         for why, n in sorted(outcome.items()):
             print(f"  {n:4d} {why}")
-        status |= not same
+        status |= not same or len({m.machine for m in models}) != 1
     return status
 
 

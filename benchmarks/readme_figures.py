@@ -107,7 +107,8 @@ def dense_named(results: Path, suite: str) -> str:
     reuse = [r for r in standard_records(results, suite) if loads_dense(r, load_suite(suite))]
     migrated = [r for r in reuse if "migrated" in r.get("dense", {})]
     written = [r for r in reuse if "dense" in r and "migrated" not in r["dense"]]
-    out = f"{len(written) + len(migrated)} of the {len(reuse)} finished standard records whose runs loaded it"
+    out = (f"{len(written) + len(migrated)} of the {len(reuse)} finished standard records of runs that load it "
+           "(migrate_dense's rule, checked against every run that recorded what it loaded)")
     if written:
         out += f": {len(written)} written by their runs (" + ", ".join(
             f"{c[:7]}: {n}" for c, n in sorted(Counter(r["env"]["git_commit"] for r in written).items())) + ")"

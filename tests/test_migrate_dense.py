@@ -59,10 +59,10 @@ def history(tmp_path: Path, loaded_none: bool = False, dirty: bool = False
     runs name their dense model, and C committed the records: the dense record and a one-shot
     row by A, a one-shot and a fine-tuned row by B, a row by a commit never retrained, one by Z
     (before the model existed), one from another CPU, a from-scratch row, a one-shot row whose
-    train time is less than the model's, and a failed row. With `loaded_none`, also a row
-    without `dense` by W (so that the rule of which runs load the dense model is wrong); with
-    `dirty`, the one-shot row by A was made by uncommitted code on Z instead. Returns the
-    checkout, each row's commit, and the commits to retrain at (Z, A, B, W)."""
+    train time is less than the model's, a failed row, and a row by W that names its model.
+    With `loaded_none`, also a row without `dense` by W (so that the rule of which runs load the
+    dense model is wrong); with `dirty`, the one-shot row by A was made by uncommitted code on Z
+    instead. Returns the checkout, each row's commit, and the commits to retrain at (Z, A, B, W)."""
     repo = tmp_path / "repo"
     (repo / "results" / "mlp" / "runs").mkdir(parents=True)
     git(repo, "init", "-q")
@@ -85,7 +85,9 @@ def history(tmp_path: Path, loaded_none: bool = False, dirty: bool = False
             "other-time": (committed("dynamic-int8"), b),
             "before": (committed("magnitude", sparsity=0.8), z),
             "other-cpu": (committed("magnitude", sparsity=0.5), b),
-            "failed": (committed("magnitude", sparsity=0.98), b)}
+            "failed": (committed("magnitude", sparsity=0.98), b),
+            "named": (committed("magnitude", sparsity=0.5), w)}
+    rows["named"][0]["dense"] = {"commit": w, "sha256": "0" * 64, "train_time_s": 1.0}  # what W's runs write
     if loaded_none:
         rows["loaded-none"] = (committed("magnitude", sparsity=0.92), w)
     if dirty:
@@ -137,10 +139,10 @@ def test_identical_retrained_weights_name_the_trainer_in_the_rows_that_qualify(t
         assert (repo / "results" / "mlp" / "runs" / f"{name}.json").read_bytes() == before[f"{name}.json"]
     out = capsys.readouterr().out
     assert "its commit ffffffffffff was not retrained" in out and "so it started from another" in out
-    assert "made before the trainer" in out and "made on another CPU" in out
+    assert "made before the trainer" in out and "made on another CPU, thread count or torch" in out
 
     assert run(repo, tmp_path / "retrained", "--write") == 0  # again: nothing more to do
-    assert "4 already names its dense model" in capsys.readouterr().out
+    assert "5 already names its dense model" in capsys.readouterr().out
 
 
 def test_different_retrained_weights_write_nothing_and_fail(tmp_path, capsys):
@@ -180,7 +182,8 @@ def test_a_run_that_recorded_no_dense_model_where_the_rule_says_it_loaded_one_st
 
     assert run(repo, tmp_path / "retrained", "--write") == 2
     assert {p.name: p.read_bytes() for p in (repo / "results" / "mlp" / "runs").iterdir()} == before
-    assert "loads_dense disagrees with what 1 runs recorded (loaded-none)" in capsys.readouterr().out
+    assert ("loads_dense disagrees with what 1 runs recorded (mlp/loaded-none): nothing written"
+            in capsys.readouterr().out)
 
 
 def test_a_model_first_used_by_uncommitted_code_names_no_trainer(tmp_path):
