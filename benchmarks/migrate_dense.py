@@ -177,8 +177,9 @@ def rule_problem(results: Path, root: Path) -> str | None:
     return None if checked else "no record says what its run loaded: the rule cannot be checked"
 
 
-def migrate(results: Path, suite_name: str, seed: int, models: list[Retrained], trained_by: str,
-            seconds: float, root: Path, at: str, write: bool) -> Counter[str]:
+def migrate(results: Path, suite_name: str, named: list[tuple[str, dict[str, Any]]], seed: int,
+            models: list[Retrained], trained_by: str, seconds: float, root: Path, at: str,
+            write: bool) -> Counter[str]:
     """Fill `dense` into the seed's records that qualify (see the module's docstring); returns
     how many records met each outcome."""
     suite = load_suite(suite_name)
@@ -188,7 +189,7 @@ def migrate(results: Path, suite_name: str, seed: int, models: list[Retrained], 
     commits = {m.commit for m in models}
     if trained_by not in commits:
         raise SystemExit(f"seed {seed}: the trainer {trained_by[:12]} is not among the retrained commits")
-    for name, record in records.named_records(results, suite_name):
+    for name, record in named:
         if record["config"]["seed"] != seed or not loads_dense(record, suite):
             continue
         commit = record["env"].get("git_commit") or ""
@@ -230,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{problem}: nothing written")
         return 2
     status = 0
-    for name, dense in sorted(((n, r) for n, r in records.named_records(args.results, args.suite)
+    named = records.named_records(args.results, args.suite)  # read once; each seed's are written in place
+    for name, dense in sorted(((n, r) for n, r in named
                                if r["config"]["method"] == "dense"), key=lambda nr: nr[1]["config"]["seed"]):
         seed, seconds = dense["config"]["seed"], era_seconds(args.root, args.suite, name)
         trained_by = trainer(args.root, args.suite, seconds)
@@ -241,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(m.commit[:7] for m in models)}: "
               + ("identical weights " + models[0].sha256[:16] if same else
                  "DIFFERENT weights (" + ", ".join(f"{m.commit[:7]} {m.sha256[:16]}" for m in models) + ")"))
-        outcome = migrate(args.results, args.suite, seed, models, trained_by, seconds, args.root, at, args.write)
+        outcome = migrate(args.results, args.suite, named, seed, models, trained_by, seconds, args.root, at,
+                          args.write)
         for why, n in sorted(outcome.items()):
             print(f"  {n:4d} {why}")
         status |= not same or len({m.machine for m in models}) != 1
