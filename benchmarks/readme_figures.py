@@ -104,7 +104,8 @@ def dense_named(results: Path, suite: str) -> str:
     """How many of a suite's finished standard records that start from the dense model name it
     (commit and weights' hash), and how: written by the run itself, or filled in by
     benchmarks/migrate_dense.py after retraining showed which weights they started from."""
-    reuse = [r for r in standard_records(results, suite) if loads_dense(r, load_suite(suite))]
+    spec = load_suite(suite)
+    reuse = [r for r in standard_records(results, suite) if loads_dense(r, spec)]
     migrated = [r for r in reuse if "migrated" in r.get("dense", {})]
     written = [r for r in reuse if "dense" in r and "migrated" not in r["dense"]]
     out = (f"{len(written) + len(migrated)} of the {len(reuse)} finished standard records of runs that load it "
