@@ -32,6 +32,7 @@
 #
 # bench writes each record atomically, stops starting runs at its --max-minutes, and stops
 # cleanly on SIGTERM, so a sweep cut short keeps every finished run; the next window continues it.
+# benchmarks/gpu_carry.sh prepares the call on a machine with the repository: data, wheels, .git.
 # Output under --out: session.log, env.txt, fused-bench.log and .json, sweep.log, results.tar.gz
 # (the suite's records, leaderboards, run logs and dense models), and gpu-tests.log and
 # train-speed.log when those steps ran.
@@ -80,6 +81,30 @@ if [[ -n "$wheels" ]]; then
   export PYTHONPATH="$work/site"
 fi
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+# The code's commit, which every record names. The device tool copies the tree without its .git;
+# benchmarks/gpu_carry.sh carries a shallow clone's as .gpugit, which becomes the copy's .git, so
+# that bench checks the copy against the commit as in any checkout. Without git on the machine,
+# the commit is only named ($BENCH_GIT_COMMIT, marked unverified in the leaderboard). Code that no
+# commit names, or that differs from its commit, stops here within seconds: its records could not
+# say which code made them, and bench refuses standard-budget runs of changed code.
+if [[ ! -e "$repo/.git" && -d "$repo/.gpugit" ]]; then
+  mv "$repo/.gpugit" "$repo/.git"
+fi
+commit=$("$python" -c "from bench.records import git_commit; print(git_commit() or '')")
+if [[ -z "$commit" && -f "$repo/.git/HEAD" ]]; then
+  export BENCH_GIT_COMMIT="$(cat "$repo/.git/HEAD")"
+  commit="$BENCH_GIT_COMMIT, named by \$BENCH_GIT_COMMIT (git does not run here)"
+fi
+say "code: ${commit:-no commit}"
+if [[ -z "$commit" && ${#quick[@]} -eq 0 ]]; then
+  say "no commit names this code (no .git, no .gpugit): carry .gpugit, made by benchmarks/gpu_carry.sh"
+  exit 3
+fi
+if [[ "$commit" == *-dirty && ${#quick[@]} -eq 0 ]]; then
+  say "the code here differs from its commit, so bench would refuse the sweep:"
+  git -C "$repo" status --short --untracked-files=all -- . ':(exclude)results' | head | tee -a "$out/session.log"
+  exit 3
+fi
 if [[ -f "$data" ]]; then
   mkdir -p "$work/data" && tar -xzf "$data" -C "$work/data" || { say "cannot unpack $data"; exit 3; }
   data="$work/data"

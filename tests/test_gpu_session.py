@@ -5,6 +5,7 @@ finding a broken script."""
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -55,3 +56,54 @@ def test_gpu_session_dry_run_on_cpu(tmp_path, cifar_dir):
     assert sorted(r["config"]["method"] for r in recs) == ["dense", "magnitude", "magnitude", "magnitude"]
     assert all(r["status"] == "ok" for r in recs)
     assert any(n.startswith("cifar/cache/dense-s0-") and n.endswith(".safetensors") for n in names)  # it travels back
+
+
+def _commit_of_this_tree(into: Path) -> str:
+    """A one-commit repository holding this checkout's code as it is now (uncommitted changes
+    too, so that the test checks the scripts being written), without results/."""
+    into.mkdir()
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in filter(None, files.split("\0")):
+        if not name.startswith("results/") and (ROOT / name).is_file():
+            (into / name).parent.mkdir(parents=True, exist_ok=True)
+            (into / name).write_bytes((ROOT / name).read_bytes())
+    git = ["git", "-C", str(into), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "code"]):
+        subprocess.run([*git, *args], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.session
+def test_a_copy_sent_without_its_git_names_its_commit_verified_and_stops_when_it_differs(tmp_path, cifar_dir):
+    """The device tool copies the tree without .git (and may drop executable bits): the carried
+    shallow clone lets bench check the copy against its commit, as in a checkout; a copy that
+    differs stops the session within seconds rather than spend the window on refused runs."""
+    commit = _commit_of_this_tree(tmp_path / "repo")
+    carry = subprocess.run(["bash", "benchmarks/gpu_carry.sh", "--data", "none", "--wheels", "none"],
+                           cwd=tmp_path / "repo", capture_output=True, text=True, timeout=120)
+    assert carry.returncode == 0, carry.stderr
+    assert f"(commit {commit[:12]})" in carry.stdout and '"--data", ".gpudata' not in carry.stdout
+    copy = tmp_path / "copy"  # what the device machine gets: the files, then the carried .gpugit
+    copy.mkdir()
+    archive = subprocess.run(["git", "-C", str(tmp_path / "repo"), "archive", "HEAD"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(copy)], input=archive.stdout, check=True)
+    (copy / "benchmarks" / "gpu_session.sh").chmod(0o644)
+    data = small_cifar(cifar_dir, tmp_path / "data", per_class=2)
+
+    def session(out: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "benchmarks/gpu_session.sh", "--out", str(tmp_path / out), "--data", str(data),
+                               "--minutes", "0", "--fused-bench", "none"], cwd=copy, capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "PYTHON": sys.executable})
+
+    unnamed = session("unnamed")  # .gpugit left behind
+    assert unnamed.returncode == 3 and "no commit names this code" in (tmp_path / "unnamed" / "session.log").read_text()
+    shutil.copytree(tmp_path / "repo" / ".gpugit", copy / ".gpugit")
+    clean = session("clean")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert f"code: {commit}\n" in (tmp_path / "clean" / "session.log").read_text()
+    (copy / "methods" / "magnitude.py").write_text((copy / "methods" / "magnitude.py").read_text() + "# changed\n")
+    changed = session("changed")
+    assert changed.returncode == 3
+    log = (tmp_path / "changed" / "session.log").read_text()
+    assert f"code: {commit}-dirty" in log and "M methods/magnitude.py" in log
+    assert not (tmp_path / "changed" / "results.tar.gz").exists()
