@@ -84,3 +84,15 @@ def problem(f: dataclasses.Field, value: Any) -> str | None:
     """Why `value` is out of the range field `f` declares (None: in range, or no range)."""
     bounds = f.metadata.get("bounds")
     return bounds.problem(value) if bounds is not None else None
+
+
+def field_defaults(cls: type) -> dict[str, Any]:
+    """A dataclass's fields and their defaults, in declaration order, a `default_factory`'s value
+    made (a list parameter needs one); a field without a default is left out."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out

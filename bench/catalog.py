@@ -5,7 +5,7 @@ Importing the plugins imports torch, torchao, scikit-learn and torch-pruning: se
 module reads it with `ast`: the name given to `@register_method` (a literal, or a module constant
 assigned one), the first line of the class
 docstring, the dataclass fields (annotated class attributes with literal defaults, plain or
-through `bounded(...)`/`field(default=...)`, inherited from plugin classes they extend),
+through `bounded(...)`/`field(default=...)`, or a literal `default_factory`, inherited from plugin classes they extend),
 `sweep` and `family`. A plugin whose metadata is not literal (a computed default) is listed as unreadable
 here, and `bench list methods --check` imports every plugin, as `bench run` does.
 """
@@ -43,14 +43,27 @@ class _Class:
     attrs: dict[str, Any] = field(default_factory=dict)  # sweep and family, where set
 
 
+EMPTY = {"list": list, "dict": dict, "tuple": tuple}  # `field(default_factory=list)`
+
+
 def _default(node: ast.expr) -> Any:
-    """The literal default of a field: `0.9`, `bounded(0.9, ...)` or `field(default=0.9)`."""
-    if isinstance(node, ast.Call):
-        for kw in node.keywords:
-            if kw.arg == "default":
-                return ast.literal_eval(kw.value)
-        return ast.literal_eval(node.args[0])
-    return ast.literal_eval(node)
+    """The literal default of a field: `0.9`, `bounded(0.9, ...)`, `field(default=0.9)`, or
+    `field(default_factory=...)` of a literal lambda or an empty list, dict or tuple; a
+    ValueError for anything else (a field without a default, a computed one)."""
+    if not isinstance(node, ast.Call):
+        return ast.literal_eval(node)
+    for kw in node.keywords:
+        if kw.arg == "default":
+            return ast.literal_eval(kw.value)
+        if kw.arg == "default_factory":
+            if isinstance(kw.value, ast.Lambda):
+                return ast.literal_eval(kw.value.body)
+            if isinstance(kw.value, ast.Name) and kw.value.id in EMPTY:
+                return EMPTY[kw.value.id]()
+            raise ValueError(f"a default_factory that is not a literal ({ast.unparse(kw.value)})")
+    if not node.args:
+        raise ValueError(f"a field without a default ({ast.unparse(node)})")
+    return ast.literal_eval(node.args[0])
 
 
 def _registered_name(cls: ast.ClassDef, constants: dict[str, Any]) -> str | None:

@@ -11,6 +11,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bench.bounds import field_defaults
 from bench.chain import Chain, check_chain, links
 from bench.records import Status, config_hash
 from bench.registry import BROKEN, METHODS, Method
@@ -56,7 +57,7 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
     out = {**config, "params": params}
     for key, cls in (("budget", Budget), ("model", ModelSpec), ("data", DataSpec)):
         if isinstance(config.get(key), dict):
-            out[key] = _set_apart(config[key], _field_defaults(cls))
+            out[key] = _set_apart(config[key], field_defaults(cls))
     return out
 
 
@@ -67,16 +68,6 @@ def run_key(config: dict[str, Any]) -> str:
 
 def _set_apart(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k not in defaults or defaults[k] != v}
-
-
-def _field_defaults(cls: type) -> dict[str, Any]:
-    out = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return out
 
 
 def _link_params(suite: Suite, name: str, overrides: dict[str, dict[str, Any]]) -> tuple[dict, dict]:

@@ -70,7 +70,7 @@ class Method:
     @classmethod
     def parameters(cls) -> dict[str, Any]:
         """Parameter names and defaults, in declaration order."""
-        return {f.name: f.default for f in dataclasses.fields(cls)}
+        return bounds.field_defaults(cls)
 
     @classmethod
     def build(cls, params: dict[str, Any]) -> Method:
