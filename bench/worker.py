@@ -152,7 +152,7 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
 
             jobs = [job(spec, log) for spec, log in zip(task.specs, logs)]
             if task.fuse and len(jobs) > 1:
-                results = Coordinator().run(jobs)  # execute() turns every error but Ctrl-C into a status
+                results = Coordinator().run(jobs)  # _run turns every error but Ctrl-C into a status
             else:
                 results = [run(fit) for run in jobs]
         return [Outcome(result, env, log=log.text()) for result, log in zip(results, logs)]
@@ -164,21 +164,28 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
 def _run(task: Task, spec: RunSpec, data: Dataset, device: torch.device, gate: DeviceGate, log: _Log,
          fit_with: Callable[..., TrainResult]) -> dict[str, Any]:
     """One run, isolated: its own copies of the data and the dense model, torch's global state
-    reset around it, its model judged on the worker's untouched data."""
-    with _torch_defaults(task.threads):
-        dense = task.dense.get(spec.seed)
-        reference = _reference(task, data, device, dense)
-        torch.manual_seed(spec.seed)
-        ctx = Context(task.suite, data.copy(), device, spec.seed, dense.copy() if isinstance(dense, DenseWeights)
-                      else dense, log=log, compile=task.compile, between_steps=gate.pass_through)
-        ctx.fit = fit_with
-        judge = Context(task.suite, data, device, spec.seed, log=log)
-        result = execute(spec, ctx, judge, reference, gate)
-        if ctx.used_dense is not None:  # which dense model, trained by which code, it started from
-            meta = ctx.used_dense.meta
-            result["dense"] = {"commit": meta.get("git_commit"), "sha256": ctx.used_dense.sha256(),
-                               "train_time_s": meta["seconds"]}
-        return result
+    reset around it, its model judged on the worker's untouched data. A fault in the harness's
+    steps around the method (the reference model, the copies, the dense model's hash) fails this
+    run, as execute() fails it for the method's own faults: never the task's other runs."""
+    start = time.perf_counter()
+    try:
+        with _torch_defaults(task.threads):
+            dense = task.dense.get(spec.seed)
+            reference = _reference(task, data, device, dense)
+            torch.manual_seed(spec.seed)
+            ctx = Context(task.suite, data.copy(), device, spec.seed, dense.copy() if isinstance(dense, DenseWeights)
+                          else dense, log=log, compile=task.compile, between_steps=gate.pass_through)
+            ctx.fit = fit_with
+            judge = Context(task.suite, data, device, spec.seed, log=log)
+            result = execute(spec, ctx, judge, reference, gate)
+            if ctx.used_dense is not None:  # which dense model, trained by which code, it started from
+                meta = ctx.used_dense.meta
+                result["dense"] = {"commit": meta.get("git_commit"), "sha256": ctx.used_dense.sha256(),
+                                   "train_time_s": meta["seconds"]}
+            return result
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - this run's failed row
+        return {"status": Status.FAILED, "error": f"{error_summary(e)}\n{traceback.format_exc(limit=-4)}",
+                "metrics": {}, "figures": {}, "run_time_s": time.perf_counter() - start}
 
 
 def _reference(task: Task, data: Dataset, device: torch.device, dense: DenseWeights | str | None) -> dict[str, int]:

@@ -213,6 +213,32 @@ def test_faulty_plugins_become_failed_or_invalid_rows_and_the_sweep_goes_on(tmp_
     assert "bench: error: --set: method 'ranged' parameter 'amount': expected a number in (0, 1], got 2.0" in out_of_range.stderr
 
 
+@pytest.mark.parametrize("fuse", ["2", "off"])
+def test_a_harness_fault_around_one_run_fails_that_run_alone(tmp_path, data_dir, bench, monkeypatch, fuse):
+    """A fault in the worker's steps around a method (here the reference model, for the first run
+    of the task) is that run's failed row, fused or not: the task's other run and the sweep go on.
+    (It once reached the driver as an exception in place of a result, and ended the sweep.)"""
+    from bench import worker
+
+    real, calls = worker._reference, []
+
+    def first_fails(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the reference model could not be built")
+        return real(*args)
+
+    monkeypatch.setattr(worker, "_reference", first_fails)
+    results = tmp_path / "results"
+    proc = bench(["run", *TINY, *INLINE, "--methods", "magnitude", "--fuse", fuse, "--data-dir", str(data_dir),
+                  "--results-dir", str(results)])
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "1 of 2 runs did not finish" in proc.stderr
+    recs = [json.loads(p.read_text()) for p in (results / SUITE / "runs").glob("magnitude-*.json")]
+    assert sorted(r["status"] for r in recs) == ["failed", "ok"]
+    assert "RuntimeError: the reference model could not be built" in proc.stdout
+
+
 @pytest.mark.xdist_group("processes")
 def test_ctrl_c_and_kill_stop_a_sweep_within_seconds_keeping_finished_records(tmp_path, data_dir, faulty):
     """Real processes: Ctrl-C (SIGINT) and `kill` (SIGTERM) reach the command while a run hangs in
