@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from bench import metrics, records
-from bench.errors import ParameterError
+from bench.errors import ParameterError, first_line
 from bench.metrics import Column
 from bench.plan import flat_params, setting_label
 from bench.records import Record, Status
@@ -117,11 +117,6 @@ def family_of(method: str, families: dict[str, str]) -> str:
     return families.get(method, "combined" if "+" in method else "other")
 
 
-def first_line(text: str | None, width: int = 160) -> str:
-    """The first line of an error, cut to `width` characters ('' for none or an empty one)."""
-    return (text or "").strip().split("\n")[0][:width]
-
-
 def setting_sparsity(params: dict[str, Any]) -> float | None:
     """The sparsity a row's parameters name: its own, or its first chain link's; None if none."""
     for key, value in params.items():
@@ -158,7 +153,7 @@ def failed_runs(recs: list[Record]) -> list[tuple[list[Any], Record]]:
     by content, not file name: a record's name holds its config hash, so seeds of one setting
     would otherwise appear in hash order."""
     rows = [([r["config"]["method"], record_setting(r), r["config"]["seed"], r["status"],
-              first_line(r.get("error"))], r) for r in recs if r["status"] != Status.OK]
+              first_line(r.get("error"), 160)], r) for r in recs if r["status"] != Status.OK]
     return sorted(rows, key=lambda row: [str(v) for v in row[0]])
 
 

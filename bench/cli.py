@@ -22,7 +22,7 @@ from tabulate import tabulate
 from bench import layout, records, registry, reproduce
 from bench.bounds import Bounds
 from bench.chain import links
-from bench.errors import DataError, ExecutorError, ResultsFolderError
+from bench.errors import DataError, ExecutorError, ResultsFolderError, first_line
 from bench.plan import setting_label
 from bench.records import ProvenanceError, Status
 from bench.suite import Suite, SuiteError, available_suites, is_plain_name, load_suite
@@ -139,7 +139,7 @@ def _check_overrides(overrides: dict[str, dict[str, Any]], names: list[str], sui
         setting = f"--set {method}.{next(iter(params))}"
         if method in registry.BROKEN and method not in registry.METHODS:
             raise registry.ParameterError(f"{setting}: plugin '{method}' failed to import: "
-                                          f"{registry.BROKEN[method].splitlines()[0]}")
+                                          f"{first_line(registry.BROKEN[method])}")
         if method not in registry.METHODS:
             raise registry.ParameterError(f"{setting}: {registry.unknown_method(method)}")
         if method not in selected:
@@ -389,7 +389,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             c = r["config"]
             path = layout.record_path(args.results_dir, suite.name, c["method"], c["seed"], r["config_hash"])
             print(f"  {c['method']} {setting_label(c['params'])} seed {c['seed']}: {r['status']}, "
-                  f"{board.first_line(r.get('error'), 100)} (log: {layout.log_path(path)})",
+                  f"{first_line(r.get('error'), 100)} (log: {layout.log_path(path)})",
                   file=sys.stderr)
         return 1
     return 0
@@ -693,7 +693,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             entries.append({"method": name, "family": cls.family, "origin": registry.SOURCES[name].origin,
                             "description": cls.description(), "parameters": cls.parameters(), "sweep": cls.sweep,
                             "problem": None})
-        entries += [{"method": name, "problem": "FAILED TO IMPORT: " + err.splitlines()[0]}
+        entries += [{"method": name, "problem": "FAILED TO IMPORT: " + first_line(err)}
                     for name, err in sorted(registry.BROKEN.items())]
     else:  # from the plugins' source, without importing them (bench.catalog)
         from bench.catalog import catalog

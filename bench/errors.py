@@ -1,7 +1,8 @@
 """The exceptions that several layers of the harness raise and catch, in a module that imports
 nothing: a method's parameter check (registry, sparsity), a layer it cannot compress
 (layerwise), a dataset that cannot be read (data), so none of them imports another for a type,
-and the CLI tells a usage error (exit 2) from a fault without importing torch."""
+and the CLI tells a usage error (exit 2) from a fault without importing torch; and how any error
+is shown in one line."""
 
 from __future__ import annotations
 
@@ -25,3 +26,9 @@ class ExecutorError(ValueError):
 
 class ResultsFolderError(RuntimeError):
     """The results folder cannot take a sweep's files: refused before any training (exit 2)."""
+
+
+def first_line(text: str | None, width: int | None = None) -> str:
+    """The first line of an error or a docstring, cut to `width` characters; '' for none, an
+    empty one or one of blank lines (an exception raised without a message has no line)."""
+    return (text or "").strip().split("\n")[0][:width]

@@ -30,7 +30,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from bench.errors import ExecutorError
+from bench.errors import ExecutorError, first_line
 from bench.records import Status
 from bench.worker import Outcome, Task, perform
 
@@ -366,7 +366,7 @@ class RayExecutor:
             try:
                 done.append((ticket, self._ray.get(ref)))
             except Exception as e:  # noqa: BLE001 - a crashed worker or lost node, after retries
-                done.append((ticket, _failed(task, f"{type(e).__name__}: {str(e).splitlines()[0]}")))
+                done.append((ticket, _failed(task, f"{type(e).__name__}: {first_line(str(e))}")))
         for ref, (ticket, task, deadline) in list(self._refs.items()):
             if time.monotonic() > deadline:
                 self._ray.cancel(ref, force=True)

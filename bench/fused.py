@@ -57,6 +57,7 @@ from torch.func import functional_call, vmap
 from torch.nn.utils import prune
 
 from bench.data import Preprocess, Split
+from bench.errors import first_line
 from bench.suite import Budget
 from bench.train import DivergedError, Hook, LossFn, TrainResult, fit, make_optimizer, make_schedule
 
@@ -310,8 +311,7 @@ def _fused_forward(template: nn.Module, params: dict, buffers: dict, x: torch.Te
 
 
 def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+    return f"{type(e).__name__}: {line}" if (line := first_line(str(e))) else type(e).__name__
 
 
 def _probe_input(call: FitCall) -> torch.Tensor:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from bench import bounds
-from bench.errors import ParameterError
+from bench.errors import ParameterError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -65,7 +65,7 @@ class Method:
 
     @classmethod
     def description(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        return first_line(cls.__doc__)
 
     @classmethod
     def parameters(cls) -> dict[str, Any]:

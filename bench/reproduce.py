@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import records
+from bench.errors import first_line
 from bench.records import Record, Status
 from bench.plan import plan, run_key, setting_label
 from bench.suite import Suite
@@ -99,7 +100,7 @@ def judge(stored: dict[str, Any], rerun: dict[str, Any], row: list[dict[str, Any
     """Each figure of `stored` beside `rerun`'s, with its verdict; `row` is the stored row's
     records (every seed), whose spread is the noise."""
     if rerun["status"] != Status.OK:
-        return [Check("status", None, None, f"{rerun['status']}: {(rerun.get('error') or '').splitlines()[0]}",
+        return [Check("status", None, None, f"{rerun['status']}: {first_line(rerun.get('error'))}",
                       False)]
     a, b = stored["metrics"], rerun["metrics"]
     acc = [100 * r["metrics"]["accuracy"] for r in row]
@@ -111,7 +112,7 @@ def judge(stored: dict[str, Any], rerun: dict[str, Any], row: list[dict[str, Any
     for key in EXACT:
         if a.get(key) is None:
             continue
-        seen = [r["metrics"].get(key) for r in row]
+        seen = [r["metrics"][key] for r in row if r["metrics"].get(key) is not None]  # older seeds may lack it
         if len(set(seen)) == 1:
             same = b.get(key) == a[key]
             checks.append(Check(key, a[key], b.get(key), "exact" if same else "DIFFERS (must be exact)", same))

@@ -33,7 +33,7 @@ from bench.records import Record, Status
 from bench.chain import links
 from bench.context import DenseWeights
 from bench.data import fetch, find_source
-from bench.errors import ResultsFolderError
+from bench.errors import ResultsFolderError, first_line
 from bench.executors import Executor
 from bench.locks import Claim
 from bench.plan import Order, RunSpec, dense_epochs, expected_epochs, plan, run_key, setting_label
@@ -412,9 +412,9 @@ def _dense_done(d: _Dense, outcome: Outcome, log: Callable[[str], None],
         log(f"dense model, seed {d.seed}: {100 * outcome.dense.meta['accuracy']:.2f}% after "
             f"{outcome.dense.meta['epochs']} epochs ({outcome.dense.meta['seconds']:.1f}s), cached in {d.path}")
     else:
-        d.weights = f"{outcome.result['status']}: {outcome.result['error'].splitlines()[0]}"
+        d.weights = f"{outcome.result['status']}: {first_line(outcome.result['error'])}"
         log(f"dense model, seed {d.seed}: {outcome.result['status'].upper()} "
-            f"({outcome.result['error'].splitlines()[0]}); the runs of this seed that need it fail")
+            f"({first_line(outcome.result['error'])}); the runs of this seed that need it fail")
     d.claim.release()
 
 
@@ -422,7 +422,7 @@ def _summary(record: dict[str, Any]) -> str:
     """A finished run in one line: what it scored and how small it got. Latency is left to the
     leaderboard, beside its spread: one run's figure on a busy machine is no headline."""
     if record["status"] != Status.OK:
-        return f" -> {record['status'].upper()}: {(record['error'] or '').splitlines()[0]}"
+        return f" -> {record['status'].upper()}: {first_line(record['error'])}"
     m = record["metrics"]
     ratio = f"{m['compression']:.1f}x smaller" if m["compression"] >= 1 else f"{1 / m['compression']:.1f}x larger"
     return (f" -> accuracy {100 * m['accuracy']:.2f}%  sparsity {100 * m['sparsity']:.1f}%  "

@@ -228,3 +228,16 @@ def test_the_generic_registry_imports_a_lazy_entry_when_asked_and_refuses_unknow
         reg.lazy("dotted", "shlex.quote")
     for name, runtime in RUNTIMES.items():  # each runtime names its loader: the two cannot drift apart
         assert callable(resolve(runtime.loader)), name
+
+
+def test_a_blank_docstring_or_error_message_shows_as_an_empty_line_not_a_crash():
+    """`bench list` shows a method's first docstring line and runs' first error lines: a plugin
+    whose docstring is blank, or an exception raised without a message, has none (IndexError once)."""
+    from bench.errors import first_line
+
+    class Blank(Method):
+        __doc__ = "  \n  "
+
+    assert Blank.description() == ""
+    assert [first_line(t) for t in (None, "", " \n ", "RuntimeError\n  at line 3")] == ["", "", "", "RuntimeError"]
+    assert first_line("x" * 300, 100) == "x" * 100

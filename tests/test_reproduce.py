@@ -47,6 +47,9 @@ def test_exact_figures_must_match_and_accuracy_must_lie_within_the_rows_noise():
     assert not far["accuracy"].ok and "OUTSIDE" in far["accuracy"].verdict
     assert not far["nonzeros"].ok and "DIFFERS" in far["nonzeros"].verdict
     assert not far["size_bytes"].ok
+    older = [*row[1:], {**row[0], "metrics": {k: v for k, v in row[0]["metrics"].items() if k != "size_bytes"}}]
+    mixed = {c.figure: c for c in reproduce.judge(row[1], stored("magnitude", 1, 0.972, 100, size_bytes=501), older)}
+    assert mixed["size_bytes"].ok  # a seed recorded before the figure existed leaves the spread to the others
     failed = {**row[0], "status": "failed", "error": "RuntimeError: boom\ntrace"}
     [check] = reproduce.judge(row[0], failed, row)
     assert not check.ok and check.verdict == "failed: RuntimeError: boom"
