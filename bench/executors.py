@@ -321,15 +321,14 @@ class RayExecutor:
 
     local = False
 
-    def __init__(self, address: str | None, gpus_per_run: float, cpus_per_run: float,
-                 runtime_env: dict[str, Any] | None = None):
+    def __init__(self, address: str | None, gpus_per_run: float, cpus_per_run: float):
         try:
             import ray
         except ImportError:
             raise ExecutorError("--executor ray needs Ray: pip install -e '.[ray]'") from None
         self._ray = ray
         if not ray.is_initialized():
-            ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
+            ray.init(address=address, log_to_driver=False)
         resources = ray.cluster_resources()
         if gpus_per_run > 0:
             if resources.get("GPU", 0) < gpus_per_run:

@@ -240,20 +240,6 @@ def _plan(calls: list[FitCall]) -> tuple[list[list[int]], dict[int, str]]:
     return groups, reasons
 
 
-def _split(members: list[T], max_group: int | None) -> list[list[T]]:
-    """`members` in consecutive chunks of at most max_group, as even as possible."""
-    if max_group is None or len(members) <= max_group:
-        return [members]
-    n = math.ceil(len(members) / max_group)
-    size, extra = divmod(len(members), n)
-    chunks, start = [], 0
-    for c in range(n):
-        end = start + size + (c < extra)
-        chunks.append(members[start:end])
-        start = end
-    return chunks
-
-
 # -- the fused forward pass ---------------------------------------------------------------------
 
 def _tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -625,9 +611,9 @@ class _Group:
                    f"  (fused with {others} other run{'s' if others != 1 else ''})")
 
 
-def fit_group(calls: list[FitCall], max_group: int | None = None, *,
-              keep_layout: bool = True) -> list[TrainResult | BaseException]:
-    """Train the calls, those that can fuse in fused groups of at most `max_group`.
+def fit_group(calls: list[FitCall], *, keep_layout: bool = True) -> list[TrainResult | BaseException]:
+    """Train the calls, those that can fuse in fused groups (the driver's --fuse K has sized
+    the task: every call that can fuse with another does).
 
     The stacked weights and images keep the models' memory layout (channels-last for the
     harness's models: on this CPU the fused LeNet-5 step is 1.15x faster than stacked NCHW);
@@ -644,16 +630,13 @@ def fit_group(calls: list[FitCall], max_group: int | None = None, *,
         fusable, probe_reasons = _probe([calls[i] for i in members])
         reasons.update({members[j]: reason for j, reason in probe_reasons.items()})
         for found in fusable:
-            for chunk in _split([members[j] for j in found], max_group):
-                if len(chunk) == 1:
-                    reasons[chunk[0]] = f"no other fusable call was left for it (at most {max_group} per group)"
-                    continue
-                group = _Group([calls[i] for i in chunk], keep_layout)
-                for r in group.runs:
-                    r.call.log(f"    training fused with {len(chunk) - 1} other run(s)")
-                group.train()
-                for i, r in zip(chunk, group.runs):
-                    results[i] = r.result
+            chunk = [members[j] for j in found]
+            group = _Group([calls[i] for i in chunk], keep_layout)
+            for r in group.runs:
+                r.call.log(f"    training fused with {len(chunk) - 1} other run(s)")
+            group.train()
+            for i, r in zip(chunk, group.runs):
+                results[i] = r.result
     for i, reason in reasons.items():
         results[i] = NotFusable(reason)
     return results  # type: ignore[return-value] - every entry is set
@@ -678,11 +661,6 @@ class Coordinator:
     code during fused training), so each job draws the stream it would draw alone, starting from
     the state `run` was called in.
     """
-
-    def __init__(self, max_group: int | None = None):
-        if max_group is not None and max_group < 1:
-            raise ValueError(f"max_group must be at least 1, got {max_group}")
-        self.max_group = max_group
 
     def run(self, jobs: list[Callable[[Callable[..., TrainResult]], T]]) -> list[T | BaseException]:
         """Each job's return value, or the exception it raised (SystemExit and DivergedError
@@ -726,7 +704,7 @@ class Coordinator:
     def _train(self, waiting: dict[int, FitCall]) -> None:
         jobs = list(waiting)
         try:
-            results = fit_group([waiting[j] for j in jobs], self.max_group)
+            results = fit_group([waiting[j] for j in jobs])
         except KeyboardInterrupt:
             raise
         except BaseException as e:  # noqa: BLE001 - a fault of fusion fails the runs it trained, not the others

@@ -175,21 +175,6 @@ def sparse_state_dict(model: nn.Module) -> dict[str, Any]:
     return out
 
 
-def dense_state_dict(encoded: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Decode `sparse_state_dict` back into ordinary tensors."""
-    out = {}
-    for key, v in encoded.items():
-        if isinstance(v, dict):
-            numel = int(np.prod(v["shape"]))
-            mask = torch.from_numpy(np.unpackbits(v["mask"].numpy())[:numel].astype(bool))
-            t = torch.zeros(numel, dtype=v["values"].dtype)
-            t[mask] = v["values"]
-            out[key] = t.view(v["shape"])
-        else:
-            out[key] = v
-    return out
-
-
 def size_bytes(model: nn.Module) -> int:
     """Bytes of the bitmask encoding (torch.save of `sparse_state_dict`): the encoding every
     model has. bench.deploy.encoding takes the smallest of it and the registered others."""

@@ -314,12 +314,11 @@ def _read(path: Path) -> tuple[Record | None, str | None]:
     return (None, why) if why else (record, None)
 
 
-def load_records(results_dir: Path, suite: str, problems: list[str] | None = None) -> list[Record]:
+def load_records(results_dir: Path, suite: str) -> list[Record]:
     """Every usable record of a suite, in file-name order. A file that cannot be used (truncated,
-    not a record, another schema, malformed: see record_problem) is left out, and with
-    `problems` a line naming it and why is appended there, so that a leaderboard never drops a
-    run without saying so."""
-    return [record for _, record in named_records(results_dir, suite, problems)]
+    not a record, another schema, malformed: see record_problem) is left out; a leaderboard,
+    which must never drop a run without saying so, reads them with `named_records`."""
+    return [record for _, record in named_records(results_dir, suite)]
 
 
 def named_records(results_dir: Path, suite: str, problems: list[str] | None = None

@@ -199,13 +199,13 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, data: Split, preprocess: Preprocess, batch_size: int | None = None) -> float:
+def evaluate(model: nn.Module, data: Split, preprocess: Preprocess) -> float:
     """Top-1 accuracy (a fraction) on `data`, in eval mode, batched (10,000 images at a time on a
     GPU, 1,000 on a CPU), one host read at the end."""
     was_training = model.training
     model.eval()
     device = model_device(model)
-    batch_size = batch_size or (10_000 if device.type == "cuda" else 1000)
+    batch_size = 10_000 if device.type == "cuda" else 1000
     correct = torch.zeros((), device=device, dtype=torch.long)
     for i in range(0, len(data), batch_size):
         x = preprocess.normalize(data.x[i:i + batch_size]).to(device)

@@ -313,12 +313,6 @@ def test_calls_that_cannot_fuse_are_left_untouched_with_the_reason(make_context)
             assert torch.equal(v, state[k]), k
 
 
-def test_max_group_splits_evenly(make_context):
-    ctx = make_context("mlp", limit_train=256)
-    results = fit_group([call(ctx, ctx.new_model(seed=s), seed=s) for s in range(5)], max_group=4)
-    assert sorted(r.fused_with for r in results) == [2, 2, 3, 3, 3]
-
-
 # -- the coordinator with real methods ------------------------------------------------------------
 
 # gating's gates are a submodule shared by two parametrizations, which functional_call alone
