@@ -10,10 +10,21 @@ rows (or between a row and a published figure) lies; its source or reasoning is 
                                  contradicts it): one one-sided test;
 - equivalence      "A = B ± m":  -m < d < m, where the source reports a match (a large gain
                                  contradicts it as much as a large loss): TOST, two one-sided tests;
-- size             "A r times smaller than B": sizes are deterministic, compared plainly, no test.
+- size             "A r times smaller than B": sizes move by under 1% between seeds (Huffman codes
+                                 depend on the weights), so the rows' mean sizes are compared
+                                 plainly, no test.
 
-d is estimated from the rows' means, sample standard deviations and seed counts (`leaderboard.csv`)
-with Welch's t distribution (Welch-Satterthwaite degrees of freedom, as 3 seeds a row need).
+Rows are picked from the suite's `leaderboard.csv`; each row's accuracies are its records', seed by
+seed, at full precision (the table's rounded mean and std moved p-values up to 3x). A difference of
+two rows is estimated with Welch's t (Welch-Satterthwaite degrees of freedom, as 3 seeds a row
+need), which treats the rows' seeds as independent. They are not: seed s of every row starts from
+seed s's dense model, initialization and data order. For A - B that makes Welch conservative as
+long as a row's seeds move together with the other row's (a better dense model, a better pruned
+one), which is why it is used there (2-4 degrees of freedom, where a paired test has 2). A contrast
+of more rows with mixed signs has no such bound (the shared-seed covariances can add to its
+variance), so it is tested paired: d per seed, over the seeds all its rows have, with a one-sample
+t (n - 1 degrees of freedom). A comparison with a published figure is a one-sample t too. Rows whose
+seeds agree exactly give no variance to test against: "inconclusive (no spread)", outside the family.
 
 Verdicts. A check passes when the one-sided test(s) of its claim reject "the claim fails", and
 misses when a one-sided test against it rejects "the claim holds" (d at or below the claimed
@@ -24,9 +35,10 @@ of any wrong pass or miss in the whole table is at most 5%, whatever the depende
 checks (many share a dense row). Anything else is "inconclusive", and "inconclusive (wrong way)"
 when the estimate lies outside the claimed region. A row with one seed has no variance:
 "inconclusive (one seed)". A row not in the leaderboard: "no rows". Per check the table prints the
-estimate with its (unadjusted) 95% confidence interval, the raw p of the test on the estimate's
-side (the pass test when the estimate lies in the claimed region, else the miss test on its side)
-and that test's Holm-adjusted p.
+estimate with its unadjusted two-sided 95% confidence interval (a description of the estimate, not
+the verdict's test: that is one-sided and Holm-adjusted), the raw p of the test on the estimate's
+side (the pass test when the estimate lies in the claimed region, else the miss test on its side,
+then marked "(miss)": its small p speaks against the claim) and that test's Holm-adjusted p.
 
 Machines: one rule, for every check. The same code and seed moved by several seed standard
 deviations between two CPU models (README, Checks against published results; a rerun whose records
@@ -55,6 +67,7 @@ import argparse
 import hashlib
 import json
 import math
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +79,7 @@ from tabulate import tabulate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import blocks  # noqa: E402
+from bench import board  # noqa: E402
 from bench.layout import CHECKS  # noqa: E402 - the verdicts for the site, in the results folder
 
 ALPHA = 0.05  # the family-wise error rate of the whole table
@@ -80,6 +94,7 @@ SUITES = {"mlp": ("torchvision:MNIST", "cpu"), "mnist": ("torchvision:MNIST", "c
           "cifar": ("image-folder:cifar10-jpeg", "cuda")}
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = "literature-checks"  # the README's block of verdicts (benchmarks/blocks.py)
+CI_HEADER = "d [unadjusted 95% CI]"
 # Lee et al. 2019 (SNIP), Table 1: LeNet-300-100 at 95 / 98% sparsity 1.6 / 2.4% error,
 # LeNet-5-Caffe at 98 / 99% 0.8 / 1.1%: (sparsity, error %) per suite
 SNIP_ERRORS = {"mlp": ((0.95, 1.6), (0.98, 2.4)), "mnist": ((0.98, 0.8), (0.99, 1.1))}
@@ -89,12 +104,24 @@ REGIONS = {"superiority": lambda m: (0.0, math.inf), "non-inferiority": lambda m
 
 @dataclass(frozen=True)
 class Figure:
-    """A leaderboard row's accuracy over seeds, and the machine group that trained them."""
+    """A leaderboard row's accuracy (%) per seed, from its records at full precision (the table's
+    mean and std are rounded to 0.01, which moved p-values up to 3x), and the machine group that
+    trained them."""
 
-    mean: float
-    std: float
-    n: int
+    by_seed: tuple[tuple[int, float], ...]
     group: str
+
+    @property
+    def n(self) -> int:
+        return len(self.by_seed)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(a for _, a in self.by_seed)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(a for _, a in self.by_seed) if self.n > 1 else 0.0
 
     def __str__(self) -> str:
         return f"{self.mean:.2f} ± {self.std:.2f} (n={self.n})"
@@ -130,9 +157,9 @@ class Check:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A decided check, as the table prints it: d's estimate (size: the ratio) and 95% CI, the raw
-    and Holm-adjusted p of the test on the estimate's side, the claimed region of d and the
-    margin its machines added."""
+    """A decided check, as the table prints it: d's estimate (size: the ratio) and unadjusted 95%
+    CI, the raw and Holm-adjusted p of the test on the estimate's side, the claimed region of d and
+    the margin its machines added."""
 
     suite: str
     claim: str
@@ -146,6 +173,7 @@ class Verdict:
     verdict: str
     region: tuple[float, float]
     machine_margin: float
+    p_is_miss: bool  # p and p_holm are a miss test's: small speaks against the claim
 
 
 def rows(table: pd.DataFrame, method: str, **params: object) -> pd.DataFrame:
@@ -172,7 +200,7 @@ def figure(row: pd.Series | None) -> Figure | None:
     group = machines if isinstance(machines, str) else "?"
     if "; " in group:
         group = f"{group} ({row['method']}, {row['setting']})"
-    return Figure(float(row["accuracy_mean_%"]), float(row["accuracy_std_%"]), int(row["seeds"]), group)
+    return Figure(tuple(sorted(row["by_seed"].items())), group)
 
 
 def sparsity(row: pd.Series) -> str:
@@ -202,17 +230,25 @@ def difference(terms: list[tuple[float, Figure]], constant: float = 0.0) -> Diff
     return Difference(estimate, se, df, slack)
 
 
+def paired_difference(terms: list[tuple[float, Figure]]) -> Difference:
+    """sum(weight * accuracy) per seed, over the seeds every row has: its mean, standard error and
+    n - 1 degrees of freedom (a one-sample t), with `difference`'s machine margin."""
+    common = set.intersection(*(set(dict(f.by_seed)) for _, f in terms))
+    per_seed = [sum(w * dict(f.by_seed)[s] for w, f in terms) for s in sorted(common)]
+    slack = difference(terms).slack
+    if len(per_seed) < 2:
+        return Difference(sum(w * f.mean for w, f in terms), None, math.nan, slack)
+    return Difference(statistics.fmean(per_seed), statistics.stdev(per_seed) / math.sqrt(len(per_seed)),
+                      len(per_seed) - 1, slack)
+
+
 def p_above(d: Difference, bound: float) -> float:
     """One-sided p of "d > bound" (null: d <= bound)."""
-    if d.se == 0:  # identical seeds: the sign decides
-        return 0.0 if d.estimate > bound else 1.0
     return float(stats.t.sf((d.estimate - bound) / d.se, d.df))
 
 
 def p_below(d: Difference, bound: float) -> float:
     """One-sided p of "d < bound" (null: d >= bound)."""
-    if d.se == 0:
-        return 0.0 if d.estimate < bound else 1.0
     return float(stats.t.cdf((d.estimate - bound) / d.se, d.df))
 
 
@@ -246,7 +282,7 @@ def holm(p: list[float]) -> list[float]:
 
 def decide(checks: list[Check]) -> list[Verdict]:
     """The verdicts of all checks, tested as one family (module docstring)."""
-    tested = [c.kind != "size" and c.difference is not None and c.difference.se is not None for c in checks]
+    tested = [c.kind != "size" and c.difference is not None and bool(c.difference.se) for c in checks]
     family = [(i, side, p) for i, c in enumerate(checks) if tested[i] for side, p in one_sided_tests(c).items()]
     adjusted = dict(zip(((i, side) for i, side, _ in family), holm([p for _, _, p in family])))
     raw = {(i, side): p for i, side, p in family}
@@ -261,9 +297,9 @@ def decide(checks: list[Check]) -> list[Verdict]:
         elif c.kind == "size":
             verdict = "pass" if d.estimate >= low else "miss"
         elif not tested[i]:
-            verdict = "inconclusive (one seed)"
+            verdict = "inconclusive (one seed)" if d.se is None else "inconclusive (no spread)"
         else:
-            half = float(stats.t.ppf(0.975, d.df)) * d.se if d.se > 0 else 0.0
+            half = float(stats.t.ppf(0.975, d.df)) * d.se
             ci = (d.estimate - half, d.estimate + half)
             side = "pass" if inside else "miss low" if d.estimate <= low else "miss high"
             p, p_holm = raw[(i, side)], adjusted[(i, side)]
@@ -274,7 +310,7 @@ def decide(checks: list[Check]) -> list[Verdict]:
             else:
                 verdict = "inconclusive" if inside else "inconclusive (wrong way)"
         verdicts.append(Verdict(c.suite, c.claim, c.kind, c.source, c.measured, estimate, ci, p, p_holm,
-                                verdict, c.region, 0.0 if d is None else d.slack))
+                                verdict, c.region, 0.0 if d is None else d.slack, p is not None and side != "pass"))
     return verdicts
 
 
@@ -378,7 +414,8 @@ def mnist_checks(suite: str, t: pd.DataFrame) -> list[Check]:
     lead = [accuracy(t, m, sparsity=0.8, n=0, finetune=ft, **(calibrated if m == "sparsegpt" else {}))
             for ft in (False, True) for m in ("sparsegpt", "magnitude-oneshot")]
     measured = " / ".join("-" if f is None else f"{f.mean:.2f}" for f in lead)
-    d = None if None in lead else difference([(1.0, lead[0]), (-1.0, lead[1]), (-1.0, lead[2]), (1.0, lead[3])])
+    d = None if None in lead else paired_difference([(1.0, lead[0]), (-1.0, lead[1]), (-1.0, lead[2]),
+                                                     (1.0, lead[3])])
     checks.append(Check(suite, "fine-tuning shrinks sparsegpt's lead over magnitude at 80%", "superiority", 0.0,
                         "reasoning: retraining", measured, d))
     # Han et al. 2016, Fig. 6: pruning and quantization combined lose no accuracy that pruning
@@ -442,14 +479,22 @@ def cifar_checks(t: pd.DataFrame) -> list[Check]:
 
 
 def leaderboard(results: Path, suite: str) -> pd.DataFrame:
-    """The suite's standard-budget rows of its checked table; none when it has no leaderboard."""
+    """The suite's standard-budget rows of its checked table, each with its seeds' accuracies
+    (`by_seed`, from the records the table was built from); none when it has no leaderboard."""
     path = results / suite / "leaderboard.csv"
     if not path.exists():
-        return pd.DataFrame(columns=["method", "setting", "seeds", "accuracy_mean_%", "accuracy_std_%", "size_KiB",
-                                     "compression_x", "flops_M", "flops_effective_M"])
+        return pd.DataFrame(columns=["method", "setting", "seeds", "by_seed", "size_KiB", "compression_x", "flops_M",
+                                     "flops_effective_M"])
     t = pd.read_csv(path)
     source, device = SUITES[suite]
-    return t[(t.data_source == source) & (t.device == device)]
+    t = t[(t.data_source == source) & (t.device == device)].copy()
+    recs = [r for r in board.load(results, suite) if r.get("standard_budget")]
+    keys = [*board.TABLE, "method", "setting", "timed_on"]
+    seeds: dict[tuple, dict[int, float]] = {}
+    for _, r in board.frame(recs, board.table_columns(recs)).iterrows():
+        seeds.setdefault(tuple(r[keys]), {})[int(r["seed"])] = float(r["accuracy_%"])
+    t["by_seed"] = [seeds[tuple(r[keys])] for _, r in t.iterrows()]
+    return t
 
 
 def run(results: Path) -> list[Verdict]:
@@ -458,8 +503,9 @@ def run(results: Path) -> list[Verdict]:
     return decide(checks + cifar_checks(leaderboard(results, "cifar")))
 
 
-def p_text(p: float | None) -> str:
-    return "-" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
+def p_text(p: float | None, miss: bool = False) -> str:
+    """A p-value as the tables print it, "(miss)" after a miss test's."""
+    return "-" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}") + (" (miss)" if miss else "")
 
 
 def estimate_text(v: Verdict) -> str:
@@ -481,9 +527,9 @@ def test_text(v: Verdict) -> str:
 
 def table(verdicts: list[Verdict]) -> str:
     """The full table: one line per check and suite."""
-    lines = [[v.suite, v.claim, v.source, v.measured, test_text(v), estimate_text(v), p_text(v.p), p_text(v.p_holm),
-              v.verdict] for v in verdicts]
-    return tabulate(lines, headers=["suite", "claim", "source", "measured", "test", "d [95% CI]", "p", "p Holm",
+    lines = [[v.suite, v.claim, v.source, v.measured, test_text(v), estimate_text(v), p_text(v.p, v.p_is_miss),
+              p_text(v.p_holm, v.p_is_miss), v.verdict] for v in verdicts]
+    return tabulate(lines, headers=["suite", "claim", "source", "measured", "test", CI_HEADER, "p", "p Holm",
                                     "verdict"], tablefmt="pipe", disable_numparse=True)
 
 
@@ -497,7 +543,7 @@ def pivot(verdicts: list[Verdict], suites: list[str]) -> str:
     each cell the verdict and its Holm-adjusted p."""
     def cell(v: Verdict) -> str:
         if v.p_holm is not None:
-            return f"{v.verdict}, p {p_text(v.p_holm)}"
+            return f"{v.verdict}, p {p_text(v.p_holm, v.p_is_miss)}"
         return f"{v.verdict}, {v.estimate:.1f}x" if v.kind == "size" and v.estimate is not None else v.verdict
 
     claims: list[str] = []
@@ -527,9 +573,10 @@ def site_file(verdicts: list[Verdict], results: Path) -> str:
         "about": f"Holm family: {family_size(verdicts)} one-sided tests, alpha {ALPHA}; written by "
                  "python benchmarks/literature_checks.py --write-readme",
         "leaderboards": {suite: digest(suite) for suite in SUITES},
-        "columns": ["claim", "source", "measured", "test", "d [95% CI]", "p", "p Holm", "verdict"],
-        "checks": [{"suite": v.suite, "row": [v.claim, v.source, v.measured, test_text(v), estimate_text(v), p_text(v.p),
-                                               p_text(v.p_holm), v.verdict]} for v in verdicts],
+        "columns": ["claim", "source", "measured", "test", CI_HEADER, "p", "p Holm", "verdict"],
+        "checks": [{"suite": v.suite, "row": [v.claim, v.source, v.measured, test_text(v), estimate_text(v),
+                                               p_text(v.p, v.p_is_miss), p_text(v.p_holm, v.p_is_miss), v.verdict]}
+                   for v in verdicts],
     }, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -538,7 +585,8 @@ def readme_block(verdicts: list[Verdict]) -> str:
     whose checks differ."""
     tested = sum(v.p is not None for v in verdicts)
     intro = (f"Holm family: {family_size(verdicts)} one-sided tests from {tested} checks, alpha {ALPHA}. "
-             "A cell gives the verdict and its Holm-adjusted p (d, its 95% CI and the raw p: the script's output).")
+             "A cell gives the verdict and the Holm-adjusted p of the test on the estimate's side, \"(miss)\" "
+             "where that is a test against the claim (d, its unadjusted 95% CI and the raw p: the script's output).")
     return "\n".join(["", intro, "", pivot(verdicts, ["mlp", "mnist"]), "", pivot(verdicts, ["cifar"]), ""])
 
 

@@ -1,9 +1,13 @@
 import importlib.util
+import statistics
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
+import yaml
+from scipy import stats
+
+from bench import board, records
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "literature_checks.py"
 spec = importlib.util.spec_from_file_location("literature_checks", SCRIPT)
@@ -20,19 +24,50 @@ ONE_SHOT_80 = [  # sparsegpt leads by 2 pts without fine-tuning, by 0.1 with it
     ("magnitude-oneshot", "finetune=True, m=0, n=0, scope=layer, sparsity=0.8", 98.0, 0.1, 3)]
 
 
+def seed_values(mean: float, std: float, n: int) -> list[float]:
+    """n accuracies (%) whose mean and sample std are exactly `mean` and `std`."""
+    if n == 1:
+        return [mean]
+    z = [i - (n - 1) / 2 for i in range(n)]
+    return [mean + std * v / statistics.stdev(z) for v in z]
+
+
+def params_of(setting: str) -> dict:
+    """A leaderboard setting label parsed back into a record's parameters (YAML scalars)."""
+    return {} if setting == "-" else {k: yaml.safe_load(v) for k, v in (p.split("=") for p in setting.split(", "))}
+
+
 def write_table(results: Path, rows: list[tuple], suite: str = "mlp", machines: list[str] | None = None,
                 **columns: list[float]) -> None:
-    """A leaderboard.csv of (method, setting, mean, std, seeds) rows, in the table the suite's
-    checks read; `columns` adds per-row columns (size_KiB, compression_x, flops)."""
-    table = pd.DataFrame(rows, columns=["method", "setting", "accuracy_mean_%", "accuracy_std_%", "seeds"])
-    table["data_source"], table["device"] = checks.SUITES[suite]
-    table["size_KiB"], table["compression_x"], table["flops_M"], table["flops_effective_M"] = 100.0, 1.0, 1.0, 1.0
-    for name, values in columns.items():
-        table[name] = values
-    if machines:
-        table["machines"] = machines
-    (results / suite).mkdir(parents=True, exist_ok=True)
-    table.to_csv(results / suite / "leaderboard.csv", index=False)
+    """Records of (method, setting, mean, std, seeds) rows (or (method, setting, accuracies)), and the leaderboard.csv
+    `bench leaderboard` builds from them, in the table the suite's checks read; `columns` gives a
+    row's size_KiB, compression_x, flops_M or flops_effective_M."""
+    source, device = checks.SUITES[suite]
+    scale = {"size_KiB": ("size_bytes", 1024), "compression_x": ("compression", 1),
+             "flops_M": ("flops", 1e6), "flops_effective_M": ("flops_effective", 1e6)}
+    for old in (results / suite / "runs").glob("*.json"):
+        old.unlink()
+    recs = []
+    for i, (method, setting, mean, *spread) in enumerate(rows):
+        std, n = spread or (None, None)
+        metrics = {"size_bytes": 102400, "compression": 1.0, "flops": 1e6, "flops_effective": 1e6}
+        metrics.update({scale[name][0]: values[i] * scale[name][1] for name, values in columns.items()})
+        if isinstance(mean, list):  # the seeds' accuracies themselves
+            values = mean
+        else:
+            values = seed_values(mean, std, n)
+            values = values[i % n:] + values[:i % n]  # rows' seeds do not all move together
+        for seed, accuracy in enumerate(values):
+            config = {"method": method, "params": params_of(setting), "seed": seed, "data_source": source,
+                      "budget": {"epochs": 20, "finetune_epochs": 10}, "model": {"name": "lenet300"}}
+            env = {"device": device, "device_name": machines[i] if machines else "Test CPU", "torch": "2.x",
+                   "threads": 1}
+            recs.append({"schema": records.SCHEMA_VERSION, "config": config, "status": "ok", "standard_budget": True,
+                         "metrics": {**metrics, "accuracy": accuracy / 100}, "env": env})
+            records.write_json_atomic(results / suite / "runs" / f"{method}-{i}-s{seed}.json", recs[-1])
+    cols = board.table_columns(recs)
+    records.write_text_atomic(results / suite / "leaderboard.csv",
+                              board.csv_text(board.aggregate(board.frame(recs, cols), cols)))
 
 
 def verdicts(results: Path) -> dict[tuple[str, str], "checks.Verdict"]:
@@ -79,6 +114,7 @@ def test_an_inconclusive_check_says_when_it_points_the_wrong_way(tmp_path):
     assert kd.verdict == "inconclusive (wrong way)"
     assert kd.estimate == pytest.approx(-0.17) and kd.ci[0] < 0 < kd.ci[1]
     assert "-0.17 [" in checks.table(list(v.values()))
+    assert kd.p_is_miss and f"| {checks.p_text(kd.p_holm)} (miss) | inconclusive (wrong way)" in checks.table([kd])
     assert v[("gptq > round-to-nearest at 3 bits", "mlp")].verdict == "inconclusive"
 
 
@@ -197,3 +233,31 @@ def test_the_readme_block_is_refreshed_and_checked(tmp_path, capsys):
 
 def test_the_committed_readme_block_is_up_to_date():
     assert checks.main(["--check-readme"]) == 0
+
+
+def test_p_values_are_welchs_for_two_rows_and_paired_by_seed_for_the_four_row_contrast(tmp_path):
+    """Two rows: scipy's Welch test on the records' seed accuracies, at full precision. The shrink
+    contrast (+1, -1, -1, +1 over four rows that share each seed's dense model) is tested per seed,
+    a one-sample t: here its seeds move together, and it passes although each row's spread is wide."""
+    kd, student = [98.52, 98.71, 98.60], [98.21, 98.64, 98.33]
+    lead = [[96.0, 97.0, 95.0], [94.0, 95.1, 92.9], [98.0, 99.0, 97.0], [97.9, 98.8, 97.05]]
+    write_table(tmp_path, [("kd", "-", kd), ("student", "-", student),
+                           *((m, setting, values) for (m, setting, *_), values in zip(ONE_SHOT_80, lead))])
+    v = verdicts(tmp_path)
+    two = v[("kd > student trained alone", "mlp")]
+    welch = stats.ttest_ind(kd, student, equal_var=False, alternative="greater")
+    assert two.p == pytest.approx(welch.pvalue, rel=1e-9)
+    interval = stats.ttest_ind(kd, student, equal_var=False).confidence_interval(0.95)
+    assert two.ci == pytest.approx((interval.low, interval.high), rel=1e-9)
+    shrink = v[(SHRINK, "mlp")]
+    per_seed = [a - b - c + d for a, b, c, d in zip(*lead)]
+    assert shrink.p == pytest.approx(stats.ttest_1samp(per_seed, 0, alternative="greater").pvalue, rel=1e-9)
+    assert shrink.verdict == "pass"
+
+
+def test_rows_whose_seeds_agree_exactly_are_not_decided(tmp_path):
+    """No spread, no variance to test against: a p of 0 from three identical seeds would pass
+    anything."""
+    write_table(tmp_path, [("kd", "-", [98.5, 98.5, 98.5]), ("student", "-", [98.0, 98.0, 98.0])])
+    kd = verdicts(tmp_path)[("kd > student trained alone", "mlp")]
+    assert kd.verdict == "inconclusive (no spread)" and kd.p is None and kd.estimate == pytest.approx(0.5)
