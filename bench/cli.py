@@ -186,6 +186,9 @@ def parser() -> argparse.ArgumentParser:
     again.add_argument("--refresh", action="store_true",
                        help="rerun finished runs whose record another commit or device made (a --force "
                             "that resumes: rerun the same command to continue)")
+    run.add_argument("--recorded", action="store_true",
+                     help="also run every setting of the methods that the suite's records at this budget hold "
+                          "(rows made with --set): with --refresh, every record is rerun, not only the sweep")
     run.add_argument("--order", choices=["depth", "breadth"], default="depth",
                      help="depth: each setting at every seed in turn; breadth: every setting at the first "
                           "seed before any second seed, so a sweep cut short still covers every row")
@@ -359,7 +362,8 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
                          data_dir=args.data_dir, device=device, overrides=overrides,
                          executor=executor,
                          budget_overrides=budget,
-                         force=args.force, refresh=args.refresh, compile=args.compile, order=args.order,
+                         force=args.force, refresh=args.refresh, recorded=args.recorded, compile=args.compile,
+                         order=args.order,
                          max_minutes=args.max_minutes, dry_run=args.dry_run, allow_dirty=args.allow_dirty,
                          fuse=DEFAULT_FUSE[device] if args.fuse == "auto" else args.fuse, run_timeout=args.run_timeout,
                          publish=lambda: leaderboard.write(args.results_dir, suite.name))
@@ -381,7 +385,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(done, indent=1, sort_keys=True))
     else:  # the runs of this command, aggregated over seeds like the leaderboard, fitted to the terminal
         print("\n" + render.terminal(done, shutil.get_terminal_size().columns, board.families(done)))
-        print(f"\nfull leaderboards: {folder}/leaderboard*.md (standard budget: leaderboard.md)")
+        tables = sorted({"leaderboard.md" if r.get("standard_budget") else "leaderboard-custom.md (overridden budgets)"
+                         for r in done})
+        if tables:
+            print(f"\nfull leaderboard{'s' if len(tables) > 1 else ''}: {', '.join(f'{folder}/{t}' for t in tables)}")
     failed = [r for r in done if r["status"] not in (Status.OK, Status.SKIPPED)]
     if failed:
         print(f"\n{len(failed)} of {len(done)} runs did not finish:", file=sys.stderr)

@@ -7,6 +7,7 @@ parameter and checks every chain, so wrong input fails here, before any data is 
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -105,6 +106,28 @@ def plan(suite: Suite, names: list[str], overrides: dict[str, dict[str, Any]], s
     if order == "breadth":
         runs.sort(key=lambda r: seeds.index(r.seed))  # stable: settings keep their order
     return runs
+
+
+def with_recorded(specs: list[RunSpec], history: list[dict[str, Any]], suite: Suite, names: list[str],
+                  seeds: list[int], order: Order = "depth") -> list[RunSpec]:
+    """`specs` plus every setting of the `names` (and of chains of them) that a record at the
+    suite's budget holds, at one of `seeds`: rows made with `--set`, and chains, are no part of
+    the suite's sweep, so without these a `--refresh` would leave them made by older code. Each
+    is checked as `plan` checks its own (a parameter the method no longer has fails here)."""
+    budget = dataclasses.asdict(suite.training)
+    planned = {(s.method, json.dumps(s.params, sort_keys=True), s.seed) for s in specs}
+    out = list(specs)
+    for record in history:
+        c = record["config"]
+        key = (c["method"], json.dumps(c["params"], sort_keys=True), c["seed"])
+        selected = c["method"] in names or all(link in names for link in links(c["method"]))
+        if selected and c["seed"] in seeds and c["budget"] == budget and key not in planned:
+            planned.add(key)
+            build_method(c["method"], c["params"])
+            out.append(RunSpec(c["method"], c["params"], c["seed"]))
+    if order == "breadth":
+        out.sort(key=lambda r: seeds.index(r.seed))
+    return out
 
 
 def build_method(method: str, params: dict[str, Any]) -> Method | Chain:

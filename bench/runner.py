@@ -36,7 +36,8 @@ from bench.data import fetch, find_source
 from bench.errors import ResultsFolderError, first_line
 from bench.executors import Executor
 from bench.locks import Claim
-from bench.plan import Order, RunSpec, dense_epochs, expected_epochs, plan, run_key, setting_label
+from bench.plan import (Order, RunSpec, dense_epochs, expected_epochs, plan, run_key, setting_label,
+                        with_recorded)
 from bench.suite import Suite
 from bench.worker import Outcome, Task
 
@@ -109,7 +110,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
               executor: Executor, budget_overrides: dict[str, Any] | None = None,
               force: bool = False, compile: str | None = None, order: Order = "depth",
               max_minutes: float | None = None, dry_run: bool = False, allow_dirty: bool = False,
-              refresh: bool = False, fuse: int = 1, run_timeout: float | None = None,
+              refresh: bool = False, recorded: bool = False, fuse: int = 1, run_timeout: float | None = None,
               publish: Callable[[], Any] | None = None,
               log: Callable[[str], None] = tqdm.write) -> list[Record]:
     """Plan, train the dense stage, run and record; returns the records of this command's runs
@@ -125,6 +126,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     unless `allow_dirty`, which the records then say. `refresh` reruns finished runs whose record
     another commit or another device made: regenerating a leaderboard from one commit on one
     machine takes many commands, and unlike `force` it resumes where the last one stopped.
+    `recorded` adds every setting of the methods that the suite's records at this budget hold
+    (rows made with `--set`), so that a refresh reruns every record, not only the sweep.
     `fuse` hands up to that many runs to a worker as one task, whose compatible training calls
     train as one model (bench.fused); 1 trains every run alone. `run_timeout` (minutes) is each
     run's time limit; None derives one from the suite's records on this device (`time_limit`).
@@ -133,6 +136,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     suite = suite.with_budget(**(budget_overrides or {}))
     standard = suite.training == standard_budget
     specs = plan(suite, names, overrides, seeds, order)
+    if recorded:
+        specs = with_recorded(specs, records.load_records(results_dir, suite.name), suite, names, seeds, order)
     source = find_source(suite.data, data_dir) if dry_run else fetch(suite.data, data_dir)
     suite_dir, claims = layout.suite_dir(results_dir, suite.name), layout.claims_dir(results_dir, suite.name)
     runs, unusable = [], []

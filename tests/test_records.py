@@ -94,6 +94,26 @@ def test_refresh_reruns_only_records_another_commit_made_and_resumes(tmp_path, d
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
 
+def test_recorded_plans_every_setting_the_records_hold_so_a_refresh_can_rerun_them_all(tmp_path, data_dir, bench):
+    """Rows made with --set, and chains, are no part of the sweep `--methods` plans: --recorded
+    adds them (a chain when all its links are selected), so that `--refresh --recorded` reruns
+    every record of a leaderboard."""
+    tiny = ["--suite", FAST, "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "1000",
+            "--limit-test", "500", "--data-dir", data_dir, "--results-dir", tmp_path]
+    for methods, setting in (("magnitude", "magnitude.sparsity=0.7"), ("magnitude+dynamic-int8", "magnitude.sparsity=0.9")):
+        made = bench(["run", *tiny, "--methods", methods, "--set", setting])
+        assert made.returncode == 0, made.stderr
+        assert f"full leaderboard: {tmp_path}/mlp-fast/leaderboard-custom.md (overridden budgets)" in made.stdout
+    sweep = bench(["run", *tiny, "--methods", "magnitude,dynamic-int8", "--dry-run"])
+    assert "3 runs: 3 to run, 0 finished before" in sweep.stdout, sweep.stderr
+    every = bench(["run", *tiny, "--methods", "magnitude,dynamic-int8", "--recorded", "--dry-run"])
+    assert "5 runs: 3 to run, 2 finished before" in every.stdout, every.stderr
+    alone = bench(["run", *tiny, "--methods", "dynamic-int8", "--recorded", "--dry-run"])
+    assert "1 runs: 1 to run" in alone.stdout  # the chain's magnitude link is not selected
+    assert "5 runs: 5 to run" in bench(["run", *tiny, "--methods", "magnitude,dynamic-int8", "--recorded", "--force",
+                                        "--dry-run"]).stdout
+
+
 def test_the_driver_stamps_the_provenance_whichever_checkout_its_worker_runs_in(tmp_path, data_dir, monkeypatch):
     """A worker on another node may hold another checkout, or none: the records and the cached
     dense model name the commit the driver checked, never the worker's."""
