@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,9 @@ def run(suite: str | Path, methods: str | list[str] = "all", **options: Any) -> 
     {"sparsity": 0.9}} for --set. The leaderboard files are rebuilt, as by the command."""
     from bench import cli
 
+    if _in_a_reimported_script():
+        raise RuntimeError("bench.run() was called while a worker process of bench imported the script that "
+                           "started it: put the call under `if __name__ == \"__main__\":`")
     argv = ["run", "--suite", str(suite), "--methods", methods if isinstance(methods, str) else ",".join(methods)]
     for name, value in options.items():
         flag = "--" + name.replace("_", "-")
@@ -46,6 +50,19 @@ def run(suite: str | Path, methods: str | list[str] = "all", **options: Any) -> 
     except SystemExit:
         raise ValueError(message.getvalue().strip().replace("bench run: error: ", "")) from None
     return cli.run_records(args)[1]
+
+
+def _in_a_reimported_script() -> bool:
+    """Whether this call comes from a script that multiprocessing is running again, as
+    `__mp_main__`, in a process it starts (bench's workers, or their fork server): a script
+    without the `__main__` guard would otherwise start a second sweep there, which waits for the
+    first one's claims while the first waits for its workers."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "__mp_main__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def load_results(results_dir: str | Path, suite: str, *, budget: Literal["standard", "custom", "all"] = "standard",

@@ -121,7 +121,11 @@ def _output_to(path: str | None) -> None:
     os.close(fd)
 
 
+READY = "ready"  # a worker's first message: it started (multiprocessing imported what it needs)
+
+
 def _worker_main(conn: Connection, env: dict[str, str]) -> None:
+    conn.send(READY)
     # The driver's environment as it is now, not as the fork server found it (multiprocessing
     # passes the import path and folder itself); before CUDA initializes: the worker sees only
     # its GPU.
@@ -152,6 +156,7 @@ class _Worker:
         self.process = ctx.Process(target=_worker_main, args=(child, {**os.environ, **env}), daemon=True)
         self.process.start()
         child.close()
+        self.started = False  # READY received
         self.ticket: int | None = None
         self.task: Task | None = None
         self.deadline = float("inf")
@@ -263,6 +268,11 @@ class LocalExecutor:
             if w.conn in ready:
                 try:
                     outcomes = w.conn.recv()
+                    if outcomes == READY:
+                        w.started = True
+                        if not w.conn.poll():
+                            continue  # its task's outcomes come later
+                        outcomes = w.conn.recv()
                 except (EOFError, OSError):
                     outcomes = None
                 if outcomes is not None:
@@ -272,6 +282,12 @@ class LocalExecutor:
             if w.conn in ready or w.process.sentinel in ready:
                 w.process.join()
                 forked = self._ctx.get_start_method() == "forkserver"
+                if not w.started:
+                    raise ExecutorError(
+                        f"a worker process ended as it started (exit code {w.process.exitcode}), before it could "
+                        "run anything; its error is above. A script "
+                        "that calls bench.run must do so under `if __name__ == \"__main__\":`, since each worker "
+                        "imports the script that started it")
                 done.append((w.ticket, _failed(w.task, _death(w.process.exitcode, forked))))
                 self._workers[self._workers.index(w)] = None
             elif time.monotonic() > w.deadline:

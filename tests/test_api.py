@@ -56,3 +56,26 @@ def test_bad_options_raise_the_command_lines_message(data_dir):
         bench.run(suite=FAST, methods="dense", nonsense=1, dry_run=True)
     with pytest.raises(ValueError, match="per is row or run"):
         bench.load_results("results", "mlp", per="seed")
+
+
+@pytest.mark.xdist_group("processes")
+def test_a_script_without_the_main_guard_stops_at_once_with_the_fix_and_blames_no_run(tmp_path, data_dir):
+    """Each worker process imports the script that started the sweep: unguarded, the script's
+    bench.run ran a second sweep there, which waited for the first one's claims while the first
+    waited for its worker (a hang). Now the import refuses, the driver names the fix, and no run
+    gets a failed record that a corrected script would then skip."""
+    import subprocess
+    import sys
+
+    call = (f"bench.run(suite={str(FAST)!r}, methods='dense', seeds=[0], epochs=1, limit_train=300, limit_test=100, "
+            f"data_dir={str(data_dir)!r}, results_dir={str(tmp_path)!r}, jobs=1)")
+    script = tmp_path / "sweep.py"
+    script.write_text(f"import bench\n{call}\n")
+    unguarded = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert unguarded.returncode == 1
+    assert 'A script that calls bench.run must do so under `if __name__ == "__main__":`' in unguarded.stderr
+    assert not list(tmp_path.glob("*/runs/*.json"))
+    script.write_text(f"import bench\n\nif __name__ == '__main__':\n    {call}\n")
+    guarded = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert guarded.returncode == 0, guarded.stderr
+    assert len(list(tmp_path.glob("*/runs/dense-*.json"))) == 1
