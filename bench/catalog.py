@@ -19,7 +19,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from bench.registry import ENTRY_POINT_GROUP, DuplicateMethodError, Source, distribution_of, replaces
+from bench.registry import (ENTRY_POINT_GROUP, METHOD_NAME, DuplicateMethodError, Source, distribution_of,
+                            replaces)
 
 
 @dataclass
@@ -170,6 +171,10 @@ def catalog() -> list[PluginInfo]:
                                      "source (`bench list methods --check` imports it)"))
         for c in registered:
             name = c.registered
+            if not METHOD_NAME.fullmatch(name):  # its import would fail in register_method
+                broken.append(PluginInfo(plugin, "", {}, problem=f"REFUSED: the method name {name!r} is not letters, "
+                                         "digits, '_' and '-'"))
+                continue
             try:
                 if name in held and held[name] != source and not replaces(name, held[name], source):
                     continue  # a built-in after the plugin allowed to replace it

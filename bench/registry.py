@@ -17,6 +17,7 @@ import fnmatch
 import importlib
 import os
 import pkgutil
+import re
 import traceback
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -168,9 +169,18 @@ def replaces(name: str, held: Source, new: Source) -> bool:
 _loading: tuple[str | None, str | None] = (None, None)  # the distribution (and its editable checkout) being imported
 
 
-def register_method(name: str):
+# A method's name names its records' and logs' files, and may not read as a chain ("a+b") or a
+# --set key ("method.param"): letters, digits, '_' and '-', not starting with '-'.
+METHOD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     """Class decorator that adds a method to the registry under `name`; a second registration
-    of a name is settled by `replaces`."""
+    of a name is settled by `replaces`. A name that is no METHOD_NAME is refused (a ValueError
+    at the plugin's import, so its runs fail naming it): "../x" would write records elsewhere."""
+    if not isinstance(name, str) or not METHOD_NAME.fullmatch(name):
+        raise ValueError(f"@register_method({name!r}): a method name is letters, digits, '_' and '-' "
+                         "(it names files, and '+' and '.' mean a chain and a --set key)")
 
     def add(cls: type[Method]) -> type[Method]:
         if not (isinstance(cls, type) and issubclass(cls, Method)):

@@ -241,3 +241,32 @@ def test_a_blank_docstring_or_error_message_shows_as_an_empty_line_not_a_crash()
     assert Blank.description() == ""
     assert [first_line(t) for t in (None, "", " \n ", "RuntimeError\n  at line 3")] == ["", "", "", "RuntimeError"]
     assert first_line("x" * 300, 100) == "x" * 100
+
+
+ESCAPING = '''
+from bench import Method, register_method
+
+
+@register_method("../../../escaped")
+class Escaped(Method):
+    """Its records would be written outside the results folder."""
+
+    def run(self, ctx):
+        return ctx.pretrained()
+'''
+
+
+def test_a_method_name_that_is_no_plain_file_name_is_refused(tmp_path, plugins, bench):
+    """A record's file is named after its method: "../../../x" wrote one outside the results
+    folder, "a/b" one that no leaderboard reads; "a+b" and "a.b" read as a chain and a --set key."""
+    plugins(make_distribution(tmp_path / "site", "escaping_pkg", ESCAPING, {"escaping": "escaping_pkg"}))
+    listed = {line.split()[0]: line for line in bench(["list", "methods"]).stdout.splitlines()[2:]}
+    assert "REFUSED: the method name '../../../escaped' is not letters, digits, '_' and '-'" in listed["escaping"]
+    checked = bench(["list", "methods", "--check"]).stdout
+    assert "FAILED TO IMPORT: ValueError: @register_method('../../../escaped')" in checked
+    ran = bench(["run", "--suite", "tests/mlp-fast.yaml", "--methods", "../../../escaped", "--dry-run",
+                 "--results-dir", str(tmp_path / "results" / "deep")])
+    assert ran.returncode == 2 and "unknown method '../../../escaped'" in ran.stderr
+    for bad in ("a+b", "a.b", "a/b", "-a", "", 3):
+        with pytest.raises(ValueError, match="a method name is letters"):
+            register_method(bad)
