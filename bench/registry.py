@@ -185,6 +185,8 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     def add(cls: type[Method]) -> type[Method]:
         if not (isinstance(cls, type) and issubclass(cls, Method)):
             raise TypeError(f"@register_method('{name}') must decorate a subclass of bench.Method")
+        if problem := _metadata_problem(cls):
+            raise TypeError(f"@register_method('{name}'): {problem}")
         source = Source(cls.__module__, *_loading)
         cls.name = name
         if name not in METHODS or METHODS[name] is cls or replaces(name, SOURCES[name], source):
@@ -192,6 +194,24 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
         return cls
 
     return add
+
+
+def _metadata_problem(cls: type[Method]) -> str | None:
+    """What is wrong with the class attributes the driver reads into every record and plan (its
+    description, family, sweep, starts_from, output), or None: checked at registration, so that a
+    plugin with a bad one fails to import, naming it, rather than stopping a sweep mid-way."""
+    try:
+        description = cls.description()
+    except Exception as e:  # noqa: BLE001 - a plugin's override
+        return f"description() raised {type(e).__name__}: {e}"
+    checks = [("description()", description, isinstance(description, str)),
+              ("family", cls.family, isinstance(cls.family, str)),
+              ("sweep", cls.sweep, cls.sweep is None or isinstance(cls.sweep, str)),
+              ("starts_from", cls.starts_from, cls.starts_from in ("pretrained", "scratch")),
+              ("output", cls.output, cls.output in ("float", "quantized"))]
+    wrong = [f"{what} is {value!r}" for what, value, ok in checks if not ok]
+    return ("; ".join(wrong) + " (see bench.Method: a string, and starts_from and output one of its "
+            "values)") if wrong else None
 
 
 _discovered = False

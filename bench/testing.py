@@ -36,8 +36,6 @@ def check_registration(name: str, params: dict[str, Any] | None = None) -> type[
     assert cls.description(), f"'{name}' has no description: give its class a docstring, first line a summary"
     assert cls.family in registry.FAMILIES, (f"'{name}' has family {cls.family!r}; the leaderboard groups "
                                              f"methods by one of {', '.join(registry.FAMILIES)}")
-    assert cls.starts_from in ("pretrained", "scratch"), f"'{name}': starts_from is 'pretrained' or 'scratch'"
-    assert cls.output in ("float", "quantized"), f"'{name}': output is 'float' or 'quantized'"
     fields = {f.name for f in dataclasses.fields(cls)}
     assert cls.sweep is None or cls.sweep in fields, f"'{name}' sweeps {cls.sweep!r}, which is no parameter of it"
     for tried in ({}, params or {}):

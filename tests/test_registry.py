@@ -270,3 +270,49 @@ def test_a_method_name_that_is_no_plain_file_name_is_refused(tmp_path, plugins, 
     for bad in ("a+b", "a.b", "a/b", "-a", "", 3):
         with pytest.raises(ValueError, match="a method name is letters"):
             register_method(bad)
+
+
+BAD_FAMILY = '''
+from bench import Method, register_method
+
+
+@register_method("bad-family")
+class BadFamily(Method):
+    """A family that is no string."""
+
+    family = object()
+
+    def run(self, ctx):
+        return ctx.pretrained()
+'''
+
+BAD_DESCRIPTION = '''
+from bench import Method, register_method
+
+
+@register_method("bad-description")
+class BadDescription(Method):
+    """Its description() raises."""
+
+    @classmethod
+    def description(cls):
+        raise RuntimeError("no description today")
+
+    def run(self, ctx):
+        return ctx.pretrained()
+'''
+
+
+def test_a_plugin_whose_metadata_the_records_need_is_wrong_fails_its_import_not_the_sweep(tmp_path, plugins, bench,
+                                                                                           data_dir):
+    """The driver writes every record's family and description: a bad one once raised there, in
+    the middle of the sweep, and lost the runs after it."""
+    plugins(make_distribution(tmp_path / "a", "bad_family", BAD_FAMILY, {"bad-family": "bad_family"}),
+            make_distribution(tmp_path / "b", "bad_description", BAD_DESCRIPTION, {"bad-description": "bad_description"}))
+    ran = bench(["run", "--suite", "tests/mlp-fast.yaml", "--methods", "bad-family,bad-description,random", "--seeds", "0",
+                 "--set", "random.sparsity=0.5", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "500",
+                 "--limit-test", "200", "--data-dir", str(data_dir), "--results-dir", str(tmp_path / "results")])
+    assert ran.returncode == 1 and "Traceback" not in ran.stderr
+    assert "TypeError: @register_method('bad-family'): family is <object object" in ran.stdout
+    assert "TypeError: @register_method('bad-description'): description() raised RuntimeError: no description today" in ran.stdout
+    assert "2 of 3 runs did not finish" in ran.stderr  # random ran, after them
