@@ -125,7 +125,7 @@ METRICS: list[MetricSpec] = [
                "training call, kept apart from `train_time_s` (records only)", "s", None, table=None,
                higher_is_better=False),
     MetricSpec("theoretical_speedup", "FLOPs of the suite's dense model divided by `flops_effective`: "
-               "the speedup if every zero weight and removed channel were skipped", "x",
+               "the speedup if every zero weight and removed channel were skipped (empty where every weight is zero)", "x",
                "theoretical_speedup_x", "theoretical (x)", table="speed", decimals=3, shown=2,
                higher_is_better=True),
     MetricSpec("speedup{runtime}_b{batch}", "measured speedup at batch N in a runtime: the dense "

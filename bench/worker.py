@@ -264,7 +264,9 @@ def measure_model(model: nn.Module, ctx: Context, reference: dict[str, int]) -> 
     one = measure_input(ctx, 1, device)
     metrics["flops"], metrics["flops_effective"] = measure.flops(model, one)
     dense = ctx.new_model().to(device).eval()  # the reference of every speedup: only its shape matters
-    metrics["theoretical_speedup"] = measure.flops(dense, one)[0] / metrics["flops_effective"]
+    # None where every weight is zero: no FLOPs to divide by (the model is measured all the same)
+    metrics["theoretical_speedup"] = (measure.flops(dense, one)[0] / metrics["flops_effective"]
+                                      if metrics["flops_effective"] else None)
     encoding, metrics["size_bytes"] = deploy.encoding(model)
     metrics["compression"] = reference["size_bytes"] / metrics["size_bytes"]
     inputs = {batch: measure_input(ctx, batch, device) for batch in ctx.suite.latency_batches}

@@ -115,6 +115,17 @@ FAULTY = '''
         def run(self, ctx):
             return nn.Sequential(ctx.pretrained(), nn.Linear(10, 10))
 
+    @register_method("zeroes")
+    class Zeroes(Method):
+        """Zeroes every weight: a model that executes no FLOPs, which the harness still measures."""
+
+        def run(self, ctx):
+            model = ctx.pretrained()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.zero_()
+            return model
+
     @register_method("ranged")
     class Ranged(Method):
         """Declares a range on its parameter."""
@@ -139,7 +150,7 @@ class Syntax(Method)
 def faulty(tmp_path_factory) -> Path:
     site = make_distribution(tmp_path_factory.mktemp("site"), "faulty", FAULTY, {
         name: "faulty" for name in ("exits", "explodes", "diverges", "nan-weights", "inf-outputs",
-                                    "not-applicable", "stuck", "ranged", "widens")})
+                                    "not-applicable", "stuck", "ranged", "widens", "zeroes")})
     make_distribution(site, "exit_at_import", "import sys\nsys.exit(3)\n", {"exit-import": "exit_at_import"})
     make_distribution(site, "missing_import", "import no_such_module_anywhere\n", {"missing": "missing_import"})
     make_distribution(site, "syntax_plugin", "", {"syntax": "syntax_plugin"})
@@ -158,11 +169,11 @@ def test_faulty_plugins_become_failed_or_invalid_rows_and_the_sweep_goes_on(tmp_
     results = tmp_path / "results"
     args = ["run", *TINY, "--data-dir", str(data_dir), "--results-dir", str(results)]
     proc = bench([*args, "--methods", "dense,syntax,exit-import,missing,exits,explodes,diverges,nan-weights,"
-                                      "inf-outputs,not-applicable,widens"])
+                                      "inf-outputs,not-applicable,widens,zeroes"])
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "8 of 11 runs did not finish" in proc.stderr  # a skipped run is no failure
-    assert statuses(results) == {"dense": "ok", "widens": "ok", "syntax": "failed", "exit-import": "failed", "missing": "failed",
+    assert "8 of 12 runs did not finish" in proc.stderr  # a skipped run is no failure
+    assert statuses(results) == {"dense": "ok", "widens": "ok", "zeroes": "ok", "syntax": "failed", "exit-import": "failed", "missing": "failed",
                                  "exits": "failed", "explodes": "failed", "diverges": "diverged",
                                  "nan-weights": "invalid", "inf-outputs": "invalid", "not-applicable": "skipped"}
     causes = ["FAILED: ImportError: plugin 'syntax' failed to import: SyntaxError: expected ':' (syntax_plugin.py, line 5)",
@@ -182,8 +193,9 @@ def test_faulty_plugins_become_failed_or_invalid_rows_and_the_sweep_goes_on(tmp_
         assert cause.split(": ", 1)[1] in md, cause  # the failed-runs table
     assert "| invalid |" in md.replace("  ", " ").replace("  ", " ")
     ranked = pd.read_csv(results / SUITE / "leaderboard-custom.csv")
-    assert sorted(ranked.method) == ["dense", "widens"]  # invalid models are never ranked
+    assert sorted(ranked.method) == ["dense", "widens", "zeroes"]  # invalid models are never ranked
     rows = ranked.set_index("method")
+    assert rows.nonzeros["zeroes"] == 0 and pd.isna(rows["theoretical_speedup_x"]["zeroes"])  # no FLOPs: no ratio
     assert rows.nonzeros["widens"] == rows.nonzeros["dense"] + 110  # its extra layer, measured as such
     assert rows["sparsity_%"]["widens"] < 0
     assert re.search(r"widens .* -> accuracy [\d.]+%  sparsity -[\d.]+%  size [\d.]+ KiB \(1\.0x larger\)", proc.stdout)
