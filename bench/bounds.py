@@ -30,10 +30,10 @@ class Bounds:
         low = (self.ge, "[", ">=") if self.ge is not None else (self.gt, "(", ">") if self.gt is not None else None
         high = (self.le, "]", "<=") if self.le is not None else (self.lt, ")", "<") if self.lt is not None else None
         if low and high:
-            return f"in {low[1]}{low[0]:g}, {high[0]:g}{high[1]}"
+            return f"in {low[1]}{_number(low[0])}, {_number(high[0])}{high[1]}"
         if low or high:
             value, _, sign = low or high
-            return f"{sign} {value:g}"
+            return f"{sign} {_number(value)}"
         return "that is finite"
 
     def contains(self, value: Any) -> bool:
@@ -84,6 +84,11 @@ def problem(f: dataclasses.Field, value: Any) -> str | None:
     """Why `value` is out of the range field `f` declares (None: in range, or no range)."""
     bounds = f.metadata.get("bounds")
     return bounds.problem(value) if bounds is not None else None
+
+
+def _number(value: float) -> str:
+    """A limit as written: an int in full (a seed's 4294967296, not 4.29497e+09), a float briefly."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def field_defaults(cls: type) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from bench.chain import links
 from bench.errors import DataError, ExecutorError, ResultsFolderError, first_line
 from bench.plan import setting_label
 from bench.records import ProvenanceError, Status
-from bench.suite import Suite, SuiteError, available_suites, is_plain_name, load_suite
+from bench.suite import SEED_LIMIT, Suite, SuiteError, available_suites, is_plain_name, load_suite
 
 
 QUICK_RESULTS = "results-quick"  # where runs at an overridden budget go by default: git-ignored
@@ -57,13 +57,15 @@ class _Version(argparse.Action):
 
 
 def _seeds(text: str) -> list[int]:
-    """--seeds: distinct integers >= 0. A repeated seed is refused rather than merged: it is
-    more likely a typo for another seed than a wish to run one twice."""
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
-    why = Bounds(ge=0, distinct=True).problem(seeds)
+    """--seeds: distinct integers >= 0, below SEED_LIMIT, in digits 0-9. A repeated seed is
+    refused rather than merged: it is more likely a typo for another seed than a wish to run
+    one twice."""
+    items = [s.strip() for s in text.split(",")]
+    items = [] if not any(items) else items  # "," is an empty list; "0,,1" a typo
+    if not all(s.isascii() and s.removeprefix("-").isdigit() for s in items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'")
+    seeds = [int(s) for s in items]
+    why = Bounds(ge=0, lt=SEED_LIMIT, distinct=True).problem(seeds)
     if why:
         raise argparse.ArgumentTypeError(why)
     return seeds
@@ -103,7 +105,11 @@ def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
         method, dot, param = key.partition(".")
         if not (sep and dot and method and param):
             raise registry.ParameterError(f"--set expects METHOD.PARAM=VALUE, got '{item}'")
-        parsed = yaml.safe_load(value)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise registry.ParameterError(f"--set {key}: the value is no YAML scalar: "
+                                          f"{' '.join(str(e).split())[:200]}") from None
         if isinstance(parsed, str):
             try:
                 parsed = float(parsed)

@@ -75,6 +75,9 @@ class Budget:
     limit_test: int | None = bounded(None, ge=1)
 
 
+SEED_LIMIT = 2**32  # numpy's random seeds stop there (torch's at 2**64)
+
+
 @dataclass(frozen=True)
 class Suite:
     """One benchmark: data, model, budget, seeds and the sparsity sweep."""
@@ -85,7 +88,7 @@ class Suite:
     data: DataSpec
     model: ModelSpec
     training: Budget
-    seeds: list[int] = bounded(ge=0, distinct=True)
+    seeds: list[int] = bounded(ge=0, lt=SEED_LIMIT, distinct=True)
     sparsities: list[float] = bounded(ge=0, lt=1, distinct=True)  # the levels sweeping methods run at
     latency_batches: list[int] = bounded(ge=1, distinct=True)  # [1, throughput batch]
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method parameters
@@ -142,7 +145,12 @@ def load_suite(name_or_path: str) -> Suite:
         raise SuiteError(f"{path}: {_yaml_error(e)}") from None
     except yaml.YAMLError as e:
         raise SuiteError(f"{path}: not valid YAML: {_yaml_error(e)}") from None
-    suite = parse(Suite, raw, str(path), "")
+    except RecursionError:
+        raise SuiteError(f"{path}: nested too deeply to be a suite file") from None
+    try:
+        suite = parse(Suite, raw, str(path), "")
+    except RecursionError:
+        raise SuiteError(f"{path}: nested too deeply to be a suite file") from None
     _check(suite, str(path))
     return suite
 
@@ -261,15 +269,28 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
         _, item = typing.get_args(tp)
         return {str(k): parse(item, v, file, f"{key}.{k}") for k, v in value.items()}
     if tp is Any:
+        if not _plain(value):  # it goes into the runs' configurations, which are JSON
+            raise SuiteError(f"{where}: expected plain data (numbers, text, true/false, null, lists, mappings "
+                             f"with text keys), got {brief(value)}")
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
         hint = ""
         if tp is float and isinstance(value, str) and len(value) < 100 and _is_float(value):
-            hint = f" (YAML reads {value} as text: write it with a dot, e.g. {float(value):.1e})"
+            hint = f" (YAML reads {value} as text: write it with a dot and a signed exponent, e.g. {float(value):.1e})"
         raise SuiteError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {brief(value)}{hint}")
     return value
+
+
+def _plain(value: Any) -> bool:
+    """Whether `value` is data JSON holds as it is (no set, bytes or timestamp, which YAML's tags
+    can make)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
 
 
 def _is_float(text: str) -> bool:
