@@ -52,11 +52,14 @@ def check_method(name: str, *, results_dir: str | Path, suite: str | Path = "mlp
     """Check method `name`'s registration (`check_registration`), then run it once on `suite`
     at a tiny budget (TINY; `options` override it with `bench run`'s options) into
     `results_dir`, and return its record after checking that the run finished and its record
-    is well-formed. `params` are the method's parameters for the run (its defaults otherwise);
+    is well-formed. `params` are the method's parameters for the run (its defaults otherwise: a
+    method that sweeps a parameter runs once, at that parameter's default, not at every level);
     `data_dir` is where the data is ($BENCH_DATA_DIR, or downloaded, by default)."""
     from bench.api import run
 
-    check_registration(name, params)
+    cls = check_registration(name, params)
+    if cls.sweep and cls.sweep not in (params or {}):
+        params = {cls.sweep: cls.parameters()[cls.sweep], **(params or {})}
     budget = {**TINY, **options, **({"data_dir": data_dir} if data_dir else {})}
     got = run(suite, [name], results_dir=results_dir, force=True, **({"set": {name: params}} if params else {}),
               **budget)

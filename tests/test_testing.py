@@ -82,3 +82,10 @@ def test_a_run_that_fails_is_named_with_its_error_and_log(tmp_path, data_dir, sc
 
     with pytest.raises(AssertionError, match="the run of 'returns-nonsense' ended invalid: the returned model gives"):
         check_method("returns-nonsense", results_dir=tmp_path, data_dir=data_dir)
+
+
+def test_a_swept_method_is_checked_in_one_run_at_its_default(tmp_path, data_dir):
+    """magnitude sweeps its sparsity over the suite's levels: the check runs it once, at its
+    default, rather than failing on the sweep's several runs."""
+    record = check_method("magnitude", results_dir=tmp_path, data_dir=data_dir, suite=FAST)
+    assert record["config"]["params"]["sparsity"] == registry.METHODS["magnitude"].parameters()["sparsity"]
