@@ -126,16 +126,19 @@ def setting_sparsity(params: dict[str, Any]) -> float | None:
 
 
 def distinct_settings(t: pd.DataFrame) -> pd.Series:
-    """Per row, the parameters that differ between the rows of its method (all of them for a
-    method with one row, "-" for none): what tells a method's rows apart."""
+    """Per row, what tells it apart from its method's other rows: the parameters that differ
+    between them, of those its row shows (`shown_params`: the swept one, and the others where
+    they are not the default; of two rows that differ in a parameter, at most one has its
+    default), the swept one first, so that a terminal that cuts the text keeps it; "-" for none."""
     out = {}
-    for _, m in t.groupby("method", sort=True):
+    for method, m in t.groupby("method", sort=True):
         params = {i: {k: str(v) for k, v in p.items()} for i, p in zip(m.index, m.setting_params)}
         keys = {k for p in params.values() for k in p}
         varying = [k for k in keys if len({p.get(k) for p in params.values()}) > 1] if len(m) > 1 else keys
-        keep = sorted(varying)
-        for i, p in params.items():
-            out[i] = ", ".join(f"{k}={p[k]}" for k in keep if k in p) or "-"
+        keep = sorted(varying, key=lambda k: (not is_swept(method, k), k))
+        for i, p in zip(m.index, m.setting_params):
+            shown = shown_params(method, p)
+            out[i] = ", ".join(f"{k}={params[i][k]}" for k in keep if k in shown) or "-"
     return pd.Series(out).reindex(t.index)
 
 

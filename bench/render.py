@@ -137,7 +137,7 @@ FIRST = ["accuracy_%", "delta_acc_pts", "delta_ft_pts", "sparsity_%", "size_KiB"
          "theoretical_speedup_x", "speedup_b1_x"]
 
 
-SETTING_WIDTH = 36
+SETTING_WIDTH = 40
 
 
 def terminal(recs: list[Record], width: int, families: dict[str, str],

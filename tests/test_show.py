@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 
 import pandas as pd
 from test_leaderboard import BUDGET, record, terminal_records, write_records
@@ -17,7 +18,7 @@ def test_show_sorts_best_first_with_the_references_on_top(tmp_path, bench, monke
     ran = show(bench, tmp_path, "--sort", "accuracy_mean_%")
     assert ran.returncode == 0, ran.stderr
     rows = [line.split()[:2] for line in ran.stdout.splitlines() if line.startswith(("dense", "gmp", "uniform"))]
-    assert rows == [["dense", "-"], ["dense-ft", "-"], ["gmp", "sparsity=0.5"], ["uniform", "bits=4"],
+    assert rows == [["dense", "-"], ["dense-ft", "-"], ["gmp", "sparsity=0.5"], ["uniform", "-"],  # bits=4: its default
                     ["gmp", "sparsity=0.9"]]
     nonzeros = show(bench, tmp_path, "--sort", "nonzeros")  # fewer is better: lowest first
     assert [line.split()[0] for line in nonzeros.stdout.splitlines() if line.startswith(("gmp", "uniform"))] == [
@@ -56,3 +57,16 @@ def test_list_json_gives_tools_the_methods_and_suites_as_objects(capsys):
     suites = {s["suite"]: s for s in json.loads(capsys.readouterr().out)}
     assert suites["mlp"]["model"] == "lenet300" and suites["mlp"]["seeds"] == [0, 1, 2]
     assert set(suites) >= {"mlp", "mnist", "cifar"}
+
+
+def test_a_cut_setting_keeps_the_swept_parameter_and_leaves_out_defaults(tmp_path, bench, monkeypatch):
+    """Rows of a one-shot method differ in many parameters: the terminal shows the swept one first
+    and, of the others, those a row sets away from its default, as the .md does."""
+    monkeypatch.setenv("COLUMNS", "100")
+    recs = [record("wanda", {"calibration_samples": c, "finetune": False, "m": 0, "n": 0, "sparsity": s}, seed, 0.9, 100)
+            for c in (1024, 128) for s in (0.5, 0.9) for seed in (0, 1)]
+    write_records(tmp_path, recs)
+    shown = [m.group(1) for line in show(bench, tmp_path).stdout.splitlines()
+             if (m := re.match(r"wanda +(.+?) {2,}2 ", line))]  # the setting, before the seeds column
+    assert shown == ["sparsity=0.5", "sparsity=0.9", "sparsity=0.5, calibration_samples=128",
+                     "sparsity=0.9, calibration_samples=128"]
