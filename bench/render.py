@@ -137,7 +137,8 @@ FIRST = ["accuracy_%", "delta_acc_pts", "delta_ft_pts", "sparsity_%", "size_KiB"
          "theoretical_speedup_x", "speedup_b1_x"]
 
 
-SETTING_WIDTH = 40
+SETTING_WIDTH, MIN_SETTING_WIDTH = 40, 14  # a setting is cut to the first, then to the second before the
+# sorted column or accuracy is dropped
 
 
 def terminal(recs: list[Record], width: int, families: dict[str, str],
@@ -152,22 +153,31 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
     if df.empty:
         return "no finished runs"
     table = aggregate(df, cols)
-    table["shown_setting"] = distinct_settings(table).map(_shorten)  # told apart among all rows, not the filtered
+    table["shown_setting"] = distinct_settings(table)  # told apart among all rows, not the filtered
     table = select(table, cols, families, sparsity, family, sort)
     out = []
     for (source, budget, device), t in table.groupby(TABLE, sort=True):
         by_column = {c.column: c for c in displayed(cols, t, "main") + displayed(cols, t, "speed")}
         order = [c for c in FIRST if c in by_column] + [c for c in by_column if c not in FIRST]
-        order.sort(key=lambda c: c != sort)  # the column the rows are sorted by is dropped last
-        shown = list(order)
+        # the column the rows are sorted by is dropped last, accuracy before it: a row is never
+        # ranked by its size or speed without what it cost
+        order.sort(key=lambda c: (c != sort, c != "accuracy_%"))
+        shown, cut = list(order), SETTING_WIDTH
+        kept = len({sort, "accuracy_%"} & set(order)) or 1  # these go last, after the settings shrink
         while True:
-            rows = [[timed_label(r["method"], r["timed_on"], device), r["shown_setting"], int(r["seeds"]),
+            rows = [[timed_label(r["method"], r["timed_on"], device), _cut(r["shown_setting"], cut), int(r["seeds"]),
                      *[cell(r, by_column[c]) for c in shown]] for _, r in t.iterrows()]
             headers = ["method", "setting", "seeds", *[by_column[c].header for c in shown]]
             text = tabulate(rows, headers=headers, disable_numparse=True)
-            if len(shown) <= 1 or max(map(len, text.splitlines())) <= width:
+            over = max(map(len, text.splitlines())) - width
+            if over <= 0 or len(shown) <= 1:
                 break
-            shown.pop()
+            if len(shown) > kept:
+                shown.pop()
+            elif cut > MIN_SETTING_WIDTH:
+                cut = max(MIN_SETTING_WIDTH, cut - over)
+            else:
+                kept = 1
         dropped = len(order) - len(shown)
         out += [f"{source} · {budget} · {device.upper()}" + (f" ({dropped} columns not shown: widen the "
                                                                 "terminal or read the .md)" if dropped else ""),
@@ -175,5 +185,6 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
     return "\n".join(out).rstrip() or "no finished runs"
 
 
-def _shorten(setting: str) -> str:
-    return setting if len(setting) <= SETTING_WIDTH else setting[:SETTING_WIDTH - 1] + "…"
+def _cut(setting: str, width: int) -> str:
+    return setting if len(setting) <= width else setting[:width - 1] + "…"
+

@@ -70,3 +70,16 @@ def test_a_cut_setting_keeps_the_swept_parameter_and_leaves_out_defaults(tmp_pat
              if (m := re.match(r"wanda +(.+?) {2,}2 ", line))]  # the setting, before the seeds column
     assert shown == ["sparsity=0.5", "sparsity=0.9", "sparsity=0.5, calibration_samples=128",
                      "sparsity=0.9, calibration_samples=128"]
+
+
+def test_a_narrow_terminal_sorted_by_size_keeps_accuracy_beside_it(tmp_path, bench, monkeypatch):
+    """At 80 columns a row ranked by compression still shows what it cost: the settings are cut
+    shorter before accuracy is dropped."""
+    monkeypatch.setenv("COLUMNS", "80")
+    long = {"finetune": True, "m": 4, "n": 2, "scope": "layer", "sparsity": 0.5}  # a long setting, a long name
+    write_records(tmp_path, terminal_records() + [record("magnitude-oneshot", long, seed, 0.97, 500) for seed in (0, 1)])
+    out = show(bench, tmp_path, "--sort", "compression_x").stdout
+    header = next(line for line in out.splitlines() if line.startswith("method"))
+    assert "compression (x)" in header and "accuracy (%)" in header
+    table = out.splitlines()[out.splitlines().index(header):]
+    assert max(map(len, table)) <= 80
