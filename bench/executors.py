@@ -125,6 +125,7 @@ READY = "ready"  # a worker's first message: it started (multiprocessing importe
 
 
 def _worker_main(conn: Connection, env: dict[str, str]) -> None:
+    os.setpgid(0, 0)  # its own process group, which the driver kills whole: a plugin's subprocesses too
     conn.send(READY)
     # The driver's environment as it is now, not as the fork server found it (multiprocessing
     # passes the import path and folder itself); before CUDA initializes: the worker sees only
@@ -169,11 +170,18 @@ class _Worker:
         the semaphores its libraries made (OpenVINO's, ONNX Runtime's) to the resource tracker,
         which warns about them when the command exits."""
         self.process.join(timeout=grace)
-        self.process.terminate()
+        self._signal_group(signal.SIGTERM)
         self.process.join(timeout=3)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+        self._signal_group(signal.SIGKILL)  # what is left of it: the worker, if deaf, and the group's others
+        self.process.join()
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        """`sig` to the worker's process group (its own, once started: see _worker_main), else to
+        the worker alone."""
+        try:
+            os.killpg(self.process.pid, sig) if self.started else os.kill(self.process.pid, sig)
+        except (ProcessLookupError, PermissionError):  # gone already
+            pass
 
     def echo_logs(self, echo: Callable[[str], None]) -> None:
         """Show the lines its task's runs have written to their logs since the last call."""
@@ -257,6 +265,13 @@ class LocalExecutor:
         return worker.ticket
 
     def wait(self, timeout: float) -> list[tuple[int, list[Outcome]]]:
+        end = time.monotonic() + timeout
+        while True:  # a worker's READY wakes the wait, but is no task done
+            done = self._wait_once(max(0.0, end - time.monotonic()))
+            if done or time.monotonic() >= end:
+                return done
+
+    def _wait_once(self, timeout: float) -> list[tuple[int, list[Outcome]]]:
         busy = [w for w in self._workers if w is not None and w.ticket is not None]
         soonest = min((w.deadline for w in busy), default=float("inf"))
         ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
@@ -282,7 +297,7 @@ class LocalExecutor:
             if w.conn in ready or w.process.sentinel in ready:
                 w.process.join()
                 forked = self._ctx.get_start_method() == "forkserver"
-                if not w.started:
+                if not w.started and w.process.exitcode == 1:  # Python raised while it started, not a kill
                     raise ExecutorError(
                         f"a worker process ended as it started (exit code {w.process.exitcode}), before it could "
                         "run anything; its error is above. A script "

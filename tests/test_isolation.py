@@ -8,6 +8,7 @@ The next row must not notice, and each bad run must be one row that says why.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ TINY = ["--suite", FAST, "--seeds", "0", "--epochs", "1", "--finetune-epochs", "
 
 PLUGINS = '''
     import os
+    import subprocess
     import time
 
     import torch
@@ -45,9 +47,11 @@ PLUGINS = '''
 
     @register_method("hangs")
     class Hangs(Method):
-        """Never returns."""
+        """Starts a process of its own, then never returns."""
 
         def run(self, ctx):
+            child = subprocess.Popen(["sleep", "3600"])
+            print(f"child {child.pid}", flush=True)
             time.sleep(3600)
 
     @register_method("exits")
@@ -161,6 +165,10 @@ def test_a_run_that_hangs_or_ends_its_process_is_one_failed_row_and_not_retried_
     assert got["dense"]["status"] == "ok"
     assert got["hangs"]["status"] == "failed" and got["hangs"]["error"].startswith(
         "TimedOut: the run took longer than its limit of 15 s (--run-timeout); its worker process was killed")
+    (log,) = (tmp_path / "mlp-fast" / "logs").glob("hangs-*.log")
+    child = int(re.search(r"child (\d+)", log.read_text()).group(1))
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2], \
+        "the plugin's own process outlived its killed worker"
     assert got["exits"]["error"] == "WorkerDied: the worker process running this task exited with code 0"
     assert got["exits"]["worker_deaths"] == 1
 
