@@ -12,9 +12,11 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import platform
 import socket
+import stat
 import subprocess
 import tempfile
 from enum import Enum
@@ -191,12 +193,45 @@ def load_tensors(path: Path, map_location: Any = "cpu") -> Any:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    """Write `data` as strict JSON: a NaN or an infinity raises ValueError here, at write time,
+    rather than making a file that strict JSON readers (and record_problem's metrics) refuse."""
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+# The most bytes a record file may hold: records are a few KB, and a planted huge file (or a link
+# to /dev/zero, refused anyway) must be refused rather than read into memory.
+MAX_RECORD_BYTES = 16 * 2**20
+
+
+class RefusedFile(ValueError):
+    """A file of a results folder that is not read: not a regular file, or larger than its cap."""
+
+
+_KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a folder",
+          stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of `path`, a regular file of at most `limit` bytes; RefusedFile naming why for
+    anything else, FileNotFoundError where there is nothing. A results folder may be tampered
+    with: a symbolic link (to /dev/zero, to /etc/passwd) is not followed, a FIFO not waited on,
+    a device not opened, and a huge file not read into memory."""
+    mode = os.lstat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise RefusedFile(f"{_KINDS.get(stat.S_IFMT(mode), 'a special file')}, not a regular file")
+    # O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or a FIFO since lstat is not followed or waited on
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise RefusedFile("not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise RefusedFile(f"larger than {limit:,} bytes")
+    return data
 
 
 # What every record holds, whatever its status: a file without them is no record.
@@ -207,15 +242,22 @@ _NONE = type(None)
 # What a usable record holds, with types: what the leaderboards, the site, `bench run`'s plan and
 # benchmarks/speedups.py read from a record without looking first. A field is checked when its
 # parent is there (parents come first): a required one must then be there too, the others are
-# checked where present. Metric values are checked apart (numbers or null), and so are the
-# runtimes' notes of an ok record (figures.deploy.runtimes: a status, and a reason unless ok).
+# checked where present; a number must be finite. Metric values are checked apart (finite numbers or
+# null, an accuracy within [0, 1], counts and sizes not negative: see _metric_problem), and so are
+# the values of method_info (strings), a chain's parameters (a dict per link), and the runtimes'
+# notes of an ok record (figures.deploy.runtimes: a status, and a reason unless ok).
 RECORD_FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (
     ("schema", (int,), True),
     ("status", (str,), True),
     ("standard_budget", (bool,), True),
     ("error", (str, _NONE), False),
     ("run_time_s", _NUMBER, False),
+    ("config_hash", (str,), False),
+    ("method_info", (dict,), False),
+    ("worker_deaths", (int,), False),
     ("config", (dict,), True),
+    ("config.suite", (str,), False),
+    ("config.suite_version", (int,), False),
     ("config.method", (str,), True),
     ("config.params", (dict,), True),
     ("config.seed", (int,), True),
@@ -256,6 +298,35 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _finite(value: int | float) -> bool:
+    """Whether a JSON number is finite as a float: NaN and Infinity (or 1e999, read as it) are
+    not, nor an integer beyond a float's range (10**400), which overflows where it is averaged."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+# Metrics that count or measure something, which no model makes negative (sparsity may be).
+COUNTS = ("params", "nonzeros", "flops", "flops_effective", "train_flops", "train_epochs")
+
+
+def _metric_problem(key: str, value: Any) -> str | None:
+    """Why a metric's value is unusable, or None: a leaderboard averages and plots every one,
+    where a NaN is silently averaged and an infinity stops matplotlib."""
+    if not _is(value, (*_NUMBER, _NONE)):
+        return f"is {_type_name(value)}, expected a number or null"
+    if value is None:
+        return None
+    if not _finite(value):
+        return "is not a finite number"
+    if key == "accuracy" and not 0 <= value <= 1:
+        return f"is {value:g}, outside [0, 1]"
+    if (key in COUNTS or key.endswith("_bytes")) and value < 0:
+        return f"is {value:g}, a negative count"
+    return None
+
+
 def record_problem(record: Any) -> str | None:
     """Why `record` (a JSON file's content) cannot be used as a run record, or None if it can:
     the one definition of a usable record, so that no reader meets a missing or mistyped field."""
@@ -279,9 +350,19 @@ def record_problem(record: Any) -> str | None:
         if not _is(parent[key], types):
             expected = " or ".join("null" if t is _NONE else t.__name__ for t in types)
             return f"malformed record: {field} is {_type_name(parent[key])}, expected {expected}"
+        if float in types and isinstance(parent[key], _NUMBER) and not _finite(parent[key]):
+            return f"malformed record: {field} is not a finite number"
     for key, value in record["metrics"].items():
-        if not _is(value, (*_NUMBER, _NONE)):
-            return f"malformed record: metrics.{key} is {_type_name(value)}, expected a number or null"
+        if why := _metric_problem(key, value):
+            return f"malformed record: metrics.{key} {why}"
+    if record["env"]["threads"] is not None and record["env"]["threads"] < 1:
+        return "malformed record: env.threads is below 1"
+    if record.get("worker_deaths", 0) < 0:
+        return "malformed record: worker_deaths is negative"
+    if not all(isinstance(v, str) for v in record.get("method_info", {}).values()):
+        return "malformed record: method_info holds a value that is no string"
+    if "+" in record["config"]["method"] and not all(isinstance(v, dict) for v in record["config"]["params"].values()):
+        return "malformed record: config.params of a chain holds a link whose parameters are no dict"
     if record["status"] not in Status.__members__.values():
         return f"malformed record: status is {record['status'][:40]!r}, expected one of {', '.join(Status)}"
     if record["status"] == Status.OK and not _is(record["metrics"].get("accuracy"), _NUMBER):
@@ -303,12 +384,16 @@ def read_record(path: Path, problems: list[str] | None = None) -> Record | None:
 
 
 def _read(path: Path) -> tuple[Record | None, str | None]:
-    """(the record, None), or (None, why it is unusable); (None, None) when there is no file."""
+    """(the record, None), or (None, why it is unusable); (None, None) when there is no file.
+    ValueError covers bad JSON, bad UTF-8 and an integer of more digits than Python converts;
+    RecursionError, JSON nested deeper than Python's parser goes."""
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(read_regular_file(path, MAX_RECORD_BYTES))
     except FileNotFoundError:
         return None, None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except RefusedFile as e:
+        return None, f"refused: {e}"
+    except (OSError, ValueError, RecursionError) as e:
         return None, f"unreadable ({type(e).__name__}: {e})"
     why = record_problem(record)
     return (None, why) if why else (record, None)

@@ -24,6 +24,7 @@ import hashlib
 import html
 import json
 import shutil
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from bench import board, layout, leaderboard, plots, records, render
+from bench.errors import ResultsFolderError
 from bench.records import Record, Status
 from bench.leaderboard import PLOTS
 from bench.metrics import Column
@@ -387,11 +389,11 @@ def _read_checks(results_dir: Path) -> dict[str, Any] | str | None:
     if not path.exists():
         return None
     try:
-        checks = json.loads(path.read_text())
+        checks = json.loads(records.read_regular_file(path, MAX_FILE_BYTES))
         return {"columns": [str(c) for c in checks["columns"]], "about": str(checks.get("about", "")),
                 "leaderboards": dict(checks["leaderboards"]),
                 "rows": [(check["suite"], [str(c) for c in check["row"]]) for check in checks["checks"]]}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         return f"{path} is unreadable ({type(e).__name__}: {e})"
 
 
@@ -409,8 +411,8 @@ def _checks(checks: dict[str, Any] | str | None, results_dir: Path, suite: str) 
     columns, decided_on, about = checks["columns"], checks["leaderboards"].get(suite), checks["about"]
     if not rows:
         return []
-    table_file = Path(results_dir) / suite / "leaderboard.csv"
-    now = hashlib.sha256(table_file.read_bytes()).hexdigest() if table_file.exists() else None
+    table = _results_file(Path(results_dir) / suite / "leaderboard.csv")
+    now = hashlib.sha256(table).hexdigest() if table is not None else None
     if decided_on != now:
         return head + ['<p class="note">The verdicts were decided on another version of this leaderboard; refresh '
                        "them with: python benchmarks/literature_checks.py --write-readme</p>"]
@@ -505,10 +507,67 @@ def _description(recs: list[Record]) -> str:
                              f"{r['config']['data_source']}" for r in recs}))
 
 
+# The most bytes a file the site copies or reads from the results folder may hold (a plot, the
+# checks, a leaderboard.csv): they are a few hundred KB.
+MAX_FILE_BYTES = 64 * 2**20
+# The file the site writes into each suite's folder of it: the one sign that the folder is the
+# site's to remove on a rebuild. A folder without it may be a user's, or a results folder's suite.
+MARKER = ".bench-site"
+
+
+def _results_file(path: Path) -> bytes | None:
+    """The bytes of a file of the results folder, None where there is none; a symbolic link, a
+    FIFO, a device or a file over MAX_FILE_BYTES is left out with a warning, neither followed
+    (a plot linked to /etc/passwd would be published) nor waited on."""
+    try:
+        return records.read_regular_file(path, MAX_FILE_BYTES)
+    except FileNotFoundError:
+        return None
+    except records.RefusedFile as e:
+        print(f"bench: warning: left out of the site: {path}: {e}", file=sys.stderr)
+        return None
+
+
+def _check_out(results_dir: Path, suites: list[str], out: Path) -> None:
+    """Refuse (ResultsFolderError), before anything is written, a site folder whose rebuild would
+    replace what the site did not write: the results folder itself, a folder holding it, one
+    inside a suite's folder of it, or one whose suite folders the site did not write."""
+    results, where = Path(results_dir).resolve(), Path(out).resolve()
+    homes = [results / s for s in {*suites, *layout.suites_with_records(results_dir)}]
+    if results.is_relative_to(where) or any(where.is_relative_to(home) for home in homes):
+        raise ResultsFolderError(f"the site cannot be written into {out}: it is, holds, or lies in a suite's "
+                                 f"folder of the results folder {results_dir}, whose records it would replace; "
+                                 f"choose another --out (by default {Path(results_dir) / layout.SITE})")
+    for folder in (Path(out) / suite for suite in suites):
+        if not _replaceable(folder):
+            raise ResultsFolderError(f"{folder} is not a folder the site wrote (it holds no {MARKER} file), so it is "
+                                     "not replaced; remove it yourself if it is an old site's, or choose another --out")
+
+
+def _replaceable(folder: Path) -> bool:
+    """Whether the site may remove `folder` to rebuild it: there is none, or it is an empty
+    folder or one the site wrote (it holds MARKER); a symbolic link or a file never is."""
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        return False
+    return not folder.exists() or (folder / MARKER).is_file() or not any(folder.iterdir())
+
+
+def _fresh_folder(folder: Path) -> None:
+    """Make `folder` (which _check_out let through: the site's, or empty) an empty suite folder
+    of the site, marked as the site's: the site holds what the records give, nothing older."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    records.write_text_atomic(folder / MARKER, "written by bench leaderboard --html, which removes this folder "
+                                               "and writes it again on each build\n")
+
+
 def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
     """Write the site for `suites` under `out` from their records and their plots (the plots
     that `bench.leaderboard.write` made beside the records are copied: call it first); each
-    suite's folder is rebuilt from scratch. Returns the files written."""
+    suite's folder is rebuilt from scratch, and only a folder the site wrote is removed (see
+    `_check_out`). Returns the files written, the markers aside."""
+    _check_out(results_dir, suites, out)
     written = []
     sections = []
     checks = _read_checks(results_dir)
@@ -518,12 +577,12 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
             continue
         families = board.families(recs)
         folder = out / suite
-        shutil.rmtree(folder, ignore_errors=True)  # the site holds what the records give, nothing older
-        folder.mkdir(parents=True)
-        images = [f"{name}{suffix}.png" for suffix in ("", "-custom") for name in PLOTS
-                  if (Path(results_dir) / suite / f"{name}{suffix}.png").exists()]
+        _fresh_folder(folder)
+        plotted = {name: _results_file(Path(results_dir) / suite / name)
+                   for name in (f"{name}{suffix}.png" for suffix in ("", "-custom") for name in PLOTS)}
+        images = [name for name, data in plotted.items() if data is not None]
         for name in images:
-            shutil.copyfile(Path(results_dir) / suite / name, folder / name)
+            records.atomic_write(folder / name, lambda f: f.write(plotted[name]))
             written.append(folder / name)
         custom = [r for r in recs if not r.get("standard_budget")]
         pages = {"index.html": _suite_page(suite, recs, images, families, _checks(checks, results_dir, suite)),

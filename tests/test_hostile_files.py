@@ -1,0 +1,202 @@
+"""A tampered results folder meets a clear message naming the problem: the site never removes a
+folder it did not write, a link, a FIFO, a folder or a huge file among the records (or the plots)
+is refused rather than followed, waited on or read into memory, and a record whose numbers are
+not finite or absurd, or whose fields the readers use are mistyped, is left out with its reason
+rather than crashing a command. Records are written as strict JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+
+import pytest
+
+from bench import layout, records, site
+from bench.data import find_source
+from bench.plan import run_key
+from bench.suite import load_suite
+from conftest import FAST
+from test_leaderboard import populate, record
+
+
+def edited(edit, method="magnitude", params=None):
+    """A usable record of `method` in the suite of FAST, changed by `edit` (on a copy: the
+    helper's records share their budget and env)."""
+    r = json.loads(json.dumps(record(method, params if params is not None else {"sparsity": 0.5}, 0, 0.97, 500)))
+    r["config"]["suite"] = "mlp-fast"
+    edit(r)
+    return r
+
+
+def write_loose(path, data):
+    """Write `data` as Python's json writes by default (NaN, Infinity): what a tamperer can write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+# -- the site's folder ------------------------------------------------------------------------------
+
+
+def test_the_site_never_removes_a_folder_it_did_not_write(tmp_path, bench):
+    results = tmp_path / "results"
+    populate(results)
+    kept = sorted(p.name for p in (results / "mlp" / "runs").iterdir())
+    # The results folder, a folder holding it, a folder inside a suite's: refused before anything.
+    for out in (results, tmp_path, results / "mlp" / "site"):
+        ran = bench(["leaderboard", "--html", "--results-dir", results, "--out", out])
+        assert ran.returncode == 2, ran.stderr
+        assert ran.stderr.startswith(f"bench: error: the site cannot be written into {out}: ") and \
+            ran.stderr.count("\n") == 1, ran.stderr
+        assert sorted(p.name for p in (results / "mlp" / "runs").iterdir()) == kept
+    assert not (results / "index.html").exists() and not (tmp_path / "index.html").exists()
+    # A folder named like a suite that the site did not write is neither removed nor written into.
+    www = tmp_path / "www"
+    mine = www / "mlp" / "notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("mine\n")
+    ran = bench(["leaderboard", "--html", "--results-dir", results, "--out", www])
+    assert ran.returncode == 2
+    assert ran.stderr == (f"bench: error: {www / 'mlp'} is not a folder the site wrote (it holds no .bench-site "
+                          "file), so it is not replaced; remove it yourself if it is an old site's, or choose "
+                          "another --out\n")
+    assert mine.read_text() == "mine\n" and sorted(os.listdir(www)) == ["mlp"]
+    # An empty one is taken, and marked; a folder the site wrote is rebuilt from scratch.
+    mine.unlink()
+    assert bench(["leaderboard", "--html", "--results-dir", results, "--out", www]).returncode == 0
+    assert (www / "mlp" / site.MARKER).is_file() and (www / "mlp" / "runs.html").is_file()
+    stale = www / "mlp" / "stale.html"
+    stale.write_text("from an older build\n")
+    assert bench(["leaderboard", "--html", "--results-dir", results, "--out", www]).returncode == 0
+    assert not stale.exists() and (www / "mlp" / "runs.html").is_file()
+
+
+def test_plots_that_are_links_or_fifos_are_left_out_of_the_site_with_a_warning(tmp_path, capsys):
+    results = tmp_path / "results"
+    populate(results)
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:secret\n")
+    (results / "mlp" / "frontier.png").symlink_to(secret)
+    os.mkfifo(results / "mlp" / "pareto.png")
+    site.build(results, ["mlp"], tmp_path / "site")
+    err = capsys.readouterr().err
+    assert f"bench: warning: left out of the site: {results / 'mlp' / 'frontier.png'}: a symbolic link, " \
+           "not a regular file" in err
+    assert f"bench: warning: left out of the site: {results / 'mlp' / 'pareto.png'}: a FIFO, not a regular file" in err
+    built = tmp_path / "site" / "mlp"
+    assert not (built / "frontier.png").exists() and not (built / "pareto.png").exists()
+    assert all(b"secret" not in p.read_bytes() for p in (tmp_path / "site").rglob("*") if p.is_file())
+    assert 'src="frontier.png"' not in (built / "index.html").read_text()
+
+
+# -- files among the records ---------------------------------------------------------------------
+
+
+def test_links_fifos_folders_and_huge_files_among_the_records_are_refused_not_read(tmp_path):
+    results = tmp_path / "results"
+    populate(results)
+    runs = results / "mlp" / "runs"
+    elsewhere = tmp_path / "elsewhere.json"
+    records.write_json_atomic(elsewhere, record("magnitude", {"sparsity": 0.7}, 0, 0.9, 300))
+    (runs / "zz-zero.json").symlink_to("/dev/zero")  # followed, it fills the memory
+    (runs / "zz-link.json").symlink_to(elsewhere)
+    os.mkfifo(runs / "zz-fifo.json")  # opened, it waits for a writer for ever
+    (runs / "zz-folder.json").mkdir()
+    (runs / "zz-huge.json").write_bytes(b" " * records.MAX_RECORD_BYTES + b"{}")
+    problems: list[str] = []
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(records.named_records(results, "mlp", problems)),
+                              daemon=True)
+    reader.start()
+    reader.join(60)
+    assert not reader.is_alive(), "reading the records waits on the FIFO"
+    assert len(got) == 10  # populate's records
+    assert problems == [f"{runs / 'zz-fifo.json'}: refused: a FIFO, not a regular file",
+                        f"{runs / 'zz-folder.json'}: refused: a folder, not a regular file",
+                        f"{runs / 'zz-huge.json'}: refused: larger than 16,777,216 bytes",
+                        f"{runs / 'zz-link.json'}: refused: a symbolic link, not a regular file",
+                        f"{runs / 'zz-zero.json'}: refused: a symbolic link, not a regular file"]
+
+
+def test_bench_run_reruns_a_record_that_is_a_link_and_leaves_the_link_alone(tmp_path, data_dir, bench):
+    suite = load_suite(str(FAST)).with_budget(epochs=1)
+    config = records.run_config(suite, "dense", {}, 0, find_source(suite.data, data_dir))
+    planned = layout.record_path(tmp_path, suite.name, "dense", 0, run_key(config))
+    planned.parent.mkdir(parents=True)
+    planned.symlink_to("/dev/zero")
+    ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1", "--dry-run",
+                 "--data-dir", data_dir, "--results-dir", tmp_path])
+    assert ran.returncode == 0, ran.stderr
+    assert f"unusable record, to run again: {planned}: refused: a symbolic link, not a regular file" in ran.stdout
+    assert "1 runs: 1 to run, 0 finished before" in ran.stdout
+    assert os.readlink(planned) == "/dev/zero"
+
+
+# -- numbers and fields ----------------------------------------------------------------------------
+
+# Name -> (a record with an unusable value, what the warning says about it).
+UNUSABLE = {
+    "accuracy-infinite": (edited(lambda r: r["metrics"].update(accuracy=math.inf)),
+                          "metrics.accuracy is not a finite number"),
+    "accuracy-nan": (edited(lambda r: r["metrics"].update(accuracy=math.nan)), "metrics.accuracy is not a finite number"),
+    "accuracy-percent": (edited(lambda r: r["metrics"].update(accuracy=97.0)), "metrics.accuracy is 97, outside [0, 1]"),
+    "params-huge": (edited(lambda r: r["metrics"].update(params=10**400)), "metrics.params is not a finite number"),
+    "nonzeros-negative": (edited(lambda r: r["metrics"].update(nonzeros=-1)), "metrics.nonzeros is -1, a negative count"),
+    "size-negative": (edited(lambda r: r["metrics"].update(size_bytes=-4.5)),
+                      "metrics.size_bytes is -4.5, a negative count"),
+    "memory-nan": (edited(lambda r: r["metrics"].update(memory_bytes=math.nan)),
+                   "metrics.memory_bytes is not a finite number"),
+    "time-infinite": (edited(lambda r: r.update(run_time_s=math.inf)), "run_time_s is not a finite number"),
+    "method-info-text": (edited(lambda r: r.update(method_info="pruning")), "method_info is str, expected dict"),
+    "method-info-number": (edited(lambda r: r.update(method_info={"family": 3})),
+                           "method_info holds a value that is no string"),
+    "deaths-text": (edited(lambda r: r.update(worker_deaths="2")), "worker_deaths is str, expected int"),
+    "deaths-negative": (edited(lambda r: r.update(worker_deaths=-1)), "worker_deaths is negative"),
+    "suite-number": (edited(lambda r: r["config"].update(suite=3)), "config.suite is int, expected str"),
+    "hash-number": (edited(lambda r: r.update(config_hash=5)), "config_hash is int, expected str"),
+    "threads-zero": (edited(lambda r: r["env"].update(threads=0)), "env.threads is below 1"),
+    "threads-text": (edited(lambda r: r["env"].update(threads="2")), "env.threads is str, expected int or null"),
+    "chain-flat": (edited(lambda r: None, "magnitude+ptq-int8", {"magnitude": 0.5}),
+                   "config.params of a chain holds a link whose parameters are no dict"),
+}
+
+
+def test_records_with_unusable_numbers_or_fields_are_named_and_left_out_by_every_reader(tmp_path, data_dir, bench):
+    suite = load_suite(str(FAST)).name
+    runs = layout.runs_dir(tmp_path, suite)
+    good = edited(lambda r: None)
+    assert records.record_problem(good) is None
+    records.write_json_atomic(runs / "good.json", good)
+    for name, (r, why) in UNUSABLE.items():
+        assert records.record_problem(r) == f"malformed record: {why}", name
+        write_loose(runs / f"{name}.json", r)
+    (runs / "deep.json").write_text("[" * 100000)
+    (runs / "digits.json").write_text('{"schema": ' + "1" * 5000 + "}")
+    unreadable = {"deep": "unreadable (RecursionError: maximum recursion depth exceeded",
+                  "digits": "unreadable (ValueError: Exceeds the limit (4300 digits)"}
+
+    ran = bench(["leaderboard", "--html", "--results-dir", tmp_path])
+    assert ran.returncode == 0, ran.stderr
+    for name, (_, why) in UNUSABLE.items():
+        assert f"bench: warning: left out of the leaderboard: {runs / name}.json: malformed record: {why}\n" \
+               in ran.stderr, name
+    for name, why in unreadable.items():
+        assert f"bench: warning: left out of the leaderboard: {runs / name}.json: {why}" in ran.stderr, name
+    assert len((tmp_path / suite / "leaderboard.csv").read_text().splitlines()) == 2  # header and the good row
+
+    compared = bench(["compare", tmp_path, tmp_path])
+    assert compared.returncode == 0 and "1 rows in both" in compared.stdout, compared.stderr
+    ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1", "--dry-run",
+                 "--data-dir", data_dir, "--results-dir", tmp_path])
+    assert ran.returncode == 0 and "1 runs: 1 to run, 0 finished before" in ran.stdout, ran.stderr
+
+
+def test_records_are_written_as_strict_json(tmp_path):
+    path = tmp_path / "runs" / "r.json"
+    records.write_json_atomic(path, {"metrics": {"accuracy": 0.5}})
+    for value in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+            records.write_json_atomic(path, {"metrics": {"accuracy": value}})
+    assert json.loads(path.read_text()) == {"metrics": {"accuracy": 0.5}}
+    assert os.listdir(path.parent) == ["r.json"]
