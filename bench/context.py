@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import numbers
 import time
 from dataclasses import dataclass
@@ -224,15 +225,18 @@ class Context:
 
 def _recordable(value: Any, where: str) -> Any:
     """`value` as JSON can hold it (a NumPy number or a one-element tensor as a Python number);
-    TypeError otherwise."""
+    TypeError otherwise, and ValueError for a NaN or an infinity, which strict JSON cannot hold
+    (the record would fail to be written, without saying which figure)."""
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
+        if not math.isfinite(value):
+            raise ValueError(f"ctx.record: {where} is {float(value)}; a record holds finite numbers")
         return float(value)
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return value.item()
     if isinstance(value, (list, tuple)):
         return [_recordable(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):

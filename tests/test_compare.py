@@ -9,7 +9,7 @@ BUDGET = {"epochs": 20, "finetune_epochs": 10, "limit_train": None, "limit_test"
 
 
 def record(method, sparsity, seed, accuracy, nonzeros=100):
-    config = {"suite": "mlp", "method": method, "params": {"sparsity": sparsity}, "seed": seed, "budget": BUDGET,
+    config = {"suite": "mlp", "suite_version": 1, "method": method, "params": {"sparsity": sparsity}, "seed": seed, "budget": BUDGET,
               "data_source": "torchvision:MNIST", "model": {"name": "lenet300", "kwargs": {}}}
     return {"schema": records.SCHEMA_VERSION, "config": config, "config_hash": records.config_hash(config),
             "status": "ok", "error": None, "standard_budget": True, "env": ENV,

@@ -19,9 +19,9 @@ def record(method, params, seed, accuracy, nonzeros, status="ok", standard=True,
                "latency_b1_ms": 0.05, "latency_b1_iqr_ms": 0.001, "latency_b64_ms": 0.5,
                "latency_b64_iqr_ms": 0.01, "memory_bytes": 2**20, "train_epochs": 30,
                "train_time_s": 12.0} if status == "ok" else {}
-    config = {"method": method, "params": params, "seed": seed, "budget": budget, "data_source": source,
-              "model": {"name": "lenet300", "kwargs": {}}}
-    return {"schema": records.SCHEMA_VERSION, "config": config, "status": status,
+    config = {"suite": "mlp", "suite_version": 1, "method": method, "params": params, "seed": seed, "budget": budget,
+              "data_source": source, "model": {"name": "lenet300", "kwargs": {}}}
+    return {"schema": records.SCHEMA_VERSION, "config": config, "config_hash": records.config_hash(config), "status": status,
             "error": None if status == "ok" else "RuntimeError: boom\ntrace",
             "metrics": metrics, "standard_budget": standard, "env": ENV}
 

@@ -58,11 +58,13 @@ def write_table(results: Path, rows: list[tuple], suite: str = "mlp", machines: 
             values = seed_values(mean, std, n)
             values = values[i % n:] + values[:i % n]  # rows' seeds do not all move together
         for seed, accuracy in enumerate(values):
-            config = {"method": method, "params": params_of(setting), "seed": seed, "data_source": source,
+            config = {"suite": suite, "suite_version": 1, "method": method, "params": params_of(setting), "seed": seed,
+                      "data_source": source,
                       "budget": {"epochs": 20, "finetune_epochs": 10}, "model": {"name": "lenet300"}}
             env = {"device": device, "device_name": machines[i] if machines else "Test CPU", "torch": "2.x",
                    "threads": 1}
-            recs.append({"schema": records.SCHEMA_VERSION, "config": config, "status": "ok", "standard_budget": True,
+            recs.append({"schema": records.SCHEMA_VERSION, "config": config, "config_hash": f"{i}-{seed}", "status": "ok",
+                         "standard_budget": True,
                          "metrics": {**metrics, "accuracy": accuracy / 100}, "env": env})
             records.write_json_atomic(results / suite / "runs" / f"{method}-{i}-s{seed}.json", recs[-1])
     cols = board.table_columns(recs)

@@ -21,8 +21,8 @@ def record(method: str, seed: int, **values) -> dict:
     onnx = {"status": "ok"} if values.get("speedup_onnxruntime_b256") else {
         "status": "empty", "reason": "ONNX export: DispatchError: no function for aten.magic"}
     return {"schema": records.SCHEMA_VERSION, "status": "ok", "error": None, "standard_budget": True,
-            "config": {"method": method, "params": {}, "seed": seed, "budget": BUDGET,
-                       "data_source": "torchvision:MNIST"},
+            "config": {"suite": "mlp", "suite_version": 1, "method": method, "params": {}, "seed": seed,
+                       "budget": BUDGET, "data_source": "torchvision:MNIST"}, "config_hash": f"{method}-{seed}",
             "metrics": metrics_, "env": ENV,
             "figures": {"deploy": {"encoding": "bitmask", "runtimes": {"onnxruntime": onnx}}}}
 

@@ -296,6 +296,9 @@ def test_ctx_record_takes_json_values_and_one_element_tensors_and_names_anything
                         ({1: 2}, "nested.b[0] is a dict with keys that are not strings")):
         with pytest.raises(TypeError, match=re.escape(f"ctx.record: {what}; a record holds numbers")):
             ctx.record(nested={"b": [value]})
+    for value, shown in ((float("nan"), "nan"), (np.float64("inf"), "inf"), (torch.tensor(float("-inf")), "-inf")):
+        with pytest.raises(ValueError, match=re.escape(f"ctx.record: nested.b[0] is {shown}; a record holds finite")):
+            ctx.record(nested={"b": [value]})  # strict JSON, which records are, has no NaN
     assert ctx.figures["nested"] == {"a": [1, "x", None, True, 2]}  # a refused call records nothing
 
 
