@@ -125,9 +125,14 @@ def _image_folder_split(folder: Path, cache_dir: Path | None, limit: int | None 
     if cached is not None and cached.exists():
         try:
             x, y = load_tensors(cached)  # a file planted in the cache runs no code
-            if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+                why = "it holds no pair of tensors"
+            elif (x.dtype != torch.uint8 or x.dim() != 4 or y.dtype != torch.long or y.dim() != 1
+                  or len(x) != len(y) or len(y) == 0 or int(y.min()) < 0):
+                why = (f"its images ({x.dtype}, {tuple(x.shape)}) and labels ({y.dtype}, {tuple(y.shape)}) are no "
+                       "split: uint8 images N x C x H x W, N labels >= 0")
+            else:
                 return Split(x, y).subset(limit), int(y.max()) + 1
-            why = "it holds no pair of tensors"
         except Exception as e:  # noqa: BLE001 - an unusable cache file is decoded again
             why = f"{type(e).__name__}: {e}"
         print(f"bench: warning: the tensor cache {cached} is unusable ({why}); decoding {folder} again",

@@ -115,6 +115,13 @@ def test_a_planted_tensor_cache_of_decoded_images_runs_no_code(tmp_path, capsys)
     assert f"bench: warning: the tensor cache {cached} is unusable (" in capsys.readouterr().err
     assert torch.equal(again.x, first.x) and torch.equal(again.y, first.y)
     assert torch.equal(_image_folder_split(folder, cache)[0].x, first.x)  # cached anew, and read back
+    for x, y in ((torch.zeros(5, 1, 4, 4, dtype=torch.uint8), torch.zeros(200, dtype=torch.long)),  # 5 images, 200 labels
+                 (torch.zeros(2, 4, 4, dtype=torch.uint8), torch.zeros(2, dtype=torch.long)),  # no channel axis
+                 (first.x, -first.y - 1)):  # negative labels
+        torch.save((x, y), cached)
+        again, _ = _image_folder_split(folder, cache)
+        assert "are no split: uint8 images N x C x H x W, N labels >= 0" in capsys.readouterr().err
+        assert torch.equal(again.x, first.x) and torch.equal(again.y, first.y)  # decoded again, not trained on
 
 
 # -- 2. escaping everywhere: a record's text is text, on every page and in every table -----------
