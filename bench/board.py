@@ -106,6 +106,14 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def table(recs: list[Record]) -> tuple[pd.DataFrame, list[Column]]:
+    """The leaderboard of `recs` (`aggregate` of their `frame`; empty without a finished run) and
+    its columns: what every view of the records starts from."""
+    cols = table_columns(recs)
+    df = frame(recs, cols)
+    return (aggregate(df, cols) if len(df) else pd.DataFrame()), cols
+
+
 def csv_text(table: pd.DataFrame) -> str:
     """The table as the leaderboard's CSV: every column but the parameter mappings, which the
     `setting` column spells out."""

@@ -618,10 +618,8 @@ def _show(root: Path, suites: list[str], standard: bool, args: argparse.Namespac
     tables = []
     for name in suites:
         recs = [r for r in board.load(root, name) if r.get("standard_budget") == standard]
-        cols = board.table_columns(recs)
-        df = board.frame(recs, cols)
-        if not df.empty:
-            table = board.aggregate(df, cols)
+        table, cols = board.table(recs)
+        if not table.empty:
             tables.append(board.select(table, cols, board.families(recs), args.sparsity, args.family, args.sort)
                           .assign(suite=name))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])

@@ -13,7 +13,6 @@ planted ones.
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -43,19 +42,18 @@ class RowChange:
 
 
 def welch_interval(a: list[float], b: list[float], level: float = LEVEL) -> tuple[float, float] | None:
-    """The `level` confidence interval of mean(b) - mean(a) by Welch's t, or None when a side has
-    fewer than two values. Two sides without spread give the difference itself."""
-    from scipy.stats import t
+    """The `level` confidence interval of mean(b) - mean(a) by Welch's t (scipy's), or None when a
+    side has fewer than two values. Two sides without spread give the difference itself (scipy's
+    interval is undefined there)."""
+    from scipy.stats import ttest_ind
 
     if len(a) < 2 or len(b) < 2:
         return None
-    diff = statistics.fmean(b) - statistics.fmean(a)
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    if va + vb == 0:
+    if statistics.variance(a) + statistics.variance(b) == 0:
+        diff = statistics.fmean(b) - statistics.fmean(a)
         return diff, diff
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = t.ppf(0.5 + level / 2, df) * math.sqrt(va + vb)
-    return diff - half, diff + half
+    ci = ttest_ind(b, a, equal_var=False).confidence_interval(level)
+    return float(ci.low), float(ci.high)
 
 
 def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], level: float = LEVEL) -> list[RowChange]:

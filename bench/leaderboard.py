@@ -17,7 +17,8 @@ from bench import plots, records
 from bench.metrics import Column
 from bench.records import Record, Status
 from bench.render import markdown
-from bench.board import TABLE, aggregate, csv_text, families, frame, load, main_rows, plot_frame, row_key, table_columns
+from bench.board import TABLE, csv_text, families, load, main_rows, plot_frame, row_key
+from bench.board import table as board_table
 
 
 # Standard-budget runs and overridden budgets: never in one table.
@@ -44,9 +45,7 @@ def write(results_dir: Path, suite: str) -> list[Path]:
         part = [r for r in recs if r.get("standard_budget") is standard]
         paths = {name: folder / f"{name}{suffix}.png" for name in PLOTS}
         if part:
-            cols = table_columns(part)
-            df = frame(part, cols)
-            table = aggregate(df, cols) if len(df) else pd.DataFrame()
+            table, cols = board_table(part)
             folder.mkdir(parents=True, exist_ok=True)
             csv = folder / f"{stem}.csv"
             records.write_text_atomic(csv, csv_text(table))

@@ -14,8 +14,9 @@ from tabulate import tabulate
 
 from bench.metrics import Column
 from bench.records import Record, Status
-from bench.board import (TABLE, aggregate, code_of, distinct_settings, environment, failed_runs, frame,
-                         row_key, select, short_setting, table_columns, unavailable_runtimes)
+from bench.board import (TABLE, code_of, distinct_settings, environment, failed_runs, row_key, select, short_setting,
+                         unavailable_runtimes)
+from bench.board import table as board_table
 
 
 def _fmt(value: Any, decimals: int) -> str:
@@ -148,11 +149,9 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
     rows of the `family` and `sparsity` asked for (sorted by `sort`: see `select`). A row's
     setting shows only the parameters that differ between its method's rows; columns are
     dropped, least important first, rather than wrapped."""
-    cols = table_columns(recs)
-    df = frame(recs, cols)
-    if df.empty:
+    table, cols = board_table(recs)
+    if table.empty:
         return "no finished runs"
-    table = aggregate(df, cols)
     table["shown_setting"] = distinct_settings(table)  # told apart among all rows, not the filtered
     table = select(table, cols, families, sparsity, family, sort)
     out = []

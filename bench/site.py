@@ -37,7 +37,7 @@ from bench.records import Record, Status
 from bench.leaderboard import PLOTS
 from bench.metrics import Column
 from bench.render import cell
-from bench.board import REFERENCES, TABLE, family_of, short_setting, table_columns
+from bench.board import REFERENCES, TABLE, family_of, short_setting
 from bench.plan import flat_params, setting_label
 
 STYLE = """
@@ -168,13 +168,6 @@ def anchor(key: tuple) -> str:
 
 def _row_key(r: pd.Series) -> tuple:
     return tuple(r[k] for k in [*TABLE, "method", "setting", "timed_on"])
-
-
-def _aggregate(recs: list[Record]) -> tuple[pd.DataFrame, list[Column]]:
-    """The aggregated leaderboard of `recs` (empty without a finished run) and its columns."""
-    cols = table_columns(recs)
-    df = board.frame(recs, cols)
-    return (board.aggregate(df, cols) if len(df) else pd.DataFrame()), cols
 
 
 def _speed_columns(table: pd.DataFrame, cols: list[Column]) -> list[tuple[Column, str]]:
@@ -340,7 +333,7 @@ def _suite_page(suite: str, recs: list[Record], images: list[str], families: dic
     ran."""
     standard = [r for r in recs if r.get("standard_budget")]
     custom = any(not r.get("standard_budget") for r in recs)
-    table, cols = _aggregate(standard)
+    table, cols = board.table(standard)
     body = ['<p><a href="../index.html">all suites</a>'
             + (' · <a href="custom.html">runs at overridden budgets</a>' if custom else "")
             + ' · <a href="runs.html">run records</a></p>',
@@ -464,7 +457,7 @@ def _what_did_not_run(recs: list[Record]) -> list[str]:
 def _custom_page(suite: str, recs: list[Record], images: list[str], families: dict[str, str]) -> str:
     """The runs at overridden budgets (quick runs with fewer epochs or a data subset), apart from
     the standard leaderboard and said to be so: their accuracy answers another question."""
-    table, cols = _aggregate(recs)
+    table, cols = board.table(recs)
     body = [f'<p><a href="../index.html">all suites</a> · <a href="index.html">{_e(suite)} leaderboard</a> · '
             '<a href="runs.html">run records</a></p>',
             f"<h1>{_e(suite)}: runs at overridden budgets</h1>",
@@ -592,7 +585,7 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
         for name, text in pages.items():
             records.write_text_atomic(folder / name, text)
             written.append(folder / name)
-        table, cols = _aggregate([r for r in recs if r.get("standard_budget")])
+        table, cols = board.table([r for r in recs if r.get("standard_budget")])
         sections += [f'<h2><a href="{_e(suite)}/index.html">{_e(suite)}</a></h2>',
                      f'<p class="note">{_e(_provenance(recs))}'
                      + (f' · <a href="{_e(suite)}/custom.html">{len(custom)} run{"s" if len(custom) != 1 else ""} at overridden budgets</a>'

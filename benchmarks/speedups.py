@@ -44,8 +44,7 @@ def speed_tables(results: Path, suite: str, filters: list[str]) -> list[str]:
     recs = [r for r in records.load_records(results, suite) if r["status"] == "ok"]
     if not recs:
         return [f"{suite}: no finished runs under {results}", ""]
-    cols = board.table_columns(recs)
-    table = board.aggregate(board.frame(recs, cols), cols)
+    table, cols = board.table(recs)
     speed = [c for c in cols if c.spec.name in ("theoretical_speedup", "speedup{runtime}_b{batch}")]
     devices = sorted({f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)"
                       for r in recs})
