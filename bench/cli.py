@@ -14,7 +14,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 from tabulate import tabulate
@@ -26,6 +26,9 @@ from bench.errors import DataError, ExecutorError, ResultsFolderError, first_lin
 from bench.plan import setting_label
 from bench.records import ProvenanceError, Status
 from bench.suite import SEED_LIMIT, Suite, SuiteError, available_suites, is_plain_name, load_suite
+
+if TYPE_CHECKING:  # the executors import torch, which the refusals and listings do without
+    from bench.executors import Executor
 
 
 QUICK_RESULTS = "results-quick"  # where runs at an overridden budget go by default: git-ignored
@@ -305,7 +308,7 @@ def _visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def make_executor(args: argparse.Namespace, device: str):
+def make_executor(args: argparse.Namespace, device: str) -> Executor:
     """The executor the options ask for; usage errors raise ExecutorError (exit 2)."""
     from bench.executors import InlineExecutor, LocalExecutor, RayExecutor
     from tqdm import tqdm

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-from bench.errors import DataError  # noqa: F401 - raised here, caught as bench.data.DataError too
+from bench.errors import DataError
 from bench.records import atomic_write, load_tensors
 from bench.suite import DataSpec
 

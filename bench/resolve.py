@@ -12,7 +12,7 @@ from typing import Any
 from bench import registry
 from bench.bounds import brief
 from bench.errors import DataError
-from bench.runtimes import RUNTIMES
+from bench.runtimes import REFERENCE_RUNTIME, RUNTIMES
 from bench.suite import Suite, SuiteError, load_suite, suite_file
 
 
@@ -45,8 +45,8 @@ def check_names(suite: Suite, file: str) -> None:
     if unknown:
         raise SuiteError(f"{file}: key 'runtimes': unknown runtime '{unknown[0]}'; "
                          f"expected some of {', '.join(RUNTIMES)}")
-    if "torch" not in suite.runtimes:  # the reference runtime: its latency is in every run's log line
-        raise SuiteError(f"{file}: key 'runtimes': must include torch (PyTorch eager, the reference)")
+    if REFERENCE_RUNTIME not in suite.runtimes:  # every other runtime's figures are read beside it
+        raise SuiteError(f"{file}: key 'runtimes': must include {REFERENCE_RUNTIME} (PyTorch eager, the reference)")
     _check_methods(suite.methods, file)
 
 

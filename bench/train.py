@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +45,8 @@ class TrainResult:
     final_train_accuracy: float
 
 
-def make_optimizer(params, budget: Budget, lr: float, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[torch.nn.Parameter], budget: Budget, lr: float,
+                   device: torch.device) -> torch.optim.Optimizer:
     """The suite's optimizer; fused kernels on CUDA, foreach elsewhere."""
     fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
     if budget.optimizer == "sgd":
@@ -55,7 +56,8 @@ def make_optimizer(params, budget: Budget, lr: float, device: torch.device) -> t
     return cls(params, lr=lr, weight_decay=budget.weight_decay, **fast)
 
 
-def make_schedule(opt: torch.optim.Optimizer, budget: Budget, total_steps: int, steps_per_epoch: int):
+def make_schedule(opt: torch.optim.Optimizer, budget: Budget, total_steps: int,
+                  steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
     """Linear warm-up, then cosine decay to zero (or a constant rate), stepped every batch."""
     sched = torch.optim.lr_scheduler
     if budget.schedule == "constant":
