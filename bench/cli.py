@@ -192,9 +192,10 @@ def parser() -> argparse.ArgumentParser:
                           "compile time is recorded apart")
     again = run.add_mutually_exclusive_group()
     again.add_argument("--force", action="store_true", help="rerun runs that already have a finished record")
-    again.add_argument("--refresh", action="store_true",
+    again.add_argument("--refresh", nargs="?", const="commit", choices=["commit", "device"],
                        help="rerun finished runs whose record another commit or device made (a --force "
-                            "that resumes: rerun the same command to continue)")
+                            "that resumes: rerun the same command to continue); --refresh device keeps "
+                            "records of any commit a checkout vouched for, made on this device")
     run.add_argument("--recorded", action="store_true",
                      help="also run every setting of the methods that the suite's records at this budget hold "
                           "(rows made with --set): with --refresh, every record is rerun, not only the sweep")

@@ -23,7 +23,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 from tqdm import tqdm
@@ -69,20 +69,29 @@ class _Dense:
     notes: list[str] = field(default_factory=list)
 
 
+Refresh = Literal["commit", "device"]  # what --refresh keeps a record for (see _Here)
+
+
 @dataclass(frozen=True)
 class _Here:
     """This command's code and device, for --refresh: what a record or cached dense model must
-    have been made by to be kept."""
+    have been made by to be kept. `match` "commit": this commit and device; "device": this
+    device and any commit a checkout vouched for (clean, not only named by $BENCH_GIT_COMMIT), for
+    a leaderboard of one machine kind that GPU windows fill from commit to commit."""
 
     commit: str | None
     device_name: str | None  # None: a GPU sweep planned (--dry-run) where torch sees no GPU
+    match: Refresh = "commit"
 
     def made(self, env: dict[str, Any]) -> bool:
-        """Whether `env` names this commit and device. Uncommitted or unknown code never
-        matches: no commit identifies it, so it cannot be told from the code running now."""
-        clean = self.commit is not None and not self.commit.endswith("-dirty")
-        return (clean and env.get("git_commit") == self.commit
-                and self.device_name in (None, env.get("device_name")))
+        """Whether `env` names this commit (or, matching "device", a verified clean one) and this
+        device. Uncommitted or unknown code never matches: no commit identifies it."""
+        if self.match == "commit":
+            code = self.commit is not None and not self.commit.endswith("-dirty") and env.get("git_commit") == self.commit
+        else:
+            made_by = env.get("git_commit")
+            code = bool(made_by) and not made_by.endswith("-dirty") and not env.get("commit_from_env")
+        return code and self.device_name in (None, env.get("device_name"))
 
 
 MAX_WORKER_DEATHS = 2  # a run that killed its worker this often is not retried without --force
@@ -110,7 +119,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
               executor: Executor, budget_overrides: dict[str, Any] | None = None,
               force: bool = False, compile: str | None = None, order: Order = "depth",
               max_minutes: float | None = None, dry_run: bool = False, allow_dirty: bool = False,
-              refresh: bool = False, recorded: bool = False, fuse: int = 1, run_timeout: float | None = None,
+              refresh: Refresh | None = None, recorded: bool = False, fuse: int = 1, run_timeout: float | None = None,
               publish: Callable[[], Any] | None = None,
               log: Callable[[str], None] = tqdm.write) -> list[Record]:
     """Plan, train the dense stage, run and record; returns the records of this command's runs
@@ -123,8 +132,9 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     starts after that much wall time; the runs in flight finish. `dry_run` prints the plan and
     its expected cost, and trains and writes nothing. Standard-budget records are refused from a
     checkout with uncommitted changes (every leaderboard row must name the code that made it)
-    unless `allow_dirty`, which the records then say. `refresh` reruns finished runs whose record
-    another commit or another device made: regenerating a leaderboard from one commit on one
+    unless `allow_dirty`, which the records then say. `refresh` ("commit") reruns finished runs
+    whose record another commit or another device made ("device": another device, or code no
+    checkout vouched for; see _Here): regenerating a leaderboard from one commit on one
     machine takes many commands, and unlike `force` it resumes where the last one stopped.
     `recorded` adds every setting of the methods that the suite's records at this budget hold
     (rows made with `--set`), so that a refresh reruns every record, not only the sweep.
@@ -157,7 +167,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         log(f"unusable record, to run again: {problem}")
     commit = records.git_commit()
     here = _Here(commit, records.device_name(torch.device(device))
-                 if device != "cuda" or torch.cuda.is_available() else None) if refresh else None
+                 if device != "cuda" or torch.cuda.is_available() else None, refresh) if refresh else None
     todo = [r for r in runs if force or not finished(r.record) or (here and not here.made(r.record["env"]))]
     dense = {}
     for seed in dict.fromkeys(r.spec.seed for r in todo):
@@ -411,6 +421,8 @@ def _dense_done(d: _Dense, outcome: Outcome, log: Callable[[str], None],
         records.write_text_atomic(layout.log_path(d.path), outcome.log + "\n")
     if outcome.dense is not None:
         outcome.dense.meta["git_commit"] = commit  # for --refresh: the code that trained it
+        if os.environ.get(records.COMMIT_VARIABLE):
+            outcome.dense.meta["commit_from_env"] = True  # no checkout vouched for it
         records.atomic_write(d.path, outcome.dense.save)
         d.path.with_suffix(".ckpt").unlink(missing_ok=True)  # the cached model replaces it
         d.weights = outcome.dense

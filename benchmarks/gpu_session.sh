@@ -25,8 +25,10 @@
 #                (comma list), or "none" (default)
 #   --seeds      the sweep's seeds (default 0,1,2), breadth first: every setting at the first
 #                seed before any second seed, so a window cut short still covers every row
-#   --results    the results folder to continue (default: the repository's results/): finished
-#                records are skipped, cached dense models (committed in results/cifar/cache) reused
+#   --results    the results folder to continue (default: the repository's results/): records
+#                this GPU kind made from a commit a checkout vouched for are kept (--refresh device),
+#                others rerun (another GPU's, or those only $BENCH_GIT_COMMIT named); cached dense
+#                models (committed in results/cifar/cache) reused on the same terms
 #   --quick      a dry run for a machine without a GPU: tiny budgets on the CPU, and the cifar suite
 #                measured as on a GPU, in the torch runtime alone at small batches (tested in CI)
 #
@@ -166,9 +168,9 @@ sweep_minutes=$(awk "BEGIN { printf \"%.2f\", ($(left) - 30) / 60 }")
 if awk "BEGIN { exit !($sweep_minutes >= 0.25) }"; then
   jobs=(--jobs-per-gpu "$k")
   [[ "$device" == cpu ]] && jobs=(--jobs 2)
-  say "bench run --methods $methods --seeds $seeds --order breadth --max-minutes $sweep_minutes ${jobs[*]} --fuse $fuse"
+  say "bench run --methods $methods --seeds $seeds --order breadth --refresh device --max-minutes $sweep_minutes ${jobs[*]} --fuse $fuse"
   timeout --signal=TERM --kill-after=20 $(( $(left) + 90 )) "$python" -m bench run --suite "$suite" \
-    --methods "$methods" --seeds "$seeds" --device "$device" --order breadth --max-minutes "$sweep_minutes" \
+    --methods "$methods" --seeds "$seeds" --device "$device" --order breadth --refresh device --max-minutes "$sweep_minutes" \
     "${jobs[@]}" --fuse "$fuse" --results-dir "$results" "${quick[@]}" "${extra[@]}" > "$out/sweep.log" 2>&1
   say "bench run: exit $? ($(grep -c ' -> ' "$out/sweep.log") runs finished)"
 else

@@ -93,6 +93,19 @@ def test_refresh_reruns_only_records_another_commit_made_and_resumes(tmp_path, d
     both = run("bbb222", "--refresh", "--force")
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
+    # --refresh device: any commit a checkout vouched for, made on this device, is kept
+    (path,) = (tmp_path / "mlp-fast" / "runs").glob("dense-*.json")
+    record = json.loads(path.read_text())
+    verified = {**record, "env": {k: v for k, v in record["env"].items() if k != "commit_from_env"}}
+    path.write_text(json.dumps({**verified, "env": {**verified["env"], "git_commit": "aaa111"}}))
+    kept = run("ccc333", "--refresh", "device")
+    assert "0 to run, 1 finished before" in kept.stdout, kept.stderr  # another commit, vouched for
+    path.write_text(json.dumps({**verified, "env": {**verified["env"], "git_commit": "aaa111-dirty"}}))
+    assert "1 to run, 0 finished before" in run("ccc333", "--refresh", "device").stdout  # uncommitted code
+    assert json.loads(path.read_text())["env"]["commit_from_env"] is True  # the rerun, named by the variable
+    unverified = run("ddd444", "--refresh", "device")
+    assert "1 to run, 0 finished before" in unverified.stdout, unverified.stderr  # no checkout vouched for it
+
 
 def test_recorded_plans_every_setting_the_records_hold_so_a_refresh_can_rerun_them_all(tmp_path, data_dir, bench):
     """Rows made with --set, and chains, are no part of the sweep `--methods` plans: --recorded
