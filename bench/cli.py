@@ -529,7 +529,10 @@ def _results_of(spec: str, scratch: Path) -> Path:
     if archive.returncode != 0:
         raise registry.ParameterError(f"commit {spec} has no results/ folder")
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(scratch, filter="data")
+        try:
+            tar.extractall(scratch, filter="data")  # no link out of it, no device, no absolute path
+        except tarfile.FilterError as e:
+            raise registry.ParameterError(f"commit {spec}'s results/ holds what is not read from it: {e}") from None
     return scratch
 
 

@@ -561,6 +561,7 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
     suite's folder is rebuilt from scratch, and only a folder the site wrote is removed (see
     `_check_out`). Returns the files written, the markers aside."""
     _check_out(results_dir, suites, out)
+    records.remove_stale_temporaries(out)  # a build killed mid-write (kill -9) left them
     written = []
     sections = []
     checks = _read_checks(results_dir)

@@ -200,3 +200,37 @@ def test_records_are_written_as_strict_json(tmp_path):
             records.write_json_atomic(path, {"metrics": {"accuracy": value}})
     assert json.loads(path.read_text()) == {"metrics": {"accuracy": 0.5}}
     assert os.listdir(path.parent) == ["r.json"]
+
+
+def test_a_commit_whose_results_hold_a_link_out_is_refused_by_compare_in_a_line(tmp_path, monkeypatch):
+    """`bench compare <commit>` unpacks that commit's results/ (git archive): a committed link
+    pointing out of it is not followed, and the refusal names it, with no traceback."""
+    import subprocess
+
+    from bench import cli, registry
+
+    repo = tmp_path / "repo"
+    (repo / "bench").mkdir(parents=True)
+    (repo / "results" / "mlp").mkdir(parents=True)
+    (repo / "results" / "mlp" / "leaked.json").symlink_to("/etc/passwd")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "a link"]):
+        subprocess.run([*git, *args], check=True)
+    monkeypatch.setattr(cli, "__file__", str(repo / "bench" / "cli.py"))  # the checkout compare reads commits of
+    with pytest.raises(registry.ParameterError, match="commit HEAD's results/ holds what is not read from it"):
+        cli._results_of("HEAD", tmp_path / "scratch")
+    assert not any((tmp_path / "scratch").rglob("leaked.json"))
+
+
+def test_a_site_build_killed_mid_write_leaves_nothing_the_next_build_keeps(tmp_path, bench):
+    """A build killed by kill -9 leaves a hidden temporary file at the site's top level: the next
+    build removes it (it is a dead writer's, of this host), as a sweep does in its suite folder."""
+    import socket
+
+    populate(tmp_path)
+    pid = 4_000_000  # above Linux's pid_max: no such process
+    stale = tmp_path / "site" / f".index.html.{socket.gethostname()}.{pid}.x1y2.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("half a page")
+    assert bench(["leaderboard", "--results-dir", str(tmp_path), "--html"]).returncode == 0
+    assert not stale.exists() and (tmp_path / "site" / "index.html").exists()
