@@ -27,7 +27,7 @@ from bench.data import Dataset, Preprocess
 from bench.models import build_model
 from bench.sparsity import keep_zeros
 from bench.suite import Budget, ModelSpec, Suite
-from bench.train import CheckpointError, Hook, LossFn, TrainResult, fit
+from bench.train import CheckpointError, Hook, LossFn, TrainResult, batching, fit
 from bench.train import evaluate as _evaluate
 
 
@@ -191,7 +191,7 @@ class Context:
 
     @property
     def steps_per_epoch(self) -> int:
-        return len(self.data.train) // min(self.budget.batch_size, len(self.data.train))
+        return batching(len(self.data.train), self.budget.batch_size)[1]
 
     def layer_inputs(self, model: nn.Module, samples: int = 128, *,
                      hessian: bool = True) -> Iterator[layerwise.Layer]:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 import threading
 import time
 from contextlib import contextmanager
@@ -51,7 +50,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn.utils import prune
@@ -59,7 +57,8 @@ from torch.nn.utils import prune
 from bench.data import Preprocess, Split
 from bench.errors import first_line
 from bench.suite import Budget
-from bench.train import DivergedError, Hook, LossFn, TrainResult, fit, make_optimizer, make_schedule
+from bench.train import (DivergedError, Hook, LossFn, TrainResult, batching, default_loss, epoch_end, fit, make_optimizer,
+                         make_schedule)
 
 T = TypeVar("T")
 
@@ -364,13 +363,12 @@ class _Run:
     def __init__(self, call: FitCall, fused_with: int):
         self.call = call
         budget = call.budget
-        self.bs = min(budget.batch_size, len(call.data))
-        self.steps_per_epoch = len(call.data) // self.bs
+        self.bs, self.steps_per_epoch = batching(len(call.data), budget.batch_size)
         device = call.data.x.device
         self.opt = call.optimizer or make_optimizer(call.model.parameters(), budget, call.lr, device)
         self.schedule = make_schedule(self.opt, budget, max(call.epochs * self.steps_per_epoch, 1),
                                       self.steps_per_epoch)
-        self.loss_fn = call.loss_fn or partial(_cross_entropy, label_smoothing=budget.label_smoothing)
+        self.loss_fn = call.loss_fn or default_loss(budget)
         # Python code of the run's own that may draw random numbers or change the model.
         self.has_code = any(f is not None for f in (call.loss_fn, call.after_backward, call.after_step))
         self.fused_with = fused_with
@@ -425,11 +423,6 @@ def _checked(loss: torch.Tensor) -> torch.Tensor:
     if not loss.requires_grad:
         raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
     return loss
-
-
-def _cross_entropy(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor, *,  # noqa: ARG001 - loss_fn's signature
-                   label_smoothing: float) -> torch.Tensor:
-    return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
 
 
 class _Stack:
@@ -602,13 +595,13 @@ class _Group:
     def end_epoch(self, r: _Run, epoch: int) -> None:
         r.loss_value = (r.loss_sum / self.steps_per_epoch).item()
         r.accuracy = r.correct.item() / (self.steps_per_epoch * r.bs)
-        if not math.isfinite(r.loss_value):
-            self.fail(r, DivergedError(f"training diverged at epoch {epoch}: loss is {r.loss_value}"))
+        try:
+            line = epoch_end(epoch, self.epochs, r.loss_value, r.accuracy, r.epoch_lr, time.perf_counter() - r.epoch_start)
+        except DivergedError as e:
+            self.fail(r, e)
             return
         others = len(self.live()) - 1
-        r.call.log(f"    epoch {epoch:>3}/{self.epochs}  loss {r.loss_value:.4f}  train acc {100 * r.accuracy:6.2f}%"
-                   f"  lr {r.epoch_lr:.2e}  {time.perf_counter() - r.epoch_start:5.1f}s"
-                   f"  (fused with {others} other run{'s' if others != 1 else ''})")
+        r.call.log(f"{line}  (fused with {others} other run{'s' if others != 1 else ''})")
 
 
 def fit_group(calls: list[FitCall], *, keep_layout: bool = True) -> list[TrainResult | BaseException]:

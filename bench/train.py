@@ -56,6 +56,28 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], budget: Budget, lr: flo
     return cls(params, lr=lr, weight_decay=budget.weight_decay, **fast)
 
 
+def batching(n: int, batch_size: int) -> tuple[int, int]:
+    """(batch size, steps per epoch) for `n` training images: full batches only, and a budget's
+    batch larger than the data shrinks to it."""
+    bs = min(batch_size, n)
+    return bs, n // bs
+
+
+def default_loss(budget: Budget) -> LossFn:
+    """Cross-entropy with the budget's label smoothing: the loss of a call that brings none."""
+    def loss_fn(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # noqa: ARG001 - x unused
+        return F.cross_entropy(logits, y, label_smoothing=budget.label_smoothing)
+    return loss_fn
+
+
+def epoch_end(epoch: int, epochs: int, loss: float, accuracy: float, lr: float, seconds: float) -> str:
+    """An epoch's log line; DivergedError for a non-finite loss (fit raises it, a fused group
+    fails that run alone)."""
+    if not math.isfinite(loss):
+        raise DivergedError(f"training diverged at epoch {epoch}: loss is {loss}")
+    return f"    epoch {epoch:>3}/{epochs}  loss {loss:.4f}  train acc {100 * accuracy:6.2f}%  lr {lr:.2e}  {seconds:5.1f}s"
+
+
 def make_schedule(opt: torch.optim.Optimizer, budget: Budget, total_steps: int,
                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
     """Linear warm-up, then cosine decay to zero (or a constant rate), stepped every batch."""
@@ -100,13 +122,10 @@ def fit(
     file) on a checkpoint it cannot resume from.
     """
     device = data.x.device
-    bs = min(budget.batch_size, len(data))
-    steps_per_epoch = len(data) // bs
+    bs, steps_per_epoch = batching(len(data), budget.batch_size)
     opt = optimizer or make_optimizer(model.parameters(), budget, lr, device)
     schedule = make_schedule(opt, budget, max(epochs * steps_per_epoch, 1), steps_per_epoch)
-    if loss_fn is None:
-        def loss_fn(logits, y, x):  # noqa: ARG001 - the default ignores the inputs
-            return F.cross_entropy(logits, y, label_smoothing=budget.label_smoothing)
+    loss_fn = loss_fn or default_loss(budget)
     forward = torch.compile(model, mode=compile) if compile else model
     autocast_bf16 = budget.precision == "bf16"
     start = time.perf_counter()
@@ -148,10 +167,7 @@ def fit(
             step += 1
         loss_value = (loss_sum / steps_per_epoch).item()
         accuracy = correct.item() / (steps_per_epoch * bs)
-        if not math.isfinite(loss_value):
-            raise DivergedError(f"training diverged at epoch {epoch}: loss is {loss_value}")
-        log(f"    epoch {epoch:>3}/{epochs}  loss {loss_value:.4f}  train acc {100 * accuracy:6.2f}%"
-            f"  lr {epoch_lr:.2e}  {time.perf_counter() - t0:5.1f}s")
+        log(epoch_end(epoch, epochs, loss_value, accuracy, epoch_lr, time.perf_counter() - t0))
         if checkpoint is not None and epoch < epochs:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
                      "generator": generator.get_state(), "epoch": epoch, "step": step,
