@@ -16,6 +16,11 @@ class NotApplicable(Exception):
     BatchNorm): the run is recorded as skipped, with the reason, and is not a failure."""
 
 
+class DenseMismatch(RuntimeError):
+    """A cached dense model whose tensors do not fit the suite's model (a planted or stale
+    cache file): the driver removes the file and trains the model again."""
+
+
 class DataError(RuntimeError):
     """The dataset could not be found, read or downloaded."""
 

@@ -33,7 +33,7 @@ from bench.records import Record, Status
 from bench.chain import links
 from bench.context import DenseWeights
 from bench.data import fetch, find_source
-from bench.errors import ResultsFolderError, first_line
+from bench.errors import DenseMismatch, ResultsFolderError, first_line
 from bench.executors import Executor
 from bench.locks import Claim
 from bench.plan import (Order, RunSpec, dense_epochs, expected_epochs, plan, run_key, setting_label,
@@ -326,6 +326,12 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                 bar.set_postfix(counts, refresh=False)
                 bar.update()
                 log(f"{item.label}{_summary(record)}")
+                d = dense[item.spec.seed]
+                if (record["error"] or "").startswith(DenseMismatch.__name__) and isinstance(d.weights, DenseWeights):
+                    log(f"dense model, seed {d.seed}: the cache file {d.path} does not fit the suite's model: removed, "
+                        "to be trained again (the runs that failed on it are retried by the next command)")
+                    d.path.unlink(missing_ok=True)
+                    d.weights = None
 
 
 def _plugin_commits(names: list[str]) -> dict[str, str]:

@@ -41,7 +41,7 @@ from bench.data import Dataset, default_tensor_cache, load_dataset
 from bench.fused import Coordinator
 from bench.locks import DeviceGate
 from bench.plan import RunSpec, build_method
-from bench.errors import NotApplicable
+from bench.errors import DenseMismatch, NotApplicable
 from bench.registry import BROKEN, METHODS, error_summary
 from bench.sparsity import weight_sparsity
 from bench.suite import Suite
@@ -194,7 +194,11 @@ def _reference(task: Task, data: Dataset, device: torch.device, dense: DenseWeig
     which put cifar's dense row at 1.0029x)."""
     model = Context(task.suite, data, device, 0).new_model()
     if isinstance(dense, DenseWeights):
-        model.load_state_dict(dense.state_dict)
+        try:
+            model.load_state_dict(dense.state_dict)
+        except RuntimeError as e:  # names or shapes of another model
+            raise DenseMismatch("the cached dense model does not fit the suite's model: "
+                                + " ".join(str(e).split())[:300]) from None
     return {"params": measure.count_params(model), "size_bytes": measure.size_bytes(model)}
 
 

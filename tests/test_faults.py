@@ -512,6 +512,29 @@ def test_truncated_cache_and_record_files_are_named_and_redone(tmp_path, data_di
     assert records.read_record(record)["status"] == "ok" and DenseWeights.load(cache).meta["epochs"] == 1
 
 
+def test_a_cached_dense_model_of_other_shapes_is_named_removed_and_trained_again(tmp_path, data_dir, capsys):
+    """A readable cache file whose tensors fit no model of the suite (planted, or left by an
+    older model definition) failed every run of its seed on every command: now the first run that
+    meets it names it, the file goes, the model is trained again in the same command, and the
+    failed run is retried by the next one."""
+    args = ["run", *TINY, *INLINE, "--methods", "dense,magnitude", "--data-dir", str(data_dir),
+            "--results-dir", str(tmp_path)]
+    assert main([*args[:-4], "--methods", "dense", *args[-4:]]) == 0
+    (cache,) = (tmp_path / SUITE / "cache").glob("*.safetensors")
+    good = DenseWeights.load(cache)
+    wrong = {k: (v[:, :5] if v.dim() == 2 else v).clone() for k, v in good.state_dict.items()}  # other shapes
+    records.atomic_write(cache, DenseWeights(wrong, good.meta).save)  # (the loaded tensors map the old file)
+    capsys.readouterr()
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "DenseMismatch: the cached dense model does not fit the suite's model: Error(s) in loading state_dict" in out
+    assert f"the cache file {cache} does not fit the suite's model: removed, to be trained again" in out
+    assert "dense model, seed 0: training" in out and DenseWeights.load(cache).state_dict["1.weight"].shape[1] == 784
+    statuses = sorted(json.loads(p.read_text())["status"] for p in (tmp_path / SUITE / "runs").glob("magnitude-*.json"))
+    assert statuses == ["failed", "ok"]  # the run that met the file, the run after the retraining
+    assert main(args) == 0  # the failed one, retried
+
+
 def test_records_are_flushed_before_the_rename_and_get_the_users_permissions(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync"))
