@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import fnmatch
 import importlib
+import math
 import os
 import pkgutil
 import re
@@ -101,9 +102,12 @@ FAMILIES = ("reference", "pruning", "one-shot pruning", "pruning during training
 
 
 def _coerce(method: str, key: str, value: Any, tp: type) -> Any:
-    """Accept a value of the default's type; ints are accepted where floats are expected."""
+    """Accept a value of the default's type; ints are accepted where floats are expected. A NaN or
+    an infinity is refused: a run's record (strict JSON) holds its parameters."""
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParameterError(f"method '{method}' parameter '{key}': expected a finite number, got {value}")
     if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     raise ParameterError(

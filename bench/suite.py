@@ -8,6 +8,7 @@ ignored typo in a budget would make two leaderboards look comparable when they a
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -270,8 +271,8 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
         return {str(k): parse(item, v, file, f"{key}.{k}") for k, v in value.items()}
     if tp is Any:
         if not _plain(value):  # it goes into the runs' configurations, which are JSON
-            raise SuiteError(f"{where}: expected plain data (numbers, text, true/false, null, lists, mappings "
-                             f"with text keys), got {brief(value)}")
+            raise SuiteError(f"{where}: expected plain data (finite numbers, text, true/false, null, lists, "
+                             f"mappings with text keys), got {brief(value)}")
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -284,13 +285,13 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
 
 
 def _plain(value: Any) -> bool:
-    """Whether `value` is data JSON holds as it is (no set, bytes or timestamp, which YAML's tags
-    can make)."""
+    """Whether `value` is data strict JSON holds as it is (no set, bytes or timestamp, which YAML's
+    tags can make, and no NaN or infinity)."""
     if isinstance(value, dict):
         return all(isinstance(k, str) and _plain(v) for k, v in value.items())
     if isinstance(value, list):
         return all(_plain(v) for v in value)
-    return value is None or isinstance(value, (bool, int, float, str))
+    return value is None or isinstance(value, (bool, int, str)) or isinstance(value, float) and math.isfinite(value)
 
 
 def _is_float(text: str) -> bool:
