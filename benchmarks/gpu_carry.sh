@@ -67,6 +67,7 @@ rm -rf .gpugit "$repo/.gpugit.tmp"
 git clone -q --depth 1 --no-local "file://$repo" "$repo/.gpugit.tmp"
 git -C .gpugit.tmp checkout -q --detach  # HEAD holds the commit itself, for a machine without git
 git -C .gpugit.tmp config core.fileMode false  # a copy that loses the executable bits is not a change
+touch .gpugit.tmp/.git/bench-carried  # gpu_session.sh replaces a .git only if it holds this: a carried one
 mv .gpugit.tmp/.git .gpugit && rm -rf .gpugit.tmp
 
 # The device tool's limit: tracked files, plus untracked ones git does not ignore (none, as checked

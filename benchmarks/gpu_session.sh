@@ -89,13 +89,18 @@ export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 # the commit is only named ($BENCH_GIT_COMMIT, marked unverified in the leaderboard). Code that no
 # commit names, or that differs from its commit, stops here within seconds: its records could not
 # say which code made them, and bench refuses standard-budget runs of changed code.
-if [[ ! -e "$repo/.git" && -d "$repo/.gpugit" ]]; then
-  mv "$repo/.gpugit" "$repo/.git"
+# A machine kept warm between calls still holds the last call's carried .git (marked by gpu_carry.sh):
+# the new one replaces it. A checkout's own .git is never touched.
+if [[ -d "$repo/.gpugit" && ( ! -e "$repo/.git" || -f "$repo/.git/bench-carried" ) ]]; then
+  rm -rf "$repo/.git" && mv "$repo/.gpugit" "$repo/.git"
 fi
+unset BENCH_GIT_COMMIT  # a caller's would name the code without the check below
 commit=$("$python" -c "from bench.records import git_commit; print(git_commit() or '')")
+refresh=(--refresh device)  # keep this GPU kind's rows of verified commits, rerun the others
 if [[ -z "$commit" && -f "$repo/.git/HEAD" ]]; then
   export BENCH_GIT_COMMIT="$(cat "$repo/.git/HEAD")"
   commit="$BENCH_GIT_COMMIT, named by \$BENCH_GIT_COMMIT (git does not run here)"
+  refresh=()  # its rows would all be unverified: --refresh device would rerun them every window
 fi
 say "code: ${commit:-no commit}"
 if [[ -z "$commit" && ${#quick[@]} -eq 0 ]]; then
@@ -168,9 +173,9 @@ sweep_minutes=$(awk "BEGIN { printf \"%.2f\", ($(left) - 30) / 60 }")
 if awk "BEGIN { exit !($sweep_minutes >= 0.25) }"; then
   jobs=(--jobs-per-gpu "$k")
   [[ "$device" == cpu ]] && jobs=(--jobs 2)
-  say "bench run --methods $methods --seeds $seeds --order breadth --refresh device --max-minutes $sweep_minutes ${jobs[*]} --fuse $fuse"
+  say "bench run --methods $methods --seeds $seeds --order breadth ${refresh[*]} --max-minutes $sweep_minutes ${jobs[*]} --fuse $fuse"
   timeout --signal=TERM --kill-after=20 $(( $(left) + 90 )) "$python" -m bench run --suite "$suite" \
-    --methods "$methods" --seeds "$seeds" --device "$device" --order breadth --refresh device --max-minutes "$sweep_minutes" \
+    --methods "$methods" --seeds "$seeds" --device "$device" --order breadth "${refresh[@]}" --max-minutes "$sweep_minutes" \
     "${jobs[@]}" --fuse "$fuse" --results-dir "$results" "${quick[@]}" "${extra[@]}" > "$out/sweep.log" 2>&1
   say "bench run: exit $? ($(grep -c ' -> ' "$out/sweep.log") runs finished)"
 else

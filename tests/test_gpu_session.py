@@ -101,9 +101,25 @@ def test_a_copy_sent_without_its_git_names_its_commit_verified_and_stops_when_it
     clean = session("clean")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert f"code: {commit}\n" in (tmp_path / "clean" / "session.log").read_text()
+
+    # The next call on a machine kept warm: the last call's .git is still there, a new commit's arrives
+    git = ["git", "-C", str(tmp_path / "repo"), "-c", "user.name=t", "-c", "user.email=t@t"]
+    (tmp_path / "repo" / "NEWS").write_text("a second commit\n")
+    subprocess.run([*git, "add", "NEWS"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "second"], check=True)
+    second = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert subprocess.run(["bash", "benchmarks/gpu_carry.sh", "--data", "none", "--wheels", "none"],
+                          cwd=tmp_path / "repo", capture_output=True, timeout=120).returncode == 0
+    archive = subprocess.run([*git, "archive", "HEAD"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(copy)], input=archive.stdout, check=True)
+    shutil.copytree(tmp_path / "repo" / ".gpugit", copy / ".gpugit")
+    warm = session("warm")
+    assert warm.returncode == 0, warm.stdout + warm.stderr
+    assert f"code: {second}\n" in (tmp_path / "warm" / "session.log").read_text()
+
     (copy / "methods" / "magnitude.py").write_text((copy / "methods" / "magnitude.py").read_text() + "# changed\n")
     changed = session("changed")
     assert changed.returncode == 3
     log = (tmp_path / "changed" / "session.log").read_text()
-    assert f"code: {commit}-dirty" in log and "M methods/magnitude.py" in log
+    assert f"code: {second}-dirty" in log and "M methods/magnitude.py" in log
     assert not (tmp_path / "changed" / "results.tar.gz").exists()
