@@ -178,6 +178,8 @@ class _Worker:
     def _signal_group(self, sig: signal.Signals) -> None:
         """`sig` to the worker's process group (its own, once started: see _worker_main), else to
         the worker alone."""
+        if not self.started and self.process.exitcode is not None:
+            return  # ended before it led a group of its own: its pid may be another process's now
         try:
             os.killpg(self.process.pid, sig) if self.started else os.kill(self.process.pid, sig)
         except (ProcessLookupError, PermissionError):  # gone already

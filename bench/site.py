@@ -537,12 +537,19 @@ def _check_out(results_dir: Path, suites: list[str], out: Path) -> None:
                                      "not replaced; remove it yourself if it is an old site's, or choose another --out")
 
 
+SITE_PAGES = ("index.html", "runs.html", "custom.html")  # a suite folder's pages, beside its plots
+
+
 def _replaceable(folder: Path) -> bool:
     """Whether the site may remove `folder` to rebuild it: there is none, or it is an empty
-    folder or one the site wrote (it holds MARKER); a symbolic link or a file never is."""
+    folder or one the site wrote: it holds MARKER, or (a site built before the marker) nothing
+    but the site's pages and plots, as plain files; a symbolic link or a file never is."""
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         return False
-    return not folder.exists() or (folder / MARKER).is_file() or not any(folder.iterdir())
+    if not folder.exists() or (folder / MARKER).is_file():
+        return True
+    return all(p.is_file() and not p.is_symlink() and (p.name in SITE_PAGES or p.suffix == ".png")
+               for p in folder.iterdir())
 
 
 def _fresh_folder(folder: Path) -> None:

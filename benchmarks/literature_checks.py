@@ -493,6 +493,11 @@ def leaderboard(results: Path, suite: str) -> pd.DataFrame:
     seeds: dict[tuple, dict[int, float]] = {}
     for _, r in board.frame(recs, board.table_columns(recs)).iterrows():
         seeds.setdefault(tuple(r[keys]), {})[int(r["seed"])] = float(r["accuracy_%"])
+    stale = [f"{r['method']} {r['setting']}" for _, r in t.iterrows()
+             if len(seeds.get(tuple(r[keys]), {})) != r["seeds"]]
+    if stale:
+        raise SystemExit(f"{path}: rows whose records changed since it was written ({', '.join(stale[:3])}): "
+                         f"rebuild it first with: bench leaderboard --suite {suite}")
     t["by_seed"] = [seeds[tuple(r[keys])] for _, r in t.iterrows()]
     return t
 

@@ -70,6 +70,10 @@ def test_the_site_never_removes_a_folder_it_did_not_write(tmp_path, bench):
     stale.write_text("from an older build\n")
     assert bench(["leaderboard", "--html", "--results-dir", results, "--out", www]).returncode == 0
     assert not stale.exists() and (www / "mlp" / "runs.html").is_file()
+    # A site built before the marker (its pages and plots alone) is taken over, marked.
+    (www / "mlp" / site.MARKER).unlink()
+    assert bench(["leaderboard", "--html", "--results-dir", results, "--out", www]).returncode == 0
+    assert (www / "mlp" / site.MARKER).is_file()
 
 
 def test_plots_that_are_links_or_fifos_are_left_out_of_the_site_with_a_warning(tmp_path, capsys):

@@ -263,3 +263,13 @@ def test_rows_whose_seeds_agree_exactly_are_not_decided(tmp_path):
     write_table(tmp_path, [("kd", "-", [98.5, 98.5, 98.5]), ("student", "-", [98.0, 98.0, 98.0])])
     kd = verdicts(tmp_path)[("kd > student trained alone", "mlp")]
     assert kd.verdict == "inconclusive (no spread)" and kd.p is None and kd.estimate == pytest.approx(0.5)
+
+
+def test_a_leaderboard_older_than_its_records_is_refused_naming_the_command(tmp_path):
+    """The checks pick rows from leaderboard.csv and take their seeds from the records: a table
+    not rebuilt since a record went would pair rows with the wrong seeds."""
+    write_table(tmp_path, [("kd", "-", 98.5, 0.1, 3), ("student", "-", 98.4, 0.1, 3)])
+    next((tmp_path / "mlp" / "runs").glob("kd-*-s2.json")).unlink()
+    with pytest.raises(SystemExit, match="rows whose records changed since it was written \\(kd -\\): rebuild it first "
+                                         "with: bench leaderboard --suite mlp"):
+        checks.run(tmp_path)
