@@ -114,14 +114,15 @@ def with_recorded(specs: list[RunSpec], history: list[dict[str, Any]], suite: Su
     suite's budget holds, at one of `seeds`: rows made with `--set`, and chains, are no part of
     the suite's sweep, so without these a `--refresh` would leave them made by older code. Each
     is checked as `plan` checks its own (a parameter the method no longer has fails here)."""
-    budget = dataclasses.asdict(suite.training)
+    defaults = field_defaults(Budget)  # a record made before a budget field existed lacks it
+    budget = _set_apart(dataclasses.asdict(suite.training), defaults)
     planned = {(s.method, json.dumps(s.params, sort_keys=True), s.seed) for s in specs}
     out = list(specs)
     for record in history:
         c = record["config"]
         key = (c["method"], json.dumps(c["params"], sort_keys=True), c["seed"])
         selected = c["method"] in names or all(link in names for link in links(c["method"]))
-        if selected and c["seed"] in seeds and c["budget"] == budget and key not in planned:
+        if selected and c["seed"] in seeds and _set_apart(c["budget"], defaults) == budget and key not in planned:
             planned.add(key)
             build_method(c["method"], c["params"])
             out.append(RunSpec(c["method"], c["params"], c["seed"]))

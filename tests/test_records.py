@@ -119,6 +119,11 @@ def test_recorded_plans_every_setting_the_records_hold_so_a_refresh_can_rerun_th
         assert f"full leaderboard: {tmp_path}/mlp-fast/leaderboard-custom.md (overridden budgets)" in made.stdout
     sweep = bench(["run", *tiny, "--methods", "magnitude,dynamic-int8", "--dry-run"])
     assert "3 runs: 3 to run, 0 finished before" in sweep.stdout, sweep.stderr
+    (older,) = [p for p in (tmp_path / "mlp-fast" / "runs").glob("magnitude-*.json")
+                if json.loads(p.read_text())["config"]["params"]["sparsity"] == 0.7]
+    record = json.loads(older.read_text())
+    del record["config"]["budget"]["label_smoothing"]  # as a record made before the field existed
+    older.write_text(json.dumps(record))
     every = bench(["run", *tiny, "--methods", "magnitude,dynamic-int8", "--recorded", "--dry-run"])
     assert "5 runs: 3 to run, 2 finished before" in every.stdout, every.stderr
     alone = bench(["run", *tiny, "--methods", "dynamic-int8", "--recorded", "--dry-run"])
