@@ -184,8 +184,14 @@ def _run(task: Task, spec: RunSpec, data: Dataset, device: torch.device, gate: D
                                    "train_time_s": meta["seconds"]}
             return result
     except (Exception, SystemExit) as e:  # noqa: BLE001 - this run's failed row
-        return {"status": Status.FAILED, "error": f"{error_summary(e)}\n{traceback.format_exc(limit=-4)}",
+        return {"status": Status.FAILED, "error": _failure(e),
                 "metrics": {}, "figures": {}, "run_time_s": time.perf_counter() - start}
+
+
+def _failure(e: BaseException) -> str:
+    """A failed run's error: the one-line cause, then the end of the traceback (called in the
+    except block that caught `e`)."""
+    return f"{error_summary(e)}\n{traceback.format_exc(limit=-4)}"
 
 
 def _reference(task: Task, data: Dataset, device: torch.device, dense: DenseWeights | str | None) -> dict[str, int]:
@@ -367,7 +373,7 @@ def execute(spec: RunSpec, ctx: Context, judge: Context, reference: dict[str, in
     except InvalidModelError as e:
         out.update(status=Status.INVALID, error=str(e), metrics={})
     except (Exception, SystemExit) as e:  # noqa: BLE001 - a failing plugin is a failed row
-        out.update(status=Status.FAILED, error=f"{error_summary(e)}\n{traceback.format_exc(limit=-4)}")
+        out.update(status=Status.FAILED, error=_failure(e))
     out["figures"] = {**ctx.figures, **judge.figures}
     out["run_time_s"] = time.perf_counter() - start
     return out
