@@ -55,6 +55,7 @@ class _Run:
     record: dict[str, Any] | None = None  # its latest record (a failed one included)
     label: str = ""
     done: bool = False  # recorded by this command (or found finished by another)
+    started_from: DenseWeights | str | None = None  # the dense model it was handed, when it started
 
 
 @dataclass
@@ -293,6 +294,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                 log(f"{r.label}: finished by another command")
                 continue
             log(r.label)
+            r.started_from = dense[r.spec.seed].weights
             group.append(r)
         if group:
             weights = {r.spec.seed: dense[r.spec.seed].weights for r in group}
@@ -327,7 +329,10 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                 bar.update()
                 log(f"{item.label}{_summary(record)}")
                 d = dense[item.spec.seed]
-                if (record["error"] or "").startswith(DenseMismatch.__name__) and isinstance(d.weights, DenseWeights):
+                # (only the model it was handed goes: with --jobs 2, a late run that started from
+                # the bad file returns after the retrained model replaced it)
+                if (record["error"] or "").startswith(DenseMismatch.__name__) and isinstance(d.weights, DenseWeights) \
+                        and d.weights is item.started_from:
                     log(f"dense model, seed {d.seed}: the cache file {d.path} does not fit the suite's model: removed, "
                         "to be trained again (the runs that failed on it are retried by the next command)")
                     d.path.unlink(missing_ok=True)

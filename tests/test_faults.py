@@ -535,6 +535,49 @@ def test_a_cached_dense_model_of_other_shapes_is_named_removed_and_trained_again
     assert main(args) == 0  # the failed one, retried
 
 
+def test_a_late_run_from_the_bad_dense_file_leaves_the_retrained_one(tmp_path, data_dir):
+    """With two runs in flight on a bad cache file, the second can fail after the first's failure
+    had the file retrained: that second failure names the old file, not the new one, which stays
+    (removing it retrained the dense model once more for nothing)."""
+    from bench.executors import InlineExecutor
+    from bench.runner import run_suite
+    from bench.suite import load_suite
+    from bench.worker import perform
+
+    class TwoAtOnce(InlineExecutor):
+        """Two slots; the first wait returns nothing (so two runs are handed out), then the
+        latest task finishes first: the second run, the dense retraining, the random runs, and
+        last the first run."""
+        slots = 2
+        waited = False
+
+        def wait(self, timeout: float):
+            if not self.waited:
+                self.waited = True
+                return []
+            ticket, task = self._pending.pop()
+            return [(ticket, perform(task, echo=self.echo))]
+
+    lines: list[str] = []
+    sweep = dict(seeds=[0], results_dir=tmp_path, data_dir=data_dir, device="cpu", overrides={},
+                 budget_overrides={"epochs": 1, "finetune_epochs": 1, "limit_train": 500, "limit_test": 200},
+                 log=lines.append)
+    run_suite(load_suite(str(FAST)), registry.select("dense"), executor=InlineExecutor(echo=lambda _: None), **sweep)
+    (cache,) = (tmp_path / SUITE / "cache").glob("*.safetensors")
+    good = DenseWeights.load(cache)
+    wrong = {k: (v[:, :5] if v.dim() == 2 else v).clone() for k, v in good.state_dict.items()}
+    records.atomic_write(cache, DenseWeights(wrong, good.meta).save)
+
+    done = run_suite(load_suite(str(FAST)), registry.select("magnitude,random"),
+                     executor=TwoAtOnce(echo=lambda _: None), **sweep)
+    # both magnitude runs started from the bad file; the random runs, from the retrained one
+    assert [(r["config"]["method"], r["status"]) for r in done] == [
+        ("magnitude", "failed"), ("magnitude", "failed"), ("random", "ok"), ("random", "ok")]
+    assert sum("does not fit the suite's model: removed" in line for line in lines) == 1
+    assert sum(line.startswith("dense model, seed 0: training") for line in lines) == 2  # the first, the retraining
+    assert DenseWeights.load(cache).state_dict["1.weight"].shape[1] == 784  # the retrained file stays
+
+
 def test_records_are_flushed_before_the_rename_and_get_the_users_permissions(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync"))
