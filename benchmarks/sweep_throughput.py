@@ -1,12 +1,15 @@
 """How many runs per hour does each executor setting deliver on a fixed sweep?
 
 It runs the same sweep (one `bench run` command, a fresh results folder each time, the dense
-models copied in from a first warm-up so that only method runs are timed) once per setting, one
-after another, and prints wall time, runs per hour and the ratio to the first setting. Nothing
-else should run on the machine meanwhile.
+models copied in from a first warm-up so that only method runs are timed) once per setting and
+repeat, the settings interleaved (every setting once, then again), so that drift in the
+machine's speed hits all alike, and prints the median wall time, runs per hour and the ratio to
+the first setting. Nothing else should run on the machine meanwhile.
 
     # CPU (the executor issue's benchmark): serial vs --jobs 2, and Ray's overhead per run
     python benchmarks/sweep_throughput.py --settings "--jobs 1" "--jobs 2" "--executor ray"
+    # fused training (README: Fused training): one run per task vs four fused
+    python benchmarks/sweep_throughput.py --settings "--fuse 1" "--fuse 4" --repeats 3
     # one GPU: 1, 2, 4 and 8 runs at once
     python benchmarks/sweep_throughput.py --suite cifar --device cuda --finetune-epochs 2 \\
         --settings "--jobs-per-gpu 1" "--jobs-per-gpu 2" "--jobs-per-gpu 4" "--jobs-per-gpu 8"
@@ -18,6 +21,7 @@ import argparse
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +29,8 @@ import time
 from pathlib import Path
 
 from tabulate import tabulate
+
+from bench.suite import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,30 +57,36 @@ def main() -> None:
     p.add_argument("--limit-train", default=None)
     p.add_argument("--settings", nargs="+", default=["--jobs 1", "--jobs 2"],
                    help="executor options to compare, one string each")
+    p.add_argument("--repeats", type=int, default=1, help="runs of each setting, interleaved (the median counts)")
     args = p.parse_args()
     sweep = ["--suite", args.suite, "--methods", args.methods, "--seeds", args.seeds, "--device", args.device,
              "--epochs", args.epochs, "--finetune-epochs", args.finetune_epochs,
              *(["--limit-train", args.limit_train] if args.limit_train else [])]
+    name = load_suite(args.suite).name  # its results folder (--suite may be a file)
     work = Path(tempfile.mkdtemp(prefix="sweep-throughput-"))
     try:
         warm = work / "warm-up"
         bench([*sweep, "--methods", "dense"], warm)  # trains and caches the dense models
         runs = None
-        rows = []
-        for setting in args.settings:
-            results = work / f"run-{len(rows)}"
-            shutil.copytree(warm / args.suite / "cache", results / args.suite / "cache")
-            seconds = bench([*sweep, *shlex.split(setting)], results)
-            done = len(list((results / args.suite / "runs").glob("*.json")))
-            runs = runs or done
-            assert done == runs, f"{setting}: {done} runs, expected {runs}"
-            rows.append([setting, done, f"{seconds:.1f}", f"{3600 * done / seconds:,.0f}",
-                         f"{seconds / done:.2f}"])
-        base = float(rows[0][2])
-        for row in rows:
-            row.append(f"{base / float(row[2]):.2f}x")
+        seconds: dict[str, list[float]] = {setting: [] for setting in args.settings}
+        for repeat in range(args.repeats):
+            for i, setting in enumerate(args.settings):
+                results = work / f"run-{repeat}-{i}"
+                shutil.copytree(warm / name / "cache", results / name / "cache")
+                seconds[setting].append(bench([*sweep, *shlex.split(setting)], results))
+                done = len(list((results / name / "runs").glob("*.json")))
+                runs = runs or done
+                assert done == runs, f"{setting}: {done} runs, expected {runs}"
+                shutil.rmtree(results)
+        medians = {setting: statistics.median(times) for setting, times in seconds.items()}
+        base = medians[args.settings[0]]
+        rows = [[setting, runs, f"{wall:.1f}", " ".join(f"{t:.1f}" for t in seconds[setting]),
+                 f"{3600 * runs / wall:,.0f}", f"{wall / runs:.2f}", f"{base / wall:.2f}x"]
+                for setting, wall in medians.items()]
         print(f"sweep: {' '.join(sweep)}; cpu cores: {os.cpu_count()}")
-        print(tabulate(rows, headers=["setting", "runs", "wall (s)", "runs/hour", "s per run", "vs first"]))
+        print(f"median of {args.repeats} interleaved repeat(s)")
+        print(tabulate(rows, headers=["setting", "runs", "wall (s)", "each repeat (s)", "runs/hour", "s per run",
+                                      "vs first"]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
