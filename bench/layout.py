@@ -35,9 +35,14 @@ def record_path(results_dir: Path | str, suite: str, method: str, seed: int, dig
     return runs_dir(results_dir, suite) / f"{method}-{digest[:12]}-s{seed}.json"
 
 
+def cache_dir(results_dir: Path | str, suite: str) -> Path:
+    """The folder of a suite's cached dense models."""
+    return suite_dir(results_dir, suite) / "cache"
+
+
 def dense_path(results_dir: Path | str, suite: str, seed: int, key: str) -> Path:
     """A seed's cached dense model, named by the hash of its identity (bench.records.dense_config)."""
-    return suite_dir(results_dir, suite) / "cache" / f"dense-s{seed}-{key}.safetensors"
+    return cache_dir(results_dir, suite) / f"dense-s{seed}-{key}.safetensors"
 
 
 def log_path(artifact: Path) -> Path:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import plots, records
+from bench import layout, plots, records
 from bench.metrics import Column
 from bench.records import Record, Status
 from bench.render import markdown
@@ -24,6 +24,11 @@ from bench.board import table as board_table
 # Standard-budget runs and overridden budgets: never in one table.
 PARTS = ((True, "leaderboard", "standard budget"),
          (False, "leaderboard-custom", "overridden budgets (not comparable with the standard leaderboard)"))
+
+
+def standard_csv(results_dir: Path | str, suite: str) -> Path:
+    """The standard-budget leaderboard's CSV, which the literature checks decide on."""
+    return layout.suite_dir(results_dir, suite) / f"{PARTS[0][1]}.csv"
 
 
 PLOTS = ("frontier", "pareto", "speedup")
@@ -38,7 +43,7 @@ def write(results_dir: Path, suite: str) -> list[Path]:
     file is replaced atomically, and a plot the records no longer give is removed; a record
     file that cannot be read is named in a warning."""
     recs = load(results_dir, suite)
-    folder = Path(results_dir) / suite
+    folder = layout.suite_dir(results_dir, suite)
     written = []
     for standard, stem, title in PARTS:
         suffix = "" if standard else "-custom"

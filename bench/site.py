@@ -404,7 +404,7 @@ def _checks(checks: dict[str, Any] | str | None, results_dir: Path, suite: str) 
     columns, decided_on, about = checks["columns"], checks["leaderboards"].get(suite), checks["about"]
     if not rows:
         return []
-    table = _results_file(Path(results_dir) / suite / "leaderboard.csv")
+    table = _results_file(leaderboard.standard_csv(results_dir, suite))
     now = hashlib.sha256(table).hexdigest() if table is not None else None
     if decided_on != now:
         return head + ['<p class="note">The verdicts were decided on another version of this leaderboard; refresh '
@@ -579,7 +579,7 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
         families = board.families(recs)
         folder = out / suite
         _fresh_folder(folder)
-        plotted = {name: _results_file(Path(results_dir) / suite / name)
+        plotted = {name: _results_file(layout.suite_dir(results_dir, suite) / name)
                    for name in (f"{name}{suffix}.png" for suffix in ("", "-custom") for name in PLOTS)}
         images = [name for name, data in plotted.items() if data is not None]
         for name in images:

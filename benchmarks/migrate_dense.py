@@ -79,7 +79,7 @@ def load_weights(path: Path) -> DenseWeights:
 def retrained(results: Path, suite: str, seed: int, root: Path, commit: str) -> Retrained:
     """The model `bench run --methods dense` at `commit` cached under `results`, and the CPU its
     dense record names."""
-    cache = sorted(p for p in (results / suite / "cache").glob(f"dense-s{seed}-*")
+    cache = sorted(p for p in layout.cache_dir(results, suite).glob(f"dense-s{seed}-*")
                    if p.suffix in (".safetensors", ".pt"))
     dense = [r for r in records.load_records(results, suite) if r["config"]["method"] == "dense"
              and r["config"]["seed"] == seed]
@@ -212,7 +212,7 @@ def migrate(results: Path, suite_name: str, named: list[tuple[str, dict[str, Any
                                    "train_time_s": seconds,
                                    "migrated": {"by": f"benchmarks/migrate_dense.py at {at}",
                                                 "retrained_at": sorted(commits), "device_name": next(iter(devices))[0]}}
-                records.write_json_atomic(results / suite_name / "runs" / f"{name}.json", record)
+                records.write_json_atomic(layout.runs_dir(results, suite_name) / f"{name}.json", record)
         outcome[why] += 1
     return outcome
 

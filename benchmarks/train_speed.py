@@ -27,6 +27,7 @@ import torch.nn.functional as F
 import torchvision
 from tabulate import tabulate
 
+from bench import layout
 from bench.data import Preprocess, Split, default_tensor_cache, load_dataset
 from bench.models import build_model
 from bench.suite import load_suite
@@ -108,13 +109,13 @@ def time_minimal(suite, split: Split, device: torch.device) -> float:
 
 def outside_training_share(results: Path) -> list[list]:
     rows = []
-    for suite_dir in sorted(p for p in results.iterdir() if (p / "runs").is_dir()):
-        recs = [json.loads(p.read_text()) for p in sorted((suite_dir / "runs").glob("*.json"))]
+    for suite in layout.suites_with_records(results):
+        recs = [json.loads(p.read_text()) for p in sorted(layout.runs_dir(results, suite).glob("*.json"))]
         recs = [r for r in recs if r["status"] == "ok" and "measure_time_s" in r]
         total = sum(r["run_time_s"] for r in recs)
         measuring = sum(r["measure_time_s"] for r in recs)
         if total:
-            rows.append([suite_dir.name, len(recs), f"{total:.0f}", f"{measuring:.0f}",
+            rows.append([suite, len(recs), f"{total:.0f}", f"{measuring:.0f}",
                          f"{100 * measuring / total:.1f}%"])
     return rows
 
