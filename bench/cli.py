@@ -401,7 +401,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"\nfull leaderboard{'s' if len(tables) > 1 else ''}: {', '.join(f'{folder}/{t}' for t in tables)}")
     failed = [r for r in done if r["status"] not in (Status.OK, Status.SKIPPED)]
     if failed:
-        print(f"\n{len(failed)} of {len(done)} runs did not finish:", file=sys.stderr)
+        print(f"\n{len(failed)} of {len(done)} run{'' if len(done) == 1 else 's'} did not finish:", file=sys.stderr)
         for r in failed:
             c = r["config"]
             path = layout.record_path(args.results_dir, suite.name, c["method"], c["seed"], r["config_hash"])

@@ -189,8 +189,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
             f"the plugin checkout {registry.SOURCES[dirty[0]].checkout} (method {dirty[0]}, an editable install) has "
             "uncommitted changes: standard-budget records must come from a commit; commit the plugin first, or "
             "pass --allow-dirty (recorded in every record)")
-    log(f"suite {suite.name}: {len(runs)} runs ({', '.join(names)}; seeds {seeds}), {len(todo)} to run, "
-        f"{len(runs) - len(todo)} finished before; data {source}; {executor.description}")
+    log(f"suite {suite.name}: {len(runs)} run{'' if len(runs) == 1 else 's'} ({', '.join(names)}; seeds {seeds}), "
+        f"{len(todo)} to run, {len(runs) - len(todo)} finished before; data {source}; {executor.description}")
     _check_writable(suite_dir)
     deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else None
     limit = _time_limits(suite, device, records.load_records(results_dir, suite.name), run_timeout)
@@ -224,7 +224,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
             log(f"the leaderboard was not rebuilt ({type(e).__name__}: {e}); `bench leaderboard` rebuilds it")
     left = [r for r in todo if not r.done]
     if left:
-        log(f"--max-minutes {max_minutes} reached: {len(left)} runs remain; "
+        log(f"--max-minutes {max_minutes} reached: {len(left)} run{' remains' if len(left) == 1 else 's remain'}; "
             "rerun the same command to continue")
     return [r.record for r in runs if r.record is not None]  # in plan order
 
@@ -518,7 +518,7 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
         total_s += seconds
         rows.append([r.spec.method, setting_label(r.spec.params), r.spec.seed, f"{epochs:g}", shown])
     log(f"plan for suite {suite.name} on {device} ({device_name}), data {source}:")
-    log(f"  {len(runs)} runs: {len(todo)} to run, {len(runs) - len(todo)} finished before")
+    log(f"  {len(runs)} run{'' if len(runs) == 1 else 's'}: {len(todo)} to run, {len(runs) - len(todo)} finished before")
     log(f"  dense models to train: {', '.join(f'seed {d.seed}' for d in to_train) or 'none'}"
         f" ({suite.training.epochs} epochs each); cached: {len(dense) - len(to_train)}")
     if rows:

@@ -46,7 +46,7 @@ def test_run_json_prints_the_commands_records_alone_on_stdout(tmp_path, data_dir
         out, err = capsys.readouterr()
         (record,) = json.loads(out)
         assert record["status"] == "ok" and record["config"]["method"] == "dense"
-        assert "suite mlp-fast: 1 runs" in err
+        assert "suite mlp-fast: 1 run " in err
 
 
 def test_bad_options_raise_the_command_lines_message(data_dir):

@@ -133,7 +133,7 @@ def test_bench_run_reruns_a_record_that_is_a_link_and_leaves_the_link_alone(tmp_
                  "--data-dir", data_dir, "--results-dir", tmp_path])
     assert ran.returncode == 0, ran.stderr
     assert f"unusable record, to run again: {planned}: refused: a symbolic link, not a regular file" in ran.stdout
-    assert "1 runs: 1 to run, 0 finished before" in ran.stdout
+    assert "1 run: 1 to run, 0 finished before" in ran.stdout
     assert os.readlink(planned) == "/dev/zero"
 
 
@@ -193,7 +193,7 @@ def test_records_with_unusable_numbers_or_fields_are_named_and_left_out_by_every
     assert compared.returncode == 0 and "1 rows in both" in compared.stdout, compared.stderr
     ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1", "--dry-run",
                  "--data-dir", data_dir, "--results-dir", tmp_path])
-    assert ran.returncode == 0 and "1 runs: 1 to run, 0 finished before" in ran.stdout, ran.stderr
+    assert ran.returncode == 0 and "1 run: 1 to run, 0 finished before" in ran.stdout, ran.stderr
 
 
 def test_records_are_written_as_strict_json(tmp_path):

@@ -127,7 +127,7 @@ def test_recorded_plans_every_setting_the_records_hold_so_a_refresh_can_rerun_th
     every = bench(["run", *tiny, "--methods", "magnitude,dynamic-int8", "--recorded", "--dry-run"])
     assert "5 runs: 3 to run, 2 finished before" in every.stdout, every.stderr
     alone = bench(["run", *tiny, "--methods", "dynamic-int8", "--recorded", "--dry-run"])
-    assert "1 runs: 1 to run" in alone.stdout  # the chain's magnitude link is not selected
+    assert "1 run: 1 to run" in alone.stdout  # the chain's magnitude link is not selected
     assert "5 runs: 5 to run" in bench(["run", *tiny, "--methods", "magnitude,dynamic-int8", "--recorded", "--force",
                                         "--dry-run"]).stdout
 

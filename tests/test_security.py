@@ -283,7 +283,7 @@ def test_malformed_records_are_named_and_skipped_by_every_reader(tmp_path, fast_
     assert run(fast_suite, "dense", data_dir, tmp_path, "--dry-run") == 0
     out = capsys.readouterr().out
     assert f"unusable record, to run again: {planned}: malformed record: env.device is missing" in out
-    assert "1 runs: 1 to run, 0 finished before" in out
+    assert "1 run: 1 to run, 0 finished before" in out
 
 
 # -- 4. figures a record cannot hold fail their run, not the sweep ---------------------------------
