@@ -18,6 +18,7 @@ the first setting. Nothing else should run on the machine meanwhile.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from bench import layout
 from bench.suite import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,23 +71,26 @@ def main() -> None:
         bench([*sweep, "--methods", "dense"], warm)  # trains and caches the dense models
         runs = None
         seconds: dict[str, list[float]] = {setting: [] for setting in args.settings}
+        fused: dict[str, int] = {}  # runs that trained fused with others (README: Fused training)
         for repeat in range(args.repeats):
             for i, setting in enumerate(args.settings):
                 results = work / f"run-{repeat}-{i}"
-                shutil.copytree(warm / name / "cache", results / name / "cache")
+                shutil.copytree(layout.cache_dir(warm, name), layout.cache_dir(results, name))
                 seconds[setting].append(bench([*sweep, *shlex.split(setting)], results))
-                done = len(list((results / name / "runs").glob("*.json")))
+                made = [json.loads(p.read_text()) for p in layout.runs_dir(results, name).glob("*.json")]
+                done = len(made)
                 runs = runs or done
                 assert done == runs, f"{setting}: {done} runs, expected {runs}"
+                fused[setting] = sum(r["metrics"].get("fused_with", 1) > 1 for r in made)
                 shutil.rmtree(results)
         medians = {setting: statistics.median(times) for setting, times in seconds.items()}
         base = medians[args.settings[0]]
-        rows = [[setting, runs, f"{wall:.1f}", " ".join(f"{t:.1f}" for t in seconds[setting]),
+        rows = [[setting, runs, fused[setting], f"{wall:.1f}", " ".join(f"{t:.1f}" for t in seconds[setting]),
                  f"{3600 * runs / wall:,.0f}", f"{wall / runs:.2f}", f"{base / wall:.2f}x"]
                 for setting, wall in medians.items()]
         print(f"sweep: {' '.join(sweep)}; cpu cores: {os.cpu_count()}")
         print(f"median of {args.repeats} interleaved repeat(s)")
-        print(tabulate(rows, headers=["setting", "runs", "wall (s)", "each repeat (s)", "runs/hour", "s per run",
+        print(tabulate(rows, headers=["setting", "runs", "fused", "wall (s)", "each repeat (s)", "runs/hour", "s per run",
                                       "vs first"]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
