@@ -28,13 +28,12 @@ hooks other than pruning masks, or no other call to fuse with.
 `Coordinator` runs K method runs in K threads, one at a time, and trains the `fit` calls they
 make together, so that method code needs no change (see its docstring).
 
-Costs (benchmarks/fused_throughput.py): the gain must come from GPUs. On the development CPU,
-one thread, fused LeNet-300-100 ran at 0.77x the epochs per second of one at a time for K=1,
-~1.0x for K=2 and 4, 1.18x for K=8; LeNet-5 at 0.64-0.75x, partly because vmap's max_pool2d
-rule folds the model dimension into the batch, which copies channels-last activations into
-NCHW, where CPU pooling is 7x slower. What fusion adds per step is small next to that: the
-per-run optimizer steps cost what one foreach step over all runs' tensors does (within 10% on
-the CPU), and the structural check of a run with hooks ~1 us per tensor.
+Costs (benchmarks/RESULTS.md, Fused training on a 2-core CPU): the gain must come from GPUs. On
+the development CPU, fused LeNet-300-100 trained at 0.69-0.85x the epochs per second of one at a
+time, and LeNet-5 at 0.38-0.54x, partly because vmap's max_pool2d rule folds the model dimension
+into the batch, which copies channels-last activations into NCHW, where CPU pooling is 7x slower.
+What fusion adds per step is small next to that: the per-run optimizer steps cost what one foreach
+step over all runs' tensors does, and the structural check of a run with hooks ~1 us per tensor.
 """
 
 from __future__ import annotations
@@ -63,9 +62,10 @@ from bench.train import (DivergedError, Hook, LossFn, TrainResult, batching, def
 T = TypeVar("T")
 
 # `bench run --fuse auto`: the group size that measured fastest per device kind (README: Fused
-# training; the CPU figures are in this module's docstring). On the 2-core development CPU fusion
-# measured slower or even for both CPU suites, so the CPU trains alone; CUDA stays alone until a GPU window
-# measures it (benchmarks/gpu_session.sh picks the fastest setting there and passes it).
+# training; benchmarks/RESULTS.md, Fused training on a 2-core CPU). On the 2-core development CPU
+# fusion measured slower for both CPU suites, in epochs per second and in runs per hour, so the CPU
+# trains alone; CUDA stays alone until a GPU window measures it (benchmarks/gpu_session.sh picks the
+# fastest setting there and passes it).
 DEFAULT_FUSE = {"cpu": 1, "cuda": 1}
 
 
