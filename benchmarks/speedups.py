@@ -27,21 +27,21 @@ from tabulate import tabulate
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import board, records, render  # noqa: E402
+from bench.plan import flat_params  # noqa: E402
 from bench.registry import FAMILIES  # noqa: E402
 
-def kept(setting: str, filters: list[str]) -> bool:
-    """Whether a row's setting passes the filters (`sparsity=0.9`): a row whose setting has none
-    of the filtered parameters (dense, ptq-int8) always does; a chain's link matches by suffix."""
-    tokens = setting.split(", ")
-    names = {f.split("=")[0] for f in filters}
-    if not any(t.split("=")[0].split(".")[-1] in names for t in tokens):
-        return True
-    return any(t == f or t.endswith("." + f) for t in tokens for f in filters)
+def kept(params: dict[str, object], filters: list[tuple[str, str]]) -> bool:
+    """Whether a run's parameters pass the filters ([("sparsity", "0.9")]): a run with none of the
+    filtered parameters (dense, ptq-int8) always does; a chain's link parameter by its own name."""
+    flat = {name.rsplit(".", 1)[-1]: str(value) for name, value in flat_params(params).items()}
+    return not any(name in flat for name, _ in filters) or any(flat.get(name) == value for name, value in filters)
 
 
-def speed_tables(results: Path, suite: str, filters: list[str]) -> list[str]:
-    """One printed table per data source and budget of the suite's successful records."""
-    recs = [r for r in records.load_records(results, suite) if r["status"] == "ok"]
+def speed_tables(results: Path, suite: str, filters: list[tuple[str, str]]) -> list[str]:
+    """One printed table per data source and budget of the suite's successful records that pass
+    the filters."""
+    recs = [r for r in records.load_records(results, suite)
+            if r["status"] == "ok" and kept(r["config"]["params"], filters)]
     if not recs:
         return [f"{suite}: no finished runs under {results}", ""]
     table, cols = board.table(recs)
@@ -55,7 +55,7 @@ def speed_tables(results: Path, suite: str, filters: list[str]) -> list[str]:
         measured = t[[c.column for c in speed]].notna().any(axis=1)  # rows from before the deploy step have none
         rows = sorted(([board.family_of(r["method"], families), r["method"], r["setting"], int(r["seeds"]),
                         *[render.cell(r, c) for c in speed]]
-                       for (_, r), timed in zip(t.iterrows(), measured) if timed and kept(r["setting"], filters)),
+                       for (_, r), timed in zip(t.iterrows(), measured) if timed),
                       key=lambda row: (order.index(row[0]) if row[0] in order else len(order), row[1:3]))
         if not rows:
             continue
@@ -72,7 +72,9 @@ def main() -> None:
     p.add_argument("--settings", default="", help="keep the rows with one of these settings (comma "
                    "list, e.g. sparsity=0.9,sparsity=0.98); rows without such a parameter are kept")
     args = p.parse_args()
-    filters = [f for f in args.settings.split(",") if f]
+    filters = [tuple(f.split("=", 1)) for f in args.settings.split(",") if f]
+    if any(len(f) != 2 for f in filters):
+        p.error(f"--settings takes name=value pairs, e.g. sparsity=0.9, not {args.settings!r}")
     for suite in args.suites.split(","):
         print("\n".join(speed_tables(args.results, suite, filters)))
 
