@@ -261,7 +261,10 @@ def parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="per row both result sets hold, the change in accuracy with its 95%% "
                                          "CI and a verdict (better, worse, no change)")
     cmp.add_argument("a", metavar="A", help="the baseline: a results folder, or a git commit (its results/)")
-    cmp.add_argument("b", metavar="B", help="the candidate: a results folder, or a git commit (its results/)")
+    cmp.add_argument("b", metavar="B", nargs="?",
+                     help="the candidate: a results folder, or a git commit (its results/); none with --methods")
+    cmp.add_argument("--methods", metavar="X,Y", help="two methods in A instead: Y's rows against X's, paired where "
+                                                      "their shared parameters agree (e.g. magnitude,wanda)")
     cmp.add_argument("--suite", help="one suite (default: every suite both hold)")
     cmp.add_argument("--fail-on", choices=["regression"],
                      help="exit 1 when a row is significantly worse in B (for CI)")
@@ -479,15 +482,21 @@ def _figure(key: str, value: float | None) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """`bench compare A B` (bench.compare): one table per suite, the rows only one side holds
-    counted, exit 1 with --fail-on regression when a row got significantly worse."""
+    counted, exit 1 with --fail-on regression when a row got significantly worse; with
+    --methods X,Y, Y's rows against X's in A."""
     import tempfile
 
     from bench import board, compare
 
+    if args.suite is not None and not is_plain_name(args.suite):
+        raise SuiteError(f"--suite {args.suite!r}: expected a suite name")
+    if args.methods is not None:
+        return _compare_methods(args)
+    if args.b is None:
+        raise registry.ParameterError("bench compare A B needs B, the results to compare with A "
+                                      "(or --methods X,Y to compare two methods within A)")
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         a, b = _results_of(args.a, Path(tmp) / "a"), _results_of(args.b, Path(tmp) / "b")
-        if args.suite is not None and not is_plain_name(args.suite):
-            raise SuiteError(f"--suite {args.suite!r}: expected a suite name")
         suites = [args.suite] if args.suite else sorted(set(layout.suites_with_records(a)) & set(layout.suites_with_records(b)))
         if not suites:
             raise registry.ParameterError(f"{args.a} and {args.b} hold records of no common suite")
@@ -507,6 +516,47 @@ def cmd_compare(args: argparse.Namespace) -> int:
                            disable_numparse=True) + "\n")
             worse += sum(c.verdict == "worse" for c in changes)
     print(f"{worse} rows significantly worse in B (Welch's t over seeds, 95%)")
+    return 1 if worse and args.fail_on == "regression" else 0
+
+
+def _compare_methods(args: argparse.Namespace) -> int:
+    """`bench compare A --methods X,Y`: per suite of A, Y's rows against X's (bench.compare.
+    across_methods); exit 1 with --fail-on regression when a row of Y is significantly worse."""
+    import tempfile
+
+    from bench import board, compare
+
+    names = args.methods.split(",")
+    if args.b is not None:
+        raise registry.ParameterError(f"--methods compares two methods within one set of results: give A alone, "
+                                      f"not also {args.b!r}")
+    if len(names) != 2 or names[0] == names[1] or not all(names):
+        raise registry.ParameterError(f"--methods {args.methods!r}: expected two different method names, X,Y")
+    x, y = names
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        a = _results_of(args.a, Path(tmp) / "a")
+        suites = [args.suite] if args.suite else layout.suites_with_records(a)
+        worse, total = 0, 0
+        for name in suites:
+            changes = compare.across_methods(records.load_records(a, name), x, y)
+            if not changes:
+                continue
+            total += len(changes)
+            print(f"# {name}: {y} against {x}, {len(changes)} setting{'' if len(changes) == 1 else 's'} both have\n")
+            table = [[c.setting, *c.others, board._budget_label(c.budget), f"{c.seeds[0]}/{c.seeds[1]}",
+                      f"{c.accuracy[0]:.2f}", f"{c.accuracy[1]:.2f}",
+                      f"{c.change:+.2f}" + (f" [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci else ""), c.verdict]
+                     for c in changes]
+            print(tabulate(table, headers=["shared setting", f"{x}'s other", f"{y}'s other", "budget",
+                                           f"seeds {x}/{y}", f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]",
+                                           "verdict"],
+                           disable_numparse=True) + "\n")
+            worse += sum(c.verdict == "worse" for c in changes)
+    if not total:
+        raise registry.ParameterError(f"{args.a} holds no finished rows of {x} and {y} with the same budget, data, "
+                                      f"device type and shared parameters{f' in suite {args.suite}' if args.suite else ''}")
+    print(f"{y} significantly worse than {x} in {worse} of {total} setting{'' if total == 1 else 's'} (Welch's t "
+          "over seeds, 95%, each setting on its own: no correction for comparing several)")
     return 1 if worse and args.fail_on == "regression" else 0
 
 

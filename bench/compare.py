@@ -9,16 +9,22 @@ interval excludes zero, else `no change`; a row with fewer than two seeds on a s
 spread to judge, and says so. Counts that should not move (bench.reproduce.EXACT) are listed
 wherever their mean changed. A pure function of the records, so that it can be tested on
 planted ones.
+
+`bench compare A --methods X,Y` (`across_methods`) asks the same of two methods in one set of
+records: per row of X, each row of Y with the same suite, budget, data source and device type
+whose parameters agree where both have them (magnitude and wanda at sparsity 0.9), Y's accuracy
+against X's, with the same interval and verdict.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from bench.plan import setting_label
-from bench.reproduce import EXACT, rows
+from bench.plan import flat_params, setting_label
+from bench.reproduce import EXACT, row_id, rows
 
 LEVEL = 0.95
 
@@ -27,7 +33,8 @@ LEVEL = 0.95
 class RowChange:
     """One row held by both sides: accuracy in points (mean per side), the change B - A with its
     confidence interval (None without a spread on both sides), the verdict, and the exact
-    figures whose mean moved: name -> (A, B)."""
+    figures whose mean moved: name -> (A, B). Between two methods, `setting` is the parameters
+    they share, and `others` each one's other parameters (A's, B's)."""
 
     suite: str
     method: str
@@ -39,6 +46,7 @@ class RowChange:
     ci: tuple[float, float] | None
     verdict: str
     exact_changes: dict[str, tuple[float, float]]
+    others: tuple[str, str] = ("", "")
 
 
 def welch_interval(a: list[float], b: list[float], level: float = LEVEL) -> tuple[float, float] | None:
@@ -62,24 +70,58 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], level: float = LEV
     out = []
     for key in rows_a.keys() & rows_b.keys():
         ra, rb = rows_a[key], rows_b[key]
-        acc_a = [100 * r["metrics"]["accuracy"] for r in ra]
-        acc_b = [100 * r["metrics"]["accuracy"] for r in rb]
-        change = statistics.fmean(acc_b) - statistics.fmean(acc_a)
-        ci = welch_interval(acc_a, acc_b, level)
-        if ci is None:
-            verdict = "too few seeds"
-        else:
-            verdict = "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "no change"
-        moved = {}
-        for figure in EXACT:
-            va = [r["metrics"][figure] for r in ra if r["metrics"].get(figure) is not None]
-            vb = [r["metrics"][figure] for r in rb if r["metrics"].get(figure) is not None]
-            if va and vb and statistics.fmean(va) != statistics.fmean(vb):
-                moved[figure] = (statistics.fmean(va), statistics.fmean(vb))
         c = ra[0]["config"]
-        out.append(RowChange(c["suite"], c["method"], setting_label(c["params"]), c["budget"], (len(ra), len(rb)),
-                             (statistics.fmean(acc_a), statistics.fmean(acc_b)), change, ci, verdict, moved))
-    return sorted(out, key=lambda r: (r.suite, r.method, r.setting, sorted(r.budget.items(), key=str)))
+        out.append(_change(ra, rb, c["method"], setting_label(c["params"]), level, exact=True))
+    return _ordered(out)
+
+
+def across_methods(recs: list[dict[str, Any]], method_a: str, method_b: str, level: float = LEVEL) -> list[RowChange]:
+    """Rows of `method_b` against rows of `method_a` in one set of records, paired where all but
+    the method and its parameters is the same and the parameters both have are equal; the
+    setting shown is those shared parameters. Counts are not compared: they differ by design."""
+    grouped = [g for g in rows(recs).values() if g[0]["config"]["method"] in (method_a, method_b)]
+
+    def apart(r: dict[str, Any]) -> str:  # the row without its method and parameters
+        return row_id({**r, "config": {**r["config"], "method": None, "params": None}})
+
+    out = []
+    for ra in (g for g in grouped if g[0]["config"]["method"] == method_a):
+        pa = flat_params(ra[0]["config"]["params"])
+        for rb in (g for g in grouped if g[0]["config"]["method"] == method_b and apart(g[0]) == apart(ra[0])):
+            pb = flat_params(rb[0]["config"]["params"])
+            shared = {k: pa[k] for k in sorted(pa.keys() & pb.keys())}
+            if all(pa[k] == pb[k] for k in shared):
+                change = _change(ra, rb, f"{method_b} vs {method_a}", setting_label(shared), level, exact=False)
+                others = tuple(setting_label({k: v for k, v in p.items() if k not in shared}) for p in (pa, pb))
+                out.append(dataclasses.replace(change, others=others))
+    return _ordered(out)
+
+
+def _change(ra: list[dict[str, Any]], rb: list[dict[str, Any]], method: str, setting: str, level: float,
+            *, exact: bool) -> RowChange:
+    """B's seeds against A's: the change in mean accuracy, its interval and verdict, and (with
+    `exact`) the counts whose mean moved."""
+    acc_a = [100 * r["metrics"]["accuracy"] for r in ra]
+    acc_b = [100 * r["metrics"]["accuracy"] for r in rb]
+    ci = welch_interval(acc_a, acc_b, level)
+    if ci is None:
+        verdict = "too few seeds"
+    else:
+        verdict = "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "no change"
+    moved = {}
+    for figure in EXACT if exact else ():
+        va = [r["metrics"][figure] for r in ra if r["metrics"].get(figure) is not None]
+        vb = [r["metrics"][figure] for r in rb if r["metrics"].get(figure) is not None]
+        if va and vb and statistics.fmean(va) != statistics.fmean(vb):
+            moved[figure] = (statistics.fmean(va), statistics.fmean(vb))
+    c = ra[0]["config"]
+    return RowChange(c["suite"], method, setting, c["budget"], (len(ra), len(rb)),
+                     (statistics.fmean(acc_a), statistics.fmean(acc_b)),
+                     statistics.fmean(acc_b) - statistics.fmean(acc_a), ci, verdict, moved)
+
+
+def _ordered(changes: list[RowChange]) -> list[RowChange]:
+    return sorted(changes, key=lambda r: (r.suite, r.method, r.setting, r.others, sorted(r.budget.items(), key=str)))
 
 
 def unshared(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[int, int]:

@@ -71,3 +71,44 @@ def test_bench_compare_reads_a_commits_results(bench):
     ran = bench(["compare", "HEAD", "HEAD", "--suite", "mlp", "--fail-on", "regression"])
     assert ran.returncode == 0, ran.stderr
     assert " 0 only in A, 0 only in B" in ran.stdout and "better" not in ran.stdout
+
+
+def with_params(r, **params):
+    """The record `r` with other method parameters (its hash follows)."""
+    config = {**r["config"], "params": {**r["config"]["params"], **params}}
+    return {**r, "config": config, "config_hash": records.config_hash(config)}
+
+
+def test_two_methods_are_paired_where_their_shared_parameters_agree():
+    magnitude = [record("magnitude", sp, s, acc) for sp in (0.5, 0.9) for s, acc in enumerate((0.970, 0.972, 0.971))]
+    wanda = [with_params(record("wanda", 0.9, s, acc, nonzeros=5), calibration_samples=128)
+             for s, acc in enumerate((0.940, 0.942, 0.941))]
+    other_budget = [{**r, "config": {**r["config"], "budget": {**BUDGET, "epochs": 1}}} for r in wanda]
+    other_scope = [with_params(record("wanda", 0.5, s, 0.99), scope="layer") for s in range(3)]
+    magnitude = [with_params(r, scope="global") for r in magnitude]
+    (change,) = compare.across_methods(magnitude + wanda + other_budget + other_scope, "magnitude", "wanda")
+    assert (change.method, change.setting, change.others) == ("wanda vs magnitude", "sparsity=0.9",
+                                                              ("scope=global", "calibration_samples=128"))
+    assert change.verdict == "worse" and change.change == pytest.approx(-3.0) and change.seeds == (3, 3)
+    assert change.exact_changes == {}  # counts differ between methods by design: not listed
+    (back,) = compare.across_methods(magnitude + wanda, "wanda", "magnitude")
+    assert back.verdict == "better" and back.change == pytest.approx(3.0)
+    assert compare.across_methods(magnitude, "magnitude", "wanda") == []
+
+
+def test_bench_compare_methods_within_one_results_folder(tmp_path, bench):
+    folder = write(tmp_path / "r", [record("magnitude", 0.9, s, acc) for s, acc in enumerate((0.970, 0.972, 0.971))]
+                   + [record("random", 0.9, s, acc) for s, acc in enumerate((0.950, 0.952, 0.951))])
+    ran = bench(["compare", folder, "--methods", "magnitude,random"])
+    assert ran.returncode == 0, ran.stderr
+    assert "# mlp: random against magnitude, 1 setting both have" in ran.stdout
+    assert "-2.00" in ran.stdout and "worse" in ran.stdout
+    assert "random significantly worse than magnitude in 1 of 1 setting" in ran.stdout
+    assert bench(["compare", folder, "--methods", "magnitude,random", "--fail-on", "regression"]).returncode == 1
+    assert bench(["compare", folder, "--methods", "random,magnitude", "--fail-on", "regression"]).returncode == 0
+    for args, why in ((["--methods", "magnitude"], "expected two different method names"),
+                      (["--methods", "magnitude,snip"], "holds no finished rows of magnitude and snip"),
+                      ([folder, "--methods", "magnitude,random"], "give A alone"),
+                      ([], "needs B")):
+        refused = bench(["compare", folder, *args])
+        assert refused.returncode == 2 and why in refused.stderr, (args, refused.stderr)
