@@ -267,7 +267,7 @@ def parser() -> argparse.ArgumentParser:
                                                       "their shared parameters agree (e.g. magnitude,wanda)")
     cmp.add_argument("--suite", help="one suite (default: every suite both hold)")
     cmp.add_argument("--fail-on", choices=["regression"],
-                     help="exit 1 when a row is significantly worse in B (for CI)")
+                     help="exit 1 when a row is significantly worse in B (with --methods: Y worse than X) (for CI)")
 
     lb = sub.add_parser("leaderboard", help="rebuild leaderboards from the stored run records")
     lb.add_argument("--suite", help="one suite (default: every suite with records)")
@@ -526,7 +526,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
 
     from bench import board, compare
 
-    names = args.methods.split(",")
+    names = [name.strip() for name in args.methods.split(",")]
     if args.b is not None:
         raise registry.ParameterError(f"--methods compares two methods within one set of results: give A alone, "
                                       f"not also {args.b!r}")

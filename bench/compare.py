@@ -78,7 +78,11 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], level: float = LEV
 def across_methods(recs: list[dict[str, Any]], method_a: str, method_b: str, level: float = LEVEL) -> list[RowChange]:
     """Rows of `method_b` against rows of `method_a` in one set of records, paired where all but
     the method and its parameters is the same and the parameters both have are equal; the
-    setting shown is those shared parameters. Counts are not compared: they differ by design."""
+    setting shown is those shared parameters. A chain's parameter counts by its own name
+    (`magnitude.sparsity` is `sparsity`), unless two links have it. Two rows that both have
+    parameters but share none are not paired (no setting to hold equal); a method without any
+    (dense, dynamic-int8) is set beside every row of the other. Counts are not compared: they
+    differ by design."""
     grouped = [g for g in rows(recs).values() if g[0]["config"]["method"] in (method_a, method_b)]
 
     def apart(r: dict[str, Any]) -> str:  # the row without its method and parameters
@@ -89,12 +93,24 @@ def across_methods(recs: list[dict[str, Any]], method_a: str, method_b: str, lev
         pa = flat_params(ra[0]["config"]["params"])
         for rb in (g for g in grouped if g[0]["config"]["method"] == method_b and apart(g[0]) == apart(ra[0])):
             pb = flat_params(rb[0]["config"]["params"])
-            shared = {k: pa[k] for k in sorted(pa.keys() & pb.keys())}
-            if all(pa[k] == pb[k] for k in shared):
-                change = _change(ra, rb, f"{method_b} vs {method_a}", setting_label(shared), level, exact=False)
-                others = tuple(setting_label({k: v for k, v in p.items() if k not in shared}) for p in (pa, pb))
-                out.append(dataclasses.replace(change, others=others))
+            na, nb = _by_own_name(pa), _by_own_name(pb)
+            shared = {name: na[name][1] for name in sorted(na.keys() & nb.keys())}
+            if (pa and pb and not shared) or any(na[name][1] != nb[name][1] for name in shared):
+                continue
+            change = _change(ra, rb, f"{method_b} vs {method_a}", setting_label(shared), level, exact=False)
+            others = tuple(setting_label({k: v for k, v in params.items() if k not in {n[k][0] for k in shared}})
+                           for params, n in ((pa, na), (pb, nb)))
+            out.append(dataclasses.replace(change, others=others))
     return _ordered(out)
+
+
+def _by_own_name(flat: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """A run's flat parameters by their own names ("magnitude.sparsity" -> "sparsity"), each with
+    its flat name; a name that two links of a chain have is left out (it would be ambiguous)."""
+    own: dict[str, list[tuple[str, Any]]] = {}
+    for name, value in flat.items():
+        own.setdefault(name.rsplit(".", 1)[-1], []).append((name, value))
+    return {name: found[0] for name, found in own.items() if len(found) == 1}
 
 
 def _change(ra: list[dict[str, Any]], rb: list[dict[str, Any]], method: str, setting: str, level: float,

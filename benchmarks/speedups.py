@@ -40,14 +40,16 @@ def kept(params: dict[str, object], filters: list[tuple[str, str]]) -> bool:
 def speed_tables(results: Path, suite: str, filters: list[tuple[str, str]]) -> list[str]:
     """One printed table per data source and budget of the suite's successful records that pass
     the filters."""
-    recs = [r for r in records.load_records(results, suite)
-            if r["status"] == "ok" and kept(r["config"]["params"], filters)]
-    if not recs:
+    finished = [r for r in records.load_records(results, suite) if r["status"] == "ok"]
+    if not finished:
         return [f"{suite}: no finished runs under {results}", ""]
+    recs = [r for r in finished if kept(r["config"]["params"], filters)]
+    if not recs:
+        return [f"{suite}: no finished run passes --settings", ""]
     table, cols = board.table(recs)
     speed = [c for c in cols if c.spec.name in ("theoretical_speedup", "speedup{runtime}_b{batch}")]
     devices = sorted({f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)"
-                      for r in recs})
+                      for r in finished})
     families = board.families()
     order = list(FAMILIES)
     out = []

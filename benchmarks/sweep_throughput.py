@@ -31,10 +31,11 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench import layout
-from bench.suite import load_suite
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import layout  # noqa: E402
+from bench.suite import load_suite  # noqa: E402
 
 
 def bench(args: list[str], results: Path) -> float:
@@ -59,7 +60,7 @@ def main() -> None:
     p.add_argument("--limit-train", default=None)
     p.add_argument("--settings", nargs="+", default=["--jobs 1", "--jobs 2"],
                    help="executor options to compare, one string each")
-    p.add_argument("--repeats", type=int, default=1, help="runs of each setting, interleaved (the median counts)")
+    p.add_argument("--repeats", type=lambda v: max(1, int(v)), default=1, help="runs of each setting, interleaved (the median counts)")
     args = p.parse_args()
     sweep = ["--suite", args.suite, "--methods", args.methods, "--seeds", args.seeds, "--device", args.device,
              "--epochs", args.epochs, "--finetune-epochs", args.finetune_epochs,
@@ -71,7 +72,7 @@ def main() -> None:
         bench([*sweep, "--methods", "dense"], warm)  # trains and caches the dense models
         runs = None
         seconds: dict[str, list[float]] = {setting: [] for setting in args.settings}
-        fused: dict[str, int] = {}  # runs that trained fused with others (README: Fused training)
+        fused: dict[str, list[int]] = {setting: [] for setting in args.settings}  # runs trained fused, per repeat
         for repeat in range(args.repeats):
             for i, setting in enumerate(args.settings):
                 results = work / f"run-{repeat}-{i}"
@@ -81,16 +82,16 @@ def main() -> None:
                 done = len(made)
                 runs = runs or done
                 assert done == runs, f"{setting}: {done} runs, expected {runs}"
-                fused[setting] = sum(r["metrics"].get("fused_with", 1) > 1 for r in made)
+                fused[setting].append(sum(r["metrics"].get("fused_with", 1) > 1 for r in made))
                 shutil.rmtree(results)
         medians = {setting: statistics.median(times) for setting, times in seconds.items()}
         base = medians[args.settings[0]]
-        rows = [[setting, runs, fused[setting], f"{wall:.1f}", " ".join(f"{t:.1f}" for t in seconds[setting]),
+        rows = [[setting, runs, " ".join(map(str, fused[setting])), f"{wall:.1f}", " ".join(f"{t:.1f}" for t in seconds[setting]),
                  f"{3600 * runs / wall:,.0f}", f"{wall / runs:.2f}", f"{base / wall:.2f}x"]
                 for setting, wall in medians.items()]
         print(f"sweep: {' '.join(sweep)}; cpu cores: {os.cpu_count()}")
         print(f"median of {args.repeats} interleaved repeat(s)")
-        print(tabulate(rows, headers=["setting", "runs", "fused", "wall (s)", "each repeat (s)", "runs/hour", "s per run",
+        print(tabulate(rows, headers=["setting", "runs", "fused (each repeat)", "wall (s)", "each repeat (s)", "runs/hour", "s per run",
                                       "vs first"]))
     finally:
         shutil.rmtree(work, ignore_errors=True)

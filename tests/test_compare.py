@@ -96,6 +96,28 @@ def test_two_methods_are_paired_where_their_shared_parameters_agree():
     assert compare.across_methods(magnitude, "magnitude", "wanda") == []
 
 
+def test_a_chain_is_paired_by_its_links_parameters_and_rows_sharing_none_are_not():
+    """A chain's `magnitude.sparsity` is the `sparsity` magnitude has: paired at equal sparsity
+    only, never every row with every row."""
+    def chain(sparsity, seed, accuracy):
+        r = record("magnitude+ptq-int8", sparsity, seed, accuracy)
+        return with_params({**r, "config": {**r["config"], "params": {}}},
+                           magnitude={"sparsity": sparsity}, **{"ptq-int8": {"calibration_batches": 4}})
+
+    magnitude = [record("magnitude", sp, s, 0.97 - sp / 10) for sp in (0.5, 0.9) for s in range(3)]
+    chains = [chain(sp, s, 0.96 - sp / 10) for sp in (0.5, 0.9) for s in range(3)]
+    changes = compare.across_methods(magnitude + chains, "magnitude", "magnitude+ptq-int8")
+    assert [(c.setting, c.others, round(c.change, 6)) for c in changes] == [
+        ("sparsity=0.5", ("-", "ptq-int8.calibration_batches=4"), -1.0),
+        ("sparsity=0.9", ("-", "ptq-int8.calibration_batches=4"), -1.0)]
+    bits = [with_params({**r, "config": {**r["config"], "params": {}}}, bits=4)
+            for r in (record("uniform", 0.0, s, 0.9) for s in range(3))]
+    assert compare.across_methods(magnitude + bits, "magnitude", "uniform") == []  # nothing to hold equal
+    dense = [{**r, "config": {**r["config"], "params": {}}} for r in (record("dense", 0.0, s, 0.98) for s in range(3))]
+    assert [c.setting for c in compare.across_methods(magnitude + dense, "dense", "magnitude")] == [
+        "-", "-"]  # a method without parameters beside every row of the other
+
+
 def test_bench_compare_methods_within_one_results_folder(tmp_path, bench):
     folder = write(tmp_path / "r", [record("magnitude", 0.9, s, acc) for s, acc in enumerate((0.970, 0.972, 0.971))]
                    + [record("random", 0.9, s, acc) for s, acc in enumerate((0.950, 0.952, 0.951))])
