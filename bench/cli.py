@@ -28,6 +28,7 @@ from bench.records import ProvenanceError, Status
 from bench.suite import SEED_LIMIT, Suite, SuiteError, available_suites, is_plain_name, load_suite
 
 if TYPE_CHECKING:  # the executors import torch, which the refusals and listings do without
+    from bench.compare import RowChange
     from bench.executors import Executor
 
 
@@ -486,7 +487,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     --methods X,Y, Y's rows against X's in A."""
     import tempfile
 
-    from bench import board, compare
+    from bench import compare
 
     if args.suite is not None and not is_plain_name(args.suite):
         raise SuiteError(f"--suite {args.suite!r}: expected a suite name")
@@ -506,9 +507,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             changes = compare.compare(recs_a, recs_b)
             only_a, only_b = compare.unshared(recs_a, recs_b)
             print(f"# {name}: {len(changes)} rows in both; {only_a} only in A, {only_b} only in B\n")
-            table = [[c.method, c.setting, board._budget_label(c.budget), f"{c.seeds[0]}/{c.seeds[1]}",
-                      f"{c.accuracy[0]:.2f}", f"{c.accuracy[1]:.2f}",
-                      f"{c.change:+.2f}" + (f" [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci else ""), c.verdict,
+            table = [[c.method, c.setting, *_change_cells(c),
                       "; ".join(f"{k} {va:g} -> {vb:g}" for k, (va, vb) in c.exact_changes.items())]
                      for c in changes]
             print(tabulate(table, headers=["method", "setting", "budget", "seeds A/B", "acc A (%)", "acc B (%)",
@@ -519,12 +518,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if worse and args.fail_on == "regression" else 0
 
 
+def _change_cells(c: RowChange) -> list[str]:
+    """A bench.compare.RowChange's budget, seeds, accuracies, change with its CI, and verdict."""
+    from bench import board
+
+    return [board._budget_label(c.budget), f"{c.seeds[0]}/{c.seeds[1]}", f"{c.accuracy[0]:.2f}", f"{c.accuracy[1]:.2f}",
+            f"{c.change:+.2f}" + (f" [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci else ""), c.verdict]
+
+
 def _compare_methods(args: argparse.Namespace) -> int:
     """`bench compare A --methods X,Y`: per suite of A, Y's rows against X's (bench.compare.
     across_methods); exit 1 with --fail-on regression when a row of Y is significantly worse."""
     import tempfile
 
-    from bench import board, compare
+    from bench import compare
 
     names = [name.strip() for name in args.methods.split(",")]
     if args.b is not None:
@@ -543,10 +550,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
                 continue
             total += len(changes)
             print(f"# {name}: {y} against {x}, {len(changes)} setting{'' if len(changes) == 1 else 's'} both have\n")
-            table = [[c.setting, *c.others, board._budget_label(c.budget), f"{c.seeds[0]}/{c.seeds[1]}",
-                      f"{c.accuracy[0]:.2f}", f"{c.accuracy[1]:.2f}",
-                      f"{c.change:+.2f}" + (f" [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci else ""), c.verdict]
-                     for c in changes]
+            table = [[c.setting, *c.others, *_change_cells(c)] for c in changes]
             print(tabulate(table, headers=["shared setting", f"{x}'s other", f"{y}'s other", "budget",
                                            f"seeds {x}/{y}", f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]",
                                            "verdict"],

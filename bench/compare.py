@@ -83,16 +83,15 @@ def across_methods(recs: list[dict[str, Any]], method_a: str, method_b: str, lev
     parameters but share none are not paired (no setting to hold equal); a method without any
     (dense, dynamic-int8) is set beside every row of the other. Counts are not compared: they
     differ by design."""
-    grouped = [g for g in rows(recs).values() if g[0]["config"]["method"] in (method_a, method_b)]
-
-    def apart(r: dict[str, Any]) -> str:  # the row without its method and parameters
-        return row_id({**r, "config": {**r["config"], "method": None, "params": None}})
+    def side(method: str) -> list[tuple[list[dict[str, Any]], str, dict[str, Any]]]:
+        """Each row of `method`: its records, its id without the method and parameters, its flat parameters."""
+        return [(g, row_id({**g[0], "config": {**g[0]["config"], "method": None, "params": None}}),
+                 flat_params(g[0]["config"]["params"])) for g in rows(recs).values() if g[0]["config"]["method"] == method]
 
     out = []
-    for ra in (g for g in grouped if g[0]["config"]["method"] == method_a):
-        pa = flat_params(ra[0]["config"]["params"])
-        for rb in (g for g in grouped if g[0]["config"]["method"] == method_b and apart(g[0]) == apart(ra[0])):
-            pb = flat_params(rb[0]["config"]["params"])
+    side_b = side(method_b)
+    for ra, key, pa in side(method_a):
+        for rb, _, pb in (b for b in side_b if b[1] == key):
             na, nb = _by_own_name(pa), _by_own_name(pb)
             shared = {name: na[name][1] for name in sorted(na.keys() & nb.keys())}
             if (pa and pb and not shared) or any(na[name][1] != nb[name][1] for name in shared):
