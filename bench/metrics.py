@@ -1,7 +1,7 @@
 """The metric registry: every metric defined once, in the style of lm-evaluation-harness's MetricSpec.
 
 A metric's name (its key in run records), unit, CSV column, Markdown header and number format,
-whether higher is better, and the devices it is measured on live here, and nowhere else: the
+and whether higher is better live here, and nowhere else: the
 measurement is checked against the registry (`check`), and the leaderboard's CSV and Markdown
 columns and the README's metric table are produced from it. Per-runtime metrics are templates
 filled in per runtime and batch size (`runtime_key`).
@@ -15,8 +15,6 @@ import re
 from dataclasses import dataclass
 
 from bench.runtimes import REFERENCE_RUNTIME, RUNTIMES, runtime_key
-
-BOTH = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,6 @@ class MetricSpec:
     decimals: int = 0  # CSV rounding
     shown: int = 0  # Markdown decimals
     higher_is_better: bool | None = None
-    devices: tuple[str, ...] = BOTH
     spread: str | None = None
     recorded: bool = True  # False: computed by the leaderboard from other metrics
     aggregate: str = "mean"  # over a row's seeds: "mean", or "median" for wall times
@@ -223,12 +220,12 @@ def check(values: dict[str, object]) -> None:
 
 def readme_tables() -> str:
     """The README's metric table and runtime table, generated from the registries."""
-    lines = ["| metric | unit | better | devices | definition |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| metric | unit | better | measured | definition |", "| --- | --- | --- | --- | --- |"]
     for spec in METRICS:
         name = spec.name.replace("{runtime}", "_{runtime}").replace("{batch}", "{N}")
         better = {True: "higher", False: "lower", None: ""}[spec.higher_is_better]
-        devices = "per runtime" if spec.per_runtime else ", ".join(spec.devices)
-        lines.append(f"| `{name}` | {spec.unit} | {better} | {devices} | {spec.definition} |")
+        measured = "per runtime" if spec.per_runtime else "on every device"
+        lines.append(f"| `{name}` | {spec.unit} | {better} | {measured} | {spec.definition} |")
     lines += ["", "| runtime | devices | what runs | accelerates |", "| --- | --- | --- | --- |"]
     for _, r in RUNTIMES.items():
         lines.append(f"| `{r.name}` | {', '.join(r.devices)} | {r.description} | {r.accelerates} |")
