@@ -59,13 +59,11 @@ def write(results_dir: Path, suite: str) -> list[Path]:
             written += [csv, md]
             if len(table):
                 plot_title = plot_heading(table, part, suite, title)
-                by_method = families(part)
-                t, ycol = plot_frame(table, by_method)
-                known = sorted(by_method)
+                t, ycol = plot_frame(table, families(part))
                 drawn = frontier(table, cols, part, suite, title)
                 figures = {"frontier": drawn and drawn[0],
-                           "pareto": plots.family_figure(t, ycol, known, plot_title),
-                           "speedup": plots.speedup_figure(t, cols, known, plot_title)}
+                           "pareto": plots.family_figure(t, ycol, plot_title),
+                           "speedup": plots.speedup_figure(t, cols, plot_title)}
                 for name, fig in figures.items():
                     if fig is not None:
                         plots.save(fig, paths[name])
@@ -90,6 +88,5 @@ def frontier(table: pd.DataFrame, cols: list[Column], recs: list[Record], suite:
              title: str) -> tuple[Any, pd.DataFrame] | None:
     """The frontier figure of a part's table and its rows' markers (bench.plots.frontier_figure):
     what write saves, and what the site lays its links over."""
-    known = families(recs)
-    t, ycol = plot_frame(table, known)
-    return plots.frontier_figure(t, ycol, cols, sorted(known), plot_heading(table, recs, suite, title))
+    t, ycol = plot_frame(table, families(recs))
+    return plots.frontier_figure(t, ycol, cols, plot_heading(table, recs, suite, title))

@@ -33,26 +33,36 @@ PAIRS = len(COLORS) * len(MARKERS)
 REFERENCE_STYLES = {"dense": ("#000000", "*"), "dense-ft": ("#000000", "d")}
 
 
-def _slot(method: str, known: list[str]) -> int:
-    """A method's place among the pairs: its rank among the catalog's methods, or, for a chain or
-    a method the catalog does not know, a place after them fixed by its name's checksum."""
-    if method in known:
-        return known.index(method)
-    return len(known) + zlib.crc32(method.encode()) % (PAIRS - len(known))
+# The methods in the order they take the (colour, marker) pairs: the built-in methods when this
+# list was made, sorted. Append a new method at the end, never reorder: a method's look then never
+# changes, whichever plugins are installed and whichever methods another suite's records hold (the
+# plots are a function of their own records). A method not listed (a chain, a user's plugin) takes
+# a place after these fixed by its name's checksum.
+STYLE_ORDER = ("deep-compression", "dynamic-int8", "filter-l1", "gating", "gmp", "gptq", "imp", "kd", "l1",
+               "lottery", "magnitude", "magnitude-oneshot", "nm", "ptq-int8", "qat", "random", "rigl", "rtn",
+               "set", "sft", "slimming", "snip", "sparse-coding", "sparsegpt", "static", "student", "uniform",
+               "wanda")
 
 
-def styles(methods: Iterable[str], known: list[str]) -> dict[str, tuple[str, str]]:
-    """(colour, marker) per method, the same in every plot: the methods `known` to the catalog
-    (sorted) take the pairs in that order; the rare chain whose checksum lands on a pair already
-    taken in this plot takes the next free one, so that no two methods of one plot look alike."""
-    known = [m for m in known if m not in REFERENCE_STYLES]
+def _slot(method: str) -> int:
+    """A method's place among the pairs: its place in STYLE_ORDER, or one after those fixed by
+    its name's checksum."""
+    if method in STYLE_ORDER:
+        return STYLE_ORDER.index(method)
+    return len(STYLE_ORDER) + zlib.crc32(method.encode()) % (PAIRS - len(STYLE_ORDER))
+
+
+def styles(methods: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """(colour, marker) per method, the same in every plot (`_slot`); the rare method whose
+    checksum lands on a pair already taken in this plot takes the next free one, so that no two
+    methods of one plot look alike."""
     out: dict[str, tuple[str, str]] = {}
     taken: set[int] = set()
-    for method in sorted(set(methods), key=lambda m: (m not in known, m)):
+    for method in sorted(set(methods), key=lambda m: (m not in STYLE_ORDER, m)):
         if method in REFERENCE_STYLES:
             out[method] = REFERENCE_STYLES[method]
             continue
-        slot = _slot(method, known)
+        slot = _slot(method)
         while slot in taken:
             slot = (slot + 1) % PAIRS
         taken.add(slot)
@@ -60,12 +70,12 @@ def styles(methods: Iterable[str], known: list[str]) -> dict[str, tuple[str, str
     return out
 
 
-def variant_styles(series: pd.DataFrame, known: list[str]) -> dict[str, tuple[str, str]]:
+def variant_styles(series: pd.DataFrame) -> dict[str, tuple[str, str]]:
     """(colour, marker) per series of a figure (columns `series`, `method`): a method's first
     series keeps the method's pair; its other settings keep its colour with the next markers that
     no method and no other series has, so that every series of the figure looks unlike the others."""
-    base = styles(series.method, known)
-    used = set(base.values()) | set(styles(known, known).values())
+    base = styles(series.method)
+    used = set(base.values()) | set(styles(STYLE_ORDER).values())
     out: dict[str, tuple[str, str]] = {}
     for method, m in series.drop_duplicates("series").groupby("method", sort=True):
         color, marker = base[method]
@@ -190,7 +200,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column], known: list[str],
+def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column],
                     title: str) -> tuple[Any, pd.DataFrame] | None:
     """Accuracy against size for every method on one axis, the frontier joined and labelled, and
     the measured speedup below on the same x; with it, each row's marker in data coordinates
@@ -205,7 +215,7 @@ def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column], known: list[
                              squeeze=False, layout="constrained",
                              gridspec_kw={"height_ratios": [2.2, 1] if speed else [1]})
     ax = axes[0, 0]
-    style = styles(t.method, known)
+    style = styles(t.method)
     y = t[ycol].astype(float)
     best = t.loc[frontier(t, "size_bytes", ycol)].sort_values("size_bytes")
     # The range the frontier needs, with room below it: a method far below the frontier at every
@@ -274,7 +284,7 @@ def positions(fig: Any, points: pd.DataFrame) -> pd.DataFrame:
                          "top": 100 * (box.y1 - xy[:, 1]) / box.height}, index=points.index)
 
 
-def family_figure(t: pd.DataFrame, ycol: str, known: list[str], title: str) -> Any:
+def family_figure(t: pd.DataFrame, ycol: str, title: str) -> Any:
     """A panel per method family (column `family`, in `bench.registry.FAMILIES` order), all on the
     frontier's x (size in bytes), each with its own y range; a line per series (column `series`:
     a method and its non-default settings other than the swept one); None if there is nothing
@@ -289,7 +299,7 @@ def family_figure(t: pd.DataFrame, ycol: str, known: list[str], title: str) -> A
     plt = _pyplot()
     fig, axes = plt.subplots(len(panels), 1, figsize=(10.0, 0.6 + 2.7 * len(panels)), dpi=110, sharex=True,
                              squeeze=False, layout="constrained")
-    style = variant_styles(t, known)
+    style = variant_styles(t)
     for ax, name in zip(axes[:, 0], panels):
         rows = t[t.family == name]
         y = rows[ycol].astype(float)
@@ -313,7 +323,7 @@ def family_figure(t: pd.DataFrame, ycol: str, known: list[str], title: str) -> A
     return fig
 
 
-def speedup_figure(t: pd.DataFrame, cols: list[Column], known: list[str], title: str) -> Any:
+def speedup_figure(t: pd.DataFrame, cols: list[Column], title: str) -> Any:
     """Measured against theoretical speedup (log scales), a panel per runtime, a colour and marker
     per method, filled at batch 1 and hollow at the largest batch; the diagonal is where FLOPs
     saved become time saved. None if nothing was measured."""
@@ -328,7 +338,7 @@ def speedup_figure(t: pd.DataFrame, cols: list[Column], known: list[str], title:
     nrows = -(-len(runtimes) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.6 * nrows), dpi=110, squeeze=False,
                              sharex=True, sharey=True, layout="constrained")
-    style = styles(t.method, known)
+    style = styles(t.method)
     top = max(float(t["theoretical_speedup_x"].max()), *(float(t[c.column].max()) for c in measured), 2.0)
     batches = sorted({_runtime_batch(c)[1] for c in measured})
     fills = {batches[-1]: False, batches[0]: True}

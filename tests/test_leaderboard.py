@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import re
 
@@ -246,10 +247,9 @@ def test_every_series_of_every_figure_has_its_own_colour_and_marker_the_same_in_
     write_records(tmp_path, recs)
     cols = board.table_columns(recs)
     t, ycol = board.plot_frame(board.aggregate(board.frame(recs, cols), cols))
-    known = sorted(board.families())
-    frontier_fig, _ = plots.frontier_figure(t, ycol, cols, known, "x")
-    family_fig = plots.family_figure(t, ycol, known, "x")
-    speed_fig = plots.speedup_figure(t, cols, known, "x")
+    frontier_fig, _ = plots.frontier_figure(t, ycol, cols, "x")
+    family_fig = plots.family_figure(t, ycol, "x")
+    speed_fig = plots.speedup_figure(t, cols, "x")
     main = _legend_styles(frontier_fig.axes[0].get_legend_handles_labels()[0])
     assert len(main) == len(methods) + 1 == len(set(main))  # every method and dense
     pairs, labels = [], []
@@ -266,4 +266,21 @@ def test_every_series_of_every_figure_has_its_own_colour_and_marker_the_same_in_
     assert len(speed) == len(set(speed)) == len(methods) + 1
     assert set(speed) == set(main)  # each method looks the same in both figures
     # and the same in another suite holding fewer methods
-    assert plots.styles(["wanda"], known)["wanda"] == plots.styles(methods, known)["wanda"]
+    assert plots.styles(["wanda"])["wanda"] == plots.styles(methods)["wanda"]
+
+
+def test_a_suites_plots_do_not_change_when_a_plugin_or_another_suites_records_appear(tmp_path, monkeypatch):
+    """Plots are a function of their own records: a user's new plugin (named to sort before every
+    built-in, so that a style taken by rank among the installed plugins would shift them all)
+    and another suite's records of it leave this suite's plot bytes as they were."""
+    populate(tmp_path)
+    before = {p.name: p.read_bytes() for p in leaderboard.write(tmp_path, "mlp") if p.suffix == ".png"}
+    assert before
+    plugins = {**board._plugins(), "aaa-mine": dataclasses.replace(board._plugins()["magnitude"], name="aaa-mine")}
+    monkeypatch.setattr(board, "_plugins", lambda: plugins)
+    mine = record("aaa-mine", {"sparsity": 0.9}, 0, 0.97, 100)
+    mine["config"]["suite"] = "mnist"
+    records.write_json_atomic(tmp_path / "mnist" / "runs" / "aaa-mine-0.json", mine)
+    leaderboard.write(tmp_path, "mnist")
+    after = {p.name: p.read_bytes() for p in leaderboard.write(tmp_path, "mlp") if p.suffix == ".png"}
+    assert after == before
