@@ -284,3 +284,9 @@ def test_a_suites_plots_do_not_change_when_a_plugin_or_another_suites_records_ap
     leaderboard.write(tmp_path, "mnist")
     after = {p.name: p.read_bytes() for p in leaderboard.write(tmp_path, "mlp") if p.suffix == ".png"}
     assert after == before
+
+
+def test_every_built_in_method_has_its_place_in_the_style_order():
+    built_in = {name for name, info in board._plugins().items() if info.origin == "built in"}
+    assert set(plots.STYLE_ORDER) == built_in - set(plots.REFERENCE_STYLES), "append new methods to STYLE_ORDER"
+    assert len(set(plots.STYLE_ORDER)) == len(plots.STYLE_ORDER)
