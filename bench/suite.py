@@ -153,7 +153,45 @@ def load_suite(name_or_path: str) -> Suite:
     except RecursionError:
         raise SuiteError(f"{path}: nested too deeply to be a suite file") from None
     _check(suite, str(path))
+    _check_shipped_name(suite, path)
     return suite
+
+
+# What a run trains and is judged on without it showing in its row's key (method, setting, seed,
+# data source, epochs): two suites of one name that differ here would pool unlike runs in one row.
+IDENTITY = ("version", "data", "model", "training", "student")
+
+
+def _check_shipped_name(suite: Suite, path: Path) -> None:
+    """Refuse a suite file that takes a shipped suite's name but trains otherwise (a copy of
+    mlp.yaml with another learning rate): its records would go to the same results folder and be
+    averaged into the shipped suite's leaderboard rows. Other differences (sweep levels, seeds,
+    runtimes, latency batches) make rows of their own or only change what is measured."""
+    shipped = available_suites().get(suite.name)
+    if shipped is None or shipped.resolve() == path.resolve():
+        return
+    original = load_suite(suite.name)
+    ours, theirs = _flat({k: getattr(suite, k) for k in IDENTITY}), _flat({k: getattr(original, k) for k in IDENTITY})
+    differ = [f"{key} {_short(ours.get(key))} here, {_short(theirs.get(key))} in {suite.name}"
+              for key in sorted(ours.keys() | theirs.keys()) if ours.get(key) != theirs.get(key)]
+    if differ:
+        raise SuiteError(f"{path}: named '{suite.name}', as a shipped suite is, but trains otherwise "
+                         f"({'; '.join(differ[:3])}{'; ...' if len(differ) > 3 else ''}): its runs would be averaged "
+                         f"into the shipped suite's leaderboard rows. Give it a name of its own (name: my-{suite.name})")
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys to leaf values: {"training": Budget(lr=0.05, ...)} -> {"training.lr": 0.05, ...}."""
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict) and value:
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 MAX_SUITE_BYTES = 2**20  # a suite is a page of YAML; a larger file is a mistake or an attack

@@ -80,3 +80,18 @@ def test_parsing_is_apart_from_resolving_names(tmp_path):
     assert proc.returncode == 0, proc.stderr
     with pytest.raises(SuiteError, match=r"key 'methods.no-such-method': unknown method 'no-such-method'"):
         resolved_suite(str(path))
+
+
+def test_a_copy_of_a_shipped_suite_that_trains_otherwise_must_take_another_name(tmp_path):
+    """Its records would go to results/mlp and be averaged into the shipped rows (a new user's
+    copy of mlp.yaml at another learning rate was). A copy that only measures otherwise (the GPU
+    session's quick dry run: other runtimes and batches) keeps the name."""
+    shipped = available_suites()["mlp"].read_text()
+    copy = write(tmp_path, shipped.replace("lr: 0.05", "lr: 0.04"))
+    with pytest.raises(SuiteError, match=r"named 'mlp', as a shipped suite is, but trains otherwise \(training.lr 0.04 "
+                                         r"here, 0.05 in mlp\).*name: my-mlp"):
+        load_suite(str(copy))
+    assert load_suite(str(write(tmp_path, copy.read_text().replace("name: mlp", "name: my-mlp")))).training.lr == 0.04
+    measured = write(tmp_path, shipped.replace("latency_batches: [1, 256]", "latency_batches: [1, 16]"))
+    assert load_suite(str(measured)).latency_batches == [1, 16]
+    assert load_suite(str(available_suites()["mlp"])) == load_suite("mlp")
