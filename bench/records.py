@@ -99,9 +99,13 @@ NOT_DENSE = ("finetune_epochs", "finetune_lr", "limit_test")
 def dense_config(suite: Any, seed: int, source: str) -> dict[str, Any]:
     """The identity of the dense model a seed's runs start from: the `dense` run's identity
     without the budget fields that only later stages use."""
-    config = run_config(suite, "dense", {}, seed, source)
-    config["budget"] = {k: v for k, v in config["budget"].items() if k not in NOT_DENSE}
-    return config
+    return dense_of(run_config(suite, "dense", {}, seed, source))
+
+
+def dense_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The identity of the dense model the run of `config` (a run_config) starts from."""
+    return {**config, "method": "dense", "params": {},
+            "budget": {k: v for k, v in config["budget"].items() if k not in NOT_DENSE}}
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ A claim per run keeps two commands on one results folder from executing the same
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 import dataclasses
 import os
 import re
@@ -68,6 +69,7 @@ class _Dense:
     weights: DenseWeights | str | None = None  # the model, or why it could not be trained
     busy: bool = False
     notes: list[str] = field(default_factory=list)
+    recorded: dict[str, list[Record]] = field(default_factory=dict)  # sha256 -> the recorded runs that started from it
 
 
 Refresh = Literal["commit", "device"]  # what --refresh keeps a record for (see _Here)
@@ -147,8 +149,9 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     suite = suite.with_budget(**(budget_overrides or {}))
     standard = suite.training == standard_budget
     specs = plan(suite, names, overrides, seeds, order)
+    existing = records.load_records(results_dir, suite.name)
     if recorded:
-        specs = with_recorded(specs, records.load_records(results_dir, suite.name), suite, names, seeds, order)
+        specs = with_recorded(specs, existing, suite, names, seeds, order)
     source = find_source(suite.data, data_dir) if dry_run else fetch(suite.data, data_dir)
     suite_dir, claims = layout.suite_dir(results_dir, suite.name), layout.claims_dir(results_dir, suite.name)
     runs, unusable = [], []
@@ -174,7 +177,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     for seed in dict.fromkeys(r.spec.seed for r in todo):
         key = records.config_hash(records.dense_config(suite, seed, source))
         path = layout.dense_path(results_dir, suite.name, seed, key)
-        dense[seed] = _Dense(seed, path, Claim(claims, path.stem))
+        dense[seed] = _Dense(seed, path, Claim(claims, path.stem), recorded=_started_from(existing, key))
     if dry_run:
         _print_plan(suite, runs, todo, dense, source, device, results_dir, log)
         return []
@@ -193,7 +196,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         f"{len(todo)} to run, {len(runs) - len(todo)} finished before; data {source}; {executor.description}")
     _check_writable(suite_dir)
     deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else None
-    limit = _time_limits(suite, device, records.load_records(results_dir, suite.name), run_timeout)
+    limit = _time_limits(suite, device, existing, run_timeout)
     failure: BaseException | None = None
     try:
         _schedule(suite, todo, dense, executor, source=source, data_dir=data_dir, device=device,
@@ -439,11 +442,41 @@ def _dense_done(d: _Dense, outcome: Outcome, log: Callable[[str], None],
         d.weights = outcome.dense
         log(f"dense model, seed {d.seed}: {100 * outcome.dense.meta['accuracy']:.2f}% after "
             f"{outcome.dense.meta['epochs']} epochs ({outcome.dense.meta['seconds']:.1f}s), cached in {d.path}")
+        if d.recorded and outcome.dense.sha256() not in d.recorded:
+            log(_not_the_recorded_dense(d, outcome.env))
     else:
         d.weights = f"{outcome.result['status']}: {first_line(outcome.result['error'])}"
         log(f"dense model, seed {d.seed}: {outcome.result['status'].upper()} "
             f"({first_line(outcome.result['error'])}); the runs of this seed that need it fail")
     d.claim.release()
+
+
+def _started_from(recs: list[Record], key: str) -> dict[str, list[Record]]:
+    """The dense models (by sha256) that the recorded runs of the dense identity `key` started
+    from: what a newly trained one should equal, for its runs' rows to sit beside theirs."""
+    out: dict[str, list[Record]] = {}
+    for r in recs:
+        sha = (r.get("dense") or {}).get("sha256")
+        if isinstance(sha, str) and records.config_hash(records.dense_of(r["config"])) == key:
+            out.setdefault(sha, []).append(r)
+    return out
+
+
+def _not_the_recorded_dense(d: _Dense, env: dict[str, Any]) -> str:
+    """A warning: the dense model just trained is not the one the recorded runs of its seed
+    started from, so this command's rows differ from theirs by their starting point as well as
+    by method (within seed noise, but not the same-model comparison a reader assumes). On a
+    CPU the usual cause is the thread count, which changes the order of float sums."""
+    theirs = max(d.recorded.values(), key=len)
+    threads = Counter(r["env"].get("threads") for r in theirs).most_common(1)[0][0]
+    machines = sorted({r["env"].get("device_name", "?") for r in theirs})
+    made = f"{threads} thread{'' if threads == 1 else 's'} on {'; '.join(machines)}"
+    here = f"{env.get('threads')} thread{'' if env.get('threads') == 1 else 's'} on {env.get('device_name', '?')}"
+    hint = (f"; try `--threads {threads}`, as they were made" if env.get("device") == "cpu" and threads != env.get("threads")
+            and machines == [env.get("device_name")] else "")
+    return (f"dense model, seed {d.seed}: warning: not the model that {len(theirs)} recorded "
+            f"run{'' if len(theirs) == 1 else 's'} of seed {d.seed} started from (made with {made}; this one with "
+            f"{here}), so this command's rows differ from theirs by their dense model too{hint}")
 
 
 def _summary(record: dict[str, Any]) -> str:

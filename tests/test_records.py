@@ -203,6 +203,31 @@ def test_records_name_the_dense_model_they_started_from_and_its_costs(tmp_path, 
     assert recs["magnitude"]["metrics"]["train_epochs"] == 3
 
 
+def test_a_dense_model_trained_again_is_checked_against_the_one_recorded_runs_started_from(tmp_path, data_dir, bench,
+                                                                                          monkeypatch):
+    """Retrained the same way (same threads, same machine), the dense model is the one the
+    records started from, bit for bit, and nothing is said; retrained into another model, the
+    command warns that its rows differ from the recorded ones by their dense model too."""
+    args = ["run", "--suite", FAST, "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "512",
+            "--limit-test", "200", "--data-dir", data_dir, "--results-dir", tmp_path, "--threads", "1", "--force"]
+    monkeypatch.setenv("BENCH_GIT_COMMIT", "aaa111")
+    assert bench([*args, "--methods", "dense"]).returncode == 0
+    [cache] = (tmp_path / "mlp-fast" / "cache").glob("dense-s0-*.safetensors")
+    cache.unlink()
+    again = bench([*args, "--methods", "magnitude", "--set", "magnitude.sparsity=0.5"])
+    assert again.returncode == 0 and "dense model, seed 0: 1" not in again.stdout
+    assert "warning" not in again.stdout + again.stderr
+    for path in (tmp_path / "mlp-fast" / "runs").glob("*.json"):  # as if they had started from another model
+        planted = json.loads(path.read_text())
+        planted["dense"]["sha256"] = "0" * 64
+        path.write_text(json.dumps(planted))
+    cache.unlink()
+    warned = bench([*args, "--methods", "magnitude", "--set", "magnitude.sparsity=0.5"])
+    assert warned.returncode == 0
+    assert ("dense model, seed 0: warning: not the model that 2 recorded runs of seed 0 started from (made with 1 thread "
+            "on ") in warned.stdout
+
+
 def test_compression_is_relative_to_the_trained_dense_model(tmp_path, data_dir, bench):
     """A model with BatchNorm encodes smaller untrained (its zero-initialized tensors take the
     bitmask form): the dense row must still be 1.0x, against its own trained weights. (Width 8:
