@@ -26,6 +26,7 @@ import json
 import shutil
 import sys
 import zlib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -296,14 +297,17 @@ def _fmt_size(r: pd.Series) -> str:
 
 
 def _provenance(recs: list[Record]) -> str:
-    """A suite's records in one line: how many, what, by which code and where."""
+    """Records in one line (a suite's standard-budget ones, or its others): how many and how they
+    ended, what, by which code and where."""
     ok = [r for r in recs if r["status"] == Status.OK]
+    ended = Counter(r["status"] for r in recs)
+    methods = len({r["config"]["method"] for r in ok})
     commits = {board.code_of(r) for r in recs}
     dirty = sum(c.endswith("uncommitted changes") for c in commits)
     machines = sorted({r["env"].get("device_name", "?") for r in ok})
     seeds = sorted({r["config"]["seed"] for r in ok})
-    return (f"{len(recs)} records, {len(ok)} finished · {len({r['config']['method'] for r in ok})} methods · "
-            f"seeds {', '.join(map(str, seeds))} · {_description(recs)} · "
+    return (f"{len(recs)} record{'s' if len(recs) != 1 else ''} ({', '.join(f'{ended[s]} {s}' for s in Status if ended[s])})"
+            f" · {methods} method{'s' if methods != 1 else ''} · seeds {', '.join(map(str, seeds))} · {_description(recs)} · "
             f"{len(commits)} commit{'s' if len(commits) != 1 else ''}"
             + (f" ({dirty} with uncommitted changes)" if dirty else "")
             + f" · {'; '.join(machines)}")
@@ -337,7 +341,7 @@ def _suite_page(suite: str, recs: list[Record], images: list[str], families: dic
     body = ['<p><a href="../index.html">all suites</a>'
             + (' · <a href="custom.html">runs at overridden budgets</a>' if custom else "")
             + ' · <a href="runs.html">run records</a></p>',
-            f"<h1>{_e(suite)}</h1>", f'<p class="note">{_e(_provenance(recs))}</p>']
+            f"<h1>{_e(suite)}</h1>", f'<p class="note">Standard budget: {_e(_provenance(standard))}</p>']
     if table.empty:
         body.append('<p class="note">No finished standard-budget runs.</p>')
     else:
@@ -464,7 +468,7 @@ def _custom_page(suite: str, recs: list[Record], images: list[str], families: di
             '<p class="note">These runs were made with budgets overridden on the command line (<code>--epochs</code>, '
             "<code>--finetune-epochs</code>, <code>--limit-train</code>, <code>--limit-test</code>), mostly as quick "
             "checks. They are <b>not comparable with the standard leaderboard</b>, nor with each other across "
-            f"budgets: each table is one budget. {_e(len(recs))} records.</p>",
+            f"budgets: each table is one budget. {_e(_provenance(recs))}.</p>",
             '<input type="checkbox" id="all-columns"> <label for="all-columns">all columns</label>',
             '<div class="tables">', *_leaderboard_tables(table, cols, recs, families), "</div>"]
     for name in ("frontier-custom.png", "pareto-custom.png", "speedup-custom.png"):
@@ -593,9 +597,10 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
         for name, text in pages.items():
             records.write_text_atomic(folder / name, text)
             written.append(folder / name)
-        table, cols = board.table([r for r in recs if r.get("standard_budget")])
+        standard = [r for r in recs if r.get("standard_budget")]
+        table, cols = board.table(standard)
         sections += [f'<h2><a href="{_e(suite)}/index.html">{_e(suite)}</a></h2>',
-                     f'<p class="note">{_e(_provenance(recs))}'
+                     f'<p class="note">Standard budget: {_e(_provenance(standard))}'
                      + (f' · <a href="{_e(suite)}/custom.html">{len(custom)} run{"s" if len(custom) != 1 else ""} at overridden budgets</a>'
                         if custom else "") + "</p>",
                      _headline(table, cols, f"{suite}/index.html") if len(table) else
