@@ -150,9 +150,10 @@ def _check_overrides(overrides: dict[str, dict[str, Any]], names: list[str], sui
         if method in registry.BROKEN and method not in registry.METHODS:
             raise registry.ParameterError(f"{setting}: plugin '{method}' failed to import: "
                                           f"{first_line(registry.BROKEN[method])}")
-        if method not in registry.METHODS:
-            raise registry.ParameterError(f"{setting}: {registry.unknown_method(method)}")
         if method not in selected:
+            registry.discover()  # only the selected plugins are imported: is it a method at all?
+            if method not in registry.METHODS:
+                raise registry.ParameterError(f"{setting}: {registry.unknown_method(method)}")
             raise registry.ParameterError(f"{setting}: method '{method}' is not selected "
                                           f"(--methods selects {', '.join(names)})")
         try:

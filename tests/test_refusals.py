@@ -277,13 +277,17 @@ def test_refusals_look_the_same_from_a_real_process(tmp_path, data_dir):
     path.write_text(VALID.replace("name: tiny", "name: ../../outside"))
     stderr = []
     for argv in (run_args(str(path), tmp_path / "results", data_dir),
-                 run_args("mlp", tmp_path / "results", data_dir, "--seeds", "0,0")):
+                 run_args("mlp", tmp_path / "results", data_dir, "--seeds", "0,0"),
+                 # a registered method whose plugin this process has not imported: named as not selected
+                 run_args("mlp", tmp_path / "results", data_dir, "--set", "random.sparsity=0.5")):
         proc: subprocess.CompletedProcess = run_bench(argv)
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1, proc.stderr
         stderr.append(proc.stderr)
     assert f"bench: error: {path}: key 'name': expected a plain folder name" in stderr[0]
     assert "bench run: error: argument --seeds: expected distinct values" in stderr[1]
+    assert "bench: error: --set random.sparsity: method 'random' is not selected (--methods selects dense, magnitude)" \
+        in stderr[2]
     assert not (tmp_path / "results").exists() and not (tmp_path.parent / "outside").exists()
 
 
