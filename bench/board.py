@@ -11,6 +11,7 @@ the files (bench.leaderboard) all start from here.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import sys
 from pathlib import Path
@@ -205,8 +206,10 @@ def select(table: pd.DataFrame, cols: list[Column], families: dict[str, str], sp
     higher = {c.column: c.spec.higher_is_better for c in cols if c.column}
     higher["accuracy_mean_%"] = True
     if sort not in table.columns or sort not in higher:
-        raise ParameterError(f"--sort {sort!r}: expected a column of the table: "
-                         f"{', '.join(c for c in table.columns if c in higher)}")
+        choices = [c for c in table.columns if c in higher]
+        close = difflib.get_close_matches(sort, choices, n=1, cutoff=0.6)
+        raise ParameterError(f"--sort {sort!r}: {f'did you mean {close[0]}? ' if close else ''}expected a column "
+                             f"of the table: {', '.join(choices)}")
     order = table.method.map(lambda m: REFERENCES.get(m, len(REFERENCES)))
     return table.assign(_order=order).sort_values(
         ["_order", sort], ascending=[True, not higher[sort]], kind="stable").drop(columns="_order")

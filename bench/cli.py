@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import json
 import os
 import shutil
@@ -615,8 +616,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.family is not None and args.family not in known:
         raise registry.ParameterError(f"--family {args.family!r}: expected one of {', '.join(known)}")
     suites = [args.suite] if args.suite else layout.suites_with_records(root)
-    if not suites:
-        print(f"no run records under {root}", file=sys.stderr)
+    lacking = next((name for name in suites if not layout.runs_dir(root, name).is_dir()), None)
+    if not suites or lacking is not None:
+        print(_no_records(root, lacking), file=sys.stderr)
         return 1
     if args.check:
         return _check(root, suites, site=args.suite is None and (root / layout.SITE).is_dir())
@@ -626,15 +628,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             return _show(root, suites, standard, args)
         for name in suites:
             recs = [r for r in board.load(root, name) if r.get("standard_budget") == standard]
+            text = render.terminal(recs, shutil.get_terminal_size().columns, board.families(recs),
+                                   args.sparsity, args.family, args.sort)  # refusals before any output
             print(f"# {name}: {args.budget} budget ({root / name / ('leaderboard.md' if standard else 'leaderboard-custom.md')}"
-                  " has every column)\n")
-            print(render.terminal(recs, shutil.get_terminal_size().columns, board.families(recs),
-                                       args.sparsity, args.family, args.sort) + "\n")
+                  f" has every column)\n\n{text}\n")
         return 0
     for name in suites:
         written = leaderboard.write(root, name)
         if not written:
-            print(f"no run records for suite '{name}' under {layout.runs_dir(root, name)}", file=sys.stderr)
+            print(_no_records(root, name), file=sys.stderr)
             return 1
         for path in written:
             print(f"wrote {path}")
@@ -647,6 +649,21 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if args.serve is not None:
             return _serve(out, args.serve)
     return 0
+
+
+def _no_records(root: Path, suite: str | None) -> str:
+    """Why `bench leaderboard` has nothing to read, with what there is: a results folder that
+    does not exist (a command run outside the checkout), or a suite without records (a typo)."""
+    if not root.is_dir():
+        return (f"no results folder {root.resolve()}: run bench where the results folder is (the checkout), "
+                "or pass --results-dir")
+    if suite is None:
+        return f"no run records under {root}"
+    there = layout.suites_with_records(root)
+    close = difflib.get_close_matches(suite, there, n=1, cutoff=0.6)
+    return (f"no run records for suite '{suite}' under {layout.runs_dir(root, suite)}"
+            + (f"; did you mean {close[0]}?" if close else "")
+            + (f" (suites with records there: {', '.join(there)})" if there else ""))
 
 
 def _serve(folder: Path, port: int) -> int:
@@ -710,10 +727,6 @@ def _check(root: Path, suites: list[str], site: bool) -> int:
             found |= {p for p in (folder / layout.SITE).rglob("*") if p.is_file()}
         return {p.relative_to(folder) for p in found}
 
-    missing = [name for name in suites if not layout.runs_dir(root, name).is_dir()]
-    if missing:
-        print(f"no run records for suite '{missing[0]}' under {layout.runs_dir(root, missing[0])}", file=sys.stderr)
-        return 1
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         fresh = Path(tmp)
         for name in suites:

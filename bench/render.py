@@ -14,8 +14,8 @@ from tabulate import tabulate
 
 from bench.metrics import Column
 from bench.records import Record, Status
-from bench.board import (TABLE, code_of, distinct_settings, environment, failed_runs, row_key, select, short_setting,
-                         unavailable_runtimes)
+from bench.board import (REFERENCES, TABLE, code_of, distinct_settings, environment, failed_runs, row_key, select,
+                         setting_sparsity, short_setting, unavailable_runtimes)
 from bench.board import table as board_table
 
 
@@ -134,8 +134,11 @@ def _machines_note(recs: list[Record]) -> list[str]:
 
 
 # The terminal's columns, most important first; the table drops them from the end to fit.
-FIRST = ["accuracy_%", "delta_acc_pts", "delta_ft_pts", "sparsity_%", "size_KiB", "compression_x",
+# The terminal's columns, most wanted first; the first CORE answer "how accurate at what size", and
+# a narrow terminal cuts the setting column before it drops them.
+FIRST = ["accuracy_%", "size_KiB", "compression_x", "delta_acc_pts", "sparsity_%", "delta_ft_pts",
          "theoretical_speedup_x", "speedup_b1_x"]
+CORE = 4
 
 
 SETTING_WIDTH, MIN_SETTING_WIDTH = 40, 14  # a setting is cut to the first, then to the second before the
@@ -153,8 +156,15 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
     if table.empty:
         return "no finished runs"
     table["shown_setting"] = distinct_settings(table)  # told apart among all rows, not the filtered
-    table = select(table, cols, families, sparsity, family, sort)
+    picked = select(table, cols, families, sparsity, family, sort)
     out = []
+    if sparsity is not None and picked.method.isin(REFERENCES).all():  # a level no row has: say which there are
+        rows = select(table, cols, families, None, family)
+        levels = sorted({lv for lv in rows[~rows.method.isin(REFERENCES)].setting_params.map(setting_sparsity)
+                         if lv is not None and pd.notna(lv)})
+        out += [f"no row{f' of family {family}' if family else ''} at sparsity {sparsity:g}; the levels: "
+                f"{', '.join(f'{lv:g}' for lv in levels) or 'none'}", ""]
+    table = picked
     for (source, budget, device), t in table.groupby(TABLE, sort=True):
         by_column = {c.column: c for c in displayed(cols, t, "main") + displayed(cols, t, "speed")}
         order = [c for c in FIRST if c in by_column] + [c for c in by_column if c not in FIRST]
@@ -163,6 +173,7 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
         order.sort(key=lambda c: (c != sort, c != "accuracy_%"))
         shown, cut = list(order), SETTING_WIDTH
         kept = len({sort, "accuracy_%"} & set(order)) or 1  # these go last, after the settings shrink
+        core = len((set(FIRST[:CORE]) | {sort}) & set(order))  # they lead `order`: dropped after the cut
         while True:
             rows = [[timed_label(r["method"], r["timed_on"], device), _cut(r["shown_setting"], cut), int(r["seeds"]),
                      *[cell(r, by_column[c]) for c in shown]] for _, r in t.iterrows()]
@@ -171,10 +182,12 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
             over = max(map(len, text.splitlines())) - width
             if over <= 0 or len(shown) <= 1:
                 break
-            if len(shown) > kept:
+            if len(shown) > core:
                 shown.pop()
             elif cut > MIN_SETTING_WIDTH:
                 cut = max(MIN_SETTING_WIDTH, cut - over)
+            elif len(shown) > kept:
+                shown.pop()
             else:
                 kept = 1
         dropped = len(order) - len(shown)

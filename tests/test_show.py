@@ -62,7 +62,7 @@ def test_list_json_gives_tools_the_methods_and_suites_as_objects(capsys):
 def test_a_cut_setting_keeps_the_swept_parameter_and_leaves_out_defaults(tmp_path, bench, monkeypatch):
     """Rows of a one-shot method differ in many parameters: the terminal shows the swept one first
     and, of the others, those a row sets away from its default, as the .md does."""
-    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setenv("COLUMNS", "140")
     recs = [record("wanda", {"calibration_samples": c, "finetune": False, "m": 0, "n": 0, "sparsity": s}, seed, 0.9, 100)
             for c in (1024, 128) for s in (0.5, 0.9) for seed in (0, 1)]
     write_records(tmp_path, recs)
@@ -83,3 +83,20 @@ def test_a_narrow_terminal_sorted_by_size_keeps_accuracy_beside_it(tmp_path, ben
     assert "compression (x)" in header and "accuracy (%)" in header
     table = out.splitlines()[out.splitlines().index(header):]
     assert max(map(len, table)) <= 80
+
+
+def test_what_is_not_there_is_named_with_what_is(tmp_path, bench, monkeypatch):
+    """A misspelt suite, a results folder that is not there (bench run outside the checkout), a
+    misspelt --sort column and a sparsity no row has: each says so, with what there is."""
+    write_records(tmp_path, terminal_records())
+    typo = show(bench, tmp_path, "--suite", "mpl")
+    assert typo.returncode == 1 and typo.stdout == ""
+    assert typo.stderr == (f"no run records for suite 'mpl' under {tmp_path / 'mpl' / 'runs'}; did you mean mlp? "
+                           "(suites with records there: mlp)\n")
+    nowhere = show(bench, tmp_path / "elsewhere", "--suite", "mlp")
+    assert nowhere.returncode == 1 and f"no results folder {tmp_path / 'elsewhere'}: run bench where" in nowhere.stderr
+    sort = show(bench, tmp_path, "--sort", "accuracy")
+    assert sort.returncode == 2 and sort.stdout == ""  # no heading before the refusal
+    assert "--sort 'accuracy': did you mean accuracy_mean_%? expected a column of the table: " in sort.stderr
+    level = show(bench, tmp_path, "--sparsity", "0.91")
+    assert level.returncode == 0 and "no row at sparsity 0.91; the levels: 0.5, 0.9\n" in level.stdout
