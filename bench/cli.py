@@ -545,9 +545,18 @@ def _compare_methods(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         a = _results_of(args.a, Path(tmp) / "a")
         suites = [args.suite] if args.suite else layout.suites_with_records(a)
+        stored = {name: records.load_records(a, name) for name in suites}
+        present = {r["config"]["method"] for recs in stored.values() for r in recs if r["status"] == Status.OK}
+        for method in (x, y):
+            if method not in present:
+                close = difflib.get_close_matches(method, sorted(present), n=1, cutoff=0.6)
+                raise registry.ParameterError(
+                    f"--methods: {args.a} holds no finished run of '{method}'{f' in suite {args.suite}' if args.suite else ''}"
+                    f"{f'; did you mean {close[0]}?' if close else ''} (methods with finished runs there: "
+                    f"{', '.join(sorted(present)) or 'none'})")
         worse, total = 0, 0
         for name in suites:
-            changes = compare.across_methods(records.load_records(a, name), x, y)
+            changes = compare.across_methods(stored[name], x, y)
             if not changes:
                 continue
             total += len(changes)

@@ -120,7 +120,8 @@ def test_a_chain_is_paired_by_its_links_parameters_and_rows_sharing_none_are_not
 
 def test_bench_compare_methods_within_one_results_folder(tmp_path, bench):
     folder = write(tmp_path / "r", [record("magnitude", 0.9, s, acc) for s, acc in enumerate((0.970, 0.972, 0.971))]
-                   + [record("random", 0.9, s, acc) for s, acc in enumerate((0.950, 0.952, 0.951))])
+                   + [record("random", 0.9, s, acc) for s, acc in enumerate((0.950, 0.952, 0.951))]
+                   + [record("snip", 0.5, 0, 0.96)])
     ran = bench(["compare", folder, "--methods", "magnitude,random"])
     assert ran.returncode == 0, ran.stderr
     assert "# mlp: random against magnitude, 1 setting both have" in ran.stdout
@@ -129,7 +130,10 @@ def test_bench_compare_methods_within_one_results_folder(tmp_path, bench):
     assert bench(["compare", folder, "--methods", "magnitude,random", "--fail-on", "regression"]).returncode == 1
     assert bench(["compare", folder, "--methods", "random,magnitude", "--fail-on", "regression"]).returncode == 0
     for args, why in ((["--methods", "magnitude"], "expected two different method names"),
-                      (["--methods", "magnitude,snip"], "holds no finished rows of magnitude and snip"),
+                      (["--methods", "magnitude,snip"], "holds no finished rows of magnitude and snip"),  # 0.9, 0.5
+                      (["--methods", "magnitude,randm"], f"--methods: {folder} holds no finished run of 'randm'; did you "
+                                                         "mean random? (methods with finished runs there: magnitude, "
+                                                         "random, snip)"),
                       ([folder, "--methods", "magnitude,random"], "give A alone"),
                       ([], "needs B")):
         refused = bench(["compare", folder, *args])
