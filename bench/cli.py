@@ -405,6 +405,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          for r in done})
         if tables:
             print(f"\nfull leaderboard{'s' if len(tables) > 1 else ''}: {', '.join(f'{folder}/{t}' for t in tables)}")
+        if note := _unmatched_training(done):
+            print(f"\n{note}")
     failed = [r for r in done if r["status"] not in (Status.OK, Status.SKIPPED)]
     if failed:
         print(f"\n{len(failed)} of {len(done)} run{'' if len(done) == 1 else 's'} did not finish:", file=sys.stderr)
@@ -416,6 +418,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         return 1
     return 0
+
+
+def _unmatched_training(done: list[records.Record]) -> str | None:
+    """A note for runs at an overridden budget that trained longer than their `dense` row
+    without a `dense-ft` row to match them (the standard leaderboard always has one): `Δ acc`
+    then credits the method with its extra epochs (1 dense epoch against 1 + 10 fine-tuning)."""
+    ok = [r for r in done if r["status"] == Status.OK and not r.get("standard_budget")]
+    dense = [r["metrics"]["train_epochs"] for r in ok if r["config"]["method"] == "dense"]
+    longest = max((r["metrics"]["train_epochs"] for r in ok if r["config"]["method"] not in ("dense", "dense-ft")),
+                  default=0)
+    if not dense or longest <= max(dense) or any(r["config"]["method"] == "dense-ft" for r in ok):
+        return None
+    return (f"note: methods trained up to {longest} epochs here and dense {max(dense)}, so Δ acc includes their extra "
+            "training; add dense-ft to --methods (the dense model trained as long, nothing compressed) for the "
+            "matched control, or set --finetune-epochs")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ import json
 import re
 
 import pandas as pd
+from conftest import FAST
 from test_leaderboard import BUDGET, record, terminal_records, write_records
 
 
@@ -100,3 +101,13 @@ def test_what_is_not_there_is_named_with_what_is(tmp_path, bench, monkeypatch):
     assert "--sort 'accuracy': did you mean accuracy_mean_%? expected a column of the table: " in sort.stderr
     level = show(bench, tmp_path, "--sparsity", "0.91")
     assert level.returncode == 0 and "no row at sparsity 0.91; the levels: 0.5, 0.9\n" in level.stdout
+
+
+def test_a_quick_run_says_when_its_methods_trained_longer_than_dense_with_no_control(tmp_path, bench, data_dir):
+    args = ["run", "--suite", FAST, "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "512",
+            "--limit-test", "200", "--data-dir", data_dir, "--results-dir", tmp_path, "--set", "magnitude.sparsity=0.5"]
+    ran = bench([*args, "--methods", "dense,magnitude"])
+    assert ran.returncode == 0, ran.stderr
+    assert "note: methods trained up to 2 epochs here and dense 1, so Δ acc includes their extra training" in ran.stdout
+    matched = bench([*args, "--methods", "dense,dense-ft,magnitude"])
+    assert matched.returncode == 0 and "note:" not in matched.stdout
