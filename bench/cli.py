@@ -274,7 +274,9 @@ def parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", help="rebuild leaderboards from the stored run records")
     lb.add_argument("--suite", help="one suite (default: every suite with records)")
-    lb.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR", "results"))
+    lb.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR", "results"),
+                    help="the results folder to read (default: $BENCH_RESULTS_DIR, else ./results; quick runs at "
+                         "overridden budgets are in ./results-quick)")
     lb.add_argument("--show", action="store_true",
                     help="print the standard leaderboard in the terminal instead of writing files")
     lb.add_argument("--sparsity", type=_number(float, ge=0, lt=1), help="with --show: rows at this sparsity")

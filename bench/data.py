@@ -13,6 +13,7 @@ The source used is recorded with every run, so leaderboards never mix sources.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import os
@@ -187,6 +188,12 @@ def find_source(spec: DataSpec, root: Path | None) -> str:
     return f"torchvision:{spec.dataset}"
 
 
+def is_here(spec: DataSpec, root: Path | None) -> bool:
+    """Whether `find_source`'s source is already under `root` (else `fetch` downloads it)."""
+    root = Path(root) if root is not None else default_data_dir()
+    return find_source(spec, root).startswith("image-folder:") or _has_torchvision_layout(dataset_class(spec.dataset), root)
+
+
 def fetch(spec: DataSpec, root: Path | None) -> str:
     """Make sure the dataset is readable under `root` (downloading the official files when no
     copy is there) and return its source; DataError, naming where it looked, if it cannot be."""
@@ -194,10 +201,12 @@ def fetch(spec: DataSpec, root: Path | None) -> str:
     source = find_source(spec, root)
     cls = dataset_class(spec.dataset)
     if source.startswith("torchvision:") and not _has_torchvision_layout(cls, root):
+        before = set(root.iterdir()) if root.is_dir() else None
         try:
             for train in (True, False):
                 _torchvision_split(cls, root, train, download=True)
         except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
+            _remove_empty_folders(root, before)
             looked = f"{root} (torchvision layout)"
             if spec.image_folder:
                 looked += f" and {root / spec.image_folder}/train, /test (ImageFolder layout)"
@@ -206,6 +215,19 @@ def fetch(spec: DataSpec, root: Path | None) -> str:
                 "Pass --data-dir (or set BENCH_DATA_DIR) to a folder that holds it."
             ) from None
     return source
+
+
+def _remove_empty_folders(root: Path, before: set[Path] | None) -> None:
+    """Take away the empty folders a failed download left (root/MNIST/raw), so that a failed
+    command leaves the data folder as it found it; files and folders that were there stay."""
+    if before is None:
+        made = [root]
+    else:
+        made = [p for p in root.iterdir() if p not in before] if root.is_dir() else []
+    for top in made:
+        for folder in sorted((p for p in [top, *top.rglob("*")] if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: it holds something, which stays
+                folder.rmdir()
 
 
 def load_dataset(spec: DataSpec, root: Path | None, cache_dir: Path | None = None,

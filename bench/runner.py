@@ -33,7 +33,7 @@ from bench import layout, records, registry
 from bench.records import Record, Status
 from bench.chain import links
 from bench.context import DenseWeights
-from bench.data import fetch, find_source
+from bench.data import default_data_dir, fetch, find_source, is_here
 from bench.errors import DenseMismatch, ResultsFolderError, first_line
 from bench.executors import Executor
 from bench.locks import Claim
@@ -179,7 +179,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         path = layout.dense_path(results_dir, suite.name, seed, key)
         dense[seed] = _Dense(seed, path, Claim(claims, path.stem), recorded=_started_from(existing, key))
     if dry_run:
-        _print_plan(suite, runs, todo, dense, source, device, results_dir, log)
+        _print_plan(suite, runs, todo, dense, source, data_dir, device, results_dir, log)
         return []
     if standard and todo and commit and commit.endswith("-dirty") and not allow_dirty:
         raise records.ProvenanceError(
@@ -514,7 +514,7 @@ def _check_writable(folder: Path) -> None:
 
 
 def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[int, _Dense],
-                source: str, device: str, results_dir: Path, log: Callable[[str], None]) -> None:
+                source: str, data_dir: Path | None, device: str, results_dir: Path, log: Callable[[str], None]) -> None:
     """The plan and its expected cost, counted as it will be spent: the dense stage once per seed
     it trains, then each run's own epochs (a post-training run's record counts the dense epochs
     too, which the stage already trained). Times come only from finished records of the same
@@ -550,7 +550,9 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
         total_epochs += epochs
         total_s += seconds
         rows.append([r.spec.method, setting_label(r.spec.params), r.spec.seed, f"{epochs:g}", shown])
-    log(f"plan for suite {suite.name} on {device} ({device_name}), data {source}:")
+    here_note = "" if is_here(suite.data, data_dir) else \
+        f" (not under {data_dir or default_data_dir()} yet: a run downloads it there)"
+    log(f"plan for suite {suite.name} on {device} ({device_name}), data {source}{here_note}:")
     log(f"  {len(runs)} run{'' if len(runs) == 1 else 's'}: {len(todo)} to run, {len(runs) - len(todo)} finished before")
     log(f"  dense models to train: {', '.join(f'seed {d.seed}' for d in to_train) or 'none'}"
         f" ({suite.training.epochs} epochs each); cached: {len(dense) - len(to_train)}")

@@ -76,3 +76,41 @@ def test_limited_subsets_are_fixed_random_draws_that_keep_every_class():
     assert len(small) == 50 and set(small.y.tolist()) == set(range(10))
     assert torch.equal(small.x, split.subset(50).x)  # the same draw every time
     assert split.subset(None) is split and split.subset(5000) is split
+
+
+def test_a_failed_download_leaves_the_data_folder_as_it_was(tmp_path, monkeypatch):
+    """Offline, torchvision makes root/MNIST/raw before its download fails: the command's error
+    names the folder, and the empty folders go (a folder that held something stays as it was)."""
+    import pytest
+
+    from bench import data
+    from bench.errors import DataError
+
+    def offline(cls, root, train, download):
+        if download:
+            (root / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+        raise RuntimeError("Dataset not found. You can use download=True to download it")
+
+    monkeypatch.setattr(data, "_torchvision_split", offline)
+    spec = DataSpec(dataset="MNIST", mean=[0.1307], std=[0.3081])
+    fresh = tmp_path / "fresh"
+    assert not data.is_here(spec, fresh)
+    with pytest.raises(DataError, match=f"MNIST not found in {fresh} .*Error downloading"):
+        data.fetch(spec, fresh)
+    assert not fresh.exists()
+    kept = tmp_path / "kept"
+    (kept / "mine").mkdir(parents=True)
+    (kept / "mine" / "notes.txt").write_text("x")
+    with pytest.raises(DataError):
+        data.fetch(spec, kept)
+    assert sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*")) == ["mine", "mine/notes.txt"]
+
+
+def test_a_dry_run_says_when_the_data_is_not_there_yet_and_creates_nothing(tmp_path, bench):
+    empty = tmp_path / "data"
+    ran = bench(["run", "--suite", "mlp", "--methods", "dense", "--seeds", "0", "--data-dir", empty,
+                 "--results-dir", tmp_path / "results", "--dry-run"])
+    assert ran.returncode == 0, ran.stderr
+    assert f"data torchvision:MNIST (not under {empty} yet: a run downloads it there):" in ran.stdout
+    assert not empty.exists() and not (tmp_path / "results").exists()
