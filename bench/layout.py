@@ -15,6 +15,7 @@ are bench.leaderboard's (OUTPUTS).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 CHECKS = "checks.json"  # written by benchmarks/literature_checks.py
@@ -30,8 +31,15 @@ def runs_dir(results_dir: Path | str, suite: str) -> Path:
     return suite_dir(results_dir, suite) / "runs"
 
 
+# A record's method part: a method name (bench.registry.METHOD_NAME) or a chain of them with '+'.
+RECORD_METHOD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+-]*")
+
+
 def record_path(results_dir: Path | str, suite: str, method: str, seed: int, digest: str) -> Path:
-    """A run's record, named by its method, the first 12 digits of its identity hash and its seed."""
+    """A run's record, named by its method, the first 12 digits of its identity hash and its seed.
+    ValueError for a method that is no name: the path must stay inside the runs folder."""
+    if not RECORD_METHOD.fullmatch(method):
+        raise ValueError(f"{method!r} is no method name: a record path must stay inside {runs_dir(results_dir, suite)}")
     return runs_dir(results_dir, suite) / f"{method}-{digest[:12]}-s{seed}.json"
 
 

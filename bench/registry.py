@@ -19,6 +19,7 @@ import math
 import os
 import pkgutil
 import re
+import sys
 import traceback
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -270,9 +271,14 @@ def _import_builtin(module: str) -> None:
 
 
 def _import_entry_point(ep: EntryPoint) -> None:
-    if ep.name not in _imported:
-        _imported.add(ep.name)
-        _import_plugin(ep.name, ep.load, distribution_of(ep), editable_checkout(ep))
+    if ep.name in _imported:
+        return
+    _imported.add(ep.name)
+    if not METHOD_NAME.fullmatch(ep.name):  # it names record files: '../x' would write outside results/
+        print(f"bench: warning: entry point {ep.name!r} of {distribution_of(ep) or 'an unknown distribution'} "
+              "ignored: a method name is letters, digits, _ and -", file=sys.stderr)
+        return
+    _import_plugin(ep.name, ep.load, distribution_of(ep), editable_checkout(ep))
 
 
 def distribution_of(ep: EntryPoint) -> str | None:

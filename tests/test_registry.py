@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from bench import Method, register_method
-from bench.registry import FAMILIES, METHODS, ParameterError, UnknownMethodError, select
+from bench.registry import BROKEN, FAMILIES, METHODS, ParameterError, UnknownMethodError, select
 from conftest import ROOT, make_distribution
 
 
@@ -316,3 +316,21 @@ def test_a_plugin_whose_metadata_the_records_need_is_wrong_fails_its_import_not_
     assert "TypeError: @register_method('bad-family'): family is <object object" in ran.stdout
     assert "TypeError: @register_method('bad-description'): description() raised RuntimeError: no description today" in ran.stdout
     assert "2 of 3 runs did not finish" in ran.stderr  # random ran, after them
+
+
+def test_an_entry_point_whose_name_is_a_path_is_ignored_with_a_warning(tmp_path, plugins, capsys):
+    """Its name would name the record files of its (failed) runs: '../../escaped' wrote
+    /tmp/escaped-...json outside the results folder. It is no method; a record path built from
+    such a name is refused too."""
+    from bench import layout
+
+    plugins(make_distribution(tmp_path, "escape_pkg", "raise ImportError('never imported')",
+                              {"../../../escaped": "escape_pkg"}))
+    assert "../../../escaped" not in METHODS and "../../../escaped" not in BROKEN
+    assert "entry point '../../../escaped' of escape_pkg 0.1 ignored: a method name is letters, digits, _ and -" \
+        in capsys.readouterr().err
+    with pytest.raises(UnknownMethodError, match="no method matches"):
+        select("*escaped")
+    with pytest.raises(ValueError, match="no method name"):
+        layout.record_path(tmp_path, "mlp", "../../escaped", 0, "0" * 12)
+    assert layout.record_path(tmp_path, "mlp", "magnitude+ptq-int8", 0, "0" * 12).parent == tmp_path / "mlp" / "runs"
