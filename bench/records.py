@@ -188,6 +188,7 @@ def load_tensors(path: Path, map_location: Any = "cpu") -> Any:
 
     import torch
 
+    check_regular(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -220,14 +221,21 @@ _KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO", stat.S_IFDIR:
           stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
 
 
+def check_regular(path: Path) -> None:
+    """RefusedFile unless `path` is a regular file (not followed if a link): what a reader that
+    opens the path itself (safetensors, torch.load) checks first, so that a FIFO planted in a
+    results folder is not waited on forever, past Ctrl-C and SIGTERM."""
+    mode = os.lstat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise RefusedFile(f"{path}: {_KINDS.get(stat.S_IFMT(mode), 'a special file')}, not a regular file")
+
+
 def read_regular_file(path: Path, limit: int) -> bytes:
     """The bytes of `path`, a regular file of at most `limit` bytes; RefusedFile naming why for
     anything else, FileNotFoundError where there is nothing. A results folder may be tampered
     with: a symbolic link (to /dev/zero, to /etc/passwd) is not followed, a FIFO not waited on,
     a device not opened, and a huge file not read into memory."""
-    mode = os.lstat(path).st_mode
-    if not stat.S_ISREG(mode):
-        raise RefusedFile(f"{_KINDS.get(stat.S_IFMT(mode), 'a special file')}, not a regular file")
+    check_regular(path)
     # O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or a FIFO since lstat is not followed or waited on
     with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):

@@ -320,6 +320,8 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                 try:
                     records.write_json_atomic(item.path, record)
                 except (TypeError, ValueError) as e:  # a result JSON cannot hold fails its run, not the sweep
+                    record = {k: record[k] for k in (*records.REQUIRED_KEYS, "config_hash", "finished_at", "run_time_s")
+                              if k in record}  # the harness's own fields: whatever the result held is left out
                     record.update(status=Status.FAILED, metrics={}, figures={},
                                   error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
                     records.write_json_atomic(item.path, record)

@@ -197,7 +197,10 @@ def _resume(checkpoint: Path, model: nn.Module, opt: torch.optim.Optimizer,
         opt.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         generator.set_state(state["generator"].cpu())  # a generator's state is a CPU tensor, whatever its device
-        return int(state["epoch"]), int(state["step"]), float(state["seconds"])
+        epoch, step, seconds = int(state["epoch"]), int(state["step"]), float(state["seconds"])
+        if epoch < 0 or step < 0 or not math.isfinite(seconds) or seconds < 0:  # NaN seconds would reach a record
+            raise ValueError(f"epoch {epoch}, step {step}, seconds {seconds}: not a training state")
+        return epoch, step, seconds
     except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, it is not resumed from
         checkpoint.unlink(missing_ok=True)
         raise CheckpointError(f"the checkpoint {checkpoint} cannot be resumed from ({type(e).__name__}: {e}); "

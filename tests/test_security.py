@@ -96,6 +96,37 @@ def test_planted_pickles_in_the_dense_cache_and_its_checkpoint_run_no_code(tmp_p
     assert record["status"] == "ok"
 
 
+def test_a_planted_fifo_nan_metadata_or_nan_weights_in_the_dense_cache_are_set_aside(tmp_path, fast_suite, data_dir,
+                                                                                       capsys):
+    """A FIFO as the cache would block its read forever, past Ctrl-C and SIGTERM; NaN seconds in
+    its metadata (JSON's parser takes NaN) made every sweep crash writing its records, again on
+    every rerun; NaN weights made every run of the seed 'diverge'. Each is named, removed and
+    retrained, and the run's record is ok."""
+    import json
+    import os
+
+    import safetensors.torch
+
+    results = tmp_path / "results"
+    cache = dense_cache(fast_suite, data_dir, results)
+    cache.parent.mkdir(parents=True)
+    weights = {"w": torch.ones(2)}
+    plants = {"a FIFO": lambda: os.mkfifo(cache),
+              "NaN seconds": lambda: cache.write_bytes(safetensors.torch.save(weights, metadata={"meta": json.dumps(
+                  {"epochs": 1, "seconds": float("nan"), "accuracy": 0.5})})),
+              "NaN weights": lambda: cache.write_bytes(safetensors.torch.save({"w": torch.tensor([float("nan")])},
+                                                                             metadata={"meta": json.dumps(
+                  {"epochs": 1, "seconds": 1.0, "accuracy": 0.5})}))}
+    for what, plant in plants.items():
+        plant()
+        assert run(fast_suite, "dense", data_dir, results, "--force") == 0, what
+        out = capsys.readouterr().out
+        assert f"the cache file {cache} is unreadable (" in out, what
+        (record,) = records.load_records(results, "sec")
+        assert record["status"] == "ok", what
+        cache.unlink()
+
+
 def test_a_planted_tensor_cache_of_decoded_images_runs_no_code(tmp_path, capsys):
     from PIL import Image
 
