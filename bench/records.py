@@ -227,7 +227,7 @@ def check_regular(path: Path) -> None:
     results folder is not waited on forever, past Ctrl-C and SIGTERM."""
     mode = os.lstat(path).st_mode
     if not stat.S_ISREG(mode):
-        raise RefusedFile(f"{path}: {_KINDS.get(stat.S_IFMT(mode), 'a special file')}, not a regular file")
+        raise RefusedFile(f"{_KINDS.get(stat.S_IFMT(mode), 'a special file')}, not a regular file")
 
 
 def read_regular_file(path: Path, limit: int) -> bytes:
@@ -310,13 +310,32 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+# The largest magnitude a record's number may have: above every count the harness makes (a
+# sweep's training FLOPs are ~1e17) and below int64's 9.2e18, so that no reader's sum, product
+# or integer column overflows (1e20 parameters stopped every leaderboard rebuild).
+MAX_NUMBER = 1e18
+
+
 def _finite(value: int | float) -> bool:
-    """Whether a JSON number is finite as a float: NaN and Infinity (or 1e999, read as it) are
-    not, nor an integer beyond a float's range (10**400), which overflows where it is averaged."""
+    """Whether a JSON number is finite and within MAX_NUMBER: NaN and Infinity (or 1e999, read
+    as it) are not, nor an integer beyond a float's range (10**400), nor 1e308, which overflow
+    where they are averaged, summed or drawn."""
     try:
-        return math.isfinite(value)
+        return math.isfinite(value) and abs(value) <= MAX_NUMBER
     except OverflowError:
         return False
+
+
+def _numbers(value: Any) -> Iterator[Any]:
+    """The numbers in a JSON value (a run's parameters, a chain's per link)."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _numbers(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _numbers(item)
+    elif _is(value, _NUMBER):
+        yield value
 
 
 # Metrics that count or measure something, which no model makes negative (sparsity may be).
@@ -331,7 +350,7 @@ def _metric_problem(key: str, value: Any) -> str | None:
     if value is None:
         return None
     if not _finite(value):
-        return "is not a finite number"
+        return f"is not a finite number within ±{MAX_NUMBER:g}"
     if key == "accuracy" and not 0 <= value <= 1:
         return f"is {value:g}, outside [0, 1]"
     if (key in COUNTS or key.endswith("_bytes")) and value < 0:
@@ -362,11 +381,13 @@ def record_problem(record: Any) -> str | None:
         if not _is(parent[key], types):
             expected = " or ".join("null" if t is _NONE else t.__name__ for t in types)
             return f"malformed record: {field} is {_type_name(parent[key])}, expected {expected}"
-        if float in types and isinstance(parent[key], _NUMBER) and not _finite(parent[key]):
-            return f"malformed record: {field} is not a finite number"
+        if _is(parent[key], _NUMBER) and not _finite(parent[key]):
+            return f"malformed record: {field} is not a finite number within ±{MAX_NUMBER:g}"
     for key, value in record["metrics"].items():
         if why := _metric_problem(key, value):
             return f"malformed record: metrics.{key} {why}"
+    if not all(_finite(v) for v in _numbers(record["config"]["params"])):
+        return f"malformed record: config.params holds a number that is not finite or not within ±{MAX_NUMBER:g}"
     if record["env"]["threads"] is not None and record["env"]["threads"] < 1:
         return "malformed record: env.threads is below 1"
     if record.get("worker_deaths", 0) < 0:
