@@ -740,6 +740,15 @@ def _show(root: Path, suites: list[str], standard: bool, args: argparse.Namespac
     return 0
 
 
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the stored file `path` holds `data`: a link or a special file (a FIFO, /dev/zero)
+    never does, and is not read."""
+    try:
+        return records.read_regular_file(path, len(data)) == data
+    except records.RefusedFile:
+        return False
+
+
 def _check(root: Path, suites: list[str], site: bool) -> int:
     """`bench leaderboard --check`: whether the stored tables, plots (and site, when there is one)
     are what the stored records give today. They are rebuilt from a copy of the records in a
@@ -758,17 +767,18 @@ def _check(root: Path, suites: list[str], site: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         fresh = Path(tmp)
         for name in suites:
-            shutil.copytree(layout.runs_dir(root, name), layout.runs_dir(fresh, name))
+            # links stay links, refused as the records' reader refuses them, not followed (to /dev/zero)
+            shutil.copytree(layout.runs_dir(root, name), layout.runs_dir(fresh, name), symlinks=True)
             leaderboard.write(fresh, name)
         if site:
             from bench import site as site_module
 
             if (root / layout.CHECKS).exists():  # the verdicts the site shows
-                shutil.copyfile(root / layout.CHECKS, fresh / layout.CHECKS)
+                shutil.copyfile(root / layout.CHECKS, fresh / layout.CHECKS, follow_symlinks=False)
             site_module.build(fresh, suites, fresh / layout.SITE)
         rebuilt, stored = outputs(fresh), outputs(root)
         stale = [(p, "differs from what the records give") for p in sorted(rebuilt & stored)
-                 if (fresh / p).read_bytes() != (root / p).read_bytes()]
+                 if not _holds(root / p, (fresh / p).read_bytes())]
         stale += [(p, "missing") for p in sorted(rebuilt - stored)]
         stale += [(p, "no record produces it any more") for p in sorted(stored - rebuilt)]
     for path, why in stale:

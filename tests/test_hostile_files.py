@@ -247,3 +247,23 @@ def test_a_site_build_killed_mid_write_leaves_nothing_the_next_build_keeps(tmp_p
     stale.write_text("half a page")
     assert bench(["leaderboard", "--results-dir", str(tmp_path), "--html"]).returncode == 0
     assert not stale.exists() and (tmp_path / "site" / "index.html").exists()
+
+
+def test_check_neither_follows_nor_reads_links_to_dev_zero(tmp_path):
+    """`leaderboard --check` (which the published workflow runs) copied a record linked to
+    /dev/zero into its temporary folder until the disk was full, and would read a stored table
+    linked there forever: it now copies links as links, refused like any reader refuses them,
+    and reports the linked table as stale."""
+    from conftest import run_bench
+
+    from test_leaderboard import populate
+
+    populate(tmp_path)
+    assert run_bench(["leaderboard", "--results-dir", str(tmp_path)]).returncode == 0
+    os.symlink("/dev/zero", tmp_path / "mlp" / "runs" / "zero.json")
+    (tmp_path / "mlp" / "leaderboard.csv").unlink()
+    os.symlink("/dev/zero", tmp_path / "mlp" / "leaderboard.csv")
+    ran = run_bench(["leaderboard", "--check", "--results-dir", str(tmp_path)], timeout=120)
+    assert ran.returncode == 1, ran.stderr
+    assert f"stale: {tmp_path / 'mlp' / 'leaderboard.csv'} (differs from what the records give)" in ran.stderr
+    assert "mlp/runs/zero.json: refused: a symbolic link, not a regular file" in ran.stderr

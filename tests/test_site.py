@@ -280,3 +280,22 @@ def test_serve_writes_the_site_and_serves_it_on_this_machine_until_ctrl_c(tmp_pa
     finally:
         proc.kill()
     assert main(["leaderboard", "--serve", "--show", "--results-dir", str(tmp_path)]) == 2
+
+
+def test_the_site_is_not_written_through_a_link_nor_over_files_it_did_not_write(tmp_path):
+    """A results/site planted as a link to another folder had its index.html and site.css
+    replaced there (found by a hostile-input audit); an --out folder holding other files is
+    refused too, before anything is written."""
+    from bench.errors import ResultsFolderError
+
+    build(tmp_path)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "index.html").write_text("mine")
+    shutil.rmtree(tmp_path / "site")
+    (tmp_path / "site").symlink_to(victim)
+    with pytest.raises(ResultsFolderError, match="is a symbolic link or a file"):
+        site.build(tmp_path, ["mlp"], tmp_path / "site")
+    with pytest.raises(ResultsFolderError, match=r"holds files the site did not write \(index.html\)"):
+        site.build(tmp_path, ["mlp"], victim)
+    assert [p.name for p in victim.iterdir()] == ["index.html"] and (victim / "index.html").read_text() == "mine"
