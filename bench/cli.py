@@ -449,6 +449,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from bench import board, render
 
     suite = load_suite(args.suite)
+    if args.into is not None and args.into.resolve().is_relative_to(Path(args.results_dir).resolve()):
+        raise registry.ParameterError(f"--into {args.into}: inside the results folder {args.results_dir}, where the "
+                                      "reruns would replace the records they are judged against; choose another folder")
     stored = records.load_records(args.results_dir, suite.name)
     if not stored:
         raise reproduce.ReproduceError(f"no records of suite '{suite.name}' under "
@@ -465,7 +468,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"rerunning {len(chosen)} of {len(stored)} records of {suite.name} (--seed {args.seed}) into {into}")
         try:
             for r in sorted(chosen, key=lambda r: (r["config"]["seed"], r["config"]["method"])):
-                threads = args.threads or (r["env"].get("threads") if device == "cpu" else None)
+                # the record's threads, as far as this machine's cores go (a planted 10**12 started no worker)
+                threads = args.threads or (min(r["env"]["threads"], os.cpu_count() or 1)
+                                           if device == "cpu" and r["env"].get("threads") else None)
                 if threads not in executors:
                     executors[threads] = make_executor(argparse.Namespace(**{**vars(args), "threads": threads}), device)
                 again = reproduce.rerun(r, suite, results_dir=into, data_dir=args.data_dir, device=device,

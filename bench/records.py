@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, TypedDict
 
 from bench import layout
+from bench.suite import SEED_LIMIT
 
 if TYPE_CHECKING:
     import torch
@@ -386,6 +387,10 @@ def record_problem(record: Any) -> str | None:
     for key, value in record["metrics"].items():
         if why := _metric_problem(key, value):
             return f"malformed record: metrics.{key} {why}"
+    if not layout.RECORD_METHOD.fullmatch(record["config"]["method"]):
+        return f"malformed record: config.method {record['config']['method'][:40]!r} is no method name"
+    if not 0 <= record["config"]["seed"] < SEED_LIMIT:
+        return f"malformed record: config.seed is outside [0, {SEED_LIMIT})"
     if not all(_finite(v) for v in _numbers(record["config"]["params"])):
         return f"malformed record: config.params holds a number that is not finite or not within ±{MAX_NUMBER:g}"
     if record["env"]["threads"] is not None and record["env"]["threads"] < 1:

@@ -157,5 +157,5 @@ def rerun(record: dict[str, Any], suite: Suite, *, results_dir: Path, data_dir: 
                              f"{', '.join(changed) or 'its hash'})")
     done = run_suite(suite, [c["method"]], seeds=[c["seed"]], results_dir=results_dir, data_dir=data_dir,
                      device=device, overrides=overrides, executor=executor, budget_overrides=budget,
-                     allow_dirty=True, fuse=1)
+                     allow_dirty=True, fuse=1, force=True)  # a rerun runs, whatever the folder holds
     return done[0]

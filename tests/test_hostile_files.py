@@ -154,6 +154,9 @@ UNUSABLE = {
                             "metrics.train_time_s is not a finite number within ±1e+18"),  # overflowed in render
     "sparsity-huge": (edited(lambda r: r["config"]["params"].update(sparsity=10**400)),
                       "config.params holds a number that is not finite or not within ±1e+18"),
+    "method-glob": (edited(lambda r: r["config"].update(method="mag*")), "config.method 'mag*' is no method name"),
+    "method-path": (edited(lambda r: r["config"].update(method="../x")), "config.method '../x' is no method name"),
+    "seed-huge": (edited(lambda r: r["config"].update(seed=2**40 + 1)), "config.seed is outside [0, 4294967296)"),
     "nonzeros-negative": (edited(lambda r: r["metrics"].update(nonzeros=-1)), "metrics.nonzeros is -1, a negative count"),
     "size-negative": (edited(lambda r: r["metrics"].update(size_bytes=-4.5)),
                       "metrics.size_bytes is -4.5, a negative count"),
