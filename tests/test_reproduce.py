@@ -80,6 +80,7 @@ def test_reproduce_reruns_stored_records_and_flags_a_planted_difference(tmp_path
     planted = bench(args)  # into the same scratch folder, which holds the last rerun: it reruns again
     assert planted.returncode == 1
     assert "DIFFERS (must be exact)" in planted.stdout and "0 of 1 records reproduced" in planted.stdout
+    assert "1 to run, 0 finished before" in planted.stdout
     # into the results folder, the rerun would replace (or, found finished, certify) the planted record
     into_results = bench(args[:-1] + [results / "scratch"])
     assert into_results.returncode == 2 and "inside the results folder" in into_results.stderr
