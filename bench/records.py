@@ -446,13 +446,35 @@ def load_records(results_dir: Path, suite: str) -> list[Record]:
 
 def named_records(results_dir: Path, suite: str, problems: list[str] | None = None
                   ) -> list[tuple[str, Record]]:
-    """load_records with each record's file name (without .json): the name a site links to."""
-    out = []
-    for path in sorted(layout.runs_dir(results_dir, suite).glob("*.json")):
+    """load_records with each record's file name (without .json): the name a site links to.
+    A record is left out, with a line in `problems`, where it is not the suite's (its config names
+    another) or is a second record of one run (a copied file, which would count as another seed):
+    of those, the one under its own name (bench.layout.record_path) is kept."""
+    out: dict[str, tuple[str, Record]] = {}
+    folder = layout.runs_dir(results_dir, suite)
+    for path in sorted(folder.glob("*.json")):
         record = read_record(path, problems)
-        if record is not None:
-            out.append((path.stem, record))
-    return out
+        if record is None:
+            continue
+        c = record["config"]
+        if c["suite"] != suite:
+            _note(problems, f"{path}: a record of suite {c['suite'][:40]!r}, not of {suite!r}")
+            continue
+        run = config_hash(c)
+        if run in out:
+            own = layout.record_path(results_dir, suite, c["method"], c["seed"], record["config_hash"]).stem
+            kept, other = (path.stem, out[run][0]) if path.stem == own else (out[run][0], path.stem)
+            if kept == path.stem:
+                out[run] = (path.stem, record)
+            _note(problems, f"{folder / other}.json: a second record of the run of {kept}.json (a copy?)")
+            continue
+        out[run] = (path.stem, record)
+    return sorted(out.values(), key=lambda item: item[0])
+
+
+def _note(problems: list[str] | None, line: str) -> None:
+    if problems is not None:
+        problems.append(line)
 
 
 class ProvenanceError(ValueError):

@@ -270,3 +270,30 @@ def test_check_neither_follows_nor_reads_links_to_dev_zero(tmp_path):
     assert ran.returncode == 1, ran.stderr
     assert f"stale: {tmp_path / 'mlp' / 'leaderboard.csv'} (differs from what the records give)" in ran.stderr
     assert "mlp/runs/zero.json: refused: a symbolic link, not a regular file" in ran.stderr
+
+
+def test_a_copied_record_or_another_suites_record_is_no_extra_seed(tmp_path, bench):
+    """A record copied under another name, and one whose config names another suite, each
+    counted as one more seed of its row ('seeds 4' for 2 real ones): they are named and left
+    out, and the copy under the run's own name is the one kept."""
+    from test_leaderboard import record as make
+
+    runs = layout.runs_dir(tmp_path, "mlp")
+    for seed, accuracy in ((0, 0.97), (1, 0.98)):
+        r = make("magnitude", {"sparsity": 0.5}, seed, accuracy, 500)
+        records.write_json_atomic(layout.record_path(tmp_path, "mlp", "magnitude", seed, r["config_hash"]), r)
+    own = layout.record_path(tmp_path, "mlp", "magnitude", 0, make("magnitude", {"sparsity": 0.5}, 0, 0.97, 500)
+                             ["config_hash"])
+    copy = json.loads(own.read_text())
+    copy["metrics"]["accuracy"] = 0.999  # an edited copy would pull the mean up
+    records.write_json_atomic(runs / "aaa-copy.json", copy)
+    other = make("magnitude", {"sparsity": 0.5}, 2, 0.5, 500)
+    other["config"]["suite"] = "mnist"
+    records.write_json_atomic(runs / "zz-other.json", other)
+
+    ran = bench(["leaderboard", "--results-dir", tmp_path, "--show", "--format", "csv"])
+    assert ran.returncode == 0, ran.stderr
+    assert f"{runs / 'aaa-copy.json'}: a second record of the run of {own.stem}.json (a copy?)" in ran.stderr
+    assert f"{runs / 'zz-other.json'}: a record of suite 'mnist', not of 'mlp'" in ran.stderr
+    [row] = [line for line in ran.stdout.splitlines() if line.startswith("mlp,") and ",magnitude," in line]
+    assert ",cpu,2,Test CPU,97.5,0.71," in row  # 2 seeds, mean 97.50: neither the copy nor the other suite's record
