@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import sys
 import time
 import traceback
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy
 import torch
 from torch import nn
 
@@ -124,6 +128,7 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
     """Do a task in this process: train a dense model, or run methods and measure their models;
     one Outcome per run. `echo` also shows the logs (the inline executor prints them)."""
     logs = [_Log(path, echo) for path in task.log_paths]
+    code = _code_bindings()  # before the plugins are imported: what a run must leave bound as it was
     try:
         if task.kind == "runs":  # the runs' plugins alone: each costs seconds of imports
             registry.load({link for spec in task.specs for link in links(spec.method)})
@@ -148,7 +153,7 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
                 return [_train_dense(ctx, Path(task.checkpoint) if task.checkpoint else None, env, log)]
 
             def job(spec: RunSpec, log: _Log) -> Callable[[Callable[..., TrainResult]], dict[str, Any]]:
-                return lambda fit_with: _run(task, spec, data, device, gate, log, fit_with)
+                return lambda fit_with: _run(task, spec, data, device, gate, log, fit_with, code)
 
             jobs = [job(spec, log) for spec, log in zip(task.specs, logs)]
             if task.fuse and len(jobs) > 1:
@@ -162,12 +167,23 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
 
 
 def _run(task: Task, spec: RunSpec, data: Dataset, device: torch.device, gate: DeviceGate, log: _Log,
-         fit_with: Callable[..., TrainResult]) -> dict[str, Any]:
+         fit_with: Callable[..., TrainResult], code: dict[tuple[Any, str], Any]) -> dict[str, Any]:
     """One run, isolated: its own copies of the data and the dense model, torch's global state
-    reset around it, its model judged on the worker's untouched data. A fault in the harness's
-    steps around the method (the reference model, the copies, the dense model's hash) fails this
-    run, as execute() fails it for the method's own faults: never the task's other runs."""
+    reset around it, its model judged on the worker's untouched data, and the harness's and
+    torch's functions as `code` found them (see `_put_back`). A fault in the harness's steps
+    around the method (the reference model, the copies, the dense model's hash) fails this run,
+    as execute() fails it for the method's own faults: never the task's other runs."""
     start = time.perf_counter()
+    result = _measured_run(task, spec, data, device, gate, log, fit_with, start)
+    if rebound := _put_back(code):
+        return {"status": Status.FAILED, "error": f"PluginError: the method rebound {', '.join(rebound[:5])}, code that "
+                f"measures this run and later ones; put back, and this run is not ranked", "metrics": {},
+                "figures": {}, "run_time_s": time.perf_counter() - start}
+    return result
+
+
+def _measured_run(task: Task, spec: RunSpec, data: Dataset, device: torch.device, gate: DeviceGate, log: _Log,
+                  fit_with: Callable[..., TrainResult], start: float) -> dict[str, Any]:
     try:
         with _torch_defaults(task.threads):
             dense = task.dense.get(spec.seed)
@@ -186,6 +202,42 @@ def _run(task: Task, spec: RunSpec, data: Dataset, device: torch.device, gate: D
     except (Exception, SystemExit) as e:  # noqa: BLE001 - this run's failed row
         return {"status": Status.FAILED, "error": _failure(e),
                 "metrics": {}, "figures": {}, "run_time_s": time.perf_counter() - start}
+
+
+# Where a plugin could rebind a function to change how runs are measured (a plugin that set
+# bench.measure.count_nonzeros = lambda m: 1 gave the next run in its worker 100% sparsity):
+# the harness's modules, and the torch namespaces that the measurement calls.
+TORCH_SPACES = (torch, torch.nn.functional, torch.Tensor, torch.nn.Module)
+
+
+def _code_bindings() -> dict[tuple[Any, str], Any]:
+    """The functions and classes bound in the harness's modules and in TORCH_SPACES, by
+    (module or class, name)."""
+    owners = [m for name, m in list(sys.modules.items()) if name == "bench" or name.startswith("bench.")]
+    return {(owner, name): value for owner in [*owners, *TORCH_SPACES]
+            for name, value in list(vars(owner).items()) if callable(value)}
+
+
+def _put_back(code: dict[tuple[Any, str], Any]) -> list[str]:
+    """Bind again what `code` holds where a run rebound it, and take away functions it added to
+    TORCH_SPACES (torch.Tensor.count_nonzero = ... shadows the method); the names, if any. The
+    plugin's process keeps running other runs: they must meet the code the harness tested."""
+    changed = []
+    for (owner, name), value in code.items():
+        if vars(owner).get(name) is not value:
+            setattr(owner, name, value)
+            changed.append(f"{_named(owner)}.{name}")
+    for owner in TORCH_SPACES:
+        for name, value in list(vars(owner).items()):
+            if callable(value) and (owner, name) not in code:
+                delattr(owner, name)
+                changed.append(f"{_named(owner)}.{name}")
+    return changed
+
+
+def _named(owner: Any) -> str:
+    """A module's or a class's dotted name (torch.Tensor)."""
+    return owner.__name__ if isinstance(owner, types.ModuleType) else f"{owner.__module__}.{owner.__qualname__}"
 
 
 def _failure(e: BaseException) -> str:
@@ -211,21 +263,27 @@ def _reference(task: Task, data: Dataset, device: torch.device, dense: DenseWeig
 @contextlib.contextmanager
 def _torch_defaults(threads: int | None) -> Iterator[None]:
     """torch's process-wide settings as the harness sets them, during a run and back after it:
-    a plugin that turns autograd off, changes the default dtype or the deterministic flags, or
-    the thread count, does so for its own run only."""
+    a plugin that turns autograd off, changes the default dtype, the deterministic flags, the
+    float32 matmul precision or the thread count, or draws from (or seeds) Python's and numpy's
+    global random generators, does so for its own run only."""
     saved = (torch.is_grad_enabled(), torch.get_default_dtype(), torch.are_deterministic_algorithms_enabled(),
              torch.is_deterministic_algorithms_warn_only_enabled(), torch.get_num_threads(),
-             torch.is_anomaly_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+             torch.is_anomaly_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.get_float32_matmul_precision(), random.getstate(), numpy.random.get_state())
 
-    def restore(grad, dtype, deterministic, warn_only, n, anomaly, benchmark, cudnn_deterministic) -> None:
+    def restore(grad, dtype, deterministic, warn_only, n, anomaly, benchmark, cudnn_deterministic, matmul,
+                python_random, numpy_random) -> None:
         torch.set_grad_enabled(grad)
         torch.set_default_dtype(dtype)
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.set_num_threads(n)
         torch.autograd.set_detect_anomaly(anomaly)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = benchmark, cudnn_deterministic
+        torch.set_float32_matmul_precision(matmul)
+        random.setstate(python_random)
+        numpy.random.set_state(numpy_random)
 
-    restore(True, torch.float32, False, False, threads or saved[4], False, saved[6], False)
+    restore(True, torch.float32, False, False, threads or saved[4], False, saved[6], False, "highest", *saved[9:])
     try:
         yield
     finally:

@@ -45,6 +45,25 @@ PLUGINS = '''
             torch.set_num_threads(2)
             return model
 
+    @register_method("rebinder")
+    class Rebinder(Method):
+        """Rebinds the code that measures every run, and reseeds the global random generators."""
+
+        def run(self, ctx):
+            import random
+
+            import numpy
+
+            import bench.measure
+
+            bench.measure.count_nonzeros = lambda model: 1
+            torch.count_nonzero = lambda t, *args, **kwargs: torch.tensor(1)
+            torch.Tensor.count_nonzero = lambda self, *args, **kwargs: torch.tensor(1)
+            torch.set_float32_matmul_precision("medium")
+            random.seed(1)
+            numpy.random.seed(1)
+            return ctx.pretrained()
+
     @register_method("hangs")
     class Hangs(Method):
         """Starts a process of its own, then never returns."""
@@ -116,7 +135,7 @@ PLUGINS = '''
         def run(self, ctx):
             return Hidden(ctx.pretrained(), in_buffer=True)
 '''
-NAMES = ("corrupter", "hangs", "exits", "five-classes", "unused-weights", "attribute-weights", "buffer-weights")
+NAMES = ("corrupter", "rebinder", "hangs", "exits", "five-classes", "unused-weights", "attribute-weights", "buffer-weights")
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +169,42 @@ def test_what_a_run_corrupts_reaches_no_other_run(tmp_path, data_dir, hostile, p
             for key in ("accuracy", "nonzeros", "size_bytes", "train_epochs"):
                 assert got[method]["metrics"][key] == reference[method][key], (executor, method, key)
         assert {r["env"]["threads"] for r in got.values()} == {1}  # the corrupter's threads stayed its own
+
+
+@pytest.mark.xdist_group("processes")
+def test_code_a_run_rebinds_is_put_back_and_the_run_not_ranked(tmp_path, data_dir, hostile, plugins, bench):
+    """A plugin that rebinds the harness's measuring code (and torch's) gave the next run in its
+    worker 100% sparsity: the functions are bound again after the run, which fails saying what it
+    rebound, and the runs after it measure as in a sweep without it; the random generators and
+    matmul precision it set are its own too."""
+    import random
+
+    import numpy
+    import torch
+
+    from bench import measure
+
+    plugins(hostile)
+    clean = bench(["run", *TINY, "--methods", "dense,magnitude", "--data-dir", data_dir,
+                   "--results-dir", tmp_path / "clean"])
+    reference = {m: r["metrics"] for m, r in recs(tmp_path / "clean").items()}
+    count_nonzeros, python_random, numpy_random = measure.count_nonzeros, random.getstate(), numpy.random.get_state()
+    for executor in (["--executor", "inline"], ["--executor", "local", "--jobs", "1"]):
+        results = tmp_path / executor[1]
+        proc = bench(["run", *TINY, "--methods", "rebinder,dense,magnitude", *executor,
+                      "--data-dir", data_dir, "--results-dir", results])
+        assert proc.returncode == 1, proc.stderr  # the rebinder's failed row
+        got = recs(results)
+        assert got["rebinder"]["status"] == "failed"
+        assert got["rebinder"]["error"].startswith("PluginError: the method rebound bench.measure.count_nonzeros, "
+                                                   "torch.count_nonzero, torch.Tensor.count_nonzero")
+        for method in ("dense", "magnitude"):
+            for key in ("accuracy", "nonzeros", "sparsity", "size_bytes"):
+                assert got[method]["metrics"][key] == reference[method][key], (executor, method, key)
+    # in this process (the inline executor's), everything is as it was
+    assert measure.count_nonzeros is count_nonzeros and "count_nonzero" not in vars(torch.Tensor)
+    assert torch.count_nonzero(torch.ones(3)) == 3 and torch.get_float32_matmul_precision() == "highest"
+    assert random.getstate() == python_random and numpy.random.get_state()[1].tolist() == numpy_random[1].tolist()
 
 
 @pytest.mark.xdist_group("processes")
