@@ -37,8 +37,10 @@ def flat_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def setting_label(params: dict[str, Any]) -> str:
-    """"sparsity=0.9"; for a chain, each link's parameters prefixed by its method name."""
-    return ", ".join(f"{k}={v}" for k, v in flat_params(params).items()) or "-"
+    """"sparsity=0.9"; for a chain, each link's parameters prefixed by its method name. In name
+    order, whatever the order of `params`: records read back (their JSON keys sorted) and fresh ones
+    must give one label, or one setting splits into two rows."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(flat_params(params).items())) or "-"
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ def test_dense_and_magnitude_end_to_end(tmp_path, data_dir, bench):
     proc = bench(quick(tmp_path, data_dir, "--methods", "dense,magnitude",
                        "--set", "magnitude.sparsity=0.9"))
     assert proc.returncode == 0, proc.stderr
-    assert "epoch   3/3" in proc.stdout and "[2/2] magnitude sparsity=0.9, scope=global seed=0" in proc.stdout
+    assert "epoch   3/3" in proc.stdout and "[2/2] magnitude scope=global, sparsity=0.9 seed=0" in proc.stdout
     recs = {r["config"]["method"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "mlp" / "runs").glob("*.json"))}
     dense, mag = recs["dense"]["metrics"], recs["magnitude"]["metrics"]
     assert dense["accuracy"] > 0.93 and dense["params"] == 266_610 and dense["sparsity"] == 0

@@ -293,3 +293,12 @@ def test_every_built_in_method_has_its_place_in_the_style_order():
     built_in = {name for name, info in board._plugins().items() if info.origin == "built in"}
     assert set(plots.STYLE_ORDER) == built_in - set(plots.REFERENCE_STYLES), "append new methods to STYLE_ORDER"
     assert len(set(plots.STYLE_ORDER)) == len(plots.STYLE_ORDER)
+
+
+def test_one_setting_is_one_row_whatever_the_order_of_its_parameters():
+    """A record read back has its JSON keys sorted, a fresh one its parameters in the method's
+    order: the summary at the end of `bench run` split one setting into two rows of one seed."""
+    fresh = record("magnitude", {"sparsity": 0.5, "scope": "global"}, 0, 0.97, 500)
+    read_back = record("magnitude", {"scope": "global", "sparsity": 0.5}, 1, 0.98, 500)
+    table, _ = board.table([fresh, read_back])
+    assert list(table.seeds) == [2] and list(table.setting) == ["scope=global, sparsity=0.5"]
