@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from bench.bounds import field_defaults
 from bench.chain import Chain, check_chain, links
+from bench.errors import ParameterError
 from bench.records import Status, config_hash
 from bench.registry import BROKEN, METHODS, Method
 from bench.suite import Budget, DataSpec, ModelSpec, Suite
@@ -126,7 +127,11 @@ def with_recorded(specs: list[RunSpec], history: list[dict[str, Any]], suite: Su
         selected = c["method"] in names or all(link in names for link in links(c["method"]))
         if selected and c["seed"] in seeds and _set_apart(c["budget"], defaults) == budget and key not in planned:
             planned.add(key)
-            build_method(c["method"], c["params"])
+            try:
+                build_method(c["method"], c["params"])
+            except ParameterError as e:
+                raise ParameterError(f"--recorded: the record {c['method']}-{record['config_hash'][:12]}-s{c['seed']} "
+                                     f"names a setting that cannot run: {e}") from None
             out.append(RunSpec(c["method"], c["params"], c["seed"]))
     if order == "breadth":
         out.sort(key=lambda r: seeds.index(r.seed))
@@ -137,7 +142,9 @@ def build_method(method: str, params: dict[str, Any]) -> Method | Chain:
     """The method (or chain) a run's resolved parameters describe."""
     if len(links(method)) == 1:
         return METHODS[method].build(dict(params))
-    return Chain([METHODS[link].build(dict(p)) for link, p in params.items()])
+    if sorted(params) != sorted(links(method)):
+        raise ParameterError(f"chain {method}: parameters are given for the links {', '.join(params)}")
+    return Chain([METHODS[link].build(dict(params[link])) for link in links(method)])  # in the chain's order
 
 
 def dense_epochs(spec: RunSpec, suite: Suite) -> int:

@@ -206,8 +206,9 @@ def _measured_run(task: Task, spec: RunSpec, data: Dataset, device: torch.device
 
 # Where a plugin could rebind a function to change how runs are measured (a plugin that set
 # bench.measure.count_nonzeros = lambda m: 1 gave the next run in its worker 100% sparsity):
-# the harness's modules, and the torch namespaces that the measurement calls.
-TORCH_SPACES = (torch, torch.nn.functional, torch.Tensor, torch.nn.Module)
+# the harness's modules, and the torch namespaces that the measurement calls. Not nn.Module:
+# torch rebinds its __init__ and __setstate__ itself, once, at the first torch.compile or export.
+TORCH_SPACES = (torch, torch.nn.functional, torch.Tensor)
 
 
 def _code_bindings() -> dict[tuple[Any, str], Any]:

@@ -130,6 +130,24 @@ def test_recorded_plans_every_setting_the_records_hold_so_a_refresh_can_rerun_th
     assert "1 run: 1 to run" in alone.stdout  # the chain's magnitude link is not selected
     assert "5 runs: 5 to run" in bench(["run", *tiny, "--methods", "magnitude,dynamic-int8", "--recorded", "--force",
                                         "--dry-run"]).stdout
+    # a tampered record whose setting cannot run is named, not a KeyError or an unnamed refusal
+    (chain,) = (tmp_path / "mlp-fast" / "runs").glob("magnitude+dynamic-int8-*.json")
+    record = json.loads(chain.read_text())
+    record["config"]["params"] = {"dense": {}, "dynamic-int8": {}}
+    chain.write_text(json.dumps(record))
+    (older,) = [p for p in (tmp_path / "mlp-fast" / "runs").glob("magnitude-*.json")
+                if json.loads(p.read_text())["config"]["params"]["sparsity"] == 0.7]
+    for path, why in ((chain, "chain magnitude+dynamic-int8: parameters are given for the links dense, dynamic-int8"),
+                      (older, "expected a number in [0, 1), got 5.0")):
+        if path == older:
+            record = json.loads(older.read_text())
+            record["config"]["params"]["sparsity"] = 5.0
+            older.write_text(json.dumps(record))
+        refused = bench(["run", *tiny, "--methods", "magnitude,dynamic-int8", "--recorded", "--dry-run"])
+        assert refused.returncode == 2 and f"--recorded: the record {path.stem} names a setting that cannot run" \
+            in refused.stderr and why in refused.stderr, refused.stderr
+        chain.write_text(json.dumps({**json.loads(chain.read_text()), "config": {
+            **json.loads(chain.read_text())["config"], "params": {"magnitude": {"sparsity": 0.9}, "dynamic-int8": {}}}}))
 
 
 def test_the_driver_stamps_the_provenance_whichever_checkout_its_worker_runs_in(tmp_path, data_dir, monkeypatch):
