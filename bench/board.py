@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable
@@ -49,6 +50,15 @@ def row_key(r: Record) -> dict[str, Any]:
             "timed_on": r.get("measured_on", {}).get("device", device)}
 
 
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters shown as `?`: a record's text printed in a terminal
+    or stored in a table must not carry escape sequences (ESC ] 0 ; ... retitles a terminal)."""
+    return CONTROL.sub("?", text)
+
+
 def frame(recs: list[Record], cols: list[Column]) -> pd.DataFrame:
     """One row per successful record, with its parameters (`flat_params`) and the columns of the
     recorded metrics in `cols`."""
@@ -57,8 +67,8 @@ def frame(recs: list[Record], cols: list[Column]) -> pd.DataFrame:
         if r["status"] != Status.OK:
             continue
         m = r["metrics"]
-        row = {**row_key(r), "setting_params": flat_params(r["config"]["params"]),
-               "machine": r["env"].get("device_name", "?")}
+        row = {k: printable(v) if isinstance(v, str) else v for k, v in row_key(r).items()}
+        row.update(setting_params=flat_params(r["config"]["params"]), machine=printable(r["env"].get("device_name", "?")))
         for col in cols:
             if col.column and col.spec.recorded:
                 row[col.column] = None if m.get(col.key) is None else m[col.key] * col.spec.scale
@@ -118,7 +128,15 @@ def table(recs: list[Record]) -> tuple[pd.DataFrame, list[Column]]:
 def csv_text(table: pd.DataFrame) -> str:
     """The table as the leaderboard's CSV: every column but the parameter mappings, which the
     `setting` column spells out."""
-    return table.drop(columns="setting_params", errors="ignore").to_csv(index=False, lineterminator="\n")
+    table = table.drop(columns="setting_params", errors="ignore")
+    text = [c for c in table.columns if table[c].map(lambda v: isinstance(v, str)).any()]
+    return table.assign(**{c: table[c].map(_inert) for c in text}).to_csv(index=False, lineterminator="\n")
+
+
+def _inert(value: Any) -> Any:
+    """A text cell a spreadsheet will not run: one that starts as a formula does (`=HYPERLINK(...)`,
+    `+`, `-`, `@`) gets a leading `'`, as OWASP advises for CSV files; numbers stay numbers."""
+    return f"'{value}" if isinstance(value, str) and len(value) > 1 and value[0] in "=+-@\t\r" else value
 
 
 def family_of(method: str, families: dict[str, str]) -> str:

@@ -14,8 +14,8 @@ from tabulate import tabulate
 
 from bench.metrics import Column
 from bench.records import Record, Status
-from bench.board import (REFERENCES, TABLE, code_of, distinct_settings, environment, failed_runs, row_key, select,
-                         setting_sparsity, short_setting, unavailable_runtimes)
+from bench.board import (REFERENCES, TABLE, code_of, distinct_settings, environment, failed_runs, printable, row_key,
+                         select, setting_sparsity, short_setting, unavailable_runtimes)
 from bench.board import table as board_table
 
 
@@ -106,9 +106,12 @@ def md_text(value: Any) -> str:
     record's value (an error, a parameter, a device name) never splits a table row, nor starts a
     row or a heading of its own; `<` escaped too, so that it is never markup (Markdown passes
     HTML through, and GitHub drops what looks like a tag: an error's `<OpOverload(...)>`), and
-    `\\` first, so that each escape means what it says."""
+    `\\` first, so that each escape means what it says; `[` and `]` escaped, so that no record
+    makes a link or an image (`![x](https://tracker)`); control characters (a terminal's escape
+    sequences) shown as `?`."""
     text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("<", "\\<")
-    return " ".join(text.splitlines())
+    text = text.replace("[", "\\[").replace("]", "\\]")
+    return printable(" ".join(text.splitlines()))
 
 
 def _pipe_table(rows: list[list[Any]], headers: list[str]) -> str:

