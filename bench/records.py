@@ -448,9 +448,9 @@ def named_records(results_dir: Path, suite: str, problems: list[str] | None = No
                   ) -> list[tuple[str, Record]]:
     """load_records with each record's file name (without .json): the name a site links to.
     A record is left out, with a line in `problems`, where it is not the suite's (its config names
-    another) or is a second record of one run on one device type (a copied file, which would count
-    as another seed): of those, the one under its own name (bench.layout.record_path) is kept."""
-    out: dict[tuple[str, str], tuple[str, Record]] = {}
+    another) or is a second record of one run on one machine (a copied file, which would count as
+    another seed): of those, the one under its own name (bench.layout.record_path) is kept."""
+    out: dict[tuple[str, str, str], tuple[str, Record]] = {}
     folder = layout.runs_dir(results_dir, suite)
     for path in sorted(folder.glob("*.json")):
         record = read_record(path, problems)
@@ -460,7 +460,7 @@ def named_records(results_dir: Path, suite: str, problems: list[str] | None = No
         if c["suite"] != suite:
             _note(problems, f"{path}: a record of suite {c['suite'][:40]!r}, not of {suite!r}")
             continue
-        run = (config_hash(c), record["env"]["device"].split(":")[0])  # a device type's tables are its own
+        run = (config_hash(c), record["env"]["device"].split(":")[0], record["env"]["device_name"])  # one machine's
         if run in out:
             own = layout.record_path(results_dir, suite, c["method"], c["seed"], record["config_hash"]).stem
             kept, other = (path.stem, out[run][0]) if path.stem == own else (out[run][0], path.stem)
