@@ -120,6 +120,8 @@ def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
                 parsed = float(parsed)
             except ValueError:
                 pass
+        if param in out.get(method, {}):  # the last would win silently: more likely a slip than a wish
+            raise registry.ParameterError(f"--set {key} is given twice ({out[method][param]!r}, then {parsed!r})")
         out.setdefault(method, {})[param] = parsed
     return out
 

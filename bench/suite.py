@@ -12,6 +12,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -212,6 +213,20 @@ class _SuiteLoader(yaml.SafeLoader):
             raise _Refused(problem="anchors and aliases (&name, *name) are not allowed in a suite file",
                            problem_mark=event.start_mark)
         return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """A key given twice in one mapping is refused: YAML keeps the last silently, so a
+        `lr: 0.05` further down the file would undo the `lr: 5.0` a reader sees first."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # the schema refuses it, naming the key
+            if key in seen:
+                raise _Refused(problem=f"key {str(key)[:60]!r} is given twice in one mapping",
+                               problem_mark=key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _yaml_error(e: yaml.YAMLError) -> str:

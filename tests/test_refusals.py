@@ -213,6 +213,8 @@ COMMAND_LINES = [
     ("an unknown option", ["--epochz", "1"], "unrecognized arguments: --epochz 1"),
     ("--set of an unknown method", ["--set", "magnitud.sparsity=0.5"],
      "--set magnitud.sparsity: unknown method 'magnitud'; did you mean magnitude, magnitude-oneshot?"),
+    ("--set twice", ["--set", "magnitude.sparsity=0.5", "--set", "magnitude.sparsity=0.7"],
+     "--set magnitude.sparsity is given twice (0.5, then 0.7)"),
     ("--set of a method not selected", ["--set", "random.sparsity=0.5"],
      "--set random.sparsity: method 'random' is not selected (--methods selects dense, magnitude)"),
     ("--set out of range", ["--set", "magnitude.sparsity=1.5"],

@@ -53,6 +53,7 @@ def test_valid_file_parses_with_defaults(tmp_path):
     (("seeds: [0]", "seeds: [0]\nruntimes: [torch, tensorrt]"),
      "key 'runtimes': unknown runtime 'tensorrt'; expected some of torch, torch_compile, torch_csr"),
     (("seeds: [0]", "seeds: [0]\nruntimes: [onnxruntime]"), "key 'runtimes': must include torch"),
+    (("lr: 0.1, ", "lr: 0.1, lr: 5.0, "), "key 'lr' is given twice in one mapping"),  # YAML would keep the last
 ])
 def test_errors_name_file_key_and_expectation(tmp_path, edit, message):
     path = write(tmp_path, VALID.replace(*edit))
