@@ -15,13 +15,13 @@ A claim per run keeps two commands on one results folder from executing the same
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 import dataclasses
 import os
 import re
 import shutil
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -174,12 +174,13 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
                  if device != "cuda" or torch.cuda.is_available() else None, refresh) if refresh else None
     todo = [r for r in runs if force or not finished(r.record) or (here and not here.made(r.record["env"]))]
     dense = {}
+    started = _started_from(existing) if todo else {}
     for seed in dict.fromkeys(r.spec.seed for r in todo):
         key = records.config_hash(records.dense_config(suite, seed, source))
         path = layout.dense_path(results_dir, suite.name, seed, key)
-        dense[seed] = _Dense(seed, path, Claim(claims, path.stem), recorded=_started_from(existing, key))
+        dense[seed] = _Dense(seed, path, Claim(claims, path.stem), recorded=started.get(key, {}))
     if dry_run:
-        _print_plan(suite, runs, todo, dense, source, data_dir, device, results_dir, log)
+        _print_plan(suite, runs, todo, dense, source, data_dir, device, existing, log)
         return []
     if standard and todo and commit and commit.endswith("-dirty") and not allow_dirty:
         raise records.ProvenanceError(
@@ -453,14 +454,15 @@ def _dense_done(d: _Dense, outcome: Outcome, log: Callable[[str], None],
     d.claim.release()
 
 
-def _started_from(recs: list[Record], key: str) -> dict[str, list[Record]]:
-    """The dense models (by sha256) that the recorded runs of the dense identity `key` started
-    from: what a newly trained one should equal, for its runs' rows to sit beside theirs."""
-    out: dict[str, list[Record]] = {}
+def _started_from(recs: list[Record]) -> dict[str, dict[str, list[Record]]]:
+    """Per dense identity (its config hash), the dense models (by sha256) that the recorded runs
+    started from: what a newly trained one should equal, for its runs' rows to sit beside theirs."""
+    out: dict[str, dict[str, list[Record]]] = {}
     for r in recs:
         sha = (r.get("dense") or {}).get("sha256")
-        if isinstance(sha, str) and records.config_hash(records.dense_of(r["config"])) == key:
-            out.setdefault(sha, []).append(r)
+        if isinstance(sha, str):
+            key = records.config_hash(records.dense_of(r["config"]))
+            out.setdefault(key, {}).setdefault(sha, []).append(r)
     return out
 
 
@@ -516,7 +518,8 @@ def _check_writable(folder: Path) -> None:
 
 
 def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[int, _Dense],
-                source: str, data_dir: Path | None, device: str, results_dir: Path, log: Callable[[str], None]) -> None:
+                source: str, data_dir: Path | None, device: str, history: list[Record],
+                log: Callable[[str], None]) -> None:
     """The plan and its expected cost, counted as it will be spent: the dense stage once per seed
     it trains, then each run's own epochs (a post-training run's record counts the dense epochs
     too, which the stage already trained). Times come only from finished records of the same
@@ -524,7 +527,6 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     from the suite's dense seconds per epoch, marked as extrapolated; else unknown."""
     from tabulate import tabulate
 
-    history = records.load_records(results_dir, suite.name)
     if device == "cuda" and not torch.cuda.is_available():  # planning a GPU sweep from elsewhere
         device_name, same_kind = "any GPU", (lambda env: env.get("device") == "cuda")
     else:
