@@ -23,7 +23,7 @@ from tabulate import tabulate
 from bench import layout, records, registry, reproduce
 from bench.bounds import Bounds
 from bench.chain import links
-from bench.errors import DataError, ExecutorError, ResultsFolderError, first_line
+from bench.errors import DataError, ExecutorError, Interrupted, ResultsFolderError, first_line
 from bench.plan import setting_label
 from bench.records import ProvenanceError, Status
 from bench.suite import SEED_LIMIT, Suite, SuiteError, available_suites, is_plain_name, load_suite
@@ -877,12 +877,14 @@ def _reader_gone() -> bool:
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise Interrupted
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a sweep as cleanly as Ctrl-C
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it started ignored (`... &`)
+        signal.signal(signal.SIGINT, _interrupt)  # the user's, told apart from a plugin's KeyboardInterrupt
     commands = {"run": cmd_run, "reproduce": cmd_reproduce, "compare": cmd_compare, "leaderboard": cmd_leaderboard, "list": cmd_list}
     try:
         return commands[args.command](args)

@@ -6,6 +6,8 @@ is shown in one line."""
 
 from __future__ import annotations
 
+import signal
+
 
 class ParameterError(ValueError):
     """A method parameter with a wrong name or type."""
@@ -31,6 +33,23 @@ class ExecutorError(ValueError):
 
 class ResultsFolderError(RuntimeError):
     """The results folder cannot take a sweep's files: refused before any training (exit 2)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or `kill` (SIGTERM) as the `bench` command's own signal handlers raise it: the user
+    stopping a sweep, told apart from a KeyboardInterrupt a plugin raises itself."""
+
+
+def stops_the_sweep(e: BaseException) -> bool:
+    """Whether an exception out of a plugin's code is the user stopping the sweep (which writes
+    nothing for the run) rather than the plugin failing (a failed row naming it). Ctrl-C reaches
+    a plugin's code as `Interrupted` where the CLI handles the signal, and as a plain
+    KeyboardInterrupt where Python's default handler is in place (a script calling bench.run).
+    A plain one anywhere else is the plugin's own: in a worker process, which ignores SIGINT
+    (Ctrl-C is the driver's), or under the CLI's handler."""
+    if isinstance(e, Interrupted):
+        return True
+    return isinstance(e, KeyboardInterrupt) and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def first_line(text: str | None, width: int | None = None) -> str:

@@ -54,7 +54,7 @@ from torch.func import functional_call, vmap
 from torch.nn.utils import prune
 
 from bench.data import Preprocess, Split
-from bench.errors import first_line
+from bench.errors import Interrupted, first_line, stops_the_sweep
 from bench.suite import Budget
 from bench.train import (DivergedError, Hook, LossFn, TrainResult, batching, default_loss, epoch_end, fit, make_optimizer,
                          make_schedule)
@@ -473,7 +473,7 @@ class _Group:
         return [r for r in self.runs if r.result is None]
 
     def fail(self, run: _Run, error: BaseException) -> None:
-        if isinstance(error, KeyboardInterrupt):
+        if stops_the_sweep(error):
             raise error
         run.result = error
         run.unstack()
@@ -637,8 +637,9 @@ def fit_group(calls: list[FitCall], *, keep_layout: bool = True) -> list[TrainRe
 
 # -- the coordinator ----------------------------------------------------------------------------
 
-class _Aborted(BaseException):
-    """Raised in a job's thread when the coordinator stops (KeyboardInterrupt)."""
+class _Aborted(Interrupted):
+    """Raised in a job's thread when the coordinator stops (the user's Ctrl-C): it passes through
+    the job's run as the interrupt itself would."""
 
 
 class Coordinator:
@@ -657,7 +658,8 @@ class Coordinator:
 
     def run(self, jobs: list[Callable[[Callable[..., TrainResult]], T]]) -> list[T | BaseException]:
         """Each job's return value, or the exception it raised (SystemExit and DivergedError
-        included). A KeyboardInterrupt stops everything: it is raised here at once."""
+        and a plugin's own KeyboardInterrupt included). The user's Ctrl-C stops everything: it is
+        raised here at once."""
         self._cond = threading.Condition()
         self._turn: int | None = None  # the job holding the baton; None: the coordinator
         self._state = ["ready"] * len(jobs)  # ready, fit (waiting for its training), done
@@ -698,9 +700,9 @@ class Coordinator:
         jobs = list(waiting)
         try:
             results = fit_group([waiting[j] for j in jobs])
-        except KeyboardInterrupt:
-            raise
         except BaseException as e:  # noqa: BLE001 - a fault of fusion fails the runs it trained, not the others
+            if stops_the_sweep(e):
+                raise
             results = [e] * len(jobs)
         for j, result in zip(jobs, results):
             if isinstance(result, NotFusable):
@@ -708,9 +710,9 @@ class Coordinator:
                 call.log(f"    training alone, not fused: {result}")
                 try:
                     result = call.fit_alone()
-                except KeyboardInterrupt:
-                    raise
                 except BaseException as e:  # noqa: BLE001 - the job's own error
+                    if stops_the_sweep(e):
+                        raise
                     result = e
             self._answers[j] = result
 
@@ -735,12 +737,12 @@ class Coordinator:
             result = job(partial(self._fit, j))
         except _Aborted:
             return
-        except KeyboardInterrupt as e:
-            with self._cond:
-                self._abort = e
-                self._cond.notify_all()
-            return
         except BaseException as e:  # noqa: BLE001 - the job's result
+            if stops_the_sweep(e):
+                with self._cond:
+                    self._abort = e
+                    self._cond.notify_all()
+                return
             result = e
         with self._cond:
             self._results[j] = result

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from bench import bounds
-from bench.errors import ParameterError, first_line
+from bench.errors import ParameterError, first_line, stops_the_sweep
 
 if TYPE_CHECKING:
     import torch
@@ -304,7 +304,8 @@ def editable_checkout(ep: EntryPoint) -> str | None:
 
 def _import_plugin(name: str, load: Callable[[], object], distribution: str | None = None,
                    checkout: str | None = None) -> None:
-    """Import one plugin; a failure (sys.exit included, Ctrl-C excluded; a name registered twice,
+    """Import one plugin; a failure (sys.exit and the plugin's own KeyboardInterrupt included,
+    the user's Ctrl-C excluded; a name registered twice,
     see `replaces`) is remembered with its cause on the first line, so that consoles and tables
     show why, not just that, it failed. Its registrations are traced to `distribution` (and the
     `checkout` of its editable install)."""
@@ -312,7 +313,9 @@ def _import_plugin(name: str, load: Callable[[], object], distribution: str | No
     _loading = (distribution, checkout)
     try:
         load()
-    except (Exception, SystemExit) as e:  # noqa: BLE001 - a broken plugin must not take the harness down
+    except BaseException as e:  # noqa: BLE001 - a broken plugin must not take the harness down
+        if stops_the_sweep(e):
+            raise
         BROKEN[name] = f"{error_summary(e)}\n{traceback.format_exc(limit=-3).strip()}"
     finally:
         _loading = (None, None)
@@ -322,6 +325,8 @@ def error_summary(e: BaseException) -> str:
     """One line saying what went wrong: `SyntaxError: expected ':' (method.py, line 6)`."""
     if isinstance(e, SystemExit):
         return f"SystemExit: the plugin called sys.exit({e.code!r})"
+    if isinstance(e, KeyboardInterrupt):  # a failure, so not the user's Ctrl-C (errors.stops_the_sweep)
+        return f"KeyboardInterrupt: raised by the plugin's own code, not by Ctrl-C{': ' + str(e) if str(e) else ''}"
     return f"{type(e).__name__}: {e}"
 
 

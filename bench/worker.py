@@ -13,8 +13,9 @@ Each run is isolated from the others of its process:
 - its model is judged on the worker's own untouched data;
 - a method that raises (SystemExit included) or diverges is a failed outcome with its error, a
   model that is no measurable answer to the suite (non-finite values, the wrong output shape,
-  parameters it never uses, weights the counts cannot see) an `invalid` one; KeyboardInterrupt
-  alone stops the sweep. A hang or a crash of the whole process is the executor's to catch.
+  parameters it never uses, weights the counts cannot see) an `invalid` one; the user's Ctrl-C
+  alone stops the sweep (a KeyboardInterrupt the plugin raises itself fails its run:
+  bench.errors.stops_the_sweep). A hang or a crash of the whole process is the executor's to catch.
 
 Several runs in one task (`--fuse`) run as jobs of a bench.fused.Coordinator: one at a time, each
 with its own context, their compatible training calls trained as one model.
@@ -45,7 +46,7 @@ from bench.data import Dataset, default_tensor_cache, load_dataset
 from bench.fused import Coordinator
 from bench.locks import DeviceGate
 from bench.plan import RunSpec, build_method
-from bench.errors import DenseMismatch, NotApplicable
+from bench.errors import DenseMismatch, NotApplicable, stops_the_sweep
 from bench.registry import BROKEN, METHODS, error_summary
 from bench.sparsity import weight_sparsity
 from bench.suite import Suite
@@ -396,8 +397,9 @@ def execute(spec: RunSpec, ctx: Context, judge: Context, reference: dict[str, in
             gate: DeviceGate) -> dict[str, Any]:
     """Run one method on `ctx` and measure its model on `judge` (the same suite and seed on data
     the method never saw); failures become a status and an error, never an exception (except
-    KeyboardInterrupt, which stops the sweep and writes nothing for this run; a plugin's
-    SystemExit is a failure of its run, not the end of the sweep). The model is measured alone
+    the user's Ctrl-C, which stops the sweep and writes nothing for this run; a plugin's
+    SystemExit, KeyboardInterrupt or own BaseException is a failure of its run, not the end of
+    the sweep). The model is measured alone
     on its device: other runs sharing it wait at the gate meanwhile."""
     start = time.perf_counter()
     out: dict[str, Any] = {"status": Status.OK, "error": None, "metrics": {}}
@@ -431,7 +433,9 @@ def execute(spec: RunSpec, ctx: Context, judge: Context, reference: dict[str, in
         out.update(status=Status.SKIPPED, error=f"not applicable: {e}")
     except InvalidModelError as e:
         out.update(status=Status.INVALID, error=str(e), metrics={})
-    except (Exception, SystemExit) as e:  # noqa: BLE001 - a failing plugin is a failed row
+    except BaseException as e:  # noqa: BLE001 - a failing plugin is a failed row
+        if stops_the_sweep(e):
+            raise
         out.update(status=Status.FAILED, error=_failure(e))
     out["figures"] = {**ctx.figures, **judge.figures}
     out["run_time_s"] = time.perf_counter() - start

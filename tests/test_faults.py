@@ -10,6 +10,7 @@ import json
 import os
 import random
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -34,7 +35,7 @@ INLINE = ["--executor", "inline"]  # runs in this process: these tests are of th
 SUITE = "mlp-fast"  # the results folder of TINY's suite
 
 FAULTY = '''
-    import os, re, signal, sys
+    import os, re, signal, sys, time
 
     import torch
     from torch import nn
@@ -55,6 +56,31 @@ FAULTY = '''
 
         def run(self, ctx):
             raise RuntimeError("the plugin blew up on purpose")
+
+    @register_method("interrupts")
+    class Interrupts(Method):
+        """Raises KeyboardInterrupt itself: no one pressed Ctrl-C."""
+
+        def run(self, ctx):
+            raise KeyboardInterrupt
+
+    class Halt(BaseException):
+        """An exception that is no Exception."""
+
+    @register_method("halts")
+    class Halts(Method):
+        """Raises its own BaseException."""
+
+        def run(self, ctx):
+            raise Halt("the plugin halted on purpose")
+
+    @register_method("naps")
+    class Naps(Method):
+        """Sleeps in run(), where Ctrl-C can reach it."""
+
+        def run(self, ctx):
+            print("napping now", flush=True)
+            time.sleep(600)
 
     @register_method("diverges")
     class Diverges(Method):
@@ -149,7 +175,7 @@ class Syntax(Method)
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory) -> Path:
     site = make_distribution(tmp_path_factory.mktemp("site"), "faulty", FAULTY, {
-        name: "faulty" for name in ("exits", "explodes", "diverges", "nan-weights", "inf-outputs",
+        name: "faulty" for name in ("exits", "explodes", "interrupts", "halts", "naps", "diverges", "nan-weights", "inf-outputs",
                                     "not-applicable", "stuck", "ranged", "widens", "zeroes")})
     make_distribution(site, "exit_at_import", "import sys\nsys.exit(3)\n", {"exit-import": "exit_at_import"})
     make_distribution(site, "missing_import", "import no_such_module_anywhere\n", {"missing": "missing_import"})
@@ -168,13 +194,14 @@ def test_faulty_plugins_become_failed_or_invalid_rows_and_the_sweep_goes_on(tmp_
     plugins(faulty)
     results = tmp_path / "results"
     args = ["run", *TINY, "--data-dir", str(data_dir), "--results-dir", str(results)]
-    proc = bench([*args, "--methods", "dense,syntax,exit-import,missing,exits,explodes,diverges,nan-weights,"
-                                      "inf-outputs,not-applicable,widens,zeroes"])
+    proc = bench([*args, "--methods", "dense,syntax,exit-import,missing,exits,explodes,interrupts,halts,diverges,"
+                                      "nan-weights,inf-outputs,not-applicable,widens,zeroes"])
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "8 of 12 runs did not finish" in proc.stderr  # a skipped run is no failure
+    assert "10 of 14 runs did not finish" in proc.stderr  # a skipped run is no failure
     assert statuses(results) == {"dense": "ok", "widens": "ok", "zeroes": "ok", "syntax": "failed", "exit-import": "failed", "missing": "failed",
-                                 "exits": "failed", "explodes": "failed", "diverges": "diverged",
+                                 "exits": "failed", "explodes": "failed", "interrupts": "failed", "halts": "failed",
+                                 "diverges": "diverged",
                                  "nan-weights": "invalid", "inf-outputs": "invalid", "not-applicable": "skipped"}
     causes = ["FAILED: ImportError: plugin 'syntax' failed to import: SyntaxError: expected ':' (syntax_plugin.py, line 5)",
               "FAILED: ImportError: plugin 'exit-import' failed to import: SystemExit: the plugin called sys.exit(3)",
@@ -182,6 +209,8 @@ def test_faulty_plugins_become_failed_or_invalid_rows_and_the_sweep_goes_on(tmp_
               "'no_such_module_anywhere'",
               "FAILED: SystemExit: the plugin called sys.exit('giving up')",
               "FAILED: RuntimeError: the plugin blew up on purpose",
+              "FAILED: KeyboardInterrupt: raised by the plugin's own code, not by Ctrl-C",
+              "FAILED: Halt: the plugin halted on purpose",
               "DIVERGED: training diverged at epoch 1",
               "INVALID: the returned model holds non-finite values in '1.weight'",
               "INVALID: the returned model's outputs on 16 test images are not finite",
@@ -295,6 +324,33 @@ def test_ctrl_c_and_kill_stop_a_sweep_within_seconds_keeping_finished_records(tm
         assert before is None or now == before
         before = now
     assert "3 runs (dense, not-applicable, stuck; seeds [0]), 1 to run, 2 finished before" in last_out
+
+
+@pytest.mark.xdist_group("processes")
+def test_in_the_inline_executor_a_plugins_keyboard_interrupt_fails_its_run_and_ctrl_c_stops_the_sweep(
+        tmp_path, data_dir, faulty):
+    """A real process running every run in itself (--executor inline), where the plugin's code and
+    Ctrl-C share one process: the KeyboardInterrupt a plugin raises is its failed row and the
+    sweep goes on; the user's Ctrl-C, while the next run sleeps, stops the command (exit 130)
+    with nothing recorded for that run."""
+    results = tmp_path / "results"
+    args = [sys.executable, "-m", "bench", "run", *TINY, *INLINE, "--methods", "dense,interrupts,naps",
+            "--data-dir", str(data_dir), "--results-dir", str(results)]
+    env = {**os.environ, "PYTHONPATH": f"{faulty}:{ROOT}"}
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=as_from_a_terminal)
+    deadline, seen = time.monotonic() + 300, b""
+    while b"napping now" not in seen:  # the inline executor echoes a run's prints to the console
+        assert proc.poll() is None and time.monotonic() < deadline, (seen, proc.communicate())
+        if select.select([proc.stdout], [], [], 1)[0]:
+            seen += os.read(proc.stdout.fileno(), 1 << 16)
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=60)
+    out, err = (seen + rest).decode(), err.decode()
+    assert proc.returncode == 130, err
+    assert "interrupted; finished runs are recorded" in err and "Traceback" not in err
+    assert "FAILED: KeyboardInterrupt: raised by the plugin's own code, not by Ctrl-C" in out
+    assert statuses(results) == {"dense": "ok", "interrupts": "failed"}
 
 
 def tmp_files(folder: Path) -> list[Path]:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune
 
+from bench.errors import Interrupted
 from bench.fused import Coordinator, FitCall, FusedResult, NotFusable, fit_group
 from bench.models import resnet20
 from bench.registry import METHODS, discover
@@ -63,7 +64,7 @@ def fused_and_alone(make_calls):
     for c in alone_calls:
         try:
             alone.append(c.fit_alone())
-        except Exception as e:  # noqa: BLE001 - compared with the fused run's error
+        except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - compared with the fused run's error
             alone.append(e)
     return fused_calls, fused, alone_calls, alone
 
@@ -258,19 +259,33 @@ class Boom(Exception):
     pass
 
 
-def test_a_raising_hook_fails_only_its_run(make_context):
+@pytest.fixture
+def cli_signals():
+    """Ctrl-C handled as the `bench` command handles it, so that a KeyboardInterrupt raised by a
+    run's own code is its failure, not the user's interrupt (bench.errors.stops_the_sweep)."""
+    import signal
+
+    from bench.cli import _interrupt
+
+    before = signal.signal(signal.SIGINT, _interrupt)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
+def test_a_raising_hook_fails_only_its_run(make_context, cli_signals, error):
     ctx = make_context("mlp", limit_train=1024)
 
     def explode(model, step):
         if step == 3:
-            raise Boom("hook failed")
+            raise error("hook failed")
 
     def calls():
         return [call(ctx, ctx.new_model(seed=s), seed=s, **({"after_step": explode} if s == 1 else {}))
                 for s in range(3)]
 
     fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
-    assert isinstance(fused[1], Boom) and isinstance(alone[1], Boom)
+    assert type(fused[1]) is error and type(alone[1]) is error
     assert all(p.data_ptr() != q.data_ptr() for p, q in zip(fused_calls[1].model.parameters(),
                                                            fused_calls[0].model.parameters()))
     assert_runs_match(*([x[i] for i in (0, 2)] for x in (fused_calls, fused, alone_calls, alone)), ctx)
@@ -399,9 +414,14 @@ def test_a_call_that_cannot_fuse_trains_alone_and_its_log_says_why(make_context)
     assert any("training alone, not fused: no other call" in line for line in logs)
 
 
-def test_a_keyboard_interrupt_stops_the_coordinator(make_context):
+def test_the_users_interrupt_stops_the_coordinator_and_a_jobs_own_keyboard_interrupt_is_its_result(cli_signals):
     def interrupted(fit):
-        raise KeyboardInterrupt
+        raise Interrupted  # what the CLI's handler raises on Ctrl-C
 
-    with pytest.raises(KeyboardInterrupt):
+    def raises_its_own(fit):
+        raise KeyboardInterrupt("the plugin's")
+
+    with pytest.raises(Interrupted):
         Coordinator().run([interrupted, lambda fit: 1])
+    first, second = Coordinator().run([raises_its_own, lambda fit: 1])
+    assert type(first) is KeyboardInterrupt and second == 1

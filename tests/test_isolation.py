@@ -187,6 +187,7 @@ def test_code_a_run_rebinds_is_put_back_and_the_run_not_ranked(tmp_path, data_di
     plugins(hostile)
     clean = bench(["run", *TINY, "--methods", "dense,magnitude", "--data-dir", data_dir,
                    "--results-dir", tmp_path / "clean"])
+    assert clean.returncode == 0, clean.stderr
     reference = {m: r["metrics"] for m, r in recs(tmp_path / "clean").items()}
     count_nonzeros, python_random, numpy_random = measure.count_nonzeros, random.getstate(), numpy.random.get_state()
     for executor in (["--executor", "inline"], ["--executor", "local", "--jobs", "1"]):
