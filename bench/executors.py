@@ -121,6 +121,8 @@ def _output_to(path: str | None) -> None:
     os.close(fd)
 
 
+LOG_LIMIT = 10 * 2**20  # bytes a run's log keeps: a log is KBs of epoch lines; a plugin printing per step, MBs
+
 READY = "ready"  # a worker's first message: it started (multiprocessing imported what it needs)
 
 
@@ -162,6 +164,7 @@ class _Worker:
         self.task: Task | None = None
         self.deadline = float("inf")
         self.shown: dict[str, int] = {}  # log path -> bytes echoed so far
+        self.capped: dict[str, int] = {}  # log path -> its size once cut (LOG_LIMIT and the note)
 
     def stop(self, grace: float = 0.0) -> None:
         """Ask the process to end, and kill it if it does not within seconds (a plugin stuck in
@@ -184,6 +187,28 @@ class _Worker:
             os.killpg(self.process.pid, sig) if self.started else os.kill(self.process.pid, sig)
         except (ProcessLookupError, PermissionError):  # gone already
             pass
+
+    def cap_logs(self) -> None:
+        """Cut its task's logs back to LOG_LIMIT bytes and a note saying so: a plugin that prints
+        without end (its stdout is the log) fills no disk. Called at every poll (about once a
+        second) and after the task ends, so a log passes the limit by at most one second's
+        writing, and ends within it."""
+        for path in self.task.log_paths if self.task else ():
+            keep = self.capped.get(path, LOG_LIMIT)
+            with contextlib.suppress(OSError):
+                if path is None or os.path.getsize(path) <= keep:
+                    continue
+                fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)  # the worker appends: writes go on at the new end
+                try:
+                    os.ftruncate(fd, keep)
+                    if path not in self.capped:
+                        note = (f"\n[bench: this log reached its limit of {LOG_LIMIT / 2**20:g} MiB here; what the run "
+                                "wrote after that is left out]\n").encode()
+                        os.pwrite(fd, note, keep)
+                        self.capped[path] = keep + len(note)
+                finally:
+                    os.close(fd)
+                self.shown[path] = min(self.shown.get(path, 0), self.capped[path])
 
     def echo_logs(self, echo: Callable[[str], None]) -> None:
         """Show the lines its task's runs have written to their logs since the last call."""
@@ -261,7 +286,7 @@ class LocalExecutor:
         worker = self._workers[slot]
         if worker is None or not worker.process.is_alive():
             worker = self._workers[slot] = self._start_worker(slot)
-        worker.ticket, worker.task, worker.shown = next(self._tickets), task, {}
+        worker.ticket, worker.task, worker.shown, worker.capped = next(self._tickets), task, {}, {}
         worker.deadline = time.monotonic() + task.timeout_s if task.timeout_s else float("inf")
         worker.conn.send(task)
         return worker.ticket
@@ -280,6 +305,7 @@ class LocalExecutor:
                      max(0.0, min(timeout, soonest - time.monotonic())))
         done = []
         for w in busy:
+            w.cap_logs()  # a task's output ends before it reports, or with its process: the last cut is final
             if self.echo:
                 w.echo_logs(self.echo)
             if w.conn in ready:

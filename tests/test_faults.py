@@ -82,6 +82,18 @@ FAULTY = '''
             print("napping now", flush=True)
             time.sleep(600)
 
+    @register_method("chatters")
+    class Chatters(Method):
+        """Prints a KiB every millisecond for 2.5 s, then returns the dense model."""
+
+        def run(self, ctx):
+            end, line = time.monotonic() + 2.5, 0
+            while time.monotonic() < end:
+                print(f"chatter {line:08d} " + "x" * 1000, flush=True)
+                line += 1
+                time.sleep(0.001)
+            return ctx.pretrained()
+
     @register_method("diverges")
     class Diverges(Method):
         """Trains with a learning rate that overflows the loss."""
@@ -175,7 +187,7 @@ class Syntax(Method)
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory) -> Path:
     site = make_distribution(tmp_path_factory.mktemp("site"), "faulty", FAULTY, {
-        name: "faulty" for name in ("exits", "explodes", "interrupts", "halts", "naps", "diverges", "nan-weights", "inf-outputs",
+        name: "faulty" for name in ("exits", "explodes", "interrupts", "halts", "naps", "chatters", "diverges", "nan-weights", "inf-outputs",
                                     "not-applicable", "stuck", "ranged", "widens", "zeroes")})
     make_distribution(site, "exit_at_import", "import sys\nsys.exit(3)\n", {"exit-import": "exit_at_import"})
     make_distribution(site, "missing_import", "import no_such_module_anywhere\n", {"missing": "missing_import"})
@@ -503,6 +515,26 @@ def tmpfs(tmp_path):
     for point in mounted:
         # Lazily: a process that still holds a file there must not leave the mount behind.
         subprocess.run(["umount", "--lazy", str(point)], check=False)
+
+
+def test_a_plugin_that_prints_without_end_fills_its_log_to_the_limit_and_no_further(tmp_path, data_dir, faulty,
+                                                                                     plugins, monkeypatch, capsys):
+    """A run's prints go to its log: past the limit the log is cut back, with a note saying so,
+    at every poll of the driver and once more when the run ends. Here the limit is 64 KiB and
+    the plugin writes up to 2.5 MiB over 2.5 s, across several polls."""
+    from bench import executors
+
+    plugins(faulty)
+    monkeypatch.setattr(executors, "LOG_LIMIT", 64 * 1024)
+    results = tmp_path / "results"
+    assert main(["run", *TINY, "--methods", "dense,chatters", "--data-dir", str(data_dir),
+                 "--results-dir", str(results)]) == 0, capsys.readouterr()
+    (log,) = (results / SUITE / "logs").glob("chatters-*.log")
+    text = log.read_bytes()
+    note = b"\n[bench: this log reached its limit of 0.0625 MiB here; what the run wrote after that is left out]\n"
+    assert text.count(note) == 1 and len(text) <= 64 * 1024 + len(note)
+    assert text.index(note) == 64 * 1024 and b"chatter 00000000 " in text[:64 * 1024]
+    assert statuses(results) == {"dense": "ok", "chatters": "ok"}
 
 
 def test_a_full_or_read_only_results_disk_is_refused_before_training(tmpfs, data_dir, capsys):
