@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from bench import Method, register_method
-from bench.registry import BROKEN, FAMILIES, METHODS, ParameterError, UnknownMethodError, select
+from bench.registry import BROKEN, FAMILIES, METHODS, ParameterError, UnknownMethodError, discover, select
 from conftest import ROOT, make_distribution
 
 
@@ -15,6 +15,7 @@ def test_builtin_methods_are_registered():
 
 
 def test_duplicate_name_is_rejected():
+    discover()  # the built-in magnitude registered first, as in every command (not only where an earlier test did)
     with pytest.raises(ValueError, match="already registered"):
         @register_method("magnitude")
         class Other(Method):
@@ -334,3 +335,11 @@ def test_an_entry_point_whose_name_is_a_path_is_ignored_with_a_warning(tmp_path,
     with pytest.raises(ValueError, match="no method name"):
         layout.record_path(tmp_path, "mlp", "../../escaped", 0, "0" * 12)
     assert layout.record_path(tmp_path, "mlp", "magnitude+ptq-int8", 0, "0" * 12).parent == tmp_path / "mlp" / "runs"
+
+
+def test_counts_in_messages_are_plural_unless_one():
+    """The plan said "1 runs (~) without a record" and "about 1 minutes"."""
+    from bench.errors import counted
+
+    assert [counted(n, "run") for n in (0, 1, 2)] == ["0 runs", "1 run", "2 runs"]
+    assert counted(1, "recorded run") == "1 recorded run"
