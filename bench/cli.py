@@ -23,7 +23,7 @@ from tabulate import tabulate
 from bench import layout, records, registry, reproduce
 from bench.bounds import Bounds
 from bench.chain import links
-from bench.errors import DataError, ExecutorError, Interrupted, ResultsFolderError, first_line
+from bench.errors import DataError, ExecutorError, Interrupted, ResultsFolderError, counted, first_line
 from bench.plan import setting_label
 from bench.records import ProvenanceError, Status
 from bench.suite import SEED_LIMIT, Suite, SuiteError, available_suites, is_plain_name, load_suite
@@ -413,7 +413,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"\n{note}")
     failed = [r for r in done if r["status"] not in (Status.OK, Status.SKIPPED)]
     if failed:
-        print(f"\n{len(failed)} of {len(done)} run{'' if len(done) == 1 else 's'} did not finish:", file=sys.stderr)
+        print(f"\n{len(failed)} of {counted(len(done), 'run')} did not finish:", file=sys.stderr)
         for r in failed:
             c = r["config"]
             path = layout.record_path(args.results_dir, suite.name, c["method"], c["seed"], r["config_hash"])
@@ -586,7 +586,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
             if not changes:
                 continue
             total += len(changes)
-            print(f"# {name}: {y} against {x}, {len(changes)} setting{'' if len(changes) == 1 else 's'} both have\n")
+            print(f"# {name}: {y} against {x}, {counted(len(changes), 'setting')} both have\n")
             table = [[c.setting, *c.others, *_change_cells(c)] for c in changes]
             print(tabulate(table, headers=["shared setting", f"{x}'s other", f"{y}'s other", "budget",
                                            f"seeds {x}/{y}", f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]",
@@ -596,7 +596,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
     if not total:
         raise registry.ParameterError(f"{args.a} holds no finished rows of {x} and {y} with the same budget, data, "
                                       f"device type and shared parameters{f' in suite {args.suite}' if args.suite else ''}")
-    print(f"{y} significantly worse than {x} in {worse} of {total} setting{'' if total == 1 else 's'} (Welch's t "
+    print(f"{y} significantly worse than {x} in {worse} of {counted(total, 'setting')} (Welch's t "
           "over seeds, 95%, each setting on its own: no correction for comparing several)")
     return 1 if worse and args.fail_on == "regression" else 0
 

@@ -52,6 +52,11 @@ def stops_the_sweep(e: BaseException) -> bool:
     return isinstance(e, KeyboardInterrupt) and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def counted(n: int | None, noun: str) -> str:
+    """`n` and `noun` for messages, plural unless n is 1: "1 run", "3 runs", "0 minutes"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def first_line(text: str | None, width: int | None = None) -> str:
     """The first line of an error or a docstring, cut to `width` characters; '' for none, an
     empty one or one of blank lines (an exception raised without a message has no line)."""

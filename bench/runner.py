@@ -34,7 +34,7 @@ from bench.records import Record, Status
 from bench.chain import links
 from bench.context import DenseWeights
 from bench.data import default_data_dir, fetch, find_source, is_here
-from bench.errors import DenseMismatch, ResultsFolderError, first_line
+from bench.errors import DenseMismatch, ResultsFolderError, counted, first_line
 from bench.executors import Executor
 from bench.locks import Claim
 from bench.plan import (Order, RunSpec, dense_epochs, expected_epochs, plan, run_key, setting_label,
@@ -193,7 +193,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
             f"the plugin checkout {registry.SOURCES[dirty[0]].checkout} (method {dirty[0]}, an editable install) has "
             "uncommitted changes: standard-budget records must come from a commit; commit the plugin first, or "
             "pass --allow-dirty (recorded in every record)")
-    log(f"suite {suite.name}: {len(runs)} run{'' if len(runs) == 1 else 's'} ({', '.join(names)}; seeds {seeds}), "
+    log(f"suite {suite.name}: {counted(len(runs), 'run')} ({', '.join(names)}; seeds {seeds}), "
         f"{len(todo)} to run, {len(runs) - len(todo)} finished before; data {source}; {executor.description}")
     _check_writable(suite_dir)
     deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else None
@@ -474,12 +474,12 @@ def _not_the_recorded_dense(d: _Dense, env: dict[str, Any]) -> str:
     theirs = max(d.recorded.values(), key=len)
     threads = Counter(r["env"].get("threads") for r in theirs).most_common(1)[0][0]
     machines = sorted({r["env"].get("device_name", "?") for r in theirs})
-    made = f"{threads} thread{'' if threads == 1 else 's'} on {'; '.join(machines)}"
-    here = f"{env.get('threads')} thread{'' if env.get('threads') == 1 else 's'} on {env.get('device_name', '?')}"
+    made = f"{counted(threads, 'thread')} on {'; '.join(machines)}"
+    here = f"{counted(env.get('threads'), 'thread')} on {env.get('device_name', '?')}"
     hint = (f"; try `--threads {threads}`, as they were made" if env.get("device") == "cpu" and threads != env.get("threads")
             and machines == [env.get("device_name")] else "")
-    return (f"dense model, seed {d.seed}: warning: not the model that {len(theirs)} recorded "
-            f"run{'' if len(theirs) == 1 else 's'} of seed {d.seed} started from (made with {made}; this one with "
+    return (f"dense model, seed {d.seed}: warning: not the model that {counted(len(theirs), 'recorded run')} "
+            f"of seed {d.seed} started from (made with {made}; this one with "
             f"{here}), so this command's rows differ from theirs by their dense model too{hint}")
 
 
@@ -557,7 +557,7 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     here_note = "" if is_here(suite.data, data_dir) else \
         f" (not under {data_dir or default_data_dir()} yet: a run downloads it there)"
     log(f"plan for suite {suite.name} on {device} ({device_name}), data {source}{here_note}:")
-    log(f"  {len(runs)} run{'' if len(runs) == 1 else 's'}: {len(todo)} to run, {len(runs) - len(todo)} finished before")
+    log(f"  {counted(len(runs), 'run')}: {len(todo)} to run, {len(runs) - len(todo)} finished before")
     log(f"  dense models to train: {', '.join(f'seed {d.seed}' for d in to_train) or 'none'}"
         f" ({suite.training.epochs} epochs each); cached: {len(dense) - len(to_train)}")
     if rows:
@@ -569,5 +569,5 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     total_s += per_epoch * stage_epochs
     notes = [f"dense stage from {len(dense_rates)} dense records at {per_epoch:.2f} s per epoch"]
     if guessed:
-        notes.append(f"{guessed} runs (~) without a record of their own: unknown, extrapolated at that rate")
-    log(f"  expected: {total_epochs:g} epochs, about {total_s / 60:.0f} minutes in one job ({'; '.join(notes)})")
+        notes.append(f"{counted(guessed, 'run')} (~) without a record of their own: unknown, extrapolated at that rate")
+    log(f"  expected: {total_epochs:g} epochs, about {counted(round(total_s / 60), 'minute')} in one job ({'; '.join(notes)})")
