@@ -271,6 +271,9 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--methods", metavar="X,Y", help="two methods in A instead: Y's rows against X's, paired where "
                                                       "their shared parameters agree (e.g. magnitude,wanda)")
     cmp.add_argument("--suite", help="one suite (default: every suite both hold)")
+    cmp.add_argument("--only-changed", action="store_true",
+                     help="show only the rows whose verdict is better or worse, or whose exact figures (counts, "
+                          "sizes) moved; the others are counted")
     cmp.add_argument("--fail-on", choices=["regression"],
                      help="exit 1 when a row is significantly worse in B (with --methods: Y worse than X) (for CI)")
 
@@ -537,13 +540,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"# {name}: {len(changes)} rows in both; {only_a} only in A, {only_b} only in B\n")
             table = [[c.method, c.setting, *_change_cells(c),
                       "; ".join(f"{k} {va:g} -> {vb:g}" for k, (va, vb) in c.exact_changes.items())]
-                     for c in changes]
+                     for c in _shown(changes, args.only_changed)]
             print(tabulate(table, headers=["method", "setting", "budget", "seeds A/B", "acc A (%)", "acc B (%)",
                                            "change (pts) [95% CI]", "verdict", "exact figures that moved"],
                            disable_numparse=True) + "\n")
             worse += sum(c.verdict == "worse" for c in changes)
-    print(f"{worse} rows significantly worse in B (Welch's t over seeds, 95%)")
+    print(f"{counted(worse, 'row')} significantly worse in B (Welch's t over seeds, 95%)")
     return 1 if worse and args.fail_on == "regression" else 0
+
+
+def _shown(changes: list[RowChange], only_changed: bool) -> list[RowChange]:
+    """The rows to print: all, or (--only-changed) those significantly better or worse or whose
+    exact figures moved, after a line counting the rest, as asv's `compare --only-changed`."""
+    if not only_changed:
+        return changes
+    shown = [c for c in changes if c.verdict in ("better", "worse") or c.exact_changes]
+    print(f"{counted(len(changes) - len(shown), 'row')} without a significant change in accuracy or a moved "
+          "exact figure not shown (--only-changed)\n")
+    return shown
 
 
 def _change_cells(c: RowChange) -> list[str]:
@@ -587,7 +601,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
                 continue
             total += len(changes)
             print(f"# {name}: {y} against {x}, {counted(len(changes), 'setting')} both have\n")
-            table = [[c.setting, *c.others, *_change_cells(c)] for c in changes]
+            table = [[c.setting, *c.others, *_change_cells(c)] for c in _shown(changes, args.only_changed)]
             print(tabulate(table, headers=["shared setting", f"{x}'s other", f"{y}'s other", "budget",
                                            f"seeds {x}/{y}", f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]",
                                            "verdict"],

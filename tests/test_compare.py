@@ -66,6 +66,23 @@ def test_bench_compare_fails_on_a_regression_and_passes_an_unchanged_rerun(tmp_p
     assert refused.returncode == 2 and "neither a results folder nor a git commit" in refused.stderr
 
 
+def test_only_changed_shows_the_rows_that_moved_and_counts_the_rest(tmp_path, bench):
+    """A worse row, a row whose counts moved at the same accuracy, and an unchanged one: with
+    --only-changed the first two are shown and the third is counted."""
+    accs = (0.970, 0.972, 0.971)
+    a = write(tmp_path / "a", [record(m, 0.9, s, acc) for m in ("magnitude", "random", "snip") for s, acc in enumerate(accs)])
+    b = write(tmp_path / "b", [record("magnitude", 0.9, s, acc - 0.02) for s, acc in enumerate(accs)]
+              + [record("random", 0.9, s, acc, nonzeros=120) for s, acc in enumerate(accs)]
+              + [record("snip", 0.9, s, acc) for s, acc in enumerate(accs)])
+    full, only = bench(["compare", a, b]), bench(["compare", a, b, "--only-changed"])
+    assert full.returncode == only.returncode == 0, only.stderr
+    rows = [line.split()[0] for line in only.stdout.splitlines() if line.startswith(("magnitude", "random", "snip"))]
+    assert rows == ["magnitude", "random"] and "nonzeros 100 -> 120" in only.stdout
+    assert "1 row without a significant change in accuracy or a moved exact figure not shown" in only.stdout
+    assert "snip " in full.stdout and "not shown" not in full.stdout
+    assert "1 row significantly worse in B" in only.stdout
+
+
 def test_bench_compare_reads_a_commits_results(bench):
     """HEAD's committed records against themselves, read through git: every shared row unchanged."""
     ran = bench(["compare", "HEAD", "HEAD", "--suite", "mlp", "--fail-on", "regression"])
