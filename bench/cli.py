@@ -775,6 +775,7 @@ def _check(root: Path, suites: list[str], site: bool) -> int:
     are what the stored records give today. They are rebuilt from a copy of the records in a
     temporary folder, so nothing under `root` changes, and compared byte for byte: a file that
     differs, one that is missing, and one that no record produces any more are each stale."""
+    import io
     import tempfile
 
     from bench import leaderboard
@@ -785,7 +786,7 @@ def _check(root: Path, suites: list[str], site: bool) -> int:
             found |= {p for p in (folder / layout.SITE).rglob("*") if p.is_file()}
         return {p.relative_to(folder) for p in found}
 
-    with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp, contextlib.redirect_stderr(io.StringIO()) as said:
         fresh = Path(tmp)
         for name in suites:
             # links stay links, refused as the records' reader refuses them, not followed (to /dev/zero)
@@ -802,6 +803,7 @@ def _check(root: Path, suites: list[str], site: bool) -> int:
                  if not _holds(root / p, (fresh / p).read_bytes())]
         stale += [(p, "missing") for p in sorted(rebuilt - stored)]
         stale += [(p, "no record produces it any more") for p in sorted(stored - rebuilt)]
+    sys.stderr.write(said.getvalue().replace(str(fresh), str(root)))  # warnings name the stored files, not the copies
     for path, why in stale:
         print(f"stale: {root / path} ({why})", file=sys.stderr)
     if stale:
