@@ -149,7 +149,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     suite = suite.with_budget(**(budget_overrides or {}))
     standard = suite.training == standard_budget
     specs = plan(suite, names, overrides, seeds, order)
-    existing = records.load_records(results_dir, suite.name)
+    named = records.named_records(results_dir, suite.name)
+    existing = [record for _, record in named]
     if recorded:
         specs = with_recorded(specs, existing, suite, names, seeds, order)
     source = find_source(suite.data, data_dir) if dry_run else fetch(suite.data, data_dir)
@@ -200,7 +201,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     limit = _time_limits(suite, device, existing, run_timeout)
     failure: BaseException | None = None
     try:
-        _schedule(suite, todo, dense, executor, source=source, data_dir=data_dir, device=device,
+        watched = _Watched({layout.runs_dir(results_dir, suite.name) / f"{stem}.json" for stem, r in named if finished(r)})
+        _schedule(suite, todo, dense, executor, watched, source=source, data_dir=data_dir, device=device,
                   compile=compile, standard=standard, deadline=deadline, log=log,
                   provenance={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {}),
                               **({"commit_from_env": True} if os.environ.get(records.COMMIT_VARIABLE) else {})}, here=here,
@@ -233,13 +235,48 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     return [r.record for r in runs if r.record is not None]  # in plan order
 
 
-def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor: Executor,
+class _Watched:
+    """The finished records of a suite as this command last saw or wrote them (size, change
+    time, inode). A plugin is code the user runs: the harness cannot stop it writing into the
+    results folder, but one that rewrites or removes a finished record is named in a warning,
+    with the runs in flight when it happened (as is another command run with --force)."""
+
+    def __init__(self, paths: set[Path]):
+        self.seen = {path: self._stat(path) for path in paths}
+
+    @staticmethod
+    def _stat(path: Path) -> tuple[int, int, int] | None:
+        try:
+            st = path.lstat()
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns, st.st_ino
+
+    def wrote(self, path: Path, record: Record) -> None:
+        """This command wrote `path`: watched from now on if the record is finished."""
+        if finished(record):
+            self.seen[path] = self._stat(path)
+        else:
+            self.seen.pop(path, None)
+
+    def changed(self) -> list[Path]:
+        """The watched records that changed since the last look (each named once)."""
+        out = []
+        for path, before in self.seen.items():
+            if (now := self._stat(path)) != before:
+                out.append(path)
+                self.seen[path] = now
+        return out
+
+
+def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor: Executor, watched: _Watched,
               *, source: str, data_dir: Path | None, device: str,
               compile: str | None, standard: bool, deadline: float | None, log: Callable[[str], None],
               provenance: dict[str, Any], here: _Here | None, fuse: int, plugin_commits: dict[str, str],
               limit: Callable[[RunSpec], float]) -> None:
     """Hand tasks to the executor as slots free up, dense models first, then the runs whose
-    seed's dense model is ready, up to `fuse` in one task; record each result as it comes back.
+    seed's dense model is ready, up to `fuse` in one task; record each result as it comes back,
+    and name a finished record that something else changed meanwhile (`watched`).
     With `here` (--refresh), a cached dense model that another commit or device trained is
     trained again."""
     queue = list(todo)
@@ -310,6 +347,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
             if not progressed:
                 time.sleep(1.0)  # every remaining run is claimed by another command: poll
             continue
+        running = [r.label for items in in_flight.values() if isinstance(items, list) for r in items]
         for ticket, outcomes in executor.wait(timeout=1.0):
             items = in_flight.pop(ticket)
             if isinstance(items, _Dense):
@@ -326,6 +364,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                     record.update(status=Status.FAILED, metrics={}, figures={},
                                   error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
                     records.write_json_atomic(item.path, record)
+                watched.wrote(item.path, record)
                 if outcome.log is not None:
                     records.write_text_atomic(layout.log_path(item.path), outcome.log + "\n")
                 item.claim.release()
@@ -343,6 +382,10 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                         "to be trained again (the runs that failed on it are retried by the next command)")
                     d.path.unlink(missing_ok=True)
                     d.weights = None
+        for path in watched.changed():
+            log(f"warning: the finished record {path} was {'changed' if path.exists() else 'removed'} during this "
+                f"command, not by it, while {', '.join(running) or 'no method run'} ran: a plugin writing into the "
+                "results folder, or another command with --force or --refresh")
 
 
 def _plugin_commits(names: list[str]) -> dict[str, str]:

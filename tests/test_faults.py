@@ -94,6 +94,17 @@ FAULTY = '''
                 time.sleep(0.001)
             return ctx.pretrained()
 
+    @register_method("scribbles")
+    class Scribbles(Method):
+        """Overwrites the finished dense record in $SCRIBBLE_RUNS, then returns the dense model."""
+
+        def run(self, ctx):
+            for name in os.listdir(os.environ["SCRIBBLE_RUNS"]):
+                if name.startswith("dense-"):
+                    with open(os.path.join(os.environ["SCRIBBLE_RUNS"], name), "w") as f:
+                        f.write("{}")
+            return ctx.pretrained()
+
     @register_method("diverges")
     class Diverges(Method):
         """Trains with a learning rate that overflows the loss."""
@@ -187,7 +198,7 @@ class Syntax(Method)
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory) -> Path:
     site = make_distribution(tmp_path_factory.mktemp("site"), "faulty", FAULTY, {
-        name: "faulty" for name in ("exits", "explodes", "interrupts", "halts", "naps", "chatters", "diverges", "nan-weights", "inf-outputs",
+        name: "faulty" for name in ("exits", "explodes", "interrupts", "halts", "naps", "chatters", "scribbles", "diverges", "nan-weights", "inf-outputs",
                                     "not-applicable", "stuck", "ranged", "widens", "zeroes")})
     make_distribution(site, "exit_at_import", "import sys\nsys.exit(3)\n", {"exit-import": "exit_at_import"})
     make_distribution(site, "missing_import", "import no_such_module_anywhere\n", {"missing": "missing_import"})
@@ -535,6 +546,23 @@ def test_a_plugin_that_prints_without_end_fills_its_log_to_the_limit_and_no_furt
     assert text.count(note) == 1 and len(text) <= 64 * 1024 + len(note)
     assert text.index(note) == 64 * 1024 and b"chatter 00000000 " in text[:64 * 1024]
     assert statuses(results) == {"dense": "ok", "chatters": "ok"}
+
+
+def test_a_plugin_that_rewrites_a_finished_record_is_named_in_a_warning(tmp_path, data_dir, faulty, plugins, bench,
+                                                                         monkeypatch):
+    """A plugin is code the user runs: the harness cannot stop it writing into the results
+    folder, but a finished record changed during the command, not by it, is named in a
+    warning with the run in flight at the time; the leaderboard then names it as malformed."""
+    plugins(faulty)
+    results = tmp_path / "results"
+    monkeypatch.setenv("SCRIBBLE_RUNS", str(results / SUITE / "runs"))
+    proc = bench(["run", *TINY, "--jobs", "1", "--methods", "dense,scribbles", "--data-dir", str(data_dir),
+                  "--results-dir", str(results)])
+    assert proc.returncode == 0, proc.stderr
+    (dense,) = (results / SUITE / "runs").glob("dense-*.json")
+    assert (f"warning: the finished record {dense} was changed during this command, not by it, while "
+            "[2/2] scribbles") in proc.stdout, proc.stdout
+    assert f"left out of the leaderboard: {dense}" in proc.stderr
 
 
 def test_a_full_or_read_only_results_disk_is_refused_before_training(tmpfs, data_dir, capsys):
