@@ -165,10 +165,26 @@ def _check_overrides(overrides: dict[str, dict[str, Any]], names: list[str], sui
             raise registry.ParameterError(f"--set: {e}") from None
 
 
+DESCRIPTION = """\
+Which compression method wins: each method gets a suite's trained dense model and the same
+training budget, and the leaderboards show the accuracy it keeps at what size, speed, memory
+and training cost, over several seeds."""
+
+START_HERE = """\
+start here:
+  bench leaderboard --show --suite mlp       the committed results, in the terminal
+  bench list                                 the methods, their families and parameters
+  bench run --suite mlp --methods magnitude --seeds 0 --epochs 2 --finetune-epochs 1
+                                             a quick run of your own (rows in ./results-quick)
+  bench reproduce --suite mlp --sample 3     rerun three committed records, judged against them
+  bench COMMAND --help                       a command's options"""
+
+
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="bench", description=__doc__)
+    p = _Parser(prog="bench", description=DESCRIPTION, epilog=START_HERE,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action=_Version)
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run methods on a suite and update its leaderboard")
     run.add_argument("--suite", required=True, help="a shipped suite name (bench list suites) or a .yaml path")
@@ -897,7 +913,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command is None:  # `bench` alone: what it is and where to start, not an argparse error
+        p.print_help(sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a sweep as cleanly as Ctrl-C
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it started ignored (`... &`)
         signal.signal(signal.SIGINT, _interrupt)  # the user's, told apart from a plugin's KeyboardInterrupt

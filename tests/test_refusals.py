@@ -305,3 +305,12 @@ def test_no_fine_tuning_is_legal_and_means_none(tmp_path, data_dir, capsys):
     record = json.loads(path.read_text())
     assert record["status"] == "ok" and record["metrics"]["train_epochs"] == 1
     assert record["config"]["budget"]["finetune_epochs"] == 0
+
+
+def test_bench_alone_says_what_it_is_and_where_to_start(capsys):
+    """`bench` with no command printed one argparse error line; a new user gets the help, with
+    the commands to start from, and the exit code of a usage error."""
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: bench") and "Which compression method wins" in err
+    assert "start here:\n  bench leaderboard --show --suite mlp" in err and "run        run methods" in err
