@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import yaml
 from tabulate import tabulate
 
-from bench import layout, records, registry, reproduce
+from bench import files, layout, records, registry, reproduce
 from bench.bounds import Bounds
 from bench.chain import links
 from bench.errors import DataError, ExecutorError, Interrupted, ResultsFolderError, counted, first_line
@@ -765,8 +765,8 @@ def _holds(path: Path, data: bytes) -> bool:
     """Whether the stored file `path` holds `data`: a link or a special file (a FIFO, /dev/zero)
     never does, and is not read."""
     try:
-        return records.read_regular_file(path, len(data)) == data
-    except records.RefusedFile:
+        return files.read_regular_file(path, len(data)) == data
+    except files.RefusedFile:
         return False
 
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Literal
 import torch
 from tqdm import tqdm
 
-from bench import layout, records, registry
+from bench import files, layout, records, registry
 from bench.records import Record, Status
 from bench.chain import links
 from bench.context import DenseWeights
@@ -216,7 +216,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         with contextlib.suppress(OSError):
             claims.rmdir()  # only when empty: other commands may hold claims
         with contextlib.suppress(OSError):  # housekeeping: a file no reader opens
-            for tmp in records.remove_stale_temporaries(suite_dir):
+            for tmp in files.remove_stale_temporaries(suite_dir):
                 log(f"removed {tmp}, left by a command killed while writing")
         try:
             if publish is not None:
@@ -319,15 +319,15 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                 record = _record(item, outcome, standard=standard, source=source, compile=compile,
                                  executor=executor.description, provenance=provenance, plugin_commits=plugin_commits)
                 try:
-                    records.write_json_atomic(item.path, record)
+                    files.write_json_atomic(item.path, record)
                 except (TypeError, ValueError) as e:  # a result JSON cannot hold fails its run, not the sweep
                     record = {k: record[k] for k in (*records.REQUIRED_KEYS, "config_hash", "finished_at", "run_time_s")
                               if k in record}  # the harness's own fields: whatever the result held is left out
                     record.update(status=Status.FAILED, metrics={}, figures={},
                                   error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
-                    records.write_json_atomic(item.path, record)
+                    files.write_json_atomic(item.path, record)
                 if outcome.log is not None:
-                    records.write_text_atomic(layout.log_path(item.path), outcome.log + "\n")
+                    files.write_text_atomic(layout.log_path(item.path), outcome.log + "\n")
                 item.claim.release()
                 item.record, item.done = record, True
                 counts[record["status"] if record["status"] in counts else Status.FAILED] += 1
@@ -435,12 +435,12 @@ def _dense_done(d: _Dense, outcome: Outcome, log: Callable[[str], None],
                 commit: str | None) -> None:
     d.busy = False
     if outcome.log is not None:
-        records.write_text_atomic(layout.log_path(d.path), outcome.log + "\n")
+        files.write_text_atomic(layout.log_path(d.path), outcome.log + "\n")
     if outcome.dense is not None:
         outcome.dense.meta["git_commit"] = commit  # for --refresh: the code that trained it
         if os.environ.get(records.COMMIT_VARIABLE):
             outcome.dense.meta["commit_from_env"] = True  # no checkout vouched for it
-        records.atomic_write(d.path, outcome.dense.save)
+        files.atomic_write(d.path, outcome.dense.save)
         d.path.with_suffix(".ckpt").unlink(missing_ok=True)  # the cached model replaces it
         d.weights = outcome.dense
         log(f"dense model, seed {d.seed}: {100 * outcome.dense.meta['accuracy']:.2f}% after "
@@ -511,7 +511,7 @@ def _check_writable(folder: Path) -> None:
                                  f"on its disk, and a sweep needs at least {MIN_FREE_BYTES // 2**20} MiB")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        records.write_text_atomic(folder / ".write-check", "ok\n")
+        files.write_text_atomic(folder / ".write-check", "ok\n")
         (folder / ".write-check").unlink()
     except OSError as e:
         raise ResultsFolderError(f"cannot write run records under {folder}: {e.strerror or e}") from None

@@ -38,7 +38,7 @@ import numpy
 import torch
 from torch import nn
 
-from bench import measure, records, registry
+from bench import files, measure, records, registry
 from bench.records import Status
 from bench.chain import links
 from bench.context import Context, DenseWeights, train_dense
@@ -110,7 +110,7 @@ class _Log:
 
     def __call__(self, line: str) -> None:
         if self.file:
-            with records.naming_file(self.path):
+            with files.naming_file(self.path):
                 self.file.write((line + "\n").encode())
         else:
             self.lines.append(line)

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from bench import layout, records
+from bench import files, layout, records
 from conftest import FAST
 
 
@@ -17,9 +17,9 @@ def test_config_hash_is_stable_and_order_free():
 
 def test_atomic_write_keeps_the_old_record_when_writing_fails(tmp_path):
     path = tmp_path / "runs" / "r.json"
-    records.write_json_atomic(path, {"schema": 1, "status": "ok"})
+    files.write_json_atomic(path, {"schema": 1, "status": "ok"})
     with pytest.raises(TypeError):
-        records.write_json_atomic(path, {"schema": 1, "status": object()})  # not JSON-able
+        files.write_json_atomic(path, {"schema": 1, "status": object()})  # not JSON-able
     assert json.loads(path.read_text()) == {"schema": 1, "status": "ok"}
     assert os.listdir(path.parent) == ["r.json"]  # no temporary file left behind
 
