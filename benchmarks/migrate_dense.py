@@ -46,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import files, layout, records  # noqa: E402
+from bench import files, layout, provenance, records  # noqa: E402
 from bench.context import DenseWeights  # noqa: E402
 from bench.plan import RunSpec, dense_epochs  # noqa: E402
 from bench.registry import discover  # noqa: E402
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", type=Path, default=ROOT, help="the git checkout whose history is searched")
     p.add_argument("--write", action="store_true", help="write the records (else report only)")
     args = p.parse_args(argv)
-    at = records.checkout_commit(ROOT)  # the code that migrates ("-dirty" if uncommitted)
+    at = provenance.checkout_commit(ROOT)  # the code that migrates ("-dirty" if uncommitted)
     if problem := rule_problem(args.results, args.root):
         print(f"{problem}: nothing written")
         return 2
