@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any, Callable
 import yaml
 from tabulate import tabulate
 
-from bench import layout, records, registry, reproduce
+from bench import files, layout, provenance, records, registry, reproduce
 from bench.bounds import Bounds
 from bench.chain import links
 from bench.errors import DataError, ExecutorError, Interrupted, ResultsFolderError, counted, first_line
 from bench.plan import setting_label
-from bench.records import ProvenanceError, Status
+from bench.provenance import ProvenanceError
+from bench.records import Status
 from bench.suite import SEED_LIMIT, Suite, SuiteError, available_suites, is_plain_name, load_suite
 
 if TYPE_CHECKING:  # the executors import torch, which the refusals and listings do without
@@ -57,7 +58,7 @@ class _Version(argparse.Action):
             version = metadata.version("compression-bench")
         except metadata.PackageNotFoundError:
             version = "(not installed)"
-        print(f"bench {version}, commit {records.git_commit() or 'unknown (no git checkout)'}")
+        print(f"bench {version}, commit {provenance.git_commit() or 'unknown (no git checkout)'}")
         parser.exit(0)
 
 
@@ -368,7 +369,7 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
     fraction of a second rather than the seconds torch's import takes."""
     from bench.resolve import resolved_suite
 
-    if warning := records.foreign_checkout(Path.cwd()):
+    if warning := provenance.foreign_checkout(Path.cwd()):
         print(warning, file=sys.stderr)
     _refuse_unregistered(args.methods)
     suite = resolved_suite(args.suite)
@@ -781,8 +782,8 @@ def _holds(path: Path, data: bytes) -> bool:
     """Whether the stored file `path` holds `data`: a link or a special file (a FIFO, /dev/zero)
     never does, and is not read."""
     try:
-        return records.read_regular_file(path, len(data)) == data
-    except records.RefusedFile:
+        return files.read_regular_file(path, len(data)) == data
+    except files.RefusedFile:
         return False
 
 

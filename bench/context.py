@@ -22,7 +22,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from bench import layerwise, measure, records
+from bench import files, layerwise, measure
 from bench.data import Dataset, Preprocess
 from bench.models import build_model
 from bench.sparsity import keep_zeros
@@ -269,7 +269,7 @@ class DenseWeights:
         regular file (a FIFO would block the read forever), or metadata that a record could not
         hold (NaN seconds made every later sweep crash writing its records) or weights that are
         not finite (every run of the seed would diverge, blamed on its method)."""
-        records.check_regular(path)
+        files.check_regular(path)
         with safetensors.safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("meta", "null"))
             state = {k: f.get_tensor(k) for k in f.keys()}

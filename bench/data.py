@@ -25,7 +25,7 @@ import torch
 import torchvision
 
 from bench.errors import DataError
-from bench.records import atomic_write, load_tensors
+from bench.files import atomic_write, load_tensors
 from bench.suite import DataSpec
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import layout, plots, records
+from bench import files, layout, plots
 from bench.metrics import Column
 from bench.records import Record, Status
 from bench.render import markdown
@@ -53,9 +53,9 @@ def write(results_dir: Path, suite: str) -> list[Path]:
             table, cols = board_table(part)
             folder.mkdir(parents=True, exist_ok=True)
             csv = folder / f"{stem}.csv"
-            records.write_text_atomic(csv, csv_text(table))
+            files.write_text_atomic(csv, csv_text(table))
             md = folder / f"{stem}.md"
-            records.write_text_atomic(md, markdown(table, cols, part, suite, title))
+            files.write_text_atomic(md, markdown(table, cols, part, suite, title))
             written += [csv, md]
             if len(table):
                 plot_title = plot_heading(table, part, suite, title)

@@ -21,7 +21,7 @@ from typing import Iterator
 
 import torch
 
-from bench.records import naming_file
+from bench.files import naming_file
 
 
 class ClaimError(OSError):

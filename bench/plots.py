@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from bench import metrics, records
+from bench import files, metrics
 from bench.metrics import Column
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -377,6 +377,6 @@ def save(fig: Any, path: Path) -> None:
     """Write a figure as PNG, byte for byte the same for the same records (no software tag)."""
     import matplotlib.pyplot as plt
 
-    records.atomic_write(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None},
+    files.atomic_write(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None},
                                                      bbox_inches="tight"))
     plt.close(fig)

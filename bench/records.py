@@ -2,33 +2,27 @@
 
 A record holds everything needed to rebuild a leaderboard and to judge a number: the resolved
 configuration and its hash, metrics, status and error, timings, and the environment. Records are
-written atomically (temporary file + rename), so a killed run leaves either the whole record or
-none, and a rerun can skip what is finished.
+written atomically (bench.files), so a killed run leaves either the whole record or none, and a
+rerun can skip what is finished.
+
+This module is the record itself: its type, its identity (config_hash, run_config), the one check
+of a usable record (record_problem), and reading records back. The code and the machine a record
+names are found by bench.provenance.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import math
-import os
-import platform
-import socket
-import stat
-import subprocess
-import tempfile
 from enum import Enum
-from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, TypedDict
+from typing import Any, Iterator, TypedDict
 
 from bench import layout
+from bench.files import RefusedFile, read_regular_file
 from bench.suite import SEED_LIMIT
-
-if TYPE_CHECKING:
-    import torch
 
 SCHEMA_VERSION = 1
 
@@ -73,9 +67,6 @@ class Record(TypedDict, total=False):
     _stem: str  # not stored: its file's name, which bench.board.load adds for the site's links
 
 
-PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "torch-pruning", "torchao", "scikit-learn")
-
-
 def config_hash(config: dict[str, Any]) -> str:
     """A stable hash of a JSON-able configuration (sorted keys, fixed separators)."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"))
@@ -107,144 +98,6 @@ def dense_of(config: dict[str, Any]) -> dict[str, Any]:
     """The identity of the dense model the run of `config` (a run_config) starts from."""
     return {**config, "method": "dense", "params": {},
             "budget": {k: v for k, v in config["budget"].items() if k not in NOT_DENSE}}
-
-
-@contextlib.contextmanager
-def naming_file(path: Path | str) -> Iterator[None]:
-    """Make an OSError raised inside name `path` when it names no file: a failed write (a full
-    disk) says only "No space left on device", and the user needs to know where."""
-    try:
-        yield
-    except OSError as e:
-        if e.filename is None:
-            e.filename = str(path)
-        raise
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file so that readers see the old file or the whole new one, never a part.
-
-    The bytes go to a temporary file beside `path`, are flushed to disk, and the file is renamed
-    into place with the user's normal permissions (umask), so results folders can be shared. On
-    any failure (a full disk, an interrupt) the temporary file is removed and the error raised,
-    naming `path` when the error names no file (a failed write names none).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_writer()}.", suffix=".tmp")
-    try:
-        with naming_file(path), os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _writer() -> str:
-    """Who writes a temporary file, as part of its name: this host and process."""
-    return f"{socket.gethostname()}.{os.getpid()}"
-
-
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Remove the temporary files under `folder` that a writer on this host left when it was
-    killed mid-write (kill -9 runs no clean-up); a live writer's are kept. Returns those removed."""
-    host, removed = socket.gethostname(), []
-    for tmp in Path(folder).rglob(".*.tmp"):
-        parts = tmp.name.rsplit(".", 3)  # .<name>.<host>, <pid>, <random>, tmp
-        if len(parts) < 4 or not parts[0].endswith(f".{host}") or not parts[1].isdigit() or _alive(int(parts[1])):
-            continue
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def load_tensors(path: Path, map_location: Any = "cpu") -> Any:
-    """What torch.save wrote to `path` (a cached dense model, a training checkpoint, decoded
-    images), read by torch's weights-only unpickler: tensors, numbers, strings and containers of
-    them load, and a planted pickle that would run code is refused. Every file the harness reads
-    back from a results folder or a cache is loaded here. A refusal raises
-    pickle.UnpicklingError with its reason on one line: torch's own message spans a screen and
-    suggests loading the file unsafely."""
-    import pickle
-
-    import torch
-
-    check_regular(path)
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        _, found, detail = str(e).partition("WeightsUnpickler error:")
-        reason = detail.strip().split("\n", 1)[0].split(". ")[0] if found else str(e).split("\n", 1)[0]
-        raise pickle.UnpicklingError(f"refused by torch's weights-only unpickler: {reason}") from None
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write `data` as strict JSON: a NaN or an infinity raises ValueError here, at write time,
-    rather than making a file that strict JSON readers (and record_problem's metrics) refuse."""
-    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode()))
-
-
-# The most bytes a record file may hold: records are a few KB, and a planted huge file (or a link
-# to /dev/zero, refused anyway) must be refused rather than read into memory.
-MAX_RECORD_BYTES = 16 * 2**20
-
-
-class RefusedFile(ValueError):
-    """A file of a results folder that is not read: not a regular file, or larger than its cap."""
-
-
-_KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a folder",
-          stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
-
-
-def check_regular(path: Path) -> None:
-    """RefusedFile unless `path` is a regular file (not followed if a link): what a reader that
-    opens the path itself (safetensors, torch.load) checks first, so that a FIFO planted in a
-    results folder is not waited on forever, past Ctrl-C and SIGTERM."""
-    mode = os.lstat(path).st_mode
-    if not stat.S_ISREG(mode):
-        raise RefusedFile(f"{_KINDS.get(stat.S_IFMT(mode), 'a special file')}, not a regular file")
-
-
-def read_regular_file(path: Path, limit: int) -> bytes:
-    """The bytes of `path`, a regular file of at most `limit` bytes; RefusedFile naming why for
-    anything else, FileNotFoundError where there is nothing. A results folder may be tampered
-    with: a symbolic link (to /dev/zero, to /etc/passwd) is not followed, a FIFO not waited on,
-    a device not opened, and a huge file not read into memory."""
-    check_regular(path)
-    # O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or a FIFO since lstat is not followed or waited on
-    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise RefusedFile("not a regular file")
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise RefusedFile(f"larger than {limit:,} bytes")
-    return data
 
 
 # What every record holds, whatever its status: a file without them is no record.
@@ -412,6 +265,11 @@ def record_problem(record: Any) -> str | None:
     return None
 
 
+# The most bytes a record file may hold: records are a few KB, and a planted huge file (or a link
+# to /dev/zero, refused anyway) must be refused rather than read into memory.
+MAX_RECORD_BYTES = 16 * 2**20
+
+
 def read_record(path: Path, problems: list[str] | None = None) -> Record | None:
     """The record stored at `path`, or None if there is none or it cannot be used (then, with
     `problems`, a line naming the file and why is appended there)."""
@@ -475,111 +333,3 @@ def named_records(results_dir: Path, suite: str, problems: list[str] | None = No
 def _note(problems: list[str] | None, line: str) -> None:
     if problems is not None:
         problems.append(line)
-
-
-class ProvenanceError(ValueError):
-    """Standard-budget records would come from code that no commit names."""
-
-
-COMMIT_VARIABLE = "BENCH_GIT_COMMIT"
-SOURCE_SUFFIXES = (".py", ".yaml", ".yml", ".toml", ".cfg")
-
-
-def git_commit(here: Path | None = None) -> str | None:
-    """The commit of the checkout holding `here` (this package by default), "-dirty" when its
-    code differs from it: a changed tracked file outside results/, or an untracked source file
-    (a new plugin or module that runs but no commit holds). $BENCH_GIT_COMMIT names the commit
-    where the code travelled without its .git (a copy sent to a GPU machine); the driver
-    records that it did (`env.commit_from_env`), since no checkout vouches for it."""
-    here = here or Path(__file__).resolve().parent
-    if os.environ.get(COMMIT_VARIABLE):
-        return os.environ[COMMIT_VARIABLE]
-    return checkout_commit(here)
-
-
-def checkout_commit(here: Path) -> str | None:
-    """The commit of the git checkout holding `here`, "-dirty" when its code differs from it
-    (see `git_commit`); None where `here` is in no checkout or git is missing."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        # The code's state: results/ holds the records and leaderboards a sweep writes as it goes,
-        # which must not make the next command of the same sweep look like uncommitted code.
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", ":/",
-                                 ":(top,exclude)results"], cwd=here, capture_output=True, text=True,
-                                timeout=10).stdout.splitlines()
-        dirty = [line for line in status
-                 if not line.startswith("??") or line.rstrip().endswith(SOURCE_SUFFIXES)]
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def foreign_checkout(cwd: Path) -> str | None:
-    """A warning when `cwd` is in a git checkout other than the one this package was imported
-    from: in a second clone, an editable install of the first still runs the first's code,
-    and its records name the first's commit."""
-    def top(where: Path) -> str | None:
-        try:
-            return subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=where, capture_output=True,
-                                  text=True, timeout=10, check=True).stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    here, package = top(cwd), top(Path(__file__).resolve().parent)
-    if here is None or package is None or Path(here).resolve() == Path(package).resolve():
-        return None
-    return (f"bench: warning: this is the checkout {here}, but the bench package runs from {package}, whose "
-            f"code and commit the records will name; to run this checkout's, set PYTHONPATH={here} "
-            f"or pip install -e {here}")
-
-
-def _cpu_name() -> str:
-    """The processor's model name, with its vendor, family, model and stepping: virtual machines
-    report generic names ("Intel(R) Xeon(R) Processor", "AMD EPYC"), and results from different
-    processors must not be mistaken for one machine's."""
-    info: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-            if not line.strip():
-                break  # the first processor describes them all
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = info.get("model name") or platform.processor() or platform.machine()
-    ids = [info.get("vendor_id")] + [f"{k} {info[k]}" for k in ("cpu family", "model", "stepping") if k in info]
-    ids = [i for i in ids if i]
-    return f"{name} [{' '.join(ids)}]" if ids else name
-
-
-def device_name(device: torch.device) -> str:
-    """The exact model of the processor or GPU, so that figures from different ones never mix."""
-    import torch
-
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """Where a run happened: versions, device, threads. The code's commit is the driver's to
-    stamp (bench.runner): a worker's checkout, if it has one, need not be the code the driver
-    checked."""
-    import torch
-
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    cuda = device.type == "cuda"
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda if cuda else None,
-        "device": str(device),
-        "device_name": device_name(device),
-        "threads": torch.get_num_threads(),
-        "packages": versions,
-    }

@@ -29,7 +29,7 @@ from typing import Any, Callable, Literal
 import torch
 from tqdm import tqdm
 
-from bench import layout, records, registry
+from bench import files, layout, provenance, records, registry
 from bench.records import Record, Status
 from bench.chain import links
 from bench.context import DenseWeights
@@ -170,8 +170,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
                          records.read_record(path, unusable), label))
     for problem in unusable:
         log(f"unusable record, to run again: {problem}")
-    commit = records.git_commit()
-    here = _Here(commit, records.device_name(torch.device(device))
+    commit = provenance.git_commit()
+    here = _Here(commit, provenance.device_name(torch.device(device))
                  if device != "cuda" or torch.cuda.is_available() else None, refresh) if refresh else None
     todo = [r for r in runs if force or not finished(r.record) or (here and not here.made(r.record["env"]))]
     dense = {}
@@ -184,13 +184,13 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         _print_plan(suite, runs, todo, dense, source, data_dir, device, existing, log)
         return []
     if standard and todo and commit and commit.endswith("-dirty") and not allow_dirty:
-        raise records.ProvenanceError(
+        raise provenance.ProvenanceError(
             f"the checkout has uncommitted changes ({commit}): standard-budget records must come from a "
             "commit; commit first, or pass --allow-dirty (recorded in every record)")
     plugin_commits = _plugin_commits(names)
     dirty = sorted(link for link, c in plugin_commits.items() if c.endswith("-dirty"))
     if standard and todo and dirty and not allow_dirty:
-        raise records.ProvenanceError(
+        raise provenance.ProvenanceError(
             f"the plugin checkout {registry.SOURCES[dirty[0]].checkout} (method {dirty[0]}, an editable install) has "
             "uncommitted changes: standard-budget records must come from a commit; commit the plugin first, or "
             "pass --allow-dirty (recorded in every record)")
@@ -205,7 +205,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         _schedule(suite, todo, dense, executor, watched, source=source, data_dir=data_dir, device=device,
                   compile=compile, standard=standard, deadline=deadline, log=log,
                   provenance={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {}),
-                              **({"commit_from_env": True} if os.environ.get(records.COMMIT_VARIABLE) else {})}, here=here,
+                              **({"commit_from_env": True} if os.environ.get(provenance.COMMIT_VARIABLE) else {})}, here=here,
                   fuse=fuse, limit=limit, plugin_commits=plugin_commits)
     except BaseException as e:
         failure = e
@@ -218,7 +218,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         with contextlib.suppress(OSError):
             claims.rmdir()  # only when empty: other commands may hold claims
         with contextlib.suppress(OSError):  # housekeeping: a file no reader opens
-            for tmp in records.remove_stale_temporaries(suite_dir):
+            for tmp in files.remove_stale_temporaries(suite_dir):
                 log(f"removed {tmp}, left by a command killed while writing")
         try:
             if publish is not None:
@@ -357,16 +357,16 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                 record = _record(item, outcome, standard=standard, source=source, compile=compile,
                                  executor=executor.description, provenance=provenance, plugin_commits=plugin_commits)
                 try:
-                    records.write_json_atomic(item.path, record)
+                    files.write_json_atomic(item.path, record)
                 except (TypeError, ValueError) as e:  # a result JSON cannot hold fails its run, not the sweep
                     record = {k: record[k] for k in (*records.REQUIRED_KEYS, "config_hash", "finished_at", "run_time_s")
                               if k in record}  # the harness's own fields: whatever the result held is left out
                     record.update(status=Status.FAILED, metrics={}, figures={},
                                   error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
-                    records.write_json_atomic(item.path, record)
+                    files.write_json_atomic(item.path, record)
                 watched.wrote(item.path, record)
                 if outcome.log is not None:
-                    records.write_text_atomic(layout.log_path(item.path), outcome.log + "\n")
+                    files.write_text_atomic(layout.log_path(item.path), outcome.log + "\n")
                 item.claim.release()
                 item.record, item.done = record, True
                 counts[record["status"] if record["status"] in counts else Status.FAILED] += 1
@@ -395,7 +395,7 @@ def _plugin_commits(names: list[str]) -> dict[str, str]:
     out = {}
     for link in dict.fromkeys(link for name in names for link in links(name)):
         source = registry.SOURCES.get(link)
-        commit = records.checkout_commit(Path(source.checkout)) if source and source.checkout else None
+        commit = provenance.checkout_commit(Path(source.checkout)) if source and source.checkout else None
         if commit:
             out[link] = commit
     return out
@@ -438,7 +438,7 @@ def _time_limits(suite: Suite, device: str, history: list[dict[str, Any]],
     hangs is stopped, one that is merely slow is not."""
     if minutes is not None:
         return lambda spec: 60.0 * minutes
-    name = records.device_name(torch.device(device)) if device != "cuda" or torch.cuda.is_available() else None
+    name = provenance.device_name(torch.device(device)) if device != "cuda" or torch.cuda.is_available() else None
     rates = [r["metrics"]["train_time_s"] / r["metrics"]["train_epochs"] for r in history
              if r["status"] == Status.OK and r["env"].get("device_name") == name
              and r["metrics"].get("train_epochs") and r["metrics"].get("train_time_s") is not None]
@@ -478,12 +478,12 @@ def _dense_done(d: _Dense, outcome: Outcome, log: Callable[[str], None],
                 commit: str | None) -> None:
     d.busy = False
     if outcome.log is not None:
-        records.write_text_atomic(layout.log_path(d.path), outcome.log + "\n")
+        files.write_text_atomic(layout.log_path(d.path), outcome.log + "\n")
     if outcome.dense is not None:
         outcome.dense.meta["git_commit"] = commit  # for --refresh: the code that trained it
-        if os.environ.get(records.COMMIT_VARIABLE):
+        if os.environ.get(provenance.COMMIT_VARIABLE):
             outcome.dense.meta["commit_from_env"] = True  # no checkout vouched for it
-        records.atomic_write(d.path, outcome.dense.save)
+        files.atomic_write(d.path, outcome.dense.save)
         d.path.with_suffix(".ckpt").unlink(missing_ok=True)  # the cached model replaces it
         d.weights = outcome.dense
         log(f"dense model, seed {d.seed}: {100 * outcome.dense.meta['accuracy']:.2f}% after "
@@ -554,7 +554,7 @@ def _check_writable(folder: Path) -> None:
                                  f"on its disk, and a sweep needs at least {MIN_FREE_BYTES // 2**20} MiB")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        records.write_text_atomic(folder / ".write-check", "ok\n")
+        files.write_text_atomic(folder / ".write-check", "ok\n")
         (folder / ".write-check").unlink()
     except OSError as e:
         raise ResultsFolderError(f"cannot write run records under {folder}: {e.strerror or e}") from None
@@ -573,7 +573,7 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     if device == "cuda" and not torch.cuda.is_available():  # planning a GPU sweep from elsewhere
         device_name, same_kind = "any GPU", (lambda env: env.get("device") == "cuda")
     else:
-        device_name = records.device_name(torch.device(device))
+        device_name = provenance.device_name(torch.device(device))
         same_kind = (lambda env: env.get("device_name") == device_name)
     budget = dataclasses.asdict(suite.training)
     here = [r for r in history if r["status"] == Status.OK and same_kind(r["env"]) and r["config"]["budget"] == budget

@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import board, layout, leaderboard, plots, records, render
+from bench import board, files, layout, leaderboard, plots, render
 from bench.errors import ResultsFolderError
 from bench.records import Record, Status
 from bench.leaderboard import PLOTS
@@ -386,7 +386,7 @@ def _read_checks(results_dir: Path) -> dict[str, Any] | str | None:
     if not path.exists():
         return None
     try:
-        checks = json.loads(records.read_regular_file(path, MAX_FILE_BYTES))
+        checks = json.loads(files.read_regular_file(path, MAX_FILE_BYTES))
         return {"columns": [str(c) for c in checks["columns"]], "about": str(checks.get("about", "")),
                 "leaderboards": dict(checks["leaderboards"]),
                 "rows": [(check["suite"], [str(c) for c in check["row"]]) for check in checks["checks"]]}
@@ -517,10 +517,10 @@ def _results_file(path: Path) -> bytes | None:
     FIFO, a device or a file over MAX_FILE_BYTES is left out with a warning, neither followed
     (a plot linked to /etc/passwd would be published) nor waited on."""
     try:
-        return records.read_regular_file(path, MAX_FILE_BYTES)
+        return files.read_regular_file(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         return None
-    except records.RefusedFile as e:
+    except files.RefusedFile as e:
         print(f"bench: warning: left out of the site: {path}: {e}", file=sys.stderr)
         return None
 
@@ -572,7 +572,7 @@ def _fresh_folder(folder: Path) -> None:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    records.write_text_atomic(folder / MARKER, "written by bench leaderboard --html, which removes this folder "
+    files.write_text_atomic(folder / MARKER, "written by bench leaderboard --html, which removes this folder "
                                                "and writes it again on each build\n")
 
 
@@ -582,7 +582,7 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
     suite's folder is rebuilt from scratch, and only a folder the site wrote is removed (see
     `_check_out`). Returns the files written, the markers aside."""
     _check_out(results_dir, suites, out)
-    records.remove_stale_temporaries(out)  # a build killed mid-write (kill -9) left them
+    files.remove_stale_temporaries(out)  # a build killed mid-write (kill -9) left them
     written = []
     sections = []
     checks = _read_checks(results_dir)
@@ -597,7 +597,7 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
                    for name in (f"{name}{suffix}.png" for suffix in ("", "-custom") for name in PLOTS)}
         images = [name for name, data in plotted.items() if data is not None]
         for name in images:
-            records.atomic_write(folder / name, lambda f: f.write(plotted[name]))
+            files.atomic_write(folder / name, lambda f: f.write(plotted[name]))
             written.append(folder / name)
         custom = [r for r in recs if not r.get("standard_budget")]
         pages = {"index.html": _suite_page(suite, recs, images, families, _checks(checks, results_dir, suite)),
@@ -605,7 +605,7 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
         if custom:
             pages["custom.html"] = _custom_page(suite, custom, images, families)
         for name, text in pages.items():
-            records.write_text_atomic(folder / name, text)
+            files.write_text_atomic(folder / name, text)
             written.append(folder / name)
         standard = [r for r in recs if r.get("standard_budget")]
         table, cols = board.table(standard)
@@ -620,7 +620,7 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
             "least that many times smaller than the dense model, linked to its row; the suite's page has the "
             "frontier figure and every row. Built by <code>bench leaderboard --html</code> from the run records "
             "alone.</p>", *sections]
-    records.write_text_atomic(out / "index.html", _page("Compression benchmark leaderboards", body, ""))
-    records.write_text_atomic(out / "site.css", STYLE.lstrip())
-    records.write_text_atomic(out / "site.js", SCRIPT.lstrip())
+    files.write_text_atomic(out / "index.html", _page("Compression benchmark leaderboards", body, ""))
+    files.write_text_atomic(out / "site.css", STYLE.lstrip())
+    files.write_text_atomic(out / "site.js", SCRIPT.lstrip())
     return [*written, out / "index.html", out / "site.css", out / "site.js"]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.data import Preprocess, Split
-from bench.records import atomic_write, load_tensors
+from bench.files import atomic_write, load_tensors
 from bench.suite import Budget
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, y, x) -> loss
@@ -184,7 +184,7 @@ def _resume(checkpoint: Path, model: nn.Module, opt: torch.optim.Optimizer,
     """Load a training state that `fit` saved into the objects it came from; returns (epoch,
     step, seconds) at the end of its epoch.
 
-    The file is read by torch's weights-only unpickler (bench.records.load_tensors): a file
+    The file is read by torch's weights-only unpickler (bench.files.load_tensors): a file
     planted in the results folder must not run code, and a checkpoint holds nothing else than
     tensors, numbers and containers of them (the optimizer's and the schedule's state dicts
     included, SequentialLR's nested ones too).

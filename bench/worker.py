@@ -38,7 +38,7 @@ import numpy
 import torch
 from torch import nn
 
-from bench import measure, records, registry
+from bench import files, measure, provenance, registry
 from bench.records import Status
 from bench.chain import links
 from bench.context import Context, DenseWeights, train_dense
@@ -110,7 +110,7 @@ class _Log:
 
     def __call__(self, line: str) -> None:
         if self.file:
-            with records.naming_file(self.path):
+            with files.naming_file(self.path):
                 self.file.write((line + "\n").encode())
         else:
             self.lines.append(line)
@@ -137,7 +137,7 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
             torch.set_num_threads(task.threads)
         device = torch.device(task.device)
         torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed shapes: autotune once
-        env = records.environment(device)
+        env = provenance.environment(device)
         start = time.perf_counter()
         try:
             data = _dataset(task, device)
@@ -416,7 +416,7 @@ def execute(spec: RunSpec, ctx: Context, judge: Context, reference: dict[str, in
         with gate.alone():
             out["metrics"] = measure_model(model, judge, reference)
         where = model_device(model)  # an int8 model of a GPU run runs (and is timed) on the CPU
-        out["measured_on"] = {"device": where.type, "device_name": records.device_name(where),
+        out["measured_on"] = {"device": where.type, "device_name": provenance.device_name(where),
                               "threads": torch.get_num_threads()}
         out["metrics"].update(train_epochs=ctx.train_epochs, train_time_s=ctx.train_time_s,
                               method_time_s=ctx.train_time_s - ctx.dense_time_s)

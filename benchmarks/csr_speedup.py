@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import deploy, measure  # noqa: E402
 from bench.context import DenseWeights  # noqa: E402
 from bench.models import build_model  # noqa: E402
-from bench.records import device_name  # noqa: E402
+from bench.provenance import device_name  # noqa: E402
 from bench.sparsity import make_permanent, prunable_weights, prune_unstructured  # noqa: E402
 
 BUSY = ("import torch; torch.set_num_threads(1); a = torch.randn(512, 512); a @ a; print('busy', flush=True)\n"

@@ -95,7 +95,7 @@ if [[ -d "$repo/.gpugit" && ( ! -e "$repo/.git" || -f "$repo/.git/bench-carried"
   rm -rf "$repo/.git" && mv "$repo/.gpugit" "$repo/.git"
 fi
 unset BENCH_GIT_COMMIT  # a caller's would name the code without the check below
-commit=$("$python" -c "from bench.records import git_commit; print(git_commit() or '')")
+commit=$("$python" -c "from bench.provenance import git_commit; print(git_commit() or '')")
 refresh=(--refresh device)  # keep this GPU kind's rows of verified commits, rerun the others
 if [[ -z "$commit" && -f "$repo/.git/HEAD" ]]; then
   export BENCH_GIT_COMMIT="$(cat "$repo/.git/HEAD")"

@@ -46,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import layout, records  # noqa: E402
+from bench import files, layout, provenance, records  # noqa: E402
 from bench.context import DenseWeights  # noqa: E402
 from bench.plan import RunSpec, dense_epochs  # noqa: E402
 from bench.registry import discover  # noqa: E402
@@ -72,7 +72,7 @@ def load_weights(path: Path) -> DenseWeights:
     {"state_dict", "meta"}, read by the weights-only unpickler) wrote it."""
     if path.suffix == ".safetensors":
         return DenseWeights.load(path)
-    saved = records.load_tensors(path)
+    saved = files.load_tensors(path)
     return DenseWeights(saved["state_dict"], saved["meta"])
 
 
@@ -212,7 +212,7 @@ def migrate(results: Path, suite_name: str, named: list[tuple[str, dict[str, Any
                                    "train_time_s": seconds,
                                    "migrated": {"by": f"benchmarks/migrate_dense.py at {at}",
                                                 "retrained_at": sorted(commits), "device_name": next(iter(devices))[0]}}
-                records.write_json_atomic(layout.runs_dir(results, suite_name) / f"{name}.json", record)
+                files.write_json_atomic(layout.runs_dir(results, suite_name) / f"{name}.json", record)
         outcome[why] += 1
     return outcome
 
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", type=Path, default=ROOT, help="the git checkout whose history is searched")
     p.add_argument("--write", action="store_true", help="write the records (else report only)")
     args = p.parse_args(argv)
-    at = records.checkout_commit(ROOT)  # the code that migrates ("-dirty" if uncommitted)
+    at = provenance.checkout_commit(ROOT)  # the code that migrates ("-dirty" if uncommitted)
     if problem := rule_problem(args.results, args.root):
         print(f"{problem}: nothing written")
         return 2

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench import compare, layout, records
+from bench import compare, files, layout, records
 
 ENV = {"device_name": "Test CPU", "device": "cpu", "torch": "2.x", "threads": 1}
 BUDGET = {"epochs": 20, "finetune_epochs": 10, "limit_train": None, "limit_test": None}
@@ -19,7 +19,7 @@ def record(method, sparsity, seed, accuracy, nonzeros=100):
 def write(folder, recs):
     for r in recs:
         c = r["config"]
-        records.write_json_atomic(layout.record_path(folder, "mlp", c["method"], c["seed"], r["config_hash"]), r)
+        files.write_json_atomic(layout.record_path(folder, "mlp", c["method"], c["seed"], r["config_hash"]), r)
     return folder
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 import pytest
 
-from bench import records, registry
+from bench import files, records, registry
 from bench.cli import main
 from bench.context import DenseWeights
 from conftest import FAST, ROOT, as_from_a_terminal, make_distribution
@@ -639,7 +639,7 @@ def test_a_cached_dense_model_of_other_shapes_is_named_removed_and_trained_again
     (cache,) = (tmp_path / SUITE / "cache").glob("*.safetensors")
     good = DenseWeights.load(cache)
     wrong = {k: (v[:, :5] if v.dim() == 2 else v).clone() for k, v in good.state_dict.items()}  # other shapes
-    records.atomic_write(cache, DenseWeights(wrong, good.meta).save)  # (the loaded tensors map the old file)
+    files.atomic_write(cache, DenseWeights(wrong, good.meta).save)  # (the loaded tensors map the old file)
     capsys.readouterr()
     assert main(args) == 1
     out = capsys.readouterr().out
@@ -682,7 +682,7 @@ def test_a_late_run_from_the_bad_dense_file_leaves_the_retrained_one(tmp_path, d
     (cache,) = (tmp_path / SUITE / "cache").glob("*.safetensors")
     good = DenseWeights.load(cache)
     wrong = {k: (v[:, :5] if v.dim() == 2 else v).clone() for k, v in good.state_dict.items()}
-    records.atomic_write(cache, DenseWeights(wrong, good.meta).save)
+    files.atomic_write(cache, DenseWeights(wrong, good.meta).save)
 
     done = run_suite(load_suite(str(FAST)), registry.select("magnitude,random"),
                      executor=TwoAtOnce(echo=lambda _: None), **sweep)
@@ -702,13 +702,13 @@ def test_records_are_flushed_before_the_rename_and_get_the_users_permissions(tmp
     for umask, mode in ((0o022, 0o644), (0o002, 0o664)):
         old = os.umask(umask)
         try:
-            records.write_json_atomic(tmp_path / f"r{umask}.json", {"schema": 1})
+            files.write_json_atomic(tmp_path / f"r{umask}.json", {"schema": 1})
         finally:
             os.umask(old)
         assert (tmp_path / f"r{umask}.json").stat().st_mode & 0o777 == mode
     assert calls == ["fsync", "replace"] * 2
     with pytest.raises(OSError) as failed:
-        records.atomic_write(tmp_path / "r.json", lambda f: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+        files.atomic_write(tmp_path / "r.json", lambda f: (_ for _ in ()).throw(OSError(28, "No space left on device")))
     assert failed.value.filename == str(tmp_path / "r.json")  # the error names the file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r18.json", "r2.json"]  # no temporary file left
 
@@ -731,5 +731,5 @@ def test_temporary_files_of_killed_writers_on_this_host_are_removed(tmp_path):
              "elsewhere": f".r.json.otherhost.{dead.pid}.abc12345.tmp", "not ours": ".notes.tmp"}
     for name in names.values():
         (tmp_path / name).write_text("")
-    assert records.remove_stale_temporaries(tmp_path) == [tmp_path / names["dead"]]
+    assert files.remove_stale_temporaries(tmp_path) == [tmp_path / names["dead"]]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for k, n in names.items() if k != "dead")

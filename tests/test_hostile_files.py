@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from bench import layout, records, site
+from bench import files, layout, records, site
 from bench.data import find_source
 from bench.plan import run_key
 from bench.suite import load_suite
@@ -102,7 +102,7 @@ def test_links_fifos_folders_and_huge_files_among_the_records_are_refused_not_re
     populate(results)
     runs = results / "mlp" / "runs"
     elsewhere = tmp_path / "elsewhere.json"
-    records.write_json_atomic(elsewhere, record("magnitude", {"sparsity": 0.7}, 0, 0.9, 300))
+    files.write_json_atomic(elsewhere, record("magnitude", {"sparsity": 0.7}, 0, 0.9, 300))
     (runs / "zz-zero.json").symlink_to("/dev/zero")  # followed, it fills the memory
     (runs / "zz-link.json").symlink_to(elsewhere)
     os.mkfifo(runs / "zz-fifo.json")  # opened, it waits for a writer for ever
@@ -183,7 +183,7 @@ def test_records_with_unusable_numbers_or_fields_are_named_and_left_out_by_every
     runs = layout.runs_dir(tmp_path, suite)
     good = edited(lambda r: None)
     assert records.record_problem(good) is None
-    records.write_json_atomic(runs / "good.json", good)
+    files.write_json_atomic(runs / "good.json", good)
     for name, (r, why) in UNUSABLE.items():
         assert records.record_problem(r) == f"malformed record: {why}", name
         write_loose(runs / f"{name}.json", r)
@@ -210,10 +210,10 @@ def test_records_with_unusable_numbers_or_fields_are_named_and_left_out_by_every
 
 def test_records_are_written_as_strict_json(tmp_path):
     path = tmp_path / "runs" / "r.json"
-    records.write_json_atomic(path, {"metrics": {"accuracy": 0.5}})
+    files.write_json_atomic(path, {"metrics": {"accuracy": 0.5}})
     for value in (math.nan, math.inf, -math.inf):
         with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
-            records.write_json_atomic(path, {"metrics": {"accuracy": value}})
+            files.write_json_atomic(path, {"metrics": {"accuracy": value}})
     assert json.loads(path.read_text()) == {"metrics": {"accuracy": 0.5}}
     assert os.listdir(path.parent) == ["r.json"]
 
@@ -282,15 +282,15 @@ def test_a_copied_record_or_another_suites_record_is_no_extra_seed(tmp_path, ben
     runs = layout.runs_dir(tmp_path, "mlp")
     for seed, accuracy in ((0, 0.97), (1, 0.98)):
         r = make("magnitude", {"sparsity": 0.5}, seed, accuracy, 500)
-        records.write_json_atomic(layout.record_path(tmp_path, "mlp", "magnitude", seed, r["config_hash"]), r)
+        files.write_json_atomic(layout.record_path(tmp_path, "mlp", "magnitude", seed, r["config_hash"]), r)
     own = layout.record_path(tmp_path, "mlp", "magnitude", 0, make("magnitude", {"sparsity": 0.5}, 0, 0.97, 500)
                              ["config_hash"])
     copy = json.loads(own.read_text())
     copy["metrics"]["accuracy"] = 0.999  # an edited copy would pull the mean up
-    records.write_json_atomic(runs / "aaa-copy.json", copy)
+    files.write_json_atomic(runs / "aaa-copy.json", copy)
     other = make("magnitude", {"sparsity": 0.5}, 2, 0.5, 500)
     other["config"]["suite"] = "mnist"
-    records.write_json_atomic(runs / "zz-other.json", other)
+    files.write_json_atomic(runs / "zz-other.json", other)
 
     ran = bench(["leaderboard", "--results-dir", tmp_path, "--show", "--format", "csv"])
     assert ran.returncode == 0, ran.stderr

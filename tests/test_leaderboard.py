@@ -5,7 +5,7 @@ import re
 import matplotlib.colors
 import pandas as pd
 
-from bench import board, leaderboard, plots, records, render
+from bench import board, files, leaderboard, plots, records, render
 from bench.plan import flat_params
 
 BUDGET = {"epochs": 20, "finetune_epochs": 10, "limit_train": None, "limit_test": None}
@@ -35,7 +35,7 @@ def populate(results):
     recs += [record("dense", {}, 0, 0.90, 1000, standard=False, budget={**BUDGET, "epochs": 1})]
     recs += [record("dense", {}, 0, 0.95, 1000, source="image-folder:mnist-png")]
     for i, r in enumerate(recs):
-        records.write_json_atomic(results / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
+        files.write_json_atomic(results / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
 
 
 def test_leaderboard_aggregates_over_seeds_and_separates_budgets_and_sources(tmp_path):
@@ -83,7 +83,7 @@ def test_device_types_get_their_own_tables_and_rows_timed_elsewhere_are_marked(t
     for r in recs:
         r["metrics"].update(speedup_b1=1.0, speedup_b1_iqr=0.0)
     for i, r in enumerate(recs):
-        records.write_json_atomic(tmp_path / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
+        files.write_json_atomic(tmp_path / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
     leaderboard.write(tmp_path, "mlp")
     table = pd.read_csv(tmp_path / "mlp" / "leaderboard.csv")
     cpu, cuda = table[table.device == "cpu"], table[table.device == "cuda"]
@@ -103,7 +103,7 @@ def test_a_table_timed_on_several_machines_says_which_rows_ran_where(tmp_path):
                                                      "env": magnitude_env}]
         for i, r in enumerate(recs):
             r["metrics"].update(speedup_b1=1.0, speedup_b1_iqr=0.0)
-            records.write_json_atomic(tmp_path / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
+            files.write_json_atomic(tmp_path / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
         leaderboard.write(tmp_path, "mlp")
         return (tmp_path / "mlp" / "leaderboard.md").read_text()
 
@@ -126,7 +126,7 @@ def test_the_leaderboard_names_the_code_of_its_runs_and_flags_uncommitted_code(t
 
 def write_records(results, recs):
     for i, r in enumerate(recs):
-        records.write_json_atomic(results / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
+        files.write_json_atomic(results / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
 
 
 GMP = {"begin_fraction": 0.1, "dt": 100, "end_fraction": 0.7, "initial_sparsity": 0.0, "scope": "global"}
@@ -283,7 +283,7 @@ def test_a_suites_plots_do_not_change_when_a_plugin_or_another_suites_records_ap
     monkeypatch.setattr(board, "_plugins", lambda: plugins)
     mine = record("aaa-mine", {"sparsity": 0.9}, 0, 0.97, 100)
     mine["config"]["suite"] = "mnist"
-    records.write_json_atomic(tmp_path / "mnist" / "runs" / "aaa-mine-0.json", mine)
+    files.write_json_atomic(tmp_path / "mnist" / "runs" / "aaa-mine-0.json", mine)
     leaderboard.write(tmp_path, "mnist")
     after = {p.name: p.read_bytes() for p in leaderboard.write(tmp_path, "mlp") if p.suffix == ".png"}
     assert after == before

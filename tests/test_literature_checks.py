@@ -7,7 +7,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from bench import board, records
+from bench import board, files, records
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "literature_checks.py"
 spec = importlib.util.spec_from_file_location("literature_checks", SCRIPT)
@@ -66,9 +66,9 @@ def write_table(results: Path, rows: list[tuple], suite: str = "mlp", machines: 
             recs.append({"schema": records.SCHEMA_VERSION, "config": config, "config_hash": f"{i}-{seed}", "status": "ok",
                          "standard_budget": True,
                          "metrics": {**metrics, "accuracy": accuracy / 100}, "env": env})
-            records.write_json_atomic(results / suite / "runs" / f"{method}-{i}-s{seed}.json", recs[-1])
+            files.write_json_atomic(results / suite / "runs" / f"{method}-{i}-s{seed}.json", recs[-1])
     cols = board.table_columns(recs)
-    records.write_text_atomic(results / suite / "leaderboard.csv",
+    files.write_text_atomic(results / suite / "leaderboard.csv",
                               board.csv_text(board.aggregate(board.frame(recs, cols), cols)))
 
 

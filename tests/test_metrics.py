@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import leaderboard, metrics, records
+from bench import files, leaderboard, metrics, records
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"device_name": "Test CPU", "device": "cpu", "torch": "2.x", "threads": 2}
@@ -29,7 +29,7 @@ def record(method: str, seed: int, **values) -> dict:
 
 def write(results: Path, recs: list[dict]) -> tuple[pd.DataFrame, str]:
     for i, r in enumerate(recs):
-        records.write_json_atomic(results / "mlp" / "runs" / f"r{i}.json", r)
+        files.write_json_atomic(results / "mlp" / "runs" / f"r{i}.json", r)
     leaderboard.write(results, "mlp")
     return pd.read_csv(results / "mlp" / "leaderboard.csv"), (results / "mlp" / "leaderboard.md").read_text()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import records
+from bench import files, records
 from bench.context import DenseWeights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,8 +49,8 @@ def commit(repo: Path, message: str, when: int) -> str:
 def retrain(folder: Path, weights: DenseWeights, dense: dict) -> None:
     """What `bench run --methods dense --results-dir folder` leaves: the cached model and its record."""
     (folder / "mlp" / "cache").mkdir(parents=True)
-    records.atomic_write(folder / "mlp" / "cache" / "dense-s1-0123.safetensors", weights.save)
-    records.write_json_atomic(folder / "mlp" / "runs" / "dense-0123-s1.json", dense)
+    files.atomic_write(folder / "mlp" / "cache" / "dense-s1-0123.safetensors", weights.save)
+    files.write_json_atomic(folder / "mlp" / "runs" / "dense-0123-s1.json", dense)
 
 
 def history(tmp_path: Path, loaded_none: bool = False, dirty: bool = False
@@ -97,7 +97,7 @@ def history(tmp_path: Path, loaded_none: bool = False, dirty: bool = False
     rows["other-time"][0]["metrics"]["train_time_s"] = seconds - 1.0  # a model trained faster
     for name, (record, made_by) in rows.items():
         record["env"]["git_commit"] = made_by
-        records.write_json_atomic(repo / "results" / "mlp" / "runs" / f"{name}.json", record)
+        files.write_json_atomic(repo / "results" / "mlp" / "runs" / f"{name}.json", record)
     commit(repo, "C: records", 4)
     return repo, {name: made_by for name, (_, made_by) in rows.items()}, [z, a, b, w]
 

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from bench import layout, records
+from bench import files, layout, provenance, records
 from conftest import FAST
 
 
@@ -17,9 +17,9 @@ def test_config_hash_is_stable_and_order_free():
 
 def test_atomic_write_keeps_the_old_record_when_writing_fails(tmp_path):
     path = tmp_path / "runs" / "r.json"
-    records.write_json_atomic(path, {"schema": 1, "status": "ok"})
+    files.write_json_atomic(path, {"schema": 1, "status": "ok"})
     with pytest.raises(TypeError):
-        records.write_json_atomic(path, {"schema": 1, "status": object()})  # not JSON-able
+        files.write_json_atomic(path, {"schema": 1, "status": object()})  # not JSON-able
     assert json.loads(path.read_text()) == {"schema": 1, "status": "ok"}
     assert os.listdir(path.parent) == ["r.json"]  # no temporary file left behind
 
@@ -51,14 +51,14 @@ def test_only_code_makes_a_checkout_dirty_not_the_results_a_sweep_writes(tmp_pat
         subprocess.run([*git, *cmd], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     (tmp_path / "results" / "mlp" / "leaderboard.md").write_text("rewritten by a sweep\n")
-    assert records.git_commit(tmp_path / "bench") == head
+    assert provenance.git_commit(tmp_path / "bench") == head
     (tmp_path / "notes.txt").write_text("an untracked note is no code\n")
-    assert records.git_commit(tmp_path / "bench") == head
+    assert provenance.git_commit(tmp_path / "bench") == head
     (tmp_path / "bench" / "plugin.py").write_text("print('runs, but no commit holds it')\n")
-    assert records.git_commit(tmp_path / "bench") == head + "-dirty"
+    assert provenance.git_commit(tmp_path / "bench") == head + "-dirty"
     (tmp_path / "bench" / "plugin.py").unlink()
     (tmp_path / "bench" / "code.py").write_text("x = 2\n")
-    assert records.git_commit(tmp_path / "bench") == head + "-dirty"
+    assert provenance.git_commit(tmp_path / "bench") == head + "-dirty"
 
 
 def test_refresh_reruns_only_records_another_commit_made_and_resumes(tmp_path, data_dir, bench, monkeypatch):
@@ -188,7 +188,7 @@ def test_a_run_elsewhere_than_the_imported_checkout_warns(tmp_path, data_dir, be
     assert ran.returncode == 0, ran.stderr
     assert f"this is the checkout {tmp_path / 'clone'}, but the bench package runs from" in ran.stderr
     monkeypatch.chdir(tmp_path)  # no checkout at all: nothing to warn about
-    assert records.foreign_checkout(tmp_path) is None
+    assert provenance.foreign_checkout(tmp_path) is None
 
 
 def test_records_name_the_dense_model_they_started_from_and_its_costs(tmp_path, data_dir, bench, monkeypatch):

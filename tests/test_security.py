@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import layout, records, registry
+from bench import files, layout, records, registry
 from bench.cli import main
 from bench.data import find_source
 from bench.plan import run_key
@@ -200,7 +200,7 @@ class Tags(html.parser.HTMLParser):
 
 def write_hostile(results: Path) -> None:
     for name, r in hostile_records().items():
-        records.write_json_atomic(results / "sec" / "runs" / name, r)
+        files.write_json_atomic(results / "sec" / "runs" / name, r)
 
 
 def test_markup_in_records_is_text_on_every_page_and_in_every_table(tmp_path, capsys):
@@ -294,12 +294,12 @@ def test_malformed_records_are_named_and_skipped_by_every_reader(tmp_path, fast_
 
     runs = tmp_path / "sec" / "runs"
     for name, (r, _) in malformed_records().items():
-        records.write_json_atomic(runs / f"{name}.json", r)
+        files.write_json_atomic(runs / f"{name}.json", r)
         assert records.record_problem(r) is not None, name
     good = record("dense", {}, 0, 0.98, 1000)
     good["config"]["suite"] = "sec"  # a record in its own suite's folder
     assert records.record_problem(good) is None
-    records.write_json_atomic(runs / "good.json", good)
+    files.write_json_atomic(runs / "good.json", good)
 
     assert main(["leaderboard", "--html", "--results-dir", str(tmp_path)]) == 0
     err = capsys.readouterr().err

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from bench import board, leaderboard, records, site
+from bench import board, files, leaderboard, records, site
 from bench.cli import main
 from conftest import as_from_a_terminal
 from test_leaderboard import populate, record
@@ -20,7 +20,7 @@ def build(results):
     extra = [record("uniform", {"bits": 4}, s, a, 1000) for s, a in ((0, 0.96), (1, 0.965))]
     extra += [record("magnitude", {"sparsity": 0.99}, 0, 0.60, 10)]
     for i, r in enumerate(extra):
-        records.write_json_atomic(results / "mlp" / "runs" / f"{r['config']['method']}-x{i}.json", r)
+        files.write_json_atomic(results / "mlp" / "runs" / f"{r['config']['method']}-x{i}.json", r)
     leaderboard.write(results, "mlp")
     return site.build(results, ["mlp"], results / "site")
 
@@ -248,7 +248,7 @@ def test_a_records_own_family_groups_it_where_no_plugin_source_says(tmp_path):
     for s in (0, 1):
         r = {**record("gone-plugin", {"sparsity": 0.9}, s, 0.97, 100),
              "method_info": {"family": "pruning", "description": "A plugin not installed here."}}
-        records.write_json_atomic(tmp_path / "mlp" / "runs" / f"gone-plugin-{s}.json", r)
+        files.write_json_atomic(tmp_path / "mlp" / "runs" / f"gone-plugin-{s}.json", r)
     leaderboard.write(tmp_path, "mlp")
     site.build(tmp_path, ["mlp"], tmp_path / "site")
     page = (tmp_path / "site" / "mlp" / "index.html").read_text()

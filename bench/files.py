@@ -1,0 +1,154 @@
+"""Safe file I/O for results folders and caches: files written whole or not at all, and files
+read back without trusting them.
+
+A killed run must leave the old file or the whole new one (a record, a leaderboard, a cached
+model, a page of the site), so every write goes through atomic_write; a results folder may be
+shared or tampered with, so a reader opens only a regular file of bounded size, and a torch file
+only through the weights-only unpickler. Apart from bench.records because the data cache,
+training checkpoints, locks, plots and the site use it too: it imports nothing of the harness, so
+that any module may import it without making a circle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator
+
+
+@contextlib.contextmanager
+def naming_file(path: Path | str) -> Iterator[None]:
+    """Make an OSError raised inside name `path` when it names no file: a failed write (a full
+    disk) says only "No space left on device", and the user needs to know where."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            e.filename = str(path)
+        raise
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file so that readers see the old file or the whole new one, never a part.
+
+    The bytes go to a temporary file beside `path`, are flushed to disk, and the file is renamed
+    into place with the user's normal permissions (umask), so results folders can be shared. On
+    any failure (a full disk, an interrupt) the temporary file is removed and the error raised,
+    naming `path` when the error names no file (a failed write names none).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_writer()}.", suffix=".tmp")
+    try:
+        with naming_file(path), os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _writer() -> str:
+    """Who writes a temporary file, as part of its name: this host and process."""
+    return f"{socket.gethostname()}.{os.getpid()}"
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files under `folder` that a writer on this host left when it was
+    killed mid-write (kill -9 runs no clean-up); a live writer's are kept. Returns those removed."""
+    host, removed = socket.gethostname(), []
+    for tmp in Path(folder).rglob(".*.tmp"):
+        parts = tmp.name.rsplit(".", 3)  # .<name>.<host>, <pid>, <random>, tmp
+        if len(parts) < 4 or not parts[0].endswith(f".{host}") or not parts[1].isdigit() or _alive(int(parts[1])):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` as strict JSON: a NaN or an infinity raises ValueError here, at write time,
+    rather than making a file that strict JSON readers (and record_problem's metrics) refuse."""
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+class RefusedFile(ValueError):
+    """A file of a results folder that is not read: not a regular file, or larger than its cap."""
+
+
+_KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a folder",
+          stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
+
+
+def check_regular(path: Path) -> None:
+    """RefusedFile unless `path` is a regular file (not followed if a link): what a reader that
+    opens the path itself (safetensors, torch.load) checks first, so that a FIFO planted in a
+    results folder is not waited on forever, past Ctrl-C and SIGTERM."""
+    mode = os.lstat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise RefusedFile(f"{_KINDS.get(stat.S_IFMT(mode), 'a special file')}, not a regular file")
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of `path`, a regular file of at most `limit` bytes; RefusedFile naming why for
+    anything else, FileNotFoundError where there is nothing. A results folder may be tampered
+    with: a symbolic link (to /dev/zero, to /etc/passwd) is not followed, a FIFO not waited on,
+    a device not opened, and a huge file not read into memory."""
+    check_regular(path)
+    # O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or a FIFO since lstat is not followed or waited on
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise RefusedFile("not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise RefusedFile(f"larger than {limit:,} bytes")
+    return data
+
+
+def load_tensors(path: Path, map_location: Any = "cpu") -> Any:
+    """What torch.save wrote to `path` (a cached dense model, a training checkpoint, decoded
+    images), read by torch's weights-only unpickler: tensors, numbers, strings and containers of
+    them load, and a planted pickle that would run code is refused. Every file the harness reads
+    back from a results folder or a cache is loaded here. A refusal raises
+    pickle.UnpicklingError with its reason on one line: torch's own message spans a screen and
+    suggests loading the file unsafely."""
+    import pickle
+
+    import torch
+
+    check_regular(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        _, found, detail = str(e).partition("WeightsUnpickler error:")
+        reason = detail.strip().split("\n", 1)[0].split(". ")[0] if found else str(e).split("\n", 1)[0]
+        raise pickle.UnpicklingError(f"refused by torch's weights-only unpickler: {reason}") from None

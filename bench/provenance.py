@@ -1,0 +1,130 @@
+"""Where a record's numbers came from: the code that made them (its git commit, and whether the
+checkout differs from it) and the machine (device, versions) that a record's `env` stores.
+
+Apart from bench.records, which defines and checks a record, a plain document: these ask git,
+/proc and torch about the world as it is now. Torch is imported only where a device is described,
+so that the commands which only read records (bench leaderboard) start without it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+class ProvenanceError(ValueError):
+    """Standard-budget records would come from code that no commit names."""
+
+
+COMMIT_VARIABLE = "BENCH_GIT_COMMIT"
+SOURCE_SUFFIXES = (".py", ".yaml", ".yml", ".toml", ".cfg")
+
+
+def git_commit(here: Path | None = None) -> str | None:
+    """The commit of the checkout holding `here` (this package by default), "-dirty" when its
+    code differs from it: a changed tracked file outside results/, or an untracked source file
+    (a new plugin or module that runs but no commit holds). $BENCH_GIT_COMMIT names the commit
+    where the code travelled without its .git (a copy sent to a GPU machine); the driver
+    records that it did (`env.commit_from_env`), since no checkout vouches for it."""
+    here = here or Path(__file__).resolve().parent
+    if os.environ.get(COMMIT_VARIABLE):
+        return os.environ[COMMIT_VARIABLE]
+    return checkout_commit(here)
+
+
+def checkout_commit(here: Path) -> str | None:
+    """The commit of the git checkout holding `here`, "-dirty" when its code differs from it
+    (see `git_commit`); None where `here` is in no checkout or git is missing."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        # The code's state: results/ holds the records and leaderboards a sweep writes as it goes,
+        # which must not make the next command of the same sweep look like uncommitted code.
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", ":/",
+                                 ":(top,exclude)results"], cwd=here, capture_output=True, text=True,
+                                timeout=10).stdout.splitlines()
+        dirty = [line for line in status
+                 if not line.startswith("??") or line.rstrip().endswith(SOURCE_SUFFIXES)]
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def foreign_checkout(cwd: Path) -> str | None:
+    """A warning when `cwd` is in a git checkout other than the one this package was imported
+    from: in a second clone, an editable install of the first still runs the first's code,
+    and its records name the first's commit."""
+    def top(where: Path) -> str | None:
+        try:
+            return subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=where, capture_output=True,
+                                  text=True, timeout=10, check=True).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    here, package = top(cwd), top(Path(__file__).resolve().parent)
+    if here is None or package is None or Path(here).resolve() == Path(package).resolve():
+        return None
+    return (f"bench: warning: this is the checkout {here}, but the bench package runs from {package}, whose "
+            f"code and commit the records will name; to run this checkout's, set PYTHONPATH={here} "
+            f"or pip install -e {here}")
+
+
+PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "torch-pruning", "torchao", "scikit-learn")
+
+
+def _cpu_name() -> str:
+    """The processor's model name, with its vendor, family, model and stepping: virtual machines
+    report generic names ("Intel(R) Xeon(R) Processor", "AMD EPYC"), and results from different
+    processors must not be mistaken for one machine's."""
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+            if not line.strip():
+                break  # the first processor describes them all
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = info.get("model name") or platform.processor() or platform.machine()
+    ids = [info.get("vendor_id")] + [f"{k} {info[k]}" for k in ("cpu family", "model", "stepping") if k in info]
+    ids = [i for i in ids if i]
+    return f"{name} [{' '.join(ids)}]" if ids else name
+
+
+def device_name(device: torch.device) -> str:
+    """The exact model of the processor or GPU, so that figures from different ones never mix."""
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Where a run happened: versions, device, threads. The code's commit is the driver's to
+    stamp (bench.runner): a worker's checkout, if it has one, need not be the code the driver
+    checked."""
+    import torch
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    cuda = device.type == "cuda"
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "packages": versions,
+    }
