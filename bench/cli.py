@@ -27,7 +27,7 @@ from bench.errors import DataError, ExecutorError, Interrupted, ResultsFolderErr
 from bench.plan import setting_label
 from bench.provenance import ProvenanceError
 from bench.records import Status
-from bench.suite import SEED_LIMIT, Suite, SuiteError, available_suites, is_plain_name, load_suite
+from bench.suite import SEED_LIMIT, Suite, SuiteError, available_suites, is_plain_name, load_suite, yaml_value
 
 if TYPE_CHECKING:  # the executors import torch, which the refusals and listings do without
     from bench.compare import RowChange
@@ -112,10 +112,10 @@ def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
         if not (sep and dot and method and param):
             raise registry.ParameterError(f"--set expects METHOD.PARAM=VALUE, got '{item}'")
         try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError as e:
+            parsed = yaml_value(value)
+        except (yaml.YAMLError, ValueError, RecursionError) as e:
             raise registry.ParameterError(f"--set {key}: the value is no YAML scalar: "
-                                          f"{' '.join(str(e).split())[:200]}") from None
+                                          f"{' '.join(str(e).split())[:200] or type(e).__name__}") from None
         if isinstance(parsed, str):
             try:
                 parsed = float(parsed)

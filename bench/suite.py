@@ -147,6 +147,10 @@ def load_suite(name_or_path: str) -> Suite:
         raise SuiteError(f"{path}: {_yaml_error(e)}") from None
     except yaml.YAMLError as e:
         raise SuiteError(f"{path}: not valid YAML: {_yaml_error(e)}") from None
+    except SuiteError:
+        raise
+    except ValueError as e:  # int() of a number of thousands of digits, past Python's limit
+        raise SuiteError(f"{path}: not a suite file: {' '.join(str(e).split())[:200]}") from None
     except RecursionError:
         raise SuiteError(f"{path}: nested too deeply to be a suite file") from None
     try:
@@ -210,7 +214,8 @@ class _SuiteLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise _Refused(problem="anchors and aliases (&name, *name) are not allowed in a suite file",
+            raise _Refused(problem="anchors and aliases (&name, *name) are not allowed in a suite file "
+                                   "or a --set value",
                            problem_mark=event.start_mark)
         return super().compose_node(parent, index)
 
@@ -227,6 +232,13 @@ class _SuiteLoader(yaml.SafeLoader):
                                problem_mark=key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+def yaml_value(text: str) -> Any:
+    """One YAML value (a --set value) read as a suite file is: no anchors or aliases, which let
+    a few hundred bytes expand to gigabytes, and no key twice. Raises yaml.YAMLError, and
+    ValueError for a number too long for Python to read."""
+    return yaml.load(text, Loader=_SuiteLoader)
 
 
 def _yaml_error(e: yaml.YAMLError) -> str:
@@ -279,7 +291,7 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
             raise SuiteError(f"{where}: expected a mapping, got {type(value).__name__}")
         hints = typing.get_type_hints(tp)
         fields = {f.name: f for f in dataclasses.fields(tp)}
-        unknown = sorted(set(value) - set(fields))
+        unknown = sorted(set(value) - set(fields), key=str)  # keys YAML read as numbers or null too
         if unknown:
             raise SuiteError(
                 f"{where}: unknown key {brief(unknown[0])}; expected keys: {', '.join(fields)}"

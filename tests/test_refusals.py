@@ -115,6 +115,10 @@ SUITES = [
     ("not YAML", ("seeds: [0]", "seeds: [0"),
      "not valid YAML: line 9, column 11: while parsing a flow sequence; expected ',' or ']', but got ':'"),
     ("a stray list item", ("version: 1\n", "- version: 1\n"), "not valid YAML: line 2, column 1: "),
+    ("a number of 5,000 digits", ("epochs: 1,", "epochs: " + "9" * 5000 + ","),
+     "not a suite file: Exceeds the limit (4300 digits) for integer string conversion"),
+    ("keys that are a number and null", ("seeds: [0]", "seeds: [0]\n1: x\nnull: y\nfoo: z"),
+     "key '<top level>': unknown key 1; expected keys: "),
 ]
 
 FILES = [
@@ -202,6 +206,11 @@ COMMAND_LINES = [
      "--set magnitude.scope: the value is no YAML scalar: mapping values are not allowed here"),
     ("--set of a Python tag", ["--set", "magnitude.scope=!!python/name:os.system"],
      "--set magnitude.scope: the value is no YAML scalar: could not determine a constructor for the tag"),
+    ("--set of YAML aliases", ["--set", "magnitude.sparsity=[&a [x, x], *a, *a]"],
+     "--set magnitude.sparsity: the value is no YAML scalar: anchors and aliases (&name, *name) are not allowed in "
+     "a suite file or a --set value"),
+    ("--set of a number of 5,000 digits", ["--set", "magnitude.sparsity=" + "9" * 5000],
+     "--set magnitude.sparsity: the value is no YAML scalar: Exceeds the limit (4300 digits)"),
     ("--jobs 0", ["--jobs", "0"], "argument --jobs: expected a number >= 1, got 0"),
     ("--threads 0", ["--threads", "0"], "argument --threads: expected a number >= 1, got 0"),
     ("--max-minutes 0", ["--max-minutes", "0"], "argument --max-minutes: expected a number > 0, got 0.0"),
