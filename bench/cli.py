@@ -276,6 +276,9 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--threads", type=_number(int, ge=1), metavar="T",
                      help="torch threads per run (default: on the CPU, each record's own, so that its sums "
                           "run in the same order)")
+    rep.add_argument("--run-timeout", type=_number(float, gt=0), metavar="MINUTES",
+                     help="stop a rerun (and its dense model's training) after this long, as a failed row "
+                          "(default: ten times the record's own run time, at least 15 minutes)")
     rep.add_argument("--executor", choices=["local", "inline"],
                      help="local: a worker process (default); inline: in this process")
     rep.set_defaults(jobs=1, jobs_per_gpu=None, ray_address=None, gpus_per_run=None, cpus_per_run=1.0)
@@ -496,7 +499,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 if threads not in executors:
                     executors[threads] = make_executor(argparse.Namespace(**{**vars(args), "threads": threads}), device)
                 again = reproduce.rerun(r, suite, results_dir=into, data_dir=args.data_dir, device=device,
-                                        executor=executors[threads])
+                                        executor=executors[threads], run_timeout=args.run_timeout)
                 results.append((r, again, reproduce.judge(r, again, by_row[reproduce.row_id(r)])))
         finally:
             for executor in executors.values():

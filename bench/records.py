@@ -101,6 +101,7 @@ def dense_of(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # What every record holds, whatever its status: a file without them is no record.
+BUDGET_FLOORS = {"epochs": 1, "finetune_epochs": 0, "limit_train": 1, "limit_test": 1}  # bench run's --epochs etc.
 REQUIRED_KEYS = ("schema", "config", "status", "metrics", "env", "standard_budget")
 
 _NUMBER = (int, float)
@@ -246,6 +247,10 @@ def record_problem(record: Any) -> str | None:
         return f"malformed record: config.seed is outside [0, {SEED_LIMIT})"
     if not all(_finite(v) for v in _numbers(record["config"]["params"])):
         return f"malformed record: config.params holds a number that is not finite or not within ±{MAX_NUMBER:g}"
+    budget = record["config"]["budget"]
+    for key, low in BUDGET_FLOORS.items():  # the ranges `bench run` accepts: a rerun would divide by 0
+        if budget.get(key) is not None and budget[key] < low:
+            return f"malformed record: config.budget.{key} is {budget[key]}, below {low}"
     if record["env"]["threads"] is not None and record["env"]["threads"] < 1:
         return "malformed record: env.threads is below 1"
     if record.get("worker_deaths", 0) < 0:

@@ -130,11 +130,14 @@ def _std(values: list[float]) -> float:
 
 
 def rerun(record: dict[str, Any], suite: Suite, *, results_dir: Path, data_dir: Path | None, device: str,
-          executor: Executor) -> dict[str, Any]:
+          executor: Executor, run_timeout: float | None = None) -> dict[str, Any]:
     """Run `record`'s configuration again into `results_dir` (a scratch folder) and return the
     new record. The suite must be the one the record names, and the run must resolve to the
     record's identity (bench.plan.identity) before anything trains: a suite file or a method whose
-    parameters changed since would rerun something else, and is refused."""
+    parameters changed since would rerun something else, and is refused. The rerun, and the
+    training of its dense model, stop after `run_timeout` minutes, by default ten times the
+    record's own run time and at least 15 minutes: a record is a file anyone can edit, and one
+    claiming 10^15 epochs set a limit that grew with them."""
     from bench.data import find_source  # torch: only when something reruns
     from bench.runner import run_suite
 
@@ -157,5 +160,6 @@ def rerun(record: dict[str, Any], suite: Suite, *, results_dir: Path, data_dir: 
                              f"{', '.join(changed) or 'its hash'})")
     done = run_suite(suite, [c["method"]], seeds=[c["seed"]], results_dir=results_dir, data_dir=data_dir,
                      device=device, overrides=overrides, executor=executor, budget_overrides=budget,
-                     allow_dirty=True, fuse=1, force=True)  # a rerun runs, whatever the folder holds
+                     allow_dirty=True, fuse=1, force=True,  # a rerun runs, whatever the folder holds
+                     run_timeout=run_timeout or max(15.0, 10 * record.get("run_time_s", 0.0) / 60))
     return done[0]

@@ -93,3 +93,43 @@ def test_reproduce_reruns_stored_records_and_flags_a_planted_difference(tmp_path
                      "--results-dir", results])
     assert refused.returncode == 2
     assert "cannot be rerun as recorded" in refused.stderr
+
+
+def test_a_record_claiming_a_huge_budget_reruns_under_a_time_limit_and_one_below_the_floors_is_malformed(
+        tmp_path, data_dir, bench):
+    """A record is a file anyone can edit: one claiming 10^15 epochs (renamed to its new hash, so
+    that it passes as the run it names) set a time limit that grew with its epochs, and the rerun
+    trained for ever. The limit now follows the record's own run time or --run-timeout. A budget
+    below what `bench run` accepts (limit_train 0) makes the record malformed: left out, named."""
+    import time
+
+    from bench import layout
+    from bench.plan import run_key
+
+    results = tmp_path / "results"
+    made = bench(["run", "--suite", FAST, "--methods", "magnitude", "--set", "magnitude.sparsity=0.9",
+                  "--seeds", "0,1", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "500",
+                  "--limit-test", "200", "--data-dir", data_dir, "--results-dir", results])
+    assert made.returncode == 0, made.stderr
+    for path in sorted((results / "mlp-fast" / "runs").glob("*.json")):
+        record = json.loads(path.read_text())
+        record["config"]["budget"]["epochs"] = 10**15
+        record["config_hash"] = run_key(record["config"])
+        path.unlink()
+        c = record["config"]
+        path = layout.record_path(results, "mlp-fast", c["method"], c["seed"], record["config_hash"])
+        path.write_text(json.dumps(record))
+    start = time.monotonic()
+    rerun = bench(["reproduce", "--suite", FAST, "--sample", "1", "--data-dir", data_dir, "--results-dir", results,
+                   "--run-timeout", "0.1", "--executor", "local"])  # the inline executor has no time limits
+    assert time.monotonic() - start < 120, rerun.stdout
+    assert rerun.returncode == 1 and "0 of 1 records reproduced" in rerun.stdout, rerun.stdout + rerun.stderr
+    assert "TimedOut" in rerun.stdout, rerun.stdout
+
+    (path, _) = sorted((results / "mlp-fast" / "runs").glob("*.json"))
+    record = json.loads(path.read_text())
+    record["config"]["budget"]["limit_train"] = 0
+    path.write_text(json.dumps(record))
+    shown = bench(["leaderboard", "--results-dir", results])
+    assert f"left out of the leaderboard: {path}: malformed record: config.budget.limit_train is 0, below 1" \
+        in shown.stderr, shown.stderr
