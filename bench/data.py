@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import inspect
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,58 @@ def _image_folder_split(folder: Path, cache_dir: Path | None, limit: int | None 
     return split, int(split.y.max()) + 1
 
 
+def _file_kind(mode: int) -> str:
+    """What a file that is no regular file is, for messages."""
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "no regular file"
+
+
+def _check_image_folder(folder: Path) -> None:
+    """Refuse, naming the file or folders, an ImageFolder copy that would hang or mislabel every
+    run, before any image is opened: cheap (a listing and a stat per image, under a second for
+    CIFAR-10's 60,000), so it runs once up front rather than failing each run on its own.
+
+    - train/ and test/ must have the same class folders: a label is the index of its folder's
+      name in sorted order, so an extra class in one split shifts the other's labels silently.
+    - every entry torchvision would read as an image (by its extension) must be a regular file,
+      after following links: opening a FIFO blocks forever, a device such as /dev/zero never
+      ends; a folder named like an image is a mistake too.
+    - every class folder must hold an image (torchvision refuses an empty one, but in each run)."""
+    classes = {}
+    for split in ("train", "test"):
+        try:
+            classes[split] = torchvision.datasets.folder.find_classes(str(folder / split))[0]
+        except FileNotFoundError as e:  # no class folder: "Couldn't find any class folder in <folder>."
+            raise DataError(str(e)) from None
+    if classes["train"] != classes["test"]:
+        train, test = set(classes["train"]), set(classes["test"])
+        raise DataError(f"{folder}: train/ and test/ have different class folders (only in train/: "
+                        f"{', '.join(sorted(train - test)) or 'none'}; only in test/: {', '.join(sorted(test - train)) or 'none'}): "
+                        "labels number the sorted class names, so both splits need the same ones")
+    extensions = torchvision.datasets.folder.IMG_EXTENSIONS
+    for split, names in classes.items():
+        for name in names:
+            found = 0
+            for where, folders, files in os.walk(folder / split / name, followlinks=True):  # as torchvision's make_dataset
+                for entry in [*folders, *files]:
+                    if not torchvision.datasets.folder.has_file_allowed_extension(entry, extensions):
+                        continue
+                    path = Path(where) / entry
+                    try:
+                        mode = path.stat().st_mode  # follows links: a link to a real image is one
+                    except OSError as e:
+                        raise DataError(f"{path}: cannot be read ({e.strerror}): remove it from the image folder") from None
+                    if not stat.S_ISREG(mode):
+                        raise DataError(f"{path}: is {_file_kind(mode)}, not an image file: remove it from the image folder")
+                    found += 1
+            if not found:
+                raise DataError(f"{folder / split / name}: a class folder without images "
+                                f"(expected files ending in {', '.join(extensions)}): add its images or remove it")
+
+
 def _has_torchvision_layout(cls: type, root: Path) -> bool:
     try:
         _torchvision_split(cls, root, True, download=False)
@@ -214,6 +267,8 @@ def fetch(spec: DataSpec, root: Path | None) -> str:
                 f"{spec.dataset} not found in {looked}, and the download failed: {e}. "
                 "Pass --data-dir (or set BENCH_DATA_DIR) to a folder that holds it."
             ) from None
+    if source.startswith("image-folder:"):
+        _check_image_folder(root / spec.image_folder)
     return source
 
 
