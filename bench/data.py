@@ -143,7 +143,7 @@ def _image_folder_split(folder: Path, cache_dir: Path | None, limit: int | None 
     images = torchvision.datasets.ImageFolder(str(folder), transform=torchvision.transforms.PILToTensor())
     keep = draw(len(images), limit)
     indices = range(len(images)) if keep is None else keep.tolist()
-    split = Split(torch.stack([images[i][0] for i in indices]), torch.tensor(images.targets)[list(indices)])
+    split = Split(torch.stack([_decode(images, i) for i in indices]), torch.tensor(images.targets)[list(indices)])
     if keep is not None:  # a part of the split: not cached
         return split, max(images.targets) + 1
     if cached is not None:
@@ -153,6 +153,16 @@ def _image_folder_split(folder: Path, cache_dir: Path | None, limit: int | None 
             if older != cached:
                 older.unlink(missing_ok=True)
     return split, int(split.y.max()) + 1
+
+
+def _decode(images: torchvision.datasets.ImageFolder, i: int) -> torch.Tensor:
+    """Image `i` of an ImageFolder as a tensor; DataError naming its file first if it cannot be
+    decoded (not an image, a decompression bomb, unreadable), so that a message cut to one short
+    line still says which file to remove."""
+    try:
+        return images[i][0]
+    except Exception as e:  # noqa: BLE001 - whatever PIL raises, the file is at fault
+        raise DataError(f"{images.samples[i][0]}: cannot be read as an image ({type(e).__name__}: {e})") from None
 
 
 def _file_kind(mode: int) -> str:

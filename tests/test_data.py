@@ -190,3 +190,23 @@ def test_splits_with_different_class_folders_or_an_empty_one_are_refused(tmp_pat
     with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path / 'copy' / 'train' / '0first'))}: a class folder without images"):
         data.fetch(spec, tmp_path)
 
+
+def test_an_image_that_cannot_be_decoded_is_named_first_in_the_error(tmp_path, monkeypatch):
+    """A file that is no image, or a decompression bomb, fails the decoding with PIL's error;
+    its message is cut to 100 characters in the run's summary, so the file comes first."""
+    import pytest
+    from PIL import Image as PILImage
+
+    from bench.errors import DataError
+
+    spec = _image_folder(tmp_path)
+    bad = tmp_path / "copy" / "test" / "b" / "bad.png"
+    bad.write_bytes(b"no image at all")
+    with pytest.raises(DataError, match=f"^{re.escape(str(bad))}: cannot be read as an image \\(UnidentifiedImageError"):
+        load_dataset(spec, tmp_path)
+    bad.unlink()
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # 32 x 32 is a bomb beyond twice this
+    with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path / 'copy' / 'train' / 'a' / '0.png'))}: cannot be read as an "
+                                        "image \\(DecompressionBombError"):
+        load_dataset(spec, tmp_path)
+
