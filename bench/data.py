@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
+import math
 import os
 import stat
 import sys
@@ -217,7 +218,45 @@ def _check_image_folder(folder: Path) -> None:
                                 f"(expected files ending in {', '.join(extensions)}): add its images or remove it")
 
 
+def _idx_count(path: Path, dims: int) -> int:
+    """How many items (images or labels) an MNIST IDX file of uint8 data with `dims` dimensions
+    holds, from its header; DataError naming the file if the header or the file's size is wrong.
+    torchvision reads such a file whole and reports a short one as an invalid shape, naming no
+    file, and `fetch` took that for a dataset not found."""
+    with path.open("rb") as f:
+        header = f.read(4 + 4 * dims)
+    magic, shape = header[:4], [int.from_bytes(header[i:i + 4], "big") for i in range(4, len(header), 4)]
+    if magic != bytes([0, 0, 8, dims]) or len(shape) != dims:
+        raise DataError(f"{path}: no MNIST IDX file of {dims}-dimensional uint8 data (its header is {header.hex()}): "
+                        f"replace it, or delete {path.parent} to download it again")
+    expected, size = len(header) + math.prod(shape), path.stat().st_size
+    if size != expected:
+        raise DataError(f"{path}: is truncated or damaged: its header announces {' x '.join(map(str, shape))} bytes of "
+                        f"data ({expected:,} bytes in all) but the file holds {size:,}: replace it, or delete "
+                        f"{path.parent} to download it again")
+    return shape[0]
+
+
+def _check_mnist_files(cls: type, root: Path) -> None:
+    """For MNIST and the datasets that read its files as it does (FashionMNIST, KMNIST): refuse,
+    naming the files, raw files that are there but truncated, or whose images and labels differ
+    in number (the runs paired them up silently, mislabelled). Reads
+    the headers only; files that are not there are torchvision's to report or download."""
+    if not (issubclass(cls, torchvision.datasets.MNIST) and cls._load_data is torchvision.datasets.MNIST._load_data):
+        return
+    raw = root / cls.__name__ / "raw"
+    for split in ("train", "t10k"):
+        images, labels = raw / f"{split}-images-idx3-ubyte", raw / f"{split}-labels-idx1-ubyte"
+        if images.is_file() and labels.is_file():
+            n_images, n_labels = _idx_count(images, 3), _idx_count(labels, 1)
+            if n_images != n_labels:
+                raise DataError(f"{images} holds {n_images:,} images but {labels} holds {n_labels:,} labels: "
+                                f"the two files must come from the same split; replace them, or delete {raw} "
+                                "to download them again")
+
+
 def _has_torchvision_layout(cls: type, root: Path) -> bool:
+    _check_mnist_files(cls, root)
     try:
         _torchvision_split(cls, root, True, download=False)
         return True

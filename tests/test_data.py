@@ -210,3 +210,53 @@ def test_an_image_that_cannot_be_decoded_is_named_first_in_the_error(tmp_path, m
                                         "image \\(DecompressionBombError"):
         load_dataset(spec, tmp_path)
 
+
+def _mnist_copy(root, data_dir):
+    """root/MNIST/raw holding links to the real MNIST files, to be replaced one by one."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for file in (data_dir / "MNIST" / "raw").glob("*-ubyte"):
+        (raw / file.name).symlink_to(file)
+    return raw
+
+
+def test_mnist_images_and_labels_that_differ_in_number_are_refused(tmp_path, data_dir):
+    """The test split's labels in place of the training split's: torchvision paired 10,000 of
+    the 60,000 images with them, and the run finished at 11% accuracy."""
+    import shutil
+
+    import pytest
+
+    from bench import data
+    from bench.errors import DataError
+
+    raw = _mnist_copy(tmp_path, data_dir)
+    (raw / "train-labels-idx1-ubyte").unlink()
+    shutil.copy(raw / "t10k-labels-idx1-ubyte", raw / "train-labels-idx1-ubyte")
+    with pytest.raises(DataError) as refused:
+        data.fetch(SPEC, tmp_path)
+    assert str(refused.value).startswith(f"{raw / 'train-images-idx3-ubyte'} holds 60,000 images but "
+                                         f"{raw / 'train-labels-idx1-ubyte'} holds 10,000 labels")
+
+
+def test_a_truncated_mnist_file_is_named_not_reported_missing(tmp_path, data_dir):
+    """A cut download: torchvision failed on an invalid shape naming no file, and `fetch` said
+    MNIST was not found; the file is there, truncated, and the error says so."""
+    import pytest
+
+    from bench import data
+    from bench.errors import DataError
+
+    raw = _mnist_copy(tmp_path, data_dir)
+    images = raw / "train-images-idx3-ubyte"
+    head = images.read_bytes()[:1_000_000]
+    images.unlink()
+    images.write_bytes(head)
+    with pytest.raises(DataError) as refused:
+        data.fetch(SPEC, tmp_path)
+    assert str(refused.value).startswith(f"{images}: is truncated or damaged: its header announces 60000 x 28 x 28 "
+                                         "bytes of data (47,040,016 bytes in all) but the file holds 1,000,000")
+    assert "not found" not in str(refused.value)
+    images.write_bytes(b"\x00\x00\x08")  # not even a header
+    with pytest.raises(DataError, match=f"^{re.escape(str(images))}: no MNIST IDX file"):
+        data.fetch(SPEC, tmp_path)
