@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
+import math
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +144,7 @@ def _image_folder_split(folder: Path, cache_dir: Path | None, limit: int | None 
     images = torchvision.datasets.ImageFolder(str(folder), transform=torchvision.transforms.PILToTensor())
     keep = draw(len(images), limit)
     indices = range(len(images)) if keep is None else keep.tolist()
-    split = Split(torch.stack([images[i][0] for i in indices]), torch.tensor(images.targets)[list(indices)])
+    split = Split(torch.stack([_decode(images, i) for i in indices]), torch.tensor(images.targets)[list(indices)])
     if keep is not None:  # a part of the split: not cached
         return split, max(images.targets) + 1
     if cached is not None:
@@ -154,7 +156,107 @@ def _image_folder_split(folder: Path, cache_dir: Path | None, limit: int | None 
     return split, int(split.y.max()) + 1
 
 
+def _decode(images: torchvision.datasets.ImageFolder, i: int) -> torch.Tensor:
+    """Image `i` of an ImageFolder as a tensor; DataError naming its file first if it cannot be
+    decoded (not an image, a decompression bomb, unreadable), so that a message cut to one short
+    line still says which file to remove."""
+    try:
+        return images[i][0]
+    except Exception as e:  # noqa: BLE001 - whatever PIL raises, the file is at fault
+        raise DataError(f"{images.samples[i][0]}: cannot be read as an image ({type(e).__name__}: {e})") from None
+
+
+def _file_kind(mode: int) -> str:
+    """What a file that is no regular file is, for messages."""
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "no regular file"
+
+
+def _check_image_folder(folder: Path) -> None:
+    """Refuse, naming the file or folders, an ImageFolder copy that would hang or mislabel every
+    run, before any image is opened: cheap (a listing and a stat per image, under a second for
+    CIFAR-10's 60,000), so it runs once up front rather than failing each run on its own.
+
+    - train/ and test/ must have the same class folders: a label is the index of its folder's
+      name in sorted order, so an extra class in one split shifts the other's labels silently.
+    - every entry torchvision would read as an image (by its extension) must be a regular file,
+      after following links: opening a FIFO blocks forever, a device such as /dev/zero never
+      ends; a folder named like an image is a mistake too.
+    - every class folder must hold an image (torchvision refuses an empty one, but in each run)."""
+    classes = {}
+    for split in ("train", "test"):
+        try:
+            classes[split] = torchvision.datasets.folder.find_classes(str(folder / split))[0]
+        except FileNotFoundError as e:  # no class folder: "Couldn't find any class folder in <folder>."
+            raise DataError(str(e)) from None
+    if classes["train"] != classes["test"]:
+        train, test = set(classes["train"]), set(classes["test"])
+        raise DataError(f"{folder}: train/ and test/ have different class folders (only in train/: "
+                        f"{', '.join(sorted(train - test)) or 'none'}; only in test/: {', '.join(sorted(test - train)) or 'none'}): "
+                        "labels number the sorted class names, so both splits need the same ones")
+    extensions = torchvision.datasets.folder.IMG_EXTENSIONS
+    for split, names in classes.items():
+        for name in names:
+            found = 0
+            for where, folders, files in os.walk(folder / split / name, followlinks=True):  # as torchvision's make_dataset
+                for entry in [*folders, *files]:
+                    if not torchvision.datasets.folder.has_file_allowed_extension(entry, extensions):
+                        continue
+                    path = Path(where) / entry
+                    try:
+                        mode = path.stat().st_mode  # follows links: a link to a real image is one
+                    except OSError as e:
+                        raise DataError(f"{path}: cannot be read ({e.strerror}): remove it from the image folder") from None
+                    if not stat.S_ISREG(mode):
+                        raise DataError(f"{path}: is {_file_kind(mode)}, not an image file: remove it from the image folder")
+                    found += 1
+            if not found:
+                raise DataError(f"{folder / split / name}: a class folder without images "
+                                f"(expected files ending in {', '.join(extensions)}): add its images or remove it")
+
+
+def _idx_count(path: Path, dims: int) -> int:
+    """How many items (images or labels) an MNIST IDX file of uint8 data with `dims` dimensions
+    holds, from its header; DataError naming the file if the header or the file's size is wrong.
+    torchvision reads such a file whole and reports a short one as an invalid shape, naming no
+    file, and `fetch` took that for a dataset not found."""
+    with path.open("rb") as f:
+        header = f.read(4 + 4 * dims)
+    magic, shape = header[:4], [int.from_bytes(header[i:i + 4], "big") for i in range(4, len(header), 4)]
+    if magic != bytes([0, 0, 8, dims]) or len(shape) != dims:
+        raise DataError(f"{path}: no MNIST IDX file of {dims}-dimensional uint8 data (its header is {header.hex()}): "
+                        f"replace it, or delete {path.parent} to download it again")
+    expected, size = len(header) + math.prod(shape), path.stat().st_size
+    if size != expected:
+        raise DataError(f"{path}: is truncated or damaged: its header announces {' x '.join(map(str, shape))} bytes of "
+                        f"data ({expected:,} bytes in all) but the file holds {size:,}: replace it, or delete "
+                        f"{path.parent} to download it again")
+    return shape[0]
+
+
+def _check_mnist_files(cls: type, root: Path) -> None:
+    """For MNIST and the datasets that read its files as it does (FashionMNIST, KMNIST): refuse,
+    naming the files, raw files that are there but truncated, or whose images and labels differ
+    in number (the runs paired them up silently, mislabelled). Reads
+    the headers only; files that are not there are torchvision's to report or download."""
+    if not (issubclass(cls, torchvision.datasets.MNIST) and cls._load_data is torchvision.datasets.MNIST._load_data):
+        return
+    raw = root / cls.__name__ / "raw"
+    for split in ("train", "t10k"):
+        images, labels = raw / f"{split}-images-idx3-ubyte", raw / f"{split}-labels-idx1-ubyte"
+        if images.is_file() and labels.is_file():
+            n_images, n_labels = _idx_count(images, 3), _idx_count(labels, 1)
+            if n_images != n_labels:
+                raise DataError(f"{images} holds {n_images:,} images but {labels} holds {n_labels:,} labels: "
+                                f"the two files must come from the same split; replace them, or delete {raw} "
+                                "to download them again")
+
+
 def _has_torchvision_layout(cls: type, root: Path) -> bool:
+    _check_mnist_files(cls, root)
     try:
         _torchvision_split(cls, root, True, download=False)
         return True
@@ -214,6 +316,8 @@ def fetch(spec: DataSpec, root: Path | None) -> str:
                 f"{spec.dataset} not found in {looked}, and the download failed: {e}. "
                 "Pass --data-dir (or set BENCH_DATA_DIR) to a folder that holds it."
             ) from None
+    if source.startswith("image-folder:"):
+        _check_image_folder(root / spec.image_folder)
     return source
 
 

@@ -1,3 +1,5 @@
+import re
+
 import torch
 from PIL import Image
 
@@ -114,3 +116,147 @@ def test_a_dry_run_says_when_the_data_is_not_there_yet_and_creates_nothing(tmp_p
     assert ran.returncode == 0, ran.stderr
     assert f"data torchvision:MNIST (not under {empty} yet: a run downloads it there):" in ran.stdout
     assert not empty.exists() and not (tmp_path / "results").exists()
+
+
+def _image_folder(root, classes=("a", "b"), splits=("train", "test")):
+    """A tiny ImageFolder copy under root/copy: two 32x32 PNGs per class and split."""
+    for split in splits:
+        for k, label in enumerate(classes):
+            folder = root / "copy" / split / label
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (32, 32), (60 * k + 40 * i,) * 3).save(folder / f"{i}.png")
+    return DataSpec(dataset="CIFAR10", mean=[0.5] * 3, std=[0.25] * 3, image_folder="copy")
+
+
+def test_image_entries_that_are_no_regular_files_are_refused_before_any_is_opened(tmp_path):
+    """A FIFO named as an image blocks the decoding of every run until its time limit, a link to
+    /dev/zero never ends: `fetch`, which the driver calls before any run, refuses them by a stat,
+    naming the file. A link to a real image is one."""
+    import os
+
+    import pytest
+
+    from bench import data
+    from bench.errors import DataError
+
+    spec = _image_folder(tmp_path)
+    train_a = tmp_path / "copy" / "train" / "a"
+    (train_a / "link.png").symlink_to(tmp_path / "copy" / "test" / "b" / "0.png")
+    assert data.fetch(spec, tmp_path) == "image-folder:copy"
+    assert load_dataset(spec, tmp_path).train.y.tolist() == [0, 0, 0, 1, 1]
+
+    for make, kind in ((lambda p: os.mkfifo(p), "a FIFO"), (lambda p: p.symlink_to("/dev/zero"), "a character device"),
+                       (lambda p: p.mkdir(), "a folder"), (lambda p: p.symlink_to(tmp_path / "gone.png"), "cannot be read")):
+        bad = train_a / "bad.png"
+        make(bad)
+        with pytest.raises(DataError, match=f"^{re.escape(str(bad))}: (is )?{kind}"):
+            data.fetch(spec, tmp_path)
+        if kind == "a folder":
+            bad.rmdir()
+        else:
+            bad.unlink()
+
+
+def test_splits_with_different_class_folders_or_an_empty_one_are_refused(tmp_path, bench):
+    """A label is the index of its class folder's name in sorted order: an extra test/0first
+    shifts every test label by one, and the run used to finish at chance accuracy. The command
+    refuses it before any run, naming the classes; an empty class folder likewise (torchvision
+    refused it in each run on its own)."""
+    import pytest
+
+    from bench import data
+    from bench.errors import DataError
+
+    spec = _image_folder(tmp_path)
+    (tmp_path / "copy" / "test" / "0first").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "copy" / "test" / "0first" / "0.png")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("version: 1\nname: imgf\ndescription: t\n"
+                     "data: {dataset: CIFAR10, image_folder: copy, mean: [0.5,0.5,0.5], std: [0.25,0.25,0.25]}\n"
+                     "model: {name: lenet300, kwargs: {image_size: 32}}\n"
+                     "training: {lr: 0.05, batch_size: 4, epochs: 1, finetune_epochs: 1, finetune_lr: 0.01}\n"
+                     "seeds: [0]\nsparsities: [0.5]\nlatency_batches: [1]\nruntimes: [torch]\n")
+    ran = bench(["run", "--suite", suite, "--data-dir", tmp_path, "--methods", "dense", "--allow-dirty",
+                 "--results-dir", tmp_path / "results"])
+    assert ran.returncode == 2, ran.stdout
+    assert ran.stderr.strip() == (f"bench: error: {tmp_path / 'copy'}: train/ and test/ have different class folders "
+                                  "(only in train/: none; only in test/: 0first): labels number the sorted class names, "
+                                  "so both splits need the same ones")
+    assert not (tmp_path / "results").exists()
+
+    (tmp_path / "copy" / "test" / "0first" / "0.png").unlink()
+    (tmp_path / "copy" / "train" / "0first").mkdir()
+    with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path / 'copy' / 'train' / '0first'))}: a class folder without images"):
+        data.fetch(spec, tmp_path)
+
+
+def test_an_image_that_cannot_be_decoded_is_named_first_in_the_error(tmp_path, monkeypatch):
+    """A file that is no image, or a decompression bomb, fails the decoding with PIL's error;
+    its message is cut to 100 characters in the run's summary, so the file comes first."""
+    import pytest
+    from PIL import Image as PILImage
+
+    from bench.errors import DataError
+
+    spec = _image_folder(tmp_path)
+    bad = tmp_path / "copy" / "test" / "b" / "bad.png"
+    bad.write_bytes(b"no image at all")
+    with pytest.raises(DataError, match=f"^{re.escape(str(bad))}: cannot be read as an image \\(UnidentifiedImageError"):
+        load_dataset(spec, tmp_path)
+    bad.unlink()
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # 32 x 32 is a bomb beyond twice this
+    with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path / 'copy' / 'train' / 'a' / '0.png'))}: cannot be read as an "
+                                        "image \\(DecompressionBombError"):
+        load_dataset(spec, tmp_path)
+
+
+def _mnist_copy(root, data_dir):
+    """root/MNIST/raw holding links to the real MNIST files, to be replaced one by one."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for file in (data_dir / "MNIST" / "raw").glob("*-ubyte"):
+        (raw / file.name).symlink_to(file)
+    return raw
+
+
+def test_mnist_images_and_labels_that_differ_in_number_are_refused(tmp_path, data_dir):
+    """The test split's labels in place of the training split's: torchvision paired 10,000 of
+    the 60,000 images with them, and the run finished at 11% accuracy."""
+    import shutil
+
+    import pytest
+
+    from bench import data
+    from bench.errors import DataError
+
+    raw = _mnist_copy(tmp_path, data_dir)
+    (raw / "train-labels-idx1-ubyte").unlink()
+    shutil.copy(raw / "t10k-labels-idx1-ubyte", raw / "train-labels-idx1-ubyte")
+    with pytest.raises(DataError) as refused:
+        data.fetch(SPEC, tmp_path)
+    assert str(refused.value).startswith(f"{raw / 'train-images-idx3-ubyte'} holds 60,000 images but "
+                                         f"{raw / 'train-labels-idx1-ubyte'} holds 10,000 labels")
+
+
+def test_a_truncated_mnist_file_is_named_not_reported_missing(tmp_path, data_dir):
+    """A cut download: torchvision failed on an invalid shape naming no file, and `fetch` said
+    MNIST was not found; the file is there, truncated, and the error says so."""
+    import pytest
+
+    from bench import data
+    from bench.errors import DataError
+
+    raw = _mnist_copy(tmp_path, data_dir)
+    images = raw / "train-images-idx3-ubyte"
+    head = images.read_bytes()[:1_000_000]
+    images.unlink()
+    images.write_bytes(head)
+    with pytest.raises(DataError) as refused:
+        data.fetch(SPEC, tmp_path)
+    assert str(refused.value).startswith(f"{images}: is truncated or damaged: its header announces 60000 x 28 x 28 "
+                                         "bytes of data (47,040,016 bytes in all) but the file holds 1,000,000")
+    assert "not found" not in str(refused.value)
+    images.write_bytes(b"\x00\x00\x08")  # not even a header
+    with pytest.raises(DataError, match=f"^{re.escape(str(images))}: no MNIST IDX file"):
+        data.fetch(SPEC, tmp_path)
