@@ -544,7 +544,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise registry.ParameterError("bench compare A B needs B, the results to compare with A "
                                       "(or --methods X,Y to compare two methods within A)")
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
-        a, b = _results_of(args.a, Path(tmp) / "a"), _results_of(args.b, Path(tmp) / "b")
+        (a, what_a), (b, what_b) = _results_of(args.a, Path(tmp) / "a"), _results_of(args.b, Path(tmp) / "b")
+        print(f"A = {what_a}\nB = {what_b}\n")
         suites = [args.suite] if args.suite else sorted(set(layout.suites_with_records(a)) & set(layout.suites_with_records(b)))
         if not suites:
             raise registry.ParameterError(f"{args.a} and {args.b} hold records of no common suite")
@@ -599,7 +600,8 @@ def _compare_methods(args: argparse.Namespace) -> int:
         raise registry.ParameterError(f"--methods {args.methods!r}: expected two different method names, X,Y")
     x, y = names
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
-        a = _results_of(args.a, Path(tmp) / "a")
+        a, what = _results_of(args.a, Path(tmp) / "a")
+        print(f"A = {what}\n")
         suites = [args.suite] if args.suite else layout.suites_with_records(a)
         stored = {name: records.load_records(a, name) for name in suites}
         present = {r["config"]["method"] for recs in stored.values() for r in recs if r["status"] == Status.OK}
@@ -631,30 +633,48 @@ def _compare_methods(args: argparse.Namespace) -> int:
     return 1 if worse and args.fail_on == "regression" else 0
 
 
-def _results_of(spec: str, scratch: Path) -> Path:
-    """A results folder named by `spec`: the folder itself, or the results/ of a git commit,
-    written out under `scratch` (git archive) so that the working tree is never touched."""
+def _results_of(spec: str, scratch: Path) -> tuple[Path, str]:
+    """A results folder named by `spec`, and what it is, for the user: the folder itself, or the
+    results/ of a git commit, written out under `scratch` (git archive) so that the working tree
+    is never touched. A commit is looked up in the git repository of the current folder, else in
+    bench's own checkout: the user names a commit of where they are."""
     import io
     import subprocess
     import tarfile
 
     if Path(spec).is_dir():
-        return Path(spec)
-    here = ["git", "-C", str(Path(__file__).resolve().parent)]
-    top = subprocess.run([*here, "rev-parse", "--show-toplevel"], capture_output=True, text=True).stdout.strip()
-    git = ["git", "-C", top or "."]
-    found = subprocess.run([*git, "rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}"], capture_output=True)
-    if not top or found.returncode != 0:
-        raise registry.ParameterError(f"{spec!r} is neither a results folder nor a git commit")
-    archive = subprocess.run([*git, "archive", f"{found.stdout.decode().strip()}:results"], capture_output=True)
+        return Path(spec), f"{spec}: a results folder"
+    top = _git_repository()
+    if top is None:
+        raise registry.ParameterError(f"{spec!r} is neither a results folder nor a git commit (no git repository "
+                                      "here, and bench runs from no git checkout)")
+    git = ["git", "-C", top]
+    found = subprocess.run([*git, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{spec}^{{commit}}"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        raise registry.ParameterError(f"{spec!r} is neither a results folder nor a git commit of {top}")
+    sha = found.stdout.strip()
+    what = f"{spec}: commit {sha[:12]} of {top}"
+    archive = subprocess.run([*git, "archive", f"{sha}:results"], capture_output=True)
     if archive.returncode != 0:
-        raise registry.ParameterError(f"commit {spec} has no results/ folder")
+        raise registry.ParameterError(f"commit {spec} of {top} has no results/ folder")
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         try:
             tar.extractall(scratch, filter="data")  # no link out of it, no device, no absolute path
         except tarfile.FilterError as e:
-            raise registry.ParameterError(f"commit {spec}'s results/ holds what is not read from it: {e}") from None
-    return scratch
+            raise registry.ParameterError(f"{what}: its results/ holds what is not read from it: {e}") from None
+    return scratch, what
+
+
+def _git_repository() -> str | None:
+    """The top folder of the git repository the user is in, else of bench's own checkout."""
+    import subprocess
+
+    for where in (Path.cwd(), Path(__file__).resolve().parent):
+        top = subprocess.run(["git", "-C", str(where), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+        if top.returncode == 0 and top.stdout.strip():
+            return top.stdout.strip()
+    return None
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:

@@ -1,5 +1,8 @@
 """`bench compare A B`: per shared row, the change in accuracy with Welch's 95% CI and a verdict."""
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from bench import compare, layout, records
@@ -88,6 +91,47 @@ def test_bench_compare_reads_a_commits_results(bench):
     ran = bench(["compare", "HEAD", "HEAD", "--suite", "mlp", "--fail-on", "regression"])
     assert ran.returncode == 0, ran.stderr
     assert " 0 only in A, 0 only in B" in ran.stdout and "better" not in ran.stdout
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def committed(repo, recs):
+    """A new git repository at `repo` whose commit, on branch main, holds `recs` in results/."""
+    git(repo.parent, "init", "-q", "-b", "main", repo.name)
+    write(repo / "results", recs)
+    git(repo, "add", "results")
+    git(repo, "commit", "-qm", "records")
+    return repo
+
+
+BASE = [record("magnitude", 0.9, s, acc) for s, acc in enumerate((0.970, 0.972, 0.971))]
+
+
+def test_bench_compare_reads_commits_of_the_repository_it_is_run_in(tmp_path, monkeypatch, bench):
+    """In another repository, a commit is looked up there, not in bench's own checkout, and the
+    output names the repository; outside any repository, bench's own checkout is read."""
+    repo = committed(tmp_path / "repo", BASE)
+    git(repo, "checkout", "-qb", "only-here")
+    write(repo / "results", [record("magnitude", 0.9, s, acc - 0.02) for s, acc in enumerate((0.970, 0.972, 0.971))])
+    git(repo, "commit", "-qam", "worse")
+    monkeypatch.chdir(repo)
+    ran = bench(["compare", "main", "only-here", "--fail-on", "regression"])
+    assert ran.returncode == 1, ran.stderr
+    assert f"B = only-here: commit {git(repo, 'rev-parse', 'HEAD')[:12]} of {repo}" in ran.stdout
+    assert "1 row significantly worse in B" in ran.stdout
+    refused = bench(["compare", "main", "nowhere"])
+    assert refused.returncode == 2 and f"'nowhere' is neither a results folder nor a git commit of {repo}" in refused.stderr
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # no repository above it either
+    own = git(Path(__file__).parent, "rev-parse", "--show-toplevel")
+    ran = bench(["compare", "HEAD", "HEAD", "--suite", "mlp"])
+    assert ran.returncode == 0, ran.stderr
+    assert f"A = HEAD: commit {git(own, 'rev-parse', 'HEAD')[:12]} of {own}" in ran.stdout
 
 
 def with_params(r, **params):
