@@ -1,11 +1,12 @@
 """`bench compare A B`: per shared row, the change in accuracy with Welch's 95% CI and a verdict."""
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from bench import compare, layout, records
+from bench import cli, compare, layout, records, registry
 
 ENV = {"device_name": "Test CPU", "device": "cpu", "torch": "2.x", "threads": 1}
 BUDGET = {"epochs": 20, "finetune_epochs": 10, "limit_train": None, "limit_test": None}
@@ -132,6 +133,54 @@ def test_bench_compare_reads_commits_of_the_repository_it_is_run_in(tmp_path, mo
     ran = bench(["compare", "HEAD", "HEAD", "--suite", "mlp"])
     assert ran.returncode == 0, ran.stderr
     assert f"A = HEAD: commit {git(own, 'rev-parse', 'HEAD')[:12]} of {own}" in ran.stdout
+
+
+def test_a_commit_gives_only_its_record_files_and_leaves_out_an_oversized_one(tmp_path, monkeypatch, bench):
+    """A commit's records are read without unpacking anything else: a record file over the
+    records' size limit (a huge file of zeros packs small in git) is left out with a warning
+    naming it, as in a results folder, and is never written out; nor are the other files, the
+    other suites' records (with --suite) or a symbolic link."""
+    monkeypatch.setattr(records, "MAX_RECORD_BYTES", 2**16)
+    repo = committed(tmp_path / "repo", BASE)
+    results = repo / "results"
+    (results / "mlp/runs/zzz.json").write_bytes(bytes(2**16 + 1))
+    (results / "mlp/leaderboard.md").write_bytes(bytes(2**16))
+    (results / "mlp/runs/deeper").mkdir()
+    (results / "mlp/runs/deeper/x.json").write_text("{}")
+    os.symlink("../leaderboard.md", results / "mlp/runs/link.json")
+    (results / "cifar/runs").mkdir(parents=True)
+    (results / "cifar/runs/c.json").write_text("{}")
+    git(repo, "add", "results")
+    git(repo, "commit", "-qm", "more")
+    monkeypatch.chdir(repo)
+
+    ran = bench(["compare", "HEAD~1", "HEAD", "--suite", "mlp", "--fail-on", "regression"])
+    assert ran.returncode == 0, ran.stderr
+    assert "results/mlp/runs/zzz.json left out: larger than 65,536 bytes" in ran.stderr
+    assert "results/mlp/runs/link.json left out: not a regular file" in ran.stderr
+    assert "# mlp: 1 rows in both; 0 only in A, 0 only in B" in ran.stdout
+
+    scratch, _ = cli._results_of("HEAD", tmp_path / "scratch", "mlp")
+    written = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*") if p.is_file())
+    assert written == sorted(str(p.relative_to(results)) for p in layout.runs_dir(results, "mlp").glob("magnitude-*.json"))
+    assert [p.read_bytes() for p in sorted(layout.runs_dir(scratch, "mlp").glob("*"))] == [
+        p.read_bytes() for p in sorted(layout.runs_dir(results, "mlp").glob("magnitude-*.json"))]
+
+
+def test_a_commit_with_more_records_than_compare_writes_out_is_refused(tmp_path, monkeypatch, bench):
+    """Records that each pass the size limit may still be too many to write out (one blob under
+    thousands of names packs small): past MAX_COMMIT_RECORDS_BYTES, compare refuses, naming the
+    commit, before it writes any."""
+    monkeypatch.setattr(cli, "MAX_COMMIT_RECORDS_BYTES", 2 * 4096)
+    committed(tmp_path / "repo", BASE)
+    monkeypatch.chdir(tmp_path / "repo")
+    ran = bench(["compare", "HEAD", "HEAD"])
+    assert ran.returncode == 2
+    assert f"HEAD: commit {git(tmp_path / 'repo', 'rev-parse', 'HEAD')[:12]} of {tmp_path / 'repo'}: its records hold " \
+           "more than 8,192 bytes, more than bench compare writes out from a commit" in ran.stderr
+    with pytest.raises(registry.ParameterError):
+        cli._results_of("HEAD", tmp_path / "scratch", None)
+    assert not (tmp_path / "scratch").exists()
 
 
 def with_params(r, **params):
