@@ -1,8 +1,12 @@
 """`bench compare A B`: per shared row, the change in accuracy with Welch's 95% CI and a verdict."""
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 
-from bench import compare, files, layout, records
+from bench import cli, compare, files, layout, records, registry
 
 ENV = {"device_name": "Test CPU", "device": "cpu", "torch": "2.x", "threads": 1}
 BUDGET = {"epochs": 20, "finetune_epochs": 10, "limit_train": None, "limit_test": None}
@@ -88,6 +92,95 @@ def test_bench_compare_reads_a_commits_results(bench):
     ran = bench(["compare", "HEAD", "HEAD", "--suite", "mlp", "--fail-on", "regression"])
     assert ran.returncode == 0, ran.stderr
     assert " 0 only in A, 0 only in B" in ran.stdout and "better" not in ran.stdout
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def committed(repo, recs):
+    """A new git repository at `repo` whose commit, on branch main, holds `recs` in results/."""
+    git(repo.parent, "init", "-q", "-b", "main", repo.name)
+    write(repo / "results", recs)
+    git(repo, "add", "results")
+    git(repo, "commit", "-qm", "records")
+    return repo
+
+
+BASE = [record("magnitude", 0.9, s, acc) for s, acc in enumerate((0.970, 0.972, 0.971))]
+
+
+def test_bench_compare_reads_commits_of_the_repository_it_is_run_in(tmp_path, monkeypatch, bench):
+    """In another repository, a commit is looked up there, not in bench's own checkout, and the
+    output names the repository; outside any repository, bench's own checkout is read."""
+    repo = committed(tmp_path / "repo", BASE)
+    git(repo, "checkout", "-qb", "only-here")
+    write(repo / "results", [record("magnitude", 0.9, s, acc - 0.02) for s, acc in enumerate((0.970, 0.972, 0.971))])
+    git(repo, "commit", "-qam", "worse")
+    monkeypatch.chdir(repo)
+    ran = bench(["compare", "main", "only-here", "--fail-on", "regression"])
+    assert ran.returncode == 1, ran.stderr
+    assert f"B = only-here: commit {git(repo, 'rev-parse', 'HEAD')[:12]} of {repo}" in ran.stdout
+    assert "1 row significantly worse in B" in ran.stdout
+    refused = bench(["compare", "main", "nowhere"])
+    assert refused.returncode == 2 and f"'nowhere' is neither a results folder nor a git commit of {repo}" in refused.stderr
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # no repository above it either
+    own = git(Path(__file__).parent, "rev-parse", "--show-toplevel")
+    ran = bench(["compare", "HEAD", "HEAD", "--suite", "mlp"])
+    assert ran.returncode == 0, ran.stderr
+    assert f"A = HEAD: commit {git(own, 'rev-parse', 'HEAD')[:12]} of {own}" in ran.stdout
+
+
+def test_a_commit_gives_only_its_record_files_and_leaves_out_an_oversized_one(tmp_path, monkeypatch, bench):
+    """A commit's records are read without unpacking anything else: a record file over the
+    records' size limit (a huge file of zeros packs small in git) is left out with a warning
+    naming it, as in a results folder, and is never written out; nor are the other files, the
+    other suites' records (with --suite) or a symbolic link."""
+    monkeypatch.setattr(records, "MAX_RECORD_BYTES", 2**16)
+    repo = committed(tmp_path / "repo", BASE)
+    results = repo / "results"
+    (results / "mlp/runs/zzz.json").write_bytes(bytes(2**16 + 1))
+    (results / "mlp/leaderboard.md").write_bytes(bytes(2**16))
+    (results / "mlp/runs/deeper").mkdir()
+    (results / "mlp/runs/deeper/x.json").write_text("{}")
+    os.symlink("../leaderboard.md", results / "mlp/runs/link.json")
+    (results / "cifar/runs").mkdir(parents=True)
+    (results / "cifar/runs/c.json").write_text("{}")
+    git(repo, "add", "results")
+    git(repo, "commit", "-qm", "more")
+    monkeypatch.chdir(repo)
+
+    ran = bench(["compare", "HEAD~1", "HEAD", "--suite", "mlp", "--fail-on", "regression"])
+    assert ran.returncode == 0, ran.stderr
+    assert "results/mlp/runs/zzz.json left out: larger than 65,536 bytes" in ran.stderr
+    assert "results/mlp/runs/link.json left out: not a regular file" in ran.stderr
+    assert "# mlp: 1 rows in both; 0 only in A, 0 only in B" in ran.stdout
+
+    scratch, _ = cli._results_of("HEAD", tmp_path / "scratch", "mlp")
+    written = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*") if p.is_file())
+    assert written == sorted(str(p.relative_to(results)) for p in layout.runs_dir(results, "mlp").glob("magnitude-*.json"))
+    assert [p.read_bytes() for p in sorted(layout.runs_dir(scratch, "mlp").glob("*"))] == [
+        p.read_bytes() for p in sorted(layout.runs_dir(results, "mlp").glob("magnitude-*.json"))]
+
+
+def test_a_commit_with_more_records_than_compare_writes_out_is_refused(tmp_path, monkeypatch, bench):
+    """Records that each pass the size limit may still be too many to write out (one blob under
+    thousands of names packs small): past MAX_COMMIT_RECORDS_BYTES, compare refuses, naming the
+    commit, before it writes any."""
+    monkeypatch.setattr(cli, "MAX_COMMIT_RECORDS_BYTES", 2 * 4096)
+    committed(tmp_path / "repo", BASE)
+    monkeypatch.chdir(tmp_path / "repo")
+    ran = bench(["compare", "HEAD", "HEAD"])
+    assert ran.returncode == 2
+    assert f"HEAD: commit {git(tmp_path / 'repo', 'rev-parse', 'HEAD')[:12]} of {tmp_path / 'repo'}: its records hold " \
+           "more than 8,192 bytes, more than bench compare writes out from a commit" in ran.stderr
+    with pytest.raises(registry.ParameterError):
+        cli._results_of("HEAD", tmp_path / "scratch", None)
+    assert not (tmp_path / "scratch").exists()
 
 
 def with_params(r, **params):
