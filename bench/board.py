@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,7 +20,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from bench import metrics, records
-from bench.errors import ParameterError, first_line
+from bench.errors import ParameterError, first_line, printable
 from bench.metrics import Column
 from bench.plan import flat_params, setting_label
 from bench.records import Record, Status
@@ -48,15 +47,6 @@ def row_key(r: Record) -> dict[str, Any]:
     return {"data_source": c["data_source"], "budget": _budget_label(c["budget"]), "device": device,
             "method": c["method"], "setting": setting_label(c["params"]), "seed": c["seed"],
             "timed_on": r.get("measured_on", {}).get("device", device)}
-
-
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def printable(text: str) -> str:
-    """`text` with its control characters shown as `?`: a record's text printed in a terminal
-    or stored in a table must not carry escape sequences (ESC ] 0 ; ... retitles a terminal)."""
-    return CONTROL.sub("?", text)
 
 
 def frame(recs: list[Record], cols: list[Column]) -> pd.DataFrame:

@@ -6,6 +6,7 @@ is shown in one line."""
 
 from __future__ import annotations
 
+import re
 import signal
 
 
@@ -57,7 +58,17 @@ def counted(n: int | None, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters shown as `?`: a record's text printed in a terminal
+    or stored in a table must not carry escape sequences (ESC ] 0 ; ... retitles a terminal)."""
+    return CONTROL.sub("?", text)
+
+
 def first_line(text: str | None, width: int | None = None) -> str:
-    """The first line of an error or a docstring, cut to `width` characters; '' for none, an
+    """The first line of an error or a docstring, cut to `width` characters, printable (a
+    plugin's error with ESC [ 1 A ... rewrote earlier lines of the console); '' for none, an
     empty one or one of blank lines (an exception raised without a message has no line)."""
-    return (text or "").strip().split("\n")[0][:width]
+    return printable((text or "").strip().split("\n")[0][:width])

@@ -90,11 +90,14 @@ def _umask() -> int:
     return mask
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def write_json_atomic(path: Path, data: dict[str, Any], limit: int | None = None) -> None:
     """Write `data` as strict JSON: a NaN or an infinity raises ValueError here, at write time,
-    rather than making a file that strict JSON readers (and record_problem's metrics) refuse."""
-    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
+    rather than making a file that strict JSON readers (and record_problem's metrics) refuse;
+    so does JSON of more than `limit` bytes (a record its own readers would refuse as too large)."""
+    text = (json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+    if limit is not None and len(text) > limit:
+        raise ValueError(f"{len(text):,} bytes of JSON, more than the {limit:,} its readers accept")
+    atomic_write(path, lambda f: f.write(text))
 
 
 def write_text_atomic(path: Path, text: str) -> None:

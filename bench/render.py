@@ -12,9 +12,10 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from bench.errors import printable
 from bench.metrics import Column
 from bench.records import Record, Status
-from bench.board import (REFERENCES, TABLE, code_of, distinct_settings, environment, failed_runs, printable, row_key,
+from bench.board import (REFERENCES, TABLE, code_of, distinct_settings, environment, failed_runs, row_key,
                          select, setting_sparsity, short_setting, unavailable_runtimes)
 from bench.board import table as board_table
 

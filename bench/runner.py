@@ -357,7 +357,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                 record = _record(item, outcome, standard=standard, source=source, compile=compile,
                                  executor=executor.description, provenance=provenance, plugin_commits=plugin_commits)
                 try:
-                    files.write_json_atomic(item.path, record)
+                    files.write_json_atomic(item.path, record, limit=records.MAX_RECORD_BYTES)
                 except (TypeError, ValueError) as e:  # a result JSON cannot hold fails its run, not the sweep
                     record = {k: record[k] for k in (*records.REQUIRED_KEYS, "config_hash", "finished_at", "run_time_s")
                               if k in record}  # the harness's own fields: whatever the result held is left out

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from bench import bounds
+from bench import bounds, layout
 from bench.bounds import bounded, brief
 
 
@@ -264,6 +264,9 @@ def _check(suite: Suite, file: str) -> None:
     if not is_plain_name(suite.name):
         raise SuiteError(f"{file}: key 'name': expected a plain folder name (letters, digits, '_', '.', "
                          f"'-'; no path separator, not starting with '.'), got {brief(suite.name)}")
+    if suite.name in (layout.SITE, layout.CHECKS):
+        raise SuiteError(f"{file}: key 'name': {suite.name!r} names what the results folder holds beside the suites "
+                         "(the site, the checks' verdicts); choose another name")
     if len(suite.data.mean) != len(suite.data.std) or not suite.data.mean:
         raise SuiteError(f"{file}: keys 'data.mean', 'data.std': expected one value per image channel in "
                          f"each, got {len(suite.data.mean)} and {len(suite.data.std)}")

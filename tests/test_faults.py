@@ -105,6 +105,14 @@ FAULTY = '''
                         f.write("{}")
             return ctx.pretrained()
 
+    @register_method("bigfig")
+    class BigFigure(Method):
+        """Records a figure of 100 kB."""
+
+        def run(self, ctx):
+            ctx.record(note="x" * 100_000)
+            return ctx.pretrained()
+
     @register_method("diverges")
     class Diverges(Method):
         """Trains with a learning rate that overflows the loss."""
@@ -198,7 +206,7 @@ class Syntax(Method)
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory) -> Path:
     site = make_distribution(tmp_path_factory.mktemp("site"), "faulty", FAULTY, {
-        name: "faulty" for name in ("exits", "explodes", "interrupts", "halts", "naps", "chatters", "scribbles", "diverges", "nan-weights", "inf-outputs",
+        name: "faulty" for name in ("exits", "explodes", "interrupts", "halts", "naps", "chatters", "scribbles", "bigfig", "diverges", "nan-weights", "inf-outputs",
                                     "not-applicable", "stuck", "ranged", "widens", "zeroes")})
     make_distribution(site, "exit_at_import", "import sys\nsys.exit(3)\n", {"exit-import": "exit_at_import"})
     make_distribution(site, "missing_import", "import no_such_module_anywhere\n", {"missing": "missing_import"})
@@ -563,6 +571,22 @@ def test_a_plugin_that_rewrites_a_finished_record_is_named_in_a_warning(tmp_path
     assert (f"warning: the finished record {dense} was changed during this command, not by it, while "
             "[2/2] scribbles") in proc.stdout, proc.stdout
     assert f"left out of the leaderboard: {dense}" in proc.stderr
+
+
+def test_a_result_larger_than_a_record_may_be_is_a_failed_row_not_a_record_its_readers_refuse(
+        tmp_path, data_dir, faulty, plugins, monkeypatch, capsys):
+    """The writer holds records to the size their readers accept (here lowered to 64 KiB): a
+    run recording more fails, naming the size, instead of writing a record that every reader
+    then leaves out and every command reruns."""
+    plugins(faulty)
+    monkeypatch.setattr(records, "MAX_RECORD_BYTES", 64 * 1024)
+    results = tmp_path / "results"
+    assert main(["run", *TINY, "--methods", "dense,bigfig", "--data-dir", str(data_dir),
+                 "--results-dir", str(results)]) == 1
+    out = capsys.readouterr().out
+    assert "bigfig - seed=0 -> FAILED: the run's result cannot be written as JSON: ValueError: " in out, out
+    assert "bytes of JSON, more than the 65,536 its readers accept" in out
+    assert statuses(results) == {"dense": "ok", "bigfig": "failed"}
 
 
 def test_a_full_or_read_only_results_disk_is_refused_before_training(tmpfs, data_dir, capsys):
