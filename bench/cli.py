@@ -784,6 +784,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             print(f"# {name}: {args.budget} budget ({root / name / ('leaderboard.md' if standard else 'leaderboard-custom.md')}"
                   f" has every column)\n\n{text}\n")
         return 0
+    if args.html:  # a site folder it would refuse is refused before the tables are rewritten
+        from bench import site
+
+        site.check_out(root, layout.suites_with_records(root), args.out or root / layout.SITE)
     for name in suites:
         written = leaderboard.write(root, name)
         if not written:

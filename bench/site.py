@@ -525,7 +525,7 @@ def _results_file(path: Path) -> bytes | None:
         return None
 
 
-def _check_out(results_dir: Path, suites: list[str], out: Path) -> None:
+def check_out(results_dir: Path, suites: list[str], out: Path) -> None:
     """Refuse (ResultsFolderError), before anything is written, a site folder whose rebuild would
     replace what the site did not write: the results folder itself, a folder holding it, one
     inside a suite's folder of it, or one whose suite folders the site did not write."""
@@ -567,7 +567,7 @@ def _replaceable(folder: Path) -> bool:
 
 
 def _fresh_folder(folder: Path) -> None:
-    """Make `folder` (which _check_out let through: the site's, or empty) an empty suite folder
+    """Make `folder` (which check_out let through: the site's, or empty) an empty suite folder
     of the site, marked as the site's: the site holds what the records give, nothing older."""
     if folder.exists():
         shutil.rmtree(folder)
@@ -580,8 +580,8 @@ def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
     """Write the site for `suites` under `out` from their records and their plots (the plots
     that `bench.leaderboard.write` made beside the records are copied: call it first); each
     suite's folder is rebuilt from scratch, and only a folder the site wrote is removed (see
-    `_check_out`). Returns the files written, the markers aside."""
-    _check_out(results_dir, suites, out)
+    `check_out`). Returns the files written, the markers aside."""
+    check_out(results_dir, suites, out)
     files.remove_stale_temporaries(out)  # a build killed mid-write (kill -9) left them
     written = []
     sections = []

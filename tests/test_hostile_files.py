@@ -50,6 +50,7 @@ def test_the_site_never_removes_a_folder_it_did_not_write(tmp_path, bench):
         assert ran.stderr.startswith(f"bench: error: the site cannot be written into {out}: ") and \
             ran.stderr.count("\n") == 1, ran.stderr
         assert sorted(p.name for p in (results / "mlp" / "runs").iterdir()) == kept
+        assert not (results / "mlp" / "leaderboard.md").exists()  # the tables neither: refused before anything
     assert not (results / "index.html").exists() and not (tmp_path / "index.html").exists()
     # A folder named like a suite that the site did not write is neither removed nor written into.
     www = tmp_path / "www"
