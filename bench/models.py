@@ -6,6 +6,8 @@ come from the suite. Every model takes NCHW float images and returns logits.
 
 from __future__ import annotations
 
+import os
+
 from typing import Any, Callable
 
 import torch
@@ -28,15 +30,27 @@ def build_model(name: str, kwargs: dict[str, Any], num_classes: int, in_channels
     return MODELS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
+TRAINING_BYTES_PER_PARAM = 16  # float32 weights, gradients, momentum, and the copy each run gets
+
+
 def check_model(name: str, kwargs: dict[str, Any], in_channels: int) -> None:
     """Build the model once without training it, so that an unknown name or a keyword argument
-    the model does not take fails before any data is loaded. On the meta device it costs no
-    memory; a model whose construction needs real tensors is built on the CPU instead."""
+    the model does not take fails before any data is loaded, and a model too large to train in
+    this machine's memory is refused before any worker tries to allocate it (a suite asking for
+    a hidden layer of 10^8 units failed every run separately, and one just under the memory
+    would have been allocated once per worker). On the meta device it costs no memory; a model
+    whose construction needs real tensors is built on the CPU instead."""
     try:
         with torch.device("meta"):
-            build_model(name, dict(kwargs), num_classes=10, in_channels=in_channels)
+            model = build_model(name, dict(kwargs), num_classes=10, in_channels=in_channels)
     except Exception:  # noqa: BLE001 - the CPU build below raises the error that counts
-        build_model(name, dict(kwargs), num_classes=10, in_channels=in_channels)
+        model = build_model(name, dict(kwargs), num_classes=10, in_channels=in_channels)
+    params = sum(p.numel() for p in model.parameters())
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if params * TRAINING_BYTES_PER_PARAM > memory:
+        raise ValueError(f"{params:,} parameters: training them takes about "
+                         f"{params * TRAINING_BYTES_PER_PARAM / 2**30:,.0f} GiB (weights, gradients, optimizer "
+                         f"state, a copy), more than this machine's {memory / 2**30:.0f} GiB of memory")
 
 
 @register_model("lenet300")

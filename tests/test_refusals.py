@@ -115,6 +115,10 @@ SUITES = [
     ("not YAML", ("seeds: [0]", "seeds: [0"),
      "not valid YAML: line 9, column 11: while parsing a flow sequence; expected ',' or ']', but got ':'"),
     ("a stray list item", ("version: 1\n", "- version: 1\n"), "not valid YAML: line 2, column 1: "),
+    ("a model too large for the machine's memory",
+     ("model: {name: lenet300}", "model: {name: lenet300, kwargs: {hidden: [100000000, 100]}}"),
+     "key 'model': cannot build model 'lenet300' with kwargs {'hidden': [100000000, 100]}: ValueError: "
+     "88,500,001,110 parameters: training them takes about 1,319 GiB"),
     ("a suite named site", ("name: tiny", "name: site"), "key 'name': 'site' names what the results folder holds"),
     ("a number of 5,000 digits", ("epochs: 1,", "epochs: " + "9" * 5000 + ","),
      "not a suite file: Exceeds the limit (4300 digits) for integer string conversion"),
