@@ -278,7 +278,7 @@ def parser() -> argparse.ArgumentParser:
                           "run in the same order)")
     rep.add_argument("--run-timeout", type=_number(float, gt=0), metavar="MINUTES",
                      help="stop a rerun (and its dense model's training) after this long, as a failed row "
-                          "(default: ten times the record's own run time, at least 15 minutes)")
+                          "(default: ten times the record's run and training time, between 15 minutes and a day)")
     rep.add_argument("--executor", choices=["local", "inline"],
                      help="local: a worker process (default); inline: in this process")
     rep.set_defaults(jobs=1, jobs_per_gpu=None, ray_address=None, gpus_per_run=None, cpus_per_run=1.0)
@@ -892,24 +892,28 @@ def _check(root: Path, suites: list[str], site: bool) -> int:
             found |= {p for p in (folder / layout.SITE).rglob("*") if p.is_file()}
         return {p.relative_to(folder) for p in found}
 
-    with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp, contextlib.redirect_stderr(io.StringIO()) as said:
+    said = io.StringIO()
+    with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         fresh = Path(tmp)
-        for name in suites:
-            # links stay links, refused as the records' reader refuses them, not followed (to /dev/zero)
-            shutil.copytree(layout.runs_dir(root, name), layout.runs_dir(fresh, name), symlinks=True)
-            leaderboard.write(fresh, name)
-        if site:
-            from bench import site as site_module
+        try:
+            with contextlib.redirect_stderr(said):
+                for name in suites:
+                    # links stay links, refused as the records' reader refuses them, not followed (to /dev/zero)
+                    shutil.copytree(layout.runs_dir(root, name), layout.runs_dir(fresh, name), symlinks=True)
+                    leaderboard.write(fresh, name)
+                if site:
+                    from bench import site as site_module
 
-            if (root / layout.CHECKS).exists():  # the verdicts the site shows
-                shutil.copyfile(root / layout.CHECKS, fresh / layout.CHECKS, follow_symlinks=False)
-            site_module.build(fresh, suites, fresh / layout.SITE)
+                    if (root / layout.CHECKS).exists():  # the verdicts the site shows
+                        shutil.copyfile(root / layout.CHECKS, fresh / layout.CHECKS, follow_symlinks=False)
+                    site_module.build(fresh, suites, fresh / layout.SITE)
+        finally:  # warnings name the stored files, not the copies; also those before a failure
+            sys.stderr.write(said.getvalue().replace(str(fresh), str(root)))
         rebuilt, stored = outputs(fresh), outputs(root)
         stale = [(p, "differs from what the records give") for p in sorted(rebuilt & stored)
                  if not _holds(root / p, (fresh / p).read_bytes())]
         stale += [(p, "missing") for p in sorted(rebuilt - stored)]
         stale += [(p, "no record produces it any more") for p in sorted(stored - rebuilt)]
-    sys.stderr.write(said.getvalue().replace(str(fresh), str(root)))  # warnings name the stored files, not the copies
     for path, why in stale:
         print(f"stale: {root / path} ({why})", file=sys.stderr)
     if stale:

@@ -45,7 +45,7 @@ def check_model(name: str, kwargs: dict[str, Any], in_channels: int) -> None:
             model = build_model(name, dict(kwargs), num_classes=10, in_channels=in_channels)
     except Exception:  # noqa: BLE001 - the CPU build below raises the error that counts
         model = build_model(name, dict(kwargs), num_classes=10, in_channels=in_channels)
-    params = sum(p.numel() for p in model.parameters())
+    params = sum(p.numel() for p in model.parameters() if not isinstance(p, nn.parameter.UninitializedParameter))
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if params * TRAINING_BYTES_PER_PARAM > memory:
         raise ValueError(f"{params:,} parameters: training them takes about "

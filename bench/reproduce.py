@@ -129,15 +129,26 @@ def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+MAX_DEFAULT_TIMEOUT_MIN = 24 * 60.0
+
+
+def default_timeout(record: dict[str, Any]) -> float:
+    """Minutes a rerun of `record` and its dense model's training may take: ten times what the
+    record says they took (its run, and its training time, which holds the dense stage's), at
+    least 15 minutes and at most a day. A record is a file anyone can edit: one claiming 10^15
+    epochs had a limit that grew with its epochs, and its rerun trained for ever; `sample`
+    draws only records whose run took at most --max-seconds."""
+    seconds = (record.get("run_time_s") or 0.0) + (record["metrics"].get("train_time_s") or 0.0)
+    return min(MAX_DEFAULT_TIMEOUT_MIN, max(15.0, 10 * seconds / 60))
+
+
 def rerun(record: dict[str, Any], suite: Suite, *, results_dir: Path, data_dir: Path | None, device: str,
           executor: Executor, run_timeout: float | None = None) -> dict[str, Any]:
     """Run `record`'s configuration again into `results_dir` (a scratch folder) and return the
     new record. The suite must be the one the record names, and the run must resolve to the
     record's identity (bench.plan.identity) before anything trains: a suite file or a method whose
     parameters changed since would rerun something else, and is refused. The rerun, and the
-    training of its dense model, stop after `run_timeout` minutes, by default ten times the
-    record's own run time and at least 15 minutes: a record is a file anyone can edit, and one
-    claiming 10^15 epochs set a limit that grew with them."""
+    training of its dense model, stop after `run_timeout` minutes (default_timeout)."""
     from bench.data import find_source  # torch: only when something reruns
     from bench.runner import run_suite
 
@@ -161,5 +172,5 @@ def rerun(record: dict[str, Any], suite: Suite, *, results_dir: Path, data_dir: 
     done = run_suite(suite, [c["method"]], seeds=[c["seed"]], results_dir=results_dir, data_dir=data_dir,
                      device=device, overrides=overrides, executor=executor, budget_overrides=budget,
                      allow_dirty=True, fuse=1, force=True,  # a rerun runs, whatever the folder holds
-                     run_timeout=run_timeout or max(15.0, 10 * record.get("run_time_s", 0.0) / 60))
+                     run_timeout=run_timeout or default_timeout(record))
     return done[0]

@@ -133,3 +133,16 @@ def test_a_record_claiming_a_huge_budget_reruns_under_a_time_limit_and_one_below
     shown = bench(["leaderboard", "--results-dir", results])
     assert f"left out of the leaderboard: {path}: malformed record: config.budget.limit_train is 0, below 1" \
         in shown.stderr, shown.stderr
+
+
+def test_the_default_rerun_limit_covers_the_dense_training_and_is_bounded():
+    """A dense row's run is its measurement (15 s) while its training took 599 s: the limit,
+    which also bounds the rerun's dense training, counts both. A record claiming more than a
+    day gets a day."""
+    dense_row = stored("dense", 0, 0.98, 100, run_time_s=15.0)
+    dense_row["metrics"]["train_time_s"] = 599.0
+    assert reproduce.default_timeout(dense_row) == 10 * (15 + 599) / 60
+    assert reproduce.default_timeout(stored("magnitude", 0, 0.98, 100, run_time_s=1.0)) == 15.0
+    huge = stored("magnitude", 0, 0.98, 100, run_time_s=1.0)
+    huge["metrics"]["train_time_s"] = 1e15
+    assert reproduce.default_timeout(huge) == 24 * 60
