@@ -22,7 +22,7 @@ from typing import Any, Iterator, TypedDict
 
 from bench import layout
 from bench.files import RefusedFile, read_regular_file
-from bench.suite import SEED_LIMIT
+from bench.suite import SEED_LIMIT, Budget
 
 SCHEMA_VERSION = 1
 
@@ -101,7 +101,10 @@ def dense_of(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # What every record holds, whatever its status: a file without them is no record.
-BUDGET_FLOORS = {"epochs": 1, "finetune_epochs": 0, "limit_train": 1, "limit_test": 1}  # bench run's --epochs etc.
+# The budget counts a record's types guarantee, with the floors the suite's Budget declares (and
+# `bench run`'s --epochs etc. share): below them a rerun divides by zero.
+BUDGET_FLOORS = {f.name: f.metadata["bounds"].ge for f in dataclasses.fields(Budget)
+                 if f.name in ("epochs", "finetune_epochs", "limit_train", "limit_test")}
 REQUIRED_KEYS = ("schema", "config", "status", "metrics", "env", "standard_budget")
 
 _NUMBER = (int, float)
@@ -248,7 +251,7 @@ def record_problem(record: Any) -> str | None:
     if not all(_finite(v) for v in _numbers(record["config"]["params"])):
         return f"malformed record: config.params holds a number that is not finite or not within ±{MAX_NUMBER:g}"
     budget = record["config"]["budget"]
-    for key, low in BUDGET_FLOORS.items():  # the ranges `bench run` accepts: a rerun would divide by 0
+    for key, low in BUDGET_FLOORS.items():
         if budget.get(key) is not None and budget[key] < low:
             return f"malformed record: config.budget.{key} is {budget[key]}, below {low}"
     if record["env"]["threads"] is not None and record["env"]["threads"] < 1:
