@@ -125,8 +125,9 @@ def suite_file(name_or_path: str) -> Path:
                 "(or give a path to a .yaml file)"
             )
         path = shipped[name_or_path]
-    if not path.is_file():
-        raise SuiteError(f"suite file {path} does not exist")
+    if not path.is_file():  # (a FIFO would block the read below until something wrote to it)
+        what = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        raise SuiteError(f"suite file {path} {what}")
     return path
 
 

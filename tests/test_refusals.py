@@ -9,6 +9,7 @@ run as real processes at the end, to show the same refusal from outside.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -172,11 +173,14 @@ def test_unreadable_suite_files_are_refused(tmp_path, data_dir, capsys, what, co
     assert line.startswith(f"bench: error: {path}: ") and message in line, line
 
 
-def test_a_folder_or_a_missing_file_as_suite_is_refused(tmp_path, data_dir, capsys):
-    for suite in (tmp_path / "folder.yaml", tmp_path / "missing.yaml"):
-        (tmp_path / "folder.yaml").mkdir(exist_ok=True)
+def test_a_folder_a_fifo_or_a_missing_file_as_suite_is_refused(tmp_path, data_dir, capsys):
+    """Each is named for what it is (a FIFO is refused without being opened: reading it would block)."""
+    (tmp_path / "folder.yaml").mkdir()
+    os.mkfifo(tmp_path / "fifo.yaml")
+    for name, what in (("folder", "is a folder"), ("fifo", "is not a regular file"), ("missing", "does not exist")):
+        suite = tmp_path / f"{name}.yaml"
         line = refused(run_args(str(suite), tmp_path / "results", data_dir), capsys, tmp_path / "results")
-        assert line == f"bench: error: suite file {suite} does not exist", line
+        assert line == f"bench: error: suite file {suite} {what}", line
 
 
 def test_the_valid_suite_and_its_edge_values_are_accepted(tmp_path, data_dir, capsys):
