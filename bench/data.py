@@ -144,7 +144,13 @@ def _image_folder_split(folder: Path, cache_dir: Path | None, limit: int | None 
     images = torchvision.datasets.ImageFolder(str(folder), transform=torchvision.transforms.PILToTensor())
     keep = draw(len(images), limit)
     indices = range(len(images)) if keep is None else keep.tolist()
-    split = Split(torch.stack([_decode(images, i) for i in indices]), torch.tensor(images.targets)[list(indices)])
+    decoded = [_decode(images, i) for i in indices]
+    for i, x in zip(indices, decoded):  # (images of another size would fail the stack naming no file)
+        if x.shape != decoded[0].shape:
+            raise DataError(f"{images.samples[i][0]}: its size (channels x height x width) {tuple(x.shape)} is not "
+                            f"the {tuple(decoded[0].shape)} of {images.samples[indices[0]][0]}: a split's images "
+                            "must all have one size")
+    split = Split(torch.stack(decoded), torch.tensor(images.targets)[list(indices)])
     if keep is not None:  # a part of the split: not cached
         return split, max(images.targets) + 1
     if cached is not None:

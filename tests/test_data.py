@@ -211,6 +211,24 @@ def test_an_image_that_cannot_be_decoded_is_named_first_in_the_error(tmp_path, m
         load_dataset(spec, tmp_path)
 
 
+def test_images_of_another_size_are_named_and_a_grayscale_one_is_taken_as_rgb(tmp_path):
+    """torchvision's loader converts every image to RGB, so a grayscale file among colour ones
+    loads; one of another size would fail the stack with an error naming no file."""
+    import pytest
+
+    from bench.errors import DataError
+
+    spec = _image_folder(tmp_path)
+    Image.new("L", (32, 32), 90).save(tmp_path / "copy" / "test" / "b" / "1.png")
+    assert load_dataset(spec, tmp_path).test.x.shape == (4, 3, 32, 32)
+    odd = tmp_path / "copy" / "test" / "b" / "2.png"
+    Image.new("RGB", (28, 28)).save(odd)
+    first = tmp_path / "copy" / "test" / "a" / "0.png"
+    with pytest.raises(DataError, match=f"^{re.escape(str(odd))}: its size \\(channels x height x width\\) "
+                                        f"\\(3, 28, 28\\) is not the \\(3, 32, 32\\) of {re.escape(str(first))}"):
+        load_dataset(spec, tmp_path)
+
+
 def _mnist_copy(root, data_dir):
     """root/MNIST/raw holding links to the real MNIST files, to be replaced one by one."""
     raw = root / "MNIST" / "raw"
