@@ -302,13 +302,15 @@ def is_here(spec: DataSpec, root: Path | None) -> bool:
     return find_source(spec, root).startswith("image-folder:") or _has_torchvision_layout(dataset_class(spec.dataset), root)
 
 
-def fetch(spec: DataSpec, root: Path | None) -> str:
+def fetch(spec: DataSpec, root: Path | None, download: bool = True) -> str:
     """Make sure the dataset is readable under `root` (downloading the official files when no
-    copy is there) and return its source; DataError, naming where it looked, if it cannot be."""
+    copy is there, if `download`) and return its source; DataError, naming where it looked, if it
+    cannot be. A plan (--dry-run) passes download=False: it checks the copy that is there, as a
+    run would, and fetches nothing."""
     root = Path(root) if root is not None else default_data_dir()
     source = find_source(spec, root)
     cls = dataset_class(spec.dataset)
-    if source.startswith("torchvision:") and not _has_torchvision_layout(cls, root):
+    if download and source.startswith("torchvision:") and not _has_torchvision_layout(cls, root):
         before = set(root.iterdir()) if root.is_dir() else None
         try:
             for train in (True, False):

@@ -33,7 +33,7 @@ from bench import files, layout, provenance, records, registry
 from bench.records import Record, Status
 from bench.chain import links
 from bench.context import DenseWeights
-from bench.data import default_data_dir, fetch, find_source, is_here
+from bench.data import default_data_dir, fetch, is_here
 from bench.errors import DenseMismatch, ResultsFolderError, counted, first_line
 from bench.executors import Executor
 from bench.locks import Claim
@@ -153,7 +153,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     existing = [record for _, record in named]
     if recorded:
         specs = with_recorded(specs, existing, suite, names, seeds, order)
-    source = find_source(suite.data, data_dir) if dry_run else fetch(suite.data, data_dir)
+    source = fetch(suite.data, data_dir, download=not dry_run)
     suite_dir, claims = layout.suite_dir(results_dir, suite.name), layout.claims_dir(results_dir, suite.name)
     runs, unusable = [], []
     earlier: dict[str, str] | None = None

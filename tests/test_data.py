@@ -161,8 +161,8 @@ def test_image_entries_that_are_no_regular_files_are_refused_before_any_is_opene
 def test_splits_with_different_class_folders_or_an_empty_one_are_refused(tmp_path, bench):
     """A label is the index of its class folder's name in sorted order: an extra test/0first
     shifts every test label by one, and the run used to finish at chance accuracy. The command
-    refuses it before any run, naming the classes; an empty class folder likewise (torchvision
-    refused it in each run on its own)."""
+    refuses it before any run (and its --dry-run too), naming the classes; an empty class folder
+    likewise (torchvision refused it in each run on its own)."""
     import pytest
 
     from bench import data
@@ -177,13 +177,14 @@ def test_splits_with_different_class_folders_or_an_empty_one_are_refused(tmp_pat
                      "model: {name: lenet300, kwargs: {image_size: 32}}\n"
                      "training: {lr: 0.05, batch_size: 4, epochs: 1, finetune_epochs: 1, finetune_lr: 0.01}\n"
                      "seeds: [0]\nsparsities: [0.5]\nlatency_batches: [1]\nruntimes: [torch]\n")
-    ran = bench(["run", "--suite", suite, "--data-dir", tmp_path, "--methods", "dense", "--allow-dirty",
-                 "--results-dir", tmp_path / "results"])
-    assert ran.returncode == 2, ran.stdout
-    assert ran.stderr.strip() == (f"bench: error: {tmp_path / 'copy'}: train/ and test/ have different class folders "
-                                  "(only in train/: none; only in test/: 0first): labels number the sorted class names, "
-                                  "so both splits need the same ones")
-    assert not (tmp_path / "results").exists()
+    for plan in (["--dry-run"], []):  # the plan checks the copy as the run does
+        ran = bench(["run", "--suite", suite, "--data-dir", tmp_path, "--methods", "dense", "--allow-dirty",
+                     "--results-dir", tmp_path / "results", *plan])
+        assert ran.returncode == 2, ran.stdout
+        assert ran.stderr.strip() == (f"bench: error: {tmp_path / 'copy'}: train/ and test/ have different class "
+                                      "folders (only in train/: none; only in test/: 0first): labels number the sorted "
+                                      "class names, so both splits need the same ones")
+        assert not (tmp_path / "results").exists()
 
     (tmp_path / "copy" / "test" / "0first" / "0.png").unlink()
     (tmp_path / "copy" / "train" / "0first").mkdir()
