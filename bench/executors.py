@@ -208,7 +208,8 @@ class _Worker:
                         self.capped[path] = keep + len(note)
                 finally:
                     os.close(fd)
-                self.shown[path] = min(self.shown.get(path, 0), self.capped[path])
+                # the console may have shown lines past `keep`: it shows the note next, whole
+                self.shown[path] = min(self.shown.get(path, 0), keep)
 
     def echo_logs(self, echo: Callable[[str], None]) -> None:
         """Show the lines its task's runs have written to their logs since the last call."""

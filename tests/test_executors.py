@@ -299,3 +299,30 @@ def test_ray_on_a_two_node_cluster_gives_the_same_records(serial, tmp_path, data
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_a_capped_log_echoes_its_note_whole_even_after_lines_past_the_limit_were_shown(tmp_path, monkeypatch):
+    """With one job, the console shows a run's log as it grows. Lines past the limit may have
+    been echoed before the driver's next poll cuts them: the note that replaces them is still
+    echoed, whole and once, and the lines the run writes after the cut are not."""
+    from types import SimpleNamespace
+
+    from bench import executors
+
+    monkeypatch.setattr(executors, "LOG_LIMIT", 100)
+    log = tmp_path / "run.log"
+    worker = object.__new__(executors._Worker)  # its log bookkeeping only: no process
+    worker.task, worker.shown, worker.capped = SimpleNamespace(log_paths=[log]), {}, {}
+    shown: list[str] = []
+    lines = [f"line {i:03d}" for i in range(30)]  # 9 bytes each with its newline: 270 in all
+    log.write_text("\n".join(lines[:20]) + "\n")
+    worker.echo_logs(shown.append)
+    assert shown == lines[:20]
+    worker.cap_logs()
+    with log.open("a") as f:
+        f.write("\n".join(lines[20:]) + "\n")
+    worker.cap_logs()
+    worker.echo_logs(shown.append)
+    note = "[bench: this log reached its limit of 9.53674e-05 MiB here; what the run wrote after that is left out]"
+    assert shown == [*lines[:20], "", note]
+    assert log.read_text() == "\n".join(lines[:20])[:100] + "\n" + note + "\n"
