@@ -370,8 +370,14 @@ def _death(exitcode: int | None, forked: bool) -> str:
 def _ray_perform(task: Task, seeds: list[int], *dense: Any) -> list[Outcome]:
     """A task on a Ray worker: each seed's dense weights arrive as a separate argument (Ray
     resolves object references passed as arguments, so every node gets them from the object
-    store, not from a path)."""
-    return perform(dataclasses.replace(task, dense=dict(zip(seeds, dense))))
+    store, not from a path). Ctrl-C is the driver's, as in a local worker: with SIGINT ignored
+    meanwhile, a KeyboardInterrupt raised here is the plugin's own, its run's failure (under
+    Ray's default handler it was taken for Ctrl-C and the task ended as a cancellation)."""
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # (Ray runs a task in its main thread)
+    try:
+        return perform(dataclasses.replace(task, dense=dict(zip(seeds, dense))))
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
 
 class RayExecutor:

@@ -384,6 +384,21 @@ def test_in_the_inline_executor_a_plugins_keyboard_interrupt_fails_its_run_and_c
     assert statuses(results) == {"dense": "ok", "interrupts": "failed"}
 
 
+@pytest.mark.ray
+def test_under_ray_a_plugins_keyboard_interrupt_fails_its_run_and_the_sweep_goes_on(tmp_path, data_dir, faulty):
+    """A Ray worker keeps Python's SIGINT handler, where a KeyboardInterrupt counts as the user's
+    Ctrl-C: the plugin's own ended its task as a Ray cancellation. Ctrl-C is the driver's there
+    too, so it is the run's failure, named as in the other executors."""
+    from conftest import run_bench
+
+    results = tmp_path / "results"
+    proc = run_bench(["run", *TINY, "--executor", "ray", "--cpus-per-run", "1", "--methods", "dense,interrupts,explodes",
+                      "--data-dir", str(data_dir), "--results-dir", str(results)], pythonpath=[faulty])
+    assert proc.returncode == 1, proc.stderr
+    assert "FAILED: KeyboardInterrupt: raised by the plugin's own code, not by Ctrl-C" in proc.stdout, proc.stdout
+    assert statuses(results) == {"dense": "ok", "interrupts": "failed", "explodes": "failed"}
+
+
 def tmp_files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
 
