@@ -59,12 +59,15 @@ def counted(n: int | None, noun: str) -> str:
 
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # ANSI colours (SGR): Ray's and other libraries' tracebacks carry them
 
 
 def printable(text: str) -> str:
     """`text` with its control characters shown as `?`: a record's text printed in a terminal
-    or stored in a table must not carry escape sequences (ESC ] 0 ; ... retitles a terminal)."""
-    return CONTROL.sub("?", text)
+    or stored in a table must not carry escape sequences (ESC ] 0 ; ... retitles a terminal).
+    Colour sequences, which change nothing but colour, are dropped whole, so that an error
+    from Ray reads "ray::task()", not "?[36mray::task()?[39m"."""
+    return CONTROL.sub("?", COLOUR.sub("", text))
 
 
 def first_line(text: str | None, width: int | None = None) -> str:

@@ -243,6 +243,7 @@ def test_a_blank_docstring_or_error_message_shows_as_an_empty_line_not_a_crash()
     assert [first_line(t) for t in (None, "", " \n ", "RuntimeError\n  at line 3")] == ["", "", "", "RuntimeError"]
     assert first_line("x" * 300, 100) == "x" * 100
     assert first_line("RuntimeError: \x1b[2K\x1b[1AALL OK\x1b]0;t\x07") == "RuntimeError: ?[2K?[1AALL OK?]0;t?"
+    assert first_line("RayTaskError: \x1b[36mray::_ray_perform()\x1b[39m (pid=1)") == "RayTaskError: ray::_ray_perform() (pid=1)"
 
 
 ESCAPING = '''
