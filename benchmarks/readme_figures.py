@@ -47,7 +47,7 @@ ONE_SHOT = {"finetune": False, "n": 0}  # the one-shot methods' unstructured row
 def row(results: Path, suite: str, method: str, **params: object) -> Figure:
     """A standard leaderboard row's accuracy over seeds; a row the block needs and the table
     lacks is an error, not an empty cell (the prose around the block assumes it)."""
-    found = accuracy(leaderboard(results, suite), method, **params)
+    found = accuracy(table(results, suite), method, **params)
     if found is None:
         raise LookupError(f"results/{suite}/leaderboard.csv: no row {method} {params}")
     return found
@@ -73,6 +73,14 @@ def seed_record(results: Path, suite: str, method: str, seed: int, **params: obj
 def seed_accuracy(results: Path, suite: str, method: str, seed: int, **params: object) -> float:
     """Top-1 % of that record."""
     return 100 * seed_record(results, suite, method, seed, **params)["metrics"]["accuracy"]
+
+
+@functools.cache
+def table(results: Path, suite: str) -> pd.DataFrame:
+    """A suite's checked standard rows (literature_checks.leaderboard), built once per
+    `generated` call: the blocks look up about a hundred rows, and building the table from the
+    records each time took most of a minute. Its callers only read it."""
+    return leaderboard(results, suite)
 
 
 @functools.cache
@@ -264,7 +272,7 @@ def speedups(results: Path, suite: str, method: str, params: dict[str, object], 
              batches: tuple[int, ...] = (1, 256)) -> list[float]:
     """A row's measured speedups (mean over seeds of the paired median ratio) in `runtimes` at
     `batches`, the cells it has."""
-    found = pick(leaderboard(results, suite), method, **params)
+    found = pick(table(results, suite), method, **params)
     if found is None:
         raise LookupError(f"results/{suite}/leaderboard.csv: no row {method} {params}")
     cells = [found.get(f"speedup_{r}b{b}_x") for r in runtimes for b in batches]
@@ -289,7 +297,7 @@ def one_shot_speedups(results: Path) -> dict[str, str]:
     both = ("mlp", "mnist")
     nm = {suite: {"n": 2, "m": 4} for suite in both}
     student = {suite: speedups(results, suite, "student", {}, EVERY_RUNTIME) for suite in both}
-    theoretical = {suite: float(pick(leaderboard(results, suite), "student")["theoretical_speedup_x"])
+    theoretical = {suite: float(pick(table(results, suite), "student")["theoretical_speedup_x"])
                    for suite in both}
     return {
         "speedup-dense-runtimes": extent(pruned(both, (0.9, 0.98), DENSE_RUNTIMES), 2),
@@ -352,6 +360,7 @@ def results_md(results: Path) -> dict[str, str]:
 def generated(results: Path) -> dict[str, dict[str, str]]:
     """Every file's blocks, by path relative to the checkout, from the records as they are now."""
     standard_records.cache_clear()  # records read by an earlier call may have changed since
+    table.cache_clear()
     return dict(zip(FILES, (readme(results), results_md(results))))
 
 
