@@ -389,14 +389,19 @@ class _Run:
         self.params, self.buffers = _tensors(model)
         self.prune_hooks = _pruning_hooks(model)
         self.dicts = [d for m in model.modules() for d in (m._parameters, m._buffers)]
+        self.settings = [(vars(m), k) for m in model.modules() for k, _ in _plain_attributes(m)]
         self.fingerprint = self._fingerprint()
 
-    def _fingerprint(self) -> list[tuple[str, int, int]]:
+    def _fingerprint(self) -> tuple[list[tuple[str, int, int]], list[Any]]:
         """Which tensor objects the modules hold, under which names, and where their storage is:
         it changes when a hook replaces a tensor (or its .data) or changes the model's structure
         (pruning renames weight to weight_orig and adds a mask; a module gaining a tensor holds
-        it in a dict that was empty). About 1 us per tensor, paid by runs with hooks only."""
-        return [(k, id(t), t.data_ptr()) for d in self.dicts for k, t in d.items() if t is not None]
+        it in a dict that was empty). About 1 us per tensor, paid by runs with hooks only. And
+        the modules' scalar settings (a hook that anneals a temperature or changes a stride): the
+        stack's forward pass runs its first model's module code, whose settings every run would
+        otherwise train with. About 30 ns per setting."""
+        return ([(k, id(t), t.data_ptr()) for d in self.dicts for k, t in d.items() if t is not None],
+                [d.get(k) for d, k in self.settings])
 
     def changed(self) -> bool:
         return self._fingerprint() != self.fingerprint

@@ -291,6 +291,36 @@ def test_a_raising_hook_fails_only_its_run(make_context, cli_signals, error):
     assert_runs_match(*([x[i] for i in (0, 2)] for x in (fused_calls, fused, alone_calls, alone)), ctx)
 
 
+class Scale(nn.Module):
+    """A module with a scalar setting of its own, which a hook may change mid-training."""
+
+    def __init__(self):
+        super().__init__()
+        self.factor = 1.0
+
+    def forward(self, x):
+        return self.factor * x
+
+
+@pytest.mark.parametrize("changer", [0, 1])  # the stack's first run, whose module code runs the forward pass; another
+def test_a_hook_that_changes_a_modules_setting_changes_its_own_run_only(make_context, changer):
+    ctx = make_context("mlp", limit_train=1024)
+
+    def halve(model, step):
+        if step == 2:
+            model[0].factor = 0.5
+
+    def model(seed):
+        m = ctx.new_model(seed=seed)
+        m.insert(0, Scale())
+        return m
+
+    def calls():
+        return [call(ctx, model(s), seed=s, **({"after_step": halve} if s == changer else {})) for s in range(3)]
+
+    assert_runs_match(*fused_and_alone(calls), ctx)
+
+
 class FailingBackward(torch.autograd.Function):
     """A loss whose backward pass raises: the plugin's own autograd code failing."""
 
