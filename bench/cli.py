@@ -878,9 +878,12 @@ def _holds(path: Path, data: bytes) -> bool:
 
 def _check(root: Path, suites: list[str], site: bool) -> int:
     """`bench leaderboard --check`: whether the stored tables, plots (and site, when there is one)
-    are what the stored records give today. They are rebuilt from a copy of the records in a
-    temporary folder, so nothing under `root` changes, and compared byte for byte: a file that
-    differs, one that is missing, and one that no record produces any more are each stale."""
+    are what the stored records give today. They are rebuilt in a temporary folder, so nothing
+    under `root` changes, and compared byte for byte: a file that differs, one that is missing,
+    and one that no record produces any more are each stale. The rebuild reads the stored records
+    and checks.json where they are, through a link to each runs folder, as `bench leaderboard`
+    reads them: a copy also copied what no reader opens (a FIFO, which stopped the check with
+    shutil's list of errors; a runs folder linked to /dev, read without end)."""
     import io
     import tempfile
 
@@ -898,15 +901,13 @@ def _check(root: Path, suites: list[str], site: bool) -> int:
         try:
             with contextlib.redirect_stderr(said):
                 for name in suites:
-                    # links stay links, refused as the records' reader refuses them, not followed (to /dev/zero)
-                    shutil.copytree(layout.runs_dir(root, name), layout.runs_dir(fresh, name), symlinks=True)
+                    layout.suite_dir(fresh, name).mkdir()
+                    layout.runs_dir(fresh, name).symlink_to(layout.runs_dir(root, name).absolute())
                     leaderboard.write(fresh, name)
                 if site:
                     from bench import site as site_module
 
-                    if (root / layout.CHECKS).exists():  # the verdicts the site shows
-                        shutil.copyfile(root / layout.CHECKS, fresh / layout.CHECKS, follow_symlinks=False)
-                    site_module.build(fresh, suites, fresh / layout.SITE)
+                    site_module.build(fresh, suites, fresh / layout.SITE, checks_dir=root)
         finally:  # warnings name the stored files, not the copies; also those before a failure
             sys.stderr.write(said.getvalue().replace(str(fresh), str(root)))
         rebuilt, stored = outputs(fresh), outputs(root)

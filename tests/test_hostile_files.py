@@ -273,6 +273,29 @@ def test_check_neither_follows_nor_reads_links_to_dev_zero(tmp_path):
     assert "bench-check-" not in ran.stderr  # the warning names the stored file, not its temporary copy
 
 
+def test_check_reads_records_in_place_past_fifos_and_a_runs_folder_linked_to_dev(tmp_path):
+    """`leaderboard --check` copied each runs folder to rebuild from: a FIFO there (one named
+    like a record, or any other) stopped it with shutil's list of errors, where `bench
+    leaderboard` leaves such a record out with a warning and ignores other files; a FIFO as
+    checks.json stopped it too; and a runs folder linked to /dev was copied without end. It
+    now reads them where they are, as the leaderboard and the site do."""
+    from conftest import run_bench
+
+    populate(tmp_path)
+    os.mkfifo(tmp_path / "mlp" / "runs" / "fifo.json")
+    os.mkfifo(tmp_path / "mlp" / "runs" / "queue")
+    os.mkfifo(tmp_path / layout.CHECKS)
+    (tmp_path / "dev").mkdir()
+    os.symlink("/dev", tmp_path / "dev" / "runs")
+    built = run_bench(["leaderboard", "--suite", "mlp", "--html", "--results-dir", str(tmp_path)], timeout=120)
+    assert built.returncode == 0, built.stderr
+    ran = run_bench(["leaderboard", "--check", "--results-dir", str(tmp_path)], timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "15 files match their records (dev, mlp, site)\n", ran.stdout
+    assert f"{tmp_path / 'mlp' / 'runs' / 'fifo.json'}: refused: a FIFO, not a regular file" in ran.stderr
+    assert "bench-check-" not in ran.stderr
+
+
 def test_a_copied_record_or_another_suites_record_is_no_extra_seed(tmp_path, bench):
     """A record copied under another name, and one whose config names another suite, each
     counted as one more seed of its row ('seeds 4' for 2 real ones): they are named and left
