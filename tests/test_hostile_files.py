@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from bench import files, layout, records, site
+from bench import files, layout, leaderboard, records, site
 from bench.data import find_source
 from bench.plan import run_key
 from bench.suite import load_suite
@@ -321,3 +321,21 @@ def test_a_copied_record_or_another_suites_record_is_no_extra_seed(tmp_path, ben
     assert f"{runs / 'zz-other.json'}: a record of suite 'mnist', not of 'mlp'" in ran.stderr
     [row] = [line for line in ran.stdout.splitlines() if line.startswith("mlp,") and ",magnitude," in line]
     assert ",cpu,2,Test CPU,97.5,0.71," in row  # 2 seeds, mean 97.50: neither the copy nor the other suite's record
+
+
+def test_dollar_signs_in_a_records_text_are_drawn_as_written_not_parsed_as_math(tmp_path):
+    """matplotlib reads text between two `$` as math: a record whose setting, family or data
+    source held `$\\foo{$` stopped every leaderboard rebuild (and `bench run`'s, and `--check`)
+    with a ParseFatalException at the first plot's save. Such text is drawn as it is written."""
+    from test_leaderboard import record as make
+
+    source = r"torchvision:MNIST $\x{$"
+    recs = [make("dense", {}, s, a, 1000, source=source) for s, a in ((0, 0.98), (1, 0.99))]
+    recs += [make("mathy", {"sparsity": 0.5, "note": r"$\foo{$"}, s, a, 500, source=source)
+             for s, a in ((0, 0.97), (1, 0.96))]
+    for r in recs[2:]:
+        r["method_info"] = {"family": r"$\mathcal{$", "description": "a plugin"}
+    for i, r in enumerate(recs):
+        files.write_json_atomic(tmp_path / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
+    written = leaderboard.write(tmp_path, "mlp")
+    assert {p.name for p in written} >= {"leaderboard.md", "frontier.png", "pareto.png"}
