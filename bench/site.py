@@ -259,7 +259,7 @@ def _pivot(table: pd.DataFrame) -> list[str]:
     levels = []
     for method, params in zip(t.method, t.setting_params):
         swept = [v for k, v in params.items() if board.is_swept(method, k)]
-        levels.append(float(swept[0]) if swept else None)
+        levels.append(board.level(swept[0]) if swept else None)
     t = t.assign(level=levels)
     t = t[t.level.notna()]
     if t.empty:

@@ -339,3 +339,21 @@ def test_dollar_signs_in_a_records_text_are_drawn_as_written_not_parsed_as_math(
         files.write_json_atomic(tmp_path / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
     written = leaderboard.write(tmp_path, "mlp")
     assert {p.name for p in written} >= {"leaderboard.md", "frontier.png", "pareto.png"}
+
+
+def test_a_swept_parameter_that_is_no_number_is_shown_and_no_level_of_the_sites_pivot(tmp_path):
+    """The site's method-by-level pivot read the swept parameter as a float: a record whose
+    `sparsity` was text or null stopped `leaderboard --html` with a traceback. Its row is in the
+    table, escaped, and in no column of the pivot."""
+    from test_leaderboard import populate, record as make
+
+    populate(tmp_path)
+    for seed, sparsity in ((0, "0.5<b>"), (1, None)):
+        r = make("magnitude", {"sparsity": sparsity}, seed, 0.96, 500)
+        files.write_json_atomic(tmp_path / "mlp" / "runs" / f"odd-{seed}.json", r)
+    leaderboard.write(tmp_path, "mlp")
+    site.build(tmp_path, ["mlp"], tmp_path / "site")
+    page = (tmp_path / "site" / "mlp" / "index.html").read_text()
+    assert "sparsity=0.5&lt;b&gt;" in page and "sparsity=None" in page
+    pivot = page.split("<h2>swept methods by level</h2>")[1].split("</thead>")[0]
+    assert pivot.endswith('<th class="t">method</th><th>0.5</th><th>0.9</th></tr>'), pivot
