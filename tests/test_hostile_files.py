@@ -357,3 +357,24 @@ def test_a_swept_parameter_that_is_no_number_is_shown_and_no_level_of_the_sites_
     assert "sparsity=0.5&lt;b&gt;" in page and "sparsity=None" in page
     pivot = page.split("<h2>swept methods by level</h2>")[1].split("</thead>")[0]
     assert pivot.endswith('<th class="t">method</th><th>0.5</th><th>0.9</th></tr>'), pivot
+
+
+def test_a_records_text_and_a_files_name_reach_the_console_printable(tmp_path, capsys):
+    """A record's setting or budget and a record file's name are text a tamperer chooses: `bench
+    compare` printed a setting's terminal escape sequences (ESC ] 0 ; ... BEL retitles the
+    terminal) as they were, and so did the warning naming a file that is no record."""
+    from bench.cli import main
+    from test_leaderboard import populate, record as make
+
+    populate(tmp_path)
+    for seed in (0, 1):
+        r = make("magnitude", {"sparsity": 0.7, "note": "\x1b]0;retitled\x07"}, seed, 0.96, 300)
+        files.write_json_atomic(tmp_path / "mlp" / "runs" / f"odd-{seed}.json", r)
+    (tmp_path / "mlp" / "runs" / "\x1b[2J.json").write_text("x")
+    for args in (["compare", str(tmp_path), str(tmp_path)], ["compare", str(tmp_path), "--methods", "dense,magnitude"],
+                 ["leaderboard", "--show", "--results-dir", str(tmp_path)]):
+        assert main(args) == 0
+        out, err = capsys.readouterr()
+        assert "\x1b" not in out + err, args
+        assert "note=?]0;retitled?" in out or args[0] == "leaderboard", out
+    assert f"left out of the leaderboard: {tmp_path / 'mlp' / 'runs'}/?[2J.json: unreadable" in err
