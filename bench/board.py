@@ -138,8 +138,14 @@ def setting_sparsity(params: dict[str, Any]) -> float | None:
     """The sparsity a row's parameters name: its own, or its first chain link's; None if none."""
     for key, value in params.items():
         if key.split(".")[-1] == "sparsity":
-            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            return level(value)
     return None
+
+
+def level(value: Any) -> float | None:
+    """A swept parameter's value as a level, None where it is no number: a record may hold any
+    JSON value there (null, text), which a table shows and no pivot or filter can place."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def distinct_settings(t: pd.DataFrame) -> pd.Series:

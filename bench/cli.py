@@ -23,7 +23,7 @@ from tabulate import tabulate
 from bench import files, layout, provenance, records, registry, reproduce
 from bench.bounds import Bounds
 from bench.chain import links
-from bench.errors import DataError, ExecutorError, Interrupted, ResultsFolderError, counted, first_line
+from bench.errors import DataError, ExecutorError, Interrupted, ResultsFolderError, counted, first_line, printable
 from bench.plan import setting_label
 from bench.provenance import ProvenanceError
 from bench.records import Status
@@ -513,9 +513,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     failures = 0
     for stored_record, again, checks in results:
         c, env = stored_record["config"], stored_record["env"]
-        print(f"\n{c['method']} {setting_label(c['params'])} seed {c['seed']}\n"
-              f"  stored: commit {(env.get('git_commit') or 'unrecorded')[:12]}, {env['device_name']}, "
-              f"{env['threads']} threads\n  rerun:  {again['env']['device_name']}, {again['env']['threads']} threads")
+        print(printable(f"\n{c['method']} {setting_label(c['params'])} seed {c['seed']}\n"
+                        f"  stored: commit {(env.get('git_commit') or 'unrecorded')[:12]}, {env['device_name']}, "
+                        f"{env['threads']} threads\n  rerun:  {again['env']['device_name']}, {again['env']['threads']} "
+                        "threads"))
         print(tabulate([[k.figure, _figure(k.figure, k.stored), _figure(k.figure, k.rerun), k.verdict] for k in checks],
                        headers=["figure", "stored", "rerun", "verdict"], disable_numparse=True))
         failures += not all(k.ok for k in checks)
@@ -563,9 +564,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             table = [[c.method, c.setting, *_change_cells(c),
                       "; ".join(f"{k} {va:g} -> {vb:g}" for k, (va, vb) in c.exact_changes.items())]
                      for c in _shown(changes, args.only_changed)]
-            print(tabulate(table, headers=["method", "setting", "budget", "seeds A/B", "acc A (%)", "acc B (%)",
-                                           "change (pts) [95% CI]", "verdict", "exact figures that moved"],
-                           disable_numparse=True) + "\n")
+            print(_compare_table(table, ["method", "setting", "budget", "seeds A/B", "acc A (%)", "acc B (%)",
+                                         "change (pts) [95% CI]", "verdict", "exact figures that moved"]) + "\n")
             worse += sum(c.verdict == "worse" for c in changes)
     print(f"{counted(worse, 'row')} significantly worse in B (Welch's t over seeds, 95%)")
     return 1 if worse and args.fail_on == "regression" else 0
@@ -580,6 +580,12 @@ def _shown(changes: list[RowChange], only_changed: bool) -> list[RowChange]:
     print(f"{counted(len(changes) - len(shown), 'row')} without a significant change in accuracy or a moved "
           "exact figure not shown (--only-changed)\n")
     return shown
+
+
+def _compare_table(rows: list[list[str]], headers: list[str]) -> str:
+    """`bench compare`'s table, its text printable: a setting or a budget is a record's text,
+    which a tampered record fills with terminal escape sequences (ESC ] 0 ; ... retitles it)."""
+    return tabulate([[printable(cell) for cell in row] for row in rows], headers=headers, disable_numparse=True)
 
 
 def _change_cells(c: RowChange) -> list[str]:
@@ -625,10 +631,9 @@ def _compare_methods(args: argparse.Namespace) -> int:
             total += len(changes)
             print(f"# {name}: {y} against {x}, {counted(len(changes), 'setting')} both have\n")
             table = [[c.setting, *c.others, *_change_cells(c)] for c in _shown(changes, args.only_changed)]
-            print(tabulate(table, headers=["shared setting", f"{x}'s other", f"{y}'s other", "budget",
-                                           f"seeds {x}/{y}", f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]",
-                                           "verdict"],
-                           disable_numparse=True) + "\n")
+            print(_compare_table(table, ["shared setting", f"{x}'s other", f"{y}'s other", "budget",
+                                         f"seeds {x}/{y}", f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]",
+                                         "verdict"]) + "\n")
             worse += sum(c.verdict == "worse" for c in changes)
     if not total:
         raise registry.ParameterError(f"{args.a} holds no finished rows of {x} and {y} with the same budget, data, "
@@ -878,9 +883,12 @@ def _holds(path: Path, data: bytes) -> bool:
 
 def _check(root: Path, suites: list[str], site: bool) -> int:
     """`bench leaderboard --check`: whether the stored tables, plots (and site, when there is one)
-    are what the stored records give today. They are rebuilt from a copy of the records in a
-    temporary folder, so nothing under `root` changes, and compared byte for byte: a file that
-    differs, one that is missing, and one that no record produces any more are each stale."""
+    are what the stored records give today. They are rebuilt in a temporary folder, so nothing
+    under `root` changes, and compared byte for byte: a file that differs, one that is missing,
+    and one that no record produces any more are each stale. The rebuild reads the stored records
+    and checks.json where they are, through a link to each runs folder, as `bench leaderboard`
+    reads them: a copy also copied what no reader opens (a FIFO, which stopped the check with
+    shutil's list of errors; a runs folder linked to /dev, read without end)."""
     import io
     import tempfile
 
@@ -898,15 +906,13 @@ def _check(root: Path, suites: list[str], site: bool) -> int:
         try:
             with contextlib.redirect_stderr(said):
                 for name in suites:
-                    # links stay links, refused as the records' reader refuses them, not followed (to /dev/zero)
-                    shutil.copytree(layout.runs_dir(root, name), layout.runs_dir(fresh, name), symlinks=True)
+                    layout.suite_dir(fresh, name).mkdir()
+                    layout.runs_dir(fresh, name).symlink_to(layout.runs_dir(root, name).absolute())
                     leaderboard.write(fresh, name)
                 if site:
                     from bench import site as site_module
 
-                    if (root / layout.CHECKS).exists():  # the verdicts the site shows
-                        shutil.copyfile(root / layout.CHECKS, fresh / layout.CHECKS, follow_symlinks=False)
-                    site_module.build(fresh, suites, fresh / layout.SITE)
+                    site_module.build(fresh, suites, fresh / layout.SITE, checks_dir=root)
         finally:  # warnings name the stored files, not the copies; also those before a failure
             sys.stderr.write(said.getvalue().replace(str(fresh), str(root)))
         rebuilt, stored = outputs(fresh), outputs(root)

@@ -16,8 +16,8 @@ Fusion is an execution detail, invisible to methods:
 - a hook may change a model's structure (gmp prunes mid-training: weight becomes weight_orig
   and a weight_mask buffer): a cheap per-step fingerprint notices, and the runs are re-stacked
   by structure, so that runs which differ train as separate stacks in the same loop;
-- a run that fails (non-finite epoch loss, a raising hook) leaves with its own exception; the
-  others go on unchanged, since no computation mixes the runs' slices.
+- a run that fails (non-finite epoch loss, a raising hook, a loss whose backward raises) leaves
+  with its own exception; the others go on unchanged, since no computation mixes the runs' slices.
 
 A call that cannot fuse gets `NotFusable` with the reason, and the caller trains it with `fit`:
 torch.compile or a checkpoint, an exported graph module (PT2E QAT), a model whose forward pass
@@ -389,14 +389,19 @@ class _Run:
         self.params, self.buffers = _tensors(model)
         self.prune_hooks = _pruning_hooks(model)
         self.dicts = [d for m in model.modules() for d in (m._parameters, m._buffers)]
+        self.settings = [(vars(m), k) for m in model.modules() for k, _ in _plain_attributes(m)]
         self.fingerprint = self._fingerprint()
 
-    def _fingerprint(self) -> list[tuple[str, int, int]]:
+    def _fingerprint(self) -> tuple[list[tuple[str, int, int]], list[Any]]:
         """Which tensor objects the modules hold, under which names, and where their storage is:
         it changes when a hook replaces a tensor (or its .data) or changes the model's structure
         (pruning renames weight to weight_orig and adds a mask; a module gaining a tensor holds
-        it in a dict that was empty). About 1 us per tensor, paid by runs with hooks only."""
-        return [(k, id(t), t.data_ptr()) for d in self.dicts for k, t in d.items() if t is not None]
+        it in a dict that was empty). About 1 us per tensor, paid by runs with hooks only. And
+        the modules' scalar settings (a hook that anneals a temperature or changes a stride): the
+        stack's forward pass runs its first model's module code, whose settings every run would
+        otherwise train with. About 30 ns per setting."""
+        return ([(k, id(t), t.data_ptr()) for d in self.dicts for k, t in d.items() if t is not None],
+                [d.get(k) for d, k in self.settings])
 
     def changed(self) -> bool:
         return self._fingerprint() != self.fingerprint
@@ -553,12 +558,7 @@ class _Group:
                         losses[k] = _checked(r.loss_fn(out[k], ys[k], xs[k]))
                 except BaseException as e:  # noqa: BLE001
                     self.fail(r, e)
-        for k in losses:
-            stack.runs[k].opt.zero_grad(set_to_none=True)
-        for p in stack.params.values():
-            p.grad = None
-        if losses:
-            sum(losses.values()).backward()
+        losses = self.backward(stack, losses)
         for k, loss in losses.items():
             r, c = stack.runs[k], stack.runs[k].call
             try:
@@ -581,6 +581,37 @@ class _Group:
             r.step += 1
             if r.has_code and r.changed():
                 self.readopt(stack, k, r)
+
+    def backward(self, stack: _Stack, losses: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        """Backpropagate the runs' losses into the stacked gradients; the losses that went through.
+        One backward pass of their sum is the usual way. Where it raises (a run's loss_fn whose
+        own autograd code raises in backward), each loss goes back alone through the graph the
+        first pass kept, so that only the run whose backward raises fails, as `fit` fails it,
+        and the others keep their step instead of failing with its error."""
+        def clear() -> None:
+            for k in losses:
+                stack.runs[k].opt.zero_grad(set_to_none=True)
+            for p in stack.params.values():
+                p.grad = None
+
+        clear()
+        if not losses:
+            return losses
+        try:
+            sum(losses.values()).backward(retain_graph=True)
+            return losses
+        except BaseException as e:  # noqa: BLE001 - whose it is, is found below
+            if stops_the_sweep(e):
+                raise
+        clear()  # of what the failed pass accumulated
+        went = {}
+        for k, loss in losses.items():
+            try:
+                loss.backward(retain_graph=True)
+                went[k] = loss
+            except BaseException as e:  # noqa: BLE001 - the run's own error is its result
+                self.fail(stack.runs[k], e)
+        return went
 
     def readopt(self, stack: _Stack, slot: int, run: _Run) -> None:
         """A hook replaced tensors: copy them into the run's slice if the structure is the same,

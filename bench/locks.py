@@ -46,12 +46,14 @@ class Claim:
         folder that is a symbolic link, or a claim path that is a symbolic link, a hard link or
         no regular file, raises ClaimError naming it (and nothing is opened through it)."""
         folder = self.path.parent
-        if folder.is_symlink():
-            raise ClaimError(f"{folder} is a symbolic link, not the harness's claims folder: remove it")
-        folder.mkdir(parents=True, exist_ok=True)
         while True:
+            if folder.is_symlink():
+                raise ClaimError(f"{folder} is a symbolic link, not the harness's claims folder: remove it")
+            folder.mkdir(parents=True, exist_ok=True)
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+            except FileNotFoundError:
+                continue  # another command, ending, removed the empty claims folder since our mkdir
             except OSError as e:
                 if e.errno == errno.ELOOP:
                     raise ClaimError(f"{self.path} is a symbolic link, not a claim of the harness: "

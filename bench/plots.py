@@ -15,10 +15,11 @@ no line is drawn to it, so that no segment runs along an axis.
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 import pandas as pd
 
@@ -200,6 +201,25 @@ def _pyplot() -> Any:
     return plt
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _plain_text(draw: F) -> F:
+    """Draw a figure whose texts are shown as written: matplotlib reads text between two `$` as
+    math, and a record's setting, family or data source (`$\\foo{$`) then stopped every
+    leaderboard rebuild at its first save with a ParseFatalException. A text keeps the setting
+    it was made with, so the figure saves after the context ends."""
+    @functools.wraps(draw)
+    def drawn(*args: Any, **kwargs: Any) -> Any:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return drawn  # type: ignore[return-value]
+
+
+@_plain_text
 def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column],
                     title: str) -> tuple[Any, pd.DataFrame] | None:
     """Accuracy against size for every method on one axis, the frontier joined and labelled, and
@@ -284,6 +304,7 @@ def positions(fig: Any, points: pd.DataFrame) -> pd.DataFrame:
                          "top": 100 * (box.y1 - xy[:, 1]) / box.height}, index=points.index)
 
 
+@_plain_text
 def family_figure(t: pd.DataFrame, ycol: str, title: str) -> Any:
     """A panel per method family (column `family`, in `bench.registry.FAMILIES` order), all on the
     frontier's x (size in bytes), each with its own y range; a line per series (column `series`:
@@ -323,6 +344,7 @@ def family_figure(t: pd.DataFrame, ycol: str, title: str) -> Any:
     return fig
 
 
+@_plain_text
 def speedup_figure(t: pd.DataFrame, cols: list[Column], title: str) -> Any:
     """Measured against theoretical speedup (log scales), a panel per runtime, a colour and marker
     per method, filled at batch 1 and hollow at the largest batch; the diagonal is where FLOPs

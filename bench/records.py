@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator, TypedDict
 
 from bench import layout
+from bench.errors import printable
 from bench.files import RefusedFile, read_regular_file
 from bench.suite import SEED_LIMIT, Budget
 
@@ -282,8 +283,8 @@ def read_record(path: Path, problems: list[str] | None = None) -> Record | None:
     """The record stored at `path`, or None if there is none or it cannot be used (then, with
     `problems`, a line naming the file and why is appended there)."""
     record, why = _read(Path(path))
-    if why and problems is not None:
-        problems.append(f"{path}: {why}")
+    if why:
+        _note(problems, f"{path}: {why}")
     return record
 
 
@@ -339,5 +340,7 @@ def named_records(results_dir: Path, suite: str, problems: list[str] | None = No
 
 
 def _note(problems: list[str] | None, line: str) -> None:
+    """Add `line` to `problems`, printable: it goes to the console, and a file's name (a results
+    folder's, or a commit's) or a record's text may hold a terminal's escape sequences."""
     if problems is not None:
-        problems.append(line)
+        problems.append(printable(line))

@@ -259,7 +259,7 @@ def _pivot(table: pd.DataFrame) -> list[str]:
     levels = []
     for method, params in zip(t.method, t.setting_params):
         swept = [v for k, v in params.items() if board.is_swept(method, k)]
-        levels.append(float(swept[0]) if swept else None)
+        levels.append(board.level(swept[0]) if swept else None)
     t = t.assign(level=levels)
     t = t[t.level.notna()]
     if t.empty:
@@ -576,16 +576,18 @@ def _fresh_folder(folder: Path) -> None:
                                                "and writes it again on each build\n")
 
 
-def build(results_dir: Path, suites: list[str], out: Path) -> list[Path]:
+def build(results_dir: Path, suites: list[str], out: Path, checks_dir: Path | None = None) -> list[Path]:
     """Write the site for `suites` under `out` from their records and their plots (the plots
     that `bench.leaderboard.write` made beside the records are copied: call it first); each
     suite's folder is rebuilt from scratch, and only a folder the site wrote is removed (see
-    `check_out`). Returns the files written, the markers aside."""
+    `check_out`). The literature checks are read from `checks_dir`'s checks.json (by default
+    the results folder's: `bench leaderboard --check` rebuilds elsewhere). Returns the files
+    written, the markers aside."""
     check_out(results_dir, suites, out)
     files.remove_stale_temporaries(out)  # a build killed mid-write (kill -9) left them
     written = []
     sections = []
-    checks = _read_checks(results_dir)
+    checks = _read_checks(checks_dir or results_dir)
     for suite in suites:
         recs = board.load(results_dir, suite)
         if not recs:

@@ -184,6 +184,31 @@ def test_a_claim_held_by_a_killed_process_is_taken_over(tmp_path):
     assert not (tmp_path / "run.lock").exists()
 
 
+def test_a_claim_survives_another_command_removing_the_empty_claims_folder(tmp_path):
+    """A command that ends removes the claims folder when it is empty; another command's claim
+    between making the folder and opening its file in it failed with FileNotFoundError, which
+    stopped its sweep. Here a second process removes the empty folder as fast as it can while
+    this one claims and releases: within a second the old code met it (after ~100 claims)."""
+    from bench.locks import Claim
+
+    folder = tmp_path / "claims"
+    remover = subprocess.Popen([sys.executable, "-c", (
+        "import contextlib, os, sys, time\n"
+        "end = time.monotonic() + 5\n"
+        "while time.monotonic() < end:\n"
+        "    with contextlib.suppress(OSError):\n"
+        "        os.rmdir(sys.argv[1])\n"), str(folder)])
+    claim, claims = Claim(folder, "run"), 0
+    try:
+        while remover.poll() is None:
+            assert claim.acquire()
+            claim.release()
+            claims += 1
+    finally:
+        remover.kill()
+    assert claims > 100
+
+
 def test_a_worker_idle_at_the_end_exits_by_itself(data_dir):
     """At the end of a command an idle worker is not terminated: it ends by itself, running its
     exit handlers. A terminated worker leaves what its libraries registered with multiprocessing's

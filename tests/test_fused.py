@@ -291,6 +291,63 @@ def test_a_raising_hook_fails_only_its_run(make_context, cli_signals, error):
     assert_runs_match(*([x[i] for i in (0, 2)] for x in (fused_calls, fused, alone_calls, alone)), ctx)
 
 
+class Scale(nn.Module):
+    """A module with a scalar setting of its own, which a hook may change mid-training."""
+
+    def __init__(self):
+        super().__init__()
+        self.factor = 1.0
+
+    def forward(self, x):
+        return self.factor * x
+
+
+@pytest.mark.parametrize("changer", [0, 1])  # the stack's first run, whose module code runs the forward pass; another
+def test_a_hook_that_changes_a_modules_setting_changes_its_own_run_only(make_context, changer):
+    ctx = make_context("mlp", limit_train=1024)
+
+    def halve(model, step):
+        if step == 2:
+            model[0].factor = 0.5
+
+    def model(seed):
+        m = ctx.new_model(seed=seed)
+        m.insert(0, Scale())
+        return m
+
+    def calls():
+        return [call(ctx, model(s), seed=s, **({"after_step": halve} if s == changer else {})) for s in range(3)]
+
+    assert_runs_match(*fused_and_alone(calls), ctx)
+
+
+class FailingBackward(torch.autograd.Function):
+    """A loss whose backward pass raises: the plugin's own autograd code failing."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise Boom("the loss's backward failed")
+
+
+def test_a_loss_whose_backward_raises_fails_only_its_run(make_context):
+    ctx = make_context("mlp", limit_train=1024)
+
+    def failing_loss(logits, y, x):
+        return FailingBackward.apply(F.cross_entropy(logits, y))
+
+    def calls():
+        return [call(ctx, ctx.new_model(seed=s), seed=s, **({"loss_fn": failing_loss} if s == 1 else {}))
+                for s in range(3)]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert type(fused[1]) is Boom and type(alone[1]) is Boom
+    assert_runs_match(*([x[i] for i in (0, 2)] for x in (fused_calls, fused, alone_calls, alone)), ctx)
+
+
 class Doubler(torch.autograd.Function):
     """A custom autograd.Function without a vmap rule."""
 

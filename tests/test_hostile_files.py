@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from bench import files, layout, records, site
+from bench import files, layout, leaderboard, records, site
 from bench.data import find_source
 from bench.plan import run_key
 from bench.suite import load_suite
@@ -273,6 +273,29 @@ def test_check_neither_follows_nor_reads_links_to_dev_zero(tmp_path):
     assert "bench-check-" not in ran.stderr  # the warning names the stored file, not its temporary copy
 
 
+def test_check_reads_records_in_place_past_fifos_and_a_runs_folder_linked_to_dev(tmp_path):
+    """`leaderboard --check` copied each runs folder to rebuild from: a FIFO there (one named
+    like a record, or any other) stopped it with shutil's list of errors, where `bench
+    leaderboard` leaves such a record out with a warning and ignores other files; a FIFO as
+    checks.json stopped it too; and a runs folder linked to /dev was copied without end. It
+    now reads them where they are, as the leaderboard and the site do."""
+    from conftest import run_bench
+
+    populate(tmp_path)
+    os.mkfifo(tmp_path / "mlp" / "runs" / "fifo.json")
+    os.mkfifo(tmp_path / "mlp" / "runs" / "queue")
+    os.mkfifo(tmp_path / layout.CHECKS)
+    (tmp_path / "dev").mkdir()
+    os.symlink("/dev", tmp_path / "dev" / "runs")
+    built = run_bench(["leaderboard", "--suite", "mlp", "--html", "--results-dir", str(tmp_path)], timeout=120)
+    assert built.returncode == 0, built.stderr
+    ran = run_bench(["leaderboard", "--check", "--results-dir", str(tmp_path)], timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "15 files match their records (dev, mlp, site)\n", ran.stdout
+    assert f"{tmp_path / 'mlp' / 'runs' / 'fifo.json'}: refused: a FIFO, not a regular file" in ran.stderr
+    assert "bench-check-" not in ran.stderr
+
+
 def test_a_copied_record_or_another_suites_record_is_no_extra_seed(tmp_path, bench):
     """A record copied under another name, and one whose config names another suite, each
     counted as one more seed of its row ('seeds 4' for 2 real ones): they are named and left
@@ -298,3 +321,60 @@ def test_a_copied_record_or_another_suites_record_is_no_extra_seed(tmp_path, ben
     assert f"{runs / 'zz-other.json'}: a record of suite 'mnist', not of 'mlp'" in ran.stderr
     [row] = [line for line in ran.stdout.splitlines() if line.startswith("mlp,") and ",magnitude," in line]
     assert ",cpu,2,Test CPU,97.5,0.71," in row  # 2 seeds, mean 97.50: neither the copy nor the other suite's record
+
+
+def test_dollar_signs_in_a_records_text_are_drawn_as_written_not_parsed_as_math(tmp_path):
+    """matplotlib reads text between two `$` as math: a record whose setting, family or data
+    source held `$\\foo{$` stopped every leaderboard rebuild (and `bench run`'s, and `--check`)
+    with a ParseFatalException at the first plot's save. Such text is drawn as it is written."""
+    from test_leaderboard import record as make
+
+    source = r"torchvision:MNIST $\x{$"
+    recs = [make("dense", {}, s, a, 1000, source=source) for s, a in ((0, 0.98), (1, 0.99))]
+    recs += [make("mathy", {"sparsity": 0.5, "note": r"$\foo{$"}, s, a, 500, source=source)
+             for s, a in ((0, 0.97), (1, 0.96))]
+    for r in recs[2:]:
+        r["method_info"] = {"family": r"$\mathcal{$", "description": "a plugin"}
+    for i, r in enumerate(recs):
+        files.write_json_atomic(tmp_path / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
+    written = leaderboard.write(tmp_path, "mlp")
+    assert {p.name for p in written} >= {"leaderboard.md", "frontier.png", "pareto.png"}
+
+
+def test_a_swept_parameter_that_is_no_number_is_shown_and_no_level_of_the_sites_pivot(tmp_path):
+    """The site's method-by-level pivot read the swept parameter as a float: a record whose
+    `sparsity` was text or null stopped `leaderboard --html` with a traceback. Its row is in the
+    table, escaped, and in no column of the pivot."""
+    from test_leaderboard import populate, record as make
+
+    populate(tmp_path)
+    for seed, sparsity in ((0, "0.5<b>"), (1, None)):
+        r = make("magnitude", {"sparsity": sparsity}, seed, 0.96, 500)
+        files.write_json_atomic(tmp_path / "mlp" / "runs" / f"odd-{seed}.json", r)
+    leaderboard.write(tmp_path, "mlp")
+    site.build(tmp_path, ["mlp"], tmp_path / "site")
+    page = (tmp_path / "site" / "mlp" / "index.html").read_text()
+    assert "sparsity=0.5&lt;b&gt;" in page and "sparsity=None" in page
+    pivot = page.split("<h2>swept methods by level</h2>")[1].split("</thead>")[0]
+    assert pivot.endswith('<th class="t">method</th><th>0.5</th><th>0.9</th></tr>'), pivot
+
+
+def test_a_records_text_and_a_files_name_reach_the_console_printable(tmp_path, capsys):
+    """A record's setting or budget and a record file's name are text a tamperer chooses: `bench
+    compare` printed a setting's terminal escape sequences (ESC ] 0 ; ... BEL retitles the
+    terminal) as they were, and so did the warning naming a file that is no record."""
+    from bench.cli import main
+    from test_leaderboard import populate, record as make
+
+    populate(tmp_path)
+    for seed in (0, 1):
+        r = make("magnitude", {"sparsity": 0.7, "note": "\x1b]0;retitled\x07"}, seed, 0.96, 300)
+        files.write_json_atomic(tmp_path / "mlp" / "runs" / f"odd-{seed}.json", r)
+    (tmp_path / "mlp" / "runs" / "\x1b[2J.json").write_text("x")
+    for args in (["compare", str(tmp_path), str(tmp_path)], ["compare", str(tmp_path), "--methods", "dense,magnitude"],
+                 ["leaderboard", "--show", "--results-dir", str(tmp_path)]):
+        assert main(args) == 0
+        out, err = capsys.readouterr()
+        assert "\x1b" not in out + err, args
+        assert "note=?]0;retitled?" in out or args[0] == "leaderboard", out
+    assert f"left out of the leaderboard: {tmp_path / 'mlp' / 'runs'}/?[2J.json: unreadable" in err

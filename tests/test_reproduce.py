@@ -76,10 +76,12 @@ def test_reproduce_reruns_stored_records_and_flags_a_planted_difference(tmp_path
     for path in paths:  # both seeds agree on the wrong count: a count that must be exact
         record = json.loads(path.read_text())
         record["metrics"]["nonzeros"] += 1
+        record["env"]["device_name"] += "\x1b]0;retitled\x07"  # a terminal escape, printed as text
         path.write_text(json.dumps(record))
     planted = bench(args)  # into the same scratch folder, which holds the last rerun: it reruns again
     assert planted.returncode == 1
     assert "DIFFERS (must be exact)" in planted.stdout and "0 of 1 records reproduced" in planted.stdout
+    assert "\x1b" not in planted.stdout and "?]0;retitled?, " in planted.stdout
     assert "1 to run, 0 finished before" in planted.stdout
     # into the results folder, the rerun would replace (or, found finished, certify) the planted record
     into_results = bench(args[:-1] + [results / "scratch"])
