@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli, compare, files, layout, records, registry
+from bench import compare, files, layout, records, registry
 
 ENV = {"device_name": "Test CPU", "device": "cpu", "torch": "2.x", "threads": 1}
 BUDGET = {"epochs": 20, "finetune_epochs": 10, "limit_train": None, "limit_test": None}
@@ -160,7 +160,7 @@ def test_a_commit_gives_only_its_record_files_and_leaves_out_an_oversized_one(tm
     assert "results/mlp/runs/link.json left out: not a regular file" in ran.stderr
     assert "# mlp: 1 rows in both; 0 only in A, 0 only in B" in ran.stdout
 
-    scratch, _ = cli._results_of("HEAD", tmp_path / "scratch", "mlp")
+    scratch, _ = compare.results_of("HEAD", tmp_path / "scratch", "mlp")
     written = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*") if p.is_file())
     assert written == sorted(str(p.relative_to(results)) for p in layout.runs_dir(results, "mlp").glob("magnitude-*.json"))
     assert [p.read_bytes() for p in sorted(layout.runs_dir(scratch, "mlp").glob("*"))] == [
@@ -171,7 +171,7 @@ def test_a_commit_with_more_records_than_compare_writes_out_is_refused(tmp_path,
     """Records that each pass the size limit may still be too many to write out (one blob under
     thousands of names packs small): past MAX_COMMIT_RECORDS_BYTES, compare refuses, naming the
     commit, before it writes any."""
-    monkeypatch.setattr(cli, "MAX_COMMIT_RECORDS_BYTES", 2 * 4096)
+    monkeypatch.setattr(compare, "MAX_COMMIT_RECORDS_BYTES", 2 * 4096)
     committed(tmp_path / "repo", BASE)
     monkeypatch.chdir(tmp_path / "repo")
     ran = bench(["compare", "HEAD", "HEAD"])
@@ -179,7 +179,7 @@ def test_a_commit_with_more_records_than_compare_writes_out_is_refused(tmp_path,
     assert f"HEAD: commit {git(tmp_path / 'repo', 'rev-parse', 'HEAD')[:12]} of {tmp_path / 'repo'}: its records hold " \
            "more than 8,192 bytes, more than bench compare writes out from a commit" in ran.stderr
     with pytest.raises(registry.ParameterError):
-        cli._results_of("HEAD", tmp_path / "scratch", None)
+        compare.results_of("HEAD", tmp_path / "scratch", None)
     assert not (tmp_path / "scratch").exists()
 
 
