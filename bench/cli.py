@@ -545,14 +545,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.b is None:
         raise registry.ParameterError("bench compare A B needs B, the results to compare with A "
                                       "(or --methods X,Y to compare two methods within A)")
-    with compare.sides([args.a, args.b], args.suite) as ((a, what_a), (b, what_b)):
-        print(f"A = {what_a}\nB = {what_b}\n")
-        suites = [args.suite] if args.suite else sorted(set(layout.suites_with_records(a)) & set(layout.suites_with_records(b)))
+    with compare.sides([args.a, args.b], args.suite) as (a, b):
+        print(f"A = {a.what}\nB = {b.what}\n")
+        suites = [args.suite] if args.suite else sorted(set(layout.suites_with_records(a.folder))
+                                                        & set(layout.suites_with_records(b.folder)))
         if not suites:
             raise registry.ParameterError(f"{args.a} and {args.b} hold records of no common suite")
         worse = 0
         for name in suites:
-            recs_a, recs_b = records.load_records(a, name), records.load_records(b, name)
+            recs_a, recs_b = a.load(name), b.load(name)
             changes = compare.compare(recs_a, recs_b)
             only_a, only_b = compare.unshared(recs_a, recs_b)
             print(f"# {name}: {len(changes)} rows in both; {only_a} only in A, {only_b} only in B\n")
@@ -598,10 +599,10 @@ def _compare_methods(args: argparse.Namespace) -> int:
     if len(names) != 2 or names[0] == names[1] or not all(names):
         raise registry.ParameterError(f"--methods {args.methods!r}: expected two different method names, X,Y")
     x, y = names
-    with compare.sides([args.a], args.suite) as [(a, what)]:
-        print(f"A = {what}\n")
-        suites = [args.suite] if args.suite else layout.suites_with_records(a)
-        stored = {name: records.load_records(a, name) for name in suites}
+    with compare.sides([args.a], args.suite) as [a]:
+        print(f"A = {a.what}\n")
+        suites = [args.suite] if args.suite else layout.suites_with_records(a.folder)
+        stored = {name: a.load(name) for name in suites}
         present = {r["config"]["method"] for recs in stored.values() for r in recs if r["status"] == Status.OK}
         for method in (x, y):
             if method not in present:

@@ -34,6 +34,7 @@ from typing import IO, Any, Iterator
 
 from bench import records
 from bench.errors import ParameterError
+from bench.records import Record
 from bench.plan import flat_params, setting_label
 from bench.reproduce import EXACT, row_id, rows
 from bench.suite import is_plain_name
@@ -164,22 +165,38 @@ MAX_COMMIT_RECORDS_BYTES = 256 * 2**20
 _BLOCK = 4096
 
 
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: the results folder its records are read from, what it is for
+    the user (the `A = ...` line), and what its files are called in warnings where the folder is
+    a scratch copy of a commit's records (None: the user's own folder, named as it is)."""
+
+    folder: Path
+    what: str
+    shown_as: str | None = None
+
+    def load(self, suite: str) -> list[Record]:
+        """The suite's usable records. Each file left out is named with why, as the leaderboard
+        names its own (records.reported_records): a row must not lose a seed unnoticed."""
+        return [r for _, r in records.reported_records(self.folder, suite, "the comparison", self.shown_as)]
+
+
 @contextlib.contextmanager
-def sides(specs: list[str], suite: str | None) -> Iterator[list[tuple[Path, str]]]:
-    """Each of `specs` (A, then B) as a results folder and what it is (`results_of`), A's refusal
-    first. A commit's records are written out to a scratch folder that lives as long as the
-    comparison reads it and is removed afterwards, whatever happens: nothing is left in /tmp."""
+def sides(specs: list[str], suite: str | None) -> Iterator[list[Side]]:
+    """Each of `specs` (A, then B) as a Side (`results_of`), A's refusal first. A commit's records
+    are written out to a scratch folder that lives as long as the comparison reads it and is
+    removed afterwards, whatever happens: nothing is left in /tmp."""
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         yield [results_of(spec, Path(tmp) / side, suite) for spec, side in zip(specs, "ab")]
 
 
-def results_of(spec: str, scratch: Path, suite: str | None) -> tuple[Path, str]:
-    """A results folder named by `spec`, and what it is, for the user: the folder itself, or the
+def results_of(spec: str, scratch: Path, suite: str | None) -> Side:
+    """The side named by `spec`, with what it is, for the user: a results folder itself, or the
     records of a git commit (of `suite`, or of every suite) written out under `scratch`, so that
     the working tree is never touched. A commit is looked up in the git repository of the
     current folder, else in bench's own checkout: the user names a commit of where they are."""
     if Path(spec).is_dir():
-        return Path(spec), f"{spec}: a results folder"
+        return Side(Path(spec), f"{spec}: a results folder")
     top = _git_repository()
     if top is None:
         raise ParameterError(f"{spec!r} is neither a results folder nor a git commit (no git repository "
@@ -207,7 +224,7 @@ def results_of(spec: str, scratch: Path, suite: str | None) -> tuple[Path, str]:
             (scratch / path).parent.mkdir(parents=True, exist_ok=True)
             (scratch / path).write_bytes(data)
         cat.stdin.close()
-    return scratch, what
+    return Side(scratch, what, shown_as=f"{what}: results")
 
 
 def _git_repository() -> str | None:
