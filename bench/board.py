@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -264,11 +263,7 @@ def series_label(method: str, params: dict[str, Any]) -> str:
 def load(results_dir: Path, suite: str) -> list[Record]:
     """A suite's records, each with its file name under "_stem" (what the site links to); a file
     that cannot be read is named in a warning, never dropped silently."""
-    problems: list[str] = []
-    recs = [{**r, "_stem": stem} for stem, r in records.named_records(results_dir, suite, problems)]
-    for problem in problems:
-        print(f"bench: warning: left out of the leaderboard: {problem}", file=sys.stderr)
-    return recs
+    return [{**r, "_stem": stem} for stem, r in records.reported_records(results_dir, suite, "the leaderboard")]
 
 
 @functools.cache

@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 from tabulate import tabulate
@@ -537,8 +537,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """`bench compare A B` (bench.compare): one table per suite, the rows only one side holds
     counted, exit 1 with --fail-on regression when a row got significantly worse; with
     --methods X,Y, Y's rows against X's in A."""
-    import tempfile
-
     from bench import compare
 
     if args.suite is not None and not is_plain_name(args.suite):
@@ -548,16 +546,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.b is None:
         raise registry.ParameterError("bench compare A B needs B, the results to compare with A "
                                       "(or --methods X,Y to compare two methods within A)")
-    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
-        (a, what_a), (b, what_b) = (_results_of(args.a, Path(tmp) / "a", args.suite),
-                                    _results_of(args.b, Path(tmp) / "b", args.suite))
-        print(f"A = {what_a}\nB = {what_b}\n")
-        suites = [args.suite] if args.suite else sorted(set(layout.suites_with_records(a)) & set(layout.suites_with_records(b)))
+    with compare.sides([args.a, args.b], args.suite) as (a, b):
+        print(f"A = {a.what}\nB = {b.what}\n")
+        suites = [args.suite] if args.suite else sorted(set(layout.suites_with_records(a.folder))
+                                                        & set(layout.suites_with_records(b.folder)))
         if not suites:
             raise registry.ParameterError(f"{args.a} and {args.b} hold records of no common suite")
         worse = 0
         for name in suites:
-            recs_a, recs_b = records.load_records(a, name), records.load_records(b, name)
+            recs_a, recs_b = a.load(name), b.load(name)
             changes = compare.compare(recs_a, recs_b)
             only_a, only_b = compare.unshared(recs_a, recs_b)
             print(f"# {name}: {len(changes)} rows in both; {only_a} only in A, {only_b} only in B\n")
@@ -599,8 +596,6 @@ def _change_cells(c: RowChange) -> list[str]:
 def _compare_methods(args: argparse.Namespace) -> int:
     """`bench compare A --methods X,Y`: per suite of A, Y's rows against X's (bench.compare.
     across_methods); exit 1 with --fail-on regression when a row of Y is significantly worse."""
-    import tempfile
-
     from bench import compare
 
     names = [name.strip() for name in args.methods.split(",")]
@@ -610,11 +605,10 @@ def _compare_methods(args: argparse.Namespace) -> int:
     if len(names) != 2 or names[0] == names[1] or not all(names):
         raise registry.ParameterError(f"--methods {args.methods!r}: expected two different method names, X,Y")
     x, y = names
-    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
-        a, what = _results_of(args.a, Path(tmp) / "a", args.suite)
-        print(f"A = {what}\n")
-        suites = [args.suite] if args.suite else layout.suites_with_records(a)
-        stored = {name: records.load_records(a, name) for name in suites}
+    with compare.sides([args.a], args.suite) as [a]:
+        print(f"A = {a.what}\n")
+        suites = [args.suite] if args.suite else layout.suites_with_records(a.folder)
+        stored = {name: a.load(name) for name in suites}
         present = {r["config"]["method"] for recs in stored.values() for r in recs if r["status"] == Status.OK}
         for method in (x, y):
             if method not in present:
@@ -641,111 +635,6 @@ def _compare_methods(args: argparse.Namespace) -> int:
     print(f"{y} significantly worse than {x} in {worse} of {counted(total, 'setting')} (Welch's t "
           "over seeds, 95%, each setting on its own: no correction for comparing several)")
     return 1 if worse and args.fail_on == "regression" else 0
-
-
-# The most bytes of records `bench compare` writes out from one commit (each file counted as at
-# least a block of disk): a commit is small in git however much it unpacks to (a 15 GB file of
-# zeros packs to a few MB), and thousands of records of a few KB stay far below it.
-MAX_COMMIT_RECORDS_BYTES = 256 * 2**20
-_BLOCK = 4096
-
-
-def _results_of(spec: str, scratch: Path, suite: str | None) -> tuple[Path, str]:
-    """A results folder named by `spec`, and what it is, for the user: the folder itself, or the
-    records of a git commit (of `suite`, or of every suite) written out under `scratch`, so that
-    the working tree is never touched. A commit is looked up in the git repository of the
-    current folder, else in bench's own checkout: the user names a commit of where they are."""
-    import subprocess
-
-    if Path(spec).is_dir():
-        return Path(spec), f"{spec}: a results folder"
-    top = _git_repository()
-    if top is None:
-        raise registry.ParameterError(f"{spec!r} is neither a results folder nor a git commit (no git repository "
-                                      "here, and bench runs from no git checkout)")
-    git = ["git", "-C", top]
-    found = subprocess.run([*git, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{spec}^{{commit}}"],
-                           capture_output=True, text=True)
-    if found.returncode != 0:
-        raise registry.ParameterError(f"{spec!r} is neither a results folder nor a git commit of {top}")
-    sha = found.stdout.strip()
-    what = f"{spec}: commit {sha[:12]} of {top}"
-    if subprocess.run([*git, "cat-file", "-t", f"{sha}:results"], capture_output=True, text=True).stdout != "tree\n":
-        raise registry.ParameterError(f"commit {spec} of {top} has no results/ folder")
-    wanted = _record_blobs(git, sha, suite, what)
-    scratch.mkdir(parents=True)
-    with subprocess.Popen([*git, "cat-file", "--batch"], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as cat:
-        assert cat.stdin is not None and cat.stdout is not None
-        for path, oid, size in wanted:
-            cat.stdin.write(oid + b"\n")
-            cat.stdin.flush()
-            header = cat.stdout.readline(200).split()
-            if header[1:] != [b"blob", str(size).encode()]:
-                raise registry.ParameterError(f"{what}: git gave no blob of {size} bytes for results/{path}")
-            data = cat.stdout.read(size + 1)[:size]  # the blob and the newline after it
-            (scratch / path).parent.mkdir(parents=True, exist_ok=True)
-            (scratch / path).write_bytes(data)
-        cat.stdin.close()
-    return scratch, what
-
-
-def _git_repository() -> str | None:
-    """The top folder of the git repository the user is in, else of bench's own checkout."""
-    import subprocess
-
-    for where in (Path.cwd(), Path(__file__).resolve().parent):
-        top = subprocess.run(["git", "-C", str(where), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
-        if top.returncode == 0 and top.stdout.strip():
-            return top.stdout.strip()
-    return None
-
-
-def _record_blobs(git: list[str], sha: str, suite: str | None, what: str) -> list[tuple[str, bytes, int]]:
-    """(path under results/, blob id, size) of each record file `bench compare` reads from commit
-    `sha`: SUITE/runs/NAME.json, of `suite` or of every suite. git lists them without unpacking
-    any, and the list is read a block at a time: memory stays bounded whatever the commit holds.
-    A record over records.MAX_RECORD_BYTES, or that is no regular file, is left out with a warning
-    naming it, as a results folder's is; more than MAX_COMMIT_RECORDS_BYTES of them is refused."""
-    import subprocess
-
-    wanted: list[tuple[str, bytes, int]] = []
-    total = 0
-    listing = [*git, "ls-tree", "-r", "-l", "-z", f"{sha}:results", *(["--", f"{suite}/runs/"] if suite else [])]
-    with subprocess.Popen(listing, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as ls:
-        assert ls.stdout is not None
-        for entry in _nul_ended(ls.stdout, what):
-            fields, _, name = entry.partition(b"\t")
-            mode, _, oid, size = fields.split()
-            path = os.fsdecode(name)
-            parts = path.split("/")
-            if len(parts) != 3 or parts[1] != "runs" or not parts[2].endswith(".json") or not is_plain_name(parts[0]):
-                continue
-            if mode not in (b"100644", b"100755"):
-                print(f"bench: warning: {what}: results/{path} left out: not a regular file", file=sys.stderr)
-            elif int(size) > records.MAX_RECORD_BYTES:
-                print(f"bench: warning: {what}: results/{path} left out: larger than {records.MAX_RECORD_BYTES:,} "
-                      "bytes", file=sys.stderr)
-            else:
-                total += max(int(size), _BLOCK)
-                if total > MAX_COMMIT_RECORDS_BYTES:
-                    raise registry.ParameterError(
-                        f"{what}: its records{f' of suite {suite}' if suite else ''} hold more than "
-                        f"{MAX_COMMIT_RECORDS_BYTES:,} bytes, more than bench compare writes out from a commit")
-                wanted.append((path, oid, int(size)))
-    if ls.returncode != 0:
-        raise registry.ParameterError(f"{what}: git could not list its results/ folder")
-    return wanted
-
-
-def _nul_ended(stream: IO[bytes], what: str) -> Iterator[bytes]:
-    """The NUL-ended entries of git's -z output, read a block at a time; an entry longer than a
-    block (a path of megabytes, which no record has) is refused rather than held in memory."""
-    pending = b""
-    while block := stream.read(2**16):
-        *entries, pending = (pending + block).split(b"\0")
-        yield from entries
-        if len(pending) > 2**16:
-            raise registry.ParameterError(f"{what}: its results/ folder lists a path of over {2**16:,} bytes")
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:

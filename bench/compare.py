@@ -7,24 +7,37 @@ confidence interval, Welch's t over the seeds of each side (unequal variances, n
 row's seeds need not be the same on both sides). The verdict is `better` or `worse` when the
 interval excludes zero, else `no change`; a row with fewer than two seeds on a side has no
 spread to judge, and says so. Counts that should not move (bench.reproduce.EXACT) are listed
-wherever their mean changed. A pure function of the records, so that it can be tested on
-planted ones.
+wherever their mean changed.
 
 `bench compare A --methods X,Y` (`across_methods`) asks the same of two methods in one set of
 records: per row of X, each row of Y with the same suite, budget, data source and device type
 whose parameters agree where both have them (magnitude and wanda at sparsity 0.9), Y's accuracy
 against X's, with the same interval and verdict.
+
+Both are pure functions of the records, so that they can be tested on planted ones. Where the
+records come from is below them (`sides`): a results folder as it is, or a git commit's record
+files written out to a scratch folder, read without unpacking anything else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any, Iterator
 
+from bench import records
+from bench.errors import ParameterError
+from bench.records import Record
 from bench.plan import flat_params, setting_label
 from bench.reproduce import EXACT, row_id, rows
+from bench.suite import is_plain_name
 
 LEVEL = 0.95
 
@@ -143,3 +156,127 @@ def unshared(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[int, int
     """How many rows only A, and only B, holds: left out of the comparison."""
     rows_a, rows_b = rows(a), rows(b)
     return len(rows_a.keys() - rows_b.keys()), len(rows_b.keys() - rows_a.keys())
+
+
+# The most bytes of records `bench compare` writes out from one commit (each file counted as at
+# least a block of disk): a commit is small in git however much it unpacks to (a 15 GB file of
+# zeros packs to a few MB), and thousands of records of a few KB stay far below it.
+MAX_COMMIT_RECORDS_BYTES = 256 * 2**20
+_BLOCK = 4096
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: the results folder its records are read from, what it is for
+    the user (the `A = ...` line), and what its files are called in warnings where the folder is
+    a scratch copy of a commit's records (None: the user's own folder, named as it is)."""
+
+    folder: Path
+    what: str
+    shown_as: str | None = None
+
+    def load(self, suite: str) -> list[Record]:
+        """The suite's usable records. Each file left out is named with why, as the leaderboard
+        names its own (records.reported_records): a row must not lose a seed unnoticed."""
+        return [r for _, r in records.reported_records(self.folder, suite, "the comparison", self.shown_as)]
+
+
+@contextlib.contextmanager
+def sides(specs: list[str], suite: str | None) -> Iterator[list[Side]]:
+    """Each of `specs` (A, then B) as a Side (`results_of`), A's refusal first. A commit's records
+    are written out to a scratch folder that lives as long as the comparison reads it and is
+    removed afterwards, whatever happens: nothing is left in /tmp."""
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        yield [results_of(spec, Path(tmp) / side, suite) for spec, side in zip(specs, "ab")]
+
+
+def results_of(spec: str, scratch: Path, suite: str | None) -> Side:
+    """The side named by `spec`, with what it is, for the user: a results folder itself, or the
+    records of a git commit (of `suite`, or of every suite) written out under `scratch`, so that
+    the working tree is never touched. A commit is looked up in the git repository of the
+    current folder, else in bench's own checkout: the user names a commit of where they are."""
+    if Path(spec).is_dir():
+        return Side(Path(spec), f"{spec}: a results folder")
+    top = _git_repository()
+    if top is None:
+        raise ParameterError(f"{spec!r} is neither a results folder nor a git commit (no git repository "
+                             "here, and bench runs from no git checkout)")
+    git = ["git", "-C", top]
+    found = subprocess.run([*git, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{spec}^{{commit}}"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        raise ParameterError(f"{spec!r} is neither a results folder nor a git commit of {top}")
+    sha = found.stdout.strip()
+    what = f"{spec}: commit {sha[:12]} of {top}"
+    if subprocess.run([*git, "cat-file", "-t", f"{sha}:results"], capture_output=True, text=True).stdout != "tree\n":
+        raise ParameterError(f"commit {spec} of {top} has no results/ folder")
+    wanted = _record_blobs(git, sha, suite, what)
+    scratch.mkdir(parents=True)
+    with subprocess.Popen([*git, "cat-file", "--batch"], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as cat:
+        assert cat.stdin is not None and cat.stdout is not None
+        for path, oid, size in wanted:
+            cat.stdin.write(oid + b"\n")
+            cat.stdin.flush()
+            header = cat.stdout.readline(200).split()
+            if header[1:] != [b"blob", str(size).encode()]:
+                raise ParameterError(f"{what}: git gave no blob of {size} bytes for results/{path}")
+            data = cat.stdout.read(size + 1)[:size]  # the blob and the newline after it
+            (scratch / path).parent.mkdir(parents=True, exist_ok=True)
+            (scratch / path).write_bytes(data)
+        cat.stdin.close()
+    return Side(scratch, what, shown_as=f"{what}: results")
+
+
+def _git_repository() -> str | None:
+    """The top folder of the git repository the user is in, else of bench's own checkout."""
+    for where in (Path.cwd(), Path(__file__).resolve().parent):
+        top = subprocess.run(["git", "-C", str(where), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+        if top.returncode == 0 and top.stdout.strip():
+            return top.stdout.strip()
+    return None
+
+
+def _record_blobs(git: list[str], sha: str, suite: str | None, what: str) -> list[tuple[str, bytes, int]]:
+    """(path under results/, blob id, size) of each record file `bench compare` reads from commit
+    `sha`: SUITE/runs/NAME.json, of `suite` or of every suite. git lists them without unpacking
+    any, and the list is read a block at a time: memory stays bounded whatever the commit holds.
+    A record over records.MAX_RECORD_BYTES, or that is no regular file, is left out with a warning
+    naming it, as a results folder's is; more than MAX_COMMIT_RECORDS_BYTES of them is refused."""
+    wanted: list[tuple[str, bytes, int]] = []
+    total = 0
+    listing = [*git, "ls-tree", "-r", "-l", "-z", f"{sha}:results", *(["--", f"{suite}/runs/"] if suite else [])]
+    with subprocess.Popen(listing, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as ls:
+        assert ls.stdout is not None
+        for entry in _nul_ended(ls.stdout, what):
+            fields, _, name = entry.partition(b"\t")
+            mode, _, oid, size = fields.split()
+            path = os.fsdecode(name)
+            parts = path.split("/")
+            if len(parts) != 3 or parts[1] != "runs" or not parts[2].endswith(".json") or not is_plain_name(parts[0]):
+                continue
+            if mode not in (b"100644", b"100755"):
+                print(f"bench: warning: {what}: results/{path} left out: not a regular file", file=sys.stderr)
+            elif int(size) > records.MAX_RECORD_BYTES:
+                print(f"bench: warning: {what}: results/{path} left out: larger than {records.MAX_RECORD_BYTES:,} "
+                      "bytes", file=sys.stderr)
+            else:
+                total += max(int(size), _BLOCK)
+                if total > MAX_COMMIT_RECORDS_BYTES:
+                    raise ParameterError(
+                        f"{what}: its records{f' of suite {suite}' if suite else ''} hold more than "
+                        f"{MAX_COMMIT_RECORDS_BYTES:,} bytes, more than bench compare writes out from a commit")
+                wanted.append((path, oid, int(size)))
+    if ls.returncode != 0:
+        raise ParameterError(f"{what}: git could not list its results/ folder")
+    return wanted
+
+
+def _nul_ended(stream: IO[bytes], what: str) -> Iterator[bytes]:
+    """The NUL-ended entries of git's -z output, read a block at a time; an entry longer than a
+    block (a path of megabytes, which no record has) is refused rather than held in memory."""
+    pending = b""
+    while block := stream.read(2**16):
+        *entries, pending = (pending + block).split(b"\0")
+        yield from entries
+        if len(pending) > 2**16:
+            raise ParameterError(f"{what}: its results/ folder lists a path of over {2**16:,} bytes")

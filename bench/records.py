@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator, TypedDict
@@ -306,8 +307,8 @@ def _read(path: Path) -> tuple[Record | None, str | None]:
 
 def load_records(results_dir: Path, suite: str) -> list[Record]:
     """Every usable record of a suite, in file-name order. A file that cannot be used (truncated,
-    not a record, another schema, malformed: see record_problem) is left out; a leaderboard,
-    which must never drop a run without saying so, reads them with `named_records`."""
+    not a record, another schema, malformed: see record_problem) is left out; a reader that
+    shows rows, which must never drop a run without saying so, reads them with `reported_records`."""
     return [record for _, record in named_records(results_dir, suite)]
 
 
@@ -337,6 +338,21 @@ def named_records(results_dir: Path, suite: str, problems: list[str] | None = No
             continue
         out[run] = (path.stem, record)
     return sorted(out.values(), key=lambda item: item[0])
+
+
+def reported_records(results_dir: Path, suite: str, reader: str, shown_as: str | None = None
+                     ) -> list[tuple[str, Record]]:
+    """named_records for a reader that shows rows (the leaderboard, a comparison): a run left out
+    unnoticed would be a seed missing from a row's mean, so each file left out is named on stderr
+    with why, as "bench: warning: left out of READER: PATH: WHY". `shown_as` stands for
+    `results_dir` in those lines where the folder is a scratch copy the user never sees (bench
+    compare's of a commit's records), so that they name the file where the user has it."""
+    problems: list[str] = []
+    named = named_records(results_dir, suite, problems)
+    for problem in problems:
+        shown = problem if shown_as is None else problem.replace(str(Path(results_dir)), shown_as, 1)
+        print(f"bench: warning: left out of {reader}: {shown}", file=sys.stderr)
+    return named
 
 
 def _note(problems: list[str] | None, line: str) -> None:

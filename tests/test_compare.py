@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli, compare, files, layout, records, registry
+from bench import compare, files, layout, records, registry
 
 ENV = {"device_name": "Test CPU", "device": "cpu", "torch": "2.x", "threads": 1}
 BUDGET = {"epochs": 20, "finetune_epochs": 10, "limit_train": None, "limit_test": None}
@@ -160,7 +160,7 @@ def test_a_commit_gives_only_its_record_files_and_leaves_out_an_oversized_one(tm
     assert "results/mlp/runs/link.json left out: not a regular file" in ran.stderr
     assert "# mlp: 1 rows in both; 0 only in A, 0 only in B" in ran.stdout
 
-    scratch, _ = cli._results_of("HEAD", tmp_path / "scratch", "mlp")
+    scratch = compare.results_of("HEAD", tmp_path / "scratch", "mlp").folder
     written = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*") if p.is_file())
     assert written == sorted(str(p.relative_to(results)) for p in layout.runs_dir(results, "mlp").glob("magnitude-*.json"))
     assert [p.read_bytes() for p in sorted(layout.runs_dir(scratch, "mlp").glob("*"))] == [
@@ -171,7 +171,7 @@ def test_a_commit_with_more_records_than_compare_writes_out_is_refused(tmp_path,
     """Records that each pass the size limit may still be too many to write out (one blob under
     thousands of names packs small): past MAX_COMMIT_RECORDS_BYTES, compare refuses, naming the
     commit, before it writes any."""
-    monkeypatch.setattr(cli, "MAX_COMMIT_RECORDS_BYTES", 2 * 4096)
+    monkeypatch.setattr(compare, "MAX_COMMIT_RECORDS_BYTES", 2 * 4096)
     committed(tmp_path / "repo", BASE)
     monkeypatch.chdir(tmp_path / "repo")
     ran = bench(["compare", "HEAD", "HEAD"])
@@ -179,8 +179,39 @@ def test_a_commit_with_more_records_than_compare_writes_out_is_refused(tmp_path,
     assert f"HEAD: commit {git(tmp_path / 'repo', 'rev-parse', 'HEAD')[:12]} of {tmp_path / 'repo'}: its records hold " \
            "more than 8,192 bytes, more than bench compare writes out from a commit" in ran.stderr
     with pytest.raises(registry.ParameterError):
-        cli._results_of("HEAD", tmp_path / "scratch", None)
+        compare.results_of("HEAD", tmp_path / "scratch", None)
     assert not (tmp_path / "scratch").exists()
+
+
+def test_bench_compare_names_each_record_it_leaves_out_and_why(tmp_path, monkeypatch, bench):
+    """A record file that compare cannot use (truncated, not a record) is left out with a warning
+    naming it and why, as `bench leaderboard` warns, on either side and with --methods; a
+    commit's is named by its path in the commit, not by the scratch copy compare reads."""
+    a = write(tmp_path / "a", BASE)
+    b = write(tmp_path / "b", BASE + [record("random", 0.9, s, acc) for s, acc in enumerate((0.950, 0.952, 0.951))])
+    runs = layout.runs_dir(b, "mlp")
+    (runs / "truncated.json").write_text('{"schema": 1, ')
+    (runs / "notes.json").write_text("{}")
+    truncated = f"bench: warning: left out of the comparison: {runs / 'truncated.json'}: unreadable (JSONDecodeError"
+    notes = f"bench: warning: left out of the comparison: {runs / 'notes.json'}: not a run record"
+    ran = bench(["compare", a, b, "--fail-on", "regression"])
+    assert ran.returncode == 0, ran.stderr
+    assert truncated in ran.stderr and notes in ran.stderr
+    assert "# mlp: 1 rows in both; 0 only in A, 1 only in B" in ran.stdout
+    methods = bench(["compare", b, "--methods", "magnitude,random"])
+    assert methods.returncode == 0, methods.stderr
+    assert truncated in methods.stderr and notes in methods.stderr
+
+    repo = committed(tmp_path / "repo", BASE)
+    (repo / "results/mlp/runs/truncated.json").write_text('{"schema": 1, ')
+    git(repo, "add", "results")
+    git(repo, "commit", "-qm", "a truncated record")
+    monkeypatch.chdir(repo)
+    ran = bench(["compare", "HEAD~1", "HEAD", "--suite", "mlp"])
+    assert ran.returncode == 0, ran.stderr
+    assert (f"bench: warning: left out of the comparison: HEAD: commit {git(repo, 'rev-parse', 'HEAD')[:12]} of {repo}: "
+            "results/mlp/runs/truncated.json: unreadable (JSONDecodeError") in ran.stderr
+    assert "bench-compare-" not in ran.stderr  # the scratch copy, removed by now, is not what the user has
 
 
 def with_params(r, **params):

@@ -224,7 +224,7 @@ def test_a_commit_whose_results_hold_a_link_out_is_not_followed_by_compare(tmp_p
     among them, pointing out of results/, is left out with a warning naming it, not followed."""
     import subprocess
 
-    from bench import cli
+    from bench import compare
 
     repo = tmp_path / "repo"
     (repo / "results" / "mlp" / "runs").mkdir(parents=True)
@@ -233,7 +233,7 @@ def test_a_commit_whose_results_hold_a_link_out_is_not_followed_by_compare(tmp_p
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "a link"]):
         subprocess.run([*git, *args], check=True)
     monkeypatch.chdir(repo)  # compare reads commits of the repository it runs in
-    scratch, _ = cli._results_of("HEAD", tmp_path / "scratch", None)
+    scratch = compare.results_of("HEAD", tmp_path / "scratch", None).folder
     assert "results/mlp/runs/leaked.json left out: not a regular file" in capsys.readouterr().err
     assert not any(scratch.rglob("*"))
 
