@@ -71,10 +71,12 @@ def load_results(results_dir: str | Path, suite: str, *, budget: Literal["standa
     seeds, accuracy's std and its change against `dense` and `dense-ft`); per="run", one row per
     finished run. `budget` keeps the standard-budget runs, the custom-budget ones, or all (a
     custom budget's rows are told apart by the `budget` column). Columns are the CSV's, and
-    `setting_params`: each row's parameters as a mapping (the `setting` column spells them out)."""
+    `setting_params`: each row's parameters as a mapping (the `setting` column spells them out).
+    A file in the runs folder that is no usable record is named on stderr, as the leaderboard
+    names it: a seed missing from a row's mean is not left unnoticed."""
     if budget not in ("standard", "custom", "all") or per not in ("row", "run"):
         raise ValueError(f"budget is standard, custom or all, and per is row or run; got {budget!r}, {per!r}")
-    recs = [r for r in records.load_records(results_dir, suite)
+    recs = [r for _, r in records.reported_records(Path(results_dir), suite, "the results")
             if budget == "all" or r["standard_budget"] == (budget == "standard")]
     cols = board.table_columns(recs)
     table = board.frame(recs, cols)

@@ -477,7 +477,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.into is not None and args.into.resolve().is_relative_to(Path(args.results_dir).resolve()):
         raise registry.ParameterError(f"--into {args.into}: inside the results folder {args.results_dir}, where the "
                                       "reruns would replace the records they are judged against; choose another folder")
-    stored = records.load_records(args.results_dir, suite.name)
+    stored = [r for _, r in records.reported_records(args.results_dir, suite.name, "the reproduction")]
     if not stored:
         raise reproduce.ReproduceError(f"no records of suite '{suite.name}' under "
                                        f"{layout.runs_dir(args.results_dir, suite.name)}")

@@ -8,7 +8,7 @@ from conftest import FAST
 pytestmark = pytest.mark.usefixtures("pngs_not_drawn")  # no test here reads a plot
 
 
-def test_run_returns_its_records_and_load_results_reads_them_as_a_table(tmp_path, data_dir, monkeypatch):
+def test_run_returns_its_records_and_load_results_reads_them_as_a_table(tmp_path, data_dir, monkeypatch, capsys):
     monkeypatch.setenv("BENCH_EXECUTOR", "inline")
     recs = bench.run(suite=FAST, methods=["magnitude", "dense"], seeds=[0, 1], epochs=1, finetune_epochs=1,
                      limit_train=500, limit_test=200, data_dir=data_dir, results_dir=tmp_path,
@@ -29,6 +29,11 @@ def test_run_returns_its_records_and_load_results_reads_them_as_a_table(tmp_path
     assert len(runs) == 4 and set(runs.seed) == {0, 1}
     assert bench.load_results(tmp_path, "mlp-fast").empty  # nothing ran at the standard budget
     assert len(bench.load_results(tmp_path, "mlp-fast", budget="all", per="run")) == 4
+    junk = tmp_path / "mlp-fast" / "runs" / "junk.json"  # a file no record: named, as the leaderboard names it
+    junk.write_text("{")
+    capsys.readouterr()
+    assert len(bench.load_results(tmp_path, "mlp-fast", budget="all", per="run")) == 4
+    assert f"bench: warning: left out of the results: {junk}: " in capsys.readouterr().err
 
 
 def test_run_json_prints_the_commands_records_alone_on_stdout(tmp_path, data_dir, monkeypatch, capsys):

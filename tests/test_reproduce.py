@@ -137,6 +137,18 @@ def test_a_record_claiming_a_huge_budget_reruns_under_a_time_limit_and_one_below
         in shown.stderr, shown.stderr
 
 
+def test_reproduce_names_each_stored_file_it_cannot_use(tmp_path, bench):
+    """A record left out of the sample unnoticed would be a reproduction that checked less than
+    the user thinks: each file is named with why, as the leaderboard names it."""
+    junk = tmp_path / "mlp-fast" / "runs" / "magnitude-0123456789ab-s0.json"
+    junk.parent.mkdir(parents=True)
+    junk.write_text("{")
+    ran = bench(["reproduce", "--suite", FAST, "--results-dir", tmp_path])
+    assert ran.returncode == 2, ran.stdout
+    assert f"bench: warning: left out of the reproduction: {junk}: " in ran.stderr, ran.stderr
+    assert f"no records of suite 'mlp-fast' under {junk.parent}" in ran.stderr
+
+
 def test_the_default_rerun_limit_covers_the_dense_training_and_is_bounded():
     """A dense row's run is its measurement (15 s) while its training took 599 s: the limit,
     which also bounds the rerun's dense training, counts both. A record claiming more than a
