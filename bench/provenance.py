@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import torch
@@ -128,3 +129,28 @@ def environment(device: torch.device) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "packages": versions,
     }
+
+
+Refresh = Literal["commit", "device"]  # what --refresh keeps a record for (see Here)
+
+
+@dataclass(frozen=True)
+class Here:
+    """This command's code and device, for --refresh: what a record or cached dense model must
+    have been made by to be kept. `match` "commit": this commit and device; "device": this
+    device and any commit a checkout vouched for (clean, not only named by $BENCH_GIT_COMMIT), for
+    a leaderboard of one machine kind that GPU windows fill from commit to commit."""
+
+    commit: str | None
+    device_name: str | None  # None: a GPU sweep planned (--dry-run) where torch sees no GPU
+    match: Refresh = "commit"
+
+    def made(self, env: dict[str, Any]) -> bool:
+        """Whether `env` names this commit (or, matching "device", a verified clean one) and this
+        device. Uncommitted or unknown code never matches: no commit identifies it."""
+        if self.match == "commit":
+            code = self.commit is not None and not self.commit.endswith("-dirty") and env.get("git_commit") == self.commit
+        else:
+            made_by = env.get("git_commit")
+            code = bool(made_by) and not made_by.endswith("-dirty") and not env.get("commit_from_env")
+        return code and self.device_name in (None, env.get("device_name"))

@@ -21,18 +21,18 @@ import re
 import shutil
 import statistics
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
 from tqdm import tqdm
 
-from bench import files, layout, provenance, records, registry
+from bench import dense_stage, files, layout, provenance, records, registry
 from bench.records import Record, Status
 from bench.chain import links
 from bench.context import DenseWeights
+from bench.dense_stage import Dense
 from bench.data import default_data_dir, fetch, is_here
 from bench.errors import DenseMismatch, ResultsFolderError, counted, first_line
 from bench.executors import Executor
@@ -57,44 +57,6 @@ class _Run:
     label: str = ""
     done: bool = False  # recorded by this command (or found finished by another)
     started_from: DenseWeights | str | None = None  # the dense model it was handed, when it started
-
-
-@dataclass
-class _Dense:
-    """A seed's dense model as the driver tracks it: loaded from the cache, or trained."""
-
-    seed: int
-    path: Path
-    claim: Claim
-    weights: DenseWeights | str | None = None  # the model, or why it could not be trained
-    busy: bool = False
-    notes: list[str] = field(default_factory=list)
-    recorded: dict[str, list[Record]] = field(default_factory=dict)  # sha256 -> the recorded runs that started from it
-
-
-Refresh = Literal["commit", "device"]  # what --refresh keeps a record for (see _Here)
-
-
-@dataclass(frozen=True)
-class _Here:
-    """This command's code and device, for --refresh: what a record or cached dense model must
-    have been made by to be kept. `match` "commit": this commit and device; "device": this
-    device and any commit a checkout vouched for (clean, not only named by $BENCH_GIT_COMMIT), for
-    a leaderboard of one machine kind that GPU windows fill from commit to commit."""
-
-    commit: str | None
-    device_name: str | None  # None: a GPU sweep planned (--dry-run) where torch sees no GPU
-    match: Refresh = "commit"
-
-    def made(self, env: dict[str, Any]) -> bool:
-        """Whether `env` names this commit (or, matching "device", a verified clean one) and this
-        device. Uncommitted or unknown code never matches: no commit identifies it."""
-        if self.match == "commit":
-            code = self.commit is not None and not self.commit.endswith("-dirty") and env.get("git_commit") == self.commit
-        else:
-            made_by = env.get("git_commit")
-            code = bool(made_by) and not made_by.endswith("-dirty") and not env.get("commit_from_env")
-        return code and self.device_name in (None, env.get("device_name"))
 
 
 MAX_WORKER_DEATHS = 2  # a run that killed its worker this often is not retried without --force
@@ -122,7 +84,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
               executor: Executor, budget_overrides: dict[str, Any] | None = None,
               force: bool = False, compile: str | None = None, order: Order = "depth",
               max_minutes: float | None = None, dry_run: bool = False, allow_dirty: bool = False,
-              refresh: Refresh | None = None, recorded: bool = False, fuse: int = 1, run_timeout: float | None = None,
+              refresh: provenance.Refresh | None = None, recorded: bool = False, fuse: int = 1, run_timeout: float | None = None,
               publish: Callable[[], Any] | None = None,
               log: Callable[[str], None] = tqdm.write) -> list[Record]:
     """Plan, train the dense stage, run and record; returns the records of this command's runs
@@ -137,7 +99,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     checkout with uncommitted changes (every leaderboard row must name the code that made it)
     unless `allow_dirty`, which the records then say. `refresh` ("commit") reruns finished runs
     whose record another commit or another device made ("device": another device, or code no
-    checkout vouched for; see _Here): regenerating a leaderboard from one commit on one
+    checkout vouched for; see provenance.Here): regenerating a leaderboard from one commit on one
     machine takes many commands, and unlike `force` it resumes where the last one stopped.
     `recorded` adds every setting of the methods that the suite's records at this budget hold
     (rows made with `--set`), so that a refresh reruns every record, not only the sweep.
@@ -171,15 +133,15 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     for problem in unusable:
         log(f"unusable record, to run again: {problem}")
     commit = provenance.git_commit()
-    here = _Here(commit, provenance.device_name(torch.device(device))
+    here = provenance.Here(commit, provenance.device_name(torch.device(device))
                  if device != "cuda" or torch.cuda.is_available() else None, refresh) if refresh else None
     todo = [r for r in runs if force or not finished(r.record) or (here and not here.made(r.record["env"]))]
     dense = {}
-    started = _started_from(existing) if todo else {}
+    started = dense_stage.started_from(existing) if todo else {}
     for seed in dict.fromkeys(r.spec.seed for r in todo):
         key = records.config_hash(records.dense_config(suite, seed, source))
         path = layout.dense_path(results_dir, suite.name, seed, key)
-        dense[seed] = _Dense(seed, path, Claim(claims, path.stem), recorded=started.get(key, {}))
+        dense[seed] = Dense(seed, path, Claim(claims, path.stem), recorded=started.get(key, {}))
     if dry_run:
         _print_plan(suite, runs, todo, dense, source, data_dir, device, existing, log)
         return []
@@ -204,8 +166,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         watched = _Watched({layout.runs_dir(results_dir, suite.name) / f"{stem}.json" for stem, r in named if finished(r)})
         _schedule(suite, todo, dense, executor, watched, source=source, data_dir=data_dir, device=device,
                   compile=compile, standard=standard, deadline=deadline, log=log,
-                  provenance={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {}),
-                              **({"commit_from_env": True} if os.environ.get(provenance.COMMIT_VARIABLE) else {})}, here=here,
+                  stamp={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {}),
+                         **({"commit_from_env": True} if os.environ.get(provenance.COMMIT_VARIABLE) else {})}, here=here,
                   fuse=fuse, limit=limit, plugin_commits=plugin_commits)
     except BaseException as e:
         failure = e
@@ -269,10 +231,10 @@ class _Watched:
         return out
 
 
-def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor: Executor, watched: _Watched,
+def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor: Executor, watched: _Watched,
               *, source: str, data_dir: Path | None, device: str,
               compile: str | None, standard: bool, deadline: float | None, log: Callable[[str], None],
-              provenance: dict[str, Any], here: _Here | None, fuse: int, plugin_commits: dict[str, str],
+              stamp: dict[str, Any], here: provenance.Here | None, fuse: int, plugin_commits: dict[str, str],
               limit: Callable[[RunSpec], float]) -> None:
     """Hand tasks to the executor as slots free up, dense models first, then the runs whose
     seed's dense model is ready, up to `fuse` in one task; record each result as it comes back,
@@ -280,7 +242,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
     With `here` (--refresh), a cached dense model that another commit or device trained is
     trained again."""
     queue = list(todo)
-    in_flight: dict[int, list[_Run] | _Dense] = {}
+    in_flight: dict[int, list[_Run] | Dense] = {}
     counts = {Status.OK: 0, Status.FAILED: 0, Status.SKIPPED: 0}
     bar = tqdm(total=len(todo), unit="run", dynamic_ncols=True, disable=None, leave=False)
 
@@ -306,11 +268,11 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
             if d.weights is not None or d.busy or not any(r.spec.seed == d.seed for r in queue):
                 continue
             if d.path.exists():
-                d.weights = _load_dense(d, log, here)
+                d.weights = dense_stage.load(d, log, here)
                 progressed = True
             if d.weights is None and len(in_flight) < executor.slots and not out_of_time() and d.claim.acquire():
                 if d.path.exists():  # another command finished it while we looked
-                    d.weights = _load_dense(d, log, here)
+                    d.weights = dense_stage.load(d, log, here)
                     d.claim.release()
                 else:
                     log(f"dense model, seed {d.seed}: training ({suite.training.epochs} epochs)")
@@ -350,12 +312,12 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
         running = [r.label for items in in_flight.values() if isinstance(items, list) for r in items]
         for ticket, outcomes in executor.wait(timeout=1.0):
             items = in_flight.pop(ticket)
-            if isinstance(items, _Dense):
-                _dense_done(items, outcomes[0], log, provenance["git_commit"])
+            if isinstance(items, Dense):
+                dense_stage.trained(items, outcomes[0], log, stamp["git_commit"])
                 continue
             for item, outcome in zip(items, outcomes):
                 record = _record(item, outcome, standard=standard, source=source, compile=compile,
-                                 executor=executor.description, provenance=provenance, plugin_commits=plugin_commits)
+                                 executor=executor.description, stamp=stamp, plugin_commits=plugin_commits)
                 try:
                     files.write_json_atomic(item.path, record, limit=records.MAX_RECORD_BYTES)
                 except (TypeError, ValueError) as e:  # a result JSON cannot hold fails its run, not the sweep
@@ -402,7 +364,7 @@ def _plugin_commits(names: list[str]) -> dict[str, str]:
 
 
 def _record(run: _Run, outcome: Outcome, *, standard: bool, source: str, compile: str | None, executor: str,
-            provenance: dict[str, Any], plugin_commits: dict[str, str]) -> Record:
+            stamp: dict[str, Any], plugin_commits: dict[str, str]) -> Record:
     """A run's record: its identity, what the worker reported, the method's family and
     description (so that a table needs no plugin source), and the provenance the driver
     stamps (an editable plugin's commit in `method_commit`). A run whose worker process died a
@@ -415,7 +377,7 @@ def _record(run: _Run, outcome: Outcome, *, standard: bool, source: str, compile
     record = {"schema": records.SCHEMA_VERSION, "config": run.config, "config_hash": run.digest, "method_info": info,
               "standard_budget": standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "env": {**outcome.env, "data_source": source, "compile": compile or False,
-                      "executor": executor, "method_origin": origins, **provenance,
+                      "executor": executor, "method_origin": origins, **stamp,
                       **({"method_commit": commits} if commits else {})},
               **outcome.result}
     if (record["error"] or "").startswith("WorkerDied"):
@@ -452,80 +414,6 @@ def _time_limits(suite: Suite, device: str, history: list[dict[str, Any]],
     return limit
 
 
-def _load_dense(d: _Dense, log: Callable[[str], None], here: _Here | None) -> DenseWeights | None:
-    """A cached dense model, or None (to retrain) when its file is unreadable: a truncated cache
-    file is named and replaced, never the cause of every run of its seed failing. Under
-    --refresh, also None when another commit or device trained it (or the cache predates the
-    recording of that): the refreshed records must start from this code's model."""
-    try:
-        weights = DenseWeights.load(d.path)
-    except Exception as e:  # noqa: BLE001 - any unreadable cache file is retrained
-        log(f"dense model, seed {d.seed}: the cache file {d.path} is unreadable ({type(e).__name__}: "
-            f"{e}); training it again")
-        d.path.unlink(missing_ok=True)
-        return None
-    if here and not here.made(weights.meta):
-        log(f"dense model, seed {d.seed}: the cache {d.path} was trained by "
-            f"{weights.meta.get('git_commit', 'unrecorded code')} on {weights.meta.get('device_name', 'an unrecorded device')}"
-            "; --refresh trains it again")
-        d.path.unlink(missing_ok=True)
-        return None
-    log(f"dense model, seed {d.seed}: from cache {d.path} ({100 * weights.meta['accuracy']:.2f}%)")
-    return weights
-
-
-def _dense_done(d: _Dense, outcome: Outcome, log: Callable[[str], None],
-                commit: str | None) -> None:
-    d.busy = False
-    if outcome.log is not None:
-        files.write_text_atomic(layout.log_path(d.path), outcome.log + "\n")
-    if outcome.dense is not None:
-        outcome.dense.meta["git_commit"] = commit  # for --refresh: the code that trained it
-        if os.environ.get(provenance.COMMIT_VARIABLE):
-            outcome.dense.meta["commit_from_env"] = True  # no checkout vouched for it
-        files.atomic_write(d.path, outcome.dense.save)
-        d.path.with_suffix(".ckpt").unlink(missing_ok=True)  # the cached model replaces it
-        d.weights = outcome.dense
-        log(f"dense model, seed {d.seed}: {100 * outcome.dense.meta['accuracy']:.2f}% after "
-            f"{outcome.dense.meta['epochs']} epochs ({outcome.dense.meta['seconds']:.1f}s), cached in {d.path}")
-        if d.recorded and outcome.dense.sha256() not in d.recorded:
-            log(_not_the_recorded_dense(d, outcome.env))
-    else:
-        d.weights = f"{outcome.result['status']}: {first_line(outcome.result['error'])}"
-        log(f"dense model, seed {d.seed}: {outcome.result['status'].upper()} "
-            f"({first_line(outcome.result['error'])}); the runs of this seed that need it fail")
-    d.claim.release()
-
-
-def _started_from(recs: list[Record]) -> dict[str, dict[str, list[Record]]]:
-    """Per dense identity (its config hash), the dense models (by sha256) that the recorded runs
-    started from: what a newly trained one should equal, for its runs' rows to sit beside theirs."""
-    out: dict[str, dict[str, list[Record]]] = {}
-    for r in recs:
-        sha = (r.get("dense") or {}).get("sha256")
-        if isinstance(sha, str):
-            key = records.config_hash(records.dense_of(r["config"]))
-            out.setdefault(key, {}).setdefault(sha, []).append(r)
-    return out
-
-
-def _not_the_recorded_dense(d: _Dense, env: dict[str, Any]) -> str:
-    """A warning: the dense model just trained is not the one the recorded runs of its seed
-    started from, so this command's rows differ from theirs by their starting point as well as
-    by method (within seed noise, but not the same-model comparison a reader assumes). On a
-    CPU the usual cause is the thread count, which changes the order of float sums."""
-    theirs = max(d.recorded.values(), key=len)
-    threads = Counter(r["env"].get("threads") for r in theirs).most_common(1)[0][0]
-    machines = sorted({r["env"].get("device_name", "?") for r in theirs})
-    made = f"{counted(threads, 'thread')} on {'; '.join(machines)}"
-    here = f"{counted(env.get('threads'), 'thread')} on {env.get('device_name', '?')}"
-    hint = (f"; try `--threads {threads}`, as they were made" if env.get("device") == "cpu" and threads != env.get("threads")
-            and machines == [env.get("device_name")] else "")
-    return (f"dense model, seed {d.seed}: warning: not the model that {counted(len(theirs), 'recorded run')} "
-            f"of seed {d.seed} started from (made with {made}; this one with "
-            f"{here}), so this command's rows differ from theirs by their dense model too{hint}")
-
-
 def _summary(record: dict[str, Any]) -> str:
     """A finished run in one line: what it scored and how small it got. Latency is left to the
     leaderboard, beside its spread: one run's figure on a busy machine is no headline."""
@@ -560,7 +448,7 @@ def _check_writable(folder: Path) -> None:
         raise ResultsFolderError(f"cannot write run records under {folder}: {e.strerror or e}") from None
 
 
-def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[int, _Dense],
+def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[int, Dense],
                 source: str, data_dir: Path | None, device: str, history: list[Record],
                 log: Callable[[str], None]) -> None:
     """The plan and its expected cost, counted as it will be spent: the dense stage once per seed
