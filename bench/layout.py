@@ -2,7 +2,7 @@
 
     RESULTS/SUITE/runs/NAME.json        a run's record; NAME is METHOD-HASH-sSEED (bench.plan.run_key)
     RESULTS/SUITE/logs/NAME.log         its log, where the run was made with one (not committed)
-    RESULTS/SUITE/cache/NAME.safetensors  a seed's dense model, NAME dense-sSEED-HASH (bench.runner)
+    RESULTS/SUITE/cache/NAME.safetensors  a seed's dense model, NAME dense-sSEED-HASH (bench.dense_stage)
     RESULTS/SUITE/claims/               which command is running what now (bench.locks)
     RESULTS/SUITE/leaderboard*.csv|md, *.png  the leaderboard files (bench.leaderboard)
     RESULTS/site/                       the static site (bench.site)
@@ -10,13 +10,17 @@
 
 The paths of records, logs, cached models, claims, the site and checks.json are built here, so
 that the driver, the CLI, the readers and the tests agree on them; the leaderboard files' names
-are bench.leaderboard's (OUTPUTS).
+are bench.leaderboard's (OUTPUTS). The folders are the harness's own: one that is a symbolic
+link is refused before anything is written into it (`refuse_links`).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Iterable
+
+from bench.errors import ResultsFolderError
 
 CHECKS = "checks.json"  # written by benchmarks/literature_checks.py
 SITE = "site"
@@ -53,6 +57,10 @@ def dense_path(results_dir: Path | str, suite: str, seed: int, key: str) -> Path
     return cache_dir(results_dir, suite) / f"dense-s{seed}-{key}.safetensors"
 
 
+def logs_dir(results_dir: Path | str, suite: str) -> Path:
+    return suite_dir(results_dir, suite) / "logs"
+
+
 def log_path(artifact: Path) -> Path:
     """The log of what made a record or a cached dense model: logs/ beside its folder, by its name."""
     return artifact.parent.parent / "logs" / f"{artifact.stem}.log"
@@ -60,6 +68,23 @@ def log_path(artifact: Path) -> Path:
 
 def claims_dir(results_dir: Path | str, suite: str) -> Path:
     return suite_dir(results_dir, suite) / "claims"
+
+
+def written_by_a_run(results_dir: Path | str, suite: str) -> list[Path]:
+    """The folders of a suite that `bench run` writes into (claims: bench.locks checks its own)."""
+    return [suite_dir(results_dir, suite), runs_dir(results_dir, suite), logs_dir(results_dir, suite),
+            cache_dir(results_dir, suite)]
+
+
+def refuse_links(folders: Iterable[Path]) -> None:
+    """ResultsFolderError naming the first of `folders` that is a symbolic link. The harness
+    writes only into folders of its own: a results folder from elsewhere (a clone: git keeps
+    links) holding `runs -> ~/.ssh` would otherwise have records, logs and models written
+    wherever it points. (A link given as --results-dir itself is the user's choice.)"""
+    for folder in folders:
+        if Path(folder).is_symlink():
+            raise ResultsFolderError(f"{folder} is a symbolic link: the harness writes only into folders of its own, "
+                                     "where a link could send its files anywhere; replace it with a folder")
 
 
 def suites_with_records(results_dir: Path | str) -> list[str]:

@@ -44,6 +44,7 @@ def write(results_dir: Path, suite: str) -> list[Path]:
     file that cannot be read is named in a warning."""
     recs = load(results_dir, suite)
     folder = layout.suite_dir(results_dir, suite)
+    layout.refuse_links([folder])  # (its runs folder is only read: --check reads the records through links)
     written = []
     for standard, stem, title in PARTS:
         suffix = "" if standard else "-custom"

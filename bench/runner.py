@@ -117,6 +117,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         specs = with_recorded(specs, existing, suite, names, seeds, order)
     source = fetch(suite.data, data_dir, download=not dry_run)
     suite_dir, claims = layout.suite_dir(results_dir, suite.name), layout.claims_dir(results_dir, suite.name)
+    layout.refuse_links(layout.written_by_a_run(results_dir, suite.name))
     runs, unusable = [], []
     earlier: dict[str, str] | None = None
     for i, spec in enumerate(specs, 1):

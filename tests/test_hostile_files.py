@@ -138,6 +138,37 @@ def test_bench_run_reruns_a_record_that_is_a_link_and_leaves_the_link_alone(tmp_
     assert os.readlink(planned) == "/dev/zero"
 
 
+def test_a_results_folder_whose_own_folders_are_links_is_refused_before_anything_is_written(tmp_path, data_dir, bench):
+    """A results folder from elsewhere (a clone: git keeps symbolic links) holding `runs`,
+    `logs`, `cache` or the suite's folder as a link would have bench run write records, logs
+    and models wherever it points, and bench leaderboard its tables: both refuse, naming it,
+    and the link's target stays empty. The plan (--dry-run) refuses as the run does."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    results = tmp_path / "results"
+    run = ["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1", "--limit-train", "200",
+           "--limit-test", "100", "--data-dir", data_dir, "--results-dir", results]
+    for name in ("runs", "logs", "cache"):
+        (results / "mlp-fast").mkdir(parents=True, exist_ok=True)
+        link = results / "mlp-fast" / name
+        link.symlink_to(elsewhere)
+        for plan in (["--dry-run"], []):
+            ran = bench([*run, *plan])
+            assert ran.returncode == 2, ran.stdout
+            assert ran.stderr.strip() == (f"bench: error: {link} is a symbolic link: the harness writes only into "
+                                          "folders of its own, where a link could send its files anywhere; replace "
+                                          "it with a folder"), ran.stderr
+        link.unlink()
+    assert list(elsewhere.iterdir()) == []
+    populate(tmp_path / "other")
+    (results / "mlp-fast").rmdir()
+    (results / "mlp").symlink_to(tmp_path / "other" / "mlp")
+    before = sorted(p.name for p in (tmp_path / "other" / "mlp").iterdir())
+    shown = bench(["leaderboard", "--suite", "mlp", "--results-dir", results])
+    assert shown.returncode == 2 and f"bench: error: {results / 'mlp'} is a symbolic link" in shown.stderr, shown.stderr
+    assert sorted(p.name for p in (tmp_path / "other" / "mlp").iterdir()) == before
+
+
 # -- numbers and fields ----------------------------------------------------------------------------
 
 # Name -> (a record with an unusable value, what the warning says about it).
