@@ -910,6 +910,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a sweep as cleanly as Ctrl-C
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it started ignored (`... &`)
         signal.signal(signal.SIGINT, _interrupt)  # the user's, told apart from a plugin's KeyboardInterrupt
+    sweep = args.command == "run"  # the command that records runs, and resumes where it stopped
     commands = {"run": cmd_run, "reproduce": cmd_reproduce, "compare": cmd_compare, "leaderboard": cmd_leaderboard, "list": cmd_list}
     try:
         return commands[args.command](args)
@@ -921,10 +922,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: error: {e}", file=sys.stderr)
             return 2
         if isinstance(e, OSError):  # a fault while working (a full disk): its own message
-            print(f"bench: error: {e}\nbench: finished runs are recorded; fix the cause and rerun to resume",
+            print(f"bench: error: {e}\nbench: "
+                  + ("finished runs are recorded; fix the cause and rerun to resume" if sweep else "fix the cause and rerun"),
                   file=sys.stderr)
             return 1
         raise
     except KeyboardInterrupt:
-        print("\nbench: interrupted; finished runs are recorded, rerun to resume", file=sys.stderr)
+        print("\nbench: interrupted" + ("; finished runs are recorded, rerun to resume" if sweep else ""), file=sys.stderr)
         return 130

@@ -169,6 +169,19 @@ def test_a_results_folder_whose_own_folders_are_links_is_refused_before_anything
     assert sorted(p.name for p in (tmp_path / "other" / "mlp").iterdir()) == before
 
 
+def test_a_fault_in_a_command_that_records_no_runs_does_not_speak_of_runs(tmp_path, bench):
+    """A table's path taken by a folder stops `bench leaderboard` with the system's error; the
+    advice after it is the command's own (`bench run`'s speaks of finished runs and resuming)."""
+    populate(tmp_path)
+    (tmp_path / "mlp" / "leaderboard.csv").mkdir()
+    ran = bench(["leaderboard", "--suite", "mlp", "--results-dir", tmp_path])
+    assert ran.returncode == 1
+    first, advice = ran.stderr.strip().splitlines()
+    assert first.startswith("bench: error: [Errno 21] Is a directory: ") and first.endswith(
+        f"-> '{tmp_path / 'mlp' / 'leaderboard.csv'}'"), first
+    assert advice == "bench: fix the cause and rerun"
+
+
 # -- numbers and fields ----------------------------------------------------------------------------
 
 # Name -> (a record with an unusable value, what the warning says about it).
