@@ -709,6 +709,8 @@ def _no_records(root: Path, suite: str | None) -> str:
     if suite is None:
         return f"no run records under {root}"
     there = layout.suites_with_records(root)
+    if suite in there:  # a runs folder, none of whose files is a usable record (each named above)
+        return f"no usable run records for suite '{suite}' in {layout.runs_dir(root, suite)}"
     close = difflib.get_close_matches(suite, there, n=1, cutoff=0.6)
     return (f"no run records for suite '{suite}' under {layout.runs_dir(root, suite)}"
             + (f"; did you mean {close[0]}?" if close else "")

@@ -88,7 +88,8 @@ def test_a_narrow_terminal_sorted_by_size_keeps_accuracy_beside_it(tmp_path, ben
 
 def test_what_is_not_there_is_named_with_what_is(tmp_path, bench, monkeypatch):
     """A misspelt suite, a results folder that is not there (bench run outside the checkout), a
-    misspelt --sort column and a sparsity no row has: each says so, with what there is."""
+    misspelt --sort column, a sparsity no row has and a suite whose files are no records: each
+    says so, with what there is."""
     write_records(tmp_path, terminal_records())
     typo = show(bench, tmp_path, "--suite", "mpl")
     assert typo.returncode == 1 and typo.stdout == ""
@@ -101,6 +102,11 @@ def test_what_is_not_there_is_named_with_what_is(tmp_path, bench, monkeypatch):
     assert "--sort 'accuracy': did you mean accuracy_mean_%? expected a column of the table: " in sort.stderr
     level = show(bench, tmp_path, "--sparsity", "0.91")
     assert level.returncode == 0 and "no row at sparsity 0.91; the levels: 0.5, 0.9\n" in level.stdout
+    (tmp_path / "junk" / "runs").mkdir(parents=True)
+    (tmp_path / "junk" / "runs" / "x.json").write_text("{")  # a suite none of whose files is a record
+    junk = bench(["leaderboard", "--results-dir", tmp_path, "--suite", "junk"])
+    assert junk.returncode == 1 and "did you mean" not in junk.stderr
+    assert junk.stderr.endswith(f"no usable run records for suite 'junk' in {tmp_path / 'junk' / 'runs'}\n"), junk.stderr
 
 
 def test_a_quick_run_says_when_its_methods_trained_longer_than_dense_with_no_control(tmp_path, bench, data_dir):
