@@ -311,25 +311,28 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
                 time.sleep(1.0)  # every remaining run is claimed by another command: poll
             continue
         running = [r.label for items in in_flight.values() if isinstance(items, list) for r in items]
+        # The first write that failed (a full disk) stops the sweep, once the other results that
+        # came back with it (a fused group's, other jobs') are written where they still fit.
+        unwritten: OSError | None = None
         for ticket, outcomes in executor.wait(timeout=1.0):
             items = in_flight.pop(ticket)
             if isinstance(items, Dense):
-                dense_stage.trained(items, outcomes[0], log, stamp["git_commit"])
+                try:
+                    dense_stage.trained(items, outcomes[0], log, stamp["git_commit"])
+                except OSError as e:
+                    unwritten = unwritten or e
                 continue
             for item, outcome in zip(items, outcomes):
                 record = _record(item, outcome, standard=standard, source=source, compile=compile,
                                  executor=executor.description, stamp=stamp, plugin_commits=plugin_commits)
                 try:
-                    files.write_json_atomic(item.path, record, limit=records.MAX_RECORD_BYTES)
-                except (TypeError, ValueError) as e:  # a result JSON cannot hold fails its run, not the sweep
-                    record = {k: record[k] for k in (*records.REQUIRED_KEYS, "config_hash", "finished_at", "run_time_s")
-                              if k in record}  # the harness's own fields: whatever the result held is left out
-                    record.update(status=Status.FAILED, metrics={}, figures={},
-                                  error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
-                    files.write_json_atomic(item.path, record)
-                watched.wrote(item.path, record)
-                if outcome.log is not None:
-                    files.write_text_atomic(layout.log_path(item.path), outcome.log + "\n")
+                    record = _write(item.path, record)
+                    watched.wrote(item.path, record)
+                    if outcome.log is not None:
+                        files.write_text_atomic(layout.log_path(item.path), outcome.log + "\n")
+                except OSError as e:
+                    unwritten = unwritten or e
+                    continue
                 item.claim.release()
                 item.record, item.done = record, True
                 counts[record["status"] if record["status"] in counts else Status.FAILED] += 1
@@ -345,10 +348,27 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
                         "to be trained again (the runs that failed on it are retried by the next command)")
                     d.path.unlink(missing_ok=True)
                     d.weights = None
+        if unwritten is not None:
+            raise unwritten
         for path in watched.changed():
             log(f"warning: the finished record {path} was {'changed' if path.exists() else 'removed'} during this "
                 f"command, not by it, while {', '.join(running) or 'no method run'} ran: a plugin writing into the "
                 "results folder, or another command with --force or --refresh")
+
+
+def _write(path: Path, record: Record) -> Record:
+    """Write a run's record; the record written. A result that JSON cannot hold, or one larger
+    than readers accept, fails its run, not the sweep: the harness's own fields are written,
+    with the reason, and whatever the result held is left out."""
+    try:
+        files.write_json_atomic(path, record, limit=records.MAX_RECORD_BYTES)
+    except (TypeError, ValueError) as e:
+        record = {k: record[k] for k in (*records.REQUIRED_KEYS, "config_hash", "finished_at", "run_time_s")
+                  if k in record}
+        record.update(status=Status.FAILED, metrics={}, figures={},
+                      error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
+        files.write_json_atomic(path, record)
+    return record
 
 
 def _plugin_commits(names: list[str]) -> dict[str, str]:

@@ -647,6 +647,35 @@ def test_a_disk_that_fills_mid_sweep_stops_it_clearly_and_a_rerun_loses_nothing(
     assert set(statuses(results).values()) == {"ok"} and len(usable(results)) == 3
 
 
+def test_a_write_that_fails_mid_group_still_writes_the_results_that_came_back_with_it(tmp_path, data_dir, bench,
+                                                                                     monkeypatch):
+    """Two runs trained as one task (--fuse 2) come back together: when the disk refuses the
+    first one's record, the second's is written before the error stops the sweep, and a rerun
+    runs only the first again."""
+    import errno
+
+    from bench import files
+
+    real, refused = files.write_json_atomic, []
+
+    def full_once(path, *args, **kwargs):
+        if path.name.startswith("magnitude-") and not refused:
+            refused.append(path)
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(files, "write_json_atomic", full_once)
+    args = ["run", *TINY, "--methods", "magnitude", "--fuse", "2", "--data-dir", str(data_dir),
+            "--results-dir", str(tmp_path)]
+    ran = bench(args)
+    assert ran.returncode == 1 and f"[Errno 28] No space left on device: '{refused[0]}'" in ran.stderr, ran.stderr
+    written = [p.name for p in (tmp_path / SUITE / "runs").glob("magnitude-*.json")]
+    assert len(written) == 1 and written != [refused[0].name]
+    again = bench(args)
+    assert again.returncode == 0, again.stderr
+    assert "2 runs (magnitude; seeds [0]), 1 to run, 1 finished before" in again.stdout
+
+
 def test_truncated_cache_and_record_files_are_named_and_redone(tmp_path, data_dir, capsys):
     args = ["run", *TINY, *INLINE, "--methods", "dense,magnitude", "--set", "magnitude.sparsity=0.9",
             "--data-dir", str(data_dir), "--results-dir", str(tmp_path)]
