@@ -404,7 +404,10 @@ class _Run:
                 [d.get(k) for d, k in self.settings])
 
     def changed(self) -> bool:
-        return self._fingerprint() != self.fingerprint
+        try:
+            return self._fingerprint() != self.fingerprint
+        except Exception:  # noqa: BLE001 - a setting became a value with no truth to its ==, an array
+            return True
 
     def mask_weights(self) -> None:
         """Recompute the masked weights that pruning hooks keep on the modules, as the run's own
