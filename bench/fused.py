@@ -401,7 +401,10 @@ class _Run:
         stack's forward pass runs its first model's module code, whose settings every run would
         otherwise train with. About 30 ns per setting."""
         return ([(k, id(t), t.data_ptr()) for d in self.dicts for k, t in d.items() if t is not None],
-                [d.get(k) for d, k in self.settings])
+                self.setting_values())
+
+    def setting_values(self) -> list[Any]:
+        return [d.get(k) for d, k in self.settings]
 
     def changed(self) -> bool:
         try:
@@ -552,6 +555,9 @@ class _Group:
         losses: dict[int, torch.Tensor] = {}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
             out = _fused_forward(stack.template, stack.params, stack.buffers, x, stack.holdings)
+            first = stack.runs[0]
+            if first.has_code:  # its module code ran: a setting its forward changed (a counter) is no hook's
+                first.fingerprint = (first.fingerprint[0], first.setting_values())
             cut = out.detach().requires_grad_()  # where the losses' graphs end (see backward)
             logits = cut.clone()  # not a leaf: a loss_fn may change its logits in place, as in fit
             for k in ok:

@@ -343,6 +343,43 @@ def test_a_hook_that_makes_a_setting_an_array_changes_its_own_run_only(make_cont
     assert_runs_match(*fused_and_alone(calls), ctx)
 
 
+class Counting(nn.Module):
+    """A module whose forward pass counts its calls in a setting, without changing its output."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x
+
+
+def test_a_setting_the_forward_pass_changes_restacks_nothing(make_context, monkeypatch):
+    """The stack's forward pass runs its first model's module code, which may count its calls in
+    a setting: that is no hook's change. The per-step setting check took it for one whenever the
+    first run had a hook, and re-stacked every run at every step (8 stackings in 8 steps)."""
+    from bench import fused as fused_module
+
+    ctx = make_context("mlp", limit_train=1024)
+    builds = []
+    build = fused_module._Group.build_stacks
+    monkeypatch.setattr(fused_module._Group, "build_stacks", lambda self: (builds.append(1), build(self)))
+
+    def model(seed):
+        m = ctx.new_model(seed=seed)
+        m.insert(0, Counting())
+        return m
+
+    def calls():
+        return [call(ctx, model(s), seed=s, **({"after_step": lambda m, step: None} if s == 0 else {}))
+                for s in range(3)]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert_runs_match(fused_calls, fused, alone_calls, alone, ctx)
+    assert len(builds) == 1
+
+
 class FailingBackward(torch.autograd.Function):
     """A loss whose backward pass raises: the plugin's own autograd code failing."""
 
