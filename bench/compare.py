@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from bench import records
-from bench.errors import ParameterError
+from bench.errors import ParameterError, printable
 from bench.records import Record
 from bench.plan import flat_params, setting_label
 from bench.reproduce import EXACT, row_id, rows
@@ -254,11 +254,11 @@ def _record_blobs(git: list[str], sha: str, suite: str | None, what: str) -> lis
             parts = path.split("/")
             if len(parts) != 3 or parts[1] != "runs" or not parts[2].endswith(".json") or not is_plain_name(parts[0]):
                 continue
-            if mode not in (b"100644", b"100755"):
-                print(f"bench: warning: {what}: results/{path} left out: not a regular file", file=sys.stderr)
+            if mode not in (b"100644", b"100755"):  # (a file's name is a committer's text: printable)
+                print(printable(f"bench: warning: {what}: results/{path} left out: not a regular file"), file=sys.stderr)
             elif int(size) > records.MAX_RECORD_BYTES:
-                print(f"bench: warning: {what}: results/{path} left out: larger than {records.MAX_RECORD_BYTES:,} "
-                      "bytes", file=sys.stderr)
+                print(printable(f"bench: warning: {what}: results/{path} left out: larger than "
+                                f"{records.MAX_RECORD_BYTES:,} bytes"), file=sys.stderr)
             else:
                 total += max(int(size), _BLOCK)
                 if total > MAX_COMMIT_RECORDS_BYTES:

@@ -282,6 +282,30 @@ def test_a_commit_whose_results_hold_a_link_out_is_not_followed_by_compare(tmp_p
     assert not any(scratch.rglob("*"))
 
 
+def test_a_commits_file_names_left_out_by_compare_reach_the_console_printable(tmp_path, monkeypatch, capsys):
+    """A committed record file's name is a tamperer's text: the warnings naming a link or an
+    oversized file that `bench compare <commit>` leaves out printed it as it was, so a name
+    holding ESC ] 0 ; ... BEL retitled the terminal."""
+    import subprocess
+
+    from bench import compare
+
+    runs = tmp_path / "repo" / "results" / "mlp" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "\x1b]0;linked\x07.json").symlink_to("/etc/passwd")
+    (runs / "\x1b]0;large\x07.json").write_text("x" * 200)
+    git = ["git", "-C", str(tmp_path / "repo"), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "odd names"]):
+        subprocess.run([*git, *args], check=True)
+    monkeypatch.chdir(tmp_path / "repo")
+    monkeypatch.setattr(records, "MAX_RECORD_BYTES", 100)
+    compare.results_of("HEAD", tmp_path / "scratch", None)
+    err = capsys.readouterr().err
+    assert "results/mlp/runs/?]0;linked?.json left out: not a regular file" in err, err
+    assert "results/mlp/runs/?]0;large?.json left out: larger than 100 bytes" in err, err
+    assert "\x1b" not in err
+
+
 def test_a_site_build_killed_mid_write_leaves_nothing_the_next_build_keeps(tmp_path, bench):
     """A build killed by kill -9 leaves a hidden temporary file at the site's top level: the next
     build removes it (it is a dead writer's, of this host), as a sweep does in its suite folder."""
