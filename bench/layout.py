@@ -53,6 +53,9 @@ def dense_path(results_dir: Path | str, suite: str, seed: int, key: str) -> Path
     return cache_dir(results_dir, suite) / f"dense-s{seed}-{key}.safetensors"
 
 
+LOG_ERROR_MARK = "[bench: the run ended"  # where a run's log turns from its output to its error (bench.runner)
+
+
 def log_path(artifact: Path) -> Path:
     """The log of what made a record or a cached dense model: logs/ beside its folder, by its name."""
     return artifact.parent.parent / "logs" / f"{artifact.stem}.log"

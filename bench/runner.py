@@ -34,7 +34,7 @@ from bench.records import Record, Status
 from bench.chain import links
 from bench.context import DenseWeights
 from bench.data import default_data_dir, fetch, find_source, is_here
-from bench.errors import DenseMismatch, ResultsFolderError, counted, first_line
+from bench.errors import DenseMismatch, ResultsFolderError, counted, first_line, printable
 from bench.executors import Executor
 from bench.locks import Claim
 from bench.plan import (Order, RunSpec, dense_epochs, expected_epochs, plan, run_key, setting_label,
@@ -367,6 +367,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
                 watched.wrote(item.path, record)
                 if outcome.log is not None:
                     files.write_text_atomic(layout.log_path(item.path), outcome.log + "\n")
+                _log_error(layout.log_path(item.path), record)
                 item.claim.release()
                 item.record, item.done = record, True
                 counts[record["status"] if record["status"] in counts else Status.FAILED] += 1
@@ -524,6 +525,21 @@ def _not_the_recorded_dense(d: _Dense, env: dict[str, Any]) -> str:
     return (f"dense model, seed {d.seed}: warning: not the model that {counted(len(theirs), 'recorded run')} "
             f"of seed {d.seed} started from (made with {made}; this one with "
             f"{here}), so this command's rows differ from theirs by their dense model too{hint}")
+
+
+def _log_error(path: Path, record: Record) -> None:
+    """End the log of a run that did not finish (failed, diverged, invalid) with its error and
+    traceback. The console shows the error's first line and names this log, which otherwise
+    holds only what the run printed: the traceback a plugin's author needs was in the record's
+    JSON alone, and the log named for it was empty."""
+    if record["status"] in (Status.OK, Status.SKIPPED) or not record.get("error"):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = f"{layout.LOG_ERROR_MARK} {record['status']}]\n{printable(str(record['error'])).rstrip()}\n"
+    with files.naming_file(path):  # not through a link planted in its place
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8") as log:
+            log.write(text)
 
 
 def _summary(record: dict[str, Any]) -> str:
