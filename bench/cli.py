@@ -778,11 +778,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if args.format != "table":
             return _show(root, suites, standard, args)
         for name in suites:
-            recs = [r for r in board.load(root, name) if r.get("standard_budget") == standard]
+            loaded = board.load(root, name)
+            recs = [r for r in loaded if r.get("standard_budget") == standard]
             text = render.terminal(recs, shutil.get_terminal_size().columns, board.families(recs),
                                    args.sparsity, args.family, args.sort)  # refusals before any output
             print(f"# {name}: {args.budget} budget ({root / name / ('leaderboard.md' if standard else 'leaderboard-custom.md')}"
                   f" has every column)\n\n{text}\n")
+            if note := _elsewhere(root, name, loaded, standard):
+                print(f"{note}\n")
         return 0
     if args.html:  # a site folder it would refuse is refused before the tables are rewritten
         from bench import site
@@ -804,6 +807,24 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if args.serve is not None:
             return _serve(out, args.serve)
     return 0
+
+
+def _elsewhere(root: Path, suite: str, loaded: list[records.Record], standard: bool) -> str | None:
+    """Where else rows are, for `leaderboard --show`: at the other budget of this folder when none
+    finished at the budget asked for, and, for the custom budget of ./results, in ./results-quick,
+    where quick runs (`bench run --epochs 2`) go by default. `--show` said only "no finished
+    runs", or showed the committed custom rows, as if the user's quick run had left nothing."""
+    notes = []
+    if not any(r["status"] == Status.OK for r in loaded if r.get("standard_budget") == standard):
+        other = sum(r["status"] == Status.OK for r in loaded if r.get("standard_budget") != standard)
+        if other:
+            notes.append(f"note: {counted(other, 'finished run')} of {suite} at "
+                         f"{'overridden budgets' if standard else 'the standard budget'} in {root}: "
+                         f"add --budget {'custom' if standard else 'standard'}")
+    if not standard and root.resolve() == Path("results").resolve() \
+            and any(layout.runs_dir(QUICK_RESULTS, suite).glob("*.json")):
+        notes.append(f"note: quick runs go to ./{QUICK_RESULTS} by default: add --results-dir {QUICK_RESULTS}")
+    return "\n".join(notes) or None
 
 
 def _no_records(root: Path, suite: str | None) -> str:
