@@ -180,20 +180,15 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         key = records.config_hash(records.dense_config(suite, seed, source))
         path = layout.dense_path(results_dir, suite.name, seed, key)
         dense[seed] = _Dense(seed, path, Claim(claims, path.stem), recorded=started.get(key, {}))
+    plugin_commits = _plugin_commits(names)
+    refusal = _uncommitted(commit, plugin_commits) if standard and todo and not allow_dirty else None
     if dry_run:
         _print_plan(suite, runs, todo, dense, source, data_dir, device, existing, log)
+        if refusal:  # the plan's cost means nothing if the command itself stops at once
+            log(f"note: without --dry-run this command is refused: {refusal}")
         return []
-    if standard and todo and commit and commit.endswith("-dirty") and not allow_dirty:
-        raise provenance.ProvenanceError(
-            f"the checkout has uncommitted changes ({commit}): standard-budget records must come from a "
-            "commit; commit first, or pass --allow-dirty (recorded in every record)")
-    plugin_commits = _plugin_commits(names)
-    dirty = sorted(link for link, c in plugin_commits.items() if c.endswith("-dirty"))
-    if standard and todo and dirty and not allow_dirty:
-        raise provenance.ProvenanceError(
-            f"the plugin checkout {registry.SOURCES[dirty[0]].checkout} (method {dirty[0]}, an editable install) has "
-            "uncommitted changes: standard-budget records must come from a commit; commit the plugin first, or "
-            "pass --allow-dirty (recorded in every record)")
+    if refusal:
+        raise provenance.ProvenanceError(refusal)
     log(f"suite {suite.name}: {counted(len(runs), 'run')} ({', '.join(names)}; seeds {seeds}), "
         f"{len(todo)} to run, {len(runs) - len(todo)} finished before; data {source}; {executor.description}")
     _check_writable(suite_dir)
@@ -387,6 +382,21 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, _Dense], executor
             log(f"warning: the finished record {path} was {'changed' if path.exists() else 'removed'} during this "
                 f"command, not by it, while {', '.join(running) or 'no method run'} ran: a plugin writing into the "
                 "results folder, or another command with --force or --refresh")
+
+
+def _uncommitted(commit: str | None, plugin_commits: dict[str, str]) -> str | None:
+    """Why standard-budget records cannot be written from this code, or None: the harness's
+    checkout, or an editable plugin's, has uncommitted changes (every leaderboard row names the
+    commit that produced it)."""
+    if commit and commit.endswith("-dirty"):
+        return (f"the checkout has uncommitted changes ({commit}): standard-budget records must come from a "
+                "commit; commit first, or pass --allow-dirty (recorded in every record)")
+    dirty = sorted(link for link, c in plugin_commits.items() if c.endswith("-dirty"))
+    if dirty:
+        return (f"the plugin checkout {registry.SOURCES[dirty[0]].checkout} (method {dirty[0]}, an editable install) "
+                "has uncommitted changes: standard-budget records must come from a commit; commit the plugin first, "
+                "or pass --allow-dirty (recorded in every record)")
+    return None
 
 
 def _plugin_commits(names: list[str]) -> dict[str, str]:

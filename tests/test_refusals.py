@@ -264,6 +264,24 @@ def test_set_of_a_selected_chain_link_is_accepted(tmp_path, data_dir, capsys):
     assert "sparsity=0.95" in capsys.readouterr().out
 
 
+def test_a_dry_run_of_a_command_that_would_be_refused_says_so(tmp_path, data_dir, capsys, monkeypatch):
+    """A standard-budget run from uncommitted code is refused; its --dry-run printed the plan and
+    its cost, and exited 0, as if the command could run. It now ends by saying it cannot."""
+    monkeypatch.setenv("BENCH_GIT_COMMIT", "0123abc-dirty")
+    argv = run_args("mlp", tmp_path / "results", data_dir, "--seeds", "0")
+    assert main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == ("note: without --dry-run this command is refused: the checkout has uncommitted "
+                                    "changes (0123abc-dirty): standard-budget records must come from a commit; commit "
+                                    "first, or pass --allow-dirty (recorded in every record)")
+    assert out.splitlines()[-1].removeprefix("note: without --dry-run this command is refused: ") in \
+        refused(argv, capsys, tmp_path / "results")
+    for fine in (["--allow-dirty"], ["--epochs", "1"]):  # allowed, or a quick run (no standard records)
+        assert main([*argv, *fine, "--dry-run"]) == 0
+        assert "note:" not in capsys.readouterr().out
+    assert not (tmp_path / "results").exists()
+
+
 def test_unknown_names_are_refused(tmp_path, data_dir, capsys):
     results = tmp_path / "results"
     line = refused(["run", "--suite", "mlp", "--methods", "magnitde", "--results-dir", str(results)], capsys, results)
