@@ -38,7 +38,15 @@ QUICK_RESULTS = "results-quick"  # where runs at an overridden budget go by defa
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error: the usage of `bench run` is longer than the message."""
+    """argparse with a one-line error (the usage of `bench run` is longer than the message), and
+    without abbreviated options: `--finetune 1` (meant for a method's `finetune` parameter) ran as
+    `--finetune-epochs 1`, and `--epoch` as `--epochs`; a run of minutes or hours should start
+    from the options as written, as a repeated seed is refused rather than merged."""
+
+    commands: dict[str, argparse.ArgumentParser]  # the subcommands' parsers, by name (set by `parser`)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -181,7 +189,7 @@ start here:
   bench COMMAND --help                       a command's options"""
 
 
-def parser() -> argparse.ArgumentParser:
+def parser() -> _Parser:
     p = _Parser(prog="bench", description=DESCRIPTION, epilog=START_HERE,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action=_Version)
@@ -325,11 +333,43 @@ def parser() -> argparse.ArgumentParser:
                          "the stored ones; exit 1 naming each stale file (like black --check)")
 
     ls = sub.add_parser("list", help="list registered methods or shipped suites")
-    ls.add_argument("what", nargs="?", choices=["methods", "suites"], default="methods")
+    ls.add_argument("what", nargs="?", choices=["methods", "suites"], default="methods",
+                    help="what to list (default: methods)")
     ls.add_argument("--json", action="store_true", help="print a JSON list of objects (for tools) instead of a table")
     ls.add_argument("--check", action="store_true",
                     help="import every plugin (as bench run does) and show those that fail to import")
+    p.commands = dict(sub.choices)
     return p
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, as `bench` and bench.api.run read it. Options the command does not take
+    are refused as that command's error, naming a close option or, for `bench run --sparsity 0.9`
+    (a method's parameter), the --set that sets it: argparse refused them as `bench: error: ...
+    (see bench --help)`, a help that lists no option of the command."""
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if not extra:
+        return args
+    sub = p.commands.get(args.command, p)
+    at = next((i for i, a in enumerate(extra) if a.startswith("--")), None)
+    name, _, value = extra[at].partition("=") if at is not None else ("", "", "")
+    hint = ""
+    if args.command == "run" and name:
+        from bench.catalog import catalog
+
+        param = name[2:].replace("-", "_")
+        having = [i.name for i in catalog() if i.problem is None and param in i.parameters]
+        if having:  # the example: a selected method that has it, with the value given
+            selected = [n for n in args.methods.replace("+", ",").split(",") if n in having]
+            value = value or next((a for a in extra[at + 1:at + 2] if not a.startswith("--")), "...")
+            hint = (f"; a method's parameter is set with --set METHOD.{param}=VALUE "
+                    f"(e.g. --set {(selected or having)[0]}.{param}={value})")
+    options = [o for action in sub._actions for o in action.option_strings if o.startswith("--")]
+    if not hint and (close := difflib.get_close_matches(name, options, n=1, cutoff=0.75)):
+        hint = f"; did you mean {close[0]}?"
+    sub.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    raise AssertionError("unreachable: ArgumentParser.error exits")
 
 
 def _visible_gpus() -> list[str]:
@@ -1028,10 +1068,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser()
-    args = p.parse_args(argv)
+    args = parse(argv)
     if args.command is None:  # `bench` alone: what it is and where to start, not an argparse error
-        p.print_help(sys.stderr)
+        parser().print_help(sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a sweep as cleanly as Ctrl-C
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it started ignored (`... &`)

@@ -224,7 +224,13 @@ COMMAND_LINES = [
     ("--gpus-per-run -1", ["--gpus-per-run", "-1"], "argument --gpus-per-run: expected a number >= 0, got -1.0"),
     ("--device tpu", ["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     ("--order wide", ["--order", "wide"], "argument --order: invalid choice: 'wide'"),
-    ("an unknown option", ["--epochz", "1"], "unrecognized arguments: --epochz 1"),
+    ("an unknown option", ["--epochz", "1"],
+     "bench run: error: unrecognized arguments: --epochz 1; did you mean --epochs? (see bench run --help)"),
+    ("an abbreviated option", ["--epoch", "1"], "unrecognized arguments: --epoch 1; did you mean --epochs?"),
+    ("a method's parameter as an option", ["--sparsity", "0.9"], "unrecognized arguments: --sparsity 0.9; a method's "
+     "parameter is set with --set METHOD.sparsity=VALUE (e.g. --set magnitude.sparsity=0.9)"),
+    ("a method's parameter that abbreviates an option", ["--finetune=true"],  # not --finetune-epochs
+     "unrecognized arguments: --finetune=true; a method's parameter is set with --set METHOD.finetune=VALUE"),
     ("--set of an unknown method", ["--set", "magnitud.sparsity=0.5"],
      "--set magnitud.sparsity: unknown method 'magnitud'; did you mean magnitude, magnitude-oneshot?"),
     ("--set twice", ["--set", "magnitude.sparsity=0.5", "--set", "magnitude.sparsity=0.7"],
