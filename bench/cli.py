@@ -206,7 +206,8 @@ def parser() -> _Parser:
     run.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR"),
                      help="where records and leaderboards go (default: $BENCH_RESULTS_DIR, else ./results, "
                           f"and ./{QUICK_RESULTS} for runs at an overridden budget)")
-    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                     help="where runs train and are measured (default auto: CUDA when torch sees it)")
     run.add_argument("--epochs", type=_number(int, ge=1), help="override dense training epochs (non-standard budget)")
     run.add_argument("--finetune-epochs", type=_number(int, ge=0),
                      help="override fine-tuning epochs (non-standard budget; 0: no fine-tuning)")
@@ -280,7 +281,8 @@ def parser() -> _Parser:
                      help="where the reruns go (default: a temporary folder, removed afterwards)")
     rep.add_argument("--data-dir", type=Path, default=os.environ.get("BENCH_DATA_DIR"),
                      help="dataset root (default: $BENCH_DATA_DIR, else ~/.cache/bench/data with download)")
-    rep.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    rep.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                     help="where the reruns train and are measured (default auto: CUDA when torch sees it)")
     rep.add_argument("--threads", type=_number(int, ge=1), metavar="T",
                      help="torch threads per run (default: on the CPU, each record's own, so that its sums "
                           "run in the same order)")
