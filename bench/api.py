@@ -46,7 +46,7 @@ def run(suite: str | Path, methods: str | list[str] = "all", **options: Any) -> 
     message = io.StringIO()
     try:
         with contextlib.redirect_stderr(message):
-            args = cli.parser().parse_args(argv)
+            args = cli.parse(argv)
     except SystemExit:
         raise ValueError(message.getvalue().strip().replace("bench run: error: ", "")) from None
     return cli.run_records(args)[1]

@@ -38,7 +38,15 @@ QUICK_RESULTS = "results-quick"  # where runs at an overridden budget go by defa
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error: the usage of `bench run` is longer than the message."""
+    """argparse with a one-line error (the usage of `bench run` is longer than the message), and
+    without abbreviated options: `--finetune 1` (meant for a method's `finetune` parameter) ran as
+    `--finetune-epochs 1`, and `--epoch` as `--epochs`; a run of minutes or hours should start
+    from the options as written, as a repeated seed is refused rather than merged."""
+
+    commands: dict[str, argparse.ArgumentParser]  # the subcommands' parsers, by name (set by `parser`)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -181,7 +189,7 @@ start here:
   bench COMMAND --help                       a command's options"""
 
 
-def parser() -> argparse.ArgumentParser:
+def parser() -> _Parser:
     p = _Parser(prog="bench", description=DESCRIPTION, epilog=START_HERE,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action=_Version)
@@ -198,7 +206,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR"),
                      help="where records and leaderboards go (default: $BENCH_RESULTS_DIR, else ./results, "
                           f"and ./{QUICK_RESULTS} for runs at an overridden budget)")
-    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                     help="where runs train and are measured (default auto: CUDA when torch sees it)")
     run.add_argument("--epochs", type=_number(int, ge=1), help="override dense training epochs (non-standard budget)")
     run.add_argument("--finetune-epochs", type=_number(int, ge=0),
                      help="override fine-tuning epochs (non-standard budget; 0: no fine-tuning)")
@@ -272,7 +281,8 @@ def parser() -> argparse.ArgumentParser:
                      help="where the reruns go (default: a temporary folder, removed afterwards)")
     rep.add_argument("--data-dir", type=Path, default=os.environ.get("BENCH_DATA_DIR"),
                      help="dataset root (default: $BENCH_DATA_DIR, else ~/.cache/bench/data with download)")
-    rep.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    rep.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                     help="where the reruns train and are measured (default auto: CUDA when torch sees it)")
     rep.add_argument("--threads", type=_number(int, ge=1), metavar="T",
                      help="torch threads per run (default: on the CPU, each record's own, so that its sums "
                           "run in the same order)")
@@ -325,11 +335,43 @@ def parser() -> argparse.ArgumentParser:
                          "the stored ones; exit 1 naming each stale file (like black --check)")
 
     ls = sub.add_parser("list", help="list registered methods or shipped suites")
-    ls.add_argument("what", nargs="?", choices=["methods", "suites"], default="methods")
+    ls.add_argument("what", nargs="?", choices=["methods", "suites"], default="methods",
+                    help="what to list (default: methods)")
     ls.add_argument("--json", action="store_true", help="print a JSON list of objects (for tools) instead of a table")
     ls.add_argument("--check", action="store_true",
                     help="import every plugin (as bench run does) and show those that fail to import")
+    p.commands = dict(sub.choices)
     return p
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, as `bench` and bench.api.run read it. Options the command does not take
+    are refused as that command's error, naming a close option or, for `bench run --sparsity 0.9`
+    (a method's parameter), the --set that sets it: argparse refused them as `bench: error: ...
+    (see bench --help)`, a help that lists no option of the command."""
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if not extra:
+        return args
+    sub = p.commands.get(args.command, p)
+    at = next((i for i, a in enumerate(extra) if a.startswith("--")), None)
+    name, _, value = extra[at].partition("=") if at is not None else ("", "", "")
+    hint = ""
+    if args.command == "run" and name:
+        from bench.catalog import catalog
+
+        param = name[2:].replace("-", "_")
+        having = [i.name for i in catalog() if i.problem is None and param in i.parameters]
+        if having:  # the example: a selected method that has it, with the value given
+            selected = [n for n in args.methods.replace("+", ",").split(",") if n in having]
+            value = value or next((a for a in extra[at + 1:at + 2] if not a.startswith("--")), "...")
+            hint = (f"; a method's parameter is set with --set METHOD.{param}=VALUE "
+                    f"(e.g. --set {(selected or having)[0]}.{param}={value})")
+    options = [o for action in sub._actions for o in action.option_strings if o.startswith("--")]
+    if not hint and (close := difflib.get_close_matches(name, options, n=1, cutoff=0.75)):
+        hint = f"; did you mean {close[0]}?"
+    sub.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    raise AssertionError("unreachable: ArgumentParser.error exits")
 
 
 def _visible_gpus() -> list[str]:
@@ -672,11 +714,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if args.format != "table":
             return _show(root, suites, standard, args)
         for name in suites:
-            recs = [r for r in board.load(root, name) if r.get("standard_budget") == standard]
+            loaded = board.load(root, name)
+            recs = [r for r in loaded if r.get("standard_budget") == standard]
             text = render.terminal(recs, shutil.get_terminal_size().columns, board.families(recs),
                                    args.sparsity, args.family, args.sort)  # refusals before any output
             print(f"# {name}: {args.budget} budget ({root / name / ('leaderboard.md' if standard else 'leaderboard-custom.md')}"
                   f" has every column)\n\n{text}\n")
+            if note := _elsewhere(root, name, loaded, standard):
+                print(f"{note}\n")
         return 0
     if args.html:  # a site folder it would refuse is refused before the tables are rewritten
         from bench import site
@@ -698,6 +743,24 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if args.serve is not None:
             return _serve(out, args.serve)
     return 0
+
+
+def _elsewhere(root: Path, suite: str, loaded: list[records.Record], standard: bool) -> str | None:
+    """Where else rows are, for `leaderboard --show`: at the other budget of this folder when none
+    finished at the budget asked for, and, for the custom budget of ./results, in ./results-quick,
+    where quick runs (`bench run --epochs 2`) go by default. `--show` said only "no finished
+    runs", or showed the committed custom rows, as if the user's quick run had left nothing."""
+    notes = []
+    if not any(r["status"] == Status.OK for r in loaded if r.get("standard_budget") == standard):
+        other = sum(r["status"] == Status.OK for r in loaded if r.get("standard_budget") != standard)
+        if other:
+            notes.append(f"note: {counted(other, 'finished run')} of {suite} at "
+                         f"{'overridden budgets' if standard else 'the standard budget'} in {root}: "
+                         f"add --budget {'custom' if standard else 'standard'}")
+    if not standard and root.resolve() == Path("results").resolve() \
+            and any(layout.runs_dir(QUICK_RESULTS, suite).glob("*.json")):
+        notes.append(f"note: quick runs go to ./{QUICK_RESULTS} by default: add --results-dir {QUICK_RESULTS}")
+    return "\n".join(notes) or None
 
 
 def _no_records(root: Path, suite: str | None) -> str:
@@ -904,10 +967,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser()
-    args = p.parse_args(argv)
+    args = parse(argv)
     if args.command is None:  # `bench` alone: what it is and where to start, not an argparse error
-        p.print_help(sys.stderr)
+        parser().print_help(sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a sweep as cleanly as Ctrl-C
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it started ignored (`... &`)

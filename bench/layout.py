@@ -61,6 +61,9 @@ def logs_dir(results_dir: Path | str, suite: str) -> Path:
     return suite_dir(results_dir, suite) / "logs"
 
 
+LOG_ERROR_MARK = "[bench: the run ended"  # where a run's log turns from its output to its error (bench.runner)
+
+
 def log_path(artifact: Path) -> Path:
     """The log of what made a record or a cached dense model: logs/ beside its folder, by its name."""
     return artifact.parent.parent / "logs" / f"{artifact.stem}.log"

@@ -34,7 +34,7 @@ from bench.chain import links
 from bench.context import DenseWeights
 from bench.dense_stage import Dense
 from bench.data import default_data_dir, fetch, is_here
-from bench.errors import DenseMismatch, ResultsFolderError, counted, first_line
+from bench.errors import DenseMismatch, ResultsFolderError, counted, first_line, printable
 from bench.executors import Executor
 from bench.locks import Claim
 from bench.plan import (Order, RunSpec, dense_epochs, expected_epochs, plan, run_key, setting_label,
@@ -143,20 +143,15 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         key = records.config_hash(records.dense_config(suite, seed, source))
         path = layout.dense_path(results_dir, suite.name, seed, key)
         dense[seed] = Dense(seed, path, Claim(claims, path.stem), recorded=started.get(key, {}))
+    plugin_commits = _plugin_commits(names)
+    refusal = _uncommitted(commit, plugin_commits) if standard and todo and not allow_dirty else None
     if dry_run:
         _print_plan(suite, runs, todo, dense, source, data_dir, device, existing, log)
+        if refusal:  # the plan's cost means nothing if the command itself stops at once
+            log(f"note: without --dry-run this command is refused: {refusal}")
         return []
-    if standard and todo and commit and commit.endswith("-dirty") and not allow_dirty:
-        raise provenance.ProvenanceError(
-            f"the checkout has uncommitted changes ({commit}): standard-budget records must come from a "
-            "commit; commit first, or pass --allow-dirty (recorded in every record)")
-    plugin_commits = _plugin_commits(names)
-    dirty = sorted(link for link, c in plugin_commits.items() if c.endswith("-dirty"))
-    if standard and todo and dirty and not allow_dirty:
-        raise provenance.ProvenanceError(
-            f"the plugin checkout {registry.SOURCES[dirty[0]].checkout} (method {dirty[0]}, an editable install) has "
-            "uncommitted changes: standard-budget records must come from a commit; commit the plugin first, or "
-            "pass --allow-dirty (recorded in every record)")
+    if refusal:
+        raise provenance.ProvenanceError(refusal)
     log(f"suite {suite.name}: {counted(len(runs), 'run')} ({', '.join(names)}; seeds {seeds}), "
         f"{len(todo)} to run, {len(runs) - len(todo)} finished before; data {source}; {executor.description}")
     _check_writable(suite_dir)
@@ -330,6 +325,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
                     watched.wrote(item.path, record)
                     if outcome.log is not None:
                         files.write_text_atomic(layout.log_path(item.path), outcome.log + "\n")
+                    _log_error(layout.log_path(item.path), record)
                 except OSError as e:
                     unwritten = unwritten or e
                     continue
@@ -369,6 +365,21 @@ def _write(path: Path, record: Record) -> Record:
                       error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
         files.write_json_atomic(path, record)
     return record
+
+
+def _uncommitted(commit: str | None, plugin_commits: dict[str, str]) -> str | None:
+    """Why standard-budget records cannot be written from this code, or None: the harness's
+    checkout, or an editable plugin's, has uncommitted changes (every leaderboard row names the
+    commit that produced it)."""
+    if commit and commit.endswith("-dirty"):
+        return (f"the checkout has uncommitted changes ({commit}): standard-budget records must come from a "
+                "commit; commit first, or pass --allow-dirty (recorded in every record)")
+    dirty = sorted(link for link, c in plugin_commits.items() if c.endswith("-dirty"))
+    if dirty:
+        return (f"the plugin checkout {registry.SOURCES[dirty[0]].checkout} (method {dirty[0]}, an editable install) "
+                "has uncommitted changes: standard-budget records must come from a commit; commit the plugin first, "
+                "or pass --allow-dirty (recorded in every record)")
+    return None
 
 
 def _plugin_commits(names: list[str]) -> dict[str, str]:
@@ -433,6 +444,21 @@ def _time_limits(suite: Suite, device: str, history: list[dict[str, Any]],
         return max(MIN_LIMIT_S, 10 * per_epoch * max(epochs, 1))
 
     return limit
+
+
+def _log_error(path: Path, record: Record) -> None:
+    """End the log of a run that did not finish (failed, diverged, invalid) with its error and
+    traceback. The console shows the error's first line and names this log, which otherwise
+    holds only what the run printed: the traceback a plugin's author needs was in the record's
+    JSON alone, and the log named for it was empty."""
+    if record["status"] in (Status.OK, Status.SKIPPED) or not record.get("error"):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = f"{layout.LOG_ERROR_MARK} {record['status']}]\n{printable(str(record['error'])).rstrip()}\n"
+    with files.naming_file(path):  # not through a link planted in its place
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8") as log:
+            log.write(text)
 
 
 def _summary(record: dict[str, Any]) -> str:

@@ -69,7 +69,8 @@ def check_method(name: str, *, results_dir: str | Path, suite: str | Path = "mlp
     path = layout.record_path(results_dir, record["config"]["suite"], name, record["config"]["seed"], record["config_hash"])
     if record["status"] != records.Status.OK:
         log = layout.log_path(path)
-        tail = "\n".join(log.read_text().splitlines()[-15:]) if log.exists() else "(no log)"
+        output = log.read_text().partition(layout.LOG_ERROR_MARK)[0] if log.exists() else "(no log)"  # the error is above
+        tail = "\n".join(output.splitlines()[-15:])
         raise AssertionError(f"the run of '{name}' ended {record['status']}: {record['error']}\nits log ends:\n{tail}")
     problems: list[str] = []
     assert records.read_record(path, problems) == record, f"the record of '{name}' does not read back: {problems}"

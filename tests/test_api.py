@@ -59,6 +59,9 @@ def test_bad_options_raise_the_command_lines_message(data_dir):
         bench.run(suite=FAST, methods="dense", epochs=0, data_dir=data_dir, dry_run=True)
     with pytest.raises(ValueError, match="unrecognized arguments: --nonsense=1"):
         bench.run(suite=FAST, methods="dense", nonsense=1, dry_run=True)
+    with pytest.raises(ValueError, match=r"^unrecognized arguments: --sparsity=0.9; a method's parameter is set with "
+                                         r"--set METHOD.sparsity=VALUE \(e.g. --set magnitude.sparsity=0.9\)"):
+        bench.run(suite=FAST, methods="magnitude", sparsity=0.9, dry_run=True)  # the run's, not the top level's
     with pytest.raises(ValueError, match="per is row or run"):
         bench.load_results("results", "mlp", per="seed")
 

@@ -66,6 +66,19 @@ def test_a_quick_run_goes_to_the_git_ignored_scratch_folder(tmp_path, data_dir, 
     assert "results-quick/" in (ROOT / ".gitignore").read_text().splitlines()
 
 
+def test_a_run_says_when_its_measurement_starts(tmp_path, data_dir, bench):
+    """Between a run's last epoch and its result line, measuring the model takes seconds per
+    runtime: the console says what is going on rather than showing nothing."""
+    ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1", "--limit-train", "200",
+                 "--limit-test", "100", "--data-dir", data_dir, "--results-dir", tmp_path])
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    measuring = next(i for i, line in enumerate(lines)
+                     if line == "  measuring: accuracy, size, FLOPs, and latency beside the dense model in torch")
+    assert lines[measuring - 1] == "[1/1] dense - seed=0"  # the run's start (dense trains nothing of its own)
+    assert lines[measuring + 1].startswith("[1/1] dense - seed=0 -> accuracy")
+
+
 def test_a_listing_piped_into_a_reader_that_stops_early_ends_quietly():
     """`bench list methods | head -1`: the reader closes the pipe; the command says nothing."""
     proc = subprocess.Popen([sys.executable, "-m", "bench", "list", "methods"], cwd=ROOT, stdout=subprocess.PIPE,

@@ -554,6 +554,25 @@ def tmpfs(tmp_path):
         subprocess.run(["umount", "--lazy", str(point)], check=False)
 
 
+def test_the_log_a_failed_run_names_ends_with_its_error_and_traceback(tmp_path, data_dir, faulty, plugins, bench):
+    """The console names a failed run's log beside the error's first line: the log then holds
+    the traceback, down to the plugin's line that raised, after what the run printed; the
+    console keeps one line per run."""
+    plugins(faulty)
+    results = tmp_path / "results"
+    proc = bench(["run", *TINY, *INLINE, "--methods", "explodes,exits", "--data-dir", str(data_dir),
+                  "--results-dir", str(results)])
+    assert proc.returncode == 1, proc.stderr
+    (log,) = (results / SUITE / "logs").glob("explodes-*.log")
+    assert f"(log: {log})" in proc.stderr
+    text = log.read_text()
+    assert text.startswith("[bench: the run ended failed]\nRuntimeError: the plugin blew up on purpose\n"), text
+    assert "Traceback (most recent call last)" in text and 'raise RuntimeError("the plugin blew up on purpose")' in text
+    assert "SystemExit: the plugin called sys.exit('giving up')" in next((results / SUITE / "logs").glob("exits-*.log")).read_text()
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not any("[bench: the run ended" in p.read_text() for p in (results / SUITE / "logs").glob("dense-*.log"))
+
+
 def test_a_plugin_that_prints_without_end_fills_its_log_to_the_limit_and_no_further(tmp_path, data_dir, faulty,
                                                                                      plugins, monkeypatch, capsys):
     """A run's prints go to its log: past the limit the log is cut back, with a note saying so,

@@ -228,7 +228,13 @@ COMMAND_LINES = [
     ("--gpus-per-run -1", ["--gpus-per-run", "-1"], "argument --gpus-per-run: expected a number >= 0, got -1.0"),
     ("--device tpu", ["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     ("--order wide", ["--order", "wide"], "argument --order: invalid choice: 'wide'"),
-    ("an unknown option", ["--epochz", "1"], "unrecognized arguments: --epochz 1"),
+    ("an unknown option", ["--epochz", "1"],
+     "bench run: error: unrecognized arguments: --epochz 1; did you mean --epochs? (see bench run --help)"),
+    ("an abbreviated option", ["--epoch", "1"], "unrecognized arguments: --epoch 1; did you mean --epochs?"),
+    ("a method's parameter as an option", ["--sparsity", "0.9"], "unrecognized arguments: --sparsity 0.9; a method's "
+     "parameter is set with --set METHOD.sparsity=VALUE (e.g. --set magnitude.sparsity=0.9)"),
+    ("a method's parameter that abbreviates an option", ["--finetune=true"],  # not --finetune-epochs
+     "unrecognized arguments: --finetune=true; a method's parameter is set with --set METHOD.finetune=VALUE"),
     ("--set of an unknown method", ["--set", "magnitud.sparsity=0.5"],
      "--set magnitud.sparsity: unknown method 'magnitud'; did you mean magnitude, magnitude-oneshot?"),
     ("--set twice", ["--set", "magnitude.sparsity=0.5", "--set", "magnitude.sparsity=0.7"],
@@ -266,6 +272,24 @@ def test_set_of_a_selected_chain_link_is_accepted(tmp_path, data_dir, capsys):
             "--data-dir", str(data_dir), "--results-dir", str(tmp_path), "--dry-run"]
     assert main(argv) == 0
     assert "sparsity=0.95" in capsys.readouterr().out
+
+
+def test_a_dry_run_of_a_command_that_would_be_refused_says_so(tmp_path, data_dir, capsys, monkeypatch):
+    """A standard-budget run from uncommitted code is refused; its --dry-run printed the plan and
+    its cost, and exited 0, as if the command could run. It now ends by saying it cannot."""
+    monkeypatch.setenv("BENCH_GIT_COMMIT", "0123abc-dirty")
+    argv = run_args("mlp", tmp_path / "results", data_dir, "--seeds", "0")
+    assert main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == ("note: without --dry-run this command is refused: the checkout has uncommitted "
+                                    "changes (0123abc-dirty): standard-budget records must come from a commit; commit "
+                                    "first, or pass --allow-dirty (recorded in every record)")
+    assert out.splitlines()[-1].removeprefix("note: without --dry-run this command is refused: ") in \
+        refused(argv, capsys, tmp_path / "results")
+    for fine in (["--allow-dirty"], ["--epochs", "1"]):  # allowed, or a quick run (no standard records)
+        assert main([*argv, *fine, "--dry-run"]) == 0
+        assert "note:" not in capsys.readouterr().out
+    assert not (tmp_path / "results").exists()
 
 
 def test_unknown_names_are_refused(tmp_path, data_dir, capsys):

@@ -109,6 +109,28 @@ def test_what_is_not_there_is_named_with_what_is(tmp_path, bench, monkeypatch):
     assert junk.stderr.endswith(f"no usable run records for suite 'junk' in {tmp_path / 'junk' / 'runs'}\n"), junk.stderr
 
 
+def test_show_without_rows_at_its_budget_says_where_the_rows_are(tmp_path, bench, monkeypatch):
+    """A quick run writes custom-budget records, to ./results-quick by default: `--show` at the
+    standard budget, or at the custom budget of ./results, points there rather than showing
+    nothing or only the committed rows."""
+    monkeypatch.chdir(tmp_path)
+    quick = {**BUDGET, "epochs": 1}
+    write_records(tmp_path / "results-quick", [record("dense", {}, 0, 0.9, 1000, standard=False, budget=quick),
+                                               record("dense", {}, 1, 0.9, 1000, standard=False, budget=quick)])
+    standard = show(bench, tmp_path / "results-quick", "--suite", "mlp")
+    assert standard.returncode == 0, standard.stderr
+    assert ("no finished runs\n\nnote: 2 finished runs of mlp at overridden budgets in "
+            f"{tmp_path / 'results-quick'}: add --budget custom\n") in standard.stdout
+    assert "note:" not in show(bench, tmp_path / "results-quick", "--budget", "custom").stdout
+    write_records(tmp_path / "results", terminal_records())
+    committed = show(bench, "results", "--suite", "mlp", "--budget", "custom")
+    assert committed.returncode == 0, committed.stderr
+    assert committed.stdout.endswith(f"note: {len(terminal_records())} finished runs of mlp at the standard budget in results: add --budget "
+                                     "standard\nnote: quick runs go to ./results-quick by default: add --results-dir "
+                                     "results-quick\n\n")
+    assert "note:" not in show(bench, "results", "--suite", "mlp").stdout
+
+
 def test_a_quick_run_says_when_its_methods_trained_longer_than_dense_with_no_control(tmp_path, bench, data_dir):
     args = ["run", "--suite", FAST, "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "512",
             "--limit-test", "200", "--data-dir", data_dir, "--results-dir", tmp_path, "--set", "magnitude.sparsity=0.5"]
