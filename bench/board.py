@@ -25,7 +25,8 @@ from bench.plan import flat_params, setting_label
 from bench.records import Record, Status
 
 
-def _budget_label(budget: dict[str, Any]) -> str:
+def budget_label(budget: dict[str, Any]) -> str:
+    """A budget in a few words, as the tables head it: '20+10 epochs, limit_train=4000'."""
     text = f"{budget['epochs']}+{budget['finetune_epochs']} epochs"
     for key in ("limit_train", "limit_test"):
         if budget.get(key) is not None:
@@ -43,7 +44,7 @@ def row_key(r: Record) -> dict[str, Any]:
     method, setting, seed and the device its speed was timed on."""
     c = r["config"]
     device = r["env"]["device"].split(":")[0]
-    return {"data_source": c["data_source"], "budget": _budget_label(c["budget"]), "device": device,
+    return {"data_source": c["data_source"], "budget": budget_label(c["budget"]), "device": device,
             "method": c["method"], "setting": setting_label(c["params"]), "seed": c["seed"],
             "timed_on": r.get("measured_on", {}).get("device", device)}
 

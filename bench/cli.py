@@ -600,6 +600,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             changes = compare.compare(recs_a, recs_b)
             only_a, only_b = compare.unshared(recs_a, recs_b)
             print(f"# {name}: {len(changes)} rows in both; {only_a} only in A, {only_b} only in B\n")
+            if not changes and (why := compare.apart(recs_a, recs_b)):
+                print(f"no row is in both: rows pair up at one budget, data source and device; {why}\n")
             table = [[c.method, c.setting, *_change_cells(c),
                       "; ".join(f"{k} {va:g} -> {vb:g}" for k, (va, vb) in c.exact_changes.items())]
                      for c in _shown(changes, args.only_changed)]
@@ -631,7 +633,7 @@ def _change_cells(c: RowChange) -> list[str]:
     """A bench.compare.RowChange's budget, seeds, accuracies, change with its CI, and verdict."""
     from bench import board
 
-    return [board._budget_label(c.budget), f"{c.seeds[0]}/{c.seeds[1]}", f"{c.accuracy[0]:.2f}", f"{c.accuracy[1]:.2f}",
+    return [board.budget_label(c.budget), f"{c.seeds[0]}/{c.seeds[1]}", f"{c.accuracy[0]:.2f}", f"{c.accuracy[1]:.2f}",
             f"{c.change:+.2f}" + (f" [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci else ""), c.verdict]
 
 

@@ -34,7 +34,8 @@ from typing import IO, Any, Iterator
 
 from bench import records
 from bench.errors import ParameterError, printable
-from bench.records import Record
+from bench.board import budget_label
+from bench.records import Record, Status
 from bench.plan import flat_params, setting_label
 from bench.reproduce import EXACT, row_id, rows
 from bench.suite import is_plain_name
@@ -156,6 +157,23 @@ def unshared(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[int, int
     """How many rows only A, and only B, holds: left out of the comparison."""
     rows_a, rows_b = rows(a), rows(b)
     return len(rows_a.keys() - rows_b.keys()), len(rows_b.keys() - rows_a.keys())
+
+
+def apart(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str | None:
+    """Why no row of A pairs with a row of B, where A's and B's finished records differ in all
+    of their budgets, data sources or device types (a quick run's records against the committed
+    ones): named, since an empty table alone reads as two sets of results that agree."""
+    a, b = [r for r in a if r["status"] == Status.OK], [r for r in b if r["status"] == Status.OK]
+    if not a or not b:
+        return None
+    apart = []
+    for what, of in (("budgets", lambda r: budget_label(r["config"]["budget"])),
+                     ("data sources", lambda r: r["config"]["data_source"]),
+                     ("devices", lambda r: r["env"]["device"].split(":")[0])):
+        in_a, in_b = sorted({of(r) for r in a}), sorted({of(r) for r in b})
+        if not set(in_a) & set(in_b):
+            apart.append(f"A's {what}: {'; '.join(in_a)}, B's: {'; '.join(in_b)}")
+    return "; ".join(apart) or None
 
 
 # The most bytes of records `bench compare` writes out from one commit (each file counted as at

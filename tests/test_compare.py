@@ -87,6 +87,23 @@ def test_only_changed_shows_the_rows_that_moved_and_counts_the_rest(tmp_path, be
     assert "1 row significantly worse in B" in only.stdout
 
 
+def test_results_at_other_budgets_pair_up_with_none_and_say_so(tmp_path, bench):
+    """A quick run's records against the committed ones: no row pairs up, and the empty table
+    says why (the budgets), rather than reading as results that agree."""
+    def quick(r):
+        config = {**r["config"], "budget": {**BUDGET, "epochs": 2, "finetune_epochs": 1, "limit_train": 4000}}
+        return {**r, "config": config, "config_hash": records.config_hash(config), "standard_budget": False}
+
+    base = [record("magnitude", 0.9, s, 0.97) for s in range(3)]
+    a, b = write(tmp_path / "a", base), write(tmp_path / "b", [quick(r) for r in base])
+    ran = bench(["compare", a, b])
+    assert ran.returncode == 0, ran.stderr
+    assert "# mlp: 0 rows in both; 1 only in A, 1 only in B" in ran.stdout
+    assert ("no row is in both: rows pair up at one budget, data source and device; A's budgets: 20+10 epochs, "
+            "B's: 2+1 epochs, limit_train=4000\n") in ran.stdout, ran.stdout
+    assert "no row is in both" not in bench(["compare", a, a]).stdout
+
+
 def test_bench_compare_reads_a_commits_results(bench):
     """HEAD's committed records against themselves, read through git: every shared row unchanged."""
     ran = bench(["compare", "HEAD", "HEAD", "--suite", "mlp", "--fail-on", "regression"])
