@@ -34,7 +34,8 @@ check printed together, all suites, pass and miss sides alike: Holm's step-down 
 of any wrong pass or miss in the whole table is at most 5%, whatever the dependence between the
 checks (many share a dense row). Anything else is "inconclusive", and "inconclusive (wrong way)"
 when the estimate lies outside the claimed region. A row with one seed has no variance:
-"inconclusive (one seed)". A row not in the leaderboard: "no rows". Per check the table prints the
+"inconclusive (one seed)"; a per-seed contrast whose rows share fewer than 2 seeds has none either:
+"inconclusive (under 2 shared seeds)". A row not in the leaderboard: "no rows". Per check the table prints the
 estimate with its unadjusted two-sided 95% confidence interval (a description of the estimate, not
 the verdict's test: that is one-sided and Holm-adjusted), the raw p of the test on the estimate's
 side (the pass test when the estimate lies in the claimed region, else the miss test on its side,
@@ -131,12 +132,14 @@ class Figure:
 @dataclass(frozen=True)
 class Difference:
     """d = a weighted sum of row means (plus a constant), in pts: its estimate, standard error and
-    degrees of freedom (None when a row has one seed) and the margin its rows' machines add."""
+    degrees of freedom (None and NaN when untestable, `untested` saying why) and the margin its
+    rows' machines add."""
 
     estimate: float
     se: float | None
     df: float
     slack: float
+    untested: str = "one seed"
 
 
 @dataclass(frozen=True)
@@ -238,7 +241,9 @@ def paired_difference(terms: list[tuple[float, Figure]]) -> Difference:
     per_seed = [sum(w * dict(f.by_seed)[s] for w, f in terms) for s in sorted(common)]
     slack = difference(terms).slack
     if len(per_seed) < 2:
-        return Difference(sum(w * f.mean for w, f in terms), None, math.nan, slack)
+        # every row may have seeds to spare: say "one seed" only when one has
+        why = "one seed" if any(f.n < 2 for _, f in terms) else "under 2 shared seeds"
+        return Difference(sum(w * f.mean for w, f in terms), None, math.nan, slack, why)
     return Difference(statistics.fmean(per_seed), statistics.stdev(per_seed) / math.sqrt(len(per_seed)),
                       len(per_seed) - 1, slack)
 
@@ -298,7 +303,7 @@ def decide(checks: list[Check]) -> list[Verdict]:
         elif c.kind == "size":
             verdict = "pass" if d.estimate >= low else "miss"
         elif not tested[i]:
-            verdict = "inconclusive (one seed)" if d.se is None else "inconclusive (no spread)"
+            verdict = f"inconclusive ({d.untested})" if d.se is None else "inconclusive (no spread)"
         else:
             half = float(stats.t.ppf(0.975, d.df)) * d.se
             ci = (d.estimate - half, d.estimate + half)

@@ -1,3 +1,4 @@
+import dataclasses
 import importlib.util
 import statistics
 import sys
@@ -273,3 +274,19 @@ def test_a_leaderboard_older_than_its_records_is_refused_naming_the_command(tmp_
     with pytest.raises(SystemExit, match="rows whose records changed since it was written \\(kd -\\): rebuild it first "
                                          "with: bench leaderboard --suite mlp"):
         checks.run(tmp_path)
+
+
+def test_a_paired_contrast_without_two_shared_seeds_says_so_not_one_seed():
+    """Four rows of three seeds each, but no seed common to all of them: the per-seed contrast
+    has no seeds to test over. Every row has three seeds, so "one seed" would misreport why."""
+    def fig(seeds: list[int], values: list[float]) -> "checks.Figure":
+        return checks.Figure(tuple(zip(seeds, values)), "Test CPU")
+
+    rows = [fig([0, 1, 2], [96.0, 97.0, 95.0]), fig([0, 1, 2], [94.0, 95.1, 92.9]),
+            fig([3, 4, 5], [98.0, 99.0, 97.0]), fig([3, 4, 5], [97.9, 98.8, 97.05])]
+    d = checks.paired_difference(list(zip([1.0, -1.0, -1.0, 1.0], rows)))
+    assert d.se is None
+    check = checks.Check("mlp", SHRINK, "superiority", 0.0, "reasoning: retraining", "-", d)
+    assert checks.decide([check])[0].verdict == "inconclusive (under 2 shared seeds)"
+    one = checks.paired_difference([(1.0, fig([0], [96.0])), (-1.0, fig([0, 1, 2], [94.0, 95.1, 92.9]))])
+    assert checks.decide([dataclasses.replace(check, difference=one)])[0].verdict == "inconclusive (one seed)"
