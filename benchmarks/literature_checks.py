@@ -20,7 +20,11 @@ two rows is estimated with Welch's t (Welch-Satterthwaite degrees of freedom, as
 need), which treats the rows' seeds as independent. They are not: seed s of every row starts from
 seed s's dense model, initialization and data order. For A - B that makes Welch conservative as
 long as a row's seeds move together with the other row's (a better dense model, a better pruned
-one), which is why it is used there (2-4 degrees of freedom, where a paired test has 2). A contrast
+one), which is why it is used there (2-4 degrees of freedom, where a paired test has 2). The bound
+holds where the rows' spreads are alike: with 3 seeds a row and standard deviations tenfold apart,
+Welch rejects more often than its level at the small levels Holm tests the first checks at, even
+with correlated seeds (benchmarks/welch_error_rate.py simulates it). Read a pass whose rows'
+spreads differ that much with this in mind; the leaderboard CSV gives each row's std. A contrast
 of more rows with mixed signs has no such bound (the shared-seed covariances can add to its
 variance), so it is tested paired: d per seed, over the seeds all its rows have, with a one-sample
 t (n - 1 degrees of freedom). A comparison with a published figure is a one-sample t too. Rows whose
