@@ -375,7 +375,7 @@ def mnist_checks(suite: str, t: pd.DataFrame) -> list[Check]:
     # chosen by compression alone (the most accurate such row would flatter the check).
     ratio, error = {"mlp": (40, 1.58), "mnist": (39, 0.74)}[suite]
     dc = t[(t.method == "deep-compression") & (t.compression_x >= ratio)]
-    row = None if dc.empty else dc.sort_values("compression_x").iloc[0]
+    row = None if dc.empty else dc.sort_values("compression_x", kind="stable").iloc[0]
     where = "" if row is None else f" at {row['compression_x']:.0f}x ({sparsity(row)})"
     checks.append(published_error(suite, "Deep Compression error at 39-40x = published ± 0.5",
                                   "Han et al. 2016, Table 1", figure(row), error, where))
@@ -472,7 +472,7 @@ def cifar_checks(t: pd.DataFrame) -> list[Check]:
     candidates = rows(t, "magnitude", scope="global")
     if structured is not None:
         candidates = candidates[candidates.flops_effective_M <= structured["flops_M"]]
-    row = None if structured is None or candidates.empty else candidates.sort_values("flops_effective_M").iloc[-1]
+    row = None if structured is None or candidates.empty else candidates.sort_values("flops_effective_M", kind="stable").iloc[-1]
     note = "" if row is None else f" (magnitude at {sparsity(row)})"
     checks.append(compare(suite, "magnitude > filter-l1 at no more FLOPs", "superiority", "Mao et al. 2017, Sec. 1",
                           figure(row), figure(structured), note=note))
