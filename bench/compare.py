@@ -166,14 +166,14 @@ def apart(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str | None:
     a, b = [r for r in a if r["status"] == Status.OK], [r for r in b if r["status"] == Status.OK]
     if not a or not b:
         return None
-    apart = []
+    parts = []
     for what, of in (("budgets", lambda r: budget_label(r["config"]["budget"])),
                      ("data sources", lambda r: r["config"]["data_source"]),
                      ("devices", lambda r: r["env"]["device"].split(":")[0])):
         in_a, in_b = sorted({of(r) for r in a}), sorted({of(r) for r in b})
         if not set(in_a) & set(in_b):
-            apart.append(f"A's {what}: {'; '.join(in_a)}, B's: {'; '.join(in_b)}")
-    return "; ".join(apart) or None
+            parts.append(f"A's {what}: {'; '.join(in_a)}, B's: {'; '.join(in_b)}")
+    return "; ".join(parts) or None
 
 
 # The most bytes of records `bench compare` writes out from one commit (each file counted as at
