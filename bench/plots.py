@@ -15,11 +15,10 @@ no line is drawn to it, so that no segment runs along an axis.
 
 from __future__ import annotations
 
-import functools
 import re
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Iterable
 
 import pandas as pd
 
@@ -172,8 +171,17 @@ def _points(ax: Any, x: pd.Series, y: pd.Series, err: pd.Series, low: float, hig
 
 
 def _cut(label: str, width: int = 60) -> str:
-    """A legend entry cut to `width` characters: a long name would squeeze the axes to nothing."""
-    return label if len(label) <= width else label[:width - 1] + "…"
+    """A legend entry cut to `width` characters (a long name would squeeze the axes to nothing),
+    shown as written (`_literal`)."""
+    return _literal(label if len(label) <= width else label[:width - 1] + "…")
+
+
+def _literal(text: str) -> str:
+    """A record's text (a setting, family, runtime, data source) as matplotlib draws it as
+    written: it reads text between two `$` as math, and `$\\foo{$` in a record stopped every
+    leaderboard rebuild at its first save with a ParseFatalException. An escaped `\\$` is drawn
+    as `$`; the axes' own tick labels keep their math (10^2 on a log scale)."""
+    return text.replace("$", r"\$")
 
 
 def _ylabel(ycol: str) -> str:
@@ -201,25 +209,6 @@ def _pyplot() -> Any:
     return plt
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _plain_text(draw: F) -> F:
-    """Draw a figure whose texts are shown as written: matplotlib reads text between two `$` as
-    math, and a record's setting, family or data source (`$\\foo{$`) then stopped every
-    leaderboard rebuild at its first save with a ParseFatalException. A text keeps the setting
-    it was made with, so the figure saves after the context ends."""
-    @functools.wraps(draw)
-    def drawn(*args: Any, **kwargs: Any) -> Any:
-        import matplotlib
-
-        with matplotlib.rc_context({"text.parse_math": False}):
-            return draw(*args, **kwargs)
-
-    return drawn  # type: ignore[return-value]
-
-
-@_plain_text
 def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column],
                     title: str) -> tuple[Any, pd.DataFrame] | None:
     """Accuracy against size for every method on one axis, the frontier joined and labelled, and
@@ -282,7 +271,7 @@ def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column],
                    for (_, label), fill in zip(speed, ("#555555", "none"))]
         sx.legend(handles=handles, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     axes[-1, 0].set_xlabel("deployable size (bytes of the compressed encoding, log scale)", fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(_literal(title), fontsize=10)
     return fig, points
 
 
@@ -304,7 +293,6 @@ def positions(fig: Any, points: pd.DataFrame) -> pd.DataFrame:
                          "top": 100 * (box.y1 - xy[:, 1]) / box.height}, index=points.index)
 
 
-@_plain_text
 def family_figure(t: pd.DataFrame, ycol: str, title: str) -> Any:
     """A panel per method family (column `family`, in `bench.registry.FAMILIES` order), all on the
     frontier's x (size in bytes), each with its own y range; a line per series (column `series`:
@@ -334,17 +322,16 @@ def family_figure(t: pd.DataFrame, ycol: str, title: str) -> Any:
             if ref in refs:
                 ax.axhline(refs[ref], color="black", linestyle=linestyle, linewidth=0.7, label=ref)
         _size_axis(ax, plt)
-        ax.set_title(name, fontsize=9, loc="left")
+        ax.set_title(_literal(name), fontsize=9, loc="left")
         ax.set_ylabel(_ylabel(ycol), fontsize=7)
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     for ax in axes[:, 0]:  # every panel labelled: a reader of the top one need not look down six
         ax.tick_params(labelbottom=True)
         ax.set_xlabel("deployable size (bytes, log scale)", fontsize=7)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(_literal(title), fontsize=10)
     return fig
 
 
-@_plain_text
 def speedup_figure(t: pd.DataFrame, cols: list[Column], title: str) -> Any:
     """Measured against theoretical speedup (log scales), a panel per runtime, a colour and marker
     per method, filled at batch 1 and hollow at the largest batch; the diagonal is where FLOPs
@@ -378,7 +365,7 @@ def speedup_figure(t: pd.DataFrame, cols: list[Column], title: str) -> Any:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
-        ax.set_title(runtime, fontsize=9, loc="left")
+        ax.set_title(_literal(runtime), fontsize=9, loc="left")
     for ax in axes.flat[len(runtimes):]:
         ax.set_visible(False)
     for ax in axes[-1]:
@@ -391,7 +378,7 @@ def speedup_figure(t: pd.DataFrame, cols: list[Column], title: str) -> Any:
                            else "none", label=f"batch {b}") for b, filled in sorted(fills.items())]
     handles.append(plt.Line2D([], [], color="black", linewidth=0.8, label="measured = theoretical"))
     fig.legend(handles=handles, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.0, 0.95))
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(_literal(title), fontsize=10)
     return fig
 
 

@@ -407,6 +407,13 @@ def test_dollar_signs_in_a_records_text_are_drawn_as_written_not_parsed_as_math(
         files.write_json_atomic(tmp_path / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
     written = leaderboard.write(tmp_path, "mlp")
     assert {p.name for p in written} >= {"leaderboard.md", "frontier.png", "pareto.png"}
+    from matplotlib.text import Text
+
+    from bench import plots
+
+    for text in (r"$\foo{$", r"a\$b $1 and $2"):  # what matplotlib draws: the text as written, no math
+        drawn = Text(text=plots._literal(text))
+        assert drawn._preprocess_math(drawn.get_text()) == (text, False)
 
 
 def test_a_swept_parameter_that_is_no_number_is_shown_and_no_level_of_the_sites_pivot(tmp_path):
