@@ -139,14 +139,14 @@ def _machines_note(recs: list[Record]) -> list[str]:
 
 # The terminal's columns, most important first; the table drops them from the end to fit.
 # The terminal's columns, most wanted first; the first CORE answer "how accurate at what size", and
-# a narrow terminal cuts the setting column before it drops them.
+# a narrow terminal narrows the setting column (its text wraps) before it drops them.
 FIRST = ["accuracy_%", "size_KiB", "compression_x", "delta_acc_pts", "sparsity_%", "delta_ft_pts",
          "theoretical_speedup_x", "speedup_b1_x"]
 CORE = 4
 
 
-SETTING_WIDTH, MIN_SETTING_WIDTH = 40, 14  # a setting is cut to the first, then to the second before the
-# sorted column or accuracy is dropped
+SETTING_WIDTH, MIN_SETTING_WIDTH = 40, 14  # a setting wraps at the first width, then at the second before
+# the sorted column or accuracy is dropped
 
 
 def terminal(recs: list[Record], width: int, families: dict[str, str],
@@ -154,7 +154,8 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
     """The aggregated tables of `recs` (mean ± std over seeds) for a terminal `width` characters
     wide: one per data source, budget and device type, `dense` and `dense-ft` first, then the
     rows of the `family` and `sparsity` asked for (sorted by `sort`: see `select`). A row's
-    setting shows only the parameters that differ between its method's rows; columns are
+    setting shows only the parameters that differ between its method's rows, wrapped onto more
+    lines where the column is narrow (cut alike, two rows would read the same); columns are
     dropped, least important first, rather than wrapped."""
     table, cols = board_table(recs)
     if table.empty:
@@ -179,10 +180,13 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
         kept = len({sort, "accuracy_%"} & set(order)) or 1  # these go last, after the settings shrink
         core = len((set(FIRST[:CORE]) | {sort}) & set(order))  # they lead `order`: dropped after the cut
         while True:
-            rows = [[timed_label(r["method"], r["timed_on"], device), _cut(r["shown_setting"], cut), int(r["seeds"]),
+            rows = [[timed_label(r["method"], r["timed_on"], device), r["shown_setting"], int(r["seeds"]),
                      *[cell(r, by_column[c]) for c in shown]] for _, r in t.iterrows()]
             headers = ["method", "setting", "seeds", *[by_column[c].header for c in shown]]
-            text = tabulate(rows, headers=headers, disable_numparse=True)
+            # a long setting wraps onto more lines rather than being cut: rows cut alike
+            # ("magnitude.spa…" three times) could not be told apart
+            text = tabulate(rows, headers=headers, disable_numparse=True,
+                            maxcolwidths=[None, cut, *[None] * (len(headers) - 2)])
             over = max(map(len, text.splitlines())) - width
             if over <= 0 or len(shown) <= 1:
                 break
@@ -199,8 +203,3 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
                                                                 "terminal or read the .md)" if dropped else ""),
                 text, ""]
     return "\n".join(out).rstrip() or "no finished runs"
-
-
-def _cut(setting: str, width: int) -> str:
-    return setting if len(setting) <= width else setting[:width - 1] + "…"
-

@@ -86,6 +86,24 @@ def test_a_narrow_terminal_sorted_by_size_keeps_accuracy_beside_it(tmp_path, ben
     assert max(map(len, table)) <= 80
 
 
+def test_settings_too_long_for_a_narrow_terminal_wrap_and_stay_apart(tmp_path, bench, monkeypatch):
+    """At 80 columns a setting column narrowed to fit cut the lottery's reinit controls like its
+    real rows ("sparsity=0.5,…" beside "sparsity=0.5"): the text wraps instead, so every row's
+    whole setting is there, and no line is wider than the terminal."""
+    monkeypatch.setenv("COLUMNS", "80")
+    recs = [record("lottery", {"sparsity": s, "reinit": reinit}, seed, 0.97, 500)
+            for seed in (0, 1) for s in (0.5, 0.9) for reinit in (False, True)]
+    write_records(tmp_path, terminal_records() + recs)
+    out = show(bench, tmp_path, "--sort", "compression_x").stdout
+    table = out.splitlines()[next(i for i, line in enumerate(out.splitlines()) if line.startswith("method")):]
+    assert max(map(len, table)) <= 80 and "…" not in out
+    column = table[0].index("setting")
+    cells = [line[column:].split("  ")[0] for line in table]
+    at = [i for i, line in enumerate(table) if line.startswith("lottery")]
+    assert [cells[i] for i in at] == ["sparsity=0.5", "sparsity=0.9", "sparsity=0.5,", "sparsity=0.9,"]
+    assert [table[i + 1][:column].strip() + cells[i + 1] for i in at[2:]] == ["reinit=True", "reinit=True"]
+
+
 def test_what_is_not_there_is_named_with_what_is(tmp_path, bench, monkeypatch):
     """A misspelt suite, a results folder that is not there (bench run outside the checkout), a
     misspelt --sort column, a sparsity no row has and a suite whose files are no records: each
