@@ -162,7 +162,8 @@ def unshared(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[int, int
 def apart(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str | None:
     """Why no row of A pairs with a row of B, where A's and B's finished records differ in all
     of their budgets, data sources or device types (a quick run's records against the committed
-    ones): named, since an empty table alone reads as two sets of results that agree."""
+    ones): named, since an empty table alone reads as two sets of results that agree. Printable:
+    the names are a record's text."""
     a, b = [r for r in a if r["status"] == Status.OK], [r for r in b if r["status"] == Status.OK]
     if not a or not b:
         return None
@@ -173,7 +174,7 @@ def apart(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str | None:
         in_a, in_b = sorted({of(r) for r in a}), sorted({of(r) for r in b})
         if not set(in_a) & set(in_b):
             parts.append(f"A's {what}: {'; '.join(in_a)}, B's: {'; '.join(in_b)}")
-    return "; ".join(parts) or None
+    return printable("; ".join(parts)) or None
 
 
 # The most bytes of records `bench compare` writes out from one commit (each file counted as at

@@ -296,3 +296,20 @@ def test_bench_compare_methods_within_one_results_folder(tmp_path, bench):
                       ([], "needs B")):
         refused = bench(["compare", folder, *args])
         assert refused.returncode == 2 and why in refused.stderr, (args, refused.stderr)
+
+
+def test_why_no_row_pairs_up_is_printable(tmp_path, bench):
+    """The line saying why no row pairs up names A's and B's data sources and devices, a record's
+    text: a tampered record's escape sequences (ESC ] 0 ; ... BEL retitles the terminal) are shown
+    as `?`, as in compare's table and warnings, not sent to the terminal."""
+    def moved(r):
+        config = {**r["config"], "data_source": "torchvision:MNIST\x1b]0;owned\x07"}
+        return {**r, "config": config, "config_hash": records.config_hash(config),
+                "env": {**ENV, "device": "cpu\x1b[2J"}}
+
+    base = [record("magnitude", 0.9, s, 0.97) for s in range(3)]
+    a, b = write(tmp_path / "a", base), write(tmp_path / "b", [moved(r) for r in base])
+    ran = bench(["compare", a, b])
+    assert ran.returncode == 0, ran.stderr
+    assert "\x1b" not in ran.stdout and "\x07" not in ran.stdout, ran.stdout
+    assert "A's data sources: torchvision:MNIST, B's: torchvision:MNIST?]0;owned?" in ran.stdout, ran.stdout
