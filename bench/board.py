@@ -152,7 +152,8 @@ def distinct_settings(t: pd.DataFrame) -> pd.Series:
     """Per row, what tells it apart from its method's other rows: the parameters that differ
     between them, of those its row shows (`shown_params`: the swept one, and the others where
     they are not the default; of two rows that differ in a parameter, at most one has its
-    default), the swept one first, so that a terminal that cuts the text keeps it; "-" for none."""
+    default), the swept one first, so that a terminal that narrows the column shows it first;
+    printable (a record's values are a tamperer's text); "-" for none."""
     out = {}
     for method, m in t.groupby("method", sort=True):
         params = {i: {k: str(v) for k, v in p.items()} for i, p in zip(m.index, m.setting_params)}
@@ -161,7 +162,7 @@ def distinct_settings(t: pd.DataFrame) -> pd.Series:
         keep = sorted(varying, key=lambda k: (not is_swept(method, k), k))
         for i, p in zip(m.index, m.setting_params):
             shown = shown_params(method, p)
-            out[i] = ", ".join(f"{k}={params[i][k]}" for k in keep if k in shown) or "-"
+            out[i] = printable(", ".join(f"{k}={params[i][k]}" for k in keep if k in shown)) or "-"
     return pd.Series(out).reindex(t.index)
 
 

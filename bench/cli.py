@@ -976,7 +976,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a sweep as cleanly as Ctrl-C
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it started ignored (`... &`)
         signal.signal(signal.SIGINT, _interrupt)  # the user's, told apart from a plugin's KeyboardInterrupt
-    sweep = args.command == "run"  # the command that records runs, and resumes where it stopped
+    sweep = args.command == "run" and not args.dry_run  # the command that records runs, and resumes where it stopped
     commands = {"run": cmd_run, "reproduce": cmd_reproduce, "compare": cmd_compare, "leaderboard": cmd_leaderboard, "list": cmd_list}
     try:
         return commands[args.command](args)
