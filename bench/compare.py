@@ -162,18 +162,26 @@ def unshared(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[int, int
 def apart(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str | None:
     """Why no row of A pairs with a row of B, where A's and B's finished records differ in all
     of their budgets, data sources or device types (a quick run's records against the committed
-    ones): named, since an empty table alone reads as two sets of results that agree. Printable:
-    the names are a record's text."""
+    ones), or in all of their combinations of the three (A's quick runs on the CPU and full runs
+    on a GPU, B's the other way round): named, since an empty table alone reads as two sets of
+    results that agree. Printable: the names are a record's text."""
     a, b = [r for r in a if r["status"] == Status.OK], [r for r in b if r["status"] == Status.OK]
     if not a or not b:
         return None
+    keys = {"budgets": lambda r: budget_label(r["config"]["budget"]),
+            "data sources": lambda r: r["config"]["data_source"],
+            "devices": lambda r: r["env"]["device"].split(":")[0]}
     parts = []
-    for what, of in (("budgets", lambda r: budget_label(r["config"]["budget"])),
-                     ("data sources", lambda r: r["config"]["data_source"]),
-                     ("devices", lambda r: r["env"]["device"].split(":")[0])):
+    for what, of in keys.items():
         in_a, in_b = sorted({of(r) for r in a}), sorted({of(r) for r in b})
         if not set(in_a) & set(in_b):
             parts.append(f"A's {what}: {'; '.join(in_a)}, B's: {'; '.join(in_b)}")
+    if not parts:
+        def combos(recs: list[dict[str, Any]]) -> set[str]:
+            return {" / ".join(of(r) for of in keys.values()) for r in recs}
+        if not combos(a) & combos(b):
+            parts.append(f"A's budget / data source / device: {'; '.join(sorted(combos(a)))}, "
+                         f"B's: {'; '.join(sorted(combos(b)))}")
     return printable("; ".join(parts)) or None
 
 

@@ -104,6 +104,24 @@ def test_results_at_other_budgets_pair_up_with_none_and_say_so(tmp_path, bench):
     assert "no row is in both" not in bench(["compare", a, a]).stdout
 
 
+def test_results_whose_budgets_and_devices_pair_up_only_crosswise_say_so(tmp_path, bench):
+    """A holds quick runs on the CPU and full ones on a GPU, B the other way round: each budget
+    and each device is on both sides, yet no row pairs up, and the line names the combinations."""
+    def moved(r, quick, device):
+        budget = {**BUDGET, "epochs": 2, "finetune_epochs": 1} if quick else BUDGET
+        config = {**r["config"], "budget": budget}
+        return {**r, "config": config, "config_hash": records.config_hash(config),
+                "standard_budget": not quick, "env": {**ENV, "device": device}}
+
+    a_recs = [moved(record("magnitude", 0.9, 0, 0.97), True, "cpu"), moved(record("snip", 0.9, 0, 0.97), False, "cuda:0")]
+    b_recs = [moved(record("magnitude", 0.9, 0, 0.97), False, "cpu"), moved(record("snip", 0.9, 0, 0.97), True, "cuda:0")]
+    ran = bench(["compare", write(tmp_path / "a", a_recs), write(tmp_path / "b", b_recs)])
+    assert ran.returncode == 0, ran.stderr
+    assert ("no row is in both: rows pair up at one budget, data source and device; A's budget / data source / "
+            "device: 2+1 epochs / torchvision:MNIST / cpu; 20+10 epochs / torchvision:MNIST / cuda, "
+            "B's: 2+1 epochs / torchvision:MNIST / cuda; 20+10 epochs / torchvision:MNIST / cpu\n") in ran.stdout, ran.stdout
+
+
 def test_bench_compare_reads_a_commits_results(bench):
     """HEAD's committed records against themselves, read through git: every shared row unchanged."""
     ran = bench(["compare", "HEAD", "HEAD", "--suite", "mlp", "--fail-on", "regression"])
