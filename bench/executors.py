@@ -29,6 +29,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Protocol
 
 import torch
+from tqdm import tqdm
 
 from bench.errors import ExecutorError, first_line
 from bench.records import Status
@@ -136,6 +137,11 @@ def _worker_main(conn: Connection, env: dict[str, str]) -> None:
     os.environ.update(env)
     _die_with_driver()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    # tqdm guards its bars with a multiprocessing lock, a named semaphore, made at the first bar
+    # (a plugin's, or the one torch.fx makes when a model is deployed). A worker killed in a run
+    # leaves it to the resource tracker, which then warned of "leaked semaphore objects" after
+    # every Ctrl-C. A worker's bars go to its own log: a thread lock is all they need.
+    tqdm.set_lock(threading.RLock())
     _output_to(None)
     while True:
         try:
