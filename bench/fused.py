@@ -717,7 +717,7 @@ class Coordinator:
         raised here at once."""
         self._cond = threading.Condition()
         self._turn: int | None = None  # the job holding the baton; None: the coordinator
-        self._state = ["ready"] * len(jobs)  # ready, fit (waiting for its training), done
+        self._state = ["ready"] * len(jobs)  # ready, running (holds the baton), fit (waiting for its training), done
         self._calls: dict[int, FitCall] = {}
         self._answers: dict[int, TrainResult | BaseException] = {}
         self._results: list[Any] = [None] * len(jobs)

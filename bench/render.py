@@ -137,7 +137,6 @@ def _machines_note(recs: list[Record]) -> list[str]:
                                             for name, methods in sorted(where.items())) + "."), ""]
 
 
-# The terminal's columns, most important first; the table drops them from the end to fit.
 # The terminal's columns, most wanted first; the first CORE answer "how accurate at what size", and
 # a narrow terminal narrows the setting column (its text wraps) before it drops them.
 FIRST = ["accuracy_%", "size_KiB", "compression_x", "delta_acc_pts", "sparsity_%", "delta_ft_pts",
