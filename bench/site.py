@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from bench import board, files, layout, leaderboard, plots, render
-from bench.errors import ResultsFolderError
+from bench.errors import ResultsFolderError, counted
 from bench.records import Record, Status
 from bench.leaderboard import PLOTS
 from bench.metrics import Column
@@ -306,9 +306,9 @@ def _provenance(recs: list[Record]) -> str:
     dirty = sum(c.endswith("uncommitted changes") for c in commits)
     machines = sorted({r["env"].get("device_name", "?") for r in ok})
     seeds = sorted({r["config"]["seed"] for r in ok})
-    return (f"{len(recs)} record{'s' if len(recs) != 1 else ''} ({', '.join(f'{ended[s]} {s}' for s in Status if ended[s])})"
-            f" · {methods} method{'s' if methods != 1 else ''} · seeds {', '.join(map(str, seeds))} · {_description(recs)} · "
-            f"{len(commits)} commit{'s' if len(commits) != 1 else ''}"
+    return (f"{counted(len(recs), 'record')} ({', '.join(f'{ended[s]} {s}' for s in Status if ended[s])})"
+            f" · {counted(methods, 'method')} · seeds {', '.join(map(str, seeds))} · {_description(recs)} · "
+            f"{counted(len(commits), 'commit')}"
             + (f" ({dirty} with uncommitted changes)" if dirty else "")
             + f" · {'; '.join(machines)}")
 
@@ -613,7 +613,7 @@ def build(results_dir: Path, suites: list[str], out: Path, checks_dir: Path | No
         table, cols = board.table(standard)
         sections += [f'<h2><a href="{_e(suite)}/index.html">{_e(suite)}</a></h2>',
                      f'<p class="note">Standard budget: {_e(_provenance(standard))}'
-                     + (f' · <a href="{_e(suite)}/custom.html">{len(custom)} run{"s" if len(custom) != 1 else ""} at overridden budgets</a>'
+                     + (f' · <a href="{_e(suite)}/custom.html">{counted(len(custom), "run")} at overridden budgets</a>'
                         if custom else "") + "</p>",
                      _headline(table, cols, f"{suite}/index.html") if len(table) else
                      '<p class="note">No finished standard-budget runs.</p>']
