@@ -737,11 +737,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         for path in written:
             print(f"wrote {path}")
     if args.html:  # the site indexes every suite with records, whichever were rebuilt
-        from bench import site
-
         out = args.out or root / layout.SITE
-        files = site.build(root, layout.suites_with_records(root), out)
-        print(f"wrote {len(files)} files of the site; open {out / 'index.html'}")
+        pages = site.build(root, layout.suites_with_records(root), out)
+        print(f"wrote {len(pages)} files of the site; open {out / 'index.html'}")
         if args.serve is not None:
             return _serve(out, args.serve)
     return 0

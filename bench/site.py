@@ -539,11 +539,11 @@ def check_out(results_dir: Path, suites: list[str], out: Path) -> None:
     if top.is_symlink() or (top.exists() and not top.is_dir()):
         raise ResultsFolderError(f"the site cannot be written into {out}: it is a symbolic link or a file, and the "
                                  "site writes only into a folder of its own (pass the link's target as --out)")
-    files = sorted(p.name for p in top.iterdir() if (not p.is_dir() or p.is_symlink()) and not p.name.startswith(".")) \
+    loose = sorted(p.name for p in top.iterdir() if (not p.is_dir() or p.is_symlink()) and not p.name.startswith(".")) \
         if top.exists() else []
-    if files and files != sorted(SITE_FILES):  # a site writes all of these, and only these, beside its suites
+    if loose and loose != sorted(SITE_FILES):  # a site writes all of these, and only these, beside its suites
         raise ResultsFolderError(f"the site cannot be written into {out}: it holds files the site did not write "
-                                 f"({', '.join(files[:3])}{', ...' if len(files) > 3 else ''}); choose another --out")
+                                 f"({', '.join(loose[:3])}{', ...' if len(loose) > 3 else ''}); choose another --out")
     for folder in (top / suite for suite in suites):
         if not _replaceable(folder):
             raise ResultsFolderError(f"{folder} is not a folder the site wrote (it holds no {MARKER} file), so it is "
