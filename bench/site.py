@@ -38,7 +38,7 @@ from bench.records import Record, Status
 from bench.leaderboard import PLOTS
 from bench.metrics import Column
 from bench.render import cell
-from bench.board import REFERENCES, TABLE, family_of, short_setting
+from bench.board import REFERENCES, ROW, TABLE, family_of, short_setting
 from bench.plan import flat_params, setting_label
 
 STYLE = """
@@ -149,7 +149,7 @@ def _runs_by_row(recs: list[Record]) -> dict[tuple, list[tuple[int, str]]]:
     for r in recs:
         if r["status"] == Status.OK:
             key = board.row_key(r)
-            out.setdefault(tuple(key[k] for k in [*TABLE, "method", "setting", "timed_on"]), []).append(
+            out.setdefault(tuple(key[k] for k in ROW), []).append(
                 (r["config"]["seed"], r["_stem"]))
     return {k: sorted(v) for k, v in out.items()}
 
@@ -168,7 +168,7 @@ def anchor(key: tuple) -> str:
 
 
 def _row_key(r: pd.Series) -> tuple:
-    return tuple(r[k] for k in [*TABLE, "method", "setting", "timed_on"])
+    return tuple(r[k] for k in ROW)
 
 
 def _speed_columns(table: pd.DataFrame, cols: list[Column]) -> list[tuple[Column, str]]:
