@@ -309,9 +309,8 @@ def editable_checkout(ep: EntryPoint) -> str | None:
 def _import_plugin(name: str, load: Callable[[], object], distribution: str | None = None,
                    checkout: str | None = None) -> None:
     """Import one plugin; a failure (sys.exit and the plugin's own KeyboardInterrupt included,
-    the user's Ctrl-C excluded; a name registered twice,
-    see `replaces`) is remembered with its cause on the first line, so that consoles and tables
-    show why, not just that, it failed. Its registrations are traced to `distribution` (and the
+    the user's Ctrl-C excluded; a name registered twice, see `replaces`) is remembered with its
+    cause on the first line, so that consoles and tables show why, not just that, it failed. Its registrations are traced to `distribution` (and the
     `checkout` of its editable install)."""
     global _loading
     _loading = (distribution, checkout)
@@ -388,5 +387,8 @@ def named(spec: str) -> list[str] | None:
 
 
 class UnknownMethodError(KeyError):
+    """A --methods name or pattern that selects no registered method (a usage error: exit 2);
+    shown as its message, not as KeyError's quoted repr."""
+
     def __str__(self) -> str:
         return str(self.args[0])

@@ -74,6 +74,9 @@ class Task:
 
 @dataclass
 class Outcome:
+    """What a worker sends back for one run: plain data the driver turns into its record
+    (bench.runner._record), so that a worker writes nothing and stamps no provenance."""
+
     result: dict[str, Any]  # status, error, metrics, figures, run_time_s (measure_time_s)
     env: dict[str, Any]  # where it ran
     dense: DenseWeights | None = None  # a dense task's trained model
@@ -406,8 +409,8 @@ def execute(spec: RunSpec, ctx: Context, judge: Context, reference: dict[str, in
     the method never saw); failures become a status and an error, never an exception (except
     the user's Ctrl-C, which stops the sweep and writes nothing for this run; a plugin's
     SystemExit, KeyboardInterrupt or own BaseException is a failure of its run, not the end of
-    the sweep). The model is measured alone
-    on its device: other runs sharing it wait at the gate meanwhile."""
+    the sweep). The model is measured alone on its device: other runs sharing it wait at the gate
+    meanwhile."""
     start = time.perf_counter()
     out: dict[str, Any] = {"status": Status.OK, "error": None, "metrics": {}}
     try:
