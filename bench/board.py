@@ -67,6 +67,7 @@ def frame(recs: list[Record], cols: list[Column]) -> pd.DataFrame:
 
 
 TABLE = ["data_source", "budget", "device"]  # one table each: rows that may be compared
+ROW = [*TABLE, "method", "setting", "timed_on"]  # one row each: the seeds a row's mean is over
 
 
 REFERENCES = {"dense": 0, "dense-ft": 1}  # listed first; accuracy changes are taken against both
@@ -80,7 +81,7 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     apart from the effect of its extra training. `machines` names the processors or GPUs that
     trained the row's seeds: accuracy moves between machine models by more than between seeds
     (README, Literature checks), so rows compare fairly within one."""
-    keys = [*TABLE, "method", "setting", "timed_on"]
+    keys = ROW
     values = [c for c in df.columns if c not in keys + ["seed", "machine", "setting_params"]]
     grouped = df.groupby(keys, sort=True)
     how = {c.column: c.spec.aggregate for c in cols if c.column}

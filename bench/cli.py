@@ -459,6 +459,8 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """`bench run`: the sweep (run_records), then this command's rows fitted to the terminal, or
+    its records as JSON; exit 1 when a run did not finish, naming each with its log."""
     from bench import board, render
 
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
@@ -682,6 +684,9 @@ def _compare_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """`bench leaderboard`: rebuild each suite's files from its records (and the site with
+    --html), or print a table (--show), or compare the stored files with a rebuild (--check).
+    Option combinations that mean nothing are refused before anything is read."""
     from bench import board, leaderboard, render
 
     root = Path(args.results_dir)
@@ -737,11 +742,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         for path in written:
             print(f"wrote {path}")
     if args.html:  # the site indexes every suite with records, whichever were rebuilt
-        from bench import site
-
         out = args.out or root / layout.SITE
-        files = site.build(root, layout.suites_with_records(root), out)
-        print(f"wrote {len(files)} files of the site; open {out / 'index.html'}")
+        pages = site.build(root, layout.suites_with_records(root), out)
+        print(f"wrote {len(pages)} files of the site; open {out / 'index.html'}")
         if args.serve is not None:
             return _serve(out, args.serve)
     return 0

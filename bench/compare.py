@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from bench import records
+from bench import provenance, records
 from bench.errors import ParameterError, printable
 from bench.board import budget_label
 from bench.records import Record, Status
@@ -224,7 +224,7 @@ def results_of(spec: str, scratch: Path, suite: str | None) -> Side:
     current folder, else in bench's own checkout: the user names a commit of where they are."""
     if Path(spec).is_dir():
         return Side(Path(spec), f"{spec}: a results folder")
-    top = _git_repository()
+    top = provenance.git_toplevel(Path.cwd()) or provenance.git_toplevel(Path(__file__).resolve().parent)
     if top is None:
         raise ParameterError(f"{spec!r} is neither a results folder nor a git commit (no git repository "
                              "here, and bench runs from no git checkout)")
@@ -252,15 +252,6 @@ def results_of(spec: str, scratch: Path, suite: str | None) -> Side:
             (scratch / path).write_bytes(data)
         cat.stdin.close()
     return Side(scratch, what, shown_as=f"{what}: results")
-
-
-def _git_repository() -> str | None:
-    """The top folder of the git repository the user is in, else of bench's own checkout."""
-    for where in (Path.cwd(), Path(__file__).resolve().parent):
-        top = subprocess.run(["git", "-C", str(where), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
-        if top.returncode == 0 and top.stdout.strip():
-            return top.stdout.strip()
-    return None
 
 
 def _record_blobs(git: list[str], sha: str, suite: str | None, what: str) -> list[tuple[str, bytes, int]]:

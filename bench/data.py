@@ -83,6 +83,11 @@ def default_data_dir() -> Path:
     return _cache_home() / "data"
 
 
+def _root(root: Path | str | None) -> Path:
+    """The data folder a caller names (--data-dir, $BENCH_DATA_DIR), else the user's cache."""
+    return Path(root) if root is not None else default_data_dir()
+
+
 def default_tensor_cache() -> Path:
     """Where decoded image folders are kept as tensors (shared by every results folder)."""
     return _cache_home() / "tensors"
@@ -287,7 +292,7 @@ def find_source(spec: DataSpec, root: Path | None) -> str:
     """Which source `load_dataset` reads, without decoding or downloading: the torchvision
     layout under `root` (or its download, the same official data), else the suite's ImageFolder
     copy. Records are keyed by it, so a plan (and `--dry-run`) knows its runs' identities."""
-    root = Path(root) if root is not None else default_data_dir()
+    root = _root(root)
     cls = dataset_class(spec.dataset)
     folder = root / spec.image_folder if spec.image_folder else None
     if (not _has_torchvision_layout(cls, root) and folder is not None
@@ -298,7 +303,7 @@ def find_source(spec: DataSpec, root: Path | None) -> str:
 
 def is_here(spec: DataSpec, root: Path | None) -> bool:
     """Whether `find_source`'s source is already under `root` (else `fetch` downloads it)."""
-    root = Path(root) if root is not None else default_data_dir()
+    root = _root(root)
     return find_source(spec, root).startswith("image-folder:") or _has_torchvision_layout(dataset_class(spec.dataset), root)
 
 
@@ -307,7 +312,7 @@ def fetch(spec: DataSpec, root: Path | None, download: bool = True) -> str:
     copy is there, if `download`) and return its source; DataError, naming where it looked, if it
     cannot be. A plan (--dry-run) passes download=False: it checks the copy that is there, as a
     run would, and fetches nothing."""
-    root = Path(root) if root is not None else default_data_dir()
+    root = _root(root)
     source = find_source(spec, root)
     cls = dataset_class(spec.dataset)
     if download and source.startswith("torchvision:") and not _has_torchvision_layout(cls, root):
@@ -346,7 +351,7 @@ def load_dataset(spec: DataSpec, root: Path | None, cache_dir: Path | None = Non
                  limit_train: int | None = None, limit_test: int | None = None) -> Dataset:
     """Load a suite's dataset into CPU tensors from the source that `fetch` finds or downloads:
     the whole splits, or the `draw` of --limit-train/--limit-test samples from each."""
-    root = Path(root) if root is not None else default_data_dir()
+    root = _root(root)
     source = fetch(spec, root)
     if source.startswith("image-folder:"):
         folder = root / spec.image_folder

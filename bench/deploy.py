@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import measure
+from bench.errors import COLOUR
 from bench.registries import Registry
 from bench.runtimes import CSR_MIN_SPARSITY, OPENVINO_SPARSE_RATE, RUNTIMES, runtime_key
 
@@ -197,7 +198,7 @@ class Export:
 def reason(e: BaseException) -> str:
     """One line saying why: torch.onnx's exception summary where it gives one (its first line is
     a generic "Failed to convert"), else the message's first line."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    text = COLOUR.sub("", str(e))
     summary = re.findall(r"^<class '[\w.]+'>: (.+)$", text, flags=re.M)
     line = summary[0] if summary else (text.strip().splitlines() or [""])[0]
     return f"{type(e).__name__}: {line}"[:300]

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from bench.errors import ExecutorError, first_line
 from bench.records import Status
-from bench.worker import Outcome, Task, perform
+from bench.worker import Outcome, Task, failed_result, perform
 
 
 class Executor(Protocol):
@@ -53,8 +53,7 @@ class Executor(Protocol):
 def _failed(task: Task, error: str) -> list[Outcome]:
     """Every run of `task` failed with `error` (its worker died, or it ran out of time)."""
     env = {"device": task.device, "device_name": "?", "torch": torch.__version__, "threads": task.threads}
-    return [Outcome({"status": Status.FAILED, "error": error, "metrics": {}, "figures": {}, "run_time_s": 0.0}, dict(env))
-            for _ in task.specs]
+    return [Outcome(failed_result(error), dict(env)) for _ in task.specs]
 
 
 class InlineExecutor:

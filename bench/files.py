@@ -138,10 +138,11 @@ def read_regular_file(path: Path, limit: int) -> bytes:
 
 
 def load_tensors(path: Path, map_location: Any = "cpu") -> Any:
-    """What torch.save wrote to `path` (a cached dense model, a training checkpoint, decoded
-    images), read by torch's weights-only unpickler: tensors, numbers, strings and containers of
-    them load, and a planted pickle that would run code is refused. Every file the harness reads
-    back from a results folder or a cache is loaded here. A refusal raises
+    """What torch.save wrote to `path` (a training checkpoint, decoded images), read by torch's
+    weights-only unpickler: tensors, numbers, strings and containers of them load, and a planted
+    pickle that would run code is refused. Every torch.save file the harness reads back from a
+    results folder or a cache is loaded here (the dense-model cache is safetensors, which needs no
+    unpickler: bench.context.DenseWeights.load). A refusal raises
     pickle.UnpicklingError with its reason on one line: torch's own message spans a screen and
     suggests loading the file unsafely."""
     import pickle

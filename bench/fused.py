@@ -54,7 +54,7 @@ from torch.func import functional_call, vmap
 from torch.nn.utils import prune
 
 from bench.data import Preprocess, Split
-from bench.errors import Interrupted, first_line, stops_the_sweep
+from bench.errors import Interrupted, counted, first_line, stops_the_sweep
 from bench.suite import Budget
 from bench.train import (DivergedError, Hook, LossFn, TrainResult, batching, default_loss, epoch_end, fit, make_optimizer,
                          make_schedule)
@@ -655,8 +655,7 @@ class _Group:
         except DivergedError as e:
             self.fail(r, e)
             return
-        others = len(self.live()) - 1
-        r.call.log(f"{line}  (fused with {others} other run{'s' if others != 1 else ''})")
+        r.call.log(f"{line}  (fused with {counted(len(self.live()) - 1, 'other run')})")
 
 
 def fit_group(calls: list[FitCall], *, keep_layout: bool = True) -> list[TrainResult | BaseException]:
@@ -717,7 +716,7 @@ class Coordinator:
         raised here at once."""
         self._cond = threading.Condition()
         self._turn: int | None = None  # the job holding the baton; None: the coordinator
-        self._state = ["ready"] * len(jobs)  # ready, fit (waiting for its training), done
+        self._state = ["ready"] * len(jobs)  # ready, running (holds the baton), fit (waiting for its training), done
         self._calls: dict[int, FitCall] = {}
         self._answers: dict[int, TrainResult | BaseException] = {}
         self._results: list[Any] = [None] * len(jobs)

@@ -61,7 +61,7 @@ def write(results_dir: Path, suite: str) -> list[Path]:
             if len(table):
                 plot_title = plot_heading(table, part, suite, title)
                 t, ycol = plot_frame(table, families(part))
-                drawn = frontier(table, cols, part, suite, title)
+                drawn = plots.frontier_figure(t, ycol, cols, plot_title)
                 figures = {"frontier": drawn and drawn[0],
                            "pareto": plots.family_figure(t, ycol, plot_title),
                            "speedup": plots.speedup_figure(t, cols, plot_title)}

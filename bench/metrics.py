@@ -152,13 +152,16 @@ METRICS: list[MetricSpec] = [
 @dataclass(frozen=True)
 class Column:
     """A registered metric made concrete for one runtime and batch size: its record key, CSV
-    column, Markdown header, and the CSV column of its spread."""
+    column, Markdown header, the CSV column of its spread, and (a per-runtime metric) the runtime
+    and batch size it is of."""
 
     spec: MetricSpec
     key: str
     column: str | None
     header: str | None
     spread_column: str | None
+    runtime: str | None = None
+    batch: int | None = None
 
 
 def pattern(template: str) -> str:
@@ -168,12 +171,13 @@ def pattern(template: str) -> str:
 
 
 def concrete(spec: MetricSpec, runtime: str | None = None, batch: int | None = None) -> Column:
+    """`spec` as the Column of one runtime and batch size (None: a metric measured once)."""
     def fill(template: str | None) -> str | None:
         return template and (runtime_key(template, runtime, batch) if runtime else template)
 
     spread = spec_of(fill(spec.spread)) if spec.spread else None
     header = spec.header and (label(spec.header, runtime, batch) if runtime else spec.header)
-    return Column(spec, fill(spec.name), fill(spec.column), header, spread and fill(spread.column))
+    return Column(spec, fill(spec.name), fill(spec.column), header, spread and fill(spread.column), runtime, batch)
 
 
 def columns(keys: set[str]) -> list[Column]:

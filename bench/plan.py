@@ -24,6 +24,9 @@ Order = Literal["depth", "breadth"]
 
 @dataclass(frozen=True)
 class RunSpec:
+    """One planned run, every parameter resolved: what a worker needs to run it and what its
+    record's identity is made from (with the suite, bench.records.run_config)."""
+
     method: str  # a method name, or a chain "a+b"
     params: dict[str, Any]  # every parameter, defaults included; per link for a chain
     seed: int

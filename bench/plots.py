@@ -15,14 +15,13 @@ no line is drawn to it, so that no segment runs along an axis.
 
 from __future__ import annotations
 
-import re
 import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
-from bench import files, metrics
+from bench import files
 from bench.metrics import Column
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -102,27 +101,19 @@ def measured_columns(t: pd.DataFrame, cols: list[Column]) -> list[Column]:
             if c.spec.name == "speedup{runtime}_b{batch}" and c.column in t and t[c.column].notna().any()]
 
 
-def _runtime_batch(col: Column) -> tuple[str, int]:
-    """(runtime, batch) of a measured speedup column."""
-    found = re.fullmatch(metrics.pattern(col.spec.name), col.key)
-    runtime = found.group("runtime")[1:] or metrics.REFERENCE_RUNTIME
-    return runtime, int(found.group("batch"))
-
-
 def best_speedups(t: pd.DataFrame, cols: list[Column]) -> list[tuple[Column, str]]:
     """The suite's best runtime at batch 1 and at its largest batch: per batch, the runtime whose
     median measured speedup over the compressed rows is highest. (column, label) each, batch 1 first."""
     compressed = t[~t.reference]
     by_batch: dict[int, list[Column]] = {}
     for col in measured_columns(t, cols):
-        by_batch.setdefault(_runtime_batch(col)[1], []).append(col)
+        by_batch.setdefault(col.batch, []).append(col)
     if not by_batch:
         return []
     out = []
     for batch in sorted({min(by_batch), max(by_batch)}):
         best = max(by_batch[batch], key=lambda c: (compressed[c.column].median(skipna=True), c.column))
-        runtime, _ = _runtime_batch(best)
-        out.append((best, f"{runtime}, batch {batch}"))
+        out.append((best, f"{best.runtime}, batch {batch}"))
     return out
 
 
@@ -342,20 +333,20 @@ def speedup_figure(t: pd.DataFrame, cols: list[Column], title: str) -> Any:
     plt = _pyplot()
     runtimes: dict[str, list[Column]] = {}
     for col in measured:
-        runtimes.setdefault(_runtime_batch(col)[0], []).append(col)
+        runtimes.setdefault(col.runtime, []).append(col)
     ncols = min(2, len(runtimes))
     nrows = -(-len(runtimes) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.6 * nrows), dpi=110, squeeze=False,
                              sharex=True, sharey=True, layout="constrained")
     style = styles(t.method)
     top = max(float(t["theoretical_speedup_x"].max()), *(float(t[c.column].max()) for c in measured), 2.0)
-    batches = sorted({_runtime_batch(c)[1] for c in measured})
+    batches = sorted({c.batch for c in measured})
     fills = {batches[-1]: False, batches[0]: True}
     for ax, (runtime, rcols) in zip(axes.flat, runtimes.items()):
         for method, m in t.groupby("method", sort=True):
             color, marker = style[method]
             for col in rcols:
-                filled = fills.get(_runtime_batch(col)[1])
+                filled = fills.get(col.batch)
                 ok = m[col.column].notna()
                 if filled is not None and ok.any():
                     ax.scatter(m.loc[ok, "theoretical_speedup_x"], m.loc[ok, col.column], marker=marker, s=22,

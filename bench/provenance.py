@@ -58,18 +58,21 @@ def checkout_commit(here: Path) -> str | None:
         return None
 
 
+def git_toplevel(where: Path) -> str | None:
+    """The top folder of the git checkout holding `where`; None where it is in none, or git is
+    missing."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=where, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def foreign_checkout(cwd: Path) -> str | None:
     """A warning when `cwd` is in a git checkout other than the one this package was imported
     from: in a second clone, an editable install of the first still runs the first's code,
     and its records name the first's commit."""
-    def top(where: Path) -> str | None:
-        try:
-            return subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=where, capture_output=True,
-                                  text=True, timeout=10, check=True).stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    here, package = top(cwd), top(Path(__file__).resolve().parent)
+    here, package = git_toplevel(cwd), git_toplevel(Path(__file__).resolve().parent)
     if here is None or package is None or Path(here).resolve() == Path(package).resolve():
         return None
     return (f"bench: warning: this is the checkout {here}, but the bench package runs from {package}, whose "

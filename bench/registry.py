@@ -153,6 +153,11 @@ class DuplicateMethodError(ValueError):
 SHADOWING_VARIABLE = "BENCH_ALLOW_SHADOWING"
 
 
+def _allowed_to_shadow() -> set[str]:
+    """The built-in method names that $BENCH_ALLOW_SHADOWING (comma-separated) lets a plugin take."""
+    return {n.strip() for n in os.environ.get(SHADOWING_VARIABLE, "").split(",")}
+
+
 def replaces(name: str, held: Source, new: Source) -> bool:
     """Whether the registration from `new` takes method `name` from the one from `held`.
 
@@ -160,8 +165,7 @@ def replaces(name: str, held: Source, new: Source) -> bool:
     method only when the user names it in $BENCH_ALLOW_SHADOWING (comma-separated), and then
     whatever the order (True: `new` takes it; False: a built-in registering after such a plugin
     leaves it the name). Anything else raises DuplicateMethodError naming both sources."""
-    allowed = {n.strip() for n in os.environ.get(SHADOWING_VARIABLE, "").split(",")}
-    if held.builtin != new.builtin and name in allowed:
+    if held.builtin != new.builtin and name in _allowed_to_shadow():
         return not new.builtin
     if held.builtin or new.builtin:
         hint = (f"a plugin replaces a built-in method only if {SHADOWING_VARIABLE} names it "
@@ -245,7 +249,7 @@ def load(names: Iterable[str]) -> None:
     plugin take, imports them all (`discover`), as does a name nothing registers after that."""
     import methods
 
-    allowed = {n.strip() for n in os.environ.get(SHADOWING_VARIABLE, "").split(",")}
+    allowed = _allowed_to_shadow()
     plugins = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     folder = Path(next(iter(methods.__path__)))
     for name in names:
@@ -305,9 +309,8 @@ def editable_checkout(ep: EntryPoint) -> str | None:
 def _import_plugin(name: str, load: Callable[[], object], distribution: str | None = None,
                    checkout: str | None = None) -> None:
     """Import one plugin; a failure (sys.exit and the plugin's own KeyboardInterrupt included,
-    the user's Ctrl-C excluded; a name registered twice,
-    see `replaces`) is remembered with its cause on the first line, so that consoles and tables
-    show why, not just that, it failed. Its registrations are traced to `distribution` (and the
+    the user's Ctrl-C excluded; a name registered twice, see `replaces`) is remembered with its
+    cause on the first line, so that consoles and tables show why, not just that, it failed. Its registrations are traced to `distribution` (and the
     `checkout` of its editable install)."""
     global _loading
     _loading = (distribution, checkout)
@@ -384,5 +387,8 @@ def named(spec: str) -> list[str] | None:
 
 
 class UnknownMethodError(KeyError):
+    """A --methods name or pattern that selects no registered method (a usage error: exit 2);
+    shown as its message, not as KeyError's quoted repr."""
+
     def __str__(self) -> str:
         return str(self.args[0])

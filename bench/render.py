@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from bench.errors import printable
+from bench.errors import counted, printable
 from bench.metrics import Column
 from bench.records import Record, Status
 from bench.board import (REFERENCES, TABLE, code_of, distinct_settings, environment, failed_runs, row_key,
@@ -47,10 +47,6 @@ def displayed(cols: list[Column], t: pd.DataFrame, table: str) -> list[Column]:
 def timed_label(method: str, timed_on: str, device: str) -> str:
     """A row's method name, marked when its speed was timed on another device than its run's."""
     return method + (f" (timed on {timed_on.upper()})" if timed_on != device else "")
-
-
-def _runs(n: int) -> str:
-    return f"{n} run" + ("" if n == 1 else "s")
 
 
 SPEED_INTRO = ("Speed: theoretical speedup (dense FLOPs / effective FLOPs) and, per runtime and batch "
@@ -96,9 +92,10 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[Record], suite:
         lines += ["## failed and skipped runs", "",
                   _pipe_table([row for row, _ in failed], ["method", "setting", "seed", "status", "error"]), ""]
     envs = pd.Series([environment(r) for r in recs]).value_counts().sort_index()
-    lines += ["## where the runs ran", ""] + [f"- {md_text(env)}: {_runs(n)}" for env, n in envs.items()]
+    lines += ["## where the runs ran", ""] + [f"- {md_text(env)}: {counted(n, 'run')}" for env, n in envs.items()]
     codes = pd.Series([code_of(r) for r in recs]).value_counts().sort_index()
-    lines += ["", "## the code that made them", ""] + [f"- {md_text(code)}: {_runs(n)}" for code, n in codes.items()]
+    lines += ["", "## the code that made them", ""] + [f"- {md_text(code)}: {counted(n, 'run')}"
+                                                        for code, n in codes.items()]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -137,7 +134,6 @@ def _machines_note(recs: list[Record]) -> list[str]:
                                             for name, methods in sorted(where.items())) + "."), ""]
 
 
-# The terminal's columns, most important first; the table drops them from the end to fit.
 # The terminal's columns, most wanted first; the first CORE answer "how accurate at what size", and
 # a narrow terminal narrows the setting column (its text wraps) before it drops them.
 FIRST = ["accuracy_%", "size_KiB", "compression_x", "delta_acc_pts", "sparsity_%", "delta_ft_pts",

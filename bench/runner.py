@@ -71,6 +71,12 @@ def _by_identity(results_dir: Path, suite: str) -> dict[str, str]:
             if re.fullmatch(r"[0-9a-f]{16}", str(record.get("config_hash")))}  # a name, never a path
 
 
+def _device_name(device: str) -> str | None:
+    """The exact model of the device runs go to (provenance.device_name), what records made here
+    name; None for a GPU sweep planned (--dry-run) where torch sees no GPU."""
+    return provenance.device_name(torch.device(device)) if device != "cuda" or torch.cuda.is_available() else None
+
+
 def finished(record: Record | None) -> bool:
     """A run with an ok or skipped record is done, and so is one that killed its worker process
     MAX_WORKER_DEATHS times running (a crash that would recur on every rerun); other failed runs
@@ -134,8 +140,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     for problem in unusable:
         log(f"unusable record, to run again: {problem}")
     commit = provenance.git_commit()
-    here = provenance.Here(commit, provenance.device_name(torch.device(device))
-                 if device != "cuda" or torch.cuda.is_available() else None, refresh) if refresh else None
+    here = provenance.Here(commit, _device_name(device), refresh) if refresh else None
     todo = [r for r in runs if force or not finished(r.record) or (here and not here.made(r.record["env"]))]
     dense = {}
     started = dense_stage.started_from(existing) if todo else {}
@@ -432,7 +437,7 @@ def _time_limits(suite: Suite, device: str, history: list[dict[str, Any]],
     hangs is stopped, one that is merely slow is not."""
     if minutes is not None:
         return lambda spec: 60.0 * minutes
-    name = provenance.device_name(torch.device(device)) if device != "cuda" or torch.cuda.is_available() else None
+    name = _device_name(device)
     rates = [r["metrics"]["train_time_s"] / r["metrics"]["train_epochs"] for r in history
              if r["status"] == Status.OK and r["env"].get("device_name") == name
              and r["metrics"].get("train_epochs") and r["metrics"].get("train_time_s") is not None]
@@ -505,10 +510,10 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     from the suite's dense seconds per epoch, marked as extrapolated; else unknown."""
     from tabulate import tabulate
 
-    if device == "cuda" and not torch.cuda.is_available():  # planning a GPU sweep from elsewhere
+    device_name = _device_name(device)
+    if device_name is None:  # planning a GPU sweep from elsewhere
         device_name, same_kind = "any GPU", (lambda env: env.get("device") == "cuda")
     else:
-        device_name = provenance.device_name(torch.device(device))
         same_kind = (lambda env: env.get("device_name") == device_name)
     budget = dataclasses.asdict(suite.training)
     here = [r for r in history if r["status"] == Status.OK and same_kind(r["env"]) and r["config"]["budget"] == budget

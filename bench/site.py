@@ -33,12 +33,12 @@ from typing import Any
 import pandas as pd
 
 from bench import board, files, layout, leaderboard, plots, render
-from bench.errors import ResultsFolderError
+from bench.errors import ResultsFolderError, counted
 from bench.records import Record, Status
 from bench.leaderboard import PLOTS
 from bench.metrics import Column
 from bench.render import cell
-from bench.board import REFERENCES, TABLE, family_of, short_setting
+from bench.board import REFERENCES, ROW, TABLE, family_of, short_setting
 from bench.plan import flat_params, setting_label
 
 STYLE = """
@@ -149,7 +149,7 @@ def _runs_by_row(recs: list[Record]) -> dict[tuple, list[tuple[int, str]]]:
     for r in recs:
         if r["status"] == Status.OK:
             key = board.row_key(r)
-            out.setdefault(tuple(key[k] for k in [*TABLE, "method", "setting", "timed_on"]), []).append(
+            out.setdefault(tuple(key[k] for k in ROW), []).append(
                 (r["config"]["seed"], r["_stem"]))
     return {k: sorted(v) for k, v in out.items()}
 
@@ -168,7 +168,7 @@ def anchor(key: tuple) -> str:
 
 
 def _row_key(r: pd.Series) -> tuple:
-    return tuple(r[k] for k in [*TABLE, "method", "setting", "timed_on"])
+    return tuple(r[k] for k in ROW)
 
 
 def _speed_columns(table: pd.DataFrame, cols: list[Column]) -> list[tuple[Column, str]]:
@@ -306,9 +306,9 @@ def _provenance(recs: list[Record]) -> str:
     dirty = sum(c.endswith("uncommitted changes") for c in commits)
     machines = sorted({r["env"].get("device_name", "?") for r in ok})
     seeds = sorted({r["config"]["seed"] for r in ok})
-    return (f"{len(recs)} record{'s' if len(recs) != 1 else ''} ({', '.join(f'{ended[s]} {s}' for s in Status if ended[s])})"
-            f" · {methods} method{'s' if methods != 1 else ''} · seeds {', '.join(map(str, seeds))} · {_description(recs)} · "
-            f"{len(commits)} commit{'s' if len(commits) != 1 else ''}"
+    return (f"{counted(len(recs), 'record')} ({', '.join(f'{ended[s]} {s}' for s in Status if ended[s])})"
+            f" · {counted(methods, 'method')} · seeds {', '.join(map(str, seeds))} · {_description(recs)} · "
+            f"{counted(len(commits), 'commit')}"
             + (f" ({dirty} with uncommitted changes)" if dirty else "")
             + f" · {'; '.join(machines)}")
 
@@ -539,11 +539,11 @@ def check_out(results_dir: Path, suites: list[str], out: Path) -> None:
     if top.is_symlink() or (top.exists() and not top.is_dir()):
         raise ResultsFolderError(f"the site cannot be written into {out}: it is a symbolic link or a file, and the "
                                  "site writes only into a folder of its own (pass the link's target as --out)")
-    files = sorted(p.name for p in top.iterdir() if (not p.is_dir() or p.is_symlink()) and not p.name.startswith(".")) \
+    loose = sorted(p.name for p in top.iterdir() if (not p.is_dir() or p.is_symlink()) and not p.name.startswith(".")) \
         if top.exists() else []
-    if files and files != sorted(SITE_FILES):  # a site writes all of these, and only these, beside its suites
+    if loose and loose != sorted(SITE_FILES):  # a site writes all of these, and only these, beside its suites
         raise ResultsFolderError(f"the site cannot be written into {out}: it holds files the site did not write "
-                                 f"({', '.join(files[:3])}{', ...' if len(files) > 3 else ''}); choose another --out")
+                                 f"({', '.join(loose[:3])}{', ...' if len(loose) > 3 else ''}); choose another --out")
     for folder in (top / suite for suite in suites):
         if not _replaceable(folder):
             raise ResultsFolderError(f"{folder} is not a folder the site wrote (it holds no {MARKER} file), so it is "
@@ -613,7 +613,7 @@ def build(results_dir: Path, suites: list[str], out: Path, checks_dir: Path | No
         table, cols = board.table(standard)
         sections += [f'<h2><a href="{_e(suite)}/index.html">{_e(suite)}</a></h2>',
                      f'<p class="note">Standard budget: {_e(_provenance(standard))}'
-                     + (f' · <a href="{_e(suite)}/custom.html">{len(custom)} run{"s" if len(custom) != 1 else ""} at overridden budgets</a>'
+                     + (f' · <a href="{_e(suite)}/custom.html">{counted(len(custom), "run")} at overridden budgets</a>'
                         if custom else "") + "</p>",
                      _headline(table, cols, f"{suite}/index.html") if len(table) else
                      '<p class="note">No finished standard-budget runs.</p>']

@@ -74,10 +74,19 @@ class Task:
 
 @dataclass
 class Outcome:
+    """What a worker sends back for one run: plain data the driver turns into its record
+    (bench.runner._record), so that a worker writes nothing and stamps no provenance."""
+
     result: dict[str, Any]  # status, error, metrics, figures, run_time_s (measure_time_s)
     env: dict[str, Any]  # where it ran
     dense: DenseWeights | None = None  # a dense task's trained model
     log: str | None = None  # the run's log when the task had no log path (None: it is in that file)
+
+
+def failed_result(error: str, seconds: float = 0.0) -> dict[str, Any]:
+    """An Outcome's result for a run that failed before its method's outcome was known (no data,
+    a fault around the method, a dead or timed-out worker): the one shape of it, nothing measured."""
+    return {"status": Status.FAILED, "error": error, "metrics": {}, "figures": {}, "run_time_s": seconds}
 
 
 _DATASETS: dict[tuple, Dataset] = {}  # per process: a long-lived worker loads each dataset once
@@ -142,9 +151,8 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
         try:
             data = _dataset(task, device)
         except Exception as e:  # noqa: BLE001 - no data: the task fails with the reason
-            result = {"status": Status.FAILED, "error": f"{type(e).__name__}: {e}", "metrics": {}, "figures": {},
-                      "run_time_s": time.perf_counter() - start}
-            return [Outcome(dict(result), env, log=log.text()) for log in logs]
+            error, seconds = f"{type(e).__name__}: {e}", time.perf_counter() - start
+            return [Outcome(failed_result(error, seconds), env, log=log.text()) for log in logs]
         with DeviceGate(device) as gate:  # one per task: its descriptor is closed with it
             if task.kind == "dense":
                 (spec,), (log,) = task.specs, logs
@@ -177,9 +185,8 @@ def _run(task: Task, spec: RunSpec, data: Dataset, device: torch.device, gate: D
     start = time.perf_counter()
     result = _measured_run(task, spec, data, device, gate, log, fit_with, start)
     if rebound := _put_back(code):
-        return {"status": Status.FAILED, "error": f"PluginError: the method rebound {', '.join(rebound[:5])}, code that "
-                f"measures this run and later ones; put back, and this run is not ranked", "metrics": {},
-                "figures": {}, "run_time_s": time.perf_counter() - start}
+        return failed_result(f"PluginError: the method rebound {', '.join(rebound[:5])}, code that measures this run "
+                             "and later ones; put back, and this run is not ranked", time.perf_counter() - start)
     return result
 
 
@@ -201,8 +208,7 @@ def _measured_run(task: Task, spec: RunSpec, data: Dataset, device: torch.device
                                    "train_time_s": meta["seconds"]}
             return result
     except (Exception, SystemExit) as e:  # noqa: BLE001 - this run's failed row
-        return {"status": Status.FAILED, "error": _failure(e),
-                "metrics": {}, "figures": {}, "run_time_s": time.perf_counter() - start}
+        return failed_result(_failure(e), time.perf_counter() - start)
 
 
 # Where a plugin could rebind a function to change how runs are measured (a plugin that set
@@ -302,7 +308,7 @@ def _train_dense(ctx: Context, checkpoint: Path | None, env: dict[str, Any], log
     except DivergedError as e:
         result.update(status=Status.DIVERGED, error=str(e))
     except Exception as e:  # noqa: BLE001 - a failed dense model fails its seed's runs, not the sweep
-        result.update(status=Status.FAILED, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-4)}")
+        result.update(status=Status.FAILED, error=_failure(e))
     result["run_time_s"] = time.perf_counter() - start
     return Outcome(result, env, dense=weights, log=log.text())
 
@@ -403,8 +409,8 @@ def execute(spec: RunSpec, ctx: Context, judge: Context, reference: dict[str, in
     the method never saw); failures become a status and an error, never an exception (except
     the user's Ctrl-C, which stops the sweep and writes nothing for this run; a plugin's
     SystemExit, KeyboardInterrupt or own BaseException is a failure of its run, not the end of
-    the sweep). The model is measured alone
-    on its device: other runs sharing it wait at the gate meanwhile."""
+    the sweep). The model is measured alone on its device: other runs sharing it wait at the gate
+    meanwhile."""
     start = time.perf_counter()
     out: dict[str, Any] = {"status": Status.OK, "error": None, "metrics": {}}
     try:

@@ -170,6 +170,15 @@ def test_bench_compare_reads_commits_of_the_repository_it_is_run_in(tmp_path, mo
     assert f"A = HEAD: commit {git(own, 'rev-parse', 'HEAD')[:12]} of {own}" in ran.stdout
 
 
+def test_without_git_a_side_that_is_no_results_folder_is_refused_as_bad_input(tmp_path, monkeypatch, bench):
+    """On a machine without git, a side that is no results folder is refused as input (exit 2),
+    saying what it is not: not a fault (exit 1) naming the missing program."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-programs-here"))
+    refused = bench(["compare", "nowhere", "HEAD"])
+    assert refused.returncode == 2, refused.stderr
+    assert "'nowhere' is neither a results folder nor a git commit" in refused.stderr
+
 def test_a_commit_gives_only_its_record_files_and_leaves_out_an_oversized_one(tmp_path, monkeypatch, bench):
     """A commit's records are read without unpacking anything else: a record file over the
     records' size limit (a huge file of zeros packs small in git) is left out with a warning
