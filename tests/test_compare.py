@@ -179,6 +179,7 @@ def test_without_git_a_side_that_is_no_results_folder_is_refused_as_bad_input(tm
     assert refused.returncode == 2, refused.stderr
     assert "'nowhere' is neither a results folder nor a git commit" in refused.stderr
 
+
 def test_a_commit_gives_only_its_record_files_and_leaves_out_an_oversized_one(tmp_path, monkeypatch, bench):
     """A commit's records are read without unpacking anything else: a record file over the
     records' size limit (a huge file of zeros packs small in git) is left out with a warning
