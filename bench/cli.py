@@ -529,7 +529,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for r in chosen:
         registry.select(r["config"]["method"])
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    by_row = reproduce.rows(stored)
+    by_row = records.rows(stored)
     results = []
     executors = {}  # one per thread count: the sample's records were mostly made with one
     with tempfile.TemporaryDirectory(prefix="bench-reproduce-") as tmp:
@@ -544,7 +544,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                     executors[threads] = make_executor(argparse.Namespace(**{**vars(args), "threads": threads}), device)
                 again = reproduce.rerun(r, suite, results_dir=into, data_dir=args.data_dir, device=device,
                                         executor=executors[threads], run_timeout=args.run_timeout)
-                results.append((r, again, reproduce.judge(r, again, by_row[reproduce.row_id(r)])))
+                results.append((r, again, reproduce.judge(r, again, by_row[records.row_id(r)])))
         finally:
             for executor in executors.values():
                 executor.close()

@@ -2,11 +2,11 @@
 
 In the manner of `asv compare`: two sets of records (results folders, or the results of two
 commits), and per row that both hold (same suite, method, parameters, budget, data source,
-device type: `bench.reproduce.row_id`), the change in mean accuracy from A to B with its 95%
+device type: `bench.records.row_id`), the change in mean accuracy from A to B with its 95%
 confidence interval, Welch's t over the seeds of each side (unequal variances, no pairing: a
 row's seeds need not be the same on both sides). The verdict is `better` or `worse` when the
 interval excludes zero, else `no change`; a row with fewer than two seeds on a side has no
-spread to judge, and says so. Counts that should not move (bench.reproduce.EXACT) are listed
+spread to judge, and says so. Counts that should not move (bench.records.EXACT) are listed
 wherever their mean changed.
 
 `bench compare A --methods X,Y` (`across_methods`) asks the same of two methods in one set of
@@ -37,7 +37,6 @@ from bench.errors import ParameterError, printable
 from bench.board import budget_label
 from bench.records import Record, Status
 from bench.plan import flat_params, setting_label
-from bench.reproduce import EXACT, row_id, rows
 from bench.suite import is_plain_name
 
 LEVEL = 0.95
@@ -80,7 +79,7 @@ def welch_interval(a: list[float], b: list[float], level: float = LEVEL) -> tupl
 
 def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], level: float = LEVEL) -> list[RowChange]:
     """Every row with finished records on both sides, in (suite, method, setting) order."""
-    rows_a, rows_b = rows(a), rows(b)
+    rows_a, rows_b = records.rows(a), records.rows(b)
     out = []
     for key in rows_a.keys() & rows_b.keys():
         ra, rb = rows_a[key], rows_b[key]
@@ -99,8 +98,9 @@ def across_methods(recs: list[dict[str, Any]], method_a: str, method_b: str, lev
     differ by design."""
     def side(method: str) -> list[tuple[list[dict[str, Any]], str, dict[str, Any]]]:
         """Each row of `method`: its records, its id without the method and parameters, its flat parameters."""
-        return [(g, row_id({**g[0], "config": {**g[0]["config"], "method": None, "params": None}}),
-                 flat_params(g[0]["config"]["params"])) for g in rows(recs).values() if g[0]["config"]["method"] == method]
+        return [(g, records.row_id({**g[0], "config": {**g[0]["config"], "method": None, "params": None}}),
+                 flat_params(g[0]["config"]["params"]))
+                for g in records.rows(recs).values() if g[0]["config"]["method"] == method]
 
     out = []
     side_b = side(method_b)
@@ -138,7 +138,7 @@ def _change(ra: list[dict[str, Any]], rb: list[dict[str, Any]], method: str, set
     else:
         verdict = "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "no change"
     moved = {}
-    for figure in EXACT if exact else ():
+    for figure in records.EXACT if exact else ():
         va = [r["metrics"][figure] for r in ra if r["metrics"].get(figure) is not None]
         vb = [r["metrics"][figure] for r in rb if r["metrics"].get(figure) is not None]
         if va and vb and statistics.fmean(va) != statistics.fmean(vb):
@@ -155,7 +155,7 @@ def _ordered(changes: list[RowChange]) -> list[RowChange]:
 
 def unshared(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[int, int]:
     """How many rows only A, and only B, holds: left out of the comparison."""
-    rows_a, rows_b = rows(a), rows(b)
+    rows_a, rows_b = records.rows(a), records.rows(b)
     return len(rows_a.keys() - rows_b.keys()), len(rows_b.keys() - rows_a.keys())
 
 

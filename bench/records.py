@@ -75,6 +75,22 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def row_id(record: dict[str, Any]) -> str:
+    """What makes records seeds of one leaderboard row: the whole configuration but the seed,
+    and the device type (CPU and GPU rows are different rows)."""
+    config = {**record["config"], "seed": None, "device": record["env"]["device"].split(":")[0]}
+    return config_hash(config)
+
+
+def rows(recs: list[Record]) -> dict[str, list[dict[str, Any]]]:
+    """The finished (ok) records grouped by row."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in recs:
+        if r["status"] == Status.OK:
+            out.setdefault(row_id(r), []).append(r)
+    return out
+
+
 def run_config(suite: Any, method: str, params: dict[str, Any], seed: int, source: str) -> dict[str, Any]:
     """The identity of a run: its resolved configuration, which the record is keyed by (as
     `config_hash(run_config(...))`). `suite` is a bench.suite.Suite, budget overrides applied."""
@@ -200,6 +216,10 @@ def _numbers(value: Any) -> Iterator[Any]:
 
 # Metrics that count or measure something, which no model makes negative (sparsity may be).
 COUNTS = ("params", "nonzeros", "flops", "flops_effective", "train_flops", "train_epochs")
+# Figures a rerun of a record gives again exactly, where the seeds of its row agree on them:
+# they count what the method kept, not how well it trained (bench reproduce, bench compare).
+EXACT = ("params", "nonzeros", "sparsity", "weight_sparsity", "flops", "flops_effective", "size_bytes",
+         "compression", "train_epochs")
 
 
 def _metric_problem(key: str, value: Any) -> str | None:

@@ -7,8 +7,8 @@ verdict. Runs go through `bench.runner.run_suite`, so a reproduction is exactly 
 would do; the record's identity (its config hash) is checked before anything trains.
 
 Verdicts (README: Reproducing a row):
-- Counts (EXACT: parameters, nonzeros, FLOPs, encoded size, epochs...) on which every seed of
-  the stored row agrees do not depend on the trained weights: they must match exactly.
+- Counts (records.EXACT: parameters, nonzeros, FLOPs, encoded size, epochs...) on which every
+  seed of the stored row agrees do not depend on the trained weights: they must match exactly.
   Counts that differ between the row's seeds depend on the weights (an int8 weight that rounds
   to zero, a Huffman code) and are judged like accuracy, within NOISE_SDS of their seed std.
 - Accuracy must lie within NOISE_SDS seed standard deviations of the stored row plus
@@ -34,8 +34,6 @@ from bench.suite import Suite
 if TYPE_CHECKING:
     from bench.executors import Executor
 
-EXACT = ("params", "nonzeros", "sparsity", "weight_sparsity", "flops", "flops_effective", "size_bytes",
-         "compression", "train_epochs")
 TIMED = ("train_time_s",)
 NOISE_SDS = 3.0
 MACHINE_MARGIN_PTS = 0.2
@@ -46,22 +44,6 @@ class ReproduceError(ValueError):
     """A record that cannot be rerun as it was made (bad input: exit 2)."""
 
 
-def row_id(record: dict[str, Any]) -> str:
-    """What makes records seeds of one leaderboard row: the whole configuration but the seed,
-    and the device type (CPU and GPU rows are different rows)."""
-    config = {**record["config"], "seed": None, "device": record["env"]["device"].split(":")[0]}
-    return records.config_hash(config)
-
-
-def rows(recs: list[Record]) -> dict[str, list[dict[str, Any]]]:
-    """The finished (ok) records grouped by row."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for r in recs:
-        if r["status"] == Status.OK:
-            out.setdefault(row_id(r), []).append(r)
-    return out
-
-
 def sample(recs: list[Record], n: int, seed: int,
            max_seconds: float = DEFAULT_MAX_SECONDS) -> list[dict[str, Any]]:
     """`n` records of one training seed, drawn at random (by `seed`, so the same command draws
@@ -70,7 +52,7 @@ def sample(recs: list[Record], n: int, seed: int,
     dense model trains once before its runs, and it costs more than a cheap run. Raises
     ReproduceError when no seed has `n` such records."""
     by_seed: dict[int, list[dict[str, Any]]] = {}
-    for row in rows(recs).values():
+    for row in records.rows(recs).values():
         for r in row:
             if len(row) >= 2 and r.get("run_time_s") is not None and r["run_time_s"] <= max_seconds:
                 by_seed.setdefault(r["config"]["seed"], []).append(r)
@@ -109,7 +91,7 @@ def judge(stored: dict[str, Any], rerun: dict[str, Any], row: list[dict[str, Any
     inside = abs(delta) <= tolerance + 1e-9
     checks = [Check("accuracy", a["accuracy"], b["accuracy"],
                     f"{delta:+.2f} pts, {'within' if inside else 'OUTSIDE'} noise ±{tolerance:.2f}", inside)]
-    for key in EXACT:
+    for key in records.EXACT:
         if a.get(key) is None:
             continue
         seen = [r["metrics"][key] for r in row if r["metrics"].get(key) is not None]  # older seeds may lack it
