@@ -461,21 +461,21 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
 def cmd_run(args: argparse.Namespace) -> int:
     """`bench run`: the sweep (run_records), then this command's rows fitted to the terminal, or
     its records as JSON; exit 1 when a run did not finish, naming each with its log."""
-    from bench import board, render
+    from bench import board, leaderboard, render
 
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         suite, done = run_records(args)  # with --json, the progress goes to stderr
     if args.dry_run:
         return 0
-    folder = args.results_dir / suite.name
     if args.json:  # the records of this command's runs, for tools
         print(json.dumps(done, indent=1, sort_keys=True))
     else:  # the runs of this command, aggregated over seeds like the leaderboard, fitted to the terminal
         print("\n" + render.terminal(done, shutil.get_terminal_size().columns, board.families(done)))
-        tables = sorted({"leaderboard.md" if r.get("standard_budget") else "leaderboard-custom.md (overridden budgets)"
+        tables = sorted({str(leaderboard.table_path(args.results_dir, suite.name, True)) if r.get("standard_budget")
+                         else f"{leaderboard.table_path(args.results_dir, suite.name, False)} (overridden budgets)"
                          for r in done})
         if tables:
-            print(f"\nfull leaderboard{'s' if len(tables) > 1 else ''}: {', '.join(f'{folder}/{t}' for t in tables)}")
+            print(f"\nfull leaderboard{'s' if len(tables) > 1 else ''}: {', '.join(tables)}")
         if note := _unmatched_training(done):
             print(f"\n{note}")
     failed = [r for r in done if r["status"] not in (Status.OK, Status.SKIPPED)]
@@ -515,7 +515,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bench import board, render
+    from bench import board, leaderboard, render
 
     suite = load_suite(args.suite)
     if args.into is not None and args.into.resolve().is_relative_to(Path(args.results_dir).resolve()):
@@ -551,8 +551,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     methods = {r["config"]["method"] for r in chosen} | set(board.REFERENCES)
     shown = [r for r in stored if r["standard_budget"] == chosen[0]["standard_budget"]
              and r["config"]["method"] in methods]
-    print(f"\n# {suite.name}: the stored rows of the methods drawn ({args.results_dir / suite.name / 'leaderboard.md'} "
-          "has them all)\n")
+    table = leaderboard.table_path(args.results_dir, suite.name, chosen[0]["standard_budget"])
+    print(f"\n# {suite.name}: the stored rows of the methods drawn ({table} has them all)\n")
     print(render.terminal(shown, shutil.get_terminal_size().columns, board.families(shown)))
     failures = 0
     for stored_record, again, checks in results:
@@ -725,8 +725,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             recs = [r for r in loaded if r.get("standard_budget") == standard]
             text = render.terminal(recs, shutil.get_terminal_size().columns, board.families(recs),
                                    args.sparsity, args.family, args.sort)  # refusals before any output
-            print(f"# {name}: {args.budget} budget ({root / name / ('leaderboard.md' if standard else 'leaderboard-custom.md')}"
-                  f" has every column)\n\n{text}\n")
+            print(f"# {name}: {args.budget} budget ({leaderboard.table_path(root, name, standard)} has every column)"
+                  f"\n\n{text}\n")
             if note := _elsewhere(root, name, loaded, standard):
                 print(f"{note}\n")
         return 0

@@ -26,9 +26,11 @@ PARTS = ((True, "leaderboard", "standard budget"),
          (False, "leaderboard-custom", "overridden budgets (not comparable with the standard leaderboard)"))
 
 
-def standard_csv(results_dir: Path | str, suite: str) -> Path:
-    """The standard-budget leaderboard's CSV, which the literature checks decide on."""
-    return layout.suite_dir(results_dir, suite) / f"{PARTS[0][1]}.csv"
+def table_path(results_dir: Path | str, suite: str, standard: bool, ext: str = "md") -> Path:
+    """A suite's leaderboard file: of the standard budget or of overridden ones, Markdown or CSV
+    (the literature checks decide on the standard CSV)."""
+    stem = next(stem for part, stem, _ in PARTS if part is bool(standard))
+    return layout.suite_dir(results_dir, suite) / f"{stem}.{ext}"
 
 
 PLOTS = ("frontier", "pareto", "speedup")
@@ -53,9 +55,9 @@ def write(results_dir: Path, suite: str) -> list[Path]:
         if part:
             table, cols = board_table(part)
             folder.mkdir(parents=True, exist_ok=True)
-            csv = folder / f"{stem}.csv"
+            csv = table_path(results_dir, suite, standard, "csv")
             files.write_text_atomic(csv, csv_text(table))
-            md = folder / f"{stem}.md"
+            md = table_path(results_dir, suite, standard)
             files.write_text_atomic(md, markdown(table, cols, part, suite, title))
             written += [csv, md]
             if len(table):

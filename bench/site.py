@@ -408,7 +408,7 @@ def _checks(checks: dict[str, Any] | str | None, results_dir: Path, suite: str) 
     columns, decided_on, about = checks["columns"], checks["leaderboards"].get(suite), checks["about"]
     if not rows:
         return []
-    table = _results_file(leaderboard.standard_csv(results_dir, suite))
+    table = _results_file(leaderboard.table_path(results_dir, suite, True, "csv"))
     now = hashlib.sha256(table).hexdigest() if table is not None else None
     if decided_on != now:
         return head + ['<p class="note">The verdicts were decided on another version of this leaderboard; refresh '

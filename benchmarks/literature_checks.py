@@ -86,7 +86,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import blocks  # noqa: E402
 from bench import board  # noqa: E402
 from bench.layout import CHECKS  # noqa: E402 - the verdicts for the site, in the results folder
-from bench.leaderboard import standard_csv  # noqa: E402
+from bench.leaderboard import table_path  # noqa: E402
 
 ALPHA = 0.05  # the family-wise error rate of the whole table
 # pts: about the largest offset seen between two CPU models (dense on mlp, README, in a rerun whose
@@ -491,7 +491,7 @@ def cifar_checks(t: pd.DataFrame) -> list[Check]:
 def leaderboard(results: Path, suite: str) -> pd.DataFrame:
     """The suite's standard-budget rows of its checked table, each with its seeds' accuracies
     (`by_seed`, from the records the table was built from); none when it has no leaderboard."""
-    path = standard_csv(results, suite)
+    path = table_path(results, suite, True, "csv")
     if not path.exists():
         return pd.DataFrame(columns=["method", "setting", "seeds", "by_seed", "size_KiB", "compression_x", "flops_M",
                                      "flops_effective_M"])
@@ -581,7 +581,7 @@ def site_file(verdicts: list[Verdict], results: Path) -> str:
     each suite's page): every check's row as `table` prints it, and the hash of each suite's
     leaderboard.csv they were decided on, so that the site shows them only beside that table."""
     def digest(suite: str) -> str | None:
-        path = standard_csv(results, suite)
+        path = table_path(results, suite, True, "csv")
         return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
     return json.dumps({
