@@ -124,30 +124,11 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     source = fetch(suite.data, data_dir, download=not dry_run)
     suite_dir, claims = layout.suite_dir(results_dir, suite.name), layout.claims_dir(results_dir, suite.name)
     layout.refuse_links(layout.written_by_a_run(results_dir, suite.name))
-    runs, unusable = [], []
-    earlier: dict[str, str] | None = None
-    for i, spec in enumerate(specs, 1):
-        config = records.run_config(suite, spec.method, spec.params, spec.seed, source)
-        digest = run_key(config)
-        path = layout.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
-        if not path.exists():  # a record of this run under the name it was given then, if any
-            earlier = _by_identity(results_dir, suite.name) if earlier is None else earlier
-            digest = earlier.get(digest, digest)
-            path = layout.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
-        label = f"[{i}/{len(specs)}] {spec.method} {setting_label(spec.params)} seed={spec.seed}"
-        runs.append(_Run(i, spec, config, digest, path, Claim(claims, path.stem),
-                         records.read_record(path, unusable), label))
-    for problem in unusable:
-        log(f"unusable record, to run again: {problem}")
+    runs = _tracked(specs, suite, results_dir, source, log)
     commit = provenance.git_commit()
     here = provenance.Here(commit, _device_name(device), refresh) if refresh else None
     todo = [r for r in runs if force or not finished(r.record) or (here and not here.made(r.record["env"]))]
-    dense = {}
-    started = dense_stage.started_from(existing) if todo else {}
-    for seed in dict.fromkeys(r.spec.seed for r in todo):
-        key = records.config_hash(records.dense_config(suite, seed, source))
-        path = layout.dense_path(results_dir, suite.name, seed, key)
-        dense[seed] = Dense(seed, path, Claim(claims, path.stem), recorded=started.get(key, {}))
+    dense = _dense_models(todo, existing, suite, results_dir, source)
     plugin_commits = _plugin_commits(names)
     refusal = _uncommitted(commit, plugin_commits) if standard and todo and not allow_dirty else None
     if dry_run:
@@ -196,6 +177,44 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         log(f"--max-minutes {max_minutes} reached: {len(left)} run{' remains' if len(left) == 1 else 's remain'}; "
             "rerun the same command to continue")
     return [r.record for r in runs if r.record is not None]  # in plan order
+
+
+def _tracked(specs: list[RunSpec], suite: Suite, results_dir: Path, source: str,
+             log: Callable[[str], None]) -> list[_Run]:
+    """Each planned run with its configuration, its record's path, its claim and the record
+    there, if usable (one that is not is named, and its run runs again). A run keeps the name an
+    earlier record of it was given (_by_identity)."""
+    claims = layout.claims_dir(results_dir, suite.name)
+    runs, unusable = [], []
+    earlier: dict[str, str] | None = None
+    for i, spec in enumerate(specs, 1):
+        config = records.run_config(suite, spec.method, spec.params, spec.seed, source)
+        digest = run_key(config)
+        path = layout.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
+        if not path.exists():  # a record of this run under the name it was given then, if any
+            earlier = _by_identity(results_dir, suite.name) if earlier is None else earlier
+            digest = earlier.get(digest, digest)
+            path = layout.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
+        label = f"[{i}/{len(specs)}] {spec.method} {setting_label(spec.params)} seed={spec.seed}"
+        runs.append(_Run(i, spec, config, digest, path, Claim(claims, path.stem),
+                         records.read_record(path, unusable), label))
+    for problem in unusable:
+        log(f"unusable record, to run again: {problem}")
+    return runs
+
+
+def _dense_models(todo: list[_Run], existing: list[Record], suite: Suite, results_dir: Path,
+                  source: str) -> dict[int, Dense]:
+    """The dense model each seed of the runs to do starts from: its cache file, its claim, and
+    what the suite's records say it was (bench.dense_stage)."""
+    started = dense_stage.started_from(existing) if todo else {}
+    dense = {}
+    for seed in dict.fromkeys(r.spec.seed for r in todo):
+        key = records.config_hash(records.dense_config(suite, seed, source))
+        path = layout.dense_path(results_dir, suite.name, seed, key)
+        dense[seed] = Dense(seed, path, Claim(layout.claims_dir(results_dir, suite.name), path.stem),
+                            recorded=started.get(key, {}))
+    return dense
 
 
 class _Watched:
