@@ -27,6 +27,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue
 import statistics
 import sys
 import time
@@ -104,17 +105,33 @@ def _process(suite_name: str, root: str | None, limit: int, device: str, barrier
     results.put((start, time.time()))
 
 
-def time_processes(suite: Suite, root: Path | None, limit: int, device: torch.device, k: int) -> float:
-    """K processes, each training one run's epoch; from the barrier to the last end."""
+def time_processes(suite: Suite, root: Path | None, limit: int, device: torch.device, k: int,
+                   timeout_s: float = 120.0) -> float:
+    """K processes, each training one run's epoch; from the barrier to the last end. A process
+    that dies (its traceback goes to stderr) or a way that outlasts `timeout_s` raises at once,
+    the others killed: they would wait at the barrier, and this for their results, forever."""
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(k), ctx.Queue()
     procs = [ctx.Process(target=_process, args=(suite.name, str(root) if root else None, limit, str(device),
                                                 barrier, results)) for _ in range(k)]
     for p in procs:
         p.start()
-    times = [results.get(timeout=600) for _ in procs]
-    for p in procs:
-        p.join()
+    deadline = time.monotonic() + timeout_s
+    times = []
+    try:
+        while len(times) < k:
+            try:
+                times.append(results.get(timeout=1.0))
+            except queue.Empty:
+                if failed := [p.exitcode for p in procs if p.exitcode not in (None, 0)]:
+                    raise RuntimeError(f"a process ended with exit code {failed[0]}") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not done after {timeout_s:.0f} s") from None
+    finally:
+        for p in procs:
+            if p.is_alive() and len(times) < k:
+                p.kill()
+            p.join()
     return max(end for _, end in times) - min(start for start, _ in times)
 
 
