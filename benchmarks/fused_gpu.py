@@ -96,6 +96,7 @@ def time_streams(suite: Suite, data: Dataset, device: torch.device, k: int) -> f
 def _process(suite_name: str, root: str | None, limit: int, device: str, barrier, results) -> None:
     suite = load_suite(suite_name)
     dev = torch.device(device)
+    torch.backends.cudnn.benchmark = dev.type == "cuda"  # as main() and a sweep's worker set it
     data = data_for(suite, Path(root) if root else None, limit, dev)
     time_alone(calls(suite, data, dev, 1, "channels-last"), dev)  # warm-up (cuDNN autotuning)
     (call,) = calls(suite, data, dev, 1, "channels-last")
