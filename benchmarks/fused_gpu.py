@@ -40,12 +40,13 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fused_throughput import calls, sync, time_alone, time_fused, time_graphed  # noqa: E402
 
-from bench.data import Dataset, load_dataset  # noqa: E402
+from bench.data import Dataset, default_tensor_cache, load_dataset  # noqa: E402
 from bench.suite import Suite, load_suite  # noqa: E402
 
 
 def data_for(suite: Suite, root: Path | None, limit: int, device: torch.device) -> Dataset:
-    return load_dataset(suite.data, root, limit_train=limit, limit_test=256).to(device)
+    # From the tensor cache that gpu_session.sh fills (or the images, where it holds none).
+    return load_dataset(suite.data, root, default_tensor_cache(), limit_train=limit, limit_test=256).to(device)
 
 
 def time_streams(suite: Suite, data: Dataset, device: torch.device, k: int) -> float:

@@ -37,3 +37,24 @@ def test_a_process_that_fails_ends_the_processes_way_at_once():
 def test_the_processes_way_times_processes_that_succeed(data_dir):
     seconds = fused_gpu.time_processes(load_suite("mlp"), data_dir, 256, torch.device("cpu"), 2)
     assert 0 < seconds < 60
+
+
+def test_the_bench_reads_the_images_from_the_tensor_cache_the_session_filled(tmp_path, cifar_dir, monkeypatch):
+    """gpu_session.sh decodes the JPEGs into the tensor cache before the steps that start
+    processes; the bench, and each process of its `processes` way (K at a time, for every K
+    and repeat), decoded its 10,240 images again, minutes of the window's budget for cells."""
+    from bench import data
+    from test_gpu_session import small_cifar
+
+    root = small_cifar(cifar_dir, tmp_path / "data", per_class=10)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    suite = load_suite("cifar")
+    data.load_dataset(suite.data, root, data.default_tensor_cache())  # what the session's set-up does
+    decoded = data.load_dataset(suite.data, root, None, 50, 256)
+
+    def no_decoding(images, i):
+        raise AssertionError("decoded an image that the tensor cache holds")
+
+    monkeypatch.setattr(data, "_decode", no_decoding)
+    got = fused_gpu.data_for(suite, root, 50, torch.device("cpu"))
+    assert torch.equal(got.train.x, decoded.train.x) and torch.equal(got.test.y, decoded.test.y)
