@@ -83,6 +83,8 @@ def time_streams(suite: Suite, data: Dataset, device: torch.device, k: int) -> f
     sync(device)
     start = time.perf_counter()
     orders = [torch.randperm(len(c.data), device=device, generator=c.generator) for c in batch]
+    for stream in streams:  # the permutations are made on this stream, and read on those
+        stream.wait_stream(torch.cuda.current_stream())
     for i in range(steps):
         for c, stream, graph, (x, y), order in zip(batch, streams, graphs, inputs, orders):
             with torch.cuda.stream(stream):
