@@ -63,6 +63,10 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n "$out" ]] || { echo "gpu_session: --out DIR is required" >&2; exit 2; }
 [[ -n "$data" ]] || { echo "gpu_session: --data (or BENCH_DATA_DIR) is required" >&2; exit 2; }
+# Whole numbers: bash's arithmetic stops the script at the first use of any other (7.5 minutes at
+# once; 90.5 seconds of fused bench only after the set-up, with no sweep and no archive).
+[[ "$minutes" =~ ^[0-9]+$ ]] || { echo "gpu_session: --minutes takes whole minutes, not '$minutes'" >&2; exit 2; }
+[[ "$bench_s" =~ ^([0-9]+|none)$ ]] || { echo "gpu_session: --fused-bench takes whole seconds or none, not '$bench_s'" >&2; exit 2; }
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"

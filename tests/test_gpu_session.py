@@ -123,3 +123,15 @@ def test_a_copy_sent_without_its_git_names_its_commit_verified_and_stops_when_it
     log = (tmp_path / "changed" / "session.log").read_text()
     assert f"code: {second}-dirty" in log and "M methods/magnitude.py" in log
     assert not (tmp_path / "changed" / "results.tar.gz").exists()
+
+
+@pytest.mark.parametrize("option, value", [("--minutes", "7.5"), ("--fused-bench", "90.5")])
+def test_a_number_bash_cannot_count_with_is_refused_before_anything_runs(tmp_path, option, value):
+    """bash's arithmetic takes whole numbers only: `--minutes 7.5` stopped the script with a
+    syntax error, and `--fused-bench 90.5` did so only after the set-up, leaving the window
+    without its sweep and its archive."""
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--out", str(tmp_path / "out"),
+                           "--data", str(tmp_path), option, value, "--quick"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 2 and f"not '{value}'" in proc.stderr, proc.stdout + proc.stderr
+    assert not (tmp_path / "out").exists()
