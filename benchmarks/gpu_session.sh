@@ -157,8 +157,10 @@ k="${k:-$([[ "$fuse" -gt 1 ]] && echo 2 || echo 4)}"
 if [[ "$tests" != none ]]; then
   limit=$(( $(left) / 3 ))
   say "gpu tests ${tests} (at most $limit s)"
+  select=()  # one argument: an expression such as "not compile" is not split into words
+  [[ "$tests" != all ]] && select=(-k "$tests")
   timeout --signal=TERM "$limit" "$python" -m pytest -m gpu -q --durations=0 -p no:cacheprovider \
-    $([[ "$tests" != all ]] && echo "-k $tests") tests/test_gpu.py tests/test_gpu_deploy.py > "$out/gpu-tests.log" 2>&1
+    "${select[@]}" tests/test_gpu.py tests/test_gpu_deploy.py > "$out/gpu-tests.log" 2>&1
   say "gpu tests: exit $? ($(tail -n 1 "$out/gpu-tests.log"))"
 fi
 
