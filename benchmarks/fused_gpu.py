@@ -27,6 +27,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue
 import statistics
 import sys
 import time
@@ -39,12 +40,13 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fused_throughput import calls, sync, time_alone, time_fused, time_graphed  # noqa: E402
 
-from bench.data import Dataset, load_dataset  # noqa: E402
+from bench.data import Dataset, default_tensor_cache, load_dataset  # noqa: E402
 from bench.suite import Suite, load_suite  # noqa: E402
 
 
 def data_for(suite: Suite, root: Path | None, limit: int, device: torch.device) -> Dataset:
-    return load_dataset(suite.data, root, limit_train=limit, limit_test=256).to(device)
+    # From the tensor cache that gpu_session.sh fills (or the images, where it holds none).
+    return load_dataset(suite.data, root, default_tensor_cache(), limit_train=limit, limit_test=256).to(device)
 
 
 def time_streams(suite: Suite, data: Dataset, device: torch.device, k: int) -> float:
@@ -81,6 +83,8 @@ def time_streams(suite: Suite, data: Dataset, device: torch.device, k: int) -> f
     sync(device)
     start = time.perf_counter()
     orders = [torch.randperm(len(c.data), device=device, generator=c.generator) for c in batch]
+    for stream in streams:  # the permutations are made on this stream, and read on those
+        stream.wait_stream(torch.cuda.current_stream())
     for i in range(steps):
         for c, stream, graph, (x, y), order in zip(batch, streams, graphs, inputs, orders):
             with torch.cuda.stream(stream):
@@ -95,6 +99,7 @@ def time_streams(suite: Suite, data: Dataset, device: torch.device, k: int) -> f
 def _process(suite_name: str, root: str | None, limit: int, device: str, barrier, results) -> None:
     suite = load_suite(suite_name)
     dev = torch.device(device)
+    torch.backends.cudnn.benchmark = dev.type == "cuda"  # as main() and a sweep's worker set it
     data = data_for(suite, Path(root) if root else None, limit, dev)
     time_alone(calls(suite, data, dev, 1, "channels-last"), dev)  # warm-up (cuDNN autotuning)
     (call,) = calls(suite, data, dev, 1, "channels-last")
@@ -104,17 +109,33 @@ def _process(suite_name: str, root: str | None, limit: int, device: str, barrier
     results.put((start, time.time()))
 
 
-def time_processes(suite: Suite, root: Path | None, limit: int, device: torch.device, k: int) -> float:
-    """K processes, each training one run's epoch; from the barrier to the last end."""
+def time_processes(suite: Suite, root: Path | None, limit: int, device: torch.device, k: int,
+                   timeout_s: float = 120.0) -> float:
+    """K processes, each training one run's epoch; from the barrier to the last end. A process
+    that dies (its traceback goes to stderr) or a way that outlasts `timeout_s` raises at once,
+    the others killed: they would wait at the barrier, and this for their results, forever."""
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(k), ctx.Queue()
     procs = [ctx.Process(target=_process, args=(suite.name, str(root) if root else None, limit, str(device),
                                                 barrier, results)) for _ in range(k)]
     for p in procs:
         p.start()
-    times = [results.get(timeout=600) for _ in procs]
-    for p in procs:
-        p.join()
+    deadline = time.monotonic() + timeout_s
+    times = []
+    try:
+        while len(times) < k:
+            try:
+                times.append(results.get(timeout=1.0))
+            except queue.Empty:
+                if failed := [p.exitcode for p in procs if p.exitcode not in (None, 0)]:
+                    raise RuntimeError(f"a process ended with exit code {failed[0]}") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not done after {timeout_s:.0f} s") from None
+    finally:
+        for p in procs:
+            if p.is_alive() and len(times) < k:
+                p.kill()
+            p.join()
     return max(end for _, end in times) - min(start for start, _ in times)
 
 

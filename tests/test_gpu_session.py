@@ -123,3 +123,31 @@ def test_a_copy_sent_without_its_git_names_its_commit_verified_and_stops_when_it
     log = (tmp_path / "changed" / "session.log").read_text()
     assert f"code: {second}-dirty" in log and "M methods/magnitude.py" in log
     assert not (tmp_path / "changed" / "results.tar.gz").exists()
+
+
+@pytest.mark.parametrize("option, value", [("--minutes", "7.5"), ("--fused-bench", "90.5")])
+def test_a_number_bash_cannot_count_with_is_refused_before_anything_runs(tmp_path, option, value):
+    """bash's arithmetic takes whole numbers only: `--minutes 7.5` stopped the script with a
+    syntax error, and `--fused-bench 90.5` did so only after the set-up, leaving the window
+    without its sweep and its archive."""
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--out", str(tmp_path / "out"),
+                           "--data", str(tmp_path), option, value, "--quick"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 2 and f"not '{value}'" in proc.stderr, proc.stdout + proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.session
+def test_the_gpu_tests_take_a_k_expression_of_several_words(tmp_path, cifar_dir):
+    """`--tests "not compile"` reached pytest as `-k not compile`: pytest took `compile` for a
+    test file, found none, and ran no test at all (exit 4)."""
+    data = small_cifar(cifar_dir, tmp_path / "data", per_class=2)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--out", str(tmp_path / "out"), "--data", str(data),
+         "--results", str(tmp_path / "results"), "--minutes", "3", "--fused-bench", "none", "--tests",
+         "not compile and not deploy", "--quick", "--", "--dry-run"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tests = (tmp_path / "out" / "gpu-tests.log").read_text()
+    assert "gpu tests: exit 0 (" in (tmp_path / "out" / "session.log").read_text(), tests
+    assert "SKIPPED [1] tests/test_gpu.py" in tests and "test_gpu_deploy.py" not in tests, tests  # deploy: deselected

@@ -1,0 +1,60 @@
+"""benchmarks/fused_gpu.py, the first step of a GPU window, in the parts a CPU can run: a way that
+fails must cost its cell, not the window (gpu_session.sh kills the bench after its budget plus
+two minutes, and then nothing of it is written)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+import time
+
+import pytest
+import torch
+
+from bench.suite import load_suite
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("fused_gpu", ROOT / "benchmarks" / "fused_gpu.py")
+fused_gpu = importlib.util.module_from_spec(spec)
+sys.modules["fused_gpu"] = fused_gpu  # spawned processes unpickle their target from it
+spec.loader.exec_module(fused_gpu)
+
+pytestmark = pytest.mark.xdist_group("processes")  # it starts processes
+
+
+def test_a_process_that_fails_ends_the_processes_way_at_once():
+    """A process of the `processes` way that dies (here: before the barrier, as out of memory
+    while loading would) made the others wait at the barrier and the bench wait 600 s for its
+    result: past gpu_session.sh's limit, so the window got no fused-bench.json at all."""
+    suite = dataclasses.replace(load_suite("mlp"), name="no-such-suite")  # each process fails to load it
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="exit code 1"):
+        fused_gpu.time_processes(suite, None, 64, torch.device("cpu"), 2)
+    assert time.monotonic() - start < 120
+
+
+def test_the_processes_way_times_processes_that_succeed(data_dir):
+    seconds = fused_gpu.time_processes(load_suite("mlp"), data_dir, 256, torch.device("cpu"), 2)
+    assert 0 < seconds < 60
+
+
+def test_the_bench_reads_the_images_from_the_tensor_cache_the_session_filled(tmp_path, cifar_dir, monkeypatch):
+    """gpu_session.sh decodes the JPEGs into the tensor cache before the steps that start
+    processes; the bench, and each process of its `processes` way (K at a time, for every K
+    and repeat), decoded its 10,240 images again, minutes of the window's budget for cells."""
+    from bench import data
+    from test_gpu_session import small_cifar
+
+    root = small_cifar(cifar_dir, tmp_path / "data", per_class=10)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    suite = load_suite("cifar")
+    data.load_dataset(suite.data, root, data.default_tensor_cache())  # what the session's set-up does
+    decoded = data.load_dataset(suite.data, root, None, 50, 256)
+
+    def no_decoding(images, i):
+        raise AssertionError("decoded an image that the tensor cache holds")
+
+    monkeypatch.setattr(data, "_decode", no_decoding)
+    got = fused_gpu.data_for(suite, root, 50, torch.device("cpu"))
+    assert torch.equal(got.train.x, decoded.train.x) and torch.equal(got.test.y, decoded.test.y)
