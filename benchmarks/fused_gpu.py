@@ -14,8 +14,9 @@ device, timed as aggregate epochs per second (K runs' epochs over the wall time)
              loaded, from a barrier to the last one's end): what --jobs-per-gpu K gets (K <= 8).
 A way that fails (a capture that does not work, out of memory) prints why and is left out; each
 cell has a time budget. The result is printed as a table and written as JSON (--out), with the
-choice for the sweep: the fastest K of `fused` if it beats `alone` by --margin, else none
-(bench.fused.DEFAULT_FUSE is set from such figures, by hand, in a commit that cites them).
+choice for the sweep (`choose`): the fastest K of `fused` if it beats `alone` by --margin and
+what the sweep gets without fusion, `processes` at K=4, else none (bench.fused.DEFAULT_FUSE is
+set from such figures, by hand, in a commit that cites them).
 
     python benchmarks/fused_gpu.py --data-dir DIR [--suite cifar] [--ks 1,4,8,16,32] [--out fused.json]
         [--quick]   # a CPU dry run: 256 images, K 1 and 2, fp32, no CUDA ways
@@ -139,6 +140,26 @@ def time_processes(suite: Suite, root: Path | None, limit: int, device: torch.de
     return max(end for _, end in times) - min(start for start, _ in times)
 
 
+UNFUSED_JOBS = 4  # gpu_session.sh's --jobs-per-gpu for a sweep without fusion
+
+
+def choose(rate: dict[tuple[str, int], float | str], margin: float) -> int | None:
+    """The sweep's --fuse: the K whose `fused` rate is highest, where it beats one run alone by
+    `margin` (the noise between cells) and the rate the sweep would get without fusion, the
+    `processes` way at UNFUSED_JOBS where it was measured; else None. Judged against one run
+    alone only, fusion at 1.3x its rate would have been chosen over four processes at 2.6x, and
+    the sweep would have run at half the speed it could. (A fused sweep runs two fused tasks a
+    GPU: at least the rate of one.)"""
+    fused = {k: r for (way, k), r in rate.items() if way == "fused" and k > 1 and isinstance(r, float)}
+    alone = rate.get(("alone", 1))
+    if not fused or not isinstance(alone, float):
+        return None
+    best = max(fused, key=fused.get)
+    unfused = rate.get(("processes", UNFUSED_JOBS))
+    floor = max(margin * alone, unfused if isinstance(unfused, float) else 0.0)
+    return best if fused[best] > floor else None
+
+
 def cell(fn: Callable[[], float | str], budget_s: float, spent: dict[str, float]) -> float | str:
     """fn's seconds, or why there are none (an error, or the way's time budget already spent)."""
     if spent.get("total", 0.0) > budget_s:
@@ -208,9 +229,7 @@ def main() -> None:
     print(f"{args.suite} ({suite.model.name}, {suite.training.precision}) on {name}: aggregate epochs per second, "
           f"{args.limit_train} images per run and epoch, median of {args.repeats}; {spent['total']:.0f} s spent")
     print(tabulate(rows, headers=["way", "K", "epochs/s", "vs one alone"]))
-    fused = {k: r for (way, k), r in rate.items() if way == "fused" and k > 1 and isinstance(r, float)}
-    best = max(fused, key=fused.get) if fused else None
-    choice = best if best and isinstance(alone, float) and fused[best] > args.margin * alone else None
+    choice = choose(rate, args.margin)
     print(f"choice for the sweep: {'--fuse ' + str(choice) if choice else 'no fusion'}")
     if args.out:
         args.out.write_text(json.dumps({"device": name, "suite": args.suite, "fuse": choice,

@@ -34,6 +34,19 @@ def test_a_process_that_fails_ends_the_processes_way_at_once():
     assert time.monotonic() - start < 120
 
 
+def test_fusion_is_chosen_only_where_it_beats_one_run_alone_by_the_margin_and_the_unfused_sweep():
+    """The sweep's --fuse comes from the bench's rates (epochs per second): fused must beat one
+    run alone by the margin, and the rate four processes (the sweep without fusion) reached."""
+    rate = {("alone", 1): 1.0, ("fused", 1): 0.9, ("fused", 4): 1.3, ("fused", 8): 1.1, ("processes", 4): 2.6}
+    assert fused_gpu.choose(rate, 1.2) is None  # 1.3x one alone, but half of four processes
+    assert fused_gpu.choose({**rate, ("fused", 8): 3.0}, 1.2) == 8
+    assert fused_gpu.choose({**rate, ("processes", 4): "RuntimeError: out of memory"}, 1.2) == 4  # not measured
+    assert fused_gpu.choose({**rate, ("processes", 4): 1.0}, 1.2) == 4
+    assert fused_gpu.choose({**rate, ("processes", 4): 1.0, ("fused", 4): 1.15, ("fused", 8): 1.1}, 1.2) is None
+    assert fused_gpu.choose({**rate, ("alone", 1): "skipped: time budget spent"}, 1.2) is None
+    assert fused_gpu.choose({("alone", 1): 1.0, ("fused", 4): "RuntimeError: capture failed"}, 1.2) is None
+
+
 def test_the_processes_way_times_processes_that_succeed(data_dir):
     seconds = fused_gpu.time_processes(load_suite("mlp"), data_dir, 256, torch.device("cpu"), 2)
     assert 0 < seconds < 60
