@@ -369,6 +369,10 @@ def check_measurable(model: nn.Module, x: torch.Tensor, classes: int) -> None:
     parameters, buffers and outputs on `x`, one score per class of the suite for each image, and
     no parameter, buffer or attribute that makes the counted parameters, sparsity and size
     describe another model than the one that runs (bench.measure.uncounted_tensors)."""
+    if masked := measure.unfolded_masks(model):
+        raise InvalidModelError("the returned model still has pruning masks: call bench.sparsity.make_permanent(model) "
+                                f"before returning it (torch.nn.utils.prune on {', '.join(masked[:5])}: weight_orig "
+                                "keeps the pruned values, which would count as dense)")
     for name, t in [*model.named_parameters(), *model.named_buffers()]:
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise InvalidModelError(f"the returned model holds non-finite values in '{name}'")
