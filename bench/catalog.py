@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.registry import (ENTRY_POINT_GROUP, METHOD_NAME, DuplicateMethodError, Source, distribution_of,
-                            replaces)
+                            replaces, unswept)
 
 
 @dataclass
@@ -182,6 +182,10 @@ def catalog() -> list[PluginInfo]:
                 broken.append(PluginInfo(plugin, "", {}, problem=f"REFUSED: {type(e).__name__}: {e}"))
                 break
             params, attrs = resolve(c)
+            if isinstance(attrs.get("sweep"), str) and attrs["sweep"] not in params:  # its import would fail
+                broken.append(PluginInfo(plugin, "", {},
+                                         problem=f"REFUSED: @register_method('{name}'): {unswept(attrs['sweep'])}"))
+                break
             infos[name] = PluginInfo(name, c.doc, params, attrs.get("sweep"), attrs.get("family", "other"),
                                      origin=source.origin)
             held[name] = source

@@ -90,6 +90,18 @@ def uncounted_tensors(model: nn.Module, x: torch.Tensor) -> tuple[list[str], lis
 NOT_WEIGHTS = ("running_mean", "running_var", "weight_mask", "bias_mask")
 
 
+def unfolded_masks(model: nn.Module) -> list[str]:
+    """The tensors that still carry a torch.nn.utils.prune reparametrization (`1.weight`: a
+    `weight_orig` parameter, a `weight_mask` buffer and a hook that multiplies them each forward).
+    The counts read the parameter, which keeps the pruned values: such a model counts as dense
+    (0% sparsity, a larger size) however much its masks prune."""
+    from torch.nn.utils import prune
+
+    return [f"{prefix}{'.' if prefix else ''}{hook._tensor_name}"
+            for prefix, module in model.named_modules()
+            for hook in module._forward_pre_hooks.values() if isinstance(hook, prune.BasePruningMethod)]
+
+
 def float_weight_buffers(model: nn.Module) -> list[str]:
     """Float buffers of weight size that are no statistics or masks: weights held where
     `weight_tensors` does not count them."""

@@ -84,6 +84,9 @@ class Method:
             if key not in fields:
                 close = difflib.get_close_matches(key, fields, n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
+                if not close and key in vars(cls) and not key.startswith("_") and not callable(vars(cls)[key]):
+                    hint = (f"; its class attribute '{key}' has no type annotation, so it is no parameter "
+                            f"(write `{key}: {type(vars(cls)[key]).__name__} = {vars(cls)[key]!r}`)")
                 raise ParameterError(
                     f"method '{cls.name}' has no parameter '{key}' "
                     f"(parameters: {', '.join(fields) or 'none'}){hint}"
@@ -219,8 +222,18 @@ def _metadata_problem(cls: type[Method]) -> str | None:
               ("starts_from", cls.starts_from, cls.starts_from in ("pretrained", "scratch")),
               ("output", cls.output, cls.output in ("float", "quantized"))]
     wrong = [f"{what} is {value!r}" for what, value, ok in checks if not ok]
-    return ("; ".join(wrong) + " (see bench.Method: a string, and starts_from and output one of its "
-            "values)") if wrong else None
+    if wrong:
+        return "; ".join(wrong) + " (see bench.Method: a string, and starts_from and output one of its values)"
+    if cls.sweep is not None and cls.sweep not in {f.name for f in dataclasses.fields(cls)}:
+        return unswept(cls.sweep)
+    return None
+
+
+def unswept(sweep: str) -> str:
+    """Why a method whose `sweep` names no parameter of it cannot be registered (`bench list
+    methods` reads the same from its source): the harness sets that parameter at every level."""
+    return (f"sweep is {sweep!r}, which is no parameter of it; a parameter is a class attribute with a type "
+            f"annotation (`{sweep}: float = bounded(0.9, ge=0, lt=1)`), a plain `{sweep} = 0.9` is none")
 
 
 _discovered = False

@@ -375,6 +375,10 @@ def check_measurable(model: nn.Module, x: torch.Tensor, classes: int) -> None:
     parameters, buffers and outputs on `x`, one score per class of the suite for each image, and
     no parameter, buffer or attribute that makes the counted parameters, sparsity and size
     describe another model than the one that runs (bench.measure.uncounted_tensors)."""
+    if masked := measure.unfolded_masks(model):
+        raise InvalidModelError("the returned model still has pruning masks: call bench.sparsity.make_permanent(model) "
+                                f"before returning it (torch.nn.utils.prune on {', '.join(masked[:5])}: weight_orig "
+                                "keeps the pruned values, which would count as dense)")
     for name, t in [*model.named_parameters(), *model.named_buffers()]:
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise InvalidModelError(f"the returned model holds non-finite values in '{name}'")
@@ -403,6 +407,17 @@ def check_measurable(model: nn.Module, x: torch.Tensor, classes: int) -> None:
                                 "which the parameter counts leave out: register them as parameters")
 
 
+def _return_hint(value: Any) -> str:
+    """What a run() that returned `value` instead of a model most likely meant."""
+    if value is None:
+        return ": does run() end with `return model`?"
+    if isinstance(value, (tuple, list)) and any(isinstance(v, nn.Module) for v in value):
+        return ": return the model alone (ctx.record(...) stores other figures in the record)"
+    if isinstance(value, dict):
+        return ": return the model itself, not its state_dict()"
+    return ""
+
+
 def execute(spec: RunSpec, ctx: Context, judge: Context, reference: dict[str, int],
             gate: DeviceGate) -> dict[str, Any]:
     """Run one method on `ctx` and measure its model on `judge` (the same suite and seed on data
@@ -419,7 +434,7 @@ def execute(spec: RunSpec, ctx: Context, judge: Context, reference: dict[str, in
         with _torch_defaults(torch.get_num_threads()):  # what the method changes ends with it
             model = build_method(spec.method, spec.params).run(ctx)
         if not isinstance(model, nn.Module):
-            raise TypeError(f"{spec.method}.run() returned {type(model).__name__}, not an nn.Module")
+            raise TypeError(f"{spec.method}.run() returned {type(model).__name__}, not an nn.Module{_return_hint(model)}")
         measure_start = time.perf_counter()
         check_measurable(model, measure_input(judge, max(judge.suite.latency_batches), model_device(model)),
                          judge.data.num_classes)

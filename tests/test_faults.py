@@ -187,6 +187,27 @@ FAULTY = '''
                     p.zero_()
             return model
 
+    @register_method("no-return")
+    class NoReturn(Method):
+        """Fine-tunes the dense model and forgets to return it."""
+
+        def run(self, ctx):
+            ctx.pretrained()
+
+    @register_method("returns-pair")
+    class ReturnsPair(Method):
+        """Returns the model with a note beside it."""
+
+        def run(self, ctx):
+            return ctx.pretrained(), {"note": "pruned"}
+
+    @register_method("returns-state")
+    class ReturnsState(Method):
+        """Returns the model's state_dict."""
+
+        def run(self, ctx):
+            return ctx.pretrained().state_dict()
+
     @register_method("ranged")
     class Ranged(Method):
         """Declares a range on its parameter."""
@@ -211,7 +232,8 @@ class Syntax(Method)
 def faulty(tmp_path_factory) -> Path:
     site = make_distribution(tmp_path_factory.mktemp("site"), "faulty", FAULTY, {
         name: "faulty" for name in ("exits", "explodes", "interrupts", "halts", "naps", "chatters", "scribbles", "bigfig", "diverges", "nan-weights", "inf-outputs",
-                                    "not-applicable", "stuck", "ranged", "widens", "zeroes")})
+                                    "not-applicable", "stuck", "ranged", "widens", "zeroes", "no-return", "returns-pair",
+                                    "returns-state")})
     make_distribution(site, "exit_at_import", "import sys\nsys.exit(3)\n", {"exit-import": "exit_at_import"})
     make_distribution(site, "missing_import", "import no_such_module_anywhere\n", {"missing": "missing_import"})
     make_distribution(site, "syntax_plugin", "", {"syntax": "syntax_plugin"})
@@ -287,6 +309,21 @@ def test_faulty_plugins_become_failed_or_invalid_rows_and_the_sweep_goes_on(tmp_
     out_of_range = bench([*args, "--methods", "ranged", "--set", "ranged.amount=2"])
     assert out_of_range.returncode == 2
     assert "bench: error: --set: method 'ranged' parameter 'amount': expected a number in (0, 1], got 2.0" in out_of_range.stderr
+
+
+def test_a_run_that_returns_no_model_says_what_it_most_likely_meant(tmp_path, data_dir, faulty, plugins, bench):
+    """A missing `return`, a (model, info) pair and a state_dict are the return values a plugin
+    author gets wrong first; "returned NoneType, not an nn.Module" left the fix to guess."""
+    plugins(faulty)
+    proc = bench(["run", *TINY, *INLINE, "--methods", "no-return,returns-pair,returns-state",
+                  "--data-dir", str(data_dir), "--results-dir", str(tmp_path)])
+    assert proc.returncode == 1, proc.stderr
+    for cause in ("TypeError: no-return.run() returned NoneType, not an nn.Module: does run() end with `return model`?",
+                  "TypeError: returns-pair.run() returned tuple, not an nn.Module: return the model alone "
+                  "(ctx.record(...) stores other figures in the record)",
+                  "TypeError: returns-state.run() returned OrderedDict, not an nn.Module: return the model itself, "
+                  "not its state_dict()"):
+        assert f"FAILED: {cause}" in proc.stdout, cause
 
 
 @pytest.mark.parametrize("fuse", ["2", "off"])

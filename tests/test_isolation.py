@@ -134,8 +134,22 @@ PLUGINS = '''
 
         def run(self, ctx):
             return Hidden(ctx.pretrained(), in_buffer=True)
+
+    @register_method("unfolded-masks")
+    class UnfoldedMasks(Method):
+        """Prunes with torch.nn.utils.prune and forgets make_permanent: measured, it was 0% sparse."""
+
+        def run(self, ctx):
+            from torch.nn.utils import prune
+
+            from bench.sparsity import prunable_weights, prune_unstructured
+
+            model = ctx.pretrained()
+            prune_unstructured(prunable_weights(model), prune.L1Unstructured, amount=0.9)
+            return model
 '''
-NAMES = ("corrupter", "rebinder", "hangs", "exits", "five-classes", "unused-weights", "attribute-weights", "buffer-weights")
+NAMES = ("corrupter", "rebinder", "hangs", "exits", "five-classes", "unused-weights", "attribute-weights", "buffer-weights",
+         "unfolded-masks")
 
 
 @pytest.fixture(scope="module")
@@ -241,13 +255,14 @@ def test_a_run_that_hangs_or_ends_its_process_is_one_failed_row_and_not_retried_
 def test_models_that_are_no_answer_to_the_suite_are_invalid_rows_never_ranked(tmp_path, data_dir, hostile,
                                                                                plugins, bench):
     plugins(hostile)
-    proc = bench(["run", *TINY, "--methods", "dense,five-classes,unused-weights,attribute-weights,buffer-weights",
+    proc = bench(["run", *TINY, "--methods",
+                  "dense,five-classes,unused-weights,attribute-weights,buffer-weights,unfolded-masks",
                   "--data-dir", data_dir, "--results-dir", tmp_path])
     assert proc.returncode == 1, proc.stderr
     got = recs(tmp_path)
     assert {m: r["status"] for m, r in got.items()} == {
         "dense": "ok", "five-classes": "invalid", "unused-weights": "invalid", "attribute-weights": "invalid",
-        "buffer-weights": "invalid"}
+        "buffer-weights": "invalid", "unfolded-masks": "invalid"}
     assert got["five-classes"]["error"] == ("the returned model gives (16, 5) for 16 test images; the suite has 10 "
                                             "classes, so each image needs 10 scores")
     assert got["unused-weights"]["error"].startswith("the returned model has parameters its forward pass never "
@@ -255,5 +270,9 @@ def test_models_that_are_no_answer_to_the_suite_are_invalid_rows_never_ranked(tm
     assert got["attribute-weights"]["error"].startswith("the returned model's forward pass uses a (300, 784) "
                                                         "tensor that is neither a parameter nor a buffer")
     assert got["buffer-weights"]["error"].startswith("the returned model holds float weights in buffers (w)")
+    assert got["unfolded-masks"]["error"] == (  # the fix within the console's first 100 characters
+        "the returned model still has pruning masks: call bench.sparsity.make_permanent(model) before returning it "
+        "(torch.nn.utils.prune on 1.weight, 3.weight, 5.weight: weight_orig keeps the pruned values, which would "
+        "count as dense)")
     ranked = pd.read_csv(tmp_path / "mlp-fast" / "leaderboard-custom.csv")
     assert list(ranked.method) == ["dense"]

@@ -321,6 +321,55 @@ def test_a_plugin_whose_metadata_the_records_need_is_wrong_fails_its_import_not_
     assert "2 of 3 runs did not finish" in ran.stderr  # random ran, after them
 
 
+PLAIN_ATTRIBUTE = '''
+from bench import Method, register_method
+
+
+@register_method("plain-attribute")
+class PlainAttribute(Method):
+    """Its parameter has no type annotation, so dataclasses never see it."""
+
+    rounds = 3
+
+    def run(self, ctx):
+        return ctx.pretrained()
+'''
+
+UNANNOTATED_SWEEP = '''
+from bench import Method, register_method
+
+
+@register_method("unannotated-sweep")
+class UnannotatedSweep(Method):
+    """Sweeps a class attribute that has no type annotation."""
+
+    sweep = "sparsity"
+    sparsity = 0.9
+
+    def run(self, ctx):
+        return ctx.pretrained()
+'''
+
+
+def test_a_parameter_without_a_type_annotation_is_named_as_the_cause(tmp_path, plugins, bench):
+    """`sparsity = 0.9` makes no dataclass field: a method sweeping it was listed as swept, then
+    every run of it was refused with "has no parameter 'sparsity' (parameters: none)", which left
+    its author looking at the line that declares it. The import fails naming the cause, as
+    `bench list methods` says from the source, and --set on such an attribute says it too."""
+    plugins(make_distribution(tmp_path / "a", "plain_attribute", PLAIN_ATTRIBUTE, {"plain-attribute": "plain_attribute"}),
+            make_distribution(tmp_path / "b", "unannotated_sweep", UNANNOTATED_SWEEP,
+                              {"unannotated-sweep": "unannotated_sweep"}))
+    why = ("@register_method('unannotated-sweep'): sweep is 'sparsity', which is no parameter of it; a parameter is "
+           "a class attribute with a type annotation (`sparsity: float = bounded(0.9, ge=0, lt=1)`)")
+    assert f"TypeError: {why}" in BROKEN["unannotated-sweep"]
+    listed = {line.split()[0]: line for line in bench(["list", "methods"]).stdout.splitlines()[2:]}
+    assert f"REFUSED: {why}" in listed["unannotated-sweep"]
+    with pytest.raises(ParameterError, match=r"no parameter 'rounds' \(parameters: none\); its class attribute "
+                                             r"'rounds' has no type annotation, so it is no parameter \(write "
+                                             r"`rounds: int = 3`\)"):
+        METHODS["plain-attribute"].build({"rounds": 5})
+
+
 def test_an_entry_point_whose_name_is_a_path_is_ignored_with_a_warning(tmp_path, plugins, capsys):
     """Its name would name the record files of its (failed) runs: '../../escaped' wrote
     /tmp/escaped-...json outside the results folder. It is no method; a record path built from
