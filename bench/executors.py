@@ -31,7 +31,7 @@ from typing import Any, Callable, Protocol
 import torch
 from tqdm import tqdm
 
-from bench.errors import ExecutorError, first_line
+from bench.errors import ExecutorError, counted, first_line
 from bench.records import Status
 from bench.worker import Outcome, Task, failed_result, perform
 
@@ -67,7 +67,7 @@ class InlineExecutor:
     def __init__(self, echo: Callable[[str], None], threads: int | None = None):
         self.echo = echo
         self.threads = threads
-        self.description = f"in this process, {threads or torch.get_num_threads()} threads"
+        self.description = f"in this process, {counted(threads or torch.get_num_threads(), 'thread')}"
         self._pending: list[tuple[int, Task]] = []
         self._tickets = itertools.count()
 
@@ -261,9 +261,9 @@ class LocalExecutor:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         per_gpu = -(-jobs // len(gpus)) if gpus else jobs
         self.threads = threads or max(1, cores // jobs)
-        where = f"{len(gpus)} GPUs, up to {per_gpu} per GPU" if gpus else "the CPU"
+        where = f"{counted(len(gpus), 'GPU')}, up to {per_gpu} per GPU" if gpus else "the CPU"
         self.description = (f"{jobs} local worker process{'es' if jobs > 1 else ''} on {where}, "
-                            f"{self.threads} threads each")
+                            f"{counted(self.threads, 'thread')} each")
         self.echo = echo if jobs == 1 else None
         self._ctx = _start_method(gpus)
         self._workers: list[_Worker | None] = [None] * jobs

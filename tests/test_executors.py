@@ -48,7 +48,7 @@ def serial(tmp_path_factory, data_dir):
                      "--results-dir", str(results)]) == 0
     finally:
         torch.set_num_threads(threads)  # --threads sets this process's torch threads
-    assert {r["env"]["executor"] for r in records_of(results)} == {"in this process, 1 threads"}
+    assert {r["env"]["executor"] for r in records_of(results)} == {"in this process, 1 thread"}
     return results
 
 
@@ -59,7 +59,7 @@ def records_of(results: Path) -> list[dict]:
 def test_jobs_give_the_same_records_as_serial(serial, tmp_path, data_dir, bench):
     proc = bench([*QUICK, "--jobs", "2", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)])
     assert proc.returncode == 0, proc.stderr
-    assert "2 local worker processes on the CPU, 1 threads each" in proc.stdout
+    assert "2 local worker processes on the CPU, 1 thread each" in proc.stdout
     reference = metrics(serial)
     assert len(reference) == 6 and metrics(tmp_path) == reference
     logs = sorted(p.name for p in (tmp_path / "mlp-fast" / "logs").glob("*.log"))

@@ -143,7 +143,7 @@ def test_several_runs_share_a_gpu_and_match_one_at_a_time(tmp_path, cifar_dir):
     serial = run_bench([*args, "--results-dir", str(tmp_path / "serial")], timeout=600)
     shared = run_bench([*args, "--jobs-per-gpu", "2", "--results-dir", str(tmp_path / "shared")], timeout=600)
     assert serial.returncode == 0 and shared.returncode == 0, shared.stderr[-3000:]
-    assert "2 local worker processes on 1 GPUs, up to 2 per GPU" in shared.stdout
+    assert "2 local worker processes on 1 GPU, up to 2 per GPU" in shared.stdout
 
     def load(folder):
         recs = [json.loads(p.read_text()) for p in (folder / "cifar" / "runs").glob("*.json")]
