@@ -179,12 +179,13 @@ class Context:
         return _evaluate(model, self.data.test, self.preprocess)
 
     def calibration_batches(self, n: int = 4, batch_size: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """n normalized (x, y) training batches drawn with the run's seed, for calibration."""
+        """n normalized (x, y) training batches drawn with the run's seed, for calibration; fewer
+        where the training split runs out first (the last one may be short), never an empty one."""
         bs = batch_size or self.budget.batch_size
         g = torch.Generator(device=self.device).manual_seed(self.seed)
         order = torch.randperm(len(self.data.train), device=self.device, generator=g)
         out = []
-        for i in range(n):
+        for i in range(min(n, -(-len(order) // bs))):
             idx = order[i * bs:(i + 1) * bs]
             out.append((self.preprocess.normalize(self.data.train.x[idx]), self.data.train.y[idx]))
         return out
@@ -196,7 +197,8 @@ class Context:
     def layer_inputs(self, model: nn.Module, samples: int = 128, *,
                      hessian: bool = True) -> Iterator[layerwise.Layer]:
         """Each Linear/Conv2d layer of `model`, in forward order, with its input statistics on
-        `samples` training images drawn with the run's seed, collected after the caller
+        `samples` training images drawn with the run's seed (all of them, where the split holds
+        fewer: a quick run's --limit-train), collected after the caller
         compressed the layers before it (bench.layerwise.layer_inputs). The seconds from the
         first layer to the last, the caller's compression work included, are charged to the run
         and recorded as `compress_time_s` (summed over a chain's links), the images as
@@ -204,6 +206,7 @@ class Context:
         start = time.perf_counter()
         # In batches of at most CALIBRATION_BATCH images: a ResNet's unfolded inputs of 1,024
         # images at once would take gigabytes.
+        samples = min(samples, len(self.data.train))
         size = min(samples, layerwise.CALIBRATION_BATCH)
         batches = [x for x, _ in self.calibration_batches(n=-(-samples // size), batch_size=size)]
         batches[-1] = batches[-1][:samples - size * (len(batches) - 1)]

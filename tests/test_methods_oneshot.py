@@ -236,6 +236,18 @@ def run(ctx, name: str, **params) -> nn.Module:
     return METHODS[name].build(params).run(ctx)
 
 
+@pytest.mark.parametrize("name", ["sparsegpt", "wanda", "gptq"])
+def test_a_training_split_smaller_than_the_calibration_sample_calibrates_on_all_of_it(make_context, name):
+    """1,024 calibration images by default, in batches of 256, from a split of 500 (a quick run's
+    --limit-train 512 on cifar): the calibration takes the 500 there are. The batches past the
+    split's end were empty, and a convolution's unfolded empty input stopped the run with
+    'cannot reshape tensor of 0 elements'."""
+    ctx = make_context(suite="mnist", limit_train=500, limit_test=200, epochs=1, warmup_epochs=0)
+    model = run(ctx, name, **({"bits": 4} if name == "gptq" else {"sparsity": 0.5}))
+    assert ctx.figures["calibration_samples"] == 500
+    assert isinstance(model, nn.Module)
+
+
 @pytest.mark.parametrize("name", ["sparsegpt", "wanda", "magnitude-oneshot"])
 def test_two_of_four_on_lenet5_runs_along_input_channels(make_context, name):
     ctx = make_context(suite="mnist", limit_train=1000, limit_test=500, epochs=1, warmup_epochs=0)
