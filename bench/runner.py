@@ -254,7 +254,7 @@ class _Watched:
 def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor: Executor, watched: _Watched,
               *, source: str, data_dir: Path | None, device: str,
               compile: str | None, standard: bool, deadline: float | None, log: Callable[[str], None],
-              stamp: dict[str, Any], here: provenance.Here | None, fuse: int, plugin_commits: dict[str, str],
+              stamp: dict[str, Any], here: provenance.Here | None, fuse: int, plugin_commits: dict[str, str | None],
               limit: Callable[[RunSpec], float]) -> None:
     """Hand tasks to the executor as slots free up, dense models first, then the runs whose
     seed's dense model is ready, up to `fuse` in one task; record each result as it comes back,
@@ -391,14 +391,20 @@ def _write(path: Path, record: Record) -> Record:
     return record
 
 
-def _uncommitted(commit: str | None, plugin_commits: dict[str, str]) -> str | None:
+def _uncommitted(commit: str | None, plugin_commits: dict[str, str | None]) -> str | None:
     """Why standard-budget records cannot be written from this code, or None: the harness's
-    checkout, or an editable plugin's, has uncommitted changes (every leaderboard row names the
-    commit that produced it)."""
+    checkout, or an editable plugin's, has uncommitted changes, or an editable plugin is in no
+    git checkout at all (every leaderboard row names the commit that produced it)."""
     if commit and commit.endswith("-dirty"):
         return (f"the checkout has uncommitted changes ({commit}): standard-budget records must come from a "
                 "commit; commit first, or pass --allow-dirty (recorded in every record)")
-    dirty = sorted(link for link, c in plugin_commits.items() if c.endswith("-dirty"))
+    unnamed = sorted(link for link, c in plugin_commits.items() if c is None)
+    if unnamed:
+        return (f"the plugin {unnamed[0]} is an editable install of {registry.SOURCES[unnamed[0]].checkout}, which is "
+                "in no git checkout: its code can change under its version number, and no commit would name it in "
+                "standard-budget records; commit it to a git repository, install it without -e, or pass --allow-dirty "
+                "(recorded in every record)")
+    dirty = sorted(link for link, c in plugin_commits.items() if c and c.endswith("-dirty"))
     if dirty:
         return (f"the plugin checkout {registry.SOURCES[dirty[0]].checkout} (method {dirty[0]}, an editable install) "
                 "has uncommitted changes: standard-budget records must come from a commit; commit the plugin first, "
@@ -406,27 +412,27 @@ def _uncommitted(commit: str | None, plugin_commits: dict[str, str]) -> str | No
     return None
 
 
-def _plugin_commits(names: list[str]) -> dict[str, str]:
-    """Method -> the commit of its plugin's checkout ("-dirty" with uncommitted changes), for the
-    selected methods (chain links included) whose plugin is an editable install in a git
-    checkout: its code can change under the same version number, so its records name the commit."""
+def _plugin_commits(names: list[str]) -> dict[str, str | None]:
+    """Method -> the commit of its plugin's checkout ("-dirty" with uncommitted changes; None
+    where it is in no git checkout), for the selected methods (chain links included) whose
+    plugin is an editable install: its code can change under the same version number, so its
+    records name the commit."""
     out = {}
     for link in dict.fromkeys(link for name in names for link in links(name)):
         source = registry.SOURCES.get(link)
-        commit = provenance.checkout_commit(Path(source.checkout)) if source and source.checkout else None
-        if commit:
-            out[link] = commit
+        if source and source.checkout:
+            out[link] = provenance.checkout_commit(Path(source.checkout))
     return out
 
 
 def _record(run: _Run, outcome: Outcome, *, standard: bool, source: str, compile: str | None, executor: str,
-            stamp: dict[str, Any], plugin_commits: dict[str, str]) -> Record:
+            stamp: dict[str, Any], plugin_commits: dict[str, str | None]) -> Record:
     """A run's record: its identity, what the worker reported, the method's family and
     description (so that a table needs no plugin source), and the provenance the driver
     stamps (an editable plugin's commit in `method_commit`). A run whose worker process died a
     second time running says so (`worker_deaths`), and is then no longer retried (see `finished`)."""
     origins = {link: registry.SOURCES[link].origin for link in links(run.spec.method) if link in registry.SOURCES}
-    commits = {link: plugin_commits[link] for link in links(run.spec.method) if link in plugin_commits}
+    commits = {link: plugin_commits[link] for link in links(run.spec.method) if plugin_commits.get(link)}
     classes = [registry.METHODS[link] for link in links(run.spec.method) if link in registry.METHODS]
     info = ({"family": classes[0].family if len(classes) == 1 else "combined",
              "description": "; ".join(c.description() for c in classes)} if classes else {})

@@ -71,3 +71,25 @@ def test_an_editable_plugins_records_name_its_commit_and_its_uncommitted_code_is
     ran = bench([*args, *quick, "--results-dir", tmp_path / "dirty"])
     assert ran.returncode == 0, ran.stderr
     assert commits(tmp_path / "dirty") == [{"as-is": f"{sha}-dirty"}]
+
+
+def test_a_standard_run_of_an_editable_plugin_in_no_git_checkout_is_refused(tmp_path, data_dir, plugins, bench,
+                                                                              monkeypatch):
+    """An editable plugin outside git (a researcher's `pip install -e .` of a folder) can change
+    under its version number, and no commit names its code: a standard-budget run of it is
+    refused, as uncommitted code is; a quick run, and --allow-dirty, go ahead."""
+    checkout = make_distribution(tmp_path / "plugin", "asis_pkg", PLUGIN, {"as-is": "asis_pkg"})
+    (checkout / "asis_pkg-0.1.dist-info" / "direct_url.json").write_text(
+        json.dumps({"url": checkout.as_uri(), "dir_info": {"editable": True}}))
+    plugins(checkout)
+    monkeypatch.setenv("BENCH_GIT_COMMIT", "0123abc")  # the harness's own checkout counts as committed
+    args = ["run", "--suite", FAST, "--methods", "as-is", "--seeds", "0", "--data-dir", data_dir]
+    refused = bench([*args, "--results-dir", tmp_path / "standard"])
+    assert refused.returncode == 2, refused.stderr
+    assert (f"the plugin as-is is an editable install of {checkout}, which is in no git checkout" in refused.stderr
+            and "--allow-dirty" in refused.stderr), refused.stderr
+    quick = ["--epochs", "1", "--finetune-epochs", "0", "--limit-train", "200", "--limit-test", "100"]
+    ran = bench([*args, *quick, "--results-dir", tmp_path / "quick"])
+    assert ran.returncode == 0, ran.stderr
+    assert [json.loads(p.read_text())["env"].get("method_commit")
+            for p in (tmp_path / "quick" / "mlp-fast" / "runs").glob("*")] == [None]
