@@ -58,6 +58,23 @@ def checkout_commit(here: Path) -> str | None:
         return None
 
 
+def changed_code(commit: str, here: Path) -> list[str]:
+    """The Python files of the checkout holding `here` whose content is no longer `commit`'s
+    (edited, removed, or new and untracked), results/ aside. A sweep's workers import code after
+    it started (a plugin's module when its first run begins, all of it in a worker that replaces
+    a dead one), so an edit made meanwhile can run under records that name `commit`. Empty where
+    git cannot say."""
+    where = ["--", ":(top,glob)**/*.py", ":(top,exclude)results"]
+    try:
+        edited = subprocess.run(["git", "diff", "--name-only", commit, *where], cwd=here, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.splitlines()
+        new = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--full-name", *where], cwd=here,
+                             capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return sorted({*edited, *new})
+
+
 def git_toplevel(where: Path) -> str | None:
     """The top folder of the git checkout holding `where`; None where it is in none, or git is
     missing."""

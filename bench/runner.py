@@ -143,6 +143,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     _check_writable(suite_dir)
     deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else None
     limit = _time_limits(suite, device, existing, run_timeout)
+    code = [] if allow_dirty else _watched_code(commit, plugin_commits)
     failure: BaseException | None = None
     try:
         watched = _Watched({layout.runs_dir(results_dir, suite.name) / f"{stem}.json" for stem, r in named if finished(r)})
@@ -150,7 +151,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
                   compile=compile, standard=standard, deadline=deadline, log=log,
                   stamp={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {}),
                          **({"commit_from_env": True} if os.environ.get(provenance.COMMIT_VARIABLE) else {})}, here=here,
-                  fuse=fuse, limit=limit, plugin_commits=plugin_commits)
+                  fuse=fuse, limit=limit, plugin_commits=plugin_commits, code=code)
     except BaseException as e:
         failure = e
         raise
@@ -255,10 +256,12 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
               *, source: str, data_dir: Path | None, device: str,
               compile: str | None, standard: bool, deadline: float | None, log: Callable[[str], None],
               stamp: dict[str, Any], here: provenance.Here | None, fuse: int, plugin_commits: dict[str, str | None],
-              limit: Callable[[RunSpec], float]) -> None:
+              limit: Callable[[RunSpec], float], code: list[tuple[Path, str]]) -> None:
     """Hand tasks to the executor as slots free up, dense models first, then the runs whose
     seed's dense model is ready, up to `fuse` in one task; record each result as it comes back,
-    and name a finished record that something else changed meanwhile (`watched`).
+    and name a finished record that something else changed meanwhile (`watched`). Results that
+    come back once the code of a checkout in `code` (folder, the clean commit the records name)
+    has changed stop the sweep unrecorded: they may have run the change.
     With `here` (--refresh), a cached dense model that another commit or device trained is
     trained again."""
     queue = list(todo)
@@ -333,7 +336,10 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
         # The first write that failed (a full disk) stops the sweep, once the other results that
         # came back with it (a fused group's, other jobs') are written where they still fit.
         unwritten: OSError | None = None
-        for ticket, outcomes in executor.wait(timeout=1.0):
+        came_back = executor.wait(timeout=1.0)
+        if came_back:
+            _refuse_changed_code(code, sum(len(outcomes) for _, outcomes in came_back))
+        for ticket, outcomes in came_back:
             items = in_flight.pop(ticket)
             if isinstance(items, Dense):
                 try:
@@ -374,6 +380,29 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
             log(f"warning: the finished record {path} was {'changed' if path.exists() else 'removed'} during this "
                 f"command, not by it, while {', '.join(running) or 'no method run'} ran: a plugin writing into the "
                 "results folder, or another command with --force or --refresh")
+
+
+def _watched_code(commit: str | None, plugin_commits: dict[str, str | None]) -> list[tuple[Path, str]]:
+    """(checkout folder, commit) of the code whose records name a clean commit: the harness's,
+    unless $BENCH_GIT_COMMIT named it (no checkout to look at), and each editable plugin's."""
+    own = None if os.environ.get(provenance.COMMIT_VARIABLE) else commit
+    pairs = [(Path(__file__).resolve().parent, own),
+             *((Path(registry.SOURCES[link].checkout), c) for link, c in plugin_commits.items())]
+    return [(where, c) for where, c in pairs if c and not c.endswith("-dirty")]
+
+
+def _refuse_changed_code(code: list[tuple[Path, str]], runs: int) -> None:
+    """Stop the sweep, recording none of the `runs` that just ended, if a checkout's Python
+    code is no longer the commit its records would name (provenance.changed_code): edited
+    during the sweep, or committed anew."""
+    for where, commit in code:
+        if changed := provenance.changed_code(commit, where):
+            raise provenance.ProvenanceError(
+                f"the code changed during this command: {', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''} "
+                f"in {provenance.git_toplevel(where) or where} no longer hold{'s' if len(changed) == 1 else ''} "
+                f"commit {commit[:12]}'s code, which the records would name. Not recorded: the "
+                f"{counted(runs, 'run')} that ended since, which may have run the change. Commit or undo the change, "
+                "then rerun the command to continue")
 
 
 def _write(path: Path, record: Record) -> Record:

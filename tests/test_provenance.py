@@ -93,3 +93,50 @@ def test_a_standard_run_of_an_editable_plugin_in_no_git_checkout_is_refused(tmp_
     assert ran.returncode == 0, ran.stderr
     assert [json.loads(p.read_text())["env"].get("method_commit")
             for p in (tmp_path / "quick" / "mlp-fast" / "runs").glob("*")] == [None]
+
+
+EDITS_ITSELF = '''
+from pathlib import Path
+
+from bench import Method, register_method
+
+
+@register_method("edits-itself")
+class EditsItself(Method):
+    """The dense model, after its first run has edited this file: as the author who edits the
+    plugin while a sweep of it runs."""
+
+    def run(self, ctx):
+        here = Path(__file__)
+        here.write_text(here.read_text() + "# edited during the sweep\\n")
+        return ctx.pretrained()
+'''
+
+
+def test_results_that_come_back_after_the_code_changed_stop_the_sweep_unrecorded(tmp_path, data_dir, plugins,
+                                                                                  bench, monkeypatch):
+    """Records name the commit the sweep started from, but a worker imports code as it goes (a
+    plugin's module at its first run): once a checkout's code differs from the commit its
+    records would name, the runs that come back are not recorded, and the command stops saying
+    why; the dense model trained before the change stays."""
+    import subprocess
+
+    checkout = make_distribution(tmp_path / "plugin", "edits_pkg", EDITS_ITSELF, {"edits-itself": "edits_pkg"})
+    (checkout / "edits_pkg-0.1.dist-info" / "direct_url.json").write_text(
+        json.dumps({"url": checkout.as_uri(), "dir_info": {"editable": True}}))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(checkout)]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "plugin"]):
+        subprocess.run([*git, *step], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    plugins(checkout)
+    monkeypatch.setenv("BENCH_GIT_COMMIT", "0123abc")  # the harness's own checkout counts as committed
+    results = tmp_path / "results"
+    ran = bench(["run", "--suite", FAST, "--methods", "edits-itself", "--seeds", "0", "--epochs", "1",
+                 "--finetune-epochs", "0", "--limit-train", "200", "--limit-test", "100", "--data-dir", data_dir,
+                 "--results-dir", results])
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    assert (f"the code changed during this command: edits_pkg.py in {checkout} no longer holds commit {sha[:12]}'s "
+            "code, which the records would name. Not recorded: the 1 run that ended since, which may have run the "
+            "change") in ran.stderr, ran.stderr
+    assert not list((results / "mlp-fast" / "runs").glob("edits-itself-*.json"))
+    assert list((results / "mlp-fast" / "cache").glob("dense-s0-*.safetensors"))
