@@ -46,7 +46,8 @@ class Method:
              another method in a chain), "scratch" if it trains ctx.new_model() itself.
       output: "float" if the returned model is a float model another method can take,
              "quantized" if it is a final low-precision model.
-      family: the family the leaderboard groups it with (one of FAMILIES), e.g. "pruning".
+      family: the family the leaderboard groups it with, e.g. "pruning": one of FAMILIES, or a
+             new one, which gets its own panel after them.
     The first line of the docstring is the method's description in `bench list methods`.
     """
 

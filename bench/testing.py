@@ -6,7 +6,8 @@
         check_method("my-method", results_dir=tmp_path)
 
 It checks what the harness will rely on, in the order a user would meet a problem: that the
-plugin imports and registers its name as a `Method` with a description, a known family, and
+plugin imports and registers its name as a `Method` with a description, a family that is no
+misspelling of a known one (`"Pruning"`; a new family is fine: it gets its own panel), and
 parameters whose defaults build (and, with `params`, that those build); then one tiny real run on
 a suite (by default `mlp`: LeNet-300-100 on 1,000 MNIST images, 1 epoch, in this process) through
 `bench run`'s own code, whose record must be finished, well-formed and readable back. A failure
@@ -16,6 +17,7 @@ raises AssertionError saying which check failed and why: the run's error and the
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,10 @@ def check_registration(name: str, params: dict[str, Any] | None = None) -> type[
     assert name in registry.METHODS, registry.unknown_method(name)
     cls = registry.METHODS[name]
     assert cls.description(), f"'{name}' has no description: give its class a docstring, first line a summary"
-    assert cls.family in registry.FAMILIES, (f"'{name}' has family {cls.family!r}; the leaderboard groups "
-                                             f"methods by one of {', '.join(registry.FAMILIES)}")
+    near = difflib.get_close_matches(str(cls.family).lower(), registry.FAMILIES, n=1, cutoff=0.75)
+    assert cls.family in registry.FAMILIES or not near, (
+        f"'{name}' has family {cls.family!r}: did you mean {near[0]!r}? A family outside the leaderboard's "
+        f"({', '.join(registry.FAMILIES)}) gets a panel of its own")
     fields = {f.name for f in dataclasses.fields(cls)}
     assert cls.sweep is None or cls.sweep in fields, f"'{name}' sweeps {cls.sweep!r}, which is no parameter of it"
     for tried in ({}, params or {}):

@@ -41,12 +41,21 @@ def test_a_bad_registration_is_named(scratch_registry):
 
     @register_method("odd-family")
     class OddFamily(Method):
-        """Has a family the leaderboard does not know."""
+        """Has a family the leaderboard does not know, which gets a panel of its own."""
 
         family = "magic"
 
-    with pytest.raises(AssertionError, match="'odd-family' has family 'magic'; the leaderboard groups methods by"):
-        check_registration("odd-family")
+    check_registration("odd-family")
+
+    @register_method("misspelt-family")
+    class MisspeltFamily(Method):
+        """Misspells a family the leaderboard knows."""
+
+        family = "One-shot-pruning"
+
+    with pytest.raises(AssertionError, match="'misspelt-family' has family 'One-shot-pruning': did you mean "
+                                             "'one-shot pruning'"):
+        check_registration("misspelt-family")
 
     @register_method("ranged")
     class Ranged(Method):
