@@ -58,7 +58,10 @@ class Context:
         # The trained dense model, given by the harness's dense stage; an error text if that
         # stage failed; None for a context built by hand (it is then trained on first use).
         self._dense = dense
-        self._between_steps = between_steps  # lets another process measure on a shared device
+        # Passed before each unit of device work the harness does for the run (a training step,
+        # an evaluation batch, a calibrated layer): another process measuring its model on the
+        # shared device holds the gate (bench.locks.DeviceGate), and this one's work waits.
+        self._between_steps = between_steps
         self._used_pretrained = False
         self._previous: nn.Module | None = None
         self._generator = torch.Generator(device=device).manual_seed(seed)
@@ -176,7 +179,7 @@ class Context:
 
     def evaluate(self, model: nn.Module) -> float:
         """Top-1 accuracy (fraction) on the test split."""
-        return _evaluate(model, self.data.test, self.preprocess)
+        return _evaluate(model, self.data.test, self.preprocess, self._between_steps)
 
     def calibration_batches(self, n: int = 4, batch_size: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """n normalized (x, y) training batches drawn with the run's seed, for calibration; fewer
@@ -210,7 +213,7 @@ class Context:
         size = min(samples, layerwise.CALIBRATION_BATCH)
         batches = [x for x, _ in self.calibration_batches(n=-(-samples // size), batch_size=size)]
         batches[-1] = batches[-1][:samples - size * (len(batches) - 1)]
-        yield from layerwise.layer_inputs(model, batches, hessian=hessian)
+        yield from layerwise.layer_inputs(model, batches, hessian=hessian, between_steps=self._between_steps)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
@@ -312,7 +315,7 @@ def train_dense(ctx: Context, checkpoint: Path | None = None) -> DenseWeights:
         model, result = _fit_dense(ctx, checkpoint)
     meta = {"epochs": ctx.budget.epochs, "seconds": result.seconds,
             "compile_seconds": result.compile_seconds,
-            "accuracy": _evaluate(model, ctx.data.test, ctx.preprocess)}
+            "accuracy": _evaluate(model, ctx.data.test, ctx.preprocess, ctx._between_steps)}
     return DenseWeights({k: v.detach().cpu() for k, v in model.state_dict().items()}, meta)
 
 

@@ -21,7 +21,7 @@ own per-layer work) is charged to the run by `Context.layer_inputs`: it is added
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -128,8 +128,10 @@ def forward_order(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Modul
 
 @torch.no_grad()
 def collect(model: nn.Module, name: str, module: nn.Module, batches: list[torch.Tensor],
-            hessian: bool) -> Layer:
-    """Run the batches through the model up to `module` and accumulate its input statistics."""
+            hessian: bool, between_steps: Callable[[], None] | None = None) -> Layer:
+    """Run the batches through the model up to `module` and accumulate its input statistics;
+    `between_steps()` before each batch (bench.context: another process may be timing its model
+    on the device)."""
     rows, sq_norms, xtx = 0, None, None
 
     def hook(_module: nn.Module, args: tuple) -> None:
@@ -144,6 +146,8 @@ def collect(model: nn.Module, name: str, module: nn.Module, batches: list[torch.
     handle = module.register_forward_pre_hook(hook)
     try:
         for x in batches:
+            if between_steps is not None:
+                between_steps()
             try:
                 model(x)
             except _Stop:
@@ -153,14 +157,15 @@ def collect(model: nn.Module, name: str, module: nn.Module, batches: list[torch.
     return Layer(name, module, rows, sq_norms, xtx / rows if hessian else None)
 
 
-def layer_inputs(model: nn.Module, batches: list[torch.Tensor], *, hessian: bool = True) -> Iterator[Layer]:
+def layer_inputs(model: nn.Module, batches: list[torch.Tensor], *, hessian: bool = True,
+                 between_steps: Callable[[], None] | None = None) -> Iterator[Layer]:
     """Each Linear/Conv2d layer of `model` with its input statistics on `batches`, in forward
     order. A layer's statistics are collected when it is reached, after the caller has
     compressed the layers before it (the generator resumes only then): one truncated forward
     pass per layer. `hessian=False` skips X^T X for methods that need only the norms."""
     model.eval()
     for name, module in forward_order(model, batches[0][:1]):
-        yield collect(model, name, module, batches, hessian)
+        yield collect(model, name, module, batches, hessian, between_steps)
 
 
 CALIBRATION_BATCH = 256

@@ -220,15 +220,19 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, data: Split, preprocess: Preprocess) -> float:
+def evaluate(model: nn.Module, data: Split, preprocess: Preprocess,
+             between_steps: Callable[[], None] | None = None) -> float:
     """Top-1 accuracy (a fraction) on `data`, in eval mode, batched (10,000 images at a time on a
-    GPU, 1,000 on a CPU), one host read at the end."""
+    GPU, 1,000 on a CPU), one host read at the end. `between_steps()` runs before each batch, as
+    before each training step (fit)."""
     was_training = model.training
     model.eval()
     device = model_device(model)
     batch_size = 10_000 if device.type == "cuda" else 1000
     correct = torch.zeros((), device=device, dtype=torch.long)
     for i in range(0, len(data), batch_size):
+        if between_steps is not None:
+            between_steps()
         x = preprocess.normalize(data.x[i:i + batch_size]).to(device)
         correct += (model(x).argmax(1) == data.y[i:i + batch_size].to(device)).sum()
     model.train(was_training)

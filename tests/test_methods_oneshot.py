@@ -236,6 +236,20 @@ def run(ctx, name: str, **params) -> nn.Module:
     return METHODS[name].build(params).run(ctx)
 
 
+def test_evaluation_and_calibration_pass_the_device_gate_batch_by_batch(make_context):
+    """Runs sharing a device pass its gate before each unit of work the harness does for them,
+    so that one timing its model does so alone: a training step, and also each evaluation batch
+    and each calibration batch of each layer (these had run beside another run's timing)."""
+    ctx = make_context(limit_train=600, limit_test=2500)
+    model = ctx.pretrained()
+    passes = []
+    ctx._between_steps = lambda: passes.append(len(passes))  # what the worker hands a run: its gate's pass
+    ctx.evaluate(model)
+    assert len(passes) == 3  # 2,500 test images in batches of 1,000 on the CPU
+    layers = list(ctx.layer_inputs(model, samples=600, hessian=False))
+    assert len(layers) == 3 and len(passes) == 3 + 3 * 3  # three Linear layers, three batches (256, 256, 88) each
+
+
 @pytest.mark.parametrize("name", ["sparsegpt", "wanda", "gptq"])
 def test_a_training_split_smaller_than_the_calibration_sample_calibrates_on_all_of_it(make_context, name):
     """1,024 calibration images by default, in batches of 256, from a split of 500 (a quick run's
