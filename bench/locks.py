@@ -108,6 +108,7 @@ class DeviceGate:
     Each gate holds a descriptor: close it (or use the gate as a context manager)."""
 
     def __init__(self, device: torch.device):
+        self._alone = False
         name = f"bench-gate-{_device_id(device)}.lock"
         try:
             self.path, self.shared = _shared_folder() / name, True
@@ -117,17 +118,24 @@ class DeviceGate:
             self._fd = _open_lock(self.path)
 
     def pass_through(self) -> None:
+        """Wait while another process times its model on the device. Inside this gate's own
+        `alone()` it does nothing: taking the shared lock would turn the exclusive one into it,
+        and the unlock would end it mid-measurement."""
+        if self._alone:
+            return
         fcntl.flock(self._fd, fcntl.LOCK_SH)
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def alone(self) -> Iterator[None]:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._alone = True
         try:
             if torch.cuda.is_available():
                 torch.cuda.synchronize()  # our own queued work, before the clock starts
             yield
         finally:
+            self._alone = False
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:

@@ -460,6 +460,9 @@ def test_the_device_gate_is_shared_by_every_user_and_closes_its_descriptor(temp_
             with gate.alone():
                 with pytest.raises(BlockingIOError):  # the other run waits while this one times its model
                     fcntl.flock(other._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                gate.pass_through()  # work of its own while timing (a context that passes its gate)
+                with pytest.raises(BlockingIOError):  # ... keeps the others out
+                    fcntl.flock(other._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     finally:
         os.umask(old)
 
