@@ -236,6 +236,7 @@ def faulty(tmp_path_factory) -> Path:
                                     "returns-state")})
     make_distribution(site, "exit_at_import", "import sys\nsys.exit(3)\n", {"exit-import": "exit_at_import"})
     make_distribution(site, "missing_import", "import no_such_module_anywhere\n", {"missing": "missing_import"})
+    make_distribution(site, "registers_nothing", "LEVEL = 0.9\n", {"hollow": "registers_nothing"})
     make_distribution(site, "syntax_plugin", "", {"syntax": "syntax_plugin"})
     (site / "syntax_plugin.py").write_text(SYNTAX_ERROR)
     return site
@@ -309,6 +310,23 @@ def test_faulty_plugins_become_failed_or_invalid_rows_and_the_sweep_goes_on(tmp_
     out_of_range = bench([*args, "--methods", "ranged", "--set", "ranged.amount=2"])
     assert out_of_range.returncode == 2
     assert "bench: error: --set: method 'ranged' parameter 'amount': expected a number in (0, 1], got 2.0" in out_of_range.stderr
+
+
+def test_an_entry_point_whose_module_registers_no_method_is_named_so_by_every_command(tmp_path, data_dir, faulty,
+                                                                                    plugins, bench):
+    """An entry point whose module imports but never calls @register_method (the decorator left
+    out): `bench list methods` names it from its source, and `--check` and a run, which import it,
+    say the same, where --check left it out and a run called it an unknown method."""
+    plugins(faulty)
+    why = "its module registers_nothing imported, but registered no method: decorate its class with " \
+          "@register_method('hollow')"
+    checked = bench(["list", "methods", "--check"])
+    assert checked.returncode == 0, checked.stderr
+    assert f"FAILED TO IMPORT: PluginError: {why}" in checked.stdout, checked.stdout
+    proc = bench(["run", *TINY, *INLINE, "--methods", "hollow", "--data-dir", str(data_dir),
+                  "--results-dir", str(tmp_path)])
+    assert proc.returncode == 1, proc.stderr
+    assert f"FAILED: ImportError: plugin 'hollow' failed to import: PluginError: {why}" in proc.stdout, proc.stdout
 
 
 def test_a_run_that_returns_no_model_says_what_it_most_likely_meant(tmp_path, data_dir, faulty, plugins, bench):
