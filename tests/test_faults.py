@@ -83,6 +83,17 @@ FAULTY = '''
             print("napping now", flush=True)
             time.sleep(600)
 
+    @register_method("forgets-zeros")
+    class ForgetsZeros(Method):
+        """Sweeps a sparsity it never reaches, as a pruning method whose fine-tuning regrows the
+        pruned weights: the dense model, returned as it is."""
+
+        sweep = "sparsity"
+        sparsity: float = 0.9
+
+        def run(self, ctx):
+            return ctx.pretrained()
+
     @register_method("chatters")
     class Chatters(Method):
         """Prints a KiB every millisecond for 2.5 s, then returns the dense model."""
@@ -233,7 +244,7 @@ def faulty(tmp_path_factory) -> Path:
     site = make_distribution(tmp_path_factory.mktemp("site"), "faulty", FAULTY, {
         name: "faulty" for name in ("exits", "explodes", "interrupts", "halts", "naps", "chatters", "scribbles", "bigfig", "diverges", "nan-weights", "inf-outputs",
                                     "not-applicable", "stuck", "ranged", "widens", "zeroes", "no-return", "returns-pair",
-                                    "returns-state")})
+                                    "returns-state", "forgets-zeros")})
     make_distribution(site, "exit_at_import", "import sys\nsys.exit(3)\n", {"exit-import": "exit_at_import"})
     make_distribution(site, "missing_import", "import no_such_module_anywhere\n", {"missing": "missing_import"})
     make_distribution(site, "registers_nothing", "LEVEL = 0.9\n", {"hollow": "registers_nothing"})
@@ -327,6 +338,22 @@ def test_an_entry_point_whose_module_registers_no_method_is_named_so_by_every_co
                   "--results-dir", str(tmp_path)])
     assert proc.returncode == 1, proc.stderr
     assert f"FAILED: ImportError: plugin 'hollow' failed to import: PluginError: {why}" in proc.stdout, proc.stdout
+
+
+def test_a_run_far_below_the_sparsity_it_was_given_says_what_most_likely_happened(tmp_path, data_dir, faulty,
+                                                                                   plugins, bench):
+    """A pruning plugin whose fine-tuning lets the pruned weights grow back has an ok row at
+    about 0% sparsity under the label `sparsity=0.9`: its run's line says what was asked and
+    what most likely happened."""
+    plugins(faulty)
+    proc = bench(["run", *TINY, *INLINE, "--methods", "forgets-zeros", "--set", "forgets-zeros.sparsity=0.9",
+                  "--data-dir", str(data_dir), "--results-dir", str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr
+    assert ("(asked for sparsity 90%: did its pruned weights grow back? ctx.finetune(model, hold_zeros=True) keeps "
+            "them at zero)") in proc.stdout, proc.stdout
+    pruned = bench(["run", *TINY, *INLINE, "--methods", "magnitude", "--set", "magnitude.sparsity=0.9",
+                    "--data-dir", str(data_dir), "--results-dir", str(tmp_path)])
+    assert pruned.returncode == 0 and "asked for sparsity" not in pruned.stdout, pruned.stdout
 
 
 def test_a_run_that_returns_no_model_says_what_it_most_likely_meant(tmp_path, data_dir, faulty, plugins, bench):
