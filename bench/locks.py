@@ -49,7 +49,12 @@ class Claim:
         while True:
             if folder.is_symlink():
                 raise ClaimError(f"{folder} is a symbolic link, not the harness's claims folder: remove it")
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                if os.path.lexists(folder) and not folder.is_dir():
+                    raise  # a file where the folder goes: not ours to remove
+                continue  # there at mkdir, gone at pathlib's is_dir check: another command removed it
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
             except FileNotFoundError:
