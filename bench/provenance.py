@@ -66,8 +66,9 @@ def changed_code(commit: str, here: Path) -> list[str]:
     git cannot say."""
     where = ["--", ":(top,glob)**/*.py", ":(top,exclude)results"]
     try:
-        edited = subprocess.run(["git", "diff", "--name-only", commit, *where], cwd=here, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.splitlines()
+        # diff.relative (a user's git config) would show the changes below `here` alone, relative to it
+        edited = subprocess.run(["git", "-c", "diff.relative=false", "diff", "--name-only", commit, *where], cwd=here,
+                                capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()
         new = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--full-name", *where], cwd=here,
                              capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):

@@ -140,3 +140,34 @@ def test_results_that_come_back_after_the_code_changed_stop_the_sweep_unrecorded
             "change") in ran.stderr, ran.stderr
     assert not list((results / "mlp-fast" / "runs").glob("edits-itself-*.json"))
     assert list((results / "mlp-fast" / "cache").glob("dense-s0-*.safetensors"))
+
+
+def _repository(folder):
+    """A one-commit git repository with a package below its top: (its commit, the package folder)."""
+    import subprocess
+
+    (folder / "pkg").mkdir(parents=True)
+    (folder / "pkg" / "inner.py").write_text("x = 1\n")
+    (folder / "outer.py").write_text("y = 1\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(folder)]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "code"]):
+        subprocess.run([*git, *step], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip(), \
+        folder / "pkg"
+
+
+def test_the_code_watched_during_a_sweep_is_the_whole_checkouts_whatever_the_users_git_config(tmp_path,
+                                                                                               monkeypatch):
+    """changed_code runs git in the folder of the package (bench/, a plugin's module): with
+    `diff.relative` set in the user's git config, `git diff` there showed changes below that
+    folder only, and an edit to methods/*.py during a sweep ran under records naming the commit."""
+    from bench.provenance import changed_code
+
+    commit, pkg = _repository(tmp_path / "repo")
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")  # as a ~/.gitconfig that sets it
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "diff.relative")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "true")
+    assert changed_code(commit, pkg) == []
+    (tmp_path / "repo" / "outer.py").write_text("y = 2\n")
+    (pkg / "inner.py").write_text("x = 2\n")
+    assert changed_code(commit, pkg) == ["outer.py", "pkg/inner.py"]
