@@ -171,3 +171,19 @@ def test_the_code_watched_during_a_sweep_is_the_whole_checkouts_whatever_the_use
     (tmp_path / "repo" / "outer.py").write_text("y = 2\n")
     (pkg / "inner.py").write_text("x = 2\n")
     assert changed_code(commit, pkg) == ["outer.py", "pkg/inner.py"]
+
+
+def test_an_editors_mark_of_a_file_being_edited_is_no_change_of_the_code(tmp_path):
+    """Emacs marks a file whose buffer holds unsaved edits with a link to nothing, `.#name.py`,
+    which git lists as an untracked Python file: it stopped a sweep as code changed, the results
+    in hand unrecorded, while every file still held the commit's code. A new file is a change."""
+    import os
+
+    from bench.provenance import changed_code
+
+    commit, pkg = _repository(tmp_path / "repo")
+    os.symlink("user@host.1234:1700000000", pkg / ".#inner.py")
+    assert changed_code(commit, pkg) == []
+    (pkg / "new_module.py").write_text("z = 1\n")
+    (tmp_path / "repo" / "n\u00e9.py").write_text("w = 1\n")  # a name git quotes unless asked not to
+    assert changed_code(commit, tmp_path / "repo") == ["n\u00e9.py", "pkg/new_module.py"]
