@@ -187,3 +187,17 @@ def test_an_editors_mark_of_a_file_being_edited_is_no_change_of_the_code(tmp_pat
     (pkg / "new_module.py").write_text("z = 1\n")
     (tmp_path / "repo" / "n\u00e9.py").write_text("w = 1\n")  # a name git quotes unless asked not to
     assert changed_code(commit, tmp_path / "repo") == ["n\u00e9.py", "pkg/new_module.py"]
+
+
+def test_a_plugin_checkout_is_watched_once_however_many_methods_it_provides(tmp_path, monkeypatch):
+    """Each watched checkout costs two git commands per batch of results, which the sweep waits
+    for: a plugin package providing five methods was looked at five times."""
+    from pathlib import Path
+
+    from bench import registry, runner
+
+    monkeypatch.delenv("BENCH_GIT_COMMIT", raising=False)
+    sources = {f"m{i}": registry.Source(f"pkg.m{i}", "pkg 0.1", str(tmp_path)) for i in range(5)}
+    monkeypatch.setattr(registry, "SOURCES", {**registry.SOURCES, **sources})
+    watched = runner._watched_code("a" * 40, {name: "b" * 40 for name in sources})
+    assert watched == [(Path(runner.__file__).resolve().parent, "a" * 40), (tmp_path, "b" * 40)]
