@@ -66,10 +66,15 @@ def changed_code(commit: str, here: Path) -> list[str]:
     git cannot say."""
     where = ["--", ":(top,glob)**/*.py", ":(top,exclude)results"]
     try:
-        edited = subprocess.run(["git", "diff", "--name-only", commit, *where], cwd=here, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.splitlines()
-        new = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--full-name", *where], cwd=here,
-                             capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()
+        # diff.relative (a user's git config) would show the changes below `here` alone, relative to it
+        edited = subprocess.run(["git", "-c", "diff.relative=false", "diff", "--name-only", commit, *where], cwd=here,
+                                capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()
+        new = subprocess.run(["git", "ls-files", "-z", "--others", "--exclude-standard", "--full-name", *where],
+                             cwd=here, capture_output=True, text=True, timeout=10, check=True).stdout.split("\0")
+        # A link to nothing holds no code: Emacs marks a file edited in a buffer, not yet saved, with
+        # one (.#name.py), and git lists it among the untracked files.
+        top = git_toplevel(here) if any(new) else None
+        new = [name for name in new if name and top is not None and (Path(top) / name).is_file()]
     except (OSError, subprocess.SubprocessError):
         return []
     return sorted({*edited, *new})

@@ -85,7 +85,8 @@ class Method:
             if key not in fields:
                 close = difflib.get_close_matches(key, fields, n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
-                if not close and key in vars(cls) and not key.startswith("_") and not callable(vars(cls)[key]):
+                if (not close and key in vars(cls) and not key.startswith("_") and not callable(vars(cls)[key])
+                        and key not in vars(Method)):  # not family, sweep...: the class settings, no parameters
                     hint = (f"; its class attribute '{key}' has no type annotation, so it is no parameter "
                             f"(write `{key}: {type(vars(cls)[key]).__name__} = {vars(cls)[key]!r}`)")
                 raise ParameterError(

@@ -384,11 +384,12 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
 
 def _watched_code(commit: str | None, plugin_commits: dict[str, str | None]) -> list[tuple[Path, str]]:
     """(checkout folder, commit) of the code whose records name a clean commit: the harness's,
-    unless $BENCH_GIT_COMMIT named it (no checkout to look at), and each editable plugin's."""
+    unless $BENCH_GIT_COMMIT named it (no checkout to look at), and each editable plugin's, once
+    however many of the methods run it provides (each is two git commands a batch of results)."""
     own = None if os.environ.get(provenance.COMMIT_VARIABLE) else commit
     pairs = [(Path(__file__).resolve().parent, own),
              *((Path(registry.SOURCES[link].checkout), c) for link, c in plugin_commits.items())]
-    return [(where, c) for where, c in pairs if c and not c.endswith("-dirty")]
+    return list(dict.fromkeys((where, c) for where, c in pairs if c and not c.endswith("-dirty")))
 
 
 def _refuse_changed_code(code: list[tuple[Path, str]], runs: int) -> None:

@@ -555,3 +555,38 @@ def test_the_users_interrupt_stops_the_coordinator_and_a_jobs_own_keyboard_inter
         Coordinator().run([interrupted, lambda fit: 1])
     first, second = Coordinator().run([raises_its_own, lambda fit: 1])
     assert type(first) is KeyboardInterrupt and second == 1
+
+
+class HiddenBits(nn.Module):
+    """Weight quantization whose bit width sits in a dict, which the models' signature (their
+    modules' plain attributes) cannot see: only the probe can tell 8 bits from 7."""
+
+    def __init__(self, bits: int):
+        super().__init__()
+        self.config = {"bits": bits}
+
+    def forward(self, w):
+        step = w.detach().abs().amax(dim=1, keepdim=True) / (2 ** (self.config["bits"] - 1) - 1)
+        return torch.round(w.detach() / step) * step + (w - w.detach())
+
+
+def test_a_setting_outside_the_weights_is_told_apart_whatever_slack_the_device_gives_vmap(make_context,
+                                                                                        monkeypatch):
+    """On a GPU the fused forward pass may lie 1e-2 of its scale from the run's own (TF32, other
+    kernels), and 8- and 7-bit quantization of the same weights lie closer than that (5e-3): judged
+    by that bound alone, the 7-bit run would have trained fused through the 8-bit template's code.
+    The template's code on each run's tensors through the plain kernels is judged apart, at the
+    CPU's bound. Here the GPU's bound is put on the CPU."""
+    from torch.nn.utils import parametrize
+
+    from bench import fused
+
+    monkeypatch.setattr(fused, "_tolerance", lambda out: 1e-2)
+    ctx = make_context("mlp", limit_train=256)
+    models = [ctx.new_model(seed=0), ctx.new_model(seed=0)]
+    for model, bits in zip(models, (8, 7)):
+        for module, _ in prunable_weights(model):
+            parametrize.register_parametrization(module, "weight", HiddenBits(bits))
+    results = fit_group([call(ctx, models[0], seed=0), call(ctx, models[1], seed=1)])
+    assert all(isinstance(r, NotFusable) and "no other call computes the same function" in str(r)
+               for r in results), results

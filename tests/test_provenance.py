@@ -140,3 +140,64 @@ def test_results_that_come_back_after_the_code_changed_stop_the_sweep_unrecorded
             "change") in ran.stderr, ran.stderr
     assert not list((results / "mlp-fast" / "runs").glob("edits-itself-*.json"))
     assert list((results / "mlp-fast" / "cache").glob("dense-s0-*.safetensors"))
+
+
+def _repository(folder):
+    """A one-commit git repository with a package below its top: (its commit, the package folder)."""
+    import subprocess
+
+    (folder / "pkg").mkdir(parents=True)
+    (folder / "pkg" / "inner.py").write_text("x = 1\n")
+    (folder / "outer.py").write_text("y = 1\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(folder)]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "code"]):
+        subprocess.run([*git, *step], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip(), \
+        folder / "pkg"
+
+
+def test_the_code_watched_during_a_sweep_is_the_whole_checkouts_whatever_the_users_git_config(tmp_path,
+                                                                                               monkeypatch):
+    """changed_code runs git in the folder of the package (bench/, a plugin's module): with
+    `diff.relative` set in the user's git config, `git diff` there showed changes below that
+    folder only, and an edit to methods/*.py during a sweep ran under records naming the commit."""
+    from bench.provenance import changed_code
+
+    commit, pkg = _repository(tmp_path / "repo")
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")  # as a ~/.gitconfig that sets it
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "diff.relative")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "true")
+    assert changed_code(commit, pkg) == []
+    (tmp_path / "repo" / "outer.py").write_text("y = 2\n")
+    (pkg / "inner.py").write_text("x = 2\n")
+    assert changed_code(commit, pkg) == ["outer.py", "pkg/inner.py"]
+
+
+def test_an_editors_mark_of_a_file_being_edited_is_no_change_of_the_code(tmp_path):
+    """Emacs marks a file whose buffer holds unsaved edits with a link to nothing, `.#name.py`,
+    which git lists as an untracked Python file: it stopped a sweep as code changed, the results
+    in hand unrecorded, while every file still held the commit's code. A new file is a change."""
+    import os
+
+    from bench.provenance import changed_code
+
+    commit, pkg = _repository(tmp_path / "repo")
+    os.symlink("user@host.1234:1700000000", pkg / ".#inner.py")
+    assert changed_code(commit, pkg) == []
+    (pkg / "new_module.py").write_text("z = 1\n")
+    (tmp_path / "repo" / "n\u00e9.py").write_text("w = 1\n")  # a name git quotes unless asked not to
+    assert changed_code(commit, tmp_path / "repo") == ["n\u00e9.py", "pkg/new_module.py"]
+
+
+def test_a_plugin_checkout_is_watched_once_however_many_methods_it_provides(tmp_path, monkeypatch):
+    """Each watched checkout costs two git commands per batch of results, which the sweep waits
+    for: a plugin package providing five methods was looked at five times."""
+    from pathlib import Path
+
+    from bench import registry, runner
+
+    monkeypatch.delenv("BENCH_GIT_COMMIT", raising=False)
+    sources = {f"m{i}": registry.Source(f"pkg.m{i}", "pkg 0.1", str(tmp_path)) for i in range(5)}
+    monkeypatch.setattr(registry, "SOURCES", {**registry.SOURCES, **sources})
+    watched = runner._watched_code("a" * 40, {name: "b" * 40 for name in sources})
+    assert watched == [(Path(runner.__file__).resolve().parent, "a" * 40), (tmp_path, "b" * 40)]

@@ -368,6 +368,9 @@ def test_a_parameter_without_a_type_annotation_is_named_as_the_cause(tmp_path, p
                                              r"'rounds' has no type annotation, so it is no parameter \(write "
                                              r"`rounds: int = 3`\)"):
         METHODS["plain-attribute"].build({"rounds": 5})
+    for setting in ("family", "sweep", "name"):  # a class setting of every method, which no annotation makes a parameter
+        with pytest.raises(ParameterError, match=rf"no parameter '{setting}' \(parameters: sparsity, scope\)$"):
+            METHODS["magnitude"].build({setting: "x"})
 
 
 def test_an_entry_point_whose_name_is_a_path_is_ignored_with_a_warning(tmp_path, plugins, capsys):
