@@ -1,5 +1,8 @@
 """Where a record's numbers came from: the code that made them (its git commit, and whether the
-checkout differs from it) and the machine (device, versions) that a record's `env` stores.
+checkout differs from it) and the machine (device, versions) that a record's `env` stores; and
+the rules that keep them true during a sweep: standard-budget records only from committed code
+(`uncommitted`, the harness's and editable plugins'), and no record of a run that may have run
+code changed after the sweep began (`refuse_changed_code`).
 
 Apart from bench.records, which defines and checks a record, a plain document: these ask git,
 /proc and torch about the world as it is now. Torch is imported only where a device is described,
@@ -15,6 +18,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from bench import registry
+from bench.chain import links
+from bench.errors import counted
 
 if TYPE_CHECKING:
     import torch
@@ -179,3 +186,61 @@ class Here:
             made_by = env.get("git_commit")
             code = bool(made_by) and not made_by.endswith("-dirty") and not env.get("commit_from_env")
         return code and self.device_name in (None, env.get("device_name"))
+
+
+def plugin_commits(names: list[str]) -> dict[str, str | None]:
+    """Method -> the commit of its plugin's checkout ("-dirty" with uncommitted changes; None
+    where it is in no git checkout), for the selected methods (chain links included) whose
+    plugin is an editable install: its code can change under the same version number, so its
+    records name the commit."""
+    out = {}
+    for link in dict.fromkeys(link for name in names for link in links(name)):
+        source = registry.SOURCES.get(link)
+        if source and source.checkout:
+            out[link] = checkout_commit(Path(source.checkout))
+    return out
+
+
+def uncommitted(commit: str | None, plugin_commits: dict[str, str | None]) -> str | None:
+    """Why standard-budget records cannot be written from this code, or None: the harness's
+    checkout, or an editable plugin's, has uncommitted changes, or an editable plugin is in no
+    git checkout at all (every leaderboard row names the commit that produced it)."""
+    if commit and commit.endswith("-dirty"):
+        return (f"the checkout has uncommitted changes ({commit}): standard-budget records must come from a "
+                "commit; commit first, or pass --allow-dirty (recorded in every record)")
+    unnamed = sorted(link for link, c in plugin_commits.items() if c is None)
+    if unnamed:
+        return (f"the plugin {unnamed[0]} is an editable install of {registry.SOURCES[unnamed[0]].checkout}, which is "
+                "in no git checkout: its code can change under its version number, and no commit would name it in "
+                "standard-budget records; commit it to a git repository, install it without -e, or pass --allow-dirty "
+                "(recorded in every record)")
+    dirty = sorted(link for link, c in plugin_commits.items() if c and c.endswith("-dirty"))
+    if dirty:
+        return (f"the plugin checkout {registry.SOURCES[dirty[0]].checkout} (method {dirty[0]}, an editable install) "
+                "has uncommitted changes: standard-budget records must come from a commit; commit the plugin first, "
+                "or pass --allow-dirty (recorded in every record)")
+    return None
+
+
+def watched_code(commit: str | None, plugin_commits: dict[str, str | None]) -> list[tuple[Path, str]]:
+    """(checkout folder, commit) of the code whose records name a clean commit: the harness's,
+    unless $BENCH_GIT_COMMIT named it (no checkout to look at), and each editable plugin's, once
+    however many of the methods run it provides (each is two git commands a batch of results)."""
+    own = None if os.environ.get(COMMIT_VARIABLE) else commit
+    pairs = [(Path(__file__).resolve().parent, own),
+             *((Path(registry.SOURCES[link].checkout), c) for link, c in plugin_commits.items())]
+    return list(dict.fromkeys((where, c) for where, c in pairs if c and not c.endswith("-dirty")))
+
+
+def refuse_changed_code(code: list[tuple[Path, str]], runs: int) -> None:
+    """Stop the sweep, recording none of the `runs` that just ended, if a checkout's Python
+    code is no longer the commit its records would name (provenance.changed_code): edited
+    during the sweep, or committed anew."""
+    for where, commit in code:
+        if changed := changed_code(commit, where):
+            raise ProvenanceError(
+                f"the code changed during this command: {', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''} "
+                f"in {git_toplevel(where) or where} no longer hold{'s' if len(changed) == 1 else ''} "
+                f"commit {commit[:12]}'s code, which the records would name. Not recorded: the "
+                f"{counted(runs, 'run')} that ended since, which may have run the change. Commit or undo the change, "
+                "then rerun the command to continue")

@@ -129,8 +129,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     here = provenance.Here(commit, _device_name(device), refresh) if refresh else None
     todo = [r for r in runs if force or not finished(r.record) or (here and not here.made(r.record["env"]))]
     dense = _dense_models(todo, existing, suite, results_dir, source)
-    plugin_commits = _plugin_commits(names)
-    refusal = _uncommitted(commit, plugin_commits) if standard and todo and not allow_dirty else None
+    plugin_commits = provenance.plugin_commits(names)
+    refusal = provenance.uncommitted(commit, plugin_commits) if standard and todo and not allow_dirty else None
     if dry_run:
         _print_plan(suite, runs, todo, dense, source, data_dir, device, existing, log)
         if refusal:  # the plan's cost means nothing if the command itself stops at once
@@ -143,7 +143,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     _check_writable(suite_dir)
     deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else None
     limit = _time_limits(suite, device, existing, run_timeout)
-    code = [] if allow_dirty else _watched_code(commit, plugin_commits)
+    code = [] if allow_dirty else provenance.watched_code(commit, plugin_commits)
     failure: BaseException | None = None
     try:
         watched = _Watched({layout.runs_dir(results_dir, suite.name) / f"{stem}.json" for stem, r in named if finished(r)})
@@ -338,7 +338,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
         unwritten: OSError | None = None
         came_back = executor.wait(timeout=1.0)
         if came_back:
-            _refuse_changed_code(code, sum(len(outcomes) for _, outcomes in came_back))
+            provenance.refuse_changed_code(code, sum(len(outcomes) for _, outcomes in came_back))
         for ticket, outcomes in came_back:
             items = in_flight.pop(ticket)
             if isinstance(items, Dense):
@@ -382,30 +382,6 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
                 "results folder, or another command with --force or --refresh")
 
 
-def _watched_code(commit: str | None, plugin_commits: dict[str, str | None]) -> list[tuple[Path, str]]:
-    """(checkout folder, commit) of the code whose records name a clean commit: the harness's,
-    unless $BENCH_GIT_COMMIT named it (no checkout to look at), and each editable plugin's, once
-    however many of the methods run it provides (each is two git commands a batch of results)."""
-    own = None if os.environ.get(provenance.COMMIT_VARIABLE) else commit
-    pairs = [(Path(__file__).resolve().parent, own),
-             *((Path(registry.SOURCES[link].checkout), c) for link, c in plugin_commits.items())]
-    return list(dict.fromkeys((where, c) for where, c in pairs if c and not c.endswith("-dirty")))
-
-
-def _refuse_changed_code(code: list[tuple[Path, str]], runs: int) -> None:
-    """Stop the sweep, recording none of the `runs` that just ended, if a checkout's Python
-    code is no longer the commit its records would name (provenance.changed_code): edited
-    during the sweep, or committed anew."""
-    for where, commit in code:
-        if changed := provenance.changed_code(commit, where):
-            raise provenance.ProvenanceError(
-                f"the code changed during this command: {', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''} "
-                f"in {provenance.git_toplevel(where) or where} no longer hold{'s' if len(changed) == 1 else ''} "
-                f"commit {commit[:12]}'s code, which the records would name. Not recorded: the "
-                f"{counted(runs, 'run')} that ended since, which may have run the change. Commit or undo the change, "
-                "then rerun the command to continue")
-
-
 def _write(path: Path, record: Record) -> Record:
     """Write a run's record; the record written. A result that JSON cannot hold, or one larger
     than readers accept, fails its run, not the sweep: the harness's own fields are written,
@@ -419,40 +395,6 @@ def _write(path: Path, record: Record) -> Record:
                       error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
         files.write_json_atomic(path, record)
     return record
-
-
-def _uncommitted(commit: str | None, plugin_commits: dict[str, str | None]) -> str | None:
-    """Why standard-budget records cannot be written from this code, or None: the harness's
-    checkout, or an editable plugin's, has uncommitted changes, or an editable plugin is in no
-    git checkout at all (every leaderboard row names the commit that produced it)."""
-    if commit and commit.endswith("-dirty"):
-        return (f"the checkout has uncommitted changes ({commit}): standard-budget records must come from a "
-                "commit; commit first, or pass --allow-dirty (recorded in every record)")
-    unnamed = sorted(link for link, c in plugin_commits.items() if c is None)
-    if unnamed:
-        return (f"the plugin {unnamed[0]} is an editable install of {registry.SOURCES[unnamed[0]].checkout}, which is "
-                "in no git checkout: its code can change under its version number, and no commit would name it in "
-                "standard-budget records; commit it to a git repository, install it without -e, or pass --allow-dirty "
-                "(recorded in every record)")
-    dirty = sorted(link for link, c in plugin_commits.items() if c and c.endswith("-dirty"))
-    if dirty:
-        return (f"the plugin checkout {registry.SOURCES[dirty[0]].checkout} (method {dirty[0]}, an editable install) "
-                "has uncommitted changes: standard-budget records must come from a commit; commit the plugin first, "
-                "or pass --allow-dirty (recorded in every record)")
-    return None
-
-
-def _plugin_commits(names: list[str]) -> dict[str, str | None]:
-    """Method -> the commit of its plugin's checkout ("-dirty" with uncommitted changes; None
-    where it is in no git checkout), for the selected methods (chain links included) whose
-    plugin is an editable install: its code can change under the same version number, so its
-    records name the commit."""
-    out = {}
-    for link in dict.fromkeys(link for name in names for link in links(name)):
-        source = registry.SOURCES.get(link)
-        if source and source.checkout:
-            out[link] = provenance.checkout_commit(Path(source.checkout))
-    return out
 
 
 def _record(run: _Run, outcome: Outcome, *, standard: bool, source: str, compile: str | None, executor: str,

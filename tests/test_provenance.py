@@ -194,10 +194,10 @@ def test_a_plugin_checkout_is_watched_once_however_many_methods_it_provides(tmp_
     for: a plugin package providing five methods was looked at five times."""
     from pathlib import Path
 
-    from bench import registry, runner
+    from bench import provenance, registry
 
     monkeypatch.delenv("BENCH_GIT_COMMIT", raising=False)
     sources = {f"m{i}": registry.Source(f"pkg.m{i}", "pkg 0.1", str(tmp_path)) for i in range(5)}
     monkeypatch.setattr(registry, "SOURCES", {**registry.SOURCES, **sources})
-    watched = runner._watched_code("a" * 40, {name: "b" * 40 for name in sources})
-    assert watched == [(Path(runner.__file__).resolve().parent, "a" * 40), (tmp_path, "b" * 40)]
+    watched = provenance.watched_code("a" * 40, {name: "b" * 40 for name in sources})
+    assert watched == [(Path(provenance.__file__).resolve().parent, "a" * 40), (tmp_path, "b" * 40)]
