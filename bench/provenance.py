@@ -211,9 +211,9 @@ def uncommitted(commit: str | None, plugin_commits: dict[str, str | None]) -> st
     unnamed = sorted(link for link, c in plugin_commits.items() if c is None)
     if unnamed:
         return (f"the plugin {unnamed[0]} is an editable install of {registry.SOURCES[unnamed[0]].checkout}, which is "
-                "in no git checkout: its code can change under its version number, and no commit would name it in "
-                "standard-budget records; commit it to a git repository, install it without -e, or pass --allow-dirty "
-                "(recorded in every record)")
+                "in no git checkout (or git, missing or stuck, could not say): its code can change under its version "
+                "number, and no commit would name it in standard-budget records; commit it to a git repository, "
+                "install it without -e, or pass --allow-dirty (recorded in every record)")
     dirty = sorted(link for link, c in plugin_commits.items() if c and c.endswith("-dirty"))
     if dirty:
         return (f"the plugin checkout {registry.SOURCES[dirty[0]].checkout} (method {dirty[0]}, an editable install) "
