@@ -1,6 +1,7 @@
 """A third-party method's records and listing name the package it came from."""
 
 import json
+import subprocess
 
 from conftest import FAST, make_distribution
 
@@ -36,20 +37,29 @@ def test_a_plugins_records_and_listing_name_its_distribution_and_version(tmp_pat
         assert " asis_pkg 0.1 " in rows["as-is"] and " built in " in rows["magnitude"]
 
 
+def editable_plugin(folder, module: str, source: str, methods: dict[str, str], committed: bool = True):
+    """A plugin installed editable (`pip install -e`: its direct_url.json says so) from `folder`;
+    with `committed`, a git checkout of one commit. Returns (its folder, that commit or None)."""
+    checkout = make_distribution(folder, module, source, methods)
+    (checkout / f"{module}-0.1.dist-info" / "direct_url.json").write_text(
+        json.dumps({"url": checkout.as_uri(), "dir_info": {"editable": True}}))
+    return checkout, (_commit_all(checkout) if committed else None)
+
+
+def _commit_all(folder) -> str:
+    """Make `folder` a git repository of one commit holding all it holds; that commit."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(folder)]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "code"]):
+        subprocess.run([*git, *step], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_an_editable_plugins_records_name_its_commit_and_its_uncommitted_code_is_refused(
         tmp_path, data_dir, plugins, bench, monkeypatch):
     """A plugin installed editable (`pip install -e`, its direct_url.json says so) can change
     under one version number: its records name its checkout's commit, "-dirty" with uncommitted
     changes, and a standard-budget run of such code is refused as the harness's own is."""
-    import subprocess
-
-    checkout = make_distribution(tmp_path / "plugin", "asis_pkg", PLUGIN, {"as-is": "asis_pkg"})
-    (checkout / "asis_pkg-0.1.dist-info" / "direct_url.json").write_text(
-        json.dumps({"url": checkout.as_uri(), "dir_info": {"editable": True}}))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(checkout)]
-    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "plugin"]):
-        subprocess.run([*git, *step], check=True)
-    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    checkout, sha = editable_plugin(tmp_path / "plugin", "asis_pkg", PLUGIN, {"as-is": "asis_pkg"})
     plugins(checkout)
     monkeypatch.setenv("BENCH_GIT_COMMIT", "0123abc")  # the harness's own checkout counts as committed
     quick = ["--epochs", "1", "--finetune-epochs", "0", "--limit-train", "200", "--limit-test", "100"]
@@ -78,9 +88,7 @@ def test_a_standard_run_of_an_editable_plugin_in_no_git_checkout_is_refused(tmp_
     """An editable plugin outside git (a researcher's `pip install -e .` of a folder) can change
     under its version number, and no commit names its code: a standard-budget run of it is
     refused, as uncommitted code is; a quick run, and --allow-dirty, go ahead."""
-    checkout = make_distribution(tmp_path / "plugin", "asis_pkg", PLUGIN, {"as-is": "asis_pkg"})
-    (checkout / "asis_pkg-0.1.dist-info" / "direct_url.json").write_text(
-        json.dumps({"url": checkout.as_uri(), "dir_info": {"editable": True}}))
+    checkout, _ = editable_plugin(tmp_path / "plugin", "asis_pkg", PLUGIN, {"as-is": "asis_pkg"}, committed=False)
     plugins(checkout)
     monkeypatch.setenv("BENCH_GIT_COMMIT", "0123abc")  # the harness's own checkout counts as committed
     args = ["run", "--suite", FAST, "--methods", "as-is", "--seeds", "0", "--data-dir", data_dir]
@@ -119,15 +127,7 @@ def test_results_that_come_back_after_the_code_changed_stop_the_sweep_unrecorded
     plugin's module at its first run): once a checkout's code differs from the commit its
     records would name, the runs that come back are not recorded, and the command stops saying
     why; the dense model trained before the change stays."""
-    import subprocess
-
-    checkout = make_distribution(tmp_path / "plugin", "edits_pkg", EDITS_ITSELF, {"edits-itself": "edits_pkg"})
-    (checkout / "edits_pkg-0.1.dist-info" / "direct_url.json").write_text(
-        json.dumps({"url": checkout.as_uri(), "dir_info": {"editable": True}}))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(checkout)]
-    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "plugin"]):
-        subprocess.run([*git, *step], check=True)
-    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    checkout, sha = editable_plugin(tmp_path / "plugin", "edits_pkg", EDITS_ITSELF, {"edits-itself": "edits_pkg"})
     plugins(checkout)
     monkeypatch.setenv("BENCH_GIT_COMMIT", "0123abc")  # the harness's own checkout counts as committed
     results = tmp_path / "results"
@@ -144,16 +144,10 @@ def test_results_that_come_back_after_the_code_changed_stop_the_sweep_unrecorded
 
 def _repository(folder):
     """A one-commit git repository with a package below its top: (its commit, the package folder)."""
-    import subprocess
-
     (folder / "pkg").mkdir(parents=True)
     (folder / "pkg" / "inner.py").write_text("x = 1\n")
     (folder / "outer.py").write_text("y = 1\n")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(folder)]
-    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "code"]):
-        subprocess.run([*git, *step], check=True)
-    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip(), \
-        folder / "pkg"
+    return _commit_all(folder), folder / "pkg"
 
 
 def test_the_code_watched_during_a_sweep_is_the_whole_checkouts_whatever_the_users_git_config(tmp_path,
