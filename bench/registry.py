@@ -298,9 +298,10 @@ def _import_entry_point(ep: EntryPoint) -> None:
               "ignored: a method name is letters, digits, _ and -", file=sys.stderr)
         return
     fresh = ep.module not in sys.modules  # a module imported before registers nothing again
-    before = len(METHODS)
+    before = dict(METHODS)
     _import_plugin(ep.name, ep.load, distribution_of(ep), editable_checkout(ep))
-    if fresh and ep.name not in BROKEN and len(METHODS) == before:  # the decorator left out
+    registered = any(cls is not before.get(name) for name, cls in METHODS.items())  # a built-in replaced too
+    if fresh and ep.name not in BROKEN and not registered:  # the decorator left out
         BROKEN[ep.name] = (f"PluginError: its module {ep.module} imported, but registered no method: decorate its "
                            f"class with @register_method({ep.name!r})")
 
