@@ -58,8 +58,13 @@ def checkout_commit(here: Path) -> str | None:
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", ":/",
                                  ":(top,exclude)results"], cwd=here, capture_output=True, text=True,
                                 timeout=10).stdout.splitlines()
-        dirty = [line for line in status
-                 if not line.startswith("??") or line.rstrip().endswith(SOURCE_SUFFIXES)]
+        untracked = [line[3:] for line in status if line.startswith("??") and line.rstrip().endswith(SOURCE_SUFFIXES)]
+        top = git_toplevel(here) if untracked else None
+
+        def no_code(name: str) -> bool:  # a link to nothing: Emacs's mark of a file being edited (changed_code)
+            return top is not None and os.path.islink(Path(top) / name) and not (Path(top) / name).exists()
+
+        dirty = [line for line in status if not line.startswith("??")] + [n for n in untracked if not no_code(n)]
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None

@@ -195,3 +195,17 @@ def test_a_plugin_checkout_is_watched_once_however_many_methods_it_provides(tmp_
     monkeypatch.setattr(registry, "SOURCES", {**registry.SOURCES, **sources})
     watched = provenance.watched_code("a" * 40, {name: "b" * 40 for name in sources})
     assert watched == [(Path(provenance.__file__).resolve().parent, "a" * 40), (tmp_path, "b" * 40)]
+
+
+def test_an_editors_mark_of_a_file_being_edited_leaves_the_checkout_clean(tmp_path):
+    """The same mark (a link to nothing, `.#name.py`) made a checkout count as holding
+    uncommitted code when a sweep started: its standard runs were refused."""
+    import os
+
+    from bench.provenance import checkout_commit
+
+    commit, pkg = _repository(tmp_path / "repo")
+    os.symlink("user@host.1234:1700000000", pkg / ".#inner.py")
+    assert checkout_commit(pkg) == commit
+    (pkg / "new_module.py").write_text("z = 1\n")
+    assert checkout_commit(pkg) == f"{commit}-dirty"
