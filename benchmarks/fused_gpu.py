@@ -140,13 +140,13 @@ def time_processes(suite: Suite, root: Path | None, limit: int, device: torch.de
     return max(end for _, end in times) - min(start for start, _ in times)
 
 
-UNFUSED_JOBS = 4  # gpu_session.sh's --jobs-per-gpu for a sweep without fusion
+UNFUSED_JOBS = 4  # gpu_session.sh's --jobs-per-gpu for a sweep without fusion, unless it is given one
 
 
-def choose(rate: dict[tuple[str, int], float | str], margin: float) -> int | None:
+def choose(rate: dict[tuple[str, int], float | str], margin: float, unfused_jobs: int = UNFUSED_JOBS) -> int | None:
     """The sweep's --fuse: the K whose `fused` rate is highest, where it beats one run alone by
     `margin` (the noise between cells) and the rate the sweep would get without fusion, the
-    `processes` way at UNFUSED_JOBS where it was measured; else None. Judged against one run
+    `processes` way at `unfused_jobs` (its --jobs-per-gpu) where it was measured; else None. Judged against one run
     alone only, fusion at 1.3x its rate would have been chosen over four processes at 2.6x, and
     the sweep would have run at half the speed it could. (A fused sweep runs two fused tasks a
     GPU: at least the rate of one.)"""
@@ -155,7 +155,7 @@ def choose(rate: dict[tuple[str, int], float | str], margin: float) -> int | Non
     if not fused or not isinstance(alone, float):
         return None
     best = max(fused, key=fused.get)
-    unfused = rate.get(("processes", UNFUSED_JOBS))
+    unfused = rate.get(("processes", unfused_jobs))
     floor = max(margin * alone, unfused if isinstance(unfused, float) else 0.0)
     return best if fused[best] > floor else None
 
@@ -184,6 +184,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--budget", type=float, default=120.0, help="seconds for all cells together")
     ap.add_argument("--margin", type=float, default=1.2, help="fused must beat alone by this factor to be chosen")
+    ap.add_argument("--unfused-jobs", type=int, default=UNFUSED_JOBS,
+                    help="runs at once on the GPU in the sweep without fusion (its --jobs-per-gpu): fused must beat "
+                         "that many processes, which are timed too")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--quick", action="store_true", help="a CPU dry run: 256 images, K 1 and 2, fp32")
     args = ap.parse_args()
@@ -195,7 +198,7 @@ def main() -> None:
     if args.quick:  # bf16 autocast on a CPU without bf16 units is slow, and checks nothing more
         suite = suite.with_budget(precision="fp32")
     data = data_for(suite, args.data_dir, args.limit_train, device)
-    ks = [int(k) for k in args.ks.split(",")]
+    ks = sorted({int(k) for k in args.ks.split(",")} | ({args.unfused_jobs} if device.type == "cuda" else set()))
     epoch_share = args.limit_train / 50000 if args.suite == "cifar" else args.limit_train / 60000
     ways: dict[str, Callable[[int], Callable[[], float | str]]] = {
         "fused": lambda k: lambda: time_fused(calls(suite, data, device, k, "channels-last"), device, True),
@@ -229,7 +232,7 @@ def main() -> None:
     print(f"{args.suite} ({suite.model.name}, {suite.training.precision}) on {name}: aggregate epochs per second, "
           f"{args.limit_train} images per run and epoch, median of {args.repeats}; {spent['total']:.0f} s spent")
     print(tabulate(rows, headers=["way", "K", "epochs/s", "vs one alone"]))
-    choice = choose(rate, args.margin)
+    choice = choose(rate, args.margin, args.unfused_jobs)
     print(f"choice for the sweep: {'--fuse ' + str(choice) if choice else 'no fusion'}")
     if args.out:
         args.out.write_text(json.dumps({"device": name, "suite": args.suite, "fuse": choice,

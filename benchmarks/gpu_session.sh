@@ -144,7 +144,7 @@ say "$(tail -n +3 "$out/env.txt" | head -3 | tr '\n' ' ')"
 if [[ "$bench_s" != none ]]; then
   say "fused bench (at most $bench_s s of cells)"
   timeout --signal=TERM $(( bench_s + 120 )) "$python" benchmarks/fused_gpu.py --data-dir "$BENCH_DATA_DIR" \
-    --budget "$bench_s" --out "$out/fused-bench.json" $([[ ${#quick[@]} -gt 0 ]] && echo "--quick") \
+    --budget "$bench_s" --unfused-jobs "${k:-4}" --out "$out/fused-bench.json" $([[ ${#quick[@]} -gt 0 ]] && echo "--quick") \
     > "$out/fused-bench.log" 2>&1
   say "fused bench: exit $? ($(grep '^choice' "$out/fused-bench.log"))"
 fi

@@ -45,6 +45,9 @@ def test_fusion_is_chosen_only_where_it_beats_one_run_alone_by_the_margin_and_th
     assert fused_gpu.choose({**rate, ("processes", 4): 1.0, ("fused", 4): 1.15, ("fused", 8): 1.1}, 1.2) is None
     assert fused_gpu.choose({**rate, ("alone", 1): "skipped: time budget spent"}, 1.2) is None
     assert fused_gpu.choose({("alone", 1): 1.0, ("fused", 4): "RuntimeError: capture failed"}, 1.2) is None
+    # a session given --jobs-per-gpu 2 runs two processes without fusion: fused must beat those
+    assert fused_gpu.choose({**rate, ("processes", 2): 1.9}, 1.2, unfused_jobs=2) is None
+    assert fused_gpu.choose({**rate, ("processes", 2): 1.2}, 1.2, unfused_jobs=2) == 4
 
 
 def test_the_processes_way_times_processes_that_succeed(data_dir):
