@@ -60,11 +60,7 @@ def checkout_commit(here: Path) -> str | None:
                                 timeout=10).stdout.splitlines()
         untracked = [line[3:] for line in status if line.startswith("??") and line.rstrip().endswith(SOURCE_SUFFIXES)]
         top = git_toplevel(here) if untracked else None
-
-        def no_code(name: str) -> bool:  # a link to nothing: Emacs's mark of a file being edited (changed_code)
-            return top is not None and os.path.islink(Path(top) / name) and not (Path(top) / name).exists()
-
-        dirty = [line for line in status if not line.startswith("??")] + [n for n in untracked if not no_code(n)]
+        dirty = [line for line in status if not line.startswith("??")] + [n for n in untracked if not _no_code(top, n)]
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -83,13 +79,19 @@ def changed_code(commit: str, here: Path) -> list[str]:
                                 capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()
         new = subprocess.run(["git", "ls-files", "-z", "--others", "--exclude-standard", "--full-name", *where],
                              cwd=here, capture_output=True, text=True, timeout=10, check=True).stdout.split("\0")
-        # A link to nothing holds no code: Emacs marks a file edited in a buffer, not yet saved, with
-        # one (.#name.py), and git lists it among the untracked files.
         top = git_toplevel(here) if any(new) else None
-        new = [name for name in new if name and top is not None and (Path(top) / name).is_file()]
+        new = [name for name in new if name and not _no_code(top, name)]
     except (OSError, subprocess.SubprocessError):
         return []
     return sorted({*edited, *new})
+
+
+def _no_code(top: str | None, name: str) -> bool:
+    """Whether the untracked file `name` of the checkout at `top` is a link to nothing, which
+    holds no code: Emacs marks a file edited in a buffer, not yet saved, with one (.#name.py), and
+    git lists it among the untracked files. A name git quotes, or a checkout git cannot place,
+    counts as code."""
+    return top is not None and os.path.islink(Path(top) / name) and not (Path(top) / name).exists()
 
 
 def git_toplevel(where: Path) -> str | None:
