@@ -34,9 +34,6 @@ if TYPE_CHECKING:  # the executors import torch, which the refusals and listings
     from bench.executors import Executor
 
 
-QUICK_RESULTS = "results-quick"  # where runs at an overridden budget go by default: git-ignored
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (the usage of `bench run` is longer than the message), and
     without abbreviated options: `--finetune 1` (meant for a method's `finetune` parameter) ran as
@@ -205,7 +202,7 @@ def parser() -> _Parser:
                      help="dataset root (default: $BENCH_DATA_DIR, else ~/.cache/bench/data with download)")
     run.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR"),
                      help="where records and leaderboards go (default: $BENCH_RESULTS_DIR, else ./results, "
-                          f"and ./{QUICK_RESULTS} for runs at an overridden budget)")
+                          f"and ./{layout.QUICK_RESULTS} for runs at an overridden budget)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                      help="where runs train and are measured (default auto: CUDA when torch sees it)")
     run.add_argument("--epochs", type=_number(int, ge=1), help="override dense training epochs (non-standard budget)")
@@ -421,7 +418,7 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
     budget = {"epochs": args.epochs, "finetune_epochs": args.finetune_epochs, "limit_train": args.limit_train,
               "limit_test": args.limit_test, "precision": args.precision}
     if args.results_dir is None:  # quick runs stay out of the committed results (README: The two commands)
-        args.results_dir = Path(QUICK_RESULTS if suite.with_budget(**budget).training != suite.training else "results")
+        args.results_dir = Path(layout.QUICK_RESULTS if suite.with_budget(**budget).training != suite.training else "results")
     names = registry.select(args.methods)
     plugins = [f"{n} ({registry.SOURCES[n].origin})" for n in names
                if n in registry.SOURCES and not registry.SOURCES[n].builtin]
@@ -763,8 +760,8 @@ def _elsewhere(root: Path, suite: str, loaded: list[records.Record], standard: b
                          f"{'overridden budgets' if standard else 'the standard budget'} in {root}: "
                          f"add --budget {'custom' if standard else 'standard'}")
     if not standard and root.resolve() == Path("results").resolve() \
-            and any(layout.runs_dir(QUICK_RESULTS, suite).glob("*.json")):
-        notes.append(f"note: quick runs go to ./{QUICK_RESULTS} by default: add --results-dir {QUICK_RESULTS}")
+            and any(layout.runs_dir(layout.QUICK_RESULTS, suite).glob("*.json")):
+        notes.append(f"note: quick runs go to ./{layout.QUICK_RESULTS} by default: add --results-dir {layout.QUICK_RESULTS}")
     return "\n".join(notes) or None
 
 

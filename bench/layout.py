@@ -11,7 +11,9 @@
 The paths of records, logs, cached models, claims, the site and checks.json are built here, so
 that the driver, the CLI, the readers and the tests agree on them; the leaderboard files' names
 are bench.leaderboard's (OUTPUTS). The folders are the harness's own: one that is a symbolic
-link is refused before anything is written into it (`refuse_links`).
+link is refused before anything is written into it (`refuse_links`). Runs at an overridden
+budget go to a results folder of their own by default, ./QUICK_RESULTS, which `bench run` writes
+and `bench leaderboard` points to.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bench.errors import ResultsFolderError
 
 CHECKS = "checks.json"  # written by benchmarks/literature_checks.py
 SITE = "site"
+QUICK_RESULTS = "results-quick"  # where runs at an overridden budget go by default: git-ignored
 
 
 def suite_dir(results_dir: Path | str, suite: str) -> Path:
