@@ -29,7 +29,7 @@ def run(suite: str | Path, methods: str | list[str] = "all", **options: Any) -> 
     `bench run`'s, named with underscores: seeds=[0, 1], results_dir="results", epochs=2,
     limit_train=5000, force=True, jobs=2, dry_run=True (returns []), set={"magnitude":
     {"sparsity": 0.9}} for --set. The leaderboard files are rebuilt, as by the command."""
-    from bench import cli
+    from bench import cli, cli_run
 
     if _in_a_reimported_script():
         raise RuntimeError("bench.run() was called while a worker process of bench imported the script that "
@@ -49,7 +49,7 @@ def run(suite: str | Path, methods: str | list[str] = "all", **options: Any) -> 
             args = cli.parse(argv)
     except SystemExit:
         raise ValueError(message.getvalue().strip().replace("bench run: error: ", "")) from None
-    return cli.run_records(args)[1]
+    return cli_run.run_records(args)[1]
 
 
 def _in_a_reimported_script() -> bool:

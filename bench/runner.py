@@ -5,7 +5,7 @@ runs wait for, and hands every piece of work to an executor as a `Task`: in this
 worker processes, or on Ray nodes (bench.executors). Wherever it runs, a task does the same thing
 (bench.worker) and returns an `Outcome`; the driver alone stamps provenance (the commit it
 checked, the executor, the data source) and writes run records and the dense-model cache, so
-workers need no shared filesystem. The leaderboard is the caller's to publish (bench.cli).
+workers need no shared filesystem. The leaderboard is the caller's to publish (bench.cli_run).
 
 A run that fails is a record with its status and error, and the other runs go on. Finished
 records are skipped on a rerun unless forced, so an interrupted sweep resumes where it stopped.
@@ -95,7 +95,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
               log: Callable[[str], None] = tqdm.write) -> list[Record]:
     """Plan, train the dense stage, run and record; returns the records of this command's runs
     (those finished before included). `publish()` is called once the sweep has started and ended,
-    also when it was interrupted, so the caller's tables show every finished run (bench.cli
+    also when it was interrupted, so the caller's tables show every finished run (bench.cli_run
     rebuilds the leaderboard there).
 
     `budget_overrides` (epochs, finetune_epochs, limit_train, limit_test, precision) make the runs

@@ -61,7 +61,7 @@ def test_entry_point_plugin_is_discovered(tmp_path, plugins):
 
 
 def test_set_values_are_read_as_yaml_scalars():
-    from bench.cli import _overrides
+    from bench.cli_run import _overrides
 
     parsed = _overrides(["l1.penalty=2e-5", "magnitude.scope=layer", "lottery.reinit=true", "imp.rounds=3"])
     assert parsed == {"l1": {"penalty": 2e-5}, "magnitude": {"scope": "layer"},
