@@ -93,7 +93,7 @@ def _number(tp: type, **limits: float) -> Callable[[str], Any]:
 
 
 def _fuse(text: str) -> int | str:
-    """--fuse: a group size >= 1, `off` (1) or `auto` (resolved per device kind by cmd_run)."""
+    """--fuse: a group size >= 1, `off` (1) or `auto` (resolved per device kind by bench.cli_run)."""
     if text in ("auto", "off"):
         return {"auto": "auto", "off": 1}[text]
     return _number(int, ge=1)(text)
@@ -115,6 +115,8 @@ start here:
 
 
 def parser() -> _Parser:
+    """Every command's options, in one parser: `bench --help` lists the commands, and bench.api.run
+    reads its keyword arguments through the same options as `bench run`."""
     p = _Parser(prog="bench", description=DESCRIPTION, epilog=START_HERE,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action=_Version)
@@ -318,6 +320,10 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`bench ARGV` (sys.argv[1:] when None): its command's exit status. What a command raises ends
+    here in one line where the user can act on it: bad input exits 2, a fault while working (a
+    full disk) 1, Ctrl-C or `kill` 130, a closed pipe 141; anything else is a bug, and keeps its
+    traceback."""
     args = parse(argv)
     if args.command is None:  # `bench` alone: what it is and where to start, not an argparse error
         parser().print_help(sys.stderr)
