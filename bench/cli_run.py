@@ -1,9 +1,10 @@
 """`bench run` and `bench reproduce`: the commands that execute runs, through bench.runner.
 
 `run_records` is the sweep, shared with the Python API (bench.api.run); before it imports torch
-and the plugins, it refuses a misspelt method and a bad --set, in a fraction of a second. The
-tables these commands print are imported when the runs are done (bench.board, bench.render,
-bench.leaderboard), so that execution does not import presentation to start.
+and the plugins, it refuses a misspelt method name and a suite file that breaks the schema, in a
+fraction of a second. The modules that make the tables these commands print and write
+(bench.board, bench.render, bench.leaderboard) are imported inside the commands, never with this
+module: execution does not import presentation.
 """
 
 from __future__ import annotations
