@@ -41,7 +41,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                                         & set(layout.suites_with_records(b.folder)))
         if not suites:
             raise registry.ParameterError(f"{args.a} and {args.b} hold records of no common suite")
-        worse = 0
+        worse, shared = 0, []
         for name in suites:
             recs_a, recs_b = a.load(name), b.load(name)
             changes = compare.compare(recs_a, recs_b)
@@ -55,7 +55,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(_compare_table(table, ["method", "setting", "budget", "seeds A/B", "acc A (%)", "acc B (%)",
                                          "change (pts) [95% CI]", "verdict", "exact figures that moved"]) + "\n")
             worse += sum(c.verdict == "worse" for c in changes)
+            shared += changes
     print(f"{counted(worse, 'row')} significantly worse in B (Welch's t over seeds, 95%)")
+    if note := compare.unjudged_note(shared, "row"):
+        print(note)
     return 1 if worse and args.fail_on == "regression" else 0
 
 
@@ -108,7 +111,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
                     f"--methods: {args.a} holds no finished run of '{method}'{f' in suite {args.suite}' if args.suite else ''}"
                     f"{f'; did you mean {close[0]}?' if close else ''} (methods with finished runs there: "
                     f"{', '.join(sorted(present)) or 'none'})")
-        worse, total = 0, 0
+        worse, total, shared = 0, 0, []
         for name in suites:
             changes = compare.across_methods(stored[name], x, y)
             if not changes:
@@ -120,9 +123,12 @@ def _compare_methods(args: argparse.Namespace) -> int:
                                          f"seeds {x}/{y}", f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]",
                                          "verdict"]) + "\n")
             worse += sum(c.verdict == "worse" for c in changes)
+            shared += changes
     if not total:
         raise registry.ParameterError(f"{args.a} holds no finished rows of {x} and {y} with the same budget, data, "
                                       f"device type and shared parameters{f' in suite {args.suite}' if args.suite else ''}")
     print(f"{y} significantly worse than {x} in {worse} of {counted(total, 'setting')} (Welch's t "
           "over seeds, 95%, each setting on its own: no correction for comparing several)")
+    if note := compare.unjudged_note(shared, "setting"):
+        print(note)
     return 1 if worse and args.fail_on == "regression" else 0

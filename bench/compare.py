@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from bench import provenance, records
-from bench.errors import ParameterError, printable
+from bench.errors import ParameterError, counted, printable
 from bench.board import budget_label
 from bench.records import Record, Status
 from bench.plan import flat_params, setting_label
@@ -147,6 +147,17 @@ def _change(ra: list[dict[str, Any]], rb: list[dict[str, Any]], method: str, set
     return RowChange(c["suite"], method, setting, c["budget"], (len(ra), len(rb)),
                      (statistics.fmean(acc_a), statistics.fmean(acc_b)),
                      statistics.fmean(acc_b) - statistics.fmean(acc_a), ci, verdict, moved)
+
+
+def unjudged_note(changes: list[RowChange], noun: str) -> str:
+    """The line after a comparison's count of worse rows, where some rows could not be judged:
+    "0 of 6 settings worse", when each side has one seed, reads as a verdict that there was no
+    regression, whatever the change (a one-seed quick run, 81 points down, said just that)."""
+    n = sum(c.verdict == "too few seeds" for c in changes)
+    if not n:
+        return ""
+    return (f"{n} of {counted(len(changes), noun)} not judged (too few seeds): a side has one seed, which gives "
+            "no spread to tell a change from noise; run two or more (--seeds 0,1,2) for an interval")
 
 
 def _ordered(changes: list[RowChange]) -> list[RowChange]:

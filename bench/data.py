@@ -317,12 +317,19 @@ def fetch(spec: DataSpec, root: Path | None, download: bool = True) -> str:
     cls = dataset_class(spec.dataset)
     if download and source.startswith("torchvision:") and not _has_torchvision_layout(cls, root):
         before = set(root.iterdir()) if root.is_dir() else None
+        above = [p for p in root.parents if not p.exists()]  # the download makes them too (closest first)
         try:
             for train in (True, False):
                 _torchvision_split(cls, root, train, download=True)
         except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
             _remove_empty_folders(root, before)
-            looked = f"{root} (torchvision layout)"
+            for folder in above:
+                with contextlib.suppress(OSError):  # not empty: it holds something, which stays
+                    folder.rmdir()
+            # BENCH_DATA_DIR=../shared/data, exported in the checkout and read from one of its
+            # folders, names another folder: say which
+            relative = "" if root.is_absolute() else f"; relative to the current folder: {os.path.abspath(root)}"
+            looked = f"{root} (torchvision layout{relative})"
             if spec.image_folder:
                 looked += f" and {root / spec.image_folder}/train, /test (ImageFolder layout)"
             raise DataError(

@@ -524,6 +524,10 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     dense_rates = [r["metrics"]["train_time_s"] / r["metrics"]["train_epochs"] for r in here
                    if r["config"]["method"] == "dense"]
     per_epoch = statistics.median(dense_rates) if dense_rates else None  # the suite's dense epoch time
+    # Every run is measured after it trains (on a CPU, an mlp run's latency in four runtimes: 5 s
+    # of a quick run's 7), so a run without records of its own costs its epochs and a measurement
+    measured = [h["measure_time_s"] for h in here if isinstance(h.get("measure_time_s"), (int, float))]
+    measure_s = statistics.median(measured) if measured else 0.0
     to_train = [d for d in dense.values() if not d.path.exists()]
     stage_epochs = suite.training.epochs * len(to_train)
     rows, total_epochs, total_s, guessed = [], float(stage_epochs), 0.0, 0
@@ -534,7 +538,8 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
         if same:
             seconds, shown = statistics.median(same), f"{statistics.median(same):.0f}"
         elif per_epoch is not None:
-            seconds, shown, guessed = epochs * per_epoch, f"~{epochs * per_epoch:.0f}", guessed + 1
+            seconds = epochs * per_epoch + measure_s
+            shown, guessed = f"~{seconds:.0f}", guessed + 1
         else:
             seconds, shown = 0.0, "unknown"
         total_epochs += epochs
@@ -555,5 +560,7 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     total_s += per_epoch * stage_epochs
     notes = [f"dense stage from {len(dense_rates)} dense records at {per_epoch:.2f} s per epoch"]
     if guessed:
-        notes.append(f"{counted(guessed, 'run')} (~) without a record of their own: unknown, extrapolated at that rate")
-    log(f"  expected: {total_epochs:g} epochs, about {counted(round(total_s / 60), 'minute')} in one job ({'; '.join(notes)})")
+        notes.append(f"{counted(guessed, 'run')} (~) without a record of their own: unknown, extrapolated at that rate"
+                     + (f" plus a measurement ({measure_s:.1f} s, the records' median)" if measure_s else ""))
+    about = f"{total_s:.0f} s" if total_s < 90 else counted(round(total_s / 60), "minute")  # not "0 minutes"
+    log(f"  expected: {total_epochs:g} epochs, about {about} in one job ({'; '.join(notes)})")

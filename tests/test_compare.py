@@ -326,6 +326,23 @@ def test_bench_compare_methods_within_one_results_folder(tmp_path, bench):
         assert refused.returncode == 2 and why in refused.stderr, (args, refused.stderr)
 
 
+def test_rows_with_one_seed_are_counted_as_not_judged_not_as_no_regression(tmp_path, bench):
+    """A quick run has one seed: "0 of 1 setting worse" alone read as no regression, for a drop of
+    40 points. The summary says how many rows no interval could judge, and how to get one."""
+    one = write(tmp_path / "one", [record("magnitude", 0.9, 0, 0.97), record("random", 0.9, 0, 0.57)])
+    ran = bench(["compare", one, "--methods", "magnitude,random"])
+    assert ran.returncode == 0, ran.stderr
+    assert "random significantly worse than magnitude in 0 of 1 setting" in ran.stdout
+    assert "1 of 1 setting not judged (too few seeds)" in ran.stdout and "--seeds 0,1,2" in ran.stdout
+    other = write(tmp_path / "other", [record("magnitude", 0.9, 0, 0.57)])
+    ran = bench(["compare", one, other])
+    assert "0 rows significantly worse in B" in ran.stdout
+    assert "1 of 1 row not judged (too few seeds)" in ran.stdout, ran.stdout
+    three = write(tmp_path / "three", [record(m, 0.9, s, acc - s / 1000) for s in range(3)
+                                        for m, acc in (("magnitude", 0.97), ("random", 0.57))])
+    assert "not judged" not in bench(["compare", three, "--methods", "magnitude,random"]).stdout
+
+
 def test_why_no_row_pairs_up_is_printable(tmp_path, bench):
     """The line saying why no row pairs up names A's and B's data sources and devices, a record's
     text: a tampered record's escape sequences (ESC ] 0 ; ... BEL retitles the terminal) are shown

@@ -83,6 +83,8 @@ def test_limited_subsets_are_fixed_random_draws_that_keep_every_class():
 def test_a_failed_download_leaves_the_data_folder_as_it_was(tmp_path, monkeypatch):
     """Offline, torchvision makes root/MNIST/raw before its download fails: the command's error
     names the folder, and the empty folders go (a folder that held something stays as it was)."""
+    from pathlib import Path
+
     import pytest
 
     from bench import data
@@ -106,6 +108,13 @@ def test_a_failed_download_leaves_the_data_folder_as_it_was(tmp_path, monkeypatc
     (kept / "mine" / "notes.txt").write_text("x")
     with pytest.raises(DataError):
         data.fetch(spec, kept)
+    assert sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*")) == ["mine", "mine/notes.txt"]
+    # a relative path (BENCH_DATA_DIR=../shared/data read from another folder than the checkout's)
+    # is named as the folder it reaches, and the folders the download made above it go too
+    monkeypatch.chdir(kept / "mine")
+    with pytest.raises(DataError, match=f"not found in ../shared/data \\(torchvision layout; relative to the "
+                                        f"current folder: {kept}/shared/data\\)"):
+        data.fetch(spec, Path("../shared/data"))
     assert sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*")) == ["mine", "mine/notes.txt"]
 
 

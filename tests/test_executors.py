@@ -135,7 +135,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(serial, tmp_path, data_dir, 
     before = sorted(p.relative_to(serial) for p in serial.rglob("*"))
     again = bench([*QUICK, "--force", "--dry-run", "--data-dir", str(data_dir), "--results-dir", str(serial)])
     assert again.returncode == 0, again.stderr
-    assert "6 runs: 6 to run" in again.stdout and "minutes in one job" in again.stdout  # timed from records
+    assert "6 runs: 6 to run" in again.stdout  # timed from records, in seconds under a minute and a half
+    assert re.search(r"expected: \d+ epochs, about (\d+ s|\d+ minutes?) in one job", again.stdout), again.stdout
+    assert "about 0 minutes" not in again.stdout
     assert sorted(p.relative_to(serial) for p in serial.rglob("*")) == before
     # times only from records of the same budget; a method without records is extrapolated, and says so
     snip = bench([*QUICK[:4], "dense,magnitude,random,snip", *QUICK[5:], "--dry-run", "--data-dir", str(data_dir),
@@ -145,6 +147,26 @@ def test_dry_run_prints_the_plan_and_writes_nothing(serial, tmp_path, data_dir, 
     other[other.index("--epochs") + 1] = "3"
     longer = bench([*other, "--dry-run", "--data-dir", str(data_dir), "--results-dir", str(serial)])
     assert "time unknown: no dense record of this suite at this budget" in longer.stdout, longer.stdout
+
+
+def test_a_run_without_records_is_estimated_with_its_measurement(serial, tmp_path, data_dir, bench):
+    """A method without records of its own was estimated from its epochs alone, but every run is
+    also measured (on a CPU, 5 s of a quick mlp run's 7 in its runtimes): a new method's quick
+    sweep was planned at a third of what it took. Its estimate adds the records' median
+    measurement time, planted here at 300 s."""
+    runs = tmp_path / "mlp-fast" / "runs"
+    runs.mkdir(parents=True)
+    for path in (serial / "mlp-fast" / "runs").glob("*.json"):
+        record = json.loads(path.read_text())
+        record["measure_time_s"] = 300.0
+        (runs / path.name).write_text(json.dumps(record))
+    snip = bench([*QUICK[:4], "snip", *QUICK[5:7], *QUICK[11:], "--dry-run", "--data-dir", str(data_dir),
+                  "--results-dir", str(tmp_path)])
+    assert snip.returncode == 0, snip.stderr
+    shown = re.findall(r"^snip .* ~(\d+)$", snip.stdout, flags=re.M)
+    assert len(shown) == 4 and all(300 <= int(s) < 360 for s in shown), snip.stdout  # 3 epochs + 300 s each
+    assert "plus a measurement (300.0 s, the records' median)" in snip.stdout
+    assert re.search(r"about 2[01] minutes in one job", snip.stdout), snip.stdout  # 4 x 300 s and the epochs
 
 
 def test_max_minutes_stops_starting_runs_and_a_rerun_resumes(tmp_path, data_dir, bench):

@@ -356,3 +356,18 @@ def test_bench_alone_says_what_it_is_and_where_to_start(capsys):
     err = capsys.readouterr().err
     assert err.startswith("usage: bench") and "Which compression method wins" in err
     assert "start here:\n  bench leaderboard --show --suite mlp" in err and "run        run methods" in err
+
+
+def test_the_helps_quick_run_is_the_readmes_first_session():
+    """`bench --help` offered a quick run without `--limit-train 5000` and without `dense`: another
+    budget than the README's first session (its own dense model on all 60,000 images, no
+    reference row), so following both trained twice. The two name one command."""
+    from pathlib import Path
+
+    from bench.cli import START_HERE
+
+    (quick,) = [line.strip() for line in START_HERE.splitlines() if line.strip().startswith("bench run")]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    session = readme.split("### A first session", 1)[1].split("###", 1)[0]
+    assert f"    {quick}\n" in session, quick
+    assert "--limit-train 5000" in quick and "dense" in quick.split("--methods ")[1].split()[0].split(",")
