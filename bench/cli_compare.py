@@ -52,8 +52,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             table = [[c.method, c.setting, *_change_cells(c),
                       "; ".join(f"{k} {va:g} -> {vb:g}" for k, (va, vb) in c.exact_changes.items())]
                      for c in _shown(changes, args.only_changed)]
-            print(_compare_table(table, ["method", "setting", "budget", "seeds A/B", "acc A (%)", "acc B (%)",
-                                         "change (pts) [95% CI]", "verdict", "exact figures that moved"]) + "\n")
+            _print_table(table, ["method", "setting", "budget", "seeds A/B", "acc A (%)", "acc B (%)",
+                                 "change (pts) [95% CI]", "verdict", "exact figures that moved"])
             worse += sum(c.verdict == "worse" for c in changes)
             shared += changes
     print(f"{counted(worse, 'row')} significantly worse in B (Welch's t over seeds, 95%)")
@@ -73,10 +73,13 @@ def _shown(changes: list[RowChange], only_changed: bool) -> list[RowChange]:
     return shown
 
 
-def _compare_table(rows: list[list[str]], headers: list[str]) -> str:
-    """`bench compare`'s table, its text printable: a setting or a budget is a record's text,
-    which a tampered record fills with terminal escape sequences (ESC ] 0 ; ... retitles it)."""
-    return tabulate([[printable(cell) for cell in row] for row in rows], headers=headers, disable_numparse=True)
+def _print_table(rows: list[list[str]], headers: list[str]) -> None:
+    """Print `bench compare`'s table, its text printable: a setting or a budget is a record's text,
+    which a tampered record fills with terminal escape sequences (ESC ] 0 ; ... retitles it). No
+    rows print nothing (--only-changed with nothing changed printed a header over no rows)."""
+    if rows:
+        print(tabulate([[printable(cell) for cell in row] for row in rows], headers=headers,
+                       disable_numparse=True) + "\n")
 
 
 def _change_cells(c: RowChange) -> list[str]:
@@ -119,9 +122,8 @@ def _compare_methods(args: argparse.Namespace) -> int:
             total += len(changes)
             print(f"# {name}: {y} against {x}, {counted(len(changes), 'setting')} both have\n")
             table = [[c.setting, *c.others, *_change_cells(c)] for c in _shown(changes, args.only_changed)]
-            print(_compare_table(table, ["shared setting", f"{x}'s other", f"{y}'s other", "budget",
-                                         f"seeds {x}/{y}", f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]",
-                                         "verdict"]) + "\n")
+            _print_table(table, ["shared setting", f"{x}'s other", f"{y}'s other", "budget", f"seeds {x}/{y}",
+                                 f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]", "verdict"])
             worse += sum(c.verdict == "worse" for c in changes)
             shared += changes
     if not total:

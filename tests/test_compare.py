@@ -62,6 +62,8 @@ def test_bench_compare_fails_on_a_regression_and_passes_an_unchanged_rerun(tmp_p
     ok = bench(["compare", a, same, "--fail-on", "regression"])
     assert ok.returncode == 0, ok.stderr
     assert "no change" in ok.stdout and "0 rows significantly worse" in ok.stdout
+    quiet = bench(["compare", a, same, "--only-changed"])  # nothing moved: a count, no header over no rows
+    assert "1 row without a significant change" in quiet.stdout and "acc A (%)" not in quiet.stdout
     bad = bench(["compare", a, worse, "--fail-on", "regression"])
     assert bad.returncode == 1
     assert "worse" in bad.stdout and "-2.00" in bad.stdout
