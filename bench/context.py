@@ -24,6 +24,7 @@ from torch import nn
 
 from bench import files, layerwise, measure
 from bench.data import Dataset, Preprocess
+from bench.errors import counted
 from bench.models import build_model
 from bench.sparsity import keep_zeros
 from bench.suite import Budget, ModelSpec, Suite
@@ -306,7 +307,7 @@ class DenseWeights:
 def train_dense(ctx: Context, checkpoint: Path | None = None) -> DenseWeights:
     """Train the suite's model from the seed's initialization for the dense budget, resuming
     from `checkpoint` (saved every epoch) when an earlier attempt was interrupted."""
-    ctx.log(f"  training the dense model (seed {ctx.seed}, {ctx.budget.epochs} epochs), "
+    ctx.log(f"  training the dense model (seed {ctx.seed}, {counted(ctx.budget.epochs, 'epoch')}), "
             "shared by every method of this seed")
     try:
         model, result = _fit_dense(ctx, checkpoint)

@@ -298,7 +298,7 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
                     d.weights = dense_stage.load(d, log, here)
                     d.claim.release()
                 else:
-                    log(f"dense model, seed {d.seed}: training ({suite.training.epochs} epochs)")
+                    log(f"dense model, seed {d.seed}: training ({counted(suite.training.epochs, 'epoch')})")
                     ticket = executor.submit(task("dense", [RunSpec("dense", {}, d.seed)], [d.path], {},
                                                   checkpoint=d.path.with_suffix(".ckpt")))
                     in_flight[ticket], d.busy = d, True
@@ -469,7 +469,9 @@ def _summary(record: dict[str, Any]) -> str:
     if record["status"] != Status.OK:
         return f" -> {record['status'].upper()}: {first_line(record['error'])}"
     m = record["metrics"]
-    ratio = f"{m['compression']:.1f}x smaller" if m["compression"] >= 1 else f"{1 / m['compression']:.1f}x larger"
+    c = m["compression"]
+    ratio = ("the dense model's size" if f"{c:.1f}" == "1.0" else f"{c:.1f}x smaller" if c > 1
+             else f"{1 / c:.1f}x larger")  # "1.0x smaller" read as a bug on the dense row
     asked = record["config"]["params"].get("sparsity")
     # No committed method's record measures under half the sparsity it was given: a plugin's that
     # does has most likely let fine-tuning regrow the weights it pruned.

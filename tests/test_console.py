@@ -86,3 +86,16 @@ def test_a_listing_piped_into_a_reader_that_stops_early_ends_quietly():
     proc.stdout.close()  # before the command can write a line
     assert proc.wait(timeout=60) == 141
     assert proc.stderr.read() == ""
+
+
+def test_a_runs_line_gives_its_size_against_the_dense_models():
+    """Compression 1.0 (the dense row, a method that keeps every weight) reads as the dense
+    model's size, not "1.0x smaller"; smaller and larger models read as such."""
+    from bench.runner import _summary
+
+    def line(compression):
+        return _summary({"status": "ok", "config": {"params": {}}, "metrics": {
+            "accuracy": 0.98, "sparsity": 0.0, "size_bytes": 4096, "compression": compression, "train_epochs": 20}, "run_time_s": 7.0})
+
+    assert "(the dense model's size)" in line(1.0) and "x smaller" not in line(1.0)
+    assert "(4.0x smaller)" in line(4.0) and "(2.0x larger)" in line(0.5)
