@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import functools
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 import pandas as pd
 
@@ -204,15 +204,17 @@ def code_of(r: Record) -> str:
 
 
 def select(table: pd.DataFrame, cols: list[Column], families: dict[str, str], sparsity: float | None = None,
-           family: str | None = None, sort: str | None = None) -> pd.DataFrame:
-    """The rows of an aggregated table that `leaderboard --show` asks for: those of the `family`
-    and `sparsity` asked for, and the references (`dense`, `dense-ft`) always; sorted by the
+           family: str | None = None, sort: str | None = None, methods: Collection[str] | None = None) -> pd.DataFrame:
+    """The rows of an aggregated table that `leaderboard --show` asks for: those of the `family`,
+    `sparsity` and `methods` asked for, and the references (`dense`, `dense-ft`) always; sorted by the
     column `sort`, best first by the metric's direction (lowest first where lower is better or
     no direction is registered), the references first in each table, in their fixed order."""
     reference = table.method.isin(REFERENCES)
     keep = pd.Series(True, index=table.index)
     if family:
         keep &= table.method.map(lambda m: family_of(m, families)) == family
+    if methods is not None:
+        keep &= table.method.isin(methods)
     if sparsity is not None:
         levels = table.setting_params.map(setting_sparsity)
         keep &= levels.map(lambda level: level is not None and abs(level - sparsity) < 1e-9)

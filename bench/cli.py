@@ -244,6 +244,8 @@ def parser() -> _Parser:
                     help="print the standard leaderboard in the terminal instead of writing files")
     lb.add_argument("--sparsity", type=_number(float, ge=0, lt=1), help="with --show: rows at this sparsity")
     lb.add_argument("--family", help="with --show: rows of this method family (e.g. pruning, quantization)")
+    lb.add_argument("--methods", help="with --show: rows of these methods, a comma list or glob patterns "
+                                      "(e.g. 'magnitude,gmp', 'magnitude*')")
     lb.add_argument("--sort", metavar="COL", help="with --show: sort by this column of the CSV (e.g. accuracy_mean_%%, "
                                                   "compression_x, size_KiB), best first; dense and dense-ft stay on top")
     lb.add_argument("--budget", choices=["standard", "custom"], default="standard",

@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import fnmatch
 import shutil
 import sys
 from pathlib import Path
+from typing import Iterable
 
 from bench import files, layout, records, registry
 from bench.errors import counted
@@ -30,10 +32,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     root = Path(args.results_dir)
     if args.suite is not None and not is_plain_name(args.suite):
         raise SuiteError(f"--suite {args.suite!r}: expected a suite name, a plain folder name under {root}")
-    if not args.show and (args.sparsity is not None or args.family is not None or args.sort is not None
-                          or args.budget != "standard" or args.format != "table"):
-        raise registry.ParameterError("--sparsity, --family, --sort, --budget and --format shape --show's table: "
-                                      "add --show")
+    if not args.show and (args.sparsity is not None or args.family is not None or args.methods is not None
+                          or args.sort is not None or args.budget != "standard" or args.format != "table"):
+        raise registry.ParameterError("--sparsity, --family, --methods, --sort, --budget and --format shape --show's "
+                                      "table: add --show")
     if args.serve is not None and (args.show or args.check):
         raise registry.ParameterError("--serve writes and serves the site: not with --show or --check")
     args.html = args.html or args.serve is not None
@@ -56,16 +58,17 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         return _check(root, suites, site=args.suite is None and (root / layout.SITE).is_dir())
     if args.show:
         standard = args.budget == "standard"
+        loaded = {name: board.load(root, name) for name in suites}
+        methods = None if args.methods is None else _methods(args.methods, loaded.values())
         if args.format != "table":
-            return _show(root, suites, standard, args)
+            return _show(loaded, standard, methods, args)
         for name in suites:
-            loaded = board.load(root, name)
-            recs = [r for r in loaded if r.get("standard_budget") == standard]
+            recs = [r for r in loaded[name] if r.get("standard_budget") == standard]
             text = render.terminal(recs, shutil.get_terminal_size().columns, board.families(recs),
-                                   args.sparsity, args.family, args.sort)  # refusals before any output
+                                   args.sparsity, args.family, args.sort, methods)  # refusals before any output
             print(f"# {name}: {args.budget} budget ({leaderboard.table_path(root, name, standard)} has every column)"
                   f"\n\n{text}\n")
-            if note := _elsewhere(root, name, loaded, standard):
+            if note := _elsewhere(root, name, loaded[name], standard):
                 print(f"{note}\n")
         return 0
     if args.html:  # a site folder it would refuse is refused before the tables are rewritten
@@ -86,6 +89,25 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if args.serve is not None:
             return _serve(out, args.serve)
     return 0
+
+
+def _methods(spec: str, loaded: Iterable[list[records.Record]]) -> set[str]:
+    """The methods a --show --methods value names among the records: names and glob patterns, as
+    `bench run --methods` takes them. A name or pattern that matches no record's method is refused
+    with the nearest names, rather than leaving a table of the reference rows alone."""
+    present = sorted({r["config"]["method"] for recs in loaded for r in recs})
+    chosen: set[str] = set()
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        matches = fnmatch.filter(present, part)
+        if not matches:
+            close = difflib.get_close_matches(part, present, n=3, cutoff=0.5)
+            raise registry.ParameterError(f"--methods: no record's method matches '{part}'"
+                                          f"{f'; did you mean {close[0]}?' if close else ''} (methods with records: "
+                                          f"{', '.join(present) or 'none'})")
+        chosen.update(matches)
+    if not chosen:
+        raise registry.ParameterError("--methods: expected method names or patterns, e.g. 'magnitude,gmp'")
+    return chosen
 
 
 def _elsewhere(root: Path, suite: str, loaded: list[records.Record], standard: bool) -> str | None:
@@ -144,20 +166,21 @@ def _serve(folder: Path, port: int) -> int:
     return 0
 
 
-def _show(root: Path, suites: list[str], standard: bool, args: argparse.Namespace) -> int:
-    """`leaderboard --show --format csv|json|markdown`: the selected rows of every suite asked
-    for, every column (the CSV's, and `suite`), as one table for other tools."""
+def _show(loaded: dict[str, list[records.Record]], standard: bool, methods: set[str] | None,
+          args: argparse.Namespace) -> int:
+    """`leaderboard --show --format csv|json|markdown`: the selected rows of every suite loaded
+    (suite -> its records), every column (the CSV's, and `suite`), as one table for other tools."""
     import pandas as pd
 
     from bench import board
 
     tables = []
-    for name in suites:
-        recs = [r for r in board.load(root, name) if r.get("standard_budget") == standard]
+    for name, loaded_recs in loaded.items():
+        recs = [r for r in loaded_recs if r.get("standard_budget") == standard]
         table, cols = board.table(recs)
         if not table.empty:
-            tables.append(board.select(table, cols, board.families(recs), args.sparsity, args.family, args.sort)
-                          .assign(suite=name))
+            tables.append(board.select(table, cols, board.families(recs), args.sparsity, args.family, args.sort,
+                                       methods).assign(suite=name))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])
     table = table[["suite", *(c for c in table.columns if c not in ("suite", "setting_params"))]]
     if args.format == "csv":

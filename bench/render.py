@@ -7,7 +7,7 @@ type, then what did not run and where and by which code the runs were made.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Collection
 
 import pandas as pd
 from tabulate import tabulate
@@ -146,10 +146,11 @@ SETTING_WIDTH, MIN_SETTING_WIDTH = 40, 14  # a setting wraps at the first width,
 
 
 def terminal(recs: list[Record], width: int, families: dict[str, str],
-             sparsity: float | None = None, family: str | None = None, sort: str | None = None) -> str:
+             sparsity: float | None = None, family: str | None = None, sort: str | None = None,
+             methods: Collection[str] | None = None) -> str:
     """The aggregated tables of `recs` (mean ± std over seeds) for a terminal `width` characters
     wide: one per data source, budget and device type, `dense` and `dense-ft` first, then the
-    rows of the `family` and `sparsity` asked for (sorted by `sort`: see `select`). A row's
+    rows of the `family`, `sparsity` and `methods` asked for (sorted by `sort`: see `select`). A row's
     setting shows only the parameters that differ between its method's rows, wrapped onto more
     lines where the column is narrow (cut alike, two rows would read the same); columns are
     dropped, least important first, rather than wrapped."""
@@ -157,10 +158,10 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
     if table.empty:
         return "no finished runs"
     table["shown_setting"] = distinct_settings(table)  # told apart among all rows, not the filtered
-    picked = select(table, cols, families, sparsity, family, sort)
+    picked = select(table, cols, families, sparsity, family, sort, methods)
     out = []
     if sparsity is not None and picked.method.isin(REFERENCES).all():  # a level no row has: say which there are
-        rows = select(table, cols, families, None, family)
+        rows = select(table, cols, families, None, family, methods=methods)
         levels = sorted({lv for lv in rows[~rows.method.isin(REFERENCES)].setting_params.map(setting_sparsity)
                          if lv is not None and pd.notna(lv)})
         out += [f"no row{f' of family {family}' if family else ''} at sparsity {sparsity:g}; the levels: "

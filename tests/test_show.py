@@ -45,6 +45,23 @@ def test_show_reads_custom_budgets_and_writes_csv_json_and_markdown(tmp_path, be
     assert markdown.startswith("| suite ") and markdown.count("| mlp ") == 3  # dense, dense-ft, gmp at 0.9
 
 
+def test_show_methods_keeps_the_named_and_matched_methods_beside_the_references(tmp_path, bench, monkeypatch):
+    """--methods takes names and glob patterns as `bench run` does; a name no record has is
+    refused with the nearest one, before any table is printed."""
+    monkeypatch.setenv("COLUMNS", "200")
+    write_records(tmp_path, terminal_records())
+    shown = show(bench, tmp_path, "--methods", "gm*")
+    assert shown.returncode == 0, shown.stderr
+    assert [line.split()[0] for line in shown.stdout.splitlines() if line.startswith(("dense", "gmp", "uniform"))] == [
+        "dense", "dense-ft", "gmp", "gmp"]
+    as_json = json.loads(show(bench, tmp_path, "--methods", "uniform", "--format", "json").stdout)
+    assert [r["method"] for r in as_json] == ["dense", "dense-ft", "uniform"]
+    typo = show(bench, tmp_path, "--methods", "gmp,unifrom")
+    assert typo.returncode == 2 and typo.stdout == ""
+    assert "--methods: no record's method matches 'unifrom'; did you mean uniform?" in typo.stderr
+    assert bench(["leaderboard", "--results-dir", tmp_path, "--methods", "gmp"]).returncode == 2  # no --show
+
+
 def test_list_json_gives_tools_the_methods_and_suites_as_objects(capsys):
     from bench.cli import main
 
