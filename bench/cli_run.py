@@ -23,7 +23,7 @@ from tabulate import tabulate
 
 from bench import layout, provenance, records, registry, reproduce
 from bench.chain import links
-from bench.errors import DataError, ExecutorError, counted, first_line, printable
+from bench.errors import DataError, ExecutorError, counted, duration, first_line, printable
 from bench.plan import setting_label
 from bench.records import Status
 from bench.suite import Suite, load_suite, yaml_value
@@ -256,7 +256,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     executors = {}  # one per thread count: the sample's records were mostly made with one
     with tempfile.TemporaryDirectory(prefix="bench-reproduce-") as tmp:
         into = args.into or Path(tmp)
-        print(f"rerunning {len(chosen)} of {len(stored)} records of {suite.name} (--seed {args.seed}) into {into}")
+        seconds = reproduce.stored_seconds(chosen, stored)
+        took = "" if seconds is None else (f": they took {duration(seconds)} to make on "
+                                          f"{printable(chosen[0]['env']['device_name'])}, their dense model's training "
+                                          "included")
+        print(f"rerunning {len(chosen)} of {len(stored)} records of {suite.name} (--seed {args.seed}) into {into}{took}")
         try:
             for r in sorted(chosen, key=lambda r: (r["config"]["seed"], r["config"]["method"])):
                 # the record's threads, as far as this machine's cores go (a planted 10**12 started no worker)

@@ -58,6 +58,12 @@ def counted(n: int | None, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def duration(seconds: float) -> str:
+    """A time for messages, rounded as a reader wants it: "about 40 s" under 90 seconds (not
+    "0 minutes" nor "1 minute" for 80 s), else "about 7 minutes"."""
+    return f"about {seconds:.0f} s" if seconds < 90 else f"about {counted(round(seconds / 60), 'minute')}"
+
+
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # ANSI colours (SGR): Ray's and other libraries' tracebacks carry them
 

@@ -67,6 +67,20 @@ def sample(recs: list[Record], n: int, seed: int,
     return draw.sample(pool, n)
 
 
+def stored_seconds(chosen: list[dict[str, Any]], stored: list[Record]) -> float | None:
+    """How long the drawn records took to make: their runs, and the training of their seed's
+    dense model (its record's train time), which the scratch folder does again before the runs
+    that start from it. The main job trained for minutes with no word of how many (a newcomer's
+    walkthrough); None where a record lacks its time."""
+    seed, budget = chosen[0]["config"]["seed"], chosen[0]["config"]["budget"]
+    dense = [r["metrics"].get("train_time_s") for r in stored if r["status"] == Status.OK
+             and r["config"]["method"] == "dense" and r["config"]["seed"] == seed and r["config"]["budget"] == budget]
+    runs = [r.get("run_time_s") for r in chosen]
+    if not all(isinstance(t, (int, float)) for t in runs + dense[:1]):
+        return None
+    return sum(runs) + (dense[0] if dense else 0.0)
+
+
 @dataclass(frozen=True)
 class Check:
     """One figure of a record beside its reproduction."""

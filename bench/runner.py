@@ -34,7 +34,7 @@ from bench.chain import links
 from bench.context import DenseWeights
 from bench.dense_stage import Dense
 from bench.data import default_data_dir, fetch, is_here
-from bench.errors import DenseMismatch, ResultsFolderError, counted, first_line, printable
+from bench.errors import DenseMismatch, ResultsFolderError, counted, duration, first_line, printable
 from bench.executors import Executor
 from bench.locks import Claim
 from bench.plan import (Order, RunSpec, dense_epochs, expected_epochs, plan, run_key, setting_label,
@@ -564,5 +564,4 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     if guessed:
         notes.append(f"{counted(guessed, 'run')} (~) without a record of their own: unknown, extrapolated at that rate"
                      + (f" plus a measurement ({measure_s:.1f} s, the records' median)" if measure_s else ""))
-    about = f"{total_s:.0f} s" if total_s < 90 else counted(round(total_s / 60), "minute")  # not "0 minutes"
-    log(f"  expected: {total_epochs:g} epochs, about {about} in one job ({'; '.join(notes)})")
+    log(f"  expected: {total_epochs:g} epochs, {duration(total_s)} in one job ({'; '.join(notes)})")

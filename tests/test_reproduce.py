@@ -35,6 +35,15 @@ def test_the_sample_is_seeded_and_draws_cheap_records_of_one_seed_in_rows_with_a
         raise AssertionError("a sample larger than the pool was drawn")
 
 
+def test_the_rerun_says_what_its_records_took_with_their_seeds_dense_training():
+    recs = [stored("magnitude", s, 0.97, 100, run_time_s=20.0) for s in range(2)]
+    recs += [stored("dense", s, 0.98, 1000, run_time_s=5.0) for s in range(2)]  # trained for 9 s (train_time_s)
+    chosen = [recs[0], stored("random", 0, 0.9, 100, run_time_s=30.0)]
+    assert reproduce.stored_seconds(chosen, recs) == 20 + 30 + 9  # seed 0's dense model, once
+    assert reproduce.stored_seconds(chosen, recs[:2]) == 50  # no dense record: the runs alone
+    assert reproduce.stored_seconds([{**recs[0], "run_time_s": None}], recs) is None
+
+
 def test_exact_figures_must_match_and_accuracy_must_lie_within_the_rows_noise():
     row = [stored("magnitude", s, a, 100, size_bytes=500 + s) for s, a in ((0, 0.970), (1, 0.972), (2, 0.974))]
     verdict = {c.figure: c for c in reproduce.judge(row[0], stored("magnitude", 0, 0.971, 100, size_bytes=501), row)}
@@ -66,6 +75,7 @@ def test_reproduce_reruns_stored_records_and_flags_a_planted_difference(tmp_path
     again = bench(args)
     assert again.returncode == 0, again.stderr
     assert "1 of 1 records reproduced" in again.stdout
+    assert re.search(r"into \S+: they took about \d+ s to make on .+, their dense model's training included", again.stdout)
     # the run line: accuracy, size and compression; latency is the leaderboard's, beside its spread
     assert re.search(r"-> accuracy [\d.]+%  sparsity [\d.]+%  size [\d.]+ KiB \([\d.]+x smaller\)", again.stdout)
     assert "nonzeros" in again.stdout and "exact" in again.stdout and "within noise" in again.stdout
