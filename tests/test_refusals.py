@@ -131,6 +131,8 @@ SUITES = [
      "key 'training.batch_size': expected a number within ±1e+18, the largest a run's record holds"),
     ("a rate of 400 digits", ("lr: 0.1,", f"lr: {10**400},"),  # float() of it raised OverflowError
      "key 'training.lr': expected a number within ±1e+18, the largest a run's record holds, got 1000"),
+    ("terminal escapes in a name", ("dataset: MNIST", 'dataset: "MNIST\\e]0;retitled\\a"'),  # printed as they were
+     "key 'data.dataset': torchvision.datasets has no dataset class 'MNIST?]0;retitled?'"),
     ("keys that are a number and null", ("seeds: [0]", "seeds: [0]\n1: x\nnull: y\nfoo: z"),
      "key '<top level>': unknown key 1; expected keys: "),
 ]
