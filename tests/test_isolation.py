@@ -32,8 +32,8 @@ PLUGINS = '''
 
     @register_method("corrupter")
     class Corrupter(Method):
-        """Corrupts everything a run can reach: the dense weights, the data, torch's global state,
-        the working directory."""
+        """Corrupts everything a run can reach: the dense weights, the data, torch's global state
+        and hooks on every module, the working directory."""
 
         def run(self, ctx):
             model = ctx.pretrained()
@@ -47,6 +47,7 @@ PLUGINS = '''
             torch.set_num_threads(2)
             torch.set_default_device("meta")
             os.chdir(tempfile.mkdtemp())
+            torch.nn.modules.module.register_module_forward_hook(lambda module, args, out: out * 0)
             return model
 
     @register_method("rebinder")
