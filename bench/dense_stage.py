@@ -110,7 +110,8 @@ def _not_the_recorded(d: Dense, env: dict[str, Any]) -> str:
     """A warning: the dense model just trained is not the one the recorded runs of its seed
     started from, so this command's rows differ from theirs by their starting point as well as
     by method (within seed noise, but not the same-model comparison a reader assumes). On a
-    CPU the usual cause is the thread count, which changes the order of float sums."""
+    CPU the usual cause is the thread count, which changes the order of float sums. Printable:
+    it quotes the records' machine names, a tamperer's text."""
     theirs = max(d.recorded.values(), key=len)
     threads = Counter(r["env"].get("threads") for r in theirs).most_common(1)[0][0]
     machines = sorted({r["env"].get("device_name", "?") for r in theirs})
@@ -118,6 +119,6 @@ def _not_the_recorded(d: Dense, env: dict[str, Any]) -> str:
     here = f"{counted(env.get('threads'), 'thread')} on {env.get('device_name', '?')}"
     hint = (f"; try `--threads {threads}`, as they were made" if env.get("device") == "cpu" and threads != env.get("threads")
             and machines == [env.get("device_name")] else "")
-    return (f"dense model, seed {d.seed}: warning: not the model that {counted(len(theirs), 'recorded run')} "
-            f"of seed {d.seed} started from (made with {made}; this one with "
-            f"{here}), so this command's rows differ from theirs by their dense model too{hint}")
+    return printable(f"dense model, seed {d.seed}: warning: not the model that {counted(len(theirs), 'recorded run')} "
+                     f"of seed {d.seed} started from (made with {made}; this one with "
+                     f"{here}), so this command's rows differ from theirs by their dense model too{hint}")
