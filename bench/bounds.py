@@ -12,6 +12,29 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+# The largest magnitude a record's number may have: above every count the harness makes (a
+# sweep's training FLOPs are ~1e17) and below int64's 9.2e18, so that no reader's sum, product
+# or integer column overflows (1e20 parameters stopped every leaderboard rebuild). A run holds
+# its suite's values and its parameters, so no number given to the harness may be larger either:
+# `--limit-train 1e20`'s run trained, and every reader then left its record out, as malformed.
+MAX_NUMBER = 1e18
+
+
+def finite(value: int | float) -> bool:
+    """Whether a number is finite and within MAX_NUMBER: NaN and Infinity (or 1e999, read as it)
+    are not, nor an integer beyond a float's range (10**400), nor 1e308, which overflow where
+    they are averaged, summed or drawn."""
+    try:
+        return math.isfinite(value) and abs(value) <= MAX_NUMBER
+    except OverflowError:
+        return False
+
+
+def too_large(value: Any) -> bool:
+    """Whether `value` is a number beyond MAX_NUMBER that is not infinite (an int of any size)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > MAX_NUMBER
+            and abs(value) != math.inf)
+
 
 @dataclass(frozen=True)
 class Bounds:
@@ -37,9 +60,12 @@ class Bounds:
         return "that is finite"
 
     def contains(self, value: Any) -> bool:
-        """True for a finite number within the limits (booleans are no numbers here)."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        """True for a finite number within the limits and MAX_NUMBER (booleans are no numbers here)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not finite(value):
             return False
+        return self._within_limits(value)
+
+    def _within_limits(self, value: int | float) -> bool:
         return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
                 and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
 
@@ -49,17 +75,24 @@ class Bounds:
             return None if value in self.choices else (
                 f"expected one of {', '.join(map(str, self.choices))}, got {brief(value)}")
         if not isinstance(value, list):
-            return None if self.contains(value) else f"expected a number {self.describe()}, got {brief(value)}"
+            return None if self.contains(value) else f"expected a number {self._range(value)}, got {brief(value)}"
         if self.distinct and not value:
             return "expected a non-empty list, got []"
         for i, item in enumerate(value):
             if not self.contains(item):
-                return f"expected numbers {self.describe()}, got {brief(item)} (item {i})"
+                return f"expected numbers {self._range(item)}, got {brief(item)} (item {i})"
         if self.distinct:
             repeated = sorted({v for v in value if value.count(v) > 1})
             if repeated:
                 return f"expected distinct values, got {brief(repeated[0])} more than once in {brief(value)}"
         return None
+
+
+    def _range(self, value: Any) -> str:
+        """The range in words, with MAX_NUMBER where `value` is refused for lying beyond it alone
+        (1e20 is >= 1)."""
+        return self.describe() + (f" and within ±{MAX_NUMBER:g}" if too_large(value) and self._within_limits(value)
+                                  else "")
 
 
 def brief(value: Any, limit: int = 200) -> str:

@@ -343,8 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, BrokenPipeError) and _reader_gone():  # `bench ... | head`: it has what it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
             return 141  # what a command ended by SIGPIPE reports
-        if isinstance(e, USAGE_ERRORS):  # bad input, refused up front
-            print(f"bench: error: {e}", file=sys.stderr)
+        if isinstance(e, USAGE_ERRORS):  # bad input, refused up front (quoting a suite file's text: printable)
+            print(printable(f"bench: error: {e}"), file=sys.stderr)
             return 2
         if isinstance(e, OSError):  # a fault while working (a full disk): its own message
             print(f"bench: error: {e}\nbench: "

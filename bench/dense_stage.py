@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from bench import files, layout, provenance, records
 from bench.context import DenseWeights
-from bench.errors import counted, first_line
+from bench.errors import counted, first_line, printable
 from bench.locks import Claim
 from bench.records import Record
 from bench.worker import Outcome
@@ -40,9 +40,13 @@ class Dense:
 
 def load(d: Dense, log: Callable[[str], None], here: provenance.Here | None) -> DenseWeights | None:
     """A cached dense model, or None (to retrain) when its file is unreadable: a truncated cache
-    file is named and replaced, never the cause of every run of its seed failing. Under
-    --refresh, also None when another commit or device trained it (or the cache predates the
-    recording of that): the refreshed records must start from this code's model."""
+    file is named and replaced, never the cause of every run of its seed failing. Also None for
+    a file that names another dense model than its own name does (`identity`, which `trained`
+    writes; a file older than that names none): one copied over another seed's, budget's or
+    suite's file of the same shapes was used as that model, its runs' rows starting from another
+    seed's weights. Under --refresh, also None when another commit or device trained it (or the
+    cache predates the recording of that): the refreshed records must start from this code's
+    model."""
     try:
         weights = DenseWeights.load(d.path)
     except Exception as e:  # noqa: BLE001 - any unreadable cache file is retrained
@@ -50,10 +54,15 @@ def load(d: Dense, log: Callable[[str], None], here: provenance.Here | None) -> 
             f"{e}); training it again")
         d.path.unlink(missing_ok=True)
         return None
+    if weights.meta.get("identity", d.path.stem) != d.path.stem:
+        log(f"dense model, seed {d.seed}: the cache file {d.path} holds another dense model "
+            f"({printable(str(weights.meta['identity'])[:60])}: a file copied or renamed?); training it again")
+        d.path.unlink(missing_ok=True)
+        return None
     if here and not here.made(weights.meta):
-        log(f"dense model, seed {d.seed}: the cache {d.path} was trained by "
-            f"{weights.meta.get('git_commit', 'unrecorded code')} on {weights.meta.get('device_name', 'an unrecorded device')}"
-            "; --refresh trains it again")
+        log(printable(f"dense model, seed {d.seed}: the cache {d.path} was trained by "
+                      f"{weights.meta.get('git_commit', 'unrecorded code')} on "
+                      f"{weights.meta.get('device_name', 'an unrecorded device')}; --refresh trains it again"))
         d.path.unlink(missing_ok=True)
         return None
     log(f"dense model, seed {d.seed}: from cache {d.path} ({100 * weights.meta['accuracy']:.2f}%)")
@@ -68,6 +77,7 @@ def trained(d: Dense, outcome: Outcome, log: Callable[[str], None], commit: str 
         files.write_text_atomic(layout.log_path(d.path), outcome.log + "\n")
     if outcome.dense is not None:
         outcome.dense.meta["git_commit"] = commit  # for --refresh: the code that trained it
+        outcome.dense.meta["identity"] = d.path.stem  # which dense model it is, whatever the file is renamed to
         if os.environ.get(provenance.COMMIT_VARIABLE):
             outcome.dense.meta["commit_from_env"] = True  # no checkout vouched for it
         files.atomic_write(d.path, outcome.dense.save)
@@ -100,7 +110,8 @@ def _not_the_recorded(d: Dense, env: dict[str, Any]) -> str:
     """A warning: the dense model just trained is not the one the recorded runs of its seed
     started from, so this command's rows differ from theirs by their starting point as well as
     by method (within seed noise, but not the same-model comparison a reader assumes). On a
-    CPU the usual cause is the thread count, which changes the order of float sums."""
+    CPU the usual cause is the thread count, which changes the order of float sums. Printable:
+    it quotes the records' machine names, a tamperer's text."""
     theirs = max(d.recorded.values(), key=len)
     threads = Counter(r["env"].get("threads") for r in theirs).most_common(1)[0][0]
     machines = sorted({r["env"].get("device_name", "?") for r in theirs})
@@ -108,6 +119,6 @@ def _not_the_recorded(d: Dense, env: dict[str, Any]) -> str:
     here = f"{counted(env.get('threads'), 'thread')} on {env.get('device_name', '?')}"
     hint = (f"; try `--threads {threads}`, as they were made" if env.get("device") == "cpu" and threads != env.get("threads")
             and machines == [env.get("device_name")] else "")
-    return (f"dense model, seed {d.seed}: warning: not the model that {counted(len(theirs), 'recorded run')} "
-            f"of seed {d.seed} started from (made with {made}; this one with "
-            f"{here}), so this command's rows differ from theirs by their dense model too{hint}")
+    return printable(f"dense model, seed {d.seed}: warning: not the model that {counted(len(theirs), 'recorded run')} "
+                     f"of seed {d.seed} started from (made with {made}; this one with "
+                     f"{here}), so this command's rows differ from theirs by their dense model too{hint}")

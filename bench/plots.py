@@ -22,6 +22,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from bench import files
+from bench.errors import printable
 from bench.metrics import Column
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -171,8 +172,10 @@ def _literal(text: str) -> str:
     """A record's text (a setting, family, runtime, data source) as matplotlib draws it as
     written: it reads text between two `$` as math, and `$\\foo{$` in a record stopped every
     leaderboard rebuild at its first save with a ParseFatalException. An escaped `\\$` is drawn
-    as `$`; the axes' own tick labels keep their math (10^2 on a log scale)."""
-    return text.replace("$", r"\$")
+    as `$`; the axes' own tick labels keep their math (10^2 on a log scale). Control characters
+    are drawn as `?`: matplotlib warns of each glyph its font lacks quoting the character, so an
+    ESC in a record reached the terminal in a warning."""
+    return printable(text).replace("$", r"\$")
 
 
 def _ylabel(ycol: str) -> str:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import sys
 from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator, TypedDict
 
 from bench import layout
+from bench.bounds import MAX_NUMBER, finite
 from bench.errors import printable
 from bench.files import RefusedFile, read_regular_file
 from bench.suite import SEED_LIMIT, Budget
@@ -186,22 +186,6 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-# The largest magnitude a record's number may have: above every count the harness makes (a
-# sweep's training FLOPs are ~1e17) and below int64's 9.2e18, so that no reader's sum, product
-# or integer column overflows (1e20 parameters stopped every leaderboard rebuild).
-MAX_NUMBER = 1e18
-
-
-def _finite(value: int | float) -> bool:
-    """Whether a JSON number is finite and within MAX_NUMBER: NaN and Infinity (or 1e999, read
-    as it) are not, nor an integer beyond a float's range (10**400), nor 1e308, which overflow
-    where they are averaged, summed or drawn."""
-    try:
-        return math.isfinite(value) and abs(value) <= MAX_NUMBER
-    except OverflowError:
-        return False
-
-
 def _numbers(value: Any) -> Iterator[Any]:
     """The numbers in a JSON value (a run's parameters, a chain's per link)."""
     if isinstance(value, dict):
@@ -229,7 +213,7 @@ def _metric_problem(key: str, value: Any) -> str | None:
         return f"is {_type_name(value)}, expected a number or null"
     if value is None:
         return None
-    if not _finite(value):
+    if not finite(value):
         return f"is not a finite number within ±{MAX_NUMBER:g}"
     if key == "accuracy" and not 0 <= value <= 1:
         return f"is {value:g}, outside [0, 1]"
@@ -261,7 +245,7 @@ def record_problem(record: Any) -> str | None:
         if not _is(parent[key], types):
             expected = " or ".join("null" if t is _NONE else t.__name__ for t in types)
             return f"malformed record: {field} is {_type_name(parent[key])}, expected {expected}"
-        if _is(parent[key], _NUMBER) and not _finite(parent[key]):
+        if _is(parent[key], _NUMBER) and not finite(parent[key]):
             return f"malformed record: {field} is not a finite number within ±{MAX_NUMBER:g}"
     for key, value in record["metrics"].items():
         if why := _metric_problem(key, value):
@@ -270,7 +254,7 @@ def record_problem(record: Any) -> str | None:
         return f"malformed record: config.method {record['config']['method'][:40]!r} is no method name"
     if not 0 <= record["config"]["seed"] < SEED_LIMIT:
         return f"malformed record: config.seed is outside [0, {SEED_LIMIT})"
-    if not all(_finite(v) for v in _numbers(record["config"]["params"])):
+    if not all(finite(v) for v in _numbers(record["config"]["params"])):
         return f"malformed record: config.params holds a number that is not finite or not within ±{MAX_NUMBER:g}"
     budget = record["config"]["budget"]
     for key, low in BUDGET_FLOORS.items():

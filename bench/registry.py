@@ -108,8 +108,12 @@ FAMILIES = ("reference", "pruning", "one-shot pruning", "pruning during training
 
 
 def _coerce(method: str, key: str, value: Any, tp: type) -> Any:
-    """Accept a value of the default's type; ints are accepted where floats are expected. A NaN or
-    an infinity is refused: a run's record (strict JSON) holds its parameters."""
+    """Accept a value of the default's type; ints are accepted where floats are expected. A NaN, an
+    infinity or a number beyond bounds.MAX_NUMBER is refused: a run's record (strict JSON) holds
+    its parameters, and its readers refuse such a number."""
+    if bounds.too_large(value):  # (float() of 10**400 raises OverflowError)
+        raise ParameterError(f"method '{method}' parameter '{key}': expected a number within "
+                             f"±{bounds.MAX_NUMBER:g}, got {bounds.brief(value)}")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, float) and not math.isfinite(value):

@@ -381,15 +381,18 @@ def _suite_page(suite: str, recs: list[Record], images: list[str], families: dic
 
 def _read_checks(results_dir: Path) -> dict[str, Any] | str | None:
     """The results folder's checks.json (read once per site), the reason it is unreadable, or
-    None when there is none."""
+    None when there is none. A check's row ends with its verdict, which the page counts: an
+    empty row stopped the site's build with an IndexError."""
     path = Path(results_dir) / layout.CHECKS
     if not path.exists():
         return None
     try:
         checks = json.loads(files.read_regular_file(path, MAX_FILE_BYTES))
+        rows = [(check["suite"], [str(c) for c in check["row"]]) for check in checks["checks"]]
+        if not all(row for _, row in rows):
+            raise ValueError("a check holds an empty row, without its verdict")
         return {"columns": [str(c) for c in checks["columns"]], "about": str(checks.get("about", "")),
-                "leaderboards": dict(checks["leaderboards"]),
-                "rows": [(check["suite"], [str(c) for c in check["row"]]) for check in checks["checks"]]}
+                "leaderboards": dict(checks["leaderboards"]), "rows": rows}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         return f"{path} is unreadable ({type(e).__name__}: {e})"
 

@@ -343,6 +343,9 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
             raise SuiteError(f"{where}: expected plain data (finite numbers, text, true/false, null, lists, "
                              f"mappings with text keys), got {brief(value)}")
         return value
+    if tp in (int, float) and bounds.too_large(value):  # (float() of 10**400 raises OverflowError)
+        raise SuiteError(f"{where}: expected a number within ±{bounds.MAX_NUMBER:g}, the largest a run's record "
+                         f"holds, got {brief(value)}")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):

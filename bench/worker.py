@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator
 
 import numpy
 import torch
+import torch.nn.modules.module as module_hooks
 from torch import nn
 
 from bench import files, measure, provenance, registry
@@ -271,9 +272,15 @@ def _reference(task: Task, data: Dataset, device: torch.device, dense: DenseWeig
 @contextlib.contextmanager
 def _torch_defaults(threads: int | None) -> Iterator[None]:
     """torch's process-wide settings as the harness sets them, during a run and back after it:
-    a plugin that turns autograd off, changes the default dtype, the deterministic flags, the
-    float32 matmul precision or the thread count, or draws from (or seeds) Python's and numpy's
-    global random generators, does so for its own run only."""
+    a plugin that turns autograd off, changes the default dtype or device, the deterministic
+    flags, the float32 matmul precision or the thread count, draws from (or seeds) Python's and
+    numpy's global random generators, changes the working directory or registers hooks on every
+    module (torch.nn.modules.module.register_module_forward_hook and the like), does so for its
+    own run only. (A default device of `meta` failed every later run in its worker; where
+    --results-dir was relative, a working directory changed sent the inline executor's later
+    records into another folder, and killed a worker opening its next run's log; a global
+    forward hook left behind ran in every later model of its worker, and one that zeroed outputs
+    gave their ok rows 10% accuracy.)"""
     saved = (torch.is_grad_enabled(), torch.get_default_dtype(), torch.are_deterministic_algorithms_enabled(),
              torch.is_deterministic_algorithms_warn_only_enabled(), torch.get_num_threads(),
              torch.is_anomaly_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
@@ -291,11 +298,23 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
         random.setstate(python_random)
         numpy.random.set_state(numpy_random)
 
+    cwd = os.getcwd()
+    hooks = {name: dict(value) if isinstance(value, dict) else value for name, value in vars(module_hooks).items()
+             if name.startswith("_global_")}  # the registries of hooks on every module
     restore(True, torch.float32, False, False, threads or saved[4], False, saved[6], False, "highest", *saved[9:])
+    torch.set_default_device(None)  # the harness sets none: tensors go where it puts them
     try:
         yield
     finally:
         restore(*saved)
+        torch.set_default_device(None)
+        os.chdir(cwd)
+        for name, value in hooks.items():  # in place: a hook's handle removes it from the registry itself
+            if isinstance(value, dict):
+                getattr(module_hooks, name).clear()
+                getattr(module_hooks, name).update(value)
+            else:
+                setattr(module_hooks, name, value)
 
 
 def _train_dense(ctx: Context, checkpoint: Path | None, env: dict[str, Any], log: _Log) -> Outcome:

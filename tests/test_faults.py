@@ -831,6 +831,25 @@ def test_a_cached_dense_model_of_other_shapes_is_named_removed_and_trained_again
     assert main(args) == 0  # the failed one, retried
 
 
+def test_a_cached_dense_model_copied_over_another_seeds_is_named_and_trained_again(tmp_path, data_dir, capsys):
+    """Seed 1's cache file copied over seed 0's fits the model, and was used as seed 0's: its
+    runs started from seed 1's weights, the rows of seed 0 and 1 from one model. A cached model
+    names the dense model it is, and a file that names another is trained again."""
+    args = [*TINY, *INLINE, "--data-dir", str(data_dir), "--results-dir", str(tmp_path)]
+    assert main(["run", *args, "--methods", "dense", "--seeds", "0,1"]) == 0
+    zero, one = (next((tmp_path / SUITE / "cache").glob(f"dense-s{seed}-*.safetensors")) for seed in (0, 1))
+    theirs = DenseWeights.load(one).sha256()
+    zero.write_bytes(one.read_bytes())
+    capsys.readouterr()
+    assert main(["run", *args, "--methods", "magnitude", "--set", "magnitude.sparsity=0.9"]) == 0
+    out = capsys.readouterr().out
+    assert f"dense model, seed 0: the cache file {zero} holds another dense model ({one.stem}: a file copied or " \
+           "renamed?); training it again" in out, out
+    (record,) = (tmp_path / SUITE / "runs").glob("magnitude-*.json")
+    assert json.loads(record.read_text())["dense"]["sha256"] not in (theirs, None)
+    assert DenseWeights.load(zero).meta["identity"] == zero.stem
+
+
 def test_a_late_run_from_the_bad_dense_file_leaves_the_retrained_one(tmp_path, data_dir):
     """With two runs in flight on a bad cache file, the second can fail after the first's failure
     had the file retrained: that second failure names the old file, not the new one, which stays

@@ -416,6 +416,29 @@ def test_dollar_signs_in_a_records_text_are_drawn_as_written_not_parsed_as_math(
         assert drawn._preprocess_math(drawn.get_text()) == (text, False)
 
 
+def test_control_characters_in_a_records_text_reach_no_terminal_through_the_plots(tmp_path):
+    """matplotlib warns of each glyph its font lacks, quoting the character: a record whose family
+    or data source held ESC ] 0 ; ... BEL sent ESC and BEL to the terminal in those warnings at
+    every leaderboard rebuild. The plots draw control characters as `?`."""
+    import warnings
+
+    from test_leaderboard import record as make
+
+    source = "torchvision:MNIST\x1b]0;retitled\x07"
+    recs = [make("dense", {}, s, a, 1000, source=source) for s, a in ((0, 0.98), (1, 0.99))]
+    recs += [make("magnitude", {"sparsity": 0.5}, s, a, 500, source=source) for s, a in ((0, 0.97), (1, 0.96))]
+    for r in recs[2:]:
+        r["method_info"] = {"family": "\x1b]0;retitled\x07", "description": "a plugin"}
+    for i, r in enumerate(recs):
+        files.write_json_atomic(tmp_path / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written = leaderboard.write(tmp_path, "mlp")
+    assert {p.name for p in written} >= {"frontier.png", "pareto.png"}
+    shown = [str(w.message) for w in caught]
+    assert not any(c in text for text in shown for c in "\x1b\x07"), shown
+
+
 def test_a_swept_parameter_that_is_no_number_is_shown_and_no_level_of_the_sites_pivot(tmp_path):
     """The site's method-by-level pivot read the swept parameter as a float: a record whose
     `sparsity` was text or null stopped `leaderboard --html` with a traceback. Its row is in the

@@ -22,6 +22,7 @@ TINY = ["--suite", FAST, "--seeds", "0", "--epochs", "1", "--finetune-epochs", "
 PLUGINS = '''
     import os
     import subprocess
+    import tempfile
     import time
 
     import torch
@@ -31,7 +32,8 @@ PLUGINS = '''
 
     @register_method("corrupter")
     class Corrupter(Method):
-        """Corrupts everything a run can reach: the dense weights, the data, torch's global state."""
+        """Corrupts everything a run can reach: the dense weights, the data, torch's global state
+        and hooks on every module, the working directory."""
 
         def run(self, ctx):
             model = ctx.pretrained()
@@ -43,6 +45,9 @@ PLUGINS = '''
             torch.set_default_dtype(torch.float64)
             torch.use_deterministic_algorithms(True)
             torch.set_num_threads(2)
+            torch.set_default_device("meta")
+            os.chdir(tempfile.mkdtemp())
+            torch.nn.modules.module.register_module_forward_hook(lambda module, args, out: out * 0)
             return model
 
     @register_method("rebinder")
@@ -163,21 +168,22 @@ def recs(results: Path) -> dict[str, dict]:
 
 
 @pytest.mark.xdist_group("processes")
-def test_what_a_run_corrupts_reaches_no_other_run(tmp_path, data_dir, hostile, plugins, bench):
+def test_what_a_run_corrupts_reaches_no_other_run(tmp_path, data_dir, hostile, plugins, bench, monkeypatch):
     """The corrupter runs first; dense and magnitude after it give the records of a sweep without
     it, both where the runs share the command's own process (inline) and where they share one
-    worker process."""
+    worker process. The results folders are relative: the corrupter changes the working
+    directory."""
     plugins(hostile)
+    monkeypatch.chdir(tmp_path)
     clean = bench(["run", *TINY, "--methods", "dense,magnitude", "--data-dir", data_dir,
                    "--results-dir", tmp_path / "clean"])
     assert clean.returncode == 0, clean.stderr
     reference = {m: r["metrics"] for m, r in recs(tmp_path / "clean").items()}
     for executor in (["--executor", "inline"], ["--executor", "local", "--jobs", "1"]):
-        results = tmp_path / executor[1]
         proc = bench(["run", *TINY, "--methods", "corrupter,dense,magnitude", *executor,
-                      "--data-dir", data_dir, "--results-dir", results])
+                      "--data-dir", data_dir, "--results-dir", executor[1]])
         assert proc.returncode == 0, proc.stderr
-        got = recs(results)
+        got = recs(tmp_path / executor[1])
         assert got["corrupter"]["status"] == "ok"
         for method in ("dense", "magnitude"):
             for key in ("accuracy", "nonzeros", "size_bytes", "train_epochs"):

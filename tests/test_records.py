@@ -238,12 +238,13 @@ def test_a_dense_model_trained_again_is_checked_against_the_one_recorded_runs_st
     for path in (tmp_path / "mlp-fast" / "runs").glob("*.json"):  # as if they had started from another model
         planted = json.loads(path.read_text())
         planted["dense"]["sha256"] = "0" * 64
+        planted["env"]["device_name"] = "CPU\x1b]0;retitled\x07"  # a record's text: printed printable
         path.write_text(json.dumps(planted))
     cache.unlink()
     warned = bench([*args, "--methods", "magnitude", "--set", "magnitude.sparsity=0.5"])
     assert warned.returncode == 0
     assert ("dense model, seed 0: warning: not the model that 2 recorded runs of seed 0 started from (made with 1 thread "
-            "on ") in warned.stdout
+            "on CPU?]0;retitled?; this one with 1 thread on ") in warned.stdout, warned.stdout
 
 
 def test_compression_is_relative_to_the_trained_dense_model(tmp_path, data_dir, bench):

@@ -123,6 +123,16 @@ SUITES = [
     ("a suite named site", ("name: tiny", "name: site"), "key 'name': 'site' names what the results folder holds"),
     ("a number of 5,000 digits", ("epochs: 1,", "epochs: " + "9" * 5000 + ","),
      "not a suite file: Exceeds the limit (4300 digits) for integer string conversion"),
+    # A run's record holds its suite's numbers, and its readers refuse one beyond 1e18: such a
+    # suite's runs trained, then every command left their records out (and reran them).
+    ("a version beyond what a record holds", ("version: 1", "version: 100000000000000000000"),
+     "key 'version': expected a number within ±1e+18, the largest a run's record holds, got 100000000000000000000"),
+    ("a batch size beyond what a record holds", ("batch_size: 64", "batch_size: 100000000000000000000"),
+     "key 'training.batch_size': expected a number within ±1e+18, the largest a run's record holds"),
+    ("a rate of 400 digits", ("lr: 0.1,", f"lr: {10**400},"),  # float() of it raised OverflowError
+     "key 'training.lr': expected a number within ±1e+18, the largest a run's record holds, got 1000"),
+    ("terminal escapes in a name", ("dataset: MNIST", 'dataset: "MNIST\\e]0;retitled\\a"'),  # printed as they were
+     "key 'data.dataset': torchvision.datasets has no dataset class 'MNIST?]0;retitled?'"),
     ("keys that are a number and null", ("seeds: [0]", "seeds: [0]\n1: x\nnull: y\nfoo: z"),
      "key '<top level>': unknown key 1; expected keys: "),
 ]
@@ -204,6 +214,11 @@ COMMAND_LINES = [
     ("--finetune-epochs -1", ["--finetune-epochs", "-1"], "argument --finetune-epochs: expected a number >= 0, got -1"),
     ("--limit-train 0", ["--limit-train", "0"], "argument --limit-train: expected a number >= 1, got 0"),
     ("--limit-test -5", ["--limit-test", "-5"], "argument --limit-test: expected a number >= 1, got -5"),
+    # its runs trained, and every reader then left their records out as malformed
+    ("--limit-train beyond what a record holds", ["--limit-train", str(10**20)],
+     "argument --limit-train: expected a number >= 1 and within ±1e+18, got 100000000000000000000"),
+    ("--epochs of 400 digits", ["--epochs", str(10**400)],  # math.isfinite() of it raised OverflowError
+     "argument --epochs: expected a number >= 1 and within ±1e+18, got 1000"),
     ("--seeds -1", ["--seeds", "-1"], "argument --seeds: expected numbers in [0, 4294967296), got -1 (item 0)"),
     ("--seeds 0,1,0", ["--seeds", "0,1,0"], "argument --seeds: expected distinct values, got 0 more than once"),
     ("--seeds ,", ["--seeds", ","], "argument --seeds: expected a non-empty list, got []"),
@@ -247,6 +262,11 @@ COMMAND_LINES = [
      "--set: method 'magnitude' parameter 'sparsity': expected a finite number, got nan"),
     ("--set of NaN without a range", ["--methods", "dense,gptq", "--set", "gptq.dampening=nan"],
      "--set: method 'gptq' parameter 'dampening': expected a finite number, got nan"),
+    ("--set beyond what a record holds", ["--methods", "dense,gptq", "--set",
+                                                    f"gptq.calibration_samples={10**19}"],
+     "--set: method 'gptq' parameter 'calibration_samples': expected a number within ±1e+18, got 10000000000000000000"),
+    ("--set of 400 digits for a float", ["--set", f"magnitude.sparsity={10**400}"],  # float() raised OverflowError
+     "--set: method 'magnitude' parameter 'sparsity': expected a number within ±1e+18, got 1000"),
     ("--set of a negative sparsity", ["--set", "magnitude.sparsity=-0.5"],
      "--set: method 'magnitude' parameter 'sparsity': expected a number in [0, 1), got -0.5"),
     ("--set of a wrong type", ["--set", "magnitude.sparsity=high"],

@@ -227,6 +227,11 @@ def test_the_literature_checks_verdicts_show_beside_the_leaderboard_they_were_de
     page = (tmp_path / "site" / "mlp" / "index.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
     assert checks.main(["--results", str(tmp_path), "--readme", str(readme), "--check-readme"]) == 1
+    (tmp_path / "checks.json").write_text(json.dumps({**saved, "checks": [{"suite": "mlp", "row": []}]}))
+    site.build(tmp_path, ["mlp"], tmp_path / "site")  # stopped with an IndexError
+    page = (tmp_path / "site" / "mlp" / "index.html").read_text()
+    assert f"{tmp_path / 'checks.json'} is unreadable (ValueError: a check holds an empty row, without its verdict)" in page
+    (tmp_path / "checks.json").write_text(json.dumps(saved))
 
     with open(tmp_path / "mlp" / "leaderboard.csv", "a") as f:  # the table moved on, the verdicts did not
         f.write("\n")
