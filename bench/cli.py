@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from bench import cli_compare, cli_leaderboard, cli_list, cli_run, layout, provenance, registry, reproduce
 from bench.bounds import Bounds
-from bench.errors import DataError, ExecutorError, Interrupted, ResultsFolderError
+from bench.errors import DataError, ExecutorError, Interrupted, ResultsFolderError, printable
 from bench.provenance import ProvenanceError
 from bench.suite import SEED_LIMIT, SuiteError
 
