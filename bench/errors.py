@@ -64,13 +64,16 @@ def duration(seconds: float) -> str:
     return f"about {seconds:.0f} s" if seconds < 90 else f"about {counted(round(seconds / 60), 'minute')}"
 
 
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 and C1 controls, and Unicode's bidirectional marks, overrides and isolates, which reorder
+# the text shown around them (a method named "gmp\u202e0.0=ytisraps" reads as another setting)
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # ANSI colours (SGR): Ray's and other libraries' tracebacks carry them
 
 
 def printable(text: str) -> str:
     """`text` with its control characters shown as `?`: a record's text printed in a terminal
-    or stored in a table must not carry escape sequences (ESC ] 0 ; ... retitles a terminal).
+    or stored in a table must not carry escape sequences (ESC ] 0 ; ... retitles a terminal),
+    nor bidirectional overrides (U+202E shows what follows it reversed).
     Colour sequences, which change nothing but colour, are dropped whole, so that an error
     from Ray reads "ray::task()", not "?[36mray::task()?[39m"."""
     return CONTROL.sub("?", COLOUR.sub("", text))

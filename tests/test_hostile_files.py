@@ -466,13 +466,13 @@ def test_a_records_text_and_a_files_name_reach_the_console_printable(tmp_path, c
 
     populate(tmp_path)
     for seed in (0, 1):
-        r = make("magnitude", {"sparsity": 0.7, "note": "\x1b]0;retitled\x07"}, seed, 0.96, 300)
+        r = make("magnitude", {"sparsity": 0.7, "note": "\x1b]0;retitled\x07\u202e"}, seed, 0.96, 300)
         files.write_json_atomic(tmp_path / "mlp" / "runs" / f"odd-{seed}.json", r)
     (tmp_path / "mlp" / "runs" / "\x1b[2J.json").write_text("x")
     for args in (["compare", str(tmp_path), str(tmp_path)], ["compare", str(tmp_path), "--methods", "dense,magnitude"],
                  ["leaderboard", "--show", "--results-dir", str(tmp_path)]):
         assert main(args) == 0
         out, err = capsys.readouterr()
-        assert "\x1b" not in out + err, args
-        assert "note=?]0;retitled?" in out or args[0] == "leaderboard", out
+        assert "\x1b" not in out + err and "\u202e" not in out + err, args  # nor a bidi override, which reverses text
+        assert "note=?]0;retitled??" in out or args[0] == "leaderboard", out
     assert f"left out of the leaderboard: {tmp_path / 'mlp' / 'runs'}/?[2J.json: unreadable" in err
