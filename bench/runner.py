@@ -470,7 +470,7 @@ def _summary(record: dict[str, Any]) -> str:
         return f" -> {record['status'].upper()}: {first_line(record['error'])}"
     m = record["metrics"]
     c = m["compression"]
-    ratio = ("the dense model's size" if f"{c:.1f}" == "1.0" else f"{c:.1f}x smaller" if c > 1
+    ratio = ("the dense model's size" if c == 1 else f"{c:.1f}x smaller" if c > 1
              else f"{1 / c:.1f}x larger")  # "1.0x smaller" read as a bug on the dense row
     asked = record["config"]["params"].get("sparsity")
     # No committed method's record measures under half the sparsity it was given: a plugin's that
