@@ -22,7 +22,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from bench import files, layerwise, measure
+from bench import bounds, files, layerwise, measure
 from bench.data import Dataset, Preprocess
 from bench.errors import counted
 from bench.models import build_model
@@ -274,17 +274,18 @@ class DenseWeights:
     def load(cls, path: Path) -> DenseWeights:
         """The weights `save` wrote to `path`; raises for a file that holds no dense model: not a
         regular file (a FIFO would block the read forever), or metadata that a record could not
-        hold (NaN seconds made every later sweep crash writing its records) or weights that are
-        not finite (every run of the seed would diverge, blamed on its method)."""
+        hold (NaN seconds made every later sweep crash writing its records; 1e20 seconds, beyond
+        bounds.MAX_NUMBER, made every record of its runs malformed, so each command ran them
+        again from the same file) or weights that are not finite (every run of the seed would diverge, blamed on its method)."""
         files.check_regular(path)
         with safetensors.safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("meta", "null"))
             state = {k: f.get_tensor(k) for k in f.keys()}
         given = {k: meta.get(k) for k in ("epochs", "seconds", "accuracy")} if isinstance(meta, dict) else {}
-        if not given or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not given or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and bounds.finite(v)
                                 and v >= 0 for v in given.values()) or given["accuracy"] > 1:
             raise ValueError(f"{path} holds no dense model (a state dict, and its epochs, seconds and accuracy: "
-                             "finite, not negative)")
+                             f"finite, within ±{bounds.MAX_NUMBER:g}, not negative)")
         if not all(not t.is_floating_point() or bool(torch.isfinite(t).all()) for t in state.values()):
             raise ValueError(f"{path} holds weights that are not finite")
         return cls(state, meta)

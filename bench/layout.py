@@ -12,7 +12,7 @@ The paths of records, logs, cached models, claims, the site and checks.json are 
 that the driver, the CLI, the readers and the tests agree on them; the leaderboard files' names
 are bench.leaderboard's (OUTPUTS). The folders are the harness's own: one that is a symbolic
 link is refused before anything is written into it (`refuse_links`). Runs at an overridden
-budget go to a results folder of their own by default, ./QUICK_RESULTS, which `bench run` writes
+budget go to a results folder of their own by default, ./results-quick (QUICK_RESULTS), which `bench run` writes
 and `bench leaderboard` points to.
 """
 

@@ -140,6 +140,7 @@ RECORD_FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (
     ("standard_budget", (bool,), True),
     ("error", (str, _NONE), False),
     ("run_time_s", _NUMBER, False),
+    ("measure_time_s", _NUMBER, False),  # the plan's estimate for a run without records of its own
     ("config_hash", (str,), True),
     ("method_info", (dict,), False),
     ("worker_deaths", (int,), False),

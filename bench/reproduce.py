@@ -68,17 +68,26 @@ def sample(recs: list[Record], n: int, seed: int,
 
 
 def stored_seconds(chosen: list[dict[str, Any]], stored: list[Record]) -> float | None:
-    """How long the drawn records took to make: their runs, and the training of their seed's
-    dense model (its record's train time), which the scratch folder does again before the runs
-    that start from it. The main job trained for minutes with no word of how many (a newcomer's
-    walkthrough); None where a record lacks its time."""
-    seed, budget = chosen[0]["config"]["seed"], chosen[0]["config"]["budget"]
-    dense = [r["metrics"].get("train_time_s") for r in stored if r["status"] == Status.OK
-             and r["config"]["method"] == "dense" and r["config"]["seed"] == seed and r["config"]["budget"] == budget]
-    runs = [r.get("run_time_s") for r in chosen]
-    if not all(isinstance(t, (int, float)) for t in runs + dense[:1]):
+    """How long the drawn records took to make: their runs, and the training of each dense model
+    they start from (bench.records.dense_of, on their device type: a sample of one seed can hold
+    rows of two budgets), which the scratch folder does again before the runs that start from
+    it. A dense model's time is its dense record's train time, else the one its runs' records
+    name (`dense.train_time_s`). The main job trained for minutes with no word of how many (a
+    newcomer's walkthrough); None where a record lacks its time, or a dense model's is unknown
+    (the message says the dense training is included)."""
+    def model(r: dict[str, Any]) -> tuple[str, str]:
+        return records.config_hash(records.dense_of(r["config"])), r["env"]["device"].split(":")[0]
+
+    trained = {model(r): r["metrics"].get("train_time_s") for r in stored
+               if r["status"] == Status.OK and r["config"]["method"] == "dense"}
+    dense: dict[tuple[str, str], Any] = {}
+    for r in chosen:
+        if dense.get(model(r)) is None:
+            dense[model(r)] = trained.get(model(r), (r.get("dense") or {}).get("train_time_s"))
+    times = [r.get("run_time_s") for r in chosen] + list(dense.values())
+    if not all(isinstance(t, (int, float)) for t in times):
         return None
-    return sum(runs) + (dense[0] if dense else 0.0)
+    return sum(times)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.bounds import finite
 from bench.data import Preprocess, Split
 from bench.files import atomic_write, load_tensors
 from bench.suite import Budget
@@ -198,7 +199,7 @@ def _resume(checkpoint: Path, model: nn.Module, opt: torch.optim.Optimizer,
         schedule.load_state_dict(state["schedule"])
         generator.set_state(state["generator"].cpu())  # a generator's state is a CPU tensor, whatever its device
         epoch, step, seconds = int(state["epoch"]), int(state["step"]), float(state["seconds"])
-        if epoch < 0 or step < 0 or not math.isfinite(seconds) or seconds < 0:  # NaN seconds would reach a record
+        if epoch < 0 or step < 0 or not finite(seconds) or seconds < 0:  # NaN or 1e20 seconds would reach a record
             raise ValueError(f"epoch {epoch}, step {step}, seconds {seconds}: not a training state")
         return epoch, step, seconds
     except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, it is not resumed from

@@ -299,6 +299,9 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
         numpy.random.set_state(numpy_random)
 
     cwd = os.getcwd()
+    # the caller's default device (torch.set_default_device, per thread): the inline executor runs
+    # in the process of a script that calls bench.api.run, which may have set one
+    device = getattr(getattr(torch, "_GLOBAL_DEVICE_CONTEXT", None), "device_context", None)
     hooks = {name: dict(value) if isinstance(value, dict) else value for name, value in vars(module_hooks).items()
              if name.startswith("_global_")}  # the registries of hooks on every module
     restore(True, torch.float32, False, False, threads or saved[4], False, saved[6], False, "highest", *saved[9:])
@@ -307,7 +310,7 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
         yield
     finally:
         restore(*saved)
-        torch.set_default_device(None)
+        torch.set_default_device(device.device if device is not None else None)
         os.chdir(cwd)
         for name, value in hooks.items():  # in place: a hook's handle removes it from the registry itself
             if isinstance(value, dict):

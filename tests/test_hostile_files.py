@@ -209,6 +209,8 @@ UNUSABLE = {
                    "metrics.memory_bytes is not a finite number within ±1e+18"),
     "time-infinite": (edited(lambda r: r.update(run_time_s=math.inf)),
                       "run_time_s is not a finite number within ±1e+18"),
+    "measure-time-nan": (edited(lambda r: r.update(measure_time_s=math.nan)),  # the plan's median: a traceback
+                         "measure_time_s is not a finite number within ±1e+18"),
     "method-info-text": (edited(lambda r: r.update(method_info="pruning")), "method_info is str, expected dict"),
     "method-info-number": (edited(lambda r: r.update(method_info={"family": 3})),
                            "method_info holds a value that is no string"),

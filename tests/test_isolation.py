@@ -282,3 +282,25 @@ def test_models_that_are_no_answer_to_the_suite_are_invalid_rows_never_ranked(tm
         "count as dense)")
     ranked = pd.read_csv(tmp_path / "mlp-fast" / "leaderboard-custom.csv")
     assert list(ranked.method) == ["dense"]
+
+
+def test_the_settings_a_run_resets_are_the_callers_again_after_it():
+    """The inline executor runs in the caller's process (a script calling bench.api.run): each
+    run starts from the harness's settings, and the caller's are put back after it, its default
+    device too (it was left at none: the script's later tensors went to the CPU)."""
+    import torch
+
+    from bench.worker import _torch_defaults
+
+    torch.set_default_device("meta")
+    try:
+        with _torch_defaults(None):
+            assert torch.empty(1).device.type == "cpu"
+            torch.set_default_device("meta")  # a plugin's, for its own run
+        assert torch.empty(1).device.type == "meta"
+        torch.set_default_device(None)
+        with _torch_defaults(None):
+            torch.set_default_device("meta")
+        assert torch.empty(1).device.type == "cpu"
+    finally:
+        torch.set_default_device(None)

@@ -40,8 +40,26 @@ def test_the_rerun_says_what_its_records_took_with_their_seeds_dense_training():
     recs += [stored("dense", s, 0.98, 1000, run_time_s=5.0) for s in range(2)]  # trained for 9 s (train_time_s)
     chosen = [recs[0], stored("random", 0, 0.9, 100, run_time_s=30.0)]
     assert reproduce.stored_seconds(chosen, recs) == 20 + 30 + 9  # seed 0's dense model, once
-    assert reproduce.stored_seconds(chosen, recs[:2]) == 50  # no dense record: the runs alone
+    assert reproduce.stored_seconds(chosen, recs[:2]) is None  # no dense record: its time is unknown
+    named = {**recs[0], "dense": {"sha256": "0" * 64, "train_time_s": 7.0}}  # the run's record names it
+    assert reproduce.stored_seconds([named], recs[:2]) == 20 + 7
     assert reproduce.stored_seconds([{**recs[0], "run_time_s": None}], recs) is None
+
+
+def test_the_rerun_counts_the_training_of_each_dense_model_its_records_start_from():
+    """A sample of one seed can hold rows of two budgets (a custom row beside the standard ones),
+    and the scratch folder trains a dense model for each: the first record's alone was counted.
+    Budgets that differ in the fine-tuning alone share one dense model, counted once."""
+    def at(method, epochs, finetune_epochs=10, run_time_s=20.0, train_time_s=9.0):
+        r = stored(method, 0, 0.97, 100, run_time_s=run_time_s)
+        r["config"]["budget"] = {"epochs": epochs, "finetune_epochs": finetune_epochs}
+        r["metrics"]["train_time_s"] = train_time_s
+        return r
+
+    recs = [at("dense", 20, run_time_s=5.0, train_time_s=100.0), at("dense", 2, run_time_s=5.0, train_time_s=10.0)]
+    chosen = [at("magnitude", 20), at("magnitude", 2), at("random", 2, finetune_epochs=1)]
+    assert reproduce.stored_seconds(chosen, recs) == 3 * 20 + 100 + 10
+    assert reproduce.stored_seconds(chosen[1:], recs) == 2 * 20 + 10
 
 
 def test_exact_figures_must_match_and_accuracy_must_lie_within_the_rows_noise():

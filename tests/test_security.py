@@ -114,6 +114,8 @@ def test_a_planted_fifo_nan_metadata_or_nan_weights_in_the_dense_cache_are_set_a
     plants = {"a FIFO": lambda: os.mkfifo(cache),
               "NaN seconds": lambda: cache.write_bytes(safetensors.torch.save(weights, metadata={"meta": json.dumps(
                   {"epochs": 1, "seconds": float("nan"), "accuracy": 0.5})})),
+              "seconds beyond a record's numbers": lambda: cache.write_bytes(safetensors.torch.save(  # its runs'
+                  weights, metadata={"meta": json.dumps({"epochs": 1, "seconds": 1e20, "accuracy": 0.5})})),  # malformed
               "NaN weights": lambda: cache.write_bytes(safetensors.torch.save({"w": torch.tensor([float("nan")])},
                                                                              metadata={"meta": json.dumps(
                   {"epochs": 1, "seconds": 1.0, "accuracy": 0.5})}))}
@@ -125,6 +127,27 @@ def test_a_planted_fifo_nan_metadata_or_nan_weights_in_the_dense_cache_are_set_a
         (record,) = records.load_records(results, "sec")
         assert record["status"] == "ok", what
         cache.unlink()
+
+
+def test_a_checkpoint_whose_seconds_no_record_holds_is_not_resumed_from(tmp_path):
+    """A checkpoint's seconds reach the dense model's, then every record of its runs: NaN, or
+    1e20 (beyond bounds.MAX_NUMBER, which every reader refuses), made those records malformed."""
+    from bench.train import CheckpointError, _resume
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    generator = torch.Generator()
+    path = tmp_path / "dense.ckpt"
+    for seconds, resumed in ((12.5, True), (float("nan"), False), (1e20, False)):
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
+                    "generator": generator.get_state(), "epoch": 1, "step": 10, "seconds": seconds}, path)
+        if resumed:
+            assert _resume(path, model, opt, schedule, generator, torch.device("cpu")) == (1, 10, 12.5)
+            continue
+        with pytest.raises(CheckpointError, match="not a training state"):
+            _resume(path, model, opt, schedule, generator, torch.device("cpu"))
+        assert not path.exists()
 
 
 def test_a_planted_tensor_cache_of_decoded_images_runs_no_code(tmp_path, capsys):
