@@ -66,7 +66,7 @@ def duration(seconds: float) -> str:
 
 # C0 and C1 controls, and Unicode's bidirectional marks, overrides and isolates, which reorder
 # the text shown around them (a method named "gmp\u202e0.0=ytisraps" reads as another setting)
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # ANSI colours (SGR): Ray's and other libraries' tracebacks carry them
 
 

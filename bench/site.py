@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from bench import board, files, layout, leaderboard, plots, render
-from bench.errors import ResultsFolderError, counted
+from bench.errors import ResultsFolderError, counted, printable
 from bench.records import Record, Status
 from bench.leaderboard import PLOTS
 from bench.metrics import Column
@@ -119,7 +119,9 @@ document.addEventListener("DOMContentLoaded", () => {
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    """A record's text as HTML: escaped, and printable (bench.errors.printable), so that a
+    bidirectional override in a method or setting cannot show one row's text as another's."""
+    return html.escape(printable(str(value)), quote=True)
 
 
 def _page(title: str, body: list[str], root: str) -> str:

@@ -448,13 +448,13 @@ def test_a_swept_parameter_that_is_no_number_is_shown_and_no_level_of_the_sites_
     from test_leaderboard import populate, record as make
 
     populate(tmp_path)
-    for seed, sparsity in ((0, "0.5<b>"), (1, None)):
+    for seed, sparsity in ((0, "0.5<b>\u202e"), (1, None)):  # and a bidi override, which would reverse what follows
         r = make("magnitude", {"sparsity": sparsity}, seed, 0.96, 500)
         files.write_json_atomic(tmp_path / "mlp" / "runs" / f"odd-{seed}.json", r)
     leaderboard.write(tmp_path, "mlp")
     site.build(tmp_path, ["mlp"], tmp_path / "site")
     page = (tmp_path / "site" / "mlp" / "index.html").read_text()
-    assert "sparsity=0.5&lt;b&gt;" in page and "sparsity=None" in page
+    assert "sparsity=0.5&lt;b&gt;?" in page and "sparsity=None" in page and "\u202e" not in page
     pivot = page.split("<h2>swept methods by level</h2>")[1].split("</thead>")[0]
     assert pivot.endswith('<th class="t">method</th><th>0.5</th><th>0.9</th></tr>'), pivot
 
