@@ -167,7 +167,10 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
 
             jobs = [job(spec, log) for spec, log in zip(task.specs, logs)]
             if task.fuse and len(jobs) > 1:
-                results = Coordinator().run(jobs)  # _run turns every error but Ctrl-C into a status
+                # the jobs take turns, each saving the settings as it starts and putting them back as it
+                # ends: one that starts second and ends last puts back what the first changed meanwhile
+                with _torch_defaults(task.threads):  # so the task puts back what was there before it
+                    results = Coordinator().run(jobs)  # _run turns every error but Ctrl-C into a status
             else:
                 results = [run(fit) for run in jobs]
         return [Outcome(result, env, log=log.text()) for result, log in zip(results, logs)]

@@ -140,6 +140,17 @@ PLUGINS = '''
         def run(self, ctx):
             return Hidden(ctx.pretrained(), in_buffer=True)
 
+    @register_method("hooker")
+    class Hooker(Method):
+        """Registers a hook on every module, then fine-tunes: under --fuse the task's other runs
+        take their turns while it trains."""
+
+        def run(self, ctx):
+            model = ctx.pretrained()
+            torch.nn.modules.module.register_module_forward_hook(lambda module, args, out: None)
+            ctx.finetune(model)
+            return model
+
     @register_method("unfolded-masks")
     class UnfoldedMasks(Method):
         """Prunes with torch.nn.utils.prune and forgets make_permanent: measured, it was 0% sparse."""
@@ -154,7 +165,7 @@ PLUGINS = '''
             return model
 '''
 NAMES = ("corrupter", "rebinder", "hangs", "exits", "five-classes", "unused-weights", "attribute-weights", "buffer-weights",
-         "unfolded-masks")
+         "unfolded-masks", "hooker")
 
 
 @pytest.fixture(scope="module")
@@ -282,6 +293,22 @@ def test_models_that_are_no_answer_to_the_suite_are_invalid_rows_never_ranked(tm
         "count as dense)")
     ranked = pd.read_csv(tmp_path / "mlp-fast" / "leaderboard-custom.csv")
     assert list(ranked.method) == ["dense"]
+
+
+def test_a_fused_task_leaves_no_setting_of_its_runs_behind(tmp_path, data_dir, hostile, plugins, bench):
+    """The runs of a fused task take turns in one process, each saving torch's settings as it
+    starts: the run that started second saved the first one's hook on every module, and put it
+    back when it ended last, so the hook outlived the task (in this process: inline). The task
+    puts back what was there before it."""
+    import torch.nn.modules.module as module_hooks
+
+    plugins(hostile)
+    before = dict(module_hooks._global_forward_hooks)
+    ran = bench(["run", *TINY, "--methods", "hooker,magnitude", "--set", "magnitude.sparsity=0.5", "--fuse", "2",
+                 "--data-dir", data_dir, "--results-dir", tmp_path])
+    assert ran.returncode == 0, ran.stderr
+    assert {m: r["status"] for m, r in recs(tmp_path).items()} == {"hooker": "ok", "magnitude": "ok"}
+    assert dict(module_hooks._global_forward_hooks) == before
 
 
 def test_the_settings_a_run_resets_are_the_callers_again_after_it():
