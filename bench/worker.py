@@ -277,9 +277,11 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
     """torch's process-wide settings as the harness sets them, during a run and back after it:
     a plugin that turns autograd off, changes the default dtype or device, the deterministic
     flags, the float32 matmul precision or the thread count, draws from (or seeds) Python's and
-    numpy's global random generators, changes the working directory or registers hooks on every
-    module (torch.nn.modules.module.register_module_forward_hook and the like), does so for its
-    own run only. (A default device of `meta` failed every later run in its worker; where
+    numpy's global random generators, changes the working directory or the environment
+    variables, or registers hooks on every module (torch.nn.modules.module.
+    register_module_forward_hook and the like), does so for its own run only. (The harness reads
+    variables as it goes, $BENCH_GIT_COMMIT among them, which marks the records that it names
+    unverifiable. A default device of `meta` failed every later run in its worker; where
     --results-dir was relative, a working directory changed sent the inline executor's later
     records into another folder, and killed a worker opening its next run's log; a global
     forward hook left behind ran in every later model of its worker, and one that zeroed outputs
@@ -301,7 +303,7 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
         random.setstate(python_random)
         numpy.random.set_state(numpy_random)
 
-    cwd = os.getcwd()
+    cwd, environ = os.getcwd(), dict(os.environ)
     # the caller's default device (torch.set_default_device, per thread): the inline executor runs
     # in the process of a script that calls bench.api.run, which may have set one
     device = getattr(getattr(torch, "_GLOBAL_DEVICE_CONTEXT", None), "device_context", None)
@@ -315,6 +317,9 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
         restore(*saved)
         torch.set_default_device(device.device if device is not None else None)
         os.chdir(cwd)
+        if os.environ != environ:
+            os.environ.clear()
+            os.environ.update(environ)
         for name, value in hooks.items():  # in place: a hook's handle removes it from the registry itself
             if isinstance(value, dict):
                 getattr(module_hooks, name).clear()

@@ -8,6 +8,7 @@ The next row must not notice, and each bad run must be one row that says why.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -329,5 +330,10 @@ def test_the_settings_a_run_resets_are_the_callers_again_after_it():
         with _torch_defaults(None):
             torch.set_default_device("meta")
         assert torch.empty(1).device.type == "cpu"
+        environ = dict(os.environ)
+        with _torch_defaults(None):  # the environment: the harness reads $BENCH_GIT_COMMIT as it goes
+            os.environ["BENCH_GIT_COMMIT"] = "0" * 40
+            os.environ.pop("PATH")
+        assert dict(os.environ) == environ
     finally:
         torch.set_default_device(None)
