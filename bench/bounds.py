@@ -30,6 +30,19 @@ def finite(value: int | float) -> bool:
         return False
 
 
+def plain(value: Any) -> bool:
+    """Whether `value` is data a run's record (strict JSON) holds as it is: no set, bytes or
+    timestamp (which YAML's tags make), no NaN or infinity, no number beyond MAX_NUMBER, in a
+    list or a mapping (text keys) too."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(plain(v) for v in value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return finite(value)
+    return value is None or isinstance(value, (bool, str))
+
+
 def too_large(value: Any) -> bool:
     """Whether `value` is a number beyond MAX_NUMBER that is not infinite (an int of any size)."""
     return (isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > MAX_NUMBER

@@ -8,7 +8,6 @@ ignored typo in a budget would make two leaderboards look comparable when they a
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import types
 import typing
@@ -339,9 +338,9 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
         _, item = typing.get_args(tp)
         return {str(k): parse(item, v, file, f"{key}.{k}") for k, v in value.items()}
     if tp is Any:
-        if not _plain(value):  # it goes into the runs' configurations, which are JSON
-            raise SuiteError(f"{where}: expected plain data (finite numbers, text, true/false, null, lists, "
-                             f"mappings with text keys), got {brief(value)}")
+        if not bounds.plain(value):  # it goes into the runs' configurations, which are JSON
+            raise SuiteError(f"{where}: expected plain data (finite numbers within ±{bounds.MAX_NUMBER:g}, text, "
+                             f"true/false, null, lists, mappings with text keys), got {brief(value)}")
         return value
     if tp in (int, float) and bounds.too_large(value):  # (float() of 10**400 raises OverflowError)
         raise SuiteError(f"{where}: expected a number within ±{bounds.MAX_NUMBER:g}, the largest a run's record "
@@ -354,16 +353,6 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
             hint = f" (YAML reads {value} as text: write it with a dot and a signed exponent, e.g. {float(value):.1e})"
         raise SuiteError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {brief(value)}{hint}")
     return value
-
-
-def _plain(value: Any) -> bool:
-    """Whether `value` is data strict JSON holds as it is (no set, bytes or timestamp, which YAML's
-    tags can make, and no NaN or infinity)."""
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_plain(v) for v in value)
-    return value is None or isinstance(value, (bool, int, str)) or isinstance(value, float) and math.isfinite(value)
 
 
 def _is_float(text: str) -> bool:

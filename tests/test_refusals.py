@@ -53,7 +53,7 @@ SUITES = [
      "exponent, e.g. 1.0e-03)"),
     ("a seed beyond numpy's", ("seeds: [0]", "seeds: [4294967296]"), "key 'seeds': expected numbers in [0, "),
     ("a YAML set", ("model: {name: lenet300}", "model: {name: lenet300, kwargs: {hidden: !!set {30, 10}}}"),
-     "key 'model.kwargs.hidden': expected plain data (finite numbers, text, true/false, null, lists, mappings with text "
+     "key 'model.kwargs.hidden': expected plain data (finite numbers within ±1e+18, text, true/false, null, lists, mappings with text "
      "keys), got "),
     ("negative warm-up", ("lr: 0.1,", "lr: 0.1, warmup_epochs: -1,"), "key 'training.warmup_epochs': expected a number >= 0"),
     ("label smoothing 1", ("lr: 0.1,", "lr: 0.1, label_smoothing: 1,"), "key 'training.label_smoothing': expected a number in [0, 1)"),
@@ -100,7 +100,7 @@ SUITES = [
     ("a method parameter out of range", ("seeds: [0]", "seeds: [0]\nmethods: {magnitude: {sparsity: 1.5}}"),
      "key 'methods.magnitude': method 'magnitude' parameter 'sparsity': expected a number in [0, 1), got 1.5"),
     ("a NaN parameter without a range", ("seeds: [0]", "seeds: [0]\nmethods: {gptq: {dampening: .nan}}"),
-     "key 'methods.gptq.dampening': expected plain data (finite numbers, text, true/false, null, lists, mappings "
+     "key 'methods.gptq.dampening': expected plain data (finite numbers within ±1e+18, text, true/false, null, lists, mappings "
      "with text keys), got nan"),
     ("an unknown method parameter", ("seeds: [0]", "seeds: [0]\nmethods: {magnitude: {sparsty: 0.5}}"),
      "key 'methods.magnitude': method 'magnitude' has no parameter 'sparsty'"),

@@ -44,6 +44,24 @@ def test_parameters_are_checked_by_name_and_type():
         cls.build({"sparsity": "high"})
 
 
+def test_a_parameter_without_a_typed_default_still_holds_only_what_a_record_can():
+    """A parameter whose default is None, or a list's factory, has no type to check a value
+    against; a NaN or a number beyond ±1e18 in it was accepted, trained, and its record was then
+    left out by every reader, so each command ran it again."""
+    from dataclasses import field
+
+    class Untyped(Method):  # a dataclass, as every Method subclass
+        """Parameters without a typed default."""
+
+        limit: int | None = None
+        sizes: list = field(default_factory=list)
+
+    assert Untyped.build({"limit": 3, "sizes": [4, {"a": "b"}]}).sizes == [4, {"a": "b"}]
+    for params in ({"limit": float("nan")}, {"limit": 10**19}, {"sizes": [1, float("inf")]}, {"sizes": [{"a": 10**400}]}):
+        with pytest.raises(ParameterError, match="expected plain data \\(finite numbers within ±1e\\+18"):
+            Untyped.build(params)
+
+
 def test_entry_point_plugin_is_discovered(tmp_path, plugins):
     code = '''
         from bench import Method, register_method
