@@ -21,7 +21,7 @@ from typing import Iterator
 
 import torch
 
-from bench.files import naming_file
+from bench.files import naming_file, read_regular_file
 
 
 class ClaimError(OSError):
@@ -86,6 +86,15 @@ class Claim:
             except FileNotFoundError:
                 pass
             os.close(fd)
+
+    def holder(self) -> int | None:
+        """The pid its holder wrote in the claim file, for messages; None where there is none to
+        read (between another command's lock and its write, or a file that is not a claim's)."""
+        try:
+            text = read_regular_file(self.path, 64).decode("ascii").strip()
+        except (OSError, ValueError):
+            return None
+        return int(text) if text.isdigit() else None
 
     def release(self) -> None:
         if self._fd is None:

@@ -284,8 +284,10 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
     def out_of_time() -> bool:
         return deadline is not None and time.monotonic() > deadline
 
+    waited_for: list[str] = []  # what another command held at the last poll, as last said
     while queue or in_flight:
         progressed = False
+        held: dict[str, Claim] = {}  # what this command would do next, held by another command
         # 1. the dense stage: load a cached model, or train it (once, even across commands)
         for d in dense.values():
             if d.weights is not None or d.busy or not any(r.spec.seed == d.seed for r in queue):
@@ -293,7 +295,10 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
             if d.path.exists():
                 d.weights = dense_stage.load(d, log, here)
                 progressed = True
-            if d.weights is None and len(in_flight) < executor.slots and not out_of_time() and d.claim.acquire():
+            if d.weights is None and len(in_flight) < executor.slots and not out_of_time():
+                if not d.claim.acquire():
+                    held[f"dense model, seed {d.seed}"] = d.claim
+                    continue
                 if d.path.exists():  # another command finished it while we looked
                     d.weights = dense_stage.load(d, log, here)
                     d.claim.release()
@@ -308,16 +313,25 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
         for r in list(queue):
             if len(in_flight) >= executor.slots or out_of_time() or len(group) == fuse:
                 break
-            if dense[r.spec.seed].weights is None or not r.claim.acquire():
-                continue  # waiting for its dense model, or another command is running it
+            if dense[r.spec.seed].weights is None:
+                continue  # waiting for its dense model
+            if not r.claim.acquire():
+                held[r.label] = r.claim  # another command is running it
+                continue
             queue.remove(r)
             progressed = True
             latest = records.read_record(r.path)
-            if finished(latest) and latest != r.record:
-                r.record, r.done = latest, True  # another command finished it meanwhile
+            if latest is not None and latest != r.record:
+                # Another command ran it meanwhile: its record stands, a failed one too (running it
+                # again here would do the work twice, and count a second worker death as a first);
+                # the next command retries what is not finished.
+                r.record, r.done = latest, True
                 r.claim.release()
                 bar.update()
-                log(f"{r.label}: finished by another command")
+                why = first_line(latest.get("error"))
+                log(f"{r.label}: finished by another command" if finished(latest) else
+                    printable(f"{r.label}: {latest['status']} in another command meanwhile{f' ({why})' if why else ''}; "
+                              "the next command retries it"))
                 continue
             log(r.label)
             r.started_from = dense[r.spec.seed].weights
@@ -329,9 +343,13 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
         if out_of_time() and not in_flight:
             return
         if not in_flight:
-            if not progressed:
-                time.sleep(1.0)  # every remaining run is claimed by another command: poll
+            if not progressed:  # every remaining run is claimed by another command: poll
+                if held and sorted(held) != waited_for:
+                    waited_for = sorted(held)
+                    log(_waiting(held))
+                time.sleep(1.0)
             continue
+        waited_for = []
         running = [r.label for items in in_flight.values() if isinstance(items, list) for r in items]
         # The first write that failed (a full disk) stops the sweep, once the other results that
         # came back with it (a fused group's, other jobs') are written where they still fit.
@@ -380,6 +398,17 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
             log(f"warning: the finished record {path} was {'changed' if path.exists() else 'removed'} during this "
                 f"command, not by it, while {', '.join(running) or 'no method run'} ran: a plugin writing into the "
                 "results folder, or another command with --force or --refresh")
+
+
+def _waiting(held: dict[str, Claim]) -> str:
+    """What this command waits for, and who holds it: a sweep whose remaining work another
+    command holds (training a dense model can take hours) says why it seems to do nothing."""
+    pids = sorted({str(p) for p in (c.holder() for c in held.values()) if p is not None})
+    who = f"another command (pid {', '.join(pids)})" if pids else "another command"
+    names = list(held)
+    shown = "; ".join(names[:3]) + (f"; and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"waiting for {who} on this results folder, which holds what this command would do next: {shown} "
+            "(it goes on when that command finishes or stops)")
 
 
 def _write(path: Path, record: Record) -> Record:

@@ -601,6 +601,87 @@ def test_concurrent_commands_with_one_killed_run_everything_once(tmp_path, data_
     assert not tmp_files(tmp_path) and not (tmp_path / SUITE / "claims").exists()
 
 
+class _Polls:
+    """bench.runner's `time` for an in-process sweep: its poll (a sleep while every remaining
+    run is held by another command) calls `at_poll` instead of sleeping."""
+
+    def __init__(self, at_poll):
+        self.at_poll, self.monotonic, self.strftime, self.polls = at_poll, time.monotonic, time.strftime, 0
+
+    def sleep(self, seconds: float) -> None:
+        self.polls += 1
+        assert self.polls < 5, "the sweep is still waiting"
+        self.at_poll()
+
+
+def _sweep(results: Path, data_dir: Path, methods: str, log) -> list[dict]:
+    from bench.executors import InlineExecutor
+    from bench.runner import run_suite
+    from bench.suite import load_suite
+
+    return run_suite(load_suite(str(FAST)), registry.select(methods), seeds=[0], results_dir=results,
+                     data_dir=data_dir, device="cpu", overrides={"magnitude": {"sparsity": 0.9}},
+                     budget_overrides={"epochs": 1, "finetune_epochs": 1, "limit_train": 500, "limit_test": 200},
+                     executor=InlineExecutor(echo=lambda _: None), log=log)
+
+
+def test_a_sweep_waiting_for_another_commands_dense_model_says_so(tmp_path, data_dir, monkeypatch):
+    """Another command trains seed 0's dense model (it holds its claim: here this process, on
+    another descriptor): this command has nothing else to do, and said nothing while it waited,
+    however long that training took. It now names what it waits for and who holds it, once;
+    once the holder lets go, it trains the model itself and runs."""
+    from bench import layout, runner
+    from bench.data import fetch
+    from bench.locks import Claim
+    from bench.suite import load_suite
+
+    suite = load_suite(str(FAST)).with_budget(epochs=1, finetune_epochs=1, limit_train=500, limit_test=200)
+    key = records.config_hash(records.dense_config(suite, 0, fetch(suite.data, data_dir)))
+    other = Claim(layout.claims_dir(tmp_path, SUITE), layout.dense_path(tmp_path, SUITE, 0, key).stem)
+    assert other.acquire()
+    lines: list[str] = []
+    said: list[bool] = []
+    monkeypatch.setattr(runner, "time", _Polls(lambda: (said.append(any(line.startswith("waiting") for line in lines)),
+                                                        other.release())))
+    done = _sweep(tmp_path, data_dir, "magnitude", lines.append)
+    assert said == [True], lines
+    (waiting,) = [line for line in lines if line.startswith("waiting")]
+    assert f"another command (pid {os.getpid()})" in waiting and "dense model, seed 0" in waiting, waiting
+    assert [r["status"] for r in done] == ["ok"]
+
+
+def test_a_run_another_command_tried_meanwhile_is_not_run_again(tmp_path, data_dir, monkeypatch):
+    """Two commands on one results folder: the other one holds a run, which fails there (its
+    worker died) while this one waits for it. This one then ran it again, the run's work done
+    twice, and wrote its record over the other's: a run that killed its worker in each command
+    was counted as dying once (`worker_deaths` is read from the record seen when the command
+    started), so a pair of commands never stopped retrying it. Now the other command's attempt
+    stands, as a finished one does, and the next command retries it."""
+    from bench import runner
+    from bench.locks import Claim
+
+    runs = tmp_path / SUITE / "runs"
+    assert [r["status"] for r in _sweep(tmp_path, data_dir, "magnitude", lambda _: None)] == ["ok"]
+    (path,) = runs.glob("magnitude-*.json")
+    failed = {**json.loads(path.read_text()), "status": "failed", "metrics": {}, "figures": {}, "worker_deaths": 1,
+              "error": "WorkerDied: the worker process running this task was killed by SIGKILL"}
+    path.unlink()
+    other = Claim(tmp_path / SUITE / "claims", path.stem)
+    assert other.acquire()
+
+    def the_other_command_fails_it() -> None:
+        files.write_json_atomic(path, failed)
+        other.release()
+
+    monkeypatch.setattr(runner, "time", _Polls(the_other_command_fails_it))
+    lines: list[str] = []
+    done = _sweep(tmp_path, data_dir, "magnitude", lines.append)
+    assert json.loads(path.read_text()) == failed, "the run was run again"
+    assert [r["status"] for r in done] == ["failed"]
+    assert any("magnitude" in line and "another command" in line and "WorkerDied" in line for line in lines), lines
+    assert not any(" -> " in line for line in lines), lines
+
+
 FILLER = '''
     import os
     from bench import Method, register_method
