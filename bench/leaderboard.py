@@ -8,12 +8,15 @@ atomically, so the same records always give the same bytes.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from bench import files, layout, plots
+from bench.locks import Claim
 from bench.metrics import Column
 from bench.records import Record, Status
 from bench.render import markdown
@@ -43,10 +46,30 @@ OUTPUTS = ("leaderboard*.csv", "leaderboard*.md", *(f"{name}*.png" for name in P
 def write(results_dir: Path, suite: str) -> list[Path]:
     """Rebuild a suite's leaderboard files from its records; returns the files written. Each
     file is replaced atomically, and a plot the records no longer give is removed; a record
-    file that cannot be read is named in a warning."""
-    recs = load(results_dir, suite)
+    file that cannot be read is named in a warning.
+
+    Rebuilds of one suite take turns (a claim, `claims/leaderboard.lock`), each reading the
+    records once the one before has written its files: two commands ending together made the
+    one that read first write last, and its tables lacked the other's last records."""
     folder = layout.suite_dir(results_dir, suite)
     layout.refuse_links([folder])  # (its runs folder is only read: --check reads the records through links)
+    claims = layout.claims_dir(results_dir, suite)
+    turn = Claim(claims, "leaderboard")
+    if not turn.acquire():
+        holder = turn.holder()
+        print(f"bench: waiting for another command{f' (pid {holder})' if holder else ''} to finish rebuilding the "
+              f"leaderboard of {suite}", file=sys.stderr)
+        turn.acquire(wait=True)
+    try:
+        return _write(results_dir, suite, folder)
+    finally:
+        turn.release()
+        with contextlib.suppress(OSError):
+            claims.rmdir()  # only when empty: other commands may hold claims
+
+
+def _write(results_dir: Path, suite: str, folder: Path) -> list[Path]:
+    recs = load(results_dir, suite)
     written = []
     for standard, stem, title in PARTS:
         suffix = "" if standard else "-custom"

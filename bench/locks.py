@@ -17,11 +17,12 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator
-
-import torch
+from typing import TYPE_CHECKING, Iterator
 
 from bench.files import naming_file, read_regular_file
+
+if TYPE_CHECKING:  # a claim needs no torch: `bench leaderboard` takes one, and imports no torch
+    import torch
 
 
 class ClaimError(OSError):
@@ -39,8 +40,9 @@ class Claim:
         self.path = Path(folder) / f"{key}.lock"
         self._fd: int | None = None
 
-    def acquire(self) -> bool:
-        """True if this process now holds the claim; False if another live process does.
+    def acquire(self, wait: bool = False) -> bool:
+        """True if this process now holds the claim; False if another live process does (with
+        `wait`, it waits for that process to let go or die, and is then True).
 
         The claim truncates and writes its file, so the file must be the harness's own: a claims
         folder that is a symbolic link, or a claim path that is a symbolic link, a hard link or
@@ -70,10 +72,13 @@ class Claim:
                 what = "a hard link" if stat.S_ISREG(info.st_mode) else "no regular file"
                 raise ClaimError(f"{self.path} is {what}, not a claim of the harness: remove it")
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 return False
+            except BaseException:  # Ctrl-C while waiting
+                os.close(fd)
+                raise
             # The previous holder may have removed the file between our open and our lock: then
             # we locked a file nobody else sees, and must try again on the path's current file.
             try:
@@ -142,6 +147,8 @@ class DeviceGate:
 
     @contextlib.contextmanager
     def alone(self) -> Iterator[None]:
+        import torch
+
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         self._alone = True
         try:
@@ -208,6 +215,8 @@ def _open_lock(path: Path) -> int:
 
 def _device_id(device: torch.device) -> str:
     """A name for the physical device, the same in every process whatever it sees as cuda:0."""
+    import torch
+
     if device.type == "cuda":
         return f"gpu-{torch.cuda.get_device_properties(device).uuid}"
     return "cpu"

@@ -682,6 +682,51 @@ def test_a_run_another_command_tried_meanwhile_is_not_run_again(tmp_path, data_d
     assert not any(" -> " in line for line in lines), lines
 
 
+@pytest.mark.xdist_group("processes")
+def test_two_leaderboard_rebuilds_at_once_end_with_every_record(tmp_path, data_dir, monkeypatch, capsys):
+    """A command rebuilding the leaderboard reads the records, then draws and writes for seconds;
+    another command that wrote one more record meanwhile and rebuilt its own leaderboard faster
+    saw its table overwritten by the first one's, which lacks that record (until some later
+    rebuild). Rebuilds of one suite now take turns, each reading the records once the one
+    before has written: the last one holds every record."""
+    from bench import leaderboard
+
+    assert main(["run", *TINY, *INLINE, "--methods", "dense,magnitude", "--set", "magnitude.sparsity=0.9",
+                 "--data-dir", str(data_dir), "--results-dir", str(tmp_path)]) == 0
+    (late,) = (tmp_path / SUITE / "runs").glob("magnitude-*.json")
+    data = late.read_bytes()
+    late.unlink()
+    other: list[subprocess.Popen] = []
+    real_load = leaderboard.load
+
+    def load(results_dir, suite):
+        recs = real_load(results_dir, suite)  # this rebuild has read the records: dense alone
+        if not other:  # another command writes its last record and rebuilds, in the meantime
+            late.write_bytes(data)
+            other.append(subprocess.Popen([sys.executable, "-m", "bench", "leaderboard", "--suite", SUITE,
+                                           "--results-dir", str(tmp_path)], cwd=ROOT,
+                                          env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True))
+            deadline = time.monotonic() + 120
+            while other[0].poll() is None and not _waits_on_a_lock(other[0].pid):  # it ends, or it waits for us
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        return recs
+
+    monkeypatch.setattr(leaderboard, "load", load)
+    leaderboard.write(tmp_path, SUITE)
+    out, _ = other[0].communicate(timeout=120)
+    assert other[0].returncode == 0, out
+    assert "| magnitude " in (tmp_path / SUITE / "leaderboard-custom.md").read_text()
+    assert not (tmp_path / SUITE / "claims").exists()
+
+
+def _waits_on_a_lock(pid: int) -> bool:
+    """Whether process `pid` is blocked waiting for a file lock (a `->` line of /proc/locks)."""
+    return any(line.split("->", 1)[1].split()[3] == str(pid)
+               for line in Path("/proc/locks").read_text().splitlines() if "->" in line)
+
+
 FILLER = '''
     import os
     from bench import Method, register_method
