@@ -18,10 +18,10 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator, TypedDict
+from typing import Any, TypedDict
 
 from bench import layout
-from bench.bounds import MAX_NUMBER, finite
+from bench.bounds import MAX_NUMBER, finite, plain
 from bench.errors import printable
 from bench.files import RefusedFile, read_regular_file
 from bench.suite import SEED_LIMIT, Budget
@@ -187,18 +187,6 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _numbers(value: Any) -> Iterator[Any]:
-    """The numbers in a JSON value (a run's parameters, a chain's per link)."""
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from _numbers(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _numbers(item)
-    elif _is(value, _NUMBER):
-        yield value
-
-
 # Metrics that count or measure something, which no model makes negative (sparsity may be).
 COUNTS = ("params", "nonzeros", "flops", "flops_effective", "train_flops", "train_epochs")
 # Figures a rerun of a record gives again exactly, where the seeds of its row agree on them:
@@ -255,7 +243,7 @@ def record_problem(record: Any) -> str | None:
         return f"malformed record: config.method {record['config']['method'][:40]!r} is no method name"
     if not 0 <= record["config"]["seed"] < SEED_LIMIT:
         return f"malformed record: config.seed is outside [0, {SEED_LIMIT})"
-    if not all(finite(v) for v in _numbers(record["config"]["params"])):
+    if not plain(record["config"]["params"]):  # (JSON's types: only its numbers can fail)
         return f"malformed record: config.params holds a number that is not finite or not within ±{MAX_NUMBER:g}"
     budget = record["config"]["budget"]
     for key, low in BUDGET_FLOORS.items():
