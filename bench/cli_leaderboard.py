@@ -172,7 +172,7 @@ def _show(loaded: dict[str, list[records.Record]], standard: bool, methods: set[
     (suite -> its records), every column (the CSV's, and `suite`), as one table for other tools."""
     import pandas as pd
 
-    from bench import board
+    from bench import board, render
 
     tables = []
     for name, loaded_recs in loaded.items():
@@ -184,11 +184,11 @@ def _show(loaded: dict[str, list[records.Record]], standard: bool, methods: set[
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])
     table = table[["suite", *(c for c in table.columns if c not in ("suite", "setting_params"))]]
     if args.format == "csv":
-        print(table.to_csv(index=False), end="")
+        print(board.csv_text(table), end="")  # the leaderboard.csv's rule: no cell a spreadsheet runs
     elif args.format == "json":
         print(table.to_json(orient="records", indent=1))
     else:
-        print(table.to_markdown(index=False))
+        print(render.pipe_table(table.astype(object).where(table.notna(), "").values.tolist(), list(table.columns)))
     return 0
 
 

@@ -71,7 +71,7 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[Record], suite:
         main, speed = displayed(cols, t, "main"), displayed(cols, t, "speed")
         rows = [[r["method"], short_setting(r["method"], r["setting_params"]), int(r["seeds"]),
                  *[cell(r, c) for c in main]] for _, r in t.iterrows()]
-        lines += [_pipe_table(rows, ["method", "setting", "seeds", *[c.header for c in main]]), ""]
+        lines += [pipe_table(rows, ["method", "setting", "seeds", *[c.header for c in main]]), ""]
         if speed:
             elsewhere = t.timed_on != device
             rows = [[timed_label(r["method"], r["timed_on"], device), short_setting(r["method"], r["setting_params"]),
@@ -80,17 +80,17 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[Record], suite:
             lines += [SPEED_INTRO + (f" A row marked with another device was timed there, not on the "
                                      f"{device.upper()}: its figures compare with that device's only."
                                      if elsewhere.any() else ""), "",
-                      _pipe_table(rows, ["method", "setting", *[c.header for c in speed]]), ""]
+                      pipe_table(rows, ["method", "setting", *[c.header for c in speed]]), ""]
             lines += _machines_note([r for r in recs if r["status"] == Status.OK and
                                      tuple(row_key(r)[k] for k in TABLE) == (source, budget, device)])
     empty = unavailable_runtimes(recs)
     if empty:
         lines += ["## runtimes that could not take a model", "",
-                  _pipe_table(empty, ["method", "setting", "runtime", "reason"]), ""]
+                  pipe_table(empty, ["method", "setting", "runtime", "reason"]), ""]
     failed = failed_runs(recs)
     if failed:
         lines += ["## failed and skipped runs", "",
-                  _pipe_table([row for row, _ in failed], ["method", "setting", "seed", "status", "error"]), ""]
+                  pipe_table([row for row, _ in failed], ["method", "setting", "seed", "status", "error"]), ""]
     envs = pd.Series([environment(r) for r in recs]).value_counts().sort_index()
     lines += ["## where the runs ran", ""] + [f"- {md_text(env)}: {counted(n, 'run')}" for env, n in envs.items()]
     codes = pd.Series([code_of(r) for r in recs]).value_counts().sort_index()
@@ -112,7 +112,7 @@ def md_text(value: Any) -> str:
     return printable(" ".join(text.splitlines()))
 
 
-def _pipe_table(rows: list[list[Any]], headers: list[str]) -> str:
+def pipe_table(rows: list[list[Any]], headers: list[str]) -> str:
     """A Markdown table of `rows`: their text through md_text, their numbers as they are."""
     return tabulate([[md_text(c) if isinstance(c, str) else c for c in row] for row in rows], headers=headers,
                     tablefmt="pipe", disable_numparse=True)

