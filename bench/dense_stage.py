@@ -39,34 +39,38 @@ class Dense:
 
 
 def load(d: Dense, log: Callable[[str], None], here: provenance.Here | None) -> DenseWeights | None:
-    """A cached dense model, or None (to retrain) when its file is unreadable: a truncated cache
-    file is named and replaced, never the cause of every run of its seed failing. Also None for
-    a file that names another dense model than its own name does (`identity`, which `trained`
-    writes; a file older than that names none): one copied over another seed's, budget's or
-    suite's file of the same shapes was used as that model, its runs' rows starting from another
-    seed's weights. Under --refresh, also None when another commit or device trained it (or the
-    cache predates the recording of that): the refreshed records must start from this code's
-    model."""
-    try:
-        weights = DenseWeights.load(d.path)
-    except Exception as e:  # noqa: BLE001 - any unreadable cache file is retrained
-        log(f"dense model, seed {d.seed}: the cache file {d.path} is unreadable ({type(e).__name__}: "
-            f"{e}); training it again")
-        d.path.unlink(missing_ok=True)
-        return None
-    if weights.meta.get("identity", d.path.stem) != d.path.stem:
-        log(f"dense model, seed {d.seed}: the cache file {d.path} holds another dense model "
-            f"({printable(str(weights.meta['identity'])[:60])}: a file copied or renamed?); training it again")
-        d.path.unlink(missing_ok=True)
-        return None
-    if here and not here.made(weights.meta):
-        log(printable(f"dense model, seed {d.seed}: the cache {d.path} was trained by "
-                      f"{weights.meta.get('git_commit', 'unrecorded code')} on "
-                      f"{weights.meta.get('device_name', 'an unrecorded device')}; --refresh trains it again"))
+    """A cached dense model, or None (to retrain, its file removed) where `unusable` says why."""
+    weights, why = unusable(d, here)
+    if why:
+        log(printable(f"dense model, seed {d.seed}: {why}"))
         d.path.unlink(missing_ok=True)
         return None
     log(f"dense model, seed {d.seed}: from cache {d.path} ({100 * weights.meta['accuracy']:.2f}%)")
     return weights
+
+
+def unusable(d: Dense, here: provenance.Here | None) -> tuple[DenseWeights | None, str | None]:
+    """The seed's cached dense model, or None and why it is trained again (the dry run's plan
+    says it too, changing nothing): no file; a file that cannot be read (a truncated cache file is
+    named and replaced, never the cause of every run of its seed failing); a file that names
+    another dense model than its own name does (`identity`, which `trained` writes; a file older
+    than that names none): one copied over another seed's, budget's or suite's file of the same
+    shapes was used as that model, its runs' rows starting from another seed's weights. Under
+    --refresh, also one another commit or device trained (or that predates the recording of
+    that): the refreshed records must start from this code's model."""
+    if not d.path.exists():
+        return None, "not cached"
+    try:
+        weights = DenseWeights.load(d.path)
+    except Exception as e:  # noqa: BLE001 - any unreadable cache file is retrained
+        return None, f"the cache file {d.path} is unreadable ({type(e).__name__}: {e}); training it again"
+    if weights.meta.get("identity", d.path.stem) != d.path.stem:
+        return None, (f"the cache file {d.path} holds another dense model ({str(weights.meta['identity'])[:60]}: "
+                      "a file copied or renamed?); training it again")
+    if here and not here.made(weights.meta):
+        return None, (f"the cache {d.path} was trained by {weights.meta.get('git_commit', 'unrecorded code')} on "
+                      f"{weights.meta.get('device_name', 'an unrecorded device')}; --refresh trains it again")
+    return weights, None
 
 
 def trained(d: Dense, outcome: Outcome, log: Callable[[str], None], commit: str | None) -> None:

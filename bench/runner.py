@@ -132,7 +132,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     plugin_commits = provenance.plugin_commits(names)
     refusal = provenance.uncommitted(commit, plugin_commits) if standard and todo and not allow_dirty else None
     if dry_run:
-        _print_plan(suite, runs, todo, dense, source, data_dir, device, existing, log)
+        _print_plan(suite, runs, todo, dense, source, data_dir, device, existing, here, log)
         if refusal:  # the plan's cost means nothing if the command itself stops at once
             log(f"note: without --dry-run this command is refused: {refusal}")
         return []
@@ -536,7 +536,7 @@ def _check_writable(folder: Path) -> None:
 
 def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[int, Dense],
                 source: str, data_dir: Path | None, device: str, history: list[Record],
-                log: Callable[[str], None]) -> None:
+                refreshing: provenance.Here | None, log: Callable[[str], None]) -> None:
     """The plan and its expected cost, counted as it will be spent: the dense stage once per seed
     it trains, then each run's own epochs (a post-training run's record counts the dense epochs
     too, which the stage already trained). Times come only from finished records of the same
@@ -559,7 +559,8 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     # of a quick run's 7), so a run without records of its own costs its epochs and a measurement
     measured = [h["measure_time_s"] for h in here if isinstance(h.get("measure_time_s"), (int, float))]
     measure_s = statistics.median(measured) if measured else 0.0
-    to_train = [d for d in dense.values() if not d.path.exists()]
+    why = {d.seed: dense_stage.unusable(d, refreshing)[1] for d in dense.values()}
+    to_train = [d for d in dense.values() if why[d.seed]]
     stage_epochs = suite.training.epochs * len(to_train)
     rows, total_epochs, total_s, guessed = [], float(stage_epochs), 0.0, 0
     for r in todo:
@@ -582,6 +583,9 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     log(f"  {counted(len(runs), 'run')}: {len(todo)} to run, {len(runs) - len(todo)} finished before")
     log(f"  dense models to train: {', '.join(f'seed {d.seed}' for d in to_train) or 'none'}"
         f" ({suite.training.epochs} epochs each); cached: {len(dense) - len(to_train)}")
+    for d in to_train:
+        if d.path.exists():  # a cache file the run would not use: why
+            log(printable(f"  dense model, seed {d.seed}: {why[d.seed]}"))
     if rows:
         log(tabulate(rows, headers=["method", "setting", "seed", "own epochs", "est. seconds"]))
     if per_epoch is None:

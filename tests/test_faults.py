@@ -960,13 +960,18 @@ def test_a_cached_dense_model_of_other_shapes_is_named_removed_and_trained_again
 def test_a_cached_dense_model_copied_over_another_seeds_is_named_and_trained_again(tmp_path, data_dir, capsys):
     """Seed 1's cache file copied over seed 0's fits the model, and was used as seed 0's: its
     runs started from seed 1's weights, the rows of seed 0 and 1 from one model. A cached model
-    names the dense model it is, and a file that names another is trained again."""
+    names the dense model it is, and a file that names another is trained again; the dry run's
+    plan says so."""
     args = [*TINY, *INLINE, "--data-dir", str(data_dir), "--results-dir", str(tmp_path)]
     assert main(["run", *args, "--methods", "dense", "--seeds", "0,1"]) == 0
     zero, one = (next((tmp_path / SUITE / "cache").glob(f"dense-s{seed}-*.safetensors")) for seed in (0, 1))
     theirs = DenseWeights.load(one).sha256()
     zero.write_bytes(one.read_bytes())
     capsys.readouterr()
+    assert main(["run", *args, "--methods", "magnitude", "--set", "magnitude.sparsity=0.9", "--dry-run"]) == 0
+    planned = capsys.readouterr().out  # the plan counts it as to train, as the run will (it said "cached: 1")
+    assert "dense models to train: seed 0 " in planned and f"the cache file {zero} holds another dense model" in planned
+    assert zero.read_bytes() == one.read_bytes()  # a dry run changes nothing
     assert main(["run", *args, "--methods", "magnitude", "--set", "magnitude.sparsity=0.9"]) == 0
     out = capsys.readouterr().out
     assert f"dense model, seed 0: the cache file {zero} holds another dense model ({one.stem}: a file copied or " \
