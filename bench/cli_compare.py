@@ -56,7 +56,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                  "change (pts) [95% CI]", "verdict", "exact figures that moved"])
             worse += sum(c.verdict == "worse" for c in changes)
             shared += changes
-    print(f"{counted(worse, 'row')} significantly worse in B (Welch's t over seeds, 95%)")
+    print(f"{counted(worse, 'row')} significantly worse in B (Welch's t over seeds, 95%, each row on its own: no "
+          "correction for comparing several)")
     for note in (compare.unjudged_note(shared, "row"), compare.machines_note(shared, "row")):
         if note:
             print(note)

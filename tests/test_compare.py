@@ -62,6 +62,7 @@ def test_bench_compare_fails_on_a_regression_and_passes_an_unchanged_rerun(tmp_p
     ok = bench(["compare", a, same, "--fail-on", "regression"])
     assert ok.returncode == 0, ok.stderr
     assert "no change" in ok.stdout and "0 rows significantly worse" in ok.stdout
+    assert "each row on its own: no correction for comparing several" in ok.stdout  # as --methods says
     quiet = bench(["compare", a, same, "--only-changed"])  # nothing moved: a count, no header over no rows
     assert "1 row without a significant change" in quiet.stdout and "acc A (%)" not in quiet.stdout
     bad = bench(["compare", a, worse, "--fail-on", "regression"])
