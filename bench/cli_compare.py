@@ -56,9 +56,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                  "change (pts) [95% CI]", "verdict", "exact figures that moved"])
             worse += sum(c.verdict == "worse" for c in changes)
             shared += changes
-    print(f"{counted(worse, 'row')} significantly worse in B (Welch's t over seeds, 95%)")
-    if note := compare.unjudged_note(shared, "row"):
-        print(note)
+    print(f"{counted(worse, 'row')} significantly worse in B (Welch's t over seeds, 95%, each row on its own: no "
+          "correction for comparing several)")
+    for note in (compare.unjudged_note(shared, "row"), compare.machines_note(shared, "row")):
+        if note:
+            print(note)
     return 1 if worse and args.fail_on == "regression" else 0
 
 
@@ -131,6 +133,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
                                       f"device type and shared parameters{f' in suite {args.suite}' if args.suite else ''}")
     print(f"{y} significantly worse than {x} in {worse} of {counted(total, 'setting')} (Welch's t "
           "over seeds, 95%, each setting on its own: no correction for comparing several)")
-    if note := compare.unjudged_note(shared, "setting"):
-        print(note)
+    for note in (compare.unjudged_note(shared, "setting"), compare.machines_note(shared, "setting")):
+        if note:
+            print(note)
     return 1 if worse and args.fail_on == "regression" else 0

@@ -9,6 +9,14 @@ interval excludes zero, else `no change`; a row with fewer than two seeds on a s
 spread to judge, and says so. Counts that should not move (bench.records.EXACT) are listed
 wherever their mean changed.
 
+Machines: the same code and seeds move accuracy between two processor models by more than between
+seeds (README, Checks against published results), an offset no side's seeds sample. So where the
+two sides' records do not all come from one and the same machine model (`env.device_name`; a side
+from several counts as a model of its own, as a leaderboard row does in the literature checks), the
+interval must clear bench.board.MACHINE_MARGIN (0.2 pts) for `better` or `worse`; one that excludes
+zero but not the margin says `unclear (machines differ)`. A committed record made on an Intel Xeon
+against its rerun on an AMD EPYC read `better` (dense on mlp, +0.13 [+0.04, +0.22]) without it.
+
 `bench compare A --methods X,Y` (`across_methods`) asks the same of two methods in one set of
 records: per row of X, each row of Y with the same suite, budget, data source and device type
 whose parameters agree where both have them (magnitude and wanda at sparsity 0.9), Y's accuracy
@@ -34,7 +42,7 @@ from typing import IO, Any, Iterator
 
 from bench import provenance, records
 from bench.errors import ParameterError, counted, printable
-from bench.board import budget_label
+from bench.board import MACHINE_MARGIN, budget_label, machine
 from bench.records import Record, Status
 from bench.plan import flat_params, setting_label
 from bench.suite import is_plain_name
@@ -60,6 +68,7 @@ class RowChange:
     verdict: str
     exact_changes: dict[str, tuple[float, float]]
     others: tuple[str, str] = ("", "")
+    machine_margin: float = 0.0  # what the interval had to clear: the sides' machine models differ
 
 
 def welch_interval(a: list[float], b: list[float], level: float = LEVEL) -> tuple[float, float] | None:
@@ -128,15 +137,19 @@ def _by_own_name(flat: dict[str, Any]) -> dict[str, tuple[str, Any]]:
 
 def _change(ra: list[dict[str, Any]], rb: list[dict[str, Any]], method: str, setting: str, level: float,
             *, exact: bool) -> RowChange:
-    """B's seeds against A's: the change in mean accuracy, its interval and verdict, and (with
-    `exact`) the counts whose mean moved."""
+    """B's seeds against A's: the change in mean accuracy, its interval and verdict (clearing the
+    machine margin where the sides' machine models differ), and (with `exact`) the counts whose
+    mean moved."""
     acc_a = [100 * r["metrics"]["accuracy"] for r in ra]
     acc_b = [100 * r["metrics"]["accuracy"] for r in rb]
     ci = welch_interval(acc_a, acc_b, level)
+    margin = machine_margin(ra, rb)
     if ci is None:
         verdict = "too few seeds"
+    elif ci[0] > margin or ci[1] < -margin:
+        verdict = "better" if ci[0] > margin else "worse"
     else:
-        verdict = "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "no change"
+        verdict = "unclear (machines differ)" if ci[0] > 0 or ci[1] < 0 else "no change"
     moved = {}
     for figure in records.EXACT if exact else ():
         va = [r["metrics"][figure] for r in ra if r["metrics"].get(figure) is not None]
@@ -146,7 +159,25 @@ def _change(ra: list[dict[str, Any]], rb: list[dict[str, Any]], method: str, set
     c = ra[0]["config"]
     return RowChange(c["suite"], method, setting, c["budget"], (len(ra), len(rb)),
                      (statistics.fmean(acc_a), statistics.fmean(acc_b)),
-                     statistics.fmean(acc_b) - statistics.fmean(acc_a), ci, verdict, moved)
+                     statistics.fmean(acc_b) - statistics.fmean(acc_a), ci, verdict, moved, machine_margin=margin)
+
+
+def machine_margin(ra: list[dict[str, Any]], rb: list[dict[str, Any]]) -> float:
+    """0 where both sides' records come from one and the same machine model, else MACHINE_MARGIN
+    (a side from several models is a model of its own: its offset is its own mix)."""
+    models = [{machine(r) for r in side} for side in (ra, rb)]
+    return 0.0 if len(models[0]) == 1 and models[0] == models[1] else MACHINE_MARGIN
+
+
+def machines_note(changes: list[RowChange], noun: str) -> str:
+    """The line saying how many rows compare records of different machine models, and what their
+    verdicts had to clear: without it "no change" there reads as the seeds' verdict alone."""
+    n = sum(c.machine_margin > 0 for c in changes)
+    if not n:
+        return ""
+    return (f"{n} of {counted(len(changes), noun)} with records from different machine models: accuracy moves "
+            f"between models by more than between seeds, so better or worse there needs the interval beyond "
+            f"±{MACHINE_MARGIN:g} pts (unclear: beyond zero only)")
 
 
 def unjudged_note(changes: list[RowChange], noun: str) -> str:

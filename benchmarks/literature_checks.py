@@ -89,10 +89,9 @@ from bench.layout import CHECKS  # noqa: E402 - the verdicts for the site, in th
 from bench.leaderboard import table_path  # noqa: E402
 
 ALPHA = 0.05  # the family-wise error rate of the whole table
-# pts: about the largest offset seen between two CPU models (dense on mlp, README, in a rerun whose
-# records were not kept), rounded up; applied to any two machine models, a CPU and a GPU included,
-# until one is measured there
-MACHINE_MARGIN = 0.2
+# pts: the offset the rows of two machine models may have (bench.board.MACHINE_MARGIN says why),
+# the same that `bench compare` applies
+MACHINE_MARGIN = board.MACHINE_MARGIN
 CALIBRATION = 1024  # the one-shot methods' default calibration images (methods/sparsegpt.py says why)
 # the leaderboard table each suite's checks read: (data source, device type); rows of one table
 # may be compared (bench.board.TABLE)

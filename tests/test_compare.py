@@ -62,6 +62,7 @@ def test_bench_compare_fails_on_a_regression_and_passes_an_unchanged_rerun(tmp_p
     ok = bench(["compare", a, same, "--fail-on", "regression"])
     assert ok.returncode == 0, ok.stderr
     assert "no change" in ok.stdout and "0 rows significantly worse" in ok.stdout
+    assert "each row on its own: no correction for comparing several" in ok.stdout  # as --methods says
     quiet = bench(["compare", a, same, "--only-changed"])  # nothing moved: a count, no header over no rows
     assert "1 row without a significant change" in quiet.stdout and "acc A (%)" not in quiet.stdout
     bad = bench(["compare", a, worse, "--fail-on", "regression"])
@@ -360,3 +361,39 @@ def test_why_no_row_pairs_up_is_printable(tmp_path, bench):
     assert ran.returncode == 0, ran.stderr
     assert "\x1b" not in ran.stdout and "\x07" not in ran.stdout, ran.stdout
     assert "A's data sources: torchvision:MNIST, B's: torchvision:MNIST?]0;owned?" in ran.stdout, ran.stdout
+
+
+def on(r, machine):
+    return {**r, "env": {**r["env"], "device_name": machine}}
+
+
+def test_a_change_between_machine_models_must_clear_their_offset(tmp_path, bench):
+    """The dense rows of mlp, committed on an Intel Xeon (git show 1caf9de^) and rerun on an AMD
+    EPYC from the same seeds, read "better", +0.13 [+0.04, +0.22]: the offset between the two
+    processors, which no side's seeds sample (README). Across machine models a verdict must clear
+    0.2 pts, as the literature checks' do; on one model the seeds alone decide, as before."""
+    intel = [record("dense", 0.0, s, acc) for s, acc in enumerate((0.9831, 0.9839, 0.9833))]
+    amd = [record("dense", 0.0, s, acc) for s, acc in enumerate((0.9850, 0.9846, 0.9846))]
+    (same,) = compare.compare(intel, amd)  # all on one machine model (ENV's)
+    assert same.verdict == "better" and same.machine_margin == 0 and same.ci[0] > 0
+    (moved,) = compare.compare([on(r, "Intel Xeon") for r in intel], [on(r, "AMD EPYC") for r in amd])
+    assert moved.verdict == "unclear (machines differ)" and moved.ci == same.ci and 0 < moved.ci[0] < 0.2
+    assert moved.machine_margin == pytest.approx(0.2)
+    far = [record("dense", 0.0, s, acc - 0.01) for s, acc in enumerate((0.9850, 0.9846, 0.9846))]
+    (worse,) = compare.compare([on(r, "AMD EPYC") for r in amd], [on(r, "Intel Xeon") for r in far])
+    assert worse.verdict == "worse"  # a point down clears the margin
+    mixed = [on(r, "AMD EPYC" if r["config"]["seed"] else "Intel Xeon") for r in amd]
+    (both,) = compare.compare(mixed, mixed)
+    assert both.machine_margin == pytest.approx(0.2) and both.verdict == "no change"
+    (methods,) = compare.across_methods([on(r, "Intel Xeon") for r in intel]
+                                        + [on({**r, "config": {**r["config"], "method": "magnitude"}}, "AMD EPYC")
+                                           for r in amd], "dense", "magnitude")
+    assert methods.verdict == "unclear (machines differ)"
+
+    a = write(tmp_path / "a", [on(r, "Intel Xeon") for r in intel])
+    b = write(tmp_path / "b", [on(r, "AMD EPYC") for r in amd])
+    ran = bench(["compare", a, b, "--fail-on", "regression"])
+    assert ran.returncode == 0, ran.stderr
+    assert "unclear (machines differ)" in ran.stdout
+    assert "1 of 1 row with records from different machine models" in ran.stdout and "±0.2 pts" in ran.stdout
+    assert "machine models" not in bench(["compare", b, b]).stdout
