@@ -49,20 +49,6 @@ def row_key(r: Record) -> dict[str, Any]:
             "timed_on": r.get("measured_on", {}).get("device", device)}
 
 
-# pts: about the largest offset in accuracy seen between two CPU models (the same code and seeds
-# of dense on mlp, README, Checks against published results; a rerun whose records were not
-# kept), rounded up.
-# The rows of one machine model may all sit this far above or below another model's, an offset no
-# machine's seeds sample, so a verdict between rows of two models must clear it: the literature
-# checks' and `bench compare`'s (a CPU and a GPU included, until one is measured there).
-MACHINE_MARGIN = 0.2
-
-
-def machine(r: Record) -> str:
-    """The processor or GPU model that ran a record ("?" where the record does not say)."""
-    return printable(r["env"].get("device_name", "?"))
-
-
 def frame(recs: list[Record], cols: list[Column]) -> pd.DataFrame:
     """One row per successful record, with its parameters (`flat_params`) and the columns of the
     recorded metrics in `cols`."""
@@ -72,7 +58,7 @@ def frame(recs: list[Record], cols: list[Column]) -> pd.DataFrame:
             continue
         m = r["metrics"]
         row = {k: printable(v) if isinstance(v, str) else v for k, v in row_key(r).items()}
-        row.update(setting_params=flat_params(r["config"]["params"]), machine=machine(r))
+        row.update(setting_params=flat_params(r["config"]["params"]), machine=records.machine(r))
         for col in cols:
             if col.column and col.spec.recorded:
                 row[col.column] = None if m.get(col.key) is None else m[col.key] * col.spec.scale

@@ -13,7 +13,7 @@ Machines: the same code and seeds move accuracy between two processor models by 
 seeds (README, Checks against published results), an offset no side's seeds sample. So where the
 two sides' records do not all come from one and the same machine model (`env.device_name`; a side
 from several counts as a model of its own, as a leaderboard row does in the literature checks), the
-interval must clear bench.board.MACHINE_MARGIN (0.2 pts) for `better` or `worse`; one that excludes
+interval must clear bench.records.MACHINE_MARGIN (0.2 pts) for `better` or `worse`; one that excludes
 zero but not the margin says `unclear (machines differ)`. A committed record made on an Intel Xeon
 against its rerun on an AMD EPYC read `better` (dense on mlp, +0.13 [+0.04, +0.22]) without it.
 
@@ -42,7 +42,8 @@ from typing import IO, Any, Iterator
 
 from bench import provenance, records
 from bench.errors import ParameterError, counted, printable
-from bench.board import MACHINE_MARGIN, budget_label, machine
+from bench.board import budget_label
+from bench.records import MACHINE_MARGIN, machine
 from bench.records import Record, Status
 from bench.plan import flat_params, setting_label
 from bench.suite import is_plain_name

@@ -69,6 +69,20 @@ class Record(TypedDict, total=False):
     _stem: str  # not stored: its file's name, which bench.board.load adds for the site's links
 
 
+# pts: about the largest offset in accuracy seen between two CPU models (the same code and seeds
+# of dense on mlp, README, Checks against published results; a rerun whose records were not
+# kept), rounded up.
+# The rows of one machine model may all sit this far above or below another model's, an offset no
+# machine's seeds sample, so a verdict between rows of two models must clear it: the literature
+# checks', `bench compare`'s and `bench reproduce`'s (a CPU and a GPU included, until one is measured there).
+MACHINE_MARGIN = 0.2
+
+
+def machine(r: Record) -> str:
+    """The processor or GPU model that ran a record ("?" where the record does not say)."""
+    return printable(r["env"].get("device_name", "?"))
+
+
 def config_hash(config: dict[str, Any]) -> str:
     """A stable hash of a JSON-able configuration (sorted keys, fixed separators)."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"))

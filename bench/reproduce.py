@@ -12,8 +12,8 @@ Verdicts (README: Reproducing a row):
   Counts that differ between the row's seeds depend on the weights (an int8 weight that rounds
   to zero, a Huffman code) and are judged like accuracy, within NOISE_SDS of their seed std.
 - Accuracy must lie within NOISE_SDS seed standard deviations of the stored row plus
-  MACHINE_MARGIN_PTS: the same seed retrains to other weights on another processor, by up to
-  about 0.2 pts on mlp (README: Literature checks).
+  records.MACHINE_MARGIN: the same seed retrains to other weights on another processor, by up to
+  about 0.2 pts on mlp (README: Checks against published results).
 - Timings are shown, never judged: they measure the machine and its load.
 """
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 TIMED = ("train_time_s",)
 NOISE_SDS = 3.0
-MACHINE_MARGIN_PTS = 0.2
 DEFAULT_MAX_SECONDS = 30.0  # the sample's records ran at most this long each: the main job takes minutes
 
 
@@ -109,7 +108,7 @@ def judge(stored: dict[str, Any], rerun: dict[str, Any], row: list[dict[str, Any
                       False)]
     a, b = stored["metrics"], rerun["metrics"]
     acc = [100 * r["metrics"]["accuracy"] for r in row]
-    tolerance = NOISE_SDS * _std(acc) + MACHINE_MARGIN_PTS
+    tolerance = NOISE_SDS * _std(acc) + records.MACHINE_MARGIN
     delta = 100 * (b["accuracy"] - a["accuracy"])
     inside = abs(delta) <= tolerance + 1e-9
     checks = [Check("accuracy", a["accuracy"], b["accuracy"],

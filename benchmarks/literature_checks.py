@@ -84,14 +84,14 @@ from tabulate import tabulate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import blocks  # noqa: E402
-from bench import board  # noqa: E402
+from bench import board, records  # noqa: E402
 from bench.layout import CHECKS  # noqa: E402 - the verdicts for the site, in the results folder
 from bench.leaderboard import table_path  # noqa: E402
 
 ALPHA = 0.05  # the family-wise error rate of the whole table
-# pts: the offset the rows of two machine models may have (bench.board.MACHINE_MARGIN says why),
+# pts: the offset the rows of two machine models may have (bench.records.MACHINE_MARGIN says why),
 # the same that `bench compare` applies
-MACHINE_MARGIN = board.MACHINE_MARGIN
+MACHINE_MARGIN = records.MACHINE_MARGIN
 CALIBRATION = 1024  # the one-shot methods' default calibration images (methods/sparsegpt.py says why)
 # the leaderboard table each suite's checks read: (data source, device type); rows of one table
 # may be compared (bench.board.TABLE)
