@@ -47,7 +47,7 @@ from bench.data import Dataset, default_tensor_cache, load_dataset
 from bench.fused import Coordinator
 from bench.locks import DeviceGate
 from bench.plan import RunSpec, build_method
-from bench.errors import DenseMismatch, NotApplicable, stops_the_sweep
+from bench.errors import DenseMismatch, NotApplicable, first_line, stops_the_sweep
 from bench.registry import BROKEN, METHODS, error_summary
 from bench.sparsity import weight_sparsity
 from bench.suite import Suite
@@ -110,6 +110,20 @@ def _dataset(task: Task, device: torch.device) -> Dataset:
     return data
 
 
+def _check_latency_batch(suite: Suite, data: Dataset, device: torch.device) -> None:
+    """The suite's largest latency batch goes through its model on this device, before anything
+    trains: a batch too large for the device's memory (a suite's `latency_batches: [1, 10000000]`)
+    failed each run only once it had trained, at its measurement. Costs one forward pass."""
+    batch = max(suite.latency_batches)
+    ctx = Context(suite, data, device, 0)
+    try:
+        with torch.no_grad():
+            ctx.new_model().eval()(measure_input(ctx, batch, device))
+    except (RuntimeError, MemoryError) as e:  # torch's out-of-memory errors are RuntimeErrors
+        raise RuntimeError(f"the suite's latency batch of {batch:,} images cannot run through its model on "
+                           f"{device}, so no model could be measured: {first_line(str(e), 200)}") from None
+
+
 class _Log:
     """One run's log: its file, written live and unbuffered (a line that cannot be written, on a
     full disk, fails at once naming the file), or kept to be returned; echoed with `echo`."""
@@ -151,7 +165,8 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
         start = time.perf_counter()
         try:
             data = _dataset(task, device)
-        except Exception as e:  # noqa: BLE001 - no data: the task fails with the reason
+            _check_latency_batch(task.suite, data, device)
+        except Exception as e:  # noqa: BLE001 - no data, or no measurement: the task fails with the reason
             error, seconds = f"{type(e).__name__}: {e}", time.perf_counter() - start
             return [Outcome(failed_result(error, seconds), env, log=log.text()) for log in logs]
         with DeviceGate(device) as gate:  # one per task: its descriptor is closed with it

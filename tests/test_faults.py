@@ -854,6 +854,24 @@ def test_a_full_or_read_only_results_disk_is_refused_before_training(tmpfs, data
         assert "training" not in out and list(fs.iterdir()) == []
 
 
+def test_a_latency_batch_the_machine_cannot_hold_fails_its_runs_before_they_train(tmp_path, data_dir, capsys):
+    """A suite's `latency_batches: [1, 10^12]` passes the schema, and each run failed only once it
+    had trained, at its measurement (its input alone: 3 PB). The worker runs the largest batch
+    through the suite's model before anything trains: the dense model is not trained, and the
+    runs fail at once with the reason."""
+    suite = tmp_path / "huge.yaml"
+    suite.write_text(FAST.read_text().replace("latency_batches: [1, 16]", "latency_batches: [1, 1000000000000]"))
+    code = main(["run", *TINY[2:], "--suite", str(suite), *INLINE, "--methods", "dense,magnitude",
+                 "--data-dir", str(data_dir), "--results-dir", str(tmp_path / "results")])
+    out = capsys.readouterr().out
+    assert code == 1 and "epoch 1" not in out and "after 1 epochs" not in out, out
+    why = "the suite's latency batch of 1,000,000,000,000 images cannot run through its model on cpu"
+    assert f"dense model, seed 0: FAILED (RuntimeError: {why}" in out, out
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "results" / SUITE / "runs").glob("*.json")]
+    assert {r["config"]["method"] for r in recs} == {"dense", "magnitude"}
+    assert all(r["status"] == "failed" and why in r["error"] for r in recs)
+
+
 def test_a_disk_that_fills_mid_sweep_stops_it_clearly_and_a_rerun_loses_nothing(tmp_path, tmpfs, data_dir,
                                                                                   plugins, bench, monkeypatch):
     fs = tmpfs("80m")
