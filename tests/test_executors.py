@@ -325,6 +325,32 @@ def test_with_gpus_workers_are_spawned_afresh():
     assert LocalExecutor(2, None)._ctx.get_start_method() == "forkserver"
 
 
+def test_a_worker_spawned_as_on_a_gpu_ranks_its_first_runs(tmp_path, data_dir, bench, monkeypatch):
+    """With GPUs a worker starts bare (spawned), not from the CPU's fork server, which has
+    imported torch._dynamo before any worker runs. A worker notes torch's and the harness's
+    functions as its task starts and fails a run after which one is bound anew (bench.worker.
+    _put_back); Dynamo wraps torch.manual_seed when it is first imported, which an optimizer's
+    first step does. The note must come after that import (bench.data imports torchvision, which
+    imports Dynamo), or every GPU worker's first runs fail with 'the method rebound
+    torch.manual_seed', as no CPU run shows. Here, on the CPU, the GPU's way: the first task of a
+    spawned worker runs methods (its dense model cached), and they are ok."""
+    import multiprocessing as mp
+
+    from bench import executors
+
+    tiny = ["run", "--suite", str(FAST), "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1",
+            "--limit-train", "1000", "--limit-test", "200", "--threads", "1", "--data-dir", str(data_dir),
+            "--results-dir", str(tmp_path)]
+    assert bench([*tiny, "--methods", "dense"]).returncode == 0  # inline: the dense model cached
+    monkeypatch.setattr(executors, "_start_method", lambda gpus: mp.get_context("spawn"))
+    ran = bench([*tiny, "--methods", "magnitude,random", "--set", "magnitude.sparsity=0.9", "--set", "random.sparsity=0.9",
+                 "--executor", "local", "--jobs", "1", "--fuse", "2"])
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    got = {r["config"]["method"]: r for r in records_of(tmp_path)}
+    assert {m: r["status"] for m, r in got.items()} == {"dense": "ok", "magnitude": "ok", "random": "ok"}, \
+        {m: r["error"] for m, r in got.items()}
+
+
 @pytest.mark.ray
 def test_ray_on_a_two_node_cluster_gives_the_same_records(serial, tmp_path, data_dir):
     """Two Ray nodes started here (Ray's own cluster utilities), one CPU each, so the runs
