@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator
 
 import numpy
 import torch
+import torch._dynamo  # noqa: F401 - it wraps torch.manual_seed as it loads: before _code_bindings, not in a run
 import torch.nn.modules.module as module_hooks
 from torch import nn
 
