@@ -47,7 +47,6 @@ from bench.worker import Outcome, Task
 class _Run:
     """A planned run as the driver tracks it."""
 
-    index: int
     spec: RunSpec
     config: dict[str, Any]
     digest: str
@@ -197,7 +196,7 @@ def _tracked(specs: list[RunSpec], suite: Suite, results_dir: Path, source: str,
             digest = earlier.get(digest, digest)
             path = layout.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
         label = f"[{i}/{len(specs)}] {spec.method} {setting_label(spec.params)} seed={spec.seed}"
-        runs.append(_Run(i, spec, config, digest, path, Claim(claims, path.stem),
+        runs.append(_Run(spec, config, digest, path, Claim(claims, path.stem),
                          records.read_record(path, unusable), label))
     for problem in unusable:
         log(f"unusable record, to run again: {problem}")
