@@ -331,11 +331,12 @@ class _Sweep:
         return progressed
 
     def _start_runs(self, held: dict[str, Claim]) -> bool:
-        """Start the runs whose dense model is ready, in plan order, up to `fuse` as one task."""
+        """Start the runs whose dense model is ready, in plan order, up to `fuse` as one task, until
+        every slot has a task."""
         group: list[_Run] = []
         progressed = False
         for r in list(self.queue):
-            if len(self.in_flight) >= self.executor.slots or self._out_of_time() or len(group) == self.fuse:
+            if len(self.in_flight) >= self.executor.slots or self._out_of_time():
                 break
             if self.dense[r.spec.seed].weights is None:
                 continue  # waiting for its dense model
@@ -360,11 +361,17 @@ class _Sweep:
             self.log(r.label)
             r.started_from = self.dense[r.spec.seed].weights
             group.append(r)
+            if len(group) == self.fuse:
+                self._submit(group)
+                group = []
         if group:
-            weights = {r.spec.seed: self.dense[r.spec.seed].weights for r in group}
-            self.in_flight[self.executor.submit(self._task("runs", [r.spec for r in group], [r.path for r in group],
-                                                           weights))] = group
+            self._submit(group)
         return progressed
+
+    def _submit(self, group: list[_Run]) -> None:
+        weights = {r.spec.seed: self.dense[r.spec.seed].weights for r in group}
+        self.in_flight[self.executor.submit(self._task("runs", [r.spec for r in group], [r.path for r in group],
+                                                       weights))] = group
 
     def _task(self, kind: str, specs: list[RunSpec], made: list[Path], weights: dict[int, DenseWeights | str],
               checkpoint: Path | None = None) -> Task:
