@@ -47,7 +47,6 @@ from bench.worker import Outcome, Task
 class _Run:
     """A planned run as the driver tracks it."""
 
-    index: int
     spec: RunSpec
     config: dict[str, Any]
     digest: str
@@ -147,11 +146,11 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     failure: BaseException | None = None
     try:
         watched = _Watched({layout.runs_dir(results_dir, suite.name) / f"{stem}.json" for stem, r in named if finished(r)})
-        _schedule(suite, todo, dense, executor, watched, source=source, data_dir=data_dir, device=device,
-                  compile=compile, standard=standard, deadline=deadline, log=log,
-                  stamp={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {}),
-                         **({"commit_from_env": True} if os.environ.get(provenance.COMMIT_VARIABLE) else {})}, here=here,
-                  fuse=fuse, limit=limit, plugin_commits=plugin_commits, code=code)
+        _Sweep(suite, list(todo), dense, executor, watched, log, source=source, data_dir=data_dir, device=device,
+               compile=compile, fuse=fuse, limit=limit, deadline=deadline, here=here, code=code, standard=standard,
+               stamp={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {}),
+                      **({"commit_from_env": True} if os.environ.get(provenance.COMMIT_VARIABLE) else {})},
+               plugin_commits=plugin_commits).run()
     except BaseException as e:
         failure = e
         raise
@@ -197,7 +196,7 @@ def _tracked(specs: list[RunSpec], suite: Suite, results_dir: Path, source: str,
             digest = earlier.get(digest, digest)
             path = layout.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
         label = f"[{i}/{len(specs)}] {spec.method} {setting_label(spec.params)} seed={spec.seed}"
-        runs.append(_Run(i, spec, config, digest, path, Claim(claims, path.stem),
+        runs.append(_Run(spec, config, digest, path, Claim(claims, path.stem),
                          records.read_record(path, unusable), label))
     for problem in unusable:
         log(f"unusable record, to run again: {problem}")
@@ -252,73 +251,99 @@ class _Watched:
         return out
 
 
-def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor: Executor, watched: _Watched,
-              *, source: str, data_dir: Path | None, device: str,
-              compile: str | None, standard: bool, deadline: float | None, log: Callable[[str], None],
-              stamp: dict[str, Any], here: provenance.Here | None, fuse: int, plugin_commits: dict[str, str | None],
-              limit: Callable[[RunSpec], float], code: list[tuple[Path, str]]) -> None:
-    """Hand tasks to the executor as slots free up, dense models first, then the runs whose
-    seed's dense model is ready, up to `fuse` in one task; record each result as it comes back,
-    and name a finished record that something else changed meanwhile (`watched`). Results that
-    come back once the code of a checkout in `code` (folder, the clean commit the records name)
-    has changed stop the sweep unrecorded: they may have run the change.
-    With `here` (--refresh), a cached dense model that another commit or device trained is
-    trained again."""
-    queue = list(todo)
-    in_flight: dict[int, list[_Run] | Dense] = {}
-    counts = {Status.OK: 0, Status.FAILED: 0, Status.SKIPPED: 0}
-    bar = tqdm(total=len(todo), unit="run", dynamic_ncols=True, disable=None, leave=False)
+@dataclass
+class _Sweep:
+    """The sweep as it runs. `run` hands tasks to the executor as slots free up, dense models
+    first, then the runs whose seed's dense model is ready, up to `fuse` in one task; it records
+    each result as it comes back, and names a finished record that something else changed
+    meanwhile (`watched`). Results that come back once the code of a checkout in `code` (folder,
+    the clean commit the records name) has changed stop the sweep unrecorded: they may have run
+    the change. With `here` (--refresh), a cached dense model that another commit or device
+    trained is trained again."""
 
-    def task(kind: str, specs: list[RunSpec], made: list[Path], weights: dict[int, DenseWeights | str],
-             checkpoint: Path | None = None) -> Task:
-        log_paths = [layout.log_path(path) if executor.local else None for path in made]
-        for path in log_paths:
-            if path:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.unlink(missing_ok=True)  # a rerun's log replaces the last one
-        return Task(kind, suite, tuple(specs), source, str(data_dir) if data_dir else None, device, compile,
-                    executor.threads, tuple(str(p) if p else None for p in log_paths), weights,
-                    str(checkpoint) if checkpoint and executor.local else None, fuse=len(specs) > 1,
-                    timeout_s=sum(limit(spec) for spec in specs))
+    suite: Suite
+    queue: list[_Run]  # the runs not started yet, in plan order
+    dense: dict[int, Dense]  # per seed
+    executor: Executor
+    watched: _Watched
+    log: Callable[[str], None]
+    source: str
+    data_dir: Path | None
+    device: str
+    compile: str | None
+    fuse: int
+    limit: Callable[[RunSpec], float]  # a run's time limit in seconds (_time_limits)
+    deadline: float | None  # time.monotonic() after which no task starts (--max-minutes)
+    here: provenance.Here | None
+    code: list[tuple[Path, str]]
+    standard: bool
+    stamp: dict[str, Any]
+    plugin_commits: dict[str, str | None]
 
-    def out_of_time() -> bool:
-        return deadline is not None and time.monotonic() > deadline
+    def __post_init__(self) -> None:
+        self.in_flight: dict[int, list[_Run] | Dense] = {}  # by ticket: a task's runs, or the dense model it trains
+        self.counts = {Status.OK: 0, Status.FAILED: 0, Status.SKIPPED: 0}
+        self.bar = tqdm(total=len(self.queue), unit="run", dynamic_ncols=True, disable=None, leave=False)
 
-    waited_for: list[str] = []  # what another command held at the last poll, as last said
-    while queue or in_flight:
+    def run(self) -> None:
+        waited_for: list[str] = []  # what another command held at the last poll, as last said
+        while self.queue or self.in_flight:
+            held: dict[str, Claim] = {}  # what this command would do next, held by another command
+            progressed = self._start_dense(held)
+            progressed = self._start_runs(held) or progressed
+            if self._out_of_time() and not self.in_flight:
+                return
+            if not self.in_flight:
+                if not progressed:  # every remaining run is claimed by another command: poll
+                    if held and sorted(held) != waited_for:
+                        waited_for = sorted(held)
+                        self.log(_waiting(held))
+                    time.sleep(1.0)
+                continue
+            waited_for = []
+            self._collect()
+
+    def _out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def _start_dense(self, held: dict[str, Claim]) -> bool:
+        """Load or train (once, even across commands) the dense models the queued runs need."""
         progressed = False
-        held: dict[str, Claim] = {}  # what this command would do next, held by another command
-        # 1. the dense stage: load a cached model, or train it (once, even across commands)
-        for d in dense.values():
-            if d.weights is not None or d.busy or not any(r.spec.seed == d.seed for r in queue):
+        for d in self.dense.values():
+            if d.weights is not None or d.busy or not any(r.spec.seed == d.seed for r in self.queue):
                 continue
             if d.path.exists():
-                d.weights = dense_stage.load(d, log, here)
+                d.weights = dense_stage.load(d, self.log, self.here)
                 progressed = True
-            if d.weights is None and len(in_flight) < executor.slots and not out_of_time():
+            if d.weights is None and len(self.in_flight) < self.executor.slots and not self._out_of_time():
                 if not d.claim.acquire():
                     held[f"dense model, seed {d.seed}"] = d.claim
                     continue
                 if d.path.exists():  # another command finished it while we looked
-                    d.weights = dense_stage.load(d, log, here)
+                    d.weights = dense_stage.load(d, self.log, self.here)
                     d.claim.release()
                 else:
-                    log(f"dense model, seed {d.seed}: training ({counted(suite.training.epochs, 'epoch')})")
-                    ticket = executor.submit(task("dense", [RunSpec("dense", {}, d.seed)], [d.path], {},
-                                                  checkpoint=d.path.with_suffix(".ckpt")))
-                    in_flight[ticket], d.busy = d, True
+                    self.log(f"dense model, seed {d.seed}: training ({counted(self.suite.training.epochs, 'epoch')})")
+                    ticket = self.executor.submit(self._task("dense", [RunSpec("dense", {}, d.seed)], [d.path], {},
+                                                             checkpoint=d.path.with_suffix(".ckpt")))
+                    self.in_flight[ticket], d.busy = d, True
                 progressed = True
-        # 2. method runs whose dense model is ready, in plan order, up to `fuse` a task
+        return progressed
+
+    def _start_runs(self, held: dict[str, Claim]) -> bool:
+        """Start the runs whose dense model is ready, in plan order, up to `fuse` as one task, until
+        every slot has a task."""
         group: list[_Run] = []
-        for r in list(queue):
-            if len(in_flight) >= executor.slots or out_of_time() or len(group) == fuse:
+        progressed = False
+        for r in list(self.queue):
+            if len(self.in_flight) >= self.executor.slots or self._out_of_time():
                 break
-            if dense[r.spec.seed].weights is None:
+            if self.dense[r.spec.seed].weights is None:
                 continue  # waiting for its dense model
             if not r.claim.acquire():
                 held[r.label] = r.claim  # another command is running it
                 continue
-            queue.remove(r)
+            self.queue.remove(r)
             progressed = True
             latest = records.read_record(r.path)
             if latest is not None and latest != r.record:
@@ -327,77 +352,115 @@ def _schedule(suite: Suite, todo: list[_Run], dense: dict[int, Dense], executor:
                 # the next command retries what is not finished.
                 r.record, r.done = latest, True
                 r.claim.release()
-                bar.update()
+                self.bar.update()
                 why = first_line(latest.get("error"))
-                log(f"{r.label}: finished by another command" if finished(latest) else
-                    printable(f"{r.label}: {latest['status']} in another command meanwhile{f' ({why})' if why else ''}; "
-                              "the next command retries it"))
+                self.log(f"{r.label}: finished by another command" if finished(latest) else
+                         printable(f"{r.label}: {latest['status']} in another command meanwhile"
+                                   f"{f' ({why})' if why else ''}; the next command retries it"))
                 continue
-            log(r.label)
-            r.started_from = dense[r.spec.seed].weights
+            self.log(r.label)
+            r.started_from = self.dense[r.spec.seed].weights
             group.append(r)
+            if len(group) == self.fuse:
+                self._submit(group)
+                group = []
         if group:
-            weights = {r.spec.seed: dense[r.spec.seed].weights for r in group}
-            in_flight[executor.submit(task("runs", [r.spec for r in group], [r.path for r in group],
-                                           weights))] = group
-        if out_of_time() and not in_flight:
-            return
-        if not in_flight:
-            if not progressed:  # every remaining run is claimed by another command: poll
-                if held and sorted(held) != waited_for:
-                    waited_for = sorted(held)
-                    log(_waiting(held))
-                time.sleep(1.0)
-            continue
-        waited_for = []
-        running = [r.label for items in in_flight.values() if isinstance(items, list) for r in items]
-        # The first write that failed (a full disk) stops the sweep, once the other results that
-        # came back with it (a fused group's, other jobs') are written where they still fit.
+            self._submit(group)
+        return progressed
+
+    def _submit(self, group: list[_Run]) -> None:
+        weights = {r.spec.seed: self.dense[r.spec.seed].weights for r in group}
+        self.in_flight[self.executor.submit(self._task("runs", [r.spec for r in group], [r.path for r in group],
+                                                       weights))] = group
+
+    def _task(self, kind: str, specs: list[RunSpec], made: list[Path], weights: dict[int, DenseWeights | str],
+              checkpoint: Path | None = None) -> Task:
+        log_paths = [layout.log_path(path) if self.executor.local else None for path in made]
+        for path in log_paths:
+            if path:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.unlink(missing_ok=True)  # a rerun's log replaces the last one
+        return Task(kind, self.suite, tuple(specs), self.source, str(self.data_dir) if self.data_dir else None,
+                    self.device, self.compile, self.executor.threads, tuple(str(p) if p else None for p in log_paths),
+                    weights, str(checkpoint) if checkpoint and self.executor.local else None, fuse=len(specs) > 1,
+                    timeout_s=sum(self.limit(spec) for spec in specs))
+
+    def _collect(self) -> None:
+        """Wait for tasks to come back, and record what they did. The first write that failed (a
+        full disk) stops the sweep, once the other results that came back with it (a fused
+        group's, other jobs') are written where they still fit."""
+        running = [r.label for items in self.in_flight.values() if isinstance(items, list) for r in items]
         unwritten: OSError | None = None
-        came_back = executor.wait(timeout=1.0)
+        came_back = self.executor.wait(timeout=1.0)
         if came_back:
-            provenance.refuse_changed_code(code, sum(len(outcomes) for _, outcomes in came_back))
+            provenance.refuse_changed_code(self.code, sum(len(outcomes) for _, outcomes in came_back))
         for ticket, outcomes in came_back:
-            items = in_flight.pop(ticket)
+            items = self.in_flight.pop(ticket)
             if isinstance(items, Dense):
                 try:
-                    dense_stage.trained(items, outcomes[0], log, stamp["git_commit"])
+                    dense_stage.trained(items, outcomes[0], self.log, self.stamp["git_commit"])
                 except OSError as e:
                     unwritten = unwritten or e
                 continue
             for item, outcome in zip(items, outcomes):
-                record = _record(item, outcome, standard=standard, source=source, compile=compile,
-                                 executor=executor.description, stamp=stamp, plugin_commits=plugin_commits)
+                record = self._record(item, outcome)
                 try:
                     record = _write(item.path, record)
-                    watched.wrote(item.path, record)
+                    self.watched.wrote(item.path, record)
                     if outcome.log is not None:
                         files.write_text_atomic(layout.log_path(item.path), outcome.log + "\n")
                     _log_error(layout.log_path(item.path), record)
                 except OSError as e:
                     unwritten = unwritten or e
                     continue
-                item.claim.release()
-                item.record, item.done = record, True
-                counts[record["status"] if record["status"] in counts else Status.FAILED] += 1
-                bar.set_postfix(counts, refresh=False)
-                bar.update()
-                log(f"{item.label}{_summary(record)}")
-                d = dense[item.spec.seed]
-                # (only the model it was handed goes: with --jobs 2, a late run that started from
-                # the bad file returns after the retrained model replaced it)
-                if (record["error"] or "").startswith(DenseMismatch.__name__) and isinstance(d.weights, DenseWeights) \
-                        and d.weights is item.started_from:
-                    log(f"dense model, seed {d.seed}: the cache file {d.path} does not fit the suite's model: removed, "
-                        "to be trained again (the runs that failed on it are retried by the next command)")
-                    d.path.unlink(missing_ok=True)
-                    d.weights = None
+                self._recorded(item, record)
         if unwritten is not None:
             raise unwritten
-        for path in watched.changed():
-            log(f"warning: the finished record {path} was {'changed' if path.exists() else 'removed'} during this "
-                f"command, not by it, while {', '.join(running) or 'no method run'} ran: a plugin writing into the "
-                "results folder, or another command with --force or --refresh")
+        for path in self.watched.changed():
+            self.log(f"warning: the finished record {path} was {'changed' if path.exists() else 'removed'} during "
+                     f"this command, not by it, while {', '.join(running) or 'no method run'} ran: a plugin writing "
+                     "into the results folder, or another command with --force or --refresh")
+
+    def _record(self, run: _Run, outcome: Outcome) -> Record:
+        """A run's record: its identity, what the worker reported, the method's family and
+        description (so that a table needs no plugin source), and the provenance the driver
+        stamps (an editable plugin's commit in `method_commit`). A run whose worker process died a
+        second time running says so (`worker_deaths`), and is then no longer retried (see `finished`)."""
+        origins = {link: registry.SOURCES[link].origin for link in links(run.spec.method) if link in registry.SOURCES}
+        commits = {link: self.plugin_commits[link] for link in links(run.spec.method) if self.plugin_commits.get(link)}
+        classes = [registry.METHODS[link] for link in links(run.spec.method) if link in registry.METHODS]
+        info = ({"family": classes[0].family if len(classes) == 1 else "combined",
+                 "description": "; ".join(c.description() for c in classes)} if classes else {})
+        record = {"schema": records.SCHEMA_VERSION, "config": run.config, "config_hash": run.digest, "method_info": info,
+                  "standard_budget": self.standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "env": {**outcome.env, "data_source": self.source, "compile": self.compile or False,
+                          "executor": self.executor.description, "method_origin": origins, **self.stamp,
+                          **({"method_commit": commits} if commits else {})},
+                  **outcome.result}
+        if (record["error"] or "").startswith("WorkerDied"):
+            deaths = (run.record or {}).get("worker_deaths", 0) + 1
+            record["worker_deaths"] = deaths
+            if deaths >= MAX_WORKER_DEATHS:
+                record["error"] += (f" ({deaths} times running: not retried any more; --force retries it)")
+        return record
+
+    def _recorded(self, run: _Run, record: Record) -> None:
+        """Count and show a run whose record is written; drop a dense model it found unfit."""
+        run.claim.release()
+        run.record, run.done = record, True
+        self.counts[record["status"] if record["status"] in self.counts else Status.FAILED] += 1
+        self.bar.set_postfix(self.counts, refresh=False)
+        self.bar.update()
+        self.log(f"{run.label}{_summary(record)}")
+        d = self.dense[run.spec.seed]
+        # (only the model it was handed goes: with --jobs 2, a late run that started from
+        # the bad file returns after the retrained model replaced it)
+        if (record["error"] or "").startswith(DenseMismatch.__name__) and isinstance(d.weights, DenseWeights) \
+                and d.weights is run.started_from:
+            self.log(f"dense model, seed {d.seed}: the cache file {d.path} does not fit the suite's model: removed, "
+                     "to be trained again (the runs that failed on it are retried by the next command)")
+            d.path.unlink(missing_ok=True)
+            d.weights = None
 
 
 def _waiting(held: dict[str, Claim]) -> str:
@@ -423,31 +486,6 @@ def _write(path: Path, record: Record) -> Record:
         record.update(status=Status.FAILED, metrics={}, figures={},
                       error=f"the run's result cannot be written as JSON: {type(e).__name__}: {e}")
         files.write_json_atomic(path, record)
-    return record
-
-
-def _record(run: _Run, outcome: Outcome, *, standard: bool, source: str, compile: str | None, executor: str,
-            stamp: dict[str, Any], plugin_commits: dict[str, str | None]) -> Record:
-    """A run's record: its identity, what the worker reported, the method's family and
-    description (so that a table needs no plugin source), and the provenance the driver
-    stamps (an editable plugin's commit in `method_commit`). A run whose worker process died a
-    second time running says so (`worker_deaths`), and is then no longer retried (see `finished`)."""
-    origins = {link: registry.SOURCES[link].origin for link in links(run.spec.method) if link in registry.SOURCES}
-    commits = {link: plugin_commits[link] for link in links(run.spec.method) if plugin_commits.get(link)}
-    classes = [registry.METHODS[link] for link in links(run.spec.method) if link in registry.METHODS]
-    info = ({"family": classes[0].family if len(classes) == 1 else "combined",
-             "description": "; ".join(c.description() for c in classes)} if classes else {})
-    record = {"schema": records.SCHEMA_VERSION, "config": run.config, "config_hash": run.digest, "method_info": info,
-              "standard_budget": standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "env": {**outcome.env, "data_source": source, "compile": compile or False,
-                      "executor": executor, "method_origin": origins, **stamp,
-                      **({"method_commit": commits} if commits else {})},
-              **outcome.result}
-    if (record["error"] or "").startswith("WorkerDied"):
-        deaths = (run.record or {}).get("worker_deaths", 0) + 1
-        record["worker_deaths"] = deaths
-        if deaths >= MAX_WORKER_DEATHS:
-            record["error"] += (f" ({deaths} times running: not retried any more; --force retries it)")
     return record
 
 

@@ -77,7 +77,7 @@ class Task:
 @dataclass
 class Outcome:
     """What a worker sends back for one run: plain data the driver turns into its record
-    (bench.runner._record), so that a worker writes nothing and stamps no provenance."""
+    (bench.runner._Sweep._record), so that a worker writes nothing and stamps no provenance."""
 
     result: dict[str, Any]  # status, error, metrics, figures, run_time_s (measure_time_s)
     env: dict[str, Any]  # where it ran

@@ -1081,3 +1081,32 @@ def test_temporary_files_of_killed_writers_on_this_host_are_removed(tmp_path):
         (tmp_path / name).write_text("")
     assert files.remove_stale_temporaries(tmp_path) == [tmp_path / names["dead"]]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for k, n in names.items() if k != "dead")
+
+
+def test_free_slots_are_filled_at_once(tmp_path, data_dir):
+    """Runs were handed out one task per pass of the sweep's loop, each pass then waiting up to a
+    second for a result: with --jobs N, workers sat idle for N-1 seconds at the start and a
+    second after each result that came back with another. Every free slot now gets a task
+    before the sweep waits."""
+    from bench.executors import InlineExecutor
+    from bench.runner import run_suite
+    from bench.suite import load_suite
+
+    class ThreeSlots(InlineExecutor):
+        """Three slots, run one at a time: notes how many tasks were handed out at each wait."""
+        slots = 3
+
+        def __init__(self, echo):
+            super().__init__(echo)
+            self.handed_out: list[int] = []
+
+        def wait(self, timeout: float):
+            self.handed_out.append(len(self._pending))
+            return super().wait(timeout)
+
+    executor = ThreeSlots(echo=lambda _: None)
+    done = run_suite(load_suite(str(FAST)), registry.select("magnitude,random"), seeds=[0], results_dir=tmp_path,
+                     data_dir=data_dir, device="cpu", overrides={}, executor=executor, log=lambda _: None,
+                     budget_overrides={"epochs": 1, "finetune_epochs": 1, "limit_train": 500, "limit_test": 200})
+    assert [r["status"] for r in done] == ["ok"] * 4
+    assert executor.handed_out == [1, 3, 3, 2, 1], executor.handed_out  # the dense model, then four runs
