@@ -139,6 +139,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(serial, tmp_path, data_dir, 
     assert re.search(r"expected: \d+ epochs, about (\d+ s|\d+ minutes?) in one job", again.stdout), again.stdout
     assert "about 0 minutes" not in again.stdout
     assert sorted(p.relative_to(serial) for p in serial.rglob("*")) == before
+    done = bench([*QUICK, "--dry-run", "--data-dir", str(data_dir), "--results-dir", str(serial)])
+    assert "0 to run, 6 finished before\n  nothing to run: every run has its record" in done.stdout, done.stdout
+    assert "time unknown" not in done.stdout and "dense models" not in done.stdout  # (it said both)
     # times only from records of the same budget; a method without records is extrapolated, and says so
     snip = bench([*QUICK[:4], "dense,magnitude,random,snip", *QUICK[5:], "--dry-run", "--data-dir", str(data_dir),
                   "--results-dir", str(serial)])
