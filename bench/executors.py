@@ -47,7 +47,7 @@ class Executor(Protocol):
 
     def submit(self, task: Task) -> int: ...
     def wait(self, timeout: float) -> list[tuple[int, list[Outcome]]]: ...
-    def close(self) -> None: ...
+    def close(self) -> None: ...  # stops what runs; called again, does nothing
 
 
 def _failed(task: Task, error: str) -> list[Outcome]:
@@ -348,7 +348,10 @@ class LocalExecutor:
         return done
 
     def close(self) -> None:
+        """Stop every worker; a second call does nothing (the sweep closes its executor when it
+        is interrupted, the command again as it ends)."""
         workers = [w for w in self._workers if w is not None]
+        self._workers = [None] * self.slots  # (a stopped worker's pid may be another process's by then)
         for w in workers:
             w.conn.close()  # an idle worker's cue to end
         for w in workers:

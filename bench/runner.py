@@ -153,6 +153,9 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
                plugin_commits=plugin_commits).run()
     except BaseException as e:
         failure = e
+        # Ctrl-C or an error: the runs in flight stop before their claims go, or another command
+        # could start them while these workers still run them (for the leaderboard's rebuild)
+        executor.close()
         raise
     finally:  # also when interrupted: the tables show every finished run
         for r in todo:

@@ -1042,6 +1042,36 @@ def test_a_late_run_from_the_bad_dense_file_leaves_the_retrained_one(tmp_path, d
     assert DenseWeights.load(cache).state_dict["1.weight"].shape[1] == 784  # the retrained file stays
 
 
+def test_an_interrupted_sweep_stops_its_workers_before_it_lets_go_of_their_runs(tmp_path, data_dir):
+    """Ctrl-C released the claims of the tasks in flight while their workers still ran them, for
+    the seconds the leaderboard's rebuild took: another command could start the same runs
+    meanwhile. The sweep now closes its executor first (and a second close does nothing)."""
+    from bench.executors import InlineExecutor
+    from bench.runner import run_suite
+    from bench.suite import load_suite
+
+    claims = tmp_path / SUITE / "claims"
+
+    class Interrupted(InlineExecutor):
+        """Ctrl-C while the dense model trains; notes the claims held when it is closed."""
+        held_at_close: list[list[str]] = []
+
+        def wait(self, timeout: float):
+            raise KeyboardInterrupt
+
+        def close(self) -> None:
+            self.held_at_close.append(sorted(p.name for p in claims.glob("*.lock")))
+
+    executor = Interrupted(echo=lambda _: None)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(load_suite(str(FAST)), registry.select("dense"), executor=executor, seeds=[0], results_dir=tmp_path,
+                  data_dir=data_dir, device="cpu", overrides={}, budget_overrides={"epochs": 1, "limit_train": 500},
+                  log=lambda _: None)
+    [[held]] = executor.held_at_close  # closed once, while the dense model's claim was still held
+    assert held.startswith("dense-s0-"), held
+    assert not list(claims.glob("*.lock"))  # then released
+
+
 def test_records_are_flushed_before_the_rename_and_get_the_users_permissions(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync"))
