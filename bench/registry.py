@@ -103,6 +103,13 @@ class Method:
             why = bounds.problem(fields[key], params[key])
             if why:
                 raise ParameterError(f"method '{cls.name}' parameter '{key}': {why}")
+        unset = [f for f in fields.values() if f.init and f.name not in params
+                 and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if unset:  # else the dataclass's own TypeError, a traceback from the middle of the plan
+            f = unset[0]
+            raise ParameterError(f"method '{cls.name}' parameter '{f.name}' has no default and is not set: give it one "
+                                 f"in the class (`{f.name}: {getattr(f.type, '__name__', f.type)} = ...`), or set it "
+                                 f"(--set {cls.name}.{f.name}=..., or the suite's methods section)")
         return cls(**params)
 
 

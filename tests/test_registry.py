@@ -415,3 +415,21 @@ def test_counts_in_messages_are_plural_unless_one():
 
     assert [counted(n, "run") for n in (0, 1, 2)] == ["0 runs", "1 run", "2 runs"]
     assert counted(1, "recorded run") == "1 recorded run"
+
+
+def test_a_parameter_without_a_default_that_nothing_sets_is_named_with_the_fix(tmp_path):
+    """`rounds: int` without a default made the dataclass's TypeError a traceback out of the
+    middle of the plan (`bench run --dry-run` exited 1); it is a ParameterError naming both fixes."""
+
+    class NoDefault(Method):  # a dataclass, as every Method subclass
+        """A parameter without a default."""
+
+        rounds: int
+
+    NoDefault.name = "no-default"
+    assert NoDefault.build({"rounds": 2}).rounds == 2
+    with pytest.raises(ParameterError, match=r"^method 'no-default' parameter 'rounds' has no default and is not set: "
+                                             r"give it one in the class \(`rounds: int = \.\.\.`\), or set it "
+                                             r"\(--set no-default\.rounds=\.\.\., or the suite's methods section\)$"):
+        NoDefault.build({})
+
