@@ -254,7 +254,10 @@ def unswept(sweep: str) -> str:
 
 
 _discovered = False
-_imported: set[str] = set()  # the plugins imported so far, by plugin name
+# The plugins imported so far: ("methods", module) for a built-in file, ("entry point", name) for an
+# installed plugin. Apart, because an entry point named as the built-in it would replace (as the
+# README advises naming one) must still be imported, to be refused or allowed by `replaces`.
+_imported: set[tuple[str, str]] = set()
 
 
 def discover() -> None:
@@ -291,7 +294,7 @@ def load(names: Iterable[str]) -> None:
             return
         if (folder / f"{module}.py").is_file():
             _import_builtin(module)
-        if name in plugins and name not in METHODS:
+        if name in plugins:  # also beside a built-in file of its name: it is refused, naming both
             _import_entry_point(plugins[name])
         if name not in METHODS and name not in BROKEN:
             discover()  # registered under another name than its file's or entry point's
@@ -299,15 +302,15 @@ def load(names: Iterable[str]) -> None:
 
 def _import_builtin(module: str) -> None:
     name = module.replace("_", "-")
-    if name not in _imported:
-        _imported.add(name)
+    if ("methods", module) not in _imported:
+        _imported.add(("methods", module))
         _import_plugin(name, lambda: importlib.import_module(f"methods.{module}"))
 
 
 def _import_entry_point(ep: EntryPoint) -> None:
-    if ep.name in _imported:
+    if ("entry point", ep.name) in _imported:
         return
-    _imported.add(ep.name)
+    _imported.add(("entry point", ep.name))
     if not METHOD_NAME.fullmatch(ep.name):  # it names record files: '../x' would write outside results/
         print(f"bench: warning: entry point {ep.name!r} of {distribution_of(ep) or 'an unknown distribution'} "
               "ignored: a method name is letters, digits, _ and -", file=sys.stderr)

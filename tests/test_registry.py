@@ -433,3 +433,28 @@ def test_a_parameter_without_a_default_that_nothing_sets_is_named_with_the_fix(t
                                              r"\(--set no-default\.rounds=\.\.\., or the suite's methods section\)$"):
         NoDefault.build({})
 
+
+def test_an_entry_point_named_as_the_built_in_it_registers_is_refused_and_a_run_says_so(tmp_path, plugins, bench):
+    """The README names an entry point as the method it registers; one that registers `magnitude`
+    under the entry point `magnitude` was never imported (the built-in file of that name counted
+    as it), so `bench run --methods magnitude` ran the built-in without a word and --check listed
+    nothing refused. It is imported and refused, and a run of that name warns."""
+    code = '''
+        from bench import Method, register_method
+
+        @register_method("magnitude")
+        class Mine(Method):
+            """My own magnitude pruning."""
+
+            def run(self, ctx):
+                return ctx.pretrained()
+    '''
+    plugins(make_distribution(tmp_path, "my_magnitude", code, {"magnitude": "my_magnitude"}))
+    assert METHODS["magnitude"].__module__ == "methods.magnitude"
+    assert BROKEN["magnitude"].startswith("DuplicateMethodError: method 'magnitude' is already registered by "
+                                          "methods.magnitude (built in), so my_magnitude (distribution my_magnitude 0.1)")
+    assert "FAILED TO IMPORT: DuplicateMethodError" in bench(["list", "methods", "--check"]).stdout
+    ran = bench(["run", "--suite", str(ROOT / "tests" / "mlp-fast.yaml"), "--methods", "magnitude", "--seeds", "0",
+                 "--epochs", "1", "--results-dir", str(tmp_path / "results"), "--dry-run"])
+    assert ("bench: warning: 'magnitude' runs methods.magnitude (built in), not the plugin of that name, which failed "
+            "to import: DuplicateMethodError") in ran.stderr, ran.stderr
