@@ -293,18 +293,27 @@ def load(names: Iterable[str]) -> None:
             discover()
             return
         if (folder / f"{module}.py").is_file():
-            _import_builtin(module)
+            _import_builtin(module, name)
         if name in plugins:  # also beside a built-in file of its name: it is refused, naming both
             _import_entry_point(plugins[name])
         if name not in METHODS and name not in BROKEN:
             discover()  # registered under another name than its file's or entry point's
 
 
-def _import_builtin(module: str) -> None:
+def _import_builtin(module: str, wanted: str | None = None) -> None:
+    """Import `methods/<module>.py`. Where a run names it (`wanted`, its method's name) and the
+    file registers no method at all, that name is a broken plugin saying so, as an entry point's
+    is: `unknown method` would hide the file the user just wrote (a decorator left out)."""
     name = module.replace("_", "-")
-    if ("methods", module) not in _imported:
-        _imported.add(("methods", module))
-        _import_plugin(name, lambda: importlib.import_module(f"methods.{module}"))
+    if ("methods", module) in _imported:
+        return
+    _imported.add(("methods", module))
+    fresh, before = f"methods.{module}" not in sys.modules, dict(METHODS)  # imported before: registers nothing again
+    _import_plugin(name, lambda: importlib.import_module(f"methods.{module}"))
+    registered = any(cls is not before.get(n) for n, cls in METHODS.items())
+    if fresh and wanted is not None and wanted not in BROKEN and not registered:
+        BROKEN[wanted] = (f"PluginError: methods/{module}.py imported, but registered no method: decorate its "
+                          f"class with @register_method({wanted!r})")
 
 
 def _import_entry_point(ep: EntryPoint) -> None:

@@ -434,6 +434,26 @@ def test_a_parameter_without_a_default_that_nothing_sets_is_named_with_the_fix(t
         NoDefault.build({})
 
 
+def test_a_file_in_methods_that_registers_nothing_is_named_so_not_unknown(tmp_path, plugins, monkeypatch, bench):
+    """A new methods/<name>.py whose decorator was left out: a run of it said `unknown method`,
+    as if the file were not there, and `bench list methods` left it out. A run names the file and
+    the decorator, as for an entry point, and the listing shows it."""
+    import methods
+
+    (tmp_path / "undecorated.py").write_text(
+        'from bench import Method\n\n\nclass Undecorated(Method):\n    """Its decorator left out."""\n')
+    monkeypatch.setattr(methods, "__path__", [str(tmp_path), *methods.__path__])  # first: load() looks there
+    monkeypatch.setattr(methods.__spec__, "submodule_search_locations", [str(tmp_path)])  # the catalog's folder
+    monkeypatch.delitem(sys.modules, "methods.undecorated", raising=False)
+    why = ("PluginError: methods/undecorated.py imported, but registered no method: decorate its class with "
+           "@register_method('undecorated')")
+    assert select("undecorated") == ["undecorated"] and BROKEN["undecorated"] == why
+    listed = bench(["list", "methods"]).stdout
+    assert ("NOT REGISTERED: undecorated.py defines Undecorated, a Method, but registers nothing: decorate it with "
+            "@register_method('undecorated')") in listed, listed
+    sys.modules.pop("methods.undecorated", None)
+
+
 def test_an_entry_point_named_as_the_built_in_it_registers_is_refused_and_a_run_says_so(tmp_path, plugins, bench):
     """The README names an entry point as the method it registers; one that registers `magnitude`
     under the entry point `magnitude` was never imported (the built-in file of that name counted
