@@ -169,6 +169,10 @@ def catalog() -> list[PluginInfo]:
         if entry_point and not registered:  # registers at import time, if at all
             broken.append(PluginInfo(plugin, "", {}, problem=f"UNREADABLE: {path.name} registers no method in its "
                                      "source (`bench list methods --check` imports it)"))
+        elif not registered and (unregistered := [c.name for c in parsed[path] if "Method" in c.bases]):
+            # a new file in methods/ whose decorator was left out: listed, not silently missing
+            broken.append(PluginInfo(plugin, "", {}, problem=f"NOT REGISTERED: {path.name} defines {unregistered[0]}, "
+                                     f"a Method, but registers nothing: decorate it with @register_method({plugin!r})"))
         for c in registered:
             name = c.registered
             if not METHOD_NAME.fullmatch(name):  # its import would fail in register_method

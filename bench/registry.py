@@ -103,6 +103,13 @@ class Method:
             why = bounds.problem(fields[key], params[key])
             if why:
                 raise ParameterError(f"method '{cls.name}' parameter '{key}': {why}")
+        unset = [f for f in fields.values() if f.init and f.name not in params
+                 and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if unset:  # else the dataclass's own TypeError, a traceback from the middle of the plan
+            f = unset[0]
+            raise ParameterError(f"method '{cls.name}' parameter '{f.name}' has no default and is not set: give it one "
+                                 f"in the class (`{f.name}: {getattr(f.type, '__name__', f.type)} = ...`), or set it "
+                                 f"(--set {cls.name}.{f.name}=..., or the suite's methods section)")
         return cls(**params)
 
 
@@ -247,7 +254,10 @@ def unswept(sweep: str) -> str:
 
 
 _discovered = False
-_imported: set[str] = set()  # the plugins imported so far, by plugin name
+# The plugins imported so far: ("methods", module) for a built-in file, ("entry point", name) for an
+# installed plugin. Apart, because an entry point named as the built-in it would replace (as the
+# README advises naming one) must still be imported, to be refused or allowed by `replaces`.
+_imported: set[tuple[str, str]] = set()
 
 
 def discover() -> None:
@@ -283,24 +293,33 @@ def load(names: Iterable[str]) -> None:
             discover()
             return
         if (folder / f"{module}.py").is_file():
-            _import_builtin(module)
-        if name in plugins and name not in METHODS:
+            _import_builtin(module, name)
+        if name in plugins:  # also beside a built-in file of its name: it is refused, naming both
             _import_entry_point(plugins[name])
         if name not in METHODS and name not in BROKEN:
             discover()  # registered under another name than its file's or entry point's
 
 
-def _import_builtin(module: str) -> None:
+def _import_builtin(module: str, wanted: str | None = None) -> None:
+    """Import `methods/<module>.py`. Where a run names it (`wanted`, its method's name) and the
+    file registers no method at all, that name is a broken plugin saying so, as an entry point's
+    is: `unknown method` would hide the file the user just wrote (a decorator left out)."""
     name = module.replace("_", "-")
-    if name not in _imported:
-        _imported.add(name)
-        _import_plugin(name, lambda: importlib.import_module(f"methods.{module}"))
+    if ("methods", module) in _imported:
+        return
+    _imported.add(("methods", module))
+    fresh, before = f"methods.{module}" not in sys.modules, dict(METHODS)  # imported before: registers nothing again
+    _import_plugin(name, lambda: importlib.import_module(f"methods.{module}"))
+    registered = any(cls is not before.get(n) for n, cls in METHODS.items())
+    if fresh and wanted is not None and wanted not in BROKEN and not registered:
+        BROKEN[wanted] = (f"PluginError: methods/{module}.py imported, but registered no method: decorate its "
+                          f"class with @register_method({wanted!r})")
 
 
 def _import_entry_point(ep: EntryPoint) -> None:
-    if ep.name in _imported:
+    if ("entry point", ep.name) in _imported:
         return
-    _imported.add(ep.name)
+    _imported.add(("entry point", ep.name))
     if not METHOD_NAME.fullmatch(ep.name):  # it names record files: '../x' would write outside results/
         print(f"bench: warning: entry point {ep.name!r} of {distribution_of(ep) or 'an unknown distribution'} "
               "ignored: a method name is letters, digits, _ and -", file=sys.stderr)

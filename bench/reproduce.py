@@ -56,6 +56,9 @@ def sample(recs: list[Record], n: int, seed: int,
             if len(row) >= 2 and r.get("run_time_s") is not None and r["run_time_s"] <= max_seconds:
                 by_seed.setdefault(r["config"]["seed"], []).append(r)
     seeds = sorted(s for s, pool in by_seed.items() if len(pool) >= n)
+    if not seeds and recs and all(len(row) < 2 for row in records.rows(recs).values()):
+        raise ReproduceError("every row of these records has one seed (a quick run's --seeds 0, say): a rerun is "
+                             "judged against its row's spread over seeds; run two or more seeds (--seeds 0,1) first")
     if not seeds:
         most = max(map(len, by_seed.values()), default=0)
         raise ReproduceError(f"no training seed has {n} finished records in rows of two or more seeds that ran "

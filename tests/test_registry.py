@@ -415,3 +415,66 @@ def test_counts_in_messages_are_plural_unless_one():
 
     assert [counted(n, "run") for n in (0, 1, 2)] == ["0 runs", "1 run", "2 runs"]
     assert counted(1, "recorded run") == "1 recorded run"
+
+
+def test_a_parameter_without_a_default_that_nothing_sets_is_named_with_the_fix(tmp_path):
+    """`rounds: int` without a default made the dataclass's TypeError a traceback out of the
+    middle of the plan (`bench run --dry-run` exited 1); it is a ParameterError naming both fixes."""
+
+    class NoDefault(Method):  # a dataclass, as every Method subclass
+        """A parameter without a default."""
+
+        rounds: int
+
+    NoDefault.name = "no-default"
+    assert NoDefault.build({"rounds": 2}).rounds == 2
+    with pytest.raises(ParameterError, match=r"^method 'no-default' parameter 'rounds' has no default and is not set: "
+                                             r"give it one in the class \(`rounds: int = \.\.\.`\), or set it "
+                                             r"\(--set no-default\.rounds=\.\.\., or the suite's methods section\)$"):
+        NoDefault.build({})
+
+
+def test_a_file_in_methods_that_registers_nothing_is_named_so_not_unknown(tmp_path, plugins, monkeypatch, bench):
+    """A new methods/<name>.py whose decorator was left out: a run of it said `unknown method`,
+    as if the file were not there, and `bench list methods` left it out. A run names the file and
+    the decorator, as for an entry point, and the listing shows it."""
+    import methods
+
+    (tmp_path / "undecorated.py").write_text(
+        'from bench import Method\n\n\nclass Undecorated(Method):\n    """Its decorator left out."""\n')
+    monkeypatch.setattr(methods, "__path__", [str(tmp_path), *methods.__path__])  # first: load() looks there
+    monkeypatch.setattr(methods.__spec__, "submodule_search_locations", [str(tmp_path)])  # the catalog's folder
+    monkeypatch.delitem(sys.modules, "methods.undecorated", raising=False)
+    why = ("PluginError: methods/undecorated.py imported, but registered no method: decorate its class with "
+           "@register_method('undecorated')")
+    assert select("undecorated") == ["undecorated"] and BROKEN["undecorated"] == why
+    listed = bench(["list", "methods"]).stdout
+    assert ("NOT REGISTERED: undecorated.py defines Undecorated, a Method, but registers nothing: decorate it with "
+            "@register_method('undecorated')") in listed, listed
+    sys.modules.pop("methods.undecorated", None)
+
+
+def test_an_entry_point_named_as_the_built_in_it_registers_is_refused_and_a_run_says_so(tmp_path, plugins, bench):
+    """The README names an entry point as the method it registers; one that registers `magnitude`
+    under the entry point `magnitude` was never imported (the built-in file of that name counted
+    as it), so `bench run --methods magnitude` ran the built-in without a word and --check listed
+    nothing refused. It is imported and refused, and a run of that name warns."""
+    code = '''
+        from bench import Method, register_method
+
+        @register_method("magnitude")
+        class Mine(Method):
+            """My own magnitude pruning."""
+
+            def run(self, ctx):
+                return ctx.pretrained()
+    '''
+    plugins(make_distribution(tmp_path, "my_magnitude", code, {"magnitude": "my_magnitude"}))
+    assert METHODS["magnitude"].__module__ == "methods.magnitude"
+    assert BROKEN["magnitude"].startswith("DuplicateMethodError: method 'magnitude' is already registered by "
+                                          "methods.magnitude (built in), so my_magnitude (distribution my_magnitude 0.1)")
+    assert "FAILED TO IMPORT: DuplicateMethodError" in bench(["list", "methods", "--check"]).stdout
+    ran = bench(["run", "--suite", str(ROOT / "tests" / "mlp-fast.yaml"), "--methods", "magnitude", "--seeds", "0",
+                 "--epochs", "1", "--results-dir", str(tmp_path / "results"), "--dry-run"])
+    assert ("bench: warning: 'magnitude' runs methods.magnitude (built in), not the plugin of that name, which failed "
+            "to import: DuplicateMethodError") in ran.stderr, ran.stderr

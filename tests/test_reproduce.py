@@ -35,6 +35,19 @@ def test_the_sample_is_seeded_and_draws_cheap_records_of_one_seed_in_rows_with_a
         raise AssertionError("a sample larger than the pool was drawn")
 
 
+
+def test_records_of_one_seed_each_are_refused_with_the_seeds_to_run_not_with_fewer_or_longer():
+    """A quick run's records (--seeds 0) were refused with "ask for fewer (--sample) or allow
+    longer runs (--max-seconds)", which neither helps: no row had the spread a rerun is judged by."""
+    recs = [stored(m, 0, 0.97, 100) for m in ("magnitude", "taylor")]
+    try:
+        reproduce.sample(recs, 1, seed=0)
+    except reproduce.ReproduceError as e:
+        assert str(e) == ("every row of these records has one seed (a quick run's --seeds 0, say): a rerun is judged "
+                          "against its row's spread over seeds; run two or more seeds (--seeds 0,1) first")
+    else:
+        raise AssertionError("a record without a row's spread was drawn")
+
 def test_the_rerun_says_what_its_records_took_with_their_seeds_dense_training():
     recs = [stored("magnitude", s, 0.97, 100, run_time_s=20.0) for s in range(2)]
     recs += [stored("dense", s, 0.98, 1000, run_time_s=5.0) for s in range(2)]  # trained for 9 s (train_time_s)
