@@ -84,6 +84,22 @@ def finished(record: Record | None) -> bool:
                                    or record.get("worker_deaths", 0) >= MAX_WORKER_DEATHS)
 
 
+def _other_provider(record: Record) -> str | None:
+    """Why a finished record's method is another's now: a link of it that the record says came
+    from one provider (`built in`, or a distribution) and another registers today. A plugin that
+    $BENCH_ALLOW_SHADOWING lets replace a built-in met the built-in's records of its settings,
+    ran none of them, and its rows were the built-in's. (Another version of one distribution is
+    the same provider: its records stand, as a commit's do, until --refresh or --force.)"""
+    def provider(origin: str) -> str:
+        return origin if origin == "built in" else origin.split(" ")[0]  # a distribution: `name version`
+
+    for link, origin in (record.get("env", {}).get("method_origin") or {}).items():
+        now = registry.SOURCES.get(link)
+        if now is not None and isinstance(origin, str) and provider(origin) != provider(now.origin):
+            return f"its record's {link} came from {origin}, and {now.origin} registers {link} now"
+    return None
+
+
 def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: Path,
               data_dir: Path | None, device: str, overrides: dict[str, dict[str, Any]],
               executor: Executor, budget_overrides: dict[str, Any] | None = None,
@@ -126,7 +142,12 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     runs = _tracked(specs, suite, results_dir, source, log)
     commit = provenance.git_commit()
     here = provenance.Here(commit, _device_name(device), refresh) if refresh else None
-    todo = [r for r in runs if force or not finished(r.record) or (here and not here.made(r.record["env"]))]
+    replaced = {r.path: why for r in runs if finished(r.record) and (why := _other_provider(r.record))}
+    for r in runs:
+        if r.path in replaced:
+            log(printable(f"{r.label}: {replaced[r.path]}: to run again"))
+    todo = [r for r in runs if force or not finished(r.record) or r.path in replaced
+            or (here and not here.made(r.record["env"]))]
     dense = _dense_models(todo, existing, suite, results_dir, source)
     plugin_commits = provenance.plugin_commits(names)
     refusal = provenance.uncommitted(commit, plugin_commits) if standard and todo and not allow_dirty else None

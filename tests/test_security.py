@@ -615,11 +615,14 @@ def fresh_registry(tmp_path, monkeypatch) -> Path:
     site = tmp_path / "site"
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
-    for name in ("METHODS", "SOURCES", "BROKEN"):
-        monkeypatch.setattr(registry, name, dict(getattr(registry, name)))
+    # in place: bench.worker and others hold these dicts by their own names
+    saved = {name: dict(getattr(registry, name)) for name in ("METHODS", "SOURCES", "BROKEN")}
     monkeypatch.setattr(registry, "_imported", set(registry._imported))
     monkeypatch.setattr(registry, "_discovered", False)
     yield site
+    for name, held in saved.items():
+        getattr(registry, name).clear()
+        getattr(registry, name).update(held)
     for name in [n for n, m in sys.modules.items() if str(getattr(m, "__file__", "")).startswith(str(site))]:
         del sys.modules[name]
 
@@ -666,6 +669,38 @@ def test_bench_allow_shadowing_lets_a_plugin_replace_a_built_in_whatever_the_ord
     monkeypatch.delenv("BENCH_ALLOW_SHADOWING")
     with pytest.raises(registry.DuplicateMethodError):
         registry.replaces("magnitude", installed, built_in)
+
+
+def test_a_plugin_replacing_a_built_in_runs_again_what_the_built_in_recorded(fresh_registry, data_dir, capsys,
+                                                                            monkeypatch):
+    """A plugin that $BENCH_ALLOW_SHADOWING lets replace `magnitude` met the built-in's finished
+    records of its settings (a record's name holds no origin), ran none of them, and the
+    leaderboard showed the built-in's rows as the plugin's. Such records are run again, saying
+    why; the plugin's own then stand."""
+    from conftest import FAST, make_distribution
+
+    args = ["run", "--suite", str(FAST), "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--limit-train",
+            "1000", "--limit-test", "200", "--executor", "inline", "--methods", "magnitude", "--set",
+            "magnitude.sparsity=0.5", "--data-dir", str(data_dir), "--results-dir", str(fresh_registry.parent / "r")]
+    assert main(args) == 0
+    (path,) = (fresh_registry.parent / "r" / "mlp-fast" / "runs").glob("magnitude-*.json")
+    assert json.loads(path.read_text())["env"]["method_origin"] == {"magnitude": "built in"}
+    with_sparsity = plugin("magnitude").replace('"""A plugin\'s method called magnitude."""', '''"""A plugin\'s method called magnitude."""
+
+            sweep = "sparsity"
+            sparsity: float = 0.9
+            scope: str = "global"''')
+    make_distribution(fresh_registry, "shadow_plugin", with_sparsity, {"magnitude": "shadow_plugin"})
+    monkeypatch.setenv("BENCH_ALLOW_SHADOWING", "magnitude")
+    registry.discover()
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "seed=0: its record's magnitude came from built in, and shadow_plugin 0.1 registers magnitude now: to run " \
+           "again" in out, out
+    assert json.loads(path.read_text())["env"]["method_origin"] == {"magnitude": "shadow_plugin 0.1"}
+    assert json.loads(path.read_text())["metrics"]["sparsity"] < 0.01  # the plugin's model: the dense one
+    assert main(args) == 0 and "0 to run, 1 finished before" in capsys.readouterr().out
 
 
 def test_two_plugins_never_share_a_name(fresh_registry, capsys, monkeypatch):
