@@ -197,6 +197,8 @@ def parser() -> _Parser:
     rep.add_argument("--suite", required=True, help="a shipped suite name or a .yaml path")
     rep.add_argument("--sample", type=_number(int, ge=1), default=3, metavar="N",
                      help="how many records to rerun (default 3)")
+    rep.add_argument("--methods", help="draw only among the records of these methods: a comma list or glob "
+                                       "patterns, e.g. 'my-method'")
     rep.add_argument("--seed", type=_number(int, ge=0), default=0,
                      help="draws the sample: the same seed reruns the same records (default 0)")
     rep.add_argument("--max-seconds", type=_number(float, gt=0), default=reproduce.DEFAULT_MAX_SECONDS,

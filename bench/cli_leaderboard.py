@@ -11,11 +11,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
-import fnmatch
 import shutil
 import sys
 from pathlib import Path
-from typing import Iterable
 
 from bench import files, layout, records, registry
 from bench.errors import counted
@@ -59,7 +57,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.show:
         standard = args.budget == "standard"
         loaded = {name: board.load(root, name) for name in suites}
-        methods = None if args.methods is None else _methods(args.methods, loaded.values())
+        methods = None if args.methods is None else records.methods_named(
+            args.methods, {r["config"]["method"] for recs in loaded.values() for r in recs})
         if args.format != "table":
             return _show(loaded, standard, methods, args)
         for name in suites:
@@ -89,25 +88,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if args.serve is not None:
             return _serve(out, args.serve)
     return 0
-
-
-def _methods(spec: str, loaded: Iterable[list[records.Record]]) -> set[str]:
-    """The methods a --show --methods value names among the records: names and glob patterns, as
-    `bench run --methods` takes them. A name or pattern that matches no record's method is refused
-    with the nearest names, rather than leaving a table of the reference rows alone."""
-    present = sorted({r["config"]["method"] for recs in loaded for r in recs})
-    chosen: set[str] = set()
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        matches = fnmatch.filter(present, part)
-        if not matches:
-            close = difflib.get_close_matches(part, present, n=3, cutoff=0.5)
-            raise registry.ParameterError(f"--methods: no record's method matches '{part}'"
-                                          f"{f'; did you mean {close[0]}?' if close else ''} (methods with records: "
-                                          f"{', '.join(present) or 'none'})")
-        chosen.update(matches)
-    if not chosen:
-        raise registry.ParameterError("--methods: expected method names or patterns, e.g. 'magnitude,gmp'")
-    return chosen
 
 
 def _elsewhere(root: Path, suite: str, loaded: list[records.Record], standard: bool) -> str | None:

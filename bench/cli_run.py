@@ -251,7 +251,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not stored:
         raise reproduce.ReproduceError(f"no records of suite '{suite.name}' under "
                                        f"{layout.runs_dir(args.results_dir, suite.name)}")
-    chosen = reproduce.sample(stored, args.sample, args.seed, args.max_seconds)
+    pool = stored
+    if args.methods is not None:
+        named = records.methods_named(args.methods, {r["config"]["method"] for r in stored})
+        pool = [r for r in stored if r["config"]["method"] in named]
+    chosen = reproduce.sample(pool, args.sample, args.seed, args.max_seconds)
     for r in chosen:
         registry.select(r["config"]["method"])
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"

@@ -13,16 +13,18 @@ names are found by bench.provenance.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import fnmatch
 import hashlib
 import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Iterable, TypedDict
 
 from bench import layout
 from bench.bounds import MAX_NUMBER, finite, plain
-from bench.errors import printable
+from bench.errors import ParameterError, printable
 from bench.files import RefusedFile, read_regular_file
 from bench.suite import SEED_LIMIT, Budget
 
@@ -367,3 +369,23 @@ def _note(problems: list[str] | None, line: str) -> None:
     folder's, or a commit's) or a record's text may hold a terminal's escape sequences."""
     if problems is not None:
         problems.append(printable(line))
+
+
+def methods_named(spec: str, present: Iterable[str]) -> set[str]:
+    """The methods among `present` (those of some records) that a --methods value names: names
+    and glob patterns, as `bench run --methods` takes them. A name or pattern that matches none
+    is refused with the nearest names, rather than leaving a table of the reference rows alone,
+    or a sample drawn from nothing."""
+    present = sorted(set(present))
+    chosen: set[str] = set()
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        matches = fnmatch.filter(present, part)
+        if not matches:
+            close = difflib.get_close_matches(part, present, n=3, cutoff=0.5)
+            raise ParameterError(f"--methods: no record's method matches '{part}'"
+                                 f"{f'; did you mean {close[0]}?' if close else ''} (methods with records: "
+                                 f"{', '.join(present) or 'none'})")
+        chosen.update(matches)
+    if not chosen:
+        raise ParameterError("--methods: expected method names or patterns, e.g. 'magnitude,gmp'")
+    return chosen

@@ -97,12 +97,14 @@ def test_exact_figures_must_match_and_accuracy_must_lie_within_the_rows_noise():
 
 def test_reproduce_reruns_stored_records_and_flags_a_planted_difference(tmp_path, data_dir, bench):
     results = tmp_path / "results"
-    made = bench(["run", "--suite", FAST, "--methods", "magnitude", "--set", "magnitude.sparsity=0.9",
-                  "--seeds", "0,1", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "500",
+    made = bench(["run", "--suite", FAST, "--methods", "magnitude,random", "--set", "magnitude.sparsity=0.9",
+                  "--set", "random.sparsity=0.9", "--seeds", "0,1", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "500",
                   "--limit-test", "200", "--data-dir", data_dir, "--results-dir", results])
     assert made.returncode == 0, made.stderr
-    args = ["reproduce", "--suite", FAST, "--sample", "1", "--max-seconds", "600", "--data-dir", data_dir,
-            "--results-dir", results, "--into", tmp_path / "scratch"]  # runs take longer on a busy machine
+    args = ["reproduce", "--suite", FAST, "--sample", "1", "--max-seconds", "600", "--methods", "mag*", "--data-dir",
+            data_dir, "--results-dir", results, "--into", tmp_path / "scratch"]  # runs take longer on a busy machine
+    typo = bench([*args[:8], "magnitud", *args[9:]])
+    assert typo.returncode == 2 and "no record's method matches 'magnitud'; did you mean magnitude?" in typo.stderr
     again = bench(args)
     assert again.returncode == 0, again.stderr
     assert "1 of 1 records reproduced" in again.stdout
@@ -110,7 +112,7 @@ def test_reproduce_reruns_stored_records_and_flags_a_planted_difference(tmp_path
     # the run line: accuracy, size and compression; latency is the leaderboard's, beside its spread
     assert re.search(r"-> accuracy [\d.]+%  sparsity [\d.]+%  size [\d.]+ KiB \([\d.]+x smaller\)", again.stdout)
     assert "nonzeros" in again.stdout and "exact" in again.stdout and "within noise" in again.stdout
-    assert len(list((tmp_path / "scratch" / "mlp-fast" / "runs").glob("*.json"))) == 1
+    assert [p.name.split("-")[0] for p in (tmp_path / "scratch" / "mlp-fast" / "runs").glob("*.json")] == ["magnitude"]
     assert "magnitude" in again.stdout.split("the stored rows")[1]  # the leaderboard of the drawn rows
     assert f"({results}/mlp-fast/leaderboard-custom.md has them all)" in again.stdout  # a quick run's table
 
