@@ -275,6 +275,27 @@ def test_a_real_browser_runs_no_script_from_a_record(tmp_path):
         assert 'data-xss="ran"' not in dom, page
 
 
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs a headless Chromium (Debian: apt install chromium)")
+def test_a_page_whose_escaping_failed_still_runs_no_script_from_a_record(tmp_path, monkeypatch):
+    """The second line of defence: with bench.site's escaping undone (its `_e` made the identity),
+    a record's <script> and onerror= reach the page as markup, and the page's Content-Security-
+    Policy keeps them from running; without that policy the same page runs them."""
+    from bench import site
+
+    write_hostile(tmp_path)
+    monkeypatch.setattr(site, "_e", lambda value: str(value))
+    assert main(["leaderboard", "--html", "--results-dir", str(tmp_path)]) == 0
+    page = tmp_path / "site" / "sec" / "index.html"
+    browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000", "--dump-dom"]
+    dom = subprocess.run([*browser, page.as_uri()], capture_output=True, text=True, timeout=180).stdout
+    assert "</body>" in dom and 'data-xss="ran"' not in dom
+    bare = page.with_name("bare.html")
+    bare.write_text(page.read_text().replace(f'<meta http-equiv="Content-Security-Policy" content="{site.CSP}">', ""))
+    dom = subprocess.run([*browser, bare.as_uri()], capture_output=True, text=True, timeout=180).stdout
+    assert 'data-xss="ran"' in dom  # the payload does run where nothing stops it: the test can fail
+
+
 # -- 3. records are validated when read ------------------------------------------------------------
 
 

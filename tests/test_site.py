@@ -4,6 +4,7 @@ network, every record reachable; and its sorting and filtering exercised in a re
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -107,6 +108,16 @@ def test_bench_leaderboard_html_writes_the_site_and_refuses_stray_flags(tmp_path
 
 # Run inside the page by the browser: sort by accuracy (twice: descending), then filter a family
 # and a sparsity, writing what is shown into attributes that --dump-dom prints.
+def with_probe(page: Path, script: str) -> str:
+    """The page with an inline probe `script` before </body>, and without its Content-Security-
+    Policy, which runs no inline script (the pages themselves keep it: the runs page opens its
+    anchor under it, in the test below)."""
+    text = page.read_text()
+    assert f'<meta http-equiv="Content-Security-Policy" content="{site.CSP}">' in text
+    return text.replace(f'<meta http-equiv="Content-Security-Policy" content="{site.CSP}">', "").replace(
+        "</body>", script + "</body>")
+
+
 PROBE = """<script>
 addEventListener("load", () => {
   const table = [...document.querySelectorAll("table.sortable")]
@@ -133,7 +144,7 @@ def test_a_real_browser_sorts_and_filters_the_leaderboard(tmp_path):
     build(tmp_path)
     page = tmp_path / "site" / "mlp" / "index.html"
     probe = page.with_name("probe.html")
-    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    probe.write_text(with_probe(page, PROBE))
     browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files"]
     dom = subprocess.run([*browser, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
                          capture_output=True, text=True, timeout=180).stdout
@@ -182,7 +193,7 @@ def test_a_reader_sees_the_frontier_and_the_best_methods_on_the_first_screen_wit
     for name in ("index.html", "mlp/index.html"):
         page = tmp_path / "site" / name
         probe = page.with_name("layout.html")
-        probe.write_text(page.read_text().replace("</body>", LAYOUT + "</body>"))
+        probe.write_text(with_probe(page, LAYOUT))
         for width in (1280, 390):
             dom = subprocess.run([*browser, f"--window-size={width},800", "--virtual-time-budget=5000", "--dump-dom",
                                   probe.as_uri()], capture_output=True, text=True, timeout=180).stdout
