@@ -872,6 +872,26 @@ def test_a_latency_batch_the_machine_cannot_hold_fails_its_runs_before_they_trai
     assert all(r["status"] == "failed" and why in r["error"] for r in recs)
 
 
+def test_the_latency_batch_check_passes_the_devices_gate_first(mnist, monkeypatch):
+    """The check's forward pass of the largest batch is the harness's device work like a training
+    step: it ran without the device's gate, so a task starting beside a run that timed its model
+    ran a batch of 256 through its own, and inflated that run's latency."""
+    from bench import worker
+    from bench.context import Context
+    from bench.suite import load_suite
+
+    events = []
+
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            events.append(f"forward {len(x)}")
+            return x.flatten(1)[:, :10]
+
+    monkeypatch.setattr(Context, "new_model", lambda self: Model())
+    worker._check_latency_batch(load_suite(str(FAST)), mnist, torch.device("cpu"), lambda: events.append("gate"))
+    assert events == ["gate", "forward 16"]  # FAST's latency_batches: [1, 16]
+
+
 def test_a_disk_that_fills_mid_sweep_stops_it_clearly_and_a_rerun_loses_nothing(tmp_path, tmpfs, data_dir,
                                                                                   plugins, bench, monkeypatch):
     fs = tmpfs("80m")
