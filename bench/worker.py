@@ -114,19 +114,24 @@ def _dataset(task: Task, device: torch.device) -> Dataset:
 def _check_latency_batch(suite: Suite, data: Dataset, device: torch.device, between_steps: Callable[[], None]) -> None:
     """The suite's largest latency batch goes through its model on this device, before anything
     trains: a batch too large for the device's memory (a suite's `latency_batches: [1, 10000000]`)
-    failed each run only once it had trained, at its measurement. Costs one forward pass, after
+    failed each run only once it had trained, at its measurement. Costs two forward passes, each after
     `between_steps` (the device's gate, as before a training step: another worker may be timing
     its model there); on a GPU the memory it took goes back to the device, which other workers
-    share, rather than stay reserved in this one while its runs train."""
+    share, rather than stay reserved in this one while its runs train. One image goes through
+    first: a model that cannot take the suite's data at all fails there with its own error, not
+    as a batch too large."""
     batch = max(suite.latency_batches)
     ctx = Context(suite, data, device, 0)
-    between_steps()
-    try:
-        with torch.no_grad():
-            ctx.new_model().eval()(measure_input(ctx, batch, device))
-    except (RuntimeError, MemoryError) as e:  # torch's out-of-memory errors are RuntimeErrors
-        raise RuntimeError(f"the suite's latency batch of {batch:,} images cannot run through its model on "
-                           f"{device}, so no model could be measured: {first_line(str(e), 200)}") from None
+    model = ctx.new_model().eval()
+    with torch.no_grad():
+        between_steps()
+        model(measure_input(ctx, 1, device))
+        between_steps()
+        try:
+            model(measure_input(ctx, batch, device))
+        except (RuntimeError, MemoryError) as e:  # torch's out-of-memory errors are RuntimeErrors
+            raise RuntimeError(f"the suite's latency batch of {batch:,} images cannot run through its model on "
+                               f"{device}, so no model could be measured: {first_line(str(e), 200)}") from None
     if device.type == "cuda":
         torch.cuda.empty_cache()
 

@@ -889,7 +889,22 @@ def test_the_latency_batch_check_passes_the_devices_gate_first(mnist, monkeypatc
 
     monkeypatch.setattr(Context, "new_model", lambda self: Model())
     worker._check_latency_batch(load_suite(str(FAST)), mnist, torch.device("cpu"), lambda: events.append("gate"))
-    assert events == ["gate", "forward 16"]  # FAST's latency_batches: [1, 16]
+    assert events == ["gate", "forward 1", "gate", "forward 16"]  # FAST's latency_batches: [1, 16]
+
+
+def test_a_model_that_cannot_take_the_data_is_not_called_a_batch_too_large(mnist, monkeypatch):
+    """The latency batch check blamed the batch for any error of the model's forward pass: a
+    suite whose model cannot take its data (another input size) read 'the suite's latency batch
+    of 16 images cannot run through its model', as if the batch were too large. One image goes
+    through first, and its error is the model's own."""
+    from bench import worker
+    from bench.context import Context
+    from bench.suite import load_suite
+
+    monkeypatch.setattr(Context, "new_model", lambda self: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 10)))
+    with pytest.raises(RuntimeError) as raised:
+        worker._check_latency_batch(load_suite(str(FAST)), mnist, torch.device("cpu"), lambda: None)
+    assert "shapes cannot be multiplied" in str(raised.value) and "latency batch" not in str(raised.value)
 
 
 def test_a_disk_that_fills_mid_sweep_stops_it_clearly_and_a_rerun_loses_nothing(tmp_path, tmpfs, data_dir,
