@@ -1107,6 +1107,30 @@ def test_an_interrupted_sweep_stops_its_workers_before_it_lets_go_of_their_runs(
     assert not list(claims.glob("*.lock"))  # then released
 
 
+def test_an_executor_that_fails_to_close_leaves_the_interruption_the_error(tmp_path, data_dir):
+    """The sweep closes its executor when it is interrupted; a close that raised (a Ray cluster
+    gone) replaced the Ctrl-C with its own error, and the command exited 1 naming it instead of
+    130. It is named in the log; the interruption is what propagates, and the claims still go."""
+    from bench.executors import InlineExecutor
+    from bench.runner import run_suite
+    from bench.suite import load_suite
+
+    class Unclosable(InlineExecutor):
+        def wait(self, timeout: float):
+            raise KeyboardInterrupt
+
+        def close(self) -> None:
+            raise RuntimeError("the cluster is gone")
+
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(load_suite(str(FAST)), registry.select("dense"), executor=Unclosable(echo=lambda _: None), seeds=[0],
+                  results_dir=tmp_path, data_dir=data_dir, device="cpu", overrides={},
+                  budget_overrides={"epochs": 1, "limit_train": 500}, log=lines.append)
+    assert any("RuntimeError: the cluster is gone" in line for line in lines), lines
+    assert not list((tmp_path / SUITE / "claims").glob("*.lock"))
+
+
 def test_records_are_flushed_before_the_rename_and_get_the_users_permissions(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync"))
