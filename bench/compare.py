@@ -43,8 +43,7 @@ from typing import IO, Any, Iterator
 from bench import provenance, records
 from bench.errors import ParameterError, counted, printable
 from bench.board import budget_label
-from bench.records import MACHINE_MARGIN, machine
-from bench.records import Record, Status
+from bench.records import MACHINE_MARGIN, Record, Status, machine
 from bench.plan import flat_params, setting_label
 from bench.suite import is_plain_name
 
