@@ -5,9 +5,9 @@ commits), and per row that both hold (same suite, method, parameters, budget, da
 device type: `bench.records.row_id`), the change in mean accuracy from A to B with its 95%
 confidence interval, Welch's t over the seeds of each side (unequal variances, no pairing: a
 row's seeds need not be the same on both sides). The verdict is `better` or `worse` when the
-interval excludes zero, else `no change`; a row with fewer than two seeds on a side has no
-spread to judge, and says so. Counts that should not move (bench.records.EXACT) are listed
-wherever their mean changed.
+interval excludes zero (clears the margin where machines differ: below), else `no change`; a row
+with fewer than two seeds on a side has no spread to judge, and says so. Counts that should not
+move (bench.records.EXACT) are listed wherever their mean changed.
 
 Machines: the same code and seeds move accuracy between two processor models by more than between
 seeds (README, Checks against published results), an offset no side's seeds sample. So where the
@@ -43,8 +43,7 @@ from typing import IO, Any, Iterator
 from bench import provenance, records
 from bench.errors import ParameterError, counted, printable
 from bench.board import budget_label
-from bench.records import MACHINE_MARGIN, machine
-from bench.records import Record, Status
+from bench.records import MACHINE_MARGIN, Record, Status, machine
 from bench.plan import flat_params, setting_label
 from bench.suite import is_plain_name
 

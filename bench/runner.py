@@ -176,7 +176,11 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
         failure = e
         # Ctrl-C or an error: the runs in flight stop before their claims go, or another command
         # could start them while these workers still run them (for the leaderboard's rebuild)
-        executor.close()
+        try:
+            executor.close()
+        except Exception as unclosed:  # noqa: BLE001 - what stopped the sweep is the error to report, not this
+            log(f"the executor could not be closed ({type(unclosed).__name__}: {first_line(str(unclosed))}): "
+                "runs in flight may still be running")
         raise
     finally:  # also when interrupted: the tables show every finished run
         for r in todo:

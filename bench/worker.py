@@ -111,18 +111,29 @@ def _dataset(task: Task, device: torch.device) -> Dataset:
     return data
 
 
-def _check_latency_batch(suite: Suite, data: Dataset, device: torch.device) -> None:
+def _check_latency_batch(suite: Suite, data: Dataset, device: torch.device, between_steps: Callable[[], None]) -> None:
     """The suite's largest latency batch goes through its model on this device, before anything
     trains: a batch too large for the device's memory (a suite's `latency_batches: [1, 10000000]`)
-    failed each run only once it had trained, at its measurement. Costs one forward pass."""
+    failed each run only once it had trained, at its measurement. Costs two forward passes, each after
+    `between_steps` (the device's gate, as before a training step: another worker may be timing
+    its model there); on a GPU the memory it took goes back to the device, which other workers
+    share, rather than stay reserved in this one while its runs train. One image goes through
+    first: a model that cannot take the suite's data at all fails there with its own error, not
+    as a batch too large."""
     batch = max(suite.latency_batches)
     ctx = Context(suite, data, device, 0)
-    try:
-        with torch.no_grad():
-            ctx.new_model().eval()(measure_input(ctx, batch, device))
-    except (RuntimeError, MemoryError) as e:  # torch's out-of-memory errors are RuntimeErrors
-        raise RuntimeError(f"the suite's latency batch of {batch:,} images cannot run through its model on "
-                           f"{device}, so no model could be measured: {first_line(str(e), 200)}") from None
+    model = ctx.new_model().eval()
+    with torch.no_grad():
+        between_steps()
+        model(measure_input(ctx, 1, device))
+        between_steps()
+        try:
+            model(measure_input(ctx, batch, device))
+        except (RuntimeError, MemoryError) as e:  # torch's out-of-memory errors are RuntimeErrors
+            raise RuntimeError(f"the suite's latency batch of {batch:,} images cannot run through its model on "
+                               f"{device}, so no model could be measured: {first_line(str(e), 200)}") from None
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 class _Log:
@@ -164,13 +175,13 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
         torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed shapes: autotune once
         env = provenance.environment(device)
         start = time.perf_counter()
-        try:
-            data = _dataset(task, device)
-            _check_latency_batch(task.suite, data, device)
-        except Exception as e:  # noqa: BLE001 - no data, or no measurement: the task fails with the reason
-            error, seconds = f"{type(e).__name__}: {e}", time.perf_counter() - start
-            return [Outcome(failed_result(error, seconds), env, log=log.text()) for log in logs]
         with DeviceGate(device) as gate:  # one per task: its descriptor is closed with it
+            try:
+                data = _dataset(task, device)
+                _check_latency_batch(task.suite, data, device, gate.pass_through)
+            except Exception as e:  # noqa: BLE001 - no data, or no measurement: the task fails with the reason
+                error, seconds = f"{type(e).__name__}: {e}", time.perf_counter() - start
+                return [Outcome(failed_result(error, seconds), env, log=log.text()) for log in logs]
             if task.kind == "dense":
                 (spec,), (log,) = task.specs, logs
                 torch.manual_seed(spec.seed)

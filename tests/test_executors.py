@@ -234,11 +234,13 @@ def test_a_claim_survives_another_command_removing_the_empty_claims_folder(tmp_p
     assert claims > 100
 
 
-def test_a_worker_idle_at_the_end_exits_by_itself(data_dir):
+def test_a_worker_idle_at_the_end_exits_by_itself(data_dir, monkeypatch):
     """At the end of a command an idle worker is not terminated: it ends by itself, running its
     exit handlers. A terminated worker leaves what its libraries registered with multiprocessing's
     resource tracker (torch.onnx's export makes a tqdm lock, a semaphore), and the tracker then
-    warned of a leaked semaphore as every `bench run` of a shipped suite exited."""
+    warned of a leaked semaphore as every `bench run` of a shipped suite exited. Closed again (an
+    interrupted sweep closes its executor, then the command does), it signals no process: the
+    stopped worker's process group id may be another's by then."""
     from bench.data import find_source
     from bench.executors import LocalExecutor
     from bench.plan import RunSpec
@@ -257,6 +259,11 @@ def test_a_worker_idle_at_the_end_exits_by_itself(data_dir):
     process = executor._workers[0].process
     executor.close()
     assert process.exitcode == 0
+    signalled = []
+    monkeypatch.setattr(os, "killpg", lambda *args: signalled.append(args))
+    monkeypatch.setattr(os, "kill", lambda *args: signalled.append(args))
+    executor.close()
+    assert signalled == []
 
 
 def test_a_killed_fork_server_is_named_and_a_new_one_serves_the_next_task(data_dir):

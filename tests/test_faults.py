@@ -872,6 +872,41 @@ def test_a_latency_batch_the_machine_cannot_hold_fails_its_runs_before_they_trai
     assert all(r["status"] == "failed" and why in r["error"] for r in recs)
 
 
+def test_the_latency_batch_check_passes_the_devices_gate_first(mnist, monkeypatch):
+    """The check's forward pass of the largest batch is the harness's device work like a training
+    step: it ran without the device's gate, so a task starting beside a run that timed its model
+    ran a batch of 256 through its own, and inflated that run's latency."""
+    from bench import worker
+    from bench.context import Context
+    from bench.suite import load_suite
+
+    events = []
+
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            events.append(f"forward {len(x)}")
+            return x.flatten(1)[:, :10]
+
+    monkeypatch.setattr(Context, "new_model", lambda self: Model())
+    worker._check_latency_batch(load_suite(str(FAST)), mnist, torch.device("cpu"), lambda: events.append("gate"))
+    assert events == ["gate", "forward 1", "gate", "forward 16"]  # FAST's latency_batches: [1, 16]
+
+
+def test_a_model_that_cannot_take_the_data_is_not_called_a_batch_too_large(mnist, monkeypatch):
+    """The latency batch check blamed the batch for any error of the model's forward pass: a
+    suite whose model cannot take its data (another input size) read 'the suite's latency batch
+    of 16 images cannot run through its model', as if the batch were too large. One image goes
+    through first, and its error is the model's own."""
+    from bench import worker
+    from bench.context import Context
+    from bench.suite import load_suite
+
+    monkeypatch.setattr(Context, "new_model", lambda self: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 10)))
+    with pytest.raises(RuntimeError) as raised:
+        worker._check_latency_batch(load_suite(str(FAST)), mnist, torch.device("cpu"), lambda: None)
+    assert "shapes cannot be multiplied" in str(raised.value) and "latency batch" not in str(raised.value)
+
+
 def test_a_disk_that_fills_mid_sweep_stops_it_clearly_and_a_rerun_loses_nothing(tmp_path, tmpfs, data_dir,
                                                                                   plugins, bench, monkeypatch):
     fs = tmpfs("80m")
@@ -1070,6 +1105,30 @@ def test_an_interrupted_sweep_stops_its_workers_before_it_lets_go_of_their_runs(
     [[held]] = executor.held_at_close  # closed once, while the dense model's claim was still held
     assert held.startswith("dense-s0-"), held
     assert not list(claims.glob("*.lock"))  # then released
+
+
+def test_an_executor_that_fails_to_close_leaves_the_interruption_the_error(tmp_path, data_dir):
+    """The sweep closes its executor when it is interrupted; a close that raised (a Ray cluster
+    gone) replaced the Ctrl-C with its own error, and the command exited 1 naming it instead of
+    130. It is named in the log; the interruption is what propagates, and the claims still go."""
+    from bench.executors import InlineExecutor
+    from bench.runner import run_suite
+    from bench.suite import load_suite
+
+    class Unclosable(InlineExecutor):
+        def wait(self, timeout: float):
+            raise KeyboardInterrupt
+
+        def close(self) -> None:
+            raise RuntimeError("the cluster is gone")
+
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(load_suite(str(FAST)), registry.select("dense"), executor=Unclosable(echo=lambda _: None), seeds=[0],
+                  results_dir=tmp_path, data_dir=data_dir, device="cpu", overrides={},
+                  budget_overrides={"epochs": 1, "limit_train": 500}, log=lines.append)
+    assert any("RuntimeError: the cluster is gone" in line for line in lines), lines
+    assert not list((tmp_path / SUITE / "claims").glob("*.lock"))
 
 
 def test_records_are_flushed_before_the_rename_and_get_the_users_permissions(tmp_path, monkeypatch):
