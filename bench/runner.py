@@ -648,7 +648,7 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     log(f"plan for suite {suite.name} on {device} ({device_name}), data {source}{here_note}:")
     log(f"  {counted(len(runs), 'run')}: {len(todo)} to run, {len(runs) - len(todo)} finished before")
     if not todo:  # (no dense model to price, no time to guess)
-        log("  nothing to run: every run has its record (--refresh or --force runs them again)")
+        log(f"  nothing to run: every run has its record ({'' if refreshing else '--refresh or '}--force runs them again)")
         return
     log(f"  dense models to train: {', '.join(f'seed {d.seed}' for d in to_train) or 'none'}"
         f" ({suite.training.epochs} epochs each); cached: {len(dense) - len(to_train)}")
