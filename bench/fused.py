@@ -741,6 +741,9 @@ class Coordinator:
     the state `run` was called in.
     """
 
+    def __init__(self, handoff: Callable[[int], None] | None = None):
+        self.handoff = handoff  # called in job j's thread as it hands on its turn to train (bench.worker's check)
+
     def run(self, jobs: list[Callable[[Callable[..., TrainResult]], T]]) -> list[T | BaseException]:
         """Each job's return value, or the exception it raised (SystemExit and DivergedError
         and a plugin's own KeyboardInterrupt included). The user's Ctrl-C stops everything: it is
@@ -837,6 +840,8 @@ class Coordinator:
     def _fit(self, j: int, *args: Any, **kwargs: Any) -> TrainResult:
         """The `fit` a job trains with: deposit the call, hand on the baton, wait for the result."""
         call = FitCall.bind(*args, **kwargs)
+        if self.handoff is not None:
+            self.handoff(j)
         self._random[j].save()
         call.random_state = self._random[j]
         with self._cond:

@@ -189,15 +189,22 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
                               between_steps=gate.pass_through)
                 return [_train_dense(ctx, Path(task.checkpoint) if task.checkpoint else None, env, log)]
 
-            def job(spec: RunSpec, log: _Log) -> Callable[[Callable[..., TrainResult]], dict[str, Any]]:
-                return lambda fit_with: _run(task, spec, data, device, gate, log, fit_with, code)
+            rebound: list[list[str]] = [[] for _ in task.specs]  # per run: what it rebound before a hand-off
 
-            jobs = [job(spec, log) for spec, log in zip(task.specs, logs)]
+            def job(j: int, spec: RunSpec, log: _Log) -> Callable[[Callable[..., TrainResult]], dict[str, Any]]:
+                return lambda fit_with: _run(task, spec, data, device, gate, log, fit_with, code, rebound[j])
+
+            jobs = [job(j, spec, log) for j, (spec, log) in enumerate(zip(task.specs, logs))]
             if task.fuse and len(jobs) > 1:
                 # the jobs take turns, each saving the settings as it starts and putting them back as it
-                # ends: one that starts second and ends last puts back what the first changed meanwhile
+                # ends: one that starts second and ends last puts back what the first changed meanwhile.
+                # What a job rebinds is put back as it hands on its turn, and is its own failure: the
+                # job that ran next measured with it, and was blamed for it.
+                def handoff(j: int) -> None:
+                    rebound[j].extend(_put_back(code))
+
                 with _torch_defaults(task.threads):  # so the task puts back what was there before it
-                    results = Coordinator().run(jobs)  # _run turns every error but Ctrl-C into a status
+                    results = Coordinator(handoff).run(jobs)  # _run turns every error but Ctrl-C into a status
             else:
                 results = [run(fit) for run in jobs]
         return [Outcome(result, env, log=log.text()) for result, log in zip(results, logs)]
@@ -207,15 +214,17 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
 
 
 def _run(task: Task, spec: RunSpec, data: Dataset, device: torch.device, gate: DeviceGate, log: _Log,
-         fit_with: Callable[..., TrainResult], code: dict[tuple[Any, str], Any]) -> dict[str, Any]:
+         fit_with: Callable[..., TrainResult], code: dict[tuple[Any, str], Any],
+         rebound_earlier: list[str]) -> dict[str, Any]:
     """One run, isolated: its own copies of the data and the dense model, torch's global state
     reset around it, its model judged on the worker's untouched data, and the harness's and
-    torch's functions as `code` found them (see `_put_back`). A fault in the harness's steps
-    around the method (the reference model, the copies, the dense model's hash) fails this run,
-    as execute() fails it for the method's own faults: never the task's other runs."""
+    torch's functions as `code` found them (see `_put_back`; `rebound_earlier`: what a fused
+    run rebound before it handed on its turn). A fault in the harness's steps around the method
+    (the reference model, the copies, the dense model's hash) fails this run, as execute() fails
+    it for the method's own faults: never the task's other runs."""
     start = time.perf_counter()
     result = _measured_run(task, spec, data, device, gate, log, fit_with, start)
-    if rebound := _put_back(code):
+    if rebound := list(dict.fromkeys([*rebound_earlier, *_put_back(code)])):
         return failed_result(f"PluginError: the method rebound {', '.join(rebound[:5])}, code that measures this run "
                              "and later ones; put back, and this run is not ranked", time.perf_counter() - start)
     return result

@@ -70,6 +70,19 @@ PLUGINS = '''
             numpy.random.seed(1)
             return ctx.pretrained()
 
+    @register_method("rebinds-then-trains")
+    class RebindsThenTrains(Method):
+        """Rebinds the code that measures every run, then fine-tunes: in a fused task, the run
+        that resumes first after the training measured with it."""
+
+        def run(self, ctx):
+            import bench.measure
+
+            bench.measure.count_nonzeros = lambda model: 1
+            model = ctx.pretrained()
+            ctx.finetune(model)
+            return model
+
     @register_method("hangs")
     class Hangs(Method):
         """Starts a process of its own, then never returns."""
@@ -165,7 +178,7 @@ PLUGINS = '''
             prune_unstructured(prunable_weights(model), prune.L1Unstructured, amount=0.9)
             return model
 '''
-NAMES = ("corrupter", "rebinder", "hangs", "exits", "five-classes", "unused-weights", "attribute-weights", "buffer-weights",
+NAMES = ("corrupter", "rebinder", "rebinds-then-trains", "hangs", "exits", "five-classes", "unused-weights", "attribute-weights", "buffer-weights",
          "unfolded-masks", "hooker")
 
 
@@ -310,6 +323,25 @@ def test_a_fused_task_leaves_no_setting_of_its_runs_behind(tmp_path, data_dir, h
     assert ran.returncode == 0, ran.stderr
     assert {m: r["status"] for m, r in recs(tmp_path).items()} == {"hooker": "ok", "magnitude": "ok"}
     assert dict(module_hooks._global_forward_hooks) == before
+
+
+def test_in_a_fused_task_a_rebinding_fails_the_run_that_made_it_not_the_one_that_ends_first(
+        tmp_path, data_dir, hostile, plugins, bench):
+    """The runs of a fused task take turns: magnitude runs to its training call, then the plugin
+    rebinds bench.measure.count_nonzeros and calls its own, and after the training magnitude
+    resumes first. It measured with the plugin's function (its nonzeros: 1) and was failed for
+    it, while the plugin, whose rebinding was put back before it measured, was ranked. What a run
+    rebinds is now put back as it hands on its turn, and fails that run."""
+    plugins(hostile)
+    args = ["run", *TINY, "--set", "magnitude.sparsity=0.5", "--data-dir", data_dir]
+    clean = bench([*args, "--methods", "dense,magnitude", "--results-dir", tmp_path / "clean"])
+    assert clean.returncode == 0, clean.stderr
+    ran = bench([*args, "--methods", "magnitude,rebinds-then-trains", "--fuse", "2",
+                 "--results-dir", tmp_path / "fused"])
+    got = recs(tmp_path / "fused")
+    assert ran.returncode == 1 and got["magnitude"]["status"] == "ok", got["magnitude"].get("error")
+    assert got["magnitude"]["metrics"]["nonzeros"] == recs(tmp_path / "clean")["magnitude"]["metrics"]["nonzeros"]
+    assert got["rebinds-then-trains"]["error"].startswith("PluginError: the method rebound bench.measure.count_nonzeros")
 
 
 def test_the_settings_a_run_resets_are_the_callers_again_after_it():
