@@ -329,6 +329,20 @@ def cifar_gpu(results: Path) -> dict[str, str]:
                                            "mean)"}
 
 
+ONE_SHOT_METHODS = ("sparsegpt", "wanda", "gptq", "rtn", "magnitude-oneshot")
+
+
+def one_shot_provenance(results: Path) -> str:
+    """The commits and machines of the records behind RESULTS.md's one-shot tables."""
+    recs = [r for suite in ("mlp", "mnist") for r in standard_records(results, suite)
+            if r["config"]["method"] in ONE_SHOT_METHODS and r["status"] == "ok"]
+    commits = Counter(r["env"]["git_commit"][:7] for r in recs)
+    machines = sorted({r["env"]["device_name"].split(" [")[0] for r in recs})
+    made = [f"{c} ({n})" for c, n in sorted(commits.items())]
+    return (f"{len(recs)} records, of commits " + (", ".join(made[:-1]) + " and " if len(made) > 1 else "")
+            + made[-1] + ", made on the " + " and the ".join(machines))
+
+
 def results_md(results: Path) -> dict[str, str]:
     """benchmarks/RESULTS.md's blocks."""
     sparsegpt = {n: row(results, "mlp", "sparsegpt", sparsity=0.9, calibration_samples=n, **ONE_SHOT)
@@ -346,6 +360,7 @@ def results_md(results: Path) -> dict[str, str]:
         "cifar-cpu-latency-static": cifar_latency_table(results, second, flops=False),
         "cifar-dense-latency-gap": f"{gap:.0%}",
         "dense-ft": f"{ms(row(results, 'mlp', 'dense-ft'))} (mlp), {ms(row(results, 'mnist', 'dense-ft'))} (mnist)",
+        "one-shot-provenance": one_shot_provenance(results),
         "one-shot-pruning": one_shot_table(results),
         "one-shot-low-bit": gptq_table(results),
         "sparsegpt-lead": f"mnist: {lead(results, 'mnist', False):+.2f} pts without, "
