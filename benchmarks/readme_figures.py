@@ -39,6 +39,7 @@ from literature_checks import CALIBRATION, SNIP_ERRORS, Figure, accuracy, leader
 from migrate_dense import loads_dense  # noqa: E402
 
 from bench import records, reproduce  # noqa: E402
+from bench.deploy import INT8_TOLERANCE  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,6 +206,21 @@ def cifar_epoch(results: Path) -> str:
             f"epochs in {m['train_time_s']:.1f} s)")
 
 
+INT8_METHODS = ("ptq-int8", "qat", "magnitude+ptq-int8")  # the rows whose models run int8 kernels
+
+
+def int8_output_gap(results: Path) -> str:
+    """The largest output difference of an int8 model's runtimes from its fake-quantized
+    reference, as a share of the bound's scale (max(1, largest |output|), bench.deploy), over the
+    output checks of the committed mlp and mnist int8 records."""
+    gaps = [c["max_abs_diff"] / max(1.0, c["tolerance"] / INT8_TOLERANCE)
+            for suite in ("mlp", "mnist") for r in standard_records(results, suite)
+            if r["config"]["method"] in INT8_METHODS and r["status"] == "ok"
+            for runtime in r["figures"]["deploy"]["runtimes"].values()
+            for key, c in runtime.items() if key.startswith("check_") and isinstance(c, dict)]
+    return f"at most {max(gaps):.2%} of the largest logit over the {len(gaps)} output checks"
+
+
 def readme(results: Path) -> dict[str, str]:
     """README.md's blocks."""
     sparsegpt = {n: row(results, "mlp", "sparsegpt", sparsity=0.9, calibration_samples=n, **ONE_SHOT)
@@ -245,6 +261,7 @@ def readme(results: Path) -> dict[str, str]:
         "mlp-measure-time": measure_time(results, "mlp"),
         "mlp-compare-rows": compare_rows(results, "mlp"),
         "cifar-epoch": cifar_epoch(results),
+        "int8-output-gap": int8_output_gap(results),
     }
 
 
