@@ -48,8 +48,9 @@ PAIRS, BLOCK_S = 10, 0.02  # side-by-side timing: pairs of blocks of about BLOCK
 # Output tolerances, as a fraction of the reference's largest absolute output: |y - ref| must stay
 # below tolerance * max(1, max|ref|) everywhere. fp32 runtimes differ from PyTorch only by the
 # order of summation; fp16 by its 11-bit mantissa; int8 kernels from the fake-quantized reference
-# by a rounding step of a requantized activation here and there (0.1-1% of the largest logit
-# measured on LeNet-300-100 and LeNet-5), while a wrong graph differs by the size of the outputs.
+# by a rounding step of a requantized activation here and there (a fraction of a percent of the
+# largest logit in the committed mlp and mnist records: the README's figure, written from them by
+# benchmarks/readme_figures.py), while a wrong graph differs by the size of the outputs.
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 1e-2
 INT8_TOLERANCE = 5e-2

@@ -26,7 +26,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,7 +38,8 @@ import blocks  # noqa: E402
 from literature_checks import CALIBRATION, SNIP_ERRORS, Figure, accuracy, leaderboard, pick  # noqa: E402
 from migrate_dense import loads_dense  # noqa: E402
 
-from bench import records  # noqa: E402
+from bench import records, reproduce  # noqa: E402
+from bench.deploy import INT8_TOLERANCE  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,6 +161,66 @@ def regeneration(results: Path, suite: str) -> str:
             f"{(runs + dense) / 2 / 3600:.1f} hours of wall time")
 
 
+def null_worse(draws: int = 1_000_000, seeds: int = 3) -> float:
+    """How often `bench compare` reads `worse` where nothing changed: two rows of `seeds` normal
+    seeds of equal mean and spread, Welch's two-sided 95% interval wholly below zero (simulated,
+    numpy's seeded generator, so the figure is the same on every run)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, draws, seeds))
+    return float(np.mean(stats.ttest_ind(b, a, axis=1, equal_var=False, alternative="less").pvalue < 0.025))
+
+
+def compare_rows(results: Path, suite: str) -> str:
+    """The rows of a suite's leaderboard, each of which `bench compare` judges on its own, and the
+    chance that some row of a null comparison reads `worse`, were the rows independent."""
+    rate, n = null_worse(), len(pd.read_csv(results / suite / "leaderboard.csv"))
+    return (f"{rate:.1%} of the time (simulated, normal seeds), so among the {n} rows of `{suite}` some likely "
+            f"will ({1 - (1 - rate) ** n:.0%} were the rows independent)")
+
+
+def measure_time(results: Path, suite: str) -> str:
+    """The seconds a suite's finished standard runs spent measuring their model (every runtime's
+    latency and the output checks: the record's measure_time_s)."""
+    t = [r["measure_time_s"] for r in standard_records(results, suite)
+         if r["status"] == "ok" and r.get("measure_time_s") is not None]
+    return (f"{min(t):.0f}-{max(t):.0f} s of an `{suite}` run, {statistics.median(t):.0f} s at the median of its "
+            f"{len(t)} committed records")
+
+
+def reproduce_cost(results: Path, suite: str) -> str:
+    """What the main job (`bench reproduce --suite S --sample 3`, its default draw) reruns: the
+    drawn seed's dense model, as its record took, and the three runs'."""
+    drawn = reproduce.sample(standard_records(results, suite), 3, 0)
+    (seed,) = {r["config"]["seed"] for r in drawn}
+    dense = seed_record(results, suite, "dense", seed)
+    runs = sorted(r["run_time_s"] for r in drawn)
+    return (f"{dense['metrics']['train_time_s']:.0f} s on the {dense['env']['device_name'].split(' [')[0]} that made "
+            f"the records, {dense['metrics']['train_epochs']} epochs) and three short runs "
+            f"({extent(runs, 0)} s each")
+
+
+def cifar_epoch(results: Path) -> str:
+    """The seed-0 cifar dense record's training seconds per epoch."""
+    m = seed_record(results, "cifar", "dense", 0)["metrics"]
+    return (f"{m['train_time_s'] / m['train_epochs']:.2f} s eager (the seed-0 dense record: {m['train_epochs']} "
+            f"epochs in {m['train_time_s']:.1f} s)")
+
+
+INT8_METHODS = ("ptq-int8", "qat", "magnitude+ptq-int8")  # the rows whose models run int8 kernels
+
+
+def int8_output_gap(results: Path) -> str:
+    """The largest output difference of an int8 model's runtimes from its fake-quantized
+    reference, as a share of the bound's scale (max(1, largest |output|), bench.deploy), over the
+    output checks of the committed mlp and mnist int8 records."""
+    gaps = [c["max_abs_diff"] / max(1.0, c["tolerance"] / INT8_TOLERANCE)
+            for suite in ("mlp", "mnist") for r in standard_records(results, suite)
+            if r["config"]["method"] in INT8_METHODS and r["status"] == "ok"
+            for runtime in r["figures"]["deploy"]["runtimes"].values()
+            for key, c in runtime.items() if key.startswith("check_") and isinstance(c, dict)]
+    return f"at most {max(gaps):.2%} of the largest logit over the {len(gaps)} output checks"
+
+
 def readme(results: Path) -> dict[str, str]:
     """README.md's blocks."""
     sparsegpt = {n: row(results, "mlp", "sparsegpt", sparsity=0.9, calibration_samples=n, **ONE_SHOT)
@@ -194,6 +257,11 @@ def readme(results: Path) -> dict[str, str]:
         "mnist-lottery-time": f"{lottery_s[0] / 60:.0f}-{lottery_s[-1] / 60:.0f} min",
         "cifar-dense": f"{seed_accuracy(results, 'cifar', 'dense', 0):.2f}%",
         "mlp-regeneration": regeneration(results, "mlp"),
+        "mlp-reproduce-cost": reproduce_cost(results, "mlp"),
+        "mlp-measure-time": measure_time(results, "mlp"),
+        "mlp-compare-rows": compare_rows(results, "mlp"),
+        "cifar-epoch": cifar_epoch(results),
+        "int8-output-gap": int8_output_gap(results),
     }
 
 
@@ -329,6 +397,20 @@ def cifar_gpu(results: Path) -> dict[str, str]:
                                            "mean)"}
 
 
+ONE_SHOT_METHODS = ("sparsegpt", "wanda", "gptq", "rtn", "magnitude-oneshot")
+
+
+def one_shot_provenance(results: Path) -> str:
+    """The commits and machines of the records behind RESULTS.md's one-shot tables."""
+    recs = [r for suite in ("mlp", "mnist") for r in standard_records(results, suite)
+            if r["config"]["method"] in ONE_SHOT_METHODS and r["status"] == "ok"]
+    commits = Counter(r["env"]["git_commit"][:7] for r in recs)
+    machines = sorted({r["env"]["device_name"].split(" [")[0] for r in recs})
+    made = [f"{c} ({n})" for c, n in sorted(commits.items())]
+    return (f"{len(recs)} records, of commits " + (", ".join(made[:-1]) + " and " if len(made) > 1 else "")
+            + made[-1] + ", made on the " + " and the ".join(machines))
+
+
 def results_md(results: Path) -> dict[str, str]:
     """benchmarks/RESULTS.md's blocks."""
     sparsegpt = {n: row(results, "mlp", "sparsegpt", sparsity=0.9, calibration_samples=n, **ONE_SHOT)
@@ -346,6 +428,7 @@ def results_md(results: Path) -> dict[str, str]:
         "cifar-cpu-latency-static": cifar_latency_table(results, second, flops=False),
         "cifar-dense-latency-gap": f"{gap:.0%}",
         "dense-ft": f"{ms(row(results, 'mlp', 'dense-ft'))} (mlp), {ms(row(results, 'mnist', 'dense-ft'))} (mnist)",
+        "one-shot-provenance": one_shot_provenance(results),
         "one-shot-pruning": one_shot_table(results),
         "one-shot-low-bit": gptq_table(results),
         "sparsegpt-lead": f"mnist: {lead(results, 'mnist', False):+.2f} pts without, "
