@@ -28,7 +28,8 @@ warnings.filterwarnings("ignore", message="To copy construct from a tensor", cat
 def x86_config(*, is_qat: bool = False, is_dynamic: bool = False) -> QuantizationConfig:
     """The X86InductorQuantizer's default int8 config for this CPU. Without VNNI, the int8 kernels
     multiply uint8 activations by int8 weights with 16-bit pairwise sums (vpmaddubsw), which
-    saturate on full-range activations: on an AVX2-only EPYC (Zen 1) LeNet-5's int8 predictions
+    saturate on full-range activations: on an AVX2-only EPYC (Zen 1), in development at 732bdbd
+    (no record: the committed int8 records come from VNNI CPUs), LeNet-5's int8 predictions
     agreed with the float model's on 91-95% of test images. The activations then use 7 bits
     (`reduce_range`, as torchao advises for CPUs without VNNI); with VNNI, all 8."""
     return get_default_x86_inductor_quantization_config(is_qat=is_qat, is_dynamic=is_dynamic,
