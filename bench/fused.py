@@ -31,9 +31,11 @@ make together, so that method code needs no change (see its docstring).
 Costs (benchmarks/RESULTS.md, Fused training on a 2-core CPU): the gain must come from GPUs. On
 the development CPU, fused LeNet-300-100 trained at 0.69-0.85x the epochs per second of one at a
 time, and LeNet-5 at 0.38-0.54x, partly because vmap's max_pool2d rule folds the model dimension
-into the batch, which copies channels-last activations into NCHW, where CPU pooling is 7x slower.
-What fusion adds per step is small next to that: the per-run optimizer steps cost what one foreach
-step over all runs' tensors does, and the structural check of a run with hooks ~1 us per tensor.
+into the batch, which copies channels-last activations into NCHW, where CPU max pooling is
+several times slower (LeNet-5's first pool: same page, Training epoch, session 4). What fusion
+adds per step is small next to that: the per-run optimizer steps cost what one foreach step over
+all runs' tensors does, and the structural checks of K=4-8 runs with hooks 12-20 us a step (the
+page's Fused training section).
 """
 
 from __future__ import annotations
@@ -427,7 +429,8 @@ class _Run:
         """Which tensor objects the modules hold, under which names, and where their storage is:
         it changes when a hook replaces a tensor (or its .data) or changes the model's structure
         (pruning renames weight to weight_orig and adds a mask; a module gaining a tensor holds
-        it in a dict that was empty). About 1 us per tensor, paid by runs with hooks only. And
+        it in a dict that was empty). Under 1 us per tensor (K runs' checks: benchmarks/RESULTS.md,
+        Fused training on a 2-core CPU), paid by runs with hooks only. And
         the modules' scalar settings (a hook that anneals a temperature or changes a stride): the
         stack's forward pass runs its first model's module code, whose settings every run would
         otherwise train with. About 30 ns per setting."""
@@ -633,7 +636,8 @@ class _Group:
         backward), each loss goes back alone through the small graph it kept, so that only the
         run whose backward raises fails, as `fit` fails it, and the others keep their step. The
         model's pass keeps no graph: retaining it for a retry held every saved activation until
-        the step ended (~13% more memory at a step's peak for a fused ResNet-20). Where that
+        the step ended (~13% more peak RSS for a fused ResNet-20 step on the CPU, K=2-4, measured
+        in development at 02d2872). Where that
         pass raises, the stacked model's backward code is every run's, and every run fails."""
         def clear() -> None:
             for k in losses:
@@ -694,7 +698,8 @@ def fit_group(calls: list[FitCall], *, keep_layout: bool = True) -> list[TrainRe
     the task: every call that can fuse with another does).
 
     The stacked weights and images keep the models' memory layout (channels-last for the
-    harness's models: on this CPU the fused LeNet-5 step is 1.15x faster than stacked NCHW);
+    harness's models: the fused LeNet-5 step was 1.15x faster than stacked NCHW on the development
+    CPU, in one measurement at fd03c28; `benchmarks/fused_throughput.py --layout nchw` measures it);
     keep_layout=False stacks them NCHW, for devices whose grouped convolutions prefer it.
 
     Returns, per call: a FusedResult; the run's own exception (DivergedError, or whatever its
