@@ -86,7 +86,8 @@ class Context:
         torch.manual_seed(seed)
         model = build_model(spec.name, dict(spec.kwargs), self.data.num_classes,
                             in_channels=self.data.train.x.shape[1])
-        # Channels-last: oneDNN and cuDNN convolutions run faster in NHWC (1.7x for LeNet-5 here).
+        # Channels-last: oneDNN and cuDNN convolutions run faster in NHWC (a LeNet-5 epoch 1.7x
+        # on the development CPU: benchmarks/RESULTS.md, Training epoch).
         return model.to(self.device, memory_format=torch.channels_last)
 
     def pretrained(self) -> nn.Module:
