@@ -82,7 +82,8 @@ class _LayoutKeepingMask(prune.CustomFromMask):
 
     For a convolution with one input channel (LeNet-5's first layer) channels-last and NCHW
     strides are both "contiguous", and orig * mask comes out NCHW; the convolution then writes
-    NCHW, and masked LeNet-5s trained and ran ~2x slower than the dense one.
+    NCHW, and masked LeNet-5s trained and ran ~2x slower than the dense one (30 vs 16 ms a batch
+    of 256 at one thread, measured in development at f08272c).
     """
 
     def apply_mask(self, module: nn.Module) -> torch.Tensor:

@@ -384,7 +384,8 @@ def measure_model(model: nn.Module, ctx: Context, reference: dict[str, int]) -> 
 
     Float convolutions are measured channels-last, like the dense model (see Context): for a
     weight with one input channel both layouts count as contiguous, and an elementwise op on it
-    (a mask, a straight-through quantizer) returns NCHW, which ran LeNet-5 2x slower.
+    (a mask, a straight-through quantizer) returns NCHW, which ran LeNet-5 2x slower (measured in
+    development at f08272c: bench.sparsity's _LayoutKeepingMask).
 
     The deploy step (bench.deploy) gives the model's compressed encoding and its form in each of
     the suite's runtimes; each form is checked against the model's PyTorch outputs and timed side
