@@ -230,10 +230,12 @@ def paired_speedup(dense: Callable[[], object], compressed: Callable[[], object]
     """Time two forward passes interleaved: `pairs` pairs of blocks, each block about `block_s`
     seconds of calls, the order alternating (ABBA) so that drift hits both alike.
 
-    On a shared machine the same GEMM varied 1.63x over 40 blocks, and the same model's latency
-    14-146% between processes: an absolute latency from one run is not a figure, the ratio of two
-    blocks measured next to each other is. torch.utils.benchmark times each block (synchronizing
-    CUDA); the speedup is the median of the per-pair ratios, and their IQR its spread.
+    On a shared machine (in development at 47e3ea9, no script kept) the same GEMM varied 1.63x
+    over 40 blocks, and the same model's latency 14-146% between processes (an idle machine's
+    spread: benchmarks/latency_stability.py, in RESULTS.md): an absolute latency from one run is
+    not a figure, the ratio of two blocks measured next to each other is. torch.utils.benchmark
+    times each block (synchronizing CUDA); the speedup is the median of the per-pair ratios, and
+    their IQR its spread.
     """
     timers = [benchmark.Timer(stmt="f()", globals={"f": f}, num_threads=torch.get_num_threads())
               for f in (dense, compressed)]
