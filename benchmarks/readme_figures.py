@@ -435,6 +435,7 @@ def results_md(results: Path) -> dict[str, str]:
                           f"{lead(results, 'mnist', True):+.2f} with",
         "sparsegpt-calibration": f"mlp: {ms(sparsegpt[128])} from 128 images, "
                                  f"{ms(sparsegpt[CALIBRATION])} from 1,024",
+        "mlp-measure-time": measure_time(results, "mlp"),
         "mlp-dense-seeds": "\n" + seeds + f"\n\nThe seed standard deviation of the committed `dense` row is "
                                          f"{dense.std:.2f} pts.\n",
     }
