@@ -399,8 +399,9 @@ def measure_model(model: nn.Module, ctx: Context, reference: dict[str, int]) -> 
             module.to(memory_format=torch.channels_last)
     model.eval()
     device = model_device(model)
-    # Said before it starts: on a CPU it takes seconds per runtime (8-14 s a run for mlp, more than
-    # a quick run's training), and the console showed nothing between the last epoch and the result.
+    # Said before it starts: on a CPU it takes seconds per runtime (for mlp, often more than a quick
+    # run's training: the committed records' measure_time_s, generated into README.md, Using it),
+    # and the console showed nothing between the last epoch and the result.
     timed_in = [r for r in ctx.suite.runtimes if device.type in deploy.RUNTIMES[r].devices]
     ctx.log(f"  measuring: accuracy, size, FLOPs, and latency beside the dense model in {', '.join(timed_in)}")
     metrics: dict[str, Any] = {"accuracy": ctx.evaluate(model)}
