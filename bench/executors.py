@@ -232,13 +232,14 @@ def _start_method(gpus: list[str] | None) -> Any:
     """How workers start. Never by fork: it would copy the driver's CUDA and thread state. On the
     CPU, forked from a fork server that has imported the libraries every worker needs (torch,
     torchvision; Dynamo, which torch's optimizers import when first built): a worker then starts
-    in under a second rather than after 5-6 s of imports, which a sweep pays again for each
-    worker that dies. The harness itself is not preloaded: the server imports from its own
-    import path (its working folder first), and the worker must run the driver's `bench`, which
-    it imports from the driver's path in 0.3 s. The worker gets the driver's environment as it is
-    at the worker's start, but a variable that a library reads when it loads (OMP_*, MKL_*)
-    keeps the value it had when the server started: the first worker of a process. With GPUs,
-    spawned afresh, so that nothing can have touched CUDA before the worker picks its device."""
+    in under a second rather than after seconds of imports (5-6 s, measured in development at
+    e91fcf3), which a sweep pays again for each worker that dies. The harness itself is not
+    preloaded: the server imports from its own import path (its working folder first), and the
+    worker must run the driver's `bench`, which it imports from the driver's path in 0.3 s. The
+    worker gets the driver's environment as it is at the worker's start, but a variable that a
+    library reads when it loads (OMP_*, MKL_*) keeps the value it had when the server started:
+    the first worker of a process. With GPUs, spawned afresh, so that nothing can have touched
+    CUDA before the worker picks its device."""
     if gpus or "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")

@@ -117,8 +117,9 @@ def kmeans_index(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, int]:
     k = min(2 ** bits, len(np.unique(values)))
     index = torch.zeros(flat.numel(), dtype=torch.long)
     if k:
-        # Imported here: sklearn takes 2-3 s to import, and every run's size measurement imports
-        # this plugin for its Huffman encoding, while only this method clusters.
+        # Imported here: sklearn takes over a second to import (2-3 s in development at eb6b044),
+        # and every run's size measurement imports this plugin for its Huffman encoding, while
+        # only this method clusters.
         from sklearn.cluster import KMeans
 
         init = np.linspace(values.min(), values.max(), k, dtype=values.dtype).reshape(-1, 1)

@@ -80,7 +80,8 @@ class SparseCoding(Method):
         if not 0 < self.k <= self.atoms:
             raise ValueError(f"sparse-coding needs 0 < k <= atoms, got k={self.k}, atoms={self.atoms}")
         x, _ = ctx.calibration_batches(n=1, batch_size=self.samples)[0]
-        # Imported here: sklearn takes 2-3 s to import, paid by every process that imports all plugins
+        # Imported here: sklearn takes over a second to import (2-3 s in development at eb6b044),
+        # paid by every process that imports all plugins
         from sklearn.decomposition import MiniBatchDictionaryLearning
 
         start = time.perf_counter()
