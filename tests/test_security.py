@@ -724,6 +724,34 @@ def test_a_plugin_replacing_a_built_in_runs_again_what_the_built_in_recorded(fre
     assert main(args) == 0 and "0 to run, 1 finished before" in capsys.readouterr().out
 
 
+def test_a_tampered_method_origin_is_named_and_rerun_once_never_a_traceback(tmp_path, data_dir, bench):
+    """`bench run` compares a finished record's env.method_origin with today's registry: a list
+    there stopped it with an AttributeError's traceback. Such a record is now malformed (named,
+    and its run runs again); a huge origin is quoted cut short, an origin of a link the method
+    has not is no reason to rerun, and a rerun record stands."""
+    from conftest import FAST
+
+    args = ["run", "--suite", FAST, "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "500",
+            "--limit-test", "100", "--methods", "magnitude,random", "--set", "magnitude.sparsity=0.5", "--set",
+            "random.sparsity=0.5", "--data-dir", data_dir, "--results-dir", tmp_path]
+    assert bench(args).returncode == 0
+    (magnitude,) = (tmp_path / "mlp-fast" / "runs").glob("magnitude-*.json")
+    (random,) = (tmp_path / "mlp-fast" / "runs").glob("random-*.json")
+    for path, origin in ((magnitude, ["built in"]), (random, {"random": "evil " * 100000, "magnitude": "evil"})):
+        record = json.loads(path.read_text())
+        record["env"]["method_origin"] = origin
+        path.write_text(json.dumps(record))
+    ran = bench(args)
+    assert ran.returncode == 0, ran.stderr
+    assert f"unusable record, to run again: {magnitude}: malformed record: env.method_origin is list" in ran.stdout
+    assert f"its record's random came from {'evil ' * 16}, and built in registers random now: to run again" in ran.stdout
+    assert "2 to run, 0 finished before" in ran.stdout and len(ran.stdout) < 20000
+    record = json.loads(random.read_text())
+    record["env"]["method_origin"]["magnitude"] = "evil"  # random has no link called magnitude
+    random.write_text(json.dumps(record))
+    assert "0 to run, 2 finished before" in bench(args).stdout
+
+
 def test_two_plugins_never_share_a_name(fresh_registry, capsys, monkeypatch):
     from conftest import make_distribution
 
