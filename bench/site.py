@@ -29,6 +29,7 @@ import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -624,11 +625,15 @@ def build(results_dir: Path, suites: list[str], out: Path, checks_dir: Path | No
             written.append(folder / name)
         standard = [r for r in recs if r.get("standard_budget")]
         table, cols = board.table(standard)
-        sections += [f'<h2><a href="{_e(suite)}/index.html">{_e(suite)}</a></h2>',
+        # The suite's folder as a path in a link, percent-encoded: a results folder's suite named
+        # "javascript:..." (no suite file names one so, but a folder is anyone's to name) was a
+        # javascript: link on the index, and one named "a#b" linked to a page that is not there.
+        link = quote(suite)
+        sections += [f'<h2><a href="{_e(link)}/index.html">{_e(suite)}</a></h2>',
                      f'<p class="note">Standard budget: {_e(_provenance(standard))}'
-                     + (f' · <a href="{_e(suite)}/custom.html">{counted(len(custom), "run")} at overridden budgets</a>'
+                     + (f' · <a href="{_e(link)}/custom.html">{counted(len(custom), "run")} at overridden budgets</a>'
                         if custom else "") + "</p>",
-                     _headline(table, cols, f"{suite}/index.html") if len(table) else
+                     _headline(table, cols, f"{link}/index.html") if len(table) else
                      '<p class="note">No finished standard-budget runs.</p>']
     body = ["<h1>Compression benchmark leaderboards</h1>",
             '<p class="note">Per suite, the best method at each size: the most accurate row (mean over seeds) at '

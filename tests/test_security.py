@@ -259,6 +259,27 @@ def test_markup_in_records_is_text_on_every_page_and_in_every_table(tmp_path, ca
         assert not re.search(r"(?<!\\)<", md.read_text())  # every < escaped: no markup
 
 
+def test_a_suite_folder_named_as_a_url_is_linked_as_the_folder_it_is(tmp_path):
+    """The site's index linked each suite as href="SUITE/index.html": a results folder's suite
+    named "javascript:..." (a folder is anyone's to name) was a javascript: link, and one named
+    "a#b" linked to a page that is not there. The folder is now a percent-encoded path."""
+    from urllib.parse import unquote, urlsplit
+
+    from test_leaderboard import record
+
+    for suite in ("javascript:alert(1)", "a#b?c"):
+        dense = record("dense", {}, 0, 0.98, 1000)
+        dense["config"]["suite"] = suite
+        files.write_json_atomic(tmp_path / suite / "runs" / "dense.json", dense)
+    assert main(["leaderboard", "--html", "--results-dir", str(tmp_path)]) == 0
+    hrefs = [attrs["href"] for tag, attrs in Tags((tmp_path / "site" / "index.html").read_text()).tags if tag == "a"]
+    assert len(hrefs) >= 2
+    for href in hrefs:
+        parts = urlsplit(href)
+        assert not parts.scheme and not parts.query, href
+        assert (tmp_path / "site" / unquote(parts.path)).is_file(), href
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
