@@ -45,6 +45,7 @@ from bench.plan import flat_params, setting_label
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1em auto;max-width:1400px;padding:0 1em;color:#222}
 h1{font-size:1.4em;margin:.3em 0}h2{font-size:1.2em;margin-top:1.6em}h3{font-size:1.05em}
+p,h1,h2,h3,summary{overflow-wrap:break-word}
 table{border-collapse:collapse;font-size:12.5px;margin:.5em 0 1em}
 th,td{border:1px solid #ddd;padding:3px 6px;text-align:right;white-space:nowrap}
 th{background:#f3f3f3;position:sticky;top:0;white-space:normal;vertical-align:bottom}
@@ -54,7 +55,7 @@ th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after
 tr.ref td{background:#fafae6}
 tr:target td{background:#fff3b0}
 .scroll{overflow-x:auto}
-.filters{margin:.5em 0;display:flex;gap:1em;flex-wrap:wrap}
+.filters{margin:.5em 0;display:flex;gap:1em;flex-wrap:wrap}.filters select{max-width:20em}
 .note{color:#555}
 .lead{display:flex;gap:1em;align-items:flex-start;flex-wrap:wrap}
 .lead .plot{flex:1 1 600px;max-width:58%;min-width:300px}

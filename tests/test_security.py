@@ -317,6 +317,35 @@ def test_a_page_whose_escaping_failed_still_runs_no_script_from_a_record(tmp_pat
     assert 'data-xss="ran"' in dom  # the payload does run where nothing stops it: the test can fail
 
 
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs a headless Chromium (Debian: apt install chromium)")
+def test_a_records_long_unbroken_text_widens_no_page(tmp_path):
+    """A device name of 3000 letters without a space made the suite's page and the index 28000
+    pixels wide (the provenance line), and a family as long the filter's menu: a record's text
+    wraps, or scrolls within its table, and the page keeps the window's width."""
+    from test_leaderboard import record
+
+    from bench.site import CSP
+
+    for seed in (0, 1):
+        r = record("magnitude", {"sparsity": 0.5, "scope": "S" * 3000}, seed, 0.97, 500, source="D" * 3000)
+        r["env"] = {**r["env"], "device_name": "X" * 3000}
+        r["method_info"] = {"family": "F" * 3000, "description": "E" * 3000}
+        files.write_json_atomic(tmp_path / "mlp" / "runs" / f"m{seed}.json", r)
+    assert main(["leaderboard", "--html", "--results-dir", str(tmp_path)]) == 0
+    probe = ('<script>addEventListener("load", () => { document.body.dataset.width = '
+             'document.documentElement.scrollWidth; })</script></body>')
+    for page in sorted((tmp_path / "site").rglob("*.html")):
+        measured = page.with_name("probe.html")  # beside the page, for its CSS; without its CSP, to run the probe
+        measured.write_text(page.read_text().replace(f'<meta http-equiv="Content-Security-Policy" content="{CSP}">', "")
+                            .replace("</body>", probe))
+        dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,800",
+                              "--virtual-time-budget=3000", "--dump-dom", measured.as_uri()],
+                             capture_output=True, text=True, timeout=180).stdout
+        width = re.search(r'data-width="(\d+)"', dom)
+        assert width and int(width.group(1)) <= 1280, (page, width and width.group(1))
+
+
 # -- 3. records are validated when read ------------------------------------------------------------
 
 
