@@ -148,8 +148,9 @@ _NONE = type(None)
 # parent is there (parents come first): a required one must then be there too, the others are
 # checked where present; a number must be finite. Metric values are checked apart (finite numbers or
 # null, an accuracy within [0, 1], counts and sizes not negative: see _metric_problem), and so are
-# the values of method_info (strings), a chain's parameters (a dict per link), and the runtimes'
-# notes of an ok record (figures.deploy.runtimes: a status, and a reason unless ok).
+# the values of method_info and env.method_origin (strings: bench run compares an origin with
+# today's registry, and a list there stopped it with a traceback), a chain's parameters (a dict
+# per link), and the runtimes' notes of an ok record (figures.deploy.runtimes: a status, and a reason unless ok).
 RECORD_FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (
     ("schema", (int,), True),
     ("status", (str,), True),
@@ -181,6 +182,7 @@ RECORD_FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (
     ("env.torch", (str,), True),
     ("env.threads", (int, _NONE), True),
     ("env.git_commit", (str, _NONE), False),
+    ("env.method_origin", (dict,), False),
     ("measured_on", (dict,), False),
     ("measured_on.device", (str,), False),
     ("measured_on.device_name", (str,), False),
@@ -271,6 +273,8 @@ def record_problem(record: Any) -> str | None:
         return "malformed record: worker_deaths is negative"
     if not all(isinstance(v, str) for v in record.get("method_info", {}).values()):
         return "malformed record: method_info holds a value that is no string"
+    if not all(isinstance(v, str) for v in record["env"].get("method_origin", {}).values()):
+        return "malformed record: env.method_origin holds a value that is no string"
     if "+" in record["config"]["method"] and not all(isinstance(v, dict) for v in record["config"]["params"].values()):
         return "malformed record: config.params of a chain holds a link whose parameters are no dict"
     if record["status"] not in Status.__members__.values():

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import random
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import records
-from bench.errors import first_line
+from bench.errors import counted, first_line
 from bench.records import Record, Status
 from bench.plan import plan, run_key, setting_label
 from bench.suite import Suite
@@ -49,7 +50,14 @@ def sample(recs: list[Record], n: int, seed: int,
     the same records) among the finished ones whose row has at least two seeds (a noise to judge
     against) and whose run took at most `max_seconds`. One training seed, because each seed's
     dense model trains once before its runs, and it costs more than a cheap run. Raises
-    ReproduceError when no seed has `n` such records."""
+    ReproduceError when no seed has `n` such records; where none finished (`--methods` naming a
+    method whose runs all failed), it says so: "every row has one seed, run two or more" was
+    said of two failed seeds, vacuously true of no row at all."""
+    if recs and not records.rows(recs):
+        ended = Counter(str(r["status"]) for r in recs)
+        raise ReproduceError(f"none of these {counted(len(recs), 'record')} finished "
+                             f"({', '.join(f'{n} {status}' for status, n in sorted(ended.items()))}): only a finished "
+                             "run has figures to judge a rerun by")
     by_seed: dict[int, list[dict[str, Any]]] = {}
     for row in records.rows(recs).values():
         for r in row:

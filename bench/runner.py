@@ -89,14 +89,16 @@ def _other_provider(record: Record) -> str | None:
     from one provider (`built in`, or a distribution) and another registers today. A plugin that
     $BENCH_ALLOW_SHADOWING lets replace a built-in met the built-in's records of its settings,
     ran none of them, and its rows were the built-in's. (Another version of one distribution is
-    the same provider: its records stand, as a commit's do, until --refresh or --force.)"""
+    the same provider: its records stand, as a commit's do, until --refresh or --force.) Only the
+    origins of the record's own links count, and an origin is quoted cut short: the record is a
+    file anyone can edit, and its text reaches the console."""
     def provider(origin: str) -> str:
         return origin if origin == "built in" else origin.split(" ")[0]  # a distribution: `name version`
 
-    for link, origin in (record.get("env", {}).get("method_origin") or {}).items():
-        now = registry.SOURCES.get(link)
-        if now is not None and isinstance(origin, str) and provider(origin) != provider(now.origin):
-            return f"its record's {link} came from {origin}, and {now.origin} registers {link} now"
+    for link in links(record["config"]["method"]):
+        origin, now = record["env"].get("method_origin", {}).get(link), registry.SOURCES.get(link)
+        if origin is not None and now is not None and provider(origin) != provider(now.origin):
+            return f"its record's {link} came from {origin[:80]}, and {now.origin} registers {link} now"
     return None
 
 

@@ -29,6 +29,7 @@ import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -44,6 +45,7 @@ from bench.plan import flat_params, setting_label
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1em auto;max-width:1400px;padding:0 1em;color:#222}
 h1{font-size:1.4em;margin:.3em 0}h2{font-size:1.2em;margin-top:1.6em}h3{font-size:1.05em}
+p,h1,h2,h3,summary{overflow-wrap:break-word}
 table{border-collapse:collapse;font-size:12.5px;margin:.5em 0 1em}
 th,td{border:1px solid #ddd;padding:3px 6px;text-align:right;white-space:nowrap}
 th{background:#f3f3f3;position:sticky;top:0;white-space:normal;vertical-align:bottom}
@@ -53,7 +55,7 @@ th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after
 tr.ref td{background:#fafae6}
 tr:target td{background:#fff3b0}
 .scroll{overflow-x:auto}
-.filters{margin:.5em 0;display:flex;gap:1em;flex-wrap:wrap}
+.filters{margin:.5em 0;display:flex;gap:1em;flex-wrap:wrap}.filters select{max-width:20em}
 .note{color:#555}
 .lead{display:flex;gap:1em;align-items:flex-start;flex-wrap:wrap}
 .lead .plot{flex:1 1 600px;max-width:58%;min-width:300px}
@@ -624,11 +626,15 @@ def build(results_dir: Path, suites: list[str], out: Path, checks_dir: Path | No
             written.append(folder / name)
         standard = [r for r in recs if r.get("standard_budget")]
         table, cols = board.table(standard)
-        sections += [f'<h2><a href="{_e(suite)}/index.html">{_e(suite)}</a></h2>',
+        # The suite's folder as a path in a link, percent-encoded: a results folder's suite named
+        # "javascript:..." (no suite file names one so, but a folder is anyone's to name) was a
+        # javascript: link on the index, and one named "a#b" linked to a page that is not there.
+        link = quote(suite)
+        sections += [f'<h2><a href="{_e(link)}/index.html">{_e(suite)}</a></h2>',
                      f'<p class="note">Standard budget: {_e(_provenance(standard))}'
-                     + (f' · <a href="{_e(suite)}/custom.html">{counted(len(custom), "run")} at overridden budgets</a>'
+                     + (f' · <a href="{_e(link)}/custom.html">{counted(len(custom), "run")} at overridden budgets</a>'
                         if custom else "") + "</p>",
-                     _headline(table, cols, f"{suite}/index.html") if len(table) else
+                     _headline(table, cols, f"{link}/index.html") if len(table) else
                      '<p class="note">No finished standard-budget runs.</p>']
     body = ["<h1>Compression benchmark leaderboards</h1>",
             '<p class="note">Per suite, the best method at each size: the most accurate row (mean over seeds) at '

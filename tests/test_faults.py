@@ -892,6 +892,30 @@ def test_the_latency_batch_check_passes_the_devices_gate_first(mnist, monkeypatc
     assert events == ["gate", "forward 1", "gate", "forward 16"]  # FAST's latency_batches: [1, 16]
 
 
+def test_a_cpu_latency_batch_beyond_the_free_memory_fails_the_check_not_the_machine(mnist, monkeypatch):
+    """A CPU batch whose pages the machine cannot back (`[1, 5000000]`: 16 GB of input, twice,
+    on a 23 GB machine) was no allocation error: the OOM killer took the worker, the command or
+    another user's process. The check bounds its address space to what is free: here 200 MB, of
+    which the batch of a million images (3 GB) cannot fit, so it fails naming the batch, and the
+    process's limit is as it was after it."""
+    import dataclasses
+    import resource
+
+    from bench import worker
+    from bench.suite import load_suite
+
+    real = worker._proc_kib
+    monkeypatch.setattr(worker, "_proc_kib", lambda path, field: 200 * 1024 if field == "MemAvailable"
+                        else real(path, field))
+    suite = dataclasses.replace(load_suite(str(FAST)), latency_batches=[1, 1_000_000])
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    with pytest.raises(RuntimeError, match="the suite's latency batch of 1,000,000 images cannot run through its model "
+                                           "on cpu, so no model could be measured: .*can't allocate memory"):
+        worker._check_latency_batch(suite, mnist, torch.device("cpu"), lambda: None)
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
+    worker._check_latency_batch(load_suite(str(FAST)), mnist, torch.device("cpu"), lambda: None)  # [1, 16] fits
+
+
 def test_a_model_that_cannot_take_the_data_is_not_called_a_batch_too_large(mnist, monkeypatch):
     """The latency batch check blamed the batch for any error of the model's forward pass: a
     suite whose model cannot take its data (another input size) read 'the suite's latency batch

@@ -214,6 +214,10 @@ UNUSABLE = {
     "method-info-text": (edited(lambda r: r.update(method_info="pruning")), "method_info is str, expected dict"),
     "method-info-number": (edited(lambda r: r.update(method_info={"family": 3})),
                            "method_info holds a value that is no string"),
+    "origin-list": (edited(lambda r: r["env"].update(method_origin=["built in"])),
+                    "env.method_origin is list, expected dict"),  # stopped bench run with a traceback
+    "origin-dict": (edited(lambda r: r["env"].update(method_origin={"magnitude": {"built": "in"}})),
+                    "env.method_origin holds a value that is no string"),
     "deaths-text": (edited(lambda r: r.update(worker_deaths="2")), "worker_deaths is str, expected int"),
     "deaths-negative": (edited(lambda r: r.update(worker_deaths=-1)), "worker_deaths is negative"),
     "suite-number": (edited(lambda r: r["config"].update(suite=3)), "config.suite is int, expected str"),

@@ -48,6 +48,19 @@ def test_records_of_one_seed_each_are_refused_with_the_seeds_to_run_not_with_few
     else:
         raise AssertionError("a record without a row's spread was drawn")
 
+def test_records_none_of_which_finished_are_refused_as_such_not_as_rows_of_one_seed():
+    """`bench reproduce --methods random`, where random's two seeds both failed, was told "every
+    row of these records has one seed ... run two or more seeds": true of no row at all."""
+    recs = [{**stored("random", s, 0.97, 100), "status": status} for s, status in enumerate(("failed", "failed", "skipped"))]
+    try:
+        reproduce.sample(recs, 1, seed=0)
+    except reproduce.ReproduceError as e:
+        assert str(e) == ("none of these 3 records finished (2 failed, 1 skipped): only a finished run has figures to "
+                          "judge a rerun by")
+    else:
+        raise AssertionError("an unfinished record was drawn")
+
+
 def test_the_rerun_says_what_its_records_took_with_their_seeds_dense_training():
     recs = [stored("magnitude", s, 0.97, 100, run_time_s=20.0) for s in range(2)]
     recs += [stored("dense", s, 0.98, 1000, run_time_s=5.0) for s in range(2)]  # trained for 9 s (train_time_s)

@@ -259,6 +259,27 @@ def test_markup_in_records_is_text_on_every_page_and_in_every_table(tmp_path, ca
         assert not re.search(r"(?<!\\)<", md.read_text())  # every < escaped: no markup
 
 
+def test_a_suite_folder_named_as_a_url_is_linked_as_the_folder_it_is(tmp_path):
+    """The site's index linked each suite as href="SUITE/index.html": a results folder's suite
+    named "javascript:..." (a folder is anyone's to name) was a javascript: link, and one named
+    "a#b" linked to a page that is not there. The folder is now a percent-encoded path."""
+    from urllib.parse import unquote, urlsplit
+
+    from test_leaderboard import record
+
+    for suite in ("javascript:alert(1)", "a#b?c"):
+        dense = record("dense", {}, 0, 0.98, 1000)
+        dense["config"]["suite"] = suite
+        files.write_json_atomic(tmp_path / suite / "runs" / "dense.json", dense)
+    assert main(["leaderboard", "--html", "--results-dir", str(tmp_path)]) == 0
+    hrefs = [attrs["href"] for tag, attrs in Tags((tmp_path / "site" / "index.html").read_text()).tags if tag == "a"]
+    assert len(hrefs) >= 2
+    for href in hrefs:
+        parts = urlsplit(href)
+        assert not parts.scheme and not parts.query, href
+        assert (tmp_path / "site" / unquote(parts.path)).is_file(), href
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
@@ -294,6 +315,35 @@ def test_a_page_whose_escaping_failed_still_runs_no_script_from_a_record(tmp_pat
     bare.write_text(page.read_text().replace(f'<meta http-equiv="Content-Security-Policy" content="{site.CSP}">', ""))
     dom = subprocess.run([*browser, bare.as_uri()], capture_output=True, text=True, timeout=180).stdout
     assert 'data-xss="ran"' in dom  # the payload does run where nothing stops it: the test can fail
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="needs a headless Chromium (Debian: apt install chromium)")
+def test_a_records_long_unbroken_text_widens_no_page(tmp_path):
+    """A device name of 3000 letters without a space made the suite's page and the index 28000
+    pixels wide (the provenance line), and a family as long the filter's menu: a record's text
+    wraps, or scrolls within its table, and the page keeps the window's width."""
+    from test_leaderboard import record
+
+    from bench.site import CSP
+
+    for seed in (0, 1):
+        r = record("magnitude", {"sparsity": 0.5, "scope": "S" * 3000}, seed, 0.97, 500, source="D" * 3000)
+        r["env"] = {**r["env"], "device_name": "X" * 3000}
+        r["method_info"] = {"family": "F" * 3000, "description": "E" * 3000}
+        files.write_json_atomic(tmp_path / "mlp" / "runs" / f"m{seed}.json", r)
+    assert main(["leaderboard", "--html", "--results-dir", str(tmp_path)]) == 0
+    probe = ('<script>addEventListener("load", () => { document.body.dataset.width = '
+             'document.documentElement.scrollWidth; })</script></body>')
+    for page in sorted((tmp_path / "site").rglob("*.html")):
+        measured = page.with_name("probe.html")  # beside the page, for its CSS; without its CSP, to run the probe
+        measured.write_text(page.read_text().replace(f'<meta http-equiv="Content-Security-Policy" content="{CSP}">', "")
+                            .replace("</body>", probe))
+        dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,800",
+                              "--virtual-time-budget=3000", "--dump-dom", measured.as_uri()],
+                             capture_output=True, text=True, timeout=180).stdout
+        width = re.search(r'data-width="(\d+)"', dom)
+        assert width and int(width.group(1)) <= 1280, (page, width and width.group(1))
 
 
 # -- 3. records are validated when read ------------------------------------------------------------
@@ -722,6 +772,34 @@ def test_a_plugin_replacing_a_built_in_runs_again_what_the_built_in_recorded(fre
     assert json.loads(path.read_text())["env"]["method_origin"] == {"magnitude": "shadow_plugin 0.1"}
     assert json.loads(path.read_text())["metrics"]["sparsity"] < 0.01  # the plugin's model: the dense one
     assert main(args) == 0 and "0 to run, 1 finished before" in capsys.readouterr().out
+
+
+def test_a_tampered_method_origin_is_named_and_rerun_once_never_a_traceback(tmp_path, data_dir, bench):
+    """`bench run` compares a finished record's env.method_origin with today's registry: a list
+    there stopped it with an AttributeError's traceback. Such a record is now malformed (named,
+    and its run runs again); a huge origin is quoted cut short, an origin of a link the method
+    has not is no reason to rerun, and a rerun record stands."""
+    from conftest import FAST
+
+    args = ["run", "--suite", FAST, "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "500",
+            "--limit-test", "100", "--methods", "magnitude,random", "--set", "magnitude.sparsity=0.5", "--set",
+            "random.sparsity=0.5", "--data-dir", data_dir, "--results-dir", tmp_path]
+    assert bench(args).returncode == 0
+    (magnitude,) = (tmp_path / "mlp-fast" / "runs").glob("magnitude-*.json")
+    (random,) = (tmp_path / "mlp-fast" / "runs").glob("random-*.json")
+    for path, origin in ((magnitude, ["built in"]), (random, {"random": "evil " * 100000, "magnitude": "evil"})):
+        record = json.loads(path.read_text())
+        record["env"]["method_origin"] = origin
+        path.write_text(json.dumps(record))
+    ran = bench(args)
+    assert ran.returncode == 0, ran.stderr
+    assert f"unusable record, to run again: {magnitude}: malformed record: env.method_origin is list" in ran.stdout
+    assert f"its record's random came from {'evil ' * 16}, and built in registers random now: to run again" in ran.stdout
+    assert "2 to run, 0 finished before" in ran.stdout and len(ran.stdout) < 20000
+    record = json.loads(random.read_text())
+    record["env"]["method_origin"]["magnitude"] = "evil"  # random has no link called magnitude
+    random.write_text(json.dumps(record))
+    assert "0 to run, 2 finished before" in bench(args).stdout
 
 
 def test_two_plugins_never_share_a_name(fresh_registry, capsys, monkeypatch):
