@@ -3,6 +3,8 @@
 import json
 import re
 
+import pytest
+
 from conftest import FAST
 
 from bench import reproduce
@@ -40,25 +42,20 @@ def test_records_of_one_seed_each_are_refused_with_the_seeds_to_run_not_with_few
     """A quick run's records (--seeds 0) were refused with "ask for fewer (--sample) or allow
     longer runs (--max-seconds)", which neither helps: no row had the spread a rerun is judged by."""
     recs = [stored(m, 0, 0.97, 100) for m in ("magnitude", "taylor")]
-    try:
+    with pytest.raises(reproduce.ReproduceError) as refused:
         reproduce.sample(recs, 1, seed=0)
-    except reproduce.ReproduceError as e:
-        assert str(e) == ("every row of these records has one seed (a quick run's --seeds 0, say): a rerun is judged "
-                          "against its row's spread over seeds; run two or more seeds (--seeds 0,1) first")
-    else:
-        raise AssertionError("a record without a row's spread was drawn")
+    assert str(refused.value) == ("every row of these records has one seed (a quick run's --seeds 0, say): a rerun is "
+                                  "judged against its row's spread over seeds; run two or more seeds (--seeds 0,1) first")
+
 
 def test_records_none_of_which_finished_are_refused_as_such_not_as_rows_of_one_seed():
     """`bench reproduce --methods random`, where random's two seeds both failed, was told "every
     row of these records has one seed ... run two or more seeds": true of no row at all."""
     recs = [{**stored("random", s, 0.97, 100), "status": status} for s, status in enumerate(("failed", "failed", "skipped"))]
-    try:
+    with pytest.raises(reproduce.ReproduceError) as refused:
         reproduce.sample(recs, 1, seed=0)
-    except reproduce.ReproduceError as e:
-        assert str(e) == ("none of these 3 records finished (2 failed, 1 skipped): only a finished run has figures to "
-                          "judge a rerun by")
-    else:
-        raise AssertionError("an unfinished record was drawn")
+    assert str(refused.value) == ("none of these 3 records finished (2 failed, 1 skipped): only a finished run has "
+                                  "figures to judge a rerun by")
 
 
 def test_the_rerun_says_what_its_records_took_with_their_seeds_dense_training():
