@@ -65,11 +65,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _shown(changes: list[RowChange], only_changed: bool) -> list[RowChange]:
-    """The rows to print: all, or (--only-changed) those significantly better or worse or whose
+    """The rows to print: all, or (--only-changed) those significantly better or worse, or whose
+    interval excludes zero but not the machines' margin (unclear: they may have moved), or whose
     exact figures moved, after a line counting the rest, as asv's `compare --only-changed`."""
+    from bench.compare import UNCLEAR
+
     if not only_changed:
         return changes
-    shown = [c for c in changes if c.verdict in ("better", "worse") or c.exact_changes]
+    shown = [c for c in changes if c.verdict in ("better", "worse", UNCLEAR) or c.exact_changes]
     print(f"{counted(len(changes) - len(shown), 'row')} without a significant change in accuracy or a moved "
           "exact figure not shown (--only-changed)\n")
     return shown

@@ -71,6 +71,9 @@ class RowChange:
     machine_margin: float = 0.0  # what the interval had to clear: the sides' machine models differ
 
 
+UNCLEAR = "unclear (machines differ)"  # beyond zero, within the machines' margin
+
+
 def welch_interval(a: list[float], b: list[float], level: float = LEVEL) -> tuple[float, float] | None:
     """The `level` confidence interval of mean(b) - mean(a) by Welch's t (scipy's), or None when a
     side has fewer than two values. Two sides without spread give the difference itself (scipy's
@@ -149,7 +152,7 @@ def _change(ra: list[dict[str, Any]], rb: list[dict[str, Any]], method: str, set
     elif ci[0] > margin or ci[1] < -margin:
         verdict = "better" if ci[0] > margin else "worse"
     else:
-        verdict = "unclear (machines differ)" if ci[0] > 0 or ci[1] < 0 else "no change"
+        verdict = UNCLEAR if ci[0] > 0 or ci[1] < 0 else "no change"
     moved = {}
     for figure in records.EXACT if exact else ():
         va = [r["metrics"][figure] for r in ra if r["metrics"].get(figure) is not None]
