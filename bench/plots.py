@@ -163,8 +163,8 @@ def _points(ax: Any, x: pd.Series, y: pd.Series, err: pd.Series, low: float, hig
 
 
 def _cut(label: str, width: int = 60) -> str:
-    """A legend entry cut to `width` characters (a long name would squeeze the axes to nothing),
-    shown as written (`_literal`)."""
+    """A legend entry or title cut to `width` characters (a long name would squeeze the axes to
+    nothing), shown as written (`_literal`)."""
     return _literal(label if len(label) <= width else label[:width - 1] + "…")
 
 
@@ -265,7 +265,7 @@ def frontier_figure(t: pd.DataFrame, ycol: str, cols: list[Column],
                    for (_, label), fill in zip(speed, ("#555555", "none"))]
         sx.legend(handles=handles, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     axes[-1, 0].set_xlabel("deployable size (bytes of the compressed encoding, log scale)", fontsize=8)
-    fig.suptitle(_literal(title), fontsize=10)
+    fig.suptitle(_cut(title, 150), fontsize=10)
     return fig, points
 
 
@@ -316,13 +316,13 @@ def family_figure(t: pd.DataFrame, ycol: str, title: str) -> Any:
             if ref in refs:
                 ax.axhline(refs[ref], color="black", linestyle=linestyle, linewidth=0.7, label=ref)
         _size_axis(ax, plt)
-        ax.set_title(_literal(name), fontsize=9, loc="left")
+        ax.set_title(_cut(name), fontsize=9, loc="left")
         ax.set_ylabel(_ylabel(ycol), fontsize=7)
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     for ax in axes[:, 0]:  # every panel labelled: a reader of the top one need not look down six
         ax.tick_params(labelbottom=True)
         ax.set_xlabel("deployable size (bytes, log scale)", fontsize=7)
-    fig.suptitle(_literal(title), fontsize=10)
+    fig.suptitle(_cut(title, 150), fontsize=10)
     return fig
 
 
@@ -359,7 +359,7 @@ def speedup_figure(t: pd.DataFrame, cols: list[Column], title: str) -> Any:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
-        ax.set_title(_literal(runtime), fontsize=9, loc="left")
+        ax.set_title(_cut(runtime), fontsize=9, loc="left")
     for ax in axes.flat[len(runtimes):]:
         ax.set_visible(False)
     for ax in axes[-1]:
@@ -372,7 +372,7 @@ def speedup_figure(t: pd.DataFrame, cols: list[Column], title: str) -> Any:
                            else "none", label=f"batch {b}") for b, filled in sorted(fills.items())]
     handles.append(plt.Line2D([], [], color="black", linewidth=0.8, label="measured = theoretical"))
     fig.legend(handles=handles, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.0, 0.95))
-    fig.suptitle(_literal(title), fontsize=10)
+    fig.suptitle(_cut(title, 150), fontsize=10)
     return fig
 
 

@@ -319,3 +319,19 @@ def test_record_text_makes_no_link_image_escape_sequence_or_spreadsheet_formula(
     assert "\x1b" not in md + csv and "?]0;PWNED?Evil CPU" in csv
     assert ",'=HYPERLINK(" in csv.replace('"', "") and ",=HYPERLINK" not in csv.replace('"', "")
     assert "\x1b" not in render.terminal(recs, 400, {})
+
+
+def test_a_records_long_text_squeezes_no_plot(tmp_path, recwarn):
+    """A data source, family, setting and machine of 3000 letters each went whole into the
+    figures' titles, and matplotlib collapsed their axes to nothing ('constrained_layout not
+    applied'): a record's text is cut there as in the legends."""
+    recs = [record("dense", {}, s, 0.98, 1000) for s in (0, 1)]
+    for seed in (0, 1):
+        r = record("magnitude", {"sparsity": 0.5, "scope": "S" * 3000}, seed, 0.97, 500, source="D" * 3000)
+        r["env"] = {**r["env"], "device_name": "X" * 3000}
+        r["method_info"] = {"family": "F" * 3000, "description": "E" * 3000}
+        recs.append(r)
+    write_records(tmp_path, recs)
+    leaderboard.write(tmp_path, "mlp")
+    assert (tmp_path / "mlp" / "frontier.png").is_file()
+    assert not [str(w.message) for w in recwarn if "collapsed" in str(w.message)]
