@@ -112,24 +112,24 @@ def _dataset(task: Task, device: torch.device) -> Dataset:
     return data
 
 
-def _check_latency_batch(suite: Suite, data: Dataset, device: torch.device, between_steps: Callable[[], None]) -> None:
+def _check_latency_batch(suite: Suite, data: Dataset, device: torch.device, gate: DeviceGate) -> None:
     """The suite's largest latency batch goes through its model on this device, before anything
     trains: a batch too large for the device's memory (a suite's `latency_batches: [1, 10000000]`)
-    failed each run only once it had trained, at its measurement. Costs two forward passes, each after
-    `between_steps` (the device's gate, as before a training step: another worker may be timing
-    its model there); on a GPU the memory it took goes back to the device, which other workers
-    share, rather than stay reserved in this one while its runs train. One image goes through
-    first: a model that cannot take the suite's data at all fails there with its own error, not
-    as a batch too large."""
+    failed each run only once it had trained, at its measurement. One image goes through first
+    (after the gate, as a training step: another worker may be timing its model): a model that
+    cannot take the suite's data at all fails there with its own error, not as a batch too large.
+    The largest batch goes through alone on the device (`gate.alone()`), so that workers checking
+    at once never each count the same free memory, nor slow another's timing; on a GPU the memory
+    it took goes back to the device, which other workers share, rather than stay reserved in this
+    one while its runs train. Costs two forward passes."""
     batch = max(suite.latency_batches)
     ctx = Context(suite, data, device, 0)
     model = ctx.new_model().eval()
     with torch.no_grad():
-        between_steps()
+        gate.pass_through()
         model(measure_input(ctx, 1, device))
-        between_steps()
         try:
-            with _within_free_memory() if device.type == "cpu" else contextlib.nullcontext():
+            with gate.alone(), _within_free_memory() if device.type == "cpu" else contextlib.nullcontext():
                 model(measure_input(ctx, batch, device))
         except (RuntimeError, MemoryError) as e:  # torch's out-of-memory errors are RuntimeErrors
             raise RuntimeError(f"the suite's latency batch of {batch:,} images cannot run through its model on "
@@ -151,9 +151,9 @@ def _within_free_memory() -> Iterator[None]:
     allocation error (the kernel overcommits): a suite's `[1, 5000000]` on a 23 GB machine (MNIST
     peaks at 0.5 GB per 100,000 images: 25 GB) allocates, and its pages, which the kernel cannot
     back, leave the OOM killer to take the worker, in the inline executor the command, or another
-    user's process. Bounded, the allocation fails, and the check names the batch. Workers that
-    check at once each count the same free memory: this bounds one batch, not their sum. Where
-    /proc cannot say (not Linux) or a tighter limit is set, the limit is left alone."""
+    user's process. Bounded, the allocation fails, and the check names the batch (which it runs
+    alone on the device, so that no two workers count the same free memory). Where /proc cannot
+    say (not Linux) or a tighter limit is set, the limit is left alone."""
     try:
         limit = 1024 * (_proc_kib("/proc/self/status", "VmSize") + _proc_kib("/proc/meminfo", "MemAvailable"))
     except (OSError, ValueError, StopIteration):
@@ -212,7 +212,7 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
         with DeviceGate(device) as gate:  # one per task: its descriptor is closed with it
             try:
                 data = _dataset(task, device)
-                _check_latency_batch(task.suite, data, device, gate.pass_through)
+                _check_latency_batch(task.suite, data, device, gate)
             except Exception as e:  # noqa: BLE001 - no data, or no measurement: the task fails with the reason
                 error, seconds = f"{type(e).__name__}: {e}", time.perf_counter() - start
                 return [Outcome(failed_result(error, seconds), env, log=log.text()) for log in logs]

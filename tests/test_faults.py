@@ -6,6 +6,7 @@ every failure is named where people look (console, failed-runs table, warnings).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -872,10 +873,27 @@ def test_a_latency_batch_the_machine_cannot_hold_fails_its_runs_before_they_trai
     assert all(r["status"] == "failed" and why in r["error"] for r in recs)
 
 
+class Gate:
+    """A DeviceGate's two doors, noting when each is passed."""
+
+    def __init__(self, events: list[str] | None = None):
+        self.events = [] if events is None else events
+
+    def pass_through(self) -> None:
+        self.events.append("gate")
+
+    @contextlib.contextmanager
+    def alone(self):
+        self.events.append("alone")
+        yield
+        self.events.append("end alone")
+
+
 def test_the_latency_batch_check_passes_the_devices_gate_first(mnist, monkeypatch):
     """The check's forward pass of the largest batch is the harness's device work like a training
     step: it ran without the device's gate, so a task starting beside a run that timed its model
-    ran a batch of 256 through its own, and inflated that run's latency."""
+    ran a batch of 256 through its own, and inflated that run's latency. It runs alone on the
+    device, so that two workers checking at once never count the same free memory."""
     from bench import worker
     from bench.context import Context
     from bench.suite import load_suite
@@ -888,8 +906,8 @@ def test_the_latency_batch_check_passes_the_devices_gate_first(mnist, monkeypatc
             return x.flatten(1)[:, :10]
 
     monkeypatch.setattr(Context, "new_model", lambda self: Model())
-    worker._check_latency_batch(load_suite(str(FAST)), mnist, torch.device("cpu"), lambda: events.append("gate"))
-    assert events == ["gate", "forward 1", "gate", "forward 16"]  # FAST's latency_batches: [1, 16]
+    worker._check_latency_batch(load_suite(str(FAST)), mnist, torch.device("cpu"), Gate(events))
+    assert events == ["gate", "forward 1", "alone", "forward 16", "end alone"]  # FAST's latency_batches: [1, 16]
 
 
 def test_a_cpu_latency_batch_beyond_the_free_memory_fails_the_check_not_the_machine(mnist, monkeypatch):
@@ -911,9 +929,9 @@ def test_a_cpu_latency_batch_beyond_the_free_memory_fails_the_check_not_the_mach
     before = resource.getrlimit(resource.RLIMIT_AS)
     with pytest.raises(RuntimeError, match="the suite's latency batch of 1,000,000 images cannot run through its model "
                                            "on cpu, so no model could be measured: .*can't allocate memory"):
-        worker._check_latency_batch(suite, mnist, torch.device("cpu"), lambda: None)
+        worker._check_latency_batch(suite, mnist, torch.device("cpu"), Gate())
     assert resource.getrlimit(resource.RLIMIT_AS) == before
-    worker._check_latency_batch(load_suite(str(FAST)), mnist, torch.device("cpu"), lambda: None)  # [1, 16] fits
+    worker._check_latency_batch(load_suite(str(FAST)), mnist, torch.device("cpu"), Gate())  # [1, 16] fits
 
 
 def test_a_model_that_cannot_take_the_data_is_not_called_a_batch_too_large(mnist, monkeypatch):
@@ -927,7 +945,7 @@ def test_a_model_that_cannot_take_the_data_is_not_called_a_batch_too_large(mnist
 
     monkeypatch.setattr(Context, "new_model", lambda self: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 10)))
     with pytest.raises(RuntimeError) as raised:
-        worker._check_latency_batch(load_suite(str(FAST)), mnist, torch.device("cpu"), lambda: None)
+        worker._check_latency_batch(load_suite(str(FAST)), mnist, torch.device("cpu"), Gate())
     assert "shapes cannot be multiplied" in str(raised.value) and "latency batch" not in str(raised.value)
 
 
