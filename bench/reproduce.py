@@ -53,18 +53,19 @@ def sample(recs: list[Record], n: int, seed: int,
     ReproduceError when no seed has `n` such records; where none finished (`--methods` naming a
     method whose runs all failed), it says so: "every row has one seed, run two or more" was
     said of two failed seeds, vacuously true of no row at all."""
-    if recs and not records.rows(recs):
+    rows = records.rows(recs)
+    if recs and not rows:
         ended = Counter(str(r["status"]) for r in recs)
         raise ReproduceError(f"none of these {counted(len(recs), 'record')} finished "
                              f"({', '.join(f'{n} {status}' for status, n in sorted(ended.items()))}): only a finished "
                              "run has figures to judge a rerun by")
     by_seed: dict[int, list[dict[str, Any]]] = {}
-    for row in records.rows(recs).values():
+    for row in rows.values():
         for r in row:
             if len(row) >= 2 and r.get("run_time_s") is not None and r["run_time_s"] <= max_seconds:
                 by_seed.setdefault(r["config"]["seed"], []).append(r)
     seeds = sorted(s for s, pool in by_seed.items() if len(pool) >= n)
-    if not seeds and recs and all(len(row) < 2 for row in records.rows(recs).values()):
+    if not seeds and recs and all(len(row) < 2 for row in rows.values()):
         raise ReproduceError("every row of these records has one seed (a quick run's --seeds 0, say): a rerun is "
                              "judged against its row's spread over seeds; run two or more seeds (--seeds 0,1) first")
     if not seeds:
