@@ -224,7 +224,8 @@ def parser() -> _Parser:
     rep.set_defaults(jobs=1, jobs_per_gpu=None, ray_address=None, gpus_per_run=None, cpus_per_run=1.0)
 
     cmp = sub.add_parser("compare", help="per row both result sets hold, the change in accuracy with its 95%% "
-                                         "CI and a verdict (better, worse, no change; unclear where machines differ)")
+                                         "CI and a verdict over all rows, Holm-corrected (better, worse, no change; "
+                                         "unclear after Holm or where machines differ)")
     cmp.add_argument("a", metavar="A", help="the baseline: a results folder, or a git commit (its results/)")
     cmp.add_argument("b", metavar="B", nargs="?",
                      help="the candidate: a results folder, or a git commit (its results/); none with --methods")
@@ -232,8 +233,8 @@ def parser() -> _Parser:
                                                       "their shared parameters agree (e.g. magnitude,wanda)")
     cmp.add_argument("--suite", help="one suite (default: every suite both hold)")
     cmp.add_argument("--only-changed", action="store_true",
-                     help="show only the rows whose verdict is better or worse, or whose exact figures (counts, "
-                          "sizes) moved; the others are counted")
+                     help="show only the rows whose verdict is better, worse or unclear, or whose exact figures "
+                          "(counts, sizes) moved; the others are counted")
     cmp.add_argument("--fail-on", choices=["regression"],
                      help="exit 1 when a row is significantly worse in B (with --methods: Y worse than X) (for CI)")
 

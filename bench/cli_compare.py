@@ -41,10 +41,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                                         & set(layout.suites_with_records(b.folder)))
         if not suites:
             raise registry.ParameterError(f"{args.a} and {args.b} hold records of no common suite")
-        worse, shared = 0, []
-        for name in suites:
-            recs_a, recs_b = a.load(name), b.load(name)
-            changes = compare.compare(recs_a, recs_b)
+        stored = {name: (a.load(name), b.load(name)) for name in suites}
+        shared = compare.compare([r for recs, _ in stored.values() for r in recs],
+                                 [r for _, recs in stored.values() for r in recs])  # one family, all suites
+        for name, (recs_a, recs_b) in stored.items():
+            changes = [c for c in shared if c.suite == name]
             only_a, only_b = compare.unshared(recs_a, recs_b)
             print(f"# {name}: {len(changes)} rows in both; {only_a} only in A, {only_b} only in B\n")
             if not changes and (why := compare.apart(recs_a, recs_b)):
@@ -53,26 +54,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
                       "; ".join(f"{k} {va:g} -> {vb:g}" for k, (va, vb) in c.exact_changes.items())]
                      for c in _shown(changes, args.only_changed)]
             _print_table(table, ["method", "setting", "budget", "seeds A/B", "acc A (%)", "acc B (%)",
-                                 "change (pts) [95% CI]", "verdict", "exact figures that moved"])
-            worse += sum(c.verdict == "worse" for c in changes)
-            shared += changes
-    print(f"{counted(worse, 'row')} significantly worse in B (Welch's t over seeds, 95%, each row on its own: no "
-          "correction for comparing several)")
-    for note in (compare.unjudged_note(shared, "row"), compare.machines_note(shared, "row")):
-        if note:
-            print(note)
+                                 "change (pts) [95% CI]", "p / Holm", "verdict", "exact figures that moved"])
+    worse = sum(c.verdict == "worse" for c in shared)
+    print(f"{counted(worse, 'row')} significantly worse in B ({_judgement(shared, 'row')})")
+    for note in _notes(shared, "row"):
+        print(note)
     return 1 if worse and args.fail_on == "regression" else 0
 
 
+def _judgement(changes: list[RowChange], noun: str) -> str:
+    """How the verdicts were reached, after their count: without the family's size, "0 rows
+    worse" cannot be read against the chance of a false one."""
+    judged = sum(c.p is not None for c in changes)
+    return (f"Welch's t over seeds, 95%, Holm's correction over the {counted(judged, noun)} judged: "
+            "the chance of any wrong verdict among them is at most 5%")
+
+
+def _notes(changes: list[RowChange], noun: str) -> list[str]:
+    """The lines after the count of worse rows that say which rows it leaves undecided."""
+    from bench import compare
+
+    return [note for note in (compare.chance_note(changes, noun), compare.unjudged_note(changes, noun),
+                              compare.machines_note(changes, noun)) if note]
+
+
 def _shown(changes: list[RowChange], only_changed: bool) -> list[RowChange]:
-    """The rows to print: all, or (--only-changed) those significantly better or worse, or whose
-    interval excludes zero but not the machines' margin (unclear: they may have moved), or whose
-    exact figures moved, after a line counting the rest, as asv's `compare --only-changed`."""
-    from bench.compare import UNCLEAR
+    """The rows to print: all, or (--only-changed) those significantly better or worse, or
+    unclear (significant on their own but not after Holm, or beyond zero but not beyond the
+    machines' margin: they may have moved), or whose exact figures moved, after a line counting
+    the rest, as asv's `compare --only-changed`."""
+    from bench.compare import MOVED
 
     if not only_changed:
         return changes
-    shown = [c for c in changes if c.verdict in ("better", "worse", UNCLEAR) or c.exact_changes]
+    shown = [c for c in changes if c.verdict in MOVED or c.exact_changes]
     print(f"{counted(len(changes) - len(shown), 'row')} without a significant change in accuracy or a moved "
           "exact figure not shown (--only-changed)\n")
     return shown
@@ -90,9 +105,11 @@ def _print_table(rows: list[list[str]], headers: list[str]) -> None:
 def _change_cells(c: RowChange) -> list[str]:
     """A bench.compare.RowChange's budget, seeds, accuracies, change with its CI, and verdict."""
     from bench import board
+    from bench.compare import p_text
 
     return [board.budget_label(c.budget), f"{c.seeds[0]}/{c.seeds[1]}", f"{c.accuracy[0]:.2f}", f"{c.accuracy[1]:.2f}",
-            f"{c.change:+.2f}" + (f" [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci else ""), c.verdict]
+            f"{c.change:+.2f}" + (f" [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci else ""),
+            f"{p_text(c.p)} / {p_text(c.p_holm)}" if c.p is not None else "-", c.verdict]
 
 
 def _compare_methods(args: argparse.Namespace) -> int:
@@ -119,24 +136,21 @@ def _compare_methods(args: argparse.Namespace) -> int:
                     f"--methods: {args.a} holds no finished run of '{method}'{f' in suite {args.suite}' if args.suite else ''}"
                     f"{f'; did you mean {close[0]}?' if close else ''} (methods with finished runs there: "
                     f"{', '.join(sorted(present)) or 'none'})")
-        worse, total, shared = 0, 0, []
+        shared = compare.across_methods([r for name in suites for r in stored[name]], x, y)  # one family
+        if not shared:
+            raise registry.ParameterError(
+                f"{args.a} holds no finished rows of {x} and {y} with the same budget, data, device type and "
+                f"shared parameters{f' in suite {args.suite}' if args.suite else ''}")
         for name in suites:
-            changes = compare.across_methods(stored[name], x, y)
-            if not changes:
+            if not (changes := [c for c in shared if c.suite == name]):
                 continue
-            total += len(changes)
             print(f"# {name}: {y} against {x}, {counted(len(changes), 'setting')} both have\n")
             table = [[c.setting, *c.others, *_change_cells(c)] for c in _shown(changes, args.only_changed)]
             _print_table(table, ["shared setting", f"{x}'s other", f"{y}'s other", "budget", f"seeds {x}/{y}",
-                                 f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]", "verdict"])
-            worse += sum(c.verdict == "worse" for c in changes)
-            shared += changes
-    if not total:
-        raise registry.ParameterError(f"{args.a} holds no finished rows of {x} and {y} with the same budget, data, "
-                                      f"device type and shared parameters{f' in suite {args.suite}' if args.suite else ''}")
-    print(f"{y} significantly worse than {x} in {worse} of {counted(total, 'setting')} (Welch's t "
-          "over seeds, 95%, each setting on its own: no correction for comparing several)")
-    for note in (compare.unjudged_note(shared, "setting"), compare.machines_note(shared, "setting")):
-        if note:
-            print(note)
+                                 f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]", "p / Holm", "verdict"])
+    worse = sum(c.verdict == "worse" for c in shared)
+    print(f"{y} significantly worse than {x} in {worse} of {counted(len(shared), 'setting')} "
+          f"({_judgement(shared, 'setting')})")
+    for note in _notes(shared, "setting"):
+        print(note)
     return 1 if worse and args.fail_on == "regression" else 0

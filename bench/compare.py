@@ -4,23 +4,32 @@ In the manner of `asv compare`: two sets of records (results folders, or the res
 commits), and per row that both hold (same suite, method, parameters, budget, data source,
 device type: `bench.records.row_id`), the change in mean accuracy from A to B with its 95%
 confidence interval, Welch's t over the seeds of each side (unequal variances, no pairing: a
-row's seeds need not be the same on both sides). The verdict is `better` or `worse` when the
-interval excludes zero (clears the margin where machines differ: below), else `no change`; a row
-with fewer than two seeds on a side has no spread to judge, and says so. Counts that should not
-move (bench.records.EXACT) are listed wherever their mean changed.
+row's seeds need not be the same on both sides), and the two-sided p of that test. A row with
+fewer than two seeds on a side has no spread to judge, and says so. Counts that should not move
+(bench.records.EXACT) are listed wherever their mean changed.
+
+Many rows: a comparison judges every row it pairs (58 in a cifar sweep), and at 95% each row on
+its own one unchanged row in twenty reads `better` or `worse` by chance, which `--fail-on
+regression` would fail on. So the rows of one comparison, all suites together, are one family:
+Holm's step-down procedure (`holm`) adjusts their p-values, and the verdict is `better` or `worse`
+where the adjusted p < 5%, so that the chance of any wrong verdict in the whole comparison is at
+most 5%, whatever the dependence between rows (many share a dense model). A row whose own p is
+below 5% but whose adjusted p is not says `unclear (after Holm)`; else `no change`. The interval
+printed is the row's own (unadjusted): a description of the change, not the verdict's test.
 
 Machines: the same code and seeds move accuracy between two processor models by more than between
 seeds (README, Checks against published results), an offset no side's seeds sample. So where the
 two sides' records do not all come from one and the same machine model (`env.device_name`; a side
 from several counts as a model of its own, as a leaderboard row does in the literature checks), the
-interval must clear bench.records.MACHINE_MARGIN (0.2 pts) for `better` or `worse`; one that excludes
-zero but not the margin says `unclear (machines differ)`. A committed record made on an Intel Xeon
+interval must clear bench.records.MACHINE_MARGIN (0.2 pts) for `better` or `worse` (the p is that of
+the test against the margin on the estimate's side); one that excludes zero but not the margin says
+`unclear (machines differ)`. A committed record made on an Intel Xeon
 against its rerun on an AMD EPYC read `better` (dense on mlp, +0.13 [+0.04, +0.22]) without it.
 
 `bench compare A --methods X,Y` (`across_methods`) asks the same of two methods in one set of
 records: per row of X, each row of Y with the same suite, budget, data source and device type
 whose parameters agree where both have them (magnitude and wanda at sparsity 0.9), Y's accuracy
-against X's, with the same interval and verdict.
+against X's, with the same interval and verdict (its rows, all suites, one Holm family).
 
 Both are pure functions of the records, so that they can be tested on planted ones. Where the
 records come from is below them (`sides`): a results folder as it is, or a git commit's record
@@ -54,8 +63,10 @@ LEVEL = 0.95
 class RowChange:
     """One row held by both sides: accuracy in points (mean per side), the change B - A with its
     confidence interval (None without a spread on both sides), the verdict, and the exact
-    figures whose mean moved: name -> (A, B). Between two methods, `setting` is the parameters
-    they share, and `others` each one's other parameters (A's, B's)."""
+    figures whose mean moved: name -> (A, B). `p` is the row's own two-sided p (against the
+    machines' margin where it has one), `p_holm` that adjusted over the comparison's rows (both
+    None without a spread). Between two methods, `setting` is the parameters they share, and
+    `others` each one's other parameters (A's, B's)."""
 
     suite: str
     method: str
@@ -69,9 +80,13 @@ class RowChange:
     exact_changes: dict[str, tuple[float, float]]
     others: tuple[str, str] = ("", "")
     machine_margin: float = 0.0  # what the interval had to clear: the sides' machine models differ
+    p: float | None = None
+    p_holm: float | None = None
 
 
 UNCLEAR = "unclear (machines differ)"  # beyond zero, within the machines' margin
+CHANCE = "unclear (after Holm)"  # significant on its own, not among the comparison's rows
+MOVED = ("better", "worse", UNCLEAR, CHANCE)  # the verdicts of a row that may have moved
 
 
 def welch_interval(a: list[float], b: list[float], level: float = LEVEL) -> tuple[float, float] | None:
@@ -89,15 +104,52 @@ def welch_interval(a: list[float], b: list[float], level: float = LEVEL) -> tupl
     return float(ci.low), float(ci.high)
 
 
+def welch_p(a: list[float], b: list[float], margin: float = 0.0) -> float | None:
+    """The two-sided p of Welch's t for "mean(b) - mean(a) lies beyond ±margin" on the side of
+    the estimate (twice the smaller one-sided p against +margin and against -margin, capped at 1):
+    below 1 - level exactly where `welch_interval` clears the margin. None where a side has fewer
+    than two values; two sides without spread give 0 beyond the margin, else 1."""
+    from scipy.stats import ttest_ind
+
+    if len(a) < 2 or len(b) < 2:
+        return None
+    if statistics.variance(a) + statistics.variance(b) == 0:
+        return 0.0 if abs(statistics.fmean(b) - statistics.fmean(a)) > margin else 1.0
+    above = ttest_ind([x - margin for x in b], a, equal_var=False, alternative="greater").pvalue
+    below = ttest_ind([x + margin for x in b], a, equal_var=False, alternative="less").pvalue
+    return min(1.0, 2 * float(min(above, below)))
+
+
+def holm(p: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm 1979, "A simple sequentially rejective multiple
+    test procedure", Scand. J. Statist. 6:65-70): the i-th smallest of m p-values times m - i + 1,
+    made non-decreasing in that order, capped at 1. Rejecting where the adjusted p < alpha keeps
+    the chance of any false rejection in the family at alpha or less, under any dependence. The
+    same as statsmodels' multipletests(method="holm"), which the project does not install for
+    these ten lines (scipy has only false_discovery_control, which bounds another rate)."""
+    adjusted = [0.0] * len(p)
+    running = 0.0
+    for rank, i in enumerate(sorted(range(len(p)), key=p.__getitem__)):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def p_text(p: float | None) -> str:
+    """A p-value as bench compare and the literature checks print it."""
+    return "-" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], level: float = LEVEL) -> list[RowChange]:
-    """Every row with finished records on both sides, in (suite, method, setting) order."""
+    """Every row with finished records on both sides (of any suites: one Holm family), in
+    (suite, method, setting) order."""
     rows_a, rows_b = records.rows(a), records.rows(b)
     out = []
     for key in rows_a.keys() & rows_b.keys():
         ra, rb = rows_a[key], rows_b[key]
         c = ra[0]["config"]
         out.append(_change(ra, rb, c["method"], setting_label(c["params"]), level, exact=True))
-    return _ordered(out)
+    return _judged(_ordered(out), level)
 
 
 def across_methods(recs: list[dict[str, Any]], method_a: str, method_b: str, level: float = LEVEL) -> list[RowChange]:
@@ -126,7 +178,7 @@ def across_methods(recs: list[dict[str, Any]], method_a: str, method_b: str, lev
             others = tuple(setting_label({k: v for k, v in params.items() if k not in {n[k][0] for k in shared}})
                            for params, n in ((pa, na), (pb, nb)))
             out.append(dataclasses.replace(change, others=others))
-    return _ordered(out)
+    return _judged(_ordered(out), level)
 
 
 def _by_own_name(flat: dict[str, Any]) -> dict[str, tuple[str, Any]]:
@@ -140,19 +192,13 @@ def _by_own_name(flat: dict[str, Any]) -> dict[str, tuple[str, Any]]:
 
 def _change(ra: list[dict[str, Any]], rb: list[dict[str, Any]], method: str, setting: str, level: float,
             *, exact: bool) -> RowChange:
-    """B's seeds against A's: the change in mean accuracy, its interval and verdict (clearing the
+    """B's seeds against A's: the change in mean accuracy, its interval and p (against the
     machine margin where the sides' machine models differ), and (with `exact`) the counts whose
-    mean moved."""
+    mean moved. The verdict waits for the other rows (`_judged`), but for too few seeds."""
     acc_a = [100 * r["metrics"]["accuracy"] for r in ra]
     acc_b = [100 * r["metrics"]["accuracy"] for r in rb]
     ci = welch_interval(acc_a, acc_b, level)
     margin = machine_margin(ra, rb)
-    if ci is None:
-        verdict = "too few seeds"
-    elif ci[0] > margin or ci[1] < -margin:
-        verdict = "better" if ci[0] > margin else "worse"
-    else:
-        verdict = UNCLEAR if ci[0] > 0 or ci[1] < 0 else "no change"
     moved = {}
     for figure in records.EXACT if exact else ():
         va = [r["metrics"][figure] for r in ra if r["metrics"].get(figure) is not None]
@@ -162,7 +208,29 @@ def _change(ra: list[dict[str, Any]], rb: list[dict[str, Any]], method: str, set
     c = ra[0]["config"]
     return RowChange(c["suite"], method, setting, c["budget"], (len(ra), len(rb)),
                      (statistics.fmean(acc_a), statistics.fmean(acc_b)),
-                     statistics.fmean(acc_b) - statistics.fmean(acc_a), ci, verdict, moved, machine_margin=margin)
+                     statistics.fmean(acc_b) - statistics.fmean(acc_a), ci, "too few seeds", moved,
+                     machine_margin=margin, p=welch_p(acc_a, acc_b, margin))
+
+
+def _judged(changes: list[RowChange], level: float) -> list[RowChange]:
+    """The rows with their verdicts, Holm-adjusted over those with a p (module docstring):
+    `better` or `worse` where the adjusted p clears 1 - level, CHANCE where only the row's own
+    does, UNCLEAR where the interval excludes zero but not the machines' margin."""
+    adjusted = iter(holm([c.p for c in changes if c.p is not None]))
+    out = []
+    for c in changes:
+        if c.p is None or c.ci is None:  # (the same rows: fewer than two seeds on a side)
+            out.append(c)
+            continue
+        p_holm = next(adjusted)
+        if p_holm < 1 - level:
+            verdict = "better" if c.change > 0 else "worse"
+        elif c.p < 1 - level:
+            verdict = CHANCE
+        else:
+            verdict = UNCLEAR if c.ci[0] > 0 or c.ci[1] < 0 else "no change"
+        out.append(dataclasses.replace(c, verdict=verdict, p_holm=p_holm))
+    return out
 
 
 def machine_margin(ra: list[dict[str, Any]], rb: list[dict[str, Any]]) -> float:
@@ -181,6 +249,17 @@ def machines_note(changes: list[RowChange], noun: str) -> str:
     return (f"{n} of {counted(len(changes), noun)} with records from different machine models: accuracy moves "
             f"between models by more than between seeds, so better or worse there needs the interval beyond "
             f"±{MACHINE_MARGIN:g} pts (unclear: beyond zero only)")
+
+
+def chance_note(changes: list[RowChange], noun: str) -> str:
+    """The line for the rows significant on their own but not after Holm's correction: without
+    it, "0 rows worse" beside a row whose interval lies below zero reads as a contradiction."""
+    n = sum(c.verdict == CHANCE for c in changes)
+    if not n:
+        return ""
+    judged = sum(c.p is not None for c in changes)
+    return (f"{n} of {counted(len(changes), noun)} {CHANCE}: significant on its own, not among the {judged} judged "
+            "(at 95%, one unchanged row in twenty is significant on its own by chance); more seeds tell them apart")
 
 
 def unjudged_note(changes: list[RowChange], noun: str) -> str:

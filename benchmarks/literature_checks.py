@@ -85,6 +85,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import blocks  # noqa: E402
 from bench import board, records  # noqa: E402
+from bench.compare import holm, p_text as p_text_of  # noqa: E402 - as bench compare tests and prints
 from bench.layout import CHECKS  # noqa: E402 - the verdicts for the site, in the results folder
 from bench.leaderboard import table_path  # noqa: E402
 
@@ -273,20 +274,6 @@ def one_sided_tests(check: Check) -> dict[str, float]:
     if high < math.inf:
         tests["miss high"] = p_above(d, high + d.slack)
     return tests
-
-
-def holm(p: list[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (Holm 1979, "A simple sequentially rejective multiple
-    test procedure", Scand. J. Statist. 6:65-70): the i-th smallest of m p-values times m - i + 1,
-    made non-decreasing in that order, capped at 1. Rejecting where the adjusted p < alpha keeps
-    the chance of any false rejection in the family at alpha or less, under any dependence. The
-    same as statsmodels' multipletests(method="holm"), which the project does not install."""
-    adjusted = [0.0] * len(p)
-    running = 0.0
-    for rank, i in enumerate(sorted(range(len(p)), key=p.__getitem__)):
-        running = max(running, min(1.0, (len(p) - rank) * p[i]))
-        adjusted[i] = running
-    return adjusted
 
 
 def decide(checks: list[Check]) -> list[Verdict]:
@@ -519,7 +506,7 @@ def run(results: Path) -> list[Verdict]:
 
 def p_text(p: float | None, miss: bool = False) -> str:
     """A p-value as the tables print it, "(miss)" after a miss test's."""
-    return "-" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}") + (" (miss)" if miss else "")
+    return p_text_of(p) + (" (miss)" if miss and p is not None else "")
 
 
 def estimate_text(v: Verdict) -> str:

@@ -35,6 +35,54 @@ def test_welch_interval_matches_the_textbook_value():
     assert compare.welch_interval([1.0], [2.0, 3.0]) is None  # one seed: no spread
 
 
+def test_welch_p_is_the_textbook_value_and_agrees_with_the_interval():
+    # difference 3, standard error sqrt(2/3), 4 degrees of freedom: t = 3.674, two-sided p = 0.0213
+    assert compare.welch_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(0.0213, abs=1e-4)
+    assert compare.welch_p([1.0], [2.0, 3.0]) is None
+    assert compare.welch_p([1.0, 1.0], [2.0, 2.0]) == 0.0 and compare.welch_p([1.0, 1.0], [1.1, 1.1], 0.2) == 1.0
+    for a, b, margin in [([97.0, 97.2, 97.1], [96.7, 96.9, 96.8], 0.0), ([97.0, 97.2, 97.1], [96.7, 96.9, 96.8], 0.2),
+                         ([97.0, 97.4, 97.1], [97.3, 97.9, 97.6], 0.0), ([97.0, 97.4, 97.1], [97.3, 97.9, 97.6], 0.2),
+                         ([1.0, 2.0, 3.0], [4.0, 5.0, 6.0], 2.5)]:
+        low, high = compare.welch_interval(a, b)
+        assert (compare.welch_p(a, b, margin) < 0.05) == (low > margin or high < -margin), (a, b, margin)
+
+
+def test_holm_adjusts_as_holm_1979():
+    # sorted: 0.005 x 4, 0.01 x 3, 0.03 x 2, 0.04 x 1 -> 0.02, 0.03, 0.06, then kept non-decreasing
+    assert compare.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert compare.holm([0.5, 0.9]) == [1.0, 1.0] and compare.holm([]) == []
+
+
+def test_a_row_significant_alone_is_unclear_among_many_and_fails_no_regression_check(tmp_path, bench):
+    """magnitude 0.3 pts down with seeds 0.1 apart (p 0.021) is worse compared alone; beside two
+    unchanged rows, Holm's correction (p x 3) leaves it unclear, which --only-changed still shows and
+    --fail-on regression does not fail on, while a 3-point drop stays worse in any company."""
+    accs = (0.970, 0.972, 0.971)
+    a = [record(m, 0.9, s, acc) for m in ("magnitude", "random", "snip", "gmp") for s, acc in enumerate(accs)]
+    slight = [record("magnitude", 0.9, s, acc - 0.003) for s, acc in enumerate(accs)]
+    same = [record(m, 0.9, s, acc) for m in ("random", "snip") for s, acc in enumerate(accs)]
+    alone = compare.compare(a, slight)
+    assert [c.verdict for c in alone] == ["worse"] and alone[0].p == alone[0].p_holm == pytest.approx(0.021, abs=1e-3)
+    among = {c.method: c for c in compare.compare(a, slight + same)}
+    assert among["magnitude"].verdict == compare.CHANCE and among["magnitude"].p == pytest.approx(alone[0].p)
+    assert among["magnitude"].p_holm == pytest.approx(3 * alone[0].p)
+    assert among["magnitude"].ci[1] < 0  # the row's own interval, unadjusted
+
+    b = write(tmp_path / "b", slight + same)
+    ran = bench(["compare", write(tmp_path / "a", a), b, "--fail-on", "regression", "--only-changed"])
+    assert ran.returncode == 0, ran.stderr
+    assert "0 rows significantly worse in B (Welch's t over seeds, 95%, Holm's correction over the 3 rows judged" in ran.stdout
+    assert "1 of 3 rows unclear (after Holm): significant on its own, not among the 3 judged" in ran.stdout
+    shown = [line for line in ran.stdout.splitlines() if line.startswith("magnitude")]
+    assert len(shown) == 1 and "0.021 / 0.064" in shown[0] and "unclear (after Holm)" in shown[0]
+    assert "random " not in ran.stdout  # unchanged rows: counted, not shown
+
+    write(tmp_path / "b", [record("gmp", 0.9, s, acc - 0.03) for s, acc in enumerate(accs)])
+    failed = bench(["compare", tmp_path / "a", b, "--fail-on", "regression"])
+    assert failed.returncode == 1 and "1 row significantly worse in B" in failed.stdout, failed.stdout
+    assert "over the 4 rows judged" in failed.stdout
+
+
 def test_a_planted_regression_is_worse_noise_is_no_change_and_moved_counts_are_listed():
     a = [record("magnitude", 0.9, s, acc) for s, acc in enumerate((0.970, 0.972, 0.971))]
     a += [record("random", 0.9, s, acc) for s, acc in enumerate((0.950, 0.960, 0.955))]
@@ -62,7 +110,7 @@ def test_bench_compare_fails_on_a_regression_and_passes_an_unchanged_rerun(tmp_p
     ok = bench(["compare", a, same, "--fail-on", "regression"])
     assert ok.returncode == 0, ok.stderr
     assert "no change" in ok.stdout and "0 rows significantly worse" in ok.stdout
-    assert "each row on its own: no correction for comparing several" in ok.stdout  # as --methods says
+    assert "Holm's correction over the 1 row judged" in ok.stdout
     quiet = bench(["compare", a, same, "--only-changed"])  # nothing moved: a count, no header over no rows
     assert "1 row without a significant change" in quiet.stdout and "acc A (%)" not in quiet.stdout
     bad = bench(["compare", a, worse, "--fail-on", "regression"])

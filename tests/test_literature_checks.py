@@ -77,12 +77,6 @@ def verdicts(results: Path) -> dict[tuple[str, str], "checks.Verdict"]:
     return {(v.claim, v.suite): v for v in checks.run(results)}
 
 
-def test_holm_adjusts_as_holm_1979():
-    # sorted: 0.005 x 4, 0.01 x 3, 0.03 x 2, 0.04 x 1 -> 0.02, 0.03, 0.06, then kept non-decreasing
-    assert checks.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert checks.holm([0.5, 0.9]) == [1.0, 1.0]
-
-
 def test_holm_turns_a_marginal_pass_into_inconclusive(tmp_path):
     """Lottery 0.1 pts above its control (one-sided p about 0.006) passes when it is the only
     check with rows; with ten clear checks printed beside it, the family's correction leaves it
