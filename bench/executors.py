@@ -461,8 +461,15 @@ class RayExecutor:
         holding its GPU, once the sweep releases its claim. One whose node cannot be reached is
         left to Ray after RAY_CANCEL_WAIT_S."""
         refs, self._refs = list(self._refs), {}
+        if not self._ray.is_initialized():  # shut down already, its tasks with it; a Ray call would start a new Ray
+            return
+        cancelled = []
         for ref in refs:
-            self._ray.cancel(ref, force=True)
-        if refs:
-            self._ray.wait(refs, num_returns=len(refs), timeout=RAY_CANCEL_WAIT_S)
+            try:
+                self._ray.cancel(ref, force=True)
+            except TypeError:  # Ray's refusal of any cancel, e.g. a task of an earlier session of this process (ended)
+                continue
+            cancelled.append(ref)
+        if cancelled:
+            self._ray.wait(cancelled, num_returns=len(cancelled), timeout=RAY_CANCEL_WAIT_S)
         self._ray.shutdown()

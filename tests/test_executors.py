@@ -438,6 +438,34 @@ def test_closing_the_ray_executor_stops_its_tasks_on_a_joined_cluster(tmp_path, 
         cluster.shutdown()
 
 
+@pytest.mark.ray
+def test_closing_the_ray_executor_after_its_ray_session_ended_raises_nothing_and_starts_no_ray(monkeypatch):
+    """A task of a Ray session that has ended (Ray shut down, then started again in this process)
+    is unknown to the new one, which refuses to cancel it: the close goes on, as that task ended
+    with its session. With Ray shut down and not started again, close calls no Ray function, any
+    of which would start a new local Ray."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from bench.executors import RayExecutor
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        for restarted in (True, False):
+            executor = RayExecutor(cluster.address, 0, 1)
+            executor._refs[ray.remote(num_cpus=1)(lambda: time.sleep(60)).remote()] = (0, None, float("inf"))
+            ray.shutdown()
+            if restarted:
+                ray.init(address=cluster.address, log_to_driver=False)
+            else:
+                monkeypatch.setattr(ray, "init", lambda *args, **kwargs: pytest.fail("close started a Ray"))
+            executor.close()
+            assert not ray.is_initialized()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
 def test_a_capped_log_echoes_its_note_whole_even_after_lines_past_the_limit_were_shown(tmp_path, monkeypatch):
     """With one job, the console shows a run's log as it grows. Lines past the limit may have
     been echoed before the driver's next poll cuts them: the note that replaces them is still
