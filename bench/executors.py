@@ -389,6 +389,9 @@ def _ray_perform(task: Task, seeds: list[int], *dense: Any) -> list[Outcome]:
         signal.signal(signal.SIGINT, handler)
 
 
+RAY_CANCEL_WAIT_S = 10.0  # how long closing waits for its cancelled tasks to end (on a reachable node: ms)
+
+
 class RayExecutor:
     """Each task a Ray task on a cluster: `address` "auto" or HOST:PORT joins a running one,
     None starts a one-machine cluster. Ray retries a task whose node was lost; one that outlives
@@ -450,4 +453,23 @@ class RayExecutor:
         return done
 
     def close(self) -> None:
+        """Cancel the tasks in flight, then leave the cluster; a second call does nothing (the
+        sweep closes its executor when it is interrupted, the command again as it ends). Leaving a
+        joined cluster does not end this driver's tasks there: Ray ends them once it notices the
+        driver gone, after shutdown returned. So each is force-cancelled (its worker process
+        killed, as for a run out of time) and awaited, and none still runs, writing its log or
+        holding its GPU, once the sweep releases its claim. One whose node cannot be reached is
+        left to Ray after RAY_CANCEL_WAIT_S."""
+        refs, self._refs = list(self._refs), {}
+        if not self._ray.is_initialized():  # shut down already, its tasks with it; a Ray call would start a new Ray
+            return
+        cancelled = []
+        for ref in refs:
+            try:
+                self._ray.cancel(ref, force=True)
+            except TypeError:  # Ray's refusal of any cancel, e.g. a task of an earlier session of this process (ended)
+                continue
+            cancelled.append(ref)
+        if cancelled:
+            self._ray.wait(cancelled, num_returns=len(cancelled), timeout=RAY_CANCEL_WAIT_S)
         self._ray.shutdown()

@@ -384,6 +384,88 @@ def test_ray_on_a_two_node_cluster_gives_the_same_records(serial, tmp_path, data
         cluster.shutdown()
 
 
+def running(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.ray
+def test_closing_the_ray_executor_stops_its_tasks_on_a_joined_cluster(tmp_path, data_dir, monkeypatch):
+    """An interrupted sweep closes its executor, then releases its runs' claims: a task still
+    running on the cluster would go on writing (or holding its GPU) while another command takes
+    its run. Ray ends a departed driver's tasks only once it notices the driver gone, after close
+    returned (at once on one machine, or later), so the driver's leaving is left out here
+    (shutdown does nothing until the end): close itself must stop the task, a 1 s sleep that then
+    writes a file. Closed again, it does nothing."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from bench.data import find_source
+    from bench.executors import RayExecutor
+    from bench.plan import RunSpec
+    from bench.suite import load_suite
+    from bench.worker import Task
+
+    def sleeper(task, seeds, *dense, started=str(tmp_path / "started"), ended=str(tmp_path / "ended")):
+        Path(started).write_text(str(os.getpid()))
+        time.sleep(1)
+        Path(ended).write_text("")
+
+    suite = load_suite(str(FAST))
+    task = Task("runs", suite, (RunSpec("dense", {}, 0),), find_source(suite.data, data_dir), str(data_dir), "cpu",
+                None, None, (None,), dense={0: "not trained in this test"})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    shutdown = ray.shutdown
+    try:
+        executor = RayExecutor(cluster.address, 0, 1)
+        executor._remote = ray.remote(num_cpus=1)(sleeper)
+        executor.submit(task)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started").exists():
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.05)
+        monkeypatch.setattr(ray, "shutdown", lambda **kwargs: None)
+        executor.close()
+        executor.close()
+        assert not running(int((tmp_path / "started").read_text()))
+        time.sleep(2)
+        assert not (tmp_path / "ended").exists()
+    finally:
+        shutdown()
+        cluster.shutdown()
+
+
+@pytest.mark.ray
+def test_closing_the_ray_executor_after_its_ray_session_ended_raises_nothing_and_starts_no_ray(monkeypatch):
+    """A task of a Ray session that has ended (Ray shut down, then started again in this process)
+    is unknown to the new one, which refuses to cancel it: the close goes on, as that task ended
+    with its session. With Ray shut down and not started again, close calls no Ray function, any
+    of which would start a new local Ray."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from bench.executors import RayExecutor
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        for restarted in (True, False):
+            executor = RayExecutor(cluster.address, 0, 1)
+            executor._refs[ray.remote(num_cpus=1)(lambda: time.sleep(60)).remote()] = (0, None, float("inf"))
+            ray.shutdown()
+            if restarted:
+                ray.init(address=cluster.address, log_to_driver=False)
+            else:
+                monkeypatch.setattr(ray, "init", lambda *args, **kwargs: pytest.fail("close started a Ray"))
+            executor.close()
+            assert not ray.is_initialized()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
 def test_a_capped_log_echoes_its_note_whole_even_after_lines_past_the_limit_were_shown(tmp_path, monkeypatch):
     """With one job, the console shows a run's log as it grows. Lines past the limit may have
     been echoed before the driver's next poll cuts them: the note that replaces them is still
