@@ -67,7 +67,7 @@ def _judgement(changes: list[RowChange], noun: str) -> str:
     worse" cannot be read against the chance of a false one."""
     judged = sum(c.p is not None for c in changes)
     return (f"Welch's t over seeds, 95%, Holm's correction over the {counted(judged, noun)} judged: "
-            "the chance of any wrong verdict among them is at most 5%")
+            "the chance of any wrong better or worse among them is at most 5%")
 
 
 def _notes(changes: list[RowChange], noun: str) -> list[str]:

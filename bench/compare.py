@@ -258,8 +258,9 @@ def chance_note(changes: list[RowChange], noun: str) -> str:
     if not n:
         return ""
     judged = sum(c.p is not None for c in changes)
-    return (f"{n} of {counted(len(changes), noun)} {CHANCE}: significant on its own, not among the {judged} judged "
-            "(at 95%, one unchanged row in twenty is significant on its own by chance); more seeds tell them apart")
+    return (f"{n} of {counted(len(changes), noun)} {CHANCE}: significant on {'its' if n == 1 else 'their'} own, not "
+            f"among the {judged} judged (at 95%, one unchanged {noun} in twenty is significant on its own by chance); "
+            "more seeds tell them apart")
 
 
 def unjudged_note(changes: list[RowChange], noun: str) -> str:
