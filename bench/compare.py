@@ -24,7 +24,8 @@ from several counts as a model of its own, as a leaderboard row does in the lite
 interval must clear bench.records.MACHINE_MARGIN (0.2 pts) for `better` or `worse` (the p is that of
 the test against the margin on the estimate's side); one that excludes zero but not the margin says
 `unclear (machines differ)`. A committed record made on an Intel Xeon
-against its rerun on an AMD EPYC read `better` (dense on mlp, +0.13 [+0.04, +0.22]) without it.
+against its rerun on an AMD EPYC read `better` (dense on mlp, +0.13 [+0.04, +0.22], p 0.016) without it,
+compared alone (among mlp's 137 rows, Holm's correction alone leaves it unclear).
 
 `bench compare A --methods X,Y` (`across_methods`) asks the same of two methods in one set of
 records: per row of X, each row of Y with the same suite, budget, data source and device type
