@@ -12,8 +12,8 @@ Many rows: a comparison judges every row it pairs (58 in a cifar sweep), and at 
 its own one unchanged row in twenty reads `better` or `worse` by chance, which `--fail-on
 regression` would fail on. So the rows of one comparison, all suites together, are one family:
 Holm's step-down procedure (`holm`) adjusts their p-values, and the verdict is `better` or `worse`
-where the adjusted p < 5%, so that the chance of any wrong verdict in the whole comparison is at
-most 5%, whatever the dependence between rows (many share a dense model). A row whose own p is
+where the adjusted p < 5%, so that the chance of any wrong `better` or `worse` in the whole comparison
+is at most 5%, whatever the dependence between rows (many share a dense model). A row whose own p is
 below 5% but whose adjusted p is not says `unclear (after Holm)`; else `no change`. The interval
 printed is the row's own (unadjusted): a description of the change, not the verdict's test.
 
