@@ -47,12 +47,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for name, (recs_a, recs_b) in stored.items():
             changes = [c for c in shared if c.suite == name]
             only_a, only_b = compare.unshared(recs_a, recs_b)
-            print(f"# {name}: {len(changes)} rows in both; {only_a} only in A, {only_b} only in B\n")
+            print(f"# {name}: {counted(len(changes), 'row')} in both; {only_a} only in A, {only_b} only in B\n")
             if not changes and (why := compare.apart(recs_a, recs_b)):
                 print(f"no row is in both: rows pair up at one budget, data source and device; {why}\n")
             table = [[c.method, c.setting, *_change_cells(c),
                       "; ".join(f"{k} {va:g} -> {vb:g}" for k, (va, vb) in c.exact_changes.items())]
-                     for c in _shown(changes, args.only_changed)]
+                     for c in _shown(changes, args.only_changed, "row")]
             _print_table(table, ["method", "setting", "budget", "seeds A/B", "acc A (%)", "acc B (%)",
                                  "change (pts) [95% CI]", "p / Holm", "verdict", "exact figures that moved"])
     worse = sum(c.verdict == "worse" for c in shared)
@@ -78,7 +78,7 @@ def _notes(changes: list[RowChange], noun: str) -> list[str]:
                               compare.machines_note(changes, noun)) if note]
 
 
-def _shown(changes: list[RowChange], only_changed: bool) -> list[RowChange]:
+def _shown(changes: list[RowChange], only_changed: bool, noun: str) -> list[RowChange]:
     """The rows to print: all, or (--only-changed) those significantly better or worse, or
     unclear (significant on their own but not after Holm, or beyond zero but not beyond the
     machines' margin: they may have moved), or whose exact figures moved, after a line counting
@@ -88,7 +88,7 @@ def _shown(changes: list[RowChange], only_changed: bool) -> list[RowChange]:
     if not only_changed:
         return changes
     shown = [c for c in changes if c.verdict in MOVED or c.exact_changes]
-    print(f"{counted(len(changes) - len(shown), 'row')} without a significant change in accuracy or a moved "
+    print(f"{counted(len(changes) - len(shown), noun)} without a significant change in accuracy or a moved "
           "exact figure not shown (--only-changed)\n")
     return shown
 
@@ -145,7 +145,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
             if not (changes := [c for c in shared if c.suite == name]):
                 continue
             print(f"# {name}: {y} against {x}, {counted(len(changes), 'setting')} both have\n")
-            table = [[c.setting, *c.others, *_change_cells(c)] for c in _shown(changes, args.only_changed)]
+            table = [[c.setting, *c.others, *_change_cells(c)] for c in _shown(changes, args.only_changed, "setting")]
             _print_table(table, ["shared setting", f"{x}'s other", f"{y}'s other", "budget", f"seeds {x}/{y}",
                                  f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]", "p / Holm", "verdict"])
     worse = sum(c.verdict == "worse" for c in shared)

@@ -273,7 +273,7 @@ def test_a_commit_gives_only_its_record_files_and_leaves_out_an_oversized_one(tm
     assert ran.returncode == 0, ran.stderr
     assert "results/mlp/runs/zzz.json left out: larger than 65,536 bytes" in ran.stderr
     assert "results/mlp/runs/link.json left out: not a regular file" in ran.stderr
-    assert "# mlp: 1 rows in both; 0 only in A, 0 only in B" in ran.stdout
+    assert "# mlp: 1 row in both; 0 only in A, 0 only in B" in ran.stdout
 
     scratch = compare.results_of("HEAD", tmp_path / "scratch", "mlp").folder
     written = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*") if p.is_file())
@@ -312,7 +312,7 @@ def test_bench_compare_names_each_record_it_leaves_out_and_why(tmp_path, monkeyp
     ran = bench(["compare", a, b, "--fail-on", "regression"])
     assert ran.returncode == 0, ran.stderr
     assert truncated in ran.stderr and notes in ran.stderr
-    assert "# mlp: 1 rows in both; 0 only in A, 1 only in B" in ran.stdout
+    assert "# mlp: 1 row in both; 0 only in A, 1 only in B" in ran.stdout
     methods = bench(["compare", b, "--methods", "magnitude,random"])
     assert methods.returncode == 0, methods.stderr
     assert truncated in methods.stderr and notes in methods.stderr
@@ -385,6 +385,10 @@ def test_bench_compare_methods_within_one_results_folder(tmp_path, bench):
     assert "random significantly worse than magnitude in 1 of 1 setting" in ran.stdout
     assert bench(["compare", folder, "--methods", "magnitude,random", "--fail-on", "regression"]).returncode == 1
     assert bench(["compare", folder, "--methods", "random,magnitude", "--fail-on", "regression"]).returncode == 0
+    same = write(tmp_path / "same", [record(m, 0.9, s, acc) for m in ("magnitude", "gmp")
+                                     for s, acc in enumerate((0.970, 0.972, 0.971))])
+    quiet = bench(["compare", same, "--methods", "magnitude,gmp", "--only-changed"])
+    assert "1 setting without a significant change in accuracy or a moved exact figure not shown" in quiet.stdout
     for args, why in ((["--methods", "magnitude"], "expected two different method names"),
                       (["--methods", "magnitude,snip"], "holds no finished rows of magnitude and snip"),  # 0.9, 0.5
                       (["--methods", "magnitude,randm"], f"--methods: {folder} holds no finished run of 'randm'; did you "
