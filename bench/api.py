@@ -73,9 +73,14 @@ def load_results(results_dir: str | Path, suite: str, *, budget: Literal["standa
     custom budget's rows are told apart by the `budget` column). Columns are the CSV's, and
     `setting_params`: each row's parameters as a mapping (the `setting` column spells them out).
     A file in the runs folder that is no usable record is named on stderr, as the leaderboard
-    names it: a seed missing from a row's mean is not left unnoticed."""
+    names it: a seed missing from a row's mean is not left unnoticed. A results folder that does
+    not exist raises FileNotFoundError, as `bench leaderboard` refuses it: an empty table would
+    read as a suite without records (a script run outside the checkout, say)."""
     if budget not in ("standard", "custom", "all") or per not in ("row", "run"):
         raise ValueError(f"budget is standard, custom or all, and per is row or run; got {budget!r}, {per!r}")
+    if not Path(results_dir).is_dir():
+        raise FileNotFoundError(f"no results folder {Path(results_dir).resolve()}: pass the path of one (the "
+                                "checkout's results, or results-quick where a quick run wrote)")
     recs = [r for _, r in records.reported_records(Path(results_dir), suite, "the results")
             if budget == "all" or r["standard_budget"] == (budget == "standard")]
     cols = board.table_columns(recs)

@@ -48,8 +48,11 @@ def speed_tables(results: Path, suite: str, filters: list[tuple[str, str]]) -> l
         return [f"{suite}: no finished run passes --settings", ""]
     table, cols = board.table(recs)
     speed = [c for c in cols if c.spec.name in ("theoretical_speedup", "speedup{runtime}_b{batch}")]
-    devices = sorted({f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)"
-                      for r in finished})
+    devices: dict[tuple[str, str], set[str]] = {}  # per table: the machines of its own runs, not the suite's
+    for r in recs:
+        key = board.row_key(r)
+        devices.setdefault((key["data_source"], key["budget"]), set()).add(
+            f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)")
     families = board.families()
     order = list(FAMILIES)
     out = []
@@ -61,7 +64,7 @@ def speed_tables(results: Path, suite: str, filters: list[tuple[str, str]]) -> l
                       key=lambda row: (order.index(row[0]) if row[0] in order else len(order), row[1:3]))
         if not rows:
             continue
-        out += [f"## {suite} · {source} · {budget} · {'; '.join(devices)}", "",
+        out += [f"## {suite} · {source} · {budget} · {'; '.join(sorted(devices[source, budget]))}", "",
                 tabulate(rows, headers=["family", "method", "setting", "seeds", *[c.header for c in speed]],
                          tablefmt="github", disable_numparse=True), ""]
     return out

@@ -66,6 +66,14 @@ def test_bad_options_raise_the_command_lines_message(data_dir):
         bench.load_results("results", "mlp", per="seed")
 
 
+def test_load_results_of_a_missing_folder_raises_rather_than_read_as_no_records(tmp_path):
+    """A script run outside the checkout: "results" is no folder there, which an empty table
+    would hide until a column was missing (KeyError: 'accuracy_mean_%')."""
+    with pytest.raises(FileNotFoundError, match=f"no results folder {tmp_path / 'results'}: "):
+        bench.load_results(tmp_path / "results", "mlp")
+    assert bench.load_results(tmp_path, "mlp").empty  # a folder without the suite's records: no rows
+
+
 @pytest.mark.xdist_group("processes")
 def test_a_script_without_the_main_guard_stops_at_once_with_the_fix_and_blames_no_run(tmp_path, data_dir):
     """Each worker process imports the script that started the sweep: unguarded, the script's
