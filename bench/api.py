@@ -85,4 +85,4 @@ def load_results(results_dir: str | Path, suite: str, *, budget: Literal["standa
             if budget == "all" or r["standard_budget"] == (budget == "standard")]
     cols = board.table_columns(recs)
     table = board.frame(recs, cols)
-    return table if per == "run" or table.empty else board.aggregate(table, cols)
+    return table if per == "run" or table.empty else board.rounded(board.aggregate(table, cols), cols)

@@ -80,7 +80,8 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     (delta_acc) and versus the matched-budget `dense-ft` row (delta_ft): a method's effect, told
     apart from the effect of its extra training. `machines` names the processors or GPUs that
     trained the row's seeds: accuracy moves between machine models by more than between seeds
-    (README, Literature checks), so rows compare fairly within one."""
+    (README, Literature checks), so rows compare fairly within one. Unrounded: `rounded` gives
+    the CSV's decimals."""
     keys = ROW
     values = [c for c in df.columns if c not in keys + ["seed", "machine", "setting_params"]]
     grouped = df.groupby(keys, sort=True)
@@ -98,6 +99,14 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
         out[column] = out["accuracy_mean_%"] - out[column].astype(float)
     out["_order"] = out["method"].map(lambda m: REFERENCES.get(m, len(REFERENCES)))
     out = out.sort_values([*TABLE, "_order", "method", "setting"]).drop(columns="_order")
+    return out.reset_index(drop=True)
+
+
+def rounded(table: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
+    """The table at the decimals each metric declares for the CSV (its `decimals`), as files and
+    tools get it. The views that show fewer (Markdown's `shown`, the site) format the unrounded
+    table instead: rounding twice showed a compression of 4.2546, 4.25 in the CSV, as 4.2."""
+    out = table.copy()
     decimals = {col.column: col.spec.decimals for col in cols if col.column}
     decimals.update({"accuracy_mean_%": 2, "accuracy_std_%": 2})
     for col, d in decimals.items():
@@ -105,7 +114,7 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
             out[col] = out[col].astype(float).round(d) + 0.0  # + 0.0 turns -0.0 into 0.0
             if d == 0:
                 out[col] = out[col].astype("Int64")
-    return out.reset_index(drop=True)
+    return out
 
 
 def table(recs: list[Record]) -> tuple[pd.DataFrame, list[Column]]:
@@ -117,8 +126,8 @@ def table(recs: list[Record]) -> tuple[pd.DataFrame, list[Column]]:
 
 
 def csv_text(table: pd.DataFrame) -> str:
-    """The table as the leaderboard's CSV: every column but the parameter mappings, which the
-    `setting` column spells out."""
+    """The (`rounded`) table as the leaderboard's CSV: every column but the parameter mappings,
+    which the `setting` column spells out."""
     table = table.drop(columns="setting_params", errors="ignore")
     text = [c for c in table.columns if table[c].map(lambda v: isinstance(v, str)).any()]
     return table.assign(**{c: table[c].map(_inert) for c in text}).to_csv(index=False, lineterminator="\n")

@@ -159,8 +159,8 @@ def _show(loaded: dict[str, list[records.Record]], standard: bool, methods: set[
         recs = [r for r in loaded_recs if r.get("standard_budget") == standard]
         table, cols = board.table(recs)
         if not table.empty:
-            tables.append(board.select(table, cols, board.families(recs), args.sparsity, args.family, args.sort,
-                                       methods).assign(suite=name))
+            tables.append(board.rounded(board.select(table, cols, board.families(recs), args.sparsity, args.family,
+                                                     args.sort, methods), cols).assign(suite=name))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])
     table = table[["suite", *(c for c in table.columns if c not in ("suite", "setting_params"))]]
     if args.format == "csv":

@@ -20,7 +20,7 @@ from bench.locks import Claim
 from bench.metrics import Column
 from bench.records import Record, Status
 from bench.render import markdown
-from bench.board import TABLE, csv_text, families, load, main_rows, plot_frame, row_key
+from bench.board import TABLE, csv_text, families, load, main_rows, plot_frame, rounded, row_key
 from bench.board import table as board_table
 
 
@@ -79,7 +79,7 @@ def _write(results_dir: Path, suite: str, folder: Path) -> list[Path]:
             table, cols = board_table(part)
             folder.mkdir(parents=True, exist_ok=True)
             csv = table_path(results_dir, suite, standard, "csv")
-            files.write_text_atomic(csv, csv_text(table))
+            files.write_text_atomic(csv, csv_text(rounded(table, cols)))
             md = table_path(results_dir, suite, standard)
             files.write_text_atomic(md, markdown(table, cols, part, suite, title))
             written += [csv, md]

@@ -21,9 +21,11 @@ from bench.board import table as board_table
 
 
 def _fmt(value: Any, decimals: int) -> str:
+    """A table's (unrounded) value at `decimals`, rounded once; a change that rounds to nothing
+    reads 0.00, not -0.00."""
     if value is None or pd.isna(value):
         return ""
-    return f"{value:,.{decimals}f}" if decimals else f"{int(round(value)):,}"
+    return f"{round(float(value), decimals) + 0.0:,.{decimals}f}" if decimals else f"{int(round(value)):,}"
 
 
 def cell(row: pd.Series, col: Column) -> str:

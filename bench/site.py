@@ -231,12 +231,12 @@ def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[Reco
 
 def best_by_size(table: pd.DataFrame) -> list[tuple[int, pd.Series]]:
     """(band, row) per size band of the largest table group: the most accurate row at least
-    `band` times smaller than the dense model (ties: the smaller, then by name). Bands no row
-    reaches are left out."""
+    `band` times smaller than the dense model (ties at the 2 decimals shown: the smaller, then by
+    name). Bands no row reaches are left out."""
     t = board.main_rows(table)
     if "compression_x" not in t:
         return []
-    t = t.assign(_key=-t["accuracy_mean_%"].astype(float)).sort_values(["_key", "size_KiB", "method", "setting"])
+    t = t.assign(_key=-t["accuracy_mean_%"].astype(float).round(2)).sort_values(["_key", "size_KiB", "method", "setting"])
     return [(band, fit.iloc[0]) for band in BANDS if len(fit := t[t["compression_x"].astype(float) >= band])]
 
 
