@@ -265,7 +265,8 @@ def _headline(table: pd.DataFrame, cols: list[Column], href: str) -> str:
 
 def _pivot(table: pd.DataFrame) -> list[str]:
     """Method x level for the swept methods of the largest table group: accuracy (size) per
-    sparsity level, a row per method and non-default setting besides the swept one."""
+    sparsity level, a row per method and non-default setting besides the swept one; the most
+    accurate of each level in bold, every cell that shows its accuracy (2 decimals) with it."""
     t = board.main_rows(table)
     levels = []
     for method, params in zip(t.method, t.setting_params):
@@ -288,7 +289,7 @@ def _pivot(table: pd.DataFrame) -> list[str]:
                 continue
             r = found.iloc[0]
             accuracy = number(r["accuracy_mean_%"], 2)
-            if r["accuracy_mean_%"] == best[level]:
+            if board.at_decimals(r["accuracy_mean_%"], 2) == board.at_decimals(best[level], 2):  # ties as shown
                 accuracy = f"<b>{accuracy}</b>"
             cells += f'<td><a href="#{anchor(_row_key(r))}">{accuracy}</a> ({_fmt_size(r)})</td>'
         rows.append(f'<tr><td class="t">{_e(series)}</td>{cells}</tr>')
