@@ -245,6 +245,20 @@ def test_the_frontier_is_exactly_the_rows_no_other_row_dominates():
     assert plots.frontier(tied) == [0, 1]  # equal rows: neither dominates the other
 
 
+def test_the_frontier_ties_rows_at_the_two_decimals_its_key_shows_and_reads_no_minus_zero():
+    # a larger row 1/300 of a point more accurate reads as the smaller one (97.74): no frontier step
+    t = pd.DataFrame({"size_KiB": [10, 20], "accuracy_mean_%": [97.74, 97.74 + 1 / 300]})
+    assert plots.frontier(t) == [0]
+    # a row 1/300 of a point below dense, smaller: on the frontier, its change read +0.00, not -0.00
+    recs = [record("dense", {}, s, a, 1000) for s, a in ((0, 0.98), (1, 0.9801), (2, 0.9801))]
+    recs += [record("magnitude", {"sparsity": 0.5}, s, a, 500) for s, a in ((0, 0.98), (1, 0.98), (2, 0.9801))]
+    cols = board.table_columns(recs)
+    t, ycol = board.plot_frame(board.aggregate(board.frame(recs, cols), cols))
+    fig, _ = plots.frontier_figure(t, ycol, cols, "x")
+    key = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert key == ["1  magnitude sparsity=0.5  (+0.00)"]
+
+
 def _legend_styles(handles):
     """(colour, marker) of each legend entry that is a series (not a reference line or a key row)."""
     out = []
