@@ -16,6 +16,7 @@ import functools
 from pathlib import Path
 from typing import Any, Collection, Iterable
 
+import numpy as np
 import pandas as pd
 
 from bench import metrics, records
@@ -102,10 +103,20 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def at_decimals(value: Any, decimals: int) -> float:
+    """`value` rounded to `decimals` as `rounded` rounds the CSV's columns (numpy's rounding: the
+    value scaled, then half to even), -0.0 made 0.0. Every view rounds a figure it shows so, once:
+    a cell shown at the CSV's decimals then reads as the CSV does. Python's round and format
+    round the binary value instead, and differ at a half: the mean of two seeds at 97.02 and
+    97.03% is 97.02 in the CSV and read 97.03 in the Markdown, the terminal and the site."""
+    return float(np.round(float(value), decimals)) + 0.0
+
+
 def rounded(table: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     """The table at the decimals each metric declares for the CSV (its `decimals`), as files and
     tools get it. The views that show fewer (Markdown's `shown`, the site) format the unrounded
-    table instead: rounding twice showed a compression of 4.2546, 4.25 in the CSV, as 4.2."""
+    table instead (`at_decimals`, which rounds as this does): rounding twice showed a compression
+    of 4.2546, 4.25 in the CSV, as 4.2."""
     out = table.copy()
     decimals = {col.column: col.spec.decimals for col in cols if col.column}
     decimals.update({"accuracy_mean_%": 2, "accuracy_std_%": 2})

@@ -15,27 +15,29 @@ from tabulate import tabulate
 from bench.errors import counted, printable
 from bench.metrics import Column
 from bench.records import Record, Status
-from bench.board import (REFERENCES, TABLE, code_of, distinct_settings, environment, failed_runs, row_key,
-                         select, setting_sparsity, short_setting, unavailable_runtimes)
+from bench.board import (REFERENCES, TABLE, at_decimals, code_of, distinct_settings, environment, failed_runs,
+                         row_key, select, setting_sparsity, short_setting, unavailable_runtimes)
 from bench.board import table as board_table
 
 
-def _fmt(value: Any, decimals: int) -> str:
-    """A table's (unrounded) value at `decimals`, rounded once; a change that rounds to nothing
-    reads 0.00, not -0.00."""
+def number(value: Any, decimals: int) -> str:
+    """A table's (unrounded) value at `decimals`, rounded once and as the CSV rounds
+    (`board.at_decimals`): at the CSV's decimals it reads as the CSV does; a change that rounds to
+    nothing reads 0.00, not -0.00."""
     if value is None or pd.isna(value):
         return ""
-    return f"{round(float(value), decimals) + 0.0:,.{decimals}f}" if decimals else f"{int(round(value)):,}"
+    shown = at_decimals(value, decimals)
+    return f"{shown:,.{decimals}f}" if decimals else f"{int(shown):,}"
 
 
 def cell(row: pd.Series, col: Column) -> str:
     """A Markdown cell: accuracy as mean ± std, a metric with a spread as value (spread)."""
     if col.key == "accuracy":
-        text = _fmt(row["accuracy_mean_%"], col.spec.shown)
-        return text + f" ± {_fmt(row['accuracy_std_%'], col.spec.shown)}" if row["seeds"] > 1 else text
-    text = _fmt(row[col.column], col.spec.shown)
+        text = number(row["accuracy_mean_%"], col.spec.shown)
+        return text + f" ± {number(row['accuracy_std_%'], col.spec.shown)}" if row["seeds"] > 1 else text
+    text = number(row[col.column], col.spec.shown)
     if text and col.spread_column and not pd.isna(row.get(col.spread_column)):
-        text += f" ({_fmt(row[col.spread_column], col.spec.shown)})"
+        text += f" ({number(row[col.spread_column], col.spec.shown)})"
     return text
 
 

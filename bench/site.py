@@ -38,7 +38,7 @@ from bench.errors import ResultsFolderError, counted, printable
 from bench.records import Record, Status
 from bench.leaderboard import PLOTS
 from bench.metrics import Column
-from bench.render import cell
+from bench.render import cell, number
 from bench.board import REFERENCES, ROW, TABLE, family_of, short_setting
 from bench.plan import flat_params, setting_label
 
@@ -251,9 +251,8 @@ def _headline(table: pd.DataFrame, cols: list[Column], href: str) -> str:
     rows = []
     for band, r in best:
         values = [r["size_KiB"], *[r[c.column] for c, _ in speed]]
-        accuracy = f"{r['accuracy_mean_%']:.2f}" + (f" ± {r['accuracy_std_%']:.2f}" if r["seeds"] > 1 else "")
-        numbers = [accuracy, *("" if v is None or pd.isna(v) else f"{float(v):,.{d}f}"
-                               for v, d in zip(values, (1, 2)))]
+        accuracy = number(r["accuracy_mean_%"], 2) + (f" ± {number(r['accuracy_std_%'], 2)}" if r["seeds"] > 1 else "")
+        numbers = [accuracy, *(number(v, d) for v, d in zip(values, (1, 2)))]
         setting = short_setting(r["method"], r["setting_params"])
         rows.append(f'<tr><td class="t">{"any size" if band == 1 else f"≥ {band}x"}</td>'
                     f'<td class="t m"><a href="{_e(href)}#{anchor(_row_key(r))}">{_e(r["method"])}</a>'
@@ -266,7 +265,8 @@ def _headline(table: pd.DataFrame, cols: list[Column], href: str) -> str:
 
 def _pivot(table: pd.DataFrame) -> list[str]:
     """Method x level for the swept methods of the largest table group: accuracy (size) per
-    sparsity level, a row per method and non-default setting besides the swept one."""
+    sparsity level, a row per method and non-default setting besides the swept one; the most
+    accurate of each level in bold, every cell that shows its accuracy (2 decimals) with it."""
     t = board.main_rows(table)
     levels = []
     for method, params in zip(t.method, t.setting_params):
@@ -288,8 +288,8 @@ def _pivot(table: pd.DataFrame) -> list[str]:
                 cells += "<td></td>"
                 continue
             r = found.iloc[0]
-            accuracy = f"{r['accuracy_mean_%']:.2f}"
-            if r["accuracy_mean_%"] == best[level]:
+            accuracy = number(r["accuracy_mean_%"], 2)
+            if board.at_decimals(r["accuracy_mean_%"], 2) == board.at_decimals(best[level], 2):  # ties as shown
                 accuracy = f"<b>{accuracy}</b>"
             cells += f'<td><a href="#{anchor(_row_key(r))}">{accuracy}</a> ({_fmt_size(r)})</td>'
         rows.append(f'<tr><td class="t">{_e(series)}</td>{cells}</tr>')
@@ -305,7 +305,7 @@ def _pivot(table: pd.DataFrame) -> list[str]:
 def _fmt_size(r: pd.Series) -> str:
     """A row's size in KiB, as the pivot shows it ('?' where it was not measured)."""
     size = r.get("size_KiB")
-    return "?" if size is None or pd.isna(size) else f"{float(size):,.0f}"
+    return "?" if size is None or pd.isna(size) else number(size, 0)
 
 
 def _provenance(recs: list[Record]) -> str:
@@ -446,8 +446,8 @@ def _frontier_image(suite: str, table: pd.DataFrame, cols: list[Column], recs: l
     for i, p in where.iterrows():
         r = table.loc[i]
         setting = short_setting(r["method"], r["setting_params"])
-        text = (f"{r['method']}{'' if setting == '-' else ' ' + setting}: {r['accuracy_mean_%']:.2f}"
-                + (f" ± {r['accuracy_std_%']:.2f}" if r["seeds"] > 1 else "") + f" %, {r['size_KiB']:,.1f} KiB")
+        text = (f"{r['method']}{'' if setting == '-' else ' ' + setting}: {number(r['accuracy_mean_%'], 2)}"
+                + (f" ± {number(r['accuracy_std_%'], 2)}" if r["seeds"] > 1 else "") + f" %, {number(r['size_KiB'], 1)} KiB")
         links.append(f'<a href="#{anchor(_row_key(r))}" title="{_e(text)}" '
                      f'style="left:{p.left:.2f}%;top:{p.top:.2f}%"></a>')
     return ('<div class="plot"><img src="frontier.png" alt="accuracy against size of every method, with the '

@@ -63,6 +63,25 @@ def test_leaderboard_aggregates_over_seeds_and_separates_budgets_and_sources(tmp
     assert (tmp_path / "mlp" / "pareto.png").stat().st_size > 1000
 
 
+def test_a_figure_shown_at_the_csvs_decimals_reads_as_the_csv_everywhere(tmp_path):
+    # Two seeds at 97.02 and 97.03%: their mean is a half at 2 decimals, which the CSV rounds as
+    # numpy does (97.02) and Python's round or format of the binary value the other way (97.03).
+    # The views round the unrounded table once, and the same way: the figure reads alike in each.
+    from bench import site
+
+    recs = [record(m, p, s, a, nz) for m, p, nz in (("dense", {}, 1000), ("magnitude", {"sparsity": 0.9}, 100))
+            for s, a in ((0, 0.9702), (1, 0.9703))]
+    write_records(tmp_path, recs)
+    leaderboard.write(tmp_path, "mlp")
+    shown = f"{pd.read_csv(tmp_path / 'mlp' / 'leaderboard.csv')['accuracy_mean_%'][0]:.2f} ± 0.01"
+    assert shown == "97.02 ± 0.01"
+    assert re.search(rf"\| dense +\| - +\| 2 +\| {shown} +\|", (tmp_path / "mlp" / "leaderboard.md").read_text())
+    assert re.search(rf"^dense +- +2 +{shown} ", render.terminal(recs, 400, {}), flags=re.M)
+    site.build(tmp_path, ["mlp"], tmp_path / "site")
+    assert f"<td>{shown}</td>" in (tmp_path / "site" / "index.html").read_text()  # the best at each size
+    assert f'title="magnitude sparsity=0.9: {shown} %, 0.5 KiB"' in (tmp_path / "site" / "mlp" / "index.html").read_text()
+
+
 def test_regeneration_is_byte_identical(tmp_path):
     populate(tmp_path)
     first = {p.name: p.read_bytes() for p in leaderboard.write(tmp_path, "mlp")}
@@ -224,6 +243,20 @@ def test_the_frontier_is_exactly_the_rows_no_other_row_dominates():
     assert sorted(plots.frontier(t)) == ["r1", "r3", "r6", "r7"]
     tied = pd.DataFrame({"size_KiB": [10, 10], "accuracy_mean_%": [90, 90]})
     assert plots.frontier(tied) == [0, 1]  # equal rows: neither dominates the other
+
+
+def test_the_frontier_ties_rows_at_the_two_decimals_its_key_shows_and_reads_no_minus_zero():
+    # a larger row 1/300 of a point more accurate reads as the smaller one (97.74): no frontier step
+    t = pd.DataFrame({"size_KiB": [10, 20], "accuracy_mean_%": [97.74, 97.74 + 1 / 300]})
+    assert plots.frontier(t) == [0]
+    # a row 1/300 of a point below dense, smaller: on the frontier, its change read +0.00, not -0.00
+    recs = [record("dense", {}, s, a, 1000) for s, a in ((0, 0.98), (1, 0.9801), (2, 0.9801))]
+    recs += [record("magnitude", {"sparsity": 0.5}, s, a, 500) for s, a in ((0, 0.98), (1, 0.98), (2, 0.9801))]
+    cols = board.table_columns(recs)
+    t, ycol = board.plot_frame(board.aggregate(board.frame(recs, cols), cols))
+    fig, _ = plots.frontier_figure(t, ycol, cols, "x")
+    key = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert key == ["1  magnitude sparsity=0.5  (+0.00)"]
 
 
 def _legend_styles(handles):
