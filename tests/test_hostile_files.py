@@ -253,7 +253,7 @@ def test_records_with_unusable_numbers_or_fields_are_named_and_left_out_by_every
     assert len((tmp_path / suite / "leaderboard.csv").read_text().splitlines()) == 2  # header and the good row
 
     compared = bench(["compare", tmp_path, tmp_path])
-    assert compared.returncode == 0 and "1 rows in both" in compared.stdout, compared.stderr
+    assert compared.returncode == 0 and "1 row in both" in compared.stdout, compared.stderr
     ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1", "--dry-run",
                  "--data-dir", data_dir, "--results-dir", tmp_path])
     assert ran.returncode == 0 and "1 run: 1 to run, 0 finished before" in ran.stdout, ran.stderr
