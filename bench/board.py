@@ -112,6 +112,14 @@ def at_decimals(value: Any, decimals: int) -> float:
     return float(np.round(float(value), decimals)) + 0.0
 
 
+def accuracy_as_shown(accuracy: pd.Series) -> pd.Series:
+    """Accuracies at the decimals every view shows them (`at_decimals`), for the tie rules of the
+    views that pick the best (the site's best at each size and pivot, the frontier): rows a reader
+    sees as equally accurate are equal there, and a hair's difference picks no winner."""
+    shown = metrics.spec_of("accuracy").shown
+    return accuracy.astype(float).map(lambda v: at_decimals(v, shown))
+
+
 def rounded(table: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     """The table at the decimals each metric declares for the CSV (its `decimals`), as files and
     tools get it. The views that show fewer (Markdown's `shown`, the site) format the unrounded

@@ -236,7 +236,7 @@ def best_by_size(table: pd.DataFrame) -> list[tuple[int, pd.Series]]:
     t = board.main_rows(table)
     if "compression_x" not in t:
         return []
-    t = t.assign(_key=-t["accuracy_mean_%"].astype(float).round(2)).sort_values(["_key", "size_KiB", "method", "setting"])
+    t = t.assign(_key=-board.accuracy_as_shown(t["accuracy_mean_%"])).sort_values(["_key", "size_KiB", "method", "setting"])
     return [(band, fit.iloc[0]) for band in BANDS if len(fit := t[t["compression_x"].astype(float) >= band])]
 
 
@@ -276,9 +276,10 @@ def _pivot(table: pd.DataFrame) -> list[str]:
     t = t[t.level.notna()]
     if t.empty:
         return []
-    t = t.assign(series=[board.series_label(m, p) for m, p in zip(t.method, t.setting_params)])
+    t = t.assign(series=[board.series_label(m, p) for m, p in zip(t.method, t.setting_params)],
+                 shown=board.accuracy_as_shown(t["accuracy_mean_%"]))
     columns = sorted(set(t.level))
-    best = t.groupby("level")["accuracy_mean_%"].max()
+    best = t.groupby("level")["shown"].max()
     rows = []
     for series, m in t.groupby("series", sort=True):
         cells = ""
@@ -289,7 +290,7 @@ def _pivot(table: pd.DataFrame) -> list[str]:
                 continue
             r = found.iloc[0]
             accuracy = number(r["accuracy_mean_%"], 2)
-            if board.at_decimals(r["accuracy_mean_%"], 2) == board.at_decimals(best[level], 2):  # ties as shown
+            if r["shown"] == best[level]:  # ties as shown
                 accuracy = f"<b>{accuracy}</b>"
             cells += f'<td><a href="#{anchor(_row_key(r))}">{accuracy}</a> ({_fmt_size(r)})</td>'
         rows.append(f'<tr><td class="t">{_e(series)}</td>{cells}</tr>')
