@@ -112,12 +112,13 @@ def at_decimals(value: Any, decimals: int) -> float:
     return float(np.round(float(value), decimals)) + 0.0
 
 
-def accuracy_as_shown(accuracy: pd.Series) -> pd.Series:
-    """Accuracies at the decimals every view shows them (`at_decimals`), for the tie rules of the
-    views that pick the best (the site's best at each size and pivot, the frontier): rows a reader
-    sees as equally accurate are equal there, and a hair's difference picks no winner."""
-    shown = metrics.spec_of("accuracy").shown
-    return accuracy.astype(float).map(lambda v: at_decimals(v, shown))
+def as_shown(values: pd.Series, metric: str) -> pd.Series:
+    """`metric`'s values at the decimals every view shows it (`at_decimals`), for the rules of the
+    views that pick or group rows (the site's best at each size and pivot, the frontier): rows a
+    reader sees as equally accurate are equal there, a hair's difference picks no winner, and a
+    compression shown as 4.0 counts as 4x."""
+    shown = metrics.spec_of(metric).shown
+    return values.astype(float).map(lambda v: at_decimals(v, shown))
 
 
 def rounded(table: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:

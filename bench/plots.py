@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from bench import files
-from bench.board import accuracy_as_shown, at_decimals
+from bench.board import as_shown, at_decimals
 from bench.errors import printable
 from bench.metrics import Column
 
@@ -95,7 +95,7 @@ def frontier(t: pd.DataFrame, x: str = "size_KiB", y: str = "accuracy_mean_%") -
     site's best at each size: a row a hair more accurate than a smaller one, both reading -0.26,
     is no step of the frontier."""
     t = t[t[x].notna() & t[y].notna()]
-    xs, ys = t[x].astype(float).to_numpy(), accuracy_as_shown(t[y]).to_numpy()
+    xs, ys = t[x].astype(float).to_numpy(), as_shown(t[y], "accuracy").to_numpy()
     return [i for i, xi, yi in zip(t.index, xs, ys)
             if not ((xs <= xi) & (ys >= yi) & ((xs < xi) | (ys > yi))).any()]
 
