@@ -110,7 +110,7 @@ start here:
   bench list                                 the methods, their families and parameters
   bench run --suite mlp --methods magnitude,dense --seeds 0 --epochs 2 --finetune-epochs 1 --limit-train 5000
                                              a quick run of your own, the README's first session
-                                             (about a minute and a half; rows in ./results-quick)
+                                             (about a minute on 2 cores; rows in ./results-quick)
   bench reproduce --suite mlp --sample 3     rerun three committed records, judged against them
   bench COMMAND --help                       a command's options"""
 
