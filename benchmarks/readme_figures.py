@@ -176,10 +176,15 @@ def null_worse(rows: int, draws: int = 20_000, seeds: int = 3) -> tuple[float, f
     return float(np.mean((rejected & (t < 0)).any(axis=1))), float(np.mean(((test.pvalue < 0.05) & (test.statistic < 0)).any(axis=1)))
 
 
+def leaderboard_rows(results: Path, suite: str) -> int:
+    """The rows of a suite's standard leaderboard.csv: what one `bench compare` of the suite judges."""
+    return len(pd.read_csv(results / suite / "leaderboard.csv"))
+
+
 def compare_rows(results: Path, suite: str) -> str:
     """The rows of a suite's leaderboard, and the chance that some row of a null comparison of
     them all reads `worse`, with Holm's correction and without, were the rows independent."""
-    n = len(pd.read_csv(results / suite / "leaderboard.csv"))
+    n = leaderboard_rows(results, suite)
     holm, alone = null_worse(n)
     return (f"{holm:.0%} of null comparisons of the {n} rows of `{suite}` have a row read `worse` (simulated: normal "
             f"seeds, independent rows), against {alone:.0%} with each row judged on its own")
@@ -211,6 +216,11 @@ def cifar_epoch(results: Path) -> str:
     m = seed_record(results, "cifar", "dense", 0)["metrics"]
     return (f"{m['train_time_s'] / m['train_epochs']:.2f} s eager (the seed-0 dense record: {m['train_epochs']} "
             f"epochs in {m['train_time_s']:.1f} s)")
+
+
+def dense_params(results: Path, suite: str) -> str:
+    """The parameters of a suite's model: its seed-0 dense record's count."""
+    return f"{seed_record(results, suite, 'dense', 0)['metrics']['params']:,} params"
 
 
 INT8_METHODS = ("ptq-int8", "qat", "magnitude+ptq-int8")  # the rows whose models run int8 kernels
@@ -256,6 +266,7 @@ def readme(results: Path) -> dict[str, str]:
         "mlp-records-35720db": commit_share(results, "mlp", "35720db"),
         "mnist-records-35720db": commit_share(results, "mnist", "35720db"),
         "mlp-records-9040bc3": commit_share(results, "mlp", "9040bc3"),
+        "mnist-records-17ba00e": f"{len(made_by(results, 'mnist', '17ba00e'))} records",
         "mlp-dense-named": dense_named(results, "mlp"),
         "mnist-dense-named": dense_named(results, "mnist"),
         "rigl-mnist-95": f"{seed_accuracy(results, 'mnist', 'rigl', 0, sparsity=0.95):.2f}%, and the 95% row now "
@@ -267,6 +278,8 @@ def readme(results: Path) -> dict[str, str]:
         "mlp-reproduce-cost": reproduce_cost(results, "mlp"),
         "mlp-measure-time": measure_time(results, "mlp"),
         "mlp-compare-rows": compare_rows(results, "mlp"),
+        "mlp-rows": str(leaderboard_rows(results, "mlp")),
+        **{f"{suite}-params": dense_params(results, suite) for suite in ("mlp", "mnist", "cifar")},
         "cifar-epoch": cifar_epoch(results),
         "int8-output-gap": int8_output_gap(results),
     }
