@@ -1,6 +1,6 @@
 """What moves the CSR speedup of a pruned LeNet-300-100: sparsity, pruning scope, batch, threads, load?
 
-The committed mlp records give `torch_csr` about 4-4.6x over dense at 98% sparsity and batch 256
+The committed mlp records give `torch_csr` about 4.0-4.5x over dense at 98% sparsity and batch 256
 for the one-shot rows, about 3.5x for `magnitude` (AMD EPYC family 25, one thread per run;
 benchmarks/RESULTS.md has the figures generated from them); an audit on another CPU got
 2.5-3.2x, while 90% agreed (1.6-1.8x). This times the harness's own measurement

@@ -10,10 +10,11 @@ them where that can be established, and for no other record:
    pruning) records exactly T as its train time. The commit that trained the model is the
    oldest, by commit time, among the commits whose records in the git history carry T: the
    first command to need the model trained it.
-2. Training is deterministic on one CPU kind with one thread (86 of 86 mlp reruns from 9040bc3
-   reproduced their records' accuracy and nonzeros exactly). So the seed's dense model is
-   retrained on that CPU at the trainer, at every other commit whose records are to be
-   migrated, and at a current clean commit, each into RETRAINED/<commit>:
+2. Training is deterministic on one CPU kind with one thread (all 99 finished mlp reruns from
+   9040bc3 reproduced the accuracy and nonzeros of the records they replaced, in the git
+   history, exactly). So the seed's dense model is retrained on that CPU at the trainer, at
+   every other commit whose records are to be migrated, and at a current clean commit, each
+   into RETRAINED/<commit>:
 
        cd <checkout of COMMIT> && PYTHONPATH=$PWD python -m bench run --suite SUITE \
            --methods dense --jobs 2 --results-dir RETRAINED/COMMIT
