@@ -94,3 +94,20 @@ def test_a_block_without_its_markers_is_named_and_never_appended(tmp_path):
     assert path.read_text() == f"a {begin}1{end} b\n"  # nothing written
     blocks.write(path, {"x": "22"})
     assert path.read_text() == f"a {begin}22{end} b\n"
+
+
+def test_a_gpu_windows_record_rerun_elsewhere_asks_for_its_prose_to_be_rewritten(checkout, capsys):
+    """RESULTS.md's first GPU window quotes its dense record under words about an H100; a later
+    window on another GPU reruns that record. The script then names the window and what to
+    rewrite, rather than quote the new record under the old window's words."""
+    runs = checkout / "results" / "cifar" / "runs"
+    (path,) = [p for p in runs.glob("dense-*-s0.json")
+               if json.loads(p.read_text())["env"]["git_commit"].startswith(figures.FIRST_WINDOW)]
+    record = json.loads(path.read_text())
+    record["env"].update(git_commit="f" * 40, device_name="NVIDIA H200")
+    path.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert figures.main(args(checkout, "--check")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"readme_figures: results/cifar/runs holds no dense record of the GPU window of commit "
+                          f"{figures.FIRST_WINDOW} any more") and "Traceback" not in err
