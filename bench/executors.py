@@ -158,11 +158,31 @@ def _worker_main(conn: Connection, env: dict[str, str]) -> None:
                 return
 
 
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Any:
+    """This process's environment with `env` set, for the processes it starts meanwhile."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 class _Worker:
     def __init__(self, ctx: Any, env: dict[str, str]):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, {**os.environ, **env}), daemon=True)
-        self.process.start()
+        # A spawned worker starts with the environment it is given here: before _worker_main sets
+        # it, the worker imports bench.executors, and with it torch.utils.benchmark, which asks
+        # torch.cuda.is_available() as it loads; CUDA then reads CUDA_VISIBLE_DEVICES once, for
+        # good, and every worker would see every GPU and train on the first.
+        with _environment(env):
+            self.process.start()
         child.close()
         self.started = False  # READY received
         self.ticket: int | None = None

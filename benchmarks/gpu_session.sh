@@ -79,6 +79,10 @@ end=$(( start + minutes * 60 ))  # the sweep starts no run after this; the archi
 python="${PYTHON:-python3}"
 say() { echo "[gpu_session $(date +%H:%M:%S)] $*" | tee -a "$out/session.log"; }
 left() { echo $(( end - $(date +%s) )); }
+# A step's time limit before the sweep: what it asks for, but no more than what is left of the
+# budget, so that it cannot take the minutes that the sweep's wind-down and the archive keep after
+# the budget's end; and at least 1 s (`timeout 0` sets no limit at all).
+upto() { local s=$1 l; l=$(left); (( l < s )) && s=$l; (( s < 1 )) && s=1; echo "$s"; }
 
 # -- set-up: wheels and data, no network ----------------------------------------------------------
 if [[ -n "$wheels" ]]; then
@@ -143,7 +147,7 @@ say "$(tail -n +3 "$out/env.txt" | head -3 | tr '\n' ' ')"
 # -- 1. the ways of training K runs at once, and the choice for the sweep --------------------------
 if [[ "$bench_s" != none ]]; then
   say "fused bench (at most $bench_s s of cells)"
-  timeout --signal=TERM $(( bench_s + 120 )) "$python" benchmarks/fused_gpu.py --data-dir "$BENCH_DATA_DIR" \
+  timeout --signal=TERM --kill-after=10 "$(upto $(( bench_s + 120 )))" "$python" benchmarks/fused_gpu.py --data-dir "$BENCH_DATA_DIR" \
     --budget "$bench_s" --unfused-jobs "${k:-4}" --out "$out/fused-bench.json" $([[ ${#quick[@]} -gt 0 ]] && echo "--quick") \
     > "$out/fused-bench.log" 2>&1
   say "fused bench: exit $? ($(grep '^choice' "$out/fused-bench.log"))"
@@ -155,11 +159,11 @@ k="${k:-$([[ "$fuse" -gt 1 ]] && echo 2 || echo 4)}"
 
 # -- 2. the gpu tests -----------------------------------------------------------------------------
 if [[ "$tests" != none ]]; then
-  limit=$(( $(left) / 3 ))
+  limit=$(upto $(( $(left) / 3 )))
   say "gpu tests ${tests} (at most $limit s)"
   select=()  # one argument: an expression such as "not compile" is not split into words
   [[ "$tests" != all ]] && select=(-k "$tests")
-  timeout --signal=TERM "$limit" "$python" -m pytest -m gpu -q --durations=0 -p no:cacheprovider \
+  timeout --signal=TERM --kill-after=10 "$limit" "$python" -m pytest -m gpu -q --durations=0 -p no:cacheprovider \
     "${select[@]}" tests/test_gpu.py tests/test_gpu_deploy.py > "$out/gpu-tests.log" 2>&1
   say "gpu tests: exit $? ($(tail -n 1 "$out/gpu-tests.log"))"
 fi
@@ -167,7 +171,7 @@ fi
 # -- 3. one ResNet-20 epoch on the whole training set, per training mode --------------------------
 if [[ "$speed" != none ]]; then
   for mode in ${speed//,/ }; do
-    timeout --signal=TERM 90 "$python" benchmarks/train_speed.py --suites cifar --loops harness,minimal \
+    timeout --signal=TERM --kill-after=10 "$(upto 90)" "$python" benchmarks/train_speed.py --suites cifar --loops harness,minimal \
       $([[ "$mode" != eager ]] && echo "--compile $mode") \
       $([[ ${#quick[@]} -gt 0 ]] && echo "--device cpu --limit-train 512") >> "$out/train-speed.log" 2>&1
     say "train_speed $mode: exit $?"

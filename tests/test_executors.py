@@ -491,3 +491,26 @@ def test_a_capped_log_echoes_its_note_whole_even_after_lines_past_the_limit_were
     note = "[bench: this log reached its limit of 9.53674e-05 MiB here; what the run wrote after that is left out]"
     assert shown == [*lines[:20], "", note]
     assert log.read_text() == "\n".join(lines[:20])[:100] + "\n" + note + "\n"
+
+
+def test_a_worker_spawned_for_a_gpu_sees_only_its_gpu_from_its_first_import(monkeypatch):
+    """A spawned worker imports bench.executors (torch.utils.benchmark with it, which asks
+    torch.cuda.is_available() as it loads) before its main function runs; CUDA reads
+    CUDA_VISIBLE_DEVICES at that first question and never again. Set only in the main function,
+    it came too late: on a machine with several GPUs every worker trained on the first. The
+    variable must be in the environment the worker process starts with (/proc/PID/environ)."""
+    from bench.executors import LocalExecutor
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    executor = LocalExecutor(2, ["5", "7"], 1)
+    workers = [executor._start_worker(slot) for slot in (0, 1)]
+    try:
+        for worker, gpu in zip(workers, ("5", "7")):
+            assert worker.conn.poll(60) and worker.conn.recv() == "ready"  # started: no longer mid-exec
+            environ = Path(f"/proc/{worker.process.pid}/environ").read_bytes().split(b"\0")
+            assert f"CUDA_VISIBLE_DEVICES={gpu}".encode() in environ
+        assert "CUDA_VISIBLE_DEVICES" not in os.environ  # the driver's own is as it was
+    finally:
+        for worker in workers:
+            worker.conn.close()
+            worker.stop(grace=10.0)

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,32 @@ def test_the_gpu_tests_take_a_k_expression_of_several_words(tmp_path, cifar_dir)
     tests = (tmp_path / "out" / "gpu-tests.log").read_text()
     assert "gpu tests: exit 0 (" in (tmp_path / "out" / "session.log").read_text(), tests
     assert "SKIPPED [1] tests/test_gpu.py" in tests and "test_gpu_deploy.py" not in tests, tests  # deploy: deselected
+
+
+@pytest.mark.session
+def test_the_steps_before_the_sweep_end_with_the_budget_and_the_archive_is_made(tmp_path, cifar_dir):
+    """The script must end within --minutes + 2 whatever happens (the device call's limit is 10
+    minutes; past it nothing is archived). The fused bench was given its budget plus two minutes
+    and each training-speed mode 90 s, whatever was left: with a bench and a mode that hang, a
+    session of 0 minutes ran 420 s; and `--tests` got `timeout 0`, no limit at all,
+    when less than 3 s were left."""
+    fake = tmp_path / "python"  # the real interpreter, except for the two steps, which hang
+    fake.write_text("#!/usr/bin/env bash\n"
+                    'case "$1" in benchmarks/fused_gpu.py|benchmarks/train_speed.py) exec sleep 600 ;; esac\n'
+                    f'exec {sys.executable} "$@"\n')
+    fake.chmod(0o755)
+    results = tmp_path / "results"
+    (results / "cifar").mkdir(parents=True)
+    (results / "cifar" / "kept.txt").write_text("a finished record\n")
+    data = small_cifar(cifar_dir, tmp_path / "data", per_class=2)
+    start = time.monotonic()
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--out", str(tmp_path / "out"), "--data", str(data),
+         "--results", str(results), "--minutes", "0", "--fused-bench", "120", "--speed", "eager,default", "--quick"],
+        capture_output=True, text=True, timeout=400, env={**os.environ, "PYTHON": str(fake)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert time.monotonic() - start < 0 + 120, (time.monotonic() - start, proc.stdout)
+    log = (tmp_path / "out" / "session.log").read_text()
+    assert "fused bench: exit 124" in log and "train_speed eager: exit 124" in log, log
+    with tarfile.open(tmp_path / "out" / "results.tar.gz") as tar:
+        assert "cifar/kept.txt" in tar.getnames()
