@@ -14,7 +14,8 @@ device, timed as aggregate epochs per second (K runs' epochs over the wall time)
   processes  K processes at once, each training one run (the time after all of them have
              loaded, from a barrier to the last one's end): what --jobs-per-gpu K gets (K <= 8).
 A way that fails (a capture that does not work, out of memory) prints why and is left out; each
-cell has a time budget. The result is printed as a table and written as JSON (--out), with the
+cell has a time budget. The result is printed as a table and written as JSON (--out, after every
+cell, `complete` false until the last: a bench cut short leaves what it measured), with the
 choice for the sweep (`choose`): the fastest K of `fused` if it beats `alone` by --margin and
 what the sweep gets without fusion, `processes` at K=4, else none (bench.fused.DEFAULT_FUSE is
 set from such figures, by hand, in a commit that cites them).
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import multiprocessing as mp
 import os
 import queue
@@ -43,6 +43,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fused_throughput import calls, sync, time_alone, time_fused, time_graphed  # noqa: E402
 
+from bench import files  # noqa: E402
 from bench.data import Dataset, Split, default_tensor_cache, load_dataset  # noqa: E402
 from bench.suite import Suite, load_suite  # noqa: E402
 
@@ -162,6 +163,16 @@ def choose(rate: dict[tuple[str, int], float | str], margin: float, unfused_jobs
     return best if fused[best] > floor else None
 
 
+def rates(seconds: dict[tuple[str, int], list[float | str]], epoch_share: float) -> dict[tuple[str, int], float | str]:
+    """Aggregate epochs per second per (way, K): K runs' share of an epoch each over the median of
+    the cell's timed seconds, or why it has none (its first error or skip)."""
+    out: dict[tuple[str, int], float | str] = {}
+    for (way, k), got in seconds.items():
+        numbers = [s for s in got if isinstance(s, float)]
+        out[(way, k)] = k * epoch_share / statistics.median(numbers) if numbers else got[0]
+    return out
+
+
 def cell(fn: Callable[[], float | str], budget_s: float, spent: dict[str, float]) -> float | str:
     """fn's seconds, or why there are none (an error, or the way's time budget already spent)."""
     if spent.get("total", 0.0) > budget_s:
@@ -227,34 +238,42 @@ def main() -> None:
         ways["processes"] = lambda k: (lambda: time_processes(suite, args.data_dir, args.limit_train, device, k)) \
             if k <= 8 else (lambda: "not timed above K=8: each process holds a CUDA context")
     time_alone(calls(suite, data, device, 1, "channels-last"), device)  # warm-up
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     spent: dict[str, float] = {}
     seconds: dict[tuple[str, int], list[float | str]] = {}
+
+    def report(complete: bool) -> tuple[dict[tuple[str, int], float | str], int | None]:
+        """The rates so far and the choice they support, written (--out) after every cell: a bench
+        that the session's time limit cuts short leaves what it measured (it left no file, and the
+        sweep ran unfused). A partial choice waits for the unfused sweep's rate (`processes` at
+        --unfused-jobs), without which fusion is judged against one run alone (`choose`)."""
+        rate = rates(seconds, epoch_share)
+        judged = complete or "processes" not in ways or ("processes", args.unfused_jobs) in rate
+        choice = choose(rate, args.margin, args.unfused_jobs) if judged else None
+        if args.out:
+            files.write_json_atomic(args.out, {"device": name, "suite": args.suite, "fuse": choice, "complete": complete,
+                                               "rates": {f"{w} K={k}": r for (w, k), r in rate.items()}})
+        return rate, choice
+
     for _ in range(args.repeats):
         seconds.setdefault(("alone", 1), []).append(
             cell(lambda: time_alone(calls(suite, data, device, 1, "channels-last"), device), args.budget, spent))
+        report(False)
         for k in ks:
             for way, make in ways.items():
                 seconds.setdefault((way, k), []).append(cell(make(k), args.budget, spent))
-    rate: dict[tuple[str, int], float | str] = {}
-    for (way, k), got in seconds.items():
-        numbers = [s for s in got if isinstance(s, float)]
-        rate[(way, k)] = k * epoch_share / statistics.median(numbers) if numbers else got[0]
+                report(False)
+    rate, choice = report(True)
     alone = rate[("alone", 1)]
     rows = [[way, k, f"{r:.4g}" if isinstance(r, float) else r,
              f"{r / alone:.2f}x" if isinstance(r, float) and isinstance(alone, float) else "-"]
             for (way, k), r in rate.items()]
     from tabulate import tabulate
 
-    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"{args.suite} ({suite.model.name}, {suite.training.precision}) on {name}: aggregate epochs per second, "
           f"{args.limit_train} images per run and epoch, median of {args.repeats}; {spent['total']:.0f} s spent")
     print(tabulate(rows, headers=["way", "K", "epochs/s", "vs one alone"]))
-    choice = choose(rate, args.margin, args.unfused_jobs)
     print(f"choice for the sweep: {'--fuse ' + str(choice) if choice else 'no fusion'}")
-    if args.out:
-        args.out.write_text(json.dumps({"device": name, "suite": args.suite, "fuse": choice,
-                                        "rates": {f"{w} K={k}": r for (w, k), r in rate.items()}}, indent=1) + "\n")
-
 
 if __name__ == "__main__":
     main()

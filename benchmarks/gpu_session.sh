@@ -162,8 +162,10 @@ if [[ "$tests" != none ]]; then
   limit=$(upto $(( $(left) / 3 )))
   say "gpu tests ${tests} (at most $limit s)"
   select=()  # one argument: an expression such as "not compile" is not split into words
+  # -n 0: one test at a time on the one GPU (pyproject's -n auto ran them side by side, and one
+  # test's training would time into another's latency check)
   [[ "$tests" != all ]] && select=(-k "$tests")
-  timeout --signal=TERM --kill-after=10 "$limit" "$python" -m pytest -m gpu -q --durations=0 -p no:cacheprovider \
+  timeout --signal=TERM --kill-after=10 "$limit" "$python" -m pytest -m gpu -n 0 -q --durations=0 -p no:cacheprovider \
     "${select[@]}" tests/test_gpu.py tests/test_gpu_deploy.py > "$out/gpu-tests.log" 2>&1
   say "gpu tests: exit $? ($(tail -n 1 "$out/gpu-tests.log"))"
 fi

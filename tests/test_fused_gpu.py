@@ -104,3 +104,38 @@ def test_each_fused_k_is_timed_after_a_warm_up_of_its_own(tmp_path, monkeypatch)
     one = rates["alone K=1"]
     assert rates["fused K=1"] == pytest.approx(one) and rates["fused K=2"] == pytest.approx(2 * one), rates
     assert rates["fused nchw K=2"] == pytest.approx(2 * one), rates
+
+
+def test_a_bench_cut_short_leaves_the_rates_it_measured_and_their_choice(tmp_path, monkeypatch):
+    """gpu_session.sh kills a bench past its time limit: the JSON, written only at the end, was
+    then missing, and the sweep ran unfused whatever the bench had measured. Here the last cell,
+    fused NCHW at K=2, never returns (a kill, as a BaseException that no cell catches)."""
+    import json
+
+    from bench.data import Dataset, Split
+
+    class Killed(BaseException):
+        pass
+
+    timed = []
+
+    def time_fused(batch, device, keep_layout):
+        timed.append(len(batch))
+        if len(timed) > 6:  # a warm-up and a timed call each: fused K=1, fused nchw K=1, fused K=2
+            raise Killed
+        return 0.5
+
+    split = Split(torch.zeros(8, 3, 32, 32, dtype=torch.uint8), torch.zeros(8, dtype=torch.long))
+    monkeypatch.setattr(fused_gpu, "data_for", lambda *args: Dataset(split, split, "test", 10))
+    monkeypatch.setattr(fused_gpu, "calls", lambda suite, data, device, k, layout: [data] * k)
+    monkeypatch.setattr(fused_gpu, "time_alone", lambda batch, device: 1.0)
+    monkeypatch.setattr(fused_gpu, "time_fused", time_fused)
+    monkeypatch.setattr(sys, "argv", ["fused_gpu.py", "--quick", "--out", str(tmp_path / "bench.json"),
+                                      "--margin", "1.5"])
+    with pytest.raises(Killed):
+        fused_gpu.main()
+    got = json.loads((tmp_path / "bench.json").read_text())
+    assert got["complete"] is False
+    assert set(got["rates"]) == {"alone K=1", "fused K=1", "fused nchw K=1", "fused K=2"}
+    assert got["rates"]["fused K=2"] == pytest.approx(4 * got["rates"]["alone K=1"])
+    assert got["fuse"] == 2  # what was measured supports it (on the CPU there is no `processes` way to wait for)
