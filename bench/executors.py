@@ -151,11 +151,6 @@ def _worker_main(conn: Connection, env: dict[str, str]) -> None:
         outcomes = perform(task)
         _output_to(None)
         conn.send(outcomes)
-        if task.device == "cuda" and any(o.result["status"] == Status.FAILED for o in outcomes):
-            try:  # a CUDA error can poison the process: then let a fresh worker take over
-                torch.cuda.synchronize()
-            except Exception:  # noqa: BLE001
-                return
 
 
 @contextlib.contextmanager
@@ -348,6 +343,8 @@ class LocalExecutor:
                 if outcomes is not None:
                     done.append((w.ticket, outcomes))
                     w.ticket = w.task = None
+                    if self.gpus and any(o.result["status"] == Status.FAILED for o in outcomes):
+                        self._retire(w)
                     continue
             if w.conn in ready or w.process.sentinel in ready:
                 w.process.join()
@@ -367,6 +364,16 @@ class LocalExecutor:
                                                        "process was killed")))
                 self._workers[self._workers.index(w)] = None
         return done
+
+    def _retire(self, w: _Worker) -> None:
+        """End an idle worker, so that its slot's next task starts a fresh one: after a failed run
+        on a GPU, whose CUDA error (a device-side assert, an illegal access) may have broken the
+        process's context for good. The worker checked that itself and ended after reporting, but
+        the driver, handed the outcomes, had given it the next task by then, which was lost with it
+        (`WorkerDied ... exited with code 0`). A fresh worker costs seconds; failed runs are few."""
+        w.conn.close()  # an idle worker's cue to end
+        w.stop(grace=5.0)
+        self._workers[self._workers.index(w)] = None
 
     def close(self) -> None:
         """Stop every worker; a second call does nothing (the sweep closes its executor when it

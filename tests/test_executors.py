@@ -514,3 +514,32 @@ def test_a_worker_spawned_for_a_gpu_sees_only_its_gpu_from_its_first_import(monk
         for worker in workers:
             worker.conn.close()
             worker.stop(grace=10.0)
+
+
+def test_after_a_failed_run_a_gpu_worker_is_retired_and_the_next_task_gets_a_fresh_one(data_dir):
+    """A failed run on a GPU may have broken its worker's CUDA context for good. The worker
+    checked that itself and ended after reporting; but the driver, handed the outcomes, had given
+    the idle worker its next task by then, and that task was lost with it (`WorkerDied ... exited
+    with code 0`). Now the driver retires the worker as it takes the outcomes: the slot's next
+    task starts a fresh worker. (An executor for a GPU: its workers are spawned with it visible,
+    and the tasks here run on the CPU.)"""
+    from bench.data import find_source
+    from bench.executors import LocalExecutor
+    from bench.plan import RunSpec
+    from bench.suite import load_suite
+    from bench.worker import Task
+
+    suite = load_suite(str(FAST)).with_budget(limit_train=1000, limit_test=200)
+    task = Task("runs", suite, (RunSpec("dense", {}, 0),), find_source(suite.data, data_dir), str(data_dir), "cpu",
+                None, None, (None,), dense={0: "not trained in this test"})
+    executor = LocalExecutor(1, ["0"], 1)
+    try:
+        executor.submit(task)
+        (_, (outcome,)), = executor.wait(120)
+        assert "not trained in this test" in outcome.result["error"], outcome.result["error"]  # it ran, and failed
+        assert executor._workers[0] is None  # retired as its outcomes came: no task goes to it
+        executor.submit(task)
+        (_, (outcome,)), = executor.wait(120)
+        assert "not trained in this test" in outcome.result["error"], outcome.result["error"]  # a fresh one ran it
+    finally:
+        executor.close()
