@@ -267,6 +267,8 @@ COMMAND_LINES = [
      "--set: method 'gptq' parameter 'calibration_samples': expected a number within ±1e+18, got 10000000000000000000"),
     ("--set of 400 digits for a float", ["--set", f"magnitude.sparsity={10**400}"],  # float() raised OverflowError
      "--set: method 'magnitude' parameter 'sparsity': expected a number within ±1e+18, got 1000"),
+    ("--set of a negative learning-rate scale", ["--methods", "dense,kd", "--set", "kd.lr_scale=-1"],  # it trained first
+     "--set: method 'kd' parameter 'lr_scale': expected a number >= 0, got -1.0"),
     ("--set of a negative sparsity", ["--set", "magnitude.sparsity=-0.5"],
      "--set: method 'magnitude' parameter 'sparsity': expected a number in [0, 1), got -0.5"),
     ("--set of a wrong type", ["--set", "magnitude.sparsity=high"],
