@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, TypedDict
 
 from bench import layout
-from bench.bounds import MAX_NUMBER, finite, plain
+from bench.bounds import MAX_NUMBER, brief, finite, plain
 from bench.errors import ParameterError, printable
 from bench.files import RefusedFile, read_regular_file
 from bench.suite import SEED_LIMIT, Budget
@@ -386,7 +386,7 @@ def methods_named(spec: str, present: Iterable[str]) -> set[str]:
         matches = fnmatch.filter(present, part)
         if not matches:
             close = difflib.get_close_matches(part, present, n=3, cutoff=0.5)
-            raise ParameterError(f"--methods: no record's method matches '{part}'"
+            raise ParameterError(f"--methods: no record's method matches {brief(part)}"
                                  f"{f'; did you mean {close[0]}?' if close else ''} (methods with records: "
                                  f"{', '.join(present) or 'none'})")
         chosen.update(matches)

@@ -120,7 +120,7 @@ def suite_file(name_or_path: str) -> Path:
         shipped = available_suites()
         if name_or_path not in shipped:
             raise SuiteError(
-                f"unknown suite '{name_or_path}'; shipped suites: {', '.join(shipped)} "
+                f"unknown suite {brief(name_or_path)}; shipped suites: {', '.join(shipped)} "
                 "(or give a path to a .yaml file)"
             )
         path = shipped[name_or_path]

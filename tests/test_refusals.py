@@ -132,7 +132,7 @@ SUITES = [
     ("a rate of 400 digits", ("lr: 0.1,", f"lr: {10**400},"),  # float() of it raised OverflowError
      "key 'training.lr': expected a number within ±1e+18, the largest a run's record holds, got 1000"),
     ("terminal escapes in a name", ("dataset: MNIST", 'dataset: "MNIST\\e]0;retitled\\a"'),  # printed as they were
-     "key 'data.dataset': torchvision.datasets has no dataset class 'MNIST?]0;retitled?'"),
+     "key 'data.dataset': torchvision.datasets has no dataset class 'MNIST\\x1b]0;retitled\\x07'"),  # (bounds.brief)
     ("keys that are a number and null", ("seeds: [0]", "seeds: [0]\n1: x\nnull: y\nfoo: z"),
      "key '<top level>': unknown key 1; expected keys: "),
 ]
@@ -324,6 +324,25 @@ def test_unknown_names_are_refused(tmp_path, data_dir, capsys):
     assert "no method selected" in line
     line = refused(["leaderboard", "--suite", "../mlp", "--results-dir", str(results)], capsys, results)
     assert line == f"bench: error: --suite '../mlp': expected a suite name, a plain folder name under {results}"
+
+
+def test_a_name_as_long_as_a_command_line_allows_is_quoted_cut_short(tmp_path, data_dir, capsys):
+    """Refusals quote what they were given cut to about 200 characters, as a suite file's values
+    are: an unknown method, a --set key, a suite, a dataset or a --methods pattern of 5,000
+    characters was quoted whole, a screenful (the command line allows 128 KiB an argument)."""
+    long = "a" * 5000
+    results = tmp_path / "results"
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(VALID.replace("dataset: MNIST", f"dataset: {long}"))
+    commands = [run_args("mlp", results, data_dir, *extra) for extra in (
+        ["--methods", long], ["--methods", f"magnitude,{long}*"], ["--set", long], ["--set", f"{long}.sparsity=1"],
+        ["--set", f"magnitude.{long}=1"], ["--set", f"magnitude.s{long}=["],
+        ["--set", f"magnitude.{long}=1", "--set", f"magnitude.{long}=2"])]
+    commands += [run_args(long, results, data_dir), run_args(str(suite), results, data_dir),
+                 ["leaderboard", "--suite", f"../{long}", "--results-dir", str(results)]]
+    for argv in commands:
+        line = refused(argv, capsys, results)
+        assert len(line) < 1000, line[:1000]
 
 
 def test_a_results_folder_that_is_a_file_is_refused(tmp_path, data_dir, capsys):
