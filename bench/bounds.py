@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,8 +95,8 @@ class Bounds:
         for i, item in enumerate(value):
             if not self.contains(item):
                 return f"expected numbers {self._range(item)}, got {brief(item)} (item {i})"
-        if self.distinct:
-            repeated = sorted({v for v in value if value.count(v) > 1})
+        if self.distinct:  # counted once each: list.count per item took minutes on a 1 MiB suite's seeds
+            repeated = sorted(v for v, n in Counter(value).items() if n > 1)
             if repeated:
                 return f"expected distinct values, got {brief(repeated[0])} more than once in {brief(value)}"
         return None
