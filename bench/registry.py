@@ -99,7 +99,7 @@ class Method:
             elif not bounds.plain(value):  # no default's type to check it against: a record must still hold it
                 raise ParameterError(f"method '{cls.name}' parameter '{key}': expected plain data (finite numbers "
                                      f"within ±{bounds.MAX_NUMBER:g}, text, true/false, null, lists, mappings with "
-                                     f"text keys), got {bounds.brief(value)}")
+                                     f"text keys; at most {bounds.MAX_DEPTH} levels deep), got {bounds.brief(value)}")
             why = bounds.problem(fields[key], params[key])
             if why:
                 raise ParameterError(f"method '{cls.name}' parameter '{key}': {why}")

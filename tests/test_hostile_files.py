@@ -198,7 +198,11 @@ UNUSABLE = {
     "time-near-float-max": (edited(lambda r: r["metrics"].update(train_time_s=1e308)),
                             "metrics.train_time_s is not a finite number within ±1e+18"),  # overflowed in render
     "sparsity-huge": (edited(lambda r: r["config"]["params"].update(sparsity=10**400)),
-                      "config.params holds a number that is not finite or not within ±1e+18"),
+                      "config.params holds a number that is not finite or not within ±1e+18, or is nested more than "
+                      "100 levels deep"),
+    "params-deep": (edited(lambda r: r["config"]["params"].update(levels=json.loads("[" * 400 + "]" * 400))),
+                    "config.params holds a number that is not finite or not within ±1e+18, or is nested more than "
+                    "100 levels deep"),  # JSON reads it; the check of its numbers stopped every reader (RecursionError)
     "method-glob": (edited(lambda r: r["config"].update(method="mag*")), "config.method 'mag*' is no method name"),
     "method-path": (edited(lambda r: r["config"].update(method="../x")), "config.method '../x' is no method name"),
     "seed-huge": (edited(lambda r: r["config"].update(seed=2**40 + 1)), "config.seed is outside [0, 4294967296)"),

@@ -54,7 +54,11 @@ SUITES = [
     ("a seed beyond numpy's", ("seeds: [0]", "seeds: [4294967296]"), "key 'seeds': expected numbers in [0, "),
     ("a YAML set", ("model: {name: lenet300}", "model: {name: lenet300, kwargs: {hidden: !!set {30, 10}}}"),
      "key 'model.kwargs.hidden': expected plain data (finite numbers within ±1e+18, text, true/false, null, lists, mappings with text "
-     "keys), got "),
+     "keys; at most 100 levels deep), got "),
+    ("a value nested deeper than a record is read", ("model: {name: lenet300}",  # (YAML itself reads ~300 levels)
+                                                     "model: {name: lenet300, kwargs: {hidden: " + "[" * 150 + "]" * 150 + "}}"),
+     "key 'model.kwargs.hidden': expected plain data (finite numbers within ±1e+18, text, true/false, null, lists, mappings with "
+     "text keys; at most 100 levels deep), got [[[["),
     ("negative warm-up", ("lr: 0.1,", "lr: 0.1, warmup_epochs: -1,"), "key 'training.warmup_epochs': expected a number >= 0"),
     ("label smoothing 1", ("lr: 0.1,", "lr: 0.1, label_smoothing: 1,"), "key 'training.label_smoothing': expected a number in [0, 1)"),
     ("limit_train 0", ("lr: 0.1,", "lr: 0.1, limit_train: 0,"), "key 'training.limit_train': expected a number >= 1, got 0"),
@@ -101,7 +105,7 @@ SUITES = [
      "key 'methods.magnitude': method 'magnitude' parameter 'sparsity': expected a number in [0, 1), got 1.5"),
     ("a NaN parameter without a range", ("seeds: [0]", "seeds: [0]\nmethods: {gptq: {dampening: .nan}}"),
      "key 'methods.gptq.dampening': expected plain data (finite numbers within ±1e+18, text, true/false, null, lists, mappings "
-     "with text keys), got nan"),
+     "with text keys; at most 100 levels deep), got nan"),
     ("an unknown method parameter", ("seeds: [0]", "seeds: [0]\nmethods: {magnitude: {sparsty: 0.5}}"),
      "key 'methods.magnitude': method 'magnitude' has no parameter 'sparsty'"),
     ("a method parameter of another type", ("seeds: [0]", "seeds: [0]\nmethods: {imp: {rounds: 2.5}}"),
