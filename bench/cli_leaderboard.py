@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -224,7 +225,7 @@ def _check(root: Path, suites: list[str], site: bool) -> int:
     for path, why in stale:
         print(f"stale: {root / path} ({why})", file=sys.stderr)
     if stale:
-        refresh = " --html" if site else f" --suite {suites[0]}" if len(suites) == 1 else ""
+        refresh = " --html" if site else f" --suite {shlex.quote(suites[0])}" if len(suites) == 1 else ""  # a folder's name
         print(f"{len(stale)} of {len(rebuilt | stored)} files are stale; refresh them with: "
               f"bench leaderboard{refresh} --results-dir {root}", file=sys.stderr)
         return 1

@@ -280,6 +280,27 @@ def test_a_suite_folder_named_as_a_url_is_linked_as_the_folder_it_is(tmp_path):
         assert (tmp_path / "site" / unquote(parts.path)).is_file(), href
 
 
+def test_a_suite_folder_named_as_a_shell_command_is_quoted_in_the_command_that_regenerates_it(tmp_path, capsys):
+    """The Markdown leaderboard ends its intro with the command that regenerates it, and
+    `--check` with the one that refreshes it, naming the suite's folder: a folder named `x$(id)`
+    (a folder is anyone's to name) made `bench leaderboard --suite x$(id)`, which a reader
+    pasting it ran. The name is now quoted for the shell; a real suite's reads as before."""
+    from test_leaderboard import record
+
+    for suite in ("x$(touch pwned)", "mlp"):
+        dense = record("dense", {}, 0, 0.98, 1000)
+        dense["config"]["suite"] = suite
+        files.write_json_atomic(tmp_path / suite / suite / "runs" / "dense.json", dense)
+        assert main(["leaderboard", "--results-dir", str(tmp_path / suite)]) == 0
+    assert "Regenerate with bench leaderboard --suite 'x$(touch pwned)'." in \
+        (tmp_path / "x$(touch pwned)" / "x$(touch pwned)" / "leaderboard.md").read_text()
+    assert "Regenerate with `bench leaderboard --suite mlp`." in (tmp_path / "mlp" / "mlp" / "leaderboard.md").read_text()
+    (tmp_path / "x$(touch pwned)" / "x$(touch pwned)" / "leaderboard.csv").unlink()
+    capsys.readouterr()
+    assert main(["leaderboard", "--check", "--results-dir", str(tmp_path / "x$(touch pwned)")]) == 1
+    assert "refresh them with: bench leaderboard --suite 'x$(touch pwned)' --results-dir" in capsys.readouterr().err
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
