@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from tabulate import tabulate
 
 from bench import layout, registry
+from bench.bounds import brief
 from bench.errors import counted, printable
 from bench.records import Status
 from bench.suite import SuiteError, is_plain_name
@@ -29,7 +30,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bench import compare
 
     if args.suite is not None and not is_plain_name(args.suite):
-        raise SuiteError(f"--suite {args.suite!r}: expected a suite name")
+        raise SuiteError(f"--suite {brief(args.suite)}: expected a suite name")
     if args.methods is not None:
         return _compare_methods(args)
     if args.b is None:
@@ -122,7 +123,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
         raise registry.ParameterError(f"--methods compares two methods within one set of results: give A alone, "
                                       f"not also {args.b!r}")
     if len(names) != 2 or names[0] == names[1] or not all(names):
-        raise registry.ParameterError(f"--methods {args.methods!r}: expected two different method names, X,Y")
+        raise registry.ParameterError(f"--methods {brief(args.methods)}: expected two different method names, X,Y")
     x, y = names
     with compare.sides([args.a], args.suite) as [a]:
         print(f"A = {a.what}\n")

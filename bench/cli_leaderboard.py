@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import shlex
 import shutil
 import sys
 from pathlib import Path
 
 from bench import files, layout, records, registry
+from bench.bounds import brief
 from bench.errors import counted
 from bench.records import Status
 from bench.suite import SuiteError, is_plain_name
@@ -29,7 +31,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     root = Path(args.results_dir)
     if args.suite is not None and not is_plain_name(args.suite):
-        raise SuiteError(f"--suite {args.suite!r}: expected a suite name, a plain folder name under {root}")
+        raise SuiteError(f"--suite {brief(args.suite)}: expected a suite name, a plain folder name under {root}")
     if not args.show and (args.sparsity is not None or args.family is not None or args.methods is not None
                           or args.sort is not None or args.budget != "standard" or args.format != "table"):
         raise registry.ParameterError("--sparsity, --family, --methods, --sort, --budget and --format shape --show's "
@@ -46,7 +48,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                                       "not with --show or --html")
     known = sorted(set(registry.FAMILIES) | set(board.families().values()))
     if args.family is not None and args.family not in known:
-        raise registry.ParameterError(f"--family {args.family!r}: expected one of {', '.join(known)}")
+        raise registry.ParameterError(f"--family {brief(args.family)}: expected one of {', '.join(known)}")
     suites = [args.suite] if args.suite else layout.suites_with_records(root)
     lacking = next((name for name in suites if not layout.runs_dir(root, name).is_dir()), None)
     if not suites or lacking is not None:
@@ -223,7 +225,7 @@ def _check(root: Path, suites: list[str], site: bool) -> int:
     for path, why in stale:
         print(f"stale: {root / path} ({why})", file=sys.stderr)
     if stale:
-        refresh = " --html" if site else f" --suite {suites[0]}" if len(suites) == 1 else ""
+        refresh = " --html" if site else f" --suite {shlex.quote(suites[0])}" if len(suites) == 1 else ""  # a folder's name
         print(f"{len(stale)} of {len(rebuilt | stored)} files are stale; refresh them with: "
               f"bench leaderboard{refresh} --results-dir {root}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ import yaml
 from tabulate import tabulate
 
 from bench import layout, provenance, records, registry, reproduce
+from bench.bounds import brief
 from bench.chain import links
 from bench.errors import DataError, ExecutorError, counted, duration, first_line, printable
 from bench.plan import setting_label
@@ -40,11 +41,11 @@ def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
         key, sep, value = item.partition("=")
         method, dot, param = key.partition(".")
         if not (sep and dot and method and param):
-            raise registry.ParameterError(f"--set expects METHOD.PARAM=VALUE, got '{item}'")
+            raise registry.ParameterError(f"--set expects METHOD.PARAM=VALUE, got {brief(item)}")
         try:
             parsed = yaml_value(value)
         except (yaml.YAMLError, ValueError, RecursionError) as e:
-            raise registry.ParameterError(f"--set {key}: the value is no YAML scalar: "
+            raise registry.ParameterError(f"--set {key[:200]}: the value is no YAML scalar: "
                                           f"{' '.join(str(e).split())[:200] or type(e).__name__}") from None
         if isinstance(parsed, str):
             try:
@@ -52,7 +53,8 @@ def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
             except ValueError:
                 pass
         if param in out.get(method, {}):  # the last would win silently: more likely a slip than a wish
-            raise registry.ParameterError(f"--set {key} is given twice ({out[method][param]!r}, then {parsed!r})")
+            raise registry.ParameterError(f"--set {key[:200]} is given twice ({brief(out[method][param])}, "
+                                          f"then {brief(parsed)})")
         out.setdefault(method, {})[param] = parsed
     return out
 
@@ -81,7 +83,7 @@ def _check_overrides(overrides: dict[str, dict[str, Any]], names: list[str], sui
     with parameters it takes, of its types and within its ranges."""
     selected = {link for name in names for link in links(name)}
     for method, params in overrides.items():
-        setting = f"--set {method}.{next(iter(params))}"
+        setting = f"--set {method}.{next(iter(params))}"[:200]  # a key as long as the command line allows
         if method in registry.BROKEN and method not in registry.METHODS:
             raise registry.ParameterError(f"{setting}: plugin '{method}' failed to import: "
                                           f"{first_line(registry.BROKEN[method])}")

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from bench import provenance, records
+from bench.bounds import brief
 from bench.errors import ParameterError, counted, printable
 from bench.board import budget_label
 from bench.records import MACHINE_MARGIN, Record, Status, machine
@@ -352,13 +353,13 @@ def results_of(spec: str, scratch: Path, suite: str | None) -> Side:
         return Side(Path(spec), f"{spec}: a results folder")
     top = provenance.git_toplevel(Path.cwd()) or provenance.git_toplevel(Path(__file__).resolve().parent)
     if top is None:
-        raise ParameterError(f"{spec!r} is neither a results folder nor a git commit (no git repository "
+        raise ParameterError(f"{brief(spec)} is neither a results folder nor a git commit (no git repository "
                              "here, and bench runs from no git checkout)")
     git = ["git", "-C", top]
     found = subprocess.run([*git, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{spec}^{{commit}}"],
                            capture_output=True, text=True)
     if found.returncode != 0:
-        raise ParameterError(f"{spec!r} is neither a results folder nor a git commit of {top}")
+        raise ParameterError(f"{brief(spec)} is neither a results folder nor a git commit of {top}")
     sha = found.stdout.strip()
     what = f"{spec}: commit {sha[:12]} of {top}"
     if subprocess.run([*git, "cat-file", "-t", f"{sha}:results"], capture_output=True, text=True).stdout != "tree\n":

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 import torchvision
 
+from bench.bounds import brief
 from bench.errors import DataError
 from bench.files import atomic_write, load_tensors
 from bench.suite import DataSpec
@@ -280,7 +281,7 @@ def dataset_class(name: str) -> type:
     datasets come as a training and a test split); DataError naming what was expected if not."""
     cls = getattr(torchvision.datasets, name, None)
     if not isinstance(cls, type):
-        raise DataError(f"torchvision.datasets has no dataset class '{name}' (expected one such as MNIST, "
+        raise DataError(f"torchvision.datasets has no dataset class {brief(name)} (expected one such as MNIST, "
                         "FashionMNIST, CIFAR10, SVHN)")
     if not {"train", "split"} & set(inspect.signature(cls).parameters):
         raise DataError(f"torchvision.datasets.{name} has neither a train nor a split argument, so it has "

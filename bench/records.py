@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, TypedDict
 
 from bench import layout
-from bench.bounds import MAX_NUMBER, finite, plain
+from bench.bounds import MAX_DEPTH, MAX_NUMBER, brief, finite, plain
 from bench.errors import ParameterError, printable
 from bench.files import RefusedFile, read_regular_file
 from bench.suite import SEED_LIMIT, Budget
@@ -261,8 +261,10 @@ def record_problem(record: Any) -> str | None:
         return f"malformed record: config.method {record['config']['method'][:40]!r} is no method name"
     if not 0 <= record["config"]["seed"] < SEED_LIMIT:
         return f"malformed record: config.seed is outside [0, {SEED_LIMIT})"
-    if not plain(record["config"]["params"]):  # (JSON's types: only its numbers can fail)
-        return f"malformed record: config.params holds a number that is not finite or not within ±{MAX_NUMBER:g}"
+    # (JSON's types: only its numbers can fail, and its depth: each value's, below its link's and the params' mapping)
+    if not plain(record["config"]["params"], MAX_DEPTH + 2):
+        return (f"malformed record: config.params holds a number that is not finite or not within ±{MAX_NUMBER:g}, "
+                f"or is nested more than {MAX_DEPTH} levels deep")
     budget = record["config"]["budget"]
     for key, low in BUDGET_FLOORS.items():
         if budget.get(key) is not None and budget[key] < low:
@@ -386,7 +388,7 @@ def methods_named(spec: str, present: Iterable[str]) -> set[str]:
         matches = fnmatch.filter(present, part)
         if not matches:
             close = difflib.get_close_matches(part, present, n=3, cutoff=0.5)
-            raise ParameterError(f"--methods: no record's method matches '{part}'"
+            raise ParameterError(f"--methods: no record's method matches {brief(part)}"
                                  f"{f'; did you mean {close[0]}?' if close else ''} (methods with records: "
                                  f"{', '.join(present) or 'none'})")
         chosen.update(matches)

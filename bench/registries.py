@@ -17,6 +17,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
+from bench.bounds import brief
+
 T = TypeVar("T")
 
 
@@ -72,7 +74,7 @@ class Registry(Generic[T]):
         if name not in self._entries:
             close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.75)
             hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise UnknownName(f"unknown {self.kind} '{name}'; {hint}registered: {', '.join(self._entries)}")
+            raise UnknownName(f"unknown {self.kind} {brief(name)}; {hint}registered: {', '.join(self._entries)}")
         entry = self._entries[name]
         if isinstance(entry, _Lazy):
             entry = self._entries[name] = resolve(entry.target)

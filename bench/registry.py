@@ -90,7 +90,7 @@ class Method:
                     hint = (f"; its class attribute '{key}' has no type annotation, so it is no parameter "
                             f"(write `{key}: {type(vars(cls)[key]).__name__} = {vars(cls)[key]!r}`)")
                 raise ParameterError(
-                    f"method '{cls.name}' has no parameter '{key}' "
+                    f"method '{cls.name}' has no parameter {bounds.brief(key)} "
                     f"(parameters: {', '.join(fields) or 'none'}){hint}"
                 )
             default = fields[key].default
@@ -99,7 +99,7 @@ class Method:
             elif not bounds.plain(value):  # no default's type to check it against: a record must still hold it
                 raise ParameterError(f"method '{cls.name}' parameter '{key}': expected plain data (finite numbers "
                                      f"within ±{bounds.MAX_NUMBER:g}, text, true/false, null, lists, mappings with "
-                                     f"text keys), got {bounds.brief(value)}")
+                                     f"text keys; at most {bounds.MAX_DEPTH} levels deep), got {bounds.brief(value)}")
             why = bounds.problem(fields[key], params[key])
             if why:
                 raise ParameterError(f"method '{cls.name}' parameter '{key}': {why}")
@@ -390,7 +390,7 @@ def unknown_method(name: str, registered: Iterable[str] | None = None) -> str:
     known = sorted(registered)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    return f"unknown method '{name}'; {hint}registered: {', '.join(known)}"
+    return f"unknown method {bounds.brief(name)}; {hint}registered: {', '.join(known)}"
 
 
 def select(spec: str) -> list[str]:
@@ -412,7 +412,7 @@ def select(spec: str) -> list[str]:
         elif any(c in part for c in "*?["):
             matches = fnmatch.filter(known, part)
             if not matches:
-                raise UnknownMethodError(f"no method matches '{part}'; registered: {', '.join(known)}")
+                raise UnknownMethodError(f"no method matches {bounds.brief(part)}; registered: {', '.join(known)}")
         else:
             load(part.split("+"))  # a single method, or each link of a chain
             for name in part.split("+"):

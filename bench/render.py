@@ -7,6 +7,7 @@ type, then what did not run and where and by which code the runs were made.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any, Collection
 
 import pandas as pd
@@ -15,6 +16,7 @@ from tabulate import tabulate
 from bench.errors import counted, printable
 from bench.metrics import Column
 from bench.records import Record, Status
+from bench.suite import is_plain_name
 from bench.board import (REFERENCES, TABLE, at_decimals, code_of, distinct_settings, environment, failed_runs,
                          row_key, select, setting_sparsity, short_setting, unavailable_runtimes)
 from bench.board import table as board_table
@@ -64,11 +66,14 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[Record], suite:
              title: str) -> str:
     """The Markdown leaderboard: per (data source, budget) a main table and a speed table; then
     the runtimes that could not take a model, failed and skipped runs, and environments."""
-    lines = [f"# {suite}: {title}", "",
+    # The suite is its folder's name, which anyone may give a folder (`x$(id)`, "a`<b>`"): the command is
+    # quoted for the shell a reader pastes it into, and is a code span only where no backtick can end it.
+    command = f"bench leaderboard --suite {shlex.quote(suite)}"
+    lines = [f"# {md_text(suite)}: {title}", "",
              "Mean over seeds (accuracy: mean ± std). Definitions of every column: README.md, "
              "section Metrics. A setting names the swept parameter and those that differ from the method's "
              "defaults (`bench list methods`); the CSV has every parameter. Regenerate with "
-             "`bench leaderboard --suite " + suite + "`.", ""]
+             + (f"`{command}`" if is_plain_name(suite) else md_text(command)) + ".", ""]
     tables = table.groupby(TABLE, sort=True) if len(table) else []
     for (source, budget, device), t in tables:
         lines += [f"## data: {md_text(source)} · budget: {md_text(budget)} · runs on: {md_text(device.upper())}", ""]

@@ -226,11 +226,26 @@ def _tracked(specs: list[RunSpec], suite: Suite, results_dir: Path, source: str,
             digest = earlier.get(digest, digest)
             path = layout.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
         label = f"[{i}/{len(specs)}] {spec.method} {setting_label(spec.params)} seed={spec.seed}"
-        runs.append(_Run(spec, config, digest, path, Claim(claims, path.stem),
-                         records.read_record(path, unusable), label))
+        runs.append(_Run(spec, config, digest, path, Claim(claims, path.stem), _record_of(path, config, unusable),
+                         label))
     for problem in unusable:
         log(f"unusable record, to run again: {problem}")
     return runs
+
+
+def _record_of(path: Path, config: dict[str, Any], problems: list[str] | None = None) -> Record | None:
+    """The usable record at `path` (records.read_record) where it is the record of the run of
+    `config`, else None (with a line in `problems`). A record copied over another run's file, or
+    one of another suite, is left out by every reader (records.named_records); taken as this run's,
+    it kept the run from ever running, and its row lost the seed for good."""
+    record = records.read_record(path, problems)
+    if record is None or run_key(record["config"]) == run_key(config):
+        return record
+    c = record["config"]
+    if problems is not None:
+        problems.append(printable(f"{path}: the record of another run ({c['suite'][:40]} {c['method']} "
+                                  f"{setting_label(c['params'])[:80]} seed {c['seed']}), a copy?"))
+    return None
 
 
 def _dense_models(todo: list[_Run], existing: list[Record], suite: Suite, results_dir: Path,
@@ -375,7 +390,7 @@ class _Sweep:
                 continue
             self.queue.remove(r)
             progressed = True
-            latest = records.read_record(r.path)
+            latest = _record_of(r.path, r.config)
             if latest is not None and latest != r.record:
                 # Another command ran it meanwhile: its record stands, a failed one too (running it
                 # again here would do the work twice, and count a second worker death as a first);

@@ -120,7 +120,7 @@ def suite_file(name_or_path: str) -> Path:
         shipped = available_suites()
         if name_or_path not in shipped:
             raise SuiteError(
-                f"unknown suite '{name_or_path}'; shipped suites: {', '.join(shipped)} "
+                f"unknown suite {brief(name_or_path)}; shipped suites: {', '.join(shipped)} "
                 "(or give a path to a .yaml file)"
             )
         path = shipped[name_or_path]
@@ -340,7 +340,8 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
     if tp is Any:
         if not bounds.plain(value):  # it goes into the runs' configurations, which are JSON
             raise SuiteError(f"{where}: expected plain data (finite numbers within ±{bounds.MAX_NUMBER:g}, text, "
-                             f"true/false, null, lists, mappings with text keys), got {brief(value)}")
+                             f"true/false, null, lists, mappings with text keys; at most {bounds.MAX_DEPTH} levels deep), "
+                             f"got {brief(value)}")
         return value
     if tp in (int, float) and bounds.too_large(value):  # (float() of 10**400 raises OverflowError)
         raise SuiteError(f"{where}: expected a number within ±{bounds.MAX_NUMBER:g}, the largest a run's record "

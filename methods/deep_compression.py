@@ -58,7 +58,7 @@ class DeepCompression(Method):
     # encoding applicable (huffman_bytes)
     conv_bits: int = bounded(8, ge=1, le=8)
     fc_bits: int = bounded(5, ge=1, le=8)
-    prune_epochs_fraction: float = 0.5
+    prune_epochs_fraction: float = bounded(0.5, ge=0, le=1)
 
     def run(self, ctx: Context) -> nn.Module:
         model = ctx.pretrained()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench import Context, Method, ParameterError, register_method
+from bench import Context, Method, ParameterError, bounded, register_method
 from bench.layerwise import inverse_hessian
 from bench.lowbit import Grid, attach_size, dequantize, finetune_on_grid, quantize
 
@@ -35,9 +35,9 @@ class GPTQ(Method):
     family = "quantization"
     bits: int = 4
     group_size: int = 0  # inputs per scale and zero point; 0 = one per output channel
-    blocksize: int = 128
-    dampening: float = 0.01
-    calibration_samples: int = 1024
+    blocksize: int = bounded(128, ge=1)
+    dampening: float = bounded(0.01, ge=0)
+    calibration_samples: int = bounded(1024, ge=1)
     finetune: bool = False  # then fine-tune on the grid for the suite's finetune_epochs
 
     def __post_init__(self) -> None:

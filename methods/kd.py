@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from bench import Context, Method, register_method
+from bench import Context, Method, bounded, register_method
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, *,
@@ -36,9 +36,9 @@ class KnowledgeDistillation(Method):
 
     family = "distillation"
     starts_from = "scratch"
-    alpha: float = 0.9
-    temperature: float = 4.0
-    lr_scale: float = 1.0
+    alpha: float = bounded(0.9, ge=0, le=1)  # the soft term's weight; the hard term's is 1 - alpha
+    temperature: float = bounded(4.0, gt=0)
+    lr_scale: float = bounded(1.0, ge=0)
 
     def run(self, ctx: Context) -> torch.nn.Module:
         teacher = ctx.pretrained().eval().requires_grad_(False)

@@ -20,8 +20,8 @@ class L1(Method):
     sweep = "sparsity"
     starts_from = "scratch"
     sparsity: float = bounded(0.9, ge=0, lt=1)
-    penalty: float = 5e-5  # tuned on mlp: pre-pruning accuracy unchanged, most weights near 0
-    threshold: float = 1e-3
+    penalty: float = bounded(5e-5, ge=0)  # tuned on mlp: pre-pruning accuracy unchanged, most weights near 0
+    threshold: float = bounded(1e-3, ge=0)
 
     def run(self, ctx: Context) -> torch.nn.Module:
         model = ctx.new_model()

@@ -27,9 +27,9 @@ class Lottery(Method):
     starts_from = "scratch"
     sparsity: float = bounded(0.9, ge=0, lt=1)
     rounds: int = bounded(5, ge=1)
-    rewind_epoch: int = 0
+    rewind_epoch: int = bounded(0, ge=0)
     reinit: bool = False
-    epochs_per_round: int = 0
+    epochs_per_round: int = bounded(0, ge=0)
 
     def run(self, ctx: Context) -> torch.nn.Module:
         epochs = self.epochs_per_round or ctx.budget.epochs

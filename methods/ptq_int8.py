@@ -3,7 +3,7 @@ from torch import nn
 from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
 
-from bench import Context, Method, register_method
+from bench import Context, Method, bounded, register_method
 from bench.quantization import Int8Model, export, x86_config
 
 
@@ -24,7 +24,7 @@ class PTQInt8(Method):
 
     family = "quantization"
     output = "quantized"
-    calibration_batches: int = 4
+    calibration_batches: int = bounded(4, ge=1)
 
     def run(self, ctx: Context) -> nn.Module:
         model = ctx.pretrained().cpu().eval()

@@ -20,8 +20,8 @@ class SET(Method):
     starts_from = "scratch"
     sparsity: float = bounded(0.9, ge=0, lt=1)
     drop_fraction: float = bounded(0.3, ge=0, le=1)
-    dt: int = 100
-    end_fraction: float = 0.75
+    dt: int = bounded(100, ge=1)
+    end_fraction: float = bounded(0.75, ge=0, le=1)
 
     def drop_at(self, step: int, end_step: int) -> float:  # noqa: ARG002 - SET's rate is constant
         return self.drop_fraction

@@ -61,17 +61,15 @@ class SparseFineTuning(Method):
     family = "sparse training"
     density: float = bounded(0.01, gt=0, le=1)
     error_feedback: bool = True
-    start: str = "pretrained"
-    adam_lr: float = 1e-4
-    adam_epochs: int = 1
+    start: str = bounded("pretrained", choices=("pretrained", "scratch"))
+    adam_lr: float = bounded(1e-4, gt=0)
+    adam_epochs: int = bounded(1, ge=0)  # (at most the budget's epochs: checked by run, which knows them)
 
     def run(self, ctx: Context) -> torch.nn.Module:
         if self.start == "pretrained":
             model, epochs, lr = ctx.pretrained(), ctx.budget.finetune_epochs, ctx.budget.finetune_lr
-        elif self.start == "scratch":
+        else:  # "scratch"
             model, epochs, lr = ctx.new_model(), ctx.budget.epochs + ctx.budget.finetune_epochs, ctx.budget.lr
-        else:
-            raise ValueError(f"sft start must be 'pretrained' or 'scratch', got {self.start!r}")
         if not 0 <= self.adam_epochs <= epochs:
             raise ValueError(f"sft adam_epochs must be between 0 and the budget's {epochs} epochs, "
                              f"got {self.adam_epochs}")

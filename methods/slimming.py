@@ -51,7 +51,7 @@ class Slimming(Method):
 
     family = "sparse training"
     starts_from = "scratch"
-    penalty: float = 1e-4
+    penalty: float = bounded(1e-4, ge=0)
     ratio: float = bounded(0.5, ge=0, lt=1)  # of all BatchNorm channels
 
     def run(self, ctx: Context) -> nn.Module:

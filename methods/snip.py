@@ -19,7 +19,7 @@ class Snip(Method):
     sweep = "sparsity"
     starts_from = "scratch"
     sparsity: float = bounded(0.9, ge=0, lt=1)
-    batches: int = 1
+    batches: int = bounded(1, ge=1)
 
     def run(self, ctx: Context) -> torch.nn.Module:
         model = ctx.new_model()

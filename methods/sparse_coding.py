@@ -3,7 +3,7 @@ import time
 import torch
 from torch import nn
 
-from bench import Context, Method, NotApplicable, register_method
+from bench import Context, Method, NotApplicable, bounded, register_method
 from bench.models import build_model
 
 
@@ -68,10 +68,10 @@ class SparseCoding(Method):
 
     family = "combined"
     starts_from = "scratch"
-    atoms: int = 256
-    k: int = 16
-    alpha: float = 3.0
-    samples: int = 10000
+    atoms: int = bounded(256, ge=1)
+    k: int = bounded(16, ge=1)
+    alpha: float = bounded(3.0, ge=0)
+    samples: int = bounded(10000, ge=1)
 
     def run(self, ctx: Context) -> torch.nn.Module:
         if ctx.suite.model.name != "lenet300":

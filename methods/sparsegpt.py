@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench import Context, Method, ParameterError, register_method
+from bench import Context, Method, ParameterError, bounded, register_method
 from bench.layerwise import inverse_hessian
 from bench.sparsity import check_pattern, nm_mask
 
@@ -35,9 +35,9 @@ class SparseGPT(Method):
     sparsity: float = 0.5
     n: int = 0  # N:M: keep n of every m consecutive inputs (sparsity must be 1 - n/m); 0 = unstructured
     m: int = 0
-    blocksize: int = 128
-    dampening: float = 0.01
-    calibration_samples: int = 1024
+    blocksize: int = bounded(128, ge=1)
+    dampening: float = bounded(0.01, ge=0)
+    calibration_samples: int = bounded(1024, ge=1)
     finetune: bool = False  # then fine-tune for the suite's finetune_epochs with the mask held
 
     def __post_init__(self) -> None:

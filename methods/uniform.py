@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from bench import Context, Method, register_method
+from bench import Context, Method, bounded, register_method
 from bench.sparsity import prunable_weights
 
 
@@ -23,11 +23,9 @@ class Uniform(Method):
     """
 
     family = "quantization"
-    bits: int = 4
+    bits: int = bounded(4, ge=2, le=8)
 
     def run(self, ctx: Context) -> nn.Module:
-        if not 2 <= self.bits <= 8:
-            raise ValueError(f"uniform: bits must be between 2 and 8, got {self.bits}")
         model = ctx.pretrained()
         layers = [module for module, _ in prunable_weights(model)]
         for module in layers:

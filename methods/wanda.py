@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench import Context, Method, register_method
+from bench import Context, Method, bounded, register_method
 from bench.sparsity import check_pattern, nm_mask
 
 
@@ -28,7 +28,7 @@ class Wanda(Method):
     sparsity: float = 0.5
     n: int = 0  # N:M: keep n of every m consecutive inputs (sparsity must be 1 - n/m); 0 = unstructured
     m: int = 0
-    calibration_samples: int = 1024
+    calibration_samples: int = bounded(1024, ge=1)
     finetune: bool = False  # then fine-tune for the suite's finetune_epochs with the mask held
 
     def __post_init__(self) -> None:

@@ -198,7 +198,11 @@ UNUSABLE = {
     "time-near-float-max": (edited(lambda r: r["metrics"].update(train_time_s=1e308)),
                             "metrics.train_time_s is not a finite number within ±1e+18"),  # overflowed in render
     "sparsity-huge": (edited(lambda r: r["config"]["params"].update(sparsity=10**400)),
-                      "config.params holds a number that is not finite or not within ±1e+18"),
+                      "config.params holds a number that is not finite or not within ±1e+18, or is nested more than "
+                      "100 levels deep"),
+    "params-deep": (edited(lambda r: r["config"]["params"].update(levels=json.loads("[" * 400 + "]" * 400))),
+                    "config.params holds a number that is not finite or not within ±1e+18, or is nested more than "
+                    "100 levels deep"),  # JSON reads it; the check of its numbers stopped every reader (RecursionError)
     "method-glob": (edited(lambda r: r["config"].update(method="mag*")), "config.method 'mag*' is no method name"),
     "method-path": (edited(lambda r: r["config"].update(method="../x")), "config.method '../x' is no method name"),
     "seed-huge": (edited(lambda r: r["config"].update(seed=2**40 + 1)), "config.seed is outside [0, 4294967296)"),
@@ -368,6 +372,34 @@ def test_check_reads_records_in_place_past_fifos_and_a_runs_folder_linked_to_dev
     assert ran.stdout == "15 files match their records (dev, mlp, site)\n", ran.stdout
     assert f"{tmp_path / 'mlp' / 'runs' / 'fifo.json'}: refused: a FIFO, not a regular file" in ran.stderr
     assert "bench-check-" not in ran.stderr
+
+
+def test_bench_run_reruns_a_run_whose_file_holds_another_runs_record(tmp_path, data_dir, bench):
+    """A finished record copied over another run's file (seed 1's over seed 0's), or one naming
+    another suite under a run's own name: every reader leaves it out, and `bench run` took it as
+    the run's own, finished, so the run never ran again and its row lost the seed for good. It
+    is now named and run again, as every other unusable record is."""
+    from test_leaderboard import record as make
+
+    suite = load_suite(str(FAST)).with_budget(epochs=1)
+    configs = [records.run_config(suite, "dense", {}, seed, find_source(suite.data, data_dir)) for seed in (0, 1, 2)]
+    paths = [layout.record_path(tmp_path, suite.name, "dense", seed, run_key(c)) for seed, c in enumerate(configs)]
+    for seed, config in enumerate(configs):
+        r = make("dense", {}, seed, 0.97, 1000, standard=False)
+        r.update(config=config, config_hash=run_key(config))
+        files.write_json_atomic(paths[seed], r)
+    files.write_json_atomic(paths[0], json.loads(paths[1].read_text()))  # seed 1's record under seed 0's name
+    other = json.loads(paths[2].read_text())
+    other["config"]["suite"] = "mnist"
+    files.write_json_atomic(paths[2], other)
+    ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0,1,2", "--epochs", "1", "--dry-run",
+                 "--data-dir", data_dir, "--results-dir", tmp_path])
+    assert ran.returncode == 0, ran.stderr
+    assert f"unusable record, to run again: {paths[0]}: the record of another run (mlp-fast dense - seed 1), a copy?" \
+        in ran.stdout
+    assert f"unusable record, to run again: {paths[2]}: the record of another run (mnist dense - seed 2), a copy?" \
+        in ran.stdout
+    assert "3 runs: 2 to run, 1 finished before" in ran.stdout
 
 
 def test_a_copied_record_or_another_suites_record_is_no_extra_seed(tmp_path, bench):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from sklearn.linear_model import orthogonal_mp_gram
 from torch import nn
 
-from bench import NotApplicable, measure
+from bench import NotApplicable, ParameterError, measure
 from bench.worker import check_measurable
 from methods.kd import KnowledgeDistillation, distillation_loss
 from methods.sft import SparseFineTuning, TopKGradients
@@ -125,8 +125,8 @@ def test_sft_from_scratch_uses_the_whole_budget(make_context):
     model = SparseFineTuning(start="scratch", density=0.1).run(ctx)
     assert [c["epochs"] for c in calls] == [1, 1] and ctx.train_epochs == 2  # no dense model used
     assert not same_weights(model, ctx.new_model())
-    with pytest.raises(ValueError, match="'pretrained' or 'scratch'"):
-        SparseFineTuning(start="dense").run(ctx)
+    with pytest.raises(ParameterError, match="parameter 'start': expected one of pretrained, scratch"):
+        SparseFineTuning.build({"start": "dense"})  # before any training
 
 
 # -- kd and student -------------------------------------------------------------------------------

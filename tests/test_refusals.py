@@ -54,7 +54,11 @@ SUITES = [
     ("a seed beyond numpy's", ("seeds: [0]", "seeds: [4294967296]"), "key 'seeds': expected numbers in [0, "),
     ("a YAML set", ("model: {name: lenet300}", "model: {name: lenet300, kwargs: {hidden: !!set {30, 10}}}"),
      "key 'model.kwargs.hidden': expected plain data (finite numbers within ±1e+18, text, true/false, null, lists, mappings with text "
-     "keys), got "),
+     "keys; at most 100 levels deep), got "),
+    ("a value nested deeper than a record is read", ("model: {name: lenet300}",  # (YAML itself reads ~300 levels)
+                                                     "model: {name: lenet300, kwargs: {hidden: " + "[" * 150 + "]" * 150 + "}}"),
+     "key 'model.kwargs.hidden': expected plain data (finite numbers within ±1e+18, text, true/false, null, lists, mappings with "
+     "text keys; at most 100 levels deep), got [[[["),
     ("negative warm-up", ("lr: 0.1,", "lr: 0.1, warmup_epochs: -1,"), "key 'training.warmup_epochs': expected a number >= 0"),
     ("label smoothing 1", ("lr: 0.1,", "lr: 0.1, label_smoothing: 1,"), "key 'training.label_smoothing': expected a number in [0, 1)"),
     ("limit_train 0", ("lr: 0.1,", "lr: 0.1, limit_train: 0,"), "key 'training.limit_train': expected a number >= 1, got 0"),
@@ -101,7 +105,7 @@ SUITES = [
      "key 'methods.magnitude': method 'magnitude' parameter 'sparsity': expected a number in [0, 1), got 1.5"),
     ("a NaN parameter without a range", ("seeds: [0]", "seeds: [0]\nmethods: {gptq: {dampening: .nan}}"),
      "key 'methods.gptq.dampening': expected plain data (finite numbers within ±1e+18, text, true/false, null, lists, mappings "
-     "with text keys), got nan"),
+     "with text keys; at most 100 levels deep), got nan"),
     ("an unknown method parameter", ("seeds: [0]", "seeds: [0]\nmethods: {magnitude: {sparsty: 0.5}}"),
      "key 'methods.magnitude': method 'magnitude' has no parameter 'sparsty'"),
     ("a method parameter of another type", ("seeds: [0]", "seeds: [0]\nmethods: {imp: {rounds: 2.5}}"),
@@ -132,7 +136,7 @@ SUITES = [
     ("a rate of 400 digits", ("lr: 0.1,", f"lr: {10**400},"),  # float() of it raised OverflowError
      "key 'training.lr': expected a number within ±1e+18, the largest a run's record holds, got 1000"),
     ("terminal escapes in a name", ("dataset: MNIST", 'dataset: "MNIST\\e]0;retitled\\a"'),  # printed as they were
-     "key 'data.dataset': torchvision.datasets has no dataset class 'MNIST?]0;retitled?'"),
+     "key 'data.dataset': torchvision.datasets has no dataset class 'MNIST\\x1b]0;retitled\\x07'"),  # (bounds.brief)
     ("keys that are a number and null", ("seeds: [0]", "seeds: [0]\n1: x\nnull: y\nfoo: z"),
      "key '<top level>': unknown key 1; expected keys: "),
 ]
@@ -267,6 +271,8 @@ COMMAND_LINES = [
      "--set: method 'gptq' parameter 'calibration_samples': expected a number within ±1e+18, got 10000000000000000000"),
     ("--set of 400 digits for a float", ["--set", f"magnitude.sparsity={10**400}"],  # float() raised OverflowError
      "--set: method 'magnitude' parameter 'sparsity': expected a number within ±1e+18, got 1000"),
+    ("--set of a negative learning-rate scale", ["--methods", "dense,kd", "--set", "kd.lr_scale=-1"],  # it trained first
+     "--set: method 'kd' parameter 'lr_scale': expected a number >= 0, got -1.0"),
     ("--set of a negative sparsity", ["--set", "magnitude.sparsity=-0.5"],
      "--set: method 'magnitude' parameter 'sparsity': expected a number in [0, 1), got -0.5"),
     ("--set of a wrong type", ["--set", "magnitude.sparsity=high"],
@@ -322,6 +328,25 @@ def test_unknown_names_are_refused(tmp_path, data_dir, capsys):
     assert "no method selected" in line
     line = refused(["leaderboard", "--suite", "../mlp", "--results-dir", str(results)], capsys, results)
     assert line == f"bench: error: --suite '../mlp': expected a suite name, a plain folder name under {results}"
+
+
+def test_a_name_as_long_as_a_command_line_allows_is_quoted_cut_short(tmp_path, data_dir, capsys):
+    """Refusals quote what they were given cut to about 200 characters, as a suite file's values
+    are: an unknown method, a --set key, a suite, a dataset or a --methods pattern of 5,000
+    characters was quoted whole, a screenful (the command line allows 128 KiB an argument)."""
+    long = "a" * 5000
+    results = tmp_path / "results"
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(VALID.replace("dataset: MNIST", f"dataset: {long}"))
+    commands = [run_args("mlp", results, data_dir, *extra) for extra in (
+        ["--methods", long], ["--methods", f"magnitude,{long}*"], ["--set", long], ["--set", f"{long}.sparsity=1"],
+        ["--set", f"magnitude.{long}=1"], ["--set", f"magnitude.s{long}=["],
+        ["--set", f"magnitude.{long}=1", "--set", f"magnitude.{long}=2"])]
+    commands += [run_args(long, results, data_dir), run_args(str(suite), results, data_dir),
+                 ["leaderboard", "--suite", f"../{long}", "--results-dir", str(results)]]
+    for argv in commands:
+        line = refused(argv, capsys, results)
+        assert len(line) < 1000, line[:1000]
 
 
 def test_a_results_folder_that_is_a_file_is_refused(tmp_path, data_dir, capsys):

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -42,6 +43,28 @@ def test_parameters_are_checked_by_name_and_type():
         cls.build({"sparsty": 0.5})
     with pytest.raises(ParameterError, match="expects float, got str"):
         cls.build({"sparsity": "high"})
+
+
+def test_every_numeric_parameter_of_a_built_in_method_is_refused_out_of_range_before_any_training():
+    """A parameter without a declared range (`bench.bounded`) took any number: `--set kd.lr_scale=-1`,
+    `--set uniform.bits=1` or `--set sft.start=x` were planned, the dense model trained, and only
+    then did each run fail (torch's "Invalid learning rate", uniform's own check in run()), or
+    diverge (`kd.temperature=0` divides by zero). Each is now refused where `--set` and a suite's
+    `methods` section are checked, naming the range."""
+    import dataclasses
+
+    discover()
+    for name, cls in sorted(METHODS.items()):
+        for f in dataclasses.fields(cls):
+            if isinstance(f.default, (int, float)) and not isinstance(f.default, bool):
+                with pytest.raises(ParameterError):
+                    cls.build({f.name: -10**6})
+    for name, params, message in [("kd", {"temperature": 0}, "parameter 'temperature': expected a number > 0, got 0"),
+                                  ("kd", {"alpha": 1.5}, "parameter 'alpha': expected a number in [0, 1], got 1.5"),
+                                  ("uniform", {"bits": 1}, "parameter 'bits': expected a number in [2, 8], got 1"),
+                                  ("sft", {"start": "x"}, "parameter 'start': expected one of pretrained, scratch")]:
+        with pytest.raises(ParameterError, match=re.escape(message)):
+            METHODS[name].build(params)
 
 
 def test_a_parameter_without_a_typed_default_still_holds_only_what_a_record_can():

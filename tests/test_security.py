@@ -280,6 +280,27 @@ def test_a_suite_folder_named_as_a_url_is_linked_as_the_folder_it_is(tmp_path):
         assert (tmp_path / "site" / unquote(parts.path)).is_file(), href
 
 
+def test_a_suite_folder_named_as_a_shell_command_is_quoted_in_the_command_that_regenerates_it(tmp_path, capsys):
+    """The Markdown leaderboard ends its intro with the command that regenerates it, and
+    `--check` with the one that refreshes it, naming the suite's folder: a folder named `x$(id)`
+    (a folder is anyone's to name) made `bench leaderboard --suite x$(id)`, which a reader
+    pasting it ran. The name is now quoted for the shell; a real suite's reads as before."""
+    from test_leaderboard import record
+
+    for suite in ("x$(touch pwned)", "mlp"):
+        dense = record("dense", {}, 0, 0.98, 1000)
+        dense["config"]["suite"] = suite
+        files.write_json_atomic(tmp_path / suite / suite / "runs" / "dense.json", dense)
+        assert main(["leaderboard", "--results-dir", str(tmp_path / suite)]) == 0
+    assert "Regenerate with bench leaderboard --suite 'x$(touch pwned)'." in \
+        (tmp_path / "x$(touch pwned)" / "x$(touch pwned)" / "leaderboard.md").read_text()
+    assert "Regenerate with `bench leaderboard --suite mlp`." in (tmp_path / "mlp" / "mlp" / "leaderboard.md").read_text()
+    (tmp_path / "x$(touch pwned)" / "x$(touch pwned)" / "leaderboard.csv").unlink()
+    capsys.readouterr()
+    assert main(["leaderboard", "--check", "--results-dir", str(tmp_path / "x$(touch pwned)")]) == 1
+    assert "refresh them with: bench leaderboard --suite 'x$(touch pwned)' --results-dir" in capsys.readouterr().err
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
@@ -640,6 +661,18 @@ def test_a_billion_laughs_suite_is_refused_before_anything_expands(tmp_path):
     path.write_text("version: 1\nname: &n tiny\n" + SUITE_TAIL)  # an anchor alone is refused too
     with pytest.raises(SuiteError, match="line 2, column 7: anchors and aliases"):
         load_suite(str(path))
+
+
+def test_a_suite_of_long_lists_is_read_in_seconds(tmp_path):
+    """Seeds and sparsity levels must be distinct, and the check counted each item in the whole
+    list again: 50,000 seeds took half a minute to read, and a 1 MiB file of them (140,000)
+    about four. Each item is now counted once; the suite is read as fast as its YAML parses."""
+    seeds = ", ".join(map(str, range(50_000)))
+    path = tmp_path / "long.yaml"
+    path.write_text("version: 1\nname: long\n" + SUITE_TAIL.replace("seeds: [0]", f"seeds: [{seeds}]"))
+    start = time.perf_counter()
+    assert len(load_suite(str(path)).seeds) == 50_000
+    assert time.perf_counter() - start < 8
 
 
 def test_a_suite_file_is_at_most_1_mib_and_errors_quote_a_few_hundred_characters_of_a_value(tmp_path, capsys):
