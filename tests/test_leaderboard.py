@@ -355,6 +355,17 @@ def test_record_text_makes_no_link_image_escape_sequence_or_spreadsheet_formula(
     assert "\x1b" not in render.terminal(recs, 400, {})
 
 
+def test_a_formula_after_spaces_is_inert_in_the_csv_too():
+    """An importer that trims spaces (an option of LibreOffice's and of others) reads " =1+1" as a
+    formula: such a cell gets the leading `'` as "=1+1" does; text that only holds a sign later,
+    and numbers, stay as they are."""
+    import io
+
+    table = pd.DataFrame({"machines": ["  =cmd|' /C calc'!A0", " @SUM(1)", "a=b", "-"], "n": [-1.5, 2.0, 3.0, 4.0]})
+    got = pd.read_csv(io.StringIO(board.csv_text(table)), keep_default_na=False)
+    assert list(got.machines) == ["'  =cmd|' /C calc'!A0", "' @SUM(1)", "a=b", "-"] and list(got.n) == [-1.5, 2, 3, 4]
+
+
 def test_a_records_long_text_squeezes_no_plot(tmp_path, recwarn):
     """A data source, family, setting and machine of 3000 letters each went whole into the
     figures' titles, and matplotlib collapsed their axes to nothing ('constrained_layout not
