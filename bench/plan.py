@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from bench.bounds import field_defaults
 from bench.chain import Chain, check_chain, links
-from bench.errors import ParameterError
+from bench.errors import ParameterError, counted
 from bench.records import Status, config_hash
 from bench.registry import BROKEN, METHODS, Method
 from bench.suite import Budget, DataSpec, ModelSpec, Suite
@@ -80,6 +80,14 @@ def _set_apart(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, An
     return {k: v for k, v in values.items() if k not in defaults or defaults[k] != v}
 
 
+def _sweeping(suite: Suite, chain: list[str], overrides: dict[str, dict[str, Any]]) -> list[str]:
+    """The links of `chain` that take each of the suite's sparsity levels: those with a `sweep`
+    parameter that neither the suite's `methods` section nor --set gives a value (a link that is
+    not registered sweeps nothing)."""
+    return [link for link in chain if link in METHODS and METHODS[link].sweep
+            and METHODS[link].sweep not in {**suite.methods.get(link, {}), **overrides.get(link, {})}]
+
+
 def _link_params(suite: Suite, name: str, overrides: dict[str, dict[str, Any]]) -> tuple[dict, dict]:
     """(all parameters, the explicitly set ones) of one method: its defaults, then the suite's
     `methods` section, then --set."""
@@ -96,10 +104,11 @@ def plan(suite: Suite, names: list[str], overrides: dict[str, dict[str, Any]], s
     has a row for every setting. Wrong parameters (names, types, ranges, at every swept level)
     and impossible chains fail here, before any data is loaded, and so does a plan of more than
     MAX_RUNS runs."""
-    planned = sum(len(seeds) * (len(suite.sparsities) if name in METHODS and METHODS[name].sweep else 1)
-                  for name in names)  # a chain sweeps if a link does: counted as one setting, which bounds it below
+    # counted as the loop below builds them: a sweep set explicitly is one setting, a chain sweeps if a link does
+    planned = sum(len(seeds) * (len(suite.sparsities) if _sweeping(suite, links(name), overrides) else 1)
+                  for name in names)
     if planned > MAX_RUNS:
-        raise ParameterError(f"{planned:,} runs planned ({len(names)} methods, {len(seeds):,} seeds, "
+        raise ParameterError(f"{planned:,} runs planned ({counted(len(names), 'method')}, {len(seeds):,} seeds, "
                              f"{len(suite.sparsities):,} sparsity levels in suite {suite.name!r}), more than the "
                              f"{MAX_RUNS:,} one command plans: split the sweep by --methods or --seeds")
     runs = []
@@ -111,8 +120,7 @@ def plan(suite: Suite, names: list[str], overrides: dict[str, dict[str, Any]], s
         if len(chain) > 1:
             check_chain(chain)
         resolved = {link: _link_params(suite, link, overrides) for link in chain}
-        sweeping = [link for link in chain
-                    if METHODS[link].sweep and METHODS[link].sweep not in resolved[link][1]]
+        sweeping = _sweeping(suite, chain, overrides)
         for value in suite.sparsities if sweeping else [None]:
             per_link = {link: {**params, **({METHODS[link].sweep: value} if link in sweeping else {})}
                         for link, (params, _) in resolved.items()}

@@ -695,6 +695,21 @@ def test_a_plan_of_more_runs_than_one_command_plans_is_refused_before_it_is_buil
     assert len(planning.plan(suite, ["dense"], {}, list(range(planning.MAX_RUNS)), "breadth")) == planning.MAX_RUNS
 
 
+def test_the_plan_size_is_counted_as_the_plan_is_built_for_set_sweeps_and_chains():
+    """The count took a sweeping method at every level even where its sweep parameter was set (one
+    setting: 20,000 seeds of magnitude at sparsity 0.9 were refused as 120,000 runs), and a
+    chain at one setting even where a link sweeps (two chains of 10,000 seeds planned 120,000
+    runs past the limit)."""
+    from bench import plan as planning
+    from bench.errors import ParameterError
+
+    suite = load_suite("mlp")
+    assert len(suite.sparsities) * 10_000 * 2 > planning.MAX_RUNS >= 20_000
+    assert len(planning.plan(suite, ["magnitude"], {"magnitude": {"sparsity": 0.9}}, list(range(20_000)))) == 20_000
+    with pytest.raises(ParameterError, match=f"^{len(suite.sparsities) * 20_000:,} runs planned \\(2 methods, "):
+        planning.plan(suite, ["magnitude+ptq-int8", "magnitude+uniform"], {}, list(range(10_000)))
+
+
 def test_a_suite_file_is_at_most_1_mib_and_errors_quote_a_few_hundred_characters_of_a_value(tmp_path, capsys):
     from bench.suite import SuiteError
 
