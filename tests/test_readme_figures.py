@@ -111,3 +111,22 @@ def test_a_gpu_windows_record_rerun_elsewhere_asks_for_its_prose_to_be_rewritten
     err = capsys.readouterr().err
     assert err.startswith(f"readme_figures: results/cifar/runs holds no dense record of the GPU window of commit "
                           f"{figures.FIRST_WINDOW} any more") and "Traceback" not in err
+
+
+def test_a_gpu_window_whose_records_were_partly_rerun_elsewhere_asks_for_its_prose_too(checkout, capsys):
+    """A later window cut short reruns some of a window's records: the first window's Deep
+    Compression times were then the range of those left (3 of its 4), a figure of neither window,
+    which --write put under the first window's words."""
+    runs = checkout / "results" / "cifar" / "runs"
+    path = next(p for p in sorted(runs.glob("deep-compression-*.json"))
+                if json.loads(p.read_text())["env"]["git_commit"].startswith(figures.FIRST_WINDOW))
+    record = json.loads(path.read_text())
+    record["env"].update(git_commit="f" * 40, device_name="NVIDIA H200")
+    path.write_text(json.dumps(record))
+    before = (checkout / "benchmarks" / "RESULTS.md").read_text()
+    capsys.readouterr()
+    assert figures.main(args(checkout, "--write")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"readme_figures: results/cifar/runs holds 3 of the 4 deep-compression records of the GPU "
+                          f"window of commit {figures.FIRST_WINDOW} any more"), err
+    assert (checkout / "benchmarks" / "RESULTS.md").read_text() == before
