@@ -155,9 +155,9 @@ def csv_text(table: pd.DataFrame) -> str:
 
 def _inert(value: Any) -> Any:
     """A text cell a spreadsheet will not run: one that starts as a formula does (`=HYPERLINK(...)`,
-    `+`, `-`, `@`), also after spaces (which an importer that trims them drops), gets a leading
+    `+`, `-`, `@`), also after spaces or tabs (which an importer that trims them drops), gets a leading
     `'`, as OWASP advises for CSV files; numbers stay numbers."""
-    runs = isinstance(value, str) and len(value) > 1 and (value[0] in "\t\r" or value.lstrip(" ")[:1] in tuple("=+-@"))
+    runs = isinstance(value, str) and len(value) > 1 and (value[0] in "\t\r" or value.lstrip()[:1] in tuple("=+-@"))
     return f"'{value}" if runs else value
 
 

@@ -26,7 +26,7 @@ import threading
 import time
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 from tqdm import tqdm
@@ -154,7 +154,7 @@ def _worker_main(conn: Connection, env: dict[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def _environment(env: dict[str, str]) -> Any:
+def _environment(env: dict[str, str]) -> Iterator[None]:
     """This process's environment with `env` set, for the processes it starts meanwhile."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

@@ -153,7 +153,10 @@ if [[ "$bench_s" != none ]]; then
   say "fused bench: exit $? ($(grep '^choice' "$out/fused-bench.log"))"
 fi
 if [[ "$fuse" == auto ]]; then
-  fuse=$("$python" -c "import json, sys; print(json.load(open(sys.argv[1]))['fuse'] or 1)" "$out/fused-bench.json" 2>/dev/null || echo 1)
+  # a bench cut short wrote what it measured (complete: false): its choice stands, and the log says so
+  read -r fuse complete < <("$python" -c "import json, sys; b = json.load(open(sys.argv[1]))
+print(b['fuse'] or 1, b.get('complete', True))" "$out/fused-bench.json" 2>/dev/null || echo "1 True")
+  [[ "$complete" == False ]] && say "the fused bench was cut short: --fuse $fuse, chosen from the cells it timed"
 fi
 k="${k:-$([[ "$fuse" -gt 1 ]] && echo 2 || echo 4)}"
 

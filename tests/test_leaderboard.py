@@ -361,9 +361,9 @@ def test_a_formula_after_spaces_is_inert_in_the_csv_too():
     and numbers, stay as they are."""
     import io
 
-    table = pd.DataFrame({"machines": ["  =cmd|' /C calc'!A0", " @SUM(1)", "a=b", "-"], "n": [-1.5, 2.0, 3.0, 4.0]})
+    table = pd.DataFrame({"machines": ["  =cmd|' /C calc'!A0", " \t@SUM(1)", "a=b", "-"], "n": [-1.5, 2.0, 3.0, 4.0]})
     got = pd.read_csv(io.StringIO(board.csv_text(table)), keep_default_na=False)
-    assert list(got.machines) == ["'  =cmd|' /C calc'!A0", "' @SUM(1)", "a=b", "-"] and list(got.n) == [-1.5, 2, 3, 4]
+    assert list(got.machines) == ["'  =cmd|' /C calc'!A0", "' \t@SUM(1)", "a=b", "-"] and list(got.n) == [-1.5, 2, 3, 4]
 
 
 def test_a_records_long_text_squeezes_no_plot(tmp_path, recwarn):
