@@ -184,6 +184,12 @@ def cell(fn: Callable[[], float | str], budget_s: float, spent: dict[str, float]
         result = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:120]
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+    if torch.cuda.is_available():
+        # Every cell starts on the default stream: a capture that failed in `torch.cuda.graph`
+        # left its capture stream current, and every later cell would have run there (torch 2.11,
+        # the GPU machines': its __exit__ raises in capture_end before it restores the stream;
+        # torch 2.15 restores it whatever happens).
+        torch.cuda.set_stream(torch.cuda.default_stream())
     spent["total"] = spent.get("total", 0.0) + time.perf_counter() - start
     return result
 

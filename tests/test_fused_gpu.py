@@ -139,3 +139,4 @@ def test_a_bench_cut_short_leaves_the_rates_it_measured_and_their_choice(tmp_pat
     assert set(got["rates"]) == {"alone K=1", "fused K=1", "fused nchw K=1", "fused K=2"}
     assert got["rates"]["fused K=2"] == pytest.approx(4 * got["rates"]["alone K=1"])
     assert got["fuse"] == 2  # what was measured supports it (on the CPU there is no `processes` way to wait for)
+

@@ -155,3 +155,23 @@ def test_several_runs_share_a_gpu_and_match_one_at_a_time(tmp_path, cifar_dir):
         for metric in ("nonzeros", "size_bytes", "flops", "flops_effective"):
             assert a[key]["metrics"][metric] == b[key]["metrics"][metric], metric
         assert b[key]["measured_on"]["device"] == "cuda"
+
+
+def test_a_cell_whose_capture_failed_leaves_the_next_cell_on_the_default_stream():
+    """torch.cuda.graph's __exit__ (torch 2.11, the GPU machines') raises in capture_end before it
+    restores the stream it made current, so a capture that fails (here: a synchronize, which no capture permits) left the
+    capture stream current for every later cell of the bench."""
+    def capture_fails() -> str:
+        try:
+            with torch.cuda.graph(torch.cuda.CUDAGraph()):
+                torch.cuda.synchronize()
+        except Exception as e:  # noqa: BLE001 - as time_graphed reports it
+            return f"capture failed: {type(e).__name__}"
+        return "captured"
+
+    from test_fused_gpu import fused_gpu  # benchmarks/fused_gpu.py, loaded as that test file loads it
+
+    assert fused_gpu.cell(capture_fails, 60.0, {}).startswith("capture failed")
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()
+    x = torch.ones(4, device="cuda")
+    assert float((x * 2).sum()) == 8.0  # the device still works after the failed capture
