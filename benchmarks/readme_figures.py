@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import blocks  # noqa: E402
-from literature_checks import CALIBRATION, SNIP_ERRORS, Figure, accuracy, leaderboard, pick  # noqa: E402
+from literature_checks import CALIBRATION, SNIP_ERRORS, SUITES, Figure, accuracy, leaderboard, pick  # noqa: E402
 from migrate_dense import loads_dense  # noqa: E402
 
-from bench import records, reproduce  # noqa: E402
+from bench import board, records, reproduce  # noqa: E402
 from bench.deploy import INT8_TOLERANCE  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
 
@@ -84,6 +84,16 @@ def table(results: Path, suite: str) -> pd.DataFrame:
     `generated` call: the blocks look up about a hundred rows, and building the table from the
     records each time took most of a minute. Its callers only read it."""
     return leaderboard(results, suite)
+
+
+@functools.cache
+def unrounded(results: Path, suite: str) -> pd.DataFrame:
+    """A suite's checked standard rows (as `table`) before the CSV's rounding, for the figures
+    quoted at fewer decimals than the CSV's: from its cells they were rounded twice (a speedup of
+    2.2504, 2.25 in the CSV, read 2.2 at one decimal rather than 2.3)."""
+    source, device = SUITES[suite]
+    t, _ = board.table([r for r in board.load(results, suite) if r.get("standard_budget")])
+    return t[(t.data_source == source) & (t.device == device)]
 
 
 @functools.cache
@@ -398,7 +408,7 @@ def speedups(results: Path, suite: str, method: str, params: dict[str, object], 
              batches: tuple[int, ...] = (1, 256)) -> list[float]:
     """A row's measured speedups (mean over seeds of the paired median ratio) in `runtimes` at
     `batches`, the cells it has."""
-    found = pick(table(results, suite), method, **params)
+    found = pick(unrounded(results, suite), method, **params)
     if found is None:
         raise LookupError(f"results/{suite}/leaderboard.csv: no row {method} {params}")
     cells = [found.get(f"speedup_{r}b{b}_x") for r in runtimes for b in batches]
@@ -406,8 +416,9 @@ def speedups(results: Path, suite: str, method: str, params: dict[str, object], 
 
 
 def extent(values: list[float], digits: int = 1) -> str:
-    """min-max of `values` at `digits` decimals, or the one value where both print alike."""
-    low, high = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+    """min-max of `values` at `digits` decimals (rounded as the tables round, once), or the one
+    value where both print alike."""
+    low, high = (f"{board.at_decimals(v, digits):.{digits}f}" for v in (min(values), max(values)))
     return low if low == high else f"{low}-{high}"
 
 
@@ -506,6 +517,7 @@ def generated(results: Path) -> dict[str, dict[str, str]]:
     """Every file's blocks, by path relative to the checkout, from the records as they are now."""
     standard_records.cache_clear()  # records read by an earlier call may have changed since
     table.cache_clear()
+    unrounded.cache_clear()
     return dict(zip(FILES, (readme(results), results_md(results))))
 
 
