@@ -410,7 +410,7 @@ def speedups(results: Path, suite: str, method: str, params: dict[str, object], 
     `batches`, the cells it has."""
     found = pick(unrounded(results, suite), method, **params)
     if found is None:
-        raise LookupError(f"results/{suite}/leaderboard.csv: no row {method} {params}")
+        raise LookupError(f"results/{suite}/runs: no standard row {method} {params}")
     cells = [found.get(f"speedup_{r}b{b}_x") for r in runtimes for b in batches]
     return [float(c) for c in cells if c is not None and pd.notna(c)]
 
