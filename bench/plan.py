@@ -80,19 +80,21 @@ def _set_apart(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, An
     return {k: v for k, v in values.items() if k not in defaults or defaults[k] != v}
 
 
+def _explicit(suite: Suite, name: str, overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The parameters of one method set explicitly: the suite's `methods` section, then --set."""
+    return {**suite.methods.get(name, {}), **overrides.get(name, {})}
+
+
 def _sweeping(suite: Suite, chain: list[str], overrides: dict[str, dict[str, Any]]) -> list[str]:
     """The links of `chain` that take each of the suite's sparsity levels: those with a `sweep`
-    parameter that neither the suite's `methods` section nor --set gives a value (a link that is
-    not registered sweeps nothing)."""
+    parameter not set explicitly (a link that is not registered sweeps nothing)."""
     return [link for link in chain if link in METHODS and METHODS[link].sweep
-            and METHODS[link].sweep not in {**suite.methods.get(link, {}), **overrides.get(link, {})}]
+            and METHODS[link].sweep not in _explicit(suite, link, overrides)]
 
 
-def _link_params(suite: Suite, name: str, overrides: dict[str, dict[str, Any]]) -> tuple[dict, dict]:
-    """(all parameters, the explicitly set ones) of one method: its defaults, then the suite's
-    `methods` section, then --set."""
-    explicit = {**suite.methods.get(name, {}), **overrides.get(name, {})}
-    return {**METHODS[name].parameters(), **explicit}, explicit
+def _link_params(suite: Suite, name: str, overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Every parameter of one method: its defaults, then those set explicitly."""
+    return {**METHODS[name].parameters(), **_explicit(suite, name, overrides)}
 
 
 def plan(suite: Suite, names: list[str], overrides: dict[str, dict[str, Any]], seeds: list[int],
@@ -123,7 +125,7 @@ def plan(suite: Suite, names: list[str], overrides: dict[str, dict[str, Any]], s
         sweeping = _sweeping(suite, chain, overrides)
         for value in suite.sparsities if sweeping else [None]:
             per_link = {link: {**params, **({METHODS[link].sweep: value} if link in sweeping else {})}
-                        for link, (params, _) in resolved.items()}
+                        for link, params in resolved.items()}
             params = per_link[name] if len(chain) == 1 else per_link
             build_method(name, params)  # each link at this level: a level may not suit other parameters (N:M)
             runs += [RunSpec(name, params, seed) for seed in seeds]
