@@ -474,7 +474,7 @@ class _Sweep:
         origins = {link: registry.SOURCES[link].origin for link in links(run.spec.method) if link in registry.SOURCES}
         commits = {link: self.plugin_commits[link] for link in links(run.spec.method) if self.plugin_commits.get(link)}
         classes = [registry.METHODS[link] for link in links(run.spec.method) if link in registry.METHODS]
-        info = ({"family": classes[0].family if len(classes) == 1 else "combined",
+        info = ({"family": classes[0].family if len(links(run.spec.method)) == 1 else "combined",
                  "description": "; ".join(c.description() for c in classes)} if classes else {})
         record = {"schema": records.SCHEMA_VERSION, "config": run.config, "config_hash": run.digest, "method_info": info,
                   "standard_budget": self.standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
