@@ -318,7 +318,7 @@ def train_dense(ctx: Context, checkpoint: Path | None = None) -> DenseWeights:
         model, result = _fit_dense(ctx, checkpoint)
     meta = {"epochs": ctx.budget.epochs, "seconds": result.seconds,
             "compile_seconds": result.compile_seconds,
-            "accuracy": _evaluate(model, ctx.data.test, ctx.preprocess, ctx._between_steps)}
+            "accuracy": ctx.evaluate(model)}
     return DenseWeights({k: v.detach().cpu() for k, v in model.state_dict().items()}, meta)
 
 
