@@ -547,9 +547,7 @@ def _time_limits(suite: Suite, device: str, history: list[dict[str, Any]],
     if minutes is not None:
         return lambda spec: 60.0 * minutes
     name = _device_name(device)
-    rates = [r["metrics"]["train_time_s"] / r["metrics"]["train_epochs"] for r in history
-             if r["status"] == Status.OK and r["env"].get("device_name") == name
-             and r["metrics"].get("train_epochs") and r["metrics"].get("train_time_s") is not None]
+    rates = [rate for r in history if r["env"].get("device_name") == name and (rate := _epoch_seconds(r)) is not None]
     per_epoch = statistics.median(rates) if rates else DEFAULT_EPOCH_S
 
     def limit(spec: RunSpec) -> float:
@@ -558,6 +556,15 @@ def _time_limits(suite: Suite, device: str, history: list[dict[str, Any]],
         return max(MIN_LIMIT_S, 10 * per_epoch * max(epochs, 1))
 
     return limit
+
+
+def _epoch_seconds(record: Record) -> float | None:
+    """An ok record's training seconds per epoch, what the time limits and the plan's estimates
+    scale by; None where it does not say."""
+    m = record["metrics"]
+    if record["status"] != Status.OK or not m.get("train_epochs") or m.get("train_time_s") is None:
+        return None
+    return m["train_time_s"] / m["train_epochs"]
 
 
 def _log_error(path: Path, record: Record) -> None:
@@ -633,10 +640,9 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     else:
         same_kind = (lambda env: env.get("device_name") == device_name)
     budget = dataclasses.asdict(suite.training)
-    here = [r for r in history if r["status"] == Status.OK and same_kind(r["env"]) and r["config"]["budget"] == budget
-            and r["metrics"].get("train_epochs") and r["metrics"].get("train_time_s") is not None]
-    dense_rates = [r["metrics"]["train_time_s"] / r["metrics"]["train_epochs"] for r in here
-                   if r["config"]["method"] == "dense"]
+    here = [r for r in history
+            if same_kind(r["env"]) and r["config"]["budget"] == budget and _epoch_seconds(r) is not None]
+    dense_rates = [_epoch_seconds(r) for r in here if r["config"]["method"] == "dense"]
     per_epoch = statistics.median(dense_rates) if dense_rates else None  # the suite's dense epoch time
     # Every run is measured after it trains (on a CPU, an mlp run's latency in four runtimes: 5 s
     # of a quick run's 7), so a run without records of its own costs its epochs and a measurement
