@@ -61,12 +61,12 @@ class _Run:
 MAX_WORKER_DEATHS = 2  # a run that killed its worker this often is not retried without --force
 
 
-def _by_identity(results_dir: Path, suite: str) -> dict[str, str]:
+def _by_identity(existing: list[Record]) -> dict[str, str]:
     """The `config_hash` (the name) of the suite's records by the hash of their identity
     (bench.plan.identity), for runs whose record has another name: one written before a
     defaulted parameter or budget field was added, or before identities left defaults out,
     whose name hashes every value it had then. A record keeps its name when it is run again."""
-    return {run_key(record["config"]): record["config_hash"] for record in records.load_records(results_dir, suite)
+    return {run_key(record["config"]): record["config_hash"] for record in existing
             if re.fullmatch(r"[0-9a-f]{16}", str(record.get("config_hash")))}  # a name, never a path
 
 
@@ -141,7 +141,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     source = fetch(suite.data, data_dir, download=not dry_run)
     suite_dir, claims = layout.suite_dir(results_dir, suite.name), layout.claims_dir(results_dir, suite.name)
     layout.refuse_links(layout.written_by_a_run(results_dir, suite.name))
-    runs = _tracked(specs, suite, results_dir, source, log)
+    runs = _tracked(specs, suite, results_dir, source, existing, log)
     commit = provenance.git_commit()
     here = provenance.Here(commit, _device_name(device), refresh) if refresh else None
     replaced = {r.path: why for r in runs if finished(r.record) and (why := _other_provider(r.record))}
@@ -209,20 +209,19 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     return [r.record for r in runs if r.record is not None]  # in plan order
 
 
-def _tracked(specs: list[RunSpec], suite: Suite, results_dir: Path, source: str,
+def _tracked(specs: list[RunSpec], suite: Suite, results_dir: Path, source: str, existing: list[Record],
              log: Callable[[str], None]) -> list[_Run]:
     """Each planned run with its configuration, its record's path, its claim and the record
     there, if usable (one that is not is named, and its run runs again). A run keeps the name an
-    earlier record of it was given (_by_identity)."""
+    earlier record of it was given among the suite's `existing` records (_by_identity)."""
     claims = layout.claims_dir(results_dir, suite.name)
     runs, unusable = [], []
-    earlier: dict[str, str] | None = None
+    earlier = _by_identity(existing)
     for i, spec in enumerate(specs, 1):
         config = records.run_config(suite, spec.method, spec.params, spec.seed, source)
         digest = run_key(config)
         path = layout.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
         if not path.exists():  # a record of this run under the name it was given then, if any
-            earlier = _by_identity(results_dir, suite.name) if earlier is None else earlier
             digest = earlier.get(digest, digest)
             path = layout.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
         label = f"[{i}/{len(specs)}] {spec.method} {setting_label(spec.params)} seed={spec.seed}"
