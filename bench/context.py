@@ -262,7 +262,7 @@ class DenseWeights:
     travel to worker processes and Ray nodes) and what training it cost."""
 
     state_dict: dict[str, torch.Tensor]
-    meta: dict[str, Any]  # epochs, seconds, compile_seconds, accuracy; git_commit, device_name
+    meta: dict[str, Any]  # epochs, seconds, compile_seconds, accuracy; device_name, git_commit, identity (cached)
 
     def save(self, f: BinaryIO) -> None:
         """As safetensors, the provenance and cost in its metadata: a file that loads with no

@@ -80,7 +80,7 @@ class Outcome:
     """What a worker sends back for one run: plain data the driver turns into its record
     (bench.runner._Sweep._record), so that a worker writes nothing and stamps no provenance."""
 
-    result: dict[str, Any]  # status, error, metrics, figures, run_time_s (measure_time_s)
+    result: dict[str, Any]  # status, error, metrics, figures, run_time_s; measure_time_s, measured_on, dense
     env: dict[str, Any]  # where it ran
     dense: DenseWeights | None = None  # a dense task's trained model
     log: str | None = None  # the run's log when the task had no log path (None: it is in that file)
