@@ -262,7 +262,7 @@ class DenseWeights:
     travel to worker processes and Ray nodes) and what training it cost."""
 
     state_dict: dict[str, torch.Tensor]
-    meta: dict[str, Any]  # epochs, seconds, compile_seconds, accuracy; git_commit, device_name
+    meta: dict[str, Any]  # epochs, seconds, compile_seconds, accuracy; device_name, git_commit, identity (cached)
 
     def save(self, f: BinaryIO) -> None:
         """As safetensors, the provenance and cost in its metadata: a file that loads with no
@@ -318,7 +318,7 @@ def train_dense(ctx: Context, checkpoint: Path | None = None) -> DenseWeights:
         model, result = _fit_dense(ctx, checkpoint)
     meta = {"epochs": ctx.budget.epochs, "seconds": result.seconds,
             "compile_seconds": result.compile_seconds,
-            "accuracy": _evaluate(model, ctx.data.test, ctx.preprocess, ctx._between_steps)}
+            "accuracy": ctx.evaluate(model)}
     return DenseWeights({k: v.detach().cpu() for k, v in model.state_dict().items()}, meta)
 
 

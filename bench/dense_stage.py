@@ -75,10 +75,9 @@ def unusable(d: Dense, here: provenance.Here | None) -> tuple[DenseWeights | Non
 
 def trained(d: Dense, outcome: Outcome, log: Callable[[str], None], commit: str | None) -> None:
     """A worker's training of `d` came back: cache the model with the commit that trained it
-    (its checkpoint goes), or keep why it failed, which the seed's runs then fail with."""
+    (its checkpoint goes), or keep why it failed, which the seed's runs then fail with. The log
+    it came back with (a Ray node's) is written last: one that cannot be written loses no model."""
     d.busy = False
-    if outcome.log is not None:
-        files.write_text_atomic(layout.log_path(d.path), outcome.log + "\n")
     if outcome.dense is not None:
         outcome.dense.meta["git_commit"] = commit  # for --refresh: the code that trained it
         outcome.dense.meta["identity"] = d.path.stem  # which dense model it is, whatever the file is renamed to
@@ -96,6 +95,8 @@ def trained(d: Dense, outcome: Outcome, log: Callable[[str], None], commit: str 
         log(f"dense model, seed {d.seed}: {outcome.result['status'].upper()} "
             f"({first_line(outcome.result['error'])}); the runs of this seed that need it fail")
     d.claim.release()
+    if outcome.log is not None:
+        files.write_text_atomic(layout.log_path(d.path), outcome.log + "\n")
 
 
 def started_from(recs: list[Record]) -> dict[str, dict[str, list[Record]]]:

@@ -115,10 +115,10 @@ def plan(suite: Suite, names: list[str], overrides: dict[str, dict[str, Any]], s
                              f"{MAX_RUNS:,} one command plans: split the sweep by --methods or --seeds")
     runs = []
     for name in names:
-        if name in BROKEN and name not in METHODS:
+        chain = links(name)
+        if broken_link(name) is not None:  # its runs fail with the import error (bench.worker.execute)
             runs += [RunSpec(name, {}, seed) for seed in seeds]
             continue
-        chain = links(name)
         if len(chain) > 1:
             check_chain(chain)
         resolved = {link: _link_params(suite, link, overrides) for link in chain}
@@ -162,6 +162,12 @@ def with_recorded(specs: list[RunSpec], history: list[dict[str, Any]], suite: Su
     return out
 
 
+def broken_link(method: str) -> str | None:
+    """The first link of a method or chain whose plugin failed to import (and that nothing else
+    registers), or None: such a run has no parameters to resolve and fails with the import error."""
+    return next((link for link in links(method) if link in BROKEN and link not in METHODS), None)
+
+
 def build_method(method: str, params: dict[str, Any]) -> Method | Chain:
     """The method (or chain) a run's resolved parameters describe."""
     if len(links(method)) == 1:
@@ -174,8 +180,14 @@ def build_method(method: str, params: dict[str, Any]) -> Method | Chain:
 def dense_epochs(spec: RunSpec, suite: Suite) -> int:
     """The dense model's epochs that a run's record counts although the dense stage trained
     them (a run that starts from `ctx.pretrained()`): a plan counts them once, in that stage."""
-    first = links(spec.method)[0]
-    return 0 if first not in METHODS or METHODS[first].starts_from == "scratch" else suite.training.epochs
+    if not _registered(spec):
+        return 0
+    return 0 if METHODS[links(spec.method)[0]].starts_from == "scratch" else suite.training.epochs
+
+
+def _registered(spec: RunSpec) -> bool:
+    """Whether every link of the run is a registered method (else a plugin failed to import)."""
+    return all(link in METHODS for link in links(spec.method))
 
 
 def expected_epochs(spec: RunSpec, suite: Suite, history: list[dict[str, Any]]) -> float:
@@ -193,8 +205,7 @@ def expected_epochs(spec: RunSpec, suite: Suite, history: list[dict[str, Any]]) 
     if same:
         return statistics.median(same)
     b = suite.training
-    first = links(spec.method)[0]
-    if first not in METHODS:
+    if not _registered(spec):
         return 0.0  # a plugin that failed to import fails at once
     total = float(dense_epochs(spec, suite))
     for i, link in enumerate(links(spec.method)):

@@ -134,11 +134,11 @@ def dense_of(config: dict[str, Any]) -> dict[str, Any]:
             "budget": {k: v for k, v in config["budget"].items() if k not in NOT_DENSE}}
 
 
-# What every record holds, whatever its status: a file without them is no record.
 # The budget counts a record's types guarantee, with the floors the suite's Budget declares (and
 # `bench run`'s --epochs etc. share): below them a rerun divides by zero.
 BUDGET_FLOORS = {f.name: f.metadata["bounds"].ge for f in dataclasses.fields(Budget)
                  if f.name in ("epochs", "finetune_epochs", "limit_train", "limit_test")}
+# What every record holds, whatever its status: a file without them is no record.
 REQUIRED_KEYS = ("schema", "config", "status", "metrics", "env", "standard_budget")
 
 _NUMBER = (int, float)

@@ -308,9 +308,8 @@ def _import_builtin(module: str, wanted: str | None = None) -> None:
     if ("methods", module) in _imported:
         return
     _imported.add(("methods", module))
-    fresh, before = f"methods.{module}" not in sys.modules, dict(METHODS)  # imported before: registers nothing again
-    _import_plugin(name, lambda: importlib.import_module(f"methods.{module}"))
-    registered = any(cls is not before.get(n) for n, cls in METHODS.items())
+    fresh = f"methods.{module}" not in sys.modules  # imported before: registers nothing again
+    registered = _import_plugin(name, lambda: importlib.import_module(f"methods.{module}"))
     if fresh and wanted is not None and wanted not in BROKEN and not registered:
         BROKEN[wanted] = (f"PluginError: methods/{module}.py imported, but registered no method: decorate its "
                           f"class with @register_method({wanted!r})")
@@ -325,9 +324,7 @@ def _import_entry_point(ep: EntryPoint) -> None:
               "ignored: a method name is letters, digits, _ and -", file=sys.stderr)
         return
     fresh = ep.module not in sys.modules  # a module imported before registers nothing again
-    before = dict(METHODS)
-    _import_plugin(ep.name, ep.load, distribution_of(ep), editable_checkout(ep))
-    registered = any(cls is not before.get(name) for name, cls in METHODS.items())  # a built-in replaced too
+    registered = _import_plugin(ep.name, ep.load, distribution_of(ep), editable_checkout(ep))
     if fresh and ep.name not in BROKEN and not registered:  # the decorator left out
         BROKEN[ep.name] = (f"PluginError: its module {ep.module} imported, but registered no method: decorate its "
                            f"class with @register_method({ep.name!r})")
@@ -355,12 +352,15 @@ def editable_checkout(ep: EntryPoint) -> str | None:
 
 
 def _import_plugin(name: str, load: Callable[[], object], distribution: str | None = None,
-                   checkout: str | None = None) -> None:
-    """Import one plugin; a failure (sys.exit and the plugin's own KeyboardInterrupt included,
-    the user's Ctrl-C excluded; a name registered twice, see `replaces`) is remembered with its
-    cause on the first line, so that consoles and tables show why, not just that, it failed. Its registrations are traced to `distribution` (and the
+                   checkout: str | None = None) -> bool:
+    """Import one plugin; whether it registered a method (a built-in replaced too), so that a
+    plugin whose decorator was left out is named as such. A failure (sys.exit and the plugin's own
+    KeyboardInterrupt included, the user's Ctrl-C excluded; a name registered twice, see
+    `replaces`) is remembered with its cause on the first line, so that consoles and tables show
+    why, not just that, it failed. Its registrations are traced to `distribution` (and the
     `checkout` of its editable install)."""
     global _loading
+    before = dict(METHODS)
     _loading = (distribution, checkout)
     try:
         load()
@@ -370,6 +370,7 @@ def _import_plugin(name: str, load: Callable[[], object], distribution: str | No
         BROKEN[name] = f"{error_summary(e)}\n{traceback.format_exc(limit=-3).strip()}"
     finally:
         _loading = (None, None)
+    return any(cls is not before.get(n) for n, cls in METHODS.items())
 
 
 def error_summary(e: BaseException) -> str:

@@ -61,12 +61,12 @@ class _Run:
 MAX_WORKER_DEATHS = 2  # a run that killed its worker this often is not retried without --force
 
 
-def _by_identity(results_dir: Path, suite: str) -> dict[str, str]:
+def _by_identity(existing: list[Record]) -> dict[str, str]:
     """The `config_hash` (the name) of the suite's records by the hash of their identity
     (bench.plan.identity), for runs whose record has another name: one written before a
     defaulted parameter or budget field was added, or before identities left defaults out,
     whose name hashes every value it had then. A record keeps its name when it is run again."""
-    return {run_key(record["config"]): record["config_hash"] for record in records.load_records(results_dir, suite)
+    return {run_key(record["config"]): record["config_hash"] for record in existing
             if re.fullmatch(r"[0-9a-f]{16}", str(record.get("config_hash")))}  # a name, never a path
 
 
@@ -141,7 +141,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     source = fetch(suite.data, data_dir, download=not dry_run)
     suite_dir, claims = layout.suite_dir(results_dir, suite.name), layout.claims_dir(results_dir, suite.name)
     layout.refuse_links(layout.written_by_a_run(results_dir, suite.name))
-    runs = _tracked(specs, suite, results_dir, source, log)
+    runs = _tracked(specs, suite, results_dir, source, existing, log)
     commit = provenance.git_commit()
     here = provenance.Here(commit, _device_name(device), refresh) if refresh else None
     replaced = {r.path: why for r in runs if finished(r.record) and (why := _other_provider(r.record))}
@@ -209,20 +209,19 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     return [r.record for r in runs if r.record is not None]  # in plan order
 
 
-def _tracked(specs: list[RunSpec], suite: Suite, results_dir: Path, source: str,
+def _tracked(specs: list[RunSpec], suite: Suite, results_dir: Path, source: str, existing: list[Record],
              log: Callable[[str], None]) -> list[_Run]:
     """Each planned run with its configuration, its record's path, its claim and the record
     there, if usable (one that is not is named, and its run runs again). A run keeps the name an
-    earlier record of it was given (_by_identity)."""
+    earlier record of it was given among the suite's `existing` records (_by_identity)."""
     claims = layout.claims_dir(results_dir, suite.name)
     runs, unusable = [], []
-    earlier: dict[str, str] | None = None
+    earlier = _by_identity(existing)
     for i, spec in enumerate(specs, 1):
         config = records.run_config(suite, spec.method, spec.params, spec.seed, source)
         digest = run_key(config)
         path = layout.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
         if not path.exists():  # a record of this run under the name it was given then, if any
-            earlier = _by_identity(results_dir, suite.name) if earlier is None else earlier
             digest = earlier.get(digest, digest)
             path = layout.record_path(results_dir, suite.name, spec.method, spec.seed, digest)
         label = f"[{i}/{len(specs)}] {spec.method} {setting_label(spec.params)} seed={spec.seed}"
@@ -474,7 +473,7 @@ class _Sweep:
         origins = {link: registry.SOURCES[link].origin for link in links(run.spec.method) if link in registry.SOURCES}
         commits = {link: self.plugin_commits[link] for link in links(run.spec.method) if self.plugin_commits.get(link)}
         classes = [registry.METHODS[link] for link in links(run.spec.method) if link in registry.METHODS]
-        info = ({"family": classes[0].family if len(classes) == 1 else "combined",
+        info = ({"family": classes[0].family if len(links(run.spec.method)) == 1 else "combined",
                  "description": "; ".join(c.description() for c in classes)} if classes else {})
         record = {"schema": records.SCHEMA_VERSION, "config": run.config, "config_hash": run.digest, "method_info": info,
                   "standard_budget": self.standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -547,9 +546,7 @@ def _time_limits(suite: Suite, device: str, history: list[dict[str, Any]],
     if minutes is not None:
         return lambda spec: 60.0 * minutes
     name = _device_name(device)
-    rates = [r["metrics"]["train_time_s"] / r["metrics"]["train_epochs"] for r in history
-             if r["status"] == Status.OK and r["env"].get("device_name") == name
-             and r["metrics"].get("train_epochs") and r["metrics"].get("train_time_s") is not None]
+    rates = [rate for r in history if r["env"].get("device_name") == name and (rate := _epoch_seconds(r)) is not None]
     per_epoch = statistics.median(rates) if rates else DEFAULT_EPOCH_S
 
     def limit(spec: RunSpec) -> float:
@@ -558,6 +555,15 @@ def _time_limits(suite: Suite, device: str, history: list[dict[str, Any]],
         return max(MIN_LIMIT_S, 10 * per_epoch * max(epochs, 1))
 
     return limit
+
+
+def _epoch_seconds(record: Record) -> float | None:
+    """An ok record's training seconds per epoch, what the time limits and the plan's estimates
+    scale by; None where it does not say."""
+    m = record["metrics"]
+    if record["status"] != Status.OK or not m.get("train_epochs") or m.get("train_time_s") is None:
+        return None
+    return m["train_time_s"] / m["train_epochs"]
 
 
 def _log_error(path: Path, record: Record) -> None:
@@ -633,10 +639,9 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     else:
         same_kind = (lambda env: env.get("device_name") == device_name)
     budget = dataclasses.asdict(suite.training)
-    here = [r for r in history if r["status"] == Status.OK and same_kind(r["env"]) and r["config"]["budget"] == budget
-            and r["metrics"].get("train_epochs") and r["metrics"].get("train_time_s") is not None]
-    dense_rates = [r["metrics"]["train_time_s"] / r["metrics"]["train_epochs"] for r in here
-                   if r["config"]["method"] == "dense"]
+    here = [r for r in history
+            if same_kind(r["env"]) and r["config"]["budget"] == budget and _epoch_seconds(r) is not None]
+    dense_rates = [_epoch_seconds(r) for r in here if r["config"]["method"] == "dense"]
     per_epoch = statistics.median(dense_rates) if dense_rates else None  # the suite's dense epoch time
     # Every run is measured after it trains (on a CPU, an mlp run's latency in four runtimes: 5 s
     # of a quick run's 7), so a run without records of its own costs its epochs and a measurement

@@ -48,9 +48,9 @@ from bench.context import Context, DenseWeights, train_dense
 from bench.data import Dataset, default_tensor_cache, load_dataset
 from bench.fused import Coordinator
 from bench.locks import DeviceGate
-from bench.plan import RunSpec, build_method
+from bench.plan import RunSpec, broken_link, build_method
 from bench.errors import DenseMismatch, NotApplicable, first_line, stops_the_sweep
-from bench.registry import BROKEN, METHODS, error_summary
+from bench.registry import BROKEN, error_summary
 from bench.sparsity import weight_sparsity
 from bench.suite import Suite
 from bench.train import DivergedError, TrainResult, fit, model_device
@@ -80,7 +80,7 @@ class Outcome:
     """What a worker sends back for one run: plain data the driver turns into its record
     (bench.runner._Sweep._record), so that a worker writes nothing and stamps no provenance."""
 
-    result: dict[str, Any]  # status, error, metrics, figures, run_time_s (measure_time_s)
+    result: dict[str, Any]  # status, error, metrics, figures, run_time_s; measure_time_s, measured_on, dense
     env: dict[str, Any]  # where it ran
     dense: DenseWeights | None = None  # a dense task's trained model
     log: str | None = None  # the run's log when the task had no log path (None: it is in that file)
@@ -531,8 +531,8 @@ def execute(spec: RunSpec, ctx: Context, judge: Context, reference: dict[str, in
     start = time.perf_counter()
     out: dict[str, Any] = {"status": Status.OK, "error": None, "metrics": {}}
     try:
-        if spec.method in BROKEN and spec.method not in METHODS:
-            raise ImportError(f"plugin '{spec.method}' failed to import: {BROKEN[spec.method]}")
+        if (broken := broken_link(spec.method)) is not None:
+            raise ImportError(f"plugin '{broken}' failed to import: {BROKEN[broken]}")
         with _torch_defaults(torch.get_num_threads()):  # what the method changes ends with it
             model = build_method(spec.method, spec.params).run(ctx)
         if not isinstance(model, nn.Module):

@@ -1241,3 +1241,29 @@ def test_free_slots_are_filled_at_once(tmp_path, data_dir):
                      budget_overrides={"epochs": 1, "finetune_epochs": 1, "limit_train": 500, "limit_test": 200})
     assert [r["status"] for r in done] == ["ok"] * 4
     assert executor.handed_out == [1, 3, 3, 2, 1], executor.handed_out  # the dense model, then four runs
+
+
+def test_a_dense_model_whose_log_cannot_be_written_is_cached_all_the_same(tmp_path, monkeypatch):
+    """A dense model that comes back with its log (a Ray node's) was cached only once its log was
+    written: a log that could not be written lost the trained model with it (hours on a GPU).
+    The model is cached first, as a run's record is written before its log; the log's error
+    still stops the sweep."""
+    import errno
+
+    from bench import dense_stage, layout
+    from bench.locks import Claim
+    from bench.worker import Outcome
+
+    d = dense_stage.Dense(0, layout.dense_path(tmp_path, SUITE, 0, "0" * 16), Claim(tmp_path / "claims", "dense"))
+    assert d.claim.acquire()
+    weights = DenseWeights({"w": torch.ones(2)}, {"epochs": 1, "seconds": 1.0, "compile_seconds": 0.0, "accuracy": 0.5})
+    outcome = Outcome({"status": "ok", "error": None, "metrics": {}, "figures": {}, "run_time_s": 1.0},
+                      {"device": "cpu", "device_name": "cpu", "threads": 1}, dense=weights, log="epoch 1/1")
+
+    def refused(path, text):
+        raise OSError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(files, "write_text_atomic", refused)
+    with pytest.raises(OSError, match="Permission denied"):
+        dense_stage.trained(d, outcome, lambda line: None, "abc")
+    assert d.weights is weights and torch.equal(DenseWeights.load(d.path).state_dict["w"], torch.ones(2))

@@ -6,7 +6,7 @@ import pytest
 
 from bench import Method, register_method
 from bench.registry import BROKEN, FAMILIES, METHODS, ParameterError, UnknownMethodError, discover, select
-from conftest import ROOT, make_distribution
+from conftest import FAST, ROOT, make_distribution
 
 
 def test_builtin_methods_are_registered():
@@ -501,3 +501,22 @@ def test_an_entry_point_named_as_the_built_in_it_registers_is_refused_and_a_run_
                  "--epochs", "1", "--results-dir", str(tmp_path / "results"), "--dry-run"])
     assert ("bench: warning: 'magnitude' runs methods.magnitude (built in), not the plugin of that name, which failed "
             "to import: DuplicateMethodError") in ran.stderr, ran.stderr
+
+
+def test_a_chain_with_a_link_whose_plugin_failed_to_import_is_a_failed_row_not_a_crash(tmp_path, plugins, bench,
+                                                                                       data_dir):
+    """A plugin that fails to import is a failed row, and so is a chain with it as a link: its
+    plan looked up the link's class, and `bench run --methods magnitude+broken-link` (a dry run
+    too) stopped with a KeyError traceback before any run."""
+    plugins(make_distribution(tmp_path, "broken_link", "import no_such_module_anywhere\n",
+                              {"broken-link": "broken_link"}))
+    args = ["run", "--suite", FAST, "--methods", "magnitude+broken-link", "--seeds", "0", "--epochs", "1",
+            "--finetune-epochs", "1", "--limit-train", "2000", "--limit-test", "500", "--data-dir", data_dir,
+            "--results-dir", tmp_path / "results"]
+    planned = bench([*args, "--dry-run"])
+    assert planned.returncode == 0, planned.stderr
+    assert "1 run: 1 to run" in planned.stdout, planned.stdout
+    ran = bench(args)
+    assert ran.returncode == 1, ran.stderr
+    assert ("FAILED: ImportError: plugin 'broken-link' failed to import: ModuleNotFoundError: No module named "
+            "'no_such_module_anywhere'") in ran.stdout, ran.stdout
