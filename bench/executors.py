@@ -325,7 +325,7 @@ class LocalExecutor:
         soonest = min((w.deadline for w in busy), default=float("inf"))
         ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
                      max(0.0, min(timeout, soonest - time.monotonic())))
-        done = []
+        done, unstarted = [], None
         for w in busy:
             w.cap_logs()  # a task's output ends before it reports, or with its process: the last cut is final
             if self.echo:
@@ -350,11 +350,12 @@ class LocalExecutor:
                 w.process.join()
                 forked = self._ctx.get_start_method() == "forkserver"
                 if not w.started and w.process.exitcode == 1:  # Python raised while it started, not a kill
-                    raise ExecutorError(
+                    unstarted = ExecutorError(
                         f"a worker process ended as it started (exit code {w.process.exitcode}), before it could "
                         "run anything; its error is above. A script "
                         "that calls bench.run must do so under `if __name__ == \"__main__\":`, since each worker "
                         "imports the script that started it")
+                    continue  # it stays busy: the next wait raises, once what came back here is returned
                 done.append((w.ticket, _failed(w.task, _death(w.process.exitcode, forked))))
                 self._workers[self._workers.index(w)] = None
             elif time.monotonic() > w.deadline:
@@ -363,6 +364,8 @@ class LocalExecutor:
                                                        f"{w.task.timeout_s:.0f} s (--run-timeout); its worker "
                                                        "process was killed")))
                 self._workers[self._workers.index(w)] = None
+        if unstarted is not None and not done:
+            raise unstarted
         return done
 
     def _retire(self, w: _Worker) -> None:

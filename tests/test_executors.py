@@ -543,3 +543,47 @@ def test_after_a_failed_run_a_gpu_worker_is_retired_and_the_next_task_gets_a_fre
         assert "not trained in this test" in outcome.result["error"], outcome.result["error"]  # a fresh one ran it
     finally:
         executor.close()
+
+
+class _FakeWorker:
+    """What LocalExecutor._wait_once reads of a worker: its process, pipe and task ticket."""
+
+    def __init__(self, process, conn, ticket: int):
+        self.process, self.conn, self.ticket, self.task = process, conn, ticket, None
+        self.started, self.deadline = False, float("inf")
+
+    def cap_logs(self) -> None:
+        pass
+
+
+def _reports_and_ends(conn) -> None:
+    from bench.executors import READY
+
+    conn.send(READY)
+    conn.send(["the outcomes"])
+
+
+def test_a_worker_that_dies_as_it_starts_loses_no_outcome_another_worker_sent_meanwhile():
+    """A replacement worker that cannot start (the code changed on disk mid-sweep) stops the
+    sweep, but only after the outcomes another worker sent in the same wait are handed over (and
+    so recorded): raised at once, they were dropped, and a finished run ran again."""
+    import multiprocessing as mp
+
+    from bench.errors import ExecutorError
+    from bench.executors import LocalExecutor
+
+    fork = mp.get_context("fork")
+    executor = LocalExecutor(jobs=2, gpus=None)
+    finished_end, child = fork.Pipe()
+    finished = fork.Process(target=_reports_and_ends, args=(child,))
+    broken_end, broken_child = fork.Pipe()
+    broken = fork.Process(target=sys.exit, args=(1,))
+    for p in (finished, broken):
+        p.start()
+        p.join()
+    child.close()
+    broken_child.close()
+    executor._workers = [_FakeWorker(finished, finished_end, 7), _FakeWorker(broken, broken_end, 8)]
+    assert executor._wait_once(5.0) == [(7, ["the outcomes"])]
+    with pytest.raises(ExecutorError, match="a worker process ended as it started"):
+        executor._wait_once(5.0)
