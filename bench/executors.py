@@ -449,7 +449,9 @@ class RayExecutor:
         nodes = sum(1 for n in ray.nodes() if n["Alive"])
         self.description = (f"ray, {nodes} nodes, {gpus_per_run:g} GPUs and {cpus_per_run:g} CPUs per run")
         self._remote = ray.remote(num_gpus=gpus_per_run, num_cpus=cpus_per_run, max_retries=2)(_ray_perform)
-        self._dense_refs: dict[int, Any] = {}  # id(weights) -> object reference, one put per model
+        # id(weights) -> (weights, object reference): one put per model; the weights are held, so
+        # that their id cannot pass to another model while this executor lives
+        self._dense_refs: dict[int, tuple[Any, Any]] = {}
         self._refs: dict[Any, tuple[int, Task, float]] = {}  # -> ticket, task, deadline
         self._tickets = itertools.count()
 
@@ -457,9 +459,9 @@ class RayExecutor:
         seeds, refs = [], []
         for seed, dense in task.dense.items():
             if not isinstance(dense, str) and id(dense) not in self._dense_refs:
-                self._dense_refs[id(dense)] = self._ray.put(dense)
+                self._dense_refs[id(dense)] = (dense, self._ray.put(dense))
             seeds.append(seed)
-            refs.append(dense if isinstance(dense, str) else self._dense_refs[id(dense)])
+            refs.append(dense if isinstance(dense, str) else self._dense_refs[id(dense)][1])
         ticket = next(self._tickets)
         deadline = time.monotonic() + task.timeout_s if task.timeout_s else float("inf")
         self._refs[self._remote.remote(dataclasses.replace(task, dense={}), seeds, *refs)] = (ticket, task, deadline)

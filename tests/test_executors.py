@@ -4,6 +4,8 @@ Concurrent commands on one results folder are in test_faults.py."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import os
 import re
@@ -11,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from multiprocessing import forkserver
 from pathlib import Path
 
@@ -587,3 +590,37 @@ def test_a_worker_that_dies_as_it_starts_loses_no_outcome_another_worker_sent_me
     assert executor._wait_once(5.0) == [(7, ["the outcomes"])]
     with pytest.raises(ExecutorError, match="a worker process ended as it started"):
         executor._wait_once(5.0)
+
+
+@dataclasses.dataclass
+class _RayTask:
+    """What RayExecutor.submit reads of a task."""
+
+    dense: dict
+    timeout_s: float | None = None
+
+
+class _Weights:
+    """A dense model's weights as submit sees them: an object it must put in Ray's store once."""
+
+
+def test_the_ray_executor_never_sends_a_freed_models_weights_for_a_new_model_at_its_address():
+    """Ray's object store gets each dense model once, keyed by the model's id(). A model freed
+    while the executor lives gives its id to the next object made, and a new model that got it was
+    sent as the old one's weights: the executor holds every model it has put."""
+    from bench.executors import RayExecutor
+
+    stored = itertools.count()
+    executor = RayExecutor.__new__(RayExecutor)
+    executor._ray = types.SimpleNamespace(put=lambda weights: f"ref {next(stored)}")  # holds no weights
+    sent = []
+    executor._remote = types.SimpleNamespace(remote=lambda task, seeds, *refs: sent.append(refs) or object())
+    executor._dense_refs, executor._refs, executor._tickets = {}, {}, itertools.count()
+    for _ in range(20):  # CPython hands a freed object's address to the next of its size
+        executor.submit(_RayTask({0: _Weights()}))
+        executor._refs.clear()  # the task came back (wait), and with it went its model
+    assert sent == [(f"ref {i}",) for i in range(20)]
+    weights = _Weights()
+    executor.submit(_RayTask({0: weights}))
+    executor.submit(_RayTask({0: weights}))
+    assert sent[-2:] == [("ref 20",), ("ref 20",)]  # one put per model
