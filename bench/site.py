@@ -71,7 +71,8 @@ details{margin:.3em 0}
 #all-columns:not(:checked)~.tables .x{display:none}
 """
 
-# Sorting by any column (numbers as numbers, blanks last), filtering the rows of every
+# Sorting by any column (numbers as numbers, by the figures shown; blanks last; rows that read alike
+# in the table's own order: references, then method and setting), filtering the rows of every
 # leaderboard table on the page by family, sparsity and a method substring, and unfolding the
 # record a link points at. site.js and site.css are shared by the pages, beside index.html.
 SCRIPT = """
@@ -85,10 +86,11 @@ function sortBy(th) {
   table.querySelectorAll("th").forEach(h => h.removeAttribute("aria-sort"));
   th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
   const rows = [...body.rows];
-  rows.sort((a, b) => {
+  rows.sort((a, b) => {  // blanks last either way; ties (as shown) in the table's own order
     const x = cellValue(a, i), y = cellValue(b, i);
-    if (x === null || y === null) return (x === null) - (y === null);
-    return (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y), undefined, {numeric: true})) * dir;
+    const by = x === null || y === null ? (x === null) - (y === null) :
+      (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y), undefined, {numeric: true})) * dir;
+    return by || a.dataset.order - b.dataset.order;
   });
   rows.forEach(r => body.appendChild(r));
 }
@@ -111,6 +113,7 @@ function openAnchor() {  // a record page opened at a record's anchor unfolds it
 addEventListener("hashchange", openAnchor);
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("table.sortable th").forEach(th => th.addEventListener("click", () => sortBy(th)));
+  document.querySelectorAll("table.sortable tbody").forEach(b => [...b.rows].forEach((r, i) => { r.dataset.order = i; }));
   ["family", "sparsity", "method"].forEach(id => {
     const e = document.getElementById(id); if (e) e.addEventListener("input", applyFilters);
   });
@@ -179,6 +182,14 @@ def anchor(key: tuple) -> str:
     return "row-" + format(zlib.crc32("|".join(map(str, key)).encode()), "08x")
 
 
+def sort_key(value: Any, decimals: int) -> str:
+    """A numeric cell's sort key (its data-v): the figure the cell shows (`number`), without the
+    thousands commas that a script would not parse as a number; "" where there is none. Not the
+    unrounded value: rows that read alike then sort alike (the script keeps their order in the
+    table), not by a digit no one sees, and the page holds no more precision than it shows."""
+    return number(value, decimals).replace(",", "")
+
+
 def _row_key(r: pd.Series) -> tuple:
     return tuple(r[k] for k in ROW)
 
@@ -215,8 +226,7 @@ def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[Reco
                      f"<td>{int(r['seeds'])}</td>"]
             for c in shown:
                 value = r["accuracy_mean_%"] if c.key == "accuracy" else r[c.column]
-                v = "" if value is None or pd.isna(value) else repr(float(value))
-                cells.append(f'<td{x[c.column]} data-v="{v}">{_e(cell(r, c))}</td>')
+                cells.append(f'<td{x[c.column]} data-v="{sort_key(value, c.spec.shown)}">{_e(cell(r, c))}</td>')
             links = " ".join(f'<a href="runs.html#{_e(stem)}">s{seed}</a>' for seed, stem in runs.get(_row_key(r), []))
             cells.append(f'<td class="t">{links}</td>')
             ref = ' class="ref"' if r["method"] in REFERENCES else ""
@@ -341,7 +351,7 @@ def _filters(recs: list[Record], families: dict[str, str]) -> list[str]:
             + "".join(option(_e(s)) for s in sparsities) + "</select></label>",
             '<label>method <input id="method" type="search" placeholder="substring"></label>',
             '<span class="note"><span id="shown"></span> rows shown besides the references; '
-            "click a column header to sort</span>", "</div>"]
+            "click a column header to sort (by the figures shown; ties keep the table's order)</span>", "</div>"]
 
 
 def _suite_page(suite: str, recs: list[Record], images: list[str], families: dict[str, str],

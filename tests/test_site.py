@@ -97,6 +97,19 @@ def test_a_suite_page_leads_with_the_frontier_and_the_best_method_at_each_size(t
     assert "<th>0.5</th><th>0.9</th><th>0.99</th>" in pivot and "><b>97.25</b></a> (0)</td>" in pivot
 
 
+def test_a_cells_sort_key_is_the_figure_it_shows(tmp_path):
+    """data-v held the unrounded mean (98.49999899999999 under 98.50): rows that read alike sorted
+    by a digit no one sees, and the page leaked more precision than it shows. The key is the
+    shown figure without thousands commas (which a script does not parse), blank where the cell is."""
+    build(tmp_path)
+    page = (tmp_path / "site" / "mlp" / "index.html").read_text()
+    cells = re.findall(r'<td(?: class="x")? data-v="([^"]*)">([^<]*)</td>', page)
+    assert len(cells) > 50 and ("98.50", "98.50") in cells and ("1000", "1,000") in cells
+    for key, text in cells:
+        assert key == text.split(" ")[0].replace(",", ""), (key, text)
+    assert site.sort_key(None, 2) == "" and site.sort_key(-0.001, 2) == "0.00" and site.sort_key(1234.56, 1) == "1234.6"
+
+
 def test_a_row_is_in_the_size_band_that_its_compression_as_shown_reaches():
     # 233 nonzeros: 1,032 B, 3.97x smaller than dense, which the tables show as 4.0: a reader finds
     # it under "≥ 4x", not missing from a band its shown figure reaches
@@ -148,6 +161,8 @@ addEventListener("load", () => {
   const th = [...table.querySelectorAll("th")].find(h => h.textContent === "accuracy (%)");
   th.click(); document.body.dataset.ascending = shown();
   th.click(); document.body.dataset.descending = shown();
+  const size = [...table.querySelectorAll("th")].find(h => h.textContent === "size (KiB)");
+  size.click(); document.body.dataset.size = shown();
   const family = document.getElementById("family");
   family.value = "quantization"; family.dispatchEvent(new Event("input"));
   document.body.dataset.quantization = shown();
@@ -174,9 +189,15 @@ def test_a_real_browser_sorts_and_filters_the_leaderboard(tmp_path):
     # Accuracy ascending: 60.00 (sparsity 0.99) first; descending: dense (98.50) first.
     assert got["ascending"].split(",")[0] == "magnitude|sparsity=0.99"
     assert got["descending"].split(",")[0] == "dense|-"
+    # dense (98.50) and magnitude at 0.5 (98.4999999, shown 98.50) read alike: they keep the table's
+    # order (dense first) both ways, not the order of a digit the page does not show
+    assert got["ascending"].split(",")[-2:] == got["descending"].split(",")[:2] == ["dense|-", "magnitude|sparsity=0.5"]
+    # sizes as numbers (0.1 < 0.5 < 2.1 < 4.0 KiB), the two rows at 4.0 KiB in the table's order
+    assert got["size"].split(",") == ["magnitude|sparsity=0.99", "magnitude|sparsity=0.9", "magnitude|sparsity=0.5",
+                                      "dense|-", "uniform|-"]
     # A filter keeps the references and the rows asked for.
     assert got["quantization"] == "dense|-,uniform|-"  # bits=4 is uniform's default
-    assert got["sparsity"] == "dense|-,magnitude|sparsity=0.9" and got["count"] == "1"
+    assert got["sparsity"] == "magnitude|sparsity=0.9,dense|-" and got["count"] == "1"  # still by size
     # A record link opens the runs page with that record unfolded.
     runs = subprocess.run([*browser, "--virtual-time-budget=3000", "--dump-dom",
                            page.with_name("runs.html").as_uri() + "#uniform-x0"],
