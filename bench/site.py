@@ -35,7 +35,7 @@ import pandas as pd
 
 from bench import board, files, layout, leaderboard, plots, render
 from bench.errors import ResultsFolderError, counted, printable
-from bench.records import Record, Status
+from bench.records import MACHINE_MARGIN, Record, Status, machine
 from bench.leaderboard import PLOTS
 from bench.metrics import Column
 from bench.render import cell, number
@@ -63,7 +63,7 @@ tr:target td{background:#fff3b0}
 .plot a{position:absolute;width:1.1%;aspect-ratio:1;transform:translate(-50%,-50%);border-radius:50%}
 .plot a:hover,.plot a:focus{outline:2px solid #000}
 .lead .best{flex:1 1 300px;min-width:0}.lead h2{margin-top:0}
-table.best th,table.best td.m,table.plain td.t{white-space:normal}table.best td.m{min-width:9em}
+table.best th,table.best td.m,table.plain td.t,td.s{white-space:normal}table.best td.m{min-width:9em}td.s{min-width:12em}
 @media (max-width:900px){.lead .plot{max-width:100%}}
 img{max-width:100%;border:1px solid #eee}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}
@@ -169,6 +169,39 @@ def _runs_by_row(recs: list[Record]) -> dict[tuple, list[tuple[int, str]]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
+def _machines_by_row(recs: list[Record]) -> dict[tuple, set[str]]:
+    """(table, method, setting, timed_on) of the aggregated row -> the machine models that trained its seeds."""
+    out: dict[tuple, set[str]] = {}
+    for r in recs:
+        if r["status"] == Status.OK:
+            key = board.row_key(r)
+            out.setdefault(tuple(key[k] for k in ROW), set()).add(machine(r))
+    return out
+
+
+def _caveats(t: pd.DataFrame, machines: dict[tuple, set[str]]) -> tuple[list[str], dict[tuple, str]]:
+    """What a reader must know before comparing a table's rows, as notes above it, and the label of
+    each row's machine models ({} where one model trained them all). Accuracy moves between
+    machine models by more than between seeds (MACHINE_MARGIN), so a table trained on several
+    names them (M1, M2, ...) and marks each row's; a fused run's train time is its share of the
+    fused steps, not a time one run takes alone. Both were only in the CSV or a header's tooltip."""
+    notes, labels = [], {}
+    rows = {_row_key(r): sorted(machines.get(_row_key(r), ())) for _, r in t.iterrows()}
+    models = sorted({m for ms in rows.values() for m in ms})
+    if len(models) > 1:
+        name = {m: f"M{i + 1}" for i, m in enumerate(models)}
+        labels = {key: ", ".join(name[m] for m in ms) for key, ms in rows.items()}
+        legend = "; ".join(f"{name[m]}: {m} ({counted(sum(m in ms for ms in rows.values()), 'row')})" for m in models)
+        notes.append(f'<p class="note"><b>Trained on {len(models)} machine models</b>, between which accuracy moves by up to '
+                     f"about {MACHINE_MARGIN:g} pts, more than between seeds: compare accuracy between rows of one model "
+                     f"(column <i>trained on</i>). {_e(legend)}.</p>")
+    if "fused_with" in t and (fused := int((t["fused_with"] > 1).sum())):
+        notes.append(f'<p class="note"><b>{counted(fused, "row")} trained fused with other runs</b> (<code>--fuse</code>; '
+                     "column <i>fused with</i>): a fused run's train time is its share of the fused steps, not the "
+                     "time it takes alone; its accuracy is that of training alone, within float tolerance.</p>")
+    return notes, labels
+
+
 # The columns a table shows by default, besides method, setting and seeds, and the best runtime's
 # measured speedups: what a reader compares first. The rest sit behind the "all columns" checkbox.
 HEADLINE = ("accuracy", "delta_acc", "delta_ft", "size_bytes", "compression", "train_epochs")
@@ -206,14 +239,15 @@ def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[Reco
     shows the swept and non-default parameters; hovering it shows them all."""
     if table.empty:
         return ['<p class="note">No finished runs.</p>']
-    runs = _runs_by_row(recs)
+    runs, machines = _runs_by_row(recs), _machines_by_row(recs)
     speed = {c.column for c, _ in _speed_columns(table, cols)}
     out = []
     for (source, budget, device), t in table.groupby(TABLE, sort=True):
+        notes, trained_on = _caveats(t, machines)
         shown = render.displayed(cols, t, "main") + render.displayed(cols, t, "speed")
         x = {c.column: "" if c.key in HEADLINE or c.column in speed else ' class="x"' for c in shown}
         head = ['<th class="t">method</th>', '<th class="t x">family</th>', '<th class="t">setting</th>',
-                "<th>seeds</th>"]
+                "<th>seeds</th>", *(['<th class="t">trained on</th>'] if trained_on else [])]
         head += [f'<th{x[c.column]} title="{_e(c.spec.definition)}">{_e(c.header)}</th>' for c in shown]
         head += ['<th class="t">records</th>']
         rows = []
@@ -221,9 +255,9 @@ def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[Reco
             family = family_of(r["method"], families)
             cells = [f'<td class="t">{_e(render.timed_label(r["method"], r["timed_on"], device))}</td>',
                      f'<td class="t x">{_e(family)}</td>',
-                     f'<td class="t" title="{_e(r["setting"])}">'
+                     f'<td class="t s" title="{_e(r["setting"])}">'
                      f'{_e(short_setting(r["method"], r["setting_params"]))}</td>',
-                     f"<td>{int(r['seeds'])}</td>"]
+                     f"<td>{int(r['seeds'])}</td>", *([f'<td class="t">{_e(trained_on[_row_key(r)])}</td>'] if trained_on else [])]
             for c in shown:
                 value = r["accuracy_mean_%"] if c.key == "accuracy" else r[c.column]
                 cells.append(f'<td{x[c.column]} data-v="{sort_key(value, c.spec.shown)}">{_e(cell(r, c))}</td>')
@@ -233,7 +267,7 @@ def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[Reco
             rows.append(f'<tr{ref} id="{anchor(_row_key(r))}" data-family="{_e(family)}" '
                         f'data-sparsity="{_e(_sparsity(r["setting_params"]))}" data-method="{_e(r["method"])}">'
                         + "".join(cells) + "</tr>")
-        out += [f"<h3>data: {_e(source)} · budget: {_e(budget)} · runs on: {_e(device.upper())}</h3>",
+        out += [f"<h3>data: {_e(source)} · budget: {_e(budget)} · runs on: {_e(device.upper())}</h3>", *notes,
                 '<div class="scroll"><table class="sortable"><thead><tr>' + "".join(head)
                 + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"]
     return out

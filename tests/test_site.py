@@ -11,7 +11,7 @@ import pytest
 from bench import board, files, leaderboard, records, site
 from bench.cli import main
 from conftest import as_from_a_terminal
-from test_leaderboard import populate, record
+from test_leaderboard import ENV, populate, record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -108,6 +108,37 @@ def test_a_cells_sort_key_is_the_figure_it_shows(tmp_path):
     for key, text in cells:
         assert key == text.split(" ")[0].replace(",", ""), (key, text)
     assert site.sort_key(None, 2) == "" and site.sort_key(-0.001, 2) == "0.00" and site.sort_key(1234.56, 1) == "1234.6"
+
+
+def test_a_table_trained_on_several_machine_models_or_fused_says_so_above_its_rows():
+    """Accuracy moves between machine models by more than between seeds, and a fused run's train
+    time is a share: both were said only in the CSV's machines column and a header's tooltip, so a
+    reader compared rows of two processors as if seeds of one."""
+    recs = [record("dense", {}, s, 0.98, 1000) for s in (0, 1)]
+    recs += [{**record("magnitude", {"sparsity": 0.9}, s, 0.97, 100), "env": {**ENV, "device_name": "Other CPU"}}
+             for s in (0, 1)]
+    recs += [record("magnitude", {"sparsity": 0.5}, 0, 0.975, 500),
+             {**record("magnitude", {"sparsity": 0.5}, 1, 0.975, 500), "env": {**ENV, "device_name": "Other CPU"}}]
+    for r in recs:
+        r["_stem"] = f"{r['config']['method']}-{r['config']['seed']}"
+    table, cols = board.table(recs)
+    html = "".join(site._leaderboard_tables(table, cols, recs, {}))
+    assert ("<b>Trained on 2 machine models</b>, between which accuracy moves by up to about 0.2 pts, more than "
+            "between seeds: compare accuracy between rows of one model (column <i>trained on</i>). M1: Other CPU "
+            "(2 rows); M2: Test CPU (2 rows).") in html
+    assert '<th class="t">trained on</th>' in html
+    cells = re.findall(r'data-method="([^"]*)"><td class="t">[^<]*</td>.*?<td>\d+</td><td class="t">([^<]*)</td>', html)
+    assert cells == [("dense", "M2"), ("magnitude", "M1, M2"), ("magnitude", "M1")]
+    assert "trained fused with other runs</b>" not in html
+    for r in recs[2:4]:
+        r["metrics"]["fused_with"] = 2
+    table, cols = board.table(recs)
+    html = "".join(site._leaderboard_tables(table, cols, recs, {}))
+    assert "<b>1 row trained fused with other runs</b>" in html
+    one = [r for r in recs if r["env"]["device_name"] == "Test CPU"]  # one machine model: no column, no note
+    table, cols = board.table(one)
+    html = "".join(site._leaderboard_tables(table, cols, one, {}))
+    assert "trained on" not in html and "machine models" not in html
 
 
 def test_a_row_is_in_the_size_band_that_its_compression_as_shown_reaches():
