@@ -55,7 +55,7 @@ th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after
 tr.ref td{background:#fafae6}
 tr:target td{background:#fff3b0}
 .scroll{overflow-x:auto}
-.filters{margin:.5em 0;display:flex;gap:1em;flex-wrap:wrap}.filters select{max-width:20em}
+.filters{margin:.5em 0;display:flex;gap:1em;flex-wrap:wrap}.filters[hidden]{display:none}.filters select{max-width:20em}
 .note{color:#555}
 .lead{display:flex;gap:1em;align-items:flex-start;flex-wrap:wrap}
 .lead .plot{flex:1 1 600px;max-width:58%;min-width:300px}
@@ -117,6 +117,7 @@ document.addEventListener("DOMContentLoaded", () => {
   ["family", "sparsity", "method"].forEach(id => {
     const e = document.getElementById(id); if (e) e.addEventListener("input", applyFilters);
   });
+  document.querySelectorAll(".filters").forEach(e => { e.hidden = false; });
   if (document.getElementById("family")) applyFilters();
   openAnchor();
 });
@@ -373,12 +374,14 @@ def _provenance(recs: list[Record]) -> str:
 
 
 def _filters(recs: list[Record], families: dict[str, str]) -> list[str]:
+    """The family, sparsity and method filters of a suite's table, hidden until the script runs:
+    without it they filtered nothing, and the count of rows shown was blank."""
     ok = [r for r in recs if r["status"] == Status.OK and r["config"]["method"] not in REFERENCES]
     fams = sorted({family_of(r["config"]["method"], families) for r in ok})
     sparsities = sorted({s for r in ok if (s := _sparsity(flat_params(r["config"]["params"])))},
                         key=float)  # numbers, formatted by _sparsity
     option = '<option value="{0}">{0}</option>'.format
-    return ['<div class="filters">',
+    return ['<div class="filters" hidden>',  # shown by the script, which alone makes them work
             '<label>family <select id="family"><option value="">all</option>'
             + "".join(option(_e(f)) for f in fams) + "</select></label>",
             '<label>sparsity <select id="sparsity"><option value="">all</option>'

@@ -201,6 +201,7 @@ addEventListener("load", () => {
   sparsity.value = "0.9"; sparsity.dispatchEvent(new Event("input"));
   document.body.dataset.sparsity = shown();
   document.body.dataset.count = document.getElementById("shown").textContent;
+  document.body.dataset.filters = document.querySelector(".filters").hidden ? "hidden" : "shown";
 });
 </script>"""
 
@@ -229,6 +230,9 @@ def test_a_real_browser_sorts_and_filters_the_leaderboard(tmp_path):
     # A filter keeps the references and the rows asked for.
     assert got["quantization"] == "dense|-,uniform|-"  # bits=4 is uniform's default
     assert got["sparsity"] == "magnitude|sparsity=0.9,dense|-" and got["count"] == "1"  # still by size
+    # The filters, which only the script makes work, are hidden until it runs.
+    assert got["filters"] == "shown" and '<div class="filters" hidden>' in page.read_text()
+    assert ".filters[hidden]{display:none}" in (tmp_path / "site" / "site.css").read_text()  # over display:flex
     # A record link opens the runs page with that record unfolded.
     runs = subprocess.run([*browser, "--virtual-time-budget=3000", "--dump-dom",
                            page.with_name("runs.html").as_uri() + "#uniform-x0"],

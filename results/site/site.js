@@ -39,6 +39,7 @@ document.addEventListener("DOMContentLoaded", () => {
   ["family", "sparsity", "method"].forEach(id => {
     const e = document.getElementById(id); if (e) e.addEventListener("input", applyFilters);
   });
+  document.querySelectorAll(".filters").forEach(e => { e.hidden = false; });
   if (document.getElementById("family")) applyFilters();
   openAnchor();
 });
