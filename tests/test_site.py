@@ -110,6 +110,21 @@ def test_a_cells_sort_key_is_the_figure_it_shows(tmp_path):
     assert site.sort_key(None, 2) == "" and site.sort_key(-0.001, 2) == "0.00" and site.sort_key(1234.56, 1) == "1234.6"
 
 
+def test_settings_sort_with_their_numbers_as_numbers():
+    """As text, a browser's numeric collation sorted sparsity=0.9 before 0.85 and 0.5 before 0.25;
+    the setting cell's sort key is its rank with numbers compared as numbers."""
+    recs = [record("dense", {}, 0, 0.98, 1000)]
+    recs += [record("magnitude", {"sparsity": s}, 0, 0.97, 100) for s in (0.9, 0.25, 0.85, 0.5)]
+    recs += [record("magnitude", {"sparsity": 0.5, "scope": "layer"}, 0, 0.97, 100)]
+    for r in recs:
+        r["_stem"] = r["config"]["method"]
+    table, cols = board.table(recs)
+    html = "".join(site._leaderboard_tables(table, cols, recs, {}))
+    keys = dict(re.findall(r'<td class="t s" title="[^"]*" data-v="(\d+)">([^<]*)</td>', html))
+    assert [keys[k] for k in sorted(keys, key=int)] == [
+        "-", "sparsity=0.25", "sparsity=0.5", "sparsity=0.5, scope=layer", "sparsity=0.85", "sparsity=0.9"]
+
+
 def test_a_table_trained_on_several_machine_models_or_fused_says_so_above_its_rows():
     """Accuracy moves between machine models by more than between seeds, and a fused run's train
     time is a share: both were said only in the CSV's machines column and a header's tooltip, so a
