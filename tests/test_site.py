@@ -349,6 +349,40 @@ def test_the_literature_checks_verdicts_show_beside_the_leaderboard_they_were_de
     assert f"{tmp_path / 'checks.json'} is unreadable (JSONDecodeError: " in page
 
 
+def test_a_crafted_record_runs_no_script_on_any_page(tmp_path):
+    """Every record-derived string (parameters, error, family, runtime and its reason, machine,
+    data source, model, and the suite's folder name) is text on every page, in an element's
+    text and in its attributes (title=, data-*, id=, href=): no element, handler or link of its own."""
+    import html.parser
+
+    x = "\"'><script>alert(1)</script><img src=x onerror=alert(2)>"
+    suite = "s" + x.replace("/", "")
+    recs = [record("dense", {}, 0, 0.98, 1000), record("magnitude", {"sparsity": 0.9, "k" + x: x}, 0, 0.97, 100),
+            record("magnitude", {"sparsity": 0.5}, 1, None, None, status="failed")]
+    recs[0]["env"] = {**recs[0]["env"], "device_name": "d" + x}
+    recs[1]["method_info"] = {"family": "f" + x}
+    recs[1]["figures"] = {"deploy": {"runtimes": {"rt" + x: {"status": "failed", "reason": "r" + x}}}}
+    recs[2]["error"] = "E" + x
+    for i, r in enumerate(recs):
+        r["config"].update(suite=suite, data_source="src" + x, model={"name": "m" + x})
+        files.write_json_atomic(tmp_path / suite / "runs" / f"{r['config']['method']}-{i}.json", r)
+    leaderboard.write(tmp_path, suite)
+    pages = [p for p in site.build(tmp_path, [suite], tmp_path / "site") if p.suffix == ".html"]
+
+    class Elements(html.parser.HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            assert not any(k.startswith("on") for k in a), (tag, a)
+            assert not any((v or "").strip().lower().startswith("javascript:") for v in a.values()), (tag, a)
+            assert tag not in ("script", "img") or (a.get("src") or "").endswith(("site.js", ".png")), (tag, a)
+
+    assert len(pages) == 3
+    for page in pages:
+        text = page.read_text()
+        Elements().feed(text)
+        assert text.count("alert(1)") == text.count("&lt;script&gt;alert(1)") > 0, page
+
+
 def test_a_records_own_family_groups_it_where_no_plugin_source_says(tmp_path):
     """A method whose plugin is gone (or never was here) is grouped by the family its records
     name, not as "other"."""
