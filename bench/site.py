@@ -193,13 +193,14 @@ def _caveats(t: pd.DataFrame, machines: dict[tuple, set[str]]) -> tuple[list[str
         name = {m: f"M{i + 1}" for i, m in enumerate(models)}
         labels = {key: ", ".join(name[m] for m in ms) for key, ms in rows.items()}
         legend = "; ".join(f"{name[m]}: {m} ({counted(sum(m in ms for ms in rows.values()), 'row')})" for m in models)
-        notes.append(f'<p class="note"><b>Trained on {len(models)} machine models</b>, between which accuracy moves by up to '
-                     f"about {MACHINE_MARGIN:g} pts, more than between seeds: compare accuracy between rows of one model "
-                     f"(column <i>trained on</i>). {_e(legend)}.</p>")
+        notes.append(f'<p class="note"><b>Trained on {len(models)} machine models</b>, between which accuracy moves '
+                     f"by up to about {MACHINE_MARGIN:g} pts, more than between seeds: compare accuracy between rows "
+                     f"of one model (column <i>trained on</i>). {_e(legend)}.</p>")
     if "fused_with" in t and (fused := int((t["fused_with"] > 1).sum())):
-        notes.append(f'<p class="note"><b>{counted(fused, "row")} trained fused with other runs</b> (<code>--fuse</code>; '
-                     "column <i>fused with</i>): a fused run's train time is its share of the fused steps, not the "
-                     "time it takes alone; its accuracy is that of training alone, within float tolerance.</p>")
+        notes.append(f'<p class="note"><b>{counted(fused, "row")} trained fused with other runs</b> '
+                     "(<code>--fuse</code>; column <i>fused with</i>): a fused run's train time is its share of the "
+                     "fused steps, not the time it takes alone; its accuracy is that of training alone, within float "
+                     "tolerance.</p>")
     return notes, labels
 
 
@@ -272,7 +273,8 @@ def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[Reco
                      f'<td class="t x">{_e(family)}</td>',
                      f'<td class="t s" title="{_e(r["setting"])}" data-v="{setting_order[i]}">'
                      f'{_e(short_setting(r["method"], r["setting_params"]))}</td>',
-                     f"<td>{int(r['seeds'])}</td>", *([f'<td class="t">{_e(trained_on[_row_key(r)])}</td>'] if trained_on else [])]
+                     f"<td>{int(r['seeds'])}</td>",
+                     *([f'<td class="t">{_e(trained_on[_row_key(r)])}</td>'] if trained_on else [])]
             for c in shown:
                 value = r["accuracy_mean_%"] if c.key == "accuracy" else r[c.column]
                 cells.append(f'<td{x[c.column]} data-v="{sort_key(value, c.spec.shown)}">{_e(cell(r, c))}</td>')
@@ -434,7 +436,9 @@ def _suite_page(suite: str, recs: list[Record], images: list[str], families: dic
              "section Metrics), a setting for all its parameters: it shows the swept one and those that differ "
              "from the method's defaults. Highlighted rows are the references: <b>dense</b>, the trained model "
              "unchanged, and <b>dense-ft</b>, the dense model fine-tuned for the methods' extra epochs. Speed: "
-             "measured speedup over the dense model in the same runtime (interquartile range in parentheses).</p>"]
+             "measured speedup over the dense model in the same runtime (interquartile range in parentheses). A blank "
+             "cell was not measured: a runtime that could not take the model (the reasons are below the table), or a "
+             "metric the row's records lack; blanks sort last.</p>"]
     body += _filters(standard, families)
     body += ['<input type="checkbox" id="all-columns"> <label for="all-columns">all columns (every runtime and '
              "batch, latencies, FLOPs, memory, training time)</label>", '<div class="tables">',
@@ -703,8 +707,8 @@ def build(results_dir: Path, suites: list[str], out: Path, checks_dir: Path | No
     body = ["<h1>Compression benchmark leaderboards</h1>",
             '<p class="note">Per suite, the best method at each size: the most accurate row (mean over seeds) at '
             "least that many times smaller than the dense model, linked to its row; the suite's page has the "
-            "frontier figure and every row. Built by <code>bench leaderboard --html</code> from the run records "
-            "alone.</p>", *sections]
+            "frontier figure and every row. Accuracy is the mean ± std over seeds: differences within a std are "
+            "noise. Built by <code>bench leaderboard --html</code> from the run records alone.</p>", *sections]
     files.write_text_atomic(out / "index.html", _page("Compression benchmark leaderboards", body, ""))
     files.write_text_atomic(out / "site.css", STYLE.lstrip())
     files.write_text_atomic(out / "site.js", SCRIPT.lstrip())

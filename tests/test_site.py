@@ -85,6 +85,9 @@ def test_a_suite_page_leads_with_the_frontier_and_the_best_method_at_each_size(t
         ("≥ 16x", "magnitude", "sparsity=0.99", "60.00")]
     for _, target, *_ in rows:  # each links to its row of the suite's table
         assert f'<tr id="{target}"' in page or f'<tr class="ref" id="{target}"' in page
+    # the winners by less than a std are ties within noise, on the index as on the suite's page
+    assert "Accuracy is the mean ± std over seeds: differences within a std are noise." in index
+    assert "A blank cell was not measured" in page  # not a zero, nor a missing row
     # the record count and provenance line: of the standard-budget records (the custom one is counted on its page)
     assert "Standard budget: 12 records (9 ok, 3 failed) · 3 methods · seeds 0, 1 · " in index
     # Headline columns show; the rest are of class "x", hidden until "all columns" is ticked.
