@@ -35,7 +35,7 @@ import pandas as pd
 
 from bench import board, files, layout, leaderboard, plots, render
 from bench.errors import ResultsFolderError, counted, printable
-from bench.records import Record, Status
+from bench.records import MACHINE_MARGIN, Record, Status, machine
 from bench.leaderboard import PLOTS
 from bench.metrics import Column
 from bench.render import cell, number
@@ -55,7 +55,7 @@ th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after
 tr.ref td{background:#fafae6}
 tr:target td{background:#fff3b0}
 .scroll{overflow-x:auto}
-.filters{margin:.5em 0;display:flex;gap:1em;flex-wrap:wrap}.filters select{max-width:20em}
+.filters{margin:.5em 0;display:flex;gap:1em;flex-wrap:wrap}.filters[hidden]{display:none}.filters select{max-width:20em}
 .note{color:#555}
 .lead{display:flex;gap:1em;align-items:flex-start;flex-wrap:wrap}
 .lead .plot{flex:1 1 600px;max-width:58%;min-width:300px}
@@ -63,7 +63,7 @@ tr:target td{background:#fff3b0}
 .plot a{position:absolute;width:1.1%;aspect-ratio:1;transform:translate(-50%,-50%);border-radius:50%}
 .plot a:hover,.plot a:focus{outline:2px solid #000}
 .lead .best{flex:1 1 300px;min-width:0}.lead h2{margin-top:0}
-table.best th,table.best td.m,table.plain td.t{white-space:normal}table.best td.m{min-width:9em}
+table.best th,table.best td.m,table.plain td.t,td.s{white-space:normal}table.best td.m{min-width:9em}td.s{min-width:12em}
 @media (max-width:900px){.lead .plot{max-width:100%}}
 img{max-width:100%;border:1px solid #eee}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}
@@ -71,7 +71,8 @@ details{margin:.3em 0}
 #all-columns:not(:checked)~.tables .x{display:none}
 """
 
-# Sorting by any column (numbers as numbers, blanks last), filtering the rows of every
+# Sorting by any column (numbers as numbers, by the figures shown; blanks last; rows that read alike
+# in the table's own order: references, then method and setting), filtering the rows of every
 # leaderboard table on the page by family, sparsity and a method substring, and unfolding the
 # record a link points at. site.js and site.css are shared by the pages, beside index.html.
 SCRIPT = """
@@ -85,10 +86,11 @@ function sortBy(th) {
   table.querySelectorAll("th").forEach(h => h.removeAttribute("aria-sort"));
   th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
   const rows = [...body.rows];
-  rows.sort((a, b) => {
+  rows.sort((a, b) => {  // blanks last either way; ties (as shown) in the table's own order
     const x = cellValue(a, i), y = cellValue(b, i);
-    if (x === null || y === null) return (x === null) - (y === null);
-    return (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y), undefined, {numeric: true})) * dir;
+    const by = x === null || y === null ? (x === null) - (y === null) :
+      (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y), undefined, {numeric: true})) * dir;
+    return by || a.dataset.order - b.dataset.order;
   });
   rows.forEach(r => body.appendChild(r));
 }
@@ -111,9 +113,11 @@ function openAnchor() {  // a record page opened at a record's anchor unfolds it
 addEventListener("hashchange", openAnchor);
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("table.sortable th").forEach(th => th.addEventListener("click", () => sortBy(th)));
+  document.querySelectorAll("table.sortable tbody").forEach(b => [...b.rows].forEach((r, i) => { r.dataset.order = i; }));
   ["family", "sparsity", "method"].forEach(id => {
     const e = document.getElementById(id); if (e) e.addEventListener("input", applyFilters);
   });
+  document.querySelectorAll(".filters").forEach(e => { e.hidden = false; });
   if (document.getElementById("family")) applyFilters();
   openAnchor();
 });
@@ -166,6 +170,40 @@ def _runs_by_row(recs: list[Record]) -> dict[tuple, list[tuple[int, str]]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
+def _machines_by_row(recs: list[Record]) -> dict[tuple, set[str]]:
+    """(table, method, setting, timed_on) of the aggregated row -> the machine models that trained its seeds."""
+    out: dict[tuple, set[str]] = {}
+    for r in recs:
+        if r["status"] == Status.OK:
+            key = board.row_key(r)
+            out.setdefault(tuple(key[k] for k in ROW), set()).add(machine(r))
+    return out
+
+
+def _caveats(t: pd.DataFrame, machines: dict[tuple, set[str]]) -> tuple[list[str], dict[tuple, str]]:
+    """What a reader must know before comparing a table's rows, as notes above it, and the label of
+    each row's machine models ({} where one model trained them all). Accuracy moves between
+    machine models by more than between seeds (MACHINE_MARGIN), so a table trained on several
+    names them (M1, M2, ...) and marks each row's; a fused run's train time is its share of the
+    fused steps, not a time one run takes alone. Both were only in the CSV or a header's tooltip."""
+    notes, labels = [], {}
+    rows = {_row_key(r): sorted(machines.get(_row_key(r), ())) for _, r in t.iterrows()}
+    models = sorted({m for ms in rows.values() for m in ms})
+    if len(models) > 1:
+        name = {m: f"M{i + 1}" for i, m in enumerate(models)}
+        labels = {key: ", ".join(name[m] for m in ms) for key, ms in rows.items()}
+        legend = "; ".join(f"{name[m]}: {m} ({counted(sum(m in ms for ms in rows.values()), 'row')})" for m in models)
+        notes.append(f'<p class="note"><b>Trained on {len(models)} machine models</b>, between which accuracy moves '
+                     f"by up to about {MACHINE_MARGIN:g} pts, more than between seeds: compare accuracy between rows "
+                     f"of one model (column <i>trained on</i>). {_e(legend)}.</p>")
+    if "fused_with" in t and (fused := int((t["fused_with"] > 1).sum())):
+        notes.append(f'<p class="note"><b>{counted(fused, "row")} trained fused with other runs</b> '
+                     "(<code>--fuse</code>; column <i>fused with</i>): a fused run's train time is its share of the "
+                     "fused steps, not the time it takes alone; its accuracy is that of training alone, within float "
+                     "tolerance.</p>")
+    return notes, labels
+
+
 # The columns a table shows by default, besides method, setting and seeds, and the best runtime's
 # measured speedups: what a reader compares first. The rest sit behind the "all columns" checkbox.
 HEADLINE = ("accuracy", "delta_acc", "delta_ft", "size_bytes", "compression", "train_epochs")
@@ -177,6 +215,27 @@ def anchor(key: tuple) -> str:
     """A leaderboard row's anchor, from its (data source, budget, device type, method, full
     setting, device timed on): the same on every rebuild, so links to it keep working."""
     return "row-" + format(zlib.crc32("|".join(map(str, key)).encode()), "08x")
+
+
+def sort_key(value: Any, decimals: int) -> str:
+    """A numeric cell's sort key (its data-v): the figure the cell shows (`number`), without the
+    thousands commas that a script would not parse as a number; "" where there is none. Not the
+    unrounded value: rows that read alike then sort alike (the script keeps their order in the
+    table), not by a digit no one sees, and the page holds no more precision than it shows."""
+    return number(value, decimals).replace(",", "")
+
+
+def _setting_order(t: pd.DataFrame) -> dict[Any, int]:
+    """Per row of a table (by index), its setting's rank as the row shows it, numbers compared as
+    numbers: the setting cell's sort key. As text, a browser's numeric collation reads the digits
+    after a point as a whole number, and sorted sparsity=0.9 before 0.85 and 0.5 before 0.25."""
+    def key(method: str, params: dict[str, Any]) -> tuple:
+        return tuple((k, (0, level, "") if (level := board.level(v)) is not None else (1, 0.0, str(v)))
+                     for k, v in board.shown_params(method, params).items())
+
+    keys = {i: key(m, p) for i, m, p in zip(t.index, t.method, t.setting_params)}
+    rank = {k: n for n, k in enumerate(sorted(set(keys.values())))}
+    return {i: rank[k] for i, k in keys.items()}
 
 
 def _row_key(r: pd.Series) -> tuple:
@@ -195,35 +254,37 @@ def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[Reco
     shows the swept and non-default parameters; hovering it shows them all."""
     if table.empty:
         return ['<p class="note">No finished runs.</p>']
-    runs = _runs_by_row(recs)
+    runs, machines = _runs_by_row(recs), _machines_by_row(recs)
     speed = {c.column for c, _ in _speed_columns(table, cols)}
     out = []
     for (source, budget, device), t in table.groupby(TABLE, sort=True):
+        notes, trained_on = _caveats(t, machines)
+        setting_order = _setting_order(t)
         shown = render.displayed(cols, t, "main") + render.displayed(cols, t, "speed")
         x = {c.column: "" if c.key in HEADLINE or c.column in speed else ' class="x"' for c in shown}
         head = ['<th class="t">method</th>', '<th class="t x">family</th>', '<th class="t">setting</th>',
-                "<th>seeds</th>"]
+                "<th>seeds</th>", *(['<th class="t">trained on</th>'] if trained_on else [])]
         head += [f'<th{x[c.column]} title="{_e(c.spec.definition)}">{_e(c.header)}</th>' for c in shown]
         head += ['<th class="t">records</th>']
         rows = []
-        for _, r in t.iterrows():
+        for i, r in t.iterrows():
             family = family_of(r["method"], families)
             cells = [f'<td class="t">{_e(render.timed_label(r["method"], r["timed_on"], device))}</td>',
                      f'<td class="t x">{_e(family)}</td>',
-                     f'<td class="t" title="{_e(r["setting"])}">'
+                     f'<td class="t s" title="{_e(r["setting"])}" data-v="{setting_order[i]}">'
                      f'{_e(short_setting(r["method"], r["setting_params"]))}</td>',
-                     f"<td>{int(r['seeds'])}</td>"]
+                     f"<td>{int(r['seeds'])}</td>",
+                     *([f'<td class="t">{_e(trained_on[_row_key(r)])}</td>'] if trained_on else [])]
             for c in shown:
                 value = r["accuracy_mean_%"] if c.key == "accuracy" else r[c.column]
-                v = "" if value is None or pd.isna(value) else repr(float(value))
-                cells.append(f'<td{x[c.column]} data-v="{v}">{_e(cell(r, c))}</td>')
+                cells.append(f'<td{x[c.column]} data-v="{sort_key(value, c.spec.shown)}">{_e(cell(r, c))}</td>')
             links = " ".join(f'<a href="runs.html#{_e(stem)}">s{seed}</a>' for seed, stem in runs.get(_row_key(r), []))
             cells.append(f'<td class="t">{links}</td>')
             ref = ' class="ref"' if r["method"] in REFERENCES else ""
             rows.append(f'<tr{ref} id="{anchor(_row_key(r))}" data-family="{_e(family)}" '
                         f'data-sparsity="{_e(_sparsity(r["setting_params"]))}" data-method="{_e(r["method"])}">'
                         + "".join(cells) + "</tr>")
-        out += [f"<h3>data: {_e(source)} · budget: {_e(budget)} · runs on: {_e(device.upper())}</h3>",
+        out += [f"<h3>data: {_e(source)} · budget: {_e(budget)} · runs on: {_e(device.upper())}</h3>", *notes,
                 '<div class="scroll"><table class="sortable"><thead><tr>' + "".join(head)
                 + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"]
     return out
@@ -329,19 +390,21 @@ def _provenance(recs: list[Record]) -> str:
 
 
 def _filters(recs: list[Record], families: dict[str, str]) -> list[str]:
+    """The family, sparsity and method filters of a suite's table, hidden until the script runs:
+    without it they filtered nothing, and the count of rows shown was blank."""
     ok = [r for r in recs if r["status"] == Status.OK and r["config"]["method"] not in REFERENCES]
     fams = sorted({family_of(r["config"]["method"], families) for r in ok})
     sparsities = sorted({s for r in ok if (s := _sparsity(flat_params(r["config"]["params"])))},
                         key=float)  # numbers, formatted by _sparsity
     option = '<option value="{0}">{0}</option>'.format
-    return ['<div class="filters">',
+    return ['<div class="filters" hidden>',  # shown by the script, which alone makes them work
             '<label>family <select id="family"><option value="">all</option>'
             + "".join(option(_e(f)) for f in fams) + "</select></label>",
             '<label>sparsity <select id="sparsity"><option value="">all</option>'
             + "".join(option(_e(s)) for s in sparsities) + "</select></label>",
             '<label>method <input id="method" type="search" placeholder="substring"></label>',
             '<span class="note"><span id="shown"></span> rows shown besides the references; '
-            "click a column header to sort</span>", "</div>"]
+            "click a column header to sort (by the figures shown; ties keep the table's order)</span>", "</div>"]
 
 
 def _suite_page(suite: str, recs: list[Record], images: list[str], families: dict[str, str],
@@ -373,7 +436,9 @@ def _suite_page(suite: str, recs: list[Record], images: list[str], families: dic
              "section Metrics), a setting for all its parameters: it shows the swept one and those that differ "
              "from the method's defaults. Highlighted rows are the references: <b>dense</b>, the trained model "
              "unchanged, and <b>dense-ft</b>, the dense model fine-tuned for the methods' extra epochs. Speed: "
-             "measured speedup over the dense model in the same runtime (interquartile range in parentheses).</p>"]
+             "measured speedup over the dense model in the same runtime (interquartile range in parentheses). A blank "
+             "cell was not measured: a runtime that could not take the model (the reasons are below the table), or a "
+             "metric the row's records lack; blanks sort last.</p>"]
     body += _filters(standard, families)
     body += ['<input type="checkbox" id="all-columns"> <label for="all-columns">all columns (every runtime and '
              "batch, latencies, FLOPs, memory, training time)</label>", '<div class="tables">',
@@ -642,8 +707,8 @@ def build(results_dir: Path, suites: list[str], out: Path, checks_dir: Path | No
     body = ["<h1>Compression benchmark leaderboards</h1>",
             '<p class="note">Per suite, the best method at each size: the most accurate row (mean over seeds) at '
             "least that many times smaller than the dense model, linked to its row; the suite's page has the "
-            "frontier figure and every row. Built by <code>bench leaderboard --html</code> from the run records "
-            "alone.</p>", *sections]
+            "frontier figure and every row. Accuracy is the mean ± std over seeds: differences within a std are "
+            "noise. Built by <code>bench leaderboard --html</code> from the run records alone.</p>", *sections]
     files.write_text_atomic(out / "index.html", _page("Compression benchmark leaderboards", body, ""))
     files.write_text_atomic(out / "site.css", STYLE.lstrip())
     files.write_text_atomic(out / "site.js", SCRIPT.lstrip())

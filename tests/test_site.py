@@ -11,7 +11,7 @@ import pytest
 from bench import board, files, leaderboard, records, site
 from bench.cli import main
 from conftest import as_from_a_terminal
-from test_leaderboard import populate, record
+from test_leaderboard import ENV, populate, record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -85,6 +85,9 @@ def test_a_suite_page_leads_with_the_frontier_and_the_best_method_at_each_size(t
         ("≥ 16x", "magnitude", "sparsity=0.99", "60.00")]
     for _, target, *_ in rows:  # each links to its row of the suite's table
         assert f'<tr id="{target}"' in page or f'<tr class="ref" id="{target}"' in page
+    # the winners by less than a std are ties within noise, on the index as on the suite's page
+    assert "Accuracy is the mean ± std over seeds: differences within a std are noise." in index
+    assert "A blank cell was not measured" in page  # not a zero, nor a missing row
     # the record count and provenance line: of the standard-budget records (the custom one is counted on its page)
     assert "Standard budget: 12 records (9 ok, 3 failed) · 3 methods · seeds 0, 1 · " in index
     # Headline columns show; the rest are of class "x", hidden until "all columns" is ticked.
@@ -95,6 +98,65 @@ def test_a_suite_page_leads_with_the_frontier_and_the_best_method_at_each_size(t
     # The swept methods by level: magnitude at 0.5, 0.9 and 0.99.
     pivot = re.search(r"<h2>swept methods by level</h2>.*?</table>", page, flags=re.S).group(0)
     assert "<th>0.5</th><th>0.9</th><th>0.99</th>" in pivot and "><b>97.25</b></a> (0)</td>" in pivot
+
+
+def test_a_cells_sort_key_is_the_figure_it_shows(tmp_path):
+    """data-v held the unrounded mean (98.49999899999999 under 98.50): rows that read alike sorted
+    by a digit no one sees, and the page leaked more precision than it shows. The key is the
+    shown figure without thousands commas (which a script does not parse), blank where the cell is."""
+    build(tmp_path)
+    page = (tmp_path / "site" / "mlp" / "index.html").read_text()
+    cells = re.findall(r'<td(?: class="x")? data-v="([^"]*)">([^<]*)</td>', page)
+    assert len(cells) > 50 and ("98.50", "98.50") in cells and ("1000", "1,000") in cells
+    for key, text in cells:
+        assert key == text.split(" ")[0].replace(",", ""), (key, text)
+    assert site.sort_key(None, 2) == "" and site.sort_key(-0.001, 2) == "0.00" and site.sort_key(1234.56, 1) == "1234.6"
+
+
+def test_settings_sort_with_their_numbers_as_numbers():
+    """As text, a browser's numeric collation sorted sparsity=0.9 before 0.85 and 0.5 before 0.25;
+    the setting cell's sort key is its rank with numbers compared as numbers."""
+    recs = [record("dense", {}, 0, 0.98, 1000)]
+    recs += [record("magnitude", {"sparsity": s}, 0, 0.97, 100) for s in (0.9, 0.25, 0.85, 0.5)]
+    recs += [record("magnitude", {"sparsity": 0.5, "scope": "layer"}, 0, 0.97, 100)]
+    for r in recs:
+        r["_stem"] = r["config"]["method"]
+    table, cols = board.table(recs)
+    html = "".join(site._leaderboard_tables(table, cols, recs, {}))
+    keys = dict(re.findall(r'<td class="t s" title="[^"]*" data-v="(\d+)">([^<]*)</td>', html))
+    assert [keys[k] for k in sorted(keys, key=int)] == [
+        "-", "sparsity=0.25", "sparsity=0.5", "sparsity=0.5, scope=layer", "sparsity=0.85", "sparsity=0.9"]
+
+
+def test_a_table_trained_on_several_machine_models_or_fused_says_so_above_its_rows():
+    """Accuracy moves between machine models by more than between seeds, and a fused run's train
+    time is a share: both were said only in the CSV's machines column and a header's tooltip, so a
+    reader compared rows of two processors as if seeds of one."""
+    recs = [record("dense", {}, s, 0.98, 1000) for s in (0, 1)]
+    recs += [{**record("magnitude", {"sparsity": 0.9}, s, 0.97, 100), "env": {**ENV, "device_name": "Other CPU"}}
+             for s in (0, 1)]
+    recs += [record("magnitude", {"sparsity": 0.5}, 0, 0.975, 500),
+             {**record("magnitude", {"sparsity": 0.5}, 1, 0.975, 500), "env": {**ENV, "device_name": "Other CPU"}}]
+    for r in recs:
+        r["_stem"] = f"{r['config']['method']}-{r['config']['seed']}"
+    table, cols = board.table(recs)
+    html = "".join(site._leaderboard_tables(table, cols, recs, {}))
+    assert ("<b>Trained on 2 machine models</b>, between which accuracy moves by up to about 0.2 pts, more than "
+            "between seeds: compare accuracy between rows of one model (column <i>trained on</i>). M1: Other CPU "
+            "(2 rows); M2: Test CPU (2 rows).") in html
+    assert '<th class="t">trained on</th>' in html
+    cells = re.findall(r'data-method="([^"]*)"><td class="t">[^<]*</td>.*?<td>\d+</td><td class="t">([^<]*)</td>', html)
+    assert cells == [("dense", "M2"), ("magnitude", "M1, M2"), ("magnitude", "M1")]
+    assert "trained fused with other runs</b>" not in html
+    for r in recs[2:4]:
+        r["metrics"]["fused_with"] = 2
+    table, cols = board.table(recs)
+    html = "".join(site._leaderboard_tables(table, cols, recs, {}))
+    assert "<b>1 row trained fused with other runs</b>" in html
+    one = [r for r in recs if r["env"]["device_name"] == "Test CPU"]  # one machine model: no column, no note
+    table, cols = board.table(one)
+    html = "".join(site._leaderboard_tables(table, cols, one, {}))
+    assert "trained on" not in html and "machine models" not in html
 
 
 def test_a_row_is_in_the_size_band_that_its_compression_as_shown_reaches():
@@ -148,6 +210,8 @@ addEventListener("load", () => {
   const th = [...table.querySelectorAll("th")].find(h => h.textContent === "accuracy (%)");
   th.click(); document.body.dataset.ascending = shown();
   th.click(); document.body.dataset.descending = shown();
+  const size = [...table.querySelectorAll("th")].find(h => h.textContent === "size (KiB)");
+  size.click(); document.body.dataset.size = shown();
   const family = document.getElementById("family");
   family.value = "quantization"; family.dispatchEvent(new Event("input"));
   document.body.dataset.quantization = shown();
@@ -155,6 +219,7 @@ addEventListener("load", () => {
   sparsity.value = "0.9"; sparsity.dispatchEvent(new Event("input"));
   document.body.dataset.sparsity = shown();
   document.body.dataset.count = document.getElementById("shown").textContent;
+  document.body.dataset.filters = document.querySelector(".filters").hidden ? "hidden" : "shown";
 });
 </script>"""
 
@@ -174,9 +239,18 @@ def test_a_real_browser_sorts_and_filters_the_leaderboard(tmp_path):
     # Accuracy ascending: 60.00 (sparsity 0.99) first; descending: dense (98.50) first.
     assert got["ascending"].split(",")[0] == "magnitude|sparsity=0.99"
     assert got["descending"].split(",")[0] == "dense|-"
+    # dense (98.50) and magnitude at 0.5 (98.4999999, shown 98.50) read alike: they keep the table's
+    # order (dense first) both ways, not the order of a digit the page does not show
+    assert got["ascending"].split(",")[-2:] == got["descending"].split(",")[:2] == ["dense|-", "magnitude|sparsity=0.5"]
+    # sizes as numbers (0.1 < 0.5 < 2.1 < 4.0 KiB), the two rows at 4.0 KiB in the table's order
+    assert got["size"].split(",") == ["magnitude|sparsity=0.99", "magnitude|sparsity=0.9", "magnitude|sparsity=0.5",
+                                      "dense|-", "uniform|-"]
     # A filter keeps the references and the rows asked for.
     assert got["quantization"] == "dense|-,uniform|-"  # bits=4 is uniform's default
-    assert got["sparsity"] == "dense|-,magnitude|sparsity=0.9" and got["count"] == "1"
+    assert got["sparsity"] == "magnitude|sparsity=0.9,dense|-" and got["count"] == "1"  # still by size
+    # The filters, which only the script makes work, are hidden until it runs.
+    assert got["filters"] == "shown" and '<div class="filters" hidden>' in page.read_text()
+    assert ".filters[hidden]{display:none}" in (tmp_path / "site" / "site.css").read_text()  # over display:flex
     # A record link opens the runs page with that record unfolded.
     runs = subprocess.run([*browser, "--virtual-time-budget=3000", "--dump-dom",
                            page.with_name("runs.html").as_uri() + "#uniform-x0"],
@@ -276,6 +350,40 @@ def test_the_literature_checks_verdicts_show_beside_the_leaderboard_they_were_de
     site.build(tmp_path, ["mlp"], tmp_path / "site")
     page = (tmp_path / "site" / "mlp" / "index.html").read_text()
     assert f"{tmp_path / 'checks.json'} is unreadable (JSONDecodeError: " in page
+
+
+def test_a_crafted_record_runs_no_script_on_any_page(tmp_path):
+    """Every record-derived string (parameters, error, family, runtime and its reason, machine,
+    data source, model, and the suite's folder name) is text on every page, in an element's
+    text and in its attributes (title=, data-*, id=, href=): no element, handler or link of its own."""
+    import html.parser
+
+    x = "\"'><script>alert(1)</script><img src=x onerror=alert(2)>"
+    suite = "s" + x.replace("/", "")
+    recs = [record("dense", {}, 0, 0.98, 1000), record("magnitude", {"sparsity": 0.9, "k" + x: x}, 0, 0.97, 100),
+            record("magnitude", {"sparsity": 0.5}, 1, None, None, status="failed")]
+    recs[0]["env"] = {**recs[0]["env"], "device_name": "d" + x}
+    recs[1]["method_info"] = {"family": "f" + x}
+    recs[1]["figures"] = {"deploy": {"runtimes": {"rt" + x: {"status": "failed", "reason": "r" + x}}}}
+    recs[2]["error"] = "E" + x
+    for i, r in enumerate(recs):
+        r["config"].update(suite=suite, data_source="src" + x, model={"name": "m" + x})
+        files.write_json_atomic(tmp_path / suite / "runs" / f"{r['config']['method']}-{i}.json", r)
+    leaderboard.write(tmp_path, suite)
+    pages = [p for p in site.build(tmp_path, [suite], tmp_path / "site") if p.suffix == ".html"]
+
+    class Elements(html.parser.HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            assert not any(k.startswith("on") for k in a), (tag, a)
+            assert not any((v or "").strip().lower().startswith("javascript:") for v in a.values()), (tag, a)
+            assert tag not in ("script", "img") or (a.get("src") or "").endswith(("site.js", ".png")), (tag, a)
+
+    assert len(pages) == 3
+    for page in pages:
+        text = page.read_text()
+        Elements().feed(text)
+        assert text.count("alert(1)") == text.count("&lt;script&gt;alert(1)") > 0, page
 
 
 def test_a_records_own_family_groups_it_where_no_plugin_source_says(tmp_path):

@@ -8,10 +8,11 @@ function sortBy(th) {
   table.querySelectorAll("th").forEach(h => h.removeAttribute("aria-sort"));
   th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
   const rows = [...body.rows];
-  rows.sort((a, b) => {
+  rows.sort((a, b) => {  // blanks last either way; ties (as shown) in the table's own order
     const x = cellValue(a, i), y = cellValue(b, i);
-    if (x === null || y === null) return (x === null) - (y === null);
-    return (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y), undefined, {numeric: true})) * dir;
+    const by = x === null || y === null ? (x === null) - (y === null) :
+      (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y), undefined, {numeric: true})) * dir;
+    return by || a.dataset.order - b.dataset.order;
   });
   rows.forEach(r => body.appendChild(r));
 }
@@ -34,9 +35,11 @@ function openAnchor() {  // a record page opened at a record's anchor unfolds it
 addEventListener("hashchange", openAnchor);
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("table.sortable th").forEach(th => th.addEventListener("click", () => sortBy(th)));
+  document.querySelectorAll("table.sortable tbody").forEach(b => [...b.rows].forEach((r, i) => { r.dataset.order = i; }));
   ["family", "sparsity", "method"].forEach(id => {
     const e = document.getElementById(id); if (e) e.addEventListener("input", applyFilters);
   });
+  document.querySelectorAll(".filters").forEach(e => { e.hidden = false; });
   if (document.getElementById("family")) applyFilters();
   openAnchor();
 });
