@@ -71,7 +71,7 @@ details{margin:.3em 0}
 #all-columns:not(:checked)~.tables .x{display:none}
 """
 
-# Sorting by any column (numbers as numbers, by the figures shown; blanks last; rows that read alike
+# Sorting by any column, with the mouse or the keyboard (numbers as numbers, by the figures shown; blanks last; rows that read alike
 # in the table's own order: references, then method and setting), filtering the rows of every
 # leaderboard table on the page by family, sparsity and a method substring, and unfolding the
 # record a link points at. site.js and site.css are shared by the pages, beside index.html.
@@ -112,7 +112,10 @@ function openAnchor() {  // a record page opened at a record's anchor unfolds it
 }
 addEventListener("hashchange", openAnchor);
 document.addEventListener("DOMContentLoaded", () => {
-  document.querySelectorAll("table.sortable th").forEach(th => th.addEventListener("click", () => sortBy(th)));
+  document.querySelectorAll("table.sortable th").forEach(th => {  // by mouse, or by keyboard: Tab, then Enter
+    th.tabIndex = 0; th.addEventListener("click", () => sortBy(th));
+    th.addEventListener("keydown", e => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(th); } });
+  });
   document.querySelectorAll("table.sortable tbody").forEach(b => [...b.rows].forEach((r, i) => { r.dataset.order = i; }));
   ["family", "sparsity", "method"].forEach(id => {
     const e = document.getElementById(id); if (e) e.addEventListener("input", applyFilters);

@@ -212,6 +212,8 @@ addEventListener("load", () => {
   th.click(); document.body.dataset.descending = shown();
   const size = [...table.querySelectorAll("th")].find(h => h.textContent === "size (KiB)");
   size.click(); document.body.dataset.size = shown();
+  size.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter"})); document.body.dataset.keyed = shown();
+  document.body.dataset.focusable = [...table.querySelectorAll("th")].every(h => h.tabIndex === 0);
   const family = document.getElementById("family");
   family.value = "quantization"; family.dispatchEvent(new Event("input"));
   document.body.dataset.quantization = shown();
@@ -245,9 +247,13 @@ def test_a_real_browser_sorts_and_filters_the_leaderboard(tmp_path):
     # sizes as numbers (0.1 < 0.5 < 2.1 < 4.0 KiB), the two rows at 4.0 KiB in the table's order
     assert got["size"].split(",") == ["magnitude|sparsity=0.99", "magnitude|sparsity=0.9", "magnitude|sparsity=0.5",
                                       "dense|-", "uniform|-"]
+    # A reader without a mouse reaches every header with Tab, and Enter sorts by it (here: again, descending)
+    assert got["focusable"] == "true"
+    assert got["keyed"].split(",") == ["dense|-", "uniform|-", "magnitude|sparsity=0.5", "magnitude|sparsity=0.9",
+                                           "magnitude|sparsity=0.99"]
     # A filter keeps the references and the rows asked for.
     assert got["quantization"] == "dense|-,uniform|-"  # bits=4 is uniform's default
-    assert got["sparsity"] == "magnitude|sparsity=0.9,dense|-" and got["count"] == "1"  # still by size
+    assert got["sparsity"] == "dense|-,magnitude|sparsity=0.9" and got["count"] == "1"  # still by size, descending
     # The filters, which only the script makes work, are hidden until it runs.
     assert got["filters"] == "shown" and '<div class="filters" hidden>' in page.read_text()
     assert ".filters[hidden]{display:none}" in (tmp_path / "site" / "site.css").read_text()  # over display:flex

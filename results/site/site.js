@@ -34,7 +34,10 @@ function openAnchor() {  // a record page opened at a record's anchor unfolds it
 }
 addEventListener("hashchange", openAnchor);
 document.addEventListener("DOMContentLoaded", () => {
-  document.querySelectorAll("table.sortable th").forEach(th => th.addEventListener("click", () => sortBy(th)));
+  document.querySelectorAll("table.sortable th").forEach(th => {  // by mouse, or by keyboard: Tab, then Enter
+    th.tabIndex = 0; th.addEventListener("click", () => sortBy(th));
+    th.addEventListener("keydown", e => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(th); } });
+  });
   document.querySelectorAll("table.sortable tbody").forEach(b => [...b.rows].forEach((r, i) => { r.dataset.order = i; }));
   ["family", "sparsity", "method"].forEach(id => {
     const e = document.getElementById(id); if (e) e.addEventListener("input", applyFilters);
