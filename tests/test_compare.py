@@ -53,6 +53,23 @@ def test_holm_adjusts_as_holm_1979():
     assert compare.holm([0.5, 0.9]) == [1.0, 1.0] and compare.holm([]) == []
 
 
+def test_welch_p_against_the_machines_margin_and_holm_with_ties_match_statsmodels():
+    """welch_p's p against a margin and holm's handling of tied p-values are hand-written, so they
+    are pinned to the library values (statsmodels 0.15.0, not installed here): a margin applied on the
+    wrong side or ties ranked apart would move them."""
+    a, b = [97.0, 97.4, 97.1], [97.5, 97.9, 97.8]
+    # CompareMeans(DescrStatsW(b), DescrStatsW(a)).ttest_ind(alternative="larger", usevar="unequal",
+    # value=0.2)[1] = 0.04859259259259546, doubled; and .ttest_ind(usevar="unequal")[1] without the margin
+    assert compare.welch_p(a, b, 0.2) == pytest.approx(0.09718518518519093, rel=1e-9)
+    assert compare.welch_p(a, b) == pytest.approx(0.028998039442817924, rel=1e-9)
+    assert compare.welch_p(b, a, 0.2) == pytest.approx(0.09718518518519093, rel=1e-9)  # a loss: the other side
+    # CompareMeans(...).tconfint_diff(alpha=0.05, usevar="unequal")
+    assert compare.welch_interval(a, b) == pytest.approx((0.09476174100589874, 1.038571592327427), rel=1e-9)
+    # statsmodels.stats.multitest.multipletests(p, method="holm")[1]
+    assert compare.holm([0.01, 0.02, 0.02, 0.04, 0.3]) == pytest.approx([0.05, 0.08, 0.08, 0.08, 0.3])
+    assert compare.holm([0.004, 0.03, 0.03, 0.0125, 0.6, 0.012]) == pytest.approx([0.024, 0.09, 0.09, 0.06, 0.6, 0.06])
+
+
 def test_a_row_significant_alone_is_unclear_among_many_and_fails_no_regression_check(tmp_path, bench):
     """magnitude 0.3 pts down with seeds 0.1 apart (p 0.021) is worse compared alone; beside two
     unchanged rows, Holm's correction (p x 3) leaves it unclear, which --only-changed still shows and

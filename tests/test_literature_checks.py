@@ -284,3 +284,45 @@ def test_a_paired_contrast_without_two_shared_seeds_says_so_not_one_seed():
     assert checks.decide([check])[0].verdict == "inconclusive (under 2 shared seeds)"
     one = checks.paired_difference([(1.0, fig([0], [96.0])), (-1.0, fig([0, 1, 2], [94.0, 95.1, 92.9]))])
     assert checks.decide([dataclasses.replace(check, difference=one)])[0].verdict == "inconclusive (one seed)"
+
+
+def test_the_hand_written_tests_match_statsmodels_and_scipy():
+    """difference, one_sided_tests and decide's Holm family are written out by hand (Welch-Satterthwaite,
+    TOST, a one-sample t against a published figure), so they are pinned to the libraries' values on
+    rows of unequal sizes and spreads: a wrong tail, df or family shows here, not only in a verdict.
+    The reference numbers were computed with scipy 1.17.1 and statsmodels 0.15.0 (not installed here)."""
+    def fig(values: list[float]) -> "checks.Figure":
+        return checks.Figure(tuple(enumerate(values)), "Test CPU")
+
+    a, b = fig([98.10, 98.35, 98.22]), fig([98.44, 98.47, 98.50, 98.46])
+    family = [checks.compare("mlp", "equivalence", "equivalence", "-", a, b, 0.3),
+              checks.compare("mlp", "non-inferiority", "non-inferiority", "-", a, b, 0.5),
+              checks.compare("mlp", "superiority", "superiority", "-", a, b),
+              checks.published_error("mlp", "published", "-", fig([97.60, 97.75, 97.58]), 1.6)]
+    d = family[0].difference
+    # scipy.stats.ttest_ind(a, b, equal_var=False): statistic, df
+    assert d.estimate / d.se == pytest.approx(-3.332774783927565, rel=1e-9)
+    assert d.df == pytest.approx(2.1204631937453517, rel=1e-9)
+    expected = [
+        # statsmodels.stats.weightstats.ttost_ind(a, b, -0.3, 0.3, usevar="unequal")[0]; then
+        # scipy.stats.ttest_ind(a + 0.3, b, equal_var=False, alternative="less") and (a - 0.3, ..., "greater")
+        {"pass": 0.2608273002876926, "miss low": 0.7391726997123453, "miss high": 0.9925119347300765},
+        # scipy.stats.ttest_ind(a + 0.5, b, equal_var=False, alternative="greater" / "less")
+        {"pass": 0.03359803305245103, "miss low": 0.966401966947549},
+        # scipy.stats.ttest_ind(a, b, equal_var=False, alternative="greater" / "less")
+        {"pass": 0.9633382944890219, "miss low": 0.03666170551097815},
+        # error = 100 - accuracy: DescrStatsW(error).ttost_mean(1.1, 2.1)[0]; then
+        # scipy.stats.ttest_1samp(error, 1.1, alternative="less") and (error, 2.1, alternative="greater")
+        {"pass": 0.9794925837732983, "miss low": 0.9990913389091104, "miss high": 0.020507416226701682}]
+    for check, want in zip(family, expected):
+        assert checks.one_sided_tests(check) == pytest.approx(want, rel=1e-9), check.claim
+    # statsmodels.stats.multitest.multipletests(the ten p above, method="holm")[1], at each check's
+    # side: superiority's 0.0367 x 8 = 0.293 is raised to non-inferiority's 0.0336 x 9 (monotone)
+    verdicts = checks.decide(family)
+    assert [v.p_holm for v in verdicts] == pytest.approx([1.0, 0.30238229747205925, 0.30238229747205925,
+                                                          0.20507416226701683], rel=1e-9)
+    assert [(v.verdict, v.p_is_miss) for v in verdicts] == [
+        ("inconclusive", False), ("inconclusive", False), ("inconclusive (wrong way)", True),
+        ("inconclusive (wrong way)", True)]
+    # scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert verdicts[0].ci == pytest.approx((-0.5428348092789692, 0.05450147594562532), rel=1e-9)
