@@ -137,9 +137,18 @@ def holm(p: list[float]) -> list[float]:
     return adjusted
 
 
-def p_text(p: float | None) -> str:
-    """A p-value as bench compare and the literature checks print it."""
-    return "-" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
+def p_text(p: float | None, alpha: float = round(1 - LEVEL, 9)) -> str:
+    """A p-value as bench compare and the literature checks print it: three decimals, or as many
+    more as put it on its side of `alpha`, where verdicts change (0.04996 is a rejection, and
+    "0.050" beside it would read as none)."""
+    if p is None:
+        return "-"
+    if p < 0.001:
+        return "<0.001"
+    for decimals in range(3, 7):
+        if (float(text := f"{p:.{decimals}f}") < alpha) == (p < alpha):
+            return text
+    return f"<{alpha:g}"  # within 1e-6 below it
 
 
 def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], level: float = LEVEL) -> list[RowChange]:

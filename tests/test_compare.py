@@ -53,6 +53,14 @@ def test_holm_adjusts_as_holm_1979():
     assert compare.holm([0.5, 0.9]) == [1.0, 1.0] and compare.holm([]) == []
 
 
+def test_a_p_value_prints_on_the_side_of_the_level_it_falls():
+    """Three decimals, or more where three would cross 0.05: a rejection at 0.04996 beside a
+    printed "0.050" read as none."""
+    assert [compare.p_text(p) for p in (None, 0.0004, 0.123, 0.04949, 0.0495, 0.04996, 0.05, 0.0504)] == [
+        "-", "<0.001", "0.123", "0.049", "0.0495", "0.04996", "0.050", "0.050"]
+    assert compare.p_text(0.0499999999) == "<0.05"
+
+
 def test_welch_p_against_the_machines_margin_and_holm_with_ties_match_statsmodels():
     """welch_p's p against a margin and holm's handling of tied p-values are hand-written, so they
     are pinned to the library values (statsmodels 0.15.0, not installed here): a margin applied on the
