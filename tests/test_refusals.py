@@ -279,7 +279,11 @@ COMMAND_LINES = [
      "--set: method 'magnitude' parameter 'sparsity' expects float, got str 'high'"),
     ("--set of an unknown parameter", ["--set", "magnitude.sparsty=0.5"],
      "--set: method 'magnitude' has no parameter 'sparsty'"),
-    ("--set without a method", ["--set", "sparsity=0.5"], "--set expects METHOD.PARAM=VALUE, got 'sparsity=0.5'"),
+    ("--set without a method", ["--set", "sparsity=0.5"],  # said only what it expects, not which method
+     "--set expects METHOD.PARAM=VALUE, got 'sparsity=0.5'; did you mean --set magnitude.sparsity=0.5?"),
+    ("--set without a method, of a parameter two methods have", ["--methods", "random,magnitude+ptq-int8", "--set",
+                                                                   "sparsity=0.5"],
+     "got 'sparsity=0.5'; did you mean --set random.sparsity=0.5 or --set magnitude.sparsity=0.5?"),
     ("--set rejected by the method", ["--set", "magnitude.scope=row"],
      "--set: method 'magnitude' parameter 'scope': expected one of global, layer, got 'row'"),
     ("--device cuda without CUDA", ["--device", "cuda"], "--device cuda was asked for, but torch sees no CUDA device"),
