@@ -49,8 +49,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         raise registry.ParameterError("--check compares the stored files with the records and writes nothing: "
                                       "not with --show or --html")
     known = sorted(set(registry.FAMILIES) | set(board.families().values()))
-    if args.family is not None and args.family not in known:
-        raise registry.ParameterError(f"--family {brief(args.family)}: expected one of {', '.join(known)}")
+    if args.family is not None and args.family not in known:  # families have spaces: `sparse-training` is a likely slip
+        close = difflib.get_close_matches(args.family.replace("-", " ").replace("_", " "), known, n=1, cutoff=0.6)
+        hint = f" did you mean --family {shlex.quote(close[0])}?" if close else ""
+        raise registry.ParameterError(f"--family {brief(args.family)}:{hint} expected one of {', '.join(known)}")
     suites = [args.suite] if args.suite else layout.suites_with_records(root)
     lacking = next((name for name in suites if not layout.runs_dir(root, name).is_dir()), None)
     if not suites or lacking is not None:
