@@ -231,7 +231,7 @@ def parser() -> _Parser:
                      help="the candidate: a results folder, or a git commit (its results/); none with --methods")
     cmp.add_argument("--methods", metavar="X,Y", help="two methods in A instead: Y's rows against X's, paired where "
                                                       "their shared parameters agree (e.g. magnitude,wanda)")
-    cmp.add_argument("--suite", help="one suite (default: every suite both hold)")
+    cmp.add_argument("--suite", help="one suite, by name or suite file (default: every suite both hold)")
     cmp.add_argument("--only-changed", action="store_true",
                      help="show only the rows whose verdict is better, worse or unclear, or whose exact figures "
                           "(counts, sizes) moved; the others are counted")
@@ -239,7 +239,7 @@ def parser() -> _Parser:
                      help="exit 1 when a row is significantly worse in B (with --methods: Y worse than X) (for CI)")
 
     lb = sub.add_parser("leaderboard", help="rebuild leaderboards from the stored run records")
-    lb.add_argument("--suite", help="one suite (default: every suite with records)")
+    lb.add_argument("--suite", help="one suite, by name or suite file (default: every suite with records)")
     lb.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR", "results"),
                     help="the results folder to read (default: $BENCH_RESULTS_DIR, else ./results; quick runs at "
                          "overridden budgets are in ./results-quick)")

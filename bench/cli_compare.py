@@ -17,7 +17,7 @@ from bench import layout, registry
 from bench.bounds import brief
 from bench.errors import counted, printable
 from bench.records import Status
-from bench.suite import SuiteError, is_plain_name
+from bench.suite import SuiteError, is_plain_name, results_name
 
 if TYPE_CHECKING:  # bench.compare imports pandas (bench.board), which the other commands' refusals do without
     from bench.compare import RowChange
@@ -29,8 +29,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     --methods X,Y, Y's rows against X's in A."""
     from bench import compare
 
+    if args.suite is not None:
+        args.suite = results_name(args.suite)
     if args.suite is not None and not is_plain_name(args.suite):
-        raise SuiteError(f"--suite {brief(args.suite)}: expected a suite name")
+        raise SuiteError(f"--suite {brief(args.suite)}: expected a suite name, or a suite file")
     if args.methods is not None:
         return _compare_methods(args)
     if args.b is None:

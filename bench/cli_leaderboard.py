@@ -20,7 +20,7 @@ from bench import files, layout, records, registry
 from bench.bounds import brief
 from bench.errors import counted
 from bench.records import Status
-from bench.suite import SuiteError, is_plain_name
+from bench.suite import SuiteError, is_plain_name, results_name
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -30,6 +30,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench import board, leaderboard, render
 
     root = Path(args.results_dir)
+    if args.suite is not None:
+        args.suite = results_name(args.suite)
     if args.suite is not None and not is_plain_name(args.suite):
         raise SuiteError(f"--suite {brief(args.suite)}: expected a suite name, a plain folder name under {root}")
     if not args.show and (args.sparsity is not None or args.family is not None or args.methods is not None
@@ -47,8 +49,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         raise registry.ParameterError("--check compares the stored files with the records and writes nothing: "
                                       "not with --show or --html")
     known = sorted(set(registry.FAMILIES) | set(board.families().values()))
-    if args.family is not None and args.family not in known:
-        raise registry.ParameterError(f"--family {brief(args.family)}: expected one of {', '.join(known)}")
+    if args.family is not None and args.family not in known:  # families have spaces: `sparse-training` is a likely slip
+        close = difflib.get_close_matches(args.family.replace("-", " ").replace("_", " "), known, n=1, cutoff=0.6)
+        hint = f" did you mean --family {shlex.quote(close[0])}?" if close else ""
+        raise registry.ParameterError(f"--family {brief(args.family)}:{hint} expected one of {', '.join(known)}")
     suites = [args.suite] if args.suite else layout.suites_with_records(root)
     lacking = next((name for name in suites if not layout.runs_dir(root, name).is_dir()), None)
     if not suites or lacking is not None:
@@ -112,7 +116,9 @@ def _elsewhere(root: Path, suite: str, loaded: list[records.Record], standard: b
 
 def _no_records(root: Path, suite: str | None) -> str:
     """Why `bench leaderboard` has nothing to read, with what there is: a results folder that
-    does not exist (a command run outside the checkout), or a suite without records (a typo)."""
+    does not exist (a command run outside the checkout), a suite whose records are all in
+    ./results-quick (a suite file of one's own, run at a quick budget), or a suite without
+    records (a typo)."""
     if not root.is_dir():
         return (f"no results folder {root.resolve()}: run bench where the results folder is (the checkout), "
                 "or pass --results-dir")
@@ -121,6 +127,10 @@ def _no_records(root: Path, suite: str | None) -> str:
     there = layout.suites_with_records(root)
     if suite in there:  # a runs folder, none of whose files is a usable record (each named above)
         return f"no usable run records for suite '{suite}' in {layout.runs_dir(root, suite)}"
+    if root.resolve() == Path("results").resolve() and any(layout.runs_dir(layout.QUICK_RESULTS, suite).glob("*.json")):
+        # a suite of one's own, run at a quick budget: its records are only in ./results-quick
+        return (f"no run records for suite '{suite}' under {layout.runs_dir(root, suite)}; quick runs go to "
+                f"./{layout.QUICK_RESULTS} by default: add --results-dir {layout.QUICK_RESULTS} (and --budget custom)")
     close = difflib.get_close_matches(suite, there, n=1, cutoff=0.6)
     return (f"no run records for suite '{suite}' under {layout.runs_dir(root, suite)}"
             + (f"; did you mean {close[0]}?" if close else "")

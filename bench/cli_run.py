@@ -33,15 +33,20 @@ if TYPE_CHECKING:  # the executors import torch, which the refusals and listings
     from bench.executors import Executor
 
 
-def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+def _overrides(items: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
     """--set METHOD.PARAM=VALUE, values parsed as YAML scalars (0.9, true, text); numbers that
-    YAML 1.1 leaves as text (2e-5) are read as floats."""
+    YAML 1.1 leaves as text (2e-5) are read as floats. A PARAM=VALUE without its method is
+    refused with the --set of each selected method (`names`, chains too) that has that parameter:
+    `--set sparsity=0.5` is what a newcomer types first."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         method, dot, param = key.partition(".")
         if not (sep and dot and method and param):
-            raise registry.ParameterError(f"--set expects METHOD.PARAM=VALUE, got {brief(item)}")
+            selected = dict.fromkeys(link for name in names for link in links(name))
+            takers = [m for m in selected if m in registry.METHODS and sep and key in registry.METHODS[m].parameters()]
+            hint = f"; did you mean {' or '.join(f'--set {m}.{item}' for m in takers)}?"[:300] if takers else ""
+            raise registry.ParameterError(f"--set expects METHOD.PARAM=VALUE, got {brief(item)}{hint}")
         try:
             parsed = yaml_value(value)
         except (yaml.YAMLError, ValueError, RecursionError) as e:
@@ -156,7 +161,7 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
         # a plugin refused the name it registers (DuplicateMethodError): the author expects their method to run
         print(f"bench: warning: '{name}' runs {registry.SOURCES[name]}, not the plugin of that name, which failed "
               f"to import: {first_line(registry.BROKEN[name])}", file=sys.stderr)
-    overrides = _overrides(args.overrides)
+    overrides = _overrides(args.overrides, names)
     _check_overrides(overrides, names, suite)
     import torch
 

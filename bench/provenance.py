@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bench import registry
 from bench.chain import links
-from bench.errors import counted
+from bench.errors import counted, printable
 
 if TYPE_CHECKING:
     import torch
@@ -53,17 +53,23 @@ def checkout_commit(here: Path) -> str | None:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
-        # The code's state: results/ holds the records and leaderboards a sweep writes as it goes,
-        # which must not make the next command of the same sweep look like uncommitted code.
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", ":/",
-                                 ":(top,exclude)results"], cwd=here, capture_output=True, text=True,
-                                timeout=10).stdout.splitlines()
-        untracked = [line[3:] for line in status if line.startswith("??") and line.rstrip().endswith(SOURCE_SUFFIXES)]
-        top = git_toplevel(here) if untracked else None
-        dirty = [line for line in status if not line.startswith("??")] + [n for n in untracked if not _no_code(top, n)]
-        return commit + ("-dirty" if dirty else "")
+        return commit + ("-dirty" if uncommitted_code(here) else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def uncommitted_code(here: Path) -> list[str]:
+    """The files (relative to the checkout's top) that make the checkout holding `here` differ
+    from its commit: changed tracked files outside results/, and untracked source files (see
+    `git_commit`). Raises OSError or SubprocessError where git cannot say."""
+    # The code's state: results/ holds the records and leaderboards a sweep writes as it goes,
+    # which must not make the next command of the same sweep look like uncommitted code.
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", ":/",
+                             ":(top,exclude)results"], cwd=here, capture_output=True, text=True,
+                            timeout=10).stdout.splitlines()
+    untracked = [line[3:] for line in status if line.startswith("??") and line.rstrip().endswith(SOURCE_SUFFIXES)]
+    top = git_toplevel(here) if untracked else None
+    return [line[3:] for line in status if not line.startswith("??")] + [n for n in untracked if not _no_code(top, n)]
 
 
 def changed_code(commit: str, here: Path) -> list[str]:
@@ -208,12 +214,17 @@ def plugin_commits(names: list[str]) -> dict[str, str | None]:
     return out
 
 
-def uncommitted(commit: str | None, plugin_commits: dict[str, str | None]) -> str | None:
+def uncommitted(commit: str | None, plugin_commits: dict[str, str | None], here: Path | None = None) -> str | None:
     """Why standard-budget records cannot be written from this code, or None: the harness's
-    checkout, or an editable plugin's, has uncommitted changes, or an editable plugin is in no
-    git checkout at all (every leaderboard row names the commit that produced it)."""
+    checkout (the one holding `here`, this package by default), or an editable plugin's, has
+    uncommitted changes, or an editable plugin is in no git checkout at all (every leaderboard
+    row names the commit that produced it). The harness's changed files are named: a newcomer's
+    new plugin is an untracked file, which they may not think of as an uncommitted change."""
     if commit and commit.endswith("-dirty"):
-        return (f"the checkout has uncommitted changes ({commit}): standard-budget records must come from a "
+        changed = [] if os.environ.get(COMMIT_VARIABLE) else _changed_files(here or Path(__file__).resolve().parent)
+        named = f": {', '.join(changed[:5])}{f' and {len(changed) - 5} more' if len(changed) > 5 else ''}" \
+            if changed else ""
+        return (f"the checkout has uncommitted changes ({commit}{named}): standard-budget records must come from a "
                 "commit; commit first, or pass --allow-dirty (recorded in every record)")
     unnamed = sorted(link for link, c in plugin_commits.items() if c is None)
     if unnamed:
@@ -227,6 +238,14 @@ def uncommitted(commit: str | None, plugin_commits: dict[str, str | None]) -> st
                 "has uncommitted changes: standard-budget records must come from a commit; commit the plugin first, "
                 "or pass --allow-dirty (recorded in every record)")
     return None
+
+
+def _changed_files(here: Path) -> list[str]:
+    """uncommitted_code(here), shown printable; empty where git cannot say."""
+    try:
+        return [printable(name) for name in uncommitted_code(here)]
+    except (OSError, subprocess.SubprocessError):
+        return []
 
 
 def watched_code(commit: str | None, plugin_commits: dict[str, str | None]) -> list[tuple[Path, str]]:

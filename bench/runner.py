@@ -154,7 +154,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     plugin_commits = provenance.plugin_commits(names)
     refusal = provenance.uncommitted(commit, plugin_commits) if standard and todo and not allow_dirty else None
     if dry_run:
-        _print_plan(suite, runs, todo, dense, source, data_dir, device, existing, here, log)
+        _print_plan(suite, runs, todo, dense, source, data_dir, device, existing, here,
+                    layout.runs_dir(results_dir, suite.name), log)
         if refusal:  # the plan's cost means nothing if the command itself stops at once
             log(f"note: without --dry-run this command is refused: {refusal}")
         return []
@@ -625,12 +626,14 @@ def _check_writable(folder: Path) -> None:
 
 def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[int, Dense],
                 source: str, data_dir: Path | None, device: str, history: list[Record],
-                refreshing: provenance.Here | None, log: Callable[[str], None]) -> None:
+                refreshing: provenance.Here | None, runs_dir: Path, log: Callable[[str], None]) -> None:
     """The plan and its expected cost, counted as it will be spent: the dense stage once per seed
     it trains, then each run's own epochs (a post-training run's record counts the dense epochs
     too, which the stage already trained). Times come only from finished records of the same
     budget and device: a run's from those of its method and parameters; where there are none,
-    from the suite's dense seconds per epoch, marked as extrapolated; else unknown."""
+    from the suite's dense seconds per epoch, marked as extrapolated; else unknown. It names the
+    folder the records would go to (`runs_dir`), which the default picks by budget: a suite file
+    of one's own at its own budget writes into ./results, beside the committed suites."""
     from tabulate import tabulate
 
     device_name = _device_name(device)
@@ -668,6 +671,7 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     here_note = "" if is_here(suite.data, data_dir) else \
         f" (not under {data_dir or default_data_dir()} yet: a run downloads it there)"
     log(f"plan for suite {suite.name} on {device} ({device_name}), data {source}{here_note}:")
+    log(f"  records go to {runs_dir}")
     log(f"  {counted(len(runs), 'run')}: {len(todo)} to run, {len(runs) - len(todo)} finished before")
     if not todo:  # (no dense model to price, no time to guess)
         log(f"  nothing to run: every run has its record ({'' if refreshing else '--refresh or '}--force runs them again)")

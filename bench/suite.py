@@ -252,6 +252,16 @@ def _yaml_error(e: yaml.YAMLError) -> str:
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
+def results_name(name_or_file: str) -> str:
+    """The suite a reader's --suite names under a results folder (`bench leaderboard`, `bench
+    compare`): a suite file's path (`my-suite.yaml`) stands for its `name`, the folder that
+    `bench run --suite my-suite.yaml` wrote its records to; anything else is the name itself.
+    The readers refused the path a user had just given `bench run`, as no folder name."""
+    if Path(name_or_file).suffix in (".yaml", ".yml"):
+        return load_suite(name_or_file).name
+    return name_or_file
+
+
 def is_plain_name(name: str) -> bool:
     """True for a name that is safe as one folder name under the results folder: letters,
     digits, '_', '.', '-', not starting with '.' (so no '..', no hidden folder), no separator."""

@@ -193,7 +193,11 @@ def test_bench_leaderboard_show_filters_and_refuses_what_it_cannot_do(tmp_path, 
     out = capsys.readouterr().out
     assert "uniform" in out and "gmp" not in out and not (tmp_path / "mlp" / "leaderboard.md").exists()
     assert main(["leaderboard", "--results-dir", str(tmp_path), "--show", "--family", "pruning-ish"]) == 2
-    assert "--family 'pruning-ish': expected one of" in capsys.readouterr().err
+    assert "--family 'pruning-ish': did you mean --family pruning? expected one of" in capsys.readouterr().err
+    assert main(["leaderboard", "--results-dir", str(tmp_path), "--show", "--family", "sparse-training"]) == 2
+    assert "--family 'sparse-training': did you mean --family 'sparse training'? expected" in capsys.readouterr().err
+    assert main(["leaderboard", "--results-dir", str(tmp_path), "--show", "--family", "xyz"]) == 2
+    assert "--family 'xyz': expected one of combined, " in capsys.readouterr().err
     assert main(["leaderboard", "--results-dir", str(tmp_path), "--sparsity", "0.9"]) == 2
     assert main(["leaderboard", "--results-dir", str(tmp_path), "--show", "--html"]) == 2
 

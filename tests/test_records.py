@@ -54,11 +54,16 @@ def test_only_code_makes_a_checkout_dirty_not_the_results_a_sweep_writes(tmp_pat
     assert provenance.git_commit(tmp_path / "bench") == head
     (tmp_path / "notes.txt").write_text("an untracked note is no code\n")
     assert provenance.git_commit(tmp_path / "bench") == head
+    assert provenance.uncommitted(head, {}, here=tmp_path / "bench") is None
     (tmp_path / "bench" / "plugin.py").write_text("print('runs, but no commit holds it')\n")
     assert provenance.git_commit(tmp_path / "bench") == head + "-dirty"
+    # the refusal names the files: a new plugin is an untracked file, not what one calls a change
+    assert provenance.uncommitted(head + "-dirty", {}, here=tmp_path / "bench").startswith(
+        f"the checkout has uncommitted changes ({head}-dirty: bench/plugin.py): standard-budget records")
     (tmp_path / "bench" / "plugin.py").unlink()
     (tmp_path / "bench" / "code.py").write_text("x = 2\n")
     assert provenance.git_commit(tmp_path / "bench") == head + "-dirty"
+    assert f"({head}-dirty: bench/code.py)" in provenance.uncommitted(head + "-dirty", {}, here=tmp_path / "bench")
 
 
 def test_refresh_reruns_only_records_another_commit_made_and_resumes(tmp_path, data_dir, bench, monkeypatch):

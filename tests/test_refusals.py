@@ -210,6 +210,20 @@ def test_the_valid_suite_and_its_edge_values_are_accepted(tmp_path, data_dir, ca
     assert not (tmp_path / "results").exists()
 
 
+def test_a_dry_run_names_the_folder_its_records_would_go_to(tmp_path, data_dir, capsys, monkeypatch):
+    """By default the budget picks the folder: a suite file of one's own at its own budget writes
+    into ./results, beside the committed suites, and a quick run into ./results-quick. The plan
+    did not say which, so a newcomer learnt it from the files a run left."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "suite.yaml").write_text(VALID)
+    argv = ["run", "--suite", "suite.yaml", "--methods", "dense", "--data-dir", str(data_dir), "--allow-dirty", "--dry-run"]
+    assert main(argv) == 0
+    assert "\n  records go to results/tiny/runs\n" in capsys.readouterr().out
+    assert main([*argv, "--epochs", "2"]) == 0  # (the suite's is 1)
+    assert "\n  records go to results-quick/tiny/runs\n" in capsys.readouterr().out
+    assert not (tmp_path / "results").exists() and not (tmp_path / "results-quick").exists()
+
+
 # (what is wrong, the arguments after `bench run --suite mlp --methods dense,magnitude`, the message)
 COMMAND_LINES = [
     ("--epochs 0", ["--epochs", "0"], "argument --epochs: expected a number >= 1, got 0"),
@@ -279,7 +293,11 @@ COMMAND_LINES = [
      "--set: method 'magnitude' parameter 'sparsity' expects float, got str 'high'"),
     ("--set of an unknown parameter", ["--set", "magnitude.sparsty=0.5"],
      "--set: method 'magnitude' has no parameter 'sparsty'"),
-    ("--set without a method", ["--set", "sparsity=0.5"], "--set expects METHOD.PARAM=VALUE, got 'sparsity=0.5'"),
+    ("--set without a method", ["--set", "sparsity=0.5"],  # said only what it expects, not which method
+     "--set expects METHOD.PARAM=VALUE, got 'sparsity=0.5'; did you mean --set magnitude.sparsity=0.5?"),
+    ("--set without a method, of a parameter two methods have", ["--methods", "random,magnitude+ptq-int8", "--set",
+                                                                   "sparsity=0.5"],
+     "got 'sparsity=0.5'; did you mean --set random.sparsity=0.5 or --set magnitude.sparsity=0.5?"),
     ("--set rejected by the method", ["--set", "magnitude.scope=row"],
      "--set: method 'magnitude' parameter 'scope': expected one of global, layer, got 'row'"),
     ("--device cuda without CUDA", ["--device", "cuda"], "--device cuda was asked for, but torch sees no CUDA device"),

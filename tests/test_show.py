@@ -3,10 +3,13 @@
 import io
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 from conftest import FAST
 from test_leaderboard import BUDGET, record, terminal_records, write_records
+
+from bench import files, records
 
 
 def show(bench, results, *extra):
@@ -181,6 +184,33 @@ def test_show_without_rows_at_its_budget_says_where_the_rows_are(tmp_path, bench
                                      "standard\nnote: quick runs go to ./results-quick by default: add --results-dir "
                                      "results-quick\n\n")
     assert "note:" not in show(bench, "results", "--suite", "mlp").stdout
+
+
+def test_a_suite_file_of_ones_own_is_shown_by_its_path_and_its_quick_rows_are_pointed_to(tmp_path, bench, monkeypatch):
+    """`bench run --suite mine.yaml` writes under the suite's `name`; `bench leaderboard` and
+    `bench compare` refused the same --suite as no folder name, and a quick run's records, only in
+    ./results-quick, were "no run records" without saying where they were."""
+    monkeypatch.chdir(tmp_path)
+    text = (Path(__file__).parents[1] / "suites" / "mlp.yaml").read_text()
+    Path("mine.yaml").write_text(text.replace("name: mlp", "name: mine"))
+    quick = {**BUDGET, "epochs": 1}
+    recs = [record("dense", {}, seed, 0.9, 1000, standard=False, budget=quick) for seed in (0, 1)]
+    for i, r in enumerate(recs):
+        r["config"]["suite"] = "mine"
+        r["config_hash"] = records.config_hash(r["config"])
+        files.write_json_atomic(tmp_path / "results-quick" / "mine" / "runs" / f"dense-{i}.json", r)
+    Path("results").mkdir()
+    nowhere = show(bench, "results", "--suite", "mine.yaml")
+    assert nowhere.returncode == 1 and nowhere.stderr == (
+        f"no run records for suite 'mine' under {Path('results') / 'mine' / 'runs'}; quick runs go to ./results-quick "
+        "by default: add --results-dir results-quick (and --budget custom)\n")
+    shown = show(bench, "results-quick", "--suite", "mine.yaml", "--budget", "custom")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("# mine: custom budget") and "1+10 epochs" in shown.stdout
+    compared = bench(["compare", "results-quick", "results-quick", "--suite", "mine.yaml"])
+    assert "# mine:" in compared.stdout, compared.stderr
+    missing = show(bench, "results-quick", "--suite", "nope.yaml")
+    assert missing.returncode == 2 and "suite file nope.yaml does not exist" in missing.stderr
 
 
 def test_a_quick_run_says_when_its_methods_trained_longer_than_dense_with_no_control(tmp_path, bench, data_dir):
