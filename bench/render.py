@@ -8,6 +8,7 @@ type, then what did not run and where and by which code the runs were made.
 from __future__ import annotations
 
 import shlex
+import textwrap
 from typing import Any, Collection
 
 import pandas as pd
@@ -186,13 +187,14 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
         kept = len({sort, "accuracy_%"} & set(order)) or 1  # these go last, after the settings shrink
         core = len((set(FIRST[:CORE]) | {sort}) & set(order))  # they lead `order`: dropped after the cut
         while True:
-            rows = [[timed_label(r["method"], r["timed_on"], device), r["shown_setting"], int(r["seeds"]),
-                     *[cell(r, by_column[c]) for c in shown]] for _, r in t.iterrows()]
-            headers = ["method", "setting", "seeds", *[by_column[c].header for c in shown]]
             # a long setting wraps onto more lines rather than being cut: rows cut alike
-            # ("magnitude.spa…" three times) could not be told apart
-            text = tabulate(rows, headers=headers, disable_numparse=True,
-                            maxcolwidths=[None, cut, *[None] * (len(headers) - 2)])
+            # ("magnitude.spa…" three times) could not be told apart; it wraps between parameters,
+            # never inside one ("calibr" / "ation_samples=128")
+            rows = [[timed_label(r["method"], r["timed_on"], device),
+                     textwrap.fill(r["shown_setting"], cut, break_long_words=False, break_on_hyphens=False),
+                     int(r["seeds"]), *[cell(r, by_column[c]) for c in shown]] for _, r in t.iterrows()]
+            headers = ["method", "setting", "seeds", *[by_column[c].header for c in shown]]
+            text = tabulate(rows, headers=headers, disable_numparse=True)
             over = max(map(len, text.splitlines())) - width
             if over <= 0 or len(shown) <= 1:
                 break

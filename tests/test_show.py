@@ -141,6 +141,23 @@ def test_settings_too_long_for_a_narrow_terminal_wrap_and_stay_apart(tmp_path, b
     assert [table[i + 1][:column].strip() + cells[i + 1] for i in at[2:]] == ["reinit=True", "reinit=True"]
 
 
+def test_a_setting_wraps_between_its_parameters_never_inside_one(tmp_path, bench, monkeypatch):
+    """At 80 columns a two-parameter setting wrapped at 14 characters split a parameter's name
+    ("bits=3, calibr" / "ation_samples="): it wraps between parameters, and a narrow terminal
+    drops a column first."""
+    monkeypatch.setenv("COLUMNS", "80")
+    recs = [record("gptq", {"bits": bits, "calibration_samples": n}, seed, 0.97, 500)
+            for seed in (0, 1) for bits in (3, 4) for n in (128, 1024)]
+    write_records(tmp_path, terminal_records() + recs)
+    out = show(bench, tmp_path).stdout
+    table = out.splitlines()[next(i for i, line in enumerate(out.splitlines()) if line.startswith("method")):]
+    assert max(map(len, table)) <= 80
+    column = table[0].index("setting")
+    assert all("calibration_samples=128" in line for line in table if "ation_samples" in line)
+    (two,) = [i for i, line in enumerate(table) if line.startswith("gptq") and "bits=3," in line]  # (defaults unshown)
+    assert " ".join(table[j][column:].split("  ")[0] for j in (two, two + 1)) == "bits=3, calibration_samples=128"
+
+
 def test_what_is_not_there_is_named_with_what_is(tmp_path, bench, monkeypatch):
     """A misspelt suite, a results folder that is not there (bench run outside the checkout), a
     misspelt --sort column, a sparsity no row has and a suite whose files are no records: each
