@@ -57,7 +57,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(entries, indent=1, default=str))
         return 0
-    rows = [[e["method"], e.get("family", ""), e.get("origin", ""), e["problem"] or e["description"],
+    rows = [[e["method"], e.get("family", ""), e.get("origin", ""), e["problem"] or e["description"] or NO_DESCRIPTION,
              _parameters(e.get("parameters", {}), e.get("sweep"))] for e in entries]
     headers = ["method", "family", "origin", "description", "parameters (defaults)"]
     if all(row[2] in ("built in", "") for row in rows):  # the column says something only beside a plugin
@@ -67,6 +67,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:  # piped: a line per method, for grep
         print(tabulate(rows, headers=headers))
     return 0
+
+
+# A blank cell read as a listing fault; a plugin's author learns where the description comes from.
+NO_DESCRIPTION = "(none: the first line of the class's docstring describes it)"
 
 
 def _wrapped(rows: list[list[str]], headers: list[str], width: int) -> str:

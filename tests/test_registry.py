@@ -217,6 +217,18 @@ def test_the_catalog_reads_a_name_given_by_a_constant_and_calls_a_computed_one_u
     assert "level=0.5" in {line.split()[0]: line for line in checked.stdout.splitlines()[2:]}["by-code"]
 
 
+def test_a_method_without_a_docstring_is_listed_with_where_its_description_comes_from(tmp_path, plugins, bench):
+    """Its description cell was blank, which read as a listing fault, in the listing read from
+    source and in the imported one alike."""
+    undocumented = LIST_PARAMETER.replace('    """A list parameter, which needs a default_factory."""\n', "")
+    plugins(make_distribution(tmp_path, "bare_pkg", undocumented, {"listy": "bare_pkg"}))
+    for args in (["list", "methods"], ["list", "methods", "--check"]):
+        proc = bench(args)
+        assert proc.returncode == 0, proc.stderr
+        row = {line.split()[0]: line for line in proc.stdout.splitlines()[2:]}["listy"]
+        assert "(none: the first line of the class's docstring describes it)" in row, row
+
+
 LIST_PARAMETER = '''
 from dataclasses import field
 
