@@ -104,11 +104,11 @@ def test_entry_point_plugin_is_discovered(tmp_path, plugins):
 def test_set_values_are_read_as_yaml_scalars():
     from bench.cli_run import _overrides
 
-    parsed = _overrides(["l1.penalty=2e-5", "magnitude.scope=layer", "lottery.reinit=true", "imp.rounds=3"])
+    parsed = _overrides(["l1.penalty=2e-5", "magnitude.scope=layer", "lottery.reinit=true", "imp.rounds=3"], [])
     assert parsed == {"l1": {"penalty": 2e-5}, "magnitude": {"scope": "layer"},
                       "lottery": {"reinit": True}, "imp": {"rounds": 3}}
     with pytest.raises(ParameterError, match="METHOD.PARAM=VALUE"):
-        _overrides(["sparsity=0.9"])
+        _overrides(["sparsity=0.9"], [])
 
 
 def test_the_catalog_read_from_source_matches_the_imported_plugins():
