@@ -5,8 +5,12 @@ few calibration images: the Hessian H = X^T X / rows of the layer-wise reconstru
 ||X W^T - X W'^T||^2 (SparseGPT, GPTQ), or the norm ||X_j||_2 of each input feature (Wanda).
 `layer_inputs` walks the Linear and Conv2d layers in forward order and gives each layer's
 statistics just before the caller compresses it, so that every layer sees the outputs of the
-already compressed layers before it, as the papers' implementations do (SparseGPT and GPTQ
-layer by layer, Wanda block by block; here a layer is the block).
+already compressed layers before it. The papers' implementations go transformer block by
+block: the Linear layers inside one block are calibrated together in one pass through it (GPTQ's
+`--true-sequential` option, group of layers by group), then the block's compressed outputs feed
+the next; here every Linear/Conv2d layer is its own step. Scale does not matter: the papers' code
+accumulates 2 X^T X / samples (samples counting sequences, not rows), a constant multiple of
+X^T X / rows, and their 1% dampening is relative to the mean diagonal.
 
 A convolution is a matrix product over unfolded inputs: a row of X is one output position's
 receptive field, and the weight is the matrix (out channels, kh * kw * in channels). Columns run

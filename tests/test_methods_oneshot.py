@@ -149,6 +149,67 @@ def test_lazy_blocks_do_not_change_the_result():
     torch.testing.assert_close(gptq(w, h, 3, blocksize=8)[0], gptq(w, h, 3, blocksize=24)[0])
 
 
+def textbook_sparsegpt(w: torch.Tensor, h: torch.Tensor, sparsity: float, n: int, m: int,
+                       blocksize: int, dampening: float) -> torch.Tensor:
+    """The paper's Algorithm 1 with explicit inverses, in float64: column c's OBS quantities come
+    from the inverse of the damped Hessian of the columns not yet processed, inv(H[c:, c:]); the
+    mask is chosen per block of `blocksize` columns by w^2 / inv(H[c:, c:])[0, 0] over the whole
+    block (unstructured), or at the first column of every group of m by the same score on the
+    current weights (N:M, the m - n lowest pruned)."""
+    w, h = w.double().clone(), h.double().clone()
+    h += dampening * h.diagonal().mean() * torch.eye(len(h), dtype=h.dtype)
+    columns = w.shape[1]
+    obs = torch.stack([torch.linalg.inv(h[c:, c:])[0, 0] for c in range(columns)])  # [H_F^-1]_cc
+    out = torch.zeros_like(w)
+    for start in range(0, columns, blocksize):
+        end = min(start + blocksize, columns)
+        pruned = torch.zeros(w.shape[0], end - start, dtype=torch.bool)
+        if not n:
+            score = (w[:, start:end].square() / obs[start:end]).flatten()
+            pruned.view(-1)[score.argsort()[:round(sparsity * score.numel())]] = True
+        for c in range(start, end):
+            if n and (c - start) % m == 0:
+                score = w[:, c:c + m].square() / obs[c:c + m]
+                pruned[:, c - start:c - start + m].scatter_(1, score.argsort(1)[:, :m - n], True)
+            hinv = torch.linalg.inv(h[c:, c:])
+            out[:, c] = w[:, c].masked_fill(pruned[:, c - start], 0)
+            w[:, c:] -= torch.outer((w[:, c] - out[:, c]) / hinv[0, 0], hinv[0])
+    return out
+
+
+@pytest.mark.parametrize(("sparsity", "n", "m"), [(0.0, 0, 0), (0.6, 0, 0), (0.5, 2, 4), (0.75, 2, 8)])
+def test_sparsegpt_is_obs_pruning_with_the_mask_chosen_per_block(sparsity, n, m):
+    """The lazy Cholesky form (the paper's code) gives the textbook OBS result: the same mask and
+    the same reconstructed weights; with nothing to prune, the weights unchanged."""
+    for seed in range(2):
+        g = torch.Generator().manual_seed(seed)
+        x = correlated_inputs(g, 300, 32)
+        h, w = x.T @ x / 300, torch.randn(6, 32, generator=g)
+        pruned = sparsegpt(w, h, sparsity, n, m, blocksize=16, dampening=0.01)
+        expected = textbook_sparsegpt(w, h, sparsity, n, m, blocksize=16, dampening=0.01)
+        assert torch.equal(pruned == 0, expected == 0), seed
+        torch.testing.assert_close(pruned.double(), expected, rtol=0, atol=1e-5)
+        if not sparsity:
+            assert torch.equal(pruned, w)
+
+
+def test_the_hessian_scale_does_not_matter():
+    """The harness's H = X^T X / rows and the papers' code's 2 X^T X / samples (samples counting
+    sequences or images, not rows) differ by a constant: with dampening relative to the mean
+    diagonal, SparseGPT's masks and weights and GPTQ's codes do not change."""
+    g = torch.Generator().manual_seed(3)
+    x = correlated_inputs(g, 256, 24)
+    h, w = x.T @ x / 256, torch.randn(8, 24, generator=g)
+    for scale in (2.0, 2 * 49.0):  # 2 X^T X / images with 49 output positions per image
+        for args in [(0.5, 0, 0), (0.5, 2, 4)]:
+            a, b = sparsegpt(w, h, *args, blocksize=8), sparsegpt(w, scale * h, *args, blocksize=8)
+            assert torch.equal(a == 0, b == 0)
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+        for group_size in (0, 4):
+            a, b = (gptq(w, s * h, 3, group_size, blocksize=8)[0] for s in (1.0, scale))
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)  # the same codes (the grids agree to rounding)
+
+
 # -- gptq on small matrices -----------------------------------------------------------------
 def greedy_obs_quantization(w: torch.Tensor, h: torch.Tensor, grid: Grid) -> torch.Tensor:
     """The textbook form of GPTQ's column order (Optimal Brain Quantization with a fixed order):
