@@ -3,8 +3,9 @@
 Han, Mao and Dally, "Deep Compression: Compressing Deep Neural Networks with Pruning, Trained
 Quantization and Huffman Coding", ICLR 2016. The three stages:
 
-1. Global magnitude pruning to `sparsity` (torch.nn.utils.prune), fine-tuned with the mask held
-   for `prune_epochs_fraction` of the fine-tuning budget.
+1. Global magnitude pruning to `sparsity` (torch.nn.utils.prune; the paper thresholds each layer
+   by its own weights' spread), fine-tuned with the mask held for `prune_epochs_fraction` of the
+   fine-tuning budget.
 2. Per-layer weight sharing: each layer's surviving weights are clustered by k-means
    (scikit-learn) into 2**bits centroids, linearly initialized over [min, max], the
    initialization the paper found best. The bits follow the paper's rule for AlexNet: convolutions

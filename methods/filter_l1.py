@@ -7,6 +7,10 @@ BatchNorm statistics and, in a ResNet, every layer added into the same residual 
 with them; a channel shared by a residual stream is ranked by the summed L1 norm of all the
 filters that write into it. The classifier's outputs and the model's inputs are kept.
 
+One `ratio` for every layer is this benchmark's setting: Li et al. choose per-layer ratios from a
+sensitivity analysis, leave the sensitive layers whole and, in ResNets, prune only the first
+convolution of each residual block, not the residual stream.
+
 The channel groups and their removal are bench.structured's, shared with `gating` and `slimming`.
 """
 

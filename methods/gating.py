@@ -4,7 +4,9 @@ Structured L0 gating (Louizos et al. 2018, "Learning Sparse Neural Networks thro
 Regularization"): every hidden unit of a Linear layer (not the classifier) and every output
 channel of a Conv layer is multiplied by a hard-concrete gate, a stretched and clipped sigmoid of
 a learned logit plus logistic noise, and the loss adds `penalty` times the expected number of open
-gates. The noise is what makes the gates meaningful: with deterministic gates and an L1 penalty,
+gates, each counting once (Louizos et al.'s group L0 charges a gate once per weight of its group,
+so larger layers' gates cost more). The noise is what makes the gates meaningful: with
+deterministic gates and an L1 penalty,
 the weights absorb any common scale and every gate drifts down together, whereas a noisy gate
 costs loss in proportion to how much its channel matters. A gate is a parametrization
 (torch.nn.utils.parametrize) of the weight and bias of the layer that writes the channel, or of

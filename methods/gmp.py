@@ -26,6 +26,8 @@ class GradualMagnitude(Method):
     (ranked globally, or within each layer with `scope="layer"`) are masked so that the
     sparsity follows `schedule`; the rest of the training recovers with the mask fixed.
     Pruned weights stay pruned, since they are the smallest (zero) at the next update.
+    Zhu & Gupta prune every layer to s_t (`scope="layer"`); the global ranking of the default
+    is this benchmark's choice, the one its other magnitude methods make.
     """
 
     family = "pruning during training"

@@ -10,10 +10,11 @@ class IterativeMagnitude(Method):
     """Iterative magnitude pruning: prune a share, retrain, repeat (Han et al. 2015).
 
     Starting from the trained model, each of `rounds` rounds masks the smallest-magnitude
-    weights (ranked globally) so that the kept fraction shrinks by (1 - sparsity)^(1/rounds),
-    reaching `sparsity` exactly after the last round, then retrains finetune_epochs at
-    finetune_lr with the mask held. Pruning in steps lets the network adapt between them, at
-    the cost of `rounds` fine-tunings instead of one (the harness counts them).
+    weights (ranked globally; Han et al. threshold each layer by its own weights' spread) so
+    that the kept fraction shrinks by (1 - sparsity)^(1/rounds), reaching `sparsity` exactly
+    after the last round, then retrains finetune_epochs at finetune_lr with the mask held.
+    Pruning in steps lets the network adapt between them, at the cost of `rounds` fine-tunings
+    instead of one (the harness counts them).
     """
 
     family = "pruning"

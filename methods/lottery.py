@@ -19,7 +19,10 @@ class Lottery(Method):
     control, which should do worse if the initialization matters.
 
     Every training is `epochs_per_round` epochs at the dense rate (0: the dense budget, as in the
-    paper), so a run costs (rounds + 1) trainings; the harness counts them.
+    paper), so a run costs (rounds + 1) trainings; the harness counts them. Each starts the
+    suite's schedule afresh (warm-up, then cosine), after late rewinding too: Frankle et al.
+    resume the schedule at step k and train the remaining epochs, where here the ticket gets
+    the full `epochs_per_round` from the start of the schedule.
     """
 
     family = "pruning during training"

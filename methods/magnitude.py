@@ -14,9 +14,9 @@ class Magnitude(Method):
     The smallest-magnitude `sparsity` fraction of the Linear/Conv weights is masked with
     torch.nn.utils.prune: ranked together across layers (`scope="global"`, which lets the large
     layers take most of the pruning) or within each layer (`scope="layer"`, the same sparsity in
-    every layer). The mask holds through fine-tuning (the pruning hook recomputes
-    weight = weight_orig * mask every forward) and is folded into the weights at the end, so the
-    returned weights are truly zero.
+    every layer; Han et al. set each layer's threshold from its own weights' spread). The mask
+    holds through fine-tuning (the pruning hook recomputes weight = weight_orig * mask every
+    forward) and is folded into the weights at the end, so the returned weights are truly zero.
     """
 
     family = "pruning"

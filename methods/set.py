@@ -13,6 +13,10 @@ class SET(Method):
     as many at random inactive positions, starting at zero. The mask stops changing after
     `end_fraction` of the steps so that the final topology is trained to convergence.
     Subclasses (RigL) change only `drop_at` and `grow_score`.
+
+    This is SET as Evci et al. (2020) ran it beside RigL, not Mocanu et al.'s own setting: their
+    code draws an Erdos-Renyi mask (no kernel term), gives regrown connections random weights
+    (randn / 10) and rewires once per epoch until the last one.
     """
 
     family = "sparse training"

@@ -162,6 +162,20 @@ def test_gmp_follows_its_cubic_schedule(make_context):
     assert ctx.train_epochs == 3
 
 
+def test_gmp_schedule_is_zhu_and_guptas_cubic_at_every_pruning_step():
+    """Zhu & Gupta 2017, eq. (1): s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3 for
+    t = t0, t0 + dt, ..., t0 + n dt; s_i before t0 and s_f after, and 7/8 of the way half way."""
+    s_i, s_f, t0, dt, n = 0.1, 0.9, 100, 50, 8
+    end = t0 + n * dt
+    for k in range(n + 1):
+        expected = s_f + (s_i - s_f) * (1 - k * dt / (n * dt)) ** 3
+        assert schedule(t0 + k * dt, final=s_f, initial=s_i, begin=t0, end=end) == pytest.approx(expected)
+    assert schedule(0, final=s_f, initial=s_i, begin=t0, end=end) == pytest.approx(s_i)
+    assert schedule(end + 1, final=s_f, initial=s_i, begin=t0, end=end) == pytest.approx(s_f)
+    half = schedule(t0 + n * dt // 2, final=s_f, initial=s_i, begin=t0, end=end)
+    assert (half - s_i) / (s_f - s_i) == pytest.approx(7 / 8)
+
+
 def test_lottery_rewinds_to_the_initialization_and_reinit_keeps_the_mask(make_context):
     ctx = make_context(epochs=1, finetune_epochs=1)
     spy = Spy(ctx)

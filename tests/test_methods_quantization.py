@@ -16,7 +16,7 @@ from torch.nn.utils import prune
 from bench import deploy, measure
 from bench.registry import METHODS, discover
 from bench.sparsity import make_permanent, prunable_weights, weight_sparsity
-from methods.uniform import grid_bits
+from methods.uniform import StraightThrough, grid_bits
 
 pytestmark = pytest.mark.stack  # torch.export and int8 kernels differ between torch versions
 
@@ -135,6 +135,17 @@ def test_uniform_has_at_most_2_to_the_bits_values_per_channel_and_packed_size(ma
     assert deploy.encoding(model) == ("packed-codes", expected)
     assert expected / measure.size_bytes(dense) < bits / 32 + 0.01
     assert measure.count_params(model) == 266_610
+
+
+def test_uniform_forward_is_quantized_per_output_channel_and_its_gradient_passes_straight_through():
+    """The forward value is round(w / step) * step with each row's own step, max|row| / (2^(b-1) - 1);
+    the backward pass is the identity (straight-through estimator), not the rounding's zero."""
+    w = torch.tensor([[0.7, -0.2, 0.05], [3.0, 1.1, -2.9]], requires_grad=True)
+    q = StraightThrough(3)(w)  # 3 bits: levels -3..3
+    assert torch.allclose(q, torch.tensor([[0.7, -0.7 / 3, 0.0], [3.0, 1.0, -3.0]]))
+    g = torch.tensor([[0.1, -2.0, 3.0], [4.0, 0.5, -6.0]])
+    q.backward(g)
+    assert torch.equal(w.grad, g)
 
 
 def test_uniform_size_falls_back_to_float_once_the_weights_leave_the_grid(make_context):

@@ -1,5 +1,7 @@
 """Sparse-training methods (l1, snip, static, set, rigl) and their shared helpers, on real MNIST."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -226,3 +228,41 @@ def test_dynamic_sparsity_same_seed_gives_identical_models(make_context, method)
     assert len(fa["mask_updates"]) == 2 and sum(t["grown"] for t in fa["mask_updates"]) > 0
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert fa == fb
+
+
+def test_rigl_drop_fraction_is_the_papers_cosine_and_set_keeps_its_own():
+    """Evci et al. 2020, eq. (1): f(t) = alpha/2 * (1 + cos(pi t / T_end)): alpha at the start,
+    half of it half way, zero at T_end. SET's fraction stays constant."""
+    rigl, set_ = METHODS["rigl"](drop_fraction=0.3), METHODS["set"](drop_fraction=0.3)
+    end = 1000
+    assert rigl.drop_at(0, end) == pytest.approx(0.3)
+    assert rigl.drop_at(end // 2, end) == pytest.approx(0.15)
+    assert rigl.drop_at(end, end) == pytest.approx(0.0, abs=1e-12)
+    for t in range(0, end + 1, 125):
+        assert rigl.drop_at(t, end) == pytest.approx(0.15 * (1 + math.cos(math.pi * t / end)))
+        assert set_.drop_at(t, end) == 0.3
+
+
+def test_rigl_grows_by_the_gradient_of_the_dense_weight(make_context, monkeypatch):
+    """RigL ranks the inactive connections by |dL/dw| as if they were present. DynamicMasks holds
+    the masked weights at zero (not torch.nn.utils.prune's weight_orig * mask), so their
+    gradient is the dense one; behind a pruning hook it would be zero at every inactive
+    position, and growth would pick arbitrary positions."""
+    ctx = make_context(limit_train=1280, epochs=1, finetune_epochs=0)  # 10 steps: one update, at 4
+    rigl, seen = METHODS["rigl"], []
+    grow_score = rigl.grow_score
+
+    def spy(self, weight, grad, generator):
+        seen.append((weight.detach().clone(), grad.clone()))
+        return grow_score(self, weight, grad, generator)
+
+    monkeypatch.setattr(rigl, "grow_score", spy)
+    rigl(sparsity=0.9, dt=4).run(ctx)
+    assert len(seen) == 3  # LeNet-300-100's three layers, at the one update
+    sparse_layers = [(w, g) for w, g in seen if (w == 0).any()]
+    assert len(sparse_layers) >= 2  # ERK keeps the 100x10 classifier dense at 90%
+    for weight, grad in sparse_layers:
+        inactive = weight == 0
+        # nonzero nearly everywhere: the first layer's exceptions are pixels that are zero in the batch
+        assert (grad[inactive] != 0).float().mean() > 0.5
+        assert grad[inactive].abs().mean() > 0.1 * grad[~inactive].abs().mean()
