@@ -593,13 +593,17 @@ class _Group:
             if first.has_code:  # its module code ran: a setting its forward changed (a counter) is no hook's
                 first.fingerprint = (first.fingerprint[0], first.setting_values())
             cut = out.detach().requires_grad_()  # where the losses' graphs end (see backward)
-            logits = cut.clone()  # not a leaf: a loss_fn may change its logits in place, as in fit
+            logits: dict[int, torch.Tensor] = {}
             for k in ok:
                 r = stack.runs[k]
                 try:
                     with _own_random(r.call.random_state if r.has_code else None):
                         if r.has_code:
                             r.mask_weights()
+                        # Each run's own tensor, not a leaf: a loss_fn may change its logits in place, as in
+                        # fit. Views of one shared clone share its version counter: one run's in-place
+                        # change failed the backward of another whose loss saved its logits (pow, mse).
+                        logits[k] = cut[k].clone()
                         losses[k] = _checked(r.loss_fn(logits[k], ys[k], xs[k]))
                 except BaseException as e:  # noqa: BLE001
                     self.fail(r, e)

@@ -391,6 +391,24 @@ def test_a_loss_whose_backward_raises_fails_only_its_run(make_context):
     assert_runs_match(*([x[i] for i in (0, 2)] for x in (fused_calls, fused, alone_calls, alone)), ctx)
 
 
+def test_a_loss_that_changes_its_logits_in_place_leaves_the_others_logits_alone(make_context):
+    """Run 1's loss scales its logits in place (as fit lets it); run 0's loss saves its own logits
+    for the backward pass (a logit penalty). Views of one shared tensor share its version counter:
+    run 1's change failed run 0's backward ("modified by an inplace operation")."""
+    ctx = make_context("mlp", limit_train=1024)
+
+    def penalized(logits, y, x):
+        return F.cross_entropy(logits, y) + 1e-2 * logits.pow(2).mean()
+
+    def tempered(logits, y, x):
+        return F.cross_entropy(logits.div_(2.0), y)
+
+    def calls():
+        return [call(ctx, ctx.new_model(seed=s), seed=s, loss_fn=loss) for s, loss in enumerate([penalized, tempered])]
+
+    assert_runs_match(*fused_and_alone(calls), ctx)
+
+
 def test_a_step_keeps_no_graph_of_the_stacked_model_after_its_backward_pass(make_context, monkeypatch):
     """The retry that lets a raising loss fail alone needs the losses' graphs, not the model's:
     retaining the stacked model's graph on every step held all its saved activations until the
