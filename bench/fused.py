@@ -588,7 +588,14 @@ class _Group:
                    stack.keep_layout)
         losses: dict[int, torch.Tensor] = {}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
-            out = _fused_forward(stack.template, stack.params, stack.buffers, x, stack.holdings)
+            try:
+                out = _fused_forward(stack.template, stack.params, stack.buffers, x, stack.holdings)
+            except BaseException as e:  # noqa: BLE001 - the stack's forward code is its runs', not the group's
+                # (a hook made its model float64: its stack's forward raises, as its own would in fit,
+                # and the runs of the group's other stacks train on)
+                for k in ok:
+                    self.fail(stack.runs[k], e)
+                return
             first = stack.runs[0]
             if first.has_code:  # its module code ran: a setting its forward changed (a counter) is no hook's
                 first.fingerprint = (first.fingerprint[0], first.setting_values())

@@ -409,6 +409,25 @@ def test_a_loss_that_changes_its_logits_in_place_leaves_the_others_logits_alone(
     assert_runs_match(*fused_and_alone(calls), ctx)
 
 
+def test_a_forward_pass_that_raises_in_one_stack_fails_its_runs_only(make_context):
+    """Run 1's hook makes its model float64 mid-training: it is re-stacked apart, and its forward
+    pass on the float32 images raises, as its own does in fit. That error escaped the group and
+    failed every run of it."""
+    ctx = make_context("mlp", limit_train=1024)
+
+    def to_double(model, step):
+        if step == 2:
+            model.double()
+
+    def calls():
+        return [call(ctx, ctx.new_model(seed=s), seed=s, **({"after_step": to_double} if s == 1 else {}))
+                for s in range(3)]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert type(fused[1]) is RuntimeError and type(alone[1]) is RuntimeError  # (the kernels word it differently)
+    assert_runs_match(*([x[i] for i in (0, 2)] for x in (fused_calls, fused, alone_calls, alone)), ctx)
+
+
 def test_a_step_keeps_no_graph_of_the_stacked_model_after_its_backward_pass(make_context, monkeypatch):
     """The retry that lets a raising loss fail alone needs the losses' graphs, not the model's:
     retaining the stacked model's graph on every step held all its saved activations until the
