@@ -772,6 +772,7 @@ class Coordinator:
         self._results: list[Any] = [None] * len(jobs)
         self._random = [RandomState() for _ in jobs]
         self._abort: BaseException | None = None
+        self._driver = threading.current_thread()  # the thread that trains the groups, and runs their hooks
         outer = RandomState()
         threads = [threading.Thread(target=self._job, args=(j, job), daemon=True, name=f"fused-job-{j}")
                    for j, job in enumerate(jobs)]
@@ -854,7 +855,12 @@ class Coordinator:
             self._pass_baton()
 
     def _fit(self, j: int, *args: Any, **kwargs: Any) -> TrainResult:
-        """The `fit` a job trains with: deposit the call, hand on the baton, wait for the result."""
+        """The `fit` a job trains with: deposit the call, hand on the baton, wait for the result.
+        Called by a hook or loss of a call being trained (a hook that trains a helper model), it
+        runs in the coordinator's thread, which no baton reaches: it trains there and then, alone,
+        as `fit` nested in `fit` does (it deadlocked, waiting for the thread that trains)."""
+        if threading.current_thread() is self._driver:
+            return fit(*args, **kwargs)
         call = FitCall.bind(*args, **kwargs)
         if self.handoff is not None:
             self.handoff(j)

@@ -567,6 +567,41 @@ def test_the_coordinator_gives_each_job_its_own_random_stream_and_its_own_errors
         assert_same_model(results[i][3], alone[3])
 
 
+def test_a_hook_that_trains_another_model_trains_it_there_as_alone(make_context):
+    """A hook of a fused call that trains a helper model with the run's fit (ctx.train) runs in
+    the coordinator's thread, which waited for its own turn for ever: the whole task hung."""
+    import threading
+
+    ctx = make_context("mlp", limit_train=256)
+
+    def job(seed: int, nested: bool):
+        def run(fit):
+            torch.manual_seed(seed)
+            model, helper = ctx.new_model(seed=seed), ctx.new_model(seed=seed + 10)
+
+            def train_helper(m, step):
+                if step == 1:
+                    fit(helper, ctx.data.train, ctx.preprocess, ctx.budget, epochs=1, lr=0.05,
+                        generator=torch.Generator().manual_seed(99), log=lambda _: None)
+
+            fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=1, lr=0.05,
+                generator=torch.Generator().manual_seed(seed), log=lambda _: None,
+                after_step=train_helper if nested else None)
+            return model, helper
+        return run
+
+    from bench.train import fit
+    results = []
+    driver = threading.Thread(target=lambda: results.extend(Coordinator().run([job(0, True), job(1, False)])),
+                              daemon=True)
+    driver.start()
+    driver.join(120)
+    assert not driver.is_alive(), "the fused task hangs"
+    for i, fused in enumerate(results):
+        for a, b in zip(fused, job(i, i == 0)(fit)):
+            assert_same_model(a, b)
+
+
 def test_a_call_that_cannot_fuse_trains_alone_and_its_log_says_why(make_context):
     ctx = make_context("mlp", limit_train=256)
     logs: list[str] = []
