@@ -428,6 +428,60 @@ def test_a_forward_pass_that_raises_in_one_stack_fails_its_runs_only(make_contex
     assert_runs_match(*([x[i] for i in (0, 2)] for x in (fused_calls, fused, alone_calls, alone)), ctx)
 
 
+def bn_mlp(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def eval_mode(model, step):  # BatchNorm's statistics frozen for the rest of the epoch
+    if step == 2:
+        model.eval()
+
+
+def freeze(model, step):  # the first layer frozen
+    if step == 2:
+        model[1].weight.requires_grad_(False)
+
+
+def zeroing_hook(model, step):  # a forward hook that zeroes the first layer's output
+    if step == 2:
+        model[1].register_forward_hook(lambda m, i, o: o * 0)
+
+
+def gradient_mask(model, step):  # a gradient hook on a weight (a gradient mask)
+    if step == 2:
+        mask = torch.arange(model[1].weight.numel()).reshape(model[1].weight.shape) % 2
+        model[1].weight.register_hook(lambda g: g * mask)
+
+
+@pytest.mark.parametrize("hook", [eval_mode, freeze, zeroing_hook, gradient_mask])
+@pytest.mark.parametrize("who", [0, 1])
+def test_a_hook_that_changes_a_mode_a_flag_or_the_hooks_of_its_model_trains_its_own_run_so(make_context, hook, who):
+    """Mid-training, the hook of run `who` (0: the stack's template, whose module code runs the
+    forward pass) puts its model in eval mode, freezes a weight, or registers a forward hook or
+    a gradient hook. The stack trained every run with the template's modes, the stacked
+    parameters' flags and the template's hooks: the run's change was lost, or, made on the
+    template, applied to every run. Two epochs: fit's model.train() ends eval mode at the next."""
+    ctx = make_context("mlp", limit_train=512)
+
+    def calls():
+        return [call(ctx, bn_mlp(s), seed=s, epochs=2, **({"after_step": hook} if s == who else {})) for s in range(3)]
+
+    assert_runs_match(*fused_and_alone(calls), ctx)
+
+
+def test_a_model_with_gradient_hooks_trains_alone(make_context):
+    ctx = make_context("mlp", limit_train=256)
+
+    def masked(seed):
+        model = ctx.new_model(seed=seed)
+        model[1].weight.register_hook(lambda g: g * 0)
+        return model
+
+    results = fit_group([call(ctx, masked(s), seed=s) for s in range(2)])
+    assert all(isinstance(r, NotFusable) and "gradient hooks (Tensor.register_hook)" in str(r) for r in results)
+
+
 def test_a_step_keeps_no_graph_of_the_stacked_model_after_its_backward_pass(make_context, monkeypatch):
     """The retry that lets a raising loss fail alone needs the losses' graphs, not the model's:
     retaining the stacked model's graph on every step held all its saved activations until the
