@@ -23,7 +23,7 @@ A call that cannot fuse gets `NotFusable` with the reason, and the caller trains
 torch.compile or a checkpoint, an exported graph module (PT2E QAT), a model whose forward pass
 vmap cannot run (a custom autograd.Function without a vmap rule, random draws such as dropout,
 which would leave the run's own random stream) or that gives other outputs under vmap, forward
-hooks other than pruning masks, or no other call to fuse with.
+hooks other than pruning masks, gradient hooks on parameters, or no other call to fuse with.
 
 `Coordinator` runs K method runs in K threads, one at a time, and trains the `fit` calls they
 make together, so that method code needs no change (see its docstring).
@@ -169,17 +169,35 @@ def _plain_attributes(module: nn.Module) -> tuple:
                         and (isinstance(v, simple) or isinstance(v, tuple) and all(isinstance(e, simple) for e in v))))
 
 
-def _signature(model: nn.Module) -> tuple:
+def _signature(model: nn.Module, modes: bool = True) -> tuple:
     """What must be equal for two models to share one vmapped forward: module types (by name:
-    parametrize makes a class per module) and settings, pruning hooks, and every parameter's
-    and buffer's name, shape, dtype and device (not its layout: each run gets its own back)."""
+    parametrize makes a class per module), settings and training modes (`modes=False`: before
+    `fit`'s model.train()), pruning hooks, and every parameter's and buffer's name, shape, dtype,
+    device and requires_grad (not its layout: each run gets its own back). A model with hooks of
+    its own (a hook registered them mid-training) matches no other: it trains in a stack of its
+    own, through its own forward pass (_Stack.plain)."""
     modules = tuple((name, f"{type(m).__module__}.{type(m).__qualname__}", _plain_attributes(m),
+                     m.training if modes else None,
                      tuple((type(h).__qualname__, getattr(h, "_tensor_name", None))
                            for h in m._forward_pre_hooks.values()))
                     for name, m in model.named_modules())
     params = tuple((n, tuple(p.shape), p.dtype, p.device, p.requires_grad) for n, p in model.named_parameters())
     buffers = tuple((n, tuple(b.shape), b.dtype, b.device) for n, b in model.named_buffers())
-    return modules, params, buffers
+    return modules, params, buffers, id(model) if _hooks(model) else None
+
+
+def _hooks(model: nn.Module) -> str | None:
+    """What a fused forward and backward pass would not call as the model's own passes do: the
+    first module with forward or backward hooks (other than pruning masks), or parameter with
+    gradient hooks (Tensor.register_hook: a gradient mask), named; None if there is none."""
+    for name, m in model.named_modules():
+        extra = [h for h in m._forward_pre_hooks.values() if not isinstance(h, prune.BasePruningMethod)]
+        if extra or m._forward_hooks or m._backward_hooks or m._backward_pre_hooks:
+            return f"module '{name or type(m).__name__}' has forward or backward hooks (other than pruning masks)"
+    for name, p in model.named_parameters():
+        if p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None):
+            return f"parameter '{name}' has gradient hooks (Tensor.register_hook)"
+    return None
 
 
 def _alone_reason(call: FitCall) -> str | None:
@@ -192,11 +210,9 @@ def _alone_reason(call: FitCall) -> str | None:
         return "an exported graph module (torch.export, PT2E QAT) runs its own graph, not a module tree"
     if not any(p.requires_grad for p in call.model.parameters()):
         return "the model has no trainable parameters"
-    for name, m in call.model.named_modules():
-        extra = [h for h in m._forward_pre_hooks.values() if not isinstance(h, prune.BasePruningMethod)]
-        if extra or m._forward_hooks or m._backward_hooks or m._backward_pre_hooks:
-            return (f"module '{name or type(m).__name__}' has forward or backward hooks (other than "
-                    "pruning masks), which one fused forward pass would call once for every run")
+    if (hooks := _hooks(call.model)) is not None:
+        return (f"{hooks}, which one fused pass would call once for every run, or never (the stacked "
+                "weights' gradients do not pass through the parameter's)")
     return None
 
 
@@ -205,7 +221,7 @@ def _compatibility(call: FitCall) -> tuple:
     epoch, batch size, optimizer kind, precision, device and input shape."""
     bs = min(call.budget.batch_size, len(call.data))
     kind = type(call.optimizer).__name__ if call.optimizer is not None else call.budget.optimizer
-    return (_signature(call.model), call.epochs, len(call.data) // bs, bs, kind, call.budget.precision,
+    return (_signature(call.model, modes=False), call.epochs, len(call.data) // bs, bs, kind, call.budget.precision,
             call.data.x.device, tuple(call.data.x.shape[1:]), call.data.x.dtype)
 
 
@@ -421,11 +437,12 @@ class _Run:
         model = self.call.model
         self.params, self.buffers = _tensors(model)
         self.prune_hooks = _pruning_hooks(model)
-        self.dicts = [d for m in model.modules() for d in (m._parameters, m._buffers)]
+        self.modules = list(model.modules())
+        self.dicts = [d for m in self.modules for d in (m._parameters, m._buffers)]
         self.settings = [(vars(m), k) for m in model.modules() for k, _ in _plain_attributes(m)]
         self.fingerprint = self._fingerprint()
 
-    def _fingerprint(self) -> tuple[list[tuple[str, int, int]], list[Any]]:
+    def _fingerprint(self) -> tuple[list[tuple[str, int, int]], list[Any], tuple[list, ...]]:
         """Which tensor objects the modules hold, under which names, and where their storage is:
         it changes when a hook replaces a tensor (or its .data) or changes the model's structure
         (pruning renames weight to weight_orig and adds a mask; a module gaining a tensor holds
@@ -433,9 +450,19 @@ class _Run:
         Fused training on a 2-core CPU), paid by runs with hooks only. And
         the modules' scalar settings (a hook that anneals a temperature or changes a stride): the
         stack's forward pass runs its first model's module code, whose settings every run would
-        otherwise train with. About 30 ns per setting."""
+        otherwise train with. About 30 ns per setting. And the modules' training modes, the
+        parameters' requires_grad and the hooks registered on either (a hook that puts BatchNorm
+        in eval mode, freezes a layer or adds a gradient mask): the stack would train with the
+        first model's modes and the stacked parameters' flags, and call no hook of the run's."""
         return ([(k, id(t), t.data_ptr()) for d in self.dicts for k, t in d.items() if t is not None],
-                self.setting_values())
+                self.setting_values(), self.flags())
+
+    def flags(self) -> tuple[list, ...]:
+        return ([m.training for m in self.modules],
+                [(p.requires_grad, tuple(p._backward_hooks or ()), tuple(getattr(p, "_post_accumulate_grad_hooks", None) or ()))
+                 for p in self.params.values()],
+                [tuple(d) for m in self.modules
+                 for d in (m._forward_pre_hooks, m._forward_hooks, m._backward_hooks, m._backward_pre_hooks)])
 
     def setting_values(self) -> list[Any]:
         return [d.get(k) for d, k in self.settings]
@@ -472,7 +499,9 @@ def _checked(loss: torch.Tensor) -> torch.Tensor:
 
 class _Stack:
     """Runs with one model structure, their tensors stacked: the template's module code runs
-    the forward pass with every run's tensors."""
+    the forward pass with every run's tensors. A model that gained hooks of its own mid-training
+    (forward hooks, gradient hooks) is `plain`: a stack of one, trained through its own forward
+    pass on its own tensors, as `fit` trains it, so that its hooks run as they would there."""
 
     def __init__(self, runs: list[_Run], keep_layout: bool):
         self.runs = runs
@@ -480,6 +509,12 @@ class _Stack:
         self.template = runs[0].call.model
         self.holdings = _Holdings([self.template])
         self.signature = _signature(self.template)
+        self.plain = self.signature[-1] is not None  # (its model's id: no other run shares the stack)
+        if self.plain:
+            self.params, self.buffers = {}, {}
+            runs[0].unstack()
+            runs[0].refresh()
+            return
         self.params = {n: _stack([r.params[n] for r in runs], keep_layout).requires_grad_(p.requires_grad)
                        for n, p in runs[0].params.items()}
         self.buffers = {n: _stack([r.buffers[n] for r in runs], keep_layout) for n in runs[0].buffers}
@@ -489,6 +524,8 @@ class _Stack:
 
     def adopt(self, k: int, run: _Run) -> None:
         """Make the run's tensors views of slice k, copying in any that are not yet."""
+        if self.plain:
+            return
         with torch.no_grad():
             for stacked, own in ((self.params, run.params), (self.buffers, run.buffers)):
                 for name, t in own.items():
@@ -547,6 +584,8 @@ class _Group:
                 break
             for r in self.live():
                 r.call.model.train()
+                if r.has_code and r.changed():  # a hook had put modules in eval mode: train() changed the structure
+                    self.restack = True
                 r.epoch_start, r.epoch_lr = time.perf_counter(), r.opt.param_groups[0]["lr"]
                 r.order = torch.randperm(len(r.call.data), device=self.device, generator=r.call.generator)
                 r.loss_sum = torch.zeros((), device=self.device)
@@ -588,18 +627,30 @@ class _Group:
                    stack.keep_layout)
         losses: dict[int, torch.Tensor] = {}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
-            out = _fused_forward(stack.template, stack.params, stack.buffers, x, stack.holdings)
+            try:
+                out = (stack.template(x[0]).unsqueeze(0) if stack.plain
+                       else _fused_forward(stack.template, stack.params, stack.buffers, x, stack.holdings))
+            except BaseException as e:  # noqa: BLE001 - the stack's forward code is its runs', not the group's
+                # (a hook made its model float64: its stack's forward raises, as its own would in fit,
+                # and the runs of the group's other stacks train on)
+                for k in ok:
+                    self.fail(stack.runs[k], e)
+                return
             first = stack.runs[0]
             if first.has_code:  # its module code ran: a setting its forward changed (a counter) is no hook's
-                first.fingerprint = (first.fingerprint[0], first.setting_values())
+                first.fingerprint = (first.fingerprint[0], first.setting_values(), first.fingerprint[2])
             cut = out.detach().requires_grad_()  # where the losses' graphs end (see backward)
-            logits = cut.clone()  # not a leaf: a loss_fn may change its logits in place, as in fit
+            logits: dict[int, torch.Tensor] = {}
             for k in ok:
                 r = stack.runs[k]
                 try:
                     with _own_random(r.call.random_state if r.has_code else None):
                         if r.has_code:
                             r.mask_weights()
+                        # Each run's own tensor, not a leaf: a loss_fn may change its logits in place, as in
+                        # fit. Views of one shared clone share its version counter: one run's in-place
+                        # change failed the backward of another whose loss saved its logits (pow, mse).
+                        logits[k] = cut[k].clone()
                         losses[k] = _checked(r.loss_fn(logits[k], ys[k], xs[k]))
                 except BaseException as e:  # noqa: BLE001
                     self.fail(r, e)
@@ -608,7 +659,7 @@ class _Group:
             r, c = stack.runs[k], stack.runs[k].call
             try:
                 for name, p in r.params.items():
-                    g = stack.params[name].grad
+                    g = stack.params[name].grad if name in stack.params else None  # (a plain stack's are p's)
                     if g is not None:  # the run's loss may also have reached p directly (l1, gates)
                         p.grad = g[k] if p.grad is None else p.grad + g[k]
                 with _own_random(c.random_state if r.has_code else None):
@@ -761,6 +812,7 @@ class Coordinator:
         self._results: list[Any] = [None] * len(jobs)
         self._random = [RandomState() for _ in jobs]
         self._abort: BaseException | None = None
+        self._driver = threading.current_thread()  # the thread that trains the groups, and runs their hooks
         outer = RandomState()
         threads = [threading.Thread(target=self._job, args=(j, job), daemon=True, name=f"fused-job-{j}")
                    for j, job in enumerate(jobs)]
@@ -843,7 +895,12 @@ class Coordinator:
             self._pass_baton()
 
     def _fit(self, j: int, *args: Any, **kwargs: Any) -> TrainResult:
-        """The `fit` a job trains with: deposit the call, hand on the baton, wait for the result."""
+        """The `fit` a job trains with: deposit the call, hand on the baton, wait for the result.
+        Called by a hook or loss of a call being trained (a hook that trains a helper model), it
+        runs in the coordinator's thread, which no baton reaches: it trains there and then, alone,
+        as `fit` nested in `fit` does (it deadlocked, waiting for the thread that trains)."""
+        if threading.current_thread() is self._driver:
+            return fit(*args, **kwargs)
         call = FitCall.bind(*args, **kwargs)
         if self.handoff is not None:
             self.handoff(j)

@@ -391,6 +391,97 @@ def test_a_loss_whose_backward_raises_fails_only_its_run(make_context):
     assert_runs_match(*([x[i] for i in (0, 2)] for x in (fused_calls, fused, alone_calls, alone)), ctx)
 
 
+def test_a_loss_that_changes_its_logits_in_place_leaves_the_others_logits_alone(make_context):
+    """Run 1's loss scales its logits in place (as fit lets it); run 0's loss saves its own logits
+    for the backward pass (a logit penalty). Views of one shared tensor share its version counter:
+    run 1's change failed run 0's backward ("modified by an inplace operation")."""
+    ctx = make_context("mlp", limit_train=1024)
+
+    def penalized(logits, y, x):
+        return F.cross_entropy(logits, y) + 1e-2 * logits.pow(2).mean()
+
+    def tempered(logits, y, x):
+        return F.cross_entropy(logits.div_(2.0), y)
+
+    def calls():
+        return [call(ctx, ctx.new_model(seed=s), seed=s, loss_fn=loss) for s, loss in enumerate([penalized, tempered])]
+
+    assert_runs_match(*fused_and_alone(calls), ctx)
+
+
+def test_a_forward_pass_that_raises_in_one_stack_fails_its_runs_only(make_context):
+    """Run 1's hook makes its model float64 mid-training: it is re-stacked apart, and its forward
+    pass on the float32 images raises, as its own does in fit. That error escaped the group and
+    failed every run of it."""
+    ctx = make_context("mlp", limit_train=1024)
+
+    def to_double(model, step):
+        if step == 2:
+            model.double()
+
+    def calls():
+        return [call(ctx, ctx.new_model(seed=s), seed=s, **({"after_step": to_double} if s == 1 else {}))
+                for s in range(3)]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert type(fused[1]) is RuntimeError and type(alone[1]) is RuntimeError  # (the kernels word it differently)
+    assert_runs_match(*([x[i] for i in (0, 2)] for x in (fused_calls, fused, alone_calls, alone)), ctx)
+
+
+def bn_mlp(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def eval_mode(model, step):  # BatchNorm's statistics frozen for the rest of the epoch
+    if step == 2:
+        model.eval()
+
+
+def freeze(model, step):  # the first layer frozen
+    if step == 2:
+        model[1].weight.requires_grad_(False)
+
+
+def zeroing_hook(model, step):  # a forward hook that zeroes the first layer's output
+    if step == 2:
+        model[1].register_forward_hook(lambda m, i, o: o * 0)
+
+
+def gradient_mask(model, step):  # a gradient hook on a weight (a gradient mask)
+    if step == 2:
+        mask = torch.arange(model[1].weight.numel()).reshape(model[1].weight.shape) % 2
+        model[1].weight.register_hook(lambda g: g * mask)
+
+
+@pytest.mark.parametrize("hook", [eval_mode, freeze, zeroing_hook, gradient_mask])
+@pytest.mark.parametrize("who", [0, 1])
+def test_a_hook_that_changes_a_mode_a_flag_or_the_hooks_of_its_model_trains_its_own_run_so(make_context, hook, who):
+    """Mid-training, the hook of run `who` (0: the stack's template, whose module code runs the
+    forward pass) puts its model in eval mode, freezes a weight, or registers a forward hook or
+    a gradient hook. The stack trained every run with the template's modes, the stacked
+    parameters' flags and the template's hooks: the run's change was lost, or, made on the
+    template, applied to every run. Two epochs: fit's model.train() ends eval mode at the next."""
+    ctx = make_context("mlp", limit_train=512)
+
+    def calls():
+        return [call(ctx, bn_mlp(s), seed=s, epochs=2, **({"after_step": hook} if s == who else {})) for s in range(3)]
+
+    assert_runs_match(*fused_and_alone(calls), ctx)
+
+
+def test_a_model_with_gradient_hooks_trains_alone(make_context):
+    ctx = make_context("mlp", limit_train=256)
+
+    def masked(seed):
+        model = ctx.new_model(seed=seed)
+        model[1].weight.register_hook(lambda g: g * 0)
+        return model
+
+    results = fit_group([call(ctx, masked(s), seed=s) for s in range(2)])
+    assert all(isinstance(r, NotFusable) and "gradient hooks (Tensor.register_hook)" in str(r) for r in results)
+
+
 def test_a_step_keeps_no_graph_of_the_stacked_model_after_its_backward_pass(make_context, monkeypatch):
     """The retry that lets a raising loss fail alone needs the losses' graphs, not the model's:
     retaining the stacked model's graph on every step held all its saved activations until the
@@ -528,6 +619,41 @@ def test_the_coordinator_gives_each_job_its_own_random_stream_and_its_own_errors
         for a, b in zip(results[i][:3], alone[:3]):
             assert torch.equal(a, b)
         assert_same_model(results[i][3], alone[3])
+
+
+def test_a_hook_that_trains_another_model_trains_it_there_as_alone(make_context):
+    """A hook of a fused call that trains a helper model with the run's fit (ctx.train) runs in
+    the coordinator's thread, which waited for its own turn for ever: the whole task hung."""
+    import threading
+
+    ctx = make_context("mlp", limit_train=256)
+
+    def job(seed: int, nested: bool):
+        def run(fit):
+            torch.manual_seed(seed)
+            model, helper = ctx.new_model(seed=seed), ctx.new_model(seed=seed + 10)
+
+            def train_helper(m, step):
+                if step == 1:
+                    fit(helper, ctx.data.train, ctx.preprocess, ctx.budget, epochs=1, lr=0.05,
+                        generator=torch.Generator().manual_seed(99), log=lambda _: None)
+
+            fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=1, lr=0.05,
+                generator=torch.Generator().manual_seed(seed), log=lambda _: None,
+                after_step=train_helper if nested else None)
+            return model, helper
+        return run
+
+    from bench.train import fit
+    results = []
+    driver = threading.Thread(target=lambda: results.extend(Coordinator().run([job(0, True), job(1, False)])),
+                              daemon=True)
+    driver.start()
+    driver.join(120)
+    assert not driver.is_alive(), "the fused task hangs"
+    for i, fused in enumerate(results):
+        for a, b in zip(fused, job(i, i == 0)(fit)):
+            assert_same_model(a, b)
 
 
 def test_a_call_that_cannot_fuse_trains_alone_and_its_log_says_why(make_context):
