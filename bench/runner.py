@@ -56,6 +56,7 @@ class _Run:
     label: str = ""
     done: bool = False  # recorded by this command (or found finished by another)
     started_from: DenseWeights | str | None = None  # the dense model it was handed, when it started
+    alone: bool = False  # its fused task lost its worker: it runs again in a task of its own
 
 
 MAX_WORKER_DEATHS = 2  # a run that killed its worker this often is not retried without --force
@@ -405,6 +406,9 @@ class _Sweep:
                 continue
             self.log(r.label)
             r.started_from = self.dense[r.spec.seed].weights
+            if r.alone:
+                self._submit([r])
+                continue
             group.append(r)
             if len(group) == self.fuse:
                 self._submit(group)
@@ -447,6 +451,9 @@ class _Sweep:
                 except OSError as e:
                     unwritten = unwritten or e
                 continue
+            if _task_lost(outcomes):
+                self._again_alone(items, outcomes[0].result["error"])
+                continue
             for item, outcome in zip(items, outcomes):
                 record = self._record(item, outcome)
                 try:
@@ -465,6 +472,18 @@ class _Sweep:
             self.log(f"warning: the finished record {path} was {'changed' if path.exists() else 'removed'} during "
                      f"this command, not by it, while {', '.join(running) or 'no method run'} ran: a plugin writing "
                      "into the results folder, or another command with --force or --refresh")
+
+    def _again_alone(self, runs: list[_Run], error: str) -> None:
+        """The runs of a fused task whose worker died or ran out of time go back to the front of
+        the queue, each to run in a task of its own: one run that ended the process (os._exit, a
+        crash) or hung took the others with it, and, fused again on the retry, failed them twice
+        and so for good, while the run to blame was never named."""
+        self.log(f"{counted(len(runs), 'run')} trained as one task lost their worker ({first_line(error)}): each "
+                 "runs again alone, so that only the run that caused it fails")
+        for r in runs:
+            r.alone = True
+            r.claim.release()  # taken again as it starts, as every run's claim is
+        self.queue[:0] = runs
 
     def _record(self, run: _Run, outcome: Outcome) -> Record:
         """A run's record: its identity, what the worker reported, the method's family and
@@ -556,6 +575,13 @@ def _time_limits(suite: Suite, device: str, history: list[dict[str, Any]],
         return max(MIN_LIMIT_S, 10 * per_epoch * max(epochs, 1))
 
     return limit
+
+
+def _task_lost(outcomes: list[Outcome]) -> bool:
+    """Whether a task of several runs came back as its worker's death or time limit: one failure
+    for every run, which may be one run's doing (bench.executors' WorkerDied and TimedOut)."""
+    return len(outcomes) > 1 and all((o.result["error"] or "").startswith(("WorkerDied", "TimedOut"))
+                                     for o in outcomes)
 
 
 def _epoch_seconds(record: Record) -> float | None:

@@ -283,6 +283,23 @@ def test_a_run_that_hangs_or_ends_its_process_is_one_failed_row_and_not_retried_
     assert "1 to run, 0 finished before" in forced.stdout
 
 
+@pytest.mark.xdist_group("processes")
+def test_a_run_that_ends_its_fused_tasks_process_fails_alone_and_the_others_finish(
+        tmp_path, data_dir, hostile, plugins, bench):
+    """With --fuse 2, `exits` shares a task with magnitude at 0.5: its os._exit ended the worker,
+    and both runs failed as WorkerDied; fused again on the retry, both died a second time and
+    neither was retried any more. The task's runs run again alone: only `exits` fails."""
+    plugins(hostile)
+    proc = bench(["run", *TINY, "--executor", "local", "--fuse", "2", "--methods", "exits,magnitude",
+                  "--data-dir", data_dir, "--results-dir", tmp_path])
+    assert proc.returncode == 1, proc.stderr
+    assert ("2 runs trained as one task lost their worker (WorkerDied: the worker process running this task "
+            "exited with code 0): each runs again alone, so that only the run that caused it fails") in proc.stdout
+    got = [json.loads(p.read_text()) for p in (tmp_path / "mlp-fast" / "runs").glob("*.json")]
+    assert sorted((r["config"]["method"], r["status"], r.get("worker_deaths")) for r in got) == [
+        ("exits", "failed", 1), ("magnitude", "ok", None), ("magnitude", "ok", None)]
+
+
 def test_models_that_are_no_answer_to_the_suite_are_invalid_rows_never_ranked(tmp_path, data_dir, hostile,
                                                                                plugins, bench):
     plugins(hostile)
