@@ -470,6 +470,36 @@ def test_a_hook_that_changes_a_mode_a_flag_or_the_hooks_of_its_model_trains_its_
     assert_runs_match(*fused_and_alone(calls), ctx)
 
 
+def test_a_gradient_hook_gained_mid_training_sees_the_whole_gradient_once_a_step(make_context):
+    """Run 1's loss reaches its first weight directly (an l1 penalty) and its hook adds a gradient
+    hook there mid-training: a clamp, which is not linear, and a counter. In fit one backward
+    pass calls them once a step with the whole gradient; the plain stack backpropagated the loss
+    to its logits and then the logits into the model, and called them twice, with each part."""
+    ctx = make_context("mlp", limit_train=512)
+    counters: list[list[int]] = []  # the hook's calls, in the fused and then in the alone training
+
+    def calls():
+        counted: list[int] = []
+        counters.append(counted)
+
+        def make(s):
+            model = bn_mlp(s)
+
+            def loss(logits, y, x):
+                return F.cross_entropy(logits, y) + 1e-3 * model[1].weight.abs().sum()
+
+            def hook(m, step):
+                if step == 1:
+                    m[1].weight.register_hook(lambda g: g.clamp(-1e-4, 1e-4))
+                    m[1].weight.register_post_accumulate_grad_hook(lambda p: counted.append(step))
+            return call(ctx, model, seed=s, loss_fn=loss, **({"after_step": hook} if s == 1 else {}))
+        return [make(s) for s in range(3)]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert [len(c) for c in counters] == [ctx.steps_per_epoch - 2] * 2
+    assert_runs_match(fused_calls, fused, alone_calls, alone, ctx)
+
+
 def test_a_model_with_gradient_hooks_trains_alone(make_context):
     ctx = make_context("mlp", limit_train=256)
 
