@@ -627,16 +627,19 @@ class _Group:
                                             for k in range(len(xs))], stack.keep_layout)
         losses: dict[int, torch.Tensor] = {}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            first = stack.runs[0]
             try:
-                out = (stack.template(xs[0]).unsqueeze(0) if stack.plain
-                       else _fused_forward(stack.template, stack.params, stack.buffers, x, stack.holdings))
+                if stack.plain:  # its own forward pass, whose hooks draw from its own stream, as in fit
+                    with _own_random(first.call.random_state if first.has_code else None):
+                        out = stack.template(xs[0]).unsqueeze(0)
+                else:
+                    out = _fused_forward(stack.template, stack.params, stack.buffers, x, stack.holdings)
             except BaseException as e:  # noqa: BLE001 - the stack's forward code is its runs', not the group's
                 # (a hook made its model float64: its stack's forward raises, as its own would in fit,
                 # and the runs of the group's other stacks train on)
                 for k in ok:
                     self.fail(stack.runs[k], e)
                 return
-            first = stack.runs[0]
             if first.has_code:  # its module code ran: a setting its forward changed (a counter) is no hook's
                 first.fingerprint = (first.fingerprint[0], first.setting_values(), first.fingerprint[2])
             # Where the losses' graphs end (see backward); a plain stack's run the model's own output,
@@ -692,7 +695,8 @@ class _Group:
         the step ended (~13% more peak RSS for a fused ResNet-20 step on the CPU, K=2-4, measured
         in development at 02d2872). Where that
         pass raises, the stacked model's backward code is every run's, and every run fails.
-        A plain stack's one loss goes back through its model in one pass, as in `fit`: in two,
+        A plain stack's one loss goes back through its model in one pass, as in `fit` (its hooks
+        drawing from the run's own random stream, as in its forward pass): in two,
         a gradient hook on a weight its loss also reaches (an l1 penalty) ran once with each part
         of the weight's gradient."""
         def clear() -> None:
@@ -707,8 +711,10 @@ class _Group:
             return losses
         if stack.plain:
             (k, loss), = losses.items()
+            r = stack.runs[k]
             try:
-                loss.backward()
+                with _own_random(r.call.random_state if r.has_code else None):  # (its gradient hooks' draws)
+                    loss.backward()
             except BaseException as e:  # noqa: BLE001 - the run's own error is its result
                 self.fail(stack.runs[k], e)
                 return {}

@@ -651,6 +651,33 @@ def test_the_coordinator_gives_each_job_its_own_random_stream_and_its_own_errors
         assert_same_model(results[i][3], alone[3])
 
 
+def test_a_forward_hook_gained_mid_training_draws_from_its_runs_own_random_stream(make_context):
+    """Run 0's hook adds dropout to its first layer's output mid-training (a forward hook), so its
+    model trains on through its own forward pass (a plain stack), whose draws are that run's own,
+    as in fit: they came from whatever stream the coordinator's thread held, not the run's."""
+    ctx = make_context("mlp", limit_train=512)
+
+    def job(seed: int):
+        def run(fit):
+            torch.manual_seed(seed)
+            model = ctx.new_model(seed=seed)
+
+            def noisy(m, step):
+                if step == 1 and seed == 0:
+                    m[1].register_forward_hook(lambda mod, i, o: F.dropout(o, 0.5, training=True))
+            fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=1, lr=0.05,
+                generator=torch.Generator().manual_seed(seed), log=lambda _: None, after_step=noisy)
+            return torch.rand(3), model
+        return run
+
+    from bench.train import fit
+    results = Coordinator().run([job(0), job(1)])
+    for i in (0, 1):
+        drawn, model = job(i)(fit)
+        assert torch.equal(results[i][0], drawn)
+        assert_same_model(results[i][1], model)
+
+
 def test_a_hook_that_trains_another_model_trains_it_there_as_alone(make_context):
     """A hook of a fused call that trains a helper model with the run's fit (ctx.train) runs in
     the coordinator's thread, which waited for its own turn for ever: the whole task hung."""
