@@ -642,8 +642,8 @@ class _Group:
                 return
             if first.has_code:  # its module code ran: a setting its forward changed (a counter) is no hook's
                 first.fingerprint = (first.fingerprint[0], first.setting_values(), first.fingerprint[2])
-            # Where the losses' graphs end (see backward); a plain stack's run the model's own output,
-            # whose loss backpropagates through the model in one pass, as in fit.
+            # Where the losses' graphs end (see backward); for a plain stack, the model's own output:
+            # its loss backpropagates through the model in one pass, as in fit.
             cut = out if stack.plain else out.detach().requires_grad_()
             logits: dict[int, torch.Tensor] = {}
             for k in ok:
