@@ -623,23 +623,28 @@ class _Group:
         ok = [k for k, x in enumerate(xs) if x is not None]
         if not ok:
             return
-        x = _stack([xs[k] if xs[k] is not None else torch.zeros_like(xs[ok[0]]) for k in range(len(xs))],
-                   stack.keep_layout)
+        x = None if stack.plain else _stack([xs[k] if xs[k] is not None else torch.zeros_like(xs[ok[0]])
+                                            for k in range(len(xs))], stack.keep_layout)
         losses: dict[int, torch.Tensor] = {}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            first = stack.runs[0]
             try:
-                out = (stack.template(x[0]).unsqueeze(0) if stack.plain
-                       else _fused_forward(stack.template, stack.params, stack.buffers, x, stack.holdings))
+                if stack.plain:  # its own forward pass, whose hooks draw from its own stream, as in fit
+                    with _own_random(first.call.random_state if first.has_code else None):
+                        out = stack.template(xs[0]).unsqueeze(0)
+                else:
+                    out = _fused_forward(stack.template, stack.params, stack.buffers, x, stack.holdings)
             except BaseException as e:  # noqa: BLE001 - the stack's forward code is its runs', not the group's
                 # (a hook made its model float64: its stack's forward raises, as its own would in fit,
                 # and the runs of the group's other stacks train on)
                 for k in ok:
                     self.fail(stack.runs[k], e)
                 return
-            first = stack.runs[0]
             if first.has_code:  # its module code ran: a setting its forward changed (a counter) is no hook's
                 first.fingerprint = (first.fingerprint[0], first.setting_values(), first.fingerprint[2])
-            cut = out.detach().requires_grad_()  # where the losses' graphs end (see backward)
+            # Where the losses' graphs end (see backward); for a plain stack, the model's own output:
+            # its loss backpropagates through the model in one pass, as in fit.
+            cut = out if stack.plain else out.detach().requires_grad_()
             logits: dict[int, torch.Tensor] = {}
             for k in ok:
                 r = stack.runs[k]
@@ -689,7 +694,11 @@ class _Group:
         model's pass keeps no graph: retaining it for a retry held every saved activation until
         the step ended (~13% more peak RSS for a fused ResNet-20 step on the CPU, K=2-4, measured
         in development at 02d2872). Where that
-        pass raises, the stacked model's backward code is every run's, and every run fails."""
+        pass raises, the stacked model's backward code is every run's, and every run fails.
+        A plain stack's one loss goes back through its model in one pass, as in `fit` (its hooks
+        drawing from the run's own random stream, as in its forward pass): in two,
+        a gradient hook on a weight its loss also reaches (an l1 penalty) ran once with each part
+        of the weight's gradient."""
         def clear() -> None:
             for k in losses:
                 stack.runs[k].opt.zero_grad(set_to_none=True)
@@ -699,6 +708,16 @@ class _Group:
 
         clear()
         if not losses:
+            return losses
+        if stack.plain:
+            (k, loss), = losses.items()
+            r = stack.runs[k]
+            try:
+                with _own_random(r.call.random_state if r.has_code else None):  # (its gradient hooks' draws)
+                    loss.backward()
+            except BaseException as e:  # noqa: BLE001 - the run's own error is its result
+                self.fail(stack.runs[k], e)
+                return {}
             return losses
         went = losses
         try:

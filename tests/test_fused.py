@@ -470,6 +470,36 @@ def test_a_hook_that_changes_a_mode_a_flag_or_the_hooks_of_its_model_trains_its_
     assert_runs_match(*fused_and_alone(calls), ctx)
 
 
+def test_a_gradient_hook_gained_mid_training_sees_the_whole_gradient_once_a_step(make_context):
+    """Run 1's loss reaches its first weight directly (an l1 penalty) and its hook adds a gradient
+    hook there mid-training: a clamp, which is not linear, and a counter. In fit one backward
+    pass calls them once a step with the whole gradient; the plain stack backpropagated the loss
+    to its logits and then the logits into the model, and called them twice, with each part."""
+    ctx = make_context("mlp", limit_train=512)
+    counters: list[list[int]] = []  # the hook's calls, in the fused and then in the alone training
+
+    def calls():
+        counted: list[int] = []
+        counters.append(counted)
+
+        def make(s):
+            model = bn_mlp(s)
+
+            def loss(logits, y, x):
+                return F.cross_entropy(logits, y) + 1e-3 * model[1].weight.abs().sum()
+
+            def hook(m, step):
+                if step == 1:
+                    m[1].weight.register_hook(lambda g: g.clamp(-1e-4, 1e-4))
+                    m[1].weight.register_post_accumulate_grad_hook(lambda p: counted.append(step))
+            return call(ctx, model, seed=s, loss_fn=loss, **({"after_step": hook} if s == 1 else {}))
+        return [make(s) for s in range(3)]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert [len(c) for c in counters] == [ctx.steps_per_epoch - 2] * 2
+    assert_runs_match(fused_calls, fused, alone_calls, alone, ctx)
+
+
 def test_a_model_with_gradient_hooks_trains_alone(make_context):
     ctx = make_context("mlp", limit_train=256)
 
@@ -619,6 +649,33 @@ def test_the_coordinator_gives_each_job_its_own_random_stream_and_its_own_errors
         for a, b in zip(results[i][:3], alone[:3]):
             assert torch.equal(a, b)
         assert_same_model(results[i][3], alone[3])
+
+
+def test_a_forward_hook_gained_mid_training_draws_from_its_runs_own_random_stream(make_context):
+    """Run 0's hook adds dropout to its first layer's output mid-training (a forward hook), so its
+    model trains on through its own forward pass (a plain stack), whose draws are that run's own,
+    as in fit: they came from whatever stream the coordinator's thread held, not the run's."""
+    ctx = make_context("mlp", limit_train=512)
+
+    def job(seed: int):
+        def run(fit):
+            torch.manual_seed(seed)
+            model = ctx.new_model(seed=seed)
+
+            def noisy(m, step):
+                if step == 1 and seed == 0:
+                    m[1].register_forward_hook(lambda mod, i, o: F.dropout(o, 0.5, training=True))
+            fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=1, lr=0.05,
+                generator=torch.Generator().manual_seed(seed), log=lambda _: None, after_step=noisy)
+            return torch.rand(3), model
+        return run
+
+    from bench.train import fit
+    results = Coordinator().run([job(0), job(1)])
+    for i in (0, 1):
+        drawn, model = job(i)(fit)
+        assert torch.equal(results[i][0], drawn)
+        assert_same_model(results[i][1], model)
 
 
 def test_a_hook_that_trains_another_model_trains_it_there_as_alone(make_context):
