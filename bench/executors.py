@@ -424,8 +424,9 @@ RAY_CANCEL_WAIT_S = 10.0  # how long closing waits for its cancelled tasks to en
 
 class RayExecutor:
     """Each task a Ray task on a cluster: `address` "auto" or HOST:PORT joins a running one,
-    None starts a one-machine cluster. Ray retries a task whose node was lost; one that outlives
-    its time limit is cancelled (its process killed) and reported failed (TimedOut)."""
+    None starts a one-machine cluster. Ray retries a task whose process or node was lost, and
+    reports it failed as a local worker's death (WorkerDied) once the retries are spent; one that
+    outlives its time limit is cancelled (its process killed) and reported failed (TimedOut)."""
 
     local = False
 
@@ -475,7 +476,10 @@ class RayExecutor:
             try:
                 done.append((ticket, self._ray.get(ref)))
             except Exception as e:  # noqa: BLE001 - a crashed worker or lost node, after retries
-                done.append((ticket, _failed(task, f"{type(e).__name__}: {first_line(str(e))}")))
+                error = f"{type(e).__name__}: {first_line(str(e))}"
+                if isinstance(e, self._lost()):  # as a local worker's death: counted, and a fused task's runs split
+                    error = f"WorkerDied: Ray lost the task's process, after its retries ({error})"
+                done.append((ticket, _failed(task, error)))
         for ref, (ticket, task, deadline) in list(self._refs.items()):
             if time.monotonic() > deadline:
                 self._ray.cancel(ref, force=True)
@@ -483,6 +487,13 @@ class RayExecutor:
                 done.append((ticket, _failed(task, f"TimedOut: the run took longer than its limit of "
                                                    f"{task.timeout_s:.0f} s (--run-timeout); Ray killed its task")))
         return done
+
+    def _lost(self) -> tuple[type[BaseException], ...]:
+        """Ray's errors for a task whose process died (a crash, os._exit, the OOM killer) or whose
+        node did: what a local worker's death is (bench.runner counts it in `worker_deaths`, and
+        runs a fused task's runs again alone). Those this Ray version has."""
+        names = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "OutOfMemoryError")
+        return tuple(getattr(self._ray.exceptions, n) for n in names if hasattr(self._ray.exceptions, n))
 
     def close(self) -> None:
         """Cancel the tasks in flight, then leave the cluster; a second call does nothing (the

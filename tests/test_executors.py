@@ -624,3 +624,33 @@ def test_the_ray_executor_never_sends_a_freed_models_weights_for_a_new_model_at_
     executor.submit(_RayTask({0: weights}))
     executor.submit(_RayTask({0: weights}))
     assert sent[-2:] == [("ref 20",), ("ref 20",)]  # one put per model
+
+
+def test_a_ray_task_whose_process_died_is_a_worker_death_and_another_error_is_itself():
+    """Ray reports a task whose process died (after its retries) as WorkerCrashedError, and one
+    whose node died as NodeDiedError: they are what a local worker's death is (WorkerDied), so
+    that the runner counts them and runs a fused task's runs again alone; the plugin's own error
+    stays as Ray gave it."""
+    from bench.executors import RayExecutor
+
+    class WorkerCrashedError(Exception):
+        pass
+
+    class RayTaskError(Exception):
+        pass
+
+    raised = {"crashed": WorkerCrashedError("The worker died unexpectedly\nwhile executing"),
+              "raised": RayTaskError("ValueError: the plugin's own")}
+    executor = RayExecutor.__new__(RayExecutor)
+
+    def get(ref):
+        raise raised[ref]
+
+    executor._ray = types.SimpleNamespace(wait=lambda refs, **_: (refs, []), get=get,
+                                          exceptions=types.SimpleNamespace(WorkerCrashedError=WorkerCrashedError))
+    task = types.SimpleNamespace(specs=("a", "b"), device="cpu", threads=1)
+    executor._refs = {"crashed": (1, task, float("inf")), "raised": (2, task, float("inf"))}
+    errors = {ticket: [o.result["error"] for o in outcomes] for ticket, outcomes in executor.wait(0.0)}
+    assert errors == {1: ["WorkerDied: Ray lost the task's process, after its retries (WorkerCrashedError: The worker "
+                          "died unexpectedly)"] * 2,
+                      2: ["RayTaskError: ValueError: the plugin's own"] * 2}
