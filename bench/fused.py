@@ -200,6 +200,11 @@ def _hooks(model: nn.Module) -> str | None:
     return None
 
 
+def _hook_mark(hooks: dict | None) -> tuple[int, Any] | None:
+    """A hook dict's size and newest handle id, None for none (see _Run.flags)."""
+    return (len(hooks), next(reversed(hooks))) if hooks else None
+
+
 def _alone_reason(call: FitCall) -> str | None:
     """Why `call` cannot fuse with any call, judged without running anything; None if it may."""
     if call.compile:
@@ -439,6 +444,8 @@ class _Run:
         self.prune_hooks = _pruning_hooks(model)
         self.modules = list(model.modules())
         self.dicts = [d for m in self.modules for d in (m._parameters, m._buffers)]
+        self.hook_dicts = [d for m in self.modules  # (a module keeps its hook dicts, and fills them in place)
+                           for d in (m._forward_pre_hooks, m._forward_hooks, m._backward_hooks, m._backward_pre_hooks)]
         self.settings = [(vars(m), k) for m in model.modules() for k, _ in _plain_attributes(m)]
         self.fingerprint = self._fingerprint()
 
@@ -458,11 +465,13 @@ class _Run:
                 self.setting_values(), self.flags())
 
     def flags(self) -> tuple[list, ...]:
+        """The modules' modes, the parameters' requires_grad and gradient hooks, and the modules'
+        hooks, each hook dict by its size and newest handle id (ids are never reused: an added
+        hook, or one removed, changes them), which costs a third of listing every handle."""
         return ([m.training for m in self.modules],
-                [(p.requires_grad, tuple(p._backward_hooks or ()), tuple(getattr(p, "_post_accumulate_grad_hooks", None) or ()))
+                [(p.requires_grad, _hook_mark(p._backward_hooks), _hook_mark(getattr(p, "_post_accumulate_grad_hooks", None)))
                  for p in self.params.values()],
-                [tuple(d) for m in self.modules
-                 for d in (m._forward_pre_hooks, m._forward_hooks, m._backward_hooks, m._backward_pre_hooks)])
+                [(i, len(d), next(reversed(d))) for i, d in enumerate(self.hook_dicts) if d])
 
     def setting_values(self) -> list[Any]:
         return [d.get(k) for d, k in self.settings]
