@@ -303,8 +303,10 @@ def load(names: Iterable[str]) -> None:
 def _import_builtin(module: str, wanted: str | None = None) -> None:
     """Import `methods/<module>.py`. Where a run names it (`wanted`, its method's name) and the
     file registers no method at all, that name is a broken plugin saying so, as an entry point's
-    is: `unknown method` would hide the file the user just wrote (a decorator left out)."""
-    name = module.replace("_", "-")
+    is: `unknown method` would hide the file the user just wrote (a decorator left out). A file
+    that fails to import is broken under that name too (`--methods my_method` for my_method.py),
+    else under its file's name written with `-`, as the built-ins are named."""
+    name = wanted or module.replace("_", "-")
     if ("methods", module) in _imported:
         return
     _imported.add(("methods", module))

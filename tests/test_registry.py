@@ -489,6 +489,21 @@ def test_a_file_in_methods_that_registers_nothing_is_named_so_not_unknown(tmp_pa
     sys.modules.pop("methods.undecorated", None)
 
 
+def test_a_file_in_methods_that_fails_to_import_is_broken_under_the_name_a_run_gave_it(tmp_path, monkeypatch):
+    """`--methods my_method` for a new methods/my_method.py (registering "my_method") that fails
+    to import said `unknown method 'my_method'; did you mean my-method?`: the failure was kept
+    under the file's name written as the built-ins' are. It is kept under the name asked for."""
+    import methods
+
+    (tmp_path / "half_done.py").write_text("raise RuntimeError('not finished yet')\n")
+    monkeypatch.setattr(methods, "__path__", [str(tmp_path), *methods.__path__])
+    monkeypatch.delitem(sys.modules, "methods.half_done", raising=False)
+    assert select("half_done") == ["half_done"]
+    assert BROKEN["half_done"].startswith("RuntimeError: not finished yet") and "half-done" not in BROKEN
+    BROKEN.pop("half_done")
+    sys.modules.pop("methods.half_done", None)
+
+
 def test_an_entry_point_named_as_the_built_in_it_registers_is_refused_and_a_run_says_so(tmp_path, plugins, bench):
     """The README names an entry point as the method it registers; one that registers `magnitude`
     under the entry point `magnitude` was never imported (the built-in file of that name counted
