@@ -13,6 +13,7 @@ here, and `bench list methods --check` imports every plugin, as `bench run` does
 from __future__ import annotations
 
 import ast
+import importlib.machinery
 import importlib.util
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -126,10 +127,33 @@ def _sources() -> list[tuple[str, Path, Source, bool]]:
              for p in sorted(folder.glob("*.py")) if p.stem != "__init__"]
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         name = ep.value.split(":")[0]
-        module = importlib.util.find_spec(name)
+        module = _find(name)
         if module is not None and module.origin:
             found.append((ep.name, Path(module.origin), Source(name, distribution_of(ep)), True))
     return found
+
+
+def _find(module: str) -> importlib.machinery.ModuleSpec | None:
+    """The spec of an entry point's module; None where it is not there (a module or package
+    that does not exist, which find_spec raises for rather than answer None)."""
+    try:
+        return importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+
+
+def _lost_entry_points() -> list[PluginInfo]:
+    """The entry points whose module is not there (a typo in its path, a module renamed since the
+    package was installed): listed with the module, where they would be missing from the list."""
+    lost = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        name = ep.value.split(":")[0]
+        module = _find(name)
+        if module is None or not module.origin:
+            where = f"{ep.name} = {ep.value}" + (f" of {d}" if (d := distribution_of(ep)) else "")
+            lost.append(PluginInfo(ep.name, "", {}, problem=f"UNREADABLE: no module {name} (entry point {where}): "
+                                   "correct the entry point's module in its package, then reinstall the package"))
+    return lost
 
 
 def catalog() -> list[PluginInfo]:
@@ -160,7 +184,7 @@ def catalog() -> list[PluginInfo]:
 
     infos: dict[str, PluginInfo] = {}  # method name -> its info, as registering them in order leaves it
     held: dict[str, Source] = {}
-    broken = []
+    broken = _lost_entry_points()
     for plugin, path, source, entry_point in sources:
         if path in problems:
             broken.append(PluginInfo(plugin, "", {}, problem=f"UNREADABLE: {problems[path]}"))

@@ -113,9 +113,13 @@ def git_toplevel(where: Path) -> str | None:
 def foreign_checkout(cwd: Path) -> str | None:
     """A warning when `cwd` is in a git checkout other than the one this package was imported
     from: in a second clone, an editable install of the first still runs the first's code,
-    and its records name the first's commit."""
+    and its records name the first's commit. Only a checkout that holds a bench package is such a
+    clone: another project's (a plugin's own repository, where its tests run) has no bench code
+    of its own to run instead."""
     here, package = git_toplevel(cwd), git_toplevel(Path(__file__).resolve().parent)
     if here is None or package is None or Path(here).resolve() == Path(package).resolve():
+        return None
+    if not (Path(here) / "bench" / "__init__.py").is_file():
         return None
     return (f"bench: warning: this is the checkout {here}, but the bench package runs from {package}, whose "
             f"code and commit the records will name; to run this checkout's, set PYTHONPATH={here} "

@@ -187,6 +187,8 @@ def test_the_driver_stamps_the_provenance_whichever_checkout_its_worker_runs_in(
 def test_a_run_elsewhere_than_the_imported_checkout_warns(tmp_path, data_dir, bench, monkeypatch):
     """In a second clone, the editable install of the first still runs the first's code: say so."""
     subprocess.run(["git", "init", "-q", str(tmp_path / "clone")], check=True)
+    (tmp_path / "clone" / "bench").mkdir()
+    (tmp_path / "clone" / "bench" / "__init__.py").write_text("")
     monkeypatch.chdir(tmp_path / "clone")
     ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--dry-run",
                  "--data-dir", data_dir, "--results-dir", tmp_path / "results"])
@@ -194,6 +196,10 @@ def test_a_run_elsewhere_than_the_imported_checkout_warns(tmp_path, data_dir, be
     assert f"this is the checkout {tmp_path / 'clone'}, but the bench package runs from" in ran.stderr
     monkeypatch.chdir(tmp_path)  # no checkout at all: nothing to warn about
     assert provenance.foreign_checkout(tmp_path) is None
+    # Another project's checkout (a plugin's, whose tests call bench.testing.check_method) is no
+    # clone of the harness: there is no "this checkout's" bench code to run instead.
+    subprocess.run(["git", "init", "-q", str(tmp_path / "plugin")], check=True)
+    assert provenance.foreign_checkout(tmp_path / "plugin") is None
 
 
 def test_records_name_the_dense_model_they_started_from_and_its_costs(tmp_path, data_dir, bench, monkeypatch):

@@ -217,6 +217,21 @@ def test_the_catalog_reads_a_name_given_by_a_constant_and_calls_a_computed_one_u
     assert "level=0.5" in {line.split()[0]: line for line in checked.stdout.splitlines()[2:]}["by-code"]
 
 
+def test_an_entry_point_naming_a_module_that_is_not_there_is_listed_with_the_module(tmp_path, plugins, bench):
+    """A typo in the module path of a plugin's entry point: the listing read from source named
+    nothing (a module not found was left out, one in a package not found crashed the command);
+    it now shows the plugin with the module it could not find, as `--check` does."""
+    site = make_distribution(tmp_path, "lost_pkg", "", {"lost-leaf": "no_such_module_zz",
+                                                                  "lost-package": "no_such_package_zz.ramp"})
+    plugins(site)
+    fast = bench(["list", "methods"])
+    assert fast.returncode == 0, fast.stderr
+    rows = {line.split()[0]: line for line in fast.stdout.splitlines()[2:]}
+    assert "UNREADABLE: no module no_such_module_zz (entry point lost-leaf = no_such_module_zz of lost_pkg 0.1): " \
+        in rows["lost-leaf"], fast.stdout
+    assert "UNREADABLE: no module no_such_package_zz.ramp" in rows["lost-package"], fast.stdout
+
+
 def test_a_method_without_a_docstring_is_listed_with_where_its_description_comes_from(tmp_path, plugins, bench):
     """Its description cell was blank, which read as a listing fault, in the listing read from
     source and in the imported one alike."""
