@@ -157,6 +157,10 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
                if n in registry.SOURCES and not registry.SOURCES[n].builtin]
     if plugins:  # `all` grows when a plugin is installed: say so
         print(f"{len(plugins)} of the {len(names)} methods selected come from installed plugins: {', '.join(plugins)}")
+    for name in sorted({link for n in names for link in links(n)} & set(registry.BROKEN) - set(registry.METHODS)):
+        # said before the plan (and its --dry-run), whose runs of it have no parameters: they fail
+        print(f"bench: warning: plugin '{name}' failed to import: {first_line(registry.BROKEN[name])}; its runs "
+              "fail, and its finished records stand", file=sys.stderr)
     for name in sorted({link for n in names for link in links(n)} & set(registry.BROKEN) & set(registry.METHODS)):
         # a plugin refused the name it registers (DuplicateMethodError): the author expects their method to run
         print(f"bench: warning: '{name}' runs {registry.SOURCES[name]}, not the plugin of that name, which failed "

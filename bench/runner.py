@@ -37,7 +37,7 @@ from bench.data import default_data_dir, fetch, is_here
 from bench.errors import DenseMismatch, ResultsFolderError, counted, duration, first_line, printable
 from bench.executors import Executor
 from bench.locks import Claim
-from bench.plan import (Order, RunSpec, dense_epochs, expected_epochs, plan, run_key, setting_label,
+from bench.plan import (Order, RunSpec, broken_link, dense_epochs, expected_epochs, plan, run_key, setting_label,
                         with_recorded)
 from bench.suite import Suite
 from bench.worker import Outcome, Task
@@ -243,6 +243,12 @@ def _record_of(path: Path, config: dict[str, Any], problems: list[str] | None = 
     if record is None or run_key(record["config"]) == run_key(config):
         return record
     c = record["config"]
+    if broken_link(config["method"]) is not None and (c["suite"], c["method"], c["seed"]) == (
+            config["suite"], config["method"], config["seed"]):
+        # A plugin that fails to import has no parameters to plan with, so its run is planned as
+        # its defaults' and named as their record, whose identity cannot be checked without the
+        # plugin: taken for a copy, the finished record was run again, and its failure written over it.
+        return record
     if problems is not None:
         problems.append(printable(f"{path}: the record of another run ({c['suite'][:40]} {c['method']} "
                                   f"{setting_label(c['params'])[:80]} seed {c['seed']}), a copy?"))

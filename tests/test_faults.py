@@ -26,7 +26,7 @@ import pytest
 from bench import files, records, registry
 from bench.cli import main
 from bench.context import DenseWeights
-from conftest import FAST, ROOT, as_from_a_terminal, make_distribution
+from conftest import FAST, ROOT, as_from_a_terminal, make_distribution, run_bench
 
 registry.discover()  # the plugins' import warnings belong to no test's output
 
@@ -1267,3 +1267,39 @@ def test_a_dense_model_whose_log_cannot_be_written_is_cached_all_the_same(tmp_pa
     with pytest.raises(OSError, match="Permission denied"):
         dense_stage.trained(d, outcome, lambda line: None, "abc")
     assert d.weights is weights and torch.equal(DenseWeights.load(d.path).state_dict["w"], torch.ones(2))
+
+
+WORKING = '''
+    from bench import Method, register_method
+
+
+    @register_method("fragile")
+    class Fragile(Method):
+        """Magnitude-free pruning of nothing: the trained model as it is."""
+
+        family = "pruning"
+        keep: float = 1.0
+
+        def run(self, ctx):
+            return ctx.pretrained()
+'''
+
+
+def test_a_plugin_that_no_longer_imports_leaves_its_finished_records_as_they_are(tmp_path, data_dir):
+    """A plugin's finished record, then a syntax error in the plugin: its run had no parameters to
+    plan with, so it was planned as its defaults' run and named as their record, which it took for
+    a copy (no identity to check without the plugin), ran again and overwrote with its failure.
+    The record stands, and the command says at once that the plugin failed to import."""
+    site = make_distribution(tmp_path / "site", "fragile_pkg", WORKING, {"fragile": "fragile_pkg"})
+    args = ["run", *TINY, "--methods", "fragile", "--data-dir", str(data_dir), "--results-dir", str(tmp_path / "r")]
+    first = run_bench(args, pythonpath=[site])
+    assert first.returncode == 0, first.stderr
+    (record,) = (tmp_path / "r" / SUITE / "runs").glob("fragile-*.json")
+    finished = record.read_bytes()
+    (site / "fragile_pkg.py").write_text("def broken(:\n")
+    again = run_bench([*args, "--dry-run"], pythonpath=[site])
+    assert ("bench: warning: plugin 'fragile' failed to import: SyntaxError: invalid syntax (fragile_pkg.py, line 1)"
+            "; its runs fail, and its finished records stand") in again.stderr, again.stderr
+    assert "0 to run, 1 finished before" in again.stdout, again.stdout
+    assert run_bench(args, pythonpath=[site]).returncode == 0
+    assert record.read_bytes() == finished
