@@ -225,9 +225,7 @@ def uncommitted(commit: str | None, plugin_commits: dict[str, str | None], here:
     row names the commit that produced it). The harness's changed files are named: a newcomer's
     new plugin is an untracked file, which they may not think of as an uncommitted change."""
     if commit and commit.endswith("-dirty"):
-        changed = [] if os.environ.get(COMMIT_VARIABLE) else _changed_files(here or Path(__file__).resolve().parent)
-        named = f": {', '.join(changed[:5])}{f' and {len(changed) - 5} more' if len(changed) > 5 else ''}" \
-            if changed else ""
+        named = "" if os.environ.get(COMMIT_VARIABLE) else _changed_files(here or Path(__file__).resolve().parent)
         return (f"the checkout has uncommitted changes ({commit}{named}): standard-budget records must come from a "
                 "commit; commit first, or pass --allow-dirty (recorded in every record)")
     unnamed = sorted(link for link, c in plugin_commits.items() if c is None)
@@ -238,18 +236,22 @@ def uncommitted(commit: str | None, plugin_commits: dict[str, str | None], here:
                 "install it without -e, or pass --allow-dirty (recorded in every record)")
     dirty = sorted(link for link, c in plugin_commits.items() if c and c.endswith("-dirty"))
     if dirty:
-        return (f"the plugin checkout {registry.SOURCES[dirty[0]].checkout} (method {dirty[0]}, an editable install) "
-                "has uncommitted changes: standard-budget records must come from a commit; commit the plugin first, "
-                "or pass --allow-dirty (recorded in every record)")
+        checkout = registry.SOURCES[dirty[0]].checkout
+        return (f"the plugin checkout {checkout} (method {dirty[0]}, an editable install) has uncommitted changes"
+                f"{_changed_files(Path(checkout))}: standard-budget records must come from a commit; commit the "
+                "plugin first, or pass --allow-dirty (recorded in every record)")
     return None
 
 
-def _changed_files(here: Path) -> list[str]:
-    """uncommitted_code(here), shown printable; empty where git cannot say."""
+def _changed_files(here: Path) -> str:
+    """": FILE, FILE and N more": the files of uncommitted_code(here), the first five shown
+    printable; "" where git cannot say."""
     try:
-        return [printable(name) for name in uncommitted_code(here)]
+        changed = [printable(name) for name in uncommitted_code(here)]
     except (OSError, subprocess.SubprocessError):
-        return []
+        return ""
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    return f": {', '.join(changed[:5])}{more}" if changed else ""
 
 
 def watched_code(commit: str | None, plugin_commits: dict[str, str | None]) -> list[tuple[Path, str]]:

@@ -76,8 +76,8 @@ def test_an_editable_plugins_records_name_its_commit_and_its_uncommitted_code_is
         f.write("# an uncommitted edit\n")
     refused = bench([*args, "--results-dir", tmp_path / "standard"])
     assert refused.returncode == 2
-    assert (f"the plugin checkout {checkout} (method as-is, an editable install) has uncommitted changes"
-            in refused.stderr) and "--allow-dirty" in refused.stderr
+    assert (f"the plugin checkout {checkout} (method as-is, an editable install) has uncommitted changes: "
+            "asis_pkg.py: standard-budget records" in refused.stderr) and "--allow-dirty" in refused.stderr
     ran = bench([*args, *quick, "--results-dir", tmp_path / "dirty"])
     assert ran.returncode == 0, ran.stderr
     assert commits(tmp_path / "dirty") == [{"as-is": f"{sha}-dirty"}]
