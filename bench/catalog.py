@@ -117,20 +117,27 @@ def _classes(path: Path) -> list[_Class]:
     return out
 
 
-def _sources() -> list[tuple[str, Path, Source, bool]]:
+def _sources() -> tuple[list[tuple[str, Path, Source, bool]], list[PluginInfo]]:
     """(plugin name, source file, where its registrations come from, whether an entry point names
     it) of the `methods` package's modules (named by file) and of the installed entry points, in
-    the order bench.registry.discover imports them."""
+    the order bench.registry.discover imports them; and the entry points whose module is not
+    there (a typo in its path, a module renamed since the package was installed), listed with the
+    module, where they would be missing from the list."""
     spec = importlib.util.find_spec("methods")
     folder = Path(next(iter(spec.submodule_search_locations)))
     found = [(p.stem.replace("_", "-"), p, Source(f"methods.{p.stem}"), False)
              for p in sorted(folder.glob("*.py")) if p.stem != "__init__"]
+    lost = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         name = ep.value.split(":")[0]
         module = _find(name)
         if module is not None and module.origin:
             found.append((ep.name, Path(module.origin), Source(name, distribution_of(ep)), True))
-    return found
+        else:
+            where = f"{ep.name} = {ep.value}" + (f" of {d}" if (d := distribution_of(ep)) else "")
+            lost.append(PluginInfo(ep.name, "", {}, problem=f"UNREADABLE: no module {name} (entry point {where}): "
+                                   "correct the entry point's module in its package, then reinstall the package"))
+    return found, lost
 
 
 def _find(module: str) -> importlib.machinery.ModuleSpec | None:
@@ -142,25 +149,11 @@ def _find(module: str) -> importlib.machinery.ModuleSpec | None:
         return None
 
 
-def _lost_entry_points() -> list[PluginInfo]:
-    """The entry points whose module is not there (a typo in its path, a module renamed since the
-    package was installed): listed with the module, where they would be missing from the list."""
-    lost = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        name = ep.value.split(":")[0]
-        module = _find(name)
-        if module is None or not module.origin:
-            where = f"{ep.name} = {ep.value}" + (f" of {d}" if (d := distribution_of(ep)) else "")
-            lost.append(PluginInfo(ep.name, "", {}, problem=f"UNREADABLE: no module {name} (entry point {where}): "
-                                   "correct the entry point's module in its package, then reinstall the package"))
-    return lost
-
-
 def catalog() -> list[PluginInfo]:
     """Every plugin's metadata, sorted by method name; unreadable plugins carry their problem, and
     so do plugins that register a name already taken, as importing them would (see
     bench.registry.replaces): the listing shows what `bench run` would run."""
-    sources = _sources()
+    sources, broken = _sources()
     parsed: dict[Path, list[_Class]] = {}
     problems: dict[Path, str] = {}
     for _, path, _, _ in sources:
@@ -184,7 +177,6 @@ def catalog() -> list[PluginInfo]:
 
     infos: dict[str, PluginInfo] = {}  # method name -> its info, as registering them in order leaves it
     held: dict[str, Source] = {}
-    broken = _lost_entry_points()
     for plugin, path, source, entry_point in sources:
         if path in problems:
             broken.append(PluginInfo(plugin, "", {}, problem=f"UNREADABLE: {problems[path]}"))
@@ -228,5 +220,5 @@ def registered_names() -> set[str] | None:
     if any(i.problem is not None and i.problem.startswith("UNREADABLE") for i in infos):
         return None
     entry_points_named = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}  # found or not: a broken one is a row
-    return {i.name for i in infos} | {plugin for plugin, _, _, _ in _sources()} | entry_points_named
+    return {i.name for i in infos} | {plugin for plugin, _, _, _ in _sources()[0]} | entry_points_named
 

@@ -446,7 +446,7 @@ class _Run:
         self.dicts = [d for m in self.modules for d in (m._parameters, m._buffers)]
         self.hook_dicts = [d for m in self.modules  # (a module keeps its hook dicts, and fills them in place)
                            for d in (m._forward_pre_hooks, m._forward_hooks, m._backward_hooks, m._backward_pre_hooks)]
-        self.settings = [(vars(m), k) for m in model.modules() for k, _ in _plain_attributes(m)]
+        self.settings = [(vars(m), k) for m in self.modules for k, _ in _plain_attributes(m)]
         self.fingerprint = self._fingerprint()
 
     def _fingerprint(self) -> tuple[list[tuple[str, int, int]], list[Any], tuple[list, ...]]:
