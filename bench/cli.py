@@ -152,7 +152,7 @@ def parser() -> _Parser:
     again = run.add_mutually_exclusive_group()
     again.add_argument("--force", action="store_true", help="rerun runs that already have a finished record")
     again.add_argument("--refresh", nargs="?", const="commit", choices=["commit", "device"],
-                       help="rerun finished runs whose record another commit or device made (a --force "
+                       help="rerun finished runs whose record another commit (the harness's or an editable plugin's) or device made (a --force "
                             "that resumes: rerun the same command to continue); --refresh device keeps "
                             "records of any commit a checkout vouched for, made on this device")
     run.add_argument("--recorded", action="store_true",

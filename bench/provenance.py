@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -193,16 +193,32 @@ class Here:
     commit: str | None
     device_name: str | None  # None: a GPU sweep planned (--dry-run) where torch sees no GPU
     match: Refresh = "commit"
+    plugins: dict[str, str | None] = field(default_factory=dict)  # plugin_commits: the editable plugins' code now
 
     def made(self, env: dict[str, Any]) -> bool:
         """Whether `env` names this commit (or, matching "device", a verified clean one) and this
-        device. Uncommitted or unknown code never matches: no commit identifies it."""
+        device, and, for each link of the record's method that an editable plugin provides now,
+        that plugin's commit (matching "device", a clean one). Uncommitted or unknown code never
+        matches: no commit identifies it."""
         if self.match == "commit":
             code = self.commit is not None and not self.commit.endswith("-dirty") and env.get("git_commit") == self.commit
         else:
             made_by = env.get("git_commit")
             code = bool(made_by) and not made_by.endswith("-dirty") and not env.get("commit_from_env")
-        return code and self.device_name in (None, env.get("device_name"))
+        return code and self._plugins_made(env) and self.device_name in (None, env.get("device_name"))
+
+    def _plugins_made(self, env: dict[str, Any]) -> bool:
+        """The plugin half of `made`: a plugin's code changes under one commit of the harness, so
+        a record of it stands only if it names the plugin's commit too (`method_commit`). A link
+        that no editable plugin provides now is judged by its origin, as before (runner's
+        _other_provider)."""
+        recorded = env.get("method_commit") or {}
+        for link in env.get("method_origin") or {}:
+            if link in self.plugins:
+                made_by = recorded.get(link)
+                if not made_by or made_by.endswith("-dirty") or (self.match == "commit" and made_by != self.plugins[link]):
+                    return False
+        return True
 
 
 def plugin_commits(names: list[str]) -> dict[str, str | None]:

@@ -183,6 +183,7 @@ RECORD_FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (
     ("env.threads", (int, _NONE), True),
     ("env.git_commit", (str, _NONE), False),
     ("env.method_origin", (dict,), False),
+    ("env.method_commit", (dict,), False),
     ("measured_on", (dict,), False),
     ("measured_on.device", (str,), False),
     ("measured_on.device_name", (str,), False),
@@ -275,8 +276,9 @@ def record_problem(record: Any) -> str | None:
         return "malformed record: worker_deaths is negative"
     if not all(isinstance(v, str) for v in record.get("method_info", {}).values()):
         return "malformed record: method_info holds a value that is no string"
-    if not all(isinstance(v, str) for v in record["env"].get("method_origin", {}).values()):
-        return "malformed record: env.method_origin holds a value that is no string"
+    for key in ("method_origin", "method_commit"):
+        if not all(isinstance(v, str) for v in record["env"].get(key, {}).values()):
+            return f"malformed record: env.{key} holds a value that is no string"
     if "+" in record["config"]["method"] and not all(isinstance(v, dict) for v in record["config"]["params"].values()):
         return "malformed record: config.params of a chain holds a link whose parameters are no dict"
     if record["status"] not in Status.__members__.values():

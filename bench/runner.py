@@ -144,7 +144,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     layout.refuse_links(layout.written_by_a_run(results_dir, suite.name))
     runs = _tracked(specs, suite, results_dir, source, existing, log)
     commit = provenance.git_commit()
-    here = provenance.Here(commit, _device_name(device), refresh) if refresh else None
+    plugin_commits = provenance.plugin_commits(names)
+    here = provenance.Here(commit, _device_name(device), refresh, plugin_commits) if refresh else None
     replaced = {r.path: why for r in runs if finished(r.record) and (why := _other_provider(r.record))}
     for r in runs:
         if r.path in replaced:
@@ -152,7 +153,6 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     todo = [r for r in runs if force or not finished(r.record) or r.path in replaced
             or (here and not here.made(r.record["env"]))]
     dense = _dense_models(todo, existing, suite, results_dir, source)
-    plugin_commits = provenance.plugin_commits(names)
     refusal = provenance.uncommitted(commit, plugin_commits) if standard and todo and not allow_dirty else None
     if dry_run:
         _print_plan(suite, runs, todo, dense, source, data_dir, device, existing, here,

@@ -222,6 +222,10 @@ UNUSABLE = {
                     "env.method_origin is list, expected dict"),  # stopped bench run with a traceback
     "origin-dict": (edited(lambda r: r["env"].update(method_origin={"magnitude": {"built": "in"}})),
                     "env.method_origin holds a value that is no string"),
+    "plugin-commit-text": (edited(lambda r: r["env"].update(method_commit="abc")),
+                           "env.method_commit is str, expected dict"),  # --refresh reads it
+    "plugin-commit-number": (edited(lambda r: r["env"].update(method_commit={"magnitude": 3})),
+                             "env.method_commit holds a value that is no string"),
     "deaths-text": (edited(lambda r: r.update(worker_deaths="2")), "worker_deaths is str, expected int"),
     "deaths-negative": (edited(lambda r: r.update(worker_deaths=-1)), "worker_deaths is negative"),
     "suite-number": (edited(lambda r: r["config"].update(suite=3)), "config.suite is int, expected str"),

@@ -3,6 +3,7 @@
 import json
 import subprocess
 
+from bench.provenance import Here
 from conftest import FAST, make_distribution
 
 PLUGIN = '''
@@ -209,3 +210,43 @@ def test_an_editors_mark_of_a_file_being_edited_leaves_the_checkout_clean(tmp_pa
     assert checkout_commit(pkg) == commit
     (pkg / "new_module.py").write_text("z = 1\n")
     assert checkout_commit(pkg) == f"{commit}-dirty"
+
+
+def test_refresh_reruns_an_editable_plugins_records_that_another_of_its_commits_made(tmp_path, data_dir, plugins,
+                                                                                     bench, monkeypatch):
+    """The harness's commit does not name an editable plugin's code: after the plugin's author
+    commits a change, --refresh reruns its records, which name the plugin's old commit."""
+    checkout, sha = editable_plugin(tmp_path / "plugin", "asis_pkg", PLUGIN, {"as-is": "asis_pkg"})
+    plugins(checkout)
+    monkeypatch.setenv("BENCH_GIT_COMMIT", "0123abc")  # the harness's own checkout counts as committed
+    args = ["run", "--suite", FAST, "--methods", "as-is", "--seeds", "0", "--epochs", "1", "--finetune-epochs", "0",
+            "--limit-train", "200", "--limit-test", "100", "--data-dir", data_dir, "--results-dir", tmp_path / "results"]
+    ran = bench(args)
+    assert ran.returncode == 0, ran.stderr
+    assert "0 to run" in bench([*args, "--refresh", "--dry-run"]).stdout
+
+    with open(checkout / "asis_pkg.py", "a") as f:
+        f.write("# a committed change\n")
+    new = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(checkout), "commit", "-qam",
+                          "change"], check=True)
+    assert new.returncode == 0
+    assert "1 to run" in bench([*args, "--refresh", "--dry-run"]).stdout
+    ran = bench([*args, "--refresh"])
+    assert ran.returncode == 0, ran.stderr
+    assert "0 to run" in bench([*args, "--refresh", "--dry-run"]).stdout
+
+
+def test_refresh_device_keeps_a_plugins_records_of_any_clean_commit_of_it():
+    """--refresh device keeps records of any commit a checkout vouched for, the plugin's as the
+    harness's: another clean commit of the plugin stands, its uncommitted code does not; a
+    built-in link is judged by the harness's commit alone."""
+    env = {"git_commit": "abc", "device_name": "cpu0", "method_origin": {"as-is": "asis_pkg 0.1"}}
+    now = {"as-is": "new111"}
+    device, commit = Here("abc", "cpu0", "device", now), Here("abc", "cpu0", "commit", now)
+    assert device.made({**env, "method_commit": {"as-is": "old000"}})
+    assert not commit.made({**env, "method_commit": {"as-is": "old000"}})
+    assert commit.made({**env, "method_commit": {"as-is": "new111"}})
+    assert not device.made({**env, "method_commit": {"as-is": "old000-dirty"}})
+    assert not device.made(env)  # made when the plugin was no editable install: no commit names its code
+    built_in = {**env, "method_origin": {"magnitude": "built in"}}
+    assert device.made(built_in) and commit.made(built_in)
