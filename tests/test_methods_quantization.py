@@ -16,7 +16,7 @@ from torch.nn.utils import prune
 from bench import deploy, measure
 from bench.registry import METHODS, discover
 from bench.sparsity import make_permanent, prunable_weights, weight_sparsity
-from methods.uniform import StraightThrough, grid_bits
+from methods.uniform import StraightThrough, grid_bits, packed_codes_bytes
 
 pytestmark = pytest.mark.stack  # torch.export and int8 kernels differ between torch versions
 
@@ -146,6 +146,17 @@ def test_uniform_forward_is_quantized_per_output_channel_and_its_gradient_passes
     g = torch.tensor([[0.1, -2.0, 3.0], [4.0, 0.5, -6.0]])
     q.backward(g)
     assert torch.equal(w.grad, g)
+
+
+def test_uniform_packed_size_by_hand():
+    """Two rows on the 3-bit grid (steps 0.1 and 0.2, codes -3..3), 3 nonzeros of 16: dense codes
+    take 16 * 3 = 48 bits, a bitmask plus the nonzeros' codes 16 + 3 * 3 = 25 bits, 4 bytes; then
+    an fp32 step per row (8 bytes) and the fp32 bias (8 bytes)."""
+    layer = nn.Linear(8, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.3, -0.1, 0, 0, 0, 0, 0, 0], [0.6, 0, 0, 0, 0, 0, 0, 0]]))
+    assert grid_bits(layer.weight) == 3  # -0.1 is not on row 0's 2-bit grid {0, +-0.3}
+    assert packed_codes_bytes(nn.Sequential(layer)) == 4 + 8 + 8
 
 
 def test_uniform_size_falls_back_to_float_once_the_weights_leave_the_grid(make_context):
