@@ -12,8 +12,11 @@ import pytest
 import torch
 from torch import nn
 from torch.nn.utils import prune
+from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
 
 from bench import deploy, measure
+from bench.quantization import Int8Model, export, x86_config
 from bench.registry import METHODS, discover
 from bench.sparsity import make_permanent, prunable_weights, weight_sparsity
 from methods.uniform import StraightThrough, grid_bits, packed_codes_bytes
@@ -98,6 +101,26 @@ def test_int8_convolutions_run_on_a_one_channel_input(make_context, name):
         assert (predictions(ctx, model) == predictions(ctx, dense)).float().mean() > 0.97
     x = ctx.preprocess.normalize(ctx.data.test.x[:3])
     torch.testing.assert_close(model(x[:1]), model(x)[:1], rtol=1e-4, atol=1e-4)  # another batch size
+
+
+def test_int8_weight_codes_span_minus_128_to_127_with_step_max_over_127_5():
+    """What the int8 methods' docstrings state of torchao's symmetric per-channel weights: step
+    max|w| / 127.5, codes round(w / step) clamped to -128..127, so a channel's largest positive
+    weight is clipped by half a step (Jacob et al. 2018 use -127..127 and max|w| / 127)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 3)).eval()
+    with torch.no_grad():
+        model[0].weight[0].copy_(torch.tensor([0.5, -0.2, 0.1, 0.3, -0.4, 0.25, 0.0, -0.05]))
+    x = torch.randn(16, 8)
+    prepared = prepare_pt2e(export(deepcopy(model), x), X86InductorQuantizer().set_global(x86_config()))
+    prepared(x)
+    state = Int8Model(prepared).state_dict()
+    codes = next(t for t in state.values() if t.dtype == torch.int8 and t.shape == (4, 8))
+    scale = next(t for k, t in state.items() if "scale" in k and t.shape == (4,))
+    w = model[0].weight.detach()
+    torch.testing.assert_close(scale, w.abs().amax(1) / 127.5)
+    assert torch.equal(codes, torch.round(w / scale[:, None]).clamp(-128, 127).to(torch.int8))
+    assert codes[0, 0] == 127  # 0.5 / (0.5 / 127.5) rounds to 128: clipped
 
 
 def test_dynamic_int8_quantizes_linear_layers_and_leaves_convolutions_float(make_context):
