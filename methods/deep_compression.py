@@ -12,8 +12,9 @@ Quantization and Huffman Coding", ICLR 2016. The three stages:
    (Sec. 5.2-5.3): convolutions are more sensitive and get `conv_bits` (8), fully connected layers
    `fc_bits` (5), as in its LeNet-5 (Table 3); its LeNet-300-100 (Table 2) used 6. The rest of
    the budget fine-tunes the centroids: a parametrization makes weight = centroids[index], so
-   backpropagation sums the gradients of a cluster's weights into its centroid, the weights of a
-   cluster stay tied and the pruned ones stay zero.
+   backpropagation sums the gradients of a cluster's weights into its centroid (the paper's
+   eq. 3), the weights of a cluster stay tied and the pruned ones stay zero. The suite's weight
+   decay acts on each centroid once, not once per weight of its cluster as the loss's gradients do.
 3. Huffman coding (dahuffman; the codes are made canonical so that a code table is one length per
    symbol) of each layer's cluster indices and of the gaps (zeros skipped) between its nonzeros in
    the flattened weight. The paper bounds a gap to `gap_bits` (8 for conv, 5 for fc: Sec. 2; its
