@@ -22,8 +22,9 @@ class QAT(Method):
     span -128..127 with step max|w| / 127.5; activation ranges are moving averages from the first
     step, with no delay, since training starts from the trained model. BatchNorm is folded the
     whitepaper's way (Krishnamoorthi 2018: the weights scaled by gamma / running std, the output
-    scaled back and normalized with the batch statistics), and neither the BatchNorm statistics
-    nor the ranges are frozen late in training as the whitepaper advises.
+    scaled back and normalized with the batch statistics); neither the BatchNorm statistics nor the
+    ranges are frozen after a few epochs, as the whitepaper (the statistics) and torchvision's QAT
+    reference script (`references/classification/train_quantization.py`: both) do.
     """
 
     family = "quantization"
