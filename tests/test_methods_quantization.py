@@ -103,14 +103,20 @@ def test_int8_convolutions_run_on_a_one_channel_input(make_context, name):
     torch.testing.assert_close(model(x[:1]), model(x)[:1], rtol=1e-4, atol=1e-4)  # another batch size
 
 
-def int8_linear_model() -> tuple[nn.Module, nn.Module]:
-    """A small float MLP and its ptq-int8 model (the PT2E flow of methods/ptq_int8.py)."""
+def int8_linear_model(*, dynamic: bool = False) -> tuple[nn.Module, nn.Module]:
+    """A small float MLP and its ptq-int8 model, or its dynamic-int8 model (the PT2E flows of
+    methods/ptq_int8.py and methods/dynamic_int8.py)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 3)).eval()
     with torch.no_grad():
         model[0].weight[0].copy_(torch.tensor([0.5, -0.2, 0.1, 0.3, -0.4, 0.25, 0.0, -0.05]))
     x = torch.randn(16, 8)
-    prepared = prepare_pt2e(export(deepcopy(model), x), X86InductorQuantizer().set_global(x86_config()))
+    quantizer = X86InductorQuantizer()
+    if dynamic:
+        quantizer.set_module_type_qconfig(nn.Linear, x86_config(is_dynamic=True))
+    else:
+        quantizer.set_global(x86_config())
+    prepared = prepare_pt2e(export(deepcopy(model), x), quantizer)
     prepared(x)
     return model, Int8Model(prepared)
 
@@ -140,6 +146,19 @@ def test_int8_size_counts_the_all_zero_weight_zero_points_as_a_bitmask():
     assert len(zero_points) == 2 and all(not int8.state_dict()[k].any() for k in zero_points)
     encoded = measure.sparse_state_dict(int8)
     assert all(isinstance(encoded[k], dict) and encoded[k]["values"].numel() == 0 for k in zero_points)
+
+
+def test_dynamic_int8_ranges_span_the_batch():
+    """dynamic-int8's activation range is the whole input tensor's, so one wide input in a batch
+    coarsens the others' quantization (its docstring); ptq-int8's calibrated ranges do not move."""
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(1))
+    with_wide = torch.cat([x, 50 * x[:1]])
+    model, dynamic = int8_linear_model(dynamic=True)
+    _, static = int8_linear_model()
+    with torch.inference_mode():
+        alone, beside = dynamic(x), dynamic(with_wide)[:3]
+        assert (alone - model(x)).abs().max() < 0.02 < (beside - model(x)).abs().max()
+        torch.testing.assert_close(static(x), static(with_wide)[:3])
 
 
 def test_dynamic_int8_quantizes_linear_layers_and_leaves_convolutions_float(make_context):
