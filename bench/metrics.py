@@ -79,8 +79,9 @@ METRICS: list[MetricSpec] = [
     MetricSpec("size_bytes", "bytes of the compressed encoding: the smallest registered exact encoding "
                "of the model (`bench.deploy.encoding`; its name is in the record's "
                "`figures.deploy.encoding`). Every model has the bitmask encoding, `torch.save` of the "
-               "state dict with each float or int8 tensor stored dense or, when smaller, as a bitmask "
-               "(1 bit per element) plus its nonzero values; `uniform` registers packed low-bit codes, "
+               "state dict with each tensor stored dense or, when smaller, as a bitmask "
+               "(1 bit per element) plus its nonzero values (an int8 model's all-zero int64 weight zero "
+               "points: a bitmask); `uniform` registers packed low-bit codes, "
                "`deep-compression` its Huffman-coded bitstream, bench.lowbit (`gptq`, `rtn`) codes "
                "packed on their grids", "KiB", "size_KiB", "size (KiB)",
                scale=1 / 1024, decimals=1, shown=1, higher_is_better=False),

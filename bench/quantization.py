@@ -52,8 +52,9 @@ def export(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
 class Int8Model(nn.Module):
     """A PT2E-prepared model converted to int8 and run through Inductor's int8 kernels.
 
-    Its state is what a deployment stores: int8 weights, their fp32 per-channel scales (and zero
-    points), and fp32 biases, so the harness's size counts int8 bytes. It runs on the CPU.
+    Its state is what a deployment stores: int8 weights, their fp32 per-channel scales, and fp32
+    biases, so the harness's size counts int8 bytes; the weights' zero points are int64 zeros
+    (symmetric weights), which the bitmask encoding stores as 1 bit each. It runs on the CPU.
     """
 
     def __init__(self, prepared: torch.fx.GraphModule):

@@ -8,16 +8,20 @@ Quantization and Huffman Coding", ICLR 2016. The three stages:
    fine-tuning budget.
 2. Per-layer weight sharing: each layer's surviving weights are clustered by k-means
    (scikit-learn) into 2**bits centroids, linearly initialized over [min, max], the
-   initialization the paper found best. The bits follow the paper's rule for AlexNet: convolutions
-   are more sensitive and get `conv_bits` (8), fully connected layers `fc_bits` (5). The rest of
+   initialization the paper found best. The bits follow the paper's rule for AlexNet and VGG-16
+   (Sec. 5.2-5.3): convolutions are more sensitive and get `conv_bits` (8), fully connected layers
+   `fc_bits` (5), as in its LeNet-5 (Table 3); its LeNet-300-100 (Table 2) used 6. The rest of
    the budget fine-tunes the centroids: a parametrization makes weight = centroids[index], so
-   backpropagation sums the gradients of a cluster's weights into its centroid, the weights of a
-   cluster stay tied and the pruned ones stay zero.
+   backpropagation sums the gradients of a cluster's weights into its centroid (the paper's
+   eq. 3), the weights of a cluster stay tied and the pruned ones stay zero. The suite's weight
+   decay acts on each centroid once, not once per weight of its cluster as the loss's gradients do.
 3. Huffman coding (dahuffman; the codes are made canonical so that a code table is one length per
    symbol) of each layer's cluster indices and of the gaps (zeros skipped) between its nonzeros in
-   the flattened weight. The paper bounds a gap to `gap_bits` (8 for conv, 5 for fc) and inserts a
-   filler zero when it is exceeded; here the largest gap symbol 2**gap_bits - 1 is an escape that
-   skips that many zeros, the same filler without spending a weight index on it.
+   the flattened weight. The paper bounds a gap to `gap_bits` (8 for conv, 5 for fc: Sec. 2; its
+   experiments used 5 for every layer of the LeNets and VGG-16 and 4 for AlexNet, Tables 2-5)
+   and inserts a filler zero when it is exceeded; here the largest gap symbol 2**gap_bits - 1 is
+   an escape that skips that many zeros, the same filler without spending a weight index on it.
+   Huffman-coded, the bound only sets the gap alphabet and where escapes begin.
 
 The model returned is decoded from that bitstream into a fresh model, so what the harness
 evaluates is what the bitstream holds. The bitstream is registered as an encoding of the deploy

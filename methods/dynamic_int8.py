@@ -11,8 +11,13 @@ from bench.quantization import Int8Model, export, x86_config
 class DynamicInt8(Method):
     """Dynamic int8 quantization of Linear layers: int8 weights, activations quantized on the fly (Jacob et al. 2018).
 
-    Linear weights are quantized per output channel (symmetric int8); each activation's range is
-    computed at run time, so no calibration is needed; convolutions stay float. The PT2E flow
+    Linear weights are quantized per output channel (symmetric int8, codes -128..127 with step
+    max|w| / 127.5, as in ptq-int8); each activation's range is the min/max of the batch, computed
+    at run time (uint8, per tensor), so no calibration is needed; convolutions stay float. Jacob et
+    al. fix activation ranges ahead of time: run-time ranges are PyTorch's dynamic quantization,
+    their int8 arithmetic with ranges that follow each input. The range spans the whole batch, so
+    an input's logits depend on the other inputs of its batch (accuracy is measured on batches of
+    test images). The PT2E flow
     of ptq-int8 with a dynamic X86InductorQuantizer config runs it on oneDNN int8 kernels.
     torchao's eager `quantize_(Int8DynamicActivationInt8WeightConfig())` was the alternative,
     but in torchao 0.18 it is slower than fp32 on the CPU in eager mode and breaks the

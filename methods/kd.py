@@ -9,7 +9,10 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     """alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * cross-entropy.
 
     The T^2 factor keeps the soft term's gradients on the scale of the hard term's as T changes
-    (Hinton et al. 2015); the KL is averaged over the batch like the cross-entropy.
+    (Hinton et al. 2015, Sec. 2); the KL is averaged over the batch like the cross-entropy. The KL
+    differs from the paper's cross-entropy with the soft targets by the teacher's entropy, a
+    constant, so their gradients are the same. The hard term takes the suite's label smoothing,
+    as the student's training does (0 in the committed suites); the paper has none.
     """
     soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
                     F.log_softmax(teacher_logits / temperature, dim=1),

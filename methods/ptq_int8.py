@@ -15,6 +15,12 @@ class PTQInt8(Method):
     ranges calibrated on `calibration_batches` training batches; BatchNorm is folded into the
     convolutions first. There is no fine-tuning: the method is defined by calibration alone.
 
+    Adaptations (torchao's X86InductorQuantizer defaults): an activation's range is the one torch's
+    HistogramObserver picks, the range whose quantization of the calibration histogram has the
+    least L2 error, which may clip outliers, not the observed min/max of Jacob et al. (Sec. 3.1);
+    weight codes span -128..127 with step max|w| / 127.5 per channel, so a channel's largest
+    positive weight is clipped by half a step to 127 (Jacob et al. use -127..127, step max|w| / 127).
+
     Why torchao's PT2E flow (torch.export -> prepare_pt2e -> calibrate -> convert_pt2e, with the
     X86InductorQuantizer) and torch.compile: in torch 2.15 the eager and FX flows of
     torch.ao.quantization raise a DeprecationWarning on every call (to be removed), and so does

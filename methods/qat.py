@@ -16,6 +16,15 @@ class QAT(Method):
     training; the model is fine-tuned `finetune_epochs` at `finetune_lr` through the rounding
     (straight-through gradients), then converted to the same int8 execution as ptq-int8.
     Weights that are exactly zero on entry stay zero, so it can follow a pruning method.
+
+    Adaptations (torchao's QAT defaults): a weight channel's range is a moving average (constant
+    0.01) of its min/max, not the current weights' min/max of Jacob et al. (Sec. 3.1), and its codes
+    span -128..127 with step max|w| / 127.5; activation ranges are moving averages from the first
+    step, with no delay, since training starts from the trained model. BatchNorm is folded the
+    whitepaper's way (Krishnamoorthi 2018: the weights scaled by gamma / running std, the output
+    scaled back and normalized with the batch statistics); neither the BatchNorm statistics nor the
+    ranges are frozen after a few epochs, as the whitepaper (the statistics) and torchvision's QAT
+    reference script (`references/classification/train_quantization.py`: both) do.
     """
 
     family = "quantization"

@@ -15,8 +15,10 @@ class Uniform(Method):
     Every Linear/Conv weight row w (one output channel) is stored as bits-bit integers
     round(w / step), with step = max|w| / (2^(bits-1) - 1), plus one fp32 step. Fine-tuning keeps
     float shadow weights: the forward pass uses their quantized values and the gradient passes
-    straight through the rounding (Bengio et al. 2013). The returned float model holds the
-    dequantized weights, at most 2^bits - 1 distinct values per output channel; its size is that
+    straight through the rounding (Bengio et al. 2013). Unlike BinaryConnect's (Courbariaux et
+    al.), the shadow weights are not clipped: each row's step follows its largest shadow weight.
+    The returned float model holds the dequantized weights, at most 2^bits - 1 distinct values per
+    output channel (the symmetric grid leaves one of the 2^bits codes unused); its size is that
     of the packed codes (bitmask-coded when sparse), the steps, and everything else as float
     (`packed_codes_bytes`, an encoding of the deploy step). Weights that are exactly zero on entry
     stay zero, so it can follow a pruning method in a chain.

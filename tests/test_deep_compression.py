@@ -51,6 +51,22 @@ def pruned_pretrained(ctx, sparsity=0.92):
     return make_permanent(model)
 
 
+def test_bitstream_length_by_hand():
+    """One 1x8 fc weight, [0, .5, 0, 0, .5, -.25, 0, 0]: 4 bytes of tensor count; the entry's kind,
+    rank and shape (10) and its gap bits and cluster count (5); the fp32 codebook [-.25, .5] (8);
+    the indices [1, 1, 0] Huffman-coded with the end symbol (code lengths 2, 1, 2: 4 bytes of
+    alphabet, 3 of lengths, 4 of payload length, 6 bits of payload in 1 byte); the relative
+    indices (zeros skipped: 1, 2, 0) over the 32-symbol fc alphabet (4 + 33 + 4 bytes, and four
+    2-bit codes in 1 byte)."""
+    layer = torch.nn.Linear(8, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0, 0.5, 0, 0, 0.5, -0.25, 0, 0]]))
+    bitstream = encode(torch.nn.Sequential(layer))
+    assert len(bitstream) == 4 + 10 + 5 + 8 + (4 + 3 + 4 + 1) + (4 + 33 + 4 + 1)
+    decoded = decode(bitstream, torch.nn.Sequential(torch.nn.Linear(8, 1, bias=False)))
+    assert torch.equal(decoded[0].weight, layer.weight)
+
+
 def test_centroid_finetuning_sums_gradients_per_cluster_and_keeps_weights_tied(make_context):
     ctx = make_context(limit_train=1000)
     model = pruned_pretrained(ctx)

@@ -283,6 +283,20 @@ def test_codes_pack_into_bits_bits_each(bits):
     assert torch.equal(unpack(data, codes.numel(), bits).view(37, 11), codes)
 
 
+def test_lowbit_packed_size_by_hand():
+    """A 2-bit min-max grid: [-0.25, 0, 0.5, 0.5] has step 0.25 and zero point 1 (codes 0, 1, 3, 3),
+    one byte of codes, one of zero point, four of scale. A row of 32 with two nonzeros (-1 and 2:
+    step 1, zero point 1) stores a 4-byte bitmask and a byte of codes instead of 8 bytes."""
+    w = torch.tensor([[-0.25, 0, 0.5, 0.5]])
+    grid = Grid.fit(w, 2, 0)
+    assert grid.scale.item() == 0.25 and grid.zero.item() == 1
+    assert grid.codes(w).tolist() == [[0, 1, 3, 3]]
+    assert grid.packed_bytes(w) == 1 + 1 + 4
+    sparse = torch.zeros(1, 32)
+    sparse[0, 0], sparse[0, 5] = -1, 2
+    assert Grid.fit(sparse, 2, 0).packed_bytes(sparse) == (4 + 1) + 1 + 4
+
+
 def test_pattern_parameters_are_checked_before_any_training():
     with pytest.raises(ParameterError, match="2:4 fixes the sparsity at 0.5; set sparsegpt.sparsity=0.5"):
         METHODS["sparsegpt"].build({"n": 2, "m": 4, "sparsity": 0.8})

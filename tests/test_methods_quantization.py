@@ -12,11 +12,14 @@ import pytest
 import torch
 from torch import nn
 from torch.nn.utils import prune
+from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
 
 from bench import deploy, measure
+from bench.quantization import Int8Model, export, x86_config
 from bench.registry import METHODS, discover
 from bench.sparsity import make_permanent, prunable_weights, weight_sparsity
-from methods.uniform import StraightThrough, grid_bits
+from methods.uniform import StraightThrough, grid_bits, packed_codes_bytes
 
 pytestmark = pytest.mark.stack  # torch.export and int8 kernels differ between torch versions
 
@@ -100,6 +103,64 @@ def test_int8_convolutions_run_on_a_one_channel_input(make_context, name):
     torch.testing.assert_close(model(x[:1]), model(x)[:1], rtol=1e-4, atol=1e-4)  # another batch size
 
 
+def int8_linear_model(*, dynamic: bool = False) -> tuple[nn.Module, nn.Module]:
+    """A small float MLP and its ptq-int8 model, or its dynamic-int8 model (the PT2E flows of
+    methods/ptq_int8.py and methods/dynamic_int8.py)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 3)).eval()
+    with torch.no_grad():
+        model[0].weight[0].copy_(torch.tensor([0.5, -0.2, 0.1, 0.3, -0.4, 0.25, 0.0, -0.05]))
+    x = torch.randn(16, 8)
+    quantizer = X86InductorQuantizer()
+    if dynamic:
+        quantizer.set_module_type_qconfig(nn.Linear, x86_config(is_dynamic=True))
+    else:
+        quantizer.set_global(x86_config())
+    prepared = prepare_pt2e(export(deepcopy(model), x), quantizer)
+    prepared(x)
+    return model, Int8Model(prepared)
+
+
+def test_int8_weight_codes_span_minus_128_to_127_with_step_max_over_127_5():
+    """What the int8 methods' docstrings state of torchao's symmetric per-channel weights: step
+    max|w| / 127.5, codes round(w / step) clamped to -128..127, so a channel's largest positive
+    weight is clipped by half a step (Jacob et al. 2018 use -127..127 and max|w| / 127)."""
+    model, int8 = int8_linear_model()
+    state = int8.state_dict()
+    codes = next(t for t in state.values() if t.dtype == torch.int8 and t.shape == (64, 8))
+    scale = next(t for k, t in state.items() if "scale" in k and t.shape == (64,))
+    w = model[0].weight.detach()
+    torch.testing.assert_close(scale, w.abs().amax(1) / 127.5)
+    # quantize_per_channel multiplies by the inverse step, which can round a tie the other way
+    assert torch.equal(codes, torch.round(w * (1 / scale[:, None])).clamp(-128, 127).to(torch.int8))
+    assert codes[0, 0] == 127  # 0.5 / (0.5 / 127.5) rounds to 128: clipped
+
+
+def test_int8_size_counts_the_all_zero_weight_zero_points_as_a_bitmask():
+    """Symmetric weights' zero points are 0, kept by the converted graph as int64: stored dense they
+    added 8 bytes per output channel, which no deployment stores (oneDNN's symmetric kernels take
+    none; ONNX's int8 zero points are a byte each). On a LeNet-300-100 of random weights, in
+    development: 276,927 bytes dense, 274,422 as bitmasks; 50,102 and 47,469 at 98% sparsity."""
+    _, int8 = int8_linear_model()
+    zero_points = [k for k, t in int8.state_dict().items() if "zero_point" in k]
+    assert len(zero_points) == 2 and all(not int8.state_dict()[k].any() for k in zero_points)
+    encoded = measure.sparse_state_dict(int8)
+    assert all(isinstance(encoded[k], dict) and encoded[k]["values"].numel() == 0 for k in zero_points)
+
+
+def test_dynamic_int8_ranges_span_the_batch():
+    """dynamic-int8's activation range is the whole input tensor's, so one wide input in a batch
+    coarsens the others' quantization (its docstring); ptq-int8's calibrated ranges do not move."""
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(1))
+    with_wide = torch.cat([x, 50 * x[:1]])
+    model, dynamic = int8_linear_model(dynamic=True)
+    _, static = int8_linear_model()
+    with torch.inference_mode():
+        alone, beside = dynamic(x), dynamic(with_wide)[:3]
+        assert (alone - model(x)).abs().max() < 0.02 < (beside - model(x)).abs().max()
+        torch.testing.assert_close(static(x), static(with_wide)[:3])
+
+
 def test_dynamic_int8_quantizes_linear_layers_and_leaves_convolutions_float(make_context):
     ctx = make_context(suite="mnist", seed=0, limit_train=1000, limit_test=500, epochs=1, finetune_epochs=1,
                        warmup_epochs=0)  # a trained float model to compare with
@@ -146,6 +207,17 @@ def test_uniform_forward_is_quantized_per_output_channel_and_its_gradient_passes
     g = torch.tensor([[0.1, -2.0, 3.0], [4.0, 0.5, -6.0]])
     q.backward(g)
     assert torch.equal(w.grad, g)
+
+
+def test_uniform_packed_size_by_hand():
+    """Two rows on the 3-bit grid (steps 0.1 and 0.2, codes -3..3), 3 nonzeros of 16: dense codes
+    take 16 * 3 = 48 bits, a bitmask plus the nonzeros' codes 16 + 3 * 3 = 25 bits, 4 bytes; then
+    an fp32 step per row (8 bytes) and the fp32 bias (8 bytes)."""
+    layer = nn.Linear(8, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.3, -0.1, 0, 0, 0, 0, 0, 0], [0.6, 0, 0, 0, 0, 0, 0, 0]]))
+    assert grid_bits(layer.weight) == 3  # -0.1 is not on row 0's 2-bit grid {0, +-0.3}
+    assert packed_codes_bytes(nn.Sequential(layer)) == 4 + 8 + 8
 
 
 def test_uniform_size_falls_back_to_float_once_the_weights_leave_the_grid(make_context):
