@@ -143,16 +143,26 @@ def test_a_suite_with_the_rule_has_records_of_its_own_and_shares_the_dense_model
     assert records.dense_config(plain, 0, "x") == records.dense_config(kept, 0, "x")
 
 
-def test_bench_run_records_the_rule_and_the_sparsities(tmp_path, data_dir, bench):
-    suite = tmp_path / "kept.yaml"
-    suite.write_text(FAST.read_text().replace("name: mlp-fast", "name: kept") + "dense_layers: [first, classifier]\n")
-    proc = bench(["run", "--suite", suite, "--methods", "magnitude", "--set", "magnitude.sparsity=0.9",
-                  "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "2000",
-                  "--limit-test", "500", "--data-dir", data_dir, "--results-dir", tmp_path / "results"])
-    assert proc.returncode == 0, proc.stderr
-    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "results" / "kept" / "runs").glob("*.json")]
-    assert record["config"]["dense_layers"] == ["classifier", "first"]
-    metrics = record["metrics"]
+def test_bench_run_records_the_rule_and_keeps_its_rows_apart(tmp_path, data_dir, bench):
+    """One suite file run without the rule, then with it: records and leaderboard tables apart."""
+    suite, results = tmp_path / "kept.yaml", tmp_path / "results"
+    plain = FAST.read_text().replace("name: mlp-fast", "name: kept")
+    for text in (plain, plain + "dense_layers: [first, classifier]\n"):
+        suite.write_text(text)
+        proc = bench(["run", "--suite", suite, "--methods", "magnitude", "--set", "magnitude.sparsity=0.9",
+                      "--seeds", "0", "--epochs", "1", "--finetune-epochs", "1", "--limit-train", "2000",
+                      "--limit-test", "500", "--data-dir", data_dir, "--results-dir", results])
+        assert proc.returncode == 0, proc.stderr
+    assert "dense model, seed 0: from cache" in proc.stdout  # the same dense model
+    recs = [json.loads(p.read_text()) for p in (results / "kept" / "runs").glob("*.json")]
+    kept = [r for r in recs if r["config"].get("dense_layers")]
+    assert len(recs) == 2 and len(kept) == 1
+    assert kept[0]["config"]["dense_layers"] == ["classifier", "first"]
+    metrics = kept[0]["metrics"]
     assert metrics["weight_sparsity"] == pytest.approx(0.9, abs=1e-3)  # over the pruned layers
     # over the whole model: the 784x300 and 100x10 layers and the biases stay dense
     assert metrics["sparsity"] == pytest.approx(0.9 * 30_000 / 266_610, abs=1e-3)
+    assert bench(["leaderboard", "--results-dir", results]).returncode == 0
+    board = (results / "kept" / "leaderboard-custom.md").read_text()  # overridden budgets
+    assert "1+1 epochs, limit_train=2000, limit_test=500, dense classifier+first" in board
+    assert board.count("## data: ") == 2
