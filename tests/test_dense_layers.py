@@ -154,6 +154,7 @@ def test_bench_run_records_the_rule_and_keeps_its_rows_apart(tmp_path, data_dir,
                       "--limit-test", "500", "--data-dir", data_dir, "--results-dir", results])
         assert proc.returncode == 0, proc.stderr
     assert "dense model, seed 0: from cache" in proc.stdout  # the same dense model
+    assert "sparsity 10.1%" in proc.stdout and "asked for sparsity" not in proc.stdout  # no regrowth suspected
     recs = [json.loads(p.read_text()) for p in (results / "kept" / "runs").glob("*.json")]
     kept = [r for r in recs if r["config"].get("dense_layers")]
     assert len(recs) == 2 and len(kept) == 1
