@@ -16,7 +16,8 @@ PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 # The attribute that marks a layer the suite keeps dense (`dense_layers`): set by the harness when
 # it builds a run's model (bench.context), it travels with the module through deepcopy, chains
-# and fused training, which the state dict of the dense-model cache would not.
+# and fused training. It is no part of a state dict: a model loaded from the dense-model cache
+# is first built, and marked, by the harness.
 KEPT_DENSE = "bench_kept_dense"
 
 

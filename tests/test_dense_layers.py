@@ -1,5 +1,5 @@
 """A suite's `dense_layers` rule: the layers every sparsity method leaves dense, by role (README:
-One-shot post-training methods, Suite files). Tiny real MNIST runs."""
+Layers left dense, Suite files). Tiny real MNIST runs."""
 
 from __future__ import annotations
 
