@@ -95,11 +95,22 @@ def test_only_the_named_role_is_kept(make_context):
     assert density(model[1]) == pytest.approx(0.5, abs=1e-3) and density(model[5]) == 1
 
 
-def test_quantizers_still_quantize_the_kept_layers(make_context):
-    """The rule is about sparsity: GPTQ gives the model it gives without it."""
-    plain = METHODS["gptq"].build({}).run(make_context())
-    kept = METHODS["gptq"].build({}).run(ruled(make_context()))
+@pytest.mark.parametrize("method", ["gptq", "uniform"])
+def test_quantizers_still_quantize_the_kept_layers(make_context, method):
+    """The rule is about sparsity: a quantizer gives the model it gives without it."""
+    plain = METHODS[method].build({}).run(make_context())
+    kept = METHODS[method].build({}).run(ruled(make_context()))
+    assert plain.state_dict().keys() == kept.state_dict().keys()
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), kept.state_dict().values()))
+
+
+def test_deep_compression_prunes_around_the_kept_layers_and_shares_every_layer(make_context):
+    model = METHODS["deep-compression"].build({"sparsity": 0.9}).run(ruled(make_context()))
+    assert density(model[1]) == 1 and density(model[5]) == 1
+    assert density(model[3]) == pytest.approx(0.1, abs=1e-3)
+    for layer in (model[1], model[3], model[5]):  # plain weights on at most 2^5 shared values
+        assert type(layer._parameters["weight"]) is torch.nn.Parameter
+        assert layer.weight.unique().numel() <= 2 ** 5 + 1
 
 
 def test_the_mark_survives_copies_chains_and_the_student(make_context):
