@@ -42,10 +42,13 @@ def table_columns(recs: list[Record]) -> list[Column]:
 
 def row_key(r: Record) -> dict[str, Any]:
     """What places a record in a leaderboard: its table (data source, budget, device type),
-    method, setting, seed and the device its speed was timed on."""
+    method, setting, seed and the device its speed was timed on. The budget's label names the
+    layers the suite kept dense where it kept any (`dense_layers`), so that the records of one
+    suite file run with and without the rule make tables of their own instead of pooling in a row."""
     c = r["config"]
     device = r["env"]["device"].split(":")[0]
-    return {"data_source": c["data_source"], "budget": budget_label(c["budget"]), "device": device,
+    budget = budget_label(c["budget"]) + (f", dense {'+'.join(c['dense_layers'])}" if c.get("dense_layers") else "")
+    return {"data_source": c["data_source"], "budget": budget, "device": device,
             "method": c["method"], "setting": setting_label(c["params"]), "seed": c["seed"],
             "timed_on": r.get("measured_on", {}).get("device", device)}
 

@@ -26,7 +26,7 @@ from bench import bounds, files, layerwise, measure
 from bench.data import Dataset, Preprocess
 from bench.errors import counted
 from bench.models import build_model
-from bench.sparsity import keep_zeros
+from bench.sparsity import keep_dense, keep_zeros
 from bench.suite import Budget, ModelSpec, Suite
 from bench.train import CheckpointError, Hook, LossFn, TrainResult, batching, fit
 from bench.train import evaluate as _evaluate
@@ -83,9 +83,12 @@ class Context:
         return self._build(self.suite.student, self.seed)
 
     def _build(self, spec: ModelSpec, seed: int) -> nn.Module:
+        """Every model a run gets comes from here (the dense model's copies, fresh models, the
+        student), so the layers the suite keeps dense are marked here and nowhere else."""
         torch.manual_seed(seed)
         model = build_model(spec.name, dict(spec.kwargs), self.data.num_classes,
                             in_channels=self.data.train.x.shape[1])
+        keep_dense(model, self.suite.dense_layers)
         # Channels-last: oneDNN and cuDNN convolutions run faster in NHWC (a LeNet-5 epoch 1.7x
         # on the development CPU: benchmarks/RESULTS.md, Training epoch).
         return model.to(self.device, memory_format=torch.channels_last)
@@ -199,11 +202,12 @@ class Context:
     def steps_per_epoch(self) -> int:
         return batching(len(self.data.train), self.budget.batch_size)[1]
 
-    def layer_inputs(self, model: nn.Module, samples: int = 128, *,
-                     hessian: bool = True) -> Iterator[layerwise.Layer]:
-        """Each Linear/Conv2d layer of `model`, in forward order, with its input statistics on
-        `samples` training images drawn with the run's seed (all of them, where the split holds
-        fewer: a quick run's --limit-train), collected after the caller
+    def layer_inputs(self, model: nn.Module, samples: int = 128, *, hessian: bool = True,
+                     every_layer: bool = False) -> Iterator[layerwise.Layer]:
+        """Each Linear/Conv2d layer of `model` that sparsity may prune (`every_layer`: also those
+        the suite's `dense_layers` keeps dense, for a quantizer), in forward order, with its input
+        statistics on `samples` training images drawn with the run's seed (all of them, where the
+        split holds fewer: a quick run's --limit-train), collected after the caller
         compressed the layers before it (bench.layerwise.layer_inputs). The seconds from the
         first layer to the last, the caller's compression work included, are charged to the run
         and recorded as `compress_time_s` (summed over a chain's links), the images as
@@ -215,7 +219,8 @@ class Context:
         size = min(samples, layerwise.CALIBRATION_BATCH)
         batches = [x for x, _ in self.calibration_batches(n=-(-samples // size), batch_size=size)]
         batches[-1] = batches[-1][:samples - size * (len(batches) - 1)]
-        yield from layerwise.layer_inputs(model, batches, hessian=hessian, between_steps=self._between_steps)
+        yield from layerwise.layer_inputs(model, batches, hessian=hessian, every_layer=every_layer,
+                                          between_steps=self._between_steps)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import NotApplicable
-from bench.sparsity import PRUNABLE
+from bench.sparsity import PRUNABLE, kept_dense
 
 
 def check_supported(module: nn.Module) -> None:
@@ -108,11 +108,13 @@ class _Stop(Exception):
     """Raised by an input hook to end a calibration pass once the wanted layer has its input."""
 
 
-def forward_order(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module]]:
-    """The model's Linear and Conv layers (any that can be pruned) in the order a forward pass
-    first calls them; unsupported kinds raise NotApplicable."""
+def forward_order(model: nn.Module, x: torch.Tensor, every_layer: bool = False) -> list[tuple[str, nn.Module]]:
+    """The model's Linear and Conv layers in the order a forward pass first calls them: those
+    sparsity methods may prune (bench.sparsity.prunable_weights), or with `every_layer` also
+    those the suite keeps dense (a quantizer's pass); unsupported kinds raise NotApplicable."""
     order: list[tuple[str, nn.Module]] = []
-    names = {m: n for n, m in model.named_modules() if isinstance(m, PRUNABLE)}
+    names = {m: n for n, m in model.named_modules()
+             if isinstance(m, PRUNABLE) and (every_layer or not kept_dense(m))}
     for module in names:
         check_supported(module)
 
@@ -162,13 +164,15 @@ def collect(model: nn.Module, name: str, module: nn.Module, batches: list[torch.
 
 
 def layer_inputs(model: nn.Module, batches: list[torch.Tensor], *, hessian: bool = True,
+                 every_layer: bool = False,
                  between_steps: Callable[[], None] | None = None) -> Iterator[Layer]:
-    """Each Linear/Conv2d layer of `model` with its input statistics on `batches`, in forward
-    order. A layer's statistics are collected when it is reached, after the caller has
-    compressed the layers before it (the generator resumes only then): one truncated forward
-    pass per layer. `hessian=False` skips X^T X for methods that need only the norms."""
+    """Each Linear/Conv2d layer of `model` that sparsity may prune (with `every_layer`, also
+    those the suite keeps dense) with its input statistics on `batches`, in forward order. A
+    layer's statistics are collected when it is reached, after the caller has compressed the
+    layers before it (the generator resumes only then): one truncated forward pass per layer.
+    `hessian=False` skips X^T X for methods that need only the norms."""
     model.eval()
-    for name, module in forward_order(model, batches[0][:1]):
+    for name, module in forward_order(model, batches[0][:1], every_layer):
         yield collect(model, name, module, batches, hessian, between_steps)
 
 

@@ -68,7 +68,7 @@ METRICS: list[MetricSpec] = [
     MetricSpec("nonzeros", "number of nonzero values among those (a quantized weight is zero where its "
                "integer is)", "", "nonzeros", "nonzeros", higher_is_better=False),
     MetricSpec("weight_sparsity", "fraction of exactly-zero weights among Linear and Conv weights, the "
-               "weights methods prune (records only)", "", None, table=None, higher_is_better=True),
+               "weights methods prune (without the layers a suite's `dense_layers` keeps dense; records only)", "", None, table=None, higher_is_better=True),
     MetricSpec("flops", "forward FLOPs for one input, counted by `torch.utils.flop_counter` on the "
                "returned model (a multiply-add is 2 FLOPs)", "MFLOPs", "flops_M", scale=1e-6,
                decimals=3, table=None, higher_is_better=False),

@@ -109,12 +109,16 @@ def rows(recs: list[Record]) -> dict[str, list[dict[str, Any]]]:
 
 def run_config(suite: Any, method: str, params: dict[str, Any], seed: int, source: str) -> dict[str, Any]:
     """The identity of a run: its resolved configuration, which the record is keyed by (as
-    `config_hash(run_config(...))`). `suite` is a bench.suite.Suite, budget overrides applied."""
+    `config_hash(run_config(...))`). `suite` is a bench.suite.Suite, budget overrides applied.
+    The layers the suite keeps dense are named only when there are any: a suite without the rule
+    keeps the names of the records written before it existed, and one with it gets records of its
+    own."""
     return {
         "suite": suite.name, "suite_version": suite.version, "method": method,
         "params": params, "seed": seed, "data_source": source,
         "model": dataclasses.asdict(suite.model), "data": dataclasses.asdict(suite.data),
         "budget": dataclasses.asdict(suite.training),
+        **({"dense_layers": sorted(suite.dense_layers)} if suite.dense_layers else {}),
     }
 
 
@@ -129,8 +133,9 @@ def dense_config(suite: Any, seed: int, source: str) -> dict[str, Any]:
 
 
 def dense_of(config: dict[str, Any]) -> dict[str, Any]:
-    """The identity of the dense model the run of `config` (a run_config) starts from."""
-    return {**config, "method": "dense", "params": {},
+    """The identity of the dense model the run of `config` (a run_config) starts from: the layers
+    kept dense are no part of it, since they change what methods prune, not the dense model."""
+    return {**{k: v for k, v in config.items() if k != "dense_layers"}, "method": "dense", "params": {},
             "budget": {k: v for k, v in config["budget"].items() if k not in NOT_DENSE}}
 
 
@@ -175,6 +180,7 @@ RECORD_FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (
     ("config.budget.limit_test", (int, _NONE), False),
     ("config.model", (dict,), False),
     ("config.model.name", (str,), True),
+    ("config.dense_layers", (list,), False),
     ("metrics", (dict,), True),
     ("env", (dict,), True),
     ("env.device", (str,), True),

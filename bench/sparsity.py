@@ -14,14 +14,54 @@ from bench.errors import ParameterError
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
+# The attribute that marks a layer the suite keeps dense (`dense_layers`): set by the harness when
+# it builds a run's model (bench.context), it travels with the module through deepcopy, chains
+# and fused training. It is no part of a state dict: a model loaded from the dense-model cache
+# is first built, and marked, by the harness.
+KEPT_DENSE = "bench_kept_dense"
+
+
+def weight_layers(model: nn.Module) -> list[nn.Module]:
+    """Every Linear and Conv layer, in module order, kept dense or not: what quantizers compress."""
+    return [m for m in model.modules() if isinstance(m, PRUNABLE)]
+
+
+def kept_dense(module: nn.Module) -> bool:
+    """True for a layer the suite's `dense_layers` rule keeps dense (see keep_dense)."""
+    return getattr(module, KEPT_DENSE, False)
+
 
 def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    """(module, "weight") for every Linear and Conv layer: the weights sparsity is measured on."""
-    return [(m, "weight") for m in model.modules() if isinstance(m, PRUNABLE)]
+    """(module, "weight") for every Linear and Conv layer but those the suite keeps dense: the
+    weights sparsity methods prune and weight_sparsity is measured on."""
+    return [(m, "weight") for m in weight_layers(model) if not kept_dense(m)]
+
+
+def layer_roles(model: nn.Module) -> dict[str, nn.Module]:
+    """The layer each role of a suite's `dense_layers` names: `first`, the first Linear/Conv layer
+    in module order (the stem), and `classifier`, the model's own `get_classifier()` where it is
+    one such layer (timm models), else the last one. Roles rather than module names, so that one
+    suite rule fits every architecture. Empty for a model without such layers."""
+    found = weight_layers(model)
+    if not found:
+        return {}
+    head = model.get_classifier() if callable(getattr(model, "get_classifier", None)) else None
+    return {"first": found[0], "classifier": head if isinstance(head, PRUNABLE) else found[-1]}
+
+
+def keep_dense(model: nn.Module, roles: list[str]) -> nn.Module:
+    """Mark the layers of `roles` (a suite's `dense_layers`) so that prunable_weights and
+    bench.layerwise leave them out: the single place where the rule takes effect."""
+    found = layer_roles(model)
+    for role in roles:
+        if role in found:
+            setattr(found[role], KEPT_DENSE, True)
+    return model
 
 
 def weight_sparsity(model: nn.Module) -> float:
-    """Fraction of the prunable weights that are exactly zero (masks applied where present)."""
+    """Fraction of the prunable weights that are exactly zero (masks applied where present): over
+    the layers the suite lets be pruned, so that it reads against a method's target sparsity."""
     total = zeros = 0
     for module, name in prunable_weights(model):
         w = getattr(module, name)
@@ -99,10 +139,11 @@ def mask_weight(module: nn.Module, name: str, mask: torch.Tensor) -> None:
 
 
 def make_permanent(model: nn.Module) -> nn.Module:
-    """Fold torch.nn.utils.prune masks into the weights, leaving plain zeros and no hooks."""
-    for module, name in prunable_weights(model):
-        if prune.is_pruned(module) and hasattr(module, f"{name}_mask"):
-            prune.remove(module, name)
+    """Fold torch.nn.utils.prune masks into the weights of every layer (kept dense or not: a mask
+    left on one would be no plain model), leaving plain zeros and no hooks."""
+    for module in weight_layers(model):
+        if prune.is_pruned(module) and hasattr(module, "weight_mask"):
+            prune.remove(module, "weight")
     return model
 
 

@@ -25,6 +25,10 @@ from bench.bounds import bounded, brief
 
 DEFAULT_RUNTIMES = ("torch", "torch_csr", "onnxruntime", "openvino", "torch_2to4")
 
+# The layers a suite's `dense_layers` may name, by role so that one suite file fits any model:
+# the first Linear/Conv layer and the classifier (bench.sparsity.layer_roles finds them).
+DenseRole = Literal["first", "classifier"]
+
 
 class SuiteError(ValueError):
     """A suite file that cannot be used; the message names the file and the key."""
@@ -97,6 +101,9 @@ class Suite:
     # The runtimes models are deployed to and timed in (bench.runtimes.RUNTIMES), each on the devices
     # it supports. torch_compile compiles every model at every batch size, so it is opt-in.
     runtimes: list[str] = field(default_factory=lambda: list(DEFAULT_RUNTIMES))
+    # The layers every sparsity method leaves dense, as the papers' code (SparseGPT, Wanda) and
+    # ShrinkBench leave the classifier; none by default: every Linear/Conv layer is pruned.
+    dense_layers: list[DenseRole] = field(default_factory=list)
 
     def with_budget(self, **overrides: Any) -> Suite:
         """This suite with some budget fields replaced (None values are ignored)."""
@@ -164,7 +171,7 @@ def load_suite(name_or_path: str) -> Suite:
 
 # What a run trains and is judged on without it showing in its row's key (method, setting, seed,
 # data source, epochs): two suites of one name that differ here would pool unlike runs in one row.
-IDENTITY = ("version", "data", "model", "training", "student")
+IDENTITY = ("version", "data", "model", "training", "student", "dense_layers")
 
 
 def _check_shipped_name(suite: Suite, path: Path) -> None:
@@ -280,6 +287,9 @@ def _check(suite: Suite, file: str) -> None:
     if len(suite.data.mean) != len(suite.data.std) or not suite.data.mean:
         raise SuiteError(f"{file}: keys 'data.mean', 'data.std': expected one value per image channel in "
                          f"each, got {len(suite.data.mean)} and {len(suite.data.std)}")
+    repeated = sorted({role for role in suite.dense_layers if suite.dense_layers.count(role) > 1})
+    if repeated:
+        raise SuiteError(f"{file}: key 'dense_layers': names {repeated[0]!r} more than once")
     b = suite.training
     if b.optimizer == "sgd" and b.nesterov and b.momentum == 0:
         raise SuiteError(f"{file}: key 'training.momentum': Nesterov SGD needs a momentum > 0 "

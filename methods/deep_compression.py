@@ -42,7 +42,7 @@ from torch import nn
 from torch.nn.utils import parametrize, prune
 
 from bench import Context, Method, bounded, register_method
-from bench.sparsity import PRUNABLE, make_permanent, prunable_weights, prune_unstructured
+from bench.sparsity import PRUNABLE, make_permanent, prunable_weights, prune_unstructured, weight_layers
 
 GAP_BITS = {"conv": 8, "fc": 5}  # the paper's spans of a stored index difference
 RAW_FLOAT, RAW_INT, CODED = 0, 1, 2  # how a state dict entry is stored in the bitstream
@@ -147,10 +147,11 @@ def share_weights(model: nn.Module, conv_bits: int, fc_bits: int) -> dict[str, i
 
 
 def unshare_weights(model: nn.Module) -> nn.Module:
-    """Replace the parametrizations by the plain (tied) weights they compute."""
-    for module, name in prunable_weights(model):
-        if parametrize.is_parametrized(module, name):
-            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    """Replace the parametrizations by the plain (tied) weights they compute: on every layer, as
+    share_weights ties those a suite's dense_layers rule keeps from pruning too."""
+    for module in weight_layers(model):
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
     return model
 
 

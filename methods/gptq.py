@@ -46,7 +46,8 @@ class GPTQ(Method):
     def run(self, ctx: Context) -> nn.Module:
         model = ctx.pretrained()
         grids = {}
-        for layer in ctx.layer_inputs(model, self.calibration_samples):
+        # every layer: a suite's dense_layers rule is about sparsity, and GPTQ quantizes as RTN does
+        for layer in ctx.layer_inputs(model, self.calibration_samples, every_layer=True):
             weight, grids[layer.name] = gptq(layer.weight(), layer.hessian, self.bits, self.group_size,
                                              self.blocksize, self.dampening)
             layer.set_weight(weight)

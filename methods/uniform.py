@@ -5,7 +5,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from bench import Context, Method, bounded, register_method
-from bench.sparsity import prunable_weights
+from bench.sparsity import weight_layers
 
 
 @register_method("uniform")
@@ -29,7 +29,7 @@ class Uniform(Method):
 
     def run(self, ctx: Context) -> nn.Module:
         model = ctx.pretrained()
-        layers = [module for module, _ in prunable_weights(model)]
+        layers = weight_layers(model)  # those a suite's dense_layers rule keeps from pruning too
         for module in layers:
             parametrize.register_parametrization(module, "weight", StraightThrough(self.bits))
         ctx.finetune(model, hold_zeros=True)
@@ -60,7 +60,7 @@ def packed_codes_bytes(model: nn.Module) -> int | None:
     """Each Linear/Conv weight whose rows lie on a b-bit grid (`grid_bits`) as packed b-bit codes,
     or as a bitmask plus the nonzero codes when that is smaller (after pruning), plus an fp32 step
     per output channel; every other tensor at its own size. None when no weight lies on a grid."""
-    bits = {id(m.weight): b for m, _ in prunable_weights(model) if (b := grid_bits(m.weight)) is not None}
+    bits = {id(m.weight): b for m in weight_layers(model) if (b := grid_bits(m.weight)) is not None}
     if not bits:
         return None
     total = 0
