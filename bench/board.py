@@ -35,6 +35,14 @@ def budget_label(budget: dict[str, Any]) -> str:
     return text
 
 
+def table_budget(config: dict[str, Any]) -> str:
+    """A run's table heading: its budget's label, and the layers its suite kept dense where it kept
+    any (`dense_layers`), so that one suite's records with and without that rule, which are
+    different rows, are told apart wherever their rows are shown."""
+    kept = config.get("dense_layers")
+    return budget_label(config["budget"]) + (f", dense {'+'.join(kept)}" if kept else "")
+
+
 def table_columns(recs: list[Record]) -> list[Column]:
     """The registered metrics that the successful records hold."""
     return metrics.columns({k for r in recs if r["status"] == Status.OK for k in r["metrics"]})
@@ -42,13 +50,12 @@ def table_columns(recs: list[Record]) -> list[Column]:
 
 def row_key(r: Record) -> dict[str, Any]:
     """What places a record in a leaderboard: its table (data source, budget, device type),
-    method, setting, seed and the device its speed was timed on. The budget's label names the
-    layers the suite kept dense where it kept any (`dense_layers`), so that the records of one
-    suite file run with and without the rule make tables of their own instead of pooling in a row."""
+    method, setting, seed and the device its speed was timed on. The table's heading names the
+    layers the suite kept dense (table_budget), so that the records of one suite file run with and
+    without that rule make tables of their own instead of pooling in a row."""
     c = r["config"]
     device = r["env"]["device"].split(":")[0]
-    budget = budget_label(c["budget"]) + (f", dense {'+'.join(c['dense_layers'])}" if c.get("dense_layers") else "")
-    return {"data_source": c["data_source"], "budget": budget, "device": device,
+    return {"data_source": c["data_source"], "budget": table_budget(c), "device": device,
             "method": c["method"], "setting": setting_label(c["params"]), "seed": c["seed"],
             "timed_on": r.get("measured_on", {}).get("device", device)}
 

@@ -107,10 +107,9 @@ def _print_table(rows: list[list[str]], headers: list[str]) -> None:
 
 def _change_cells(c: RowChange) -> list[str]:
     """A bench.compare.RowChange's budget, seeds, accuracies, change with its CI, and verdict."""
-    from bench import board
     from bench.compare import p_text
 
-    return [board.budget_label(c.budget), f"{c.seeds[0]}/{c.seeds[1]}", f"{c.accuracy[0]:.2f}", f"{c.accuracy[1]:.2f}",
+    return [c.budget, f"{c.seeds[0]}/{c.seeds[1]}", f"{c.accuracy[0]:.2f}", f"{c.accuracy[1]:.2f}",
             f"{c.change:+.2f}" + (f" [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci else ""),
             f"{p_text(c.p)} / {p_text(c.p_holm)}" if c.p is not None else "-", c.verdict]
 

@@ -53,7 +53,7 @@ from typing import IO, Any, Iterator
 from bench import provenance, records
 from bench.bounds import brief
 from bench.errors import ParameterError, counted, printable
-from bench.board import budget_label
+from bench.board import table_budget
 from bench.records import MACHINE_MARGIN, Record, Status, machine
 from bench.plan import flat_params, setting_label
 from bench.suite import is_plain_name
@@ -73,7 +73,7 @@ class RowChange:
     suite: str
     method: str
     setting: str
-    budget: dict[str, Any]
+    budget: str  # its table's heading (bench.board.table_budget)
     seeds: tuple[int, int]
     accuracy: tuple[float, float]
     change: float
@@ -217,7 +217,7 @@ def _change(ra: list[dict[str, Any]], rb: list[dict[str, Any]], method: str, set
         if va and vb and statistics.fmean(va) != statistics.fmean(vb):
             moved[figure] = (statistics.fmean(va), statistics.fmean(vb))
     c = ra[0]["config"]
-    return RowChange(c["suite"], method, setting, c["budget"], (len(ra), len(rb)),
+    return RowChange(c["suite"], method, setting, table_budget(c), (len(ra), len(rb)),
                      (statistics.fmean(acc_a), statistics.fmean(acc_b)),
                      statistics.fmean(acc_b) - statistics.fmean(acc_a), ci, "too few seeds", moved,
                      machine_margin=margin, p=welch_p(acc_a, acc_b, margin))
@@ -286,7 +286,7 @@ def unjudged_note(changes: list[RowChange], noun: str) -> str:
 
 
 def _ordered(changes: list[RowChange]) -> list[RowChange]:
-    return sorted(changes, key=lambda r: (r.suite, r.method, r.setting, r.others, sorted(r.budget.items(), key=str)))
+    return sorted(changes, key=lambda r: (r.suite, r.method, r.setting, r.others, r.budget))
 
 
 def unshared(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[int, int]:
@@ -304,7 +304,7 @@ def apart(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str | None:
     a, b = [r for r in a if r["status"] == Status.OK], [r for r in b if r["status"] == Status.OK]
     if not a or not b:
         return None
-    keys = {"budgets": lambda r: budget_label(r["config"]["budget"]),
+    keys = {"budgets": lambda r: table_budget(r["config"]),
             "data sources": lambda r: r["config"]["data_source"],
             "devices": lambda r: r["env"]["device"].split(":")[0]}
     parts = []

@@ -144,6 +144,20 @@ def test_a_planted_regression_is_worse_noise_is_no_change_and_moved_counts_are_l
     assert improved["magnitude"] == "better"
 
 
+def test_rows_of_one_suite_with_and_without_its_dense_layers_rule_pair_apart_and_are_headed_apart():
+    """A suite's `dense_layers` rule makes other rows (the records' configs differ): each pairs
+    with its own, and its heading names the kept layers, as the leaderboard's tables do."""
+    def kept(r):
+        config = {**r["config"], "dense_layers": ["classifier"]}
+        return {**r, "config": config, "config_hash": records.config_hash(config)}
+
+    plain = [record("magnitude", 0.9, s, acc) for s, acc in enumerate((0.970, 0.972, 0.971))]
+    rule = [kept(record("magnitude", 0.9, s, acc)) for s, acc in enumerate((0.980, 0.982, 0.981))]
+    changes = compare.compare(plain + rule, plain + rule)
+    assert sorted(c.budget for c in changes) == ["20+10 epochs", "20+10 epochs, dense classifier"]
+    assert all(c.change == 0 for c in changes)
+
+
 def test_bench_compare_fails_on_a_regression_and_passes_an_unchanged_rerun(tmp_path, bench):
     base = [record("magnitude", 0.9, s, acc) for s, acc in enumerate((0.970, 0.972, 0.971))]
     a = write(tmp_path / "a", base)
