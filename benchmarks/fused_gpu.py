@@ -19,7 +19,7 @@ statistics) raises nothing: where they differ, the sweep does not fuse.
 A way that fails (a capture that does not work, out of memory) prints why, with its traceback,
 and is left out; each cell has a time budget. The result is printed as a table and written as JSON (--out, after every
 cell, `complete` false until the last: a bench cut short leaves what it measured), with the
-choice for the sweep (`choose`): the fastest K of `fused` if the check passed and it beats
+choice for the sweep (`choose`): the fastest K of `fused` up to --max-fuse if the check passed and it beats
 `alone` by --margin and what the sweep gets without fusion, `processes` at K=4, else none (bench.fused.DEFAULT_FUSE is
 set from such figures, by hand, in a commit that cites them).
 
@@ -188,16 +188,24 @@ def check_fused(suite: Suite, data: Dataset, device: torch.device) -> str:
 
 
 UNFUSED_JOBS = 4  # gpu_session.sh's --jobs-per-gpu for a sweep without fusion, unless it is given one
+# The largest --fuse the sweep gets, whatever K measured fastest. A fused task's records come back
+# only when all of its runs have ended, and gpu_session.sh ends the sweep about two minutes after
+# it stops starting tasks: a task still running then is lost whole. Estimated from the H100
+# window's figures (benchmarks/RESULTS.md, GPU: a cifar epoch 1.77 s alone, about 2.6 s of
+# measurement a run), a task of 8 fine-tunings of 10 epochs, fused at 2-3x the rate of one run,
+# takes 70-90 s, and one of 16 about 2-2.5 minutes, past that margin.
+MAX_FUSE = 8
 
 
-def choose(rate: dict[tuple[str, int], float | str], margin: float, unfused_jobs: int = UNFUSED_JOBS) -> int | None:
-    """The sweep's --fuse: the K whose `fused` rate is highest, where it beats one run alone by
+def choose(rate: dict[tuple[str, int], float | str], margin: float, unfused_jobs: int = UNFUSED_JOBS,
+           max_fuse: int = MAX_FUSE) -> int | None:
+    """The sweep's --fuse: the K up to `max_fuse` whose `fused` rate is highest, where it beats one run alone by
     `margin` (the noise between cells) and the rate the sweep would get without fusion, the
     `processes` way at `unfused_jobs` (its --jobs-per-gpu) where it was measured; else None. Judged against one run
     alone only, fusion at 1.3x its rate would have been chosen over four processes at 2.6x, and
     the sweep would have run at half the speed it could. (A fused sweep runs two fused tasks a
     GPU: at least the rate of one.)"""
-    fused = {k: r for (way, k), r in rate.items() if way == "fused" and k > 1 and isinstance(r, float)}
+    fused = {k: r for (way, k), r in rate.items() if way == "fused" and 1 < k <= max_fuse and isinstance(r, float)}
     alone = rate.get(("alone", 1))
     if not fused or not isinstance(alone, float):
         return None
@@ -251,6 +259,8 @@ def main() -> None:
     ap.add_argument("--unfused-jobs", type=int, default=UNFUSED_JOBS,
                     help="runs at once on the GPU in the sweep without fusion (its --jobs-per-gpu): fused must beat "
                          "that many processes, which are timed too")
+    ap.add_argument("--max-fuse", type=int, default=MAX_FUSE,
+                    help="the largest K the sweep may get (a fused task's records come back when all its runs end)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--quick", action="store_true", help="a CPU dry run: 256 images, K 1 and 2, fp32")
     args = ap.parse_args()
@@ -302,7 +312,7 @@ def main() -> None:
         that differ from their own training (`check`) are not chosen, however fast."""
         rate = rates(seconds, epoch_share)
         judged = complete or "processes" not in ways or ("processes", args.unfused_jobs) in rate
-        choice = choose(rate, args.margin, args.unfused_jobs) if judged and check == "ok" else None
+        choice = choose(rate, args.margin, args.unfused_jobs, args.max_fuse) if judged and check == "ok" else None
         if args.out:
             files.write_json_atomic(args.out, {"device": name, "suite": args.suite, "fuse": choice, "complete": complete,
                                                "check": check, "rates": {f"{w} K={k}": r for (w, k), r in rate.items()}})

@@ -48,6 +48,9 @@ def test_fusion_is_chosen_only_where_it_beats_one_run_alone_by_the_margin_and_th
     # a session given --jobs-per-gpu 2 runs two processes without fusion: fused must beat those
     assert fused_gpu.choose({**rate, ("processes", 2): 1.9}, 1.2, unfused_jobs=2) is None
     assert fused_gpu.choose({**rate, ("processes", 2): 1.2}, 1.2, unfused_jobs=2) == 4
+    # K=32 fastest, but a task of 32 runs would not end within the window's last two minutes
+    assert fused_gpu.choose({**rate, ("fused", 8): 3.0, ("fused", 32): 5.0}, 1.2) == 8
+    assert fused_gpu.choose({**rate, ("fused", 8): 3.0, ("fused", 32): 5.0}, 1.2, max_fuse=32) == 32
 
 
 def test_the_processes_way_times_processes_that_succeed(data_dir):
