@@ -56,9 +56,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn.utils import prune
+from torch.overrides import TorchFunctionMode
 
 from bench.data import Preprocess, Split
 from bench.errors import Interrupted, counted, first_line, stops_the_sweep
@@ -332,12 +334,29 @@ class _Holdings:
                 setattr(m, name, value)
 
 
+class _BatchNormInFloat(TorchFunctionMode):
+    """BatchNorm of bf16 or fp16 activations computed in float32, its output cast back. Under
+    vmap, BatchNorm's batch rule runs the kernel with a stand-in weight of the activations' dtype
+    beside the float32 running statistics, which the kernel refuses ("expected scalar type
+    BFloat16 but found Float"; pytorch/pytorch#192617), where a model's own pass mixes them.
+    Under CUDA autocast a bias-free convolution (ResNet-20's) hands BatchNorm bf16 activations:
+    every fused step of a bf16 suite on a GPU failed so. A model's own pass computes BatchNorm
+    of such activations in float32 too, and gives them back in their dtype, as this does."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.batch_norm and args and args[0].dtype in (torch.bfloat16, torch.float16):
+            x = args[0]
+            return func(x.float(), *args[1:], **kwargs).to(x.dtype)
+        return func(*args, **kwargs)
+
+
 def _fused_forward(template: nn.Module, params: dict, buffers: dict, x: torch.Tensor,
                    holdings: _Holdings | None = None) -> torch.Tensor:
     """One forward of the K stacked models on x [K, B, ...] -> [K, B, ...], the template's
     tensors left in place (`holdings`: the template's, if already known). Random draws raise
     (randomness="error"): a fused run must not draw from a stream that is not its own."""
-    with (holdings or _Holdings([template])).kept():
+    with (holdings or _Holdings([template])).kept(), _BatchNormInFloat():
         return vmap(partial(_functional_forward, template), randomness="error")(params, buffers, x)
 
 
