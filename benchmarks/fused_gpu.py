@@ -159,7 +159,8 @@ def check_fused(suite: Suite, data: Dataset, device: torch.device) -> str:
     """'ok' if two runs trained fused (fit_group) end where their own training (fit) does after
     two steps of the suite's model, in fp32 at the suite's rate held constant (its warm-up would
     start at a thousandth of it, and nothing would move), each tensor within CHECK_TOLERANCE of
-    how far it moved; else the first that differs. On a GPU, TF32 is off meanwhile: cuDNN's
+    how far it moved; else the first that differs. A run that did not train fused raises its
+    error (`cell` reports it, with the traceback of its cause). On a GPU, TF32 is off meanwhile: cuDNN's
     grouped and plain convolutions would round differently, and the check would measure that."""
     suite = suite.with_budget(precision="fp32", schedule="constant")
     bs = min(suite.training.batch_size, len(data.train) // 2) or 1
@@ -175,9 +176,9 @@ def check_fused(suite: Suite, data: Dataset, device: torch.device) -> str:
             c.fit_alone()
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
-    for k, (f, a, r) in enumerate(zip(fused, alone, results)):
-        if not isinstance(r, FusedResult):
-            return f"run {k} did not train fused: {r!r}"[:200]
+    if failed := [r for r in results if not isinstance(r, FusedResult)]:
+        raise failed[0]  # (the cell reports it, and prints its traceback)
+    for k, (f, a) in enumerate(zip(fused, alone)):
         mine, own = f.model.state_dict(), a.model.state_dict()
         for name, t in own.items():
             moved = (t - start[k][name]).abs().max().item() if t.is_floating_point() else 0.0

@@ -156,7 +156,7 @@ def _random_cifar(n: int):
     return Dataset(split, split, "random", 10)
 
 
-def test_the_check_passes_fused_runs_that_train_their_own_models_and_fails_a_silent_mix_up(monkeypatch):
+def test_the_check_passes_fused_runs_that_train_their_own_models_and_fails_a_silent_mix_up(monkeypatch, capsys):
     """A fused path that gives wrong models raises nothing, and the sweep would rank them: on the
     GPU, where it had never run, the bench checks it before it may choose fusion. Here each run
     is given the other's logits in training (the probe's few images pass), a mix-up that trains
@@ -173,6 +173,16 @@ def test_the_check_passes_fused_runs_that_train_their_own_models_and_fails_a_sil
 
     monkeypatch.setattr(fused, "_fused_forward", mixed_up)
     assert "from its own training's" in fused_gpu.check_fused(suite, data, torch.device("cpu"))
+
+    def refused(template, params, buffers, x, holdings=None):  # as a kernel that only the GPU runs might
+        if x.shape[1] > 4:
+            raise RuntimeError("CUDA error: simulated kernel refusal")
+        return real(template, params, buffers, x, holdings)
+
+    monkeypatch.setattr(fused, "_fused_forward", refused)
+    got = fused_gpu.cell(lambda: fused_gpu.check_fused(suite, data, torch.device("cpu")), 60.0, {})
+    assert got.startswith("FusedStepError: fused training failed in code the runs share"), got
+    assert "RuntimeError: CUDA error: simulated kernel refusal" in capsys.readouterr().err  # the cause's traceback
 
 
 def test_fused_runs_that_fail_the_check_are_not_chosen_however_fast(tmp_path, monkeypatch, capsys):
