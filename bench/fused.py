@@ -345,7 +345,8 @@ class _BatchNormInFloat(TorchFunctionMode):
     under autocast (`_fused_forward`): a mode sees every torch call of the pass, about 1 ms of a
     ResNet-20 step's Python on the development CPU."""
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func: Callable[..., Any], types: tuple[type, ...], args: tuple = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         if func is F.batch_norm and args and args[0].dtype in (torch.bfloat16, torch.float16):
             x = args[0]
