@@ -17,7 +17,11 @@ Fusion is an execution detail, invisible to methods:
   and a weight_mask buffer): a cheap per-step fingerprint notices, and the runs are re-stacked
   by structure, so that runs which differ train as separate stacks in the same loop;
 - a run that fails (non-finite epoch loss, a raising hook, a loss whose backward raises) leaves
-  with its own exception; the others go on unchanged, since no computation mixes the runs' slices.
+  with its own exception; the others go on unchanged, since no computation mixes the runs' slices;
+- a fault of the code the runs share (the stacked forward or backward pass, an optimizer step on
+  the stacked tensors' views) fails them with `FusedStepError`, which may well be fusion's own
+  (a CUDA kernel that refuses what vmap or the stacking gives it, memory for K runs): the
+  Coordinator names the runs it failed so (`faulted`), and bench.worker trains each again alone.
 
 A call that cannot fuse gets `NotFusable` with the reason, and the caller trains it with `fit`:
 torch.compile or a checkpoint, an exported graph module (PT2E QAT), a model whose forward pass
@@ -44,16 +48,19 @@ import dataclasses
 import inspect
 import threading
 import time
-from contextlib import contextmanager
+import traceback
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn.utils import prune
+from torch.overrides import TorchFunctionMode
 
 from bench.data import Preprocess, Split
 from bench.errors import Interrupted, counted, first_line, stops_the_sweep
@@ -73,6 +80,24 @@ DEFAULT_FUSE = {"cpu": 1, "cuda": 1}
 
 class NotFusable(Exception):
     """The call cannot train fused; the message says why. Train it alone with `fit`."""
+
+
+class FusedStepError(RuntimeError):
+    """A fused step failed in code its runs share rather than in a run's own (loss, hooks): the
+    stacked forward or backward pass, or an optimizer step on views of the stacked tensors (CUDA's
+    fused kernels check their layouts). Alone, the run may well train: the fault can be fusion's
+    (a kernel or batch rule that only the GPU runs, memory for K runs), which no CPU test reaches.
+    Its cause is the original error, whose traceback goes with it."""
+
+    def __init__(self, cause: Exception):
+        super().__init__(f"fused training failed in code the runs share: {_first_line(cause)}")
+        self.__cause__ = cause
+
+
+def _shared_fault(e: BaseException) -> BaseException:
+    """e as the fault of shared code: a FusedStepError caused by it; what is not an Exception
+    (the user's stop, a plugin's SystemExit) passes as it is."""
+    return FusedStepError(e) if isinstance(e, Exception) else e
 
 
 @dataclass
@@ -309,12 +334,33 @@ class _Holdings:
                 setattr(m, name, value)
 
 
+class _BatchNormInFloat(TorchFunctionMode):
+    """BatchNorm of bf16 or fp16 activations computed in float32, its output cast back. Under
+    vmap, BatchNorm's batch rule runs the kernel with a stand-in weight of the activations' dtype
+    beside the float32 running statistics, which the kernel refuses ("expected scalar type
+    BFloat16 but found Float"; pytorch/pytorch#192617), where a model's own pass mixes them.
+    Under CUDA autocast a bias-free convolution (ResNet-20's) hands BatchNorm bf16 activations:
+    every fused step of a bf16 suite on a GPU failed so. A model's own pass computes BatchNorm
+    of such activations in float32 too, and gives them back in their dtype, as this does. Only
+    under autocast (`_fused_forward`): a mode sees every torch call of the pass, about 1 ms of a
+    ResNet-20 step's Python on the development CPU."""
+
+    def __torch_function__(self, func: Callable[..., Any], types: tuple[type, ...], args: tuple = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is F.batch_norm and args and args[0].dtype in (torch.bfloat16, torch.float16):
+            x = args[0]
+            return func(x.float(), *args[1:], **kwargs).to(x.dtype)
+        return func(*args, **kwargs)
+
+
 def _fused_forward(template: nn.Module, params: dict, buffers: dict, x: torch.Tensor,
                    holdings: _Holdings | None = None) -> torch.Tensor:
     """One forward of the K stacked models on x [K, B, ...] -> [K, B, ...], the template's
     tensors left in place (`holdings`: the template's, if already known). Random draws raise
     (randomness="error"): a fused run must not draw from a stream that is not its own."""
-    with (holdings or _Holdings([template])).kept():
+    autocast = torch.is_autocast_enabled(x.device.type)
+    with (holdings or _Holdings([template])).kept(), _BatchNormInFloat() if autocast else nullcontext():
         return vmap(partial(_functional_forward, template), randomness="error")(params, buffers, x)
 
 
@@ -645,9 +691,10 @@ class _Group:
                     out = _fused_forward(stack.template, stack.params, stack.buffers, x, stack.holdings)
             except BaseException as e:  # noqa: BLE001 - the stack's forward code is its runs', not the group's
                 # (a hook made its model float64: its stack's forward raises, as its own would in fit,
-                # and the runs of the group's other stacks train on)
+                # and the runs of the group's other stacks train on). A plain stack's is its model's own
+                # pass; a stacked one's may fail where the run's own would not (_shared_fault).
                 for k in ok:
-                    self.fail(stack.runs[k], e)
+                    self.fail(stack.runs[k], e if stack.plain else _shared_fault(e))
                 return
             if first.has_code:  # its module code ran: a setting its forward changed (a counter) is no hook's
                 first.fingerprint = (first.fingerprint[0], first.setting_values(), first.fingerprint[2])
@@ -679,7 +726,10 @@ class _Group:
                 with _own_random(c.random_state if r.has_code else None):
                     if c.after_backward is not None:
                         c.after_backward(c.model, r.step)
-                    r.opt.step()
+                    try:
+                        r.opt.step()  # on views of the stacked tensors, in the stack's layout
+                    except Exception as e:  # noqa: BLE001
+                        raise _shared_fault(e) from e
                     r.schedule.step()
                     if c.after_step is not None:
                         c.after_step(c.model, r.step)
@@ -703,7 +753,7 @@ class _Group:
         model's pass keeps no graph: retaining it for a retry held every saved activation until
         the step ended (~13% more peak RSS for a fused ResNet-20 step on the CPU, K=2-4, measured
         in development at 02d2872). Where that
-        pass raises, the stacked model's backward code is every run's, and every run fails.
+        pass raises, the stacked model's backward code is every run's, and every run fails (FusedStepError).
         A plain stack's one loss goes back through its model in one pass, as in `fit` (its hooks
         drawing from the run's own random stream, as in its forward pass): in two,
         a gradient hook on a weight its loss also reaches (an l1 penalty) ran once with each part
@@ -747,7 +797,7 @@ class _Group:
                 out.backward(cut.grad)
             except BaseException as e:  # noqa: BLE001
                 for k in went:
-                    self.fail(stack.runs[k], e)
+                    self.fail(stack.runs[k], _shared_fault(e))
                 return {}
         return went
 
@@ -822,7 +872,9 @@ class Coordinator:
     as deterministic as one at a time, and a measurement taken in one is never disturbed by
     another. torch's global random state is swapped at every hand-off (and around a run's own
     code during fused training), so each job draws the stream it would draw alone, starting from
-    the state `run` was called in.
+    the state `run` was called in. `faulted` names the jobs that one of their calls answered with a
+    FusedStepError (its traceback in the call's log): their training went through a fault of fused
+    training's shared code, and they are to run again alone (bench.worker does).
     """
 
     def __init__(self, handoff: Callable[[int], None] | None = None):
@@ -836,6 +888,7 @@ class Coordinator:
         self._turn: int | None = None  # the job holding the baton; None: the coordinator
         self._state = ["ready"] * len(jobs)  # ready, running (holds the baton), fit (waiting for its training), done
         self._calls: dict[int, FitCall] = {}
+        self.faulted: set[int] = set()  # (see the class's docstring)
         self._answers: dict[int, TrainResult | BaseException] = {}
         self._results: list[Any] = [None] * len(jobs)
         self._random = [RandomState() for _ in jobs]
@@ -876,8 +929,11 @@ class Coordinator:
         except BaseException as e:  # noqa: BLE001 - a fault of fusion fails the runs it trained, not the others
             if stops_the_sweep(e):
                 raise
-            results = [e] * len(jobs)
+            results = [_shared_fault(e)] * len(jobs)
         for j, result in zip(jobs, results):
+            if isinstance(result, FusedStepError):
+                self.faulted.add(j)
+                waiting[j].log("".join(traceback.format_exception(result)).rstrip())
             if isinstance(result, NotFusable):
                 call = waiting[j]
                 call.log(f"    training alone, not fused: {result}")

@@ -18,7 +18,8 @@ Each run is isolated from the others of its process:
   bench.errors.stops_the_sweep). A hang or a crash of the whole process is the executor's to catch.
 
 Several runs in one task (`--fuse`) run as jobs of a bench.fused.Coordinator: one at a time, each
-with its own context, their compatible training calls trained as one model.
+with its own context, their compatible training calls trained as one model. A run whose fused
+training failed in the code the runs share (bench.fused.FusedStepError) runs again alone.
 """
 
 from __future__ import annotations
@@ -237,8 +238,18 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
                 def handoff(j: int) -> None:
                     rebound[j].extend(_put_back(code))
 
+                coordinator = Coordinator(handoff)
                 with _torch_defaults(task.threads):  # so the task puts back what was there before it
-                    results = Coordinator(handoff).run(jobs)  # _run turns every error but Ctrl-C into a status
+                    results = coordinator.run(jobs)  # _run turns every error but Ctrl-C into a status
+                # A run whose training met a fault of fused training's shared code runs again alone,
+                # from its start: the fault may be fusion's own, on a device no test reached (the fused
+                # path had never run on CUDA when this was written), and a GPU window must not lose its
+                # runs to it. Its log keeps the fused attempt and the fault's traceback.
+                for j in sorted(coordinator.faulted):
+                    logs[j]("    the run trains again alone, from its start: its fused training failed in code "
+                            "the runs share (above)")
+                    rebound[j].clear()
+                    results[j] = jobs[j](fit)
             else:
                 results = [run(fit) for run in jobs]
         return [Outcome(result, env, log=log.text()) for result, log in zip(results, logs)]

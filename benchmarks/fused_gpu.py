@@ -13,11 +13,14 @@ device, timed as aggregate epochs per second (K runs' epochs over the wall time)
              and replayed on its own stream: concurrency without grouped convolutions;
   processes  K processes at once, each training one run (the time after all of them have
              loaded, from a barrier to the last one's end): what --jobs-per-gpu K gets (K <= 8).
-A way that fails (a capture that does not work, out of memory) prints why and is left out; each
-cell has a time budget. The result is printed as a table and written as JSON (--out, after every
+Before the cells, `check`: do two runs trained fused get the models their own training gives?
+The fused path had never run on CUDA, and a wrong model (another run's batches or BatchNorm
+statistics) raises nothing: where they differ, the sweep does not fuse.
+A way that fails (a capture that does not work, out of memory) prints why, with its traceback,
+and is left out; each cell has a time budget. The result is printed as a table and written as JSON (--out, after every
 cell, `complete` false until the last: a bench cut short leaves what it measured), with the
-choice for the sweep (`choose`): the fastest K of `fused` if it beats `alone` by --margin and
-what the sweep gets without fusion, `processes` at K=4, else none (bench.fused.DEFAULT_FUSE is
+choice for the sweep (`choose`): the fastest K of `fused` up to --max-fuse if the check passed and it beats
+`alone` by --margin and what the sweep gets without fusion, `processes` at K=4, else none (bench.fused.DEFAULT_FUSE is
 set from such figures, by hand, in a commit that cites them).
 
     python benchmarks/fused_gpu.py --data-dir DIR [--suite cifar] [--ks 1,4,8,16,32] [--out fused.json]
@@ -34,6 +37,7 @@ import queue
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -44,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fused_throughput import calls, sync, time_alone, time_fused, time_graphed  # noqa: E402
 
 from bench import files  # noqa: E402
+from bench.fused import FusedResult, fit_group  # noqa: E402
 from bench.data import Dataset, Split, default_tensor_cache, load_dataset  # noqa: E402
 from bench.suite import Suite, load_suite  # noqa: E402
 
@@ -143,17 +148,65 @@ def time_processes(suite: Suite, root: Path | None, limit: int, device: torch.de
     return max(end for _, end in times) - min(start for start, _ in times)
 
 
+# How far a fused run's tensors may lie from its own training's, relative to how far that training
+# moved them (the largest change of each tensor). Measured on the development CPU (cifar's ResNet-20,
+# two runs, two steps of 64 images, fp32, a constant rate): at most 0.022, the stem's gradient
+# coming through BatchNorm's backward; a run given the other's batches: 2.3.
+CHECK_TOLERANCE = 0.25
+
+
+def check_fused(suite: Suite, data: Dataset, device: torch.device) -> str:
+    """'ok' if two runs trained fused (fit_group) end where their own training (fit) does after
+    two steps of the suite's model, in fp32 at the suite's rate held constant (its warm-up would
+    start at a thousandth of it, and nothing would move), each tensor within CHECK_TOLERANCE of
+    how far it moved; else the first that differs. A run that did not train fused raises its
+    error (`cell` reports it, with the traceback of its cause). On a GPU, TF32 is off meanwhile: cuDNN's
+    grouped and plain convolutions would round differently, and the check would measure that."""
+    suite = suite.with_budget(precision="fp32", schedule="constant")
+    bs = min(suite.training.batch_size, len(data.train) // 2) or 1
+    data = dataclasses.replace(data, train=Split(data.train.x[:2 * bs], data.train.y[:2 * bs]))
+    suite = suite.with_budget(batch_size=bs)
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        fused, alone = calls(suite, data, device, 2, "channels-last"), calls(suite, data, device, 2, "channels-last")
+        start = [{n: t.detach().clone() for n, t in c.model.state_dict().items()} for c in alone]
+        results = fit_group(fused)
+        for c in alone:
+            c.fit_alone()
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    if failed := [r for r in results if not isinstance(r, FusedResult)]:
+        raise failed[0]  # (the cell reports it, and prints its traceback)
+    for k, (f, a) in enumerate(zip(fused, alone)):
+        mine, own = f.model.state_dict(), a.model.state_dict()
+        for name, t in own.items():
+            moved = (t - start[k][name]).abs().max().item() if t.is_floating_point() else 0.0
+            off = (mine[name].double() - t.double()).abs().max().item()
+            if not off <= CHECK_TOLERANCE * moved and off > 0:
+                return f"run {k}'s {name} lies {off:.3g} from its own training's, which moved it {moved:.3g}"
+    return "ok"
+
+
 UNFUSED_JOBS = 4  # gpu_session.sh's --jobs-per-gpu for a sweep without fusion, unless it is given one
+# The largest --fuse the sweep gets, whatever K measured fastest. A fused task's records come back
+# only when all of its runs have ended, and gpu_session.sh ends the sweep about two minutes after
+# it stops starting tasks: a task still running then is lost whole. Estimated from the H100
+# window's figures (benchmarks/RESULTS.md, GPU: a cifar epoch 1.77 s alone, about 2.6 s of
+# measurement a run), a task of 8 fine-tunings of 10 epochs, fused at 2-3x the rate of one run,
+# takes 70-90 s, and one of 16 about 2-2.5 minutes, past that margin.
+MAX_FUSE = 8
 
 
-def choose(rate: dict[tuple[str, int], float | str], margin: float, unfused_jobs: int = UNFUSED_JOBS) -> int | None:
-    """The sweep's --fuse: the K whose `fused` rate is highest, where it beats one run alone by
+def choose(rate: dict[tuple[str, int], float | str], margin: float, unfused_jobs: int = UNFUSED_JOBS,
+           max_fuse: int = MAX_FUSE) -> int | None:
+    """The sweep's --fuse: the K up to `max_fuse` whose `fused` rate is highest, where it beats one run alone by
     `margin` (the noise between cells) and the rate the sweep would get without fusion, the
     `processes` way at `unfused_jobs` (its --jobs-per-gpu) where it was measured; else None. Judged against one run
     alone only, fusion at 1.3x its rate would have been chosen over four processes at 2.6x, and
     the sweep would have run at half the speed it could. (A fused sweep runs two fused tasks a
     GPU: at least the rate of one.)"""
-    fused = {k: r for (way, k), r in rate.items() if way == "fused" and k > 1 and isinstance(r, float)}
+    fused = {k: r for (way, k), r in rate.items() if way == "fused" and 1 < k <= max_fuse and isinstance(r, float)}
     alone = rate.get(("alone", 1))
     if not fused or not isinstance(alone, float):
         return None
@@ -182,6 +235,7 @@ def cell(fn: Callable[[], float | str], budget_s: float, spent: dict[str, float]
         result = fn()
     except Exception as e:  # noqa: BLE001 - report it, go on with the other ways
         result = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:120]
+        traceback.print_exc()  # into the session's fused-bench.log: what a GPU window's failure was
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     if torch.cuda.is_available():
@@ -206,6 +260,8 @@ def main() -> None:
     ap.add_argument("--unfused-jobs", type=int, default=UNFUSED_JOBS,
                     help="runs at once on the GPU in the sweep without fusion (its --jobs-per-gpu): fused must beat "
                          "that many processes, which are timed too")
+    ap.add_argument("--max-fuse", type=int, default=MAX_FUSE,
+                    help="the largest K the sweep may get (a fused task's records come back when all its runs end)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--quick", action="store_true", help="a CPU dry run: 256 images, K 1 and 2, fp32")
     args = ap.parse_args()
@@ -247,18 +303,20 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     spent: dict[str, float] = {}
     seconds: dict[tuple[str, int], list[float | str]] = {}
+    check = cell(lambda: check_fused(suite, data, device), args.budget, spent)
 
     def report(complete: bool) -> tuple[dict[tuple[str, int], float | str], int | None]:
         """The rates so far and the choice they support, written (--out) after every cell: a bench
         that the session's time limit cuts short leaves what it measured (it left no file, and the
         sweep ran unfused). A partial choice waits for the unfused sweep's rate (`processes` at
-        --unfused-jobs), without which fusion is judged against one run alone (`choose`)."""
+        --unfused-jobs), without which fusion is judged against one run alone (`choose`). Fused runs
+        that differ from their own training (`check`) are not chosen, however fast."""
         rate = rates(seconds, epoch_share)
         judged = complete or "processes" not in ways or ("processes", args.unfused_jobs) in rate
-        choice = choose(rate, args.margin, args.unfused_jobs) if judged else None
+        choice = choose(rate, args.margin, args.unfused_jobs, args.max_fuse) if judged and check == "ok" else None
         if args.out:
             files.write_json_atomic(args.out, {"device": name, "suite": args.suite, "fuse": choice, "complete": complete,
-                                               "rates": {f"{w} K={k}": r for (w, k), r in rate.items()}})
+                                               "check": check, "rates": {f"{w} K={k}": r for (w, k), r in rate.items()}})
         return rate, choice
 
     for _ in range(args.repeats):
@@ -279,7 +337,9 @@ def main() -> None:
     print(f"{args.suite} ({suite.model.name}, {suite.training.precision}) on {name}: aggregate epochs per second, "
           f"{args.limit_train} images per run and epoch, median of {args.repeats}; {spent['total']:.0f} s spent")
     print(tabulate(rows, headers=["way", "K", "epochs/s", "vs one alone"]))
-    print(f"choice for the sweep: {'--fuse ' + str(choice) if choice else 'no fusion'}")
+    print(f"fused runs against their own training: {check}")
+    print(f"choice for the sweep: {'--fuse ' + str(choice) if choice else 'no fusion'}"
+          f"{'' if check == 'ok' else ' (the fused runs failed the check)'}")
 
 if __name__ == "__main__":
     main()

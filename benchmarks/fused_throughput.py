@@ -68,14 +68,16 @@ def time_alone(batch: list[FitCall], device: torch.device) -> float:
 
 def time_fused(batch: list[FitCall], device: torch.device, keep_layout: bool) -> float:
     """fit_group's wall time; K=1, which fit_group leaves to fit, as a stack of one through vmap
-    (the fused path's own cost)."""
+    (the fused path's own cost). A run that did not train fused raises its error (its cause and
+    traceback with it: a GPU window's log has nothing else to go by)."""
     sync(device)
     start = time.perf_counter()
     if len(batch) == 1:
         _Group(batch, keep_layout).train()
     else:
         results = fit_group(batch, keep_layout=keep_layout)
-        assert all(isinstance(r, FusedResult) for r in results), results
+        if failed := [r for r in results if not isinstance(r, FusedResult)]:
+            raise failed[0]
     sync(device)
     return time.perf_counter() - start
 

@@ -1303,3 +1303,32 @@ def test_a_plugin_that_no_longer_imports_leaves_its_finished_records_as_they_are
     assert "0 to run, 1 finished before" in again.stdout, again.stdout
     assert run_bench(args, pythonpath=[site]).returncode == 0
     assert record.read_bytes() == finished
+
+
+def test_runs_whose_fused_training_fails_in_the_stacked_pass_train_again_alone(tmp_path, data_dir, bench, monkeypatch):
+    """The fused path has never run on CUDA: a kernel that refuses the stacked pass there (a vmap
+    batch rule, a grouped convolution's layout, memory at K runs) must cost the time of the fused
+    attempt, not the runs of a rare GPU window. Here the stacked forward pass of every training
+    step raises, as such a kernel would (the probe's few images pass): the runs fail, the
+    worker trains each again alone, and its log keeps the traceback of the fused fault."""
+    from bench import fused
+
+    real = fused._fused_forward
+
+    def refused_on_this_device(template, params, buffers, x, holdings=None):
+        if x.shape[1] > 4:  # a training batch; the probe's are of 4 images
+            raise RuntimeError("CUDA error: simulated kernel refusal")
+        return real(template, params, buffers, x, holdings)
+
+    monkeypatch.setattr(fused, "_fused_forward", refused_on_this_device)
+    results = tmp_path / "results"
+    proc = bench(["run", *TINY, *INLINE, "--methods", "magnitude", "--fuse", "2", "--data-dir", str(data_dir),
+                  "--results-dir", str(results)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    recs = [json.loads(p.read_text()) for p in (results / SUITE / "runs").glob("magnitude-*.json")]
+    assert len(recs) == 2 and all(r["status"] == "ok" for r in recs), [r.get("error") for r in recs]
+    assert all("fused_with" not in r["metrics"] for r in recs)  # trained alone in the end
+    for log in (results / SUITE / "logs").glob("magnitude-*.log"):
+        text = log.read_text()
+        assert "FusedStepError: fused training failed in code the runs share" in text and "trains again alone" in text, text
+        assert "Traceback" in text and "RuntimeError: CUDA error: simulated kernel refusal" in text, text

@@ -48,6 +48,9 @@ def test_fusion_is_chosen_only_where_it_beats_one_run_alone_by_the_margin_and_th
     # a session given --jobs-per-gpu 2 runs two processes without fusion: fused must beat those
     assert fused_gpu.choose({**rate, ("processes", 2): 1.9}, 1.2, unfused_jobs=2) is None
     assert fused_gpu.choose({**rate, ("processes", 2): 1.2}, 1.2, unfused_jobs=2) == 4
+    # K=32 fastest, but a task of 32 runs would not end within the window's last two minutes
+    assert fused_gpu.choose({**rate, ("fused", 8): 3.0, ("fused", 32): 5.0}, 1.2) == 8
+    assert fused_gpu.choose({**rate, ("fused", 8): 3.0, ("fused", 32): 5.0}, 1.2, max_fuse=32) == 32
 
 
 def test_the_processes_way_times_processes_that_succeed(data_dir):
@@ -98,6 +101,7 @@ def test_each_fused_k_is_timed_after_a_warm_up_of_its_own(tmp_path, monkeypatch)
     monkeypatch.setattr(fused_gpu, "calls", lambda suite, data, device, k, layout: [data] * k)
     monkeypatch.setattr(fused_gpu, "time_alone", lambda batch, device: 1.0)
     monkeypatch.setattr(fused_gpu, "time_fused", time_fused)
+    monkeypatch.setattr(fused_gpu, "check_fused", lambda suite, data, device: "ok")
     monkeypatch.setattr(sys, "argv", ["fused_gpu.py", "--quick", "--out", str(tmp_path / "bench.json")])
     fused_gpu.main()
     rates = json.loads((tmp_path / "bench.json").read_text())["rates"]
@@ -130,6 +134,7 @@ def test_a_bench_cut_short_leaves_the_rates_it_measured_and_their_choice(tmp_pat
     monkeypatch.setattr(fused_gpu, "calls", lambda suite, data, device, k, layout: [data] * k)
     monkeypatch.setattr(fused_gpu, "time_alone", lambda batch, device: 1.0)
     monkeypatch.setattr(fused_gpu, "time_fused", time_fused)
+    monkeypatch.setattr(fused_gpu, "check_fused", lambda suite, data, device: "ok")
     monkeypatch.setattr(sys, "argv", ["fused_gpu.py", "--quick", "--out", str(tmp_path / "bench.json"),
                                       "--margin", "1.5"])
     with pytest.raises(Killed):
@@ -140,3 +145,68 @@ def test_a_bench_cut_short_leaves_the_rates_it_measured_and_their_choice(tmp_pat
     assert got["rates"]["fused K=2"] == pytest.approx(4 * got["rates"]["alone K=1"])
     assert got["fuse"] == 2  # what was measured supports it (on the CPU there is no `processes` way to wait for)
 
+
+
+def _random_cifar(n: int):
+    from bench.data import Dataset, Split
+
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+                  torch.randint(0, 10, (n,), generator=g))
+    return Dataset(split, split, "random", 10)
+
+
+def test_the_check_passes_fused_runs_that_train_their_own_models_and_fails_a_silent_mix_up(monkeypatch, capsys):
+    """A fused path that gives wrong models raises nothing, and the sweep would rank them: on the
+    GPU, where it had never run, the bench checks it before it may choose fusion. Here each run
+    is given the other's logits in training (the probe's few images pass), a mix-up that trains
+    without an error."""
+    from bench import fused
+
+    suite, data = load_suite("cifar"), _random_cifar(32)  # two steps of 16 images
+    assert fused_gpu.check_fused(suite, data, torch.device("cpu")) == "ok"
+    real = fused._fused_forward
+
+    def mixed_up(template, params, buffers, x, holdings=None):
+        out = real(template, params, buffers, x, holdings)
+        return out.roll(1, 0) if x.shape[1] > 4 else out
+
+    monkeypatch.setattr(fused, "_fused_forward", mixed_up)
+    assert "from its own training's" in fused_gpu.check_fused(suite, data, torch.device("cpu"))
+
+    def refused(template, params, buffers, x, holdings=None):  # as a kernel that only the GPU runs might
+        if x.shape[1] > 4:
+            raise RuntimeError("CUDA error: simulated kernel refusal")
+        return real(template, params, buffers, x, holdings)
+
+    monkeypatch.setattr(fused, "_fused_forward", refused)
+    got = fused_gpu.cell(lambda: fused_gpu.check_fused(suite, data, torch.device("cpu")), 60.0, {})
+    assert got.startswith("FusedStepError: fused training failed in code the runs share"), got
+    assert "RuntimeError: CUDA error: simulated kernel refusal" in capsys.readouterr().err  # the cause's traceback
+
+
+def test_fused_runs_that_fail_the_check_are_not_chosen_however_fast(tmp_path, monkeypatch, capsys):
+    import json
+
+    split = _random_cifar(8).train
+    from bench.data import Dataset
+
+    monkeypatch.setattr(fused_gpu, "data_for", lambda *args: Dataset(split, split, "test", 10))
+    monkeypatch.setattr(fused_gpu, "calls", lambda suite, data, device, k, layout: [data] * k)
+    monkeypatch.setattr(fused_gpu, "time_alone", lambda batch, device: 1.0)
+    monkeypatch.setattr(fused_gpu, "time_fused", lambda batch, device, keep_layout: 0.1)
+    monkeypatch.setattr(fused_gpu, "check_fused", lambda suite, data, device: "run 1's fc.weight lies 1 from ...")
+    monkeypatch.setattr(sys, "argv", ["fused_gpu.py", "--quick", "--out", str(tmp_path / "bench.json")])
+    fused_gpu.main()
+    got = json.loads((tmp_path / "bench.json").read_text())
+    assert got["fuse"] is None and got["check"].startswith("run 1's fc.weight")
+    assert "choice for the sweep: no fusion (the fused runs failed the check)" in capsys.readouterr().out
+
+
+def test_a_cell_that_fails_prints_its_traceback_for_the_sessions_log(capsys):
+    def fails() -> float:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore")
+
+    assert fused_gpu.cell(fails, 60.0, {}) == "RuntimeError: CUDA error: an illegal memory access was encountered"
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "in fails" in err

@@ -185,3 +185,28 @@ def test_the_steps_before_the_sweep_end_with_the_budget_and_the_archive_is_made(
     assert "the fused bench was cut short: --fuse 2, chosen from the cells it timed" in log, log
     with tarfile.open(tmp_path / "out" / "results.tar.gz") as tar:
         assert "cifar/kept.txt" in tar.getnames()
+
+
+@pytest.mark.session
+def test_a_fused_bench_that_fails_at_once_leaves_the_sweep_unfused_and_the_archive_made(tmp_path, cifar_dir):
+    """The fused bench's GPU ways have never run on CUDA: one that fails before writing anything
+    (here it exits 1 at once, with a traceback) must leave the window its sweep, unfused, and
+    its archive, with the traceback in fused-bench.log."""
+    fake = tmp_path / "python"
+    fake.write_text("#!/usr/bin/env bash\n"
+                    'if [[ "$1" == benchmarks/fused_gpu.py ]]; then\n'
+                    '  echo "Traceback (most recent call last):" >&2; echo "RuntimeError: CUDA error: simulated" >&2; exit 1\n'
+                    'fi\n'
+                    f'exec {sys.executable} "$@"\n')
+    fake.chmod(0o755)
+    data = small_cifar(cifar_dir, tmp_path / "data", per_class=2)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--out", str(tmp_path / "out"), "--data", str(data),
+         "--results", str(tmp_path / "results"), "--minutes", "2", "--methods", "dense,magnitude", "--seeds", "0",
+         "--quick", "--", "--dry-run"],
+        capture_output=True, text=True, timeout=400, env={**os.environ, "PYTHON": str(fake)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = (tmp_path / "out" / "session.log").read_text()
+    assert "fused bench: exit 1" in log and "--fuse 1" in log and "bench run: exit 0" in log, log
+    assert "RuntimeError: CUDA error: simulated" in (tmp_path / "out" / "fused-bench.log").read_text()
+    assert (tmp_path / "out" / "results.tar.gz").exists()
