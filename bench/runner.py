@@ -665,8 +665,10 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     """The plan and its expected cost, counted as it will be spent: the dense stage once per seed
     it trains, then each run's own epochs (a post-training run's record counts the dense epochs
     too, which the stage already trained). Times come only from finished records of the same
-    budget and device: a run's from those of its method and parameters; where there are none,
-    from the suite's dense seconds per epoch, marked as extrapolated; else unknown. It names the
+    budget and machine: a run's from those of its method and parameters; where there are none,
+    from the suite's dense seconds per epoch, marked as extrapolated. On a machine without dense
+    records of the budget (a first plan on a new machine), from other machines of its device type,
+    named; else unknown. It names the
     folder the records would go to (`runs_dir`), which the default picks by budget: a suite file
     of one's own at its own budget writes into ./results, beside the committed suites."""
     from tabulate import tabulate
@@ -677,9 +679,20 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
     else:
         same_kind = (lambda env: env.get("device_name") == device_name)
     budget = dataclasses.asdict(suite.training)
-    here = [r for r in history
-            if same_kind(r["env"]) and r["config"]["budget"] == budget and _epoch_seconds(r) is not None]
-    dense_rates = [_epoch_seconds(r) for r in here if r["config"]["method"] == "dense"]
+
+    def timed(kind: Callable[[dict[str, Any]], bool]) -> list[Record]:
+        return [r for r in history if kind(r["env"]) and r["config"]["budget"] == budget and _epoch_seconds(r) is not None]
+
+    def dense_of(recs: list[Record]) -> list[Record]:
+        return [r for r in recs if r["config"]["method"] == "dense"]
+
+    here, elsewhere = timed(same_kind), ""
+    if not dense_of(here):  # a first plan on a new machine: the other machines' times, named as theirs
+        others = timed(lambda env: env.get("device", "").split(":")[0] == device.split(":")[0])
+        if dense_of(others):
+            here = others
+            elsewhere = ", ".join(sorted({printable(r["env"].get("device_name", "?"))[:80] for r in dense_of(others)}))
+    dense_rates = [_epoch_seconds(r) for r in dense_of(here)]
     per_epoch = statistics.median(dense_rates) if dense_rates else None  # the suite's dense epoch time
     # Every run is measured after it trains (on a CPU, an mlp run's latency in four runtimes: 5 s
     # of a quick run's 7), so a run without records of its own costs its epochs and a measurement
@@ -720,10 +733,12 @@ def _print_plan(suite: Suite, runs: list[_Run], todo: list[_Run], dense: dict[in
         log(tabulate(rows, headers=["method", "setting", "seed", "own epochs", "est. seconds"]))
     if per_epoch is None:
         log(f"  expected: {total_epochs:g} epochs; time unknown: no dense record of this suite at this budget "
-            f"on {device_name}")
+            f"on {device_name} or any other {device.split(':')[0].upper()}")
         return
     total_s += per_epoch * stage_epochs
     notes = [f"dense stage from {len(dense_rates)} dense records at {per_epoch:.2f} s per epoch"]
+    if elsewhere:
+        notes.append(f"timed on {elsewhere}, not on this machine, which may be several times faster or slower")
     if guessed:
         notes.append(f"{counted(guessed, 'run')} (~) without a record of their own: unknown, extrapolated at that rate"
                      + (f" plus a measurement ({measure_s:.1f} s, the records' median)" if measure_s else ""))

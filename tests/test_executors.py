@@ -175,6 +175,22 @@ def test_a_run_without_records_is_estimated_with_its_measurement(serial, tmp_pat
     assert re.search(r"about 2[01] minutes in one job", snip.stdout), snip.stdout  # 4 x 300 s and the epochs
 
 
+def test_a_first_plan_on_a_new_machine_is_timed_from_other_machines_and_says_so(serial, tmp_path, data_dir, bench):
+    """A newcomer's first dry run, on a machine that made no records, gave no time at all: it is
+    now estimated from the records of other machines of its device type, which it names."""
+    runs = tmp_path / "mlp-fast" / "runs"
+    runs.mkdir(parents=True)
+    for path in (serial / "mlp-fast" / "runs").glob("*.json"):
+        record = json.loads(path.read_text())
+        record["env"]["device_name"] = "Another CPU [family 99]"
+        (runs / path.name).write_text(json.dumps(record))
+    plan = bench([*QUICK, "--force", "--dry-run", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)])
+    assert plan.returncode == 0, plan.stderr
+    assert re.search(r"expected: \d+ epochs, about (\d+ s|\d+ minutes?) in one job \(dense stage from 2 dense records "
+                     r"at [\d.]+ s per epoch; timed on Another CPU \[family 99\], not on this machine", plan.stdout), plan.stdout
+    assert "time unknown" not in plan.stdout
+
+
 def test_max_minutes_stops_starting_runs_and_a_rerun_resumes(tmp_path, data_dir, bench):
     args = [*QUICK, "--max-minutes", "0.001", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)]
     first = bench(args)
