@@ -136,6 +136,7 @@ METRICS: list[MetricSpec] = [
     MetricSpec("speedup{runtime}_b{batch}_iqr", "interquartile range of those pairs' ratios", "x",
                "speedup{runtime}_b{batch}_iqr_x", table=None, decimals=3, higher_is_better=False),
     MetricSpec("latency{runtime}_b{batch}_ms", "this model's median time per forward pass at batch N "
+               "(the whole batch of N images: divide by N for a time per image) "
                "over its blocks of that measurement, in eval and inference mode, with the process's "
                "threads (PyTorch eager: `latency_b{N}_ms`). On a shared machine a figure of one "
                "run, not comparable across runs the way the speedup is", "ms",
