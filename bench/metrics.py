@@ -91,7 +91,10 @@ METRICS: list[MetricSpec] = [
                "PyTorch: parameters, buffers, the input and the activations alive at the peak. CUDA: "
                "growth of `torch.cuda.max_memory_allocated` over the pass plus the resident tensors; "
                "CPU: torch's `MemTracker` (`torch.distributed._tools.mem_tracker`), which follows every "
-               "tensor storage the pass creates or uses. Known limit: under MemTracker a "
+               "tensor storage the pass creates or uses. So a GPU figure includes the cuDNN workspace its "
+               "convolutions take from PyTorch's allocator, and a CPU figure none of oneDNN's or MKL's own "
+               "buffers: compare rows of one device. The eager model's memory: unstructured zeros are "
+               "stored, and count, as dense. Known limit: under MemTracker a "
                "`torch.compile`d int8 model runs its unlowered graph, which dequantizes weights to "
                "fp32, so its figure is overstated", "MiB", "memory_MiB", "memory (MiB)",
                scale=1 / 2**20, decimals=2, shown=2, higher_is_better=False),
