@@ -133,7 +133,8 @@ METRICS: list[MetricSpec] = [
                "model's latency over this model's, both deployed to that runtime and timed in "
                "alternating blocks in the same process (`bench.measure.paired_speedup`, 10 pairs of "
                "~20 ms blocks); the median of the pairs' ratios (Markdown: with their interquartile "
-               "range in parentheses)", "x",
+               "range in parentheses; a row of several seeds shows the mean of each, so the spread is "
+               "the timing's within one process, not between seeds or processes)", "x",
                "speedup{runtime}_b{batch}_x", "{runtime} b{batch} (x)", table="speed", decimals=3,
                shown=2, higher_is_better=True, spread="speedup{runtime}_b{batch}_iqr"),
     MetricSpec("speedup{runtime}_b{batch}_iqr", "interquartile range of those pairs' ratios", "x",
