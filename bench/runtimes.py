@@ -35,7 +35,8 @@ class Runtime:
 
 
 RUNTIMES: Registry[Runtime] = Registry("runtime", ((r.name, r) for r in [
-    Runtime("torch", "eager", ("cpu", "cuda"), "PyTorch eager on the returned model, fp32; an int8 "
+    Runtime("torch", "eager", ("cpu", "cuda"), "PyTorch eager on the returned model, fp32 (on CUDA its "
+            "convolutions in TF32, cuDNN's default in PyTorch; matrix products in full fp32); an int8 "
             "model runs its converted PT2E graph, which quantizes and dequantizes around fp32 operators",
             "smaller dense layers (removed channels, a smaller student)", "bench.deploy:load_torch"),
     Runtime("torch_compile", "compiled", ("cpu", "cuda"), "`torch.compile` (Inductor, static shapes) "
