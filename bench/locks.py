@@ -147,9 +147,10 @@ class DeviceGate:
         the loss once per epoch), so a process's CPU runs steps ahead of its GPU work, up to
         CUDA's launch queue; stopped at the gate, it would leave those steps running beside the
         timing, which the holder cannot wait for (`torch.cuda.synchronize` waits for its own
-        process's work only) and a warm-up of a few calls does not outlast. With the wait, each
-        other process has at most the one step it launched after passing in flight when a timing
-        starts. Its cost: the GPU idles while the CPU launches a step's first kernels."""
+        process's work only) and a warm-up of a few calls need not outlast (the accuracy
+        evaluation that bench.worker.measure_model does first may, by the order of its work). With
+        the wait, each other process has at most the one step it launched after passing in flight
+        when a timing starts. Its cost: the GPU idles while the CPU launches a step's first kernels."""
         if self._alone:
             return
         if self._gpu is not None:
