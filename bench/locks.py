@@ -128,6 +128,7 @@ class DeviceGate:
 
     def __init__(self, device: torch.device):
         self._alone = False
+        self._gpu = device if device.type == "cuda" else None
         name = f"bench-gate-{_device_id(device)}.lock"
         try:
             self.path, self.shared = _shared_folder() / name, True
@@ -139,9 +140,23 @@ class DeviceGate:
     def pass_through(self) -> None:
         """Wait while another process times its model on the device. Inside this gate's own
         `alone()` it does nothing: taking the shared lock would turn the exclusive one into it,
-        and the unlock would end it mid-measurement."""
+        and the unlock would end it mid-measurement.
+
+        On a GPU it first waits for the work this process queued since it last passed. Kernel
+        launches return at once and a training step reads nothing back (bench.train.fit reads
+        the loss once per epoch), so a process's CPU runs steps ahead of its GPU work, up to
+        CUDA's launch queue; stopped at the gate, it would leave those steps running beside the
+        timing, which the holder cannot wait for (`torch.cuda.synchronize` waits for its own
+        process's work only) and a warm-up of a few calls need not outlast (the accuracy
+        evaluation that bench.worker.measure_model does first may, by the order of its work). With
+        the wait, each other process has at most the one step it launched after passing in flight
+        when a timing starts. Its cost: the GPU idles while the CPU launches a step's first kernels."""
         if self._alone:
             return
+        if self._gpu is not None:
+            import torch
+
+            torch.cuda.synchronize(self._gpu)
         fcntl.flock(self._fd, fcntl.LOCK_SH)
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 

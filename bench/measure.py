@@ -204,6 +204,8 @@ def latency_ms(model: nn.Module, example: torch.Tensor, min_run_time: float = 1.
 
     torch.utils.benchmark warms up, synchronizes CUDA, and times blocks of runs; we take the
     median and IQR over the blocks, in eval and inference mode, with all the process's threads.
+    A latency of one model alone (benchmarks/latency_stability.py, tests): the records' latencies
+    and speedups come from `paired_speedup`.
     """
     model.eval()
 

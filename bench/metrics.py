@@ -91,7 +91,10 @@ METRICS: list[MetricSpec] = [
                "PyTorch: parameters, buffers, the input and the activations alive at the peak. CUDA: "
                "growth of `torch.cuda.max_memory_allocated` over the pass plus the resident tensors; "
                "CPU: torch's `MemTracker` (`torch.distributed._tools.mem_tracker`), which follows every "
-               "tensor storage the pass creates or uses. Known limit: under MemTracker a "
+               "tensor storage the pass creates or uses. So a GPU figure includes the cuDNN workspace its "
+               "convolutions take from PyTorch's allocator, and a CPU figure none of oneDNN's or MKL's own "
+               "buffers: compare rows of one device. The eager model's memory: unstructured zeros are "
+               "stored, and count, as dense. Known limit: under MemTracker a "
                "`torch.compile`d int8 model runs its unlowered graph, which dequantizes weights to "
                "fp32, so its figure is overstated", "MiB", "memory_MiB", "memory (MiB)",
                scale=1 / 2**20, decimals=2, shown=2, higher_is_better=False),
@@ -130,12 +133,14 @@ METRICS: list[MetricSpec] = [
                "model's latency over this model's, both deployed to that runtime and timed in "
                "alternating blocks in the same process (`bench.measure.paired_speedup`, 10 pairs of "
                "~20 ms blocks); the median of the pairs' ratios (Markdown: with their interquartile "
-               "range in parentheses)", "x",
+               "range in parentheses; a row of several seeds shows the mean of each, so the spread is "
+               "the timing's within one process, not between seeds or processes)", "x",
                "speedup{runtime}_b{batch}_x", "{runtime} b{batch} (x)", table="speed", decimals=3,
                shown=2, higher_is_better=True, spread="speedup{runtime}_b{batch}_iqr"),
     MetricSpec("speedup{runtime}_b{batch}_iqr", "interquartile range of those pairs' ratios", "x",
                "speedup{runtime}_b{batch}_iqr_x", table=None, decimals=3, higher_is_better=False),
     MetricSpec("latency{runtime}_b{batch}_ms", "this model's median time per forward pass at batch N "
+               "(the whole batch of N images: divide by N for a time per image) "
                "over its blocks of that measurement, in eval and inference mode, with the process's "
                "threads (PyTorch eager: `latency_b{N}_ms`). On a shared machine a figure of one "
                "run, not comparable across runs the way the speedup is", "ms",

@@ -35,7 +35,8 @@ class Runtime:
 
 
 RUNTIMES: Registry[Runtime] = Registry("runtime", ((r.name, r) for r in [
-    Runtime("torch", "eager", ("cpu", "cuda"), "PyTorch eager on the returned model, fp32; an int8 "
+    Runtime("torch", "eager", ("cpu", "cuda"), "PyTorch eager on the returned model, fp32 (on CUDA its "
+            "convolutions in TF32, cuDNN's default in PyTorch; matrix products in full fp32); an int8 "
             "model runs its converted PT2E graph, which quantizes and dequantizes around fp32 operators",
             "smaller dense layers (removed channels, a smaller student)", "bench.deploy:load_torch"),
     Runtime("torch_compile", "compiled", ("cpu", "cuda"), "`torch.compile` (Inductor, static shapes) "
@@ -51,7 +52,8 @@ RUNTIMES: Registry[Runtime] = Registry("runtime", ((r.name, r) for r in [
             ".onnx file", "smaller dense layers; int8 (QDQ fused into int8 kernels)",
             "bench.deploy:load_onnxruntime"),
     Runtime("openvino", "OpenVINO", ("cpu",), "OpenVINO's CPU plugin on the same ONNX export, "
-            "static input shape, f32 inference precision, sparse-weight decompression enabled at "
+            "static input shape, f32 inference precision, the LATENCY performance hint (one infer "
+            "request, called synchronously), sparse-weight decompression enabled at "
             f"{OPENVINO_SPARSE_RATE:.0%}. The artifact is its IR (xml + bin, fp32 weights)",
             "smaller dense layers; int8 (QDQ); sparse int8 fully connected layers on AMX CPUs "
             "only", "bench.deploy:load_openvino"),

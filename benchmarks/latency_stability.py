@@ -1,8 +1,12 @@
 """Do repeated latency measurements of the same model agree across separate processes?
 
-Runs the harness's own latency measurement (bench.measure.latency_ms) on each suite's model in
-N fresh processes and prints the medians and the spread (max/min - 1) per model and batch size.
-The issue's targets: within 10% on this CPU, within 5% on a GPU.
+Runs bench.measure.latency_ms (torch.utils.benchmark's blocked_autorange, about 1 s per model)
+on each suite's freshly built model, on random NCHW inputs, in N fresh processes and prints the
+medians and the spread (max/min - 1) per model and batch size. The issue's targets: within 10% on
+this CPU, within 5% on a GPU. It is the repeatability of one model's latency over long runs, not
+of the records' figures: a record's latency is the compressed model's median over the 10 blocks of
+~20 ms of bench.measure.paired_speedup, channels-last where it has convolutions, and its speedup
+the median ratio to the dense model's neighbouring blocks.
 
     python benchmarks/latency_stability.py [--processes 3] [--suites mlp,mnist,cifar] [--device cpu]
 """

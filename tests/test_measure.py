@@ -126,3 +126,26 @@ def test_peak_inference_memory_of_a_model_with_frozen_parameters():
     expected = 4 * (100 * 10 + 10) + 4 * 4 * 100 + 4 * 4 * 10
     assert measure.peak_inference_memory(layer, x) == expected
     assert not layer.weight.requires_grad  # left as it was
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_a_gpu_gate_waits_for_the_work_its_process_queued_before_passing(device, tmp_path, monkeypatch):
+    """A training process stopped at the gate must have no steps queued on the GPU, or they run
+    beside the holder's timing: on a GPU it synchronizes before taking the shared lock (checked
+    with torch.cuda.synchronize and flock recorded, no GPU needed); on the CPU there is nothing to
+    wait for."""
+    import fcntl
+    import tempfile
+
+    from bench import locks
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(locks, "_device_id", lambda d: d.type)  # a GPU's id asks CUDA for its uuid
+    events = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: events.append(("synchronize", str(d))))
+    flock = fcntl.flock
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: (events.append(("flock", op)), flock(fd, op))[1])
+    with locks.DeviceGate(torch.device(device)) as gate:
+        gate.pass_through()
+    waits = [("synchronize", device)] if device == "cuda" else []
+    assert events == [*waits, ("flock", fcntl.LOCK_SH), ("flock", fcntl.LOCK_UN)]
