@@ -175,6 +175,10 @@ def parser() -> _Parser:
     run.add_argument("--fuse", type=_fuse, default="auto", metavar="K|off|auto",
                      help="train up to K runs' compatible training calls as one model (README: Fused "
                           "training); auto: what measured fastest on this kind of device")
+    run.add_argument("--fuse-layout", choices=["model", "nchw"], default="model",
+                     help="the memory layout fused runs' stacked weights and images take: the models' own "
+                          "(channels-last), or NCHW, for a device whose grouped convolutions run faster so "
+                          "(benchmarks/fused_gpu.py times both)")
     ex = run.add_argument_group("executors (README: Executors)")
     ex.add_argument("--jobs", type=_number(int, ge=1), default=1, metavar="N",
                     help="N runs at once, each in its own worker process (default 1)")

@@ -188,7 +188,8 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
                          force=args.force, refresh=args.refresh, recorded=args.recorded, compile=args.compile,
                          order=args.order,
                          max_minutes=args.max_minutes, dry_run=args.dry_run, allow_dirty=args.allow_dirty,
-                         fuse=DEFAULT_FUSE[device] if args.fuse == "auto" else args.fuse, run_timeout=args.run_timeout,
+                         fuse=DEFAULT_FUSE[device] if args.fuse == "auto" else args.fuse, fuse_layout=args.fuse_layout,
+                         run_timeout=args.run_timeout,
                          publish=lambda: leaderboard.write(args.results_dir, suite.name))
     finally:
         if executor is not None:

@@ -53,7 +53,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -76,6 +76,10 @@ T = TypeVar("T")
 # trains alone; CUDA stays alone until a GPU window measures it (benchmarks/gpu_session.sh picks the
 # fastest setting there and passes it).
 DEFAULT_FUSE = {"cpu": 1, "cuda": 1}
+# The memory layout of a fused group's stacked weights and images (`bench run --fuse-layout`):
+# the models' own, channels-last for the harness's, or NCHW, where a device's grouped convolutions
+# prefer it (cuDNN's channels-last grouped kernels have slow paths: pytorch/pytorch#70954).
+FuseLayout = Literal["model", "nchw"]
 
 
 class NotFusable(Exception):
@@ -845,7 +849,7 @@ def fit_group(calls: list[FitCall], *, keep_layout: bool = True) -> list[TrainRe
             chunk = [members[j] for j in found]
             group = _Group([calls[i] for i in chunk], keep_layout)
             for r in group.runs:
-                r.call.log(f"    training fused with {len(chunk) - 1} other run(s)")
+                r.call.log(f"    training fused with {len(chunk) - 1} other run(s){'' if keep_layout else ', stacked NCHW'}")
             group.train()
             for i, r in zip(chunk, group.runs):
                 results[i] = r.result
@@ -877,8 +881,9 @@ class Coordinator:
     training's shared code, and they are to run again alone (bench.worker does).
     """
 
-    def __init__(self, handoff: Callable[[int], None] | None = None):
+    def __init__(self, handoff: Callable[[int], None] | None = None, keep_layout: bool = True):
         self.handoff = handoff  # called in job j's thread as it hands on its turn to train (bench.worker's check)
+        self.keep_layout = keep_layout  # fit_group's: False stacks the runs' tensors NCHW
 
     def run(self, jobs: list[Callable[[Callable[..., TrainResult]], T]]) -> list[T | BaseException]:
         """Each job's return value, or the exception it raised (SystemExit and DivergedError
@@ -925,7 +930,7 @@ class Coordinator:
     def _train(self, waiting: dict[int, FitCall]) -> None:
         jobs = list(waiting)
         try:
-            results = fit_group([waiting[j] for j in jobs])
+            results = fit_group([waiting[j] for j in jobs], keep_layout=self.keep_layout)
         except BaseException as e:  # noqa: BLE001 - a fault of fusion fails the runs it trained, not the others
             if stops_the_sweep(e):
                 raise

@@ -40,6 +40,7 @@ from bench.locks import Claim
 from bench.plan import (Order, RunSpec, broken_link, dense_epochs, expected_epochs, plan, run_key, setting_label,
                         with_recorded)
 from bench.suite import Suite
+from bench.fused import FuseLayout
 from bench.worker import Outcome, Task
 
 
@@ -108,8 +109,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
               executor: Executor, budget_overrides: dict[str, Any] | None = None,
               force: bool = False, compile: str | None = None, order: Order = "depth",
               max_minutes: float | None = None, dry_run: bool = False, allow_dirty: bool = False,
-              refresh: provenance.Refresh | None = None, recorded: bool = False, fuse: int = 1, run_timeout: float | None = None,
-              publish: Callable[[], Any] | None = None,
+              refresh: provenance.Refresh | None = None, recorded: bool = False, fuse: int = 1,
+              fuse_layout: FuseLayout = "model", run_timeout: float | None = None, publish: Callable[[], Any] | None = None,
               log: Callable[[str], None] = tqdm.write) -> list[Record]:
     """Plan, train the dense stage, run and record; returns the records of this command's runs
     (those finished before included). `publish()` is called once the sweep has started and ended,
@@ -128,7 +129,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     `recorded` adds every setting of the methods that the suite's records at this budget hold
     (rows made with `--set`), so that a refresh reruns every record, not only the sweep.
     `fuse` hands up to that many runs to a worker as one task, whose compatible training calls
-    train as one model (bench.fused); 1 trains every run alone. `run_timeout` (minutes) is each
+    train as one model (bench.fused); 1 trains every run alone; `fuse_layout` "nchw" stacks their
+    weights and images NCHW rather than in the models' layout. `run_timeout` (minutes) is each
     run's time limit; None derives one from the suite's records on this device (`time_limit`).
     """
     standard_budget = suite.training
@@ -172,7 +174,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     try:
         watched = _Watched({layout.runs_dir(results_dir, suite.name) / f"{stem}.json" for stem, r in named if finished(r)})
         _Sweep(suite, list(todo), dense, executor, watched, log, source=source, data_dir=data_dir, device=device,
-               compile=compile, fuse=fuse, limit=limit, deadline=deadline, here=here, code=code, standard=standard,
+               compile=compile, fuse=fuse, fuse_layout=fuse_layout, limit=limit, deadline=deadline, here=here, code=code, standard=standard,
                stamp={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {}),
                       **({"commit_from_env": True} if os.environ.get(provenance.COMMIT_VARIABLE) else {})},
                plugin_commits=plugin_commits).run()
@@ -324,6 +326,7 @@ class _Sweep:
     device: str
     compile: str | None
     fuse: int
+    fuse_layout: FuseLayout
     limit: Callable[[RunSpec], float]  # a run's time limit in seconds (_time_limits)
     deadline: float | None  # time.monotonic() after which no task starts (--max-minutes)
     here: provenance.Here | None
@@ -438,6 +441,7 @@ class _Sweep:
         return Task(kind, self.suite, tuple(specs), self.source, str(self.data_dir) if self.data_dir else None,
                     self.device, self.compile, self.executor.threads, tuple(str(p) if p else None for p in log_paths),
                     weights, str(checkpoint) if checkpoint and self.executor.local else None, fuse=len(specs) > 1,
+                    fuse_layout=self.fuse_layout,
                     timeout_s=sum(self.limit(spec) for spec in specs))
 
     def _collect(self) -> None:
@@ -505,7 +509,9 @@ class _Sweep:
                   "standard_budget": self.standard, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "env": {**outcome.env, "data_source": self.source, "compile": self.compile or False,
                           "executor": self.executor.description, "method_origin": origins, **self.stamp,
-                          **({"method_commit": commits} if commits else {})},
+                          **({"method_commit": commits} if commits else {}),
+                          **({"fuse_layout": self.fuse_layout} if self.fuse_layout != "model"
+                             and (outcome.result.get("metrics") or {}).get("fused_with", 1) > 1 else {})},
                   **outcome.result}
         if (record["error"] or "").startswith("WorkerDied"):
             deaths = (run.record or {}).get("worker_deaths", 0) + 1

@@ -47,7 +47,7 @@ from bench.records import Status
 from bench.chain import links
 from bench.context import Context, DenseWeights, train_dense
 from bench.data import Dataset, default_tensor_cache, load_dataset
-from bench.fused import Coordinator
+from bench.fused import Coordinator, FuseLayout
 from bench.locks import DeviceGate
 from bench.plan import RunSpec, broken_link, build_method
 from bench.errors import DenseMismatch, NotApplicable, first_line, stops_the_sweep
@@ -73,6 +73,7 @@ class Task:
     dense: dict[int, DenseWeights | str] = field(default_factory=dict)  # per seed: the model, or why it is missing
     checkpoint: str | None = None  # a dense task's per-epoch checkpoint (local executors)
     fuse: bool = False  # train the runs' compatible training calls as one model (bench.fused)
+    fuse_layout: FuseLayout = "model"  # the stacked tensors' memory layout (bench.fused.fit_group)
     timeout_s: float | None = None  # the whole task's time limit, enforced by the executor
 
 
@@ -238,7 +239,7 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
                 def handoff(j: int) -> None:
                     rebound[j].extend(_put_back(code))
 
-                coordinator = Coordinator(handoff)
+                coordinator = Coordinator(handoff, keep_layout=task.fuse_layout == "model")
                 with _torch_defaults(task.threads):  # so the task puts back what was there before it
                     results = coordinator.run(jobs)  # _run turns every error but Ctrl-C into a status
                 # A run whose training met a fault of fused training's shared code runs again alone,

@@ -19,9 +19,10 @@ statistics) raises nothing: where they differ, the sweep does not fuse.
 A way that fails (a capture that does not work, out of memory) prints why, with its traceback,
 and is left out; each cell has a time budget. The result is printed as a table and written as JSON (--out, after every
 cell, `complete` false until the last: a bench cut short leaves what it measured), with the
-choice for the sweep (`choose`): the fastest K of `fused` up to --max-fuse if the check passed and it beats
-`alone` by --margin and what the sweep gets without fusion, `processes` at K=4, else none (bench.fused.DEFAULT_FUSE is
-set from such figures, by hand, in a commit that cites them).
+choice for the sweep (`choose`): the fastest K of `fused` or `fused nchw` up to --max-fuse (with its layout, the
+sweep's --fuse-layout) if the check passed and it beats `alone` by --margin and what the sweep gets without fusion,
+`processes` at K=4, else none (bench.fused.DEFAULT_FUSE is set from such figures, by hand, in a commit that cites
+them).
 
     python benchmarks/fused_gpu.py --data-dir DIR [--suite cifar] [--ks 1,4,8,16,32] [--out fused.json]
         [--quick]   # a CPU dry run: 256 images, K 1 and 2, fp32, no CUDA ways
@@ -198,15 +199,22 @@ UNFUSED_JOBS = 4  # gpu_session.sh's --jobs-per-gpu for a sweep without fusion, 
 MAX_FUSE = 8
 
 
+# The fused ways the sweep can take, by the --fuse-layout that takes them (cuDNN's grouped
+# convolutions may be faster NCHW than channels-last: pytorch/pytorch#70954)
+SWEEP_LAYOUTS = {"fused": "model", "fused nchw": "nchw"}
+
+
 def choose(rate: dict[tuple[str, int], float | str], margin: float, unfused_jobs: int = UNFUSED_JOBS,
-           max_fuse: int = MAX_FUSE) -> int | None:
-    """The sweep's --fuse: the K up to `max_fuse` whose `fused` rate is highest, where it beats one run alone by
-    `margin` (the noise between cells) and the rate the sweep would get without fusion, the
-    `processes` way at `unfused_jobs` (its --jobs-per-gpu) where it was measured; else None. Judged against one run
+           max_fuse: int = MAX_FUSE) -> tuple[int, str] | None:
+    """The sweep's --fuse and --fuse-layout: the K up to `max_fuse` and the layout whose fused rate
+    (`fused`, `fused nchw`) is highest, where it beats one run alone by `margin` (the noise
+    between cells) and the rate the sweep would get without fusion, the `processes` way at
+    `unfused_jobs` (its --jobs-per-gpu) where it was measured; else None. Judged against one run
     alone only, fusion at 1.3x its rate would have been chosen over four processes at 2.6x, and
     the sweep would have run at half the speed it could. (A fused sweep runs two fused tasks a
     GPU: at least the rate of one.)"""
-    fused = {k: r for (way, k), r in rate.items() if way == "fused" and 1 < k <= max_fuse and isinstance(r, float)}
+    fused = {(k, SWEEP_LAYOUTS[way]): r for (way, k), r in rate.items()
+             if way in SWEEP_LAYOUTS and 1 < k <= max_fuse and isinstance(r, float)}
     alone = rate.get(("alone", 1))
     if not fused or not isinstance(alone, float):
         return None
@@ -305,7 +313,7 @@ def main() -> None:
     seconds: dict[tuple[str, int], list[float | str]] = {}
     check = cell(lambda: check_fused(suite, data, device), args.budget, spent)
 
-    def report(complete: bool) -> tuple[dict[tuple[str, int], float | str], int | None]:
+    def report(complete: bool) -> tuple[dict[tuple[str, int], float | str], tuple[int, str] | None]:
         """The rates so far and the choice they support, written (--out) after every cell: a bench
         that the session's time limit cuts short leaves what it measured (it left no file, and the
         sweep ran unfused). A partial choice waits for the unfused sweep's rate (`processes` at
@@ -315,7 +323,8 @@ def main() -> None:
         judged = complete or "processes" not in ways or ("processes", args.unfused_jobs) in rate
         choice = choose(rate, args.margin, args.unfused_jobs, args.max_fuse) if judged and check == "ok" else None
         if args.out:
-            files.write_json_atomic(args.out, {"device": name, "suite": args.suite, "fuse": choice, "complete": complete,
+            files.write_json_atomic(args.out, {"device": name, "suite": args.suite, "fuse": choice and choice[0],
+                                               "fuse_layout": choice and choice[1], "complete": complete,
                                                "check": check, "rates": {f"{w} K={k}": r for (w, k), r in rate.items()}})
         return rate, choice
 
@@ -338,7 +347,7 @@ def main() -> None:
           f"{args.limit_train} images per run and epoch, median of {args.repeats}; {spent['total']:.0f} s spent")
     print(tabulate(rows, headers=["way", "K", "epochs/s", "vs one alone"]))
     print(f"fused runs against their own training: {check}")
-    print(f"choice for the sweep: {'--fuse ' + str(choice) if choice else 'no fusion'}"
+    print(f"choice for the sweep: {f'--fuse {choice[0]} --fuse-layout {choice[1]}' if choice else 'no fusion'}"
           f"{'' if check == 'ok' else ' (the fused runs failed the check)'}")
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@
 #   --fused-bench  seconds for benchmarks/fused_gpu.py (default 120; "none" skips it): one
 #                ResNet-20 epoch's rate at K = 1, 4, 8, 16, 32 runs fused (channels-last, NCHW,
 #                CUDA graph), as K graphs on K streams, and as K processes; it picks --fuse
-#   --fuse       runs per fused task in the sweep (default auto: the fused bench's choice, else none)
+#   --fuse       runs per fused task in the sweep (default auto: the fused bench's choice, else none,
+#                with the stacked layout it chose: bench run --fuse-layout)
 #   --jobs-per-gpu  runs (or fused tasks) at once on each GPU (default 4, 2 when fusing)
 #   --tests      which `pytest -m gpu` tests to run: a -k expression, "all", or "none" (default)
 #   --speed      training-speed modes to time on one full epoch: eager, default, reduce-overhead
@@ -41,7 +42,7 @@
 set -uo pipefail
 
 out="" data="${BENCH_DATA_DIR:-}" wheels="" minutes=9 suite=cifar seeds=0,1,2 methods=all extra=() quick=()
-k="" tests=none speed=none results="" device=cuda fuse=auto bench_s=120
+k="" tests=none speed=none results="" device=cuda fuse=auto fuse_layout=model bench_s=120
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
@@ -154,9 +155,10 @@ if [[ "$bench_s" != none ]]; then
 fi
 if [[ "$fuse" == auto ]]; then
   # a bench cut short wrote what it measured (complete: false): its choice stands, and the log says so
-  read -r fuse complete < <("$python" -c "import json, sys; b = json.load(open(sys.argv[1]))
-print(b['fuse'] or 1, b.get('complete', True))" "$out/fused-bench.json" 2>/dev/null || echo "1 True")
-  [[ "$complete" == False ]] && say "the fused bench was cut short: --fuse $fuse, chosen from the cells it timed"
+  read -r fuse fuse_layout complete < <("$python" -c "import json, sys; b = json.load(open(sys.argv[1]))
+print(b['fuse'] or 1, b.get('fuse_layout') or 'model', b.get('complete', True))" "$out/fused-bench.json" 2>/dev/null \
+    || echo "1 model True")
+  [[ "$complete" == False ]] && say "the fused bench was cut short: --fuse $fuse --fuse-layout $fuse_layout, chosen from the cells it timed"
 fi
 k="${k:-$([[ "$fuse" -gt 1 ]] && echo 2 || echo 4)}"
 
@@ -188,10 +190,10 @@ sweep_minutes=$(awk "BEGIN { printf \"%.2f\", ($(left) - 30) / 60 }")
 if awk "BEGIN { exit !($sweep_minutes >= 0.25) }"; then
   jobs=(--jobs-per-gpu "$k")
   [[ "$device" == cpu ]] && jobs=(--jobs 2)
-  say "bench run --methods $methods --seeds $seeds --order breadth ${refresh[*]} --max-minutes $sweep_minutes ${jobs[*]} --fuse $fuse"
+  say "bench run --methods $methods --seeds $seeds --order breadth ${refresh[*]} --max-minutes $sweep_minutes ${jobs[*]} --fuse $fuse --fuse-layout $fuse_layout"
   timeout --signal=TERM --kill-after=20 $(( $(left) + 90 )) "$python" -m bench run --suite "$suite" \
     --methods "$methods" --seeds "$seeds" --device "$device" --order breadth "${refresh[@]}" --max-minutes "$sweep_minutes" \
-    "${jobs[@]}" --fuse "$fuse" --results-dir "$results" "${quick[@]}" "${extra[@]}" > "$out/sweep.log" 2>&1
+    "${jobs[@]}" --fuse "$fuse" --fuse-layout "$fuse_layout" --results-dir "$results" "${quick[@]}" "${extra[@]}" > "$out/sweep.log" 2>&1
   say "bench run: exit $? ($(grep -c ' -> ' "$out/sweep.log") runs finished)"
 else
   say "no time left for the sweep"

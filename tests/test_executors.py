@@ -72,12 +72,15 @@ def test_jobs_give_the_same_records_as_serial(serial, tmp_path, data_dir, bench)
     assert {r["env"]["threads"] for r in records_of(tmp_path)} == {1}
 
 
-def test_fused_runs_give_the_records_of_runs_trained_alone_and_say_so(serial, tmp_path, data_dir, bench):
+@pytest.mark.parametrize("stacked", ["model", "nchw"])
+def test_fused_runs_give_the_records_of_runs_trained_alone_and_say_so(serial, tmp_path, data_dir, bench, stacked):
     """--fuse 4: the runs go to the worker four at a time and their fine-tunings train as one
     model (bench.fused). Counts and sizes are those of the runs trained alone, accuracy within
     one test image of 1,000 (weights agree to about 1e-8: the batched products sum in another
-    order); each record says how many runs it trained with."""
-    proc = bench([*QUICK, "--threads", "1", "--fuse", "4", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)])
+    order); each record says how many runs it trained with, and a layout other than the models'
+    (--fuse-layout nchw, for a GPU's grouped convolutions) is in the records and logs."""
+    proc = bench([*QUICK, "--threads", "1", "--fuse", "4", "--fuse-layout", stacked, "--data-dir", str(data_dir),
+                  "--results-dir", str(tmp_path)])
     assert proc.returncode == 0, proc.stderr
     alone, fused = metrics(serial), metrics(tmp_path)
     assert fused.keys() == alone.keys()
@@ -91,8 +94,11 @@ def test_fused_runs_give_the_records_of_runs_trained_alone_and_say_so(serial, tm
     for r in records_of(tmp_path):
         by_method.setdefault(r["config"]["method"], set()).add(r["metrics"].get("fused_with"))
     assert by_method == {"dense": {None}, "magnitude": {2}, "random": {2}}  # the pruned fine-tunings pair up
-    assert "training fused with 1 other run(s)" in (tmp_path / "mlp-fast" / "logs" / next(
+    said = "training fused with 1 other run(s)" + (", stacked NCHW" if stacked == "nchw" else "\n")
+    assert said in (tmp_path / "mlp-fast" / "logs" / next(
         p.name for p in (tmp_path / "mlp-fast" / "logs").glob("random-*.log"))).read_text()
+    assert {r["env"].get("fuse_layout") for r in records_of(tmp_path) if r["config"]["method"] != "dense"} == \
+        {None if stacked == "model" else "nchw"}
 
 
 KILLER = '''

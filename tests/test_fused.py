@@ -56,10 +56,10 @@ def assert_same_model(a: nn.Module, b: nn.Module, atol: float = WEIGHTS) -> None
             torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=atol, msg=k)
 
 
-def fused_and_alone(make_calls):
+def fused_and_alone(make_calls, keep_layout: bool = True):
     """Train make_calls() fused and a second make_calls() one at a time with fit: both results."""
     fused_calls, alone_calls = make_calls(), make_calls()
-    fused = fit_group(fused_calls)
+    fused = fit_group(fused_calls, keep_layout=keep_layout)
     alone = []
     for c in alone_calls:
         try:
@@ -98,13 +98,16 @@ def test_plain_lenet300_runs_with_different_seeds_and_rates_match_their_own_trai
     assert all(p.grad is None for c in fused_calls for p in c.model.parameters())
 
 
-def test_lenet5_channels_last_runs_match_their_own_training(make_context):
+@pytest.mark.parametrize("keep_layout", [True, False])
+def test_lenet5_channels_last_runs_match_their_own_training(make_context, keep_layout):
+    """Stacked in the models' layout (channels-last) or NCHW (--fuse-layout nchw), the runs
+    train as alone and get their weights back in their own layout."""
     ctx = make_context("mnist", limit_train=512, precision="fp32")
 
     def calls():
         return [call(ctx, ctx.new_model(seed=s), seed=s) for s in range(2)]
 
-    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls, keep_layout)
     assert_runs_match(fused_calls, fused, alone_calls, alone, ctx)
     conv = fused_calls[0].model[0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last)

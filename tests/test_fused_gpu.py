@@ -39,18 +39,22 @@ def test_fusion_is_chosen_only_where_it_beats_one_run_alone_by_the_margin_and_th
     run alone by the margin, and the rate four processes (the sweep without fusion) reached."""
     rate = {("alone", 1): 1.0, ("fused", 1): 0.9, ("fused", 4): 1.3, ("fused", 8): 1.1, ("processes", 4): 2.6}
     assert fused_gpu.choose(rate, 1.2) is None  # 1.3x one alone, but half of four processes
-    assert fused_gpu.choose({**rate, ("fused", 8): 3.0}, 1.2) == 8
-    assert fused_gpu.choose({**rate, ("processes", 4): "RuntimeError: out of memory"}, 1.2) == 4  # not measured
-    assert fused_gpu.choose({**rate, ("processes", 4): 1.0}, 1.2) == 4
+    assert fused_gpu.choose({**rate, ("fused", 8): 3.0}, 1.2) == (8, "model")
+    assert fused_gpu.choose({**rate, ("processes", 4): "RuntimeError: out of memory"}, 1.2) == (4, "model")  # not measured
+    assert fused_gpu.choose({**rate, ("processes", 4): 1.0}, 1.2) == (4, "model")
     assert fused_gpu.choose({**rate, ("processes", 4): 1.0, ("fused", 4): 1.15, ("fused", 8): 1.1}, 1.2) is None
     assert fused_gpu.choose({**rate, ("alone", 1): "skipped: time budget spent"}, 1.2) is None
     assert fused_gpu.choose({("alone", 1): 1.0, ("fused", 4): "RuntimeError: capture failed"}, 1.2) is None
     # a session given --jobs-per-gpu 2 runs two processes without fusion: fused must beat those
     assert fused_gpu.choose({**rate, ("processes", 2): 1.9}, 1.2, unfused_jobs=2) is None
-    assert fused_gpu.choose({**rate, ("processes", 2): 1.2}, 1.2, unfused_jobs=2) == 4
+    assert fused_gpu.choose({**rate, ("processes", 2): 1.2}, 1.2, unfused_jobs=2) == (4, "model")
     # K=32 fastest, but a task of 32 runs would not end within the window's last two minutes
-    assert fused_gpu.choose({**rate, ("fused", 8): 3.0, ("fused", 32): 5.0}, 1.2) == 8
-    assert fused_gpu.choose({**rate, ("fused", 8): 3.0, ("fused", 32): 5.0}, 1.2, max_fuse=32) == 32
+    assert fused_gpu.choose({**rate, ("fused", 8): 3.0, ("fused", 32): 5.0}, 1.2) == (8, "model")
+    assert fused_gpu.choose({**rate, ("fused", 8): 3.0, ("fused", 32): 5.0}, 1.2, max_fuse=32) == (32, "model")
+    # stacked NCHW faster (cuDNN's channels-last grouped convolutions): the sweep takes that layout;
+    # the CUDA graph way, which the sweep cannot take, is never chosen
+    assert fused_gpu.choose({**rate, ("fused nchw", 8): 3.5, ("fused", 8): 3.0}, 1.2) == (8, "nchw")
+    assert fused_gpu.choose({**rate, ("graph", 8): 9.0}, 1.2) is None
 
 
 def test_the_processes_way_times_processes_that_succeed(data_dir):

@@ -49,7 +49,7 @@ def test_gpu_session_dry_run_on_cpu(tmp_path, cifar_dir):
     assert {"alone K=1", "fused K=2", "fused nchw K=2"} <= bench["rates"].keys()
     assert "choice for the sweep:" in (out / "fused-bench.log").read_text()
     session = (out / "session.log").read_text()
-    assert "--order breadth --refresh device --max-minutes" in session and f"--fuse {bench['fuse'] or 1}" in session
+    assert "--order breadth --refresh device --max-minutes" in session and f"--fuse {bench['fuse'] or 1} --fuse-layout {bench['fuse_layout'] or 'model'}" in session
     assert "bench run: exit 0 (4 runs finished)" in session
     with tarfile.open(out / "results.tar.gz") as tar:
         names = tar.getnames()
