@@ -182,7 +182,7 @@ def test_the_steps_before_the_sweep_end_with_the_budget_and_the_archive_is_made(
     log = (tmp_path / "out" / "session.log").read_text()
     assert "fused bench: exit 124" in log and "train_speed eager: exit 124" in log, log
     # what the bench measured before it was cut short chooses, and the log says so
-    assert "the fused bench was cut short: --fuse 2, chosen from the cells it timed" in log, log
+    assert "the fused bench was cut short: --fuse 2 --fuse-layout model, chosen from the cells it timed" in log, log
     with tarfile.open(tmp_path / "out" / "results.tar.gz") as tar:
         assert "cifar/kept.txt" in tar.getnames()
 
