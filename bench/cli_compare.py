@@ -59,10 +59,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
             _print_table(table, ["method", "setting", "budget", "seeds A/B", "acc A (%)", "acc B (%)",
                                  "change (pts) [95% CI]", "p / Holm", "verdict", "exact figures that moved"])
     worse = sum(c.verdict == "worse" for c in shared)
-    print(f"{counted(worse, 'row')} significantly worse in B ({_judgement(shared, 'row')})")
+    print(f"{counted(worse, 'row')} significantly worse in B, {_better(shared)} better ({_judgement(shared, 'row')})")
     for note in _notes(shared, "row"):
         print(note)
     return 1 if worse and args.fail_on == "regression" else 0
+
+
+def _better(changes: list[RowChange]) -> int:
+    """How many rows Holm's correction judged better: the summary counted only the worse ones,
+    which is what --fail-on needs, but a reader choosing between two methods asked which one
+    wins, and "0 worse" said nothing of the settings where the other one led."""
+    return sum(c.verdict == "better" for c in changes)
 
 
 def _judgement(changes: list[RowChange], noun: str) -> str:
@@ -151,8 +158,8 @@ def _compare_methods(args: argparse.Namespace) -> int:
             _print_table(table, ["shared setting", f"{x}'s other", f"{y}'s other", "budget", f"seeds {x}/{y}",
                                  f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]", "p / Holm", "verdict"])
     worse = sum(c.verdict == "worse" for c in shared)
-    print(f"{y} significantly worse than {x} in {worse} of {counted(len(shared), 'setting')} "
-          f"({_judgement(shared, 'setting')})")
+    print(f"{y} significantly worse than {x} in {worse} of {counted(len(shared), 'setting')}, better in "
+          f"{_better(shared)} ({_judgement(shared, 'setting')})")
     for note in _notes(shared, "setting"):
         print(note)
     return 1 if worse and args.fail_on == "regression" else 0

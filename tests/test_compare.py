@@ -96,7 +96,7 @@ def test_a_row_significant_alone_is_unclear_among_many_and_fails_no_regression_c
     b = write(tmp_path / "b", slight + same)
     ran = bench(["compare", write(tmp_path / "a", a), b, "--fail-on", "regression", "--only-changed"])
     assert ran.returncode == 0, ran.stderr
-    assert "0 rows significantly worse in B (Welch's t over seeds, 95%, Holm's correction over the 3 rows judged" in ran.stdout
+    assert "0 rows significantly worse in B, 0 better (Welch's t over seeds, 95%, Holm's correction over the 3 rows judged" in ran.stdout
     assert "1 of 3 rows unclear (after Holm): significant on its own, not among the 3 judged" in ran.stdout
     shown = [line for line in ran.stdout.splitlines() if line.startswith("magnitude")]
     assert len(shown) == 1 and "0.021 / 0.064" in shown[0] and "unclear (after Holm)" in shown[0]
@@ -437,6 +437,20 @@ def test_bench_compare_methods_within_one_results_folder(tmp_path, bench):
                       ([], "needs B")):
         refused = bench(["compare", folder, *args])
         assert refused.returncode == 2 and why in refused.stderr, (args, refused.stderr)
+
+
+def test_the_summary_counts_the_settings_where_y_wins_as_well_as_those_it_loses(tmp_path, bench):
+    """A reader choosing between two methods asks which wins: "0 of 1 setting worse" alone hid a
+    setting where Y was significantly better; both directions are counted, in both commands."""
+    accs = (0.970, 0.972, 0.971)
+    folder = write(tmp_path / "r", [record("random", 0.9, s, acc - 0.02) for s, acc in enumerate(accs)]
+                   + [record("magnitude", 0.9, s, acc) for s, acc in enumerate(accs)])
+    ran = bench(["compare", folder, "--methods", "random,magnitude"])
+    assert ran.returncode == 0, ran.stderr
+    assert "magnitude significantly worse than random in 0 of 1 setting, better in 1 (" in ran.stdout, ran.stdout
+    worse = write(tmp_path / "worse", [record("magnitude", 0.9, s, acc - 0.02) for s, acc in enumerate(accs)])
+    ran = bench(["compare", worse, folder])
+    assert "0 rows significantly worse in B, 1 better (" in ran.stdout, ran.stdout
 
 
 def test_rows_with_one_seed_are_counted_as_not_judged_not_as_no_regression(tmp_path, bench):
