@@ -147,9 +147,12 @@ def _compare_methods(args: argparse.Namespace) -> int:
                     f"{', '.join(sorted(present)) or 'none'})")
         shared = compare.across_methods([r for name in suites for r in stored[name]], x, y)  # one family
         if not shared:
+            why = compare.unpaired_why([r for name in suites for r in stored[name]], x, y)
             raise registry.ParameterError(
                 f"{args.a} holds no finished rows of {x} and {y} with the same budget, data, device type and "
-                f"shared parameters{f' in suite {args.suite}' if args.suite else ''}")
+                f"shared parameters{f' in suite {args.suite}' if args.suite else ''}"
+                + (f"; the parameters both have never agree ({why}): rows run with --set to agree pair up"
+                   if why else ""))
         for name in suites:
             if not (changes := [c for c in shared if c.suite == name]):
                 continue

@@ -171,15 +171,9 @@ def across_methods(recs: list[dict[str, Any]], method_a: str, method_b: str, lev
     parameters but share none are not paired (no setting to hold equal); a method without any
     (dense, dynamic-int8) is set beside every row of the other. Counts are not compared: they
     differ by design."""
-    def side(method: str) -> list[tuple[list[dict[str, Any]], str, dict[str, Any]]]:
-        """Each row of `method`: its records, its id without the method and parameters, its flat parameters."""
-        return [(g, records.row_id({**g[0], "config": {**g[0]["config"], "method": None, "params": None}}),
-                 flat_params(g[0]["config"]["params"]))
-                for g in records.rows(recs).values() if g[0]["config"]["method"] == method]
-
     out = []
-    side_b = side(method_b)
-    for ra, key, pa in side(method_a):
+    side_b = _method_rows(recs, method_b)
+    for ra, key, pa in _method_rows(recs, method_a):
         for rb, _, pb in (b for b in side_b if b[1] == key):
             na, nb = _by_own_name(pa), _by_own_name(pb)
             shared = {name: na[name][1] for name in sorted(na.keys() & nb.keys())}
@@ -190,6 +184,35 @@ def across_methods(recs: list[dict[str, Any]], method_a: str, method_b: str, lev
                            for params, n in ((pa, na), (pb, nb)))
             out.append(dataclasses.replace(change, others=others))
     return _judged(_ordered(out), level)
+
+
+def _method_rows(recs: list[dict[str, Any]], method: str) -> list[tuple[list[dict[str, Any]], str, dict[str, Any]]]:
+    """Each row of `method`: its records, its id without the method and parameters, its flat parameters."""
+    return [(g, records.row_id({**g[0], "config": {**g[0]["config"], "method": None, "params": None}}),
+             flat_params(g[0]["config"]["params"]))
+            for g in records.rows(recs).values() if g[0]["config"]["method"] == method]
+
+
+def unpaired_why(recs: list[dict[str, Any]], method_a: str, method_b: str) -> str | None:
+    """Where `across_methods` pairs no row of the two methods although some of their rows share a
+    table (budget, data source, device type): the shared parameters that never agree, with each
+    method's values ("scope: magnitude global, magnitude-oneshot layer"), so that the reader
+    knows what kept them apart; None where no two rows share a table (the caller says that).
+    Printable: the values are a record's text."""
+    rows_b = _method_rows(recs, method_b)
+    values: dict[str, tuple[set[str], set[str]]] = {}
+    for _, key, pa in _method_rows(recs, method_a):
+        for _, _, pb in (b for b in rows_b if b[1] == key):
+            na, nb = _by_own_name(pa), _by_own_name(pb)
+            for name in na.keys() & nb.keys():
+                seen = values.setdefault(name, (set(), set()))
+                seen[0].add(f"{na[name][1]}")
+                seen[1].add(f"{nb[name][1]}")
+    if not values:
+        return None
+    apart = {name: v for name, v in sorted(values.items()) if not v[0] & v[1]}
+    return printable("; ".join(f"{name}: {method_a} {', '.join(sorted(va))}, {method_b} {', '.join(sorted(vb))}"
+                               for name, (va, vb) in apart.items())) or None
 
 
 def _by_own_name(flat: dict[str, Any]) -> dict[str, tuple[str, Any]]:

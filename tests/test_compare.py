@@ -453,6 +453,20 @@ def test_the_summary_counts_the_settings_where_y_wins_as_well_as_those_it_loses(
     assert "0 rows significantly worse in B, 1 better (" in ran.stdout, ran.stdout
 
 
+def test_two_methods_that_pair_nowhere_are_told_which_shared_parameter_kept_them_apart(tmp_path, bench):
+    """magnitude (scope global) against magnitude-oneshot (scope layer) at the same sparsities paired
+    nowhere, and the refusal named budget, data, device and "shared parameters" alike: the reader
+    could not tell that one parameter's default did it."""
+    layer = [with_params(record("magnitude-oneshot", sp, s, 0.9), scope="layer") for sp in (0.5, 0.9) for s in range(3)]
+    glob = [with_params(record("magnitude", sp, s, 0.97), scope="global") for sp in (0.5, 0.9) for s in range(3)]
+    assert compare.unpaired_why(glob + layer, "magnitude", "magnitude-oneshot") == (
+        "scope: magnitude global, magnitude-oneshot layer")
+    assert compare.unpaired_why(glob, "magnitude", "magnitude-oneshot") is None  # no row of the other at all
+    refused = bench(["compare", write(tmp_path / "r", glob + layer), "--methods", "magnitude,magnitude-oneshot"])
+    assert refused.returncode == 2
+    assert "the parameters both have never agree (scope: magnitude global, magnitude-oneshot layer)" in refused.stderr
+
+
 def test_rows_with_one_seed_are_counted_as_not_judged_not_as_no_regression(tmp_path, bench):
     """A quick run has one seed: "0 of 1 setting worse" alone read as no regression, for a drop of
     40 points. The summary says how many rows no interval could judge, and how to get one."""
