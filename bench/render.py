@@ -157,10 +157,10 @@ SETTING_WIDTH, MIN_SETTING_WIDTH = 40, 14  # a setting wraps at the first width,
 
 def terminal(recs: list[Record], width: int, families: dict[str, str],
              sparsity: float | None = None, family: str | None = None, sort: str | None = None,
-             methods: Collection[str] | None = None) -> str:
+             methods: Collection[str] | None = None, min_compression: float | None = None) -> str:
     """The aggregated tables of `recs` (mean ± std over seeds) for a terminal `width` characters
     wide: one per data source, budget and device type, `dense` and `dense-ft` first, then the
-    rows of the `family`, `sparsity` and `methods` asked for (sorted by `sort`: see `select`). A row's
+    rows of the `family`, `sparsity`, `methods` and `min_compression` asked for (sorted by `sort`: see `select`). A row's
     setting shows only the parameters that differ between its method's rows, wrapped onto more
     lines where the column is narrow (cut alike, two rows would read the same); columns are
     dropped, least important first, rather than wrapped."""
@@ -168,7 +168,7 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
     if table.empty:
         return "no finished runs"
     table["shown_setting"] = distinct_settings(table)  # told apart among all rows, not the filtered
-    picked = select(table, cols, families, sparsity, family, sort, methods)
+    picked = select(table, cols, families, sparsity, family, sort, methods, min_compression)
     out = []
     if sparsity is not None and picked.method.isin(REFERENCES).all():  # a level no row has: say which there are
         rows = select(table, cols, families, None, family, methods=methods)
