@@ -89,7 +89,10 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     the median for metrics that say so (wall times, which one run on a busy machine would move);
     accuracy also gets its std and its change versus the `dense` row of the same table
     (delta_acc) and versus the matched-budget `dense-ft` row (delta_ft): a method's effect, told
-    apart from the effect of its extra training. `machines` names the processors or GPUs that
+    apart from the effect of its extra training. `partial_seeds` maps each figure that only some of
+    the row's seeds hold (records made before the harness recorded it) to how many: the mean of one
+    seed read as the row's (an `own time` of 56 s beside a median train time of 51 s over three).
+    `machines` names the processors or GPUs that
     trained the row's seeds: accuracy moves between machine models by more than between seeds
     (README, Literature checks), so rows compare fairly within one. Unrounded: `rounded` gives
     the CSV's decimals."""
@@ -99,7 +102,9 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     how = {c.column: c.spec.aggregate for c in cols if c.column}
     out = grouped[values].agg({v: how.get(v, "mean") for v in values})
     out["setting_params"] = grouped["setting_params"].first()  # one setting, one mapping: the label is made from it
-    out.insert(0, "seeds", grouped.size())
+    held, seeds = grouped[values].count(), grouped.size()
+    out["partial_seeds"] = [{c: int(n) for c, n in held.loc[k].items() if 0 < n < seeds.loc[k]} for k in out.index]
+    out.insert(0, "seeds", seeds)
     out.insert(1, "machines", grouped["machine"].agg(lambda m: "; ".join(sorted(set(m)))))
     out.insert(3, "accuracy_std_%", grouped["accuracy_%"].std(ddof=1).fillna(0.0))
     out = out.rename(columns={"accuracy_%": "accuracy_mean_%"}).reset_index()
@@ -155,10 +160,13 @@ def table(recs: list[Record]) -> tuple[pd.DataFrame, list[Column]]:
     return (aggregate(df, cols) if len(df) else pd.DataFrame()), cols
 
 
+MAPPINGS = ["setting_params", "partial_seeds"]  # a row's mappings, for the views: no column of a file
+
+
 def csv_text(table: pd.DataFrame) -> str:
-    """The (`rounded`) table as the leaderboard's CSV: every column but the parameter mappings,
-    which the `setting` column spells out."""
-    table = table.drop(columns="setting_params", errors="ignore")
+    """The (`rounded`) table as the leaderboard's CSV: every column but the mappings (`MAPPINGS`):
+    the `setting` column spells out the parameters."""
+    table = table.drop(columns=MAPPINGS, errors="ignore")
     text = [c for c in table.columns if table[c].map(lambda v: isinstance(v, str)).any()]
     return table.assign(**{c: table[c].map(_inert) for c in text}).to_csv(index=False, lineterminator="\n")
 

@@ -176,7 +176,7 @@ def _show(loaded: dict[str, list[records.Record]], standard: bool, methods: set[
             tables.append(board.rounded(board.select(table, cols, board.families(recs), args.sparsity, args.family,
                                                      args.sort, methods, args.min_compression), cols).assign(suite=name))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])
-    table = table[["suite", *(c for c in table.columns if c not in ("suite", "setting_params"))]]
+    table = table[["suite", *(c for c in table.columns if c not in ("suite", *board.MAPPINGS))]]
     if args.format == "csv":
         print(board.csv_text(table), end="")  # the leaderboard.csv's rule: no cell a spreadsheet runs
     elif args.format == "json":
