@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench import metrics, records
-from bench.errors import ParameterError, first_line, printable
+from bench.errors import ParameterError, counted, first_line, printable
 from bench.metrics import Column
 from bench.plan import flat_params, setting_label
 from bench.records import Record, Status
@@ -116,6 +116,32 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     out["_order"] = out["method"].map(lambda m: REFERENCES.get(m, len(REFERENCES)))
     out = out.sort_values([*TABLE, "_order", "method", "setting"]).drop(columns="_order")
     return out.reset_index(drop=True)
+
+
+def machines_by_row(recs: list[Record]) -> dict[tuple, set[str]]:
+    """(table, method, setting, timed_on) of each aggregated row (`ROW`) -> the machine models that
+    trained its seeds."""
+    out: dict[tuple, set[str]] = {}
+    for r in recs:
+        if r["status"] == Status.OK:
+            key = row_key(r)
+            out.setdefault(tuple(key[k] for k in ROW), set()).add(records.machine(r))
+    return out
+
+
+def machine_labels(t: pd.DataFrame, machines: dict[tuple, set[str]]) -> tuple[dict[tuple, str], list[str]]:
+    """Where the rows of one table `t` were trained on more than one machine model, each row's
+    models as short names ("M1", "M1, M2"; by its `ROW` key) and the legend ("M1: AMD EPYC ...
+    (120 rows)"); ({}, []) where one model trained them all. Accuracy and train time move between
+    models (an `mnist` lottery setting trained on another processor read 280 s beside 780 s), so
+    the Markdown and the site mark each row with them."""
+    rows = {tuple(r[k] for k in ROW): sorted(machines.get(tuple(r[k] for k in ROW), ())) for _, r in t.iterrows()}
+    models = sorted({m for ms in rows.values() for m in ms})
+    if len(models) < 2:
+        return {}, []
+    name = {m: f"M{i + 1}" for i, m in enumerate(models)}
+    return ({key: ", ".join(name[m] for m in ms) for key, ms in rows.items()},
+            [f"{name[m]}: {m} ({counted(sum(m in ms for ms in rows.values()), 'row')})" for m in models])
 
 
 def at_decimals(value: Any, decimals: int) -> float:

@@ -18,8 +18,9 @@ from bench.errors import counted, printable
 from bench.metrics import Column
 from bench.records import Record, Status
 from bench.suite import is_plain_name
-from bench.board import (REFERENCES, TABLE, at_decimals, code_of, distinct_settings, environment, failed_runs,
-                         row_key, select, setting_sparsity, short_setting, unavailable_runtimes)
+from bench.board import (REFERENCES, ROW, TABLE, at_decimals, code_of, distinct_settings, environment, failed_runs,
+                         machine_labels, machines_by_row, row_key, select, setting_sparsity, short_setting,
+                         unavailable_runtimes)
 from bench.board import table as board_table
 
 
@@ -81,12 +82,20 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[Record], suite:
              "defaults (`bench list methods`); the CSV has every parameter. Regenerate with "
              + (f"`{command}`" if is_plain_name(suite) else md_text(command)) + ".", ""]
     tables = table.groupby(TABLE, sort=True) if len(table) else []
+    machines = machines_by_row(recs)
     for (source, budget, device), t in tables:
         lines += [f"## data: {md_text(source)} · budget: {md_text(budget)} · runs on: {md_text(device.upper())}", ""]
         main, speed = displayed(cols, t, "main"), displayed(cols, t, "speed")
+        trained_on, legend = machine_labels(t, machines)
+        if trained_on:
+            lines += [md_text(f"Trained on {len(legend)} machine models (column trained on), between which accuracy "
+                              f"moves by more than between seeds and train times differ: compare rows of one model. "
+                              f"{'; '.join(legend)}."), ""]
         rows = [[r["method"], short_setting(r["method"], r["setting_params"]), int(r["seeds"]),
+                 *([trained_on[tuple(r[k] for k in ROW)]] if trained_on else []),
                  *[cell(r, c) for c in main]] for _, r in t.iterrows()]
-        lines += [pipe_table(rows, ["method", "setting", "seeds", *[c.header for c in main]]), ""]
+        lines += [pipe_table(rows, ["method", "setting", "seeds", *(["trained on"] if trained_on else []),
+                                    *[c.header for c in main]]), ""]
         if speed:
             elsewhere = t.timed_on != device
             rows = [[timed_label(r["method"], r["timed_on"], device), short_setting(r["method"], r["setting_params"]),
