@@ -121,6 +121,15 @@ def _change_cells(c: RowChange) -> list[str]:
             f"{p_text(c.p)} / {p_text(c.p_holm)}" if c.p is not None else "-", c.verdict]
 
 
+def _method_row(c: RowChange) -> list[str]:
+    """A row of `compare --methods`: the setting, each method's other parameters, then the change's
+    cells with each method's compression after their accuracies: rows paired at equal parameters
+    need not be of equal size, and a reader choosing by size must see it ("-" where unrecorded)."""
+    cells = _change_cells(c)
+    size = "/".join("-" if v is None else f"{v:.1f}" for v in c.compression)
+    return [c.setting, *c.others, *cells[:4], size, *cells[4:]]
+
+
 def _compare_methods(args: argparse.Namespace) -> int:
     """`bench compare A --methods X,Y`: per suite of A, Y's rows against X's (bench.compare.
     across_methods); exit 1 with --fail-on regression when a row of Y is significantly worse."""
@@ -157,9 +166,10 @@ def _compare_methods(args: argparse.Namespace) -> int:
             if not (changes := [c for c in shared if c.suite == name]):
                 continue
             print(f"# {name}: {y} against {x}, {counted(len(changes), 'setting')} both have\n")
-            table = [[c.setting, *c.others, *_change_cells(c)] for c in _shown(changes, args.only_changed, "setting")]
+            table = [_method_row(c) for c in _shown(changes, args.only_changed, "setting")]
             _print_table(table, ["shared setting", f"{x}'s other", f"{y}'s other", "budget", f"seeds {x}/{y}",
-                                 f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]", "p / Holm", "verdict"])
+                                 f"{x} acc (%)", f"{y} acc (%)", f"compression {x}/{y} (x)", "change (pts) [95% CI]",
+                                 "p / Holm", "verdict"])
     worse = sum(c.verdict == "worse" for c in shared)
     print(f"{y} significantly worse than {x} in {worse} of {counted(len(shared), 'setting')}, better in "
           f"{_better(shared)} ({_judgement(shared, 'setting')})")

@@ -1,6 +1,7 @@
 """`bench compare A B`: per shared row, the change in accuracy with Welch's 95% CI and a verdict."""
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -451,6 +452,22 @@ def test_the_summary_counts_the_settings_where_y_wins_as_well_as_those_it_loses(
     worse = write(tmp_path / "worse", [record("magnitude", 0.9, s, acc - 0.02) for s, acc in enumerate(accs)])
     ran = bench(["compare", worse, folder])
     assert "0 rows significantly worse in B, 1 better (" in ran.stdout, ran.stdout
+
+
+def test_two_methods_paired_at_one_sparsity_show_each_ones_compression(tmp_path, bench):
+    """deep-compression and magnitude+ptq-int8 pair at equal sparsity, where one is 18.6x and the
+    other 11.1x smaller than dense: "no change" in accuracy alone hid the size a reader chooses by."""
+    def sized(r, compression):
+        return {**r, "metrics": {**r["metrics"], "compression": compression}}
+
+    accs = (0.970, 0.972, 0.971)
+    folder = write(tmp_path / "r", [sized(record("magnitude", 0.9, s, acc), 10.0) for s, acc in enumerate(accs)]
+                   + [sized(record("random", 0.9, s, acc), 12.5) for s, acc in enumerate(accs)])
+    (change,) = compare.across_methods(records.load_records(folder, "mlp"), "magnitude", "random")
+    assert change.compression == (10.0, 12.5)
+    ran = bench(["compare", folder, "--methods", "magnitude,random"])
+    assert "compression magnitude/random (x)" in ran.stdout
+    assert re.search(r"^sparsity=0.9 .* 97.10 +97.10 +10.0/12.5 +\+0.00 ", ran.stdout, flags=re.M), ran.stdout
 
 
 def test_two_methods_that_pair_nowhere_are_told_which_shared_parameter_kept_them_apart(tmp_path, bench):
