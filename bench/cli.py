@@ -199,6 +199,9 @@ def parser() -> _Parser:
                      help="how many records to rerun (default 3)")
     rep.add_argument("--methods", help="draw only among the records of these methods: a comma list or glob "
                                        "patterns, e.g. 'my-method'")
+    rep.add_argument("--record", dest="records", action="append", metavar="NAME",
+                     help="rerun this stored record instead of a random sample: its file name under the suite's "
+                          "runs/ folder (repeatable; not with --sample, --methods, --seed or --max-seconds)")
     rep.add_argument("--seed", type=_number(int, ge=0), default=0,
                      help="draws the sample: the same seed reruns the same records (default 0)")
     rep.add_argument("--max-seconds", type=_number(float, gt=0), default=reproduce.DEFAULT_MAX_SECONDS,

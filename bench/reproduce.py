@@ -19,6 +19,7 @@ Verdicts (README: Reproducing a row):
 
 from __future__ import annotations
 
+import difflib
 import math
 import random
 import statistics
@@ -84,6 +85,34 @@ def sample(recs: list[Record], n: int, seed: int,
     draw = random.Random(seed)
     pool = sorted(by_seed[draw.choice(seeds)], key=lambda r: (r["config"]["method"], r["config_hash"]))
     return draw.sample(pool, n)
+
+
+def named(stored: list[tuple[str, Record]], names: list[str]) -> list[dict[str, Any]]:
+    """The stored records that `names` name: each a record's file name under the suite's runs/
+    (with or without `.json`, or its path there, as the site's run page and `ls` show it), rather
+    than a random draw: a reader who doubts one row reruns that row's seed. A name no record has
+    is refused with the nearest ones, and so is a record that did not finish or whose row has one
+    seed (no spread to judge the rerun by, as `sample` requires)."""
+    by_name = dict(stored)
+    rows = records.rows([r for _, r in stored])
+    out = []
+    for name in names:
+        stem = Path(name).name.removesuffix(".json")
+        if stem not in by_name:
+            close = difflib.get_close_matches(stem, sorted(by_name), n=1, cutoff=0.6)
+            raise ReproduceError(f"--record {stem!r}: no stored record has that name"
+                                 f"{f'; did you mean {close[0]}?' if close else ''} (the names are the files "
+                                 "under the suite's runs/ folder, as its leaderboard's site lists them)")
+        r = by_name[stem]
+        if r["status"] != Status.OK:
+            raise ReproduceError(f"--record {stem}: its run {r['status']}; only a finished run has figures to judge "
+                                 "a rerun by")
+        if len(rows[records.row_id(r)]) < 2:
+            raise ReproduceError(f"--record {stem}: its row has one seed: a rerun is judged against its row's spread "
+                                 "over seeds; run two or more seeds of it first")
+        if r not in out:
+            out.append(r)
+    return out
 
 
 def stored_seconds(chosen: list[dict[str, Any]], stored: list[Record]) -> float | None:
