@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench import metrics, records
-from bench.errors import ParameterError, first_line, printable
+from bench.errors import ParameterError, counted, first_line, printable
 from bench.metrics import Column
 from bench.plan import flat_params, setting_label
 from bench.records import Record, Status
@@ -89,7 +89,10 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     the median for metrics that say so (wall times, which one run on a busy machine would move);
     accuracy also gets its std and its change versus the `dense` row of the same table
     (delta_acc) and versus the matched-budget `dense-ft` row (delta_ft): a method's effect, told
-    apart from the effect of its extra training. `machines` names the processors or GPUs that
+    apart from the effect of its extra training. `partial_seeds` maps each figure that only some of
+    the row's seeds hold (records made before the harness recorded it) to how many: the mean of one
+    seed read as the row's (an `own time` of 56 s beside a median train time of 51 s over three).
+    `machines` names the processors or GPUs that
     trained the row's seeds: accuracy moves between machine models by more than between seeds
     (README, Literature checks), so rows compare fairly within one. Unrounded: `rounded` gives
     the CSV's decimals."""
@@ -99,7 +102,9 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     how = {c.column: c.spec.aggregate for c in cols if c.column}
     out = grouped[values].agg({v: how.get(v, "mean") for v in values})
     out["setting_params"] = grouped["setting_params"].first()  # one setting, one mapping: the label is made from it
-    out.insert(0, "seeds", grouped.size())
+    held, seeds = grouped[values].count(), grouped.size()
+    out["partial_seeds"] = [{c: int(n) for c, n in held.loc[k].items() if 0 < n < seeds.loc[k]} for k in out.index]
+    out.insert(0, "seeds", seeds)
     out.insert(1, "machines", grouped["machine"].agg(lambda m: "; ".join(sorted(set(m)))))
     out.insert(3, "accuracy_std_%", grouped["accuracy_%"].std(ddof=1).fillna(0.0))
     out = out.rename(columns={"accuracy_%": "accuracy_mean_%"}).reset_index()
@@ -111,6 +116,32 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     out["_order"] = out["method"].map(lambda m: REFERENCES.get(m, len(REFERENCES)))
     out = out.sort_values([*TABLE, "_order", "method", "setting"]).drop(columns="_order")
     return out.reset_index(drop=True)
+
+
+def machines_by_row(recs: list[Record]) -> dict[tuple, set[str]]:
+    """(table, method, setting, timed_on) of each aggregated row (`ROW`) -> the machine models that
+    trained its seeds."""
+    out: dict[tuple, set[str]] = {}
+    for r in recs:
+        if r["status"] == Status.OK:
+            key = row_key(r)
+            out.setdefault(tuple(key[k] for k in ROW), set()).add(records.machine(r))
+    return out
+
+
+def machine_labels(t: pd.DataFrame, machines: dict[tuple, set[str]]) -> tuple[dict[tuple, str], list[str]]:
+    """Where the rows of one table `t` were trained on more than one machine model, each row's
+    models as short names ("M1", "M1, M2"; by its `ROW` key) and the legend ("M1: AMD EPYC ...
+    (120 rows)"); ({}, []) where one model trained them all. Accuracy and train time move between
+    models (an `mnist` lottery setting trained on another processor read 280 s beside 780 s), so
+    the Markdown and the site mark each row with them."""
+    rows = {tuple(r[k] for k in ROW): sorted(machines.get(tuple(r[k] for k in ROW), ())) for _, r in t.iterrows()}
+    models = sorted({m for ms in rows.values() for m in ms})
+    if len(models) < 2:
+        return {}, []
+    name = {m: f"M{i + 1}" for i, m in enumerate(models)}
+    return ({key: ", ".join(name[m] for m in ms) for key, ms in rows.items()},
+            [f"{name[m]}: {m} ({counted(sum(m in ms for ms in rows.values()), 'row')})" for m in models])
 
 
 def at_decimals(value: Any, decimals: int) -> float:
@@ -155,10 +186,13 @@ def table(recs: list[Record]) -> tuple[pd.DataFrame, list[Column]]:
     return (aggregate(df, cols) if len(df) else pd.DataFrame()), cols
 
 
+MAPPINGS = ["setting_params", "partial_seeds"]  # a row's mappings, for the views: no column of a file
+
+
 def csv_text(table: pd.DataFrame) -> str:
-    """The (`rounded`) table as the leaderboard's CSV: every column but the parameter mappings,
-    which the `setting` column spells out."""
-    table = table.drop(columns="setting_params", errors="ignore")
+    """The (`rounded`) table as the leaderboard's CSV: every column but the mappings (`MAPPINGS`):
+    the `setting` column spells out the parameters."""
+    table = table.drop(columns=MAPPINGS, errors="ignore")
     text = [c for c in table.columns if table[c].map(lambda v: isinstance(v, str)).any()]
     return table.assign(**{c: table[c].map(_inert) for c in text}).to_csv(index=False, lineterminator="\n")
 
@@ -245,13 +279,21 @@ def code_of(r: Record) -> str:
 
 
 def select(table: pd.DataFrame, cols: list[Column], families: dict[str, str], sparsity: float | None = None,
-           family: str | None = None, sort: str | None = None, methods: Collection[str] | None = None) -> pd.DataFrame:
+           family: str | None = None, sort: str | None = None, methods: Collection[str] | None = None,
+           min_compression: float | None = None) -> pd.DataFrame:
     """The rows of an aggregated table that `leaderboard --show` asks for: those of the `family`,
-    `sparsity` and `methods` asked for, and the references (`dense`, `dense-ft`) always; sorted by the
-    column `sort`, best first by the metric's direction (lowest first where lower is better or
-    no direction is registered), the references first in each table, in their fixed order."""
+    `sparsity` and `methods` asked for, at least `min_compression` times smaller than the dense
+    model as the tables show it (3.97x reads 4.0: at least 4x, as the site's best at each size
+    counts it; a size budget is how a reader asks, "at least 10x smaller"), and the references
+    (`dense`, `dense-ft`) always; sorted by the column `sort`, best first by the metric's direction
+    (lowest first where lower is better or no direction is registered), the references first in
+    each table, in their fixed order."""
     reference = table.method.isin(REFERENCES)
     keep = pd.Series(True, index=table.index)
+    if min_compression is not None:
+        compression = (as_shown(table["compression_x"], "compression") if "compression_x" in table
+                       else pd.Series(float("nan"), index=table.index))  # no size recorded: no row qualifies
+        keep &= compression >= min_compression
     if family:
         keep &= table.method.map(lambda m: family_of(m, families)) == family
     if methods is not None:

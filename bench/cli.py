@@ -203,6 +203,9 @@ def parser() -> _Parser:
                      help="how many records to rerun (default 3)")
     rep.add_argument("--methods", help="draw only among the records of these methods: a comma list or glob "
                                        "patterns, e.g. 'my-method'")
+    rep.add_argument("--record", dest="records", action="append", metavar="NAME",
+                     help="rerun this stored record instead of a random sample: its file name under the suite's "
+                          "runs/ folder (repeatable; not with --sample, --methods, --seed or --max-seconds)")
     rep.add_argument("--seed", type=_number(int, ge=0), default=0,
                      help="draws the sample: the same seed reruns the same records (default 0)")
     rep.add_argument("--max-seconds", type=_number(float, gt=0), default=reproduce.DEFAULT_MAX_SECONDS,
@@ -253,6 +256,10 @@ def parser() -> _Parser:
     lb.add_argument("--family", help="with --show: rows of this method family (e.g. pruning, quantization)")
     lb.add_argument("--methods", help="with --show: rows of these methods, a comma list or glob patterns "
                                       "(e.g. 'magnitude,gmp', 'magnitude*')")
+    lb.add_argument("--min-compression", type=_number(float, gt=0), metavar="X",
+                    help="with --show: rows at least X times smaller than the dense model (compression_x, as "
+                         "shown: 3.97 reads 4.0), e.g. 10 with --sort accuracy_mean_%% for the most accurate "
+                         "model a tenth of dense's size")
     lb.add_argument("--sort", metavar="COL", help="with --show: sort by this column of the CSV (e.g. accuracy_mean_%%, "
                                                   "compression_x, size_KiB), best first; dense and dense-ft stay on top")
     lb.add_argument("--budget", choices=["standard", "custom"], default="standard",

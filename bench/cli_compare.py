@@ -59,10 +59,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
             _print_table(table, ["method", "setting", "budget", "seeds A/B", "acc A (%)", "acc B (%)",
                                  "change (pts) [95% CI]", "p / Holm", "verdict", "exact figures that moved"])
     worse = sum(c.verdict == "worse" for c in shared)
-    print(f"{counted(worse, 'row')} significantly worse in B ({_judgement(shared, 'row')})")
+    print(f"{counted(worse, 'row')} significantly worse in B, {_better(shared)} better ({_judgement(shared, 'row')})")
     for note in _notes(shared, "row"):
         print(note)
     return 1 if worse and args.fail_on == "regression" else 0
+
+
+def _better(changes: list[RowChange]) -> int:
+    """How many rows Holm's correction judged better: the summary counted only the worse ones,
+    which is what --fail-on needs, but a reader choosing between two methods asked which one
+    wins, and "0 worse" said nothing of the settings where the other one led."""
+    return sum(c.verdict == "better" for c in changes)
 
 
 def _judgement(changes: list[RowChange], noun: str) -> str:
@@ -114,6 +121,15 @@ def _change_cells(c: RowChange) -> list[str]:
             f"{p_text(c.p)} / {p_text(c.p_holm)}" if c.p is not None else "-", c.verdict]
 
 
+def _method_row(c: RowChange) -> list[str]:
+    """A row of `compare --methods`: the setting, each method's other parameters, then the change's
+    cells with each method's compression after their accuracies: rows paired at equal parameters
+    need not be of equal size, and a reader choosing by size must see it ("-" where unrecorded)."""
+    cells = _change_cells(c)
+    size = "/".join("-" if v is None else f"{v:.1f}" for v in c.compression)
+    return [c.setting, *c.others, *cells[:4], size, *cells[4:]]
+
+
 def _compare_methods(args: argparse.Namespace) -> int:
     """`bench compare A --methods X,Y`: per suite of A, Y's rows against X's (bench.compare.
     across_methods); exit 1 with --fail-on regression when a row of Y is significantly worse."""
@@ -140,19 +156,23 @@ def _compare_methods(args: argparse.Namespace) -> int:
                     f"{', '.join(sorted(present)) or 'none'})")
         shared = compare.across_methods([r for name in suites for r in stored[name]], x, y)  # one family
         if not shared:
+            why = compare.unpaired_why([r for name in suites for r in stored[name]], x, y)
             raise registry.ParameterError(
                 f"{args.a} holds no finished rows of {x} and {y} with the same budget, data, device type and "
-                f"shared parameters{f' in suite {args.suite}' if args.suite else ''}")
+                f"shared parameters{f' in suite {args.suite}' if args.suite else ''}"
+                + (f"; the parameters both have never agree ({why}): rows run with --set to agree pair up"
+                   if why else ""))
         for name in suites:
             if not (changes := [c for c in shared if c.suite == name]):
                 continue
             print(f"# {name}: {y} against {x}, {counted(len(changes), 'setting')} both have\n")
-            table = [[c.setting, *c.others, *_change_cells(c)] for c in _shown(changes, args.only_changed, "setting")]
+            table = [_method_row(c) for c in _shown(changes, args.only_changed, "setting")]
             _print_table(table, ["shared setting", f"{x}'s other", f"{y}'s other", "budget", f"seeds {x}/{y}",
-                                 f"{x} acc (%)", f"{y} acc (%)", "change (pts) [95% CI]", "p / Holm", "verdict"])
+                                 f"{x} acc (%)", f"{y} acc (%)", f"compression {x}/{y} (x)", "change (pts) [95% CI]",
+                                 "p / Holm", "verdict"])
     worse = sum(c.verdict == "worse" for c in shared)
-    print(f"{y} significantly worse than {x} in {worse} of {counted(len(shared), 'setting')} "
-          f"({_judgement(shared, 'setting')})")
+    print(f"{y} significantly worse than {x} in {worse} of {counted(len(shared), 'setting')}, better in "
+          f"{_better(shared)} ({_judgement(shared, 'setting')})")
     for note in _notes(shared, "setting"):
         print(note)
     return 1 if worse and args.fail_on == "regression" else 0

@@ -35,9 +35,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.suite is not None and not is_plain_name(args.suite):
         raise SuiteError(f"--suite {brief(args.suite)}: expected a suite name, a plain folder name under {root}")
     if not args.show and (args.sparsity is not None or args.family is not None or args.methods is not None
-                          or args.sort is not None or args.budget != "standard" or args.format != "table"):
-        raise registry.ParameterError("--sparsity, --family, --methods, --sort, --budget and --format shape --show's "
-                                      "table: add --show")
+                          or args.min_compression is not None or args.sort is not None or args.budget != "standard"
+                          or args.format != "table"):
+        raise registry.ParameterError("--sparsity, --family, --methods, --min-compression, --sort, --budget and "
+                                      "--format shape --show's table: add --show")
     if args.serve is not None and (args.show or args.check):
         raise registry.ParameterError("--serve writes and serves the site: not with --show or --check")
     args.html = args.html or args.serve is not None
@@ -70,7 +71,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         for name in suites:
             recs = [r for r in loaded[name] if r.get("standard_budget") == standard]
             text = render.terminal(recs, shutil.get_terminal_size().columns, board.families(recs),
-                                   args.sparsity, args.family, args.sort, methods)  # refusals before any output
+                                   args.sparsity, args.family, args.sort, methods,
+                                   args.min_compression)  # refusals before any output
             print(f"# {name}: {args.budget} budget ({leaderboard.table_path(root, name, standard)} has every column)"
                   f"\n\n{text}\n")
             if note := _elsewhere(root, name, loaded[name], standard):
@@ -172,9 +174,9 @@ def _show(loaded: dict[str, list[records.Record]], standard: bool, methods: set[
         table, cols = board.table(recs)
         if not table.empty:
             tables.append(board.rounded(board.select(table, cols, board.families(recs), args.sparsity, args.family,
-                                                     args.sort, methods), cols).assign(suite=name))
+                                                     args.sort, methods, args.min_compression), cols).assign(suite=name))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])
-    table = table[["suite", *(c for c in table.columns if c not in ("suite", "setting_params"))]]
+    table = table[["suite", *(c for c in table.columns if c not in ("suite", *board.MAPPINGS))]]
     if args.format == "csv":
         print(board.csv_text(table), end="")  # the leaderboard.csv's rule: no cell a spreadsheet runs
     elif args.format == "json":

@@ -260,15 +260,26 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.into is not None and args.into.resolve().is_relative_to(Path(args.results_dir).resolve()):
         raise registry.ParameterError(f"--into {args.into}: inside the results folder {args.results_dir}, where the "
                                       "reruns would replace the records they are judged against; choose another folder")
-    stored = [r for _, r in records.reported_records(args.results_dir, suite.name, "the reproduction")]
+    drawing = [option for option, given in (("--sample", args.sample != 3), ("--methods", args.methods is not None),
+                                            ("--seed", args.seed != 0),
+                                            ("--max-seconds", args.max_seconds != reproduce.DEFAULT_MAX_SECONDS))
+               if given]
+    if args.records and drawing:
+        raise registry.ParameterError(f"--record names the records to rerun; {', '.join(drawing)} shape a random "
+                                      "draw: choose one")
+    found = records.reported_records(args.results_dir, suite.name, "the reproduction")
+    stored = [r for _, r in found]
     if not stored:
         raise reproduce.ReproduceError(f"no records of suite '{suite.name}' under "
                                        f"{layout.runs_dir(args.results_dir, suite.name)}")
-    pool = stored
-    if args.methods is not None:
-        named = records.methods_named(args.methods, {r["config"]["method"] for r in stored})
-        pool = [r for r in stored if r["config"]["method"] in named]
-    chosen = reproduce.sample(pool, args.sample, args.seed, args.max_seconds)
+    if args.records:
+        chosen = reproduce.named(found, args.records)
+    else:
+        pool = stored
+        if args.methods is not None:
+            methods = records.methods_named(args.methods, {r["config"]["method"] for r in stored})
+            pool = [r for r in stored if r["config"]["method"] in methods]
+        chosen = reproduce.sample(pool, args.sample, args.seed, args.max_seconds)
     for r in chosen:
         registry.select(r["config"]["method"])
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
@@ -281,7 +292,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         took = "" if seconds is None else (f": they took {duration(seconds)} to make on "
                                           f"{printable(chosen[0]['env']['device_name'])}, their dense model's training "
                                           "included")
-        print(f"rerunning {len(chosen)} of {len(stored)} records of {suite.name} (--seed {args.seed}) into {into}{took}")
+        print(f"rerunning {len(chosen)} of {len(stored)} records of {suite.name} ({'named' if args.records else f'--seed {args.seed}'}) into {into}{took}")
         try:
             for r in sorted(chosen, key=lambda r: (r["config"]["seed"], r["config"]["method"])):
                 # the record's threads, as far as this machine's cores go (a planted 10**12 started no worker)

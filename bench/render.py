@@ -18,8 +18,9 @@ from bench.errors import counted, printable
 from bench.metrics import Column
 from bench.records import Record, Status
 from bench.suite import is_plain_name
-from bench.board import (REFERENCES, TABLE, at_decimals, code_of, distinct_settings, environment, failed_runs,
-                         row_key, select, setting_sparsity, short_setting, unavailable_runtimes)
+from bench.board import (REFERENCES, ROW, TABLE, at_decimals, code_of, distinct_settings, environment, failed_runs,
+                         machine_labels, machines_by_row, row_key, select, setting_sparsity, short_setting,
+                         unavailable_runtimes)
 from bench.board import table as board_table
 
 
@@ -34,13 +35,18 @@ def number(value: Any, decimals: int) -> str:
 
 
 def cell(row: pd.Series, col: Column) -> str:
-    """A Markdown cell: accuracy as mean ± std, a metric with a spread as value (spread)."""
+    """A Markdown cell: accuracy as mean ± std, a metric with a spread as value (spread), and a
+    figure that only some of the row's seeds hold followed by how many (`board.aggregate`'s
+    `partial_seeds`): under a `seeds` of 3, one seed's figure read as the row's."""
     if col.key == "accuracy":
         text = number(row["accuracy_mean_%"], col.spec.shown)
         return text + f" ± {number(row['accuracy_std_%'], col.spec.shown)}" if row["seeds"] > 1 else text
     text = number(row[col.column], col.spec.shown)
     if text and col.spread_column and not pd.isna(row.get(col.spread_column)):
         text += f" ({number(row[col.spread_column], col.spec.shown)})"
+    held = (row.get("partial_seeds") or {}).get(col.column)
+    if text and held:
+        text += f" ({held} of {int(row['seeds'])} seeds)"
     return text
 
 
@@ -76,12 +82,20 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[Record], suite:
              "defaults (`bench list methods`); the CSV has every parameter. Regenerate with "
              + (f"`{command}`" if is_plain_name(suite) else md_text(command)) + ".", ""]
     tables = table.groupby(TABLE, sort=True) if len(table) else []
+    machines = machines_by_row(recs)
     for (source, budget, device), t in tables:
         lines += [f"## data: {md_text(source)} · budget: {md_text(budget)} · runs on: {md_text(device.upper())}", ""]
         main, speed = displayed(cols, t, "main"), displayed(cols, t, "speed")
+        trained_on, legend = machine_labels(t, machines)
+        if trained_on:
+            lines += [md_text(f"Trained on {len(legend)} machine models (column trained on), between which accuracy "
+                              f"moves by more than between seeds and train times differ: compare rows of one model. "
+                              f"{'; '.join(legend)}."), ""]
         rows = [[r["method"], short_setting(r["method"], r["setting_params"]), int(r["seeds"]),
+                 *([trained_on[tuple(r[k] for k in ROW)]] if trained_on else []),
                  *[cell(r, c) for c in main]] for _, r in t.iterrows()]
-        lines += [pipe_table(rows, ["method", "setting", "seeds", *[c.header for c in main]]), ""]
+        lines += [pipe_table(rows, ["method", "setting", "seeds", *(["trained on"] if trained_on else []),
+                                    *[c.header for c in main]]), ""]
         if speed:
             elsewhere = t.timed_on != device
             rows = [[timed_label(r["method"], r["timed_on"], device), short_setting(r["method"], r["setting_params"]),
@@ -157,10 +171,10 @@ SETTING_WIDTH, MIN_SETTING_WIDTH = 40, 14  # a setting wraps at the first width,
 
 def terminal(recs: list[Record], width: int, families: dict[str, str],
              sparsity: float | None = None, family: str | None = None, sort: str | None = None,
-             methods: Collection[str] | None = None) -> str:
+             methods: Collection[str] | None = None, min_compression: float | None = None) -> str:
     """The aggregated tables of `recs` (mean ± std over seeds) for a terminal `width` characters
     wide: one per data source, budget and device type, `dense` and `dense-ft` first, then the
-    rows of the `family`, `sparsity` and `methods` asked for (sorted by `sort`: see `select`). A row's
+    rows of the `family`, `sparsity`, `methods` and `min_compression` asked for (sorted by `sort`: see `select`). A row's
     setting shows only the parameters that differ between its method's rows, wrapped onto more
     lines where the column is narrow (cut alike, two rows would read the same); columns are
     dropped, least important first, rather than wrapped."""
@@ -168,7 +182,7 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
     if table.empty:
         return "no finished runs"
     table["shown_setting"] = distinct_settings(table)  # told apart among all rows, not the filtered
-    picked = select(table, cols, families, sparsity, family, sort, methods)
+    picked = select(table, cols, families, sparsity, family, sort, methods, min_compression)
     out = []
     if sparsity is not None and picked.method.isin(REFERENCES).all():  # a level no row has: say which there are
         rows = select(table, cols, families, None, family, methods=methods)

@@ -19,6 +19,8 @@ Verdicts (README: Reproducing a row):
 
 from __future__ import annotations
 
+import difflib
+import math
 import random
 import statistics
 from collections import Counter
@@ -60,22 +62,57 @@ def sample(recs: list[Record], n: int, seed: int,
                              f"({', '.join(f'{n} {status}' for status, n in sorted(ended.items()))}): only a finished "
                              "run has figures to judge a rerun by")
     by_seed: dict[int, list[dict[str, Any]]] = {}
+    times: dict[int, list[float]] = {}  # every seed's run times in rows with a spread, however long
     for row in rows.values():
         for r in row:
-            if len(row) >= 2 and r.get("run_time_s") is not None and r["run_time_s"] <= max_seconds:
-                by_seed.setdefault(r["config"]["seed"], []).append(r)
+            if len(row) >= 2 and r.get("run_time_s") is not None:
+                times.setdefault(r["config"]["seed"], []).append(r["run_time_s"])
+                if r["run_time_s"] <= max_seconds:
+                    by_seed.setdefault(r["config"]["seed"], []).append(r)
     seeds = sorted(s for s, pool in by_seed.items() if len(pool) >= n)
     if not seeds and recs and all(len(row) < 2 for row in rows.values()):
         raise ReproduceError("every row of these records has one seed (a quick run's --seeds 0, say): a rerun is "
                              "judged against its row's spread over seeds; run two or more seeds (--seeds 0,1) first")
     if not seeds:
         most = max(map(len, by_seed.values()), default=0)
+        # the least --max-seconds at which some seed has n: what `mnist`'s three-minute runs needed ("(at most
+        # 0)" beside 30 s named neither the count it was nor the limit that would do)
+        enough = min((sorted(ts)[n - 1] for ts in times.values() if len(ts) >= n), default=None)
         raise ReproduceError(f"no training seed has {n} finished records in rows of two or more seeds that ran "
-                             f"in at most {max_seconds:g} s (at most {most}); ask for fewer (--sample) or allow "
-                             "longer runs (--max-seconds)")
+                             f"in at most {max_seconds:g} s (the most a seed has: {most}); ask for fewer (--sample)"
+                             + (f" or allow longer runs (--max-seconds {math.ceil(enough)} draws {n})" if enough
+                                else ""))
     draw = random.Random(seed)
     pool = sorted(by_seed[draw.choice(seeds)], key=lambda r: (r["config"]["method"], r["config_hash"]))
     return draw.sample(pool, n)
+
+
+def named(stored: list[tuple[str, Record]], names: list[str]) -> list[dict[str, Any]]:
+    """The stored records that `names` name: each a record's file name under the suite's runs/
+    (with or without `.json`, or its path there, as the site's run page and `ls` show it), rather
+    than a random draw: a reader who doubts one row reruns that row's seed. A name no record has
+    is refused with the nearest ones, and so is a record that did not finish or whose row has one
+    seed (no spread to judge the rerun by, as `sample` requires)."""
+    by_name = dict(stored)
+    rows = records.rows([r for _, r in stored])
+    out = []
+    for name in names:
+        stem = Path(name).name.removesuffix(".json")
+        if stem not in by_name:
+            close = difflib.get_close_matches(stem, sorted(by_name), n=1, cutoff=0.6)
+            raise ReproduceError(f"--record {stem!r}: no stored record has that name"
+                                 f"{f'; did you mean {close[0]}?' if close else ''} (the names are the files "
+                                 "under the suite's runs/ folder, as its leaderboard's site lists them)")
+        r = by_name[stem]
+        if r["status"] != Status.OK:
+            raise ReproduceError(f"--record {stem}: its run {r['status']}; only a finished run has figures to judge "
+                                 "a rerun by")
+        if len(rows[records.row_id(r)]) < 2:
+            raise ReproduceError(f"--record {stem}: its row has one seed: a rerun is judged against its row's spread "
+                                 "over seeds; run two or more seeds of it first")
+        if r not in out:
+            out.append(r)
+    return out
 
 
 def stored_seconds(chosen: list[dict[str, Any]], stored: list[Record]) -> float | None:

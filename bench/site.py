@@ -35,7 +35,7 @@ import pandas as pd
 
 from bench import board, files, layout, leaderboard, plots, render
 from bench.errors import ResultsFolderError, counted, printable
-from bench.records import MACHINE_MARGIN, Record, Status, machine
+from bench.records import MACHINE_MARGIN, Record, Status
 from bench.leaderboard import PLOTS
 from bench.metrics import Column
 from bench.render import cell, number
@@ -173,32 +173,19 @@ def _runs_by_row(recs: list[Record]) -> dict[tuple, list[tuple[int, str]]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def _machines_by_row(recs: list[Record]) -> dict[tuple, set[str]]:
-    """(table, method, setting, timed_on) of the aggregated row -> the machine models that trained its seeds."""
-    out: dict[tuple, set[str]] = {}
-    for r in recs:
-        if r["status"] == Status.OK:
-            key = board.row_key(r)
-            out.setdefault(tuple(key[k] for k in ROW), set()).add(machine(r))
-    return out
-
-
 def _caveats(t: pd.DataFrame, machines: dict[tuple, set[str]]) -> tuple[list[str], dict[tuple, str]]:
     """What a reader must know before comparing a table's rows, as notes above it, and the label of
-    each row's machine models ({} where one model trained them all). Accuracy moves between
-    machine models by more than between seeds (MACHINE_MARGIN), so a table trained on several
-    names them (M1, M2, ...) and marks each row's; a fused run's train time is its share of the
-    fused steps, not a time one run takes alone. Both were only in the CSV or a header's tooltip."""
-    notes, labels = [], {}
-    rows = {_row_key(r): sorted(machines.get(_row_key(r), ())) for _, r in t.iterrows()}
-    models = sorted({m for ms in rows.values() for m in ms})
-    if len(models) > 1:
-        name = {m: f"M{i + 1}" for i, m in enumerate(models)}
-        labels = {key: ", ".join(name[m] for m in ms) for key, ms in rows.items()}
-        legend = "; ".join(f"{name[m]}: {m} ({counted(sum(m in ms for ms in rows.values()), 'row')})" for m in models)
-        notes.append(f'<p class="note"><b>Trained on {len(models)} machine models</b>, between which accuracy moves '
+    each row's machine models ({} where one model trained them all: `board.machine_labels`).
+    Accuracy moves between machine models by more than between seeds (MACHINE_MARGIN), so a table
+    trained on several names them (M1, M2, ...) and marks each row's; a fused run's train time is
+    its share of the fused steps, not a time one run takes alone. Both were only in the CSV or a
+    header's tooltip."""
+    notes = []
+    labels, legend = board.machine_labels(t, machines)
+    if labels:
+        notes.append(f'<p class="note"><b>Trained on {len(legend)} machine models</b>, between which accuracy moves '
                      f"by up to about {MACHINE_MARGIN:g} pts, more than between seeds: compare accuracy between rows "
-                     f"of one model (column <i>trained on</i>). {_e(legend)}.</p>")
+                     f"of one model (column <i>trained on</i>). {_e('; '.join(legend))}.</p>")
     if "fused_with" in t and (fused := int((t["fused_with"] > 1).sum())):
         notes.append(f'<p class="note"><b>{counted(fused, "row")} trained fused with other runs</b> '
                      "(<code>--fuse</code>; column <i>fused with</i>): a fused run's train time is its share of the "
@@ -257,7 +244,7 @@ def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[Reco
     shows the swept and non-default parameters; hovering it shows them all."""
     if table.empty:
         return ['<p class="note">No finished runs.</p>']
-    runs, machines = _runs_by_row(recs), _machines_by_row(recs)
+    runs, machines = _runs_by_row(recs), board.machines_by_row(recs)
     speed = {c.column for c, _ in _speed_columns(table, cols)}
     out = []
     for (source, budget, device), t in table.groupby(TABLE, sort=True):

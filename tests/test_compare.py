@@ -1,6 +1,7 @@
 """`bench compare A B`: per shared row, the change in accuracy with Welch's 95% CI and a verdict."""
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def test_a_row_significant_alone_is_unclear_among_many_and_fails_no_regression_c
     b = write(tmp_path / "b", slight + same)
     ran = bench(["compare", write(tmp_path / "a", a), b, "--fail-on", "regression", "--only-changed"])
     assert ran.returncode == 0, ran.stderr
-    assert "0 rows significantly worse in B (Welch's t over seeds, 95%, Holm's correction over the 3 rows judged" in ran.stdout
+    assert "0 rows significantly worse in B, 0 better (Welch's t over seeds, 95%, Holm's correction over the 3 rows judged" in ran.stdout
     assert "1 of 3 rows unclear (after Holm): significant on its own, not among the 3 judged" in ran.stdout
     shown = [line for line in ran.stdout.splitlines() if line.startswith("magnitude")]
     assert len(shown) == 1 and "0.021 / 0.064" in shown[0] and "unclear (after Holm)" in shown[0]
@@ -437,6 +438,50 @@ def test_bench_compare_methods_within_one_results_folder(tmp_path, bench):
                       ([], "needs B")):
         refused = bench(["compare", folder, *args])
         assert refused.returncode == 2 and why in refused.stderr, (args, refused.stderr)
+
+
+def test_the_summary_counts_the_settings_where_y_wins_as_well_as_those_it_loses(tmp_path, bench):
+    """A reader choosing between two methods asks which wins: "0 of 1 setting worse" alone hid a
+    setting where Y was significantly better; both directions are counted, in both commands."""
+    accs = (0.970, 0.972, 0.971)
+    folder = write(tmp_path / "r", [record("random", 0.9, s, acc - 0.02) for s, acc in enumerate(accs)]
+                   + [record("magnitude", 0.9, s, acc) for s, acc in enumerate(accs)])
+    ran = bench(["compare", folder, "--methods", "random,magnitude"])
+    assert ran.returncode == 0, ran.stderr
+    assert "magnitude significantly worse than random in 0 of 1 setting, better in 1 (" in ran.stdout, ran.stdout
+    worse = write(tmp_path / "worse", [record("magnitude", 0.9, s, acc - 0.02) for s, acc in enumerate(accs)])
+    ran = bench(["compare", worse, folder])
+    assert "0 rows significantly worse in B, 1 better (" in ran.stdout, ran.stdout
+
+
+def test_two_methods_paired_at_one_sparsity_show_each_ones_compression(tmp_path, bench):
+    """deep-compression and magnitude+ptq-int8 pair at equal sparsity, where one is 18.6x and the
+    other 11.1x smaller than dense: "no change" in accuracy alone hid the size a reader chooses by."""
+    def sized(r, compression):
+        return {**r, "metrics": {**r["metrics"], "compression": compression}}
+
+    accs = (0.970, 0.972, 0.971)
+    folder = write(tmp_path / "r", [sized(record("magnitude", 0.9, s, acc), 10.0) for s, acc in enumerate(accs)]
+                   + [sized(record("random", 0.9, s, acc), 12.5) for s, acc in enumerate(accs)])
+    (change,) = compare.across_methods(records.load_records(folder, "mlp"), "magnitude", "random")
+    assert change.compression == (10.0, 12.5)
+    ran = bench(["compare", folder, "--methods", "magnitude,random"])
+    assert "compression magnitude/random (x)" in ran.stdout
+    assert re.search(r"^sparsity=0.9 .* 97.10 +97.10 +10.0/12.5 +\+0.00 ", ran.stdout, flags=re.M), ran.stdout
+
+
+def test_two_methods_that_pair_nowhere_are_told_which_shared_parameter_kept_them_apart(tmp_path, bench):
+    """magnitude (scope global) against magnitude-oneshot (scope layer) at the same sparsities paired
+    nowhere, and the refusal named budget, data, device and "shared parameters" alike: the reader
+    could not tell that one parameter's default did it."""
+    layer = [with_params(record("magnitude-oneshot", sp, s, 0.9), scope="layer") for sp in (0.5, 0.9) for s in range(3)]
+    glob = [with_params(record("magnitude", sp, s, 0.97), scope="global") for sp in (0.5, 0.9) for s in range(3)]
+    assert compare.unpaired_why(glob + layer, "magnitude", "magnitude-oneshot") == (
+        "scope: magnitude global, magnitude-oneshot layer")
+    assert compare.unpaired_why(glob, "magnitude", "magnitude-oneshot") is None  # no row of the other at all
+    refused = bench(["compare", write(tmp_path / "r", glob + layer), "--methods", "magnitude,magnitude-oneshot"])
+    assert refused.returncode == 2
+    assert "the parameters both have never agree (scope: magnitude global, magnitude-oneshot layer)" in refused.stderr
 
 
 def test_rows_with_one_seed_are_counted_as_not_judged_not_as_no_regression(tmp_path, bench):

@@ -32,7 +32,8 @@ def test_the_sample_is_seeded_and_draws_cheap_records_of_one_seed_in_rows_with_a
     try:
         reproduce.sample(recs, 3, seed=7)
     except reproduce.ReproduceError as e:
-        assert "no training seed has 3 finished records" in str(e) and "(at most 2)" in str(e)
+        assert "no training seed has 3 finished records" in str(e) and "(the most a seed has: 2)" in str(e)
+        assert str(e).endswith("or allow longer runs (--max-seconds 600 draws 3)")  # slow's 600 s runs
     else:
         raise AssertionError("a sample larger than the pool was drawn")
 
@@ -214,3 +215,25 @@ def test_the_default_rerun_limit_covers_the_dense_training_and_is_bounded():
     huge = stored("magnitude", 0, 0.98, 100, run_time_s=1.0)
     huge["metrics"]["train_time_s"] = 1e15
     assert reproduce.default_timeout(huge) == 24 * 60
+
+
+def test_a_record_named_is_the_one_rerun_and_names_no_record_has_are_refused():
+    """A reader who doubts one row could only draw at random (on mnist, --max-seconds 30 drew
+    nothing); --record names the file. Its name with or without .json, or its path, finds it; a
+    typo gets the nearest name; a record of a row with one seed, or that failed, has nothing to
+    be judged against."""
+    found = [(f"magnitude-{s}", stored("magnitude", s, 0.97, 100)) for s in range(3)]
+    found += [("alone-0", stored("alone", 0, 0.97, 100)),
+              ("random-0", {**stored("random", 0, 0.97, 100), "status": "failed"})]
+    picked = reproduce.named(found, ["magnitude-1.json", "results/mlp/runs/magnitude-2.json", "magnitude-1"])
+    assert [r["config"]["seed"] for r in picked] == [1, 2]  # a name given twice reruns once
+    for names, why in ((["magnitde-1"], "no stored record has that name; did you mean magnitude-1?"),
+                       (["alone-0"], "its row has one seed"), (["random-0"], "its run failed")):
+        with pytest.raises(reproduce.ReproduceError, match=re.escape(why)):
+            reproduce.named(found, names)
+
+
+def test_record_and_the_options_of_a_random_draw_are_refused_together(tmp_path, bench):
+    refused = bench(["reproduce", "--suite", FAST, "--record", "magnitude-0", "--methods", "mag*",
+                     "--results-dir", tmp_path])
+    assert refused.returncode == 2 and "--record names the records to rerun; --methods shape a random draw" in refused.stderr

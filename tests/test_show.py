@@ -238,3 +238,19 @@ def test_a_quick_run_says_when_its_methods_trained_longer_than_dense_with_no_con
     assert "note: methods trained up to 2 epochs here and dense 1, so Δ acc includes their extra training" in ran.stdout
     matched = bench([*args, "--methods", "dense,dense-ft,magnitude"])
     assert matched.returncode == 0 and "note:" not in matched.stdout
+
+
+def test_min_compression_keeps_the_rows_at_least_that_much_smaller_beside_the_references(tmp_path, bench, monkeypatch):
+    """A reader with a size budget ("at least 10x smaller than dense") had to scan every row:
+    --min-compression keeps the rows whose compression, as the table shows it, reaches it (gmp at
+    50%: 1.95x, shown 2.0), in every format, and is refused without --show."""
+    monkeypatch.setenv("COLUMNS", "200")
+    write_records(tmp_path, terminal_records())  # compression: gmp 0.5 2.0, gmp 0.9 8.2, uniform 1.0
+    shown = show(bench, tmp_path, "--min-compression", "2", "--sort", "accuracy_mean_%")
+    assert shown.returncode == 0, shown.stderr
+    assert [line.split()[:2] for line in shown.stdout.splitlines() if line.startswith(("dense", "gmp", "uniform"))] == [
+        ["dense", "-"], ["dense-ft", "-"], ["gmp", "sparsity=0.5"], ["gmp", "sparsity=0.9"]]
+    as_json = json.loads(show(bench, tmp_path, "--min-compression", "5", "--format", "json").stdout)
+    assert [(r["method"], r["compression_x"]) for r in as_json] == [("dense", 1.0), ("dense-ft", 1.0), ("gmp", 8.2)]
+    assert bench(["leaderboard", "--results-dir", tmp_path, "--min-compression", "5"]).returncode == 2  # no --show
+    assert show(bench, tmp_path, "--min-compression", "0").returncode == 2
