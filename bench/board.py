@@ -144,6 +144,31 @@ def machine_labels(t: pd.DataFrame, machines: dict[tuple, set[str]]) -> tuple[di
             [f"{name[m]}: {m} ({counted(sum(m in ms for ms in rows.values()), 'row')})" for m in models])
 
 
+def measured_columns(t: pd.DataFrame, cols: list[Column]) -> list[Column]:
+    """The measured speedup columns with a value in `t`."""
+    return [c for c in cols
+            if c.spec.name == "speedup{runtime}_b{batch}" and c.column in t and t[c.column].notna().any()]
+
+
+def best_speedups(t: pd.DataFrame, cols: list[Column]) -> list[tuple[Column, str]]:
+    """The suite's best runtime at batch 1 and at its largest batch: per batch, the runtime whose
+    median measured speedup over the compressed rows is highest. (column, label) each, batch 1 first.
+    One runtime for the whole table, the plots', the site's and the terminal's: picked row by row it
+    would flatter each, and one fixed runtime (eager) reads an int8 model, which eager runs through
+    fake quantization, as 0.15x."""
+    compressed = t[~t.method.isin(REFERENCES)]
+    by_batch: dict[int, list[Column]] = {}
+    for col in measured_columns(t, cols):
+        by_batch.setdefault(col.batch, []).append(col)
+    if not by_batch:
+        return []
+    out = []
+    for batch in sorted({min(by_batch), max(by_batch)}):
+        best = max(by_batch[batch], key=lambda c: (compressed[c.column].median(skipna=True), c.column))
+        out.append((best, f"{best.runtime}, batch {batch}"))
+    return out
+
+
 def at_decimals(value: Any, decimals: int) -> float:
     """`value` rounded to `decimals` as `rounded` rounds the CSV's columns (numpy's rounding: the
     value scaled, then half to even), -0.0 made 0.0. Every view rounds a figure it shows so, once:

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from bench import files
-from bench.board import as_shown, at_decimals
+from bench.board import as_shown, at_decimals, best_speedups, measured_columns
 from bench.errors import printable
 from bench.metrics import Column
 
@@ -98,28 +98,6 @@ def frontier(t: pd.DataFrame, x: str = "size_KiB", y: str = "accuracy_mean_%") -
     xs, ys = t[x].astype(float).to_numpy(), as_shown(t[y], "accuracy").to_numpy()
     return [i for i, xi, yi in zip(t.index, xs, ys)
             if not ((xs <= xi) & (ys >= yi) & ((xs < xi) | (ys > yi))).any()]
-
-
-def measured_columns(t: pd.DataFrame, cols: list[Column]) -> list[Column]:
-    """The measured speedup columns with a value in `t`."""
-    return [c for c in cols
-            if c.spec.name == "speedup{runtime}_b{batch}" and c.column in t and t[c.column].notna().any()]
-
-
-def best_speedups(t: pd.DataFrame, cols: list[Column]) -> list[tuple[Column, str]]:
-    """The suite's best runtime at batch 1 and at its largest batch: per batch, the runtime whose
-    median measured speedup over the compressed rows is highest. (column, label) each, batch 1 first."""
-    compressed = t[~t.reference]
-    by_batch: dict[int, list[Column]] = {}
-    for col in measured_columns(t, cols):
-        by_batch.setdefault(col.batch, []).append(col)
-    if not by_batch:
-        return []
-    out = []
-    for batch in sorted({min(by_batch), max(by_batch)}):
-        best = max(by_batch[batch], key=lambda c: (compressed[c.column].median(skipna=True), c.column))
-        out.append((best, f"{best.runtime}, batch {batch}"))
-    return out
 
 
 def _y_range(values: pd.Series, refs: list[float]) -> tuple[float, float]:

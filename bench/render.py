@@ -18,7 +18,7 @@ from bench.errors import counted, printable
 from bench.metrics import Column
 from bench.records import Record, Status
 from bench.suite import is_plain_name
-from bench.board import (REFERENCES, ROW, TABLE, at_decimals, code_of, distinct_settings, environment, failed_runs,
+from bench.board import (REFERENCES, ROW, TABLE, at_decimals, best_speedups, code_of, distinct_settings, environment, failed_runs,
                          machine_labels, machines_by_row, row_key, select, setting_sparsity, short_setting,
                          unavailable_runtimes)
 from bench.board import table as board_table
@@ -159,9 +159,12 @@ def _machines_note(recs: list[Record]) -> list[str]:
 
 
 # The terminal's columns, most wanted first; the first CORE answer "how accurate at what size", and
-# a narrow terminal narrows the setting column (its text wraps) before it drops them.
+# a narrow terminal narrows the setting column (its text wraps) before it drops them. BEST_SPEED
+# stands for the measured speedup at batch 1 of the table's best runtime (board.best_speedups, as
+# the site and plots pick it).
+BEST_SPEED = "best runtime's speedup at batch 1"
 FIRST = ["accuracy_%", "size_KiB", "compression_x", "delta_acc_pts", "sparsity_%", "delta_ft_pts",
-         "theoretical_speedup_x", "speedup_b1_x"]
+         "theoretical_speedup_x", BEST_SPEED]
 CORE = 4
 
 
@@ -190,10 +193,13 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
                          if lv is not None and pd.notna(lv)})
         out += [f"no row{f' of family {family}' if family else ''} at sparsity {sparsity:g}; the levels: "
                 f"{', '.join(f'{lv:g}' for lv in levels) or 'none'}", ""]
+    best = {key: best_speedups(t, cols) for key, t in table.groupby(TABLE, sort=True)}  # over all its rows
     table = picked
-    for (source, budget, device), t in table.groupby(TABLE, sort=True):
+    for key, t in table.groupby(TABLE, sort=True):
+        source, budget, device = key
         by_column = {c.column: c for c in displayed(cols, t, "main") + displayed(cols, t, "speed")}
-        order = [c for c in FIRST if c in by_column] + [c for c in by_column if c not in FIRST]
+        first = [best[key][0][0].column if c == BEST_SPEED and best[key] else c for c in FIRST]
+        order = [c for c in first if c in by_column] + [c for c in by_column if c not in first]
         # the column the rows are sorted by is dropped last, accuracy before it: a row is never
         # ranked by its size or speed without what it cost
         order.sort(key=lambda c: (c != sort, c != "accuracy_%"))

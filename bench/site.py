@@ -234,7 +234,7 @@ def _row_key(r: pd.Series) -> tuple:
 
 def _speed_columns(table: pd.DataFrame, cols: list[Column]) -> list[tuple[Column, str]]:
     """The measured speedups of the suite's best runtime at batch 1 and at its largest batch."""
-    return plots.best_speedups(board.plot_frame(table)[0], cols) if len(table) else []
+    return board.best_speedups(board.plot_frame(table)[0], cols) if len(table) else []
 
 
 def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[Record],
