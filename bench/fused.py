@@ -45,6 +45,7 @@ page's Fused training section).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import threading
 import time
@@ -234,8 +235,28 @@ def _hook_mark(hooks: dict | None) -> tuple[int, Any] | None:
     return (len(hooks), next(reversed(hooks))) if hooks else None
 
 
+@functools.cache
+def autocast_reaches_vmap(device_type: str) -> bool:
+    """Whether bf16 autocast casts linear layers and convolutions, with and without a bias, run
+    under vmap on this device type, as it casts them in a model's own pass. On the CPU it casts
+    only a linear layer without a bias (torch 2.15; functorch's own autocast test is skipped
+    there, pytorch/functorch#327): fused, a bf16 suite's runs would train mostly in fp32 while
+    their records say bf16. Tried once per process, on tensors of a few bytes."""
+    def z(*shape: int) -> torch.Tensor:
+        return torch.zeros(2, *shape, device=device_type)  # two runs' worth
+
+    with torch.autocast(device_type, dtype=torch.bfloat16):
+        out = [vmap(F.linear)(z(1, 2), z(3, 2)), vmap(F.linear)(z(1, 2), z(3, 2), z(3)),
+               vmap(F.conv2d)(z(1, 1, 2, 2), z(3, 1, 1, 1)), vmap(F.conv2d)(z(1, 1, 2, 2), z(3, 1, 1, 1), z(3))]
+    return all(o.dtype == torch.bfloat16 for o in out)
+
+
 def _alone_reason(call: FitCall) -> str | None:
     """Why `call` cannot fuse with any call, judged without running anything; None if it may."""
+    device = call.data.x.device.type
+    if call.budget.precision == "bf16" and not autocast_reaches_vmap(device):
+        return (f"precision bf16: torch {torch.__version__}'s autocast does not reach operators under vmap on "
+                f"{device}, so fused it would train in fp32")
     if call.compile:
         return f"compile={call.compile!r}: torch.compile compiles one model's forward pass"
     if call.checkpoint is not None:

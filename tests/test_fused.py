@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from bench.errors import Interrupted
+from bench import fused as fusion
 from bench.fused import Coordinator, FitCall, FusedResult, FusedStepError, NotFusable, fit_group
 from bench.models import resnet20
 from bench.registry import METHODS, discover
@@ -114,10 +115,34 @@ def test_lenet5_channels_last_runs_match_their_own_training(make_context, keep_l
     assert fused_calls[0].model[2].weight.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_bf16_runs_train_fused_under_autocast_close_to_their_own_training(make_context):
+def test_bf16_runs_train_alone_where_autocast_does_not_reach_vmapped_operators(make_context, monkeypatch):
+    """Where bf16 autocast leaves a vmapped product in fp32 (the CPU's, torch 2.15), a fused bf16
+    run would train in fp32 under a record that says bf16: such calls train alone, saying why."""
+    ctx = make_context("mnist", limit_train=128, precision="bf16")
+    monkeypatch.setattr(fusion, "autocast_reaches_vmap", lambda device_type: False)
+    results = fit_group([call(ctx, ctx.new_model(seed=s), seed=s) for s in range(2)])
+    assert all(isinstance(r, NotFusable) and "precision bf16" in str(r) and "would train in fp32" in str(r)
+               for r in results), results
+
+
+def test_the_autocast_probe_tells_what_autocast_does_to_a_fused_models_products(make_context):
+    """The probe agrees with a fused LeNet-5's own pass: its logits' dtype under bf16 autocast."""
+    ctx = make_context("mnist", limit_train=128)
+    models = [ctx.new_model(seed=s) for s in range(2)]
+    params, buffers = torch.func.stack_module_state(models)
+    x = torch.zeros(2, 4, *ctx.data.train.x.shape[1:])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = torch.vmap(lambda p, b, x: torch.func.functional_call(models[0], (p, b), (x,)))(params, buffers, x)
+    assert fusion.autocast_reaches_vmap("cpu") == (logits.dtype == torch.bfloat16)
+
+
+def test_bf16_runs_train_fused_under_autocast_close_to_their_own_training(make_context, monkeypatch):
     """bf16 products are rounded to 8 bits of mantissa, so the kernels' different summation
-    orders show at 1e-3 in the activations: weights agree to 1e-2 after an epoch."""
+    orders show at 1e-3 in the activations: weights agree to 1e-2 after an epoch. (Fused
+    where autocast reached vmapped operators, as on CUDA; on this CPU the fused products stay
+    fp32, the path the same.)"""
     ctx = make_context("mnist", limit_train=512, precision="bf16")
+    monkeypatch.setattr(fusion, "autocast_reaches_vmap", lambda device_type: True)
 
     def calls():
         return [call(ctx, ctx.new_model(seed=s), seed=s) for s in range(2)]
@@ -789,7 +814,7 @@ class _BFloat16UnderAutocast(nn.Module):
         return x.to(torch.bfloat16) if torch.is_autocast_enabled(x.device.type) else x
 
 
-def test_batchnorm_given_bf16_activations_under_autocast_trains_fused_as_it_does_alone(make_context):
+def test_batchnorm_given_bf16_activations_under_autocast_trains_fused_as_it_does_alone(make_context, monkeypatch):
     """Under CUDA autocast a bias-free convolution (ResNet-20's) gives BatchNorm bf16 activations.
     BatchNorm's vmap rule runs the kernel with a weight of the input's dtype and the float32
     running statistics, which the kernel refuses ("expected scalar type BFloat16 but found
@@ -797,6 +822,7 @@ def test_batchnorm_given_bf16_activations_under_autocast_trains_fused_as_it_does
     bf16 suite on a GPU would fail. The CPU's autocast does not reach the convolutions under
     vmap (they stay float32), so here a module does what CUDA's autocast does to them."""
     ctx = make_context("mnist", limit_train=128, precision="bf16", batch_size=32)
+    monkeypatch.setattr(fusion, "autocast_reaches_vmap", lambda device_type: True)  # as on CUDA
 
     def model(seed: int) -> nn.Module:
         torch.manual_seed(seed)
