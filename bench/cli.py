@@ -237,7 +237,13 @@ def parser() -> _Parser:
     cmp.add_argument("b", metavar="B", nargs="?",
                      help="the candidate: a results folder, or a git commit (its results/); none with --methods")
     cmp.add_argument("--methods", metavar="X,Y", help="two methods in A instead: Y's rows against X's, paired where "
-                                                      "their shared parameters agree (e.g. magnitude,wanda)")
+                                                      "their shared parameters agree (e.g. magnitude,wanda); a side "
+                                                      "METHOD[PARAM=VALUE,...] keeps its rows of those values and pairs "
+                                                      "whatever they are (e.g. 'sparsegpt[finetune=false],"
+                                                      "sparsegpt[finetune=true]')")
+    cmp.add_argument("--ignore", action="append", default=[], metavar="PARAM",
+                     help="with --methods: leave PARAM out of the pairing, its values shown beside (repeatable; "
+                          "e.g. scope, for magnitude,magnitude-oneshot)")
     cmp.add_argument("--suite", help="one suite, by name or suite file (default: every suite both hold)")
     cmp.add_argument("--only-changed", action="store_true",
                      help="show only the rows whose verdict is better, worse or unclear, or whose exact figures "

@@ -35,6 +35,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise SuiteError(f"--suite {brief(args.suite)}: expected a suite name, or a suite file")
     if args.methods is not None:
         return _compare_methods(args)
+    if args.ignore:
+        raise registry.ParameterError(f"--ignore {brief(args.ignore[0])}: leaves a parameter out of the pairing "
+                                      "of two methods, with --methods X,Y")
     if args.b is None:
         raise registry.ParameterError("bench compare A B needs B, the results to compare with A "
                                       "(or --methods X,Y to compare two methods within A)")
@@ -132,40 +135,45 @@ def _method_row(c: RowChange) -> list[str]:
 
 def _compare_methods(args: argparse.Namespace) -> int:
     """`bench compare A --methods X,Y`: per suite of A, Y's rows against X's (bench.compare.
-    across_methods); exit 1 with --fail-on regression when a row of Y is significantly worse."""
+    across_methods), each side a method or a method with fixed parameters (X[PARAM=VALUE]), with
+    --ignore's parameters left out of the pairing; the heading names the parameters left out, so
+    that a table of settings paired across two scopes is not read as one scope's; exit 1 with
+    --fail-on regression when a row of Y is significantly worse."""
     from bench import compare
 
-    names = [name.strip() for name in args.methods.split(",")]
     if args.b is not None:
         raise registry.ParameterError(f"--methods compares two methods within one set of results: give A alone, "
                                       f"not also {args.b!r}")
-    if len(names) != 2 or names[0] == names[1] or not all(names):
-        raise registry.ParameterError(f"--methods {brief(args.methods)}: expected two different method names, X,Y")
-    x, y = names
+    spec_x, spec_y = compare.method_pair(args.methods)
+    x, y = spec_x.label, spec_y.label
     with compare.sides([args.a], args.suite) as [a]:
         print(f"A = {a.what}\n")
         suites = [args.suite] if args.suite else layout.suites_with_records(a.folder)
         stored = {name: a.load(name) for name in suites}
         present = {r["config"]["method"] for recs in stored.values() for r in recs if r["status"] == Status.OK}
-        for method in (x, y):
+        for method in (spec_x.method, spec_y.method):
             if method not in present:
                 close = difflib.get_close_matches(method, sorted(present), n=1, cutoff=0.6)
                 raise registry.ParameterError(
                     f"--methods: {args.a} holds no finished run of '{method}'{f' in suite {args.suite}' if args.suite else ''}"
                     f"{f'; did you mean {close[0]}?' if close else ''} (methods with finished runs there: "
                     f"{', '.join(sorted(present)) or 'none'})")
-        shared = compare.across_methods([r for name in suites for r in stored[name]], x, y)  # one family
+        recs = [r for name in suites for r in stored[name]]
+        compare.check_parameters(recs, spec_x, spec_y, args.ignore)
+        shared = compare.across_methods(recs, spec_x, spec_y, ignore=args.ignore)  # one family
         if not shared:
-            why = compare.unpaired_why([r for name in suites for r in stored[name]], x, y)
-            raise registry.ParameterError(
+            why = compare.unpaired_why(recs, spec_x, spec_y, args.ignore)
+            raise registry.ParameterError(printable(
                 f"{args.a} holds no finished rows of {x} and {y} with the same budget, data, device type and "
                 f"shared parameters{f' in suite {args.suite}' if args.suite else ''}"
-                + (f"; the parameters both have never agree ({why}): rows run with --set to agree pair up"
-                   if why else ""))
+                + (f"; the parameters both have never agree ({why}): rows run with --set to agree pair up, "
+                   "or --ignore PARAM pairs them whatever its value" if why else "")))
+        left_out = ", ".join(dict.fromkeys([*(n for n, _ in (*spec_x.fixed, *spec_y.fixed)), *args.ignore]))
         for name in suites:
             if not (changes := [c for c in shared if c.suite == name]):
                 continue
-            print(f"# {name}: {y} against {x}, {counted(len(changes), 'setting')} both have\n")
+            print(printable(f"# {name}: {y} against {x}, {counted(len(changes), 'setting')} both have"
+                            + (f"; paired whatever their {left_out}" if left_out else "")) + "\n")
             table = [_method_row(c) for c in _shown(changes, args.only_changed, "setting")]
             _print_table(table, ["shared setting", f"{x}'s other", f"{y}'s other", "budget", f"seeds {x}/{y}",
                                  f"{x} acc (%)", f"{y} acc (%)", f"compression {x}/{y} (x)", "change (pts) [95% CI]",

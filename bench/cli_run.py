@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from tabulate import tabulate
 
 from bench import layout, provenance, records, registry, reproduce
@@ -27,15 +26,14 @@ from bench.chain import links
 from bench.errors import DataError, ExecutorError, counted, duration, first_line, printable
 from bench.plan import setting_label
 from bench.records import Status
-from bench.suite import Suite, load_suite, yaml_value
+from bench.suite import Suite, load_suite, parameter_value
 
 if TYPE_CHECKING:  # the executors import torch, which the refusals and listings do without
     from bench.executors import Executor
 
 
 def _overrides(items: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
-    """--set METHOD.PARAM=VALUE, values parsed as YAML scalars (0.9, true, text); numbers that
-    YAML 1.1 leaves as text (2e-5) are read as floats. A PARAM=VALUE without its method is
+    """--set METHOD.PARAM=VALUE, values read by bench.suite.parameter_value. A PARAM=VALUE without its method is
     refused with the --set of each selected method (`names`, chains too) that has that parameter:
     `--set sparsity=0.5` is what a newcomer types first."""
     out: dict[str, dict[str, Any]] = {}
@@ -47,16 +45,7 @@ def _overrides(items: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
             takers = [m for m in selected if m in registry.METHODS and sep and key in registry.METHODS[m].parameters()]
             hint = f"; did you mean {' or '.join(f'--set {m}.{item}' for m in takers)}?"[:300] if takers else ""
             raise registry.ParameterError(f"--set expects METHOD.PARAM=VALUE, got {brief(item)}{hint}")
-        try:
-            parsed = yaml_value(value)
-        except (yaml.YAMLError, ValueError, RecursionError) as e:
-            raise registry.ParameterError(f"--set {key[:200]}: the value is no YAML scalar: "
-                                          f"{' '.join(str(e).split())[:200] or type(e).__name__}") from None
-        if isinstance(parsed, str):
-            try:
-                parsed = float(parsed)
-            except ValueError:
-                pass
+        parsed = parameter_value(value, f"--set {key[:200]}")
         if param in out.get(method, {}):  # the last would win silently: more likely a slip than a wish
             raise registry.ParameterError(f"--set {key[:200]} is given twice ({brief(out[method][param])}, "
                                           f"then {brief(parsed)})")

@@ -30,7 +30,11 @@ compared alone (among mlp's 137 rows, Holm's correction alone leaves it unclear)
 `bench compare A --methods X,Y` (`across_methods`) asks the same of two methods in one set of
 records: per row of X, each row of Y with the same suite, budget, data source and device type
 whose parameters agree where both have them (magnitude and wanda at sparsity 0.9), Y's accuracy
-against X's, with the same interval and verdict (its rows, all suites, one Holm family).
+against X's, with the same interval and verdict (its rows, all suites, one Holm family). A side
+may fix parameters (`MethodSpec`, `sparsegpt[finetune=false]`): it keeps its rows of those values,
+so that one method at two settings is compared, and the pairing leaves the fixed parameters out;
+`--ignore PARAM` leaves a parameter out of the pairing alone (magnitude's scope is global,
+magnitude-oneshot's layer: they pair nowhere without it).
 
 Both are pure functions of the records, so that they can be tested on planted ones. Where the
 records come from is below them (`sides`): a results folder as it is, or a git commit's record
@@ -56,7 +60,7 @@ from bench.errors import ParameterError, counted, printable
 from bench.board import table_budget
 from bench.records import MACHINE_MARGIN, Record, Status, machine
 from bench.plan import flat_params, setting_label
-from bench.suite import is_plain_name
+from bench.suite import is_plain_name, parameter_value
 
 LEVEL = 0.95
 
@@ -164,55 +168,181 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], level: float = LEV
     return _judged(_ordered(out), level)
 
 
-def across_methods(recs: list[dict[str, Any]], method_a: str, method_b: str, level: float = LEVEL) -> list[RowChange]:
+@dataclass(frozen=True)
+class MethodSpec:
+    """One side of `compare --methods`: a method (or chain) and the parameters it is fixed at, by
+    their own or their flat name (`sparsity`, `magnitude.sparsity`), in the order given: the rows
+    of that method with those values. The same method at two settings is one question a reader
+    asks (does fine-tuning after SparseGPT help?), which two plain names cannot put."""
+
+    method: str
+    fixed: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """How the tables name the side: `sparsegpt[finetune=False]`, values as a setting shows them."""
+        return self.method + (f"[{', '.join(f'{k}={v}' for k, v in self.fixed)}]" if self.fixed else "")
+
+    def holds(self, flat: dict[str, Any]) -> bool:
+        """Whether a row of this method with flat parameters `flat` has the fixed values (true is
+        not 1: a flag is not a count)."""
+        return all(_typed(param_value(flat, name)) == _typed(value) for name, value in self.fixed)
+
+
+_MISSING = object()
+
+
+def param_value(flat: dict[str, Any], name: str) -> Any:
+    """A row's parameter by its flat name, else by its own (a chain link's `sparsity`); _MISSING
+    where it has none, or two links have it under that name."""
+    if name in flat:
+        return flat[name]
+    own = _by_own_name(flat)
+    return own[name][1] if name in own else _MISSING
+
+
+def _typed(value: Any) -> tuple[bool, Any]:
+    return isinstance(value, bool), value
+
+
+SPEC_FORM = "METHOD or METHOD[PARAM=VALUE,...]"
+
+
+def method_pair(text: str) -> tuple[MethodSpec, MethodSpec]:
+    """X and Y of `--methods X,Y`, each a method name or a method with fixed parameters
+    (`sparsegpt[finetune=false]`, values read as `bench run --set` reads them), split at the commas
+    outside brackets. Refused: a malformed side, a parameter fixed twice, and one method on both
+    sides (the same side twice too) without a parameter fixed apart (their rows would overlap, and a
+    row compared with itself reads `no change`)."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text + ","):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if depth not in (0, 1):
+            raise ParameterError(f"--methods {brief(text)}: unbalanced brackets; expected {SPEC_FORM}, twice: X,Y")
+        if char == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    if depth or len(parts) != 2:
+        raise ParameterError(f"--methods {brief(text)}: expected two methods, X,Y, each {SPEC_FORM}")
+    x, y = (_method_spec(part, text) for part in parts)
+    if x.method == y.method and not any(name == other and _typed(value) != _typed(theirs)
+                                        for name, value in x.fixed for other, theirs in y.fixed):
+        raise ParameterError(f"--methods {brief(text)}: {brief(x.method)} on both sides needs a parameter fixed to "
+                             f"a different value on each, e.g. {x.method}[finetune=false],{x.method}[finetune=true]")
+    return x, y
+
+
+def _method_spec(part: str, text: str) -> MethodSpec:
+    """One side of `method_pair`'s `text`: METHOD, or METHOD[PARAM=VALUE,...]."""
+    method, bracket, rest = part.partition("[")
+    method = method.strip()
+    if not method or (bracket and not rest.endswith("]")) or "]" in method:
+        raise ParameterError(f"--methods {brief(text)}: {brief(part)} is no {SPEC_FORM}")
+    fixed: dict[str, Any] = {}
+    for item in rest[:-1].split(",") if bracket else ():
+        name, eq, value = (x.strip() for x in item.partition("="))
+        if not (name and eq and value):
+            raise ParameterError(f"--methods {brief(text)}: {brief(item.strip())} in {brief(part)} is no PARAM=VALUE")
+        if name in fixed:
+            raise ParameterError(f"--methods {brief(text)}: {brief(name)} is fixed twice in {brief(part)}")
+        fixed[name] = parameter_value(value, f"--methods {method}[{name}]")
+    return MethodSpec(method, tuple(fixed.items()))
+
+
+def check_parameters(recs: list[dict[str, Any]], x: MethodSpec, y: MethodSpec, ignore: list[str]) -> None:
+    """Refuse a parameter that `across_methods` would look for in vain: one fixed on a side whose
+    method's rows do not have it, or have it at other values only, and an --ignore that neither
+    method has; each named, with the parameters (or values) there are. Without this, a misspelt
+    name selects no row, or pairs as if it were not given."""
+    params = {spec.method: [flat_params(g[0]["config"]["params"]) for g in records.rows(recs).values()
+                            if g[0]["config"]["method"] == spec.method] for spec in (x, y)}
+
+    def names(method: str) -> list[str]:
+        return sorted({name for flat in params[method] for name in (*flat, *_by_own_name(flat))})
+
+    for spec in (x, y):
+        for name, value in spec.fixed:
+            found = {f"{v}" for flat in params[spec.method] if (v := param_value(flat, name)) is not _MISSING}
+            if not found:
+                raise ParameterError(printable(
+                    f"--methods {spec.label}: no finished run of {spec.method} has a parameter {name!r} (its "
+                    f"parameters: {', '.join(names(spec.method)) or 'none'})"))
+            if not any(spec.holds(flat) for flat in params[spec.method]):
+                raise ParameterError(printable(
+                    f"--methods {spec.label}: no finished run of {spec.method} has {name}={value} together with "
+                    f"the other values fixed (its values of {name}: {', '.join(sorted(found))})"))
+    for name in ignore:
+        if all(name not in names(spec.method) for spec in (x, y)):
+            raise ParameterError(printable(
+                f"--ignore {name}: neither {x.method} nor {y.method} has a parameter {name!r} (theirs: "
+                f"{', '.join(sorted({*names(x.method), *names(y.method)})) or 'none'})"))
+
+
+def _unpaired(x: MethodSpec, y: MethodSpec, ignore: list[str] | tuple[str, ...]) -> set[str]:
+    """The own names of the parameters left out of the pairing: --ignore's and those fixed on a side."""
+    return {name.rsplit(".", 1)[-1] for name in (*ignore, *(n for spec in (x, y) for n, _ in spec.fixed))}
+
+
+def across_methods(recs: list[dict[str, Any]], method_a: str | MethodSpec, method_b: str | MethodSpec,
+                   level: float = LEVEL, ignore: list[str] | tuple[str, ...] = ()) -> list[RowChange]:
     """Rows of `method_b` against rows of `method_a` in one set of records, paired where all but
     the method and its parameters is the same and the parameters both have are equal; the
     setting shown is those shared parameters. A chain's parameter counts by its own name
     (`magnitude.sparsity` is `sparsity`), unless two links have it. Two rows that both have
     parameters but share none are not paired (no setting to hold equal); a method without any
     (dense, dynamic-int8) is set beside every row of the other. Counts are not compared: they
-    differ by design."""
+    differ by design. A side's fixed parameters keep its rows of those values, and they and
+    `ignore` are left out of the pairing (shown among each side's others): rows whose shared
+    parameters are all left out pair, as the reader asked."""
+    a, b = (m if isinstance(m, MethodSpec) else MethodSpec(m) for m in (method_a, method_b))
+    left_out = _unpaired(a, b, ignore)
     out = []
-    side_b = _method_rows(recs, method_b)
-    for ra, key, pa in _method_rows(recs, method_a):
-        for rb, _, pb in (b for b in side_b if b[1] == key):
+    side_b = _method_rows(recs, b)
+    for ra, key, pa in _method_rows(recs, a):
+        for rb, _, pb in (row for row in side_b if row[1] == key):
             na, nb = _by_own_name(pa), _by_own_name(pb)
-            shared = {name: na[name][1] for name in sorted(na.keys() & nb.keys())}
-            if (pa and pb and not shared) or any(na[name][1] != nb[name][1] for name in shared):
+            common = na.keys() & nb.keys()
+            shared = {name: na[name][1] for name in sorted(common - left_out)}
+            if (pa and pb and not common) or any(na[name][1] != nb[name][1] for name in shared):
                 continue
-            change = _change(ra, rb, f"{method_b} vs {method_a}", setting_label(shared), level, exact=False)
+            change = _change(ra, rb, f"{b.label} vs {a.label}", setting_label(shared), level, exact=False)
             others = tuple(setting_label({k: v for k, v in params.items() if k not in {n[k][0] for k in shared}})
                            for params, n in ((pa, na), (pb, nb)))
             out.append(dataclasses.replace(change, others=others))
     return _judged(_ordered(out), level)
 
 
-def _method_rows(recs: list[dict[str, Any]], method: str) -> list[tuple[list[dict[str, Any]], str, dict[str, Any]]]:
-    """Each row of `method`: its records, its id without the method and parameters, its flat parameters."""
-    return [(g, records.row_id({**g[0], "config": {**g[0]["config"], "method": None, "params": None}}),
+def _method_rows(recs: list[dict[str, Any]], spec: MethodSpec) -> list[tuple[list[dict[str, Any]], str, dict[str, Any]]]:
+    """Each row of `spec`'s method at its fixed values: its records, its id without the method and
+    parameters, its flat parameters."""
+    rows = [(g, records.row_id({**g[0], "config": {**g[0]["config"], "method": None, "params": None}}),
              flat_params(g[0]["config"]["params"]))
-            for g in records.rows(recs).values() if g[0]["config"]["method"] == method]
+            for g in records.rows(recs).values() if g[0]["config"]["method"] == spec.method]
+    return [row for row in rows if spec.holds(row[2])]
 
 
-def unpaired_why(recs: list[dict[str, Any]], method_a: str, method_b: str) -> str | None:
+def unpaired_why(recs: list[dict[str, Any]], method_a: str | MethodSpec, method_b: str | MethodSpec,
+                 ignore: list[str] | tuple[str, ...] = ()) -> str | None:
     """Where `across_methods` pairs no row of the two methods although some of their rows share a
     table (budget, data source, device type): the shared parameters that never agree, with each
     method's values ("scope: magnitude global, magnitude-oneshot layer"), so that the reader
     knows what kept them apart; None where no two rows share a table (the caller says that).
     Printable: the values are a record's text."""
-    rows_b = _method_rows(recs, method_b)
+    a, b = (m if isinstance(m, MethodSpec) else MethodSpec(m) for m in (method_a, method_b))
+    left_out = _unpaired(a, b, ignore)
+    rows_b = _method_rows(recs, b)
     values: dict[str, tuple[set[str], set[str]]] = {}
-    for _, key, pa in _method_rows(recs, method_a):
-        for _, _, pb in (b for b in rows_b if b[1] == key):
+    for _, key, pa in _method_rows(recs, a):
+        for _, _, pb in (row for row in rows_b if row[1] == key):
             na, nb = _by_own_name(pa), _by_own_name(pb)
-            for name in na.keys() & nb.keys():
+            for name in (na.keys() & nb.keys()) - left_out:
                 seen = values.setdefault(name, (set(), set()))
                 seen[0].add(f"{na[name][1]}")
                 seen[1].add(f"{nb[name][1]}")
     if not values:
         return None
     apart = {name: v for name, v in sorted(values.items()) if not v[0] & v[1]}
-    return printable("; ".join(f"{name}: {method_a} {', '.join(sorted(va))}, {method_b} {', '.join(sorted(vb))}"
+    return printable("; ".join(f"{name}: {a.label} {', '.join(sorted(va))}, {b.label} {', '.join(sorted(vb))}"
                                for name, (va, vb) in apart.items())) or None
 
 

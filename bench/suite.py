@@ -21,6 +21,7 @@ import yaml
 
 from bench import bounds, layout
 from bench.bounds import bounded, brief
+from bench.errors import ParameterError
 
 
 DEFAULT_RUNTIMES = ("torch", "torch_csr", "onnxruntime", "openvino", "torch_2to4")
@@ -246,6 +247,24 @@ def yaml_value(text: str) -> Any:
     a few hundred bytes expand to gigabytes, and no key twice. Raises yaml.YAMLError, and
     ValueError for a number too long for Python to read."""
     return yaml.load(text, Loader=_SuiteLoader)
+
+
+def parameter_value(text: str, what: str) -> Any:
+    """A method parameter's value as --set takes it (and `bench compare --methods 'X[PARAM=VALUE]'`,
+    which must read a value as the run that recorded it did): a YAML scalar (0.9, true, text), and a
+    number that YAML 1.1 leaves as text (2e-5) as a float. `what` (the option and key) starts the
+    refusal of a value that is no YAML scalar."""
+    try:
+        parsed = yaml_value(text)
+    except (yaml.YAMLError, ValueError, RecursionError) as e:
+        raise ParameterError(f"{what[:200]}: the value is no YAML scalar: "
+                             f"{' '.join(str(e).split())[:200] or type(e).__name__}") from None
+    if isinstance(parsed, str):
+        try:
+            return float(parsed)
+        except ValueError:
+            pass
+    return parsed
 
 
 def _yaml_error(e: yaml.YAMLError) -> str:

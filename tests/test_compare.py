@@ -429,7 +429,7 @@ def test_bench_compare_methods_within_one_results_folder(tmp_path, bench):
                                      for s, acc in enumerate((0.970, 0.972, 0.971))])
     quiet = bench(["compare", same, "--methods", "magnitude,gmp", "--only-changed"])
     assert "1 setting without a significant change in accuracy or a moved exact figure not shown" in quiet.stdout
-    for args, why in ((["--methods", "magnitude"], "expected two different method names"),
+    for args, why in ((["--methods", "magnitude"], "expected two methods, X,Y"),
                       (["--methods", "magnitude,snip"], "holds no finished rows of magnitude and snip"),  # 0.9, 0.5
                       (["--methods", "magnitude,randm"], f"--methods: {folder} holds no finished run of 'randm'; did you "
                                                          "mean random? (methods with finished runs there: magnitude, "
@@ -554,3 +554,92 @@ def test_a_change_between_machine_models_must_clear_their_offset(tmp_path, bench
     only = bench(["compare", a, b, "--only-changed"])  # it may have moved: shown, not counted away
     assert "unclear (machines differ)" in only.stdout and "0 rows without a significant change" in only.stdout
     assert "machine models" not in bench(["compare", b, b]).stdout
+
+
+def test_one_method_at_two_settings_is_compared_by_fixing_a_parameter_on_each_side(tmp_path, bench):
+    """"Does fine-tuning after SparseGPT help?" is one method at two settings: --methods
+    sparsegpt,sparsegpt was refused, and no pair of names could put it. Each side keeps its rows of
+    the fixed values, the pairing leaves the fixed parameter out, and the rows at other values
+    (calibration_samples 128, which only the one-shot side has) pair with nothing."""
+    def sgpt(finetune, sparsity, seed, accuracy, samples=1024):
+        return with_params(record("sparsegpt", sparsity, seed, accuracy), finetune=finetune,
+                           calibration_samples=samples)
+
+    accs = (0.970, 0.972, 0.971)
+    recs = ([sgpt(False, sp, s, acc - 0.02) for sp in (0.5, 0.8) for s, acc in enumerate(accs)]
+            + [sgpt(False, 0.8, s, acc - 0.05, samples=128) for s, acc in enumerate(accs)]
+            + [sgpt(True, 0.8, s, acc) for s, acc in enumerate(accs)])
+    x, y = compare.method_pair("sparsegpt[finetune=false], sparsegpt[finetune=true]")
+    assert (x.label, y.label) == ("sparsegpt[finetune=False]", "sparsegpt[finetune=True]")
+    (change,) = compare.across_methods(recs, x, y)
+    assert (change.setting, change.others) == ("calibration_samples=1024, sparsity=0.8",
+                                               ("finetune=False", "finetune=True"))
+    assert change.verdict == "better" and change.change == pytest.approx(2.0)
+    assert change.method == "sparsegpt[finetune=True] vs sparsegpt[finetune=False]"
+
+    folder = write(tmp_path / "r", recs)
+    ran = bench(["compare", folder, "--methods", "sparsegpt[finetune=false],sparsegpt[finetune=true]",
+                 "--fail-on", "regression"])
+    assert ran.returncode == 0, ran.stderr
+    assert ("# mlp: sparsegpt[finetune=True] against sparsegpt[finetune=False], 1 setting both have; "
+            "paired whatever their finetune") in ran.stdout, ran.stdout
+    assert re.search(r"^calibration_samples=1024, sparsity=0.8 +finetune=False +finetune=True .* \+2\.00 .* better$",
+                     ran.stdout, flags=re.M), ran.stdout
+    assert "sparsegpt[finetune=True] significantly worse than sparsegpt[finetune=False] in 0 of 1 setting, " \
+           "better in 1 (Welch's t over seeds, 95%, Holm's correction over the 1 setting judged" in ran.stdout
+    back = bench(["compare", folder, "--methods", "sparsegpt[finetune=true],sparsegpt[finetune=false]",
+                  "--fail-on", "regression"])
+    assert back.returncode == 1 and "worse" in back.stdout, back.stdout  # --fail-on as for any comparison
+
+
+def test_ignore_pairs_methods_whose_defaults_differ_and_shows_the_values_beside(tmp_path, bench):
+    """magnitude (scope global) and magnitude-oneshot (scope layer) paired nowhere; --ignore scope
+    pairs them by sparsity, each one's scope among its others, and the heading says so. Where a
+    machine differs, the margin applies as anywhere."""
+    accs = (0.970, 0.972, 0.971)
+    glob = [with_params(record("magnitude", sp, s, acc), scope="global") for sp in (0.5, 0.9) for s, acc in enumerate(accs)]
+    layer = [on(with_params(record("magnitude-oneshot", sp, s, acc - sp / 10), scope="layer"), "AMD EPYC")
+             for sp in (0.5, 0.9) for s, acc in enumerate(accs)]
+    assert compare.across_methods(glob + layer, "magnitude", "magnitude-oneshot") == []
+    changes = compare.across_methods(glob + layer, "magnitude", "magnitude-oneshot", ignore=["scope"])
+    assert [(c.setting, c.others, round(c.change, 6), c.verdict) for c in changes] == [
+        ("sparsity=0.5", ("scope=global", "scope=layer"), -5.0, "worse"),
+        ("sparsity=0.9", ("scope=global", "scope=layer"), -9.0, "worse")]
+    assert all(c.machine_margin == pytest.approx(0.2) for c in changes)
+    ran = bench(["compare", write(tmp_path / "r", glob + layer), "--methods", "magnitude,magnitude-oneshot",
+                 "--ignore", "scope"])
+    assert ran.returncode == 0, ran.stderr
+    assert "# mlp: magnitude-oneshot against magnitude, 2 settings both have; paired whatever their scope" in ran.stdout
+    assert re.search(r"^sparsity=0.9 +scope=global +scope=layer ", ran.stdout, flags=re.M), ran.stdout
+    assert "2 of 2 settings with records from different machine models" in ran.stdout
+    refused = bench(["compare", tmp_path / "r", "--methods", "magnitude,magnitude-oneshot"])
+    assert refused.returncode == 2 and "or --ignore PARAM pairs them whatever its value" in refused.stderr
+
+
+def test_a_malformed_method_spec_or_a_parameter_no_side_has_is_refused_by_name(tmp_path, bench):
+    """A misspelt parameter selected no row, or paired as if it were not given: each is refused,
+    naming it and the parameters (or values) there are."""
+    recs = [with_params(record("sparsegpt", 0.8, s, 0.97), finetune=ft) for s in range(2) for ft in (False, True)]
+    recs += [with_params(record("magnitude", 0.8, s, 0.97), scope="global") for s in range(2)]
+    folder = write(tmp_path / "r", recs)
+    for methods, extra, why in (
+            ("sparsegpt,sparsegpt", [], "'sparsegpt' on both sides needs a parameter fixed to a different value on "
+                                        "each, e.g. sparsegpt[finetune=false],sparsegpt[finetune=true]"),
+            ("sparsegpt[finetune=true],sparsegpt", [], "'sparsegpt' on both sides needs a parameter fixed"),
+            ("sparsegpt[finetune],magnitude", [], "'finetune' in 'sparsegpt[finetune]' is no PARAM=VALUE"),
+            ("sparsegpt[finetune=true,finetune=false],magnitude", [], "'finetune' is fixed twice"),
+            ("sparsegpt[finetune=true,magnitude", [], "expected two methods, X,Y, each METHOD or METHOD[PARAM=VALUE,...]"),
+            ("sparsegpt]finetune=true[,magnitude", [], "unbalanced brackets"),
+            ("sparsegpt[finetune=true]x,magnitude", [], "is no METHOD or METHOD[PARAM=VALUE,...]"),
+            ("sparsegpt[finetune=*a],magnitude", [], "--methods sparsegpt[finetune]: the value is no YAML scalar: anchors"),
+            ("sparsegpt[finetun=true],magnitude", [], "--methods sparsegpt[finetun=True]: no finished run of sparsegpt "
+                                                      "has a parameter 'finetun' (its parameters: finetune, sparsity)"),
+            ("sparsegpt[finetune=2],magnitude", [], "no finished run of sparsegpt has finetune=2 together with the other "
+                                                    "values fixed (its values of finetune: False, True)"),
+            ("sparsegpt[finetune=1],magnitude", [], "has finetune=1"),  # a flag is not a count
+            ("sparsegpt,magnitude", ["--ignore", "scop"], "--ignore scop: neither sparsegpt nor magnitude has a "
+                                                          "parameter 'scop' (theirs: finetune, scope, sparsity)")):
+        refused = bench(["compare", folder, "--methods", methods, *extra])
+        assert refused.returncode == 2 and why in refused.stderr, (methods, refused.stderr)
+    refused = bench(["compare", folder, folder, "--ignore", "scope"])
+    assert refused.returncode == 2 and "with --methods X,Y" in refused.stderr
