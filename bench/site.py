@@ -346,9 +346,9 @@ def _tied_cell(t: pd.DataFrame, standing: dict[Any, ties.Standing], href: str) -
     others = len(t) - 1
     if not others:
         return "the only row"
-    one_seed_best = t.iloc[0]["seeds"] < 2
-    text = (f"{len(tied) or 'none'} of {others}"
-            + (f", {unjudged} unjudged ({'the best has one seed' if one_seed_best else 'one seed'})" if unjudged else ""))
+    why = f"unjudged ({ties.unjudged_why(standing)})"
+    text = (f"all {others} {why}" if unjudged == others else
+            f"{len(tied) or 'none'} of {others}" + (f", {unjudged} {why}" if unjudged else ""))
     if not tied:
         return _e(text)
     items = "".join(f"<li>{_row_link(t.loc[i], href)}: {_e(_accuracy(t.loc[i]))}</li>" for i in tied)

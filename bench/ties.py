@@ -82,6 +82,12 @@ def summary(found: dict[Hashable, Standing], band: str) -> str:
         return f"at {band}: the best is the only row"
     text = f"{n[TIED]} of {counted(others, 'other row')} at {band} tied with the best, {n[BELOW]} below it"
     if n[UNJUDGED]:
-        best_seeds = next(f.change.seeds[0] for f in found.values() if f.change is not None)
-        text += f", {n[UNJUDGED]} not judged ({'the best has' if best_seeds < 2 else 'one'} seed)"
+        text += f", {n[UNJUDGED]} not judged ({unjudged_why(found)})"
     return text
+
+
+def unjudged_why(found: dict[Hashable, Standing]) -> str:
+    """Why a band's unjudged rows are: "the best has one seed" (then no row of the band can be
+    judged), else "one seed" (each such row's own)."""
+    best_seeds = next((f.change.seeds[0] for f in found.values() if f.change is not None), 0)
+    return "the best has one seed" if best_seeds < 2 else "one seed"

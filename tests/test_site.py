@@ -485,3 +485,8 @@ def test_the_best_at_each_size_counts_and_lists_the_rows_tied_with_it():
         assert html.count("<li>") == tied * 3  # the three bands at >= 2x, >= 4x, >= 8x list them
     assert ties.summary(ties.standings(t, recs), "≥ 8x") == (
         "2 of 4 other rows at ≥ 8x tied with the best, 1 below it, 1 not judged (one seed)")
+    lone = [r for r in recs if r["config"]["method"] != "magnitude" or r["config"]["seed"] == 0]
+    lone = [{**r, "metrics": {**r["metrics"], "accuracy": 0.971}} if r["config"]["method"] == "magnitude" else r
+            for r in lone]  # a best of one seed: no row of its band can be judged against it
+    table, cols = board.table(lone)
+    assert "<td class=\"t w\">all 4 unjudged (the best has one seed)</td>" in site._headline(table, cols, lone, "")
