@@ -60,6 +60,12 @@ def row_key(r: Record) -> dict[str, Any]:
             "timed_on": r.get("measured_on", {}).get("device", device)}
 
 
+def _shown_key(r: Record) -> dict[str, Any]:
+    """A record's `row_key` as the table holds it: its text printable, so that a record's control
+    characters never reach a view."""
+    return {k: printable(v) if isinstance(v, str) else v for k, v in row_key(r).items()}
+
+
 def frame(recs: list[Record], cols: list[Column]) -> pd.DataFrame:
     """One row per successful record, with its parameters (`flat_params`) and the columns of the
     recorded metrics in `cols`."""
@@ -68,7 +74,7 @@ def frame(recs: list[Record], cols: list[Column]) -> pd.DataFrame:
         if r["status"] != Status.OK:
             continue
         m = r["metrics"]
-        row = {k: printable(v) if isinstance(v, str) else v for k, v in row_key(r).items()}
+        row = _shown_key(r)
         row.update(setting_params=flat_params(r["config"]["params"]), machine=records.machine(r))
         for col in cols:
             if col.column and col.spec.recorded:
@@ -118,15 +124,21 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def records_by_row(recs: list[Record]) -> dict[tuple, list[Record]]:
+    """(table, method, setting, timed_on) of each aggregated row (`ROW`) -> its finished records,
+    the seeds its mean is over."""
+    out: dict[tuple, list[Record]] = {}
+    for r in recs:
+        if r["status"] == Status.OK:
+            key = _shown_key(r)
+            out.setdefault(tuple(key[k] for k in ROW), []).append(r)
+    return out
+
+
 def machines_by_row(recs: list[Record]) -> dict[tuple, set[str]]:
     """(table, method, setting, timed_on) of each aggregated row (`ROW`) -> the machine models that
     trained its seeds."""
-    out: dict[tuple, set[str]] = {}
-    for r in recs:
-        if r["status"] == Status.OK:
-            key = row_key(r)
-            out.setdefault(tuple(key[k] for k in ROW), set()).add(records.machine(r))
-    return out
+    return {key: {records.machine(r) for r in rows} for key, rows in records_by_row(recs).items()}
 
 
 def machine_labels(t: pd.DataFrame, machines: dict[tuple, set[str]]) -> tuple[dict[tuple, str], list[str]]:

@@ -166,15 +166,23 @@ def _show(loaded: dict[str, list[records.Record]], standard: bool, methods: set[
     (suite -> its records), every column (the CSV's, and `suite`), as one table for other tools."""
     import pandas as pd
 
-    from bench import board, render
+    from bench import board, render, ties
 
     tables = []
     for name, loaded_recs in loaded.items():
         recs = [r for r in loaded_recs if r.get("standard_budget") == standard]
         table, cols = board.table(recs)
         if not table.empty:
-            tables.append(board.rounded(board.select(table, cols, board.families(recs), args.sparsity, args.family,
-                                                     args.sort, methods, args.min_compression), cols).assign(suite=name))
+            picked = board.select(table, cols, board.families(recs), args.sparsity, args.family, args.sort, methods,
+                                  args.min_compression)
+            if args.min_compression is not None:  # each row of the size band against the band's best
+                standing = {i: s for band in ties.at_least(picked, recs, args.min_compression).values()
+                            for i, s in band.items()}
+                picked = picked.assign(
+                    vs_best=[standing[i].status if i in standing else "" for i in picked.index],
+                    vs_best_p_holm=[round(s.change.p_holm, 4) if (s := standing.get(i)) and s.change
+                                    and s.change.p_holm is not None else None for i in picked.index])
+            tables.append(board.rounded(picked, cols).assign(suite=name))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])
     table = table[["suite", *(c for c in table.columns if c not in ("suite", *board.MAPPINGS))]]
     if args.format == "csv":

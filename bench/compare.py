@@ -50,6 +50,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -310,6 +311,25 @@ def across_methods(recs: list[dict[str, Any]], method_a: str | MethodSpec, metho
                            for params, n in ((pa, na), (pb, nb)))
             out.append(dataclasses.replace(change, others=others))
     return _judged(_ordered(out), level)
+
+
+def against_best(best: list[dict[str, Any]], rows: list[list[dict[str, Any]]],
+                 level: float = LEVEL) -> list[RowChange]:
+    """Each of `rows` (a row's records) against `best`, the most accurate row of a leaderboard's
+    size band: the change in accuracy from the best to the row, judged as `compare` judges a row
+    (Welch's t over the seeds, two-sided; the machines' margin where their machine models differ),
+    the rows one Holm family. Two-sided, as `bench compare --methods` would test the same pair,
+    so that the two never disagree on one comparison taken alone; against the one-sided test it
+    halves the level (2.5% on the side that matters), which leans towards calling a row tied:
+    the best is picked as the top mean after the fact, and its lead over the runner-up is
+    biased upwards by that pick. A row is tied with the best where its verdict is not `worse`,
+    unjudged where a side has one seed (`too few seeds`). scipy's warning of precision lost on
+    seeds that are equal but for float rounding (a collapsed row at 11.35% on every seed) is
+    silenced: its p is what such seeds give, and the site's build printed it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        return _judged([_change(best, recs, recs[0]["config"]["method"], setting_label(recs[0]["config"]["params"]),
+                                level, exact=False) for recs in rows], level)
 
 
 def _method_rows(recs: list[dict[str, Any]], spec: MethodSpec) -> list[tuple[list[dict[str, Any]], str, dict[str, Any]]]:

@@ -14,6 +14,7 @@ from typing import Any, Collection
 import pandas as pd
 from tabulate import tabulate
 
+from bench import ties
 from bench.errors import counted, printable
 from bench.metrics import Column
 from bench.records import Record, Status
@@ -195,6 +196,7 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
                 f"{', '.join(f'{lv:g}' for lv in levels) or 'none'}", ""]
     best = {key: best_speedups(t, cols) for key, t in table.groupby(TABLE, sort=True)}  # over all its rows
     table = picked
+    standing = {} if min_compression is None else ties.at_least(picked, recs, min_compression)
     for key, t in table.groupby(TABLE, sort=True):
         source, budget, device = key
         by_column = {c.column: c for c in displayed(cols, t, "main") + displayed(cols, t, "speed")}
@@ -210,10 +212,12 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
             # a long setting wraps onto more lines rather than being cut: rows cut alike
             # ("magnitude.spa…" three times) could not be told apart; it wraps between parameters,
             # never inside one ("calibr" / "ation_samples=128")
+            band = standing.get(key)
             rows = [[timed_label(r["method"], r["timed_on"], device),
                      textwrap.fill(r["shown_setting"], cut, break_long_words=False, break_on_hyphens=False),
-                     int(r["seeds"]), *[cell(r, by_column[c]) for c in shown]] for _, r in t.iterrows()]
-            headers = ["method", "setting", "seeds", *[by_column[c].header for c in shown]]
+                     int(r["seeds"]), *([band[i].status if i in band else ""] if band else []),
+                     *[cell(r, by_column[c]) for c in shown]] for i, r in t.iterrows()]
+            headers = ["method", "setting", "seeds", *(["vs best"] if band else []), *[by_column[c].header for c in shown]]
             text = tabulate(rows, headers=headers, disable_numparse=True)
             over = max(map(len, text.splitlines())) - width
             if over <= 0 or len(shown) <= 1:
@@ -230,4 +234,6 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
         out += [f"{source} · {budget} · {device.upper()}" + (f" ({dropped} columns not shown: widen the "
                                                                 "terminal or read the .md)" if dropped else ""),
                 text, ""]
+        if band:
+            out += [f"{ties.summary(band, f'≥ {min_compression:g}x')}; tied: {ties.TEST}", ""]
     return "\n".join(out).rstrip() or "no finished runs"

@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from bench import board, files, layout, leaderboard, plots, render
+from bench import board, files, layout, leaderboard, plots, render, ties
 from bench.errors import ResultsFolderError, counted, printable
 from bench.records import MACHINE_MARGIN, Record, Status
 from bench.leaderboard import PLOTS
@@ -63,7 +63,7 @@ tr:target td{background:#fff3b0}
 .plot a{position:absolute;width:1.1%;aspect-ratio:1;transform:translate(-50%,-50%);border-radius:50%}
 .plot a:hover,.plot a:focus{outline:2px solid #000}
 .lead .best{flex:1 1 300px;min-width:0}.lead h2{margin-top:0}
-table.best th,table.best td.m,table.plain td.t,td.s{white-space:normal}table.best td.m{min-width:9em}td.s{min-width:12em}
+table.best th,table.best td.m,table.best td.w,table.plain td.t,td.s{white-space:normal}table.best td.w{min-width:6em}table.best td.m{min-width:9em}td.s{min-width:12em}
 @media (max-width:900px){.lead .plot{max-width:100%}}
 img{max-width:100%;border:1px solid #eee}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}
@@ -280,40 +280,79 @@ def _leaderboard_tables(table: pd.DataFrame, cols: list[Column], recs: list[Reco
     return out
 
 
-def best_by_size(table: pd.DataFrame) -> list[tuple[int, pd.Series]]:
-    """(band, row) per size band of the largest table group: the most accurate row at least
-    `band` times smaller than the dense model, as the tables show its compression (3.97x reads 4.0:
-    at least 4x). Ties at the 2 decimals shown: the smaller, then by name. Bands no row reaches
-    are left out."""
+def bands(table: pd.DataFrame) -> list[tuple[int, pd.DataFrame]]:
+    """(band, rows) per size band of the largest table group: its rows at least `band` times
+    smaller than the dense model, as the tables show their compression (3.97x reads 4.0: at least
+    4x), most accurate first (`ties.ranked`). Bands no row reaches are left out."""
     t = board.main_rows(table)
     if "compression_x" not in t:
         return []
-    t = t.assign(_key=-board.as_shown(t["accuracy_mean_%"], "accuracy")).sort_values(["_key", "size_KiB", "method", "setting"])
+    t = ties.ranked(t)
     compression = board.as_shown(t["compression_x"], "compression")
-    return [(band, fit.iloc[0]) for band in BANDS if len(fit := t[compression >= band])]
+    return [(band, fit) for band in BANDS if len(fit := t[compression >= band])]
 
 
-def _headline(table: pd.DataFrame, cols: list[Column], href: str) -> str:
-    """The best method at each size, each linked to its row (`href` is the suite page's path)."""
-    best = best_by_size(table)
-    if not best:
+def best_by_size(table: pd.DataFrame) -> list[tuple[int, pd.Series]]:
+    """(band, row) per size band (`bands`): the band's most accurate row."""
+    return [(band, rows.iloc[0]) for band, rows in bands(table)]
+
+
+def _band_name(band: int) -> str:
+    return "any size" if band == 1 else f"≥ {band}x"
+
+
+def _headline(table: pd.DataFrame, cols: list[Column], recs: list[Record], href: str) -> str:
+    """The best method at each size, each linked to its row (`href` is the suite page's path),
+    and the band's rows tied with it (bench.ties: not significantly less accurate), counted, and
+    listed in a fold, each linked to its row."""
+    found = bands(table)
+    if not found:
         return '<p class="note">No row with a size.</p>'
     speed = _speed_columns(table, cols)[:1]
     head = ["smaller than dense", "best method and setting", "accuracy (%)", "size (KiB)",
-            *[f"speedup (x), {label}" for _, label in speed]]
+            *[f"speedup (x), {label}" for _, label in speed], "tied with it"]
     rows = []
-    for band, r in best:
+    for band, t in found:
+        standing = ties.standings(t, recs)
+        r = t.iloc[0]
         values = [r["size_KiB"], *[r[c.column] for c, _ in speed]]
-        accuracy = number(r["accuracy_mean_%"], 2) + (f" ± {number(r['accuracy_std_%'], 2)}" if r["seeds"] > 1 else "")
-        numbers = [accuracy, *(number(v, d) for v, d in zip(values, (1, 2)))]
-        setting = short_setting(r["method"], r["setting_params"])
-        rows.append(f'<tr><td class="t">{"any size" if band == 1 else f"≥ {band}x"}</td>'
-                    f'<td class="t m"><a href="{_e(href)}#{anchor(_row_key(r))}">{_e(r["method"])}</a>'
-                    f'{"" if setting == "-" else " " + _e(setting)}</td>'
-                    + "".join(f"<td>{_e(n)}</td>" for n in numbers) + "</tr>")
+        numbers = [_accuracy(r), *(number(v, d) for v, d in zip(values, (1, 2)))]
+        rows.append(f'<tr><td class="t">{_band_name(band)}</td>'
+                    f'<td class="t m">{_row_link(r, href)}</td>'
+                    + "".join(f"<td>{_e(n)}</td>" for n in numbers) + f'<td class="t w">{_tied_cell(t, standing, href)}</td></tr>')
     return ('<div class="scroll"><table class="best"><thead><tr>'
             + "".join(f'<th class="t">{_e(h)}</th>' for h in head) + "</tr></thead><tbody>" + "".join(rows)
             + "</tbody></table></div>")
+
+
+def _accuracy(r: pd.Series) -> str:
+    """A row's accuracy as the headline shows it: mean ± std, the mean alone for one seed."""
+    return number(r["accuracy_mean_%"], 2) + (f" ± {number(r['accuracy_std_%'], 2)}" if r["seeds"] > 1 else "")
+
+
+def _row_link(r: pd.Series, href: str) -> str:
+    """A row's method and setting, linked to it on the suite page at `href`."""
+    setting = short_setting(r["method"], r["setting_params"])
+    return (f'<a href="{_e(href)}#{anchor(_row_key(r))}">{_e(r["method"])}</a>'
+            f'{"" if setting == "-" else " " + _e(setting)}')
+
+
+def _tied_cell(t: pd.DataFrame, standing: dict[Any, ties.Standing], href: str) -> str:
+    """How many of the band's other rows are tied with its best ("3 of 11", "none of 11", with the
+    unjudged counted apart), and a fold listing them, each with its accuracy and linked to its
+    row."""
+    tied = [i for i in t.index if standing[i].status == ties.TIED]
+    unjudged = sum(s.status == ties.UNJUDGED for s in standing.values())
+    others = len(t) - 1
+    if not others:
+        return "the only row"
+    why = f"unjudged ({ties.unjudged_why(standing)})"
+    text = (f"all {others} {why}" if unjudged == others else
+            f"{len(tied) or 'none'} of {others}" + (f", {unjudged} {why}" if unjudged else ""))
+    if not tied:
+        return _e(text)
+    items = "".join(f"<li>{_row_link(t.loc[i], href)}: {_e(_accuracy(t.loc[i]))}</li>" for i in tied)
+    return f'<details><summary>{_e(text)}</summary><ul>{items}</ul></details>'
 
 
 def _pivot(table: pd.DataFrame) -> list[str]:
@@ -418,7 +457,8 @@ def _suite_page(suite: str, recs: list[Record], images: list[str], families: dic
             lead.append(_frontier_image(suite, table, cols, standard))
         lead += ['<div class="best"><h2>best at each size</h2>',
                  '<p class="note">The most accurate row (mean over seeds) at least that many times smaller than the '
-                 "dense model. Differences within a std are noise.</p>", _headline(table, cols, ""), "</div></div>"]
+                 f"dense model, and the band's other rows tied with it ({_e(ties.TEST)}). A row with one seed "
+                 "is not judged.</p>", _headline(table, cols, standard, ""), "</div></div>"]
         body += lead
     body += checks
     body += ["<h2>leaderboard (standard budget)</h2>",
@@ -692,13 +732,14 @@ def build(results_dir: Path, suites: list[str], out: Path, checks_dir: Path | No
                      f'<p class="note">Standard budget: {_e(_provenance(standard))}'
                      + (f' · <a href="{_e(link)}/custom.html">{counted(len(custom), "run")} at overridden budgets</a>'
                         if custom else "") + "</p>",
-                     _headline(table, cols, f"{link}/index.html") if len(table) else
+                     _headline(table, cols, standard, f"{link}/index.html") if len(table) else
                      '<p class="note">No finished standard-budget runs.</p>']
     body = ["<h1>Compression benchmark leaderboards</h1>",
             '<p class="note">Per suite, the best method at each size: the most accurate row (mean over seeds) at '
             "least that many times smaller than the dense model, linked to its row; the suite's page has the "
-            "frontier figure and every row. Accuracy is the mean ± std over seeds: differences within a std are "
-            "noise. Built by <code>bench leaderboard --html</code> from the run records alone.</p>", *sections]
+            "frontier figure and every row. Accuracy is the mean ± std over seeds; a band's rows tied with its "
+            f"best are {_e(ties.TEST)}, and a row with one seed is not judged. Built by <code>bench leaderboard "
+            "--html</code> from the run records alone.</p>", *sections]
     files.write_text_atomic(out / "index.html", _page("Compression benchmark leaderboards", body, ""))
     files.write_text_atomic(out / "site.css", STYLE.lstrip())
     files.write_text_atomic(out / "site.js", SCRIPT.lstrip())

@@ -277,6 +277,17 @@ def int8_output_gap(results: Path) -> str:
     return f"at most {max(gaps):.2%} of the largest logit over the {len(gaps)} output checks"
 
 
+def tied_at(results: Path, suite: str, band: int) -> str:
+    """How many of the other rows of a suite's size band the site's best at each size counts as
+    tied with the band's best (bench.ties)."""
+    from bench import site, ties
+
+    recs = [r for r in board.load(results, suite) if r.get("standard_budget")]
+    t = dict(site.bands(board.table(recs)[0]))[band]
+    found = ties.standings(t, recs)
+    return f"{sum(f.status == ties.TIED for f in found.values())} of the {len(t) - 1} other rows at >= {band}x"
+
+
 def readme(results: Path) -> dict[str, str]:
     """README.md's blocks."""
     sparsegpt = {n: row(results, "mlp", "sparsegpt", sparsity=0.9, calibration_samples=n, **ONE_SHOT)
@@ -318,6 +329,7 @@ def readme(results: Path) -> dict[str, str]:
         "mlp-measure-time": measure_time(results, "mlp"),
         "mlp-compare-rows": compare_rows(results, "mlp"),
         "mlp-rows": str(leaderboard_rows(results, "mlp")),
+        "mnist-tied-8x": tied_at(results, "mnist", 8),
         **{f"{suite}-params": dense_params(results, suite) for suite in ("mlp", "mnist", "cifar")},
         "cifar-epoch": cifar_epoch(results),
         "int8-output-gap": int8_output_gap(results),

@@ -643,3 +643,23 @@ def test_a_malformed_method_spec_or_a_parameter_no_side_has_is_refused_by_name(t
         assert refused.returncode == 2 and why in refused.stderr, (methods, refused.stderr)
     refused = bench(["compare", folder, folder, "--ignore", "scope"])
     assert refused.returncode == 2 and "with --methods X,Y" in refused.stderr
+
+
+def test_a_row_against_the_best_of_its_band_is_tied_within_noise_below_beyond_it_and_unjudged_with_one_seed():
+    """The site's best at each size said only that differences within a std are noise: each row of
+    a band is now judged against the band's best as bench compare judges a pair (Welch, Holm over
+    the band). A clearly worse row is below it, one within the seeds' noise tied, a one-seed row
+    unjudged (neither tied nor beaten), and 0.15 pts below with no spread is significant on one
+    machine model but not across two, where the interval must clear the 0.2 pts margin."""
+    best = [record("magnitude", 0.9, s, a) for s, a in ((0, 0.9700), (1, 0.9701), (2, 0.9702))]
+    noise = [record("gmp", 0.9, s, a) for s, a in ((0, 0.9699), (1, 0.9703), (2, 0.9700))]
+    worse = [record("snip", 0.9, s, a) for s, a in ((0, 0.900), (1, 0.901), (2, 0.902))]
+    one_seed = [record("set", 0.9, 0, 0.95)]
+    close = [record("rigl", 0.9, s, a) for s, a in ((0, 0.96850), (1, 0.96860), (2, 0.96870))]
+    elsewhere = [{**r, "env": {**r["env"], "device_name": "Other CPU"}} for r in close]
+    judged = compare.against_best(best, [noise, worse, one_seed, close])
+    assert [c.verdict for c in judged] == ["no change", "worse", "too few seeds", "worse"]
+    assert [c.p_holm is None for c in judged] == [False, False, True, False]
+    across = compare.against_best(best, [noise, worse, one_seed, elsewhere])
+    assert across[3].machine_margin == records.MACHINE_MARGIN and across[3].verdict == compare.UNCLEAR
+    assert across[3].ci[1] < 0  # below on its own interval, yet within the machines' margin

@@ -269,3 +269,25 @@ def test_the_terminals_measured_speedup_is_the_tables_best_runtime_as_on_the_sit
     assert header.rstrip().endswith(" b1 (x)") and not header.rstrip().endswith("eager b1 (x)"), header
     int8 = next(line for line in ran.stdout.splitlines() if line.startswith("ptq-int8 "))
     assert float(int8.split()[-2]) > 0.5, int8  # its speedup in that runtime, with its spread after it
+
+
+def test_min_compression_judges_each_row_of_the_band_against_its_best(tmp_path, bench, monkeypatch):
+    """--min-compression listed the rows at a size without saying whether those just below the
+    best differ from it by more than noise: a `vs best` column (tied, below, unjudged: one seed)
+    and a count under the table now say so, and the other formats carry it as columns."""
+    from test_site import banded_records
+
+    monkeypatch.setenv("COLUMNS", "200")
+    write_records(tmp_path, banded_records())
+    shown = show(bench, tmp_path, "--min-compression", "8", "--sort", "accuracy_mean_%")
+    assert shown.returncode == 0, shown.stderr
+    status = {line.split()[0]: line.split()[3] for line in shown.stdout.splitlines()
+              if line.startswith(("magnitude", "gmp", "snip", "set", "rigl"))}
+    assert status == {"magnitude": "best", "gmp": "tied", "snip": "below", "set": "unjudged", "rigl": "below"}
+    assert "1 of 4 other rows at ≥ 8x tied with the best, 2 below it, 1 not judged (one seed); tied: not " \
+           "significantly less accurate" in shown.stdout
+    as_json = json.loads(show(bench, tmp_path, "--min-compression", "8", "--format", "json").stdout)
+    assert {r["method"]: r["vs_best"] for r in as_json} == {"dense": "", **status}
+    assert next(r for r in as_json if r["method"] == "set")["vs_best_p_holm"] is None
+    plain = show(bench, tmp_path)  # no size asked: no column
+    assert "vs best" not in plain.stdout and "tied with the best" not in plain.stdout
