@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fused_throughput import calls, sync, time_alone, time_fused, time_graphed  # noqa: E402
 
 from bench import files  # noqa: E402
-from bench.fused import FusedResult, fit_group  # noqa: E402
+from bench.fused import FusedResult, autocast_reaches_vmap, fit_group  # noqa: E402
 from bench.data import Dataset, Split, default_tensor_cache, load_dataset  # noqa: E402
 from bench.suite import Suite, load_suite  # noqa: E402
 
@@ -289,21 +289,30 @@ def main() -> None:
     bs = min(suite.training.batch_size, len(data.train))
     warm_data = dataclasses.replace(data, train=Split(data.train.x[:2 * bs], data.train.y[:2 * bs]))
     warmed: set[tuple[str, int]] = set()
+    # A bf16 suite fuses only where autocast reaches the operators under vmap (bench.fused
+    # refuses it elsewhere: its runs would train in fp32): there the fused ways are timed in fp32,
+    # named so, for what a window can learn of fusion's speed, and never chosen for the sweep.
+    fusable = suite.training.precision != "bf16" or autocast_reaches_vmap(device.type)
+    fused_suite, tag = (suite, "") if fusable else (suite.with_budget(precision="fp32"), " fp32")
+    if not fusable:
+        print(f"bf16 autocast does not reach operators under vmap on {device.type} (torch {torch.__version__}): "
+              f"the sweep cannot fuse {args.suite}; the fused ways are timed in fp32, for information", flush=True)
 
     def fused(layout: str, k: int) -> Callable[[], float | str]:
         def timed() -> float:
             if (layout, k) not in warmed:  # in the cell (its budget, its error), not in its seconds
-                time_fused(calls(suite, warm_data, device, k, layout), device, layout == "channels-last")
+                time_fused(calls(fused_suite, warm_data, device, k, layout), device, layout == "channels-last")
                 warmed.add((layout, k))
-            return time_fused(calls(suite, data, device, k, layout), device, layout == "channels-last")
+            return time_fused(calls(fused_suite, data, device, k, layout), device, layout == "channels-last")
         return timed
 
     ways: dict[str, Callable[[int], Callable[[], float | str]]] = {
-        "fused": lambda k: fused("channels-last", k),
-        "fused nchw": lambda k: fused("nchw", k),
+        f"fused{tag}": lambda k: fused("channels-last", k),
+        f"fused{tag} nchw": lambda k: fused("nchw", k),
     }
     if device.type == "cuda":
-        ways["graph"] = lambda k: lambda: time_graphed(calls(suite, data, device, k, "channels-last"), device, True)
+        ways[f"graph{tag}"] = lambda k: lambda: time_graphed(calls(fused_suite, data, device, k, "channels-last"),
+                                                             device, True)
         ways["streams"] = lambda k: lambda: time_streams(suite, data, device, k)
         ways["processes"] = lambda k: (lambda: time_processes(suite, args.data_dir, args.limit_train, device, k)) \
             if k <= 8 else (lambda: "not timed above K=8: each process holds a CUDA context")
@@ -323,7 +332,8 @@ def main() -> None:
         judged = complete or "processes" not in ways or ("processes", args.unfused_jobs) in rate
         choice = choose(rate, args.margin, args.unfused_jobs, args.max_fuse) if judged and check == "ok" else None
         if args.out:
-            files.write_json_atomic(args.out, {"device": name, "suite": args.suite, "fuse": choice and choice[0],
+            files.write_json_atomic(args.out, {"device": name, "suite": args.suite, "fusable": fusable,
+                                               "fuse": choice and choice[0],
                                                "fuse_layout": choice and choice[1], "complete": complete,
                                                "check": check, "rates": {f"{w} K={k}": r for (w, k), r in rate.items()}})
         return rate, choice
@@ -348,7 +358,8 @@ def main() -> None:
     print(tabulate(rows, headers=["way", "K", "epochs/s", "vs one alone"]))
     print(f"fused runs against their own training: {check}")
     print(f"choice for the sweep: {f'--fuse {choice[0]} --fuse-layout {choice[1]}' if choice else 'no fusion'}"
-          f"{'' if check == 'ok' else ' (the fused runs failed the check)'}")
+          f"{'' if check == 'ok' else ' (the fused runs failed the check)'}"
+          f"{'' if fusable else f' (a {suite.training.precision} suite does not fuse on this device)'}")
 
 if __name__ == "__main__":
     main()

@@ -114,6 +114,38 @@ def test_each_fused_k_is_timed_after_a_warm_up_of_its_own(tmp_path, monkeypatch)
     assert rates["fused nchw K=2"] == pytest.approx(2 * one), rates
 
 
+def test_a_bf16_suite_that_cannot_fuse_here_times_its_fused_ways_in_fp32_and_never_chooses_them(tmp_path, monkeypatch,
+                                                                                                 capsys):
+    """Where autocast does not reach vmapped operators, bench.fused trains a bf16 suite's calls
+    alone (fused they would train in fp32): the bench would only have timed errors. It times the
+    fused ways in fp32 instead, named so, for what a window can learn, and chooses no fusion."""
+    import json
+
+    from bench.data import Dataset, Split
+
+    precisions = set()
+
+    def calls(suite, data, device, k, layout):
+        precisions.add(suite.training.precision)
+        return [data] * k
+
+    split = Split(torch.zeros(8, 1, 28, 28, dtype=torch.uint8), torch.zeros(8, dtype=torch.long))
+    monkeypatch.setattr(fused_gpu, "data_for", lambda *args: Dataset(split, split, "test", 10))
+    monkeypatch.setattr(fused_gpu, "calls", calls)
+    monkeypatch.setattr(fused_gpu, "time_alone", lambda batch, device: 1.0)
+    monkeypatch.setattr(fused_gpu, "time_fused", lambda batch, device, keep_layout: 0.1)  # fast: yet not chosen
+    monkeypatch.setattr(fused_gpu, "check_fused", lambda suite, data, device: "ok")
+    monkeypatch.setattr(fused_gpu, "autocast_reaches_vmap", lambda device_type: False)
+    monkeypatch.setattr(sys, "argv", ["fused_gpu.py", "--suite", "mnist", "--ks", "1,2", "--limit-train", "8",
+                                      "--repeats", "1", "--out", str(tmp_path / "bench.json")])
+    fused_gpu.main()
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert {"fused fp32 K=2", "fused fp32 nchw K=2"} <= bench["rates"].keys() and "fused K=2" not in bench["rates"]
+    assert bench["fusable"] is False and bench["fuse"] is None and precisions == {"bf16", "fp32"}  # alone: bf16
+    out = capsys.readouterr().out
+    assert "the sweep cannot fuse mnist" in out and "(a bf16 suite does not fuse on this device)" in out
+
+
 def test_a_bench_cut_short_leaves_the_rates_it_measured_and_their_choice(tmp_path, monkeypatch):
     """gpu_session.sh kills a bench past its time limit: the JSON, written only at the end, was
     then missing, and the sweep ran unfused whatever the bench had measured. Here the last cell,
