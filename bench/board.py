@@ -223,13 +223,21 @@ def table(recs: list[Record]) -> tuple[pd.DataFrame, list[Column]]:
     return (aggregate(df, cols) if len(df) else pd.DataFrame()), cols
 
 
-MAPPINGS = ["setting_params", "partial_seeds"]  # a row's mappings, for the views: no column of a file
+def file_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The table's columns as files give them (the CSV, `--show --format csv|json|markdown`): the
+    parameters' mapping left out, which the `setting` column spells out, and the figures that only
+    some of a row's seeds hold (`partial_seeds`) as text, each with how many ("own_time_s 1"): a
+    tool reading the CSV took one seed's figure for the row's mean over its `seeds`."""
+    out = table.drop(columns="setting_params", errors="ignore")
+    if "partial_seeds" in out:
+        out["partial_seeds"] = out["partial_seeds"].map(
+            lambda held: ", ".join(f"{c} {n}" for c, n in sorted(held.items())) if isinstance(held, dict) else "")
+    return out
 
 
 def csv_text(table: pd.DataFrame) -> str:
-    """The (`rounded`) table as the leaderboard's CSV: every column but the mappings (`MAPPINGS`):
-    the `setting` column spells out the parameters."""
-    table = table.drop(columns=MAPPINGS, errors="ignore")
+    """The (`rounded`) table as the leaderboard's CSV (`file_columns`)."""
+    table = file_columns(table)
     text = [c for c in table.columns if table[c].map(lambda v: isinstance(v, str)).any()]
     return table.assign(**{c: table[c].map(_inert) for c in text}).to_csv(index=False, lineterminator="\n")
 

@@ -184,7 +184,8 @@ def _show(loaded: dict[str, list[records.Record]], standard: bool, methods: set[
                                     and s.change.p_holm is not None else None for i in picked.index])
             tables.append(board.rounded(picked, cols).assign(suite=name))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])
-    table = table[["suite", *(c for c in table.columns if c not in ("suite", *board.MAPPINGS))]]
+    table = board.file_columns(table)
+    table = table[["suite", *(c for c in table.columns if c != "suite")]]
     if args.format == "csv":
         print(board.csv_text(table), end="")  # the leaderboard.csv's rule: no cell a spreadsheet runs
     elif args.format == "json":

@@ -1,4 +1,5 @@
 import dataclasses
+import io
 import math
 import re
 
@@ -386,10 +387,11 @@ def test_a_records_long_text_squeezes_no_plot(tmp_path, recwarn):
     assert not [str(w.message) for w in recwarn if "collapsed" in str(w.message)]
 
 
-def test_a_figure_only_some_seeds_hold_says_how_many_and_stays_out_of_the_csv():
+def test_a_figure_only_some_seeds_hold_says_how_many_in_the_views_and_the_csv():
     """Records made before the harness recorded a figure lack it: a row of three seeds showed one
     seed's `own time` as the row's (56 s beside a median train time of 51 s). The views say how
-    many seeds it is over; a figure every seed holds, and the CSV, are unchanged."""
+    many seeds it is over, and the CSV's `partial_seeds` column names such figures, for tools;
+    a figure every seed holds is unchanged."""
     recs = [record("gmp", {**GMP, "sparsity": 0.9}, s, 0.97, 100) for s in (0, 1, 2)]
     recs[0]["metrics"].update(method_time_s=56.0)
     table, cols = board.table(recs)
@@ -399,7 +401,8 @@ def test_a_figure_only_some_seeds_hold_says_how_many_and_stays_out_of_the_csv():
     time = next(c for c in cols if c.column == "train_time_s")
     assert render.cell(table.iloc[0], time) == "12"
     assert "56 (1 of 3 seeds)" in render.terminal(recs, 400, {"gmp": "pruning during training"})
-    assert "partial_seeds" not in board.csv_text(board.rounded(table, cols))
+    csv = pd.read_csv(io.StringIO(board.csv_text(board.rounded(table, cols))))
+    assert list(csv["partial_seeds"]) == ["method_time_s 1"] and csv.loc[0, "method_time_s"] == 56.0
 
 
 def test_the_markdown_marks_each_row_with_the_machine_models_that_trained_it():
