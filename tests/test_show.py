@@ -269,3 +269,16 @@ def test_the_terminals_measured_speedup_is_the_tables_best_runtime_as_on_the_sit
     assert header.rstrip().endswith(" b1 (x)") and not header.rstrip().endswith("eager b1 (x)"), header
     int8 = next(line for line in ran.stdout.splitlines() if line.startswith("ptq-int8 "))
     assert float(int8.split()[-2]) > 0.5, int8  # its speedup in that runtime, with its spread after it
+
+
+def test_the_best_runtime_is_one_that_timed_the_compressed_rows():
+    """A runtime that timed only the references (its exports of every compressed model failed)
+    has no median over the compressed rows: NaN, which max() kept when it came first, so every
+    view led with a column of blanks beside a runtime that timed them all."""
+    from bench import board, metrics
+
+    cols = metrics.columns({"accuracy", "speedup_b1", "speedup_onnxruntime_b1"})
+    t = pd.DataFrame({"method": ["dense", "magnitude", "gmp"], "speedup_b1_x": [1.0, None, None],
+                      "speedup_onnxruntime_b1_x": [1.0, 1.8, 1.6]})
+    [(best, label)] = board.best_speedups(t, cols)
+    assert (best.column, label) == ("speedup_onnxruntime_b1_x", "onnxruntime, batch 1")
