@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 from pathlib import Path
 from typing import Any, Collection, Iterable
 
@@ -174,9 +175,13 @@ def best_speedups(t: pd.DataFrame, cols: list[Column]) -> list[tuple[Column, str
         by_batch.setdefault(col.batch, []).append(col)
     if not by_batch:
         return []
+    def median(col: Column) -> float:  # a runtime that timed no compressed row ranks last: max() kept a NaN it met first
+        value = compressed[col.column].median(skipna=True)
+        return -math.inf if pd.isna(value) else float(value)
+
     out = []
     for batch in sorted({min(by_batch), max(by_batch)}):
-        best = max(by_batch[batch], key=lambda c: (compressed[c.column].median(skipna=True), c.column))
+        best = max(by_batch[batch], key=lambda c: (median(c), c.column))
         out.append((best, f"{best.runtime}, batch {batch}"))
     return out
 

@@ -179,7 +179,9 @@ def sparse_state_dict(model: nn.Module) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, t in model.state_dict().items():
         t = t.detach().cpu()
-        if (t.is_floating_point() or t.dim() > 0) and t.numel() > 0:
+        # (not a quantized tensor, which a plugin's eager-quantized model holds: indexing a
+        # per-channel one by a mask raises, where it was stored dense before integers were encoded)
+        if (t.is_floating_point() or t.dim() > 0) and not t.is_quantized and t.numel() > 0:
             mask = t != 0
             nnz = int(mask.sum())
             sparse_bytes = nnz * t.element_size() + (t.numel() + 7) // 8

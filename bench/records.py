@@ -18,6 +18,7 @@ import fnmatch
 import hashlib
 import json
 import sys
+import typing
 from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable, TypedDict
@@ -26,7 +27,7 @@ from bench import layout
 from bench.bounds import MAX_DEPTH, MAX_NUMBER, brief, finite, plain
 from bench.errors import ParameterError, printable
 from bench.files import RefusedFile, read_regular_file
-from bench.suite import SEED_LIMIT, Budget
+from bench.suite import SEED_LIMIT, Budget, DenseRole
 
 SCHEMA_VERSION = 1
 
@@ -282,6 +283,10 @@ def record_problem(record: Any) -> str | None:
         return "malformed record: worker_deaths is negative"
     if not all(isinstance(v, str) for v in record.get("method_info", {}).values()):
         return "malformed record: method_info holds a value that is no string"
+    roles = typing.get_args(DenseRole)
+    if not all(isinstance(v, str) and v in roles for v in record["config"].get("dense_layers", [])):
+        # every view's table heading joins them (board.table_budget): a number there stopped it with a traceback
+        return f"malformed record: config.dense_layers holds a value that is none of {', '.join(roles)}"
     for key in ("method_origin", "method_commit"):
         if not all(isinstance(v, str) for v in record["env"].get(key, {}).values()):
             return f"malformed record: env.{key} holds a value that is no string"

@@ -226,6 +226,10 @@ UNUSABLE = {
                            "env.method_commit is str, expected dict"),  # --refresh reads it
     "plugin-commit-number": (edited(lambda r: r["env"].update(method_commit={"magnitude": 3})),
                              "env.method_commit holds a value that is no string"),
+    "kept-layers-number": (edited(lambda r: r["config"].update(dense_layers=[3])),  # a traceback in every view
+                           "config.dense_layers holds a value that is none of first, classifier"),
+    "kept-layers-unknown": (edited(lambda r: r["config"].update(dense_layers=["first", "<b>x</b>"])),
+                            "config.dense_layers holds a value that is none of first, classifier"),
     "deaths-text": (edited(lambda r: r.update(worker_deaths="2")), "worker_deaths is str, expected int"),
     "deaths-negative": (edited(lambda r: r.update(worker_deaths=-1)), "worker_deaths is negative"),
     "suite-number": (edited(lambda r: r["config"].update(suite=3)), "config.suite is int, expected str"),

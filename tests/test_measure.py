@@ -81,6 +81,19 @@ def test_integer_tensors_take_the_bitmask_form_but_not_integer_scalars():
     assert all(torch.equal(decoded[k], t) for k, t in model.state_dict().items())
 
 
+def test_a_quantized_tensor_is_stored_as_it_is():
+    """A plugin's eager-quantized model holds per-channel qint8 weights: mostly zero after pruning,
+    the bitmask form (which integer tensors now take) indexed one by a mask, which raises, and the
+    run failed at its size. It is stored dense, as before integers were encoded."""
+    model = nn.Module()
+    zeros = torch.quantize_per_channel(torch.zeros(8, 64), torch.ones(8), torch.zeros(8, dtype=torch.long), 0,
+                                       torch.qint8)
+    model.register_buffer("weight", zeros)
+    encoded = measure.sparse_state_dict(model)
+    assert torch.equal(encoded["weight"].int_repr(), zeros.int_repr())
+    assert measure.size_bytes(model) > 0
+
+
 def test_latency_reports_median_and_iqr():
     model = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
     median, iqr = measure.latency_ms(model, torch.randn(64, 256), min_run_time=0.2)

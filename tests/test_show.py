@@ -291,3 +291,16 @@ def test_min_compression_judges_each_row_of_the_band_against_its_best(tmp_path, 
     assert next(r for r in as_json if r["method"] == "set")["vs_best_p_holm"] is None
     plain = show(bench, tmp_path)  # no size asked: no column
     assert "vs best" not in plain.stdout and "tied with the best" not in plain.stdout
+
+
+def test_the_best_runtime_is_one_that_timed_the_compressed_rows():
+    """A runtime that timed only the references (its exports of every compressed model failed)
+    has no median over the compressed rows: NaN, which max() kept when it came first, so every
+    view led with a column of blanks beside a runtime that timed them all."""
+    from bench import board, metrics
+
+    cols = metrics.columns({"accuracy", "speedup_b1", "speedup_onnxruntime_b1"})
+    t = pd.DataFrame({"method": ["dense", "magnitude", "gmp"], "speedup_b1_x": [1.0, None, None],
+                      "speedup_onnxruntime_b1_x": [1.0, 1.8, 1.6]})
+    [(best, label)] = board.best_speedups(t, cols)
+    assert (best.column, label) == ("speedup_onnxruntime_b1_x", "onnxruntime, batch 1")
