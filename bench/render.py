@@ -162,7 +162,7 @@ def _machines_note(recs: list[Record]) -> list[str]:
 # The terminal's columns, most wanted first; the first CORE answer "how accurate at what size", and
 # a narrow terminal narrows the setting column (its text wraps) before it drops them. BEST_SPEED
 # stands for the measured speedup at batch 1 of the table's best runtime (board.best_speedups, as
-# the site and plots pick it).
+# each plot picks it; the site picks one for all of a suite's tables).
 BEST_SPEED = "best runtime's speedup at batch 1"
 FIRST = ["accuracy_%", "size_KiB", "compression_x", "delta_acc_pts", "sparsity_%", "delta_ft_pts",
          "theoretical_speedup_x", BEST_SPEED]
