@@ -168,6 +168,11 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
         raise DataError("--device cuda was asked for, but torch sees no CUDA device")
     else:
         device = args.device
+    fuse = DEFAULT_FUSE[device] if args.fuse == "auto" else args.fuse
+    if args.fuse_layout != "model" and fuse == 1:  # it would do nothing, and the user thinks it did
+        raise registry.ParameterError(f"--fuse-layout {args.fuse_layout} lays out the tensors of runs trained fused, and "
+                                      f"--fuse {args.fuse}{' (on ' + device + ')' if args.fuse == 'auto' else ''} "
+                                      "fuses none: give --fuse K, K above 1")
     executor = None if args.dry_run else make_executor(args, device)
     try:
         done = run_suite(suite, names, seeds=args.seeds or suite.seeds, results_dir=args.results_dir,
@@ -177,7 +182,7 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
                          force=args.force, refresh=args.refresh, recorded=args.recorded, compile=args.compile,
                          order=args.order,
                          max_minutes=args.max_minutes, dry_run=args.dry_run, allow_dirty=args.allow_dirty,
-                         fuse=DEFAULT_FUSE[device] if args.fuse == "auto" else args.fuse, fuse_layout=args.fuse_layout,
+                         fuse=fuse, fuse_layout=args.fuse_layout,
                          run_timeout=args.run_timeout,
                          publish=lambda: leaderboard.write(args.results_dir, suite.name))
     finally:

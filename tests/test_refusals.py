@@ -302,6 +302,9 @@ COMMAND_LINES = [
      "--set: method 'magnitude' parameter 'scope': expected one of global, layer, got 'row'"),
     ("--device cuda without CUDA", ["--device", "cuda"], "--device cuda was asked for, but torch sees no CUDA device"),
     ("--jobs-per-gpu on the CPU", ["--jobs-per-gpu", "2", "--device", "cpu"], "--jobs-per-gpu needs CUDA devices"),
+    ("--fuse-layout without fusion", ["--fuse-layout", "nchw", "--device", "cpu"],  # --fuse auto is 1 on a CPU
+     "--fuse-layout nchw lays out the tensors of runs trained fused, and --fuse auto (on cpu) fuses none: give --fuse K"),
+    ("--fuse-layout with --fuse 1", ["--fuse-layout", "nchw", "--fuse", "off"], "and --fuse 1 fuses none"),
 ]
 
 
