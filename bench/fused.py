@@ -98,6 +98,11 @@ class FusedStepError(RuntimeError):
         super().__init__(f"fused training failed in code the runs share: {_first_line(cause)}")
         self.__cause__ = cause
 
+    def __reduce__(self) -> tuple[type, tuple[Exception]]:
+        """Pickled with its cause (an executor sends a task's errors between processes): the
+        default pickles the message as the argument, which the constructor takes for the cause."""
+        return FusedStepError, (self.__cause__,)
+
 
 def _shared_fault(e: BaseException) -> BaseException:
     """e as the fault of shared code: a FusedStepError caused by it; what is not an Exception

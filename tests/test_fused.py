@@ -834,3 +834,13 @@ def test_batchnorm_given_bf16_activations_under_autocast_trains_fused_as_it_does
     fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
     assert_runs_match(fused_calls, fused, alone_calls, alone, ctx, atol=1e-2)  # bf16: as the bf16 test's
     assert not torch.allclose(fused_calls[0].model[1].running_mean, fused_calls[1].model[1].running_mean)
+
+
+def test_a_fused_step_error_crosses_a_process_boundary_with_its_cause():
+    """An executor pickles what a task sends back: FusedStepError's default pickling passed its
+    message where its constructor takes the cause, and unpickling raised TypeError."""
+    import pickle
+
+    error = pickle.loads(pickle.dumps(FusedStepError(RuntimeError("CUDA error: a kernel refused"))))
+    assert type(error) is FusedStepError and repr(error.__cause__) == "RuntimeError('CUDA error: a kernel refused')"
+    assert str(error) == "fused training failed in code the runs share: RuntimeError: CUDA error: a kernel refused"
