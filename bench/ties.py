@@ -38,9 +38,11 @@ class Standing:
 
 def ranked(t: pd.DataFrame) -> pd.DataFrame:
     """`t`'s rows, most accurate first as the tables show accuracy (2 decimals: a hair's
-    difference picks no winner); rows that read alike: the smaller, then by method and setting."""
+    difference picks no winner); rows that read alike: the smaller, then by method and setting.
+    (A table whose records hold a compression but no size, as a hand-made record may, has no
+    `size_KiB` column: its rows that read alike are ordered by method and setting alone.)"""
     return t.assign(_key=-board.as_shown(t["accuracy_mean_%"], "accuracy")).sort_values(
-        ["_key", "size_KiB", "method", "setting"]).drop(columns="_key")
+        ["_key", *(["size_KiB"] if "size_KiB" in t else []), "method", "setting"]).drop(columns="_key")
 
 
 def standings(t: pd.DataFrame, recs: list[Record], level: float = compare.LEVEL) -> dict[Hashable, Standing]:
