@@ -180,7 +180,7 @@ def _show(loaded: dict[str, list[records.Record]], standard: bool, methods: set[
                             for i, s in band.items()}
                 picked = picked.assign(
                     vs_best=[standing[i].status if i in standing else "" for i in picked.index],
-                    vs_best_p_holm=[round(s.change.p_holm, 4) if (s := standing.get(i)) and s.change
+                    vs_best_p_holm=[ties.p_shown(s.change.p_holm) if (s := standing.get(i)) and s.change
                                     and s.change.p_holm is not None else None for i in picked.index])
             tables.append(board.rounded(picked, cols).assign(suite=name))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])

@@ -315,7 +315,7 @@ def _headline(table: pd.DataFrame, cols: list[Column], recs: list[Record], href:
     for band, t in found:
         standing = ties.standings(t, recs)
         r = t.iloc[0]
-        values = [r["size_KiB"], *[r[c.column] for c, _ in speed]]
+        values = [r.get("size_KiB"), *[r[c.column] for c, _ in speed]]  # (no size recorded: blank)
         numbers = [_accuracy(r), *(number(v, d) for v, d in zip(values, (1, 2)))]
         rows.append(f'<tr><td class="t">{_band_name(band)}</td>'
                     f'<td class="t m">{_row_link(r, href)}</td>'

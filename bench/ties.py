@@ -38,9 +38,11 @@ class Standing:
 
 def ranked(t: pd.DataFrame) -> pd.DataFrame:
     """`t`'s rows, most accurate first as the tables show accuracy (2 decimals: a hair's
-    difference picks no winner); rows that read alike: the smaller, then by method and setting."""
+    difference picks no winner); rows that read alike: the smaller, then by method and setting.
+    (A table whose records hold a compression but no size, as a hand-made record may, has no
+    `size_KiB` column: its rows that read alike are ordered by method and setting alone.)"""
     return t.assign(_key=-board.as_shown(t["accuracy_mean_%"], "accuracy")).sort_values(
-        ["_key", "size_KiB", "method", "setting"]).drop(columns="_key")
+        ["_key", *(["size_KiB"] if "size_KiB" in t else []), "method", "setting"]).drop(columns="_key")
 
 
 def standings(t: pd.DataFrame, recs: list[Record], level: float = compare.LEVEL) -> dict[Hashable, Standing]:
@@ -66,6 +68,17 @@ def at_least(t: pd.DataFrame, recs: list[Record], min_compression: float) -> dic
         return {}
     inside = t[board.as_shown(t["compression_x"], "compression") >= min_compression]
     return {key: standings(g, recs) for key, g in inside.groupby(board.TABLE, sort=True)}
+
+
+def p_shown(p: float, decimals: int = 4) -> float:
+    """A Holm-adjusted p as the files give it (`vs_best_p_holm`): at `decimals`, or at as many more
+    as keep it on its side of the test's alpha (1 - compare.LEVEL), where the verdict changes: a
+    row `below` the best at p 0.049996 read p 0.05 beside it (compare.p_text's rule)."""
+    alpha = round(1 - compare.LEVEL, 9)
+    for d in range(decimals, 16):
+        if (round(p, d) < alpha) == (p < alpha):
+            return round(p, d)
+    return p
 
 
 # How a row is judged tied, for the views' notes.

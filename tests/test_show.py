@@ -304,3 +304,16 @@ def test_the_best_runtime_is_one_that_timed_the_compressed_rows():
                       "speedup_onnxruntime_b1_x": [1.0, 1.8, 1.6]})
     [(best, label)] = board.best_speedups(t, cols)
     assert (best.column, label) == ("speedup_onnxruntime_b1_x", "onnxruntime, batch 1")
+
+
+def test_a_rows_p_in_the_files_stays_on_its_side_of_the_level(tmp_path, bench, monkeypatch):
+    """vs_best_p_holm was rounded to 4 decimals: a row `below` the best at an adjusted p of
+    0.049996 read 0.05 beside its verdict, a p that rejects nothing at 95%."""
+    from bench import compare
+    from test_site import banded_records
+
+    monkeypatch.setattr(compare, "holm", lambda p: [0.049996] * len(p))
+    write_records(tmp_path, banded_records())
+    rows = json.loads(show(bench, tmp_path, "--min-compression", "8", "--format", "json").stdout)
+    gmp = next(r for r in rows if r["method"] == "gmp")
+    assert gmp["vs_best"] == "below" and gmp["vs_best_p_holm"] < 0.05, gmp

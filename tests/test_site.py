@@ -490,3 +490,25 @@ def test_the_best_at_each_size_counts_and_lists_the_rows_tied_with_it():
             for r in lone]  # a best of one seed: no row of its band can be judged against it
     table, cols = board.table(lone)
     assert "<td class=\"t w\">all 4 unjudged (the best has one seed)</td>" in site._headline(table, cols, lone, "")
+
+
+def test_records_with_a_compression_but_no_size_are_judged_and_shown_without_a_traceback(tmp_path):
+    """Ranking a band sorted ties by `size_KiB`, a column only records holding `size_bytes` make:
+    a results folder of hand-made records giving their compression alone stopped the site's
+    headline, and now `leaderboard --show --min-compression`, with KeyError: 'size_KiB'."""
+    from bench import render
+
+    recs = banded_records()
+    for r in recs:
+        del r["metrics"]["size_bytes"]
+    table, cols = board.table(recs)
+    assert "size_KiB" not in table and "compression_x" in table
+    band, t = site.bands(table)[-1]
+    assert {t.loc[i, "method"]: s.status for i, s in ties.standings(t, recs).items()}["gmp"] == ties.TIED
+    assert "<summary>1 of 4, 1 unjudged (one seed)</summary>" in site._headline(table, cols, recs, "")
+    shown = render.terminal(recs, 200, board.families(recs), min_compression=8)
+    assert "1 of 4 other rows at ≥ 8x tied with the best" in shown
+    for i, r in enumerate(recs):
+        files.write_json_atomic(tmp_path / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
+    leaderboard.write(tmp_path, "mlp")
+    assert site.build(tmp_path, ["mlp"], tmp_path / "site")
