@@ -134,7 +134,7 @@ def test_a_bf16_suite_that_cannot_fuse_here_times_its_fused_ways_in_fp32_and_nev
     monkeypatch.setattr(fused_gpu, "calls", calls)
     monkeypatch.setattr(fused_gpu, "time_alone", lambda batch, device: 1.0)
     monkeypatch.setattr(fused_gpu, "time_fused", lambda batch, device, keep_layout: 0.1)  # fast: yet not chosen
-    monkeypatch.setattr(fused_gpu, "check_fused", lambda suite, data, device: "ok")
+    monkeypatch.setattr(fused_gpu, "check_fused", lambda suite, data, device, layout="channels-last": "ok")
     monkeypatch.setattr(fused_gpu, "autocast_reaches_vmap", lambda device_type: False)
     monkeypatch.setattr(sys, "argv", ["fused_gpu.py", "--suite", "mnist", "--ks", "1,2", "--limit-train", "8",
                                       "--repeats", "1", "--out", str(tmp_path / "bench.json")])
@@ -142,6 +142,7 @@ def test_a_bf16_suite_that_cannot_fuse_here_times_its_fused_ways_in_fp32_and_nev
     bench = json.loads((tmp_path / "bench.json").read_text())
     assert {"fused fp32 K=2", "fused fp32 nchw K=2"} <= bench["rates"].keys() and "fused K=2" not in bench["rates"]
     assert bench["fusable"] is False and bench["fuse"] is None and precisions == {"bf16", "fp32"}  # alone: bf16
+    assert bench["check"] == bench["check_nchw"] == "ok"  # fast and checked: not chosen all the same
     out = capsys.readouterr().out
     assert "the sweep cannot fuse mnist" in out and "(a bf16 suite does not fuse on this device)" in out
 
