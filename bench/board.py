@@ -234,9 +234,10 @@ def file_columns(table: pd.DataFrame) -> pd.DataFrame:
     some of a row's seeds hold (`partial_seeds`) as text, each with how many ("own_time_s 1"): a
     tool reading the CSV took one seed's figure for the row's mean over its `seeds`."""
     out = table.drop(columns="setting_params", errors="ignore")
-    if "partial_seeds" in out:
-        out["partial_seeds"] = out["partial_seeds"].map(
+    if "partial_seeds" in out:  # beside `machines`: what a row's seeds hold, before its figures
+        held = out.pop("partial_seeds").map(
             lambda held: ", ".join(f"{c} {n}" for c, n in sorted(held.items())) if isinstance(held, dict) else "")
+        out.insert(out.columns.get_loc("machines") + 1 if "machines" in out else len(out.columns), "partial_seeds", held)
     return out
 
 

@@ -47,7 +47,8 @@ def test_registry_drives_csv_and_markdown_columns(tmp_path, monkeypatch):
 
     # CSV: registry order and names, scaled and rounded as registered
     assert list(table.columns) == [
-        "data_source", "budget", "device", "method", "setting", "timed_on", "seeds", "machines", "accuracy_mean_%",
+        "data_source", "budget", "device", "method", "setting", "timed_on", "seeds", "machines", "partial_seeds",
+        "accuracy_mean_%",
         "accuracy_std_%", "delta_acc_pts", "delta_ft_pts", "sparsity_%", "nonzeros", "flops_effective_M", "theoretical_speedup_x",
         "speedup_b1_x", "speedup_onnxruntime_b256_x", "speedup_b1_iqr_x", "speedup_onnxruntime_b256_iqr_x",
         "artifact_onnxruntime_KiB", "energy_mJ"]
