@@ -434,7 +434,7 @@ def test_a_copied_record_or_another_suites_record_is_no_extra_seed(tmp_path, ben
     assert f"{runs / 'aaa-copy.json'}: a second record of the run of {own.stem}.json (a copy?)" in ran.stderr
     assert f"{runs / 'zz-other.json'}: a record of suite 'mnist', not of 'mlp'" in ran.stderr
     [row] = [line for line in ran.stdout.splitlines() if line.startswith("mlp,") and ",magnitude," in line]
-    assert ",cpu,2,Test CPU,97.5,0.71," in row  # 2 seeds, mean 97.50: neither the copy nor the other suite's record
+    assert ",cpu,2,Test CPU,,97.5,0.71," in row  # 2 seeds, mean 97.50: neither the copy nor the other suite's record
 
 
 def test_dollar_signs_in_a_records_text_are_drawn_as_written_not_parsed_as_math(tmp_path):
