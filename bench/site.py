@@ -164,13 +164,8 @@ def _sparsity(params: dict[str, Any]) -> str:
 
 def _runs_by_row(recs: list[Record]) -> dict[tuple, list[tuple[int, str]]]:
     """(table, method, setting, timed_on) of the aggregated row -> its records' (seed, anchor)."""
-    out: dict[tuple, list[tuple[int, str]]] = {}
-    for r in recs:
-        if r["status"] == Status.OK:
-            key = board.row_key(r)
-            out.setdefault(tuple(key[k] for k in ROW), []).append(
-                (r["config"]["seed"], r["_stem"]))
-    return {k: sorted(v) for k, v in out.items()}
+    return {key: sorted((r["config"]["seed"], r["_stem"]) for r in rows)
+            for key, rows in board.records_by_row(recs).items()}
 
 
 def _caveats(t: pd.DataFrame, machines: dict[tuple, set[str]]) -> tuple[list[str], dict[tuple, str]]:
