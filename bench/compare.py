@@ -143,18 +143,22 @@ def holm(p: list[float]) -> list[float]:
     return adjusted
 
 
+def decimals_on_side(p: float, least: int, alpha: float = round(1 - LEVEL, 9)) -> int | None:
+    """The fewest decimals, `least` or more, at which `p` rounds on its own side of `alpha`, where
+    verdicts change (0.04996 is a rejection, and 0.050 beside it would read as none); None within
+    1e-15 of it."""
+    return next((d for d in range(least, 16) if (round(p, d) < alpha) == (p < alpha)), None)
+
+
 def p_text(p: float | None, alpha: float = round(1 - LEVEL, 9)) -> str:
     """A p-value as bench compare and the literature checks print it: three decimals, or as many
-    more as put it on its side of `alpha`, where verdicts change (0.04996 is a rejection, and
-    "0.050" beside it would read as none)."""
+    more as put it on its side of `alpha` (`decimals_on_side`), at most six."""
     if p is None:
         return "-"
     if p < 0.001:
         return "<0.001"
-    for decimals in range(3, 7):
-        if (float(text := f"{p:.{decimals}f}") < alpha) == (p < alpha):
-            return text
-    return f"<{alpha:g}"  # within 1e-6 below it
+    decimals = decimals_on_side(p, 3, alpha)
+    return f"<{alpha:g}" if decimals is None or decimals > 6 else f"{p:.{decimals}f}"  # else within 1e-6 below it
 
 
 def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], level: float = LEVEL) -> list[RowChange]:

@@ -74,11 +74,8 @@ def p_shown(p: float, decimals: int = 4) -> float:
     """A Holm-adjusted p as the files give it (`vs_best_p_holm`): at `decimals`, or at as many more
     as keep it on its side of the test's alpha (1 - compare.LEVEL), where the verdict changes: a
     row `below` the best at p 0.049996 read p 0.05 beside it (compare.p_text's rule)."""
-    alpha = round(1 - compare.LEVEL, 9)
-    for d in range(decimals, 16):
-        if (round(p, d) < alpha) == (p < alpha):
-            return round(p, d)
-    return p
+    shown = compare.decimals_on_side(p, decimals)
+    return p if shown is None else round(p, shown)
 
 
 # How a row is judged tied, for the views' notes.
