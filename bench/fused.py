@@ -21,7 +21,8 @@ Fusion is an execution detail, invisible to methods:
 - a fault of the code the runs share (the stacked forward or backward pass, an optimizer step on
   the stacked tensors' views) fails them with `FusedStepError`, which may well be fusion's own
   (a CUDA kernel that refuses what vmap or the stacking gives it, memory for K runs): the
-  Coordinator names the runs it failed so (`faulted`), and bench.worker trains each again alone.
+  Coordinator names the runs it failed so (`faulted`), and the driver (bench.runner) runs each
+  again alone, in a task of its own.
 
 A call that cannot fuse gets `NotFusable` with the reason, and the caller trains it with `fit`:
 torch.compile or a checkpoint, an exported graph module (PT2E QAT), a model whose forward pass
@@ -902,9 +903,9 @@ class Coordinator:
     as deterministic as one at a time, and a measurement taken in one is never disturbed by
     another. torch's global random state is swapped at every hand-off (and around a run's own
     code during fused training), so each job draws the stream it would draw alone, starting from
-    the state `run` was called in. `faulted` names the jobs that one of their calls answered with a
-    FusedStepError (its traceback in the call's log): their training went through a fault of fused
-    training's shared code, and they are to run again alone (bench.worker does).
+    the state `run` was called in. `faulted` holds, by job, the first FusedStepError one of its calls
+    was answered with (its traceback in the call's log): their training went through a fault of fused
+    training's shared code, and they are to run again alone (bench.worker sends them back to do so).
     """
 
     def __init__(self, handoff: Callable[[int], None] | None = None, keep_layout: bool = True):
@@ -919,7 +920,7 @@ class Coordinator:
         self._turn: int | None = None  # the job holding the baton; None: the coordinator
         self._state = ["ready"] * len(jobs)  # ready, running (holds the baton), fit (waiting for its training), done
         self._calls: dict[int, FitCall] = {}
-        self.faulted: set[int] = set()  # (see the class's docstring)
+        self.faulted: dict[int, FusedStepError] = {}  # (see the class's docstring)
         self._answers: dict[int, TrainResult | BaseException] = {}
         self._results: list[Any] = [None] * len(jobs)
         self._random = [RandomState() for _ in jobs]
@@ -963,7 +964,7 @@ class Coordinator:
             results = [_shared_fault(e)] * len(jobs)
         for j, result in zip(jobs, results):
             if isinstance(result, FusedStepError):
-                self.faulted.add(j)
+                self.faulted.setdefault(j, result)
                 waiting[j].log("".join(traceback.format_exception(result)).rstrip())
             if isinstance(result, NotFusable):
                 call = waiting[j]

@@ -57,7 +57,8 @@ class _Run:
     label: str = ""
     done: bool = False  # recorded by this command (or found finished by another)
     started_from: DenseWeights | str | None = None  # the dense model it was handed, when it started
-    alone: bool = False  # its fused task lost its worker: it runs again in a task of its own
+    alone: bool = False  # its fused task lost its worker, or its fused training a step: it runs again in a task of its own
+    keep_log: bool = False  # its log holds its fused attempt's fault, which the retry's lines follow
 
 
 MAX_WORKER_DEATHS = 2  # a run that killed its worker this often is not retried without --force
@@ -428,16 +429,18 @@ class _Sweep:
 
     def _submit(self, group: list[_Run]) -> None:
         weights = {r.spec.seed: self.dense[r.spec.seed].weights for r in group}
+        kept = {r.path for r in group if r.keep_log}
         self.in_flight[self.executor.submit(self._task("runs", [r.spec for r in group], [r.path for r in group],
-                                                       weights))] = group
+                                                       weights, kept=kept))] = group
 
     def _task(self, kind: str, specs: list[RunSpec], made: list[Path], weights: dict[int, DenseWeights | str],
-              checkpoint: Path | None = None) -> Task:
+              checkpoint: Path | None = None, kept: set[Path] = frozenset()) -> Task:
         log_paths = [layout.log_path(path) if self.executor.local else None for path in made]
-        for path in log_paths:
+        for path, artifact in zip(log_paths, made):
             if path:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.unlink(missing_ok=True)  # a rerun's log replaces the last one
+                if artifact not in kept:
+                    path.unlink(missing_ok=True)  # a rerun's log replaces the last one
         return Task(kind, self.suite, tuple(specs), self.source, str(self.data_dir) if self.data_dir else None,
                     self.device, self.compile, self.executor.threads, tuple(str(p) if p else None for p in log_paths),
                     weights, str(checkpoint) if checkpoint and self.executor.local else None, fuse=len(specs) > 1,
@@ -464,13 +467,22 @@ class _Sweep:
             if _task_lost(outcomes):
                 self._again_alone(items, outcomes[0].result["error"])
                 continue
+            faulted = [(item, o) for item, o in zip(items, outcomes) if o.fused_fault is not None]
+            if faulted:
+                try:
+                    self._unfused(faulted)
+                except OSError as e:
+                    unwritten = unwritten or e
             for item, outcome in zip(items, outcomes):
+                if outcome.fused_fault is not None:
+                    continue
                 record = self._record(item, outcome)
                 try:
                     record = _write(item.path, record)
                     self.watched.wrote(item.path, record)
                     if outcome.log is not None:
-                        files.write_text_atomic(layout.log_path(item.path), outcome.log + "\n")
+                        earlier = _read_log(item.path) if item.keep_log else ""
+                        files.write_text_atomic(layout.log_path(item.path), earlier + outcome.log + "\n")
                     _log_error(layout.log_path(item.path), record)
                 except OSError as e:
                     unwritten = unwritten or e
@@ -494,6 +506,26 @@ class _Sweep:
             r.alone = True
             r.claim.release()  # taken again as it starts, as every run's claim is
         self.queue[:0] = runs
+
+    def _unfused(self, faulted: list[tuple[_Run, Outcome]]) -> None:
+        """Runs whose fused training met a fault of the code the runs share (bench.fused.
+        FusedStepError) go back to the front of the queue, each to run alone in a task of its own,
+        its log keeping the fault's traceback; and this command fuses no more runs. The fault may be
+        fusion's own on this device (a kernel that refuses the stacked pass), which every fused
+        group would meet after spending its training up to it; the time limits and --max-minutes
+        govern each retry, and a retry not started is left for the next command, as any run is."""
+        if self.fuse > 1:
+            self.log(f"{first_line(faulted[0][1].fused_fault)}; this command fuses no more runs (the next "
+                     "command fuses again)")
+            self.fuse = 1
+        for r, outcome in faulted:
+            self.log(f"{r.label}: its fused training failed in code the runs share: it runs again alone "
+                     f"(log: {layout.log_path(r.path)})")
+            if outcome.log is not None:  # the executor returned the log rather than writing it
+                files.write_text_atomic(layout.log_path(r.path), outcome.log + "\n")
+            r.alone = r.keep_log = True
+            r.claim.release()  # taken again as it starts, as every run's claim is
+        self.queue[:0] = [r for r, _ in faulted]
 
     def _record(self, run: _Run, outcome: Outcome) -> Record:
         """A run's record: its identity, what the worker reported, the method's family and
@@ -587,6 +619,14 @@ def _time_limits(suite: Suite, device: str, history: list[dict[str, Any]],
         return max(MIN_LIMIT_S, 10 * per_epoch * max(epochs, 1))
 
     return limit
+
+
+def _read_log(artifact: Path) -> str:
+    """The text of a run's log so far (none: ""), which a returned log is to follow."""
+    try:
+        return layout.log_path(artifact).read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def _task_lost(outcomes: list[Outcome]) -> bool:

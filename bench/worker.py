@@ -19,7 +19,8 @@ Each run is isolated from the others of its process:
 
 Several runs in one task (`--fuse`) run as jobs of a bench.fused.Coordinator: one at a time, each
 with its own context, their compatible training calls trained as one model. A run whose fused
-training failed in the code the runs share (bench.fused.FusedStepError) runs again alone.
+training failed in the code the runs share (bench.fused.FusedStepError) comes back unfinished
+(`Outcome.fused_fault`): the driver runs it again alone, as a task of its own.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class Outcome:
     env: dict[str, Any]  # where it ran
     dense: DenseWeights | None = None  # a dense task's trained model
     log: str | None = None  # the run's log when the task had no log path (None: it is in that file)
+    fused_fault: str | None = None  # its fused training met a fault of shared code (this): no result, to run alone
 
 
 def failed_result(error: str, seconds: float = 0.0) -> dict[str, Any]:
@@ -242,15 +244,18 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
                 coordinator = Coordinator(handoff, keep_layout=task.fuse_layout == "model")
                 with _torch_defaults(task.threads):  # so the task puts back what was there before it
                     results = coordinator.run(jobs)  # _run turns every error but Ctrl-C into a status
-                # A run whose training met a fault of fused training's shared code runs again alone,
-                # from its start: the fault may be fusion's own, on a device no test reached (the fused
-                # path had never run on CUDA when this was written), and a GPU window must not lose its
-                # runs to it. Its log keeps the fused attempt and the fault's traceback.
-                for j in sorted(coordinator.faulted):
-                    logs[j]("    the run trains again alone, from its start: its fused training failed in code "
-                            "the runs share (above)")
-                    rebound[j].clear()
-                    results[j] = jobs[j](fit)
+                # A run whose training met a fault of fused training's shared code goes back to the
+                # driver unfinished, to run again alone in a task of its own: the fault may be fusion's
+                # own, on a device no test reached (the fused path had never run on CUDA when this was
+                # written). Retrained here, one after another, such runs kept the others' finished
+                # results from being written, and near a GPU window's end the task was lost whole.
+                faults = {j: str(e) for j, e in coordinator.faulted.items()}
+                for j in sorted(faults):
+                    logs[j]("    the run is to train again alone, from its start: its fused training failed in "
+                            "code the runs share (above)")
+                return [Outcome(failed_result(f"FusedStepError: {faults[j]}") if j in faults else result, env,
+                                log=log.text(), fused_fault=faults.get(j))
+                        for j, (result, log) in enumerate(zip(results, logs))]
             else:
                 results = [run(fit) for run in jobs]
         return [Outcome(result, env, log=log.text()) for result, log in zip(results, logs)]

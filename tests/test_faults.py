@@ -1305,30 +1305,46 @@ def test_a_plugin_that_no_longer_imports_leaves_its_finished_records_as_they_are
     assert record.read_bytes() == finished
 
 
-def test_runs_whose_fused_training_fails_in_the_stacked_pass_train_again_alone(tmp_path, data_dir, bench, monkeypatch):
+@pytest.mark.parametrize("logs_returned", [False, True], ids=["logs-written-live", "logs-returned"])
+def test_runs_whose_fused_training_fails_in_the_stacked_pass_train_again_alone(tmp_path, data_dir, bench, monkeypatch,
+                                                                                logs_returned):
     """The fused path has never run on CUDA: a kernel that refuses the stacked pass there (a vmap
     batch rule, a grouped convolution's layout, memory at K runs) must cost the time of the fused
     attempt, not the runs of a rare GPU window. Here the stacked forward pass of every training
-    step raises, as such a kernel would (the probe's few images pass): the runs fail, the
-    worker trains each again alone, and its log keeps the traceback of the fused fault."""
-    from bench import fused
+    step raises, as such a kernel would (the probe's few images pass): the runs it hit go back to
+    the driver, which runs each again alone in a task of its own (so that its record is written as
+    it finishes, within the time limits and --max-minutes), fuses no later group (each would meet
+    the fault again), and keeps the fused fault's traceback in the run's log: written live by a
+    local worker, or returned by a remote one (Ray's, here the inline executor taken for one)."""
+    from bench import executors, fused
+
+    monkeypatch.setattr(executors.InlineExecutor, "local", not logs_returned)
 
     real = fused._fused_forward
+    refused = []
 
     def refused_on_this_device(template, params, buffers, x, holdings=None):
         if x.shape[1] > 4:  # a training batch; the probe's are of 4 images
+            refused.append(x.shape[0])
             raise RuntimeError("CUDA error: simulated kernel refusal")
         return real(template, params, buffers, x, holdings)
 
     monkeypatch.setattr(fused, "_fused_forward", refused_on_this_device)
     results = tmp_path / "results"
-    proc = bench(["run", *TINY, *INLINE, "--methods", "magnitude", "--fuse", "2", "--data-dir", str(data_dir),
+    proc = bench(["run", *TINY, *INLINE, "--methods", "magnitude,random", "--fuse", "2", "--data-dir", str(data_dir),
                   "--results-dir", str(results)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    recs = [json.loads(p.read_text()) for p in (results / SUITE / "runs").glob("magnitude-*.json")]
-    assert len(recs) == 2 and all(r["status"] == "ok" for r in recs), [r.get("error") for r in recs]
+    recs = [json.loads(p.read_text()) for p in (results / SUITE / "runs").glob("*.json")]
+    assert len(recs) == 4 and all(r["status"] == "ok" for r in recs), [r.get("error") for r in recs]
     assert all("fused_with" not in r["metrics"] for r in recs)  # trained alone in the end
-    for log in (results / SUITE / "logs").glob("magnitude-*.log"):
-        text = log.read_text()
-        assert "FusedStepError: fused training failed in code the runs share" in text and "trains again alone" in text, text
+    assert refused == [2], refused  # one fused group tried; the second trained unfused from the start
+    assert "this command fuses no more runs" in proc.stdout, proc.stdout
+    assert proc.stdout.count("its fused training failed in code the runs share: it runs again alone") == 2, proc.stdout
+    logs = {log.name: log.read_text() for log in (results / SUITE / "logs").glob("*.log") if "dense" not in log.name}
+    fused_logs = {name for name, text in logs.items() if "FusedStepError" in text}
+    assert len(logs) == 4 and len(fused_logs) == 2, sorted(logs)
+    for name in fused_logs:  # the fused group's runs: the attempt's traceback, then the retry's lines
+        text = logs[name]
+        assert "FusedStepError: fused training failed in code the runs share" in text, text
         assert "Traceback" in text and "RuntimeError: CUDA error: simulated kernel refusal" in text, text
+        assert text.index("to train again alone") < text.index("measuring"), text
