@@ -396,8 +396,9 @@ def across_sizes(recs: list[dict[str, Any]], method_a: str | MethodSpec, method_
             change = _change(ra, rb, f"{b.label} vs {a.label}", setting_label({}), level, exact=False)
             out.append(dataclasses.replace(change, others=tuple(setting_label(g[0]["config"]["params"])
                                                                 for g in (ra, rb))))
-    unpaired = [_unpaired_row(side, row, sides[1 - side]) for side in (0, 1)
-                for n, row in enumerate(sides[side]) if n not in used[side]]
+    unpaired = sorted((_unpaired_row(side, row, sides[1 - side]) for side in (0, 1)
+                       for n, row in enumerate(sides[side]) if n not in used[side]),
+                      key=lambda u: (u.side, u.suite, u.budget, u.compression is None, u.compression or 0.0, u.setting))
     return _judged(sorted(out, key=lambda c: (c.suite, c.budget, c.compression[0] or 0.0)), level), unpaired
 
 
