@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # bench.compare imports pandas (bench.board), which the other
 def cmd_compare(args: argparse.Namespace) -> int:
     """`bench compare A B` (bench.compare): one table per suite, the rows only one side holds
     counted, exit 1 with --fail-on regression when a row got significantly worse; with
-    --methods X,Y, Y's rows against X's in A."""
+    --methods X,Y, Y's rows against X's in A (--match compression: paired by size)."""
     from bench import compare
 
     if args.suite is not None:
@@ -288,7 +288,7 @@ def _unpaired_line(u: Unpaired, labels: tuple[str, str], within: float) -> str:
     """Why a row found no partner: no compression recorded, no row of the other method at its
     budget, data source and device type, its nearest too far, or every row within reach paired with
     a nearer one first."""
-    from bench.compare import size_apart
+    from bench.compare import size_apart, within_reach
 
     own, other = labels[u.side], labels[1 - u.side]
     head = f"{own} {u.setting} ({u.budget})"
@@ -299,6 +299,6 @@ def _unpaired_line(u: Unpaired, labels: tuple[str, str], within: float) -> str:
         return f"{head}: no row of {other} with a compression at its budget, data source and device type"
     apart = size_apart(u.compression, u.nearest[1])
     nearest = f"{other} {u.nearest[0]} at {u.nearest[1]:.2f}x, {_percent(apart)} apart"
-    if apart <= within + 1e-9:
+    if within_reach(u.compression, u.nearest[1], within):
         return f"{head}: each row of {other} within {_percent(within)} paired with a nearer row (its nearest: {nearest})"
     return f"{head}: its nearest, {nearest}"

@@ -352,6 +352,12 @@ def size_apart(c1: float, c2: float) -> float:
     return max(c1, c2) / min(c1, c2) - 1
 
 
+def within_reach(c1: float, c2: float, within: float) -> bool:
+    """Whether two compressions are at most `within` apart (`size_apart`), up to float rounding:
+    10x against 11x is 10% apart, which the division puts 1e-16 beyond 0.1. False for a NaN."""
+    return size_apart(c1, c2) <= within + 1e-9
+
+
 @dataclass(frozen=True)
 class Unpaired:
     """A row that `across_sizes` paired with none: its side (0: X, 1: Y), suite, budget, setting and
@@ -383,19 +389,18 @@ def across_sizes(recs: list[dict[str, Any]], method_a: str | MethodSpec, method_
     a, b = (m if isinstance(m, MethodSpec) else MethodSpec(m) for m in (method_a, method_b))
     sides = [_sized_rows(recs, spec) for spec in (a, b)]
     candidates = sorted((size_apart(ca, cb), i, j) for i, (_, ka, ca) in enumerate(sides[0]) if ca is not None
-                        for j, (_, kb, cb) in enumerate(sides[1]) if cb is not None and ka == kb)
+                        for j, (_, kb, cb) in enumerate(sides[1])
+                        if cb is not None and ka == kb and within_reach(ca, cb, within))
     used: tuple[set[int], set[int]] = (set(), set())
     out = []
-    for apart_by, i, j in candidates:
-        if not apart_by <= within + 1e-9:  # (10 against 11 is 10% apart, 1e-16 beyond it in floats; NaN pairs none)
-            break
+    for _, i, j in candidates:
         if i not in used[0] and j not in used[1]:
             used[0].add(i)
             used[1].add(j)
             (ra, _, _), (rb, _, _) = sides[0][i], sides[1][j]
             change = _change(ra, rb, f"{b.label} vs {a.label}", setting_label({}), level, exact=False)
-            out.append(dataclasses.replace(change, others=tuple(setting_label(g[0]["config"]["params"])
-                                                                for g in (ra, rb))))
+            out.append(dataclasses.replace(change, others=(setting_label(ra[0]["config"]["params"]),
+                                                           setting_label(rb[0]["config"]["params"]))))
     unpaired = sorted((_unpaired_row(side, row, sides[1 - side]) for side in (0, 1)
                        for n, row in enumerate(sides[side]) if n not in used[side]),
                       key=lambda u: (u.side, u.suite, u.budget, u.compression is None, u.compression or 0.0, u.setting))
