@@ -244,6 +244,14 @@ def parser() -> _Parser:
     cmp.add_argument("--ignore", action="append", default=[], metavar="PARAM",
                      help="with --methods: leave PARAM out of the pairing, its values shown beside (repeatable; "
                           "e.g. scope, for magnitude,magnitude-oneshot)")
+    cmp.add_argument("--match", choices=["parameters", "compression"],
+                     help="with --methods, how rows pair: parameters (default: where the parameters both have "
+                          "agree), or compression (by size, whatever the parameters: in one budget, data source "
+                          "and device type, rows at most --within apart in mean compression, one-to-one, nearest "
+                          "first on a log scale; the rows left unpaired are named; no --ignore)")
+    cmp.add_argument("--within", type=_number(float, ge=0), metavar="FRACTION",
+                     help="with --match compression: how far apart two rows' compressions may be, the larger over "
+                          "the smaller less one (default 0.1: 10%%)")
     cmp.add_argument("--suite", help="one suite, by name or suite file (default: every suite both hold)")
     cmp.add_argument("--only-changed", action="store_true",
                      help="show only the rows whose verdict is better, worse or unclear, or whose exact figures "

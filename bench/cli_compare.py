@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 from typing import TYPE_CHECKING
 
 from tabulate import tabulate
@@ -16,23 +17,26 @@ from tabulate import tabulate
 from bench import layout, registry
 from bench.bounds import brief
 from bench.errors import counted, printable
-from bench.records import Status
+from bench.records import Record, Status
 from bench.suite import SuiteError, is_plain_name, results_name
 
 if TYPE_CHECKING:  # bench.compare imports pandas (bench.board), which the other commands' refusals do without
-    from bench.compare import RowChange
+    from bench.compare import MethodSpec, RowChange, Unpaired
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """`bench compare A B` (bench.compare): one table per suite, the rows only one side holds
     counted, exit 1 with --fail-on regression when a row got significantly worse; with
-    --methods X,Y, Y's rows against X's in A."""
+    --methods X,Y, Y's rows against X's in A (--match compression: paired by size)."""
     from bench import compare
 
     if args.suite is not None:
         args.suite = results_name(args.suite)
     if args.suite is not None and not is_plain_name(args.suite):
         raise SuiteError(f"--suite {brief(args.suite)}: expected a suite name, or a suite file")
+    if args.methods is None and (args.match is not None or args.within is not None):
+        raise registry.ParameterError(f"{'--match' if args.match is not None else '--within'}: pairs the rows of "
+                                      "two methods within A, with --methods X,Y")
     if args.methods is not None:
         return _compare_methods(args)
     if args.ignore:
@@ -144,6 +148,12 @@ def _compare_methods(args: argparse.Namespace) -> int:
     if args.b is not None:
         raise registry.ParameterError(f"--methods compares two methods within one set of results: give A alone, "
                                       f"not also {args.b!r}")
+    by_size = args.match == "compression"
+    if by_size and args.ignore:
+        raise registry.ParameterError(f"--ignore {brief(args.ignore[0])}: leaves a parameter out of a pairing by "
+                                      "parameters; --match compression pairs rows by size whatever their parameters")
+    if args.within is not None and not by_size:
+        raise registry.ParameterError("--within: the tolerance of --match compression, which pairs rows by size")
     spec_x, spec_y = compare.method_pair(args.methods)
     x, y = spec_x.label, spec_y.label
     with compare.sides([args.a], args.suite) as [a]:
@@ -160,6 +170,8 @@ def _compare_methods(args: argparse.Namespace) -> int:
                     f"{', '.join(sorted(present)) or 'none'})")
         recs = [r for name in suites for r in stored[name]]
         compare.check_parameters(recs, spec_x, spec_y, args.ignore)
+        if by_size:
+            return _compare_sizes(args, recs, suites, spec_x, spec_y)
         shared = compare.across_methods(recs, spec_x, spec_y, ignore=args.ignore)  # one family
         if not shared:
             why = compare.unpaired_why(recs, spec_x, spec_y, args.ignore)
@@ -178,9 +190,115 @@ def _compare_methods(args: argparse.Namespace) -> int:
             _print_table(table, ["shared setting", f"{x}'s other", f"{y}'s other", "budget", f"seeds {x}/{y}",
                                  f"{x} acc (%)", f"{y} acc (%)", f"compression {x}/{y} (x)", "change (pts) [95% CI]",
                                  "p / Holm", "verdict"])
+    return _methods_verdict(shared, x, y, "setting", args.fail_on)
+
+
+def _methods_verdict(shared: list[RowChange], x: str, y: str, noun: str, fail_on: str | None) -> int:
+    """The lines under `compare --methods`' tables, whichever way its rows paired: how many of them
+    Y loses and wins, how they were judged, the notes; the exit status (1 with --fail-on regression
+    where Y is significantly worse somewhere)."""
     worse = sum(c.verdict == "worse" for c in shared)
-    print(f"{y} significantly worse than {x} in {worse} of {counted(len(shared), 'setting')}, better in "
-          f"{_better(shared)} ({_judgement(shared, 'setting')})")
-    for note in _notes(shared, "setting"):
+    print(f"{y} significantly worse than {x} in {worse} of {counted(len(shared), noun)}, better in "
+          f"{_better(shared)} ({_judgement(shared, noun)})")
+    for note in _notes(shared, noun):
         print(note)
-    return 1 if worse and args.fail_on == "regression" else 0
+    return 1 if worse and fail_on == "regression" else 0
+
+
+def _percent(fraction: float) -> str:
+    """A tolerance or a distance between two compressions as a reader reads it: "10%", "12.8%"."""
+    return f"{100 * fraction:.1f}".removesuffix(".0") + "%"
+
+
+def _compare_sizes(args: argparse.Namespace, recs: list[Record], suites: list[str], spec_x: MethodSpec,
+                   spec_y: MethodSpec) -> int:
+    """`compare A --methods X,Y --match compression` (bench.compare.across_sizes): per suite, the
+    pairs of rows nearest in size, each row's whole setting and both compressions with how far
+    apart they are (a verdict at 9% apart is about the methods and that difference in size
+    together), then each row left unpaired, named with its nearest row of the other method;
+    refused where no two rows lie within the tolerance, naming the nearest two."""
+    from bench import compare
+
+    x, y = spec_x.label, spec_y.label
+    within = compare.WITHIN if args.within is None else args.within
+    shared, unpaired = compare.across_sizes(recs, spec_x, spec_y, within)  # one family, all suites
+    if not shared:
+        near = [(compare.size_apart(u.compression, u.nearest[1]), u) for u in unpaired
+                if u.side == 0 and u.compression is not None and u.nearest is not None]
+        where = f" in suite {args.suite}" if args.suite else ""
+        if not near:
+            raise registry.ParameterError(printable(
+                f"{args.a} holds no rows of {x} and {y} with a compression recorded at one budget, data source "
+                f"and device type{where}: no two to pair by size"))
+        apart, u = min(near, key=lambda n: n[0])
+        raise registry.ParameterError(printable(
+            f"no row of {y} is within {_percent(within)} of a row of {x} in compression{where}; the nearest two: "
+            f"{x} {u.setting} at {u.compression:.2f}x and {y} {u.nearest[0]} at {u.nearest[1]:.2f}x, "
+            f"{_percent(apart)} apart ({u.suite}, {u.budget}; --within {math.ceil(100 * apart) / 100:g} pairs them)"))
+    for name in suites:
+        changes = [c for c in shared if c.suite == name]
+        left = [u for u in unpaired if u.suite == name]
+        if not changes and not left:
+            continue
+        if not changes and all(u.nearest is None for u in left):  # (a suite where one method has no sized row)
+            counts = ", ".join(f"{counted(sum(u.side == side for u in left), 'row')} of {label}"
+                               for side, label in enumerate((x, y)))
+            print(printable(f"# {name}: nothing to pair by size ({counts}; no two with a compression at one budget, "
+                            "data source and device type): not compared") + "\n")
+            continue
+        print(printable(f"# {name}: {y} against {x} by compression, {counted(len(changes), 'pair')} of rows at "
+                        f"most {_percent(within)} apart (one-to-one, nearest first)") + "\n")
+        table = [_size_row(c) for c in _shown(changes, args.only_changed, "pair")]
+        _print_table(table, [f"{x}'s setting", f"{y}'s setting", "budget", f"seeds {x}/{y}", f"{x} acc (%)",
+                             f"{y} acc (%)", f"compression {x}/{y} (x)", "apart", "change (pts) [95% CI]",
+                             "p / Holm", "verdict"])
+        if left:
+            print(f"{counted(len(left), 'row')} without a partner within {_percent(within)}, not compared:")
+            for u in left:
+                print(printable(f"  {_unpaired_line(u, (x, y), within)}"))
+            print()
+    status = _methods_verdict(shared, x, y, "pair", args.fail_on)
+    if (widest := max(_apart(c) for c in shared)) > 0:
+        print(f"the pairs' compressions differ by up to {_percent(widest)} (apart): a change there is the methods' and "
+              "that difference in size together; --within narrows it")
+    if unpaired:
+        print(f"{counted(len(unpaired), 'row')} of {x} or {y} unpaired (above): not compared")
+    return status
+
+
+def _apart(c: RowChange) -> float:
+    """How far apart a pair by size is in compression (bench.compare.size_apart)."""
+    from bench.compare import size_apart
+
+    ca, cb = c.compression
+    assert ca is not None and cb is not None  # (pairs by size have both)
+    return size_apart(ca, cb)
+
+
+def _size_row(c: RowChange) -> list[str]:
+    """A row of `compare --methods --match compression`: each row's setting, the change's cells
+    with both compressions and how far apart they are after the accuracies, so that the reader
+    sees how close the match is."""
+    cells = _change_cells(c)
+    return [*c.others, *cells[:4], "/".join(f"{v:.2f}" for v in c.compression if v is not None),
+            _percent(_apart(c)), *cells[4:]]
+
+
+def _unpaired_line(u: Unpaired, labels: tuple[str, str], within: float) -> str:
+    """Why a row found no partner: no compression recorded, no row of the other method at its
+    budget, data source and device type, its nearest too far, or every row within reach paired with
+    a nearer one first."""
+    from bench.compare import size_apart, within_reach
+
+    own, other = labels[u.side], labels[1 - u.side]
+    head = f"{own} {u.setting} ({u.budget})"
+    if u.compression is None:
+        return f"{head}: no compression recorded"
+    head += f" at {u.compression:.2f}x"
+    if u.nearest is None:
+        return f"{head}: no row of {other} with a compression at its budget, data source and device type"
+    apart = size_apart(u.compression, u.nearest[1])
+    nearest = f"{other} {u.nearest[0]} at {u.nearest[1]:.2f}x, {_percent(apart)} apart"
+    if within_reach(u.compression, u.nearest[1], within):
+        return f"{head}: each row of {other} within {_percent(within)} paired with a nearer row (its nearest: {nearest})"
+    return f"{head}: its nearest, {nearest}"

@@ -36,6 +36,11 @@ so that one method at two settings is compared, and the pairing leaves the fixed
 `--ignore PARAM` leaves a parameter out of the pairing alone (magnitude's scope is global,
 magnitude-oneshot's layer: they pair nowhere without it).
 
+`--methods X,Y --match compression` (`across_sizes`) pairs the two methods' rows by size instead,
+whatever their parameters: which keeps more accuracy at the same size, where no parameter is
+shared (filter-l1's ratio against magnitude's sparsity). In one table, rows at most `--within`
+(10%) apart in mean compression pair one-to-one, nearest first; the rows left over are named.
+
 Both are pure functions of the records, so that they can be tested on planted ones. Where the
 records come from is below them (`sides`): a results folder as it is, or a git commit's record
 files written out to a scratch folder, read without unpacking anything else.
@@ -334,6 +339,95 @@ def against_best(best: list[dict[str, Any]], rows: list[list[dict[str, Any]]],
         warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
         return _judged([_change(best, recs, recs[0]["config"]["method"], setting_label(recs[0]["config"]["params"]),
                                 level, exact=False) for recs in rows], level)
+
+
+WITHIN = 0.10  # `--match compression`'s default tolerance: rows at most 10% apart in compression pair
+
+
+def size_apart(c1: float, c2: float) -> float:
+    """How far apart two compressions are: the larger over the smaller, less one (0.1: 10% apart).
+    The same in either order, and a monotone function of |ln c1 - ln c2|: nearest by it is nearest
+    on a log scale, where 2x against 2.2x is as far apart as 20x against 22x (a difference in x
+    would call the second pair ten times farther)."""
+    return max(c1, c2) / min(c1, c2) - 1
+
+
+def within_reach(c1: float, c2: float, within: float) -> bool:
+    """Whether two compressions are at most `within` apart (`size_apart`), up to float rounding:
+    10x against 11x is 10% apart, which the division puts 1e-16 beyond 0.1. False for a NaN."""
+    return size_apart(c1, c2) <= within + 1e-9
+
+
+@dataclass(frozen=True)
+class Unpaired:
+    """A row that `across_sizes` paired with none: its side (0: X, 1: Y), suite, budget, setting and
+    mean compression (None: unrecorded), and the other side's nearest row in its table by compression
+    (setting, compression; None where the other side has none there with a compression). Where that
+    nearest lies within the tolerance, every row within it was paired with a nearer row first."""
+
+    side: int
+    suite: str
+    budget: str
+    setting: str
+    compression: float | None
+    nearest: tuple[str, float] | None
+
+
+def across_sizes(recs: list[dict[str, Any]], method_a: str | MethodSpec, method_b: str | MethodSpec,
+                 within: float = WITHIN, level: float = LEVEL) -> tuple[list[RowChange], list[Unpaired]]:
+    """Rows of `method_b` against rows of `method_a` paired by size rather than by parameters
+    (`compare --methods X,Y --match compression`): two methods whose knobs differ (filter-l1's
+    ratio, magnitude's sparsity; qat against ptq-int8 at other bits) hold no parameter to agree
+    on, and "which keeps more accuracy at the same size" asks for rows of one size. In one table
+    (suite, budget, data source, device type), each pair of rows at most `within` apart in mean
+    compression (`size_apart`) is a candidate, and they are taken nearest first, each row at most
+    once (greedy one-to-one nearest-neighbour matching with a caliper): a row compared twice
+    would count twice in the Holm family and tie its tests together. Judged as `across_methods`
+    judges its pairs (Welch's t, the machines' margin, Holm over all the pairs), in order of X's
+    compression; `others` holds each row's whole setting. Returned with the rows left unpaired
+    (`Unpaired`), which the caller names: a row without a partner is not a row that agrees."""
+    a, b = (m if isinstance(m, MethodSpec) else MethodSpec(m) for m in (method_a, method_b))
+    sides = [_sized_rows(recs, spec) for spec in (a, b)]
+    candidates = sorted((size_apart(ca, cb), i, j) for i, (_, ka, ca) in enumerate(sides[0]) if ca is not None
+                        for j, (_, kb, cb) in enumerate(sides[1])
+                        if cb is not None and ka == kb and within_reach(ca, cb, within))
+    used: tuple[set[int], set[int]] = (set(), set())
+    out = []
+    for _, i, j in candidates:
+        if i not in used[0] and j not in used[1]:
+            used[0].add(i)
+            used[1].add(j)
+            (ra, _, _), (rb, _, _) = sides[0][i], sides[1][j]
+            change = _change(ra, rb, f"{b.label} vs {a.label}", setting_label({}), level, exact=False)
+            out.append(dataclasses.replace(change, others=(setting_label(ra[0]["config"]["params"]),
+                                                           setting_label(rb[0]["config"]["params"]))))
+    unpaired = sorted((_unpaired_row(side, row, sides[1 - side]) for side in (0, 1)
+                       for n, row in enumerate(sides[side]) if n not in used[side]),
+                      key=lambda u: (u.side, u.suite, u.budget, u.compression is None, u.compression or 0.0, u.setting))
+    return _judged(sorted(out, key=lambda c: (c.suite, c.budget, c.compression[0] or 0.0)), level), unpaired
+
+
+def _sized_rows(recs: list[dict[str, Any]], spec: MethodSpec) -> list[tuple[list[dict[str, Any]], str, float | None]]:
+    """Each row of `spec` (`_method_rows`) with its mean compression (None where unrecorded, or not
+    above 0, which no size can be), smallest first per table: a fixed order, which breaks ties
+    between pairs equally far apart the same way on every run."""
+    rows = []
+    for g, key, _ in _method_rows(recs, spec):
+        c = _mean_compression(g)
+        rows.append((g, key, c if c is not None and c > 0 else None))
+    return sorted(rows, key=lambda row: (row[1], row[2] is None, row[2] or 0.0,
+                                         setting_label(row[0][0]["config"]["params"])))
+
+
+def _unpaired_row(side: int, row: tuple[list[dict[str, Any]], str, float | None],
+                  others: list[tuple[list[dict[str, Any]], str, float | None]]) -> Unpaired:
+    """`row` of `side`, left unpaired, with the nearest of the other side's rows in its table."""
+    g, key, c = row
+    near = [(size_apart(c, co), setting_label(go[0]["config"]["params"]), co)
+            for go, ko, co in others if c is not None and co is not None and ko == key]
+    nearest = min(near)[1:] if near else None
+    config = g[0]["config"]
+    return Unpaired(side, config["suite"], table_budget(config), setting_label(config["params"]), c, nearest)
 
 
 def _method_rows(recs: list[dict[str, Any]], spec: MethodSpec) -> list[tuple[list[dict[str, Any]], str, dict[str, Any]]]:

@@ -663,3 +663,146 @@ def test_a_row_against_the_best_of_its_band_is_tied_within_noise_below_beyond_it
     across = compare.against_best(best, [noise, worse, one_seed, elsewhere])
     assert across[3].machine_margin == records.MACHINE_MARGIN and across[3].verdict == compare.UNCLEAR
     assert across[3].ci[1] < 0  # below on its own interval, yet within the machines' margin
+
+
+def sized(r, compression, **params):
+    """The record `r` with a measured compression, and other method parameters where given."""
+    r = with_params(r, **params) if params else r
+    return {**r, "metrics": {**r["metrics"], "compression": compression}}
+
+
+def filter_l1_against_magnitude():
+    """Planted rows of two methods whose knobs differ: filter-l1 at three ratios (2.0x, 4.0x, 8.0x)
+    and magnitude at four sparsities (2.1x, 3.8x, 4.1x, 20x), seeds 0.1 pts apart; magnitude 3 pts
+    below filter-l1 at 4.1x, level with it at 2.1x; one magnitude row of another budget at 8.0x and
+    one filter-l1 row without a recorded compression."""
+    accs = (0.970, 0.972, 0.971)
+
+    def filt(ratio, compression, drop=0.0):
+        return [sized({**r, "config": {**r["config"], "params": {}}}, compression, ratio=ratio)
+                for r in (record("filter-l1", 0.0, s, acc - drop) for s, acc in enumerate(accs))]
+
+    def mag(sparsity, compression, drop=0.0):
+        return [sized(record("magnitude", sparsity, s, acc - drop), compression) for s, acc in enumerate(accs)]
+
+    other_budget = [{**r, "config": {**r["config"], "budget": {**BUDGET, "epochs": 1}}} for r in mag(0.87, 8.0)]
+    unsized = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k != "compression"}}
+               for r in filt(0.1, 1.0)]
+    return (filt(0.5, 2.0) + filt(0.75, 4.0) + filt(0.875, 8.0) + unsized
+            + mag(0.5, 2.1) + mag(0.7, 3.8) + mag(0.8, 4.1, drop=0.03) + mag(0.95, 20.0) + other_budget)
+
+
+def test_two_methods_pair_by_size_one_to_one_nearest_first_within_the_tolerance():
+    """Y's rows are paired with X's by mean compression (log scale), nearest first, each row once:
+    magnitude at 3.8x is 5.3% from filter-l1's 4.0x, but 4.1x is nearer and takes it; the pairs are
+    judged as any comparison's (Welch, Holm over the pairs), and every row left over is returned
+    with its nearest partner (or none: another budget, no compression recorded)."""
+    assert compare.size_apart(2.0, 2.2) == pytest.approx(compare.size_apart(22.0, 20.0)) == pytest.approx(0.1)
+    changes, unpaired = compare.across_sizes(filter_l1_against_magnitude(), "filter-l1", "magnitude")
+    assert [(c.others, c.compression, round(c.change, 6), c.verdict) for c in changes] == [
+        (("ratio=0.5", "sparsity=0.5"), (2.0, 2.1), 0.0, "no change"),
+        (("ratio=0.75", "sparsity=0.8"), (4.0, 4.1), -3.0, "worse")]
+    assert changes[1].method == "magnitude vs filter-l1" and changes[1].p_holm == pytest.approx(2 * changes[1].p)
+    assert [(u.side, u.setting, u.compression and round(u.compression, 9), u.nearest) for u in unpaired] == [
+        (0, "ratio=0.875", 8.0, ("sparsity=0.8", 4.1)),  # 8.0x against 20x and 4.1x: too far either way
+        (0, "ratio=0.1", None, None),  # no compression recorded
+        (1, "sparsity=0.87", 8.0, None),  # another budget (1+10 epochs): filter-l1 has no row there
+        (1, "sparsity=0.7", 3.8, ("ratio=0.75", 4.0)),  # within 10%, taken by the nearer 4.1x
+        (1, "sparsity=0.95", 20.0, ("ratio=0.875", 8.0))]
+    (only,), _ = compare.across_sizes(filter_l1_against_magnitude(), "filter-l1", "magnitude", within=0.03)
+    assert only.compression == (4.0, 4.1)  # 2.0x against 2.1x is 5% apart
+    wide, _ = compare.across_sizes(filter_l1_against_magnitude(), "filter-l1", "magnitude", within=1.5)
+    assert [tuple(round(v, 9) for v in c.compression) for c in wide] == [
+        (2.0, 2.1), (4.0, 4.1), (8.0, 3.8)]  # one-to-one: 8.0x takes 3.8x (110.5% apart), 20x (150%) is left
+    tenth = [sized(record(m, sp, s, 0.97), c) for m, sp, c in (("magnitude", 0.5, 10.0), ("random", 0.9, 11.0))
+             for s in range(2)]
+    assert len(compare.across_sizes(tenth, "magnitude", "random", within=0.1)[0]) == 1  # 10% apart: within 10%
+
+
+def test_a_pair_by_size_across_machine_models_must_clear_their_offset():
+    """The machines' margin applies to pairs by size as to any: 0.1 pts with no spread between an
+    Intel and an AMD row is `unclear (machines differ)`, not `worse`."""
+    x = [on(sized(record("magnitude", 0.9, s, 0.971), 7.4), "Intel Xeon") for s in range(3)]
+    y = [on(sized(with_params(record("uniform", 0.0, s, 0.970), bits=4), 7.9), "AMD EPYC") for s in range(3)]
+    (change,), unpaired = compare.across_sizes(x + y, "magnitude", "uniform")
+    assert change.machine_margin == pytest.approx(0.2) and change.verdict == compare.UNCLEAR and unpaired == []
+
+
+def test_bench_compare_match_compression_shows_both_settings_sizes_and_names_the_unpaired(tmp_path, bench):
+    """The table shows each row's whole setting, both compressions and how far apart they are; the
+    rows left unpaired are named with why; --fail-on regression fails on a pair where Y is worse."""
+    folder = write(tmp_path / "r", filter_l1_against_magnitude())
+    ran = bench(["compare", folder, "--methods", "filter-l1,magnitude", "--match", "compression"])
+    assert ran.returncode == 0, ran.stderr
+    out = ran.stdout
+    assert ("# mlp: magnitude against filter-l1 by compression, 2 pairs of rows at most 10% apart "
+            "(one-to-one, nearest first)") in out, out
+    assert "compression filter-l1/magnitude (x)    apart" in out
+    assert re.search(r"^ratio=0.75 +sparsity=0.8 +20\+10 epochs +3/3 +97.10 +94.10 +4.00/4.10 +2.5% +-3.00 .* worse$",
+                     out, flags=re.M), out
+    assert re.search(r"^ratio=0.5 +sparsity=0.5 .* 2.00/2.10 +5% .* no change$", out, flags=re.M), out
+    assert "5 rows without a partner within 10%, not compared:" in out
+    for line in ("filter-l1 ratio=0.875 (20+10 epochs) at 8.00x: its nearest, magnitude sparsity=0.8 at 4.10x, "
+                 "95.1% apart",
+                 "filter-l1 ratio=0.1 (20+10 epochs): no compression recorded",
+                 "magnitude sparsity=0.7 (20+10 epochs) at 3.80x: each row of filter-l1 within 10% paired with a "
+                 "nearer row (its nearest: filter-l1 ratio=0.75 at 4.00x, 5.3% apart)",
+                 "magnitude sparsity=0.87 (1+10 epochs) at 8.00x: no row of filter-l1 with a compression at its "
+                 "budget, data source and device type"):
+        assert f"\n  {line}\n" in out, (line, out)
+    assert "magnitude significantly worse than filter-l1 in 1 of 2 pairs, better in 0 (Welch's t over seeds, 95%, " \
+           "Holm's correction over the 2 pairs judged" in out
+    assert "the pairs' compressions differ by up to 5% (apart)" in out
+    assert "5 rows of filter-l1 or magnitude unpaired (above): not compared" in out
+    failed = bench(["compare", folder, "--methods", "filter-l1,magnitude", "--match", "compression",
+                    "--fail-on", "regression"])
+    assert failed.returncode == 1
+    narrow = bench(["compare", folder, "--methods", "filter-l1,magnitude", "--match", "compression", "--within", "0.03"])
+    assert "1 pair of rows at most 3% apart" in narrow.stdout and "7 rows without a partner within 3%" in narrow.stdout
+
+
+def test_match_compression_is_refused_where_it_cannot_pair_and_says_how_near_it_came(tmp_path, bench):
+    """--match without --methods, an unknown --match, --within without --match compression, --ignore
+    beside it (no parameter pairs there), and rows none of which lie within the tolerance: each
+    refused by name, the last with the nearest two rows and the --within that would pair them."""
+    folder = write(tmp_path / "r", filter_l1_against_magnitude())
+    for args, why in (
+            (["--match", "compression"], "--match: pairs the rows of two methods within A, with --methods X,Y"),
+            (["--within", "0.2"], "--within: pairs the rows of two methods within A, with --methods X,Y"),
+            (["--methods", "filter-l1,magnitude", "--match", "size"], "invalid choice: 'size'"),
+            (["--methods", "filter-l1,magnitude", "--within", "0.2"], "--within: the tolerance of --match compression"),
+            (["--methods", "filter-l1,magnitude", "--match", "compression", "--within", "nan"], "--within: expected a number"),
+            (["--methods", "filter-l1,magnitude", "--match", "compression", "--ignore", "sparsity"],
+             "--ignore 'sparsity': leaves a parameter out of a pairing by parameters; --match compression pairs rows by "
+             "size whatever their parameters"),
+            (["--methods", "filter-l1,magnitude", "--match", "compression", "--within", "0.01"],
+             "no row of magnitude is within 1% of a row of filter-l1 in compression; the nearest two: filter-l1 "
+             "ratio=0.75 at 4.00x and magnitude sparsity=0.8 at 4.10x, 2.5% apart (mlp, 20+10 epochs; --within 0.03 "
+             "pairs them)")):
+        refused = bench(["compare", folder, *args])
+        assert refused.returncode == 2 and why in refused.stderr, (args, refused.stderr)
+    unsized = write(tmp_path / "unsized", [record(m, 0.9, s, 0.97) for m in ("magnitude", "random") for s in range(2)])
+    refused = bench(["compare", unsized, "--methods", "magnitude,random", "--match", "compression"])
+    assert refused.returncode == 2 and "no rows of magnitude and random with a compression recorded" in refused.stderr
+
+
+def test_match_compression_on_the_committed_records(bench):
+    """filter-l1 (ratio 0.5) against magnitude: on mnist 3.92x pairs with magnitude's 4.27x at 80%
+    sparsity, the other five magnitude rows named unpaired; on mlp its 2.11x is 12.8% from
+    magnitude's 1.87x, beyond the default 10%, and the refusal says so."""
+    results = Path(__file__).resolve().parents[1] / "results"
+    ran = bench(["compare", results, "--suite", "mnist", "--methods", "filter-l1,magnitude", "--match", "compression"])
+    assert ran.returncode == 0, ran.stderr
+    assert re.search(r"^ratio=0.5 +scope=global, sparsity=0.8 +12\+6 epochs +3/3 +99.28 +99.32 +3.92/4.27 +8.8% .* "
+                     r"no change$", ran.stdout, flags=re.M), ran.stdout
+    assert "5 rows without a partner within 10%" in ran.stdout
+    refused = bench(["compare", results, "--suite", "mlp", "--methods", "filter-l1,magnitude", "--match", "compression"])
+    assert refused.returncode == 2
+    assert ("the nearest two: filter-l1 ratio=0.5 at 2.11x and magnitude scope=global, sparsity=0.5 at 1.87x, "
+            "12.8% apart") in refused.stderr and "--within 0.13 pairs them" in refused.stderr
+    paired = bench(["compare", results, "--suite", "mlp", "--methods", "deep-compression,magnitude+ptq-int8",
+                    "--match", "compression"])
+    rows = re.findall(r"^conv_bits=8, fc_bits=5, prune_epochs_fraction=0.5, (sparsity=\S+) +magnitude.scope=global, "
+                      r"(magnitude.sparsity=\S+), .* (\S+/\S+) +(\S+%) ", paired.stdout, flags=re.M)
+    assert rows == [("sparsity=0.5", "magnitude.sparsity=0.8", "10.43/10.91", "4.6%"),
+                    ("sparsity=0.8", "magnitude.sparsity=0.98", "21.50/21.36", "0.7%")], paired.stdout
