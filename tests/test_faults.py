@@ -1305,6 +1305,45 @@ def test_a_plugin_that_no_longer_imports_leaves_its_finished_records_as_they_are
     assert record.read_bytes() == finished
 
 
+REFUSED_ON_THIS_DEVICE = """
+from bench import fused
+
+real = fused._fused_forward
+
+
+def refused_on_this_device(template, params, buffers, x, holdings=None):
+    if x.shape[1] > 4:  # a training batch; the probe's are of 4 images
+        raise RuntimeError("CUDA error: simulated kernel refusal")
+    return real(template, params, buffers, x, holdings)
+
+
+fused._fused_forward = refused_on_this_device
+"""
+
+
+@pytest.mark.xdist_group("processes")
+def test_in_worker_processes_runs_whose_fused_training_fails_run_again_alone_within_the_sweep(tmp_path, data_dir):
+    """As a GPU window runs the sweep: worker processes (local executor), each task's logs
+    written live by its worker. The stacked pass refuses in every process (patched as each
+    interpreter starts, before bench takes note of its functions); the fused group's runs come
+    back, run again alone in tasks of their own, and the command fuses nothing more."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(REFUSED_ON_THIS_DEVICE)
+    results = tmp_path / "results"
+    proc = run_bench(["run", *TINY, "--executor", "local", "--jobs", "1", "--methods", "magnitude,random",
+                      "--fuse", "2", "--data-dir", str(data_dir), "--results-dir", str(results)],
+                     pythonpath=[tmp_path / "site"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    recs = [json.loads(p.read_text()) for p in (results / SUITE / "runs").glob("*.json")]
+    assert len(recs) == 4 and all(r["status"] == "ok" for r in recs), [r.get("error") for r in recs]
+    assert all("fused_with" not in r["metrics"] for r in recs)
+    assert proc.stdout.count("this command fuses no more runs") == 1, proc.stdout
+    assert proc.stdout.count("it runs again alone") == 2, proc.stdout
+    logs = [log.read_text() for log in (results / SUITE / "logs").glob("*.log") if "dense" not in log.name]
+    faulted = [text for text in logs if "RuntimeError: CUDA error: simulated kernel refusal" in text]
+    assert len(faulted) == 2 and all(t.index("to train again alone") < t.index("measuring") for t in faulted), logs
+
+
 @pytest.mark.parametrize("logs_returned", [False, True], ids=["logs-written-live", "logs-returned"])
 def test_runs_whose_fused_training_fails_in_the_stacked_pass_train_again_alone(tmp_path, data_dir, bench, monkeypatch,
                                                                                 logs_returned):
