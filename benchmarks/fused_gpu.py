@@ -25,14 +25,23 @@ sweep's --fuse-layout) if its layout's check passed and it beats `alone` by --ma
 `processes` at K=4, else none (bench.fused.DEFAULT_FUSE is set from such figures, by hand, in a commit that cites
 them).
 
+The JSON also says what the choice was measured under (`measured_on`: the device, torch and CUDA,
+a hash of the code and suite that fused training runs, and the choice's settings). `--reuse FILE`
+prints a saved bench's choice ("K LAYOUT") where it was measured whole under the same, and exits 1
+naming what differs otherwise: gpu_session.sh keeps a window's choice in the results folder, so that
+later windows on that GPU spend the bench's minutes on the sweep.
+
     python benchmarks/fused_gpu.py --data-dir DIR [--suite cifar] [--ks 1,4,8,16,32] [--out fused.json]
         [--quick]   # a CPU dry run: 256 images, K 1 and 2, fp32, no CUDA ways
+    python benchmarks/fused_gpu.py --reuse fused.json [--unfused-jobs 4] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import multiprocessing as mp
 import os
 import queue
@@ -271,6 +280,39 @@ def cell(fn: Callable[[], float | str], budget_s: float, spent: dict[str, float]
     return result
 
 
+ROOT = Path(__file__).resolve().parent.parent
+# The code that a fused task's speed and its check come from: changed, the saved choice is measured again.
+SPEED_CODE = ("bench/fused.py", "bench/train.py", "bench/models.py", "benchmarks/fused_gpu.py",
+              "benchmarks/fused_throughput.py")
+
+
+def measured_on(suite: Suite, device: torch.device, args: argparse.Namespace) -> dict[str, object]:
+    """What a bench's choice holds for: the device, torch and CUDA (kernels, vmap's batch rules and
+    autocast), the code and suite that fused training runs (SPEED_CODE, hashed with the suite as
+    loaded), and the settings the choice is judged by. A window under the same can reuse it."""
+    code = hashlib.sha256()
+    for name in SPEED_CODE:
+        code.update(name.encode() + b"\0" + (ROOT / name).read_bytes() + b"\0")
+    code.update(json.dumps(dataclasses.asdict(suite), sort_keys=True, default=str).encode())
+    return {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
+            "cuda": torch.version.cuda, "code": code.hexdigest()[:16], "margin": args.margin,
+            "unfused_jobs": args.unfused_jobs, "max_fuse": args.max_fuse}
+
+
+def reused_choice(saved: dict[str, object], present: dict[str, object]) -> str:
+    """A saved bench's choice as `--fuse` and `--fuse-layout` ("K LAYOUT"; "1 model": no fusion),
+    where it was measured whole (a bench cut short chose from part of its cells) under `present`;
+    else ValueError naming what differs."""
+    if not saved.get("complete"):
+        raise ValueError("the saved bench was cut short")
+    was = saved.get("measured_on")
+    if not isinstance(was, dict):
+        raise ValueError("the saved bench does not say what it was measured on")
+    if differs := [f"{key} {was.get(key)!r}, now {value!r}" for key, value in present.items() if was.get(key) != value]:
+        raise ValueError(f"measured on other terms: {'; '.join(differs)}")
+    return f"{saved.get('fuse') or 1} {saved.get('fuse_layout') or 'model'}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=os.environ.get("BENCH_DATA_DIR"))
@@ -287,6 +329,9 @@ def main() -> None:
                     help="the largest K the sweep may get (a fused task's records come back when all its runs end)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--quick", action="store_true", help="a CPU dry run: 256 images, K 1 and 2, fp32")
+    ap.add_argument("--reuse", type=Path, metavar="FILE",
+                    help="time nothing: print FILE's choice (K LAYOUT) where it was measured under the same device, "
+                         "torch, code, suite and settings, else exit 1 saying what differs")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.quick else "cpu")
     if args.quick:
@@ -295,6 +340,13 @@ def main() -> None:
     suite = load_suite(args.suite)
     if args.quick:  # bf16 autocast on a CPU without bf16 units is slow, and checks nothing more
         suite = suite.with_budget(precision="fp32")
+    present = measured_on(suite, device, args)
+    if args.reuse:
+        try:
+            print(reused_choice(json.loads(args.reuse.read_text()), present))
+        except (OSError, ValueError, AttributeError) as e:  # a file unread, not JSON, not a bench's object
+            sys.exit(f"{args.reuse}: not reused: {e}")
+        return
     data = data_for(suite, args.data_dir, args.limit_train, device)
     ks = sorted({int(k) for k in args.ks.split(",")} | ({args.unfused_jobs} if device.type == "cuda" else set()))
     epoch_share = args.limit_train / 50000 if args.suite == "cifar" else args.limit_train / 60000
@@ -336,7 +388,7 @@ def main() -> None:
         ways["processes"] = lambda k: (lambda: time_processes(suite, args.data_dir, args.limit_train, device, k)) \
             if k <= 8 else (lambda: "not timed above K=8: each process holds a CUDA context")
     time_alone(calls(suite, data, device, 1, "channels-last"), device)  # warm-up
-    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    name = present["device"]
     spent: dict[str, float] = {}
     seconds: dict[tuple[str, int], list[float | str]] = {}
     # each fused way the sweep can take is checked in its own layout: `choose` may pick either
@@ -355,7 +407,8 @@ def main() -> None:
         checked = {key: r for key, r in rate.items() if checks.get(key[0], "ok") == "ok"}
         choice = choose(checked, args.margin, args.unfused_jobs, args.max_fuse) if judged else None
         if args.out:
-            files.write_json_atomic(args.out, {"device": name, "suite": args.suite, "fusable": fusable,
+            files.write_json_atomic(args.out, {"device": name, "suite": args.suite, "measured_on": present,
+                                               "fusable": fusable,
                                                "fuse": choice and choice[0],
                                                "fuse_layout": choice and choice[1], "complete": complete,
                                                "check": check, "check_nchw": checks["fused nchw"], "rates": {f"{w} K={k}": r for (w, k), r in rate.items()}})

@@ -4,7 +4,7 @@
 # sweep with the fastest, and pack everything into a few files.
 #
 #   benchmarks/gpu_session.sh --out DIR [--data DIR|FILE.tar.gz] [--wheels DIR] [--minutes M]
-#       [--jobs-per-gpu K] [--fuse K|auto] [--fused-bench SECONDS|none] [--tests EXPR|none]
+#       [--jobs-per-gpu K] [--fuse K|auto] [--fused-bench SECONDS|none] [--fresh-bench] [--tests EXPR|none]
 #       [--speed MODES|none] [--methods all] [--seeds 0,1,2] [--results DIR] [--quick]
 #       [-- extra `bench run` arguments]
 #
@@ -17,7 +17,11 @@
 #                minutes whatever happens; the sweep gets what the steps before it leave
 #   --fused-bench  seconds for benchmarks/fused_gpu.py (default 120; "none" skips it): one
 #                ResNet-20 epoch's rate at K = 1, 4, 8, 16, 32 runs fused (channels-last, NCHW,
-#                CUDA graph), as K graphs on K streams, and as K processes; it picks --fuse
+#                CUDA graph), as K graphs on K streams, and as K processes; it picks --fuse. A bench
+#                that ran whole is kept as <results>/cifar/fused-bench.json (archived, to commit):
+#                a later window on the same GPU, torch and fused code takes its choice in seconds
+#                and gives the bench's minutes to the sweep
+#   --fresh-bench  run the fused bench even where a kept one holds for this GPU, torch and code
 #   --fuse       runs per fused task in the sweep (default auto: the fused bench's choice, else none,
 #                with the stacked layout it chose: bench run --fuse-layout)
 #   --jobs-per-gpu  runs (or fused tasks) at once on each GPU (default 4, 2 when fusing)
@@ -42,7 +46,7 @@
 set -uo pipefail
 
 out="" data="${BENCH_DATA_DIR:-}" wheels="" minutes=9 suite=cifar seeds=0,1,2 methods=all extra=() quick=()
-k="" tests=none speed=none results="" device=cuda fuse=auto fuse_layout=model bench_s=120
+k="" tests=none speed=none results="" device=cuda fuse=auto fuse_layout=model bench_s=120 fresh=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
@@ -52,6 +56,7 @@ while [[ $# -gt 0 ]]; do
     --jobs-per-gpu) k="$2"; shift 2 ;;
     --fuse) fuse="$2"; shift 2 ;;
     --fused-bench) bench_s="$2"; shift 2 ;;
+    --fresh-bench) fresh=1; shift ;;
     --tests) tests="$2"; shift 2 ;;
     --speed) speed="$2"; shift 2 ;;
     --seeds) seeds="$2"; shift 2 ;;
@@ -146,12 +151,28 @@ import os; print(l(s('cifar').data, os.environ['BENCH_DATA_DIR'], c()).source)" 
 say "$(tail -n +3 "$out/env.txt" | head -3 | tr '\n' ' ')"
 
 # -- 1. the ways of training K runs at once, and the choice for the sweep --------------------------
+kept="$results/cifar/fused-bench.json"  # a whole bench's result, for later windows on the same terms
+quickly=$([[ ${#quick[@]} -gt 0 ]] && echo "--quick")
+if [[ "$bench_s" != none && "$fuse" == auto && "$fresh" == 0 && -f "$kept" ]]; then
+  if reused=$(timeout 120 "$python" benchmarks/fused_gpu.py --reuse "$kept" --unfused-jobs "${k:-4}" $quickly 2>>"$out/fused-bench.log"); then
+    read -r fuse fuse_layout <<< "$reused"
+    bench_s=none
+    say "fused bench not run: the one kept in $kept holds for this GPU, torch and code: --fuse $fuse --fuse-layout $fuse_layout (--fresh-bench runs it)"
+  else
+    say "fused bench: the kept one does not hold here ($(tail -n 1 "$out/fused-bench.log")): timed again"
+  fi
+fi
 if [[ "$bench_s" != none ]]; then
   say "fused bench (at most $bench_s s of cells)"
   timeout --signal=TERM --kill-after=10 "$(upto $(( bench_s + 120 )))" "$python" benchmarks/fused_gpu.py --data-dir "$BENCH_DATA_DIR" \
-    --budget "$bench_s" --unfused-jobs "${k:-4}" --out "$out/fused-bench.json" $([[ ${#quick[@]} -gt 0 ]] && echo "--quick") \
-    > "$out/fused-bench.log" 2>&1
+    --budget "$bench_s" --unfused-jobs "${k:-4}" --out "$out/fused-bench.json" $quickly \
+    >> "$out/fused-bench.log" 2>&1
   say "fused bench: exit $? ($(grep '^choice' "$out/fused-bench.log"))"
+  if "$python" -c "import json, sys; sys.exit(json.load(open(sys.argv[1])).get('complete') is not True)" \
+      "$out/fused-bench.json" 2>/dev/null && mkdir -p "$results/cifar" && cp "$out/fused-bench.json" "$kept.tmp" \
+      && mv "$kept.tmp" "$kept"; then
+    say "the fused bench ran whole: kept in $kept, for later windows on this GPU, torch and code"
+  fi
 fi
 if [[ "$fuse" == auto ]]; then
   # a bench cut short wrote what it measured (complete: false): its choice stands, and the log says so

@@ -275,3 +275,40 @@ def test_a_cell_that_fails_prints_its_traceback_for_the_sessions_log(capsys):
     assert fused_gpu.cell(fails, 60.0, {}) == "RuntimeError: CUDA error: an illegal memory access was encountered"
     err = capsys.readouterr().err
     assert "Traceback" in err and "in fails" in err
+
+
+def test_a_kept_bench_gives_its_choice_only_where_it_was_measured_whole_on_the_same_terms(tmp_path, monkeypatch):
+    """gpu_session.sh keeps a whole bench's result, and a later window reuses its choice instead of
+    spending two minutes timing it again: only where it was measured on the same GPU, torch and
+    code, suite and choice settings; a bench cut short, or one of other terms, is timed again."""
+    import argparse
+    import shutil
+
+    args = argparse.Namespace(margin=1.2, unfused_jobs=4, max_fuse=8)
+    suite = load_suite("cifar")
+    present = fused_gpu.measured_on(suite, torch.device("cpu"), args)
+    saved = {"complete": True, "measured_on": present, "fuse": 8, "fuse_layout": "nchw"}
+    assert fused_gpu.reused_choice(saved, present) == "8 nchw"
+    assert fused_gpu.reused_choice({**saved, "fuse": None, "fuse_layout": None}, present) == "1 model"  # no fusion
+    with pytest.raises(ValueError, match="cut short"):
+        fused_gpu.reused_choice({**saved, "complete": False}, present)
+    with pytest.raises(ValueError, match="does not say"):
+        fused_gpu.reused_choice({"complete": True, "fuse": 8}, present)
+    with pytest.raises(ValueError, match="device 'NVIDIA H100 80GB HBM3', now 'cpu'"):
+        fused_gpu.reused_choice({**saved, "measured_on": {**present, "device": "NVIDIA H100 80GB HBM3"}}, present)
+    with pytest.raises(ValueError, match="unfused_jobs 4, now 2"):
+        fused_gpu.reused_choice(saved, fused_gpu.measured_on(suite, torch.device("cpu"), argparse.Namespace(
+            margin=1.2, unfused_jobs=2, max_fuse=8)))
+    with pytest.raises(ValueError, match="code"):  # another suite budget
+        fused_gpu.reused_choice(saved, fused_gpu.measured_on(suite.with_budget(precision="fp32"), torch.device("cpu"),
+                                                             args))
+    # fused training's code changed: measured again
+    for name in fused_gpu.SPEED_CODE:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    monkeypatch.setattr(fused_gpu, "ROOT", tmp_path)
+    assert fused_gpu.measured_on(suite, torch.device("cpu"), args) == present
+    with (tmp_path / "bench" / "fused.py").open("a") as f:
+        f.write("# changed\n")
+    with pytest.raises(ValueError, match="code"):
+        fused_gpu.reused_choice(saved, fused_gpu.measured_on(suite, torch.device("cpu"), args))

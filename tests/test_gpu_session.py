@@ -57,6 +57,19 @@ def test_gpu_session_dry_run_on_cpu(tmp_path, cifar_dir):
     assert sorted(r["config"]["method"] for r in recs) == ["dense", "magnitude", "magnitude", "magnitude"]
     assert all(r["status"] == "ok" for r in recs)
     assert any(n.startswith("cifar/cache/dense-s0-") and n.endswith(".safetensors") for n in names)  # it travels back
+    # the bench ran whole: kept with the results (archived, to commit), a later window on the same
+    # GPU, torch and code takes its choice and gives the bench's minutes to the sweep
+    assert "cifar/fused-bench.json" in names and json.loads((results / "cifar" / "fused-bench.json").read_text()) == bench
+    again = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--out", str(tmp_path / "out2"), "--data", str(data),
+         "--results", str(results), "--minutes", "3", "--methods", "dense,magnitude", "--seeds", "0", "--quick",
+         "--", "--dry-run"], capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHON": sys.executable})
+    assert again.returncode == 0, again.stdout + again.stderr
+    session = (tmp_path / "out2" / "session.log").read_text()
+    choice = f"--fuse {bench['fuse'] or 1} --fuse-layout {bench['fuse_layout'] or 'model'}"
+    assert f"fused bench not run: the one kept in {results}/cifar/fused-bench.json holds for this GPU, torch and " \
+           f"code: {choice}" in session and "fused bench (at most" not in session, session
+    assert choice in session.split("bench run --methods")[1], session
 
 
 def _commit_of_this_tree(into: Path) -> str:
