@@ -108,6 +108,7 @@ START_HERE = """\
 start here:
   bench leaderboard --show --suite mlp       the committed results, in the terminal
   bench list                                 the methods, their families and parameters
+  bench list magnitude                       one method in full: its parameters, their ranges, --set
   bench run --suite mlp --methods magnitude,dense --seeds 0 --epochs 2 --finetune-epochs 1 --limit-train 5000
                                              a quick run of your own, the README's first session
                                              (about a minute on 2 cores; rows in ./results-quick)
@@ -128,7 +129,8 @@ def parser() -> _Parser:
     run.add_argument("--methods", required=True, help="'all', comma list, or glob patterns, e.g. 'magnitude,l*'")
     run.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: the suite's)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.PARAM=VALUE",
-                     help="set a method parameter (repeatable)")
+                     help="set a method parameter (repeatable; bench list METHOD shows its parameters "
+                          "and their ranges)")
     run.add_argument("--data-dir", type=Path, default=os.environ.get("BENCH_DATA_DIR"),
                      help="dataset root (default: $BENCH_DATA_DIR, else ~/.cache/bench/data with download)")
     run.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR"),
@@ -285,8 +287,10 @@ def parser() -> _Parser:
                          "the stored ones; exit 1 naming each stale file (like black --check)")
 
     ls = sub.add_parser("list", help="list registered methods or shipped suites")
-    ls.add_argument("what", nargs="?", choices=["methods", "suites"], default="methods",
-                    help="what to list (default: methods)")
+    ls.add_argument("what", nargs="?", default="methods", metavar="methods|suites|METHOD",
+                    help="what to list (default: methods); a method's name shows it in full: its "
+                         "description, parameters, their defaults and ranges (e.g. bench list magnitude)")
+    ls.add_argument("names", nargs="*", metavar="METHOD", help="more methods to show in full (names or glob patterns)")
     ls.add_argument("--json", action="store_true", help="print a JSON list of objects (for tools) instead of a table")
     ls.add_argument("--check", action="store_true",
                     help="import every plugin (as bench run does) and show those that fail to import")
