@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import itertools
 import os
 import signal
 import sys
@@ -324,8 +325,31 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     options = [o for action in sub._actions for o in action.option_strings if o.startswith("--")]
     if not hint and (close := difflib.get_close_matches(name, options, n=1, cutoff=0.75)):
         hint = f"; did you mean {close[0]}?"
+    if not hint and not extra[0].startswith("-"):
+        hint = _stray_hint([str(a) for a in (sys.argv[1:] if argv is None else argv)], extra[0])
     sub.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     raise AssertionError("unreachable: ArgumentParser.error exits")
+
+
+LISTS = ("--seeds", "--methods")  # options whose value is one comma list
+
+
+def _stray_hint(argv: list[str], word: str) -> str:
+    """The option a stray `word` was meant for, written as that option takes it: `--seeds 0 1`
+    (--seeds 0,1), `--methods magnitude, gmp` (--methods magnitude,gmp), `--set magnitude.sparsity
+    0.9` (--set magnitude.sparsity=0.9), which argparse refused as "unrecognized arguments: 1",
+    naming neither the option nor the form; '' where the word follows no such option."""
+    for j in range(len(argv) - 2):
+        option, value = argv[j], argv[j + 1]
+        if argv[j + 2] != word:
+            continue
+        if option in LISTS:
+            words = [value, *itertools.takewhile(lambda w: not w.startswith("-"), argv[j + 2:])]
+            joined = ",".join(w.strip(",") for w in words if w.strip(","))
+            return f"; {option} takes one comma list without spaces: {option} {joined}"
+        if option == "--set" and "=" not in value:
+            return f"; --set takes METHOD.PARAM=VALUE as one word: --set {value}={word}"
+    return ""
 
 
 USAGE_ERRORS = (SuiteError, DataError, registry.UnknownMethodError, registry.ParameterError, ExecutorError,
