@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import itertools
 import os
 import signal
 import sys
@@ -108,6 +109,7 @@ START_HERE = """\
 start here:
   bench leaderboard --show --suite mlp       the committed results, in the terminal
   bench list                                 the methods, their families and parameters
+  bench list magnitude                       one method in full: its parameters, their ranges, --set
   bench run --suite mlp --methods magnitude,dense --seeds 0 --epochs 2 --finetune-epochs 1 --limit-train 5000
                                              a quick run of your own, the README's first session
                                              (about a minute on 2 cores; rows in ./results-quick)
@@ -128,7 +130,8 @@ def parser() -> _Parser:
     run.add_argument("--methods", required=True, help="'all', comma list, or glob patterns, e.g. 'magnitude,l*'")
     run.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: the suite's)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.PARAM=VALUE",
-                     help="set a method parameter (repeatable)")
+                     help="set a method parameter (repeatable; bench list METHOD shows its parameters "
+                          "and their ranges)")
     run.add_argument("--data-dir", type=Path, default=os.environ.get("BENCH_DATA_DIR"),
                      help="dataset root (default: $BENCH_DATA_DIR, else ~/.cache/bench/data with download)")
     run.add_argument("--results-dir", type=Path, default=os.environ.get("BENCH_RESULTS_DIR"),
@@ -293,8 +296,10 @@ def parser() -> _Parser:
                          "the stored ones; exit 1 naming each stale file (like black --check)")
 
     ls = sub.add_parser("list", help="list registered methods or shipped suites")
-    ls.add_argument("what", nargs="?", choices=["methods", "suites"], default="methods",
-                    help="what to list (default: methods)")
+    ls.add_argument("what", nargs="?", default="methods", metavar="methods|suites|METHOD",
+                    help="what to list (default: methods); a method's name shows it in full: its "
+                         "description, parameters, their defaults and ranges (e.g. bench list magnitude)")
+    ls.add_argument("names", nargs="*", metavar="METHOD", help="more methods to show in full (names or glob patterns)")
     ls.add_argument("--json", action="store_true", help="print a JSON list of objects (for tools) instead of a table")
     ls.add_argument("--check", action="store_true",
                     help="import every plugin (as bench run does) and show those that fail to import")
@@ -328,8 +333,31 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     options = [o for action in sub._actions for o in action.option_strings if o.startswith("--")]
     if not hint and (close := difflib.get_close_matches(name, options, n=1, cutoff=0.75)):
         hint = f"; did you mean {close[0]}?"
+    if not hint and not extra[0].startswith("-"):
+        hint = _stray_hint([str(a) for a in (sys.argv[1:] if argv is None else argv)], extra[0])
     sub.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     raise AssertionError("unreachable: ArgumentParser.error exits")
+
+
+LISTS = ("--seeds", "--methods")  # options whose value is one comma list
+
+
+def _stray_hint(argv: list[str], word: str) -> str:
+    """The option a stray `word` was meant for, written as that option takes it: `--seeds 0 1`
+    (--seeds 0,1), `--methods magnitude, gmp` (--methods magnitude,gmp), `--set magnitude.sparsity
+    0.9` (--set magnitude.sparsity=0.9), which argparse refused as "unrecognized arguments: 1",
+    naming neither the option nor the form; '' where the word follows no such option."""
+    for j in range(len(argv) - 2):
+        option, value = argv[j], argv[j + 1]
+        if argv[j + 2] != word:
+            continue
+        if option in LISTS:
+            words = [value, *itertools.takewhile(lambda w: not w.startswith("-"), argv[j + 2:])]
+            joined = ",".join(w.strip(",") for w in words if w.strip(","))
+            return f"; {option} takes one comma list without spaces: {option} {joined}"
+        if option == "--set" and "=" not in value:
+            return f"; --set takes METHOD.PARAM=VALUE as one word: --set {value}={word}"
+    return ""
 
 
 USAGE_ERRORS = (SuiteError, DataError, registry.UnknownMethodError, registry.ParameterError, ExecutorError,

@@ -57,7 +57,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     suites = [args.suite] if args.suite else layout.suites_with_records(root)
     lacking = next((name for name in suites if not layout.runs_dir(root, name).is_dir()), None)
     if not suites or lacking is not None:
-        print(_no_records(root, lacking), file=sys.stderr)
+        print(no_records(root, lacking), file=sys.stderr)
         return 1
     if args.check:
         return _check(root, suites, site=args.suite is None and (root / layout.SITE).is_dir())
@@ -85,7 +85,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     for name in suites:
         written = leaderboard.write(root, name)
         if not written:
-            print(_no_records(root, name), file=sys.stderr)
+            print(no_records(root, name), file=sys.stderr)
             return 1
         for path in written:
             print(f"wrote {path}")
@@ -116,11 +116,11 @@ def _elsewhere(root: Path, suite: str, loaded: list[records.Record], standard: b
     return "\n".join(notes) or None
 
 
-def _no_records(root: Path, suite: str | None) -> str:
-    """Why `bench leaderboard` has nothing to read, with what there is: a results folder that
-    does not exist (a command run outside the checkout), a suite whose records are all in
-    ./results-quick (a suite file of one's own, run at a quick budget), or a suite without
-    records (a typo)."""
+def no_records(root: Path, suite: str | None, budget_option: bool = True) -> str:
+    """Why `bench leaderboard` (or `bench reproduce`) has nothing to read, with what there is: a
+    results folder that does not exist (a command run outside the checkout), a suite whose records
+    are all in ./results-quick (a suite file of one's own, run at a quick budget: `budget_option`,
+    where the command has --budget), or a suite without records (a typo)."""
     if not root.is_dir():
         return (f"no results folder {root.resolve()}: run bench where the results folder is (the checkout), "
                 "or pass --results-dir")
@@ -132,7 +132,8 @@ def _no_records(root: Path, suite: str | None) -> str:
     if root.resolve() == Path("results").resolve() and any(layout.runs_dir(layout.QUICK_RESULTS, suite).glob("*.json")):
         # a suite of one's own, run at a quick budget: its records are only in ./results-quick
         return (f"no run records for suite '{suite}' under {layout.runs_dir(root, suite)}; quick runs go to "
-                f"./{layout.QUICK_RESULTS} by default: add --results-dir {layout.QUICK_RESULTS} (and --budget custom)")
+                f"./{layout.QUICK_RESULTS} by default: add --results-dir {layout.QUICK_RESULTS}"
+                + (" (and --budget custom)" if budget_option else ""))
     close = difflib.get_close_matches(suite, there, n=1, cutoff=0.6)
     return (f"no run records for suite '{suite}' under {layout.runs_dir(root, suite)}"
             + (f"; did you mean {close[0]}?" if close else "")

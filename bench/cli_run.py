@@ -263,9 +263,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                                       "draw: choose one")
     found = records.reported_records(args.results_dir, suite.name, "the reproduction")
     stored = [r for _, r in found]
-    if not stored:
-        raise reproduce.ReproduceError(f"no records of suite '{suite.name}' under "
-                                       f"{layout.runs_dir(args.results_dir, suite.name)}")
+    if not stored:  # run outside the checkout, say: the same advice as `bench leaderboard`'s
+        from bench.cli_leaderboard import no_records
+
+        raise reproduce.ReproduceError(no_records(Path(args.results_dir), suite.name, budget_option=False))
     if args.records:
         chosen = reproduce.named(found, args.records)
     else:

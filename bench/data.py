@@ -316,7 +316,15 @@ def fetch(spec: DataSpec, root: Path | None, download: bool = True) -> str:
     root = _root(root)
     source = find_source(spec, root)
     cls = dataset_class(spec.dataset)
-    if download and source.startswith("torchvision:") and not _has_torchvision_layout(cls, root):
+    missing = source.startswith("torchvision:") and not _has_torchvision_layout(cls, root)
+    if missing and (holder := _holder_above(spec, cls, root)) is not None:
+        # --data-dir data/MNIST (or .../MNIST/raw, .../cifar10-jpeg): the dataset's own folder.
+        # Offline that read as "not found" with a failed download; online it downloaded a copy
+        # into data/MNIST/MNIST
+        raise DataError(f"{spec.dataset} is not in {root}, but in {holder}: the data folder is the one that holds "
+                        f"the datasets' folders, not a dataset's own folder; pass --data-dir {holder} "
+                        "(or set BENCH_DATA_DIR to it)")
+    if download and missing:
         before = set(root.iterdir()) if root.is_dir() else None
         above = [p for p in root.parents if not p.exists()]  # the download makes them too (closest first)
         try:
@@ -340,6 +348,17 @@ def fetch(spec: DataSpec, root: Path | None, download: bool = True) -> str:
     if source.startswith("image-folder:"):
         _check_image_folder(root / spec.image_folder)
     return source
+
+
+def _holder_above(spec: DataSpec, cls: type, root: Path) -> Path | None:
+    """The parent or grandparent of `root` that holds the dataset (the torchvision layout or the
+    suite's ImageFolder copy) where `root` does not: a data folder given one or two levels too
+    deep (root/MNIST, root/MNIST/raw, root/cifar10-jpeg). None where neither holds it."""
+    for above in list(root.absolute().parents)[:2]:
+        if (_has_torchvision_layout(cls, above) or spec.image_folder is not None
+                and all((above / spec.image_folder / split).is_dir() for split in ("train", "test"))):
+            return above
+    return None
 
 
 def _remove_empty_folders(root: Path, before: set[Path] | None) -> None:

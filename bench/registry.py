@@ -393,6 +393,8 @@ def unknown_method(name: str, registered: Iterable[str] | None = None) -> str:
     known = sorted(registered)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
+    if len(name.split()) > 1:  # --methods 'magnitude gmp': one name to argparse, two to the user
+        hint = f"did you mean {','.join(name.split())} (a comma list, without spaces)? "
     return f"unknown method {bounds.brief(name)}; {hint}registered: {', '.join(known)}"
 
 

@@ -169,6 +169,17 @@ FIRST = ["accuracy_%", "size_KiB", "compression_x", "delta_acc_pts", "sparsity_%
 CORE = 4
 
 
+def _not_shown(headers: list[str]) -> str:
+    """The note on the columns a narrow terminal dropped, most important first, named: at 80
+    columns `mlp`'s table is accuracy alone, and "25 columns not shown" did not say that its size
+    and compression were among them."""
+    if not headers:
+        return ""
+    names = [h.split(" (")[0] for h in headers[:2]]  # "size (KiB)": size
+    more = f" and {len(headers) - 2} more columns" if len(headers) > 2 else ""
+    return f" ({', '.join(names)}{more} not shown: widen the terminal or read the .md)"
+
+
 SETTING_WIDTH, MIN_SETTING_WIDTH = 40, 14  # a setting wraps at the first width, then at the second before
 # the sorted column or accuracy is dropped
 
@@ -230,10 +241,8 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
                 shown.pop()
             else:
                 kept = 1
-        dropped = len(order) - len(shown)
-        out += [f"{source} · {budget} · {device.upper()}" + (f" ({dropped} columns not shown: widen the "
-                                                                "terminal or read the .md)" if dropped else ""),
-                text, ""]
+        out += [f"{source} · {budget} · {device.upper()}" + _not_shown([by_column[c].header for c in order
+                                                                          if c not in shown]), text, ""]
         if band:
             out += [f"{ties.summary(band, f'≥ {min_compression:g}x')}; tied: {ties.TEST}", ""]
     return "\n".join(out).rstrip() or "no finished runs"

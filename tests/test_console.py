@@ -55,6 +55,30 @@ def test_list_methods_piped_keeps_a_line_per_method(bench, monkeypatch):
     assert "(swept: sparsity)" in rows["magnitude"] and "scope=global" in rows["magnitude"]
 
 
+def test_list_with_a_methods_name_shows_its_parameters_ranges_and_how_to_set_them(bench):
+    """A newcomer asking for one method's parameters (`bench list magnitude`) was refused as an
+    invalid choice, and the table gives defaults only: a value out of range was learnt from the
+    refusal of a run. Named, a method is shown in full: its docstring, and per parameter its
+    default, the values it takes and whether it is swept, with the --set that changes one."""
+    for args in (["list", "magnitude"], ["list", "methods", "magnitude"]):
+        ran = bench(args)
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.startswith("magnitude (pruning; built in)"), ran.stdout
+        assert "Han et al. set each layer's threshold" in ran.stdout  # the whole docstring, not its first line
+        assert "--set magnitude.PARAM=VALUE, e.g. --set magnitude.sparsity=0.9" in ran.stdout
+        rows = {line.split()[0]: line for line in ran.stdout.splitlines() if line.startswith("  ") and line.split()}
+        assert "0.9" in rows["sparsity"] and "a number in [0, 1); swept" in rows["sparsity"]
+        assert "global" in rows["scope"] and "one of global, layer" in rows["scope"]
+    both = bench(["list", "gmp", "magnitude+ptq-int8"])  # several, a chain's links each
+    assert re.findall(r"^(\S+) \([a-z -]+; built in\)", both.stdout, re.M) == ["gmp", "magnitude", "ptq-int8"]
+    assert "an integer >= 1" in both.stdout  # gmp's dt
+    typo = bench(["list", "magnitud"])
+    assert typo.returncode == 2 and "did you mean magnitude" in typo.stderr
+    wrong_list = bench(["list", "suite"])
+    assert wrong_list.returncode == 2 and "did you mean bench list suites?" in wrong_list.stderr
+    assert bench(["list", "suites", "mlp"]).returncode == 2
+
+
 def test_a_quick_run_goes_to_the_git_ignored_scratch_folder(tmp_path, data_dir, bench, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BENCH_RESULTS_DIR", raising=False)

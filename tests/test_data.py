@@ -1,5 +1,6 @@
 import re
 
+import pytest
 import torch
 from PIL import Image
 
@@ -125,6 +126,27 @@ def test_a_dry_run_says_when_the_data_is_not_there_yet_and_creates_nothing(tmp_p
     assert ran.returncode == 0, ran.stderr
     assert f"data torchvision:MNIST (not under {empty} yet: a run downloads it there):" in ran.stdout
     assert not empty.exists() and not (tmp_path / "results").exists()
+
+
+def test_a_data_folder_given_a_level_too_deep_names_the_folder_to_pass(tmp_path, data_dir, bench):
+    """`--data-dir data/MNIST` (the dataset's own folder, or its raw/) read as "MNIST not found"
+    after a failed download offline, and online downloaded a second copy into data/MNIST/MNIST:
+    it is refused before any download, naming the folder that holds it, in a dry run too."""
+    from bench import data
+    from bench.errors import DataError
+
+    spec = DataSpec(dataset="MNIST", mean=[0.1307], std=[0.3081])
+    for deep in (data_dir / "MNIST", data_dir / "MNIST" / "raw"):
+        with pytest.raises(DataError, match=f"but in {re.escape(str(data_dir.absolute()))}: .* pass --data-dir "):
+            data.fetch(spec, deep)
+    assert sorted(p.name for p in (data_dir / "MNIST").iterdir()) == ["raw"]  # nothing downloaded into it
+    ran = bench(["run", "--suite", "mlp", "--methods", "dense", "--seeds", "0", "--data-dir", data_dir / "MNIST",
+                 "--results-dir", tmp_path / "results", "--dry-run"])
+    assert ran.returncode == 2 and f"pass --data-dir {data_dir.absolute()} " in ran.stderr, ran.stderr
+    copy = _image_folder(tmp_path)  # an ImageFolder copy's own folder, or its train/
+    for deep in (tmp_path / "copy", tmp_path / "copy" / "train"):
+        with pytest.raises(DataError, match=f"but in {re.escape(str(tmp_path))}: "):
+            data.fetch(copy, deep)
 
 
 def _image_folder(root, classes=("a", "b"), splits=("train", "test")):

@@ -162,6 +162,17 @@ def terminal_records():
     return recs
 
 
+def test_a_narrow_terminal_names_the_columns_it_left_out_most_important_first():
+    """At 80 columns the committed `mlp` table is accuracy alone; "25 columns not shown" did not say
+    that the size and compression, half of the answer, were among them: the note names the first
+    two it dropped, and counts the rest."""
+    recs = terminal_records()
+    first = render.terminal(recs, 50, {}).splitlines()[0]
+    assert first.startswith("torchvision:MNIST · 20+10 epochs · CPU (size, compression and "), first
+    assert re.search(r"and \d+ more columns not shown: widen the terminal or read the .md\)$", first), first
+    assert render.terminal(recs, 400, {}).splitlines()[0] == "torchvision:MNIST · 20+10 epochs · CPU"  # nothing left out
+
+
 def test_the_terminal_table_fits_its_width_and_tells_every_row_apart():
     recs = terminal_records()
     wide = render.terminal(recs, 400, {"gmp": "pruning during training", "uniform": "quantization"})

@@ -266,6 +266,16 @@ COMMAND_LINES = [
     ("an abbreviated option", ["--epoch", "1"], "unrecognized arguments: --epoch 1; did you mean --epochs?"),
     ("a method's parameter as an option", ["--sparsity", "0.9"], "unrecognized arguments: --sparsity 0.9; a method's "
      "parameter is set with --set METHOD.sparsity=VALUE (e.g. --set magnitude.sparsity=0.9)"),
+    # a list written with spaces: argparse said "unrecognized arguments: 2", naming neither the
+    # option nor the form it takes
+    ("--seeds with spaces", ["--seeds", "1", "2"],
+     "unrecognized arguments: 2; --seeds takes one comma list without spaces: --seeds 1,2"),
+    ("--methods with a space", ["--methods", "dense,", "magnitude"],
+     "unrecognized arguments: magnitude; --methods takes one comma list without spaces: --methods dense,magnitude"),
+    ("--methods quoted with a space", ["--methods", "dense magnitude"],
+     "unknown method 'dense magnitude'; did you mean dense,magnitude (a comma list, without spaces)?"),
+    ("--set with a space for its =", ["--set", "magnitude.sparsity", "0.9"],
+     "unrecognized arguments: 0.9; --set takes METHOD.PARAM=VALUE as one word: --set magnitude.sparsity=0.9"),
     ("a method's parameter that abbreviates an option", ["--finetune=true"],  # not --finetune-epochs
      "unrecognized arguments: --finetune=true; a method's parameter is set with --set METHOD.finetune=VALUE"),
     ("--set of an unknown method", ["--set", "magnitud.sparsity=0.5"],

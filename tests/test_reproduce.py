@@ -201,7 +201,23 @@ def test_reproduce_names_each_stored_file_it_cannot_use(tmp_path, bench):
     ran = bench(["reproduce", "--suite", FAST, "--results-dir", tmp_path])
     assert ran.returncode == 2, ran.stdout
     assert f"bench: warning: left out of the reproduction: {junk}: " in ran.stderr, ran.stderr
-    assert f"no records of suite 'mlp-fast' under {junk.parent}" in ran.stderr
+    assert f"no usable run records for suite 'mlp-fast' in {junk.parent}" in ran.stderr
+
+
+def test_reproduce_outside_the_checkout_says_where_to_run_it(tmp_path, bench, monkeypatch):
+    """`bench reproduce --suite mlp` in another folder than the checkout said "no records of suite
+    'mlp' under results/mlp/runs", not that there is no results folder there, nor what to do, as
+    `bench leaderboard` says; a suite the folder has no records of is told from those it has."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BENCH_RESULTS_DIR", raising=False)
+    ran = bench(["reproduce", "--suite", "mlp"])
+    assert ran.returncode == 2
+    assert (f"no results folder {tmp_path.resolve()}/results: run bench where the results folder is (the checkout), "
+            "or pass --results-dir") in ran.stderr, ran.stderr
+    (tmp_path / "results" / "mnist" / "runs").mkdir(parents=True)
+    (tmp_path / "results" / "mnist" / "runs" / "x.json").write_text("{}")
+    other = bench(["reproduce", "--suite", "mlp"])
+    assert other.returncode == 2 and "(suites with records there: mnist)" in other.stderr, other.stderr
 
 
 def test_the_default_rerun_limit_covers_the_dense_training_and_is_bounded():
