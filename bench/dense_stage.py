@@ -1,13 +1,13 @@
 """The dense stage: each seed's dense model, trained once and cached, that the seed's method runs
 start from.
 
-The driver (bench.runner) tracks a seed's model as a `Dense`. Before its runs start it `load`s
-the cache file (written by an earlier command, or by another one just now); a model it must
-train comes back from a worker to `trained`, which caches it. A cache file that cannot be read,
-or under --refresh one another commit or device trained, is trained again rather than failing
-every run of its seed. Rows compare methods from one starting point, so a newly trained model
-is held against the one the seed's recorded runs started from (`started_from`) and a
-difference is named.
+The driver (bench.runner, bench.sweep) tracks a seed's model as a `Dense`. Before its runs
+start it `load`s the cache file (written by an earlier command, or by another one just now); a
+model it must train comes back from a worker to `trained`, which caches it. A cache file that
+cannot be read, or under --refresh one another commit or device trained, is trained again rather
+than failing every run of its seed. Rows compare methods from one starting point, so a newly
+trained model is held against the one the seed's recorded runs started from (`started_from`) and
+a difference is named.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Where tasks run: local worker processes, this process, or a Ray cluster.
 
-Every executor takes `Task`s from the driver (bench.runner) and gives back one `Outcome` per run
+Every executor takes `Task`s from the driver (bench.sweep) and gives back one `Outcome` per run
 of the task; none of them writes records. `LocalExecutor` keeps N long-lived worker processes
 (one for `--jobs 1`), each loading the dataset once, spread over the visible GPUs
 (`CUDA_VISIBLE_DEVICES` per worker) or sharing the CPU cores between them. A worker that dies
@@ -490,7 +490,7 @@ class RayExecutor:
 
     def _lost(self) -> tuple[type[BaseException], ...]:
         """Ray's errors for a task whose process died (a crash, os._exit, the OOM killer) or whose
-        node did: what a local worker's death is (bench.runner counts it in `worker_deaths`, and
+        node did: what a local worker's death is (bench.sweep counts it in `worker_deaths`, and
         runs a fused task's runs again alone). Those this Ray version has."""
         names = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "OutOfMemoryError")
         return tuple(getattr(self._ray.exceptions, n) for n in names if hasattr(self._ray.exceptions, n))

@@ -21,7 +21,7 @@ Fusion is an execution detail, invisible to methods:
 - a fault of the code the runs share (the stacked forward or backward pass, an optimizer step on
   the stacked tensors' views) fails them with `FusedStepError`, which may well be fusion's own
   (a CUDA kernel that refuses what vmap or the stacking gives it, memory for K runs): the
-  Coordinator names the runs it failed so (`faulted`), and the driver (bench.runner) runs each
+  Coordinator names the runs it failed so (`faulted`), and the driver (bench.sweep) runs each
   again alone, in a task of its own.
 
 A call that cannot fuse gets `NotFusable` with the reason, and the caller trains it with `fit`:

@@ -64,7 +64,7 @@ def logs_dir(results_dir: Path | str, suite: str) -> Path:
     return suite_dir(results_dir, suite) / "logs"
 
 
-LOG_ERROR_MARK = "[bench: the run ended"  # where a run's log turns from its output to its error (bench.runner)
+LOG_ERROR_MARK = "[bench: the run ended"  # where a run's log turns from its output to its error (bench.sweep)
 
 
 def log_path(artifact: Path) -> Path:

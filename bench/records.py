@@ -48,7 +48,7 @@ class Status(str, Enum):
 
 class Record(TypedDict, total=False):
     """A run's record, the one type of it: the JSON object stored at RESULTS/SUITE/runs/NAME.json
-    (bench.layout.record_path). The driver alone builds it (bench.runner._Sweep._record), from what the
+    (bench.layout.record_path). The driver alone builds it (bench.sweep.Sweep._record), from what the
     worker reported (bench.worker.Outcome) and the provenance it checked; every reader gets it
     through read_record, which refuses one whose fields `RECORD_FIELDS` finds missing or of
     another type. A mapping, not a class, so that a record is plain JSON on disk and in tools."""

@@ -3,8 +3,8 @@ and measure), done wherever an executor puts it (a worker process, this process,
 
 A task arrives as a `Task` and leaves as one `Outcome` per run: what happened (status, error,
 metrics, figures, timings) and the facts of the device it ran on. A worker writes no record and
-stamps no provenance: the driver (bench.runner) alone does, so that a record names the code the
-driver checked, whichever node ran it.
+stamps no provenance: the driver (bench.runner, bench.sweep) alone does, so that a record names
+the code the driver checked, whichever node ran it.
 
 Each run is isolated from the others of its process:
 - it gets its own copy of the data and of its seed's dense model, and torch's global state
@@ -81,7 +81,7 @@ class Task:
 @dataclass
 class Outcome:
     """What a worker sends back for one run: plain data the driver turns into its record
-    (bench.runner._Sweep._record), so that a worker writes nothing and stamps no provenance."""
+    (bench.sweep.Sweep._record), so that a worker writes nothing and stamps no provenance."""
 
     result: dict[str, Any]  # status, error, metrics, figures, run_time_s; measure_time_s, measured_on, dense
     env: dict[str, Any]  # where it ran

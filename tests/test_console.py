@@ -115,7 +115,7 @@ def test_a_listing_piped_into_a_reader_that_stops_early_ends_quietly():
 def test_a_runs_line_gives_its_size_against_the_dense_models():
     """Compression 1.0 (the dense row, a method that keeps every weight) reads as the dense
     model's size, not "1.0x smaller"; smaller and larger models read as such."""
-    from bench.runner import _summary
+    from bench.sweep import _summary
 
     def line(compression):
         return _summary({"status": "ok", "config": {"params": {}}, "metrics": {

@@ -603,7 +603,7 @@ def test_concurrent_commands_with_one_killed_run_everything_once(tmp_path, data_
 
 
 class _Polls:
-    """bench.runner's `time` for an in-process sweep: its poll (a sleep while every remaining
+    """bench.sweep's `time` for an in-process sweep: its poll (a sleep while every remaining
     run is held by another command) calls `at_poll` instead of sleeping."""
 
     def __init__(self, at_poll):
@@ -631,7 +631,7 @@ def test_a_sweep_waiting_for_another_commands_dense_model_says_so(tmp_path, data
     another descriptor): this command has nothing else to do, and said nothing while it waited,
     however long that training took. It now names what it waits for and who holds it, once;
     once the holder lets go, it trains the model itself and runs."""
-    from bench import layout, runner
+    from bench import layout, sweep
     from bench.data import fetch
     from bench.locks import Claim
     from bench.suite import load_suite
@@ -642,7 +642,7 @@ def test_a_sweep_waiting_for_another_commands_dense_model_says_so(tmp_path, data
     assert other.acquire()
     lines: list[str] = []
     said: list[bool] = []
-    monkeypatch.setattr(runner, "time", _Polls(lambda: (said.append(any(line.startswith("waiting") for line in lines)),
+    monkeypatch.setattr(sweep, "time", _Polls(lambda: (said.append(any(line.startswith("waiting") for line in lines)),
                                                         other.release())))
     done = _sweep(tmp_path, data_dir, "magnitude", lines.append)
     assert said == [True], lines
@@ -658,7 +658,7 @@ def test_a_run_another_command_tried_meanwhile_is_not_run_again(tmp_path, data_d
     was counted as dying once (`worker_deaths` is read from the record seen when the command
     started), so a pair of commands never stopped retrying it. Now the other command's attempt
     stands, as a finished one does, and the next command retries it."""
-    from bench import runner
+    from bench import sweep
     from bench.locks import Claim
 
     runs = tmp_path / SUITE / "runs"
@@ -674,7 +674,7 @@ def test_a_run_another_command_tried_meanwhile_is_not_run_again(tmp_path, data_d
         files.write_json_atomic(path, failed)
         other.release()
 
-    monkeypatch.setattr(runner, "time", _Polls(the_other_command_fails_it))
+    monkeypatch.setattr(sweep, "time", _Polls(the_other_command_fails_it))
     lines: list[str] = []
     done = _sweep(tmp_path, data_dir, "magnitude", lines.append)
     assert json.loads(path.read_text()) == failed, "the run was run again"
