@@ -163,7 +163,8 @@ def parser() -> _Parser:
                           "(rows made with --set): with --refresh, every record is rerun, not only the sweep")
     run.add_argument("--order", choices=["depth", "breadth"], default="depth",
                      help="depth: each setting at every seed in turn; breadth: every setting at the first "
-                          "seed before any second seed, so a sweep cut short still covers every row")
+                          "seed before any second seed, so a sweep cut short still covers every row (with "
+                          "--fuse, a task takes a method's runs at the other seeds along)")
     run.add_argument("--max-minutes", type=_number(float, gt=0), metavar="M",
                      help="start no new run after M minutes; runs in flight finish; rerun to continue")
     run.add_argument("--json", action="store_true",

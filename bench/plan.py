@@ -196,8 +196,9 @@ def expected_epochs(spec: RunSpec, suite: Suite, history: list[dict[str, Any]]) 
     parameters and budget (any seed), else the budget rule: from scratch, epochs + fine-tuning;
     from the dense model, its epochs + fine-tuning. A `rounds` parameter repeats what the method
     trains: the fine-tuning of a post-training method, the whole training of a from-scratch one
-    (which then trains once more, as lottery tickets do). Records replace the rule once they
-    exist; records of another budget (a quick --epochs 1 run) say nothing about this one."""
+    (which then trains once more, as lottery tickets do); a `finetune` parameter set false (the
+    one-shot methods' convention) fine-tunes nothing. Records replace the rule once they exist;
+    records of another budget (a quick --epochs 1 run) say nothing about this one."""
     budget = dataclasses.asdict(suite.training)
     same = [r["metrics"]["train_epochs"] for r in history
             if r["status"] == Status.OK and r["config"]["method"] == spec.method and r["config"]["params"] == spec.params
@@ -213,6 +214,18 @@ def expected_epochs(spec: RunSpec, suite: Suite, history: list[dict[str, Any]]) 
         if METHODS[link].starts_from == "scratch" and i == 0:
             rounds = params.get("rounds")
             total += (rounds + 1) * b.epochs if rounds else b.epochs + b.finetune_epochs
-        elif link != "dense":
+        elif link != "dense" and params.get("finetune") is not False:
             total += b.finetune_epochs * params.get("rounds", 1)
     return total
+
+
+def fusion_key(spec: RunSpec, suite: Suite, history: list[dict[str, Any]]) -> tuple[str, float]:
+    """What a fused sweep groups runs by (bench.sweep): the method, and the epochs it is expected
+    to train (`expected_epochs`: a setting that fine-tunes nothing, or trains more rounds, apart).
+    Only a run's training calls show whether they fuse (bench.fused: the same architecture with
+    the same kind of pruning hooks, epochs, batch size, optimizer kind), and the settings and seeds
+    of one method make such calls, where two methods seldom do (magnitude's and random's masks are
+    other hooks). In plan order a task of K took whatever came next: a few runs of each of two or
+    three methods, which fused by method, while calls without a partner trained alone one after
+    another in the task."""
+    return spec.method, expected_epochs(spec, suite, history)

@@ -35,7 +35,7 @@ from bench.data import default_data_dir, fetch, is_here
 from bench.errors import ResultsFolderError, counted, duration, first_line, printable
 from bench.executors import Executor
 from bench.locks import Claim
-from bench.plan import (Order, RunSpec, dense_epochs, expected_epochs, plan, run_key, setting_label,
+from bench.plan import (Order, RunSpec, dense_epochs, expected_epochs, fusion_key, plan, run_key, setting_label,
                         with_recorded)
 from bench.suite import Suite
 from bench.fused import FuseLayout
@@ -145,7 +145,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     try:
         watched = Watched({layout.runs_dir(results_dir, suite.name) / f"{stem}.json" for stem, r in named if finished(r)})
         Sweep(suite, list(todo), dense, executor, watched, log, source=source, data_dir=data_dir, device=device,
-               compile=compile, fuse=fuse, fuse_layout=fuse_layout, limit=limit, deadline=deadline, here=here, code=code, standard=standard,
+               compile=compile, fuse=fuse, fuse_layout=fuse_layout, limit=limit,
+               fusion_key=lambda spec: fusion_key(spec, suite, existing), deadline=deadline, here=here, code=code, standard=standard,
                stamp={"git_commit": commit, **({"allow_dirty": True} if allow_dirty else {}),
                       **({"commit_from_env": True} if os.environ.get(provenance.COMMIT_VARIABLE) else {})},
                plugin_commits=plugin_commits).run()

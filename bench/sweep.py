@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 from tqdm import tqdm
 
@@ -146,6 +146,7 @@ class Sweep:
     fuse: int
     fuse_layout: FuseLayout
     limit: Callable[[RunSpec], float]  # a run's time limit in seconds (bench.runner._time_limits)
+    fusion_key: Callable[[RunSpec], Hashable]  # what fused tasks group runs by (bench.plan.fusion_key)
     deadline: float | None  # time.monotonic() after which no task starts (--max-minutes)
     here: provenance.Here | None
     code: list[tuple[Path, str]]
@@ -156,6 +157,7 @@ class Sweep:
     def __post_init__(self) -> None:
         self.in_flight: dict[int, list[Run] | Dense] = {}  # by ticket: a task's runs, or the dense model it trains
         self.counts = {Status.OK: 0, Status.FAILED: 0, Status.SKIPPED: 0}
+        self._kinds: dict[Path, Hashable] = {}  # each queued run's fusion_key, as first asked
         self.bar = tqdm(total=len(self.queue), unit="run", dynamic_ncols=True, disable=None, leave=False)
 
     def run(self) -> None:
@@ -204,15 +206,23 @@ class Sweep:
         return progressed
 
     def _start_runs(self, held: dict[str, Claim]) -> bool:
-        """Start the runs whose dense model is ready, in plan order, up to `fuse` as one task, until
-        every slot has a task."""
-        group: list[Run] = []
+        """Start the runs whose dense model is ready, in plan order, until every slot has a task:
+        each alone, or up to `fuse` as one task of runs alike (`fusion_key`): a group opens with
+        the first run in the queue, and later runs of its kind join it, from any seed whose dense
+        model is ready, so that a fused task's runs train together rather than one after another."""
+        groups: dict[Hashable, list[Run]] = {}  # open, by kind: each takes a slot once submitted
         progressed = False
         for r in list(self.queue):
-            if len(self.in_flight) >= self.executor.slots or self._out_of_time():
+            if len(self.in_flight) + len(groups) >= self.executor.slots and not groups or self._out_of_time():
                 break
             if self.dense[r.spec.seed].weights is None:
                 continue  # waiting for its dense model
+            if self.fuse == 1 or r.alone:
+                kind = None
+            elif (kind := self._kinds.get(r.path)) is None:  # once a run: it reads the suite's records
+                kind = self._kinds[r.path] = self.fusion_key(r.spec)
+            if kind not in groups and len(self.in_flight) + len(groups) >= self.executor.slots:
+                continue  # the free slots are taken by open groups: only runs that join one start now
             if not r.claim.acquire():
                 held[r.label] = r.claim  # another command is running it
                 continue
@@ -236,11 +246,11 @@ class Sweep:
             if r.alone:
                 self._submit([r])
                 continue
+            group = groups.setdefault(kind, [])
             group.append(r)
             if len(group) == self.fuse:
-                self._submit(group)
-                group = []
-        if group:
+                self._submit(groups.pop(kind))
+        for group in groups.values():
             self._submit(group)
         return progressed
 

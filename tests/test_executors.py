@@ -101,6 +101,24 @@ def test_fused_runs_give_the_records_of_runs_trained_alone_and_say_so(serial, tm
         {None if stacked == "model" else "nchw"}
 
 
+def test_a_fused_task_takes_runs_of_one_method_across_seeds_not_the_next_in_plan_order(tmp_path, data_dir, bench):
+    """Breadth first, the plan alternates methods (magnitude seed 0, random seed 0, magnitude seed
+    1, ...): fused tasks of two took the next two, a magnitude and a random run, whose masks are
+    other pruning hooks and never fuse, so every run trained alone. A task takes the runs of one
+    method (and expected epochs) from the queue instead, across the seeds whose dense model is
+    ready; a setting that fine-tunes nothing is a kind of its own."""
+    proc = bench([*QUICK, "--methods", "magnitude,random,magnitude-oneshot", "--order", "breadth", "--fuse", "2",
+                  "--set", "magnitude-oneshot.sparsity=0.9", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    fused = {(r["config"]["method"], r["config"]["seed"]): r["metrics"].get("fused_with") for r in records_of(tmp_path)}
+    assert fused == {("magnitude", 0): 2, ("magnitude", 1): 2, ("random", 0): 2, ("random", 1): 2,
+                     ("magnitude-oneshot", 0): None, ("magnitude-oneshot", 1): None}, fused  # it trains nothing
+    started = [[line.split("] ")[1].split(" ")[0], line.split(" ")[-1]] for line in proc.stdout.splitlines()
+               if re.match(r"\[\d/6\] .* seed=\d$", line)]
+    assert started == [[m, f"seed={seed}"] for m in ("magnitude", "random", "magnitude-oneshot") for seed in (0, 1)], \
+        proc.stdout
+
+
 KILLER = '''
     import os, signal
     from bench import Method, register_method
@@ -140,6 +158,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(serial, tmp_path, data_dir, 
     assert "6 runs: 6 to run, 0 finished before" in proc.stdout
     assert "dense models to train: seed 0, seed 1 (2 epochs each)" in proc.stdout
     assert "expected: 8 epochs" in proc.stdout  # the dense stage 2 x 2 once, the others 4 x 1 fine-tuning
+    oneshot = bench([*QUICK[:4], "dense,magnitude-oneshot", *QUICK[5:7], *QUICK[11:], "--dry-run", "--data-dir",
+                     str(data_dir), "--results-dir", str(fresh)])
+    assert "expected: 4 epochs" in oneshot.stdout, oneshot.stdout  # the dense stage: finetune=False trains nothing
     assert not fresh.exists()
     before = sorted(p.relative_to(serial) for p in serial.rglob("*"))
     again = bench([*QUICK, "--force", "--dry-run", "--data-dir", str(data_dir), "--results-dir", str(serial)])
@@ -378,12 +399,11 @@ def test_a_worker_spawned_as_on_a_gpu_ranks_its_first_runs(tmp_path, data_dir, b
             "--results-dir", str(tmp_path)]
     assert bench([*tiny, "--methods", "dense"]).returncode == 0  # inline: the dense model cached
     monkeypatch.setattr(executors, "_start_method", lambda gpus: mp.get_context("spawn"))
-    ran = bench([*tiny, "--methods", "magnitude,random", "--set", "magnitude.sparsity=0.9", "--set", "random.sparsity=0.9",
-                 "--executor", "local", "--jobs", "1", "--fuse", "2"])
+    ran = bench([*tiny, "--methods", "magnitude", "--executor", "local", "--jobs", "1", "--fuse", "2"])
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    got = {r["config"]["method"]: r for r in records_of(tmp_path)}
-    assert {m: r["status"] for m, r in got.items()} == {"dense": "ok", "magnitude": "ok", "random": "ok"}, \
-        {m: r["error"] for m, r in got.items()}
+    got = sorted((r["config"]["method"], r["status"], r["metrics"].get("fused_with")) for r in records_of(tmp_path))
+    assert got == [("dense", "ok", None), ("magnitude", "ok", 2), ("magnitude", "ok", 2)], \
+        [r["error"] for r in records_of(tmp_path)]  # its first task: two runs, fused
 
 
 @pytest.mark.ray
