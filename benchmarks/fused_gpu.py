@@ -310,7 +310,14 @@ def reused_choice(saved: dict[str, object], present: dict[str, object]) -> str:
         raise ValueError("the saved bench does not say what it was measured on")
     if differs := [f"{key} {was.get(key)!r}, now {value!r}" for key, value in present.items() if was.get(key) != value]:
         raise ValueError(f"measured on other terms: {'; '.join(differs)}")
-    return f"{saved.get('fuse') or 1} {saved.get('fuse_layout') or 'model'}"
+    # what gpu_session.sh reads into shell words, compares arithmetically and passes to bench run:
+    # a file in the results folder (committed, carried) is no code, and must not become any
+    k, layout = saved.get("fuse") or 1, saved.get("fuse_layout") or "model"
+    limit = present.get("max_fuse") if isinstance(present.get("max_fuse"), int) else MAX_FUSE
+    if type(k) is not int or not 1 <= k <= limit or layout not in SWEEP_LAYOUTS.values():
+        raise ValueError(f"the saved choice is no --fuse 1..{limit} and --fuse-layout "
+                         f"{'/'.join(SWEEP_LAYOUTS.values())}: {str(saved.get('fuse'))[:40]!r} {str(saved.get('fuse_layout'))[:40]!r}")
+    return f"{k} {layout}"
 
 
 def main() -> None:

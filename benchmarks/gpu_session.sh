@@ -154,7 +154,10 @@ say "$(tail -n +3 "$out/env.txt" | head -3 | tr '\n' ' ')"
 kept="$results/cifar/fused-bench.json"  # a whole bench's result, for later windows on the same terms
 quickly=$([[ ${#quick[@]} -gt 0 ]] && echo "--quick")
 if [[ "$bench_s" != none && "$fuse" == auto && "$fresh" == 0 && -f "$kept" ]]; then
-  if reused=$(timeout 120 "$python" benchmarks/fused_gpu.py --reuse "$kept" --unfused-jobs "${k:-4}" $quickly 2>>"$out/fused-bench.log"); then
+  # (fused_gpu.py checks the kept choice; still, words that are no K and layout never reach [[ -gt ]] below,
+  # which would run a `$(...)` in them)
+  if reused=$(timeout 120 "$python" benchmarks/fused_gpu.py --reuse "$kept" --unfused-jobs "${k:-4}" $quickly 2>>"$out/fused-bench.log") \
+      && [[ "$reused" =~ ^[0-9]+\ (model|nchw)$ ]]; then
     read -r fuse fuse_layout <<< "$reused"
     bench_s=none
     say "fused bench not run: the one kept in $kept holds for this GPU, torch and code: --fuse $fuse --fuse-layout $fuse_layout (--fresh-bench runs it)"

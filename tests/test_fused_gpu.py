@@ -312,3 +312,20 @@ def test_a_kept_bench_gives_its_choice_only_where_it_was_measured_whole_on_the_s
         f.write("# changed\n")
     with pytest.raises(ValueError, match="code"):
         fused_gpu.reused_choice(saved, fused_gpu.measured_on(suite, torch.device("cpu"), args))
+
+
+def test_a_kept_bench_whose_choice_is_no_fuse_k_and_layout_is_not_reused():
+    """gpu_session.sh reads the kept choice into shell words, compares K with [[ -gt ]] (which runs a
+    `$(...)` in an array index) and passes both to bench run: a kept file (committed with the
+    results, carried to the GPU) whose choice is no K in 1..max_fuse or no sweep layout is timed
+    again, never handed on."""
+    import argparse
+
+    args = argparse.Namespace(margin=1.2, unfused_jobs=4, max_fuse=8)
+    present = fused_gpu.measured_on(load_suite("cifar"), torch.device("cpu"), args)
+    saved = {"complete": True, "measured_on": present}
+    assert fused_gpu.reused_choice({**saved, "fuse": 8, "fuse_layout": "nchw"}, present) == "8 nchw"
+    for fuse, layout in (("x[$(touch /tmp/pwned)]", "model"), (True, "model"), (2.0, "model"), (-3, "model"),
+                         (9, "model"), (4, "model; rm -rf ~"), (4, "a b")):
+        with pytest.raises(ValueError, match="no --fuse"):
+            fused_gpu.reused_choice({**saved, "fuse": fuse, "fuse_layout": layout}, present)
