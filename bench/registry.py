@@ -393,8 +393,10 @@ def unknown_method(name: str, registered: Iterable[str] | None = None) -> str:
     known = sorted(registered)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    if len(name.split()) > 1:  # --methods 'magnitude gmp': one name to argparse, two to the user
-        hint = f"did you mean {','.join(name.split())} (a comma list, without spaces)? "
+    words = [w for w in name.replace(",", " ").split()]
+    if len(words) > 1 and all(w in known for w in words):  # --methods 'magnitude gmp': one name to argparse, two to the user
+        joined = ",".join(words)  # (bounded as the name is: a quoted line of 60,000 words echoed them all)
+        hint = f"did you mean {joined if len(joined) <= 200 else joined[:200] + '...'} (a comma list, without spaces)? "
     return f"unknown method {bounds.brief(name)}; {hint}registered: {', '.join(known)}"
 
 

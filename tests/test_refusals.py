@@ -447,3 +447,14 @@ def test_the_helps_quick_run_is_the_readmes_first_session():
     session = readme.split("### A first session", 1)[1].split("###", 1)[0]
     assert f"    {quick}\n" in session, quick
     assert "--limit-train 5000" in quick and "dense" in quick.split("--methods ")[1].split()[0].split(",")
+
+
+def test_a_method_name_with_spaces_is_hinted_as_a_comma_list_only_of_registered_names_and_bounded():
+    """`--methods 'magnitude gmp'` is hinted as magnitude,gmp; words that name no method are not
+    offered as a list of methods, and a name of thousands of words is not echoed whole in the hint
+    (the name itself is cut to 200 characters)."""
+    from bench import registry
+
+    assert "did you mean magnitude,gmp (a comma list" in registry.unknown_method("magnitude gmp")
+    assert "foo,bar" not in registry.unknown_method("foo bar")
+    assert len(registry.unknown_method("magnitude " * 20000)) < 2000
