@@ -334,9 +334,14 @@ def test_models_that_are_no_answer_to_the_suite_are_invalid_rows_never_ranked(tm
 def mixed_tasks(monkeypatch):
     """Fused tasks of the next runs in plan order, whatever their methods: a task holds one
     method's runs (bench.plan.fusion_key), and what one run of a task does to another needs two."""
-    from bench import runner
+    from bench import runner, sweep
 
     monkeypatch.setattr(runner, "fusion_key", lambda spec, suite, history: "one kind")
+    tasks: list[int] = []
+    submit = sweep.Sweep._submit
+    monkeypatch.setattr(sweep.Sweep, "_submit", lambda self, group: (tasks.append(len(group)), submit(self, group))[1])
+    yield
+    assert any(n > 1 for n in tasks), f"no task held two runs ({tasks}): the test did not test what it says"
 
 
 def test_a_fused_task_leaves_no_setting_of_its_runs_behind(tmp_path, data_dir, hostile, plugins, bench, mixed_tasks):
