@@ -353,8 +353,14 @@ def fetch(spec: DataSpec, root: Path | None, download: bool = True) -> str:
 def _holder_above(spec: DataSpec, cls: type, root: Path) -> Path | None:
     """The parent or grandparent of `root` that holds the dataset (the torchvision layout or the
     suite's ImageFolder copy) where `root` does not: a data folder given one or two levels too
-    deep (root/MNIST, root/MNIST/raw, root/cifar10-jpeg). None where neither holds it."""
-    for above in list(root.absolute().parents)[:2]:
+    deep (root/MNIST, root/MNIST/raw, root/cifar10-jpeg). None where neither holds it, or where
+    `root` is not within the dataset's own folder there: a folder beside it (one's own, for a
+    download of its own; a sibling's name mistyped) is no dataset's folder given a level too deep."""
+    root = root.absolute()
+    own = {cls.__name__, getattr(cls, "base_folder", None), spec.image_folder} - {None}
+    for above in list(root.parents)[:2]:
+        if root.relative_to(above).parts[0] not in own:
+            continue
         if (_has_torchvision_layout(cls, above) or spec.image_folder is not None
                 and all((above / spec.image_folder / split).is_dir() for split in ("train", "test"))):
             return above

@@ -143,6 +143,8 @@ def test_a_data_folder_given_a_level_too_deep_names_the_folder_to_pass(tmp_path,
     ran = bench(["run", "--suite", "mlp", "--methods", "dense", "--seeds", "0", "--data-dir", data_dir / "MNIST",
                  "--results-dir", tmp_path / "results", "--dry-run"])
     assert ran.returncode == 2 and f"pass --data-dir {data_dir.absolute()} " in ran.stderr, ran.stderr
+    for beside in (data_dir / "mnist-copy", data_dir / "nothere" / "raw"):  # a folder of one's own beside it: no
+        assert data._holder_above(spec, data.dataset_class("MNIST"), beside) is None
     copy = _image_folder(tmp_path)  # an ImageFolder copy's own folder, or its train/
     for deep in (tmp_path / "copy", tmp_path / "copy" / "train"):
         with pytest.raises(DataError, match=f"but in {re.escape(str(tmp_path))}: "):
