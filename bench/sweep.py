@@ -329,6 +329,10 @@ class Sweep:
         and so for good, while the run to blame was never named."""
         self.log(f"{counted(len(runs), 'run')} trained as one task lost their worker ({first_line(error)}): each "
                  "runs again alone, so that only the run that caused it fails")
+        self._requeue_alone(runs)
+
+    def _requeue_alone(self, runs: list[Run]) -> None:
+        """`runs` back at the front of the queue, in order, each to run in a task of its own."""
         for r in runs:
             r.alone = True
             r.claim.release()  # taken again as it starts, as every run's claim is
@@ -350,9 +354,8 @@ class Sweep:
                      f"(log: {layout.log_path(r.path)})")
             if outcome.log is not None:  # the executor returned the log rather than writing it
                 files.write_text_atomic(layout.log_path(r.path), outcome.log + "\n")
-            r.alone = r.keep_log = True
-            r.claim.release()  # taken again as it starts, as every run's claim is
-        self.queue[:0] = [r for r, _ in faulted]
+            r.keep_log = True
+        self._requeue_alone([r for r, _ in faulted])
 
     def _record(self, run: Run, outcome: Outcome) -> Record:
         """A run's record: its identity, what the worker reported, the method's family and

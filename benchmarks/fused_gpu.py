@@ -282,21 +282,22 @@ def cell(fn: Callable[[], float | str], budget_s: float, spent: dict[str, float]
 
 ROOT = Path(__file__).resolve().parent.parent
 # The code that a fused task's speed and its check come from: changed, the saved choice is measured again.
-SPEED_CODE = ("bench/fused.py", "bench/train.py", "bench/models.py", "benchmarks/fused_gpu.py",
+SPEED_CODE = ("bench/fused.py", "bench/train.py", "bench/models.py", "bench/data.py", "benchmarks/fused_gpu.py",
               "benchmarks/fused_throughput.py")
 
 
 def measured_on(suite: Suite, device: torch.device, args: argparse.Namespace) -> dict[str, object]:
     """What a bench's choice holds for: the device, torch and CUDA (kernels, vmap's batch rules and
     autocast), the code and suite that fused training runs (SPEED_CODE, hashed with the suite as
-    loaded), and the settings the choice is judged by. A window under the same can reuse it."""
+    loaded), and the settings the choice is judged by (the Ks timed, a --quick dry run's or not).
+    A window under the same can reuse it."""
     code = hashlib.sha256()
     for name in SPEED_CODE:
         code.update(name.encode() + b"\0" + (ROOT / name).read_bytes() + b"\0")
     code.update(json.dumps(dataclasses.asdict(suite), sort_keys=True, default=str).encode())
     return {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
-            "cuda": torch.version.cuda, "code": code.hexdigest()[:16], "margin": args.margin,
-            "unfused_jobs": args.unfused_jobs, "max_fuse": args.max_fuse}
+            "cuda": torch.version.cuda, "code": code.hexdigest()[:16], "quick": args.quick, "ks": args.ks,
+            "margin": args.margin, "unfused_jobs": args.unfused_jobs, "max_fuse": args.max_fuse}
 
 
 def reused_choice(saved: dict[str, object], present: dict[str, object]) -> str:

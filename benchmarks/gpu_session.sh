@@ -29,18 +29,21 @@
 #   --speed      training-speed modes to time on one full epoch: eager, default, reduce-overhead
 #                (comma list), or "none" (default)
 #   --seeds      the sweep's seeds (default 0,1,2), breadth first: every setting at the first
-#                seed before any second seed, so a window cut short still covers every row
+#                seed before any second seed, so a window cut short still covers every row (fused,
+#                a task takes a method's runs at the other seeds along)
 #   --results    the results folder to continue (default: the repository's results/): records
 #                this GPU kind made from a commit a checkout vouched for are kept (--refresh device),
 #                others rerun (another GPU's, or those only $BENCH_GIT_COMMIT named); cached dense
 #                models (committed in results/cifar/cache) reused on the same terms
 #   --quick      a dry run for a machine without a GPU: tiny budgets on the CPU, and the cifar suite
-#                measured as on a GPU, in the torch runtime alone at small batches (tested in CI)
+#                measured as on a GPU, in the torch runtime alone at small batches (tested in CI);
+#                it needs --results (a scratch folder): its records and bench are not the window's
 #
 # bench writes each record atomically, stops starting runs at its --max-minutes, and stops
 # cleanly on SIGTERM, so a sweep cut short keeps every finished run; the next window continues it.
 # benchmarks/gpu_carry.sh prepares the call on a machine with the repository: data, wheels, .git.
-# Output under --out: session.log, env.txt, fused-bench.log and .json, sweep.log, results.tar.gz
+# Output under --out: session.log, env.txt, fused-bench.log and .json (the .json where the bench
+# ran, not where a kept one was reused), sweep.log, results.tar.gz
 # (the suite's records, leaderboards, run logs and dense models), and gpu-tests.log and
 # train-speed.log when those steps ran.
 set -uo pipefail
@@ -73,6 +76,9 @@ done
 # once; 90.5 seconds of fused bench only after the set-up, with no sweep and no archive).
 [[ "$minutes" =~ ^[0-9]+$ ]] || { echo "gpu_session: --minutes takes whole minutes, not '$minutes'" >&2; exit 2; }
 [[ "$bench_s" =~ ^([0-9]+|none)$ ]] || { echo "gpu_session: --fused-bench takes whole seconds or none, not '$bench_s'" >&2; exit 2; }
+# a quick dry run's tiny-budget records, leaderboards and CPU bench do not belong in the repository's
+# results, which a window continues and which are committed
+[[ ${#quick[@]} -eq 0 || -n "$results" ]] || { echo "gpu_session: --quick needs --results DIR (a scratch folder)" >&2; exit 2; }
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -152,11 +158,12 @@ say "$(tail -n +3 "$out/env.txt" | head -3 | tr '\n' ' ')"
 
 # -- 1. the ways of training K runs at once, and the choice for the sweep --------------------------
 kept="$results/cifar/fused-bench.json"  # a whole bench's result, for later windows on the same terms
+rm -f "$out/fused-bench.json" "$out/fused-bench.log"  # an earlier session's, in a reused --out: not this one's
 quickly=$([[ ${#quick[@]} -gt 0 ]] && echo "--quick")
 if [[ "$bench_s" != none && "$fuse" == auto && "$fresh" == 0 && -f "$kept" ]]; then
   # (fused_gpu.py checks the kept choice; still, words that are no K and layout never reach [[ -gt ]] below,
   # which would run a `$(...)` in them)
-  if reused=$(timeout 120 "$python" benchmarks/fused_gpu.py --reuse "$kept" --unfused-jobs "${k:-4}" $quickly 2>>"$out/fused-bench.log") \
+  if reused=$(timeout "$(upto 120)" "$python" benchmarks/fused_gpu.py --reuse "$kept" --unfused-jobs "${k:-4}" $quickly 2>>"$out/fused-bench.log") \
       && [[ "$reused" =~ ^[0-9]+\ (model|nchw)$ ]]; then
     read -r fuse fuse_layout <<< "$reused"
     bench_s=none

@@ -284,7 +284,7 @@ def test_a_kept_bench_gives_its_choice_only_where_it_was_measured_whole_on_the_s
     import argparse
     import shutil
 
-    args = argparse.Namespace(margin=1.2, unfused_jobs=4, max_fuse=8)
+    args = argparse.Namespace(margin=1.2, unfused_jobs=4, max_fuse=8, quick=False, ks="1,4,8,16,32")
     suite = load_suite("cifar")
     present = fused_gpu.measured_on(suite, torch.device("cpu"), args)
     saved = {"complete": True, "measured_on": present, "fuse": 8, "fuse_layout": "nchw"}
@@ -298,7 +298,9 @@ def test_a_kept_bench_gives_its_choice_only_where_it_was_measured_whole_on_the_s
         fused_gpu.reused_choice({**saved, "measured_on": {**present, "device": "NVIDIA H100 80GB HBM3"}}, present)
     with pytest.raises(ValueError, match="unfused_jobs 4, now 2"):
         fused_gpu.reused_choice(saved, fused_gpu.measured_on(suite, torch.device("cpu"), argparse.Namespace(
-            margin=1.2, unfused_jobs=2, max_fuse=8)))
+            **{**vars(args), "unfused_jobs": 2})))
+    with pytest.raises(ValueError, match="quick True, now False"):  # a --quick dry run's choice, on a CPU
+        fused_gpu.reused_choice({**saved, "measured_on": {**present, "quick": True}}, present)
     with pytest.raises(ValueError, match="code"):  # another suite budget
         fused_gpu.reused_choice(saved, fused_gpu.measured_on(suite.with_budget(precision="fp32"), torch.device("cpu"),
                                                              args))
@@ -321,7 +323,7 @@ def test_a_kept_bench_whose_choice_is_no_fuse_k_and_layout_is_not_reused():
     again, never handed on."""
     import argparse
 
-    args = argparse.Namespace(margin=1.2, unfused_jobs=4, max_fuse=8)
+    args = argparse.Namespace(margin=1.2, unfused_jobs=4, max_fuse=8, quick=False, ks="1,4,8,16,32")
     present = fused_gpu.measured_on(load_suite("cifar"), torch.device("cpu"), args)
     saved = {"complete": True, "measured_on": present}
     assert fused_gpu.reused_choice({**saved, "fuse": 8, "fuse_layout": "nchw"}, present) == "8 nchw"

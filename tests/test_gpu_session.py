@@ -151,6 +151,17 @@ def test_a_number_bash_cannot_count_with_is_refused_before_anything_runs(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_a_quick_dry_run_is_refused_the_repositorys_results(tmp_path):
+    """--quick trains at tiny budgets on the CPU: without --results its records, leaderboards and
+    CPU-timed fused bench went into the repository's results/, which a GPU window continues and
+    which are committed (the bench over the window's)."""
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--out", str(tmp_path / "out"),
+                           "--data", str(tmp_path), "--quick"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 2 and "--quick needs --results DIR (a scratch folder)" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.session
 def test_the_gpu_tests_take_a_k_expression_of_several_words(tmp_path, cifar_dir):
     """`--tests "not compile"` reached pytest as `-k not compile`: pytest took `compile` for a
