@@ -219,13 +219,15 @@ def expected_epochs(spec: RunSpec, suite: Suite, history: list[dict[str, Any]]) 
     return total
 
 
-def fusion_key(spec: RunSpec, suite: Suite, history: list[dict[str, Any]]) -> tuple[str, float]:
-    """What a fused sweep groups runs by (bench.sweep): the method, and the epochs it is expected
-    to train (`expected_epochs`: a setting that fine-tunes nothing, or trains more rounds, apart).
-    Only a run's training calls show whether they fuse (bench.fused: the same architecture with
-    the same kind of pruning hooks, epochs, batch size, optimizer kind), and the settings and seeds
-    of one method make such calls, where two methods seldom do (magnitude's and random's masks are
-    other hooks). In plan order a task of K took whatever came next: a few runs of each of two or
-    three methods, which fused by method, while calls without a partner trained alone one after
-    another in the task."""
-    return spec.method, expected_epochs(spec, suite, history)
+def fusion_key(spec: RunSpec, suite: Suite, history: list[dict[str, Any]]) -> tuple[tuple[str | None, float], str]:
+    """What a fused sweep groups runs by (bench.sweep): their class, where they start (the dense
+    model, or scratch) and how many epochs they are expected to train (`expected_epochs`: a
+    setting that fine-tunes nothing apart), and within it their method. Only a run's training
+    calls show whether they fuse (bench.fused: the same architecture with the same kind of pruning
+    hooks, epochs, batch size, optimizer kind): one method's settings and seeds nearly always do,
+    and two methods of a class often do (on ResNet-20, magnitude with random, snip with static,
+    rigl with set), seldom two of different classes. In plan order a task of K took whatever came
+    next, and the calls without a partner trained alone, one after another in the task."""
+    first = links(spec.method)[0]
+    start = METHODS[first].starts_from if _registered(spec) else None
+    return (start, expected_epochs(spec, suite, history)), spec.method

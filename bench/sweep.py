@@ -146,7 +146,7 @@ class Sweep:
     fuse: int
     fuse_layout: FuseLayout
     limit: Callable[[RunSpec], float]  # a run's time limit in seconds (bench.runner._time_limits)
-    fusion_key: Callable[[RunSpec], Hashable]  # what fused tasks group runs by (bench.plan.fusion_key)
+    fusion_key: Callable[[RunSpec], tuple[Hashable, Hashable]]  # (class, method): bench.plan.fusion_key
     deadline: float | None  # time.monotonic() after which no task starts (--max-minutes)
     here: provenance.Here | None
     code: list[tuple[Path, str]]
@@ -207,52 +207,70 @@ class Sweep:
 
     def _start_runs(self, held: dict[str, Claim]) -> bool:
         """Start the runs whose dense model is ready, in plan order, until every slot has a task:
-        each alone, or up to `fuse` as one task of runs alike (`fusion_key`): a group opens with
-        the first run in the queue, and later runs of its kind join it, from any seed whose dense
-        model is ready, so that a fused task's runs train together rather than one after another."""
-        groups: dict[Hashable, list[Run]] = {}  # open, by kind: each takes a slot once submitted
-        progressed = False
-        for r in list(self.queue):
-            if len(self.in_flight) + len(groups) >= self.executor.slots and not groups or self._out_of_time():
-                break
-            if self.dense[r.spec.seed].weights is None:
-                continue  # waiting for its dense model
-            if self.fuse == 1 or r.alone:
-                kind = None
-            elif (kind := self._kinds.get(r.path)) is None:  # once a run: it reads the suite's records
-                kind = self._kinds[r.path] = self.fusion_key(r.spec)
-            if kind not in groups and len(self.in_flight) + len(groups) >= self.executor.slots:
-                continue  # the free slots are taken by open groups: only runs that join one start now
-            if not r.claim.acquire():
-                held[r.label] = r.claim  # another command is running it
-                continue
-            self.queue.remove(r)
-            progressed = True
-            latest = record_of(r.path, r.config)
-            if latest is not None and latest != r.record:
-                # Another command ran it meanwhile: its record stands, a failed one too (running it
-                # again here would do the work twice, and count a second worker death as a first);
-                # the next command retries what is not finished.
-                r.record, r.done = latest, True
-                r.claim.release()
-                self.bar.update()
-                why = first_line(latest.get("error"))
-                self.log(f"{r.label}: finished by another command" if finished(latest) else
-                         printable(f"{r.label}: {latest['status']} in another command meanwhile"
-                                   f"{f' ({why})' if why else ''}; the next command retries it"))
-                continue
-            self.log(r.label)
-            r.started_from = self.dense[r.spec.seed].weights
-            if r.alone:
-                self._submit([r])
-                continue
-            group = groups.setdefault(kind, [])
-            group.append(r)
-            if len(group) == self.fuse:
-                self._submit(groups.pop(kind))
+        each alone, or up to `fuse` as one task of runs alike (`fusion_key`). A group opens with
+        the first run in the queue; the runs of its method join it, from any seed whose dense
+        model is ready, and then, where it is not full, other runs of its class: so a fused task's
+        runs train together rather than one after another."""
+        groups: dict[Hashable, list[Run]] = {}  # open, by class: each takes a slot once submitted
+        opened_by: dict[Hashable, Hashable] = {}  # each open group's first run's kind
+        queued = len(self.queue)
+        for top_up in (False, True) if self.fuse > 1 else (False,):
+            for r in list(self.queue):
+                if not groups and len(self.in_flight) >= self.executor.slots or self._out_of_time():
+                    break
+                if self.dense[r.spec.seed].weights is None:
+                    continue  # waiting for its dense model
+                kind = None if self.fuse == 1 or r.alone else self._kind(r)
+                cls = kind[0] if kind else None
+                if cls in groups:
+                    if not top_up and kind != opened_by[cls]:
+                        continue  # its method's runs first
+                elif len(self.in_flight) + len(groups) >= self.executor.slots:
+                    continue  # no group to join, and no free slot for one
+                if not self._take(r, held):
+                    continue
+                if r.alone:
+                    self._submit([r])
+                    continue
+                if cls not in groups:
+                    opened_by[cls] = kind
+                group = groups.setdefault(cls, [])
+                group.append(r)
+                if len(group) == self.fuse:
+                    self._submit(groups.pop(cls))
         for group in groups.values():
             self._submit(group)
-        return progressed
+        return len(self.queue) < queued
+
+    def _kind(self, r: Run) -> Hashable:
+        """The run's fusion_key, asked once (it reads the suite's records)."""
+        if r.path not in self._kinds:
+            self._kinds[r.path] = self.fusion_key(r.spec)
+        return self._kinds[r.path]
+
+    def _take(self, r: Run, held: dict[str, Claim]) -> bool:
+        """Claim a queued run and take it off the queue to start it; False where another command
+        holds it (named in `held`), or ran it meanwhile (its record stands)."""
+        if not r.claim.acquire():
+            held[r.label] = r.claim  # another command is running it
+            return False
+        self.queue.remove(r)
+        latest = record_of(r.path, r.config)
+        if latest is not None and latest != r.record:
+            # Another command ran it meanwhile: its record stands, a failed one too (running it
+            # again here would do the work twice, and count a second worker death as a first);
+            # the next command retries what is not finished.
+            r.record, r.done = latest, True
+            r.claim.release()
+            self.bar.update()
+            why = first_line(latest.get("error"))
+            self.log(f"{r.label}: finished by another command" if finished(latest) else
+                     printable(f"{r.label}: {latest['status']} in another command meanwhile"
+                               f"{f' ({why})' if why else ''}; the next command retries it"))
+            return False
+        self.log(r.label)
+        r.started_from = self.dense[r.spec.seed].weights
+        return True
 
     def _submit(self, group: list[Run]) -> None:
         weights = {r.spec.seed: self.dense[r.spec.seed].weights for r in group}

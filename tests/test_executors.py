@@ -93,8 +93,8 @@ def test_fused_runs_give_the_records_of_runs_trained_alone_and_say_so(serial, tm
     by_method = {}
     for r in records_of(tmp_path):
         by_method.setdefault(r["config"]["method"], set()).add(r["metrics"].get("fused_with"))
-    assert by_method == {"dense": {None}, "magnitude": {2}, "random": {2}}  # the pruned fine-tunings pair up
-    said = "training fused with 1 other run(s)" + (", stacked NCHW" if stacked == "nchw" else "\n")
+    assert by_method == {"dense": {None}, "magnitude": {4}, "random": {4}}  # the four pruned fine-tunings, one task
+    said = "training fused with 3 other run(s)" + (", stacked NCHW" if stacked == "nchw" else "\n")
     assert said in (tmp_path / "mlp-fast" / "logs" / next(
         p.name for p in (tmp_path / "mlp-fast" / "logs").glob("random-*.log"))).read_text()
     assert {r["env"].get("fuse_layout") for r in records_of(tmp_path) if r["config"]["method"] != "dense"} == \
@@ -102,11 +102,12 @@ def test_fused_runs_give_the_records_of_runs_trained_alone_and_say_so(serial, tm
 
 
 def test_a_fused_task_takes_runs_of_one_method_across_seeds_not_the_next_in_plan_order(tmp_path, data_dir, bench):
-    """Breadth first, the plan alternates methods (magnitude seed 0, random seed 0, magnitude seed
-    1, ...): fused tasks of two took the next two, a magnitude and a random run, whose masks are
-    other pruning hooks and never fuse, so every run trained alone. A task takes the runs of one
-    method (and expected epochs) from the queue instead, across the seeds whose dense model is
-    ready; a setting that fine-tunes nothing is a kind of its own."""
+    """Breadth first, the plan alternates methods (magnitude, random, magnitude-oneshot at seed 0,
+    then at seed 1): fused tasks of two took the next two, and magnitude at seed 1 shared its task
+    with magnitude-oneshot, which trains nothing, so it trained alone. A task takes the runs of its
+    first run's method from the queue first, across the seeds whose dense model is ready, then
+    others of its class (bench.plan.fusion_key); a setting that fine-tunes nothing is a class of
+    its own."""
     proc = bench([*QUICK, "--methods", "magnitude,random,magnitude-oneshot", "--order", "breadth", "--fuse", "2",
                   "--set", "magnitude-oneshot.sparsity=0.9", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)])
     assert proc.returncode == 0, proc.stdout + proc.stderr

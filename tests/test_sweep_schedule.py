@@ -49,7 +49,7 @@ class _Scheduled(sweep.Sweep):
     def __init__(self, queue: list[sweep.Run], slots: int, fuse: int, ready: dict[int, bool], busy: int = 0):
         self.queue, self.executor, self.fuse, self.deadline = queue, _Slots(slots), fuse, None
         self.dense = {seed: _Dense(seed, r) for seed, r in ready.items()}
-        self.fusion_key = lambda spec: spec.method
+        self.fusion_key = lambda spec: (spec.method.lower(), spec.method)  # "A" and "a": one class
         self.log, self.bar, self._kinds = (lambda line: None), _Bar(), {}
         self._tickets = itertools.count()
         self.in_flight = {next(self._tickets): ["another task"] for _ in range(busy)}
@@ -89,12 +89,26 @@ def test_a_fused_task_takes_one_kind_across_ready_seeds_in_plan_order():
     assert s.queue == [runs[1], runs[3], runs[4]]
 
 
+def test_a_fused_task_takes_its_methods_runs_first_then_tops_up_with_its_class():
+    """Two methods of one class ("A", "a": magnitude and random on ResNet-20 fuse): a group of 4
+    opened by A takes A's runs at every ready seed first, then fills with a's in queue order; a
+    run of another class waits for a slot of its own."""
+    runs = [_run(0, "A", 0), _run(1, "a", 0), _run(2, "B", 0), _run(3, "A", 1), _run(4, "a", 1), _run(5, "A", 2)]
+    s = _Scheduled(list(runs), slots=1, fuse=4, ready={0: True, 1: True, 2: True})
+    s._start_runs({})
+    assert s.tasks == [[runs[0], runs[3], runs[5], runs[1]]] and s.queue == [runs[2], runs[4]]
+    s = _Scheduled(list(runs), slots=2, fuse=2, ready={0: True, 1: True, 2: True})
+    s._start_runs({})
+    assert s.tasks == [[runs[0], runs[3]], [runs[2]]]  # a full group of A's; B, next in the queue, opens the other
+    assert s.queue == [runs[1], runs[4], runs[5]]
+
+
 def test_scheduling_never_starts_more_tasks_than_slots_nor_leaves_a_slot_idle_with_a_run_ready():
     rng = random.Random(0)
     for _ in range(3000):
         slots, fuse, seeds = rng.randint(1, 4), rng.randint(1, 5), rng.randint(1, 3)
         ready = {seed: rng.random() < 0.7 for seed in range(seeds)}
-        queue = [_run(i, rng.choice("ABC"), rng.randrange(seeds), alone=rng.random() < 0.2,
+        queue = [_run(i, rng.choice("ABCab"), rng.randrange(seeds), alone=rng.random() < 0.2,
                       other=rng.random() < 0.15) for i in range(rng.randint(0, 12))]
         busy = rng.randint(0, slots)
         s = _Scheduled(list(queue), slots, fuse, ready, busy)
@@ -102,7 +116,9 @@ def test_scheduling_never_starts_more_tasks_than_slots_nor_leaves_a_slot_idle_wi
         assert len(s.in_flight) <= max(slots, busy)
         for task in s.tasks:
             assert 1 <= len(task) <= fuse
-            assert len(task) == 1 or (len({r.spec.method for r in task}) == 1 and not any(r.alone for r in task))
+            assert len(task) == 1 or (len({r.spec.method.lower() for r in task}) == 1 and not any(r.alone for r in task))
+            methods = [r.spec.method for r in task]  # the opener's method's runs first, then its class's
+            assert methods == sorted(methods, key=lambda m: m != methods[0])
         if len(s.in_flight) < slots:  # a free slot: every run left waits for its dense model or another command
             assert all(not ready[r.spec.seed] or r.claim.other for r in s.queue)
         started = [r for task in s.tasks for r in task]
