@@ -34,6 +34,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     if what not in LISTS:  # `bench list magnitude`: a method's name where the list's kind would be
         what, names = "methods", [what, *names]
     if names:
+        if args.check:
+            print("bench list: error: --check imports every plugin and lists them all; give it no method names",
+                  file=sys.stderr)
+            return 2
         if what == "suites":
             print("bench list: error: `bench list suites` takes no names; `bench list METHOD` shows a method in full",
                   file=sys.stderr)
@@ -117,7 +121,8 @@ def _methods_in_full(spec: str, as_json: bool) -> int:
         entries.append({"method": name, "family": cls.family, "origin": registry.SOURCES[name].origin,
                         "description": cls.description(), "doc": inspect.cleandoc(cls.__doc__ or ""),
                         "sweep": cls.sweep, "starts_from": cls.starts_from, "output": cls.output,
-                        "parameters": {p: {"default": d, "values": v} for p, d, v, _ in params}, "problem": None})
+                        "parameters": {p: {"default": None if d is REQUIRED else d, "required": d is REQUIRED,
+                                           "values": v} for p, d, v, _ in params}, "problem": None})
         start = ("starts from the trained dense model" if cls.starts_from == "pretrained"
                  else "trains the suite's model from scratch")
         doc = inspect.cleandoc(cls.__doc__ or "") or NO_DESCRIPTION

@@ -1,6 +1,7 @@
 """What a user sees on the console: no import noise, a version, tables that fit the terminal."""
 
 import importlib
+import json
 import logging
 import os
 import re
@@ -77,6 +78,10 @@ def test_list_with_a_methods_name_shows_its_parameters_ranges_and_how_to_set_the
     wrong_list = bench(["list", "suite"])
     assert wrong_list.returncode == 2 and "did you mean bench list suites?" in wrong_list.stderr
     assert bench(["list", "suites", "mlp"]).returncode == 2
+    (entry,) = json.loads(bench(["list", "magnitude", "--json"]).stdout)
+    assert entry["parameters"]["sparsity"] == {"default": 0.9, "required": False, "values": "a number in [0, 1)"}
+    checked = bench(["list", "--check", "magnitude"])  # --check lists every plugin: the names were ignored
+    assert checked.returncode == 2 and "give it no method names" in checked.stderr
 
 
 def test_a_quick_run_goes_to_the_git_ignored_scratch_folder(tmp_path, data_dir, bench, monkeypatch):
