@@ -45,7 +45,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         try:
             return _methods_in_full(",".join(names), args.json)
         except registry.UnknownMethodError:
-            if args.what not in LISTS and (close := difflib.get_close_matches(args.what, LISTS, n=1, cutoff=0.7)):
+            if args.what not in LISTS and (close := difflib.get_close_matches(args.what.lower(), LISTS, n=1, cutoff=0.7)):
                 print(f"bench list: error: {args.what!r} is neither a list nor a method; did you mean "
                       f"bench list {close[0]}?", file=sys.stderr)  # `bench list suite`: not "did you mean student"
                 return 2

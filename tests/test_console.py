@@ -77,6 +77,8 @@ def test_list_with_a_methods_name_shows_its_parameters_ranges_and_how_to_set_the
     assert typo.returncode == 2 and "did you mean magnitude" in typo.stderr
     wrong_list = bench(["list", "suite"])
     assert wrong_list.returncode == 2 and "did you mean bench list suites?" in wrong_list.stderr
+    shouted = bench(["list", "SUITES"])
+    assert shouted.returncode == 2 and "did you mean bench list suites?" in shouted.stderr
     assert bench(["list", "suites", "mlp"]).returncode == 2
     (entry,) = json.loads(bench(["list", "magnitude", "--json"]).stdout)
     assert entry["parameters"]["sparsity"] == {"default": 0.9, "required": False, "values": "a number in [0, 1)"}
