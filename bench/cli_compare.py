@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
 from bench import layout, registry
 from bench.bounds import brief
 from bench.errors import counted, printable
+from bench.plan import setting_label
 from bench.records import Record, Status
 from bench.suite import SuiteError, is_plain_name, results_name
 
@@ -128,13 +129,41 @@ def _change_cells(c: RowChange) -> list[str]:
             f"{p_text(c.p)} / {p_text(c.p_holm)}" if c.p is not None else "-", c.verdict]
 
 
-def _method_row(c: RowChange) -> list[str]:
-    """A row of `compare --methods`: the setting, each method's other parameters, then the change's
-    cells with each method's compression after their accuracies: rows paired at equal parameters
-    need not be of equal size, and a reader choosing by size must see it ("-" where unrecorded)."""
+def _constant(changes: list[RowChange]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each method's parameters of one value in every row of a table of two rows or more: gmp's
+    schedule, repeated on every row, made its table 300 columns wide, which a terminal wraps
+    into an unreadable block; the table says them once above it (`_print_constant`) instead."""
+    if len(changes) < 2:
+        return {}, {}
+
+    def same_everywhere(side: int) -> dict[str, Any]:
+        return {k: v for k, v in changes[0].other_params[side].items()
+                if all(f"{c.other_params[side].get(k)}" == f"{v}" and k in c.other_params[side] for c in changes)}
+
+    return same_everywhere(0), same_everywhere(1)
+
+
+def _print_constant(constant: tuple[dict[str, Any], dict[str, Any]], labels: tuple[str, str]) -> None:
+    """The line above a table that names what `_constant` took out of its rows."""
+    said = [f"{label} {setting_label(params)}" for label, params in zip(labels, constant) if params]
+    if said:
+        print(printable(f"in every row: {'; '.join(said)}") + "\n")
+
+
+def _varying(c: RowChange, constant: tuple[dict[str, Any], dict[str, Any]]) -> list[str]:
+    """Each method's parameters in row `c` without those of one value in every row ("-" for none)."""
+    return [setting_label({k: v for k, v in c.other_params[side].items() if k not in constant[side]})
+            for side in (0, 1)]
+
+
+def _method_row(c: RowChange, constant: tuple[dict[str, Any], dict[str, Any]]) -> list[str]:
+    """A row of `compare --methods`: the setting, each method's other parameters (without those
+    the table names above it), then the change's cells with each method's compression after their
+    accuracies: rows paired at equal parameters need not be of equal size, and a reader choosing by
+    size must see it ("-" where unrecorded)."""
     cells = _change_cells(c)
     size = "/".join("-" if v is None else f"{v:.1f}" for v in c.compression)
-    return [c.setting, *c.others, *cells[:4], size, *cells[4:]]
+    return [c.setting, *_varying(c, constant), *cells[:4], size, *cells[4:]]
 
 
 def _compare_methods(args: argparse.Namespace) -> int:
@@ -186,10 +215,14 @@ def _compare_methods(args: argparse.Namespace) -> int:
                 continue
             print(printable(f"# {name}: {y} against {x}, {counted(len(changes), 'setting')} both have"
                             + (f"; paired whatever their {left_out}" if left_out else "")) + "\n")
-            table = [_method_row(c) for c in _shown(changes, args.only_changed, "setting")]
-            _print_table(table, ["shared setting", f"{x}'s other", f"{y}'s other", "budget", f"seeds {x}/{y}",
-                                 f"{x} acc (%)", f"{y} acc (%)", f"compression {x}/{y} (x)", "change (pts) [95% CI]",
-                                 "p / Holm", "verdict"])
+            shown = _shown(changes, args.only_changed, "setting")
+            _print_constant(constant := _constant(shown), (x, y))
+            table = [_method_row(c, constant) for c in shown]
+            headers = ["shared setting", f"{x}'s other", f"{y}'s other", "budget", f"seeds {x}/{y}", f"{x} acc (%)",
+                       f"{y} acc (%)", f"compression {x}/{y} (x)", "change (pts) [95% CI]", "p / Holm", "verdict"]
+            empty = {i for i in (1, 2) if all(row[i] == "-" for row in table)}  # (named above it, or none)
+            _print_table([[v for i, v in enumerate(row) if i not in empty] for row in table],
+                         [h for i, h in enumerate(headers) if i not in empty])
     return _methods_verdict(shared, x, y, "setting", args.fail_on)
 
 
@@ -248,7 +281,9 @@ def _compare_sizes(args: argparse.Namespace, recs: list[Record], suites: list[st
             continue
         print(printable(f"# {name}: {y} against {x} by compression, {counted(len(changes), 'pair')} of rows at "
                         f"most {_percent(within)} apart (one-to-one, nearest first)") + "\n")
-        table = [_size_row(c) for c in _shown(changes, args.only_changed, "pair")]
+        shown = _shown(changes, args.only_changed, "pair")
+        _print_constant(constant := _constant(shown), (x, y))
+        table = [_size_row(c, constant) for c in shown]
         _print_table(table, [f"{x}'s setting", f"{y}'s setting", "budget", f"seeds {x}/{y}", f"{x} acc (%)",
                              f"{y} acc (%)", f"compression {x}/{y} (x)", "apart", "change (pts) [95% CI]",
                              "p / Holm", "verdict"])
@@ -275,12 +310,12 @@ def _apart(c: RowChange) -> float:
     return size_apart(ca, cb)
 
 
-def _size_row(c: RowChange) -> list[str]:
-    """A row of `compare --methods --match compression`: each row's setting, the change's cells
-    with both compressions and how far apart they are after the accuracies, so that the reader
-    sees how close the match is."""
+def _size_row(c: RowChange, constant: tuple[dict[str, Any], dict[str, Any]]) -> list[str]:
+    """A row of `compare --methods --match compression`: each row's setting (without what the
+    table names above it), the change's cells with both compressions and how far apart they are
+    after the accuracies, so that the reader sees how close the match is."""
     cells = _change_cells(c)
-    return [*c.others, *cells[:4], "/".join(f"{v:.2f}" for v in c.compression if v is not None),
+    return [*_varying(c, constant), *cells[:4], "/".join(f"{v:.2f}" for v in c.compression if v is not None),
             _percent(_apart(c)), *cells[4:]]
 
 

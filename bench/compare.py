@@ -78,7 +78,8 @@ class RowChange:
     figures whose mean moved: name -> (A, B). `p` is the row's own two-sided p (against the
     machines' margin where it has one), `p_holm` that adjusted over the comparison's rows (both
     None without a spread). Between two methods, `setting` is the parameters they share, and
-    `others` each one's other parameters (A's, B's)."""
+    `others` each one's other parameters (A's, B's), and `other_params` the same as flat
+    parameters, from which a table drops those of one value in every row (bench.cli_compare)."""
 
     suite: str
     method: str
@@ -91,6 +92,7 @@ class RowChange:
     verdict: str
     exact_changes: dict[str, tuple[float, float]]
     others: tuple[str, str] = ("", "")
+    other_params: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
     machine_margin: float = 0.0  # what the interval had to clear: the sides' machine models differ
     compression: tuple[float | None, float | None] = (None, None)  # each side's mean, None where unrecorded
     p: float | None = None
@@ -316,9 +318,10 @@ def across_methods(recs: list[dict[str, Any]], method_a: str | MethodSpec, metho
             if (pa and pb and not common) or any(na[name][1] != nb[name][1] for name in shared):
                 continue
             change = _change(ra, rb, f"{b.label} vs {a.label}", setting_label(shared), level, exact=False)
-            others = tuple(setting_label({k: v for k, v in params.items() if k not in {n[k][0] for k in shared}})
-                           for params, n in ((pa, na), (pb, nb)))
-            out.append(dataclasses.replace(change, others=others))
+            other_params = tuple({k: v for k, v in params.items() if k not in {n[k][0] for k in shared}}
+                                 for params, n in ((pa, na), (pb, nb)))
+            out.append(dataclasses.replace(change, others=tuple(map(setting_label, other_params)),
+                                           other_params=other_params))
     return _judged(_ordered(out), level)
 
 
@@ -399,8 +402,9 @@ def across_sizes(recs: list[dict[str, Any]], method_a: str | MethodSpec, method_
             used[1].add(j)
             (ra, _, _), (rb, _, _) = sides[0][i], sides[1][j]
             change = _change(ra, rb, f"{b.label} vs {a.label}", setting_label({}), level, exact=False)
-            out.append(dataclasses.replace(change, others=(setting_label(ra[0]["config"]["params"]),
-                                                           setting_label(rb[0]["config"]["params"]))))
+            other_params = (flat_params(ra[0]["config"]["params"]), flat_params(rb[0]["config"]["params"]))
+            out.append(dataclasses.replace(change, others=tuple(map(setting_label, other_params)),
+                                           other_params=other_params))
     unpaired = sorted((_unpaired_row(side, row, sides[1 - side]) for side in (0, 1)
                        for n, row in enumerate(sides[side]) if n not in used[side]),
                       key=lambda u: (u.side, u.suite, u.budget, u.compression is None, u.compression or 0.0, u.setting))

@@ -610,7 +610,8 @@ def test_ignore_pairs_methods_whose_defaults_differ_and_shows_the_values_beside(
                  "--ignore", "scope"])
     assert ran.returncode == 0, ran.stderr
     assert "# mlp: magnitude-oneshot against magnitude, 2 settings both have; paired whatever their scope" in ran.stdout
-    assert re.search(r"^sparsity=0.9 +scope=global +scope=layer ", ran.stdout, flags=re.M), ran.stdout
+    assert "in every row: magnitude scope=global; magnitude-oneshot scope=layer\n" in ran.stdout, ran.stdout
+    assert re.search(r"^sparsity=0.9 +20\+10 epochs ", ran.stdout, flags=re.M), ran.stdout
     assert "2 of 2 settings with records from different machine models" in ran.stdout
     refused = bench(["compare", tmp_path / "r", "--methods", "magnitude,magnitude-oneshot"])
     assert refused.returncode == 2 and "or --ignore PARAM pairs them whatever its value" in refused.stderr
@@ -802,7 +803,8 @@ def test_match_compression_on_the_committed_records(bench):
             "12.8% apart") in refused.stderr and "--within 0.13 pairs them" in refused.stderr
     paired = bench(["compare", results, "--suite", "mlp", "--methods", "deep-compression,magnitude+ptq-int8",
                     "--match", "compression"])
-    rows = re.findall(r"^conv_bits=8, fc_bits=5, prune_epochs_fraction=0.5, (sparsity=\S+) +magnitude.scope=global, "
-                      r"(magnitude.sparsity=\S+), .* (\S+/\S+) +(\S+%) ", paired.stdout, flags=re.M)
+    assert "in every row: deep-compression conv_bits=8, fc_bits=5, prune_epochs_fraction=0.5; magnitude+ptq-int8 " \
+           "magnitude.scope=global, ptq-int8.calibration_batches=" in paired.stdout, paired.stdout
+    rows = re.findall(r"^(sparsity=\S+) +(magnitude.sparsity=\S+) .* (\S+/\S+) +(\S+%) ", paired.stdout, flags=re.M)
     assert rows == [("sparsity=0.5", "magnitude.sparsity=0.8", "10.43/10.91", "4.6%"),
                     ("sparsity=0.8", "magnitude.sparsity=0.98", "21.50/21.36", "0.7%")], paired.stdout
