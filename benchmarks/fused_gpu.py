@@ -34,6 +34,7 @@ later windows on that GPU spend the bench's minutes on the sweep.
     python benchmarks/fused_gpu.py --data-dir DIR [--suite cifar] [--ks 1,4,8,16,32] [--out fused.json]
         [--quick]   # a CPU dry run: 256 images, K 1 and 2, fp32, no CUDA ways
     python benchmarks/fused_gpu.py --reuse fused.json [--unfused-jobs 4] [--quick]
+    python benchmarks/fused_gpu.py --choice-of fused.json
 """
 
 from __future__ import annotations
@@ -311,10 +312,15 @@ def reused_choice(saved: dict[str, object], present: dict[str, object]) -> str:
         raise ValueError("the saved bench does not say what it was measured on")
     if differs := [f"{key} {was.get(key)!r}, now {value!r}" for key, value in present.items() if was.get(key) != value]:
         raise ValueError(f"measured on other terms: {'; '.join(differs)}")
-    # what gpu_session.sh reads into shell words, compares arithmetically and passes to bench run:
-    # a file in the results folder (committed, carried) is no code, and must not become any
+    return choice_of(saved, present.get("max_fuse") if isinstance(present.get("max_fuse"), int) else MAX_FUSE)
+
+
+def choice_of(saved: dict[str, object], limit: int = MAX_FUSE) -> str:
+    """A bench's choice as `--fuse` and `--fuse-layout` ("K LAYOUT"; "1 model": no fusion), checked,
+    whatever it was measured on and whether it ran whole: what gpu_session.sh reads into shell
+    words, compares arithmetically and passes to bench run. A file in the results folder
+    (committed, carried) is no code, and must not become any; ValueError otherwise."""
     k, layout = saved.get("fuse") or 1, saved.get("fuse_layout") or "model"
-    limit = present.get("max_fuse") if isinstance(present.get("max_fuse"), int) else MAX_FUSE
     if type(k) is not int or not 1 <= k <= limit or layout not in SWEEP_LAYOUTS.values():
         raise ValueError(f"the saved choice is no --fuse 1..{limit} and --fuse-layout "
                          f"{'/'.join(SWEEP_LAYOUTS.values())}: {str(saved.get('fuse'))[:40]!r} {str(saved.get('fuse_layout'))[:40]!r}")
@@ -340,7 +346,17 @@ def main() -> None:
     ap.add_argument("--reuse", type=Path, metavar="FILE",
                     help="time nothing: print FILE's choice (K LAYOUT) where it was measured under the same device, "
                          "torch, code, suite and settings, else exit 1 saying what differs")
+    ap.add_argument("--choice-of", type=Path, metavar="FILE",
+                    help="time nothing: print FILE's choice and whether its bench ran whole (K LAYOUT True|False), "
+                         "whatever it was measured on: a window's own bench, which may have been cut short")
     args = ap.parse_args()
+    if args.choice_of:
+        try:
+            saved = json.loads(args.choice_of.read_text())
+            print(choice_of(saved, args.max_fuse), saved.get("complete") is True)
+        except (OSError, ValueError, AttributeError) as e:  # a file unread, not JSON, not a bench's object
+            sys.exit(f"{args.choice_of}: no choice: {e}")
+        return
     device = torch.device("cuda" if torch.cuda.is_available() and not args.quick else "cpu")
     if args.quick:
         args.ks, args.limit_train, args.repeats = "1,2", 256, 1

@@ -186,9 +186,8 @@ if [[ "$bench_s" != none ]]; then
 fi
 if [[ "$fuse" == auto ]]; then
   # a bench cut short wrote what it measured (complete: false): its choice stands, and the log says so
-  read -r fuse fuse_layout complete < <("$python" -c "import json, sys; b = json.load(open(sys.argv[1]))
-print(b['fuse'] or 1, b.get('fuse_layout') or 'model', b.get('complete', True))" "$out/fused-bench.json" 2>/dev/null \
-    || echo "1 model True")
+  read -r fuse fuse_layout complete < <("$python" benchmarks/fused_gpu.py --choice-of "$out/fused-bench.json" \
+    2>>"$out/fused-bench.log" || echo "1 model True")
   [[ "$complete" == False ]] && say "the fused bench was cut short: --fuse $fuse --fuse-layout $fuse_layout, chosen from the cells it timed"
 fi
 k="${k:-$([[ "$fuse" -gt 1 ]] && echo 2 || echo 4)}"

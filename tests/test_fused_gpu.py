@@ -331,3 +331,27 @@ def test_a_kept_bench_whose_choice_is_no_fuse_k_and_layout_is_not_reused():
                          (9, "model"), (4, "model; rm -rf ~"), (4, "a b")):
         with pytest.raises(ValueError, match="no --fuse"):
             fused_gpu.reused_choice({**saved, "fuse": fuse, "fuse_layout": layout}, present)
+
+
+def test_choice_of_reads_a_windows_own_bench_cut_short_or_whole_and_refuses_a_choice_that_is_no_k(tmp_path):
+    """gpu_session.sh reads the bench it just ran with `--choice-of`, cut short or not (its choice
+    stands, and the log says so): the same check as a kept bench's, one way of reading the file,
+    where a one-liner of its own repeated the defaults and checked nothing."""
+    import json
+    import subprocess
+
+    def choice(saved: object) -> subprocess.CompletedProcess:
+        (tmp_path / "bench.json").write_text(json.dumps(saved))
+        return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fused_gpu.py"), "--choice-of",
+                               str(tmp_path / "bench.json")], capture_output=True, text=True, timeout=120)
+
+    assert fused_gpu.choice_of({"fuse": 4, "fuse_layout": "nchw"}) == "4 nchw"
+    assert fused_gpu.choice_of({"fuse": None}) == "1 model"
+    with pytest.raises(ValueError, match="no --fuse 1..4"):
+        fused_gpu.choice_of({"fuse": 8}, limit=4)
+    cut = choice({"complete": False, "fuse": 2, "fuse_layout": "model"})
+    assert (cut.returncode, cut.stdout) == (0, "2 model False\n"), cut.stderr
+    assert choice({"complete": True, "fuse": None, "fuse_layout": None}).stdout == "1 model True\n"
+    hostile = choice({"complete": True, "fuse": "x[$(touch /tmp/pwned)]", "fuse_layout": "model"})
+    assert hostile.returncode == 1 and hostile.stdout == "" and "no choice: the saved choice is no --fuse" in hostile.stderr
+    assert choice([1, 2]).returncode == 1  # JSON, but no bench's object
