@@ -141,7 +141,6 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
               "limit_test": args.limit_test, "precision": args.precision}
     if args.results_dir is None:  # quick runs stay out of the committed results (README: The two commands)
         args.results_dir = Path(layout.QUICK_RESULTS if suite.with_budget(**budget).training != suite.training else "results")
-    layout.refuse_suite_folder(args.results_dir, "--results-dir")
     names = registry.select(args.methods)
     plugins = [f"{n} ({registry.SOURCES[n].origin})" for n in names
                if n in registry.SOURCES and not registry.SOURCES[n].builtin]
@@ -252,7 +251,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from bench import board, leaderboard, render
 
     suite = load_suite(args.suite)
-    layout.refuse_suite_folder(args.results_dir, "--results-dir")
     if args.into is not None and args.into.resolve().is_relative_to(Path(args.results_dir).resolve()):
         raise registry.ParameterError(f"--into {args.into}: inside the results folder {args.results_dir}, where the "
                                       "reruns would replace the records they are judged against; choose another folder")

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from bench import layout, provenance, records
+from bench import provenance, records
 from bench.bounds import brief
 from bench.errors import ParameterError, counted, printable
 from bench.board import table_budget
@@ -644,7 +644,6 @@ def results_of(spec: str, scratch: Path, suite: str | None) -> Side:
     the working tree is never touched. A commit is looked up in the git repository of the
     current folder, else in bench's own checkout: the user names a commit of where they are."""
     if Path(spec).is_dir():
-        layout.refuse_suite_folder(spec, "bench compare")
         return Side(Path(spec), f"{spec}: a results folder")
     top = provenance.git_toplevel(Path.cwd()) or provenance.git_toplevel(Path(__file__).resolve().parent)
     if top is None:

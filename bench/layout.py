@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from bench.errors import ResultsFolderError, printable
+from bench.errors import ResultsFolderError
 
 CHECKS = "checks.json"  # written by benchmarks/literature_checks.py
 SITE = "site"
@@ -91,18 +91,6 @@ def refuse_links(folders: Iterable[Path]) -> None:
         if Path(folder).is_symlink():
             raise ResultsFolderError(f"{folder} is a symbolic link: the harness writes only into folders of its own, "
                                      "where a link could send its files anywhere; replace it with a folder")
-
-
-def refuse_suite_folder(results_dir: Path | str, option: str) -> None:
-    """ResultsFolderError where `results_dir` is one suite's folder (its runs/ holds records), not a
-    results folder: `bench leaderboard --results-dir results/mlp` said "no run records" of a folder
-    of 414, `bench compare results/mlp` named no method there, and `bench run` would have written
-    into results/mlp/mlp. (A suite named `runs` keeps its records in runs/runs/, not runs/.)"""
-    root = Path(results_dir)
-    if any(runs_dir(root.parent, root.name).glob("*.json")):
-        raise ResultsFolderError(printable(
-            f"{option} {root}: the folder of suite {root.name} (its runs/ holds the records), not a results folder, "
-            f"which holds a folder per suite: give {root.parent}, with --suite {root.name} for that suite alone"))
 
 
 def suites_with_records(results_dir: Path | str) -> list[str]:

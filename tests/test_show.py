@@ -317,21 +317,3 @@ def test_a_rows_p_in_the_files_stays_on_its_side_of_the_level(tmp_path, bench, m
     rows = json.loads(show(bench, tmp_path, "--min-compression", "8", "--format", "json").stdout)
     gmp = next(r for r in rows if r["method"] == "gmp")
     assert gmp["vs_best"] == "below" and gmp["vs_best_p_holm"] < 0.05, gmp
-
-
-def test_a_suites_own_folder_given_as_the_results_folder_is_refused_naming_the_one_above(tmp_path, bench):
-    """results/mlp passed where a results folder belongs: `bench leaderboard` said "no run records"
-    of a folder full of them, `bench compare` named no method there, and `bench run` would have
-    written into results/mlp/mlp. Each command now names the folder to give and the --suite."""
-    write_records(tmp_path, terminal_records())
-    folder = tmp_path / "mlp"
-    why = (f"{folder}: the folder of suite mlp (its runs/ holds the records), not a results folder, which holds a "
-           f"folder per suite: give {tmp_path}, with --suite mlp for that suite alone")
-    for args in (["leaderboard", "--results-dir", folder], ["leaderboard", "--results-dir", folder, "--show"],
-                 ["compare", folder, "--methods", "magnitude,random"], ["compare", folder, tmp_path],
-                 ["run", "--suite", FAST, "--methods", "magnitude", "--results-dir", folder, "--dry-run"],
-                 ["reproduce", "--suite", "mlp", "--results-dir", folder]):
-        ran = bench(args)
-        assert ran.returncode == 2 and why in ran.stderr, (args, ran.stderr)
-    assert not (folder / "mlp-fast").exists() and not (folder / "mlp").exists()
-    assert bench(["leaderboard", "--results-dir", tmp_path, "--suite", "mlp", "--show"]).returncode == 0
