@@ -71,12 +71,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _suites(sides: dict[str, Side], suite: str | None) -> list[str]:
     """The suites to compare (each side by how the user named it): --suite's, refused where a side
-    holds no records of it, else those every side holds, refused where a side holds none or they
-    share none. A misspelt --suite printed an empty table and exit 0, which --fail-on regression
-    passed."""
+    holds no records of it, else those every side holds, refused where a side holds none (named
+    as a suite's folder where it is one: `bench compare results/mlp ...`) or they share none. A
+    misspelt --suite printed an empty table and exit 0, which --fail-on regression passed."""
     held = {spec: set(layout.suites_with_records(side.folder)) for spec, side in sides.items()}
     for spec, side in sides.items():
         own = side.shown_as is None  # a folder of the user's, not a commit's records written out
+        if own and (why := layout.folder_too_deep(side.folder, "")):
+            raise registry.ParameterError(why)
         if suite is not None and suite not in held[spec]:
             names = sorted((held[spec] | set(available_suites())) - {suite})
             close = difflib.get_close_matches(suite, names, n=1, cutoff=0.6)

@@ -96,3 +96,25 @@ def refuse_links(folders: Iterable[Path]) -> None:
 def suites_with_records(results_dir: Path | str) -> list[str]:
     """The suites that have a records folder under `results_dir`, by name."""
     return sorted(p.parent.name for p in Path(results_dir).glob("*/runs"))
+
+
+def folder_too_deep(folder: Path | str, option: str) -> str | None:
+    """Why `folder`, given as a results folder, is not one, where it is a suite's folder in one
+    (RESULTS/SUITE, whose runs/ holds records) or a suite's records folder (RESULTS/SUITE/runs)
+    and holds no suite's records of its own, naming the results folder to pass instead
+    (`option`: how the command takes it, "--results-dir " or ""); None otherwise. `results/mlp`
+    is what a newcomer who has just read results/mlp/leaderboard.md passes: `bench compare` called
+    it a results folder sharing no suite, `bench leaderboard` said it held no records, and `bench
+    run` wrote into results/mlp/mlp/, where no leaderboard of the checkout looks."""
+    folder = Path(folder)
+    named = folder.resolve() if folder.name in ("", "..") else folder  # "." and "..": the folders' own names
+    if suites_with_records(folder):
+        return None
+    if any((folder / "runs").glob("*.json")):  # records, not any runs/ folder (TensorBoard's logs)
+        what, suite, results = "the folder", named.name, named.parent
+    elif named.name == "runs" and any(folder.glob("*.json")):
+        what, suite, results = "the records folder", named.parent.name, named.parent.parent
+    else:
+        return None
+    return (f"{folder} is {what} of suite '{suite}' in the results folder {results}, not a results folder "
+            f"itself: pass {option}{results}")

@@ -115,6 +115,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     source = fetch(suite.data, data_dir, download=not dry_run)
     suite_dir, claims = layout.suite_dir(results_dir, suite.name), layout.claims_dir(results_dir, suite.name)
     layout.refuse_links(layout.written_by_a_run(results_dir, suite.name))
+    if why := layout.folder_too_deep(results_dir, "--results-dir "):  # a dry run too: it names where records go
+        raise ResultsFolderError(why)
     runs = _tracked(specs, suite, results_dir, source, existing, log)
     commit = provenance.git_commit()
     plugin_commits = provenance.plugin_commits(names)
