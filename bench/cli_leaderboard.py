@@ -73,8 +73,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             text = render.terminal(recs, shutil.get_terminal_size().columns, board.families(recs),
                                    args.sparsity, args.family, args.sort, methods,
                                    args.min_compression)  # refusals before any output
-            print(f"# {name}: {args.budget} budget ({leaderboard.table_path(root, name, standard)} has every column)"
-                  f"\n\n{text}\n")
+            table = leaderboard.table_path(root, name, standard)  # named where it is: no rows at a budget write none
+            print(f"# {name}: {args.budget} budget" + (f" ({table} has every column)" if table.is_file() else "")
+                  + f"\n\n{text}\n")
             if note := _elsewhere(root, name, loaded[name], standard):
                 print(f"{note}\n")
         return 0

@@ -203,6 +203,21 @@ def test_show_without_rows_at_its_budget_says_where_the_rows_are(tmp_path, bench
     assert "note:" not in show(bench, "results", "--suite", "mlp").stdout
 
 
+def test_show_names_the_file_with_every_column_only_where_it_is(tmp_path, bench, data_dir):
+    """After a quick run, `--show` at the standard budget was headed "(results/SUITE/leaderboard.md
+    has every column)", a file that no row at that budget had written; it names the file where
+    the run wrote one."""
+    ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1", "--limit-train", "512",
+                 "--limit-test", "200", "--data-dir", data_dir, "--results-dir", tmp_path])
+    assert ran.returncode == 0, ran.stderr
+    standard, custom = show(bench, tmp_path, "--suite", "mlp-fast"), show(bench, tmp_path, "--budget", "custom")
+    assert standard.returncode == custom.returncode == 0, standard.stderr + custom.stderr
+    assert not (tmp_path / "mlp-fast" / "leaderboard.md").exists()
+    assert standard.stdout.startswith("# mlp-fast: standard budget\n\nno finished runs\n"), standard.stdout
+    written = tmp_path / "mlp-fast" / "leaderboard-custom.md"
+    assert written.is_file() and custom.stdout.startswith(f"# mlp-fast: custom budget ({written} has every column)\n")
+
+
 def test_a_suite_file_of_ones_own_is_shown_by_its_path_and_its_quick_rows_are_pointed_to(tmp_path, bench, monkeypatch):
     """`bench run --suite mine.yaml` writes under the suite's `name`; `bench leaderboard` and
     `bench compare` refused the same --suite as no folder name, and a quick run's records, only in
