@@ -27,6 +27,9 @@ from bench.errors import ResultsFolderError
 CHECKS = "checks.json"  # written by benchmarks/literature_checks.py
 SITE = "site"
 QUICK_RESULTS = "results-quick"  # where runs at an overridden budget go by default: git-ignored
+# The README's first session's quick run, which `bench --help` offers and a missing QUICK_RESULTS names
+FIRST_QUICK_RUN = ("bench run --suite mlp --methods magnitude,dense --seeds 0 --epochs 2 --finetune-epochs 1 "
+                   "--limit-train 5000")
 
 
 def suite_dir(results_dir: Path | str, suite: str) -> Path:
@@ -91,6 +94,15 @@ def refuse_links(folders: Iterable[Path]) -> None:
         if Path(folder).is_symlink():
             raise ResultsFolderError(f"{folder} is a symbolic link: the harness writes only into folders of its own, "
                                      "where a link could send its files anywhere; replace it with a folder")
+
+
+def no_quick_results_yet(folder: Path | str) -> str | None:
+    """Why `folder` is not there, where it is ./results-quick, which no quick run has made yet (the
+    first session's `--results-dir results-quick` typed before its run): "run bench where the
+    results folder is (the checkout)" was said to a reader in the checkout. None otherwise."""
+    if Path(folder).exists() or Path(folder).resolve() != Path(QUICK_RESULTS).resolve():
+        return None
+    return f"no results folder {folder} yet: a run at an overridden budget writes it ({FIRST_QUICK_RUN})"
 
 
 def suites_with_records(results_dir: Path | str) -> list[str]:
