@@ -120,10 +120,10 @@ def _elsewhere(root: Path, suite: str, loaded: list[records.Record], standard: b
 def no_records(root: Path, suite: str | None, budget_option: bool = True) -> str:
     """Why `bench leaderboard` (or `bench reproduce`) has nothing to read, with what there is:
     ./results-quick before any quick run, a results folder that does not exist (a command run
-    outside the checkout), a suite whose records
-    are all in ./results-quick (a suite file of one's own, run at a quick budget: `budget_option`,
-    where the command has --budget), a suite's own folder given as the results folder
-    (`--results-dir results/mlp`), or a suite without records (a typo)."""
+    outside the checkout), a suite whose records are all in ./results-quick (a suite file of one's
+    own, run at a quick budget: `budget_option`, where the command has --budget), a suite's own
+    folder given as the results folder (`--results-dir results/mlp`), or a suite without records
+    (a typo)."""
     if why := layout.no_quick_results_yet(root):
         return why
     if not root.is_dir():
