@@ -105,12 +105,12 @@ Which compression method wins: each method gets a suite's trained dense model an
 training budget, and the leaderboards show the accuracy it keeps at what size, speed, memory
 and training cost, over several seeds."""
 
-START_HERE = """\
+START_HERE = f"""\
 start here:
   bench leaderboard --show --suite mlp       the committed results, in the terminal
   bench list                                 the methods, their families and parameters
   bench list magnitude                       one method in full: its parameters, their ranges, --set
-  bench run --suite mlp --methods magnitude,dense --seeds 0 --epochs 2 --finetune-epochs 1 --limit-train 5000
+  {layout.FIRST_QUICK_RUN}
                                              a quick run of your own, the README's first session
                                              (about a minute on 2 cores; rows in ./results-quick)
   bench reproduce --suite mlp --sample 3     rerun three committed records, judged against them

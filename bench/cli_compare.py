@@ -19,10 +19,10 @@ from bench.bounds import brief
 from bench.errors import counted, printable
 from bench.plan import setting_label
 from bench.records import Record, Status
-from bench.suite import SuiteError, is_plain_name, results_name
+from bench.suite import SuiteError, available_suites, is_plain_name, results_name
 
 if TYPE_CHECKING:  # bench.compare imports pandas (bench.board), which the other commands' refusals do without
-    from bench.compare import MethodSpec, RowChange, Unpaired
+    from bench.compare import MethodSpec, RowChange, Side, Unpaired
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -48,10 +48,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                       "(or --methods X,Y to compare two methods within A)")
     with compare.sides([args.a, args.b], args.suite) as (a, b):
         print(f"A = {a.what}\nB = {b.what}\n")
-        suites = [args.suite] if args.suite else sorted(set(layout.suites_with_records(a.folder))
-                                                        & set(layout.suites_with_records(b.folder)))
-        if not suites:
-            raise registry.ParameterError(f"{args.a} and {args.b} hold records of no common suite")
+        suites = _suites({args.a: a, args.b: b}, args.suite)
         stored = {name: (a.load(name), b.load(name)) for name in suites}
         shared = compare.compare([r for recs, _ in stored.values() for r in recs],
                                  [r for _, recs in stored.values() for r in recs])  # one family, all suites
@@ -71,6 +68,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for note in _notes(shared, "row"):
         print(note)
     return 1 if worse and args.fail_on == "regression" else 0
+
+
+def _suites(sides: dict[str, Side], suite: str | None) -> list[str]:
+    """The suites to compare (each side by how the user named it): --suite's, refused where a side
+    holds no records of it, else those every side holds, refused where a side holds none (named
+    as a suite's folder where it is one: `bench compare results/mlp ...`) or they share none. A
+    misspelt --suite printed an empty table and exit 0, which --fail-on regression passed."""
+    held = {spec: set(layout.suites_with_records(side.folder)) for spec, side in sides.items()}
+    for spec, side in sides.items():
+        own = side.shown_as is None  # a folder of the user's, not a commit's records written out
+        if own and (why := layout.folder_too_deep(side.folder, "")):
+            raise registry.ParameterError(why)
+        if suite is not None and suite not in held[spec]:
+            names = sorted((held[spec] | set(available_suites())) - {suite})
+            close = difflib.get_close_matches(suite, names, n=1, cutoff=0.6)
+            raise registry.ParameterError(
+                f"--suite {suite}: {spec} holds no run records of it"
+                + (f"; did you mean --suite {close[0]}?" if close else "")
+                + (f" (suites with records there: {', '.join(sorted(held[spec]))})" if own and held[spec] else ""))
+        if not held[spec]:
+            raise registry.ParameterError(f"{spec} holds no run records (a results folder holds SUITE/runs/*.json)")
+    if suite is not None:
+        return [suite]
+    common = sorted(set.intersection(*held.values()))
+    if not common:
+        raise registry.ParameterError(" and ".join(f"{spec} holds records of {', '.join(sorted(names))}"
+                                                   for spec, names in held.items()) + ": no suite in common")
+    return common
 
 
 def _better(changes: list[RowChange]) -> int:
@@ -187,7 +212,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
     x, y = spec_x.label, spec_y.label
     with compare.sides([args.a], args.suite) as [a]:
         print(f"A = {a.what}\n")
-        suites = [args.suite] if args.suite else layout.suites_with_records(a.folder)
+        suites = _suites({args.a: a}, args.suite)
         stored = {name: a.load(name) for name in suites}
         present = {r["config"]["method"] for recs in stored.values() for r in recs if r["status"] == Status.OK}
         for method in (spec_x.method, spec_y.method):

@@ -73,8 +73,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             text = render.terminal(recs, shutil.get_terminal_size().columns, board.families(recs),
                                    args.sparsity, args.family, args.sort, methods,
                                    args.min_compression)  # refusals before any output
-            print(f"# {name}: {args.budget} budget ({leaderboard.table_path(root, name, standard)} has every column)"
-                  f"\n\n{text}\n")
+            table = leaderboard.table_path(root, name, standard)  # named where it is: no rows at a budget write none
+            print(f"# {name}: {args.budget} budget" + (f" ({table} has every column)" if table.is_file() else "")
+                  + f"\n\n{text}\n")
             if note := _elsewhere(root, name, loaded[name], standard):
                 print(f"{note}\n")
         return 0
@@ -117,13 +118,19 @@ def _elsewhere(root: Path, suite: str, loaded: list[records.Record], standard: b
 
 
 def no_records(root: Path, suite: str | None, budget_option: bool = True) -> str:
-    """Why `bench leaderboard` (or `bench reproduce`) has nothing to read, with what there is: a
-    results folder that does not exist (a command run outside the checkout), a suite whose records
-    are all in ./results-quick (a suite file of one's own, run at a quick budget: `budget_option`,
-    where the command has --budget), or a suite without records (a typo)."""
+    """Why `bench leaderboard` (or `bench reproduce`) has nothing to read, with what there is:
+    ./results-quick before any quick run, a results folder that does not exist (a command run
+    outside the checkout), a suite whose records are all in ./results-quick (a suite file of one's
+    own, run at a quick budget: `budget_option`, where the command has --budget), a suite's own
+    folder given as the results folder (`--results-dir results/mlp`), or a suite without records
+    (a typo)."""
+    if why := layout.no_quick_results_yet(root):
+        return why
     if not root.is_dir():
         return (f"no results folder {root.resolve()}: run bench where the results folder is (the checkout), "
                 "or pass --results-dir")
+    if why := layout.folder_too_deep(root, "--results-dir "):
+        return why
     if suite is None:
         return f"no run records under {root}"
     there = layout.suites_with_records(root)

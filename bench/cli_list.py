@@ -45,6 +45,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         try:
             return _methods_in_full(",".join(names), args.json)
         except registry.UnknownMethodError:
+            if suite := next((name for name in names if name in available_suites()), None):
+                print(f"bench list: error: {suite!r} is a suite, not a method: bench list suites lists the suites, "
+                      f"bench leaderboard --show --suite {suite} shows its results", file=sys.stderr)
+                return 2  # `bench list mlp`: not "did you mean imp, gmp?"
             if args.what not in LISTS and (close := difflib.get_close_matches(args.what.lower(), LISTS, n=1, cutoff=0.7)):
                 print(f"bench list: error: {args.what!r} is neither a list nor a method; did you mean "
                       f"bench list {close[0]}?", file=sys.stderr)  # `bench list suite`: not "did you mean student"

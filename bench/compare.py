@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from bench import provenance, records
+from bench import layout, provenance, records
 from bench.bounds import brief
 from bench.errors import ParameterError, counted, printable
 from bench.board import table_budget
@@ -645,6 +645,8 @@ def results_of(spec: str, scratch: Path, suite: str | None) -> Side:
     current folder, else in bench's own checkout: the user names a commit of where they are."""
     if Path(spec).is_dir():
         return Side(Path(spec), f"{spec}: a results folder")
+    if why := layout.no_quick_results_yet(spec):
+        raise ParameterError(why)
     top = provenance.git_toplevel(Path.cwd()) or provenance.git_toplevel(Path(__file__).resolve().parent)
     if top is None:
         raise ParameterError(f"{brief(spec)} is neither a results folder nor a git commit (no git repository "

@@ -341,8 +341,8 @@ def fetch(spec: DataSpec, root: Path | None, download: bool = True) -> str:
             looked = f"{root} (torchvision layout{relative})"
             if spec.image_folder:
                 looked += f" and {root / spec.image_folder}/train, /test (ImageFolder layout)"
-            raise DataError(
-                f"{spec.dataset} not found in {looked}, and the download failed: {e}. "
+            raise DataError(  # on one line: torchvision's error has one per mirror tried, and ended the line before "."
+                f"{spec.dataset} not found in {looked}, and the download failed: {' '.join(str(e).split())}. "
                 "Pass --data-dir (or set BENCH_DATA_DIR) to a folder that holds it."
             ) from None
     if source.startswith("image-folder:"):

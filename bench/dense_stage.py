@@ -86,8 +86,9 @@ def trained(d: Dense, outcome: Outcome, log: Callable[[str], None], commit: str 
         files.atomic_write(d.path, outcome.dense.save)
         d.path.with_suffix(".ckpt").unlink(missing_ok=True)  # the cached model replaces it
         d.weights = outcome.dense
-        log(f"dense model, seed {d.seed}: {100 * outcome.dense.meta['accuracy']:.2f}% after "
-            f"{outcome.dense.meta['epochs']} epochs ({outcome.dense.meta['seconds']:.1f}s), cached in {d.path}")
+        meta = outcome.dense.meta
+        log(f"dense model, seed {d.seed}: {100 * meta['accuracy']:.2f}% after {counted(meta['epochs'], 'epoch')} "
+            f"({meta['seconds']:.1f}s), cached in {d.path}")
         if d.recorded and outcome.dense.sha256() not in d.recorded:
             log(_not_the_recorded(d, outcome.env))
     else:

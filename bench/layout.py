@@ -27,6 +27,9 @@ from bench.errors import ResultsFolderError
 CHECKS = "checks.json"  # written by benchmarks/literature_checks.py
 SITE = "site"
 QUICK_RESULTS = "results-quick"  # where runs at an overridden budget go by default: git-ignored
+# The README's first session's quick run, which `bench --help` offers and a missing QUICK_RESULTS names
+FIRST_QUICK_RUN = ("bench run --suite mlp --methods magnitude,dense --seeds 0 --epochs 2 --finetune-epochs 1 "
+                   "--limit-train 5000")
 
 
 def suite_dir(results_dir: Path | str, suite: str) -> Path:
@@ -93,6 +96,37 @@ def refuse_links(folders: Iterable[Path]) -> None:
                                      "where a link could send its files anywhere; replace it with a folder")
 
 
+def no_quick_results_yet(folder: Path | str) -> str | None:
+    """Why `folder` is not there, where it is ./results-quick, which no quick run has made yet (the
+    first session's `--results-dir results-quick` typed before its run): "run bench where the
+    results folder is (the checkout)" was said to a reader in the checkout. None otherwise."""
+    if Path(folder).exists() or Path(folder).resolve() != Path(QUICK_RESULTS).resolve():
+        return None
+    return f"no results folder {folder} yet: a run at an overridden budget writes it ({FIRST_QUICK_RUN})"
+
+
 def suites_with_records(results_dir: Path | str) -> list[str]:
     """The suites that have a records folder under `results_dir`, by name."""
     return sorted(p.parent.name for p in Path(results_dir).glob("*/runs"))
+
+
+def folder_too_deep(folder: Path | str, option: str) -> str | None:
+    """Why `folder`, given as a results folder, is not one, where it is a suite's folder in one
+    (RESULTS/SUITE, whose runs/ holds records) or a suite's records folder (RESULTS/SUITE/runs)
+    and holds no suite's records of its own, naming the results folder to pass instead
+    (`option`: how the command takes it, "--results-dir " or ""); None otherwise. `results/mlp`
+    is what a newcomer who has just read results/mlp/leaderboard.md passes: `bench compare` called
+    it a results folder sharing no suite, `bench leaderboard` said it held no records, and `bench
+    run` wrote into results/mlp/mlp/, where no leaderboard of the checkout looks."""
+    folder = Path(folder)
+    named = folder.resolve() if folder.name in ("", "..") else folder  # "." and "..": the folders' own names
+    if suites_with_records(folder):
+        return None
+    if any((folder / "runs").glob("*.json")):  # records, not any runs/ folder (TensorBoard's logs)
+        what, suite, results = "the folder", named.name, named.parent
+    elif named.name == "runs" and any(folder.glob("*.json")):
+        what, suite, results = "the records folder", named.parent.name, named.parent.parent
+    else:
+        return None
+    return (f"{folder} is {what} of suite '{suite}' in the results folder {results}, not a results folder "
+            f"itself: pass {option}{results}")

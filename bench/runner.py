@@ -115,6 +115,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     source = fetch(suite.data, data_dir, download=not dry_run)
     suite_dir, claims = layout.suite_dir(results_dir, suite.name), layout.claims_dir(results_dir, suite.name)
     layout.refuse_links(layout.written_by_a_run(results_dir, suite.name))
+    if why := layout.folder_too_deep(results_dir, "--results-dir "):  # a dry run too: it names where records go
+        raise ResultsFolderError(why)
     runs = _tracked(specs, suite, results_dir, source, existing, log)
     commit = provenance.git_commit()
     plugin_commits = provenance.plugin_commits(names)
@@ -343,7 +345,7 @@ def _print_plan(suite: Suite, runs: list[Run], todo: list[Run], dense: dict[int,
         log(f"  nothing to run: every run has its record ({'' if refreshing else '--refresh or '}--force runs them again)")
         return
     log(f"  dense models to train: {', '.join(f'seed {d.seed}' for d in to_train) or 'none'}"
-        f" ({suite.training.epochs} epochs each); cached: {len(dense) - len(to_train)}")
+        f" ({counted(suite.training.epochs, 'epoch')} each); cached: {len(dense) - len(to_train)}")
     for d in to_train:
         if d.path.exists():  # a cache file the run would not use: why
             log(printable(f"  dense model, seed {d.seed}: {why[d.seed]}"))

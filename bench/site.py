@@ -398,7 +398,10 @@ def _fmt_size(r: pd.Series) -> str:
 
 def _provenance(recs: list[Record]) -> str:
     """Records in one line (a suite's standard-budget ones, or its others): how many and how they
-    ended, what, by which code and where."""
+    ended, what, by which code and where; "no records" for none (a quick run's suite at the
+    standard budget read "0 records () · 0 methods · seeds · · 0 commits · ")."""
+    if not recs:
+        return "no records"
     ok = [r for r in recs if r["status"] == Status.OK]
     ended = Counter(r["status"] for r in recs)
     methods = len({r["config"]["method"] for r in ok})

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import FAST
 
 from bench import compare, files, layout, records, registry
 
@@ -499,6 +500,27 @@ def test_rows_with_one_seed_are_counted_as_not_judged_not_as_no_regression(tmp_p
     three = write(tmp_path / "three", [record(m, 0.9, s, acc - s / 1000) for s in range(3)
                                         for m, acc in (("magnitude", 0.97), ("random", 0.57))])
     assert "not judged" not in bench(["compare", three, "--methods", "magnitude,random"]).stdout
+
+
+def test_a_suite_or_a_side_without_records_is_refused_not_compared_as_nothing(tmp_path, bench, data_dir):
+    """A misspelt --suite printed an empty table, "0 rows significantly worse", and exit 0, which
+    --fail-on regression passed; a side without records (an empty folder) said that the sides
+    share no suite. Each is refused (exit 2), naming the side and, for --suite, the suites there."""
+    results = tmp_path / "results"
+    ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1", "--limit-train", "512",
+                 "--limit-test", "200", "--data-dir", data_dir, "--results-dir", results])
+    assert ran.returncode == 0, ran.stderr
+    why = (f"bench: error: --suite mlp-fats: {results} holds no run records of it; did you mean --suite mlp-fast? "
+           "(suites with records there: mlp-fast)\n")
+    for args in ([results, "--fail-on", "regression"], ["--methods", "dense,dense-ft"]):
+        typo = bench(["compare", results, *args, "--suite", "mlp-fats"])
+        assert typo.returncode == 2 and typo.stderr == why, (args, typo.stderr)
+    (tmp_path / "empty").mkdir()
+    for args in ([tmp_path / "empty", results], [tmp_path / "empty", "--methods", "dense,dense-ft"]):
+        empty = bench(["compare", *args])
+        assert empty.returncode == 2 and empty.stderr == (
+            f"bench: error: {tmp_path / 'empty'} holds no run records (a results folder holds SUITE/runs/*.json)\n")
+    assert bench(["compare", results, results, "--suite", "mlp-fast", "--fail-on", "regression"]).returncode == 0
 
 
 def test_why_no_row_pairs_up_is_printable(tmp_path, bench):

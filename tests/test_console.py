@@ -86,6 +86,29 @@ def test_list_with_a_methods_name_shows_its_parameters_ranges_and_how_to_set_the
     assert checked.returncode == 2 and "give it no method names" in checked.stderr
 
 
+def test_list_with_a_suites_name_says_it_is_a_suite(bench):
+    """`bench list mlp`, a newcomer asking for a suite as `bench list magnitude` shows a method,
+    was told "unknown method 'mlp'; did you mean imp, gmp?": it says where the suites and that
+    suite's results are."""
+    for args in (["list", "mlp"], ["list", "methods", "magnitude", "mnist"]):
+        ran = bench(args)
+        name = args[-1]
+        assert ran.returncode == 2 and ran.stdout == "", ran.stdout
+        assert ran.stderr == (f"bench list: error: '{name}' is a suite, not a method: bench list suites lists the "
+                              f"suites, bench leaderboard --show --suite {name} shows its results\n")
+
+
+def test_a_dense_model_of_one_epoch_is_said_in_the_singular(tmp_path, data_dir, bench):
+    """`--epochs 1`, the quickest run there is, printed "1 epochs each" in its plan and "after 1
+    epochs" under its dense model."""
+    args = ["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1", "--limit-train", "200",
+            "--limit-test", "100", "--data-dir", data_dir, "--results-dir", tmp_path]
+    planned = bench([*args, "--dry-run"])
+    assert planned.returncode == 0 and "dense models to train: seed 0 (1 epoch each)" in planned.stdout, planned.stdout
+    ran = bench(args)
+    assert ran.returncode == 0 and re.search(r"dense model, seed 0: [\d.]+% after 1 epoch \(", ran.stdout), ran.stdout
+
+
 def test_a_quick_run_goes_to_the_git_ignored_scratch_folder(tmp_path, data_dir, bench, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BENCH_RESULTS_DIR", raising=False)

@@ -865,7 +865,7 @@ def test_a_latency_batch_the_machine_cannot_hold_fails_its_runs_before_they_trai
     code = main(["run", *TINY[2:], "--suite", str(suite), *INLINE, "--methods", "dense,magnitude",
                  "--data-dir", str(data_dir), "--results-dir", str(tmp_path / "results")])
     out = capsys.readouterr().out
-    assert code == 1 and "epoch 1" not in out and "after 1 epochs" not in out, out
+    assert code == 1 and "epoch 1" not in out and "after 1 epoch" not in out, out
     why = "the suite's latency batch of 1,000,000,000,000 images cannot run through its model on cpu"
     assert f"dense model, seed 0: FAILED (RuntimeError: {why}" in out, out
     recs = [json.loads(p.read_text()) for p in (tmp_path / "results" / SUITE / "runs").glob("*.json")]

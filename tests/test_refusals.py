@@ -392,6 +392,32 @@ def test_a_results_folder_that_is_a_file_is_refused(tmp_path, data_dir, capsys):
     assert results.read_text() == "not a folder\n"
 
 
+def test_a_suites_folder_given_as_the_results_folder_names_the_results_folder(tmp_path, data_dir, bench):
+    """`results/mlp` (where leaderboard.md is) or its runs/ given as the results folder: `bench
+    leaderboard` and `bench reproduce` said it held no records, `bench compare` that it shared no
+    suite or held no run of the method, and `bench run` wrote into results/mlp/mlp/. Each names
+    the results folder to pass."""
+    results = tmp_path / "results"
+    quick = ["--seeds", "0", "--epochs", "1", "--limit-train", "512", "--limit-test", "200", "--data-dir", data_dir]
+    ran = bench(["run", "--suite", FAST, "--methods", "dense", *quick, "--results-dir", results])
+    assert ran.returncode == 0, ran.stderr
+    suite, runs = results / "mlp-fast", results / "mlp-fast" / "runs"
+    why = f"is the folder of suite 'mlp-fast' in the results folder {results}, not a results folder itself: pass "
+    shown = bench(["leaderboard", "--show", "--results-dir", suite])
+    assert shown.returncode == 1 and shown.stderr == f"{suite} {why}--results-dir {results}\n"
+    for argv in (["reproduce", "--suite", FAST, "--results-dir", suite],
+                 ["run", "--suite", FAST, "--methods", "dense", *quick, "--results-dir", suite, "--dry-run"]):
+        refused = bench(argv)
+        assert refused.returncode == 2 and refused.stderr == f"bench: error: {suite} {why}--results-dir {results}\n"
+    assert not (suite / "mlp-fast").exists()
+    compared = bench(["compare", suite, results])
+    assert compared.returncode == 2 and compared.stderr == f"bench: error: {suite} {why}{results}\n"
+    within = bench(["compare", runs, "--methods", "dense,dense-ft"])
+    assert within.returncode == 2 and within.stderr == (
+        f"bench: error: {runs} {why.replace('the folder', 'the records folder')}{results}\n")
+    assert bench(["leaderboard", "--show", "--results-dir", results, "--budget", "custom"]).returncode == 0
+
+
 def test_refusals_look_the_same_from_a_real_process(tmp_path, data_dir):
     path = tmp_path / "suite.yaml"
     path.write_text(VALID.replace("name: tiny", "name: ../../outside"))

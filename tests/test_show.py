@@ -203,6 +203,41 @@ def test_show_without_rows_at_its_budget_says_where_the_rows_are(tmp_path, bench
     assert "note:" not in show(bench, "results", "--suite", "mlp").stdout
 
 
+def test_show_names_the_file_with_every_column_only_where_it_is(tmp_path, bench, data_dir):
+    """After a quick run, `--show` at the standard budget was headed "(results/SUITE/leaderboard.md
+    has every column)", a file that no row at that budget had written; it names the file where
+    the run wrote one."""
+    ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1", "--limit-train", "512",
+                 "--limit-test", "200", "--data-dir", data_dir, "--results-dir", tmp_path])
+    assert ran.returncode == 0, ran.stderr
+    standard, custom = show(bench, tmp_path, "--suite", "mlp-fast"), show(bench, tmp_path, "--budget", "custom")
+    assert standard.returncode == custom.returncode == 0, standard.stderr + custom.stderr
+    assert not (tmp_path / "mlp-fast" / "leaderboard.md").exists()
+    assert standard.stdout.startswith("# mlp-fast: standard budget\n\nno finished runs\n"), standard.stdout
+    written = tmp_path / "mlp-fast" / "leaderboard-custom.md"
+    assert written.is_file() and custom.stdout.startswith(f"# mlp-fast: custom budget ({written} has every column)\n")
+
+
+def test_the_quick_results_folder_before_any_quick_run_says_what_writes_it(tmp_path, bench, data_dir, monkeypatch):
+    """The first session's `--results-dir results-quick`, typed in the checkout before its run,
+    was told to "run bench where the results folder is (the checkout), or pass --results-dir", and
+    `bench compare results-quick` that it was no git commit: each names the run that writes it."""
+    from bench import layout
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BENCH_RESULTS_DIR", raising=False)
+    why = f"no results folder results-quick yet: a run at an overridden budget writes it ({layout.FIRST_QUICK_RUN})\n"
+    early = show(bench, "results-quick", "--suite", "mlp-fast", "--budget", "custom")
+    assert early.returncode == 1 and early.stderr == why
+    compared = bench(["compare", "results-quick", "--methods", "dense,dense-ft"])
+    assert compared.returncode == 2 and compared.stderr == f"bench: error: {why}"
+    ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1", "--limit-train", "512",
+                 "--limit-test", "200", "--data-dir", data_dir])
+    assert ran.returncode == 0, ran.stderr
+    later = show(bench, "results-quick", "--suite", "mlp-fast", "--budget", "custom")
+    assert later.returncode == 0 and "1+10 epochs, limit_train=512, limit_test=200" in later.stdout, later.stdout
+
+
 def test_a_suite_file_of_ones_own_is_shown_by_its_path_and_its_quick_rows_are_pointed_to(tmp_path, bench, monkeypatch):
     """`bench run --suite mine.yaml` writes under the suite's `name`; `bench leaderboard` and
     `bench compare` refused the same --suite as no folder name, and a quick run's records, only in

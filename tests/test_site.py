@@ -10,7 +10,7 @@ import pytest
 
 from bench import board, files, leaderboard, records, site, ties
 from bench.cli import main
-from conftest import as_from_a_terminal
+from conftest import FAST, as_from_a_terminal
 from test_leaderboard import ENV, populate, record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -188,6 +188,19 @@ def test_bench_leaderboard_html_writes_the_site_and_refuses_stray_flags(tmp_path
     assert (tmp_path / "web" / "mlp" / "index.html").exists()
     assert main(["leaderboard", "--results-dir", str(tmp_path), "--out", str(tmp_path / "web")]) == 2
     assert "--out names the folder of --html's site: add --html" in capsys.readouterr().err
+
+
+def test_a_quick_runs_site_says_the_standard_budget_has_no_records(tmp_path, bench, data_dir):
+    """After a quick run (the first session's), `--html` headed the suite "Standard budget: 0
+    records () · 0 methods · seeds · · 0 commits · ", on the index and the suite's page."""
+    ran = bench(["run", "--suite", FAST, "--methods", "dense", "--seeds", "0", "--epochs", "1", "--limit-train", "512",
+                 "--limit-test", "200", "--data-dir", data_dir, "--results-dir", tmp_path])
+    assert ran.returncode == 0, ran.stderr
+    assert bench(["leaderboard", "--html", "--results-dir", tmp_path]).returncode == 0
+    for page in ("index.html", "mlp-fast/index.html"):
+        text = (tmp_path / "site" / page).read_text()
+        assert "Standard budget: no records" in text and "0 records" not in text, page
+    assert "1 record (1 ok) · 1 method · seeds 0" in (tmp_path / "site" / "mlp-fast" / "custom.html").read_text()
 
 
 # Run inside the page by the browser: sort by accuracy (twice: descending), then filter a family
