@@ -90,13 +90,16 @@ class Bounds:
         return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
                 and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
 
-    def problem(self, value: Any) -> str | None:
-        """Why `value` is refused, as the end of an error message, or None if it is accepted."""
+    def problem(self, value: Any, typed: bool = False) -> str | None:
+        """Why `value` is refused, as the end of an error message, or None if it is accepted;
+        `typed`: a value a person wrote (a command line, a suite file), which may be a percent
+        where a fraction belongs (`_percent`)."""
         if self.choices is not None:
             return None if value in self.choices else (
                 f"expected one of {', '.join(map(str, self.choices))}, got {brief(value)}")
         if not isinstance(value, list):
-            return None if self.contains(value) else f"expected a number {self._range(value)}, got {brief(value)}"
+            return None if self.contains(value) else \
+                f"expected a number {self._range(value)}, got {brief(value)}{self._percent(value) if typed else ''}"
         if self.distinct and not value:
             return "expected a non-empty list, got []"
         for i, item in enumerate(value):
@@ -108,6 +111,15 @@ class Bounds:
                 return f"expected distinct values, got {brief(repeated[0])} more than once in {brief(value)}"
         return None
 
+
+    def _percent(self, value: Any) -> str:
+        """For a fraction (a range up to 1) given a whole percent (`sparsity=90`, as the tables
+        head it `sparsity_%`): the fraction it stands for; '' otherwise (kd's alpha=1.5 is no 1.5%)."""
+        upper = self.lt if self.lt is not None else self.le
+        if upper == 1 and isinstance(value, (int, float)) and not isinstance(value, bool) and 2 <= value < 100 \
+                and value == int(value):
+            return f": a fraction, {value / 100:g} for {value:g}%"
+        return ""
 
     def _range(self, value: Any) -> str:
         """The range in words, with MAX_NUMBER where `value` is refused for lying beyond it alone
@@ -134,10 +146,11 @@ def bounded(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: 
     return dataclasses.field(default=default, metadata={"bounds": Bounds(ge, gt, le, lt, distinct, choices)})
 
 
-def problem(f: dataclasses.Field, value: Any) -> str | None:
-    """Why `value` is out of the range field `f` declares (None: in range, or no range)."""
+def problem(f: dataclasses.Field, value: Any, typed: bool = False) -> str | None:
+    """Why `value` is out of the range field `f` declares (None: in range, or no range); `typed`
+    as Bounds.problem's."""
     bounds = f.metadata.get("bounds")
-    return bounds.problem(value) if bounds is not None else None
+    return bounds.problem(value, typed) if bounds is not None else None
 
 
 def _number(value: float) -> str:

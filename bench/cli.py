@@ -85,7 +85,7 @@ def _number(tp: type, **limits: float) -> Callable[[str], Any]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if tp is int else 'a number'}, "
                                              f"got '{text}'") from None
-        why = bounds.problem(value)
+        why = bounds.problem(value, typed=True)
         if why:
             raise argparse.ArgumentTypeError(why)
         return value
@@ -314,6 +314,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     (a method's parameter), the --set that sets it: argparse refused them as `bench: error: ...
     (see bench --help)`, a help that lists no option of the command."""
     p = parser()
+    _misspelt_required(p, [str(a) for a in (sys.argv[1:] if argv is None else argv)])
     args, extra = p.parse_known_args(argv)
     if not extra:
         return args
@@ -338,6 +339,21 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         hint = _stray_hint([str(a) for a in (sys.argv[1:] if argv is None else argv)], extra[0])
     sub.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     raise AssertionError("unreachable: ArgumentParser.error exits")
+
+
+def _misspelt_required(p: _Parser, argv: list[str]) -> None:
+    """Refuse a command whose required option is missing and written close to it (`bench run
+    --method magnitude`): argparse checks required options first, and said "the following
+    arguments are required: --methods" of a command line that holds it, misspelt."""
+    words = [a.partition("=")[0] for a in argv]
+    sub = p.commands.get(next((w for w in words if not w.startswith("-")), ""))
+    if sub is None:
+        return
+    for action in sub._actions:
+        if action.required and action.option_strings and not set(action.option_strings) & set(words):
+            for word in (w for w in words if w.startswith("--")):
+                if difflib.get_close_matches(word, action.option_strings, n=1, cutoff=0.75):
+                    sub.error(f"unrecognized arguments: {word}; did you mean {action.option_strings[0]}?")
 
 
 LISTS = ("--seeds", "--methods")  # options whose value is one comma list

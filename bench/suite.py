@@ -134,7 +134,9 @@ def suite_file(name_or_path: str) -> Path:
         path = shipped[name_or_path]
     if not path.is_file():  # (a FIFO would block the read below until something wrote to it)
         what = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
-        raise SuiteError(f"suite file {path} {what}")
+        shipped = available_suites().get(path.stem) if path.suffix in (".yaml", ".yml") else None
+        hint = f"; the shipped suite {path.stem} is --suite {path.stem} ({shipped})" if shipped and not path.exists() else ""
+        raise SuiteError(f"suite file {path} {what}{hint}")
     return path
 
 
@@ -347,7 +349,7 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
                     raise SuiteError(f"{file}: missing key '{sub}' ({_type_name(hints[name])})")
                 continue
             kwargs[name] = parse(hints[name], value[name], file, sub)
-            why = bounds.problem(f, kwargs[name])
+            why = bounds.problem(f, kwargs[name], typed=True)
             if why:
                 raise SuiteError(f"{file}: key '{sub}': {why}")
         return tp(**kwargs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -286,6 +287,8 @@ COMMAND_LINES = [
      "--set random.sparsity: method 'random' is not selected (--methods selects dense, magnitude)"),
     ("--set out of range", ["--set", "magnitude.sparsity=1.5"],
      "--set: method 'magnitude' parameter 'sparsity': expected a number in [0, 1), got 1.5"),
+    ("--set of a percent", ["--set", "magnitude.sparsity=90"],  # the tables head it sparsity_%
+     "--set: method 'magnitude' parameter 'sparsity': expected a number in [0, 1), got 90.0: a fraction, 0.9 for 90%"),
     ("--set of NaN", ["--set", "magnitude.sparsity=.nan"],
      "--set: method 'magnitude' parameter 'sparsity': expected a finite number, got nan"),
     ("--set of NaN without a range", ["--methods", "dense,gptq", "--set", "gptq.dampening=nan"],
@@ -322,6 +325,28 @@ COMMAND_LINES = [
 def test_bad_command_lines_are_refused(tmp_path, data_dir, capsys, what, extra, message):
     line = refused(run_args("mlp", tmp_path / "results", data_dir, "--seeds", "0", *extra), capsys, tmp_path / "results")
     assert message in line, line
+
+
+def test_a_required_option_misspelt_or_a_suite_named_as_its_file_is_refused_with_the_form_meant(tmp_path, capsys):
+    """`--method magnitude` was told "the following arguments are required: --methods" (argparse
+    checks those first), and `--suite mlp.yaml`, run outside suites/, that the file does not exist;
+    a percent for a fraction named neither."""
+    for argv, message in (
+            (["run", "--suite", "mlp", "--method", "magnitude"],
+             "bench run: error: unrecognized arguments: --method; did you mean --methods? (see bench run --help)"),
+            (["run", "--suit", "mlp", "--methods", "magnitude"], "unrecognized arguments: --suit; did you mean --suite?"),
+            (["reproduce", "--suites", "mlp"], "unrecognized arguments: --suites; did you mean --suite?"),
+            (["leaderboard", "--show", "--sparsity", "90"],
+             "argument --sparsity: expected a number in [0, 1), got 90.0: a fraction, 0.9 for 90%")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err, argv
+    assert main(["run", "--suite", "mlp.yaml", "--methods", "magnitude", "--results-dir", str(tmp_path), "--dry-run"]) == 2
+    assert ("suite file mlp.yaml does not exist; the shipped suite mlp is --suite mlp "
+            f"({Path(registry.__file__).parents[1] / 'suites' / 'mlp.yaml'})") in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "--methods", "magnitude"])  # nothing close to --suite: argparse's own words
+    assert "the following arguments are required: --suite" in capsys.readouterr().err
 
 
 def test_set_of_a_selected_chain_link_is_accepted(tmp_path, data_dir, capsys):
