@@ -136,6 +136,14 @@ def _shown(changes: list[RowChange], only_changed: bool, noun: str) -> list[RowC
     return shown
 
 
+def _pair_headers(x: str, y: str) -> list[str]:
+    """The headings of `compare --methods`' cells after the settings and budget, each method's
+    name on a line of its own: on one line ("compression magnitude/gmp (x)") they made the table
+    wider than its figures by some 40 columns."""
+    return [f"seeds\n{x}/\n{y}", f"{x}\nacc (%)", f"{y}\nacc (%)", f"compression (x)\n{x}/\n{y}",
+            "change (pts)\n[95% CI]", "p / Holm", "verdict"]
+
+
 def _print_table(rows: list[list[str]], headers: list[str]) -> None:
     """Print `bench compare`'s table, its text printable: a setting or a budget is a record's text,
     which a tampered record fills with terminal escape sequences (ESC ] 0 ; ... retitles it). No
@@ -243,8 +251,8 @@ def _compare_methods(args: argparse.Namespace) -> int:
             shown = _shown(changes, args.only_changed, "setting")
             _print_constant(constant := _constant(shown), (x, y))
             table = [_method_row(c, constant) for c in shown]
-            headers = ["shared setting", f"{x}'s other", f"{y}'s other", "budget", f"seeds {x}/{y}", f"{x} acc (%)",
-                       f"{y} acc (%)", f"compression {x}/{y} (x)", "change (pts) [95% CI]", "p / Holm", "verdict"]
+            headers = ["shared\nsetting", f"{x}'s\nother", f"{y}'s\nother", "budget", *_pair_headers(x, y)[:4],
+                       *_pair_headers(x, y)[4:]]
             empty = {i for i in (1, 2) if all(row[i] == "-" for row in table)}  # (named above it, or none)
             _print_table([[v for i, v in enumerate(row) if i not in empty] for row in table],
                          [h for i, h in enumerate(headers) if i not in empty])
@@ -309,9 +317,8 @@ def _compare_sizes(args: argparse.Namespace, recs: list[Record], suites: list[st
         shown = _shown(changes, args.only_changed, "pair")
         _print_constant(constant := _constant(shown), (x, y))
         table = [_size_row(c, constant) for c in shown]
-        _print_table(table, [f"{x}'s setting", f"{y}'s setting", "budget", f"seeds {x}/{y}", f"{x} acc (%)",
-                             f"{y} acc (%)", f"compression {x}/{y} (x)", "apart", "change (pts) [95% CI]",
-                             "p / Holm", "verdict"])
+        _print_table(table, [f"{x}'s\nsetting", f"{y}'s\nsetting", "budget", *_pair_headers(x, y)[:4], "apart",
+                             *_pair_headers(x, y)[4:]])
         if left:
             print(f"{counted(len(left), 'row')} without a partner within {_percent(within)}, not compared:")
             for u in left:
