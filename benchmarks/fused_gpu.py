@@ -300,6 +300,9 @@ def measured_on(suite: Suite, device: torch.device, args: argparse.Namespace) ->
             "margin": args.margin, "unfused_jobs": args.unfused_jobs, "max_fuse": args.max_fuse}
 
 
+MAX_KEPT_BYTES = 2**20  # a kept bench's JSON is a few KB; --reuse reads no more than this
+
+
 def reused_choice(saved: dict[str, object], present: dict[str, object]) -> str:
     """A saved bench's choice as `--fuse` and `--fuse-layout` ("K LAYOUT"; "1 model": no fusion),
     where it was measured whole (a bench cut short chose from part of its cells) under `present`;
@@ -350,10 +353,12 @@ def main() -> None:
         suite = suite.with_budget(precision="fp32")
     present = measured_on(suite, device, args)
     if args.reuse:
-        try:
-            print(reused_choice(json.loads(args.reuse.read_text()), present))
-        except (OSError, ValueError, AttributeError) as e:  # a file unread, not JSON, not a bench's object
+        try:  # a file of the results folder: a regular one (no FIFO waited on), of bounded size
+            print(reused_choice(json.loads(files.read_regular_file(args.reuse, MAX_KEPT_BYTES)), present))
+        except (OSError, ValueError, AttributeError) as e:  # a file unread or refused, not JSON, not a bench's object
             sys.exit(f"{args.reuse}: not reused: {e}")
+        except RecursionError:
+            sys.exit(f"{args.reuse}: not reused: nested too deeply")
         return
     data = data_for(suite, args.data_dir, args.limit_train, device)
     ks = sorted({int(k) for k in args.ks.split(",")} | ({args.unfused_jobs} if device.type == "cuda" else set()))

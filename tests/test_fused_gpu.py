@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import sys
 import time
 
@@ -331,3 +332,22 @@ def test_a_kept_bench_whose_choice_is_no_fuse_k_and_layout_is_not_reused():
                          (9, "model"), (4, "model; rm -rf ~"), (4, "a b")):
         with pytest.raises(ValueError, match="no --fuse"):
             fused_gpu.reused_choice({**saved, "fuse": fuse, "fuse_layout": layout}, present)
+
+
+def test_a_kept_bench_that_is_no_regular_file_of_bounded_json_is_named_and_not_reused(tmp_path):
+    """`--reuse` reads a file of the results folder (committed, carried to the window): JSON
+    nested deeper than the parser goes ended it with a RecursionError traceback, a FIFO was
+    waited on until gpu_session.sh's timeout, and a huge file was read into memory whole. Each
+    is named in one line, exit 1, and the bench is timed again."""
+    import subprocess
+
+    deep, fifo, huge = tmp_path / "deep.json", tmp_path / "fifo.json", tmp_path / "huge.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    os.mkfifo(fifo)
+    huge.write_text(" " * 2**20 + "{}")  # a kept bench is a few KB: a MiB is plenty
+    for path, why in ((deep, "nested too deeply"), (fifo, "a FIFO, not a regular file"),
+                      (huge, f"larger than {2**20:,} bytes")):
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fused_gpu.py"), "--reuse", str(path), "--quick"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+        assert proc.stderr.strip().splitlines() == [f"{path}: not reused: {why}"], proc.stderr
