@@ -261,6 +261,31 @@ def _recordable(value: Any, where: str) -> Any:
                     "and dicts of those, and one-element tensors")
 
 
+# What a cache's metadata may hold beside its epochs, seconds and accuracy, each where present:
+# the driver compares git_commit, device_name and commit_from_env under --refresh (a commit that
+# was no text stopped it with a traceback) and identity with the file's name, and every run's
+# record takes git_commit as its dense model's commit (a list there made each record malformed,
+# so every command ran it again) and adds compile_seconds to its compile time.
+_META_TYPES: dict[str, tuple[type, ...]] = {"git_commit": (str, type(None)), "device_name": (str,), "identity": (str,),
+                                            "commit_from_env": (bool,), "compile_seconds": (int, float)}
+
+
+def _meta_problem(meta: dict[str, Any]) -> str | None:
+    """Why a cache's metadata (epochs, seconds and accuracy already checked) cannot be used, as
+    "KEY is ...", or None: a value of another type than _META_TYPES gives, or a compile time that
+    is no finite number of seconds, not negative, within bounds.MAX_NUMBER."""
+    for key, types in _META_TYPES.items():
+        if key not in meta:
+            continue
+        value = meta[key]
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            return f"{key} is {bounds.brief(value, 60)}, expected {expected}"
+        if key == "compile_seconds" and not (bounds.finite(value) and value >= 0):
+            return f"{key} is {value!r}, expected a finite number of seconds, not negative"
+    return None
+
+
 @dataclass
 class DenseWeights:
     """A trained dense model as its harness stage hands it to method runs: CPU tensors (they
@@ -282,7 +307,8 @@ class DenseWeights:
         regular file (a FIFO would block the read forever), or metadata that a record could not
         hold (NaN seconds made every later sweep crash writing its records; 1e20 seconds, beyond
         bounds.MAX_NUMBER, made every record of its runs malformed, so each command ran them
-        again from the same file) or weights that are not finite (every run of the seed would diverge, blamed on its method)."""
+        again from the same file), other metadata of another type (_meta_problem), or weights
+        that are not finite (every run of the seed would diverge, blamed on its method)."""
         files.check_regular(path)
         with safetensors.safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("meta", "null"))
@@ -292,6 +318,8 @@ class DenseWeights:
                                 and v >= 0 for v in given.values()) or given["accuracy"] > 1:
             raise ValueError(f"{path} holds no dense model (a state dict, and its epochs, seconds and accuracy: "
                              f"finite, within ±{bounds.MAX_NUMBER:g}, not negative)")
+        if why := _meta_problem(meta):
+            raise ValueError(f"{path} holds a dense model whose metadata's {why}")
         if not all(not t.is_floating_point() or bool(torch.isfinite(t).all()) for t in state.values()):
             raise ValueError(f"{path} holds weights that are not finite")
         return cls(state, meta)

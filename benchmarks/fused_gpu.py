@@ -51,7 +51,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -301,6 +301,21 @@ def measured_on(suite: Suite, device: torch.device, args: argparse.Namespace) ->
             "margin": args.margin, "unfused_jobs": args.unfused_jobs, "max_fuse": args.max_fuse}
 
 
+MAX_KEPT_BYTES = 2**20  # a kept bench's JSON is a few KB; --reuse reads no more than this
+
+
+def read_kept(path: Path, refusal: str) -> Any:
+    """A bench's JSON, read as a file of the results folder (committed, carried to the window):
+    a regular file (no FIFO waited on) of at most MAX_KEPT_BYTES; else exit 1 with one line,
+    `refusal` and why (a file unread or refused, no JSON, JSON nested too deeply)."""
+    try:
+        return json.loads(files.read_regular_file(path, MAX_KEPT_BYTES))
+    except (OSError, ValueError) as e:
+        sys.exit(f"{path}: {refusal}: {e}")
+    except RecursionError:
+        sys.exit(f"{path}: {refusal}: nested too deeply")
+
+
 def reused_choice(saved: dict[str, object], present: dict[str, object]) -> str:
     """A saved bench's choice as `--fuse` and `--fuse-layout` ("K LAYOUT"; "1 model": no fusion),
     where it was measured whole (a bench cut short chose from part of its cells) under `present`;
@@ -351,10 +366,10 @@ def main() -> None:
                          "whatever it was measured on: a window's own bench, which may have been cut short")
     args = ap.parse_args()
     if args.choice_of:
+        saved = read_kept(args.choice_of, "no choice")
         try:
-            saved = json.loads(args.choice_of.read_text())
             print(choice_of(saved, args.max_fuse), saved.get("complete") is True)
-        except (OSError, ValueError, AttributeError) as e:  # a file unread, not JSON, not a bench's object
+        except (ValueError, AttributeError) as e:  # not a bench's object
             sys.exit(f"{args.choice_of}: no choice: {e}")
         return
     device = torch.device("cuda" if torch.cuda.is_available() and not args.quick else "cpu")
@@ -366,9 +381,10 @@ def main() -> None:
         suite = suite.with_budget(precision="fp32")
     present = measured_on(suite, device, args)
     if args.reuse:
+        saved = read_kept(args.reuse, "not reused")
         try:
-            print(reused_choice(json.loads(args.reuse.read_text()), present))
-        except (OSError, ValueError, AttributeError) as e:  # a file unread, not JSON, not a bench's object
+            print(reused_choice(saved, present))
+        except (ValueError, AttributeError) as e:  # not a bench's object
             sys.exit(f"{args.reuse}: not reused: {e}")
         return
     data = data_for(suite, args.data_dir, args.limit_train, device)

@@ -179,9 +179,22 @@ if [[ "$bench_s" != none ]]; then
     >> "$out/fused-bench.log" 2>&1
   say "fused bench: exit $? ($(grep '^choice' "$out/fused-bench.log"))"
   if "$python" -c "import json, sys; sys.exit(json.load(open(sys.argv[1])).get('complete') is not True)" \
-      "$out/fused-bench.json" 2>/dev/null && mkdir -p "$results/cifar" && cp "$out/fused-bench.json" "$kept.tmp" \
-      && mv "$kept.tmp" "$kept"; then
-    say "the fused bench ran whole: kept in $kept, for later windows on this GPU, torch and code"
+      "$out/fused-bench.json" 2>/dev/null; then
+    # <results>/cifar is committed and carried, so it may hold links: `cp` to a link planted at the
+    # temporary name wrote the bench over the file it named. bench.files writes a file of its own and
+    # renames it into place; a cifar folder that is a link is refused, as bench run refuses it.
+    if why=$("$python" -c "import sys; from pathlib import Path; from bench import files, layout
+kept = Path(sys.argv[2])
+try:
+    layout.refuse_links([kept.parent])
+    files.write_text_atomic(kept, Path(sys.argv[1]).read_text())
+except (OSError, RuntimeError) as e:  # bench.errors.ResultsFolderError is a RuntimeError
+    sys.exit(str(e))" \
+        "$out/fused-bench.json" "$kept" 2>&1); then
+      say "the fused bench ran whole: kept in $kept, for later windows on this GPU, torch and code"
+    else
+      say "the fused bench ran whole, but is not kept: $why"
+    fi
   fi
 fi
 if [[ "$fuse" == auto ]]; then

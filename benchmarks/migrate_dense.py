@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -95,6 +96,18 @@ def machine(record: dict[str, Any]) -> tuple[str, int | None, str]:
     return env["device_name"], env["threads"], env["torch"]
 
 
+# A commit as a record names it: its hash (SHA-1 or SHA-256), "-dirty" for uncommitted code on it.
+COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?(-dirty)?")
+
+
+def commit_of(record: dict[str, Any]) -> str:
+    """The commit that made `record`, "" where it names none. Records, of the history too, are
+    anyone's text, and the commits they name are passed to git, which takes a word starting with
+    '-' for an option: `--output=FILE` as a commit had `git show` write FILE."""
+    commit = record["env"].get("git_commit")
+    return commit if isinstance(commit, str) and COMMIT.fullmatch(commit) else ""
+
+
 def era_seconds(root: Path, suite: str, name: str) -> float:
     """The training time of the model the older records used: that of the seed's dense record
     in its newest committed version without `dense` (a refresh since has retrained the model and
@@ -115,8 +128,8 @@ def trainer(root: Path, suite: str, seconds: float) -> str:
     for rev in git(root, "log", "--format=%H", "-S", needle, "--", f"results/{suite}/runs").split():
         for line in git(root, "grep", "-l", "-F", needle, rev, "--", f"results/{suite}/runs").splitlines():
             record = json.loads(git(root, "show", line))
-            if record["metrics"].get("train_time_s") == seconds and record["env"].get("git_commit"):
-                found.add(record["env"]["git_commit"])
+            if record["metrics"].get("train_time_s") == seconds and commit_of(record):
+                found.add(commit_of(record))
     if not found:
         raise SystemExit(f"no record in the history of results/{suite}/runs carries a train time of {needle} s")
     first = min(found, key=lambda c: (int(git(root, "show", "-s", "--format=%ct", c.removesuffix("-dirty"))),
@@ -168,7 +181,7 @@ def rule_problem(results: Path, root: Path) -> str | None:
     for suite_name in layout.suites_with_records(results):
         suite = load_suite(suite_name)
         for name, r in records.named_records(results, suite_name):
-            commit = r["env"].get("git_commit") or ""
+            commit = commit_of(r)
             if r["status"] == "ok" and commit and ancestor(root, since, commit):
                 checked += 1
                 if ("dense" in r) != loads_dense(r, suite):
@@ -193,7 +206,7 @@ def migrate(results: Path, suite_name: str, named: list[tuple[str, dict[str, Any
     for name, record in named:
         if record["config"]["seed"] != seed or not loads_dense(record, suite):
             continue
-        commit = record["env"].get("git_commit") or ""
+        commit = commit_of(record)
         if "dense" in record:
             why = "already names its dense model"
         elif len(hashes) != 1 or len(devices) != 1:

@@ -17,7 +17,6 @@ spent outside training (measurement and bookkeeping).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 import torchvision
 from tabulate import tabulate
 
-from bench import layout
+from bench import layout, records
 from bench.data import Preprocess, Split, default_tensor_cache, load_dataset
 from bench.models import build_model
 from bench.suite import load_suite
@@ -108,10 +107,13 @@ def time_minimal(suite, split: Split, device: torch.device) -> float:
 
 
 def outside_training_share(results: Path) -> list[list]:
+    """Per suite of `results`, the finished runs' time and the part of it spent measuring. The
+    records are read as every reader reads them (bench.records): a file that is no usable record
+    (cut short, malformed, a FIFO or a link) is named on stderr and left out, not a traceback."""
     rows = []
     for suite in layout.suites_with_records(results):
-        recs = [json.loads(p.read_text()) for p in sorted(layout.runs_dir(results, suite).glob("*.json"))]
-        recs = [r for r in recs if r["status"] == "ok" and "measure_time_s" in r]
+        recs = [r for _, r in records.reported_records(results, suite, "the outside-training share")]
+        recs = [r for r in recs if r["status"] == "ok" and "measure_time_s" in r and "run_time_s" in r]
         total = sum(r["run_time_s"] for r in recs)
         measuring = sum(r["measure_time_s"] for r in recs)
         if total:

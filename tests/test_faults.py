@@ -1076,6 +1076,33 @@ def test_a_cached_dense_model_copied_over_another_seeds_is_named_and_trained_aga
     assert DenseWeights.load(zero).meta["identity"] == zero.stem
 
 
+def test_a_cached_dense_model_whose_metadata_is_mistyped_is_named_and_trained_again(tmp_path, data_dir, capsys):
+    """The cache's metadata reaches the driver and the records (a results folder is committed, and
+    may be tampered with): a commit that is no text stopped `--refresh device` with an
+    AttributeError traceback, and without it every run's record named it as its dense model's
+    commit, a record every reader left out as malformed, so each command ran it again. A
+    compile time that is no number failed every run of the seed. Each is named, and the model
+    trained again."""
+    args = [*TINY, *INLINE, "--data-dir", str(data_dir), "--results-dir", str(tmp_path)]
+    assert main(["run", *args, "--methods", "dense"]) == 0
+    (cache,) = (tmp_path / SUITE / "cache").glob("*.safetensors")
+    good = DenseWeights.load(cache)
+    run = ["run", *args, "--methods", "magnitude", "--set", "magnitude.sparsity=0.9"]
+    for key, value in (("git_commit", ["--output=x"]), ("compile_seconds", "1 s"), ("device_name", 5),
+                       ("identity", None), ("commit_from_env", "no")):
+        tampered = DenseWeights({k: v.clone() for k, v in good.state_dict.items()}, {**good.meta, key: value})
+        files.atomic_write(cache, tampered.save)
+        capsys.readouterr()
+        assert main([*run, "--refresh", "device", "--dry-run"]) == 0, key
+        assert f"the cache file {cache} is unreadable (ValueError: {cache} holds a dense model whose metadata's " \
+               f"{key} is " in capsys.readouterr().out, key
+        assert main([*run, "--force"]) == 0, key
+        assert "training it again" in capsys.readouterr().out, key
+        (record,) = (tmp_path / SUITE / "runs").glob("magnitude-*.json")
+        assert records.read_record(record)["status"] == "ok", key
+        assert DenseWeights.load(cache).meta["git_commit"] != ["--output=x"]
+
+
 def test_a_late_run_from_the_bad_dense_file_leaves_the_retrained_one(tmp_path, data_dir):
     """With two runs in flight on a bad cache file, the second can fail after the first's failure
     had the file retrained: that second failure names the old file, not the new one, which stays

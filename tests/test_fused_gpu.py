@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import itertools
+import os
 import sys
 import time
 
@@ -355,3 +357,23 @@ def test_choice_of_reads_a_windows_own_bench_cut_short_or_whole_and_refuses_a_ch
     hostile = choice({"complete": True, "fuse": "x[$(touch /tmp/pwned)]", "fuse_layout": "model"})
     assert hostile.returncode == 1 and hostile.stdout == "" and "no choice: the saved choice is no --fuse" in hostile.stderr
     assert choice([1, 2]).returncode == 1  # JSON, but no bench's object
+
+
+def test_a_kept_bench_that_is_no_regular_file_of_bounded_json_is_named_and_not_reused(tmp_path):
+    """`--reuse` reads a file of the results folder (committed, carried to the window): JSON
+    nested deeper than the parser goes ended it with a RecursionError traceback, a FIFO was
+    waited on until gpu_session.sh's timeout, and a huge file was read into memory whole. Each
+    is named in one line, exit 1, and the bench is timed again."""
+    import subprocess
+
+    deep, fifo, huge = tmp_path / "deep.json", tmp_path / "fifo.json", tmp_path / "huge.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    os.mkfifo(fifo)
+    huge.write_text(" " * 2**20 + "{}")  # a kept bench is a few KB: a MiB is plenty
+    for (path, why), (option, refusal) in itertools.product(
+            ((deep, "nested too deeply"), (fifo, "a FIFO, not a regular file"), (huge, f"larger than {2**20:,} bytes")),
+            (("--reuse", "not reused"), ("--choice-of", "no choice"))):  # (the window's own bench: read the same way)
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fused_gpu.py"), option, str(path), "--quick"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+        assert proc.stderr.strip().splitlines() == [f"{path}: {refusal}: {why}"], proc.stderr

@@ -235,3 +235,46 @@ def test_a_fused_bench_that_fails_at_once_leaves_the_sweep_unfused_and_the_archi
     assert "fused bench: exit 1" in log and "--fuse 1" in log and "bench run: exit 0" in log, log
     assert "RuntimeError: CUDA error: simulated" in (tmp_path / "out" / "fused-bench.log").read_text()
     assert (tmp_path / "out" / "results.tar.gz").exists()
+
+
+@pytest.mark.session
+def test_a_link_planted_in_the_results_is_not_written_through_when_the_bench_is_kept(tmp_path, cifar_dir):
+    """A whole bench is kept in <results>/cifar, a folder that is committed and carried to the
+    window: `cp` to a planted `fused-bench.json.tmp` link wrote the bench's JSON over the file it
+    named (~/.bashrc, say), and the kept file became a link to it. Now the bench is kept as a
+    file of its own, the link's target untouched; in a cifar folder that is itself a link, it
+    is not kept, and the log says why."""
+    fake = tmp_path / "python"  # the real interpreter, but a bench that runs whole at once
+    fake.write_text("#!/usr/bin/env bash\n"
+                    'if [[ "$1" == benchmarks/fused_gpu.py ]]; then while [[ "$1" != --out ]]; do shift; done\n'
+                    '  echo \'{"fuse": 2, "fuse_layout": "nchw", "complete": true, "rates": {}}\' > "$2"; exit 0; fi\n'
+                    f'exec {sys.executable} "$@"\n')
+    fake.chmod(0o755)
+    data = small_cifar(cifar_dir, tmp_path / "data", per_class=2)
+    victim, elsewhere = tmp_path / "victim", tmp_path / "elsewhere"
+    victim.write_text("not the harness's\n")
+    elsewhere.mkdir()
+
+    def session(results: Path, out: Path) -> str:
+        proc = subprocess.run(
+            ["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--out", str(out), "--data", str(data),
+             "--results", str(results), "--minutes", "0", "--fused-bench", "60", "--quick"],
+            capture_output=True, text=True, timeout=400, env={**os.environ, "PYTHON": str(fake)})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return (out / "session.log").read_text()
+
+    results = tmp_path / "results"
+    (results / "cifar").mkdir(parents=True)
+    (results / "cifar" / "fused-bench.json.tmp").symlink_to(victim)
+    log = session(results, tmp_path / "out")
+    assert victim.read_text() == "not the harness's\n"
+    kept = results / "cifar" / "fused-bench.json"
+    assert not kept.is_symlink() and json.loads(kept.read_text())["fuse_layout"] == "nchw", log
+    assert f"the fused bench ran whole: kept in {kept}" in log, log
+
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "cifar").symlink_to(elsewhere)
+    log = session(linked, tmp_path / "out2")
+    assert list(elsewhere.iterdir()) == []
+    assert f"the fused bench ran whole, but is not kept: {linked / 'cifar'} is a symbolic link" in log, log

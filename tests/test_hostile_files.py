@@ -522,3 +522,30 @@ def test_a_records_text_and_a_files_name_reach_the_console_printable(tmp_path, c
         assert "\x1b" not in out + err and "\u202e" not in out + err, args  # nor a bidi override, which reverses text
         assert "note=?]0;retitled??" in out or args[0] == "leaderboard", out
     assert f"left out of the leaderboard: {tmp_path / 'mlp' / 'runs'}/?[2J.json: unreadable" in err
+
+
+def test_the_training_speed_scripts_share_of_time_outside_training_reads_records_as_every_reader(tmp_path, capsys):
+    """benchmarks/train_speed.py --results reads a results folder's records for the share of a
+    run's time spent outside training: it read every file raw, and a record cut short or
+    malformed stopped it with a traceback, a FIFO among them was waited on for ever. It reads them as every
+    reader does: a file that is no usable record is named and left out."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("train_speed", ROOT / "benchmarks" / "train_speed.py")
+    train_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_speed)
+    runs = tmp_path / "mlp" / "runs"
+    for i, seconds in enumerate((10.0, 30.0)):
+        files.write_json_atomic(runs / f"magnitude-{i}.json",
+                                {**record("magnitude", {"sparsity": 0.5}, i, 0.97, 500),
+                                 "run_time_s": seconds, "measure_time_s": 2.5})
+    (runs / "a-cut.json").write_text('{"status": "ok", "run_ti')  # a write cut short: JSON unread
+    files.write_json_atomic(runs / "b-bad.json", {"status": "ok", "measure_time_s": 1.0})  # no run_time_s, no config
+    os.mkfifo(runs / "z-fifo.json")
+
+    assert train_speed.outside_training_share(tmp_path) == [["mlp", 2, "40", "5", "12.5%"]]
+    err = capsys.readouterr().err
+    assert f"{runs / 'a-cut.json'}: unreadable (JSONDecodeError" in err and f"{runs / 'b-bad.json'}: not a run record" in err
+    assert f"{runs / 'z-fifo.json'}: refused: a FIFO" in err

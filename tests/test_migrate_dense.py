@@ -193,3 +193,25 @@ def test_a_model_first_used_by_uncommitted_code_names_no_trainer(tmp_path):
         retrain(tmp_path / "retrained" / c, weights(0), dense)
     with pytest.raises(SystemExit, match=f"first used by uncommitted code on {retrained_at[0][:12]}"):
         run(repo, tmp_path / "retrained", "--write")
+
+
+def test_a_commit_named_by_a_record_in_the_history_is_never_taken_for_a_git_option(tmp_path, capsys):
+    """The trainer is found among the commits that the history's records name, each passed to
+    git: a record naming `--output=FILE` as its commit had `git show` write FILE (any file the
+    user may write) before the script stopped with a traceback. A name that is no commit is no
+    trainer, and the migration goes on as without it."""
+    repo, _, retrained_at = history(tmp_path)
+    victim = tmp_path / "victim"
+    victim.write_text("not the script's\n")
+    planted = json.loads((repo / "results" / "mlp" / "runs" / "oneshot.json").read_text())  # the model's train time
+    planted["env"]["git_commit"] = f"--output={victim}"
+    files.write_json_atomic(repo / "results" / "mlp" / "runs" / "planted.json", planted)
+    commit(repo, "D: a planted record", 5)
+    dense = json.loads((repo / "results" / "mlp" / "runs" / "dense.json").read_text())
+    for c in retrained_at:
+        retrain(tmp_path / "retrained" / c, weights(0), dense)
+
+    assert run(repo, tmp_path / "retrained") == 0
+    assert victim.read_text() == "not the script's\n"
+    out = capsys.readouterr().out
+    assert f"trained by {retrained_at[1][:12]}" in out and "4 would migrate" in out, out
