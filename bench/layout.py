@@ -18,6 +18,7 @@ and `bench leaderboard` points to.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Iterable
@@ -119,14 +120,17 @@ def folder_too_deep(folder: Path | str, option: str) -> str | None:
     it a results folder sharing no suite, `bench leaderboard` said it held no records, and `bench
     run` wrote into results/mlp/mlp/, where no leaderboard of the checkout looks."""
     folder = Path(folder)
-    named = folder.resolve() if folder.name in ("", "..") else folder  # "." and "..": the folders' own names
+    real = folder.resolve()  # the folders' own names: "." and "runs" typed inside them name no suite
     if suites_with_records(folder):
         return None
     if any((folder / "runs").glob("*.json")):  # records, not any runs/ folder (TensorBoard's logs)
-        what, suite, results = "the folder", named.name, named.parent
-    elif named.name == "runs" and any(folder.glob("*.json")):
-        what, suite, results = "the records folder", named.parent.name, named.parent.parent
+        what, suite, up = "the folder", real, ".."
+    elif real.name == "runs" and any(folder.glob("*.json")):
+        what, suite, up = "the records folder", real.parent, "../.."
     else:
         return None
-    return (f"{folder} is {what} of suite '{suite}' in the results folder {results}, not a results folder "
+    results = Path(os.path.normpath(folder / up))  # as the user wrote it: `runs` typed in results/mlp is ../..
+    if results.resolve() != suite.parent:  # through a link, ".." is not the folder above: the real one
+        results = suite.parent
+    return (f"{folder} is {what} of suite '{suite.name}' in the results folder {results}, not a results folder "
             f"itself: pass {option}{results}")

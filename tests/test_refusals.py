@@ -443,6 +443,29 @@ def test_a_suites_folder_given_as_the_results_folder_names_the_results_folder(tm
     assert bench(["leaderboard", "--show", "--results-dir", results, "--budget", "custom"]).returncode == 0
 
 
+def test_a_suites_folder_named_from_inside_it_names_the_results_folder_above(tmp_path, monkeypatch):
+    """`runs` typed in results/mlp (or `.` in its runs/) was called the records folder of suite ''
+    in the results folder `.`, which is the suite's folder: a refusal naming another refused
+    folder. The suite is named by the folder's own name, and the results folder is the one above."""
+    from bench import layout
+
+    runs = tmp_path / "results" / "mlp" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "a.json").write_text("{}")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "link").symlink_to(runs.parent)
+    for cwd, given, what, results in ((runs.parent, "runs", "the records folder", ".."),
+                                      (runs.parent, ".", "the folder", ".."),
+                                      (runs, ".", "the records folder", "../.."),
+                                      (runs, "..", "the folder", "../.."),
+                                      (tmp_path / "results", "mlp", "the folder", "."),
+                                      (tmp_path, "elsewhere/link", "the folder", tmp_path / "results")):
+        monkeypatch.chdir(cwd)
+        assert layout.folder_too_deep(given, "--results-dir ") == (
+            f"{given} is {what} of suite 'mlp' in the results folder {results}, not a results folder itself: "
+            f"pass --results-dir {results}"), (cwd, given)
+
+
 def test_refusals_look_the_same_from_a_real_process(tmp_path, data_dir):
     path = tmp_path / "suite.yaml"
     path.write_text(VALID.replace("name: tiny", "name: ../../outside"))
