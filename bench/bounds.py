@@ -90,27 +90,26 @@ class Bounds:
         return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
                 and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
 
-    def problem(self, value: Any, typed: bool = False) -> str | None:
-        """Why `value` is refused, as the end of an error message, or None if it is accepted;
-        `typed`: a value a person wrote (a command line, a suite file), which may be a percent
-        where a fraction belongs (`_percent`)."""
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is refused, as the end of an error message, or None if it is accepted; a
+        whole percent where a fraction belongs names the fraction (`_percent`), a list's item too
+        (a suite's `sparsities: [50, 90]`)."""
         if self.choices is not None:
             return None if value in self.choices else (
                 f"expected one of {', '.join(map(str, self.choices))}, got {brief(value)}")
         if not isinstance(value, list):
             return None if self.contains(value) else \
-                f"expected a number {self._range(value)}, got {brief(value)}{self._percent(value) if typed else ''}"
+                f"expected a number {self._range(value)}, got {brief(value)}{self._percent(value)}"
         if self.distinct and not value:
             return "expected a non-empty list, got []"
         for i, item in enumerate(value):
             if not self.contains(item):
-                return f"expected numbers {self._range(item)}, got {brief(item)} (item {i})"
+                return f"expected numbers {self._range(item)}, got {brief(item)} (item {i}){self._percent(item)}"
         if self.distinct:  # counted once each: list.count per item took minutes on a 1 MiB suite's seeds
             repeated = sorted(v for v, n in Counter(value).items() if n > 1)
             if repeated:
                 return f"expected distinct values, got {brief(repeated[0])} more than once in {brief(value)}"
         return None
-
 
     def _percent(self, value: Any) -> str:
         """For a fraction (a range up to 1) given a whole percent (`sparsity=90`, as the tables
@@ -146,11 +145,10 @@ def bounded(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: 
     return dataclasses.field(default=default, metadata={"bounds": Bounds(ge, gt, le, lt, distinct, choices)})
 
 
-def problem(f: dataclasses.Field, value: Any, typed: bool = False) -> str | None:
-    """Why `value` is out of the range field `f` declares (None: in range, or no range); `typed`
-    as Bounds.problem's."""
+def problem(f: dataclasses.Field, value: Any) -> str | None:
+    """Why `value` is out of the range field `f` declares (None: in range, or no range)."""
     bounds = f.metadata.get("bounds")
-    return bounds.problem(value, typed) if bounds is not None else None
+    return bounds.problem(value) if bounds is not None else None
 
 
 def _number(value: float) -> str:

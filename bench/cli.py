@@ -85,7 +85,7 @@ def _number(tp: type, **limits: float) -> Callable[[str], Any]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if tp is int else 'a number'}, "
                                              f"got '{text}'") from None
-        why = bounds.problem(value, typed=True)
+        why = bounds.problem(value)
         if why:
             raise argparse.ArgumentTypeError(why)
         return value

@@ -100,7 +100,7 @@ class Method:
                 raise ParameterError(f"method '{cls.name}' parameter '{key}': expected plain data (finite numbers "
                                      f"within ±{bounds.MAX_NUMBER:g}, text, true/false, null, lists, mappings with "
                                      f"text keys; at most {bounds.MAX_DEPTH} levels deep), got {bounds.brief(value)}")
-            why = bounds.problem(fields[key], params[key], typed=True)
+            why = bounds.problem(fields[key], params[key])
             if why:
                 raise ParameterError(f"method '{cls.name}' parameter '{key}': {why}")
         unset = [f for f in fields.values() if f.init and f.name not in params

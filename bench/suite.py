@@ -349,7 +349,7 @@ def parse(tp: Any, value: Any, file: str, key: str) -> Any:
                     raise SuiteError(f"{file}: missing key '{sub}' ({_type_name(hints[name])})")
                 continue
             kwargs[name] = parse(hints[name], value[name], file, sub)
-            why = bounds.problem(f, kwargs[name], typed=True)
+            why = bounds.problem(f, kwargs[name])
             if why:
                 raise SuiteError(f"{file}: key '{sub}': {why}")
         return tp(**kwargs)

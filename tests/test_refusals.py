@@ -71,6 +71,8 @@ SUITES = [
     ("a repeated seed", ("seeds: [0]", "seeds: [0, 1, 0]"), "key 'seeds': expected distinct values, got 0 more than once"),
     ("a negative seed", ("seeds: [0]", "seeds: [-1]"), "key 'seeds': expected numbers in [0, 4294967296), got -1 (item 0)"),
     ("sparsity 1", ("sparsities: [0.5]", "sparsities: [0.5, 1]"), "key 'sparsities': expected numbers in [0, 1), got 1.0 (item 1)"),
+    ("a percent for a sparsity", ("sparsities: [0.5]", "sparsities: [0.5, 90]"),  # as the tables head it sparsity_%
+     "key 'sparsities': expected numbers in [0, 1), got 90.0 (item 1): a fraction, 0.9 for 90%"),
     ("negative sparsity", ("sparsities: [0.5]", "sparsities: [-0.1]"), "key 'sparsities': expected numbers in [0, 1), got -0.1"),
     ("a repeated sparsity", ("sparsities: [0.5]", "sparsities: [0.5, 0.9, 0.5]"),
      "key 'sparsities': expected distinct values, got 0.5 more than once"),
