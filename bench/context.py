@@ -265,9 +265,12 @@ def _recordable(value: Any, where: str) -> Any:
 # the driver compares git_commit, device_name and commit_from_env under --refresh (a commit that
 # was no text stopped it with a traceback) and identity with the file's name, and every run's
 # record takes git_commit as its dense model's commit (a list there made each record malformed,
-# so every command ran it again) and adds compile_seconds to its compile time.
+# so every command ran it again) and adds compile_seconds to its compile time. Provenance.Here.made,
+# which --refresh asks of the cache as of a record, also reads method_origin and method_commit
+# (plugin commits, which a dense model never names): a number there stopped it with a TypeError.
 _META_TYPES: dict[str, tuple[type, ...]] = {"git_commit": (str, type(None)), "device_name": (str,), "identity": (str,),
-                                            "commit_from_env": (bool,), "compile_seconds": (int, float)}
+                                            "commit_from_env": (bool,), "compile_seconds": (int, float),
+                                            "method_origin": (dict,), "method_commit": (dict,)}
 
 
 def _meta_problem(meta: dict[str, Any]) -> str | None:
@@ -283,6 +286,8 @@ def _meta_problem(meta: dict[str, Any]) -> str | None:
             return f"{key} is {bounds.brief(value, 60)}, expected {expected}"
         if key == "compile_seconds" and not (bounds.finite(value) and value >= 0):
             return f"{key} is {value!r}, expected a finite number of seconds, not negative"
+        if key == "method_commit" and not all(isinstance(v, (str, type(None))) for v in value.values()):
+            return f"{key} is {bounds.brief(value, 60)}, expected a mapping of text or null"
     return None
 
 

@@ -1089,7 +1089,8 @@ def test_a_cached_dense_model_whose_metadata_is_mistyped_is_named_and_trained_ag
     good = DenseWeights.load(cache)
     run = ["run", *args, "--methods", "magnitude", "--set", "magnitude.sparsity=0.9"]
     for key, value in (("git_commit", ["--output=x"]), ("compile_seconds", "1 s"), ("device_name", 5),
-                       ("identity", None), ("commit_from_env", "no")):
+                       ("identity", None), ("commit_from_env", "no"), ("method_origin", 5),
+                       ("method_commit", {"magnitude": 5})):  # (Here.made reads these two of a record)
         tampered = DenseWeights({k: v.clone() for k, v in good.state_dict.items()}, {**good.meta, key: value})
         files.atomic_write(cache, tampered.save)
         capsys.readouterr()
