@@ -240,8 +240,25 @@ def method_pair(text: str) -> tuple[MethodSpec, MethodSpec]:
     if x.method == y.method and not any(name == other and _typed(value) != _typed(theirs)
                                         for name, value in x.fixed for other, theirs in y.fixed):
         raise ParameterError(f"--methods {brief(text)}: {brief(x.method)} on both sides needs a parameter fixed to "
-                             f"a different value on each, e.g. {x.method}[finetune=false],{x.method}[finetune=true]")
+                             f"a different value on each{_fixed_apart(x.method)}")
     return x, y
+
+
+def _fixed_apart(method: str) -> str:
+    """The example of `method_pair`'s refusal, with a parameter `method` has (read from its source,
+    bench.catalog): a true/false one, else the one its sweep varies, else its first. The example
+    was sparsegpt's `finetune` for every method, which magnitude has not."""
+    from bench.catalog import catalog
+
+    info = next((i for i in catalog() if i.name == method and i.problem is None), None)
+    if info is None:
+        return ""
+    if not info.parameters:
+        return f": {method} has none, so compare it with another method"
+    name = next((k for k, v in info.parameters.items() if isinstance(v, bool)),
+                info.sweep if info.sweep in info.parameters else next(iter(info.parameters)))
+    values = ("false", "true") if isinstance(info.parameters[name], bool) else (info.parameters[name], "...")
+    return f", e.g. {method}[{name}={values[0]}],{method}[{name}={values[1]}]"
 
 
 def _method_spec(part: str, text: str) -> MethodSpec:

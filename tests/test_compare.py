@@ -650,6 +650,10 @@ def test_a_malformed_method_spec_or_a_parameter_no_side_has_is_refused_by_name(t
             ("sparsegpt,sparsegpt", [], "'sparsegpt' on both sides needs a parameter fixed to a different value on "
                                         "each, e.g. sparsegpt[finetune=false],sparsegpt[finetune=true]"),
             ("sparsegpt[finetune=true],sparsegpt", [], "'sparsegpt' on both sides needs a parameter fixed"),
+            # the example names a parameter the method has (it was sparsegpt's finetune for every method)
+            ("magnitude,magnitude", [], "'magnitude' on both sides needs a parameter fixed to a different value on "
+                                        "each, e.g. magnitude[sparsity=0.9],magnitude[sparsity=...]"),
+            ("dense,dense", [], "a different value on each: dense has none, so compare it with another method"),
             ("sparsegpt[finetune],magnitude", [], "'finetune' in 'sparsegpt[finetune]' is no PARAM=VALUE"),
             ("sparsegpt[finetune=true,finetune=false],magnitude", [], "'finetune' is fixed twice"),
             ("sparsegpt[finetune=true,magnitude", [], "expected two methods, X,Y, each METHOD or METHOD[PARAM=VALUE,...]"),
