@@ -134,8 +134,8 @@ def suite_file(name_or_path: str) -> Path:
         path = shipped[name_or_path]
     if not path.is_file():  # (a FIFO would block the read below until something wrote to it)
         what = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
-        shipped = available_suites().get(path.stem) if path.suffix in (".yaml", ".yml") else None
-        hint = f"; the shipped suite {path.stem} is --suite {path.stem} ({shipped})" if shipped and not path.exists() else ""
+        namesake = available_suites().get(path.stem) if path.suffix in (".yaml", ".yml") else None
+        hint = f"; the shipped suite {path.stem} is --suite {path.stem} ({namesake})" if namesake and not path.exists() else ""
         raise SuiteError(f"suite file {path} {what}{hint}")
     return path
 
