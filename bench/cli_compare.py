@@ -251,8 +251,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
             shown = _shown(changes, args.only_changed, "setting")
             _print_constant(constant := _constant(shown), (x, y))
             table = [_method_row(c, constant) for c in shown]
-            headers = ["shared\nsetting", f"{x}'s\nother", f"{y}'s\nother", "budget", *_pair_headers(x, y)[:4],
-                       *_pair_headers(x, y)[4:]]
+            headers = ["shared\nsetting", f"{x}'s\nother", f"{y}'s\nother", "budget", *_pair_headers(x, y)]
             empty = {i for i in (1, 2) if all(row[i] == "-" for row in table)}  # (named above it, or none)
             _print_table([[v for i, v in enumerate(row) if i not in empty] for row in table],
                          [h for i, h in enumerate(headers) if i not in empty])
@@ -317,8 +316,8 @@ def _compare_sizes(args: argparse.Namespace, recs: list[Record], suites: list[st
         shown = _shown(changes, args.only_changed, "pair")
         _print_constant(constant := _constant(shown), (x, y))
         table = [_size_row(c, constant) for c in shown]
-        _print_table(table, [f"{x}'s\nsetting", f"{y}'s\nsetting", "budget", *_pair_headers(x, y)[:4], "apart",
-                             *_pair_headers(x, y)[4:]])
+        pair = _pair_headers(x, y)
+        _print_table(table, [f"{x}'s\nsetting", f"{y}'s\nsetting", "budget", *pair[:4], "apart", *pair[4:]])
         if left:
             print(f"{counted(len(left), 'row')} without a partner within {_percent(within)}, not compared:")
             for u in left:
