@@ -126,6 +126,14 @@ def make_executor(args: argparse.Namespace, device: str) -> Executor:
     return LocalExecutor(args.jobs, _visible_gpus() if device == "cuda" else None, args.threads, echo=tqdm.write)
 
 
+def _jobs(args: argparse.Namespace, device: str) -> int | None:
+    """How many tasks `make_executor`'s executor would run at once, for the dry run's estimate,
+    without starting it: None for Ray, whose cluster says only once it is joined."""
+    if args.executor == "ray" or (args.executor is None and os.environ.get("BENCH_EXECUTOR") == "ray"):
+        return None
+    return args.jobs_per_gpu * max(1, len(_visible_gpus())) if args.jobs_per_gpu and device == "cuda" else args.jobs
+
+
 def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
     """What `bench run` does before it prints its summary: the suite and the records of the
     command's runs (none for --dry-run). Shared with the Python API (bench.api.run). A suite
@@ -183,7 +191,7 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
                          order=args.order,
                          max_minutes=args.max_minutes, dry_run=args.dry_run, allow_dirty=args.allow_dirty,
                          fuse=fuse, fuse_layout=args.fuse_layout,
-                         run_timeout=args.run_timeout,
+                         run_timeout=args.run_timeout, jobs=_jobs(args, device),
                          publish=lambda: leaderboard.write(args.results_dir, suite.name))
     finally:
         if executor is not None:
@@ -249,6 +257,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     import torch
 
     from bench import board, leaderboard, render
+    from bench.executors import cores
 
     suite = load_suite(args.suite)
     if args.into is not None and args.into.resolve().is_relative_to(Path(args.results_dir).resolve()):
@@ -291,7 +300,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         try:
             for r in sorted(chosen, key=lambda r: (r["config"]["seed"], r["config"]["method"])):
                 # the record's threads, as far as this machine's cores go (a planted 10**12 started no worker)
-                threads = args.threads or (min(r["env"]["threads"], os.cpu_count() or 1)
+                threads = args.threads or (min(r["env"]["threads"], cores())
                                            if device == "cpu" and r["env"].get("threads") else None)
                 if threads not in executors:
                     executors[threads] = make_executor(argparse.Namespace(**{**vars(args), "threads": threads}), device)

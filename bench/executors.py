@@ -262,6 +262,12 @@ def _start_method(gpus: list[str] | None) -> Any:
     return ctx
 
 
+def cores() -> int:
+    """The cores this process may run on (its affinity, which a container or `taskset` narrows),
+    what local workers divide between them (os.process_cpu_count from Python 3.13)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class LocalExecutor:
     """`jobs` worker processes on this machine. With GPUs, worker i uses GPU i mod G; on the CPU
     the cores are divided between the workers (`threads` each) so none is oversubscribed. A task
@@ -274,9 +280,8 @@ class LocalExecutor:
                  echo: Callable[[str], None] | None = None):
         self.slots = jobs
         self.gpus = gpus
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         per_gpu = -(-jobs // len(gpus)) if gpus else jobs
-        self.threads = threads or max(1, cores // jobs)
+        self.threads = threads or max(1, cores() // jobs)
         where = f"{counted(len(gpus), 'GPU')}, up to {per_gpu} per GPU" if gpus else "the CPU"
         self.description = (f"{jobs} local worker process{'es' if jobs > 1 else ''} on {where}, "
                             f"{counted(self.threads, 'thread')} each")

@@ -33,13 +33,13 @@ from bench.chain import links
 from bench.dense_stage import Dense
 from bench.data import default_data_dir, fetch, is_here
 from bench.errors import ResultsFolderError, counted, duration, first_line, printable
-from bench.executors import Executor
+from bench.executors import Executor, cores
 from bench.locks import Claim
 from bench.plan import (Order, RunSpec, dense_epochs, expected_epochs, fusion_key, plan, run_key, setting_label,
                         with_recorded)
 from bench.suite import Suite
 from bench.fused import FuseLayout
-from bench.sweep import Run, Sweep, Watched, finished, record_of
+from bench.sweep import Run, Sweep, Watched, finished, record_of, sweep_seconds
 
 
 def _by_identity(existing: list[Record]) -> dict[str, str]:
@@ -82,7 +82,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
               max_minutes: float | None = None, dry_run: bool = False, allow_dirty: bool = False,
               refresh: provenance.Refresh | None = None, recorded: bool = False, fuse: int = 1,
               fuse_layout: FuseLayout = "model", run_timeout: float | None = None, publish: Callable[[], Any] | None = None,
-              log: Callable[[str], None] = tqdm.write) -> list[Record]:
+              jobs: int | None = 1, log: Callable[[str], None] = tqdm.write) -> list[Record]:
     """Plan, train the dense stage, run and record; returns the records of this command's runs
     (those finished before included). `publish()` is called once the sweep has started and ended,
     also when it was interrupted, so the caller's tables show every finished run (bench.cli_run
@@ -103,6 +103,8 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     train as one model (bench.fused); 1 trains every run alone; `fuse_layout` "nchw" stacks their
     weights and images NCHW rather than in the models' layout. `run_timeout` (minutes) is each
     run's time limit; None derives one from the suite's records on this device (`time_limit`).
+    `jobs` is how many tasks the executor runs at once, for the dry run's estimate (None: not
+    known before it starts, a Ray cluster's).
     """
     standard_budget = suite.training
     suite = suite.with_budget(**(budget_overrides or {}))
@@ -131,7 +133,7 @@ def run_suite(suite: Suite, names: list[str], *, seeds: list[int], results_dir: 
     refusal = provenance.uncommitted(commit, plugin_commits) if standard and todo and not allow_dirty else None
     if dry_run:
         _print_plan(suite, runs, todo, dense, source, data_dir, device, existing, here,
-                    layout.runs_dir(results_dir, suite.name), log)
+                    layout.runs_dir(results_dir, suite.name), jobs, fuse, log)
         if refusal:  # the plan's cost means nothing if the command itself stops at once
             log(f"note: without --dry-run this command is refused: {refusal}")
         return []
@@ -281,16 +283,20 @@ def _check_writable(folder: Path) -> None:
 
 def _print_plan(suite: Suite, runs: list[Run], todo: list[Run], dense: dict[int, Dense],
                 source: str, data_dir: Path | None, device: str, history: list[Record],
-                refreshing: provenance.Here | None, runs_dir: Path, log: Callable[[str], None]) -> None:
+                refreshing: provenance.Here | None, runs_dir: Path, jobs: int | None, fuse: int,
+                log: Callable[[str], None]) -> None:
     """The plan and its expected cost, counted as it will be spent: the dense stage once per seed
     it trains, then each run's own epochs (a post-training run's record counts the dense epochs
     too, which the stage already trained). Times come only from finished records of the same
     budget and machine: a run's from those of its method and parameters; where there are none,
     from the suite's dense seconds per epoch, marked as extrapolated. On a machine without dense
     records of the budget (a first plan on a new machine), from other machines of its device type,
-    named; else unknown. It names the
-    folder the records would go to (`runs_dir`), which the default picks by budget: a suite file
-    of one's own at its own budget writes into ./results, beside the committed suites."""
+    named; else unknown. A run is priced from its records trained as it will be, fused with others
+    (`fuse` above 1) or alone, where it has such records; from the others where not, which the
+    plan says. The total is one job's; with several `jobs`, also the wall time of the sweep's
+    schedule (bench.sweep.sweep_seconds), on a CPU no more jobs at once than it has cores. It
+    names the folder the records would go to (`runs_dir`), which the default picks by budget: a
+    suite file of one's own at its own budget writes into ./results, beside the committed suites."""
     from tabulate import tabulate
 
     device_name = _device_name(device)
@@ -321,20 +327,28 @@ def _print_plan(suite: Suite, runs: list[Run], todo: list[Run], dense: dict[int,
     why = {d.seed: dense_stage.unusable(d, refreshing)[1] for d in dense.values()}
     to_train = [d for d in dense.values() if why[d.seed]]
     stage_epochs = suite.training.epochs * len(to_train)
-    rows, total_epochs, total_s, guessed = [], float(stage_epochs), 0.0, 0
+    rows, total_epochs, guessed, unlike = [], float(stage_epochs), 0, 0
+    priced: list[tuple[int, float, Any]] = []  # (seed, seconds, fusion_key) for the schedule
+
+    def trained_alike(h: Record) -> bool:
+        return (h["metrics"].get("fused_with", 1) > 1) == (fuse > 1)
+
     for r in todo:
         epochs = expected_epochs(r.spec, suite, history) - dense_epochs(r.spec, suite)
-        same = [h["run_time_s"] for h in here if h["config"]["method"] == r.spec.method
+        same = [h for h in here if h["config"]["method"] == r.spec.method
                 and h["config"]["params"] == r.spec.params and "run_time_s" in h]
+        alike = [h for h in same if trained_alike(h)]
+        unlike += bool(same) and not alike
         if same:
-            seconds, shown = statistics.median(same), f"{statistics.median(same):.0f}"
+            seconds = statistics.median(h["run_time_s"] for h in alike or same)
+            shown = f"{seconds:.0f}"
         elif per_epoch is not None:
             seconds = epochs * per_epoch + measure_s
             shown, guessed = f"~{seconds:.0f}", guessed + 1
         else:
             seconds, shown = 0.0, "unknown"
         total_epochs += epochs
-        total_s += seconds
+        priced.append((r.spec.seed, seconds, fusion_key(r.spec, suite, history)))
         rows.append([r.spec.method, setting_label(r.spec.params), r.spec.seed, f"{epochs:g}", shown])
     here_note = "" if is_here(suite.data, data_dir) else \
         f" (not under {data_dir or default_data_dir()} yet: a run downloads it there)"
@@ -355,11 +369,21 @@ def _print_plan(suite: Suite, runs: list[Run], todo: list[Run], dense: dict[int,
         log(f"  expected: {total_epochs:g} epochs; time unknown: no dense record of this suite at this budget "
             f"on {device_name} or any other {device.split(':')[0].upper()}")
         return
-    total_s += per_epoch * stage_epochs
+    stage = {d.seed: per_epoch * suite.training.epochs for d in to_train}
+    total_s = sum(stage.values()) + sum(seconds for _, seconds, _ in priced)
     notes = [f"dense stage from {len(dense_rates)} dense records at {per_epoch:.2f} s per epoch"]
     if elsewhere:
         notes.append(f"timed on {elsewhere}, not on this machine, which may be several times faster or slower")
     if guessed:
         notes.append(f"{counted(guessed, 'run')} (~) without a record of their own: unknown, extrapolated at that rate"
                      + (f" plus a measurement ({measure_s:.1f} s, the records' median)" if measure_s else ""))
-    log(f"  expected: {total_epochs:g} epochs, {duration(total_s)} in one job ({'; '.join(notes)})")
+    if unlike:
+        notes.append(f"{counted(unlike, 'run')} priced from records trained "
+                     + ("alone: fusion's gain or loss here is not in the estimate" if fuse > 1 else
+                        "fused with others (their share of each fused step)"))
+    at_once = ""
+    if jobs is not None and jobs > 1:
+        slots = min(jobs, cores()) if device == "cpu" else jobs
+        at_once = (f", {duration(sweep_seconds(stage, priced, slots, fuse))} in {jobs} jobs"
+                   + (f" (no faster than {slots}: {counted(slots, 'core')})" if slots < jobs else ""))
+    log(f"  expected: {total_epochs:g} epochs, {duration(total_s)} in one job{at_once} ({'; '.join(notes)})")

@@ -7,7 +7,9 @@ for, and hands every piece of work to an executor as a `Task`: in this process, 
 processes, or on Ray nodes (bench.executors). Wherever it runs, a task does the same thing
 (bench.worker) and returns an `Outcome`; the sweep alone turns it into a record, stamped with
 the provenance the driver checked (the commit, the executor, the data source), and writes run
-records, their logs and the dense-model cache, so workers need no shared filesystem.
+records, their logs and the dense-model cache, so workers need no shared filesystem. Which runs
+make a task is `fill_slots`'s rule, which `sweep_seconds` replays on a clock for the dry run's
+estimate.
 
 A run that fails is a record with its status and error, and the other runs go on; the runs of a
 fused task that lost its worker, or whose fused training met a fault of the code they share, run
@@ -22,7 +24,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, TypeVar
 
 from tqdm import tqdm
 
@@ -206,40 +208,14 @@ class Sweep:
         return progressed
 
     def _start_runs(self, held: dict[str, Claim]) -> bool:
-        """Start the runs whose dense model is ready, in plan order, until every slot has a task:
-        each alone, or up to `fuse` as one task of runs alike (`fusion_key`). A group opens with
-        the first run in the queue; the runs of its method join it, from any seed whose dense
-        model is ready, and then, where it is not full, other runs of its class: so a fused task's
-        runs train together rather than one after another."""
-        groups: dict[Hashable, list[Run]] = {}  # open, by class: each takes a slot once submitted
-        opened_by: dict[Hashable, Hashable] = {}  # each open group's first run's kind
+        """Start the runs whose dense model is ready, in plan order, until every slot has a task
+        (`fill_slots`): each alone (a run of a lost fused task too), or up to `fuse` as one task
+        of runs alike (`fusion_key`)."""
         queued = len(self.queue)
-        for top_up in (False, True) if self.fuse > 1 else (False,):
-            for r in list(self.queue):
-                if not groups and len(self.in_flight) >= self.executor.slots or self._out_of_time():
-                    break
-                if self.dense[r.spec.seed].weights is None:
-                    continue  # waiting for its dense model
-                kind = None if self.fuse == 1 or r.alone else self._kind(r)
-                cls = kind[0] if kind else None
-                if cls in groups:
-                    if not top_up and kind != opened_by[cls]:
-                        continue  # its method's runs first
-                elif len(self.in_flight) + len(groups) >= self.executor.slots:
-                    continue  # no group to join, and no free slot for one
-                if not self._take(r, held):
-                    continue
-                if r.alone:
-                    self._submit([r])
-                    continue
-                if cls not in groups:
-                    opened_by[cls] = kind
-                group = groups.setdefault(cls, [])
-                group.append(r)
-                if len(group) == self.fuse:
-                    self._submit(groups.pop(cls))
-        for group in groups.values():
-            self._submit(group)
+        fill_slots(self.queue, self.executor.slots - len(self.in_flight), self.fuse,
+                   ready=lambda r: self.dense[r.spec.seed].weights is not None,
+                   kind=lambda r: None if self.fuse == 1 or r.alone else self._kind(r),
+                   take=lambda r: self._take(r, held), submit=self._submit, stop=self._out_of_time)
         return len(self.queue) < queued
 
     def _kind(self, r: Run) -> Hashable:
@@ -417,6 +393,77 @@ class Sweep:
                      "to be trained again (the runs that failed on it are retried by the next command)")
             d.path.unlink(missing_ok=True)
             d.weights = None
+
+
+Item = TypeVar("Item")
+
+
+def fill_slots(queue: list[Item], free: int, fuse: int, ready: Callable[[Item], bool],
+               kind: Callable[[Item], tuple[Hashable, Hashable] | None], take: Callable[[Item], bool],
+               submit: Callable[[list[Item]], None], stop: Callable[[], bool] = lambda: False) -> None:
+    """Hand the `ready` runs of `queue` (in plan order) to `free` slots as tasks: `Sweep`'s
+    scheduling, and the dry run's model of it (`sweep_seconds`). A run whose `kind` is None runs
+    alone; others join a group of their class (`kind`: (class, method), bench.plan.fusion_key) of
+    up to `fuse`: a group opens with the first run in the queue, the runs of its method join it,
+    from any seed whose dense model is ready, and then, where it is not full, other runs of its
+    class, so that a fused task's runs train together rather than one after another. An open
+    group holds a slot. `take` claims a run and takes it off the queue (False: another command
+    holds it); `stop` (out of time) starts nothing more."""
+    groups: dict[Hashable, list[Item]] = {}  # open, by class: each takes a slot once submitted
+    opened_by: dict[Hashable, Hashable] = {}  # each open group's first run's kind
+    for top_up in (False, True) if fuse > 1 else (False,):
+        for r in list(queue):
+            if not groups and free <= 0 or stop():
+                break
+            if not ready(r):
+                continue  # waiting for its dense model
+            k = kind(r)
+            if k is not None and k[0] in groups:
+                if not top_up and k != opened_by[k[0]]:
+                    continue  # its method's runs first
+            elif free - len(groups) <= 0:
+                continue  # no group to join, and no free slot for one
+            if not take(r):
+                continue
+            if k is None:
+                submit([r])
+                free -= 1
+                continue
+            opened_by.setdefault(k[0], k)
+            group = groups.setdefault(k[0], [])
+            group.append(r)
+            if len(group) == fuse:
+                submit(groups.pop(k[0]))
+                del opened_by[k[0]]
+                free -= 1
+    for group in groups.values():
+        submit(group)
+
+
+def sweep_seconds(stage: dict[int, float], runs: list[tuple[int, float, tuple[Hashable, Hashable]]],
+                  slots: int, fuse: int) -> float:
+    """The wall time of a sweep, scheduled as `Sweep` schedules it (`fill_slots`), each task
+    taking the time given: `stage` holds the seconds of each seed's dense model to train (in the
+    order the sweep starts them), which start first as slots free; then the runs (seed, seconds,
+    fusion_key), in plan order, once their seed's dense model is done. A task takes the sum of
+    its runs' seconds: a fused run's record holds its share of its group's time, so the shares
+    add up to the group's. The dry run's estimate (bench.runner), so that a plan with --jobs or
+    --fuse is priced as it will run, not as one job's sum."""
+    now, training, queue = 0.0, list(stage), list(range(len(runs)))
+    ends: list[tuple[float, list[int] | int]] = []  # (when, the task's runs or the seed whose dense model it trains)
+    waiting = list(stage)  # dense models not started
+    while queue or ends:
+        while waiting and len(ends) < slots:
+            ends.append((now + stage[waiting[0]], waiting.pop(0)))
+        fill_slots(queue, slots - len(ends), fuse, ready=lambda i: runs[i][0] not in training,
+                   kind=lambda i: runs[i][2] if fuse > 1 else None, take=lambda i: queue.remove(i) is None,
+                   submit=lambda task: ends.append((now + sum(runs[i][1] for i in task), task)))
+        now = min(when for when, _ in ends)
+        for end in [e for e in ends if e[0] == now]:
+            ends.remove(end)
+            if isinstance(end[1], int):
+                training.remove(end[1])
+    return now
 
 
 def _waiting(held: dict[str, Claim]) -> str:

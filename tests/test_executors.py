@@ -201,6 +201,33 @@ def test_a_run_without_records_is_estimated_with_its_measurement(serial, tmp_pat
     assert len(shown) == 4 and all(300 <= int(s) < 360 for s in shown), snip.stdout  # 3 epochs + 300 s each
     assert "plus a measurement (300.0 s, the records' median)" in snip.stdout
     assert re.search(r"about 2[01] minutes in one job", snip.stdout), snip.stdout  # 4 x 300 s and the epochs
+    # in two jobs the sweep's schedule, not one job's sum: 2 x 300 s on each (with 2 cores or more)
+    two = bench([*QUICK[:4], "snip", *QUICK[5:7], *QUICK[11:], "--jobs", "2", "--dry-run", "--data-dir",
+                 str(data_dir), "--results-dir", str(tmp_path)])
+    assert re.search(r"about 2[01] minutes in one job, about 1[01] minutes in 2 jobs \(", two.stdout), two.stdout
+
+
+def test_a_fused_plan_is_priced_from_fused_records_or_says_it_is_not(serial, tmp_path, data_dir, bench):
+    """With --fuse the estimate prices a run from its records trained fused (their share of each
+    fused step, planted here at 100 s for magnitude); a run with only records trained alone is
+    priced from those, and the plan says that fusion's gain is not in the estimate. A plan
+    without --fuse says so of a run priced from fused records."""
+    runs = tmp_path / "mlp-fast" / "runs"
+    runs.mkdir(parents=True)
+    for path in (serial / "mlp-fast" / "runs").glob("*.json"):
+        record = json.loads(path.read_text())
+        if record["config"]["method"] == "magnitude":
+            record["metrics"]["fused_with"], record["run_time_s"] = 2, 100.0
+        (runs / path.name).write_text(json.dumps(record))
+    args = [*QUICK, "--force", "--dry-run", "--data-dir", str(data_dir), "--results-dir", str(tmp_path)]
+    fused = bench([*args, "--fuse", "2"])
+    assert fused.returncode == 0, fused.stderr
+    assert re.findall(r"^magnitude .* (\d+)$", fused.stdout, flags=re.M) == ["100", "100"], fused.stdout
+    assert "4 runs priced from records trained alone: fusion's gain or loss here is not in the estimate" in fused.stdout
+    alone = bench(args)
+    assert re.findall(r"^magnitude .* (\d+)$", alone.stdout, flags=re.M) == ["100", "100"], alone.stdout
+    assert "2 runs priced from records trained fused with others (their share of each fused step)" in alone.stdout
+    assert "trained alone" not in alone.stdout
 
 
 def test_a_first_plan_on_a_new_machine_is_timed_from_other_machines_and_says_so(serial, tmp_path, data_dir, bench):

@@ -123,3 +123,45 @@ def test_scheduling_never_starts_more_tasks_than_slots_nor_leaves_a_slot_idle_wi
             assert all(not ready[r.spec.seed] or r.claim.other for r in s.queue)
         started = [r for task in s.tasks for r in task]
         assert sorted(r.label for r in started + s.queue) == sorted(r.label for r in queue)
+
+
+def _clocked(stage: dict[int, float], queue: list[sweep.Run], seconds: dict[str, float], slots: int,
+             fuse: int) -> float:
+    """The wall time of `queue` as Sweep._start_runs schedules it on a clock: the dense models
+    in `stage` start first, as slots free (Sweep._start_dense), each task takes the sum of its
+    runs' seconds, and every task ending at a moment ends before the next are started."""
+    seeds = {r.spec.seed for r in queue}
+    s = _Scheduled(list(queue), slots, fuse, {seed: seed not in stage for seed in seeds})
+    ends: dict[int, tuple[float, int | None]] = {}  # ticket -> (when it ends, the seed whose dense model it trains)
+    now, pending = 0.0, list(stage)
+    while s.queue or s.in_flight:
+        while pending and len(s.in_flight) < slots:
+            ticket = next(s._tickets)
+            s.in_flight[ticket], ends[ticket] = pending[0], (now + stage[pending[0]], pending[0])
+            pending.pop(0)
+        s._start_runs({})
+        for ticket, task in s.in_flight.items():
+            if ticket not in ends:
+                ends[ticket] = (now + sum(seconds[r.label] for r in task), None)
+        now = min(ends[t][0] for t in s.in_flight)
+        for ticket in [t for t in s.in_flight if ends[t][0] == now]:
+            del s.in_flight[ticket]
+            if ends[ticket][1] is not None:
+                s.dense[ends[ticket][1]].weights = "weights"
+    return now
+
+
+def test_the_dry_runs_wall_time_is_the_sweeps_own_schedule():
+    """`bench run --dry-run --jobs N --fuse K` prices the plan with sweep_seconds, a model of the
+    schedule: on random plans it ends when the sweep's own scheduler, driven on a clock, does."""
+    rng = random.Random(1)
+    for _ in range(1500):
+        slots, fuse, seeds = rng.randint(1, 4), rng.randint(1, 5), rng.randint(1, 3)
+        queue = [_run(i, rng.choice("ABCab"), rng.randrange(seeds)) for i in range(rng.randint(1, 12))]
+        seconds = {r.label: float(rng.randint(1, 30)) for r in queue}
+        stage = {seed: float(rng.randint(1, 60)) for seed in sorted({r.spec.seed for r in queue}) if rng.random() < 0.6}
+        kinds = [(r.spec.seed, seconds[r.label], (r.spec.method.lower(), r.spec.method)) for r in queue]
+        assert sweep.sweep_seconds(stage, kinds, slots, fuse) == _clocked(stage, queue, seconds, slots, fuse)
+    # one slot runs everything one after another; more slots, no fusion: the longest chain or the share
+    assert sweep.sweep_seconds({0: 10.0}, [(0, 5.0, ("a", "A"))] * 3, 1, 1) == 25.0
+    assert sweep.sweep_seconds({0: 10.0, 1: 10.0}, [(0, 5.0, ("a", "A")), (1, 5.0, ("a", "A"))], 2, 1) == 15.0
