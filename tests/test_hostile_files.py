@@ -124,6 +124,33 @@ def test_links_fifos_folders_and_huge_files_among_the_records_are_refused_not_re
                         f"{runs / 'zz-zero.json'}: refused: a symbolic link, not a regular file"]
 
 
+def test_read_json_gives_one_exception_with_why_on_one_line_for_any_unusable_file(tmp_path):
+    """The records, the site's checks and a kept fused bench are read by files.read_json: each
+    caught the errors of reading and parsing its own way, and named them differently (the site
+    called a FIFO "unreadable (RefusedFile: ...)"). Whatever is wrong, read_json raises
+    UnreadableFile with why on one line, and FileNotFoundError only where there is no file."""
+    (tmp_path / "target.json").write_text("{}")
+    (tmp_path / "link.json").symlink_to(tmp_path / "target.json")
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "huge.json").write_text(" " * 2**20 + "{}")
+    (tmp_path / "cut.json").write_text('{"status": "ok", "run_ti')
+    (tmp_path / "utf8.json").write_bytes(b'"\xff"')
+    (tmp_path / "digits.json").write_text("1" * 5000)
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    whys = {"link": "refused: a symbolic link, not a regular file", "fifo": "refused: a FIFO, not a regular file",
+            "huge": f"refused: larger than {2**20:,} bytes", "cut": "unreadable (JSONDecodeError: ",
+            "utf8": "unreadable (UnicodeDecodeError: ", "digits": "unreadable (ValueError: Exceeds the limit (4300 digits)",
+            "deep": "nested too deeply"}
+    whys["target.json/under-a-file"] = "unreadable (NotADirectoryError: Not a directory)"  # an OSError
+    for name, why in whys.items():
+        with pytest.raises(files.UnreadableFile) as e:
+            files.read_json(tmp_path / f"{name}.json", 2**20)
+        assert str(e.value).startswith(why) and "\n" not in str(e.value), (name, str(e.value))
+    assert files.read_json(tmp_path / "target.json", 2**20) == {}
+    with pytest.raises(FileNotFoundError):
+        files.read_json(tmp_path / "nothing.json", 2**20)
+
+
 def test_bench_run_reruns_a_record_that_is_a_link_and_leaves_the_link_alone(tmp_path, data_dir, bench):
     suite = load_suite(str(FAST)).with_budget(epochs=1)
     config = records.run_config(suite, "dense", {}, 0, find_source(suite.data, data_dir))
