@@ -26,7 +26,7 @@ from typing import Any, Iterable, TypedDict
 from bench import layout
 from bench.bounds import MAX_DEPTH, MAX_NUMBER, brief, finite, plain
 from bench.errors import ParameterError, printable
-from bench.files import RefusedFile, read_regular_file
+from bench.files import UnreadableFile, read_json
 from bench.suite import SEED_LIMIT, Budget, DenseRole
 
 SCHEMA_VERSION = 1
@@ -318,17 +318,13 @@ def read_record(path: Path, problems: list[str] | None = None) -> Record | None:
 
 
 def _read(path: Path) -> tuple[Record | None, str | None]:
-    """(the record, None), or (None, why it is unusable); (None, None) when there is no file.
-    ValueError covers bad JSON, bad UTF-8 and an integer of more digits than Python converts;
-    RecursionError, JSON nested deeper than Python's parser goes."""
+    """(the record, None), or (None, why it is unusable); (None, None) when there is no file."""
     try:
-        record = json.loads(read_regular_file(path, MAX_RECORD_BYTES))
+        record = read_json(path, MAX_RECORD_BYTES)
     except FileNotFoundError:
         return None, None
-    except RefusedFile as e:
-        return None, f"refused: {e}"
-    except (OSError, ValueError, RecursionError) as e:
-        return None, f"unreadable ({type(e).__name__}: {e})"
+    except UnreadableFile as e:
+        return None, str(e)
     why = record_problem(record)
     return (None, why) if why else (record, None)
 
