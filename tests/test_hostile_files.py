@@ -235,7 +235,17 @@ UNUSABLE = {
     "seed-huge": (edited(lambda r: r["config"].update(seed=2**40 + 1)), "config.seed is outside [0, 4294967296)"),
     "nonzeros-negative": (edited(lambda r: r["metrics"].update(nonzeros=-1)), "metrics.nonzeros is -1, a negative count"),
     "size-negative": (edited(lambda r: r["metrics"].update(size_bytes=-4.5)),
-                      "metrics.size_bytes is -4.5, a negative count"),
+                      "metrics.size_bytes is -4.5, a size no model has"),
+    # (a size of 0 passed: the leaderboard showed it, and `bench compare --match compression` divided by it)
+    "size-zero": (edited(lambda r: r["metrics"].update(size_bytes=0)), "metrics.size_bytes is 0, a size no model has"),
+    "compression-zero": (edited(lambda r: r["metrics"].update(compression=0)),
+                         "metrics.compression is 0, a size no model has"),
+    "compression-negative": (edited(lambda r: r["metrics"].update(compression=-2.5)),
+                             "metrics.compression is -2.5, a size no model has"),
+    "memory-zero": (edited(lambda r: r["metrics"].update(memory_bytes=0)),
+                    "metrics.memory_bytes is 0, a size no model has"),
+    "artifact-zero": (edited(lambda r: r["metrics"].update(artifact_onnxruntime_bytes=0)),
+                      "metrics.artifact_onnxruntime_bytes is 0, a size no model has"),
     "memory-nan": (edited(lambda r: r["metrics"].update(memory_bytes=math.nan)),
                    "metrics.memory_bytes is not a finite number within ±1e+18"),
     "time-infinite": (edited(lambda r: r.update(run_time_s=math.inf)),
@@ -266,6 +276,16 @@ UNUSABLE = {
     "chain-flat": (edited(lambda r: None, "magnitude+ptq-int8", {"magnitude": 0.5}),
                    "config.params of a chain holds a link whose parameters are no dict"),
 }
+
+
+def test_a_record_without_sizes_or_with_0_params_stays_usable():
+    """A size of 0 (metrics.size_bytes, compression, memory, a deployed file) is refused (UNUSABLE);
+    a record without them (a failed run's metrics are empty) and a model without weights (params
+    0: a constant output, which the checks of a returned model let through) stay usable."""
+    failed = edited(lambda r: r.update(status="failed", error="RuntimeError: boom", metrics={}))
+    assert records.record_problem(failed) is None
+    weightless = edited(lambda r: r["metrics"].update(params=0, nonzeros=0, flops=0, flops_effective=0))
+    assert records.record_problem(weightless) is None
 
 
 def test_records_with_unusable_numbers_or_fields_are_named_and_left_out_by_every_reader(tmp_path, data_dir, bench):
