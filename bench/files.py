@@ -137,6 +137,35 @@ def read_regular_file(path: Path, limit: int) -> bytes:
     return data
 
 
+class UnreadableFile(ValueError):
+    """A JSON file of a results folder that read_json cannot use, with why on one line: "refused:"
+    and RefusedFile's reason, "unreadable (" an OSError or a ValueError of the parser ")", or
+    "nested too deeply". One type for them all, because every reader of such a file (a record,
+    the site's checks, a kept bench) treats them alike: it names the file and why, and goes on
+    without it (or exits), so it catches this and FileNotFoundError and nothing else. Not a
+    RefusedFile, which says the file was not opened, where this is also a file read and found
+    unusable; a ValueError as RefusedFile is: the file is there, what it is or holds is wrong."""
+
+
+def read_json(path: Path, limit: int) -> Any:
+    """The JSON held in `path`, read by read_regular_file (a regular file of at most `limit`
+    bytes); FileNotFoundError where there is no file, UnreadableFile naming why for anything else.
+    ValueError covers bad JSON, bad UTF-8 and an integer of more digits than Python converts;
+    RecursionError, JSON nested deeper than Python's parser goes."""
+    try:
+        return json.loads(read_regular_file(path, limit))
+    except FileNotFoundError:
+        raise
+    except RefusedFile as e:
+        raise UnreadableFile(f"refused: {e}") from None
+    except OSError as e:
+        raise UnreadableFile(f"unreadable ({type(e).__name__}: {e.strerror or e})") from None
+    except ValueError as e:
+        raise UnreadableFile(f"unreadable ({type(e).__name__}: {e})") from None
+    except RecursionError:
+        raise UnreadableFile("nested too deeply") from None
+
+
 def load_tensors(path: Path, map_location: Any = "cpu") -> Any:
     """What torch.save wrote to `path` (a training checkpoint, decoded images), read by torch's
     weights-only unpickler: tensors, numbers, strings and containers of them load, and a planted

@@ -26,7 +26,7 @@ from typing import Any, Iterable, TypedDict
 from bench import layout
 from bench.bounds import MAX_DEPTH, MAX_NUMBER, brief, finite, plain
 from bench.errors import ParameterError, printable
-from bench.files import RefusedFile, read_regular_file
+from bench.files import UnreadableFile, read_json
 from bench.suite import SEED_LIMIT, Budget, DenseRole
 
 SCHEMA_VERSION = 1
@@ -153,7 +153,7 @@ _NONE = type(None)
 # benchmarks/speedups.py read from a record without looking first. A field is checked when its
 # parent is there (parents come first): a required one must then be there too, the others are
 # checked where present; a number must be finite. Metric values are checked apart (finite numbers or
-# null, an accuracy within [0, 1], counts and sizes not negative: see _metric_problem), and so are
+# null, an accuracy within [0, 1], counts not negative, sizes above 0: see _metric_problem), and so are
 # the values of method_info and env.method_origin (strings: bench run compares an origin with
 # today's registry, and a list there stopped it with a traceback), a chain's parameters (a dict
 # per link), and the runtimes' notes of an ok record (figures.deploy.runtimes: a status, and a reason unless ok).
@@ -223,7 +223,12 @@ EXACT = ("params", "nonzeros", "sparsity", "weight_sparsity", "flops", "flops_ef
 
 def _metric_problem(key: str, value: Any) -> str | None:
     """Why a metric's value is unusable, or None: a leaderboard averages and plots every one,
-    where a NaN is silently averaged and an infinity stops matplotlib."""
+    where a NaN is silently averaged and an infinity stops matplotlib. A size (a key ending in
+    _bytes: of the encoding, a deployed file, memory; and the compression, the dense model's size
+    over this one's) is above 0 in every record a run writes: a 0 is a tampered record's, which
+    `bench compare` divided by and the plots' log axis of bytes cannot place. Not params: a model
+    without weights (a constant output) passes the checks of a returned model (bench.worker's
+    check_measurable) with 0."""
     if not _is(value, (*_NUMBER, _NONE)):
         return f"is {_type_name(value)}, expected a number or null"
     if value is None:
@@ -232,7 +237,9 @@ def _metric_problem(key: str, value: Any) -> str | None:
         return f"is not a finite number within ±{MAX_NUMBER:g}"
     if key == "accuracy" and not 0 <= value <= 1:
         return f"is {value:g}, outside [0, 1]"
-    if (key in COUNTS or key.endswith("_bytes")) and value < 0:
+    if (key == "compression" or key.endswith("_bytes")) and value <= 0:
+        return f"is {value:g}, a size no model has"
+    if key in COUNTS and value < 0:
         return f"is {value:g}, a negative count"
     return None
 
@@ -318,17 +325,13 @@ def read_record(path: Path, problems: list[str] | None = None) -> Record | None:
 
 
 def _read(path: Path) -> tuple[Record | None, str | None]:
-    """(the record, None), or (None, why it is unusable); (None, None) when there is no file.
-    ValueError covers bad JSON, bad UTF-8 and an integer of more digits than Python converts;
-    RecursionError, JSON nested deeper than Python's parser goes."""
+    """(the record, None), or (None, why it is unusable); (None, None) when there is no file."""
     try:
-        record = json.loads(read_regular_file(path, MAX_RECORD_BYTES))
+        record = read_json(path, MAX_RECORD_BYTES)
     except FileNotFoundError:
         return None, None
-    except RefusedFile as e:
-        return None, f"refused: {e}"
-    except (OSError, ValueError, RecursionError) as e:
-        return None, f"unreadable ({type(e).__name__}: {e})"
+    except UnreadableFile as e:
+        return None, str(e)
     why = record_problem(record)
     return (None, why) if why else (record, None)
 

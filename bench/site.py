@@ -492,17 +492,19 @@ def _read_checks(results_dir: Path) -> dict[str, Any] | str | None:
     None when there is none. A check's row ends with its verdict, which the page counts: an
     empty row stopped the site's build with an IndexError."""
     path = Path(results_dir) / layout.CHECKS
-    if not path.exists():
-        return None
     try:
-        checks = json.loads(files.read_regular_file(path, MAX_FILE_BYTES))
+        checks = files.read_json(path, MAX_FILE_BYTES)
         rows = [(check["suite"], [str(c) for c in check["row"]]) for check in checks["checks"]]
         if not all(row for _, row in rows):
             raise ValueError("a check holds an empty row, without its verdict")
         return {"columns": [str(c) for c in checks["columns"]], "about": str(checks.get("about", "")),
                 "leaderboards": dict(checks["leaderboards"]), "rows": rows}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
-        return f"{path} is unreadable ({type(e).__name__}: {e})"
+    except FileNotFoundError:
+        return None
+    except files.UnreadableFile as e:  # (a ValueError: caught before the checks' own)
+        return f"{path}: {e}"
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:  # JSON, but not the checks
+        return f"{path}: unreadable ({type(e).__name__}: {e})"
 
 
 def _checks(checks: dict[str, Any] | str | None, results_dir: Path, suite: str) -> list[str]:

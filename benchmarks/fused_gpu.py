@@ -307,13 +307,13 @@ MAX_KEPT_BYTES = 2**20  # a kept bench's JSON is a few KB; --reuse reads no more
 def read_kept(path: Path, refusal: str) -> Any:
     """A bench's JSON, read as a file of the results folder (committed, carried to the window):
     a regular file (no FIFO waited on) of at most MAX_KEPT_BYTES; else exit 1 with one line,
-    `refusal` and why (a file unread or refused, no JSON, JSON nested too deeply)."""
+    `refusal` and why (no file, or bench.files.read_json's reason)."""
     try:
-        return json.loads(files.read_regular_file(path, MAX_KEPT_BYTES))
-    except (OSError, ValueError) as e:
+        return files.read_json(path, MAX_KEPT_BYTES)
+    except FileNotFoundError:
+        sys.exit(f"{path}: {refusal}: no such file")
+    except files.UnreadableFile as e:
         sys.exit(f"{path}: {refusal}: {e}")
-    except RecursionError:
-        sys.exit(f"{path}: {refusal}: nested too deeply")
 
 
 def reused_choice(saved: dict[str, object], present: dict[str, object]) -> str:

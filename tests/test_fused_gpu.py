@@ -371,7 +371,8 @@ def test_a_kept_bench_that_is_no_regular_file_of_bounded_json_is_named_and_not_r
     os.mkfifo(fifo)
     huge.write_text(" " * 2**20 + "{}")  # a kept bench is a few KB: a MiB is plenty
     for (path, why), (option, refusal) in itertools.product(
-            ((deep, "nested too deeply"), (fifo, "a FIFO, not a regular file"), (huge, f"larger than {2**20:,} bytes")),
+            ((deep, "nested too deeply"), (fifo, "refused: a FIFO, not a regular file"),
+             (huge, f"refused: larger than {2**20:,} bytes")),
             (("--reuse", "not reused"), ("--choice-of", "no choice"))):  # (the window's own bench: read the same way)
         proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fused_gpu.py"), option, str(path), "--quick"],
                               capture_output=True, text=True, timeout=60)

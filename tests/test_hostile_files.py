@@ -124,6 +124,33 @@ def test_links_fifos_folders_and_huge_files_among_the_records_are_refused_not_re
                         f"{runs / 'zz-zero.json'}: refused: a symbolic link, not a regular file"]
 
 
+def test_read_json_gives_one_exception_with_why_on_one_line_for_any_unusable_file(tmp_path):
+    """The records, the site's checks and a kept fused bench are read by files.read_json: each
+    caught the errors of reading and parsing its own way, and named them differently (the site
+    called a FIFO "unreadable (RefusedFile: ...)"). Whatever is wrong, read_json raises
+    UnreadableFile with why on one line, and FileNotFoundError only where there is no file."""
+    (tmp_path / "target.json").write_text("{}")
+    (tmp_path / "link.json").symlink_to(tmp_path / "target.json")
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "huge.json").write_text(" " * 2**20 + "{}")
+    (tmp_path / "cut.json").write_text('{"status": "ok", "run_ti')
+    (tmp_path / "utf8.json").write_bytes(b'"\xff"')
+    (tmp_path / "digits.json").write_text("1" * 5000)
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    whys = {"link": "refused: a symbolic link, not a regular file", "fifo": "refused: a FIFO, not a regular file",
+            "huge": f"refused: larger than {2**20:,} bytes", "cut": "unreadable (JSONDecodeError: ",
+            "utf8": "unreadable (UnicodeDecodeError: ", "digits": "unreadable (ValueError: Exceeds the limit (4300 digits)",
+            "deep": "nested too deeply"}
+    whys["target.json/under-a-file"] = "unreadable (NotADirectoryError: Not a directory)"  # an OSError
+    for name, why in whys.items():
+        with pytest.raises(files.UnreadableFile) as e:
+            files.read_json(tmp_path / f"{name}.json", 2**20)
+        assert str(e.value).startswith(why) and "\n" not in str(e.value), (name, str(e.value))
+    assert files.read_json(tmp_path / "target.json", 2**20) == {}
+    with pytest.raises(FileNotFoundError):
+        files.read_json(tmp_path / "nothing.json", 2**20)
+
+
 def test_bench_run_reruns_a_record_that_is_a_link_and_leaves_the_link_alone(tmp_path, data_dir, bench):
     suite = load_suite(str(FAST)).with_budget(epochs=1)
     config = records.run_config(suite, "dense", {}, 0, find_source(suite.data, data_dir))
@@ -208,7 +235,17 @@ UNUSABLE = {
     "seed-huge": (edited(lambda r: r["config"].update(seed=2**40 + 1)), "config.seed is outside [0, 4294967296)"),
     "nonzeros-negative": (edited(lambda r: r["metrics"].update(nonzeros=-1)), "metrics.nonzeros is -1, a negative count"),
     "size-negative": (edited(lambda r: r["metrics"].update(size_bytes=-4.5)),
-                      "metrics.size_bytes is -4.5, a negative count"),
+                      "metrics.size_bytes is -4.5, a size no model has"),
+    # (a size of 0 passed: the leaderboard showed it, and `bench compare --match compression` divided by it)
+    "size-zero": (edited(lambda r: r["metrics"].update(size_bytes=0)), "metrics.size_bytes is 0, a size no model has"),
+    "compression-zero": (edited(lambda r: r["metrics"].update(compression=0)),
+                         "metrics.compression is 0, a size no model has"),
+    "compression-negative": (edited(lambda r: r["metrics"].update(compression=-2.5)),
+                             "metrics.compression is -2.5, a size no model has"),
+    "memory-zero": (edited(lambda r: r["metrics"].update(memory_bytes=0)),
+                    "metrics.memory_bytes is 0, a size no model has"),
+    "artifact-zero": (edited(lambda r: r["metrics"].update(artifact_onnxruntime_bytes=0)),
+                      "metrics.artifact_onnxruntime_bytes is 0, a size no model has"),
     "memory-nan": (edited(lambda r: r["metrics"].update(memory_bytes=math.nan)),
                    "metrics.memory_bytes is not a finite number within ±1e+18"),
     "time-infinite": (edited(lambda r: r.update(run_time_s=math.inf)),
@@ -241,6 +278,16 @@ UNUSABLE = {
 }
 
 
+def test_a_record_without_sizes_or_with_0_params_stays_usable():
+    """A size of 0 (metrics.size_bytes, compression, memory, a deployed file) is refused (UNUSABLE);
+    a record without them (a failed run's metrics are empty) and a model without weights (params
+    0: a constant output, which the checks of a returned model let through) stay usable."""
+    failed = edited(lambda r: r.update(status="failed", error="RuntimeError: boom", metrics={}))
+    assert records.record_problem(failed) is None
+    weightless = edited(lambda r: r["metrics"].update(params=0, nonzeros=0, flops=0, flops_effective=0))
+    assert records.record_problem(weightless) is None
+
+
 def test_records_with_unusable_numbers_or_fields_are_named_and_left_out_by_every_reader(tmp_path, data_dir, bench):
     suite = load_suite(str(FAST)).name
     runs = layout.runs_dir(tmp_path, suite)
@@ -252,8 +299,7 @@ def test_records_with_unusable_numbers_or_fields_are_named_and_left_out_by_every
         write_loose(runs / f"{name}.json", r)
     (runs / "deep.json").write_text("[" * 100000)
     (runs / "digits.json").write_text('{"schema": ' + "1" * 5000 + "}")
-    unreadable = {"deep": "unreadable (RecursionError: maximum recursion depth exceeded",
-                  "digits": "unreadable (ValueError: Exceeds the limit (4300 digits)"}
+    unreadable = {"deep": "nested too deeply", "digits": "unreadable (ValueError: Exceeds the limit (4300 digits)"}
 
     ran = bench(["leaderboard", "--html", "--results-dir", tmp_path])
     assert ran.returncode == 0, ran.stderr

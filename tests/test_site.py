@@ -356,7 +356,7 @@ def test_the_literature_checks_verdicts_show_beside_the_leaderboard_they_were_de
     (tmp_path / "checks.json").write_text(json.dumps({**saved, "checks": [{"suite": "mlp", "row": []}]}))
     site.build(tmp_path, ["mlp"], tmp_path / "site")  # stopped with an IndexError
     page = (tmp_path / "site" / "mlp" / "index.html").read_text()
-    assert f"{tmp_path / 'checks.json'} is unreadable (ValueError: a check holds an empty row, without its verdict)" in page
+    assert f"{tmp_path / 'checks.json'}: unreadable (ValueError: a check holds an empty row, without its verdict)" in page
     (tmp_path / "checks.json").write_text(json.dumps(saved))
 
     with open(tmp_path / "mlp" / "leaderboard.csv", "a") as f:  # the table moved on, the verdicts did not
@@ -369,7 +369,7 @@ def test_the_literature_checks_verdicts_show_beside_the_leaderboard_they_were_de
     (tmp_path / "checks.json").write_text('{"columns": 3')
     site.build(tmp_path, ["mlp"], tmp_path / "site")
     page = (tmp_path / "site" / "mlp" / "index.html").read_text()
-    assert f"{tmp_path / 'checks.json'} is unreadable (JSONDecodeError: " in page
+    assert f"{tmp_path / 'checks.json'}: unreadable (JSONDecodeError: " in page
 
 
 def test_a_crafted_record_runs_no_script_on_any_page(tmp_path):
