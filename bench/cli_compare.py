@@ -176,11 +176,27 @@ def _constant(changes: list[RowChange]) -> tuple[dict[str, Any], dict[str, Any]]
     return same_everywhere(0), same_everywhere(1)
 
 
-def _print_constant(constant: tuple[dict[str, Any], dict[str, Any]], labels: tuple[str, str]) -> None:
-    """The line above a table that names what `_constant` took out of its rows."""
+def _print_methods_table(table: list[list[str]], headers: list[str], constant: tuple[dict[str, Any], dict[str, Any]],
+                         labels: tuple[str, str]) -> None:
+    """A `compare --methods` table, with the line above it that names what is one value in every
+    row: each method's parameters that `_constant` took out of the rows, and the budget and
+    seeds columns where a table of two rows or more has one value in each (the committed suites'
+    tables did, and at 146 columns a terminal wrapped them). A column of "-" in every row (no
+    other parameters) is dropped."""
     said = [f"{label} {setting_label(params)}" for label, params in zip(labels, constant) if params]
+    folded = {"budget": "budget", headers[headers.index("budget") + 1]: f"seeds {labels[0]}/{labels[1]}"}
+    keep = []
+    for i, heading in enumerate(headers):
+        values = {row[i] for row in table}
+        if values == {"-"} and heading.endswith("other"):
+            continue
+        if heading in folded and len(table) > 1 and len(values) == 1:
+            said.append(f"{folded[heading]} {values.pop()}")
+            continue
+        keep.append(i)
     if said:
         print(printable(f"in every row: {'; '.join(said)}") + "\n")
+    _print_table([[row[i] for i in keep] for row in table], [headers[i] for i in keep])
 
 
 def _varying(c: RowChange, constant: tuple[dict[str, Any], dict[str, Any]]) -> list[str]:
@@ -249,12 +265,10 @@ def _compare_methods(args: argparse.Namespace) -> int:
             print(printable(f"# {name}: {y} against {x}, {counted(len(changes), 'setting')} both have"
                             + (f"; paired whatever their {left_out}" if left_out else "")) + "\n")
             shown = _shown(changes, args.only_changed, "setting")
-            _print_constant(constant := _constant(shown), (x, y))
-            table = [_method_row(c, constant) for c in shown]
-            headers = ["shared\nsetting", f"{x}'s\nother", f"{y}'s\nother", "budget", *_pair_headers(x, y)]
-            empty = {i for i in (1, 2) if all(row[i] == "-" for row in table)}  # (named above it, or none)
-            _print_table([[v for i, v in enumerate(row) if i not in empty] for row in table],
-                         [h for i, h in enumerate(headers) if i not in empty])
+            constant = _constant(shown)
+            _print_methods_table([_method_row(c, constant) for c in shown],
+                                 ["shared\nsetting", f"{x}'s\nother", f"{y}'s\nother", "budget", *_pair_headers(x, y)],
+                                 constant, (x, y))
     return _methods_verdict(shared, x, y, "setting", args.fail_on)
 
 
@@ -314,10 +328,11 @@ def _compare_sizes(args: argparse.Namespace, recs: list[Record], suites: list[st
         print(printable(f"# {name}: {y} against {x} by compression, {counted(len(changes), 'pair')} of rows at "
                         f"most {_percent(within)} apart (one-to-one, nearest first)") + "\n")
         shown = _shown(changes, args.only_changed, "pair")
-        _print_constant(constant := _constant(shown), (x, y))
-        table = [_size_row(c, constant) for c in shown]
+        constant = _constant(shown)
         pair = _pair_headers(x, y)
-        _print_table(table, [f"{x}'s\nsetting", f"{y}'s\nsetting", "budget", *pair[:4], "apart", *pair[4:]])
+        _print_methods_table([_size_row(c, constant) for c in shown],
+                             [f"{x}'s\nsetting", f"{y}'s\nsetting", "budget", *pair[:4], "apart", *pair[4:]],
+                             constant, (x, y))
         if left:
             print(f"{counted(len(left), 'row')} without a partner within {_percent(within)}, not compared:")
             for u in left:
