@@ -386,4 +386,7 @@ def _print_plan(suite: Suite, runs: list[Run], todo: list[Run], dense: dict[int,
         slots = min(jobs, cores()) if device == "cpu" else jobs
         at_once = (f", {duration(sweep_seconds(stage, priced, slots, fuse))} in {jobs} jobs"
                    + (f" (no faster than {slots}: {counted(slots, 'core')})" if slots < jobs else ""))
+        if device != "cpu":  # four jobs on one GPU made 2.6x one job's epochs, not 4x (README)
+            notes.append(f"jobs that share a GPU each run slower than alone: the time in {jobs} jobs holds only "
+                         "where the records were made with as many at once")
     log(f"  expected: {total_epochs:g} epochs, {duration(total_s)} in one job{at_once} ({'; '.join(notes)})")

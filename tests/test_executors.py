@@ -239,6 +239,23 @@ def test_a_fused_plan_is_priced_from_fused_records_or_says_it_is_not(serial, tmp
     assert "trained alone" not in alone.stdout
 
 
+def test_a_gpu_plan_in_several_jobs_says_that_jobs_sharing_a_gpu_are_slower(serial, tmp_path, data_dir, bench):
+    """--jobs-per-gpu K divides the records' times between K jobs, but K jobs on one GPU each run
+    slower than alone (four made 2.6x one job's epochs, not 4x): the plan says where its wall
+    time holds. Planned from a machine without a GPU too (any GPU's records)."""
+    runs = tmp_path / "mlp-fast" / "runs"
+    runs.mkdir(parents=True)
+    for path in (serial / "mlp-fast" / "runs").glob("*.json"):
+        record = json.loads(path.read_text())
+        record["env"]["device"], record["env"]["device_name"] = "cuda", "Some GPU"
+        (runs / path.name).write_text(json.dumps(record))
+    plan = bench([*QUICK, "--force", "--device", "cuda", "--jobs-per-gpu", "2", "--dry-run", "--data-dir",
+                  str(data_dir), "--results-dir", str(tmp_path)])
+    assert plan.returncode == 0, plan.stderr
+    assert re.search(r"in one job, about .* in \d+ jobs \(", plan.stdout), plan.stdout
+    assert "jobs that share a GPU each run slower than alone" in plan.stdout, plan.stdout
+
+
 def test_a_first_plan_on_a_new_machine_is_timed_from_other_machines_and_says_so(serial, tmp_path, data_dir, bench):
     """A newcomer's first dry run, on a machine that made no records, gave no time at all: it is
     now estimated from the records of other machines of its device type, which it names."""
