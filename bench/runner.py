@@ -338,7 +338,7 @@ def _print_plan(suite: Suite, runs: list[Run], todo: list[Run], dense: dict[int,
         same = [h for h in here if h["config"]["method"] == r.spec.method
                 and h["config"]["params"] == r.spec.params and "run_time_s" in h]
         alike = [h for h in same if trained_alike(h)]
-        unlike += bool(same) and not alike
+        unlike += bool(same) and not alike and epochs > 0  # one that trains nothing (dense, ptq) fuses nothing
         if same:
             seconds = statistics.median(h["run_time_s"] for h in alike or same)
             shown = f"{seconds:.0f}"
@@ -386,4 +386,7 @@ def _print_plan(suite: Suite, runs: list[Run], todo: list[Run], dense: dict[int,
         slots = min(jobs, cores()) if device == "cpu" else jobs
         at_once = (f", {duration(sweep_seconds(stage, priced, slots, fuse))} in {jobs} jobs"
                    + (f" (no faster than {slots}: {counted(slots, 'core')})" if slots < jobs else ""))
+        if device != "cpu":  # four jobs on one GPU made 2.6x one job's epochs, not 4x (README)
+            notes.append(f"jobs that share a GPU each run slower than alone: the time in {jobs} jobs holds only "
+                         "where the records were made with as many at once")
     log(f"  expected: {total_epochs:g} epochs, {duration(total_s)} in one job{at_once} ({'; '.join(notes)})")

@@ -22,6 +22,8 @@ import torch
 
 from conftest import FAST, ROOT, make_distribution, run_bench
 
+from bench import runner
+
 pytestmark = pytest.mark.xdist_group("processes")  # worker processes and timing: one at a time
 
 # Six runs (dense, magnitude and random at 90%, two seeds) of LeNet-300-100 on 3,000 images.
@@ -183,7 +185,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(serial, tmp_path, data_dir, 
     assert "time unknown: no dense record of this suite at this budget" in longer.stdout, longer.stdout
 
 
-def test_a_run_without_records_is_estimated_with_its_measurement(serial, tmp_path, data_dir, bench):
+def test_a_run_without_records_is_estimated_with_its_measurement(serial, tmp_path, data_dir, bench, monkeypatch):
     """A method without records of its own was estimated from its epochs alone, but every run is
     also measured (on a CPU, 5 s of a quick mlp run's 7 in its runtimes): a new method's quick
     sweep was planned at a third of what it took. Its estimate adds the records' median
@@ -201,10 +203,17 @@ def test_a_run_without_records_is_estimated_with_its_measurement(serial, tmp_pat
     assert len(shown) == 4 and all(300 <= int(s) < 360 for s in shown), snip.stdout  # 3 epochs + 300 s each
     assert "plus a measurement (300.0 s, the records' median)" in snip.stdout
     assert re.search(r"about 2[01] minutes in one job", snip.stdout), snip.stdout  # 4 x 300 s and the epochs
-    # in two jobs the sweep's schedule, not one job's sum: 2 x 300 s on each (with 2 cores or more)
-    two = bench([*QUICK[:4], "snip", *QUICK[5:7], *QUICK[11:], "--jobs", "2", "--dry-run", "--data-dir",
-                 str(data_dir), "--results-dir", str(tmp_path)])
+    # in two jobs the sweep's schedule, not one job's sum: 2 x 300 s on each, on 2 cores (pinned:
+    # the estimate caps the jobs at this machine's cores); on 1 core, no faster than one job
+    monkeypatch.setattr(runner, "cores", lambda: 2)
+    args = [*QUICK[:4], "snip", *QUICK[5:7], *QUICK[11:], "--jobs", "2", "--dry-run", "--data-dir", str(data_dir),
+            "--results-dir", str(tmp_path)]
+    two = bench(args)
     assert re.search(r"about 2[01] minutes in one job, about 1[01] minutes in 2 jobs \(", two.stdout), two.stdout
+    monkeypatch.setattr(runner, "cores", lambda: 1)
+    one_core = bench(args)
+    assert re.search(r"about 2[01] minutes in one job, about 2[01] minutes in 2 jobs \(no faster than 1: 1 core\)",
+                     one_core.stdout), one_core.stdout
 
 
 def test_a_fused_plan_is_priced_from_fused_records_or_says_it_is_not(serial, tmp_path, data_dir, bench):
@@ -223,11 +232,29 @@ def test_a_fused_plan_is_priced_from_fused_records_or_says_it_is_not(serial, tmp
     fused = bench([*args, "--fuse", "2"])
     assert fused.returncode == 0, fused.stderr
     assert re.findall(r"^magnitude .* (\d+)$", fused.stdout, flags=re.M) == ["100", "100"], fused.stdout
-    assert "4 runs priced from records trained alone: fusion's gain or loss here is not in the estimate" in fused.stdout
+    # random's 2 runs; not dense's, which train nothing and so lose nothing to fusion
+    assert "2 runs priced from records trained alone: fusion's gain or loss here is not in the estimate" in fused.stdout
     alone = bench(args)
     assert re.findall(r"^magnitude .* (\d+)$", alone.stdout, flags=re.M) == ["100", "100"], alone.stdout
     assert "2 runs priced from records trained fused with others (their share of each fused step)" in alone.stdout
     assert "trained alone" not in alone.stdout
+
+
+def test_a_gpu_plan_in_several_jobs_says_that_jobs_sharing_a_gpu_are_slower(serial, tmp_path, data_dir, bench):
+    """--jobs-per-gpu K divides the records' times between K jobs, but K jobs on one GPU each run
+    slower than alone (four made 2.6x one job's epochs, not 4x): the plan says where its wall
+    time holds. Planned from a machine without a GPU too (any GPU's records)."""
+    runs = tmp_path / "mlp-fast" / "runs"
+    runs.mkdir(parents=True)
+    for path in (serial / "mlp-fast" / "runs").glob("*.json"):
+        record = json.loads(path.read_text())
+        record["env"]["device"], record["env"]["device_name"] = "cuda", "Some GPU"
+        (runs / path.name).write_text(json.dumps(record))
+    plan = bench([*QUICK, "--force", "--device", "cuda", "--jobs-per-gpu", "2", "--dry-run", "--data-dir",
+                  str(data_dir), "--results-dir", str(tmp_path)])
+    assert plan.returncode == 0, plan.stderr
+    assert re.search(r"in one job, about .* in \d+ jobs \(", plan.stdout), plan.stdout
+    assert "jobs that share a GPU each run slower than alone" in plan.stdout, plan.stdout
 
 
 def test_a_first_plan_on_a_new_machine_is_timed_from_other_machines_and_says_so(serial, tmp_path, data_dir, bench):
