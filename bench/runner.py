@@ -338,7 +338,8 @@ def _print_plan(suite: Suite, runs: list[Run], todo: list[Run], dense: dict[int,
         same = [h for h in here if h["config"]["method"] == r.spec.method
                 and h["config"]["params"] == r.spec.params and "run_time_s" in h]
         alike = [h for h in same if trained_alike(h)]
-        unlike += bool(same) and not alike and epochs > 0  # one that trains nothing (dense, ptq) fuses nothing
+        if same and not alike and epochs > 0:  # one that trains nothing (dense, ptq) fuses nothing
+            unlike += 1
         if same:
             seconds = statistics.median(h["run_time_s"] for h in alike or same)
             shown = f"{seconds:.0f}"

@@ -395,12 +395,12 @@ class Sweep:
             d.weights = None
 
 
-Item = TypeVar("Item")
+_Run = TypeVar("_Run")  # a Run to the sweep, an index into its runs to sweep_seconds
 
 
-def fill_slots(queue: list[Item], free: int, fuse: int, ready: Callable[[Item], bool],
-               kind: Callable[[Item], tuple[Hashable, Hashable] | None], take: Callable[[Item], bool],
-               submit: Callable[[list[Item]], None], stop: Callable[[], bool] = lambda: False) -> None:
+def fill_slots(queue: list[_Run], free: int, fuse: int, ready: Callable[[_Run], bool],
+               kind: Callable[[_Run], tuple[Hashable, Hashable] | None], take: Callable[[_Run], bool],
+               submit: Callable[[list[_Run]], None], stop: Callable[[], bool] = lambda: False) -> None:
     """Hand the `ready` runs of `queue` (in plan order) to `free` slots as tasks: `Sweep`'s
     scheduling, and the dry run's model of it (`sweep_seconds`). A run whose `kind` is None runs
     alone; others join a group of their class (`kind`: (class, method), bench.plan.fusion_key) of
@@ -409,7 +409,7 @@ def fill_slots(queue: list[Item], free: int, fuse: int, ready: Callable[[Item], 
     class, so that a fused task's runs train together rather than one after another. An open
     group holds a slot. `take` claims a run and takes it off the queue (False: another command
     holds it); `stop` (out of time) starts nothing more."""
-    groups: dict[Hashable, list[Item]] = {}  # open, by class: each takes a slot once submitted
+    groups: dict[Hashable, list[_Run]] = {}  # open, by class: each takes a slot once submitted
     opened_by: dict[Hashable, Hashable] = {}  # each open group's first run's kind
     for top_up in (False, True) if fuse > 1 else (False,):
         for r in list(queue):
@@ -452,11 +452,16 @@ def sweep_seconds(stage: dict[int, float], runs: list[tuple[int, float, tuple[Ha
     now, training, queue = 0.0, list(stage), list(range(len(runs)))
     ends: list[tuple[float, list[int] | int]] = []  # (when, the task's runs or the seed whose dense model it trains)
     waiting = list(stage)  # dense models not started
+
+    def take(i: int) -> bool:  # no other command holds a run here
+        queue.remove(i)
+        return True
+
     while queue or ends:
         while waiting and len(ends) < slots:
             ends.append((now + stage[waiting[0]], waiting.pop(0)))
         fill_slots(queue, slots - len(ends), fuse, ready=lambda i: runs[i][0] not in training,
-                   kind=lambda i: runs[i][2] if fuse > 1 else None, take=lambda i: queue.remove(i) is None,
+                   kind=lambda i: runs[i][2] if fuse > 1 else None, take=take,
                    submit=lambda task: ends.append((now + sum(runs[i][1] for i in task), task)))
         now = min(when for when, _ in ends)
         for end in [e for e in ends if e[0] == now]:
