@@ -103,35 +103,41 @@ def _visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
+def _executor_slots(args: argparse.Namespace, device: str) -> tuple[str, int | None]:
+    """The executor the options ask for ("ray", "inline" or "local") and how many tasks it runs
+    at once (None for Ray, whose cluster says only once it is joined), without starting it:
+    `make_executor` builds it, and --dry-run prices the plan for it and refuses what the command
+    would (ExecutorError, exit 2). A GPU sweep planned where torch sees no GPU counts one."""
+    kind = args.executor
+    if kind is None:  # --jobs asks for worker processes whatever the environment's default
+        inline = os.environ.get("BENCH_EXECUTOR") == "inline" and args.jobs == 1 and not args.jobs_per_gpu
+        kind = "inline" if inline else os.environ.get("BENCH_EXECUTOR", "local").replace("inline", "local")
+    if kind == "ray":
+        return kind, None
+    if args.jobs_per_gpu:
+        gpus = _visible_gpus()
+        if device != "cuda" or not (gpus or getattr(args, "dry_run", False)):  # (bench reproduce has none)
+            raise ExecutorError("--jobs-per-gpu needs CUDA devices, and torch sees none (use --jobs on the CPU)")
+        return "local", args.jobs_per_gpu * max(1, len(gpus))
+    if kind == "inline" and args.jobs > 1:
+        raise ExecutorError("--executor inline runs one run at a time in this process: not with --jobs")
+    return kind, args.jobs
+
+
 def make_executor(args: argparse.Namespace, device: str) -> Executor:
-    """The executor the options ask for; usage errors raise ExecutorError (exit 2)."""
+    """The executor the options ask for (`_executor_slots`); usage errors raise ExecutorError (exit 2)."""
     from bench.executors import InlineExecutor, LocalExecutor, RayExecutor
     from tqdm import tqdm
 
-    if args.executor is None:  # --jobs asks for worker processes whatever the environment's default
-        inline = os.environ.get("BENCH_EXECUTOR") == "inline" and args.jobs == 1 and not args.jobs_per_gpu
-        args.executor = "inline" if inline else os.environ.get("BENCH_EXECUTOR", "local").replace("inline", "local")
-    if args.executor == "ray":
+    kind, slots = _executor_slots(args, device)
+    if kind == "ray":
         gpus = args.gpus_per_run if args.gpus_per_run is not None else (1.0 if device == "cuda" else 0.0)
         return RayExecutor(args.ray_address, gpus, args.cpus_per_run)
     if args.jobs_per_gpu:
-        gpus = _visible_gpus()
-        if device != "cuda" or not gpus:
-            raise ExecutorError("--jobs-per-gpu needs CUDA devices, and torch sees none (use --jobs on the CPU)")
-        return LocalExecutor(args.jobs_per_gpu * len(gpus), gpus, args.threads)
-    if args.executor == "inline":
-        if args.jobs > 1:
-            raise ExecutorError("--executor inline runs one run at a time in this process: not with --jobs")
+        return LocalExecutor(slots, _visible_gpus(), args.threads)
+    if kind == "inline":
         return InlineExecutor(echo=tqdm.write, threads=args.threads)
     return LocalExecutor(args.jobs, _visible_gpus() if device == "cuda" else None, args.threads, echo=tqdm.write)
-
-
-def _jobs(args: argparse.Namespace, device: str) -> int | None:
-    """How many tasks `make_executor`'s executor would run at once, for the dry run's estimate,
-    without starting it: None for Ray, whose cluster says only once it is joined."""
-    if args.executor == "ray" or (args.executor is None and os.environ.get("BENCH_EXECUTOR") == "ray"):
-        return None
-    return args.jobs_per_gpu * max(1, len(_visible_gpus())) if args.jobs_per_gpu and device == "cuda" else args.jobs
 
 
 def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
@@ -182,6 +188,7 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
                                       f"--fuse {args.fuse}{' (on ' + device + ')' if args.fuse == 'auto' else ''} "
                                       "fuses none: give --fuse K, K above 1")
     executor = None if args.dry_run else make_executor(args, device)
+    jobs = executor.slots if executor else _executor_slots(args, device)[1]  # a dry run refuses what the run would
     try:
         done = run_suite(suite, names, seeds=args.seeds or suite.seeds, results_dir=args.results_dir,
                          data_dir=args.data_dir, device=device, overrides=overrides,
@@ -191,7 +198,7 @@ def run_records(args: argparse.Namespace) -> tuple[Suite, list[dict[str, Any]]]:
                          order=args.order,
                          max_minutes=args.max_minutes, dry_run=args.dry_run, allow_dirty=args.allow_dirty,
                          fuse=fuse, fuse_layout=args.fuse_layout,
-                         run_timeout=args.run_timeout, jobs=_jobs(args, device),
+                         run_timeout=args.run_timeout, jobs=jobs,
                          publish=lambda: leaderboard.write(args.results_dir, suite.name))
     finally:
         if executor is not None:

@@ -351,6 +351,20 @@ def test_a_required_option_misspelt_or_a_suite_named_as_its_file_is_refused_with
     assert "the following arguments are required: --suite" in capsys.readouterr().err
 
 
+def test_a_dry_run_refuses_the_executor_options_its_command_would(tmp_path, data_dir, capsys):
+    """The dry run priced `--executor inline --jobs 2` and `--jobs-per-gpu` on the CPU as sweeps in
+    2 jobs, which the command itself refuses; it now refuses them alike (exit 2). A GPU sweep may
+    be planned where torch sees no GPU (priced for one)."""
+    base = ["run", "--suite", "mlp", "--methods", "magnitude", "--data-dir", str(data_dir), "--results-dir",
+            str(tmp_path), "--dry-run"]
+    for extra, message in ((["--executor", "inline", "--jobs", "2"], "--executor inline runs one run at a time"),
+                           (["--jobs-per-gpu", "2", "--device", "cpu"], "--jobs-per-gpu needs CUDA devices")):
+        assert main([*base, *extra]) == 2, extra
+        assert message in capsys.readouterr().err, extra
+    assert main([*base, "--device", "cuda", "--jobs-per-gpu", "2"]) == 0
+    assert "plan for suite mlp on cuda" in capsys.readouterr().out
+
+
 def test_set_of_a_selected_chain_link_is_accepted(tmp_path, data_dir, capsys):
     argv = ["run", "--suite", "mlp", "--methods", "magnitude+ptq-int8", "--set", "magnitude.sparsity=0.95",
             "--data-dir", str(data_dir), "--results-dir", str(tmp_path), "--dry-run"]
