@@ -218,11 +218,32 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
             raise TypeError(f"@register_method('{name}'): {problem}")
         source = Source(cls.__module__, *_loading)
         cls.name = name
+        if name not in METHODS and not source.builtin:
+            _import_builtin_of(name)
         if name not in METHODS or METHODS[name] is cls or replaces(name, SOURCES[name], source):
             METHODS[name], SOURCES[name] = cls, source
         return cls
 
     return add
+
+
+def _import_builtin_of(name: str) -> None:
+    """Import the built-in method `name` (`methods/<name>.py`) where a plugin registers that name
+    before the built-in was imported, so that `replaces` settles it whatever the import order: a
+    run of a plugin's entry point (`--methods shadow`) that registers `magnitude` imported the
+    plugin alone, which took the name, and the built-in, imported next, was the one refused (its
+    runs then ran the plugin's code under the built-in's name)."""
+    global _loading
+    import methods
+
+    module = name.replace("-", "_")
+    if not (Path(next(iter(methods.__path__))) / f"{module}.py").is_file():
+        return
+    loading = _loading  # the plugin's, which the nested import resets
+    try:
+        _import_builtin(module)
+    finally:
+        _loading = loading
 
 
 def _metadata_problem(cls: type[Method]) -> str | None:
