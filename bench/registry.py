@@ -60,7 +60,12 @@ class Method:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         written = cls.__dict__.get("__doc__")
-        dataclasses.dataclass(cls)
+        try:
+            dataclasses.dataclass(cls)
+        except TypeError as e:  # dataclasses' own words name no fix
+            if not (late := re.match(r"non-default argument '(\w+)' follows default argument", str(e))):
+                raise
+            raise TypeError(unordered(cls.__name__, late[1], cls.__annotations__.get(late[1]))) from None
         cls.__doc__ = written  # not the signature dataclass writes where there is none: no description
 
     def run(self, ctx: Context) -> torch.nn.Module:
@@ -265,6 +270,15 @@ def _metadata_problem(cls: type[Method]) -> str | None:
     if cls.sweep is not None and cls.sweep not in {f.name for f in dataclasses.fields(cls)}:
         return unswept(cls.sweep)
     return None
+
+
+def unordered(cls: str, param: str, annotation: Any) -> str:
+    """Why a Method whose parameter without a default follows one with a default cannot be defined
+    (a dataclass's __init__ takes them in order); `bench list methods` reads the same from its source."""
+    kind = getattr(annotation, "__name__", annotation) or "TYPE"
+    return (f"{cls}: parameter '{param}' has no default but follows a parameter that has one: give it a "
+            f"default (`{param}: {kind} = ...`), or declare it before the parameters with defaults, and "
+            f"every run must then set it (--set METHOD.{param}=...)")
 
 
 def unswept(sweep: str) -> str:
