@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.registry import (ENTRY_POINT_GROUP, METHOD_NAME, DuplicateMethodError, Source, distribution_of,
-                            replaces, unswept)
+                            replaces, unordered, unswept)
 
 
 @dataclass
@@ -43,8 +43,10 @@ class _Class:
     doc: str
     fields: dict[str, Any] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)  # sweep and family, where set
+    annotations: dict[str, str] = field(default_factory=dict)  # each field's, as written
 
 
+NO_DEFAULT = object()  # an annotated field without a value: every run sets it (listed with the default None)
 EMPTY = {"list": list, "dict": dict, "tuple": tuple}  # `field(default_factory=list)`
 
 
@@ -112,7 +114,8 @@ def _classes(path: Path) -> list[_Class]:
             if name in ("sweep", "family") and item.value is not None:  # `family = ...` or `family: ClassVar[str] = ...`
                 c.attrs[name] = ast.literal_eval(item.value)
             elif isinstance(item, ast.AnnAssign) and name and "ClassVar" not in ast.unparse(item.annotation):
-                c.fields[name] = _default(item.value) if item.value is not None else None
+                c.fields[name] = _default(item.value) if item.value is not None else NO_DEFAULT
+                c.annotations[name] = ast.unparse(item.annotation)
         out.append(c)
     return out
 
@@ -206,6 +209,12 @@ def catalog() -> list[PluginInfo]:
                 broken.append(PluginInfo(plugin, "", {},
                                          problem=f"REFUSED: @register_method('{name}'): {unswept(attrs['sweep'])}"))
                 break
+            late = [p for i, p in enumerate(params) if params[p] is NO_DEFAULT
+                    and any(params[q] is not NO_DEFAULT for q in list(params)[:i])]
+            if late:  # its import would fail defining the dataclass
+                broken.append(PluginInfo(plugin, "", {}, problem=f"REFUSED: {unordered(c.name, late[0], c.annotations.get(late[0]))}"))
+                break
+            params = {p: None if v is NO_DEFAULT else v for p, v in params.items()}
             infos[name] = PluginInfo(name, c.doc, params, attrs.get("sweep"), attrs.get("family", "other"),
                                      origin=source.origin)
             held[name] = source

@@ -45,6 +45,9 @@ def _overrides(items: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
             takers = [m for m in selected if m in registry.METHODS and sep and key in registry.METHODS[m].parameters()]
             hint = f"; did you mean {' or '.join(f'--set {m}.{item}' for m in takers)}?"[:300] if takers else ""
             raise registry.ParameterError(f"--set expects METHOD.PARAM=VALUE, got {brief(item)}{hint}")
+        if not value.strip():  # YAML reads it as null, refused as "expects float, got NoneType None"
+            raise registry.ParameterError(f"--set {key[:200]}: no value after '=' (--set {key[:200]}=VALUE; "
+                                          f"`null` where the parameter takes none)")
         parsed = parameter_value(value, f"--set {key[:200]}")
         if param in out.get(method, {}):  # the last would win silently: more likely a slip than a wish
             raise registry.ParameterError(f"--set {key[:200]} is given twice ({brief(out[method][param])}, "

@@ -60,7 +60,12 @@ class Method:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         written = cls.__dict__.get("__doc__")
-        dataclasses.dataclass(cls)
+        try:
+            dataclasses.dataclass(cls)
+        except TypeError as e:  # dataclasses' own words name no fix
+            if not (late := re.match(r"non-default argument '(\w+)' follows default argument", str(e))):
+                raise
+            raise TypeError(unordered(cls.__name__, late[1], cls.__annotations__.get(late[1]))) from None
         cls.__doc__ = written  # not the signature dataclass writes where there is none: no description
 
     def run(self, ctx: Context) -> torch.nn.Module:
@@ -218,11 +223,32 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
             raise TypeError(f"@register_method('{name}'): {problem}")
         source = Source(cls.__module__, *_loading)
         cls.name = name
+        if name not in METHODS and not source.builtin:
+            _import_builtin_of(name)
         if name not in METHODS or METHODS[name] is cls or replaces(name, SOURCES[name], source):
             METHODS[name], SOURCES[name] = cls, source
         return cls
 
     return add
+
+
+def _import_builtin_of(name: str) -> None:
+    """Import the built-in method `name` (`methods/<name>.py`) where a plugin registers that name
+    before the built-in was imported, so that `replaces` settles it whatever the import order: a
+    run of a plugin's entry point (`--methods shadow`) that registers `magnitude` imported the
+    plugin alone, which took the name, and the built-in, imported next, was the one refused (its
+    runs then ran the plugin's code under the built-in's name)."""
+    global _loading
+    import methods
+
+    module = name.replace("-", "_")
+    if not (Path(next(iter(methods.__path__))) / f"{module}.py").is_file():
+        return
+    loading = _loading  # the plugin's, which the nested import resets
+    try:
+        _import_builtin(module)
+    finally:
+        _loading = loading
 
 
 def _metadata_problem(cls: type[Method]) -> str | None:
@@ -244,6 +270,15 @@ def _metadata_problem(cls: type[Method]) -> str | None:
     if cls.sweep is not None and cls.sweep not in {f.name for f in dataclasses.fields(cls)}:
         return unswept(cls.sweep)
     return None
+
+
+def unordered(cls: str, param: str, annotation: Any) -> str:
+    """Why a Method whose parameter without a default follows one with a default cannot be defined
+    (a dataclass's __init__ takes them in order); `bench list methods` reads the same from its source."""
+    kind = getattr(annotation, "__name__", annotation) or "TYPE"
+    return (f"{cls}: parameter '{param}' has no default but follows a parameter that has one: give it a "
+            f"default (`{param}: {kind} = ...`), or declare it before the parameters with defaults, and "
+            f"every run must then set it (--set METHOD.{param}=...)")
 
 
 def unswept(sweep: str) -> str:

@@ -304,6 +304,9 @@ COMMAND_LINES = [
      "--set: method 'kd' parameter 'lr_scale': expected a number >= 0, got -1.0"),
     ("--set of a negative sparsity", ["--set", "magnitude.sparsity=-0.5"],
      "--set: method 'magnitude' parameter 'sparsity': expected a number in [0, 1), got -0.5"),
+    ("--set without a value", ["--set", "magnitude.sparsity="],  # read as null: "expects float, got NoneType None"
+     "--set magnitude.sparsity: no value after '=' (--set magnitude.sparsity=VALUE; `null` where the parameter "
+     "takes none)"),
     ("--set of a wrong type", ["--set", "magnitude.sparsity=high"],
      "--set: method 'magnitude' parameter 'sparsity' expects float, got str 'high'"),
     ("--set of an unknown parameter", ["--set", "magnitude.sparsty=0.5"],

@@ -484,6 +484,36 @@ def test_a_parameter_without_a_default_that_nothing_sets_is_named_with_the_fix(t
         NoDefault.build({})
 
 
+LATE_NO_DEFAULT = '''
+from bench import Method, bounded, register_method
+
+
+@register_method("late-no-default")
+class LateNoDefault(Method):
+    """A parameter without a default after one with a default."""
+
+    sweep = "sparsity"
+    sparsity: float = bounded(0.9, ge=0, lt=1)
+    batches: int
+
+    def run(self, ctx):
+        return ctx.pretrained()
+'''
+
+
+def test_a_parameter_without_a_default_after_one_with_a_default_is_named_with_the_fix(tmp_path, plugins, bench):
+    """`batches: int` forgotten its default below `sparsity = bounded(0.9, ...)`: the plugin failed
+    to import with dataclasses' "non-default argument 'batches' follows default argument", which
+    names no fix, and `bench list methods` listed it as fine (`batches=None`). Both name the fix."""
+    plugins(make_distribution(tmp_path, "late_no_default", LATE_NO_DEFAULT, {"late-no-default": "late_no_default"}))
+    why = ("LateNoDefault: parameter 'batches' has no default but follows a parameter that has one: give it a "
+           "default (`batches: int = ...`), or declare it before the parameters with defaults, and every run must "
+           "then set it (--set METHOD.batches=...)")
+    assert BROKEN["late-no-default"].splitlines()[0] == f"TypeError: {why}"
+    listed = {line.split()[0]: line for line in bench(["list", "methods"]).stdout.splitlines()[2:]}
+    assert f"REFUSED: {why}" in listed["late-no-default"]
+
+
 def test_a_file_in_methods_that_registers_nothing_is_named_so_not_unknown(tmp_path, plugins, monkeypatch, bench):
     """A new methods/<name>.py whose decorator was left out: a run of it said `unknown method`,
     as if the file were not there, and `bench list methods` left it out. A run names the file and

@@ -810,6 +810,24 @@ def test_bench_allow_shadowing_lets_a_plugin_replace_a_built_in_whatever_the_ord
         registry.replaces("magnitude", installed, built_in)
 
 
+def test_a_plugin_entry_point_that_registers_a_built_in_name_is_refused_when_imported_first(tmp_path):
+    """`bench run --methods shadow,magnitude`, where the entry point `shadow` registers `magnitude`,
+    imported the plugin alone first: it took the name, the built-in imported next was the one
+    refused, `shadow` was an unknown method, and the runs of `magnitude` ran the plugin's code.
+    The built-in is imported before the plugin may take its name, so the plugin is refused."""
+    from conftest import FAST, make_distribution, run_bench
+
+    site = make_distribution(tmp_path / "site", "shadow_plugin", plugin("magnitude"), {"shadow": "shadow_plugin"})
+    ran = run_bench(["run", "--suite", str(FAST), "--methods", "shadow,magnitude", "--seeds", "0", "--epochs", "1",
+                     "--results-dir", str(tmp_path / "r"), "--dry-run"], pythonpath=[site])
+    assert ran.returncode == 0, ran.stderr
+    assert ("bench: warning: plugin 'shadow' failed to import: DuplicateMethodError: method 'magnitude' is already "
+            "registered by methods.magnitude (built in), so shadow_plugin (distribution shadow_plugin 0.1) cannot "
+            "register it") in ran.stderr, ran.stderr
+    assert "come from installed plugins" not in ran.stderr + ran.stdout  # magnitude is the built-in
+    assert re.search(r"^shadow +- ", ran.stdout, re.M) and re.search(r"^magnitude +scope=global", ran.stdout, re.M)
+
+
 def test_a_plugin_replacing_a_built_in_runs_again_what_the_built_in_recorded(fresh_registry, data_dir, capsys,
                                                                             monkeypatch):
     """A plugin that $BENCH_ALLOW_SHADOWING lets replace `magnitude` met the built-in's finished
