@@ -33,6 +33,7 @@ class PluginInfo:
     family: str = "other"
     problem: str | None = None  # why it is unusable ("UNREADABLE: ...", "REFUSED: ..."), if it is
     origin: str = "built in"  # bench.registry.Source.origin
+    required: list[str] = field(default_factory=list)  # the parameters without a default (None in `parameters`)
 
 
 @dataclass
@@ -46,7 +47,7 @@ class _Class:
     annotations: dict[str, str] = field(default_factory=dict)  # each field's, as written
 
 
-NO_DEFAULT = object()  # an annotated field without a value: every run sets it (listed with the default None)
+NO_DEFAULT = object()  # an annotated field without a value: every run sets it (PluginInfo.required)
 EMPTY = {"list": list, "dict": dict, "tuple": tuple}  # `field(default_factory=list)`
 
 
@@ -214,9 +215,9 @@ def catalog() -> list[PluginInfo]:
             if late:  # its import would fail defining the dataclass
                 broken.append(PluginInfo(plugin, "", {}, problem=f"REFUSED: {unordered(c.name, late[0], c.annotations.get(late[0]))}"))
                 break
-            params = {p: None if v is NO_DEFAULT else v for p, v in params.items()}
-            infos[name] = PluginInfo(name, c.doc, params, attrs.get("sweep"), attrs.get("family", "other"),
-                                     origin=source.origin)
+            infos[name] = PluginInfo(name, c.doc, {p: None if v is NO_DEFAULT else v for p, v in params.items()},
+                                     attrs.get("sweep"), attrs.get("family", "other"), origin=source.origin,
+                                     required=[p for p, v in params.items() if v is NO_DEFAULT])
             held[name] = source
     return sorted([*infos.values(), *broken], key=lambda i: i.name)
 

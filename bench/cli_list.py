@@ -73,22 +73,25 @@ def cmd_list(args: argparse.Namespace) -> int:
         registry.discover()
         for name in sorted(registry.METHODS):
             cls = registry.METHODS[name]
+            defaults = cls.parameters()
+            fields = [f.name for f in dataclasses.fields(cls) if f.init]
             entries.append({"method": name, "family": cls.family, "origin": registry.SOURCES[name].origin,
-                            "description": cls.description(), "parameters": cls.parameters(), "sweep": cls.sweep,
-                            "problem": None})
+                            "description": cls.description(), "parameters": {p: defaults.get(p) for p in fields},
+                            "required": [p for p in fields if p not in defaults], "sweep": cls.sweep, "problem": None})
         entries += [{"method": name, "problem": "FAILED TO IMPORT: " + first_line(err)}
                     for name, err in sorted(registry.BROKEN.items())]
     else:  # from the plugins' source, without importing them (bench.catalog)
         from bench.catalog import catalog
 
         entries = [{"method": i.name, "family": i.family, "origin": i.origin, "description": i.description,
-                    "parameters": i.parameters, "sweep": i.sweep, "problem": None} if i.problem is None
+                    "parameters": i.parameters, "required": i.required, "sweep": i.sweep, "problem": None}
+                   if i.problem is None
                    else {"method": i.name, "problem": i.problem} for i in catalog()]
     if args.json:
         print(json.dumps(entries, indent=1, default=str))
         return 0
     rows = [[e["method"], e.get("family", ""), e.get("origin", ""), e["problem"] or e["description"] or NO_DESCRIPTION,
-             _parameters(e.get("parameters", {}), e.get("sweep"))] for e in entries]
+             _parameters(e.get("parameters", {}), e.get("required", []), e.get("sweep"))] for e in entries]
     headers = ["method", "family", "origin", "description", "parameters (defaults)"]
     if all(row[2] in ("built in", "") for row in rows):  # the column says something only beside a plugin
         rows, headers = [[r[0], r[1], *r[3:]] for r in rows], [headers[0], headers[1], *headers[3:]]
@@ -184,6 +187,8 @@ def _wrapped(rows: list[list[str]], headers: list[str], width: int) -> str:
     return tabulate(rows, headers=headers, maxcolwidths=widths, maxheadercolwidths=widths)
 
 
-def _parameters(params: dict[str, Any], sweep: str | None) -> str:
-    text = ", ".join(f"{k}={v}" for k, v in params.items())
+def _parameters(params: dict[str, Any], required: list[str], sweep: str | None) -> str:
+    """A method's parameters with their defaults, one without a default shown as one to set
+    (its default in the JSON is null, which a parameter may also default to)."""
+    text = ", ".join(f"{k}={REQUIRED if k in required else v}" for k, v in params.items())
     return (text + (f" (swept: {sweep})" if sweep else "")) or "-"

@@ -1,3 +1,4 @@
+import json
 import re
 import subprocess
 import sys
@@ -512,6 +513,35 @@ def test_a_parameter_without_a_default_after_one_with_a_default_is_named_with_th
     assert BROKEN["late-no-default"].splitlines()[0] == f"TypeError: {why}"
     listed = {line.split()[0]: line for line in bench(["list", "methods"]).stdout.splitlines()[2:]}
     assert f"REFUSED: {why}" in listed["late-no-default"]
+
+
+FIRST_NO_DEFAULT = '''
+from bench import Method, bounded, register_method
+
+
+@register_method("first-no-default")
+class FirstNoDefault(Method):
+    """A parameter without a default, declared first: every run sets it."""
+
+    batches: int
+    sparsity: float = bounded(0.9, ge=0, lt=1)
+
+    def run(self, ctx):
+        return ctx.pretrained()
+'''
+
+
+def test_a_parameter_without_a_default_is_listed_as_one_to_set(tmp_path, plugins, bench):
+    """`bench list methods` showed `batches=None` for a parameter without a default (read from the
+    source) and, with --check, left it out; both show it as one to set, as `bench list METHOD`
+    does, and the JSON names it in `required`."""
+    plugins(make_distribution(tmp_path, "first_no_default", FIRST_NO_DEFAULT, {"first-no-default": "first_no_default"}))
+    for check in ([], ["--check"]):
+        listed = {line.split()[0]: line for line in bench(["list", "methods", *check]).stdout.splitlines()[2:]}
+        assert "batches=(none: set it), sparsity=0.9" in listed["first-no-default"], (check, listed["first-no-default"])
+        (entry,) = [e for e in json.loads(bench(["list", "methods", "--json", *check]).stdout)
+                    if e["method"] == "first-no-default"]
+        assert entry["parameters"] == {"batches": None, "sparsity": 0.9} and entry["required"] == ["batches"], check
 
 
 def test_a_file_in_methods_that_registers_nothing_is_named_so_not_unknown(tmp_path, plugins, monkeypatch, bench):
