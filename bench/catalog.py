@@ -213,7 +213,8 @@ def catalog() -> list[PluginInfo]:
             late = [p for i, p in enumerate(params) if params[p] is NO_DEFAULT
                     and any(params[q] is not NO_DEFAULT for q in list(params)[:i])]
             if late:  # its import would fail defining the dataclass
-                broken.append(PluginInfo(plugin, "", {}, problem=f"REFUSED: {unordered(c.name, late[0], c.annotations.get(late[0]))}"))
+                why = unordered(c.name, late[0], c.annotations.get(late[0]))
+                broken.append(PluginInfo(plugin, "", {}, problem=f"REFUSED: {why}"))
                 break
             infos[name] = PluginInfo(name, c.doc, {p: None if v is NO_DEFAULT else v for p, v in params.items()},
                                      attrs.get("sweep"), attrs.get("family", "other"), origin=source.origin,
