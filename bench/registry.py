@@ -114,7 +114,8 @@ class Method:
             f = unset[0]
             raise ParameterError(f"method '{cls.name}' parameter '{f.name}' has no default and is not set: give it one "
                                  f"in the class (`{f.name}: {getattr(f.type, '__name__', f.type)} = ...`), or set it "
-                                 f"(--set {cls.name}.{f.name}=..., or the suite's methods section)")
+                                 f"(--set {cls.name}.{f.name}=..., the suite's methods section, or in a test "
+                                 f"check_method(..., params={{'{f.name}': ...}}))")
         return cls(**params)
 
 

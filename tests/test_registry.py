@@ -481,7 +481,8 @@ def test_a_parameter_without_a_default_that_nothing_sets_is_named_with_the_fix(t
     assert NoDefault.build({"rounds": 2}).rounds == 2
     with pytest.raises(ParameterError, match=r"^method 'no-default' parameter 'rounds' has no default and is not set: "
                                              r"give it one in the class \(`rounds: int = \.\.\.`\), or set it "
-                                             r"\(--set no-default\.rounds=\.\.\., or the suite's methods section\)$"):
+                                             r"\(--set no-default\.rounds=\.\.\., the suite's methods section, or in a "
+                                             r"test check_method\(\.\.\., params=\{'rounds': \.\.\.\}\)\)$"):
         NoDefault.build({})
 
 
