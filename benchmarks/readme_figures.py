@@ -316,7 +316,7 @@ def readme(results: Path) -> dict[str, str]:
         "mlp-records-35720db": commit_share(results, "mlp", "35720db"),
         "mnist-records-35720db": commit_share(results, "mnist", "35720db"),
         "mlp-records-9040bc3": commit_share(results, "mlp", "9040bc3"),
-        "mnist-records-17ba00e": f"{len(made_by(results, 'mnist', '17ba00e'))} records",
+        "mnist-records-6097136": f"{len(made_by(results, 'mnist', '6097136'))} records",
         "mlp-dense-named": dense_named(results, "mlp"),
         "mnist-dense-named": dense_named(results, "mnist"),
         "rigl-mnist-95": f"{seed_accuracy(results, 'mnist', 'rigl', 0, sparsity=0.95):.2f}%, and the 95% row now "
