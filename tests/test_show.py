@@ -89,7 +89,7 @@ def test_list_json_gives_tools_the_methods_and_suites_as_objects(capsys):
     methods = {m["method"]: m for m in json.loads(capsys.readouterr().out)}
     assert methods["magnitude"] == {"method": "magnitude", "family": "pruning", "origin": "built in",
                                     "description": methods["magnitude"]["description"], "sweep": "sparsity",
-                                    "parameters": {"sparsity": 0.9, "scope": "global"}, "problem": None}
+                                    "parameters": {"sparsity": 0.9, "scope": "global"}, "required": [], "problem": None}
     assert methods["magnitude"]["description"].startswith("One-shot magnitude pruning")
     assert main(["list", "suites", "--json"]) == 0
     suites = {s["suite"]: s for s in json.loads(capsys.readouterr().out)}
