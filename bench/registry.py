@@ -240,10 +240,7 @@ def _import_builtin_of(name: str) -> None:
     plugin alone, which took the name, and the built-in, imported next, was the one refused (its
     runs then ran the plugin's code under the built-in's name)."""
     global _loading
-    import methods
-
-    module = name.replace("-", "_")
-    if not (Path(next(iter(methods.__path__))) / f"{module}.py").is_file():
+    if (module := _builtin_module(name)) is None:
         return
     loading = _loading  # the plugin's, which the nested import resets
     try:
@@ -316,24 +313,30 @@ def load(names: Iterable[str]) -> None:
     every worker process). A built-in method is `methods/<name>.py` (`-` written `_`), a plugin
     the entry point of its name; a name that is neither, or one that $BENCH_ALLOW_SHADOWING lets a
     plugin take, imports them all (`discover`), as does a name nothing registers after that."""
-    import methods
-
     allowed = _allowed_to_shadow()
     plugins = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    folder = Path(next(iter(methods.__path__)))
     for name in names:
         if name in METHODS or name in BROKEN:
             continue
-        module = name.replace("-", "_")
-        if name in allowed or not ((folder / f"{module}.py").is_file() or name in plugins):
+        module = _builtin_module(name)
+        if name in allowed or not (module or name in plugins):
             discover()
             return
-        if (folder / f"{module}.py").is_file():
+        if module:
             _import_builtin(module, name)
         if name in plugins:  # also beside a built-in file of its name: it is refused, naming both
             _import_entry_point(plugins[name])
         if name not in METHODS and name not in BROKEN:
             discover()  # registered under another name than its file's or entry point's
+
+
+def _builtin_module(name: str) -> str | None:
+    """The module of `methods/` that is the built-in method `name` (`methods/<name>.py`, `-`
+    written `_`), or None where there is no such file."""
+    import methods
+
+    module = name.replace("-", "_")
+    return module if (Path(next(iter(methods.__path__))) / f"{module}.py").is_file() else None
 
 
 def _import_builtin(module: str, wanted: str | None = None) -> None:
