@@ -36,7 +36,7 @@ class MetricSpec:
     higher_is_better: bool | None = None
     spread: str | None = None
     recorded: bool = True  # False: computed by the leaderboard from other metrics
-    aggregate: str = "mean"  # over a row's seeds: "mean", or "median" for wall times
+    aggregate: str = "mean"  # over a row's seeds: "mean", or "median" for wall times and the ratios of them
 
     @property
     def per_runtime(self) -> bool:
@@ -133,18 +133,21 @@ METRICS: list[MetricSpec] = [
                "model's latency over this model's, both deployed to that runtime and timed in "
                "alternating blocks in the same process (`bench.measure.paired_speedup`, 10 pairs of "
                "~20 ms blocks); the median of the pairs' ratios (Markdown: with their interquartile "
-               "range in parentheses; a row of several seeds shows the mean of each, so the spread is "
-               "the timing's within one process, not between seeds or processes)", "x",
+               "range in parentheses; a row of several seeds shows the median over seeds of each, like "
+               "the wall times it is made of, so one seed timed beside a busy process does not move the "
+               "row; the spread is the timing's within one process, not between seeds or processes)", "x",
                "speedup{runtime}_b{batch}_x", "{runtime} b{batch} (x)", table="speed", decimals=3,
-               shown=2, higher_is_better=True, spread="speedup{runtime}_b{batch}_iqr"),
+               shown=2, higher_is_better=True, spread="speedup{runtime}_b{batch}_iqr", aggregate="median"),
     MetricSpec("speedup{runtime}_b{batch}_iqr", "interquartile range of those pairs' ratios", "x",
-               "speedup{runtime}_b{batch}_iqr_x", table=None, decimals=3, higher_is_better=False),
+               "speedup{runtime}_b{batch}_iqr_x", table=None, decimals=3, higher_is_better=False,
+               aggregate="median"),
     MetricSpec("latency{runtime}_b{batch}_ms", "this model's median time per forward pass at batch N "
                "(the whole batch of N images: divide by N for a time per image) "
                "over its blocks of that measurement, in eval and inference mode, with the process's "
                "threads (PyTorch eager: `latency_b{N}_ms`). On a shared machine a figure of one "
                "run, not comparable across runs the way the speedup is", "ms",
-               "latency{runtime}_b{batch}_ms", table=None, decimals=4, higher_is_better=False),
+               "latency{runtime}_b{batch}_ms", table=None, decimals=4, higher_is_better=False,
+               aggregate="median"),
     MetricSpec("latency{runtime}_b{batch}_iqr_ms", "interquartile range of those blocks (records only)",
                "ms", None, table=None, higher_is_better=False),
     MetricSpec("artifact{runtime}_bytes", "bytes of the deployed artifact in a runtime: the saved "

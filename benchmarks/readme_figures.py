@@ -418,7 +418,7 @@ EVERY_RUNTIME = (*DENSE_RUNTIMES, "torch_csr_")
 
 def speedups(results: Path, suite: str, method: str, params: dict[str, object], runtimes: tuple[str, ...],
              batches: tuple[int, ...] = (1, 256)) -> list[float]:
-    """A row's measured speedups (mean over seeds of the paired median ratio) in `runtimes` at
+    """A row's measured speedups (median over seeds of the paired median ratio) in `runtimes` at
     `batches`, the cells it has."""
     found = pick(unrounded(results, suite), method, **params)
     if found is None:
