@@ -65,8 +65,9 @@ def timed_label(method: str, timed_on: str, device: str) -> str:
 
 SPEED_INTRO = ("Speed: theoretical speedup (dense FLOPs / effective FLOPs) and, per runtime and batch "
                "size, the measured speedup over the dense model in the same runtime, timed side by side "
-               "(median of interleaved pairs; in parentheses their interquartile range); an empty cell "
-               "is a runtime that could not take the model (reasons below). Files: the deployed "
+               "(median of interleaved pairs, then median over seeds; in parentheses the pairs' "
+               "interquartile range); an empty cell is a runtime that could not take the model "
+               "(reasons below). Files: the deployed "
                "artifact per runtime, beside the compressed encoding's `size`.")
 
 

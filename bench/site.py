@@ -460,12 +460,12 @@ def _suite_page(suite: str, recs: list[Record], images: list[str], families: dic
         body += lead
     body += checks
     body += ["<h2>leaderboard (standard budget)</h2>",
-             '<p class="note">Mean over seeds (accuracy: mean ± std); hover a header for its definition (README.md, '
-             "section Metrics), a setting for all its parameters: it shows the swept one and those that differ "
+             '<p class="note">Mean over seeds (accuracy: mean ± std; wall times and measured speedups: the '
+             "median); hover a header for its definition (README.md, section Metrics), a setting for all its parameters: it shows the swept one and those that differ "
              "from the method's defaults. Highlighted rows are the references: <b>dense</b>, the trained model "
              "unchanged, and <b>dense-ft</b>, the dense model fine-tuned for the methods' extra epochs. Speed: "
-             "measured speedup over the dense model in the same runtime (interquartile range in parentheses). A blank "
-             "cell was not measured: a runtime that could not take the model (the reasons are below the table), or a "
+             "measured speedup over the dense model in the same runtime (the timed pairs' interquartile range in "
+             "parentheses). A blank cell was not measured: a runtime that could not take the model (the reasons are below the table), or a "
              "metric the row's records lack; blanks sort last.</p>"]
     body += _filters(standard, families)
     body += ['<input type="checkbox" id="all-columns"> <label for="all-columns">all columns (every runtime and '
