@@ -8,10 +8,11 @@ the headline tables of Papers with Code and the Open LLM Leaderboard.
   the leaderboard as a sortable, filterable table of headline columns (the rest behind a
   checkbox that works without JavaScript), a method x level pivot of the swept methods, the
   family and speedup plots, the runtimes that could not take a model, the failed and skipped
-  runs, and where the runs ran; the literature checks' verdicts on its rows (results/checks.json,
+  runs, and where the runs ran (of its standard-budget runs); the literature checks' verdicts on its rows (results/checks.json,
   shown only beside the leaderboard they were decided on) come between the headline and the
   table;
-- per suite a page of the overridden-budget runs, labelled as such, and a page of its run
+- per suite a page of the overridden-budget runs, labelled as such, with their failures and
+  where they ran, and a page of its run
   records, one anchor per record (configuration, metrics, environment, log).
 The pages share one CSS file and one script in the site's folder and load nothing from a
 network, so they work from a file:// URL and from any static host. Everything is ordered and
@@ -439,7 +440,7 @@ def _suite_page(suite: str, recs: list[Record], images: list[str], families: dic
     """A suite's page, top to bottom: the frontier figure beside the best method at each size,
     the literature checks' verdicts (`checks`, from `_checks`), the leaderboard table, the swept
     methods by level, the family and speedup plots, then what did not run and where the runs
-    ran."""
+    ran, of the standard-budget records alone (the custom page says its own)."""
     standard = [r for r in recs if r.get("standard_budget")]
     custom = any(not r.get("standard_budget") for r in recs)
     table, cols = board.table(standard)
@@ -477,9 +478,7 @@ def _suite_page(suite: str, recs: list[Record], images: list[str], families: dic
         if name in images:
             title = {"pareto.png": "by family", "speedup.png": "measured against theoretical speedup"}[name]
             body.append(f'<h2>{title}</h2><img src="{name}" alt="{_e(title)}">')
-    body += _what_did_not_run(recs)
-    envs = pd.Series([_environment(r) for r in recs]).value_counts().sort_index()
-    body += ["<h2>where the runs ran</h2>", _table(["environment", "runs"], [[e, n] for e, n in envs.items()])]
+    body += _what_did_not_run(standard) + _where_they_ran(standard)
     budgets = sorted({json.dumps(r["config"]["budget"], sort_keys=True) for r in standard})
     if budgets:
         body += ["<h2>the standard budget's settings</h2>"] + [
@@ -571,6 +570,15 @@ def _what_did_not_run(recs: list[Record]) -> list[str]:
     return body
 
 
+def _where_they_ran(recs: list[Record]) -> list[str]:
+    """The machines and commits of `recs`, one page's records only, as its leaderboard.md says them:
+    the suite's page listed the quick runs' too, a laptop's uncommitted code under a GPU board."""
+    if not recs:
+        return []
+    envs = pd.Series([_environment(r) for r in recs]).value_counts().sort_index()
+    return ["<h2>where the runs ran</h2>", _table(["environment", "runs"], [[e, n] for e, n in envs.items()])]
+
+
 def _custom_page(suite: str, recs: list[Record], images: list[str], families: dict[str, str]) -> str:
     """The runs at overridden budgets (quick runs with fewer epochs or a data subset), apart from
     the standard leaderboard and said to be so: their accuracy answers another question."""
@@ -587,6 +595,7 @@ def _custom_page(suite: str, recs: list[Record], images: list[str], families: di
     for name in ("frontier-custom.png", "pareto-custom.png", "speedup-custom.png"):
         if name in images:
             body.append(f'<img src="{name}" alt="{_e(name.removesuffix(".png"))}">')
+    body += _what_did_not_run(recs) + _where_they_ran(recs)
     return _page(f"{suite}: runs at overridden budgets", body, "../")
 
 

@@ -11,7 +11,7 @@ import pytest
 from bench import board, files, leaderboard, records, site, ties
 from bench.cli import main
 from conftest import FAST, as_from_a_terminal
-from test_leaderboard import ENV, populate, record
+from test_leaderboard import BUDGET, ENV, populate, record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -525,3 +525,24 @@ def test_records_with_a_compression_but_no_size_are_judged_and_shown_without_a_t
         files.write_json_atomic(tmp_path / "mlp" / "runs" / f"{r['config']['method']}-{i}.json", r)
     leaderboard.write(tmp_path, "mlp")
     assert site.build(tmp_path, ["mlp"], tmp_path / "site")
+
+
+def test_a_suite_page_says_where_its_standard_runs_ran_and_the_custom_page_where_its_own_did(tmp_path):
+    """The suite's page, headed "Standard budget", listed every record's machine and commit under
+    "where the runs ran", the quick runs' included: the committed cifar page named CPU runs "with
+    uncommitted changes" beside its GPU leaderboard, and mlp's an Intel Xeon beside a board that
+    README and leaderboard.md say is all from one AMD EPYC. The Markdown keeps the two apart; so
+    does the site now, and the custom page says where its own runs ran, and what failed there."""
+    populate(tmp_path)
+    quick = record("broken", {}, 0, None, None, status="failed", standard=False, budget={**BUDGET, "epochs": 1})
+    for i, r in enumerate([quick, record("dense", {}, 1, 0.91, 1000, standard=False, budget={**BUDGET, "epochs": 1})]):
+        r["env"] = {**ENV, "device_name": "Quick Laptop CPU"}
+        r["error"] = "RuntimeError: quick boom" if r["status"] == "failed" else None
+        files.write_json_atomic(tmp_path / "mlp" / "runs" / f"quick-{i}.json", r)
+    leaderboard.write(tmp_path, "mlp")
+    site.build(tmp_path, ["mlp"], tmp_path / "site")
+    page = (tmp_path / "site" / "mlp" / "index.html").read_text()
+    custom = (tmp_path / "site" / "mlp" / "custom.html").read_text()
+    assert "Test CPU" in page and "Quick Laptop CPU" not in page and "quick boom" not in page
+    assert "<h2>where the runs ran</h2>" in custom and "Quick Laptop CPU" in custom and "quick boom" in custom
+    assert "Test CPU" in custom  # populate's own quick run (ENV) is one of them
