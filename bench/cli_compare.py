@@ -59,7 +59,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if not changes and (why := compare.apart(recs_a, recs_b)):
                 print(f"no row is in both: rows pair up at one budget, data source and device; {why}\n")
             table = [[c.method, c.setting, *_change_cells(c),
-                      "; ".join(f"{k} {va:g} -> {vb:g}" for k, (va, vb) in c.exact_changes.items())]
+                      "; ".join(f"{k} {_moved(va, vb)}" for k, (va, vb) in c.exact_changes.items())]
                      for c in _shown(changes, args.only_changed, "row")]
             _print_table(table, ["method", "setting", "budget", "seeds A/B", "acc A (%)", "acc B (%)",
                                  "change (pts) [95% CI]", "p / Holm", "verdict", "exact figures that moved"])
@@ -68,6 +68,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for note in _notes(shared, "row"):
         print(note)
     return 1 if worse and args.fail_on == "regression" else 0
+
+
+def _moved(a: float, b: float) -> str:
+    """`A -> B` for an exact figure whose mean moved, with as many significant digits (6 or more)
+    as tell the two apart: a Huffman-coded row's mean compression moves in its seventh digit, and
+    `116.92 -> 116.92` read as a move that was none."""
+    digits = next((d for d in range(6, 18) if f"{a:.{d}g}" != f"{b:.{d}g}"), 17)
+    return f"{a:.{digits}g} -> {b:.{digits}g}"
 
 
 def _suites(sides: dict[str, Side], suite: str | None) -> list[str]:

@@ -197,6 +197,29 @@ def test_only_changed_shows_the_rows_that_moved_and_counts_the_rest(tmp_path, be
     assert "1 row significantly worse in B" in only.stdout
 
 
+def test_a_moved_exact_figure_prints_two_different_numbers(tmp_path, bench):
+    """A Huffman-coded row's compression is a mean over seeds that moves in its seventh digit
+    between two sets of records of the same sizes (1caf9de^ against results on mlp): the column
+    "exact figures that moved" printed `compression 116.92 -> 116.92`, a move that reads as none.
+    Each pair is printed with as many digits as tell the two means apart."""
+    accs = (0.970, 0.972, 0.971)
+
+    def at(r, compression):
+        return {**r, "metrics": {**r["metrics"], "compression": compression}}
+
+    a = write(tmp_path / "a", [at(record("deep-compression", 0.98, s, acc), 116.92) for s, acc in enumerate(accs)])
+    b = write(tmp_path / "b", [at(record("deep-compression", 0.98, s, acc), c)
+                               for (s, acc), c in zip(enumerate(accs), (116.92, 116.92, 116.9200009))])
+    out = bench(["compare", a, b]).stdout
+    moved = re.search(r"compression (\S+) -> (\S+)", out)
+    assert moved and moved.group(1) != moved.group(2), out
+    assert moved.group(1) == "116.92" and float(moved.group(2)) > 116.92
+    same_digits = write(tmp_path / "c", [record("deep-compression", 0.98, s, acc, nonzeros=120)
+                                         for s, acc in enumerate(accs)])
+    assert "nonzeros 100 -> 120" in bench(["compare", write(tmp_path / "d", [
+        record("deep-compression", 0.98, s, acc) for s, acc in enumerate(accs)]), same_digits]).stdout
+
+
 def test_results_at_other_budgets_pair_up_with_none_and_say_so(tmp_path, bench):
     """A quick run's records against the committed ones: no row pairs up, and the empty table
     says why (the budgets), rather than reading as results that agree."""
