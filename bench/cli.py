@@ -259,7 +259,8 @@ def parser() -> _Parser:
     cmp.add_argument("--suite", help="one suite, by name or suite file (default: every suite both hold)")
     cmp.add_argument("--only-changed", action="store_true",
                      help="show only the rows whose verdict is better, worse or unclear, or whose exact figures "
-                          "(counts, sizes) moved; the others are counted")
+                          "(counts, sizes) moved, or too few seeds to judge a mean that moved; the others "
+                          "are counted")
     cmp.add_argument("--fail-on", choices=["regression"],
                      help="exit 1 when a row is significantly worse in B (with --methods: Y worse than X) (for CI)")
 

@@ -132,13 +132,14 @@ def _notes(changes: list[RowChange], noun: str) -> list[str]:
 def _shown(changes: list[RowChange], only_changed: bool, noun: str) -> list[RowChange]:
     """The rows to print: all, or (--only-changed) those significantly better or worse, or
     unclear (significant on their own but not after Holm, or beyond zero but not beyond the
-    machines' margin: they may have moved), or whose exact figures moved, after a line counting
-    the rest, as asv's `compare --only-changed`."""
+    machines' margin: they may have moved), or whose exact figures moved, or too few seeds to
+    judge a mean that moved (a one-seed quick run 40 points down was hidden as "without a
+    significant change"), after a line counting the rest, as asv's `compare --only-changed`."""
     from bench.compare import MOVED
 
     if not only_changed:
         return changes
-    shown = [c for c in changes if c.verdict in MOVED or c.exact_changes]
+    shown = [c for c in changes if c.verdict in MOVED or c.exact_changes or (c.p is None and c.change != 0)]
     print(f"{counted(len(changes) - len(shown), noun)} without a significant change in accuracy or a moved "
           "exact figure not shown (--only-changed)\n")
     return shown

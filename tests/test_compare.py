@@ -526,6 +526,19 @@ def test_rows_with_one_seed_are_counted_as_not_judged_not_as_no_regression(tmp_p
     assert "not judged" not in bench(["compare", three, "--methods", "magnitude,random"]).stdout
 
 
+def test_only_changed_shows_a_row_of_one_seed_whose_accuracy_moved(tmp_path, bench):
+    """A quick run of one seed against another, 40 points down: --only-changed hid the row as one
+    "without a significant change" (no interval can judge one seed), so the table a reader skims
+    for what moved was empty above "1 of 1 row not judged". An unjudged row whose mean moved is
+    shown; one whose mean did not is counted with the others."""
+    a = write(tmp_path / "a", [record("magnitude", 0.9, 0, 0.97), record("random", 0.9, 0, 0.57)])
+    b = write(tmp_path / "b", [record("magnitude", 0.9, 0, 0.57), record("random", 0.9, 0, 0.57)])
+    out = bench(["compare", a, b, "--only-changed"]).stdout
+    rows = [line.split()[0] for line in out.splitlines() if line.startswith(("magnitude", "random"))]
+    assert rows == ["magnitude"] and "-40.00" in out and "too few seeds" in out, out
+    assert "1 row without a significant change in accuracy or a moved exact figure not shown" in out
+
+
 def test_a_suite_or_a_side_without_records_is_refused_not_compared_as_nothing(tmp_path, bench, data_dir):
     """A misspelt --suite printed an empty table, "0 rows significantly worse", and exit 0, which
     --fail-on regression passed; a side without records (an empty folder) said that the sides
