@@ -19,7 +19,7 @@ from bench.errors import counted, printable
 from bench.metrics import Column
 from bench.records import Record, Status
 from bench.suite import is_plain_name
-from bench.board import (REFERENCES, ROW, TABLE, at_decimals, best_speedups, code_of, distinct_settings, environment, failed_runs,
+from bench.board import (REFERENCES, ROW, TABLE, as_shown, at_decimals, best_speedups, code_of, distinct_settings, environment, failed_runs,
                          machine_labels, machines_by_row, row_key, select, setting_sparsity, short_setting,
                          unavailable_runtimes)
 from bench.board import table as board_table
@@ -185,6 +185,20 @@ SETTING_WIDTH, MIN_SETTING_WIDTH = 40, 14  # a setting wraps at the first width,
 # the sorted column or accuracy is dropped
 
 
+def _none_that_small(rows: pd.DataFrame, min_compression: float) -> str:
+    """Why `--min-compression` left the references alone: no row reaches that size, and how far
+    the most compressed of `rows` (those the other filters keep) goes, as --sparsity names the
+    levels there are. Without it the other rows seemed to have vanished."""
+    said = f"no row at least {min_compression:g}x smaller than dense"
+    rows = rows[~rows.method.isin(REFERENCES)]
+    if "compression_x" not in rows or rows.compression_x.isna().all():
+        return said
+    top = rows.loc[rows.compression_x.idxmax()]
+    setting = "" if top.shown_setting == "-" else f" {top.shown_setting}"
+    shown = as_shown(rows.compression_x, "compression")[top.name]
+    return f"{said}; the most compressed: {top.method}{setting} at {shown:g}x"
+
+
 def terminal(recs: list[Record], width: int, families: dict[str, str],
              sparsity: float | None = None, family: str | None = None, sort: str | None = None,
              methods: Collection[str] | None = None, min_compression: float | None = None) -> str:
@@ -206,6 +220,8 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
                          if lv is not None and pd.notna(lv)})
         out += [f"no row{f' of family {family}' if family else ''} at sparsity {sparsity:g}; the levels: "
                 f"{', '.join(f'{lv:g}' for lv in levels) or 'none'}", ""]
+    if min_compression is not None and picked.method.isin(REFERENCES).all():
+        out += [_none_that_small(select(table, cols, families, sparsity, family, methods=methods), min_compression), ""]
     best = {key: best_speedups(t, cols) for key, t in table.groupby(TABLE, sort=True)}  # over all its rows
     table = picked
     standing = {} if min_compression is None else ties.at_least(picked, recs, min_compression)

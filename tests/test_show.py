@@ -291,6 +291,18 @@ def test_min_compression_keeps_the_rows_at_least_that_much_smaller_beside_the_re
     assert show(bench, tmp_path, "--min-compression", "0").returncode == 2
 
 
+def test_a_min_compression_no_row_reaches_says_how_far_the_rows_go(tmp_path, bench, monkeypatch):
+    """--min-compression 1000 printed the references alone and nothing more, as if the other rows
+    had vanished; --sparsity at a level no row has already said which levels there are. It now
+    says that no row reaches that size and the most compressed row's compression."""
+    monkeypatch.setenv("COLUMNS", "200")
+    write_records(tmp_path, terminal_records())  # compression: gmp 0.5 2.0, gmp 0.9 8.2, uniform 1.0
+    far = show(bench, tmp_path, "--min-compression", "1000")
+    assert far.returncode == 0, far.stderr
+    assert "no row at least 1000x smaller than dense; the most compressed: gmp sparsity=0.9 at 8.2x\n" in far.stdout
+    assert "no row at least" not in show(bench, tmp_path, "--min-compression", "8").stdout
+
+
 def test_the_terminals_measured_speedup_is_the_tables_best_runtime_as_on_the_site(bench, monkeypatch):
     """The terminal led with eager's speedup at batch 1 whatever the table held, and eager runs an
     int8 model through fake quantization: the committed mnist int8 rows read 0.1-0.2x there. It
