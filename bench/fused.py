@@ -496,9 +496,13 @@ class _Run:
         budget = call.budget
         self.bs, self.steps_per_epoch = batching(len(call.data), budget.batch_size)
         device = call.data.x.device
-        self.opt = call.optimizer or make_optimizer(call.model.parameters(), budget, call.lr, device)
-        self.schedule = make_schedule(self.opt, budget, max(call.epochs * self.steps_per_epoch, 1),
-                                      self.steps_per_epoch)
+        self.result: TrainResult | BaseException | None = None
+        try:  # fit's first lines: what they raise (a negative lr) is the run's own error, before any step
+            self.opt = call.optimizer or make_optimizer(call.model.parameters(), budget, call.lr, device)
+            self.schedule = make_schedule(self.opt, budget, max(call.epochs * self.steps_per_epoch, 1),
+                                          self.steps_per_epoch)
+        except Exception as e:  # noqa: BLE001 - the run's result; it never joins a stack
+            self.result = e
         self.loss_fn = call.loss_fn or default_loss(budget)
         # Python code of the run's own that may draw random numbers or change the model.
         self.has_code = any(f is not None for f in (call.loss_fn, call.after_backward, call.after_step))
@@ -506,7 +510,6 @@ class _Run:
         self.step = 0
         self.seconds = 0.0
         self.start = time.perf_counter()
-        self.result: TrainResult | BaseException | None = None
         self.order = self.loss_sum = self.correct = None
         self.epoch_lr = float("nan")
         self.epoch_start = 0.0
@@ -627,6 +630,8 @@ class _Group:
 
     def __init__(self, calls: list[FitCall], keep_layout: bool):
         self.runs = [_Run(c, len(calls)) for c in calls]
+        for r in self.live():  # (not counting a run whose optimizer or schedule could not be made)
+            r.fused_with = len(self.live())
         self.keep_layout = keep_layout
         first = calls[0]
         self.device = first.data.x.device
@@ -875,8 +880,8 @@ def fit_group(calls: list[FitCall], *, keep_layout: bool = True) -> list[TrainRe
         for found in fusable:
             chunk = [members[j] for j in found]
             group = _Group([calls[i] for i in chunk], keep_layout)
-            for r in group.runs:
-                r.call.log(f"    training fused with {len(chunk) - 1} other run(s){'' if keep_layout else ', stacked NCHW'}")
+            for r in group.live():
+                r.call.log(f"    training fused with {r.fused_with - 1} other run(s){'' if keep_layout else ', stacked NCHW'}")
             group.train()
             for i, r in zip(chunk, group.runs):
                 results[i] = r.result

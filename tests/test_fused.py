@@ -283,6 +283,22 @@ def test_a_diverging_run_fails_alone_and_the_others_are_unchanged(make_context):
     assert_runs_match(*([x[i] for i in keep] for x in (fused_calls, fused, alone_calls, alone)), ctx)
 
 
+def test_a_run_whose_optimizer_cannot_be_made_fails_alone_and_the_others_train_fused(make_context):
+    """fit raises a run's invalid learning rate (torch's ValueError) before its first step. Fused,
+    the error escaped fit_group: the coordinator answered every run of the task with a
+    FusedStepError, blaming the code the runs share, and the sweep stopped fusing."""
+    ctx = make_context("mlp", limit_train=1024)
+
+    def calls():
+        return [call(ctx, ctx.new_model(seed=s), seed=s, lr=lr) for s, lr in enumerate([0.05, -1.0, 0.01])]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert type(fused[1]) is ValueError and str(fused[1]) == str(alone[1])
+    keep = [0, 2]
+    assert_runs_match(*([x[i] for i in keep] for x in (fused_calls, fused, alone_calls, alone)), ctx)
+    assert all(fused[i].fused_with == 2 for i in keep)
+
+
 class Boom(Exception):
     pass
 
