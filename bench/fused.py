@@ -260,6 +260,8 @@ def autocast_reaches_vmap(device_type: str) -> bool:
 def _alone_reason(call: FitCall) -> str | None:
     """Why `call` cannot fuse with any call, judged without running anything; None if it may."""
     device = call.data.x.device.type
+    if call.epochs < 1:  # (--finetune-epochs 0): no step to share, and fit leaves the model as it is
+        return f"it trains {call.epochs} epochs"
     if call.budget.precision == "bf16" and not autocast_reaches_vmap(device):
         return (f"precision bf16: torch {torch.__version__}'s autocast does not reach operators under vmap on "
                 f"{device}, so fused it would train in fp32")

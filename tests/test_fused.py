@@ -760,6 +760,23 @@ def test_a_hook_that_trains_another_model_trains_it_there_as_alone(make_context)
             assert_same_model(a, b)
 
 
+def test_calls_of_no_epochs_train_alone_and_their_runs_say_so(make_context):
+    """With --finetune-epochs 0 a method's fine-tuning call trains nothing. Such calls were probed
+    (which put their models in training mode) and trained as a fused group of no steps: each run's
+    record said fused_with 2 (and, under --fuse-layout nchw, env.fuse_layout)."""
+    contexts = [make_context("mlp", seed=s, limit_train=256, finetune_epochs=0) for s in range(2)]
+
+    def job(ctx):
+        def run(fit):
+            ctx.fit = fit
+            model = ctx.pretrained().eval()
+            ctx.finetune(model)
+            return ctx.fused_with, model.training
+        return run
+
+    assert Coordinator().run([job(ctx) for ctx in contexts]) == [(1, False)] * 2
+
+
 def test_a_call_that_cannot_fuse_trains_alone_and_its_log_says_why(make_context):
     ctx = make_context("mlp", limit_train=256)
     logs: list[str] = []
