@@ -121,33 +121,40 @@ class FusedResult(TrainResult):
     group_seconds: float  # the group's wall time while this run was in it
 
 
-class RandomState:
-    """torch's global random state (CPU, and every CUDA device when CUDA is available): one
-    run's stream, put aside while other runs use the global generator."""
+class RunState:
+    """What a run's code would meet in its own thread, put aside while other runs use it: torch's
+    global random state (CPU, and every CUDA device when CUDA is available), one run's stream;
+    and whether gradients are on (torch.no_grad, set_grad_enabled: a thread's own). A fused
+    group's hooks run in the coordinator's thread: one that turned gradients off there and left
+    them off failed every run of the group, where fit fails its own run alone."""
 
     def __init__(self) -> None:
         self.cpu = torch.get_rng_state()
         self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        self.grad = torch.is_grad_enabled()
 
     def save(self) -> None:
-        """Take the global state as this run's (it advanced while the run used it)."""
+        """Take the current state as this run's (it advanced while the run used it)."""
         self.cpu = torch.get_rng_state()
         if self.cuda is not None:
             self.cuda = torch.cuda.get_rng_state_all()
+        self.grad = torch.is_grad_enabled()
 
     def restore(self) -> None:
         torch.set_rng_state(self.cpu)
         if self.cuda is not None:
             torch.cuda.set_rng_state_all(self.cuda)
+        torch.set_grad_enabled(self.grad)
 
 
 @contextmanager
-def _own_random(state: RandomState | None) -> Iterator[None]:
-    """Let a run's code draw from its own global random stream, then put the caller's back."""
+def _own_state(state: RunState | None) -> Iterator[None]:
+    """Let a run's code draw from its own global random stream, with gradients on or off as it
+    left them, then put the caller's back."""
     if state is None:
         yield
         return
-    outer = RandomState()
+    outer = RunState()
     state.restore()
     try:
         yield
@@ -158,8 +165,8 @@ def _own_random(state: RandomState | None) -> Iterator[None]:
 
 @dataclass
 class FitCall:
-    """One `fit` call's arguments, plus the calling run's global random state (set by the
-    Coordinator: the run's loss and hooks then draw from its own stream)."""
+    """One `fit` call's arguments, plus the calling run's state (set by the Coordinator: the
+    run's loss and hooks then draw from its own stream, with gradients as its thread had them)."""
 
     model: nn.Module
     data: Split
@@ -176,7 +183,7 @@ class FitCall:
     compile: str | None = None
     between_steps: Callable[[], None] | None = None
     checkpoint: Path | None = None
-    random_state: RandomState | None = None
+    run_state: RunState | None = None
 
     @classmethod
     def bind(cls, *args: Any, **kwargs: Any) -> FitCall:
@@ -184,9 +191,9 @@ class FitCall:
         return cls(**inspect.signature(fit).bind(*args, **kwargs).arguments)
 
     def fit_alone(self) -> TrainResult:
-        with _own_random(self.random_state):
+        with _own_state(self.run_state):
             return fit(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                          if f.name != "random_state"})
+                          if f.name != "run_state"})
 
 
 # -- what may fuse with what --------------------------------------------------------------------
@@ -260,6 +267,8 @@ def autocast_reaches_vmap(device_type: str) -> bool:
 def _alone_reason(call: FitCall) -> str | None:
     """Why `call` cannot fuse with any call, judged without running anything; None if it may."""
     device = call.data.x.device.type
+    if call.run_state is not None and not call.run_state.grad:
+        return "it was called with gradients off (torch.no_grad), as fit trains it (and its backward pass fails)"
     if call.epochs < 1:  # (--finetune-epochs 0): no step to share, and fit leaves the model as it is
         return f"it trains {call.epochs} epochs"
     if call.budget.precision == "bf16" and not autocast_reaches_vmap(device):
@@ -579,12 +588,15 @@ class _Run:
         self.mask_weights()
 
 
+_NO_GRAD = "element 0 of tensors does not require grad and does not have a grad_fn"  # loss.backward()'s
+
+
 def _checked(loss: torch.Tensor) -> torch.Tensor:
     """The errors `loss.backward()` would raise in `fit`, raised for this run alone."""
     if loss.dim() != 0:
         raise RuntimeError("grad can be implicitly created only for scalar outputs")
     if not loss.requires_grad:
-        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+        raise RuntimeError(_NO_GRAD)
     return loss
 
 
@@ -706,6 +718,8 @@ class _Group:
         for k, r in enumerate(stack.runs):
             c = r.call
             try:
+                if c.run_state is not None and not c.run_state.grad:  # its code turned gradients off:
+                    raise RuntimeError(_NO_GRAD)  # fit's next forward pass keeps no graph, and its backward fails so
                 if c.between_steps is not None:
                     c.between_steps()
                 idx = r.order[i * r.bs:(i + 1) * r.bs]
@@ -723,7 +737,7 @@ class _Group:
             first = stack.runs[0]
             try:
                 if stack.plain:  # its own forward pass, whose hooks draw from its own stream, as in fit
-                    with _own_random(first.call.random_state if first.has_code else None):
+                    with _own_state(first.call.run_state if first.has_code else None):
                         out = stack.template(xs[0]).unsqueeze(0)
                 else:
                     out = _fused_forward(stack.template, stack.params, stack.buffers, x, stack.holdings)
@@ -743,7 +757,7 @@ class _Group:
             for k in ok:
                 r = stack.runs[k]
                 try:
-                    with _own_random(r.call.random_state if r.has_code else None):
+                    with _own_state(r.call.run_state if r.has_code else None):
                         if r.has_code:
                             r.mask_weights()
                         # Each run's own tensor, not a leaf: a loss_fn may change its logits in place, as in
@@ -761,7 +775,7 @@ class _Group:
                     g = stack.params[name].grad if name in stack.params else None  # (a plain stack's are p's)
                     if g is not None:  # the run's loss may also have reached p directly (l1, gates)
                         p.grad = g[k] if p.grad is None else p.grad + g[k]
-                with _own_random(c.random_state if r.has_code else None):
+                with _own_state(c.run_state if r.has_code else None):
                     if c.after_backward is not None:
                         c.after_backward(c.model, r.step)
                     try:
@@ -810,7 +824,7 @@ class _Group:
             (k, loss), = losses.items()
             r = stack.runs[k]
             try:
-                with _own_random(r.call.random_state if r.has_code else None):  # (its gradient hooks' draws)
+                with _own_state(r.call.run_state if r.has_code else None):  # (its gradient hooks' draws)
                     loss.backward()
             except BaseException as e:  # noqa: BLE001 - the run's own error is its result
                 self.fail(stack.runs[k], e)
@@ -930,10 +944,10 @@ class Coordinator:
         self.faulted: dict[int, FusedStepError] = {}  # (see the class's docstring)
         self._answers: dict[int, TrainResult | BaseException] = {}
         self._results: list[Any] = [None] * len(jobs)
-        self._random = [RandomState() for _ in jobs]
+        self._random = [RunState() for _ in jobs]
         self._abort: BaseException | None = None
         self._driver = threading.current_thread()  # the thread that trains the groups, and runs their hooks
-        outer = RandomState()
+        outer = RunState()
         threads = [threading.Thread(target=self._job, args=(j, job), daemon=True, name=f"fused-job-{j}")
                    for j, job in enumerate(jobs)]
         for t in threads:
@@ -1028,7 +1042,7 @@ class Coordinator:
         if self.handoff is not None:
             self.handoff(j)
         self._random[j].save()
-        call.random_state = self._random[j]
+        call.run_state = self._random[j]
         with self._cond:
             self._calls[j] = call
             self._state[j] = "fit"

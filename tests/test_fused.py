@@ -698,6 +698,47 @@ def test_the_coordinator_gives_each_job_its_own_random_stream_and_its_own_errors
         assert_same_model(results[i][3], alone[3])
 
 
+def test_gradients_turned_off_fail_only_the_run_that_turned_them_off(make_context):
+    """Whether gradients are on is a thread's own: fit trains under its caller's, and a hook that
+    turns them off fails its run at the next step. Fused, the hooks ran in the coordinator's
+    thread: run 1's hook failed every run of the group, and a call made under torch.no_grad
+    (run 3) trained, where alone it fails."""
+    import contextlib
+
+    ctx = make_context("mlp", limit_train=1024)
+
+    def off(model, step):
+        if step == 2:
+            torch.set_grad_enabled(False)
+
+    def job(seed: int, hook=None, no_grad: bool = False):
+        def run(fit):
+            model = ctx.new_model(seed=seed)
+            with torch.no_grad() if no_grad else contextlib.nullcontext():
+                fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=1, lr=0.05,
+                    generator=torch.Generator().manual_seed(seed), log=lambda _: None, after_step=hook)
+            return model
+        return run
+
+    from bench.train import fit
+    jobs = [job(0), job(1, off), job(2), job(3, no_grad=True)]
+    fused = Coordinator().run(jobs)
+    left_on = torch.is_grad_enabled()
+    torch.set_grad_enabled(True)  # (for the tests that follow, whatever this one finds)
+    assert left_on, "a run's hook turned gradients off in the coordinator's thread"
+    for j, result in zip(jobs, fused):
+        with torch.enable_grad():  # (run 1's hook leaves them off in this thread)
+            try:
+                alone = j(fit)
+            except RuntimeError as e:
+                alone = e
+        if isinstance(alone, RuntimeError):
+            assert type(result) is RuntimeError and str(result) == str(alone)
+        else:
+            assert_same_model(result, alone)
+    assert [isinstance(r, nn.Module) for r in fused] == [True, False, True, False]
+
+
 def test_a_forward_hook_gained_mid_training_draws_from_its_runs_own_random_stream(make_context):
     """Run 0's hook adds dropout to its first layer's output mid-training (a forward hook), so its
     model trains on through its own forward pass (a plain stack), whose draws are that run's own,
