@@ -291,31 +291,28 @@ def _alone_reason(call: FitCall) -> str | None:
 def _compatibility(call: FitCall) -> tuple:
     """Calls with equal keys can train in lockstep: same architecture, epochs, steps per
     epoch, batch size, optimizer kind, precision, device and input shape."""
-    bs = min(call.budget.batch_size, len(call.data))
     kind = type(call.optimizer).__name__ if call.optimizer is not None else call.budget.optimizer
-    return (_signature(call.model, modes=False), call.epochs, len(call.data) // bs, bs, kind, call.budget.precision,
-            call.data.x.device, tuple(call.data.x.shape[1:]), call.data.x.dtype)
+    return (_signature(call.model, modes=False), call.epochs, batching(len(call.data), call.budget.batch_size), kind,
+            call.budget.precision, call.data.x.device, tuple(call.data.x.shape[1:]), call.data.x.dtype)
 
 
 def _plan(calls: list[FitCall]) -> tuple[list[list[int]], dict[int, str]]:
     """Indices of calls that may train together (groups of 2 or more, before probing), and why
     each other call trains alone."""
     reasons: dict[int, str] = {}
-    seen_models: set[int] = set()
-    seen_tensors: set[int] = set()
+    seen_tensors: set[int] = set()  # (a model shared by two calls shares its trainable parameters)
     seen_generators: set[int] = set()
     keys: dict[tuple, list[int]] = {}
     for i, call in enumerate(calls):
         reason = _alone_reason(call)
         tensors = {id(t) for t in (*call.model.parameters(), *call.model.buffers())}
-        if reason is None and (id(call.model) in seen_models or tensors & seen_tensors):
+        if reason is None and tensors & seen_tensors:
             reason = "its model (or some of its tensors) is also trained by another call"
         if reason is None and id(call.generator) in seen_generators:
             reason = "it shares its random generator with another call, so their batches would interleave"
         if reason is not None:
             reasons[i] = reason
             continue
-        seen_models.add(id(call.model))
         seen_tensors |= tensors
         seen_generators.add(id(call.generator))
         keys.setdefault(_compatibility(call), []).append(i)
