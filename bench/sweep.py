@@ -264,7 +264,7 @@ class Sweep:
                     path.unlink(missing_ok=True)  # a rerun's log replaces the last one
         return Task(kind, self.suite, tuple(specs), self.source, str(self.data_dir) if self.data_dir else None,
                     self.device, self.compile, self.executor.threads, tuple(str(p) if p else None for p in log_paths),
-                    weights, str(checkpoint) if checkpoint and self.executor.local else None, fuse=len(specs) > 1,
+                    weights, str(checkpoint) if checkpoint and self.executor.local else None,
                     fuse_layout=self.fuse_layout,
                     timeout_s=sum(self.limit(spec) for spec in specs))
 

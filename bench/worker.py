@@ -64,7 +64,7 @@ class Task:
 
     kind: str  # "dense" or "runs"
     suite: Suite  # budget overrides applied
-    specs: tuple[RunSpec, ...]  # a dense task: one, method "dense", its seed
+    specs: tuple[RunSpec, ...]  # a dense task: one, method "dense", its seed; several runs train fused (bench.fused)
     source: str  # the data source the plan keyed the runs by; the worker must read the same
     data_dir: str | None
     device: str  # "cpu" or "cuda" (the worker's visible GPU)
@@ -73,7 +73,6 @@ class Task:
     log_paths: tuple[str | None, ...]  # per run, where its log goes live; None: returned instead
     dense: dict[int, DenseWeights | str] = field(default_factory=dict)  # per seed: the model, or why it is missing
     checkpoint: str | None = None  # a dense task's per-epoch checkpoint (local executors)
-    fuse: bool = False  # train the runs' compatible training calls as one model (bench.fused)
     fuse_layout: FuseLayout = "model"  # the stacked tensors' memory layout (bench.fused.fit_group)
     timeout_s: float | None = None  # the whole task's time limit, enforced by the executor
 
@@ -233,7 +232,7 @@ def perform(task: Task, echo: Callable[[str], None] | None = None) -> list[Outco
                 return lambda fit_with: _run(task, spec, data, device, gate, log, fit_with, code, rebound[j])
 
             jobs = [job(j, spec, log) for j, (spec, log) in enumerate(zip(task.specs, logs))]
-            if task.fuse and len(jobs) > 1:
+            if len(jobs) > 1:  # the driver's --fuse K made the task: the runs' compatible training calls fuse
                 # the jobs take turns, each saving the settings as it starts and putting them back as it
                 # ends: one that starts second and ends last puts back what the first changed meanwhile.
                 # What a job rebinds is put back as it hands on its turn, and is its own failure: the
