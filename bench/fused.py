@@ -459,13 +459,14 @@ def _probe(calls: list[FitCall]) -> tuple[list[list[int]], dict[int, str]]:
                 return groups, reasons
             same = [i for k, i in enumerate(pending)
                     if _close(out[k], own[i], _tolerance(out)) and _close(as_template[k], own[i], SAME_FUNCTION)]
-            if pending[0] not in same:
+            if pending[0] not in same:  # (the others that matched try again, with another template)
                 reasons[pending[0]] = "its forward pass under vmap differs from its own forward pass"
+                same = [pending[0]]
             elif len(same) == 1:
                 reasons[pending[0]] = alone
             else:
                 groups.append(same)
-            pending = [i for i in pending[1:] if i not in same]
+            pending = [i for i in pending if i not in same]
         reasons.update({i: alone for i in pending})
     return groups, reasons
 

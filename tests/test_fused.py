@@ -845,6 +845,24 @@ def test_the_users_interrupt_stops_the_coordinator_and_a_jobs_own_keyboard_inter
     assert type(first) is KeyboardInterrupt and second == 1
 
 
+def test_runs_that_match_a_template_whose_own_vmapped_pass_differs_still_get_an_answer(make_context, monkeypatch):
+    """The probe found the first run's vmapped pass apart from its own (on a GPU, a borderline
+    tolerance does it) and the others' alike: it named the first and dropped the others without
+    a result, and their methods failed with "'NoneType' object has no attribute 'seconds'"."""
+    ctx = make_context("mlp", limit_train=256)
+    close = fusion._close
+    compared = []
+
+    def first_differs(*args):  # the first comparison: the template's vmapped output against its own
+        compared.append(args)
+        return len(compared) > 1 and close(*args)
+
+    monkeypatch.setattr(fusion, "_close", first_differs)
+    results = fit_group([call(ctx, ctx.new_model(seed=s), seed=s) for s in range(3)])
+    assert isinstance(results[0], NotFusable) and "differs from its own" in str(results[0])
+    assert all(isinstance(r, FusedResult) and r.fused_with == 2 for r in results[1:]), results
+
+
 class HiddenBits(nn.Module):
     """Weight quantization whose bit width sits in a dict, which the models' signature (their
     modules' plain attributes) cannot see: only the probe can tell 8 bits from 7."""
