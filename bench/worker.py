@@ -361,7 +361,8 @@ def _reference(task: Task, data: Dataset, device: torch.device, dense: DenseWeig
 @contextlib.contextmanager
 def _torch_defaults(threads: int | None) -> Iterator[None]:
     """torch's process-wide settings as the harness sets them, during a run and back after it:
-    a plugin that turns autograd off, changes the default dtype or device, the deterministic
+    a plugin that turns autograd off, changes the default dtype or device, autocast, oneDNN, cuDNN or
+    denormal flushing (HARNESS_BACKENDS), the deterministic
     flags, the float32 matmul precision or the thread count, draws from (or seeds) Python's and
     numpy's global random generators, changes the working directory or the environment
     variables, or registers hooks on every module (torch.nn.modules.module.
@@ -389,6 +390,7 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
         random.setstate(python_random)
         numpy.random.set_state(numpy_random)
 
+    backends = _backend_settings()
     cwd, environ = os.getcwd(), dict(os.environ)
     # the caller's default device (torch.set_default_device, per thread): the inline executor runs
     # in the process of a script that calls bench.api.run, which may have set one
@@ -397,10 +399,12 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
              if name.startswith("_global_")}  # the registries of hooks on every module
     restore(True, torch.float32, False, False, threads or saved[4], False, saved[6], False, "highest", *saved[9:])
     torch.set_default_device(None)  # the harness sets none: tensors go where it puts them
+    _set_backend_settings(*HARNESS_BACKENDS)
     try:
         yield
     finally:
         restore(*saved)
+        _set_backend_settings(*backends)
         torch.set_default_device(device.device if device is not None else None)
         os.chdir(cwd)
         if os.environ != environ:
@@ -412,6 +416,37 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
                 getattr(module_hooks, name).update(value)
             else:
                 setattr(module_hooks, name, value)
+
+
+# Autocast's switch and dtype per device type, oneDNN's and cuDNN's switches, cuDNN's TF32, and
+# whether denormal floats are flushed to zero: process-wide settings beside those _torch_defaults
+# lists, at torch's defaults. A plugin that left autocast on (torch.set_autocast_enabled) had the
+# next run of its process evaluated and timed in bf16; one that turned oneDNN off, timed without it.
+_AUTOCAST_DEVICES = ("cpu", "cuda")
+HARNESS_BACKENDS = (((False, torch.bfloat16), (False, torch.float16)), True, True, True, False)
+
+
+def _backend_settings() -> tuple[Any, ...]:
+    """The settings HARNESS_BACKENDS lists, as they are now (in its order)."""
+    autocast = tuple((torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in _AUTOCAST_DEVICES)
+    return (autocast, torch.backends.mkldnn.enabled, torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32,
+            _denormals_flushed())
+
+
+def _set_backend_settings(autocast: tuple[tuple[bool, torch.dtype], ...], mkldnn: bool, cudnn: bool,
+                          cudnn_tf32: bool, flush_denormal: bool) -> None:
+    for device, (enabled, dtype) in zip(_AUTOCAST_DEVICES, autocast):
+        torch.set_autocast_enabled(device, enabled)
+        torch.set_autocast_dtype(device, dtype)
+    torch.backends.mkldnn.enabled, torch.backends.cudnn.enabled = mkldnn, cudnn
+    torch.backends.cudnn.allow_tf32 = cudnn_tf32
+    torch.set_flush_denormal(flush_denormal)
+
+
+def _denormals_flushed() -> bool:
+    """Whether torch.set_flush_denormal(True) is in force (torch has no getter): a denormal float
+    reads back as 0."""
+    return torch.tensor([1e-40], device="cpu").item() == 0.0  # (whatever the default device)
 
 
 def _train_dense(ctx: Context, checkpoint: Path | None, env: dict[str, Any], log: _Log) -> Outcome:

@@ -168,6 +168,30 @@ PLUGINS = '''
             ctx.finetune(model)
             return model
 
+    @register_method("unsettler")
+    class Unsettler(Method):
+        """Leaves autocast on in fp16, oneDNN and cuDNN off, and denormals flushed to zero."""
+
+        def run(self, ctx):
+            for device in ("cpu", "cuda"):
+                torch.set_autocast_enabled(device, True)
+                torch.set_autocast_dtype(device, torch.float16)
+            torch.backends.mkldnn.enabled = torch.backends.cudnn.enabled = torch.backends.cudnn.allow_tf32 = False
+            torch.set_flush_denormal(True)
+            return ctx.pretrained()
+
+    @register_method("settings-reader")
+    class SettingsReader(Method):
+        """Records the settings that the unsettler changes, as its run finds them."""
+
+        def run(self, ctx):
+            ctx.record(autocast=[torch.is_autocast_enabled(d) for d in ("cpu", "cuda")],
+                       autocast_dtype=[str(torch.get_autocast_dtype(d)) for d in ("cpu", "cuda")],
+                       backends=[torch.backends.mkldnn.enabled, torch.backends.cudnn.enabled,
+                                 torch.backends.cudnn.allow_tf32],
+                       denormal=torch.tensor([1e-40]).item())
+            return ctx.pretrained()
+
     @register_method("unfolded-masks")
     class UnfoldedMasks(Method):
         """Prunes with torch.nn.utils.prune and forgets make_permanent: measured, it was 0% sparse."""
@@ -182,7 +206,7 @@ PLUGINS = '''
             return model
 '''
 NAMES = ("corrupter", "rebinder", "rebinds-then-trains", "hangs", "exits", "five-classes", "unused-weights", "attribute-weights", "buffer-weights",
-         "unfolded-masks", "hooker")
+         "unfolded-masks", "hooker", "unsettler", "settings-reader")
 
 
 @pytest.fixture(scope="module")
@@ -377,6 +401,30 @@ def test_in_a_fused_task_a_rebinding_fails_the_run_that_made_it_not_the_one_that
     assert ran.returncode == 1 and got["magnitude"]["status"] == "ok", got["magnitude"].get("error")
     assert got["magnitude"]["metrics"]["nonzeros"] == recs(tmp_path / "clean")["magnitude"]["metrics"]["nonzeros"]
     assert got["rebinds-then-trains"]["error"].startswith("PluginError: the method rebound bench.measure.count_nonzeros")
+
+
+def test_autocast_onednn_cudnn_and_denormal_flushing_a_run_leaves_reach_no_later_run(tmp_path, data_dir, hostile,
+                                                                                       plugins, bench):
+    """A plugin that left autocast on had the next run of its process evaluated and timed in
+    fp16, and one that turned oneDNN off, timed without it: the next run finds torch's defaults,
+    and the command's process its own settings again."""
+    import torch
+
+    def settings() -> list:
+        return [*(torch.is_autocast_enabled(d) for d in ("cpu", "cuda")), *(torch.get_autocast_dtype(d) for d in ("cpu", "cuda")),
+                torch.backends.mkldnn.enabled, torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32,
+                torch.tensor([1e-40]).item()]
+
+    plugins(hostile)
+    before = settings()
+    ran = bench(["run", *TINY, "--methods", "unsettler,settings-reader", "--data-dir", data_dir,
+                 "--results-dir", tmp_path])
+    assert ran.returncode == 0, ran.stderr
+    figures = recs(tmp_path)["settings-reader"]["figures"]
+    assert figures["autocast"] == [False, False]
+    assert figures["autocast_dtype"] == [str(torch.bfloat16), str(torch.float16)]
+    assert figures["backends"] == [True, True, True] and figures["denormal"] > 0
+    assert settings() == before
 
 
 def test_the_settings_a_run_resets_are_the_callers_again_after_it():
