@@ -90,8 +90,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(entries, indent=1, default=str))
         return 0
-    rows = [[e["method"], e.get("family", ""), e.get("origin", ""), e["problem"] or e["description"] or NO_DESCRIPTION,
-             _parameters(e.get("parameters", {}), e.get("required", []), e.get("sweep"))] for e in entries]
+    # printable: a plugin's family, description, entry point and parameters are its author's text
+    rows = [[printable(str(cell)) for cell in (
+             e["method"], e.get("family", ""), e.get("origin", ""), e["problem"] or e["description"] or NO_DESCRIPTION,
+             _parameters(e.get("parameters", {}), e.get("required", []), e.get("sweep")))] for e in entries]
     headers = ["method", "family", "origin", "description", "parameters (defaults)"]
     if all(row[2] in ("built in", "") for row in rows):  # the column says something only beside a plugin
         rows, headers = [[r[0], r[1], *r[3:]] for r in rows], [headers[0], headers[1], *headers[3:]]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from bench import bounds
-from bench.errors import ParameterError, first_line, stops_the_sweep
+from bench.errors import ParameterError, first_line, printable, stops_the_sweep
 
 if TYPE_CHECKING:
     import torch
@@ -372,8 +372,10 @@ def _import_entry_point(ep: EntryPoint) -> None:
 
 
 def distribution_of(ep: EntryPoint) -> str | None:
-    """`name version` of the distribution that declares an entry point, where known."""
-    return f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else None
+    """`name version` of the distribution that declares an entry point, where known; printable,
+    since the listing, the warnings and every record of its methods show it, and a package's
+    metadata may hold a terminal's escape sequences."""
+    return printable(f"{ep.dist.name} {ep.dist.version}") if ep.dist is not None else None
 
 
 def editable_checkout(ep: EntryPoint) -> str | None:

@@ -623,3 +623,36 @@ def test_a_chain_with_a_link_whose_plugin_failed_to_import_is_a_failed_row_not_a
     assert ran.returncode == 1, ran.stderr
     assert ("FAILED: ImportError: plugin 'broken-link' failed to import: ModuleNotFoundError: No module named "
             "'no_such_module_anywhere'") in ran.stdout, ran.stdout
+
+
+ESCAPES = '''
+from bench import Method, register_method
+
+
+@register_method("escapist")
+class Escapist(Method):
+    """\\x1b]0;retitled\\x07\\x1b[2Jcleared the screen\\u202e"""
+
+    family = "\\x1b]0;family\\x07\\u202epruning"
+    level: float = 0.5
+
+    def run(self, ctx):
+        return ctx.pretrained()
+'''
+
+
+def test_a_plugins_escape_sequences_reach_no_terminal_through_the_listing(tmp_path, plugins, bench):
+    """A plugin's family, description, distribution name and entry point names are its author's
+    text: the table of `bench list` printed them as they were (ESC ] 0 ; retitled the terminal,
+    ESC [ 2 J cleared it), read from source and imported alike, and the warning of an entry point
+    refused for its name printed the distribution's."""
+    site = make_distribution(tmp_path, "escapist", ESCAPES, {"escapist": "escapist", "lost\x1b]0;x\x07": "no_such_zz"})
+    (site / "escapist-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: esc\x1b]0;x\x07apist\n"
+                                                               "Version: 0.1\n")
+    plugins(site)
+    for args in (["list", "methods"], ["list", "methods", "--check"], ["list", "escapist"]):
+        proc = bench(args)
+        assert proc.returncode == 0, proc.stderr
+        assert "escapist" in proc.stdout
+        for text in (proc.stdout, proc.stderr):
+            assert not re.search("[\x1b\x07\u202e]", text), (args, text)
