@@ -190,7 +190,7 @@ def parser() -> _Parser:
                     help="K runs at once on each visible GPU")
     ex.add_argument("--threads", type=_number(int, ge=1), metavar="T",
                     help="torch threads per run (default: the cores divided between the jobs)")
-    ex.add_argument("--executor", choices=["local", "ray", "inline"],
+    ex.add_argument("--executor", choices=cli_run.EXECUTORS,
                     help="local: worker processes (the default, or $BENCH_EXECUTOR's); ray: a Ray cluster; "
                          "inline: in this process, one run at a time, unprotected (for a debugger)")
     ex.add_argument("--ray-address", metavar="auto|HOST:PORT",

@@ -106,6 +106,9 @@ def _visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
+EXECUTORS = ("local", "ray", "inline")  # what --executor and $BENCH_EXECUTOR take
+
+
 def _executor_slots(args: argparse.Namespace, device: str) -> tuple[str, int | None]:
     """The executor the options ask for ("ray", "inline" or "local") and how many tasks it runs
     at once (None for Ray, whose cluster says only once it is joined), without starting it:
@@ -113,8 +116,12 @@ def _executor_slots(args: argparse.Namespace, device: str) -> tuple[str, int | N
     would (ExecutorError, exit 2). A GPU sweep planned where torch sees no GPU counts one."""
     kind = args.executor
     if kind is None:  # --jobs asks for worker processes whatever the environment's default
-        inline = os.environ.get("BENCH_EXECUTOR") == "inline" and args.jobs == 1 and not args.jobs_per_gpu
-        kind = "inline" if inline else os.environ.get("BENCH_EXECUTOR", "local").replace("inline", "local")
+        default = os.environ.get("BENCH_EXECUTOR") or "local"
+        if default not in EXECUTORS:  # a typo ran a sweep meant for a Ray cluster here, silently
+            raise ExecutorError(f"$BENCH_EXECUTOR is {brief(default)}: expected one of {', '.join(EXECUTORS)} "
+                                "(or unset: local)")
+        inline = default == "inline" and args.jobs == 1 and not args.jobs_per_gpu
+        kind = "local" if default == "inline" and not inline else default
     if kind == "ray":
         return kind, None
     if args.jobs_per_gpu:

@@ -368,6 +368,23 @@ def test_a_dry_run_refuses_the_executor_options_its_command_would(tmp_path, data
     assert "plan for suite mlp on cuda" in capsys.readouterr().out
 
 
+def test_a_bench_executor_that_names_no_executor_is_refused_naming_the_variable(tmp_path, data_dir, capsys,
+                                                                               monkeypatch):
+    """$BENCH_EXECUTOR=rayy (or Inline) ran the sweep in local worker processes without a word: a
+    sweep meant for a Ray cluster ran on the machine at hand. It is refused naming the variable
+    (exit 2), unless --executor names one; empty, it is unset."""
+    base = ["run", "--suite", "mlp", "--methods", "magnitude", "--data-dir", str(data_dir), "--results-dir",
+            str(tmp_path), "--dry-run"]
+    for value in ("rayy", "Inline"):
+        monkeypatch.setenv("BENCH_EXECUTOR", value)
+        assert main(base) == 2, value
+        assert f"$BENCH_EXECUTOR is '{value}': expected one of local, ray, inline (or unset: local)" in \
+            capsys.readouterr().err
+    assert main([*base, "--executor", "local"]) == 0
+    monkeypatch.setenv("BENCH_EXECUTOR", "")
+    assert main(base) == 0
+
+
 def test_set_of_a_selected_chain_link_is_accepted(tmp_path, data_dir, capsys):
     argv = ["run", "--suite", "mlp", "--methods", "magnitude+ptq-int8", "--set", "magnitude.sparsity=0.95",
             "--data-dir", str(data_dir), "--results-dir", str(tmp_path), "--dry-run"]
