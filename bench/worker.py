@@ -7,7 +7,7 @@ stamps no provenance: the driver (bench.runner, bench.sweep) alone does, so that
 the code the driver checked, whichever node ran it.
 
 Each run is isolated from the others of its process:
-- it gets its own copy of the data and of its seed's dense model, and torch's global state
+- it gets its own copy of the data, the suite and its seed's dense model, and torch's global state
   (grad mode, default dtype, deterministic flags, thread count) is reset before it and restored
   after it, so nothing it does in place reaches the next run or the measurement;
 - its model is judged on the worker's own untouched data;
@@ -26,6 +26,7 @@ training failed in the code the runs share (bench.fused.FusedStepError) comes ba
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import random
 import resource
@@ -287,8 +288,11 @@ def _measured_run(task: Task, spec: RunSpec, data: Dataset, device: torch.device
             dense = task.dense.get(spec.seed)
             reference = _reference(task, data, device, dense)
             torch.manual_seed(spec.seed)
-            ctx = Context(task.suite, data.copy(), device, spec.seed, dense.copy() if isinstance(dense, DenseWeights)
-                          else dense, log=log, compile=task.compile, between_steps=gate.pass_through)
+            # its own suite, as its own data: the suite's lists (data.mean, dense_layers) are mutable, and
+            # a plugin that edited them had the later runs of its process normalize and prune otherwise
+            ctx = Context(copy.deepcopy(task.suite), data.copy(), device, spec.seed,
+                          dense.copy() if isinstance(dense, DenseWeights) else dense, log=log, compile=task.compile,
+                          between_steps=gate.pass_through)
             ctx.fit = fit_with
             judge = Context(task.suite, data, device, spec.seed, log=log)
             result = execute(spec, ctx, judge, reference, gate)
