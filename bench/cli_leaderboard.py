@@ -186,10 +186,11 @@ def _show(loaded: dict[str, list[records.Record]], standard: bool, methods: set[
             if args.min_compression is not None:  # each row of the size band against the band's best
                 standing = {i: s for band in ties.at_least(picked, recs, args.min_compression).values()
                             for i, s in band.items()}
-                picked = picked.assign(
+                judged = {i: s.change for i, s in standing.items() if s.change and s.change.p is not None}
+                picked = picked.assign(  # the p on its own (unclear: below 5%) and after Holm's correction
                     vs_best=[standing[i].status if i in standing else "" for i in picked.index],
-                    vs_best_p_holm=[ties.p_shown(s.change.p_holm) if (s := standing.get(i)) and s.change
-                                    and s.change.p_holm is not None else None for i in picked.index])
+                    vs_best_p=[ties.p_shown(judged[i].p) if i in judged else None for i in picked.index],
+                    vs_best_p_holm=[ties.p_shown(judged[i].p_holm) if i in judged else None for i in picked.index])
             tables.append(board.rounded(picked, cols).assign(suite=name))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["suite"])
     table = board.file_columns(table)

@@ -261,5 +261,5 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
         out += [f"{source} · {budget} · {device.upper()}" + _not_shown([by_column[c].header for c in order
                                                                           if c not in shown]), text, ""]
         if band:
-            out += [f"{ties.summary(band, f'≥ {min_compression:g}x')}; tied: {ties.TEST}", ""]
+            out += [f"{ties.summary(band, f'≥ {min_compression:g}x')}; {ties.TEST}", ""]
     return "\n".join(out).rstrip() or "no finished runs"

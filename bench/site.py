@@ -335,16 +335,18 @@ def _row_link(r: pd.Series, href: str) -> str:
 
 def _tied_cell(t: pd.DataFrame, standing: dict[Any, ties.Standing], href: str) -> str:
     """How many of the band's other rows are tied with its best ("3 of 11", "none of 11", with the
-    unjudged counted apart), and a fold listing them, each with its accuracy and linked to its
-    row."""
+    unclear and the unjudged counted apart), and a fold listing them, each with its accuracy and
+    linked to its row."""
     tied = [i for i in t.index if standing[i].status == ties.TIED]
+    unclear = sum(s.status == ties.UNCLEAR for s in standing.values())
     unjudged = sum(s.status == ties.UNJUDGED for s in standing.values())
     others = len(t) - 1
     if not others:
         return "the only row"
     why = f"unjudged ({ties.unjudged_why(standing)})"
     text = (f"all {others} {why}" if unjudged == others else
-            f"{len(tied) or 'none'} of {others}" + (f", {unjudged} {why}" if unjudged else ""))
+            f"{len(tied) or 'none'} of {others}" + (f", {unclear} unclear" if unclear else "")
+            + (f", {unjudged} {why}" if unjudged else ""))
     if not tied:
         return _e(text)
     items = "".join(f"<li>{_row_link(t.loc[i], href)}: {_e(_accuracy(t.loc[i]))}</li>" for i in tied)
@@ -456,8 +458,8 @@ def _suite_page(suite: str, recs: list[Record], images: list[str], families: dic
             lead.append(_frontier_image(suite, table, cols, standard))
         lead += ['<div class="best"><h2>best at each size</h2>',
                  '<p class="note">The most accurate row (mean over seeds) at least that many times smaller than the '
-                 f"dense model, and the band's other rows tied with it ({_e(ties.TEST)}). A row with one seed "
-                 "is not judged.</p>", _headline(table, cols, standard, ""), "</div></div>"]
+                 f"dense model, and how many of the band's other rows are tied with it ({_e(ties.TEST)}). A row "
+                 "with one seed is not judged.</p>", _headline(table, cols, standard, ""), "</div></div>"]
         body += lead
     body += checks
     body += ["<h2>leaderboard (standard budget)</h2>",
@@ -746,8 +748,8 @@ def build(results_dir: Path, suites: list[str], out: Path, checks_dir: Path | No
     body = ["<h1>Compression benchmark leaderboards</h1>",
             '<p class="note">Per suite, the best method at each size: the most accurate row (mean over seeds) at '
             "least that many times smaller than the dense model, linked to its row; the suite's page has the "
-            "frontier figure and every row. Accuracy is the mean ± std over seeds; a band's rows tied with its "
-            f"best are {_e(ties.TEST)}, and a row with one seed is not judged. Built by <code>bench leaderboard "
+            "frontier figure and every row. Accuracy is the mean ± std over seeds; a band's other rows are "
+            f"judged against its best ({_e(ties.TEST)}), and a row with one seed is not judged. Built by <code>bench leaderboard "
             "--html</code> from the run records alone.</p>", *sections]
     files.write_text_atomic(out / "index.html", _page("Compression benchmark leaderboards", body, ""))
     files.write_text_atomic(out / "site.css", STYLE.lstrip())

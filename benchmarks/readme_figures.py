@@ -279,13 +279,14 @@ def int8_output_gap(results: Path) -> str:
 
 def tied_at(results: Path, suite: str, band: int) -> str:
     """How many of the other rows of a suite's size band the site's best at each size counts as
-    tied with the band's best (bench.ties)."""
+    tied with the band's best, unclear and below it (bench.ties)."""
     from bench import site, ties
 
     recs = [r for r in board.load(results, suite) if r.get("standard_budget")]
     t = dict(site.bands(board.table(recs)[0]))[band]
-    found = ties.standings(t, recs)
-    return f"{sum(f.status == ties.TIED for f in found.values())} of the {len(t) - 1} other rows at >= {band}x"
+    n = Counter(f.status for f in ties.standings(t, recs).values())
+    return (f"of the {len(t) - 1} other rows at >= {band}x, {n[ties.TIED]} tie with its best, {n[ties.UNCLEAR]} are "
+            f"unclear and {n[ties.BELOW]} below it")
 
 
 def readme(results: Path) -> dict[str, str]:
