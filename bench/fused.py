@@ -523,8 +523,12 @@ class _Run:
         self.epoch_lr = float("nan")
         self.epoch_start = 0.0
         self.loss_value = self.accuracy = float("nan")
-        self.layouts: dict[str, tuple[int, ...]] = {}  # each tensor's strides before stacking, by name
         self.refresh()
+        # each tensor's strides alone, by name, read before any stacking; and the layout of the
+        # model's 4-D tensors (channels-last or not), for those it gains while stacked (`own_stride`)
+        self.layouts = {n: t.stride() for n, t in (*self.params.items(), *self.buffers.items())}
+        self.channels_last = any(t.dim() == 4 and not t.is_contiguous()
+                                 and t.is_contiguous(memory_format=torch.channels_last) for t in self.params.values())
 
     def refresh(self) -> None:
         """Re-read which tensors the model holds (after stacking or a structural change)."""
@@ -576,6 +580,16 @@ class _Run:
         forward pass would have left them (the fused forward sets them on the template only)."""
         for m, h in self.prune_hooks:
             setattr(m, h._tensor_name, h.apply_mask(m))
+
+    def own_stride(self, t: torch.Tensor, keep_layout: bool) -> tuple[int, ...]:
+        """The strides of a tensor the model gained while stacked, as it would have them alone. A
+        pruning hook's weight_orig (the weight itself) and weight_mask (ones_like it) are made from
+        a view of the stack: in the model's own layout where the stack keeps it, else (stacked
+        NCHW) in the layout of the model's 4-D tensors, as the weight they replace had it."""
+        if keep_layout or t.dim() != 4:
+            return t.stride()
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return torch.empty(t.shape, device="meta", memory_format=fmt).stride()
 
     def unstack(self) -> None:
         """Give every tensor its own storage again, in the layout it had before stacking."""
@@ -632,7 +646,8 @@ class _Stack:
                 for name, t in own.items():
                     view = stacked[name].detach()[k]
                     if t.data_ptr() != view.data_ptr():
-                        run.layouts.setdefault(name, t.stride())
+                        if name not in run.layouts:
+                            run.layouts[name] = run.own_stride(t, self.keep_layout)
                         view.copy_(t)
                         t.data = view
 

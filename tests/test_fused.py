@@ -256,6 +256,35 @@ def test_pruning_mid_training_restacks_and_matches(make_context):
     assert all(r.fused_with == 3 for r in fused)
 
 
+@pytest.mark.parametrize("keep_layout", [True, False])
+def test_tensors_made_by_pruning_mid_training_come_back_in_the_layout_they_have_alone(make_context, keep_layout):
+    """Stacked NCHW (--fuse-layout nchw), a channels-last LeNet-5 pruned mid-training (gmp) got its
+    weight_orig and weight_mask back NCHW: they were first seen as views of the NCHW stack, and
+    their layout was read from there. Alone (and under keep_layout) they are channels-last, as the
+    weight they replace, and the measured latency of such a record was of another layout."""
+    ctx = make_context("mnist", limit_train=512, precision="fp32")
+
+    def pruned_call(seed: int) -> FitCall:
+        model = ctx.new_model(seed=seed)
+        params = prunable_weights(model)
+
+        def update(model, step):
+            if step == 1:  # (of 4)
+                prune_unstructured(params, prune.L1Unstructured, amount=0.5)
+
+        return call(ctx, model, seed=seed, after_step=update)
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(lambda: [pruned_call(0), pruned_call(1)], keep_layout)
+    assert_runs_match(fused_calls, fused, alone_calls, alone, ctx)
+    def layouts(model):  # the memory order (strides may differ in a dimension of size 1, which orders nothing)
+        return {n: (t.is_contiguous(), t.is_contiguous(memory_format=torch.channels_last))
+                for n, t in (*model.named_parameters(), *model.named_buffers())}
+
+    for fc, ac in zip(fused_calls, alone_calls):
+        assert layouts(fc.model) == layouts(ac.model)
+    assert layouts(alone_calls[0].model)["2.weight_orig"] == (False, True)  # channels-last, alone
+
+
 def test_runs_with_their_own_optimizers_match(make_context):
     """sft passes its own optimizer and sparsifies the gradients after the backward pass."""
     ctx = make_context("mlp", limit_train=1024)
