@@ -260,6 +260,9 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
                 kept = 1
         out += [f"{source} · {budget} · {device.upper()}" + _not_shown([by_column[c].header for c in order
                                                                           if c not in shown]), text, ""]
+        if any(by_column[c].spread_column for c in shown):  # what the parentheses hold, as the .md and site say
+            out += ["(x): measured speedup over dense, the median over seeds; in parentheses the interquartile "
+                    "range of its timed pairs", ""]
         if band:
             out += [f"{ties.summary(band, f'≥ {min_compression:g}x')}; {ties.TEST}", ""]
     return "\n".join(out).rstrip() or "no finished runs"

@@ -316,6 +316,8 @@ def test_the_terminals_measured_speedup_is_the_tables_best_runtime_as_on_the_sit
     assert header.rstrip().endswith(" b1 (x)") and not header.rstrip().endswith("eager b1 (x)"), header
     int8 = next(line for line in ran.stdout.splitlines() if line.startswith("ptq-int8 "))
     assert float(int8.split()[-2]) > 0.5, int8  # its speedup in that runtime, with its spread after it
+    # what the parentheses hold: the terminal said nothing of it, where the .md and the site do
+    assert "in parentheses the interquartile range of its timed pairs" in ran.stdout
 
 
 def test_min_compression_judges_each_row_of_the_band_against_its_best(tmp_path, bench, monkeypatch):
