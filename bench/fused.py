@@ -680,6 +680,27 @@ class _Group:
         run.call.model.zero_grad(set_to_none=True)
         self.restack = True
 
+    def announce(self) -> None:
+        """Each run's log says with how many runs it trains; a line that cannot be written (a full
+        disk) fails its run, as fit fails on its log lines."""
+        for r in self.live():
+            try:
+                r.call.log(f"    training fused with {r.fused_with - 1} other run(s)"
+                           f"{'' if self.keep_layout else ', stacked NCHW'}")
+            except BaseException as e:  # noqa: BLE001 - the run's own error is its result
+                self.fail(r, e)
+
+    def abandon(self, error: BaseException) -> None:
+        """Fail the runs still training with `error`, a fault of the code they share that escaped
+        the group's training, each with its own tensors again where they can be given back."""
+        for r in self.live():
+            r.result = _shared_fault(error)
+            try:
+                r.unstack()
+                r.call.model.zero_grad(set_to_none=True)
+            except Exception:  # noqa: BLE001 - (memory again): its model stays a view of the stack
+                pass
+
     def charge(self) -> None:
         """Share the wall time since the last charge among the runs that were training."""
         now = time.perf_counter()
@@ -701,13 +722,16 @@ class _Group:
             if not self.live():
                 break
             for r in self.live():
-                r.call.model.train()
-                if r.has_code and r.changed():  # a hook had put modules in eval mode: train() changed the structure
-                    self.restack = True
-                r.epoch_start, r.epoch_lr = time.perf_counter(), r.opt.param_groups[0]["lr"]
-                r.order = torch.randperm(len(r.call.data), device=self.device, generator=r.call.generator)
-                r.loss_sum = torch.zeros((), device=self.device)
-                r.correct = torch.zeros((), device=self.device, dtype=torch.long)
+                try:  # fit's epoch start: what it raises (a module's own train()) is the run's own
+                    r.call.model.train()
+                    if r.has_code and r.changed():  # a hook had put modules in eval mode: train() changed the structure
+                        self.restack = True
+                    r.epoch_start, r.epoch_lr = time.perf_counter(), r.opt.param_groups[0]["lr"]
+                    r.order = torch.randperm(len(r.call.data), device=self.device, generator=r.call.generator)
+                    r.loss_sum = torch.zeros((), device=self.device)
+                    r.correct = torch.zeros((), device=self.device, dtype=torch.long)
+                except BaseException as e:  # noqa: BLE001
+                    self.fail(r, e)
             for i in range(self.steps_per_epoch):
                 if self.restack:
                     self.build_stacks()
@@ -881,10 +905,30 @@ class _Group:
         r.accuracy = r.correct.item() / (self.steps_per_epoch * r.bs)
         try:
             line = epoch_end(epoch, self.epochs, r.loss_value, r.accuracy, r.epoch_lr, time.perf_counter() - r.epoch_start)
-        except DivergedError as e:
+            r.call.log(f"{line}  (fused with {counted(len(self.live()) - 1, 'other run')})")
+        except BaseException as e:  # noqa: BLE001 - a diverged loss, a line a full disk refuses: as fit fails
             self.fail(r, e)
-            return
-        r.call.log(f"{line}  (fused with {counted(len(self.live()) - 1, 'other run')})")
+
+
+def _train_group(calls: list[FitCall], keep_layout: bool) -> list[TrainResult | BaseException]:
+    """Train calls that fuse as one group; each call's result. A failure no run's own code
+    raised (memory running out while the runs stack) escapes the group's training: the runs it
+    stopped fail with it as a fault of shared code (FusedStepError), each given back its own
+    tensors; runs that had failed keep their own errors, and other groups of the same
+    `fit_group` call, finished or not, are not touched (it failed them all, the finished
+    groups' results thrown away and their runs trained again alone)."""
+    group: _Group | None = None
+    try:
+        group = _Group(calls, keep_layout)
+        group.announce()
+        group.train()
+    except BaseException as e:  # noqa: BLE001 - the group's own fault, not its sibling groups'
+        if stops_the_sweep(e):
+            raise
+        if group is None:
+            return [_shared_fault(e) for _ in calls]
+        group.abandon(e)
+    return [r.result for r in group.runs]  # type: ignore[misc] - every run has its result
 
 
 def fit_group(calls: list[FitCall], *, keep_layout: bool = True) -> list[TrainResult | BaseException]:
@@ -897,23 +941,28 @@ def fit_group(calls: list[FitCall], *, keep_layout: bool = True) -> list[TrainRe
     keep_layout=False stacks them NCHW, for devices whose grouped convolutions prefer it.
 
     Returns, per call: a FusedResult; the run's own exception (DivergedError, or whatever its
-    hook raised), the others unaffected; or NotFusable, saying why the call must be trained
-    alone (it was not touched: `call.fit_alone()` trains it as `fit` would). Each fused run
+    hook or its log raised), the others unaffected; a FusedStepError where the code the runs of
+    its group share failed (the other groups unaffected: see _train_group); or NotFusable, saying
+    why the call must be trained alone (it was not touched: `call.fit_alone()` trains it as `fit`
+    would). Each fused run
     logs a line saying with how many runs it trains, then `fit`'s per-epoch lines.
     """
     results: list[TrainResult | BaseException | None] = [None] * len(calls)
     candidates, reasons = _plan(calls)
     for members in candidates:
-        fusable, probe_reasons = _probe([calls[i] for i in members])
+        try:
+            fusable, probe_reasons = _probe([calls[i] for i in members])
+        except BaseException as e:  # noqa: BLE001 - memory for the probe's copies: these calls' fault only
+            if stops_the_sweep(e):
+                raise
+            for i in members:
+                results[i] = _shared_fault(e)
+            continue
         reasons.update({members[j]: reason for j, reason in probe_reasons.items()})
         for found in fusable:
             chunk = [members[j] for j in found]
-            group = _Group([calls[i] for i in chunk], keep_layout)
-            for r in group.live():
-                r.call.log(f"    training fused with {r.fused_with - 1} other run(s){'' if keep_layout else ', stacked NCHW'}")
-            group.train()
-            for i, r in zip(chunk, group.runs):
-                results[i] = r.result
+            for i, result in zip(chunk, _train_group([calls[i] for i in chunk], keep_layout)):
+                results[i] = result
     for i, reason in reasons.items():
         results[i] = NotFusable(reason)
     return results  # type: ignore[return-value] - every entry is set

@@ -965,3 +965,61 @@ def test_a_fused_step_error_crosses_a_process_boundary_with_its_cause():
     error = pickle.loads(pickle.dumps(FusedStepError(RuntimeError("CUDA error: a kernel refused"))))
     assert type(error) is FusedStepError and repr(error.__cause__) == "RuntimeError('CUDA error: a kernel refused')"
     assert str(error) == "fused training failed in code the runs share: RuntimeError: CUDA error: a kernel refused"
+
+
+def full_disk_on(marker: str):
+    """A run's log that cannot write lines containing marker (a full disk), as bench.worker's _Log fails."""
+    def log(line: str) -> None:
+        if marker in line:
+            raise OSError(28, "No space left on device")
+    return log
+
+
+def test_a_log_that_cannot_be_written_fails_its_own_run_only(make_context):
+    """fit raises a log line's OSError (a full disk), failing its run. Fused, the epoch line's error
+    escaped fit_group: the coordinator failed every run of the task as a fault of shared code, the
+    runs of groups that had finished included, and the driver trained them all again alone."""
+    ctx = make_context("mlp", limit_train=512)
+
+    def calls():  # two groups: runs 0 and 1 train one epoch, runs 2 and 3 two
+        return [call(ctx, ctx.new_model(seed=s), seed=s, epochs=1 + s // 2,
+                     log=full_disk_on("epoch") if s == 3 else None) for s in range(4)]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert type(fused[3]) is OSError and str(fused[3]) == str(alone[3])
+    keep = [0, 1, 2]
+    assert_runs_match(*([x[i] for i in keep] for x in (fused_calls, fused, alone_calls, alone)), ctx)
+
+
+def test_a_group_that_cannot_be_stacked_fails_its_runs_only_and_finished_groups_keep_their_results(
+        make_context, monkeypatch):
+    """Memory that runs out while the second group stacks its tensors escaped fit_group: the
+    coordinator answered every run of the task with a FusedStepError, and the first group's
+    finished runs were thrown away and trained again alone. Only the second group's runs are
+    faulted now (to train again alone); the first group's results stand."""
+    ctx = make_context("mlp", limit_train=512)
+    stack = fusion._Stack.__init__
+
+    def stack_or_run_out(self, runs, keep_layout):
+        if runs[0].call.epochs == 2:
+            raise MemoryError("out of memory stacking")
+        stack(self, runs, keep_layout)
+
+    monkeypatch.setattr(fusion._Stack, "__init__", stack_or_run_out)
+
+    def job(seed: int):
+        def run(fit):
+            model = ctx.new_model(seed=seed)
+            return fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=1 + seed // 2, lr=0.05,
+                       generator=torch.Generator().manual_seed(seed), log=lambda _: None), model
+        return run
+
+    coordinator = Coordinator()
+    results = coordinator.run([job(s) for s in range(4)])
+    assert sorted(coordinator.faulted) == [2, 3]
+    assert all(type(results[j]) is FusedStepError and type(results[j].__cause__) is MemoryError for j in (2, 3))
+    assert all(isinstance(results[j][0], FusedResult) for j in (0, 1))
+    # the finished runs' models hold their own tensors, not views of a stack
+    for j in (0, 1):
+        assert all(p._base is None for p in results[j][1].parameters())
+
