@@ -1044,20 +1044,20 @@ class Coordinator:
         except BaseException as e:  # noqa: BLE001 - a fault of fusion fails the runs it trained, not the others
             if stops_the_sweep(e):
                 raise
-            results = [_shared_fault(e)] * len(jobs)
+            results = [_shared_fault(e) for _ in jobs]
         for j, result in zip(jobs, results):
-            if isinstance(result, FusedStepError):
-                self.faulted.setdefault(j, result)
-                waiting[j].log("".join(traceback.format_exception(result)).rstrip())
-            if isinstance(result, NotFusable):
-                call = waiting[j]
-                call.log(f"    training alone, not fused: {result}")
-                try:
+            call = waiting[j]
+            try:  # a log line a full disk refuses is the job's own error, as in fit: the others' results stand
+                if isinstance(result, FusedStepError):
+                    self.faulted.setdefault(j, result)
+                    call.log("".join(traceback.format_exception(result)).rstrip())
+                if isinstance(result, NotFusable):
+                    call.log(f"    training alone, not fused: {result}")
                     result = call.fit_alone()
-                except BaseException as e:  # noqa: BLE001 - the job's own error
-                    if stops_the_sweep(e):
-                        raise
-                    result = e
+            except BaseException as e:  # noqa: BLE001 - the job's own error
+                if stops_the_sweep(e):
+                    raise
+                result = e
             self._answers[j] = result
 
     def _pass_baton(self) -> None:

@@ -1023,3 +1023,19 @@ def test_a_group_that_cannot_be_stacked_fails_its_runs_only_and_finished_groups_
     for j in (0, 1):
         assert all(p._base is None for p in results[j][1].parameters())
 
+
+def test_a_log_that_cannot_be_written_in_the_coordinator_fails_its_job_only(make_context):
+    """The coordinator logs why a call trains alone: that line's OSError (a full disk) escaped
+    Coordinator.run and lost the task, the finished runs' results with it."""
+    ctx = make_context("mlp", limit_train=512)
+
+    def job(seed: int, epochs: int, log=None):
+        def run(fit):
+            model = ctx.new_model(seed=seed)
+            return fit(model, ctx.data.train, ctx.preprocess, ctx.budget, epochs=epochs, lr=0.05,
+                       generator=torch.Generator().manual_seed(seed), log=log or (lambda _: None))
+        return run
+
+    results = Coordinator().run([job(0, 1), job(1, 1), job(2, 0, full_disk_on("training alone"))])
+    assert type(results[2]) is OSError
+    assert all(isinstance(results[j], FusedResult) for j in (0, 1))
