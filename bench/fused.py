@@ -418,6 +418,14 @@ def _cloned(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.
             {n: b.detach().clone() for n, b in buffers.items()})
 
 
+def _cuda_devices() -> list[int]:
+    """The CUDA devices whose random state a pass may advance (a CUDA model's dropout, which the
+    probe's own forward pass runs before vmap refuses it): every one once CUDA is initialized,
+    none before, where asking would initialize CUDA (a CPU sweep on a GPU machine). Each device's
+    state is a few bytes."""
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+
+
 def _probe(calls: list[FitCall]) -> tuple[list[list[int]], dict[int, str]]:
     """Try the fused forward and backward on copies of the calls' tensors with a few images,
     in fp32: which calls fuse, in groups that give each run the outputs its own model gives, and
@@ -425,7 +433,8 @@ def _probe(calls: list[FitCall]) -> tuple[list[list[int]], dict[int, str]]:
     left as they were (pruning hooks' masked weights included)."""
     reasons: dict[int, str] = {}
     own: dict[int, torch.Tensor] = {}
-    with torch.random.fork_rng(devices=[]), torch.enable_grad(), _Holdings([c.model for c in calls]).kept():
+    with torch.random.fork_rng(devices=_cuda_devices(), device_type="cuda"), torch.enable_grad(), \
+            _Holdings([c.model for c in calls]).kept():
         for i, call in enumerate(calls):
             call.model.train()  # as fit trains it
             x = _probe_input(call)

@@ -1039,3 +1039,36 @@ def test_a_log_that_cannot_be_written_in_the_coordinator_fails_its_job_only(make
     results = Coordinator().run([job(0, 1), job(1, 1), job(2, 0, full_disk_on("training alone"))])
     assert type(results[2]) is OSError
     assert all(isinstance(results[j], FusedResult) for j in (0, 1))
+
+
+class CudaDraw(nn.Module):
+    """Stands in for dropout on a CUDA device: its forward pass advances CUDA's random state."""
+
+    def __init__(self, state: dict):
+        super().__init__()
+        self.state = state
+
+    def forward(self, x):
+        self.state[0] = self.state[0] + 1
+        return x
+
+
+def test_the_probe_leaves_cudas_random_state_as_it_was(make_context, monkeypatch):
+    """The probe runs each model's own forward pass, which on a GPU draws dropout's masks from
+    CUDA's random stream; it forked the CPU's stream only, so a call of fit_group on CUDA that
+    then trained a dropout model alone (NotFusable) drew other masks than fit would. No CUDA
+    here: its state is a stand-in, reached as torch.random.fork_rng reaches it."""
+    ctx = make_context("mlp", limit_train=256)
+    state = {0: torch.zeros(1)}
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": state[0].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda new, device="cuda": state.__setitem__(0, new.clone()))
+
+    def model(seed):
+        m = ctx.new_model(seed=seed)
+        m.insert(0, CudaDraw(state))
+        return m
+
+    fusion._probe([call(ctx, model(s), seed=s) for s in range(2)])
+    assert state[0].item() == 0
