@@ -418,6 +418,24 @@ def _cloned(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.
             {n: b.detach().clone() for n, b in buffers.items()})
 
 
+@contextmanager
+def _settings_kept(models: list[nn.Module]) -> Iterator[None]:
+    """Every module's attributes put back as they were (those added taken away), one level deep:
+    the probe runs each model's forward pass several times, the template's the most, and a
+    setting that pass changes (a step counter, a quantizer's flag that its first pass set its
+    scale from the data) went on into training: the template's counter ahead of its partners'
+    split their stack (the signature holds it), and a flag already set skipped the first pass's
+    initialization even for a call then trained alone."""
+    saved = [(vars(m), dict(vars(m))) for model in models for m in model.modules()]
+    try:
+        yield
+    finally:
+        for attributes, items in saved:
+            for name in attributes.keys() - items.keys():
+                del attributes[name]
+            attributes.update(items)
+
+
 def _cuda_devices() -> list[int]:
     """The CUDA devices whose random state a pass may advance (a CUDA model's dropout, which the
     probe's own forward pass runs before vmap refuses it): every one once CUDA is initialized,
@@ -430,11 +448,11 @@ def _probe(calls: list[FitCall]) -> tuple[list[list[int]], dict[int, str]]:
     """Try the fused forward and backward on copies of the calls' tensors with a few images,
     in fp32: which calls fuse, in groups that give each run the outputs its own model gives, and
     why the others do not. The models, their tensors, generators and torch's random state are
-    left as they were (pruning hooks' masked weights included)."""
+    left as they were (pruning hooks' masked weights and the modules' settings included)."""
     reasons: dict[int, str] = {}
     own: dict[int, torch.Tensor] = {}
-    with torch.random.fork_rng(devices=_cuda_devices(), device_type="cuda"), torch.enable_grad(), \
-            _Holdings([c.model for c in calls]).kept():
+    with _settings_kept([c.model for c in calls]), torch.random.fork_rng(devices=_cuda_devices(), device_type="cuda"), \
+            torch.enable_grad(), _Holdings([c.model for c in calls]).kept():
         for i, call in enumerate(calls):
             call.model.train()  # as fit trains it
             x = _probe_input(call)

@@ -1072,3 +1072,32 @@ def test_the_probe_leaves_cudas_random_state_as_it_was(make_context, monkeypatch
 
     fusion._probe([call(ctx, model(s), seed=s) for s in range(2)])
     assert state[0].item() == 0
+
+
+def test_the_probe_puts_back_the_settings_a_forward_pass_changes(make_context, monkeypatch):
+    """The probe runs the models' forward passes, the template's most often: a setting the pass
+    changes (a step counter; a quantizer's flag that its first pass sets, initializing its scale
+    from the data) was left as the probe changed it: the counters went into training at 5, 2 and
+    2, where fit starts them at 0, and the template trained in a stack of its own, apart from
+    the others (the signature holds the setting)."""
+    ctx = make_context("mlp", limit_train=256)
+    stacks = []
+    build = fusion._Group.build_stacks
+
+    def spy(self):
+        build(self)
+        stacks.append([len(s.runs) for s in self.stacks])
+
+    monkeypatch.setattr(fusion._Group, "build_stacks", spy)
+
+    def model(seed):
+        m = ctx.new_model(seed=seed)
+        m.insert(0, Counting())
+        return m.eval()
+
+    calls = [call(ctx, model(s), seed=s) for s in range(3)]
+    fusion._probe(calls)
+    assert [c.model[0].calls for c in calls] == [0, 0, 0]
+    assert not any(m.training for c in calls for m in c.model.modules())
+    assert all(isinstance(r, FusedResult) for r in fit_group(calls))
+    assert stacks == [[3]]
