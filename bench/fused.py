@@ -663,6 +663,28 @@ class _Stack:
         for k, run in enumerate(runs):
             self.adopt(k, run)
             run.refresh()
+        self.settings = runs[0].setting_values()  # the template's, as its last forward pass left them
+
+    def share_settings(self) -> None:
+        """Give every run the settings the template's forward pass changed (a step counter): that
+        code ran once for them all, with settings they all had equal (the signature holds them),
+        so each run's own pass would have changed its own alike. Only the template's advanced:
+        its partners came back from training with their counters where they started, and a
+        re-stacking (gmp pruning) split the template from them. One read of the template's
+        settings a step, ~30 ns each."""
+        values = self.runs[0].setting_values()
+        try:
+            if values == self.settings:
+                return
+        except Exception:  # noqa: BLE001 - a setting became a value with no truth to its ==, an array
+            pass
+        self.settings = values
+        for r in self.runs[1:]:
+            if r.result is None:
+                for (attributes, name), value in zip(r.settings, values):
+                    attributes[name] = value
+                if r.has_code:  # no hook's change (see _Group.step)
+                    r.fingerprint = (r.fingerprint[0], r.setting_values(), r.fingerprint[2])
 
     def adopt(self, k: int, run: _Run) -> None:
         """Make the run's tensors views of slice k, copying in any that are not yet."""
@@ -805,6 +827,7 @@ class _Group:
                         out = stack.template(xs[0]).unsqueeze(0)
                 else:
                     out = _fused_forward(stack.template, stack.params, stack.buffers, x, stack.holdings)
+                    stack.share_settings()
             except BaseException as e:  # noqa: BLE001 - the stack's forward code is its runs', not the group's
                 # (a hook made its model float64: its stack's forward raises, as its own would in fit,
                 # and the runs of the group's other stacks train on). A plain stack's is its model's own

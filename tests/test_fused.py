@@ -1101,3 +1101,37 @@ def test_the_probe_puts_back_the_settings_a_forward_pass_changes(make_context, m
     assert not any(m.training for c in calls for m in c.model.modules())
     assert all(isinstance(r, FusedResult) for r in fit_group(calls))
     assert stacks == [[3]]
+
+
+def test_a_setting_the_forward_pass_changes_changes_in_every_run_of_the_stack(make_context, monkeypatch):
+    """The stack's forward pass runs its template's module code once for every run: a step
+    counter it keeps advanced in each stack's template alone: the others came back from training
+    with theirs behind (here 9, 4 and 4, where fit leaves 9 in each), and a re-stacking (a prune
+    in run 1's hook at step 4) split runs whose counters differed (the signature holds settings)."""
+    ctx = make_context("mlp", limit_train=1024)
+    stacks = []
+    build = fusion._Group.build_stacks
+
+    def spy(self):
+        build(self)
+        stacks.append(sorted(len(s.runs) for s in self.stacks))
+
+    monkeypatch.setattr(fusion._Group, "build_stacks", spy)
+
+    def model(seed):
+        m = ctx.new_model(seed=seed)
+        m.insert(0, Counting())
+        return m
+
+    def prune_at_4(m, step):
+        if step == 4:
+            prune.l1_unstructured(m[2], "weight", amount=0.5)
+
+    def calls():
+        return [call(ctx, model(s), seed=s, **({"after_step": prune_at_4} if s == 1 else {})) for s in range(3)]
+
+    fused_calls, fused, alone_calls, alone = fused_and_alone(calls)
+    assert_runs_match(fused_calls, fused, alone_calls, alone, ctx)
+    steps = alone_calls[0].model[0].calls
+    assert [c.model[0].calls for c in fused_calls] == [c.model[0].calls for c in alone_calls] == [steps] * 3
+    assert stacks == [[3], [1, 2]]
