@@ -40,8 +40,10 @@ checks (many share a dense row). Anything else is "inconclusive", and "inconclus
 when the estimate lies outside the claimed region. A row with one seed has no variance:
 "inconclusive (one seed)"; a per-seed contrast whose rows share fewer than 2 seeds has none either:
 "inconclusive (under 2 shared seeds)". A row not in the leaderboard: "no rows". Per check the table prints the
-estimate with its unadjusted two-sided 95% confidence interval (a description of the estimate, not
-the verdict's test: that is one-sided and Holm-adjusted), the raw p of the test on the estimate's
+estimate with its unadjusted two-sided 90% confidence interval, the one that goes with one-sided
+tests at 5% (CI_LEVEL: it clears an edge of the claimed region, moved by the machines' margin,
+exactly where the raw p of that edge's test is below 5%; a 95% one beside a raw p of 0.03 read as
+a contradiction), not the verdict's test, which is Holm-adjusted; the raw p of the test on the estimate's
 side (the pass test when the estimate lies in the claimed region, else the miss test on its side,
 then marked "(miss)": its small p speaks against the claim) and that test's Holm-adjusted p.
 
@@ -100,7 +102,12 @@ SUITES = {"mlp": ("torchvision:MNIST", "cpu"), "mnist": ("torchvision:MNIST", "c
           "cifar": ("image-folder:cifar10-jpeg", "cuda")}
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = "literature-checks"  # the README's block of verdicts (benchmarks/blocks.py)
-CI_HEADER = "d [unadjusted 95% CI]"
+# The interval printed beside each check: 1 - 2 ALPHA, the one that goes with its one-sided tests at
+# ALPHA (a 95% one printed p 0.028 beside [-0.02, +0.75]): it lies beyond an edge of the claimed
+# region (moved by the machines' margin) exactly where that edge's raw one-sided p < ALPHA, and
+# inside an equivalence region exactly where TOST's raw p is (Schuirmann 1987).
+CI_LEVEL = 1 - 2 * ALPHA
+CI_HEADER = f"d [unadjusted {CI_LEVEL:.0%} CI]"
 # Lee et al. 2019 (SNIP), Table 1: LeNet-300-100 at 95 / 98% sparsity 1.6 / 2.4% error,
 # LeNet-5-Caffe at 98 / 99% 0.8 / 1.1%: (sparsity, error %) per suite
 SNIP_ERRORS = {"mlp": ((0.95, 1.6), (0.98, 2.4)), "mnist": ((0.98, 0.8), (0.99, 1.1))}
@@ -165,8 +172,8 @@ class Check:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A decided check, as the table prints it: d's estimate (size: the ratio) and unadjusted 95%
-    CI, the raw and Holm-adjusted p of the test on the estimate's side, the claimed region of d and
+    """A decided check, as the table prints it: d's estimate (size: the ratio) and unadjusted
+    CI_LEVEL (90%) CI, the raw and Holm-adjusted p of the test on the estimate's side, the claimed region of d and
     the margin its machines added."""
 
     suite: str
@@ -295,7 +302,7 @@ def decide(checks: list[Check]) -> list[Verdict]:
         elif not tested[i]:
             verdict = f"inconclusive ({d.untested})" if d.se is None else "inconclusive (no spread)"
         else:
-            half = float(stats.t.ppf(0.975, d.df)) * d.se
+            half = float(stats.t.ppf(1 - ALPHA, d.df)) * d.se  # CI_LEVEL, two-sided
             ci = (d.estimate - half, d.estimate + half)
             side = "pass" if inside else "miss low" if d.estimate <= low else "miss high"
             p, p_holm = raw[(i, side)], adjusted[(i, side)]
@@ -587,7 +594,8 @@ def readme_block(verdicts: list[Verdict]) -> str:
     tested = sum(v.p is not None for v in verdicts)
     intro = (f"Holm family: {family_size(verdicts)} one-sided tests from {tested} checks, alpha {ALPHA}. "
              "A cell gives the verdict and the Holm-adjusted p of the test on the estimate's side, \"(miss)\" "
-             "where that is a test against the claim (d, its unadjusted 95% CI and the raw p: the script's output).")
+             f"where that is a test against the claim (d, its unadjusted {CI_LEVEL:.0%} CI and the raw p: the "
+             "script's output).")
     return "\n".join(["", intro, "", pivot(verdicts, ["mlp", "mnist"]), "", pivot(verdicts, ["cifar"]), ""])
 
 

@@ -244,7 +244,7 @@ def test_p_values_are_welchs_for_two_rows_and_paired_by_seed_for_the_four_row_co
     two = v[("kd > student trained alone", "mlp")]
     welch = stats.ttest_ind(kd, student, equal_var=False, alternative="greater")
     assert two.p == pytest.approx(welch.pvalue, rel=1e-9)
-    interval = stats.ttest_ind(kd, student, equal_var=False).confidence_interval(0.95)
+    interval = stats.ttest_ind(kd, student, equal_var=False).confidence_interval(0.90)
     assert two.ci == pytest.approx((interval.low, interval.high), rel=1e-9)
     shrink = v[(SHRINK, "mlp")]
     per_seed = [a - b - c + d for a, b, c, d in zip(*lead)]
@@ -324,5 +324,34 @@ def test_the_hand_written_tests_match_statsmodels_and_scipy():
     assert [(v.verdict, v.p_is_miss) for v in verdicts] == [
         ("inconclusive", False), ("inconclusive", False), ("inconclusive (wrong way)", True),
         ("inconclusive (wrong way)", True)]
-    # scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    assert verdicts[0].ci == pytest.approx((-0.5428348092789692, 0.05450147594562532), rel=1e-9)
+    # scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.90): CI_LEVEL, with the one-sided tests
+    assert verdicts[0].ci == pytest.approx((-0.4500296087673939, -0.03830372456597847), rel=1e-9)
+
+
+def test_the_interval_clears_an_edge_exactly_where_the_raw_one_sided_p_is_below_alpha():
+    """The printed interval is the one that goes with the raw p beside it: the tests are one-sided
+    at ALPHA (TOST: two of them), so a 1 - 2 ALPHA (90%) interval lies beyond an edge of the
+    claimed region (moved by the machines' margin) exactly where that edge's one-sided p < ALPHA.
+    A 95% interval printed p 0.028 beside [-0.02, +0.75] (mlp, lottery > reinit at 95%): it
+    read as a contradiction."""
+    def fig(values: list[float], group: str = "Test CPU") -> "checks.Figure":
+        return checks.Figure(tuple(enumerate(values)), group)
+
+    a, b = fig([98.10, 98.35, 98.22]), fig([98.44, 98.47, 98.50, 98.46])
+    lottery = fig([98.34, 98.36, 98.32]), fig([97.80, 98.10, 98.01])  # raw one-sided p about 0.03
+    family = [checks.compare("mlp", "equivalence", "equivalence", "-", a, b, 0.3),
+              checks.compare("mlp", "non-inferiority", "non-inferiority", "-", a, b, 0.5),
+              checks.compare("mlp", "superiority", "superiority", "-", a, b),
+              checks.compare("mlp", "lottery", "superiority", "-", *lottery),
+              checks.compare("mlp", "machines", "superiority", "-", lottery[0], fig([97.80, 98.10, 98.01], "Other")),
+              checks.published_error("mlp", "published", "-", fig([97.60, 97.75, 97.58]), 1.6)]
+    verdicts = checks.decide(family)
+    assert sum(0.025 < v.p < checks.ALPHA for v in verdicts) >= 3  # where a 95% interval disagrees
+    for check, v in zip(family, verdicts):
+        low, high = (e + s * check.difference.slack for e, s in zip(v.region, (1, -1) if not v.p_is_miss else (-1, 1)))
+        if not v.p_is_miss:  # the pass test: the interval inside the region, the margin taken off
+            clears = v.ci[0] > low and v.ci[1] < high
+        else:  # a miss test: the interval beyond the edge on the estimate's side, the margin added
+            clears = v.ci[1] < low if v.estimate <= v.region[0] else v.ci[0] > high
+        assert clears == (v.p < checks.ALPHA), (check.claim, v.ci, v.p)
+    assert "90% CI" in checks.CI_HEADER
