@@ -235,7 +235,7 @@ def parser() -> _Parser:
     rep.set_defaults(jobs=1, jobs_per_gpu=None, ray_address=None, gpus_per_run=None, cpus_per_run=1.0)
 
     cmp = sub.add_parser("compare", help="per row both result sets hold, the change in accuracy with its 95%% "
-                                         "CI and a verdict over all rows, Holm-corrected (better, worse, no change; "
+                                         "CI and a verdict over all rows, Holm-corrected (better, worse, not significant; "
                                          "unclear after Holm or where machines differ)")
     cmp.add_argument("a", metavar="A", help="the baseline: a results folder, or a git commit (its results/)")
     cmp.add_argument("b", metavar="B", nargs="?",

@@ -14,7 +14,8 @@ regression` would fail on. So the rows of one comparison, all suites together, a
 Holm's step-down procedure (`holm`) adjusts their p-values, and the verdict is `better` or `worse`
 where the adjusted p < 5%, so that the chance of any wrong `better` or `worse` in the whole comparison
 is at most 5%, whatever the dependence between rows (many share a dense model). A row whose own p is
-below 5% but whose adjusted p is not says `unclear (after Holm)`; else `no change`. The interval
+below 5% but whose adjusted p is not says `unclear (after Holm)`; else `not significant` (NOT_SIGNIFICANT:
+a test that did not reject, not a finding that nothing moved). The interval
 printed is the row's own (unadjusted): a description of the change, not the verdict's test.
 
 Machines: the same code and seeds move accuracy between two processor models by more than between
@@ -101,6 +102,9 @@ class RowChange:
 
 UNCLEAR = "unclear (machines differ)"  # beyond zero, within the machines' margin
 CHANCE = "unclear (after Holm)"  # significant on its own, not among the comparison's rows
+# not significant on its own either: "no change" read as a finding (wanda 32 pts below one-shot
+# magnitude on mlp at 92%, seeds far apart, p 0.055, said it)
+NOT_SIGNIFICANT = "not significant"
 MOVED = ("better", "worse", UNCLEAR, CHANCE)  # the verdicts of a row that may have moved
 
 
@@ -225,7 +229,7 @@ def method_pair(text: str) -> tuple[MethodSpec, MethodSpec]:
     (`sparsegpt[finetune=false]`, values read as `bench run --set` reads them), split at the commas
     outside brackets. Refused: a malformed side, a parameter fixed twice, and one method on both
     sides (the same side twice too) without a parameter fixed apart (their rows would overlap, and a
-    row compared with itself reads `no change`)."""
+    row compared with itself reads `not significant`)."""
     parts, depth, start = [], 0, 0
     for i, char in enumerate(text + ","):
         depth += {"[": 1, "]": -1}.get(char, 0)
@@ -541,7 +545,7 @@ def _judged(changes: list[RowChange], level: float) -> list[RowChange]:
         elif c.p < 1 - level:
             verdict = CHANCE
         else:
-            verdict = UNCLEAR if c.ci[0] > 0 or c.ci[1] < 0 else "no change"
+            verdict = UNCLEAR if c.ci[0] > 0 or c.ci[1] < 0 else NOT_SIGNIFICANT
         out.append(dataclasses.replace(c, verdict=verdict, p_holm=p_holm))
     return out
 
@@ -555,7 +559,7 @@ def machine_margin(ra: list[dict[str, Any]], rb: list[dict[str, Any]]) -> float:
 
 def machines_note(changes: list[RowChange], noun: str) -> str:
     """The line saying how many rows compare records of different machine models, and what their
-    verdicts had to clear: without it "no change" there reads as the seeds' verdict alone."""
+    verdicts had to clear: without it "not significant" there reads as the seeds' verdict alone."""
     n = sum(c.machine_margin > 0 for c in changes)
     if not n:
         return ""
