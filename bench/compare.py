@@ -355,10 +355,11 @@ def against_best(best: list[dict[str, Any]], rows: list[list[dict[str, Any]]],
     so that the two never disagree on one comparison taken alone; against the one-sided test it
     halves the level (2.5% on the side that matters), which leans towards calling a row tied:
     the best is picked as the top mean after the fact, and its lead over the runner-up is
-    biased upwards by that pick. A row is tied with the best where its verdict is not `worse`,
-    unjudged where a side has one seed (`too few seeds`). scipy's warning of precision lost on
-    seeds that are equal but for float rounding (a collapsed row at 11.35% on every seed) is
-    silenced: its p is what such seeds give, and the site's build printed it."""
+    biased upwards by that pick. bench.ties reads the verdicts: `worse` is below the best, CHANCE
+    and UNCLEAR unclear, `too few seeds` unjudged, the rest (its own test does not reject) tied.
+    scipy's warning of precision lost on seeds that are equal but for float rounding (a collapsed
+    row at 11.35% on every seed) is silenced: its p is what such seeds give, and the site's build
+    printed it."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
         return _judged([_change(best, recs, recs[0]["config"]["method"], setting_label(recs[0]["config"]["params"]),

@@ -299,7 +299,7 @@ def _band_name(band: int) -> str:
 
 def _headline(table: pd.DataFrame, cols: list[Column], recs: list[Record], href: str) -> str:
     """The best method at each size, each linked to its row (`href` is the suite page's path),
-    and the band's rows tied with it (bench.ties: not significantly less accurate), counted, and
+    and the band's rows tied with it (bench.ties: its own test does not tell it from the best), counted, and
     listed in a fold, each linked to its row."""
     found = bands(table)
     if not found:
