@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import signal
+import unicodedata
 
 
 class ParameterError(ValueError):
@@ -64,19 +65,31 @@ def duration(seconds: float) -> str:
     return f"about {seconds:.0f} s" if seconds < 90 else f"about {counted(round(seconds / 60), 'minute')}"
 
 
-# C0 and C1 controls, and Unicode's bidirectional marks, overrides and isolates, which reorder
-# the text shown around them (a method named "gmp\u202e0.0=ytisraps" reads as another setting)
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# What printable shows as `?`, by Unicode category: controls (Cc: C0, C1, ESC), format characters
+# (Cf: the bidirectional marks, overrides and isolates, which reorder the text shown around them,
+# so that a method named "gmp\u202e0.0=ytisraps" reads as another setting; zero-width spaces and
+# joiners, the word joiner and the BOM, which make one name look like another; tag characters,
+# invisible text), line and paragraph separators (Zl, Zp: U+2028 starts a line in a terminal or an
+# editor) and lone surrogates (Cs: JSON's \ud800 escape reads as one, and a UTF-8 console cannot
+# print it). Letters, marks, symbols and spaces of every script are text, shown as they are.
+HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+NOT_ASCII_TEXT = re.compile(r"[^\t\n\x20-\x7e]")  # the only characters to look up: tab and newline are kept
 COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # ANSI colours (SGR): Ray's and other libraries' tracebacks carry them
 
 
+def _shown(match: re.Match[str]) -> str:
+    return "?" if unicodedata.category(match.group()) in HIDDEN else match.group()
+
+
 def printable(text: str) -> str:
-    """`text` with its control characters shown as `?`: a record's text printed in a terminal
-    or stored in a table must not carry escape sequences (ESC ] 0 ; ... retitles a terminal),
-    nor bidirectional overrides (U+202E shows what follows it reversed).
+    """`text` with its control, format and separator characters (HIDDEN) shown as `?`: a
+    record's text printed in a terminal or stored in a table must not carry escape sequences
+    (ESC ] 0 ; ... retitles a terminal), bidirectional overrides (U+202E shows what follows it
+    reversed), characters that print nothing (U+200B) or start a line (U+2028). Accents, CJK and
+    other scripts stay readable.
     Colour sequences, which change nothing but colour, are dropped whole, so that an error
     from Ray reads "ray::task()", not "?[36mray::task()?[39m"."""
-    return CONTROL.sub("?", COLOUR.sub("", text))
+    return NOT_ASCII_TEXT.sub(_shown, COLOUR.sub("", text))
 
 
 def first_line(text: str | None, width: int | None = None) -> str:

@@ -570,6 +570,23 @@ def test_a_records_text_and_a_files_name_reach_the_console_printable(tmp_path, c
     assert f"left out of the leaderboard: {tmp_path / 'mlp' / 'runs'}/?[2J.json: unreadable" in err
 
 
+def test_invisible_format_characters_are_shown_and_ordinary_text_is_kept():
+    """printable showed C0/C1 controls and the bidi marks as `?`, but left the other characters
+    that print nothing or break a line: U+2028/U+2029 (a terminal or an editor starts a new line
+    there), the zero-width space and joiners, the word joiner and the BOM (a method named
+    "magni\u200btude" reads as magnitude), soft hyphens and tag characters (invisible text). Every
+    format character (category Cf), line and paragraph separator (Zl, Zp) and lone surrogate (Cs,
+    which JSON's \\ud800 escape yields and a UTF-8 console cannot print) is now `?`; accented
+    letters, CJK, emoji and combining accents are text and stay as they are."""
+    from bench.errors import first_line, printable
+
+    hidden = "\u2028\u2029\u200b\u200c\u200d\u2060\ufeff\u00ad\u061c\u202e\u2066\U000e0041\ud800\x1b\x85"
+    assert printable(f"magni{hidden}tude") == "magni" + "?" * len(hidden) + "tude"
+    assert first_line("gmp\u2028sparsity=0.9\nsecond") == "gmp?sparsity=0.9"
+    for text in ("sparsité 0.9 – naïve", "剪枝 稀疏度", "Ünïcödé", "e\u0301", "🙂", "tab\tand\nline", "\u00a0\u3000"):
+        assert printable(text) == text
+
+
 def test_the_training_speed_scripts_share_of_time_outside_training_reads_records_as_every_reader(tmp_path, capsys):
     """benchmarks/train_speed.py --results reads a results folder's records for the share of a
     run's time spent outside training: it read every file raw, and a record cut short or
