@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 from tqdm import tqdm
 
+from bench import files
 from bench.errors import ExecutorError, counted, first_line
 from bench.records import Status
 from bench.worker import Outcome, Task, failed_result, perform
@@ -112,10 +113,15 @@ def _die_with_driver() -> None:
 
 def _output_to(path: str | None) -> None:
     """Send this process's stdout and stderr (prints and warnings of plugins and libraries) to a
-    run's log file, or nowhere between runs, so that the console stays one line per run."""
+    run's log file, or nowhere between runs, so that the console stays one line per run. Not
+    through a link planted at the log's path, nor into a FIFO: nowhere then (the run's _Log
+    returns its lines, saying why)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    fd = os.open(path or os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        fd = files.open_regular(path, files.APPEND) if path else os.open(os.devnull, os.O_WRONLY)
+    except files.RefusedFile:
+        fd = os.open(os.devnull, os.O_WRONLY)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -234,7 +240,10 @@ class _Worker:
     def echo_logs(self, echo: Callable[[str], None]) -> None:
         """Show the lines its task's runs have written to their logs since the last call."""
         for path in self.task.log_paths if self.task else ():
-            with contextlib.suppress(OSError), open(path, "rb") as f:
+            # a regular file only, which cap_logs keeps near LOG_LIMIT: not a link planted there (one to
+            # /dev/zero, read to its end, filled the driver's memory), nor a FIFO (waited on for ever)
+            with contextlib.suppress(OSError, files.RefusedFile), os.fdopen(files.open_regular(path, os.O_RDONLY),
+                                                                            "rb") as f:
                 f.seek(self.shown.get(path, 0))
                 text = f.read()
                 complete = text[:text.rfind(b"\n") + 1]

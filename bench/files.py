@@ -12,6 +12,7 @@ that any module may import it without making a circle.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -121,16 +122,38 @@ def check_regular(path: Path) -> None:
         raise RefusedFile(f"{_KINDS.get(stat.S_IFMT(mode), 'a special file')}, not a regular file")
 
 
+def open_regular(path: Path | str, flags: int, mode: int = 0o666) -> int:
+    """A descriptor of `path` opened with `flags` (os.O_RDONLY; APPEND to write a log, creating
+    it), which must be a regular file: RefusedFile naming what it is otherwise, FileNotFoundError
+    where there is nothing (and no O_CREAT). A symbolic link is not followed (a log planted as
+    `-> ~/.bashrc` would have a run's prints appended there, one to /dev/zero filled the memory of
+    its reader), a FIFO not waited on (opened to write it blocks until someone reads it), a device
+    not opened."""
+    with contextlib.suppress(FileNotFoundError):  # (O_CREAT makes it)
+        check_regular(path)
+    try:  # O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or a FIFO since lstat is not followed or waited on
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):  # a link, a FIFO no one reads, a folder
+            check_regular(path)  # names it
+        raise
+    kind = stat.S_IFMT(os.fstat(fd).st_mode)
+    if kind != stat.S_IFREG:
+        os.close(fd)
+        raise RefusedFile(f"{_KINDS.get(kind, 'a special file')}, not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT  # open_regular's flags for a log: written at its end, made if absent
+
+
 def read_regular_file(path: Path, limit: int) -> bytes:
     """The bytes of `path`, a regular file of at most `limit` bytes; RefusedFile naming why for
     anything else, FileNotFoundError where there is nothing. A results folder may be tampered
     with: a symbolic link (to /dev/zero, to /etc/passwd) is not followed, a FIFO not waited on,
     a device not opened, and a huge file not read into memory."""
-    check_regular(path)
-    # O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or a FIFO since lstat is not followed or waited on
-    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise RefusedFile("not a regular file")
+    with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as f:
         data = f.read(limit + 1)
     if len(data) > limit:
         raise RefusedFile(f"larger than {limit:,} bytes")

@@ -34,7 +34,7 @@ from bench.chain import links
 from bench.context import DenseWeights
 from bench.dense_stage import Dense
 from bench.errors import DenseMismatch, counted, first_line, printable
-from bench.executors import Executor
+from bench.executors import LOG_LIMIT, Executor
 from bench.locks import Claim
 from bench.plan import RunSpec, broken_link, run_key, setting_label
 from bench.suite import Suite
@@ -302,9 +302,9 @@ class Sweep:
                     record = _write(item.path, record)
                     self.watched.wrote(item.path, record)
                     if outcome.log is not None:
-                        earlier = _read_log(item.path) if item.keep_log else ""
+                        earlier = _read_log(item.path, self.log) if item.keep_log else ""
                         files.write_text_atomic(layout.log_path(item.path), earlier + outcome.log + "\n")
-                    _log_error(layout.log_path(item.path), record)
+                    _log_error(layout.log_path(item.path), record, self.log)
                 except OSError as e:
                     unwritten = unwritten or e
                     continue
@@ -497,12 +497,19 @@ def _write(path: Path, record: Record) -> Record:
     return record
 
 
-def _read_log(artifact: Path) -> str:
-    """The text of a run's log so far (none: ""), which a returned log is to follow."""
+def _read_log(artifact: Path, warn: Callable[[str], None]) -> str:
+    """The text of a run's log so far (none: ""), which a returned log is to follow. Read as a
+    regular file of at most LOG_LIMIT bytes (what a log keeps): one swapped for a link to
+    /dev/zero filled the driver's memory, one to a private file was copied into the results
+    folder. Anything else is left out, with a warning and a line saying so in its place."""
+    path = layout.log_path(artifact)
     try:
-        return layout.log_path(artifact).read_text(errors="replace")
+        return files.read_regular_file(path, LOG_LIMIT).decode(errors="replace")
     except FileNotFoundError:
         return ""
+    except files.RefusedFile as e:
+        warn(f"warning: {path}: refused: {e}; the run's log replaces it, without its earlier attempt's lines")
+        return f"[bench: the log of this run's earlier attempt is left out: refused: {e}]\n"
 
 
 def _task_lost(outcomes: list[Outcome]) -> bool:
@@ -512,7 +519,7 @@ def _task_lost(outcomes: list[Outcome]) -> bool:
                                      for o in outcomes)
 
 
-def _log_error(path: Path, record: Record) -> None:
+def _log_error(path: Path, record: Record, warn: Callable[[str], None]) -> None:
     """End the log of a run that did not finish (failed, diverged, invalid) with its error and
     traceback. The console shows the error's first line and names this log, which otherwise
     holds only what the run printed: the traceback a plugin's author needs was in the record's
@@ -521,10 +528,13 @@ def _log_error(path: Path, record: Record) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     text = f"{layout.LOG_ERROR_MARK} {record['status']}]\n{printable(str(record['error'])).rstrip()}\n"
-    with files.naming_file(path):  # not through a link planted in its place
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-        with os.fdopen(fd, "w", encoding="utf-8") as log:
-            log.write(text)
+    try:  # not through a link planted in its place, nor into a FIFO no one reads
+        fd = files.open_regular(path, files.APPEND)
+    except files.RefusedFile as e:
+        warn(f"warning: {path}: refused: {e}; the run's error is in its record only")
+        return
+    with files.naming_file(path), os.fdopen(fd, "w", encoding="utf-8") as log:
+        log.write(text)
 
 
 def _summary(record: dict[str, Any]) -> str:

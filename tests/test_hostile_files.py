@@ -570,6 +570,80 @@ def test_a_records_text_and_a_files_name_reach_the_console_printable(tmp_path, c
     assert f"left out of the leaderboard: {tmp_path / 'mlp' / 'runs'}/?[2J.json: unreadable" in err
 
 
+def test_a_link_or_fifo_planted_as_a_runs_log_is_not_written_through_nor_waited_on(tmp_path, capfd):
+    """A run's log is opened where the driver left it: the worker appended its lines (_Log) and
+    its prints (_output_to) through a symbolic link planted there (`-> ~/.bashrc`), the driver
+    appended a failed run's error the same way, and opening a FIFO to write it waited for ever.
+    None is followed or waited on: the run's lines come back with it, saying why, and the driver
+    writes them in the link's place; its prints go nowhere."""
+    from bench import executors, sweep, worker
+    from bench.records import Status
+
+    target = tmp_path / "bashrc"
+    target.write_text("keep me\n")
+    link, fifo = tmp_path / "link.log", tmp_path / "fifo.log"
+    link.symlink_to(target)
+    os.mkfifo(fifo)
+    for planted, what in ((link, "a symbolic link"), (fifo, "a FIFO")):
+        log = worker._Log(str(planted), None)
+        log("epoch 1")
+        log.close()
+        assert log.text() == (f"[bench: {planted} is {what}, not a regular file: this run's log is not written "
+                              "through it, but returned and written in its place]\nepoch 1")
+    saved = os.dup(1), os.dup(2)
+    try:
+        executors._output_to(str(link))
+        os.write(1, b"a plugin's print\n")
+        executors._output_to(str(fifo))
+        os.write(2, b"another\n")
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+    handle = object.__new__(executors._Worker)  # its log bookkeeping only: no process
+    handle.task, handle.shown, handle.capped = type("T", (), {"log_paths": [link, fifo]}), {}, {}
+    zero = tmp_path / "zero.log"
+    zero.symlink_to("/dev/zero")  # read to its end, it filled the driver's memory
+    handle.task.log_paths.append(zero)
+    shown: list[str] = []
+    handle.echo_logs(shown.append)  # the console's echo of the logs
+    assert shown == []
+    warned: list[str] = []
+    sweep._log_error(link, {"status": Status.FAILED, "error": "ValueError: boom"}, warned.append)
+    assert warned == [f"warning: {link}: refused: a symbolic link, not a regular file; the run's error is in its "
+                      "record only"]
+    assert target.read_text() == "keep me\n" and link.is_symlink()
+
+
+def test_a_kept_log_is_read_capped_and_not_through_a_link(tmp_path):
+    """A run retried alone after its fused training failed keeps its log, which its returned log
+    follows: the driver read it whole through any link, so one swapped for a link to /dev/zero
+    filled its memory (losing the sweep's unwritten results), and one to a private file copied
+    it into the results folder. It is read as a regular file of at most the log limit, or left
+    out with a warning and a line in its place."""
+    from bench import sweep
+    from bench.executors import LOG_LIMIT
+
+    artifact = tmp_path / "runs" / "magnitude-abc-s0.json"
+    log = layout.log_path(artifact)
+    warned: list[str] = []
+    assert sweep._read_log(artifact, warned.append) == "" and not warned  # none yet
+    log.parent.mkdir(parents=True)
+    log.write_text("fused fault\n")
+    assert sweep._read_log(artifact, warned.append) == "fused fault\n" and not warned
+    log.unlink()
+    log.symlink_to("/dev/zero")
+    assert sweep._read_log(artifact, warned.append) == ("[bench: the log of this run's earlier attempt is left out: "
+                                                        "refused: a symbolic link, not a regular file]\n")
+    log.unlink()
+    with open(log, "wb") as f:
+        f.truncate(LOG_LIMIT + 1)
+    assert "refused: larger than" in sweep._read_log(artifact, warned.append)
+    assert warned == [f"warning: {log}: refused: a symbolic link, not a regular file; the run's log replaces it, "
+                      "without its earlier attempt's lines",
+                      f"warning: {log}: refused: larger than {LOG_LIMIT:,} bytes; the run's log replaces it, "
+                      "without its earlier attempt's lines"]
+
+
 def test_invisible_format_characters_are_shown_and_ordinary_text_is_kept():
     """printable showed C0/C1 controls and the bidi marks as `?`, but left the other characters
     that print nothing or break a line: U+2028/U+2029 (a terminal or an editor starts a new line
