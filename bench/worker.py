@@ -371,8 +371,8 @@ def _reference(task: Task, data: Dataset, device: torch.device, dense: DenseWeig
 @contextlib.contextmanager
 def _torch_defaults(threads: int | None) -> Iterator[None]:
     """torch's process-wide settings as the harness sets them, during a run and back after it:
-    a plugin that turns autograd off, changes the default dtype or device, autocast, oneDNN, cuDNN or
-    denormal flushing (HARNESS_BACKENDS), the deterministic
+    a plugin that turns autograd off, changes the default dtype or device, autocast, oneDNN, cuDNN,
+    cuBLAS's fp16/bf16 reductions or denormal flushing (HARNESS_BACKENDS), the deterministic
     flags, the float32 matmul precision or the thread count, draws from (or seeds) Python's and
     numpy's global random generators, changes the working directory or the environment
     variables, or registers hooks on every module (torch.nn.modules.module.
@@ -433,24 +433,36 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
 # lists, at torch's defaults. A plugin that left autocast on (torch.set_autocast_enabled) had the
 # next run of its process evaluated and timed in bf16; one that turned oneDNN off, timed without it.
 _AUTOCAST_DEVICES = ("cpu", "cuda")
-HARNESS_BACKENDS = (((False, torch.bfloat16), (False, torch.float16)), True, True, True, False)
+# cuBLAS's process-wide switches for fp16 and bf16 matmuls, as (owner, attribute, torch's default,
+# which a run starts from): reductions in the inputs' own precision, fp16 accumulation. Each reads
+# and sets on a torch without a GPU, from torch 2.7 on. (torch.backends.cuda.matmul.allow_tf32 is
+# the float32 matmul precision, which _torch_defaults sets; the attention backends' switches,
+# enable_flash_sdp and the like, are left as they are: no model of the harness calls
+# scaled_dot_product_attention.)
+CUBLAS_SWITCHES = ((torch.backends.cuda.matmul, "allow_fp16_reduced_precision_reduction", True),
+                   (torch.backends.cuda.matmul, "allow_bf16_reduced_precision_reduction", True),
+                   (torch.backends.cuda.matmul, "allow_fp16_accumulation", False))
+HARNESS_BACKENDS = (((False, torch.bfloat16), (False, torch.float16)), True, True, True, False,
+                    tuple(default for _, _, default in CUBLAS_SWITCHES))
 
 
 def _backend_settings() -> tuple[Any, ...]:
     """The settings HARNESS_BACKENDS lists, as they are now (in its order)."""
     autocast = tuple((torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in _AUTOCAST_DEVICES)
     return (autocast, torch.backends.mkldnn.enabled, torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32,
-            _denormals_flushed())
+            _denormals_flushed(), tuple(getattr(owner, name) for owner, name, _ in CUBLAS_SWITCHES))
 
 
 def _set_backend_settings(autocast: tuple[tuple[bool, torch.dtype], ...], mkldnn: bool, cudnn: bool,
-                          cudnn_tf32: bool, flush_denormal: bool) -> None:
+                          cudnn_tf32: bool, flush_denormal: bool, cublas: tuple[bool, ...]) -> None:
     for device, (enabled, dtype) in zip(_AUTOCAST_DEVICES, autocast):
         torch.set_autocast_enabled(device, enabled)
         torch.set_autocast_dtype(device, dtype)
     torch.backends.mkldnn.enabled, torch.backends.cudnn.enabled = mkldnn, cudnn
     torch.backends.cudnn.allow_tf32 = cudnn_tf32
     torch.set_flush_denormal(flush_denormal)
+    for (owner, name, _), value in zip(CUBLAS_SWITCHES, cublas):
+        setattr(owner, name, value)
 
 
 def _denormals_flushed() -> bool:

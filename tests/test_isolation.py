@@ -478,3 +478,33 @@ def test_the_settings_a_run_resets_are_the_callers_again_after_it():
         assert dict(os.environ) == environ
     finally:
         torch.set_default_device(None)
+
+
+def test_cublas_reduced_precision_switches_a_run_flips_reach_no_later_run():
+    """cuBLAS's switches for fp16 and bf16 matmuls (reduced-precision reduction, fp16
+    accumulation) are process-wide: a plugin that flipped them had every later run of its worker
+    trained, evaluated and timed under them. Each run starts from torch's defaults, and the
+    caller's settings are back after it. They read and set on a torch without a GPU. (TF32
+    matmuls are the float32 matmul precision's, reset already: torch.backends.cuda.matmul.allow_tf32
+    is that precision read another way.)"""
+    import torch
+
+    from bench.worker import _torch_defaults
+
+    matmul = torch.backends.cuda.matmul
+    names = ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction",
+             "allow_fp16_accumulation")
+    before = [getattr(matmul, name) for name in names]
+    try:
+        for name, value in zip(names, (False, False, True)):  # the caller's own
+            setattr(matmul, name, value)
+        with _torch_defaults(None):
+            assert [getattr(matmul, name) for name in names] == [True, True, False]
+            for name, value in zip(names, (False, False, True)):  # a plugin's
+                setattr(matmul, name, value)
+            torch.set_float32_matmul_precision("high")
+            assert matmul.allow_tf32
+        assert [getattr(matmul, name) for name in names] == [False, False, True] and not matmul.allow_tf32
+    finally:
+        for name, value in zip(names, before):
+            setattr(matmul, name, value)
