@@ -313,7 +313,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         took = "" if seconds is None else (f": they took {duration(seconds)} to make on "
                                           f"{printable(chosen[0]['env']['device_name'])}, their dense model's training "
                                           "included")
-        print(f"rerunning {len(chosen)} of {len(stored)} records of {suite.name} ({'named' if args.records else f'--seed {args.seed}'}) into {into}{took}")
+        print(f"rerunning {len(chosen)} of {len(stored)} records of {suite.name} ({'named' if args.records else f'--seed {args.seed}'}) into {into}{took}"
+              f"{reproduce.limit_note(chosen, args.run_timeout)}")
         try:
             for r in sorted(chosen, key=lambda r: (r["config"]["seed"], r["config"]["method"])):
                 # the record's threads, as far as this machine's cores go (a planted 10**12 started no worker)

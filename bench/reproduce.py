@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import records
-from bench.errors import counted, first_line
+from bench.errors import counted, duration, first_line
 from bench.records import Record, Status
 from bench.plan import plan, run_key, setting_label
 from bench.suite import Suite
@@ -193,6 +193,21 @@ def default_timeout(record: dict[str, Any]) -> float:
     draws only records whose run took at most --max-seconds."""
     seconds = (record.get("run_time_s") or 0.0) + (record["metrics"].get("train_time_s") or 0.0)
     return min(MAX_DEFAULT_TIMEOUT_MIN, max(15.0, 10 * seconds / 60))
+
+
+def limit_note(chosen: list[dict[str, Any]], run_timeout: float | None) -> str:
+    """How long each rerun may train, for the line printed before any does: the limit comes from
+    the records' own times (default_timeout) unless --run-timeout sets it, and a record is a file
+    anyone can edit. One claiming a budget of 10**15 epochs trained until the limit with no word
+    of it, a day where it also claimed a day's time: `--record` draws no sample, so no
+    --max-seconds filter stood between it and the rerun (nor does the filter bound anything a
+    tamperer writes: it reads the same claimed time). Said up front, the limit is the user's to
+    accept, Ctrl-C or lower."""
+    if run_timeout is not None:
+        return f"; each stops after {duration(60 * run_timeout)} (--run-timeout)"
+    longest = max(default_timeout(r) for r in chosen)
+    return (f"; each stops after at most {duration(60 * longest)}, ten times what its record says it took, "
+            "15 minutes at least (--run-timeout sets another limit)")
 
 
 def rerun(record: dict[str, Any], suite: Suite, *, results_dir: Path, data_dir: Path | None, device: str,

@@ -182,6 +182,7 @@ def test_a_record_claiming_a_huge_budget_reruns_under_a_time_limit_and_one_below
     assert time.monotonic() - start < 120, rerun.stdout
     assert rerun.returncode == 1 and "0 of 1 records reproduced" in rerun.stdout, rerun.stdout + rerun.stderr
     assert "TimedOut" in rerun.stdout, rerun.stdout
+    assert "; each stops after about 6 s (--run-timeout)" in rerun.stdout, rerun.stdout  # said before it trains
 
     (path, _) = sorted((results / "mlp-fast" / "runs").glob("*.json"))
     record = json.loads(path.read_text())
@@ -231,6 +232,18 @@ def test_the_default_rerun_limit_covers_the_dense_training_and_is_bounded():
     huge = stored("magnitude", 0, 0.98, 100, run_time_s=1.0)
     huge["metrics"]["train_time_s"] = 1e15
     assert reproduce.default_timeout(huge) == 24 * 60
+
+
+def test_the_limit_a_named_records_rerun_trains_to_is_said_before_it_trains():
+    """`--record NAME` draws no sample, so no --max-seconds filter applies (it is refused beside
+    --record: a named record is any row a reader doubts, minutes long on mnist): a tampered record
+    claiming 10**15 epochs trained until the limit its own times give, up to a day, with no word
+    of it. The line before the reruns says the limit, whoever set it."""
+    tampered = stored("magnitude", 0, 0.98, 100, run_time_s=1e9)
+    assert reproduce.limit_note([stored("magnitude", 1, 0.98, 100, run_time_s=1.0), tampered], None) == (
+        "; each stops after at most about 1440 minutes, ten times what its record says it took, 15 minutes at "
+        "least (--run-timeout sets another limit)")
+    assert reproduce.limit_note([tampered], 2.0) == "; each stops after about 2 minutes (--run-timeout)"
 
 
 def test_a_record_named_is_the_one_rerun_and_names_no_record_has_are_refused():
