@@ -313,7 +313,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         took = "" if seconds is None else (f": they took {duration(seconds)} to make on "
                                           f"{printable(chosen[0]['env']['device_name'])}, their dense model's training "
                                           "included")
-        print(f"rerunning {len(chosen)} of {len(stored)} records of {suite.name} ({'named' if args.records else f'--seed {args.seed}'}) into {into}{took}"
+        print(f"rerunning {len(chosen)} of {len(stored)} records of {suite.name} "
+              f"({'named' if args.records else f'drawn with --seed {args.seed}'}) into {into}{took}"
               f"{reproduce.limit_note(chosen, args.run_timeout)}")
         try:
             for r in sorted(chosen, key=lambda r: (r["config"]["seed"], r["config"]["method"])):
@@ -339,11 +340,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         c, env = stored_record["config"], stored_record["env"]
         print(printable(f"\n{c['method']} {setting_label(c['params'])} seed {c['seed']}\n"
                         f"  stored: commit {(env.get('git_commit') or 'unrecorded')[:12]}, {env['device_name']}, "
-                        f"{env['threads']} threads\n  rerun:  {again['env']['device_name']}, {again['env']['threads']} "
-                        "threads"))
+                        f"{counted(env['threads'], 'thread')}\n  rerun:  {again['env']['device_name']}, "
+                        f"{counted(again['env']['threads'], 'thread')}"))
         print(tabulate([[k.figure, _figure(k.figure, k.stored), _figure(k.figure, k.rerun), k.verdict] for k in checks],
                        headers=["figure", "stored", "rerun", "verdict"], disable_numparse=True))
         failures += not all(k.ok for k in checks)
+    print(f"\nnoise: {reproduce.NOISE_SDS:g} standard deviations of the figure over the stored row's seeds; for "
+          f"accuracy plus {records.MACHINE_MARGIN:g} pts, the most it moves between machine models (README: "
+          "Reproducing a row)")
     print(f"\n{len(results) - failures} of {len(results)} records reproduced"
           + (f"; {failures} did not (above)" if failures else ""))
     return 1 if failures else 0

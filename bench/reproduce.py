@@ -172,8 +172,9 @@ def judge(stored: dict[str, Any], rerun: dict[str, Any], row: list[dict[str, Any
         else:
             spread = NOISE_SDS * _std(seen)
             inside = b.get(key) is not None and abs(b[key] - a[key]) <= spread
-            checks.append(Check(key, a[key], b.get(key), f"{'within' if inside else 'OUTSIDE'} ±{spread:.4g} "
-                                                         "(depends on the weights: seeds differ)", inside))
+            checks.append(Check(key, a[key], b.get(key), f"{'within' if inside else 'OUTSIDE'} noise ±{spread:.4g} "
+                                                         "(the row's seeds differ in it: it depends on the weights)",
+                                inside))
     checks += [Check(key, a.get(key), b.get(key), "timing: not judged", True) for key in TIMED if key in a]
     return checks
 

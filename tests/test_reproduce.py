@@ -123,6 +123,9 @@ def test_reproduce_reruns_stored_records_and_flags_a_planted_difference(tmp_path
     # the run line: accuracy, size and compression; latency is the leaderboard's, beside its spread
     assert re.search(r"-> accuracy [\d.]+%  sparsity [\d.]+%  size [\d.]+ KiB \([\d.]+x smaller\)", again.stdout)
     assert "nonzeros" in again.stdout and "exact" in again.stdout and "within noise" in again.stdout
+    # the draw's seed named as the draw's (the dense model's training seed is another), the noise defined
+    assert "(drawn with --seed 0)" in again.stdout and not re.search(r"\b1 threads", again.stdout)
+    assert "noise: 3 standard deviations of the figure over the stored row's seeds" in again.stdout
     assert [p.name.split("-")[0] for p in (tmp_path / "scratch" / "mlp-fast" / "runs").glob("*.json")] == ["magnitude"]
     assert "magnitude" in again.stdout.split("the stored rows")[1]  # the leaderboard of the drawn rows
     assert f"({results}/mlp-fast/leaderboard-custom.md has them all)" in again.stdout  # a quick run's table
