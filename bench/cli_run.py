@@ -259,9 +259,10 @@ def _unmatched_training(done: list[records.Record]) -> str | None:
                   default=0)
     if not dense or longest <= max(dense) or any(r["config"]["method"] == "dense-ft" for r in ok):
         return None
-    return (f"note: methods trained up to {longest} epochs here and dense {max(dense)}, so Δ acc includes their extra "
-            "training; add dense-ft to --methods (the dense model trained as long, nothing compressed) for the "
-            "matched control, or set --finetune-epochs")
+    return (f"note: methods trained up to {longest} epochs here and dense {max(dense)}, so Δ acc (the .md's column) "
+            "includes their extra training; add dense-ft to --methods (the dense model trained as long, nothing "
+            "compressed) for the matched control, or run with --finetune-epochs 0 (no fine-tuning: a post-training "
+            "method then trains as long as dense)")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

@@ -270,7 +270,10 @@ def test_a_quick_run_says_when_its_methods_trained_longer_than_dense_with_no_con
             "--limit-test", "200", "--data-dir", data_dir, "--results-dir", tmp_path, "--set", "magnitude.sparsity=0.5"]
     ran = bench([*args, "--methods", "dense,magnitude"])
     assert ran.returncode == 0, ran.stderr
-    assert "note: methods trained up to 2 epochs here and dense 1, so Δ acc includes their extra training" in ran.stdout
+    assert "note: methods trained up to 2 epochs here and dense 1, so Δ acc (the .md's column) includes their extra " \
+           "training" in ran.stdout
+    # each way out named in full: "or set --finetune-epochs" left its value to guess
+    assert "add dense-ft to --methods" in ran.stdout and "or run with --finetune-epochs 0" in ran.stdout
     matched = bench([*args, "--methods", "dense,dense-ft,magnitude"])
     assert matched.returncode == 0 and "note:" not in matched.stdout
 
