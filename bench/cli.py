@@ -277,8 +277,8 @@ def parser() -> _Parser:
                                       "(e.g. 'magnitude,gmp', 'magnitude*')")
     lb.add_argument("--min-compression", type=_number(float, gt=0), metavar="X",
                     help="with --show: rows at least X times smaller than the dense model (compression_x, as "
-                         "shown: 3.97 reads 4.0), e.g. 10 with --sort accuracy_mean_%% for the most accurate "
-                         "model a tenth of dense's size")
+                         "shown: 3.97 reads 4.0), most accurate first unless --sort says otherwise: e.g. 10 "
+                         "for the most accurate model a tenth of dense's size, and the rows tied with it")
     lb.add_argument("--sort", metavar="COL", help="with --show: sort by this column of the CSV (e.g. accuracy_mean_%%, "
                                                   "compression_x, size_KiB), best first; dense and dense-ft stay on top")
     lb.add_argument("--budget", choices=["standard", "custom"], default="standard",

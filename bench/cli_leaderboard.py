@@ -39,6 +39,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                           or args.format != "table"):
         raise registry.ParameterError("--sparsity, --family, --methods, --min-compression, --sort, --budget and "
                                       "--format shape --show's table: add --show")
+    if args.min_compression is not None and args.sort is None:  # "which wins at this size?": the best on top
+        args.sort = "accuracy_mean_%"
     if args.serve is not None and (args.show or args.check):
         raise registry.ParameterError("--serve writes and serves the site: not with --show or --check")
     args.html = args.html or args.serve is not None

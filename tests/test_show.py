@@ -306,6 +306,29 @@ def test_a_min_compression_no_row_reaches_says_how_far_the_rows_go(tmp_path, ben
     assert "no row at least" not in show(bench, tmp_path, "--min-compression", "8").stdout
 
 
+def test_min_compression_lists_the_band_most_accurate_first_unless_sorted_otherwise(tmp_path, bench, monkeypatch):
+    """`--min-compression 10` asks which method wins at that size, but listed the band in the
+    leaderboard's method order: its `best` row sat among 46 others (mlp) unless --sort
+    accuracy_mean_% was added too. Its rows now come most accurate first, the best on top, in
+    every format; an explicit --sort still orders them."""
+    from test_site import banded_records
+
+    monkeypatch.setenv("COLUMNS", "200")
+    write_records(tmp_path, banded_records())
+    methods = ("magnitude", "gmp", "snip", "set", "rigl")
+
+    def order(*extra: str) -> list[str]:
+        shown = show(bench, tmp_path, "--min-compression", "8", *extra)
+        assert shown.returncode == 0, shown.stderr
+        return [line.split()[0] for line in shown.stdout.splitlines() if line.startswith(methods)]
+
+    by_accuracy = order("--sort", "accuracy_mean_%")
+    assert by_accuracy[0] == "magnitude" and order() == by_accuracy
+    as_json = json.loads(show(bench, tmp_path, "--min-compression", "8", "--format", "json").stdout)
+    assert [r["method"] for r in as_json if r["method"] != "dense"] == by_accuracy
+    assert order("--sort", "size_KiB") != by_accuracy  # the reader's own order wins
+
+
 def test_the_terminals_measured_speedup_is_the_tables_best_runtime_as_on_the_site(bench, monkeypatch):
     """The terminal led with eager's speedup at batch 1 whatever the table held, and eager runs an
     int8 model through fake quantization: the committed mnist int8 rows read 0.1-0.2x there. It
