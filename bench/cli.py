@@ -108,6 +108,8 @@ and training cost, over several seeds."""
 START_HERE = f"""\
 start here:
   bench leaderboard --show --suite mlp       the committed results, in the terminal
+  bench leaderboard --show --suite mlp --min-compression 10
+                                             which method wins at >= 10x smaller: the best first
   bench list                                 the methods, their families and parameters
   bench list magnitude                       one method in full: its parameters, their ranges, --set
   {layout.FIRST_QUICK_RUN}
