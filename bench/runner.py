@@ -360,7 +360,8 @@ def _print_plan(suite: Suite, runs: list[Run], todo: list[Run], dense: dict[int,
         log(f"  nothing to run: every run has its record ({'' if refreshing else '--refresh or '}--force runs them again)")
         return
     log(f"  dense models to train: {', '.join(f'seed {d.seed}' for d in to_train) or 'none'}"
-        f" ({counted(suite.training.epochs, 'epoch')} each); cached: {len(dense) - len(to_train)}")
+        + (f" ({counted(suite.training.epochs, 'epoch')} each)" if to_train else "")
+        + f"; cached: {len(dense) - len(to_train)}")
     for d in to_train:
         if d.path.exists():  # a cache file the run would not use: why
             log(printable(f"  dense model, seed {d.seed}: {why[d.seed]}"))

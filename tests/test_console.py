@@ -107,6 +107,9 @@ def test_a_dense_model_of_one_epoch_is_said_in_the_singular(tmp_path, data_dir, 
     assert planned.returncode == 0 and "dense models to train: seed 0 (1 epoch each)" in planned.stdout, planned.stdout
     ran = bench(args)
     assert ran.returncode == 0 and re.search(r"dense model, seed 0: [\d.]+% after 1 epoch \(", ran.stdout), ran.stdout
+    # none to train gives no epochs of each: "none (2 epochs each)" read as if something trained
+    again = bench([*args, "--force", "--dry-run"])
+    assert again.returncode == 0 and "dense models to train: none; cached: 1\n" in again.stdout, again.stdout
 
 
 def test_a_quick_run_goes_to_the_git_ignored_scratch_folder(tmp_path, data_dir, bench, monkeypatch):
