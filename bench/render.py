@@ -236,16 +236,22 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
         shown, cut = list(order), SETTING_WIDTH
         kept = len({sort, "accuracy_%"} & set(order)) or 1  # these go last, after the settings shrink
         core = len((set(FIRST[:CORE]) | {sort}) & set(order))  # they lead `order`: dropped after the cut
+        # Before a core column goes, the headers fold ("size (KiB)" over two lines) and a seeds column
+        # that reads alike on every row goes into the heading: at 80 columns `mlp`'s table showed
+        # accuracy alone, and its size fits so.
+        folded, seeds = False, t["seeds"].nunique() > 1 or None
+        band = standing.get(key)
         while True:
             # a long setting wraps onto more lines rather than being cut: rows cut alike
             # ("magnitude.spa…" three times) could not be told apart; it wraps between parameters,
             # never inside one ("calibr" / "ation_samples=128")
-            band = standing.get(key)
             rows = [[timed_label(r["method"], r["timed_on"], device),
                      textwrap.fill(r["shown_setting"], cut, break_long_words=False, break_on_hyphens=False),
-                     int(r["seeds"]), *([band[i].status if i in band else ""] if band else []),
+                     *([int(r["seeds"])] if seeds is not False else []),
+                     *([band[i].status if i in band else ""] if band else []),
                      *[cell(r, by_column[c]) for c in shown]] for i, r in t.iterrows()]
-            headers = ["method", "setting", "seeds", *(["vs best"] if band else []), *[by_column[c].header for c in shown]]
+            headers = ["method", "setting", *(["seeds"] if seeds is not False else []), *(["vs best"] if band else []),
+                       *[by_column[c].header.replace(" (", "\n(", 1) if folded else by_column[c].header for c in shown]]
             text = tabulate(rows, headers=headers, disable_numparse=True)
             over = max(map(len, text.splitlines())) - width
             if over <= 0 or len(shown) <= 1:
@@ -254,12 +260,17 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
                 shown.pop()
             elif cut > MIN_SETTING_WIDTH:
                 cut = max(MIN_SETTING_WIDTH, cut - over)
+            elif not folded:
+                folded = True
+            elif seeds is None:
+                seeds = False
             elif len(shown) > kept:
                 shown.pop()
             else:
                 kept = 1
-        out += [f"{source} · {budget} · {device.upper()}" + _not_shown([by_column[c].header for c in order
-                                                                          if c not in shown]), text, ""]
+        each = f" · {counted(int(t['seeds'].iloc[0]), 'seed')} each" if seeds is False else ""
+        out += [f"{source} · {budget} · {device.upper()}{each}" + _not_shown([by_column[c].header for c in order
+                                                                                if c not in shown]), text, ""]
         if any(by_column[c].spread_column for c in shown):  # what the parentheses hold, as the .md and site say
             out += ["(x): measured speedup over dense, the median over seeds; in parentheses the interquartile "
                     "range of its timed pairs", ""]

@@ -117,10 +117,32 @@ def test_a_narrow_terminal_sorted_by_size_keeps_accuracy_beside_it(tmp_path, ben
     long = {"finetune": True, "m": 4, "n": 2, "scope": "layer", "sparsity": 0.5}  # a long setting, a long name
     write_records(tmp_path, terminal_records() + [record("magnitude-oneshot", long, seed, 0.97, 500) for seed in (0, 1)])
     out = show(bench, tmp_path, "--sort", "compression_x").stdout
-    header = next(line for line in out.splitlines() if line.startswith("method"))
-    assert "compression (x)" in header and "accuracy (%)" in header
-    table = out.splitlines()[out.splitlines().index(header):]
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("method"))
+    units = lines[lines.index(header) + 1]  # the headers fold over two lines before a column goes
+    assert header.split()[2:4] == ["compression", "accuracy"] and units.split()[:2] == ["(x)", "(%)"], out
+    table = lines[lines.index(header):]
     assert max(map(len, table)) <= 80
+
+
+def test_a_narrow_terminal_folds_its_headers_and_says_the_seeds_before_dropping_size(tmp_path, bench, monkeypatch):
+    """At 80 columns mlp's committed table showed accuracy alone, without the size that says what
+    it cost. Before a core column goes, the headers fold over two lines and a seeds column that
+    reads alike on every row moves into the table's heading ("3 seeds each"); a wide terminal
+    keeps one-line headers and the column."""
+    committed = Path(__file__).parent.parent / "results"
+    monkeypatch.setenv("COLUMNS", "80")
+    out = show(bench, committed, "--suite", "mlp").stdout
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("method"))
+    assert header.split() == ["method", "setting", "accuracy", "size"], out
+    assert lines[lines.index(header) + 1].split() == ["(%)", "(KiB)"]
+    assert " · CPU · 3 seeds each (compression, " in out
+    assert max(map(len, lines[lines.index(header):])) <= 80
+    monkeypatch.setenv("COLUMNS", "250")
+    wide = show(bench, committed, "--suite", "mlp").stdout
+    header = next(line for line in wide.splitlines() if line.startswith("method"))
+    assert header.split()[:6] == ["method", "setting", "seeds", "accuracy", "(%)", "size"] and "seeds each" not in wide
 
 
 def test_settings_too_long_for_a_narrow_terminal_wrap_and_stay_apart(tmp_path, bench, monkeypatch):
