@@ -167,8 +167,8 @@ def test_a_narrow_terminal_names_the_columns_it_left_out_most_important_first():
     that the size and compression, half of the answer, were among them: the note names the first
     two it dropped, and counts the rest."""
     recs = terminal_records()
-    first = render.terminal(recs, 50, {}).splitlines()[0]
-    assert first.startswith("torchvision:MNIST · 20+10 epochs · CPU (size, compression and "), first
+    first = render.terminal(recs, 50, {}).splitlines()[0]  # (the seeds, 2 on every row, in the heading)
+    assert first.startswith("torchvision:MNIST · 20+10 epochs · CPU · 2 seeds each (compression, Δ acc and "), first
     assert re.search(r"and \d+ more columns not shown: widen the terminal or read the .md\)$", first), first
     assert render.terminal(recs, 400, {}).splitlines()[0] == "torchvision:MNIST · 20+10 epochs · CPU"  # nothing left out
 
@@ -176,7 +176,7 @@ def test_a_narrow_terminal_names_the_columns_it_left_out_most_important_first():
 def test_the_terminal_table_fits_its_width_and_tells_every_row_apart():
     recs = terminal_records()
     wide = render.terminal(recs, 400, {"gmp": "pruning during training", "uniform": "quantization"})
-    lines = wide.splitlines()
+    lines = wide.split("\n\n")[0].splitlines()  # the heading and the table, before the notes under it
     assert lines[0] == "torchvision:MNIST · 20+10 epochs · CPU"
     assert [line.split()[0] for line in lines[3:]] == ["dense", "dense-ft", "gmp", "gmp", "uniform"]
     # gmp's rows differ only in sparsity: that is what their setting shows, not a cut-off prefix
@@ -187,12 +187,13 @@ def test_the_terminal_table_fits_its_width_and_tells_every_row_apart():
     assert "latency" not in wide and "iqr" not in wide  # CSV-only columns stay out
     narrow = render.terminal(recs, 60, {})
     assert max(map(len, narrow.splitlines()[1:])) <= 60 and "columns not shown" in narrow
-    # 80 columns (a pipe's width) still show size and compression beside accuracy
-    assert re.search(r"^gmp +sparsity=0.5 +2 +98.10 ± 0.00 +2.1 +2.0$", render.terminal(recs, 80, {}), flags=re.M)
+    # 80 columns (a pipe's width) still show size and compression beside accuracy, and with the
+    # headers folded over two lines, Δ acc
+    assert re.search(r"^gmp +sparsity=0.5 +2 +98.10 ± 0.00 +2.1 +2.0 +0.10$", render.terminal(recs, 80, {}), flags=re.M)
     families = {"gmp": "pruning during training", "uniform": "quantization"}
-    only = render.terminal(recs, 400, families, family="quantization").splitlines()
+    only = render.terminal(recs, 400, families, family="quantization").split("\n\n")[0].splitlines()
     assert [line.split()[0] for line in only[3:]] == ["dense", "dense-ft", "uniform"]  # references stay
-    at = render.terminal(recs, 400, families, sparsity=0.9).splitlines()
+    at = render.terminal(recs, 400, families, sparsity=0.9).split("\n\n")[0].splitlines()
     assert [line.split()[:2] for line in at[3:]] == [["dense", "-"], ["dense-ft", "-"], ["gmp", "sparsity=0.9"]]
     assert render.terminal([], 80, {}) == "no finished runs"
 
