@@ -108,6 +108,11 @@ def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     grouped = df.groupby(keys, sort=True)
     how = {c.column: c.spec.aggregate for c in cols if c.column}
     out = grouped[values].agg({v: how.get(v, "mean") for v in values})
+    for c in cols:  # a median's lowest and highest seed, beside it
+        if c.spec.seed_range and c.column in out:
+            at = out.columns.get_loc(c.column) + 1
+            out.insert(at, f"{c.column}_min", grouped[c.column].min())
+            out.insert(at + 1, f"{c.column}_max", grouped[c.column].max())
     out["setting_params"] = grouped["setting_params"].first()  # one setting, one mapping: the label is made from it
     held, seeds = grouped[values].count(), grouped.size()
     out["partial_seeds"] = [{c: int(n) for c, n in held.loc[k].items() if 0 < n < seeds.loc[k]} for k in out.index]
@@ -210,7 +215,8 @@ def rounded(table: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     table instead (`at_decimals`, which rounds as this does): rounding twice showed a compression
     of 4.2546, 4.25 in the CSV, as 4.2."""
     out = table.copy()
-    decimals = {col.column: col.spec.decimals for col in cols if col.column}
+    decimals = {col.column + end: col.spec.decimals for col in cols if col.column
+                for end in ("", *(("_min", "_max") if col.spec.seed_range else ()))}
     decimals.update({"accuracy_mean_%": 2, "accuracy_std_%": 2})
     for col, d in decimals.items():
         if col in out:

@@ -22,7 +22,9 @@ class MetricSpec:
     """One metric. `name`, `column` and `header` may hold {runtime} (an infix, empty for the
     reference runtime) and {batch}; `table` says which Markdown table shows it ("main",
     "speed", or None for CSV only); `column` None keeps it in the records only; `spread` names the
-    record key of its spread, shown beside it in the Markdown."""
+    record key of its spread, shown beside it in the Markdown; `seed_range` shows beside a row's
+    median its lowest and highest seed (the CSV's `<column>_min` and `<column>_max`): a median over
+    three seeds hides the one slow run it leaves out."""
 
     name: str
     definition: str
@@ -37,6 +39,7 @@ class MetricSpec:
     spread: str | None = None
     recorded: bool = True  # False: computed by the leaderboard from other metrics
     aggregate: str = "mean"  # over a row's seeds: "mean", or "median" for wall times and the ratios of them
+    seed_range: bool = False
 
     @property
     def per_runtime(self) -> bool:
@@ -106,12 +109,14 @@ METRICS: list[MetricSpec] = [
                "(the record's `figures.compress_time_s`). A run trained fused with others (`--fuse`) "
                "counts its share of each fused step: the step's time divided by the runs that took it, "
                "so the shares add up to the group's wall time (see `fused_with`). The leaderboard shows "
-               "wall times as the median over seeds: one run slowed by a busy machine moves the mean",
-               "s", "train_time_s", "train time (s)", decimals=1, higher_is_better=False, aggregate="median"),
+               "wall times as the median over seeds, which one run slowed by a busy machine does not move, "
+               "with the lowest and highest seed in parentheses",
+               "s", "train_time_s", "train time (s)", decimals=1, higher_is_better=False, aggregate="median",
+               seed_range=True),
     MetricSpec("method_time_s", "`train_time_s` without the dense stage's share: the seconds of the "
                "method's own training and compute (the dense model's time is its own record's, charged "
                "once per seed, in the record's `dense.train_time_s`)", "s", "method_time_s",
-               "own time (s)", decimals=1, higher_is_better=False, aggregate="median"),
+               "own time (s)", decimals=1, higher_is_better=False, aggregate="median", seed_range=True),
     MetricSpec("train_flops", "forward and backward FLOPs of every training step the method took, the "
                "dense model's included when it started from `ctx.pretrained()`: per image counted once "
                "per architecture by `torch.utils.flop_counter`, masked weights as dense (their zeros are "

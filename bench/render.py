@@ -36,15 +36,20 @@ def number(value: Any, decimals: int) -> str:
 
 
 def cell(row: pd.Series, col: Column) -> str:
-    """A Markdown cell: accuracy as mean ± std, a metric with a spread as value (spread), and a
-    figure that only some of the row's seeds hold followed by how many (`board.aggregate`'s
-    `partial_seeds`): under a `seeds` of 3, one seed's figure read as the row's."""
+    """A Markdown cell: accuracy as mean ± std, a metric with a spread as value (spread), a wall
+    time as its median (lowest–highest seed), and a figure that only some of the row's seeds hold
+    followed by how many (`board.aggregate`'s `partial_seeds`): under a `seeds` of 3, one seed's
+    figure read as the row's."""
     if col.key == "accuracy":
         text = number(row["accuracy_mean_%"], col.spec.shown)
         return text + f" ± {number(row['accuracy_std_%'], col.spec.shown)}" if row["seeds"] > 1 else text
     text = number(row[col.column], col.spec.shown)
     if text and col.spread_column and not pd.isna(row.get(col.spread_column)):
         text += f" ({number(row[col.spread_column], col.spec.shown)})"
+    if text and col.spec.seed_range:  # the lowest and highest seed, where they read apart
+        low, high = (number(row.get(f"{col.column}{end}"), col.spec.shown) for end in ("_min", "_max"))
+        if low != high:
+            text += f" ({low}–{high})"
     held = (row.get("partial_seeds") or {}).get(col.column)
     if text and held:
         text += f" ({held} of {int(row['seeds'])} seeds)"

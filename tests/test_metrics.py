@@ -83,6 +83,12 @@ def test_one_slow_dense_run_does_not_move_a_rows_train_time(tmp_path):
     assert table.loc[0, "train_time_s"] == 44.0 and table.loc[0, "method_time_s"] == 10.0
     assert table.loc[0, "train_TFLOPs"] == 2.0
     assert re.search(r"\| train time \(s\) +\| own time \(s\) +\| train TFLOPs +\|", md)
+    # the slow seed the median leaves out is in sight: its lowest and highest seed beside it, in the
+    # CSV as columns of their own; a figure alike on every seed shows none
+    assert (table.loc[0, "train_time_s_min"], table.loc[0, "train_time_s_max"]) == (40.0, 400.0)
+    assert list(table.columns[table.columns.get_loc("train_time_s"):][:3]) == [
+        "train_time_s", "train_time_s_min", "train_time_s_max"]
+    assert re.search(r"\| 44 \(40–400\) +\| 10 +\| 2.00 +\|", md), md
 
 
 def test_one_seed_timed_beside_a_busy_process_does_not_move_a_rows_speedup(tmp_path):
