@@ -372,8 +372,8 @@ def _reference(task: Task, data: Dataset, device: torch.device, dense: DenseWeig
 def _torch_defaults(threads: int | None) -> Iterator[None]:
     """torch's process-wide settings as the harness sets them, during a run and back after it:
     a plugin that turns autograd off, changes the default dtype or device, autocast, oneDNN, cuDNN,
-    cuBLAS's fp16/bf16 reductions or denormal flushing (HARNESS_BACKENDS), the deterministic
-    flags, the float32 matmul precision or the thread count, draws from (or seeds) Python's and
+    the float32 precision of matmuls and convolutions, cuBLAS's fp16/bf16 reductions or denormal
+    flushing (HARNESS_BACKENDS), the deterministic flags or the thread count, draws from (or seeds) Python's and
     numpy's global random generators, changes the working directory or the environment
     variables, or registers hooks on every module (torch.nn.modules.module.
     register_module_forward_hook and the like), does so for its own run only. (The harness reads
@@ -386,9 +386,9 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
     saved = (torch.is_grad_enabled(), torch.get_default_dtype(), torch.are_deterministic_algorithms_enabled(),
              torch.is_deterministic_algorithms_warn_only_enabled(), torch.get_num_threads(),
              torch.is_anomaly_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-             torch.get_float32_matmul_precision(), random.getstate(), numpy.random.get_state())
+             random.getstate(), numpy.random.get_state())
 
-    def restore(grad, dtype, deterministic, warn_only, n, anomaly, benchmark, cudnn_deterministic, matmul,
+    def restore(grad, dtype, deterministic, warn_only, n, anomaly, benchmark, cudnn_deterministic,
                 python_random, numpy_random) -> None:
         torch.set_grad_enabled(grad)
         torch.set_default_dtype(dtype)
@@ -396,7 +396,6 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(n)
         torch.autograd.set_detect_anomaly(anomaly)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = benchmark, cudnn_deterministic
-        torch.set_float32_matmul_precision(matmul)
         random.setstate(python_random)
         numpy.random.set_state(numpy_random)
 
@@ -407,7 +406,7 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
     device = getattr(getattr(torch, "_GLOBAL_DEVICE_CONTEXT", None), "device_context", None)
     hooks = {name: dict(value) if isinstance(value, dict) else value for name, value in vars(module_hooks).items()
              if name.startswith("_global_")}  # the registries of hooks on every module
-    restore(True, torch.float32, False, False, threads or saved[4], False, saved[6], False, "highest", *saved[9:])
+    restore(True, torch.float32, False, False, threads or saved[4], False, saved[6], False, *saved[8:])
     torch.set_default_device(None)  # the harness sets none: tensors go where it puts them
     _set_backend_settings(*HARNESS_BACKENDS)
     try:
@@ -428,38 +427,72 @@ def _torch_defaults(threads: int | None) -> Iterator[None]:
                 setattr(module_hooks, name, value)
 
 
-# Autocast's switch and dtype per device type, oneDNN's and cuDNN's switches, cuDNN's TF32, and
-# whether denormal floats are flushed to zero: process-wide settings beside those _torch_defaults
+# Autocast's switch and dtype per device type, oneDNN's and cuDNN's switches, the float32
+# precisions, and whether denormal floats are flushed to zero: process-wide settings beside those _torch_defaults
 # lists, at torch's defaults. A plugin that left autocast on (torch.set_autocast_enabled) had the
 # next run of its process evaluated and timed in bf16; one that turned oneDNN off, timed without it.
 _AUTOCAST_DEVICES = ("cpu", "cuda")
 # cuBLAS's process-wide switches for fp16 and bf16 matmuls, as (owner, attribute, torch's default,
 # which a run starts from): reductions in the inputs' own precision, fp16 accumulation. Each reads
 # and sets on a torch without a GPU, from torch 2.7 on. (torch.backends.cuda.matmul.allow_tf32 is
-# the float32 matmul precision, which _torch_defaults sets; the attention backends' switches,
+# its float32 precision, FP32_PRECISIONS's; the attention backends' switches,
 # enable_flash_sdp and the like, are left as they are: no model of the harness calls
 # scaled_dot_product_attention.)
 CUBLAS_SWITCHES = ((torch.backends.cuda.matmul, "allow_fp16_reduced_precision_reduction", True),
                    (torch.backends.cuda.matmul, "allow_bf16_reduced_precision_reduction", True),
                    (torch.backends.cuda.matmul, "allow_fp16_accumulation", False))
-HARNESS_BACKENDS = (((False, torch.bfloat16), (False, torch.float16)), True, True, True, False,
+# The float32 precision of matmuls and convolutions in torch's newer API (2.9 on): each backend's
+# `fp32_precision`, the generic one first, at torch's defaults ("none": inherit, IEEE fp32, the older
+# API's "highest"; cuDNN's convolutions and RNNs TF32). Once a plugin set one of these, the older
+# API's getters (get_float32_matmul_precision, cudnn.allow_tf32) raise ("mix of the legacy and new
+# APIs"): the harness read them as each run began, so every later run of the worker failed, and
+# oneDNN's convolutions left at bf16 stayed so. So a run's precisions are put back in both APIs
+# (`_precisions`), and the older getters are read only where they answer.
+FP32_PRECISIONS = ((torch.backends, "none"), (torch.backends.cuda.matmul, "none"), (torch.backends.cudnn, "none"),
+                   (torch.backends.cudnn.conv, "tf32"), (torch.backends.cudnn.rnn, "tf32"),
+                   (torch.backends.mkldnn, "none"), (torch.backends.mkldnn.matmul, "none"),
+                   (torch.backends.mkldnn.conv, "none"), (torch.backends.mkldnn.rnn, "none"))
+HARNESS_BACKENDS = (((False, torch.bfloat16), (False, torch.float16)), True, True,
+                    ("highest", True, tuple(default for _, default in FP32_PRECISIONS)), False,
                     tuple(default for _, _, default in CUBLAS_SWITCHES))
+
+
+def _precisions() -> tuple[str | None, bool | None, tuple[str, ...]]:
+    """The float32 precisions as they are: the older API's matmul precision and cuDNN TF32 switch
+    (None where a setting in the newer API makes their getters raise), and the newer API's."""
+    def older(read: Callable[[], Any]) -> Any:
+        try:
+            return read()
+        except RuntimeError:  # "mix of the legacy and new APIs"
+            return None
+
+    return (older(torch.get_float32_matmul_precision), older(lambda: torch.backends.cudnn.allow_tf32),
+            tuple(owner.fp32_precision for owner, _ in FP32_PRECISIONS))
+
+
+def _set_precisions(matmul: str | None, cudnn_tf32: bool | None, fp32: tuple[str, ...]) -> None:
+    """Put `_precisions`'s back: the older API's first (its setters work in any state, and clear
+    it), then the newer's, which hold the older's too."""
+    torch.set_float32_matmul_precision(matmul or "highest")
+    torch.backends.cudnn.allow_tf32 = True if cudnn_tf32 is None else cudnn_tf32
+    for (owner, _), value in zip(FP32_PRECISIONS, fp32):
+        owner.fp32_precision = value
 
 
 def _backend_settings() -> tuple[Any, ...]:
     """The settings HARNESS_BACKENDS lists, as they are now (in its order)."""
     autocast = tuple((torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in _AUTOCAST_DEVICES)
-    return (autocast, torch.backends.mkldnn.enabled, torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32,
+    return (autocast, torch.backends.mkldnn.enabled, torch.backends.cudnn.enabled, _precisions(),
             _denormals_flushed(), tuple(getattr(owner, name) for owner, name, _ in CUBLAS_SWITCHES))
 
 
 def _set_backend_settings(autocast: tuple[tuple[bool, torch.dtype], ...], mkldnn: bool, cudnn: bool,
-                          cudnn_tf32: bool, flush_denormal: bool, cublas: tuple[bool, ...]) -> None:
+                          precisions: tuple[Any, ...], flush_denormal: bool, cublas: tuple[bool, ...]) -> None:
     for device, (enabled, dtype) in zip(_AUTOCAST_DEVICES, autocast):
         torch.set_autocast_enabled(device, enabled)
         torch.set_autocast_dtype(device, dtype)
     torch.backends.mkldnn.enabled, torch.backends.cudnn.enabled = mkldnn, cudnn
-    torch.backends.cudnn.allow_tf32 = cudnn_tf32
+    _set_precisions(*precisions)
     torch.set_flush_denormal(flush_denormal)
     for (owner, name, _), value in zip(CUBLAS_SWITCHES, cublas):
         setattr(owner, name, value)

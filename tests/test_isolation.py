@@ -480,6 +480,7 @@ def test_the_settings_a_run_resets_are_the_callers_again_after_it():
         torch.set_default_device(None)
 
 
+@pytest.mark.stack  # (switches that newer torch versions added)
 def test_cublas_reduced_precision_switches_a_run_flips_reach_no_later_run():
     """cuBLAS's switches for fp16 and bf16 matmuls (reduced-precision reduction, fp16
     accumulation) are process-wide: a plugin that flipped them had every later run of its worker
@@ -508,3 +509,35 @@ def test_cublas_reduced_precision_switches_a_run_flips_reach_no_later_run():
     finally:
         for name, value in zip(names, before):
             setattr(matmul, name, value)
+
+
+@pytest.mark.stack  # the two APIs' interplay is torch's, and differs between versions
+def test_float32_precision_a_run_sets_in_torchs_newer_api_reaches_no_later_run():
+    """torch 2.9's per-backend `fp32_precision` holds the older API's settings too, and once a
+    plugin set one, the older getters raise ("mix of the legacy and new APIs"): the harness read
+    the float32 matmul precision and cudnn.allow_tf32 as each run began, so every later run of the
+    worker failed; and oneDNN's convolutions left at bf16 stayed so for them. Each run starts from
+    torch's defaults in that API, and the caller's settings, mixed or not, are back after it."""
+    import torch
+
+    from bench.worker import FP32_PRECISIONS, _torch_defaults
+
+    owners = [owner for owner, _ in FP32_PRECISIONS]
+    before = [owner.fp32_precision for owner in owners]
+    try:
+        torch.backends.mkldnn.conv.fp32_precision = "bf16"  # the caller's own
+        with _torch_defaults(None):
+            assert [owner.fp32_precision for owner in owners] == [d for _, d in FP32_PRECISIONS]
+            assert torch.get_float32_matmul_precision() == "highest" and torch.backends.cudnn.allow_tf32
+            torch.backends.cuda.matmul.fp32_precision = "tf32"  # a plugin's, in the newer API
+            torch.backends.cudnn.conv.fp32_precision = "ieee"
+            with pytest.raises(RuntimeError, match="mix of the legacy and new APIs"):
+                torch.get_float32_matmul_precision()
+        with _torch_defaults(None):  # the next run starts, and finds torch's defaults
+            assert torch.get_float32_matmul_precision() == "highest" and torch.backends.cudnn.allow_tf32
+            assert torch.backends.mkldnn.conv.fp32_precision == "none"
+        assert torch.backends.mkldnn.conv.fp32_precision == "bf16"  # the caller's, back
+        assert torch.backends.cuda.matmul.fp32_precision == before[1]
+    finally:
+        for owner, value in zip(owners, before):
+            owner.fp32_precision = value
