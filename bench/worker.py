@@ -500,8 +500,10 @@ def _set_backend_settings(autocast: tuple[tuple[bool, torch.dtype], ...], mkldnn
 
 def _denormals_flushed() -> bool:
     """Whether torch.set_flush_denormal(True) is in force (torch has no getter): a denormal float
-    reads back as 0."""
-    return torch.tensor([1e-40], device="cpu").item() == 0.0  # (whatever the default device)
+    reads back as 0. A float32 whatever the default dtype and device: 1e-40 is a normal float64,
+    so a caller working in float64 read as not flushing, and had its flushing turned off after
+    its run."""
+    return torch.tensor([1e-40], dtype=torch.float32, device="cpu").item() == 0.0
 
 
 def _train_dense(ctx: Context, checkpoint: Path | None, env: dict[str, Any], log: _Log) -> Outcome:

@@ -541,3 +541,26 @@ def test_float32_precision_a_run_sets_in_torchs_newer_api_reaches_no_later_run()
     finally:
         for owner, value in zip(owners, before):
             owner.fp32_precision = value
+
+
+def test_a_callers_denormal_flushing_is_read_whatever_its_default_dtype():
+    """torch has no getter for denormal flushing: the worker reads it from a float that is
+    denormal in float32. Read in the caller's default dtype, a script (the inline executor's
+    caller) working in float64, where that float is a normal number, read as not flushing, and
+    its run ended with the caller's flushing turned off."""
+    import torch
+
+    from bench.worker import _torch_defaults
+
+    dtype = torch.get_default_dtype()
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        torch.set_default_dtype(torch.float64)
+        with _torch_defaults(None):
+            assert torch.tensor([1e-40], dtype=torch.float32).item() > 0  # the harness's: not flushed
+        assert torch.get_default_dtype() == torch.float64
+        assert torch.tensor([1e-40], dtype=torch.float32).item() == 0.0  # the caller's flushing, back
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_default_dtype(dtype)
