@@ -529,8 +529,11 @@ def _checks(checks: dict[str, Any] | str | None, results_dir: Path, suite: str) 
                        "them with: python benchmarks/literature_checks.py --write-readme</p>"]
     tally = pd.Series([row[-1].split(" (")[0] for row in rows]).value_counts().sort_index()
     summary = f"{len(rows)} checks: " + ", ".join(f"{n} {verdict}" for verdict, n in tally.items())
+    # the interval as the script printed it, named by its column ("d [unadjusted 90% CI]"): a level
+    # written here said 95% beside the 90% column once the script moved to the one-sided tests' interval
+    interval = next((c[len("d ["):-1] for c in columns if c.startswith("d [") and c.endswith("]")), "interval")
     return head + [f'<p class="note">Each claim tested on this leaderboard\'s rows over their seeds: d is the '
-                   f"difference in accuracy points, with its 95% CI; p is the test on the estimate's side, raw and "
+                   f"difference in accuracy points, with its {_e(interval)}; p is the test on the estimate's side, raw and "
                    f"Holm-adjusted across every check of every suite. {_e(about)}. How each check is built: "
                    "benchmarks/literature_checks.py.</p>",
                    f"<details><summary>{_e(summary)}</summary>{_table(columns, rows)}</details>"]

@@ -345,6 +345,9 @@ def test_the_literature_checks_verdicts_show_beside_the_leaderboard_they_were_de
     page = (tmp_path / "site" / "mlp" / "index.html").read_text()
     assert "<h2>checks against published results</h2>" in page
     assert "<td class=\"t\">magnitude at 92% = dense ± 0.3</td><td class=\"t\">Han et al. 2015, Table 1</td>" in page
+    # the note names the interval its column holds (the script's 90%, for one-sided tests at 5%), not another
+    assert f"with its {checks.CI_HEADER[len('d ['):-1]};" in page and "90% CI" in checks.CI_HEADER, page
+    assert "95% CI" not in page
     assert checks.main(["--results", str(tmp_path), "--readme", str(readme), "--check-readme"]) == 0
 
     saved = json.loads((tmp_path / "checks.json").read_text())
