@@ -93,7 +93,9 @@ REFERENCES = {"dense": 0, "dense-ft": 1}  # listed first; accuracy changes are t
 
 def aggregate(df: pd.DataFrame, cols: list[Column]) -> pd.DataFrame:
     """Mean over seeds per (data source, budget, device type, method, setting, device timed on),
-    the median for metrics that say so (wall times, which one run on a busy machine would move);
+    the median for metrics that say so (wall times and the speedups and latencies timed like them,
+    which one run on a busy machine would move), a wall time with its lowest and highest seed
+    beside it (`<column>_min`, `<column>_max`: the slow seed the median leaves out);
     accuracy also gets its std and its change versus the `dense` row of the same table
     (delta_acc) and versus the matched-budget `dense-ft` row (delta_ft): a method's effect, told
     apart from the effect of its extra training. `partial_seeds` maps each figure that only some of

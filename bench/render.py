@@ -84,7 +84,8 @@ def markdown(table: pd.DataFrame, cols: list[Column], recs: list[Record], suite:
     # quoted for the shell a reader pastes it into, and is a code span only where no backtick can end it.
     command = f"bench leaderboard --suite {shlex.quote(suite)}"
     lines = [f"# {md_text(suite)}: {title}", "",
-             "Mean over seeds (accuracy: mean ± std). Definitions of every column: README.md, "
+             "Mean over seeds (accuracy: mean ± std; wall times and measured speedups: the median, a wall time "
+             "with its lowest and highest seed in parentheses). Definitions of every column: README.md, "
              "section Metrics. A setting names the swept parameter and those that differ from the method's "
              "defaults (`bench list methods`); the CSV has every parameter. Regenerate with "
              + (f"`{command}`" if is_plain_name(suite) else md_text(command)) + ".", ""]
@@ -177,8 +178,8 @@ CORE = 4
 
 def _not_shown(headers: list[str]) -> str:
     """The note on the columns a narrow terminal dropped, most important first, named: at 80
-    columns `mlp`'s table is accuracy alone, and "25 columns not shown" did not say that its size
-    and compression were among them."""
+    columns `mlp`'s table was accuracy alone (before the headers folded), and "25 columns not
+    shown" did not say that its size and compression were among them."""
     if not headers:
         return ""
     names = [h.split(" (")[0] for h in headers[:2]]  # "size (KiB)": size
@@ -279,6 +280,9 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
         if any(by_column[c].spread_column for c in shown):  # what the parentheses hold, as the .md and site say
             out += ["(x): measured speedup over dense, the median over seeds; in parentheses the interquartile "
                     "range of its timed pairs", ""]
+        ranged = [by_column[c].header.split(" (")[0] for c in shown if by_column[c].spec.seed_range]
+        if ranged and t["seeds"].max() > 1:  # "31 (29–268)": not a spread of timed pairs
+            out += [f"{', '.join(ranged)}: the median over seeds; in parentheses the lowest and highest seed", ""]
         if band:
             out += [f"{ties.summary(band, f'≥ {min_compression:g}x')}; {ties.TEST}", ""]
     return "\n".join(out).rstrip() or "no finished runs"

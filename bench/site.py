@@ -464,7 +464,7 @@ def _suite_page(suite: str, recs: list[Record], images: list[str], families: dic
     body += checks
     body += ["<h2>leaderboard (standard budget)</h2>",
              '<p class="note">Mean over seeds (accuracy: mean ± std; wall times and measured speedups: the '
-             "median); hover a header for its definition (README.md, section Metrics), a setting for all its parameters: it shows the swept one and those that differ "
+             "median, a wall time with its lowest and highest seed in parentheses); hover a header for its definition (README.md, section Metrics), a setting for all its parameters: it shows the swept one and those that differ "
              "from the method's defaults. Highlighted rows are the references: <b>dense</b>, the trained model "
              "unchanged, and <b>dense-ft</b>, the dense model fine-tuned for the methods' extra epochs. Speed: "
              "measured speedup over the dense model in the same runtime (the timed pairs' interquartile range in "

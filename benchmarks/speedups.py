@@ -2,8 +2,8 @@
 
 For each suite, data source and budget: each method and setting's theoretical speedup (dense FLOPs
 over effective FLOPs) beside its measured speedup in every runtime at every batch size of the
-suite (the dense model's latency over its own in the same runtime, timed side by side; mean over
-seeds of the median pair ratio, with the mean IQR in parentheses). An empty cell is a runtime that
+suite (the dense model's latency over its own in the same runtime, timed side by side; median
+over seeds of the median pair ratio, with the median IQR in parentheses, as the leaderboard). An empty cell is a runtime that
 could not take the model; the leaderboard's Markdown lists why. Rows are grouped by family, so one
 sees at a glance which compressed forms turn fewer FLOPs into less time, and where.
 

@@ -89,6 +89,16 @@ def test_one_slow_dense_run_does_not_move_a_rows_train_time(tmp_path):
     assert list(table.columns[table.columns.get_loc("train_time_s"):][:3]) == [
         "train_time_s", "train_time_s_min", "train_time_s_max"]
     assert re.search(r"\| 44 \(40–400\) +\| 10 +\| 2.00 +\|", md), md
+    # and the notes say what those parentheses hold, where they said "Mean over seeds" (the .md, the
+    # site) or spoke of the speedup's timed pairs alone (the terminal)
+    assert "wall times and measured speedups: the median, a wall time with its lowest and highest seed in " \
+           "parentheses" in md
+    from bench import render
+
+    shown = render.terminal(recs, 400, {})
+    assert re.search(r"^magnitude .* 44 \(40–400\) ", shown, flags=re.M), shown
+    assert "train time, own time: the median over seeds; in parentheses the lowest and highest seed" in shown
+    assert "lowest and highest seed" not in render.terminal(recs[:1], 400, {})  # one seed: no range to read
 
 
 def test_one_seed_timed_beside_a_busy_process_does_not_move_a_rows_speedup(tmp_path):
