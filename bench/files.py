@@ -148,16 +148,17 @@ def open_regular(path: Path | str, flags: int, mode: int = 0o666) -> int:
 APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT  # open_regular's flags for a log: written at its end, made if absent
 
 
-def read_regular_file(path: Path, limit: int) -> bytes:
-    """The bytes of `path`, a regular file of at most `limit` bytes; RefusedFile naming why for
-    anything else, FileNotFoundError where there is nothing. A results folder may be tampered
-    with: a symbolic link (to /dev/zero, to /etc/passwd) is not followed, a FIFO not waited on,
-    a device not opened, and a huge file not read into memory."""
+def read_regular_file(path: Path, limit: int, *, cut: bool = False) -> bytes:
+    """The bytes of `path`, a regular file of at most `limit` bytes (with `cut`, of any size: its
+    first `limit` bytes); RefusedFile naming why for anything else, FileNotFoundError where there
+    is nothing. A results folder may be tampered with: a symbolic link (to /dev/zero, to
+    /etc/passwd) is not followed, a FIFO not waited on, a device not opened, and a huge file not
+    read into memory."""
     with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as f:
         data = f.read(limit + 1)
-    if len(data) > limit:
+    if len(data) > limit and not cut:
         raise RefusedFile(f"larger than {limit:,} bytes")
-    return data
+    return data[:limit]
 
 
 class UnreadableFile(ValueError):

@@ -499,12 +499,17 @@ def _write(path: Path, record: Record) -> Record:
 
 def _read_log(artifact: Path, warn: Callable[[str], None]) -> str:
     """The text of a run's log so far (none: ""), which a returned log is to follow. Read as a
-    regular file of at most LOG_LIMIT bytes (what a log keeps): one swapped for a link to
-    /dev/zero filled the driver's memory, one to a private file was copied into the results
-    folder. Anything else is left out, with a warning and a line saying so in its place."""
+    regular file, its first LOG_LIMIT bytes (what a log keeps: a log the executor capped holds
+    them and its note, and was refused whole, losing the fused fault's traceback kept for it): one
+    swapped for a link to /dev/zero filled the driver's memory, one to a private file was copied
+    into the results folder. Anything else is left out, with a warning and a line saying so in
+    its place."""
     path = layout.log_path(artifact)
     try:
-        return files.read_regular_file(path, LOG_LIMIT).decode(errors="replace")
+        data = files.read_regular_file(path, LOG_LIMIT + 1, cut=True)
+        text = data[:LOG_LIMIT].decode(errors="replace")
+        return text if len(data) <= LOG_LIMIT else (
+            text + f"\n[bench: the log of this run's earlier attempt is cut at {LOG_LIMIT / 2**20:g} MiB here]\n")
     except FileNotFoundError:
         return ""
     except files.RefusedFile as e:

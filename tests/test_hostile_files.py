@@ -618,8 +618,8 @@ def test_a_kept_log_is_read_capped_and_not_through_a_link(tmp_path):
     """A run retried alone after its fused training failed keeps its log, which its returned log
     follows: the driver read it whole through any link, so one swapped for a link to /dev/zero
     filled its memory (losing the sweep's unwritten results), and one to a private file copied
-    it into the results folder. It is read as a regular file of at most the log limit, or left
-    out with a warning and a line in its place."""
+    it into the results folder. It is read as a regular file, to the log limit, or left out with a
+    warning and a line in its place."""
     from bench import sweep
     from bench.executors import LOG_LIMIT
 
@@ -635,12 +635,15 @@ def test_a_kept_log_is_read_capped_and_not_through_a_link(tmp_path):
     assert sweep._read_log(artifact, warned.append) == ("[bench: the log of this run's earlier attempt is left out: "
                                                         "refused: a symbolic link, not a regular file]\n")
     log.unlink()
+    # a log the executor capped (its first LOG_LIMIT bytes and a note) was refused whole, and the
+    # fused fault's traceback kept for it lost: it is read to the limit, and says where it was cut
     with open(log, "wb") as f:
-        f.truncate(LOG_LIMIT + 1)
-    assert "refused: larger than" in sweep._read_log(artifact, warned.append)
+        f.write(b"fused fault\n")
+        f.truncate(LOG_LIMIT + 100)
+    text = sweep._read_log(artifact, warned.append)
+    assert text.startswith("fused fault\n") and len(text) < LOG_LIMIT + 200
+    assert text.endswith("\n[bench: the log of this run's earlier attempt is cut at 10 MiB here]\n")
     assert warned == [f"warning: {log}: refused: a symbolic link, not a regular file; the run's log replaces it, "
-                      "without its earlier attempt's lines",
-                      f"warning: {log}: refused: larger than {LOG_LIMIT:,} bytes; the run's log replaces it, "
                       "without its earlier attempt's lines"]
 
 
