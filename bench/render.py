@@ -277,9 +277,10 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
         each = f" · {counted(int(t['seeds'].iloc[0]), 'seed')} each" if seeds is False else ""
         out += [f"{source} · {budget} · {device.upper()}{each}" + _not_shown([by_column[c].header for c in order
                                                                                 if c not in shown]), text, ""]
-        if any(by_column[c].spread_column for c in shown):  # what the parentheses hold, as the .md and site say
-            out += ["(x): measured speedup over dense, the median over seeds; in parentheses the interquartile "
-                    "range of its timed pairs", ""]
+        timed = [by_column[c].header for c in shown if by_column[c].spread_column]
+        if timed:  # what the parentheses hold, as the .md and site say
+            out += [f"{', '.join(timed)}: measured speedup over dense, the median over seeds; in parentheses the "
+                    "interquartile range of its timed pairs", ""]
         ranged = [by_column[c].header.split(" (")[0] for c in shown if by_column[c].spec.seed_range]
         if ranged and t["seeds"].max() > 1:  # "31 (29–268)": not a spread of timed pairs
             out += [f"{', '.join(ranged)}: the median over seeds; in parentheses the lowest and highest seed", ""]
