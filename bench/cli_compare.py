@@ -294,7 +294,11 @@ def _methods_verdict(shared: list[RowChange], x: str, y: str, noun: str, fail_on
 
 
 def _percent(fraction: float) -> str:
-    """A tolerance or a distance between two compressions as a reader reads it: "10%", "12.8%"."""
+    """A tolerance or a distance between two compressions as a reader reads it: "10%", "12.8%",
+    and "<0.1%" for a distance that rounds to none (an unpaired row read "0% apart" beside
+    `--within 0`, which it is not)."""
+    if 0 < fraction < 0.0005:
+        return "<0.1%"
     return f"{100 * fraction:.1f}".removesuffix(".0") + "%"
 
 

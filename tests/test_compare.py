@@ -889,3 +889,11 @@ def test_a_large_change_the_seeds_cannot_show_is_not_called_no_change():
     (change,) = compare.compare(a, b)
     assert change.change < -20 and change.p > 0.05 and change.ci[0] < 0 < change.ci[1]
     assert change.verdict == compare.NOT_SIGNIFICANT == "not significant"
+
+
+def test_a_distance_in_size_that_rounds_to_none_is_not_called_none():
+    """`--within 0` left a row 0.03% from its nearest unpaired, and the note read "0% apart",
+    which is what would have paired it: a distance under a tenth of a percent reads "<0.1%"."""
+    from bench.cli_compare import _percent
+
+    assert [_percent(f) for f in (0.0, 0.0003, 0.0005, 0.1, 0.128)] == ["0%", "<0.1%", "0.1%", "10%", "12.8%"]
