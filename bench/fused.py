@@ -67,7 +67,7 @@ from torch.overrides import TorchFunctionMode
 from bench.data import Preprocess, Split
 from bench.errors import Interrupted, counted, first_line, stops_the_sweep
 from bench.suite import Budget
-from bench.train import (DivergedError, Hook, LossFn, TrainResult, batching, default_loss, epoch_end, fit, make_optimizer,
+from bench.train import (Hook, LossFn, TrainResult, batching, default_loss, epoch_end, fit, make_optimizer,
                          make_schedule)
 
 T = TypeVar("T")
