@@ -244,7 +244,6 @@ def _compare_methods(args: argparse.Namespace) -> int:
     spec_x, spec_y = compare.method_pair(args.methods)
     x, y = spec_x.label, spec_y.label
     with compare.sides([args.a], args.suite) as [a]:
-        print(f"A = {a.what}\n")
         suites = _suites({args.a: a}, args.suite)
         stored = {name: a.load(name) for name in suites}
         present = {r["config"]["method"] for recs in stored.values() for r in recs if r["status"] == Status.OK}
@@ -255,6 +254,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
                     f"--methods: {args.a} holds no finished run of '{method}'{f' in suite {args.suite}' if args.suite else ''}"
                     f"{f'; did you mean {close[0]}?' if close else ''} (methods with finished runs there: "
                     f"{', '.join(sorted(present)) or 'none'})")
+        print(f"A = {a.what}\n")  # (after the refusals above: a refused command printed it, then its error)
         recs = [r for name in suites for r in stored[name]]
         compare.check_parameters(recs, spec_x, spec_y, args.ignore)
         if by_size:

@@ -462,6 +462,8 @@ def test_bench_compare_methods_within_one_results_folder(tmp_path, bench):
                       ([], "needs B")):
         refused = bench(["compare", folder, *args])
         assert refused.returncode == 2 and why in refused.stderr, (args, refused.stderr)
+        if "randm" in args:  # refused before the heading of a comparison that does not happen
+            assert "A = " not in refused.stdout, refused.stdout
 
 
 def test_the_summary_counts_the_settings_where_y_wins_as_well_as_those_it_loses(tmp_path, bench):
