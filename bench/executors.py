@@ -134,7 +134,10 @@ READY = "ready"  # a worker's first message: it started (multiprocessing importe
 
 def _worker_main(conn: Connection, env: dict[str, str]) -> None:
     os.setpgid(0, 0)  # its own process group, which the driver kills whole: a plugin's subprocesses too
-    conn.send(READY)
+    try:
+        conn.send(READY)
+    except OSError:  # the driver let go of it as it started (Ctrl-C while the fork server imported)
+        return
     # The driver's environment as it is now, not as the fork server found it (multiprocessing
     # passes the import path and folder itself); before CUDA initializes: the worker sees only
     # its GPU.
@@ -174,6 +177,24 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def _deaf_to_ctrl_c() -> Iterator[None]:
+    """SIGINT ignored in this process meanwhile, so that a process it starts inherits it ignored
+    through exec: a terminal's Ctrl-C reaches the whole foreground group, and the fork server (or
+    a spawned worker) imports torch for seconds before it ignores SIGINT itself; hit then, it
+    printed a KeyboardInterrupt traceback under the driver's one-line message. Held around the
+    start alone (a fork and exec, milliseconds): a Ctrl-C then is lost. Only the main thread may set
+    handlers; elsewhere, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+
+
 class _Worker:
     def __init__(self, ctx: Any, env: dict[str, str]):
         self.conn, child = ctx.Pipe()
@@ -183,7 +204,13 @@ class _Worker:
         # torch.cuda.is_available() as it loads; CUDA then reads CUDA_VISIBLE_DEVICES once, for
         # good, and every worker would see every GPU and train on the first.
         with _environment(env):
-            self.process.start()
+            if ctx.get_start_method() == "forkserver":
+                with _deaf_to_ctrl_c():
+                    forkserver.ensure_running()  # starts the server: it imports once started
+                self.process.start()  # waits for those imports, deaf to no Ctrl-C
+            else:
+                with _deaf_to_ctrl_c():
+                    self.process.start()
         child.close()
         self.started = False  # READY received
         self.ticket: int | None = None

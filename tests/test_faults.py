@@ -452,6 +452,39 @@ def test_ctrl_c_and_kill_stop_a_sweep_within_seconds_keeping_finished_records(tm
 
 
 @pytest.mark.xdist_group("processes")
+def test_ctrl_c_at_a_terminal_while_the_workers_start_prints_no_traceback(tmp_path, data_dir):
+    """A terminal's Ctrl-C reaches every process of its foreground group: the command, and the
+    fork server it starts for its workers, which imports torch for seconds before it ignores
+    SIGINT itself. Pressed then (as the sweep starts: a mistyped argument seen), it printed a
+    KeyboardInterrupt traceback of torch's imports under the command's one-line message."""
+    def own_group_as_from_a_terminal():
+        as_from_a_terminal()
+        os.setpgid(0, 0)
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("BENCH_EXECUTOR", None)
+    argv = [sys.executable, "-m", "bench", *SWEEP, "--data-dir", str(data_dir), "--results-dir", str(tmp_path),
+            "--executor", "local"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=own_group_as_from_a_terminal)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                      for pid in children(proc.pid) if Path(f"/proc/{pid}").exists()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)  # the fork server is importing torch (seconds)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "interrupted; finished runs are recorded" in err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+@pytest.mark.xdist_group("processes")
 def test_in_the_inline_executor_a_plugins_keyboard_interrupt_fails_its_run_and_ctrl_c_stops_the_sweep(
         tmp_path, data_dir, faulty):
     """A real process running every run in itself (--executor inline), where the plugin's code and
