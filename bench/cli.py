@@ -429,5 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
     except KeyboardInterrupt:
-        print("\nbench: interrupted" + ("; finished runs are recorded, rerun to resume" if sweep else ""), file=sys.stderr)
+        resume = ("rerun without --force to resume (the same command runs every run again)"
+                  if getattr(args, "force", False) else "rerun to resume")
+        print("\nbench: interrupted" + (f"; finished runs are recorded, {resume}" if sweep else ""), file=sys.stderr)
         return 130

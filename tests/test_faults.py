@@ -1450,3 +1450,19 @@ def test_runs_whose_fused_training_fails_in_the_stacked_pass_train_again_alone(t
         assert "FusedStepError: fused training failed in code the runs share" in text, text
         assert "Traceback" in text and "RuntimeError: CUDA error: simulated kernel refusal" in text, text
         assert text.index("to train again alone") < text.index("measuring"), text
+
+
+def test_an_interrupted_force_says_the_same_command_would_not_resume(tmp_path, monkeypatch, capsys):
+    """--force reruns finished runs: after Ctrl-C, rerunning the same command starts over rather
+    than resuming, which the message said it would; without --force the rerun resumes."""
+    from bench import cli_run
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_run, "cmd_run", interrupted)
+    for extra, told in ((["--force"], "rerun without --force to resume"), ([], "rerun to resume")):
+        assert main(["run", *TINY, "--methods", "dense", "--results-dir", str(tmp_path), *extra]) == 130
+        err = capsys.readouterr().err
+        assert f"finished runs are recorded, {told}" in err, err
+    assert "without --force" not in err
