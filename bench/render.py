@@ -245,7 +245,7 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
         # Before a core column goes, the headers fold ("size (KiB)" over two lines) and a seeds column
         # that reads alike on every row goes into the heading: at 80 columns `mlp`'s table showed
         # accuracy alone, and its size fits so.
-        folded, seeds = False, t["seeds"].nunique() > 1 or None
+        folded, seeds_alike, seeds_shown = False, t["seeds"].nunique() == 1, True
         band = standing.get(key)
         while True:
             # a long setting wraps onto more lines rather than being cut: rows cut alike
@@ -253,10 +253,10 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
             # never inside one ("calibr" / "ation_samples=128")
             rows = [[timed_label(r["method"], r["timed_on"], device),
                      textwrap.fill(r["shown_setting"], cut, break_long_words=False, break_on_hyphens=False),
-                     *([int(r["seeds"])] if seeds is not False else []),
+                     *([int(r["seeds"])] if seeds_shown else []),
                      *([band[i].status if i in band else ""] if band else []),
                      *[cell(r, by_column[c]) for c in shown]] for i, r in t.iterrows()]
-            headers = ["method", "setting", *(["seeds"] if seeds is not False else []), *(["vs best"] if band else []),
+            headers = ["method", "setting", *(["seeds"] if seeds_shown else []), *(["vs best"] if band else []),
                        *[by_column[c].header.replace(" (", "\n(", 1) if folded else by_column[c].header for c in shown]]
             text = tabulate(rows, headers=headers, disable_numparse=True)
             over = max(map(len, text.splitlines())) - width
@@ -268,13 +268,13 @@ def terminal(recs: list[Record], width: int, families: dict[str, str],
                 cut = max(MIN_SETTING_WIDTH, cut - over)
             elif not folded:
                 folded = True
-            elif seeds is None:
-                seeds = False
+            elif seeds_alike and seeds_shown:
+                seeds_shown = False
             elif len(shown) > kept:
                 shown.pop()
             else:
                 kept = 1
-        each = f" · {counted(int(t['seeds'].iloc[0]), 'seed')} each" if seeds is False else ""
+        each = "" if seeds_shown else f" · {counted(int(t['seeds'].iloc[0]), 'seed')} each"
         out += [f"{source} · {budget} · {device.upper()}{each}" + _not_shown([by_column[c].header for c in order
                                                                                 if c not in shown]), text, ""]
         timed = [by_column[c].header for c in shown if by_column[c].spread_column]
